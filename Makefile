@@ -1,0 +1,107 @@
+# dlua -- build, test, install.  See README.md.
+#
+#   make                 build/libdlua.a, build/libdlua.so, build/dlua
+#   make test            the whole suite (C tests + busted specs)
+#   make sanitize        the same suite under ASan + UBSan (build-san/)
+#   make fuzz            fuzz the decoders for FUZZ_SECONDS each (clang)
+#   make bench           benchmarks, side by side with Dask
+#   make install PREFIX=/usr/local
+
+CC ?= cc
+PREFIX ?= /usr/local
+PKGS = lua5.4 libuv
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit)
+EDIT_LIBS := $(shell pkg-config --libs libedit)
+LUA ?= lua5.4
+
+OPT ?= -O2 -g
+CFLAGS_ALL = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread \
+             -Iruntime -I$(B) $(PKG_CFLAGS) $(XCFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(XLDFLAGS)
+
+B ?= build
+
+LIB_SRC = dl_buf.c dl_runtime.c dl_core_lua.c dl_codec.c dl_codec_lua.c \
+          dl_proto.c dl_sched.c dl_server.c dl_worker.c dl_cluster_lua.c
+BIN_SRC = dlua.c dl_repl.c
+LUA_SRC = $(wildcard lua/dlua/*.lua)
+
+LIB_OBJ = $(addprefix $(B)/,$(LIB_SRC:.c=.o)) $(B)/dl_luasrc.o
+BIN_OBJ = $(addprefix $(B)/,$(BIN_SRC:.c=.o))
+HDRS = $(wildcard runtime/*.h)
+
+CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/test_*.c))
+
+.PHONY: all test sanitize fuzz bench install clean demo
+
+all: $(B)/libdlua.a $(B)/libdlua.so $(B)/dlua $(B)/dlua.pc $(CTESTS)
+
+$(B)/%.o: runtime/%.c $(HDRS) | $(B)
+	$(CC) $(CFLAGS_ALL) $(EDIT_CFLAGS) -c $< -o $@
+
+$(B)/dl_luasrc.c: scripts/embed-lua.lua $(LUA_SRC) | $(B)
+	$(LUA) scripts/embed-lua.lua $@ $(LUA_SRC)
+
+$(B)/dl_luasrc.o: $(B)/dl_luasrc.c
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/libdlua.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/libdlua.so: $(LIB_OBJ)
+	$(CC) -shared -pthread -o $@ $^ $(LDLIBS_ALL)
+
+$(B)/dlua: $(BIN_OBJ) $(B)/libdlua.a
+	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlua.a $(LDLIBS_ALL) $(EDIT_LIBS)
+
+$(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
+	@mkdir -p $(B)/tests
+	$(CC) $(CFLAGS_ALL) -Itests/c -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
+
+$(B)/dlua.pc: Makefile | $(B)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
+	  'includedir=$${prefix}/include' '' 'Name: dlua' \
+	  'Description: Dask for Lua: task graphs on a process cluster' \
+	  'Version: 0.1.0' 'Requires: lua5.4 libuv' \
+	  'Libs: -L$${libdir} -ldlua -lpthread -lm' \
+	  'Cflags: -I$${includedir}' > $@
+
+$(B):
+	@mkdir -p $(B)
+
+demo: all
+	$(B)/dlua examples/pipeline.lua
+
+test: all
+	@scripts/run-tests $(B)
+
+sanitize:
+	@$(MAKE) --no-print-directory B=build-san OPT="-O1 -g" \
+	  XCFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  XLDFLAGS="-fsanitize=address,undefined" all
+	@DLUA_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  scripts/run-tests build-san
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/fuzz $(FUZZ_SECONDS)
+
+bench: all
+	@scripts/bench/run-all
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/share/lua/5.4/dlua
+	install -m 755 $(B)/dlua $(DESTDIR)$(PREFIX)/bin/dlua
+	install -m 644 $(B)/libdlua.a $(DESTDIR)$(PREFIX)/lib/libdlua.a
+	install -m 755 $(B)/libdlua.so $(DESTDIR)$(PREFIX)/lib/libdlua.so
+	install -m 644 runtime/dlua.h $(DESTDIR)$(PREFIX)/include/dlua.h
+	install -m 644 $(B)/dlua.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/dlua.pc
+	install -m 644 $(LUA_SRC) $(DESTDIR)$(PREFIX)/share/lua/5.4/dlua/
+
+clean:
+	rm -rf build build-san build-fuzz

@@ -1,0 +1,47 @@
+/*
+** dl_buf.c -- growable byte buffers; the runtime's one allocator.
+*/
+#include <stdlib.h>
+
+#include "dl_buf.h"
+
+/* The allocator every part of the runtime uses (Lua states and libuv too). */
+void *dl_realloc(void *p, size_t n) {
+  if (n == 0) {
+    free(p);
+    return NULL;
+  }
+  return realloc(p, n);
+}
+
+void dl_free(void *p) { free(p); }
+
+void dl_buf_free(dl_buf *b) {
+  dl_free(b->p);
+  dl_buf_init(b);
+}
+
+int dl_buf_grow(dl_buf *b, size_t n) {
+  size_t need = b->len + n, cap = b->cap ? b->cap : 64;
+  char *np;
+  if (need < b->len) return DL_ENOMEM; /* overflow */
+  while (cap < need) {
+    if (cap > SIZE_MAX / 2) {
+      cap = need;
+      break;
+    }
+    cap *= 2;
+  }
+  np = dl_realloc(b->p, cap);
+  if (np == NULL) return DL_ENOMEM;
+  b->p = np;
+  b->cap = cap;
+  return 0;
+}
+
+char *dl_buf_take(dl_buf *b, size_t *len) {
+  char *p = b->p;
+  if (len) *len = b->len;
+  dl_buf_init(b);
+  return p;
+}

@@ -1,0 +1,30 @@
+/*
+** dl_runtime.h -- internal runtime services shared by the binding files:
+** the process-wide registry of host modules, embedded Lua sources, and the
+** open functions of dlua's C submodules.
+*/
+#ifndef dl_runtime_h
+#define dl_runtime_h
+
+#include <lua.h>
+
+/* One Lua module compiled into the library (generated file). */
+typedef struct dl_luasrc {
+  const char *name; /* module name, e.g. "dlua.delayed" */
+  const char *src;
+  size_t len;
+} dl_luasrc;
+extern const dl_luasrc dl_luasrcs[];
+
+/* Apply the host's dlua_preload/dlua_register entries to L.  [-0, +0, e] */
+void dl_runtime_apply_host(lua_State *L);
+
+/* The path of the running executable (for re-exec as a worker); borrowed. */
+const char *dl_runtime_self_exe(void);
+
+/* C submodules, each returning its table.  [-0, +1, e] */
+int luaopen_dlua_core(lua_State *L);
+int luaopen_dlua_codec(lua_State *L);
+int luaopen_dlua_cluster(lua_State *L);
+
+#endif
