@@ -1,0 +1,39 @@
+/*
+** dl_repl.h -- the dlua command's interactive loop, and the protected
+** call with Ctrl-C support that the command uses for every chunk it runs.
+** Internal to the dlua command; not part of libdlua.
+*/
+#ifndef dl_repl_h
+#define dl_repl_h
+
+#include <lua.h>
+
+/*
+** Call the function below its narg arguments on L's stack like lua_pcall,
+** with a message handler that adds a traceback to the error, and with
+** SIGINT turned into a Lua error "interrupted!" raised inside the running
+** code (through a debug hook; the signal handler touches nothing else).
+** The previous SIGINT disposition is restored before returning.  Returns
+** the lua_pcall status.  [-(narg+1), +(nres|1), -]
+*/
+int dl_repl_call(lua_State *L, int narg, int nres);
+
+/*
+** If status is not LUA_OK, write the message on top of L's stack to
+** stderr, prefixed with "progname: " when progname is not NULL, and pop
+** it.  Returns status.  [-(0|1), +0, -]
+*/
+int dl_repl_report(lua_State *L, const char *progname, int status);
+
+/*
+** Run the read-eval-print loop on stdin until end of input.  With a
+** terminal, lines are read through libedit (editing, history kept in
+** $DLUA_HISTORY or ~/.dlua_history); otherwise prompts go to stdout and
+** lines are read plainly.  Each entry is first tried as an expression
+** ("return " .. line); results are printed with dlua.pretty.  Errors are
+** reported on stderr and the loop goes on; Ctrl-C interrupts a running
+** entry or clears the line being typed.  [-0, +0, e]
+*/
+void dl_repl_run(lua_State *L);
+
+#endif

@@ -1,0 +1,336 @@
+-- The dlua command as a Lua-compatible interpreter: flags, the arg table,
+-- exit codes and error messages.  Every case runs the binary under test
+-- ($DLUA) in a shell and checks its exit status, stdout and stderr.
+
+local DLUA = assert(os.getenv("DLUA"), "DLUA must name the dlua binary")
+
+local function script_dir()
+  local src = debug.getinfo(1, "S").source:sub(2)
+  local dir = src:match("^(.*)/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local pwd = io.popen("pwd"):read("l")
+    dir = pwd .. "/" .. dir
+  end
+  return dir
+end
+
+local FIX = script_dir() .. "/fixtures/cli"
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Run a shell command line with "$DLUA" available, optionally feeding
+-- stdin; returns exit status, stdout, stderr.
+local function sh(cmdline, stdin)
+  local out, err, inp = os.tmpname(), os.tmpname(), os.tmpname()
+  local f = assert(io.open(inp, "wb"))
+  f:write(stdin or "")
+  f:close()
+  local full = ("DLUA=%s; export DLUA; (%s) <%s >%s 2>%s; echo $?"):format(
+    q(DLUA), cmdline, q(inp), q(out), q(err))
+  local p = assert(io.popen(full))
+  local code = tonumber(p:read("a"):match("%d+"))
+  p:close()
+  local o, e = slurp(out), slurp(err)
+  os.remove(out); os.remove(err); os.remove(inp)
+  return code, o, e
+end
+
+-- Run dlua with the given arguments (already quoted where needed).
+local function dlua(args, stdin)
+  return sh('"$DLUA" ' .. args, stdin)
+end
+
+describe("dlua command", function()
+  describe("version and help", function()
+    it("-v prints 'dlua <version> (Lua 5.4.x)' and exits 0", function()
+      local code, out, err = dlua("-v")
+      assert.equal(0, code)
+      assert.matches("^dlua 0%.1%.0 %(Lua 5%.4%.%d+%)\n$", out)
+      assert.equal("", err)
+    end)
+
+    it("--version prints the same line as -v", function()
+      local _, v = dlua("-v")
+      local code, out = dlua("--version")
+      assert.equal(0, code)
+      assert.equal(v, out)
+    end)
+
+    it("-v with -e prints the version, then runs the chunk", function()
+      local code, out = dlua("-v -e 'print(42)'")
+      assert.equal(0, code)
+      assert.matches("^dlua 0%.1%.0 [^\n]*\n42\n$", out)
+    end)
+
+    it("--help documents every flag and the REPL", function()
+      local code, out, err = dlua("--help")
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.matches("^usage: dlua %[options%] %[script %[args%]%]", out)
+      for _, flag in ipairs({ "-e stat", "-i", "-l mod", "-l g=mod", "-v",
+                              "-E", "-W", "--help", "--version", "--",
+                              "REPL", "DLUA_HISTORY", "LUA_INIT" }) do
+        assert.truthy(out:find(flag, 1, true), "help lacks " .. flag)
+      end
+      assert.truthy(out:find("\n  -  ", 1, true), "help lacks '-'")
+    end)
+
+    it("-h is --help", function()
+      local _, help = dlua("--help")
+      local code, out = dlua("-h")
+      assert.equal(0, code)
+      assert.equal(help, out)
+    end)
+  end)
+
+  describe("running scripts", function()
+    it("passes arguments as arg[1..n] and as ...", function()
+      local code, out, err = dlua(q(FIX .. "/args.lua") .. " a 'b c' d")
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.equal("arg0=" .. FIX .. "/args.lua\nargn=3\ndots=a,b c,d\n"
+        .. "neg1=" .. DLUA .. "\n", out)
+    end)
+
+    it("puts options at negative indices of arg", function()
+      local code, out = dlua("-e 'x=1' " .. q(FIX .. "/args.lua"))
+      assert.equal(0, code)
+      assert.matches("neg1=x=1\n", out, 1, true)
+    end)
+
+    it("skips a #! first line", function()
+      local code, out, err = dlua(q(FIX .. "/shebang.lua") .. " 1 2")
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.equal("shebang ok\t1\t2\n", out)
+    end)
+
+    it("runs a #! script directly through the dlua on PATH", function()
+      local dir = DLUA:match("^(.*)/[^/]*$")
+      local tmp = os.tmpname()
+      local f = assert(io.open(tmp, "wb"))
+      f:write(slurp(FIX .. "/shebang.lua"))
+      f:close()
+      local code, out = sh(("chmod +x %s && PATH=%s:$PATH %s x"):format(
+        q(tmp), q(dir), q(tmp)))
+      os.remove(tmp)
+      assert.equal(0, code)
+      assert.equal("shebang ok\tx\n", out)
+    end)
+
+    it("reads the script from stdin with -", function()
+      local code, out = dlua("- p q", "print('from stdin', ...)\n")
+      assert.equal(0, code)
+      assert.equal("from stdin\tp\tq\n", out)
+    end)
+
+    it("reads stdin as a script when it is not a terminal", function()
+      local code, out = dlua("", "print(1 + 1)\n")
+      assert.equal(0, code)
+      assert.equal("2\n", out)
+    end)
+
+    it("treats the word after -- as the script, even '-x'", function()
+      local code, out = sh("cd " .. q(FIX) .. " && cp args.lua ./-x.lua && "
+        .. '"$DLUA" -- -x.lua z; rc=$?; rm -f ./-x.lua; exit $rc')
+      assert.equal(0, code)
+      assert.matches("dots=z\n", out, 1, true)
+    end)
+
+    it("exits with the status given to os.exit", function()
+      local code, out = dlua(q(FIX .. "/exit_code.lua") .. " 3")
+      assert.equal(3, code)
+      assert.equal("before exit\n", out)
+      code = dlua(q(FIX .. "/exit_code.lua") .. " 0")
+      assert.equal(0, code)
+    end)
+
+    it("finds require 'dlua' from another directory; time increases",
+      function()
+        local code, out, err = sh("cd / && \"$DLUA\" "
+          .. q(FIX .. "/dlua_time.lua"))
+        assert.equal(0, code)
+        assert.equal("", err)
+        assert.equal("float\tfloat\ttrue\t0.1.0\n", out)
+      end)
+  end)
+
+  describe("options", function()
+    it("-e runs chunks in order", function()
+      local code, out = dlua("-e 'x = 20' -e 'print(x + 1)' -e'print(x*2)'")
+      assert.equal(0, code)
+      assert.equal("21\n40\n", out)
+    end)
+
+    it("-e runs before the script, which sees its globals", function()
+      local code, out = dlua("-e 'print(\"first\")' "
+        .. q(FIX .. "/shebang.lua"))
+      assert.equal(0, code)
+      assert.equal("first\nshebang ok\n", out)
+    end)
+
+    it("-l mod sets global mod; -l g=mod sets global g", function()
+      local code, out, err = sh("LUA_PATH=" .. q(FIX .. "/?.lua")
+        .. " \"$DLUA\" -l greet -l g=greet -e 'print(greet.hello, g == greet)'")
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.equal("hello from greet\ttrue\n", out)
+    end)
+
+    it("-l of a missing module fails with status 1", function()
+      local code, out, err = dlua("-l no_such_module_xyz -e 'print(1)'")
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^dlua: module 'no_such_module_xyz' not found", err)
+    end)
+
+    it("-E ignores LUA_PATH and LUA_INIT", function()
+      local env = "LUA_PATH=" .. q(FIX .. "/?.lua")
+        .. " LUA_INIT='print(\"init ran\")' "
+      local code, out = sh(env .. "\"$DLUA\" -e 'print(require\"greet\".hello)'")
+      assert.equal(0, code)
+      assert.equal("init ran\nhello from greet\n", out)
+      local code2, out2, err2 = sh(env .. "\"$DLUA\" -E -e 'require\"greet\"'")
+      assert.equal(1, code2)
+      assert.equal("", out2)
+      assert.matches("module 'greet' not found", err2, 1, true)
+    end)
+
+    it("LUA_INIT=@file runs that file first", function()
+      local code, out = sh("LUA_INIT=@" .. q(FIX .. "/shebang.lua")
+        .. " \"$DLUA\" -e 'print(2)'")
+      assert.equal(0, code)
+      assert.equal("shebang ok\n2\n", out)
+    end)
+
+    it("LUA_INIT_5_4 wins over LUA_INIT", function()
+      local code, out = sh("LUA_INIT='print(1)' LUA_INIT_5_4='print(54)' "
+        .. "\"$DLUA\" -e ''")
+      assert.equal(0, code)
+      assert.equal("54\n", out)
+    end)
+
+    it("an error in LUA_INIT stops the command with status 1", function()
+      local code, out, err = sh("LUA_INIT='error(\"bad init\")' "
+        .. "\"$DLUA\" -e 'print(1)'")
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^dlua: LUA_INIT:1: bad init", err)
+    end)
+
+    it("warnings are off by default and on with -W", function()
+      local code, _, err = dlua("-e 'warn(\"careful\")'")
+      assert.equal(0, code)
+      assert.equal("", err)
+      code, _, err = dlua("-W -e 'warn(\"careful\")'")
+      assert.equal(0, code)
+      assert.equal("Lua warning: careful\n", err)
+    end)
+
+    it("-i runs the script, then reads entries from stdin", function()
+      local code, out, err = dlua("-i " .. q(FIX .. "/shebang.lua"),
+        "1 + 1\n{ b = 2, a = 'x' }\n")
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.matches("^shebang ok\n", out)
+      assert.matches("\n> 2\n> { a = \"x\", b = 2 }\n> \n$", out)
+    end)
+  end)
+
+  describe("errors", function()
+    it("an unknown flag gives one line and status 1", function()
+      local code, out, err = dlua("-x")
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.equal("dlua: unrecognized option '-x' (try 'dlua --help')\n", err)
+    end)
+
+    it("an unknown long flag and a flag with extra letters fail too", function()
+      local code, _, err = dlua("--frobnicate")
+      assert.equal(1, code)
+      assert.matches("^dlua: unrecognized option '%-%-frobnicate'", err)
+      code, _, err = dlua("-vx")
+      assert.equal(1, code)
+      assert.matches("^dlua: unrecognized option '%-vx'", err)
+    end)
+
+    it("-e and -l without an argument fail with one line", function()
+      local code, _, err = dlua("-e")
+      assert.equal(1, code)
+      assert.equal("dlua: '-e' needs an argument (try 'dlua --help')\n", err)
+      code, _, err = dlua("-l")
+      assert.equal(1, code)
+      assert.equal("dlua: '-l' needs an argument (try 'dlua --help')\n", err)
+    end)
+
+    it("a missing script file gives one line and status 1", function()
+      local code, out, err = dlua("no/such/file.lua")
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.equal("dlua: cannot open no/such/file.lua: "
+        .. "No such file or directory\n", err)
+    end)
+
+    it("a syntax error names file:line on one line", function()
+      local path = FIX .. "/syntax_error.lua"
+      local code, out, err = dlua(q(path))
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^dlua: " .. path:gsub("%p", "%%%0")
+        .. ":4: unexpected symbol near '='\n$", err)
+    end)
+
+    it("a syntax error in -e names the command line", function()
+      local code, _, err = dlua("-e 'x = = 1'")
+      assert.equal(1, code)
+      assert.matches("^dlua: %(command line%):1: [^\n]*\n$", err)
+    end)
+
+    it("a run-time error prints message and traceback, status 1", function()
+      local path = FIX .. "/runtime_error.lua"
+      local code, out, err = dlua(q(path))
+      assert.equal(1, code)
+      assert.equal("", out)
+      local first = err:match("^[^\n]*")
+      assert.equal("dlua: " .. path .. ":3: boom from inner", first)
+      assert.matches("\nstack traceback:\n", err, 1, true)
+      assert.matches("runtime_error.lua:3: in upvalue 'inner'", err, 1, true)
+      assert.matches("in main chunk", err, 1, true)
+    end)
+
+    it("an error object that is not a string is described", function()
+      local code, _, err = dlua("-e 'error({})'")
+      assert.equal(1, code)
+      assert.matches("^dlua: %(error object is a table value%)", err)
+    end)
+
+    it("an error object with __tostring is printed with it", function()
+      local code, _, err = dlua("-e 'error(setmetatable({}, "
+        .. "{__tostring = function() return \"custom err\" end}))'")
+      assert.equal(1, code)
+      assert.equal("dlua: custom err\n", err)
+    end)
+
+    it("SIGINT stops a running script with 'interrupted!'", function()
+      local ready = os.tmpname()
+      os.remove(ready)
+      local code, _, err = sh(('"$DLUA" %s %s & pid=$!; '
+        .. 'i=0; while [ ! -s %s ] && [ $i -lt 200 ]; do sleep 0.05; '
+        .. 'i=$((i+1)); done; kill -INT $pid; wait $pid'):format(
+        q(FIX .. "/loop.lua"), q(ready), q(ready)))
+      os.remove(ready)
+      assert.equal(1, code)
+      assert.matches("^dlua: interrupted!\nstack traceback:", err)
+    end)
+  end)
+end)

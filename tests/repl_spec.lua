@@ -1,0 +1,374 @@
+-- The dlua REPL on a real pseudo-terminal.  Each case starts a private
+-- tmux server (tmux -L dlua-test-<pid>-<n>) running $DLUA in a 120x40
+-- pane, types into it with send-keys, and polls capture-pane until the
+-- expected text shows up or a deadline passes.  The server is killed at
+-- the end of every case, pass or fail.
+
+local dlua = require "dlua"
+
+local DLUA = assert(os.getenv("DLUA"), "DLUA must name the dlua binary")
+local TIMEOUT = 15 -- seconds to wait for any one piece of output
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function exec(cmd)
+  local ok, _, code = os.execute(cmd .. " >/dev/null 2>&1")
+  return ok == true and code == 0
+end
+
+local PID = io.popen("echo $PPID"):read("l")
+local serial = 0
+
+local Term = {}
+Term.__index = Term
+
+-- Start dlua in a new tmux server; env is a string of VAR=value words.
+-- The pane runs a shell line that records dlua's exit status in a file.
+local function start(env)
+  serial = serial + 1
+  local self = setmetatable({}, Term)
+  self.sock = ("dlua-test-%s-%d"):format(PID, serial)
+  self.status = os.tmpname()
+  os.remove(self.status)
+  local inner = ("env %s %s; echo \"exit=$?\" > %s"):format(
+    env or "", q(DLUA), q(self.status))
+  self.tmux = "tmux -f /dev/null -L " .. q(self.sock)
+  assert(exec(self.tmux .. " new-session -d -x 120 -y 40 " .. q(inner)),
+    "tmux did not start")
+  local p = io.popen(self.tmux .. " display-message -p '#{socket_path}'")
+  self.socket = p:read("l")
+  p:close()
+  return self
+end
+
+-- Kill the server and remove its socket and status files.
+function Term:kill()
+  exec(self.tmux .. " kill-server")
+  os.remove(self.status)
+  if self.socket and self.socket ~= "" then os.remove(self.socket) end
+end
+
+function Term:screen()
+  local p = io.popen(self.tmux .. " capture-pane -p 2>/dev/null")
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+-- Poll until pred(screen) is true; returns the screen, or fails the test
+-- showing the last screen.
+function Term:wait(pred, what)
+  local deadline = dlua.time() + TIMEOUT
+  local s
+  repeat
+    s = self:screen()
+    if pred(s) then return s end
+    os.execute("sleep 0.05")
+  until dlua.time() > deadline
+  error(("timed out waiting for %s; screen:\n%s"):format(what, s), 2)
+end
+
+-- Wait until the screen has a line equal to line.
+function Term:wait_line(line)
+  return self:wait(function(s)
+    for l in (s .. "\n"):gmatch("([^\n]*)\n") do
+      if l:gsub("%s+$", "") == line then return true end
+    end
+    return false
+  end, ("the line %q"):format(line))
+end
+
+-- Wait until text appears anywhere on the screen, n times.
+function Term:wait_text(text, n)
+  n = n or 1
+  return self:wait(function(s)
+    local count, init = 0, 1
+    while true do
+      local i, j = s:find(text, init, true)
+      if not i then break end
+      count, init = count + 1, j + 1
+    end
+    return count >= n
+  end, ("%q"):format(text))
+end
+
+-- Type text literally, then press Enter.
+function Term:line(text)
+  assert(exec(self.tmux .. " send-keys -l " .. q(text)))
+  assert(exec(self.tmux .. " send-keys Enter"))
+end
+
+function Term:type(text)
+  assert(exec(self.tmux .. " send-keys -l " .. q(text)))
+end
+
+function Term:key(name)
+  assert(exec(self.tmux .. " send-keys " .. name))
+end
+
+-- Wait for the session to end (dlua exited); returns its exit status.
+function Term:wait_exit()
+  local deadline = dlua.time() + TIMEOUT
+  repeat
+    if not exec(self.tmux .. " has-session") then
+      local s = slurp(self.status)
+      return s and tonumber(s:match("exit=(%d+)"))
+    end
+    os.execute("sleep 0.05")
+  until dlua.time() > deadline
+  error("dlua did not exit; screen:\n" .. self:screen(), 2)
+end
+
+-- Run body(term) on a fresh terminal and kill it afterwards.
+local function with_term(env, body)
+  local history = os.tmpname()
+  local t = start(("DLUA_HISTORY=%s %s"):format(q(history), env or ""))
+  local ok, err = pcall(function()
+    t:wait_text("Dask for Lua")
+    t:wait_line(">")
+    body(t, history)
+  end)
+  t:kill()
+  os.remove(history)
+  if not ok then error(err, 0) end
+end
+
+describe("dlua REPL on a terminal", function()
+  it("greets on one line and shows the '> ' prompt", function()
+    with_term(nil, function(t)
+      local s = t:screen()
+      local first = s:match("^[^\n]*")
+      assert.matches("^dlua 0%.1%.0 %(Lua 5%.4%.%d+%) %-%- Dask for Lua", first)
+      assert.matches("\n> *\n", s)
+    end)
+  end)
+
+  it("continues a multi-line function with '>> ' and then calls it",
+    function()
+      with_term(nil, function(t)
+        t:line("function twice(x)")
+        t:wait_line(">>")
+        t:line("  return x * 2")
+        t:wait_line(">>   return x * 2")
+        t:line("end")
+        t:wait_line(">> end")
+        t:line("twice(21)")
+        local s = t:wait_line("42")
+        assert.matches("> function twice%(x%)\n>>   return x %* 2\n>> end\n"
+          .. "> twice%(21%)\n42\n", s)
+      end)
+    end)
+
+  it("prints an expression's value without '=' or 'return'", function()
+    with_term(nil, function(t)
+      t:line("1 + 2")
+      t:wait_line("3")
+      t:line("'hi' .. 'there', 7")
+      -- The terminal shows the tab between results as spaces.
+      local s = t:wait(function(scr)
+        return scr:find('\n"hithere" +7\n') ~= nil
+      end, "two results")
+      assert.matches('> 1 %+ 2\n3\n', s)
+    end)
+  end)
+
+  it("pretty-prints tables with sorted keys", function()
+    with_term(nil, function(t)
+      t:line("{ zeta = 1, alpha = { 1, 2 }, 'first', [10] = true }")
+      local s = t:wait_line('{ "first", [10] = true, alpha = { 1, 2 }, '
+        .. 'zeta = 1 }')
+      assert.is_nil(s:find("table: 0x", 1, true))
+    end)
+  end)
+
+  it("prints nothing for statements and marks cycles in tables", function()
+    with_term(nil, function(t)
+      t:line("local z = 5")
+      t:line("c = {}; c.self = c")
+      t:line("'after'")
+      local s = t:wait_line('"after"')
+      assert.matches("> local z = 5\n> c = {}; c.self = c\n> 'after'\n",
+        s, 1, true)
+      t:line("c")
+      t:wait_text("{ self = <cycle table: 0x")
+    end)
+  end)
+
+  it("Ctrl-C interrupts a running loop and the REPL goes on", function()
+    with_term(nil, function(t)
+      t:line("while true do end")
+      t:wait_line("> while true do end")
+      -- The loop is running once the line has been read and echoed; a
+      -- Ctrl-C before the chunk starts would only clear an empty line,
+      -- so repeat it until the interruption is reported.
+      t:wait(function(s)
+        if s:find("interrupted!", 1, true) then return true end
+        t:key("C-c")
+        return false
+      end, "'interrupted!'")
+      t:line("6 * 7")
+      local s = t:wait_line("42")
+      assert.truthy(s:find("interrupted!", 1, true))
+    end)
+  end)
+
+  it("Ctrl-C at the prompt drops the line being typed", function()
+    with_term(nil, function(t)
+      t:type("partial_garbage")
+      t:wait_text("> partial_garbage")
+      t:key("C-c")
+      t:wait_line(">")
+      t:line("1 + 1")
+      local s = t:wait_line("2")
+      assert.is_nil(s:find("stdin:1:", 1, true))
+    end)
+  end)
+
+  it("Ctrl-C at a '>> ' prompt drops the unfinished entry", function()
+    with_term(nil, function(t)
+      t:line("function unfinished(")
+      t:wait_line(">>")
+      t:key("C-c")
+      t:wait_line(">")
+      t:line("3 + 4")
+      local s = t:wait_line("7")
+      assert.is_nil(s:find("stdin:", 1, true))
+    end)
+  end)
+
+  it("works when the history file cannot be written", function()
+    local t = start("DLUA_HISTORY=/nonexistent-dir-dlua/history")
+    local ok, err = pcall(function()
+      t:wait_line(">")
+      t:line("5 * 5")
+      t:wait_line("25")
+      t:line("5 * 6")
+      local s = t:wait_line("30")
+      assert.is_nil(s:lower():find("history", 1, true))
+      t:key("C-d")
+      assert.equal(0, t:wait_exit())
+    end)
+    t:kill()
+    if not ok then error(err, 0) end
+  end)
+
+  it("reports an error on stderr and continues", function()
+    with_term(nil, function(t)
+      t:line("error('kaboom')")
+      t:wait_text("stdin:1: kaboom")
+      t:line("40 + 2")
+      local s = t:wait_line("42")
+      assert.truthy(s:find("stack traceback:", 1, true))
+    end)
+  end)
+
+  it("writes the history file and reads it back in the next session",
+    function()
+      local history
+      with_term(nil, function(t, h)
+        history = h
+        t:line("hist_marker_1234 = 99")
+        t:wait_line("> hist_marker_1234 = 99")
+        t:key("C-d")
+        assert.equal(0, t:wait_exit())
+        local saved = slurp(h)
+        assert.truthy(saved and saved:find("hist_marker_1234", 1, true),
+          "history file lacks the entry")
+        -- A second session on the same history file recalls the entry.
+        local t2 = start("DLUA_HISTORY=" .. q(h))
+        local ok, err = pcall(function()
+          t2:wait_line(">")
+          t2:key("Up")
+          t2:wait_text("> hist_marker_1234 = 99")
+        end)
+        t2:kill()
+        if not ok then error(err, 0) end
+      end)
+      assert.is_string(history)
+    end)
+
+  it("Ctrl-D at an empty prompt exits with status 0", function()
+    with_term(nil, function(t)
+      t:line("x = 1")
+      t:wait_line("> x = 1")
+      t:key("C-d")
+      assert.equal(0, t:wait_exit())
+      assert.is_false(exec(t.tmux .. " has-session"))
+    end)
+  end)
+end)
+
+describe("dlua.pretty", function()
+  local pretty = require "dlua.pretty"
+
+  it("quotes and escapes strings", function()
+    assert.equal('"a\\nb\\"c\\\\"', pretty.format('a\nb"c\\'))
+    assert.equal('"\\0\\1"', pretty.format("\0\1"))
+    assert.equal('"1"', pretty.format("1"))
+    assert.equal("1", pretty.format(1))
+    assert.equal("1.0", pretty.format(1.0))
+  end)
+
+  it("writes the array part first, then sorted keys", function()
+    assert.equal('{ 1, 2, [1.5] = 0, b = 1, ["not id"] = 2, z = 3, '
+      .. '[true] = 4 }',
+      pretty.format({ 1, 2, z = 3, b = 1, ["not id"] = 2, [true] = 4,
+                      [1.5] = 0 }))
+    assert.equal('{ ["end"] = 1 }', pretty.format({ ["end"] = 1 }))
+    assert.equal("{}", pretty.format({}))
+  end)
+
+  it("breaks tables wider than opts.width over lines", function()
+    local s = pretty.format({ alpha = { 1, 2 }, beta = "b" }, { width = 10 })
+    assert.equal('{\n  alpha = { 1, 2 },\n  beta = "b"\n}', s)
+  end)
+
+  it("stops at opts.depth and after opts.max_items", function()
+    assert.equal("{ { {...} } }", pretty.format({ { { { 1 } } } },
+      { depth = 2 }))
+    assert.equal("{ 1, 2, ... }", pretty.format({ 1, 2, 3, 4 },
+      { max_items = 2 }))
+  end)
+
+  it("marks cycles but repeats shared tables", function()
+    local t = {}
+    t.me = t
+    assert.matches("^{ me = <cycle table: 0x%x+> }$", pretty.format(t))
+    local shared = { 1 }
+    assert.equal("{ { 1 }, { 1 } }", pretty.format({ shared, shared }))
+  end)
+
+  it("uses __tostring and survives one that fails", function()
+    local obj = setmetatable({}, { __tostring = function() return "Obj" end })
+    assert.equal("{ Obj }", pretty.format({ obj }))
+    local bad = setmetatable({}, { __tostring = function() error("no") end })
+    assert.equal("<table (__tostring failed)>", pretty.format(bad))
+  end)
+
+  it("print writes tab-separated values and a newline", function()
+    local tmp = os.tmpname()
+    local f = assert(io.open(tmp, "w"))
+    local old = io.output()
+    local stdout = io.stdout
+    -- pretty.print writes to io.stdout: swap it for a file briefly.
+    io.stdout = f
+    local ok, err = pcall(pretty.print, 1, nil, "x", { 2 })
+    io.stdout = stdout
+    io.output(old)
+    f:close()
+    local out = slurp(tmp)
+    os.remove(tmp)
+    assert.is_true(ok, err)
+    assert.equal('1\tnil\t"x"\t{ 2 }\n', out)
+  end)
+end)
