@@ -1,1 +1,1355 @@
-/* placeholder */
+/*
+** dl_codec.c -- Lua values to bytes and back.
+**
+** Message layout: a 9-byte header ("DLC", format version, LUA_VERSION_NUM as
+** two little-endian bytes, sizeof(lua_Integer), sizeof(lua_Number), 0), then
+** one value.  A value is a tag byte and its payload:
+**
+**   NIL FALSE TRUE             no payload
+**   INT                        zigzag varint
+**   FLT                        8 bytes, IEEE-754 bits, little-endian
+**   STR                        varint length, bytes
+**   TABLE                      u32 narr, u32 nhash, narr values (keys
+**                              1..narr), nhash key/value pairs, then u8 0,
+**                              or u8 1 and the metatable (a value)
+**   REF                        varint n: the n-th table/function/custom
+**                              value of this message (1-based)
+**   GLOBALS                    the receiver's globals table
+**   NAME                       string "mod" or "mod\0field": resolved in
+**                              package.loaded (require'd if absent)
+**   MTNAME                     string tname: registry[tname]
+**   FN                         prototype (u8 kind: P_INLINE + 16-byte hash
+**                              + bytecode string | P_HASH + 16-byte hash |
+**                              P_REF + varint proto index), u8 nups, then
+**                              per upvalue u8 0 + value, or u8 1 + varint
+**                              ref of a function + u8 upvalue number to join
+**   CUSTOM                     string tname, string payload
+**
+** Tables, Lua functions and custom values get reference numbers in the order
+** they are first met, by the encoder and the decoder alike; that keeps shared
+** values shared and cycles cyclic.  Both directions run under lua_pcall so a
+** Lua error (memory, a bad key) becomes an error return, never a longjmp
+** into the caller; scratch C memory lives in the state structs and is freed
+** after the pcall returns.
+*/
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "dl_codec.h"
+
+#define FORMAT_VERSION 1
+#define HEADER_LEN 9
+#define MAXDEPTH 200
+#define MAXPATH (MAXDEPTH * 2 + 16)
+
+enum {
+  T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_REF, T_GLOBALS,
+  T_NAME, T_MTNAME, T_FN, T_CUSTOM
+};
+enum { P_INLINE, P_HASH, P_REF };
+
+/* Registry slots, keyed by the addresses of these statics. */
+static const char NAMES_KEY = 'n';  /* {count, index value -> name} */
+static const char CODECS_KEY = 'c'; /* tname -> C codec udata or {enc, dec} */
+static const char DUMPS_KEY = 'd';  /* weak: Lua function -> hash..bytecode */
+
+/* A C codec pair as stored in the registry. */
+typedef struct ccodec {
+  dl_ud_encoder enc;
+  dl_ud_decoder dec;
+} ccodec;
+
+/* ---------------------------------------------------------------- hash */
+
+#define P1 0x9E3779B185EBCA87ULL
+#define P2 0xC2B2AE3D27D4EB4FULL
+#define P3 0x165667B19E3779F9ULL
+#define P4 0x85EBCA77C2B2AE63ULL
+
+static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+static uint64_t fmix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+/*
+** A 128-bit non-cryptographic hash of n bytes at p: two independent 64-bit
+** lanes over the same words, finalised and cross-mixed.  Good enough to
+** tell bytecode apart; peers sending bytecode are trusted anyway.
+*/
+static void hash128(const char *p, size_t n, unsigned char out[16]) {
+  uint64_t a = P1 ^ (uint64_t)n, b = P2 + (uint64_t)n, w;
+  size_t i;
+  for (i = 0; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    a = rotl64(a ^ (w * P2), 31) * P1;
+    b = rotl64(b + (w * P3), 29) * P4 ^ a;
+  }
+  w = 0;
+  if (i < n) memcpy(&w, p + i, n - i);
+  a = rotl64(a ^ (w * P2), 31) * P1;
+  b = rotl64(b + (w * P3), 29) * P4;
+  a = fmix64(a + b);
+  b = fmix64(b ^ rotl64(a, 17));
+  for (i = 0; i < 8; i++) {
+    out[i] = (unsigned char)(a >> (8 * i));
+    out[8 + i] = (unsigned char)(b >> (8 * i));
+  }
+}
+
+/* ------------------------------------------------------------- encoder */
+
+/* Stack slots of enc_main: 1 the state, 2 the value, 3 the oob anchor
+** table (or nil), then these. */
+enum { S_SEEN = 4, S_UVIDS, S_PROTOS, S_NAMES, S_CODECS, S_DUMPS };
+#define S_LAST S_DUMPS
+
+enum { SEG_KEY, SEG_KEYOF, SEG_UPVAL, SEG_MT };
+
+typedef struct seg {
+  int kind;
+  int idx;          /* stack index: the key (KEY, KEYOF) or function */
+  const char *name; /* upvalue name (UPVAL) */
+} seg;
+
+typedef struct enc {
+  lua_State *L;
+  dl_buf *b;
+  const dl_enc_opts *o;
+  unsigned have; /* which of the S_* stack slots are filled */
+  int nrefs, nprotos, depth, npath;
+  dl_buf scratch; /* lua_dump output */
+  dl_oob *oob;    /* may be NULL */
+  seg path[MAXPATH];
+  char *err;
+  size_t errlen;
+} enc;
+
+#define TRY(x)              \
+  do {                      \
+    int rc_ = (x);          \
+    if (rc_) return rc_;    \
+  } while (0)
+
+/* Append s to the fixed buffer d (capacity cap, used *n), truncating. */
+static void sapp(char *d, size_t cap, size_t *n, const char *s) {
+  size_t l = strlen(s);
+  if (*n + 1 >= cap) return;
+  if (l > cap - 1 - *n) l = cap - 1 - *n;
+  memcpy(d + *n, s, l);
+  *n += l;
+  d[*n] = '\0';
+}
+
+static int is_ident(const char *s, size_t l) {
+  size_t i;
+  if (l == 0 || l > 40 || (s[0] >= '0' && s[0] <= '9')) return 0;
+  for (i = 0; i < l; i++) {
+    char c = s[i];
+    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9')))
+      return 0;
+  }
+  return 1;
+}
+
+/* Render the key at stack index k as a path element. */
+static void key_elem(lua_State *L, int k, int first, char *t, size_t cap) {
+  size_t l;
+  const char *s;
+  switch (lua_type(L, k)) {
+    case LUA_TSTRING:
+      s = lua_tolstring(L, k, &l);
+      if (is_ident(s, l))
+        snprintf(t, cap, "%s%s", first ? "" : ".", s);
+      else
+        snprintf(t, cap, "[\"%.*s%s\"]", (int)(l > 30 ? 30 : l), s,
+                 l > 30 ? "..." : "");
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, k))
+        snprintf(t, cap, "[%lld]", (long long)lua_tointeger(L, k));
+      else
+        snprintf(t, cap, "[%.14g]", (double)lua_tonumber(L, k));
+      break;
+    case LUA_TBOOLEAN:
+      snprintf(t, cap, "[%s]", lua_toboolean(L, k) ? "true" : "false");
+      break;
+    default:
+      snprintf(t, cap, "[%s]", lua_typename(L, lua_type(L, k)));
+  }
+}
+
+/* Describe path segments [0, n) into d. */
+static void describe(enc *e, int n, char *d, size_t cap, size_t *len) {
+  lua_State *L = e->L;
+  char t[128], owner[512];
+  size_t olen = 0;
+  int u = -1, i;
+  for (i = 0; i < n; i++)
+    if (e->path[i].kind == SEG_UPVAL) u = i;
+  owner[0] = '\0';
+  if (u < 0) {
+    sapp(owner, sizeof owner, &olen, e->o && e->o->root ? e->o->root : "value");
+  } else {
+    lua_Debug ar;
+    char sub[400];
+    size_t slen = 0;
+    sub[0] = '\0';
+    lua_pushvalue(L, e->path[u].idx);
+    lua_getinfo(L, ">S", &ar);
+    describe(e, u, sub, sizeof sub, &slen);
+    snprintf(owner, sizeof owner, "upvalue '%s' of function <%s:%d> (%s)",
+             e->path[u].name, ar.short_src, ar.linedefined, sub);
+    olen = strlen(owner);
+  }
+  if (u + 1 == n) {
+    sapp(d, cap, len, owner);
+    return;
+  }
+  if (u + 2 == n && e->path[u + 1].kind == SEG_KEY &&
+      lua_type(L, e->path[u + 1].idx) == LUA_TSTRING) {
+    size_t l;
+    const char *s = lua_tolstring(L, e->path[u + 1].idx, &l);
+    if (is_ident(s, l)) {
+      snprintf(t, sizeof t, "field '%s' of ", s);
+      sapp(d, cap, len, t);
+      sapp(d, cap, len, owner);
+      return;
+    }
+  }
+  for (i = u + 1; i < n; i++) {
+    if (n - u > 13 && i == u + 5) {
+      sapp(d, cap, len, "...");
+      i = n - 7;
+      continue;
+    }
+    switch (e->path[i].kind) {
+      case SEG_KEY:
+        key_elem(L, e->path[i].idx, i == u + 1, t, sizeof t);
+        break;
+      case SEG_KEYOF:
+        key_elem(L, e->path[i].idx, i == u + 1, t, sizeof t);
+        sapp(t, sizeof t, &(size_t){strlen(t)}, "(key)");
+        break;
+      default:
+        snprintf(t, sizeof t, "%s(metatable)", i == u + 1 ? "" : ".");
+    }
+    sapp(d, cap, len, t);
+  }
+  sapp(d, cap, len, " of ");
+  sapp(d, cap, len, owner);
+}
+
+/* Refuse the value at idx: what it is, then where it sits. */
+static int refuse(enc *e, const char *what, const char *why) {
+  char where[600];
+  size_t n = 0;
+  where[0] = '\0';
+  if (!lua_checkstack(e->L, 4)) return DL_ENOMEM;
+  describe(e, e->npath, where, sizeof where, &n);
+  if (e->err && e->errlen)
+    snprintf(e->err, e->errlen, "cannot send %s at %s%s", what, where,
+             why ? why : "");
+  return DL_EINVAL;
+}
+
+static int push_seg(enc *e, int kind, int idx, const char *name) {
+  if (e->npath >= MAXPATH) return refuse(e, "value", " (path too long)");
+  e->path[e->npath].kind = kind;
+  e->path[e->npath].idx = idx;
+  e->path[e->npath].name = name;
+  e->npath++;
+  return 0;
+}
+
+
+/* Push registry[key] (a table), creating it (optionally weak-keyed). */
+static void reg_table(lua_State *L, const void *key, int weak) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    if (weak) {
+      lua_createtable(L, 0, 1);
+      lua_pushliteral(L, "k");
+      lua_setfield(L, -2, "__mode");
+      lua_setmetatable(L, -2);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  }
+}
+
+/* Index v under name unless it has one; v at -1, name at -2 (kept). */
+static void index_one(lua_State *L, int idx, int vi, int ni) {
+  int t = lua_type(L, vi);
+  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA) return;
+  lua_pushvalue(L, vi);
+  if (lua_rawget(L, idx) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, vi);
+  lua_pushvalue(L, ni);
+  lua_rawset(L, idx);
+}
+
+/*
+** Build the reverse index value -> name over package.loaded: each module by
+** its name first, then the string-keyed fields of module tables as
+** "mod\0field".  Of _G only C functions are indexed (the standard library;
+** user globals are data).  Pushes the index.
+*/
+static void build_names(lua_State *L, int loaded) {
+  int idx, pass;
+  lua_newtable(L);
+  idx = lua_gettop(L);
+  for (pass = 0; pass < 2; pass++) {
+    lua_pushnil(L);
+    while (lua_next(L, loaded)) {
+      int mod = lua_gettop(L);
+      if (lua_type(L, mod - 1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        continue;
+      }
+      if (pass == 0) {
+        index_one(L, idx, mod, mod - 1);
+      } else if (lua_type(L, mod) == LUA_TTABLE) {
+        int isg = strcmp(lua_tostring(L, mod - 1), "_G") == 0;
+        lua_pushnil(L);
+        while (lua_next(L, mod)) {
+          if (lua_type(L, -2) == LUA_TSTRING &&
+              (!isg || lua_iscfunction(L, -1))) {
+            lua_pushvalue(L, mod - 1);
+            lua_pushlstring(L, "\0", 1);
+            lua_pushvalue(L, -4);
+            lua_concat(L, 3);
+            index_one(L, idx, lua_gettop(L) - 1, lua_gettop(L));
+            lua_pop(L, 1);
+          }
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+}
+
+/* __newindex of package.loaded: store, then drop the name index. */
+static int loaded_newindex(lua_State *L) {
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_KEY) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 2);
+  }
+  return 0;
+}
+
+/*
+** Push the name index, rebuilt when package.loaded gains modules.  The
+** cache is {count, index, hook}: when package.loaded has no metatable we
+** give it one whose __newindex drops the index (require stores new modules
+** with a plain assignment); under a foreign metatable we count entries.
+*/
+static void get_names(enc *e) {
+  lua_State *L = e->L;
+  lua_Integer n = -1;
+  int loaded, cache;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
+  reg_table(L, &NAMES_KEY, 0);
+  cache = loaded + 1;
+  if (lua_type(L, loaded) == LUA_TTABLE) {
+    if (!lua_getmetatable(L, loaded)) {
+      lua_createtable(L, 0, 1);
+      lua_pushcfunction(L, loaded_newindex);
+      lua_setfield(L, -2, "__newindex");
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, cache, 3);
+      lua_pushvalue(L, -1);
+      lua_setmetatable(L, loaded);
+      lua_pushnil(L);
+      lua_rawseti(L, cache, 2);
+    }
+    lua_rawgeti(L, cache, 3);
+    if (!lua_rawequal(L, -1, -2)) {
+      n = 0;
+      lua_pushnil(L);
+      while (lua_next(L, loaded)) {
+        n++;
+        lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, cache);
+  }
+  if (lua_rawgeti(L, cache, 2) == LUA_TTABLE &&
+      (n < 0 || (lua_rawgeti(L, cache, 1), lua_tointeger(L, -1) == n))) {
+    lua_settop(L, cache + 1);
+  } else {
+    lua_settop(L, cache);
+    if (lua_type(L, loaded) == LUA_TTABLE)
+      build_names(L, loaded);
+    else
+      lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, cache, 2);
+    lua_pushinteger(L, n);
+    lua_rawseti(L, cache, 1);
+  }
+  lua_replace(L, loaded);
+  lua_settop(L, loaded);
+}
+
+static void get_names(enc *e);
+
+/*
+** Stack slots of the protected call, filled on first use: per-message
+** tables (seen value -> ref, upvalue id -> ref*256+n, bytecode -> proto
+** index) and the registry tables used by this encode.
+*/
+static int slot(enc *e, int s) {
+  lua_State *L = e->L;
+  if (e->have & (1u << s)) return s;
+  switch (s) {
+    case S_NAMES:
+      get_names(e);
+      break;
+    case S_CODECS:
+      reg_table(L, &CODECS_KEY, 0);
+      break;
+    case S_DUMPS:
+      reg_table(L, &DUMPS_KEY, 1);
+      break;
+    default:
+      lua_newtable(L);
+  }
+  lua_replace(L, s);
+  e->have |= 1u << s;
+  return s;
+}
+
+static void put_ref(enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, ++e->nrefs);
+  lua_rawset(L, slot(e, S_SEEN));
+}
+
+/* Write a by-name value if idx has a name; 1 if written, 0 if not. */
+static int try_name(enc *e, int idx, int *rc) {
+  lua_State *L = e->L;
+  size_t l;
+  const char *s;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, slot(e, S_NAMES)) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  s = lua_tolstring(L, -1, &l);
+  *rc = dl_buf_u8(e->b, T_NAME) || dl_buf_str(e->b, s, l) ? DL_ENOMEM : 0;
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* Write a fixed-width (9-byte) varint at b->p + pos for v < 2^63. */
+static void patch_uv9(dl_buf *b, size_t pos, uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++) {
+    b->p[pos + i] = (char)((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  b->p[pos + 8] = (char)(v & 0x7f);
+}
+
+static void patch_u32(dl_buf *b, size_t pos, uint32_t v) {
+  b->p[pos] = (char)v;
+  b->p[pos + 1] = (char)(v >> 8);
+  b->p[pos + 2] = (char)(v >> 16);
+  b->p[pos + 3] = (char)(v >> 24);
+}
+
+/*
+** If the value at idx has a metatable whose __name has a registered codec
+** (and registry[__name] is that metatable), write it as CUSTOM: returns 1
+** with *rc set; 0 if no codec applies.
+*/
+static int try_custom(enc *e, int idx, int *rc) {
+  lua_State *L = e->L;
+  int top = lua_gettop(L), t;
+  size_t tl, pos;
+  const char *tname;
+  *rc = 0;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_pushliteral(L, "__name");
+  if (lua_rawget(L, -2) != LUA_TSTRING) goto none;
+  tname = lua_tolstring(L, -1, &tl);
+  lua_pushvalue(L, -1);
+  t = lua_rawget(L, slot(e, S_CODECS));
+  if (t != LUA_TUSERDATA && t != LUA_TTABLE) goto none;
+  lua_getfield(L, LUA_REGISTRYINDEX, tname);
+  if (!lua_rawequal(L, -1, top + 1)) goto none;
+  lua_pop(L, 1);
+  put_ref(e, idx);
+  if (dl_buf_u8(e->b, T_CUSTOM) || dl_buf_str(e->b, tname, tl) ||
+      dl_buf_grow(e->b, 9)) {
+    *rc = DL_ENOMEM;
+    goto done;
+  }
+  pos = e->b->len;
+  e->b->len += 9;
+  if (t == LUA_TUSERDATA) {
+    ccodec *c = (ccodec *)lua_touserdata(L, -1);
+    if (!c->enc || c->enc(L, idx, e->b, e->o ? e->o->ctx : NULL)) {
+      e->b->len = pos;
+      *rc = refuse(e, tname, " (its codec failed)");
+      goto done;
+    }
+    lua_settop(L, top + 3);
+  } else {
+    const char *s;
+    size_t sl;
+    lua_rawgeti(L, -1, 1);
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    s = lua_tolstring(L, -1, &sl);
+    if (s == NULL || lua_type(L, -1) != LUA_TSTRING) {
+      e->b->len = pos;
+      *rc = refuse(e, tname, " (its encoder did not return a string)");
+      goto done;
+    }
+    if (dl_buf_put(e->b, s, sl)) {
+      *rc = DL_ENOMEM;
+      goto done;
+    }
+  }
+  patch_uv9(e->b, pos, e->b->len - pos - 9);
+done:
+  lua_settop(L, top);
+  return 1;
+none:
+  lua_settop(L, top);
+  return 0;
+}
+
+static int enc_value(enc *e, int idx);
+
+static int enter(enc *e) {
+  if (++e->depth > MAXDEPTH)
+    return refuse(e, "value", " (nesting deeper than 200 levels)");
+  if (!lua_checkstack(e->L, 16)) return DL_ENOMEM;
+  return 0;
+}
+
+/* Encode the metatable at stack top (popped by the caller). */
+static int enc_mt(enc *e, int mt) {
+  lua_State *L = e->L;
+  int rc;
+  lua_pushliteral(L, "__name");
+  if (lua_rawget(L, mt) == LUA_TSTRING) {
+    size_t l;
+    const char *s = lua_tolstring(L, -1, &l);
+    lua_getfield(L, LUA_REGISTRYINDEX, s);
+    if (lua_rawequal(L, -1, mt)) {
+      lua_pop(L, 2);
+      return dl_buf_u8(e->b, T_MTNAME) || dl_buf_str(e->b, s, l) ? DL_ENOMEM
+                                                                   : 0;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  TRY(push_seg(e, SEG_MT, 0, NULL));
+  rc = enc_value(e, mt);
+  e->npath--;
+  return rc;
+}
+
+static int enc_table(enc *e, int idx) {
+  lua_State *L = e->L;
+  uint32_t narr = 0, nhash = 0;
+  size_t pos;
+  int arr = 1, rc;
+  TRY(enter(e));
+  put_ref(e, idx);
+  if (dl_buf_u8(e->b, T_TABLE) || dl_buf_grow(e->b, 8)) return DL_ENOMEM;
+  pos = e->b->len;
+  e->b->len += 8;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int v = lua_gettop(L), k = v - 1;
+    if (arr && lua_isinteger(L, k) && lua_tointeger(L, k) == (lua_Integer)narr + 1) {
+      int t = lua_type(L, v);
+      if (t == LUA_TNUMBER && !lua_isinteger(L, v)) {
+        /* Fast path for float arrays. */
+        lua_Number x = lua_tonumber(L, v);
+        uint64_t bits;
+        char *q;
+        if (e->b->cap - e->b->len < 9 && dl_buf_grow(e->b, 9)) return DL_ENOMEM;
+        memcpy(&bits, &x, 8);
+        q = e->b->p + e->b->len;
+        q[0] = T_FLT;
+        q[1] = (char)bits; q[2] = (char)(bits >> 8); q[3] = (char)(bits >> 16);
+        q[4] = (char)(bits >> 24); q[5] = (char)(bits >> 32);
+        q[6] = (char)(bits >> 40); q[7] = (char)(bits >> 48);
+        q[8] = (char)(bits >> 56);
+        e->b->len += 9;
+      } else {
+        TRY(push_seg(e, SEG_KEY, k, NULL));
+        rc = enc_value(e, v);
+        e->npath--;
+        TRY(rc);
+      }
+      narr++;
+    } else {
+      arr = 0;
+      TRY(push_seg(e, SEG_KEYOF, k, NULL));
+      rc = enc_value(e, k);
+      e->npath--;
+      TRY(rc);
+      TRY(push_seg(e, SEG_KEY, k, NULL));
+      rc = enc_value(e, v);
+      e->npath--;
+      TRY(rc);
+      nhash++;
+    }
+    lua_pop(L, 1);
+  }
+  patch_u32(e->b, pos, narr);
+  patch_u32(e->b, pos + 4, nhash);
+  if (lua_getmetatable(L, idx)) {
+    TRY(dl_buf_u8(e->b, 1));
+    rc = enc_mt(e, lua_gettop(L));
+    lua_pop(L, 1);
+    TRY(rc);
+  } else {
+    TRY(dl_buf_u8(e->b, 0));
+  }
+  e->depth--;
+  return 0;
+}
+
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
+  (void)L;
+  return dl_buf_put((dl_buf *)ud, p, n) ? 1 : 0;
+}
+
+/* Push the cached "hash..bytecode" string of the Lua function at idx. */
+static int push_dump(enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, slot(e, S_DUMPS)) == LUA_TSTRING) return 0;
+  lua_pop(L, 1);
+  e->scratch.len = 0;
+  if (dl_buf_grow(&e->scratch, 256)) return DL_ENOMEM;
+  e->scratch.len = 16;
+  lua_pushvalue(L, idx);
+  if (lua_dump(L, dump_writer, &e->scratch, 0)) {
+    lua_pop(L, 1);
+    return DL_ENOMEM;
+  }
+  lua_pop(L, 1);
+  hash128(e->scratch.p + 16, e->scratch.len - 16,
+          (unsigned char *)e->scratch.p);
+  lua_pushlstring(L, e->scratch.p, e->scratch.len);
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, S_DUMPS);
+  return 0;
+}
+
+static int enc_function(enc *e, int idx) {
+  lua_State *L = e->L;
+  int rc, i, fref, d;
+  size_t pos, l;
+  const char *s;
+  if (e->o && e->o->data_only) return refuse(e, "function", " (data-only)");
+  if (try_name(e, idx, &rc)) return rc;
+  if (lua_iscfunction(L, idx))
+    return refuse(e, lua_getupvalue(L, idx, 1) ? (lua_pop(L, 1), "C function with upvalues")
+                                              : "C function",
+                  " (not reachable by name)");
+  TRY(enter(e));
+  put_ref(e, idx);
+  fref = e->nrefs;
+  TRY(push_dump(e, idx));
+  d = lua_gettop(L);
+  s = lua_tolstring(L, d, &l);
+  if (dl_buf_u8(e->b, T_FN)) return DL_ENOMEM;
+  lua_pushvalue(L, d);
+  if (lua_rawget(L, slot(e, S_PROTOS)) == LUA_TNUMBER) {
+    if (dl_buf_u8(e->b, P_REF) || dl_buf_uv(e->b, (uint64_t)lua_tointeger(L, -1)))
+      return DL_ENOMEM;
+  } else {
+    const dl_fnsink *k = e->o ? e->o->fns : NULL;
+    if (k && k->put && k->put(k->ud, (const unsigned char *)s, s + 16, l - 16)) {
+      if (dl_buf_u8(e->b, P_HASH) || dl_buf_put(e->b, s, 16)) return DL_ENOMEM;
+    } else if (dl_buf_u8(e->b, P_INLINE) || dl_buf_put(e->b, s, 16) ||
+               dl_buf_str(e->b, s + 16, l - 16)) {
+      return DL_ENOMEM;
+    }
+    lua_pushvalue(L, d);
+    lua_pushinteger(L, ++e->nprotos);
+    lua_rawset(L, S_PROTOS);
+  }
+  lua_settop(L, d - 1);
+  if (dl_buf_u8(e->b, 0)) return DL_ENOMEM;
+  pos = e->b->len - 1;
+  slot(e, S_UVIDS);
+  for (i = 1;; i++) {
+    const char *name = lua_getupvalue(L, idx, i);
+    void *id;
+    if (name == NULL) break;
+    if (i > 255) return refuse(e, "function", " (too many upvalues)");
+    id = lua_upvalueid(L, idx, i);
+    if (lua_rawgetp(L, S_UVIDS, id) == LUA_TNUMBER) {
+      lua_Integer j = lua_tointeger(L, -1);
+      if (dl_buf_u8(e->b, 1) || dl_buf_uv(e->b, (uint64_t)(j >> 8)) ||
+          dl_buf_u8(e->b, (unsigned)(j & 0xff)))
+        return DL_ENOMEM;
+      lua_pop(L, 2);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushinteger(L, (lua_Integer)fref * 256 + i);
+    lua_rawsetp(L, S_UVIDS, id);
+    if (dl_buf_u8(e->b, 0)) return DL_ENOMEM;
+    TRY(push_seg(e, SEG_UPVAL, idx, name));
+    rc = enc_value(e, lua_gettop(L));
+    e->npath--;
+    TRY(rc);
+    lua_pop(L, 1);
+  }
+  e->b->p[pos] = (char)(i - 1);
+  e->depth--;
+  return 0;
+}
+
+static int enc_value(enc *e, int idx) {
+  lua_State *L = e->L;
+  int t = lua_type(L, idx), rc;
+  switch (t) {
+    case LUA_TNIL:
+      return dl_buf_u8(e->b, T_NIL);
+    case LUA_TBOOLEAN:
+      return dl_buf_u8(e->b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        if (dl_buf_u8(e->b, T_INT)) return DL_ENOMEM;
+        return dl_buf_sv(e->b, (int64_t)lua_tointeger(L, idx));
+      } else {
+        lua_Number x = lua_tonumber(L, idx);
+        uint64_t bits;
+        memcpy(&bits, &x, 8);
+        if (dl_buf_u8(e->b, T_FLT)) return DL_ENOMEM;
+        return dl_buf_u64(e->b, bits);
+      }
+    case LUA_TSTRING: {
+      size_t l;
+      const char *s = lua_tolstring(L, idx, &l);
+      if (e->oob && l >= e->oob->min && l > 0) {
+        dl_oob *x = e->oob;
+        if (dl_buf_u8(e->b, T_STR) || dl_buf_uv(e->b, l)) return DL_ENOMEM;
+        if (x->nsegs == x->cap) {
+          size_t nc = x->cap ? x->cap * 2 : 4;
+          dl_oob_seg *ns = dl_realloc(x->segs, nc * sizeof *ns);
+          if (ns == NULL) return DL_ENOMEM;
+          x->segs = ns;
+          x->cap = nc;
+        }
+        x->segs[x->nsegs].at = e->b->len;
+        x->segs[x->nsegs].p = s;
+        x->segs[x->nsegs].n = l;
+        x->nsegs++;
+        if (lua_type(L, 3) == LUA_TTABLE) {
+          lua_pushvalue(L, idx);
+          lua_rawseti(L, 3, (lua_Integer)x->nsegs);
+        }
+        return 0;
+      }
+      if (dl_buf_grow(e->b, l + 11)) return DL_ENOMEM;
+      dl_buf_u8(e->b, T_STR);
+      return dl_buf_str(e->b, s, l);
+    }
+    default:
+      break;
+  }
+  if (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA) {
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, slot(e, S_SEEN)) == LUA_TNUMBER) {
+      lua_Integer r = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      if (dl_buf_u8(e->b, T_REF)) return DL_ENOMEM;
+      return dl_buf_uv(e->b, (uint64_t)r);
+    }
+    lua_pop(L, 1);
+  }
+  switch (t) {
+    case LUA_TTABLE:
+      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+      rc = lua_rawequal(L, -1, idx);
+      lua_pop(L, 1);
+      if (rc) return dl_buf_u8(e->b, T_GLOBALS);
+      if (try_custom(e, idx, &rc)) return rc;
+      if (try_name(e, idx, &rc)) return rc;
+      return enc_table(e, idx);
+    case LUA_TFUNCTION:
+      return enc_function(e, idx);
+    case LUA_TUSERDATA: {
+      char what[96];
+      if (try_custom(e, idx, &rc)) return rc;
+      if (try_name(e, idx, &rc)) return rc;
+      if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING)
+        snprintf(what, sizeof what, "userdata (%.60s)", lua_tostring(L, -1));
+      else
+        snprintf(what, sizeof what, "userdata");
+      return refuse(e, what, NULL);
+    }
+    case LUA_TLIGHTUSERDATA:
+      return refuse(e, "light userdata", NULL);
+    case LUA_TTHREAD:
+      return refuse(e, "coroutine", NULL);
+    default:
+      return refuse(e, lua_typename(L, t), NULL);
+  }
+}
+
+static int enc_main(lua_State *L) {
+  enc *e = (enc *)lua_touserdata(L, 1);
+  unsigned char h[HEADER_LEN] = {'D', 'L', 'C', FORMAT_VERSION,
+                                 LUA_VERSION_NUM & 0xff, LUA_VERSION_NUM >> 8,
+                                 sizeof(lua_Integer), sizeof(lua_Number), 0};
+  int rc;
+  lua_settop(L, S_LAST);
+  if (dl_buf_put(e->b, h, sizeof h)) {
+    lua_pushinteger(L, DL_ENOMEM);
+    return 1;
+  }
+  rc = enc_value(e, 2);
+  lua_pushinteger(L, rc);
+  return 1;
+}
+
+static void set_err(char *err, size_t errlen, const char *msg) {
+  if (err && errlen) snprintf(err, errlen, "%s", msg);
+}
+
+/* Encode the value at idx into out (see dl_codec.h).  [-0, +0, -] */
+int dl_codec_encode(lua_State *L, int idx, dl_buf *out, const dl_enc_opts *o,
+                    char *err, size_t errlen) {
+  return dl_codec_encode_oob(L, idx, out, o, NULL, err, errlen);
+}
+
+/* Release the segment array of oob; min and anchor stay.  [-0, +0, -] */
+void dl_oob_free(dl_oob *oob) {
+  dl_free(oob->segs);
+  oob->segs = NULL;
+  oob->nsegs = oob->cap = 0;
+}
+
+/*
+** Encode the value at idx into out, big strings out of band; runs the
+** encoder under lua_pcall.  [-0, +0, -]
+*/
+int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
+                        const dl_enc_opts *o, dl_oob *oob, char *err,
+                        size_t errlen) {
+  enc e;
+  size_t nsegs0 = oob ? oob->nsegs : 0;
+  int rc, st;
+  size_t start = out->len;
+  if (oob && oob->anchor) oob->anchor = lua_absindex(L, oob->anchor);
+  memset(&e, 0, sizeof e);
+  e.L = L;
+  e.b = out;
+  e.o = o;
+  e.err = err;
+  e.errlen = errlen;
+  e.oob = oob;
+  dl_buf_init(&e.scratch);
+  if (err && errlen) err[0] = '\0';
+  if (!lua_checkstack(L, 8)) {
+    set_err(err, errlen, "codec: Lua stack overflow");
+    return DL_ENOMEM;
+  }
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, enc_main);
+  lua_pushlightuserdata(L, &e);
+  lua_pushvalue(L, idx);
+  if (oob && oob->anchor)
+    lua_pushvalue(L, oob->anchor);
+  else
+    lua_pushnil(L);
+  st = lua_pcall(L, 3, 1, 0);
+  dl_buf_free(&e.scratch);
+  if (st != LUA_OK || lua_tointeger(L, -1) != 0) {
+    if (oob) oob->nsegs = nsegs0;
+  }
+  if (st != LUA_OK) {
+    const char *m = lua_tostring(L, -1);
+    if (err && errlen)
+      snprintf(err, errlen, "codec: %s", m ? m : "error while encoding");
+    lua_pop(L, 1);
+    out->len = start;
+    return st == LUA_ERRMEM ? DL_ENOMEM : DL_EINVAL;
+  }
+  rc = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (rc) {
+    if (rc == DL_ENOMEM && err && errlen && !err[0])
+      set_err(err, errlen, "codec: out of memory");
+    out->len = start;
+  }
+  return rc;
+}
+
+/* ------------------------------------------------------------- decoder */
+
+typedef struct proto {
+  const char *p;
+  size_t n;
+} proto;
+
+typedef struct dec {
+  lua_State *L;
+  dl_rd r;
+  const char *base;
+  const dl_dec_opts *o;
+  int refs, nrefs, depth;
+  proto *protos;
+  int nprotos, capprotos;
+  int rc;
+  char *err;
+  size_t errlen;
+} dec;
+
+static int bad(dec *d, const char *what) {
+  if (d->err && d->errlen && !d->err[0])
+    snprintf(d->err, d->errlen, "codec: %s at byte %zu", what,
+             (size_t)(d->r.p - d->base));
+  return DL_EPROTO;
+}
+
+#define RD(x)                                         \
+  do {                                                \
+    if (x) return bad(d, "truncated or corrupt input"); \
+  } while (0)
+
+static int dec_value(dec *d);
+
+static void add_ref(dec *d) {
+  lua_pushvalue(d->L, -1);
+  lua_rawseti(d->L, d->refs, ++d->nrefs);
+}
+
+static int dec_enter(dec *d) {
+  if (++d->depth > MAXDEPTH) return bad(d, "nesting deeper than 200 levels");
+  if (!lua_checkstack(d->L, 16)) return bad(d, "Lua stack overflow");
+  return 0;
+}
+
+static int dec_table(dec *d) {
+  lua_State *L = d->L;
+  uint32_t narr, nhash, i;
+  unsigned hasmt;
+  int t;
+  TRY(dec_enter(d));
+  RD(dl_rd_u32(&d->r, &narr) || dl_rd_u32(&d->r, &nhash));
+  if (narr > dl_rd_left(&d->r) || nhash > dl_rd_left(&d->r) / 2 ||
+      narr > INT_MAX / 2 || nhash > INT_MAX / 2)
+    return bad(d, "table size exceeds input");
+  lua_createtable(L, (int)narr, (int)nhash);
+  t = lua_gettop(L);
+  add_ref(d);
+  for (i = 1; i <= narr; i++) {
+    const char *q = d->r.p;
+    if (q < d->r.end && *q == T_FLT && d->r.end - q >= 9) {
+      uint64_t bits;
+      lua_Number x;
+      const unsigned char *u = (const unsigned char *)q + 1;
+      bits = (uint64_t)u[0] | (uint64_t)u[1] << 8 | (uint64_t)u[2] << 16 |
+             (uint64_t)u[3] << 24 | (uint64_t)u[4] << 32 |
+             (uint64_t)u[5] << 40 | (uint64_t)u[6] << 48 |
+             (uint64_t)u[7] << 56;
+      memcpy(&x, &bits, 8);
+      d->r.p += 9;
+      lua_pushnumber(L, x);
+    } else {
+      TRY(dec_value(d));
+    }
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (i = 0; i < nhash; i++) {
+    TRY(dec_value(d));
+    if (lua_isnil(L, -1)) return bad(d, "nil table key");
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
+        isnan(lua_tonumber(L, -1)))
+      return bad(d, "NaN table key");
+    TRY(dec_value(d));
+    lua_rawset(L, t);
+  }
+  RD(dl_rd_u8(&d->r, &hasmt));
+  if (hasmt == 1) {
+    TRY(dec_value(d));
+    if (lua_type(L, -1) != LUA_TTABLE) return bad(d, "metatable is not a table");
+    lua_setmetatable(L, t);
+  } else if (hasmt != 0) {
+    return bad(d, "bad metatable flag");
+  }
+  d->depth--;
+  return 0;
+}
+
+/* Push the value known by name ("mod" or "mod\0field"). */
+static int dec_name(dec *d, const char *s, size_t l) {
+  lua_State *L = d->L;
+  const char *z = memchr(s, '\0', l);
+  size_t ml = z ? (size_t)(z - s) : l;
+  int data_only = d->o && d->o->data_only;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_type(L, -1) != LUA_TTABLE) return bad(d, "no package.loaded");
+  lua_pushlstring(L, s, ml);
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    if (data_only) return bad(d, "unknown module in data-only input");
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushlstring(L, s, ml);
+    lua_call(L, 1, 1);
+  }
+  lua_remove(L, -2);
+  if (z) {
+    if (lua_type(L, -1) != LUA_TTABLE) return bad(d, "named module is not a table");
+    lua_pushlstring(L, z + 1, l - ml - 1);
+    lua_gettable(L, -2);
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1)) {
+      char m[200];
+      lua_pop(L, 1);
+      snprintf(m, sizeof m, "cannot resolve '%.*s.%.*s'", (int)(ml > 60 ? 60 : ml),
+               s, (int)(l - ml - 1 > 60 ? 60 : l - ml - 1), z + 1);
+      return bad(d, m);
+    }
+  }
+  if (data_only && lua_type(L, -1) == LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return bad(d, "function in data-only input");
+  }
+  return 0;
+}
+
+static int dec_custom(dec *d) {
+  lua_State *L = d->L;
+  const char *tn, *p;
+  size_t tl, n;
+  int top = lua_gettop(L), t;
+  RD(dl_rd_str(&d->r, &tn, &tl) || dl_rd_str(&d->r, &p, &n));
+  reg_table(L, &CODECS_KEY, 0);
+  lua_pushlstring(L, tn, tl);
+  t = lua_rawget(L, -2);
+  if (t == LUA_TUSERDATA) {
+    ccodec *c = (ccodec *)lua_touserdata(L, -1);
+    lua_settop(L, top);
+    if (!c->dec || c->dec(L, p, n, d->o ? d->o->ctx : NULL) ||
+        lua_gettop(L) != top + 1) {
+      lua_settop(L, top);
+      return bad(d, "registered decoder failed");
+    }
+  } else if (t == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 2);
+    lua_pushlstring(L, p, n);
+    lua_call(L, 1, 1);
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+  } else {
+    lua_settop(L, top);
+    return bad(d, "no codec registered for custom value");
+  }
+  add_ref(d);
+  return 0;
+}
+
+typedef struct lreader {
+  const char *p;
+  size_t n;
+} lreader;
+
+static const char *load_reader(lua_State *L, void *ud, size_t *sz) {
+  lreader *r = (lreader *)ud;
+  (void)L;
+  *sz = r->n;
+  r->n = 0;
+  return *sz ? r->p : NULL;
+}
+
+static int dec_function(dec *d) {
+  lua_State *L = d->L;
+  unsigned kind, nups, i, k;
+  const char *code = NULL, *h;
+  size_t len = 0;
+  int f, nact;
+  lreader lr;
+  if (d->o && d->o->data_only) return bad(d, "function in data-only input");
+  TRY(dec_enter(d));
+  RD(dl_rd_u8(&d->r, &kind));
+  if (kind == P_REF) {
+    uint64_t j;
+    RD(dl_rd_uv(&d->r, &j));
+    if (j < 1 || j > (uint64_t)d->nprotos) return bad(d, "bad prototype reference");
+    code = d->protos[j - 1].p;
+    len = d->protos[j - 1].n;
+  } else if (kind == P_INLINE || kind == P_HASH) {
+    RD(dl_rd_bytes(&d->r, 16, &h));
+    if (kind == P_INLINE) {
+      RD(dl_rd_str(&d->r, &code, &len));
+    } else {
+      const dl_fnsource *s = d->o ? d->o->fns : NULL;
+      if (!s || !s->get || s->get(s->ud, (const unsigned char *)h, &code, &len))
+        return bad(d, "unknown function hash");
+    }
+    if (d->nprotos == d->capprotos) {
+      int nc = d->capprotos ? d->capprotos * 2 : 8;
+      proto *np = dl_realloc(d->protos, sizeof(proto) * (size_t)nc);
+      if (!np) return bad(d, "out of memory");
+      d->protos = np;
+      d->capprotos = nc;
+    }
+    d->protos[d->nprotos].p = code;
+    d->protos[d->nprotos].n = len;
+    d->nprotos++;
+  } else {
+    return bad(d, "bad prototype kind");
+  }
+  lr.p = code;
+  lr.n = len;
+  if (lua_load(L, load_reader, &lr, "=(codec)", "b") != LUA_OK) {
+    char m[200];
+    snprintf(m, sizeof m, "bad bytecode (%.150s)", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return bad(d, m);
+  }
+  f = lua_gettop(L);
+  add_ref(d);
+  RD(dl_rd_u8(&d->r, &nups));
+  for (nact = 0; lua_getupvalue(L, f, nact + 1); nact++) lua_pop(L, 1);
+  if ((unsigned)nact != nups) return bad(d, "upvalue count mismatch");
+  for (i = 1; i <= nups; i++) {
+    RD(dl_rd_u8(&d->r, &k));
+    if (k == 0) {
+      TRY(dec_value(d));
+      lua_setupvalue(L, f, (int)i);
+    } else if (k == 1) {
+      uint64_t j;
+      unsigned n;
+      RD(dl_rd_uv(&d->r, &j) || dl_rd_u8(&d->r, &n));
+      if (j < 1 || j > (uint64_t)d->nrefs) return bad(d, "bad upvalue reference");
+      lua_rawgeti(L, d->refs, (lua_Integer)j);
+      if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1) || n < 1 ||
+          !lua_getupvalue(L, -1, (int)n))
+        return bad(d, "bad upvalue reference");
+      lua_pop(L, 1);
+      lua_upvaluejoin(L, f, (int)i, -1, (int)n);
+      lua_pop(L, 1);
+    } else {
+      return bad(d, "bad upvalue kind");
+    }
+  }
+  d->depth--;
+  return 0;
+}
+
+static int dec_value(dec *d) {
+  lua_State *L = d->L;
+  unsigned tag;
+  RD(dl_rd_u8(&d->r, &tag));
+  switch (tag) {
+    case T_NIL:
+      lua_pushnil(L);
+      return 0;
+    case T_FALSE:
+    case T_TRUE:
+      lua_pushboolean(L, tag == T_TRUE);
+      return 0;
+    case T_INT: {
+      int64_t v;
+      RD(dl_rd_sv(&d->r, &v));
+      lua_pushinteger(L, (lua_Integer)v);
+      return 0;
+    }
+    case T_FLT: {
+      uint64_t bits;
+      lua_Number x;
+      RD(dl_rd_u64(&d->r, &bits));
+      memcpy(&x, &bits, 8);
+      lua_pushnumber(L, x);
+      return 0;
+    }
+    case T_STR: {
+      const char *s;
+      size_t l;
+      RD(dl_rd_str(&d->r, &s, &l));
+      lua_pushlstring(L, s, l);
+      return 0;
+    }
+    case T_TABLE:
+      return dec_table(d);
+    case T_REF: {
+      uint64_t j;
+      RD(dl_rd_uv(&d->r, &j));
+      if (j < 1 || j > (uint64_t)d->nrefs) return bad(d, "bad reference");
+      lua_rawgeti(L, d->refs, (lua_Integer)j);
+      return 0;
+    }
+    case T_GLOBALS:
+      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+      return 0;
+    case T_NAME:
+    case T_MTNAME: {
+      const char *s;
+      size_t l;
+      RD(dl_rd_str(&d->r, &s, &l));
+      if (tag == T_NAME) return dec_name(d, s, l);
+      if (memchr(s, '\0', l)) return bad(d, "bad metatable name");
+      lua_pushlstring(L, s, l);
+      if (lua_rawget(L, LUA_REGISTRYINDEX) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return bad(d, "unknown registered metatable");
+      }
+      lua_pushliteral(L, "__name");
+      lua_rawget(L, -2);
+      lua_pushlstring(L, s, l);
+      if (!lua_rawequal(L, -1, -2)) return bad(d, "unknown registered metatable");
+      lua_pop(L, 2);
+      return 0;
+    }
+    case T_FN:
+      return dec_function(d);
+    case T_CUSTOM:
+      return dec_custom(d);
+    default:
+      return bad(d, "unknown value tag");
+  }
+}
+
+static int dec_main(lua_State *L) {
+  dec *d = (dec *)lua_touserdata(L, 1);
+  const char *h;
+  int rc;
+  lua_settop(L, 0);
+  lua_newtable(L);
+  d->refs = 1;
+  if (dl_rd_left(&d->r) < HEADER_LEN || memcmp(d->r.p, "DLC", 3) != 0) {
+    rc = bad(d, "not a dlua codec message");
+    goto out;
+  }
+  h = d->r.p;
+  if ((unsigned char)h[3] != FORMAT_VERSION) {
+    char m[80];
+    snprintf(m, sizeof m, "unsupported format version %u (expected %u)",
+             (unsigned char)h[3], FORMAT_VERSION);
+    rc = bad(d, m);
+    goto out;
+  }
+  if ((unsigned char)h[4] != (LUA_VERSION_NUM & 0xff) ||
+      (unsigned char)h[5] != (LUA_VERSION_NUM >> 8) ||
+      (unsigned char)h[6] != sizeof(lua_Integer) ||
+      (unsigned char)h[7] != sizeof(lua_Number) || h[8] != 0) {
+    rc = bad(d, "encoded by another Lua version or number format");
+    goto out;
+  }
+  d->r.p += HEADER_LEN;
+  rc = dec_value(d);
+  if (rc == 0 && dl_rd_left(&d->r) != 0) rc = bad(d, "trailing bytes");
+out:
+  d->rc = rc;
+  if (rc) {
+    lua_settop(L, 0);
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  return 1;
+}
+
+/*
+** Decode the n bytes at p and push the value; runs the decoder under
+** lua_pcall.  [-0, +(0|1), -]
+*/
+int dl_codec_decode(lua_State *L, const char *p, size_t n,
+                    const dl_dec_opts *o, char *err, size_t errlen) {
+  dec d;
+  int st;
+  memset(&d, 0, sizeof d);
+  d.L = L;
+  dl_rd_init(&d.r, p, n);
+  d.base = p;
+  d.o = o;
+  d.err = err;
+  d.errlen = errlen;
+  if (err && errlen) err[0] = '\0';
+  if (!lua_checkstack(L, 4)) {
+    set_err(err, errlen, "codec: Lua stack overflow");
+    return DL_ENOMEM;
+  }
+  lua_pushcfunction(L, dec_main);
+  lua_pushlightuserdata(L, &d);
+  st = lua_pcall(L, 1, 1, 0);
+  dl_free(d.protos);
+  if (st != LUA_OK) {
+    const char *m = lua_tostring(L, -1);
+    if (err && errlen)
+      snprintf(err, errlen, "codec: %s", m ? m : "error while decoding");
+    lua_pop(L, 1);
+    return st == LUA_ERRMEM ? DL_ENOMEM : DL_EPROTO;
+  }
+  if (d.rc) {
+    lua_pop(L, 1);
+    return d.rc;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ register */
+
+/* Register (or with both NULL remove) a C codec for tname.  [-0, +0, m] */
+void dl_codec_register(lua_State *L, const char *tname, dl_ud_encoder enc,
+                       dl_ud_decoder dec) {
+  ccodec *c;
+  reg_table(L, &CODECS_KEY, 0);
+  if (enc == NULL && dec == NULL) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, tname);
+    lua_pop(L, 1);
+    return;
+  }
+  c = (ccodec *)lua_newuserdatauv(L, sizeof *c, 0);
+  c->enc = enc;
+  c->dec = dec;
+  lua_setfield(L, -2, tname);
+  lua_pop(L, 1);
+}
+
+/*
+** Register Lua functions enc (at stack index ei) and dec (di) as the codec
+** for tname.  [-0, +0, m]
+*/
+void dl_codec_register_lua(lua_State *L, const char *tname, int ei, int di) {
+  ei = lua_absindex(L, ei);
+  di = lua_absindex(L, di);
+  reg_table(L, &CODECS_KEY, 0);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, ei);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, di);
+  lua_rawseti(L, -2, 2);
+  lua_setfield(L, -2, tname);
+  lua_pop(L, 1);
+}

@@ -5,6 +5,18 @@
 ** An encoded value starts with a versioned header; decoding checks it and
 ** never reads outside the input.  Functions travel as bytecode plus their
 ** upvalues; standard-library values and loaded modules travel by name.
+**
+** By name: the globals table; every value of package.loaded and the
+** string-keyed fields of module tables (of _G only C functions: user
+** globals are data); a metatable registered as registry[mt.__name].  The
+** reverse index is cached in the registry; to notice new modules cheaply
+** the codec gives package.loaded (if it has no metatable) a metatable whose
+** __newindex stores the module and drops the index.  The receiver resolves
+** a name in its package.loaded, calling require if absent (never in
+** data_only mode, which also refuses functions, by name or as bytecode).
+** Refusals name the value's path, e.g. "cannot send coroutine at upvalue
+** 'co' of function <job.lua:12> (argument 2)".  Nesting is limited to 200
+** levels both ways.
 */
 #ifndef dl_codec_h
 #define dl_codec_h
@@ -26,7 +38,7 @@ typedef struct dl_fnsink {
 } dl_fnsink;
 
 /*
-** The matching source on the decoding side: get() sets *code/*len to the
+** The matching source on the decoding side: get() sets *code and *len to the
 ** bytecode known under hash (borrowed, valid during the decode) and returns
 ** 0, or returns non-zero if unknown (the decode then fails cleanly).
 */
@@ -61,9 +73,19 @@ typedef int (*dl_ud_encoder)(lua_State *L, int idx, dl_buf *out, void *ctx);
 typedef int (*dl_ud_decoder)(lua_State *L, const char *p, size_t n,
                              void *ctx);
 
-/* Register a C codec pair for tname in L.  [-0, +0, m] */
+/*
+** Register a C codec pair for tname in L, replacing any earlier one; enc
+** and dec both NULL removes the codec.  [-0, +0, m]
+*/
 void dl_codec_register(lua_State *L, const char *tname, dl_ud_encoder enc,
                        dl_ud_decoder dec);
+
+/*
+** Register Lua functions as the codec for tname: enc (at stack index ei)
+** is called as enc(v) and returns a string; dec (at di) as dec(s) and
+** returns the value.  [-0, +0, m]
+*/
+void dl_codec_register_lua(lua_State *L, const char *tname, int ei, int di);
 
 /*
 ** Append the encoding of the value at idx to out.  Returns 0, or a negative
@@ -81,5 +103,40 @@ int dl_codec_encode(lua_State *L, int idx, dl_buf *out, const dl_enc_opts *o,
 */
 int dl_codec_decode(lua_State *L, const char *p, size_t n,
                     const dl_dec_opts *o, char *err, size_t errlen);
+
+/*
+** Out-of-band strings.  dl_codec_encode_oob encodes like dl_codec_encode,
+** except that strings of at least oob->min bytes are not copied into out:
+** the encoder writes their tag and length into out and appends a segment
+** {at, p, n} to oob->segs.  The message is out's bytes with each segment's
+** n bytes at p inserted at offset at (segments come in increasing at), so a
+** writer can send it with writev and no copy.  p is borrowed from the Lua
+** string: valid while that string is alive (keep the encoded value reachable
+** until the message is written).  If oob->anchor is the stack index of a
+** table, the i-th segment's string is also stored at anchor[i] (1-based).
+** The decoder takes the assembled, contiguous message as usual.  Initialise
+** with min and anchor set and the rest zero; segs is allocated with
+** dl_realloc and released by dl_oob_free; a later encode appends.
+*/
+typedef struct dl_oob_seg {
+  size_t at;     /* offset in out where the bytes belong */
+  const char *p; /* borrowed */
+  size_t n;
+} dl_oob_seg;
+
+typedef struct dl_oob {
+  size_t min;       /* strings of at least this many bytes go out of band */
+  int anchor;       /* stack index of a table for the strings, or 0 */
+  dl_oob_seg *segs; /* owned */
+  size_t nsegs, cap;
+} dl_oob;
+
+/* As dl_codec_encode, with out-of-band strings (see above).  [-0, +0, -] */
+int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
+                        const dl_enc_opts *o, dl_oob *oob, char *err,
+                        size_t errlen);
+
+/* Free the segments of oob and empty it (min and anchor are kept). */
+void dl_oob_free(dl_oob *oob);
 
 #endif
