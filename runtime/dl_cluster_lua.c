@@ -1,3 +1,601 @@
-/* placeholder */
+/*
+** dl_cluster_lua.c -- the "dlua.cluster" module: the Lua face of a local
+** cluster (dl_server) for lua/dlua/init.lua, which builds Client, Future
+** and LocalCluster on top of it.
+**
+** A handle owns one running cluster.  Client messages are collected in the
+** handle and sent in one batch when the client waits (flush/poll), so
+** submitting a whole graph costs one hand-over to the scheduler thread.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "dl_codec.h"
+#include "dl_map.h"
+#include "dl_proto.h"
 #include "dl_runtime.h"
-int luaopen_dlua_cluster(lua_State *L) { lua_newtable(L); return 1; }
+#include "dl_server.h"
+#include "dl_worker.h"
+
+#define HANDLE_MT "dlua.ClusterHandle"
+
+typedef struct handle {
+  dl_server *srv;
+  dl_buf out;     /* messages not yet handed to the scheduler */
+  dl_buf in;      /* messages received, being dispatched */
+  dl_buf payload; /* scratch for encoding one task */
+  dl_buf deps;    /* scratch: dependency keys of one task (str list) */
+  int ndeps;
+  dl_buf fns;     /* scratch: function hashes of one task */
+  int nfns;
+  dl_map fns_sent; /* hashes already sent to the scheduler */
+  int nworkers;
+  int polling;
+} handle;
+
+static handle *check_handle(lua_State *L, int idx) {
+  handle *h = luaL_checkudata(L, idx, HANDLE_MT);
+  if (h->srv == NULL) luaL_error(L, "the cluster is closed");
+  return h;
+}
+
+/* ----------------------------------------------------------- encoding */
+
+/* Functions of a task go to the scheduler once, then by hash. */
+static int fn_put(void *ud, const unsigned char hash[16], const char *code,
+                  size_t len) {
+  handle *h = ud;
+  int i;
+  for (i = 0; i < h->nfns; i++)
+    if (memcmp(h->fns.p + 16 * i, hash, 16) == 0) return 1;
+  dl_buf_put(&h->fns, hash, 16);
+  h->nfns++;
+  if (!dl_map_get(&h->fns_sent, (const char *)hash, 16)) {
+    char *k = dl_realloc(NULL, 16);
+    if (k == NULL) return 0;
+    memcpy(k, hash, 16);
+    dl_map_put(&h->fns_sent, k, 16, k);
+    dl_buf_u8(&h->out, DL_M_CFUNC);
+    dl_buf_put(&h->out, hash, 16);
+    dl_buf_str(&h->out, code, len);
+  }
+  return 1;
+}
+
+/* A future in a task's arguments: its key travels, and is a dependency. */
+static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
+  handle *h = ctx;
+  size_t klen;
+  const char *key;
+  if (h == NULL) return -1; /* futures only travel inside tasks */
+  lua_pushliteral(L, "key");
+  lua_rawget(L, idx < 0 ? idx - 1 : idx);
+  key = lua_tolstring(L, -1, &klen);
+  if (key == NULL) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  dl_buf_put(out, key, klen);
+  dl_buf_str(&h->deps, key, klen);
+  h->ndeps++;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* cluster.start{n_workers=, memory_limit=, worker_exe=, allowed_failures=,
+   start_timeout=} -> handle */
+static int cl_start(lua_State *L) {
+  dl_server_opts o;
+  char err[600];
+  handle *h;
+  memset(&o, 0, sizeof o);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "n_workers");
+  o.n_workers = (int)luaL_checkinteger(L, -1);
+  lua_getfield(L, 1, "memory_limit");
+  o.memory_limit = (int64_t)luaL_checkinteger(L, -1);
+  lua_getfield(L, 1, "worker_exe");
+  o.worker_exe = luaL_optstring(L, -1, dl_runtime_self_exe());
+  lua_getfield(L, 1, "allowed_failures");
+  o.allowed_failures = (int)luaL_optinteger(L, -1, 3);
+  lua_getfield(L, 1, "start_timeout");
+  o.start_timeout = luaL_optnumber(L, -1, 20);
+  if (o.n_workers < 1 || o.n_workers > 1024)
+    return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
+                      o.n_workers);
+  if (o.worker_exe == NULL)
+    return luaL_error(L, "cannot find the dlua executable for workers");
+  h = lua_newuserdatauv(L, sizeof *h, 0);
+  memset(h, 0, sizeof *h);
+  dl_map_init(&h->fns_sent);
+  luaL_setmetatable(L, HANDLE_MT);
+  h->srv = dl_server_start(&o, err, sizeof err);
+  if (h->srv == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  h->nworkers = o.n_workers;
+  return 1;
+}
+
+static void handle_close(handle *h) {
+  size_t i = 0;
+  void *k;
+  if (h->srv) {
+    if (h->out.len) dl_server_send(h->srv, h->out.p, h->out.len);
+    dl_server_stop(h->srv);
+    h->srv = NULL;
+  }
+  while ((k = dl_map_next(&h->fns_sent, &i)) != NULL) dl_free(k);
+  dl_map_free(&h->fns_sent);
+  dl_buf_free(&h->out);
+  dl_buf_free(&h->in);
+  dl_buf_free(&h->payload);
+  dl_buf_free(&h->deps);
+  dl_buf_free(&h->fns);
+}
+
+/* h:close(): stop the cluster; no worker process survives it. */
+static int h_close(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  handle_close(h);
+  return 0;
+}
+
+static int h_closed(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  lua_pushboolean(L, h->srv == NULL);
+  return 1;
+}
+
+static void put_str_field(lua_State *L, int idx, const char *name,
+                          const char **s, size_t *n) {
+  lua_getfield(L, idx, name);
+  *s = lua_tolstring(L, -1, n);
+  lua_pop(L, 1);
+}
+
+static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
+                                 lua_Integer def) {
+  lua_Integer v;
+  lua_getfield(L, idx, name);
+  v = luaL_optinteger(L, -1, def);
+  lua_pop(L, 1);
+  return v;
+}
+
+/*
+** h:submit(spec, fn, ...): queue one task.  spec = {key=, priority=,
+** order=, retries=, timeout_ms=, workers={ids}, allow_other=}.  Raises
+** with the codec's message if a value cannot be sent.
+*/
+static int h_submit(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  int nargs = lua_gettop(L) - 3, i, rc, payload_idx;
+  const char *key;
+  size_t klen;
+  char err[600];
+  dl_enc_opts eo;
+  dl_fnsink sink;
+  dl_buf *b;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checkany(L, 3);
+  put_str_field(L, 2, "key", &key, &klen);
+  if (key == NULL) return luaL_error(L, "submit: spec.key must be a string");
+  /* payload = {f = fn, n = nargs, ...} */
+  lua_createtable(L, nargs, 2);
+  payload_idx = lua_gettop(L);
+  lua_pushvalue(L, 3);
+  lua_setfield(L, payload_idx, "f");
+  lua_pushinteger(L, nargs);
+  lua_setfield(L, payload_idx, "n");
+  for (i = 1; i <= nargs; i++) {
+    lua_pushvalue(L, 3 + i);
+    lua_rawseti(L, payload_idx, i);
+  }
+  h->payload.len = h->deps.len = h->fns.len = 0;
+  h->ndeps = h->nfns = 0;
+  sink.put = fn_put;
+  sink.ud = h;
+  eo.data_only = 0;
+  eo.fns = &sink;
+  eo.ctx = h;
+  eo.root = "task";
+  rc = dl_codec_encode(L, payload_idx, &h->payload, &eo, err, sizeof err);
+  if (rc) {
+    /* Say which argument could not be sent. */
+    char root[32];
+    for (i = 0; i <= nargs; i++) {
+      dl_buf tmp;
+      dl_buf_init(&tmp);
+      if (i == 0) snprintf(root, sizeof root, "the task function");
+      else snprintf(root, sizeof root, "argument %d", i);
+      eo.fns = NULL;
+      eo.root = root;
+      rc = dl_codec_encode(L, 3 + i, &tmp, &eo, err, sizeof err);
+      dl_buf_free(&tmp);
+      if (rc) break;
+    }
+    h->deps.len = 0;
+    h->ndeps = 0;
+    return luaL_error(L, "%s", err);
+  }
+  b = &h->out;
+  dl_buf_u8(b, DL_M_SUBMIT);
+  dl_buf_str(b, key, klen);
+  dl_buf_str(b, h->payload.p, h->payload.len);
+  dl_buf_sv(b, opt_int_field(L, 2, "priority", 0));
+  dl_buf_sv(b, opt_int_field(L, 2, "order", 0));
+  dl_buf_uv(b, (uint64_t)opt_int_field(L, 2, "retries", 0));
+  dl_buf_uv(b, (uint64_t)opt_int_field(L, 2, "timeout_ms", 0));
+  dl_buf_uv(b, (uint64_t)h->nfns);
+  dl_buf_put(b, h->fns.p, h->fns.len);
+  dl_buf_uv(b, (uint64_t)h->ndeps);
+  dl_buf_put(b, h->deps.p, h->deps.len);
+  lua_getfield(L, 2, "workers");
+  if (lua_istable(L, -1)) {
+    lua_Integer n = luaL_len(L, -1), j;
+    dl_buf_uv(b, (uint64_t)n);
+    for (j = 1; j <= n; j++) {
+      lua_rawgeti(L, -1, j);
+      dl_buf_uv(b, (uint64_t)lua_tointeger(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    dl_buf_uv(b, 0);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "allow_other");
+  dl_buf_uv(b, (uint64_t)lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int key_msg(lua_State *L, int type) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  if (h->srv == NULL) return 0; /* closing: nothing to release */
+  dl_buf_u8(&h->out, (unsigned)type);
+  dl_buf_str(&h->out, key, klen);
+  return 0;
+}
+
+/* h:release(key): the client dropped a future of key. */
+static int h_release(lua_State *L) { return key_msg(L, DL_M_RELEASE); }
+/* h:cancel(key) */
+static int h_cancel(lua_State *L) { return key_msg(L, DL_M_CCANCEL); }
+
+/* h:gather(reqid, {keys}) */
+static int h_gather(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_Integer reqid = luaL_checkinteger(L, 2), n, i;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  n = luaL_len(L, 3);
+  dl_buf_u8(&h->out, DL_M_GATHER);
+  dl_buf_uv(&h->out, (uint64_t)reqid);
+  dl_buf_uv(&h->out, (uint64_t)n);
+  for (i = 1; i <= n; i++) {
+    size_t klen;
+    const char *k;
+    lua_rawgeti(L, 3, i);
+    k = lua_tolstring(L, -1, &klen);
+    if (k == NULL) return luaL_error(L, "gather: keys must be strings");
+    dl_buf_str(&h->out, k, klen);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* h:scatter(key, value [, {worker ids}]) */
+static int h_scatter(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  char err[600];
+  dl_enc_opts eo = {0, NULL, NULL, "scattered value"};
+  luaL_checkany(L, 3);
+  h->payload.len = 0;
+  if (dl_codec_encode(L, 3, &h->payload, &eo, err, sizeof err))
+    return luaL_error(L, "%s", err);
+  dl_buf_u8(&h->out, DL_M_SCATTER);
+  dl_buf_str(&h->out, key, klen);
+  dl_buf_str(&h->out, h->payload.p, h->payload.len);
+  if (lua_istable(L, 4)) {
+    lua_Integer n = luaL_len(L, 4), i;
+    dl_buf_uv(&h->out, (uint64_t)n);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, 4, i);
+      dl_buf_uv(&h->out, (uint64_t)lua_tointeger(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    dl_buf_uv(&h->out, 0);
+  }
+  return 0;
+}
+
+static int flush(handle *h) {
+  int rc = 0;
+  if (h->out.len) {
+    rc = dl_server_send(h->srv, h->out.p, h->out.len);
+    h->out.len = 0;
+  }
+  return rc;
+}
+
+/* h:flush(): hand queued messages to the scheduler now. */
+static int h_flush(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_pushboolean(L, flush(h) == 0);
+  return 1;
+}
+
+/* Push an error record as message, traceback, worker.  [-0, +3, m] */
+static int push_errrec(lua_State *L, const char *p, size_t n) {
+  dl_rd r;
+  uint64_t kind;
+  const char *s[3];
+  size_t len[3];
+  int i;
+  dl_rd_init(&r, p, n);
+  if (dl_rd_uv(&r, &kind)) return -1;
+  for (i = 0; i < 3; i++)
+    if (dl_rd_str(&r, &s[i], &len[i])) return -1;
+  for (i = 0; i < 3; i++) {
+    if (len[i]) lua_pushlstring(L, s[i], len[i]);
+    else lua_pushnil(L);
+  }
+  return 0;
+}
+
+static const char *const kind_names[] = {
+  "", "error", "cancelled", "timeout", "killed", "dependency", "lost"
+};
+
+/*
+** h:poll(timeout, on_done, on_err, on_data) -> count | nil, message
+** Flushes, waits up to timeout seconds (negative: forever) for scheduler
+** messages and calls, for each one:
+**   on_done(key, nbytes [, true, value])   (value: small results inline)
+**   on_err(key, kind, message, traceback, worker)
+**   on_data(reqid, key, found, value_or_errmsg)
+*/
+static int h_poll(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  double timeout = luaL_optnumber(L, 2, -1);
+  int rc, count = 0;
+  dl_rd r;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  luaL_checktype(L, 5, LUA_TFUNCTION);
+  if (flush(h)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the cluster has stopped");
+    return 2;
+  }
+  if (h->polling) {
+    h->polling = 0; /* a callback raised during the last poll */
+  }
+  h->in.len = 0;
+  rc = dl_server_recv(h->srv, &h->in, timeout);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the cluster has stopped");
+    return 2;
+  }
+  /* The bytes stay in h->in (owned by the handle) while callbacks run, so
+     an error raised by one leaks nothing; callbacks must not poll. */
+  h->polling = 1;
+  {
+    dl_rd_init(&r, h->in.p, h->in.len);
+    while (dl_rd_left(&r)) {
+      unsigned type = 0;
+      const char *key, *bytes;
+      size_t klen, blen;
+      uint64_t v, reqid, found;
+      dl_rd_u8(&r, &type);
+      if (type == DL_M_KEY_DONE) {
+        char err[600];
+        dl_dec_opts dopt = {0, NULL, NULL};
+        if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
+            dl_rd_str(&r, &bytes, &blen))
+          break;
+        lua_pushvalue(L, 3);
+        lua_pushlstring(L, key, klen);
+        lua_pushinteger(L, (lua_Integer)v);
+        if (blen && dl_codec_decode(L, bytes, blen, &dopt, err,
+                                    sizeof err) == 0) {
+          lua_pushboolean(L, 1);
+          lua_insert(L, -2);
+          lua_call(L, 4, 0);
+        } else {
+          lua_call(L, 2, 0);
+        }
+      } else if (type == DL_M_KEY_ERR) {
+        if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
+            dl_rd_str(&r, &bytes, &blen))
+          break;
+        lua_pushvalue(L, 4);
+        lua_pushlstring(L, key, klen);
+        lua_pushstring(L, v < sizeof kind_names / sizeof *kind_names
+                              ? kind_names[v] : "error");
+        if (push_errrec(L, bytes, blen)) {
+          lua_pushliteral(L, "malformed error record");
+          lua_pushnil(L);
+          lua_pushnil(L);
+        }
+        lua_call(L, 5, 0);
+      } else if (type == DL_M_GATHER_REPLY) {
+        char err[600];
+        dl_dec_opts dopt = {0, NULL, NULL};
+        if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
+            dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
+          break;
+        lua_pushvalue(L, 5);
+        lua_pushinteger(L, (lua_Integer)reqid);
+        lua_pushlstring(L, key, klen);
+        if (!found) {
+          lua_pushboolean(L, 0);
+          lua_pushnil(L);
+        } else if (dl_codec_decode(L, bytes, blen, &dopt, err, sizeof err)) {
+          lua_pushboolean(L, 0);
+          lua_pushfstring(L, "cannot decode the result of '%s': %s",
+                          lua_tostring(L, -2), err);
+        } else {
+          lua_pushboolean(L, 1);
+          lua_insert(L, -2);
+        }
+        lua_call(L, 4, 0);
+      } else {
+        break;
+      }
+      count++;
+    }
+  }
+  h->polling = 0;
+  lua_pushinteger(L, count);
+  return 1;
+}
+
+/* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */
+static int h_workers(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  dl_sched_winfo info[256];
+  int n = dl_server_workers(h->srv, info, 256), i;
+  double now = (double)uv_hrtime() * 1e-9;
+  if (n > 256) n = 256;
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 12);
+    lua_pushinteger(L, info[i].id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, (lua_Integer)info[i].pid);
+    lua_setfield(L, -2, "pid");
+    lua_pushinteger(L, info[i].nthreads);
+    lua_setfield(L, -2, "nthreads");
+    lua_pushinteger(L, (lua_Integer)info[i].memory_limit);
+    lua_setfield(L, -2, "memory_limit");
+    lua_pushinteger(L, (lua_Integer)info[i].managed);
+    lua_setfield(L, -2, "managed");
+    lua_pushinteger(L, (lua_Integer)info[i].spilled);
+    lua_setfield(L, -2, "spilled");
+    lua_pushinteger(L, (lua_Integer)info[i].rss);
+    lua_setfield(L, -2, "rss");
+    lua_pushinteger(L, info[i].executing);
+    lua_setfield(L, -2, "executing");
+    lua_pushinteger(L, info[i].inflight);
+    lua_setfield(L, -2, "processing");
+    lua_pushinteger(L, info[i].stored);
+    lua_setfield(L, -2, "stored");
+    lua_pushnumber(L, now - info[i].started);
+    lua_setfield(L, -2, "uptime");
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* h:counts() -> {waiting=, ready=, processing=, memory=, erred=,
+   released=} */
+static int h_counts(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  static const char *const names[6] = {"waiting", "ready", "processing",
+                                       "memory", "erred", "released"};
+  int64_t c[6];
+  int i;
+  dl_server_counts(h->srv, c);
+  lua_createtable(L, 0, 6);
+  for (i = 0; i < 6; i++) {
+    lua_pushinteger(L, (lua_Integer)c[i]);
+    lua_setfield(L, -2, names[i]);
+  }
+  return 1;
+}
+
+/* h:scale(n) */
+static int h_scale(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0 && n <= 1024, 2, "worker count out of range");
+  dl_server_scale(h->srv, (int)n);
+  h->nworkers = (int)n;
+  return 0;
+}
+
+/* h:dir() -> the cluster's private directory (its "address") */
+static int h_dir(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_pushstring(L, dl_server_dir(h->srv));
+  return 1;
+}
+
+/* h:stats() -> spawned, died */
+static int h_stats(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  int spawned, died;
+  dl_server_stats(h->srv, &spawned, &died);
+  lua_pushinteger(L, spawned);
+  lua_pushinteger(L, died);
+  return 2;
+}
+
+/* cluster.machine() -> cores, total memory in bytes */
+static int cl_machine(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_available_parallelism());
+  lua_pushinteger(L, (lua_Integer)uv_get_total_memory());
+  return 2;
+}
+
+/* cluster.in_worker() -> true inside a worker process */
+static int cl_in_worker(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
+  lua_pushboolean(L, lua_toboolean(L, -1));
+  return 1;
+}
+
+static const luaL_Reg handle_methods[] = {
+  {"submit", h_submit},
+  {"release", h_release},
+  {"cancel", h_cancel},
+  {"gather", h_gather},
+  {"scatter", h_scatter},
+  {"flush", h_flush},
+  {"poll", h_poll},
+  {"workers", h_workers},
+  {"counts", h_counts},
+  {"scale", h_scale},
+  {"dir", h_dir},
+  {"stats", h_stats},
+  {"close", h_close},
+  {"closed", h_closed},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"start", cl_start},
+  {"machine", cl_machine},
+  {"in_worker", cl_in_worker},
+  {NULL, NULL}
+};
+
+int luaopen_dlua_cluster(lua_State *L) {
+  luaL_newmetatable(L, HANDLE_MT);
+  luaL_newlib(L, handle_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, h_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, h_close);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  /* Futures: a table metatable the Lua side fills with methods. */
+  luaL_newmetatable(L, DL_FUTURE_MT);
+  dl_codec_register(L, DL_FUTURE_MT, future_encode, NULL);
+  luaL_newlib(L, funcs);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "Future");
+  return 1;
+}

@@ -1,1 +1,1188 @@
-/* placeholder */
+/*
+** dl_sched.c -- the scheduler's task state machine.  See dl_sched.h.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dl_map.h"
+#include "dl_proto.h"
+#include "dl_sched.h"
+
+enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
+
+typedef struct task task;
+struct task {
+  char *key; /* owned, NUL-terminated */
+  size_t klen;
+  char *payload; /* owned; NULL for scattered data */
+  size_t plen;
+  task **deps;
+  int ndeps;
+  task **dependents;
+  int ndependents, capdependents;
+  unsigned char *fns; /* nfns * 16 bytes */
+  int nfns;
+  int *restrict_w; /* worker ids, or NULL */
+  int nrestrict;
+  int state;
+  int waiting;  /* inputs not in memory */
+  int npending; /* dependents WAITING/READY/PROCESSING */
+  int want;     /* futures the client holds */
+  int retries;
+  int tries; /* workers it was running on when they died */
+  int64_t prio;
+  int64_t order;
+  uint64_t seq;
+  uint32_t timeout_ms;
+  int processing_on; /* worker id or -1 */
+  int *who;          /* worker ids holding the result */
+  int nwho;
+  uint64_t nbytes;
+  char *err; /* error record (dl_err_encode), owned */
+  size_t errlen;
+  int errkind;
+  size_t hidx; /* heap position + 1, 0 when not in the heap */
+  double not_before;
+  task *next_delayed;
+};
+
+typedef struct sworker {
+  dl_sched_winfo info;
+  dl_map fns_sent; /* hash -> the scheduler's fn entry */
+  int alive;
+} sworker;
+
+typedef struct fnentry {
+  unsigned char hash[16];
+  char *code;
+  size_t len;
+} fnentry;
+
+struct dl_sched {
+  dl_sched_io io;
+  dl_map tasks;
+  dl_map fns;
+  sworker **workers;
+  int nworkers;
+  task **heap;
+  size_t nheap, capheap;
+  task *delayed;
+  uint64_t seq;
+  double avg_duration; /* EWMA of task run time, seconds; < 0 unknown */
+  int allowed_failures;
+  int64_t counts[6];
+  /* scratch stack for the iterative graph walks */
+  task **stack;
+  size_t nstack, capstack;
+};
+
+/* ---------------------------------------------------------------- utils */
+
+static void *xalloc(size_t n) { return dl_realloc(NULL, n ? n : 1); }
+
+static char *dupbytes(const char *p, size_t n) {
+  char *d = xalloc(n + 1);
+  if (d == NULL) return NULL;
+  if (n) memcpy(d, p, n);
+  d[n] = '\0';
+  return d;
+}
+
+static void set_state(dl_sched *s, task *t, int st) {
+  s->counts[t->state]--;
+  t->state = st;
+  s->counts[st]++;
+}
+
+static int push_stack(dl_sched *s, task *t) {
+  if (s->nstack == s->capstack) {
+    size_t nc = s->capstack ? s->capstack * 2 : 64;
+    task **n = dl_realloc(s->stack, nc * sizeof *n);
+    if (n == NULL) return DL_ENOMEM;
+    s->stack = n;
+    s->capstack = nc;
+  }
+  s->stack[s->nstack++] = t;
+  return 0;
+}
+
+static sworker *find_worker(dl_sched *s, int wid) {
+  int i;
+  for (i = 0; i < s->nworkers; i++)
+    if (s->workers[i]->info.id == wid) return s->workers[i];
+  return NULL;
+}
+
+static dl_buf *wout(dl_sched *s, int wid) {
+  return s->io.worker_out(s->io.ud, wid);
+}
+
+static dl_buf *cout(dl_sched *s) { return s->io.client_out(s->io.ud); }
+
+int dl_err_encode(dl_buf *b, int kind, const char *msg, const char *tb,
+                  const char *worker) {
+  int rc = dl_buf_uv(b, (uint64_t)kind);
+  rc |= dl_buf_str(b, msg, strlen(msg));
+  rc |= dl_buf_str(b, tb ? tb : "", tb ? strlen(tb) : 0);
+  rc |= dl_buf_str(b, worker ? worker : "", worker ? strlen(worker) : 0);
+  return rc ? DL_ENOMEM : 0;
+}
+
+/* ----------------------------------------------------------------- heap */
+
+/* Does a run before b?  Higher prio first, then lower order, then FIFO. */
+static int before(const task *a, const task *b) {
+  if (a->prio != b->prio) return a->prio > b->prio;
+  if (a->order != b->order) return a->order < b->order;
+  return a->seq < b->seq;
+}
+
+static void heap_set(dl_sched *s, size_t i, task *t) {
+  s->heap[i] = t;
+  t->hidx = i + 1;
+}
+
+static void heap_up(dl_sched *s, size_t i) {
+  task *t = s->heap[i];
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!before(t, s->heap[p])) break;
+    heap_set(s, i, s->heap[p]);
+    i = p;
+  }
+  heap_set(s, i, t);
+}
+
+static void heap_down(dl_sched *s, size_t i) {
+  task *t = s->heap[i];
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    task *best = t;
+    if (l < s->nheap && before(s->heap[l], best)) m = l, best = s->heap[l];
+    if (r < s->nheap && before(s->heap[r], best)) m = r, best = s->heap[r];
+    if (m == i) break;
+    heap_set(s, i, s->heap[m]);
+    i = m;
+  }
+  heap_set(s, i, t);
+}
+
+static int heap_push(dl_sched *s, task *t) {
+  if (s->nheap == s->capheap) {
+    size_t nc = s->capheap ? s->capheap * 2 : 256;
+    task **n = dl_realloc(s->heap, nc * sizeof *n);
+    if (n == NULL) return DL_ENOMEM;
+    s->heap = n;
+    s->capheap = nc;
+  }
+  heap_set(s, s->nheap++, t);
+  heap_up(s, s->nheap - 1);
+  return 0;
+}
+
+static void heap_remove(dl_sched *s, task *t) {
+  size_t i;
+  if (t->hidx == 0) return;
+  i = t->hidx - 1;
+  t->hidx = 0;
+  s->nheap--;
+  if (i == s->nheap) return;
+  {
+    task *m = s->heap[s->nheap];
+    heap_set(s, i, m);
+    heap_up(s, i);
+    heap_down(s, m->hidx - 1);
+  }
+}
+
+/* -------------------------------------------------------- client output */
+
+/* Tell the client t is done; inl/ilen: the value itself when small. */
+static void notify_done_inline(dl_sched *s, task *t, const char *inl,
+                               size_t ilen) {
+  dl_buf *b;
+  if (t->want <= 0) return;
+  b = cout(s);
+  dl_buf_u8(b, DL_M_KEY_DONE);
+  dl_buf_str(b, t->key, t->klen);
+  dl_buf_uv(b, t->nbytes);
+  dl_buf_str(b, inl, ilen);
+}
+
+static void notify_done(dl_sched *s, task *t) {
+  notify_done_inline(s, t, "", 0);
+}
+
+static void notify_err(dl_sched *s, task *t) {
+  dl_buf *b;
+  if (t->want <= 0) return;
+  b = cout(s);
+  dl_buf_u8(b, DL_M_KEY_ERR);
+  dl_buf_str(b, t->key, t->klen);
+  dl_buf_uv(b, (uint64_t)t->errkind);
+  dl_buf_str(b, t->err, t->errlen);
+}
+
+/* ----------------------------------------------------------- transitions */
+
+static void free_data(dl_sched *s, task *t) {
+  int i;
+  for (i = 0; i < t->nwho; i++) {
+    dl_buf *b = wout(s, t->who[i]);
+    if (b) {
+      dl_buf_u8(b, DL_M_FREE);
+      dl_buf_str(b, t->key, t->klen);
+    }
+  }
+  t->nwho = 0;
+}
+
+static void task_free(task *t) {
+  dl_free(t->key);
+  dl_free(t->payload);
+  dl_free(t->deps);
+  dl_free(t->dependents);
+  dl_free(t->fns);
+  dl_free(t->restrict_w);
+  dl_free(t->who);
+  dl_free(t->err);
+  dl_free(t);
+}
+
+static int counts_pending(const task *t) {
+  return t->state == T_WAITING || t->state == T_READY ||
+         t->state == T_PROCESSING;
+}
+
+/*
+** Drop tasks nobody needs: start from t and walk to its inputs.  A task
+** with no client reference and no pending dependent loses its data; one
+** with no dependents at all is forgotten.
+*/
+static void collect(dl_sched *s, task *t) {
+  size_t base = s->nstack;
+  push_stack(s, t);
+  while (s->nstack > base) {
+    task *x = s->stack[--s->nstack];
+    int i;
+    if (x->want > 0 || x->npending > 0 || counts_pending(x)) continue;
+    if (x->state == T_MEMORY) {
+      free_data(s, x);
+      set_state(s, x, T_RELEASED);
+    }
+    if (x->ndependents > 0) continue;
+    /* forget x */
+    for (i = 0; i < x->ndeps; i++) {
+      task *d = x->deps[i];
+      int j;
+      for (j = 0; j < d->ndependents; j++)
+        if (d->dependents[j] == x) {
+          d->dependents[j] = d->dependents[--d->ndependents];
+          break;
+        }
+      push_stack(s, d);
+    }
+    dl_map_del(&s->tasks, x->key, x->klen);
+    s->counts[x->state]--;
+    task_free(x);
+  }
+}
+
+static void make_ready(dl_sched *s, task *t) {
+  set_state(s, t, T_READY);
+  heap_push(s, t);
+}
+
+/* t leaves the pending states: its inputs have one pending dependent less. */
+static void unpend_inputs(dl_sched *s, task *t) {
+  int i;
+  for (i = 0; i < t->ndeps; i++) {
+    task *d = t->deps[i];
+    if (--d->npending == 0 && d->want == 0) collect(s, d);
+  }
+}
+
+static void set_err(task *t, int kind, const char *rec, size_t len) {
+  char *e = dupbytes(rec, len);
+  if (e == NULL) return;
+  dl_free(t->err);
+  t->err = e;
+  t->errlen = len;
+  t->errkind = kind;
+}
+
+/* t failed: it and every task that depends on it (transitively) err. */
+static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
+  size_t base = s->nstack;
+  heap_remove(s, t);
+  set_err(t, kind, rec, len);
+  push_stack(s, t);
+  while (s->nstack > base) {
+    task *x = s->stack[--s->nstack];
+    int i, was_pending = counts_pending(x);
+    if (x->state == T_ERRED) continue;
+    heap_remove(s, x);
+    if (x != t) set_err(x, DL_ERR_DEP, t->err, t->errlen);
+    if (x->state == T_PROCESSING) {
+      sworker *w = find_worker(s, x->processing_on);
+      if (w) w->info.inflight--;
+      x->processing_on = -1;
+    }
+    set_state(s, x, T_ERRED);
+    notify_err(s, x);
+    for (i = 0; i < x->ndependents; i++) {
+      task *y = x->dependents[i];
+      if (counts_pending(y)) push_stack(s, y);
+    }
+    if (was_pending) unpend_inputs(s, x);
+  }
+}
+
+/*
+** Make sure t ends up in memory: a RELEASED task (and, recursively, the
+** released inputs it needs) goes back to WAITING or READY.
+*/
+static void need(dl_sched *s, task *t) {
+  size_t base = s->nstack;
+  push_stack(s, t);
+  while (s->nstack > base) {
+    task *x = s->stack[--s->nstack];
+    int i, failed = 0;
+    if (x->state != T_RELEASED) continue;
+    if (x->payload == NULL) { /* scattered data cannot be recomputed */
+      dl_buf e;
+      dl_buf_init(&e);
+      dl_err_encode(&e, DL_ERR_LOST,
+                    "scattered data was lost with its worker and has no "
+                    "lineage to recompute it", NULL, NULL);
+      set_state(s, x, T_WAITING); /* so fail() counts it as pending */
+      fail(s, x, DL_ERR_LOST, e.p, e.len);
+      dl_buf_free(&e);
+      continue;
+    }
+    x->waiting = 0;
+    for (i = 0; i < x->ndeps; i++) {
+      task *d = x->deps[i];
+      d->npending++;
+      if (d->state == T_ERRED) failed = 1;
+      if (d->state != T_MEMORY) {
+        x->waiting++;
+        if (d->state == T_RELEASED) push_stack(s, d);
+      }
+    }
+    set_state(s, x, T_WAITING);
+    if (failed) {
+      for (i = 0; i < x->ndeps; i++)
+        if (x->deps[i]->state == T_ERRED) {
+          task *d = x->deps[i];
+          fail(s, x, DL_ERR_DEP, d->err, d->errlen);
+          break;
+        }
+    } else if (x->waiting == 0) {
+      make_ready(s, x);
+    }
+  }
+}
+
+/* The result of t is in memory on worker wid. */
+static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
+                     const char *inl, size_t ilen) {
+  int i;
+  heap_remove(s, t);
+  t->who = dl_realloc(t->who, sizeof(int) * (size_t)(t->nwho + 1));
+  if (t->who == NULL) {
+    t->nwho = 0;
+    return;
+  }
+  t->who[t->nwho++] = wid;
+  t->nbytes = nbytes;
+  t->processing_on = -1;
+  set_state(s, t, T_MEMORY);
+  notify_done_inline(s, t, inl, ilen);
+  for (i = 0; i < t->ndependents; i++) {
+    task *y = t->dependents[i];
+    if (y->state == T_WAITING && --y->waiting == 0) make_ready(s, y);
+  }
+  unpend_inputs(s, t);
+  if (t->want == 0 && t->npending == 0) collect(s, t);
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+static int window(const dl_sched *s, const sworker *w) {
+  double d = s->avg_duration;
+  int n;
+  if (d < 0) return 2 * w->info.nthreads;
+  if (d < 1e-6) d = 1e-6;
+  n = (int)ceil(0.005 / d); /* keep ~5 ms of work queued per worker */
+  if (n < 2) n = 2;
+  if (n > 1000) n = 1000;
+  return n * w->info.nthreads;
+}
+
+static int allowed(const task *t, int wid) {
+  int i;
+  if (t->restrict_w == NULL) return 1;
+  for (i = 0; i < t->nrestrict; i++)
+    if (t->restrict_w[i] == wid) return 1;
+  return 0;
+}
+
+/* The best worker for t with room in its window, or NULL. */
+static sworker *choose(dl_sched *s, task *t) {
+  sworker *best = NULL;
+  uint64_t best_bytes = 0;
+  int i;
+  for (i = 0; i < s->nworkers; i++) {
+    sworker *w = s->workers[i];
+    uint64_t bytes = 0;
+    int j, k;
+    if (!w->alive || w->info.inflight >= window(s, w)) continue;
+    if (!allowed(t, w->info.id)) continue;
+    for (j = 0; j < t->ndeps; j++) {
+      task *d = t->deps[j];
+      for (k = 0; k < d->nwho; k++)
+        if (d->who[k] == w->info.id) bytes += d->nbytes + 1;
+    }
+    if (best == NULL || bytes > best_bytes ||
+        (bytes == best_bytes && w->info.inflight < best->info.inflight)) {
+      best = w;
+      best_bytes = bytes;
+    }
+  }
+  return best;
+}
+
+static void send_compute(dl_sched *s, task *t, sworker *w) {
+  dl_buf *b = wout(s, w->info.id);
+  int i, j;
+  if (b == NULL) return;
+  for (i = 0; i < t->nfns; i++) {
+    const unsigned char *h = t->fns + 16 * i;
+    fnentry *f;
+    if (dl_map_get(&w->fns_sent, (const char *)h, 16)) continue;
+    f = dl_map_get(&s->fns, (const char *)h, 16);
+    if (f == NULL) continue; /* the worker will report it unknown */
+    dl_buf_u8(b, DL_M_FUNC);
+    dl_buf_put(b, f->hash, 16);
+    dl_buf_str(b, f->code, f->len);
+    dl_map_put(&w->fns_sent, (const char *)f->hash, 16, f);
+  }
+  dl_buf_u8(b, DL_M_COMPUTE);
+  dl_buf_str(b, t->key, t->klen);
+  dl_buf_sv(b, t->prio);
+  dl_buf_uv(b, t->timeout_ms);
+  dl_buf_str(b, t->payload, t->plen);
+  dl_buf_uv(b, (uint64_t)t->ndeps);
+  for (i = 0; i < t->ndeps; i++) {
+    task *d = t->deps[i];
+    dl_buf_str(b, d->key, d->klen);
+    dl_buf_uv(b, (uint64_t)d->nwho);
+    for (j = 0; j < d->nwho; j++) dl_buf_uv(b, (uint64_t)d->who[j]);
+  }
+  set_state(s, t, T_PROCESSING);
+  t->processing_on = w->info.id;
+  w->info.inflight++;
+}
+
+/* Hand READY tasks to workers with room, best priority first. */
+static void dispatch(dl_sched *s) {
+  task *stalled = NULL, **tail = &stalled;
+  int have_room = 1;
+  while (s->nheap > 0 && have_room) {
+    task *t = s->heap[0];
+    sworker *w = choose(s, t);
+    if (w == NULL) {
+      int i;
+      have_room = 0;
+      if (t->restrict_w == NULL) break;
+      /* A restricted task must not block others: set it aside. */
+      for (i = 0; i < s->nworkers; i++)
+        if (s->workers[i]->alive &&
+            s->workers[i]->info.inflight < window(s, s->workers[i]))
+          have_room = 1;
+      heap_remove(s, t);
+      t->next_delayed = NULL;
+      *tail = t;
+      tail = &t->next_delayed;
+      continue;
+    }
+    heap_remove(s, t);
+    send_compute(s, t, w);
+  }
+  while (stalled) {
+    task *t = stalled;
+    stalled = t->next_delayed;
+    heap_push(s, t);
+  }
+}
+
+/* ----------------------------------------------------------- life cycle */
+
+dl_sched *dl_sched_new(const dl_sched_io *io) {
+  dl_sched *s = xalloc(sizeof *s);
+  if (s == NULL) return NULL;
+  memset(s, 0, sizeof *s);
+  s->io = *io;
+  dl_map_init(&s->tasks);
+  dl_map_init(&s->fns);
+  s->avg_duration = -1;
+  s->allowed_failures = 3;
+  return s;
+}
+
+void dl_sched_set_allowed_failures(dl_sched *s, int n) {
+  s->allowed_failures = n < 1 ? 1 : n;
+}
+
+void dl_sched_free(dl_sched *s) {
+  size_t i = 0;
+  void *v;
+  int k;
+  if (s == NULL) return;
+  while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(v);
+  i = 0;
+  while ((v = dl_map_next(&s->fns, &i)) != NULL) {
+    dl_free(((fnentry *)v)->code);
+    dl_free(v);
+  }
+  for (k = 0; k < s->nworkers; k++) {
+    dl_map_free(&s->workers[k]->fns_sent);
+    dl_free(s->workers[k]);
+  }
+  dl_free(s->workers);
+  dl_map_free(&s->tasks);
+  dl_map_free(&s->fns);
+  dl_free(s->heap);
+  dl_free(s->stack);
+  dl_free(s);
+}
+
+int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
+                        int64_t memory_limit, double now) {
+  sworker *w = xalloc(sizeof *w), **nw;
+  if (w == NULL) return DL_ENOMEM;
+  nw = dl_realloc(s->workers, sizeof *nw * (size_t)(s->nworkers + 1));
+  if (nw == NULL) {
+    dl_free(w);
+    return DL_ENOMEM;
+  }
+  memset(w, 0, sizeof *w);
+  s->workers = nw;
+  w->info.id = wid;
+  w->info.pid = pid;
+  w->info.nthreads = nthreads > 0 ? nthreads : 1;
+  w->info.memory_limit = memory_limit;
+  w->info.started = now;
+  w->alive = 1;
+  dl_map_init(&w->fns_sent);
+  s->workers[s->nworkers++] = w;
+  dispatch(s);
+  return 0;
+}
+
+void dl_sched_remove_worker(dl_sched *s, int wid) {
+  sworker *w = find_worker(s, wid);
+  size_t i = 0;
+  task *t;
+  task **lost = NULL;
+  size_t nlost = 0, caplost = 0;
+  int k;
+  if (w == NULL) return;
+  w->alive = 0;
+  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+    for (k = 0; k < t->nwho; k++)
+      if (t->who[k] == wid) {
+        t->who[k] = t->who[--t->nwho];
+        break;
+      }
+    if ((t->state == T_MEMORY && t->nwho == 0) ||
+        (t->state == T_PROCESSING && t->processing_on == wid)) {
+      if (nlost == caplost) {
+        size_t nc = caplost ? caplost * 2 : 64;
+        task **n = dl_realloc(lost, nc * sizeof *n);
+        if (n == NULL) break;
+        lost = n;
+        caplost = nc;
+      }
+      lost[nlost++] = t;
+    }
+  }
+  for (i = 0; i < nlost; i++) {
+    t = lost[i];
+    if (t->state == T_PROCESSING) {
+      t->processing_on = -1;
+      if (t->payload == NULL) { /* scatter in flight: the data is gone */
+        dl_buf e;
+        dl_buf_init(&e);
+        dl_err_encode(&e, DL_ERR_LOST, "worker died while storing scattered "
+                      "data", NULL, NULL);
+        fail(s, t, DL_ERR_LOST, e.p, e.len);
+        dl_buf_free(&e);
+        continue;
+      }
+      if (++t->tries >= s->allowed_failures) {
+        char msg[512];
+        dl_buf e;
+        dl_buf_init(&e);
+        snprintf(msg, sizeof msg,
+                 "KilledWorker: task '%s' was running on %d workers that "
+                 "died (allowed_failures=%d)", t->key, t->tries,
+                 s->allowed_failures);
+        dl_err_encode(&e, DL_ERR_KILLED, msg, NULL, NULL);
+        fail(s, t, DL_ERR_KILLED, e.p, e.len);
+        dl_buf_free(&e);
+        continue;
+      }
+      /* Back to WAITING; inputs it lost are recomputed below. */
+      set_state(s, t, T_WAITING);
+      t->waiting = 0;
+      for (k = 0; k < t->ndeps; k++)
+        if (t->deps[k]->state != T_MEMORY) t->waiting++;
+      if (t->waiting == 0) make_ready(s, t);
+    } else { /* MEMORY with no holder left */
+      set_state(s, t, T_RELEASED);
+      for (k = 0; k < t->ndependents; k++) {
+        task *y = t->dependents[k];
+        if (y->state == T_WAITING) y->waiting++;
+        else if (y->state == T_READY) {
+          heap_remove(s, y);
+          set_state(s, y, T_WAITING);
+          y->waiting = 1;
+        }
+      }
+      /* Its pending dependents counted it done; they are pending again, and
+         need() will count them on its inputs. */
+    }
+  }
+  for (i = 0; i < nlost; i++) {
+    t = lost[i];
+    if (t->state == T_RELEASED && (t->want > 0 || t->npending > 0)) {
+      need(s, t);
+    } else if (t->state == T_RELEASED) {
+      collect(s, t);
+    }
+  }
+  /* WAITING tasks whose inputs are RELEASED need those inputs back. */
+  for (i = 0; i < nlost; i++) {
+    t = lost[i];
+    if (t->state == T_WAITING)
+      for (k = 0; k < t->ndeps; k++)
+        if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+  }
+  dl_free(lost);
+  for (k = 0; k < s->nworkers; k++)
+    if (s->workers[k] == w) {
+      s->workers[k] = s->workers[--s->nworkers];
+      break;
+    }
+  dl_map_free(&w->fns_sent);
+  dl_free(w);
+  dispatch(s);
+}
+
+/* ------------------------------------------------------- client frames */
+
+#define RD(x) \
+  do {        \
+    if (x) return DL_EPROTO; \
+  } while (0)
+
+static int on_submit(dl_sched *s, dl_rd *r) {
+  const char *key, *payload;
+  size_t klen, plen;
+  int64_t prio, order;
+  uint64_t retries, timeout, nfn, ndeps, nw, allow_other, i;
+  const char *fns;
+  task *t;
+  RD(dl_rd_str(r, &key, &klen));
+  RD(dl_rd_str(r, &payload, &plen));
+  RD(dl_rd_sv(r, &prio));
+  RD(dl_rd_sv(r, &order));
+  RD(dl_rd_uv(r, &retries));
+  RD(dl_rd_uv(r, &timeout));
+  RD(dl_rd_uv(r, &nfn));
+  if (nfn > dl_rd_left(r) / 16) return DL_EPROTO;
+  RD(dl_rd_bytes(r, nfn * 16, &fns));
+  t = dl_map_get(&s->tasks, key, klen);
+  if (t != NULL) { /* same key: the client holds one more future of it */
+    RD(dl_rd_uv(r, &ndeps));
+    for (i = 0; i < ndeps; i++) {
+      const char *dk;
+      size_t dkl;
+      RD(dl_rd_str(r, &dk, &dkl));
+    }
+    RD(dl_rd_uv(r, &nw));
+    for (i = 0; i < nw; i++) RD(dl_rd_uv(r, &allow_other));
+    RD(dl_rd_uv(r, &allow_other));
+    t->want++;
+    if (t->state == T_MEMORY) notify_done(s, t);
+    else if (t->state == T_ERRED) notify_err(s, t);
+    else if (t->state == T_RELEASED) need(s, t);
+    return 0;
+  }
+  t = xalloc(sizeof *t);
+  if (t == NULL) return DL_ENOMEM;
+  memset(t, 0, sizeof *t);
+  t->key = dupbytes(key, klen);
+  t->klen = klen;
+  t->payload = dupbytes(payload, plen);
+  t->plen = plen;
+  t->prio = prio;
+  t->order = order;
+  t->seq = s->seq++;
+  t->retries = (int)(retries > 1000 ? 1000 : retries);
+  t->timeout_ms = (uint32_t)timeout;
+  t->processing_on = -1;
+  t->want = 1;
+  t->state = T_WAITING;
+  s->counts[T_WAITING]++;
+  if (nfn) {
+    t->fns = xalloc(nfn * 16);
+    if (t->fns) memcpy(t->fns, fns, nfn * 16);
+    t->nfns = (int)nfn;
+  }
+  if (dl_rd_uv(r, &ndeps) || ndeps > dl_rd_left(r)) goto bad;
+  if (ndeps) t->deps = xalloc(sizeof(task *) * ndeps);
+  {
+    dl_buf e;
+    const char *missing = NULL;
+    size_t missinglen = 0;
+    for (i = 0; i < ndeps; i++) {
+      const char *dk;
+      size_t dkl;
+      task *d;
+      if (dl_rd_str(r, &dk, &dkl)) goto bad;
+      d = dl_map_get(&s->tasks, dk, dkl);
+      if (d == NULL) {
+        missing = dk;
+        missinglen = dkl;
+        continue;
+      }
+      t->deps[t->ndeps++] = d;
+    }
+    if (dl_rd_uv(r, &nw) || nw > dl_rd_left(r)) goto bad;
+    if (nw) {
+      t->restrict_w = xalloc(sizeof(int) * nw);
+      for (i = 0; i < nw; i++) {
+        uint64_t id;
+        if (dl_rd_uv(r, &id)) goto bad;
+        t->restrict_w[i] = (int)id;
+      }
+      t->nrestrict = (int)nw;
+    }
+    if (dl_rd_uv(r, &allow_other)) goto bad;
+    if (allow_other && t->restrict_w) { /* a preference, not a rule */
+      dl_free(t->restrict_w);
+      t->restrict_w = NULL;
+      t->nrestrict = 0;
+    }
+    if (dl_map_put(&s->tasks, t->key, t->klen, t)) goto bad;
+    /* Link to inputs. */
+    for (i = 0; i < (uint64_t)t->ndeps; i++) {
+      task *d = t->deps[i];
+      if (d->ndependents == d->capdependents) {
+        int nc = d->capdependents ? d->capdependents * 2 : 4;
+        task **n = dl_realloc(d->dependents, sizeof *n * (size_t)nc);
+        if (n == NULL) continue;
+        d->dependents = n;
+        d->capdependents = nc;
+      }
+      d->dependents[d->ndependents++] = t;
+      d->npending++;
+      if (d->state != T_MEMORY) t->waiting++;
+    }
+    if (missing) {
+      char msg[600];
+      dl_buf_init(&e);
+      snprintf(msg, sizeof msg,
+               "missing dependency: task '%s' needs key '%.*s', which the "
+               "scheduler does not know (was its future released?)",
+               t->key, (int)(missinglen > 200 ? 200 : missinglen), missing);
+      dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+      fail(s, t, DL_ERR_LOST, e.p, e.len);
+      dl_buf_free(&e);
+      return 0;
+    }
+    for (i = 0; i < (uint64_t)t->ndeps; i++) {
+      task *d = t->deps[i];
+      if (d->state == T_ERRED) {
+        fail(s, t, DL_ERR_DEP, d->err, d->errlen);
+        return 0;
+      }
+    }
+    for (i = 0; i < (uint64_t)t->ndeps; i++)
+      if (t->deps[i]->state == T_RELEASED) need(s, t->deps[i]);
+    if (t->waiting == 0) make_ready(s, t);
+  }
+  return 0;
+bad:
+  s->counts[T_WAITING]--;
+  if (dl_map_get(&s->tasks, t->key, t->klen) == t)
+    dl_map_del(&s->tasks, t->key, t->klen);
+  task_free(t);
+  return DL_EPROTO;
+}
+
+static void cancel_task(dl_sched *s, task *t) {
+  dl_buf e;
+  if (t->state == T_PROCESSING) {
+    dl_buf *b = wout(s, t->processing_on);
+    if (b) {
+      dl_buf_u8(b, DL_M_CANCEL);
+      dl_buf_str(b, t->key, t->klen);
+    }
+  }
+  if (!counts_pending(t)) return;
+  dl_buf_init(&e);
+  dl_err_encode(&e, DL_ERR_CANCELLED, "cancelled", NULL, NULL);
+  fail(s, t, DL_ERR_CANCELLED, e.p, e.len);
+  dl_buf_free(&e);
+}
+
+static int on_release(dl_sched *s, dl_rd *r) {
+  const char *key;
+  size_t klen;
+  task *t;
+  RD(dl_rd_str(r, &key, &klen));
+  t = dl_map_get(&s->tasks, key, klen);
+  if (t == NULL || t->want <= 0) return 0;
+  if (--t->want > 0) return 0;
+  if (counts_pending(t) && t->npending == 0) {
+    /* Nobody needs it any more: stop it. */
+    if (t->state == T_PROCESSING) {
+      dl_buf *b = wout(s, t->processing_on);
+      sworker *w = find_worker(s, t->processing_on);
+      if (b) {
+        dl_buf_u8(b, DL_M_CANCEL);
+        dl_buf_str(b, t->key, t->klen);
+      }
+      if (w) w->info.inflight--;
+      t->processing_on = -1;
+    }
+    heap_remove(s, t);
+    set_state(s, t, T_RELEASED);
+    unpend_inputs(s, t);
+  }
+  collect(s, t);
+  return 0;
+}
+
+static int on_cfunc(dl_sched *s, dl_rd *r) {
+  const char *h, *code;
+  size_t len;
+  fnentry *f;
+  RD(dl_rd_bytes(r, 16, &h));
+  RD(dl_rd_str(r, &code, &len));
+  if (dl_map_get(&s->fns, h, 16)) return 0;
+  f = xalloc(sizeof *f);
+  if (f == NULL) return DL_ENOMEM;
+  memcpy(f->hash, h, 16);
+  f->code = dupbytes(code, len);
+  f->len = len;
+  return dl_map_put(&s->fns, (const char *)f->hash, 16, f);
+}
+
+static int on_scatter(dl_sched *s, dl_rd *r) {
+  const char *key, *bytes;
+  size_t klen, blen;
+  uint64_t nw, i, id, pick = 0;
+  sworker *w = NULL;
+  task *t;
+  dl_buf *b;
+  RD(dl_rd_str(r, &key, &klen));
+  RD(dl_rd_str(r, &bytes, &blen));
+  RD(dl_rd_uv(r, &nw));
+  for (i = 0; i < nw; i++) {
+    RD(dl_rd_uv(r, &id));
+    if (w == NULL) w = find_worker(s, (int)id);
+  }
+  if (w == NULL) { /* the worker with the least managed memory */
+    int k;
+    for (k = 0; k < s->nworkers; k++)
+      if (s->workers[k]->alive &&
+          (w == NULL || s->workers[k]->info.stored < w->info.stored))
+        w = s->workers[k], pick = (uint64_t)k;
+  }
+  (void)pick;
+  t = dl_map_get(&s->tasks, key, klen);
+  if (t != NULL) {
+    t->want++;
+    if (t->state == T_MEMORY) notify_done(s, t);
+    return 0;
+  }
+  t = xalloc(sizeof *t);
+  if (t == NULL) return DL_ENOMEM;
+  memset(t, 0, sizeof *t);
+  t->key = dupbytes(key, klen);
+  t->klen = klen;
+  t->want = 1;
+  t->seq = s->seq++;
+  t->processing_on = -1;
+  t->state = T_PROCESSING;
+  s->counts[T_PROCESSING]++;
+  dl_map_put(&s->tasks, t->key, t->klen, t);
+  if (w == NULL) {
+    dl_buf e;
+    dl_buf_init(&e);
+    dl_err_encode(&e, DL_ERR_LOST, "scatter: no worker is running", NULL,
+                  NULL);
+    fail(s, t, DL_ERR_LOST, e.p, e.len);
+    dl_buf_free(&e);
+    return 0;
+  }
+  b = wout(s, w->info.id);
+  dl_buf_u8(b, DL_M_STORE);
+  dl_buf_str(b, key, klen);
+  dl_buf_str(b, bytes, blen);
+  t->processing_on = w->info.id;
+  w->info.inflight++;
+  return 0;
+}
+
+static int on_gather(dl_sched *s, dl_rd *r) {
+  uint64_t reqid, n, i;
+  RD(dl_rd_uv(r, &reqid));
+  RD(dl_rd_uv(r, &n));
+  for (i = 0; i < n; i++) {
+    const char *key;
+    size_t klen;
+    task *t;
+    dl_buf *b = NULL;
+    RD(dl_rd_str(r, &key, &klen));
+    t = dl_map_get(&s->tasks, key, klen);
+    if (t && t->state == T_MEMORY && t->nwho > 0)
+      b = wout(s, t->who[0]);
+    if (b) {
+      dl_buf_u8(b, DL_M_GET);
+      dl_buf_uv(b, reqid);
+      dl_buf_str(b, key, klen);
+    } else { /* not in memory (any more): the client waits again */
+      b = cout(s);
+      dl_buf_u8(b, DL_M_GATHER_REPLY);
+      dl_buf_uv(b, reqid);
+      dl_buf_str(b, key, klen);
+      dl_buf_uv(b, 0);
+      dl_buf_str(b, "", 0);
+    }
+  }
+  return 0;
+}
+
+int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
+  dl_rd r;
+  int rc = 0;
+  (void)now;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r) > 0 && rc == 0) {
+    unsigned type = 0;
+    const char *key;
+    size_t klen;
+    dl_rd_u8(&r, &type);
+    switch (type) {
+      case DL_M_SUBMIT: rc = on_submit(s, &r); break;
+      case DL_M_CFUNC: rc = on_cfunc(s, &r); break;
+      case DL_M_RELEASE: rc = on_release(s, &r); break;
+      case DL_M_GATHER: rc = on_gather(s, &r); break;
+      case DL_M_SCATTER: rc = on_scatter(s, &r); break;
+      case DL_M_CCANCEL: {
+        task *t;
+        if (dl_rd_str(&r, &key, &klen)) return DL_EPROTO;
+        t = dl_map_get(&s->tasks, key, klen);
+        if (t) cancel_task(s, t);
+        break;
+      }
+      default: rc = DL_EPROTO;
+    }
+  }
+  dispatch(s);
+  return rc;
+}
+
+/* ------------------------------------------------------- worker frames */
+
+static void schedule_retry(dl_sched *s, task *t, double now) {
+  int attempt = t->tries + 1;
+  t->not_before = now + 0.05 * (double)(1 << (attempt > 8 ? 8 : attempt));
+  set_state(s, t, T_WAITING);
+  t->waiting = 0; /* it waits for the timer only */
+  t->next_delayed = s->delayed;
+  s->delayed = t;
+  t->tries++;
+}
+
+double dl_sched_tick(dl_sched *s, double now) {
+  task **pp = &s->delayed;
+  double next = -1;
+  while (*pp) {
+    task *t = *pp;
+    if (t->state != T_WAITING) { /* failed or released meanwhile */
+      *pp = t->next_delayed;
+      continue;
+    }
+    if (t->not_before <= now) {
+      int k;
+      *pp = t->next_delayed;
+      for (k = 0; k < t->ndeps; k++)
+        if (t->deps[k]->state != T_MEMORY) t->waiting++;
+      if (t->waiting == 0) make_ready(s, t);
+      else
+        for (k = 0; k < t->ndeps; k++)
+          if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+      continue;
+    }
+    if (next < 0 || t->not_before - now < next) next = t->not_before - now;
+    pp = &t->next_delayed;
+  }
+  dispatch(s);
+  return next;
+}
+
+static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
+  const char *key, *inl;
+  size_t klen, ilen;
+  uint64_t nbytes, start, stop;
+  task *t;
+  RD(dl_rd_str(r, &key, &klen));
+  RD(dl_rd_uv(r, &nbytes));
+  RD(dl_rd_uv(r, &start));
+  RD(dl_rd_uv(r, &stop));
+  RD(dl_rd_str(r, &inl, &ilen));
+  (void)now;
+  t = dl_map_get(&s->tasks, key, klen);
+  if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
+    double d = (double)(stop - start) * 1e-6;
+    w->info.inflight--;
+    s->avg_duration = s->avg_duration < 0 ? d : 0.8 * s->avg_duration + 0.2 * d;
+    finished(s, t, w->info.id, nbytes, inl, ilen);
+  } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
+    int k, have = 0;
+    for (k = 0; k < t->nwho; k++) have |= t->who[k] == w->info.id;
+    if (!have) {
+      int *n = dl_realloc(t->who, sizeof(int) * (size_t)(t->nwho + 1));
+      if (n) {
+        t->who = n;
+        t->who[t->nwho++] = w->info.id;
+      }
+    }
+  } else { /* stale: nobody wants this result any more */
+    dl_buf *b = wout(s, w->info.id);
+    if (b) {
+      dl_buf_u8(b, DL_M_FREE);
+      dl_buf_str(b, key, klen);
+    }
+  }
+  return 0;
+}
+
+static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
+  const char *key, *rec;
+  size_t klen, rlen;
+  uint64_t kind;
+  task *t;
+  RD(dl_rd_str(r, &key, &klen));
+  RD(dl_rd_uv(r, &kind));
+  RD(dl_rd_str(r, &rec, &rlen));
+  t = dl_map_get(&s->tasks, key, klen);
+  if (t == NULL || t->state != T_PROCESSING ||
+      t->processing_on != w->info.id)
+    return 0;
+  w->info.inflight--;
+  t->processing_on = -1;
+  if (kind == DL_ERR_RAISED && t->retries > 0) {
+    t->retries--;
+    schedule_retry(s, t, now);
+    return 0;
+  }
+  fail(s, t, (int)kind, rec, rlen);
+  return 0;
+}
+
+static int on_missing(dl_sched *s, sworker *w, dl_rd *r) {
+  const char *key, *dkey;
+  size_t klen, dklen;
+  task *t, *d;
+  int k;
+  RD(dl_rd_str(r, &key, &klen));
+  RD(dl_rd_str(r, &dkey, &dklen));
+  t = dl_map_get(&s->tasks, key, klen);
+  d = dl_map_get(&s->tasks, dkey, dklen);
+  if (t == NULL || t->state != T_PROCESSING ||
+      t->processing_on != w->info.id)
+    return 0;
+  w->info.inflight--;
+  t->processing_on = -1;
+  if (d && d->state == T_MEMORY) { /* its holders do not have it: lost */
+    free_data(s, d);
+    set_state(s, d, T_RELEASED);
+  }
+  set_state(s, t, T_WAITING);
+  t->waiting = 0;
+  for (k = 0; k < t->ndeps; k++)
+    if (t->deps[k]->state != T_MEMORY) t->waiting++;
+  for (k = 0; k < t->ndeps; k++)
+    if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+  if (t->state == T_WAITING && t->waiting == 0) make_ready(s, t);
+  return 0;
+}
+
+int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
+                          double now) {
+  sworker *w = find_worker(s, wid);
+  dl_rd r;
+  int rc = 0;
+  if (w == NULL) return 0;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r) > 0 && rc == 0) {
+    unsigned type = 0;
+    dl_rd_u8(&r, &type);
+    switch (type) {
+      case DL_M_DONE: rc = on_done(s, w, &r, now); break;
+      case DL_M_ERR: rc = on_err(s, w, &r, now); break;
+      case DL_M_MISSING: rc = on_missing(s, w, &r); break;
+      case DL_M_HEARTBEAT: {
+        uint64_t managed, spilled, rss, executing, stored;
+        if (dl_rd_uv(&r, &managed) || dl_rd_uv(&r, &spilled) ||
+            dl_rd_uv(&r, &rss) || dl_rd_uv(&r, &executing) ||
+            dl_rd_uv(&r, &stored))
+          return DL_EPROTO;
+        w->info.managed = (int64_t)managed;
+        w->info.spilled = (int64_t)spilled;
+        w->info.rss = (int64_t)rss;
+        w->info.executing = (int)executing;
+        w->info.stored = (int)stored;
+        break;
+      }
+      case DL_M_DATA: { /* a gather reply: pass it on to the client */
+        uint64_t reqid, found;
+        const char *key, *bytes;
+        size_t klen, blen;
+        dl_buf *b;
+        if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
+            dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
+          return DL_EPROTO;
+        b = cout(s);
+        dl_buf_u8(b, DL_M_GATHER_REPLY);
+        dl_buf_uv(b, reqid);
+        dl_buf_str(b, key, klen);
+        dl_buf_uv(b, found);
+        dl_buf_str(b, bytes, blen);
+        break;
+      }
+      default: rc = DL_EPROTO;
+    }
+  }
+  dispatch(s);
+  return rc;
+}
+
+int dl_sched_workers(dl_sched *s, dl_sched_winfo *out, int max) {
+  int i;
+  for (i = 0; i < s->nworkers && i < max; i++) out[i] = s->workers[i]->info;
+  return s->nworkers;
+}
+
+void dl_sched_counts(dl_sched *s, int64_t out[6]) {
+  memcpy(out, s->counts, sizeof s->counts);
+}

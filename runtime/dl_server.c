@@ -1,1 +1,699 @@
-/* placeholder */
+/*
+** dl_server.c -- the local cluster: scheduler thread, worker processes,
+** client link.  See dl_server.h.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "dl_proto.h"
+#include "dl_server.h"
+
+typedef struct wproc wproc;
+struct wproc {
+  dl_server *srv;
+  int id;
+  int64_t pid;
+  uv_process_t proc;
+  uv_pipe_t out, err;
+  dl_buf outline, errline; /* partial lines of its stdout/stderr */
+  dl_conn *conn;
+  int handles; /* open libuv handles; freed at zero */
+  int exited, gone, ready, retiring;
+  wproc *next;
+};
+
+struct dl_server {
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t wake;
+  uv_timer_t tick;
+  uv_timer_t killer;
+  uv_prepare_t prep;
+  dl_flusher fl;
+  uv_mutex_t lock; /* guards the fields marked (L) and sched */
+  uv_cond_t cond;
+  dl_buf outbox;  /* (L) client -> scheduler */
+  dl_buf inbox;   /* (L) scheduler -> client */
+  atomic_int inbox_ready;
+  int dead;       /* (L) the loop has ended */
+  int stop_asked; /* (L) */
+  int target;     /* (L) wanted worker count */
+  int nready;     /* (L) workers that said hello */
+  int start_failed; /* (L) */
+  char starterr[512]; /* (L) */
+  dl_buf cpending; /* loop only: messages for the client this iteration */
+  dl_sched *sched;
+  wproc *workers;
+  int nextid;
+  int stopping;
+  int spawned, died, early_deaths;
+  int64_t memory_limit;
+  char exe[4096];
+  char dir[256];
+};
+
+static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+
+/* -------------------------------------------------------- sched hooks */
+
+static dl_buf *worker_out(void *ud, int wid) {
+  dl_server *s = ud;
+  wproc *w;
+  for (w = s->workers; w; w = w->next)
+    if (w->id == wid && w->ready && !w->gone && w->conn)
+      return dl_conn_msg(w->conn);
+  return NULL;
+}
+
+static dl_buf *client_out(void *ud) { return &((dl_server *)ud)->cpending; }
+
+/* Move this iteration's client messages to the inbox and wake the client. */
+static void prep_cb(uv_prepare_t *h) {
+  dl_server *s = h->data;
+  if (s->cpending.len == 0) return;
+  uv_mutex_lock(&s->lock);
+  if (s->inbox.len == 0) {
+    dl_buf t = s->inbox;
+    s->inbox = s->cpending;
+    s->cpending = t;
+  } else {
+    dl_buf_put(&s->inbox, s->cpending.p, s->cpending.len);
+    s->cpending.len = 0;
+  }
+  atomic_store(&s->inbox_ready, 1);
+  uv_cond_broadcast(&s->cond);
+  uv_mutex_unlock(&s->lock);
+}
+
+/* ------------------------------------------------------------ workers */
+
+static int spawn_worker(dl_server *s);
+
+static void handle_closed(uv_handle_t *h) {
+  wproc *w = h->data;
+  if (--w->handles == 0) {
+    dl_server *s = w->srv;
+    wproc **pp = &s->workers;
+    while (*pp && *pp != w) pp = &(*pp)->next;
+    if (*pp) *pp = w->next;
+    dl_buf_free(&w->outline);
+    dl_buf_free(&w->errline);
+    dl_free(w);
+  }
+}
+
+static void close_handle(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, handle_closed);
+}
+
+static int live_workers(dl_server *s) {
+  int n = 0;
+  wproc *w;
+  for (w = s->workers; w; w = w->next)
+    if (!w->gone && !w->retiring) n++;
+  return n;
+}
+
+static void maybe_finish_stop(dl_server *s);
+
+/* The worker is gone (exit, EOF, or retired): idempotent. */
+static void worker_gone(wproc *w) {
+  dl_server *s = w->srv;
+  wproc *o;
+  if (w->gone) return;
+  w->gone = 1;
+  if (w->conn) {
+    dl_conn *c = w->conn;
+    w->conn = NULL;
+    c->data = NULL;
+    dl_conn_close(c);
+  }
+  if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+  if (w->ready) {
+    uv_mutex_lock(&s->lock);
+    s->nready--;
+    dl_sched_remove_worker(s->sched, w->id);
+    uv_mutex_unlock(&s->lock);
+    for (o = s->workers; o; o = o->next)
+      if (o != w && o->ready && !o->gone && o->conn) {
+        dl_buf *b = dl_conn_msg(o->conn);
+        dl_buf_u8(b, DL_M_PEER);
+        dl_buf_uv(b, (uint64_t)w->id);
+        dl_buf_str(b, "", 0);
+      }
+  }
+  if (s->stopping) {
+    maybe_finish_stop(s);
+    return;
+  }
+  if (!w->retiring) {
+    s->died++;
+    if (!w->ready) s->early_deaths++;
+    if (s->early_deaths >= 5) {
+      uv_mutex_lock(&s->lock);
+      if (s->nready == 0 && !s->start_failed) {
+        s->start_failed = 1;
+        snprintf(s->starterr, sizeof s->starterr,
+                 "workers exit before they start (%.200s); see their output "
+                 "above", s->exe);
+        uv_cond_broadcast(&s->cond);
+      }
+      uv_mutex_unlock(&s->lock);
+      return;
+    }
+  }
+  uv_mutex_lock(&s->lock);
+  {
+    int want = s->target;
+    uv_mutex_unlock(&s->lock);
+    while (live_workers(s) < want)
+      if (spawn_worker(s)) break;
+  }
+}
+
+static void exit_cb(uv_process_t *p, int64_t status, int sig) {
+  wproc *w = p->data;
+  (void)status;
+  (void)sig;
+  w->exited = 1;
+  worker_gone(w);
+  close_handle((uv_handle_t *)&w->proc);
+  if (w->srv->stopping) maybe_finish_stop(w->srv);
+}
+
+static void on_worker_close(dl_conn *c) {
+  wproc *w = c->data;
+  if (w == NULL) return;
+  w->conn = NULL;
+  worker_gone(w);
+}
+
+static void on_hello(wproc *w, dl_rd *r) {
+  dl_server *s = w->srv;
+  uint64_t id, pid, nthreads, mem;
+  const char *addr;
+  size_t alen;
+  wproc *o;
+  if (dl_rd_uv(r, &id) || dl_rd_uv(r, &pid) || dl_rd_uv(r, &nthreads) ||
+      dl_rd_uv(r, &mem) || dl_rd_str(r, &addr, &alen)) {
+    worker_gone(w);
+    return;
+  }
+  w->ready = 1;
+  w->pid = (int64_t)pid;
+  s->early_deaths = 0;
+  /* Introduce it to its peers and its peers to it. */
+  for (o = s->workers; o; o = o->next) {
+    dl_buf *b;
+    if (o == w || !o->ready || o->gone || !o->conn) continue;
+    b = dl_conn_msg(o->conn);
+    dl_buf_u8(b, DL_M_PEER);
+    dl_buf_uv(b, (uint64_t)w->id);
+    dl_buf_str(b, addr, alen);
+  }
+  {
+    dl_buf *b = dl_conn_msg(w->conn);
+    char path[512];
+    for (o = s->workers; o; o = o->next) {
+      if (o == w || !o->ready || o->gone) continue;
+      snprintf(path, sizeof path, "%s/w%d.sock", s->dir, o->id);
+      dl_buf_u8(b, DL_M_PEER);
+      dl_buf_uv(b, (uint64_t)o->id);
+      dl_buf_str(b, path, strlen(path));
+    }
+  }
+  uv_mutex_lock(&s->lock);
+  s->nready++;
+  dl_sched_add_worker(s->sched, w->id, (int64_t)pid, (int)nthreads,
+                      (int64_t)mem, now_s());
+  uv_cond_broadcast(&s->cond);
+  uv_mutex_unlock(&s->lock);
+}
+
+static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
+  wproc *w = c->data;
+  dl_server *s;
+  int rc;
+  if (w == NULL) return;
+  s = w->srv;
+  if (!w->ready) {
+    dl_rd r;
+    unsigned type = 0;
+    dl_rd_init(&r, p, n);
+    if (dl_rd_u8(&r, &type) || type != DL_M_HELLO) {
+      worker_gone(w);
+      return;
+    }
+    on_hello(w, &r);
+    return;
+  }
+  uv_mutex_lock(&s->lock);
+  rc = dl_sched_worker_frame(s->sched, w->id, p, n, now_s());
+  uv_mutex_unlock(&s->lock);
+  if (rc) {
+    fprintf(stderr, "dlua: malformed message from worker %d; restarting it\n",
+            w->id);
+    worker_gone(w);
+  }
+}
+
+/* Copy complete lines of a worker's output to ours, prefixed. */
+static void relay(wproc *w, dl_buf *line, const char *p, size_t n, int fd) {
+  char prefix[32];
+  int plen = snprintf(prefix, sizeof prefix, "[worker %d] ", w->id);
+  size_t i, start = 0;
+  for (i = 0; i < n; i++) {
+    if (p[i] != '\n') continue;
+    {
+      dl_buf out;
+      ssize_t wr;
+      dl_buf_init(&out);
+      dl_buf_put(&out, prefix, (size_t)plen);
+      dl_buf_put(&out, line->p, line->len);
+      dl_buf_put(&out, p + start, i + 1 - start);
+      wr = write(fd, out.p, out.len);
+      (void)wr;
+      dl_buf_free(&out);
+      line->len = 0;
+      start = i + 1;
+    }
+  }
+  dl_buf_put(line, p + start, n - start);
+}
+
+static void pipe_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  static __thread char space[65536];
+  (void)h;
+  (void)hint;
+  buf->base = space;
+  buf->len = sizeof space;
+}
+
+static void pipe_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  wproc *w = st->data;
+  int is_err = st == (uv_stream_t *)&w->err;
+  dl_buf *line = is_err ? &w->errline : &w->outline;
+  if (nread < 0) {
+    if (line->len) { /* last line without newline */
+      relay(w, line, "\n", 1, is_err ? 2 : 1);
+    }
+    close_handle((uv_handle_t *)st);
+    return;
+  }
+  relay(w, line, buf->base, (size_t)nread, is_err ? 2 : 1);
+}
+
+static int spawn_worker(dl_server *s) {
+  wproc *w;
+  int sv[2], rc;
+  char idbuf[32], membuf[32];
+  char *args[10];
+  uv_process_options_t po;
+  uv_stdio_container_t stdio[4];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+    return uv_translate_sys_error(errno);
+  w = dl_realloc(NULL, sizeof *w);
+  if (w == NULL) {
+    close(sv[0]);
+    close(sv[1]);
+    return UV_ENOMEM;
+  }
+  memset(w, 0, sizeof *w);
+  w->srv = s;
+  w->id = ++s->nextid;
+  uv_pipe_init(&s->loop, &w->out, 0);
+  uv_pipe_init(&s->loop, &w->err, 0);
+  w->out.data = w->err.data = w->proc.data = w;
+  snprintf(idbuf, sizeof idbuf, "%d", w->id);
+  snprintf(membuf, sizeof membuf, "%lld", (long long)s->memory_limit);
+  args[0] = s->exe;
+  args[1] = "--dlua-worker";
+  args[2] = "--id";
+  args[3] = idbuf;
+  args[4] = "--dir";
+  args[5] = s->dir;
+  args[6] = "--memory-limit";
+  args[7] = membuf;
+  args[8] = NULL;
+  memset(&po, 0, sizeof po);
+  po.file = s->exe;
+  po.args = args;
+  po.exit_cb = exit_cb;
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t *)&w->out;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&w->err;
+  stdio[3].flags = UV_INHERIT_FD;
+  stdio[3].data.fd = sv[1];
+  po.stdio = stdio;
+  po.stdio_count = 4;
+  w->next = s->workers;
+  s->workers = w;
+  w->handles = 2;
+  rc = uv_spawn(&s->loop, &w->proc, &po);
+  close(sv[1]);
+  if (rc) {
+    close(sv[0]);
+    w->gone = w->exited = 1;
+    uv_close((uv_handle_t *)&w->out, handle_closed);
+    uv_close((uv_handle_t *)&w->err, handle_closed);
+    uv_mutex_lock(&s->lock);
+    s->start_failed = 1;
+    snprintf(s->starterr, sizeof s->starterr, "cannot start worker %.150s: %s",
+             s->exe, uv_strerror(rc));
+    uv_cond_broadcast(&s->cond);
+    uv_mutex_unlock(&s->lock);
+    return rc;
+  }
+  w->handles = 3;
+  s->spawned++;
+  uv_read_start((uv_stream_t *)&w->out, pipe_alloc, pipe_read);
+  uv_read_start((uv_stream_t *)&w->err, pipe_alloc, pipe_read);
+  w->conn = dl_conn_new(&s->loop, &s->fl, on_worker_frame, on_worker_close, w);
+  if (w->conn == NULL || dl_conn_open_fd(w->conn, sv[0])) {
+    if (w->conn == NULL) close(sv[0]);
+    worker_gone(w);
+    return UV_ENOMEM;
+  }
+  return 0;
+}
+
+/* Retire workers beyond the target, newest first. */
+static void retire_extra(dl_server *s) {
+  int extra;
+  wproc *w;
+  uv_mutex_lock(&s->lock);
+  extra = live_workers(s) - s->target;
+  uv_mutex_unlock(&s->lock);
+  for (w = s->workers; w && extra > 0; w = w->next) {
+    if (w->gone || w->retiring) continue;
+    w->retiring = 1;
+    extra--;
+    if (w->conn) {
+      dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
+      dl_conn_flush(w->conn);
+    }
+    worker_gone(w); /* its results are recomputed elsewhere if needed */
+  }
+}
+
+/* ------------------------------------------------------------- stopping */
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void maybe_finish_stop(dl_server *s) {
+  wproc *w;
+  for (w = s->workers; w; w = w->next)
+    if (!w->exited) return;
+  /* Every worker has exited: close what is left; the loop then ends.
+     Worker handles close through their own callbacks. */
+  if (!uv_is_closing((uv_handle_t *)&s->wake)) {
+    uv_close((uv_handle_t *)&s->wake, NULL);
+    uv_close((uv_handle_t *)&s->tick, NULL);
+    uv_close((uv_handle_t *)&s->killer, NULL);
+    uv_close((uv_handle_t *)&s->prep, NULL);
+    dl_flusher_close(&s->fl);
+  }
+}
+
+static void killer_cb(uv_timer_t *t) {
+  dl_server *s = t->data;
+  wproc *w;
+  for (w = s->workers; w; w = w->next)
+    if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+}
+
+static void begin_stop(dl_server *s) {
+  wproc *w;
+  if (s->stopping) return;
+  s->stopping = 1;
+  for (w = s->workers; w; w = w->next) {
+    if (w->conn) {
+      dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
+      dl_conn_flush(w->conn);
+    }
+  }
+  uv_timer_start(&s->killer, killer_cb, 1000, 0);
+  maybe_finish_stop(s);
+}
+
+/* -------------------------------------------------------------- loop */
+
+static void wake_cb(uv_async_t *h) {
+  dl_server *s = h->data;
+  dl_buf msgs;
+  int stop, target;
+  uv_mutex_lock(&s->lock);
+  msgs = s->outbox;
+  dl_buf_init(&s->outbox);
+  stop = s->stop_asked;
+  target = s->target;
+  uv_mutex_unlock(&s->lock);
+  if (msgs.len) {
+    int rc;
+    uv_mutex_lock(&s->lock);
+    rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
+    uv_mutex_unlock(&s->lock);
+    if (rc) fprintf(stderr, "dlua: malformed client message (%d)\n", rc);
+  }
+  dl_buf_free(&msgs);
+  if (stop) {
+    begin_stop(s);
+    return;
+  }
+  if (!s->stopping) {
+    while (live_workers(s) < target)
+      if (spawn_worker(s)) break;
+    retire_extra(s);
+  }
+}
+
+static void tick_cb(uv_timer_t *t) {
+  dl_server *s = t->data;
+  uv_mutex_lock(&s->lock);
+  dl_sched_tick(s->sched, now_s());
+  uv_mutex_unlock(&s->lock);
+}
+
+static void thread_main(void *arg) {
+  dl_server *s = arg;
+  int i, n;
+  uv_mutex_lock(&s->lock);
+  n = s->target;
+  uv_mutex_unlock(&s->lock);
+  for (i = 0; i < n; i++)
+    if (spawn_worker(s)) break;
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uv_walk(&s->loop, close_walk, NULL);
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uv_mutex_lock(&s->lock);
+  s->dead = 1;
+  uv_cond_broadcast(&s->cond);
+  uv_mutex_unlock(&s->lock);
+}
+
+static void remove_dir(const char *dir) {
+  uv_fs_t req;
+  uv_dirent_t ent;
+  char path[600];
+  if (uv_fs_scandir(NULL, &req, dir, 0, NULL) >= 0) {
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+      snprintf(path, sizeof path, "%s/%s", dir, ent.name);
+      unlink(path);
+    }
+  }
+  uv_fs_req_cleanup(&req);
+  rmdir(dir);
+}
+
+dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
+  dl_server *s;
+  dl_sched_io io;
+  const char *tmp = getenv("TMPDIR");
+  double deadline;
+  int ok = 0;
+  if (o->n_workers <= 0 || o->memory_limit <= 0 || o->worker_exe == NULL) {
+    snprintf(err, errlen, "bad cluster options");
+    return NULL;
+  }
+  s = dl_realloc(NULL, sizeof *s);
+  if (s == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  memset(s, 0, sizeof *s);
+  snprintf(s->exe, sizeof s->exe, "%s", o->worker_exe);
+  snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX",
+           tmp && *tmp ? tmp : "/tmp");
+  if (mkdtemp(s->dir) == NULL) { /* mode 0700: no other user reaches it */
+    snprintf(err, errlen, "cannot create a private directory in %s: %s",
+             tmp && *tmp ? tmp : "/tmp", strerror(errno));
+    dl_free(s);
+    return NULL;
+  }
+  s->memory_limit = o->memory_limit;
+  s->target = o->n_workers;
+  io.worker_out = worker_out;
+  io.client_out = client_out;
+  io.ud = s;
+  s->sched = dl_sched_new(&io);
+  if (s->sched == NULL) {
+    snprintf(err, errlen, "out of memory");
+    rmdir(s->dir);
+    dl_free(s);
+    return NULL;
+  }
+  if (o->allowed_failures > 0)
+    dl_sched_set_allowed_failures(s->sched, o->allowed_failures);
+  uv_loop_init(&s->loop);
+  uv_mutex_init(&s->lock);
+  uv_cond_init(&s->cond);
+  uv_async_init(&s->loop, &s->wake, wake_cb);
+  s->wake.data = s;
+  uv_timer_init(&s->loop, &s->tick);
+  s->tick.data = s;
+  uv_timer_start(&s->tick, tick_cb, 20, 20);
+  uv_timer_init(&s->loop, &s->killer);
+  s->killer.data = s;
+  uv_prepare_init(&s->loop, &s->prep);
+  s->prep.data = s;
+  uv_prepare_start(&s->prep, prep_cb);
+  dl_flusher_init(&s->fl, &s->loop);
+  if (uv_thread_create(&s->thread, thread_main, s)) {
+    snprintf(err, errlen, "cannot start the scheduler thread");
+    uv_loop_close(&s->loop);
+    dl_sched_free(s->sched);
+    rmdir(s->dir);
+    dl_free(s);
+    return NULL;
+  }
+  deadline = now_s() + (o->start_timeout > 0 ? o->start_timeout : 20.0);
+  uv_mutex_lock(&s->lock);
+  while (s->nready < s->target && !s->start_failed && !s->dead) {
+    double left = deadline - now_s();
+    if (left <= 0) break;
+    uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)(left * 1e9));
+  }
+  if (s->nready >= s->target) ok = 1;
+  else if (s->start_failed) snprintf(err, errlen, "%s", s->starterr);
+  else snprintf(err, errlen, "workers did not start within %.0f s",
+                o->start_timeout > 0 ? o->start_timeout : 20.0);
+  uv_mutex_unlock(&s->lock);
+  if (!ok) {
+    dl_server_stop(s);
+    return NULL;
+  }
+  return s;
+}
+
+void dl_server_stop(dl_server *s) {
+  if (s == NULL) return;
+  uv_mutex_lock(&s->lock);
+  s->stop_asked = 1;
+  uv_mutex_unlock(&s->lock);
+  uv_async_send(&s->wake);
+  uv_thread_join(&s->thread);
+  uv_loop_close(&s->loop);
+  remove_dir(s->dir);
+  dl_sched_free(s->sched);
+  uv_mutex_destroy(&s->lock);
+  uv_cond_destroy(&s->cond);
+  dl_buf_free(&s->outbox);
+  dl_buf_free(&s->inbox);
+  dl_buf_free(&s->cpending);
+  dl_free(s);
+}
+
+int dl_server_send(dl_server *s, const char *p, size_t n) {
+  int rc;
+  uv_mutex_lock(&s->lock);
+  rc = s->dead ? DL_EPROTO : dl_buf_put(&s->outbox, p, n);
+  uv_mutex_unlock(&s->lock);
+  if (rc == 0) uv_async_send(&s->wake);
+  return rc;
+}
+
+int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
+  double deadline = timeout >= 0 ? now_s() + timeout : 0;
+  int got = 0, spins;
+  /* Spin briefly first: waking a sleeping thread costs more here. */
+  for (spins = 0; spins < 2000 && !atomic_load(&s->inbox_ready); spins++) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if (timeout >= 0 && (spins & 63) == 0 && now_s() >= deadline) break;
+  }
+  uv_mutex_lock(&s->lock);
+  for (;;) {
+    if (s->inbox.len) {
+      if (out->len == 0) {
+        dl_buf t = *out;
+        *out = s->inbox;
+        s->inbox = t;
+      } else {
+        dl_buf_put(out, s->inbox.p, s->inbox.len);
+        s->inbox.len = 0;
+      }
+      atomic_store(&s->inbox_ready, 0);
+      got = 1;
+      break;
+    }
+    if (s->dead) {
+      got = DL_EPROTO;
+      break;
+    }
+    if (timeout >= 0) {
+      double left = deadline - now_s();
+      if (left <= 0) break;
+      uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)(left * 1e9));
+    } else {
+      uv_cond_wait(&s->cond, &s->lock);
+    }
+  }
+  uv_mutex_unlock(&s->lock);
+  return got;
+}
+
+int dl_server_scale(dl_server *s, int n) {
+  if (n < 0) return DL_EINVAL;
+  uv_mutex_lock(&s->lock);
+  s->target = n;
+  uv_mutex_unlock(&s->lock);
+  uv_async_send(&s->wake);
+  return 0;
+}
+
+int dl_server_workers(dl_server *s, dl_sched_winfo *out, int max) {
+  int n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_workers(s->sched, out, max);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
+void dl_server_counts(dl_server *s, int64_t out[6]) {
+  uv_mutex_lock(&s->lock);
+  dl_sched_counts(s->sched, out);
+  uv_mutex_unlock(&s->lock);
+}
+
+const char *dl_server_dir(dl_server *s) { return s->dir; }
+
+void dl_server_stats(dl_server *s, int *spawned, int *died) {
+  uv_mutex_lock(&s->lock);
+  *spawned = s->spawned;
+  *died = s->died;
+  uv_mutex_unlock(&s->lock);
+}

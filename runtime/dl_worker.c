@@ -1,3 +1,1053 @@
-/* placeholder */
+/*
+** dl_worker.c -- a worker process.  See dl_worker.h and DESIGN.md.
+**
+** The I/O thread runs a libuv loop: it receives tasks from the scheduler
+** (fd 3, a socketpair made by the cluster), fetches missing inputs from
+** peers over Unix sockets in the cluster's private directory, serves its
+** stored results to peers, and forwards completions.  The executor thread
+** owns the lua_State and runs one task at a time.  Stored results are kept
+** encoded, so the I/O thread can hand them to a peer while a task runs.
+*/
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "dl_codec.h"
+#include "dl_map.h"
+#include "dl_proto.h"
+#include "dl_runtime.h"
+#include "dl_sched.h"
+#include "dl_worker.h"
 #include "dlua.h"
-int dlua_worker_main(int argc, char **argv) { (void)argc; (void)argv; return -1; }
+
+/* Results smaller than this stay decoded in the executor's cache too. */
+#define CACHE_MAX ((size_t)64 * 1024)
+/* Results up to this size are sent to the scheduler with DONE. */
+#define INLINE_MAX ((size_t)1024)
+
+typedef struct blob {
+  atomic_int refs;
+  size_t len;
+  char *key; /* owned; the store's map key */
+  size_t klen;
+  char data[];
+} blob;
+
+typedef struct fnent {
+  unsigned char hash[16];
+  size_t len;
+  char code[];
+} fnent;
+
+typedef struct wtask wtask;
+struct wtask {
+  char *key;
+  size_t klen;
+  char *payload;
+  size_t plen;
+  uint32_t timeout_ms;
+  int missing; /* inputs still being fetched */
+  int refs;    /* I/O side: the task itself + each fetch waiting with it */
+  int dead;    /* cancelled or failed while waiting */
+  uint64_t seq;
+  wtask *next;
+};
+
+typedef struct fetch fetch;
+struct fetch {
+  char *key;
+  size_t klen;
+  int *who;
+  int nwho, tried;
+  int peer; /* the worker asked now */
+  wtask **waiters;
+  int nwaiters;
+};
+
+typedef struct peer {
+  int id;
+  char addr[256];
+  dl_conn *conn;
+} peer;
+
+typedef struct completion completion;
+struct completion {
+  int type; /* DL_M_DONE or DL_M_ERR */
+  char *key;
+  size_t klen;
+  uint64_t nbytes, start_us, stop_us;
+  int kind;
+  dl_buf rec; /* error record, or the inline copy of a small result */
+  completion *next;
+};
+
+typedef struct worker {
+  int id;
+  int64_t memory_limit;
+  char dir[256];
+  char addr[300];
+  uv_loop_t loop;
+  dl_flusher fl;
+  dl_conn *sched;
+  uv_pipe_t listener;
+  uv_async_t done_async;
+  uv_timer_t beat;
+  uv_timer_t watchdog;
+  peer *peers;
+  int npeers;
+  dl_map fetches; /* key -> fetch (I/O thread) */
+  dl_map waiting; /* key -> wtask waiting for inputs (I/O thread) */
+  uint64_t nextseq;
+  /* shared with the executor, under lock */
+  uv_mutex_t lock;
+  uv_cond_t cond;
+  dl_map store;   /* key -> blob */
+  dl_map fns;     /* hash -> fnent */
+  int64_t managed;
+  wtask *qhead, *qtail;
+  char **frees; /* keys to drop from the executor's cache */
+  int nfrees, capfrees;
+  completion *done_head, *done_tail;
+  uint64_t running_seq;
+  double deadline; /* of the running task, 0 if none */
+  int cancel_kind; /* why the running task is being interrupted */
+  int stop;
+  lua_State *L; /* executor's; the I/O thread only sets hooks on it */
+  uv_thread_t exec;
+} worker;
+
+static worker W;
+
+static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+
+static char *dupb(const char *p, size_t n) {
+  char *d = dl_realloc(NULL, n + 1);
+  if (d == NULL) return NULL;
+  memcpy(d, p, n);
+  d[n] = '\0';
+  return d;
+}
+
+static void blob_unref(blob *b) {
+  if (b && atomic_fetch_sub(&b->refs, 1) == 1) {
+    dl_free(b->key);
+    dl_free(b);
+  }
+}
+
+/* Put a value's bytes in the store (replacing an older copy). */
+static int store_put(const char *key, size_t klen, const char *p, size_t n) {
+  blob *b = dl_realloc(NULL, sizeof *b + n), *old;
+  if (b == NULL) return DL_ENOMEM;
+  atomic_init(&b->refs, 1);
+  b->len = n;
+  memcpy(b->data, p, n);
+  b->key = dupb(key, klen);
+  b->klen = klen;
+  if (b->key == NULL) {
+    dl_free(b);
+    return DL_ENOMEM;
+  }
+  uv_mutex_lock(&W.lock);
+  old = dl_map_del(&W.store, key, klen);
+  if (old) W.managed -= (int64_t)old->len;
+  dl_map_put(&W.store, b->key, b->klen, b);
+  W.managed += (int64_t)n;
+  uv_mutex_unlock(&W.lock);
+  blob_unref(old);
+  return 0;
+}
+
+/* A reference to the stored bytes of key, or NULL. */
+static blob *store_get(const char *key, size_t klen) {
+  blob *b;
+  uv_mutex_lock(&W.lock);
+  b = dl_map_get(&W.store, key, klen);
+  if (b) atomic_fetch_add(&b->refs, 1);
+  uv_mutex_unlock(&W.lock);
+  return b;
+}
+
+static int store_has(const char *key, size_t klen) {
+  int has;
+  uv_mutex_lock(&W.lock);
+  has = dl_map_get(&W.store, key, klen) != NULL;
+  uv_mutex_unlock(&W.lock);
+  return has;
+}
+
+/* =========================================================== executor */
+
+static const char cache_key = 'c'; /* registry: key -> decoded value */
+
+/* The running task's key (under W.lock), for cancel requests. */
+static char running_key[512];
+static size_t running_klen;
+
+static void push_completion(completion *c) {
+  uv_mutex_lock(&W.lock);
+  c->next = NULL;
+  if (W.done_tail) W.done_tail->next = c;
+  else W.done_head = c;
+  W.done_tail = c;
+  uv_mutex_unlock(&W.lock);
+  uv_async_send(&W.done_async);
+}
+
+static void complete_err(wtask *t, int kind, const char *msg,
+                         const char *tb) {
+  completion *c = dl_realloc(NULL, sizeof *c);
+  char wname[32];
+  if (c == NULL) return;
+  memset(c, 0, sizeof *c);
+  c->type = DL_M_ERR;
+  c->key = dupb(t->key, t->klen);
+  c->klen = t->klen;
+  c->kind = kind;
+  snprintf(wname, sizeof wname, "worker %d", W.id);
+  dl_err_encode(&c->rec, kind, msg, tb, wname);
+  push_completion(c);
+}
+
+static int fn_get(void *ud, const unsigned char hash[16], const char **code,
+                  size_t *len) {
+  fnent *f;
+  (void)ud;
+  uv_mutex_lock(&W.lock);
+  f = dl_map_get(&W.fns, (const char *)hash, 16);
+  uv_mutex_unlock(&W.lock);
+  if (f == NULL) return -1;
+  *code = f->code;
+  *len = f->len;
+  return 0;
+}
+
+static const dl_fnsource fnsource = {fn_get, NULL};
+
+/* Futures in a task's arguments decode as their values. */
+static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
+  blob *b;
+  char err[256];
+  int rc;
+  (void)ctx;
+  if (!lua_checkstack(L, 4)) return -1;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
+  lua_pushlstring(L, p, n);
+  if (lua_rawget(L, -2) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return 0;
+  }
+  lua_pop(L, 1);
+  b = store_get(p, n);
+  if (b == NULL) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  {
+    dl_dec_opts o = {0, &fnsource, NULL};
+    rc = dl_codec_decode(L, b->data, b->len, &o, err, sizeof err);
+  }
+  if (rc == 0 && b->len <= CACHE_MAX) {
+    lua_pushlstring(L, p, n);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  blob_unref(b);
+  if (rc) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_remove(L, -2);
+  return 0;
+}
+
+/* The executor's message handler: {message, traceback}. */
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 1));
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  luaL_traceback(L, L, NULL, 1);
+  lua_setfield(L, -2, "traceback");
+  return 1;
+}
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  int kind;
+  (void)ar;
+  uv_mutex_lock(&W.lock);
+  kind = W.cancel_kind;
+  uv_mutex_unlock(&W.lock);
+  lua_sethook(L, NULL, 0, 0);
+  if (kind == DL_ERR_TIMEOUT) luaL_error(L, "task timed out");
+  else if (kind) luaL_error(L, "cancelled");
+}
+
+static void run_task(lua_State *L, wtask *t) {
+  char err[512];
+  int base = lua_gettop(L), rc, n, i;
+  uint64_t start, stop;
+  dl_dec_opts dopt = {0, &fnsource, NULL};
+  lua_pushcfunction(L, msgh);
+  rc = dl_codec_decode(L, t->payload, t->plen, &dopt, err, sizeof err);
+  if (rc || !lua_istable(L, -1)) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "cannot load task '%s': %s", t->key,
+             rc ? err : "payload is not a task");
+    complete_err(t, DL_ERR_RAISED, msg, NULL);
+    lua_settop(L, base);
+    return;
+  }
+  lua_getfield(L, -1, "n");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (n < 0 || n > 250 || !lua_checkstack(L, n + 2)) {
+    complete_err(t, DL_ERR_RAISED, "task has too many arguments", NULL);
+    lua_settop(L, base);
+    return;
+  }
+  lua_getfield(L, -1, "f");
+  for (i = 1; i <= n; i++) lua_rawgeti(L, base + 2, i);
+  start = uv_hrtime() / 1000;
+  rc = lua_pcall(L, n, 1, base + 1);
+  stop = uv_hrtime() / 1000;
+  if (rc != LUA_OK) {
+    int kind;
+    const char *msg = "error", *tb = NULL;
+    uv_mutex_lock(&W.lock);
+    kind = W.cancel_kind ? W.cancel_kind : DL_ERR_RAISED;
+    uv_mutex_unlock(&W.lock);
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "message");
+      lua_getfield(L, -2, "traceback");
+      msg = lua_tostring(L, -2);
+      tb = lua_tostring(L, -1);
+      if (msg == NULL) msg = "error";
+    } else if (lua_isstring(L, -1)) {
+      msg = lua_tostring(L, -1);
+    }
+    complete_err(t, kind, msg, tb);
+  } else {
+    dl_buf out;
+    dl_enc_opts eo = {0, NULL, NULL, "result"};
+    dl_buf_init(&out);
+    if (dl_codec_encode(L, -1, &out, &eo, err, sizeof err)) {
+      char msg[700];
+      snprintf(msg, sizeof msg, "cannot send the result of task '%s': %s",
+               t->key, err);
+      complete_err(t, DL_ERR_RAISED, msg, NULL);
+    } else if (store_put(t->key, t->klen, out.p, out.len)) {
+      complete_err(t, DL_ERR_RAISED, "out of memory storing the result",
+                   NULL);
+    } else {
+      completion *c = dl_realloc(NULL, sizeof *c);
+      if (out.len <= CACHE_MAX) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
+        lua_pushlstring(L, t->key, t->klen);
+        lua_pushvalue(L, -3);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+      }
+      if (c) {
+        memset(c, 0, sizeof *c);
+        c->type = DL_M_DONE;
+        c->key = dupb(t->key, t->klen);
+        c->klen = t->klen;
+        c->nbytes = out.len;
+        c->start_us = start;
+        c->stop_us = stop;
+        /* Small results ride along with the news, saving a round trip. */
+        if (out.len <= INLINE_MAX) dl_buf_put(&c->rec, out.p, out.len);
+        push_completion(c);
+      }
+    }
+    dl_buf_free(&out);
+  }
+  lua_settop(L, base);
+}
+
+static void task_free(wtask *t) {
+  dl_free(t->key);
+  dl_free(t->payload);
+  dl_free(t);
+}
+
+static void exec_main(void *arg) {
+  lua_State *L = arg;
+  for (;;) {
+    wtask *t;
+    char **frees;
+    int nfrees, i;
+    uv_mutex_lock(&W.lock);
+    while (W.qhead == NULL && !W.stop) uv_cond_wait(&W.cond, &W.lock);
+    if (W.stop) {
+      uv_mutex_unlock(&W.lock);
+      break;
+    }
+    t = W.qhead;
+    W.qhead = t->next;
+    if (W.qhead == NULL) W.qtail = NULL;
+    frees = W.frees;
+    nfrees = W.nfrees;
+    W.frees = NULL;
+    W.nfrees = W.capfrees = 0;
+    W.running_seq = t->seq;
+    W.cancel_kind = 0;
+    running_klen = t->klen < sizeof running_key ? t->klen : 0;
+    memcpy(running_key, t->key, running_klen);
+    W.deadline = t->timeout_ms ? now_s() + t->timeout_ms / 1000.0 : 0;
+    uv_mutex_unlock(&W.lock);
+    if (nfrees) {
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
+      for (i = 0; i < nfrees; i++) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, frees[i]);
+        dl_free(frees[i]);
+      }
+      lua_pop(L, 1);
+    }
+    dl_free(frees);
+    run_task(L, t);
+    uv_mutex_lock(&W.lock);
+    W.running_seq = 0;
+    W.deadline = 0;
+    uv_mutex_unlock(&W.lock);
+    lua_sethook(L, NULL, 0, 0);
+    task_free(t);
+  }
+}
+
+static void enqueue(wtask *t) {
+  uv_mutex_lock(&W.lock);
+  t->next = NULL;
+  if (W.qtail) W.qtail->next = t;
+  else W.qhead = t;
+  W.qtail = t;
+  uv_cond_signal(&W.cond);
+  uv_mutex_unlock(&W.lock);
+}
+
+/* ============================================================ I/O side */
+
+static void send_err_now(const char *key, size_t klen, int kind,
+                         const char *msg) {
+  dl_buf rec, *b;
+  char wname[32];
+  if (W.sched == NULL) return;
+  dl_buf_init(&rec);
+  snprintf(wname, sizeof wname, "worker %d", W.id);
+  dl_err_encode(&rec, kind, msg, NULL, wname);
+  b = dl_conn_msg(W.sched);
+  dl_buf_u8(b, DL_M_ERR);
+  dl_buf_str(b, key, klen);
+  dl_buf_uv(b, (uint64_t)kind);
+  dl_buf_str(b, rec.p, rec.len);
+  dl_buf_free(&rec);
+}
+
+static void done_cb(uv_async_t *h) {
+  completion *c;
+  (void)h;
+  uv_mutex_lock(&W.lock);
+  c = W.done_head;
+  W.done_head = W.done_tail = NULL;
+  uv_mutex_unlock(&W.lock);
+  while (c) {
+    completion *next = c->next;
+    if (W.sched) {
+      dl_buf *b = dl_conn_msg(W.sched);
+      dl_buf_u8(b, (unsigned)c->type);
+      dl_buf_str(b, c->key, c->klen);
+      if (c->type == DL_M_DONE) {
+        dl_buf_uv(b, c->nbytes);
+        dl_buf_uv(b, c->start_us);
+        dl_buf_uv(b, c->stop_us);
+        dl_buf_str(b, c->rec.p, c->rec.len);
+      } else {
+        dl_buf_uv(b, (uint64_t)c->kind);
+        dl_buf_str(b, c->rec.p, c->rec.len);
+      }
+    }
+    dl_free(c->key);
+    dl_buf_free(&c->rec);
+    dl_free(c);
+    c = next;
+  }
+}
+
+static void wtask_unref(wtask *t) {
+  if (--t->refs == 0) task_free(t);
+}
+
+static peer *find_peer(int id) {
+  int i;
+  for (i = 0; i < W.npeers; i++)
+    if (W.peers[i].id == id) return &W.peers[i];
+  return NULL;
+}
+
+static void on_peer_frame(dl_conn *c, const char *p, size_t n);
+static void on_peer_close(dl_conn *c);
+static void fetch_next(fetch *f);
+
+/* A connection to peer id (made on first use), or NULL. */
+static dl_conn *peer_conn(int id) {
+  peer *pr = find_peer(id);
+  if (pr == NULL || pr->addr[0] == '\0') return NULL;
+  if (pr->conn == NULL) {
+    pr->conn = dl_conn_new(&W.loop, &W.fl, on_peer_frame, on_peer_close,
+                           (void *)(intptr_t)id);
+    if (pr->conn == NULL) return NULL;
+    if (dl_conn_connect(pr->conn, pr->addr)) {
+      dl_conn_close(pr->conn);
+      pr->conn = NULL;
+      return NULL;
+    }
+  }
+  return pr->conn;
+}
+
+static void fetch_free(fetch *f) {
+  dl_map_del(&W.fetches, f->key, f->klen);
+  dl_free(f->key);
+  dl_free(f->who);
+  dl_free(f->waiters);
+  dl_free(f);
+}
+
+/* The input of f arrived (or is already local): release its waiters. */
+static void fetch_done(fetch *f) {
+  int i;
+  for (i = 0; i < f->nwaiters; i++) {
+    wtask *t = f->waiters[i];
+    if (!t->dead && --t->missing == 0) {
+      dl_map_del(&W.waiting, t->key, t->klen);
+      t->refs++; /* the executor's; freed there */
+      enqueue(t);
+    }
+    wtask_unref(t);
+  }
+  fetch_free(f);
+}
+
+/* Nobody has the input of f: its waiters go back to the scheduler. */
+static void fetch_failed(fetch *f) {
+  int i;
+  for (i = 0; i < f->nwaiters; i++) {
+    wtask *t = f->waiters[i];
+    if (!t->dead) {
+      dl_buf *b;
+      t->dead = 1;
+      dl_map_del(&W.waiting, t->key, t->klen);
+      if (W.sched) {
+        b = dl_conn_msg(W.sched);
+        dl_buf_u8(b, DL_M_MISSING);
+        dl_buf_str(b, t->key, t->klen);
+        dl_buf_str(b, f->key, f->klen);
+      }
+      wtask_unref(t); /* the waiting map's reference */
+    }
+    wtask_unref(t);
+  }
+  fetch_free(f);
+}
+
+static void fetch_next(fetch *f) {
+  while (f->tried < f->nwho) {
+    int id = f->who[f->tried++];
+    dl_conn *c = peer_conn(id);
+    if (c) {
+      dl_buf *b = dl_conn_msg(c);
+      f->peer = id;
+      dl_buf_u8(b, DL_M_GET);
+      dl_buf_uv(b, 0);
+      dl_buf_str(b, f->key, f->klen);
+      return;
+    }
+  }
+  fetch_failed(f);
+}
+
+static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
+  dl_rd r;
+  (void)c;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    uint64_t reqid, found;
+    const char *key, *bytes;
+    size_t klen, blen;
+    fetch *f;
+    if (dl_rd_u8(&r, &type) || type != DL_M_DATA || dl_rd_uv(&r, &reqid) ||
+        dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &found) ||
+        dl_rd_str(&r, &bytes, &blen))
+      return;
+    f = dl_map_get(&W.fetches, key, klen);
+    if (f == NULL) continue;
+    if (found && store_put(key, klen, bytes, blen) == 0) fetch_done(f);
+    else fetch_next(f);
+  }
+}
+
+static void on_peer_close(dl_conn *c) {
+  int id = (int)(intptr_t)c->data;
+  peer *pr = find_peer(id);
+  size_t i = 0;
+  fetch *f;
+  fetch **retry = NULL;
+  size_t nretry = 0;
+  if (pr && pr->conn == c) pr->conn = NULL;
+  /* Fetches that were waiting on it try the next holder. */
+  while ((f = dl_map_next(&W.fetches, &i)) != NULL)
+    if (f->peer == id) {
+      fetch **nr = dl_realloc(retry, sizeof *nr * (nretry + 1));
+      if (nr == NULL) break;
+      retry = nr;
+      retry[nretry++] = f;
+    }
+  for (i = 0; i < nretry; i++) {
+    retry[i]->peer = -1;
+    fetch_next(retry[i]);
+  }
+  dl_free(retry);
+}
+
+/* Answer GET requests (from peers or from the scheduler) on c. */
+static int serve_get(dl_conn *c, dl_rd *r) {
+  uint64_t reqid;
+  const char *key;
+  size_t klen;
+  blob *bl;
+  dl_buf *b;
+  if (dl_rd_uv(r, &reqid) || dl_rd_str(r, &key, &klen)) return DL_EPROTO;
+  bl = store_get(key, klen);
+  b = dl_conn_msg(c);
+  dl_buf_u8(b, DL_M_DATA);
+  dl_buf_uv(b, reqid);
+  dl_buf_str(b, key, klen);
+  dl_buf_uv(b, bl ? 1 : 0);
+  dl_buf_str(b, bl ? bl->data : "", bl ? bl->len : 0);
+  blob_unref(bl);
+  return 0;
+}
+
+static void on_client_frame(dl_conn *c, const char *p, size_t n) {
+  dl_rd r;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    if (dl_rd_u8(&r, &type) || type != DL_M_GET || serve_get(c, &r)) {
+      dl_conn_close(c);
+      return;
+    }
+  }
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  dl_conn *c;
+  if (status < 0) return;
+  c = dl_conn_new(&W.loop, &W.fl, on_client_frame, NULL, NULL);
+  if (c == NULL) return;
+  if (uv_accept(server, (uv_stream_t *)&c->pipe) || dl_conn_start(c))
+    dl_conn_close(c);
+}
+
+static int on_compute(dl_rd *r) {
+  const char *key, *payload;
+  size_t klen, plen;
+  int64_t prio;
+  uint64_t timeout, ndeps, i, j;
+  wtask *t;
+  if (dl_rd_str(r, &key, &klen) || dl_rd_sv(r, &prio) ||
+      dl_rd_uv(r, &timeout) || dl_rd_str(r, &payload, &plen) ||
+      dl_rd_uv(r, &ndeps))
+    return DL_EPROTO;
+  t = dl_realloc(NULL, sizeof *t);
+  if (t == NULL) return DL_ENOMEM;
+  memset(t, 0, sizeof *t);
+  t->key = dupb(key, klen);
+  t->klen = klen;
+  t->payload = dupb(payload, plen);
+  t->plen = plen;
+  t->timeout_ms = (uint32_t)timeout;
+  t->seq = ++W.nextseq;
+  t->refs = 1;
+  for (i = 0; i < ndeps; i++) {
+    const char *dk;
+    size_t dkl;
+    uint64_t nwho, id;
+    fetch *f;
+    if (dl_rd_str(r, &dk, &dkl) || dl_rd_uv(r, &nwho) ||
+        nwho > dl_rd_left(r)) {
+      task_free(t);
+      return DL_EPROTO;
+    }
+    if (store_has(dk, dkl)) {
+      for (j = 0; j < nwho; j++)
+        if (dl_rd_uv(r, &id)) return DL_EPROTO;
+      continue;
+    }
+    f = dl_map_get(&W.fetches, dk, dkl);
+    if (f == NULL) {
+      f = dl_realloc(NULL, sizeof *f);
+      memset(f, 0, sizeof *f);
+      f->key = dupb(dk, dkl);
+      f->klen = dkl;
+      f->peer = -1;
+      f->who = dl_realloc(NULL, sizeof(int) * (nwho + 1));
+      for (j = 0; j < nwho; j++) {
+        if (dl_rd_uv(r, &id)) return DL_EPROTO;
+        if ((int)id != W.id) f->who[f->nwho++] = (int)id;
+      }
+      dl_map_put(&W.fetches, f->key, f->klen, f);
+      f->waiters = dl_realloc(NULL, sizeof(wtask *));
+      f->waiters[f->nwaiters++] = t;
+      t->refs++;
+      t->missing++;
+      fetch_next(f); /* may fail at once: then t is dead */
+    } else {
+      wtask **nw;
+      for (j = 0; j < nwho; j++)
+        if (dl_rd_uv(r, &id)) return DL_EPROTO;
+      nw = dl_realloc(f->waiters, sizeof *nw * (size_t)(f->nwaiters + 1));
+      if (nw == NULL) return DL_ENOMEM;
+      f->waiters = nw;
+      f->waiters[f->nwaiters++] = t;
+      t->refs++;
+      t->missing++;
+    }
+  }
+  if (t->dead) {
+    wtask_unref(t);
+    return 0;
+  }
+  if (t->missing == 0) {
+    enqueue(t); /* the executor owns it now */
+  } else {
+    dl_map_put(&W.waiting, t->key, t->klen, t); /* keeps its reference */
+  }
+  return 0;
+}
+
+static void on_cancel(const char *key, size_t klen) {
+  wtask **pp, *t;
+  int found = 0;
+  uv_mutex_lock(&W.lock);
+  for (pp = &W.qhead; *pp; pp = &(*pp)->next) {
+    if ((*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0) {
+      t = *pp;
+      *pp = t->next;
+      if (W.qtail == t) {
+        wtask *x = W.qhead;
+        W.qtail = NULL;
+        while (x) {
+          W.qtail = x;
+          x = x->next;
+        }
+      }
+      found = 1;
+      uv_mutex_unlock(&W.lock);
+      send_err_now(key, klen, DL_ERR_CANCELLED, "cancelled");
+      task_free(t);
+      return;
+    }
+  }
+  uv_mutex_unlock(&W.lock);
+  (void)found;
+  t = dl_map_get(&W.waiting, key, klen);
+  if (t) {
+    t->dead = 1;
+    dl_map_del(&W.waiting, key, klen);
+    send_err_now(key, klen, DL_ERR_CANCELLED, "cancelled");
+    wtask_unref(t);
+  }
+  /* A running task is interrupted by the caller (on_sched_frame). */
+}
+
+/* Make the running task raise at its next instruction (W.lock held). */
+static void interrupt_running(int kind) {
+  W.cancel_kind = kind;
+  lua_sethook(W.L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+              1);
+}
+
+static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
+  dl_rd r;
+  (void)c;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *key, *bytes;
+    size_t klen, blen;
+    int rc = 0;
+    dl_rd_u8(&r, &type);
+    switch (type) {
+      case DL_M_COMPUTE: rc = on_compute(&r); break;
+      case DL_M_FUNC: {
+        const char *h;
+        fnent *f;
+        if (dl_rd_bytes(&r, 16, &h) || dl_rd_str(&r, &bytes, &blen)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        f = dl_realloc(NULL, sizeof *f + blen);
+        if (f == NULL) {
+          rc = DL_ENOMEM;
+          break;
+        }
+        memcpy(f->hash, h, 16);
+        f->len = blen;
+        memcpy(f->code, bytes, blen);
+        uv_mutex_lock(&W.lock);
+        if (dl_map_get(&W.fns, h, 16)) dl_free(f);
+        else dl_map_put(&W.fns, (const char *)f->hash, 16, f);
+        uv_mutex_unlock(&W.lock);
+        break;
+      }
+      case DL_M_FREE: {
+        blob *b;
+        if (dl_rd_str(&r, &key, &klen)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        uv_mutex_lock(&W.lock);
+        b = dl_map_del(&W.store, key, klen);
+        if (b) {
+          W.managed -= (int64_t)b->len;
+          if (W.nfrees == W.capfrees) {
+            int nc = W.capfrees ? W.capfrees * 2 : 16;
+            char **nf = dl_realloc(W.frees, sizeof *nf * (size_t)nc);
+            if (nf) {
+              W.frees = nf;
+              W.capfrees = nc;
+            }
+          }
+          if (W.nfrees < W.capfrees) W.frees[W.nfrees++] = dupb(key, klen);
+        }
+        uv_mutex_unlock(&W.lock);
+        blob_unref(b);
+        break;
+      }
+      case DL_M_CANCEL:
+        if (dl_rd_str(&r, &key, &klen)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        on_cancel(key, klen);
+        uv_mutex_lock(&W.lock);
+        if (W.running_seq && running_klen == klen &&
+            memcmp(running_key, key, klen) == 0)
+          interrupt_running(DL_ERR_CANCELLED);
+        uv_mutex_unlock(&W.lock);
+        break;
+      case DL_M_STORE: {
+        dl_buf *b;
+        if (dl_rd_str(&r, &key, &klen) || dl_rd_str(&r, &bytes, &blen)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        b = dl_conn_msg(W.sched);
+        if (store_put(key, klen, bytes, blen)) {
+          send_err_now(key, klen, DL_ERR_RAISED, "out of memory");
+          break;
+        }
+        dl_buf_u8(b, DL_M_DONE);
+        dl_buf_str(b, key, klen);
+        dl_buf_uv(b, blen);
+        dl_buf_uv(b, 0);
+        dl_buf_uv(b, 0);
+        dl_buf_str(b, "", 0);
+        break;
+      }
+      case DL_M_PEER: {
+        uint64_t id;
+        peer *pr;
+        if (dl_rd_uv(&r, &id) || dl_rd_str(&r, &bytes, &blen) ||
+            blen >= sizeof pr->addr) {
+          rc = DL_EPROTO;
+          break;
+        }
+        pr = find_peer((int)id);
+        if (pr == NULL) {
+          peer *np = dl_realloc(W.peers, sizeof *np * (size_t)(W.npeers + 1));
+          if (np == NULL) break;
+          W.peers = np;
+          pr = &W.peers[W.npeers++];
+          memset(pr, 0, sizeof *pr);
+          pr->id = (int)id;
+        }
+        memcpy(pr->addr, bytes, blen);
+        pr->addr[blen] = '\0';
+        if (blen == 0 && pr->conn) dl_conn_close(pr->conn);
+        break;
+      }
+      case DL_M_GET: rc = serve_get(c, &r); break;
+      case DL_M_SHUTDOWN:
+        uv_stop(&W.loop);
+        return;
+      default: rc = DL_EPROTO;
+    }
+    if (rc) {
+      fprintf(stderr, "dlua worker %d: malformed message from the "
+              "scheduler (type %u); exiting\n", W.id, type);
+      uv_stop(&W.loop);
+      return;
+    }
+  }
+}
+
+static void on_sched_close(dl_conn *c) {
+  (void)c;
+  W.sched = NULL;
+  uv_stop(&W.loop); /* the scheduler is gone: so are we */
+}
+
+static int64_t rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, res = 0;
+  if (f == NULL) return 0;
+  if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+  fclose(f);
+  return (int64_t)res * sysconf(_SC_PAGESIZE);
+}
+
+static void beat_cb(uv_timer_t *t) {
+  dl_buf *b;
+  int64_t managed;
+  int executing, stored;
+  (void)t;
+  if (W.sched == NULL) return;
+  uv_mutex_lock(&W.lock);
+  managed = W.managed;
+  executing = W.running_seq != 0;
+  stored = (int)W.store.count;
+  uv_mutex_unlock(&W.lock);
+  b = dl_conn_msg(W.sched);
+  dl_buf_u8(b, DL_M_HEARTBEAT);
+  dl_buf_uv(b, (uint64_t)managed);
+  dl_buf_uv(b, 0);
+  dl_buf_uv(b, (uint64_t)rss_bytes());
+  dl_buf_uv(b, (uint64_t)executing);
+  dl_buf_uv(b, (uint64_t)stored);
+}
+
+static void watchdog_cb(uv_timer_t *t) {
+  (void)t;
+  uv_mutex_lock(&W.lock);
+  if (W.running_seq && W.deadline > 0 && now_s() > W.deadline &&
+      W.cancel_kind == 0)
+    interrupt_running(DL_ERR_TIMEOUT);
+  uv_mutex_unlock(&W.lock);
+}
+
+static int parse_args(int argc, char **argv) {
+  int i;
+  W.id = 0;
+  for (i = 2; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--id") == 0) W.id = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--dir") == 0)
+      snprintf(W.dir, sizeof W.dir, "%s", argv[i + 1]);
+    else if (strcmp(argv[i], "--memory-limit") == 0)
+      W.memory_limit = strtoll(argv[i + 1], NULL, 10);
+    else return -1;
+  }
+  return W.id > 0 && W.dir[0] ? 0 : -1;
+}
+
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  (void)osize;
+  return dl_realloc(ptr, nsize);
+}
+
+static int setup_state(lua_State *L) {
+  dlua_openlibs(L);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);
+  luaL_newmetatable(L, DL_FUTURE_MT);
+  lua_pop(L, 1);
+  dl_codec_register(L, DL_FUTURE_MT, NULL, future_decode);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
+  return 0;
+}
+
+int dlua_worker_main(int argc, char **argv) {
+  dl_buf *b;
+  lua_State *L;
+  if (argc < 2 || strcmp(argv[1], "--dlua-worker") != 0) return -1;
+  if (parse_args(argc, argv)) {
+    fprintf(stderr, "dlua: worker mode takes --id N --dir DIR "
+            "[--memory-limit BYTES]\n");
+    return 2;
+  }
+  /* Die with the process that started us, even if it is SIGKILLed. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) return 1;
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  uv_mutex_init(&W.lock);
+  uv_cond_init(&W.cond);
+  dl_map_init(&W.store);
+  dl_map_init(&W.fns);
+  dl_map_init(&W.fetches);
+  dl_map_init(&W.waiting);
+  L = lua_newstate(l_alloc, NULL);
+  if (L == NULL) return 1;
+  lua_pushcfunction(L, setup_state);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    fprintf(stderr, "dlua worker: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  W.L = L;
+  uv_loop_init(&W.loop);
+  dl_flusher_init(&W.fl, &W.loop);
+  uv_async_init(&W.loop, &W.done_async, done_cb);
+  uv_timer_init(&W.loop, &W.beat);
+  uv_timer_start(&W.beat, beat_cb, 200, 500);
+  uv_timer_init(&W.loop, &W.watchdog);
+  uv_timer_start(&W.watchdog, watchdog_cb, 10, 10);
+  snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
+  uv_pipe_init(&W.loop, &W.listener, 0);
+  if (uv_pipe_bind(&W.listener, W.addr) ||
+      uv_listen((uv_stream_t *)&W.listener, 128, on_connection)) {
+    fprintf(stderr, "dlua worker %d: cannot listen on %s\n", W.id, W.addr);
+    return 1;
+  }
+  W.sched = dl_conn_new(&W.loop, &W.fl, on_sched_frame, on_sched_close, NULL);
+  if (W.sched == NULL || dl_conn_open_fd(W.sched, 3)) {
+    fprintf(stderr, "dlua worker %d: no scheduler link on fd 3\n", W.id);
+    return 1;
+  }
+  b = dl_conn_msg(W.sched);
+  dl_buf_u8(b, DL_M_HELLO);
+  dl_buf_uv(b, (uint64_t)W.id);
+  dl_buf_uv(b, (uint64_t)getpid());
+  dl_buf_uv(b, 1);
+  dl_buf_uv(b, (uint64_t)W.memory_limit);
+  dl_buf_str(b, W.addr, strlen(W.addr));
+  if (uv_thread_create(&W.exec, exec_main, L)) return 1;
+  uv_run(&W.loop, UV_RUN_DEFAULT);
+  unlink(W.addr);
+  fflush(stdout);
+  fflush(stderr);
+  /* A task may still be running on the executor: leave without waiting. */
+  _exit(0);
+}

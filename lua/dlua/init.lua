@@ -1,5 +1,885 @@
+--[[
+dlua -- Dask for Lua.
+
+  local dlua = require "dlua"
+  local client = dlua.Client()               -- a LocalCluster, one worker per core
+  local fut = client:submit(function(x) return x + 1 end, 41)
+  print(fut:result())                        --> 42
+  local futs = client:map(function(x) return x * x end, {1, 2, 3})
+  print(table.concat(client:gather(futs), " "))  --> 1 4 9
+  client:close()
+
+Options.  Calls that run tasks (submit, map, compute, persist) take their
+options as a trailing `dlua.opts{...}` table, so a plain table argument is
+never mistaken for options:
+
+  client:submit(fn, a, b, dlua.opts{key = "job-1", retries = 2})
+
+  key       string    the task's key (default: <fn name>-<unique hex>)
+  pure      boolean   key from a hash of function and arguments, so equal
+                      calls share one task (default false)
+  priority  integer   higher runs first among ready tasks (default 0)
+  retries   integer   re-run a task that raises, with back-off (default 0)
+  timeout   number    seconds a task may run before it is interrupted
+  workers   {ids}     run only on these worker ids
+  allow_other_workers boolean  treat `workers` as a preference only
+
+Everything here is documented in README.md, section "Lua API".
+]]
+
 local core = require "dlua.core"
+local cluster_c = require "dlua.cluster"
+local codec = require "dlua.codec"
+
+local assert, error, ipairs, pairs, select, setmetatable, getmetatable,
+  tostring, type, next, rawget, rawset, pcall =
+  assert, error, ipairs, pairs, select, setmetatable, getmetatable,
+  tostring, type, next, rawget, rawset, pcall
+local fmt, concat, unpack = string.format, table.concat, table.unpack
+local huge = math.huge
+local clock = core.time
+
 local M = {}
 M.time = core.time
 M.version = core.version
+M.codec = codec
+
+-- ------------------------------------------------------------- options
+
+local Opts = {__name = "dlua.Options"}
+Opts.__index = Opts
+
+local known_opts = {
+  key = "string", pure = "boolean", priority = "number", retries = "number",
+  timeout = "number", workers = "table", allow_other_workers = "boolean",
+  order = "number", name = "string", scheduler = "string",
+  progress = "boolean",
+}
+
+--- dlua.opts{...} -> an options object for submit/map/compute/persist.
+function M.opts(t)
+  if t ~= nil and type(t) ~= "table" then
+    error("dlua.opts expects a table, got " .. type(t), 2)
+  end
+  t = t or {}
+  for k, v in pairs(t) do
+    local want = known_opts[k]
+    if not want then
+      error(fmt("unknown option '%s'", tostring(k)), 2)
+    elseif type(v) ~= want then
+      error(fmt("option '%s' must be a %s, got %s", k, want, type(v)), 2)
+    end
+  end
+  return setmetatable(t, Opts)
+end
+
+local function is_opts(v) return getmetatable(v) == Opts end
+M.is_opts = is_opts
+
+-- Split a trailing options object off an argument list.
+local function split_opts(n, ...)
+  if n > 0 then
+    local last = select(n, ...)
+    if is_opts(last) then return last, n - 1 end
+  end
+  return nil, n
+end
+
+-- --------------------------------------------------------------- sizes
+
+local units = {
+  b = 1, kb = 1e3, mb = 1e6, gb = 1e9, tb = 1e12,
+  kib = 1024, mib = 1024 ^ 2, gib = 1024 ^ 3, tib = 1024 ^ 4,
+  k = 1e3, m = 1e6, g = 1e9, t = 1e12,
+}
+
+--- dlua.parse_bytes("512MB") -> 512000000.  Strict: raises on anything else
+-- than a number with an optional unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB).
+function M.parse_bytes(s)
+  if math.type(s) == "integer" then
+    if s <= 0 then error("memory size must be positive, got " .. s, 2) end
+    return s
+  end
+  if type(s) == "number" then
+    if s <= 0 or s ~= s or s == huge then
+      error("memory size must be a positive number, got " .. tostring(s), 2)
+    end
+    return math.floor(s)
+  end
+  if type(s) ~= "string" then
+    error("memory size must be a number or a string like '512MB', got "
+          .. type(s), 2)
+  end
+  local num, unit = s:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+  local mult = num and units[unit:lower()] or (num and unit == "" and 1)
+  if not mult then
+    error(fmt("malformed memory size '%s' (expected e.g. '512MB', '2GiB' "
+              .. "or a number of bytes)", s), 2)
+  end
+  local n = math.floor(tonumber(num) * mult)
+  if n <= 0 then error(fmt("memory size '%s' must be positive", s), 2) end
+  return n
+end
+
+--- dlua.format_bytes(n) -> "1.50 GiB"
+function M.format_bytes(n)
+  local u = {"B", "KiB", "MiB", "GiB", "TiB"}
+  local i = 1
+  while n >= 1024 and i < #u do n = n / 1024; i = i + 1 end
+  if i == 1 then return fmt("%d B", n) end
+  return fmt("%.2f %s", n, u[i])
+end
+
+-- ------------------------------------------------------------ clusters
+
+local LocalCluster = {__name = "dlua.LocalCluster"}
+LocalCluster.__index = LocalCluster
+
+local cluster_keys = {
+  n_workers = true, memory_limit = true, worker_exe = true,
+  allowed_failures = true, start_timeout = true, dashboard_address = true,
+  threads_per_worker = true, processes = true,
+}
+
+--- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
+-- Starts the scheduler (a thread of this process) and n_workers worker
+-- processes.  memory_limit is per worker: bytes or a size string.
+function M.LocalCluster(o)
+  if o ~= nil and type(o) ~= "table" then
+    error("LocalCluster expects a table of options, got " .. type(o), 2)
+  end
+  o = o or {}
+  for k in pairs(o) do
+    if not cluster_keys[k] then
+      error(fmt("LocalCluster: unknown option '%s'", tostring(k)), 2)
+    end
+  end
+  local defaults = debug.getregistry()["dlua.defaults"] or {}
+  local cores, total = cluster_c.machine()
+  local n = o.n_workers or defaults.n_workers or cores
+  if math.type(n) ~= "integer" or n < 1 then
+    error("LocalCluster: n_workers must be a positive integer, got "
+          .. tostring(n), 2)
+  end
+  if o.threads_per_worker ~= nil and o.threads_per_worker ~= 1 then
+    error("LocalCluster: threads_per_worker must be 1 (a worker runs one "
+          .. "Lua state; use more workers)", 2)
+  end
+  if o.processes == false then
+    error("LocalCluster: processes=false is not supported: dlua workers are "
+          .. "always processes", 2)
+  end
+  local mem = o.memory_limit or defaults.memory_limit
+  local ok, limit = pcall(M.parse_bytes, mem or math.floor(total / n))
+  if not ok then error("LocalCluster: " .. limit, 2) end
+  local h, err = cluster_c.start{
+    n_workers = n, memory_limit = limit,
+    worker_exe = o.worker_exe or defaults.worker_exe,
+    allowed_failures = o.allowed_failures,
+    start_timeout = o.start_timeout,
+  }
+  if not h then error("LocalCluster: " .. err, 2) end
+  return setmetatable({
+    handle = h, n_workers = n, memory_limit = limit,
+    address = "local://" .. h:dir(),
+    dashboard_link = nil,
+  }, LocalCluster)
+end
+
+--- cluster:workers() -> array of per-worker tables (id, pid, nthreads,
+-- memory_limit, managed, spilled, rss, executing, processing, stored, uptime)
+function LocalCluster:workers()
+  return self.handle:workers()
+end
+
+--- cluster:scale(n): start or retire workers until there are n.
+function LocalCluster:scale(n)
+  if math.type(n) ~= "integer" or n < 0 then
+    error("scale: n must be a non-negative integer, got " .. tostring(n), 2)
+  end
+  self.handle:scale(n)
+  self.n_workers = n
+end
+
+--- cluster:close(): stop the scheduler and every worker process.
+function LocalCluster:close()
+  if not self.handle:closed() then self.handle:close() end
+end
+LocalCluster.__close = LocalCluster.close
+
+local function cluster_text(c)
+  if c.handle:closed() then return "<LocalCluster: closed>" end
+  local ws = c.handle:workers()
+  local threads, mem = 0, 0
+  for _, w in ipairs(ws) do
+    threads = threads + w.nthreads
+    mem = mem + w.memory_limit
+  end
+  local lines = {
+    fmt("LocalCluster"),
+    fmt("  Scheduler:      %s", c.address),
+    fmt("  Dashboard:      %s", c.dashboard_link or "(not running)"),
+    fmt("  Workers:        %d", #ws),
+    fmt("  Processes:      yes"),
+    fmt("  Total threads:  %d", threads),
+    fmt("  Total memory:   %s", M.format_bytes(mem)),
+  }
+  table.sort(ws, function(a, b) return a.id < b.id end)
+  for _, w in ipairs(ws) do
+    lines[#lines + 1] = fmt(
+      "  Worker %d:  pid %d, %d thread%s, memory %s / limit %s",
+      w.id, w.pid, w.nthreads, w.nthreads == 1 and "" or "s",
+      M.format_bytes(w.rss), M.format_bytes(w.memory_limit))
+  end
+  return concat(lines, "\n")
+end
+LocalCluster.__tostring = cluster_text
+
+-- -------------------------------------------------------------- errors
+
+local TaskError = {__name = "dlua.TaskError"}
+TaskError.__index = TaskError
+TaskError.__tostring = function(e)
+  local s = e.message or "task failed"
+  if e.key then s = fmt("task '%s' failed: %s", e.key, s) end
+  if e.worker then s = s .. " (on " .. e.worker .. ")" end
+  if e.traceback then s = s .. "\nremote " .. e.traceback end
+  return s
+end
+M.TaskError = TaskError
+
+local function is_task_error(v) return getmetatable(v) == TaskError end
+M.is_task_error = is_task_error
+
+-- ------------------------------------------------------------- futures
+
+local Future = cluster_c.Future   -- registered metatable "dlua.Future"
+Future.__name = "dlua.Future"
+local FutureMethods = {}
+Future.__index = FutureMethods
+
+local Client = {__name = "dlua.Client"}
+Client.__index = Client
+
+local default_client
+
+-- Key prefixes: a function's name where one can be found.
+local names = setmetatable({}, {__mode = "k"})
+local function fn_name(fn, level)
+  local n = names[fn]
+  if n then return n end
+  if type(fn) ~= "function" then
+    n = type(fn)
+  else
+    for k, v in pairs(_G) do
+      if v == fn and type(k) == "string" then n = k; break end
+    end
+    if not n then
+      local i = 1
+      while level and debug.getinfo(level + 1, "l") do
+        local ln, lv = debug.getlocal(level + 1, i)
+        if not ln then break end
+        if lv == fn and ln:match("^[%a_][%w_]*$") then n = ln; break end
+        i = i + 1
+      end
+    end
+    n = n or "lambda"
+  end
+  names[fn] = n
+  return n
+end
+
+local token = fmt("%08x", math.random(0, 0x7fffffff))
+local counter = 0
+local function new_key(prefix)
+  counter = counter + 1
+  return fmt("%s-%s%x", prefix, token, counter)
+end
+
+-- FNV-1a over a string, two lanes, for pure keys.
+local function hash_hex(s)
+  local h1, h2 = 0xcbf29ce484222325, 0x84222325cbf29ce4
+  for i = 1, #s, 4 do
+    local a, b, c, d = s:byte(i, i + 3)
+    h1 = (h1 ~ a) * 0x100000001b3
+    h2 = (h2 ~ (b or 0) ~ ((c or 0) << 8) ~ ((d or 0) << 16)) * 0x100000001b3
+  end
+  return fmt("%016x%08x", h1, h2 & 0xffffffff)
+end
+M._hash_hex = hash_hex
+
+local function new_future(client, key)
+  local f = setmetatable({key = key, client = client}, Future)
+  local st = client._keys[key]
+  if not st then
+    st = {status = "pending", nfut = 0, callbacks = nil}
+    client._keys[key] = st
+  end
+  st.nfut = st.nfut + 1
+  return f
+end
+
+Future.__gc = function(f)
+  local c = rawget(f, "client")
+  if c and not rawget(f, "released") then
+    local st = c._keys[f.key]
+    if st then
+      st.nfut = st.nfut - 1
+      if st.nfut <= 0 then c._keys[f.key] = nil end
+    end
+    if not c.handle:closed() then c.handle:release(f.key) end
+  end
+end
+
+Future.__tostring = function(f)
+  local st = f.client._keys[f.key]
+  return fmt("<Future: %s, key: %s>", st and st.status or "released", f.key)
+end
+
+local function state(f)
+  local st = f.client._keys[f.key]
+  if not st then error("future '" .. f.key .. "' was released", 3) end
+  return st
+end
+
+-- Wait until pred() is true or the deadline passes; returns pred().
+local function pump_until(client, pred, deadline)
+  while not pred() do
+    local left = deadline and (deadline - clock()) or -1
+    if deadline and left <= 0 then return false end
+    client:_pump(left)
+  end
+  return true
+end
+
+--- future:done() -> true when finished, erred or cancelled
+function FutureMethods:done()
+  self.client:_pump(0)
+  return state(self).status ~= "pending"
+end
+
+--- future:status() -> "pending" | "finished" | "error" | "cancelled" | "lost"
+function FutureMethods:status()
+  self.client:_pump(0)
+  return state(self).status
+end
+
+local function check_timeout(t, what)
+  if t ~= nil and (type(t) ~= "number" or t < 0 or t ~= t) then
+    error(fmt("%s: timeout must be a non-negative number of seconds, got %s",
+              what, tostring(t)), 3)
+  end
+end
+
+local TimeoutError = {__name = "dlua.TimeoutError"}
+TimeoutError.__tostring = function(e) return e.message end
+M.TimeoutError = TimeoutError
+
+local function timeout_error(msg)
+  return setmetatable({message = msg, kind = "timeout"}, TimeoutError)
+end
+
+local function wait_done(f, timeout, what)
+  check_timeout(timeout, what)
+  local st = state(f)
+  local deadline = timeout and clock() + timeout
+  if not pump_until(f.client, function() return st.status ~= "pending" end,
+                    deadline) then
+    error(timeout_error(fmt("%s: future '%s' not done after %gs", what,
+                            f.key, timeout)), 3)
+  end
+  return st
+end
+
+local function make_error(key, st)
+  return setmetatable({
+    key = key, kind = st.kind, message = st.message,
+    traceback = st.traceback, worker = st.worker,
+  }, TaskError)
+end
+
+--- future:exception([timeout]) -> the error (a dlua.TaskError) or nil
+function FutureMethods:exception(timeout)
+  local st = wait_done(self, timeout, "exception")
+  if st.status == "finished" then return nil end
+  return make_error(self.key, st)
+end
+
+--- future:traceback([timeout]) -> the remote traceback string or nil
+function FutureMethods:traceback(timeout)
+  local st = wait_done(self, timeout, "traceback")
+  return st.traceback
+end
+
+--- future:result([timeout]) -> value; raises the task's error
+function FutureMethods:result(timeout)
+  wait_done(self, timeout, "result")
+  return self.client:_gather_values({self}, timeout, "result")[1]
+end
+
+--- future:cancel(): stop the task (interrupting it if it is running).
+function FutureMethods:cancel()
+  local st = state(self)
+  if st.status == "pending" then
+    self.client.handle:cancel(self.key)
+    self.client.handle:flush()
+  end
+end
+
+--- future:add_done_callback(fn): fn(future) runs when the future is done
+-- (during a later call that waits, or at once if it is done already).
+function FutureMethods:add_done_callback(fn)
+  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    error("add_done_callback expects a function, got " .. type(fn), 2)
+  end
+  local st = state(self)
+  if st.status ~= "pending" then
+    fn(self)
+  else
+    st.callbacks = st.callbacks or {}
+    st.callbacks[#st.callbacks + 1] = {fn, self}
+  end
+end
+
+--- future:release(): drop this future now (otherwise garbage collection does)
+function FutureMethods:release()
+  if rawget(self, "released") then return end
+  Future.__gc(self)
+  rawset(self, "released", true)
+end
+
+M.Future = Future
+local function is_future(v) return getmetatable(v) == Future end
+M.is_future = is_future
+
+-- -------------------------------------------------------------- client
+
+--- dlua.Client([cluster | options]) -> client
+-- With no argument (or a table of LocalCluster options) starts a
+-- LocalCluster that the client owns and closes; with a cluster, attaches.
+function M.Client(arg)
+  local cl, owns
+  if getmetatable(arg) == LocalCluster then
+    cl = arg
+  elseif arg == nil or type(arg) == "table" then
+    cl, owns = M.LocalCluster(arg), true
+  else
+    error("Client expects a LocalCluster or a table of options, got "
+          .. type(arg), 2)
+  end
+  local c = setmetatable({
+    cluster = cl, handle = cl.handle, owns_cluster = owns,
+    _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
+  }, Client)
+  local function on_done(key, nbytes, has_value, value)
+    local st = c._keys[key]
+    if st and st.status ~= "finished" then
+      st.status, st.nbytes = "finished", nbytes
+      if has_value then st.has_value, st.value = true, value end
+      if st.callbacks then c._fired[#c._fired + 1] = st end
+    end
+  end
+  local function on_err(key, kind, message, traceback, worker)
+    local st = c._keys[key]
+    if st then
+      st.status = kind == "cancelled" and "cancelled" or "error"
+      st.kind, st.message, st.traceback, st.worker =
+        kind, message, traceback, worker
+      if st.callbacks then c._fired[#c._fired + 1] = st end
+    end
+  end
+  local function on_data(reqid, key, found, value)
+    local req = c._reqs[reqid]
+    if req then
+      req.n = req.n - 1
+      if found then
+        req.values[key] = value
+      else
+        req.missing[#req.missing + 1] = key
+        if value then req.errors[key] = value end
+      end
+    end
+  end
+  c._on_done, c._on_err, c._on_data = on_done, on_err, on_data
+  default_client = c
+  return c
+end
+
+--- dlua.default_client() -> the most recent open client, or nil
+function M.default_client()
+  if default_client and default_client.handle:closed() then
+    default_client = nil
+  end
+  return default_client
+end
+
+-- Receive scheduler messages for up to timeout seconds (negative: wait
+-- for at least one batch), then run fired done-callbacks.
+function Client:_pump(timeout)
+  local n, err = self.handle:poll(timeout or -1, self._on_done, self._on_err,
+                                  self._on_data)
+  if not n then error("dlua: " .. err, 3) end
+  if #self._fired > 0 then
+    local fired = self._fired
+    self._fired = {}
+    for _, st in ipairs(fired) do
+      local cbs = st.callbacks
+      st.callbacks = nil
+      for _, cb in ipairs(cbs or {}) do cb[1](cb[2]) end
+    end
+  end
+  return n
+end
+
+local function check_fn(fn, what)
+  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    error(fmt("%s: first argument must be a function, got %s", what,
+              type(fn)), 3)
+  end
+end
+
+-- Queue one task; returns its future.
+function Client:_submit(opts, fn, n, ...)
+  local key = opts and opts.key
+  if not key then
+    local prefix = (opts and opts.name) or fn_name(fn)
+    if opts and opts.pure then
+      local ok, bytes = pcall(codec.encode, {fn, n, ...})
+      key = prefix .. "-" .. (ok and hash_hex(bytes) or new_key(""))
+    else
+      key = new_key(prefix)
+    end
+  end
+  local spec = {key = key}
+  if opts then
+    spec.priority = opts.priority and math.floor(opts.priority)
+    spec.order = opts.order and math.floor(opts.order)
+    spec.retries = opts.retries and math.floor(opts.retries)
+    spec.timeout_ms = opts.timeout and math.floor(opts.timeout * 1000)
+    spec.workers = opts.workers
+    spec.allow_other = opts.allow_other_workers
+  end
+  self.handle:submit(spec, fn, ...)
+  return new_future(self, key)
+end
+
+--- client:submit(fn, ... [, dlua.opts{...}]) -> future
+function Client:submit(fn, ...)
+  check_fn(fn, "submit")
+  local opts, n = split_opts(select("#", ...), ...)
+  local o = {name = fn_name(fn, 2)}
+  if opts then for k, v in pairs(opts) do o[k] = v end end
+  if opts then return self:_submit(o, fn, n, unpack({...}, 1, n)) end
+  return self:_submit(o, fn, n, ...)
+end
+
+--- client:map(fn, seq1 [, seq2, ...] [, dlua.opts{...}]) -> {futures}
+-- Several sequences are zipped: fn(seq1[i], seq2[i], ...).
+function Client:map(fn, ...)
+  check_fn(fn, "map")
+  local opts, nseq = split_opts(select("#", ...), ...)
+  local seqs = {...}
+  if nseq == 0 then error("map: expects at least one sequence", 2) end
+  local len
+  for i = 1, nseq do
+    if type(seqs[i]) ~= "table" then
+      error(fmt("map: argument %d must be a sequence (table), got %s",
+                i + 1, type(seqs[i])), 2)
+    end
+    local l = #seqs[i]
+    if not len or l < len then len = l end
+  end
+  if opts and opts.key then
+    error("map: option 'key' is per task; use 'name' for a key prefix", 2)
+  end
+  local futs = {}
+  local prefix = (opts and opts.name) or fn_name(fn, 2)
+  local o = {name = prefix}
+  if opts then for k, v in pairs(opts) do o[k] = v end end
+  if nseq == 1 then
+    local s = seqs[1]
+    for i = 1, len do futs[i] = self:_submit(o, fn, 1, s[i]) end
+  else
+    local args = {}
+    for i = 1, len do
+      for j = 1, nseq do args[j] = seqs[j][i] end
+      futs[i] = self:_submit(o, fn, nseq, unpack(args, 1, nseq))
+    end
+  end
+  return futs
+end
+
+-- Fetch the values of done futures; raises the first task error.
+function Client:_gather_values(futs, timeout, what)
+  local keys, want, seen, values = {}, {}, {}, {}
+  for i, f in ipairs(futs) do
+    local st = state(f)
+    if st.status == "error" or st.status == "cancelled" then
+      error(make_error(f.key, st), 3)
+    end
+    if st.has_value then
+      seen[f.key] = true
+      values[f.key] = st.value
+    end
+    if not seen[f.key] then
+      seen[f.key] = true
+      keys[#keys + 1] = f.key
+    end
+    want[i] = f.key
+  end
+  local deadline = timeout and clock() + timeout
+  while #keys > 0 do
+    self._nextreq = self._nextreq + 1
+    local reqid = self._nextreq
+    local req = {n = #keys, values = values, missing = {}, errors = {}}
+    self._reqs[reqid] = req
+    self.handle:gather(reqid, keys)
+    local ok = pump_until(self, function() return req.n <= 0 end, deadline)
+    self._reqs[reqid] = nil
+    if not ok then
+      error(timeout_error(fmt("%s: no answer after %gs", what, timeout)), 3)
+    end
+    for k, msg in pairs(req.errors) do
+      error(setmetatable({key = k, kind = "error", message = msg}, TaskError),
+            3)
+    end
+    -- Values lost meanwhile (a worker died) are recomputed: wait again.
+    keys = req.missing
+    for _, k in ipairs(keys) do
+      local st = self._keys[k]
+      if st and st.status == "finished" then
+        st.status, st.has_value, st.value = "pending", nil, nil
+      end
+    end
+    for _, k in ipairs(keys) do
+      local st = self._keys[k]
+      if st then
+        if not pump_until(self, function() return st.status ~= "pending" end,
+                          deadline) then
+          error(timeout_error(fmt("%s: no answer after %gs", what, timeout)),
+                3)
+        end
+        if st.status ~= "finished" then error(make_error(k, st), 3) end
+      end
+    end
+  end
+  local out = {}
+  for i, k in ipairs(want) do out[i] = values[k] end
+  return out
+end
+
+-- Collect the futures found anywhere in v (tables walked, cycles safe).
+local function collect_futures(v, out, seen)
+  if is_future(v) then
+    out[#out + 1] = v
+  elseif type(v) == "table" and not seen[v] then
+    seen[v] = true
+    for k, x in next, v do
+      collect_futures(k, out, seen)
+      collect_futures(x, out, seen)
+    end
+  end
+  return out
+end
+
+local function replace_futures(v, values, copies)
+  if is_future(v) then return values[v] end
+  if type(v) ~= "table" then return v end
+  if copies[v] then return copies[v] end
+  local t = {}
+  copies[v] = t
+  for k, x in next, v do
+    t[replace_futures(k, values, copies)] = replace_futures(x, values, copies)
+  end
+  return setmetatable(t, getmetatable(v))
+end
+
+--- client:gather(futures [, timeout]) -> the same structure with every
+-- future replaced by its value; raises the first task error.
+function Client:gather(v, timeout)
+  check_timeout(timeout, "gather")
+  local futs = collect_futures(v, {}, {})
+  local deadline = timeout and clock() + timeout
+  for _, f in ipairs(futs) do
+    local st = state(f)
+    if not pump_until(self, function() return st.status ~= "pending" end,
+                      deadline) then
+      error(timeout_error(fmt("gather: not done after %gs", timeout)), 2)
+    end
+  end
+  local vals = self:_gather_values(futs, deadline and math.max(0,
+                                   deadline - clock()), "gather")
+  if is_future(v) then return vals[1] end
+  local byf = {}
+  for i, f in ipairs(futs) do byf[f] = vals[i] end
+  return replace_futures(v, byf, {})
+end
+
+--- client:scatter(value [, dlua.opts{workers=}]) -> future
+-- Sends data to a worker once, so many tasks can use it without
+-- re-sending it.
+function Client:scatter(value, opts)
+  if opts ~= nil and not is_opts(opts) then
+    error("scatter: options must be made with dlua.opts{...}", 2)
+  end
+  local key = (opts and opts.key) or new_key("scatter")
+  self.handle:scatter(key, value, opts and opts.workers)
+  return new_future(self, key)
+end
+
+--- client:cancel(futures): cancel one future or an array of them.
+function Client:cancel(futs)
+  if is_future(futs) then futs = {futs} end
+  for _, f in ipairs(futs) do f:cancel() end
+end
+
+--- client:scheduler_info() -> {address=, workers={...}, tasks={counts}}
+function Client:scheduler_info()
+  return {
+    address = self.cluster.address,
+    workers = self.handle:workers(),
+    tasks = self.handle:counts(),
+  }
+end
+
+--- client:ncores() -> {worker id = threads}
+function Client:ncores()
+  local t = {}
+  for _, w in ipairs(self.handle:workers()) do t[w.id] = w.nthreads end
+  return t
+end
+
+--- client:close(): close the client (and its cluster if it started it).
+function Client:close()
+  if self.owns_cluster then self.cluster:close() end
+  if default_client == self then default_client = nil end
+end
+Client.__close = Client.close
+
+Client.__tostring = function(c)
+  if c.handle:closed() then return "<Client: closed>" end
+  local ws = c.handle:workers()
+  local threads, mem = 0, 0
+  for _, w in ipairs(ws) do
+    threads = threads + w.nthreads
+    mem = mem + w.memory_limit
+  end
+  return fmt("<Client: scheduler '%s' processes=%d threads=%d, memory=%s>\n%s",
+             c.cluster.address, #ws, threads, M.format_bytes(mem),
+             cluster_text(c.cluster))
+end
+
+-- ------------------------------------------------------ wait, completed
+
+M.ALL_COMPLETED = "ALL_COMPLETED"
+M.FIRST_COMPLETED = "FIRST_COMPLETED"
+M.FIRST_EXCEPTION = "FIRST_EXCEPTION"
+
+--- dlua.wait(futures [, {timeout=, return_when=}]) -> done, not_done
+-- Both results are arrays of futures.  Raises a dlua.TimeoutError if the
+-- condition is not met in time.
+function M.wait(futs, o)
+  if is_future(futs) then futs = {futs} end
+  if type(futs) ~= "table" then
+    error("wait expects a future or an array of futures", 2)
+  end
+  o = o or {}
+  check_timeout(o.timeout, "wait")
+  local when = o.return_when or M.ALL_COMPLETED
+  if when ~= M.ALL_COMPLETED and when ~= M.FIRST_COMPLETED
+     and when ~= M.FIRST_EXCEPTION then
+    error("wait: return_when must be ALL_COMPLETED, FIRST_COMPLETED or "
+          .. "FIRST_EXCEPTION, got " .. tostring(when), 2)
+  end
+  if #futs == 0 then return {}, {} end
+  local client = futs[1].client
+  local function split()
+    local done, pending, erred = {}, {}, false
+    for _, f in ipairs(futs) do
+      local s = state(f).status
+      if s == "pending" then pending[#pending + 1] = f
+      else
+        done[#done + 1] = f
+        if s ~= "finished" then erred = true end
+      end
+    end
+    return done, pending, erred
+  end
+  local deadline = o.timeout and clock() + o.timeout
+  local ok = pump_until(client, function()
+    local done, pending, erred = split()
+    if #pending == 0 then return true end
+    if when == M.FIRST_COMPLETED then return #done > 0 end
+    if when == M.FIRST_EXCEPTION then return erred end
+    return false
+  end, deadline)
+  if not ok then
+    error(timeout_error(fmt("wait: not done after %gs", o.timeout)), 2)
+  end
+  local done, pending = split()
+  return done, pending
+end
+
+--- for future, value, err in dlua.as_completed(futures) do ... end
+-- Yields futures in the order they finish, with the value (or nil and the
+-- error for a failed task).
+function M.as_completed(futs, o)
+  if type(futs) ~= "table" then
+    error("as_completed expects an array of futures", 2)
+  end
+  o = o or {}
+  local pending = {}
+  for i, f in ipairs(futs) do
+    if not is_future(f) then
+      error(fmt("as_completed: element %d is not a future", i), 2)
+    end
+    pending[#pending + 1] = f
+  end
+  local ready = {}
+  local deadline = o.timeout and clock() + o.timeout
+  return function()
+    while #ready == 0 do
+      if #pending == 0 then return nil end
+      local client = pending[1].client
+      local still = {}
+      for _, f in ipairs(pending) do
+        if state(f).status ~= "pending" then ready[#ready + 1] = f
+        else still[#still + 1] = f end
+      end
+      pending = still
+      if #ready == 0 then
+        local left = deadline and deadline - clock() or -1
+        if deadline and left <= 0 then
+          error(timeout_error("as_completed: timed out"), 2)
+        end
+        client:_pump(left)
+      end
+    end
+    local f = table.remove(ready, 1)
+    local st = state(f)
+    if st.status ~= "finished" then return f, nil, make_error(f.key, st) end
+    local ok, v = pcall(f.result, f)
+    if ok then return f, v end
+    return f, nil, v
+  end
+end
+
+--- dlua.in_worker() -> true when running inside a task on a worker
+M.in_worker = cluster_c.in_worker
+
+M.Client_class = Client
+M.LocalCluster_class = LocalCluster
+
+-- Delayed pipelines (lua/dlua/delayed.lua), when present; it may require
+-- "dlua" itself, so this module is registered first.
+package.loaded["dlua"] = M
+local ok_delayed, delayed = pcall(require, "dlua.delayed")
+if ok_delayed and type(delayed) == "table" then
+  M.delayed = delayed.delayed
+  M.compute = delayed.compute
+  M.persist = delayed.persist
+  M.compute_graph = delayed.compute_graph
+  M.is_delayed = delayed.is_delayed
+end
+
 return M

@@ -1,0 +1,128 @@
+/*
+** dl_map.c -- string-keyed hash map with linear probing.
+*/
+#include <string.h>
+
+#include "dl_buf.h"
+#include "dl_map.h"
+
+static const char tomb_mark;
+#define DL_MAP_TOMB (&tomb_mark)
+
+uint64_t dl_hash(const void *p, size_t n) {
+  const unsigned char *s = p;
+  uint64_t h = 1469598103934665603ULL;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    h ^= s[i];
+    h *= 1099511628211ULL;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+void dl_map_init(dl_map *m) { memset(m, 0, sizeof *m); }
+
+void dl_map_free(dl_map *m) {
+  dl_free(m->slots);
+  dl_map_init(m);
+}
+
+static dl_map_slot *find(const dl_map *m, const char *key, size_t klen,
+                         uint64_t h) {
+  size_t mask = m->cap - 1, i = (size_t)h & mask;
+  for (;;) {
+    dl_map_slot *s = &m->slots[i];
+    if (s->key == NULL) return NULL;
+    if (s->key != DL_MAP_TOMB && s->hash == h && s->klen == klen &&
+        memcmp(s->key, key, klen) == 0)
+      return s;
+    i = (i + 1) & mask;
+  }
+}
+
+void *dl_map_get(const dl_map *m, const char *key, size_t klen) {
+  dl_map_slot *s;
+  if (m->count == 0) return NULL;
+  s = find(m, key, klen, dl_hash(key, klen));
+  return s ? s->val : NULL;
+}
+
+static int rehash(dl_map *m, size_t ncap) {
+  dl_map_slot *old = m->slots, *ns;
+  size_t ocap = m->cap, i;
+  ns = dl_realloc(NULL, ncap * sizeof *ns);
+  if (ns == NULL) return DL_ENOMEM;
+  memset(ns, 0, ncap * sizeof *ns);
+  m->slots = ns;
+  m->cap = ncap;
+  m->used = m->count;
+  for (i = 0; i < ocap; i++) {
+    dl_map_slot *s = &old[i];
+    if (s->key != NULL && s->key != DL_MAP_TOMB) {
+      size_t j = (size_t)s->hash & (ncap - 1);
+      while (ns[j].key != NULL) j = (j + 1) & (ncap - 1);
+      ns[j] = *s;
+    }
+  }
+  dl_free(old);
+  return 0;
+}
+
+int dl_map_put(dl_map *m, const char *key, size_t klen, void *val) {
+  uint64_t h = dl_hash(key, klen);
+  size_t mask, i;
+  dl_map_slot *s;
+  if (m->count) {
+    s = find(m, key, klen, h);
+    if (s) {
+      s->key = key;
+      s->val = val;
+      return 0;
+    }
+  }
+  if ((m->used + 1) * 4 >= m->cap * 3) {
+    size_t ncap = m->cap ? m->cap : 16;
+    while ((m->count + 1) * 2 >= ncap) ncap *= 2;
+    if (rehash(m, ncap)) return DL_ENOMEM;
+  }
+  mask = m->cap - 1;
+  i = (size_t)h & mask;
+  while (m->slots[i].key != NULL && m->slots[i].key != DL_MAP_TOMB)
+    i = (i + 1) & mask;
+  s = &m->slots[i];
+  if (s->key == NULL) m->used++;
+  s->key = key;
+  s->klen = klen;
+  s->hash = h;
+  s->val = val;
+  m->count++;
+  return 0;
+}
+
+void *dl_map_del(dl_map *m, const char *key, size_t klen) {
+  dl_map_slot *s;
+  void *v;
+  if (m->count == 0) return NULL;
+  s = find(m, key, klen, dl_hash(key, klen));
+  if (s == NULL) return NULL;
+  v = s->val;
+  s->key = DL_MAP_TOMB;
+  s->val = NULL;
+  m->count--;
+  if (m->count == 0) { /* reset tombstones cheaply */
+    memset(m->slots, 0, m->cap * sizeof *m->slots);
+    m->used = 0;
+  }
+  return v;
+}
+
+void *dl_map_next(const dl_map *m, size_t *i) {
+  while (*i < m->cap) {
+    dl_map_slot *s = &m->slots[(*i)++];
+    if (s->key != NULL && s->key != DL_MAP_TOMB) return s->val;
+  }
+  return NULL;
+}

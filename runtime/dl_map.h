@@ -1,0 +1,41 @@
+/*
+** dl_map.h -- an open-addressing hash map from byte-string keys to
+** pointers.  The map does not own keys or values: each key must stay valid
+** (usually it lives inside the value) until it is removed.  Pure C.
+*/
+#ifndef dl_map_h
+#define dl_map_h
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dl_map_slot {
+  const char *key; /* NULL: empty; DL_MAP_TOMB: deleted */
+  size_t klen;
+  uint64_t hash;
+  void *val;
+} dl_map_slot;
+
+typedef struct dl_map {
+  dl_map_slot *slots;
+  size_t cap;   /* power of two, or 0 */
+  size_t count; /* live entries */
+  size_t used;  /* live + tombstones */
+} dl_map;
+
+/* A 64-bit hash of n bytes (FNV-1a with a final mix). */
+uint64_t dl_hash(const void *p, size_t n);
+
+void dl_map_init(dl_map *m);
+/* Free the slot array (not the keys or values). */
+void dl_map_free(dl_map *m);
+/* The value under key, or NULL. */
+void *dl_map_get(const dl_map *m, const char *key, size_t klen);
+/* Set key to val (key is borrowed, see above); 0 or DL_ENOMEM. */
+int dl_map_put(dl_map *m, const char *key, size_t klen, void *val);
+/* Remove key; returns its value or NULL. */
+void *dl_map_del(dl_map *m, const char *key, size_t klen);
+/* Iterate: start with *i = 0; returns the next value or NULL at the end. */
+void *dl_map_next(const dl_map *m, size_t *i);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+** dl_sched.h -- the scheduler: a pure-C task state machine.
+**
+** It receives client messages (graphs, releases, cancels) and worker
+** messages (done, erred, missing), keeps every task's state and lineage,
+** decides which worker runs what, and writes its decisions as messages into
+** buffers the host gives it (dl_sched_io).  It never touches a lua_State,
+** a socket or a clock of its own, so it can be driven and tested alone.
+**
+** Task states: WAITING (inputs not all in memory), READY (queued by
+** priority), PROCESSING (sent to a worker), MEMORY (held by >= 1 worker),
+** ERRED, RELEASED (spec kept for lineage, no data).  A lost result that is
+** still needed is recomputed from its lineage.
+*/
+#ifndef dl_sched_h
+#define dl_sched_h
+
+#include <stdint.h>
+
+#include "dl_buf.h"
+
+typedef struct dl_sched dl_sched;
+
+/* How the scheduler reaches the outside world; all borrowed. */
+typedef struct dl_sched_io {
+  /* The buffer of messages for worker wid (NULL if it is gone). */
+  dl_buf *(*worker_out)(void *ud, int wid);
+  /* The buffer of messages for the client. */
+  dl_buf *(*client_out)(void *ud);
+  void *ud;
+} dl_sched_io;
+
+/* Per-worker figures, as last reported. */
+typedef struct dl_sched_winfo {
+  int id;
+  int64_t pid;
+  int nthreads;
+  int64_t memory_limit;
+  int64_t managed, spilled, rss;
+  int executing, inflight, stored;
+  double started;
+} dl_sched_winfo;
+
+/* Create a scheduler; returns NULL on out of memory. */
+dl_sched *dl_sched_new(const dl_sched_io *io);
+/* Free the scheduler and every task it holds. */
+void dl_sched_free(dl_sched *s);
+
+/* Tries a task gets before "killed worker" (default 3). */
+void dl_sched_set_allowed_failures(dl_sched *s, int n);
+
+/* A worker joined, ready for tasks; 0 or DL_ENOMEM. */
+int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
+                        int64_t memory_limit, double now);
+/*
+** A worker is gone (died or closed): its running tasks are retried
+** elsewhere (or fail after too many deaths) and the results it alone held
+** are recomputed if still needed.
+*/
+void dl_sched_remove_worker(dl_sched *s, int wid);
+
+/*
+** Handle one frame of messages from the client / from worker wid.
+** Returns 0, or DL_EPROTO for a malformed frame (the rest is skipped).
+*/
+int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now);
+int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
+                          double now);
+
+/* Run timers (retry back-off) due at now; returns seconds to the next, or
+** a negative number when none is pending. */
+double dl_sched_tick(dl_sched *s, double now);
+
+/* Figures for the dashboard and cluster info; returns the worker count and
+** fills at most max entries. */
+int dl_sched_workers(dl_sched *s, dl_sched_winfo *out, int max);
+
+/* Task counts by state: out[0..5] = waiting, ready, processing, memory,
+** erred, released. */
+void dl_sched_counts(dl_sched *s, int64_t out[6]);
+
+/* Encode an error record (kind, message, traceback, worker). */
+int dl_err_encode(dl_buf *b, int kind, const char *msg, const char *tb,
+                  const char *worker);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+** dl_server.h -- a local cluster: the scheduler's thread and loop, the
+** worker processes it spawns, watches and replaces, and the in-process
+** link to the client.  Pure C on libuv: no Lua.
+**
+** The client talks to the scheduler with the same message format as the
+** workers do (dl_proto.h), through dl_server_send / dl_server_recv.
+*/
+#ifndef dl_server_h
+#define dl_server_h
+
+#include <stdint.h>
+
+#include "dl_buf.h"
+#include "dl_sched.h"
+
+typedef struct dl_server dl_server;
+
+typedef struct dl_server_opts {
+  int n_workers;        /* > 0 */
+  int64_t memory_limit; /* bytes per worker, > 0 */
+  const char *worker_exe; /* program run with --dlua-worker */
+  int allowed_failures; /* 0: default (3) */
+  double start_timeout; /* seconds to wait for the workers (0: 20 s) */
+} dl_server_opts;
+
+/*
+** Start the scheduler thread and the workers, and wait until all workers
+** are ready.  Returns NULL with a message in err on failure (nothing is
+** left running).
+*/
+dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen);
+
+/* Stop everything: every worker process is ended and reaped, the thread
+** joined, the private directory removed.  s may be NULL. */
+void dl_server_stop(dl_server *s);
+
+/* Queue client messages (n bytes at p) for the scheduler.  Thread-safe. */
+int dl_server_send(dl_server *s, const char *p, size_t n);
+
+/*
+** Wait up to timeout seconds (< 0: forever) for messages from the
+** scheduler and append them to out.  Returns 1 if messages arrived, 0 on
+** timeout, or DL_EPROTO if the scheduler is gone.
+*/
+int dl_server_recv(dl_server *s, dl_buf *out, double timeout);
+
+/* Change the number of workers (new ones are started, extra ones retired). */
+int dl_server_scale(dl_server *s, int n);
+
+/* Snapshot of the workers (see dl_sched_workers) and task counts. */
+int dl_server_workers(dl_server *s, dl_sched_winfo *out, int max);
+void dl_server_counts(dl_server *s, int64_t out[6]);
+
+/* The private directory holding the workers' sockets; borrowed. */
+const char *dl_server_dir(dl_server *s);
+
+/* Workers started since the beginning, and those that died unasked. */
+void dl_server_stats(dl_server *s, int *spawned, int *died);
+
+#endif
