@@ -21,6 +21,8 @@
 #include "dl_worker.h"
 
 #define HANDLE_MT "dlua.ClusterHandle"
+/* Queued client messages are handed over once they reach this size. */
+#define FLUSH_AT ((size_t)16 * 1024)
 
 typedef struct handle {
   dl_server *srv;
@@ -168,6 +170,15 @@ static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
   return v;
 }
 
+static int flush(handle *h) {
+  int rc = 0;
+  if (h->out.len) {
+    rc = dl_server_send(h->srv, h->out.p, h->out.len);
+    h->out.len = 0;
+  }
+  return rc;
+}
+
 /*
 ** h:submit(spec, fn, ...): queue one task.  spec = {key=, priority=,
 ** order=, retries=, timeout_ms=, workers={ids}, allow_other=}.  Raises
@@ -252,6 +263,8 @@ static int h_submit(lua_State *L) {
   lua_getfield(L, 2, "allow_other");
   dl_buf_uv(b, (uint64_t)lua_toboolean(L, -1));
   lua_pop(L, 1);
+  /* Let the cluster start on a big graph while the rest is submitted. */
+  if (b->len >= FLUSH_AT) flush(h);
   return 0;
 }
 
@@ -317,15 +330,6 @@ static int h_scatter(lua_State *L) {
     dl_buf_uv(&h->out, 0);
   }
   return 0;
-}
-
-static int flush(handle *h) {
-  int rc = 0;
-  if (h->out.len) {
-    rc = dl_server_send(h->srv, h->out.p, h->out.len);
-    h->out.len = 0;
-  }
-  return rc;
 }
 
 /* h:flush(): hand queued messages to the scheduler now. */

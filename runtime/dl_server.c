@@ -629,7 +629,7 @@ int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
   double deadline = timeout >= 0 ? now_s() + timeout : 0;
   int got = 0, spins;
   /* Spin briefly first: waking a sleeping thread costs more here. */
-  for (spins = 0; spins < 2000 && !atomic_load(&s->inbox_ready); spins++) {
+  for (spins = 0; spins < 500 && !atomic_load(&s->inbox_ready); spins++) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif

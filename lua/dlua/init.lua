@@ -675,8 +675,9 @@ local function collect_futures(v, out, seen)
   elseif type(v) == "table" and not seen[v] then
     seen[v] = true
     for k, x in next, v do
-      collect_futures(k, out, seen)
-      collect_futures(x, out, seen)
+      if type(k) == "table" then collect_futures(k, out, seen) end
+      if getmetatable(x) == Future then out[#out + 1] = x
+      elseif type(x) == "table" then collect_futures(x, out, seen) end
     end
   end
   return out
@@ -700,11 +701,16 @@ function Client:gather(v, timeout)
   check_timeout(timeout, "gather")
   local futs = collect_futures(v, {}, {})
   local deadline = timeout and clock() + timeout
-  for _, f in ipairs(futs) do
-    local st = state(f)
-    if not pump_until(self, function() return st.status ~= "pending" end,
-                      deadline) then
-      error(timeout_error(fmt("gather: not done after %gs", timeout)), 2)
+  local i, n = 1, #futs
+  while i <= n do
+    if state(futs[i]).status ~= "pending" then
+      i = i + 1
+    else
+      local left = deadline and deadline - clock() or -1
+      if deadline and left <= 0 then
+        error(timeout_error(fmt("gather: not done after %gs", timeout)), 2)
+      end
+      self:_pump(left)
     end
   end
   local vals = self:_gather_values(futs, deadline and math.max(0,
