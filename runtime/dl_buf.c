@@ -25,6 +25,8 @@ int dl_buf_grow(dl_buf *b, size_t n) {
   size_t need = b->len + n, cap = b->cap ? b->cap : 64;
   char *np;
   if (need < b->len) return DL_ENOMEM; /* overflow */
+  if (need > ((size_t)1 << 20) && cap < need)
+    cap = need + need / 16; /* big buffers: no doubling, little waste */
   while (cap < need) {
     if (cap > SIZE_MAX / 2) {
       cap = need;

@@ -105,6 +105,14 @@ static int cl_start(lua_State *L) {
   o.allowed_failures = (int)luaL_optinteger(L, -1, 3);
   lua_getfield(L, 1, "start_timeout");
   o.start_timeout = luaL_optnumber(L, -1, 20);
+  lua_getfield(L, 1, "memory_target");
+  o.memory_target = luaL_optnumber(L, -1, 0);
+  lua_getfield(L, 1, "memory_spill");
+  o.memory_spill = luaL_optnumber(L, -1, 0);
+  lua_getfield(L, 1, "memory_pause");
+  o.memory_pause = luaL_optnumber(L, -1, 0);
+  lua_getfield(L, 1, "memory_terminate");
+  o.memory_terminate = luaL_optnumber(L, -1, 0);
   if (o.n_workers < 1 || o.n_workers > 1024)
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);

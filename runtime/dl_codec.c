@@ -57,6 +57,13 @@ enum { P_INLINE, P_HASH, P_REF };
 static const char NAMES_KEY = 'n';  /* {count, index value -> name} */
 static const char CODECS_KEY = 'c'; /* tname -> C codec udata or {enc, dec} */
 static const char DUMPS_KEY = 'd';  /* weak: Lua function -> hash..bytecode */
+/* {[S_SEEN] = t, [S_UVIDS] = t, [S_PROTOS] = t, busy = bool}: per-message
+   tables kept between encodes (and emptied after each) to spare the
+   allocator and the collector three tables per message. */
+static const char SCRATCH_KEY = 's';
+/* weak values: bytecode hash -> closure, for functions without upvalues
+   (other than the globals) that can be shared between decodes. */
+static const char LOADED_KEY = 'l';
 
 /* A C codec pair as stored in the registry. */
 typedef struct ccodec {
@@ -130,6 +137,8 @@ typedef struct enc {
   int nrefs, nprotos, depth, npath;
   dl_buf scratch; /* lua_dump output */
   dl_oob *oob;    /* may be NULL */
+  int reuse;      /* the registry's scratch tables are ours */
+  unsigned used_scratch;
   seg path[MAXPATH];
   char *err;
   size_t errlen;
@@ -433,7 +442,14 @@ static int slot(enc *e, int s) {
       reg_table(L, &DUMPS_KEY, 1);
       break;
     default:
-      lua_newtable(L);
+      if (e->reuse) { /* the reusable table of this slot */
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
+        lua_rawgeti(L, -1, s);
+        lua_remove(L, -2);
+        e->used_scratch |= 1u << s;
+      } else {
+        lua_newtable(L);
+      }
   }
   lua_replace(L, s);
   e->have |= 1u << s;
@@ -829,13 +845,48 @@ static int enc_main(lua_State *L) {
   unsigned char h[HEADER_LEN] = {'D', 'L', 'C', FORMAT_VERSION,
                                  LUA_VERSION_NUM & 0xff, LUA_VERSION_NUM >> 8,
                                  sizeof(lua_Integer), sizeof(lua_Number), 0};
-  int rc;
+  int rc, i;
   lua_settop(L, S_LAST);
   if (dl_buf_put(e->b, h, sizeof h)) {
     lua_pushinteger(L, DL_ENOMEM);
     return 1;
   }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, S_PROTOS, 1);
+    for (i = S_SEEN; i <= S_PROTOS; i++) {
+      lua_newtable(L);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
+  }
+  if (lua_getfield(L, -1, "busy") == LUA_TNIL) { /* not in a nested encode */
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "busy");
+    e->reuse = 1;
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   rc = enc_value(e, 2);
+  if (e->reuse) { /* empty what was used, and give the tables back */
+    for (i = S_SEEN; i <= S_PROTOS; i++) {
+      if (!(e->used_scratch & (1u << i))) continue;
+      lua_pushnil(L);
+      while (lua_next(L, i)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, i);
+      }
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "busy");
+    lua_pop(L, 1);
+  }
   lua_pushinteger(L, rc);
   return 1;
 }
@@ -901,6 +952,10 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
       snprintf(err, errlen, "codec: %s", m ? m : "error while encoding");
     lua_pop(L, 1);
     out->len = start;
+    if (e.reuse) { /* it may hold stale entries: start afresh */
+      lua_pushnil(L);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
+    }
     return st == LUA_ERRMEM ? DL_ENOMEM : DL_EINVAL;
   }
   rc = (int)lua_tointeger(L, -1);
@@ -918,6 +973,7 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
 typedef struct proto {
   const char *p;
   size_t n;
+  const char *hash; /* 16 bytes */
 } proto;
 
 typedef struct dec {
@@ -1107,6 +1163,7 @@ static int dec_function(dec *d) {
     if (j < 1 || j > (uint64_t)d->nprotos) return bad(d, "bad prototype reference");
     code = d->protos[j - 1].p;
     len = d->protos[j - 1].n;
+    h = d->protos[j - 1].hash;
   } else if (kind == P_INLINE || kind == P_HASH) {
     RD(dl_rd_bytes(&d->r, 16, &h));
     if (kind == P_INLINE) {
@@ -1125,9 +1182,65 @@ static int dec_function(dec *d) {
     }
     d->protos[d->nprotos].p = code;
     d->protos[d->nprotos].n = len;
+    d->protos[d->nprotos].hash = h;
     d->nprotos++;
   } else {
     return bad(d, "bad prototype kind");
+  }
+  /* A function whose only upvalue (if any) is the globals table is the same
+     whatever message it came in: reuse the closure loaded last time. */
+  if (dl_rd_left(&d->r) >= 1 &&
+      (d->r.p[0] == 0 ||
+       (d->r.p[0] == 1 && dl_rd_left(&d->r) >= 3 && d->r.p[1] == 0 &&
+        d->r.p[2] == T_GLOBALS))) {
+    int plain = d->r.p[0];
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &LOADED_KEY);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_newtable(L); /* weak values: unused closures may go */
+      lua_pushliteral(L, "v");
+      lua_setfield(L, -2, "__mode");
+      lua_setmetatable(L, -2);
+      lua_pushvalue(L, -1);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADED_KEY);
+    }
+    lua_pushlstring(L, h, 16);
+    if (lua_rawget(L, -2) == LUA_TFUNCTION) {
+      lua_remove(L, -2);
+      add_ref(d);
+      d->r.p += plain ? 3 : 1;
+      d->depth--;
+      return 0;
+    }
+    lua_pop(L, 1);
+    lr.p = code;
+    lr.n = len;
+    if (lua_load(L, load_reader, &lr, "=(codec)", "b") != LUA_OK) {
+      char m[200];
+      snprintf(m, sizeof m, "bad bytecode (%.150s)", lua_tostring(L, -1));
+      lua_pop(L, 2);
+      return bad(d, m);
+    }
+    {
+      int nact = 0;
+      while (lua_getupvalue(L, -1, nact + 1)) {
+        lua_pop(L, 1);
+        nact++;
+      }
+      if (nact != plain) {
+        lua_pop(L, 2);
+        return bad(d, "upvalue count mismatch");
+      }
+    }
+    lua_pushlstring(L, h, 16);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+    lua_remove(L, -2);
+    add_ref(d);
+    d->r.p += plain ? 3 : 1;
+    d->depth--;
+    return 0;
   }
   lr.p = code;
   lr.n = len;

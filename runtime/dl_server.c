@@ -56,6 +56,7 @@ struct dl_server {
   int stopping;
   int spawned, died, early_deaths;
   int64_t memory_limit;
+  double fractions[4]; /* target, spill, pause, terminate */
   char exe[4096];
   char dir[256];
 };
@@ -314,8 +315,8 @@ static void pipe_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
 static int spawn_worker(dl_server *s) {
   wproc *w;
   int sv[2], rc;
-  char idbuf[32], membuf[32];
-  char *args[10];
+  char idbuf[32], membuf[32], fracbuf[80];
+  char *args[12];
   uv_process_options_t po;
   uv_stdio_container_t stdio[4];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
@@ -342,7 +343,11 @@ static int spawn_worker(dl_server *s) {
   args[5] = s->dir;
   args[6] = "--memory-limit";
   args[7] = membuf;
-  args[8] = NULL;
+  snprintf(fracbuf, sizeof fracbuf, "%g,%g,%g,%g", s->fractions[0],
+           s->fractions[1], s->fractions[2], s->fractions[3]);
+  args[8] = "--memory-fractions";
+  args[9] = fracbuf;
+  args[10] = NULL;
   memset(&po, 0, sizeof po);
   po.file = s->exe;
   po.args = args;
@@ -544,6 +549,10 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
     return NULL;
   }
   s->memory_limit = o->memory_limit;
+  s->fractions[0] = o->memory_target > 0 ? o->memory_target : 0.6;
+  s->fractions[1] = o->memory_spill > 0 ? o->memory_spill : 0.7;
+  s->fractions[2] = o->memory_pause > 0 ? o->memory_pause : 0.8;
+  s->fractions[3] = o->memory_terminate > 0 ? o->memory_terminate : 0.95;
   s->target = o->n_workers;
   io.worker_out = worker_out;
   io.client_out = client_out;

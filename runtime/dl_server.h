@@ -22,6 +22,11 @@ typedef struct dl_server_opts {
   const char *worker_exe; /* program run with --dlua-worker */
   int allowed_failures; /* 0: default (3) */
   double start_timeout; /* seconds to wait for the workers (0: 20 s) */
+  /* Fractions of memory_limit (0: defaults 0.6, 0.7, 0.8, 0.95): spill
+     stored values past memory_target (managed) or memory_spill (process),
+     pause new tasks past memory_pause, restart the worker past
+     memory_terminate. */
+  double memory_target, memory_spill, memory_pause, memory_terminate;
 } dl_server_opts;
 
 /*

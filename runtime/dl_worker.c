@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -31,15 +32,26 @@
 
 /* Results smaller than this stay decoded in the executor's cache too. */
 #define CACHE_MAX ((size_t)64 * 1024)
+/* Set when a task made or used megabytes: collect garbage after it. */
+static int big_garbage;
+
 /* Results up to this size are sent to the scheduler with DONE. */
 #define INLINE_MAX ((size_t)1024)
 
+/*
+** A stored result.  data is NULL while the bytes are spilled to the file
+** numbered fid in the cluster's private directory.  A blob is only spilled
+** when the store holds the only reference (refs == 1), so readers never
+** see its data vanish.
+*/
 typedef struct blob {
   atomic_int refs;
   size_t len;
   char *key; /* owned; the store's map key */
   size_t klen;
-  char data[];
+  char *data;
+  uint64_t fid; /* spill file number, 0 if never spilled */
+  uint64_t lru; /* last use, for least-recently-used spilling */
 } blob;
 
 typedef struct fnent {
@@ -112,7 +124,13 @@ typedef struct worker {
   uv_cond_t cond;
   dl_map store;   /* key -> blob */
   dl_map fns;     /* hash -> fnent */
-  int64_t managed;
+  int64_t managed; /* bytes of stored values in memory */
+  int64_t spilled; /* bytes of stored values on disk */
+  int64_t rss;     /* process memory, updated by the watchdog */
+  uint64_t lru_clock, next_fid;
+  int spill_broken; /* a spill failed (disk full): stop trying */
+  int paused;
+  double frac_target, frac_spill, frac_pause, frac_terminate;
   wtask *qhead, *qtail;
   char **frees; /* keys to drop from the executor's cache */
   int nfrees, capfrees;
@@ -127,6 +145,8 @@ typedef struct worker {
 
 static worker W;
 
+static int64_t rss_bytes(void);
+
 static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
 
 static char *dupb(const char *p, size_t n) {
@@ -137,29 +157,54 @@ static char *dupb(const char *p, size_t n) {
   return d;
 }
 
+static void spill_path(char *out, size_t n, uint64_t fid) {
+  snprintf(out, n, "%s/w%d-spill-%llu", W.dir, W.id, (unsigned long long)fid);
+}
+
 static void blob_unref(blob *b) {
   if (b && atomic_fetch_sub(&b->refs, 1) == 1) {
+    if (b->fid) {
+      char path[400];
+      spill_path(path, sizeof path, b->fid);
+      unlink(path);
+    }
+    dl_free(b->data);
     dl_free(b->key);
     dl_free(b);
   }
 }
 
+/* Forget the bytes of old (removed from the store; W.lock held). */
+static void store_account_drop(blob *old) {
+  if (old->data) W.managed -= (int64_t)old->len;
+  else W.spilled -= (int64_t)old->len;
+}
+
 /* Put a value's bytes in the store (replacing an older copy). */
-static int store_put(const char *key, size_t klen, const char *p, size_t n) {
-  blob *b = dl_realloc(NULL, sizeof *b + n), *old;
-  if (b == NULL) return DL_ENOMEM;
+/* Store n bytes at data under key; takes ownership of data (freed on
+   failure too). */
+static int store_take(const char *key, size_t klen, char *data, size_t n) {
+  blob *b = dl_realloc(NULL, sizeof *b), *old;
+  if (b == NULL) {
+    dl_free(data);
+    return DL_ENOMEM;
+  }
+  memset(b, 0, sizeof *b);
   atomic_init(&b->refs, 1);
   b->len = n;
-  memcpy(b->data, p, n);
+  b->data = data;
   b->key = dupb(key, klen);
   b->klen = klen;
-  if (b->key == NULL) {
+  if (b->key == NULL || b->data == NULL) {
+    dl_free(b->key);
+    dl_free(b->data);
     dl_free(b);
     return DL_ENOMEM;
   }
   uv_mutex_lock(&W.lock);
+  b->lru = ++W.lru_clock;
   old = dl_map_del(&W.store, key, klen);
-  if (old) W.managed -= (int64_t)old->len;
+  if (old) store_account_drop(old);
   dl_map_put(&W.store, b->key, b->klen, b);
   W.managed += (int64_t)n;
   uv_mutex_unlock(&W.lock);
@@ -167,14 +212,116 @@ static int store_put(const char *key, size_t klen, const char *p, size_t n) {
   return 0;
 }
 
-/* A reference to the stored bytes of key, or NULL. */
+/* Store a copy of the n bytes at p under key. */
+static int store_put(const char *key, size_t klen, const char *p, size_t n) {
+  char *d = dl_realloc(NULL, n ? n : 1);
+  if (d == NULL) return DL_ENOMEM;
+  memcpy(d, p, n);
+  return store_take(key, klen, d, n);
+}
+
+/* Read a spilled value back: a private blob (not in the store), or NULL if
+   the file cannot be read whole (then the value counts as lost). */
+static blob *unspill(uint64_t fid, size_t len) {
+  char path[400];
+  blob *b;
+  FILE *f;
+  spill_path(path, sizeof path, fid);
+  b = dl_realloc(NULL, sizeof *b);
+  if (b == NULL) return NULL;
+  memset(b, 0, sizeof *b);
+  atomic_init(&b->refs, 1);
+  b->len = len;
+  b->data = dl_realloc(NULL, len ? len : 1);
+  f = fopen(path, "rb");
+  if (b->data == NULL || f == NULL || fread(b->data, 1, len, f) != len) {
+    if (f) fclose(f);
+    fprintf(stderr, "dlua worker %d: cannot read spilled value back from "
+            "%s; it will be recomputed\n", W.id, path);
+    dl_free(b->data);
+    dl_free(b);
+    return NULL;
+  }
+  fclose(f);
+  return b;
+}
+
+/* A reference to the stored bytes of key (read back from disk if spilled),
+   or NULL. */
 static blob *store_get(const char *key, size_t klen) {
   blob *b;
+  uint64_t fid = 0;
+  size_t len = 0;
   uv_mutex_lock(&W.lock);
   b = dl_map_get(&W.store, key, klen);
-  if (b) atomic_fetch_add(&b->refs, 1);
+  if (b) {
+    b->lru = ++W.lru_clock;
+    if (b->data) {
+      atomic_fetch_add(&b->refs, 1);
+    } else {
+      fid = b->fid;
+      len = b->len;
+      b = NULL;
+    }
+  }
   uv_mutex_unlock(&W.lock);
+  if (fid) b = unspill(fid, len);
   return b;
+}
+
+/*
+** Spill least-recently-used values to disk until managed memory is at most
+** goal bytes.  Runs on the executor thread between tasks; file I/O happens
+** outside the lock.  A full disk leaves the value in memory, unharmed.
+*/
+static void spill_until(int64_t goal) {
+  for (;;) {
+    blob *victim = NULL, *b;
+    size_t i = 0;
+    char path[400];
+    FILE *f;
+    int ok;
+    uint64_t fid;
+    uv_mutex_lock(&W.lock);
+    if (W.managed <= goal || W.spill_broken) {
+      uv_mutex_unlock(&W.lock);
+      return;
+    }
+    while ((b = dl_map_next(&W.store, &i)) != NULL)
+      if (b->data && atomic_load(&b->refs) == 1 &&
+          (victim == NULL || b->lru < victim->lru))
+        victim = b;
+    if (victim == NULL) {
+      uv_mutex_unlock(&W.lock);
+      return;
+    }
+    atomic_fetch_add(&victim->refs, 1); /* pinned: nobody frees it */
+    fid = ++W.next_fid;
+    uv_mutex_unlock(&W.lock);
+    spill_path(path, sizeof path, fid);
+    f = fopen(path, "wb");
+    ok = f != NULL && fwrite(victim->data, 1, victim->len, f) == victim->len;
+    if (f && fclose(f) != 0) ok = 0;
+    uv_mutex_lock(&W.lock);
+    if (!ok) {
+      if (!W.spill_broken)
+        fprintf(stderr, "dlua worker %d: cannot spill to %s (%s); keeping "
+                "values in memory\n", W.id, path, strerror(errno));
+      W.spill_broken = 1;
+      unlink(path);
+    } else if (dl_map_get(&W.store, victim->key, victim->klen) == victim &&
+               atomic_load(&victim->refs) == 2) {
+      dl_free(victim->data);
+      victim->data = NULL;
+      victim->fid = fid;
+      W.managed -= (int64_t)victim->len;
+      W.spilled += (int64_t)victim->len;
+    } else { /* freed or read meanwhile: keep it as it is */
+      unlink(path);
+    }
+    uv_mutex_unlock(&W.lock);
+    blob_unref(victim);
+  }
 }
 
 static int store_has(const char *key, size_t klen) {
@@ -256,6 +403,7 @@ static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
     dl_dec_opts o = {0, &fnsource, NULL};
     rc = dl_codec_decode(L, b->data, b->len, &o, err, sizeof err);
   }
+  if (b->len > (size_t)1 << 20) big_garbage = 1;
   if (rc == 0 && b->len <= CACHE_MAX) {
     lua_pushlstring(L, p, n);
     lua_pushvalue(L, -2);
@@ -352,11 +500,9 @@ static void run_task(lua_State *L, wtask *t) {
       snprintf(msg, sizeof msg, "cannot send the result of task '%s': %s",
                t->key, err);
       complete_err(t, DL_ERR_RAISED, msg, NULL);
-    } else if (store_put(t->key, t->klen, out.p, out.len)) {
-      complete_err(t, DL_ERR_RAISED, "out of memory storing the result",
-                   NULL);
     } else {
       completion *c = dl_realloc(NULL, sizeof *c);
+      if (out.len > (size_t)1 << 20) big_garbage = 1;
       if (out.len <= CACHE_MAX) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
         lua_pushlstring(L, t->key, t->klen);
@@ -374,7 +520,17 @@ static void run_task(lua_State *L, wtask *t) {
         c->stop_us = stop;
         /* Small results ride along with the news, saving a round trip. */
         if (out.len <= INLINE_MAX) dl_buf_put(&c->rec, out.p, out.len);
-        push_completion(c);
+      }
+      {
+        size_t n;
+        char *data = dl_buf_take(&out, &n);
+        if (store_take(t->key, t->klen, data, n)) {
+          dl_free(c);
+          complete_err(t, DL_ERR_RAISED, "out of memory storing the result",
+                       NULL);
+        } else if (c) {
+          push_completion(c);
+        }
       }
     }
     dl_buf_free(&out);
@@ -386,6 +542,56 @@ static void task_free(wtask *t) {
   dl_free(t->key);
   dl_free(t->payload);
   dl_free(t);
+}
+
+/*
+** Between tasks: keep managed memory under the target fraction of the
+** limit by spilling, spill more when the process is past the spill
+** fraction, and pause (run nothing) while it is past the pause fraction.
+*/
+static void relieve_memory(lua_State *L) {
+  double limit = (double)W.memory_limit;
+  int64_t rss;
+  if (limit <= 0) return;
+  if (big_garbage) { /* big strings die young: free them now */
+    big_garbage = 0;
+    lua_gc(L, LUA_GCCOLLECT);
+  }
+  spill_until((int64_t)(W.frac_target * limit));
+  uv_mutex_lock(&W.lock);
+  rss = W.rss;
+  uv_mutex_unlock(&W.lock);
+  if (rss > W.frac_spill * limit) {
+    /* Drop the decoded copies and collect, then spill what it takes. */
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);
+    lua_gc(L, LUA_GCCOLLECT);
+    malloc_trim(0);
+    spill_until((int64_t)(W.frac_target * limit) -
+                (int64_t)(rss - W.frac_spill * limit));
+    rss = rss_bytes();
+    uv_mutex_lock(&W.lock);
+    W.rss = rss;
+    uv_mutex_unlock(&W.lock);
+  }
+  uv_mutex_lock(&W.lock);
+  while (W.rss > W.frac_pause * limit && !W.stop) {
+    if (!W.paused)
+      fprintf(stderr, "dlua worker %d: paused: process memory %lld bytes is "
+              "past %.0f%% of its limit\n", W.id, (long long)W.rss,
+              W.frac_pause * 100);
+    W.paused = 1;
+    uv_cond_timedwait(&W.cond, &W.lock, 50 * 1000 * 1000);
+    uv_mutex_unlock(&W.lock);
+    spill_until(0);
+    lua_gc(L, LUA_GCCOLLECT);
+    malloc_trim(0);
+    rss = rss_bytes();
+    uv_mutex_lock(&W.lock);
+    W.rss = rss;
+  }
+  W.paused = 0;
+  uv_mutex_unlock(&W.lock);
 }
 
 static void exec_main(void *arg) {
@@ -430,6 +636,7 @@ static void exec_main(void *arg) {
     uv_mutex_unlock(&W.lock);
     lua_sethook(L, NULL, 0, 0);
     task_free(t);
+    relieve_memory(L);
   }
 }
 
@@ -829,7 +1036,7 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         uv_mutex_lock(&W.lock);
         b = dl_map_del(&W.store, key, klen);
         if (b) {
-          W.managed -= (int64_t)b->len;
+          store_account_drop(b);
           if (W.nfrees == W.capfrees) {
             int nc = W.capfrees ? W.capfrees * 2 : 16;
             char **nf = dl_realloc(W.frees, sizeof *nf * (size_t)nc);
@@ -929,26 +1136,44 @@ static int64_t rss_bytes(void) {
 
 static void beat_cb(uv_timer_t *t) {
   dl_buf *b;
-  int64_t managed;
+  int64_t managed, spilled;
   int executing, stored;
   (void)t;
   if (W.sched == NULL) return;
   uv_mutex_lock(&W.lock);
   managed = W.managed;
+  spilled = W.spilled;
   executing = W.running_seq != 0;
   stored = (int)W.store.count;
   uv_mutex_unlock(&W.lock);
   b = dl_conn_msg(W.sched);
   dl_buf_u8(b, DL_M_HEARTBEAT);
   dl_buf_uv(b, (uint64_t)managed);
-  dl_buf_uv(b, 0);
-  dl_buf_uv(b, (uint64_t)rss_bytes());
+  dl_buf_uv(b, (uint64_t)spilled);
+  dl_buf_uv(b, (uint64_t)W.rss);
   dl_buf_uv(b, (uint64_t)executing);
   dl_buf_uv(b, (uint64_t)stored);
 }
 
 static void watchdog_cb(uv_timer_t *t) {
+  static int ticks;
   (void)t;
+  if (++ticks % 5 == 0 && W.memory_limit > 0) {
+    int64_t rss = rss_bytes();
+    uv_mutex_lock(&W.lock);
+    W.rss = rss;
+    if (W.paused && rss < W.frac_pause * (double)W.memory_limit)
+      uv_cond_signal(&W.cond);
+    uv_mutex_unlock(&W.lock);
+    if (rss > W.frac_terminate * (double)W.memory_limit) {
+      fprintf(stderr, "dlua worker %d: process memory %lld bytes is past "
+              "%.0f%% of its limit %lld; restarting the worker (its tasks "
+              "are recomputed elsewhere)\n", W.id, (long long)rss,
+              W.frac_terminate * 100, (long long)W.memory_limit);
+      fflush(stderr);
+      _exit(3);
+    }
+  }
   uv_mutex_lock(&W.lock);
   if (W.running_seq && W.deadline > 0 && now_s() > W.deadline &&
       W.cancel_kind == 0)
@@ -959,12 +1184,21 @@ static void watchdog_cb(uv_timer_t *t) {
 static int parse_args(int argc, char **argv) {
   int i;
   W.id = 0;
+  W.frac_target = 0.6;
+  W.frac_spill = 0.7;
+  W.frac_pause = 0.8;
+  W.frac_terminate = 0.95;
   for (i = 2; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--id") == 0) W.id = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--dir") == 0)
       snprintf(W.dir, sizeof W.dir, "%s", argv[i + 1]);
     else if (strcmp(argv[i], "--memory-limit") == 0)
       W.memory_limit = strtoll(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--memory-fractions") == 0) {
+      if (sscanf(argv[i + 1], "%lf,%lf,%lf,%lf", &W.frac_target,
+                 &W.frac_spill, &W.frac_pause, &W.frac_terminate) != 4)
+        return -1;
+    }
     else return -1;
   }
   return W.id > 0 && W.dir[0] ? 0 : -1;
@@ -1003,6 +1237,9 @@ int dlua_worker_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
   setvbuf(stdout, NULL, _IOLBF, 0);
+  /* Big values get their own mappings, so freeing one returns it to the
+     system at once and process memory tracks live data. */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   uv_mutex_init(&W.lock);
   uv_cond_init(&W.cond);
   dl_map_init(&W.store);

@@ -139,6 +139,8 @@ local cluster_keys = {
   n_workers = true, memory_limit = true, worker_exe = true,
   allowed_failures = true, start_timeout = true, dashboard_address = true,
   threads_per_worker = true, processes = true,
+  memory_target = true, memory_spill = true, memory_pause = true,
+  memory_terminate = true,
 }
 
 --- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
@@ -172,11 +174,23 @@ function M.LocalCluster(o)
   local mem = o.memory_limit or defaults.memory_limit
   local ok, limit = pcall(M.parse_bytes, mem or math.floor(total / n))
   if not ok then error("LocalCluster: " .. limit, 2) end
+  local fr = {}
+  for i, k in ipairs{"memory_target", "memory_spill", "memory_pause",
+                     "memory_terminate"} do
+    local v = o[k]
+    if v ~= nil and (type(v) ~= "number" or v <= 0 or v > 1) then
+      error(fmt("LocalCluster: %s must be a fraction in (0, 1], got %s", k,
+                tostring(v)), 2)
+    end
+    fr[i] = v
+  end
   local h, err = cluster_c.start{
     n_workers = n, memory_limit = limit,
     worker_exe = o.worker_exe or defaults.worker_exe,
     allowed_failures = o.allowed_failures,
     start_timeout = o.start_timeout,
+    memory_target = fr[1], memory_spill = fr[2], memory_pause = fr[3],
+    memory_terminate = fr[4],
   }
   if not h then error("LocalCluster: " .. err, 2) end
   return setmetatable({
@@ -227,9 +241,11 @@ local function cluster_text(c)
   table.sort(ws, function(a, b) return a.id < b.id end)
   for _, w in ipairs(ws) do
     lines[#lines + 1] = fmt(
-      "  Worker %d:  pid %d, %d thread%s, memory %s / limit %s",
+      "  Worker %d:  pid %d, %d thread%s, memory %s / limit %s, "
+      .. "stored %s, spilled %s",
       w.id, w.pid, w.nthreads, w.nthreads == 1 and "" or "s",
-      M.format_bytes(w.rss), M.format_bytes(w.memory_limit))
+      M.format_bytes(w.rss), M.format_bytes(w.memory_limit),
+      M.format_bytes(w.managed), M.format_bytes(w.spilled))
   end
   return concat(lines, "\n")
 end
