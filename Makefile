@@ -60,13 +60,20 @@ $(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
 	@mkdir -p $(B)/tests
 	$(CC) $(CFLAGS_ALL) -Itests/c -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
+# dlua.pc for PREFIX; `make install PREFIX=...` writes its own with that
+# prefix, so a build made for another prefix installs a correct one.
+DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
+  'includedir=$${prefix}/include' '' 'Name: dlua' \
+  'Description: Dask for Lua: task graphs on a process cluster' \
+  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv' \
+  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lpthread -lm' \
+  'Cflags: -I$${includedir}'
+
+$(B)/bench_embed: scripts/bench/bench_embed.c $(B)/libdlua.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
+
 $(B)/dlua.pc: Makefile | $(B)
-	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
-	  'includedir=$${prefix}/include' '' 'Name: dlua' \
-	  'Description: Dask for Lua: task graphs on a process cluster' \
-	  'Version: 0.1.0' 'Requires: lua5.4 libuv' \
-	  'Libs: -L$${libdir} -ldlua -lpthread -lm' \
-	  'Cflags: -I$${includedir}' > $@
+	@printf '%s\n' $(call DLUA_PC_LINES,$(PREFIX)) > $@
 
 $(B):
 	@mkdir -p $(B)
@@ -89,7 +96,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@scripts/fuzz $(FUZZ_SECONDS)
 
-bench: all
+bench: all $(B)/bench_embed
 	@scripts/bench/run-all
 
 install: all
@@ -100,7 +107,9 @@ install: all
 	install -m 644 $(B)/libdlua.a $(DESTDIR)$(PREFIX)/lib/libdlua.a
 	install -m 755 $(B)/libdlua.so $(DESTDIR)$(PREFIX)/lib/libdlua.so
 	install -m 644 runtime/dlua.h $(DESTDIR)$(PREFIX)/include/dlua.h
-	install -m 644 $(B)/dlua.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/dlua.pc
+	printf '%s\n' $(call DLUA_PC_LINES,$(PREFIX)) \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dlua.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/dlua.pc
 	install -m 644 $(LUA_SRC) $(DESTDIR)$(PREFIX)/share/lua/5.4/dlua/
 
 clean:

@@ -3,7 +3,10 @@
 ** libraries, the embedded-module searcher, host registrations, and the
 ** dlua_Runtime object for embedding hosts.
 */
+#include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,19 +16,21 @@
 #include <lualib.h>
 
 #include "dl_buf.h"
+#include "dl_codec.h"
 #include "dl_runtime.h"
 #include "dlua.h"
 
 struct dlua_Runtime {
   lua_State *L;
-  char err[1024];
+  char *err; /* owned (dl_realloc); NULL means no error */
 };
 
-/* Host registrations: modules (is_module) or global functions. */
+/* Host registrations, applied to every state dlua_openlibs opens. */
+enum { REG_GLOBAL, REG_MODULE, REG_CODEC };
 typedef struct hostreg {
-  char *name;
-  lua_CFunction f;
-  int is_module;
+  char *name; /* owned */
+  lua_CFunction f, g; /* the function, module opener, or codec enc / dec */
+  int kind;
 } hostreg;
 
 static hostreg *hostregs;
@@ -33,53 +38,88 @@ static int nhostregs;
 
 const char *dlua_version(void) { return DLUA_VERSION_STRING; }
 
-static int add_hostreg(const char *name, lua_CFunction f, int is_module) {
+/* Add or replace the registration of name of this kind. */
+static int add_hostreg(const char *name, lua_CFunction f, lua_CFunction g,
+                       int kind) {
   hostreg *n;
   size_t len;
+  int i;
   if (name == NULL || *name == '\0' || f == NULL) return DLUA_ERRARG;
+  for (i = 0; i < nhostregs; i++) {
+    if (hostregs[i].kind == kind && strcmp(hostregs[i].name, name) == 0) {
+      hostregs[i].f = f;
+      hostregs[i].g = g;
+      return DLUA_OK;
+    }
+  }
+  len = strlen(name) + 1;
   n = dl_realloc(hostregs, sizeof(*n) * (size_t)(nhostregs + 1));
   if (n == NULL) return DLUA_ERRMEM;
   hostregs = n;
-  len = strlen(name) + 1;
   n[nhostregs].name = dl_realloc(NULL, len);
   if (n[nhostregs].name == NULL) return DLUA_ERRMEM;
   memcpy(n[nhostregs].name, name, len);
   n[nhostregs].f = f;
-  n[nhostregs].is_module = is_module;
+  n[nhostregs].g = g;
+  n[nhostregs].kind = kind;
   nhostregs++;
   return DLUA_OK;
 }
 
 int dlua_preload(const char *name, lua_CFunction luaopen) {
-  return add_hostreg(name, luaopen, 1);
+  return add_hostreg(name, luaopen, NULL, REG_MODULE);
 }
 
 int dlua_register(const char *name, lua_CFunction f) {
-  return add_hostreg(name, f, 0);
+  return add_hostreg(name, f, NULL, REG_GLOBAL);
+}
+
+int dlua_register_codec(const char *tname, lua_CFunction enc,
+                        lua_CFunction dec) {
+  if (enc == NULL || dec == NULL) return DLUA_ERRARG;
+  return add_hostreg(tname, enc, dec, REG_CODEC);
 }
 
 void dl_runtime_apply_host(lua_State *L) {
   int i;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (i = 0; i < nhostregs; i++) {
-    if (hostregs[i].is_module) {
-      lua_pushcfunction(L, hostregs[i].f);
-      lua_setfield(L, -2, hostregs[i].name);
-    } else {
-      lua_pushcfunction(L, hostregs[i].f);
-      lua_setglobal(L, hostregs[i].name);
+    const hostreg *r = &hostregs[i];
+    switch (r->kind) {
+      case REG_MODULE:
+        lua_pushcfunction(L, r->f);
+        lua_setfield(L, -2, r->name);
+        break;
+      case REG_GLOBAL:
+        lua_pushcfunction(L, r->f);
+        lua_setglobal(L, r->name);
+        break;
+      default:
+        lua_pushcfunction(L, r->f);
+        lua_pushcfunction(L, r->g);
+        dl_codec_register_lua(L, r->name, -2, -1);
+        lua_pop(L, 2);
+        break;
     }
   }
   lua_pop(L, 1);
 }
 
+/*
+** The running executable, for re-exec as a worker.  When the file was
+** replaced or removed since we started (readlink says "... (deleted)"),
+** "/proc/self/exe" still opens the very binary we run, in any process
+** forked from this one.
+*/
 const char *dl_runtime_self_exe(void) {
   static char path[PATH_MAX];
-  if (path[0] == '\0') {
-    ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-    if (n <= 0) return NULL;
-    path[n] = '\0';
-  }
+  static const char deleted[] = " (deleted)";
+  ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  size_t dl = sizeof deleted - 1;
+  if (n <= 0) return NULL;
+  path[n] = '\0';
+  if ((size_t)n > dl && strcmp(path + n - dl, deleted) == 0)
+    return "/proc/self/exe";
   return path;
 }
 
@@ -144,7 +184,65 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return dl_realloc(ptr, nsize);
 }
 
-/* Keep the message on top of the stack, with a traceback, as rt->err. */
+static const char oom_msg[] = "not enough memory";
+
+/*
+** SIGPIPE guard.  A worker may go away while the cluster writes to it; the
+** write must fail with EPIPE, not kill the host (whose SIGPIPE disposition
+** is not ours to change).  While a dlua_* call runs, SIGPIPE is blocked in
+** the calling thread, so threads the cluster starts meanwhile inherit the
+** blocked mask; a SIGPIPE raised in the calling thread itself is consumed
+** before the host's mask comes back (as libcurl does).
+*/
+typedef struct sigguard {
+  sigset_t old;
+  int was_pending;
+} sigguard;
+
+static void guard_begin(sigguard *g) {
+  sigset_t set, pend;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  g->was_pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void guard_end(sigguard *g) {
+  sigset_t set, pend;
+  struct timespec zero = {0, 0};
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  if (!g->was_pending && sigpending(&pend) == 0 &&
+      sigismember(&pend, SIGPIPE)) {
+    while (sigtimedwait(&set, NULL, &zero) == -1 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* Replace rt's message with a copy of the len bytes at msg (NULL: none). */
+static void set_err(dlua_Runtime *rt, const char *msg, size_t len) {
+  if (rt->err != NULL && rt->err != oom_msg) dl_free(rt->err);
+  rt->err = NULL;
+  if (msg == NULL) return;
+  rt->err = dl_realloc(NULL, len + 1);
+  if (rt->err == NULL) {
+    rt->err = (char *)oom_msg;
+    return;
+  }
+  memcpy(rt->err, msg, len);
+  rt->err[len] = '\0';
+}
+
+static void set_errf(dlua_Runtime *rt, const char *fmt, const char *arg) {
+  char m[256];
+  snprintf(m, sizeof m, fmt, arg);
+  set_err(rt, m, strlen(m));
+}
+
+/* Message handler: the message with a traceback; an error object with
+** __tostring (e.g. a dlua.TaskError, which carries its remote traceback)
+** as its string. */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
@@ -157,14 +255,21 @@ static int msghandler(lua_State *L) {
   return 1;
 }
 
+/* Turn a Lua status with its message on top into a DLUA_* code. */
 static int finish(dlua_Runtime *rt, int status) {
   lua_State *L = rt->L;
+  size_t len;
+  const char *msg;
   if (status == LUA_OK) {
-    rt->err[0] = '\0';
+    set_err(rt, NULL, 0);
     return DLUA_OK;
   }
-  snprintf(rt->err, sizeof rt->err, "%s",
-           lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object)");
+  msg = lua_tolstring(L, -1, &len);
+  if (msg == NULL) {
+    msg = "(error object is not a string)";
+    len = strlen(msg);
+  }
+  set_err(rt, msg, len);
   lua_pop(L, 1);
   switch (status) {
     case LUA_ERRSYNTAX: return DLUA_ERRSYNTAX;
@@ -194,6 +299,8 @@ static int protected_openlibs(lua_State *L) {
     }
     lua_setfield(L, LUA_REGISTRYINDEX, "dlua.defaults");
     if (opt->start_cluster) {
+      /* The client becomes dlua's default client (dlua.default_client());
+         it lives until the state is closed or Lua closes it. */
       lua_getglobal(L, "require");
       lua_pushliteral(L, "dlua");
       lua_call(L, 1, 1);
@@ -205,28 +312,64 @@ static int protected_openlibs(lua_State *L) {
   return 0;
 }
 
+/* Check opt before anything is acquired; 0 or -1 with a message in err. */
+static int check_options(const dlua_Options *opt, char *err, size_t errlen) {
+  if (opt == NULL) return 0;
+  if (opt->n_workers < 0 || opt->n_workers > 1024) {
+    snprintf(err, errlen,
+             "dlua_open: n_workers must be between 1 and 1024, or 0 for "
+             "one per core (got %d)", opt->n_workers);
+    return -1;
+  }
+  if (opt->memory_limit < 0) {
+    snprintf(err, errlen,
+             "dlua_open: memory_limit must be a positive number of bytes, "
+             "or 0 for the default (got %lld)", opt->memory_limit);
+    return -1;
+  }
+  if (opt->worker_exe != NULL && access(opt->worker_exe, X_OK) != 0) {
+    snprintf(err, errlen, "dlua_open: worker_exe '%s' is not an executable "
+             "file", opt->worker_exe);
+    return -1;
+  }
+  return 0;
+}
+
 dlua_Runtime *dlua_open(const dlua_Options *opt, char *err, size_t errlen) {
-  dlua_Runtime *rt = dl_realloc(NULL, sizeof *rt);
+  dlua_Runtime *rt;
+  char scratch[512];
+  sigguard g;
   int status;
+  if (err == NULL || errlen == 0) {
+    err = scratch;
+    errlen = sizeof scratch;
+  }
+  err[0] = '\0';
+  if (check_options(opt, err, errlen)) return NULL;
+  rt = dl_realloc(NULL, sizeof *rt);
   if (rt == NULL) {
-    if (err && errlen) snprintf(err, errlen, "dlua_open: out of memory");
+    snprintf(err, errlen, "dlua_open: %s", oom_msg);
     return NULL;
   }
-  rt->err[0] = '\0';
+  rt->err = NULL;
   rt->L = lua_newstate(l_alloc, NULL);
   if (rt->L == NULL) {
     dl_free(rt);
-    if (err && errlen) snprintf(err, errlen, "dlua_open: out of memory");
+    snprintf(err, errlen, "dlua_open: %s", oom_msg);
     return NULL;
   }
   lua_pushcfunction(rt->L, msghandler);
   lua_pushcfunction(rt->L, protected_openlibs);
   lua_pushlightuserdata(rt->L, (void *)opt);
+  guard_begin(&g);
   status = lua_pcall(rt->L, 1, 0, -3);
+  guard_end(&g);
   if (status != LUA_OK) {
-    if (err && errlen)
-      snprintf(err, errlen, "dlua_open: %s", lua_tostring(rt->L, -1));
+    const char *m = lua_tostring(rt->L, -1);
+    snprintf(err, errlen, "dlua_open: %s", m ? m : "(error object)");
+    guard_begin(&g);
     lua_close(rt->L);
+    guard_end(&g);
     dl_free(rt);
     return NULL;
   }
@@ -236,41 +379,85 @@ dlua_Runtime *dlua_open(const dlua_Options *opt, char *err, size_t errlen) {
 
 lua_State *dlua_state(dlua_Runtime *rt) { return rt ? rt->L : NULL; }
 
-static int docall(dlua_Runtime *rt, int status) {
+/* What to load: a file (path) or a string (chunk, len, name). */
+typedef struct loadreq {
+  const char *chunk, *name, *path;
+  size_t len;
+} loadreq;
+
+/* Load the chunk of req (upvalue-free: arg 1); returns the load status
+** and the function or the message, so that even a memory error while
+** loading cannot escape to the host. */
+static int pload(lua_State *L) {
+  const loadreq *q = lua_touserdata(L, 1);
+  int st = q->path ? luaL_loadfile(L, q->path)
+                   : luaL_loadbuffer(L, q->chunk, q->len, q->name);
+  lua_pushinteger(L, st);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* Load and run q in rt with a traceback; a DLUA_* code. */
+static int run(dlua_Runtime *rt, const loadreq *q, const char *what) {
   lua_State *L = rt->L;
-  int base;
-  if (status != LUA_OK) return finish(rt, status);
-  base = lua_gettop(L);
+  sigguard g;
+  int h, st;
+  if (!lua_checkstack(L, 4)) {
+    set_errf(rt, "%s: Lua stack overflow", what);
+    return DLUA_ERRMEM;
+  }
   lua_pushcfunction(L, msghandler);
-  lua_insert(L, base);
-  status = lua_pcall(L, 0, 0, base);
-  lua_remove(L, base);
-  return finish(rt, status);
+  h = lua_gettop(L);
+  lua_pushcfunction(L, pload);
+  lua_pushlightuserdata(L, (void *)q);
+  guard_begin(&g);
+  st = lua_pcall(L, 1, 2, 0);
+  if (st == LUA_OK) {
+    st = (int)lua_tointeger(L, -2);
+    lua_remove(L, -2);
+    if (st == LUA_OK) st = lua_pcall(L, 0, 0, h);
+  }
+  guard_end(&g);
+  lua_remove(L, h);
+  return finish(rt, st);
 }
 
 int dlua_dostring(dlua_Runtime *rt, const char *chunk, const char *chunkname) {
+  loadreq q;
   if (rt == NULL) return DLUA_ERRARG;
   if (chunk == NULL) {
-    snprintf(rt->err, sizeof rt->err, "dlua_dostring: chunk is NULL");
+    set_errf(rt, "dlua_dostring: %s is NULL", "chunk");
     return DLUA_ERRARG;
   }
-  return docall(rt, luaL_loadbuffer(rt->L, chunk, strlen(chunk),
-                                    chunkname ? chunkname : "=dlua"));
+  q.chunk = chunk;
+  q.len = strlen(chunk);
+  q.name = chunkname ? chunkname : "=dlua";
+  q.path = NULL;
+  return run(rt, &q, "dlua_dostring");
 }
 
 int dlua_dofile(dlua_Runtime *rt, const char *path) {
+  loadreq q;
   if (rt == NULL) return DLUA_ERRARG;
   if (path == NULL) {
-    snprintf(rt->err, sizeof rt->err, "dlua_dofile: path is NULL");
+    set_errf(rt, "dlua_dofile: %s is NULL", "path");
     return DLUA_ERRARG;
   }
-  return docall(rt, luaL_loadfile(rt->L, path));
+  memset(&q, 0, sizeof q);
+  q.path = path;
+  return run(rt, &q, "dlua_dofile");
 }
 
-const char *dlua_errmsg(dlua_Runtime *rt) { return rt ? rt->err : ""; }
+const char *dlua_errmsg(dlua_Runtime *rt) {
+  return rt && rt->err ? rt->err : "";
+}
 
 void dlua_close(dlua_Runtime *rt) {
+  sigguard g;
   if (rt == NULL) return;
+  guard_begin(&g);
   lua_close(rt->L); /* __gc of clients/clusters shuts their processes down */
+  guard_end(&g);
+  set_err(rt, NULL, 0);
   dl_free(rt);
 }
