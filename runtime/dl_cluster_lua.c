@@ -100,7 +100,9 @@ static int cl_start(lua_State *L) {
   lua_getfield(L, 1, "memory_limit");
   o.memory_limit = (int64_t)luaL_checkinteger(L, -1);
   lua_getfield(L, 1, "worker_exe");
-  o.worker_exe = luaL_optstring(L, -1, dl_runtime_self_exe());
+  /* By default workers run this very program, through /proc/self/exe so
+     that a rebuilt or deleted binary on disk does not matter. */
+  o.worker_exe = luaL_optstring(L, -1, "/proc/self/exe");
   lua_getfield(L, 1, "allowed_failures");
   o.allowed_failures = (int)luaL_optinteger(L, -1, 3);
   lua_getfield(L, 1, "start_timeout");
@@ -116,8 +118,6 @@ static int cl_start(lua_State *L) {
   if (o.n_workers < 1 || o.n_workers > 1024)
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);
-  if (o.worker_exe == NULL)
-    return luaL_error(L, "cannot find the dlua executable for workers");
   h = lua_newuserdatauv(L, sizeof *h, 0);
   memset(h, 0, sizeof *h);
   dl_map_init(&h->fns_sent);
@@ -605,7 +605,12 @@ int luaopen_dlua_cluster(lua_State *L) {
   lua_pop(L, 1);
   /* Futures: a table metatable the Lua side fills with methods. */
   luaL_newmetatable(L, DL_FUTURE_MT);
-  dl_codec_register(L, DL_FUTURE_MT, future_encode, NULL);
+  /* Inside a worker, futures decode as their values (dl_worker.c); keep
+     that codec when a task requires "dlua". */
+  lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
+  if (!lua_toboolean(L, -1))
+    dl_codec_register(L, DL_FUTURE_MT, future_encode, NULL);
+  lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_insert(L, -2);
   lua_setfield(L, -2, "Future");

@@ -3,6 +3,7 @@
 ** client link.  See dl_server.h.
 */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <uv.h>
 
 #include "dl_proto.h"
+#include "dl_runtime.h"
 #include "dl_server.h"
 
 typedef struct wproc wproc;
@@ -62,6 +64,9 @@ struct dl_server {
 };
 
 static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+
+/* The name workers are started under when they re-run this program. */
+static const char *dl_self_name;
 
 /* -------------------------------------------------------- sched hooks */
 
@@ -335,7 +340,9 @@ static int spawn_worker(dl_server *s) {
   w->out.data = w->err.data = w->proc.data = w;
   snprintf(idbuf, sizeof idbuf, "%d", w->id);
   snprintf(membuf, sizeof membuf, "%lld", (long long)s->memory_limit);
-  args[0] = s->exe;
+  args[0] = strcmp(s->exe, "/proc/self/exe") == 0
+                ? (char *)(dl_self_name ? dl_self_name : "dlua")
+                : s->exe;
   args[1] = "--dlua-worker";
   args[2] = "--id";
   args[3] = idbuf;
@@ -495,6 +502,11 @@ static void tick_cb(uv_timer_t *t) {
 static void thread_main(void *arg) {
   dl_server *s = arg;
   int i, n;
+  sigset_t pipe_set;
+  /* A write to a worker that just died must not kill the host process. */
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
   uv_mutex_lock(&s->lock);
   n = s->target;
   uv_mutex_unlock(&s->lock);
@@ -540,6 +552,7 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   }
   memset(s, 0, sizeof *s);
   snprintf(s->exe, sizeof s->exe, "%s", o->worker_exe);
+  if (dl_self_name == NULL) dl_self_name = dl_runtime_self_exe();
   snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX",
            tmp && *tmp ? tmp : "/tmp");
   if (mkdtemp(s->dir) == NULL) { /* mode 0700: no other user reaches it */

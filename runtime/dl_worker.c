@@ -396,6 +396,8 @@ static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
   lua_pop(L, 1);
   b = store_get(p, n);
   if (b == NULL) {
+    fprintf(stderr, "dlua worker %d: input '%.*s' is not here\n", W.id,
+            (int)(n > 100 ? 100 : n), p);
     lua_pop(L, 1);
     return -1;
   }
@@ -411,6 +413,8 @@ static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
   }
   blob_unref(b);
   if (rc) {
+    fprintf(stderr, "dlua worker %d: input '%.*s' does not decode: %s\n",
+            W.id, (int)(n > 100 ? 100 : n), p, err);
     lua_pop(L, 1);
     return -1;
   }

@@ -439,6 +439,7 @@ function FutureMethods:cancel()
   if st.status == "pending" then
     self.client.handle:cancel(self.key)
     self.client.handle:flush()
+    st.status, st.kind, st.message = "cancelled", "cancelled", "cancelled"
   end
 end
 

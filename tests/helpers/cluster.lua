@@ -1,0 +1,142 @@
+-- Helpers for tests/cluster_spec.lua: process checks through /proc, bounded
+-- polling, shell runs of the dlua binary, and small task bodies.
+local H = {}
+
+H.DLUA = assert(os.getenv("DLUA"), "DLUA must name the dlua binary")
+
+local function script_dir()
+  local src = debug.getinfo(1, "S").source:sub(2)
+  local dir = src:match("^(.*)/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local p = io.popen("pwd")
+    dir = p:read("l") .. "/" .. dir
+    p:close()
+  end
+  return dir
+end
+
+-- tests/helpers/.. -> tests
+H.TESTS = script_dir():gsub("/helpers$", "")
+H.FIX = H.TESTS .. "/fixtures/cluster"
+
+function H.q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+function H.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function H.spit(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- Short pause between polls (a child process: no busy CPU on 2 cores).
+function H.nap(s)
+  os.execute(("sleep %g"):format(s or 0.01))
+end
+
+local now = require("dlua").time
+
+--- H.poll(pred, timeout) -> true as soon as pred() is true, false after
+-- timeout seconds (default 10).
+function H.poll(pred, timeout)
+  local deadline = now() + (timeout or 10)
+  local pause = 0.002
+  while true do
+    if pred() then return true end
+    if now() >= deadline then return pred() end
+    H.nap(pause)
+    if pause < 0.05 then pause = pause * 2 end
+  end
+end
+
+-- The state letter of /proc/<pid>/stat, or nil when there is no such pid.
+function H.proc_state(pid)
+  local s = H.slurp("/proc/" .. math.tointeger(pid) .. "/stat")
+  if not s then return nil end
+  return s:match("^%d+ %b() (%a)")
+end
+
+--- H.exists(pid): /proc/<pid> is there (a zombie counts as existing).
+function H.exists(pid)
+  return H.proc_state(pid) ~= nil
+end
+
+--- H.running(pid): there and not a zombie.
+function H.running(pid)
+  local st = H.proc_state(pid)
+  return st ~= nil and st ~= "Z"
+end
+
+function H.self_pid()
+  return tonumber(H.slurp("/proc/self/stat"):match("^(%d+)"))
+end
+
+function H.kill(pid, sig)
+  return os.execute(("kill -%s %d 2>/dev/null"):format(sig or "KILL",
+                                                       math.tointeger(pid)))
+end
+
+--- H.pids(cluster) -> sorted array of worker pids
+function H.pids(cluster)
+  local t = {}
+  for _, w in ipairs(cluster:workers()) do t[#t + 1] = w.pid end
+  table.sort(t)
+  return t
+end
+
+--- H.by_id(cluster) -> {worker id = pid}
+function H.by_id(cluster)
+  local t = {}
+  for _, w in ipairs(cluster:workers()) do t[w.id] = w.pid end
+  return t
+end
+
+--- H.all_gone(pids, timeout): poll until no pid is left in /proc.
+-- Returns true, or false and the pids still there.
+function H.all_gone(pids, timeout, allow_zombie)
+  local check = allow_zombie and H.running or H.exists
+  local ok = H.poll(function()
+    for _, p in ipairs(pids) do if check(p) then return false end end
+    return true
+  end, timeout)
+  if ok then return true end
+  local left = {}
+  for _, p in ipairs(pids) do
+    if check(p) then left[#left + 1] = p .. "(" .. H.proc_state(p) .. ")" end
+  end
+  return false, table.concat(left, " ")
+end
+
+--- H.sh(cmdline) -> exit status, stdout+stderr
+function H.sh(cmdline)
+  local out = os.tmpname()
+  local full = ("DLUA=%s; export DLUA; (%s) >%s 2>&1; echo $?"):format(
+    H.q(H.DLUA), cmdline, H.q(out))
+  local p = assert(io.popen(full))
+  local code = tonumber(p:read("a"):match("%d+"))
+  p:close()
+  local o = H.slurp(out)
+  os.remove(out)
+  return code, o
+end
+
+--- test side: pump a client until some worker executes a task (bounded)
+function H.wait_executing(client, timeout)
+  return H.poll(function()
+    client:_pump(0)
+    for _, w in ipairs(client.cluster:workers()) do
+      if (w.executing or 0) > 0 then return true end
+    end
+    return false
+  end, timeout or 5)
+end
+
+return H
