@@ -9,13 +9,14 @@ local dlua = require "dlua"
 
 local total_mb = tonumber(arg and arg[1]) or 3000
 local worker_mb = tonumber(arg and arg[2]) or 512
-local chunk_mb = 20
+-- Blocks are about 1/25 of a worker's limit (20 MB for 512 MB workers).
+local chunk_mb = math.max(1, worker_mb // 25)
 local nchunks = total_mb // chunk_mb
 
 local client = dlua.Client{n_workers = 2, memory_limit = worker_mb .. "MiB"}
 print(client)
 
--- Each task makes a 20 MB block of bytes that depend on its index.
+-- Each task makes a block of bytes that depend on its index.
 local function make_block(i, mb)
   local piece = string.char(i % 256):rep(1024)
   return piece:rep(mb * 1024)

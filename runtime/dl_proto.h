@@ -27,6 +27,7 @@ enum {
   DL_M_MISSING,     /* key, depkey: a dependency could not be fetched */
   DL_M_HEARTBEAT,   /* managed, spilled, rss, executing, stored */
   DL_M_FREED,       /* key: a value was dropped (e.g. memory restart) */
+  DL_M_STOLEN,      /* key, ok: a queued task was (ok=1) handed back */
   /* scheduler -> worker */
   DL_M_COMPUTE = 20, /* key, prio, timeout_ms, payload, ndeps,
                         {depkey, nwho, {worker id}} */
@@ -36,6 +37,7 @@ enum {
   DL_M_STORE,        /* key, bytes */
   DL_M_PEER,         /* worker id, address ("" = gone) */
   DL_M_SHUTDOWN,     /* (none) */
+  DL_M_STEAL,        /* key: give the task back if it has not started */
   /* peer <-> peer (and the scheduler fetching for its client) */
   DL_M_GET = 40,    /* reqid, key */
   DL_M_DATA,        /* reqid, key, found (0/1), bytes */

@@ -3,6 +3,7 @@
 */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dl_map.h"
@@ -45,13 +46,24 @@ struct task {
   size_t hidx; /* heap position + 1, 0 when not in the heap */
   double not_before;
   task *next_delayed;
+  uint64_t assigned; /* dispatch counter when sent to its worker */
+  int steal_to;      /* worker id asking for it, 0 if none */
 };
 
 typedef struct sworker {
   dl_sched_winfo info;
   dl_map fns_sent; /* hash -> the scheduler's fn entry */
   int alive;
+  int steals; /* steal requests made for this worker, not yet answered */
 } sworker;
+
+/* A GET sent to a worker for the client, not yet answered. */
+typedef struct pget {
+  uint64_t reqid;
+  char *key;
+  size_t klen;
+  int wid;
+} pget;
 
 typedef struct fnentry {
   unsigned char hash[16];
@@ -72,12 +84,20 @@ struct dl_sched {
   double avg_duration; /* EWMA of task run time, seconds; < 0 unknown */
   int allowed_failures;
   int64_t counts[6];
+  pget *pgets;
+  size_t npgets, cappgets;
+  uint64_t assigned;
   /* scratch stack for the iterative graph walks */
   task **stack;
   size_t nstack, capstack;
 };
 
 /* ---------------------------------------------------------------- utils */
+
+#define RD(x)                \
+  do {                       \
+    if (x) return DL_EPROTO; \
+  } while (0)
 
 static void *xalloc(size_t n) { return dl_realloc(NULL, n ? n : 1); }
 
@@ -483,7 +503,88 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   set_state(s, t, T_PROCESSING);
   t->processing_on = w->info.id;
+  t->assigned = ++s->assigned;
   w->info.inflight++;
+}
+
+static int by_assigned_desc(const void *a, const void *b) {
+  const task *x = *(task *const *)a, *y = *(task *const *)b;
+  return x->assigned < y->assigned ? 1 : x->assigned > y->assigned ? -1 : 0;
+}
+
+/*
+** Work stealing: an idle worker asks the busiest one for half of the
+** tasks queued there (the last assigned, least likely started).  The
+** victim hands back only tasks that have not started (DL_M_STOLEN).
+*/
+static void steal(dl_sched *s) {
+  int i;
+  for (i = 0; i < s->nworkers; i++) {
+    sworker *thief = s->workers[i], *victim = NULL;
+    task **cand = NULL, *t;
+    size_t ncand = 0, cap = 0, it = 0, k;
+    int j, n;
+    if (!thief->alive || thief->info.inflight > 0 || thief->steals > 0)
+      continue;
+    for (j = 0; j < s->nworkers; j++) {
+      sworker *w = s->workers[j];
+      if (w->alive && w->info.inflight >= 2 &&
+          (victim == NULL || w->info.inflight > victim->info.inflight))
+        victim = w;
+    }
+    if (victim == NULL) return;
+    while ((t = dl_map_next(&s->tasks, &it)) != NULL) {
+      if (t->state != T_PROCESSING || t->processing_on != victim->info.id ||
+          t->steal_to || t->payload == NULL || !allowed(t, thief->info.id))
+        continue;
+      if (ncand == cap) {
+        size_t nc = cap ? cap * 2 : 64;
+        task **nw = dl_realloc(cand, nc * sizeof *nw);
+        if (nw == NULL) break;
+        cand = nw;
+        cap = nc;
+      }
+      cand[ncand++] = t;
+    }
+    if (ncand > 1) {
+      dl_buf *b = wout(s, victim->info.id);
+      qsort(cand, ncand, sizeof *cand, by_assigned_desc);
+      n = (int)(ncand / 2);
+      for (k = 0; b && k < (size_t)n; k++) {
+        cand[k]->steal_to = thief->info.id;
+        thief->steals++;
+        dl_buf_u8(b, DL_M_STEAL);
+        dl_buf_str(b, cand[k]->key, cand[k]->klen);
+      }
+    }
+    dl_free(cand);
+  }
+}
+
+static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
+  const char *key;
+  size_t klen;
+  uint64_t ok;
+  task *t;
+  sworker *thief;
+  RD(dl_rd_str(r, &key, &klen));
+  RD(dl_rd_uv(r, &ok));
+  t = dl_map_get(&s->tasks, key, klen);
+  if (t == NULL || t->steal_to == 0) return 0;
+  thief = find_worker(s, t->steal_to);
+  t->steal_to = 0;
+  if (thief) thief->steals--;
+  if (!ok || t->state != T_PROCESSING || t->processing_on != w->info.id)
+    return 0;
+  w->info.inflight--;
+  t->processing_on = -1;
+  if (thief && thief->alive) {
+    set_state(s, t, T_READY); /* send_compute moves it on */
+    send_compute(s, t, thief);
+  } else {
+    make_ready(s, t);
+  }
+  return 0;
 }
 
 /* Hand READY tasks to workers with room, best priority first. */
@@ -516,6 +617,7 @@ static void dispatch(dl_sched *s) {
     stalled = t->next_delayed;
     heap_push(s, t);
   }
+  if (s->nheap == 0 && s->nworkers > 1) steal(s);
 }
 
 /* ----------------------------------------------------------- life cycle */
@@ -554,6 +656,8 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s->workers);
   dl_map_free(&s->tasks);
   dl_map_free(&s->fns);
+  for (i = 0; i < s->npgets; i++) dl_free(s->pgets[i].key);
+  dl_free(s->pgets);
   dl_free(s->heap);
   dl_free(s->stack);
   dl_free(s);
@@ -591,7 +695,25 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   int k;
   if (w == NULL) return;
   w->alive = 0;
+  /* Gathers it will never answer: the client waits for a recompute. */
+  for (i = 0; i < s->npgets;) {
+    pget *g = &s->pgets[i];
+    if (g->wid == wid) {
+      dl_buf *b = cout(s);
+      dl_buf_u8(b, DL_M_GATHER_REPLY);
+      dl_buf_uv(b, g->reqid);
+      dl_buf_str(b, g->key, g->klen);
+      dl_buf_uv(b, 0);
+      dl_buf_str(b, "", 0);
+      dl_free(g->key);
+      *g = s->pgets[--s->npgets];
+    } else {
+      i++;
+    }
+  }
+  i = 0;
   while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+    if (t->steal_to == wid) t->steal_to = 0;
     for (k = 0; k < t->nwho; k++)
       if (t->who[k] == wid) {
         t->who[k] = t->who[--t->nwho];
@@ -684,10 +806,6 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
 
 /* ------------------------------------------------------- client frames */
 
-#define RD(x) \
-  do {        \
-    if (x) return DL_EPROTO; \
-  } while (0)
 
 static int on_submit(dl_sched *s, dl_rd *r) {
   const char *key, *payload;
@@ -958,6 +1076,18 @@ static int on_gather(dl_sched *s, dl_rd *r) {
       dl_buf_u8(b, DL_M_GET);
       dl_buf_uv(b, reqid);
       dl_buf_str(b, key, klen);
+      if (s->npgets == s->cappgets) {
+        size_t nc = s->cappgets ? s->cappgets * 2 : 16;
+        pget *np = dl_realloc(s->pgets, nc * sizeof *np);
+        if (np == NULL) return DL_ENOMEM;
+        s->pgets = np;
+        s->cappgets = nc;
+      }
+      s->pgets[s->npgets].reqid = reqid;
+      s->pgets[s->npgets].key = dupbytes(key, klen);
+      s->pgets[s->npgets].klen = klen;
+      s->pgets[s->npgets].wid = t->who[0];
+      s->npgets++;
     } else { /* not in memory (any more): the client waits again */
       b = cout(s);
       dl_buf_u8(b, DL_M_GATHER_REPLY);
@@ -1141,6 +1271,7 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
       case DL_M_DONE: rc = on_done(s, w, &r, now); break;
       case DL_M_ERR: rc = on_err(s, w, &r, now); break;
       case DL_M_MISSING: rc = on_missing(s, w, &r); break;
+      case DL_M_STOLEN: rc = on_stolen(s, w, &r); break;
       case DL_M_HEARTBEAT: {
         uint64_t managed, spilled, rss, executing, stored;
         if (dl_rd_uv(&r, &managed) || dl_rd_uv(&r, &spilled) ||
@@ -1168,6 +1299,18 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         dl_buf_str(b, key, klen);
         dl_buf_uv(b, found);
         dl_buf_str(b, bytes, blen);
+        {
+          size_t k;
+          for (k = 0; k < s->npgets; k++) {
+            pget *g = &s->pgets[k];
+            if (g->wid == wid && g->reqid == reqid && g->klen == klen &&
+                memcmp(g->key, key, klen) == 0) {
+              dl_free(g->key);
+              *g = s->pgets[--s->npgets];
+              break;
+            }
+          }
+        }
         break;
       }
       default: rc = DL_EPROTO;

@@ -81,9 +81,15 @@ struct fetch {
   int *who;
   int nwho, tried;
   int peer; /* the worker asked now */
+  int active; /* counted in W.nactive (a GET is or was out) */
   wtask **waiters;
   int nwaiters;
+  fetch *qnext; /* in W.fetchq while waiting for a turn */
 };
+
+/* At most this many inputs are fetched at once, so a burst of big
+   transfers cannot blow through the memory limit. */
+#define MAX_FETCHES 4
 
 typedef struct peer {
   int id;
@@ -118,6 +124,8 @@ typedef struct worker {
   int npeers;
   dl_map fetches; /* key -> fetch (I/O thread) */
   dl_map waiting; /* key -> wtask waiting for inputs (I/O thread) */
+  int nactive;    /* fetches with a GET out */
+  fetch *fetchq, *fetchq_tail; /* fetches waiting for a turn */
   uint64_t nextseq;
   /* shared with the executor, under lock */
   uv_mutex_t lock;
@@ -736,10 +744,34 @@ static dl_conn *peer_conn(int id) {
 
 static void fetch_free(fetch *f) {
   dl_map_del(&W.fetches, f->key, f->klen);
+  if (f->active) W.nactive--;
   dl_free(f->key);
   dl_free(f->who);
   dl_free(f->waiters);
   dl_free(f);
+  /* Give the next waiting fetch its turn. */
+  while (W.nactive < MAX_FETCHES && W.fetchq) {
+    fetch *n = W.fetchq;
+    W.fetchq = n->qnext;
+    if (W.fetchq == NULL) W.fetchq_tail = NULL;
+    n->active = 1;
+    W.nactive++;
+    fetch_next(n);
+  }
+}
+
+/* Start f now if few fetches are out, else queue it. */
+static void fetch_start(fetch *f) {
+  if (W.nactive < MAX_FETCHES) {
+    f->active = 1;
+    W.nactive++;
+    fetch_next(f);
+    return;
+  }
+  f->qnext = NULL;
+  if (W.fetchq_tail) W.fetchq_tail->qnext = f;
+  else W.fetchq = f;
+  W.fetchq_tail = f;
 }
 
 /* The input of f arrived (or is already local): release its waiters. */
@@ -848,12 +880,16 @@ static int serve_get(dl_conn *c, dl_rd *r) {
   dl_buf *b;
   if (dl_rd_uv(r, &reqid) || dl_rd_str(r, &key, &klen)) return DL_EPROTO;
   bl = store_get(key, klen);
+  if (bl && bl->len > ((size_t)64 << 10)) dl_conn_flush(c);
   b = dl_conn_msg(c);
   dl_buf_u8(b, DL_M_DATA);
   dl_buf_uv(b, reqid);
   dl_buf_str(b, key, klen);
   dl_buf_uv(b, bl ? 1 : 0);
   dl_buf_str(b, bl ? bl->data : "", bl ? bl->len : 0);
+  /* A big value goes in a frame of its own: the reader can use and free
+     it without waiting for the rest of a batch. */
+  if (bl && bl->len > ((size_t)64 << 10)) dl_conn_flush(c);
   blob_unref(bl);
   return 0;
 }
@@ -931,7 +967,7 @@ static int on_compute(dl_rd *r) {
       f->waiters[f->nwaiters++] = t;
       t->refs++;
       t->missing++;
-      fetch_next(f); /* may fail at once: then t is dead */
+      fetch_start(f); /* may fail at once: then t is dead */
     } else {
       wtask **nw;
       for (j = 0; j < nwho; j++)
@@ -1053,6 +1089,33 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         }
         uv_mutex_unlock(&W.lock);
         blob_unref(b);
+        break;
+      }
+      case DL_M_STEAL: {
+        dl_buf *b;
+        wtask **pp, *t = NULL;
+        int ok = 0;
+        if (dl_rd_str(&r, &key, &klen)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        uv_mutex_lock(&W.lock);
+        for (pp = &W.qhead; *pp; pp = &(*pp)->next)
+          if ((*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0) {
+            wtask *x;
+            t = *pp;
+            *pp = t->next;
+            W.qtail = NULL;
+            for (x = W.qhead; x; x = x->next) W.qtail = x;
+            ok = 1;
+            break;
+          }
+        uv_mutex_unlock(&W.lock);
+        if (t) task_free(t);
+        b = dl_conn_msg(W.sched);
+        dl_buf_u8(b, DL_M_STOLEN);
+        dl_buf_str(b, key, klen);
+        dl_buf_uv(b, (uint64_t)ok);
         break;
       }
       case DL_M_CANCEL:

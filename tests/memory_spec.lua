@@ -1,0 +1,171 @@
+-- Memory management and resilience: spilling, larger-than-memory work,
+-- runaway tasks, and a chaos run with killed workers and failing tasks.
+local dlua = require "dlua"
+
+local DLUA = os.getenv("DLUA") or "build/dlua"
+
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  local s = f:read("a")
+  f:close()
+  return not s:match("^%d+ %b() Z") -- a zombie is gone for our purposes
+end
+
+local function wait_for(pred, seconds)
+  local deadline = dlua.time() + seconds
+  while dlua.time() < deadline do
+    if pred() then return true end
+    local t = dlua.time() + 0.01
+    while dlua.time() < t do end
+  end
+  return pred()
+end
+
+local function dir_exists(path)
+  local ok = os.rename(path, path)
+  return ok ~= nil
+end
+
+describe("memory management", function()
+  it("completes a pipeline several times larger than the cluster's memory",
+     function()
+    local p = io.popen(DLUA .. " examples/larger_than_memory.lua 600 96 2>&1")
+    local out = p:read("a")
+    local ok = p:close()
+    assert.is_true(ok, out)
+    local mb, spilled = out:match("(%d+) MB of results on 2 x 96 MB workers: "
+                                  .. "all correct in [%d.]+ s %((%d+) MB spilled")
+    assert.is_not_nil(mb, out)
+    assert.is_true(tonumber(mb) >= 500)
+    assert.is_true(tonumber(spilled) > 0, out)
+  end)
+
+  it("reports managed, spilled and process memory per worker", function()
+    local client = dlua.Client{n_workers = 2, memory_limit = "64MiB"}
+    local futs = client:map(function(i) return ("x"):rep(4 * 1048576) .. i end,
+                            {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                             15, 16, 17, 18, 19, 20, 21, 22, 23, 24})
+    local done = dlua.wait(futs, {timeout = 60})
+    assert.equal(24, #done)
+    assert.equal(4 * 1048576 + 1, #futs[1]:result(30))
+    local info
+    assert.is_true(wait_for(function()
+      info = client:scheduler_info()
+      local spilled = 0
+      for _, w in ipairs(info.workers) do spilled = spilled + w.spilled end
+      return spilled > 0
+    end, 10))
+    local rss = 0
+    for _, w in ipairs(info.workers) do
+      assert.equal(64 * 1048576, w.memory_limit)
+      assert.is_true(w.managed <= 0.6 * 64 * 1048576)
+      rss = rss + w.rss
+    end
+    assert.is_true(rss > 0)
+    local dir = client.cluster.address:match("^local://(.*)$")
+    assert.is_true(dir_exists(dir))
+    client:close()
+    assert.is_false(dir_exists(dir), "spill files and sockets are removed")
+  end)
+
+  it("stops a task that allocates without bound with a clear error",
+     function()
+    local client = dlua.Client{n_workers = 2, memory_limit = "96MiB"}
+    local hog = client:submit(function()
+      local t = {}
+      for i = 1, math.huge do t[i] = ("y"):rep(1048576) .. i end
+    end)
+    local ok, err = pcall(hog.result, hog, 60)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):match("KilledWorker"), tostring(err))
+    -- The cluster still works afterwards.
+    assert.equal(42, client:submit(function() return 42 end):result(10))
+    client:close()
+  end)
+
+  it("rejects bad memory fractions", function()
+    assert.has_error(function()
+      dlua.LocalCluster{n_workers = 1, memory_target = 1.5}
+    end, nil)
+    local ok, err = pcall(dlua.LocalCluster, {n_workers = 1,
+                                              memory_pause = "a lot"})
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):match("memory_pause must be a fraction"))
+  end)
+end)
+
+describe("chaos", function()
+  it("keeps every result right while workers are killed and tasks fail",
+     function()
+    local client = dlua.Client{n_workers = 2, memory_limit = "256MiB"}
+    local function spin(ms)
+      local t = require("dlua").time() + ms / 1000
+      while require("dlua").time() < t do end
+    end
+    local function leaf(i)
+      spin(2)
+      if i % 97 == 0 then error("leaf " .. i .. " fails on purpose") end
+      return i * 2
+    end
+    local function combine(a, b) spin(1); return a + b end
+    local leaves = {}
+    for i = 1, 600 do leaves[i] = client:submit(leaf, i) end
+    local pairs_ = {}
+    for i = 1, 600, 2 do
+      pairs_[#pairs_ + 1] = client:submit(combine, leaves[i], leaves[i + 1])
+    end
+    -- Kill a worker three times while the graph runs.
+    local killed = {}
+    for _, n in ipairs{50, 200, 400} do
+      local done = 0
+      assert.is_true(wait_for(function()
+        done = 0
+        for _, f in ipairs(leaves) do
+          if f:status() ~= "pending" then done = done + 1 end
+        end
+        return done >= n
+      end, 60))
+      local ws = client.cluster:workers()
+      if #ws > 0 then
+        local victim = ws[(#killed % #ws) + 1]
+        os.execute("kill -9 " .. victim.pid)
+        killed[#killed + 1] = victim.pid
+      end
+    end
+    local all = {}
+    for _, f in ipairs(leaves) do all[#all + 1] = f end
+    for _, f in ipairs(pairs_) do all[#all + 1] = f end
+    dlua.wait(all, {timeout = 120})
+    for i, f in ipairs(leaves) do
+      if i % 97 == 0 then
+        local e = f:exception()
+        assert.is_truthy(tostring(e):match("fails on purpose"))
+      else
+        assert.equal(i * 2, f:result(10))
+      end
+    end
+    for k, f in ipairs(pairs_) do
+      local i = 2 * k - 1
+      if i % 97 == 0 or (i + 1) % 97 == 0 then
+        assert.equal("error", f:status())
+      else
+        assert.equal(i * 2 + (i + 1) * 2, f:result(10))
+      end
+    end
+    local ws = client.cluster:workers()
+    assert.equal(2, #ws)
+    local pids = {}
+    for _, w in ipairs(ws) do pids[#pids + 1] = w.pid end
+    for _, pid in ipairs(killed) do
+      assert.is_true(wait_for(function() return not alive(pid) end, 5))
+    end
+    local dir = client.cluster.address:match("^local://(.*)$")
+    client:close()
+    for _, pid in ipairs(pids) do
+      assert.is_true(wait_for(function() return not alive(pid) end, 5),
+                     "worker " .. pid .. " outlived close()")
+    end
+    assert.is_false(dir_exists(dir))
+  end)
+end)
