@@ -1217,7 +1217,7 @@ static void beat_cb(uv_timer_t *t) {
   dl_buf_u8(b, DL_M_HEARTBEAT);
   dl_buf_uv(b, (uint64_t)managed);
   dl_buf_uv(b, (uint64_t)spilled);
-  dl_buf_uv(b, (uint64_t)W.rss);
+  dl_buf_uv(b, (uint64_t)(W.rss ? W.rss : rss_bytes()));
   dl_buf_uv(b, (uint64_t)executing);
   dl_buf_uv(b, (uint64_t)stored);
 }
@@ -1325,7 +1325,7 @@ int dlua_worker_main(int argc, char **argv) {
   dl_flusher_init(&W.fl, &W.loop);
   uv_async_init(&W.loop, &W.done_async, done_cb);
   uv_timer_init(&W.loop, &W.beat);
-  uv_timer_start(&W.beat, beat_cb, 200, 500);
+  uv_timer_start(&W.beat, beat_cb, 0, 500);
   uv_timer_init(&W.loop, &W.watchdog);
   uv_timer_start(&W.watchdog, watchdog_cb, 10, 10);
   snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);

@@ -725,11 +725,25 @@ describe("task options", function()
     local on = {workers = {id}}
     local log = os.tmpname()
     finally(function() os.remove(log) end)
-    local block = c:submit(function()
+    -- The blocker says it started, then waits for the go file.
+    local started, go = os.tmpname(), os.tmpname()
+    os.remove(started)
+    os.remove(go)
+    finally(function() os.remove(started); os.remove(go) end)
+    local block = c:submit(function(started_path, go_path)
+      io.open(started_path, "w"):close()
       local t = os.clock()
-      while os.clock() - t < 0.2 do end
-    end, dlua.opts(on))
-    assert.is_true(H.wait_executing(c, 5), "blocker never started")
+      while os.clock() - t < 10 do
+        local fh = io.open(go_path, "r")
+        if fh then fh:close(); return true end
+      end
+    end, started, go, dlua.opts(on))
+    c.handle:flush()
+    assert.is_true(H.poll(function()
+      local fh = io.open(started, "r")
+      if fh then fh:close() end
+      return fh ~= nil
+    end, 10), "blocker never started")
     local stamp = function(path, name)
       local fh = io.open(path, "a")
       fh:write(name, "\n")
@@ -740,6 +754,8 @@ describe("task options", function()
     for i = 1, 6 do low[i] = c:submit(stamp, log, "low" .. i, dlua.opts(on)) end
     local high = c:submit(stamp, log, "high", dlua.opts{workers = {id},
                                                         priority = 10})
+    c.handle:flush()
+    io.open(go, "w"):close()
     c:gather({block, high, low}, 20)
     local order = {}
     for line in io.lines(log) do order[#order + 1] = line end

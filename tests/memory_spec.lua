@@ -2,6 +2,12 @@
 -- runaway tasks, and a chaos run with killed workers and failing tasks.
 local dlua = require "dlua"
 
+-- Task functions are sent to workers with their _ENV; busted runs spec
+-- files in an environment of its own that cannot travel, so keep what is
+-- needed from it and run the rest of this file in the real globals.
+local describe, it, assert = describe, it, assert
+local _ENV = _G
+
 local DLUA = os.getenv("DLUA") or "build/dlua"
 
 local function alive(pid)
