@@ -88,7 +88,7 @@ sanitize:
 	@$(MAKE) --no-print-directory B=build-san OPT="-O1 -g" \
 	  XCFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  XLDFLAGS="-fsanitize=address,undefined" all
-	@DLUA_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	@DLUA_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:quarantine_size_mb=16 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  scripts/run-tests build-san
 

@@ -780,9 +780,14 @@ static void fetch_done(fetch *f) {
   for (i = 0; i < f->nwaiters; i++) {
     wtask *t = f->waiters[i];
     if (!t->dead && --t->missing == 0) {
+      /* No other fetch holds t now: the waiting map's reference passes to
+         the executor, which frees t when it is done; ours is dropped
+         first, since t may be freed on the executor at any moment after
+         enqueue. */
       dl_map_del(&W.waiting, t->key, t->klen);
-      t->refs++; /* the executor's; freed there */
+      t->refs--;
       enqueue(t);
+      continue;
     }
     wtask_unref(t);
   }

@@ -9,6 +9,9 @@ local describe, it, assert = describe, it, assert
 local _ENV = _G
 
 local DLUA = os.getenv("DLUA") or "build/dlua"
+-- Under AddressSanitizer a process needs several times the memory for the
+-- same data, so limits and sizes scale together.
+local SCALE = os.getenv("DLUA_SANITIZE") and 3 or 1
 
 local function alive(pid)
   local f = io.open("/proc/" .. pid .. "/stat", "r")
@@ -36,25 +39,32 @@ end
 describe("memory management", function()
   it("completes a pipeline several times larger than the cluster's memory",
      function()
-    local p = io.popen(DLUA .. " examples/larger_than_memory.lua 600 96 2>&1")
+    local p = io.popen(("%s examples/larger_than_memory.lua %d %d 2>&1")
+                       :format(DLUA, 600 * SCALE, 96 * SCALE))
     local out = p:read("a")
     local ok = p:close()
     assert.is_true(ok, out)
-    local mb, spilled = out:match("(%d+) MB of results on 2 x 96 MB workers: "
-                                  .. "all correct in [%d.]+ s %((%d+) MB spilled")
+    local mb, spilled = out:match("(%d+) MB of results on 2 x " .. 96 * SCALE
+                                  .. " MB workers: all correct in [%d.]+ s "
+                                  .. "%((%d+) MB spilled")
     assert.is_not_nil(mb, out)
-    assert.is_true(tonumber(mb) >= 500)
+    assert.is_true(tonumber(mb) >= 500 * SCALE)
     assert.is_true(tonumber(spilled) > 0, out)
   end)
 
   it("reports managed, spilled and process memory per worker", function()
-    local client = dlua.Client{n_workers = 2, memory_limit = "64MiB"}
-    local futs = client:map(function(i) return ("x"):rep(4 * 1048576) .. i end,
+    local client = dlua.Client{n_workers = 2,
+                               memory_limit = 64 * SCALE .. "MiB"}
+    local size = 4 * SCALE * 1048576
+    local futs = client:map(function(i, n) return ("x"):rep(n) .. i end,
                             {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                             15, 16, 17, 18, 19, 20, 21, 22, 23, 24})
+                             15, 16, 17, 18, 19, 20, 21, 22, 23, 24},
+                            {size, size, size, size, size, size, size, size,
+                             size, size, size, size, size, size, size, size,
+                             size, size, size, size, size, size, size, size})
     local done = dlua.wait(futs, {timeout = 60})
     assert.equal(24, #done)
-    assert.equal(4 * 1048576 + 1, #futs[1]:result(30))
+    assert.equal(size + 1, #futs[1]:result(30))
     local info
     assert.is_true(wait_for(function()
       info = client:scheduler_info()
@@ -64,8 +74,8 @@ describe("memory management", function()
     end, 10))
     local rss = 0
     for _, w in ipairs(info.workers) do
-      assert.equal(64 * 1048576, w.memory_limit)
-      assert.is_true(w.managed <= 0.6 * 64 * 1048576)
+      assert.equal(64 * SCALE * 1048576, w.memory_limit)
+      assert.is_true(w.managed <= 0.6 * 64 * SCALE * 1048576)
       rss = rss + w.rss
     end
     assert.is_true(rss > 0)
@@ -77,7 +87,8 @@ describe("memory management", function()
 
   it("stops a task that allocates without bound with a clear error",
      function()
-    local client = dlua.Client{n_workers = 2, memory_limit = "96MiB"}
+    local client = dlua.Client{n_workers = 2,
+                               memory_limit = 96 * SCALE .. "MiB"}
     local hog = client:submit(function()
       local t = {}
       for i = 1, math.huge do t[i] = ("y"):rep(1048576) .. i end
