@@ -1,0 +1,83 @@
+-- bench_e_chain.lua -- (e) linear dependency chain of N (2,000) incs.
+-- Pairs with shared/bench/dask/bench_e_chain.py:
+--   chain.delayed.n<N>.*   delayed chain computed with optimize=false, so
+--                          every link is a real task on the cluster (Dask
+--                          runs every link as a task too); this is the
+--                          figure paired with Dask's chain.delayed.
+--   chain.delayed_fused.n<N>.*  the same with dlua's default chain fusion
+--                          (the whole chain becomes one task) -- reference.
+--   chain.futures.n<N>.*   client:submit(inc, previous_future), all submitted
+--                          up front, then the last result.
+-- per_task = wall / N in microseconds.
+--   build/dlua scripts/bench/bench_e_chain.lua        (env N, default 2000)
+local dlua = require "dlua"
+local now = dlua.time
+local N = tonumber(os.getenv("N")) or 2000
+
+local function emit(name, v, unit)
+  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
+  else print(("%s %.6g %s"):format(name, v, unit)) end
+  io.stdout:flush()
+end
+
+local function inc(x) return x + 1 end
+
+local function wait_empty(client)
+  local t0 = now()
+  while now() - t0 < 30 do
+    collectgarbage()
+    local n = 0
+    for _, v in pairs(client:scheduler_info().tasks) do n = n + v end
+    if n == 0 then return end
+    client:_pump(0.01)
+  end
+end
+
+print("# dlua " .. dlua.version)
+local client = dlua.Client{n_workers = 2}
+
+if dlua.delayed then
+  local ok, err = pcall(function()
+    local dinc = dlua.delayed(inc)
+    local x = 0
+    for _ = 1, 50 do x = dinc(x) end
+    assert(x:compute{optimize = false} == 50)
+    for _, variant in ipairs{{"delayed", false}, {"delayed_fused", true}} do
+      wait_empty(client)
+      local t0 = now()
+      x = 0
+      for _ = 1, N do x = dinc(x) end
+      local t1 = now()
+      local res = x:compute{optimize = variant[2]}
+      local t2 = now()
+      assert(res == N, res)
+      local tag = ("chain.%s.n%d."):format(variant[1], N)
+      emit(tag .. "build_time", t1 - t0, "s")
+      emit(tag .. "compute_wall", t2 - t1, "s")
+      emit(tag .. "per_task", (t2 - t1) / N * 1e6, "us")
+    end
+  end)
+  if not ok then print("# skipped: delayed chain failed: " .. tostring(err)) end
+else
+  print("# skipped: dlua.delayed is not available")
+end
+
+wait_empty(client)
+do -- warm-up
+  local f = client:submit(inc, 0)
+  for _ = 1, 49 do f = client:submit(inc, f) end
+  assert(f:result() == 50)
+end
+wait_empty(client)
+local t0 = now()
+local f = client:submit(inc, 0)
+for _ = 1, N - 1 do f = client:submit(inc, f) end
+local t1 = now()
+local res = f:result()
+local t2 = now()
+assert(res == N, res)
+local tag = ("chain.futures.n%d."):format(N)
+emit(tag .. "submit_time", t1 - t0, "s")
+emit(tag .. "wall", t2 - t0, "s")
+emit(tag .. "per_task", (t2 - t0) / N * 1e6, "us")
+client:close()

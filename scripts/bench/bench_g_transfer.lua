@@ -1,0 +1,94 @@
+-- bench_g_transfer.lua -- (g) a 100 MB result consumed on the other worker.
+-- Pairs with shared/bench/dask/bench_g_transfer.py: a task pinned to worker
+-- A (dlua.opts{workers={a}}) makes a MB (100) MB string of random bytes;
+-- once it is done, a task pinned to worker B returns its length.  The time
+-- of that dependent task is dominated by the A -> B transfer.
+--   transfer.tiny_dep_roundtrip_median (ms): the same with a 10-byte string
+--   transfer.bytes_<MB>MB.time_median / time_min (s), .rate_median (MB/s)
+-- (Dask also measures a numpy array; dlua has no array type: bytes only.)
+--   build/dlua scripts/bench/bench_g_transfer.lua        (env MB, REPS)
+local dlua = require "dlua"
+local now = dlua.time
+local MB = tonumber(os.getenv("MB")) or 100
+local REPS = tonumber(os.getenv("REPS")) or 5
+
+local function emit(name, v, unit)
+  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
+  else print(("%s %.6g %s"):format(name, v, unit)) end
+  io.stdout:flush()
+end
+local function median(xs)
+  local s = {table.unpack(xs)}; table.sort(s)
+  local n = #s
+  if n % 2 == 1 then return s[(n + 1) // 2] end
+  return (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+-- nbytes of pseudo-random bytes (incompressible), 64 KiB pieces joined.
+local function make_bytes(nbytes, seed)
+  math.randomseed(seed)
+  local r, pack = math.random, string.pack
+  local piece = {}
+  local chunk = 65536
+  local parts = {}
+  local left = nbytes
+  while left > 0 do
+    local n = math.min(chunk, left)
+    for i = 1, (n + 7) // 8 do piece[i] = pack("<i8", r(0)) end
+    for i = (n + 7) // 8 + 1, #piece do piece[i] = nil end
+    parts[#parts + 1] = table.concat(piece):sub(1, n)
+    left = left - n
+  end
+  return table.concat(parts)
+end
+local function size_of(x) return #x end
+
+print("# dlua " .. dlua.version)
+local client = dlua.Client{n_workers = 2}
+local ws = client.cluster:workers()
+table.sort(ws, function(p, q) return p.id < q.id end)
+local a, b = ws[1].id, ws[2].id
+local onA, onB = dlua.opts{workers = {a}}, dlua.opts{workers = {b}}
+
+local function stored(id)
+  for _, w in ipairs(client.cluster:workers()) do
+    if w.id == id then return w.stored end
+  end
+end
+
+do -- warm-up
+  local small = client:submit(make_bytes, 10, 0, onA)
+  dlua.wait(small)
+  client:submit(size_of, small, onB):result()
+end
+local base = {}
+for i = 1, REPS do
+  local small = client:submit(make_bytes, 10, i, onA)
+  dlua.wait(small)
+  local t0 = now()
+  assert(client:submit(size_of, small, onB):result() == 10)
+  base[i] = now() - t0
+  small:release()
+end
+emit("transfer.tiny_dep_roundtrip_median", median(base) * 1e3, "ms")
+
+local nbytes = MB * 1000000
+local ts = {}
+for i = 1, REPS do
+  local x = client:submit(make_bytes, nbytes, i, onA)
+  dlua.wait(x)
+  local b_before = stored(b)
+  local t0 = now()
+  local n = client:submit(size_of, x, onB):result()
+  ts[i] = now() - t0
+  assert(n == nbytes, n)
+  print(("# rep %d: %.4fs; worker B stored %s -> %s keys"):format(
+    i, ts[i], tostring(b_before), tostring(stored(b))))
+  x:release()
+  collectgarbage()
+end
+local med = median(ts)
+emit(("transfer.bytes_%dMB.time_median"):format(MB), med, "s")
+emit(("transfer.bytes_%dMB.time_min"):format(MB), math.min(table.unpack(ts)), "s")
+emit(("transfer.bytes_%dMB.rate_median"):format(MB), MB / med, "MB/s")
+client:close()

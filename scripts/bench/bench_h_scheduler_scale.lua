@@ -1,0 +1,143 @@
+-- bench_h_scheduler_scale.lua -- (h) a big graph: N incs + tree sum (fan-in 8).
+-- Pairs with shared/bench/dask/bench_h_scheduler_scale.py (which runs Dask's
+-- scheduler as its own process and reads its VmHWM).  dlua's scheduler is a
+-- thread of this (client) process, so the scheduler's memory is read from
+-- /proc/self/status: VmRSS before, VmHWM after (the peak is reset first by
+-- writing 5 to /proc/self/clear_refs), so the growth includes the client's
+-- own graph (Dask's figure does not: a conservative comparison for dlua).
+-- Modes, for N = 100,000 and 1,000,000 (env SIZES, MODES):
+--   futures  client:map(inc) + tree of client:submit(sum, f1..f8) -- the
+--            analogue of Dask's "rawdict" (a graph without delayed objects)
+--   delayed  dlua.delayed(inc)(i) + tree of dlua.delayed(sum), :compute()
+-- Metrics scheduler_scale.<mode>.n<N>.: total_tasks, graph_build_time,
+-- client_submit_time, wait_result_time, compute_wall, rate (tasks/s),
+-- scheduler_rss_before / scheduler_peak_rss (MiB, this process),
+-- peak_rss_growth_per_task (bytes).
+--   build/dlua scripts/bench/bench_h_scheduler_scale.lua
+local dlua = require "dlua"
+local now = dlua.time
+local FANIN = tonumber(os.getenv("FANIN")) or 8
+local SIZES, MODES = {}, {}
+for s in (os.getenv("SIZES") or "100000,1000000"):gmatch("%d+") do SIZES[#SIZES + 1] = tonumber(s) end
+for s in (os.getenv("MODES") or "futures,delayed"):gmatch("[%a_]+") do MODES[#MODES + 1] = s end
+
+local function emit(name, v, unit)
+  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
+  else print(("%s %.6g %s"):format(name, v, unit)) end
+  io.stdout:flush()
+end
+local function status_kb(field)
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  for line in f:lines() do
+    local v = line:match("^" .. field .. ":%s*(%d+)")
+    if v then f:close(); return tonumber(v) end
+  end
+  f:close()
+end
+local function reset_peak()
+  local f = io.open("/proc/self/clear_refs", "w")
+  if f then f:write("5"); f:close(); return true end
+  return false
+end
+
+local function inc(x) return x + 1 end
+local function sum(...)
+  local s = 0
+  for i = 1, select("#", ...) do s = s + select(i, ...) end
+  return s
+end
+
+local function wait_empty(client)
+  local t0 = now()
+  while now() - t0 < 60 do
+    collectgarbage()
+    local n = 0
+    for _, v in pairs(client:scheduler_info().tasks) do n = n + v end
+    if n == 0 then return end
+    client:_pump(0.01)
+  end
+end
+
+-- Each builder returns (build_time, submit_time, get_result) .
+local builders = {}
+function builders.futures(client, n)
+  local t0 = now()
+  local seq = {}
+  for i = 1, n do seq[i] = i - 1 end
+  local parts = client:map(inc, seq)
+  local ntasks = n
+  while #parts > 1 do
+    local up = {}
+    for i = 1, #parts, FANIN do
+      up[#up + 1] = client:submit(sum, table.unpack(parts, i, math.min(i + FANIN - 1, #parts)))
+    end
+    ntasks = ntasks + #up
+    parts = up
+  end
+  local t1 = now()
+  client.handle:flush()   -- submissions are batched; send them now
+  local t2 = now()
+  -- graph building and submission are one step here: report it as submit
+  return 0, t2 - t0, parts[1], ntasks
+end
+function builders.delayed(client, n)
+  local t0 = now()
+  local dinc, dsum = dlua.delayed(inc), dlua.delayed(sum)
+  local parts = {}
+  for i = 1, n do parts[i] = dinc(i - 1) end
+  local ntasks = n
+  while #parts > 1 do
+    local up = {}
+    for i = 1, #parts, FANIN do
+      up[#up + 1] = dsum(table.unpack(parts, i, math.min(i + FANIN - 1, #parts)))
+    end
+    ntasks = ntasks + #up
+    parts = up
+  end
+  local t1 = now()
+  local fut = dlua.persist(parts[1])   -- compile + submit; returns at once
+  local t2 = now()
+  return t1 - t0, t2 - t1, fut, ntasks
+end
+
+print("# dlua " .. dlua.version)
+local client = dlua.Client{n_workers = 2}
+for _, n in ipairs(SIZES) do
+  for _, mode in ipairs(MODES) do
+    if mode == "delayed" and not dlua.delayed then
+      print("# skipped: dlua.delayed is not available"); goto next
+    end
+    do
+      local tag = ("scheduler_scale.%s.n%d."):format(mode, n)
+      wait_empty(client)
+      collectgarbage(); collectgarbage()
+      local ok_reset = reset_peak()
+      local rss0 = status_kb("VmRSS")
+      local ok, err = pcall(function()
+        local build, submit, root, ntasks = builders[mode](client, n)
+        local t2 = now()
+        local res
+        if mode == "delayed" then res = root:compute() else res = root:result() end
+        local t3 = now()
+        assert(res == n * (n + 1) // 2, "wrong sum " .. tostring(res))
+        local hwm = status_kb("VmHWM")
+        print(("# %s: N=%d fanin=%d total tasks=%d (peak reset: %s)"):format(
+          mode, n, FANIN, ntasks, tostring(ok_reset)))
+        emit(tag .. "total_tasks", ntasks, "tasks")
+        emit(tag .. "graph_build_time", build, "s")
+        emit(tag .. "client_submit_time", submit, "s")
+        emit(tag .. "wait_result_time", t3 - t2, "s")
+        emit(tag .. "compute_wall", submit + (t3 - t2), "s")
+        emit(tag .. "rate", ntasks / (submit + (t3 - t2)), "tasks/s")
+        emit(tag .. "rate_incl_build", ntasks / (build + submit + (t3 - t2)), "tasks/s")
+        emit(tag .. "scheduler_rss_before", rss0 / 1024, "MiB")
+        emit(tag .. "scheduler_peak_rss", hwm / 1024, "MiB")
+        emit(tag .. "peak_rss_growth_per_task", (hwm - rss0) * 1024 / ntasks, "B")
+      end)
+      if not ok then print("# " .. mode .. " N=" .. n .. " failed: " .. tostring(err)) end
+    end
+    ::next::
+  end
+end
+client:close()

@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""Make the dlua-vs-Dask markdown table from the metric files of one run.
+
+  table.py DLUA_FILE DASK_DEFAULT_FILE DASK_SATINF_FILE
+
+Each file holds `metric value unit` lines (other lines are ignored); Dask's
+sat=inf metric names carry '.sat_inf', which is dropped for pairing.
+Ratios are "dlua better by N x": Dask/dlua for times, dlua/Dask for rates.
+"""
+import re
+import sys
+
+
+def load(path, strip_sat=False):
+    vals = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) != 3 or line.startswith(("#", "=")):
+                    continue
+                try:
+                    v = float(p[1])
+                except ValueError:
+                    continue
+                name = p[0].replace(".sat_inf", "") if strip_sat else p[0]
+                vals[name] = (v, p[2])
+    except OSError:
+        pass
+    return vals
+
+
+dl = load(sys.argv[1])
+dd = load(sys.argv[2])
+ds = load(sys.argv[3], strip_sat=True)
+
+
+def get(d, pat):
+    """value of the first metric matching the regex pat (full match)"""
+    for k, v in d.items():
+        if re.fullmatch(pat, k):
+            return v[0], k
+    return None, None
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "—"
+    if abs(v) >= 1000:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    elif abs(v) >= 0.1:
+        s = f"{v:.3g}"
+    else:
+        s = f"{v:.3g}"
+    return f"{s} {unit}".strip()
+
+
+def ratio(a, b, lower_better):
+    if a is None or b is None or a == 0 or b == 0:
+        return None
+    return b / a if lower_better else a / b
+
+
+def rfmt(r):
+    if r is None:
+        return "—"
+    return f"{r:,.0f}x" if r >= 100 else f"{r:.3g}x"
+
+
+rows = []
+
+
+def row(label, pat, unit, lower_better, target=None, check=None, dpat=None,
+        scale=1.0, note=""):
+    """target: text; check(dlua, dask_default, dask_satinf) -> bool/None"""
+    a, ka = get(dl, pat)
+    b, _ = get(dd, dpat or pat)
+    c, _ = get(ds, dpat or pat)
+    a = a * scale if a is not None else None
+    b = b * scale if b is not None else None
+    c = c * scale if c is not None else None
+    if a is None and b is None and c is None:
+        return                       # workload not in this run
+    rb, rc = ratio(a, b, lower_better), ratio(a, c, lower_better)
+    r = rfmt(rb)
+    if rc is not None:
+        r += f" (sat=inf: {rfmt(rc)})"
+    met = "—"
+    if check and a is not None:
+        res = check(a, b, c, rb, rc)
+        met = "—" if res is None else ("**yes**" if res else "**no**")
+    rows.append((label + (f" ({note})" if note else ""), fmt(a, unit), fmt(b, unit),
+                 fmt(c, unit), r if a is not None else "not run", target or "", met))
+
+
+def best_ratio(rb, rc):
+    xs = [x for x in (rb, rc) if x is not None]
+    return min(xs) if xs else None   # vs Dask's best = the smallest ratio
+
+
+def at_least(n):
+    return lambda a, b, c, rb, rc: (None if best_ratio(rb, rc) is None
+                                    else best_ratio(rb, rc) >= n)
+
+
+# (a) start + close
+for src in (dl, dd):
+    s, _ = get(src, r"cluster_start\.start_median")
+    cl, _ = get(src, r"cluster_start\.close_median")
+    if s is not None and cl is not None:
+        src["cluster_start.start_plus_close_median"] = (s + cl, "s")
+row("a cluster start + close, median", r"cluster_start\.start_plus_close_median", "ms", True,
+    "≤ 1/50 of Dask", at_least(50), scale=1e3)
+row("a whole process: start + close one-liner", r"cluster_start\.whole_process_oneliner_median",
+    "ms", True, scale=1e3)
+row("b round trip submit→result, median", r"latency\.median", "µs", True,
+    "≤ 1/50 of Dask's median", at_least(50))
+row("b round trip, p99", r"latency\.p99", "µs", True)
+row("b round trip after 25 ms idle, median", r"latency\.spaced_median", "µs", True)
+for n in (10000, 50000):
+    row(f"c map+gather {n:,} tasks", rf"throughput_futures\.n{n}\.rate", "tasks/s", False,
+        "≥ 50x Dask's best", at_least(50))
+row("d delayed 10,000 incs + tree sum", r"throughput_delayed\.n10000\.rate", "tasks/s", False,
+    "≥ 50x Dask's best", at_least(50))
+row("e 2,000-task chain, delayed, per task", r"chain\.delayed\.n2000\.per_task", "µs", True,
+    "≤ 1/50 of Dask", at_least(50), note="dlua: optimize=false")
+row("e 2,000-task chain, delayed fused (dlua default), per task",
+    r"chain\.delayed_fused\.n2000\.per_task", "µs", True, dpat=r"chain\.delayed\.n2000\.per_task")
+row("e 2,000-task chain, futures, per task", r"chain\.futures\.n2000\.per_task", "µs", True,
+    "≤ 1/50 of Dask", at_least(50))
+row("f Monte Carlo pi 8 tasks, speedup over serial", r"cpu_parallel\.speedup", "x", False,
+    "≥ 1.9x speedup", lambda a, b, c, rb, rc: a >= 1.9)
+row("f Monte Carlo, serial wall (same loop)", r"cpu_parallel\.serial_wall", "s", True)
+row("g 100 MB to the other worker", r"transfer\.bytes_100MB\.rate_median", "MB/s", False,
+    "≥ 2x Dask's rate", lambda a, b, c, rb, rc: None if rb is None else rb >= 2)
+row("g tiny dependency on the other worker", r"transfer\.tiny_dep_roundtrip_median", "ms", True)
+
+
+def h_check(a, b, c, rb, rc):
+    if rb is None and rc is None:
+        return None
+    return (rb is None or rb >= 100) and (rc is None or rc >= 20)
+
+
+dn = get(dd, r"scheduler_scale\.rawdict\.n(\d+)\.rate")[1] or get(ds, r"scheduler_scale\.rawdict\.n(\d+)\.rate")[1]
+dN = re.search(r"\.n(\d+)\.", dn).group(1) if dn else "?"
+for dmode, mode in (("rawdict", "futures"), ("delayed", "delayed")):
+    row(f"h 100k-task graph via {mode}, tasks/s (Dask: {dmode}, N={dN})",
+        rf"scheduler_scale\.{mode}\.n100000\.rate", "tasks/s", False,
+        "≥ 100x Dask default, ≥ 20x sat=inf", h_check,
+        dpat=rf"scheduler_scale\.{dmode}\.n\d+\.rate")
+    # peak scheduler memory per task
+    for src, m in ((dd, dmode), (ds, dmode)):
+        for k in list(src):
+            mm = re.fullmatch(rf"scheduler_scale\.{m}\.n(\d+)\.scheduler_peak_rss", k)
+            if mm:
+                n = mm.group(1)
+                before = src.get(f"scheduler_scale.{m}.n{n}.scheduler_rss_before")
+                tasks = src.get(f"scheduler_scale.{m}.n{n}.total_tasks")
+                if before and tasks:
+                    src[f"scheduler_scale.{m}.n{n}.peak_rss_growth_per_task"] = (
+                        (src[k][0] - before[0]) * 1048576 / tasks[0], "B")
+    row(f"h 100k graph via {mode}: scheduler peak RSS growth per task",
+        rf"scheduler_scale\.{mode}\.n100000\.peak_rss_growth_per_task", "B", True,
+        dpat=rf"scheduler_scale\.{dmode}\.n\d+\.peak_rss_growth_per_task",
+        note="dlua: whole client process")
+    row(f"h 1M-task graph via {mode}, tasks/s (dlua only)",
+        rf"scheduler_scale\.{mode}\.n1000000\.rate", "tasks/s", False,
+        dpat=r"^$")
+    row(f"h 1M-task graph via {mode}, peak RSS growth per task (dlua only)",
+        rf"scheduler_scale\.{mode}\.n1000000\.peak_rss_growth_per_task", "B", True,
+        dpat=r"^$")
+spill, _ = get(dd, r"memory_spill\.total_wall")
+if spill is not None or "i" in sys.argv[4:5]:
+  rows.append(("i 800 MB of results on 2 × 300 MB workers (spill)", "not implemented yet in dlua",
+             fmt(spill, "s"), "—", "—", "completes", "—"))
+row("j worker SIGKILLed midway: all 20 results", r"fault\.recovered", "", False,
+    "recovers", lambda a, b, c, rb, rc: a == 1)
+row("j wall with the kill (20 × 0.5 s tasks)", r"fault\.wall_with_kill", "s", True)
+row("j death noticed after kill", r"fault\.death_detected_after_kill", "ms", True)
+
+print("| workload | dlua | Dask (default) | Dask (sat=inf) | dlua better by | target | met |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
