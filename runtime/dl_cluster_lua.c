@@ -511,12 +511,14 @@ static int h_workers(lua_State *L) {
   return 1;
 }
 
+static const char *const state_names[6] = {"waiting", "ready", "processing",
+                                           "memory", "erred", "released"};
+
 /* h:counts() -> {waiting=, ready=, processing=, memory=, erred=,
    released=} */
 static int h_counts(lua_State *L) {
   handle *h = check_handle(L, 1);
-  static const char *const names[6] = {"waiting", "ready", "processing",
-                                       "memory", "erred", "released"};
+  const char *const *names = state_names;
   int64_t c[6];
   int i;
   dl_server_counts(h->srv, c);
@@ -526,6 +528,59 @@ static int h_counts(lua_State *L) {
     lua_setfield(L, -2, names[i]);
   }
   return 1;
+}
+
+/* h:groups() -> {{name=, total=, done=, erred=, waiting=, ready=,
+   processing=, memory=, released=}, ...}: task groups by key prefix */
+static int h_groups(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  dl_sched_group g[512];
+  int n = dl_server_groups(h->srv, g, 512), i, k;
+  if (n > 512) n = 512;
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, g[i].name);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, (lua_Integer)g[i].total);
+    lua_setfield(L, -2, "total");
+    lua_pushinteger(L, (lua_Integer)g[i].done);
+    lua_setfield(L, -2, "done");
+    lua_pushinteger(L, (lua_Integer)g[i].erred);
+    lua_setfield(L, -2, "failed");
+    for (k = 0; k < 6; k++) {
+      lua_pushinteger(L, (lua_Integer)g[i].counts[k]);
+      lua_setfield(L, -2, state_names[k]);
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* h:events([since]) -> {{group=, worker=, start=, stop=, ok=}, ...}, next
+   : tasks finished since event number since (the task stream) */
+static int h_events(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  uint64_t since = (uint64_t)luaL_optinteger(L, 2, 0), next;
+  dl_sched_event ev[1000];
+  int n = dl_server_events(h->srv, since, ev, 1000, &next), i;
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, ev[i].group);
+    lua_setfield(L, -2, "group");
+    lua_pushinteger(L, ev[i].worker);
+    lua_setfield(L, -2, "worker");
+    lua_pushnumber(L, ev[i].start);
+    lua_setfield(L, -2, "start");
+    lua_pushnumber(L, ev[i].stop);
+    lua_setfield(L, -2, "stop");
+    lua_pushboolean(L, ev[i].ok);
+    lua_setfield(L, -2, "ok");
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushinteger(L, (lua_Integer)next);
+  return 2;
 }
 
 /* h:scale(n) */
@@ -579,6 +634,8 @@ static const luaL_Reg handle_methods[] = {
   {"poll", h_poll},
   {"workers", h_workers},
   {"counts", h_counts},
+  {"groups", h_groups},
+  {"events", h_events},
   {"scale", h_scale},
   {"dir", h_dir},
   {"stats", h_stats},

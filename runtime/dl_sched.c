@@ -12,6 +12,14 @@
 
 enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
 
+/* Tasks whose keys share a prefix ("inc-3f2a" -> "inc"). */
+typedef struct tgroup {
+  char *name;
+  size_t nlen;
+  int64_t counts[6];
+  int64_t total, done, erred;
+} tgroup;
+
 typedef struct task task;
 struct task {
   char *key; /* owned, NUL-terminated */
@@ -46,6 +54,7 @@ struct task {
   size_t hidx; /* heap position + 1, 0 when not in the heap */
   double not_before;
   task *next_delayed;
+  tgroup *group;
   uint64_t assigned; /* dispatch counter when sent to its worker */
   int steal_to;      /* worker id asking for it, 0 if none */
 };
@@ -86,6 +95,9 @@ struct dl_sched {
   int64_t counts[6];
   pget *pgets;
   size_t npgets, cappgets;
+  dl_map groups; /* prefix -> tgroup (kept for the scheduler's life) */
+  dl_sched_event *events; /* ring of the last DL_SCHED_EVENTS completions */
+  uint64_t nevents;       /* events ever recorded */
   uint64_t assigned;
   /* scratch stack for the iterative graph walks */
   task **stack;
@@ -111,8 +123,61 @@ static char *dupbytes(const char *p, size_t n) {
 
 static void set_state(dl_sched *s, task *t, int st) {
   s->counts[t->state]--;
-  t->state = st;
   s->counts[st]++;
+  if (t->group) {
+    t->group->counts[t->state]--;
+    t->group->counts[st]++;
+    if (st == T_MEMORY && t->state == T_PROCESSING) t->group->done++;
+    if (st == T_ERRED) t->group->erred++;
+  }
+  t->state = st;
+}
+
+/* Count a new task (in state t->state) in the totals and its group. */
+static void count_new(dl_sched *s, task *t) {
+  size_t n = t->klen;
+  tgroup *g;
+  while (n > 0 && t->key[n - 1] != '-') n--;
+  n = n > 1 ? n - 1 : t->klen; /* "inc-3f2a" -> "inc"; no dash: all */
+  s->counts[t->state]++;
+  g = dl_map_get(&s->groups, t->key, n);
+  if (g == NULL) {
+    g = xalloc(sizeof *g);
+    if (g == NULL) return;
+    memset(g, 0, sizeof *g);
+    g->name = dupbytes(t->key, n);
+    g->nlen = n;
+    if (g->name == NULL || dl_map_put(&s->groups, g->name, n, g)) {
+      dl_free(g->name);
+      dl_free(g);
+      return;
+    }
+  }
+  t->group = g;
+  g->total++;
+  g->counts[t->state]++;
+}
+
+/* Forget a task's place in the counts. */
+static void count_gone(dl_sched *s, task *t) {
+  s->counts[t->state]--;
+  if (t->group) t->group->counts[t->state]--;
+}
+
+static void record_event(dl_sched *s, task *t, int wid, double start,
+                         double stop, int ok) {
+  dl_sched_event *e;
+  if (s->events == NULL) {
+    s->events = xalloc(sizeof *e * DL_SCHED_EVENTS);
+    if (s->events == NULL) return;
+  }
+  e = &s->events[s->nevents % DL_SCHED_EVENTS];
+  e->group = t->group ? t->group->name : "";
+  e->worker = wid;
+  e->start = start;
+  e->stop = stop;
+  e->ok = ok;
+  s->nevents++;
 }
 
 static int push_stack(dl_sched *s, task *t) {
@@ -304,7 +369,7 @@ static void collect(dl_sched *s, task *t) {
       push_stack(s, d);
     }
     dl_map_del(&s->tasks, x->key, x->klen);
-    s->counts[x->state]--;
+    count_gone(s, x);
     task_free(x);
   }
 }
@@ -629,6 +694,7 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   s->io = *io;
   dl_map_init(&s->tasks);
   dl_map_init(&s->fns);
+  dl_map_init(&s->groups);
   s->avg_duration = -1;
   s->allowed_failures = 3;
   return s;
@@ -656,6 +722,13 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s->workers);
   dl_map_free(&s->tasks);
   dl_map_free(&s->fns);
+  i = 0;
+  while ((v = dl_map_next(&s->groups, &i)) != NULL) {
+    dl_free(((tgroup *)v)->name);
+    dl_free(v);
+  }
+  dl_map_free(&s->groups);
+  dl_free(s->events);
   for (i = 0; i < s->npgets; i++) dl_free(s->pgets[i].key);
   dl_free(s->pgets);
   dl_free(s->heap);
@@ -855,7 +928,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->processing_on = -1;
   t->want = 1;
   t->state = T_WAITING;
-  s->counts[T_WAITING]++;
+  count_new(s, t);
   if (nfn) {
     t->fns = xalloc(nfn * 16);
     if (t->fns) memcpy(t->fns, fns, nfn * 16);
@@ -936,7 +1009,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   }
   return 0;
 bad:
-  s->counts[T_WAITING]--;
+  count_gone(s, t);
   if (dl_map_get(&s->tasks, t->key, t->klen) == t)
     dl_map_del(&s->tasks, t->key, t->klen);
   task_free(t);
@@ -1039,7 +1112,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   t->seq = s->seq++;
   t->processing_on = -1;
   t->state = T_PROCESSING;
-  s->counts[T_PROCESSING]++;
+  count_new(s, t);
   dl_map_put(&s->tasks, t->key, t->klen, t);
   if (w == NULL) {
     dl_buf e;
@@ -1183,6 +1256,8 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   t = dl_map_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
+    if (t->payload) record_event(s, t, w->info.id, (double)start * 1e-6,
+                                 (double)stop * 1e-6, 1);
     w->info.inflight--;
     s->avg_duration = s->avg_duration < 0 ? d : 0.8 * s->avg_duration + 0.2 * d;
     finished(s, t, w->info.id, nbytes, inl, ilen);
@@ -1220,6 +1295,7 @@ static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
     return 0;
   w->info.inflight--;
   t->processing_on = -1;
+  record_event(s, t, w->info.id, now, now, 0);
   if (kind == DL_ERR_RAISED && t->retries > 0) {
     t->retries--;
     schedule_retry(s, t, now);
@@ -1328,4 +1404,35 @@ int dl_sched_workers(dl_sched *s, dl_sched_winfo *out, int max) {
 
 void dl_sched_counts(dl_sched *s, int64_t out[6]) {
   memcpy(out, s->counts, sizeof s->counts);
+}
+
+int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max) {
+  size_t i = 0;
+  tgroup *g;
+  int n = 0;
+  while ((g = dl_map_next(&s->groups, &i)) != NULL) {
+    if (n < max) {
+      out[n].name = g->name;
+      memcpy(out[n].counts, g->counts, sizeof g->counts);
+      out[n].total = g->total;
+      out[n].done = g->done;
+      out[n].erred = g->erred;
+    }
+    n++;
+  }
+  return n;
+}
+
+int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
+                    int max, uint64_t *next) {
+  uint64_t first = s->nevents > DL_SCHED_EVENTS
+                       ? s->nevents - DL_SCHED_EVENTS : 0;
+  int n = 0;
+  if (since < first) since = first;
+  while (since < s->nevents && n < max) {
+    out[n++] = s->events[since % DL_SCHED_EVENTS];
+    since++;
+  }
+  *next = since;
+  return n;
 }

@@ -79,6 +79,37 @@ int dl_sched_workers(dl_sched *s, dl_sched_winfo *out, int max);
 ** erred, released. */
 void dl_sched_counts(dl_sched *s, int64_t out[6]);
 
+/* A task group: the tasks whose keys share a prefix ("inc-..." -> "inc").
+   name is borrowed: valid while the scheduler lives. */
+typedef struct dl_sched_group {
+  const char *name;
+  int64_t counts[6]; /* now, by state (see dl_sched_counts) */
+  int64_t total;     /* tasks ever submitted */
+  int64_t done;      /* computed */
+  int64_t erred;
+} dl_sched_group;
+
+/* Fill at most max groups; returns how many there are. */
+int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max);
+
+/* One finished task, for the task stream (times: monotonic seconds). */
+typedef struct dl_sched_event {
+  const char *group; /* borrowed, as above */
+  int worker;
+  double start, stop;
+  int ok;
+} dl_sched_event;
+
+/* Completions are kept in a ring of this many. */
+#define DL_SCHED_EVENTS 10000
+
+/*
+** Copy at most max events recorded since event number since (0: the
+** oldest kept) into out; *next is the number to pass next time.
+*/
+int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
+                    int max, uint64_t *next);
+
 /* Encode an error record (kind, message, traceback, worker). */
 int dl_err_encode(dl_buf *b, int kind, const char *msg, const char *tb,
                   const char *worker);

@@ -711,6 +711,23 @@ void dl_server_counts(dl_server *s, int64_t out[6]) {
   uv_mutex_unlock(&s->lock);
 }
 
+int dl_server_groups(dl_server *s, dl_sched_group *out, int max) {
+  int n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_groups(s->sched, out, max);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
+int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
+                     int max, uint64_t *next) {
+  int n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_events(s->sched, since, out, max, next);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
 const char *dl_server_dir(dl_server *s) { return s->dir; }
 
 void dl_server_stats(dl_server *s, int *spawned, int *died) {

@@ -57,6 +57,12 @@ int dl_server_scale(dl_server *s, int n);
 int dl_server_workers(dl_server *s, dl_sched_winfo *out, int max);
 void dl_server_counts(dl_server *s, int64_t out[6]);
 
+/* Task groups and recent completions (see dl_sched.h); the names stay
+   valid until dl_server_stop. */
+int dl_server_groups(dl_server *s, dl_sched_group *out, int max);
+int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
+                     int max, uint64_t *next);
+
 /* The private directory holding the workers' sockets; borrowed. */
 const char *dl_server_dir(dl_server *s);
 

@@ -887,6 +887,12 @@ function M.as_completed(futs, o)
   end
 end
 
+--- dlua.progress(futures_or_delayeds [, opts]): a live progress bar
+-- (lua/dlua/progress.lua).
+function M.progress(...)
+  return require("dlua.progress").progress(...)
+end
+
 --- dlua.in_worker() -> true when running inside a task on a worker
 M.in_worker = cluster_c.in_worker
 
