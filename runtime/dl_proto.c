@@ -87,6 +87,9 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   }
   buf->base = in->p + in->len;
   buf->len = in->cap - in->len;
+  /* Read a big frame to its end and no further, so it fills the buffer
+     alone and can be handed over whole (dl_conn_take_input). */
+  if (want > 65536 && buf->len > want) buf->len = want;
 }
 
 /* Run on_close once, then close the handle. */
@@ -122,6 +125,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     dl_rd_u32(&r, &n);
     if (in->len - off - 4 < n) break;
     c->on_frame(c, in->p + off + 4, n);
+    if (c->stolen) { /* the handler owns the bytes now */
+      c->stolen = 0;
+      off = 0;
+      break;
+    }
     off += 4 + (size_t)n;
   }
   if (off) {
@@ -199,6 +207,71 @@ void dl_conn_flush(dl_conn *c) {
     dl_free(w->p);
     dl_free(w);
   }
+}
+
+char *dl_conn_take_input(dl_conn *c, const char *frame) {
+  char *p = c->in.p;
+  uint32_t n;
+  dl_rd r;
+  if (p == NULL || frame != p + 4 || c->in.len < 4) return NULL;
+  dl_rd_init(&r, p, 4);
+  dl_rd_u32(&r, &n);
+  if (c->in.len != 4 + (size_t)n) return NULL;
+  dl_buf_init(&c->in);
+  c->stolen = 1;
+  return p;
+}
+
+typedef struct refreq {
+  uv_write_t req;
+  char *hdr;
+  void (*done)(void *);
+  void *ud;
+} refreq;
+
+static void ref_write_cb(uv_write_t *req, int status) {
+  refreq *w = (refreq *)req;
+  (void)status;
+  dl_free(w->hdr);
+  w->done(w->ud);
+  dl_free(w);
+}
+
+int dl_conn_send_ref(dl_conn *c, const char *hdr, size_t hlen,
+                     const char *data, size_t n, void (*done)(void *),
+                     void *ud) {
+  refreq *w;
+  uv_buf_t ub[2];
+  size_t total = hlen + n;
+  dl_conn_flush(c);
+  if (c->closing || uv_is_closing((uv_handle_t *)&c->pipe) ||
+      !uv_is_writable((uv_stream_t *)&c->pipe) || total > DL_MAX_FRAME) {
+    done(ud);
+    return DL_EPROTO;
+  }
+  w = dl_realloc(NULL, sizeof *w);
+  if (w) w->hdr = dl_realloc(NULL, hlen + 4);
+  if (w == NULL || w->hdr == NULL) {
+    dl_free(w);
+    done(ud);
+    return DL_ENOMEM;
+  }
+  w->hdr[0] = (char)(total & 0xff);
+  w->hdr[1] = (char)((total >> 8) & 0xff);
+  w->hdr[2] = (char)((total >> 16) & 0xff);
+  w->hdr[3] = (char)((total >> 24) & 0xff);
+  memcpy(w->hdr + 4, hdr, hlen);
+  w->done = done;
+  w->ud = ud;
+  ub[0] = uv_buf_init(w->hdr, (unsigned)(hlen + 4));
+  ub[1] = uv_buf_init((char *)data, (unsigned)n);
+  if (uv_write(&w->req, (uv_stream_t *)&c->pipe, ub, 2, ref_write_cb)) {
+    dl_free(w->hdr);
+    dl_free(w);
+    done(ud);
+    return DL_EPROTO;
+  }
+  return 0;
 }
 
 void dl_conn_close(dl_conn *c) {

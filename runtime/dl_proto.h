@@ -89,6 +89,7 @@ struct dl_conn {
   void *data; /* owner's */
   int dirty;
   int closing;
+  int stolen; /* the frame being handled took the input buffer */
   int refs; /* the conn is freed when this drops to zero */
 };
 
@@ -124,6 +125,24 @@ int dl_conn_start(dl_conn *c);
 dl_buf *dl_conn_msg(dl_conn *c);
 /* Send what is pending now (normally the flusher does it). */
 void dl_conn_flush(dl_conn *c);
+/*
+** Send one frame made of hdr (copied) followed by the n bytes at data,
+** without copying data: it must stay valid until done(ud) is called
+** (after the write, or at once if the write could not start).  Pending
+** messages are flushed first so order is kept.
+*/
+int dl_conn_send_ref(dl_conn *c, const char *hdr, size_t hlen,
+                     const char *data, size_t n, void (*done)(void *),
+                     void *ud);
+
+/*
+** Called from on_frame: take ownership of the input buffer when the frame
+** being handled is the only thing in it (big values arrive that way).
+** Returns the buffer (free it with dl_free; the frame's bytes are inside
+** it where on_frame was told) or NULL, in which case nothing changes.
+*/
+char *dl_conn_take_input(dl_conn *c, const char *frame);
+
 /* Close: pending output is flushed first; on_close runs once. */
 void dl_conn_close(dl_conn *c);
 

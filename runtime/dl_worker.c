@@ -50,6 +50,8 @@ typedef struct blob {
   char *key; /* owned; the store's map key */
   size_t klen;
   char *data;
+  char *base;   /* what to free for data when it lies inside a bigger
+                   buffer (a received frame), else NULL */
   uint64_t fid; /* spill file number, 0 if never spilled */
   uint64_t lru; /* last use, for least-recently-used spilling */
 } blob;
@@ -176,7 +178,7 @@ static void blob_unref(blob *b) {
       spill_path(path, sizeof path, b->fid);
       unlink(path);
     }
-    dl_free(b->data);
+    dl_free(b->base ? b->base : b->data);
     dl_free(b->key);
     dl_free(b);
   }
@@ -189,23 +191,28 @@ static void store_account_drop(blob *old) {
 }
 
 /* Put a value's bytes in the store (replacing an older copy). */
-/* Store n bytes at data under key; takes ownership of data (freed on
-   failure too). */
-static int store_take(const char *key, size_t klen, char *data, size_t n) {
+/*
+** Store the n bytes at data under key.  Takes ownership of base, the
+** allocation data lies in (NULL: data itself); it is freed on failure too.
+*/
+static int store_take(const char *key, size_t klen, char *base, char *data,
+                      size_t n) {
   blob *b = dl_realloc(NULL, sizeof *b), *old;
+  char *owned = base ? base : data;
   if (b == NULL) {
-    dl_free(data);
+    dl_free(owned);
     return DL_ENOMEM;
   }
   memset(b, 0, sizeof *b);
   atomic_init(&b->refs, 1);
   b->len = n;
   b->data = data;
+  b->base = base;
   b->key = dupb(key, klen);
   b->klen = klen;
-  if (b->key == NULL || b->data == NULL) {
+  if (b->key == NULL || owned == NULL) {
     dl_free(b->key);
-    dl_free(b->data);
+    dl_free(owned);
     dl_free(b);
     return DL_ENOMEM;
   }
@@ -225,7 +232,7 @@ static int store_put(const char *key, size_t klen, const char *p, size_t n) {
   char *d = dl_realloc(NULL, n ? n : 1);
   if (d == NULL) return DL_ENOMEM;
   memcpy(d, p, n);
-  return store_take(key, klen, d, n);
+  return store_take(key, klen, NULL, d, n);
 }
 
 /* Read a spilled value back: a private blob (not in the store), or NULL if
@@ -319,8 +326,8 @@ static void spill_until(int64_t goal) {
       unlink(path);
     } else if (dl_map_get(&W.store, victim->key, victim->klen) == victim &&
                atomic_load(&victim->refs) == 2) {
-      dl_free(victim->data);
-      victim->data = NULL;
+      dl_free(victim->base ? victim->base : victim->data);
+      victim->data = victim->base = NULL;
       victim->fid = fid;
       W.managed -= (int64_t)victim->len;
       W.spilled += (int64_t)victim->len;
@@ -536,7 +543,7 @@ static void run_task(lua_State *L, wtask *t) {
       {
         size_t n;
         char *data = dl_buf_take(&out, &n);
-        if (store_take(t->key, t->klen, data, n)) {
+        if (store_take(t->key, t->klen, NULL, data, n)) {
           dl_free(c);
           complete_err(t, DL_ERR_RAISED, "out of memory storing the result",
                        NULL);
@@ -832,9 +839,22 @@ static void fetch_next(fetch *f) {
   fetch_failed(f);
 }
 
+/* Tell the scheduler this worker now holds a copy of key too, so the copy
+   is freed with the original and can serve other peers. */
+static void announce_copy(const char *key, size_t klen, size_t nbytes) {
+  dl_buf *b;
+  if (W.sched == NULL) return;
+  b = dl_conn_msg(W.sched);
+  dl_buf_u8(b, DL_M_DONE);
+  dl_buf_str(b, key, klen);
+  dl_buf_uv(b, nbytes);
+  dl_buf_uv(b, 0);
+  dl_buf_uv(b, 0);
+  dl_buf_str(b, "", 0);
+}
+
 static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd r;
-  (void)c;
   dl_rd_init(&r, p, n);
   while (dl_rd_left(&r)) {
     unsigned type = 0;
@@ -848,8 +868,20 @@ static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
       return;
     f = dl_map_get(&W.fetches, key, klen);
     if (f == NULL) continue;
-    if (found && store_put(key, klen, bytes, blen) == 0) fetch_done(f);
-    else fetch_next(f);
+    if (found) {
+      char *base = dl_rd_left(&r) == 0 ? dl_conn_take_input(c, p) : NULL;
+      int rc = base ? store_take(key, klen, base, (char *)bytes, blen)
+                    : store_put(key, klen, bytes, blen);
+      if (rc == 0) {
+        announce_copy(key, klen, blen);
+        fetch_done(f);
+        if (base) return; /* p is ours now, and fully read */
+      } else {
+        fetch_next(f);
+      }
+    } else {
+      fetch_next(f);
+    }
   }
 }
 
@@ -876,6 +908,8 @@ static void on_peer_close(dl_conn *c) {
   dl_free(retry);
 }
 
+static void blob_done(void *ud) { blob_unref(ud); }
+
 /* Answer GET requests (from peers or from the scheduler) on c. */
 static int serve_get(dl_conn *c, dl_rd *r) {
   uint64_t reqid;
@@ -885,16 +919,26 @@ static int serve_get(dl_conn *c, dl_rd *r) {
   dl_buf *b;
   if (dl_rd_uv(r, &reqid) || dl_rd_str(r, &key, &klen)) return DL_EPROTO;
   bl = store_get(key, klen);
-  if (bl && bl->len > ((size_t)64 << 10)) dl_conn_flush(c);
+  if (bl && bl->len > ((size_t)64 << 10)) {
+    /* A big value goes in a frame of its own, written straight from the
+       store (no copy); the reader can take the frame whole. */
+    dl_buf hdr;
+    dl_buf_init(&hdr);
+    dl_buf_u8(&hdr, DL_M_DATA);
+    dl_buf_uv(&hdr, reqid);
+    dl_buf_str(&hdr, key, klen);
+    dl_buf_uv(&hdr, 1);
+    dl_buf_uv(&hdr, bl->len);
+    dl_conn_send_ref(c, hdr.p, hdr.len, bl->data, bl->len, blob_done, bl);
+    dl_buf_free(&hdr);
+    return 0;
+  }
   b = dl_conn_msg(c);
   dl_buf_u8(b, DL_M_DATA);
   dl_buf_uv(b, reqid);
   dl_buf_str(b, key, klen);
   dl_buf_uv(b, bl ? 1 : 0);
   dl_buf_str(b, bl ? bl->data : "", bl ? bl->len : 0);
-  /* A big value goes in a frame of its own: the reader can use and free
-     it without waiting for the rest of a batch. */
-  if (bl && bl->len > ((size_t)64 << 10)) dl_conn_flush(c);
   blob_unref(bl);
   return 0;
 }
