@@ -180,16 +180,21 @@ static void record_event(dl_sched *s, task *t, int wid, double start,
   s->nevents++;
 }
 
-static int push_stack(dl_sched *s, task *t) {
-  if (s->nstack == s->capstack) {
-    size_t nc = s->capstack ? s->capstack * 2 : 64;
-    task **n = dl_realloc(s->stack, nc * sizeof *n);
-    if (n == NULL) return DL_ENOMEM;
-    s->stack = n;
-    s->capstack = nc;
+/* Append t to the growable array *a (length *n, capacity *cap). */
+static int push_task(task ***a, size_t *n, size_t *cap, task *t) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    task **na = dl_realloc(*a, nc * sizeof *na);
+    if (na == NULL) return DL_ENOMEM;
+    *a = na;
+    *cap = nc;
   }
-  s->stack[s->nstack++] = t;
+  (*a)[(*n)++] = t;
   return 0;
+}
+
+static int push_stack(dl_sched *s, task *t) {
+  return push_task(&s->stack, &s->nstack, &s->capstack, t);
 }
 
 static sworker *find_worker(dl_sched *s, int wid) {
@@ -602,14 +607,7 @@ static void steal(dl_sched *s) {
       if (t->state != T_PROCESSING || t->processing_on != victim->info.id ||
           t->steal_to || t->payload == NULL || !allowed(t, thief->info.id))
         continue;
-      if (ncand == cap) {
-        size_t nc = cap ? cap * 2 : 64;
-        task **nw = dl_realloc(cand, nc * sizeof *nw);
-        if (nw == NULL) break;
-        cand = nw;
-        cap = nc;
-      }
-      cand[ncand++] = t;
+      if (push_task(&cand, &ncand, &cap, t)) break;
     }
     if (ncand > 1) {
       dl_buf *b = wout(s, victim->info.id);
@@ -792,17 +790,10 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
         t->who[k] = t->who[--t->nwho];
         break;
       }
-    if ((t->state == T_MEMORY && t->nwho == 0) ||
-        (t->state == T_PROCESSING && t->processing_on == wid)) {
-      if (nlost == caplost) {
-        size_t nc = caplost ? caplost * 2 : 64;
-        task **n = dl_realloc(lost, nc * sizeof *n);
-        if (n == NULL) break;
-        lost = n;
-        caplost = nc;
-      }
-      lost[nlost++] = t;
-    }
+    if (((t->state == T_MEMORY && t->nwho == 0) ||
+         (t->state == T_PROCESSING && t->processing_on == wid)) &&
+        push_task(&lost, &nlost, &caplost, t))
+      break;
   }
   for (i = 0; i < nlost; i++) {
     t = lost[i];

@@ -1041,31 +1041,29 @@ static int on_compute(dl_rd *r) {
   return 0;
 }
 
-static void on_cancel(const char *key, size_t klen) {
-  wtask **pp, *t;
-  int found = 0;
+/* Take the task named key out of the executor's queue, if it is there. */
+static wtask *queue_remove(const char *key, size_t klen) {
+  wtask **pp, *t = NULL, *x;
   uv_mutex_lock(&W.lock);
-  for (pp = &W.qhead; *pp; pp = &(*pp)->next) {
+  for (pp = &W.qhead; *pp; pp = &(*pp)->next)
     if ((*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0) {
       t = *pp;
       *pp = t->next;
-      if (W.qtail == t) {
-        wtask *x = W.qhead;
-        W.qtail = NULL;
-        while (x) {
-          W.qtail = x;
-          x = x->next;
-        }
-      }
-      found = 1;
-      uv_mutex_unlock(&W.lock);
-      send_err_now(key, klen, DL_ERR_CANCELLED, "cancelled");
-      task_free(t);
-      return;
+      W.qtail = NULL;
+      for (x = W.qhead; x; x = x->next) W.qtail = x;
+      break;
     }
-  }
   uv_mutex_unlock(&W.lock);
-  (void)found;
+  return t;
+}
+
+static void on_cancel(const char *key, size_t klen) {
+  wtask *t = queue_remove(key, klen);
+  if (t) {
+    send_err_now(key, klen, DL_ERR_CANCELLED, "cancelled");
+    task_free(t);
+    return;
+  }
   t = dl_map_get(&W.waiting, key, klen);
   if (t) {
     t->dead = 1;
@@ -1142,24 +1140,14 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
       }
       case DL_M_STEAL: {
         dl_buf *b;
-        wtask **pp, *t = NULL;
-        int ok = 0;
+        wtask *t;
+        int ok;
         if (dl_rd_str(&r, &key, &klen)) {
           rc = DL_EPROTO;
           break;
         }
-        uv_mutex_lock(&W.lock);
-        for (pp = &W.qhead; *pp; pp = &(*pp)->next)
-          if ((*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0) {
-            wtask *x;
-            t = *pp;
-            *pp = t->next;
-            W.qtail = NULL;
-            for (x = W.qhead; x; x = x->next) W.qtail = x;
-            ok = 1;
-            break;
-          }
-        uv_mutex_unlock(&W.lock);
+        t = queue_remove(key, klen);
+        ok = t != NULL;
         if (t) task_free(t);
         b = dl_conn_msg(W.sched);
         dl_buf_u8(b, DL_M_STOLEN);
