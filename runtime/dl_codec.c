@@ -1089,9 +1089,11 @@ static int dec_name(dec *d, const char *s, size_t l) {
     lua_gettable(L, -2);
     lua_remove(L, -2);
     if (lua_isnil(L, -1)) {
-      char m[200];
+      char m[300];
       lua_pop(L, 1);
-      snprintf(m, sizeof m, "cannot resolve '%.*s.%.*s'", (int)(ml > 60 ? 60 : ml),
+      snprintf(m, sizeof m, "cannot resolve '%.*s.%.*s': no such value here "
+               "(a host C function? then the workers must run the host "
+               "program, which registers it)", (int)(ml > 60 ? 60 : ml),
                s, (int)(l - ml - 1 > 60 ? 60 : l - ml - 1), z + 1);
       return bad(d, m);
     }
