@@ -928,6 +928,39 @@ describe("faults", function()
     end)
   end)
 
+  it("a worker busy with a long task still hands its results to a peer",
+     function()
+    local cluster = dlua.LocalCluster{n_workers = 2}
+    finally(function() cluster:close() end)
+    local c = dlua.Client(cluster)
+    local ws = cluster:workers()
+    local a, b = ws[1].id, ws[2].id
+    local x = c:submit(function() return ("v"):rep(1000) end,
+                       dlua.opts{workers = {a}})
+    assert.equal(1000, #x:result(10))
+    -- A long task on the same worker, held until the go file appears.
+    local go = os.tmpname()
+    os.remove(go)
+    finally(function() os.remove(go) end)
+    local long = c:submit(function(path)
+      local t = os.clock()
+      while os.clock() - t < 20 do
+        local fh = io.open(path, "r")
+        if fh then fh:close(); return "released" end
+      end
+      return "gave up"
+    end, go, dlua.opts{workers = {a}})
+    assert.is_true(H.wait_executing(c, 10), "the long task never started")
+    -- The consumer on the other worker gets x from the busy one while the
+    -- long task is still running there.
+    local n = c:submit(function(v) return #v end, x,
+                       dlua.opts{workers = {b}}):result(10)
+    assert.equal(1000, n)
+    assert.equal("pending", long:status())
+    io.open(go, "w"):close()
+    assert.equal("released", long:result(20))
+  end)
+
   it("a task that kills its worker fails with KilledWorker after 3 deaths",
      function()
     local cluster = dlua.LocalCluster{n_workers = 2}

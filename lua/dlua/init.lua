@@ -184,8 +184,17 @@ function M.LocalCluster(o)
     end
     fr[i] = v
   end
+  local dash = o.dashboard_address
+  local dash_default = dash == nil
+  if dash_default then dash = "127.0.0.1:8787" end
+  if dash ~= false and (type(dash) ~= "string"
+                        or not dash:match("^%[?[%w%.:]+%]?:%d+$")) then
+    error("LocalCluster: dashboard_address must be \"host:port\" or false, "
+          .. "got " .. tostring(dash), 2)
+  end
   local h, err = cluster_c.start{
     n_workers = n, memory_limit = limit,
+    dashboard_address = dash or nil, dashboard_fallback = dash_default,
     worker_exe = o.worker_exe or defaults.worker_exe,
     allowed_failures = o.allowed_failures,
     start_timeout = o.start_timeout,
@@ -193,10 +202,17 @@ function M.LocalCluster(o)
     memory_terminate = fr[4],
   }
   if not h then error("LocalCluster: " .. err, 2) end
+  local bound = h:dashboard()
+  if bound and dash_default and bound ~= dash then
+    io.stderr:write(fmt("dlua: port %s is in use; the dashboard is at "
+                        .. "http://%s/status instead\n",
+                        dash:match(":(%d+)$"), bound))
+  end
   return setmetatable({
     handle = h, n_workers = n, memory_limit = limit,
     address = "local://" .. h:dir(),
-    dashboard_link = nil,
+    dashboard_address = bound,
+    dashboard_link = bound and ("http://" .. bound .. "/status") or nil,
   }, LocalCluster)
 end
 
@@ -232,7 +248,7 @@ local function cluster_text(c)
   local lines = {
     fmt("LocalCluster"),
     fmt("  Scheduler:      %s", c.address),
-    fmt("  Dashboard:      %s", c.dashboard_link or "(not running)"),
+    fmt("  Dashboard:      %s", c.dashboard_link or "(off)"),
     fmt("  Workers:        %d", #ws),
     fmt("  Processes:      yes"),
     fmt("  Total threads:  %d", threads),
@@ -346,6 +362,9 @@ Future.__gc = function(f)
     if not c.handle:closed() then c.handle:release(f.key) end
   end
 end
+
+-- local f <close> = client:submit(...) releases f at the end of its scope.
+Future.__close = function(f) FutureMethods.release(f) end
 
 Future.__tostring = function(f)
   local st = f.client._keys[f.key]
