@@ -57,7 +57,9 @@ Running
                            A build without the cluster module falls back to
                            "sync".
     client = c             the client to use;
-    optimize = false       do not fuse linear chains (cluster path only).
+    optimize = false       do not fuse linear chains (cluster path only);
+    progress = true        draw a progress bar until the graph is done
+                           (cluster path only; see dlua.progress).
 
 Graphs
   d:graph([{optimize = true}]) returns {[key] = entry} where an entry is
@@ -828,7 +830,8 @@ end
 local SCHED = {sync = "sync", synchronous = "sync",
   ["single-threaded"] = "sync", cluster = "cluster",
   distributed = "cluster"}
-local COMPUTE_OPTION = {scheduler = true, client = true, optimize = true}
+local COMPUTE_OPTION = {scheduler = true, client = true, optimize = true,
+  progress = true}
 
 local function check_opts(opts, who)
   if opts == nil then return {} end
@@ -894,6 +897,11 @@ local function execute(roots, opts, mode)
   local client = get_client(opts, dl)
   if opts.optimize ~= false then order = fuse(order, ndeps, wanted) end
   local futs = submit_graph(client, dl, order)
+  if opts.progress then         -- a live bar until done (lua/dlua/progress.lua)
+    local list = {}
+    for i = 1, #order do list[#list + 1] = futs[order[i].key] end
+    require("dlua.progress")._graph(list, opts.progress)
+  end
   if mode == "persist" then
     for i = 1, #roots do
       local r = roots[i]
