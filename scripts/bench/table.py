@@ -172,10 +172,14 @@ for dmode, mode in (("rawdict", "futures"), ("delayed", "delayed")):
     row(f"h 1M-task graph via {mode}, peak RSS growth per task (dlua only)",
         rf"scheduler_scale\.{mode}\.n1000000\.peak_rss_growth_per_task", "B", True,
         dpat=r"^$")
-spill, _ = get(dd, r"memory_spill\.total_wall")
-if spill is not None or "i" in sys.argv[4:5]:
-  rows.append(("i 800 MB of results on 2 × 300 MB workers (spill)", "not implemented yet in dlua",
-             fmt(spill, "s"), "—", "—", "completes", "—"))
+row("i 800 MB of results on 2 × 300 MB workers: completed",
+    r"memory_spill\.completed", "", False, "completes",
+    lambda a, b, c, rb, rc: a == 1)
+row("i 800 MB of results on 2 × 300 MB workers: wall", r"memory_spill\.total_wall",
+    "s", True)
+row("i dlua's wall / writing and reading the same bytes to disk",
+    r"memory_spill\.ratio_to_disk", "x", True, "≤ 2x",
+    lambda a, b, c, rb, rc: a is not None and a <= 2, dpat=r"^$")
 row("j worker SIGKILLed midway: all 20 results", r"fault\.recovered", "", False,
     "recovers", lambda a, b, c, rb, rc: a == 1)
 row("j wall with the kill (20 × 0.5 s tasks)", r"fault\.wall_with_kill", "s", True)
