@@ -178,11 +178,13 @@ void dlua_openlibs(lua_State *L) {
   dl_runtime_apply_host(L);
 }
 
-static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+void *dlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
   return dl_realloc(ptr, nsize);
 }
+
+#define l_alloc dlua_alloc
 
 static const char oom_msg[] = "not enough memory";
 

@@ -1308,12 +1308,6 @@ static int parse_args(int argc, char **argv) {
   return W.id > 0 && W.dir[0] ? 0 : -1;
 }
 
-static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud;
-  (void)osize;
-  return dl_realloc(ptr, nsize);
-}
-
 static int setup_state(lua_State *L) {
   dlua_openlibs(L);
   lua_newtable(L);
@@ -1350,7 +1344,7 @@ int dlua_worker_main(int argc, char **argv) {
   dl_map_init(&W.fns);
   dl_map_init(&W.fetches);
   dl_map_init(&W.waiting);
-  L = lua_newstate(l_alloc, NULL);
+  L = lua_newstate(dlua_alloc, NULL);
   if (L == NULL) return 1;
   lua_pushcfunction(L, setup_state);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {

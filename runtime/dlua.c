@@ -325,6 +325,7 @@ int main(int argc, char **argv) {
     fputs(PROGNAME ": cannot create state: not enough memory\n", stderr);
     return EXIT_FAILURE;
   }
+  lua_setallocf(L, dlua_alloc, NULL); /* big strings get huge pages */
   lua_gc(L, LUA_GCSTOP); /* no collections while the libraries load */
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);

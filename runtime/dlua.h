@@ -237,6 +237,18 @@ void dlua_close(dlua_Runtime *rt);
 **
 **   double t0 = dlua_time(); ...; printf("%.3f s\n", dlua_time() - t0);
 */
+/*
+** dlua's allocator, for lua_newstate or lua_setallocf: the one the runtime
+** uses itself (it backs big blocks with huge pages where the system
+** allows, which makes moving big strings much cheaper).  It uses the C
+** library's malloc underneath, so it can replace the allocator of a state
+** made by luaL_newstate at any time.
+**
+**   lua_State *L = luaL_newstate();
+**   lua_setallocf(L, dlua_alloc, NULL);
+*/
+void *dlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 double dlua_time(void);
 
 #endif
