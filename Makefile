@@ -58,7 +58,7 @@ $(B)/dlua: $(BIN_OBJ) $(B)/libdlua.a
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
 	@mkdir -p $(B)/tests
-	$(CC) $(CFLAGS_ALL) -Itests/c -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
 # dlua.pc for PREFIX; `make install PREFIX=...` writes its own with that
 # prefix, so a build made for another prefix installs a correct one.

@@ -1,0 +1,95 @@
+/*
+** sched_driver.h -- drives a dl_sched from a byte string, for the fuzzer
+** (fuzz_sched.c) and the C tests that replay its findings.
+**
+** The input is a sequence of records: one byte saying where the next
+** frame comes from (0: the client, 1..3: worker 1..3; 4: worker (b%3)+1
+** dies; 5: it joins again; 6: a timer tick), two bytes of length, then
+** that many bytes handed to the scheduler as one frame.  Whatever the
+** bytes, the scheduler must neither crash nor leak.
+*/
+#ifndef sched_driver_h
+#define sched_driver_h
+
+#include <string.h>
+
+#include "dl_buf.h"
+#include "dl_sched.h"
+
+typedef struct sdrv {
+  dl_buf wout[4];
+  dl_buf cout;
+  int alive[4];
+} sdrv;
+
+static dl_buf *sdrv_worker_out(void *ud, int wid) {
+  sdrv *d = ud;
+  if (wid < 1 || wid > 3 || !d->alive[wid]) return NULL;
+  if (d->wout[wid].len > 65536) d->wout[wid].len = 0;
+  return &d->wout[wid];
+}
+
+static dl_buf *sdrv_client_out(void *ud) {
+  sdrv *d = ud;
+  if (d->cout.len > 65536) d->cout.len = 0;
+  return &d->cout;
+}
+
+/* Run the records in data[0..n) against a fresh scheduler. */
+static void sdrv_run(const unsigned char *data, size_t n) {
+  sdrv d;
+  dl_sched_io io;
+  dl_sched *s;
+  size_t i = 0;
+  int w;
+  double now = 1.0;
+  memset(&d, 0, sizeof d);
+  io.worker_out = sdrv_worker_out;
+  io.client_out = sdrv_client_out;
+  io.ud = &d;
+  s = dl_sched_new(&io);
+  if (s == NULL) return;
+  for (w = 1; w <= 2; w++) {
+    d.alive[w] = 1;
+    dl_sched_add_worker(s, w, 100 + w, 1, 1 << 30, now);
+  }
+  while (i + 3 <= n) {
+    unsigned kind = data[i];
+    size_t len = (size_t)data[i + 1] | (size_t)data[i + 2] << 8;
+    const char *p = (const char *)data + i + 3;
+    i += 3;
+    if (len > n - i) len = n - i;
+    now += 0.01;
+    switch (kind % 7) {
+      case 0: dl_sched_client_frame(s, p, len, now); break;
+      case 1: case 2: case 3:
+        dl_sched_worker_frame(s, (int)(kind % 7), p, len, now);
+        break;
+      case 4:
+        w = (int)(len % 3) + 1;
+        if (d.alive[w]) {
+          d.alive[w] = 0;
+          dl_sched_remove_worker(s, w);
+        }
+        len = 0;
+        break;
+      case 5:
+        w = (int)(len % 3) + 1;
+        if (!d.alive[w]) {
+          d.alive[w] = 1;
+          dl_sched_add_worker(s, w, 100 + w, 1, 1 << 30, now);
+        }
+        len = 0;
+        break;
+      default:
+        dl_sched_tick(s, now + 10);
+        len = 0;
+    }
+    i += len;
+  }
+  dl_sched_free(s);
+  for (w = 0; w < 4; w++) dl_buf_free(&d.wout[w]);
+  dl_buf_free(&d.cout);
+}
+
+#endif
