@@ -19,16 +19,20 @@ LUA ?= lua5.4
 OPT ?= -O2 -g
 CFLAGS_ALL = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread \
              -Iruntime -I$(B) $(PKG_CFLAGS) $(XCFLAGS)
-LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(XLDFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lpthread -lm $(XLDFLAGS)
 
 B ?= build
 
 LIB_SRC = dl_buf.c dl_map.c dl_runtime.c dl_core_lua.c dl_codec.c dl_codec_lua.c \
-          dl_proto.c dl_sched.c dl_server.c dl_worker.c dl_cluster_lua.c
+          dl_proto.c dl_sched.c dl_server.c dl_worker.c dl_cluster_lua.c \
+          dl_http.c dl_dashboard.c
 BIN_SRC = dlua.c dl_repl.c
 LUA_SRC = $(wildcard lua/dlua/*.lua)
+ASSETS = $(wildcard runtime/dashboard/*.html runtime/dashboard/*.js \
+                    runtime/dashboard/*.css)
 
-LIB_OBJ = $(addprefix $(B)/,$(LIB_SRC:.c=.o)) $(B)/dl_luasrc.o
+LIB_OBJ = $(addprefix $(B)/,$(LIB_SRC:.c=.o)) $(B)/dl_luasrc.o \
+          $(B)/dl_assets.o
 BIN_OBJ = $(addprefix $(B)/,$(BIN_SRC:.c=.o))
 HDRS = $(wildcard runtime/*.h)
 
@@ -36,7 +40,8 @@ CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/test_*.c))
 
 .PHONY: all test sanitize fuzz bench install clean demo
 
-all: $(B)/libdlua.a $(B)/libdlua.so $(B)/dlua $(B)/dlua.pc $(CTESTS)
+all: $(B)/libdlua.a $(B)/libdlua.so $(B)/dlua $(B)/dlua.pc $(CTESTS) \
+     $(B)/http_load
 
 $(B)/%.o: runtime/%.c $(HDRS) | $(B)
 	$(CC) $(CFLAGS_ALL) $(EDIT_CFLAGS) -c $< -o $@
@@ -46,6 +51,16 @@ $(B)/dl_luasrc.c: scripts/embed-lua.lua $(LUA_SRC) | $(B)
 
 $(B)/dl_luasrc.o: $(B)/dl_luasrc.c
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# The dashboard's pages, compiled in: no files to install or find.
+$(B)/dl_assets.c: scripts/embed-assets.lua $(ASSETS) | $(B)
+	$(LUA) scripts/embed-assets.lua $@ $(ASSETS)
+
+$(B)/dl_assets.o: $(B)/dl_assets.c runtime/dl_dashboard.h runtime/dl_http.h
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/http_load: scripts/bench/http_load.c
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(PKG_LIBS) -lhttp_parser $(XLDFLAGS)
 
 $(B)/libdlua.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -66,7 +81,7 @@ DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
   'includedir=$${prefix}/include' '' 'Name: dlua' \
   'Description: Dask for Lua: task graphs on a process cluster' \
   'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv' \
-  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lpthread -lm' \
+  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lpthread -lm' \
   'Cflags: -I$${includedir}'
 
 $(B)/bench_embed: scripts/bench/bench_embed.c $(B)/libdlua.a
@@ -96,7 +111,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@scripts/fuzz $(FUZZ_SECONDS)
 
-bench: all $(B)/bench_embed
+bench: all $(B)/bench_embed $(B)/http_load
 	@scripts/bench/run-all
 
 install: all

@@ -88,7 +88,8 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
 }
 
 /* cluster.start{n_workers=, memory_limit=, worker_exe=, allowed_failures=,
-   start_timeout=} -> handle */
+   start_timeout=, dashboard_address=, dashboard_fallback=} -> handle,
+   or nil, message */
 static int cl_start(lua_State *L) {
   dl_server_opts o;
   char err[600];
@@ -115,6 +116,10 @@ static int cl_start(lua_State *L) {
   o.memory_pause = luaL_optnumber(L, -1, 0);
   lua_getfield(L, 1, "memory_terminate");
   o.memory_terminate = luaL_optnumber(L, -1, 0);
+  lua_getfield(L, 1, "dashboard_address");
+  o.dashboard_address = luaL_optstring(L, -1, NULL);
+  lua_getfield(L, 1, "dashboard_fallback");
+  o.dashboard_fallback = lua_toboolean(L, -1);
   if (o.n_workers < 1 || o.n_workers > 1024)
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);
@@ -154,6 +159,15 @@ static int h_close(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   handle_close(h);
   return 0;
+}
+
+/* h:dashboard() -> "host:port" the dashboard listens on, or nil. */
+static int h_dashboard(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  const char *a = h->srv ? dl_server_dashboard(h->srv) : NULL;
+  if (a) lua_pushstring(L, a);
+  else lua_pushnil(L);
+  return 1;
 }
 
 static int h_closed(lua_State *L) {
@@ -641,6 +655,7 @@ static const luaL_Reg handle_methods[] = {
   {"stats", h_stats},
   {"close", h_close},
   {"closed", h_closed},
+  {"dashboard", h_dashboard},
   {NULL, NULL}
 };
 

@@ -14,6 +14,8 @@
 
 #include <uv.h>
 
+#include "dl_dashboard.h"
+#include "dl_http.h"
 #include "dl_proto.h"
 #include "dl_runtime.h"
 #include "dl_server.h"
@@ -61,6 +63,11 @@ struct dl_server {
   double fractions[4]; /* target, spill, pause, terminate */
   char exe[4096];
   char dir[256];
+  dl_http *http;       /* loop only: the dashboard's server, or NULL */
+  dl_dashboard *dash;  /* its routes, or NULL */
+  int dash_fallback;
+  char dash_req[128];  /* the address asked for; "" for none */
+  char dash_addr[128]; /* the address bound; set before the workers start */
 };
 
 static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
@@ -451,6 +458,8 @@ static void begin_stop(dl_server *s) {
   wproc *w;
   if (s->stopping) return;
   s->stopping = 1;
+  dl_http_close(s->http);
+  s->http = NULL;
   for (w = s->workers; w; w = w->next) {
     if (w->conn) {
       dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
@@ -499,6 +508,30 @@ static void tick_cb(uv_timer_t *t) {
   uv_mutex_unlock(&s->lock);
 }
 
+/* Start the dashboard's HTTP server on the loop; on failure the start of
+   the whole cluster fails with its message. */
+static int start_dashboard(dl_server *s) {
+  char err[300];
+  s->dash = dl_dashboard_new(s);
+  if (s->dash) {
+    s->http = dl_http_start(&s->loop, s->dash_req, s->dash_fallback,
+                            dl_dashboard_handle, s->dash, err, sizeof err);
+  } else {
+    snprintf(err, sizeof err, "out of memory");
+  }
+  uv_mutex_lock(&s->lock);
+  if (s->http) {
+    snprintf(s->dash_addr, sizeof s->dash_addr, "%s",
+             dl_http_address(s->http));
+  } else {
+    s->start_failed = 1;
+    snprintf(s->starterr, sizeof s->starterr, "%s", err);
+    uv_cond_broadcast(&s->cond);
+  }
+  uv_mutex_unlock(&s->lock);
+  return s->http ? 0 : -1;
+}
+
 static void thread_main(void *arg) {
   dl_server *s = arg;
   int i, n;
@@ -510,6 +543,7 @@ static void thread_main(void *arg) {
   uv_mutex_lock(&s->lock);
   n = s->target;
   uv_mutex_unlock(&s->lock);
+  if (s->dash_req[0] && start_dashboard(s)) n = 0;
   for (i = 0; i < n; i++)
     if (spawn_worker(s)) break;
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -567,6 +601,16 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   s->fractions[2] = o->memory_pause > 0 ? o->memory_pause : 0.8;
   s->fractions[3] = o->memory_terminate > 0 ? o->memory_terminate : 0.95;
   s->target = o->n_workers;
+  if (o->dashboard_address) {
+    if (strlen(o->dashboard_address) >= sizeof s->dash_req) {
+      snprintf(err, errlen, "dashboard address too long");
+      rmdir(s->dir);
+      dl_free(s);
+      return NULL;
+    }
+    snprintf(s->dash_req, sizeof s->dash_req, "%s", o->dashboard_address);
+    s->dash_fallback = o->dashboard_fallback;
+  }
   io.worker_out = worker_out;
   io.client_out = client_out;
   io.ud = s;
@@ -630,6 +674,7 @@ void dl_server_stop(dl_server *s) {
   uv_loop_close(&s->loop);
   remove_dir(s->dir);
   dl_sched_free(s->sched);
+  dl_dashboard_free(s->dash);
   uv_mutex_destroy(&s->lock);
   uv_cond_destroy(&s->cond);
   dl_buf_free(&s->outbox);
@@ -729,6 +774,10 @@ int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
 }
 
 const char *dl_server_dir(dl_server *s) { return s->dir; }
+
+const char *dl_server_dashboard(dl_server *s) {
+  return s->dash_addr[0] ? s->dash_addr : NULL;
+}
 
 void dl_server_stats(dl_server *s, int *spawned, int *died) {
   uv_mutex_lock(&s->lock);

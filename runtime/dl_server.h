@@ -27,6 +27,11 @@ typedef struct dl_server_opts {
      pause new tasks past memory_pause, restart the worker past
      memory_terminate. */
   double memory_target, memory_spill, memory_pause, memory_terminate;
+  /* Serve the dashboard on this "host:port" (port 0: a free one); NULL:
+     no dashboard.  With dashboard_fallback set, a port already in use is
+     replaced by a free one (see dl_server_dashboard for the result). */
+  const char *dashboard_address;
+  int dashboard_fallback;
 } dl_server_opts;
 
 /*
@@ -62,6 +67,10 @@ void dl_server_counts(dl_server *s, int64_t out[6]);
 int dl_server_groups(dl_server *s, dl_sched_group *out, int max);
 int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
                      int max, uint64_t *next);
+
+/* The address the dashboard listens on, "host:port", or NULL when there
+   is none; borrowed, valid until dl_server_stop. */
+const char *dl_server_dashboard(dl_server *s);
 
 /* The private directory holding the workers' sockets; borrowed. */
 const char *dl_server_dir(dl_server *s);

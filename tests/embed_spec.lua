@@ -47,7 +47,8 @@ describe("embedding", function()
     local _, libs = sh("pkg-config --libs lua5.4 libuv")
     local flags = ("DLUA_CFLAGS=%s DLUA_LIBS=%s CFLAGS=%s O=%s"):format(
       q("-I" .. BUILD .. "/../runtime " .. luac:gsub("%s+$", "")),
-      q(BUILD .. "/libdlua.a " .. libs:gsub("%s+$", "") .. " -lpthread -lm"),
+      q(BUILD .. "/libdlua.a " .. libs:gsub("%s+$", "") ..
+        " -lhttp_parser -lpthread -lm"),
       q(XCFLAGS), q(tmp))
     local rc, out = sh("make -s -C examples/embed " .. flags)
     assert.equals(0, rc, out)

@@ -1,0 +1,437 @@
+/*
+** dl_dashboard.c -- the dashboard's routes.  See dl_dashboard.h.
+**
+** Every JSON document is written here into a dl_buf.  The scheduler's
+** figures are copied out under its lock (dl_server_workers and friends)
+** and formatted after the lock is released; nothing here writes to a
+** socket.  Snapshots that many clients poll are cached for CACHE_MS, so a
+** crowd of dashboards costs the scheduler one snapshot per period.
+*/
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lua.h> /* LUA_RELEASE only: this file never touches a lua_State */
+#include <uv.h>
+
+#include "dl_dashboard.h"
+#include "dl_server.h"
+#include "dlua.h"
+
+#define CACHE_MS 100
+#define MAX_EVENTS 5000
+
+enum { C_STATUS, C_WORKERS, C_METRICS, C_N };
+
+struct dl_dashboard {
+  dl_server *srv;
+  dl_buf cache[C_N];
+  uint64_t cached_at[C_N]; /* uv_hrtime of the snapshot, 0: none */
+  dl_sched_event *events;  /* scratch for /json/stream */
+};
+
+static const char *const state_names[6] = {"waiting", "ready", "processing",
+                                           "memory", "erred", "released"};
+
+static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+
+/* ------------------------------------------------------------ writing */
+
+static void put(dl_buf *b, const char *s) { dl_buf_put(b, s, strlen(s)); }
+
+static void putf(dl_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void putf(dl_buf *b, const char *fmt, ...) {
+  char t[512];
+  int n;
+  va_list ap;
+  va_start(ap, fmt);
+  n = vsnprintf(t, sizeof t, fmt, ap);
+  va_end(ap);
+  if (n > 0) dl_buf_put(b, t, (size_t)n < sizeof t ? (size_t)n : sizeof t - 1);
+}
+
+static void put_num(dl_buf *b, double v) {
+  if (!isfinite(v)) v = 0;
+  putf(b, "%.6f", v);
+}
+
+int dl_json_str(dl_buf *b, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  if (dl_buf_u8(b, '"')) return DL_ENOMEM;
+  for (; *p; p++) {
+    char esc[8];
+    const char *e = NULL;
+    switch (*p) {
+      case '"': e = "\\\""; break;
+      case '\\': e = "\\\\"; break;
+      case '\n': e = "\\n"; break;
+      case '\r': e = "\\r"; break;
+      case '\t': e = "\\t"; break;
+      default:
+        if (*p < 0x20 || *p == 0x7f) {
+          snprintf(esc, sizeof esc, "\\u%04x", *p);
+          e = esc;
+        }
+    }
+    if (e ? dl_buf_put(b, e, strlen(e)) : dl_buf_u8(b, *p)) return DL_ENOMEM;
+  }
+  return dl_buf_u8(b, '"');
+}
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void prom_label(dl_buf *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '\\' || *s == '"') {
+      dl_buf_u8(b, '\\');
+      dl_buf_u8(b, (unsigned char)*s);
+    } else if (*s == '\n') {
+      put(b, "\\n");
+    } else {
+      dl_buf_u8(b, (unsigned char)*s);
+    }
+  }
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+typedef struct snap {
+  dl_sched_winfo *w;
+  int nw;
+  dl_sched_group *g;
+  int ng;
+  int64_t counts[6];
+} snap;
+
+static int by_id(const void *a, const void *b) {
+  return ((const dl_sched_winfo *)a)->id - ((const dl_sched_winfo *)b)->id;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(((const dl_sched_group *)a)->name,
+                ((const dl_sched_group *)b)->name);
+}
+
+/* Copy workers (and groups, if asked) out of the scheduler; 0 or
+   DL_ENOMEM.  Each accessor takes the scheduler's lock for its copy. */
+static int take_snap(dl_server *srv, snap *s, int groups) {
+  int cap = 16;
+  memset(s, 0, sizeof *s);
+  for (;;) {
+    dl_sched_winfo *w = dl_realloc(s->w, sizeof *w * (size_t)cap);
+    if (w == NULL) return DL_ENOMEM;
+    s->w = w;
+    s->nw = dl_server_workers(srv, s->w, cap);
+    if (s->nw <= cap) break;
+    cap = s->nw + 8;
+  }
+  qsort(s->w, (size_t)s->nw, sizeof *s->w, by_id);
+  dl_server_counts(srv, s->counts);
+  if (!groups) return 0;
+  cap = 32;
+  for (;;) {
+    dl_sched_group *g = dl_realloc(s->g, sizeof *g * (size_t)cap);
+    if (g == NULL) return DL_ENOMEM;
+    s->g = g;
+    s->ng = dl_server_groups(srv, s->g, cap);
+    if (s->ng <= cap) break;
+    cap = s->ng + 16;
+  }
+  qsort(s->g, (size_t)s->ng, sizeof *s->g, by_name);
+  return 0;
+}
+
+static void free_snap(snap *s) {
+  dl_free(s->w);
+  dl_free(s->g);
+}
+
+/* -------------------------------------------------------------- JSON */
+
+static void json_counts(dl_buf *b, const int64_t c[6]) {
+  int i;
+  for (i = 0; i < 6; i++)
+    putf(b, "%s\"%s\":%lld", i ? "," : "", state_names[i], (long long)c[i]);
+}
+
+static void json_status(dl_dashboard *d, dl_buf *b) {
+  snap s;
+  int i;
+  if (take_snap(d->srv, &s, 1)) {
+    free_snap(&s);
+    put(b, "{\"error\":\"out of memory\"}");
+    return;
+  }
+  putf(b, "{\"now\":");
+  put_num(b, now_s());
+  put(b, ",\"counts\":{");
+  json_counts(b, s.counts);
+  put(b, "},\"groups\":[");
+  for (i = 0; i < s.ng; i++) {
+    const dl_sched_group *g = &s.g[i];
+    put(b, i ? ",{\"name\":" : "{\"name\":");
+    dl_json_str(b, g->name);
+    put(b, ",");
+    json_counts(b, g->counts);
+    putf(b, ",\"done\":%lld,\"failed\":%lld,\"total\":%lld}",
+         (long long)g->done, (long long)g->erred, (long long)g->total);
+  }
+  put(b, "],\"workers\":[");
+  for (i = 0; i < s.nw; i++) {
+    const dl_sched_winfo *w = &s.w[i];
+    putf(b, "%s{\"id\":%d,\"managed\":%lld,\"spilled\":%lld,\"rss\":%lld,"
+         "\"limit\":%lld,\"executing\":%d,\"processing\":%d,\"stored\":%d}",
+         i ? "," : "", w->id, (long long)w->managed, (long long)w->spilled,
+         (long long)w->rss, (long long)w->memory_limit, w->executing,
+         w->inflight, w->stored);
+  }
+  put(b, "]}");
+  free_snap(&s);
+}
+
+static void json_workers(dl_dashboard *d, dl_buf *b) {
+  snap s;
+  int i;
+  double now = now_s();
+  char addr[600];
+  if (take_snap(d->srv, &s, 0)) {
+    free_snap(&s);
+    put(b, "{\"error\":\"out of memory\"}");
+    return;
+  }
+  put(b, "{\"workers\":[");
+  for (i = 0; i < s.nw; i++) {
+    const dl_sched_winfo *w = &s.w[i];
+    snprintf(addr, sizeof addr, "%s/w%d.sock", dl_server_dir(d->srv), w->id);
+    putf(b, "%s{\"id\":%d,\"address\":", i ? "," : "", w->id);
+    dl_json_str(b, addr);
+    putf(b, ",\"pid\":%lld,\"cores\":%d,\"memory\":{\"rss\":%lld,"
+         "\"managed\":%lld,\"spilled\":%lld,\"limit\":%lld},"
+         "\"tasks\":{\"running\":%d,\"processing\":%d,\"stored\":%d},"
+         "\"uptime\":",
+         (long long)w->pid, w->nthreads, (long long)w->rss,
+         (long long)w->managed, (long long)w->spilled,
+         (long long)w->memory_limit, w->executing, w->inflight, w->stored);
+    put_num(b, now - w->started);
+    put(b, "}");
+  }
+  put(b, "]}");
+  free_snap(&s);
+}
+
+static void json_info(dl_dashboard *d, dl_buf *b) {
+  snap s;
+  int i, threads = 0;
+  int64_t total = 0;
+  const char *dash = dl_server_dashboard(d->srv);
+  if (take_snap(d->srv, &s, 0)) {
+    free_snap(&s);
+    put(b, "{\"error\":\"out of memory\"}");
+    return;
+  }
+  put(b, "{\"scheduler\":");
+  {
+    char a[600];
+    snprintf(a, sizeof a, "local://%s", dl_server_dir(d->srv));
+    dl_json_str(b, a);
+  }
+  put(b, ",\"dashboard\":");
+  dl_json_str(b, dash ? dash : "");
+  put(b, ",\"processes\":true,\"memory_per_worker\":[");
+  for (i = 0; i < s.nw; i++) {
+    putf(b, "%s{\"id\":%d,\"limit\":%lld}", i ? "," : "", s.w[i].id,
+         (long long)s.w[i].memory_limit);
+    total += s.w[i].memory_limit;
+    threads += s.w[i].nthreads;
+  }
+  putf(b, "],\"workers\":%d,\"threads\":%d,\"memory_total\":%lld,", s.nw,
+       threads, (long long)total);
+  put(b, "\"versions\":{\"dlua\":");
+  dl_json_str(b, DLUA_VERSION_STRING);
+  put(b, ",\"lua\":");
+  dl_json_str(b, LUA_RELEASE);
+  put(b, ",\"libuv\":");
+  dl_json_str(b, uv_version_string());
+  put(b, "}}");
+  free_snap(&s);
+}
+
+static void json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
+  uint64_t since = 0, next = 0;
+  const char *q = strstr(query, "since=");
+  int n, i;
+  if (q && (q == query || q[-1] == '&'))
+    since = strtoull(q + 6, NULL, 10);
+  if (d->events == NULL) {
+    d->events = dl_realloc(NULL, sizeof *d->events * MAX_EVENTS);
+    if (d->events == NULL) {
+      put(b, "{\"error\":\"out of memory\"}");
+      return;
+    }
+  }
+  n = dl_server_events(d->srv, since, d->events, MAX_EVENTS, &next);
+  put(b, "{\"now\":");
+  put_num(b, now_s());
+  putf(b, ",\"next\":%llu,\"events\":[", (unsigned long long)next);
+  for (i = 0; i < n; i++) {
+    const dl_sched_event *e = &d->events[i];
+    put(b, i ? ",{\"group\":" : "{\"group\":");
+    dl_json_str(b, e->group ? e->group : "");
+    putf(b, ",\"worker\":%d,\"start\":", e->worker);
+    put_num(b, e->start);
+    put(b, ",\"stop\":");
+    put_num(b, e->stop);
+    putf(b, ",\"ok\":%s}", e->ok ? "true" : "false");
+  }
+  put(b, "]}");
+}
+
+/* ------------------------------------------------------------ metrics */
+
+static void metrics(dl_dashboard *d, dl_buf *b) {
+  snap s;
+  int i, j;
+  static const char *const kinds[4] = {"managed", "spilled", "rss", "limit"};
+  if (take_snap(d->srv, &s, 1)) {
+    free_snap(&s);
+    return;
+  }
+  put(b, "# HELP dlua_tasks Tasks known to the scheduler, by state.\n"
+         "# TYPE dlua_tasks gauge\n");
+  for (i = 0; i < 6; i++)
+    putf(b, "dlua_tasks{state=\"%s\"} %lld\n", state_names[i],
+         (long long)s.counts[i]);
+  put(b, "# HELP dlua_workers Workers connected to the scheduler.\n"
+         "# TYPE dlua_workers gauge\n");
+  putf(b, "dlua_workers %d\n", s.nw);
+  put(b, "# HELP dlua_worker_memory_bytes Worker memory: managed (stored "
+         "results), spilled (on disk), rss (process), limit.\n"
+         "# TYPE dlua_worker_memory_bytes gauge\n");
+  for (i = 0; i < s.nw; i++) {
+    const dl_sched_winfo *w = &s.w[i];
+    int64_t v[4] = {w->managed, w->spilled, w->rss, w->memory_limit};
+    for (j = 0; j < 4; j++)
+      putf(b, "dlua_worker_memory_bytes{worker=\"%d\",kind=\"%s\"} %lld\n",
+           w->id, kinds[j], (long long)v[j]);
+  }
+  put(b, "# HELP dlua_worker_tasks Tasks on a worker: executing, processing "
+         "(assigned), stored (results held).\n"
+         "# TYPE dlua_worker_tasks gauge\n");
+  for (i = 0; i < s.nw; i++) {
+    const dl_sched_winfo *w = &s.w[i];
+    putf(b, "dlua_worker_tasks{worker=\"%d\",state=\"executing\"} %d\n"
+         "dlua_worker_tasks{worker=\"%d\",state=\"processing\"} %d\n"
+         "dlua_worker_tasks{worker=\"%d\",state=\"stored\"} %d\n",
+         w->id, w->executing, w->id, w->inflight, w->id, w->stored);
+  }
+  put(b, "# HELP dlua_group_tasks_total Tasks ever submitted, by group.\n"
+         "# TYPE dlua_group_tasks_total counter\n");
+  for (i = 0; i < s.ng; i++) {
+    put(b, "dlua_group_tasks_total{group=\"");
+    prom_label(b, s.g[i].name);
+    putf(b, "\"} %lld\n", (long long)s.g[i].total);
+  }
+  put(b, "# HELP dlua_group_tasks_done_total Tasks computed, by group.\n"
+         "# TYPE dlua_group_tasks_done_total counter\n");
+  for (i = 0; i < s.ng; i++) {
+    put(b, "dlua_group_tasks_done_total{group=\"");
+    prom_label(b, s.g[i].name);
+    putf(b, "\"} %lld\n", (long long)s.g[i].done);
+  }
+  put(b, "# HELP dlua_group_tasks_erred_total Tasks failed, by group.\n"
+         "# TYPE dlua_group_tasks_erred_total counter\n");
+  for (i = 0; i < s.ng; i++) {
+    put(b, "dlua_group_tasks_erred_total{group=\"");
+    prom_label(b, s.g[i].name);
+    putf(b, "\"} %lld\n", (long long)s.g[i].erred);
+  }
+  free_snap(&s);
+}
+
+/* ------------------------------------------------------------ routing */
+
+static const dl_asset *find_asset(const char *name) {
+  const dl_asset *a;
+  for (a = dl_assets; a->name; a++)
+    if (strcmp(a->name, name) == 0) return a;
+  return NULL;
+}
+
+/* Serve a cached snapshot of kind k, rebuilding it when stale. */
+static void cached(dl_dashboard *d, int k, void (*make)(dl_dashboard *,
+                                                        dl_buf *),
+                   dl_buf *out) {
+  uint64_t now = uv_hrtime();
+  if (d->cached_at[k] == 0 || now - d->cached_at[k] > CACHE_MS * 1000000ull) {
+    d->cache[k].len = 0;
+    make(d, &d->cache[k]);
+    d->cached_at[k] = now;
+  }
+  dl_buf_put(out, d->cache[k].p, d->cache[k].len);
+}
+
+void dl_dashboard_handle(void *ud, const dl_http_req *req,
+                         dl_http_resp *resp) {
+  dl_dashboard *d = ud;
+  const char *p = req->path;
+  const dl_asset *a = NULL;
+  static const char json[] = "application/json";
+  if (strcmp(p, "/") == 0) {
+    resp->status = 302;
+    resp->location = "/status";
+  } else if (strcmp(p, "/status") == 0) {
+    a = find_asset("status.html");
+  } else if (strcmp(p, "/workers") == 0) {
+    a = find_asset("workers.html");
+  } else if (strcmp(p, "/info") == 0) {
+    a = find_asset("info.html");
+  } else if (strcmp(p, "/json/status") == 0) {
+    resp->type = json;
+    cached(d, C_STATUS, json_status, &resp->body);
+  } else if (strcmp(p, "/json/workers") == 0) {
+    resp->type = json;
+    cached(d, C_WORKERS, json_workers, &resp->body);
+  } else if (strcmp(p, "/json/info") == 0) {
+    resp->type = json;
+    json_info(d, &resp->body);
+  } else if (strcmp(p, "/json/stream") == 0) {
+    resp->type = json;
+    json_stream(d, req->query, &resp->body);
+  } else if (strcmp(p, "/metrics") == 0) {
+    resp->type = "text/plain; version=0.0.4; charset=utf-8";
+    cached(d, C_METRICS, metrics, &resp->body);
+  } else if (strcmp(p, "/favicon.ico") == 0) {
+    resp->status = 204;
+  } else if (strncmp(p, "/static/", 8) == 0 && strchr(p + 8, '/') == NULL &&
+             strstr(p + 8, ".html") == NULL) {
+    a = find_asset(p + 8);
+    if (a == NULL) resp->status = 404;
+  } else {
+    resp->status = 404;
+  }
+  if (a) {
+    resp->type = a->type;
+    dl_buf_put(&resp->body, a->data, a->len);
+  } else if (resp->status == 200 && resp->body.len == 0 &&
+             resp->type == NULL) {
+    resp->status = 404;
+  }
+}
+
+dl_dashboard *dl_dashboard_new(struct dl_server *srv) {
+  dl_dashboard *d = dl_realloc(NULL, sizeof *d);
+  if (d == NULL) return NULL;
+  memset(d, 0, sizeof *d);
+  d->srv = srv;
+  return d;
+}
+
+void dl_dashboard_free(dl_dashboard *d) {
+  int i;
+  if (d == NULL) return;
+  for (i = 0; i < C_N; i++) dl_buf_free(&d->cache[i]);
+  dl_free(d->events);
+  dl_free(d);
+}

@@ -1,0 +1,48 @@
+/*
+** dl_dashboard.h -- the dashboard's routes: HTML pages (compiled in from
+** runtime/dashboard/), JSON snapshots of the scheduler, task stream events
+** and Prometheus metrics, served by dl_http on the scheduler's loop.
+** Pure C: no Lua.
+*/
+#ifndef dl_dashboard_h
+#define dl_dashboard_h
+
+#include <stddef.h>
+
+#include "dl_http.h"
+
+struct dl_server;
+
+/* One file of runtime/dashboard/, embedded by scripts/embed-assets.lua. */
+typedef struct dl_asset {
+  const char *name; /* "status.html" */
+  const char *type; /* its Content-Type */
+  const char *data;
+  size_t len;
+} dl_asset;
+
+/* The embedded files, ended by an entry with a NULL name. */
+extern const dl_asset dl_assets[];
+
+typedef struct dl_dashboard dl_dashboard;
+
+/* A dashboard for the cluster srv (borrowed: it must outlive the
+   dashboard); NULL on out of memory. */
+dl_dashboard *dl_dashboard_new(struct dl_server *srv);
+
+/* Free the dashboard (NULL is fine). */
+void dl_dashboard_free(dl_dashboard *d);
+
+/*
+** The dl_http handler (ud is a dl_dashboard): serves /status, /workers,
+** /info, their scripts and styles, /json/status, /json/workers,
+** /json/info, /json/stream?since=N and /metrics; 404 for anything else.
+** Reads the scheduler under its lock, through dl_server's accessors.
+*/
+void dl_dashboard_handle(void *ud, const dl_http_req *req,
+                         dl_http_resp *resp);
+
+/* Append s as a JSON string (quoted and escaped) to b; 0 or DL_ENOMEM. */
+int dl_json_str(dl_buf *b, const char *s);
+
+#endif

@@ -1,0 +1,357 @@
+-- The dashboard: the HTTP server on the scheduler's loop, its JSON and
+-- Prometheus endpoints, error statuses, many clients at once, and the
+-- pages in a real browser (tests/browser/dashboard.test.js).  HTTP is
+-- spoken by curl and by the small C client build/http_load.
+local BUSTED_ENV = _ENV
+local describe, it, setup, teardown, assert, pending =
+  describe, it, setup, teardown, assert, pending
+local _ENV = _G
+
+local dlua = require "dlua"
+local H = require "helpers.cluster"
+
+local BUILD = os.getenv("DLUA_BUILD") or "build"
+
+function dash_inc(x) return x + 1 end  -- global: its name names the task group
+
+--- A tiny JSON reader, enough to check that endpoints answer valid JSON
+-- and to look inside: returns the value, or raises on malformed text.
+local function json_decode(s)
+  local pos = 1
+  local value
+  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
+  local function fail(what) error(("bad JSON at %d: %s"):format(pos, what)) end
+  local function str()
+    local out, i = {}, pos + 1
+    while true do
+      local c = s:sub(i, i)
+      if c == "" then fail("unterminated string") end
+      if c == '"' then break end
+      if c == "\\" then
+        local e = s:sub(i + 1, i + 1)
+        local map = {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b",
+                     f = "\f", n = "\n", r = "\r", t = "\t"}
+        if map[e] then out[#out + 1] = map[e]; i = i + 2
+        elseif e == "u" and s:sub(i + 2, i + 5):match("^%x%x%x%x$") then
+          out[#out + 1] = utf8.char(tonumber(s:sub(i + 2, i + 5), 16))
+          i = i + 6
+        else fail("bad escape") end
+      elseif c:byte() < 32 then fail("control character in string")
+      else out[#out + 1] = c; i = i + 1 end
+    end
+    pos = i + 1
+    return table.concat(out)
+  end
+  function value()
+    ws()
+    local c = s:sub(pos, pos)
+    if c == "{" then
+      local t = {}
+      pos = pos + 1
+      ws()
+      if s:sub(pos, pos) == "}" then pos = pos + 1; return t end
+      while true do
+        ws()
+        if s:sub(pos, pos) ~= '"' then fail("key expected") end
+        local k = str()
+        ws()
+        if s:sub(pos, pos) ~= ":" then fail("':' expected") end
+        pos = pos + 1
+        t[k] = value()
+        ws()
+        local d = s:sub(pos, pos)
+        pos = pos + 1
+        if d == "}" then return t end
+        if d ~= "," then fail("',' or '}' expected") end
+      end
+    elseif c == "[" then
+      local t = {}
+      pos = pos + 1
+      ws()
+      if s:sub(pos, pos) == "]" then pos = pos + 1; return t end
+      while true do
+        t[#t + 1] = value()
+        ws()
+        local d = s:sub(pos, pos)
+        pos = pos + 1
+        if d == "]" then return t end
+        if d ~= "," then fail("',' or ']' expected") end
+      end
+    elseif c == '"' then return str()
+    elseif s:find("^true", pos) then pos = pos + 4; return true
+    elseif s:find("^false", pos) then pos = pos + 5; return false
+    elseif s:find("^null", pos) then pos = pos + 4; return nil
+    else
+      local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+      if not num or num == "" then fail("value expected") end
+      pos = pos + #num
+      return tonumber(num)
+    end
+  end
+  local v = value()
+  ws()
+  if pos <= #s then fail("trailing text") end
+  return v
+end
+
+--- curl a URL: returns status code, body, headers.
+local function http(url, ...)
+  local body, hdr = os.tmpname(), os.tmpname()
+  local args = {}
+  for _, a in ipairs{...} do args[#args + 1] = H.q(a) end
+  local p = assert(io.popen(("curl -s -m 10 -o %s -D %s -w '%%{http_code}' %s %s")
+    :format(H.q(body), H.q(hdr), table.concat(args, " "), H.q(url))))
+  local code = tonumber(p:read("a"))
+  p:close()
+  local b, h = H.slurp(body) or "", H.slurp(hdr) or ""
+  os.remove(body)
+  os.remove(hdr)
+  return code, b, h
+end
+
+local function have(cmd)
+  return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
+end
+
+describe("dashboard", function()
+  local client, base
+
+  setup(function()
+    client = dlua.Client{n_workers = 2, memory_limit = "256 MiB",
+                         dashboard_address = "127.0.0.1:0"}
+    base = "http://" .. client.cluster.dashboard_address
+    local fs = client:map(dash_inc, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+    assert.are.same({2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, client:gather(fs))
+  end)
+
+  teardown(function()
+    if client then client:close() end
+  end)
+
+  it("reports its address in the link and in print(client)", function()
+    local addr = client.cluster.dashboard_address
+    assert.truthy(addr:match("^127%.0%.0%.1:%d+$"))
+    assert.are.equal(addr, client.cluster.handle:dashboard())
+    assert.are.equal("http://" .. addr .. "/status",
+                     client.cluster.dashboard_link)
+    assert.truthy(tostring(client):find("Dashboard:      http://" .. addr
+                                          .. "/status", 1, true))
+  end)
+
+  it("serves the pages and redirects / to /status", function()
+    local code, body, hdr = http(base .. "/")
+    assert.are.equal(302, code)
+    assert.truthy(hdr:find("Location: /status", 1, true))
+    for _, p in ipairs{"/status", "/workers", "/info"} do
+      code, body, hdr = http(base .. p)
+      assert.are.equal(200, code)
+      assert.truthy(hdr:find("Content-Type: text/html", 1, true))
+      assert.truthy(body:find("/static/dashboard.js", 1, true))
+    end
+    code, body = http(base .. "/static/dashboard.js")
+    assert.are.equal(200, code)
+    assert.truthy(body:find("json/status", 1, true))
+    assert.are.equal(200, (http(base .. "/static/style.css")))
+  end)
+
+  it("/json/status has task groups and worker memory", function()
+    local code, body, hdr = http(base .. "/json/status")
+    assert.are.equal(200, code)
+    assert.truthy(hdr:find("Content-Type: application/json", 1, true))
+    local st = json_decode(body)
+    local g
+    for _, x in ipairs(st.groups) do if x.name == "dash_inc" then g = x end end
+    assert.truthy(g, body)
+    assert.are.equal(10, g.total)
+    assert.are.equal(10, g.done)
+    assert.are.equal(10, g.memory)
+    for _, k in ipairs{"waiting", "processing", "erred", "failed"} do
+      assert.are.equal(0, g[k])
+    end
+    assert.are.equal(10, st.counts.memory)
+    assert.are.equal(2, #st.workers)
+    for _, w in ipairs(st.workers) do
+      assert.are.equal(256 * 1024 * 1024, w.limit)
+      assert.is_number(w.managed)
+      assert.is_number(w.spilled)
+      assert.is_number(w.rss)
+    end
+  end)
+
+  it("/json/workers and /json/info describe the cluster", function()
+    local code, body = http(base .. "/json/workers")
+    assert.are.equal(200, code)
+    local ws = json_decode(body).workers
+    assert.are.equal(2, #ws)
+    for _, w in ipairs(ws) do
+      assert.truthy(w.address:match("/w%d+%.sock$"))
+      assert.truthy(H.running(w.pid))
+      assert.are.equal(1, w.cores)
+      assert.are.equal(256 * 1024 * 1024, w.memory.limit)
+      assert.is_number(w.tasks.running)
+      assert.is_number(w.tasks.stored)
+      assert.truthy(w.uptime >= 0)
+    end
+    code, body = http(base .. "/json/info")
+    assert.are.equal(200, code)
+    local info = json_decode(body)
+    assert.is_true(info.processes)
+    assert.are.equal(2, info.workers)
+    assert.are.equal(2 * 256 * 1024 * 1024, info.memory_total)
+    assert.are.equal(2, #info.memory_per_worker)
+    assert.are.equal(dlua.version, info.versions.dlua)
+    assert.truthy(info.versions.lua:match("^Lua 5%.4"))
+    assert.truthy(info.versions.libuv:match("^%d+%.%d+"))
+    assert.are.equal(client.cluster.address, info.scheduler)
+  end)
+
+  it("/json/stream returns task events since a number", function()
+    local code, body = http(base .. "/json/stream?since=0")
+    assert.are.equal(200, code)
+    local s = json_decode(body)
+    assert.are.equal(10, #s.events)
+    assert.are.equal(10, s.next)
+    for _, e in ipairs(s.events) do
+      assert.are.equal("dash_inc", e.group)
+      assert.is_true(e.ok)
+      assert.truthy(e.stop >= e.start and e.start > 0)
+      assert.truthy(e.worker == 1 or e.worker == 2)
+    end
+    s = json_decode(select(2, http(base .. "/json/stream?since=10")))
+    assert.are.equal(0, #s.events)
+    assert.are.equal(10, s.next)
+  end)
+
+  it("/metrics speaks the Prometheus text format", function()
+    local code, body, hdr = http(base .. "/metrics")
+    assert.are.equal(200, code)
+    assert.truthy(hdr:find("Content-Type: text/plain; version=0.0.4", 1, true))
+    assert.truthy(body:find('\ndlua_tasks{state="memory"} 10\n', 1, true),
+                  body)
+    assert.truthy(body:find("# TYPE dlua_tasks gauge", 1, true))
+    assert.truthy(body:find("\ndlua_workers 2\n", 1, true))
+    assert.truthy(body:match('dlua_worker_memory_bytes{worker="1",'
+                             .. 'kind="managed"} %d+\n'))
+    assert.truthy(body:find('dlua_worker_memory_bytes{worker="2",'
+                            .. 'kind="limit"} 268435456\n', 1, true))
+    assert.truthy(body:find('dlua_group_tasks_done_total{group="dash_inc"} 10\n',
+                            1, true))
+    for line in body:gmatch("[^\n]+") do
+      assert.truthy(line:match("^# ") or line:match("^[%w_]+{?.-}? %-?%d+$"),
+                    line)
+    end
+  end)
+
+  it("answers 404, 405, 400, 431 and HEAD", function()
+    assert.are.equal(404, (http(base .. "/nope")))
+    assert.are.equal(404, (http(base .. "/json/nope")))
+    assert.are.equal(404, (http(base .. "/static/status.html")))
+    assert.are.equal(405, (http(base .. "/json/status", "-X", "POST",
+                                "-d", "x=1")))
+    assert.are.equal(405, (http(base .. "/status", "-X", "DELETE")))
+    assert.are.equal(400, (http(base .. "/status", "-X", "G@T")))
+    assert.are.equal(431, (http(base .. "/status", "-H",
+                                "X-Big: " .. ("a"):rep(20000))))
+    local code, body, hdr = http(base .. "/json/status", "-I")
+    assert.are.equal(200, code)
+    assert.truthy(hdr:match("Content%-Length: [1-9]%d*"))
+    assert.falsy(body:find("{", 1, true)) -- headers only
+    assert.falsy(hdr:find("{", 1, true))
+    -- Still serving after all that.
+    assert.are.equal(200, (http(base .. "/json/info")))
+  end)
+
+  it("answers 200 concurrent clients while tasks run", function()
+    local addr = client.cluster.dashboard_address
+    local out = os.tmpname()
+    os.execute(("%s/http_load -c 200 -d 3 -p /json/status %s > %s 2>&1 &")
+      :format(H.q(BUILD), addr, H.q(out)))
+    local t0, n = dlua.time(), 0
+    local xs = {}
+    for i = 1, 2000 do xs[i] = i end
+    while dlua.time() - t0 < 3.5 do
+      local r = client:gather(client:map(dash_inc, xs))
+      assert.are.equal(2001, r[2000])
+      n = n + 1
+    end
+    assert.truthy(H.poll(function()
+      return (H.slurp(out) or ""):find("conns=")
+    end, 20))
+    local res = H.slurp(out)
+    os.remove(out)
+    assert.truthy(res:find("errors=0 answered=200 conns=200", 1, true), res)
+    assert.truthy(n > 0)
+  end)
+
+  it("closes its port with the cluster", function()
+    local c = dlua.Client{n_workers = 1, dashboard_address = "127.0.0.1:0"}
+    local url = "http://" .. c.cluster.dashboard_address .. "/json/info"
+    assert.are.equal(200, (http(url)))
+    c:close()
+    assert.are.equal(0, (http(url)))
+  end)
+
+  it("can be turned off, and refuses bad addresses", function()
+    local c = dlua.Client{n_workers = 1, dashboard_address = false}
+    assert.is_nil(c.cluster.dashboard_link)
+    assert.is_nil(c.cluster.handle:dashboard())
+    assert.truthy(tostring(c):find("Dashboard:      (off)", 1, true))
+    c:close()
+    assert.has_error(function()
+      dlua.LocalCluster{n_workers = 1, dashboard_address = "nowhere"}
+    end)
+    assert.has_error(function()
+      dlua.LocalCluster{n_workers = 1, dashboard_address = 8787}
+    end)
+    local ok, err = pcall(dlua.LocalCluster, {n_workers = 1,
+                          dashboard_address = "256.1.1.1:80"})
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("dashboard address", 1, true), err)
+  end)
+
+  it("an address asked for by name is not replaced", function()
+    local taken = client.cluster.dashboard_address
+    local ok, err = pcall(dlua.LocalCluster, {n_workers = 1,
+                          dashboard_address = taken})
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("in use", 1, true), err)
+  end)
+
+  it("moves off a default port in use, with one note on stderr", function()
+    local script = os.tmpname()
+    H.spit(script, [[
+      local dlua = require "dlua"
+      local a = dlua.LocalCluster{n_workers = 1}
+      local b = dlua.LocalCluster{n_workers = 1}
+      print("A " .. a.dashboard_link)
+      print("B " .. b.dashboard_link)
+      b:close()
+      a:close()
+    ]])
+    local code, out = H.sh(H.q(H.DLUA) .. " " .. H.q(script))
+    os.remove(script)
+    assert.are.equal(0, code, out)
+    local a = out:match("A http://([%d.:]+)/status")
+    local b = out:match("B http://([%d.:]+)/status")
+    assert.truthy(a and b, out)
+    assert.are_not.equal(a, b)
+    local notes = select(2, out:gsub("is in use; the dashboard is at", ""))
+    -- One note for b; a second only if something else holds 8787.
+    assert.truthy(notes == 1 or (notes == 2 and a ~= "127.0.0.1:8787"), out)
+    assert.truthy(out:find("http://" .. b .. "/status instead", 1, true), out)
+  end)
+
+  it("works in a real browser (headless Chromium)", function()
+    local chromium = os.getenv("CHROMIUM") or "/usr/bin/chromium"
+    if not have("node") or not have(chromium)
+       or not H.slurp("tests/browser/node_modules/playwright-core/package.json")
+    then
+      pending("node, " .. chromium .. " or tests/browser/node_modules missing "
+              .. "(scripts/install-deps)")
+      return
+    end
+    local code, out = H.sh("node tests/browser/dashboard.test.js")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("dashboard browser test passed", 1, true), out)
+  end)
+end)
