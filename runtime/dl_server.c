@@ -266,7 +266,9 @@ static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
       return;
     }
     on_hello(w, &r);
-    return;
+    if (!w->ready || dl_rd_left(&r) == 0) return;
+    p = r.p; /* the rest of the frame: its first heartbeat */
+    n = dl_rd_left(&r);
   }
   uv_mutex_lock(&s->lock);
   rc = dl_sched_worker_frame(s->sched, w->id, p, n, now_s());

@@ -1378,6 +1378,7 @@ int dlua_worker_main(int argc, char **argv) {
   dl_buf_uv(b, 1);
   dl_buf_uv(b, (uint64_t)W.memory_limit);
   dl_buf_str(b, W.addr, strlen(W.addr));
+  beat_cb(NULL); /* memory figures arrive with the hello */
   if (uv_thread_create(&W.exec, exec_main, L)) return 1;
   uv_run(&W.loop, UV_RUN_DEFAULT);
   unlink(W.addr);
