@@ -55,7 +55,8 @@ struct task {
   double not_before;
   task *next_delayed;
   tgroup *group;
-  uint64_t assigned; /* dispatch counter when sent to its worker */
+  struct sworker *pw; /* while PROCESSING: its worker, whose list holds it */
+  task *pnext, *pprev;
   int steal_to;      /* worker id asking for it, 0 if none */
 };
 
@@ -64,6 +65,7 @@ typedef struct sworker {
   dl_map fns_sent; /* hash -> the scheduler's fn entry */
   int alive;
   int steals; /* steal requests made for this worker, not yet answered */
+  task *phead; /* tasks PROCESSING here, the last assigned first */
 } sworker;
 
 /* A GET sent to a worker for the client, not yet answered. */
@@ -98,7 +100,6 @@ struct dl_sched {
   dl_map groups; /* prefix -> tgroup (kept for the scheduler's life) */
   dl_sched_event *events; /* ring of the last DL_SCHED_EVENTS completions */
   uint64_t nevents;       /* events ever recorded */
-  uint64_t assigned;
   /* scratch stack for the iterative graph walks */
   task **stack;
   size_t nstack, capstack;
@@ -121,7 +122,26 @@ static char *dupbytes(const char *p, size_t n) {
   return d;
 }
 
+/* The per-worker list of PROCESSING tasks (for stealing). */
+static void plink(struct sworker *w, task *t) {
+  t->pw = w;
+  t->pprev = NULL;
+  t->pnext = w->phead;
+  if (w->phead) w->phead->pprev = t;
+  w->phead = t;
+}
+
+static void punlink(task *t) {
+  if (t->pw == NULL) return;
+  if (t->pprev) t->pprev->pnext = t->pnext;
+  else t->pw->phead = t->pnext;
+  if (t->pnext) t->pnext->pprev = t->pprev;
+  t->pw = NULL;
+  t->pnext = t->pprev = NULL;
+}
+
 static void set_state(dl_sched *s, task *t, int st) {
+  if (t->state == T_PROCESSING && st != T_PROCESSING) punlink(t);
   s->counts[t->state]--;
   s->counts[st]++;
   if (t->group) {
@@ -573,13 +593,8 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   set_state(s, t, T_PROCESSING);
   t->processing_on = w->info.id;
-  t->assigned = ++s->assigned;
+  plink(w, t);
   w->info.inflight++;
-}
-
-static int by_assigned_desc(const void *a, const void *b) {
-  const task *x = *(task *const *)a, *y = *(task *const *)b;
-  return x->assigned < y->assigned ? 1 : x->assigned > y->assigned ? -1 : 0;
 }
 
 /*
@@ -591,8 +606,8 @@ static void steal(dl_sched *s) {
   int i;
   for (i = 0; i < s->nworkers; i++) {
     sworker *thief = s->workers[i], *victim = NULL;
-    task **cand = NULL, *t;
-    size_t ncand = 0, cap = 0, it = 0, k;
+    task *t;
+    dl_buf *b;
     int j, n;
     if (!thief->alive || thief->info.inflight > 0 || thief->steals > 0)
       continue;
@@ -603,24 +618,18 @@ static void steal(dl_sched *s) {
         victim = w;
     }
     if (victim == NULL) return;
-    while ((t = dl_map_next(&s->tasks, &it)) != NULL) {
-      if (t->state != T_PROCESSING || t->processing_on != victim->info.id ||
-          t->steal_to || t->payload == NULL || !allowed(t, thief->info.id))
+    b = wout(s, victim->info.id);
+    /* The last assigned are the least likely to have started. */
+    n = victim->info.inflight / 2;
+    for (t = victim->phead; b && t && n > 0; t = t->pnext) {
+      if (t->steal_to || t->payload == NULL || !allowed(t, thief->info.id))
         continue;
-      if (push_task(&cand, &ncand, &cap, t)) break;
+      t->steal_to = thief->info.id;
+      thief->steals++;
+      n--;
+      dl_buf_u8(b, DL_M_STEAL);
+      dl_buf_str(b, t->key, t->klen);
     }
-    if (ncand > 1) {
-      dl_buf *b = wout(s, victim->info.id);
-      qsort(cand, ncand, sizeof *cand, by_assigned_desc);
-      n = (int)(ncand / 2);
-      for (k = 0; b && k < (size_t)n; k++) {
-        cand[k]->steal_to = thief->info.id;
-        thief->steals++;
-        dl_buf_u8(b, DL_M_STEAL);
-        dl_buf_str(b, cand[k]->key, cand[k]->klen);
-      }
-    }
-    dl_free(cand);
   }
 }
 

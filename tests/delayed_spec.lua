@@ -420,8 +420,10 @@ describe("dlua.delayed example", function ()
 end)
 
 -- A stand-in for the lead's client, implementing the submission contract:
--- client:submit(fn, args..., dlua.opts{key=, order=}) -> future with
--- .key; futures anywhere in args arrive as values; client:gather(list).
+-- client:_submit({key=, order=}, fn, nargs, args...) -> future with .key
+-- (the client's internal entry the graph compiler uses; client:submit
+-- with a trailing dlua.opts does the same for users); futures anywhere in
+-- args arrive as values; client:gather(list).
 -- It also checks that every submitted function could travel: no Delayed
 -- objects among its upvalues.
 local function stand_in()
@@ -475,6 +477,11 @@ local function stand_in()
     self.log[#self.log + 1] = {key = o.key, order = o.order}
     local ok, v = pcall(fn, table.unpack(args, 1, n))
     return setmetatable({key = o.key, ok = ok, value = v}, Future)
+  end
+  function client:_submit(o, fn, n, ...)
+    local args = table.pack(...)
+    args[n + 1] = setmetatable({key = o.key, order = o.order}, Opts)
+    return self:submit(fn, table.unpack(args, 1, n + 1))
   end
   function client:gather(list)
     local out = {}

@@ -75,7 +75,7 @@ Compilation: the graph is flattened iteratively (no recursion over the
 graph: a 1,000,000-task chain is fine), culled to what the requested keys
 need, ordered depth-first (priority 1 runs first; a subtree is finished
 before its siblings start, which keeps few results alive; on the cluster
-this number is sent as dlua.opts{order = p}, leaving the user-level
+this number is sent as the task's order, leaving the user-level
 `priority`, where higher runs first, at its default), and on the
 cluster path chains of tasks with one dependency and one dependent are
 fused into a single closure, so a chain costs one round trip.
@@ -820,8 +820,10 @@ local function submit_graph(client, dl, order)
       futs[k] = node.future
     elseif not node.data then
       local call, n = resolve_args(node, get)
-      call[n + 1] = dl.opts{key = k, order = i}
-      futs[k] = client:submit(node[FN], tunpack(call, 1, n + 1))
+      -- The client's internal entry: the options are known good here, so
+      -- the per-call checks of client:submit are skipped.
+      futs[k] = client:_submit({key = k, order = i}, node[FN], n,
+                               tunpack(call, 1, n))
     end
   end
   return futs

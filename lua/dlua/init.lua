@@ -574,6 +574,28 @@ local function check_fn(fn, what)
   end
 end
 
+-- The scheduler's view of an options table, made once per options table
+-- (map submits thousands of tasks with one).
+local spec_cache = setmetatable({}, {__mode = "k"})
+local plain_spec = {}
+local function spec_for(opts)
+  if not opts then return plain_spec end
+  local spec = spec_cache[opts]
+  if not spec then
+    local per_task = opts.key or opts.order -- e.g. from delayed: no reuse
+    spec = {
+      priority = opts.priority and math.floor(opts.priority),
+      order = opts.order and math.floor(opts.order),
+      retries = opts.retries and math.floor(opts.retries),
+      timeout_ms = opts.timeout and math.floor(opts.timeout * 1000),
+      workers = opts.workers,
+      allow_other = opts.allow_other_workers,
+    }
+    if not per_task then spec_cache[opts] = spec end
+  end
+  return spec
+end
+
 -- Queue one task; returns its future.
 function Client:_submit(opts, fn, n, ...)
   local key = opts and opts.key
@@ -586,15 +608,8 @@ function Client:_submit(opts, fn, n, ...)
       key = new_key(prefix)
     end
   end
-  local spec = {key = key}
-  if opts then
-    spec.priority = opts.priority and math.floor(opts.priority)
-    spec.order = opts.order and math.floor(opts.order)
-    spec.retries = opts.retries and math.floor(opts.retries)
-    spec.timeout_ms = opts.timeout and math.floor(opts.timeout * 1000)
-    spec.workers = opts.workers
-    spec.allow_other = opts.allow_other_workers
-  end
+  local spec = spec_for(opts)
+  spec.key = key -- read at once by submit; the spec is reused
   self.handle:submit(spec, fn, ...)
   return new_future(self, key)
 end
