@@ -10,17 +10,8 @@ local dlua = require "dlua"
 local now = dlua.time
 local REPS = tonumber(os.getenv("REPS")) or 7
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
-local function median(xs)
-  local s = {table.unpack(xs)}; table.sort(s)
-  local n = #s
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return (s[n // 2] + s[n // 2 + 1]) / 2
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit, median = lib.emit, lib.median
 local function min(xs) local m = math.huge for _, x in ipairs(xs) do if x < m then m = x end end return m end
 
 -- the interpreter running this script (lua.c convention: arg[-1])

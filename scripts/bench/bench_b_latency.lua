@@ -9,11 +9,8 @@ local now = dlua.time
 local N = tonumber(os.getenv("N")) or 200
 local WARMUP, GAP = 20, 0.025
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit = lib.emit
 local function percentile(xs, p)
   local s = {table.unpack(xs)}; table.sort(s)
   local k = (#s - 1) * p / 100

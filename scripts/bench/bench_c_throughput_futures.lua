@@ -13,11 +13,8 @@ for s in (os.getenv("SIZES") or "10000,50000"):gmatch("%d+") do
   SIZES[#SIZES + 1] = tonumber(s)
 end
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit = lib.emit
 
 local function inc(x) return x + 1 end
 

@@ -11,11 +11,8 @@ local now = dlua.time
 local N = tonumber(os.getenv("N")) or 10000
 local FANIN = tonumber(os.getenv("FANIN")) or 8
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit = lib.emit
 
 if not dlua.delayed then
   local ok, err = pcall(require, "dlua.delayed")

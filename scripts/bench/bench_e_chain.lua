@@ -14,11 +14,8 @@ local dlua = require "dlua"
 local now = dlua.time
 local N = tonumber(os.getenv("N")) or 2000
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit = lib.emit
 
 local function inc(x) return x + 1 end
 

@@ -14,11 +14,8 @@ local TASKS = tonumber(os.getenv("TASKS")) or 8
 local ITERS = tonumber(os.getenv("ITERS")) or 2000000
 local REPS = tonumber(os.getenv("REPS")) or 3
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit = lib.emit
 
 local function mc_pi(seed, iters)
   math.randomseed(seed)

@@ -12,17 +12,8 @@ local now = dlua.time
 local MB = tonumber(os.getenv("MB")) or 100
 local REPS = tonumber(os.getenv("REPS")) or 5
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
-local function median(xs)
-  local s = {table.unpack(xs)}; table.sort(s)
-  local n = #s
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return (s[n // 2] + s[n // 2 + 1]) / 2
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit, median = lib.emit, lib.median
 
 -- nbytes of pseudo-random bytes (incompressible), 64 KiB pieces joined.
 local function make_bytes(nbytes, seed)

@@ -21,11 +21,8 @@ local SIZES, MODES = {}, {}
 for s in (os.getenv("SIZES") or "100000,1000000"):gmatch("%d+") do SIZES[#SIZES + 1] = tonumber(s) end
 for s in (os.getenv("MODES") or "futures,delayed"):gmatch("[%a_]+") do MODES[#MODES + 1] = s end
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit = lib.emit
 local function status_kb(field)
   local f = io.open("/proc/self/status")
   if not f then return nil end

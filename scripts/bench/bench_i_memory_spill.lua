@@ -13,11 +13,8 @@ local NOBJ = tonumber(os.getenv("NOBJ")) or 40
 local OBJ_MB = tonumber(os.getenv("OBJ_MB")) or 20
 local MEMLIM = os.getenv("MEMLIM") or "300MB"
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit = lib.emit
 
 -- nbytes made from 64 KB of random bytes from a seed, repeated: making
 -- them costs about a memory copy, as Dask's randbytes does in C, so the

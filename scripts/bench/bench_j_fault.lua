@@ -16,11 +16,8 @@ local SLEEP = tonumber(os.getenv("SLEEP")) or 0.5
 local KILL_AT = tonumber(os.getenv("KILL_AT")) or 2.0
 local TIMEOUT = tonumber(os.getenv("TIMEOUT")) or 120
 
-local function emit(name, v, unit)
-  if math.type(v) == "integer" then print(("%s %d %s"):format(name, v, unit))
-  else print(("%s %.6g %s"):format(name, v, unit)) end
-  io.stdout:flush()
-end
+local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
+local emit = lib.emit
 
 local function slow(i, s)
   if s > 0 then os.execute(("sleep %.3f"):format(s)) end
