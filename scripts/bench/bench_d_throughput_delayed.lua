@@ -21,11 +21,7 @@ if not dlua.delayed then
 end
 
 local function inc(x) return x + 1 end
-local function sum(...)
-  local s = 0
-  for i = 1, select("#", ...) do s = s + select(i, ...) end
-  return s
-end
+local sum = lib.sum
 
 local function build(n)
   local dinc, dsum = dlua.delayed(inc), dlua.delayed(sum)

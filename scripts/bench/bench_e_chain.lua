@@ -19,16 +19,7 @@ local emit = lib.emit
 
 local function inc(x) return x + 1 end
 
-local function wait_empty(client)
-  local t0 = now()
-  while now() - t0 < 30 do
-    collectgarbage()
-    local n = 0
-    for _, v in pairs(client:scheduler_info().tasks) do n = n + v end
-    if n == 0 then return end
-    client:_pump(0.01)
-  end
-end
+local function wait_empty(client) return lib.wait_empty(client, 30) end
 
 print("# dlua " .. dlua.version)
 local client = dlua.Client{n_workers = 2}

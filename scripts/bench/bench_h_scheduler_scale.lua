@@ -39,22 +39,9 @@ local function reset_peak()
 end
 
 local function inc(x) return x + 1 end
-local function sum(...)
-  local s = 0
-  for i = 1, select("#", ...) do s = s + select(i, ...) end
-  return s
-end
+local sum = lib.sum
 
-local function wait_empty(client)
-  local t0 = now()
-  while now() - t0 < 60 do
-    collectgarbage()
-    local n = 0
-    for _, v in pairs(client:scheduler_info().tasks) do n = n + v end
-    if n == 0 then return end
-    client:_pump(0.01)
-  end
-end
+local function wait_empty(client) return lib.wait_empty(client, 60) end
 
 -- Each builder returns (build_time, submit_time, get_result) .
 local builders = {}
