@@ -23,7 +23,7 @@ LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lpthread -lm $(XLDFLAGS)
 
 B ?= build
 
-LIB_SRC = dl_buf.c dl_map.c dl_runtime.c dl_core_lua.c dl_codec.c dl_codec_lua.c \
+LIB_SRC = dl_buf.c dl_mem.c dl_map.c dl_runtime.c dl_core_lua.c dl_codec.c dl_codec_lua.c \
           dl_proto.c dl_sched.c dl_server.c dl_worker.c dl_cluster_lua.c \
           dl_http.c dl_dashboard.c
 BIN_SRC = dlua.c dl_repl.c

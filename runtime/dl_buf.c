@@ -1,36 +1,9 @@
 /*
-** dl_buf.c -- growable byte buffers; the runtime's one allocator.
+** dl_buf.c -- growable byte buffers (their allocator is in dl_mem.c).
 */
 #include <stdint.h>
-#include <stdlib.h>
-#include <sys/mman.h>
 
 #include "dl_buf.h"
-
-/* Blocks at least this big are backed by huge pages where the system
-   allows it: moving big values then costs far fewer page faults. */
-#define HUGE_FROM ((size_t)4 << 20)
-#define HUGE_PAGE ((uintptr_t)2 << 20)
-
-/* The allocator every part of the runtime uses (Lua states and libuv too). */
-void *dl_realloc(void *p, size_t n) {
-  void *r;
-  if (n == 0) {
-    free(p);
-    return NULL;
-  }
-  r = realloc(p, n);
-#ifdef MADV_HUGEPAGE
-  if (r != NULL && n >= HUGE_FROM) {
-    uintptr_t a = ((uintptr_t)r + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    uintptr_t e = ((uintptr_t)r + n) & ~(HUGE_PAGE - 1);
-    if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
-  }
-#endif
-  return r;
-}
-
-void dl_free(void *p) { free(p); }
 
 void dl_buf_free(dl_buf *b) {
   dl_free(b->p);

@@ -29,6 +29,8 @@ typedef struct dl_rd {
   const char *end;
 } dl_rd;
 
+/* The runtime's allocator (dl_mem.c): realloc and free semantics; big
+   blocks are reused and can be shared with other local processes. */
 void *dl_realloc(void *p, size_t n);
 void dl_free(void *p);
 

@@ -40,7 +40,11 @@ enum {
   DL_M_STEAL,        /* key: give the task back if it has not started */
   /* peer <-> peer (and the scheduler fetching for its client) */
   DL_M_GET = 40,    /* reqid, key */
-  DL_M_DATA,        /* reqid, key, found (0/1), bytes */
+  DL_M_DATA,        /* reqid, key, found (0/1), bytes; or found = 2 and
+                       pid, fd, inode, size, offset, length: the value
+                       lies in a block of the sender to map (dl_mem_map) */
+  DL_M_GETS,        /* reqid, key: GET from a local peer, which accepts
+                       an answer with found = 2 */
   /* client -> scheduler */
   DL_M_SUBMIT = 60, /* key, payload, prio, order, retries, timeout_ms,
                        nfn {hash16}, ndeps {key}, nworkers {id}, allow_other */

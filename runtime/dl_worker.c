@@ -24,6 +24,7 @@
 
 #include "dl_codec.h"
 #include "dl_map.h"
+#include "dl_mem.h"
 #include "dl_proto.h"
 #include "dl_runtime.h"
 #include "dl_sched.h"
@@ -84,6 +85,7 @@ struct fetch {
   int nwho, tried;
   int peer; /* the worker asked now */
   int active; /* counted in W.nactive (a GET is or was out) */
+  int plain;  /* the peer's shared block could not be mapped: ask for bytes */
   wtask **waiters;
   int nwaiters;
   fetch *qnext; /* in W.fetchq while waiting for a turn */
@@ -586,6 +588,7 @@ static void relieve_memory(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);
     lua_gc(L, LUA_GCCOLLECT);
     malloc_trim(0);
+    dl_mem_trim();
     spill_until((int64_t)(W.frac_target * limit) -
                 (int64_t)(rss - W.frac_spill * limit));
     rss = rss_bytes();
@@ -605,6 +608,7 @@ static void relieve_memory(lua_State *L) {
     spill_until(0);
     lua_gc(L, LUA_GCCOLLECT);
     malloc_trim(0);
+    dl_mem_trim();
     rss = rss_bytes();
     uv_mutex_lock(&W.lock);
     W.rss = rss;
@@ -830,7 +834,7 @@ static void fetch_next(fetch *f) {
     if (c) {
       dl_buf *b = dl_conn_msg(c);
       f->peer = id;
-      dl_buf_u8(b, DL_M_GET);
+      dl_buf_u8(b, f->plain ? DL_M_GET : DL_M_GETS);
       dl_buf_uv(b, 0);
       dl_buf_str(b, f->key, f->klen);
       return;
@@ -853,6 +857,36 @@ static void announce_copy(const char *key, size_t klen, size_t nbytes) {
   dl_buf_str(b, "", 0);
 }
 
+/* The fields of a found = 2 answer: where the value lies in a peer's
+   block. */
+typedef struct shared_at {
+  uint64_t pid, off, len;
+  dl_mem_ref ref;
+} shared_at;
+
+static int read_shared_at(dl_rd *r, shared_at *sa) {
+  if (dl_rd_uv(r, &sa->pid) || dl_rd_uv(r, &sa->ref.fd) ||
+      dl_rd_uv(r, &sa->ref.ino) || dl_rd_uv(r, &sa->ref.size) ||
+      dl_rd_uv(r, &sa->off) || dl_rd_uv(r, &sa->len))
+    return DL_EPROTO;
+  return 0;
+}
+
+/* Map a peer's block and store the value in it (no bytes copied): 0, or
+   -1 if it cannot be mapped. */
+static int take_shared(const shared_at *sa, const char *key, size_t klen) {
+  const char *m;
+  if (sa->off > sa->ref.size || sa->len > sa->ref.size - sa->off ||
+      sa->pid == 0 || sa->pid > INT32_MAX)
+    return -1;
+  m = dl_mem_map((pid_t)sa->pid, &sa->ref);
+  if (m == NULL) return -1;
+  if (store_take(key, klen, (char *)m, (char *)m + sa->off, (size_t)sa->len))
+    return -1; /* the mapping was freed with the failure */
+  announce_copy(key, klen, (size_t)sa->len);
+  return 0;
+}
+
 static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd r;
   dl_rd_init(&r, p, n);
@@ -863,9 +897,23 @@ static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
     size_t klen, blen;
     fetch *f;
     if (dl_rd_u8(&r, &type) || type != DL_M_DATA || dl_rd_uv(&r, &reqid) ||
-        dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &found) ||
-        dl_rd_str(&r, &bytes, &blen))
+        dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &found))
       return;
+    if (found == 2) {
+      shared_at sa;
+      if (read_shared_at(&r, &sa)) return;
+      f = dl_map_get(&W.fetches, key, klen);
+      if (f == NULL) continue;
+      if (take_shared(&sa, key, klen) == 0) {
+        fetch_done(f);
+      } else { /* ask the same peer again, for the bytes */
+        f->plain = 1;
+        f->tried--;
+        fetch_next(f);
+      }
+      continue;
+    }
+    if (dl_rd_str(&r, &bytes, &blen)) return;
     f = dl_map_get(&W.fetches, key, klen);
     if (f == NULL) continue;
     if (found) {
@@ -910,18 +958,42 @@ static void on_peer_close(dl_conn *c) {
 
 static void blob_done(void *ud) { blob_unref(ud); }
 
-/* Answer GET requests (from peers or from the scheduler) on c. */
-static int serve_get(dl_conn *c, dl_rd *r) {
+/*
+** Answer a GET on c (from a peer or from the scheduler).  With shared_ok
+** (a local peer's GETS) a big value is answered with where its block is,
+** for the peer to map; else a big value goes in a frame of its own,
+** written straight from the store, which the reader can take whole.
+*/
+static int serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
   uint64_t reqid;
   const char *key;
   size_t klen;
   blob *bl;
   dl_buf *b;
+  dl_mem_ref ref;
   if (dl_rd_uv(r, &reqid) || dl_rd_str(r, &key, &klen)) return DL_EPROTO;
   bl = store_get(key, klen);
+  if (bl && shared_ok && bl->len >= DL_MEM_BIG &&
+      dl_mem_share(bl->base ? bl->base : bl->data,
+                   (size_t)(bl->data - (bl->base ? bl->base : bl->data)) +
+                       bl->len,
+                   &ref) == 0) {
+    const char *start = bl->base ? bl->base : bl->data;
+    b = dl_conn_msg(c);
+    dl_buf_u8(b, DL_M_DATA);
+    dl_buf_uv(b, reqid);
+    dl_buf_str(b, key, klen);
+    dl_buf_uv(b, 2);
+    dl_buf_uv(b, (uint64_t)getpid());
+    dl_buf_uv(b, ref.fd);
+    dl_buf_uv(b, ref.ino);
+    dl_buf_uv(b, ref.size);
+    dl_buf_uv(b, (uint64_t)(bl->data - start));
+    dl_buf_uv(b, bl->len);
+    blob_unref(bl); /* the peer checks the inode: no need to hold it */
+    return 0;
+  }
   if (bl && bl->len > ((size_t)64 << 10)) {
-    /* A big value goes in a frame of its own, written straight from the
-       store (no copy); the reader can take the frame whole. */
     dl_buf hdr;
     dl_buf_init(&hdr);
     dl_buf_u8(&hdr, DL_M_DATA);
@@ -948,7 +1020,8 @@ static void on_client_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd_init(&r, p, n);
   while (dl_rd_left(&r)) {
     unsigned type = 0;
-    if (dl_rd_u8(&r, &type) || type != DL_M_GET || serve_get(c, &r)) {
+    if (dl_rd_u8(&r, &type) || (type != DL_M_GET && type != DL_M_GETS) ||
+        serve_get(c, &r, type == DL_M_GETS)) {
       dl_conn_close(c);
       return;
     }
@@ -1208,7 +1281,7 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         if (blen == 0 && pr->conn) dl_conn_close(pr->conn);
         break;
       }
-      case DL_M_GET: rc = serve_get(c, &r); break;
+      case DL_M_GET: rc = serve_get(c, &r, 0); break;
       case DL_M_SHUTDOWN:
         uv_stop(&W.loop);
         return;
@@ -1264,6 +1337,10 @@ static void watchdog_cb(uv_timer_t *t) {
   (void)t;
   if (++ticks % 5 == 0 && W.memory_limit > 0) {
     int64_t rss = rss_bytes();
+    if (rss > W.frac_spill * (double)W.memory_limit && dl_mem_cached()) {
+      dl_mem_trim(); /* freed blocks kept for reuse go first */
+      rss = rss_bytes();
+    }
     uv_mutex_lock(&W.lock);
     W.rss = rss;
     if (W.paused && rss < W.frac_pause * (double)W.memory_limit)
@@ -1338,6 +1415,9 @@ int dlua_worker_main(int argc, char **argv) {
   /* Big values get their own mappings, so freeing one returns it to the
      system at once and process memory tracks live data. */
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  /* Freed big blocks kept for reuse: a quarter of the limit at most. */
+  if (W.memory_limit > 0 && (uint64_t)W.memory_limit / 4 < (256u << 20))
+    dl_mem_set_cache_max((size_t)W.memory_limit / 4);
   uv_mutex_init(&W.lock);
   uv_cond_init(&W.cond);
   dl_map_init(&W.store);

@@ -961,6 +961,53 @@ describe("faults", function()
     assert.equal("released", long:result(20))
   end)
 
+  it("a big value moves to the other worker through shared pages, and "
+     .. "outlives the worker that made it", function()
+    local cluster = dlua.LocalCluster{n_workers = 2}
+    finally(function() cluster:close() end)
+    local c = dlua.Client(cluster)
+    local ws = cluster:workers()
+    table.sort(ws, function(p, q) return p.id < q.id end)
+    local a, b = ws[1], ws[2]
+    local function gen(seed)
+      local parts = {}
+      for i = 1, 2500 do parts[i] = ("%08d"):format(seed * 10000 + i) end
+      return table.concat(parts):rep(1000) -- 20 MB
+    end
+    local runs = os.tmpname()
+    finally(function() os.remove(runs) end)
+    local function make(seed, path) -- counts its runs in the file at path
+      local fh = io.open(path, "a")
+      fh:write("run\n")
+      fh:close()
+      return gen(seed)
+    end
+    -- A digest the client can compute too: length, both ends, samples.
+    local function digest(v)
+      local s = 0
+      for i = 1, #v, 9973 do s = (s * 31 + v:byte(i)) % 1000000007 end
+      return ("%d:%s:%s:%d"):format(#v, v:sub(1, 12), v:sub(-12), s)
+    end
+    local x = c:submit(make, 7, runs, dlua.opts{workers = {a.id}})
+    dlua.wait(x, {timeout = 20})
+    local want = digest(gen(7))
+    assert.equal(want, c:submit(digest, x,
+                                dlua.opts{workers = {b.id}}):result(20))
+    -- The consumer maps the producer's block: a read-only shared mapping
+    -- of a memfd of dlua's (B's own blocks are writable) shows in its maps.
+    local maps = H.slurp("/proc/" .. math.tointeger(b.pid) .. "/maps")
+    assert.truthy(maps:find(" r%-%-s [^\n]*/memfd:dlua"),
+                  "no mapping of A's block on B:\n" .. maps)
+    -- With the producer gone, B's copy still holds the right bytes: it is
+    -- used as it is, not made again.
+    H.kill(a.pid, "KILL")
+    assert.is_true(H.all_gone({a.pid}, 10))
+    assert.equal(want, c:submit(digest, x,
+                                dlua.opts{workers = {b.id}}):result(20))
+    assert.equal("run\n", H.slurp(runs))
+    c:close()
+  end)
+
   it("a task that kills its worker fails with KilledWorker after 3 deaths",
      function()
     local cluster = dlua.LocalCluster{n_workers = 2}

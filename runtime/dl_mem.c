@@ -1,0 +1,422 @@
+/*
+** dl_mem.c -- the runtime's one allocator.  See dl_mem.h.
+**
+** Big blocks start on 2 MiB boundaries, so dl_free tells them from malloc's
+** blocks with one test of the address; only a 2 MiB-aligned address (rare
+** for malloc, always for ours) is looked up in the table of big blocks.
+** The table, the cache of freed blocks and their counters are guarded by
+** one mutex: big blocks are few and each one is megabytes of work.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dl_buf.h"
+#include "dl_mem.h"
+
+#define ALIGN ((size_t)2 << 20)
+#define PAGE ((size_t)4096)
+#define NCACHE 16
+
+enum { SHARED = 1 };
+
+typedef struct big {
+  char *p;       /* start, ALIGN-aligned; NULL marks a free table slot */
+  size_t map;    /* bytes mapped: a multiple of PAGE, and the file size */
+  size_t len;    /* bytes asked for (what realloc must keep) */
+  int fd;        /* the memfd, or -1 for an anonymous mapping */
+  int flags;     /* SHARED: another process may see these pages */
+  int readonly;  /* a mapping of another process's block */
+} big;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static big *tab;       /* open addressing on p */
+static size_t tabcap;  /* a power of two, or 0 */
+static size_t tabn;
+static big cache[NCACHE]; /* freed blocks kept for reuse, oldest first */
+static int ncache;
+static size_t cached;
+static size_t cache_max = (size_t)256 << 20;
+
+static size_t slot_of(const void *p) {
+  uint64_t h = ((uint64_t)(uintptr_t)p >> 21) * 0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> 32) & (tabcap - 1);
+}
+
+/* The table slot of the big block at p, or NULL (mu held). */
+static big *tab_find(const void *p) {
+  size_t i;
+  if (tabcap == 0) return NULL;
+  for (i = slot_of(p); tab[i].p; i = (i + 1) & (tabcap - 1))
+    if (tab[i].p == p) return &tab[i];
+  return NULL;
+}
+
+static int tab_put(const big *b) {
+  size_t i;
+  if ((tabn + 1) * 2 > tabcap) {
+    size_t oc = tabcap, nc = oc ? oc * 2 : 64, k;
+    big *old = tab, *nt = calloc(nc, sizeof *nt);
+    if (nt == NULL) return -1;
+    tab = nt;
+    tabcap = nc;
+    for (k = 0; k < oc; k++)
+      if (old[k].p) {
+        for (i = slot_of(old[k].p); tab[i].p; i = (i + 1) & (tabcap - 1)) {
+        }
+        tab[i] = old[k];
+      }
+    free(old);
+  }
+  for (i = slot_of(b->p); tab[i].p; i = (i + 1) & (tabcap - 1)) {
+  }
+  tab[i] = *b;
+  tabn++;
+  return 0;
+}
+
+/* Remove the entry at slot e, keeping every probe chain unbroken. */
+static void tab_del(big *e) {
+  size_t i = (size_t)(e - tab), j = i;
+  tab[i].p = NULL;
+  tabn--;
+  for (;;) {
+    size_t k;
+    j = (j + 1) & (tabcap - 1);
+    if (tab[j].p == NULL) return;
+    k = slot_of(tab[j].p);
+    /* Move j back to i unless its home slot k lies cyclically in (i, j]. */
+    if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j)) continue;
+    tab[i] = tab[j];
+    tab[j].p = NULL;
+    i = j;
+  }
+}
+
+static size_t round_up(size_t n, size_t to) {
+  return n > SIZE_MAX - to ? 0 : (n + to - 1) & ~(to - 1);
+}
+
+/* Reserve size bytes of address space on an ALIGN boundary, or NULL. */
+static char *reserve(size_t size) {
+  size_t span = size + ALIGN;
+  char *r = mmap(NULL, span, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  char *a;
+  if (r == MAP_FAILED) return NULL;
+  a = (char *)(((uintptr_t)r + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
+  if (a > r) munmap(r, (size_t)(a - r));
+  if (a + size < r + span) munmap(a + size, (size_t)(r + span - (a + size)));
+  return a;
+}
+
+static void release(big *b) {
+  munmap(b->p, b->map);
+  if (b->fd >= 0) close(b->fd);
+}
+
+/* Map a fresh block of map bytes into *b; 0 or -1. */
+static int fresh(big *b, size_t map) {
+  char *a = reserve(map);
+  if (a == NULL) return -1;
+  memset(b, 0, sizeof *b);
+  b->fd = memfd_create("dlua", MFD_CLOEXEC);
+  if (b->fd >= 0 && ftruncate(b->fd, (off_t)map) == 0 &&
+      mmap(a, map, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, b->fd,
+           0) == a) {
+    b->p = a;
+    b->map = map;
+    return 0;
+  }
+  /* No memfd (descriptors used up, say): anonymous memory, huge pages
+     where the system allows them.  Such a block cannot be shared. */
+  if (b->fd >= 0) close(b->fd);
+  b->fd = -1;
+  if (mmap(a, map, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != a) {
+    munmap(a, map);
+    return -1;
+  }
+#ifdef MADV_HUGEPAGE
+  madvise(a, map, MADV_HUGEPAGE);
+#endif
+  b->p = a;
+  b->map = map;
+  return 0;
+}
+
+/* Resize the private block b to map bytes; its bytes stay; 0 or -1. */
+static int resize(big *b, size_t map) {
+  char *to;
+  if (map == b->map) return 0;
+  if (map < b->map) {
+    if (mremap(b->p, b->map, map, 0) != b->p) return -1;
+    if (b->fd >= 0 && ftruncate(b->fd, (off_t)map) != 0) {
+      /* The tail stays in the file; harmless, it is never mapped. */
+    }
+    b->map = map;
+    return 0;
+  }
+  if (b->fd >= 0 && ftruncate(b->fd, (off_t)map) != 0) return -1;
+  if (mremap(b->p, b->map, map, 0) == b->p) {
+    b->map = map;
+    return 0;
+  }
+  to = reserve(map);
+  if (to == NULL) return -1;
+  if (mremap(b->p, b->map, map, MREMAP_MAYMOVE | MREMAP_FIXED, to) != to) {
+    munmap(to, map);
+    return -1;
+  }
+  b->p = to;
+  b->map = map;
+  return 0;
+}
+
+/* Whether a block of have bytes wastes too much to hold need bytes. */
+static int too_big(size_t have, size_t need) {
+  return have > need + need / 4 + ALIGN;
+}
+
+/* A big block of at least n bytes, from the cache if it has one (mu held). */
+static int take_block(big *b, size_t n) {
+  size_t map = round_up(n, PAGE);
+  int i, fit = -1, under = -1;
+  if (map == 0) return -1;
+  /* The smallest cached block that holds n, else the biggest one: its
+     pages are already faulted in, whatever it must grow by. */
+  for (i = 0; i < ncache; i++) {
+    if (cache[i].map >= map) {
+      if (fit < 0 || cache[i].map < cache[fit].map) fit = i;
+    } else if (under < 0 || cache[i].map > cache[under].map) {
+      under = i;
+    }
+  }
+  if (fit < 0) fit = under;
+  if (fit >= 0) {
+    big c = cache[fit];
+    memmove(&cache[fit], &cache[fit + 1],
+            sizeof *cache * (size_t)(ncache - fit - 1));
+    ncache--;
+    cached -= c.map;
+    if ((c.map < map || too_big(c.map, map)) && resize(&c, map)) {
+      release(&c);
+    } else {
+      *b = c;
+      b->len = n;
+      return 0;
+    }
+  }
+  if (fresh(b, map)) return -1;
+  b->len = n;
+  return 0;
+}
+
+/* Hand a block back: to the cache if it may be reused, else unmapped.
+   Called with mu held; b is a copy, no longer in the table. */
+static void drop_block(big *b) {
+  if (b->flags & SHARED || b->readonly || b->map > cache_max) {
+    release(b);
+    return;
+  }
+  while (ncache > 0 && (ncache == NCACHE || cached + b->map > cache_max)) {
+    release(&cache[0]);
+    cached -= cache[0].map;
+    memmove(&cache[0], &cache[1], sizeof *cache * (size_t)(ncache - 1));
+    ncache--;
+  }
+  cache[ncache++] = *b;
+  cached += b->map;
+}
+
+static void *big_alloc(size_t n) {
+  big b;
+  void *p = NULL;
+  pthread_mutex_lock(&mu);
+  if (take_block(&b, n) == 0) {
+    if (tab_put(&b) == 0) p = b.p;
+    else release(&b);
+  }
+  pthread_mutex_unlock(&mu);
+  return p;
+}
+
+/* realloc of the big block e (mu held; unlocks it). */
+static void *big_realloc(big *e, size_t n) {
+  big b = *e;
+  void *q;
+  if (n >= DL_MEM_BIG && !(b.flags & SHARED) && !b.readonly) {
+    size_t map = round_up(n, PAGE);
+    int ok = map != 0;
+    if (ok && (map > b.map || too_big(b.map, map))) ok = resize(&b, map) == 0;
+    if (ok) {
+      b.len = n;
+      if (b.p == e->p) {
+        *e = b;
+      } else { /* moved: one entry out, one in, so the table cannot grow */
+        tab_del(e);
+        tab_put(&b);
+      }
+      pthread_mutex_unlock(&mu);
+      return b.p;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  /* Moving is the only way: to malloc, or out of a shared block. */
+  q = n >= DL_MEM_BIG ? big_alloc(n) : malloc(n);
+  if (q == NULL) return NULL;
+  memcpy(q, b.p, n < b.len ? n : b.len);
+  pthread_mutex_lock(&mu);
+  e = tab_find(b.p);
+  if (e) {
+    b = *e;
+    tab_del(e);
+    drop_block(&b);
+  }
+  pthread_mutex_unlock(&mu);
+  return q;
+}
+
+/* If p is a big block, lock mu and return its entry; else NULL, unlocked. */
+static big *lookup(const void *p) {
+  big *e;
+  if (p == NULL || ((uintptr_t)p & (ALIGN - 1)) != 0) return NULL;
+  pthread_mutex_lock(&mu);
+  e = tab_find(p);
+  if (e == NULL) pthread_mutex_unlock(&mu);
+  return e;
+}
+
+void *dl_realloc(void *p, size_t n) {
+  big *e = lookup(p);
+  void *q;
+  if (e) {
+    if (n == 0) {
+      big b = *e;
+      tab_del(e);
+      drop_block(&b);
+      pthread_mutex_unlock(&mu);
+      return NULL;
+    }
+    return big_realloc(e, n);
+  }
+  if (n == 0) {
+    free(p);
+    return NULL;
+  }
+  if (n < DL_MEM_BIG) return realloc(p, n);
+  q = big_alloc(n);
+  if (q && p) {
+    size_t old = malloc_usable_size(p);
+    memcpy(q, p, old < n ? old : n);
+    free(p);
+  }
+  return q;
+}
+
+void dl_free(void *p) {
+  big *e = lookup(p);
+  if (e) {
+    big b = *e;
+    tab_del(e);
+    drop_block(&b);
+    pthread_mutex_unlock(&mu);
+    return;
+  }
+  free(p);
+}
+
+int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref) {
+  big *e = lookup(p);
+  struct stat st;
+  int rc = -1;
+  if (e == NULL) return -1;
+  if (e->fd >= 0 && fstat(e->fd, &st) == 0) {
+    e->flags |= SHARED;
+    ref->fd = (uint64_t)e->fd;
+    ref->ino = (uint64_t)st.st_ino;
+    ref->size = used < e->map ? round_up(used, PAGE) : e->map;
+    rc = 0;
+  }
+  pthread_mutex_unlock(&mu);
+  return rc;
+}
+
+const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
+  char path[64];
+  struct stat st;
+  big b;
+  char *a;
+  int fd, ok;
+  if (ref->size == 0 || ref->size > SIZE_MAX / 2 || ref->fd > INT32_MAX)
+    return NULL;
+  snprintf(path, sizeof path, "/proc/%ld/fd/%llu", (long)pid,
+           (unsigned long long)ref->fd);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      (uint64_t)st.st_ino != ref->ino || (uint64_t)st.st_size < ref->size) {
+    close(fd);
+    return NULL;
+  }
+  memset(&b, 0, sizeof b);
+  b.map = round_up((size_t)ref->size, PAGE);
+  b.len = b.map;
+  b.fd = fd; /* kept: the copy can be shared on in its turn */
+  b.flags = SHARED;
+  b.readonly = 1;
+  a = reserve(b.map);
+  ok = a != NULL && mmap(a, b.map, PROT_READ,
+                         MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0) == a;
+  if (!ok) {
+    if (a) munmap(a, b.map);
+    close(fd);
+    return NULL;
+  }
+  b.p = a;
+  pthread_mutex_lock(&mu);
+  ok = tab_put(&b) == 0;
+  pthread_mutex_unlock(&mu);
+  if (!ok) {
+    release(&b);
+    return NULL;
+  }
+  return a;
+}
+
+void dl_mem_trim(void) {
+  int i;
+  pthread_mutex_lock(&mu);
+  for (i = 0; i < ncache; i++) release(&cache[i]);
+  ncache = 0;
+  cached = 0;
+  pthread_mutex_unlock(&mu);
+}
+
+size_t dl_mem_cached(void) {
+  size_t n;
+  pthread_mutex_lock(&mu);
+  n = cached;
+  pthread_mutex_unlock(&mu);
+  return n;
+}
+
+void dl_mem_set_cache_max(size_t bytes) {
+  pthread_mutex_lock(&mu);
+  cache_max = bytes;
+  while (ncache > 0 && cached > cache_max) {
+    release(&cache[0]);
+    cached -= cache[0].map;
+    memmove(&cache[0], &cache[1], sizeof *cache * (size_t)(ncache - 1));
+    ncache--;
+  }
+  pthread_mutex_unlock(&mu);
+}

@@ -1,0 +1,62 @@
+/*
+** dl_mem.h -- the runtime's one allocator, with a layer for big blocks.
+**
+** dl_realloc and dl_free (declared in dl_buf.h) serve every part of the
+** runtime and every Lua state.  Small blocks come from malloc.  A block of
+** DL_MEM_BIG bytes or more is a mapping of its own, backed by a memfd where
+** the system allows it, so that
+**   - a freed big block is kept mapped and reused (up to a byte budget):
+**     the next big value is written into pages that are already there,
+**     instead of paying a page fault per 4 KiB of fresh memory;
+**   - growing or shrinking one is mremap, never a copy;
+**   - another process of the same user can map the very same pages
+**     (dl_mem_share, then dl_mem_map there): a big value moves between
+**     local workers without passing through a socket.
+** A block that another process may see is never written again by the
+** runtime, never shrunk and never reused.  Pure C: no Lua, no libuv.
+*/
+#ifndef dl_mem_h
+#define dl_mem_h
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Blocks at least this big get mappings of their own. */
+#define DL_MEM_BIG ((size_t)4 << 20)
+
+/* What another local process needs to map a shared block. */
+typedef struct dl_mem_ref {
+  uint64_t fd;   /* descriptor number in the owner process */
+  uint64_t ino;  /* inode of the memfd, checked by the mapper */
+  uint64_t size; /* bytes to map from the start of the file */
+} dl_mem_ref;
+
+/*
+** Mark the big block that starts at p as shared and describe its first
+** used bytes in *ref, for a process that will call dl_mem_map (it maps no
+** more than that: pages never written cost a fresh page each to map).
+** From now on the block is never reused or shrunk.  Returns 0, or -1 if p
+** is not a big block with a memfd behind it (then send the bytes instead).
+*/
+int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref);
+
+/*
+** Map, read-only, the block that process pid described in *ref.  Returns
+** the start of the mapping (free it with dl_free), or NULL if it cannot be
+** mapped: the process is gone, the descriptor now names another file, or
+** the file is shorter than ref->size.  The pages are mapped before this
+** returns, so reading them costs no page faults.
+*/
+const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref);
+
+/* Release every cached (freed, kept for reuse) big block now. */
+void dl_mem_trim(void);
+
+/* Bytes held in cached big blocks. */
+size_t dl_mem_cached(void);
+
+/* Keep at most bytes of freed big blocks for reuse (default 256 MiB). */
+void dl_mem_set_cache_max(size_t bytes);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+** test_mem.c -- C tests of the runtime's allocator (dl_mem.c): realloc
+** semantics across the big-block threshold, reuse of freed big blocks, and
+** sharing a block with another process.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dl_buf.h"
+#include "dl_mem.h"
+#include "tap.h"
+
+#define MB ((size_t)1 << 20)
+
+static void fill(char *p, size_t n, unsigned seed) {
+  size_t i;
+  for (i = 0; i < n; i += 4093) p[i] = (char)(seed + i / 4093);
+  if (n) p[n - 1] = (char)(seed ^ 0x5a);
+}
+
+static int same(const char *p, size_t n, unsigned seed) {
+  size_t i;
+  for (i = 0; i < n; i += 4093)
+    if (p[i] != (char)(seed + i / 4093)) return 0;
+  return n == 0 || p[n - 1] == (char)(seed ^ 0x5a);
+}
+
+/* The bytes fill wrote below n, but not its last-byte mark. */
+static int same_prefix(const char *p, size_t n, unsigned seed) {
+  size_t i;
+  for (i = 0; i + 1 < n; i += 4093)
+    if (p[i] != (char)(seed + i / 4093)) return 0;
+  return 1;
+}
+
+static void test_realloc_keeps_bytes_across_the_threshold(void) {
+  size_t sizes[] = {100, 3 * MB, 5 * MB, 40 * MB, 9 * MB, 2 * MB, 64, 6 * MB};
+  size_t i, n = 100;
+  char *p = dl_realloc(NULL, n);
+  CHECK(p != NULL);
+  fill(p, n, 7);
+  for (i = 1; i < sizeof sizes / sizeof *sizes; i++) {
+    size_t keep = sizes[i] < n ? sizes[i] : n;
+    p = dl_realloc(p, sizes[i]);
+    CHECK(p != NULL);
+    /* The bytes both sizes share survive every move. */
+    CHECK(same_prefix(p, keep, 7));
+    fill(p, sizes[i], 7);
+    n = sizes[i];
+  }
+  CHECK(dl_realloc(p, 0) == NULL);
+}
+
+static void test_big_blocks_are_aligned_and_reused(void) {
+  char *a, *b;
+  dl_mem_trim();
+  CHECK(dl_mem_cached() == 0);
+  a = dl_realloc(NULL, 20 * MB);
+  CHECK(a != NULL);
+  CHECK(((uintptr_t)a & (2 * MB - 1)) == 0);
+  memset(a, 1, 20 * MB);
+  dl_free(a);
+  CHECK(dl_mem_cached() >= 20 * MB);
+  /* A block of about the same size comes back from the cache. */
+  b = dl_realloc(NULL, 19 * MB);
+  CHECK(b == a);
+  CHECK(dl_mem_cached() == 0);
+  dl_free(b);
+  dl_mem_trim();
+  CHECK(dl_mem_cached() == 0);
+}
+
+static void test_cache_respects_its_budget(void) {
+  char *p[4];
+  int i;
+  dl_mem_trim();
+  dl_mem_set_cache_max(30 * MB);
+  for (i = 0; i < 4; i++) CHECK((p[i] = dl_realloc(NULL, 12 * MB)) != NULL);
+  for (i = 0; i < 4; i++) dl_free(p[i]);
+  CHECK(dl_mem_cached() <= 30 * MB);
+  CHECK(dl_mem_cached() > 0);
+  dl_mem_set_cache_max(0);
+  CHECK(dl_mem_cached() == 0);
+  dl_mem_set_cache_max(256 * MB);
+}
+
+static void test_small_aligned_frees_are_not_confused(void) {
+  /* malloc may hand out a 2 MiB-aligned block; dl_free must pass it on. */
+  void *p = NULL;
+  CHECK(posix_memalign(&p, 2 * MB, 64) == 0);
+  dl_free(p);
+  CHECK((p = dl_realloc(NULL, 32)) != NULL);
+  dl_free(p);
+}
+
+static void test_another_process_maps_a_shared_block(void) {
+  size_t n = 10 * MB + 123;
+  char *p = dl_realloc(NULL, n);
+  dl_mem_ref ref;
+  int fds[2], st = 0;
+  pid_t pid;
+  CHECK(p != NULL);
+  fill(p, n, 3);
+  CHECK(dl_mem_share(p, n, &ref) == 0);
+  CHECK(ref.size >= n && ref.size < n + 4096);
+  CHECK(pipe(fds) == 0);
+  pid = fork();
+  if (pid == 0) {
+    /* A stranger process (exec'd, not forked memory) behaves the same;
+       what matters is that it reads the parent's pages. */
+    const char *m = dl_mem_map(getppid(), &ref);
+    dl_mem_ref wrong = ref;
+    char ok = m != NULL && same(m, n, 3);
+    wrong.ino ^= 1;
+    if (dl_mem_map(getppid(), &wrong) != NULL) ok = 0; /* other inode */
+    wrong = ref;
+    wrong.size = ref.size * 4;
+    if (dl_mem_map(getppid(), &wrong) != NULL) ok = 0; /* file too short */
+    if (write(fds[1], &ok, 1) != 1) _exit(2);
+    dl_free((void *)m);
+    _exit(ok ? 0 : 1);
+  }
+  {
+    char ok = 0;
+    CHECK(read(fds[0], &ok, 1) == 1);
+    CHECK(ok == 1);
+  }
+  waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  /* A shared block is never reused: freeing it does not fill the cache. */
+  dl_mem_trim();
+  dl_free(p);
+  CHECK(dl_mem_cached() == 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+
+static void test_a_gone_process_cannot_be_mapped(void) {
+  dl_mem_ref ref;
+  pid_t pid = fork();
+  int st = 0;
+  if (pid == 0) _exit(0);
+  waitpid(pid, &st, 0);
+  ref.fd = 3;
+  ref.ino = 1;
+  ref.size = 4096;
+  CHECK(dl_mem_map(pid, &ref) == NULL);
+  ref.size = 0;
+  CHECK(dl_mem_map(getpid(), &ref) == NULL);
+  /* Only big blocks can be shared. */
+  {
+    char *small = dl_realloc(NULL, 1000);
+    CHECK(dl_mem_share(small, 1000, &ref) == -1);
+    dl_free(small);
+  }
+}
+
+int main(void) {
+  RUN(test_realloc_keeps_bytes_across_the_threshold);
+  RUN(test_big_blocks_are_aligned_and_reused);
+  RUN(test_cache_respects_its_budget);
+  RUN(test_small_aligned_frees_are_not_confused);
+  RUN(test_another_process_maps_a_shared_block);
+  RUN(test_a_gone_process_cannot_be_mapped);
+  return TAP_END();
+}
