@@ -350,30 +350,17 @@ int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref) {
   return rc;
 }
 
-const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
-  char path[64];
-  struct stat st;
+const char *dl_mem_map_fd(int fd, size_t size) {
   big b;
   char *a;
-  int fd, ok;
-  if (ref->size == 0 || ref->size > SIZE_MAX / 2 || ref->fd > INT32_MAX)
-    return NULL;
-  snprintf(path, sizeof path, "/proc/%ld/fd/%llu", (long)pid,
-           (unsigned long long)ref->fd);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NULL;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-      (uint64_t)st.st_ino != ref->ino || (uint64_t)st.st_size < ref->size) {
-    close(fd);
-    return NULL;
-  }
+  int ok;
   memset(&b, 0, sizeof b);
-  b.map = round_up((size_t)ref->size, PAGE);
-  b.len = b.map;
-  b.fd = fd; /* kept: the copy can be shared on in its turn */
+  b.map = round_up(size, PAGE);
+  b.len = size;
+  b.fd = fd; /* kept: the mapping can be shared on in its turn */
   b.flags = SHARED;
   b.readonly = 1;
-  a = reserve(b.map);
+  a = b.map ? reserve(b.map) : NULL;
   ok = a != NULL && mmap(a, b.map, PROT_READ,
                          MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0) == a;
   if (!ok) {
@@ -390,6 +377,24 @@ const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
     return NULL;
   }
   return a;
+}
+
+const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
+  char path[64];
+  struct stat st;
+  int fd;
+  if (ref->size == 0 || ref->size > SIZE_MAX / 2 || ref->fd > INT32_MAX)
+    return NULL;
+  snprintf(path, sizeof path, "/proc/%ld/fd/%llu", (long)pid,
+           (unsigned long long)ref->fd);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      (uint64_t)st.st_ino != ref->ino || (uint64_t)st.st_size < ref->size) {
+    close(fd);
+    return NULL;
+  }
+  return dl_mem_map_fd(fd, (size_t)ref->size);
 }
 
 void dl_mem_trim(void) {

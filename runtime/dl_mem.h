@@ -50,6 +50,15 @@ int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref);
 */
 const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref);
 
+/*
+** Map, read-only, the first size bytes of the file open on fd (taking
+** ownership of fd; it is closed with the mapping, or now on failure).
+** Returns the start (free it with dl_free), or NULL.  Like dl_mem_map,
+** the pages are mapped before this returns; the file must not shrink
+** while mapped.
+*/
+const char *dl_mem_map_fd(int fd, size_t size);
+
 /* Release every cached (freed, kept for reuse) big block now. */
 void dl_mem_trim(void);
 

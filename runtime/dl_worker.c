@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -238,29 +240,43 @@ static int store_put(const char *key, size_t klen, const char *p, size_t n) {
 }
 
 /* Read a spilled value back: a private blob (not in the store), or NULL if
-   the file cannot be read whole (then the value counts as lost). */
+   the file cannot be read whole (then the value counts as lost).  A big
+   value is mapped from the file, not copied. */
 static blob *unspill(uint64_t fid, size_t len) {
   char path[400];
   blob *b;
-  FILE *f;
+  int fd;
+  struct stat st;
   spill_path(path, sizeof path, fid);
   b = dl_realloc(NULL, sizeof *b);
   if (b == NULL) return NULL;
   memset(b, 0, sizeof *b);
   atomic_init(&b->refs, 1);
   b->len = len;
-  b->data = dl_realloc(NULL, len ? len : 1);
-  f = fopen(path, "rb");
-  if (b->data == NULL || f == NULL || fread(b->data, 1, len, f) != len) {
-    if (f) fclose(f);
-    fprintf(stderr, "dlua worker %d: cannot read spilled value back from "
-            "%s; it will be recomputed\n", W.id, path);
-    dl_free(b->data);
-    dl_free(b);
-    return NULL;
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && (fstat(fd, &st) != 0 || (uint64_t)st.st_size < len)) {
+    close(fd);
+    fd = -1;
   }
-  fclose(f);
-  return b;
+  if (fd >= 0 && len >= DL_MEM_BIG) {
+    b->data = (char *)dl_mem_map_fd(fd, len); /* closes fd on failure */
+    if (b->data) return b;
+  } else if (fd >= 0) {
+    size_t got = 0;
+    ssize_t r = 1;
+    b->data = dl_realloc(NULL, len ? len : 1);
+    while (b->data && got < len &&
+           ((r = read(fd, b->data + got, len - got)) > 0 ||
+            (r < 0 && errno == EINTR)))
+      if (r > 0) got += (size_t)r;
+    close(fd);
+    if (b->data && got == len) return b;
+    dl_free(b->data);
+  }
+  fprintf(stderr, "dlua worker %d: cannot read spilled value back from "
+          "%s; it will be recomputed\n", W.id, path);
+  dl_free(b);
+  return NULL;
 }
 
 /* A reference to the stored bytes of key (read back from disk if spilled),

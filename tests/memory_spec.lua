@@ -85,6 +85,38 @@ describe("memory management", function()
     assert.is_false(dir_exists(dir), "spill files and sockets are removed")
   end)
 
+  it("brings spilled values back byte for byte, to tasks and to gather",
+     function()
+    local client = dlua.Client{n_workers = 2,
+                               memory_limit = 64 * SCALE .. "MiB"}
+    -- 5 MiB values (big enough to be mapped back from their spill files),
+    -- each with its own bytes at both ends and in the middle.
+    local n = 5 * SCALE * 1048576
+    local function make(i, size)
+      local head = ("<%04d>"):format(i)
+      local body = string.char(65 + i % 26):rep(size // 2)
+      return head .. body .. head:rep(3) .. body .. head
+    end
+    local function digest(v)
+      return #v .. v:sub(1, 6) .. v:sub(#v // 2, #v // 2 + 20) .. v:sub(-6)
+    end
+    local idx, sizes = {}, {}
+    for i = 1, 30 do idx[i], sizes[i] = i, n end
+    local futs = client:map(make, idx, sizes)
+    assert.equal(30, #dlua.wait(futs, {timeout = 60}))
+    assert.is_true(wait_for(function()
+      local spilled = 0
+      for _, w in ipairs(client:scheduler_info().workers) do
+        spilled = spilled + w.spilled
+      end
+      return spilled >= 10 * n
+    end, 10), "too little was spilled to test reading it back")
+    local got = client:gather(client:map(digest, futs), 60)
+    for i = 1, 30 do assert.equal(digest(make(i, n)), got[i]) end
+    assert.equal(make(3, n), futs[3]:result(30))
+    client:close()
+  end)
+
   it("stops a task that allocates without bound with a clear error",
      function()
     local client = dlua.Client{n_workers = 2,

@@ -1,7 +1,7 @@
 -- bench_f_cpu_parallel.lua -- (f) CPU-bound Monte Carlo pi.
 -- Pairs with shared/bench/dask/bench_f_cpu_parallel.py: TASKS (8) tasks of
 -- ITERS (2,000,000) iterations, each seeded by its index, run serially in
--- the client and then as 8 tasks on the 2-worker cluster; best of REPS (3; Dask: 2).
+-- the client and then as 8 tasks on the 2-worker cluster; best of REPS (5; Dask: 2).
 -- cpu_parallel.serial_wall / cluster_wall (s), .speedup (x), per_task_serial.
 -- The hit counts must agree (same seeds, same generator: Lua 5.4's
 -- xoshiro256** via math.randomseed(seed)).  Lua's loop is much faster than
@@ -12,7 +12,7 @@ local dlua = require "dlua"
 local now = dlua.time
 local TASKS = tonumber(os.getenv("TASKS")) or 8
 local ITERS = tonumber(os.getenv("ITERS")) or 2000000
-local REPS = tonumber(os.getenv("REPS")) or 3
+local REPS = tonumber(os.getenv("REPS")) or 5
 
 local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
 local emit = lib.emit
