@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +46,10 @@ static big cache[NCACHE]; /* freed blocks kept for reuse, oldest first */
 static int ncache;
 static size_t cached;
 static size_t cache_max = (size_t)256 << 20;
+/* Descriptors held by big blocks, and how many they may hold: a quarter of
+   the process's limit, so a program with many big strings never runs out
+   of descriptors for its files and sockets because of us. */
+static int nfds, fd_budget = -1;
 
 static size_t slot_of(const void *p) {
   uint64_t h = ((uint64_t)(uintptr_t)p >> 21) * 0x9E3779B97F4A7C15ull;
@@ -120,7 +125,25 @@ static char *reserve(size_t size) {
 
 static void release(big *b) {
   munmap(b->p, b->map);
-  if (b->fd >= 0) close(b->fd);
+  if (b->fd >= 0) {
+    close(b->fd);
+    nfds--;
+  }
+}
+
+/* Whether one more block may keep a descriptor (mu held). */
+static int fd_allowed(void) {
+  if (fd_budget < 0) {
+    struct rlimit rl;
+    fd_budget = 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur / 4 > 64)
+      fd_budget = rl.rlim_cur / 4 > 65536 ? 65536 : (int)(rl.rlim_cur / 4);
+    else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+             rl.rlim_cur == RLIM_INFINITY)
+      fd_budget = 65536;
+  }
+  return nfds < fd_budget;
 }
 
 /* Map a fresh block of map bytes into *b; 0 or -1. */
@@ -128,7 +151,8 @@ static int fresh(big *b, size_t map) {
   char *a = reserve(map);
   if (a == NULL) return -1;
   memset(b, 0, sizeof *b);
-  b->fd = memfd_create("dlua", MFD_CLOEXEC);
+  b->fd = fd_allowed() ? memfd_create("dlua", MFD_CLOEXEC) : -1;
+  if (b->fd >= 0) nfds++;
   if (b->fd >= 0 && ftruncate(b->fd, (off_t)map) == 0 &&
       mmap(a, map, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, b->fd,
            0) == a) {
@@ -138,7 +162,10 @@ static int fresh(big *b, size_t map) {
   }
   /* No memfd (descriptors used up, say): anonymous memory, huge pages
      where the system allows them.  Such a block cannot be shared. */
-  if (b->fd >= 0) close(b->fd);
+  if (b->fd >= 0) {
+    close(b->fd);
+    nfds--;
+  }
   b->fd = -1;
   if (mmap(a, map, PROT_READ | PROT_WRITE,
            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != a) {
@@ -370,13 +397,16 @@ const char *dl_mem_map_fd(int fd, size_t size) {
   }
   b.p = a;
   pthread_mutex_lock(&mu);
-  ok = tab_put(&b) == 0;
-  pthread_mutex_unlock(&mu);
-  if (!ok) {
-    release(&b);
-    return NULL;
+  if (fd_allowed()) {
+    nfds++;
+  } else { /* the mapping stands alone; it cannot be shared on */
+    close(fd);
+    b.fd = -1;
   }
-  return a;
+  ok = tab_put(&b) == 0;
+  if (!ok) release(&b);
+  pthread_mutex_unlock(&mu);
+  return ok ? a : NULL;
 }
 
 const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {

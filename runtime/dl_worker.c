@@ -16,6 +16,7 @@
 #include <malloc.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
@@ -1431,6 +1432,13 @@ int dlua_worker_main(int argc, char **argv) {
   /* Big values get their own mappings, so freeing one returns it to the
      system at once and process memory tracks live data. */
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  { /* Big blocks hold descriptors (dl_mem.c): take all we may have. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
   /* Freed big blocks kept for reuse: a quarter of the limit at most. */
   if (W.memory_limit > 0 && (uint64_t)W.memory_limit / 4 < (256u << 20))
     dl_mem_set_cache_max((size_t)W.memory_limit / 4);

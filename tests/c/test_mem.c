@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -158,6 +160,28 @@ static void test_a_gone_process_cannot_be_mapped(void) {
   }
 }
 
+static void test_big_blocks_leave_descriptors_for_the_program(void) {
+  struct rlimit rl = {200, 200};
+  char *p[100];
+  int i, shareable = 0, files[60];
+  dl_mem_ref ref;
+  CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+  for (i = 0; i < 100; i++) {
+    CHECK((p[i] = dl_realloc(NULL, 4 * MB)) != NULL);
+    p[i][4 * MB - 1] = (char)i;
+    shareable += dl_mem_share(p[i], 4 * MB, &ref) == 0;
+  }
+  /* Past its budget a block is plain memory: usable, not shareable, and
+     the program can still open files. */
+  CHECK(shareable > 0 && shareable <= 64);
+  for (i = 0; i < 60; i++) CHECK((files[i] = open("/dev/null", O_RDONLY)) >= 0);
+  for (i = 0; i < 60; i++) close(files[i]);
+  for (i = 0; i < 100; i++) {
+    CHECK(p[i][4 * MB - 1] == (char)i);
+    dl_free(p[i]);
+  }
+}
+
 int main(void) {
   RUN(test_realloc_keeps_bytes_across_the_threshold);
   RUN(test_big_blocks_are_aligned_and_reused);
@@ -165,5 +189,6 @@ int main(void) {
   RUN(test_small_aligned_frees_are_not_confused);
   RUN(test_another_process_maps_a_shared_block);
   RUN(test_a_gone_process_cannot_be_mapped);
+  RUN(test_big_blocks_leave_descriptors_for_the_program);
   return TAP_END();
 }
