@@ -1439,9 +1439,13 @@ int dlua_worker_main(int argc, char **argv) {
       setrlimit(RLIMIT_NOFILE, &rl);
     }
   }
-  /* Freed big blocks kept for reuse: a quarter of the limit at most. */
-  if (W.memory_limit > 0 && (uint64_t)W.memory_limit / 4 < (256u << 20))
-    dl_mem_set_cache_max((size_t)W.memory_limit / 4);
+  /* Freed big blocks kept for reuse fit between the target and spill
+     fractions, so keeping them never makes the worker spill. */
+  if (W.memory_limit > 0) {
+    double room = (W.frac_spill - W.frac_target) * (double)W.memory_limit;
+    if (room < (double)(256u << 20))
+      dl_mem_set_cache_max(room > 0 ? (size_t)room : 0);
+  }
   uv_mutex_init(&W.lock);
   uv_cond_init(&W.cond);
   dl_map_init(&W.store);

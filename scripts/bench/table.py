@@ -180,6 +180,11 @@ row("i 800 MB of results on 2 × 300 MB workers: wall", r"memory_spill\.total_wa
 row("i dlua's wall / writing and reading the same bytes to disk",
     r"memory_spill\.ratio_to_disk", "x", True, "≤ 2x",
     lambda a, b, c, rb, rc: a is not None and a <= 2, dpat=r"^$")
+row("i the larger-than-memory example (3 GB on 2 × 512 MiB workers): wall",
+    r"memory_spill\.example_wall", "s", True, dpat=r"^$")
+row("i the example's wall / writing and reading the same bytes to disk",
+    r"memory_spill\.example_ratio_to_disk", "x", True, "≤ 2x",
+    lambda a, b, c, rb, rc: a is not None and a <= 2, dpat=r"^$")
 row("j worker SIGKILLed midway: all 20 results", r"fault\.recovered", "", False,
     "recovers", lambda a, b, c, rb, rc: a == 1)
 row("j wall with the kill (20 × 0.5 s tasks)", r"fault\.wall_with_kill", "s", True)
