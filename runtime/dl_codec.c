@@ -968,6 +968,79 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
   return rc;
 }
 
+/* ---------------------------------------------------------------- rows */
+
+/*
+** Append the encoding of a plain value: nil, a boolean, a number or a
+** string.  Returns 0, 1 if the value at idx is of another type (nothing
+** written), or DL_ENOMEM.  Never raises.
+*/
+static int put_plain(lua_State *L, int idx, dl_buf *b) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      return dl_buf_u8(b, T_NIL);
+    case LUA_TBOOLEAN:
+      return dl_buf_u8(b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        if (dl_buf_u8(b, T_INT)) return DL_ENOMEM;
+        return dl_buf_sv(b, (int64_t)lua_tointeger(L, idx));
+      } else {
+        lua_Number x = lua_tonumber(L, idx);
+        uint64_t bits;
+        memcpy(&bits, &x, 8);
+        if (dl_buf_u8(b, T_FLT)) return DL_ENOMEM;
+        return dl_buf_u64(b, bits);
+      }
+    case LUA_TSTRING: {
+      size_t l;
+      const char *s = lua_tolstring(L, idx, &l);
+      if (dl_buf_grow(b, l + 11)) return DL_ENOMEM;
+      dl_buf_u8(b, T_STR);
+      return dl_buf_str(b, s, l);
+    }
+    default:
+      return 1;
+  }
+}
+
+/*
+** Append a row: the encoding that dl_codec_encode would give of the table
+** encoded in shape (slen bytes, a table with no array part) once the n
+** values at stack indices first .. first + n - 1 are added as its [1] ..
+** [n].  Plain values (nil, booleans, numbers, strings) are never shared by
+** reference, so the rest of the table encodes the same with or without
+** them: the shape is reused as it is.  Returns 0; 1 if a value is not plain
+** (nothing written: encode the whole table instead); DL_EINVAL if shape is
+** not such a table; DL_ENOMEM.  Never raises.  [-0, +0, -]
+*/
+int dl_codec_encode_row(lua_State *L, const char *shape, size_t slen,
+                        int first, int n, dl_buf *out) {
+  const size_t counts = HEADER_LEN + 1, fields = counts + 8;
+  size_t start = out->len;
+  int i;
+  if (slen < fields + 1 || memcmp(shape, "DLC", 3) != 0 ||
+      (unsigned char)shape[HEADER_LEN] != T_TABLE ||
+      memcmp(shape + counts, "\0\0\0\0", 4) != 0 || n < 0)
+    return DL_EINVAL;
+  for (i = 0; i < n; i++) {
+    int t = lua_type(L, first + i);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER &&
+        t != LUA_TSTRING)
+      return 1;
+  }
+  if (dl_buf_put(out, shape, counts) || dl_buf_u32(out, (uint32_t)n) ||
+      dl_buf_put(out, shape + counts + 4, 4))
+    goto nomem;
+  for (i = 0; i < n; i++)
+    if (put_plain(L, first + i, out)) goto nomem;
+  if (dl_buf_put(out, shape + fields, slen - fields)) goto nomem;
+  return 0;
+nomem:
+  out->len = start;
+  return DL_ENOMEM;
+}
+
 /* ------------------------------------------------------------- decoder */
 
 typedef struct proto {

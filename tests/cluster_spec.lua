@@ -373,6 +373,36 @@ describe("futures", function()
     assert.same({}, empty)
   end)
 
+  it("map takes any argument: plain, tables, futures, proxies", function()
+    local k = {mult = 3}
+    local a = c:submit(function() return 10 end)
+    local mixed = {1, {2}, "s", true, 2.5, a, {v = a}}
+    local futs = c:map(function(x)
+      if type(x) == "table" then return x.v and x.v + 1 or x[1] * k.mult end
+      if type(x) == "number" then return x * k.mult end
+      return type(x)
+    end, mixed)
+    assert.same({3, 6, "string", "boolean", 7.5, 30, 11}, c:gather(futs, 20))
+    -- nil arguments arrive as nil; a sequence's __index and __len count
+    local proxy = setmetatable({}, {
+      __index = function(_, i) if i ~= 2 then return i * 10 end end,
+      __len = function() return 3 end})
+    futs = c:map(function(x, y) return tostring(x) .. "/" .. tostring(y) end,
+                 proxy, {"a", "b", "c"})
+    assert.same({"10/a", "nil/b", "30/c"}, c:gather(futs, 20))
+  end)
+
+  it("map names the argument that cannot be sent", function()
+    local co = coroutine.create(function() end)
+    local ok, err = pcall(c.map, c, function(x) return x end, {1, co})
+    assert.is_false(ok)
+    assert.matches("cannot send coroutine at argument 1", err)
+    ok, err = pcall(c.map, c, function(x) return co, x end, {1})
+    assert.is_false(ok)
+    assert.matches("upvalue 'co' of function", err)
+    assert.matches("the task function", err)
+  end)
+
   it("futures as arguments and inside tables are dependencies", function()
     local a = c:submit(function() return 10 end)
     local b = c:submit(function() return {x = "deep"} end)
@@ -717,6 +747,12 @@ describe("task options", function()
     assert.equal(3, a:result(10))
     assert.equal(3, b:result(10))
     assert.equal(4, d:result(10))
+    local futs = c:map(add, {1, 1, 5}, {2, 3, 5}, p)
+    assert.equal(a.key, futs[1].key)
+    assert.equal(d.key, futs[2].key)
+    assert.same({3, 4, 10}, c:gather(futs, 10))
+    a:release()
+    assert.equal(3, b:result(10)) -- one future of the key is still held
   end)
 
   it("priority: a high-priority task runs before queued ones", function()

@@ -643,21 +643,22 @@ function Client:map(fn, ...)
   if opts and opts.key then
     error("map: option 'key' is per task; use 'name' for a key prefix", 2)
   end
-  local futs = {}
   local prefix = (opts and opts.name) or fn_name(fn, 2)
-  local o = {name = prefix}
-  if opts then for k, v in pairs(opts) do o[k] = v end end
-  if nseq == 1 then
-    local s = seqs[1]
-    for i = 1, len do futs[i] = self:_submit(o, fn, 1, s[i]) end
-  else
+  local keys = prefix .. "-" .. token -- new_key's keys, made in C
+  if opts and opts.pure then
+    keys = {}
     local args = {}
     for i = 1, len do
       for j = 1, nseq do args[j] = seqs[j][i] end
-      futs[i] = self:_submit(o, fn, nseq, unpack(args, 1, nseq))
+      local ok, bytes = pcall(codec.encode, {fn, nseq, unpack(args, 1, nseq)})
+      keys[i] = prefix .. "-" .. (ok and hash_hex(bytes) or new_key(""))
     end
   end
-  return futs
+  local first = counter + 1
+  if type(keys) == "string" then counter = counter + len end
+  -- One C call queues every task and makes the futures (dl_cluster_lua.c).
+  return self.handle:map(spec_for(opts), fn, seqs, nseq, len, keys, first,
+                         self._keys, self)
 end
 
 -- Fetch the values of done futures; raises the first task error.
