@@ -34,6 +34,7 @@
 */
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -139,9 +140,9 @@ typedef struct enc {
   dl_oob *oob;    /* may be NULL */
   int reuse;      /* the registry's scratch tables are ours */
   unsigned used_scratch;
-  seg path[MAXPATH];
   char *err;
   size_t errlen;
+  seg path[MAXPATH]; /* last: not cleared, only path[0, npath) is used */
 } enc;
 
 #define TRY(x)              \
@@ -840,14 +841,15 @@ static int enc_value(enc *e, int idx) {
   }
 }
 
+static const unsigned char header[HEADER_LEN] = {
+  'D', 'L', 'C', FORMAT_VERSION, LUA_VERSION_NUM & 0xff,
+  LUA_VERSION_NUM >> 8, sizeof(lua_Integer), sizeof(lua_Number), 0};
+
 static int enc_main(lua_State *L) {
   enc *e = (enc *)lua_touserdata(L, 1);
-  unsigned char h[HEADER_LEN] = {'D', 'L', 'C', FORMAT_VERSION,
-                                 LUA_VERSION_NUM & 0xff, LUA_VERSION_NUM >> 8,
-                                 sizeof(lua_Integer), sizeof(lua_Number), 0};
   int rc, i;
   lua_settop(L, S_LAST);
-  if (dl_buf_put(e->b, h, sizeof h)) {
+  if (dl_buf_put(e->b, header, sizeof header)) {
     lua_pushinteger(L, DL_ENOMEM);
     return 1;
   }
@@ -891,6 +893,40 @@ static int enc_main(lua_State *L) {
   return 1;
 }
 
+/*
+** Append the encoding of a plain value: nil, a boolean, a number or a
+** string.  Returns 0, 1 if the value at idx is of another type (nothing
+** written), or DL_ENOMEM.  Never raises.
+*/
+static int put_plain(lua_State *L, int idx, dl_buf *b) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      return dl_buf_u8(b, T_NIL);
+    case LUA_TBOOLEAN:
+      return dl_buf_u8(b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        if (dl_buf_u8(b, T_INT)) return DL_ENOMEM;
+        return dl_buf_sv(b, (int64_t)lua_tointeger(L, idx));
+      } else {
+        lua_Number x = lua_tonumber(L, idx);
+        uint64_t bits;
+        memcpy(&bits, &x, 8);
+        if (dl_buf_u8(b, T_FLT)) return DL_ENOMEM;
+        return dl_buf_u64(b, bits);
+      }
+    case LUA_TSTRING: {
+      size_t l;
+      const char *s = lua_tolstring(L, idx, &l);
+      if (dl_buf_grow(b, l + 11)) return DL_ENOMEM;
+      dl_buf_u8(b, T_STR);
+      return dl_buf_str(b, s, l);
+    }
+    default:
+      return 1;
+  }
+}
+
 static void set_err(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
 }
@@ -917,10 +953,22 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
                         size_t errlen) {
   enc e;
   size_t nsegs0 = oob ? oob->nsegs : 0;
-  int rc, st;
+  int rc, st, t = lua_type(L, idx);
   size_t start = out->len;
+  if (t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER ||
+      (t == LUA_TSTRING && (oob == NULL || lua_rawlen(L, idx) < oob->min ||
+                            lua_rawlen(L, idx) == 0))) {
+    /* A plain value: nothing to protect, no Lua call needed. */
+    if (err && errlen) err[0] = '\0';
+    if (dl_buf_put(out, header, sizeof header) || put_plain(L, idx, out)) {
+      out->len = start;
+      set_err(err, errlen, "codec: out of memory");
+      return DL_ENOMEM;
+    }
+    return 0;
+  }
   if (oob && oob->anchor) oob->anchor = lua_absindex(L, oob->anchor);
-  memset(&e, 0, sizeof e);
+  memset(&e, 0, offsetof(enc, path));
   e.L = L;
   e.b = out;
   e.o = o;
@@ -969,40 +1017,6 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
 }
 
 /* ---------------------------------------------------------------- rows */
-
-/*
-** Append the encoding of a plain value: nil, a boolean, a number or a
-** string.  Returns 0, 1 if the value at idx is of another type (nothing
-** written), or DL_ENOMEM.  Never raises.
-*/
-static int put_plain(lua_State *L, int idx, dl_buf *b) {
-  switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-      return dl_buf_u8(b, T_NIL);
-    case LUA_TBOOLEAN:
-      return dl_buf_u8(b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        if (dl_buf_u8(b, T_INT)) return DL_ENOMEM;
-        return dl_buf_sv(b, (int64_t)lua_tointeger(L, idx));
-      } else {
-        lua_Number x = lua_tonumber(L, idx);
-        uint64_t bits;
-        memcpy(&bits, &x, 8);
-        if (dl_buf_u8(b, T_FLT)) return DL_ENOMEM;
-        return dl_buf_u64(b, bits);
-      }
-    case LUA_TSTRING: {
-      size_t l;
-      const char *s = lua_tolstring(L, idx, &l);
-      if (dl_buf_grow(b, l + 11)) return DL_ENOMEM;
-      dl_buf_u8(b, T_STR);
-      return dl_buf_str(b, s, l);
-    }
-    default:
-      return 1;
-  }
-}
 
 /*
 ** Append a row: the encoding that dl_codec_encode would give of the table
@@ -1475,6 +1489,42 @@ int dl_codec_decode(lua_State *L, const char *p, size_t n,
                     const dl_dec_opts *o, char *err, size_t errlen) {
   dec d;
   int st;
+  if (n > HEADER_LEN && memcmp(p, header, HEADER_LEN) == 0 &&
+      lua_checkstack(L, 1)) {
+    /* A plain value other than a string: nothing can raise, so no pcall. */
+    const char *v = p + HEADER_LEN;
+    size_t left = n - HEADER_LEN - 1;
+    dl_rd r;
+    dl_rd_init(&r, v + 1, left);
+    switch (*v) {
+      case T_NIL:
+      case T_FALSE:
+      case T_TRUE:
+        if (left) break;
+        if (*v == T_NIL) lua_pushnil(L);
+        else lua_pushboolean(L, *v == T_TRUE);
+        if (err && errlen) err[0] = '\0';
+        return 0;
+      case T_INT: {
+        int64_t x;
+        if (dl_rd_sv(&r, &x) || dl_rd_left(&r)) break;
+        lua_pushinteger(L, (lua_Integer)x);
+        if (err && errlen) err[0] = '\0';
+        return 0;
+      }
+      case T_FLT: {
+        uint64_t bits;
+        lua_Number x;
+        if (dl_rd_u64(&r, &bits) || dl_rd_left(&r)) break;
+        memcpy(&x, &bits, 8);
+        lua_pushnumber(L, x);
+        if (err && errlen) err[0] = '\0';
+        return 0;
+      }
+      default:
+        break;
+    }
+  }
   memset(&d, 0, sizeof d);
   d.L = L;
   dl_rd_init(&d.r, p, n);
