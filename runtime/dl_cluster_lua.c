@@ -593,10 +593,53 @@ static const char *const kind_names[] = {
 };
 
 /*
-** h:poll(timeout, on_done, on_err, on_data) -> count | nil, message
+** A task is done: mark states[key] (if the client still holds a future of
+** it) {status = "finished", nbytes = nbytes}, with has_value = true and
+** value = the decoded value when the result came inline, and append the
+** state to fired if it has callbacks.  A state that is finished already
+** (recomputed after a lost worker) stays as it is.  [-0, +0, m]
+*/
+static void mark_done(lua_State *L, int states, int fired, const char *key,
+                      size_t klen, uint64_t nbytes, const char *bytes,
+                      size_t blen) {
+  char err[600];
+  dl_dec_opts dopt = {0, NULL, NULL};
+  size_t slen;
+  const char *status;
+  int st = lua_gettop(L) + 1;
+  lua_pushlstring(L, key, klen);
+  if (lua_rawget(L, states) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, st, "status");
+  status = lua_tolstring(L, -1, &slen);
+  if (status && slen == 8 && memcmp(status, "finished", 8) == 0) {
+    lua_settop(L, st - 1);
+    return;
+  }
+  lua_pushliteral(L, "finished");
+  lua_setfield(L, st, "status");
+  lua_pushinteger(L, (lua_Integer)nbytes);
+  lua_setfield(L, st, "nbytes");
+  if (blen && dl_codec_decode(L, bytes, blen, &dopt, err, sizeof err) == 0) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, st, "has_value");
+    lua_setfield(L, st, "value");
+  }
+  lua_getfield(L, st, "callbacks");
+  if (lua_toboolean(L, -1)) {
+    lua_pushvalue(L, st);
+    lua_rawseti(L, fired, (lua_Integer)lua_rawlen(L, fired) + 1);
+  }
+  lua_settop(L, st - 1);
+}
+
+/*
+** h:poll(timeout, states, fired, on_err, on_data) -> count | nil, message
 ** Flushes, waits up to timeout seconds (negative: forever) for scheduler
-** messages and calls, for each one:
-**   on_done(key, nbytes [, true, value])   (value: small results inline)
+** messages and handles each one: a done task updates states[key] (see
+** mark_done; small results come inline), and the others call
 **   on_err(key, kind, message, traceback, worker)
 **   on_data(reqid, key, found, value_or_errmsg)
 */
@@ -605,9 +648,11 @@ static int h_poll(lua_State *L) {
   double timeout = luaL_optnumber(L, 2, -1);
   int rc, count = 0;
   dl_rd r;
-  luaL_checktype(L, 3, LUA_TFUNCTION);
-  luaL_checktype(L, 4, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
   luaL_checktype(L, 5, LUA_TFUNCTION);
+  luaL_checktype(L, 6, LUA_TFUNCTION);
+  lua_settop(L, 6);
   if (flush(h)) {
     lua_pushnil(L);
     lua_pushliteral(L, "the cluster has stopped");
@@ -635,27 +680,15 @@ static int h_poll(lua_State *L) {
       uint64_t v, reqid, found;
       dl_rd_u8(&r, &type);
       if (type == DL_M_KEY_DONE) {
-        char err[600];
-        dl_dec_opts dopt = {0, NULL, NULL};
         if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
             dl_rd_str(&r, &bytes, &blen))
           break;
-        lua_pushvalue(L, 3);
-        lua_pushlstring(L, key, klen);
-        lua_pushinteger(L, (lua_Integer)v);
-        if (blen && dl_codec_decode(L, bytes, blen, &dopt, err,
-                                    sizeof err) == 0) {
-          lua_pushboolean(L, 1);
-          lua_insert(L, -2);
-          lua_call(L, 4, 0);
-        } else {
-          lua_call(L, 2, 0);
-        }
+        mark_done(L, 3, 4, key, klen, v, bytes, blen);
       } else if (type == DL_M_KEY_ERR) {
         if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
             dl_rd_str(&r, &bytes, &blen))
           break;
-        lua_pushvalue(L, 4);
+        lua_pushvalue(L, 5);
         lua_pushlstring(L, key, klen);
         lua_pushstring(L, v < sizeof kind_names / sizeof *kind_names
                               ? kind_names[v] : "error");
@@ -671,7 +704,7 @@ static int h_poll(lua_State *L) {
         if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
             dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
           break;
-        lua_pushvalue(L, 5);
+        lua_pushvalue(L, 6);
         lua_pushinteger(L, (lua_Integer)reqid);
         lua_pushlstring(L, key, klen);
         if (!found) {

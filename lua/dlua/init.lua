@@ -507,14 +507,6 @@ function M.Client(arg)
     cluster = cl, handle = cl.handle, owns_cluster = owns,
     _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
   }, Client)
-  local function on_done(key, nbytes, has_value, value)
-    local st = c._keys[key]
-    if st and st.status ~= "finished" then
-      st.status, st.nbytes = "finished", nbytes
-      if has_value then st.has_value, st.value = true, value end
-      if st.callbacks then c._fired[#c._fired + 1] = st end
-    end
-  end
   local function on_err(key, kind, message, traceback, worker)
     local st = c._keys[key]
     if st then
@@ -536,7 +528,7 @@ function M.Client(arg)
       end
     end
   end
-  c._on_done, c._on_err, c._on_data = on_done, on_err, on_data
+  c._on_err, c._on_data = on_err, on_data
   default_client = c
   return c
 end
@@ -550,10 +542,12 @@ function M.default_client()
 end
 
 -- Receive scheduler messages for up to timeout seconds (negative: wait
--- for at least one batch), then run fired done-callbacks.
+-- for at least one batch), then run fired done-callbacks.  A finished task
+-- sets its state in _keys (status, nbytes, has_value, value) in C, and
+-- lands in _fired if it has callbacks.
 function Client:_pump(timeout)
-  local n, err = self.handle:poll(timeout or -1, self._on_done, self._on_err,
-                                  self._on_data)
+  local n, err = self.handle:poll(timeout or -1, self._keys, self._fired,
+                                  self._on_err, self._on_data)
   if not n then error("dlua: " .. err, 3) end
   if #self._fired > 0 then
     local fired = self._fired
