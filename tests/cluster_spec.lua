@@ -435,6 +435,27 @@ describe("futures", function()
     assert.equal(2, c:gather(f2, 10))
   end)
 
+  it("gather of one level keeps other keys, holes and the metatable",
+     function()
+    local f1 = c:submit(function() return 1 end)
+    local f2 = c:submit(function() return nil end)
+    local f3 = c:submit(function() return "three" end)
+    assert.same({1, 1, "three"}, c:gather({f1, f1, f3}, 10))
+    local got = c:gather({f1, f3, x = 5, [10] = f1}, 10)
+    assert.same({1, "three", x = 5, [10] = 1}, got)
+    got = c:gather({f1, f2, f3}, 10)
+    assert.equal(1, got[1])
+    assert.is_nil(got[2])
+    assert.equal("three", got[3])
+    local mt = {__index = function() return "dflt" end}
+    got = c:gather(setmetatable({a = f1, b = "b"}, mt), 10)
+    assert.equal(mt, getmetatable(got))
+    assert.equal(1, got.a)
+    assert.equal("b", got.b)
+    assert.equal("dflt", got.zzz)
+    assert.same({}, c:gather({}, 10))
+  end)
+
   it("scatter then use in tasks", function()
     local data = {}
     for i = 1, 1000 do data[i] = i end

@@ -655,24 +655,30 @@ function Client:map(fn, ...)
                          self._keys, self)
 end
 
--- Fetch the values of done futures; raises the first task error.
+-- Fetch the values of done futures; raises the first task error.  Values
+-- that came inline with the done message are taken as they are; only the
+-- others are asked for, each key once.
 function Client:_gather_values(futs, timeout, what)
-  local keys, want, seen, values = {}, {}, {}, {}
-  for i, f in ipairs(futs) do
-    local st = state(f)
-    if st.status == "error" or st.status == "cancelled" then
-      error(make_error(f.key, st), 3)
-    end
+  local states, out, n = self._keys, {}, #futs
+  local keys, seen, values, fetch
+  for i = 1, n do
+    local key = futs[i].key
+    local st = states[key]
+    if not st then error("future '" .. key .. "' was released", 2) end
+    local s = st.status
+    if s == "error" or s == "cancelled" then error(make_error(key, st), 3) end
     if st.has_value then
-      seen[f.key] = true
-      values[f.key] = st.value
+      out[i] = st.value
+    else
+      if not keys then keys, seen, values, fetch = {}, {}, {}, {} end
+      fetch[#fetch + 1] = i
+      if not seen[key] then
+        seen[key] = true
+        keys[#keys + 1] = key
+      end
     end
-    if not seen[f.key] then
-      seen[f.key] = true
-      keys[#keys + 1] = f.key
-    end
-    want[i] = f.key
   end
+  if not keys then return out end
   local deadline = timeout and clock() + timeout
   while #keys > 0 do
     self._nextreq = self._nextreq + 1
@@ -709,8 +715,7 @@ function Client:_gather_values(futs, timeout, what)
       end
     end
   end
-  local out = {}
-  for i, k in ipairs(want) do out[i] = values[k] end
+  for _, i in ipairs(fetch) do out[i] = values[futs[i].key] end
   return out
 end
 
@@ -741,15 +746,41 @@ local function replace_futures(v, values, copies)
   return setmetatable(t, getmetatable(v))
 end
 
+-- If no key of v is a table and no value a table other than a future
+-- (an array of futures, say), return the futures of v, where they sit,
+-- and whether v holds nothing else.
+local function flat_futures(v)
+  local futs, at, n, others = {}, {}, 0, false
+  for k, x in next, v do
+    if type(k) == "table" then return nil end
+    if type(x) == "table" then
+      if getmetatable(x) ~= Future then return nil end
+      n = n + 1
+      futs[n], at[n] = x, k
+    else
+      others = true
+    end
+  end
+  return futs, at, not others
+end
+
 --- client:gather(futures [, timeout]) -> the same structure with every
 -- future replaced by its value; raises the first task error.
 function Client:gather(v, timeout)
   check_timeout(timeout, "gather")
-  local futs = collect_futures(v, {}, {})
+  local futs, at, only
+  if type(v) == "table" and not is_future(v) then
+    futs, at, only = flat_futures(v)
+  end
+  if not futs then futs = collect_futures(v, {}, {}) end
   local deadline = timeout and clock() + timeout
+  local states = self._keys
   local i, n = 1, #futs
   while i <= n do
-    if state(futs[i]).status ~= "pending" then
+    local key = futs[i].key
+    local st = states[key]
+    if not st then error("future '" .. key .. "' was released", 2) end
+    if st.status ~= "pending" then
       i = i + 1
     else
       local left = deadline and deadline - clock() or -1
@@ -762,8 +793,22 @@ function Client:gather(v, timeout)
   local vals = self:_gather_values(futs, deadline and math.max(0,
                                    deadline - clock()), "gather")
   if is_future(v) then return vals[1] end
+  if at then
+    -- One level: copy v with each future replaced by its value.
+    local t, mt = {}, getmetatable(v)
+    if only and mt == nil then
+      local same = true -- an array of futures only: vals is the copy
+      for j = 1, n do if at[j] ~= j then same = false; break end end
+      if same then return vals end
+    end
+    for k, x in next, v do
+      if getmetatable(x) ~= Future then t[k] = x end
+    end
+    for j = 1, n do t[at[j]] = vals[j] end
+    return setmetatable(t, mt)
+  end
   local byf = {}
-  for i, f in ipairs(futs) do byf[f] = vals[i] end
+  for j, f in ipairs(futs) do byf[f] = vals[j] end
   return replace_futures(v, byf, {})
 end
 
