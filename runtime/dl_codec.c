@@ -1069,8 +1069,9 @@ typedef struct dec {
   const char *base;
   const dl_dec_opts *o;
   int refs, nrefs, depth;
-  proto *protos;
+  proto *protos;   /* small, or allocated once more are needed */
   int nprotos, capprotos;
+  proto small[4];
   int rc;
   char *err;
   size_t errlen;
@@ -1263,9 +1264,11 @@ static int dec_function(dec *d) {
         return bad(d, "unknown function hash");
     }
     if (d->nprotos == d->capprotos) {
-      int nc = d->capprotos ? d->capprotos * 2 : 8;
-      proto *np = dl_realloc(d->protos, sizeof(proto) * (size_t)nc);
+      int nc = d->capprotos * 2;
+      proto *np = dl_realloc(d->protos == d->small ? NULL : d->protos,
+                             sizeof(proto) * (size_t)nc);
       if (!np) return bad(d, "out of memory");
+      if (d->protos == d->small) memcpy(np, d->small, sizeof d->small);
       d->protos = np;
       d->capprotos = nc;
     }
@@ -1447,7 +1450,7 @@ static int dec_main(lua_State *L) {
   const char *h;
   int rc;
   lua_settop(L, 0);
-  lua_newtable(L);
+  lua_createtable(L, 4, 0); /* room for a few tables and functions */
   d->refs = 1;
   if (dl_rd_left(&d->r) < HEADER_LEN || memcmp(d->r.p, "DLC", 3) != 0) {
     rc = bad(d, "not a dlua codec message");
@@ -1532,6 +1535,8 @@ int dl_codec_decode(lua_State *L, const char *p, size_t n,
   d.o = o;
   d.err = err;
   d.errlen = errlen;
+  d.protos = d.small;
+  d.capprotos = (int)(sizeof d.small / sizeof *d.small);
   if (err && errlen) err[0] = '\0';
   if (!lua_checkstack(L, 4)) {
     set_err(err, errlen, "codec: Lua stack overflow");
@@ -1540,7 +1545,7 @@ int dl_codec_decode(lua_State *L, const char *p, size_t n,
   lua_pushcfunction(L, dec_main);
   lua_pushlightuserdata(L, &d);
   st = lua_pcall(L, 1, 1, 0);
-  dl_free(d.protos);
+  if (d.protos != d.small) dl_free(d.protos);
   if (st != LUA_OK) {
     const char *m = lua_tostring(L, -1);
     if (err && errlen)
