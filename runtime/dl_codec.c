@@ -1091,9 +1091,29 @@ static int bad(dec *d, const char *what) {
 
 static int dec_value(dec *d);
 
+/* The first references live in stack slots of dec_main, the rest in a
+   table made when needed: most messages have a few, and then decoding
+   makes no table of its own. */
+#define STACK_REFS 8
+
 static void add_ref(dec *d) {
-  lua_pushvalue(d->L, -1);
-  lua_rawseti(d->L, d->refs, ++d->nrefs);
+  lua_State *L = d->L;
+  if (++d->nrefs <= STACK_REFS) {
+    lua_copy(L, -1, d->refs + d->nrefs);
+    return;
+  }
+  if (d->nrefs == STACK_REFS + 1) {
+    lua_createtable(L, 16, 0);
+    lua_replace(L, d->refs);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->refs, d->nrefs);
+}
+
+/* Push the j-th reference (1 <= j <= nrefs). */
+static void push_ref(dec *d, lua_Integer j) {
+  if (j <= STACK_REFS) lua_pushvalue(d->L, d->refs + (int)j);
+  else lua_rawgeti(d->L, d->refs, j);
 }
 
 static int dec_enter(dec *d) {
@@ -1357,7 +1377,7 @@ static int dec_function(dec *d) {
       unsigned n;
       RD(dl_rd_uv(&d->r, &j) || dl_rd_u8(&d->r, &n));
       if (j < 1 || j > (uint64_t)d->nrefs) return bad(d, "bad upvalue reference");
-      lua_rawgeti(L, d->refs, (lua_Integer)j);
+      push_ref(d, (lua_Integer)j);
       if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1) || n < 1 ||
           !lua_getupvalue(L, -1, (int)n))
         return bad(d, "bad upvalue reference");
@@ -1411,7 +1431,7 @@ static int dec_value(dec *d) {
       uint64_t j;
       RD(dl_rd_uv(&d->r, &j));
       if (j < 1 || j > (uint64_t)d->nrefs) return bad(d, "bad reference");
-      lua_rawgeti(L, d->refs, (lua_Integer)j);
+      push_ref(d, (lua_Integer)j);
       return 0;
     }
     case T_GLOBALS:
@@ -1449,8 +1469,7 @@ static int dec_main(lua_State *L) {
   dec *d = (dec *)lua_touserdata(L, 1);
   const char *h;
   int rc;
-  lua_settop(L, 0);
-  lua_createtable(L, 4, 0); /* room for a few tables and functions */
+  lua_settop(L, 1 + STACK_REFS); /* the table of references, if any, at 1 */
   d->refs = 1;
   if (dl_rd_left(&d->r) < HEADER_LEN || memcmp(d->r.p, "DLC", 3) != 0) {
     rc = bad(d, "not a dlua codec message");
