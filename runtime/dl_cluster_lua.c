@@ -730,6 +730,79 @@ static int h_poll(lua_State *L) {
   return 1;
 }
 
+/* Is the value at idx a table whose metatable is the one at mt? */
+static int has_mt(lua_State *L, int idx, int mt) {
+  int yes;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
+  yes = lua_rawequal(L, -1, mt);
+  lua_pop(L, 1);
+  return yes;
+}
+
+/*
+** h:values(futs, states, out, i) -> true | k | false
+** gather's fast path for an array of futures.  futs must be a table
+** without metatable holding only futures, at the keys 1 .. n (checked when
+** i is 1).  For k from i on, stores in out[k] the value that came inline
+** with the done message of future k, and returns k if that future is still
+** pending, true once out is complete.  Returns false where the fast path
+** does not apply (futs is not such an array, or future k was released,
+** failed, was cancelled or has no inline value): gather then takes its
+** general path.
+*/
+static int h_values(lua_State *L) {
+  lua_Integer n, k, count = 0;
+  int mt, top;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  k = luaL_checkinteger(L, 5);
+  lua_settop(L, 5);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  luaL_getmetatable(L, DL_FUTURE_MT);
+  mt = top = lua_gettop(L);
+  if (k == 1) {
+    if (lua_getmetatable(L, 2)) goto no;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      lua_Integer i;
+      int isint;
+      i = lua_tointegerx(L, -2, &isint);
+      if (!isint || lua_type(L, -2) != LUA_TNUMBER || i < 1 || i > n ||
+          !has_mt(L, -1, mt))
+        goto no;
+      count++;
+      lua_pop(L, 1);
+    }
+    if (count != n) goto no;
+  }
+  for (; k <= n; k++) {
+    size_t slen;
+    const char *status;
+    lua_rawgeti(L, 2, k);
+    lua_pushliteral(L, "key");
+    if (lua_rawget(L, -2) != LUA_TSTRING || lua_rawget(L, 3) != LUA_TTABLE)
+      goto no;
+    lua_getfield(L, -1, "status");
+    status = lua_tolstring(L, -1, &slen);
+    if (status && slen == 7 && memcmp(status, "pending", 7) == 0) {
+      lua_pushinteger(L, k);
+      return 1;
+    }
+    if (!status || slen != 8 || memcmp(status, "finished", 8) != 0) goto no;
+    lua_getfield(L, -2, "has_value");
+    if (!lua_toboolean(L, -1)) goto no;
+    lua_getfield(L, -3, "value");
+    lua_rawseti(L, 4, k);
+    lua_settop(L, top);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+no:
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
 /* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */
 static int h_workers(lua_State *L) {
   handle *h = check_handle(L, 1);
@@ -886,6 +959,7 @@ static const luaL_Reg handle_methods[] = {
   {"release", h_release},
   {"cancel", h_cancel},
   {"gather", h_gather},
+  {"values", h_values},
   {"scatter", h_scatter},
   {"flush", h_flush},
   {"poll", h_poll},

@@ -456,6 +456,27 @@ describe("futures", function()
     assert.same({}, c:gather({}, 10))
   end)
 
+  it("gather of an array: big results, failures, released futures",
+     function()
+    local small = c:submit(function() return 7 end)
+    local big = c:submit(function() return ("x"):rep(5000) end) -- fetched
+    local got = c:gather({small, big, small}, 10)
+    assert.equal(7, got[1])
+    assert.equal(("x"):rep(5000), got[2])
+    assert.equal(7, got[3])
+    local bad = c:submit(function() error("array boom") end)
+    local ok, err = pcall(c.gather, c, {small, bad, big}, 10)
+    assert.is_false(ok)
+    assert.is_true(is_task_error(err))
+    assert.matches("array boom", tostring(err))
+    local gone = c:submit(function() return 1 end)
+    gone:result(10)
+    gone:release()
+    ok, err = pcall(c.gather, c, {small, gone}, 10)
+    assert.is_false(ok)
+    assert.matches("was released", tostring(err))
+  end)
+
   it("scatter then use in tasks", function()
     local data = {}
     for i = 1, 1000 do data[i] = i end

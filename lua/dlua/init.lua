@@ -764,16 +764,35 @@ local function flat_futures(v)
   return futs, at, not others
 end
 
+-- gather's fast path for a plain array of futures whose values all come
+-- inline: wait for them and return the values, or nil where it does not
+-- apply (h:values says when).
+function Client:_gather_array(v, deadline, timeout)
+  local out, i, states = {}, 1, self._keys
+  while true do
+    i = self.handle:values(v, states, out, i)
+    if i == true then return out end
+    if not i then return nil end
+    local left = deadline and deadline - clock() or -1
+    if deadline and left <= 0 then
+      error(timeout_error(fmt("gather: not done after %gs", timeout)), 3)
+    end
+    self:_pump(left)
+  end
+end
+
 --- client:gather(futures [, timeout]) -> the same structure with every
 -- future replaced by its value; raises the first task error.
 function Client:gather(v, timeout)
   check_timeout(timeout, "gather")
+  local deadline = timeout and clock() + timeout
   local futs, at, only
   if type(v) == "table" and not is_future(v) then
+    local out = self:_gather_array(v, deadline, timeout)
+    if out then return out end
     futs, at, only = flat_futures(v)
   end
   if not futs then futs = collect_futures(v, {}, {}) end
-  local deadline = timeout and clock() + timeout
   local states = self._keys
   local i, n = 1, #futs
   while i <= n do
