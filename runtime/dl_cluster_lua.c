@@ -740,25 +740,29 @@ static int has_mt(lua_State *L, int idx, int mt) {
 }
 
 /*
-** h:values(futs, states, out, i) -> true | k | false
+** h:values(futs, states, out, i) -> true | k | false, out
 ** gather's fast path for an array of futures.  futs must be a table
 ** without metatable holding only futures, at the keys 1 .. n (checked when
-** i is 1).  For k from i on, stores in out[k] the value that came inline
-** with the done message of future k, and returns k if that future is still
-** pending, true once out is complete.  Returns false where the fast path
-** does not apply (futs is not such an array, or future k was released,
-** failed, was cancelled or has no inline value): gather then takes its
-** general path.
+** i is 1, where out may be nil: a table for n values is made).  For k from
+** i on, stores in out[k] the value that came inline with the done message
+** of future k, and returns k if that future is still pending, true once out
+** is complete.  Returns false where the fast path does not apply (futs is
+** not such an array, or future k was released, failed, was cancelled or
+** has no inline value): gather then takes its general path.
 */
 static int h_values(lua_State *L) {
   lua_Integer n, k, count = 0;
   int mt, top;
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checktype(L, 4, LUA_TTABLE);
   k = luaL_checkinteger(L, 5);
   lua_settop(L, 5);
   n = (lua_Integer)lua_rawlen(L, 2);
+  if (lua_isnil(L, 4)) {
+    lua_createtable(L, n < INT_MAX ? (int)n : 0, 0);
+    lua_replace(L, 4);
+  }
+  luaL_checktype(L, 4, LUA_TTABLE);
   luaL_getmetatable(L, DL_FUTURE_MT);
   mt = top = lua_gettop(L);
   if (k == 1) {
@@ -787,7 +791,8 @@ static int h_values(lua_State *L) {
     status = lua_tolstring(L, -1, &slen);
     if (status && slen == 7 && memcmp(status, "pending", 7) == 0) {
       lua_pushinteger(L, k);
-      return 1;
+      lua_pushvalue(L, 4);
+      return 2;
     }
     if (!status || slen != 8 || memcmp(status, "finished", 8) != 0) goto no;
     lua_getfield(L, -2, "has_value");
@@ -797,10 +802,12 @@ static int h_values(lua_State *L) {
     lua_settop(L, top);
   }
   lua_pushboolean(L, 1);
-  return 1;
+  lua_pushvalue(L, 4);
+  return 2;
 no:
   lua_pushboolean(L, 0);
-  return 1;
+  lua_pushvalue(L, 4);
+  return 2;
 }
 
 /* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */

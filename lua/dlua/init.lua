@@ -768,9 +768,9 @@ end
 -- inline: wait for them and return the values, or nil where it does not
 -- apply (h:values says when).
 function Client:_gather_array(v, deadline, timeout)
-  local out, i, states = {}, 1, self._keys
+  local out, i, states = nil, 1, self._keys
   while true do
-    i = self.handle:values(v, states, out, i)
+    i, out = self.handle:values(v, states, out, i)
     if i == true then return out end
     if not i then return nil end
     local left = deadline and deadline - clock() or -1
