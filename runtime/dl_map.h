@@ -23,7 +23,7 @@ typedef struct dl_map {
   size_t used;  /* live + tombstones */
 } dl_map;
 
-/* A 64-bit hash of n bytes (FNV-1a with a final mix). */
+/* A 64-bit hash of n bytes (word-wise multiply-shift, then a full mix). */
 uint64_t dl_hash(const void *p, size_t n);
 
 void dl_map_init(dl_map *m);
