@@ -61,6 +61,20 @@ void *dl_map_get(const dl_map *m, const char *key, size_t klen) {
   return s ? s->val : NULL;
 }
 
+void dl_map_prefetch(const dl_map *m, uint64_t h) {
+  if (m->cap) __builtin_prefetch(&m->slots[(size_t)h & (m->cap - 1)]);
+}
+
+void dl_map_prefetch_val(const dl_map *m, uint64_t h) {
+  const dl_map_slot *s;
+  if (m->cap == 0) return;
+  s = &m->slots[(size_t)h & (m->cap - 1)];
+  if (s->hash == h && s->key != NULL && s->key != DL_MAP_TOMB) {
+    __builtin_prefetch(s->key);
+    __builtin_prefetch(s->val);
+  }
+}
+
 static int rehash(dl_map *m, size_t ncap) {
   dl_map_slot *old = m->slots, *ns;
   size_t ocap = m->cap, i;

@@ -1237,15 +1237,100 @@ static int on_gather(dl_sched *s, dl_rd *r) {
   return 0;
 }
 
+/*
+** Lookahead over a frame.  A frame carries hundreds of messages about as
+** many tasks, and the task map of a big graph does not fit in the caches:
+** each lookup would wait for memory.  While the frame is handled message
+** by message, the key of the message AHEAD places further on gets its slot
+** loaded, and AHEAD / 2 places on, the task in it.  Messages are skipped
+** over by their layout; at a type whose layout is not known here the
+** lookahead stops for the rest of the frame.
+*/
+#define AHEAD 16
+
+typedef struct ahead {
+  dl_rd r;           /* the next message to look at */
+  int on;            /* 0 once a message of unknown layout was met */
+  unsigned n;        /* messages looked at */
+  uint64_t h[AHEAD]; /* the key hash of message i, at i % AHEAD */
+} ahead;
+
+/* Skip the rest of a submit message (its key was read). */
+static int skip_submit(dl_rd *r) {
+  const char *x;
+  size_t xl;
+  int64_t sv;
+  uint64_t v, k, i;
+  RD(dl_rd_str(r, &x, &xl));
+  RD(dl_rd_sv(r, &sv) || dl_rd_sv(r, &sv) || dl_rd_uv(r, &v) ||
+     dl_rd_uv(r, &v) || dl_rd_uv(r, &k));
+  if (k > dl_rd_left(r) / 16) return DL_EPROTO;
+  RD(dl_rd_bytes(r, k * 16, &x));
+  RD(dl_rd_uv(r, &k));
+  for (i = 0; i < k; i++) RD(dl_rd_str(r, &x, &xl));
+  RD(dl_rd_uv(r, &k));
+  for (i = 0; i < k; i++) RD(dl_rd_uv(r, &v));
+  RD(dl_rd_uv(r, &v));
+  return 0;
+}
+
+/* Look at one more message: hash its key and load its slot. */
+static void ahead_one(dl_sched *s, ahead *a, int from_worker) {
+  unsigned type = 0;
+  const char *key, *x;
+  size_t klen, xl;
+  uint64_t v;
+  int bad;
+  if (!a->on || dl_rd_left(&a->r) == 0 || dl_rd_u8(&a->r, &type) ||
+      dl_rd_str(&a->r, &key, &klen)) {
+    a->on = 0;
+    return;
+  }
+  if (from_worker)
+    bad = type != DL_M_DONE || dl_rd_uv(&a->r, &v) || dl_rd_uv(&a->r, &v) ||
+          dl_rd_uv(&a->r, &v) || dl_rd_str(&a->r, &x, &xl);
+  else if (type == DL_M_SUBMIT)
+    bad = skip_submit(&a->r);
+  else
+    bad = type != DL_M_RELEASE && type != DL_M_CCANCEL;
+  if (bad) {
+    a->on = 0;
+    return;
+  }
+  a->h[a->n % AHEAD] = dl_hash(key, klen);
+  dl_map_prefetch(&s->tasks, a->h[a->n % AHEAD]);
+  a->n++;
+}
+
+static void ahead_start(dl_sched *s, ahead *a, const char *p, size_t n,
+                        int from_worker) {
+  unsigned i;
+  dl_rd_init(&a->r, p, n);
+  a->on = 1;
+  a->n = 0;
+  for (i = 0; i < AHEAD; i++) ahead_one(s, a, from_worker);
+}
+
+/* Message i is being handled: look further on. */
+static void ahead_next(dl_sched *s, ahead *a, unsigned i, int from_worker) {
+  if (i + AHEAD / 2 < a->n)
+    dl_map_prefetch_val(&s->tasks, a->h[(i + AHEAD / 2) % AHEAD]);
+  ahead_one(s, a, from_worker);
+}
+
 int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
   dl_rd r;
   int rc = 0;
+  unsigned i = 0;
+  ahead a;
   (void)now;
   dl_rd_init(&r, p, n);
+  ahead_start(s, &a, p, n, 0);
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
     const char *key;
     size_t klen;
+    ahead_next(s, &a, i++, 0);
     dl_rd_u8(&r, &type);
     switch (type) {
       case DL_M_SUBMIT: rc = on_submit(s, &r); break;
@@ -1402,10 +1487,14 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
   sworker *w = find_worker(s, wid);
   dl_rd r;
   int rc = 0;
+  unsigned i = 0;
+  ahead a;
   if (w == NULL) return 0;
   dl_rd_init(&r, p, n);
+  ahead_start(s, &a, p, n, 1);
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
+    ahead_next(s, &a, i++, 1);
     dl_rd_u8(&r, &type);
     switch (type) {
       case DL_M_DONE: rc = on_done(s, w, &r, now); break;
