@@ -402,8 +402,9 @@ static void push_key(lua_State *L, handle *h, size_t stemlen,
 ** with the "dlua.Future" metatable, counted in the table states: states[k]
 ** is made {status = "pending", nfut = 1}, or its nfut is incremented.  A
 ** task whose arguments are all nil, booleans, numbers or strings reuses
-** the encoding of fn made for the first such task of the call.  Raises
-** like h:submit; the tasks before the one that failed stay queued.
+** the encoding of fn made for the first task of the call, unless a
+** sequence has a metatable (no Lua code can run between tasks otherwise).
+** Raises like h:submit; the tasks before the one that failed stay queued.
 */
 static int h_map(lua_State *L) {
   handle *h = check_handle(L, 1);
@@ -430,7 +431,16 @@ static int h_map(lua_State *L) {
   if (!keyed && dl_buf_put(&h->key, stem, stemlen))
     return luaL_error(L, "not enough memory");
   seq0 = lua_gettop(L) + 1;
-  for (j = 0; j < (int)nargs; j++) lua_rawgeti(L, 4, j + 1);
+  for (j = 0; j < (int)nargs; j++) {
+    lua_rawgeti(L, 4, j + 1);
+    /* An __index could change what fn captures between two tasks: then
+       every task encodes fn afresh, as submit would. */
+    if (lua_getmetatable(L, -1)) {
+      lua_pop(L, 1);
+      tried = 1;
+    }
+  }
+  if (tried) h->shape.len = 0;
   luaL_getmetatable(L, DL_FUTURE_MT);
   mt = lua_gettop(L);
   lua_createtable(L, (int)len, 0);

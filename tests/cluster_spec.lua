@@ -390,6 +390,13 @@ describe("futures", function()
     futs = c:map(function(x, y) return tostring(x) .. "/" .. tostring(y) end,
                  proxy, {"a", "b", "c"})
     assert.same({"10/a", "nil/b", "30/c"}, c:gather(futs, 20))
+    -- an __index that changes what the function sees, task by task
+    local seen = 0
+    local counting = setmetatable({}, {
+      __index = function(_, i) seen = i; return i end,
+      __len = function() return 3 end})
+    futs = c:map(function(x) return x * 100 + seen end, counting)
+    assert.same({101, 202, 303}, c:gather(futs, 20))
   end)
 
   it("map names the argument that cannot be sent", function()
