@@ -422,7 +422,7 @@ static int h_map(lua_State *L) {
   first = luaL_checkinteger(L, 8);
   luaL_checktype(L, 9, LUA_TTABLE);
   luaL_checkany(L, 10);
-  luaL_argcheck(L, nargs >= 1 && nargs <= 250, 5, "1 to 250 sequences");
+  luaL_argcheck(L, nargs >= 1 && nargs < INT_MAX / 2, 5, "bad sequence count");
   luaL_argcheck(L, len >= 0 && len < INT_MAX, 6, "bad length");
   lua_settop(L, 10);
   luaL_checkstack(L, (int)nargs + 16, "too many sequences");
