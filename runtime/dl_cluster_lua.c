@@ -409,7 +409,7 @@ static void push_key(lua_State *L, handle *h, size_t stemlen,
 static int h_map(lua_State *L) {
   handle *h = check_handle(L, 1);
   lua_Integer nargs, len, first, i;
-  int keyed, seq0, mt, futs, tried = 0, j;
+  int keyed, seq0, mt, futs, shaped = 0, j;
   size_t stemlen = 0;
   const char *stem = NULL;
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -437,10 +437,11 @@ static int h_map(lua_State *L) {
        every task encodes fn afresh, as submit would. */
     if (lua_getmetatable(L, -1)) {
       lua_pop(L, 1);
-      tried = 1;
+      shaped = 1;
     }
   }
-  if (tried) h->shape.len = 0;
+  /* shaped: the shape of this call is made, or ruled out (len 0). */
+  if (shaped) h->shape.len = 0;
   luaL_getmetatable(L, DL_FUTURE_MT);
   mt = lua_gettop(L);
   lua_createtable(L, (int)len, 0);
@@ -458,8 +459,8 @@ static int h_map(lua_State *L) {
     }
     key = lua_tolstring(L, kidx, &klen);
     for (j = 0; j < (int)nargs; j++) lua_geti(L, seq0 + j, i);
-    if (!tried) {
-      tried = 1;
+    if (!shaped) {
+      shaped = 1;
       encode_shape(L, h, 3, (int)nargs);
     }
     if (h->shape.len) {
