@@ -7,6 +7,7 @@
 ** handle and sent in one batch when the client waits (flush/poll), so
 ** submitting a whole graph costs one hand-over to the scheduler thread.
 */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,11 @@ typedef struct handle {
   int ndeps;
   dl_buf fns;     /* scratch: function hashes of one task */
   int nfns;
+  dl_buf head;    /* scratch: a task's options before its functions */
+  dl_buf tail;    /* scratch: a task's options after its dependencies */
+  dl_buf shape;   /* scratch (map): the payload {f = fn, n = nargs} */
+  dl_buf common;  /* scratch (map): what follows the payload of a row */
+  dl_buf key;     /* scratch (map): a task key being made */
   dl_map fns_sent; /* hashes already sent to the scheduler */
   int nworkers;
   int polling;
@@ -152,6 +158,11 @@ static void handle_close(handle *h) {
   dl_buf_free(&h->payload);
   dl_buf_free(&h->deps);
   dl_buf_free(&h->fns);
+  dl_buf_free(&h->head);
+  dl_buf_free(&h->tail);
+  dl_buf_free(&h->shape);
+  dl_buf_free(&h->common);
+  dl_buf_free(&h->key);
 }
 
 /* h:close(): stop the cluster; no worker process survives it. */
@@ -202,43 +213,77 @@ static int flush(handle *h) {
 }
 
 /*
-** h:submit(spec, fn, ...): queue one task.  spec = {key=, priority=,
-** order=, retries=, timeout_ms=, workers={ids}, allow_other=}.  Raises
-** with the codec's message if a value cannot be sent.
+** The options of spec in a submit message: those before the task's function
+** hashes (priority, order, retries, timeout) into head, those after its
+** dependencies (worker restriction) into tail.  Both are read before
+** anything is queued, so a bad option leaves no partial message behind.
+** [-0, +0, e]
 */
-static int h_submit(lua_State *L) {
-  handle *h = check_handle(L, 1);
-  int nargs = lua_gettop(L) - 3, i, rc, payload_idx;
-  const char *key;
-  size_t klen;
+static void put_spec(lua_State *L, int spec, dl_buf *head, dl_buf *tail) {
+  head->len = tail->len = 0;
+  dl_buf_sv(head, opt_int_field(L, spec, "priority", 0));
+  dl_buf_sv(head, opt_int_field(L, spec, "order", 0));
+  dl_buf_uv(head, (uint64_t)opt_int_field(L, spec, "retries", 0));
+  dl_buf_uv(head, (uint64_t)opt_int_field(L, spec, "timeout_ms", 0));
+  lua_getfield(L, spec, "workers");
+  if (lua_istable(L, -1)) {
+    lua_Integer n = luaL_len(L, -1), j;
+    dl_buf_uv(tail, (uint64_t)n);
+    for (j = 1; j <= n; j++) {
+      lua_rawgeti(L, -1, j);
+      dl_buf_uv(tail, (uint64_t)lua_tointeger(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    dl_buf_uv(tail, 0);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, spec, "allow_other");
+  dl_buf_uv(tail, (uint64_t)lua_toboolean(L, -1));
+  lua_pop(L, 1);
+}
+
+static void reset_task(handle *h) {
+  h->payload.len = h->deps.len = h->fns.len = 0;
+  h->ndeps = h->nfns = 0;
+}
+
+/* Encoder options that collect a task's functions and dependencies. */
+static void task_opts(handle *h, dl_enc_opts *eo, dl_fnsink *sink) {
+  sink->put = fn_put;
+  sink->ud = h;
+  eo->data_only = 0;
+  eo->fns = sink;
+  eo->ctx = h;
+  eo->root = "task";
+}
+
+/*
+** Encode the task fn(args) into h->payload as {f = fn, n = nargs, ...},
+** with its function hashes in h->fns and dependency keys in h->deps; fn is
+** at stack index fi, the nargs arguments from a0 on.  Raises with the
+** codec's message, which names the argument that cannot be sent.
+** [-0, +0, e]
+*/
+static void encode_task(lua_State *L, handle *h, int fi, int a0, int nargs) {
+  int i, rc, payload_idx;
   char err[600];
   dl_enc_opts eo;
   dl_fnsink sink;
-  dl_buf *b;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checkany(L, 3);
-  put_str_field(L, 2, "key", &key, &klen);
-  if (key == NULL) return luaL_error(L, "submit: spec.key must be a string");
-  /* payload = {f = fn, n = nargs, ...} */
   lua_createtable(L, nargs, 2);
   payload_idx = lua_gettop(L);
-  lua_pushvalue(L, 3);
+  lua_pushvalue(L, fi);
   lua_setfield(L, payload_idx, "f");
   lua_pushinteger(L, nargs);
   lua_setfield(L, payload_idx, "n");
   for (i = 1; i <= nargs; i++) {
-    lua_pushvalue(L, 3 + i);
+    lua_pushvalue(L, a0 + i - 1);
     lua_rawseti(L, payload_idx, i);
   }
-  h->payload.len = h->deps.len = h->fns.len = 0;
-  h->ndeps = h->nfns = 0;
-  sink.put = fn_put;
-  sink.ud = h;
-  eo.data_only = 0;
-  eo.fns = &sink;
-  eo.ctx = h;
-  eo.root = "task";
+  reset_task(h);
+  task_opts(h, &eo, &sink);
   rc = dl_codec_encode(L, payload_idx, &h->payload, &eo, err, sizeof err);
+  lua_pop(L, 1);
   if (rc) {
     /* Say which argument could not be sent. */
     char root[32];
@@ -249,45 +294,220 @@ static int h_submit(lua_State *L) {
       else snprintf(root, sizeof root, "argument %d", i);
       eo.fns = NULL;
       eo.root = root;
-      rc = dl_codec_encode(L, 3 + i, &tmp, &eo, err, sizeof err);
+      rc = dl_codec_encode(L, i == 0 ? fi : a0 + i - 1, &tmp, &eo, err,
+                           sizeof err);
       dl_buf_free(&tmp);
       if (rc) break;
     }
     h->deps.len = 0;
     h->ndeps = 0;
-    return luaL_error(L, "%s", err);
+    luaL_error(L, "%s", err);
   }
-  b = &h->out;
+}
+
+/* Queue the submit message of the task encoded by encode_task. */
+static void put_submit(handle *h, const char *key, size_t klen) {
+  dl_buf *b = &h->out;
   dl_buf_u8(b, DL_M_SUBMIT);
   dl_buf_str(b, key, klen);
   dl_buf_str(b, h->payload.p, h->payload.len);
-  dl_buf_sv(b, opt_int_field(L, 2, "priority", 0));
-  dl_buf_sv(b, opt_int_field(L, 2, "order", 0));
-  dl_buf_uv(b, (uint64_t)opt_int_field(L, 2, "retries", 0));
-  dl_buf_uv(b, (uint64_t)opt_int_field(L, 2, "timeout_ms", 0));
+  dl_buf_put(b, h->head.p, h->head.len);
   dl_buf_uv(b, (uint64_t)h->nfns);
   dl_buf_put(b, h->fns.p, h->fns.len);
   dl_buf_uv(b, (uint64_t)h->ndeps);
   dl_buf_put(b, h->deps.p, h->deps.len);
-  lua_getfield(L, 2, "workers");
-  if (lua_istable(L, -1)) {
-    lua_Integer n = luaL_len(L, -1), j;
-    dl_buf_uv(b, (uint64_t)n);
-    for (j = 1; j <= n; j++) {
-      lua_rawgeti(L, -1, j);
-      dl_buf_uv(b, (uint64_t)lua_tointeger(L, -1));
-      lua_pop(L, 1);
-    }
-  } else {
-    dl_buf_uv(b, 0);
-  }
-  lua_pop(L, 1);
-  lua_getfield(L, 2, "allow_other");
-  dl_buf_uv(b, (uint64_t)lua_toboolean(L, -1));
-  lua_pop(L, 1);
+  dl_buf_put(b, h->tail.p, h->tail.len);
+}
+
+/*
+** h:submit(spec, fn, ...): queue one task.  spec = {key=, priority=,
+** order=, retries=, timeout_ms=, workers={ids}, allow_other=}.  Raises
+** with the codec's message if a value cannot be sent.
+*/
+static int h_submit(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  int nargs = lua_gettop(L) - 3;
+  const char *key;
+  size_t klen;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checkany(L, 3);
+  put_str_field(L, 2, "key", &key, &klen);
+  if (key == NULL) return luaL_error(L, "submit: spec.key must be a string");
+  put_spec(L, 2, &h->head, &h->tail);
+  encode_task(L, h, 3, 4, nargs);
+  put_submit(h, key, klen);
   /* Let the cluster start on a big graph while the rest is submitted. */
-  if (b->len >= FLUSH_AT) flush(h);
+  if (h->out.len >= FLUSH_AT) flush(h);
   return 0;
+}
+
+/*
+** Encode the payload shape of a map call, {f = fn, n = nargs}, into
+** h->shape, and what follows the payload in each message of a row task
+** (options, function hashes, dependencies of fn's upvalues) into
+** h->common.  Returns 0, or non-zero if fn cannot be sent (the caller then
+** encodes the task whole, which raises with the right message).
+** [-0, +0, m]
+*/
+static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
+  char err[600];
+  dl_enc_opts eo;
+  dl_fnsink sink;
+  int rc;
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, fi);
+  lua_setfield(L, -2, "f");
+  lua_pushinteger(L, nargs);
+  lua_setfield(L, -2, "n");
+  reset_task(h);
+  task_opts(h, &eo, &sink);
+  h->shape.len = 0;
+  rc = dl_codec_encode(L, -1, &h->shape, &eo, err, sizeof err);
+  lua_pop(L, 1);
+  if (rc) {
+    h->shape.len = 0;
+    return rc;
+  }
+  h->common.len = 0;
+  dl_buf_put(&h->common, h->head.p, h->head.len);
+  dl_buf_uv(&h->common, (uint64_t)h->nfns);
+  dl_buf_put(&h->common, h->fns.p, h->fns.len);
+  dl_buf_uv(&h->common, (uint64_t)h->ndeps);
+  dl_buf_put(&h->common, h->deps.p, h->deps.len);
+  dl_buf_put(&h->common, h->tail.p, h->tail.len);
+  return 0;
+}
+
+/* Push stem .. ("%x"):format(n), made in h->key.  [-0, +1, m] */
+static void push_key(lua_State *L, handle *h, size_t stemlen,
+                     lua_Unsigned n) {
+  char hex[2 * sizeof n];
+  int i = (int)sizeof hex;
+  do {
+    hex[--i] = "0123456789abcdef"[n & 15];
+    n >>= 4;
+  } while (n);
+  h->key.len = stemlen;
+  dl_buf_put(&h->key, hex + i, sizeof hex - (size_t)i);
+  lua_pushlstring(L, h->key.p, h->key.len);
+}
+
+/*
+** h:map(spec, fn, seqs, nargs, len, keys, first, states, client)
+**   -> {futures}
+** Queue len tasks fn(seqs[1][i], ..., seqs[nargs][i]) with the options of
+** spec (as h:submit, less its key) and return their futures.  The key of
+** task i is keys[i] when keys is a table, else the string keys followed by
+** first + i - 1 in lower-case hex.  Future i is {key = k, client = client}
+** with the "dlua.Future" metatable, counted in the table states: states[k]
+** is made {status = "pending", nfut = 1}, or its nfut is incremented.  A
+** task whose arguments are all nil, booleans, numbers or strings reuses
+** the encoding of fn made for the first task of the call, unless a
+** sequence has a metatable (no Lua code can run between tasks otherwise).
+** Raises like h:submit; the tasks before the one that failed stay queued.
+*/
+static int h_map(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_Integer nargs, len, first, i;
+  int keyed, seq0, mt, futs, shaped = 0, j;
+  size_t stemlen = 0;
+  const char *stem = NULL;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checkany(L, 3);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  nargs = luaL_checkinteger(L, 5);
+  len = luaL_checkinteger(L, 6);
+  keyed = lua_istable(L, 7);
+  if (!keyed) stem = luaL_checklstring(L, 7, &stemlen);
+  first = luaL_checkinteger(L, 8);
+  luaL_checktype(L, 9, LUA_TTABLE);
+  luaL_checkany(L, 10);
+  luaL_argcheck(L, nargs >= 1 && nargs < INT_MAX / 2, 5, "bad sequence count");
+  luaL_argcheck(L, len >= 0 && len < INT_MAX, 6, "bad length");
+  lua_settop(L, 10);
+  luaL_checkstack(L, (int)nargs + 16, "too many sequences");
+  put_spec(L, 2, &h->head, &h->tail);
+  h->key.len = 0;
+  if (!keyed && dl_buf_put(&h->key, stem, stemlen))
+    return luaL_error(L, "not enough memory");
+  seq0 = lua_gettop(L) + 1;
+  for (j = 0; j < (int)nargs; j++) {
+    lua_rawgeti(L, 4, j + 1);
+    /* An __index could change what fn captures between two tasks: then
+       every task encodes fn afresh, as submit would. */
+    if (lua_getmetatable(L, -1)) {
+      lua_pop(L, 1);
+      shaped = 1;
+    }
+  }
+  /* shaped: the shape of this call is made, or ruled out (len 0). */
+  if (shaped) h->shape.len = 0;
+  luaL_getmetatable(L, DL_FUTURE_MT);
+  mt = lua_gettop(L);
+  lua_createtable(L, (int)len, 0);
+  futs = mt + 1;
+  for (i = 1; i <= len; i++) {
+    int kidx = futs + 1, a0 = futs + 2, rc = 1;
+    const char *key;
+    size_t klen;
+    if (keyed) {
+      lua_rawgeti(L, 7, i);
+      if (lua_type(L, kidx) != LUA_TSTRING)
+        return luaL_error(L, "map: keys[%I] must be a string", i);
+    } else {
+      push_key(L, h, stemlen, (lua_Unsigned)(first + i - 1));
+    }
+    key = lua_tolstring(L, kidx, &klen);
+    for (j = 0; j < (int)nargs; j++) lua_geti(L, seq0 + j, i);
+    if (!shaped) {
+      shaped = 1;
+      encode_shape(L, h, 3, (int)nargs);
+    }
+    if (h->shape.len) {
+      h->payload.len = 0;
+      rc = dl_codec_encode_row(L, h->shape.p, h->shape.len, a0, (int)nargs,
+                               &h->payload);
+      if (rc < 0) return luaL_error(L, "map: cannot encode a task");
+    }
+    if (rc == 0) {
+      dl_buf *b = &h->out;
+      dl_buf_u8(b, DL_M_SUBMIT);
+      dl_buf_str(b, key, klen);
+      dl_buf_str(b, h->payload.p, h->payload.len);
+      dl_buf_put(b, h->common.p, h->common.len);
+    } else {
+      encode_task(L, h, 3, a0, (int)nargs);
+      put_submit(h, key, klen);
+    }
+    /* The future, and its count in states. */
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, kidx);
+    lua_setfield(L, -2, "key");
+    lua_pushvalue(L, 10);
+    lua_setfield(L, -2, "client");
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, -2);
+    lua_rawseti(L, futs, i);
+    lua_pushvalue(L, kidx);
+    if (lua_rawget(L, 9) == LUA_TTABLE) {
+      lua_getfield(L, -1, "nfut");
+      lua_pushinteger(L, lua_tointeger(L, -1) + 1);
+      lua_setfield(L, -3, "nfut");
+    } else {
+      lua_createtable(L, 0, 5); /* room for the fields set once done */
+      lua_pushliteral(L, "pending");
+      lua_setfield(L, -2, "status");
+      lua_pushinteger(L, 1);
+      lua_setfield(L, -2, "nfut");
+      lua_pushvalue(L, kidx);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 9);
+    }
+    lua_settop(L, futs);
+    /* Let the cluster start on the first tasks while the rest is queued. */
+    if (h->out.len >= FLUSH_AT) flush(h);
+  }
+  return 1;
 }
 
 static int key_msg(lua_State *L, int type) {
@@ -384,10 +604,53 @@ static const char *const kind_names[] = {
 };
 
 /*
-** h:poll(timeout, on_done, on_err, on_data) -> count | nil, message
+** A task is done: mark states[key] (if the client still holds a future of
+** it) {status = "finished", nbytes = nbytes}, with has_value = true and
+** value = the decoded value when the result came inline, and append the
+** state to fired if it has callbacks.  A state that is finished already
+** (recomputed after a lost worker) stays as it is.  [-0, +0, m]
+*/
+static void mark_done(lua_State *L, int states, int fired, const char *key,
+                      size_t klen, uint64_t nbytes, const char *bytes,
+                      size_t blen) {
+  char err[600];
+  dl_dec_opts dopt = {0, NULL, NULL};
+  size_t slen;
+  const char *status;
+  int st = lua_gettop(L) + 1;
+  lua_pushlstring(L, key, klen);
+  if (lua_rawget(L, states) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, st, "status");
+  status = lua_tolstring(L, -1, &slen);
+  if (status && slen == 8 && memcmp(status, "finished", 8) == 0) {
+    lua_settop(L, st - 1);
+    return;
+  }
+  lua_pushliteral(L, "finished");
+  lua_setfield(L, st, "status");
+  lua_pushinteger(L, (lua_Integer)nbytes);
+  lua_setfield(L, st, "nbytes");
+  if (blen && dl_codec_decode(L, bytes, blen, &dopt, err, sizeof err) == 0) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, st, "has_value");
+    lua_setfield(L, st, "value");
+  }
+  lua_getfield(L, st, "callbacks");
+  if (lua_toboolean(L, -1)) {
+    lua_pushvalue(L, st);
+    lua_rawseti(L, fired, (lua_Integer)lua_rawlen(L, fired) + 1);
+  }
+  lua_settop(L, st - 1);
+}
+
+/*
+** h:poll(timeout, states, fired, on_err, on_data) -> count | nil, message
 ** Flushes, waits up to timeout seconds (negative: forever) for scheduler
-** messages and calls, for each one:
-**   on_done(key, nbytes [, true, value])   (value: small results inline)
+** messages and handles each one: a done task updates states[key] (see
+** mark_done; small results come inline), and the others call
 **   on_err(key, kind, message, traceback, worker)
 **   on_data(reqid, key, found, value_or_errmsg)
 */
@@ -396,9 +659,11 @@ static int h_poll(lua_State *L) {
   double timeout = luaL_optnumber(L, 2, -1);
   int rc, count = 0;
   dl_rd r;
-  luaL_checktype(L, 3, LUA_TFUNCTION);
-  luaL_checktype(L, 4, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
   luaL_checktype(L, 5, LUA_TFUNCTION);
+  luaL_checktype(L, 6, LUA_TFUNCTION);
+  lua_settop(L, 6);
   if (flush(h)) {
     lua_pushnil(L);
     lua_pushliteral(L, "the cluster has stopped");
@@ -426,27 +691,15 @@ static int h_poll(lua_State *L) {
       uint64_t v, reqid, found;
       dl_rd_u8(&r, &type);
       if (type == DL_M_KEY_DONE) {
-        char err[600];
-        dl_dec_opts dopt = {0, NULL, NULL};
         if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
             dl_rd_str(&r, &bytes, &blen))
           break;
-        lua_pushvalue(L, 3);
-        lua_pushlstring(L, key, klen);
-        lua_pushinteger(L, (lua_Integer)v);
-        if (blen && dl_codec_decode(L, bytes, blen, &dopt, err,
-                                    sizeof err) == 0) {
-          lua_pushboolean(L, 1);
-          lua_insert(L, -2);
-          lua_call(L, 4, 0);
-        } else {
-          lua_call(L, 2, 0);
-        }
+        mark_done(L, 3, 4, key, klen, v, bytes, blen);
       } else if (type == DL_M_KEY_ERR) {
         if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
             dl_rd_str(&r, &bytes, &blen))
           break;
-        lua_pushvalue(L, 4);
+        lua_pushvalue(L, 5);
         lua_pushlstring(L, key, klen);
         lua_pushstring(L, v < sizeof kind_names / sizeof *kind_names
                               ? kind_names[v] : "error");
@@ -462,7 +715,7 @@ static int h_poll(lua_State *L) {
         if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
             dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
           break;
-        lua_pushvalue(L, 5);
+        lua_pushvalue(L, 6);
         lua_pushinteger(L, (lua_Integer)reqid);
         lua_pushlstring(L, key, klen);
         if (!found) {
@@ -486,6 +739,86 @@ static int h_poll(lua_State *L) {
   h->polling = 0;
   lua_pushinteger(L, count);
   return 1;
+}
+
+/* Is the value at idx a table whose metatable is the one at mt? */
+static int has_mt(lua_State *L, int idx, int mt) {
+  int yes;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
+  yes = lua_rawequal(L, -1, mt);
+  lua_pop(L, 1);
+  return yes;
+}
+
+/*
+** h:values(futs, states, out, i) -> true | k | false, out
+** gather's fast path for an array of futures.  futs must be a table
+** without metatable holding only futures, at the keys 1 .. n (checked when
+** i is 1, where out may be nil: a table for n values is made).  For k from
+** i on, stores in out[k] the value that came inline with the done message
+** of future k, and returns k if that future is still pending, true once out
+** is complete.  Returns false where the fast path does not apply (futs is
+** not such an array, or future k was released, failed, was cancelled or
+** has no inline value): gather then takes its general path.
+*/
+static int h_values(lua_State *L) {
+  lua_Integer n, k, count = 0;
+  int mt, top;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  k = luaL_checkinteger(L, 5);
+  lua_settop(L, 5);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  if (lua_isnil(L, 4)) {
+    lua_createtable(L, n < INT_MAX ? (int)n : 0, 0);
+    lua_replace(L, 4);
+  }
+  luaL_checktype(L, 4, LUA_TTABLE);
+  luaL_getmetatable(L, DL_FUTURE_MT);
+  mt = top = lua_gettop(L);
+  if (k == 1) {
+    if (lua_getmetatable(L, 2)) goto no;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      lua_Integer i;
+      int isint;
+      i = lua_tointegerx(L, -2, &isint);
+      if (!isint || lua_type(L, -2) != LUA_TNUMBER || i < 1 || i > n ||
+          !has_mt(L, -1, mt))
+        goto no;
+      count++;
+      lua_pop(L, 1);
+    }
+    if (count != n) goto no;
+  }
+  for (; k <= n; k++) {
+    size_t slen;
+    const char *status;
+    lua_rawgeti(L, 2, k);
+    lua_pushliteral(L, "key");
+    if (lua_rawget(L, -2) != LUA_TSTRING || lua_rawget(L, 3) != LUA_TTABLE)
+      goto no;
+    lua_getfield(L, -1, "status");
+    status = lua_tolstring(L, -1, &slen);
+    if (status && slen == 7 && memcmp(status, "pending", 7) == 0) {
+      lua_pushinteger(L, k);
+      lua_pushvalue(L, 4);
+      return 2;
+    }
+    if (!status || slen != 8 || memcmp(status, "finished", 8) != 0) goto no;
+    lua_getfield(L, -2, "has_value");
+    if (!lua_toboolean(L, -1)) goto no;
+    lua_getfield(L, -3, "value");
+    lua_rawseti(L, 4, k);
+    lua_settop(L, top);
+  }
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, 4);
+  return 2;
+no:
+  lua_pushboolean(L, 0);
+  lua_pushvalue(L, 4);
+  return 2;
 }
 
 /* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */
@@ -640,9 +973,11 @@ static int cl_in_worker(lua_State *L) {
 
 static const luaL_Reg handle_methods[] = {
   {"submit", h_submit},
+  {"map", h_map},
   {"release", h_release},
   {"cancel", h_cancel},
   {"gather", h_gather},
+  {"values", h_values},
   {"scatter", h_scatter},
   {"flush", h_flush},
   {"poll", h_poll},

@@ -34,6 +34,7 @@
 */
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -139,9 +140,9 @@ typedef struct enc {
   dl_oob *oob;    /* may be NULL */
   int reuse;      /* the registry's scratch tables are ours */
   unsigned used_scratch;
-  seg path[MAXPATH];
   char *err;
   size_t errlen;
+  seg path[MAXPATH]; /* last: not cleared, only path[0, npath) is used */
 } enc;
 
 #define TRY(x)              \
@@ -840,14 +841,15 @@ static int enc_value(enc *e, int idx) {
   }
 }
 
+static const unsigned char header[HEADER_LEN] = {
+  'D', 'L', 'C', FORMAT_VERSION, LUA_VERSION_NUM & 0xff,
+  LUA_VERSION_NUM >> 8, sizeof(lua_Integer), sizeof(lua_Number), 0};
+
 static int enc_main(lua_State *L) {
   enc *e = (enc *)lua_touserdata(L, 1);
-  unsigned char h[HEADER_LEN] = {'D', 'L', 'C', FORMAT_VERSION,
-                                 LUA_VERSION_NUM & 0xff, LUA_VERSION_NUM >> 8,
-                                 sizeof(lua_Integer), sizeof(lua_Number), 0};
   int rc, i;
   lua_settop(L, S_LAST);
-  if (dl_buf_put(e->b, h, sizeof h)) {
+  if (dl_buf_put(e->b, header, sizeof header)) {
     lua_pushinteger(L, DL_ENOMEM);
     return 1;
   }
@@ -891,6 +893,40 @@ static int enc_main(lua_State *L) {
   return 1;
 }
 
+/*
+** Append the encoding of a plain value: nil, a boolean, a number or a
+** string.  Returns 0, 1 if the value at idx is of another type (nothing
+** written), or DL_ENOMEM.  Never raises.
+*/
+static int put_plain(lua_State *L, int idx, dl_buf *b) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      return dl_buf_u8(b, T_NIL);
+    case LUA_TBOOLEAN:
+      return dl_buf_u8(b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        if (dl_buf_u8(b, T_INT)) return DL_ENOMEM;
+        return dl_buf_sv(b, (int64_t)lua_tointeger(L, idx));
+      } else {
+        lua_Number x = lua_tonumber(L, idx);
+        uint64_t bits;
+        memcpy(&bits, &x, 8);
+        if (dl_buf_u8(b, T_FLT)) return DL_ENOMEM;
+        return dl_buf_u64(b, bits);
+      }
+    case LUA_TSTRING: {
+      size_t l;
+      const char *s = lua_tolstring(L, idx, &l);
+      if (dl_buf_grow(b, l + 11)) return DL_ENOMEM;
+      dl_buf_u8(b, T_STR);
+      return dl_buf_str(b, s, l);
+    }
+    default:
+      return 1;
+  }
+}
+
 static void set_err(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
 }
@@ -917,10 +953,22 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
                         size_t errlen) {
   enc e;
   size_t nsegs0 = oob ? oob->nsegs : 0;
-  int rc, st;
+  int rc, st, t = lua_type(L, idx);
   size_t start = out->len;
+  if (t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER ||
+      (t == LUA_TSTRING && (oob == NULL || lua_rawlen(L, idx) < oob->min ||
+                            lua_rawlen(L, idx) == 0))) {
+    /* A plain value: nothing to protect, no Lua call needed. */
+    if (err && errlen) err[0] = '\0';
+    if (dl_buf_put(out, header, sizeof header) || put_plain(L, idx, out)) {
+      out->len = start;
+      set_err(err, errlen, "codec: out of memory");
+      return DL_ENOMEM;
+    }
+    return 0;
+  }
   if (oob && oob->anchor) oob->anchor = lua_absindex(L, oob->anchor);
-  memset(&e, 0, sizeof e);
+  memset(&e, 0, offsetof(enc, path));
   e.L = L;
   e.b = out;
   e.o = o;
@@ -968,6 +1016,45 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
   return rc;
 }
 
+/* ---------------------------------------------------------------- rows */
+
+/*
+** Append a row: the encoding that dl_codec_encode would give of the table
+** encoded in shape (slen bytes, a table with no array part) once the n
+** values at stack indices first .. first + n - 1 are added as its [1] ..
+** [n].  Plain values (nil, booleans, numbers, strings) are never shared by
+** reference, so the rest of the table encodes the same with or without
+** them: the shape is reused as it is.  Returns 0; 1 if a value is not plain
+** (nothing written: encode the whole table instead); DL_EINVAL if shape is
+** not such a table; DL_ENOMEM.  Never raises.  [-0, +0, -]
+*/
+int dl_codec_encode_row(lua_State *L, const char *shape, size_t slen,
+                        int first, int n, dl_buf *out) {
+  const size_t counts = HEADER_LEN + 1, fields = counts + 8;
+  size_t start = out->len;
+  int i;
+  if (slen < fields + 1 || memcmp(shape, "DLC", 3) != 0 ||
+      (unsigned char)shape[HEADER_LEN] != T_TABLE ||
+      memcmp(shape + counts, "\0\0\0\0", 4) != 0 || n < 0)
+    return DL_EINVAL;
+  for (i = 0; i < n; i++) {
+    int t = lua_type(L, first + i);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER &&
+        t != LUA_TSTRING)
+      return 1;
+  }
+  if (dl_buf_put(out, shape, counts) || dl_buf_u32(out, (uint32_t)n) ||
+      dl_buf_put(out, shape + counts + 4, 4))
+    goto nomem;
+  for (i = 0; i < n; i++)
+    if (put_plain(L, first + i, out)) goto nomem;
+  if (dl_buf_put(out, shape + fields, slen - fields)) goto nomem;
+  return 0;
+nomem:
+  out->len = start;
+  return DL_ENOMEM;
+}
+
 /* ------------------------------------------------------------- decoder */
 
 typedef struct proto {
@@ -982,8 +1069,9 @@ typedef struct dec {
   const char *base;
   const dl_dec_opts *o;
   int refs, nrefs, depth;
-  proto *protos;
+  proto *protos;   /* small, or allocated once more are needed */
   int nprotos, capprotos;
+  proto small[4];
   int rc;
   char *err;
   size_t errlen;
@@ -1003,9 +1091,29 @@ static int bad(dec *d, const char *what) {
 
 static int dec_value(dec *d);
 
+/* The first references live in stack slots of dec_main, the rest in a
+   table made when needed: most messages have a few, and then decoding
+   makes no table of its own. */
+#define STACK_REFS 8
+
 static void add_ref(dec *d) {
-  lua_pushvalue(d->L, -1);
-  lua_rawseti(d->L, d->refs, ++d->nrefs);
+  lua_State *L = d->L;
+  if (++d->nrefs <= STACK_REFS) {
+    lua_copy(L, -1, d->refs + d->nrefs);
+    return;
+  }
+  if (d->nrefs == STACK_REFS + 1) {
+    lua_createtable(L, 16, 0);
+    lua_replace(L, d->refs);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->refs, d->nrefs);
+}
+
+/* Push the j-th reference (1 <= j <= nrefs). */
+static void push_ref(dec *d, lua_Integer j) {
+  if (j <= STACK_REFS) lua_pushvalue(d->L, d->refs + (int)j);
+  else lua_rawgeti(d->L, d->refs, j);
 }
 
 static int dec_enter(dec *d) {
@@ -1176,9 +1284,11 @@ static int dec_function(dec *d) {
         return bad(d, "unknown function hash");
     }
     if (d->nprotos == d->capprotos) {
-      int nc = d->capprotos ? d->capprotos * 2 : 8;
-      proto *np = dl_realloc(d->protos, sizeof(proto) * (size_t)nc);
+      int nc = d->capprotos * 2;
+      proto *np = dl_realloc(d->protos == d->small ? NULL : d->protos,
+                             sizeof(proto) * (size_t)nc);
       if (!np) return bad(d, "out of memory");
+      if (d->protos == d->small) memcpy(np, d->small, sizeof d->small);
       d->protos = np;
       d->capprotos = nc;
     }
@@ -1267,7 +1377,7 @@ static int dec_function(dec *d) {
       unsigned n;
       RD(dl_rd_uv(&d->r, &j) || dl_rd_u8(&d->r, &n));
       if (j < 1 || j > (uint64_t)d->nrefs) return bad(d, "bad upvalue reference");
-      lua_rawgeti(L, d->refs, (lua_Integer)j);
+      push_ref(d, (lua_Integer)j);
       if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1) || n < 1 ||
           !lua_getupvalue(L, -1, (int)n))
         return bad(d, "bad upvalue reference");
@@ -1321,7 +1431,7 @@ static int dec_value(dec *d) {
       uint64_t j;
       RD(dl_rd_uv(&d->r, &j));
       if (j < 1 || j > (uint64_t)d->nrefs) return bad(d, "bad reference");
-      lua_rawgeti(L, d->refs, (lua_Integer)j);
+      push_ref(d, (lua_Integer)j);
       return 0;
     }
     case T_GLOBALS:
@@ -1359,8 +1469,7 @@ static int dec_main(lua_State *L) {
   dec *d = (dec *)lua_touserdata(L, 1);
   const char *h;
   int rc;
-  lua_settop(L, 0);
-  lua_newtable(L);
+  lua_settop(L, 1 + STACK_REFS); /* the table of references, if any, at 1 */
   d->refs = 1;
   if (dl_rd_left(&d->r) < HEADER_LEN || memcmp(d->r.p, "DLC", 3) != 0) {
     rc = bad(d, "not a dlua codec message");
@@ -1402,6 +1511,42 @@ int dl_codec_decode(lua_State *L, const char *p, size_t n,
                     const dl_dec_opts *o, char *err, size_t errlen) {
   dec d;
   int st;
+  if (n > HEADER_LEN && memcmp(p, header, HEADER_LEN) == 0 &&
+      lua_checkstack(L, 1)) {
+    /* A plain value other than a string: nothing can raise, so no pcall. */
+    const char *v = p + HEADER_LEN;
+    size_t left = n - HEADER_LEN - 1;
+    dl_rd r;
+    dl_rd_init(&r, v + 1, left);
+    switch (*v) {
+      case T_NIL:
+      case T_FALSE:
+      case T_TRUE:
+        if (left) break;
+        if (*v == T_NIL) lua_pushnil(L);
+        else lua_pushboolean(L, *v == T_TRUE);
+        if (err && errlen) err[0] = '\0';
+        return 0;
+      case T_INT: {
+        int64_t x;
+        if (dl_rd_sv(&r, &x) || dl_rd_left(&r)) break;
+        lua_pushinteger(L, (lua_Integer)x);
+        if (err && errlen) err[0] = '\0';
+        return 0;
+      }
+      case T_FLT: {
+        uint64_t bits;
+        lua_Number x;
+        if (dl_rd_u64(&r, &bits) || dl_rd_left(&r)) break;
+        memcpy(&x, &bits, 8);
+        lua_pushnumber(L, x);
+        if (err && errlen) err[0] = '\0';
+        return 0;
+      }
+      default:
+        break;
+    }
+  }
   memset(&d, 0, sizeof d);
   d.L = L;
   dl_rd_init(&d.r, p, n);
@@ -1409,6 +1554,8 @@ int dl_codec_decode(lua_State *L, const char *p, size_t n,
   d.o = o;
   d.err = err;
   d.errlen = errlen;
+  d.protos = d.small;
+  d.capprotos = (int)(sizeof d.small / sizeof *d.small);
   if (err && errlen) err[0] = '\0';
   if (!lua_checkstack(L, 4)) {
     set_err(err, errlen, "codec: Lua stack overflow");
@@ -1417,7 +1564,7 @@ int dl_codec_decode(lua_State *L, const char *p, size_t n,
   lua_pushcfunction(L, dec_main);
   lua_pushlightuserdata(L, &d);
   st = lua_pcall(L, 1, 1, 0);
-  dl_free(d.protos);
+  if (d.protos != d.small) dl_free(d.protos);
   if (st != LUA_OK) {
     const char *m = lua_tostring(L, -1);
     if (err && errlen)

@@ -136,6 +136,20 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
                         const dl_enc_opts *o, dl_oob *oob, char *err,
                         size_t errlen);
 
+/*
+** Rows: many tables that differ only in an array of plain values, such as
+** the task payloads {f = fn, n = 1, x} of one map call.  Encode the common
+** part once, as a table with no array part, with dl_codec_encode (the
+** shape); dl_codec_encode_row then appends what dl_codec_encode would give
+** of that table with the n values at stack indices first .. first + n - 1
+** as its [1] .. [n].  Returns 0; 1 if one of the values is not nil, a
+** boolean, a number or a string (nothing written: encode the whole table
+** instead); DL_EINVAL if shape is not a table without array part;
+** DL_ENOMEM.  Never raises.  [-0, +0, -]
+*/
+int dl_codec_encode_row(lua_State *L, const char *shape, size_t slen,
+                        int first, int n, dl_buf *out);
+
 /* Free the segments of oob and empty it (min and anchor are kept). */
 void dl_oob_free(dl_oob *oob);
 

@@ -23,7 +23,7 @@ typedef struct dl_map {
   size_t used;  /* live + tombstones */
 } dl_map;
 
-/* A 64-bit hash of n bytes (FNV-1a with a final mix). */
+/* A 64-bit hash of n bytes (word-wise multiply-shift, then a full mix). */
 uint64_t dl_hash(const void *p, size_t n);
 
 void dl_map_init(dl_map *m);
@@ -35,6 +35,14 @@ void *dl_map_get(const dl_map *m, const char *key, size_t klen);
 int dl_map_put(dl_map *m, const char *key, size_t klen, void *val);
 /* Remove key; returns its value or NULL. */
 void *dl_map_del(dl_map *m, const char *key, size_t klen);
+/*
+** Hints for a lookup soon of the key whose dl_hash is h, to overlap the
+** memory waits of many lookups: the first starts loading the key's slot;
+** the second, some time after the first, also the key and the value that
+** slot holds if it is the key's.  Neither changes the map.
+*/
+void dl_map_prefetch(const dl_map *m, uint64_t h);
+void dl_map_prefetch_val(const dl_map *m, uint64_t h);
 /* Iterate: start with *i = 0; returns the next value or NULL at the end. */
 void *dl_map_next(const dl_map *m, size_t *i);
 

@@ -52,6 +52,7 @@ struct task {
   size_t errlen;
   int errkind;
   size_t hidx; /* heap position + 1, 0 when not in the heap */
+  size_t ridx; /* run position + 1, 0 when not in the run */
   double not_before;
   task *next_delayed;
   tgroup *group;
@@ -90,6 +91,11 @@ struct dl_sched {
   int nworkers;
   task **heap;
   size_t nheap, capheap;
+  /* Ready tasks that came in order, oldest first (see rq_push); removed
+     ones leave NULL behind until the head passes them. */
+  task **run;
+  size_t rhead, rlen, rcap, rlive;
+  task last; /* of the task queued last in the run: prio, order, seq */
   task *delayed;
   uint64_t seq;
   double avg_duration; /* EWMA of task run time, seconds; < 0 unknown */
@@ -306,6 +312,63 @@ static void heap_remove(dl_sched *s, task *t) {
   }
 }
 
+/*
+** The ready queue: the heap above, and beside it the run, a FIFO of tasks
+** that were each queued after (in before() order) the one queued in the
+** run before them, as the tasks of one map or submit loop are.  Those cost
+** O(1) to queue and to take, and touch no other task; the next task is
+** the better of the run's head and the heap's top.
+*/
+static int rq_push(dl_sched *s, task *t) {
+  if (s->rlive == 0) s->rhead = s->rlen = 0;
+  if (s->rlive > 0 && !before(&s->last, t)) return heap_push(s, t);
+  if (s->rlen == s->rcap) {
+    if (s->rhead > 0) { /* slide the live part down */
+      size_t i, n = s->rlen - s->rhead;
+      memmove(s->run, s->run + s->rhead, n * sizeof *s->run);
+      s->rhead = 0;
+      s->rlen = n;
+      for (i = 0; i < n; i++)
+        if (s->run[i]) s->run[i]->ridx = i + 1;
+    }
+    if (s->rlen == s->rcap) {
+      size_t nc = s->rcap ? s->rcap * 2 : 256;
+      task **n = dl_realloc(s->run, nc * sizeof *n);
+      if (n == NULL) return heap_push(s, t);
+      s->run = n;
+      s->rcap = nc;
+    }
+  }
+  s->run[s->rlen++] = t;
+  t->ridx = s->rlen;
+  s->rlive++;
+  s->last.prio = t->prio;
+  s->last.order = t->order;
+  s->last.seq = t->seq;
+  return 0;
+}
+
+static size_t rq_len(const dl_sched *s) { return s->nheap + s->rlive; }
+
+/* The ready task to run next, or NULL. */
+static task *rq_peek(dl_sched *s) {
+  task *h = s->nheap ? s->heap[0] : NULL, *r;
+  if (s->rlive == 0) return h;
+  while (s->run[s->rhead] == NULL) s->rhead++;
+  r = s->run[s->rhead];
+  return h && before(h, r) ? h : r;
+}
+
+static void rq_remove(dl_sched *s, task *t) {
+  if (t->hidx) {
+    heap_remove(s, t);
+  } else if (t->ridx) {
+    s->run[t->ridx - 1] = NULL;
+    t->ridx = 0;
+    if (--s->rlive == 0) s->rhead = s->rlen = 0;
+  }
+}
+
 /* -------------------------------------------------------- client output */
 
 /* Tell the client t is done; inl/ilen: the value itself when small. */
@@ -401,7 +464,7 @@ static void collect(dl_sched *s, task *t) {
 
 static void make_ready(dl_sched *s, task *t) {
   set_state(s, t, T_READY);
-  heap_push(s, t);
+  rq_push(s, t);
 }
 
 /* t leaves the pending states: its inputs have one pending dependent less. */
@@ -425,14 +488,14 @@ static void set_err(task *t, int kind, const char *rec, size_t len) {
 /* t failed: it and every task that depends on it (transitively) err. */
 static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
   size_t base = s->nstack;
-  heap_remove(s, t);
+  rq_remove(s, t);
   set_err(t, kind, rec, len);
   push_stack(s, t);
   while (s->nstack > base) {
     task *x = s->stack[--s->nstack];
     int i, was_pending = counts_pending(x);
     if (x->state == T_ERRED) continue;
-    heap_remove(s, x);
+    rq_remove(s, x);
     if (x != t) set_err(x, DL_ERR_DEP, t->err, t->errlen);
     if (x->state == T_PROCESSING) {
       sworker *w = find_worker(s, x->processing_on);
@@ -499,7 +562,7 @@ static void need(dl_sched *s, task *t) {
 static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
                      const char *inl, size_t ilen) {
   int i;
-  heap_remove(s, t);
+  rq_remove(s, t);
   t->who = dl_realloc(t->who, sizeof(int) * (size_t)(t->nwho + 1));
   if (t->who == NULL) {
     t->nwho = 0;
@@ -663,8 +726,8 @@ static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
 static void dispatch(dl_sched *s) {
   task *stalled = NULL, **tail = &stalled;
   int have_room = 1;
-  while (s->nheap > 0 && have_room) {
-    task *t = s->heap[0];
+  while (rq_len(s) > 0 && have_room) {
+    task *t = rq_peek(s);
     sworker *w = choose(s, t);
     if (w == NULL) {
       int i;
@@ -675,21 +738,21 @@ static void dispatch(dl_sched *s) {
         if (s->workers[i]->alive &&
             s->workers[i]->info.inflight < window(s, s->workers[i]))
           have_room = 1;
-      heap_remove(s, t);
+      rq_remove(s, t);
       t->next_delayed = NULL;
       *tail = t;
       tail = &t->next_delayed;
       continue;
     }
-    heap_remove(s, t);
+    rq_remove(s, t);
     send_compute(s, t, w);
   }
   while (stalled) {
     task *t = stalled;
     stalled = t->next_delayed;
-    heap_push(s, t);
+    rq_push(s, t);
   }
-  if (s->nheap == 0 && s->nworkers > 1) steal(s);
+  if (rq_len(s) == 0 && s->nworkers > 1) steal(s);
 }
 
 /* ----------------------------------------------------------- life cycle */
@@ -739,6 +802,7 @@ void dl_sched_free(dl_sched *s) {
   for (i = 0; i < s->npgets; i++) dl_free(s->pgets[i].key);
   dl_free(s->pgets);
   dl_free(s->heap);
+  dl_free(s->run);
   dl_free(s->stack);
   dl_free(s);
 }
@@ -842,7 +906,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
         task *y = t->dependents[k];
         if (y->state == T_WAITING) y->waiting++;
         else if (y->state == T_READY) {
-          heap_remove(s, y);
+          rq_remove(s, y);
           set_state(s, y, T_WAITING);
           y->waiting = 1;
         }
@@ -1052,7 +1116,7 @@ static int on_release(dl_sched *s, dl_rd *r) {
       if (w) w->info.inflight--;
       t->processing_on = -1;
     }
-    heap_remove(s, t);
+    rq_remove(s, t);
     set_state(s, t, T_RELEASED);
     unpend_inputs(s, t);
   }
@@ -1173,15 +1237,100 @@ static int on_gather(dl_sched *s, dl_rd *r) {
   return 0;
 }
 
+/*
+** Lookahead over a frame.  A frame carries hundreds of messages about as
+** many tasks, and the task map of a big graph does not fit in the caches:
+** each lookup would wait for memory.  While the frame is handled message
+** by message, the key of the message AHEAD places further on gets its slot
+** loaded, and AHEAD / 2 places on, the task in it.  Messages are skipped
+** over by their layout; at a type whose layout is not known here the
+** lookahead stops for the rest of the frame.
+*/
+#define AHEAD 16
+
+typedef struct ahead {
+  dl_rd r;           /* the next message to look at */
+  int on;            /* 0 once a message of unknown layout was met */
+  unsigned n;        /* messages looked at */
+  uint64_t h[AHEAD]; /* the key hash of message i, at i % AHEAD */
+} ahead;
+
+/* Skip the rest of a submit message (its key was read). */
+static int skip_submit(dl_rd *r) {
+  const char *x;
+  size_t xl;
+  int64_t sv;
+  uint64_t v, k, i;
+  RD(dl_rd_str(r, &x, &xl));
+  RD(dl_rd_sv(r, &sv) || dl_rd_sv(r, &sv) || dl_rd_uv(r, &v) ||
+     dl_rd_uv(r, &v) || dl_rd_uv(r, &k));
+  if (k > dl_rd_left(r) / 16) return DL_EPROTO;
+  RD(dl_rd_bytes(r, k * 16, &x));
+  RD(dl_rd_uv(r, &k));
+  for (i = 0; i < k; i++) RD(dl_rd_str(r, &x, &xl));
+  RD(dl_rd_uv(r, &k));
+  for (i = 0; i < k; i++) RD(dl_rd_uv(r, &v));
+  RD(dl_rd_uv(r, &v));
+  return 0;
+}
+
+/* Look at one more message: hash its key and load its slot. */
+static void ahead_one(dl_sched *s, ahead *a, int from_worker) {
+  unsigned type = 0;
+  const char *key, *x;
+  size_t klen, xl;
+  uint64_t v;
+  int bad;
+  if (!a->on || dl_rd_left(&a->r) == 0 || dl_rd_u8(&a->r, &type) ||
+      dl_rd_str(&a->r, &key, &klen)) {
+    a->on = 0;
+    return;
+  }
+  if (from_worker)
+    bad = type != DL_M_DONE || dl_rd_uv(&a->r, &v) || dl_rd_uv(&a->r, &v) ||
+          dl_rd_uv(&a->r, &v) || dl_rd_str(&a->r, &x, &xl);
+  else if (type == DL_M_SUBMIT)
+    bad = skip_submit(&a->r);
+  else
+    bad = type != DL_M_RELEASE && type != DL_M_CCANCEL;
+  if (bad) {
+    a->on = 0;
+    return;
+  }
+  a->h[a->n % AHEAD] = dl_hash(key, klen);
+  dl_map_prefetch(&s->tasks, a->h[a->n % AHEAD]);
+  a->n++;
+}
+
+static void ahead_start(dl_sched *s, ahead *a, const char *p, size_t n,
+                        int from_worker) {
+  unsigned i;
+  dl_rd_init(&a->r, p, n);
+  a->on = 1;
+  a->n = 0;
+  for (i = 0; i < AHEAD; i++) ahead_one(s, a, from_worker);
+}
+
+/* Message i is being handled: look further on. */
+static void ahead_next(dl_sched *s, ahead *a, unsigned i, int from_worker) {
+  if (i + AHEAD / 2 < a->n)
+    dl_map_prefetch_val(&s->tasks, a->h[(i + AHEAD / 2) % AHEAD]);
+  ahead_one(s, a, from_worker);
+}
+
 int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
   dl_rd r;
   int rc = 0;
+  unsigned i = 0;
+  ahead a;
   (void)now;
   dl_rd_init(&r, p, n);
+  ahead_start(s, &a, p, n, 0);
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
     const char *key;
     size_t klen;
+    ahead_next(s, &a, i++, 0);
     dl_rd_u8(&r, &type);
     switch (type) {
       case DL_M_SUBMIT: rc = on_submit(s, &r); break;
@@ -1338,10 +1487,14 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
   sworker *w = find_worker(s, wid);
   dl_rd r;
   int rc = 0;
+  unsigned i = 0;
+  ahead a;
   if (w == NULL) return 0;
   dl_rd_init(&r, p, n);
+  ahead_start(s, &a, p, n, 1);
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
+    ahead_next(s, &a, i++, 1);
     dl_rd_u8(&r, &type);
     switch (type) {
       case DL_M_DONE: rc = on_done(s, w, &r, now); break;

@@ -373,6 +373,43 @@ describe("futures", function()
     assert.same({}, empty)
   end)
 
+  it("map takes any argument: plain, tables, futures, proxies", function()
+    local k = {mult = 3}
+    local a = c:submit(function() return 10 end)
+    local mixed = {1, {2}, "s", true, 2.5, a, {v = a}}
+    local futs = c:map(function(x)
+      if type(x) == "table" then return x.v and x.v + 1 or x[1] * k.mult end
+      if type(x) == "number" then return x * k.mult end
+      return type(x)
+    end, mixed)
+    assert.same({3, 6, "string", "boolean", 7.5, 30, 11}, c:gather(futs, 20))
+    -- nil arguments arrive as nil; a sequence's __index and __len count
+    local proxy = setmetatable({}, {
+      __index = function(_, i) if i ~= 2 then return i * 10 end end,
+      __len = function() return 3 end})
+    futs = c:map(function(x, y) return tostring(x) .. "/" .. tostring(y) end,
+                 proxy, {"a", "b", "c"})
+    assert.same({"10/a", "nil/b", "30/c"}, c:gather(futs, 20))
+    -- an __index that changes what the function sees, task by task
+    local seen = 0
+    local counting = setmetatable({}, {
+      __index = function(_, i) seen = i; return i end,
+      __len = function() return 3 end})
+    futs = c:map(function(x) return x * 100 + seen end, counting)
+    assert.same({101, 202, 303}, c:gather(futs, 20))
+  end)
+
+  it("map names the argument that cannot be sent", function()
+    local co = coroutine.create(function() end)
+    local ok, err = pcall(c.map, c, function(x) return x end, {1, co})
+    assert.is_false(ok)
+    assert.matches("cannot send coroutine at argument 1", err)
+    ok, err = pcall(c.map, c, function(x) return co, x end, {1})
+    assert.is_false(ok)
+    assert.matches("upvalue 'co' of function", err)
+    assert.matches("the task function", err)
+  end)
+
   it("futures as arguments and inside tables are dependencies", function()
     local a = c:submit(function() return 10 end)
     local b = c:submit(function() return {x = "deep"} end)
@@ -403,6 +440,48 @@ describe("futures", function()
     local got = c:gather({f1, {f2, {c = f3, plain = "p"}}, "s", 5}, 10)
     assert.same({1, {2, {c = "three", plain = "p"}}, "s", 5}, got)
     assert.equal(2, c:gather(f2, 10))
+  end)
+
+  it("gather of one level keeps other keys, holes and the metatable",
+     function()
+    local f1 = c:submit(function() return 1 end)
+    local f2 = c:submit(function() return nil end)
+    local f3 = c:submit(function() return "three" end)
+    assert.same({1, 1, "three"}, c:gather({f1, f1, f3}, 10))
+    local got = c:gather({f1, f3, x = 5, [10] = f1}, 10)
+    assert.same({1, "three", x = 5, [10] = 1}, got)
+    got = c:gather({f1, f2, f3}, 10)
+    assert.equal(1, got[1])
+    assert.is_nil(got[2])
+    assert.equal("three", got[3])
+    local mt = {__index = function() return "dflt" end}
+    got = c:gather(setmetatable({a = f1, b = "b"}, mt), 10)
+    assert.equal(mt, getmetatable(got))
+    assert.equal(1, got.a)
+    assert.equal("b", got.b)
+    assert.equal("dflt", got.zzz)
+    assert.same({}, c:gather({}, 10))
+  end)
+
+  it("gather of an array: big results, failures, released futures",
+     function()
+    local small = c:submit(function() return 7 end)
+    local big = c:submit(function() return ("x"):rep(5000) end) -- fetched
+    local got = c:gather({small, big, small}, 10)
+    assert.equal(7, got[1])
+    assert.equal(("x"):rep(5000), got[2])
+    assert.equal(7, got[3])
+    local bad = c:submit(function() error("array boom") end)
+    local ok, err = pcall(c.gather, c, {small, bad, big}, 10)
+    assert.is_false(ok)
+    assert.is_true(is_task_error(err))
+    assert.matches("array boom", tostring(err))
+    local gone = c:submit(function() return 1 end)
+    gone:result(10)
+    gone:release()
+    ok, err = pcall(c.gather, c, {small, gone}, 10)
+    assert.is_false(ok)
+    assert.matches("was released", tostring(err))
   end)
 
   it("scatter then use in tasks", function()
@@ -717,6 +796,12 @@ describe("task options", function()
     assert.equal(3, a:result(10))
     assert.equal(3, b:result(10))
     assert.equal(4, d:result(10))
+    local futs = c:map(add, {1, 1, 5}, {2, 3, 5}, p)
+    assert.equal(a.key, futs[1].key)
+    assert.equal(d.key, futs[2].key)
+    assert.same({3, 4, 10}, c:gather(futs, 10))
+    a:release()
+    assert.equal(3, b:result(10)) -- one future of the key is still held
   end)
 
   it("priority: a high-priority task runs before queued ones", function()

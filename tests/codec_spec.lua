@@ -111,6 +111,21 @@ describe("codec tables", function()
     assert.equal(2, r.b.v)
   end)
 
+  it("keeps many shared values shared, in closures too", function()
+    local ring = {}
+    for i = 1, 30 do ring[i] = {i = i} end
+    for i = 1, 30 do ring[i].next = ring[i % 30 + 1] end
+    local get = function() return ring end
+    local r = rt({ring = ring, f = get, g = get, mid = ring[17]})
+    assert.equal(r.f, r.g)
+    assert.equal(r.ring[17], r.mid)
+    for i = 1, 30 do
+      assert.equal(i, r.ring[i].i)
+      assert.equal(r.ring[i % 30 + 1], r.ring[i].next)
+    end
+    assert.equal(r.ring, r.f())
+  end)
+
   it("keeps cycles cyclic", function()
     local t = {}
     t.self = t

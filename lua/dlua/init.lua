@@ -507,14 +507,6 @@ function M.Client(arg)
     cluster = cl, handle = cl.handle, owns_cluster = owns,
     _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
   }, Client)
-  local function on_done(key, nbytes, has_value, value)
-    local st = c._keys[key]
-    if st and st.status ~= "finished" then
-      st.status, st.nbytes = "finished", nbytes
-      if has_value then st.has_value, st.value = true, value end
-      if st.callbacks then c._fired[#c._fired + 1] = st end
-    end
-  end
   local function on_err(key, kind, message, traceback, worker)
     local st = c._keys[key]
     if st then
@@ -536,7 +528,7 @@ function M.Client(arg)
       end
     end
   end
-  c._on_done, c._on_err, c._on_data = on_done, on_err, on_data
+  c._on_err, c._on_data = on_err, on_data
   default_client = c
   return c
 end
@@ -550,10 +542,12 @@ function M.default_client()
 end
 
 -- Receive scheduler messages for up to timeout seconds (negative: wait
--- for at least one batch), then run fired done-callbacks.
+-- for at least one batch), then run fired done-callbacks.  A finished task
+-- sets its state in _keys (status, nbytes, has_value, value) in C, and
+-- lands in _fired if it has callbacks.
 function Client:_pump(timeout)
-  local n, err = self.handle:poll(timeout or -1, self._on_done, self._on_err,
-                                  self._on_data)
+  local n, err = self.handle:poll(timeout or -1, self._keys, self._fired,
+                                  self._on_err, self._on_data)
   if not n then error("dlua: " .. err, 3) end
   if #self._fired > 0 then
     local fired = self._fired
@@ -643,41 +637,48 @@ function Client:map(fn, ...)
   if opts and opts.key then
     error("map: option 'key' is per task; use 'name' for a key prefix", 2)
   end
-  local futs = {}
   local prefix = (opts and opts.name) or fn_name(fn, 2)
-  local o = {name = prefix}
-  if opts then for k, v in pairs(opts) do o[k] = v end end
-  if nseq == 1 then
-    local s = seqs[1]
-    for i = 1, len do futs[i] = self:_submit(o, fn, 1, s[i]) end
-  else
+  local keys = prefix .. "-" .. token -- new_key's keys, made in C
+  if opts and opts.pure then
+    keys = {}
     local args = {}
     for i = 1, len do
       for j = 1, nseq do args[j] = seqs[j][i] end
-      futs[i] = self:_submit(o, fn, nseq, unpack(args, 1, nseq))
+      local ok, bytes = pcall(codec.encode, {fn, nseq, unpack(args, 1, nseq)})
+      keys[i] = prefix .. "-" .. (ok and hash_hex(bytes) or new_key(""))
     end
   end
-  return futs
+  local first = counter + 1
+  if type(keys) == "string" then counter = counter + len end
+  -- One C call queues every task and makes the futures (dl_cluster_lua.c).
+  return self.handle:map(spec_for(opts), fn, seqs, nseq, len, keys, first,
+                         self._keys, self)
 end
 
--- Fetch the values of done futures; raises the first task error.
+-- Fetch the values of done futures; raises the first task error.  Values
+-- that came inline with the done message are taken as they are; only the
+-- others are asked for, each key once.
 function Client:_gather_values(futs, timeout, what)
-  local keys, want, seen, values = {}, {}, {}, {}
-  for i, f in ipairs(futs) do
-    local st = state(f)
-    if st.status == "error" or st.status == "cancelled" then
-      error(make_error(f.key, st), 3)
-    end
+  local states, out, n = self._keys, {}, #futs
+  local keys, seen, values, fetch
+  for i = 1, n do
+    local key = futs[i].key
+    local st = states[key]
+    if not st then error("future '" .. key .. "' was released", 2) end
+    local s = st.status
+    if s == "error" or s == "cancelled" then error(make_error(key, st), 3) end
     if st.has_value then
-      seen[f.key] = true
-      values[f.key] = st.value
+      out[i] = st.value
+    else
+      if not keys then keys, seen, values, fetch = {}, {}, {}, {} end
+      fetch[#fetch + 1] = i
+      if not seen[key] then
+        seen[key] = true
+        keys[#keys + 1] = key
+      end
     end
-    if not seen[f.key] then
-      seen[f.key] = true
-      keys[#keys + 1] = f.key
-    end
-    want[i] = f.key
   end
+  if not keys then return out end
   local deadline = timeout and clock() + timeout
   while #keys > 0 do
     self._nextreq = self._nextreq + 1
@@ -714,8 +715,7 @@ function Client:_gather_values(futs, timeout, what)
       end
     end
   end
-  local out = {}
-  for i, k in ipairs(want) do out[i] = values[k] end
+  for _, i in ipairs(fetch) do out[i] = values[futs[i].key] end
   return out
 end
 
@@ -746,15 +746,60 @@ local function replace_futures(v, values, copies)
   return setmetatable(t, getmetatable(v))
 end
 
+-- If no key of v is a table and no value a table other than a future
+-- (an array of futures, say), return the futures of v, where they sit,
+-- and whether v holds nothing else.
+local function flat_futures(v)
+  local futs, at, n, others = {}, {}, 0, false
+  for k, x in next, v do
+    if type(k) == "table" then return nil end
+    if type(x) == "table" then
+      if getmetatable(x) ~= Future then return nil end
+      n = n + 1
+      futs[n], at[n] = x, k
+    else
+      others = true
+    end
+  end
+  return futs, at, not others
+end
+
+-- gather's fast path for a plain array of futures whose values all come
+-- inline: wait for them and return the values, or nil where it does not
+-- apply (h:values says when).
+function Client:_gather_array(v, deadline, timeout)
+  local out, i, states = nil, 1, self._keys
+  while true do
+    i, out = self.handle:values(v, states, out, i)
+    if i == true then return out end
+    if not i then return nil end
+    local left = deadline and deadline - clock() or -1
+    if deadline and left <= 0 then
+      error(timeout_error(fmt("gather: not done after %gs", timeout)), 3)
+    end
+    self:_pump(left)
+  end
+end
+
 --- client:gather(futures [, timeout]) -> the same structure with every
 -- future replaced by its value; raises the first task error.
 function Client:gather(v, timeout)
   check_timeout(timeout, "gather")
-  local futs = collect_futures(v, {}, {})
   local deadline = timeout and clock() + timeout
+  local futs, at, only
+  if type(v) == "table" and not is_future(v) then
+    local out = self:_gather_array(v, deadline, timeout)
+    if out then return out end
+    futs, at, only = flat_futures(v)
+  end
+  if not futs then futs = collect_futures(v, {}, {}) end
+  local states = self._keys
   local i, n = 1, #futs
   while i <= n do
-    if state(futs[i]).status ~= "pending" then
+    local key = futs[i].key
+    local st = states[key]
+    if not st then error("future '" .. key .. "' was released", 2) end
+    if st.status ~= "pending" then
       i = i + 1
     else
       local left = deadline and deadline - clock() or -1
@@ -767,8 +812,22 @@ function Client:gather(v, timeout)
   local vals = self:_gather_values(futs, deadline and math.max(0,
                                    deadline - clock()), "gather")
   if is_future(v) then return vals[1] end
+  if at then
+    -- One level: copy v with each future replaced by its value.
+    local t, mt = {}, getmetatable(v)
+    if only and mt == nil then
+      local same = true -- an array of futures only: vals is the copy
+      for j = 1, n do if at[j] ~= j then same = false; break end end
+      if same then return vals end
+    end
+    for k, x in next, v do
+      if getmetatable(x) ~= Future then t[k] = x end
+    end
+    for j = 1, n do t[at[j]] = vals[j] end
+    return setmetatable(t, mt)
+  end
   local byf = {}
-  for i, f in ipairs(futs) do byf[f] = vals[i] end
+  for j, f in ipairs(futs) do byf[f] = vals[j] end
   return replace_futures(v, byf, {})
 end
 

@@ -324,6 +324,56 @@ static void test_oob(void) {
   lua_close(L);
 }
 
+static void test_row(void) {
+  lua_State *L = new_state();
+  dl_buf shape, row, whole;
+  char err[256];
+  int top;
+  dl_buf_init(&shape);
+  dl_buf_init(&row);
+  dl_buf_init(&whole);
+  /* The shape shares a table between a field and an upvalue. */
+  eval(L, "(function() local t = {k = 2} F = function(x) return x * t.k"
+          " end T = t return {f = F, n = 3, t = t} end)()");
+  CHECK(dl_codec_encode(L, -1, &shape, NULL, err, sizeof err) == 0);
+  lua_pushinteger(L, 7);
+  lua_pushnumber(L, 2.5);
+  lua_pushliteral(L, "s");
+  top = lua_gettop(L);
+  CHECK(dl_codec_encode_row(L, shape.p, shape.len, top - 2, 3, &row) == 0);
+  CHECK(lua_gettop(L) == top);
+  CHECK(dl_codec_decode(L, row.p, row.len, NULL, err, sizeof err) == 0);
+  check_lua(L, "local v = ... local _, t = debug.getupvalue(v.f, 1)"
+               " return v[1] == 7 and v[2] == 2.5 and v[3] == 's' and"
+               " v.n == 3 and t == v.t and v.f(v[1]) == 14");
+  /* The same bytes as encoding the whole table. */
+  eval(L, "{7, 2.5, 's', f = F, n = 3, t = T}");
+  CHECK(dl_codec_encode(L, -1, &whole, NULL, err, sizeof err) == 0);
+  CHECK(whole.len == row.len && memcmp(whole.p, row.p, row.len) == 0);
+  lua_settop(L, top);
+  /* nil is a plain value too. */
+  row.len = 0;
+  lua_pushnil(L);
+  CHECK(dl_codec_encode_row(L, shape.p, shape.len, top, 2, &row) == 0);
+  CHECK(dl_codec_decode(L, row.p, row.len, NULL, err, sizeof err) == 0);
+  check_lua(L, "local v = ... return v[1] == 's' and v[2] == nil");
+  lua_settop(L, top);
+  /* A table is not: nothing is written. */
+  row.len = 0;
+  lua_newtable(L);
+  CHECK(dl_codec_encode_row(L, shape.p, shape.len, top, 2, &row) == 1);
+  CHECK(row.len == 0);
+  /* Only a table without array part is a shape. */
+  CHECK(dl_codec_encode_row(L, row.p, 0, top, 1, &row) == DL_EINVAL);
+  CHECK(dl_codec_encode(L, top - 2, &whole, NULL, err, sizeof err) == 0);
+  CHECK(dl_codec_encode_row(L, whole.p, whole.len, top, 1, &row) ==
+        DL_EINVAL);
+  dl_buf_free(&shape);
+  dl_buf_free(&row);
+  dl_buf_free(&whole);
+  lua_close(L);
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_roundtrip);
@@ -332,5 +382,6 @@ int main(void) {
   RUN(test_fnsink);
   RUN(test_other_state);
   RUN(test_oob);
+  RUN(test_row);
   return TAP_END();
 }

@@ -39,13 +39,13 @@ static void stop(void) {
   dl_buf_free(&D.cout);
 }
 
-static void submit(const char *key, const char *dep) {
+static void submit_prio(const char *key, const char *dep, int prio) {
   dl_buf f;
   dl_buf_init(&f);
   dl_buf_u8(&f, DL_M_SUBMIT);
   dl_buf_str(&f, key, strlen(key));
   dl_buf_str(&f, "payload", 7);
-  dl_buf_sv(&f, 0);
+  dl_buf_sv(&f, prio);
   dl_buf_sv(&f, 0);
   dl_buf_uv(&f, 0);
   dl_buf_uv(&f, 0);
@@ -54,6 +54,19 @@ static void submit(const char *key, const char *dep) {
   if (dep) dl_buf_str(&f, dep, strlen(dep));
   dl_buf_uv(&f, 0);
   dl_buf_uv(&f, 0);
+  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
+static void submit(const char *key, const char *dep) {
+  submit_prio(key, dep, 0);
+}
+
+static void key_msg(int type, const char *key) {
+  dl_buf f;
+  dl_buf_init(&f);
+  dl_buf_u8(&f, (unsigned)type);
+  dl_buf_str(&f, key, strlen(key));
   CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
   dl_buf_free(&f);
 }
@@ -106,6 +119,41 @@ static int computed_on(const char *key) {
   return found;
 }
 
+/* The keys of the COMPUTEs sent to worker w since the last call, each
+   followed by a space, into out; clears that worker's buffer. */
+static void computed_keys(int w, char *out, size_t cap) {
+  dl_rd r;
+  size_t n = 0;
+  out[0] = '\0';
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k, *p;
+    size_t kl, pl;
+    uint64_t v, nd, i, j, nw;
+    int64_t sv;
+    dl_rd_u8(&r, &type);
+    if (type != DL_M_COMPUTE) {
+      CHECK(type == DL_M_FREE || type == DL_M_CANCEL || type == DL_M_STEAL);
+      CHECK(dl_rd_str(&r, &k, &kl) == 0);
+      continue;
+    }
+    CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_sv(&r, &sv) == 0 &&
+          dl_rd_uv(&r, &v) == 0 && dl_rd_str(&r, &p, &pl) == 0 &&
+          dl_rd_uv(&r, &nd) == 0);
+    for (i = 0; i < nd; i++) {
+      CHECK(dl_rd_str(&r, &p, &pl) == 0 && dl_rd_uv(&r, &nw) == 0);
+      for (j = 0; j < nw; j++) CHECK(dl_rd_uv(&r, &v) == 0);
+    }
+    CHECK(n + kl + 2 < cap);
+    memcpy(out + n, k, kl);
+    n += kl;
+    out[n++] = ' ';
+    out[n] = '\0';
+  }
+  D.wout[w].len = 0;
+}
+
 /* The kind of the client message about key: 'd' done, 'e' erred, 0. */
 static int client_news(const char *key, int *errkind) {
   dl_rd r;
@@ -148,6 +196,30 @@ static void test_chain_runs_in_order(void) {
   CHECK(w != 0);
   done(w, "b-1");
   CHECK(client_news("b-1", NULL) == 'd');
+  stop();
+}
+
+static void test_ready_tasks_run_by_priority_then_fifo(void) {
+  char got[256];
+  start(1);
+  submit("x-1", NULL); /* the first two fill the worker's window */
+  submit("x-2", NULL);
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "x-1 x-2 ") == 0);
+  submit("c-1", NULL);
+  submit("c-2", NULL);
+  submit_prio("h-1", NULL, 5);
+  submit("c-3", NULL);
+  submit("c-4", NULL);
+  submit_prio("h-2", NULL, 5);
+  submit_prio("l-1", NULL, -1);
+  submit("c-5", NULL);
+  key_msg(DL_M_CCANCEL, "c-3"); /* leaves the queue without running */
+  computed_keys(1, got, sizeof got);
+  CHECK(got[0] == '\0');
+  done(1, "x-1"); /* tiny tasks: the window opens for all the rest */
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "h-1 h-2 c-1 c-2 c-4 c-5 l-1 ") == 0);
   stop();
 }
 
@@ -232,6 +304,7 @@ static void test_replay_fuzz_regressions(void) {
 
 int main(void) {
   RUN(test_chain_runs_in_order);
+  RUN(test_ready_tasks_run_by_priority_then_fifo);
   RUN(test_lost_result_is_recomputed);
   RUN(test_killed_worker_after_three_deaths);
   RUN(test_unknown_dependency_is_an_error);
