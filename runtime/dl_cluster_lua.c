@@ -531,7 +531,7 @@ static int h_gather(lua_State *L) {
   lua_Integer reqid = luaL_checkinteger(L, 2), n, i;
   luaL_checktype(L, 3, LUA_TTABLE);
   n = luaL_len(L, 3);
-  dl_buf_u8(&h->out, DL_M_GATHER);
+  dl_buf_u8(&h->out, DL_M_GATHERS); /* big values come as blocks to map */
   dl_buf_uv(&h->out, (uint64_t)reqid);
   dl_buf_uv(&h->out, (uint64_t)n);
   for (i = 1; i <= n; i++) {
@@ -712,16 +712,34 @@ static int h_poll(lua_State *L) {
       } else if (type == DL_M_GATHER_REPLY) {
         char err[600];
         dl_dec_opts dopt = {0, NULL, NULL};
+        const char *mapped = NULL;
+        int bad;
         if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
             dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
           break;
+        if (found == 2) { /* a worker's block: map it, or ask for bytes */
+          dl_shared_at sa;
+          if (dl_shared_at_read(bytes, blen, &sa) == 0)
+            mapped = dl_shared_at_map(&sa);
+          if (mapped == NULL) {
+            dl_buf_u8(&h->out, DL_M_GATHER);
+            dl_buf_uv(&h->out, reqid);
+            dl_buf_uv(&h->out, 1);
+            dl_buf_str(&h->out, key, klen);
+            continue; /* the answer to that one counts instead */
+          }
+          bytes = mapped + sa.off;
+          blen = (size_t)sa.len;
+        }
         lua_pushvalue(L, 6);
         lua_pushinteger(L, (lua_Integer)reqid);
         lua_pushlstring(L, key, klen);
+        bad = found && dl_codec_decode(L, bytes, blen, &dopt, err, sizeof err);
+        dl_free((void *)mapped); /* the decoded value has its own bytes */
         if (!found) {
           lua_pushboolean(L, 0);
           lua_pushnil(L);
-        } else if (dl_codec_decode(L, bytes, blen, &dopt, err, sizeof err)) {
+        } else if (bad) {
           lua_pushboolean(L, 0);
           lua_pushfstring(L, "cannot decode the result of '%s': %s",
                           lua_tostring(L, -2), err);

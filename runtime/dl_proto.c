@@ -279,3 +279,32 @@ void dl_conn_close(dl_conn *c) {
   dl_conn_flush(c);
   conn_shut(c);
 }
+
+int dl_shared_at_write(dl_buf *b, const dl_shared_at *sa) {
+  dl_buf f;
+  int rc;
+  dl_buf_init(&f);
+  rc = dl_buf_uv(&f, sa->pid) || dl_buf_uv(&f, sa->ref.fd) ||
+       dl_buf_uv(&f, sa->ref.ino) || dl_buf_uv(&f, sa->ref.size) ||
+       dl_buf_uv(&f, sa->off) || dl_buf_uv(&f, sa->len) ||
+       dl_buf_str(b, f.p, f.len);
+  dl_buf_free(&f);
+  return rc ? DL_ENOMEM : 0;
+}
+
+int dl_shared_at_read(const char *p, size_t n, dl_shared_at *sa) {
+  dl_rd r;
+  dl_rd_init(&r, p, n);
+  if (dl_rd_uv(&r, &sa->pid) || dl_rd_uv(&r, &sa->ref.fd) ||
+      dl_rd_uv(&r, &sa->ref.ino) || dl_rd_uv(&r, &sa->ref.size) ||
+      dl_rd_uv(&r, &sa->off) || dl_rd_uv(&r, &sa->len) || dl_rd_left(&r))
+    return DL_EPROTO;
+  if (sa->pid == 0 || sa->pid > INT32_MAX || sa->off > sa->ref.size ||
+      sa->len > sa->ref.size - sa->off)
+    return DL_EPROTO;
+  return 0;
+}
+
+const char *dl_shared_at_map(const dl_shared_at *sa) {
+  return dl_mem_map((pid_t)sa->pid, &sa->ref);
+}

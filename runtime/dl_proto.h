@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "dl_buf.h"
+#include "dl_mem.h"
 
 /* Largest frame accepted from a peer (bytes). */
 #define DL_MAX_FRAME ((size_t)0xFFFFFFF0u)
@@ -41,10 +42,10 @@ enum {
   /* peer <-> peer (and the scheduler fetching for its client) */
   DL_M_GET = 40,    /* reqid, key */
   DL_M_DATA,        /* reqid, key, found (0/1), bytes; or found = 2 and
-                       pid, fd, inode, size, offset, length: the value
-                       lies in a block of the sender to map (dl_mem_map) */
-  DL_M_GETS,        /* reqid, key: GET from a local peer, which accepts
-                       an answer with found = 2 */
+                       bytes holding pid, fd, inode, size, offset, length:
+                       the value lies in a block of the sender's to map
+                       (dl_mem_map) */
+  DL_M_GETS,        /* reqid, key: a GET that takes a found = 2 answer */
   /* client -> scheduler */
   DL_M_SUBMIT = 60, /* key, payload, prio, order, retries, timeout_ms,
                        nfn {hash16}, ndeps {key}, nworkers {id}, allow_other */
@@ -56,6 +57,7 @@ enum {
   DL_M_INFO,        /* reqid */
   DL_M_SCALE,       /* n */
   DL_M_WANT,        /* key: the client holds one more future of key */
+  DL_M_GATHERS,     /* as GATHER, and big values may come as found = 2 */
   /* scheduler -> client */
   DL_M_KEY_DONE = 80, /* key, nbytes, inline value or "" */
   DL_M_KEY_ERR,       /* key, kind, errbytes */
@@ -152,5 +154,27 @@ void dl_conn_close(dl_conn *c);
 
 /* Message field helpers: write a string / read a string or varint. */
 #define DL_PUT_KEY(b, s, n) dl_buf_str((b), (s), (n))
+
+/*
+** Where a value lies in another local process's block: the bytes of a
+** found = 2 answer (DL_M_DATA) and of the gather reply that passes it on.
+*/
+typedef struct dl_shared_at {
+  uint64_t pid;   /* the process holding the block */
+  dl_mem_ref ref; /* the block, as dl_mem_share described it */
+  uint64_t off;   /* where the value starts in the block */
+  uint64_t len;   /* its length */
+} dl_shared_at;
+
+/* Append sa to b as one length-prefixed string; 0 or DL_ENOMEM. */
+int dl_shared_at_write(dl_buf *b, const dl_shared_at *sa);
+
+/* Read sa from the n bytes at p (a string written by dl_shared_at_write);
+   0, or DL_EPROTO if they are malformed or describe an impossible span. */
+int dl_shared_at_read(const char *p, size_t n, dl_shared_at *sa);
+
+/* Map the block sa names (dl_mem_map): its start, to free with dl_free;
+   the value is at start + sa->off.  NULL if it cannot be mapped. */
+const char *dl_shared_at_map(const dl_shared_at *sa);
 
 #endif

@@ -1196,7 +1196,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   return 0;
 }
 
-static int on_gather(dl_sched *s, dl_rd *r) {
+static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
   uint64_t reqid, n, i;
   RD(dl_rd_uv(r, &reqid));
   RD(dl_rd_uv(r, &n));
@@ -1210,7 +1210,7 @@ static int on_gather(dl_sched *s, dl_rd *r) {
     if (t && t->state == T_MEMORY && t->nwho > 0)
       b = wout(s, t->who[0]);
     if (b) {
-      dl_buf_u8(b, DL_M_GET);
+      dl_buf_u8(b, shared_ok ? DL_M_GETS : DL_M_GET);
       dl_buf_uv(b, reqid);
       dl_buf_str(b, key, klen);
       if (s->npgets == s->cappgets) {
@@ -1336,7 +1336,8 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
       case DL_M_SUBMIT: rc = on_submit(s, &r); break;
       case DL_M_CFUNC: rc = on_cfunc(s, &r); break;
       case DL_M_RELEASE: rc = on_release(s, &r); break;
-      case DL_M_GATHER: rc = on_gather(s, &r); break;
+      case DL_M_GATHER: rc = on_gather(s, &r, 0); break;
+      case DL_M_GATHERS: rc = on_gather(s, &r, 1); break;
       case DL_M_SCATTER: rc = on_scatter(s, &r); break;
       case DL_M_CCANCEL: {
         task *t;

@@ -874,29 +874,10 @@ static void announce_copy(const char *key, size_t klen, size_t nbytes) {
   dl_buf_str(b, "", 0);
 }
 
-/* The fields of a found = 2 answer: where the value lies in a peer's
-   block. */
-typedef struct shared_at {
-  uint64_t pid, off, len;
-  dl_mem_ref ref;
-} shared_at;
-
-static int read_shared_at(dl_rd *r, shared_at *sa) {
-  if (dl_rd_uv(r, &sa->pid) || dl_rd_uv(r, &sa->ref.fd) ||
-      dl_rd_uv(r, &sa->ref.ino) || dl_rd_uv(r, &sa->ref.size) ||
-      dl_rd_uv(r, &sa->off) || dl_rd_uv(r, &sa->len))
-    return DL_EPROTO;
-  return 0;
-}
-
 /* Map a peer's block and store the value in it (no bytes copied): 0, or
    -1 if it cannot be mapped. */
-static int take_shared(const shared_at *sa, const char *key, size_t klen) {
-  const char *m;
-  if (sa->off > sa->ref.size || sa->len > sa->ref.size - sa->off ||
-      sa->pid == 0 || sa->pid > INT32_MAX)
-    return -1;
-  m = dl_mem_map((pid_t)sa->pid, &sa->ref);
+static int take_shared(const dl_shared_at *sa, const char *key, size_t klen) {
+  const char *m = dl_shared_at_map(sa);
   if (m == NULL) return -1;
   if (store_take(key, klen, (char *)m, (char *)m + sa->off, (size_t)sa->len))
     return -1; /* the mapping was freed with the failure */
@@ -916,24 +897,20 @@ static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
     if (dl_rd_u8(&r, &type) || type != DL_M_DATA || dl_rd_uv(&r, &reqid) ||
         dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &found))
       return;
+    if (dl_rd_str(&r, &bytes, &blen)) return;
+    f = dl_map_get(&W.fetches, key, klen);
+    if (f == NULL) continue;
     if (found == 2) {
-      shared_at sa;
-      if (read_shared_at(&r, &sa)) return;
-      f = dl_map_get(&W.fetches, key, klen);
-      if (f == NULL) continue;
-      if (take_shared(&sa, key, klen) == 0) {
+      dl_shared_at sa;
+      if (dl_shared_at_read(bytes, blen, &sa) == 0 &&
+          take_shared(&sa, key, klen) == 0) {
         fetch_done(f);
       } else { /* ask the same peer again, for the bytes */
         f->plain = 1;
         f->tried--;
         fetch_next(f);
       }
-      continue;
-    }
-    if (dl_rd_str(&r, &bytes, &blen)) return;
-    f = dl_map_get(&W.fetches, key, klen);
-    if (f == NULL) continue;
-    if (found) {
+    } else if (found) {
       char *base = dl_rd_left(&r) == 0 ? dl_conn_take_input(c, p) : NULL;
       int rc = base ? store_take(key, klen, base, (char *)bytes, blen)
                     : store_put(key, klen, bytes, blen);
@@ -995,18 +972,18 @@ static int serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
                    (size_t)(bl->data - (bl->base ? bl->base : bl->data)) +
                        bl->len,
                    &ref) == 0) {
+    dl_shared_at sa;
     const char *start = bl->base ? bl->base : bl->data;
+    sa.pid = (uint64_t)getpid();
+    sa.ref = ref;
+    sa.off = (uint64_t)(bl->data - start);
+    sa.len = bl->len;
     b = dl_conn_msg(c);
     dl_buf_u8(b, DL_M_DATA);
     dl_buf_uv(b, reqid);
     dl_buf_str(b, key, klen);
     dl_buf_uv(b, 2);
-    dl_buf_uv(b, (uint64_t)getpid());
-    dl_buf_uv(b, ref.fd);
-    dl_buf_uv(b, ref.ino);
-    dl_buf_uv(b, ref.size);
-    dl_buf_uv(b, (uint64_t)(bl->data - start));
-    dl_buf_uv(b, bl->len);
+    dl_shared_at_write(b, &sa);
     blob_unref(bl); /* the peer checks the inode: no need to hold it */
     return 0;
   }
@@ -1299,6 +1276,7 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         break;
       }
       case DL_M_GET: rc = serve_get(c, &r, 0); break;
+      case DL_M_GETS: rc = serve_get(c, &r, 1); break;
       case DL_M_SHUTDOWN:
         uv_stop(&W.loop);
         return;

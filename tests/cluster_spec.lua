@@ -1093,6 +1093,25 @@ describe("faults", function()
     c:close()
   end)
 
+  it("big results reach the client whole, by result() and by gather",
+     function()
+    local cluster = dlua.LocalCluster{n_workers = 2}
+    finally(function() cluster:close() end)
+    local c = dlua.Client(cluster)
+    local function make(i)
+      local head = ("[%03d]"):format(i)
+      return head .. string.char(97 + i):rep(6 * 1048576) .. head:reverse()
+    end
+    local futs = c:map(make, {1, 2, 3, 4})
+    local got = c:gather(futs, 30)
+    for i = 1, 4 do assert.is_true(got[i] == make(i), "result " .. i) end
+    assert.is_true(futs[2]:result(10) == make(2))
+    -- The blocks were only lent: the workers still serve their values.
+    local n = c:submit(function(v) return #v end, futs[3]):result(10)
+    assert.equal(#make(3), n)
+    c:close()
+  end)
+
   it("a task that kills its worker fails with KilledWorker after 3 deaths",
      function()
     local cluster = dlua.LocalCluster{n_workers = 2}
