@@ -84,36 +84,43 @@ static void done(int wid, const char *key) {
   dl_buf_free(&f);
 }
 
+/* Read the next message a worker was sent: 1 and the key of a COMPUTE,
+   0 for the other messages with a key only, -1 at the end or at any other
+   message. */
+static int next_compute(dl_rd *r, const char **k, size_t *kl) {
+  unsigned type = 0;
+  const char *p;
+  size_t pl;
+  uint64_t v, nd, i, j, nw;
+  int64_t sv;
+  if (!dl_rd_left(r)) return -1;
+  dl_rd_u8(r, &type);
+  if (type == DL_M_FREE || type == DL_M_CANCEL || type == DL_M_STEAL) {
+    CHECK(dl_rd_str(r, k, kl) == 0);
+    return 0;
+  }
+  if (type != DL_M_COMPUTE) return -1;
+  CHECK(dl_rd_str(r, k, kl) == 0 && dl_rd_sv(r, &sv) == 0 &&
+        dl_rd_uv(r, &v) == 0 && dl_rd_str(r, &p, &pl) == 0 &&
+        dl_rd_uv(r, &nd) == 0);
+  for (i = 0; i < nd; i++) {
+    CHECK(dl_rd_str(r, &p, &pl) == 0 && dl_rd_uv(r, &nw) == 0);
+    for (j = 0; j < nw; j++) CHECK(dl_rd_uv(r, &v) == 0);
+  }
+  return 1;
+}
+
 /* The worker a COMPUTE of key was sent to since the last call (0: none);
    clears the workers' buffers. */
 static int computed_on(const char *key) {
-  int w, found = 0;
+  int w, found = 0, rc;
   for (w = 1; w <= 3; w++) {
     dl_rd r;
+    const char *k;
+    size_t kl;
     dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
-    while (dl_rd_left(&r)) {
-      unsigned type = 0;
-      const char *k, *p;
-      size_t kl, pl;
-      uint64_t v, nd, i, j, nw;
-      int64_t sv;
-      dl_rd_u8(&r, &type);
-      if (type == DL_M_COMPUTE) {
-        CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_sv(&r, &sv) == 0 &&
-              dl_rd_uv(&r, &v) == 0 && dl_rd_str(&r, &p, &pl) == 0 &&
-              dl_rd_uv(&r, &nd) == 0);
-        for (i = 0; i < nd; i++) {
-          CHECK(dl_rd_str(&r, &p, &pl) == 0 && dl_rd_uv(&r, &nw) == 0);
-          for (j = 0; j < nw; j++) CHECK(dl_rd_uv(&r, &v) == 0);
-        }
-        if (kl == strlen(key) && memcmp(k, key, kl) == 0) found = w;
-      } else if (type == DL_M_FREE || type == DL_M_CANCEL ||
-                 type == DL_M_STEAL) {
-        CHECK(dl_rd_str(&r, &k, &kl) == 0);
-      } else {
-        break;
-      }
-    }
+    while ((rc = next_compute(&r, &k, &kl)) >= 0)
+      if (rc == 1 && kl == strlen(key) && memcmp(k, key, kl) == 0) found = w;
     D.wout[w].len = 0;
   }
   return found;
@@ -123,34 +130,20 @@ static int computed_on(const char *key) {
    followed by a space, into out; clears that worker's buffer. */
 static void computed_keys(int w, char *out, size_t cap) {
   dl_rd r;
-  size_t n = 0;
+  size_t n = 0, kl;
+  const char *k;
+  int rc;
   out[0] = '\0';
   dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
-  while (dl_rd_left(&r)) {
-    unsigned type = 0;
-    const char *k, *p;
-    size_t kl, pl;
-    uint64_t v, nd, i, j, nw;
-    int64_t sv;
-    dl_rd_u8(&r, &type);
-    if (type != DL_M_COMPUTE) {
-      CHECK(type == DL_M_FREE || type == DL_M_CANCEL || type == DL_M_STEAL);
-      CHECK(dl_rd_str(&r, &k, &kl) == 0);
-      continue;
-    }
-    CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_sv(&r, &sv) == 0 &&
-          dl_rd_uv(&r, &v) == 0 && dl_rd_str(&r, &p, &pl) == 0 &&
-          dl_rd_uv(&r, &nd) == 0);
-    for (i = 0; i < nd; i++) {
-      CHECK(dl_rd_str(&r, &p, &pl) == 0 && dl_rd_uv(&r, &nw) == 0);
-      for (j = 0; j < nw; j++) CHECK(dl_rd_uv(&r, &v) == 0);
-    }
+  while ((rc = next_compute(&r, &k, &kl)) >= 0) {
+    if (rc == 0) continue;
     CHECK(n + kl + 2 < cap);
     memcpy(out + n, k, kl);
     n += kl;
     out[n++] = ' ';
     out[n] = '\0';
   }
+  CHECK(!dl_rd_left(&r)); /* no message of another kind */
   D.wout[w].len = 0;
 }
 
