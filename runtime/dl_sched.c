@@ -59,6 +59,9 @@ struct task {
   struct sworker *pw; /* while PROCESSING: its worker, whose list holds it */
   task *pnext, *pprev;
   int steal_to;      /* worker id asking for it, 0 if none */
+  char *inl;         /* a copy of its small result, as it came inline */
+  size_t inlen;
+  int restoring;     /* PROCESSING: a worker stores inl (no run) */
 };
 
 typedef struct sworker {
@@ -109,7 +112,13 @@ struct dl_sched {
   /* scratch stack for the iterative graph walks */
   task **stack;
   size_t nstack, capstack;
+  size_t kept; /* bytes of small results kept (task.inl) */
 };
+
+/* Small results that came inline are kept, up to this many bytes in all:
+   a value lost with its worker is then stored again from the copy instead
+   of being recomputed (the client already holds that very value). */
+#define KEEP_MAX ((size_t)64 << 20)
 
 /* ---------------------------------------------------------------- utils */
 
@@ -411,7 +420,9 @@ static void free_data(dl_sched *s, task *t) {
   t->nwho = 0;
 }
 
-static void task_free(task *t) {
+static void task_free(dl_sched *s, task *t) {
+  s->kept -= t->inlen;
+  dl_free(t->inl);
   dl_free(t->key);
   dl_free(t->payload);
   dl_free(t->deps);
@@ -458,7 +469,7 @@ static void collect(dl_sched *s, task *t) {
     }
     dl_map_del(&s->tasks, x->key, x->klen);
     count_gone(s, x);
-    task_free(x);
+    task_free(s, x);
   }
 }
 
@@ -516,6 +527,30 @@ static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
 ** Make sure t ends up in memory: a RELEASED task (and, recursively, the
 ** released inputs it needs) goes back to WAITING or READY.
 */
+/*
+** Store x's kept copy on the live worker holding the least, as a scatter
+** does: x is PROCESSING there until the worker's DONE.  1 if sent, 0 if
+** no worker is alive (then x is recomputed as usual).
+*/
+static int restore(dl_sched *s, task *x) {
+  sworker *w = NULL;
+  dl_buf *b;
+  int k;
+  for (k = 0; k < s->nworkers; k++)
+    if (s->workers[k]->alive &&
+        (w == NULL || s->workers[k]->info.stored < w->info.stored))
+      w = s->workers[k];
+  if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
+  dl_buf_u8(b, DL_M_STORE);
+  dl_buf_str(b, x->key, x->klen);
+  dl_buf_str(b, x->inl, x->inlen);
+  set_state(s, x, T_PROCESSING);
+  x->processing_on = w->info.id;
+  x->restoring = 1;
+  w->info.inflight++;
+  return 1;
+}
+
 static void need(dl_sched *s, task *t) {
   size_t base = s->nstack;
   push_stack(s, t);
@@ -523,6 +558,7 @@ static void need(dl_sched *s, task *t) {
     task *x = s->stack[--s->nstack];
     int i, failed = 0;
     if (x->state != T_RELEASED) continue;
+    if (x->inl && restore(s, x)) continue;
     if (x->payload == NULL) { /* scattered data cannot be recomputed */
       dl_buf e;
       dl_buf_init(&e);
@@ -572,12 +608,19 @@ static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
   t->nbytes = nbytes;
   t->processing_on = -1;
   set_state(s, t, T_MEMORY);
-  notify_done_inline(s, t, inl, ilen);
+  if (ilen && t->inl == NULL && s->kept + ilen <= KEEP_MAX &&
+      (t->inl = dupbytes(inl, ilen)) != NULL) {
+    t->inlen = ilen;
+    s->kept += ilen;
+  }
+  if (ilen == 0 && t->inl) notify_done_inline(s, t, t->inl, t->inlen);
+  else notify_done_inline(s, t, inl, ilen);
   for (i = 0; i < t->ndependents; i++) {
     task *y = t->dependents[i];
     if (y->state == T_WAITING && --y->waiting == 0) make_ready(s, y);
   }
-  unpend_inputs(s, t);
+  if (t->restoring) t->restoring = 0; /* need() counted no inputs */
+  else unpend_inputs(s, t);
   if (t->want == 0 && t->npending == 0) collect(s, t);
 }
 
@@ -779,7 +822,7 @@ void dl_sched_free(dl_sched *s) {
   void *v;
   int k;
   if (s == NULL) return;
-  while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(v);
+  while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
     dl_free(((fnentry *)v)->code);
@@ -872,6 +915,11 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
     t = lost[i];
     if (t->state == T_PROCESSING) {
       t->processing_on = -1;
+      if (t->restoring) { /* its dependents already wait for it */
+        t->restoring = 0;
+        set_state(s, t, T_RELEASED);
+        continue;
+      }
       if (t->payload == NULL) { /* scatter in flight: the data is gone */
         dl_buf e;
         dl_buf_init(&e);
@@ -1076,7 +1124,7 @@ bad:
   count_gone(s, t);
   if (dl_map_get(&s->tasks, t->key, t->klen) == t)
     dl_map_del(&s->tasks, t->key, t->klen);
-  task_free(t);
+  task_free(s, t);
   return DL_EPROTO;
 }
 
@@ -1406,10 +1454,13 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   t = dl_map_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
-    if (t->payload) record_event(s, t, w->info.id, (double)start * 1e-6,
-                                 (double)stop * 1e-6, 1);
     w->info.inflight--;
-    s->avg_duration = s->avg_duration < 0 ? d : 0.8 * s->avg_duration + 0.2 * d;
+    if (t->payload && !t->restoring) { /* a run, not a store */
+      record_event(s, t, w->info.id, (double)start * 1e-6,
+                   (double)stop * 1e-6, 1);
+      s->avg_duration =
+          s->avg_duration < 0 ? d : 0.8 * s->avg_duration + 0.2 * d;
+    }
     finished(s, t, w->info.id, nbytes, inl, ilen);
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;

@@ -71,7 +71,8 @@ static void key_msg(int type, const char *key) {
   dl_buf_free(&f);
 }
 
-static void done(int wid, const char *key) {
+/* Worker wid finished key; its small result came along (inl, or none). */
+static void done_inline(int wid, const char *key, const char *inl) {
   dl_buf f;
   dl_buf_init(&f);
   dl_buf_u8(&f, DL_M_DONE);
@@ -79,10 +80,12 @@ static void done(int wid, const char *key) {
   dl_buf_uv(&f, 8);
   dl_buf_uv(&f, 1);
   dl_buf_uv(&f, 2);
-  dl_buf_str(&f, "", 0);
+  dl_buf_str(&f, inl ? inl : "", inl ? strlen(inl) : 0);
   CHECK(dl_sched_worker_frame(S, wid, f.p, f.len, 1.0) == 0);
   dl_buf_free(&f);
 }
+
+static void done(int wid, const char *key) { done_inline(wid, key, NULL); }
 
 /* Read the next message a worker was sent: 1 and the key of a COMPUTE,
    0 for the other messages with a key only, -1 at the end or at any other
@@ -234,6 +237,58 @@ static void test_lost_result_is_recomputed(void) {
   stop();
 }
 
+/* The bytes of the STORE of key sent to worker w since the last call, in
+   out (NUL-terminated); 1 if there was one.  Clears that buffer. */
+static int stored_on(int w, const char *key, char *out, size_t cap) {
+  dl_rd r;
+  int found = 0;
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k, *b;
+    size_t kl, bl;
+    dl_rd_u8(&r, &type);
+    if (type != DL_M_STORE) break;
+    CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_str(&r, &b, &bl) == 0);
+    if (kl == strlen(key) && memcmp(k, key, kl) == 0 && bl < cap) {
+      memcpy(out, b, bl);
+      out[bl] = '\0';
+      found = 1;
+    }
+  }
+  D.wout[w].len = 0;
+  return found;
+}
+
+static void test_lost_small_result_is_stored_again(void) {
+  int w, w2;
+  char got[64];
+  start(2);
+  submit("a-1", NULL);
+  submit("b-1", "a-1");
+  w = computed_on("a-1");
+  done_inline(w, "a-1", "VALUE");
+  w2 = computed_on("b-1");
+  /* The worker holding a-1 dies: the scheduler kept the small result that
+     came inline, so it stores it on the other worker, no rerun. */
+  D.alive[w] = 0;
+  dl_sched_remove_worker(S, w);
+  CHECK(stored_on(3 - w, "a-1", got, sizeof got));
+  CHECK(strcmp(got, "VALUE") == 0);
+  CHECK(computed_on("a-1") == 0);
+  done(3 - w, "a-1"); /* the STORE's answer */
+  if (w2 == w) CHECK(computed_on("b-1") == 3 - w); /* b-1 runs again */
+  /* That worker dies too: stored again, and still never recomputed. */
+  submit("c-1", "a-1");
+  D.alive[w] = 1;
+  CHECK(dl_sched_add_worker(S, w, 100 + w, 1, 1 << 30, 1.0) == 0);
+  computed_on("c-1");
+  D.alive[3 - w] = 0;
+  dl_sched_remove_worker(S, 3 - w);
+  CHECK(stored_on(w, "a-1", got, sizeof got) && strcmp(got, "VALUE") == 0);
+  stop();
+}
+
 static void test_killed_worker_after_three_deaths(void) {
   int round, kind = 0;
   start(3);
@@ -299,6 +354,7 @@ int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
   RUN(test_lost_result_is_recomputed);
+  RUN(test_lost_small_result_is_stored_again);
   RUN(test_killed_worker_after_three_deaths);
   RUN(test_unknown_dependency_is_an_error);
   RUN(test_malformed_frames_are_refused);
