@@ -239,22 +239,28 @@ static void frees_push(const char *key, size_t klen) {
 ** the older one's bytes.  Takes ownership of b's reference.  If the older
 ** copy may have a decoded twin in the executor's cache, *old_cached is set
 ** to 1, or, with old_cached NULL, the key is queued for the executor to
-** drop from its cache.
+** drop from its cache.  Returns 0, or DL_ENOMEM (then b is freed).
 */
-static void store_insert(blob *b, int *old_cached) {
+static int store_insert(blob *b, int *old_cached) {
   blob *old;
+  int err = 0;
   uv_mutex_lock(&W.lock);
   b->lru = ++W.lru_clock;
-  old = dl_map_del(&W.store, b->key, b->klen);
+  old = dl_map_swap(&W.store, b->key, b->klen, b, &err);
+  if (err) {
+    uv_mutex_unlock(&W.lock);
+    blob_unref(b);
+    return err;
+  }
   if (old) {
     store_account_drop(old);
     if (old->cached && old_cached) *old_cached = 1;
     else if (old->cached) frees_push(b->key, b->klen);
   }
-  dl_map_put(&W.store, b->key, b->klen, b);
   W.managed += (int64_t)b->len;
   uv_mutex_unlock(&W.lock);
   blob_unref(old);
+  return 0;
 }
 
 /*
@@ -274,8 +280,7 @@ static int store_take(const char *key, size_t klen, char *base, char *data,
   b->len = n;
   b->data = data;
   b->base = base;
-  store_insert(b, NULL);
-  return 0;
+  return store_insert(b, NULL);
 }
 
 /* Store a copy of the n bytes at p under key. */
@@ -286,8 +291,7 @@ static int store_put(const char *key, size_t klen, const char *p, size_t n) {
     b = blob_new(key, klen, n);
     if (b == NULL) return DL_ENOMEM;
     memcpy(b->data, p, n);
-    store_insert(b, NULL);
-    return 0;
+    return store_insert(b, NULL);
   }
   d = dl_realloc(NULL, n);
   if (d == NULL) return DL_ENOMEM;
@@ -486,13 +490,19 @@ static int store_mark_cached(const char *key, size_t klen) {
   return b != NULL;
 }
 
+/* The bytecode with the given hash, for the executor's decoder.  Entries
+   of W.fns are never freed, so the last one found is remembered. */
 static int fn_get(void *ud, const unsigned char hash[16], const char **code,
                   size_t *len) {
-  fnent *f;
+  static fnent *last; /* executor's */
+  fnent *f = last;
   (void)ud;
-  uv_mutex_lock(&W.lock);
-  f = dl_map_get(&W.fns, (const char *)hash, 16);
-  uv_mutex_unlock(&W.lock);
+  if (f == NULL || memcmp(f->hash, hash, 16) != 0) {
+    uv_mutex_lock(&W.lock);
+    f = dl_map_get(&W.fns, (const char *)hash, 16);
+    uv_mutex_unlock(&W.lock);
+    if (f) last = f;
+  }
   if (f == NULL) return -1;
   *code = f->code;
   *len = f->len;
@@ -609,11 +619,12 @@ static int store_result(wtask *t, int cached, int *old_cached) {
     b->data = dl_buf_take(&exec_out, &b->len);
   }
   b->cached = cached;
-  if (n <= INLINE_MAX) {
-    atomic_fetch_add(&b->refs, 1);
-    t->res = b;
+  if (n <= INLINE_MAX) atomic_fetch_add(&b->refs, 1); /* for t->res */
+  if (store_insert(b, old_cached)) {
+    if (n <= INLINE_MAX) blob_unref(b);
+    return DL_ENOMEM;
   }
-  store_insert(b, old_cached);
+  if (n <= INLINE_MAX) t->res = b;
   return 0;
 }
 
