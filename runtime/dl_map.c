@@ -96,22 +96,27 @@ static int rehash(dl_map *m, size_t ncap) {
   return 0;
 }
 
-int dl_map_put(dl_map *m, const char *key, size_t klen, void *val) {
+void *dl_map_swap(dl_map *m, const char *key, size_t klen, void *val,
+                  int *err) {
   uint64_t h = dl_hash(key, klen);
   size_t mask, i;
   dl_map_slot *s;
   if (m->count) {
     s = find(m, key, klen, h);
     if (s) {
+      void *old = s->val;
       s->key = key;
       s->val = val;
-      return 0;
+      return old;
     }
   }
   if ((m->used + 1) * 4 >= m->cap * 3) {
     size_t ncap = m->cap ? m->cap : 16;
     while ((m->count + 1) * 2 >= ncap) ncap *= 2;
-    if (rehash(m, ncap)) return DL_ENOMEM;
+    if (rehash(m, ncap)) {
+      if (err) *err = DL_ENOMEM;
+      return NULL;
+    }
   }
   mask = m->cap - 1;
   i = (size_t)h & mask;
@@ -124,7 +129,13 @@ int dl_map_put(dl_map *m, const char *key, size_t klen, void *val) {
   s->hash = h;
   s->val = val;
   m->count++;
-  return 0;
+  return NULL;
+}
+
+int dl_map_put(dl_map *m, const char *key, size_t klen, void *val) {
+  int err = 0;
+  dl_map_swap(m, key, klen, val, &err);
+  return err;
 }
 
 void *dl_map_del(dl_map *m, const char *key, size_t klen) {

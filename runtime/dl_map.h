@@ -33,6 +33,13 @@ void dl_map_free(dl_map *m);
 void *dl_map_get(const dl_map *m, const char *key, size_t klen);
 /* Set key to val (key is borrowed, see above); 0 or DL_ENOMEM. */
 int dl_map_put(dl_map *m, const char *key, size_t klen, void *val);
+/*
+** Set key to val like dl_map_put, with one lookup, and return the value it
+** replaced (NULL if key was not there, or if out of memory: then the map
+** is unchanged and *err, if err is not NULL, is set to DL_ENOMEM).
+*/
+void *dl_map_swap(dl_map *m, const char *key, size_t klen, void *val,
+                  int *err);
 /* Remove key; returns its value or NULL. */
 void *dl_map_del(dl_map *m, const char *key, size_t klen);
 /*

@@ -51,14 +51,22 @@ static int big_garbage;
 typedef struct blob {
   atomic_int refs;
   size_t len;
-  char *key; /* owned; the store's map key */
+  char *key; /* the store's map key; lies in this block (mem) */
   size_t klen;
   char *data;
   char *base;   /* what to free for data when it lies inside a bigger
                    buffer (a received frame), else NULL */
   uint64_t fid; /* spill file number, 0 if never spilled */
   uint64_t lru; /* last use, for least-recently-used spilling */
+  int inl;      /* data lies in this block, after the key */
+  int cached;   /* the executor's cache may hold a decoded copy of the
+                   value under key (W.lock) */
+  char mem[];   /* the key and its NUL, then an inline value's bytes */
 } blob;
+
+/* Values up to this size are stored in the same block as their record, so
+   a small result costs one allocation. */
+#define SMALL_MAX ((size_t)1024)
 
 typedef struct fnent {
   unsigned char hash[16];
@@ -66,6 +74,12 @@ typedef struct fnent {
   char code[];
 } fnent;
 
+/*
+** A task, from its COMPUTE to its completion, in one block: the record,
+** then the key and its NUL, then the payload.  The I/O thread makes and
+** frees it; the executor runs it, writes the outcome into it and hands it
+** back through W.done_head, so memory never moves between threads.
+*/
 typedef struct wtask wtask;
 struct wtask {
   char *key;
@@ -78,6 +92,13 @@ struct wtask {
   int dead;    /* cancelled or failed while waiting */
   uint64_t seq;
   wtask *next;
+  /* The outcome, set by the executor. */
+  int type; /* DL_M_DONE or DL_M_ERR */
+  int kind; /* DL_M_ERR: the error kind */
+  uint64_t nbytes, start_us, stop_us;
+  blob *res;  /* DL_M_DONE: a reference to a small result, sent along */
+  dl_buf rec; /* DL_M_ERR: the error record */
+  char mem[];
 };
 
 typedef struct fetch fetch;
@@ -103,17 +124,6 @@ typedef struct peer {
   char addr[256];
   dl_conn *conn;
 } peer;
-
-typedef struct completion completion;
-struct completion {
-  int type; /* DL_M_DONE or DL_M_ERR */
-  char *key;
-  size_t klen;
-  uint64_t nbytes, start_us, stop_us;
-  int kind;
-  dl_buf rec; /* error record, or the inline copy of a small result */
-  completion *next;
-};
 
 typedef struct worker {
   int id;
@@ -149,7 +159,7 @@ typedef struct worker {
   wtask *qhead, *qtail;
   char **frees; /* keys to drop from the executor's cache */
   int nfrees, capfrees;
-  completion *done_head, *done_tail;
+  wtask *done_head, *done_tail; /* run, for done_cb to report */
   uint64_t running_seq;
   double deadline; /* of the running task, 0 if none */
   int cancel_kind; /* why the running task is being interrupted */
@@ -176,6 +186,23 @@ static void spill_path(char *out, size_t n, uint64_t fid) {
   snprintf(out, n, "%s/w%d-spill-%llu", W.dir, W.id, (unsigned long long)fid);
 }
 
+/* A blob record for key with room for an inline value of n bytes (data
+   points there), holding one reference; NULL if out of memory. */
+static blob *blob_new(const char *key, size_t klen, size_t n) {
+  blob *b = dl_realloc(NULL, sizeof *b + klen + 1 + n);
+  if (b == NULL) return NULL;
+  memset(b, 0, sizeof *b);
+  atomic_init(&b->refs, 1);
+  b->key = b->mem;
+  b->klen = klen;
+  if (klen) memcpy(b->mem, key, klen);
+  b->mem[klen] = '\0';
+  b->data = b->mem + klen + 1;
+  b->len = n;
+  b->inl = 1;
+  return b;
+}
+
 static void blob_unref(blob *b) {
   if (b && atomic_fetch_sub(&b->refs, 1) == 1) {
     if (b->fid) {
@@ -183,8 +210,7 @@ static void blob_unref(blob *b) {
       spill_path(path, sizeof path, b->fid);
       unlink(path);
     }
-    dl_free(b->base ? b->base : b->data);
-    dl_free(b->key);
+    if (!b->inl) dl_free(b->base ? b->base : b->data);
     dl_free(b);
   }
 }
@@ -195,46 +221,79 @@ static void store_account_drop(blob *old) {
   else W.spilled -= (int64_t)old->len;
 }
 
-/* Put a value's bytes in the store (replacing an older copy). */
+/* Queue key for removal from the executor's cache (W.lock held). */
+static void frees_push(const char *key, size_t klen) {
+  if (W.nfrees == W.capfrees) {
+    int nc = W.capfrees ? W.capfrees * 2 : 16;
+    char **nf = dl_realloc(W.frees, sizeof *nf * (size_t)nc);
+    if (nf == NULL) return;
+    W.frees = nf;
+    W.capfrees = nc;
+  }
+  W.frees[W.nfrees] = dupb(key, klen);
+  if (W.frees[W.nfrees]) W.nfrees++;
+}
+
+/*
+** Put b in the store under its key, replacing an older copy, and forget
+** the older one's bytes.  Takes ownership of b's reference.  If the older
+** copy may have a decoded twin in the executor's cache, *old_cached is set
+** to 1, or, with old_cached NULL, the key is queued for the executor to
+** drop from its cache.  Returns 0, or DL_ENOMEM (then b is freed).
+*/
+static int store_insert(blob *b, int *old_cached) {
+  blob *old;
+  int err = 0;
+  uv_mutex_lock(&W.lock);
+  b->lru = ++W.lru_clock;
+  old = dl_map_swap(&W.store, b->key, b->klen, b, &err);
+  if (err) {
+    uv_mutex_unlock(&W.lock);
+    blob_unref(b);
+    return err;
+  }
+  if (old) {
+    store_account_drop(old);
+    if (old->cached && old_cached) *old_cached = 1;
+    else if (old->cached) frees_push(b->key, b->klen);
+  }
+  W.managed += (int64_t)b->len;
+  uv_mutex_unlock(&W.lock);
+  blob_unref(old);
+  return 0;
+}
+
 /*
 ** Store the n bytes at data under key.  Takes ownership of base, the
 ** allocation data lies in (NULL: data itself); it is freed on failure too.
 */
 static int store_take(const char *key, size_t klen, char *base, char *data,
                       size_t n) {
-  blob *b = dl_realloc(NULL, sizeof *b), *old;
+  blob *b = blob_new(key, klen, 0);
   char *owned = base ? base : data;
-  if (b == NULL) {
-    dl_free(owned);
-    return DL_ENOMEM;
-  }
-  memset(b, 0, sizeof *b);
-  atomic_init(&b->refs, 1);
-  b->len = n;
-  b->data = data;
-  b->base = base;
-  b->key = dupb(key, klen);
-  b->klen = klen;
-  if (b->key == NULL || owned == NULL) {
-    dl_free(b->key);
+  if (b == NULL || owned == NULL) {
     dl_free(owned);
     dl_free(b);
     return DL_ENOMEM;
   }
-  uv_mutex_lock(&W.lock);
-  b->lru = ++W.lru_clock;
-  old = dl_map_del(&W.store, key, klen);
-  if (old) store_account_drop(old);
-  dl_map_put(&W.store, b->key, b->klen, b);
-  W.managed += (int64_t)n;
-  uv_mutex_unlock(&W.lock);
-  blob_unref(old);
-  return 0;
+  b->inl = 0;
+  b->len = n;
+  b->data = data;
+  b->base = base;
+  return store_insert(b, NULL);
 }
 
 /* Store a copy of the n bytes at p under key. */
 static int store_put(const char *key, size_t klen, const char *p, size_t n) {
-  char *d = dl_realloc(NULL, n ? n : 1);
+  blob *b;
+  char *d;
+  if (n <= SMALL_MAX) {
+    b = blob_new(key, klen, n);
+    if (b == NULL) return DL_ENOMEM;
+    memcpy(b->data, p, n);
+    return store_insert(b, NULL);
+  }
+  d = dl_realloc(NULL, n);
   if (d == NULL) return DL_ENOMEM;
   memcpy(d, p, n);
   return store_take(key, klen, NULL, d, n);
@@ -310,11 +369,11 @@ static blob *store_get(const char *key, size_t klen) {
 */
 static void spill_until(int64_t goal) {
   for (;;) {
-    blob *victim = NULL, *b;
+    blob *victim = NULL, *b, *stub = NULL;
     size_t i = 0;
     char path[400];
     FILE *f;
-    int ok;
+    int ok, done = 0;
     uint64_t fid;
     uv_mutex_lock(&W.lock);
     if (W.managed <= goal || W.spill_broken) {
@@ -336,6 +395,12 @@ static void spill_until(int64_t goal) {
     f = fopen(path, "wb");
     ok = f != NULL && fwrite(victim->data, 1, victim->len, f) == victim->len;
     if (f && fclose(f) != 0) ok = 0;
+    /* An inline value cannot be freed on its own: a record without it
+       takes the victim's place. */
+    if (ok && victim->inl) {
+      stub = blob_new(victim->key, victim->klen, 0);
+      if (stub == NULL) done = 1; /* no memory now: try after a task */
+    }
     uv_mutex_lock(&W.lock);
     if (!ok) {
       if (!W.spill_broken)
@@ -344,17 +409,31 @@ static void spill_until(int64_t goal) {
       W.spill_broken = 1;
       unlink(path);
     } else if (dl_map_get(&W.store, victim->key, victim->klen) == victim &&
-               atomic_load(&victim->refs) == 2) {
-      dl_free(victim->base ? victim->base : victim->data);
-      victim->data = victim->base = NULL;
-      victim->fid = fid;
+               atomic_load(&victim->refs) == 2 && !done) {
+      if (stub) {
+        stub->inl = 0;
+        stub->data = NULL;
+        stub->len = victim->len;
+        stub->lru = victim->lru;
+        stub->cached = victim->cached;
+        stub->fid = fid;
+        dl_map_put(&W.store, stub->key, stub->klen, stub);
+        atomic_fetch_sub(&victim->refs, 1); /* the store's reference */
+        stub = NULL;
+      } else {
+        dl_free(victim->base ? victim->base : victim->data);
+        victim->data = victim->base = NULL;
+        victim->fid = fid;
+      }
       W.managed -= (int64_t)victim->len;
       W.spilled += (int64_t)victim->len;
     } else { /* freed or read meanwhile: keep it as it is */
       unlink(path);
     }
     uv_mutex_unlock(&W.lock);
+    dl_free(stub);
     blob_unref(victim);
+    if (done) return;
   }
 }
 
@@ -374,38 +453,56 @@ static const char cache_key = 'c'; /* registry: key -> decoded value */
 static char running_key[512];
 static size_t running_klen;
 
-static void push_completion(completion *c) {
-  uv_mutex_lock(&W.lock);
-  c->next = NULL;
-  if (W.done_tail) W.done_tail->next = c;
-  else W.done_head = c;
-  W.done_tail = c;
-  uv_mutex_unlock(&W.lock);
-  uv_async_send(&W.done_async);
-}
-
+/* Record that t failed (kind, msg, traceback tb or NULL). */
 static void complete_err(wtask *t, int kind, const char *msg,
                          const char *tb) {
-  completion *c = dl_realloc(NULL, sizeof *c);
   char wname[32];
-  if (c == NULL) return;
-  memset(c, 0, sizeof *c);
-  c->type = DL_M_ERR;
-  c->key = dupb(t->key, t->klen);
-  c->klen = t->klen;
-  c->kind = kind;
+  t->type = DL_M_ERR;
+  t->kind = kind;
   snprintf(wname, sizeof wname, "worker %d", W.id);
-  dl_err_encode(&c->rec, kind, msg, tb, wname);
-  push_completion(c);
+  dl_buf_free(&t->rec);
+  dl_err_encode(&t->rec, kind, msg, tb, wname);
 }
 
+/*
+** Whether decoding the value at idx again would cost more than keeping it:
+** tables, functions and userdata (which also keep their identity for the
+** next reader), and strings longer than a key.  [-0, +0, -]
+*/
+static int worth_caching(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TTABLE:
+    case LUA_TFUNCTION:
+    case LUA_TUSERDATA: return 1;
+    case LUA_TSTRING: return lua_rawlen(L, idx) > 64;
+    default: return 0;
+  }
+}
+
+/* Mark the stored value of key as cached by the executor, so that its
+   removal is reported (frees); 0 if the store does not hold key. */
+static int store_mark_cached(const char *key, size_t klen) {
+  blob *b;
+  uv_mutex_lock(&W.lock);
+  b = dl_map_get(&W.store, key, klen);
+  if (b) b->cached = 1;
+  uv_mutex_unlock(&W.lock);
+  return b != NULL;
+}
+
+/* The bytecode with the given hash, for the executor's decoder.  Entries
+   of W.fns are never freed, so the last one found is remembered. */
 static int fn_get(void *ud, const unsigned char hash[16], const char **code,
                   size_t *len) {
-  fnent *f;
+  static fnent *last; /* executor's */
+  fnent *f = last;
   (void)ud;
-  uv_mutex_lock(&W.lock);
-  f = dl_map_get(&W.fns, (const char *)hash, 16);
-  uv_mutex_unlock(&W.lock);
+  if (f == NULL || memcmp(f->hash, hash, 16) != 0) {
+    uv_mutex_lock(&W.lock);
+    f = dl_map_get(&W.fns, (const char *)hash, 16);
+    uv_mutex_unlock(&W.lock);
+    if (f) last = f;
+  }
   if (f == NULL) return -1;
   *code = f->code;
   *len = f->len;
@@ -440,7 +537,8 @@ static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
     rc = dl_codec_decode(L, b->data, b->len, &o, err, sizeof err);
   }
   if (b->len > (size_t)1 << 20) big_garbage = 1;
-  if (rc == 0 && b->len <= CACHE_MAX) {
+  if (rc == 0 && b->len <= CACHE_MAX && worth_caching(L, -1) &&
+      store_mark_cached(p, n)) {
     lua_pushlstring(L, p, n);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
@@ -483,6 +581,51 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   lua_sethook(L, NULL, 0, 0);
   if (kind == DL_ERR_TIMEOUT) luaL_error(L, "task timed out");
   else if (kind) luaL_error(L, "cancelled");
+}
+
+/* The executor's buffer for encoding results (reused). */
+static dl_buf exec_out;
+
+/* cache[key] = the value at idx, or nil if idx is 0.  [-0, +0, m] */
+static void cache_set(lua_State *L, const char *key, size_t klen, int idx) {
+  if (idx < 0) idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
+  lua_pushlstring(L, key, klen);
+  if (idx) lua_pushvalue(L, idx);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/*
+** Store the result in exec_out under t's key: a small one is copied into
+** its record (exec_out stays for the next task), a bigger one takes
+** exec_out's bytes.  A result small enough to ride along with the news
+** (saving the scheduler a round trip) is also referenced from t->res.
+** cached says whether the executor's cache holds its decoded copy;
+** *old_cached is set if it may hold one of the value replaced.
+*/
+static int store_result(wtask *t, int cached, int *old_cached) {
+  size_t n = exec_out.len;
+  blob *b;
+  if (n <= SMALL_MAX) {
+    b = blob_new(t->key, t->klen, n);
+    if (b == NULL) return DL_ENOMEM;
+    memcpy(b->data, exec_out.p, n);
+  } else {
+    b = blob_new(t->key, t->klen, 0);
+    if (b == NULL) return DL_ENOMEM;
+    b->inl = 0;
+    b->data = dl_buf_take(&exec_out, &b->len);
+  }
+  b->cached = cached;
+  if (n <= INLINE_MAX) atomic_fetch_add(&b->refs, 1); /* for t->res */
+  if (store_insert(b, old_cached)) {
+    if (n <= INLINE_MAX) blob_unref(b);
+    return DL_ENOMEM;
+  }
+  if (n <= INLINE_MAX) t->res = b;
+  return 0;
 }
 
 static void run_task(lua_State *L, wtask *t) {
@@ -530,55 +673,54 @@ static void run_task(lua_State *L, wtask *t) {
     }
     complete_err(t, kind, msg, tb);
   } else {
-    dl_buf out;
     dl_enc_opts eo = {0, NULL, NULL, "result"};
-    dl_buf_init(&out);
-    if (dl_codec_encode(L, -1, &out, &eo, err, sizeof err)) {
+    exec_out.len = 0;
+    if (dl_codec_encode(L, -1, &exec_out, &eo, err, sizeof err)) {
       char msg[700];
       snprintf(msg, sizeof msg, "cannot send the result of task '%s': %s",
                t->key, err);
       complete_err(t, DL_ERR_RAISED, msg, NULL);
     } else {
-      completion *c = dl_realloc(NULL, sizeof *c);
-      if (out.len > (size_t)1 << 20) big_garbage = 1;
-      if (out.len <= CACHE_MAX) {
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
-        lua_pushlstring(L, t->key, t->klen);
-        lua_pushvalue(L, -3);
-        lua_rawset(L, -3);
-        lua_pop(L, 1);
-      }
-      if (c) {
-        memset(c, 0, sizeof *c);
-        c->type = DL_M_DONE;
-        c->key = dupb(t->key, t->klen);
-        c->klen = t->klen;
-        c->nbytes = out.len;
-        c->start_us = start;
-        c->stop_us = stop;
-        /* Small results ride along with the news, saving a round trip. */
-        if (out.len <= INLINE_MAX) dl_buf_put(&c->rec, out.p, out.len);
-      }
-      {
-        size_t n;
-        char *data = dl_buf_take(&out, &n);
-        if (store_take(t->key, t->klen, NULL, data, n)) {
-          dl_free(c);
-          complete_err(t, DL_ERR_RAISED, "out of memory storing the result",
-                       NULL);
-        } else if (c) {
-          push_completion(c);
-        }
+      int cache = exec_out.len <= CACHE_MAX && worth_caching(L, -1);
+      int old_cached = 0;
+      if (exec_out.len > (size_t)1 << 20) big_garbage = 1;
+      if (cache) cache_set(L, t->key, t->klen, -1);
+      t->type = DL_M_DONE;
+      t->nbytes = exec_out.len;
+      t->start_us = start;
+      t->stop_us = stop;
+      if (store_result(t, cache, &old_cached)) {
+        complete_err(t, DL_ERR_RAISED, "out of memory storing the result",
+                     NULL);
+        if (cache) cache_set(L, t->key, t->klen, 0);
+      } else if (old_cached && !cache) {
+        cache_set(L, t->key, t->klen, 0); /* an older value's copy */
       }
     }
-    dl_buf_free(&out);
+    if (exec_out.cap > 2 * CACHE_MAX) dl_buf_free(&exec_out);
   }
   lua_settop(L, base);
 }
 
+/* A new task record holding copies of key and payload, or NULL. */
+static wtask *task_new(const char *key, size_t klen, const char *payload,
+                       size_t plen) {
+  wtask *t = dl_realloc(NULL, sizeof *t + klen + 1 + plen);
+  if (t == NULL) return NULL;
+  memset(t, 0, sizeof *t);
+  t->key = t->mem;
+  t->klen = klen;
+  memcpy(t->key, key, klen);
+  t->key[klen] = '\0';
+  t->payload = t->mem + klen + 1;
+  t->plen = plen;
+  memcpy(t->payload, payload, plen);
+  return t;
+}
+
 static void task_free(wtask *t) {
-  dl_free(t->key);
-  dl_free(t->payload);
+  blob_unref(t->res);
+  dl_buf_free(&t->rec);
   dl_free(t);
 }
 
@@ -589,16 +731,24 @@ static void task_free(wtask *t) {
 */
 static void relieve_memory(lua_State *L) {
   double limit = (double)W.memory_limit;
-  int64_t rss;
+  int64_t rss, managed;
   if (limit <= 0) return;
   if (big_garbage) { /* big strings die young: free them now */
     big_garbage = 0;
     lua_gc(L, LUA_GCCOLLECT);
   }
-  spill_until((int64_t)(W.frac_target * limit));
   uv_mutex_lock(&W.lock);
+  managed = W.managed;
   rss = W.rss;
   uv_mutex_unlock(&W.lock);
+  if (managed > (int64_t)(W.frac_target * limit)) {
+    spill_until((int64_t)(W.frac_target * limit));
+    uv_mutex_lock(&W.lock);
+    rss = W.rss;
+    uv_mutex_unlock(&W.lock);
+  }
+  if (rss <= W.frac_spill * limit && rss <= W.frac_pause * limit)
+    return; /* the common case: nothing to relieve */
   if (rss > W.frac_spill * limit) {
     /* Drop the decoded copies and collect, then spill what it takes. */
     lua_newtable(L);
@@ -670,12 +820,17 @@ static void exec_main(void *arg) {
     }
     dl_free(frees);
     run_task(L, t);
+    /* Hand t back to the I/O thread, to report and free. */
     uv_mutex_lock(&W.lock);
     W.running_seq = 0;
     W.deadline = 0;
+    t->next = NULL;
+    if (W.done_tail) W.done_tail->next = t;
+    else W.done_head = t;
+    W.done_tail = t;
     uv_mutex_unlock(&W.lock);
+    uv_async_send(&W.done_async);
     lua_sethook(L, NULL, 0, 0);
-    task_free(t);
     relieve_memory(L);
   }
 }
@@ -709,32 +864,31 @@ static void send_err_now(const char *key, size_t klen, int kind,
 }
 
 static void done_cb(uv_async_t *h) {
-  completion *c;
+  wtask *t;
   (void)h;
   uv_mutex_lock(&W.lock);
-  c = W.done_head;
+  t = W.done_head;
   W.done_head = W.done_tail = NULL;
   uv_mutex_unlock(&W.lock);
-  while (c) {
-    completion *next = c->next;
+  while (t) {
+    wtask *next = t->next;
     if (W.sched) {
       dl_buf *b = dl_conn_msg(W.sched);
-      dl_buf_u8(b, (unsigned)c->type);
-      dl_buf_str(b, c->key, c->klen);
-      if (c->type == DL_M_DONE) {
-        dl_buf_uv(b, c->nbytes);
-        dl_buf_uv(b, c->start_us);
-        dl_buf_uv(b, c->stop_us);
-        dl_buf_str(b, c->rec.p, c->rec.len);
+      dl_buf_u8(b, (unsigned)t->type);
+      dl_buf_str(b, t->key, t->klen);
+      if (t->type == DL_M_DONE) {
+        dl_buf_uv(b, t->nbytes);
+        dl_buf_uv(b, t->start_us);
+        dl_buf_uv(b, t->stop_us);
+        /* Small results ride along with the news. */
+        dl_buf_str(b, t->res ? t->res->data : "", t->res ? t->res->len : 0);
       } else {
-        dl_buf_uv(b, (uint64_t)c->kind);
-        dl_buf_str(b, c->rec.p, c->rec.len);
+        dl_buf_uv(b, (uint64_t)t->kind);
+        dl_buf_str(b, t->rec.p, t->rec.len);
       }
     }
-    dl_free(c->key);
-    dl_buf_free(&c->rec);
-    dl_free(c);
-    c = next;
+    task_free(t);
+    t = next;
   }
 }
 
@@ -1041,13 +1195,8 @@ static int on_compute(dl_rd *r) {
       dl_rd_uv(r, &timeout) || dl_rd_str(r, &payload, &plen) ||
       dl_rd_uv(r, &ndeps))
     return DL_EPROTO;
-  t = dl_realloc(NULL, sizeof *t);
+  t = task_new(key, klen, payload, plen);
   if (t == NULL) return DL_ENOMEM;
-  memset(t, 0, sizeof *t);
-  t->key = dupb(key, klen);
-  t->klen = klen;
-  t->payload = dupb(payload, plen);
-  t->plen = plen;
   t->timeout_ms = (uint32_t)timeout;
   t->seq = ++W.nextseq;
   t->refs = 1;
@@ -1110,14 +1259,13 @@ static int on_compute(dl_rd *r) {
 
 /* Take the task named key out of the executor's queue, if it is there. */
 static wtask *queue_remove(const char *key, size_t klen) {
-  wtask **pp, *t = NULL, *x;
+  wtask **pp, *t = NULL, *prev = NULL;
   uv_mutex_lock(&W.lock);
-  for (pp = &W.qhead; *pp; pp = &(*pp)->next)
+  for (pp = &W.qhead; *pp; prev = *pp, pp = &(*pp)->next)
     if ((*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0) {
       t = *pp;
       *pp = t->next;
-      W.qtail = NULL;
-      for (x = W.qhead; x; x = x->next) W.qtail = x;
+      if (W.qtail == t) W.qtail = prev;
       break;
     }
   uv_mutex_unlock(&W.lock);
@@ -1191,15 +1339,7 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         b = dl_map_del(&W.store, key, klen);
         if (b) {
           store_account_drop(b);
-          if (W.nfrees == W.capfrees) {
-            int nc = W.capfrees ? W.capfrees * 2 : 16;
-            char **nf = dl_realloc(W.frees, sizeof *nf * (size_t)nc);
-            if (nf) {
-              W.frees = nf;
-              W.capfrees = nc;
-            }
-          }
-          if (W.nfrees < W.capfrees) W.frees[W.nfrees++] = dupb(key, klen);
+          if (b->cached) frees_push(key, klen);
         }
         uv_mutex_unlock(&W.lock);
         blob_unref(b);
