@@ -336,9 +336,18 @@ describe("dashboard", function()
     assert.truthy(a and b, out)
     assert.are_not.equal(a, b)
     local notes = select(2, out:gsub("is in use; the dashboard is at", ""))
-    -- One note for b; a second only if something else holds 8787.
-    assert.truthy(notes == 1 or (notes == 2 and a ~= "127.0.0.1:8787"), out)
-    assert.truthy(out:find("http://" .. b .. "/status instead", 1, true), out)
+    -- Each cluster that is not on 8787 says so once (another program may
+    -- hold 8787 for a while, so either of them can be the one moved).
+    local moved = 0
+    for _, addr in ipairs({a, b}) do
+      if addr ~= "127.0.0.1:8787" then
+        moved = moved + 1
+        assert.truthy(out:find("http://" .. addr .. "/status instead", 1,
+                               true), out)
+      end
+    end
+    assert.truthy(moved >= 1, out)
+    assert.are.equal(moved, notes, out)
   end)
 
   it("works in a real browser (headless Chromium)", function()
