@@ -1,0 +1,168 @@
+/*
+** test_worker.c -- the worker's I/O side alone, driven the way the fuzzer
+** drives it (tests/fuzz/worker_driver.h): a value stored by the scheduler
+** is served to peers, an input fetched from a peer lands in the store
+** whether it comes as bytes or as a shared block, a block that cannot be
+** mapped is asked for again as bytes, and every input the fuzzer saved
+** (tests/fuzz/regressions-worker) is replayed.  Run from the repository
+** root.
+*/
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker_driver.h"
+#include "tap.h"
+
+static dl_buf F;
+
+static void str(dl_buf *f, const char *s) { dl_buf_str(f, s, strlen(s)); }
+
+/* Hand the messages in F to c as one frame. */
+static void send_to(dl_conn *c) {
+  wdrv_deliver(c, F.p, F.len);
+  F.len = 0;
+}
+
+/* COMPUTE key, waiting for dep, which worker who holds. */
+static void compute(const char *key, const char *dep, unsigned who) {
+  dl_buf_u8(&F, DL_M_COMPUTE);
+  str(&F, key);
+  dl_buf_sv(&F, 0);
+  dl_buf_uv(&F, 0);
+  str(&F, "payload");
+  dl_buf_uv(&F, 1);
+  str(&F, dep);
+  dl_buf_uv(&F, 1);
+  dl_buf_uv(&F, who);
+}
+
+/* Peer 2 is known and the task b-1 waits for a-1, which peer 2 holds. */
+static void wait_for_a(void) {
+  wdrv_init();
+  dl_buf_u8(&F, DL_M_PEER);
+  dl_buf_uv(&F, 2);
+  str(&F, "/w2.sock");
+  compute("b-1", "a-1", 2);
+  send_to(W.sched);
+  CHECK(dl_map_get(&W.fetches, "a-1", 3) != NULL);
+  CHECK(dl_map_get(&W.waiting, "b-1", 3) != NULL);
+  CHECK(wdrv_peer(0) != NULL);
+}
+
+/* Peer 2 answers that it has key, with the bytes "value". */
+static void answer(const char *key) {
+  dl_buf_u8(&F, DL_M_DATA);
+  dl_buf_uv(&F, 0);
+  str(&F, key);
+  dl_buf_uv(&F, 1);
+  str(&F, "value");
+  send_to(wdrv_peer(0)->conn);
+}
+
+/* Peer 2 answers with where a-1 lies: pid, and off / len in a block of
+   size bytes. */
+static void answer_shared(uint64_t pid, uint64_t size, uint64_t off,
+                          uint64_t len) {
+  dl_shared_at sa;
+  memset(&sa, 0, sizeof sa);
+  sa.pid = pid;
+  sa.ref.size = size;
+  sa.off = off;
+  sa.len = len;
+  dl_buf_u8(&F, DL_M_DATA);
+  dl_buf_uv(&F, 0);
+  str(&F, "a-1");
+  dl_buf_uv(&F, 2);
+  dl_shared_at_write(&F, &sa);
+  send_to(wdrv_peer(0)->conn);
+}
+
+static void test_stored_value_is_served(void) {
+  blob *b;
+  wdrv_init();
+  dl_buf_u8(&F, DL_M_STORE);
+  str(&F, "a-1");
+  str(&F, "value");
+  send_to(W.sched);
+  b = store_get("a-1", 3);
+  CHECK(b != NULL && b->len == 5 && memcmp(b->data, "value", 5) == 0);
+  blob_unref(b);
+  dl_buf_u8(&F, DL_M_FREE);
+  str(&F, "a-1");
+  send_to(W.sched);
+  CHECK(!store_has("a-1", 3));
+  wdrv_reset();
+}
+
+static void test_fetched_bytes_are_stored(void) {
+  blob *b;
+  wait_for_a();
+  answer("a-1");
+  b = store_get("a-1", 3);
+  CHECK(b != NULL && b->len == 5 && memcmp(b->data, "value", 5) == 0);
+  blob_unref(b);
+  CHECK(dl_map_get(&W.fetches, "a-1", 3) == NULL);
+  CHECK(W.qhead != NULL && strcmp(W.qhead->key, "b-1") == 0);
+  wdrv_reset();
+}
+
+static void test_shared_block_is_mapped(void) {
+  blob *b;
+  size_t i;
+  wait_for_a();
+  CHECK(wdrv_have_ref);
+  answer_shared(WDRV_PID, 8192, 100, 5000);
+  b = store_get("a-1", 3);
+  CHECK(b != NULL && b->len == 5000);
+  for (i = 0; i < 5000; i++) CHECK(b->data[i] == (char)((100 + i) * 7));
+  blob_unref(b);
+  CHECK(W.qhead != NULL);
+  wdrv_reset();
+}
+
+static void test_unmappable_block_is_asked_as_bytes(void) {
+  fetch *f;
+  wait_for_a();
+  answer_shared(77, 8192, 100, 5000); /* not a pid that can be mapped */
+  f = dl_map_get(&W.fetches, "a-1", 3);
+  CHECK(f != NULL && f->plain);
+  CHECK(!store_has("a-1", 3));
+  answer_shared(WDRV_PID, 8192, 8000, 5000); /* past the block's end */
+  CHECK(!store_has("a-1", 3));
+  wdrv_reset();
+}
+
+static void test_replay_fuzz_regressions(void) {
+  const char *dir = "tests/fuzz/regressions-worker";
+  DIR *dp = opendir(dir);
+  struct dirent *e;
+  int n = 0;
+  CHECK(dp != NULL);
+  while ((e = readdir(dp)) != NULL) {
+    char path[1024];
+    FILE *f;
+    static unsigned char buf[65536];
+    size_t len;
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    f = fopen(path, "rb");
+    CHECK(f != NULL);
+    len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    wdrv_run(buf, len);
+    n++;
+  }
+  closedir(dp);
+  printf("# replayed %d worker fuzz inputs\n", n);
+}
+
+int main(void) {
+  RUN(test_stored_value_is_served);
+  RUN(test_fetched_bytes_are_stored);
+  RUN(test_shared_block_is_mapped);
+  RUN(test_unmappable_block_is_asked_as_bytes);
+  RUN(test_replay_fuzz_regressions);
+  return TAP_END();
+}
