@@ -830,14 +830,18 @@ static void fetch_failed(fetch *f) {
     if (!t->dead) {
       dl_buf *b;
       t->dead = 1;
-      dl_map_del(&W.waiting, t->key, t->klen);
       if (W.sched) {
         b = dl_conn_msg(W.sched);
         dl_buf_u8(b, DL_M_MISSING);
         dl_buf_str(b, t->key, t->klen);
         dl_buf_str(b, f->key, f->klen);
       }
-      wtask_unref(t); /* the waiting map's reference */
+      /* A fetch that fails inside on_compute, before t is put in the
+         waiting map, leaves the task's own reference to on_compute. */
+      if (dl_map_get(&W.waiting, t->key, t->klen) == t) {
+        dl_map_del(&W.waiting, t->key, t->klen);
+        wtask_unref(t); /* the waiting map's reference */
+      }
     }
     wtask_unref(t);
   }

@@ -134,6 +134,18 @@ static void test_unmappable_block_is_asked_as_bytes(void) {
   wdrv_reset();
 }
 
+/* A dependency that only this worker is said to hold cannot be fetched:
+   the task goes back to the scheduler at once, and is freed once. */
+static void test_input_nobody_else_holds_goes_back(void) {
+  wdrv_init();
+  compute("b-1", "a-1", (unsigned)W.id);
+  send_to(W.sched);
+  CHECK(W.sched->out.len > 4 && W.sched->out.p[4] == DL_M_MISSING);
+  CHECK(dl_map_get(&W.waiting, "b-1", 3) == NULL);
+  CHECK(dl_map_get(&W.fetches, "a-1", 3) == NULL);
+  wdrv_reset();
+}
+
 static void test_replay_fuzz_regressions(void) {
   const char *dir = "tests/fuzz/regressions-worker";
   DIR *dp = opendir(dir);
@@ -163,6 +175,7 @@ int main(void) {
   RUN(test_fetched_bytes_are_stored);
   RUN(test_shared_block_is_mapped);
   RUN(test_unmappable_block_is_asked_as_bytes);
+  RUN(test_input_nobody_else_holds_goes_back);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
