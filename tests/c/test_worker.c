@@ -146,6 +146,31 @@ static void test_input_nobody_else_holds_goes_back(void) {
   wdrv_reset();
 }
 
+/* A COMPUTE whose second dependency is malformed, after the first one's
+   fetch started: the task dies, and the fetch still holds it safely. */
+static void test_malformed_compute_leaves_fetches_sound(void) {
+  wait_for_a();
+  dl_buf_u8(&F, DL_M_COMPUTE);
+  str(&F, "c-1");
+  dl_buf_sv(&F, 0);
+  dl_buf_uv(&F, 0);
+  str(&F, "payload");
+  dl_buf_uv(&F, 2);
+  str(&F, "x-1");
+  dl_buf_uv(&F, 1);
+  dl_buf_uv(&F, 2);
+  str(&F, "y-1");
+  dl_buf_uv(&F, 1000); /* more holders than bytes left */
+  send_to(W.sched);
+  CHECK(W.loop.stop_flag); /* the worker stops on a malformed message */
+  W.loop.stop_flag = 0;
+  CHECK(dl_map_get(&W.fetches, "x-1", 3) != NULL);
+  CHECK(dl_map_get(&W.waiting, "c-1", 3) == NULL);
+  answer("x-1"); /* its fetch ends: the dead task is dropped */
+  CHECK(W.qhead == NULL);
+  wdrv_reset();
+}
+
 static void test_replay_fuzz_regressions(void) {
   const char *dir = "tests/fuzz/regressions-worker";
   DIR *dp = opendir(dir);
@@ -176,6 +201,7 @@ int main(void) {
   RUN(test_shared_block_is_mapped);
   RUN(test_unmappable_block_is_asked_as_bytes);
   RUN(test_input_nobody_else_holds_goes_back);
+  RUN(test_malformed_compute_leaves_fetches_sound);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
