@@ -1114,7 +1114,15 @@ static int on_compute(dl_rd *r) {
   if (t->missing == 0) {
     enqueue(t); /* the executor owns it now */
   } else {
+    /* A task of the same key still waiting is superseded: it dies, and
+       the map's reference passes to t (put first: the map still points
+       at the old key). */
+    wtask *old = dl_map_get(&W.waiting, t->key, t->klen);
     dl_map_put(&W.waiting, t->key, t->klen, t); /* keeps its reference */
+    if (old) {
+      old->dead = 1;
+      wtask_unref(old);
+    }
   }
   return 0;
 fail:

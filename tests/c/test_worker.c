@@ -171,6 +171,21 @@ static void test_malformed_compute_leaves_fetches_sound(void) {
   wdrv_reset();
 }
 
+/* A second COMPUTE of a key still waiting supersedes the first: only the
+   second runs, and neither is lost. */
+static void test_second_compute_of_a_key_supersedes(void) {
+  wait_for_a();
+  compute("b-1", "x-1", 2);
+  send_to(W.sched);
+  answer("a-1"); /* the first one's input: nothing runs */
+  CHECK(W.qhead == NULL);
+  answer("x-1");
+  CHECK(W.qhead != NULL && strcmp(W.qhead->key, "b-1") == 0);
+  CHECK(W.qhead->next == NULL);
+  CHECK(dl_map_get(&W.waiting, "b-1", 3) == NULL);
+  wdrv_reset();
+}
+
 static void test_replay_fuzz_regressions(void) {
   const char *dir = "tests/fuzz/regressions-worker";
   DIR *dp = opendir(dir);
@@ -202,6 +217,7 @@ int main(void) {
   RUN(test_unmappable_block_is_asked_as_bytes);
   RUN(test_input_nobody_else_holds_goes_back);
   RUN(test_malformed_compute_leaves_fetches_sound);
+  RUN(test_second_compute_of_a_key_supersedes);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
