@@ -3,8 +3,9 @@
 ** drives it (tests/fuzz/worker_driver.h): a value stored by the scheduler
 ** is served to peers, an input fetched from a peer lands in the store
 ** whether it comes as bytes or as a shared block, a block that cannot be
-** mapped is asked for again as bytes, and every input the fuzzer saved
-** (tests/fuzz/regressions-worker) is replayed.  Run from the repository
+** mapped is asked for again as bytes, and every input the fuzzers saved
+** (tests/fuzz/regressions-worker, and tests/fuzz/regressions-shared for
+** dl_shared_at_read) is replayed.  Run from the repository
 ** root.
 */
 #include <dirent.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "worker_driver.h"
+#include "fuzz_shared_at.c" /* its checks, as LLVMFuzzerTestOneInput */
 #include "tap.h"
 
 static dl_buf F;
@@ -186,8 +188,8 @@ static void test_second_compute_of_a_key_supersedes(void) {
   wdrv_reset();
 }
 
-static void test_replay_fuzz_regressions(void) {
-  const char *dir = "tests/fuzz/regressions-worker";
+/* Run each file in dir through fn. */
+static void replay(const char *dir, void (*fn)(const unsigned char *, size_t)) {
   DIR *dp = opendir(dir);
   struct dirent *e;
   int n = 0;
@@ -203,11 +205,23 @@ static void test_replay_fuzz_regressions(void) {
     CHECK(f != NULL);
     len = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    wdrv_run(buf, len);
+    fn(buf, len);
     n++;
   }
   closedir(dp);
-  printf("# replayed %d worker fuzz inputs\n", n);
+  printf("# replayed %d inputs from %s\n", n, dir);
+}
+
+static void test_replay_fuzz_regressions(void) {
+  replay("tests/fuzz/regressions-worker", wdrv_run);
+}
+
+static void shared_at_one(const unsigned char *p, size_t n) {
+  LLVMFuzzerTestOneInput(p, n);
+}
+
+static void test_replay_shared_at_regressions(void) {
+  replay("tests/fuzz/regressions-shared", shared_at_one);
 }
 
 int main(void) {
@@ -219,5 +233,6 @@ int main(void) {
   RUN(test_malformed_compute_leaves_fetches_sound);
   RUN(test_second_compute_of_a_key_supersedes);
   RUN(test_replay_fuzz_regressions);
+  RUN(test_replay_shared_at_regressions);
   return TAP_END();
 }
