@@ -984,14 +984,18 @@ static void fetch_failed(fetch *f) {
     if (!t->dead) {
       dl_buf *b;
       t->dead = 1;
-      dl_map_del(&W.waiting, t->key, t->klen);
       if (W.sched) {
         b = dl_conn_msg(W.sched);
         dl_buf_u8(b, DL_M_MISSING);
         dl_buf_str(b, t->key, t->klen);
         dl_buf_str(b, f->key, f->klen);
       }
-      wtask_unref(t); /* the waiting map's reference */
+      /* A fetch that fails inside on_compute, before t is put in the
+         waiting map, leaves the task's own reference to on_compute. */
+      if (dl_map_get(&W.waiting, t->key, t->klen) == t) {
+        dl_map_del(&W.waiting, t->key, t->klen);
+        wtask_unref(t); /* the waiting map's reference */
+      }
     }
     wtask_unref(t);
   }
@@ -1191,6 +1195,7 @@ static int on_compute(dl_rd *r) {
   int64_t prio;
   uint64_t timeout, ndeps, i, j;
   wtask *t;
+  int rc = DL_EPROTO;
   if (dl_rd_str(r, &key, &klen) || dl_rd_sv(r, &prio) ||
       dl_rd_uv(r, &timeout) || dl_rd_str(r, &payload, &plen) ||
       dl_rd_uv(r, &ndeps))
@@ -1206,13 +1211,11 @@ static int on_compute(dl_rd *r) {
     uint64_t nwho, id;
     fetch *f;
     if (dl_rd_str(r, &dk, &dkl) || dl_rd_uv(r, &nwho) ||
-        nwho > dl_rd_left(r)) {
-      task_free(t);
-      return DL_EPROTO;
-    }
+        nwho > dl_rd_left(r))
+      goto fail;
     if (store_has(dk, dkl)) {
       for (j = 0; j < nwho; j++)
-        if (dl_rd_uv(r, &id)) return DL_EPROTO;
+        if (dl_rd_uv(r, &id)) goto fail;
       continue;
     }
     f = dl_map_get(&W.fetches, dk, dkl);
@@ -1224,7 +1227,12 @@ static int on_compute(dl_rd *r) {
       f->peer = -1;
       f->who = dl_realloc(NULL, sizeof(int) * (nwho + 1));
       for (j = 0; j < nwho; j++) {
-        if (dl_rd_uv(r, &id)) return DL_EPROTO;
+        if (dl_rd_uv(r, &id)) {
+          dl_free(f->key);
+          dl_free(f->who);
+          dl_free(f);
+          goto fail;
+        }
         if ((int)id != W.id) f->who[f->nwho++] = (int)id;
       }
       dl_map_put(&W.fetches, f->key, f->klen, f);
@@ -1236,9 +1244,12 @@ static int on_compute(dl_rd *r) {
     } else {
       wtask **nw;
       for (j = 0; j < nwho; j++)
-        if (dl_rd_uv(r, &id)) return DL_EPROTO;
+        if (dl_rd_uv(r, &id)) goto fail;
       nw = dl_realloc(f->waiters, sizeof *nw * (size_t)(f->nwaiters + 1));
-      if (nw == NULL) return DL_ENOMEM;
+      if (nw == NULL) {
+        rc = DL_ENOMEM;
+        goto fail;
+      }
       f->waiters = nw;
       f->waiters[f->nwaiters++] = t;
       t->refs++;
@@ -1252,9 +1263,23 @@ static int on_compute(dl_rd *r) {
   if (t->missing == 0) {
     enqueue(t); /* the executor owns it now */
   } else {
+    /* A task of the same key still waiting is superseded: it dies, and
+       the map's reference passes to t (put first: the map still points
+       at the old key). */
+    wtask *old = dl_map_get(&W.waiting, t->key, t->klen);
     dl_map_put(&W.waiting, t->key, t->klen, t); /* keeps its reference */
+    if (old) {
+      old->dead = 1;
+      wtask_unref(old);
+    }
   }
   return 0;
+fail:
+  /* Fetches already started for t hold it too: it dies, and the last of
+     them frees it. */
+  t->dead = 1;
+  wtask_unref(t);
+  return rc;
 }
 
 /* Take the task named key out of the executor's queue, if it is there. */

@@ -1,0 +1,238 @@
+/*
+** test_worker.c -- the worker's I/O side alone, driven the way the fuzzer
+** drives it (tests/fuzz/worker_driver.h): a value stored by the scheduler
+** is served to peers, an input fetched from a peer lands in the store
+** whether it comes as bytes or as a shared block, a block that cannot be
+** mapped is asked for again as bytes, and every input the fuzzers saved
+** (tests/fuzz/regressions-worker, and tests/fuzz/regressions-shared for
+** dl_shared_at_read) is replayed.  Run from the repository
+** root.
+*/
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker_driver.h"
+#include "fuzz_shared_at.c" /* its checks, as LLVMFuzzerTestOneInput */
+#include "tap.h"
+
+static dl_buf F;
+
+static void str(dl_buf *f, const char *s) { dl_buf_str(f, s, strlen(s)); }
+
+/* Hand the messages in F to c as one frame. */
+static void send_to(dl_conn *c) {
+  wdrv_deliver(c, F.p, F.len);
+  F.len = 0;
+}
+
+/* COMPUTE key, waiting for dep, which worker who holds. */
+static void compute(const char *key, const char *dep, unsigned who) {
+  dl_buf_u8(&F, DL_M_COMPUTE);
+  str(&F, key);
+  dl_buf_sv(&F, 0);
+  dl_buf_uv(&F, 0);
+  str(&F, "payload");
+  dl_buf_uv(&F, 1);
+  str(&F, dep);
+  dl_buf_uv(&F, 1);
+  dl_buf_uv(&F, who);
+}
+
+/* Peer 2 is known and the task b-1 waits for a-1, which peer 2 holds. */
+static void wait_for_a(void) {
+  wdrv_init();
+  dl_buf_u8(&F, DL_M_PEER);
+  dl_buf_uv(&F, 2);
+  str(&F, "/w2.sock");
+  compute("b-1", "a-1", 2);
+  send_to(W.sched);
+  CHECK(dl_map_get(&W.fetches, "a-1", 3) != NULL);
+  CHECK(dl_map_get(&W.waiting, "b-1", 3) != NULL);
+  CHECK(wdrv_peer(0) != NULL);
+}
+
+/* Peer 2 answers that it has key, with the bytes "value". */
+static void answer(const char *key) {
+  dl_buf_u8(&F, DL_M_DATA);
+  dl_buf_uv(&F, 0);
+  str(&F, key);
+  dl_buf_uv(&F, 1);
+  str(&F, "value");
+  send_to(wdrv_peer(0)->conn);
+}
+
+/* Peer 2 answers with where a-1 lies: pid, and off / len in a block of
+   size bytes. */
+static void answer_shared(uint64_t pid, uint64_t size, uint64_t off,
+                          uint64_t len) {
+  dl_shared_at sa;
+  memset(&sa, 0, sizeof sa);
+  sa.pid = pid;
+  sa.ref.size = size;
+  sa.off = off;
+  sa.len = len;
+  dl_buf_u8(&F, DL_M_DATA);
+  dl_buf_uv(&F, 0);
+  str(&F, "a-1");
+  dl_buf_uv(&F, 2);
+  dl_shared_at_write(&F, &sa);
+  send_to(wdrv_peer(0)->conn);
+}
+
+static void test_stored_value_is_served(void) {
+  blob *b;
+  wdrv_init();
+  dl_buf_u8(&F, DL_M_STORE);
+  str(&F, "a-1");
+  str(&F, "value");
+  send_to(W.sched);
+  b = store_get("a-1", 3);
+  CHECK(b != NULL && b->len == 5 && memcmp(b->data, "value", 5) == 0);
+  blob_unref(b);
+  dl_buf_u8(&F, DL_M_FREE);
+  str(&F, "a-1");
+  send_to(W.sched);
+  CHECK(!store_has("a-1", 3));
+  wdrv_reset();
+}
+
+static void test_fetched_bytes_are_stored(void) {
+  blob *b;
+  wait_for_a();
+  answer("a-1");
+  b = store_get("a-1", 3);
+  CHECK(b != NULL && b->len == 5 && memcmp(b->data, "value", 5) == 0);
+  blob_unref(b);
+  CHECK(dl_map_get(&W.fetches, "a-1", 3) == NULL);
+  CHECK(W.qhead != NULL && strcmp(W.qhead->key, "b-1") == 0);
+  wdrv_reset();
+}
+
+static void test_shared_block_is_mapped(void) {
+  blob *b;
+  size_t i;
+  wait_for_a();
+  CHECK(wdrv_have_ref);
+  answer_shared(WDRV_PID, 8192, 100, 5000);
+  b = store_get("a-1", 3);
+  CHECK(b != NULL && b->len == 5000);
+  for (i = 0; i < 5000; i++) CHECK(b->data[i] == (char)((100 + i) * 7));
+  blob_unref(b);
+  CHECK(W.qhead != NULL);
+  wdrv_reset();
+}
+
+static void test_unmappable_block_is_asked_as_bytes(void) {
+  fetch *f;
+  wait_for_a();
+  answer_shared(77, 8192, 100, 5000); /* not a pid that can be mapped */
+  f = dl_map_get(&W.fetches, "a-1", 3);
+  CHECK(f != NULL && f->plain);
+  CHECK(!store_has("a-1", 3));
+  answer_shared(WDRV_PID, 8192, 8000, 5000); /* past the block's end */
+  CHECK(!store_has("a-1", 3));
+  wdrv_reset();
+}
+
+/* A dependency that only this worker is said to hold cannot be fetched:
+   the task goes back to the scheduler at once, and is freed once. */
+static void test_input_nobody_else_holds_goes_back(void) {
+  wdrv_init();
+  compute("b-1", "a-1", (unsigned)W.id);
+  send_to(W.sched);
+  CHECK(W.sched->out.len > 4 && W.sched->out.p[4] == DL_M_MISSING);
+  CHECK(dl_map_get(&W.waiting, "b-1", 3) == NULL);
+  CHECK(dl_map_get(&W.fetches, "a-1", 3) == NULL);
+  wdrv_reset();
+}
+
+/* A COMPUTE whose second dependency is malformed, after the first one's
+   fetch started: the task dies, and the fetch still holds it safely. */
+static void test_malformed_compute_leaves_fetches_sound(void) {
+  wait_for_a();
+  dl_buf_u8(&F, DL_M_COMPUTE);
+  str(&F, "c-1");
+  dl_buf_sv(&F, 0);
+  dl_buf_uv(&F, 0);
+  str(&F, "payload");
+  dl_buf_uv(&F, 2);
+  str(&F, "x-1");
+  dl_buf_uv(&F, 1);
+  dl_buf_uv(&F, 2);
+  str(&F, "y-1");
+  dl_buf_uv(&F, 1000); /* more holders than bytes left */
+  send_to(W.sched);
+  CHECK(W.loop.stop_flag); /* the worker stops on a malformed message */
+  W.loop.stop_flag = 0;
+  CHECK(dl_map_get(&W.fetches, "x-1", 3) != NULL);
+  CHECK(dl_map_get(&W.waiting, "c-1", 3) == NULL);
+  answer("x-1"); /* its fetch ends: the dead task is dropped */
+  CHECK(W.qhead == NULL);
+  wdrv_reset();
+}
+
+/* A second COMPUTE of a key still waiting supersedes the first: only the
+   second runs, and neither is lost. */
+static void test_second_compute_of_a_key_supersedes(void) {
+  wait_for_a();
+  compute("b-1", "x-1", 2);
+  send_to(W.sched);
+  answer("a-1"); /* the first one's input: nothing runs */
+  CHECK(W.qhead == NULL);
+  answer("x-1");
+  CHECK(W.qhead != NULL && strcmp(W.qhead->key, "b-1") == 0);
+  CHECK(W.qhead->next == NULL);
+  CHECK(dl_map_get(&W.waiting, "b-1", 3) == NULL);
+  wdrv_reset();
+}
+
+/* Run each file in dir through fn. */
+static void replay(const char *dir, void (*fn)(const unsigned char *, size_t)) {
+  DIR *dp = opendir(dir);
+  struct dirent *e;
+  int n = 0;
+  CHECK(dp != NULL);
+  while ((e = readdir(dp)) != NULL) {
+    char path[1024];
+    FILE *f;
+    static unsigned char buf[65536];
+    size_t len;
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    f = fopen(path, "rb");
+    CHECK(f != NULL);
+    len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    fn(buf, len);
+    n++;
+  }
+  closedir(dp);
+  printf("# replayed %d inputs from %s\n", n, dir);
+}
+
+static void test_replay_fuzz_regressions(void) {
+  replay("tests/fuzz/regressions-worker", wdrv_run);
+}
+
+static void shared_at_one(const unsigned char *p, size_t n) {
+  LLVMFuzzerTestOneInput(p, n);
+}
+
+static void test_replay_shared_at_regressions(void) {
+  replay("tests/fuzz/regressions-shared", shared_at_one);
+}
+
+int main(void) {
+  RUN(test_stored_value_is_served);
+  RUN(test_fetched_bytes_are_stored);
+  RUN(test_shared_block_is_mapped);
+  RUN(test_unmappable_block_is_asked_as_bytes);
+  RUN(test_input_nobody_else_holds_goes_back);
+  RUN(test_malformed_compute_leaves_fetches_sound);
+  RUN(test_second_compute_of_a_key_supersedes);
+  RUN(test_replay_fuzz_regressions);
+  RUN(test_replay_shared_at_regressions);
+  return TAP_END();
+}

@@ -1,0 +1,208 @@
+/*
+** fuzz_worker.c -- libFuzzer target for the worker's frame decoders:
+** messages from the scheduler (on_sched_frame), DATA answers from peers
+** including found = 2 ones (on_peer_frame, dl_shared_at_read), and GET /
+** GETS from peers (on_client_frame), in any order, with peer connections
+** closing and the loop turning in between (see worker_driver.h).
+**
+** Built with -DDL_FUZZ_SEEDGEN it writes a few meaningful inputs (a value
+** stored and served, an input fetched from a peer in bytes or as a shared
+** block, a fetch that fails over to another peer, a task cancelled and
+** stolen) into the directory argv[1].
+*/
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "worker_driver.h"
+
+/* The worker's Lua state is never made here (no executor runs); these
+   stand in for dl_runtime.c, which dlua_worker_main's set-up calls. */
+void dlua_openlibs(lua_State *L) { (void)L; }
+
+void *dlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  (void)osize;
+  if (nsize == 0) {
+    dl_free(ptr);
+    return NULL;
+  }
+  return dl_realloc(ptr, nsize);
+}
+
+#ifdef DL_FUZZ_SEEDGEN
+/* Append the messages in frame to out as one record of kind. */
+static void rec(dl_buf *out, unsigned kind, dl_buf *frame) {
+  dl_buf_u8(out, kind);
+  dl_buf_u8(out, (unsigned)(frame->len & 0xff));
+  dl_buf_u8(out, (unsigned)(frame->len >> 8));
+  dl_buf_put(out, frame->p, frame->len);
+  frame->len = 0;
+}
+
+static void str(dl_buf *f, const char *s) { dl_buf_str(f, s, strlen(s)); }
+
+static void peer_msg(dl_buf *f, unsigned id, const char *addr) {
+  dl_buf_u8(f, DL_M_PEER);
+  dl_buf_uv(f, id);
+  str(f, addr);
+}
+
+/* COMPUTE key with one dependency dep held by the workers in who. */
+static void compute(dl_buf *f, const char *key, const char *dep,
+                    const unsigned *who, unsigned nwho) {
+  unsigned i;
+  dl_buf_u8(f, DL_M_COMPUTE);
+  str(f, key);
+  dl_buf_sv(f, 0);
+  dl_buf_uv(f, 0);
+  str(f, "payload");
+  dl_buf_uv(f, dep ? 1 : 0);
+  if (dep) {
+    str(f, dep);
+    dl_buf_uv(f, nwho);
+    for (i = 0; i < nwho; i++) dl_buf_uv(f, who[i]);
+  }
+}
+
+static void key_msg(dl_buf *f, unsigned type, const char *key) {
+  dl_buf_u8(f, type);
+  str(f, key);
+}
+
+static void data(dl_buf *f, const char *key, unsigned found,
+                 const char *bytes) {
+  dl_buf_u8(f, DL_M_DATA);
+  dl_buf_uv(f, 0);
+  str(f, key);
+  dl_buf_uv(f, found);
+  str(f, bytes);
+}
+
+static void get(dl_buf *f, unsigned type, unsigned reqid, const char *key) {
+  dl_buf_u8(f, type);
+  dl_buf_uv(f, reqid);
+  str(f, key);
+}
+
+static void save(const char *dir, const char *name, dl_buf *b) {
+  char path[512];
+  FILE *fp;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  fp = fopen(path, "wb");
+  if (fp) {
+    fwrite(b->p, 1, b->len, fp);
+    fclose(fp);
+  }
+  b->len = 0;
+}
+
+int main(int argc, char **argv) {
+  dl_buf in, f;
+  unsigned two[2] = {2, 3};
+  dl_shared_at sa;
+  (void)wdrv_run; /* the fuzzer's entry point, not the seed maker's */
+  if (argc < 2) return 2;
+  dl_buf_init(&in);
+  dl_buf_init(&f);
+
+  /* A value is stored, served to a peer and the scheduler, then freed. */
+  dl_buf_u8(&f, DL_M_STORE);
+  str(&f, "a-1");
+  str(&f, "value bytes");
+  dl_buf_u8(&f, DL_M_FUNC);
+  dl_buf_put(&f, "0123456789abcdef", 16);
+  str(&f, "code");
+  rec(&in, 0, &f);
+  get(&f, DL_M_GET, 1, "a-1");
+  get(&f, DL_M_GETS, 2, "a-1");
+  get(&f, DL_M_GET, 3, "nope");
+  rec(&in, 2, &f);
+  get(&f, DL_M_GET, 4, "a-1");
+  key_msg(&f, DL_M_FREE, "a-1");
+  rec(&in, 0, &f);
+  rec(&in, 4, &f);
+  save(argv[1], "store", &in);
+
+  /* An input is fetched from peer 2 and arrives as bytes. */
+  peer_msg(&f, 2, "/w2.sock");
+  compute(&f, "b-1", "a-1", two, 1);
+  rec(&in, 0, &f);
+  data(&f, "a-1", 1, "value bytes");
+  rec(&in, 1, &f);
+  get(&f, DL_M_GETS, 1, "a-1");
+  rec(&in, 2, &f);
+  rec(&in, 4, &f);
+  save(argv[1], "fetch", &in);
+
+  /* It arrives as a block of the peer's to map. */
+  peer_msg(&f, 2, "/w2.sock");
+  compute(&f, "b-1", "a-1", two, 1);
+  rec(&in, 0, &f);
+  memset(&sa, 0, sizeof sa);
+  sa.pid = WDRV_PID;
+  sa.ref.size = 8192;
+  sa.off = 100;
+  sa.len = 5000;
+  dl_buf_u8(&f, DL_M_DATA);
+  dl_buf_uv(&f, 0);
+  str(&f, "a-1");
+  dl_buf_uv(&f, 2);
+  dl_shared_at_write(&f, &sa);
+  rec(&in, 1, &f);
+  get(&f, DL_M_GETS, 1, "a-1");
+  rec(&in, 2, &f);
+  save(argv[1], "fetch-shared", &in);
+
+  /* The block cannot be mapped (another pid): the bytes are asked for. */
+  peer_msg(&f, 2, "/w2.sock");
+  compute(&f, "b-1", "a-1", two, 1);
+  rec(&in, 0, &f);
+  sa.pid = 77;
+  dl_buf_u8(&f, DL_M_DATA);
+  dl_buf_uv(&f, 0);
+  str(&f, "a-1");
+  dl_buf_uv(&f, 2);
+  dl_shared_at_write(&f, &sa);
+  rec(&in, 1, &f);
+  data(&f, "a-1", 1, "value bytes");
+  rec(&in, 1, &f);
+  save(argv[1], "fetch-plain", &in);
+
+  /* Peer 2 has lost it and peer 3 goes away: the task goes back. */
+  peer_msg(&f, 2, "/w2.sock");
+  peer_msg(&f, 3, "/w3.sock");
+  compute(&f, "b-1", "a-1", two, 2);
+  compute(&f, "c-1", "a-1", two, 2);
+  rec(&in, 0, &f);
+  data(&f, "a-1", 0, "");
+  rec(&in, 1, &f);
+  rec(&in, 3, &f);
+  rec(&in, 4, &f);
+  save(argv[1], "fetch-fail", &in);
+
+  /* Tasks are queued, stolen, cancelled; a peer is forgotten. */
+  peer_msg(&f, 2, "/w2.sock");
+  compute(&f, "d-1", NULL, NULL, 0);
+  compute(&f, "e-1", NULL, NULL, 0);
+  compute(&f, "f-1", "a-1", two, 1);
+  key_msg(&f, DL_M_STEAL, "d-1");
+  key_msg(&f, DL_M_CANCEL, "e-1");
+  key_msg(&f, DL_M_CANCEL, "f-1");
+  peer_msg(&f, 2, "");
+  rec(&in, 0, &f);
+  dl_buf_u8(&f, DL_M_SHUTDOWN);
+  rec(&in, 0, &f);
+  save(argv[1], "cancel", &in);
+
+  dl_buf_free(&in);
+  dl_buf_free(&f);
+  return 0;
+}
+#else
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n);
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n) {
+  wdrv_run(data, n);
+  return 0;
+}
+#endif
