@@ -571,6 +571,8 @@ static int h_scatter(lua_State *L) {
   } else {
     dl_buf_uv(&h->out, 0);
   }
+  /* Big values go at once: many of them must not pile up in one frame. */
+  if (h->out.len >= FLUSH_AT) flush(h);
   return 0;
 }
 

@@ -155,6 +155,7 @@ typedef struct worker {
   uint64_t lru_clock, next_fid;
   int spill_broken; /* a spill failed (disk full): stop trying */
   int paused;
+  int relieve; /* values stored while idle passed the target: spill */
   double frac_target, frac_spill, frac_pause, frac_terminate;
   wtask *qhead, *qtail;
   char **frees; /* keys to drop from the executor's cache */
@@ -258,6 +259,13 @@ static int store_insert(blob *b, int *old_cached) {
     else if (old->cached) frees_push(b->key, b->klen);
   }
   W.managed += (int64_t)b->len;
+  /* A copy fetched or stored while the executor is idle: wake it to spill
+     (a running task relieves memory when it ends anyway). */
+  if (W.memory_limit > 0 && W.running_seq == 0 && !W.relieve &&
+      (double)W.managed > W.frac_target * (double)W.memory_limit) {
+    W.relieve = 1;
+    uv_cond_signal(&W.cond);
+  }
   uv_mutex_unlock(&W.lock);
   blob_unref(old);
   return 0;
@@ -435,6 +443,22 @@ static void spill_until(int64_t goal) {
     blob_unref(victim);
     if (done) return;
   }
+}
+
+/*
+** On the I/O thread, after storing a value that came from elsewhere: past
+** the spill fraction the executor may not get to it in time (a burst of
+** big values in one frame would restart the worker), so spill here, down
+** to the target.
+*/
+static void io_relieve(void) {
+  int64_t managed;
+  uv_mutex_lock(&W.lock);
+  managed = W.managed;
+  uv_mutex_unlock(&W.lock);
+  if (W.memory_limit > 0 &&
+      (double)managed > W.frac_spill * (double)W.memory_limit)
+    spill_until((int64_t)(W.frac_target * (double)W.memory_limit));
 }
 
 static int store_has(const char *key, size_t klen) {
@@ -791,10 +815,17 @@ static void exec_main(void *arg) {
     char **frees;
     int nfrees, i;
     uv_mutex_lock(&W.lock);
-    while (W.qhead == NULL && !W.stop) uv_cond_wait(&W.cond, &W.lock);
+    while (W.qhead == NULL && !W.stop && !W.relieve)
+      uv_cond_wait(&W.cond, &W.lock);
     if (W.stop) {
       uv_mutex_unlock(&W.lock);
       break;
+    }
+    W.relieve = 0;
+    if (W.qhead == NULL) { /* woken to spill, with nothing to run */
+      uv_mutex_unlock(&W.lock);
+      relieve_memory(L);
+      continue;
     }
     t = W.qhead;
     W.qhead = t->next;
@@ -1063,6 +1094,7 @@ static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
       if (dl_shared_at_read(bytes, blen, &sa) == 0 &&
           take_shared(&sa, key, klen) == 0) {
         fetch_done(f);
+        io_relieve();
       } else { /* ask the same peer again, for the bytes */
         f->plain = 1;
         f->tried--;
@@ -1075,6 +1107,7 @@ static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
       if (rc == 0) {
         announce_copy(key, klen, blen);
         fetch_done(f);
+        io_relieve(); /* may free p when base took it: it is not read again */
         if (base) return; /* p is ours now, and fully read */
       } else {
         fetch_next(f);
@@ -1416,6 +1449,7 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         dl_buf_uv(b, 0);
         dl_buf_uv(b, 0);
         dl_buf_str(b, "", 0);
+        io_relieve();
         break;
       }
       case DL_M_PEER: {

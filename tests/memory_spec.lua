@@ -90,6 +90,28 @@ describe("memory management", function()
     assert.is_false(dir_exists(dir), "spill files and sockets are removed")
   end)
 
+  it("spills on an idle worker that is handed more than its target",
+     function()
+    local limit = 64 * SCALE * 1048576
+    local client = dlua.Client{n_workers = 1,
+                               memory_limit = 64 * SCALE .. "MiB"}
+    -- Scattered values arrive on the I/O thread; no task runs after them.
+    local futs = {}
+    for i = 1, 10 do
+      futs[i] = client:scatter(("s"):rep(8 * SCALE * 1048576) .. i)
+      dlua.wait(futs[i], {timeout = 30})
+    end
+    local w
+    assert.is_true(wait_for(function()
+      w = client:scheduler_info().workers[1]
+      return w and w.spilled > 0 and w.managed <= 0.6 * limit
+    end, 20), "the idle worker kept its values in memory")
+    for _, i in ipairs({1, 5, 10}) do
+      assert.equal(8 * SCALE * 1048576 + #tostring(i), #futs[i]:result(30))
+    end
+    client:close()
+  end)
+
   it("brings spilled values back byte for byte, to tasks and to gather",
      function()
     local client = dlua.Client{n_workers = 2,
