@@ -409,11 +409,23 @@ const char *dl_mem_map_fd(int fd, size_t size) {
   return ok ? a : NULL;
 }
 
+/* Whether DLUA_SHARE_MEMORY=0 turned mapping other processes' blocks off
+   (where /proc/PID/fd is closed to us, say): then peers send bytes. */
+static int sharing_off(void) {
+  static int off = -1; /* read once; racing first readers agree */
+  if (off < 0) {
+    const char *e = getenv("DLUA_SHARE_MEMORY");
+    off = e != NULL && strcmp(e, "0") == 0;
+  }
+  return off;
+}
+
 const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
   char path[64];
   struct stat st;
   int fd;
-  if (ref->size == 0 || ref->size > SIZE_MAX / 2 || ref->fd > INT32_MAX)
+  if (sharing_off() || ref->size == 0 || ref->size > SIZE_MAX / 2 ||
+      ref->fd > INT32_MAX)
     return NULL;
   snprintf(path, sizeof path, "/proc/%ld/fd/%llu", (long)pid,
            (unsigned long long)ref->fd);

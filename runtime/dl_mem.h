@@ -44,8 +44,9 @@ int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref);
 /*
 ** Map, read-only, the block that process pid described in *ref.  Returns
 ** the start of the mapping (free it with dl_free), or NULL if it cannot be
-** mapped: the process is gone, the descriptor now names another file, or
-** the file is shorter than ref->size.  The pages are mapped before this
+** mapped: the process is gone, the descriptor now names another file, the
+** file is shorter than ref->size, or the environment variable
+** DLUA_SHARE_MEMORY is "0".  The pages are mapped before this
 ** returns, so reading them costs no page faults.
 */
 const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref);

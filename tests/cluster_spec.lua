@@ -1112,6 +1112,19 @@ describe("faults", function()
     c:close()
   end)
 
+  it("with DLUA_SHARE_MEMORY=0 big values still arrive whole, as bytes",
+     function()
+    local code, out = H.sh("DLUA_SHARE_MEMORY=0 " .. q(DLUA) .. " "
+                           .. q(FIX .. "/big_values.lua"))
+    assert.equal(0, code, out)
+    assert.truthy(out:find("ok\n", 1, true), out)
+    -- No worker mapped another's block: each map failed and fell back.
+    assert.is_nil(out:find("maps r--s memfd", 1, true), out)
+    local code2, out2 = H.sh(q(DLUA) .. " " .. q(FIX .. "/big_values.lua"))
+    assert.equal(0, code2, out2)
+    assert.truthy(out2:find("maps r--s memfd", 1, true), out2)
+  end)
+
   it("a task that kills its worker fails with KilledWorker after 3 deaths",
      function()
     local cluster = dlua.LocalCluster{n_workers = 2}
