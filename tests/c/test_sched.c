@@ -326,28 +326,13 @@ static void test_malformed_frames_are_refused(void) {
   stop();
 }
 
+static void sched_one(const unsigned char *p, size_t n, void *ud) {
+  (void)ud;
+  sdrv_run(p, n);
+}
+
 static void test_replay_fuzz_regressions(void) {
-  const char *dir = "tests/fuzz/regressions-sched";
-  DIR *dp = opendir(dir);
-  struct dirent *e;
-  int n = 0;
-  CHECK(dp != NULL);
-  while ((e = readdir(dp)) != NULL) {
-    char path[1024];
-    FILE *f;
-    unsigned char buf[65536];
-    size_t len;
-    if (e->d_name[0] == '.') continue;
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    f = fopen(path, "rb");
-    CHECK(f != NULL);
-    len = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    sdrv_run(buf, len);
-    n++;
-  }
-  closedir(dp);
-  printf("# replayed %d scheduler fuzz inputs\n", n);
+  CHECK(tap_replay("tests/fuzz/regressions-sched", sched_one, NULL) > 0);
 }
 
 int main(void) {

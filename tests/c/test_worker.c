@@ -188,40 +188,22 @@ static void test_second_compute_of_a_key_supersedes(void) {
   wdrv_reset();
 }
 
-/* Run each file in dir through fn. */
-static void replay(const char *dir, void (*fn)(const unsigned char *, size_t)) {
-  DIR *dp = opendir(dir);
-  struct dirent *e;
-  int n = 0;
-  CHECK(dp != NULL);
-  while ((e = readdir(dp)) != NULL) {
-    char path[1024];
-    FILE *f;
-    static unsigned char buf[65536];
-    size_t len;
-    if (e->d_name[0] == '.') continue;
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    f = fopen(path, "rb");
-    CHECK(f != NULL);
-    len = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    fn(buf, len);
-    n++;
-  }
-  closedir(dp);
-  printf("# replayed %d inputs from %s\n", n, dir);
+static void worker_one(const unsigned char *p, size_t n, void *ud) {
+  (void)ud;
+  wdrv_run(p, n);
 }
 
 static void test_replay_fuzz_regressions(void) {
-  replay("tests/fuzz/regressions-worker", wdrv_run);
+  CHECK(tap_replay("tests/fuzz/regressions-worker", worker_one, NULL) > 0);
 }
 
-static void shared_at_one(const unsigned char *p, size_t n) {
+static void shared_at_one(const unsigned char *p, size_t n, void *ud) {
+  (void)ud;
   LLVMFuzzerTestOneInput(p, n);
 }
 
 static void test_replay_shared_at_regressions(void) {
-  replay("tests/fuzz/regressions-shared", shared_at_one);
+  CHECK(tap_replay("tests/fuzz/regressions-shared", shared_at_one, NULL) > 0);
 }
 
 int main(void) {
