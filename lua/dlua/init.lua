@@ -767,17 +767,24 @@ end
 -- gather's fast path for a plain array of futures whose values all come
 -- inline: wait for them and return the values, or nil where it does not
 -- apply (h:values says when).
+-- One turn of gather's wait: pump until the deadline, or raise a
+-- TimeoutError at the given level (counted from the caller).
+local function gather_turn(self, deadline, timeout, level)
+  local left = deadline and deadline - clock() or -1
+  if deadline and left <= 0 then
+    error(timeout_error(fmt("gather: not done after %gs", timeout)),
+          level + 1)
+  end
+  self:_pump(left)
+end
+
 function Client:_gather_array(v, deadline, timeout)
   local out, i, states = nil, 1, self._keys
   while true do
     i, out = self.handle:values(v, states, out, i)
     if i == true then return out end
     if not i then return nil end
-    local left = deadline and deadline - clock() or -1
-    if deadline and left <= 0 then
-      error(timeout_error(fmt("gather: not done after %gs", timeout)), 3)
-    end
-    self:_pump(left)
+    gather_turn(self, deadline, timeout, 3)
   end
 end
 
@@ -802,11 +809,7 @@ function Client:gather(v, timeout)
     if st.status ~= "pending" then
       i = i + 1
     else
-      local left = deadline and deadline - clock() or -1
-      if deadline and left <= 0 then
-        error(timeout_error(fmt("gather: not done after %gs", timeout)), 2)
-      end
-      self:_pump(left)
+      gather_turn(self, deadline, timeout, 2)
     end
   end
   local vals = self:_gather_values(futs, deadline and math.max(0,
