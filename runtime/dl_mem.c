@@ -135,13 +135,10 @@ static void release(big *b) {
 static int fd_allowed(void) {
   if (fd_budget < 0) {
     struct rlimit rl;
-    fd_budget = 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur / 4 > 64)
-      fd_budget = rl.rlim_cur / 4 > 65536 ? 65536 : (int)(rl.rlim_cur / 4);
-    else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-             rl.rlim_cur == RLIM_INFINITY)
-      fd_budget = 65536;
+    rlim_t q = 64; /* limit unknown: a modest guess */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+      q = rl.rlim_cur == RLIM_INFINITY ? 65536 : rl.rlim_cur / 4;
+    fd_budget = q > 65536 ? 65536 : (int)q;
   }
   return nfds < fd_budget;
 }

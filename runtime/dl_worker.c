@@ -1156,15 +1156,13 @@ static int serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
   blob *bl;
   dl_buf *b;
   dl_mem_ref ref;
+  const char *start;
   if (dl_rd_uv(r, &reqid) || dl_rd_str(r, &key, &klen)) return DL_EPROTO;
   bl = store_get(key, klen);
+  start = bl ? (bl->base ? bl->base : bl->data) : NULL;
   if (bl && shared_ok && bl->len >= DL_MEM_BIG &&
-      dl_mem_share(bl->base ? bl->base : bl->data,
-                   (size_t)(bl->data - (bl->base ? bl->base : bl->data)) +
-                       bl->len,
-                   &ref) == 0) {
+      dl_mem_share(start, (size_t)(bl->data - start) + bl->len, &ref) == 0) {
     dl_shared_at sa;
-    const char *start = bl->base ? bl->base : bl->data;
     sa.pid = (uint64_t)getpid();
     sa.ref = ref;
     sa.off = (uint64_t)(bl->data - start);
@@ -1579,6 +1577,16 @@ static int parse_args(int argc, char **argv) {
   return W.id > 0 && W.dir[0] ? 0 : -1;
 }
 
+/* The lock, condition and maps of W (the fuzz harness shares this). */
+static void state_init(void) {
+  uv_mutex_init(&W.lock);
+  uv_cond_init(&W.cond);
+  dl_map_init(&W.store);
+  dl_map_init(&W.fns);
+  dl_map_init(&W.fetches);
+  dl_map_init(&W.waiting);
+}
+
 static int setup_state(lua_State *L) {
   dlua_openlibs(L);
   lua_newtable(L);
@@ -1623,12 +1631,7 @@ int dlua_worker_main(int argc, char **argv) {
     if (room < (double)(256u << 20))
       dl_mem_set_cache_max(room > 0 ? (size_t)room : 0);
   }
-  uv_mutex_init(&W.lock);
-  uv_cond_init(&W.cond);
-  dl_map_init(&W.store);
-  dl_map_init(&W.fns);
-  dl_map_init(&W.fetches);
-  dl_map_init(&W.waiting);
+  state_init();
   L = lua_newstate(dlua_alloc, NULL);
   if (L == NULL) return 1;
   lua_pushcfunction(L, setup_state);

@@ -123,12 +123,7 @@ static void wdrv_init(void) {
   W.frac_spill = 0.7;
   W.frac_pause = 0.8;
   W.frac_terminate = 0.95;
-  uv_mutex_init(&W.lock);
-  uv_cond_init(&W.cond);
-  dl_map_init(&W.store);
-  dl_map_init(&W.fns);
-  dl_map_init(&W.fetches);
-  dl_map_init(&W.waiting);
+  state_init();
   uv_loop_init(&W.loop);
   dl_flusher_init(&W.fl, &W.loop);
   W.sched = dl_conn_new(&W.loop, &W.fl, on_sched_frame, on_sched_close, NULL);
