@@ -51,6 +51,7 @@ struct dl_server {
   atomic_int inbox_ready; /* inbox.len > 0, readable without the lock */
   int dead;       /* (L) the loop has ended */
   atomic_int ended; /* dead, readable without the lock */
+  double spin;      /* client thread only: seconds dl_server_recv spins */
   int stop_asked; /* (L) */
   int target;     /* (L) wanted worker count */
   int nready;     /* (L) workers that said hello */
@@ -795,22 +796,34 @@ int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
     unsigned seen = atomic_load(&wake_seq);
     if (atomic_load(&s->inbox_ready) || atomic_load(&s->ended)) {
       int got = take_inbox(s, out);
-      if (got) return got;
+      if (got) {
+        /* Answers come within the spin: spin as long as allowed. */
+        if (spun == 1 && s->spin < DL_SERVER_SPIN) s->spin *= 2;
+        return got;
+      }
     }
     if (interrupt_taken()) return DL_EINTR;
     if (timeout == 0) return 0;
     if (!spun) {
       /* Spin briefly first: waking a sleeping thread costs more here than
          the answer to a small task takes.  Only the client spins; the
-         scheduler's thread sleeps in its loop. */
+         scheduler's thread sleeps in its loop.  The spin adapts: it is
+         halved each time the answer did not come within it (a busy
+         machine, long tasks), doubled when it did, so a spin that does
+         not pay does not take CPU time from the threads that work. */
       spun = 1;
+      if (s->spin <= 0) s->spin = DL_SERVER_SPIN;
       while (atomic_load(&wake_seq) == seen) {
         double t = now_s();
-        if (t - start > DL_SERVER_SPIN || (timeout > 0 && t >= deadline))
+        if (t - start > s->spin || (timeout > 0 && t >= deadline))
           break;
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
+      }
+      if (atomic_load(&wake_seq) == seen) {
+        spun = 2;
+        if (s->spin > DL_SERVER_SPIN_MIN) s->spin /= 2;
       }
       continue;
     }

@@ -48,8 +48,12 @@ void dl_server_stop(dl_server *s);
 /* Queue client messages (n bytes at p) for the scheduler.  Thread-safe. */
 int dl_server_send(dl_server *s, const char *p, size_t n);
 
-/* Seconds a waiting client spins before it sleeps on the futex. */
+/* Seconds a waiting client spins at most (and at least, once the spin
+   has stopped paying) before it sleeps on the futex. */
+#ifndef DL_SERVER_SPIN
 #define DL_SERVER_SPIN 80e-6
+#endif
+#define DL_SERVER_SPIN_MIN 5e-6
 
 /*
 ** Wait up to timeout seconds (< 0: forever) for messages from the
@@ -58,7 +62,8 @@ int dl_server_send(dl_server *s, const char *p, size_t n);
 ** are made, and this only takes them.  Returns 1 if messages arrived, 0 on
 ** timeout, DL_EPROTO if the scheduler is gone, or DL_EINTR if
 ** dl_server_interrupt asked waits to stop (the request is then taken).
-** The caller's thread spins for up to DL_SERVER_SPIN seconds, then sleeps.
+** The caller's thread spins for up to DL_SERVER_SPIN seconds (less while
+** spinning does not pay), then sleeps.
 */
 int dl_server_recv(dl_server *s, dl_buf *out, double timeout);
 
