@@ -151,7 +151,7 @@ static void handle_close(handle *h) {
   size_t i = 0;
   void *k;
   if (h->srv) {
-    if (h->out.len) dl_server_send(h->srv, h->out.p, h->out.len);
+    if (h->out.len) dl_server_send(h->srv, h->out.p, h->out.len, 1);
     dl_server_stop(h->srv);
     h->srv = NULL;
   }
@@ -207,14 +207,18 @@ static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
   return v;
 }
 
-static int flush(handle *h) {
+/* Hand the queued messages over; urgent when the client is about to wait
+   for the answer (see dl_server_send). */
+static int flush_now(handle *h, int urgent) {
   int rc = 0;
   if (h->out.len) {
-    rc = dl_server_send(h->srv, h->out.p, h->out.len);
+    rc = dl_server_send(h->srv, h->out.p, h->out.len, urgent);
     h->out.len = 0;
   }
   return rc;
 }
+
+static int flush(handle *h) { return flush_now(h, 0); }
 
 /*
 ** The options of spec in a submit message: those before the task's function
@@ -531,7 +535,7 @@ static int h_release(lua_State *L) { return key_msg(L, DL_M_RELEASE); }
 static int h_cancel(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   key_msg(L, DL_M_CCANCEL);
-  if (h->srv) flush(h);
+  if (h->srv) flush_now(h, 1);
   return 0;
 }
 
@@ -553,7 +557,7 @@ static int h_gather(lua_State *L) {
     dl_buf_str(&h->out, k, klen);
     lua_pop(L, 1);
   }
-  flush(h);
+  flush_now(h, 1);
   return 0;
 }
 
@@ -589,7 +593,7 @@ static int h_scatter(lua_State *L) {
 /* h:flush(): hand queued messages to the scheduler now. */
 static int h_flush(lua_State *L) {
   handle *h = check_handle(L, 1);
-  lua_pushboolean(L, flush(h) == 0);
+  lua_pushboolean(L, flush_now(h, 1) == 0);
   return 1;
 }
 
@@ -679,7 +683,7 @@ static int h_poll(lua_State *L) {
   luaL_checktype(L, 5, LUA_TFUNCTION);
   luaL_checktype(L, 6, LUA_TFUNCTION);
   lua_settop(L, 6);
-  if (flush(h)) {
+  if (flush_now(h, 1)) {
     lua_pushnil(L);
     lua_pushliteral(L, "the cluster has stopped");
     return 2;

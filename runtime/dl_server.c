@@ -42,6 +42,7 @@ struct dl_server {
   uv_async_t wake;
   uv_timer_t tick;
   uv_timer_t killer;
+  uv_timer_t pickup; /* takes messages queued without a wake-up */
   uv_prepare_t prep;
   dl_flusher fl;
   uv_mutex_t lock; /* guards the fields marked (L) and sched */
@@ -52,6 +53,8 @@ struct dl_server {
   int dead;       /* (L) the loop has ended */
   atomic_int ended; /* dead, readable without the lock */
   double spin;      /* client thread only: seconds dl_server_recv spins */
+  double last_wake; /* client thread only: when it last woke the loop */
+  int deferred;     /* client thread only: sent without a wake-up since */
   int stop_asked; /* (L) */
   int target;     /* (L) wanted worker count */
   int nready;     /* (L) workers that said hello */
@@ -513,6 +516,7 @@ static void maybe_finish_stop(dl_server *s) {
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->tick, NULL);
     uv_close((uv_handle_t *)&s->killer, NULL);
+    uv_close((uv_handle_t *)&s->pickup, NULL);
     uv_close((uv_handle_t *)&s->prep, NULL);
     dl_flusher_close(&s->fl);
   }
@@ -543,24 +547,39 @@ static void begin_stop(dl_server *s) {
 
 /* -------------------------------------------------------------- loop */
 
-static void wake_cb(uv_async_t *h) {
-  dl_server *s = h->data;
+/* Hand the client's queued messages to the scheduler; 1 if there were. */
+static int drain_client(dl_server *s) {
   dl_buf msgs;
-  int stop, target;
+  int rc;
   uv_mutex_lock(&s->lock);
   msgs = s->outbox;
   dl_buf_init(&s->outbox);
+  uv_mutex_unlock(&s->lock);
+  if (msgs.len == 0) return 0;
+  uv_mutex_lock(&s->lock);
+  rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
+  uv_mutex_unlock(&s->lock);
+  if (rc) fprintf(stderr, "dlua: malformed client message (%d)\n", rc);
+  dl_buf_free(&msgs);
+  return 1;
+}
+
+/* Messages the client queued without a wake-up (dl_server_send) are
+   taken here, within a millisecond; the timer stops once none come. */
+static void pickup_cb(uv_timer_t *t) {
+  dl_server *s = t->data;
+  if (!drain_client(s)) uv_timer_stop(t);
+}
+
+static void wake_cb(uv_async_t *h) {
+  dl_server *s = h->data;
+  int stop, target;
+  uv_mutex_lock(&s->lock);
   stop = s->stop_asked;
   target = s->target;
   uv_mutex_unlock(&s->lock);
-  if (msgs.len) {
-    int rc;
-    uv_mutex_lock(&s->lock);
-    rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
-    uv_mutex_unlock(&s->lock);
-    if (rc) fprintf(stderr, "dlua: malformed client message (%d)\n", rc);
-  }
-  dl_buf_free(&msgs);
+  drain_client(s);
+  if (!s->stopping) uv_timer_start(&s->pickup, pickup_cb, 1, 1);
   if (stop) {
     begin_stop(s);
     return;
@@ -708,6 +727,8 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   uv_timer_start(&s->tick, tick_cb, 20, 20);
   uv_timer_init(&s->loop, &s->killer);
   s->killer.data = s;
+  uv_timer_init(&s->loop, &s->pickup);
+  s->pickup.data = s;
   uv_prepare_init(&s->loop, &s->prep);
   s->prep.data = s;
   uv_prepare_start(&s->prep, prep_cb);
@@ -758,12 +779,24 @@ void dl_server_stop(dl_server *s) {
   dl_free(s);
 }
 
-int dl_server_send(dl_server *s, const char *p, size_t n) {
+int dl_server_send(dl_server *s, const char *p, size_t n, int urgent) {
   int rc;
   uv_mutex_lock(&s->lock);
   rc = s->dead ? DL_EPROTO : dl_buf_put(&s->outbox, p, n);
   uv_mutex_unlock(&s->lock);
-  if (rc == 0) uv_async_send(&s->wake);
+  if (rc == 0) {
+    double t = now_s();
+    /* Within DL_SERVER_BURST of the last wake-up the scheduler's thread
+       is awake or its pickup timer is armed (wake_cb arms it for 1 ms
+       later): it takes these messages with the next ones. */
+    if (urgent || t - s->last_wake >= DL_SERVER_BURST) {
+      s->last_wake = t;
+      s->deferred = 0;
+      uv_async_send(&s->wake);
+    } else {
+      s->deferred = 1;
+    }
+  }
   return rc;
 }
 
@@ -792,6 +825,11 @@ static int take_inbox(dl_server *s, dl_buf *out) {
 int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
   double start = now_s(), deadline = start + timeout;
   int spun = 0;
+  if (s->deferred) { /* the answer is awaited: no pickup delay */
+    s->deferred = 0;
+    s->last_wake = start;
+    uv_async_send(&s->wake);
+  }
   for (;;) {
     unsigned seen = atomic_load(&wake_seq);
     if (atomic_load(&s->inbox_ready) || atomic_load(&s->ended)) {

@@ -45,8 +45,16 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen);
 ** joined, the private directory removed.  s may be NULL. */
 void dl_server_stop(dl_server *s);
 
-/* Queue client messages (n bytes at p) for the scheduler.  Thread-safe. */
-int dl_server_send(dl_server *s, const char *p, size_t n);
+/*
+** Hand client messages (n bytes at p) to the scheduler's thread.  With
+** urgent set, or when the last hand-over is DL_SERVER_BURST seconds old,
+** the thread is woken now; otherwise the messages ride with the current
+** burst and are taken within a millisecond at most, so a loop of submits
+** costs a wake-up per burst, not per task; dl_server_recv wakes the
+** thread at once for such messages.  Call from one client thread.
+*/
+#define DL_SERVER_BURST 100e-6
+int dl_server_send(dl_server *s, const char *p, size_t n, int urgent);
 
 /* Seconds a waiting client spins at most (and at least, once the spin
    has stopped paying) before it sleeps on the futex. */
