@@ -118,6 +118,16 @@ describe("background progress", function()
     assert.is_true(cpu < 0.15, "dlua.sleep used " .. cpu .. " s of CPU")
   end)
 
+  it("dlua.sleep in a task ends at the task's timeout", function()
+    local f = client:submit(function()
+      require("dlua").sleep(60)
+      return "slept"
+    end, dlua.opts{timeout = 0.2})
+    local ok, err = pcall(f.result, f, 20)
+    assert.is_false(ok)
+    assert.equal("timeout", err.kind)
+  end)
+
   it("dlua.sleep refuses a bad duration at the caller's line", function()
     local ok, err = pcall(dlua.sleep, "1")
     assert.is_false(ok)

@@ -554,12 +554,15 @@ function M.sleep(s)
               type(s) == "number" and tostring(s) or type(s)), 2)
   end
   local deadline = clock() + s
+  -- In a task, wake every 50 ms so that a cancel or timeout (a Lua hook
+  -- set by the worker) can stop the task.
+  local slice = cluster_c.in_worker() and 0.05 or huge
   repeat
     local seq = cluster_c.wake_seq()
     pump_all()
     local left = deadline - clock()
     if left <= 0 then break end
-    local ok, err = cluster_c.idle(seq, left)
+    local ok, err = cluster_c.idle(seq, math.min(left, slice))
     if ok == nil then error(err, 0) end
   until false
 end
