@@ -42,6 +42,9 @@ static lua_State *volatile running_L = NULL;
 /* Set when Ctrl-C stopped (or tried to stop) the running chunk. */
 static volatile sig_atomic_t chunk_interrupted = 0;
 
+/* Set from a Ctrl-C until the hook has raised its error. */
+static volatile sig_atomic_t stop_pending = 0;
+
 /* Set when Ctrl-C is pressed while a line is being read. */
 static volatile sig_atomic_t prompt_interrupted = 0;
 
@@ -67,17 +70,25 @@ static void set_sigint(void (*handler)(int), struct sigaction *old) {
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted!");
+  stop_pending = 0;
+  lua_pushliteral(L, "interrupted!"); /* no position: it may be dlua's */
+  lua_error(L);
 }
 
 /*
 ** SIGINT while a chunk runs: ask the state to stop at the next hook
 ** event, and a client wait to end now (dlua_interrupt).  A second Ctrl-C
-** before that (code stuck in C) ends the process.
+** before the first took effect (code stuck in C) ends the process, as in
+** lua.c; once it took effect, the next Ctrl-C interrupts again.
 */
 static void on_sigint_running(int sig) {
   int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-  signal(sig, SIG_DFL);
+  if (stop_pending) {
+    signal(sig, SIG_DFL);
+    raise(sig); /* delivered when this handler returns */
+    return;
+  }
+  stop_pending = 1;
   chunk_interrupted = 1;
   dlua_interrupt(1);
   lua_sethook(running_L, stop_hook, mask, 1);
@@ -150,6 +161,7 @@ int dl_repl_call(lua_State *L, int narg, int nres) {
   lua_insert(L, base);
   running_L = L;
   chunk_interrupted = 0;
+  stop_pending = 0;
   dlua_interrupt(0);
   set_sigint(on_sigint_running, &old);
   status = lua_pcall(L, narg, nres, base);
