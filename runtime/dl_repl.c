@@ -71,6 +71,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
   stop_pending = 0;
+  dlua_interrupt(0); /* one Ctrl-C, one error: a later wait must not see it */
   lua_pushliteral(L, "interrupted!"); /* no position: it may be dlua's */
   lua_error(L);
 }

@@ -555,7 +555,10 @@ static int drain_client(dl_server *s) {
   msgs = s->outbox;
   dl_buf_init(&s->outbox);
   uv_mutex_unlock(&s->lock);
-  if (msgs.len == 0) return 0;
+  if (msgs.len == 0) {
+    dl_buf_free(&msgs);
+    return 0;
+  }
   uv_mutex_lock(&s->lock);
   rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
   uv_mutex_unlock(&s->lock);

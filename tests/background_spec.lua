@@ -214,6 +214,34 @@ describe("Ctrl-C in a script", function()
   end
 end)
 
+describe("Ctrl-C caught by the script", function()
+  it("is one error: a later wait is not interrupted again", function()
+    local script, ready = tmp(), tmp()
+    finally(function() os.remove(script); os.remove(ready) end)
+    H.spit(script, [[
+local dlua = require "dlua"
+local ready = ...
+local c = dlua.Client{n_workers = 1, dashboard_address = false}
+print(pcall(function()
+  local f = io.open(ready, "w"); f:write("x"); f:close()
+  while true do end
+end))
+print("value", c:submit(function() return 5 end):result())
+c:close()
+]])
+    local code, out = H.sh(([[
+      "$DLUA" %s %s & p=$!
+      n=0
+      while [ ! -s %s ] && [ $n -lt 1000 ]; do sleep 0.01; n=$((n+1)); done
+      kill -INT $p
+      wait $p
+      echo "rc=$?"
+    ]]):format(q(script), q(ready), q(ready)))
+    assert.equal(0, code, out)
+    assert.matches("false\tinterrupted!\nvalue\t5\nrc=0", out)
+  end)
+end)
+
 describe("Ctrl-C in the REPL", function()
   it("ends a wait, keeps the futures, and survives a second Ctrl-C",
      function()
