@@ -247,6 +247,38 @@ describe("dlua command", function()
     end)
   end)
 
+  describe("require", function()
+    it("a missing module's message is plain Lua's, with no dlua line",
+      function()
+        local code, out, err = dlua([[-e 'package.path = "?.lua;?/?"
+          package.cpath = "?.so;?/init"
+          local _, msg = pcall(require, "XXX") io.write(msg)']])
+        assert.equal(0, code)
+        assert.equal("", err)
+        assert.equal("module 'XXX' not found:\n"
+          .. "\tno field package.preload['XXX']\n"
+          .. "\tno file 'XXX.lua'\n\tno file 'XXX/XXX'\n"
+          .. "\tno file 'XXX.so'\n\tno file 'XXX/init'", out)
+      end)
+
+    it("a missing dlua.* module says that none is embedded", function()
+      local code, out = dlua([[-e 'local _, msg = pcall(require, "dlua.nope")
+        io.write(msg)']])
+      assert.equal(0, code)
+      assert.matches("\n\tno embedded dlua module 'dlua.nope'\n", out, 1, true)
+      local _, out2 = dlua([[-e 'local _, m = pcall(require, "dluax")
+        io.write(m)']])
+      assert.not_matches("embedded", out2, 1, true)
+    end)
+
+    it("finds the embedded dlua and dlua.pretty from anywhere", function()
+      local code, out = sh([[cd / && "$DLUA" -e 'io.write(type(require "dlua"),
+        " ", type(require "dlua.pretty".format))']])
+      assert.equal(0, code)
+      assert.equal("table function", out)
+    end)
+  end)
+
   describe("errors", function()
     it("an unknown flag gives one line and status 1", function()
       local code, out, err = dlua("-x")
