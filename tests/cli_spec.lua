@@ -45,17 +45,19 @@ local function sh(cmdline, stdin)
   return code, o, e
 end
 
--- Run dlua with the given arguments (already quoted where needed).
+-- Run dlua with the given arguments (already quoted where needed), found
+-- on PATH as users run it: messages start with argv[0], here "dlua: ".
 local function dlua(args, stdin)
-  return sh('"$DLUA" ' .. args, stdin)
+  return sh('PATH="$(dirname "$DLUA")":"$PATH" dlua ' .. args, stdin)
 end
 
 describe("dlua command", function()
   describe("version and help", function()
-    it("-v prints 'dlua <version> (Lua 5.4.x)' and exits 0", function()
+    it("-v prints 'dlua <version> -- ' and lua -v's line, exits 0", function()
       local code, out, err = dlua("-v")
       assert.equal(0, code)
-      assert.matches("^dlua 0%.1%.0 %(Lua 5%.4%.%d+%)\n$", out)
+      assert.matches("^dlua 0%.1%.0 %-%- Lua 5%.4%.%d+  Copyright %(C%) "
+        .. "1994%-%d+ Lua%.org, PUC%-Rio\n$", out)
       assert.equal("", err)
     end)
 
@@ -95,7 +97,8 @@ describe("dlua command", function()
 
   describe("running scripts", function()
     it("passes arguments as arg[1..n] and as ...", function()
-      local code, out, err = dlua(q(FIX .. "/args.lua") .. " a 'b c' d")
+      local code, out, err = sh('"$DLUA" ' .. q(FIX .. "/args.lua")
+        .. " a 'b c' d")
       assert.equal(0, code)
       assert.equal("", err)
       assert.equal("arg0=" .. FIX .. "/args.lua\nargn=3\ndots=a,b c,d\n"
@@ -225,7 +228,8 @@ describe("dlua command", function()
         .. "\"$DLUA\" -e 'print(1)'")
       assert.equal(1, code)
       assert.equal("", out)
-      assert.matches("^dlua: LUA_INIT:1: bad init", err)
+      -- run by its path, messages start with that path, as lua's do
+      assert.equal(DLUA .. ": LUA_INIT:1: bad init", err:match("^[^\n]*"))
     end)
 
     it("warnings are off by default and on with -W", function()
@@ -239,12 +243,55 @@ describe("dlua command", function()
 
     it("-i runs the script, then reads entries from stdin", function()
       local code, out, err = dlua("-i " .. q(FIX .. "/shebang.lua"),
-        "1 + 1\n{ b = 2, a = 'x' }\n")
+        "1 + 1\n'x', nil\n")
       assert.equal(0, code)
       assert.equal("", err)
       assert.matches("^shebang ok\n", out)
-      assert.matches("\n> 2\n> { a = \"x\", b = 2 }\n> \n$", out)
+      -- each line read is echoed after its prompt, as by lua5.4 (readline)
+      local tail = "\n> 1 + 1\n2\n> 'x', nil\nx\tnil\n> \n"
+      assert.equal(tail, out:sub(-#tail))
     end)
+  end)
+
+  describe("-i with stdin not a terminal (as lua5.4 -i)", function()
+    it("uses _PROMPT and _PROMPT2, strings or values with __tostring",
+      function()
+        local code, out = dlua([[-e "_PROMPT='P1 ' _PROMPT2='P2 '" -i]],
+          "x = {\n1 }\n")
+        assert.equal(0, code)
+        assert.matches("\nP1 x = {\nP2 1 }\nP1 \n$", out)
+        code, out = dlua([[-e "local n = 0 _PROMPT = setmetatable({},
+          {__tostring = function() n = n + 1 return n .. ':' end})" -i]],
+          "a = 1\n")
+        assert.equal(0, code)
+        assert.matches("\n1:a = 1\n2:\n$", out)
+      end)
+
+    it("reads a last line that has no newline", function()
+      local code, out = dlua("-i", "a = 1\na")
+      assert.equal(0, code)
+      assert.matches("\n> a = 1\n> a\n1\n> \n$", out)
+    end)
+
+    it("takes '=' at the start of an entry for 'return'", function()
+      local code, out, err = dlua("-i", "=1 + 2, 'x'\n")
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.matches("\n3\tx\n", out)
+    end)
+
+    it("prints results with the global print, and says when it fails",
+      function()
+        local code, out, err = dlua([[-e "print = function(...)
+          io.write('<', select('#', ...), '>') end" -i]], "1, 2\n")
+        assert.equal(0, code)
+        assert.equal("", err)
+        assert.matches("\n> 1, 2\n<2>> \n$", out)
+        code, _, err = dlua([[-e "print=nil" -i]], "10\n")
+        assert.equal(0, code)
+        assert.equal("error calling 'print' (attempt to call a nil value)\n",
+          err)
+      end)
   end)
 
   describe("require", function()
@@ -299,10 +346,10 @@ describe("dlua command", function()
     it("-e and -l without an argument fail with one line", function()
       local code, _, err = dlua("-e")
       assert.equal(1, code)
-      assert.equal("dlua: '-e' needs an argument (try 'dlua --help')\n", err)
+      assert.equal("dlua: '-e' needs argument (try 'dlua --help')\n", err)
       code, _, err = dlua("-l")
       assert.equal(1, code)
-      assert.equal("dlua: '-l' needs an argument (try 'dlua --help')\n", err)
+      assert.equal("dlua: '-l' needs argument (try 'dlua --help')\n", err)
     end)
 
     it("a missing script file gives one line and status 1", function()
@@ -362,7 +409,8 @@ describe("dlua command", function()
         q(FIX .. "/loop.lua"), q(ready), q(ready)))
       os.remove(ready)
       assert.equal(1, code)
-      assert.matches("^dlua: interrupted!\nstack traceback:", err)
+      local want = DLUA .. ": interrupted!\nstack traceback:"
+      assert.equal(want, err:sub(1, #want))
     end)
   end)
 end)
