@@ -5,8 +5,8 @@
 ** their values; if that fails it is compiled as a statement, and while the
 ** compiler complains about an unexpected <eof> more lines are read with the
 ** ">> " prompt (or the globals _PROMPT and _PROMPT2, as in lua).  On a
-** terminal, lines are read through libedit and values are printed with
-** dlua.pretty.  Otherwise the
+** terminal, lines are read through libedit, with tab completion
+** (dl_complete.c), and values are printed with dlua.pretty.  Otherwise the
 ** loop is lua -i's as Debian builds it, with readline: each line read is
 ** echoed after its prompt, and values are printed by the global print.
 **
@@ -26,6 +26,7 @@
 #include <editline/readline.h>
 #include <lauxlib.h>
 
+#include "dl_complete.h"
 #include "dl_repl.h"
 #include "dlua.h"
 
@@ -161,6 +162,7 @@ static void editline_open(lua_State *L, const char *history) {
   rl_readline_name = "dlua";
   rl_catch_signals = 0; /* our handlers, not libedit's */
   rl_getc_function = repl_getc;
+  dl_complete_install(L);
   using_history();
   stifle_history(HISTORY_MAX);
   if (history != NULL)
