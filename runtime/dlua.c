@@ -67,12 +67,12 @@ static void print_help(void) {
     "  -          stop handling options and execute stdin\n"
     "\n"
     "With no script and no -e or -v, dlua starts the interactive REPL when\n"
-    "stdin is a terminal (line editing, history in ~/.dlua_history or\n"
-    "$DLUA_HISTORY, expressions printed pretty; Ctrl-C interrupts, Ctrl-D\n"
-    "exits), and otherwise runs stdin as a script.  Before the options are\n"
-    "run, LUA_INIT_5_4 or LUA_INIT is run (as a file if it starts with @).\n"
-    "Scripts that fail print the error with a traceback and exit with\n"
-    "status 1.\n",
+    "stdin is a terminal (line editing, Tab completion, history in\n"
+    "~/.dlua_history or $DLUA_HISTORY, expressions printed pretty; Ctrl-C\n"
+    "interrupts, Ctrl-D exits), and otherwise runs stdin as a script.\n"
+    "Before the options are run, LUA_INIT_5_4 or LUA_INIT is run (as a\n"
+    "file if it starts with @).  Scripts that fail print the error with a\n"
+    "traceback and exit with status 1.\n",
     stdout);
   fflush(stdout);
 }
