@@ -396,7 +396,10 @@ describe("dlua REPL tab completion", function()
   it("completes a dlua Client's methods: client:sub<TAB>", function()
     with_term(nil, function(t)
       t:quiet_line("dlua = require 'dlua'")
-      t:quiet_line("client = dlua.Client{ n_workers = 1 }")
+      -- no dashboard: its port may be taken, and the note would break the
+      -- wait for the prompt
+      t:quiet_line("client = dlua.Client{ n_workers = 1, "
+        .. "dashboard_address = false }")
       complete(t, "client:sub", "client:submit(")
       t:line("function(x) return x + 1 end, 41):result()")
       t:wait_line("42")
