@@ -169,17 +169,30 @@ static void editline_open(lua_State *L, const char *history) {
     read_history(history);
 }
 
+/* tostring(value at 1) under lua_pcall, for push_prompt. */
+static int prompt_tostring(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 /*
 ** Push the prompt: the global _PROMPT (first line) or _PROMPT2 (later
-** lines) converted as tostring does, or the default.  [-0, +1, e]
+** lines) converted as tostring does, or the default.  A value whose
+** conversion fails gives the default, after the error is reported, so a
+** bad prompt cannot end the session.  [-0, +1, m]
 */
 static void push_prompt(lua_State *L, int firstline) {
+  const char *dflt = firstline ? PROMPT : PROMPT2;
+  lua_pushcfunction(L, prompt_tostring);
   if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_pushstring(L, firstline ? PROMPT : PROMPT2);
-  } else {
-    luaL_tolstring(L, -1, NULL);
+    lua_pop(L, 2);
+    lua_pushstring(L, dflt);
+  } else if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pushfstring(L, "error in %s (%s)", firstline ? "_PROMPT" : "_PROMPT2",
+                    lua_tostring(L, -1));
     lua_remove(L, -2);
+    dl_repl_report(L, NULL, LUA_ERRRUN);
+    lua_pushstring(L, dflt);
   }
 }
 

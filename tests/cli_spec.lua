@@ -267,6 +267,16 @@ describe("dlua command", function()
         assert.matches("\n1:a = 1\n2:\n$", out)
       end)
 
+    it("a _PROMPT that cannot be converted gives '> ' and an error line",
+      function()
+        local code, out, err = dlua([[-e "_PROMPT = setmetatable({},
+          {__tostring = function() error('bad prompt', 0) end})" -i]], "1\n")
+        assert.equal(0, code)
+        assert.matches("\n> 1\n1\n> \n$", out)
+        assert.equal("error in _PROMPT (bad prompt)\n"
+          .. "error in _PROMPT (bad prompt)\n", err)
+      end)
+
     it("reads a last line that has no newline", function()
       local code, out = dlua("-i", "a = 1\na")
       assert.equal(0, code)
