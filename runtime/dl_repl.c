@@ -44,6 +44,12 @@
 /* The state that a running chunk may be interrupted in. */
 static lua_State *volatile running_L = NULL;
 
+/* Set when Ctrl-C stopped (or tried to stop) the running chunk. */
+static volatile sig_atomic_t chunk_interrupted = 0;
+
+/* Set from a Ctrl-C until the hook has raised its error. */
+static volatile sig_atomic_t stop_pending = 0;
+
 /* Set when Ctrl-C is pressed while a line is being read. */
 static volatile sig_atomic_t prompt_interrupted = 0;
 
@@ -69,16 +75,28 @@ static void set_sigint(void (*handler)(int), struct sigaction *old) {
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted!");
+  stop_pending = 0;
+  dlua_interrupt(0); /* one Ctrl-C, one error: a later wait must not see it */
+  lua_pushliteral(L, "interrupted!"); /* no position: it may be dlua's */
+  lua_error(L);
 }
 
 /*
 ** SIGINT while a chunk runs: ask the state to stop at the next hook
-** event.  A second Ctrl-C before that (code stuck in C) ends the process.
+** event, and a client wait to end now (dlua_interrupt).  A second Ctrl-C
+** before the first took effect (code stuck in C) ends the process, as in
+** lua.c; once it took effect, the next Ctrl-C interrupts again.
 */
 static void on_sigint_running(int sig) {
   int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-  signal(sig, SIG_DFL);
+  if (stop_pending) {
+    signal(sig, SIG_DFL);
+    raise(sig); /* delivered when this handler returns */
+    return;
+  }
+  stop_pending = 1;
+  chunk_interrupted = 1;
+  dlua_interrupt(1);
   lua_sethook(running_L, stop_hook, mask, 1);
 }
 
@@ -88,9 +106,45 @@ static void on_sigint_prompt(int sig) {
   prompt_interrupted = 1;
 }
 
+/*
+** The traceback of a Ctrl-C: one line, then only the user's frames (those
+** of dlua's own modules, "[dlua]/...", and of C functions are left out).
+** [-0, +1, m]
+*/
+static void interrupt_traceback(lua_State *L) {
+  luaL_Buffer b;
+  lua_Debug ar;
+  int level;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "interrupted!");
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    char line[400];
+    lua_getinfo(L, "Sln", &ar);
+    if (ar.currentline <= 0 || strncmp(ar.short_src, "[dlua]", 6) == 0)
+      continue;
+    if (*ar.what == 'm')
+      snprintf(line, sizeof line, "\n\t%s:%d: in main chunk", ar.short_src,
+               ar.currentline);
+    else if (ar.name != NULL && *ar.namewhat != '\0')
+      snprintf(line, sizeof line, "\n\t%s:%d: in %s '%s'", ar.short_src,
+               ar.currentline,
+               strcmp(ar.namewhat, "global") == 0 ? "function" : ar.namewhat,
+               ar.name);
+    else
+      snprintf(line, sizeof line, "\n\t%s:%d: in function <%s:%d>",
+               ar.short_src, ar.currentline, ar.short_src, ar.linedefined);
+    luaL_addstring(&b, line);
+  }
+  luaL_pushresult(&b);
+}
+
 /* The message handler of dl_repl_call: message plus traceback. */
 static int msg_handler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
+  if (chunk_interrupted) {
+    interrupt_traceback(L);
+    return 1;
+  }
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       return 1; /* an error object that describes itself */
@@ -112,15 +166,23 @@ int dl_repl_call(lua_State *L, int narg, int nres) {
   lua_pushcfunction(L, msg_handler);
   lua_insert(L, base);
   running_L = L;
+  chunk_interrupted = 0;
+  stop_pending = 0;
+  dlua_interrupt(0);
   set_sigint(on_sigint_running, &old);
   status = lua_pcall(L, narg, nres, base);
   sigaction(SIGINT, &old, NULL);
   /* A Ctrl-C that came too late to stop the chunk must not stop the next. */
   if (lua_gethook(L) == stop_hook)
     lua_sethook(L, NULL, 0, 0);
+  dlua_interrupt(0);
+  if (status == LUA_OK)
+    chunk_interrupted = 0;
   lua_remove(L, base);
   return status;
 }
+
+int dl_repl_interrupted(void) { return chunk_interrupted; }
 
 /*
 ** Print and pop the error message of a failed status (see dl_repl.h).
@@ -420,6 +482,23 @@ static void push_history_path(lua_State *L) {
 }
 
 /*
+** Before each prompt: if dlua is loaded, let it take in results and run
+** due done-callbacks (dlua._at_prompt); report what they raise.
+** [-0, +0, -]
+*/
+static void at_prompt(lua_State *L) {
+  int top = lua_gettop(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE &&
+      lua_getfield(L, -1, "dlua") == LUA_TTABLE &&
+      lua_getfield(L, -1, "_at_prompt") == LUA_TFUNCTION) {
+    int status = dl_repl_call(L, 0, 0);
+    if (status != LUA_OK)
+      dl_repl_report(L, NULL, status);
+  }
+  lua_settop(L, top);
+}
+
+/*
 ** The read-eval-print loop (see dl_repl.h).  The printer and the history
 ** file name stay on the stack below each entry's values while it runs.
 ** [-0, +0, e]
@@ -438,7 +517,9 @@ void dl_repl_run(lua_State *L) {
     editline_open(L, lua_tostring(L, r.history));
   set_sigint(on_sigint_prompt, &old);
   for (;;) {
-    int status = load_entry(L, &r);
+    int status;
+    at_prompt(L);
+    status = load_entry(L, &r);
     if (status == ENTRY_EOF)
       break;
     if (status == LUA_OK)

@@ -19,6 +19,12 @@
 int dl_repl_call(lua_State *L, int narg, int nres);
 
 /*
+** Whether the last dl_repl_call that failed was stopped by Ctrl-C (its
+** message is then "interrupted!" and the user's own frames only).
+*/
+int dl_repl_interrupted(void);
+
+/*
 ** If status is not LUA_OK, write the message on top of L's stack to
 ** stderr, prefixed with "progname: " when progname is not NULL, and pop
 ** it.  Returns status.  [-(0|1), +0, -]

@@ -18,6 +18,7 @@
 #include "dl_buf.h"
 #include "dl_codec.h"
 #include "dl_runtime.h"
+#include "dl_server.h"
 #include "dlua.h"
 
 struct dlua_Runtime {
@@ -37,6 +38,8 @@ static hostreg *hostregs;
 static int nhostregs;
 
 const char *dlua_version(void) { return DLUA_VERSION_STRING; }
+
+void dlua_interrupt(int on) { dl_server_interrupt(on); }
 
 /* Add or replace the registration of name of this kind. */
 static int add_hostreg(const char *name, lua_CFunction f, lua_CFunction g,

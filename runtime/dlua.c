@@ -340,6 +340,8 @@ int main(int argc, char **argv) {
   status = lua_pcall(L, 2, 1, 0);
   ok = lua_toboolean(L, -1);
   dl_repl_report(L, progname, status);
-  lua_close(L);
+  lua_close(L); /* closes every cluster the script left open */
+  if (!ok && dl_repl_interrupted())
+    return 130; /* as a shell reports a command ended by Ctrl-C */
   return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }
