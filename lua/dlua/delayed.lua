@@ -40,14 +40,18 @@ Building
   module.  Assigning to a Delayed's fields is an error.
 
 Running
-  compute(d1, d2, ... [, opts]) -> v1, v2, ...   (non-Delayeds pass through)
+  compute(d1, d2, ... [, opts]) -> v1, v2, ...   (non-Delayeds pass through;
+                                                 plain tables are searched
+                                                 and copied with Delayeds
+                                                 replaced by their values)
   persist(d1, d2, ... [, opts]) -> p1, p2, ...   Delayeds backed by results
                                                  kept on the cluster
   compute_graph(graph, keys [, opts])            run a raw graph (see below);
                                                  keys: one key -> one value,
                                                  a list -> a list of values
   A trailing options table is recognised when it is made by dlua.opts{...}
-  or is a plain table whose keys are all option names:
+  or is a plain table whose keys are all option names (or so close to one
+  that they are reported as a typo, "did you mean 'optimize'?"):
     scheduler = "sync"     run in this lua_State, in priority order, one task
                            at a time (for debugging: a failing task raises
                            at once with its key, message and traceback);
@@ -921,8 +925,12 @@ local function is_opts(t)
     return type(mt) == "table" and rawget(mt, "__name") == "dlua.opts"
   end
   if next(t) == nil then return false end
-  for k in next, t do
-    if not COMPUTE_OPTION[k] then return false end
+  -- option names, or names close to one (a typo, reported by check_opts)
+  for k, v in next, t do
+    if not COMPUTE_OPTION[k] and (isref(v) or hint(k, COMPUTE_OPTION) == "")
+    then
+      return false
+    end
   end
   return true
 end

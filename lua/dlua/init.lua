@@ -49,21 +49,26 @@ M.codec = codec
 local Opts = {__name = "dlua.Options"}
 Opts.__index = Opts
 
--- Edit distance between two short strings (Levenshtein), for the
--- "did you mean" hint of a misspelled option.
+-- Edit distance between two short strings (Levenshtein, a swap of two
+-- neighbours counting as one edit), for the "did you mean" hint of a
+-- misspelled option.
 local function distance(a, b)
-  local prev, cur = {}, {}
-  for j = 0, #b do prev[j] = j end
+  local d = {}
+  for i = 0, #a do d[i] = {[0] = i} end
+  for j = 1, #b do d[0][j] = j end
   for i = 1, #a do
-    cur[0] = i
     local ca = a:byte(i)
     for j = 1, #b do
-      local cost = ca == b:byte(j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      local cb = b:byte(j)
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1,
+                         d[i - 1][j - 1] + (ca == cb and 0 or 1))
+      if i > 1 and j > 1 and ca == b:byte(j - 1) and a:byte(i - 1) == cb then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
     end
-    prev, cur = cur, prev
   end
-  return prev[#b]
+  return d[#a][#b]
 end
 
 --- dlua._did_you_mean(name, known) -> " (did you mean 'x'?)" or "": the
