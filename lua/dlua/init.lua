@@ -1368,6 +1368,7 @@ AsCompleted.__call = function(self)
   local st = state(f)
   if st.status ~= "finished" then return f, nil, make_error(f.key, st) end
   if not self._with_results then return f end
+  if st.has_value then return f, st.value end -- it came with the news
   local ok, v = pcall(f.result, f)
   if ok then return f, v end
   return f, nil, v
