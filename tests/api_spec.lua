@@ -166,6 +166,16 @@ describe("errors at the caller's line", function()
                    .. "non%-negative number of seconds, got string", msg)
     msg = err_of(function() dlua.LocalCluster{n_workers = "2"} end)
     assert.matches("n_workers must be a positive integer, got string", msg)
+    -- a method called with '.' instead of ':'
+    line = line_here() + 1
+    msg = err_of(function() local v = f.result(); return v end)
+    assert.matches("api_spec%.lua:" .. line .. ": result: expects a future "
+                   .. "%(call it as future:result%(%)%), got nil", msg)
+    line = line_here() + 1
+    msg = err_of(function() local v = f.status(5); return v end)
+    assert.matches("api_spec%.lua:" .. line .. ": expects a future", msg)
+    assert.matches("scale: n must be a non%-negative integer, got string",
+                   err_of(cluster.scale, cluster, "2"))
   end)
 
   it("client:cancel(42) is a clear error", function()

@@ -135,6 +135,11 @@ function M.opts(t)
                 type(v)), 2)
     end
   end
+  for _, k in ipairs{"key", "name"} do
+    if t[k] == "" then
+      error(fmt("dlua.opts: option '%s' must be a non-empty string", k), 2)
+    end
+  end
   local r = t.retries
   if r and (math.type(r) ~= "integer" or r < 0) then
     error("dlua.opts: option 'retries' must be a non-negative integer, got "
@@ -368,7 +373,8 @@ end
 --- cluster:scale(n): start or retire workers until there are n.
 function LocalCluster:scale(n)
   if math.type(n) ~= "integer" or n < 0 then
-    error("scale: n must be a non-negative integer, got " .. tostring(n), 2)
+    error("scale: n must be a non-negative integer, got "
+          .. (type(n) == "number" and tostring(n) or type(n)), 2)
   end
   self.handle:scale(n)
   self.n_workers = n
@@ -524,6 +530,10 @@ Future.__tostring = function(f)
 end
 
 local function state(f)
+  if getmetatable(f) ~= Future then
+    error(fmt("expects a future (call it as future:method()), got %s",
+              getmetatable(f) and getmetatable(f).__name or type(f)), 3)
+  end
   local st = f.client._keys[f.key]
   if not st then
     if f.client.closed then error("client is closed", 3) end
@@ -544,14 +554,16 @@ end
 
 --- future:done() -> true when finished, erred or cancelled
 function FutureMethods:done()
-  self.client:_pump(0)
-  return state(self).status ~= "pending"
+  local st = state(self)
+  if not self.client.closed then self.client:_pump(0) end
+  return st.status ~= "pending"
 end
 
 --- future:status() -> "pending" | "finished" | "error" | "cancelled" | "lost"
 function FutureMethods:status()
-  self.client:_pump(0)
-  return state(self).status
+  local st = state(self)
+  if not self.client.closed then self.client:_pump(0) end
+  return st.status
 end
 
 -- level: as for error(), counted from check_timeout's caller (default 2:
@@ -639,6 +651,10 @@ end
 
 --- future:result([timeout]) -> value; raises the task's error
 function FutureMethods:result(timeout)
+  if getmetatable(self) ~= Future then
+    error("result: expects a future (call it as future:result()), got "
+          .. type(self), 2)
+  end
   if self.client.closed then error("result: client is closed", 2) end
   wait_done(self, timeout, "result")
   return self.client:_gather_values({self}, timeout, "result")[1]
@@ -1191,7 +1207,7 @@ end
 function Client:close()
   if self.closed then return end
   self.closed = true
-  if not self.handle:closed() then
+  if not self.owns_cluster and not self.handle:closed() then
     for key, st in pairs(self._keys) do
       for _ = 1, st.nfut do self.handle:release(key) end
     end
