@@ -15,6 +15,11 @@ never mistaken for options:
 
   client:submit(fn, a, b, dlua.opts{key = "job-1", retries = 2})
 
+A plain table where options were meant is refused, naming dlua.opts:
+map's arguments must be sequences of one length, and submit's trailing
+table must not consist of option names only (end the call with
+dlua.opts{} to pass such a table as an argument).
+
   key       string    the task's key (default: <fn name>-<unique hex>)
   pure      boolean   key from a hash of function and arguments, so equal
                       calls share one task (default false)
