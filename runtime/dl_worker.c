@@ -477,15 +477,22 @@ static const char cache_key = 'c'; /* registry: key -> decoded value */
 static char running_key[512];
 static size_t running_klen;
 
-/* Record that t failed (kind, msg, traceback tb or NULL). */
-static void complete_err(wtask *t, int kind, const char *msg,
-                         const char *tb) {
+/* Record that t failed (kind, msg, traceback tb or NULL, and the encoded
+   error value val of vlen bytes when the task raised a table, else NULL). */
+static void complete_err_value(wtask *t, int kind, const char *msg,
+                               const char *tb, const char *val, size_t vlen) {
   char wname[32];
   t->type = DL_M_ERR;
   t->kind = kind;
   snprintf(wname, sizeof wname, "worker %d", W.id);
   dl_buf_free(&t->rec);
   dl_err_encode(&t->rec, kind, msg, tb, wname);
+  if (val) dl_buf_str(&t->rec, val, vlen);
+}
+
+static void complete_err(wtask *t, int kind, const char *msg,
+                         const char *tb) {
+  complete_err_value(t, kind, msg, tb, NULL, 0);
 }
 
 /*
@@ -578,21 +585,46 @@ static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
   return 0;
 }
 
-/* The executor's message handler: {message, traceback}. */
+/* The executor's buffer for an error value (static, so that a memory
+   error raised while it is full leaks nothing for good). */
+static dl_buf errval_out;
+
+/*
+** The executor's message handler: {message, traceback [, value]}.  A table
+** raised by the task travels as value (encoded as data: functions and
+** other values that cannot be data make it travel as its message only);
+** its message is its __tostring, else its string field message or msg.
+*/
 static int msgh(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
+  int val = 0;
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else if (lua_istable(L, 1) &&
+             (lua_getfield(L, 1, "message") == LUA_TSTRING ||
+              (lua_pop(L, 1), lua_getfield(L, 1, "msg") == LUA_TSTRING)))
       msg = lua_tostring(L, -1);
     else
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(L, 1));
+    if (lua_istable(L, 1)) {
+      char err[256];
+      dl_enc_opts eo = {1, NULL, NULL, "error value"};
+      errval_out.len = 0;
+      val = dl_codec_encode(L, 1, &errval_out, &eo, err, sizeof err) == 0;
+    }
   }
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   lua_pushstring(L, msg);
   lua_setfield(L, -2, "message");
   luaL_traceback(L, L, NULL, 1);
   lua_setfield(L, -2, "traceback");
+  if (val) {
+    lua_pushlstring(L, errval_out.p, errval_out.len);
+    lua_setfield(L, -2, "value");
+  }
+  dl_buf_free(&errval_out); /* errors are rare: keep no buffer */
   return 1;
 }
 
@@ -682,20 +714,23 @@ static void run_task(lua_State *L, wtask *t) {
   stop = uv_hrtime() / 1000;
   if (rc != LUA_OK) {
     int kind;
-    const char *msg = "error", *tb = NULL;
+    const char *msg = "error", *tb = NULL, *val = NULL;
+    size_t vlen = 0;
     uv_mutex_lock(&W.lock);
     kind = W.cancel_kind ? W.cancel_kind : DL_ERR_RAISED;
     uv_mutex_unlock(&W.lock);
     if (lua_istable(L, -1)) {
       lua_getfield(L, -1, "message");
       lua_getfield(L, -2, "traceback");
-      msg = lua_tostring(L, -2);
-      tb = lua_tostring(L, -1);
+      lua_getfield(L, -3, "value");
+      msg = lua_tostring(L, -3);
+      tb = lua_tostring(L, -2);
+      val = lua_tolstring(L, -1, &vlen);
       if (msg == NULL) msg = "error";
     } else if (lua_isstring(L, -1)) {
       msg = lua_tostring(L, -1);
     }
-    complete_err(t, kind, msg, tb);
+    complete_err_value(t, kind, msg, tb, val, vlen);
   } else {
     dl_enc_opts eo = {0, NULL, NULL, "result"};
     exec_out.len = 0;
