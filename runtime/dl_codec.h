@@ -150,6 +150,14 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
 int dl_codec_encode_row(lua_State *L, const char *shape, size_t slen,
                         int first, int n, dl_buf *out);
 
+/*
+** The 16-byte hash under which function bytecode travels (non-
+** cryptographic: it tells bytecode apart and catches corruption in
+** transit, it does not authenticate).  The decoder recomputes it for every
+** function and refuses a mismatch.
+*/
+void dl_codec_hash(const char *p, size_t n, unsigned char out[16]);
+
 /* Free the segments of oob and empty it (min and anchor are kept). */
 void dl_oob_free(dl_oob *oob);
 

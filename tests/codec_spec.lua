@@ -227,7 +227,7 @@ describe("codec functions", function()
     assert.equal(f, up)
   end)
 
-  it("maps the sender's globals to the receiver's globals", function()
+  it("gives a function its own globals, falling back to the receiver's", function()
     -- busted runs specs in its own environment; make one in the real one.
     local G = debug.getregistry()[2]
     local f = load("return function() return tostring(1) .. type(_G) end",
@@ -236,7 +236,8 @@ describe("codec functions", function()
     assert.equal("1table", g())
     local name, env = debug.getupvalue(g, 1)
     assert.equal("_ENV", name)
-    assert.equal(G, env)
+    assert.are_not.equal(G, env)
+    assert.equal(G, getmetatable(env).__index)
     assert.is_true(#encode(f) < 300)
   end)
 
@@ -474,6 +475,57 @@ describe("codec data_only", function()
   end)
 end)
 
+describe("codec decode safety", function()
+  -- Layout of an encoded function without upvalues: 9 header bytes, tag,
+  -- prototype kind, the 16-byte hash (bytes 12 to 27), then the bytecode.
+  it("refuses a flipped bit in a function's bytecode (issue 21)", function()
+    local script = os.tmpname()
+    local fh = assert(io.open(script, "w"))
+    fh:write([[
+      local codec = require "dlua.codec"
+      local e = codec.encode(function(x) return string.format("%d", x) end)
+      local ok, err = pcall(codec.decode,
+        e:sub(1, 60) .. string.char(e:byte(61) ~ 1) .. e:sub(62))
+      io.write(tostring(ok), " ", tostring(err))
+    ]])
+    fh:close()
+    local p = assert(io.popen(DLUA .. " " .. script .. " 2>&1; echo \" $?\""))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.matches("^false codec: function bytecode does not match its hash", out)
+    assert.matches(" 0\n$", out)
+  end)
+
+  it("refuses every flipped bit of a function's hash or bytecode", function()
+    local up = {1}
+    local e = encode(function(x) return up[1] + x end)
+    local start, stop = 12, #e - 8
+    for i = start, stop do
+      for bit = 0, 7 do
+        local s = e:sub(1, i - 1) .. string.char(e:byte(i) ~ (1 << bit)) ..
+                  e:sub(i + 1)
+        local ok, err = pcall(decode, s)
+        assert.is_false(ok)
+        assert.is_string(err)
+      end
+    end
+    assert.equal(3, decode(e)(2))
+  end)
+
+  it("keys the closure cache by the hash of what was loaded", function()
+    local function f() return "f" end
+    local function g() return "g" end
+    local ef, eg = encode(f), encode(g)
+    assert.equal(ef:sub(1, 11), eg:sub(1, 11))
+    -- f's hash in front of g's bytecode
+    local poisoned = eg:sub(1, 11) .. ef:sub(12, 27) .. eg:sub(28)
+    assert.matches("does not match its hash", err_of(decode, poisoned))
+    assert.equal("f", decode(ef)())
+    assert.equal("g", decode(eg)())
+  end)
+end)
+
 describe("codec bad input", function()
   local sample = encode({1, -2.5, "str", {x = {true, false}}, k = {n = 1}})
   local fsample
@@ -518,8 +570,8 @@ describe("codec bad input", function()
   end)
 
   it("rejects another format version", function()
-    local s = sample:sub(1, 3) .. "\2" .. sample:sub(5)
-    assert.matches("unsupported format version 2", err_of(decode, s))
+    local s = sample:sub(1, 3) .. "\9" .. sample:sub(5)
+    assert.matches("unsupported format version 9 %(expected 2%)", err_of(decode, s))
   end)
 
   it("rejects another Lua version", function()
