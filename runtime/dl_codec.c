@@ -22,12 +22,20 @@
 **                              + bytecode string | P_HASH + 16-byte hash |
 **                              P_REF + varint proto index), u8 nups, then
 **                              per upvalue u8 0 + value, or u8 1 + varint
-**                              ref of a function + u8 upvalue number to join
+**                              ref of a function + u8 upvalue number to join;
+**                              then its globals: per global u8 upvalue
+**                              number (of a globals table), string name,
+**                              value; then u8 0
 **   CUSTOM                     string tname, string payload
+**   ENV                        a new globals table: empty, falling back to
+**                              the receiver's globals (one per message)
+**   ENV0                       the same, private to one function that
+**                              reads no global sent by value
 **
-** Tables, Lua functions and custom values get reference numbers in the order
-** they are first met, by the encoder and the decoder alike; that keeps shared
-** values shared and cycles cyclic.  Both directions run under lua_pcall so a
+** Tables, Lua functions, custom values and globals tables get reference
+** numbers in the order they are first met, by the encoder and the decoder
+** alike; that keeps shared values shared and cycles cyclic.  The hash of
+** bytecode is recomputed by the decoder and must match.  Both directions run under lua_pcall so a
 ** Lua error (memory, a bad key) becomes an error return, never a longjmp
 ** into the caller; scratch C memory lives in the state structs and is freed
 ** after the pcall returns.

@@ -17,6 +17,19 @@
 ** Refusals name the value's path, e.g. "cannot send coroutine at upvalue
 ** 'co' of function <job.lua:12> (argument 2)".  Nesting is limited to 200
 ** levels both ways.
+**
+** Globals: an upvalue holding the sender's globals table (a function's
+** _ENV) becomes one globals table per message on the receiver, falling
+** back to the receiver's globals; the globals the message's functions read
+** (GETTABUP in their bytecode, nested functions included) travel into it
+** by value, unless nil or the receiver's own standard value (the base
+** library's and host's C functions under their names, the standard
+** modules).  Assignments in the receiver stay in that table.
+**
+** A full decode loads bytecode, which Lua does not verify: it is as
+** powerful as running the sender's code.  The decoder recomputes each
+** function's hash and checks the chunk's structure, which catches
+** corruption, not malice; decode untrusted bytes with data_only.
 */
 #ifndef dl_codec_h
 #define dl_codec_h

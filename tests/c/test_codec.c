@@ -13,6 +13,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "codec_driver.h"
 #include "dl_codec.h"
 #include "tap.h"
 
@@ -66,9 +67,17 @@ static void codec_one(const unsigned char *data, size_t len, void *ud) {
   lua_settop(L, 0);
 }
 
+/* The same input in full mode, as the fuzzer runs it (codec_driver.h). */
+static void codec_full_one(const unsigned char *data, size_t len, void *ud) {
+  (void)ud;
+  cdrv_full(data, len);
+}
+
 static void test_regressions(void) {
   lua_State *L = new_state();
-  tap_replay("tests/fuzz/regressions", codec_one, L);
+  CHECK(tap_replay("tests/fuzz/regressions", codec_one, L) > 0);
+  CHECK(tap_replay("tests/fuzz/regressions", codec_full_one, NULL) > 0);
+  cdrv_done();
   lua_close(L);
 }
 
