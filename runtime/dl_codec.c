@@ -1038,20 +1038,19 @@ static int enc_globals(enc *e, int idx) {
     lua_pushlstring(L, name, nl);
     n = lua_gettop(L);
     lua_pushvalue(L, n);
-    if (lua_rawget(L, slot(e, S_GSENT)) != LUA_TNIL) {
+    if (lua_rawget(L, S_G) == LUA_TNIL || std_global(e, name, nl, n + 1)) {
       lua_pop(L, 2);
+      continue;
+    }
+    lua_pushvalue(L, n);
+    if (lua_rawget(L, slot(e, S_GSENT)) != LUA_TNIL) {
+      lua_pop(L, 3);
       continue;
     }
     lua_pop(L, 1);
     lua_pushvalue(L, n);
     lua_pushboolean(L, 1);
     lua_rawset(L, S_GSENT);
-    lua_pushvalue(L, n);
-    lua_rawget(L, S_G);
-    if (lua_isnil(L, n + 1) || std_global(e, name, nl, n + 1)) {
-      lua_pop(L, 2);
-      continue;
-    }
     if (dl_buf_u8(e->b, up + 1) || dl_buf_str(e->b, name, nl))
       return DL_ENOMEM;
     e->envuses++;
@@ -1470,7 +1469,8 @@ nomem:
 typedef struct proto {
   const char *p;
   size_t n;
-  const char *hash; /* 16 bytes */
+  const char *hash; /* 16 bytes, as sent */
+  int verified;     /* the hash of p[0, n) is hash */
 } proto;
 
 typedef struct dec {
@@ -1692,14 +1692,22 @@ static int is_env(lua_State *L, int idx) {
   return r;
 }
 
-/* Check the len bytes of bytecode at code and load them as a function,
-   pushed.  [-0, +(0|1), m] */
-static int load_code(dec *d, const char *code, size_t len) {
+/* Check the bytecode of prototype pr (its hash, then its structure) and
+   load it as a function, pushed.  [-0, +(0|1), m] */
+static int load_code(dec *d, proto *pr) {
   lua_State *L = d->L;
   lreader lr;
-  if (bc_walk(code, len, NULL, NULL)) return bad(d, "malformed bytecode");
-  lr.p = code;
-  lr.n = len;
+  if (!pr->verified) {
+    unsigned char hash[16];
+    hash128(pr->p, pr->n, hash);
+    if (memcmp(hash, pr->hash, 16) != 0)
+      return bad(d, "function bytecode does not match its hash (corrupt "
+                    "input)");
+    pr->verified = 1;
+  }
+  if (bc_walk(pr->p, pr->n, NULL, NULL)) return bad(d, "malformed bytecode");
+  lr.p = pr->p;
+  lr.n = pr->n;
   if (lua_load(L, load_reader, &lr, "=(codec)", "b") != LUA_OK) {
     char m[200];
     snprintf(m, sizeof m, "bad bytecode (%.150s)", lua_tostring(L, -1));
@@ -1723,18 +1731,20 @@ static void push_loaded(lua_State *L) {
 }
 
 /*
-** A function (see enc_function).  The hash of its bytecode is recomputed
-** and must be the one sent: corruption in transit becomes an error, and the
-** closure cache, keyed by that hash, holds what the bytes say.  (This does
-** not make bytecode safe: a full decode runs the sender's code.)
+** A function (see enc_function).  Bytecode is loaded only after its hash
+** has been recomputed and found to be the one sent (load_code): corruption
+** in transit becomes an error, and the closure cache, filled only by
+** loads, maps each hash to the function of the bytes that have it; a hit
+** loads nothing, so it needs no check.  (This does not make bytecode safe:
+** a full decode runs the sender's code.)
 */
 static int dec_function(dec *d) {
   lua_State *L = d->L;
   unsigned kind, nups, i, k, up;
   const char *code = NULL, *h;
-  unsigned char hash[16];
   size_t len = 0, skip = 0;
   int f, nact, cached = -1;
+  proto *pr;
   if (d->o && d->o->data_only) return bad(d, "function in data-only input");
   TRY(dec_enter(d));
   RD(dl_rd_u8(&d->r, &kind));
@@ -1742,9 +1752,7 @@ static int dec_function(dec *d) {
     uint64_t j;
     RD(dl_rd_uv(&d->r, &j));
     if (j < 1 || j > (uint64_t)d->nprotos) return bad(d, "bad prototype reference");
-    code = d->protos[j - 1].p;
-    len = d->protos[j - 1].n;
-    memcpy(hash, d->protos[j - 1].hash, 16);
+    pr = &d->protos[j - 1];
   } else if (kind == P_INLINE || kind == P_HASH) {
     RD(dl_rd_bytes(&d->r, 16, &h));
     if (kind == P_INLINE) {
@@ -1754,10 +1762,6 @@ static int dec_function(dec *d) {
       if (!s || !s->get || s->get(s->ud, (const unsigned char *)h, &code, &len))
         return bad(d, "unknown function hash");
     }
-    hash128(code, len, hash);
-    if (memcmp(hash, h, 16) != 0)
-      return bad(d, "function bytecode does not match its hash (corrupt "
-                    "input)");
     if (d->nprotos == d->capprotos) {
       int nc = d->capprotos * 2;
       proto *np = dl_realloc(d->protos == d->small ? NULL : d->protos,
@@ -1769,8 +1773,9 @@ static int dec_function(dec *d) {
     }
     d->protos[d->nprotos].p = code;
     d->protos[d->nprotos].n = len;
-    d->protos[d->nprotos].hash = h; /* equal to hash */
-    d->nprotos++;
+    d->protos[d->nprotos].hash = h;
+    d->protos[d->nprotos].verified = 0;
+    pr = &d->protos[d->nprotos++];
   } else {
     return bad(d, "bad prototype kind");
   }
@@ -1787,17 +1792,17 @@ static int dec_function(dec *d) {
   }
   if (cached >= 0) {
     push_loaded(L);
-    lua_pushlstring(L, (const char *)hash, 16);
+    lua_pushlstring(L, pr->hash, 16);
     if (lua_rawget(L, -2) != LUA_TFUNCTION) {
       lua_pop(L, 1);
-      TRY(load_code(d, code, len));
+      TRY(load_code(d, pr));
       for (nact = 0; lua_getupvalue(L, -1, nact + 1); nact++) lua_pop(L, 1);
       if (nact != cached) return bad(d, "upvalue count mismatch");
       if (cached) {
         push_env(L);
         lua_setupvalue(L, -2, 1);
       }
-      lua_pushlstring(L, (const char *)hash, 16);
+      lua_pushlstring(L, pr->hash, 16); /* verified: the loaded bytes' */
       lua_pushvalue(L, -2);
       lua_rawset(L, -4);
     }
@@ -1812,7 +1817,7 @@ static int dec_function(dec *d) {
     d->depth--;
     return 0;
   }
-  TRY(load_code(d, code, len));
+  TRY(load_code(d, pr));
   f = lua_gettop(L);
   add_ref(d);
   RD(dl_rd_u8(&d->r, &nups));
