@@ -333,11 +333,11 @@ static void bc_header(unsigned char h[BC_HEADER]) {
 ** not whole, well formed Lua 5.4 bytecode of this build (or cb failed).
 */
 static int bc_walk(const char *p, size_t n, bc_global_fn cb, void *ud) {
-  static unsigned char hdr[BC_HEADER];
+  unsigned char hdr[BC_HEADER];
   bcr r;
   size_t nup;
   unsigned hn;
-  if (hdr[0] == 0) bc_header(hdr);
+  bc_header(hdr);
   if (n < BC_HEADER + 1 || memcmp(p, hdr, BC_HEADER) != 0) return -1;
   r.p = (const unsigned char *)p + BC_HEADER;
   r.end = (const unsigned char *)p + n;
