@@ -34,10 +34,10 @@
 **
 ** Tables, Lua functions, custom values and globals tables get reference
 ** numbers in the order they are first met, by the encoder and the decoder
-** alike; that keeps shared values shared and cycles cyclic.  The hash of
-** bytecode is recomputed by the decoder and must match.  Both directions run under lua_pcall so a
-** Lua error (memory, a bad key) becomes an error return, never a longjmp
-** into the caller; scratch C memory lives in the state structs and is freed
+** alike; that keeps shared values shared and cycles cyclic.  The decoder
+** recomputes the hash of bytecode before loading it; it must match.  Both
+** directions run under lua_pcall so a Lua error (memory, a bad key)
+** becomes an error return, never a longjmp into the caller; scratch C memory lives in the state structs and is freed
 ** after the pcall returns.
 */
 #include <limits.h>
@@ -137,14 +137,16 @@ void dl_codec_hash(const char *p, size_t n, unsigned char out[16]) {
 
 /*
 ** A reader of Lua 5.4 binary chunks (lua_dump's format, ldump.c) for two
-** jobs.  Before lua_load, the decoder checks that a chunk is whole and that
-** its header's upvalue count is its main function's: lua_load trusts both,
-** and the decoder's lua_getupvalue / lua_setupvalue on a closure whose
-** counts disagree would read outside it.  The encoder lists the globals a
-** function reads: GETTABUP with a constant string key on an upvalue that
-** leads (through the enclosing functions' upvalues) to an upvalue of the
-** function itself.  Neither job makes bytecode safe to run: Lua does not
-** verify instructions, so a well-formed chunk can still crash when called.
+** jobs.  Before lua_load, the decoder checks that a chunk is whole, that
+** every count in it fits in its length (lua_load allocates what they say
+** before reading), and that its header's upvalue count is its main
+** function's: lua_load trusts it, and the decoder's lua_getupvalue /
+** lua_setupvalue on a closure whose counts disagree would read outside it.
+** The encoder lists the globals a function reads: GETTABUP with a
+** constant string key on an upvalue that leads (through the enclosing
+** functions' upvalues) to an upvalue of the function itself.  Neither job
+** makes bytecode safe to run: Lua does not verify instructions, so a well
+** formed chunk can still crash when called.
 */
 
 #if LUA_VERSION_NUM != 504
@@ -156,8 +158,9 @@ void dl_codec_hash(const char *p, size_t n, unsigned char out[16]) {
 #define BC_GETTABUP 11  /* OP_GETTABUP in lopcodes.h (5.4.0 - 5.4.6) */
 #define BC_NONE 0xff
 
-/* Called once per distinct (upvalue, name) a function reads; up is the
-   0-based index of the upvalue of the main function. */
+/* Called for each GETTABUP found (names may repeat); up is the 0-based
+   index of the main function's upvalue it reads.  Non-zero stops the walk
+   with an error. */
 typedef int (*bc_global_fn)(void *ud, int up, const char *name, size_t len);
 
 typedef struct bcr {
@@ -294,7 +297,8 @@ static size_t bc_function(bcr *r, const unsigned char *pmap, size_t pnups,
     }
   }
   np = bc_size(r, INT_MAX);
-  for (i = 0; i < np && r->ok; i++) bc_function(r, map, nup, maxstack, depth + 1);
+  for (i = 0; i < np && r->ok; i++)
+    bc_function(r, map, nup, maxstack, depth + 1);
   n = bc_size(r, INT_MAX); /* line info: none or one byte per instruction */
   if (n != 0 && n != ncode) r->ok = 0;
   bc_skip(r, n);
@@ -1006,7 +1010,8 @@ static int std_global(enc *e, const char *name, size_t nl, int v) {
       r = 1;
     else if (l == nl && memcmp(s, name, nl) == 0)
       for (i = 0; std_modules[i]; i++)
-        if (strlen(std_modules[i]) == nl && memcmp(std_modules[i], name, nl) == 0)
+        if (strlen(std_modules[i]) == nl &&
+            memcmp(std_modules[i], name, nl) == 0)
           r = 1;
   }
   lua_pop(L, 1);
@@ -1909,7 +1914,8 @@ static int dec_value(dec *d) {
       return 0;
     case T_ENV:
     case T_ENV0:
-      if (d->o && d->o->data_only) return bad(d, "globals table in data-only input");
+      if (d->o && d->o->data_only)
+        return bad(d, "globals table in data-only input");
       push_env(L);
       add_ref(d);
       return 0;
