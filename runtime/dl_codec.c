@@ -37,8 +37,8 @@
 ** alike; that keeps shared values shared and cycles cyclic.  The decoder
 ** recomputes the hash of bytecode before loading it; it must match.  Both
 ** directions run under lua_pcall so a Lua error (memory, a bad key)
-** becomes an error return, never a longjmp into the caller; scratch C memory lives in the state structs and is freed
-** after the pcall returns.
+** becomes an error return, never a longjmp into the caller; scratch C
+** memory lives in the state structs and is freed after the pcall returns.
 */
 #include <limits.h>
 #include <math.h>
