@@ -27,9 +27,9 @@
 ** modules).  Assignments in the receiver stay in that table.
 **
 ** A full decode loads bytecode, which Lua does not verify: it is as
-** powerful as running the sender's code.  The decoder recomputes each
-** function's hash and checks the chunk's structure, which catches
-** corruption, not malice; decode untrusted bytes with data_only.
+** powerful as running the sender's code.  Before loading bytecode the
+** decoder recomputes its hash and checks the chunk's structure, which
+** catches corruption, not malice; decode untrusted bytes with data_only.
 */
 #ifndef dl_codec_h
 #define dl_codec_h
@@ -166,8 +166,8 @@ int dl_codec_encode_row(lua_State *L, const char *shape, size_t slen,
 /*
 ** The 16-byte hash under which function bytecode travels (non-
 ** cryptographic: it tells bytecode apart and catches corruption in
-** transit, it does not authenticate).  The decoder recomputes it for every
-** function and refuses a mismatch.
+** transit, it does not authenticate).  The decoder recomputes it for all
+** bytecode it loads and refuses a mismatch.
 */
 void dl_codec_hash(const char *p, size_t n, unsigned char out[16]);
 
