@@ -63,6 +63,7 @@ struct dl_server {
   int nextid;
   int stopping;
   int spawned, died, early_deaths;
+  double retry_at; /* when to try starting workers again, 0: no need */
   int64_t memory_limit;
   double fractions[4]; /* target, spill, pause, terminate */
   char exe[4096];
@@ -147,6 +148,23 @@ static int live_workers(dl_server *s) {
   return n;
 }
 
+/* Start workers until want are alive.  One that cannot be started (no
+   descriptors left, say) is tried again a second later (tick_cb), so a
+   dead worker is replaced once the cause is gone. */
+static void top_up(dl_server *s, int want) {
+  int rc;
+  while (live_workers(s) < want) {
+    if ((rc = spawn_worker(s)) != 0) {
+      if (s->retry_at == 0)
+        fprintf(stderr, "dlua: cannot start a worker (%s); trying again "
+                "every second\n", uv_strerror(rc));
+      s->retry_at = now_s() + 1.0;
+      return;
+    }
+  }
+  s->retry_at = 0;
+}
+
 static void maybe_finish_stop(dl_server *s);
 
 /* The worker is gone (exit, EOF, or retired): idempotent. */
@@ -199,8 +217,7 @@ static void worker_gone(wproc *w) {
   {
     int want = s->target;
     uv_mutex_unlock(&s->lock);
-    while (live_workers(s) < want)
-      if (spawn_worker(s)) break;
+    top_up(s, want);
   }
 }
 
@@ -574,17 +591,20 @@ static void wake_cb(uv_async_t *h) {
     return;
   }
   if (!s->stopping) {
-    while (live_workers(s) < target)
-      if (spawn_worker(s)) break;
+    top_up(s, target);
     retire_extra(s);
   }
 }
 
 static void tick_cb(uv_timer_t *t) {
   dl_server *s = t->data;
+  int target;
   uv_mutex_lock(&s->lock);
   dl_sched_tick(s->sched, now_s());
+  target = s->target;
   uv_mutex_unlock(&s->lock);
+  if (s->retry_at > 0 && !s->stopping && now_s() >= s->retry_at)
+    top_up(s, target);
 }
 
 /* Start the dashboard's HTTP server on the loop; on failure the start of

@@ -306,6 +306,38 @@ describe("processes", function()
     assert.are.equal(a, b, out)
   end)
 
+  it("replaces a dead worker once descriptors are free again", function()
+    local code, out = H.sh(("ulimit -n 200; timeout -k 1 60 %s -e %s")
+      :format(H.q(H.DLUA), H.q([[
+        local dlua = require "dlua"
+        local c = dlua.LocalCluster{n_workers = 1, dashboard_address = false}
+        local pid = c:workers()[1].pid
+        local function wait_for(n)
+          local t = dlua.time()
+          while #c:workers() ~= n and dlua.time() - t < 20 do
+            os.execute("sleep 0.02")
+          end
+          return #c:workers()
+        end
+        local hs = {}
+        while true do
+          local f = io.open("/dev/null")
+          if not f then break end
+          hs[#hs + 1] = f
+        end
+        os.execute("kill -9 " .. pid)
+        print("gone " .. wait_for(0))
+        for _, f in ipairs(hs) do f:close() end
+        print("replaced " .. wait_for(1))
+        print("new pid " .. tostring(c:workers()[1].pid ~= pid))
+        c:close()
+      ]])))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("gone 0\nreplaced 1\nnew pid true", 1, true), out)
+    assert.truthy(out:find("cannot start a worker (too many open files)", 1,
+                           true), out)
+  end)
+
   it("refuses a TMPDIR too long for socket paths, takes one that fits",
      function()
     local base = tempdir()
