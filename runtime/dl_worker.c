@@ -1700,19 +1700,31 @@ int dlua_worker_main(int argc, char **argv) {
     return 1;
   }
   W.L = L;
-  uv_loop_init(&W.loop);
-  dl_flusher_init(&W.fl, &W.loop);
-  uv_async_init(&W.loop, &W.done_async, done_cb);
+  {
+    int rc = uv_loop_init(&W.loop);
+    if (rc == 0) rc = dl_flusher_init(&W.fl, &W.loop);
+    if (rc == 0) rc = uv_async_init(&W.loop, &W.done_async, done_cb);
+    if (rc) {
+      fprintf(stderr, "dlua worker %d: cannot create its event loop: %s\n",
+              W.id, uv_strerror(rc));
+      return 1;
+    }
+  }
   uv_timer_init(&W.loop, &W.beat);
   uv_timer_start(&W.beat, beat_cb, 0, 500);
   uv_timer_init(&W.loop, &W.watchdog);
   uv_timer_start(&W.watchdog, watchdog_cb, 10, 10);
   snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
   uv_pipe_init(&W.loop, &W.listener, 0);
-  if (uv_pipe_bind(&W.listener, W.addr) ||
-      uv_listen((uv_stream_t *)&W.listener, 128, on_connection)) {
-    fprintf(stderr, "dlua worker %d: cannot listen on %s\n", W.id, W.addr);
-    return 1;
+  {
+    int rc = uv_pipe_bind(&W.listener, W.addr);
+    if (rc == 0)
+      rc = uv_listen((uv_stream_t *)&W.listener, 128, on_connection);
+    if (rc) {
+      fprintf(stderr, "dlua worker %d: cannot listen on %s: %s\n", W.id,
+              W.addr, uv_strerror(rc));
+      return 1;
+    }
   }
   uv_signal_init(&W.loop, &term_sig);
   uv_signal_start(&term_sig, term_cb, SIGTERM);
