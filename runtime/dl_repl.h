@@ -27,10 +27,12 @@ int dl_repl_report(lua_State *L, const char *progname, int status);
 
 /*
 ** Run the read-eval-print loop on stdin until end of input.  With a
-** terminal, lines are read through libedit (editing, history kept in
-** $DLUA_HISTORY or ~/.dlua_history); otherwise prompts go to stdout and
-** lines are read plainly.  Each entry is first tried as an expression
-** ("return " .. line); results are printed with dlua.pretty.  Errors are
+** terminal, lines are read through libedit (editing, Tab completion,
+** history kept in $DLUA_HISTORY or ~/.dlua_history) and results are
+** printed with dlua.pretty; otherwise prompts go to stdout, lines are read
+** plainly and echoed, and results are printed with the global print, as
+** lua -i does.  The prompts are _PROMPT and _PROMPT2 when set.  Each entry
+** is first tried as an expression ("return " .. line).  Errors are
 ** reported on stderr and the loop goes on; Ctrl-C interrupts a running
 ** entry or clears the line being typed.  [-0, +0, e]
 */

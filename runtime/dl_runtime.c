@@ -136,10 +136,17 @@ static int embedded_loader(lua_State *L) {
   return 1;
 }
 
-/* package.searchers entry: finds modules compiled into the library. */
+/*
+** package.searchers entry: finds modules compiled into the library.  Only
+** "dlua" and "dlua.*" can be embedded, so for any other name it returns
+** nothing and adds no line to require's "module not found" message, which
+** then reads as in plain Lua.
+*/
 static int embedded_searcher(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   int i;
+  if (strncmp(name, "dlua", 4) != 0 || (name[4] != '\0' && name[4] != '.'))
+    return 0;
   for (i = 0; dl_luasrcs[i].name != NULL; i++) {
     if (strcmp(dl_luasrcs[i].name, name) == 0) {
       lua_pushinteger(L, i);
