@@ -1,6 +1,7 @@
 -- Memory management and resilience: spilling, larger-than-memory work,
 -- runaway tasks, and a chaos run with killed workers and failing tasks.
 local dlua = require "dlua"
+local H = require "helpers.cluster"
 
 -- Task functions are sent to workers with their _ENV; busted runs spec
 -- files in an environment of its own that cannot travel, so keep what is
@@ -21,15 +22,9 @@ local function alive(pid)
   return not s:match("^%d+ %b() Z") -- a zombie is gone for our purposes
 end
 
-local function wait_for(pred, seconds)
-  local deadline = dlua.time() + seconds
-  while dlua.time() < deadline do
-    if pred() then return true end
-    local t = dlua.time() + 0.01
-    while dlua.time() < t do end
-  end
-  return pred()
-end
+-- Poll with a deadline, sleeping in a child process between looks: a
+-- busy loop here would take one of two cores from the workers.
+local wait_for = H.poll
 
 local function dir_exists(path)
   local ok = os.rename(path, path)
@@ -141,6 +136,66 @@ describe("memory management", function()
     local got = client:gather(client:map(digest, futs), 60)
     for i = 1, 30 do assert.equal(digest(make(i, n)), got[i]) end
     assert.equal(make(3, n), futs[3]:result(30))
+    client:close()
+  end)
+
+  it("brings 1 to 3 MiB spilled values back byte for byte, to tasks and "
+     .. "to gather", function()
+    -- Values under the mapping threshold (4 MiB) are read back from their
+    -- spill files into memory: a different path from the 5 MiB ones.
+    -- Sizes stay 1-3 MiB under ASan too; the count grows with the limit.
+    local client = dlua.Client{n_workers = 2,
+                               memory_limit = 64 * SCALE .. "MiB"}
+    local count = 60 * SCALE
+    -- Every 4-byte word differs from its neighbours and from other values'
+    -- words at the same place; no size is a round number.
+    local function make(i)
+      local n = (i % 3 + 1) * 1048576 - 7 * i
+      local t = {}
+      for k = 1, 1024 do
+        t[k] = string.pack("<I4", (k * 2654435761 + i * 40503) % 4294967296)
+      end
+      return (table.concat(t):rep(n // 4096 + 1)):sub(1, n)
+    end
+    local function first_diff(a, b)
+      if a == b then return nil end
+      for k = 1, math.min(#a, #b) do
+        if a:byte(k) ~= b:byte(k) then return k end
+      end
+      return math.min(#a, #b) + 1
+    end
+    local idx = {}
+    for i = 1, count do idx[i] = i end
+    local futs = client:map(make, idx)
+    assert.equal(count, #dlua.wait(futs, {timeout = 120}))
+    local total = 0
+    for i = 1, count do total = total + #make(i) end
+    assert.is_true(wait_for(function()
+      local spilled = 0
+      for _, w in ipairs(client:scheduler_info().workers) do
+        spilled = spilled + w.spilled
+      end
+      return spilled >= total // 3
+    end, 30), "too little was spilled to test reading it back")
+    -- Tasks compare what they were given with a fresh copy, whole.
+    local checks = client:gather(client:map(function(v, i)
+      return first_diff(v, make(i)) or 0
+    end, futs, idx), 120)
+    for i = 1, count do
+      assert.equal(0, checks[i], "value " .. i .. " differs at byte "
+                                 .. checks[i] .. " in a task")
+    end
+    -- And gather brings every byte back to the client.
+    for lo = 1, count, 10 do
+      local batch = {}
+      for i = lo, math.min(lo + 9, count) do batch[#batch + 1] = futs[i] end
+      local got = client:gather(batch, 60)
+      for k, v in ipairs(got) do
+        local i = lo + k - 1
+        assert.is_nil(first_diff(v, make(i)), "value " .. i
+                      .. " differs at byte " .. tostring(first_diff(v, make(i))))
+      end
+    end
     client:close()
   end)
 
