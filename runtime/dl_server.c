@@ -9,7 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -19,12 +23,14 @@
 #include "dl_proto.h"
 #include "dl_runtime.h"
 #include "dl_server.h"
+#include "dlua.h"
 
 typedef struct wproc wproc;
 struct wproc {
   dl_server *srv;
   int id;
   int64_t pid;
+  int pgid; /* the process group it leads (its spawned pid), 0: none */
   uv_process_t proc;
   uv_pipe_t out, err;
   dl_buf outline, errline; /* partial lines of its stdout/stderr */
@@ -40,14 +46,19 @@ struct dl_server {
   uv_async_t wake;
   uv_timer_t tick;
   uv_timer_t killer;
+  uv_timer_t pickup; /* takes messages queued without a wake-up */
   uv_prepare_t prep;
   dl_flusher fl;
   uv_mutex_t lock; /* guards the fields marked (L) and sched */
   uv_cond_t cond;
   dl_buf outbox;  /* (L) client -> scheduler */
   dl_buf inbox;   /* (L) scheduler -> client */
-  atomic_int inbox_ready;
+  atomic_int inbox_ready; /* inbox.len > 0, readable without the lock */
   int dead;       /* (L) the loop has ended */
+  atomic_int ended; /* dead, readable without the lock */
+  double spin;      /* client thread only: seconds dl_server_recv spins */
+  double last_wake; /* client thread only: when it last woke the loop */
+  int deferred;     /* client thread only: sent without a wake-up since */
   int stop_asked; /* (L) */
   int target;     /* (L) wanted worker count */
   int nready;     /* (L) workers that said hello */
@@ -59,6 +70,7 @@ struct dl_server {
   int nextid;
   int stopping;
   int spawned, died, early_deaths;
+  double retry_at; /* when to try starting workers again, 0: no need */
   int64_t memory_limit;
   double fractions[4]; /* target, spill, pause, terminate */
   char exe[4096];
@@ -68,9 +80,80 @@ struct dl_server {
   int dash_fallback;
   char dash_req[128];  /* the address asked for; "" for none */
   char dash_addr[128]; /* the address bound; set before the workers start */
+  dl_server *next_live; /* in the list of live clusters (live_lock) */
+  int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
 };
 
+/* Every started cluster, for dlua_stop_clusters. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static dl_server *live;
+
 static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+
+/*
+** The client's wake-up word, one for the process: every scheduler thread
+** bumps it when it has put messages in its inbox, and dl_server_interrupt
+** bumps it too (from a signal handler), so a client waits on one futex for
+** either.  A wake-up meant for another cluster of the process only makes
+** a waiter look once more.  The futex is woken only when someone sleeps on
+** it (nsleepers), so a client that spins or does not wait costs nothing.
+*/
+static atomic_uint wake_seq;
+static atomic_int nsleepers;
+static atomic_int interrupt_asked;
+
+static void wake_bump(void) {
+  atomic_fetch_add(&wake_seq, 1);
+  if (atomic_load(&nsleepers) > 0)
+    syscall(SYS_futex, &wake_seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL,
+            0);
+}
+
+/* Sleep until wake_seq is no longer seen, at most timeout s (< 0: no
+   limit).  Returns at once if it has changed already; a signal ends it
+   early too (EINTR). */
+static void wake_wait(unsigned seen, double timeout) {
+  struct timespec ts, *tp = NULL;
+  if (timeout >= 0) {
+    ts.tv_sec = (time_t)timeout;
+    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    tp = &ts;
+  }
+  atomic_fetch_add(&nsleepers, 1);
+  syscall(SYS_futex, &wake_seq, FUTEX_WAIT_PRIVATE, seen, tp, NULL, 0);
+  atomic_fetch_sub(&nsleepers, 1);
+}
+
+/* Take back an interrupt request; 1 if there was one. */
+static int interrupt_taken(void) {
+  return atomic_load_explicit(&interrupt_asked, memory_order_relaxed) &&
+         atomic_exchange(&interrupt_asked, 0);
+}
+
+void dl_server_interrupt(int on) {
+  if (!on) {
+    atomic_store(&interrupt_asked, 0);
+    return;
+  }
+  atomic_store(&interrupt_asked, 1);
+  wake_bump();
+}
+
+unsigned dl_server_wake_seq(void) { return atomic_load(&wake_seq); }
+
+int dl_server_idle(unsigned seen, double timeout) {
+  double deadline = timeout >= 0 ? now_s() + timeout : 0;
+  for (;;) {
+    double left = -1;
+    if (interrupt_taken()) return DL_EINTR;
+    if (atomic_load(&wake_seq) != seen) return 1;
+    if (timeout >= 0) {
+      left = deadline - now_s();
+      if (left <= 0) return 0;
+    }
+    wake_wait(seen, left);
+  }
+}
 
 /* The name workers are started under when they re-run this program. */
 static const char *dl_self_name;
@@ -102,13 +185,15 @@ static void prep_cb(uv_prepare_t *h) {
     s->cpending.len = 0;
   }
   atomic_store(&s->inbox_ready, 1);
-  uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
+  wake_bump();
 }
 
 /* ------------------------------------------------------------ workers */
 
 static int spawn_worker(dl_server *s);
+static void remove_worker_files(dl_server *s, int id);
+static void drain_close(wproc *w, uv_pipe_t *p, dl_buf *line, int fd);
 
 static void handle_closed(uv_handle_t *h) {
   wproc *w = h->data;
@@ -133,6 +218,23 @@ static int live_workers(dl_server *s) {
   for (w = s->workers; w; w = w->next)
     if (!w->gone && !w->retiring) n++;
   return n;
+}
+
+/* Start workers until want are alive.  One that cannot be started (no
+   descriptors left, say) is tried again a second later (tick_cb), so a
+   dead worker is replaced once the cause is gone. */
+static void top_up(dl_server *s, int want) {
+  int rc;
+  while (live_workers(s) < want) {
+    if ((rc = spawn_worker(s)) != 0) {
+      if (s->retry_at == 0)
+        fprintf(stderr, "dlua: cannot start a worker (%s); trying again "
+                "every second\n", uv_strerror(rc));
+      s->retry_at = now_s() + 1.0;
+      return;
+    }
+  }
+  s->retry_at = 0;
 }
 
 static void maybe_finish_stop(dl_server *s);
@@ -187,8 +289,7 @@ static void worker_gone(wproc *w) {
   {
     int want = s->target;
     uv_mutex_unlock(&s->lock);
-    while (live_workers(s) < want)
-      if (spawn_worker(s)) break;
+    top_up(s, want);
   }
 }
 
@@ -197,6 +298,11 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig) {
   (void)status;
   (void)sig;
   w->exited = 1;
+  /* What its tasks left running goes with it, and so do its files. */
+  if (w->pgid > 0) kill(-w->pgid, SIGKILL);
+  remove_worker_files(w->srv, w->id);
+  drain_close(w, &w->out, &w->outline, 1);
+  drain_close(w, &w->err, &w->errline, 2);
   worker_gone(w);
   close_handle((uv_handle_t *)&w->proc);
   if (w->srv->stopping) maybe_finish_stop(w->srv);
@@ -326,6 +432,58 @@ static void pipe_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   relay(w, line, buf->base, (size_t)nread, is_err ? 2 : 1);
 }
 
+/* Record why the workers cannot start (the first reason is kept) and wake
+   dl_server_start. */
+static void start_fail(dl_server *s, const char *what, int rc) {
+  uv_mutex_lock(&s->lock);
+  if (!s->start_failed) {
+    s->start_failed = 1;
+    snprintf(s->starterr, sizeof s->starterr, "%s: %s", what,
+             uv_strerror(rc));
+  }
+  uv_cond_broadcast(&s->cond);
+  uv_mutex_unlock(&s->lock);
+}
+
+/* Remove what worker id left in the private directory: its socket and its
+   spill files (w<id>.sock, w<id>-spill-<n>).  Once it has exited, nothing
+   else writes them. */
+static void remove_worker_files(dl_server *s, int id) {
+  uv_fs_t req;
+  uv_dirent_t ent;
+  char sock[48], spill[48], path[600];
+  size_t slen;
+  snprintf(sock, sizeof sock, "w%d.sock", id);
+  slen = (size_t)snprintf(spill, sizeof spill, "w%d-spill-", id);
+  if (uv_fs_scandir(NULL, &req, s->dir, 0, NULL) >= 0) {
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+      if (strcmp(ent.name, sock) != 0 && strncmp(ent.name, spill, slen) != 0)
+        continue;
+      snprintf(path, sizeof path, "%s/%s", s->dir, ent.name);
+      unlink(path);
+    }
+  }
+  uv_fs_req_cleanup(&req);
+}
+
+/*
+** After a worker exited: relay what is left in its output pipes and close
+** them.  A process its tasks started and detached (setsid) may still hold
+** them open; we do not wait for it.
+*/
+static void drain_close(wproc *w, uv_pipe_t *p, dl_buf *line, int fd) {
+  uv_os_fd_t f;
+  char buf[4096];
+  ssize_t n;
+  int rounds = 0;
+  if (uv_is_closing((uv_handle_t *)p)) return;
+  if (uv_fileno((uv_handle_t *)p, &f) == 0) /* non-blocking: up to EAGAIN */
+    while (rounds++ < 256 && (n = read(f, buf, sizeof buf)) > 0)
+      relay(w, line, buf, (size_t)n, fd);
+  if (line->len) relay(w, line, "\n", 1, fd);
+  close_handle((uv_handle_t *)p);
+}
+
 static int spawn_worker(dl_server *s) {
   wproc *w;
   int sv[2], rc;
@@ -333,12 +491,16 @@ static int spawn_worker(dl_server *s) {
   char *args[12];
   uv_process_options_t po;
   uv_stdio_container_t stdio[4];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-    return uv_translate_sys_error(errno);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+    rc = uv_translate_sys_error(errno);
+    start_fail(s, "cannot connect a worker", rc);
+    return rc;
+  }
   w = dl_realloc(NULL, sizeof *w);
   if (w == NULL) {
     close(sv[0]);
     close(sv[1]);
+    start_fail(s, "cannot start a worker", UV_ENOMEM);
     return UV_ENOMEM;
   }
   memset(w, 0, sizeof *w);
@@ -368,6 +530,9 @@ static int spawn_worker(dl_server *s) {
   po.file = s->exe;
   po.args = args;
   po.exit_cb = exit_cb;
+  /* Each worker leads a session and process group of its own, so what its
+     tasks start is ended with it (exit_cb) unless they detach it. */
+  po.flags = UV_PROCESS_DETACHED;
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[1].data.stream = (uv_stream_t *)&w->out;
@@ -387,23 +552,24 @@ static int spawn_worker(dl_server *s) {
     w->gone = w->exited = 1;
     uv_close((uv_handle_t *)&w->out, handle_closed);
     uv_close((uv_handle_t *)&w->err, handle_closed);
-    uv_mutex_lock(&s->lock);
-    s->start_failed = 1;
-    snprintf(s->starterr, sizeof s->starterr, "cannot start worker %.150s: %s",
-             s->exe, uv_strerror(rc));
-    uv_cond_broadcast(&s->cond);
-    uv_mutex_unlock(&s->lock);
+    {
+      char what[200];
+      snprintf(what, sizeof what, "cannot start worker %.150s", s->exe);
+      start_fail(s, what, rc);
+    }
     return rc;
   }
   w->handles = 3;
+  w->pgid = w->proc.pid;
   s->spawned++;
   uv_read_start((uv_stream_t *)&w->out, pipe_alloc, pipe_read);
   uv_read_start((uv_stream_t *)&w->err, pipe_alloc, pipe_read);
   w->conn = dl_conn_new(&s->loop, &s->fl, on_worker_frame, on_worker_close, w);
-  if (w->conn == NULL || dl_conn_open_fd(w->conn, sv[0])) {
+  if (w->conn == NULL || (rc = dl_conn_open_fd(w->conn, sv[0])) != 0) {
     if (w->conn == NULL) close(sv[0]);
+    start_fail(s, "cannot connect a worker", w->conn ? rc : UV_ENOMEM);
     worker_gone(w);
-    return UV_ENOMEM;
+    return w->conn ? rc : UV_ENOMEM;
   }
   return 0;
 }
@@ -444,6 +610,7 @@ static void maybe_finish_stop(dl_server *s) {
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->tick, NULL);
     uv_close((uv_handle_t *)&s->killer, NULL);
+    uv_close((uv_handle_t *)&s->pickup, NULL);
     uv_close((uv_handle_t *)&s->prep, NULL);
     dl_flusher_close(&s->fl);
   }
@@ -474,40 +641,61 @@ static void begin_stop(dl_server *s) {
 
 /* -------------------------------------------------------------- loop */
 
-static void wake_cb(uv_async_t *h) {
-  dl_server *s = h->data;
+/* Hand the client's queued messages to the scheduler; 1 if there were. */
+static int drain_client(dl_server *s) {
   dl_buf msgs;
-  int stop, target;
+  int rc;
   uv_mutex_lock(&s->lock);
   msgs = s->outbox;
   dl_buf_init(&s->outbox);
+  uv_mutex_unlock(&s->lock);
+  if (msgs.len == 0) {
+    dl_buf_free(&msgs);
+    return 0;
+  }
+  uv_mutex_lock(&s->lock);
+  rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
+  uv_mutex_unlock(&s->lock);
+  if (rc) fprintf(stderr, "dlua: malformed client message (%d)\n", rc);
+  dl_buf_free(&msgs);
+  return 1;
+}
+
+/* Messages the client queued without a wake-up (dl_server_send) are
+   taken here, within a millisecond; the timer stops once none come. */
+static void pickup_cb(uv_timer_t *t) {
+  dl_server *s = t->data;
+  if (!drain_client(s)) uv_timer_stop(t);
+}
+
+static void wake_cb(uv_async_t *h) {
+  dl_server *s = h->data;
+  int stop, target;
+  uv_mutex_lock(&s->lock);
   stop = s->stop_asked;
   target = s->target;
   uv_mutex_unlock(&s->lock);
-  if (msgs.len) {
-    int rc;
-    uv_mutex_lock(&s->lock);
-    rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
-    uv_mutex_unlock(&s->lock);
-    if (rc) fprintf(stderr, "dlua: malformed client message (%d)\n", rc);
-  }
-  dl_buf_free(&msgs);
+  drain_client(s);
+  if (!s->stopping) uv_timer_start(&s->pickup, pickup_cb, 1, 1);
   if (stop) {
     begin_stop(s);
     return;
   }
   if (!s->stopping) {
-    while (live_workers(s) < target)
-      if (spawn_worker(s)) break;
+    top_up(s, target);
     retire_extra(s);
   }
 }
 
 static void tick_cb(uv_timer_t *t) {
   dl_server *s = t->data;
+  int target;
   uv_mutex_lock(&s->lock);
   dl_sched_tick(s->sched, now_s());
+  target = s->target;
   uv_mutex_unlock(&s->lock);
+  if (s->retry_at > 0 && !s->stopping && now_s() >= s->retry_at)
+    top_up(s, target);
 }
 
 /* Start the dashboard's HTTP server on the loop; on failure the start of
@@ -541,6 +729,8 @@ static void thread_main(void *arg) {
   /* A write to a worker that just died must not kill the host process. */
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
+  /* Ctrl-C is for the client's thread, whose waits it interrupts. */
+  sigaddset(&pipe_set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
   uv_mutex_lock(&s->lock);
   n = s->target;
@@ -553,8 +743,10 @@ static void thread_main(void *arg) {
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_mutex_lock(&s->lock);
   s->dead = 1;
+  atomic_store(&s->ended, 1);
   uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
+  wake_bump();
 }
 
 static void remove_dir(const char *dir) {
@@ -571,14 +763,109 @@ static void remove_dir(const char *dir) {
   rmdir(dir);
 }
 
+/* Whether libuv's process-wide state exists (see dl_server_preinit). */
+static atomic_int uv_ready;
+
+int dl_server_preinit(void) {
+  uv_loop_t probe;
+  int fds[2], rc;
+  if (atomic_load(&uv_ready)) return 0;
+  /* libuv aborts when the pipe of its first loop cannot be made: make
+     sure one can be first. */
+  if (pipe(fds)) return uv_translate_sys_error(errno);
+  close(fds[0]);
+  close(fds[1]);
+  rc = uv_loop_init(&probe);
+  if (rc) return rc;
+  uv_loop_close(&probe);
+  atomic_store(&uv_ready, 1);
+  return 0;
+}
+
+/* Raise the soft limit on open descriptors to the hard one, as workers
+   do: big blocks, dashboard connections and workers' links all use them. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+/* The longest private directory whose sockets fit in sun_path: room for
+   "/w<id>.sock" with any int id and the NUL. */
+#define DIR_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 18)
+
+/* Initialise the loop, lock and handles of s; 0 or a libuv error with
+   *what naming the step.  On failure the caller closes what was opened
+   (close_loop). */
+static int init_loop(dl_server *s, const char **what) {
+  int rc, fds[4];
+  *what = "cannot create the scheduler's event loop";
+  /* A uv_loop_init that fails half-way leaks its epoll descriptor
+     (libuv 1.44): check first that the four it needs are free. */
+  if (pipe(fds)) return uv_translate_sys_error(errno);
+  rc = pipe(fds + 2) ? uv_translate_sys_error(errno) : 0;
+  close(fds[0]);
+  close(fds[1]);
+  if (rc) return rc;
+  close(fds[2]);
+  close(fds[3]);
+  if ((rc = uv_loop_init(&s->loop)) != 0) return rc;
+  s->loop_ok = 1;
+  *what = "cannot create the scheduler's lock";
+  if ((rc = uv_mutex_init(&s->lock)) != 0) return rc;
+  s->lock_ok = 1;
+  if ((rc = uv_cond_init(&s->cond)) != 0) return rc;
+  s->cond_ok = 1;
+  *what = "cannot create the scheduler's event loop";
+  if ((rc = uv_async_init(&s->loop, &s->wake, wake_cb)) != 0) return rc;
+  s->wake.data = s;
+  if ((rc = uv_timer_init(&s->loop, &s->tick)) != 0) return rc;
+  s->tick.data = s;
+  if ((rc = uv_timer_start(&s->tick, tick_cb, 20, 20)) != 0) return rc;
+  if ((rc = uv_timer_init(&s->loop, &s->killer)) != 0) return rc;
+  s->killer.data = s;
+  if ((rc = uv_timer_init(&s->loop, &s->pickup)) != 0) return rc;
+  s->pickup.data = s;
+  if ((rc = uv_prepare_init(&s->loop, &s->prep)) != 0) return rc;
+  s->prep.data = s;
+  if ((rc = uv_prepare_start(&s->prep, prep_cb)) != 0) return rc;
+  return dl_flusher_init(&s->fl, &s->loop);
+}
+
+/* Undo init_loop after a failed start (the thread never ran). */
+static void close_loop(dl_server *s) {
+  if (s->loop_ok) {
+    uv_walk(&s->loop, close_walk, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->loop);
+  }
+  if (s->cond_ok) uv_cond_destroy(&s->cond);
+  if (s->lock_ok) uv_mutex_destroy(&s->lock);
+}
+
 dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   dl_server *s;
   dl_sched_io io;
-  const char *tmp = getenv("TMPDIR");
+  const char *tmp = getenv("TMPDIR"), *what;
   double deadline;
-  int ok = 0;
+  int ok = 0, rc;
   if (o->n_workers <= 0 || o->memory_limit <= 0 || o->worker_exe == NULL) {
     snprintf(err, errlen, "bad cluster options");
+    return NULL;
+  }
+  if (tmp == NULL || *tmp == '\0') tmp = "/tmp";
+  if (strlen(tmp) + sizeof "/dlua-XXXXXX" - 1 > DIR_MAX) {
+    snprintf(err, errlen, "TMPDIR is too long for the workers' socket "
+             "paths (%zu bytes, at most %zu): set TMPDIR to a shorter "
+             "directory", strlen(tmp), DIR_MAX - (sizeof "/dlua-XXXXXX" - 1));
+    return NULL;
+  }
+  raise_nofile();
+  if ((rc = dl_server_preinit()) != 0) {
+    snprintf(err, errlen, "cannot create the scheduler's event loop: %s",
+             uv_strerror(rc));
     return NULL;
   }
   s = dl_realloc(NULL, sizeof *s);
@@ -589,11 +876,10 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
   snprintf(s->exe, sizeof s->exe, "%s", o->worker_exe);
   if (dl_self_name == NULL) dl_self_name = dl_runtime_self_exe();
-  snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX",
-           tmp && *tmp ? tmp : "/tmp");
+  snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX", tmp);
   if (mkdtemp(s->dir) == NULL) { /* mode 0700: no other user reaches it */
     snprintf(err, errlen, "cannot create a private directory in %s: %s",
-             tmp && *tmp ? tmp : "/tmp", strerror(errno));
+             tmp, strerror(errno));
     dl_free(s);
     return NULL;
   }
@@ -625,28 +911,23 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   }
   if (o->allowed_failures > 0)
     dl_sched_set_allowed_failures(s->sched, o->allowed_failures);
-  uv_loop_init(&s->loop);
-  uv_mutex_init(&s->lock);
-  uv_cond_init(&s->cond);
-  uv_async_init(&s->loop, &s->wake, wake_cb);
-  s->wake.data = s;
-  uv_timer_init(&s->loop, &s->tick);
-  s->tick.data = s;
-  uv_timer_start(&s->tick, tick_cb, 20, 20);
-  uv_timer_init(&s->loop, &s->killer);
-  s->killer.data = s;
-  uv_prepare_init(&s->loop, &s->prep);
-  s->prep.data = s;
-  uv_prepare_start(&s->prep, prep_cb);
-  dl_flusher_init(&s->fl, &s->loop);
-  if (uv_thread_create(&s->thread, thread_main, s)) {
-    snprintf(err, errlen, "cannot start the scheduler thread");
-    uv_loop_close(&s->loop);
+  rc = init_loop(s, &what);
+  if (rc == 0) {
+    rc = uv_thread_create(&s->thread, thread_main, s);
+    what = "cannot start the scheduler thread";
+  }
+  if (rc) {
+    snprintf(err, errlen, "%s: %s", what, uv_strerror(rc));
+    close_loop(s);
     dl_sched_free(s->sched);
     rmdir(s->dir);
     dl_free(s);
     return NULL;
   }
+  pthread_mutex_lock(&live_lock);
+  s->next_live = live;
+  live = s;
+  pthread_mutex_unlock(&live_lock);
   deadline = now_s() + (o->start_timeout > 0 ? o->start_timeout : 20.0);
   uv_mutex_lock(&s->lock);
   while (s->nready < s->target && !s->start_failed && !s->dead) {
@@ -666,12 +947,27 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   return s;
 }
 
-void dl_server_stop(dl_server *s) {
-  if (s == NULL) return;
+/* Ask the loop of s to stop (once). */
+static void ask_stop(dl_server *s) {
+  int dead;
   uv_mutex_lock(&s->lock);
   s->stop_asked = 1;
+  dead = s->dead;
   uv_mutex_unlock(&s->lock);
-  uv_async_send(&s->wake);
+  if (!dead) uv_async_send(&s->wake);
+}
+
+void dl_server_stop(dl_server *s) {
+  dl_server **pp;
+  if (s == NULL) return;
+  pthread_mutex_lock(&live_lock); /* waits for a dlua_stop_clusters */
+  for (pp = &live; *pp; pp = &(*pp)->next_live)
+    if (*pp == s) {
+      *pp = s->next_live;
+      break;
+    }
+  pthread_mutex_unlock(&live_lock);
+  ask_stop(s);
   uv_thread_join(&s->thread);
   uv_loop_close(&s->loop);
   remove_dir(s->dir);
@@ -685,54 +981,125 @@ void dl_server_stop(dl_server *s) {
   dl_free(s);
 }
 
-int dl_server_send(dl_server *s, const char *p, size_t n) {
+/*
+** Stop every cluster of this process and wait (a bounded time) for their
+** workers to be gone; the clusters stay allocated (their owners still
+** hold them) but are dead.  For a process about to die of a signal.
+*/
+int dlua_stop_clusters(void) {
+  dl_server *s;
+  int n = 0;
+  double deadline = now_s() + 3.0;
+  pthread_mutex_lock(&live_lock);
+  for (s = live; s; s = s->next_live) {
+    ask_stop(s);
+    n++;
+  }
+  for (s = live; s; s = s->next_live) {
+    uv_mutex_lock(&s->lock);
+    while (!s->dead && now_s() < deadline)
+      uv_cond_timedwait(&s->cond, &s->lock, 20 * 1000 * 1000);
+    uv_mutex_unlock(&s->lock);
+    remove_dir(s->dir);
+  }
+  pthread_mutex_unlock(&live_lock);
+  return n;
+}
+
+int dl_server_send(dl_server *s, const char *p, size_t n, int urgent) {
   int rc;
   uv_mutex_lock(&s->lock);
   rc = s->dead ? DL_EPROTO : dl_buf_put(&s->outbox, p, n);
   uv_mutex_unlock(&s->lock);
-  if (rc == 0) uv_async_send(&s->wake);
+  if (rc == 0) {
+    double t = now_s();
+    /* Within DL_SERVER_BURST of the last wake-up the scheduler's thread
+       is awake or its pickup timer is armed (wake_cb arms it for 1 ms
+       later): it takes these messages with the next ones. */
+    if (urgent || t - s->last_wake >= DL_SERVER_BURST) {
+      s->last_wake = t;
+      s->deferred = 0;
+      uv_async_send(&s->wake);
+    } else {
+      s->deferred = 1;
+    }
+  }
   return rc;
 }
 
-int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
-  double deadline = timeout >= 0 ? now_s() + timeout : 0;
-  int got = 0, spins;
-  /* Spin briefly first: waking a sleeping thread costs more here. */
-  for (spins = 0; spins < 500 && !atomic_load(&s->inbox_ready); spins++) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-    if (timeout >= 0 && (spins & 63) == 0 && now_s() >= deadline) break;
-  }
+/* Move the inbox to out; 1 if there was anything.  Takes the lock. */
+static int take_inbox(dl_server *s, dl_buf *out) {
+  int got = 0;
   uv_mutex_lock(&s->lock);
-  for (;;) {
-    if (s->inbox.len) {
-      if (out->len == 0) {
-        dl_buf t = *out;
-        *out = s->inbox;
-        s->inbox = t;
-      } else {
-        dl_buf_put(out, s->inbox.p, s->inbox.len);
-        s->inbox.len = 0;
-      }
-      atomic_store(&s->inbox_ready, 0);
-      got = 1;
-      break;
-    }
-    if (s->dead) {
-      got = DL_EPROTO;
-      break;
-    }
-    if (timeout >= 0) {
-      double left = deadline - now_s();
-      if (left <= 0) break;
-      uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)(left * 1e9));
+  if (s->inbox.len) {
+    if (out->len == 0) {
+      dl_buf t = *out;
+      *out = s->inbox;
+      s->inbox = t;
     } else {
-      uv_cond_wait(&s->cond, &s->lock);
+      dl_buf_put(out, s->inbox.p, s->inbox.len);
+      s->inbox.len = 0;
     }
+    atomic_store(&s->inbox_ready, 0);
+    got = 1;
+  } else if (s->dead) {
+    got = DL_EPROTO;
   }
   uv_mutex_unlock(&s->lock);
   return got;
+}
+
+int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
+  double start = now_s(), deadline = start + timeout;
+  int spun = 0;
+  if (s->deferred) { /* the answer is awaited: no pickup delay */
+    s->deferred = 0;
+    s->last_wake = start;
+    uv_async_send(&s->wake);
+  }
+  for (;;) {
+    unsigned seen = atomic_load(&wake_seq);
+    if (atomic_load(&s->inbox_ready) || atomic_load(&s->ended)) {
+      int got = take_inbox(s, out);
+      if (got) {
+        /* Answers come within the spin: spin as long as allowed. */
+        if (spun == 1 && s->spin < DL_SERVER_SPIN) s->spin *= 2;
+        return got;
+      }
+    }
+    if (interrupt_taken()) return DL_EINTR;
+    if (timeout == 0) return 0;
+    if (!spun) {
+      /* Spin briefly first: waking a sleeping thread costs more here than
+         the answer to a small task takes.  Only the client spins; the
+         scheduler's thread sleeps in its loop.  The spin adapts: it is
+         halved each time the answer did not come within it (a busy
+         machine, long tasks), doubled when it did, so a spin that does
+         not pay does not take CPU time from the threads that work. */
+      spun = 1;
+      if (s->spin <= 0) s->spin = DL_SERVER_SPIN;
+      while (atomic_load(&wake_seq) == seen) {
+        double t = now_s();
+        if (t - start > s->spin || (timeout > 0 && t >= deadline))
+          break;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+      if (atomic_load(&wake_seq) == seen) {
+        spun = 2;
+        if (s->spin > DL_SERVER_SPIN_MIN) s->spin /= 2;
+      }
+      continue;
+    }
+    if (timeout > 0) {
+      double left = deadline - now_s();
+      if (left <= 0) return 0;
+      wake_wait(seen, left);
+    } else {
+      wake_wait(seen, -1);
+    }
+  }
 }
 
 int dl_server_scale(dl_server *s, int n) {

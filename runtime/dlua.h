@@ -166,6 +166,21 @@ int dlua_register_codec(const char *tname, lua_CFunction enc,
 int dlua_worker_main(int argc, char **argv);
 
 /*
+** Stop every local cluster of this process now: each one's workers, and
+** what their tasks started, are ended and its private directory removed.
+** Waits at most about 3 seconds; returns the number of clusters stopped.
+** For a host about to exit on SIGTERM or SIGHUP: call it from a thread
+** (never from the signal handler itself), then exit.  The clusters' Lua
+** objects stay valid and report their cluster gone.
+**
+**   // in a thread woken by the handler (e.g. through a pipe):
+**   dlua_stop_clusters();
+**   signal(sig, SIG_DFL);
+**   raise(sig);
+*/
+int dlua_stop_clusters(void);
+
+/*
 ** Open the standard Lua libraries and dlua's own in L, make require "dlua"
 ** work (the Lua modules are compiled into the library) and apply the
 ** registrations.  For programs that manage their own lua_State; call it in
@@ -231,6 +246,18 @@ const char *dlua_errmsg(dlua_Runtime *rt);
 **   dlua_close(rt);
 */
 void dlua_close(dlua_Runtime *rt);
+
+/*
+** Interrupt the waits of this process: with on non-zero, the client call
+** that is waiting (result, gather, wait, as_completed, progress,
+** dlua.sleep), or the next one to wait, raises "interrupted!" at once;
+** its futures are left as they are and their tasks go on.  on == 0
+** withdraws a request that no wait has taken yet.  Async-signal-safe:
+** call it from a SIGINT handler (the dlua command does).
+**
+**   static void on_sigint(int sig) { (void)sig; dlua_interrupt(1); }
+*/
+void dlua_interrupt(int on);
 
 /*
 ** Seconds on a monotonic clock, sub-microsecond resolution; for timing.
