@@ -5,6 +5,7 @@
 #   make sanitize        the same suite under ASan + UBSan (build-san/)
 #   make fuzz            fuzz the decoders for FUZZ_SECONDS each (clang)
 #   make bench           benchmarks, side by side with Dask
+#   make bench-quick     every benchmark at small sizes (CI)
 #   make install PREFIX=/usr/local
 
 CC ?= cc
@@ -38,7 +39,7 @@ HDRS = $(wildcard runtime/*.h)
 
 CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all test sanitize fuzz bench install clean demo
+.PHONY: all test sanitize fuzz bench bench-quick install clean demo
 
 all: $(B)/libdlua.a $(B)/libdlua.so $(B)/dlua $(B)/dlua.pc $(CTESTS) \
      $(B)/http_load
@@ -113,6 +114,10 @@ fuzz:
 
 bench: all $(B)/bench_embed $(B)/http_load
 	@scripts/bench/run-all
+
+# Every bench at small sizes (about a minute): fails if one breaks (CI).
+bench-quick: all $(B)/bench_embed $(B)/http_load
+	@QUICK=1 scripts/bench/run-all
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \

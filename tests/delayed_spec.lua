@@ -7,11 +7,6 @@ local compute_graph = D.compute_graph
 
 local SYNC = {scheduler = "sync"}
 
-local function has_cluster()
-  local ok, dl = pcall(require, "dlua")
-  return ok and type(dl) == "table" and dl.Client ~= nil and dl.opts ~= nil
-end
-
 local function inc(x) return x + 1 end
 local function add(a, b) return a + b end
 
@@ -575,31 +570,20 @@ describe("dlua.delayed cluster path (stand-in client)", function ()
 end)
 
 describe("dlua.delayed on the cluster", function ()
-  local dlua
+  local dlua = require "dlua"
 
   teardown(function ()
     local c = dlua and dlua.default_client()
     if c then c:close() end
   end)
 
-  local function need_cluster()
-    if not has_cluster() then
-      pending("require('dlua').Client is not there yet")
-      return false
-    end
-    dlua = require "dlua"
-    return true
-  end
-
   it("computes with the default client", function ()
-    if not need_cluster() then return end
     local z = delayed(add)(delayed(inc)(1), delayed(inc)(2))
     assert.equal(5, z:compute())
     assert.is_not_nil(dlua.default_client())
   end)
 
   it("computes several outputs, fused chains and nested args", function ()
-    if not need_cluster() then return end
     local client = dlua.default_client() or dlua.Client()
     local d = delayed(inc)(1)
     for _ = 1, 20 do d = d + 1 end
@@ -612,7 +596,6 @@ describe("dlua.delayed on the cluster", function ()
   end)
 
   it("persists into futures and reuses them", function ()
-    if not need_cluster() then return end
     local p = (delayed(inc)(41)):persist()
     assert.is_true(D.is_delayed(p))
     assert.is_not_nil(p:graph()[p.key])
@@ -620,7 +603,6 @@ describe("dlua.delayed on the cluster", function ()
   end)
 
   it("raises a task's error with its message", function ()
-    if not need_cluster() then return end
     -- an upvalue, not a global: busted runs specs in its own _ENV
     local raise = error
     local d = delayed(function () raise("remote boom") end)()
@@ -630,7 +612,6 @@ describe("dlua.delayed on the cluster", function ()
   end)
 
   it("runs raw graphs", function ()
-    if not need_cluster() then return end
     assert.equal(12, compute_graph({x = 1, y = {inc, "x"},
       z = {add, "y", 10}}, "z"))
   end)

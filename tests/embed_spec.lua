@@ -5,6 +5,8 @@
 local BUILD = assert(os.getenv("DLUA_BUILD"), "DLUA_BUILD must name the build")
 local DLUA = assert(os.getenv("DLUA"), "DLUA must name the dlua binary")
 
+local H = require "helpers.cluster"
+
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- Run a shell command line; returns exit status and its stdout+stderr.
@@ -29,8 +31,13 @@ end
 
 local function no_children_left(tmp)
   -- workers die with their host; nothing named host may be left running
-  local _, out = sh("sleep 0.1; pgrep -f " .. q("^" .. tmp .. "/") .. " || true")
-  assert.equals("", out)
+  -- (they may take a moment to notice: poll, with a deadline)
+  local out
+  local gone = H.poll(function()
+    out = select(2, sh("pgrep -a -f " .. q("^" .. tmp .. "/") .. " || true"))
+    return out == ""
+  end, 10)
+  assert.is_true(gone, "left running: " .. out)
 end
 
 describe("embedding", function()

@@ -5,6 +5,10 @@
 -- /proc/self/status: VmRSS before, VmHWM after (the peak is reset first by
 -- writing 5 to /proc/self/clear_refs), so the growth includes the client's
 -- own graph (Dask's figure does not: a conservative comparison for dlua).
+-- Each (size, mode) runs in a fresh process of its own (this script starts
+-- itself once per pair), so "before" never counts memory that an earlier
+-- mode freed but the allocator kept; any pair that fails makes the whole
+-- run exit non-zero (run-all: FAILED, the table: **no**).
 -- Modes, for N = 100,000 and 1,000,000 (env SIZES, MODES):
 --   futures  client:map(inc) + tree of client:submit(sum, f1..f8) -- the
 --            analogue of Dask's "rawdict" (a graph without delayed objects)
@@ -20,6 +24,25 @@ local FANIN = tonumber(os.getenv("FANIN")) or 8
 local SIZES, MODES = {}, {}
 for s in (os.getenv("SIZES") or "100000,1000000"):gmatch("%d+") do SIZES[#SIZES + 1] = tonumber(s) end
 for s in (os.getenv("MODES") or "futures,delayed"):gmatch("[%a_]+") do MODES[#MODES + 1] = s end
+
+if #SIZES * #MODES > 1 then
+  local exe = arg[-1] or os.getenv("DLUA") or "build/dlua"
+  local function q(x) return "'" .. tostring(x):gsub("'", "'\\''") .. "'" end
+  local failed = {}
+  for _, n in ipairs(SIZES) do
+    for _, mode in ipairs(MODES) do
+      io.stdout:flush()
+      local ok = os.execute(("SIZES=%d MODES=%s %s %s"):format(
+        n, q(mode), q(exe), q(arg[0])))
+      if not ok then failed[#failed + 1] = mode .. " N=" .. n end
+    end
+  end
+  if #failed > 0 then
+    io.stderr:write("bench h failed: " .. table.concat(failed, ", ") .. "\n")
+    os.exit(1)
+  end
+  os.exit(0)
+end
 
 local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
 local emit = lib.emit
@@ -89,16 +112,14 @@ print("# dlua " .. dlua.version)
 local client = dlua.Client{n_workers = 2}
 for _, n in ipairs(SIZES) do
   for _, mode in ipairs(MODES) do
-    if mode == "delayed" and not dlua.delayed then
-      print("# skipped: dlua.delayed is not available"); goto next
-    end
+    assert(builders[mode], "unknown mode " .. mode)
     do
       local tag = ("scheduler_scale.%s.n%d."):format(mode, n)
       wait_empty(client)
       collectgarbage(); collectgarbage()
       local ok_reset = reset_peak()
       local rss0 = status_kb("VmRSS")
-      local ok, err = pcall(function()
+      do
         local build, submit, root, ntasks = builders[mode](client, n)
         local t2 = now()
         local res
@@ -118,10 +139,8 @@ for _, n in ipairs(SIZES) do
         emit(tag .. "scheduler_rss_before", rss0 / 1024, "MiB")
         emit(tag .. "scheduler_peak_rss", hwm / 1024, "MiB")
         emit(tag .. "peak_rss_growth_per_task", (hwm - rss0) * 1024 / ntasks, "B")
-      end)
-      if not ok then print("# " .. mode .. " N=" .. n .. " failed: " .. tostring(err)) end
+      end
     end
-    ::next::
   end
 end
 client:close()

@@ -50,7 +50,9 @@ static void tap_run(const char *name, void (*fn)(void), unsigned timeout_s) {
 }
 
 /* Run fn on the bytes of each file in dir (the fuzzers' saved inputs);
-   returns how many.  A missing dir counts as none saved yet. */
+   returns how many.  The saved inputs are part of the tree: a replay that
+   finds none (a missing or empty dir, a wrong working directory) fails
+   rather than pass having checked nothing. */
 static inline int tap_replay(const char *dir,
                              void (*fn)(const unsigned char *, size_t,
                                         void *),
@@ -59,7 +61,10 @@ static inline int tap_replay(const char *dir,
   struct dirent *e;
   int n = 0;
   static unsigned char buf[1 << 20];
-  if (dp == NULL) return 0;
+  if (dp == NULL)
+    fprintf(stderr, "# replay: cannot open %s (run from the repository "
+            "root)\n", dir);
+  CHECK(dp != NULL);
   while ((e = readdir(dp)) != NULL) {
     char path[1024];
     FILE *f;
@@ -75,6 +80,7 @@ static inline int tap_replay(const char *dir,
   }
   closedir(dp);
   printf("# replayed %d inputs from %s\n", n, dir);
+  CHECK(n > 0);
   return n;
 }
 
