@@ -26,7 +26,8 @@ enum {
   DL_M_DONE,        /* key, nbytes, start_us, stop_us, inline value or "" */
   DL_M_ERR,         /* key, kind, errbytes (codec-encoded error table) */
   DL_M_MISSING,     /* key, depkey: a dependency could not be fetched */
-  DL_M_HEARTBEAT,   /* managed, spilled, rss, executing, stored */
+  DL_M_HEARTBEAT,   /* managed, spilled, rss, executing, stored, paused,
+                       spill error ("" when spilling works) */
   DL_M_FREED,       /* key: a value was dropped (e.g. memory restart) */
   DL_M_STOLEN,      /* key, ok: a queued task was (ok=1) handed back */
   /* scheduler -> worker */

@@ -505,9 +505,23 @@ static void wake_cb(uv_async_t *h) {
 
 static void tick_cb(uv_timer_t *t) {
   dl_server *s = t->data;
+  int silent[16], n, i;
+  wproc *w;
   uv_mutex_lock(&s->lock);
   dl_sched_tick(s->sched, now_s());
+  n = s->stopping ? 0 : dl_sched_silent(s->sched, now_s(), silent, 16);
   uv_mutex_unlock(&s->lock);
+  /* A worker that stopped answering (SIGSTOP, a hung I/O thread) is dead
+     to us: killed and replaced as if it had died. */
+  for (i = 0; i < n; i++)
+    for (w = s->workers; w; w = w->next)
+      if (w->id == silent[i] && !w->gone) {
+        fprintf(stderr, "dlua: worker %d (pid %lld) sent nothing for too "
+                "long; killing and replacing it\n", w->id,
+                (long long)w->pid);
+        worker_gone(w);
+        break;
+      }
 }
 
 /* Start the dashboard's HTTP server on the loop; on failure the start of
@@ -625,6 +639,8 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   }
   if (o->allowed_failures > 0)
     dl_sched_set_allowed_failures(s->sched, o->allowed_failures);
+  dl_sched_set_heartbeat_timeout(s->sched, o->heartbeat_timeout > 0
+                                               ? o->heartbeat_timeout : 5.0);
   uv_loop_init(&s->loop);
   uv_mutex_init(&s->lock);
   uv_cond_init(&s->cond);
@@ -762,6 +778,14 @@ int dl_server_groups(dl_server *s, dl_sched_group *out, int max) {
   int n;
   uv_mutex_lock(&s->lock);
   n = dl_sched_groups(s->sched, out, max);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
+int dl_server_departed(dl_server *s, dl_sched_winfo *out, int max) {
+  int n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_departed(s->sched, out, max);
   uv_mutex_unlock(&s->lock);
   return n;
 }

@@ -153,7 +153,9 @@ typedef struct worker {
   int64_t spilled; /* bytes of stored values on disk */
   int64_t rss;     /* process memory, updated by the watchdog */
   uint64_t lru_clock, next_fid;
-  int spill_broken; /* a spill failed (disk full): stop trying */
+  /* The last spill failed (disk full): why, and when to try again. */
+  char spill_err[64]; /* "" while spilling works */
+  double spill_retry; /* now_s() before which no spill is tried */
   int paused;
   int relieve; /* values stored while idle passed the target: spill */
   double frac_target, frac_spill, frac_pause, frac_terminate;
@@ -381,10 +383,10 @@ static void spill_until(int64_t goal) {
     size_t i = 0;
     char path[400];
     FILE *f;
-    int ok, done = 0;
+    int ok, done = 0, err;
     uint64_t fid;
     uv_mutex_lock(&W.lock);
-    if (W.managed <= goal || W.spill_broken) {
+    if (W.managed <= goal || (W.spill_err[0] && now_s() < W.spill_retry)) {
       uv_mutex_unlock(&W.lock);
       return;
     }
@@ -400,9 +402,14 @@ static void spill_until(int64_t goal) {
     fid = ++W.next_fid;
     uv_mutex_unlock(&W.lock);
     spill_path(path, sizeof path, fid);
+    errno = 0;
     f = fopen(path, "wb");
     ok = f != NULL && fwrite(victim->data, 1, victim->len, f) == victim->len;
-    if (f && fclose(f) != 0) ok = 0;
+    err = errno;
+    if (f && fclose(f) != 0 && ok) {
+      ok = 0;
+      err = errno;
+    }
     /* An inline value cannot be freed on its own: a record without it
        takes the victim's place. */
     if (ok && victim->inl) {
@@ -411,11 +418,17 @@ static void spill_until(int64_t goal) {
     }
     uv_mutex_lock(&W.lock);
     if (!ok) {
-      if (!W.spill_broken)
+      /* Keep the values in memory and try again a second later: space
+         may be freed meanwhile. */
+      if (!W.spill_err[0])
         fprintf(stderr, "dlua worker %d: cannot spill to %s (%s); keeping "
-                "values in memory\n", W.id, path, strerror(errno));
-      W.spill_broken = 1;
+                "values in memory, retrying every second\n", W.id, path,
+                strerror(err ? err : EIO));
+      snprintf(W.spill_err, sizeof W.spill_err, "%s",
+               strerror(err ? err : EIO));
+      W.spill_retry = now_s() + 1.0;
       unlink(path);
+      done = 1;
     } else if (dl_map_get(&W.store, victim->key, victim->klen) == victim &&
                atomic_load(&victim->refs) == 2 && !done) {
       if (stub) {
@@ -435,6 +448,9 @@ static void spill_until(int64_t goal) {
       }
       W.managed -= (int64_t)victim->len;
       W.spilled += (int64_t)victim->len;
+      if (W.spill_err[0])
+        fprintf(stderr, "dlua worker %d: spilling works again\n", W.id);
+      W.spill_err[0] = '\0';
     } else { /* freed or read meanwhile: keep it as it is */
       unlink(path);
     }
@@ -1506,7 +1522,8 @@ static int64_t rss_bytes(void) {
 static void beat_cb(uv_timer_t *t) {
   dl_buf *b;
   int64_t managed, spilled;
-  int executing, stored;
+  int executing, stored, paused;
+  char spill_err[sizeof W.spill_err];
   (void)t;
   if (W.sched == NULL) return;
   uv_mutex_lock(&W.lock);
@@ -1514,6 +1531,8 @@ static void beat_cb(uv_timer_t *t) {
   spilled = W.spilled;
   executing = W.running_seq != 0;
   stored = (int)W.store.count;
+  paused = W.paused;
+  memcpy(spill_err, W.spill_err, sizeof spill_err);
   uv_mutex_unlock(&W.lock);
   b = dl_conn_msg(W.sched);
   dl_buf_u8(b, DL_M_HEARTBEAT);
@@ -1522,6 +1541,8 @@ static void beat_cb(uv_timer_t *t) {
   dl_buf_uv(b, (uint64_t)(W.rss ? W.rss : rss_bytes()));
   dl_buf_uv(b, (uint64_t)executing);
   dl_buf_uv(b, (uint64_t)stored);
+  dl_buf_uv(b, (uint64_t)paused);
+  dl_buf_str(b, spill_err, strlen(spill_err));
 }
 
 static void watchdog_cb(uv_timer_t *t) {

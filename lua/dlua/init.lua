@@ -140,7 +140,7 @@ local cluster_keys = {
   allowed_failures = true, start_timeout = true, dashboard_address = true,
   threads_per_worker = true, processes = true,
   memory_target = true, memory_spill = true, memory_pause = true,
-  memory_terminate = true,
+  memory_terminate = true, heartbeat_timeout = true,
 }
 
 --- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
@@ -184,6 +184,12 @@ function M.LocalCluster(o)
     end
     fr[i] = v
   end
+  local hb = o.heartbeat_timeout
+  if hb ~= nil and (type(hb) ~= "number" or hb ~= hb or hb <= 0
+                    or hb > 86400) then
+    error("LocalCluster: heartbeat_timeout must be a number of seconds in "
+          .. "(0, 86400], got " .. tostring(hb), 2)
+  end
   local dash = o.dashboard_address
   local dash_default = dash == nil
   if dash_default then dash = "127.0.0.1:8787" end
@@ -199,7 +205,7 @@ function M.LocalCluster(o)
     allowed_failures = o.allowed_failures,
     start_timeout = o.start_timeout,
     memory_target = fr[1], memory_spill = fr[2], memory_pause = fr[3],
-    memory_terminate = fr[4],
+    memory_terminate = fr[4], heartbeat_timeout = hb,
   }
   if not h then error("LocalCluster: " .. err, 2) end
   local bound = h:dashboard()
@@ -857,6 +863,7 @@ function Client:scheduler_info()
   return {
     address = self.cluster.address,
     workers = self.handle:workers(),
+    dead_workers = self.handle:departed(),
     tasks = self.handle:counts(),
   }
 end
