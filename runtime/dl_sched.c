@@ -1747,6 +1747,7 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
             dl_rd_str(&r, &se, &selen))
           return DL_EPROTO;
         w->info.status = paused ? DL_WS_PAUSED : DL_WS_RUNNING;
+        if (!paused) s->stall_since = 0; /* progress is possible again */
         if (selen >= sizeof w->info.spill_err)
           selen = sizeof w->info.spill_err - 1;
         memcpy(w->info.spill_err, se, selen);

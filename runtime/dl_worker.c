@@ -1558,6 +1558,13 @@ static void watchdog_cb(uv_timer_t *t) {
     W.rss = rss;
     if (W.paused && rss < W.frac_pause * (double)W.memory_limit)
       uv_cond_signal(&W.cond);
+    /* Spilling failed and values wait in memory: when its retry is due,
+       wake the executor to try again (space may have been freed). */
+    if (W.spill_err[0] && now_s() >= W.spill_retry && !W.relieve &&
+        W.managed > W.frac_target * (double)W.memory_limit) {
+      W.relieve = 1;
+      uv_cond_signal(&W.cond);
+    }
     uv_mutex_unlock(&W.lock);
     if (rss > W.frac_terminate * (double)W.memory_limit) {
       fprintf(stderr, "dlua worker %d: process memory %lld bytes is past "

@@ -39,7 +39,7 @@ describe("a stopped worker", function()
   it("is declared dead after heartbeat_timeout, killed and replaced; the "
      .. "tasks it held are recomputed elsewhere", function()
     local cluster = dlua.LocalCluster{n_workers = 2, heartbeat_timeout = 2,
-                                      dashboard_address = false}
+                                      dashboard_address = "127.0.0.1:0"}
     finally(function() cluster:close() end)
     local c = dlua.Client(cluster)
     local go = os.tmpname()
@@ -73,6 +73,13 @@ describe("a stopped worker", function()
     assert.matches("no heartbeat", dead.reason)
     assert.is_nil(find(cluster:workers(), victim.id))
     assert.is_true(H.all_gone({victim.pid}, 10))
+    -- The dashboard's JSON says so too.
+    local p = io.popen("curl -s --max-time 5 http://"
+                       .. cluster.dashboard_address .. "/json/workers")
+    local body = p:read("a")
+    p:close()
+    assert.matches('"dead":%[{"id":' .. victim.id .. ',"pid":' .. victim.pid
+                   .. ',"status":"dead","reason":"no heartbeat for', body)
     -- Every result arrives, right.
     io.open(go, "w"):close()
     local got = c:gather(futs, 30)
@@ -93,5 +100,102 @@ describe("a stopped worker", function()
                                         heartbeat_timeout = "5"})
     assert.is_false(ok)
     assert.matches("heartbeat_timeout must be a number", err)
+  end)
+end)
+
+describe("a full spill disk", function()
+  -- A 40 MB tmpfs, filled, as TMPDIR of a child dlua running
+  -- fixtures/faults/full_disk.lua in the given mode.
+  local function run_full(mode)
+    local mnt = os.tmpname()
+    os.remove(mnt)
+    assert(os.execute("mkdir " .. H.q(mnt)))
+    local mounted = os.execute(("mount -t tmpfs -o size=40m tmpfs %s "
+                                .. "2>/dev/null"):format(H.q(mnt)))
+    if not mounted then
+      os.execute("rmdir " .. H.q(mnt))
+      error("cannot mount a tmpfs (this spec needs root): the full-disk "
+            .. "cases are NOT tested", 0)
+    end
+    finally(function()
+      os.execute("umount " .. H.q(mnt) .. " && rmdir " .. H.q(mnt))
+    end)
+    local fill = mnt .. "/fill"
+    os.execute(("dd if=/dev/zero of=%s bs=1M 2>/dev/null"):format(H.q(fill)))
+    local code, out = H.sh(("TMPDIR=%s timeout -k 5 150 %s %s %s %s"):format(
+      H.q(mnt), H.q(H.DLUA), H.q(H.FIX:gsub("cluster$", "faults")
+                                 .. "/full_disk.lua"), mode, H.q(fill)))
+    return code, out
+  end
+
+  it("still computes what fits in memory, and says why spilling failed",
+     function()
+    local code, out = run_full("fits")
+    assert.equal(0, code, out)
+    assert.matches("results:\t16\tof\t16\tspill errors:\t[12]\tNo space left "
+                   .. "on device", out)
+  end)
+
+  it("spills again once space is freed", function()
+    local code, out = run_full("frees")
+    assert.equal(0, code, out)
+    assert.matches("spilled while full:\t0\n", out)
+    assert.matches("spills again:\ttrue", out)
+  end)
+
+  it("fails the waits within seconds when no worker can make progress",
+     function()
+    local code, out = run_full("stuck")
+    assert.equal(0, code, out)
+    local secs, msg = out:match("stuck:\tfalse\t(%d+)\t([^\n]*)")
+    assert.is_not_nil(secs, out)
+    assert.is_true(tonumber(secs) < 30, out)
+    assert.matches("no worker can make progress: worker %d+ paused %(memory "
+                   .. "%d+%% of 100 MB, spill disk full: No space left on "
+                   .. "device%); worker %d+ paused", msg)
+  end)
+end)
+
+describe("a task pinned to workers", function()
+  it("fails, naming them, when they are all gone; allow_other_workers "
+     .. "lets another run it", function()
+    local cluster = dlua.LocalCluster{n_workers = 2,
+                                      dashboard_address = false}
+    finally(function() cluster:close() end)
+    local c = dlua.Client(cluster)
+    local ws = cluster:workers()
+    local victim = ws[1]
+    local go = os.tmpname()
+    os.remove(go)
+    finally(function() os.remove(go) end)
+    -- One running there, one waiting for an input, both pinned to it.
+    local running = c:submit(after_go, go, 1,
+                             dlua.opts{workers = {victim.id}})
+    local input = c:submit(after_go, go, 2,
+                           dlua.opts{workers = {ws[2].id}})
+    local waiting = c:submit(function(x) return x + 1 end, input,
+                             dlua.opts{workers = {victim.id}})
+    local loose = c:submit(function(x) return x + 2 end, input,
+                           dlua.opts{workers = {victim.id},
+                                     allow_other_workers = true})
+    assert.is_true(H.wait_executing(c, 10))
+    H.kill(victim.pid, "KILL")
+    assert.is_true(H.all_gone({victim.pid}, 10))
+    local ok, err = pcall(running.result, running, 20)
+    assert.is_false(ok)
+    assert.matches("pinned to worker " .. victim.id .. ", which is gone; "
+                   .. "allow_other_workers = true lets other workers run it",
+                   err)
+    io.open(go, "w"):close()
+    ok, err = pcall(waiting.result, waiting, 20)
+    assert.is_false(ok)
+    assert.matches("pinned to worker " .. victim.id .. ", which is gone", err)
+    assert.equal(4, loose:result(20))
+    -- Pinned to a worker that never existed: the same, at once.
+    ok, err = pcall(function()
+      return c:submit(worker_pid, dlua.opts{workers = {999}}):result(20)
+    end)
+    assert.is_false(ok)
+    assert.matches("pinned to worker 999, which is gone", err)
   end)
 end)
