@@ -752,6 +752,14 @@ static int h_poll(lua_State *L) {
           lua_insert(L, -2);
         }
         lua_call(L, 4, 0);
+      } else if (type == DL_M_FN_GONE) { /* no task needs it: forget it */
+        char *k;
+        if (dl_rd_bytes(&r, 16, &bytes)) break;
+        k = dl_map_del(&h->fns_sent, bytes, 16);
+        dl_free(k);
+        dl_buf_u8(&h->out, DL_M_FN_FORGET);
+        dl_buf_put(&h->out, bytes, 16);
+        continue;
       } else {
         break;
       }

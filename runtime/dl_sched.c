@@ -82,10 +82,19 @@ typedef struct pget {
   int wid;
 } pget;
 
+/*
+** A function's bytecode, kept while a task needs it.  refs counts the
+** tasks that name it; at zero the client is told (DL_M_FN_GONE) and the
+** entry lives on, evicting, until the client answers DL_M_FN_FORGET: what
+** it submitted before that answer may still name the hash without sending
+** the bytecode.  Then it is dropped here and on every worker.
+*/
 typedef struct fnentry {
   unsigned char hash[16];
   char *code;
   size_t len;
+  int64_t refs;
+  int evicting;
 } fnentry;
 
 struct dl_sched {
@@ -120,6 +129,7 @@ struct dl_sched {
   double stall_since; /* every worker paused with work pending since; 0 */
   dl_sched_winfo departed[DL_SCHED_DEPARTED]; /* ring of the last gone */
   uint64_t ndeparted; /* workers ever gone */
+  int freeing; /* dl_sched_free runs: tell nobody anything */
 };
 
 /* Small results that came inline are kept, up to this many bytes in all:
@@ -427,7 +437,59 @@ static void free_data(dl_sched *s, task *t) {
   t->nwho = 0;
 }
 
+/* Tasks naming a function: one more, or one less (see fnentry). */
+static void fns_ref(dl_sched *s, const task *t) {
+  int i;
+  for (i = 0; i < t->nfns; i++) {
+    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    if (f) f->refs++;
+  }
+}
+
+static void fns_unref(dl_sched *s, const task *t) {
+  int i;
+  if (s->freeing) return;
+  for (i = 0; i < t->nfns; i++) {
+    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    if (f == NULL || f->refs <= 0 || --f->refs > 0 || f->evicting) continue;
+    f->evicting = 1;
+    {
+      dl_buf *b = cout(s);
+      dl_buf_u8(b, DL_M_FN_GONE);
+      dl_buf_put(b, f->hash, 16);
+    }
+  }
+}
+
+/* The client forgot it sent f: unless a task names it again, drop it here
+   and on the workers it was sent to. */
+static int on_fn_forget(dl_sched *s, dl_rd *r) {
+  const char *h;
+  fnentry *f;
+  int k;
+  RD(dl_rd_bytes(r, 16, &h));
+  f = dl_map_get(&s->fns, h, 16);
+  if (f == NULL) return 0;
+  f->evicting = 0;
+  if (f->refs > 0) return 0; /* named again meanwhile: keep it */
+  for (k = 0; k < s->nworkers; k++) {
+    sworker *w = s->workers[k];
+    if (dl_map_del(&w->fns_sent, (const char *)f->hash, 16)) {
+      dl_buf *b = wout(s, w->info.id);
+      if (b) {
+        dl_buf_u8(b, DL_M_FUNC_FREE);
+        dl_buf_put(b, f->hash, 16);
+      }
+    }
+  }
+  dl_map_del(&s->fns, (const char *)f->hash, 16);
+  dl_free(f->code);
+  dl_free(f);
+  return 0;
+}
+
 static void task_free(dl_sched *s, task *t) {
+  fns_unref(s, t);
   s->kept -= t->inlen;
   dl_free(t->inl);
   dl_free(t->key);
@@ -885,6 +947,7 @@ void dl_sched_free(dl_sched *s) {
   void *v;
   int k;
   if (s == NULL) return;
+  s->freeing = 1;
   while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
@@ -1224,8 +1287,11 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   count_new(s, t);
   if (nfn) {
     t->fns = xalloc(nfn * 16);
-    if (t->fns) memcpy(t->fns, fns, nfn * 16);
-    t->nfns = (int)nfn;
+    if (t->fns) {
+      memcpy(t->fns, fns, nfn * 16);
+      t->nfns = (int)nfn;
+      fns_ref(s, t);
+    }
   }
   if (dl_rd_uv(r, &ndeps) || ndeps > dl_rd_left(r)) goto bad;
   if (ndeps) t->deps = xalloc(sizeof(task *) * ndeps);
@@ -1362,6 +1428,7 @@ static int on_cfunc(dl_sched *s, dl_rd *r) {
   if (dl_map_get(&s->fns, h, 16)) return 0;
   f = xalloc(sizeof *f);
   if (f == NULL) return DL_ENOMEM;
+  memset(f, 0, sizeof *f);
   memcpy(f->hash, h, 16);
   f->code = dupbytes(code, len);
   f->len = len;
@@ -1564,6 +1631,7 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
     switch (type) {
       case DL_M_SUBMIT: rc = on_submit(s, &r); break;
       case DL_M_CFUNC: rc = on_cfunc(s, &r); break;
+      case DL_M_FN_FORGET: rc = on_fn_forget(s, &r); break;
       case DL_M_RELEASE: rc = on_release(s, &r); break;
       case DL_M_GATHER: rc = on_gather(s, &r, 0); break;
       case DL_M_GATHERS: rc = on_gather(s, &r, 1); break;

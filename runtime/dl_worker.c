@@ -71,6 +71,7 @@ typedef struct blob {
 typedef struct fnent {
   unsigned char hash[16];
   size_t len;
+  struct fnent *next; /* in W.fns_dead, once out of W.fns */
   char code[];
 } fnent;
 
@@ -149,6 +150,8 @@ typedef struct worker {
   uv_cond_t cond;
   dl_map store;   /* key -> blob */
   dl_map fns;     /* hash -> fnent */
+  fnent *fns_dead; /* out of fns (DL_M_FUNC_FREE); the executor frees them
+                      between tasks, as it may be decoding one */
   int64_t managed; /* bytes of stored values in memory */
   int64_t spilled; /* bytes of stored values on disk */
   int64_t rss;     /* process memory, updated by the watchdog */
@@ -530,18 +533,21 @@ static int store_mark_cached(const char *key, size_t klen) {
   return b != NULL;
 }
 
+/* The entry fn_get found last (executor's). */
+static fnent *fn_last;
+
 /* The bytecode with the given hash, for the executor's decoder.  Entries
-   of W.fns are never freed, so the last one found is remembered. */
+   are freed only by the executor between tasks (fns_reap), so the last one
+   found is remembered. */
 static int fn_get(void *ud, const unsigned char hash[16], const char **code,
                   size_t *len) {
-  static fnent *last; /* executor's */
-  fnent *f = last;
+  fnent *f = fn_last;
   (void)ud;
   if (f == NULL || memcmp(f->hash, hash, 16) != 0) {
     uv_mutex_lock(&W.lock);
     f = dl_map_get(&W.fns, (const char *)hash, 16);
     uv_mutex_unlock(&W.lock);
-    if (f) last = f;
+    if (f) fn_last = f;
   }
   if (f == NULL) return -1;
   *code = f->code;
@@ -550,6 +556,21 @@ static int fn_get(void *ud, const unsigned char hash[16], const char **code,
 }
 
 static const dl_fnsource fnsource = {fn_get, NULL};
+
+/* On the executor, between tasks: free the bytecode no task needs. */
+static void fns_reap(void) {
+  fnent *f;
+  uv_mutex_lock(&W.lock);
+  f = W.fns_dead;
+  W.fns_dead = NULL;
+  uv_mutex_unlock(&W.lock);
+  while (f) {
+    fnent *next = f->next;
+    if (f == fn_last) fn_last = NULL;
+    dl_free(f);
+    f = next;
+  }
+}
 
 /* Futures in a task's arguments decode as their values. */
 static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
@@ -866,6 +887,7 @@ static void exec_main(void *arg) {
       lua_pop(L, 1);
     }
     dl_free(frees);
+    fns_reap();
     run_task(L, t);
     /* Hand t back to the I/O thread, to report and free. */
     uv_mutex_lock(&W.lock);
@@ -1398,6 +1420,22 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         uv_mutex_lock(&W.lock);
         if (dl_map_get(&W.fns, h, 16)) dl_free(f);
         else dl_map_put(&W.fns, (const char *)f->hash, 16, f);
+        uv_mutex_unlock(&W.lock);
+        break;
+      }
+      case DL_M_FUNC_FREE: {
+        const char *h;
+        fnent *f;
+        if (dl_rd_bytes(&r, 16, &h)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        uv_mutex_lock(&W.lock);
+        f = dl_map_del(&W.fns, h, 16);
+        if (f) {
+          f->next = W.fns_dead;
+          W.fns_dead = f;
+        }
         uv_mutex_unlock(&W.lock);
         break;
       }

@@ -199,3 +199,22 @@ describe("a task pinned to workers", function()
     assert.matches("pinned to worker 999, which is gone", err)
   end)
 end)
+
+describe("function bytecode", function()
+  it("is dropped when no task needs it, and sent again when one does",
+     function()
+    local c = dlua.Client{n_workers = 2, dashboard_address = false}
+    finally(function() c:close() end)
+    local function inc(x) return x + 1 end
+    for round = 1, 6 do
+      local futs = c:map(inc, {round, 10, 20, 30})
+      assert.same({round + 1, 11, 21, 31}, c:gather(futs, 20))
+      futs = nil
+      collectgarbage()
+      collectgarbage()
+      -- The releases go out; the scheduler's "no task needs it" comes
+      -- back and is answered: the next round sends the bytecode again.
+      for _ = 1, 5 do c:_pump(0.02) end
+    end
+  end)
+end)

@@ -578,6 +578,99 @@ static void test_silent_worker_is_named_once(void) {
   stop();
 }
 
+/* Submit key running the function with hash h (bytecode sent first when
+   code is not NULL), as the client does. */
+static void submit_fn(const char *key, const unsigned char *h,
+                      const char *code) {
+  dl_buf f;
+  dl_buf_init(&f);
+  if (code) {
+    dl_buf_u8(&f, DL_M_CFUNC);
+    dl_buf_put(&f, h, 16);
+    dl_buf_str(&f, code, strlen(code));
+  }
+  dl_buf_u8(&f, DL_M_SUBMIT);
+  dl_buf_str(&f, key, strlen(key));
+  dl_buf_str(&f, "payload", 7);
+  dl_buf_sv(&f, 0);
+  dl_buf_sv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 1);
+  dl_buf_put(&f, h, 16);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
+/* How many messages of type (with a 16-byte hash first) are in b. */
+static int count_hash_msgs(dl_buf *b, unsigned want) {
+  dl_rd r;
+  int n = 0;
+  dl_rd_init(&r, b->p, b->len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k, *x;
+    size_t kl, xl;
+    uint64_t v;
+    dl_rd_u8(&r, &type);
+    if (type == DL_M_FUNC || type == DL_M_FUNC_FREE ||
+        type == DL_M_FN_GONE) {
+      CHECK(dl_rd_bytes(&r, 16, &k) == 0);
+      if (type == DL_M_FUNC) CHECK(dl_rd_str(&r, &x, &xl) == 0);
+    } else if (type == DL_M_KEY_DONE) {
+      CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_uv(&r, &v) == 0 &&
+            dl_rd_str(&r, &x, &xl) == 0);
+    } else { /* a COMPUTE or a FREE: skip it */
+      r.p--;
+      CHECK(next_compute(&r, &k, &kl) >= 0);
+    }
+    n += type == want;
+  }
+  return n;
+}
+
+static void forget(const unsigned char *h) {
+  dl_buf f;
+  dl_buf_init(&f);
+  dl_buf_u8(&f, DL_M_FN_FORGET);
+  dl_buf_put(&f, h, 16);
+  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
+static void test_bytecode_dropped_when_no_task_needs_it(void) {
+  static const unsigned char h[16] = "0123456789abcdef";
+  start(1);
+  submit_fn("f-1", h, "CODE");
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC) == 1);
+  D.wout[1].len = 0;
+  done(1, "f-1");
+  D.cout.len = 0;
+  key_msg(DL_M_RELEASE, "f-1"); /* the last task naming h is forgotten */
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
+  D.cout.len = 0;
+  /* Before the client's answer it submits again, by hash only: h stays. */
+  submit_fn("f-2", h, NULL);
+  forget(h);
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 0);
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC) == 0); /* it has it */
+  D.wout[1].len = 0;
+  done(1, "f-2");
+  key_msg(DL_M_RELEASE, "f-2");
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
+  D.cout.len = 0;
+  forget(h); /* now it goes, on the worker too */
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 1);
+  D.wout[1].len = 0;
+  /* The client sends it again with the next task: so does the scheduler. */
+  submit_fn("f-3", h, "CODE");
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC) == 1);
+  stop();
+}
+
 static void sched_one(const unsigned char *p, size_t n, void *ud) {
   (void)ud;
   sdrv_run(p, n);
@@ -599,6 +692,7 @@ int main(void) {
   RUN(test_all_paused_fails_pending_work_saying_why);
   RUN(test_pinned_to_gone_workers_fails_naming_them);
   RUN(test_silent_worker_is_named_once);
+  RUN(test_bytecode_dropped_when_no_task_needs_it);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
