@@ -1,9 +1,9 @@
--- bench_k_fn_lifetime.lua -- (k) memory after many distinct functions.
+-- bench_fn_lifetime.lua -- memory after many distinct functions.
 -- Submits N (env N, default 50000) distinct generated functions in batches
 -- of 1000, gathers and releases every future, and reports the client's and
 -- the workers' process memory at the end (and after the first batch):
 -- bytecode that no live task or future needs should not pile up.
---   build/dlua scripts/bench/bench_k_fn_lifetime.lua
+--   build/dlua scripts/bench/bench_fn_lifetime.lua
 local dlua = require "dlua"
 local lib = dofile((arg[0]:match("^(.*/)") or "./") .. "lib.lua")
 local emit = lib.emit
