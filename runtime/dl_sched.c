@@ -1816,6 +1816,10 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
           return DL_EPROTO;
         w->info.status = paused ? DL_WS_PAUSED : DL_WS_RUNNING;
         if (!paused) s->stall_since = 0; /* progress is possible again */
+        if (paused) { /* ask again for what was still being fetched */
+          task *t;
+          for (t = w->phead; t; t = t->pnext) t->steal_denied = 0;
+        }
         if (selen >= sizeof w->info.spill_err)
           selen = sizeof w->info.spill_err - 1;
         memcpy(w->info.spill_err, se, selen);
