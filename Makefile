@@ -26,7 +26,7 @@ B ?= build
 LIB_SRC = dl_buf.c dl_mem.c dl_map.c dl_runtime.c dl_core_lua.c dl_codec.c dl_codec_lua.c \
           dl_proto.c dl_sched.c dl_server.c dl_worker.c dl_cluster_lua.c \
           dl_http.c dl_dashboard.c
-BIN_SRC = dlua.c dl_repl.c
+BIN_SRC = dlua.c dl_repl.c dl_complete.c
 LUA_SRC = $(wildcard lua/dlua/*.lua)
 ASSETS = $(wildcard runtime/dashboard/*.html runtime/dashboard/*.js \
                     runtime/dashboard/*.css)

@@ -17,6 +17,7 @@
 #define DL_ENOMEM (-12)
 #define DL_EPROTO (-71)
 #define DL_EINVAL (-22)
+#define DL_EINTR (-4) /* a wait was interrupted (Ctrl-C) */
 
 typedef struct dl_buf {
   char *p;

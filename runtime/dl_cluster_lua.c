@@ -3,9 +3,13 @@
 ** cluster (dl_server) for lua/dlua/init.lua, which builds Client, Future
 ** and LocalCluster on top of it.
 **
-** A handle owns one running cluster.  Client messages are collected in the
-** handle and sent in one batch when the client waits (flush/poll), so
-** submitting a whole graph costs one hand-over to the scheduler thread.
+** A handle owns one running cluster.  The messages that one call makes
+** (a submit, a whole map or graph) are collected in the handle and handed
+** to the scheduler's thread in one batch before the call returns, so work
+** starts at once and a map of 10,000 tasks still costs one hand-over.
+** Releases of futures ride with the next batch.  The scheduler's thread
+** puts its answers in the cluster's inbox as they come (dl_server.h); poll
+** only takes them, so status and done show the truth without waiting.
 */
 #include <limits.h>
 #include <stdio.h>
@@ -149,7 +153,7 @@ static void handle_close(handle *h) {
   size_t i = 0;
   void *k;
   if (h->srv) {
-    if (h->out.len) dl_server_send(h->srv, h->out.p, h->out.len);
+    if (h->out.len) dl_server_send(h->srv, h->out.p, h->out.len, 1);
     dl_server_stop(h->srv);
     h->srv = NULL;
   }
@@ -205,14 +209,18 @@ static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
   return v;
 }
 
-static int flush(handle *h) {
+/* Hand the queued messages over; urgent when the client is about to wait
+   for the answer (see dl_server_send). */
+static int flush_now(handle *h, int urgent) {
   int rc = 0;
   if (h->out.len) {
-    rc = dl_server_send(h->srv, h->out.p, h->out.len);
+    rc = dl_server_send(h->srv, h->out.p, h->out.len, urgent);
     h->out.len = 0;
   }
   return rc;
 }
+
+static int flush(handle *h) { return flush_now(h, 0); }
 
 /*
 ** The options of spec in a submit message: those before the task's function
@@ -338,8 +346,7 @@ static int h_submit(lua_State *L) {
   put_spec(L, 2, &h->head, &h->tail);
   encode_task(L, h, 3, 4, nargs);
   put_submit(h, key, klen);
-  /* Let the cluster start on a big graph while the rest is submitted. */
-  if (h->out.len >= FLUSH_AT) flush(h);
+  flush(h); /* the task starts now, whatever the caller does next */
   return 0;
 }
 
@@ -509,6 +516,7 @@ static int h_map(lua_State *L) {
     /* Let the cluster start on the first tasks while the rest is queued. */
     if (h->out.len >= FLUSH_AT) flush(h);
   }
+  flush(h);
   return 1;
 }
 
@@ -522,10 +530,16 @@ static int key_msg(lua_State *L, int type) {
   return 0;
 }
 
-/* h:release(key): the client dropped a future of key. */
+/* h:release(key): the client dropped a future of key (sent with the next
+   batch: a garbage collection may release thousands at once). */
 static int h_release(lua_State *L) { return key_msg(L, DL_M_RELEASE); }
-/* h:cancel(key) */
-static int h_cancel(lua_State *L) { return key_msg(L, DL_M_CCANCEL); }
+/* h:cancel(key): sent at once. */
+static int h_cancel(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  key_msg(L, DL_M_CCANCEL);
+  if (h->srv) flush_now(h, 1);
+  return 0;
+}
 
 /* h:gather(reqid, {keys}) */
 static int h_gather(lua_State *L) {
@@ -545,6 +559,7 @@ static int h_gather(lua_State *L) {
     dl_buf_str(&h->out, k, klen);
     lua_pop(L, 1);
   }
+  flush_now(h, 1);
   return 0;
 }
 
@@ -573,15 +588,14 @@ static int h_scatter(lua_State *L) {
   } else {
     dl_buf_uv(&h->out, 0);
   }
-  /* Big values go at once: many of them must not pile up in one frame. */
-  if (h->out.len >= FLUSH_AT) flush(h);
+  flush(h);
   return 0;
 }
 
 /* h:flush(): hand queued messages to the scheduler now. */
 static int h_flush(lua_State *L) {
   handle *h = check_handle(L, 1);
-  lua_pushboolean(L, flush(h) == 0);
+  lua_pushboolean(L, flush_now(h, 1) == 0);
   return 1;
 }
 
@@ -651,12 +665,15 @@ static void mark_done(lua_State *L, int states, int fired, const char *key,
 }
 
 /*
-** h:poll(timeout, states, fired, on_err, on_data) -> count | nil, message
+** h:poll(timeout, states, fired, on_err, on_data)
+**   -> count | nil, message [, "interrupted"]
 ** Flushes, waits up to timeout seconds (negative: forever) for scheduler
 ** messages and handles each one: a done task updates states[key] (see
 ** mark_done; small results come inline), and the others call
 **   on_err(key, kind, message, traceback, worker)
 **   on_data(reqid, key, found, value_or_errmsg)
+** A wait that Ctrl-C (dlua_interrupt) stops returns nil, "interrupted!",
+** "interrupted" and takes no message: nothing is lost.
 */
 static int h_poll(lua_State *L) {
   handle *h = check_handle(L, 1);
@@ -668,7 +685,7 @@ static int h_poll(lua_State *L) {
   luaL_checktype(L, 5, LUA_TFUNCTION);
   luaL_checktype(L, 6, LUA_TFUNCTION);
   lua_settop(L, 6);
-  if (flush(h)) {
+  if (flush_now(h, 1)) {
     lua_pushnil(L);
     lua_pushliteral(L, "the cluster has stopped");
     return 2;
@@ -678,6 +695,12 @@ static int h_poll(lua_State *L) {
   }
   h->in.len = 0;
   rc = dl_server_recv(h->srv, &h->in, timeout);
+  if (rc == DL_EINTR) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "interrupted!");
+    lua_pushliteral(L, "interrupted");
+    return 3;
+  }
   if (rc < 0) {
     lua_pushnil(L);
     lua_pushliteral(L, "the cluster has stopped");
@@ -1017,6 +1040,31 @@ static int h_stats(lua_State *L) {
   return 2;
 }
 
+/* cluster.wake_seq() -> a number that changes whenever some cluster of
+   this process has messages for its client (see cluster.idle). */
+static int cl_wake_seq(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)dl_server_wake_seq());
+  return 1;
+}
+
+/*
+** cluster.idle(seq, timeout) -> true | false | nil, "interrupted!"
+** Sleep (no spinning) until the wake_seq is no longer seq (true), timeout
+** seconds pass (false), or Ctrl-C (dlua_interrupt) asks waits to stop.
+*/
+static int cl_idle(lua_State *L) {
+  unsigned seq = (unsigned)luaL_checkinteger(L, 1);
+  double timeout = luaL_checknumber(L, 2);
+  int rc = dl_server_idle(seq, timeout);
+  if (rc == DL_EINTR) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "interrupted!");
+    return 2;
+  }
+  lua_pushboolean(L, rc == 1);
+  return 1;
+}
+
 /* cluster.machine() -> cores, total memory in bytes */
 static int cl_machine(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_available_parallelism());
@@ -1059,6 +1107,8 @@ static const luaL_Reg funcs[] = {
   {"start", cl_start},
   {"machine", cl_machine},
   {"in_worker", cl_in_worker},
+  {"wake_seq", cl_wake_seq},
+  {"idle", cl_idle},
   {NULL, NULL}
 };
 

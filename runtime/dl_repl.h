@@ -19,6 +19,12 @@
 int dl_repl_call(lua_State *L, int narg, int nres);
 
 /*
+** Whether the last dl_repl_call that failed was stopped by Ctrl-C (its
+** message is then "interrupted!" and the user's own frames only).
+*/
+int dl_repl_interrupted(void);
+
+/*
 ** If status is not LUA_OK, write the message on top of L's stack to
 ** stderr, prefixed with "progname: " when progname is not NULL, and pop
 ** it.  Returns status.  [-(0|1), +0, -]
@@ -27,10 +33,12 @@ int dl_repl_report(lua_State *L, const char *progname, int status);
 
 /*
 ** Run the read-eval-print loop on stdin until end of input.  With a
-** terminal, lines are read through libedit (editing, history kept in
-** $DLUA_HISTORY or ~/.dlua_history); otherwise prompts go to stdout and
-** lines are read plainly.  Each entry is first tried as an expression
-** ("return " .. line); results are printed with dlua.pretty.  Errors are
+** terminal, lines are read through libedit (editing, Tab completion,
+** history kept in $DLUA_HISTORY or ~/.dlua_history) and results are
+** printed with dlua.pretty; otherwise prompts go to stdout, lines are read
+** plainly and echoed, and results are printed with the global print, as
+** lua -i does.  The prompts are _PROMPT and _PROMPT2 when set.  Each entry
+** is first tried as an expression ("return " .. line).  Errors are
 ** reported on stderr and the loop goes on; Ctrl-C interrupts a running
 ** entry or clears the line being typed.  [-0, +0, e]
 */

@@ -18,6 +18,7 @@
 #include "dl_buf.h"
 #include "dl_codec.h"
 #include "dl_runtime.h"
+#include "dl_server.h"
 #include "dlua.h"
 
 struct dlua_Runtime {
@@ -37,6 +38,8 @@ static hostreg *hostregs;
 static int nhostregs;
 
 const char *dlua_version(void) { return DLUA_VERSION_STRING; }
+
+void dlua_interrupt(int on) { dl_server_interrupt(on); }
 
 /* Add or replace the registration of name of this kind. */
 static int add_hostreg(const char *name, lua_CFunction f, lua_CFunction g,
@@ -135,10 +138,17 @@ static int embedded_loader(lua_State *L) {
   return 1;
 }
 
-/* package.searchers entry: finds modules compiled into the library. */
+/*
+** package.searchers entry: finds modules compiled into the library.  Only
+** "dlua" and "dlua.*" can be embedded, so for any other name it returns
+** nothing and adds no line to require's "module not found" message, which
+** then reads as in plain Lua.
+*/
 static int embedded_searcher(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   int i;
+  if (strncmp(name, "dlua", 4) != 0 || (name[4] != '\0' && name[4] != '.'))
+    return 0;
   for (i = 0; dl_luasrcs[i].name != NULL; i++) {
     if (strcmp(dl_luasrcs[i].name, name) == 0) {
       lua_pushinteger(L, i);

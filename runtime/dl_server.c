@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -40,14 +42,19 @@ struct dl_server {
   uv_async_t wake;
   uv_timer_t tick;
   uv_timer_t killer;
+  uv_timer_t pickup; /* takes messages queued without a wake-up */
   uv_prepare_t prep;
   dl_flusher fl;
   uv_mutex_t lock; /* guards the fields marked (L) and sched */
   uv_cond_t cond;
   dl_buf outbox;  /* (L) client -> scheduler */
   dl_buf inbox;   /* (L) scheduler -> client */
-  atomic_int inbox_ready;
+  atomic_int inbox_ready; /* inbox.len > 0, readable without the lock */
   int dead;       /* (L) the loop has ended */
+  atomic_int ended; /* dead, readable without the lock */
+  double spin;      /* client thread only: seconds dl_server_recv spins */
+  double last_wake; /* client thread only: when it last woke the loop */
+  int deferred;     /* client thread only: sent without a wake-up since */
   int stop_asked; /* (L) */
   int target;     /* (L) wanted worker count */
   int nready;     /* (L) workers that said hello */
@@ -71,6 +78,71 @@ struct dl_server {
 };
 
 static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+
+/*
+** The client's wake-up word, one for the process: every scheduler thread
+** bumps it when it has put messages in its inbox, and dl_server_interrupt
+** bumps it too (from a signal handler), so a client waits on one futex for
+** either.  A wake-up meant for another cluster of the process only makes
+** a waiter look once more.  The futex is woken only when someone sleeps on
+** it (nsleepers), so a client that spins or does not wait costs nothing.
+*/
+static atomic_uint wake_seq;
+static atomic_int nsleepers;
+static atomic_int interrupt_asked;
+
+static void wake_bump(void) {
+  atomic_fetch_add(&wake_seq, 1);
+  if (atomic_load(&nsleepers) > 0)
+    syscall(SYS_futex, &wake_seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL,
+            0);
+}
+
+/* Sleep until wake_seq is no longer seen, at most timeout s (< 0: no
+   limit).  Returns at once if it has changed already; a signal ends it
+   early too (EINTR). */
+static void wake_wait(unsigned seen, double timeout) {
+  struct timespec ts, *tp = NULL;
+  if (timeout >= 0) {
+    ts.tv_sec = (time_t)timeout;
+    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    tp = &ts;
+  }
+  atomic_fetch_add(&nsleepers, 1);
+  syscall(SYS_futex, &wake_seq, FUTEX_WAIT_PRIVATE, seen, tp, NULL, 0);
+  atomic_fetch_sub(&nsleepers, 1);
+}
+
+/* Take back an interrupt request; 1 if there was one. */
+static int interrupt_taken(void) {
+  return atomic_load_explicit(&interrupt_asked, memory_order_relaxed) &&
+         atomic_exchange(&interrupt_asked, 0);
+}
+
+void dl_server_interrupt(int on) {
+  if (!on) {
+    atomic_store(&interrupt_asked, 0);
+    return;
+  }
+  atomic_store(&interrupt_asked, 1);
+  wake_bump();
+}
+
+unsigned dl_server_wake_seq(void) { return atomic_load(&wake_seq); }
+
+int dl_server_idle(unsigned seen, double timeout) {
+  double deadline = timeout >= 0 ? now_s() + timeout : 0;
+  for (;;) {
+    double left = -1;
+    if (interrupt_taken()) return DL_EINTR;
+    if (atomic_load(&wake_seq) != seen) return 1;
+    if (timeout >= 0) {
+      left = deadline - now_s();
+      if (left <= 0) return 0;
+    }
+    wake_wait(seen, left);
+  }
+}
 
 /* The name workers are started under when they re-run this program. */
 static const char *dl_self_name;
@@ -102,8 +174,8 @@ static void prep_cb(uv_prepare_t *h) {
     s->cpending.len = 0;
   }
   atomic_store(&s->inbox_ready, 1);
-  uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
+  wake_bump();
 }
 
 /* ------------------------------------------------------------ workers */
@@ -444,6 +516,7 @@ static void maybe_finish_stop(dl_server *s) {
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->tick, NULL);
     uv_close((uv_handle_t *)&s->killer, NULL);
+    uv_close((uv_handle_t *)&s->pickup, NULL);
     uv_close((uv_handle_t *)&s->prep, NULL);
     dl_flusher_close(&s->fl);
   }
@@ -474,24 +547,42 @@ static void begin_stop(dl_server *s) {
 
 /* -------------------------------------------------------------- loop */
 
-static void wake_cb(uv_async_t *h) {
-  dl_server *s = h->data;
+/* Hand the client's queued messages to the scheduler; 1 if there were. */
+static int drain_client(dl_server *s) {
   dl_buf msgs;
-  int stop, target;
+  int rc;
   uv_mutex_lock(&s->lock);
   msgs = s->outbox;
   dl_buf_init(&s->outbox);
+  uv_mutex_unlock(&s->lock);
+  if (msgs.len == 0) {
+    dl_buf_free(&msgs);
+    return 0;
+  }
+  uv_mutex_lock(&s->lock);
+  rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
+  uv_mutex_unlock(&s->lock);
+  if (rc) fprintf(stderr, "dlua: malformed client message (%d)\n", rc);
+  dl_buf_free(&msgs);
+  return 1;
+}
+
+/* Messages the client queued without a wake-up (dl_server_send) are
+   taken here, within a millisecond; the timer stops once none come. */
+static void pickup_cb(uv_timer_t *t) {
+  dl_server *s = t->data;
+  if (!drain_client(s)) uv_timer_stop(t);
+}
+
+static void wake_cb(uv_async_t *h) {
+  dl_server *s = h->data;
+  int stop, target;
+  uv_mutex_lock(&s->lock);
   stop = s->stop_asked;
   target = s->target;
   uv_mutex_unlock(&s->lock);
-  if (msgs.len) {
-    int rc;
-    uv_mutex_lock(&s->lock);
-    rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
-    uv_mutex_unlock(&s->lock);
-    if (rc) fprintf(stderr, "dlua: malformed client message (%d)\n", rc);
-  }
-  dl_buf_free(&msgs);
+  drain_client(s);
+  if (!s->stopping) uv_timer_start(&s->pickup, pickup_cb, 1, 1);
   if (stop) {
     begin_stop(s);
     return;
@@ -555,6 +646,8 @@ static void thread_main(void *arg) {
   /* A write to a worker that just died must not kill the host process. */
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
+  /* Ctrl-C is for the client's thread, whose waits it interrupts. */
+  sigaddset(&pipe_set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
   uv_mutex_lock(&s->lock);
   n = s->target;
@@ -567,8 +660,10 @@ static void thread_main(void *arg) {
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_mutex_lock(&s->lock);
   s->dead = 1;
+  atomic_store(&s->ended, 1);
   uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
+  wake_bump();
 }
 
 static void remove_dir(const char *dir) {
@@ -651,6 +746,8 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   uv_timer_start(&s->tick, tick_cb, 20, 20);
   uv_timer_init(&s->loop, &s->killer);
   s->killer.data = s;
+  uv_timer_init(&s->loop, &s->pickup);
+  s->pickup.data = s;
   uv_prepare_init(&s->loop, &s->prep);
   s->prep.data = s;
   uv_prepare_start(&s->prep, prep_cb);
@@ -701,54 +798,100 @@ void dl_server_stop(dl_server *s) {
   dl_free(s);
 }
 
-int dl_server_send(dl_server *s, const char *p, size_t n) {
+int dl_server_send(dl_server *s, const char *p, size_t n, int urgent) {
   int rc;
   uv_mutex_lock(&s->lock);
   rc = s->dead ? DL_EPROTO : dl_buf_put(&s->outbox, p, n);
   uv_mutex_unlock(&s->lock);
-  if (rc == 0) uv_async_send(&s->wake);
+  if (rc == 0) {
+    double t = now_s();
+    /* Within DL_SERVER_BURST of the last wake-up the scheduler's thread
+       is awake or its pickup timer is armed (wake_cb arms it for 1 ms
+       later): it takes these messages with the next ones. */
+    if (urgent || t - s->last_wake >= DL_SERVER_BURST) {
+      s->last_wake = t;
+      s->deferred = 0;
+      uv_async_send(&s->wake);
+    } else {
+      s->deferred = 1;
+    }
+  }
   return rc;
 }
 
-int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
-  double deadline = timeout >= 0 ? now_s() + timeout : 0;
-  int got = 0, spins;
-  /* Spin briefly first: waking a sleeping thread costs more here. */
-  for (spins = 0; spins < 500 && !atomic_load(&s->inbox_ready); spins++) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-    if (timeout >= 0 && (spins & 63) == 0 && now_s() >= deadline) break;
-  }
+/* Move the inbox to out; 1 if there was anything.  Takes the lock. */
+static int take_inbox(dl_server *s, dl_buf *out) {
+  int got = 0;
   uv_mutex_lock(&s->lock);
-  for (;;) {
-    if (s->inbox.len) {
-      if (out->len == 0) {
-        dl_buf t = *out;
-        *out = s->inbox;
-        s->inbox = t;
-      } else {
-        dl_buf_put(out, s->inbox.p, s->inbox.len);
-        s->inbox.len = 0;
-      }
-      atomic_store(&s->inbox_ready, 0);
-      got = 1;
-      break;
-    }
-    if (s->dead) {
-      got = DL_EPROTO;
-      break;
-    }
-    if (timeout >= 0) {
-      double left = deadline - now_s();
-      if (left <= 0) break;
-      uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)(left * 1e9));
+  if (s->inbox.len) {
+    if (out->len == 0) {
+      dl_buf t = *out;
+      *out = s->inbox;
+      s->inbox = t;
     } else {
-      uv_cond_wait(&s->cond, &s->lock);
+      dl_buf_put(out, s->inbox.p, s->inbox.len);
+      s->inbox.len = 0;
     }
+    atomic_store(&s->inbox_ready, 0);
+    got = 1;
+  } else if (s->dead) {
+    got = DL_EPROTO;
   }
   uv_mutex_unlock(&s->lock);
   return got;
+}
+
+int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
+  double start = now_s(), deadline = start + timeout;
+  int spun = 0;
+  if (s->deferred) { /* the answer is awaited: no pickup delay */
+    s->deferred = 0;
+    s->last_wake = start;
+    uv_async_send(&s->wake);
+  }
+  for (;;) {
+    unsigned seen = atomic_load(&wake_seq);
+    if (atomic_load(&s->inbox_ready) || atomic_load(&s->ended)) {
+      int got = take_inbox(s, out);
+      if (got) {
+        /* Answers come within the spin: spin as long as allowed. */
+        if (spun == 1 && s->spin < DL_SERVER_SPIN) s->spin *= 2;
+        return got;
+      }
+    }
+    if (interrupt_taken()) return DL_EINTR;
+    if (timeout == 0) return 0;
+    if (!spun) {
+      /* Spin briefly first: waking a sleeping thread costs more here than
+         the answer to a small task takes.  Only the client spins; the
+         scheduler's thread sleeps in its loop.  The spin adapts: it is
+         halved each time the answer did not come within it (a busy
+         machine, long tasks), doubled when it did, so a spin that does
+         not pay does not take CPU time from the threads that work. */
+      spun = 1;
+      if (s->spin <= 0) s->spin = DL_SERVER_SPIN;
+      while (atomic_load(&wake_seq) == seen) {
+        double t = now_s();
+        if (t - start > s->spin || (timeout > 0 && t >= deadline))
+          break;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+      if (atomic_load(&wake_seq) == seen) {
+        spun = 2;
+        if (s->spin > DL_SERVER_SPIN_MIN) s->spin /= 2;
+      }
+      continue;
+    }
+    if (timeout > 0) {
+      double left = deadline - now_s();
+      if (left <= 0) return 0;
+      wake_wait(seen, left);
+    } else {
+      wake_wait(seen, -1);
+    }
+  }
 }
 
 int dl_server_scale(dl_server *s, int n) {

@@ -48,15 +48,52 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen);
 ** joined, the private directory removed.  s may be NULL. */
 void dl_server_stop(dl_server *s);
 
-/* Queue client messages (n bytes at p) for the scheduler.  Thread-safe. */
-int dl_server_send(dl_server *s, const char *p, size_t n);
+/*
+** Hand client messages (n bytes at p) to the scheduler's thread.  With
+** urgent set, or when the last hand-over is DL_SERVER_BURST seconds old,
+** the thread is woken now; otherwise the messages ride with the current
+** burst and are taken within a millisecond at most, so a loop of submits
+** costs a wake-up per burst, not per task; dl_server_recv wakes the
+** thread at once for such messages.  Call from one client thread.
+*/
+#define DL_SERVER_BURST 100e-6
+int dl_server_send(dl_server *s, const char *p, size_t n, int urgent);
+
+/* Seconds a waiting client spins at most (and at least, once the spin
+   has stopped paying) before it sleeps on the futex. */
+#ifndef DL_SERVER_SPIN
+#define DL_SERVER_SPIN 80e-6
+#endif
+#define DL_SERVER_SPIN_MIN 5e-6
 
 /*
 ** Wait up to timeout seconds (< 0: forever) for messages from the
-** scheduler and append them to out.  Returns 1 if messages arrived, 0 on
-** timeout, or DL_EPROTO if the scheduler is gone.
+** scheduler and append them to out.  Messages arrive in the background:
+** the scheduler's thread puts them in the handle's inbox as soon as they
+** are made, and this only takes them.  Returns 1 if messages arrived, 0 on
+** timeout, DL_EPROTO if the scheduler is gone, or DL_EINTR if
+** dl_server_interrupt asked waits to stop (the request is then taken).
+** The caller's thread spins for up to DL_SERVER_SPIN seconds (less while
+** spinning does not pay), then sleeps.
 */
 int dl_server_recv(dl_server *s, dl_buf *out, double timeout);
+
+/*
+** Ask the client waits of this process to stop (on non-zero; they return
+** DL_EINTR, and the first to see the request takes it), or withdraw a
+** request no wait has taken (on == 0).  Async-signal-safe: an atomic store
+** and a futex wake-up.
+*/
+void dl_server_interrupt(int on);
+
+/*
+** Wait without a cluster: until some scheduler of this process has put
+** messages in its client's inbox since dl_server_wake_seq returned seen,
+** or timeout seconds (< 0: forever).  Returns 1 (messages), 0 (timeout),
+** or DL_EINTR (see dl_server_interrupt).  Sleeps; never spins.
+*/
+unsigned dl_server_wake_seq(void);
+int dl_server_idle(unsigned seen, double timeout);
 
 /* Change the number of workers (new ones are started, extra ones retired). */
 int dl_server_scale(dl_server *s, int n);

@@ -32,8 +32,12 @@
 #define HAS_NOENV 16  /* -E */
 #define HAS_HELP 32   /* -h or --help */
 
+/* The name messages start with: argv[0], as lua does, else "dlua". */
+static const char *progname = PROGNAME;
+
+/* -v: dlua's version, then Lua's line as lua -v prints it. */
 static void print_version(void) {
-  fputs(VERSION_LINE "\n", stdout);
+  fputs(PROGNAME " " DLUA_VERSION_STRING " -- " LUA_COPYRIGHT "\n", stdout);
   fflush(stdout);
 }
 
@@ -63,12 +67,12 @@ static void print_help(void) {
     "  -          stop handling options and execute stdin\n"
     "\n"
     "With no script and no -e or -v, dlua starts the interactive REPL when\n"
-    "stdin is a terminal (line editing, history in ~/.dlua_history or\n"
-    "$DLUA_HISTORY, expressions printed pretty; Ctrl-C interrupts, Ctrl-D\n"
-    "exits), and otherwise runs stdin as a script.  Before the options are\n"
-    "run, LUA_INIT_5_4 or LUA_INIT is run (as a file if it starts with @).\n"
-    "Scripts that fail print the error with a traceback and exit with\n"
-    "status 1.\n",
+    "stdin is a terminal (line editing, Tab completion, history in\n"
+    "~/.dlua_history or $DLUA_HISTORY, expressions printed pretty; Ctrl-C\n"
+    "interrupts, Ctrl-D exits), and otherwise runs stdin as a script.\n"
+    "Before the options are run, LUA_INIT_5_4 or LUA_INIT is run (as a\n"
+    "file if it starts with @).  Scripts that fail print the error with a\n"
+    "traceback and exit with status 1.\n",
     stdout);
   fflush(stdout);
 }
@@ -76,9 +80,9 @@ static void print_help(void) {
 /* Complain about the bad option arg on one line of stderr. */
 static void print_usage_error(const char *arg) {
   if ((arg[1] == 'e' || arg[1] == 'l') && arg[2] == '\0')
-    fprintf(stderr, PROGNAME ": '%s' needs an argument", arg);
+    fprintf(stderr, "%s: '%s' needs argument", progname, arg);
   else
-    fprintf(stderr, PROGNAME ": unrecognized option '%s'", arg);
+    fprintf(stderr, "%s: unrecognized option '%s'", progname, arg);
   fputs(" (try '" PROGNAME " --help')\n", stderr);
   fflush(stderr);
 }
@@ -155,7 +159,7 @@ static void create_arg_table(lua_State *L, int argc, char **argv,
 static int run_chunk(lua_State *L, int status) {
   if (status == LUA_OK)
     status = dl_repl_call(L, 0, 0);
-  return dl_repl_report(L, PROGNAME, status);
+  return dl_repl_report(L, progname, status);
 }
 
 static int do_string(lua_State *L, const char *s, const char *name) {
@@ -191,7 +195,7 @@ static int do_library(lua_State *L, const char *spec) {
     lua_setglobal(L, lua_tostring(L, -2));
     lua_pop(L, 1);
   }
-  return dl_repl_report(L, PROGNAME, status);
+  return dl_repl_report(L, progname, status);
 }
 
 /* Run the -e, -l and -W options among argv[1 .. first-1], in order. */
@@ -253,7 +257,7 @@ static int handle_script(lua_State *L, char **argv) {
     lua_remove(L, -i); /* the table "arg" */
     status = dl_repl_call(L, n, LUA_MULTRET);
   }
-  return dl_repl_report(L, PROGNAME, status);
+  return dl_repl_report(L, progname, status);
 }
 
 /*
@@ -320,9 +324,12 @@ int main(int argc, char **argv) {
   lua_State *L;
   if (rc >= 0)
     return rc;
+  if (argv[0] != NULL && argv[0][0] != '\0')
+    progname = argv[0];
   L = luaL_newstate();
   if (L == NULL) {
-    fputs(PROGNAME ": cannot create state: not enough memory\n", stderr);
+    fprintf(stderr, "%s: cannot create state: not enough memory\n",
+            progname);
     return EXIT_FAILURE;
   }
   lua_setallocf(L, dlua_alloc, NULL); /* big strings get huge pages */
@@ -332,7 +339,9 @@ int main(int argc, char **argv) {
   lua_pushlightuserdata(L, argv);
   status = lua_pcall(L, 2, 1, 0);
   ok = lua_toboolean(L, -1);
-  dl_repl_report(L, PROGNAME, status);
-  lua_close(L);
+  dl_repl_report(L, progname, status);
+  lua_close(L); /* closes every cluster the script left open */
+  if (!ok && dl_repl_interrupted())
+    return 130; /* as a shell reports a command ended by Ctrl-C */
   return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

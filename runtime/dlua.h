@@ -233,6 +233,18 @@ const char *dlua_errmsg(dlua_Runtime *rt);
 void dlua_close(dlua_Runtime *rt);
 
 /*
+** Interrupt the waits of this process: with on non-zero, the client call
+** that is waiting (result, gather, wait, as_completed, progress,
+** dlua.sleep), or the next one to wait, raises "interrupted!" at once;
+** its futures are left as they are and their tasks go on.  on == 0
+** withdraws a request that no wait has taken yet.  Async-signal-safe:
+** call it from a SIGINT handler (the dlua command does).
+**
+**   static void on_sigint(int sig) { (void)sig; dlua_interrupt(1); }
+*/
+void dlua_interrupt(int on);
+
+/*
 ** Seconds on a monotonic clock, sub-microsecond resolution; for timing.
 **
 **   double t0 = dlua_time(); ...; printf("%.3f s\n", dlua_time() - t0);

@@ -45,17 +45,19 @@ local function sh(cmdline, stdin)
   return code, o, e
 end
 
--- Run dlua with the given arguments (already quoted where needed).
+-- Run dlua with the given arguments (already quoted where needed), found
+-- on PATH as users run it: messages start with argv[0], here "dlua: ".
 local function dlua(args, stdin)
-  return sh('"$DLUA" ' .. args, stdin)
+  return sh('PATH="$(dirname "$DLUA")":"$PATH" dlua ' .. args, stdin)
 end
 
 describe("dlua command", function()
   describe("version and help", function()
-    it("-v prints 'dlua <version> (Lua 5.4.x)' and exits 0", function()
+    it("-v prints 'dlua <version> -- ' and lua -v's line, exits 0", function()
       local code, out, err = dlua("-v")
       assert.equal(0, code)
-      assert.matches("^dlua 0%.1%.0 %(Lua 5%.4%.%d+%)\n$", out)
+      assert.matches("^dlua 0%.1%.0 %-%- Lua 5%.4%.%d+  Copyright %(C%) "
+        .. "1994%-%d+ Lua%.org, PUC%-Rio\n$", out)
       assert.equal("", err)
     end)
 
@@ -95,7 +97,8 @@ describe("dlua command", function()
 
   describe("running scripts", function()
     it("passes arguments as arg[1..n] and as ...", function()
-      local code, out, err = dlua(q(FIX .. "/args.lua") .. " a 'b c' d")
+      local code, out, err = sh('"$DLUA" ' .. q(FIX .. "/args.lua")
+        .. " a 'b c' d")
       assert.equal(0, code)
       assert.equal("", err)
       assert.equal("arg0=" .. FIX .. "/args.lua\nargn=3\ndots=a,b c,d\n"
@@ -225,7 +228,8 @@ describe("dlua command", function()
         .. "\"$DLUA\" -e 'print(1)'")
       assert.equal(1, code)
       assert.equal("", out)
-      assert.matches("^dlua: LUA_INIT:1: bad init", err)
+      -- run by its path, messages start with that path, as lua's do
+      assert.equal(DLUA .. ": LUA_INIT:1: bad init", err:match("^[^\n]*"))
     end)
 
     it("warnings are off by default and on with -W", function()
@@ -239,11 +243,96 @@ describe("dlua command", function()
 
     it("-i runs the script, then reads entries from stdin", function()
       local code, out, err = dlua("-i " .. q(FIX .. "/shebang.lua"),
-        "1 + 1\n{ b = 2, a = 'x' }\n")
+        "1 + 1\n'x', nil\n")
       assert.equal(0, code)
       assert.equal("", err)
       assert.matches("^shebang ok\n", out)
-      assert.matches("\n> 2\n> { a = \"x\", b = 2 }\n> \n$", out)
+      -- each line read is echoed after its prompt, as by lua5.4 (readline)
+      local tail = "\n> 1 + 1\n2\n> 'x', nil\nx\tnil\n> \n"
+      assert.equal(tail, out:sub(-#tail))
+    end)
+  end)
+
+  describe("-i with stdin not a terminal (as lua5.4 -i)", function()
+    it("uses _PROMPT and _PROMPT2, strings or values with __tostring",
+      function()
+        local code, out = dlua([[-e "_PROMPT='P1 ' _PROMPT2='P2 '" -i]],
+          "x = {\n1 }\n")
+        assert.equal(0, code)
+        assert.matches("\nP1 x = {\nP2 1 }\nP1 \n$", out)
+        code, out = dlua([[-e "local n = 0 _PROMPT = setmetatable({},
+          {__tostring = function() n = n + 1 return n .. ':' end})" -i]],
+          "a = 1\n")
+        assert.equal(0, code)
+        assert.matches("\n1:a = 1\n2:\n$", out)
+      end)
+
+    it("a _PROMPT that cannot be converted gives '> ' and an error line",
+      function()
+        local code, out, err = dlua([[-e "_PROMPT = setmetatable({},
+          {__tostring = function() error('bad prompt', 0) end})" -i]], "1\n")
+        assert.equal(0, code)
+        assert.matches("\n> 1\n1\n> \n$", out)
+        assert.equal("error in _PROMPT (bad prompt)\n"
+          .. "error in _PROMPT (bad prompt)\n", err)
+      end)
+
+    it("reads a last line that has no newline", function()
+      local code, out = dlua("-i", "a = 1\na")
+      assert.equal(0, code)
+      assert.matches("\n> a = 1\n> a\n1\n> \n$", out)
+    end)
+
+    it("takes '=' at the start of an entry for 'return'", function()
+      local code, out, err = dlua("-i", "=1 + 2, 'x'\n")
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.matches("\n3\tx\n", out)
+    end)
+
+    it("prints results with the global print, and says when it fails",
+      function()
+        local code, out, err = dlua([[-e "print = function(...)
+          io.write('<', select('#', ...), '>') end" -i]], "1, 2\n")
+        assert.equal(0, code)
+        assert.equal("", err)
+        assert.matches("\n> 1, 2\n<2>> \n$", out)
+        code, _, err = dlua([[-e "print=nil" -i]], "10\n")
+        assert.equal(0, code)
+        assert.equal("error calling 'print' (attempt to call a nil value)\n",
+          err)
+      end)
+  end)
+
+  describe("require", function()
+    it("a missing module's message is plain Lua's, with no dlua line",
+      function()
+        local code, out, err = dlua([[-e 'package.path = "?.lua;?/?"
+          package.cpath = "?.so;?/init"
+          local _, msg = pcall(require, "XXX") io.write(msg)']])
+        assert.equal(0, code)
+        assert.equal("", err)
+        assert.equal("module 'XXX' not found:\n"
+          .. "\tno field package.preload['XXX']\n"
+          .. "\tno file 'XXX.lua'\n\tno file 'XXX/XXX'\n"
+          .. "\tno file 'XXX.so'\n\tno file 'XXX/init'", out)
+      end)
+
+    it("a missing dlua.* module says that none is embedded", function()
+      local code, out = dlua([[-e 'local _, msg = pcall(require, "dlua.nope")
+        io.write(msg)']])
+      assert.equal(0, code)
+      assert.matches("\n\tno embedded dlua module 'dlua.nope'\n", out, 1, true)
+      local _, out2 = dlua([[-e 'local _, m = pcall(require, "dluax")
+        io.write(m)']])
+      assert.not_matches("embedded", out2, 1, true)
+    end)
+
+    it("finds the embedded dlua and dlua.pretty from anywhere", function()
+      local code, out = sh([[cd / && "$DLUA" -e 'io.write(type(require "dlua"),
+        " ", type(require "dlua.pretty".format))']])
+      assert.equal(0, code)
+      assert.equal("table function", out)
     end)
   end)
 
@@ -267,10 +356,10 @@ describe("dlua command", function()
     it("-e and -l without an argument fail with one line", function()
       local code, _, err = dlua("-e")
       assert.equal(1, code)
-      assert.equal("dlua: '-e' needs an argument (try 'dlua --help')\n", err)
+      assert.equal("dlua: '-e' needs argument (try 'dlua --help')\n", err)
       code, _, err = dlua("-l")
       assert.equal(1, code)
-      assert.equal("dlua: '-l' needs an argument (try 'dlua --help')\n", err)
+      assert.equal("dlua: '-l' needs argument (try 'dlua --help')\n", err)
     end)
 
     it("a missing script file gives one line and status 1", function()
@@ -329,8 +418,12 @@ describe("dlua command", function()
         .. 'i=$((i+1)); done; kill -INT $pid; wait $pid'):format(
         q(FIX .. "/loop.lua"), q(ready), q(ready)))
       os.remove(ready)
-      assert.equal(1, code)
-      assert.matches("^dlua: interrupted!\nstack traceback:", err)
+      -- 130, as a shell reports a command that SIGINT ended; one line,
+      -- then the script's own frames.
+      assert.equal(130, code)
+      local want = DLUA .. ": interrupted!\n\t"
+      assert.equal(want, err:sub(1, #want))
+      assert.matches("\t[^\n]*loop%.lua:5: in main chunk\n$", err)
     end)
   end)
 end)

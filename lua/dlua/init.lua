@@ -300,6 +300,8 @@ local Client = {__name = "dlua.Client"}
 Client.__index = Client
 
 local default_client
+-- Clients not closed yet, for dlua.sleep and the REPL's prompt.
+local open_clients = setmetatable({}, {__mode = "k"})
 
 -- Key prefixes: a function's name where one can be found.
 local names = setmetatable({}, {__mode = "k"})
@@ -373,6 +375,7 @@ end
 Future.__close = function(f) FutureMethods.release(f) end
 
 Future.__tostring = function(f)
+  if not f.client.handle:closed() then f.client:_pump(0) end
   local st = f.client._keys[f.key]
   return fmt("<Future: %s, key: %s>", st and st.status or "released", f.key)
 end
@@ -536,7 +539,44 @@ function M.Client(arg)
   end
   c._on_err, c._on_data = on_err, on_data
   default_client = c
+  open_clients[c] = true
   return c
+end
+
+-- Take in what every open client's scheduler has sent, and run due
+-- done-callbacks.  [-0, +0]
+local function pump_all()
+  for c in pairs(open_clients) do
+    if c.handle:closed() then open_clients[c] = nil else c:_pump(0) end
+  end
+end
+
+--- dlua.sleep(seconds): sleep without spinning; results that come
+-- meanwhile are taken in and done-callbacks run as they become due.
+-- Ctrl-C interrupts it ("interrupted!").
+function M.sleep(s)
+  if type(s) ~= "number" or s < 0 or s ~= s then
+    error(fmt("sleep: expects a non-negative number of seconds, got %s",
+              type(s) == "number" and tostring(s) or type(s)), 2)
+  end
+  local deadline = clock() + s
+  -- In a task, wake every 50 ms so that a cancel or timeout (a Lua hook
+  -- set by the worker) can stop the task.
+  local slice = cluster_c.in_worker() and 0.05 or huge
+  repeat
+    local seq = cluster_c.wake_seq()
+    pump_all()
+    local left = deadline - clock()
+    if left <= 0 then break end
+    local ok, err = cluster_c.idle(seq, math.min(left, slice))
+    if ok == nil then error(err, 0) end
+  until false
+end
+
+-- The REPL calls this before each prompt (runtime/dl_repl.c): hand over
+-- releases, take in results, run due done-callbacks.
+function M._at_prompt()
+  pump_all()
 end
 
 --- dlua.default_client() -> the most recent open client, or nil
@@ -547,14 +587,19 @@ function M.default_client()
   return default_client
 end
 
--- Receive scheduler messages for up to timeout seconds (negative: wait
--- for at least one batch), then run fired done-callbacks.  A finished task
--- sets its state in _keys (status, nbytes, has_value, value) in C, and
--- lands in _fired if it has callbacks.
+-- Take the scheduler's messages, waiting up to timeout seconds (negative:
+-- until at least one batch comes), then run fired done-callbacks.  The
+-- scheduler's thread has put them in the cluster's inbox as they came
+-- (background progress); a finished task sets its state in _keys (status,
+-- nbytes, has_value, value) in C, and lands in _fired if it has callbacks.
+-- Ctrl-C ends the wait with the error "interrupted!" (no message is lost).
 function Client:_pump(timeout)
-  local n, err = self.handle:poll(timeout or -1, self._keys, self._fired,
-                                  self._on_err, self._on_data)
-  if not n then error("dlua: " .. err, 3) end
+  local n, err, why = self.handle:poll(timeout or -1, self._keys, self._fired,
+                                       self._on_err, self._on_data)
+  if not n then
+    if why == "interrupted" then error(err, 0) end
+    error("dlua: " .. err, 3)
+  end
   if #self._fired > 0 then
     local fired = self._fired
     self._fired = {}
@@ -877,6 +922,7 @@ end
 
 --- client:close(): close the client (and its cluster if it started it).
 function Client:close()
+  open_clients[self] = nil
   if self.owns_cluster then self.cluster:close() end
   if default_client == self then default_client = nil end
 end
