@@ -599,20 +599,30 @@ static int h_flush(lua_State *L) {
   return 1;
 }
 
-/* Push an error record as message, traceback, worker.  [-0, +3, m] */
+/* Push an error record as message, traceback, worker, value (the table
+   the task raised, decoded as data, or nil).  [-0, +4, m] */
 static int push_errrec(lua_State *L, const char *p, size_t n) {
   dl_rd r;
   uint64_t kind;
-  const char *s[3];
-  size_t len[3];
+  const char *s[4];
+  size_t len[4];
   int i;
   dl_rd_init(&r, p, n);
   if (dl_rd_uv(&r, &kind)) return -1;
   for (i = 0; i < 3; i++)
     if (dl_rd_str(&r, &s[i], &len[i])) return -1;
+  if (dl_rd_left(&r) == 0 || dl_rd_str(&r, &s[3], &len[3])) len[3] = 0;
   for (i = 0; i < 3; i++) {
     if (len[i]) lua_pushlstring(L, s[i], len[i]);
     else lua_pushnil(L);
+  }
+  if (len[3]) {
+    char err[200];
+    dl_dec_opts dopt = {1, NULL, NULL};
+    if (dl_codec_decode(L, s[3], len[3], &dopt, err, sizeof err))
+      lua_pushnil(L);
+  } else {
+    lua_pushnil(L);
   }
   return 0;
 }
@@ -670,7 +680,7 @@ static void mark_done(lua_State *L, int states, int fired, const char *key,
 ** Flushes, waits up to timeout seconds (negative: forever) for scheduler
 ** messages and handles each one: a done task updates states[key] (see
 ** mark_done; small results come inline), and the others call
-**   on_err(key, kind, message, traceback, worker)
+**   on_err(key, kind, message, traceback, worker, value)
 **   on_data(reqid, key, found, value_or_errmsg)
 ** A wait that Ctrl-C (dlua_interrupt) stops returns nil, "interrupted!",
 ** "interrupted" and takes no message: nothing is lost.
@@ -734,8 +744,9 @@ static int h_poll(lua_State *L) {
           lua_pushliteral(L, "malformed error record");
           lua_pushnil(L);
           lua_pushnil(L);
+          lua_pushnil(L);
         }
-        lua_call(L, 5, 0);
+        lua_call(L, 6, 0);
       } else if (type == DL_M_GATHER_REPLY) {
         char err[600];
         dl_dec_opts dopt = {0, NULL, NULL};

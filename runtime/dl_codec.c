@@ -22,15 +22,23 @@
 **                              + bytecode string | P_HASH + 16-byte hash |
 **                              P_REF + varint proto index), u8 nups, then
 **                              per upvalue u8 0 + value, or u8 1 + varint
-**                              ref of a function + u8 upvalue number to join
+**                              ref of a function + u8 upvalue number to join;
+**                              then its globals: per global u8 upvalue
+**                              number (of a globals table), string name,
+**                              value; then u8 0
 **   CUSTOM                     string tname, string payload
+**   ENV                        a new globals table: empty, falling back to
+**                              the receiver's globals (one per message)
+**   ENV0                       the same, private to one function that
+**                              reads no global sent by value
 **
-** Tables, Lua functions and custom values get reference numbers in the order
-** they are first met, by the encoder and the decoder alike; that keeps shared
-** values shared and cycles cyclic.  Both directions run under lua_pcall so a
-** Lua error (memory, a bad key) becomes an error return, never a longjmp
-** into the caller; scratch C memory lives in the state structs and is freed
-** after the pcall returns.
+** Tables, Lua functions, custom values and globals tables get reference
+** numbers in the order they are first met, by the encoder and the decoder
+** alike; that keeps shared values shared and cycles cyclic.  The decoder
+** recomputes the hash of bytecode before loading it; it must match.  Both
+** directions run under lua_pcall so a Lua error (memory, a bad key)
+** becomes an error return, never a longjmp into the caller; scratch C
+** memory lives in the state structs and is freed after the pcall returns.
 */
 #include <limits.h>
 #include <math.h>
@@ -43,14 +51,14 @@
 
 #include "dl_codec.h"
 
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2
 #define HEADER_LEN 9
 #define MAXDEPTH 200
 #define MAXPATH (MAXDEPTH * 2 + 16)
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_REF, T_GLOBALS,
-  T_NAME, T_MTNAME, T_FN, T_CUSTOM
+  T_NAME, T_MTNAME, T_FN, T_CUSTOM, T_ENV, T_ENV0
 };
 enum { P_INLINE, P_HASH, P_REF };
 
@@ -63,8 +71,13 @@ static const char DUMPS_KEY = 'd';  /* weak: Lua function -> hash..bytecode */
    allocator and the collector three tables per message. */
 static const char SCRATCH_KEY = 's';
 /* weak values: bytecode hash -> closure, for functions without upvalues
-   (other than the globals) that can be shared between decodes. */
+   (other than a private globals table) that can be shared between
+   decodes. */
 static const char LOADED_KEY = 'l';
+/* weak keys: Lua function -> the globals it reads (see fn_globals). */
+static const char GLOBS_KEY = 'g';
+/* the metatable of decoded globals tables: {__index = the globals} */
+static const char ENVMT_KEY = 'e';
 
 /* A C codec pair as stored in the registry. */
 typedef struct ccodec {
@@ -115,19 +128,247 @@ static void hash128(const char *p, size_t n, unsigned char out[16]) {
   }
 }
 
+/* The hash of function bytecode (see dl_codec.h). */
+void dl_codec_hash(const char *p, size_t n, unsigned char out[16]) {
+  hash128(p, n, out);
+}
+
+/* ------------------------------------------------------------ bytecode */
+
+/*
+** A reader of Lua 5.4 binary chunks (lua_dump's format, ldump.c) for two
+** jobs.  Before lua_load, the decoder checks that a chunk is whole, that
+** every count in it fits in its length (lua_load allocates what they say
+** before reading), and that its header's upvalue count is its main
+** function's: lua_load trusts it, and the decoder's lua_getupvalue /
+** lua_setupvalue on a closure whose counts disagree would read outside it.
+** The encoder lists the globals a function reads: GETTABUP with a
+** constant string key on an upvalue that leads (through the enclosing
+** functions' upvalues) to an upvalue of the function itself.  Neither job
+** makes bytecode safe to run: Lua does not verify instructions, so a well
+** formed chunk can still crash when called.
+*/
+
+#if LUA_VERSION_NUM != 504
+#error "the bytecode reader knows the Lua 5.4 chunk format only"
+#endif
+
+#define BC_HEADER 31    /* signature, version, format, data, sizes, checks */
+#define BC_NEST 200     /* nesting of prototypes, as Lua's parser allows */
+#define BC_GETTABUP 11  /* OP_GETTABUP in lopcodes.h (5.4.0 - 5.4.6) */
+#define BC_NONE 0xff
+
+/* Called for each GETTABUP found (names may repeat); up is the 0-based
+   index of the main function's upvalue it reads.  Non-zero stops the walk
+   with an error. */
+typedef int (*bc_global_fn)(void *ud, int up, const char *name, size_t len);
+
+typedef struct bcr {
+  const unsigned char *p, *end;
+  int ok;
+  bc_global_fn cb; /* NULL: only check */
+  void *ud;
+  /* The first 256 constants of the function being scanned (a GETTABUP key
+     index has 8 bits); reused by every level, as a function's code is
+     scanned before its children are read. */
+  const unsigned char *kp[256];
+  size_t kl[256];
+  unsigned char kstr[256];
+} bcr;
+
+static unsigned bc_byte(bcr *r) {
+  if (r->p >= r->end) {
+    r->ok = 0;
+    return 0;
+  }
+  return *r->p++;
+}
+
+/* lundump.c's loadUnsigned: 7-bit groups, most significant first, the last
+   marked with 0x80. */
+static size_t bc_size(bcr *r, size_t limit) {
+  size_t x = 0;
+  unsigned b;
+  limit >>= 7;
+  do {
+    if (r->p >= r->end || x >= limit) {
+      r->ok = 0;
+      return 0;
+    }
+    b = *r->p++;
+    x = (x << 7) | (b & 0x7f);
+  } while (!(b & 0x80));
+  return x;
+}
+
+static const unsigned char *bc_skip(bcr *r, size_t n) {
+  const unsigned char *q = r->p;
+  if (!r->ok || n > (size_t)(r->end - r->p)) {
+    r->ok = 0;
+    return NULL;
+  }
+  r->p += n;
+  return q;
+}
+
+/* A string: size + 1, then its bytes (0: none).  Sets *len. */
+static const unsigned char *bc_string(bcr *r, size_t *len) {
+  size_t n = bc_size(r, ~(size_t)0);
+  *len = 0;
+  if (!r->ok || n == 0) return NULL;
+  *len = n - 1;
+  return bc_skip(r, n - 1);
+}
+
+/*
+** Read one function.  pmap maps the parent's upvalues to the main
+** function's (BC_NONE: elsewhere); NULL for the main function.  Returns
+** its upvalue count.
+*/
+static size_t bc_function(bcr *r, const unsigned char *pmap, size_t pnups,
+                          unsigned pstack, int depth) {
+  unsigned char map[256];
+  const unsigned char *code;
+  size_t ncode, nk, nup, np, n, i, l;
+  unsigned maxstack;
+  if (depth > BC_NEST) r->ok = 0;
+  bc_string(r, &l); /* source */
+  bc_size(r, INT_MAX);
+  bc_size(r, INT_MAX);
+  bc_byte(r);
+  bc_byte(r);
+  maxstack = bc_byte(r);
+  ncode = bc_size(r, INT_MAX);
+  if (!r->ok || ncode > (size_t)(r->end - r->p) / 4) {
+    r->ok = 0;
+    return 0;
+  }
+  code = bc_skip(r, ncode * 4);
+  nk = bc_size(r, INT_MAX);
+  for (i = 0; i < nk && r->ok; i++) {
+    unsigned t = bc_byte(r);
+    const unsigned char *s = NULL;
+    l = 0;
+    switch (t) {
+      case 0: case 1: case 17: /* nil, false, true */
+        break;
+      case 3: case 19: /* integer, float */
+        bc_skip(r, 8);
+        break;
+      case 4: case 20: /* short, long string */
+        s = bc_string(r, &l);
+        if (s == NULL) r->ok = 0;
+        break;
+      default:
+        r->ok = 0;
+    }
+    if (i < 256) {
+      r->kp[i] = s;
+      r->kl[i] = l;
+      r->kstr[i] = s != NULL;
+    }
+  }
+  nup = bc_size(r, INT_MAX);
+  if (nup > 255) r->ok = 0;
+  for (i = 0; i < nup && r->ok; i++) {
+    unsigned instack = bc_byte(r), idx = bc_byte(r);
+    bc_byte(r); /* kind */
+    if (pmap == NULL) {
+      map[i] = (unsigned char)i;
+    } else if (instack) {
+      if (idx >= pstack) r->ok = 0;
+      map[i] = BC_NONE;
+    } else {
+      if (idx >= pnups) r->ok = 0;
+      map[i] = idx < pnups ? pmap[idx] : BC_NONE;
+    }
+  }
+  if (r->ok && r->cb) {
+    for (i = 0; i < ncode; i++) {
+      uint32_t ins;
+      unsigned b, c;
+      memcpy(&ins, code + 4 * i, 4);
+      if ((ins & 0x7f) != BC_GETTABUP) continue;
+      b = (ins >> 16) & 0xff;
+      c = (ins >> 24) & 0xff;
+      if (b < nup && map[b] != BC_NONE && c < nk && r->kstr[c] &&
+          r->cb(r->ud, map[b], (const char *)r->kp[c], r->kl[c]))
+        r->ok = 0;
+    }
+  }
+  np = bc_size(r, INT_MAX);
+  for (i = 0; i < np && r->ok; i++)
+    bc_function(r, map, nup, maxstack, depth + 1);
+  n = bc_size(r, INT_MAX); /* line info: none or one byte per instruction */
+  if (n != 0 && n != ncode) r->ok = 0;
+  bc_skip(r, n);
+  n = bc_size(r, INT_MAX);
+  for (i = 0; i < n && r->ok; i++) {
+    bc_size(r, INT_MAX);
+    bc_size(r, INT_MAX);
+  }
+  n = bc_size(r, INT_MAX);
+  for (i = 0; i < n && r->ok; i++) {
+    bc_string(r, &l);
+    bc_size(r, INT_MAX);
+    bc_size(r, INT_MAX);
+  }
+  n = bc_size(r, INT_MAX); /* upvalue names: none, or one per upvalue */
+  if (n != 0 && n != nup) r->ok = 0;
+  for (i = 0; i < n && r->ok; i++) bc_string(r, &l);
+  return nup;
+}
+
+/* The header lua_dump writes in this process (lundump.c checkHeader). */
+static void bc_header(unsigned char h[BC_HEADER]) {
+  lua_Integer i = 0x5678;
+  lua_Number x = 370.5;
+  memcpy(h, "\x1bLua\x54\x00\x19\x93\r\n\x1a\n", 12);
+  h[12] = 4;
+  h[13] = sizeof(lua_Integer);
+  h[14] = sizeof(lua_Number);
+  memcpy(h + 15, &i, 8);
+  memcpy(h + 23, &x, 8);
+}
+
+/*
+** Check the chunk of n bytes at p (see above) and, if cb is not NULL, call
+** it for each global the function reads.  Returns 0, or -1 if the chunk is
+** not whole, well formed Lua 5.4 bytecode of this build (or cb failed).
+*/
+static int bc_walk(const char *p, size_t n, bc_global_fn cb, void *ud) {
+  unsigned char hdr[BC_HEADER];
+  bcr r;
+  size_t nup;
+  unsigned hn;
+  bc_header(hdr);
+  if (n < BC_HEADER + 1 || memcmp(p, hdr, BC_HEADER) != 0) return -1;
+  r.p = (const unsigned char *)p + BC_HEADER;
+  r.end = (const unsigned char *)p + n;
+  r.ok = 1;
+  r.cb = cb;
+  r.ud = ud;
+  hn = bc_byte(&r);
+  nup = bc_function(&r, NULL, 0, 0, 0);
+  return r.ok && nup == hn && r.p == r.end ? 0 : -1;
+}
+
 /* ------------------------------------------------------------- encoder */
 
 /* Stack slots of enc_main: 1 the state, 2 the value, 3 the oob anchor
 ** table (or nil), then these. */
-enum { S_SEEN = 4, S_UVIDS, S_PROTOS, S_NAMES, S_CODECS, S_DUMPS };
-#define S_LAST S_DUMPS
+enum {
+  S_SEEN = 4, S_UVIDS, S_PROTOS, S_NAMES, S_CODECS, S_DUMPS, S_GLOBS,
+  S_GSENT, S_G
+};
+#define S_LAST S_G
 
-enum { SEG_KEY, SEG_KEYOF, SEG_UPVAL, SEG_MT };
+enum { SEG_KEY, SEG_KEYOF, SEG_UPVAL, SEG_MT, SEG_GLOBAL };
 
 typedef struct seg {
   int kind;
   int idx;          /* stack index: the key (KEY, KEYOF) or function */
-  const char *name; /* upvalue name (UPVAL) */
+  const char *name; /* upvalue or global name (UPVAL, GLOBAL) */
 } seg;
 
 typedef struct enc {
@@ -138,6 +379,11 @@ typedef struct enc {
   int nrefs, nprotos, depth, npath;
   dl_buf scratch; /* lua_dump output */
   dl_oob *oob;    /* may be NULL */
+  /* The message's globals table (T_ENV): its reference number (0: none
+     yet), the offset of its tag, and how many times it was used (a use
+     is an upvalue, a join or a global sent into it). */
+  int envref, envuses;
+  size_t envpos;
   int reuse;      /* the registry's scratch tables are ours */
   unsigned used_scratch;
   char *err;
@@ -207,7 +453,7 @@ static void describe(enc *e, int n, char *d, size_t cap, size_t *len) {
   size_t olen = 0;
   int u = -1, i;
   for (i = 0; i < n; i++)
-    if (e->path[i].kind == SEG_UPVAL) u = i;
+    if (e->path[i].kind == SEG_UPVAL || e->path[i].kind == SEG_GLOBAL) u = i;
   owner[0] = '\0';
   if (u < 0) {
     sapp(owner, sizeof owner, &olen, e->o && e->o->root ? e->o->root : "value");
@@ -219,7 +465,8 @@ static void describe(enc *e, int n, char *d, size_t cap, size_t *len) {
     lua_pushvalue(L, e->path[u].idx);
     lua_getinfo(L, ">S", &ar);
     describe(e, u, sub, sizeof sub, &slen);
-    snprintf(owner, sizeof owner, "upvalue '%s' of function <%s:%d> (%s)",
+    snprintf(owner, sizeof owner, "%s '%s' of function <%s:%d> (%s)",
+             e->path[u].kind == SEG_GLOBAL ? "global" : "upvalue",
              e->path[u].name, ar.short_src, ar.linedefined, sub);
     olen = strlen(owner);
   }
@@ -441,6 +688,15 @@ static int slot(enc *e, int s) {
       break;
     case S_DUMPS:
       reg_table(L, &DUMPS_KEY, 1);
+      break;
+    case S_GLOBS:
+      reg_table(L, &GLOBS_KEY, 1);
+      break;
+    case S_GSENT:
+      lua_newtable(L);
+      break;
+    case S_G:
+      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
       break;
     default:
       if (e->reuse) { /* the reusable table of this slot */
@@ -685,9 +941,144 @@ static int push_dump(enc *e, int idx) {
   return 0;
 }
 
+/* bc_walk's callback for fn_globals: append (up, name) to the buffer ud
+   unless there already. */
+static int glob_add(void *ud, int up, const char *name, size_t len) {
+  dl_buf *b = (dl_buf *)ud;
+  size_t i = 0;
+  while (i + 2 <= b->len) {
+    size_t l = (unsigned char)b->p[i + 1];
+    if ((unsigned char)b->p[i] == (unsigned)up && l == len &&
+        memcmp(b->p + i + 2, name, len) == 0)
+      return 0;
+    i += 2 + l;
+  }
+  if (len > 255) return 0; /* never: keys of GETTABUP are short strings */
+  return dl_buf_u8(b, (unsigned)up) || dl_buf_u8(b, (unsigned)len) ||
+                 dl_buf_put(b, name, len)
+             ? DL_ENOMEM
+             : 0;
+}
+
+/*
+** Push the globals the Lua function at idx reads, found in its bytecode
+** (nested functions included), as a string of entries [u8 upvalue index
+** (0-based)][u8 length][name]; cached per function.
+*/
+static int fn_globals(enc *e, int idx) {
+  lua_State *L = e->L;
+  const char *s;
+  size_t l;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, slot(e, S_GLOBS)) == LUA_TSTRING) return 0;
+  lua_pop(L, 1);
+  TRY(push_dump(e, idx));
+  s = lua_tolstring(L, -1, &l);
+  e->scratch.len = 0;
+  if (bc_walk(s + 16, l - 16, glob_add, &e->scratch))
+    return refuse(e, "function", " (its bytecode cannot be read)");
+  lua_pop(L, 1);
+  lua_pushlstring(L, e->scratch.p ? e->scratch.p : "", e->scratch.len);
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, S_GLOBS);
+  return 0;
+}
+
+/* The standard library modules that are globals in every state. */
+static const char *const std_modules[] = {
+  "_G", "coroutine", "debug", "io", "math", "os", "package", "string",
+  "table", "utf8", NULL
+};
+
+/*
+** Is the value at v, found as the global name, the receiver's own global of
+** that name?  True for what the names index calls "_G\0name" (a C
+** function registered in the globals: the base library or the host) and for
+** a standard module under its own name.
+*/
+static int std_global(enc *e, const char *name, size_t nl, int v) {
+  lua_State *L = e->L;
+  int t = lua_type(L, v), r = 0, i;
+  size_t l;
+  const char *s;
+  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA) return 0;
+  lua_pushvalue(L, v);
+  if (lua_rawget(L, slot(e, S_NAMES)) == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &l);
+    if (l == nl + 3 && memcmp(s, "_G\0", 3) == 0 && memcmp(s + 3, name, nl) == 0)
+      r = 1;
+    else if (l == nl && memcmp(s, name, nl) == 0)
+      for (i = 0; std_modules[i]; i++)
+        if (strlen(std_modules[i]) == nl &&
+            memcmp(std_modules[i], name, nl) == 0)
+          r = 1;
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+/*
+** The globals section of the function at idx, which has an upvalue holding
+** the globals: each global it reads that this message has not sent yet,
+** whose value is not nil and not the receiver's own (std_global), as
+** u8 upvalue number (1-based), name, value; then u8 0.  The receiver
+** stores them in the message's globals table (T_ENV).
+*/
+static int enc_globals(enc *e, int idx) {
+  lua_State *L = e->L;
+  const char *g;
+  size_t gl, i;
+  int rc, n;
+  TRY(fn_globals(e, idx));
+  g = lua_tolstring(L, -1, &gl); /* kept on the stack */
+  for (i = 0; i + 2 <= gl;) {
+    unsigned up = (unsigned char)g[i], nl = (unsigned char)g[i + 1];
+    const char *name = g + i + 2;
+    i += 2 + nl;
+    if (!lua_getupvalue(L, idx, (int)up + 1)) continue;
+    rc = lua_rawequal(L, -1, slot(e, S_G));
+    lua_pop(L, 1);
+    if (!rc) continue;
+    lua_pushlstring(L, name, nl);
+    n = lua_gettop(L);
+    lua_pushvalue(L, n);
+    if (lua_rawget(L, S_G) == LUA_TNIL || std_global(e, name, nl, n + 1)) {
+      lua_pop(L, 2);
+      continue;
+    }
+    lua_pushvalue(L, n);
+    if (lua_rawget(L, slot(e, S_GSENT)) != LUA_TNIL) {
+      lua_pop(L, 3);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, n);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, S_GSENT);
+    if (dl_buf_u8(e->b, up + 1) || dl_buf_str(e->b, name, nl))
+      return DL_ENOMEM;
+    e->envuses++;
+    TRY(push_seg(e, SEG_GLOBAL, idx, lua_tostring(L, n)));
+    rc = enc_value(e, n + 1);
+    e->npath--;
+    TRY(rc);
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  return dl_buf_u8(e->b, 0);
+}
+
+/*
+** A Lua function: its prototype, its upvalues, then its globals section.
+** Upvalues that hold the sender's globals table become the message's
+** globals table (T_ENV, then references to it): on the receiver a fresh
+** table that falls back to the receiver's globals, filled with the
+** globals the message's functions read (enc_globals).
+*/
 static int enc_function(enc *e, int idx) {
   lua_State *L = e->L;
-  int rc, i, fref, d;
+  int rc, i, fref, d, hasg = 0;
   size_t pos, l;
   const char *s;
   if (e->o && e->o->data_only) return refuse(e, "function", " (data-only)");
@@ -726,8 +1117,11 @@ static int enc_function(enc *e, int idx) {
   for (i = 1;; i++) {
     const char *name = lua_getupvalue(L, idx, i);
     void *id;
+    int isg;
     if (name == NULL) break;
     if (i > 255) return refuse(e, "function", " (too many upvalues)");
+    isg = lua_rawequal(L, -1, slot(e, S_G));
+    hasg |= isg;
     id = lua_upvalueid(L, idx, i);
     if (lua_rawgetp(L, S_UVIDS, id) == LUA_TNUMBER) {
       lua_Integer j = lua_tointeger(L, -1);
@@ -735,12 +1129,27 @@ static int enc_function(enc *e, int idx) {
           dl_buf_u8(e->b, (unsigned)(j & 0xff)))
         return DL_ENOMEM;
       lua_pop(L, 2);
+      if (isg) e->envuses++;
       continue;
     }
     lua_pop(L, 1);
     lua_pushinteger(L, (lua_Integer)fref * 256 + i);
     lua_rawsetp(L, S_UVIDS, id);
     if (dl_buf_u8(e->b, 0)) return DL_ENOMEM;
+    if (isg) {
+      if (e->envref) {
+        e->envuses++;
+        if (dl_buf_u8(e->b, T_REF) || dl_buf_uv(e->b, (uint64_t)e->envref))
+          return DL_ENOMEM;
+      } else {
+        e->envpos = e->b->len;
+        e->envref = ++e->nrefs;
+        e->envuses = 1;
+        if (dl_buf_u8(e->b, T_ENV)) return DL_ENOMEM;
+      }
+      lua_pop(L, 1);
+      continue;
+    }
     TRY(push_seg(e, SEG_UPVAL, idx, name));
     rc = enc_value(e, lua_gettop(L));
     e->npath--;
@@ -748,6 +1157,8 @@ static int enc_function(enc *e, int idx) {
     lua_pop(L, 1);
   }
   e->b->p[pos] = (char)(i - 1);
+  if (hasg) TRY(enc_globals(e, idx));
+  else TRY(dl_buf_u8(e->b, 0));
   e->depth--;
   return 0;
 }
@@ -873,6 +1284,9 @@ static int enc_main(lua_State *L) {
   }
   lua_pop(L, 1);
   rc = enc_value(e, 2);
+  /* A globals table used by one function only, that received nothing, is
+     private to that function: the receiver may cache the function. */
+  if (rc == 0 && e->envref && e->envuses == 1) e->b->p[e->envpos] = T_ENV0;
   if (e->reuse) { /* empty what was used, and give the tables back */
     for (i = S_SEEN; i <= S_PROTOS; i++) {
       if (!(e->used_scratch & (1u << i))) continue;
@@ -1060,7 +1474,8 @@ nomem:
 typedef struct proto {
   const char *p;
   size_t n;
-  const char *hash; /* 16 bytes */
+  const char *hash; /* 16 bytes, as sent */
+  int verified;     /* the hash of p[0, n) is hash */
 } proto;
 
 typedef struct dec {
@@ -1257,13 +1672,84 @@ static const char *load_reader(lua_State *L, void *ud, size_t *sz) {
   return *sz ? r->p : NULL;
 }
 
+/* Push a new globals table for decoded functions: empty, falling back to
+   this state's globals.  [-0, +1, m] */
+static void push_env(lua_State *L) {
+  lua_createtable(L, 0, 4);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ENVMT_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ENVMT_KEY);
+  }
+  lua_setmetatable(L, -2);
+}
+
+/* Is the value at idx a globals table made by push_env?  [-0, +0, -] */
+static int is_env(lua_State *L, int idx) {
+  int r;
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ENVMT_KEY);
+  r = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return r;
+}
+
+/* Check the bytecode of prototype pr (its hash, then its structure) and
+   load it as a function, pushed.  [-0, +(0|1), m] */
+static int load_code(dec *d, proto *pr) {
+  lua_State *L = d->L;
+  lreader lr;
+  if (!pr->verified) {
+    unsigned char hash[16];
+    hash128(pr->p, pr->n, hash);
+    if (memcmp(hash, pr->hash, 16) != 0)
+      return bad(d, "function bytecode does not match its hash (corrupt "
+                    "input)");
+    pr->verified = 1;
+  }
+  if (bc_walk(pr->p, pr->n, NULL, NULL)) return bad(d, "malformed bytecode");
+  lr.p = pr->p;
+  lr.n = pr->n;
+  if (lua_load(L, load_reader, &lr, "=(codec)", "b") != LUA_OK) {
+    char m[200];
+    snprintf(m, sizeof m, "bad bytecode (%.150s)", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return bad(d, m);
+  }
+  return 0;
+}
+
+/* Push the closure cache (weak values).  [-0, +1, m] */
+static void push_loaded(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOADED_KEY) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_newtable(L); /* weak values: unused closures may go */
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADED_KEY);
+}
+
+/*
+** A function (see enc_function).  Bytecode is loaded only after its hash
+** has been recomputed and found to be the one sent (load_code): corruption
+** in transit becomes an error, and the closure cache, filled only by
+** loads, maps each hash to the function of the bytes that have it; a hit
+** loads nothing, so it needs no check.  (This does not make bytecode safe:
+** a full decode runs the sender's code.)
+*/
 static int dec_function(dec *d) {
   lua_State *L = d->L;
-  unsigned kind, nups, i, k;
+  unsigned kind, nups, i, k, up;
   const char *code = NULL, *h;
-  size_t len = 0;
-  int f, nact;
-  lreader lr;
+  size_t len = 0, skip = 0;
+  int f, nact, cached = -1;
+  proto *pr;
   if (d->o && d->o->data_only) return bad(d, "function in data-only input");
   TRY(dec_enter(d));
   RD(dl_rd_u8(&d->r, &kind));
@@ -1271,9 +1757,7 @@ static int dec_function(dec *d) {
     uint64_t j;
     RD(dl_rd_uv(&d->r, &j));
     if (j < 1 || j > (uint64_t)d->nprotos) return bad(d, "bad prototype reference");
-    code = d->protos[j - 1].p;
-    len = d->protos[j - 1].n;
-    h = d->protos[j - 1].hash;
+    pr = &d->protos[j - 1];
   } else if (kind == P_INLINE || kind == P_HASH) {
     RD(dl_rd_bytes(&d->r, 16, &h));
     if (kind == P_INLINE) {
@@ -1295,73 +1779,50 @@ static int dec_function(dec *d) {
     d->protos[d->nprotos].p = code;
     d->protos[d->nprotos].n = len;
     d->protos[d->nprotos].hash = h;
-    d->nprotos++;
+    d->protos[d->nprotos].verified = 0;
+    pr = &d->protos[d->nprotos++];
   } else {
     return bad(d, "bad prototype kind");
   }
-  /* A function whose only upvalue (if any) is the globals table is the same
-     whatever message it came in: reuse the closure loaded last time. */
-  if (dl_rd_left(&d->r) >= 1 &&
-      (d->r.p[0] == 0 ||
-       (d->r.p[0] == 1 && dl_rd_left(&d->r) >= 3 && d->r.p[1] == 0 &&
-        d->r.p[2] == T_GLOBALS))) {
-    int plain = d->r.p[0];
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &LOADED_KEY);
-    if (lua_isnil(L, -1)) {
+  /* A function without upvalues, or whose only upvalue is a private
+     globals table that received nothing, is the same whatever message it
+     came in: reuse the closure loaded last time. */
+  if (dl_rd_left(&d->r) >= 2 && d->r.p[0] == 0 && d->r.p[1] == 0) {
+    cached = 0;
+    skip = 2;
+  } else if (dl_rd_left(&d->r) >= 4 && d->r.p[0] == 1 && d->r.p[1] == 0 &&
+             d->r.p[2] == T_ENV0 && d->r.p[3] == 0) {
+    cached = 1;
+    skip = 4;
+  }
+  if (cached >= 0) {
+    push_loaded(L);
+    lua_pushlstring(L, pr->hash, 16);
+    if (lua_rawget(L, -2) != LUA_TFUNCTION) {
       lua_pop(L, 1);
-      lua_newtable(L);
-      lua_newtable(L); /* weak values: unused closures may go */
-      lua_pushliteral(L, "v");
-      lua_setfield(L, -2, "__mode");
-      lua_setmetatable(L, -2);
-      lua_pushvalue(L, -1);
-      lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADED_KEY);
-    }
-    lua_pushlstring(L, h, 16);
-    if (lua_rawget(L, -2) == LUA_TFUNCTION) {
-      lua_remove(L, -2);
-      add_ref(d);
-      d->r.p += plain ? 3 : 1;
-      d->depth--;
-      return 0;
-    }
-    lua_pop(L, 1);
-    lr.p = code;
-    lr.n = len;
-    if (lua_load(L, load_reader, &lr, "=(codec)", "b") != LUA_OK) {
-      char m[200];
-      snprintf(m, sizeof m, "bad bytecode (%.150s)", lua_tostring(L, -1));
-      lua_pop(L, 2);
-      return bad(d, m);
-    }
-    {
-      int nact = 0;
-      while (lua_getupvalue(L, -1, nact + 1)) {
-        lua_pop(L, 1);
-        nact++;
+      TRY(load_code(d, pr));
+      for (nact = 0; lua_getupvalue(L, -1, nact + 1); nact++) lua_pop(L, 1);
+      if (nact != cached) return bad(d, "upvalue count mismatch");
+      if (cached) {
+        push_env(L);
+        lua_setupvalue(L, -2, 1);
       }
-      if (nact != plain) {
-        lua_pop(L, 2);
-        return bad(d, "upvalue count mismatch");
-      }
+      lua_pushlstring(L, pr->hash, 16); /* verified: the loaded bytes' */
+      lua_pushvalue(L, -2);
+      lua_rawset(L, -4);
     }
-    lua_pushlstring(L, h, 16);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, -4);
     lua_remove(L, -2);
     add_ref(d);
-    d->r.p += plain ? 3 : 1;
+    if (cached) { /* the globals table is the message's next reference */
+      lua_getupvalue(L, -1, 1);
+      add_ref(d);
+      lua_pop(L, 1);
+    }
+    d->r.p += skip;
     d->depth--;
     return 0;
   }
-  lr.p = code;
-  lr.n = len;
-  if (lua_load(L, load_reader, &lr, "=(codec)", "b") != LUA_OK) {
-    char m[200];
-    snprintf(m, sizeof m, "bad bytecode (%.150s)", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return bad(d, m);
-  }
+  TRY(load_code(d, pr));
   f = lua_gettop(L);
   add_ref(d);
   RD(dl_rd_u8(&d->r, &nups));
@@ -1387,6 +1848,20 @@ static int dec_function(dec *d) {
     } else {
       return bad(d, "bad upvalue kind");
     }
+  }
+  /* The globals it reads, into its globals table. */
+  for (;;) {
+    const char *name;
+    size_t nl;
+    RD(dl_rd_u8(&d->r, &up));
+    if (up == 0) break;
+    if (up > nups || !lua_getupvalue(L, f, (int)up) || !is_env(L, -1))
+      return bad(d, "global for an upvalue that is no globals table");
+    RD(dl_rd_str(&d->r, &name, &nl));
+    lua_pushlstring(L, name, nl);
+    TRY(dec_value(d));
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
   }
   d->depth--;
   return 0;
@@ -1436,6 +1911,13 @@ static int dec_value(dec *d) {
     }
     case T_GLOBALS:
       lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+      return 0;
+    case T_ENV:
+    case T_ENV0:
+      if (d->o && d->o->data_only)
+        return bad(d, "globals table in data-only input");
+      push_env(L);
+      add_ref(d);
       return 0;
     case T_NAME:
     case T_MTNAME: {

@@ -17,6 +17,19 @@
 ** Refusals name the value's path, e.g. "cannot send coroutine at upvalue
 ** 'co' of function <job.lua:12> (argument 2)".  Nesting is limited to 200
 ** levels both ways.
+**
+** Globals: an upvalue holding the sender's globals table (a function's
+** _ENV) becomes one globals table per message on the receiver, falling
+** back to the receiver's globals; the globals the message's functions read
+** (GETTABUP in their bytecode, nested functions included) travel into it
+** by value, unless nil or the receiver's own standard value (the base
+** library's and host's C functions under their names, the standard
+** modules).  Assignments in the receiver stay in that table.
+**
+** A full decode loads bytecode, which Lua does not verify: it is as
+** powerful as running the sender's code.  Before loading bytecode the
+** decoder recomputes its hash and checks the chunk's structure, which
+** catches corruption, not malice; decode untrusted bytes with data_only.
 */
 #ifndef dl_codec_h
 #define dl_codec_h
@@ -149,6 +162,14 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
 */
 int dl_codec_encode_row(lua_State *L, const char *shape, size_t slen,
                         int first, int n, dl_buf *out);
+
+/*
+** The 16-byte hash under which function bytecode travels (non-
+** cryptographic: it tells bytecode apart and catches corruption in
+** transit, it does not authenticate).  The decoder recomputes it for all
+** bytecode it loads and refuses a mismatch.
+*/
+void dl_codec_hash(const char *p, size_t n, unsigned char out[16]);
 
 /* Free the segments of oob and empty it (min and anchor are kept). */
 void dl_oob_free(dl_oob *oob);

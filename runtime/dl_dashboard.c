@@ -9,6 +9,7 @@
 */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,17 +272,46 @@ static void json_info(dl_dashboard *d, dl_buf *b) {
   free_snap(&s);
 }
 
-static void json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
-  uint64_t since = 0, next = 0;
-  const char *q = strstr(query, "since=");
+/*
+** The value of "since" in query (a count of events: 1 to 20 digits, at
+** most 2^64 - 1), 0 when absent; -1 when it is anything else.
+*/
+static int parse_since(const char *query, uint64_t *since) {
+  const char *q = query;
+  *since = 0;
+  while (*q) {
+    const char *end = strchr(q, '&');
+    size_t len = end ? (size_t)(end - q) : strlen(q);
+    if (len >= 6 && strncmp(q, "since=", 6) == 0) {
+      uint64_t v = 0;
+      size_t i;
+      if (len == 6 || len > 26) return -1;
+      for (i = 6; i < len; i++) {
+        unsigned dgt = (unsigned char)q[i] - '0';
+        if (dgt > 9 || v > (UINT64_MAX - dgt) / 10) return -1;
+        v = v * 10 + dgt;
+      }
+      *since = v;
+    }
+    q += len;
+    if (*q == '&') q++;
+  }
+  return 0;
+}
+
+/* /json/stream?since=N; the HTTP status (400 for a bad since). */
+static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
+  uint64_t since, next = 0;
   int n, i;
-  if (q && (q == query || q[-1] == '&'))
-    since = strtoull(q + 6, NULL, 10);
+  if (parse_since(query, &since)) {
+    put(b, "{\"error\":\"since must be a number of events (0 or more)\"}");
+    return 400;
+  }
   if (d->events == NULL) {
     d->events = dl_realloc(NULL, sizeof *d->events * MAX_EVENTS);
     if (d->events == NULL) {
       put(b, "{\"error\":\"out of memory\"}");
-      return;
+      return 503;
     }
   }
   n = dl_server_events(d->srv, since, d->events, MAX_EVENTS, &next);
@@ -299,6 +329,7 @@ static void json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
     putf(b, ",\"ok\":%s}", e->ok ? "true" : "false");
   }
   put(b, "]}");
+  return 200;
 }
 
 /* ------------------------------------------------------------ metrics */
@@ -411,7 +442,7 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
     json_info(d, &resp->body);
   } else if (strcmp(p, "/json/stream") == 0) {
     resp->type = json;
-    json_stream(d, req->query, &resp->body);
+    resp->status = json_stream(d, req->query, &resp->body);
   } else if (strcmp(p, "/metrics") == 0) {
     resp->type = "text/plain; version=0.0.4; charset=utf-8";
     cached(d, C_METRICS, metrics, &resp->body);

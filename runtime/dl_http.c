@@ -6,9 +6,12 @@
 ** pending buffer and written with one uv_write; while a write is in flight
 ** further (pipelined) responses wait in the pending buffer.
 */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <http_parser.h>
 #include <uv.h>
@@ -27,6 +30,11 @@ struct dl_http {
   int closing;
   int listener_open;
   int moved;
+  int max_conns;  /* total, from the descriptor limit (DL_HTTP_MAX_CONNS) */
+  int port;       /* the port bound */
+  int any;        /* bound to every interface (0.0.0.0 or ::) */
+  int loopback;   /* bound to 127.x or ::1 */
+  struct sockaddr_storage bound; /* the address bound */
   char address[96];
 };
 
@@ -45,12 +53,19 @@ struct conn {
   int closing;
   int close_after; /* close once everything is written */
   int failed;      /* a status to answer with instead of the handler's */
+  int in_value;    /* reading a header's value (else its name) */
+  int in_host;     /* the header being read is Host */
+  int nhosts;      /* Host headers seen in this request */
+  dl_buf field;    /* the name of the header being read */
+  dl_buf host;     /* the Host header's value */
+  struct sockaddr_storage peer; /* where the connection comes from */
   conn *prev, *next;
 };
 
 static int on_message_begin(http_parser *p);
 static int on_url(http_parser *p, const char *at, size_t n);
-static int on_header_part(http_parser *p, const char *at, size_t n);
+static int on_header_field(http_parser *p, const char *at, size_t n);
+static int on_header_value(http_parser *p, const char *at, size_t n);
 static int on_headers_complete(http_parser *p);
 static int on_body(http_parser *p, const char *at, size_t n);
 static int on_message_complete(http_parser *p);
@@ -58,8 +73,8 @@ static int on_message_complete(http_parser *p);
 static const http_parser_settings settings = {
   .on_message_begin = on_message_begin,
   .on_url = on_url,
-  .on_header_field = on_header_part,
-  .on_header_value = on_header_part,
+  .on_header_field = on_header_field,
+  .on_header_value = on_header_value,
   .on_headers_complete = on_headers_complete,
   .on_body = on_body,
   .on_message_complete = on_message_complete,
@@ -73,6 +88,7 @@ const char *dl_http_reason(int status) {
     case 204: return "No Content";
     case 302: return "Found";
     case 400: return "Bad Request";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
@@ -93,6 +109,8 @@ static void conn_closed(uv_handle_t *h) {
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
     dl_buf_free(&c->url);
+    dl_buf_free(&c->field);
+    dl_buf_free(&c->host);
     dl_buf_free(&c->pending);
     dl_buf_free(&c->sending);
     dl_free(c);
@@ -189,9 +207,14 @@ static void fail(conn *c, int status) {
 
 static int on_message_begin(http_parser *p) {
   conn *c = p->data;
+  /* A request has DL_HTTP_HEAD_MS from its first byte to be read whole,
+     however slowly it trickles in (slowloris). */
+  uv_timer_start(&c->timer, idle_cb, DL_HTTP_HEAD_MS, 0);
   c->url.len = 0;
   c->head_bytes = c->body_bytes = 0;
   c->failed = 0;
+  c->field.len = c->host.len = 0;
+  c->in_value = c->in_host = c->nhosts = 0;
   return 0;
 }
 
@@ -214,9 +237,91 @@ static int on_url(http_parser *p, const char *at, size_t n) {
   return 0;
 }
 
-static int on_header_part(http_parser *p, const char *at, size_t n) {
-  (void)at;
-  return count_head(p->data, n);
+/* A header's name arrives in parts, and so does its value; only Host's
+   value is kept (for host_ok). */
+static int on_header_field(http_parser *p, const char *at, size_t n) {
+  conn *c = p->data;
+  if (count_head(c, n)) return 1;
+  if (c->in_value) { /* a new header starts */
+    c->in_value = c->in_host = 0;
+    c->field.len = 0;
+  }
+  if (c->field.len + n > 8 || dl_buf_put(&c->field, at, n))
+    c->field.len = 9; /* longer than "host": not it */
+  return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n) {
+  conn *c = p->data;
+  if (count_head(c, n)) return 1;
+  if (!c->in_value) {
+    c->in_value = 1;
+    c->in_host = c->field.len == 4 && strncasecmp(c->field.p, "host", 4) == 0;
+    c->nhosts += c->in_host;
+  }
+  if (c->in_host && dl_buf_put(&c->host, at, n)) {
+    c->failed = 500;
+    return 1;
+  }
+  return 0;
+}
+
+/*
+** Whether the Host header names this server, so that a page of another
+** site that a DNS name was rebound to us cannot read the dashboard: an
+** IP literal we listen on (any one when bound to every interface),
+** "localhost" when we listen on the loopback, or this machine's name when
+** we listen on every interface; the port must be ours.  A request without
+** Host (HTTP/1.0 tools) passes: browsers always send one.
+*/
+static int host_ok(const dl_http *s, const char *h, size_t n) {
+  char name[256], mine[256];
+  const char *colon = NULL;
+  size_t nl;
+  long port = 80;
+  unsigned char ip[16], want[16];
+  if (n == 0) return 1;
+  if (n >= sizeof name) return 0;
+  if (h[0] == '[') {
+    const char *close = memchr(h, ']', n);
+    if (close == NULL) return 0;
+    nl = (size_t)(close - h - 1);
+    memcpy(name, h + 1, nl);
+    if (close + 1 < h + n) {
+      if (close[1] != ':') return 0;
+      colon = close + 1;
+    }
+  } else {
+    colon = memchr(h, ':', n);
+    nl = colon ? (size_t)(colon - h) : n;
+    memcpy(name, h, nl);
+  }
+  name[nl] = 0;
+  if (colon) {
+    char digits[8], *end;
+    size_t dn = (size_t)(h + n - colon - 1);
+    if (dn == 0 || dn >= sizeof digits) return 0;
+    memcpy(digits, colon + 1, dn);
+    digits[dn] = 0;
+    port = strtol(digits, &end, 10);
+    if (*end || !isdigit((unsigned char)digits[0])) return 0;
+  }
+  if (port != s->port) return 0;
+  if (strcasecmp(name, "localhost") == 0) return s->loopback || s->any;
+  if (uv_inet_pton(AF_INET, name, ip) == 0) {
+    if (s->any) return 1;
+    if (s->bound.ss_family != AF_INET) return 0;
+    memcpy(want, &((const struct sockaddr_in *)&s->bound)->sin_addr, 4);
+    return memcmp(ip, want, 4) == 0;
+  }
+  if (uv_inet_pton(AF_INET6, name, ip) == 0) {
+    if (s->any) return 1;
+    if (s->bound.ss_family != AF_INET6) return 0;
+    memcpy(want, &((const struct sockaddr_in6 *)&s->bound)->sin6_addr, 16);
+    return memcmp(ip, want, 16) == 0;
+  }
+  return s->any && gethostname(mine, sizeof mine) == 0 &&
+         (mine[sizeof mine - 1] = 0, strcasecmp(name, mine) == 0);
 }
 
 static int on_headers_complete(http_parser *p) {
@@ -255,7 +360,9 @@ static int on_message_complete(http_parser *p) {
   r.status = 200;
   path[0] = query[0] = 0;
   http_parser_url_init(&u);
-  if (p->method != HTTP_GET && p->method != HTTP_HEAD) {
+  if (c->nhosts > 1 || !host_ok(s, c->host.p, c->host.len)) {
+    r.status = 403; /* another site's name: see host_ok */
+  } else if (p->method != HTTP_GET && p->method != HTTP_HEAD) {
     r.status = 405;
   } else if (c->url.len == 0 ||
              http_parser_parse_url(c->url.p, c->url.len, 0, &u) ||
@@ -285,10 +392,13 @@ static int on_message_complete(http_parser *p) {
     dl_buf_put(&r.body, msg, (size_t)n);
     r.type = "text/plain; charset=utf-8";
   }
-  if (r.status == 405) {
+  if (r.status == 405 || r.status == 403) {
     keep = 0; /* its body may not have been read in full */
   }
   respond(c, head, &r, keep);
+  /* The next request gets a whole period from now: reads do not extend
+     it, so a head sent a byte at a time is dropped (slowloris). */
+  uv_timer_start(&c->timer, idle_cb, DL_HTTP_IDLE_MS, 0);
   return 0;
 }
 
@@ -316,7 +426,6 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->close_after) return; /* ignore bytes after a final response */
-  uv_timer_again(&c->timer);
   used = http_parser_execute(&c->parser, &settings, buf->base,
                              (size_t)nread);
   if (c->parser.http_errno != HPE_OK || used != (size_t)nread ||
@@ -335,6 +444,31 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   conn_flush(c);
 }
 
+/* Whether two peers are the same host (the port aside). */
+static int same_host(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family) return 0;
+  if (a->ss_family == AF_INET)
+    return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                  &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
+  if (a->ss_family == AF_INET6)
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+  return 0;
+}
+
+/* Whether c may stay open: within the total and per-peer caps. */
+static int under_caps(dl_http *s, conn *c) {
+  int len = sizeof c->peer, same = 0;
+  conn *o;
+  if (s->nconns > s->max_conns) return 0;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len))
+    return 0;
+  for (o = s->conns; o; o = o->next)
+    if (o != c && !o->closing && same_host(&o->peer, &c->peer)) same++;
+  return same < s->max_conns / 2 && same < DL_HTTP_MAX_PER_PEER;
+}
+
 static void accept_cb(uv_stream_t *ls, int status) {
   dl_http *s = ls->data;
   conn *c;
@@ -351,14 +485,14 @@ static void accept_cb(uv_stream_t *ls, int status) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) || s->nconns > DL_HTTP_MAX_CONNS) {
-    conn_close(c);
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) || !under_caps(s, c)) {
+    conn_close(c); /* accepted to be closed: the backlog stays free */
     return;
   }
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   uv_tcp_nodelay(&c->tcp, 1);
-  uv_timer_start(&c->timer, idle_cb, DL_HTTP_IDLE_MS, DL_HTTP_IDLE_MS);
+  uv_timer_start(&c->timer, idle_cb, DL_HTTP_IDLE_MS, 0);
   if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) conn_close(c);
 }
 
@@ -451,6 +585,27 @@ dl_http *dl_http_start(uv_loop_t *loop, const char *address, int fallback,
     s->closing = 1;
     uv_close((uv_handle_t *)&s->listener, listener_closed);
     return NULL; /* s is freed by the close callback */
+  }
+  s->bound = bound;
+  if (bound.ss_family == AF_INET6) {
+    const struct in6_addr *a6 = &((struct sockaddr_in6 *)&bound)->sin6_addr;
+    s->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+    s->any = IN6_IS_ADDR_UNSPECIFIED(a6);
+    s->loopback = IN6_IS_ADDR_LOOPBACK(a6);
+  } else {
+    uint32_t a4 = ntohl(((struct sockaddr_in *)&bound)->sin_addr.s_addr);
+    s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    s->any = a4 == 0;
+    s->loopback = (a4 >> 24) == 127;
+  }
+  {
+    /* A quarter of our descriptors at most, so that connections cannot
+       starve the cluster of them. */
+    struct rlimit rl;
+    s->max_conns = DL_HTTP_MAX_CONNS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur / 4 < (rlim_t)s->max_conns)
+      s->max_conns = rl.rlim_cur / 4 > 8 ? (int)(rl.rlim_cur / 4) : 8;
   }
   if (bound.ss_family == AF_INET6) {
     uv_ip6_name((struct sockaddr_in6 *)&bound, host, sizeof host);

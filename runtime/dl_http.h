@@ -4,9 +4,15 @@
 ** Requests are parsed by http_parser (libhttp-parser); a handler called on
 ** the loop thread fills in each response.  The server never blocks: reads
 ** and writes are libuv's, request heads are bounded (431 beyond
-** DL_HTTP_MAX_HEAD bytes, 413 for a body beyond DL_HTTP_MAX_BODY), idle
-** connections are closed after DL_HTTP_IDLE_MS, and only GET and HEAD are
-** served (405 for the other methods, 400 for malformed requests).
+** DL_HTTP_MAX_HEAD bytes, 413 for a body beyond DL_HTTP_MAX_BODY), a
+** connection is closed when no request starts within DL_HTTP_IDLE_MS of
+** its opening or last answer, or when a request is not read whole within
+** DL_HTTP_HEAD_MS of its first byte (however slowly it trickles in),
+** connections are capped (DL_HTTP_MAX_CONNS in all, at most a quarter of
+** the descriptor limit, DL_HTTP_MAX_PER_PEER and half of that from one
+** host), a Host header that does not name the server gets 403 (DNS
+** rebinding), and only GET and HEAD are served (405 for the other
+** methods, 400 for malformed requests).
 ** Pure C on libuv: no Lua.
 */
 #ifndef dl_http_h
@@ -21,7 +27,9 @@
 #define DL_HTTP_MAX_HEAD (16 * 1024)
 #define DL_HTTP_MAX_BODY (16 * 1024)
 #define DL_HTTP_IDLE_MS 10000
-#define DL_HTTP_MAX_CONNS 4096
+#define DL_HTTP_HEAD_MS 5000
+#define DL_HTTP_MAX_CONNS 512
+#define DL_HTTP_MAX_PER_PEER 256
 
 typedef struct dl_http dl_http;
 

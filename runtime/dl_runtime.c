@@ -186,6 +186,8 @@ void dlua_openlibs(lua_State *L) {
   }
   lua_pop(L, 2);
   dl_runtime_apply_host(L);
+  dl_server_preinit(); /* a cluster started when descriptors run out later
+                          fails with an error, not an abort in libuv */
 }
 
 void *dlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {

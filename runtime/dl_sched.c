@@ -565,8 +565,17 @@ static void set_err(task *t, int kind, const char *rec, size_t len) {
   t->errkind = kind;
 }
 
-/* t failed: it and every task that depends on it (transitively) err. */
+/* The failure kind of a task whose input d erred: cancelled with it, or
+   failed because of it. */
+static int dep_kind(const task *d) {
+  return d->errkind == DL_ERR_CANCELLED ? DL_ERR_CANCELLED : DL_ERR_DEP;
+}
+
+/* t failed: it and every task that depends on it (transitively) err.  The
+   dependents of a cancelled task are cancelled (as in Dask), those of a
+   failed one fail with DL_ERR_DEP. */
 static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
+  int depkind = kind == DL_ERR_CANCELLED ? DL_ERR_CANCELLED : DL_ERR_DEP;
   size_t base = s->nstack;
   rq_remove(s, t);
   set_err(t, kind, rec, len);
@@ -576,7 +585,7 @@ static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
     int i, was_pending = counts_pending(x);
     if (x->state == T_ERRED) continue;
     rq_remove(s, x);
-    if (x != t) set_err(x, DL_ERR_DEP, t->err, t->errlen);
+    if (x != t) set_err(x, depkind, t->err, t->errlen);
     if (x->state == T_PROCESSING) {
       sworker *w = find_worker(s, x->processing_on);
       if (w) w->info.inflight--;
@@ -654,7 +663,7 @@ static void need(dl_sched *s, task *t) {
       for (i = 0; i < x->ndeps; i++)
         if (x->deps[i]->state == T_ERRED) {
           task *d = x->deps[i];
-          fail(s, x, DL_ERR_DEP, d->err, d->errlen);
+          fail(s, x, dep_kind(d), d->err, d->errlen);
           break;
         }
     } else if (x->waiting == 0) {
@@ -1358,7 +1367,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
       if (d->state == T_ERRED) {
-        fail(s, t, DL_ERR_DEP, d->err, d->errlen);
+        fail(s, t, dep_kind(d), d->err, d->errlen);
         return 0;
       }
     }

@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -21,12 +23,14 @@
 #include "dl_proto.h"
 #include "dl_runtime.h"
 #include "dl_server.h"
+#include "dlua.h"
 
 typedef struct wproc wproc;
 struct wproc {
   dl_server *srv;
   int id;
   int64_t pid;
+  int pgid; /* the process group it leads (its spawned pid), 0: none */
   uv_process_t proc;
   uv_pipe_t out, err;
   dl_buf outline, errline; /* partial lines of its stdout/stderr */
@@ -66,6 +70,7 @@ struct dl_server {
   int nextid;
   int stopping;
   int spawned, died, early_deaths;
+  double retry_at; /* when to try starting workers again, 0: no need */
   int64_t memory_limit;
   double fractions[4]; /* target, spill, pause, terminate */
   char exe[4096];
@@ -75,7 +80,13 @@ struct dl_server {
   int dash_fallback;
   char dash_req[128];  /* the address asked for; "" for none */
   char dash_addr[128]; /* the address bound; set before the workers start */
+  dl_server *next_live; /* in the list of live clusters (live_lock) */
+  int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
 };
+
+/* Every started cluster, for dlua_stop_clusters. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static dl_server *live;
 
 static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
 
@@ -181,6 +192,8 @@ static void prep_cb(uv_prepare_t *h) {
 /* ------------------------------------------------------------ workers */
 
 static int spawn_worker(dl_server *s);
+static void remove_worker_files(dl_server *s, int id);
+static void drain_close(wproc *w, uv_pipe_t *p, dl_buf *line, int fd);
 
 static void handle_closed(uv_handle_t *h) {
   wproc *w = h->data;
@@ -205,6 +218,23 @@ static int live_workers(dl_server *s) {
   for (w = s->workers; w; w = w->next)
     if (!w->gone && !w->retiring) n++;
   return n;
+}
+
+/* Start workers until want are alive.  One that cannot be started (no
+   descriptors left, say) is tried again a second later (tick_cb), so a
+   dead worker is replaced once the cause is gone. */
+static void top_up(dl_server *s, int want) {
+  int rc;
+  while (live_workers(s) < want) {
+    if ((rc = spawn_worker(s)) != 0) {
+      if (s->retry_at == 0)
+        fprintf(stderr, "dlua: cannot start a worker (%s); trying again "
+                "every second\n", uv_strerror(rc));
+      s->retry_at = now_s() + 1.0;
+      return;
+    }
+  }
+  s->retry_at = 0;
 }
 
 static void maybe_finish_stop(dl_server *s);
@@ -259,8 +289,7 @@ static void worker_gone(wproc *w) {
   {
     int want = s->target;
     uv_mutex_unlock(&s->lock);
-    while (live_workers(s) < want)
-      if (spawn_worker(s)) break;
+    top_up(s, want);
   }
 }
 
@@ -269,6 +298,11 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig) {
   (void)status;
   (void)sig;
   w->exited = 1;
+  /* What its tasks left running goes with it, and so do its files. */
+  if (w->pgid > 0) kill(-w->pgid, SIGKILL);
+  remove_worker_files(w->srv, w->id);
+  drain_close(w, &w->out, &w->outline, 1);
+  drain_close(w, &w->err, &w->errline, 2);
   worker_gone(w);
   close_handle((uv_handle_t *)&w->proc);
   if (w->srv->stopping) maybe_finish_stop(w->srv);
@@ -398,6 +432,58 @@ static void pipe_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   relay(w, line, buf->base, (size_t)nread, is_err ? 2 : 1);
 }
 
+/* Record why the workers cannot start (the first reason is kept) and wake
+   dl_server_start. */
+static void start_fail(dl_server *s, const char *what, int rc) {
+  uv_mutex_lock(&s->lock);
+  if (!s->start_failed) {
+    s->start_failed = 1;
+    snprintf(s->starterr, sizeof s->starterr, "%s: %s", what,
+             uv_strerror(rc));
+  }
+  uv_cond_broadcast(&s->cond);
+  uv_mutex_unlock(&s->lock);
+}
+
+/* Remove what worker id left in the private directory: its socket and its
+   spill files (w<id>.sock, w<id>-spill-<n>).  Once it has exited, nothing
+   else writes them. */
+static void remove_worker_files(dl_server *s, int id) {
+  uv_fs_t req;
+  uv_dirent_t ent;
+  char sock[48], spill[48], path[600];
+  size_t slen;
+  snprintf(sock, sizeof sock, "w%d.sock", id);
+  slen = (size_t)snprintf(spill, sizeof spill, "w%d-spill-", id);
+  if (uv_fs_scandir(NULL, &req, s->dir, 0, NULL) >= 0) {
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+      if (strcmp(ent.name, sock) != 0 && strncmp(ent.name, spill, slen) != 0)
+        continue;
+      snprintf(path, sizeof path, "%s/%s", s->dir, ent.name);
+      unlink(path);
+    }
+  }
+  uv_fs_req_cleanup(&req);
+}
+
+/*
+** After a worker exited: relay what is left in its output pipes and close
+** them.  A process its tasks started and detached (setsid) may still hold
+** them open; we do not wait for it.
+*/
+static void drain_close(wproc *w, uv_pipe_t *p, dl_buf *line, int fd) {
+  uv_os_fd_t f;
+  char buf[4096];
+  ssize_t n;
+  int rounds = 0;
+  if (uv_is_closing((uv_handle_t *)p)) return;
+  if (uv_fileno((uv_handle_t *)p, &f) == 0) /* non-blocking: up to EAGAIN */
+    while (rounds++ < 256 && (n = read(f, buf, sizeof buf)) > 0)
+      relay(w, line, buf, (size_t)n, fd);
+  if (line->len) relay(w, line, "\n", 1, fd);
+  close_handle((uv_handle_t *)p);
+}
+
 static int spawn_worker(dl_server *s) {
   wproc *w;
   int sv[2], rc;
@@ -405,12 +491,16 @@ static int spawn_worker(dl_server *s) {
   char *args[12];
   uv_process_options_t po;
   uv_stdio_container_t stdio[4];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-    return uv_translate_sys_error(errno);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+    rc = uv_translate_sys_error(errno);
+    start_fail(s, "cannot connect a worker", rc);
+    return rc;
+  }
   w = dl_realloc(NULL, sizeof *w);
   if (w == NULL) {
     close(sv[0]);
     close(sv[1]);
+    start_fail(s, "cannot start a worker", UV_ENOMEM);
     return UV_ENOMEM;
   }
   memset(w, 0, sizeof *w);
@@ -440,6 +530,9 @@ static int spawn_worker(dl_server *s) {
   po.file = s->exe;
   po.args = args;
   po.exit_cb = exit_cb;
+  /* Each worker leads a session and process group of its own, so what its
+     tasks start is ended with it (exit_cb) unless they detach it. */
+  po.flags = UV_PROCESS_DETACHED;
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[1].data.stream = (uv_stream_t *)&w->out;
@@ -459,23 +552,24 @@ static int spawn_worker(dl_server *s) {
     w->gone = w->exited = 1;
     uv_close((uv_handle_t *)&w->out, handle_closed);
     uv_close((uv_handle_t *)&w->err, handle_closed);
-    uv_mutex_lock(&s->lock);
-    s->start_failed = 1;
-    snprintf(s->starterr, sizeof s->starterr, "cannot start worker %.150s: %s",
-             s->exe, uv_strerror(rc));
-    uv_cond_broadcast(&s->cond);
-    uv_mutex_unlock(&s->lock);
+    {
+      char what[200];
+      snprintf(what, sizeof what, "cannot start worker %.150s", s->exe);
+      start_fail(s, what, rc);
+    }
     return rc;
   }
   w->handles = 3;
+  w->pgid = w->proc.pid;
   s->spawned++;
   uv_read_start((uv_stream_t *)&w->out, pipe_alloc, pipe_read);
   uv_read_start((uv_stream_t *)&w->err, pipe_alloc, pipe_read);
   w->conn = dl_conn_new(&s->loop, &s->fl, on_worker_frame, on_worker_close, w);
-  if (w->conn == NULL || dl_conn_open_fd(w->conn, sv[0])) {
+  if (w->conn == NULL || (rc = dl_conn_open_fd(w->conn, sv[0])) != 0) {
     if (w->conn == NULL) close(sv[0]);
+    start_fail(s, "cannot connect a worker", w->conn ? rc : UV_ENOMEM);
     worker_gone(w);
-    return UV_ENOMEM;
+    return w->conn ? rc : UV_ENOMEM;
   }
   return 0;
 }
@@ -588,19 +682,19 @@ static void wake_cb(uv_async_t *h) {
     return;
   }
   if (!s->stopping) {
-    while (live_workers(s) < target)
-      if (spawn_worker(s)) break;
+    top_up(s, target);
     retire_extra(s);
   }
 }
 
 static void tick_cb(uv_timer_t *t) {
   dl_server *s = t->data;
-  int silent[16], n, i;
+  int silent[16], n, i, target;
   wproc *w;
   uv_mutex_lock(&s->lock);
   dl_sched_tick(s->sched, now_s());
   n = s->stopping ? 0 : dl_sched_silent(s->sched, now_s(), silent, 16);
+  target = s->target;
   uv_mutex_unlock(&s->lock);
   /* A worker that stopped answering (SIGSTOP, a hung I/O thread) is dead
      to us: killed and replaced as if it had died. */
@@ -613,6 +707,8 @@ static void tick_cb(uv_timer_t *t) {
         worker_gone(w);
         break;
       }
+  if (s->retry_at > 0 && !s->stopping && now_s() >= s->retry_at)
+    top_up(s, target);
 }
 
 /* Start the dashboard's HTTP server on the loop; on failure the start of
@@ -680,14 +776,109 @@ static void remove_dir(const char *dir) {
   rmdir(dir);
 }
 
+/* Whether libuv's process-wide state exists (see dl_server_preinit). */
+static atomic_int uv_ready;
+
+int dl_server_preinit(void) {
+  uv_loop_t probe;
+  int fds[2], rc;
+  if (atomic_load(&uv_ready)) return 0;
+  /* libuv aborts when the pipe of its first loop cannot be made: make
+     sure one can be first. */
+  if (pipe(fds)) return uv_translate_sys_error(errno);
+  close(fds[0]);
+  close(fds[1]);
+  rc = uv_loop_init(&probe);
+  if (rc) return rc;
+  uv_loop_close(&probe);
+  atomic_store(&uv_ready, 1);
+  return 0;
+}
+
+/* Raise the soft limit on open descriptors to the hard one, as workers
+   do: big blocks, dashboard connections and workers' links all use them. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+/* The longest private directory whose sockets fit in sun_path: room for
+   "/w<id>.sock" with any int id and the NUL. */
+#define DIR_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 18)
+
+/* Initialise the loop, lock and handles of s; 0 or a libuv error with
+   *what naming the step.  On failure the caller closes what was opened
+   (close_loop). */
+static int init_loop(dl_server *s, const char **what) {
+  int rc, fds[4];
+  *what = "cannot create the scheduler's event loop";
+  /* A uv_loop_init that fails half-way leaks its epoll descriptor
+     (libuv 1.44): check first that the four it needs are free. */
+  if (pipe(fds)) return uv_translate_sys_error(errno);
+  rc = pipe(fds + 2) ? uv_translate_sys_error(errno) : 0;
+  close(fds[0]);
+  close(fds[1]);
+  if (rc) return rc;
+  close(fds[2]);
+  close(fds[3]);
+  if ((rc = uv_loop_init(&s->loop)) != 0) return rc;
+  s->loop_ok = 1;
+  *what = "cannot create the scheduler's lock";
+  if ((rc = uv_mutex_init(&s->lock)) != 0) return rc;
+  s->lock_ok = 1;
+  if ((rc = uv_cond_init(&s->cond)) != 0) return rc;
+  s->cond_ok = 1;
+  *what = "cannot create the scheduler's event loop";
+  if ((rc = uv_async_init(&s->loop, &s->wake, wake_cb)) != 0) return rc;
+  s->wake.data = s;
+  if ((rc = uv_timer_init(&s->loop, &s->tick)) != 0) return rc;
+  s->tick.data = s;
+  if ((rc = uv_timer_start(&s->tick, tick_cb, 20, 20)) != 0) return rc;
+  if ((rc = uv_timer_init(&s->loop, &s->killer)) != 0) return rc;
+  s->killer.data = s;
+  if ((rc = uv_timer_init(&s->loop, &s->pickup)) != 0) return rc;
+  s->pickup.data = s;
+  if ((rc = uv_prepare_init(&s->loop, &s->prep)) != 0) return rc;
+  s->prep.data = s;
+  if ((rc = uv_prepare_start(&s->prep, prep_cb)) != 0) return rc;
+  return dl_flusher_init(&s->fl, &s->loop);
+}
+
+/* Undo init_loop after a failed start (the thread never ran). */
+static void close_loop(dl_server *s) {
+  if (s->loop_ok) {
+    uv_walk(&s->loop, close_walk, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->loop);
+  }
+  if (s->cond_ok) uv_cond_destroy(&s->cond);
+  if (s->lock_ok) uv_mutex_destroy(&s->lock);
+}
+
 dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   dl_server *s;
   dl_sched_io io;
-  const char *tmp = getenv("TMPDIR");
+  const char *tmp = getenv("TMPDIR"), *what;
   double deadline;
-  int ok = 0;
+  int ok = 0, rc;
   if (o->n_workers <= 0 || o->memory_limit <= 0 || o->worker_exe == NULL) {
     snprintf(err, errlen, "bad cluster options");
+    return NULL;
+  }
+  if (tmp == NULL || *tmp == '\0') tmp = "/tmp";
+  if (strlen(tmp) + sizeof "/dlua-XXXXXX" - 1 > DIR_MAX) {
+    snprintf(err, errlen, "TMPDIR is too long for the workers' socket "
+             "paths (%zu bytes, at most %zu): set TMPDIR to a shorter "
+             "directory", strlen(tmp), DIR_MAX - (sizeof "/dlua-XXXXXX" - 1));
+    return NULL;
+  }
+  raise_nofile();
+  if ((rc = dl_server_preinit()) != 0) {
+    snprintf(err, errlen, "cannot create the scheduler's event loop: %s",
+             uv_strerror(rc));
     return NULL;
   }
   s = dl_realloc(NULL, sizeof *s);
@@ -698,11 +889,10 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
   snprintf(s->exe, sizeof s->exe, "%s", o->worker_exe);
   if (dl_self_name == NULL) dl_self_name = dl_runtime_self_exe();
-  snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX",
-           tmp && *tmp ? tmp : "/tmp");
+  snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX", tmp);
   if (mkdtemp(s->dir) == NULL) { /* mode 0700: no other user reaches it */
     snprintf(err, errlen, "cannot create a private directory in %s: %s",
-             tmp && *tmp ? tmp : "/tmp", strerror(errno));
+             tmp, strerror(errno));
     dl_free(s);
     return NULL;
   }
@@ -736,30 +926,23 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
     dl_sched_set_allowed_failures(s->sched, o->allowed_failures);
   dl_sched_set_heartbeat_timeout(s->sched, o->heartbeat_timeout > 0
                                                ? o->heartbeat_timeout : 5.0);
-  uv_loop_init(&s->loop);
-  uv_mutex_init(&s->lock);
-  uv_cond_init(&s->cond);
-  uv_async_init(&s->loop, &s->wake, wake_cb);
-  s->wake.data = s;
-  uv_timer_init(&s->loop, &s->tick);
-  s->tick.data = s;
-  uv_timer_start(&s->tick, tick_cb, 20, 20);
-  uv_timer_init(&s->loop, &s->killer);
-  s->killer.data = s;
-  uv_timer_init(&s->loop, &s->pickup);
-  s->pickup.data = s;
-  uv_prepare_init(&s->loop, &s->prep);
-  s->prep.data = s;
-  uv_prepare_start(&s->prep, prep_cb);
-  dl_flusher_init(&s->fl, &s->loop);
-  if (uv_thread_create(&s->thread, thread_main, s)) {
-    snprintf(err, errlen, "cannot start the scheduler thread");
-    uv_loop_close(&s->loop);
+  rc = init_loop(s, &what);
+  if (rc == 0) {
+    rc = uv_thread_create(&s->thread, thread_main, s);
+    what = "cannot start the scheduler thread";
+  }
+  if (rc) {
+    snprintf(err, errlen, "%s: %s", what, uv_strerror(rc));
+    close_loop(s);
     dl_sched_free(s->sched);
     rmdir(s->dir);
     dl_free(s);
     return NULL;
   }
+  pthread_mutex_lock(&live_lock);
+  s->next_live = live;
+  live = s;
+  pthread_mutex_unlock(&live_lock);
   deadline = now_s() + (o->start_timeout > 0 ? o->start_timeout : 20.0);
   uv_mutex_lock(&s->lock);
   while (s->nready < s->target && !s->start_failed && !s->dead) {
@@ -779,12 +962,27 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   return s;
 }
 
-void dl_server_stop(dl_server *s) {
-  if (s == NULL) return;
+/* Ask the loop of s to stop (once). */
+static void ask_stop(dl_server *s) {
+  int dead;
   uv_mutex_lock(&s->lock);
   s->stop_asked = 1;
+  dead = s->dead;
   uv_mutex_unlock(&s->lock);
-  uv_async_send(&s->wake);
+  if (!dead) uv_async_send(&s->wake);
+}
+
+void dl_server_stop(dl_server *s) {
+  dl_server **pp;
+  if (s == NULL) return;
+  pthread_mutex_lock(&live_lock); /* waits for a dlua_stop_clusters */
+  for (pp = &live; *pp; pp = &(*pp)->next_live)
+    if (*pp == s) {
+      *pp = s->next_live;
+      break;
+    }
+  pthread_mutex_unlock(&live_lock);
+  ask_stop(s);
   uv_thread_join(&s->thread);
   uv_loop_close(&s->loop);
   remove_dir(s->dir);
@@ -796,6 +994,31 @@ void dl_server_stop(dl_server *s) {
   dl_buf_free(&s->inbox);
   dl_buf_free(&s->cpending);
   dl_free(s);
+}
+
+/*
+** Stop every cluster of this process and wait (a bounded time) for their
+** workers to be gone; the clusters stay allocated (their owners still
+** hold them) but are dead.  For a process about to die of a signal.
+*/
+int dlua_stop_clusters(void) {
+  dl_server *s;
+  int n = 0;
+  double deadline = now_s() + 3.0;
+  pthread_mutex_lock(&live_lock);
+  for (s = live; s; s = s->next_live) {
+    ask_stop(s);
+    n++;
+  }
+  for (s = live; s; s = s->next_live) {
+    uv_mutex_lock(&s->lock);
+    while (!s->dead && now_s() < deadline)
+      uv_cond_timedwait(&s->cond, &s->lock, 20 * 1000 * 1000);
+    uv_mutex_unlock(&s->lock);
+    remove_dir(s->dir);
+  }
+  pthread_mutex_unlock(&live_lock);
+  return n;
 }
 
 int dl_server_send(dl_server *s, const char *p, size_t n, int urgent) {

@@ -44,6 +44,14 @@ typedef struct dl_server_opts {
 */
 dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen);
 
+/*
+** Make libuv's process-wide state now, while descriptors are free (libuv
+** aborts if its first loop cannot get a pipe).  dlua_openlibs calls it;
+** dl_server_start calls it again and fails with its error.  0 or a libuv
+** error.  Thread-safe.
+*/
+int dl_server_preinit(void);
+
 /* Stop everything: every worker process is ended and reaped, the thread
 ** joined, the private directory removed.  s may be NULL. */
 void dl_server_stop(dl_server *s);

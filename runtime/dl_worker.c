@@ -159,6 +159,8 @@ typedef struct worker {
   /* The last spill failed (disk full): why, and when to try again. */
   char spill_err[64]; /* "" while spilling works */
   double spill_retry; /* now_s() before which no spill is tried */
+  int spilling;     /* spill files being written now */
+  int leaving;      /* the worker is removing its files: spill no more */
   int paused;
   int relieve; /* values stored while idle passed the target: spill */
   double frac_target, frac_spill, frac_pause, frac_terminate;
@@ -389,7 +391,8 @@ static void spill_until(int64_t goal) {
     int ok, done = 0, err;
     uint64_t fid;
     uv_mutex_lock(&W.lock);
-    if (W.managed <= goal || (W.spill_err[0] && now_s() < W.spill_retry)) {
+    if (W.managed <= goal || W.leaving ||
+        (W.spill_err[0] && now_s() < W.spill_retry)) {
       uv_mutex_unlock(&W.lock);
       return;
     }
@@ -403,10 +406,12 @@ static void spill_until(int64_t goal) {
     }
     atomic_fetch_add(&victim->refs, 1); /* pinned: nobody frees it */
     fid = ++W.next_fid;
+    W.spilling++;
     uv_mutex_unlock(&W.lock);
     spill_path(path, sizeof path, fid);
     errno = 0;
-    f = fopen(path, "wb");
+    f = fopen(path, "wbe"); /* e: close-on-exec, tasks' children never
+                               see it */
     ok = f != NULL && fwrite(victim->data, 1, victim->len, f) == victim->len;
     err = errno;
     if (f && fclose(f) != 0 && ok) {
@@ -457,6 +462,7 @@ static void spill_until(int64_t goal) {
     } else { /* freed or read meanwhile: keep it as it is */
       unlink(path);
     }
+    if (--W.spilling == 0 && W.leaving) uv_cond_broadcast(&W.cond);
     uv_mutex_unlock(&W.lock);
     dl_free(stub);
     blob_unref(victim);
@@ -496,15 +502,22 @@ static const char cache_key = 'c'; /* registry: key -> decoded value */
 static char running_key[512];
 static size_t running_klen;
 
-/* Record that t failed (kind, msg, traceback tb or NULL). */
-static void complete_err(wtask *t, int kind, const char *msg,
-                         const char *tb) {
+/* Record that t failed (kind, msg, traceback tb or NULL, and the encoded
+   error value val of vlen bytes when the task raised a table, else NULL). */
+static void complete_err_value(wtask *t, int kind, const char *msg,
+                               const char *tb, const char *val, size_t vlen) {
   char wname[32];
   t->type = DL_M_ERR;
   t->kind = kind;
   snprintf(wname, sizeof wname, "worker %d", W.id);
   dl_buf_free(&t->rec);
   dl_err_encode(&t->rec, kind, msg, tb, wname);
+  if (val) dl_buf_str(&t->rec, val, vlen);
+}
+
+static void complete_err(wtask *t, int kind, const char *msg,
+                         const char *tb) {
+  complete_err_value(t, kind, msg, tb, NULL, 0);
 }
 
 /*
@@ -615,21 +628,46 @@ static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
   return 0;
 }
 
-/* The executor's message handler: {message, traceback}. */
+/* The executor's buffer for an error value (static, so that a memory
+   error raised while it is full leaks nothing for good). */
+static dl_buf errval_out;
+
+/*
+** The executor's message handler: {message, traceback [, value]}.  A table
+** raised by the task travels as value (encoded as data: functions and
+** other values that cannot be data make it travel as its message only);
+** its message is its __tostring, else its string field message or msg.
+*/
 static int msgh(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
+  int val = 0;
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else if (lua_istable(L, 1) &&
+             (lua_getfield(L, 1, "message") == LUA_TSTRING ||
+              (lua_pop(L, 1), lua_getfield(L, 1, "msg") == LUA_TSTRING)))
       msg = lua_tostring(L, -1);
     else
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(L, 1));
+    if (lua_istable(L, 1)) {
+      char err[256];
+      dl_enc_opts eo = {1, NULL, NULL, "error value"};
+      errval_out.len = 0;
+      val = dl_codec_encode(L, 1, &errval_out, &eo, err, sizeof err) == 0;
+    }
   }
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   lua_pushstring(L, msg);
   lua_setfield(L, -2, "message");
   luaL_traceback(L, L, NULL, 1);
   lua_setfield(L, -2, "traceback");
+  if (val) {
+    lua_pushlstring(L, errval_out.p, errval_out.len);
+    lua_setfield(L, -2, "value");
+  }
+  dl_buf_free(&errval_out); /* errors are rare: keep no buffer */
   return 1;
 }
 
@@ -719,20 +757,23 @@ static void run_task(lua_State *L, wtask *t) {
   stop = uv_hrtime() / 1000;
   if (rc != LUA_OK) {
     int kind;
-    const char *msg = "error", *tb = NULL;
+    const char *msg = "error", *tb = NULL, *val = NULL;
+    size_t vlen = 0;
     uv_mutex_lock(&W.lock);
     kind = W.cancel_kind ? W.cancel_kind : DL_ERR_RAISED;
     uv_mutex_unlock(&W.lock);
     if (lua_istable(L, -1)) {
       lua_getfield(L, -1, "message");
       lua_getfield(L, -2, "traceback");
-      msg = lua_tostring(L, -2);
-      tb = lua_tostring(L, -1);
+      lua_getfield(L, -3, "value");
+      msg = lua_tostring(L, -3);
+      tb = lua_tostring(L, -2);
+      val = lua_tolstring(L, -1, &vlen);
       if (msg == NULL) msg = "error";
     } else if (lua_isstring(L, -1)) {
       msg = lua_tostring(L, -1);
     }
-    complete_err(t, kind, msg, tb);
+    complete_err_value(t, kind, msg, tb, val, vlen);
   } else {
     dl_enc_opts eo = {0, NULL, NULL, "result"};
     exec_out.len = 0;
@@ -1383,6 +1424,8 @@ static void on_cancel(const char *key, size_t klen) {
   /* A running task is interrupted by the caller (on_sched_frame). */
 }
 
+static int told_to_stop; /* the scheduler sent SHUTDOWN */
+
 /* Make the running task raise at its next instruction (W.lock held). */
 static void interrupt_running(int kind) {
   W.cancel_kind = kind;
@@ -1529,6 +1572,7 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
       case DL_M_GET: rc = serve_get(c, &r, 0); break;
       case DL_M_GETS: rc = serve_get(c, &r, 1); break;
       case DL_M_SHUTDOWN:
+        told_to_stop = 1;
         uv_stop(&W.loop);
         return;
       default: rc = DL_EPROTO;
@@ -1542,14 +1586,64 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
   }
 }
 
+/* Set when the worker goes because its cluster is gone (the link closed
+   unasked, or SIGTERM), not because it was told to shut down. */
+static int lost_link;
+static uv_pid_t parent_pid; /* the client that started us */
+static uv_signal_t term_sig;
+
 static void on_sched_close(dl_conn *c) {
   (void)c;
   W.sched = NULL;
+  if (!told_to_stop) lost_link = 1;
   uv_stop(&W.loop); /* the scheduler is gone: so are we */
 }
 
+/* SIGTERM (sent by the kernel when the client dies, see PR_SET_PDEATHSIG,
+   or by anyone): leave as if the link were lost. */
+static void term_cb(uv_signal_t *h, int sig) {
+  (void)h;
+  (void)sig;
+  lost_link = 1;
+  uv_stop(&W.loop);
+}
+
+/*
+** The cluster is gone without shutting us down (its client was killed):
+** remove this worker's spill files, and the private directory itself once
+** the client is gone for good and every worker has removed its files, so
+** that a killed client leaves nothing behind.  A cluster that is alive
+** removes the directory itself.
+*/
+static void leave_files(void) {
+  uv_fs_t req;
+  uv_dirent_t ent;
+  char prefix[48], path[600];
+  int plen, i;
+  double until = now_s() + 2.0;
+  uv_mutex_lock(&W.lock);
+  W.leaving = 1; /* no new spill file; wait for those being written */
+  while (W.spilling > 0 && now_s() < until)
+    uv_cond_timedwait(&W.cond, &W.lock, 20 * 1000 * 1000);
+  uv_mutex_unlock(&W.lock);
+  plen = snprintf(prefix, sizeof prefix, "w%d-spill-", W.id);
+  if (uv_fs_scandir(NULL, &req, W.dir, 0, NULL) >= 0) {
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+      if (strncmp(ent.name, prefix, (size_t)plen) != 0) continue;
+      snprintf(path, sizeof path, "%s/%s", W.dir, ent.name);
+      unlink(path);
+    }
+  }
+  uv_fs_req_cleanup(&req);
+  /* The link closes before the kernel hands us to a new parent: give it a
+     moment, then remove the directory if the client is gone (rmdir fails
+     while other workers' files are still there; the last one succeeds). */
+  for (i = 0; i < 100 && getppid() == parent_pid; i++) uv_sleep(10);
+  if (getppid() != parent_pid) rmdir(W.dir);
+}
+
 static int64_t rss_bytes(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
+  FILE *f = fopen("/proc/self/statm", "re");
   long pages = 0, res = 0;
   if (f == NULL) return 0;
   if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
@@ -1674,9 +1768,11 @@ int dlua_worker_main(int argc, char **argv) {
             "[--memory-limit BYTES]\n");
     return 2;
   }
-  /* Die with the process that started us, even if it is SIGKILLed. */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() == 1) return 1;
+  /* Leave with the process that started us, even if it is SIGKILLed:
+     SIGTERM lets us remove our files first (term_cb). */
+  parent_pid = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() == 1 || getppid() != parent_pid) return 1;
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1706,20 +1802,37 @@ int dlua_worker_main(int argc, char **argv) {
     return 1;
   }
   W.L = L;
-  uv_loop_init(&W.loop);
-  dl_flusher_init(&W.fl, &W.loop);
-  uv_async_init(&W.loop, &W.done_async, done_cb);
+  {
+    int rc = uv_loop_init(&W.loop);
+    if (rc == 0) rc = dl_flusher_init(&W.fl, &W.loop);
+    if (rc == 0) rc = uv_async_init(&W.loop, &W.done_async, done_cb);
+    if (rc) {
+      fprintf(stderr, "dlua worker %d: cannot create its event loop: %s\n",
+              W.id, uv_strerror(rc));
+      return 1;
+    }
+  }
   uv_timer_init(&W.loop, &W.beat);
   uv_timer_start(&W.beat, beat_cb, 0, 500);
   uv_timer_init(&W.loop, &W.watchdog);
   uv_timer_start(&W.watchdog, watchdog_cb, 10, 10);
   snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
   uv_pipe_init(&W.loop, &W.listener, 0);
-  if (uv_pipe_bind(&W.listener, W.addr) ||
-      uv_listen((uv_stream_t *)&W.listener, 128, on_connection)) {
-    fprintf(stderr, "dlua worker %d: cannot listen on %s\n", W.id, W.addr);
-    return 1;
+  {
+    int rc = uv_pipe_bind(&W.listener, W.addr);
+    if (rc == 0)
+      rc = uv_listen((uv_stream_t *)&W.listener, 128, on_connection);
+    if (rc) {
+      fprintf(stderr, "dlua worker %d: cannot listen on %s: %s\n", W.id,
+              W.addr, uv_strerror(rc));
+      return 1;
+    }
   }
+  uv_signal_init(&W.loop, &term_sig);
+  uv_signal_start(&term_sig, term_cb, SIGTERM);
+  /* Tasks' children inherit stdin, stdout and stderr only: the link is
+     close-on-exec like every descriptor the worker opens itself. */
+  fcntl(3, F_SETFD, FD_CLOEXEC);
   W.sched = dl_conn_new(&W.loop, &W.fl, on_sched_frame, on_sched_close, NULL);
   if (W.sched == NULL || dl_conn_open_fd(W.sched, 3)) {
     fprintf(stderr, "dlua worker %d: no scheduler link on fd 3\n", W.id);
@@ -1736,8 +1849,12 @@ int dlua_worker_main(int argc, char **argv) {
   if (uv_thread_create(&W.exec, exec_main, L)) return 1;
   uv_run(&W.loop, UV_RUN_DEFAULT);
   unlink(W.addr);
+  if (lost_link) leave_files();
   fflush(stdout);
   fflush(stderr);
+  /* Nobody is left to end what our tasks started (processes in our group,
+     the session we lead): end it with us. */
+  if (lost_link && getpgrp() == getpid()) kill(0, SIGKILL);
   /* A task may still be running on the executor: leave without waiting. */
   _exit(0);
 }

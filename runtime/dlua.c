@@ -10,6 +10,10 @@
 ** same executable is also a dlua worker when started with the worker's
 ** arguments (dlua_worker_main).
 */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +318,60 @@ static int pmain(lua_State *L) {
 }
 
 /*
+** SIGTERM and SIGHUP end the command as they end lua, but first the
+** clusters it runs are closed (workers ended, private directories
+** removed).  The handler only writes the signal's number to a pipe; a
+** thread reads it, stops the clusters, and lets the signal kill the
+** process, so the exit status is the conventional one.  A signal ignored
+** when we start (nohup) stays ignored.
+*/
+static int term_pipe[2] = {-1, -1};
+
+static void on_term(int sig) {
+  unsigned char c = (unsigned char)sig;
+  ssize_t n = write(term_pipe[1], &c, 1);
+  (void)n;
+}
+
+static void *term_thread(void *arg) {
+  unsigned char c;
+  sigset_t set;
+  (void)arg;
+  while (read(term_pipe[0], &c, 1) != 1)
+    if (errno != EINTR) return NULL;
+  dlua_stop_clusters();
+  signal(c, SIG_DFL);
+  sigemptyset(&set);
+  sigaddset(&set, c);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  raise(c);
+  _exit(128 + c);
+}
+
+static void watch_term_signals(void) {
+  static const int sigs[2] = {SIGTERM, SIGHUP};
+  struct sigaction sa, old;
+  pthread_t t;
+  int i;
+  if (pipe(term_pipe)) return;
+  fcntl(term_pipe[0], F_SETFD, FD_CLOEXEC); /* not for our children */
+  fcntl(term_pipe[1], F_SETFD, FD_CLOEXEC);
+  if (pthread_create(&t, NULL, term_thread, NULL)) {
+    close(term_pipe[0]);
+    close(term_pipe[1]);
+    return;
+  }
+  pthread_detach(t);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (i = 0; i < 2; i++)
+    if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+      sigaction(sigs[i], &sa, NULL);
+}
+
+/*
 ** A worker process if asked for one; otherwise create the state, run
 ** pmain in protected mode, close the state and exit as lua does: 0 on
 ** success, 1 on any failure.
@@ -324,6 +382,7 @@ int main(int argc, char **argv) {
   lua_State *L;
   if (rc >= 0)
     return rc;
+  watch_term_signals();
   if (argv[0] != NULL && argv[0][0] != '\0')
     progname = argv[0];
   L = luaL_newstate();

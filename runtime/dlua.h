@@ -166,6 +166,21 @@ int dlua_register_codec(const char *tname, lua_CFunction enc,
 int dlua_worker_main(int argc, char **argv);
 
 /*
+** Stop every local cluster of this process now: each one's workers, and
+** what their tasks started, are ended and its private directory removed.
+** Waits at most about 3 seconds; returns the number of clusters stopped.
+** For a host about to exit on SIGTERM or SIGHUP: call it from a thread
+** (never from the signal handler itself), then exit.  The clusters' Lua
+** objects stay valid and report their cluster gone.
+**
+**   // in a thread woken by the handler (e.g. through a pipe):
+**   dlua_stop_clusters();
+**   signal(sig, SIG_DFL);
+**   raise(sig);
+*/
+int dlua_stop_clusters(void);
+
+/*
 ** Open the standard Lua libraries and dlua's own in L, make require "dlua"
 ** work (the Lua modules are compiled into the library) and apply the
 ** registrations.  For programs that manage their own lua_State; call it in

@@ -98,10 +98,15 @@ describe("dlua.parse_bytes", function()
     local ok, err = pcall(dlua.parse_bytes, {})
     assert.is_false(ok)
     assert.matches("memory size must be a number or a string", err)
-    for _, bad in ipairs({0, -5, -1.5, 0/0, math.huge}) do
+    for _, bad in ipairs({0, -5, -1.5, 0/0, 0.5}) do
       ok, err = pcall(dlua.parse_bytes, bad)
       assert.is_false(ok, "accepted " .. tostring(bad))
       assert.matches("must be .*positive", err)
+    end
+    for _, bad in ipairs({math.huge, 1e300, "2000000 TiB"}) do
+      ok, err = pcall(dlua.parse_bytes, bad)
+      assert.is_false(ok, "accepted " .. tostring(bad))
+      assert.matches("too large %(at most 1 EiB%)", err)
     end
   end)
 end)
@@ -151,13 +156,13 @@ describe("LocalCluster", function()
       local ok, err = pcall(dlua.LocalCluster,
                             {n_workers = 1, memory_limit = bad})
       assert.is_false(ok, "accepted " .. bad)
-      assert.matches("^[^\n]*LocalCluster: malformed memory size '"
+      assert.matches("^[^\n]*LocalCluster: memory_limit: malformed memory size '"
                      .. bad:gsub("%p", "%%%0") .. "'", err)
     end
     local ok, err = pcall(dlua.LocalCluster, {n_workers = 1, memory_limit = {}})
     assert.is_false(ok)
-    assert.matches("LocalCluster: memory size must be a number or a string",
-                   err)
+    assert.matches("LocalCluster: memory_limit: memory size must be a number "
+                   .. "or a string", err)
   end)
 
   it("rejects unknown and bad options", function()
@@ -364,13 +369,12 @@ describe("futures", function()
     assert.same(want, c:gather(futs, 20))
   end)
 
-  it("map zips several sequences; the shortest wins", function()
+  it("map zips several sequences of one length", function()
     local futs = c:map(function(a, b, s) return a .. b .. s end,
-                       {1, 2, 3}, {"a", "b"}, {"x", "y", "z", "w"})
-    assert.equal(2, #futs)
-    assert.same({"1ax", "2by"}, c:gather(futs, 20))
-    local empty = c:map(function(a, b) return a + b end, {1, 2}, {})
-    assert.same({}, empty)
+                       {1, 2, 3}, {"a", "b", "c"}, {"x", "y", "z"})
+    assert.equal(3, #futs)
+    assert.same({"1ax", "2by", "3cz"}, c:gather(futs, 20))
+    assert.same({}, c:map(function(a, b) return a + b end, {}, {}))
   end)
 
   it("map takes any argument: plain, tables, futures, proxies", function()
@@ -779,8 +783,17 @@ describe("task options", function()
     assert.has_error(function() c:map(double, {1}, dlua.opts{key = "k"}) end)
   end)
 
-  it("a trailing plain table is an argument, not options", function()
-    local f = c:submit(function(t) return t.key end, {key = "data"})
+  it("a trailing plain table is an argument, unless it looks like options",
+     function()
+    local f = c:submit(function(t) return t.data end, {data = "x"})
+    assert.equal("x", f:result(10))
+    -- all keys option names: refused, naming dlua.opts; dlua.opts{} at the
+    -- end passes it as an argument after all
+    local ok, err = pcall(c.submit, c, function(t) return t.key end,
+                          {key = "data"})
+    assert.is_false(ok)
+    assert.matches("looks like options; pass options as dlua.opts", err)
+    f = c:submit(function(t) return t.key end, {key = "data"}, dlua.opts{})
     assert.equal("data", f:result(10))
   end)
 

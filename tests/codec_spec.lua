@@ -227,7 +227,7 @@ describe("codec functions", function()
     assert.equal(f, up)
   end)
 
-  it("maps the sender's globals to the receiver's globals", function()
+  it("gives a function its own globals, falling back to the receiver's", function()
     -- busted runs specs in its own environment; make one in the real one.
     local G = debug.getregistry()[2]
     local f = load("return function() return tostring(1) .. type(_G) end",
@@ -236,7 +236,8 @@ describe("codec functions", function()
     assert.equal("1table", g())
     local name, env = debug.getupvalue(g, 1)
     assert.equal("_ENV", name)
-    assert.equal(G, env)
+    assert.are_not.equal(G, env)
+    assert.equal(G, getmetatable(env).__index)
     assert.is_true(#encode(f) < 300)
   end)
 
@@ -255,6 +256,116 @@ describe("codec functions", function()
     assert.is_true(#encode(many) < one * 2)
     local r = rt(many)
     for i = 1, 10 do assert.equal(i, r[i]()) end
+  end)
+end)
+
+describe("codec globals", function()
+  -- busted runs specs in its own environment: the functions here are
+  -- loaded in the real globals, as a script's or the REPL's are.
+  local G = debug.getregistry()[2]
+  local set = {}
+  local function global(name, v) set[name] = true; G[name] = v end
+  local function fn(src) return assert(load("return " .. src, "=g", "t", G))() end
+  after_each(function()
+    for k in pairs(set) do G[k] = nil end
+    set = {}
+  end)
+
+  it("sends the value a global has when the function is encoded", function()
+    global("SPEC_N", 5)
+    local e = encode(fn("function() return SPEC_N end"))
+    global("SPEC_N", 99)
+    assert.equal(5, decode(e)())
+  end)
+
+  it("sends global functions with their own globals", function()
+    global("SPEC_R", 2)
+    global("spec_in_circle", fn("function(x, y) return x * x + y * y <= SPEC_R * SPEC_R end"))
+    local e = encode(fn([[function(x) return spec_in_circle(x, 1), math.type(x) end]]))
+    global("SPEC_R", 0)
+    global("spec_in_circle", nil)
+    local f = decode(e)
+    assert.same({true, "integer"}, {f(1)})
+    assert.is_false(f(2))
+    local _, env = debug.getupvalue(f, 1)
+    assert.is_function(rawget(env, "spec_in_circle"))
+    assert.equal(2, rawget(env, "SPEC_R"))
+    assert.is_nil(rawget(env, "math")) -- standard names are the receiver's
+  end)
+
+  it("finds globals read by nested functions", function()
+    global("SPEC_DEEP", "deep")
+    local f = rt(fn("function() return (function() return function() return SPEC_DEEP end end)()() end"))
+    global("SPEC_DEEP", nil)
+    assert.equal("deep", f())
+  end)
+
+  it("keeps tables shared between globals shared, and cycles", function()
+    local t = {1}
+    t.self = t
+    global("SPEC_A", t)
+    global("SPEC_B", t)
+    local f = rt(fn("function() return SPEC_A, SPEC_B end"))
+    local a, b = f()
+    assert.are_not.equal(t, a)
+    assert.equal(a, b)
+    assert.equal(a, a.self)
+  end)
+
+  it("keeps recursion through a global function", function()
+    global("spec_fact", fn("function(n) if n <= 1 then return 1 end return n * spec_fact(n - 1) end"))
+    local f = rt(G.spec_fact)
+    global("spec_fact", nil)
+    assert.equal(120, f(5))
+    local _, env = debug.getupvalue(f, 1)
+    assert.equal(f, rawget(env, "spec_fact"))
+  end)
+
+  it("gives the functions of one message one globals table", function()
+    global("spec_setup", fn("function() SPEC_CACHE = {k = 'v'} end"))
+    global("spec_use", fn("function(k) return SPEC_CACHE[k] end"))
+    local f = rt(fn("function(k) spec_setup() return spec_use(k) end"))
+    assert.equal("v", f("k"))
+    assert.is_nil(rawget(G, "SPEC_CACHE")) -- the receiver's globals untouched
+    set.SPEC_CACHE = true
+  end)
+
+  it("sends a global holding a library value by name", function()
+    global("SPEC_LP", lpeg)
+    global("spec_out", io.stdout)
+    local f = rt(fn("function() return SPEC_LP, spec_out end"))
+    local a, b = f()
+    assert.equal(lpeg, a)
+    assert.equal(io.stdout, b)
+    assert.is_true(#encode(fn("function() return print, string, _G end")) < 300)
+  end)
+
+  it("names a global that cannot be sent", function()
+    local co = coroutine.create(print)
+    global("spec_co", co)
+    local e = err_of(encode, fn("function() return spec_co end"), {root = "task"})
+    assert.matches("cannot send coroutine at global 'spec_co' of function <g:1> %(task%)", e)
+    global("spec_tbl", {x = {co}})
+    e = err_of(encode, fn("function() return spec_tbl end"))
+    assert.matches("at x%[1%] of global 'spec_tbl' of function <g:1>", e)
+  end)
+
+  it("keeps assignments in the function's own globals", function()
+    local f = rt(fn("function() SPEC_SET = (SPEC_SET or 0) + 1 return SPEC_SET end"))
+    assert.equal(1, f())
+    assert.equal(2, f())
+    assert.is_nil(rawget(G, "SPEC_SET"))
+    set.SPEC_SET = true
+  end)
+
+  it("still reuses a function that reads no user globals", function()
+    local e = encode(fn("function(x) return math.abs(x) end"))
+    local f = decode(e)
+    assert.equal(f, decode(e))
+    assert.equal(3, f(-3))
+    global("SPEC_K", 1)
+    local e2 = encode(fn("function(x) return SPEC_K + x end"))
+    assert.are_not.equal(decode(e2), decode(e2))
   end)
 end)
 
@@ -474,6 +585,57 @@ describe("codec data_only", function()
   end)
 end)
 
+describe("codec decode safety", function()
+  -- Layout of an encoded function without upvalues: 9 header bytes, tag,
+  -- prototype kind, the 16-byte hash (bytes 12 to 27), then the bytecode.
+  it("refuses a flipped bit in a function's bytecode (issue 21)", function()
+    local script = os.tmpname()
+    local fh = assert(io.open(script, "w"))
+    fh:write([[
+      local codec = require "dlua.codec"
+      local e = codec.encode(function(x) return string.format("%d", x) end)
+      local ok, err = pcall(codec.decode,
+        e:sub(1, 60) .. string.char(e:byte(61) ~ 1) .. e:sub(62))
+      io.write(tostring(ok), " ", tostring(err))
+    ]])
+    fh:close()
+    local p = assert(io.popen(DLUA .. " " .. script .. " 2>&1; echo \" $?\""))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.matches("^false codec: function bytecode does not match its hash", out)
+    assert.matches(" 0\n$", out)
+  end)
+
+  it("refuses every flipped bit of a function's hash or bytecode", function()
+    local up = {1}
+    local e = encode(function(x) return up[1] + x end)
+    local start, stop = 12, #e - 8
+    for i = start, stop do
+      for bit = 0, 7 do
+        local s = e:sub(1, i - 1) .. string.char(e:byte(i) ~ (1 << bit)) ..
+                  e:sub(i + 1)
+        local ok, err = pcall(decode, s)
+        assert.is_false(ok)
+        assert.is_string(err)
+      end
+    end
+    assert.equal(3, decode(e)(2))
+  end)
+
+  it("keys the closure cache by the hash of what was loaded", function()
+    local function f() return "f" end
+    local function g() return "g" end
+    local ef, eg = encode(f), encode(g)
+    assert.equal(ef:sub(1, 11), eg:sub(1, 11))
+    -- f's hash in front of g's bytecode
+    local poisoned = eg:sub(1, 11) .. ef:sub(12, 27) .. eg:sub(28)
+    assert.matches("does not match its hash", err_of(decode, poisoned))
+    assert.equal("f", decode(ef)())
+    assert.equal("g", decode(eg)())
+  end)
+end)
+
 describe("codec bad input", function()
   local sample = encode({1, -2.5, "str", {x = {true, false}}, k = {n = 1}})
   local fsample
@@ -518,8 +680,8 @@ describe("codec bad input", function()
   end)
 
   it("rejects another format version", function()
-    local s = sample:sub(1, 3) .. "\2" .. sample:sub(5)
-    assert.matches("unsupported format version 2", err_of(decode, s))
+    local s = sample:sub(1, 3) .. "\9" .. sample:sub(5)
+    assert.matches("unsupported format version 9 %(expected 2%)", err_of(decode, s))
   end)
 
   it("rejects another Lua version", function()

@@ -261,6 +261,71 @@ describe("dashboard", function()
     assert.are.equal(200, (http(base .. "/json/info")))
   end)
 
+  it("answers only requests that name it in Host (DNS rebinding)",
+     function()
+    local port = client.cluster.dashboard_address:match(":(%d+)$")
+    for _, h in ipairs{"127.0.0.1:" .. port, "localhost:" .. port,
+                       "LOCALHOST:" .. port} do
+      assert.are.equal(200, (http(base .. "/json/info", "-H", "Host: " .. h)),
+                       h)
+    end
+    for _, h in ipairs{"evil.example:" .. port, "evil.example",
+                       "127.0.0.1", "127.0.0.1:1", "127.0.0.2:" .. port,
+                       "[::1]:" .. port, "127.0.0.1:" .. port .. "x",
+                       "127.0.0.1:" .. port .. ".evil.example"} do
+      local code, body = http(base .. "/json/workers", "-H", "Host: " .. h)
+      assert.are.equal(403, code, h)
+      assert.falsy(body:find("pid", 1, true))
+    end
+  end)
+
+  it("answers 400 to a bad since", function()
+    for _, q in ipairs{"-1", "abc", "1x", "", "18446744073709551616",
+                       "99999999999999999999999"} do
+      local code, body = http(base .. "/json/stream?since=" .. q)
+      assert.are.equal(400, code, q)
+      assert.truthy(json_decode(body).error, body)
+    end
+    local code, body = http(base .. "/json/stream?since=18446744073709551615")
+    assert.are.equal(200, code)
+    assert.are.equal(0, #json_decode(body).events)
+    assert.are.equal(200, (http(base .. "/json/stream?x=1&since=3")))
+  end)
+
+  it("drops a request head that trickles in", function()
+    local port = client.cluster.dashboard_address:match(":(%d+)$")
+    -- A header line a second keeps the connection busy; the server must
+    -- still close it within its head timeout (5 s), not wait forever.
+    local code, out = H.sh(("bash -c %s"):format(H.q(([[
+      exec 3<>/dev/tcp/127.0.0.1/%s
+      printf 'GET /json/info HTTP/1.1
+Host: 127.0.0.1
+' >&3
+      ( while printf 'X-Slow: 1
+' >&3; do sleep 1; done ) 2>/dev/null &
+      w=$!
+      timeout 30 cat <&3 >/dev/null
+      echo "cat=$?"
+      kill $w 2>/dev/null
+    ]]):format(port))))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("cat=0", 1, true), out)
+    assert.are.equal(200, (http(base .. "/json/info")))
+  end)
+
+  it("caps the connections from one peer", function()
+    local addr = client.cluster.dashboard_address
+    local out = os.tmpname()
+    os.execute(("%s/http_load -c 300 -d 2 -i 500 -p /json/info %s > %s 2>&1")
+      :format(H.q(BUILD), addr, H.q(out)))
+    local res = H.slurp(out)
+    os.remove(out)
+    local answered = tonumber(res:match("answered=(%d+)"))
+    assert.truthy(answered and answered <= 256, res)
+    assert.truthy(answered >= 100, res)
+    assert.are.equal(200, (http(base .. "/json/info")))
+  end)
+
   it("answers 200 concurrent clients while tasks run", function()
     local addr = client.cluster.dashboard_address
     local out = os.tmpname()

@@ -40,14 +40,18 @@ Building
   module.  Assigning to a Delayed's fields is an error.
 
 Running
-  compute(d1, d2, ... [, opts]) -> v1, v2, ...   (non-Delayeds pass through)
+  compute(d1, d2, ... [, opts]) -> v1, v2, ...   (non-Delayeds pass through;
+                                                 plain tables are searched
+                                                 and copied with Delayeds
+                                                 replaced by their values)
   persist(d1, d2, ... [, opts]) -> p1, p2, ...   Delayeds backed by results
                                                  kept on the cluster
   compute_graph(graph, keys [, opts])            run a raw graph (see below);
                                                  keys: one key -> one value,
                                                  a list -> a list of values
   A trailing options table is recognised when it is made by dlua.opts{...}
-  or is a plain table whose keys are all option names:
+  or is a plain table whose keys are all option names (or so close to one
+  that they are reported as a typo, "did you mean 'optimize'?"):
     scheduler = "sync"     run in this lua_State, in priority order, one task
                            at a time (for debugging: a failing task raises
                            at once with its key, message and traceback);
@@ -245,6 +249,18 @@ end
 
 local fnames = setmetatable({}, {__mode = "k"})   -- function -> name
 
+--[[ The label of an anonymous function: "lambda@<file>:<line>" where it
+  was defined (the file's base name, characters other than letters,
+  digits, '_' and '.' replaced by '_'), e.g. lambda@job.lua:12; plain
+  "lambda" for a C function. ]]
+local function lambda_label(fn)
+  local info = type(fn) == "function" and getinfo(fn, "S")
+  if not info or info.what == "C" then return "lambda" end
+  local file = sgsub(info.short_src, "^.*/", "")
+  file = sgsub(ssub(file, 1, 40), "[^%w_.]", "_")
+  return sformat("lambda@%s:%d", file, info.linedefined)
+end
+
 local LIBS = {"string", "table", "math", "os", "io", "utf8", "coroutine",
               "debug"}
 
@@ -286,7 +302,7 @@ local function find_name(fn, level)
       if name then break end
     end
   end
-  name = name and sgsub(name, "[^%w_.]", "_") or "delayed"
+  name = name and sgsub(name, "[^%w_.]", "_") or lambda_label(fn)
   fnames[fn] = name
   return name
 end
@@ -377,6 +393,16 @@ end
 
 local OPTION = {pure = true, name = true, nout = true}
 
+-- " (did you mean 'x'?)" for a misspelled option name (from dlua itself,
+-- which is loaded first; "" without it).
+local function hint(k, known)
+  local ok, dl = pcall(require, "dlua")
+  if ok and type(dl) == "table" and dl._did_you_mean then
+    return dl._did_you_mean(k, known)
+  end
+  return ""
+end
+
 local function check_spec(opts, fn, level)
   local spec = {}
   if opts ~= nil then
@@ -385,7 +411,8 @@ local function check_spec(opts, fn, level)
     end
     for k in pairs(opts) do
       if not OPTION[k] then
-        error(sformat("dlua.delayed: unknown option '%s'", tostring(k)), 3)
+        error(sformat("dlua.delayed: unknown option '%s'%s", tostring(k),
+          hint(k, OPTION)), 3)
       end
     end
     spec.pure = opts.pure and true or false
@@ -500,14 +527,46 @@ Delayed.__call = function (d, ...)
   return make_call(op_call, call_spec, {d, ...}, n + 1)
 end
 
+--[[ Operator tasks are keyed by what they compute, as Dask tokenizes
+  them: the operator and its operands (a Delayed by its key, a number,
+  string or boolean by value, anything else by its encoded content), so
+  e + e built twice is one task.  An operand that cannot be hashed (a
+  cyclic table without the codec, say) gets a fresh key. ]]
+local function op_token(v)
+  if isref(v) then return "D" .. v.key end
+  local t = type(v)
+  if t == "number" then
+    return (math_type(v) == "integer" and "i" or "f") .. sformat("%.17g", v)
+  elseif t == "string" then
+    return "s" .. #v .. ":" .. v
+  elseif t == "boolean" or t == "nil" then
+    return tostring(v)
+  end
+  local bytes = encode(hashable(v, {}))
+  return bytes and "e" .. bytes or nil
+end
+
+local function op_call_node(fn, spec, args, n)
+  local deps, deep = find_deps(args, n)
+  local ta = op_token(args[1])
+  local tb = n == 2 and op_token(args[2]) or ""
+  local key
+  if ta and tb then
+    key = hash_key(spec.name, fnv1a(spec.name .. "\0" .. ta .. "\0" .. tb))
+  else
+    key = fresh_key(spec.name)
+  end
+  return new_delayed(key, {fn, args, n, deps, deep, spec})
+end
+
 local function binop(name, fn)
   local spec = {name = name, fname = name}
-  return function (a, b) return make_call(fn, spec, {a, b}, 2) end
+  return function (a, b) return op_call_node(fn, spec, {a, b}, 2) end
 end
 
 local function unop(name, fn)
   local spec = {name = name, fname = name}
-  return function (a) return make_call(fn, spec, {a}, 1) end
+  return function (a) return op_call_node(fn, spec, {a}, 1) end
 end
 
 Delayed.__add = binop("add", function (a, b) return a + b end)
@@ -843,7 +902,8 @@ local function check_opts(opts, who)
   end
   for k in pairs(opts) do
     if not COMPUTE_OPTION[k] then
-      error(sformat("dlua.%s: unknown option '%s'", who, tostring(k)), 3)
+      error(sformat("dlua.%s: unknown option '%s'%s", who, tostring(k),
+        hint(k, COMPUTE_OPTION)), 3)
     end
   end
   if opts.scheduler ~= nil and not SCHED[opts.scheduler] then
@@ -865,8 +925,12 @@ local function is_opts(t)
     return type(mt) == "table" and rawget(mt, "__name") == "dlua.opts"
   end
   if next(t) == nil then return false end
-  for k in next, t do
-    if not COMPUTE_OPTION[k] then return false end
+  -- option names, or names close to one (a typo, reported by check_opts)
+  for k, v in next, t do
+    if not COMPUTE_OPTION[k] and (isref(v) or hint(k, COMPUTE_OPTION) == "")
+    then
+      return false
+    end
   end
   return true
 end
@@ -942,17 +1006,92 @@ local function run_many(mode, who, ...)
     n = n - 1
   end
   opts = check_opts(opts, who)
-  local roots, pos = {}, {}
+  -- Delayeds given directly, and those inside plain tables (Dask's
+  -- compute looks into lists and dicts): one graph for all.
+  local roots, pos, inroot, nested = {}, {}, {}, nil
   for i = 1, n do
-    if is_delayed(args[i]) then
-      roots[#roots + 1] = args[i]; pos[#roots] = i
+    local a = args[i]
+    if is_delayed(a) then
+      roots[#roots + 1] = a; pos[#roots] = i
+    elseif type(a) == "table" and getmetatable(a) == nil then
+      local deps = {}
+      if scan(a, deps, {}, {}) then
+        nested = nested or {}
+        nested[#nested + 1] = i
+        for j = 1, #deps do
+          local d = deps[j]
+          if not inroot[d.key] then
+            inroot[d.key] = true
+            roots[#roots + 1] = d
+          end
+        end
+      end
     end
   end
   if #roots > 0 then
     local vals = execute(roots, opts, mode)
-    for j = 1, #roots do args[pos[j]] = vals[j] end
+    local byk = {}
+    for j = 1, #roots do
+      byk[roots[j].key] = vals[j] == nil and NIL or vals[j]
+      if pos[j] then args[pos[j]] = vals[j] end
+    end
+    if nested then
+      local seen = {}
+      local function get(ref)
+        local v = byk[ref.key]
+        if v == NIL then return nil end
+        return v
+      end
+      for j = 1, #nested do
+        local i = nested[j]
+        args[i] = subst(args[i], get, seen)
+      end
+    end
   end
   return tunpack(args, 1, n)
+end
+
+--[[ to_futures(client, x, opts, level) -> x with every Delayed (x itself,
+  or anywhere inside the plain table x) replaced by the future of its
+  result, the graph submitted to client (client:compute). ]]
+local function to_futures(client, x, opts, level)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("compute: options must be a table, got " .. type(opts), level + 1)
+  end
+  local o = {}
+  for k, v in next, opts or {} do
+    if k ~= "optimize" then
+      error(sformat("compute: unknown option '%s'%s", tostring(k),
+        hint(k, {optimize = true})), level + 1)
+    end
+    o[k] = v
+  end
+  o.client, o.scheduler = client, "cluster"
+  local roots
+  if is_delayed(x) then
+    roots = {x}
+  elseif type(x) == "table" and getmetatable(x) == nil then
+    roots = {}
+    scan(x, roots, {}, {})
+  else
+    error("compute: expects a Delayed or a table holding Delayeds, got "
+      .. (getmetatable(x) and getmetatable(x).__name or type(x)), level + 1)
+  end
+  local futs = {}
+  if #roots > 0 then
+    local ps = execute(roots, o, "persist")
+    for i = 1, #roots do
+      local node = ps[i][NODE]
+      local f = node.future
+      if not f then -- a plain value: a task that returns it
+        f = client:_submit({key = roots[i].key}, identity, 1, node.value)
+      end
+      futs[roots[i].key] = f
+    end
+  end
+  local function get(ref) return futs[ref.key] end
+  if is_delayed(x) then return futs[x.key] end
+  return subst(x, get, {})
 end
 
 --[[ compute(d1, d2, ... [, opts]) -> v1, v2, ...  One graph for all, so
@@ -1134,8 +1273,8 @@ local function compiled(roots, opts, who)
     end
     for k in pairs(opts) do
       if not GRAPH_OPTION[k] then
-        error(sformat("dlua.delayed: unknown %s option '%s'", who,
-          tostring(k)), 3)
+        error(sformat("dlua.delayed: unknown %s option '%s'%s", who,
+          tostring(k), hint(k, GRAPH_OPTION)), 3)
       end
     end
   end
@@ -1212,7 +1351,8 @@ local FORMATS = {svg = true, png = true, pdf = true, jpg = true,
 
 --[=[ visualize(list, [filename [, {optimize=}]]).  Without a filename,
   returns the DOT text.  "x.dot"/"x.gv" writes DOT; "x.svg", "x.png",
-  "x.pdf" run Graphviz `dot`.  Returns filename, or nil and a message. ]=]
+  "x.pdf" run Graphviz `dot`.  Returns filename; raises when the file
+  cannot be written or Graphviz is not installed. ]=]
 local function visualize(roots, filename, opts)
   local text = to_dot(compiled(roots, opts, "visualize"))
   if filename == nil then return text end
@@ -1222,7 +1362,7 @@ local function visualize(roots, filename, opts)
   local ext = (filename:match("%.([%w]+)$") or ""):lower()
   if ext == "dot" or ext == "gv" then
     local f, err = io_open(filename, "w")
-    if not f then return nil, err end
+    if not f then error("dlua.delayed: visualize: " .. err, 3) end
     f:write(text)
     f:close()
     return filename
@@ -1232,22 +1372,28 @@ local function visualize(roots, filename, opts)
       .. "(use .dot, .svg, .png or .pdf)", filename), 3)
   end
   if not os_execute("command -v dot >/dev/null 2>&1") then
-    return nil, "graphviz 'dot' not found: apt-get install graphviz"
+    error(sformat("dlua.delayed: visualize: writing '%s' needs Graphviz's "
+      .. "'dot' command, which is not installed (apt-get install graphviz; "
+      .. "or write .dot text, which needs nothing)", filename), 3)
   end
   local tmp = os_tmpname()
   local f, err = io_open(tmp, "w")
-  if not f then return nil, err end
+  if not f then error("dlua.delayed: visualize: " .. err, 3) end
   f:write(text)
   f:close()
   local ok = os_execute(sformat("dot -T%s -o %s %s", ext,
     shell_quote(filename), shell_quote(tmp)))
   os_remove(tmp)
-  if not ok then return nil, "graphviz 'dot' failed to write " .. filename end
+  if not ok then
+    error("dlua.delayed: visualize: graphviz 'dot' failed to write "
+      .. filename, 3)
+  end
   return filename
 end
 
 function methods.visualize(d, filename, opts)
-  return visualize({d}, filename, opts)
+  local r = visualize({d}, filename, opts) -- not a tail call: error levels
+  return r
 end
 
 function methods.compute(d, opts)
@@ -1271,8 +1417,10 @@ return {
   compute_graph = compute_graph,
   is_delayed = is_delayed,
   getattr = getattr,
+  to_futures = to_futures,
   visualize = function (list, filename, opts)
-    return visualize(list, filename, opts)
+    local r = visualize(list, filename, opts)
+    return r
   end,
   Delayed = Delayed,
 }

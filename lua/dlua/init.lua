@@ -15,6 +15,11 @@ never mistaken for options:
 
   client:submit(fn, a, b, dlua.opts{key = "job-1", retries = 2})
 
+A plain table where options were meant is refused, naming dlua.opts:
+map's arguments must be sequences of one length, and submit's trailing
+table must not consist of option names only (end the call with
+dlua.opts{} to pass such a table as an argument).
+
   key       string    the task's key (default: <fn name>-<unique hex>)
   pure      boolean   key from a hash of function and arguments, so equal
                       calls share one task (default false)
@@ -49,6 +54,70 @@ M.codec = codec
 local Opts = {__name = "dlua.Options"}
 Opts.__index = Opts
 
+-- Edit distance between two short strings (Levenshtein, a swap of two
+-- neighbours counting as one edit), for the "did you mean" hint of a
+-- misspelled option.
+local function distance(a, b)
+  local d = {}
+  for i = 0, #a do d[i] = {[0] = i} end
+  for j = 1, #b do d[0][j] = j end
+  for i = 1, #a do
+    local ca = a:byte(i)
+    for j = 1, #b do
+      local cb = b:byte(j)
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1,
+                         d[i - 1][j - 1] + (ca == cb and 0 or 1))
+      if i > 1 and j > 1 and ca == b:byte(j - 1) and a:byte(i - 1) == cb then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[#a][#b]
+end
+
+--- dlua._did_you_mean(name, known) -> " (did you mean 'x'?)" or "": the
+-- closest key of the set `known` when it is close enough to be a typo.
+local function did_you_mean(name, known)
+  if type(name) ~= "string" then return "" end
+  local lname = name:lower()
+  local best, bestd
+  for k in pairs(known) do
+    if type(k) == "string" then
+      local d = distance(lname, k)
+      -- a shared start of 4 letters (retry, retries), or a name that is
+      -- the start of the other (sched, scheduler), counts as close
+      local p = 0
+      while p < #lname and p < #k and lname:byte(p + 1) == k:byte(p + 1) do
+        p = p + 1
+      end
+      if p >= 4 or (p >= 3 and p == math.min(#lname, #k)) then d = 1 end
+      if not bestd or d < bestd or (d == bestd and k < best) then
+        best, bestd = k, d
+      end
+    end
+  end
+  if best and bestd <= math.max(1, math.min(3, #name // 3)) then
+    return fmt(" (did you mean '%s'?)", best)
+  end
+  return ""
+end
+M._did_you_mean = did_you_mean
+
+-- Raise "<who>: unknown option 'x' (did you mean 'y'?)" for the first key
+-- of t that is not in known; level as for error(), counted from the caller.
+local function check_keys(t, known, who, level)
+  for k in pairs(t) do
+    if known[k] == nil then
+      local shown = type(k) == "string" and fmt("'%s'", k)
+        or fmt("%s key %s", type(k), tostring(k))
+      error(fmt("%s: unknown option %s%s", who, shown, did_you_mean(k, known)),
+            level + 1)
+    end
+  end
+end
+M._check_keys = check_keys
+
 local known_opts = {
   key = "string", pure = "boolean", priority = "number", retries = "number",
   timeout = "number", workers = "table", allow_other_workers = "boolean",
@@ -62,12 +131,36 @@ function M.opts(t)
     error("dlua.opts expects a table, got " .. type(t), 2)
   end
   t = t or {}
+  if getmetatable(t) == Opts then return t end
+  check_keys(t, known_opts, "dlua.opts", 2)
   for k, v in pairs(t) do
     local want = known_opts[k]
-    if not want then
-      error(fmt("unknown option '%s'", tostring(k)), 2)
-    elseif type(v) ~= want then
-      error(fmt("option '%s' must be a %s, got %s", k, want, type(v)), 2)
+    if type(v) ~= want then
+      error(fmt("dlua.opts: option '%s' must be a %s, got %s", k, want,
+                type(v)), 2)
+    end
+  end
+  for _, k in ipairs{"key", "name"} do
+    if t[k] == "" then
+      error(fmt("dlua.opts: option '%s' must be a non-empty string", k), 2)
+    end
+  end
+  local r = t.retries
+  if r and (math.type(r) ~= "integer" or r < 0) then
+    error("dlua.opts: option 'retries' must be a non-negative integer, got "
+          .. tostring(r), 2)
+  end
+  local to = t.timeout
+  if to and not (to >= 0 and to < huge) then
+    error("dlua.opts: option 'timeout' must be a non-negative number of "
+          .. "seconds, got " .. tostring(to), 2)
+  end
+  if t.workers then
+    for i, w in pairs(t.workers) do
+      if math.type(i) ~= "integer" or math.type(w) ~= "integer" then
+        error("dlua.opts: option 'workers' must be an array of worker ids "
+              .. "(integers)", 2)
+      end
     end
   end
   return setmetatable(t, Opts)
@@ -75,6 +168,31 @@ end
 
 local function is_opts(v) return getmetatable(v) == Opts end
 M.is_opts = is_opts
+
+-- Does v look like options written as a plain table (the Dask habit of
+-- keyword arguments): a non-empty table without a metatable whose keys are
+-- all option names, each holding a value of the option's type?
+local function looks_like_opts(v)
+  if type(v) ~= "table" or getmetatable(v) ~= nil or next(v) == nil then
+    return false
+  end
+  for k, x in next, v do
+    local want = known_opts[k]
+    if not want or type(x) ~= want then return false end
+  end
+  return true
+end
+
+-- "{retries = 2}" rendered back for an error message.
+local function opts_text(v)
+  local parts = {}
+  for k, x in pairs(v) do
+    parts[#parts + 1] = fmt("%s = %s", k,
+                            type(x) == "string" and fmt("%q", x) or tostring(x))
+  end
+  table.sort(parts)
+  return "{" .. concat(parts, ", ") .. "}"
+end
 
 -- Split a trailing options object off an argument list.
 local function split_opts(n, ...)
@@ -93,6 +211,10 @@ local units = {
   k = 1e3, m = 1e6, g = 1e9, t = 1e12,
 }
 
+-- The largest size dlua accepts: 1 EiB, far beyond any machine, well
+-- inside a 64-bit integer.
+local MAX_BYTES = 1 << 60
+
 --- dlua.parse_bytes("512MB") -> 512000000.  Strict: raises on anything else
 -- than a number with an optional unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB).
 function M.parse_bytes(s)
@@ -101,10 +223,16 @@ function M.parse_bytes(s)
     return s
   end
   if type(s) == "number" then
-    if s <= 0 or s ~= s or s == huge then
-      error("memory size must be a positive number, got " .. tostring(s), 2)
+    if not (s >= 1) then
+      error("memory size must be a positive number of bytes, got "
+            .. tostring(s), 2)
     end
-    return math.floor(s)
+    local n = math.tointeger(math.floor(s))
+    if not n or n > MAX_BYTES then
+      error(fmt("memory size %s is too large (at most %s)", tostring(s),
+                "1 EiB"), 2)
+    end
+    return n
   end
   if type(s) ~= "string" then
     error("memory size must be a number or a string like '512MB', got "
@@ -116,9 +244,13 @@ function M.parse_bytes(s)
     error(fmt("malformed memory size '%s' (expected e.g. '512MB', '2GiB' "
               .. "or a number of bytes)", s), 2)
   end
-  local n = math.floor(tonumber(num) * mult)
-  if n <= 0 then error(fmt("memory size '%s' must be positive", s), 2) end
-  return n
+  local x = tonumber(num) * mult
+  if x < 1 then error(fmt("memory size '%s' must be positive", s), 2) end
+  if x > MAX_BYTES then
+    error(fmt("memory size '%s' is too large (at most %s)", s,
+              "1 EiB"), 2)
+  end
+  return math.tointeger(math.floor(x))
 end
 
 --- dlua.format_bytes(n) -> "1.50 GiB"
@@ -135,6 +267,9 @@ end
 local LocalCluster = {__name = "dlua.LocalCluster"}
 LocalCluster.__index = LocalCluster
 
+--- dlua.MIN_MEMORY_LIMIT: the smallest memory_limit a worker accepts.
+M.MIN_MEMORY_LIMIT = 16 * 1024 * 1024
+
 local cluster_keys = {
   n_workers = true, memory_limit = true, worker_exe = true,
   allowed_failures = true, start_timeout = true, dashboard_address = true,
@@ -146,49 +281,62 @@ local cluster_keys = {
 --- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
 -- Starts the scheduler (a thread of this process) and n_workers worker
 -- processes.  memory_limit is per worker: bytes or a size string.
-function M.LocalCluster(o)
+local function new_cluster(o, lv)
   if o ~= nil and type(o) ~= "table" then
-    error("LocalCluster expects a table of options, got " .. type(o), 2)
+    error("LocalCluster expects a table of options, got " .. type(o), lv)
   end
   o = o or {}
-  for k in pairs(o) do
-    if not cluster_keys[k] then
-      error(fmt("LocalCluster: unknown option '%s'", tostring(k)), 2)
-    end
-  end
+  check_keys(o, cluster_keys, "LocalCluster", lv)
   local defaults = debug.getregistry()["dlua.defaults"] or {}
   local cores, total = cluster_c.machine()
   local n = o.n_workers or defaults.n_workers or cores
   if math.type(n) ~= "integer" or n < 1 then
     error("LocalCluster: n_workers must be a positive integer, got "
-          .. tostring(n), 2)
+          .. (type(n) == "number" and tostring(n) or type(n)), lv)
   end
   if o.threads_per_worker ~= nil and o.threads_per_worker ~= 1 then
     error("LocalCluster: threads_per_worker must be 1 (a worker runs one "
-          .. "Lua state; use more workers)", 2)
+          .. "Lua state; use more workers)", lv)
   end
   if o.processes == false then
     error("LocalCluster: processes=false is not supported: dlua workers are "
-          .. "always processes", 2)
+          .. "always processes", lv)
   end
   local mem = o.memory_limit or defaults.memory_limit
   local ok, limit = pcall(M.parse_bytes, mem or math.floor(total / n))
-  if not ok then error("LocalCluster: " .. limit, 2) end
+  if not ok then error("LocalCluster: memory_limit: " .. limit, lv) end
+  if limit < M.MIN_MEMORY_LIMIT then
+    error(fmt("LocalCluster: memory_limit must be at least %s per worker "
+              .. "(a worker's Lua state and buffers need that much), got %s",
+              M.format_bytes(M.MIN_MEMORY_LIMIT), tostring(mem)), lv)
+  end
   local fr = {}
   for i, k in ipairs{"memory_target", "memory_spill", "memory_pause",
                      "memory_terminate"} do
     local v = o[k]
-    if v ~= nil and (type(v) ~= "number" or v <= 0 or v > 1) then
+    if v ~= nil and (type(v) ~= "number" or not (v > 0 and v <= 1)) then
       error(fmt("LocalCluster: %s must be a fraction in (0, 1], got %s", k,
-                tostring(v)), 2)
+                type(v) == "number" and tostring(v) or type(v)), lv)
     end
     fr[i] = v
   end
   local hb = o.heartbeat_timeout
-  if hb ~= nil and (type(hb) ~= "number" or hb ~= hb or hb <= 0
-                    or hb > 86400) then
+  if hb ~= nil and (type(hb) ~= "number" or not (hb > 0 and hb <= 86400)) then
     error("LocalCluster: heartbeat_timeout must be a number of seconds in "
-          .. "(0, 86400], got " .. tostring(hb), 2)
+          .. "(0, 86400], got "
+          .. (type(hb) == "number" and tostring(hb) or type(hb)), lv)
+  end
+  local af, st, exe = o.allowed_failures, o.start_timeout, o.worker_exe
+  if af ~= nil and (math.type(af) ~= "integer" or af < 0) then
+    error("LocalCluster: allowed_failures must be a non-negative integer, got "
+          .. (type(af) == "number" and tostring(af) or type(af)), lv)
+  end
+  if st ~= nil and (type(st) ~= "number" or not (st > 0 and st < huge)) then
+    error("LocalCluster: start_timeout must be a positive number of seconds,"
+          .. " got " .. (type(st) == "number" and tostring(st) or type(st)), lv)
+  end
+  if exe ~= nil and type(exe) ~= "string" then
+    error("LocalCluster: worker_exe must be a string, got " .. type(exe), lv)
   end
   local dash = o.dashboard_address
   local dash_default = dash == nil
@@ -196,7 +344,7 @@ function M.LocalCluster(o)
   if dash ~= false and (type(dash) ~= "string"
                         or not dash:match("^%[?[%w%.:]+%]?:%d+$")) then
     error("LocalCluster: dashboard_address must be \"host:port\" or false, "
-          .. "got " .. tostring(dash), 2)
+          .. "got " .. tostring(dash), lv)
   end
   local h, err = cluster_c.start{
     n_workers = n, memory_limit = limit,
@@ -207,7 +355,7 @@ function M.LocalCluster(o)
     memory_target = fr[1], memory_spill = fr[2], memory_pause = fr[3],
     memory_terminate = fr[4], heartbeat_timeout = hb,
   }
-  if not h then error("LocalCluster: " .. err, 2) end
+  if not h then error("LocalCluster: " .. err, lv) end
   local bound = h:dashboard()
   if bound and dash_default and bound ~= dash then
     io.stderr:write(fmt("dlua: port %s is in use; the dashboard is at "
@@ -222,6 +370,11 @@ function M.LocalCluster(o)
   }, LocalCluster)
 end
 
+function M.LocalCluster(o)
+  local c = new_cluster(o, 3)
+  return c
+end
+
 --- cluster:workers() -> array of per-worker tables (id, pid, nthreads,
 -- memory_limit, managed, spilled, rss, executing, processing, stored, uptime)
 function LocalCluster:workers()
@@ -231,7 +384,8 @@ end
 --- cluster:scale(n): start or retire workers until there are n.
 function LocalCluster:scale(n)
   if math.type(n) ~= "integer" or n < 0 then
-    error("scale: n must be a non-negative integer, got " .. tostring(n), 2)
+    error("scale: n must be a non-negative integer, got "
+          .. (type(n) == "number" and tostring(n) or type(n)), 2)
   end
   self.handle:scale(n)
   self.n_workers = n
@@ -280,6 +434,7 @@ TaskError.__index = TaskError
 TaskError.__tostring = function(e)
   local s = e.message or "task failed"
   if e.key then s = fmt("task '%s' failed: %s", e.key, s) end
+  if e.where then s = e.where .. ": " .. s end
   if e.worker then s = s .. " (on " .. e.worker .. ")" end
   if e.traceback then s = s .. "\nremote " .. e.traceback end
   return s
@@ -323,7 +478,15 @@ local function fn_name(fn, level)
         i = i + 1
       end
     end
-    n = n or "lambda"
+    if not n then -- lambda@<file>:<line>, as dlua.delayed labels them
+      local info = debug.getinfo(fn, "S")
+      if info.what == "C" then
+        n = "lambda"
+      else
+        local file = info.short_src:gsub("^.*/", ""):sub(1, 40)
+        n = fmt("lambda@%s:%d", file:gsub("[^%w_.]", "_"), info.linedefined)
+      end
+    end
   end
   names[fn] = n
   return n
@@ -361,7 +524,7 @@ end
 
 Future.__gc = function(f)
   local c = rawget(f, "client")
-  if c and not rawget(f, "released") then
+  if c and not rawget(f, "released") and not c.closed then
     local st = c._keys[f.key]
     if st then
       st.nfut = st.nfut - 1
@@ -381,8 +544,15 @@ Future.__tostring = function(f)
 end
 
 local function state(f)
+  if getmetatable(f) ~= Future then
+    error(fmt("expects a future (call it as future:method()), got %s",
+              getmetatable(f) and getmetatable(f).__name or type(f)), 3)
+  end
   local st = f.client._keys[f.key]
-  if not st then error("future '" .. f.key .. "' was released", 3) end
+  if not st then
+    if f.client.closed then error("client is closed", 3) end
+    error("future '" .. f.key .. "' was released", 3)
+  end
   return st
 end
 
@@ -398,20 +568,25 @@ end
 
 --- future:done() -> true when finished, erred or cancelled
 function FutureMethods:done()
-  self.client:_pump(0)
-  return state(self).status ~= "pending"
+  local st = state(self)
+  if not self.client.closed then self.client:_pump(0) end
+  return st.status ~= "pending"
 end
 
 --- future:status() -> "pending" | "finished" | "error" | "cancelled" | "lost"
 function FutureMethods:status()
-  self.client:_pump(0)
-  return state(self).status
+  local st = state(self)
+  if not self.client.closed then self.client:_pump(0) end
+  return st.status
 end
 
-local function check_timeout(t, what)
-  if t ~= nil and (type(t) ~= "number" or t < 0 or t ~= t) then
+-- level: as for error(), counted from check_timeout's caller (default 2:
+-- the caller's caller).
+local function check_timeout(t, what, level)
+  if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
     error(fmt("%s: timeout must be a non-negative number of seconds, got %s",
-              what, tostring(t)), 3)
+              what, type(t) == "number" and tostring(t) or type(t)),
+          (level or 2) + 1)
   end
 end
 
@@ -424,7 +599,7 @@ local function timeout_error(msg)
 end
 
 local function wait_done(f, timeout, what)
-  check_timeout(timeout, what)
+  check_timeout(timeout, what, 3)
   local st = state(f)
   local deadline = timeout and clock() + timeout
   if not pump_until(f.client, function() return st.status ~= "pending" end,
@@ -435,11 +610,44 @@ local function wait_done(f, timeout, what)
   return st
 end
 
+-- The TaskError of a failed task.  When the task raised a table, the
+-- table (a copy made on the worker) is `value`, and its fields that do not
+-- clash with a TaskError's own are copied in, so err.code reads as it
+-- would on the table.
 local function make_error(key, st)
-  return setmetatable({
+  local e = {
     key = key, kind = st.kind, message = st.message,
-    traceback = st.traceback, worker = st.worker,
-  }, TaskError)
+    traceback = st.traceback, worker = st.worker, value = st.errvalue,
+  }
+  if type(st.errvalue) == "table" then
+    for k, v in pairs(st.errvalue) do
+      if e[k] == nil and k ~= "where" then e[k] = v end
+    end
+  end
+  return setmetatable(e, TaskError)
+end
+
+-- The first frame from `level` up (as for error(), counted from the
+-- caller) that is user code, not dlua's own modules: "file:line".
+local function user_where(level)
+  level = level + 1
+  while true do
+    local info = debug.getinfo(level, "Sl")
+    if not info then return nil end
+    if info.what ~= "C" and info.currentline > 0
+       and not info.short_src:find("^%[dlua%]") then
+      return info.short_src .. ":" .. info.currentline
+    end
+    level = level + 1
+  end
+end
+
+-- Raise the TaskError e at level (as for error(), counted from the
+-- caller), marked with the user's line that waited for it, so that an
+-- error ending a script shows that line, then the remote traceback.
+local function raise_task_error(e, level)
+  if rawget(e, "where") == nil then e.where = user_where(level + 1) end
+  error(e, level + 1)
 end
 
 --- future:exception([timeout]) -> the error (a dlua.TaskError) or nil
@@ -457,18 +665,31 @@ end
 
 --- future:result([timeout]) -> value; raises the task's error
 function FutureMethods:result(timeout)
+  if getmetatable(self) ~= Future then
+    error("result: expects a future (call it as future:result()), got "
+          .. type(self), 2)
+  end
+  if self.client.closed then error("result: client is closed", 2) end
   wait_done(self, timeout, "result")
   return self.client:_gather_values({self}, timeout, "result")[1]
 end
 
 --- future:cancel(): stop the task (interrupting it if it is running).
+-- As in Dask, a finished future is cancelled too: its value is dropped
+-- here and result() raises; the tasks that depend on a cancelled one are
+-- cancelled with it (the scheduler tells us).  Done callbacks run at the
+-- next client call that waits.
 function FutureMethods:cancel()
   local st = state(self)
-  if st.status == "pending" then
-    self.client.handle:cancel(self.key)
-    self.client.handle:flush()
-    st.status, st.kind, st.message = "cancelled", "cancelled", "cancelled"
+  if st.status == "cancelled" then return end
+  local c = self.client
+  if st.status == "pending" or st.status == "finished" then
+    c.handle:cancel(self.key)
+    c.handle:flush()
   end
+  st.status, st.kind, st.message = "cancelled", "cancelled", "cancelled"
+  st.has_value, st.value, st.traceback, st.errvalue = nil, nil, nil, nil
+  if st.callbacks then c._fired[#c._fired + 1] = st end
 end
 
 --- future:add_done_callback(fn): fn(future) runs when the future is done
@@ -507,21 +728,22 @@ function M.Client(arg)
   if getmetatable(arg) == LocalCluster then
     cl = arg
   elseif arg == nil or type(arg) == "table" then
-    cl, owns = M.LocalCluster(arg), true
+    cl, owns = new_cluster(arg, 3), true
   else
     error("Client expects a LocalCluster or a table of options, got "
           .. type(arg), 2)
   end
   local c = setmetatable({
     cluster = cl, handle = cl.handle, owns_cluster = owns,
+    dashboard_link = cl.dashboard_link,
     _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
   }, Client)
-  local function on_err(key, kind, message, traceback, worker)
+  local function on_err(key, kind, message, traceback, worker, value)
     local st = c._keys[key]
     if st then
       st.status = kind == "cancelled" and "cancelled" or "error"
-      st.kind, st.message, st.traceback, st.worker =
-        kind, message, traceback, worker
+      st.kind, st.message, st.traceback, st.worker, st.errvalue =
+        kind, message, traceback, worker, value
       if st.callbacks then c._fired[#c._fired + 1] = st end
     end
   end
@@ -659,10 +881,34 @@ function Client:_submit(opts, fn, n, ...)
   return new_future(self, key)
 end
 
+-- Raise "client is closed" (at the caller of the method that calls this).
+local function check_open(self, what)
+  if getmetatable(self) ~= Client then
+    error(fmt("%s: call it as client:%s(...), not client.%s(...)", what,
+              what, what), 3)
+  end
+  if self.closed or self.handle:closed() then
+    error(what .. ": client is closed", 3)
+  end
+end
+
 --- client:submit(fn, ... [, dlua.opts{...}]) -> future
+-- A trailing plain table whose keys are all option names (with values of
+-- the options' types), e.g. {retries = 2}, is refused: it is almost
+-- always options written in Dask's keyword style and would silently become
+-- an argument.  Pass options as dlua.opts{...}; to pass such a table as an
+-- argument, end the call with dlua.opts{}.
 function Client:submit(fn, ...)
+  check_open(self, "submit")
   check_fn(fn, "submit")
   local opts, n = split_opts(select("#", ...), ...)
+  if not opts and n > 0 and looks_like_opts(select(n, ...)) then
+    local t = select(n, ...)
+    error(fmt("submit: the last argument %s looks like options; pass "
+              .. "options as dlua.opts%s (or end the call with dlua.opts{} "
+              .. "to pass this table as an argument)", opts_text(t),
+              opts_text(t)), 2)
+  end
   local o = {name = fn_name(fn, 2)}
   if opts then for k, v in pairs(opts) do o[k] = v end end
   if opts then return self:_submit(o, fn, n, unpack({...}, 1, n)) end
@@ -671,19 +917,60 @@ end
 
 --- client:map(fn, seq1 [, seq2, ...] [, dlua.opts{...}]) -> {futures}
 -- Several sequences are zipped: fn(seq1[i], seq2[i], ...).
+-- Every sequence must be a table whose keys are exactly 1..#t (a table
+-- with other keys, such as options written {retries = 2}, is refused, naming
+-- dlua.opts), and all must have the same length (Dask, like Python's zip,
+-- stops at the shortest; dlua refuses, since a lost tail is rarely meant).
 function Client:map(fn, ...)
+  check_open(self, "map")
   check_fn(fn, "map")
   local opts, nseq = split_opts(select("#", ...), ...)
   local seqs = {...}
   if nseq == 0 then error("map: expects at least one sequence", 2) end
   local len
   for i = 1, nseq do
-    if type(seqs[i]) ~= "table" then
-      error(fmt("map: argument %d must be a sequence (table), got %s",
-                i + 1, type(seqs[i])), 2)
+    local t = seqs[i]
+    local mt = getmetatable(t)
+    local mtname = type(mt) == "table" and rawget(mt, "__name")
+    if type(t) ~= "table" or (type(mtname) == "string"
+                              and mtname:find("^dlua%.")) then
+      error(fmt("map: argument #%d must be a sequence (a table), got %s",
+                i + 1, mtname or type(t)), 2)
     end
-    local l = #seqs[i]
-    if not len or l < len then len = l end
+    -- A table with a metatable is a sequence through its __len and
+    -- __index; a plain one must hold exactly the keys 1..#t.
+    local l, count = #t, 0
+    if mt == nil then
+      for _ in next, t do count = count + 1 end
+    else
+      count = l
+    end
+    if count < l then
+      local hole = 1
+      while t[hole] ~= nil do hole = hole + 1 end
+      error(fmt("map: argument #%d is not a sequence: it has a hole (nil) "
+                .. "at index %d", i + 1, hole), 2)
+    end
+    if count ~= l then
+      if looks_like_opts(t) then
+        error(fmt("map: argument #%d %s is not a sequence: it looks like "
+                  .. "options; pass them as dlua.opts%s", i + 1, opts_text(t),
+                  opts_text(t)), 2)
+      end
+      local bad
+      for k in next, t do
+        if math.type(k) ~= "integer" or k < 1 or k > l then bad = k; break end
+      end
+      error(fmt("map: argument #%d is not a sequence (it has the key %s); "
+                .. "options go in dlua.opts{...}", i + 1,
+                type(bad) == "string" and fmt("'%s'", bad) or tostring(bad)),
+            2)
+    end
+    if len and l ~= len then
+      error(fmt("map: the sequences have different lengths (%d and %d); "
+                .. "dlua does not truncate to the shortest", len, l), 2)
+    end
+    len = l
   end
   if opts and opts.key then
     error("map: option 'key' is per task; use 'name' for a key prefix", 2)
@@ -717,7 +1004,9 @@ function Client:_gather_values(futs, timeout, what)
     local st = states[key]
     if not st then error("future '" .. key .. "' was released", 2) end
     local s = st.status
-    if s == "error" or s == "cancelled" then error(make_error(key, st), 3) end
+    if s == "error" or s == "cancelled" then
+      raise_task_error(make_error(key, st), 3)
+    end
     if st.has_value then
       out[i] = st.value
     else
@@ -743,8 +1032,8 @@ function Client:_gather_values(futs, timeout, what)
       error(timeout_error(fmt("%s: no answer after %gs", what, timeout)), 3)
     end
     for k, msg in pairs(req.errors) do
-      error(setmetatable({key = k, kind = "error", message = msg}, TaskError),
-            3)
+      raise_task_error(setmetatable({key = k, kind = "error", message = msg},
+                                    TaskError), 3)
     end
     -- Values lost meanwhile (a worker died) are recomputed: wait again.
     keys = req.missing
@@ -762,7 +1051,7 @@ function Client:_gather_values(futs, timeout, what)
           error(timeout_error(fmt("%s: no answer after %gs", what, timeout)),
                 3)
         end
-        if st.status ~= "finished" then error(make_error(k, st), 3) end
+        if st.status ~= "finished" then raise_task_error(make_error(k, st), 3) end
       end
     end
   end
@@ -842,6 +1131,7 @@ end
 --- client:gather(futures [, timeout]) -> the same structure with every
 -- future replaced by its value; raises the first task error.
 function Client:gather(v, timeout)
+  check_open(self, "gather")
   check_timeout(timeout, "gather")
   local deadline = timeout and clock() + timeout
   local futs, at, only
@@ -888,19 +1178,66 @@ end
 --- client:scatter(value [, dlua.opts{workers=}]) -> future
 -- Sends data to a worker once, so many tasks can use it without
 -- re-sending it.
+-- As in Dask, it returns once the value is stored: the future is finished.
 function Client:scatter(value, opts)
+  check_open(self, "scatter")
   if opts ~= nil and not is_opts(opts) then
-    error("scatter: options must be made with dlua.opts{...}", 2)
+    error("scatter: options must be made with dlua.opts{...}, got "
+          .. type(opts), 2)
   end
   local key = (opts and opts.key) or new_key("scatter")
   self.handle:scatter(key, value, opts and opts.workers)
-  return new_future(self, key)
+  local f = new_future(self, key)
+  local st = self._keys[key]
+  pump_until(self, function() return st.status ~= "pending" end)
+  if st.status ~= "finished" then raise_task_error(make_error(key, st), 2) end
+  return f
 end
 
 --- client:cancel(futures): cancel one future or an array of them.
 function Client:cancel(futs)
+  check_open(self, "cancel")
   if is_future(futs) then futs = {futs} end
+  if type(futs) ~= "table" or getmetatable(futs) ~= nil then
+    error("cancel: expects a future or an array of futures, got "
+          .. (getmetatable(futs) and getmetatable(futs).__name
+              or type(futs)), 2)
+  end
+  for i, f in ipairs(futs) do
+    if not is_future(f) then
+      error(fmt("cancel: element %d is not a future (got %s)", i, type(f)), 2)
+    end
+  end
   for _, f in ipairs(futs) do f:cancel() end
+end
+
+--- client:wait_for_workers(n [, timeout]): block until at least n workers
+-- are running; raises a dlua.TimeoutError after timeout seconds.
+function Client:wait_for_workers(n, timeout)
+  check_open(self, "wait_for_workers")
+  if math.type(n) ~= "integer" or n < 0 then
+    error("wait_for_workers: n must be a non-negative integer, got "
+          .. (type(n) == "number" and tostring(n) or type(n)), 2)
+  end
+  check_timeout(timeout, "wait_for_workers")
+  local deadline = timeout and clock() + timeout
+  while #self.handle:workers() < n do
+    local left = deadline and deadline - clock() or 0.05
+    if left <= 0 then
+      error(timeout_error(fmt("wait_for_workers: %d of %d workers after %gs",
+                              #self.handle:workers(), n, timeout)), 2)
+    end
+    self:_pump(math.min(left, 0.05)) -- sleeps on the scheduler link
+  end
+end
+
+--- client:compute(x [, opts]) -> futures: x (a Delayed, or a table holding
+-- Delayeds anywhere) with each Delayed replaced by the future of its
+-- result; the graph starts at once (Dask's client.compute).
+function Client:compute(x, opts)
+  check_open(self, "compute")
+  local d = require "dlua.delayed"
+  return d.to_futures(self, x, opts, 2)
 end
 
 --- client:scheduler_info() -> {address=, workers={...}, tasks={counts}}
@@ -921,8 +1258,20 @@ function Client:ncores()
 end
 
 --- client:close(): close the client (and its cluster if it started it).
+-- Its futures are released (tasks nobody else wants stop); afterwards
+-- submit, map, gather, scatter, compute and result raise "client is
+-- closed".
 function Client:close()
+  if self.closed then return end
+  self.closed = true
   open_clients[self] = nil
+  if not self.owns_cluster and not self.handle:closed() then
+    for key, st in pairs(self._keys) do
+      for _ = 1, st.nfut do self.handle:release(key) end
+    end
+    self.handle:flush()
+  end
+  self._keys = {}
   if self.owns_cluster then self.cluster:close() end
   if default_client == self then default_client = nil end
 end
@@ -955,7 +1304,12 @@ function M.wait(futs, o)
   if type(futs) ~= "table" then
     error("wait expects a future or an array of futures", 2)
   end
+  if o ~= nil and type(o) ~= "table" then
+    error("wait: options must be a table {timeout=, return_when=}, got "
+          .. type(o), 2)
+  end
   o = o or {}
+  check_keys(o, {timeout = true, return_when = true}, "wait", 2)
   check_timeout(o.timeout, "wait")
   local when = o.return_when or M.ALL_COMPLETED
   if when ~= M.ALL_COMPLETED and when ~= M.FIRST_COMPLETED
@@ -992,49 +1346,171 @@ function M.wait(futs, o)
   return done, pending
 end
 
---- for future, value, err in dlua.as_completed(futures) do ... end
--- Yields futures in the order they finish, with the value (or nil and the
--- error for a failed task).
-function M.as_completed(futs, o)
-  if type(futs) ~= "table" then
-    error("as_completed expects an array of futures", 2)
+-- ------------------------------------------------------- as_completed
+
+local AsCompleted = {__name = "dlua.as_completed"}
+AsCompleted.__index = AsCompleted
+
+local ac_opts = {timeout = true, with_results = true}
+
+-- A future is done: queue it (each one once, however often it is added).
+local function ac_ready(self, f)
+  local t = self._tail + 1
+  self._q[t] = f
+  self._tail = t
+  self._npending = self._npending - 1
+end
+
+--- ac:add(future): yield this future too when it is done.
+function AsCompleted:add(f)
+  if not is_future(f) then
+    error("as_completed: add expects a future, got " ..
+          (getmetatable(f) and getmetatable(f).__name or type(f)), 2)
   end
-  o = o or {}
-  local pending = {}
+  local c = f.client
+  if self._client and c ~= self._client then
+    error("as_completed: the futures must belong to one client", 2)
+  end
+  self._client = c
+  self._npending = self._npending + 1
+  self._all[#self._all + 1] = f
+  local me = self
+  state(f) -- raises if released
+  FutureMethods.add_done_callback(f, function(g) ac_ready(me, g) end)
+end
+
+--- ac:update(futures): add each future of an array.
+function AsCompleted:update(futs)
+  if type(futs) ~= "table" then
+    error("as_completed: update expects an array of futures, got "
+          .. type(futs), 2)
+  end
   for i, f in ipairs(futs) do
     if not is_future(f) then
       error(fmt("as_completed: element %d is not a future", i), 2)
     end
-    pending[#pending + 1] = f
-  end
-  local ready = {}
-  local deadline = o.timeout and clock() + o.timeout
-  return function()
-    while #ready == 0 do
-      if #pending == 0 then return nil end
-      local client = pending[1].client
-      local still = {}
-      for _, f in ipairs(pending) do
-        if state(f).status ~= "pending" then ready[#ready + 1] = f
-        else still[#still + 1] = f end
-      end
-      pending = still
-      if #ready == 0 then
-        local left = deadline and deadline - clock() or -1
-        if deadline and left <= 0 then
-          error(timeout_error("as_completed: timed out"), 2)
-        end
-        client:_pump(left)
-      end
-    end
-    local f = table.remove(ready, 1)
-    local st = state(f)
-    if st.status ~= "finished" then return f, nil, make_error(f.key, st) end
-    local ok, v = pcall(f.result, f)
-    if ok then return f, v end
-    return f, nil, v
+    self:add(f)
   end
 end
+
+--- ac:count() -> futures added and not yet yielded
+function AsCompleted:count()
+  return self._npending + (self._tail - self._head + 1)
+end
+
+--- ac:is_empty() -> true when every future added was yielded
+function AsCompleted:is_empty() return self:count() == 0 end
+
+--- ac:has_ready() -> true when a done future waits to be yielded
+function AsCompleted:has_ready()
+  local c = self._client
+  if c and not c.closed then c:_pump(0) end
+  return self._tail >= self._head
+end
+
+-- Wait until a done future is queued (true) or none is pending (false).
+local function ac_wait(self, level)
+  local c = self._client
+  while self._tail < self._head do
+    if self._npending <= 0 then return false end
+    if #c._fired > 0 then
+      c:_pump(0) -- run callbacks queued locally (e.g. by cancel)
+    else
+      local left = self._deadline and self._deadline - clock() or -1
+      if self._deadline and left <= 0 then
+        error(timeout_error(fmt("as_completed: %d futures not done after %gs",
+                                self._npending, self._timeout)), level + 1)
+      end
+      c:_pump(left)
+    end
+  end
+  return true
+end
+
+local function ac_pop(self)
+  local h = self._head
+  local f = self._q[h]
+  self._q[h] = nil
+  self._head = h + 1
+  return f
+end
+
+-- for f, value, err in ac do ... end
+AsCompleted.__call = function(self)
+  if not ac_wait(self, 2) then return nil end
+  local f = ac_pop(self)
+  local st = state(f)
+  if st.status ~= "finished" then return f, nil, make_error(f.key, st) end
+  if not self._with_results then return f end
+  if st.has_value then return f, st.value end -- it came with the news
+  local ok, v = pcall(f.result, f)
+  if ok then return f, v end
+  return f, nil, v
+end
+
+--- ac:next_batch([block]) -> array of the done futures queued now
+-- (waiting for one if block is not false; {} if none).
+function AsCompleted:next_batch(block)
+  local out = {}
+  if block ~= false then
+    if not ac_wait(self, 2) then return out end
+  elseif self._client then
+    self._client:_pump(0)
+  end
+  while self._tail >= self._head do out[#out + 1] = ac_pop(self) end
+  return out
+end
+
+--- for batch in ac:batches() do ... end: arrays of done futures, each
+-- holding all that were done at that moment.
+function AsCompleted:batches()
+  return function()
+    local b = self:next_batch(true)
+    if #b > 0 then return b end
+    return nil
+  end
+end
+
+AsCompleted.__tostring = function(self)
+  return fmt("<as_completed: %d waiting>", self:count())
+end
+
+--- dlua.as_completed(futures [, {timeout=, with_results=}]) -> iterator
+--   for future, value, err in dlua.as_completed(futures) do ... end
+-- Yields futures in the order they finish, with the value (or nil and the
+-- error for a failed task); with_results = false yields the futures only.
+-- The object also has :add(f), :update(fs), :batches(), :next_batch(),
+-- :count(), :is_empty() and :has_ready(), and dlua.progress accepts it.
+-- Each future costs O(1): it is queued by a done callback.
+function M.as_completed(futs, o)
+  if futs ~= nil and type(futs) ~= "table" then
+    error("as_completed expects an array of futures, got " .. type(futs), 2)
+  end
+  if o ~= nil and type(o) ~= "table" then
+    error("as_completed: options must be a table, got " .. type(o), 2)
+  end
+  o = o or {}
+  check_keys(o, ac_opts, "as_completed", 2)
+  check_timeout(o.timeout, "as_completed")
+  local self = setmetatable({
+    _q = {}, _head = 1, _tail = 0, _npending = 0, _all = {},
+    _timeout = o.timeout, _deadline = o.timeout and clock() + o.timeout,
+    _with_results = o.with_results ~= false,
+  }, AsCompleted)
+  for i, f in ipairs(futs or {}) do
+    if not is_future(f) then
+      error(fmt("as_completed: element %d is not a future", i), 2)
+    end
+    if self._client and f.client ~= self._client then
+      error("as_completed: the futures must belong to one client", 2)
+    end
+    self:add(f)
+  end
+  return self
+end
+
+--- dlua.is_as_completed(v) -> true for an object made by dlua.as_completed
+function M.is_as_completed(v) return getmetatable(v) == AsCompleted end
 
 --- dlua.progress(futures_or_delayeds [, opts]): a live progress bar
 -- (lua/dlua/progress.lua).

@@ -11,7 +11,9 @@ dlua.progress -- a live progress bar for futures on a terminal (Dask's
 
   dlua.progress(x [, opts]) -> x, with every Delayed replaced by its future
     x      a future, a Delayed, or a table of them (nested tables are walked;
-           Delayeds are persisted together, as one graph, first).
+           Delayeds are persisted together, as one graph, first), or a
+           dlua.as_completed (its futures are tracked; it still yields
+           them all afterwards).
     opts   a plain table:
       file     where to draw (default io.stderr);
       tty      true: draw the live bar, false: print only a final summary
@@ -260,7 +262,8 @@ local function check_options(o)
   end
   for k in next, o do
     if not OPTION[k] then
-      error(fmt("dlua.progress: unknown option '%s'", tostring(k)), 3)
+      error(fmt("dlua.progress: unknown option '%s'%s", tostring(k),
+                require("dlua")._did_you_mean(k, OPTION)), 3)
     end
   end
   if o.width ~= nil and (tointeger(o.width) == nil or o.width < 20) then
@@ -354,6 +357,12 @@ local function progress(x, o)
   local okd, dmod = pcall(require, "dlua.delayed")
   local is_delayed = okd and type(dmod) == "table" and dmod.is_delayed
   local futs, dels = {}, {}
+  if dl.is_as_completed(x) then
+    -- every future added so far; the as_completed still yields them all
+    for i, f in ipairs(x._all) do futs[i] = f end
+    track(futs, o)
+    return x
+  end
   collect(x, dl.is_future, is_delayed, futs, dels, {})
   if #futs == 0 and #dels == 0 and not (type(x) == "table"
       and getmetatable(x) == nil) then

@@ -3,6 +3,7 @@
 ** regressions, round trips, C userdata codecs, function sinks and sources.
 ** Run from the repository root.
 */
+#define _GNU_SOURCE /* memmem */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "codec_driver.h"
 #include "dl_codec.h"
 #include "tap.h"
 
@@ -65,9 +67,17 @@ static void codec_one(const unsigned char *data, size_t len, void *ud) {
   lua_settop(L, 0);
 }
 
+/* The same input in full mode, as the fuzzer runs it (codec_driver.h). */
+static void codec_full_one(const unsigned char *data, size_t len, void *ud) {
+  (void)ud;
+  cdrv_full(data, len);
+}
+
 static void test_regressions(void) {
   lua_State *L = new_state();
-  tap_replay("tests/fuzz/regressions", codec_one, L);
+  CHECK(tap_replay("tests/fuzz/regressions", codec_one, L) > 0);
+  CHECK(tap_replay("tests/fuzz/regressions", codec_full_one, NULL) > 0);
+  cdrv_done();
   lua_close(L);
 }
 
@@ -250,11 +260,57 @@ static void test_fnsink(void) {
   dl_buf_free(&ref);
   CHECK(dl_codec_encode(L, -1, &ref, &eo, err, sizeof err) == 0);
   CHECK(s.n == 1 && s.puts == 2);
+  /* Bytecode the source holds under a hash it does not have is refused. */
+  s.code[0][s.len[0] / 2] ^= 1;
+  CHECK(dl_codec_decode(R, ref.p, ref.len, &dop, err, sizeof err) < 0);
+  dop.data_only = 0;
+  CHECK(dl_codec_decode(R, ref.p, ref.len, &dop, err, sizeof err) < 0);
+  CHECK(strstr(err, "does not match its hash") != NULL);
+  s.code[0][s.len[0] / 2] ^= 1;
+  CHECK(dl_codec_decode(R, ref.p, ref.len, &dop, err, sizeof err) == 0);
+  lua_settop(R, 0);
   for (i = 0; i < s.n; i++) free(s.code[i]);
   dl_buf_free(&inl);
   dl_buf_free(&ref);
   lua_close(L);
   lua_close(R);
+}
+
+/*
+** A chunk whose hash is right but whose header promises fewer upvalues
+** than its function has: lua_load trusts the header, and reading the
+** closure's upvalues would go past it.  The decoder checks the chunk.
+*/
+static void test_malformed_chunk(void) {
+  lua_State *L = new_state();
+  store s;
+  dl_fnsink sink = {st_put, &s};
+  dl_enc_opts eo = {0, &sink, NULL, NULL};
+  dl_buf inl, ref;
+  char err[256], *h, *code;
+  memset(&s, 0, sizeof s);
+  dl_buf_init(&inl);
+  dl_buf_init(&ref);
+  eval(L, "(function() local a, b, c = 1, 2, {} return function()"
+          " c[a] = b return a + b end end)()");
+  CHECK(dl_codec_encode(L, -1, &inl, NULL, err, sizeof err) == 0);
+  CHECK(dl_codec_encode(L, -1, &ref, &eo, err, sizeof err) == 0);
+  CHECK(s.n == 1);
+  h = memmem(inl.p, inl.len, s.hash[0], 16);
+  code = memmem(inl.p, inl.len, s.code[0], s.len[0]);
+  CHECK(h != NULL && code != NULL && code[31] == 3);
+  code[31] = 0; /* the upvalue count in the chunk's header */
+  dl_codec_hash(code, s.len[0], (unsigned char *)h);
+  CHECK(dl_codec_decode(L, inl.p, inl.len, NULL, err, sizeof err) < 0);
+  CHECK(strstr(err, "malformed bytecode") != NULL);
+  code[31] = 3;
+  dl_codec_hash(code, s.len[0], (unsigned char *)h);
+  CHECK(dl_codec_decode(L, inl.p, inl.len, NULL, err, sizeof err) == 0);
+  check_lua(L, "local f = ... return f() == 3");
+  free(s.code[0]);
+  dl_buf_free(&inl);
+  dl_buf_free(&ref);
+  lua_close(L);
 }
 
 static void test_other_state(void) {
@@ -269,7 +325,8 @@ static void test_other_state(void) {
   CHECK(dl_codec_decode(R, b.p, b.len, NULL, err, sizeof err) == 0);
   check_lua(R, "local f = ... local _, sq = debug.getupvalue(f, 1)"
                " local _, env = debug.getupvalue(f, 2)"
-               " return f(16) == 7.0 and sq == math.sqrt and env == _G");
+               " return f(16) == 7.0 and sq == math.sqrt and env ~= _G"
+               " and getmetatable(env).__index == _G");
   dl_buf_free(&b);
   lua_close(L);
   lua_close(R);
@@ -368,6 +425,7 @@ int main(void) {
   RUN(test_refusal);
   RUN(test_c_codec);
   RUN(test_fnsink);
+  RUN(test_malformed_chunk);
   RUN(test_other_state);
   RUN(test_oob);
   RUN(test_row);

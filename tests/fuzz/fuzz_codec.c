@@ -3,7 +3,9 @@
 **
 ** Each input is decoded in data-only mode (as bytes from an unauthenticated
 ** peer would be) into one reused lua_State; whatever decodes is encoded
-** again and the re-encoding must decode.  Built and run by scripts/fuzz.
+** again and the re-encoding must decode.  Then in full mode, with its
+** inline bytecode hashes made consistent (codec_driver.h).  Built and run
+** by scripts/fuzz.
 **
 ** Compiled with -DDL_FUZZ_SEEDGEN instead, this file is a small program
 ** that writes valid encodings into a corpus directory as seeds.
@@ -16,35 +18,12 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "codec_driver.h"
 #include "dl_codec.h"
-
-/* A C codec for "fuzz.Pt" userdata holding two integers. */
-static int pt_enc(lua_State *L, int idx, dl_buf *out, void *ctx) {
-  lua_Integer *p = (lua_Integer *)lua_touserdata(L, idx);
-  (void)ctx;
-  return dl_buf_sv(out, p[0]) || dl_buf_sv(out, p[1]);
-}
-
-static int pt_dec(lua_State *L, const char *s, size_t n, void *ctx) {
-  dl_rd r;
-  int64_t a, b;
-  lua_Integer *p;
-  (void)ctx;
-  dl_rd_init(&r, s, n);
-  if (dl_rd_sv(&r, &a) || dl_rd_sv(&r, &b) || dl_rd_left(&r)) return -1;
-  p = (lua_Integer *)lua_newuserdatauv(L, 2 * sizeof *p, 0);
-  p[0] = a;
-  p[1] = b;
-  luaL_setmetatable(L, "fuzz.Pt");
-  return 0;
-}
 
 static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  luaL_newmetatable(L, "fuzz.Pt");
-  lua_pop(L, 1);
-  dl_codec_register(L, "fuzz.Pt", pt_enc, pt_dec);
+  cdrv_setup(L);
   return L;
 }
 
@@ -52,7 +31,8 @@ static lua_State *new_state(void) {
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
-/* libFuzzer entry: decode, re-encode, decode again.  Never fails softly. */
+/* libFuzzer entry: decode, re-encode, decode again, in both modes.  Never
+   fails softly. */
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   static lua_State *L;
   static unsigned long runs;
@@ -78,6 +58,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     abort();
   }
   if (++runs % 1000 == 0) lua_gc(L, LUA_GCCOLLECT);
+  cdrv_full(data, size);
   return 0;
 }
 
@@ -96,6 +77,12 @@ static const char *const seeds[] = {
   "{io.stdout, string, math}",
   "(function() local p = debug.getregistry().fuzz_pt return {p, p} end)()",
   "function() return 1 end",
+  "function(x) return math.abs(x) + #string.rep('a', x) end",
+  ("(function() G_N = 5 G_T = {1, {2}} G_T[3] = G_T "
+   "function g_f(x) return G_N + x end "
+   "return function(y) return g_f(y), G_T, math.pi end end)()"),
+  ("(function() local u = {} local function rec(n) if n > 0 then "
+   "return rec(n - 1) end return u end return {rec, u} end)()"),
   ("(function() local a = 1 return {function() return a end, "
    "function() a = a + 1 end} end)()"),
 };
