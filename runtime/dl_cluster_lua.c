@@ -130,6 +130,8 @@ static int cl_start(lua_State *L) {
   o.dashboard_address = luaL_optstring(L, -1, NULL);
   lua_getfield(L, 1, "dashboard_fallback");
   o.dashboard_fallback = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "heartbeat_timeout");
+  o.heartbeat_timeout = luaL_optnumber(L, -1, 0);
   if (o.n_workers < 1 || o.n_workers > 1024)
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);
@@ -784,6 +786,14 @@ static int h_poll(lua_State *L) {
           lua_insert(L, -2);
         }
         lua_call(L, 4, 0);
+      } else if (type == DL_M_FN_GONE) { /* no task needs it: forget it */
+        char *k;
+        if (dl_rd_bytes(&r, 16, &bytes)) break;
+        k = dl_map_del(&h->fns_sent, bytes, 16);
+        dl_free(k);
+        dl_buf_u8(&h->out, DL_M_FN_FORGET);
+        dl_buf_put(&h->out, bytes, 16);
+        continue;
       } else {
         break;
       }
@@ -907,6 +917,36 @@ static int h_workers(lua_State *L) {
     lua_setfield(L, -2, "stored");
     lua_pushnumber(L, now - info[i].started);
     lua_setfield(L, -2, "uptime");
+    lua_pushstring(L, dl_sched_status_name(info[i].status));
+    lua_setfield(L, -2, "status");
+    lua_pushnumber(L, now - info[i].last_seen);
+    lua_setfield(L, -2, "last_seen");
+    if (info[i].spill_err[0]) {
+      lua_pushstring(L, info[i].spill_err);
+      lua_setfield(L, -2, "spill_error");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* h:departed() -> {{id=, pid=, status="dead", reason=}, ...}: the last
+   workers that left */
+static int h_departed(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  dl_sched_winfo info[DL_SCHED_DEPARTED];
+  int n = dl_server_departed(h->srv, info, DL_SCHED_DEPARTED), i;
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, info[i].id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, (lua_Integer)info[i].pid);
+    lua_setfield(L, -2, "pid");
+    lua_pushstring(L, "dead");
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, info[i].reason);
+    lua_setfield(L, -2, "reason");
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
@@ -1061,6 +1101,7 @@ static const luaL_Reg handle_methods[] = {
   {"flush", h_flush},
   {"poll", h_poll},
   {"workers", h_workers},
+  {"departed", h_departed},
   {"counts", h_counts},
   {"groups", h_groups},
   {"events", h_events},

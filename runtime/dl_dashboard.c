@@ -216,7 +216,20 @@ static void json_workers(dl_dashboard *d, dl_buf *b) {
          (long long)w->managed, (long long)w->spilled,
          (long long)w->memory_limit, w->executing, w->inflight, w->stored);
     put_num(b, now - w->started);
+    put(b, ",\"status\":");
+    dl_json_str(b, dl_sched_status_name(w->status));
     put(b, "}");
+  }
+  put(b, "],\"dead\":[");
+  { /* the last workers that left, and why */
+    dl_sched_winfo gone[DL_SCHED_DEPARTED];
+    int n = dl_server_departed(d->srv, gone, DL_SCHED_DEPARTED);
+    for (i = 0; i < n; i++) {
+      putf(b, "%s{\"id\":%d,\"pid\":%lld,\"status\":\"dead\",\"reason\":",
+           i ? "," : "", gone[i].id, (long long)gone[i].pid);
+      dl_json_str(b, gone[i].reason);
+      put(b, "}");
+    }
   }
   put(b, "]}");
   free_snap(&s);

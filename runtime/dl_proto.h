@@ -26,7 +26,8 @@ enum {
   DL_M_DONE,        /* key, nbytes, start_us, stop_us, inline value or "" */
   DL_M_ERR,         /* key, kind, errbytes (codec-encoded error table) */
   DL_M_MISSING,     /* key, depkey: a dependency could not be fetched */
-  DL_M_HEARTBEAT,   /* managed, spilled, rss, executing, stored */
+  DL_M_HEARTBEAT,   /* managed, spilled, rss, executing, stored, paused,
+                       spill error ("" when spilling works) */
   DL_M_FREED,       /* key: a value was dropped (e.g. memory restart) */
   DL_M_STOLEN,      /* key, ok: a queued task was (ok=1) handed back */
   /* scheduler -> worker */
@@ -39,6 +40,7 @@ enum {
   DL_M_PEER,         /* worker id, address ("" = gone) */
   DL_M_SHUTDOWN,     /* (none) */
   DL_M_STEAL,        /* key: give the task back if it has not started */
+  DL_M_FUNC_FREE,    /* hash16: no task needs this bytecode any more */
   /* peer <-> peer (and the scheduler fetching for its client) */
   DL_M_GET = 40,    /* reqid, key */
   DL_M_DATA,        /* reqid, key, found (0/1), bytes; or found = 2 and
@@ -58,12 +60,17 @@ enum {
   DL_M_SCALE,       /* n */
   DL_M_WANT,        /* key: the client holds one more future of key */
   DL_M_GATHERS,     /* as GATHER, and big values may come as found = 2 */
+  DL_M_FN_FORGET,   /* hash16: the client forgot it sent this bytecode
+                       (the answer to DL_M_FN_GONE) */
   /* scheduler -> client */
   DL_M_KEY_DONE = 80, /* key, nbytes, inline value or "" */
   DL_M_KEY_ERR,       /* key, kind, errbytes */
   DL_M_GATHER_REPLY,  /* reqid, nkeys {key, status, bytes} */
   DL_M_INFO_REPLY,    /* reqid, text-encoded info (codec data) */
-  DL_M_KEY_LOST       /* key: no longer known (released elsewhere) */
+  DL_M_KEY_LOST,      /* key: no longer known (released elsewhere) */
+  DL_M_FN_GONE        /* hash16: no task needs this bytecode: send it
+                         again with the next task that does, and answer
+                         DL_M_FN_FORGET */
 };
 
 /* Error kinds carried by DL_M_ERR / DL_M_KEY_ERR. */

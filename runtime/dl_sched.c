@@ -62,6 +62,7 @@ struct task {
   char *inl;         /* a copy of its small result, as it came inline */
   size_t inlen;
   int restoring;     /* PROCESSING: a worker stores inl (no run) */
+  int steal_denied;  /* PROCESSING: its worker refused to hand it back */
 };
 
 typedef struct sworker {
@@ -70,6 +71,7 @@ typedef struct sworker {
   int alive;
   int steals; /* steal requests made for this worker, not yet answered */
   task *phead; /* tasks PROCESSING here, the last assigned first */
+  char reason[96]; /* why it is being removed, "" for "its link closed" */
 } sworker;
 
 /* A GET sent to a worker for the client, not yet answered. */
@@ -80,10 +82,19 @@ typedef struct pget {
   int wid;
 } pget;
 
+/*
+** A function's bytecode, kept while a task needs it.  refs counts the
+** tasks that name it; at zero the client is told (DL_M_FN_GONE) and the
+** entry lives on, evicting, until the client answers DL_M_FN_FORGET: what
+** it submitted before that answer may still name the hash without sending
+** the bytecode.  Then it is dropped here and on every worker.
+*/
 typedef struct fnentry {
   unsigned char hash[16];
   char *code;
   size_t len;
+  int64_t refs;
+  int evicting;
 } fnentry;
 
 struct dl_sched {
@@ -113,6 +124,12 @@ struct dl_sched {
   task **stack;
   size_t nstack, capstack;
   size_t kept; /* bytes of small results kept (task.inl) */
+  double hb_timeout;  /* seconds; 0: workers are never timed out */
+  double last_check;  /* of dl_sched_silent, to notice our own stops */
+  double stall_since; /* every worker paused with work pending since; 0 */
+  dl_sched_winfo departed[DL_SCHED_DEPARTED]; /* ring of the last gone */
+  uint64_t ndeparted; /* workers ever gone */
+  int freeing; /* dl_sched_free runs: tell nobody anything */
 };
 
 /* Small results that came inline are kept, up to this many bytes in all:
@@ -420,7 +437,59 @@ static void free_data(dl_sched *s, task *t) {
   t->nwho = 0;
 }
 
+/* Tasks naming a function: one more, or one less (see fnentry). */
+static void fns_ref(dl_sched *s, const task *t) {
+  int i;
+  for (i = 0; i < t->nfns; i++) {
+    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    if (f) f->refs++;
+  }
+}
+
+static void fns_unref(dl_sched *s, const task *t) {
+  int i;
+  if (s->freeing) return;
+  for (i = 0; i < t->nfns; i++) {
+    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    if (f == NULL || f->refs <= 0 || --f->refs > 0 || f->evicting) continue;
+    f->evicting = 1;
+    {
+      dl_buf *b = cout(s);
+      dl_buf_u8(b, DL_M_FN_GONE);
+      dl_buf_put(b, f->hash, 16);
+    }
+  }
+}
+
+/* The client forgot it sent f: unless a task names it again, drop it here
+   and on the workers it was sent to. */
+static int on_fn_forget(dl_sched *s, dl_rd *r) {
+  const char *h;
+  fnentry *f;
+  int k;
+  RD(dl_rd_bytes(r, 16, &h));
+  f = dl_map_get(&s->fns, h, 16);
+  if (f == NULL) return 0;
+  f->evicting = 0;
+  if (f->refs > 0) return 0; /* named again meanwhile: keep it */
+  for (k = 0; k < s->nworkers; k++) {
+    sworker *w = s->workers[k];
+    if (dl_map_del(&w->fns_sent, (const char *)f->hash, 16)) {
+      dl_buf *b = wout(s, w->info.id);
+      if (b) {
+        dl_buf_u8(b, DL_M_FUNC_FREE);
+        dl_buf_put(b, f->hash, 16);
+      }
+    }
+  }
+  dl_map_del(&s->fns, (const char *)f->hash, 16);
+  dl_free(f->code);
+  dl_free(f);
+  return 0;
+}
+
 static void task_free(dl_sched *s, task *t) {
+  fns_unref(s, t);
   s->kept -= t->inlen;
   dl_free(t->inl);
   dl_free(t->key);
@@ -663,7 +732,9 @@ static sworker *choose(dl_sched *s, task *t) {
     sworker *w = s->workers[i];
     uint64_t bytes = 0;
     int j, k;
-    if (!w->alive || w->info.inflight >= window(s, w)) continue;
+    if (!w->alive || w->info.status == DL_WS_PAUSED ||
+        w->info.inflight >= window(s, w))
+      continue;
     if (!allowed(t, w->info.id)) continue;
     for (j = 0; j < t->ndeps; j++) {
       task *d = t->deps[j];
@@ -708,36 +779,52 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   set_state(s, t, T_PROCESSING);
   t->processing_on = w->info.id;
+  t->steal_denied = 0;
   plink(w, t);
   w->info.inflight++;
 }
 
 /*
 ** Work stealing: an idle worker asks the busiest one for half of the
-** tasks queued there (the last assigned, least likely started).  The
-** victim hands back only tasks that have not started (DL_M_STOLEN).
+** tasks queued there (the last assigned, least likely started), and a
+** worker with room asks a paused one for all of its queue.  The victim
+** hands back only tasks that have not started (DL_M_STOLEN).
 */
-static void steal(dl_sched *s) {
+static void steal(dl_sched *s, int queue_empty) {
   int i;
   for (i = 0; i < s->nworkers; i++) {
     sworker *thief = s->workers[i], *victim = NULL;
     task *t;
     dl_buf *b;
     int j, n;
-    if (!thief->alive || thief->info.inflight > 0 || thief->steals > 0)
+    if (!thief->alive || thief->info.status == DL_WS_PAUSED ||
+        thief->steals > 0 || thief->info.inflight >= window(s, thief))
       continue;
-    for (j = 0; j < s->nworkers; j++) {
+    for (j = 0; j < s->nworkers; j++) { /* a paused worker first */
       sworker *w = s->workers[j];
-      if (w->alive && w->info.inflight >= 2 &&
+      if (w->alive && w != thief && w->info.status == DL_WS_PAUSED &&
+          w->info.inflight > 0 &&
           (victim == NULL || w->info.inflight > victim->info.inflight))
         victim = w;
     }
-    if (victim == NULL) return;
+    if (victim) {
+      n = victim->info.inflight;
+    } else {
+      if (!queue_empty || thief->info.inflight > 0) continue;
+      for (j = 0; j < s->nworkers; j++) {
+        sworker *w = s->workers[j];
+        if (w->alive && w->info.inflight >= 2 &&
+            (victim == NULL || w->info.inflight > victim->info.inflight))
+          victim = w;
+      }
+      if (victim == NULL) continue;
+      n = victim->info.inflight / 2;
+    }
     b = wout(s, victim->info.id);
     /* The last assigned are the least likely to have started. */
-    n = victim->info.inflight / 2;
     for (t = victim->phead; b && t && n > 0; t = t->pnext) {
-      if (t->steal_to || t->payload == NULL || !allowed(t, thief->info.id))
+      if (t->steal_to || t->steal_denied || t->payload == NULL ||
+          !allowed(t, thief->info.id))
         continue;
       t->steal_to = thief->info.id;
       thief->steals++;
@@ -761,8 +848,10 @@ static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
   thief = find_worker(s, t->steal_to);
   t->steal_to = 0;
   if (thief) thief->steals--;
-  if (!ok || t->state != T_PROCESSING || t->processing_on != w->info.id)
+  if (!ok || t->state != T_PROCESSING || t->processing_on != w->info.id) {
+    if (t->state == T_PROCESSING) t->steal_denied = 1; /* started there */
     return 0;
+  }
   w->info.inflight--;
   t->processing_on = -1;
   if (thief && thief->alive) {
@@ -774,13 +863,49 @@ static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
   return 0;
 }
 
+/* Is one of the workers t is pinned to alive? */
+static int pin_alive(dl_sched *s, const task *t) {
+  int i;
+  for (i = 0; i < t->nrestrict; i++) {
+    sworker *w = find_worker(s, t->restrict_w[i]);
+    if (w && w->alive) return 1;
+  }
+  return 0;
+}
+
+/* t is pinned to workers that are all gone (worker ids are never reused,
+   so none of them comes back): it fails, naming them. */
+static void fail_pinned(dl_sched *s, task *t) {
+  char msg[512];
+  size_t n;
+  int i;
+  dl_buf e;
+  n = (size_t)snprintf(msg, sizeof msg, "task '%.200s' is pinned to worker%s ",
+                       t->key, t->nrestrict > 1 ? "s" : "");
+  for (i = 0; i < t->nrestrict && n < sizeof msg - 120; i++)
+    n += (size_t)snprintf(msg + n, sizeof msg - n, "%s%d", i ? ", " : "",
+                          t->restrict_w[i]);
+  if (i < t->nrestrict) n += (size_t)snprintf(msg + n, sizeof msg - n, ", ...");
+  snprintf(msg + n, sizeof msg - n, ", %s gone; allow_other_workers = true "
+           "lets other workers run it", t->nrestrict > 1 ? "all" : "which is");
+  dl_buf_init(&e);
+  dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+  fail(s, t, DL_ERR_LOST, e.p, e.len);
+  dl_buf_free(&e);
+}
+
 /* Hand READY tasks to workers with room, best priority first. */
 static void dispatch(dl_sched *s) {
   task *stalled = NULL, **tail = &stalled;
   int have_room = 1;
   while (rq_len(s) > 0 && have_room) {
     task *t = rq_peek(s);
-    sworker *w = choose(s, t);
+    sworker *w;
+    if (t->restrict_w && !pin_alive(s, t)) {
+      fail_pinned(s, t);
+      continue;
+    }
+    w = choose(s, t);
     if (w == NULL) {
       int i;
       have_room = 0;
@@ -804,7 +929,7 @@ static void dispatch(dl_sched *s) {
     stalled = t->next_delayed;
     rq_push(s, t);
   }
-  if (rq_len(s) == 0 && s->nworkers > 1) steal(s);
+  if (s->nworkers > 1) steal(s, rq_len(s) == 0);
 }
 
 /* ----------------------------------------------------------- life cycle */
@@ -831,6 +956,7 @@ void dl_sched_free(dl_sched *s) {
   void *v;
   int k;
   if (s == NULL) return;
+  s->freeing = 1;
   while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
@@ -859,6 +985,114 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s);
 }
 
+void dl_sched_set_heartbeat_timeout(dl_sched *s, double seconds) {
+  s->hb_timeout = seconds > 0 ? seconds : 0;
+}
+
+/* Workers send a heartbeat this often (seconds; dl_worker.c). */
+#define BEAT 0.5
+
+int dl_sched_silent(dl_sched *s, double now, int *out, int max) {
+  int i, n = 0;
+  double gap = s->last_check > 0 ? now - s->last_check : 0;
+  s->last_check = now;
+  for (i = 0; i < s->nworkers; i++) {
+    sworker *w = s->workers[i];
+    double quiet;
+    /* We were stopped ourselves (SIGSTOP, a suspended laptop): what the
+       workers said meanwhile waits unread; do not hold that against them. */
+    if (gap > 2 * BEAT) w->info.last_seen += gap;
+    quiet = now - w->info.last_seen;
+    if (!w->alive || w->reason[0]) continue;
+    if (quiet > 2.5 * BEAT && w->info.status != DL_WS_PAUSED)
+      w->info.status = DL_WS_SILENT;
+    if (s->hb_timeout > 0 && quiet > s->hb_timeout && n < max) {
+      snprintf(w->reason, sizeof w->reason, "no heartbeat for %.1f s "
+               "(heartbeat_timeout = %g s): killed", quiet, s->hb_timeout);
+      out[n++] = w->info.id;
+    }
+  }
+  return n;
+}
+
+const char *dl_sched_status_name(int status) {
+  static const char *const names[] = {"running", "paused", "silent", "dead"};
+  return status >= 0 && status <= DL_WS_DEAD ? names[status] : "?";
+}
+
+int dl_sched_departed(dl_sched *s, dl_sched_winfo *out, int max) {
+  uint64_t first = s->ndeparted > DL_SCHED_DEPARTED
+                       ? s->ndeparted - DL_SCHED_DEPARTED : 0, k;
+  int n = 0;
+  for (k = first; k < s->ndeparted && n < max; k++)
+    out[n++] = s->departed[k % DL_SCHED_DEPARTED];
+  return n;
+}
+
+/*
+** Nothing can run while every worker is paused (memory past memory_pause
+** that it cannot spill, as when the disk is full).  Past the heartbeat
+** timeout in that state, the pending tasks fail with an error that says
+** why, instead of leaving the client waiting for ever.
+*/
+static void check_stall(dl_sched *s, double now) {
+  int i, pending;
+  char msg[1024];
+  size_t n, k, ntasks = 0, cap = 0;
+  task **all = NULL, *t;
+  dl_buf e;
+  pending = s->counts[T_WAITING] + s->counts[T_READY] +
+            s->counts[T_PROCESSING] > 0;
+  for (i = 0; i < s->nworkers && pending; i++)
+    if (s->workers[i]->alive && s->workers[i]->info.status != DL_WS_PAUSED)
+      pending = 0;
+  if (!pending || s->nworkers == 0 || s->hb_timeout <= 0) {
+    s->stall_since = 0;
+    return;
+  }
+  if (s->stall_since == 0) s->stall_since = now;
+  if (now - s->stall_since < s->hb_timeout) return;
+  s->stall_since = 0;
+  n = (size_t)snprintf(msg, sizeof msg, "no worker can make progress:");
+  for (i = 0; i < s->nworkers && n < sizeof msg - 200; i++) {
+    const dl_sched_winfo *w = &s->workers[i]->info;
+    n += (size_t)snprintf(msg + n, sizeof msg - n,
+                          "%s worker %d paused (memory %.0f%% of %.0f MB",
+                          i ? ";" : "", w->id,
+                          w->memory_limit > 0
+                              ? 100.0 * (double)w->rss / (double)w->memory_limit
+                              : 0.0,
+                          (double)w->memory_limit / 1e6);
+    if (w->spill_err[0])
+      n += (size_t)snprintf(msg + n, sizeof msg - n, ", spill disk full: %s",
+                            w->spill_err);
+    n += (size_t)snprintf(msg + n, sizeof msg - n, ")");
+  }
+  if (n < sizeof msg)
+    snprintf(msg + n, sizeof msg - n, "; free memory (release futures) or "
+             "disk space, or give workers more memory_limit");
+  /* fail() frees no task (see collect), so the list stays valid. */
+  k = 0;
+  while ((t = dl_map_next(&s->tasks, &k)) != NULL)
+    if (counts_pending(t) && push_task(&all, &ntasks, &cap, t)) break;
+  dl_buf_init(&e);
+  dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+  for (k = 0; k < ntasks; k++) {
+    t = all[k];
+    if (!counts_pending(t)) continue;
+    if (t->state == T_PROCESSING) {
+      dl_buf *b = wout(s, t->processing_on);
+      if (b) {
+        dl_buf_u8(b, DL_M_CANCEL);
+        dl_buf_str(b, t->key, t->klen);
+      }
+    }
+    fail(s, t, DL_ERR_LOST, e.p, e.len);
+  }
+  dl_buf_free(&e);
+  dl_free(all);
+}
+
 int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
                         int64_t memory_limit, double now) {
   sworker *w = xalloc(sizeof *w), **nw;
@@ -875,6 +1109,8 @@ int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
   w->info.nthreads = nthreads > 0 ? nthreads : 1;
   w->info.memory_limit = memory_limit;
   w->info.started = now;
+  w->info.last_seen = now;
+  w->info.status = DL_WS_RUNNING;
   w->alive = 1;
   dl_map_init(&w->fns_sent);
   s->workers[s->nworkers++] = w;
@@ -891,6 +1127,14 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   int k;
   if (w == NULL) return;
   w->alive = 0;
+  {
+    dl_sched_winfo *d = &s->departed[s->ndeparted++ % DL_SCHED_DEPARTED];
+    *d = w->info;
+    d->status = DL_WS_DEAD;
+    snprintf(d->reason, sizeof d->reason, "%s",
+             w->reason[0] ? w->reason : "its process ended or its link "
+             "closed");
+  }
   /* Gathers it will never answer: the client waits for a recompute. */
   for (i = 0; i < s->npgets;) {
     pget *g = &s->pgets[i];
@@ -1052,8 +1296,11 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   count_new(s, t);
   if (nfn) {
     t->fns = xalloc(nfn * 16);
-    if (t->fns) memcpy(t->fns, fns, nfn * 16);
-    t->nfns = (int)nfn;
+    if (t->fns) {
+      memcpy(t->fns, fns, nfn * 16);
+      t->nfns = (int)nfn;
+      fns_ref(s, t);
+    }
   }
   if (dl_rd_uv(r, &ndeps) || ndeps > dl_rd_left(r)) goto bad;
   if (ndeps) t->deps = xalloc(sizeof(task *) * ndeps);
@@ -1190,6 +1437,7 @@ static int on_cfunc(dl_sched *s, dl_rd *r) {
   if (dl_map_get(&s->fns, h, 16)) return 0;
   f = xalloc(sizeof *f);
   if (f == NULL) return DL_ENOMEM;
+  memset(f, 0, sizeof *f);
   memcpy(f->hash, h, 16);
   f->code = dupbytes(code, len);
   f->len = len;
@@ -1392,6 +1640,7 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
     switch (type) {
       case DL_M_SUBMIT: rc = on_submit(s, &r); break;
       case DL_M_CFUNC: rc = on_cfunc(s, &r); break;
+      case DL_M_FN_FORGET: rc = on_fn_forget(s, &r); break;
       case DL_M_RELEASE: rc = on_release(s, &r); break;
       case DL_M_GATHER: rc = on_gather(s, &r, 0); break;
       case DL_M_GATHERS: rc = on_gather(s, &r, 1); break;
@@ -1445,6 +1694,7 @@ double dl_sched_tick(dl_sched *s, double now) {
     if (next < 0 || t->not_before - now < next) next = t->not_before - now;
     pp = &t->next_delayed;
   }
+  check_stall(s, now);
   dispatch(s);
   return next;
 }
@@ -1551,6 +1801,8 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
   unsigned i = 0;
   ahead a;
   if (w == NULL) return 0;
+  w->info.last_seen = now;
+  if (w->info.status == DL_WS_SILENT) w->info.status = DL_WS_RUNNING;
   dl_rd_init(&r, p, n);
   ahead_start(s, &a, p, n, 1);
   while (dl_rd_left(&r) > 0 && rc == 0) {
@@ -1563,11 +1815,24 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
       case DL_M_MISSING: rc = on_missing(s, w, &r); break;
       case DL_M_STOLEN: rc = on_stolen(s, w, &r); break;
       case DL_M_HEARTBEAT: {
-        uint64_t managed, spilled, rss, executing, stored;
+        uint64_t managed, spilled, rss, executing, stored, paused;
+        const char *se;
+        size_t selen;
         if (dl_rd_uv(&r, &managed) || dl_rd_uv(&r, &spilled) ||
             dl_rd_uv(&r, &rss) || dl_rd_uv(&r, &executing) ||
-            dl_rd_uv(&r, &stored))
+            dl_rd_uv(&r, &stored) || dl_rd_uv(&r, &paused) ||
+            dl_rd_str(&r, &se, &selen))
           return DL_EPROTO;
+        w->info.status = paused ? DL_WS_PAUSED : DL_WS_RUNNING;
+        if (!paused) s->stall_since = 0; /* progress is possible again */
+        if (paused) { /* ask again for what was still being fetched */
+          task *t;
+          for (t = w->phead; t; t = t->pnext) t->steal_denied = 0;
+        }
+        if (selen >= sizeof w->info.spill_err)
+          selen = sizeof w->info.spill_err - 1;
+        memcpy(w->info.spill_err, se, selen);
+        w->info.spill_err[selen] = '\0';
         w->info.managed = (int64_t)managed;
         w->info.spilled = (int64_t)spilled;
         w->info.rss = (int64_t)rss;

@@ -30,6 +30,14 @@ typedef struct dl_sched_io {
   void *ud;
 } dl_sched_io;
 
+/* What the scheduler knows of a worker's health (dl_sched_winfo.status). */
+enum {
+  DL_WS_RUNNING, /* heard from lately, running tasks */
+  DL_WS_PAUSED,  /* past its memory_pause fraction: starts no task */
+  DL_WS_SILENT,  /* no message for more than two heartbeats */
+  DL_WS_DEAD     /* gone; reason says why (dl_sched_departed only) */
+};
+
 /* Per-worker figures, as last reported. */
 typedef struct dl_sched_winfo {
   int id;
@@ -39,6 +47,10 @@ typedef struct dl_sched_winfo {
   int64_t managed, spilled, rss;
   int executing, inflight, stored;
   double started;
+  int status;       /* DL_WS_* */
+  double last_seen; /* when its last message came (the callers' clock) */
+  char spill_err[64]; /* why its last spill failed, "" if it did not */
+  char reason[96];  /* DL_WS_DEAD: why it is gone */
 } dl_sched_winfo;
 
 /* Create a scheduler; returns NULL on out of memory. */
@@ -48,6 +60,23 @@ void dl_sched_free(dl_sched *s);
 
 /* Tries a task gets before "killed worker" (default 3). */
 void dl_sched_set_allowed_failures(dl_sched *s, int n);
+
+/*
+** Seconds a worker may stay silent (workers send a heartbeat every 0.5 s)
+** before dl_sched_silent names it dead; also how long every worker may stay
+** paused with work pending before that work fails ("no worker can make
+** progress").  0 turns both off (the default).
+*/
+void dl_sched_set_heartbeat_timeout(dl_sched *s, double seconds);
+
+/*
+** Workers silent past the heartbeat timeout at now: their ids go into out
+** (at most max) and the count is returned.  The caller kills each one and
+** calls dl_sched_remove_worker; they are recorded as dead "no heartbeat".
+** A gap in the caller's own calls (its process was stopped) is not held
+** against the workers.
+*/
+int dl_sched_silent(dl_sched *s, double now, int *out, int max);
 
 /* A worker joined, ready for tasks; 0 or DL_ENOMEM. */
 int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
@@ -74,6 +103,14 @@ double dl_sched_tick(dl_sched *s, double now);
 /* Figures for the dashboard and cluster info; returns the worker count and
 ** fills at most max entries. */
 int dl_sched_workers(dl_sched *s, dl_sched_winfo *out, int max);
+
+/* "running", "paused", "silent" or "dead" for a DL_WS_* status. */
+const char *dl_sched_status_name(int status);
+
+/* The last workers that left (at most DL_SCHED_DEPARTED are kept), with
+   status DL_WS_DEAD and the reason; returns how many fill out. */
+#define DL_SCHED_DEPARTED 16
+int dl_sched_departed(dl_sched *s, dl_sched_winfo *out, int max);
 
 /* Task counts by state: out[0..5] = waiting, ready, processing, memory,
 ** erred, released. */

@@ -689,11 +689,24 @@ static void wake_cb(uv_async_t *h) {
 
 static void tick_cb(uv_timer_t *t) {
   dl_server *s = t->data;
-  int target;
+  int silent[16], n, i, target;
+  wproc *w;
   uv_mutex_lock(&s->lock);
   dl_sched_tick(s->sched, now_s());
+  n = s->stopping ? 0 : dl_sched_silent(s->sched, now_s(), silent, 16);
   target = s->target;
   uv_mutex_unlock(&s->lock);
+  /* A worker that stopped answering (SIGSTOP, a hung I/O thread) is dead
+     to us: killed and replaced as if it had died. */
+  for (i = 0; i < n; i++)
+    for (w = s->workers; w; w = w->next)
+      if (w->id == silent[i] && !w->gone) {
+        fprintf(stderr, "dlua: worker %d (pid %lld) sent nothing for too "
+                "long; killing and replacing it\n", w->id,
+                (long long)w->pid);
+        worker_gone(w);
+        break;
+      }
   if (s->retry_at > 0 && !s->stopping && now_s() >= s->retry_at)
     top_up(s, target);
 }
@@ -911,6 +924,8 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   }
   if (o->allowed_failures > 0)
     dl_sched_set_allowed_failures(s->sched, o->allowed_failures);
+  dl_sched_set_heartbeat_timeout(s->sched, o->heartbeat_timeout > 0
+                                               ? o->heartbeat_timeout : 5.0);
   rc = init_loop(s, &what);
   if (rc == 0) {
     rc = uv_thread_create(&s->thread, thread_main, s);
@@ -1129,6 +1144,14 @@ int dl_server_groups(dl_server *s, dl_sched_group *out, int max) {
   int n;
   uv_mutex_lock(&s->lock);
   n = dl_sched_groups(s->sched, out, max);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
+int dl_server_departed(dl_server *s, dl_sched_winfo *out, int max) {
+  int n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_departed(s->sched, out, max);
   uv_mutex_unlock(&s->lock);
   return n;
 }

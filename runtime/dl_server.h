@@ -32,6 +32,9 @@ typedef struct dl_server_opts {
      replaced by a free one (see dl_server_dashboard for the result). */
   const char *dashboard_address;
   int dashboard_fallback;
+  /* Seconds a worker may stay silent before it is killed and replaced
+     (see dl_sched_set_heartbeat_timeout); 0: the default, 5 s. */
+  double heartbeat_timeout;
 } dl_server_opts;
 
 /*
@@ -106,6 +109,9 @@ int dl_server_scale(dl_server *s, int n);
 /* Snapshot of the workers (see dl_sched_workers) and task counts. */
 int dl_server_workers(dl_server *s, dl_sched_winfo *out, int max);
 void dl_server_counts(dl_server *s, int64_t out[6]);
+
+/* The last workers that left, and why (see dl_sched_departed). */
+int dl_server_departed(dl_server *s, dl_sched_winfo *out, int max);
 
 /* Task groups and recent completions (see dl_sched.h); the names stay
    valid until dl_server_stop. */

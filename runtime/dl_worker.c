@@ -71,6 +71,7 @@ typedef struct blob {
 typedef struct fnent {
   unsigned char hash[16];
   size_t len;
+  struct fnent *next; /* in W.fns_dead, once out of W.fns */
   char code[];
 } fnent;
 
@@ -149,11 +150,15 @@ typedef struct worker {
   uv_cond_t cond;
   dl_map store;   /* key -> blob */
   dl_map fns;     /* hash -> fnent */
+  fnent *fns_dead; /* out of fns (DL_M_FUNC_FREE); the executor frees them
+                      between tasks, as it may be decoding one */
   int64_t managed; /* bytes of stored values in memory */
   int64_t spilled; /* bytes of stored values on disk */
   int64_t rss;     /* process memory, updated by the watchdog */
   uint64_t lru_clock, next_fid;
-  int spill_broken; /* a spill failed (disk full): stop trying */
+  /* The last spill failed (disk full): why, and when to try again. */
+  char spill_err[64]; /* "" while spilling works */
+  double spill_retry; /* now_s() before which no spill is tried */
   int spilling;     /* spill files being written now */
   int leaving;      /* the worker is removing its files: spill no more */
   int paused;
@@ -383,10 +388,11 @@ static void spill_until(int64_t goal) {
     size_t i = 0;
     char path[400];
     FILE *f;
-    int ok, done = 0;
+    int ok, done = 0, err;
     uint64_t fid;
     uv_mutex_lock(&W.lock);
-    if (W.managed <= goal || W.spill_broken || W.leaving) {
+    if (W.managed <= goal || W.leaving ||
+        (W.spill_err[0] && now_s() < W.spill_retry)) {
       uv_mutex_unlock(&W.lock);
       return;
     }
@@ -403,10 +409,15 @@ static void spill_until(int64_t goal) {
     W.spilling++;
     uv_mutex_unlock(&W.lock);
     spill_path(path, sizeof path, fid);
+    errno = 0;
     f = fopen(path, "wbe"); /* e: close-on-exec, tasks' children never
                                see it */
     ok = f != NULL && fwrite(victim->data, 1, victim->len, f) == victim->len;
-    if (f && fclose(f) != 0) ok = 0;
+    err = errno;
+    if (f && fclose(f) != 0 && ok) {
+      ok = 0;
+      err = errno;
+    }
     /* An inline value cannot be freed on its own: a record without it
        takes the victim's place. */
     if (ok && victim->inl) {
@@ -415,11 +426,17 @@ static void spill_until(int64_t goal) {
     }
     uv_mutex_lock(&W.lock);
     if (!ok) {
-      if (!W.spill_broken)
+      /* Keep the values in memory and try again a second later: space
+         may be freed meanwhile. */
+      if (!W.spill_err[0])
         fprintf(stderr, "dlua worker %d: cannot spill to %s (%s); keeping "
-                "values in memory\n", W.id, path, strerror(errno));
-      W.spill_broken = 1;
+                "values in memory, retrying every second\n", W.id, path,
+                strerror(err ? err : EIO));
+      snprintf(W.spill_err, sizeof W.spill_err, "%s",
+               strerror(err ? err : EIO));
+      W.spill_retry = now_s() + 1.0;
       unlink(path);
+      done = 1;
     } else if (dl_map_get(&W.store, victim->key, victim->klen) == victim &&
                atomic_load(&victim->refs) == 2 && !done) {
       if (stub) {
@@ -439,6 +456,9 @@ static void spill_until(int64_t goal) {
       }
       W.managed -= (int64_t)victim->len;
       W.spilled += (int64_t)victim->len;
+      if (W.spill_err[0])
+        fprintf(stderr, "dlua worker %d: spilling works again\n", W.id);
+      W.spill_err[0] = '\0';
     } else { /* freed or read meanwhile: keep it as it is */
       unlink(path);
     }
@@ -526,18 +546,21 @@ static int store_mark_cached(const char *key, size_t klen) {
   return b != NULL;
 }
 
+/* The entry fn_get found last (executor's). */
+static fnent *fn_last;
+
 /* The bytecode with the given hash, for the executor's decoder.  Entries
-   of W.fns are never freed, so the last one found is remembered. */
+   are freed only by the executor between tasks (fns_reap), so the last one
+   found is remembered. */
 static int fn_get(void *ud, const unsigned char hash[16], const char **code,
                   size_t *len) {
-  static fnent *last; /* executor's */
-  fnent *f = last;
+  fnent *f = fn_last;
   (void)ud;
   if (f == NULL || memcmp(f->hash, hash, 16) != 0) {
     uv_mutex_lock(&W.lock);
     f = dl_map_get(&W.fns, (const char *)hash, 16);
     uv_mutex_unlock(&W.lock);
-    if (f) last = f;
+    if (f) fn_last = f;
   }
   if (f == NULL) return -1;
   *code = f->code;
@@ -546,6 +569,21 @@ static int fn_get(void *ud, const unsigned char hash[16], const char **code,
 }
 
 static const dl_fnsource fnsource = {fn_get, NULL};
+
+/* On the executor, between tasks: free the bytecode no task needs. */
+static void fns_reap(void) {
+  fnent *f;
+  uv_mutex_lock(&W.lock);
+  f = W.fns_dead;
+  W.fns_dead = NULL;
+  uv_mutex_unlock(&W.lock);
+  while (f) {
+    fnent *next = f->next;
+    if (f == fn_last) fn_last = NULL;
+    dl_free(f);
+    f = next;
+  }
+}
 
 /* Futures in a task's arguments decode as their values. */
 static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
@@ -890,6 +928,7 @@ static void exec_main(void *arg) {
       lua_pop(L, 1);
     }
     dl_free(frees);
+    fns_reap();
     run_task(L, t);
     /* Hand t back to the I/O thread, to report and free. */
     uv_mutex_lock(&W.lock);
@@ -1427,6 +1466,22 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         uv_mutex_unlock(&W.lock);
         break;
       }
+      case DL_M_FUNC_FREE: {
+        const char *h;
+        fnent *f;
+        if (dl_rd_bytes(&r, 16, &h)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        uv_mutex_lock(&W.lock);
+        f = dl_map_del(&W.fns, h, 16);
+        if (f) {
+          f->next = W.fns_dead;
+          W.fns_dead = f;
+        }
+        uv_mutex_unlock(&W.lock);
+        break;
+      }
       case DL_M_FREE: {
         blob *b;
         if (dl_rd_str(&r, &key, &klen)) {
@@ -1599,7 +1654,8 @@ static int64_t rss_bytes(void) {
 static void beat_cb(uv_timer_t *t) {
   dl_buf *b;
   int64_t managed, spilled;
-  int executing, stored;
+  int executing, stored, paused;
+  char spill_err[sizeof W.spill_err];
   (void)t;
   if (W.sched == NULL) return;
   uv_mutex_lock(&W.lock);
@@ -1607,6 +1663,8 @@ static void beat_cb(uv_timer_t *t) {
   spilled = W.spilled;
   executing = W.running_seq != 0;
   stored = (int)W.store.count;
+  paused = W.paused;
+  memcpy(spill_err, W.spill_err, sizeof spill_err);
   uv_mutex_unlock(&W.lock);
   b = dl_conn_msg(W.sched);
   dl_buf_u8(b, DL_M_HEARTBEAT);
@@ -1615,6 +1673,8 @@ static void beat_cb(uv_timer_t *t) {
   dl_buf_uv(b, (uint64_t)(W.rss ? W.rss : rss_bytes()));
   dl_buf_uv(b, (uint64_t)executing);
   dl_buf_uv(b, (uint64_t)stored);
+  dl_buf_uv(b, (uint64_t)paused);
+  dl_buf_str(b, spill_err, strlen(spill_err));
 }
 
 static void watchdog_cb(uv_timer_t *t) {
@@ -1630,6 +1690,13 @@ static void watchdog_cb(uv_timer_t *t) {
     W.rss = rss;
     if (W.paused && rss < W.frac_pause * (double)W.memory_limit)
       uv_cond_signal(&W.cond);
+    /* Spilling failed and values wait in memory: when its retry is due,
+       wake the executor to try again (space may have been freed). */
+    if (W.spill_err[0] && now_s() >= W.spill_retry && !W.relieve &&
+        W.managed > W.frac_target * (double)W.memory_limit) {
+      W.relieve = 1;
+      uv_cond_signal(&W.cond);
+    }
     uv_mutex_unlock(&W.lock);
     if (rss > W.frac_terminate * (double)W.memory_limit) {
       fprintf(stderr, "dlua worker %d: process memory %lld bytes is past "

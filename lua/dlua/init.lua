@@ -275,7 +275,7 @@ local cluster_keys = {
   allowed_failures = true, start_timeout = true, dashboard_address = true,
   threads_per_worker = true, processes = true,
   memory_target = true, memory_spill = true, memory_pause = true,
-  memory_terminate = true,
+  memory_terminate = true, heartbeat_timeout = true,
 }
 
 --- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
@@ -320,6 +320,12 @@ local function new_cluster(o, lv)
     end
     fr[i] = v
   end
+  local hb = o.heartbeat_timeout
+  if hb ~= nil and (type(hb) ~= "number" or not (hb > 0 and hb <= 86400)) then
+    error("LocalCluster: heartbeat_timeout must be a number of seconds in "
+          .. "(0, 86400], got "
+          .. (type(hb) == "number" and tostring(hb) or type(hb)), lv)
+  end
   local af, st, exe = o.allowed_failures, o.start_timeout, o.worker_exe
   if af ~= nil and (math.type(af) ~= "integer" or af < 0) then
     error("LocalCluster: allowed_failures must be a non-negative integer, got "
@@ -347,7 +353,7 @@ local function new_cluster(o, lv)
     allowed_failures = o.allowed_failures,
     start_timeout = o.start_timeout,
     memory_target = fr[1], memory_spill = fr[2], memory_pause = fr[3],
-    memory_terminate = fr[4],
+    memory_terminate = fr[4], heartbeat_timeout = hb,
   }
   if not h then error("LocalCluster: " .. err, lv) end
   local bound = h:dashboard()
@@ -1239,6 +1245,7 @@ function Client:scheduler_info()
   return {
     address = self.cluster.address,
     workers = self.handle:workers(),
+    dead_workers = self.handle:departed(),
     tasks = self.handle:counts(),
   }
 end

@@ -326,6 +326,359 @@ static void test_malformed_frames_are_refused(void) {
   stop();
 }
 
+/* Submit key pinned to worker wid (a preference with allow_other). */
+static void submit_pinned(const char *key, int wid, int allow_other) {
+  dl_buf f;
+  dl_buf_init(&f);
+  dl_buf_u8(&f, DL_M_SUBMIT);
+  dl_buf_str(&f, key, strlen(key));
+  dl_buf_str(&f, "payload", 7);
+  dl_buf_sv(&f, 0);
+  dl_buf_sv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 1);
+  dl_buf_uv(&f, (uint64_t)wid);
+  dl_buf_uv(&f, (uint64_t)allow_other);
+  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
+/* A heartbeat of worker wid at now: paused or not, with a spill error. */
+static void beat(int wid, int paused, const char *spill_err, double now) {
+  dl_buf f;
+  dl_buf_init(&f);
+  dl_buf_u8(&f, DL_M_HEARTBEAT);
+  dl_buf_uv(&f, 50 << 20); /* managed */
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 95 << 20); /* rss */
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 3);
+  dl_buf_uv(&f, (uint64_t)paused);
+  dl_buf_str(&f, spill_err, strlen(spill_err));
+  CHECK(dl_sched_worker_frame(S, wid, f.p, f.len, now) == 0);
+  dl_buf_free(&f);
+}
+
+/* The message of the error the client was told about key, into out. */
+static int client_err_msg(const char *key, char *out, size_t cap) {
+  dl_rd r;
+  int found = 0;
+  dl_rd_init(&r, D.cout.p, D.cout.len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k, *b;
+    size_t kl, bl;
+    uint64_t v;
+    dl_rd_u8(&r, &type);
+    CHECK(dl_rd_str(&r, &k, &kl) == 0);
+    CHECK(dl_rd_uv(&r, &v) == 0 && dl_rd_str(&r, &b, &bl) == 0);
+    if (type == DL_M_KEY_ERR && kl == strlen(key) &&
+        memcmp(k, key, kl) == 0) {
+      dl_rd e;
+      const char *m;
+      size_t ml;
+      dl_rd_init(&e, b, bl);
+      CHECK(dl_rd_uv(&e, &v) == 0 && dl_rd_str(&e, &m, &ml) == 0);
+      CHECK(ml < cap);
+      memcpy(out, m, ml);
+      out[ml] = '\0';
+      found = 1;
+    }
+  }
+  return found;
+}
+
+/* The keys of the STEALs sent to worker w, as computed_keys. */
+static void steal_keys(int w, char *out, size_t cap) {
+  dl_rd r;
+  size_t n = 0;
+  out[0] = '\0';
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k;
+    size_t kl;
+    dl_rd_u8(&r, &type);
+    CHECK(type == DL_M_STEAL);
+    CHECK(dl_rd_str(&r, &k, &kl) == 0 && n + kl + 2 < cap);
+    memcpy(out + n, k, kl);
+    n += kl;
+    out[n++] = ' ';
+    out[n] = '\0';
+  }
+  D.wout[w].len = 0;
+}
+
+static void stolen_ok(int wid, const char *key, int ok) {
+  dl_buf f;
+  dl_buf_init(&f);
+  dl_buf_u8(&f, DL_M_STOLEN);
+  dl_buf_str(&f, key, strlen(key));
+  dl_buf_uv(&f, (uint64_t)ok);
+  CHECK(dl_sched_worker_frame(S, wid, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
+static void stolen(int wid, const char *key) { stolen_ok(wid, key, 1); }
+
+static void test_paused_worker_hands_its_queue_over(void) {
+  char got[256], want[256];
+  start(2);
+  submit("x-1", NULL); /* two per worker fill both windows */
+  submit("x-2", NULL);
+  submit("x-3", NULL);
+  submit("x-4", NULL);
+  computed_keys(1, got, sizeof got);
+  CHECK(strlen(got) == 8);
+  computed_keys(2, want, sizeof want);
+  CHECK(strlen(want) == 8);
+  /* Worker 2 finishes one of its two (busy: it steals nothing); worker
+     1 pauses (memory past the pause fraction, a full disk) with two
+     queued: worker 2, which has room, is given both. */
+  {
+    char k1[8], k2[8];
+    sscanf(want, "%7s %7s", k1, k2);
+    done(2, k1);
+    CHECK(computed_on("y-0") == 0); /* clears the buffers */
+  }
+  beat(1, 0, "", 1.0);
+  CHECK(D.wout[1].len == 0); /* running: nothing is taken from it */
+  beat(1, 1, "No space left on device", 1.0);
+  steal_keys(1, want, sizeof want);
+  CHECK(strlen(want) == strlen(got));
+  {
+    char k1[8], k2[8];
+    sscanf(want, "%7s %7s", k1, k2);
+    stolen(1, k1);
+    stolen_ok(1, k2, 0); /* not queued yet (fetching its inputs) */
+    computed_keys(2, got, sizeof got);
+    CHECK(strstr(got, k1) && !strstr(got, k2));
+    beat(1, 1, "No space left on device", 1.5); /* still paused: again */
+    steal_keys(1, want, sizeof want);
+    CHECK(strncmp(want, k2, strlen(k2)) == 0 && strlen(want) == 4);
+    stolen(1, k2);
+    computed_keys(2, got, sizeof got);
+    CHECK(strstr(got, k2) != NULL);
+  }
+  {
+    dl_sched_winfo wi[4];
+    int i, n = dl_sched_workers(S, wi, 4);
+    for (i = 0; i < n; i++)
+      if (wi[i].id == 1) {
+        CHECK(wi[i].status == DL_WS_PAUSED);
+        CHECK(strcmp(wi[i].spill_err, "No space left on device") == 0);
+      }
+  }
+  /* New work goes to the worker that runs, though worker 1 has room. */
+  done(2, "x-1");
+  done(2, "x-2");
+  done(2, "x-3");
+  done(2, "x-4");
+  submit("z-1", NULL);
+  CHECK(computed_on("z-1") == 2);
+  stop();
+}
+
+static void test_all_paused_fails_pending_work_saying_why(void) {
+  char msg[1024];
+  int kind = 0;
+  start(2);
+  dl_sched_set_heartbeat_timeout(S, 2.0);
+  submit("a-1", NULL);
+  submit("a-2", NULL);
+  submit("a-3", "a-1");
+  beat(1, 1, "No space left on device", 1.0);
+  beat(2, 1, "", 1.0);
+  dl_sched_tick(S, 1.5);
+  dl_sched_tick(S, 3.0);
+  CHECK(client_news("a-1", NULL) == 0); /* not yet: a pause may pass */
+  beat(2, 0, "", 3.1); /* it does pass: the clock starts again */
+  beat(2, 1, "", 3.2);
+  dl_sched_tick(S, 3.3);
+  dl_sched_tick(S, 5.2);
+  CHECK(client_news("a-1", NULL) == 0);
+  dl_sched_tick(S, 5.4);
+  CHECK(client_news("a-1", &kind) == 'e' && kind == DL_ERR_LOST);
+  CHECK(client_err_msg("a-1", msg, sizeof msg));
+  CHECK(strstr(msg, "no worker can make progress: worker ") == msg);
+  CHECK(strstr(msg, "paused (memory 9% of 1074 MB, spill disk full: No "
+                    "space left on device)") != NULL);
+  CHECK(client_news("a-3", &kind) == 'e');
+  /* The workers are told to drop what they held queued. */
+  {
+    dl_rd r;
+    const char *k;
+    size_t kl;
+    int cancels = 0, w;
+    for (w = 1; w <= 2; w++) {
+      dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+      while (next_compute(&r, &k, &kl) >= 0) cancels++;
+    }
+    CHECK(cancels >= 2);
+  }
+  stop();
+}
+
+static void test_pinned_to_gone_workers_fails_naming_them(void) {
+  char msg[1024];
+  int kind = 0;
+  start(2);
+  D.alive[1] = 0;
+  dl_sched_remove_worker(S, 1);
+  submit_pinned("p-1", 1, 0);
+  CHECK(client_news("p-1", &kind) == 'e' && kind == DL_ERR_LOST);
+  CHECK(client_err_msg("p-1", msg, sizeof msg));
+  CHECK(strstr(msg, "pinned to worker 1, which is gone") != NULL);
+  CHECK(strstr(msg, "allow_other_workers") != NULL);
+  D.cout.len = 0;
+  submit_pinned("q-1", 1, 1); /* a preference: runs elsewhere */
+  CHECK(computed_on("q-1") == 2);
+  /* Pinned to a live worker that dies with it: it fails then. */
+  submit_pinned("r-1", 2, 0);
+  CHECK(computed_on("r-1") == 2);
+  D.cout.len = 0;
+  D.alive[1] = 1;
+  CHECK(dl_sched_add_worker(S, 3, 103, 1, 1 << 30, 1.0) == 0);
+  D.alive[2] = 0;
+  dl_sched_remove_worker(S, 2);
+  CHECK(client_news("r-1", &kind) == 'e');
+  CHECK(client_err_msg("r-1", msg, sizeof msg));
+  CHECK(strstr(msg, "pinned to worker 2, which is gone") != NULL);
+  stop();
+}
+
+static void test_silent_worker_is_named_once(void) {
+  int ids[4], n;
+  double t;
+  dl_sched_winfo wi[4], gone[4];
+  start(2);
+  dl_sched_set_heartbeat_timeout(S, 3.0);
+  /* Worker 2 beats every half second; worker 1 stopped after 2.0. */
+  beat(1, 0, "", 2.0);
+  for (t = 1.5, n = 0; t < 4.1 && n == 0; t += 0.5) {
+    beat(2, 0, "", t);
+    n = dl_sched_silent(S, t, ids, 4);
+    if (t >= 3.5) {
+      int i, k = dl_sched_workers(S, wi, 4);
+      for (i = 0; i < k; i++)
+        CHECK(wi[i].status == (wi[i].id == 1 ? DL_WS_SILENT : DL_WS_RUNNING));
+    }
+  }
+  CHECK(n == 0);
+  /* The scheduler itself stopped for 10 s: nobody is blamed for that;
+     worker 1 had been quiet 2 s, and is named once quiet past 3 s. */
+  CHECK(dl_sched_silent(S, 14.0, ids, 4) == 0);
+  for (t = 14.5, n = 0; t < 30 && n == 0; t += 0.5) {
+    beat(2, 0, "", t);
+    n = dl_sched_silent(S, t, ids, 4);
+  }
+  CHECK(n == 1 && ids[0] == 1);
+  CHECK(t > 15.9 && t < 16.1); /* found at 15.5: quiet 3.5 s */
+  CHECK(dl_sched_silent(S, t + 0.5, ids, 4) == 0); /* named once */
+  D.alive[1] = 0;
+  dl_sched_remove_worker(S, 1);
+  CHECK(dl_sched_departed(S, gone, 4) == 1);
+  CHECK(gone[0].id == 1 && gone[0].status == DL_WS_DEAD);
+  CHECK(strstr(gone[0].reason, "no heartbeat for 3.") == gone[0].reason);
+  stop();
+}
+
+/* Submit key running the function with hash h (bytecode sent first when
+   code is not NULL), as the client does. */
+static void submit_fn(const char *key, const unsigned char *h,
+                      const char *code) {
+  dl_buf f;
+  dl_buf_init(&f);
+  if (code) {
+    dl_buf_u8(&f, DL_M_CFUNC);
+    dl_buf_put(&f, h, 16);
+    dl_buf_str(&f, code, strlen(code));
+  }
+  dl_buf_u8(&f, DL_M_SUBMIT);
+  dl_buf_str(&f, key, strlen(key));
+  dl_buf_str(&f, "payload", 7);
+  dl_buf_sv(&f, 0);
+  dl_buf_sv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 1);
+  dl_buf_put(&f, h, 16);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
+/* How many messages of type (with a 16-byte hash first) are in b. */
+static int count_hash_msgs(dl_buf *b, unsigned want) {
+  dl_rd r;
+  int n = 0;
+  dl_rd_init(&r, b->p, b->len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k, *x;
+    size_t kl, xl;
+    uint64_t v;
+    dl_rd_u8(&r, &type);
+    if (type == DL_M_FUNC || type == DL_M_FUNC_FREE ||
+        type == DL_M_FN_GONE) {
+      CHECK(dl_rd_bytes(&r, 16, &k) == 0);
+      if (type == DL_M_FUNC) CHECK(dl_rd_str(&r, &x, &xl) == 0);
+    } else if (type == DL_M_KEY_DONE) {
+      CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_uv(&r, &v) == 0 &&
+            dl_rd_str(&r, &x, &xl) == 0);
+    } else { /* a COMPUTE or a FREE: skip it */
+      r.p--;
+      CHECK(next_compute(&r, &k, &kl) >= 0);
+    }
+    n += type == want;
+  }
+  return n;
+}
+
+static void forget(const unsigned char *h) {
+  dl_buf f;
+  dl_buf_init(&f);
+  dl_buf_u8(&f, DL_M_FN_FORGET);
+  dl_buf_put(&f, h, 16);
+  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
+static void test_bytecode_dropped_when_no_task_needs_it(void) {
+  static const unsigned char h[16] = "0123456789abcdef";
+  start(1);
+  submit_fn("f-1", h, "CODE");
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC) == 1);
+  D.wout[1].len = 0;
+  done(1, "f-1");
+  D.cout.len = 0;
+  key_msg(DL_M_RELEASE, "f-1"); /* the last task naming h is forgotten */
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
+  D.cout.len = 0;
+  /* Before the client's answer it submits again, by hash only: h stays. */
+  submit_fn("f-2", h, NULL);
+  forget(h);
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 0);
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC) == 0); /* it has it */
+  D.wout[1].len = 0;
+  done(1, "f-2");
+  key_msg(DL_M_RELEASE, "f-2");
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
+  D.cout.len = 0;
+  forget(h); /* now it goes, on the worker too */
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 1);
+  D.wout[1].len = 0;
+  /* The client sends it again with the next task: so does the scheduler. */
+  submit_fn("f-3", h, "CODE");
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC) == 1);
+  stop();
+}
+
 static void sched_one(const unsigned char *p, size_t n, void *ud) {
   (void)ud;
   sdrv_run(p, n);
@@ -343,6 +696,11 @@ int main(void) {
   RUN(test_killed_worker_after_three_deaths);
   RUN(test_unknown_dependency_is_an_error);
   RUN(test_malformed_frames_are_refused);
+  RUN(test_paused_worker_hands_its_queue_over);
+  RUN(test_all_paused_fails_pending_work_saying_why);
+  RUN(test_pinned_to_gone_workers_fails_naming_them);
+  RUN(test_silent_worker_is_named_once);
+  RUN(test_bytecode_dropped_when_no_task_needs_it);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }

@@ -193,6 +193,36 @@ static void worker_one(const unsigned char *p, size_t n, void *ud) {
   wdrv_run(p, n);
 }
 
+static void test_freed_bytecode_goes_and_can_come_back(void) {
+  static const char h[16] = "0123456789abcdef";
+  const char *code;
+  size_t len;
+  wdrv_init();
+  dl_buf_u8(&F, DL_M_FUNC);
+  dl_buf_put(&F, h, 16);
+  str(&F, "CODE");
+  send_to(W.sched);
+  CHECK(fn_get(NULL, (const unsigned char *)h, &code, &len) == 0);
+  CHECK(len == 4 && memcmp(code, "CODE", 4) == 0);
+  dl_buf_u8(&F, DL_M_FUNC_FREE);
+  dl_buf_put(&F, h, 16);
+  send_to(W.sched);
+  /* Out of the map at once; its memory waits for the executor. */
+  CHECK(dl_map_get(&W.fns, h, 16) == NULL);
+  CHECK(W.fns_dead != NULL);
+  fns_reap();
+  CHECK(W.fns_dead == NULL);
+  CHECK(fn_get(NULL, (const unsigned char *)h, &code, &len) != 0);
+  /* Sent again with a later task: known again. */
+  dl_buf_u8(&F, DL_M_FUNC);
+  dl_buf_put(&F, h, 16);
+  str(&F, "CODE2");
+  send_to(W.sched);
+  CHECK(fn_get(NULL, (const unsigned char *)h, &code, &len) == 0);
+  CHECK(len == 5 && memcmp(code, "CODE2", 5) == 0);
+  wdrv_reset();
+}
+
 static void test_replay_fuzz_regressions(void) {
   CHECK(tap_replay("tests/fuzz/regressions-worker", worker_one, NULL) > 0);
 }
@@ -214,6 +244,7 @@ int main(void) {
   RUN(test_input_nobody_else_holds_goes_back);
   RUN(test_malformed_compute_leaves_fetches_sound);
   RUN(test_second_compute_of_a_key_supersedes);
+  RUN(test_freed_bytecode_goes_and_can_come_back);
   RUN(test_replay_fuzz_regressions);
   RUN(test_replay_shared_at_regressions);
   return TAP_END();

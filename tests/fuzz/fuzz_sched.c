@@ -4,7 +4,8 @@
 ** deaths and timer ticks in any order (see sched_driver.h).
 **
 ** Built with -DDL_FUZZ_SEEDGEN it writes a few meaningful inputs (a graph
-** submitted, run, failed, a worker lost) into the directory argv[1].
+** submitted, run, failed, a worker lost; bytecode dropped and sent again;
+** workers paused, silent, pinned to) into the directory argv[1].
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,41 @@ static void done(dl_buf *f, const char *key) {
   dl_buf_str(f, "", 0);
 }
 
+/* A task running the function with hash h (its bytecode first if code),
+   pinned to worker pin (0: anywhere). */
+static void submit_fn(dl_buf *f, const char *key, const char *h,
+                      const char *code, unsigned pin) {
+  if (code) {
+    dl_buf_u8(f, DL_M_CFUNC);
+    dl_buf_put(f, h, 16);
+    dl_buf_str(f, code, strlen(code));
+  }
+  dl_buf_u8(f, DL_M_SUBMIT);
+  dl_buf_str(f, key, strlen(key));
+  dl_buf_str(f, "payload", 7);
+  dl_buf_sv(f, 0);
+  dl_buf_sv(f, 0);
+  dl_buf_uv(f, 0);
+  dl_buf_uv(f, 0);
+  dl_buf_uv(f, 1);
+  dl_buf_put(f, h, 16);
+  dl_buf_uv(f, 0);
+  dl_buf_uv(f, pin ? 1 : 0);
+  if (pin) dl_buf_uv(f, pin);
+  dl_buf_uv(f, 0);
+}
+
+static void beat(dl_buf *f, unsigned paused) {
+  dl_buf_u8(f, DL_M_HEARTBEAT);
+  dl_buf_uv(f, 1000);
+  dl_buf_uv(f, 0);
+  dl_buf_uv(f, 2000);
+  dl_buf_uv(f, 0);
+  dl_buf_uv(f, 1);
+  dl_buf_uv(f, paused);
+  dl_buf_str(f, paused ? "No space left on device" : "", paused ? 23 : 0);
+}
+
 static void save(const char *dir, const char *name, dl_buf *b) {
   char path[512];
   FILE *fp;
@@ -78,6 +114,36 @@ int main(int argc, char **argv) {
   rec(&in, 4, &f); /* worker 1 dies: a-1 is recomputed */
   rec(&in, 6, &f);
   save(argv[1], "lost", &in);
+  /* Bytecode: run, released, dropped (FN_FORGET), sent again. */
+  submit_fn(&f, "f-1", "0123456789abcdef", "CODE", 0);
+  rec(&in, 0, &f);
+  done(&f, "f-1");
+  rec(&in, 1, &f);
+  dl_buf_u8(&f, DL_M_RELEASE);
+  dl_buf_str(&f, "f-1", 3);
+  dl_buf_u8(&f, DL_M_FN_FORGET);
+  dl_buf_put(&f, "0123456789abcdef", 16);
+  submit_fn(&f, "f-2", "0123456789abcdef", "CODE", 0);
+  rec(&in, 0, &f);
+  save(argv[1], "bytecode", &in);
+  /* Pressure: both workers pause, time passes, one goes silent; a task
+     pinned to a worker that dies. */
+  submit_fn(&f, "p-1", "0123456789abcdef", "CODE", 1);
+  submit(&f, "a-1", NULL);
+  submit(&f, "a-2", NULL);
+  rec(&in, 0, &f);
+  beat(&f, 1);
+  rec(&in, 1, &f);
+  beat(&f, 1);
+  rec(&in, 2, &f);
+  dl_buf_u8(&in, 6); /* 5 s pass: the length is the parameter */
+  dl_buf_u8(&in, 5);
+  dl_buf_u8(&in, 0);
+  beat(&f, 0);
+  rec(&in, 2, &f);
+  rec(&in, 6, &f);
+  rec(&in, 4, &f);
+  save(argv[1], "pressure", &in);
   dl_buf_free(&in);
   dl_buf_free(&f);
   return 0;

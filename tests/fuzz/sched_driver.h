@@ -4,8 +4,9 @@
 **
 ** The input is a sequence of records: one byte saying where the next
 ** frame comes from (0: the client, 1..3: worker 1..3; 4: worker (b%3)+1
-** dies; 5: it joins again; 6: a timer tick), two bytes of length, then
-** that many bytes handed to the scheduler as one frame.  Whatever the
+** dies; 5: it joins again; 6: (length % 8) seconds pass, with a timer
+** tick and a check for silent workers, who die), two bytes of length,
+** then that many bytes handed to the scheduler as one frame.  Whatever the
 ** bytes, the scheduler must neither crash nor leak.
 */
 #ifndef sched_driver_h
@@ -49,6 +50,7 @@ static void sdrv_run(const unsigned char *data, size_t n) {
   io.ud = &d;
   s = dl_sched_new(&io);
   if (s == NULL) return;
+  dl_sched_set_heartbeat_timeout(s, 3.0);
   for (w = 1; w <= 2; w++) {
     d.alive[w] = 1;
     dl_sched_add_worker(s, w, 100 + w, 1, 1 << 30, now);
@@ -81,9 +83,18 @@ static void sdrv_run(const unsigned char *data, size_t n) {
         }
         len = 0;
         break;
-      default:
-        dl_sched_tick(s, now + 10);
+      default: { /* time passes: timers, stalls, silent workers */
+        int ids[4], k, m;
+        now += (double)(len % 8);
+        dl_sched_tick(s, now);
+        m = dl_sched_silent(s, now, ids, 4);
+        for (k = 0; k < m; k++)
+          if (ids[k] >= 1 && ids[k] <= 3 && d.alive[ids[k]]) {
+            d.alive[ids[k]] = 0;
+            dl_sched_remove_worker(s, ids[k]);
+          }
         len = 0;
+      }
     }
     i += len;
   }

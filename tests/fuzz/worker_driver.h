@@ -209,6 +209,7 @@ static void wdrv_reset(void) {
   while ((v = dl_map_next(&W.fns, &i)) != NULL) dl_free(v);
   dl_map_free(&W.fns);
   dl_map_init(&W.fns);
+  fns_reap(); /* bytecode dropped by DL_M_FUNC_FREE */
   for (k = 0; k < W.nfrees; k++) dl_free(W.frees[k]);
   dl_free(W.frees);
   W.frees = NULL;
