@@ -88,6 +88,7 @@ struct wtask {
   char *payload;
   size_t plen;
   uint32_t timeout_ms;
+  int64_t prio; /* higher runs first; equal ones in arrival order */
   int missing; /* inputs still being fetched */
   int refs;    /* I/O side: the task itself + each fetch waiting with it */
   int dead;    /* cancelled or failed while waiting */
@@ -945,12 +946,25 @@ static void exec_main(void *arg) {
   }
 }
 
+/*
+** Queue t for the executor, behind every task of its priority or higher
+** (as the scheduler orders ready tasks): tasks reach a worker as they are
+** submitted, so a high-priority task may arrive after lower ones.  Equal
+** priorities, the common case, append in O(1).
+*/
 static void enqueue(wtask *t) {
+  wtask **pp;
   uv_mutex_lock(&W.lock);
-  t->next = NULL;
-  if (W.qtail) W.qtail->next = t;
-  else W.qhead = t;
-  W.qtail = t;
+  if (W.qtail == NULL || W.qtail->prio >= t->prio) {
+    t->next = NULL;
+    if (W.qtail) W.qtail->next = t;
+    else W.qhead = t;
+    W.qtail = t;
+  } else {
+    for (pp = &W.qhead; (*pp)->prio >= t->prio; pp = &(*pp)->next) {}
+    t->next = *pp;
+    *pp = t;
+  }
   uv_cond_signal(&W.cond);
   uv_mutex_unlock(&W.lock);
 }
@@ -1313,6 +1327,7 @@ static int on_compute(dl_rd *r) {
   t = task_new(key, klen, payload, plen);
   if (t == NULL) return DL_ENOMEM;
   t->timeout_ms = (uint32_t)timeout;
+  t->prio = prio;
   t->seq = ++W.nextseq;
   t->refs = 1;
   for (i = 0; i < ndeps; i++) {

@@ -859,6 +859,13 @@ describe("task options", function()
     local high = c:submit(stamp, log, "high", dlua.opts{workers = {id},
                                                         priority = 10})
     c.handle:flush()
+    -- Release the blocker only once all seven are queued on the worker:
+    -- submissions travel in the background, so "sent" is not "arrived".
+    assert.is_true(H.poll(function()
+      for _, w in ipairs(cluster:workers()) do
+        if w.id == id then return w.processing >= 8 end
+      end
+    end, 10), "the tasks never reached the worker")
     io.open(go, "w"):close()
     c:gather({block, high, low}, 20)
     local order = {}
