@@ -4,13 +4,16 @@
 -- expected text shows up or a deadline passes.  The server is killed at
 -- the end of every case, pass or fail.
 
-local dlua = require "dlua"
-
 local DLUA = assert(os.getenv("DLUA"), "DLUA must name the dlua binary")
 local TIMEOUT = 15 -- seconds to wait for any one piece of output
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+local T = require "helpers.term"
+T.TIMEOUT = TIMEOUT
+local q = T.q
+
+local function exec(cmd)
+  local ok, _, code = os.execute(cmd .. " >/dev/null 2>&1")
+  return ok == true and code == 0
 end
 
 local function slurp(path)
@@ -21,119 +24,9 @@ local function slurp(path)
   return s
 end
 
-local function exec(cmd)
-  local ok, _, code = os.execute(cmd .. " >/dev/null 2>&1")
-  return ok == true and code == 0
-end
-
-local PID = io.popen("echo $PPID"):read("l")
-local serial = 0
-
-local Term = {}
-Term.__index = Term
-
 -- Start dlua in a new tmux server; env is a string of VAR=value words.
--- The pane runs a shell line that records dlua's exit status in a file.
 local function start(env)
-  serial = serial + 1
-  local self = setmetatable({}, Term)
-  self.sock = ("dlua-test-%s-%d"):format(PID, serial)
-  self.status = os.tmpname()
-  os.remove(self.status)
-  local inner = ("env %s %s; echo \"exit=$?\" > %s"):format(
-    env or "", q(DLUA), q(self.status))
-  self.tmux = "tmux -f /dev/null -L " .. q(self.sock)
-  assert(exec(self.tmux .. " new-session -d -x 120 -y 40 " .. q(inner)),
-    "tmux did not start")
-  local p = io.popen(self.tmux .. " display-message -p '#{socket_path}'")
-  self.socket = p:read("l")
-  p:close()
-  return self
-end
-
--- Kill the server and remove its socket and status files.
-function Term:kill()
-  exec(self.tmux .. " kill-server")
-  os.remove(self.status)
-  if self.socket and self.socket ~= "" then os.remove(self.socket) end
-end
-
-function Term:screen()
-  local p = io.popen(self.tmux .. " capture-pane -p 2>/dev/null")
-  local s = p:read("a")
-  p:close()
-  return s
-end
-
--- Poll until pred(screen) is true; returns the screen, or fails the test
--- showing the last screen.
-function Term:wait(pred, what)
-  local deadline = dlua.time() + TIMEOUT
-  local s
-  repeat
-    s = self:screen()
-    if pred(s) then return s end
-    os.execute("sleep 0.05")
-  until dlua.time() > deadline
-  error(("timed out waiting for %s; screen:\n%s"):format(what, s), 2)
-end
-
--- Wait until the screen has a line equal to line.
-function Term:wait_line(line)
-  return self:wait(function(s)
-    for l in (s .. "\n"):gmatch("([^\n]*)\n") do
-      if l:gsub("%s+$", "") == line then return true end
-    end
-    return false
-  end, ("the line %q"):format(line))
-end
-
--- Wait until text appears anywhere on the screen, n times.
-function Term:wait_text(text, n)
-  n = n or 1
-  return self:wait(function(s)
-    local count, init = 0, 1
-    while true do
-      local i, j = s:find(text, init, true)
-      if not i then break end
-      count, init = count + 1, j + 1
-    end
-    return count >= n
-  end, ("%q"):format(text))
-end
-
--- Type text literally, then press Enter.
-function Term:line(text)
-  assert(exec(self.tmux .. " send-keys -l " .. q(text)))
-  assert(exec(self.tmux .. " send-keys Enter"))
-end
-
--- Type a line that prints nothing, then wait for the next prompt, so the
--- keys of the next line cannot arrive while this one still runs.
-function Term:quiet_line(text)
-  self:line(text)
-  self:wait_text("> " .. text .. "\n>")
-end
-
-function Term:type(text)
-  assert(exec(self.tmux .. " send-keys -l " .. q(text)))
-end
-
-function Term:key(name)
-  assert(exec(self.tmux .. " send-keys " .. name))
-end
-
--- Wait for the session to end (dlua exited); returns its exit status.
-function Term:wait_exit()
-  local deadline = dlua.time() + TIMEOUT
-  repeat
-    if not exec(self.tmux .. " has-session") then
-      local s = slurp(self.status)
-      return s and tonumber(s:match("exit=(%d+)"))
-    end
-    os.execute("sleep 0.05")
-  until dlua.time() > deadline
-  error("dlua did not exit; screen:\n" .. self:screen(), 2)
+  return T.start(("env %s %s"):format(env or "", q(DLUA)))
 end
 
 -- Run body(term) on a fresh terminal and kill it afterwards.

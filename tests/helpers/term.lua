@@ -35,7 +35,7 @@ Term.__index = Term
 function T.start(cmdline)
   serial = serial + 1
   local self = setmetatable({}, Term)
-  self.sock = ("dlua-test-%s-bg%d"):format(PID, serial)
+  self.sock = ("dlua-test-%s-%d"):format(PID, serial)
   self.status = os.tmpname()
   os.remove(self.status)
   local inner = ("%s; echo \"exit=$?\" > %s"):format(cmdline, q(self.status))
@@ -88,10 +88,34 @@ function Term:wait_text(text, n)
   end, ("%q x%d"):format(text, n))
 end
 
+--- term:wait_line(line): a line of the screen equals line (trailing
+-- blanks ignored).
+function Term:wait_line(line)
+  return self:wait(function(s)
+    for l in (s .. "\n"):gmatch("([^\n]*)\n") do
+      if l:gsub("%s+$", "") == line then return true end
+    end
+    return false
+  end, ("the line %q"):format(line))
+end
+
+--- term:type(text): type text literally, no Enter.
+function Term:type(text)
+  assert(exec(self.tmux .. " send-keys -l " .. q(text)))
+end
+
 --- term:line(text): type text, then Enter.
 function Term:line(text)
   assert(exec(self.tmux .. " send-keys -l " .. q(text)))
   assert(exec(self.tmux .. " send-keys Enter"))
+end
+
+--- term:quiet_line(text): type a line that prints nothing, then wait for
+-- the next prompt, so the keys of the next line cannot arrive while this
+-- one still runs.
+function Term:quiet_line(text)
+  self:line(text)
+  self:wait_text("> " .. text .. "\n>")
 end
 
 function Term:key(name)
