@@ -653,7 +653,10 @@ static void mark_done(lua_State *L, int states, int fired, const char *key,
   }
   lua_getfield(L, st, "status");
   status = lua_tolstring(L, -1, &slen);
-  if (status && slen == 8 && memcmp(status, "finished", 8) == 0) {
+  /* Finished already, or cancelled here meanwhile (a done message in
+     flight, or a second run's, must not revive a cancelled future). */
+  if (status && ((slen == 8 && memcmp(status, "finished", 8) == 0) ||
+                 (slen == 9 && memcmp(status, "cancelled", 9) == 0))) {
     lua_settop(L, st - 1);
     return;
   }
