@@ -246,10 +246,28 @@ describe("Dask's semantics", function()
   end)
 
   it("cancelling a future cancels its dependents", function()
-    local ev = c:submit(function()
-      local t = require("dlua").time()
-      while require("dlua").time() - t < 30 do end
+    -- The task runs until it is cancelled, or at most until this test
+    -- ends (the stop file), so a missed interrupt cannot hold a worker
+    -- into the next test.
+    local stop = os.tmpname()
+    os.remove(stop)
+    finally(function()
+      io.open(stop, "w"):close()
+      H.poll(function()
+        for _, w in ipairs(cluster:workers()) do
+          if w.executing ~= 0 then return false end
+        end
+        return true
+      end, 10)
+      os.remove(stop)
     end)
+    local ev = c:submit(function(path)
+      local t = require("dlua").time()
+      while require("dlua").time() - t < 30 do
+        local fh = io.open(path)
+        if fh then fh:close(); return end
+      end
+    end, stop)
     local dep = c:submit(function(x) return x end, ev)
     local dep2 = c:submit(function(x) return x end, dep)
     ev:cancel()
