@@ -11,18 +11,7 @@ local T = require "helpers.term"
 T.TIMEOUT = TIMEOUT
 local q = T.q
 
-local function exec(cmd)
-  local ok, _, code = os.execute(cmd .. " >/dev/null 2>&1")
-  return ok == true and code == 0
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local exec, slurp = T.exec, T.slurp
 
 -- Start dlua in a new tmux server; env is a string of VAR=value words.
 local function start(env)

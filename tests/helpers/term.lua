@@ -135,5 +135,5 @@ function Term:wait_exit()
   error("the command did not exit; screen:\n" .. self:screen(), 2)
 end
 
-T.q = q
+T.q, T.exec, T.slurp = q, exec, slurp
 return T
