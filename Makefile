@@ -10,32 +10,57 @@
 
 CC ?= cc
 PREFIX ?= /usr/local
-PKGS = lua5.4 libuv
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4)
+UV_CFLAGS := $(shell pkg-config --cflags libuv)
+PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv)
 EDIT_CFLAGS := $(shell pkg-config --cflags libedit)
 EDIT_LIBS := $(shell pkg-config --libs libedit)
 LUA ?= lua5.4
 
 OPT ?= -O2 -g
-CFLAGS_ALL = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread \
-             -Iruntime -I$(B) $(PKG_CFLAGS) $(XCFLAGS)
+CFLAGS_BASE = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread $(XCFLAGS)
+# Tests, fuzzers and benches see every folder.
+CFLAGS_ALL = $(CFLAGS_BASE) -Iruntime $(foreach d,$(LAYERS),-Iruntime/$(d)) \
+             -I$(B) $(LUA_CFLAGS) $(UV_CFLAGS)
 LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lpthread -lm $(XLDFLAGS)
 
 B ?= build
 
-LIB_SRC = dl_buf.c dl_mem.c dl_map.c dl_runtime.c dl_core_lua.c dl_codec.c dl_codec_lua.c \
-          dl_proto.c dl_sched.c dl_server.c dl_worker.c dl_cluster_lua.c \
-          dl_http.c dl_dashboard.c
-BIN_SRC = dlua.c dl_repl.c dl_complete.c
-LUA_SRC = $(wildcard lua/dlua/*.lua)
-ASSETS = $(wildcard runtime/dashboard/*.html runtime/dashboard/*.js \
-                    runtime/dashboard/*.css)
+# ---------------------------------------------------------------------
+# runtime/ is cut in layers, one folder each (README, "Architecture").
+# A layer's sources see only the headers of the folders listed for it,
+# so an include across the rule is a compile error.  Layers outside
+# LUA_LAYERS are built without Lua's include path and with Lua's types
+# poisoned: `#include <lua.h>` there does not compile.
+LAYERS = base wire codec sched cluster dashboard worker client lua cmd
+SEES_base      = base
+SEES_wire      = base wire
+SEES_codec     = base codec
+SEES_sched     = base wire sched
+SEES_cluster   = base wire sched cluster dashboard
+SEES_dashboard = base wire sched cluster dashboard
+SEES_worker    = base wire codec sched worker
+SEES_client    = base wire codec client
+SEES_lua       = base wire codec sched cluster dashboard worker client lua
+SEES_cmd       = cmd
+LUA_LAYERS = codec worker client lua cmd
+# `runtime/` itself holds dlua.h, the public header, for the Lua layers.
+layer_cflags = $(CFLAGS_BASE) $(foreach d,$(SEES_$(1)),-Iruntime/$(d)) \
+  $(if $(filter $(1),$(LUA_LAYERS)),-Iruntime $(LUA_CFLAGS),-include runtime/base/dl_nolua.h) \
+  $(UV_CFLAGS) -I$(B)
 
-LIB_OBJ = $(addprefix $(B)/,$(LIB_SRC:.c=.o)) $(B)/dl_luasrc.o \
-          $(B)/dl_assets.o
-BIN_OBJ = $(addprefix $(B)/,$(BIN_SRC:.c=.o))
-HDRS = $(wildcard runtime/*.h)
+LIB_LAYERS = $(filter-out cmd,$(LAYERS))
+LIB_SRC = $(foreach d,$(LIB_LAYERS),$(wildcard runtime/$(d)/*.c))
+BIN_SRC = $(wildcard runtime/cmd/*.c)
+LUA_SRC = $(wildcard lua/dlua/*.lua)
+ASSETS = $(wildcard runtime/dashboard/assets/*.html \
+                    runtime/dashboard/assets/*.js \
+                    runtime/dashboard/assets/*.css)
+
+obj = $(patsubst runtime/%.c,$(B)/%.o,$(1))
+LIB_OBJ = $(call obj,$(LIB_SRC)) $(B)/dl_luasrc.o $(B)/dl_assets.o
+BIN_OBJ = $(call obj,$(BIN_SRC))
+HDRS = $(wildcard runtime/*.h runtime/*/*.h)
 
 CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/test_*.c))
 
@@ -44,21 +69,26 @@ CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/test_*.c))
 all: $(B)/libdlua.a $(B)/libdlua.so $(B)/dlua $(B)/dlua.pc $(CTESTS) \
      $(B)/http_load
 
-$(B)/%.o: runtime/%.c $(HDRS) | $(B)
-	$(CC) $(CFLAGS_ALL) $(EDIT_CFLAGS) -c $< -o $@
+# One pattern rule per layer, each with that layer's view of the tree.
+define layer_rule
+$(B)/$(1)/%.o: runtime/$(1)/%.c $(HDRS) | $(B)
+	@mkdir -p $(B)/$(1)
+	$$(CC) $$(call layer_cflags,$(1)) $(if $(filter cmd,$(1)),$$(EDIT_CFLAGS)) -c $$< -o $$@
+endef
+$(foreach d,$(LAYERS),$(eval $(call layer_rule,$(d))))
 
 $(B)/dl_luasrc.c: scripts/embed-lua.lua $(LUA_SRC) | $(B)
 	$(LUA) scripts/embed-lua.lua $@ $(LUA_SRC)
 
 $(B)/dl_luasrc.o: $(B)/dl_luasrc.c
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(call layer_cflags,lua) -c $< -o $@
 
 # The dashboard's pages, compiled in: no files to install or find.
 $(B)/dl_assets.c: scripts/embed-assets.lua $(ASSETS) | $(B)
 	$(LUA) scripts/embed-assets.lua $@ $(ASSETS)
 
-$(B)/dl_assets.o: $(B)/dl_assets.c runtime/dl_dashboard.h runtime/dl_http.h
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+$(B)/dl_assets.o: $(B)/dl_assets.c runtime/dashboard/dl_dashboard.h runtime/dashboard/dl_http.h
+	$(CC) $(call layer_cflags,dashboard) -c $< -o $@
 
 $(B)/http_load: scripts/bench/http_load.c
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(PKG_LIBS) -lhttp_parser $(XLDFLAGS)

@@ -1,7 +1,7 @@
 -- Generate a C file holding the dashboard's pages, scripts and styles
--- (runtime/dashboard/*), so the scheduler serves them with no files
--- installed.  Each file becomes one dl_asset (see runtime/dl_dashboard.h).
--- usage: lua5.4 scripts/embed-assets.lua OUT.c runtime/dashboard/x.html ...
+-- (runtime/dashboard/assets/*), so the scheduler serves them with no files
+-- installed.  Each file becomes one dl_asset (see runtime/dashboard/dl_dashboard.h).
+-- usage: lua5.4 scripts/embed-assets.lua OUT.c runtime/dashboard/assets/x.html ...
 local out = assert(arg[1], "usage: embed-assets.lua OUT.c FILE...")
 
 local types = {

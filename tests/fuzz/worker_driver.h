@@ -1,5 +1,5 @@
 /*
-** worker_driver.h -- drives the worker's I/O side (runtime/dl_worker.c)
+** worker_driver.h -- drives the worker's I/O side (runtime/worker/dl_worker.c)
 ** from a byte string, for the fuzzer (fuzz_worker.c) and the C test that
 ** replays its findings (tests/c/test_worker.c).
 **

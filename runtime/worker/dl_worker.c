@@ -29,7 +29,6 @@
 #include "dl_map.h"
 #include "dl_mem.h"
 #include "dl_proto.h"
-#include "dl_runtime.h"
 #include "dl_sched.h"
 #include "dl_worker.h"
 #include "dlua.h"

@@ -35,6 +35,9 @@ typedef struct dl_server_opts {
   /* Seconds a worker may stay silent before it is killed and replaced
      (see dl_sched_set_heartbeat_timeout); 0: the default, 5 s. */
   double heartbeat_timeout;
+  /* Version strings the dashboard reports ("0.1.0", "Lua 5.4.4"); NULL:
+     "unknown".  Copied. */
+  const char *dlua_version, *lua_version;
 } dl_server_opts;
 
 /*
@@ -51,6 +54,13 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen);
 ** error.  Thread-safe.
 */
 int dl_server_preinit(void);
+
+/*
+** Stop every cluster of this process and wait (at most 3 s) for their
+** workers to be gone; the clusters stay allocated but dead.  For a process
+** about to die of a signal.  Returns how many there were.
+*/
+int dl_server_stop_all(void);
 
 /* Stop everything: every worker process is ended and reaped, the thread
 ** joined, the private directory removed.  s may be NULL. */
@@ -122,6 +132,9 @@ int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
 /* The address the dashboard listens on, "host:port", or NULL when there
    is none; borrowed, valid until dl_server_stop. */
 const char *dl_server_dashboard(dl_server *s);
+
+/* The version strings given in dl_server_opts; borrowed. */
+void dl_server_versions(dl_server *s, const char **dlua, const char **lua);
 
 /* The private directory holding the workers' sockets; borrowed. */
 const char *dl_server_dir(dl_server *s);

@@ -14,12 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lua.h> /* LUA_RELEASE only: this file never touches a lua_State */
 #include <uv.h>
 
 #include "dl_dashboard.h"
 #include "dl_server.h"
-#include "dlua.h"
 
 #define CACHE_MS 100
 #define MAX_EVENTS 5000
@@ -240,6 +238,8 @@ static void json_info(dl_dashboard *d, dl_buf *b) {
   int i, threads = 0;
   int64_t total = 0;
   const char *dash = dl_server_dashboard(d->srv);
+  const char *dlua_v, *lua_v;
+  dl_server_versions(d->srv, &dlua_v, &lua_v);
   if (take_snap(d->srv, &s, 0)) {
     free_snap(&s);
     put(b, "{\"error\":\"out of memory\"}");
@@ -263,9 +263,9 @@ static void json_info(dl_dashboard *d, dl_buf *b) {
   putf(b, "],\"workers\":%d,\"threads\":%d,\"memory_total\":%lld,", s.nw,
        threads, (long long)total);
   put(b, "\"versions\":{\"dlua\":");
-  dl_json_str(b, DLUA_VERSION_STRING);
+  dl_json_str(b, dlua_v);
   put(b, ",\"lua\":");
-  dl_json_str(b, LUA_RELEASE);
+  dl_json_str(b, lua_v);
   put(b, ",\"libuv\":");
   dl_json_str(b, uv_version_string());
   put(b, "}}");

@@ -24,6 +24,7 @@
 #include "dl_runtime.h"
 #include "dl_server.h"
 #include "dl_worker.h"
+#include "dlua.h"
 
 #define HANDLE_MT "dlua.ClusterHandle"
 /* Queued client messages are handed over once they reach this size. */
@@ -132,6 +133,8 @@ static int cl_start(lua_State *L) {
   o.dashboard_fallback = lua_toboolean(L, -1);
   lua_getfield(L, 1, "heartbeat_timeout");
   o.heartbeat_timeout = luaL_optnumber(L, -1, 0);
+  o.dlua_version = DLUA_VERSION_STRING;
+  o.lua_version = LUA_RELEASE;
   if (o.n_workers < 1 || o.n_workers > 1024)
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);

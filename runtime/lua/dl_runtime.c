@@ -41,6 +41,8 @@ const char *dlua_version(void) { return DLUA_VERSION_STRING; }
 
 void dlua_interrupt(int on) { dl_server_interrupt(on); }
 
+int dlua_stop_clusters(void) { return dl_server_stop_all(); }
+
 /* Add or replace the registration of name of this kind. */
 static int add_hostreg(const char *name, lua_CFunction f, lua_CFunction g,
                        int kind) {
@@ -106,24 +108,6 @@ void dl_runtime_apply_host(lua_State *L) {
     }
   }
   lua_pop(L, 1);
-}
-
-/*
-** The running executable, for re-exec as a worker.  When the file was
-** replaced or removed since we started (readlink says "... (deleted)"),
-** "/proc/self/exe" still opens the very binary we run, in any process
-** forked from this one.
-*/
-const char *dl_runtime_self_exe(void) {
-  static char path[PATH_MAX];
-  static const char deleted[] = " (deleted)";
-  ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  size_t dl = sizeof deleted - 1;
-  if (n <= 0) return NULL;
-  path[n] = '\0';
-  if ((size_t)n > dl && strcmp(path + n - dl, deleted) == 0)
-    return "/proc/self/exe";
-  return path;
 }
 
 /* Loader for an embedded module: upvalue 1 is the index into dl_luasrcs. */

@@ -19,9 +19,6 @@ extern const dl_luasrc dl_luasrcs[];
 /* Apply the host's dlua_preload/dlua_register entries to L.  [-0, +0, e] */
 void dl_runtime_apply_host(lua_State *L);
 
-/* The path of the running executable (for re-exec as a worker); borrowed. */
-const char *dl_runtime_self_exe(void);
-
 /* C submodules, each returning its table.  [-0, +1, e] */
 int luaopen_dlua_core(lua_State *L);
 int luaopen_dlua_codec(lua_State *L);

@@ -21,9 +21,8 @@
 #include "dl_dashboard.h"
 #include "dl_http.h"
 #include "dl_proto.h"
-#include "dl_runtime.h"
+#include "dl_os.h"
 #include "dl_server.h"
-#include "dlua.h"
 
 typedef struct wproc wproc;
 struct wproc {
@@ -80,11 +79,12 @@ struct dl_server {
   int dash_fallback;
   char dash_req[128];  /* the address asked for; "" for none */
   char dash_addr[128]; /* the address bound; set before the workers start */
+  char dlua_version[32], lua_version[32]; /* for the dashboard */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
   int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
 };
 
-/* Every started cluster, for dlua_stop_clusters. */
+/* Every started cluster, for dl_server_stop_all. */
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static dl_server *live;
 
@@ -888,7 +888,7 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   }
   memset(s, 0, sizeof *s);
   snprintf(s->exe, sizeof s->exe, "%s", o->worker_exe);
-  if (dl_self_name == NULL) dl_self_name = dl_runtime_self_exe();
+  if (dl_self_name == NULL) dl_self_name = dl_os_self_exe();
   snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX", tmp);
   if (mkdtemp(s->dir) == NULL) { /* mode 0700: no other user reaches it */
     snprintf(err, errlen, "cannot create a private directory in %s: %s",
@@ -902,6 +902,10 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   s->fractions[2] = o->memory_pause > 0 ? o->memory_pause : 0.8;
   s->fractions[3] = o->memory_terminate > 0 ? o->memory_terminate : 0.95;
   s->target = o->n_workers;
+  snprintf(s->dlua_version, sizeof s->dlua_version, "%s",
+           o->dlua_version ? o->dlua_version : "unknown");
+  snprintf(s->lua_version, sizeof s->lua_version, "%s",
+           o->lua_version ? o->lua_version : "unknown");
   if (o->dashboard_address) {
     if (strlen(o->dashboard_address) >= sizeof s->dash_req) {
       snprintf(err, errlen, "dashboard address too long");
@@ -975,7 +979,7 @@ static void ask_stop(dl_server *s) {
 void dl_server_stop(dl_server *s) {
   dl_server **pp;
   if (s == NULL) return;
-  pthread_mutex_lock(&live_lock); /* waits for a dlua_stop_clusters */
+  pthread_mutex_lock(&live_lock); /* waits for a dl_server_stop_all */
   for (pp = &live; *pp; pp = &(*pp)->next_live)
     if (*pp == s) {
       *pp = s->next_live;
@@ -1001,7 +1005,7 @@ void dl_server_stop(dl_server *s) {
 ** workers to be gone; the clusters stay allocated (their owners still
 ** hold them) but are dead.  For a process about to die of a signal.
 */
-int dlua_stop_clusters(void) {
+int dl_server_stop_all(void) {
   dl_server *s;
   int n = 0;
   double deadline = now_s() + 3.0;
@@ -1166,6 +1170,11 @@ int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
 }
 
 const char *dl_server_dir(dl_server *s) { return s->dir; }
+
+void dl_server_versions(dl_server *s, const char **dlua, const char **lua) {
+  *dlua = s->dlua_version;
+  *lua = s->lua_version;
+}
 
 const char *dl_server_dashboard(dl_server *s) {
   return s->dash_addr[0] ? s->dash_addr : NULL;
