@@ -52,7 +52,7 @@ layer_cflags = $(CFLAGS_BASE) $(foreach d,$(SEES_$(1)),-Iruntime/$(d)) \
 LIB_LAYERS = $(filter-out cmd,$(LAYERS))
 LIB_SRC = $(foreach d,$(LIB_LAYERS),$(wildcard runtime/$(d)/*.c))
 BIN_SRC = $(wildcard runtime/cmd/*.c)
-LUA_SRC = $(wildcard lua/dlua/*.lua)
+LUA_SRC = $(wildcard lua/dlua/*.lua lua/dlua/*/*.lua)
 ASSETS = $(wildcard runtime/dashboard/assets/*.html \
                     runtime/dashboard/assets/*.js \
                     runtime/dashboard/assets/*.css)

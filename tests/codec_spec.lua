@@ -723,3 +723,28 @@ describe("codec bad input", function()
     assert.matches("unknown value tag", err_of(decode, h .. "\99"))
   end)
 end)
+
+describe("codec tokens (the bytes behind pure keys)", function()
+  it("equal content gives equal tokens, other content other tokens", function()
+    assert.equal(codec.token({1, "a", {x = 2}}), codec.token({1, "a", {x = 2}}))
+    assert.are_not.equal(codec.token({1, "a", {x = 2}}),
+                         codec.token({1, "a", {x = 3}}))
+    -- what can be sent tokens as it encodes
+    assert.equal(encode({1, "a"}), codec.token({1, "a"}))
+  end)
+
+  it("counts what cannot be sent by identity, where encode refuses", function()
+    local co1, co2 = coroutine.create(print), coroutine.create(print)
+    assert.matches("cannot send coroutine", err_of(encode, {co1}))
+    assert.equal(codec.token({co1, 1}), codec.token({co1, 1}))
+    assert.are_not.equal(codec.token({co1, 1}), codec.token({co2, 1}))
+    local f = io.tmpfile()
+    assert.equal(codec.token({f}), codec.token({f}))
+    f:close()
+  end)
+
+  it("gives bytes that do not decode", function()
+    assert.matches("unknown value tag",
+                   err_of(decode, codec.token(coroutine.create(print))))
+  end)
+end)

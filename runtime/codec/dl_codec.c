@@ -58,7 +58,8 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_REF, T_GLOBALS,
-  T_NAME, T_MTNAME, T_FN, T_CUSTOM, T_ENV, T_ENV0
+  T_NAME, T_MTNAME, T_FN, T_CUSTOM, T_ENV, T_ENV0,
+  T_IDENT /* identity mode only: never decoded */
 };
 enum { P_INLINE, P_HASH, P_REF };
 
@@ -385,6 +386,7 @@ typedef struct enc {
   int envref, envuses;
   size_t envpos;
   int reuse;      /* the registry's scratch tables are ours */
+  int identity;   /* dl_codec_token: unsendable values by address */
   unsigned used_scratch;
   char *err;
   size_t errlen;
@@ -758,6 +760,13 @@ static void patch_u32(dl_buf *b, size_t pos, uint32_t v) {
 ** (and registry[__name] is that metatable), write it as CUSTOM: returns 1
 ** with *rc set; 0 if no codec applies.
 */
+/* For dl_codec_token, a value that cannot be sent is written as its address:
+   equal bytes mean the same values, for a key hash; they never decode. */
+static int put_ident(enc *e, int idx) {
+  if (dl_buf_u8(e->b, T_IDENT)) return DL_ENOMEM;
+  return dl_buf_u64(e->b, (uint64_t)(uintptr_t)lua_topointer(e->L, idx));
+}
+
 static int try_custom(enc *e, int idx, int *rc) {
   lua_State *L = e->L;
   int top = lua_gettop(L), t;
@@ -786,7 +795,7 @@ static int try_custom(enc *e, int idx, int *rc) {
     ccodec *c = (ccodec *)lua_touserdata(L, -1);
     if (!c->enc || c->enc(L, idx, e->b, e->o ? e->o->ctx : NULL)) {
       e->b->len = pos;
-      *rc = refuse(e, tname, " (its codec failed)");
+      *rc = e->identity ? put_ident(e, idx) : refuse(e, tname, " (its codec failed)");
       goto done;
     }
     lua_settop(L, top + 3);
@@ -799,7 +808,7 @@ static int try_custom(enc *e, int idx, int *rc) {
     s = lua_tolstring(L, -1, &sl);
     if (s == NULL || lua_type(L, -1) != LUA_TSTRING) {
       e->b->len = pos;
-      *rc = refuse(e, tname, " (its encoder did not return a string)");
+      *rc = e->identity ? put_ident(e, idx) : refuse(e, tname, " (its encoder did not return a string)");
       goto done;
     }
     if (dl_buf_put(e->b, s, sl)) {
@@ -1083,6 +1092,8 @@ static int enc_function(enc *e, int idx) {
   const char *s;
   if (e->o && e->o->data_only) return refuse(e, "function", " (data-only)");
   if (try_name(e, idx, &rc)) return rc;
+  if (lua_iscfunction(L, idx) && e->identity)
+    return put_ident(e, idx);
   if (lua_iscfunction(L, idx))
     return refuse(e, lua_getupvalue(L, idx, 1) ? (lua_pop(L, 1), "C function with upvalues")
                                               : "C function",
@@ -1237,6 +1248,7 @@ static int enc_value(enc *e, int idx) {
       char what[96];
       if (try_custom(e, idx, &rc)) return rc;
       if (try_name(e, idx, &rc)) return rc;
+      if (e->identity) return put_ident(e, idx);
       if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING)
         snprintf(what, sizeof what, "userdata (%.60s)", lua_tostring(L, -1));
       else
@@ -1244,8 +1256,10 @@ static int enc_value(enc *e, int idx) {
       return refuse(e, what, NULL);
     }
     case LUA_TLIGHTUSERDATA:
+      if (e->identity) return put_ident(e, idx);
       return refuse(e, "light userdata", NULL);
     case LUA_TTHREAD:
+      if (e->identity) return put_ident(e, idx);
       return refuse(e, "coroutine", NULL);
     default:
       return refuse(e, lua_typename(L, t), NULL);
@@ -1358,13 +1372,26 @@ void dl_oob_free(dl_oob *oob) {
   oob->nsegs = oob->cap = 0;
 }
 
+static int encode(lua_State *L, int idx, dl_buf *out, const dl_enc_opts *o,
+                  dl_oob *oob, int identity, char *err, size_t errlen);
+
+int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
+                        const dl_enc_opts *o, dl_oob *oob, char *err,
+                        size_t errlen) {
+  return encode(L, idx, out, o, oob, 0, err, errlen);
+}
+
+int dl_codec_token(lua_State *L, int idx, dl_buf *out, char *err,
+                   size_t errlen) {
+  return encode(L, idx, out, NULL, NULL, 1, err, errlen);
+}
+
 /*
 ** Encode the value at idx into out, big strings out of band; runs the
 ** encoder under lua_pcall.  [-0, +0, -]
 */
-int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
-                        const dl_enc_opts *o, dl_oob *oob, char *err,
-                        size_t errlen) {
+static int encode(lua_State *L, int idx, dl_buf *out, const dl_enc_opts *o,
+                  dl_oob *oob, int identity, char *err, size_t errlen) {
   enc e;
   size_t nsegs0 = oob ? oob->nsegs : 0;
   int rc, st, t = lua_type(L, idx);
@@ -1389,6 +1416,7 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
   e.err = err;
   e.errlen = errlen;
   e.oob = oob;
+  e.identity = identity;
   dl_buf_init(&e.scratch);
   if (err && errlen) err[0] = '\0';
   if (!lua_checkstack(L, 8)) {

@@ -110,6 +110,17 @@ int dl_codec_encode(lua_State *L, int idx, dl_buf *out, const dl_enc_opts *o,
                     char *err, size_t errlen);
 
 /*
+** Append the bytes that stand for the content of the value at idx, for a
+** key hash (lua/dlua/keys.lua): its encoding, except that a value that
+** cannot be sent (a coroutine, a userdata without codec, a C function not
+** reachable by name) is written as its address, so it counts by identity.
+** These bytes do not decode.  Returns and fails as dl_codec_encode (only
+** for nesting too deep, or out of memory).  [-0, +0, -]
+*/
+int dl_codec_token(lua_State *L, int idx, dl_buf *out, char *err,
+                   size_t errlen);
+
+/*
 ** Decode the n bytes at p and push the value.  Returns 0 (one value pushed)
 ** or a negative code with a message in err (nothing pushed).  Never raises,
 ** never reads outside [p, p+n).  [-0, +(0|1), -]

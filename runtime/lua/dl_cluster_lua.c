@@ -398,7 +398,7 @@ static void push_key(lua_State *L, handle *h, size_t stemlen,
   do {
     hex[--i] = "0123456789abcdef"[n & 15];
     n >>= 4;
-  } while (n);
+  } while (n || i > (int)sizeof hex - 8); /* 8 digits at least */
   h->key.len = stemlen;
   dl_buf_put(&h->key, hex + i, sizeof hex - (size_t)i);
   lua_pushlstring(L, h->key.p, h->key.len);
@@ -410,7 +410,8 @@ static void push_key(lua_State *L, handle *h, size_t stemlen,
 ** Queue len tasks fn(seqs[1][i], ..., seqs[nargs][i]) with the options of
 ** spec (as h:submit, less its key) and return their futures.  The key of
 ** task i is keys[i] when keys is a table, else the string keys followed by
-** first + i - 1 in lower-case hex.  Future i is {key = k, client = client}
+** first + i - 1 in lower-case hex, 8 digits at least (the format of
+** lua/dlua/keys.lua).  Future i is {key = k, client = client}
 ** with the "dlua.Future" metatable, counted in the table states: states[k]
 ** is made {status = "pending", nfut = 1}, or its nfut is incremented.  A
 ** task whose arguments are all nil, booleans, numbers or strings reuses

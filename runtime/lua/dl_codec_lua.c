@@ -2,6 +2,7 @@
 ** dl_codec_lua.c -- the "dlua.codec" module: the codec's Lua face.
 **
 **   codec.encode(v [, opts]) -> string     opts: data_only, root
+**   codec.token(v) -> string               bytes for a key hash (dl_codec_token)
 **   codec.decode(s [, opts]) -> v          opts: data_only
 **   codec.register(tname, enc, dec)        enc(v) -> string, dec(s) -> v
 **   codec.register(tname)                  remove tname's codec
@@ -113,6 +114,23 @@ static int codec_encode(lua_State *L) {
   return 1;
 }
 
+/* codec.token(v) -> string: the bytes for a key hash (dl_codec_token). */
+static int codec_token(lua_State *L) {
+  scratch *s = (scratch *)lua_touserdata(L, lua_upvalueindex(1));
+  char err[512];
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  if (s->busy) s = new_scratch(L);
+  s->busy = 1;
+  if (dl_codec_token(L, 1, &s->b, err, sizeof err)) {
+    scratch_reset(s);
+    return luaL_error(L, "%s", err);
+  }
+  lua_pushlstring(L, s->b.p, s->b.len);
+  scratch_reset(s);
+  return 1;
+}
+
 /* codec.decode(s [, opts]) -> v; raises on bad input. */
 static int codec_decode(lua_State *L) {
   dl_dec_opts o;
@@ -142,6 +160,7 @@ static int codec_register(lua_State *L) {
 static const luaL_Reg codec_funcs[] = {
   {"encode", codec_encode},
   {"decode", codec_decode},
+  {"token", codec_token},
   {"register", codec_register},
   {NULL, NULL}
 };

@@ -1,11 +1,12 @@
 /*
 ** dl_core_lua.c -- the "dlua.core" module: small C services for the Lua
-** side (clock, sizes).
+** side (clock, the key hash).
 */
 #include <time.h>
 
 #include <lauxlib.h>
 
+#include "dl_map.h"
 #include "dl_runtime.h"
 #include "dlua.h"
 
@@ -21,8 +22,18 @@ static int core_time(lua_State *L) {
   return 1;
 }
 
+/* dlua.core.hash(s) -> integer: the 64-bit dl_hash of the bytes of s, the
+   one hash behind task keys (lua/dlua/keys.lua). */
+static int core_hash(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_pushinteger(L, (lua_Integer)dl_hash(s, n));
+  return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
   {"time", core_time},
+  {"hash", core_hash},
   {NULL, NULL}
 };
 

@@ -1,0 +1,613 @@
+--[[
+dlua.client -- dlua.Client: submit, map, gather, scatter, cancel, compute,
+and the pump that takes in what the scheduler thread sent.  Re-exported
+by dlua.
+]]
+
+local core = require "dlua.core"
+local cluster_c = require "dlua.cluster"
+local options = require "dlua.options"
+local keys = require "dlua.keys"
+local future = require "dlua.future"
+local localcluster = require "dlua.localcluster"
+
+local error, ipairs, pairs, select, setmetatable, getmetatable, tostring, type,
+  next, rawget =
+  error, ipairs, pairs, select, setmetatable, getmetatable, tostring, type,
+  next, rawget
+local fmt, unpack, huge = string.format, table.unpack, math.huge
+local clock = core.time
+local check_keys, check_timeout = options._check_keys, options.check_timeout
+local is_opts, looks_like_opts = options.is_opts, options.looks_like_opts
+local opts_text, split_opts = options.opts_text, options.split_opts
+local fn_name = keys.name
+local Future, is_future, new_future = future.Future, future.is_future,
+  future.new
+local TaskError, make_error = future.TaskError, future.make_error
+local raise_task_error, timeout_error = future.raise_task_error,
+  future.timeout_error
+local pump_until = future.pump_until
+local LocalCluster = localcluster.LocalCluster_class
+local new_cluster, cluster_text = localcluster.new_cluster,
+  localcluster.cluster_text
+
+local M = {}
+
+local Client = {__name = "dlua.Client"}
+Client.__index = Client
+
+local default_client
+-- Clients not closed yet, for dlua.sleep and the REPL's prompt.
+local open_clients = setmetatable({}, {__mode = "k"})
+
+-- Key prefixes: a function's name where one can be found.
+-- -------------------------------------------------------------- client
+
+--- dlua.Client([cluster | options]) -> client
+-- With no argument (or a table of LocalCluster options) starts a
+-- LocalCluster that the client owns and closes; with a cluster, attaches.
+function M.Client(arg)
+  local cl, owns
+  if getmetatable(arg) == LocalCluster then
+    cl = arg
+  elseif arg == nil or type(arg) == "table" then
+    cl, owns = new_cluster(arg, 3), true
+  else
+    error("Client expects a LocalCluster or a table of options, got "
+          .. type(arg), 2)
+  end
+  local c = setmetatable({
+    cluster = cl, handle = cl.handle, owns_cluster = owns,
+    dashboard_link = cl.dashboard_link,
+    _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
+  }, Client)
+  local function on_err(key, kind, message, traceback, worker, value)
+    local st = c._keys[key]
+    if st then
+      st.status = kind == "cancelled" and "cancelled" or "error"
+      st.kind, st.message, st.traceback, st.worker, st.errvalue =
+        kind, message, traceback, worker, value
+      if st.callbacks then c._fired[#c._fired + 1] = st end
+    end
+  end
+  local function on_data(reqid, key, found, value)
+    local req = c._reqs[reqid]
+    if req then
+      req.n = req.n - 1
+      if found then
+        req.values[key] = value
+      else
+        req.missing[#req.missing + 1] = key
+        if value then req.errors[key] = value end
+      end
+    end
+  end
+  c._on_err, c._on_data = on_err, on_data
+  default_client = c
+  open_clients[c] = true
+  return c
+end
+
+-- Take in what every open client's scheduler has sent, and run due
+-- done-callbacks.  [-0, +0]
+local function pump_all()
+  for c in pairs(open_clients) do
+    if c.handle:closed() then open_clients[c] = nil else c:_pump(0) end
+  end
+end
+
+--- dlua.sleep(seconds): sleep without spinning; results that come
+-- meanwhile are taken in and done-callbacks run as they become due.
+-- Ctrl-C interrupts it ("interrupted!").
+function M.sleep(s)
+  if type(s) ~= "number" or s < 0 or s ~= s then
+    error(fmt("sleep: expects a non-negative number of seconds, got %s",
+              type(s) == "number" and tostring(s) or type(s)), 2)
+  end
+  local deadline = clock() + s
+  -- In a task, wake every 50 ms so that a cancel or timeout (a Lua hook
+  -- set by the worker) can stop the task.
+  local slice = cluster_c.in_worker() and 0.05 or huge
+  repeat
+    local seq = cluster_c.wake_seq()
+    pump_all()
+    local left = deadline - clock()
+    if left <= 0 then break end
+    local ok, err = cluster_c.idle(seq, math.min(left, slice))
+    if ok == nil then error(err, 0) end
+  until false
+end
+
+-- The REPL calls this before each prompt (runtime/dl_repl.c): hand over
+-- releases, take in results, run due done-callbacks.
+function M._at_prompt()
+  pump_all()
+end
+
+--- dlua.default_client() -> the most recent open client, or nil
+function M.default_client()
+  if default_client and default_client.handle:closed() then
+    default_client = nil
+  end
+  return default_client
+end
+
+-- Take the scheduler's messages, waiting up to timeout seconds (negative:
+-- until at least one batch comes), then run fired done-callbacks.  The
+-- scheduler's thread has put them in the cluster's inbox as they came
+-- (background progress); a finished task sets its state in _keys (status,
+-- nbytes, has_value, value) in C, and lands in _fired if it has callbacks.
+-- Ctrl-C ends the wait with the error "interrupted!" (no message is lost).
+function Client:_pump(timeout)
+  local n, err, why = self.handle:poll(timeout or -1, self._keys, self._fired,
+                                       self._on_err, self._on_data)
+  if not n then
+    if why == "interrupted" then error(err, 0) end
+    error("dlua: " .. err, 3)
+  end
+  if #self._fired > 0 then
+    local fired = self._fired
+    self._fired = {}
+    for _, st in ipairs(fired) do
+      local cbs = st.callbacks
+      st.callbacks = nil
+      for _, cb in ipairs(cbs or {}) do cb[1](cb[2]) end
+    end
+  end
+  return n
+end
+
+local function check_fn(fn, what)
+  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    error(fmt("%s: first argument must be a function, got %s", what,
+              type(fn)), 3)
+  end
+end
+
+-- The scheduler's view of an options table, made once per options table
+-- (map submits thousands of tasks with one).
+local spec_cache = setmetatable({}, {__mode = "k"})
+local plain_spec = {}
+local function spec_for(opts)
+  if not opts then return plain_spec end
+  local spec = spec_cache[opts]
+  if not spec then
+    local per_task = opts.key or opts.order -- e.g. from delayed: no reuse
+    spec = {
+      priority = opts.priority and math.floor(opts.priority),
+      order = opts.order and math.floor(opts.order),
+      retries = opts.retries and math.floor(opts.retries),
+      timeout_ms = opts.timeout and math.floor(opts.timeout * 1000),
+      workers = opts.workers,
+      allow_other = opts.allow_other_workers,
+    }
+    if not per_task then spec_cache[opts] = spec end
+  end
+  return spec
+end
+
+-- Queue one task; returns its future.
+function Client:_submit(opts, fn, n, ...)
+  local key = opts and opts.key
+  if not key then
+    local prefix = (opts and opts.name) or fn_name(fn)
+    if opts and opts.pure then
+      key = keys.pure(prefix, {fn, n, ...})
+    else
+      key = keys.fresh(prefix)
+    end
+  end
+  local spec = spec_for(opts)
+  spec.key = key -- read at once by submit; the spec is reused
+  self.handle:submit(spec, fn, ...)
+  return new_future(self, key)
+end
+
+-- Raise "client is closed" (at the caller of the method that calls this).
+local function check_open(self, what)
+  if getmetatable(self) ~= Client then
+    error(fmt("%s: call it as client:%s(...), not client.%s(...)", what,
+              what, what), 3)
+  end
+  if self.closed or self.handle:closed() then
+    error(what .. ": client is closed", 3)
+  end
+end
+
+--- client:submit(fn, ... [, dlua.opts{...}]) -> future
+-- A trailing plain table whose keys are all option names (with values of
+-- the options' types), e.g. {retries = 2}, is refused: it is almost
+-- always options written in Dask's keyword style and would silently become
+-- an argument.  Pass options as dlua.opts{...}; to pass such a table as an
+-- argument, end the call with dlua.opts{}.
+function Client:submit(fn, ...)
+  check_open(self, "submit")
+  check_fn(fn, "submit")
+  local opts, n = split_opts(select("#", ...), ...)
+  if not opts and n > 0 and looks_like_opts(select(n, ...)) then
+    local t = select(n, ...)
+    error(fmt("submit: the last argument %s looks like options; pass "
+              .. "options as dlua.opts%s (or end the call with dlua.opts{} "
+              .. "to pass this table as an argument)", opts_text(t),
+              opts_text(t)), 2)
+  end
+  local o = {name = fn_name(fn, 2)}
+  if opts then for k, v in pairs(opts) do o[k] = v end end
+  if opts then return self:_submit(o, fn, n, unpack({...}, 1, n)) end
+  return self:_submit(o, fn, n, ...)
+end
+
+--- client:map(fn, seq1 [, seq2, ...] [, dlua.opts{...}]) -> {futures}
+-- Several sequences are zipped: fn(seq1[i], seq2[i], ...).
+-- Every sequence must be a table whose keys are exactly 1..#t (a table
+-- with other keys, such as options written {retries = 2}, is refused, naming
+-- dlua.opts), and all must have the same length (Dask, like Python's zip,
+-- stops at the shortest; dlua refuses, since a lost tail is rarely meant).
+function Client:map(fn, ...)
+  check_open(self, "map")
+  check_fn(fn, "map")
+  local opts, nseq = split_opts(select("#", ...), ...)
+  local seqs = {...}
+  if nseq == 0 then error("map: expects at least one sequence", 2) end
+  local len
+  for i = 1, nseq do
+    local t = seqs[i]
+    local mt = getmetatable(t)
+    local mtname = type(mt) == "table" and rawget(mt, "__name")
+    if type(t) ~= "table" or (type(mtname) == "string"
+                              and mtname:find("^dlua%.")) then
+      error(fmt("map: argument #%d must be a sequence (a table), got %s",
+                i + 1, mtname or type(t)), 2)
+    end
+    -- A table with a metatable is a sequence through its __len and
+    -- __index; a plain one must hold exactly the keys 1..#t.
+    local l, count = #t, 0
+    if mt == nil then
+      for _ in next, t do count = count + 1 end
+    else
+      count = l
+    end
+    if count < l then
+      local hole = 1
+      while t[hole] ~= nil do hole = hole + 1 end
+      error(fmt("map: argument #%d is not a sequence: it has a hole (nil) "
+                .. "at index %d", i + 1, hole), 2)
+    end
+    if count ~= l then
+      if looks_like_opts(t) then
+        error(fmt("map: argument #%d %s is not a sequence: it looks like "
+                  .. "options; pass them as dlua.opts%s", i + 1, opts_text(t),
+                  opts_text(t)), 2)
+      end
+      local bad
+      for k in next, t do
+        if math.type(k) ~= "integer" or k < 1 or k > l then bad = k; break end
+      end
+      error(fmt("map: argument #%d is not a sequence (it has the key %s); "
+                .. "options go in dlua.opts{...}", i + 1,
+                type(bad) == "string" and fmt("'%s'", bad) or tostring(bad)),
+            2)
+    end
+    if len and l ~= len then
+      error(fmt("map: the sequences have different lengths (%d and %d); "
+                .. "dlua does not truncate to the shortest", len, l), 2)
+    end
+    len = l
+  end
+  if opts and opts.key then
+    error("map: option 'key' is per task; use 'name' for a key prefix", 2)
+  end
+  local prefix = (opts and opts.name) or fn_name(fn, 2)
+  local ks, first = keys.stem(prefix), nil -- keys.fresh's keys, made in C
+  if opts and opts.pure then
+    ks = {}
+    local args = {}
+    for i = 1, len do
+      for j = 1, nseq do args[j] = seqs[j][i] end
+      ks[i] = keys.pure(prefix, {fn, nseq, unpack(args, 1, nseq)})
+    end
+  else
+    first = keys.reserve(len)
+  end
+  -- One C call queues every task and makes the futures (dl_cluster_lua.c).
+  return self.handle:map(spec_for(opts), fn, seqs, nseq, len, ks, first or 1,
+                         self._keys, self)
+end
+
+-- Fetch the values of done futures; raises the first task error.  Values
+-- that came inline with the done message are taken as they are; only the
+-- others are asked for, each key once.
+function Client:_gather_values(futs, timeout, what)
+  local states, out, n = self._keys, {}, #futs
+  local keys, seen, values, fetch
+  for i = 1, n do
+    local key = futs[i].key
+    local st = states[key]
+    if not st then error("future '" .. key .. "' was released", 2) end
+    local s = st.status
+    if s == "error" or s == "cancelled" then
+      raise_task_error(make_error(key, st), 3)
+    end
+    if st.has_value then
+      out[i] = st.value
+    else
+      if not keys then keys, seen, values, fetch = {}, {}, {}, {} end
+      fetch[#fetch + 1] = i
+      if not seen[key] then
+        seen[key] = true
+        keys[#keys + 1] = key
+      end
+    end
+  end
+  if not keys then return out end
+  local deadline = timeout and clock() + timeout
+  while #keys > 0 do
+    self._nextreq = self._nextreq + 1
+    local reqid = self._nextreq
+    local req = {n = #keys, values = values, missing = {}, errors = {}}
+    self._reqs[reqid] = req
+    self.handle:gather(reqid, keys)
+    local ok = pump_until(self, function() return req.n <= 0 end, deadline)
+    self._reqs[reqid] = nil
+    if not ok then
+      error(timeout_error(fmt("%s: no answer after %gs", what, timeout)), 3)
+    end
+    for k, msg in pairs(req.errors) do
+      raise_task_error(setmetatable({key = k, kind = "error", message = msg},
+                                    TaskError), 3)
+    end
+    -- Values lost meanwhile (a worker died) are recomputed: wait again.
+    keys = req.missing
+    for _, k in ipairs(keys) do
+      local st = self._keys[k]
+      if st and st.status == "finished" then
+        st.status, st.has_value, st.value = "pending", nil, nil
+      end
+    end
+    for _, k in ipairs(keys) do
+      local st = self._keys[k]
+      if st then
+        if not pump_until(self, function() return st.status ~= "pending" end,
+                          deadline) then
+          error(timeout_error(fmt("%s: no answer after %gs", what, timeout)),
+                3)
+        end
+        if st.status ~= "finished" then raise_task_error(make_error(k, st), 3) end
+      end
+    end
+  end
+  for _, i in ipairs(fetch) do out[i] = values[futs[i].key] end
+  return out
+end
+
+-- Collect the futures found anywhere in v (tables walked, cycles safe).
+local function collect_futures(v, out, seen)
+  if is_future(v) then
+    out[#out + 1] = v
+  elseif type(v) == "table" and not seen[v] then
+    seen[v] = true
+    for k, x in next, v do
+      if type(k) == "table" then collect_futures(k, out, seen) end
+      if getmetatable(x) == Future then out[#out + 1] = x
+      elseif type(x) == "table" then collect_futures(x, out, seen) end
+    end
+  end
+  return out
+end
+
+local function replace_futures(v, values, copies)
+  if is_future(v) then return values[v] end
+  if type(v) ~= "table" then return v end
+  if copies[v] then return copies[v] end
+  local t = {}
+  copies[v] = t
+  for k, x in next, v do
+    t[replace_futures(k, values, copies)] = replace_futures(x, values, copies)
+  end
+  return setmetatable(t, getmetatable(v))
+end
+
+-- If no key of v is a table and no value a table other than a future
+-- (an array of futures, say), return the futures of v, where they sit,
+-- and whether v holds nothing else.
+local function flat_futures(v)
+  local futs, at, n, others = {}, {}, 0, false
+  for k, x in next, v do
+    if type(k) == "table" then return nil end
+    if type(x) == "table" then
+      if getmetatable(x) ~= Future then return nil end
+      n = n + 1
+      futs[n], at[n] = x, k
+    else
+      others = true
+    end
+  end
+  return futs, at, not others
+end
+
+-- gather's fast path for a plain array of futures whose values all come
+-- inline: wait for them and return the values, or nil where it does not
+-- apply (h:values says when).
+-- One turn of gather's wait: pump until the deadline, or raise a
+-- TimeoutError at the given level (counted from the caller).
+local function gather_turn(self, deadline, timeout, level)
+  local left = deadline and deadline - clock() or -1
+  if deadline and left <= 0 then
+    error(timeout_error(fmt("gather: not done after %gs", timeout)),
+          level + 1)
+  end
+  self:_pump(left)
+end
+
+function Client:_gather_array(v, deadline, timeout)
+  local out, i, states = nil, 1, self._keys
+  while true do
+    i, out = self.handle:values(v, states, out, i)
+    if i == true then return out end
+    if not i then return nil end
+    gather_turn(self, deadline, timeout, 3)
+  end
+end
+
+--- client:gather(futures [, timeout]) -> the same structure with every
+-- future replaced by its value; raises the first task error.
+function Client:gather(v, timeout)
+  check_open(self, "gather")
+  check_timeout(timeout, "gather")
+  local deadline = timeout and clock() + timeout
+  local futs, at, only
+  if type(v) == "table" and not is_future(v) then
+    local out = self:_gather_array(v, deadline, timeout)
+    if out then return out end
+    futs, at, only = flat_futures(v)
+  end
+  if not futs then futs = collect_futures(v, {}, {}) end
+  local states = self._keys
+  local i, n = 1, #futs
+  while i <= n do
+    local key = futs[i].key
+    local st = states[key]
+    if not st then error("future '" .. key .. "' was released", 2) end
+    if st.status ~= "pending" then
+      i = i + 1
+    else
+      gather_turn(self, deadline, timeout, 2)
+    end
+  end
+  local vals = self:_gather_values(futs, deadline and math.max(0,
+                                   deadline - clock()), "gather")
+  if is_future(v) then return vals[1] end
+  if at then
+    -- One level: copy v with each future replaced by its value.
+    local t, mt = {}, getmetatable(v)
+    if only and mt == nil then
+      local same = true -- an array of futures only: vals is the copy
+      for j = 1, n do if at[j] ~= j then same = false; break end end
+      if same then return vals end
+    end
+    for k, x in next, v do
+      if getmetatable(x) ~= Future then t[k] = x end
+    end
+    for j = 1, n do t[at[j]] = vals[j] end
+    return setmetatable(t, mt)
+  end
+  local byf = {}
+  for j, f in ipairs(futs) do byf[f] = vals[j] end
+  return replace_futures(v, byf, {})
+end
+
+--- client:scatter(value [, dlua.opts{workers=}]) -> future
+-- Sends data to a worker once, so many tasks can use it without
+-- re-sending it.
+-- As in Dask, it returns once the value is stored: the future is finished.
+function Client:scatter(value, opts)
+  check_open(self, "scatter")
+  if opts ~= nil and not is_opts(opts) then
+    error("scatter: options must be made with dlua.opts{...}, got "
+          .. type(opts), 2)
+  end
+  local key = (opts and opts.key) or keys.fresh("scatter")
+  self.handle:scatter(key, value, opts and opts.workers)
+  local f = new_future(self, key)
+  local st = self._keys[key]
+  pump_until(self, function() return st.status ~= "pending" end)
+  if st.status ~= "finished" then raise_task_error(make_error(key, st), 2) end
+  return f
+end
+
+--- client:cancel(futures): cancel one future or an array of them.
+function Client:cancel(futs)
+  check_open(self, "cancel")
+  if is_future(futs) then futs = {futs} end
+  if type(futs) ~= "table" or getmetatable(futs) ~= nil then
+    error("cancel: expects a future or an array of futures, got "
+          .. (getmetatable(futs) and getmetatable(futs).__name
+              or type(futs)), 2)
+  end
+  for i, f in ipairs(futs) do
+    if not is_future(f) then
+      error(fmt("cancel: element %d is not a future (got %s)", i, type(f)), 2)
+    end
+  end
+  for _, f in ipairs(futs) do f:cancel() end
+end
+
+--- client:wait_for_workers(n [, timeout]): block until at least n workers
+-- are running; raises a dlua.TimeoutError after timeout seconds.
+function Client:wait_for_workers(n, timeout)
+  check_open(self, "wait_for_workers")
+  if math.type(n) ~= "integer" or n < 0 then
+    error("wait_for_workers: n must be a non-negative integer, got "
+          .. (type(n) == "number" and tostring(n) or type(n)), 2)
+  end
+  check_timeout(timeout, "wait_for_workers")
+  local deadline = timeout and clock() + timeout
+  while #self.handle:workers() < n do
+    local left = deadline and deadline - clock() or 0.05
+    if left <= 0 then
+      error(timeout_error(fmt("wait_for_workers: %d of %d workers after %gs",
+                              #self.handle:workers(), n, timeout)), 2)
+    end
+    self:_pump(math.min(left, 0.05)) -- sleeps on the scheduler link
+  end
+end
+
+--- client:compute(x [, opts]) -> futures: x (a Delayed, or a table holding
+-- Delayeds anywhere) with each Delayed replaced by the future of its
+-- result; the graph starts at once (Dask's client.compute).
+function Client:compute(x, opts)
+  check_open(self, "compute")
+  local d = require "dlua.delayed"
+  return d.to_futures(self, x, opts, 2)
+end
+
+--- client:scheduler_info() -> {address=, workers={...}, tasks={counts}}
+function Client:scheduler_info()
+  return {
+    address = self.cluster.address,
+    workers = self.handle:workers(),
+    dead_workers = self.handle:departed(),
+    tasks = self.handle:counts(),
+  }
+end
+
+--- client:ncores() -> {worker id = threads}
+function Client:ncores()
+  local t = {}
+  for _, w in ipairs(self.handle:workers()) do t[w.id] = w.nthreads end
+  return t
+end
+
+--- client:close(): close the client (and its cluster if it started it).
+-- Its futures are released (tasks nobody else wants stop); afterwards
+-- submit, map, gather, scatter, compute and result raise "client is
+-- closed".
+function Client:close()
+  if self.closed then return end
+  self.closed = true
+  open_clients[self] = nil
+  if not self.owns_cluster and not self.handle:closed() then
+    for key, st in pairs(self._keys) do
+      for _ = 1, st.nfut do self.handle:release(key) end
+    end
+    self.handle:flush()
+  end
+  self._keys = {}
+  if self.owns_cluster then self.cluster:close() end
+  if default_client == self then default_client = nil end
+end
+Client.__close = Client.close
+
+Client.__tostring = function(c)
+  if c.handle:closed() then return "<Client: closed>" end
+  local ws = c.handle:workers()
+  local threads, mem = localcluster.totals(ws)
+  return fmt("<Client: scheduler '%s' processes=%d threads=%d, memory=%s>\n%s",
+             c.cluster.address, #ws, threads, options.format_bytes(mem),
+             cluster_text(c.cluster))
+end
+
+
+M.Client_class = Client
+
+return M
