@@ -30,7 +30,7 @@
 
 #include "dl_codec.h"
 
-/* Mirrors of dl_codec.c's tags for a function with inline bytecode; a
+/* Mirrors of dl_codec_int.h's tags for a function with inline bytecode; a
    self-check in cdrv_full_state notices if the format moves. */
 #define CDRV_T_FN 11
 #define CDRV_P_INLINE 0
