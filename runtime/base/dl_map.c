@@ -26,12 +26,7 @@ uint64_t dl_hash(const void *p, size_t n) {
     h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 31;
   }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
+  return dl_mix64(h);
 }
 
 void dl_map_init(dl_map *m) { memset(m, 0, sizeof *m); }

@@ -26,6 +26,16 @@ typedef struct dl_map {
 /* A 64-bit hash of n bytes (word-wise multiply-shift, then a full mix). */
 uint64_t dl_hash(const void *p, size_t n);
 
+/* MurmurHash3's 64-bit finaliser: every input bit moves every output bit.
+   The last step of dl_hash and of the codec's bytecode hash. */
+static inline uint64_t dl_mix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  return k ^ (k >> 33);
+}
+
 void dl_map_init(dl_map *m);
 /* Free the slot array (not the keys or values). */
 void dl_map_free(dl_map *m);

@@ -12,6 +12,7 @@
 #include <lua.h>
 
 #include "dl_codec_int.h"
+#include "dl_map.h"
 
 /* ---------------------------------------------------------------- hash */
 
@@ -21,15 +22,6 @@
 #define P4 0x85EBCA77C2B2AE63ULL
 
 static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-static uint64_t fmix64(uint64_t k) {
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdULL;
-  k ^= k >> 33;
-  k *= 0xc4ceb9fe1a85ec53ULL;
-  k ^= k >> 33;
-  return k;
-}
 
 /*
 ** A 128-bit non-cryptographic hash of n bytes at p: two independent 64-bit
@@ -48,8 +40,8 @@ void dlc_hash128(const char *p, size_t n, unsigned char out[16]) {
   if (i < n) memcpy(&w, p + i, n - i);
   a = rotl64(a ^ (w * P2), 31) * P1;
   b = rotl64(b + (w * P3), 29) * P4;
-  a = fmix64(a + b);
-  b = fmix64(b ^ rotl64(a, 17));
+  a = dl_mix64(a + b);
+  b = dl_mix64(b ^ rotl64(a, 17));
   for (i = 0; i < 8; i++) {
     out[i] = (unsigned char)(a >> (8 * i));
     out[8 + i] = (unsigned char)(b >> (8 * i));
