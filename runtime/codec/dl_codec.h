@@ -111,11 +111,12 @@ int dl_codec_encode(lua_State *L, int idx, dl_buf *out, const dl_enc_opts *o,
 
 /*
 ** Append the bytes that stand for the content of the value at idx, for a
-** key hash (lua/dlua/keys.lua): its encoding, except that a value that
-** cannot be sent (a coroutine, a userdata without codec, a C function not
-** reachable by name) is written as its address, so it counts by identity.
-** These bytes do not decode.  Returns and fails as dl_codec_encode (only
-** for nesting too deep, or out of memory).  [-0, +0, -]
+** key hash (lua/dlua/keys.lua): its encoding when it can be sent; else
+** (something in it cannot be sent: a coroutine, a userdata without codec)
+** the encoding with every function not reachable by name and every value
+** that cannot be sent written as its address, so they count by identity
+** and tables by content.  These bytes do not decode.  Fails as
+** dl_codec_encode only for nesting too deep or out of memory.  [-0, +0, -]
 */
 int dl_codec_token(lua_State *L, int idx, dl_buf *out, char *err,
                    size_t errlen);

@@ -434,8 +434,7 @@ static int enc_function(enc *e, int idx) {
   const char *s;
   if (e->o && e->o->data_only) return dlc_refuse(e, "function", " (data-only)");
   if (try_name(e, idx, &rc)) return rc;
-  if (lua_iscfunction(L, idx) && e->identity)
-    return put_ident(e, idx);
+  if (e->identity) return put_ident(e, idx); /* not reachable by name */
   if (lua_iscfunction(L, idx))
     return dlc_refuse(e, lua_getupvalue(L, idx, 1) ? (lua_pop(L, 1), "C function with upvalues")
                                               : "C function",
@@ -725,6 +724,12 @@ int dl_codec_encode_oob(lua_State *L, int idx, dl_buf *out,
 
 int dl_codec_token(lua_State *L, int idx, dl_buf *out, char *err,
                    size_t errlen) {
+  int rc = encode(L, idx, out, NULL, NULL, 0, err, errlen);
+  if (rc != DL_EINVAL) return rc;
+  /* Refused: again with functions and what cannot be sent by address.
+     Not only the refused values: functions are not walked, so this pass
+     costs no more than the first (a function may reach a whole program
+     through its upvalues and its _ENV). */
   return encode(L, idx, out, NULL, NULL, 1, err, errlen);
 }
 

@@ -184,7 +184,8 @@ typedef struct enc {
   int envref, envuses;
   size_t envpos;
   int reuse;      /* the registry's scratch tables are ours */
-  int identity;   /* dl_codec_token: unsendable values by address */
+  int identity;   /* dl_codec_token's second pass: functions and
+                     unsendable values by address */
   unsigned used_scratch;
   char *err;
   size_t errlen;
