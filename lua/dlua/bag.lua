@@ -697,12 +697,16 @@ local function make_sink(sink)
     end, function () return {order, acc} end
   elseif k == "topk" then
     local kk, key = sink.k, sink.key
-    local buf, n = {}, 0
+    local buf, keys, n, cut = {}, {}, 0, nil
+    local cap = 4 * kk + 256
     return function (x)
-      n = n + 1; buf[n] = x
-      if n >= 2 * kk + 64 then n = M._topk_trim(buf, n, kk, key) end
+      local kx = x
+      if key then kx = key(x) end
+      if cut ~= nil and kx < cut then return end
+      n = n + 1; buf[n] = x; keys[n] = kx
+      if n >= cap then n, cut = M._topk_trim(buf, n, kk, keys) end
     end, function ()
-      M._topk_trim(buf, n, kk, key)
+      M._topk_trim(buf, n, kk, keys)
       return buf
     end
   elseif k == "split" then
@@ -715,6 +719,12 @@ local function make_sink(sink)
     end, function () return buckets end
   elseif k == "write" then
     local path, gz = sink.path, sink.gz
+    local dir = smatch(path, "^(.*)/[^/]*$")
+    if dir and dir ~= "" then
+      bagio = bagio or require "dlua.bagio"
+      local ok, derr = bagio.mkdirs(dir)
+      if not ok then error(derr, 0) end
+    end
     local f, err = io_open(path, "wb")
     if not f then error(err, 0) end
     local z, parts
@@ -727,12 +737,12 @@ local function make_sink(sink)
       if ssub(s, -1) ~= "\n" then s = s .. "\n" end
       if z then
         parts[#parts + 1] = s
-        if #parts >= 4096 then f:write(z(tconcat(parts))); parts = {} end
+        if #parts >= 4096 then f:write((z(tconcat(parts)))); parts = {} end
       else
         f:write(s)
       end
     end, function ()
-      if z then f:write(z(tconcat(parts), "finish")) end
+      if z then f:write((z(tconcat(parts), "finish"))) end
       local ok, cerr = f:close()
       if not ok then error(cerr, 0) end
       return path
@@ -741,26 +751,25 @@ local function make_sink(sink)
   error("dlua.bag: unknown sink " .. tostring(k))
 end
 
--- Sort buf[1..n] by key descending and keep the first k; returns k or n.
-function M._topk_trim(buf, n, k, key)
-  for j = #buf, n + 1, -1 do buf[j] = nil end
-  if key then
-    local kv = {}
-    for j = 1, n do kv[buf[j]] = key(buf[j]) end
-    -- elements may repeat (equal values): sort on a decorated copy
-    local d = {}
-    for j = 1, n do d[j] = {key(buf[j]), j, buf[j]} end
-    tsort(d, function (a, b)
-      if a[1] ~= b[1] then return a[1] > b[1] end
-      return a[2] < b[2]
-    end)
-    for j = 1, n do buf[j] = d[j][3] end
-  else
-    tsort(buf, function (a, b) return a > b end)
-  end
+--[[ Sort buf[1..n] by keys[j] (the elements themselves when keys is
+  nil) descending, ties in arrival order, and keep the first k of both;
+  returns how many are kept and the smallest kept key. ]]
+function M._topk_trim(buf, n, k, keys)
+  keys = keys or buf
+  local idx = {}
+  for j = 1, n do idx[j] = j end
+  tsort(idx, function (a, b)
+    local ka, kb = keys[a], keys[b]
+    if ka ~= kb then return ka > kb end
+    return a < b
+  end)
   local m = n < k and n or k
-  for j = n, m + 1, -1 do buf[j] = nil end
-  return m
+  local nb, nk = {}, {}
+  for j = 1, m do nb[j] = buf[idx[j]]; nk[j] = keys[idx[j]] end
+  for j = 1, m do buf[j] = nb[j]; keys[j] = nk[j] end
+  for j = #buf, m + 1, -1 do buf[j] = nil end
+  if keys ~= buf then for j = #keys, m + 1, -1 do keys[j] = nil end end
+  return m, nk[m]
 end
 
 -- A stable hash of a key into 1..n (the same in every process).
@@ -781,6 +790,29 @@ function M._hash(k, n)
   end
   error(sformat("groupby: key must be a string, number or boolean, got %s",
     t), 0)
+end
+
+--[[ The text of the lines that start in [start, stop) of the open file f
+  (which it closes): a line starts at 0 or after a "\n"; the last line
+  is read to its end, past stop. ]]
+function M._block_text(f, start, stop)
+  local pos = start
+  if start > 0 then
+    f:seek("set", start - 1)
+    if f:read(1) ~= "\n" then
+      local skip = f:read("L")
+      if not skip then f:close(); return "" end
+      pos = start + #skip
+    end
+  end
+  if pos >= stop then f:close(); return "" end
+  local data = f:read(stop - pos) or ""
+  if #data > 0 and sbyte(data, -1) ~= 10 then
+    local tail = f:read("L")
+    if tail then data = data .. tail end
+  end
+  f:close()
+  return data
 end
 
 -- Read lines of block {path, start, stop, gz, include_path} into push.
@@ -839,22 +871,7 @@ local function read_block(blk, push, st)
     if #carry > 0 then st.idx = st.idx + 1; emit(carry) end
     return
   end
-  local pos = start
-  if start > 0 then
-    f:seek("set", start - 1)
-    if f:read(1) ~= "\n" then
-      local skip = f:read("L")
-      if not skip then f:close(); return end
-      pos = start + #skip
-    end
-  end
-  if pos >= stop then f:close(); return end
-  local data = f:read(stop - pos) or ""
-  if #data > 0 and sbyte(data, -1) ~= 10 then
-    local tail = f:read("L")
-    if tail then data = data .. tail end
-  end
-  f:close()
+  local data = M._block_text(f, start, stop)
   local i, len = 1, #data
   local idx = st.idx
   while i <= len do
@@ -910,6 +927,18 @@ end
   error names the partition and the index of the element (in the
   partition's source) being processed. ]]
 function M._pipe(spec, i, srcarg, ...)
+  local ops, sink = spec.ops, spec.sink
+  if spec.src == "text" and #ops == 1 and ops[1].flat and sink.kind ==
+     "reduce" and sink.r == "frequencies" and not srcarg[4]
+     and not srcarg[5] then
+    -- read_text(...).str:split():flatten():frequencies(): counted in C
+    local f, err = io_open(srcarg[1], "rb")
+    if not f then
+      error(sformat("bag partition %d, reading %s: %s", i, srcarg[1], err), 0)
+    end
+    bagio = bagio or require "dlua.bagio"
+    return bagio.count_words(M._block_text(f, srcarg[2], srcarg[3]))
+  end
   local push, result = make_sink(spec.sink)
   local ops = spec.ops
   for s = #ops, 1, -1 do push = stage(ops[s], push) end
@@ -1387,9 +1416,14 @@ end
 
 R.topk = {
   combine = function (ps, n, rspec)
-    local buf = {}
+    local buf, keys, key = {}, {}, rspec.key
     for i = 1, n do tmove(ps[i], 1, #ps[i], #buf + 1, buf) end
-    M._topk_trim(buf, #buf, rspec.k, rspec.key)
+    if key then
+      for j = 1, #buf do keys[j] = key(buf[j]) end
+    else
+      keys = nil
+    end
+    M._topk_trim(buf, #buf, rspec.k, keys)
     return buf
   end,
 }
