@@ -19,8 +19,9 @@ void dl_wordcount_free(dl_wordcount *wc) {
   dl_wordcount_init(wc);
 }
 
-static int grow(dl_wordcount *wc) {
+static int grow(dl_wordcount *wc, size_t hint) {
   size_t ncap = wc->cap ? wc->cap * 2 : 1024, i;
+  while (ncap < hint) ncap *= 2;
   dl_wordcount_slot *ns = dl_realloc(NULL, ncap * sizeof *ns);
   if (!ns) return DL_ENOMEM;
   memset(ns, 0, ncap * sizeof *ns);
@@ -41,9 +42,24 @@ static int grow(dl_wordcount *wc) {
 /* Bytes that end a word: Lua's %s in the C locale (space, \t..\r). */
 #define SPACE(c) ((c) == ' ' || ((c) >= '\t' && (c) <= '\r'))
 
+/* Equal bytes?  Inline: most words are a few bytes long. */
+static int same(const char *a, const unsigned char *b, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if ((unsigned char)a[i] != b[i]) return 0;
+  return 1;
+}
+
 int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
   const unsigned char *p = (const unsigned char *)text;
   const unsigned char *end = p + len;
+  /* A first table for about len / 128 distinct words (at most 2^16 slots
+     at first), so that growing rarely rehashes. */
+  if (wc->cap == 0) {
+    size_t hint = len / 128;
+    if (hint > ((size_t)1 << 16)) hint = (size_t)1 << 16;
+    if (grow(wc, hint) != 0) return DL_ENOMEM;
+  }
   for (;;) {
     const unsigned char *w;
     size_t n, j, mask;
@@ -54,7 +70,8 @@ int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
     while (p < end && !SPACE(*p)) p++;
     n = (size_t)(p - w);
     if (n > UINT32_MAX) return -1;
-    if ((wc->count + 1) * 4 > wc->cap * 3 && grow(wc) != 0) return DL_ENOMEM;
+    if ((wc->count + 1) * 4 > wc->cap * 3 && grow(wc, 0) != 0)
+      return DL_ENOMEM;
     h = (uint32_t)dl_hash(w, n);
     mask = wc->cap - 1;
     j = h & mask;
@@ -68,7 +85,7 @@ int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
         wc->count++;
         break;
       }
-      if (s->hash == h && s->len == n && memcmp(s->word, w, n) == 0) {
+      if (s->hash == h && s->len == n && same(s->word, w, n)) {
         s->count++;
         break;
       }

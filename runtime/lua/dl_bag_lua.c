@@ -4,6 +4,7 @@
 */
 #include <errno.h>
 #include <glob.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -77,6 +78,13 @@ static int add_counts(lua_State *L) {
   return 0;
 }
 
+/* Push a table sized for n string keys.  [-0, +1, m] */
+static int new_counts(lua_State *L) {
+  lua_Integer n = lua_tointeger(L, 1);
+  lua_createtable(L, 0, n > INT_MAX ? INT_MAX : (int)n);
+  return 1;
+}
+
 /*
 ** bagio.count_words(text [, counts]) -> counts: adds to the table counts
 ** (a new one when absent) how often each word of text occurs, a word being
@@ -88,13 +96,9 @@ static int bagio_count_words(lua_State *L) {
   const char *text = luaL_checklstring(L, 1, &len);
   dl_wordcount wc;
   int rc;
-  if (lua_isnoneornil(L, 2)) {
-    lua_settop(L, 1);
-    lua_newtable(L);
-  } else {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-  }
+  int fresh = lua_isnoneornil(L, 2);
+  if (!fresh) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
   dl_wordcount_init(&wc);
   rc = dl_wordcount_add(&wc, text, len);
   if (rc != 0) {
@@ -105,6 +109,16 @@ static int bagio_count_words(lua_State *L) {
   }
   /* Filling the Lua table may raise (memory): protected, so the counts'
      table is freed on every path. */
+  if (fresh) {
+    lua_pushcfunction(L, new_counts);
+    lua_pushinteger(L, (lua_Integer)wc.count);
+    rc = lua_pcall(L, 1, 1, 0);
+    if (rc != LUA_OK) {
+      dl_wordcount_free(&wc);
+      return lua_error(L);
+    }
+    lua_replace(L, 2);
+  }
   lua_pushcfunction(L, add_counts);
   lua_pushlightuserdata(L, &wc);
   lua_pushvalue(L, 2);
