@@ -395,6 +395,15 @@ describe("dlua.bag bad input", function ()
     assert.is_false(ok)
   end)
 
+  it("names unknown methods, with a hint", function ()
+    local b = bag.range(3)
+    local line = next_line()
+    local ok, err = pcall(function () local r = b:fliter(print) return r end)
+    assert.is_false(ok)
+    assert.matches("bag_spec.lua:" .. line .. ": dlua.bag: a bag has no "
+      .. "method 'fliter' %(did you mean 'filter'%?%)", err)
+  end)
+
   it("refuses keys that cannot be hashed for the shuffle", function ()
     local g = bag.from_sequence({{1}, {2}}):groupby(function (x) return x end)
     local ok, err = pcall(g.compute, g, SYNC)

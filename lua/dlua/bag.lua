@@ -917,7 +917,12 @@ local function run_source(kind, spec, arg, st, push, ...)
     local csv = require "dlua.csv"
     local o = {name = arg}
     for k, v in next, spec.csv do o[k] = v end
-    local rows = csv.parse(text, o)
+    local rows, _, skipped = csv.parse(text, o)
+    if skipped > 0 then
+      -- on_error = "skip": say how many, where the worker's output goes
+      io.stderr:write(sformat("dlua.bag.read_csv: %s: skipped %d bad "
+        .. "row%s\n", arg, skipped, skipped == 1 and "" or "s"))
+    end
     for j = 1, #rows do st.idx = j; push(rows[j]) end
   end
 end
@@ -1889,6 +1894,10 @@ Bag.__index = function (b, k)
   local m = methods[k]
   if m then return m end
   if k == "str" then return setmetatable({bag = b}, StrAccessor) end
+  if type(k) == "string" and ssub(k, 1, 1) ~= "_" and k ~= "chain" then
+    error(sformat("dlua.bag: a bag has no method '%s'%s", k,
+      did_you_mean(k, methods)), 2)
+  end
   return nil
 end
 

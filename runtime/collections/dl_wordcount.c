@@ -28,9 +28,9 @@ static int grow(dl_wordcount *wc, size_t hint) {
   for (i = 0; i < wc->cap; i++) {
     const dl_wordcount_slot *s = &wc->slots[i];
     size_t j;
-    if (!s->word) continue;
+    if (!s->len) continue;
     j = s->hash & (ncap - 1);
-    while (ns[j].word) j = (j + 1) & (ncap - 1);
+    while (ns[j].len) j = (j + 1) & (ncap - 1);
     ns[j] = *s;
   }
   if (wc->slots) dl_free(wc->slots);
@@ -41,14 +41,6 @@ static int grow(dl_wordcount *wc, size_t hint) {
 
 /* Bytes that end a word: Lua's %s in the C locale (space, \t..\r). */
 #define SPACE(c) ((c) == ' ' || ((c) >= '\t' && (c) <= '\r'))
-
-/* Equal bytes?  Inline: most words are a few bytes long. */
-static int same(const char *a, const unsigned char *b, size_t n) {
-  size_t i;
-  for (i = 0; i < n; i++)
-    if ((unsigned char)a[i] != b[i]) return 0;
-  return 1;
-}
 
 int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
   const unsigned char *p = (const unsigned char *)text;
@@ -75,21 +67,44 @@ int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
     h = (uint32_t)dl_hash(w, n);
     mask = wc->cap - 1;
     j = h & mask;
-    for (;;) {
-      dl_wordcount_slot *s = &wc->slots[j];
-      if (!s->word) {
-        s->word = (const char *)w;
-        s->len = (uint32_t)n;
-        s->hash = h;
-        s->count = 1;
-        wc->count++;
-        break;
+    if (n <= DL_WORDCOUNT_INLINE) {
+      char key[DL_WORDCOUNT_INLINE];
+      memset(key, 0, sizeof key);
+      memcpy(key, w, n);
+      for (;;) {
+        dl_wordcount_slot *s = &wc->slots[j];
+        if (!s->len) {
+          s->len = (uint32_t)n;
+          s->hash = h;
+          s->count = 1;
+          memcpy(s->w.bytes, key, sizeof key);
+          wc->count++;
+          break;
+        }
+        if (s->hash == h && s->len == n &&
+            memcmp(s->w.bytes, key, sizeof key) == 0) {
+          s->count++;
+          break;
+        }
+        j = (j + 1) & mask;
       }
-      if (s->hash == h && s->len == n && same(s->word, w, n)) {
-        s->count++;
-        break;
+    } else {
+      for (;;) {
+        dl_wordcount_slot *s = &wc->slots[j];
+        if (!s->len) {
+          s->len = (uint32_t)n;
+          s->hash = h;
+          s->count = 1;
+          s->w.ptr = (const char *)w;
+          wc->count++;
+          break;
+        }
+        if (s->hash == h && s->len == n && memcmp(s->w.ptr, w, n) == 0) {
+          s->count++;
+          break;
+        }
+        j = (j + 1) & mask;
       }
-      j = (j + 1) & mask;
     }
   }
 }
@@ -98,7 +113,7 @@ const dl_wordcount_slot *dl_wordcount_next(const dl_wordcount *wc,
                                            size_t *i) {
   while (*i < wc->cap) {
     const dl_wordcount_slot *s = &wc->slots[(*i)++];
-    if (s->word) return s;
+    if (s->len) return s;
   }
   return NULL;
 }

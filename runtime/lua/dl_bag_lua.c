@@ -68,7 +68,7 @@ static int add_counts(lua_State *L) {
   const dl_wordcount_slot *s;
   size_t i = 0;
   while ((s = dl_wordcount_next(wc, &i)) != NULL) {
-    lua_pushlstring(L, s->word, s->len);
+    lua_pushlstring(L, DL_WORDCOUNT_WORD(s), s->len);
     lua_pushvalue(L, -1);
     lua_rawget(L, 2);
     lua_pushinteger(L, (lua_Integer)s->count + (lua_Integer)lua_tointeger(L, -1));
