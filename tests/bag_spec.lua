@@ -411,6 +411,18 @@ describe("dlua.bag bad input", function ()
     assert.matches("key must be a string, number or boolean", err)
   end)
 
+  it("names a file that vanished before the workers read it", function ()
+    local d = tmpdir()
+    spit(d .. "/gone.txt", "a\n")
+    local b = bag.read_text(d .. "/gone.txt")
+    os.remove(d .. "/gone.txt")
+    local ok, err = pcall(b.compute, b, SYNC)
+    rmdir(d)
+    assert.is_false(ok)
+    assert.matches("bag partition 1, reading .*gone.txt: .*gone.txt: No such "
+      .. "file", err)
+  end)
+
   it("passes non-UTF-8 bytes through", function ()
     local d = tmpdir()
     spit(d .. "/bin.txt", "\255\254 x\n\0\1\n")

@@ -953,9 +953,13 @@ function M._pipe(spec, i, srcarg, ...)
     return {msg = tostring(e), tb = traceback(tostring(e), 2)}
   end, spec.src, spec, srcarg, st, push, ...)
   if not ok and not rawequal(err, STOP) then
-    local where = st.idx > 0 and sformat("element %d", st.idx)
-      or "reading"
-    if st.file then where = where .. " of " .. st.file end
+    local where
+    if st.idx > 0 then
+      where = sformat("element %d", st.idx)
+      if st.file then where = where .. " of " .. st.file end
+    else
+      where = "reading " .. (st.file or "its input")
+    end
     error(sformat("bag partition %d, %s: %s", i, where, err.msg), 0)
   end
   return result()
