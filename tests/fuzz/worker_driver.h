@@ -1,7 +1,7 @@
 /*
 ** worker_driver.h -- drives the worker's I/O side (runtime/worker/dl_worker.c)
 ** from a byte string, for the fuzzer (fuzz_worker.c) and the C test that
-** replays its findings (tests/c/test_worker.c).
+** replays its findings (tests/c/worker/test_worker.c).
 **
 ** The worker's functions are static and share one global, W, so this
 ** header includes dl_worker.c itself and sets up just enough of W: the
