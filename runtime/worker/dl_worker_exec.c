@@ -65,7 +65,7 @@ static fnent *fn_last;
    are freed only by the executor between tasks (dl_w_fns_reap), so the last one
    found is remembered. */
 int dl_w_fn_get(void *ud, const unsigned char hash[16], const char **code,
-                  size_t *len) {
+                size_t *len) {
   fnent *f = fn_last;
   (void)ud;
   if (f == NULL || memcmp(f->hash, hash, 16) != 0) {
@@ -318,7 +318,7 @@ static void run_task(lua_State *L, wtask *t) {
 
 /* A new task record holding copies of key and payload, or NULL. */
 wtask *dl_w_task_new(const char *key, size_t klen, const char *payload,
-                       size_t plen) {
+                     size_t plen) {
   wtask *t = dl_realloc(NULL, sizeof *t + klen + 1 + plen);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);

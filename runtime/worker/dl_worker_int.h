@@ -212,7 +212,7 @@ void dl_w_store_account_drop(blob *old);
 void dl_w_frees_push(const char *key, size_t klen);
 int dl_w_store_insert(blob *b, int *old_cached);
 int dl_w_store_take(const char *key, size_t klen, char *base, char *data,
-                      size_t n);
+                    size_t n);
 int dl_w_store_put(const char *key, size_t klen, const char *p, size_t n);
 blob *dl_w_store_get(const char *key, size_t klen);
 void dl_w_spill_until(int64_t goal);
@@ -223,12 +223,12 @@ int dl_w_store_has(const char *key, size_t klen);
 extern char dl_w_running_key[512];
 extern size_t dl_w_running_klen;
 int dl_w_fn_get(void *ud, const unsigned char hash[16], const char **code,
-                  size_t *len);
+                size_t *len);
 void dl_w_fns_reap(void);
 int dl_w_future_decode(lua_State *L, const char *p, size_t n, void *ctx);
 void dl_w_interrupt_hook(lua_State *L, lua_Debug *ar);
 wtask *dl_w_task_new(const char *key, size_t klen, const char *payload,
-                       size_t plen);
+                     size_t plen);
 void dl_w_task_free(wtask *t);
 void dl_w_exec_main(void *arg);
 int dl_w_setup_state(lua_State *L);

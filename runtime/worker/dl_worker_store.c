@@ -97,7 +97,7 @@ int dl_w_store_insert(blob *b, int *old_cached) {
 ** allocation data lies in (NULL: data itself); it is freed on failure too.
 */
 int dl_w_store_take(const char *key, size_t klen, char *base, char *data,
-                      size_t n) {
+                    size_t n) {
   blob *b = dl_w_blob_new(key, klen, 0);
   char *owned = base ? base : data;
   if (b == NULL || owned == NULL) {
