@@ -1,10 +1,13 @@
 /*
 ** dl_proto.c -- length-prefixed frames over Unix sockets, batched writes.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dl_proto.h"
+#include "dl_tcp.h"
 
 typedef struct wreq {
   uv_write_t req;
@@ -169,6 +172,29 @@ int dl_conn_connect(dl_conn *c, const char *path) {
   c->closing = 0;
   uv_pipe_connect(req, &c->pipe, path, connect_cb);
   return 0;
+}
+
+static void dial_cb(int fd, const char *err, void *ud) {
+  dl_conn *c = ud;
+  if (fd >= 0 && !c->closing && dl_conn_open_fd(c, fd) == 0) {
+    if (c->out.len > 4) dl_conn_flush(c);
+  } else {
+    if (fd >= 0) close(fd);
+    if (err) fprintf(stderr, "dlua: %s\n", err);
+    conn_shut(c);
+  }
+  conn_unref(c);
+}
+
+int dl_conn_dial(dl_conn *c, const char *addr, const struct dl_tcp_opts *o,
+                 unsigned timeout_ms) {
+  char host[256], err[300];
+  int port, rc;
+  if (dl_tcp_parse(addr, host, sizeof host, &port, err, sizeof err))
+    return UV_EINVAL;
+  rc = dl_tcp_dial(c->pipe.loop, host, port, o, timeout_ms, dial_cb, c);
+  if (rc == 0) c->refs++;
+  return rc;
 }
 
 dl_buf *dl_conn_msg(dl_conn *c) {

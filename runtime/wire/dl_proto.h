@@ -41,6 +41,8 @@ enum {
   DL_M_SHUTDOWN,     /* (none) */
   DL_M_STEAL,        /* key: give the task back if it has not started */
   DL_M_FUNC_FREE,    /* hash16: no task needs this bytecode any more */
+  DL_M_WELCOME,      /* id: the id given to a worker that joined over
+                        TCP (its first message; it answers DL_M_HELLO) */
   /* peer <-> peer (and the scheduler fetching for its client) */
   DL_M_GET = 40,    /* reqid, key */
   DL_M_DATA,        /* reqid, key, found (0/1), bytes; or found = 2 and
@@ -129,6 +131,15 @@ dl_conn *dl_conn_new(uv_loop_t *loop, dl_flusher *fl, dl_frame_cb on_frame,
 int dl_conn_open_fd(dl_conn *c, int fd);
 /* Connect to a Unix socket path; reading starts when connected. */
 int dl_conn_connect(dl_conn *c, const char *path);
+/*
+** Connect to addr ("tcp://host:port") and authenticate (dl_tcp_dial with
+** opts, borrowed until the dial ends); messages queued meanwhile are sent
+** once it succeeds, and on failure the conn closes (on_close runs) after
+** one line on stderr.  0, or a libuv error when the dial cannot start.
+*/
+struct dl_tcp_opts;
+int dl_conn_dial(dl_conn *c, const char *addr, const struct dl_tcp_opts *o,
+                 unsigned timeout_ms);
 /* Start reading on an accepted stream (after uv_accept into c->pipe). */
 int dl_conn_start(dl_conn *c);
 /*

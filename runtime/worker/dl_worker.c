@@ -30,6 +30,7 @@
 #include "dl_mem.h"
 #include "dl_proto.h"
 #include "dl_sched.h"
+#include "dl_tcp.h"
 #include "dl_worker.h"
 #include "dlua.h"
 
@@ -127,7 +128,18 @@ typedef struct peer {
 } peer;
 
 typedef struct worker {
-  int id;
+  int id; /* 0 until the scheduler gives one (a worker joining over TCP) */
+  /* Joined over TCP (`dlua worker ADDRESS`): peers are reached over
+     authenticated TCP, values travel as bytes (no shared pages across
+     hosts), and the files are in a directory of its own. */
+  int remote;
+  char connect[300];   /* the scheduler's "tcp://host:port" */
+  char listen_host[128]; /* where peers reach it ("": the address its
+                            scheduler link leaves from) */
+  const char *token_file;
+  dl_token token;
+  dl_tcp_opts topts;
+  dl_tcp_server *tcpl;
   int64_t memory_limit;
   char dir[256];
   char addr[300];
@@ -1038,7 +1050,10 @@ static dl_conn *peer_conn(int id) {
     pr->conn = dl_conn_new(&W.loop, &W.fl, on_peer_frame, on_peer_close,
                            (void *)(intptr_t)id);
     if (pr->conn == NULL) return NULL;
-    if (dl_conn_connect(pr->conn, pr->addr)) {
+    if (strncmp(pr->addr, "tcp://", 6) == 0
+            ? (!W.remote ||
+               dl_conn_dial(pr->conn, pr->addr, &W.topts, 10000) != 0)
+            : dl_conn_connect(pr->conn, pr->addr) != 0) {
       dl_conn_close(pr->conn);
       pr->conn = NULL;
       return NULL;
@@ -1132,7 +1147,7 @@ static void fetch_next(fetch *f) {
     if (c) {
       dl_buf *b = dl_conn_msg(c);
       f->peer = id;
-      dl_buf_u8(b, f->plain ? DL_M_GET : DL_M_GETS);
+      dl_buf_u8(b, f->plain || W.remote ? DL_M_GET : DL_M_GETS);
       dl_buf_uv(b, 0);
       dl_buf_str(b, f->key, f->klen);
       return;
@@ -1296,7 +1311,7 @@ static void on_client_frame(dl_conn *c, const char *p, size_t n) {
   while (dl_rd_left(&r)) {
     unsigned type = 0;
     if (dl_rd_u8(&r, &type) || (type != DL_M_GET && type != DL_M_GETS) ||
-        serve_get(c, &r, type == DL_M_GETS)) {
+        serve_get(c, &r, type == DL_M_GETS && !W.remote)) {
       dl_conn_close(c);
       return;
     }
@@ -1447,6 +1462,20 @@ static void interrupt_running(int kind) {
               1);
 }
 
+static void send_hello(void);
+
+/* The id the scheduler gives a worker that joined over TCP; it answers
+   with its hello. */
+static int on_welcome(dl_rd *r) {
+  uint64_t id;
+  if (!W.remote || W.id != 0 || dl_rd_uv(r, &id) || id == 0 ||
+      id > INT32_MAX)
+    return DL_EPROTO;
+  W.id = (int)id;
+  send_hello();
+  return 0;
+}
+
 static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd r;
   (void)c;
@@ -1584,7 +1613,8 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         break;
       }
       case DL_M_GET: rc = serve_get(c, &r, 0); break;
-      case DL_M_GETS: rc = serve_get(c, &r, 1); break;
+      case DL_M_GETS: rc = serve_get(c, &r, !W.remote); break;
+      case DL_M_WELCOME: rc = on_welcome(&r); break;
       case DL_M_SHUTDOWN:
         told_to_stop = 1;
         uv_stop(&W.loop);
@@ -1671,7 +1701,7 @@ static void beat_cb(uv_timer_t *t) {
   int executing, stored, paused;
   char spill_err[sizeof W.spill_err];
   (void)t;
-  if (W.sched == NULL) return;
+  if (W.sched == NULL || W.id == 0) return; /* no hello yet */
   uv_mutex_lock(&W.lock);
   managed = W.managed;
   spilled = W.spilled;
@@ -1741,6 +1771,12 @@ static int parse_args(int argc, char **argv) {
       snprintf(W.dir, sizeof W.dir, "%s", argv[i + 1]);
     else if (strcmp(argv[i], "--memory-limit") == 0)
       W.memory_limit = strtoll(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--connect") == 0)
+      snprintf(W.connect, sizeof W.connect, "%s", argv[i + 1]);
+    else if (strcmp(argv[i], "--listen") == 0)
+      snprintf(W.listen_host, sizeof W.listen_host, "%s", argv[i + 1]);
+    else if (strcmp(argv[i], "--token-file") == 0)
+      W.token_file = argv[i + 1];
     else if (strcmp(argv[i], "--memory-fractions") == 0) {
       if (sscanf(argv[i + 1], "%lf,%lf,%lf,%lf", &W.frac_target,
                  &W.frac_spill, &W.frac_pause, &W.frac_terminate) != 4)
@@ -1748,7 +1784,86 @@ static int parse_args(int argc, char **argv) {
     }
     else return -1;
   }
+  if (W.connect[0]) return W.id == 0 && W.dir[0] == '\0' ? 0 : -1;
   return W.id > 0 && W.dir[0] ? 0 : -1;
+}
+
+/* A peer that proved it holds the token: it asks for values. */
+static void on_peer_accept(dl_tcp_server *ts, int fd, const char *peer,
+                           void *data) {
+  dl_conn *c = dl_conn_new(&W.loop, &W.fl, on_client_frame, NULL, NULL);
+  (void)ts;
+  (void)peer;
+  (void)data;
+  if (c == NULL) {
+    close(fd);
+  } else if (dl_conn_open_fd(c, fd) != 0) {
+    close(fd);
+    dl_conn_close(c);
+  }
+}
+
+/*
+** Join the scheduler at W.connect over authenticated TCP: its link becomes
+** fd 3, as a spawned worker's; the files go to a new private directory.
+** 0, or a message on stderr and non-zero.
+*/
+static int join_over_tcp(void) {
+  char host[256], err[400];
+  const char *tmp = getenv("TMPDIR");
+  int port, fd;
+  if (dl_tcp_parse(W.connect, host, sizeof host, &port, err, sizeof err) ||
+      dl_token_load(&W.token, W.token_file, err, sizeof err)) {
+    fprintf(stderr, "dlua worker: %s\n", err);
+    return 2;
+  }
+  W.remote = 1;
+  W.topts.token = &W.token;
+  W.topts.version = DLUA_VERSION_STRING;
+  if (dl_tcp_dial_sync(host, port, &W.topts, DL_TCP_CONNECT_MS, &fd, err,
+                       sizeof err) != 0) {
+    fprintf(stderr, "dlua worker: %s\n", err);
+    return 1;
+  }
+  if (fd != 3) {
+    if (dup2(fd, 3) < 0) return 1;
+    close(fd);
+  }
+  if (tmp == NULL || *tmp == '\0') tmp = "/tmp";
+  snprintf(W.dir, sizeof W.dir, "%s/dlua-worker-XXXXXX", tmp);
+  if (mkdtemp(W.dir) == NULL) {
+    fprintf(stderr, "dlua worker: cannot create a directory in %s: %s\n",
+            tmp, strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+/* Listen where peers reach this worker over TCP; W.addr says where. */
+static int listen_over_tcp(void) {
+  char err[400], host[128];
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (W.listen_host[0]) {
+    snprintf(host, sizeof host, "%s", W.listen_host);
+  } else if (getsockname(3, (struct sockaddr *)&ss, &len) == 0 &&
+             (ss.ss_family == AF_INET
+                  ? uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host)
+                  : uv_ip6_name((struct sockaddr_in6 *)&ss, host,
+                                sizeof host)) == 0) {
+    /* the address its scheduler link leaves from */
+  } else {
+    snprintf(host, sizeof host, "0.0.0.0");
+  }
+  if (dl_tcp_listen(&W.tcpl, &W.loop, host, 0, &W.topts, on_peer_accept, NULL,
+                    err, sizeof err) != 0) {
+    fprintf(stderr, "dlua worker: %s\n", err);
+    return 1;
+  }
+  snprintf(W.addr, sizeof W.addr,
+           strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", host,
+           dl_tcp_server_port(W.tcpl));
+  return 0;
 }
 
 /* The lock, condition and maps of W (the fuzz harness shares this). */
@@ -1773,20 +1888,38 @@ static int setup_state(lua_State *L) {
   return 0;
 }
 
+/* Tell the scheduler who we are, with our first heartbeat. */
+static void send_hello(void) {
+  dl_buf *b = dl_conn_msg(W.sched);
+  dl_buf_u8(b, DL_M_HELLO);
+  dl_buf_uv(b, (uint64_t)W.id);
+  dl_buf_uv(b, (uint64_t)getpid());
+  dl_buf_uv(b, 1);
+  dl_buf_uv(b, (uint64_t)W.memory_limit);
+  dl_buf_str(b, W.addr, strlen(W.addr));
+  beat_cb(NULL); /* memory figures arrive with the hello */
+}
+
 int dlua_worker_main(int argc, char **argv) {
-  dl_buf *b;
   lua_State *L;
   if (argc < 2 || strcmp(argv[1], "--dlua-worker") != 0) return -1;
   if (parse_args(argc, argv)) {
     fprintf(stderr, "dlua: worker mode takes --id N --dir DIR "
-            "[--memory-limit BYTES]\n");
+            "[--memory-limit BYTES], or --connect tcp://HOST:PORT "
+            "[--token-file FILE] [--listen HOST] [--memory-limit BYTES]\n");
     return 2;
   }
-  /* Leave with the process that started us, even if it is SIGKILLed:
-     SIGTERM lets us remove our files first (term_cb). */
-  parent_pid = getppid();
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (getppid() == 1 || getppid() != parent_pid) return 1;
+  if (W.connect[0]) {
+    int rc = join_over_tcp();
+    if (rc) return rc;
+    parent_pid = -1; /* started by hand: it leaves when its link does */
+  } else {
+    /* Leave with the process that started us, even if it is SIGKILLed:
+       SIGTERM lets us remove our files first (term_cb). */
+    parent_pid = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1 || getppid() != parent_pid) return 1;
+  }
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1830,10 +1963,13 @@ int dlua_worker_main(int argc, char **argv) {
   uv_timer_start(&W.beat, beat_cb, 0, 500);
   uv_timer_init(&W.loop, &W.watchdog);
   uv_timer_start(&W.watchdog, watchdog_cb, 10, 10);
-  snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
-  uv_pipe_init(&W.loop, &W.listener, 0);
-  {
-    int rc = uv_pipe_bind(&W.listener, W.addr);
+  if (W.remote) {
+    if (listen_over_tcp()) return 1;
+  } else {
+    int rc;
+    snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
+    uv_pipe_init(&W.loop, &W.listener, 0);
+    rc = uv_pipe_bind(&W.listener, W.addr);
     if (rc == 0)
       rc = uv_listen((uv_stream_t *)&W.listener, 128, on_connection);
     if (rc) {
@@ -1852,18 +1988,11 @@ int dlua_worker_main(int argc, char **argv) {
     fprintf(stderr, "dlua worker %d: no scheduler link on fd 3\n", W.id);
     return 1;
   }
-  b = dl_conn_msg(W.sched);
-  dl_buf_u8(b, DL_M_HELLO);
-  dl_buf_uv(b, (uint64_t)W.id);
-  dl_buf_uv(b, (uint64_t)getpid());
-  dl_buf_uv(b, 1);
-  dl_buf_uv(b, (uint64_t)W.memory_limit);
-  dl_buf_str(b, W.addr, strlen(W.addr));
-  beat_cb(NULL); /* memory figures arrive with the hello */
+  if (!W.remote) send_hello(); /* over TCP: once welcomed (on_welcome) */
   if (uv_thread_create(&W.exec, exec_main, L)) return 1;
   uv_run(&W.loop, UV_RUN_DEFAULT);
-  unlink(W.addr);
-  if (lost_link) leave_files();
+  if (!W.remote) unlink(W.addr);
+  if (lost_link || W.remote) leave_files();
   fflush(stdout);
   fflush(stderr);
   /* Nobody is left to end what our tasks started (processes in our group,
