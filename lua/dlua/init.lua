@@ -1212,30 +1212,6 @@ function Client:scatter(value, opts)
   return f
 end
 
---- client:wait_for_workers(n [, timeout]): wait until at least n workers
--- are connected (those that join over TCP come when they come); raises
--- when timeout seconds pass first.  Results that come meanwhile are taken
--- in, as in dlua.sleep.
-function Client:wait_for_workers(n, timeout)
-  check_open(self, "wait_for_workers")
-  if math.type(n) ~= "integer" or n < 0 then
-    error("wait_for_workers: n must be a non-negative integer, got "
-          .. (type(n) == "number" and tostring(n) or type(n)), 2)
-  end
-  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-    error("wait_for_workers: timeout must be a non-negative number of "
-          .. "seconds, got " .. tostring(timeout), 2)
-  end
-  local deadline = timeout and clock() + timeout
-  while #self.handle:workers() < n do
-    if deadline and clock() >= deadline then
-      error(fmt("wait_for_workers: %d of %d workers joined within %g s",
-                #self.handle:workers(), n, timeout), 2)
-    end
-    M.sleep(0.02)
-  end
-end
-
 --- client:cancel(futures): cancel one future or an array of them.
 function Client:cancel(futs)
   check_open(self, "cancel")
