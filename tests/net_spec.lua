@@ -191,6 +191,57 @@ describe("TCP cluster", function()
     assert(ok, "workers outlived their scheduler")
   end)
 
+  it("declares a stopped TCP worker dead, recomputes its work elsewhere, "
+     .. "and the worker leaves when it wakes", function()
+    local dir = workdir()
+    finally(function() rmdir(dir) end)
+    local c = dlua.Client{listen = "tcp://127.0.0.1:0", heartbeat_timeout = 2,
+                          token_file = dir .. "/token",
+                          dashboard_address = false}
+    finally(function() c:close() end)
+    spawn(("%s worker %s --nworkers 2 --token-file %s"):format(
+            H.q(H.DLUA), c.cluster.address, H.q(dir .. "/token")),
+          dir .. "/workers.out")
+    c:wait_for_workers(2, 30)
+    local go = dir .. "/go"
+    local futs = {}
+    for i = 1, 8 do
+      futs[i] = c:submit(function(path, v)
+        local d = require("dlua")
+        local t = d.time()
+        while d.time() - t < 30 do
+          local fh = io.open(path, "r")
+          if fh then fh:close(); return v end
+        end
+        error("the go file never appeared")
+      end, go, i * 10)
+    end
+    assert.is_true(H.poll(function()
+      c:_pump(0)
+      local busy = 0
+      for _, w in ipairs(c.cluster:workers()) do
+        if w.executing > 0 then busy = busy + 1 end
+      end
+      return busy == 2
+    end, 10), "tasks never reached both workers")
+    local victim = c.cluster:workers()[1]
+    assert.is_true(H.kill(victim.pid, "STOP"))
+    finally(function() H.kill(victim.pid, "KILL") end)
+    assert.is_true(H.poll(function()
+      for _, w in ipairs(c:scheduler_info().dead_workers) do
+        if w.id == victim.id then return true end
+      end
+      return false
+    end, 10), "the stopped worker was never declared dead")
+    H.spit(go, "")
+    local got = c:gather(futs, 30)
+    for i = 1, 8 do assert.equal(i * 10, got[i]) end
+    -- Woken, it finds its link closed and leaves (dropping its state).
+    assert.is_true(H.kill(victim.pid, "CONT"))
+    assert.is_true(H.all_gone({victim.pid}, 10))
+    assert.equal(1, #c.cluster:workers())
+  end)
+
   describe("refuses", function()
     it("a worker with the wrong token, with one line in the scheduler's log",
        function()
