@@ -98,10 +98,11 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
 }
 
 /* cluster.start{n_workers=, memory_limit=, worker_exe=, allowed_failures=,
-   start_timeout=, dashboard_address=, dashboard_fallback=} -> handle,
-   or nil, message */
+   start_timeout=, dashboard_address=, dashboard_fallback=, listen=,
+   token_file=} -> handle, or nil, message */
 static int cl_start(lua_State *L) {
   dl_server_opts o;
+  dl_token token;
   dl_service dash;
   const char *dash_addr;
   int dash_fallback;
@@ -137,7 +138,21 @@ static int cl_start(lua_State *L) {
   o.heartbeat_timeout = luaL_optnumber(L, -1, 0);
   o.dlua_version = DLUA_VERSION_STRING;
   o.lua_version = LUA_RELEASE;
-  if (o.n_workers < 1 || o.n_workers > 1024)
+  lua_getfield(L, 1, "listen");
+  o.listen_address = luaL_optstring(L, -1, NULL);
+  if (o.listen_address) {
+    const char *tf;
+    lua_getfield(L, 1, "token_file");
+    tf = luaL_optstring(L, -1, NULL);
+    if (dl_token_load(&token, tf, err, sizeof err) != 0) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      return 2;
+    }
+    o.token = &token;
+  }
+  if (o.listen_address ? o.n_workers != 0
+                       : (o.n_workers < 1 || o.n_workers > 1024))
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);
   h = lua_newuserdatauv(L, sizeof *h, 0);
@@ -155,6 +170,7 @@ static int cl_start(lua_State *L) {
     o.service = &dash;
   }
   h->srv = dl_server_start(&o, err, sizeof err);
+  if (o.token) memset(&token, 0, sizeof token);
   if (h->srv == NULL) {
     lua_pushnil(L);
     lua_pushstring(L, err);
@@ -1037,6 +1053,15 @@ static int h_scale(lua_State *L) {
   return 0;
 }
 
+/* h:listen_address() -> "tcp://host:port" where workers join, or nil */
+static int h_listen_address(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  const char *a = h->srv ? dl_server_listen_address(h->srv) : NULL;
+  if (a) lua_pushstring(L, a);
+  else lua_pushnil(L);
+  return 1;
+}
+
 /* h:dir() -> the cluster's private directory (its "address") */
 static int h_dir(lua_State *L) {
   handle *h = check_handle(L, 1);
@@ -1110,6 +1135,7 @@ static const luaL_Reg handle_methods[] = {
   {"events", h_events},
   {"scale", h_scale},
   {"dir", h_dir},
+  {"listen_address", h_listen_address},
   {"stats", h_stats},
   {"close", h_close},
   {"closed", h_closed},

@@ -62,6 +62,7 @@ enum {
   DL_M_SHUTDOWN = 26, /* exit now (no fields) */
   DL_M_STEAL = 27,   /* give a queued task back if it has not started */
   DL_M_FUNC_FREE = 28, /* no task needs this bytecode any more */
+  DL_M_WELCOME = 29, /* the id of a worker that joined over TCP */
   /* peer <-> peer, and the scheduler fetching for its client */
   DL_M_GET = 40,     /* send me a value */
   DL_M_DATA = 41,    /* the answer to GET / GETS */
@@ -382,6 +383,18 @@ static inline int dl_get_compute(dl_rd *r, dl_msg_compute *m) {
    FUNC_FREE: h16 hash (dl_put_hash_msg / dl_get_hash_msg).
    SHUTDOWN: no fields (dl_put_shutdown). */
 static inline void dl_put_shutdown(dl_buf *b) { dl_buf_u8(b, DL_M_SHUTDOWN); }
+
+/* WELCOME: uv id.  The first message to a worker that joined over TCP
+   (`dlua worker ADDRESS`): the id the scheduler gave it; the worker
+   answers with its HELLO.  Spawned workers get theirs on the command line
+   and never see this message. */
+static inline void dl_put_welcome(dl_buf *b, uint64_t id) {
+  dl_buf_u8(b, DL_M_WELCOME);
+  dl_buf_uv(b, id);
+}
+static inline int dl_get_welcome(dl_rd *r, uint64_t *id) {
+  return dl_rd_uv(r, id);
+}
 
 /* STORE: str key, str bytes (a codec value to keep under key; answered
    with DONE, or ERR when it cannot be kept). */

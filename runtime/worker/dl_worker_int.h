@@ -40,6 +40,7 @@
 #include "dl_conn.h"
 #include "dl_map.h"
 #include "dl_mem.h"
+#include "dl_tcp.h"
 #include "dl_wire.h"
 #include "dl_worker.h"
 #include "dlua.h"
@@ -136,7 +137,18 @@ typedef struct peer {
 } peer;
 
 typedef struct worker {
-  int id;
+  int id; /* 0 until the scheduler gives one (a worker joining over TCP) */
+  /* Joined over TCP (`dlua worker ADDRESS`): peers are reached over
+     authenticated TCP, values travel as bytes (no shared pages across
+     hosts), and the files are in a directory of its own. */
+  int remote;
+  char connect_to[300];  /* the scheduler's "tcp://host:port" */
+  char listen_host[128]; /* where peers reach it ("": the address its
+                            scheduler link leaves from) */
+  const char *token_file;
+  dl_token token;
+  dl_tcp_opts topts;
+  dl_tcp_server *tcpl;
   int64_t memory_limit;
   char dir[256];
   char addr[300];
@@ -254,6 +266,8 @@ void dl_w_beat_cb(uv_timer_t *t);
 
 /* dl_worker.c: start, signals, watchdog */
 void dl_w_on_sched_close(dl_conn *c);
+/* Tell the scheduler who we are, with our first heartbeat. */
+void dl_w_send_hello(void);
 int64_t dl_w_rss_bytes(void);
 void dl_w_state_init(void);
 

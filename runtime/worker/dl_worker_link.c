@@ -340,6 +340,19 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
       }
       case DL_M_GET: rc = dl_w_serve_get(c, &r, 0); break;
       case DL_M_GETS: rc = dl_w_serve_get(c, &r, 1); break;
+      case DL_M_WELCOME: {
+        uint64_t id;
+        /* The id given to a worker that joined over TCP: it answers with
+           its hello. */
+        if (!W.remote || W.id != 0 || dl_get_welcome(&r, &id) || id == 0 ||
+            id > INT32_MAX) {
+          rc = DL_EPROTO;
+          break;
+        }
+        W.id = (int)id;
+        dl_w_send_hello();
+        break;
+      }
       case DL_M_SHUTDOWN:
         W.told_to_stop = 1;
         uv_stop(&W.loop);
@@ -361,7 +374,7 @@ void dl_w_beat_cb(uv_timer_t *t) {
   int executing, stored, paused;
   char spill_err[sizeof W.spill_err];
   (void)t;
-  if (W.sched == NULL) return;
+  if (W.sched == NULL || W.id == 0) return; /* no hello yet */
   uv_mutex_lock(&W.lock);
   managed = W.managed;
   spilled = W.spilled;

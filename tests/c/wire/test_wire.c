@@ -262,6 +262,16 @@ static void test_small_messages_read_back(void) {
           m.nbytes == 99 && same(m.inl, m.ilen, "v"));
     CUTS(DL_M_KEY_DONE, dl_msg_key_done, dl_get_key_done);
   }
+  {
+    uint64_t id = 0;
+    B.len = 0;
+    dl_put_welcome(&B, 300);
+    reader(&r, DL_M_WELCOME);
+    CHECK(dl_get_welcome(&r, &id) == 0 && id == 300 && dl_rd_left(&r) == 0);
+    B.len = 1; /* cut: the id is missing */
+    reader(&r, DL_M_WELCOME);
+    CHECK(dl_get_welcome(&r, &id) == DL_EPROTO);
+  }
   B.len = 0;
   dl_put_shutdown(&B);
   CHECK(B.len == 1 && B.p[0] == DL_M_SHUTDOWN);
