@@ -455,6 +455,7 @@ local Client = {__name = "dlua.Client"}
 Client.__index = Client
 
 local default_client
+local make_client
 -- Clients not closed yet, for dlua.sleep and the REPL's prompt.
 local open_clients = setmetatable({}, {__mode = "k"})
 
@@ -557,11 +558,13 @@ local function state(f)
 end
 
 -- Wait until pred() is true or the deadline passes; returns pred().
-local function pump_until(client, pred, deadline)
+-- hint (a key, or a gather's request id): what pred waits for, so that a
+-- task waiting on the tasks' client is woken by that news only.
+local function pump_until(client, pred, deadline, hint)
   while not pred() do
     local left = deadline and (deadline - clock()) or -1
     if deadline and left <= 0 then return false end
-    client:_pump(left)
+    client:_pump(left, hint)
   end
   return true
 end
@@ -603,7 +606,7 @@ local function wait_done(f, timeout, what)
   local st = state(f)
   local deadline = timeout and clock() + timeout
   if not pump_until(f.client, function() return st.status ~= "pending" end,
-                    deadline) then
+                    deadline, f.key) then
     error(timeout_error(fmt("%s: future '%s' not done after %gs", what,
                             f.key, timeout)), 3)
   end
@@ -733,9 +736,17 @@ function M.Client(arg)
     error("Client expects a LocalCluster or a table of options, got "
           .. type(arg), 2)
   end
+  local c = make_client(cl, cl.handle, owns)
+  default_client = c
+  open_clients[c] = true
+  return c
+end
+
+-- A client over handle (a cluster's, or the tasks' client of a worker).
+function make_client(cl, handle, owns)
   local c = setmetatable({
-    cluster = cl, handle = cl.handle, owns_cluster = owns,
-    dashboard_link = cl.dashboard_link,
+    cluster = cl, handle = handle, owns_cluster = owns,
+    dashboard_link = cl and cl.dashboard_link,
     _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
   }, Client)
   local function on_err(key, kind, message, traceback, worker, value)
@@ -760,8 +771,31 @@ function M.Client(arg)
     end
   end
   c._on_err, c._on_data = on_err, on_data
-  default_client = c
-  open_clients[c] = true
+  return c
+end
+
+-- The tasks' client of this worker, made by the first get_client.
+local task_client
+
+--- dlua.get_client() -> client
+-- Inside a task: a client of the task's own scheduler, over the worker's
+-- link (one for all the worker's tasks; closing it does nothing).  A task
+-- that waits on it (result, gather, wait...) gives its worker slot back
+-- until the values come.  Elsewhere: the default client.
+function M.get_client()
+  local link = cluster_c.task_link()
+  if link then
+    if not task_client then
+      task_client = make_client(nil, link, false)
+      task_client._task = true
+    end
+    return task_client
+  end
+  local c = M.default_client()
+  if not c then
+    error("get_client: no client: start one with dlua.Client() (inside a "
+          .. "task, get_client returns a client of the task's scheduler)", 2)
+  end
   return c
 end
 
@@ -806,6 +840,9 @@ function M.default_client()
   if default_client and default_client.handle:closed() then
     default_client = nil
   end
+  if not default_client and cluster_c.task_link() then
+    return M.get_client()
+  end
   return default_client
 end
 
@@ -815,9 +852,9 @@ end
 -- (background progress); a finished task sets its state in _keys (status,
 -- nbytes, has_value, value) in C, and lands in _fired if it has callbacks.
 -- Ctrl-C ends the wait with the error "interrupted!" (no message is lost).
-function Client:_pump(timeout)
+function Client:_pump(timeout, hint)
   local n, err, why = self.handle:poll(timeout or -1, self._keys, self._fired,
-                                       self._on_err, self._on_data)
+                                       self._on_err, self._on_data, hint)
   if not n then
     if why == "interrupted" then error(err, 0) end
     error("dlua: " .. err, 3)
@@ -1026,7 +1063,8 @@ function Client:_gather_values(futs, timeout, what)
     local req = {n = #keys, values = values, missing = {}, errors = {}}
     self._reqs[reqid] = req
     self.handle:gather(reqid, keys)
-    local ok = pump_until(self, function() return req.n <= 0 end, deadline)
+    local ok = pump_until(self, function() return req.n <= 0 end, deadline,
+                          reqid)
     self._reqs[reqid] = nil
     if not ok then
       error(timeout_error(fmt("%s: no answer after %gs", what, timeout)), 3)
@@ -1047,7 +1085,7 @@ function Client:_gather_values(futs, timeout, what)
       local st = self._keys[k]
       if st then
         if not pump_until(self, function() return st.status ~= "pending" end,
-                          deadline) then
+                          deadline, k) then
           error(timeout_error(fmt("%s: no answer after %gs", what, timeout)),
                 3)
         end
@@ -1109,13 +1147,13 @@ end
 -- apply (h:values says when).
 -- One turn of gather's wait: pump until the deadline, or raise a
 -- TimeoutError at the given level (counted from the caller).
-local function gather_turn(self, deadline, timeout, level)
+local function gather_turn(self, deadline, timeout, level, hint)
   local left = deadline and deadline - clock() or -1
   if deadline and left <= 0 then
     error(timeout_error(fmt("gather: not done after %gs", timeout)),
           level + 1)
   end
-  self:_pump(left)
+  self:_pump(left, hint)
 end
 
 function Client:_gather_array(v, deadline, timeout)
@@ -1124,7 +1162,7 @@ function Client:_gather_array(v, deadline, timeout)
     i, out = self.handle:values(v, states, out, i)
     if i == true then return out end
     if not i then return nil end
-    gather_turn(self, deadline, timeout, 3)
+    gather_turn(self, deadline, timeout, 3, v[i].key)
   end
 end
 
@@ -1150,7 +1188,7 @@ function Client:gather(v, timeout)
     if st.status ~= "pending" then
       i = i + 1
     else
-      gather_turn(self, deadline, timeout, 2)
+      gather_turn(self, deadline, timeout, 2, key)
     end
   end
   local vals = self:_gather_values(futs, deadline and math.max(0,
@@ -1262,7 +1300,7 @@ end
 -- submit, map, gather, scatter, compute and result raise "client is
 -- closed".
 function Client:close()
-  if self.closed then return end
+  if self.closed or self._task then return end
   self.closed = true
   open_clients[self] = nil
   if not self.owns_cluster and not self.handle:closed() then

@@ -30,6 +30,11 @@ enum {
                        spill error ("" when spilling works) */
   DL_M_FREED,       /* key: a value was dropped (e.g. memory restart) */
   DL_M_STOLEN,      /* key, ok: a queued task was (ok=1) handed back */
+  DL_M_SECEDE,      /* key, waited key or "": the running task waits (for
+                       that task); it no longer counts as occupying a slot */
+  /* A worker's tasks also send client messages (dlua.get_client in a
+     task): SUBMIT, CFUNC, RELEASE, GATHER, SCATTER, CCANCEL; the answers
+     (KEY_DONE, KEY_ERR, GATHER_REPLY) come back on the worker's link. */
   /* scheduler -> worker */
   DL_M_COMPUTE = 20, /* key, prio, timeout_ms, payload, ndeps,
                         {depkey, nwho, {worker id}} */
@@ -41,6 +46,7 @@ enum {
   DL_M_SHUTDOWN,     /* (none) */
   DL_M_STEAL,        /* key: give the task back if it has not started */
   DL_M_FUNC_FREE,    /* hash16: no task needs this bytecode any more */
+  DL_M_CYCLE,        /* key, message: the task's wait closes a cycle */
   /* peer <-> peer (and the scheduler fetching for its client) */
   DL_M_GET = 40,    /* reqid, key */
   DL_M_DATA,        /* reqid, key, found (0/1), bytes; or found = 2 and
