@@ -815,6 +815,8 @@ function M.sleep(s)
     error(fmt("sleep: expects a non-negative number of seconds, got %s",
               type(s) == "number" and tostring(s) or type(s)), 2)
   end
+  local link = cluster_c.task_link()
+  if link and link:park_sleep(s) then return end -- the slot is given back
   local deadline = clock() + s
   -- In a task, wake every 50 ms so that a cancel or timeout (a Lua hook
   -- set by the worker) can stop the task.

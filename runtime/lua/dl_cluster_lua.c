@@ -791,6 +791,28 @@ static int link_poll(lua_State *L, handle *h) {
   return dispatch_in(L, h);
 }
 
+static int link_sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* h:park_sleep(seconds) -> true after sleeping with the task parked (its
+   slot given back), or false where the caller cannot park: it then
+   sleeps its own way. */
+static int h_park_sleep(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  double s = luaL_checknumber(L, 2);
+  if (!h->link || !dl_worker_can_park(L)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  flush_now(h, 1);
+  dl_worker_park(DL_PARK_SLEEP, s, NULL, 0, 0);
+  return lua_yieldk(L, 0, 0, link_sleep_k);
+}
+
 /* Handle the messages in h->in (see h_poll); the poll's arguments are at
    3..6.  Returns count.  [-0, +1, e] */
 static int dispatch_in(lua_State *L, handle *h) {
@@ -1203,6 +1225,7 @@ static const luaL_Reg handle_methods[] = {
   {"scatter", h_scatter},
   {"flush", h_flush},
   {"poll", h_poll},
+  {"park_sleep", h_park_sleep},
   {"workers", h_workers},
   {"departed", h_departed},
   {"counts", h_counts},
@@ -1238,11 +1261,11 @@ int luaopen_dlua_cluster(lua_State *L) {
   lua_pop(L, 1);
   /* Futures: a table metatable the Lua side fills with methods. */
   luaL_newmetatable(L, DL_FUTURE_MT);
-  /* Inside a worker, futures decode as their values (dl_worker.c); keep
-     that codec when a task requires "dlua". */
+  /* Inside a worker, futures decode as their values (dl_worker.c), and
+     the tasks' client sends them as keys. */
   lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
-  if (!lua_toboolean(L, -1))
-    dl_codec_register(L, DL_FUTURE_MT, future_encode, NULL);
+  dl_codec_register(L, DL_FUTURE_MT, future_encode,
+                    lua_toboolean(L, -1) ? dl_worker_future_decode : NULL);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_insert(L, -2);

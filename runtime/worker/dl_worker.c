@@ -592,7 +592,8 @@ static void fns_reap(void) {
 }
 
 /* Futures in a task's arguments decode as their values. */
-static int future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
+int dl_worker_future_decode(lua_State *L, const char *p, size_t n,
+                            void *ctx) {
   blob *b;
   char err[256];
   int rc;
@@ -957,7 +958,7 @@ static void park(parked *pk) {
   P.all = pk;
   if (pk->deadline >= 0) P.ntimed++;
   if (pk->kind == PK_ANY || pk->kind == PK_REQ) P.nscan++;
-  if (pk->kind != PK_SLEEP) { /* tell the scheduler what it waits for */
+  { /* tell the scheduler that it waits, and for what */
     dl_buf b;
     dl_buf_init(&b);
     dl_buf_u8(&b, DL_M_SECEDE);
@@ -2244,7 +2245,7 @@ static int setup_state(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);
   luaL_newmetatable(L, DL_FUTURE_MT);
   lua_pop(L, 1);
-  dl_codec_register(L, DL_FUTURE_MT, NULL, future_decode);
+  dl_codec_register(L, DL_FUTURE_MT, NULL, dl_worker_future_decode);
   lua_pushboolean(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
   return 0;

@@ -21,6 +21,11 @@
 /* What wakes a parked task besides its deadline (dl_worker_park). */
 enum { DL_PARK_ANY, DL_PARK_KEY, DL_PARK_REQ, DL_PARK_SLEEP };
 
+/* The worker's decoder of futures in tasks' arguments: their values, from
+   the worker's store (a dl_ud_decoder). */
+int dl_worker_future_decode(lua_State *L, const char *p, size_t n,
+                            void *ctx);
+
 /* Send n bytes of client messages to the scheduler (copied). */
 void dl_worker_link_send(const char *p, size_t n);
 /* Append the scheduler's messages for the tasks' client that came to out:
