@@ -760,7 +760,9 @@ function make_client(cl, handle, owns)
   end
   local function on_data(reqid, key, found, value)
     local req = c._reqs[reqid]
-    if req then
+    if req and req.coord then -- a Variable, Queue... answer (coord.lua)
+      req.status, req.value, req.n = found, value, 0
+    elseif req then
       req.n = req.n - 1
       if found then
         req.values[key] = value
@@ -1556,6 +1558,13 @@ function M.is_as_completed(v) return getmetatable(v) == AsCompleted end
 -- (lua/dlua/progress.lua).
 function M.progress(...)
   return require("dlua.progress").progress(...)
+end
+
+-- Variable, Queue, Event, Lock, Semaphore (lua/dlua/coord.lua).
+do
+  local coord = require "dlua.coord"
+  M.Variable, M.Queue, M.Event = coord.Variable, coord.Queue, coord.Event
+  M.Lock, M.Semaphore = coord.Lock, coord.Semaphore
 end
 
 --- dlua.in_worker() -> true when running inside a task on a worker

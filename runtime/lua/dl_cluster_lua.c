@@ -616,6 +616,29 @@ static int h_scatter(lua_State *L) {
   return 0;
 }
 
+/* h:coord(reqid, op, name, timeout_ms, n, lease, bytes): a Variable,
+   Queue, Event or Semaphore request (dl_coord.h), sent at once; the
+   answer comes to poll's on_data as (reqid, nil, status, bytes). */
+static int h_coord(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_Integer reqid = luaL_checkinteger(L, 2), op = luaL_checkinteger(L, 3);
+  size_t nlen, blen;
+  const char *name = luaL_checklstring(L, 4, &nlen);
+  lua_Integer tmo = luaL_checkinteger(L, 5), n = luaL_checkinteger(L, 6);
+  lua_Integer lease = luaL_checkinteger(L, 7);
+  const char *bytes = luaL_optlstring(L, 8, "", &blen);
+  dl_buf_u8(&h->out, DL_M_COORD);
+  dl_buf_uv(&h->out, (uint64_t)reqid);
+  dl_buf_u8(&h->out, (unsigned)op);
+  dl_buf_str(&h->out, name, nlen);
+  dl_buf_uv(&h->out, (uint64_t)tmo);
+  dl_buf_uv(&h->out, (uint64_t)n);
+  dl_buf_uv(&h->out, (uint64_t)lease);
+  dl_buf_str(&h->out, bytes, blen);
+  flush_now(h, 1);
+  return 0;
+}
+
 /* h:flush(): hand queued messages to the scheduler now. */
 static int h_flush(lua_State *L) {
   handle *h = check_handle(L, 1);
@@ -887,6 +910,16 @@ static int dispatch_in(lua_State *L, handle *h) {
           lua_pushboolean(L, 1);
           lua_insert(L, -2);
         }
+        lua_call(L, 4, 0);
+      } else if (type == DL_M_COORD_REPLY) {
+        if (dl_rd_uv(&r, &reqid) || dl_rd_uv(&r, &found) ||
+            dl_rd_str(&r, &bytes, &blen))
+          break;
+        lua_pushvalue(L, 6);
+        lua_pushinteger(L, (lua_Integer)reqid);
+        lua_pushnil(L);
+        lua_pushinteger(L, (lua_Integer)found);
+        lua_pushlstring(L, bytes, blen);
         lua_call(L, 4, 0);
       } else if (type == DL_M_FN_GONE) { /* no task needs it: forget it */
         char *k;
@@ -1225,6 +1258,7 @@ static const luaL_Reg handle_methods[] = {
   {"scatter", h_scatter},
   {"flush", h_flush},
   {"poll", h_poll},
+  {"coord", h_coord},
   {"park_sleep", h_park_sleep},
   {"workers", h_workers},
   {"departed", h_departed},

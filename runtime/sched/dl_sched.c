@@ -9,6 +9,7 @@
 #include "dl_map.h"
 #include "dl_proto.h"
 #include "dl_sched.h"
+#include "dl_coord.h"
 
 enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
 
@@ -137,6 +138,8 @@ struct dl_sched {
   dl_sched_winfo departed[DL_SCHED_DEPARTED]; /* ring of the last gone */
   uint64_t ndeparted; /* workers ever gone */
   int freeing; /* dl_sched_free runs: tell nobody anything */
+  dl_coord *coord; /* Variables, Queues, Events, Semaphores */
+  double now;      /* of the frame being handled */
   int from; /* whose client messages are being handled: -1 the client's,
                else the worker id whose tasks sent them (get_client) */
 };
@@ -270,6 +273,11 @@ static dl_buf *wout(dl_sched *s, int wid) {
 }
 
 static dl_buf *cout(dl_sched *s) { return s->io.client_out(s->io.ud); }
+
+static dl_buf *coord_out(void *ud, int to) {
+  dl_sched *s = ud;
+  return to < 0 ? cout(s) : wout(s, to);
+}
 
 /* The buffer of whoever sent the client message being handled. */
 static dl_buf *rout(dl_sched *s) {
@@ -1023,6 +1031,11 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   dl_map_init(&s->groups);
   s->avg_duration = -1;
   s->from = -1;
+  s->coord = dl_coord_new(coord_out, s);
+  if (s->coord == NULL) {
+    dl_sched_free(s);
+    return NULL;
+  }
   s->allowed_failures = 3;
   return s;
 }
@@ -1037,6 +1050,7 @@ void dl_sched_free(dl_sched *s) {
   int k;
   if (s == NULL) return;
   s->freeing = 1;
+  dl_coord_free(s->coord);
   while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
@@ -1273,6 +1287,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
     }
   }
   release_held(s, wid);
+  dl_coord_gone(s->coord, wid, s->now);
   i = 0;
   while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
     if (t->steal_to == wid) t->steal_to = 0;
@@ -1758,7 +1773,7 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
   int rc = 0;
   unsigned i = 0;
   ahead a;
-  (void)now;
+  s->now = now;
   dl_rd_init(&r, p, n);
   ahead_start(s, &a, p, n, 0);
   while (dl_rd_left(&r) > 0 && rc == 0) {
@@ -1791,6 +1806,7 @@ static int client_msg(dl_sched *s, unsigned type, dl_rd *r) {
     case DL_M_GATHER: return on_gather(s, r, 0);
     case DL_M_GATHERS: return on_gather(s, r, 1);
     case DL_M_SCATTER: return on_scatter(s, r);
+    case DL_M_COORD: return dl_coord_request(s->coord, s->from, r, s->now);
     case DL_M_CCANCEL: {
       task *t;
       if (dl_rd_str(r, &key, &klen)) return DL_EPROTO;
@@ -1838,6 +1854,7 @@ double dl_sched_tick(dl_sched *s, double now) {
     pp = &t->next_delayed;
   }
   check_stall(s, now);
+  dl_coord_tick(s->coord, now);
   dispatch(s);
   return next;
 }
@@ -2015,6 +2032,8 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
       case DL_M_GATHER:
       case DL_M_SCATTER:
       case DL_M_CCANCEL:
+      case DL_M_COORD:
+        s->now = now;
         s->from = wid; /* a task's client (get_client) */
         rc = client_msg(s, type, &r);
         s->from = -1;

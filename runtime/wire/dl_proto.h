@@ -68,15 +68,19 @@ enum {
   DL_M_GATHERS,     /* as GATHER, and big values may come as found = 2 */
   DL_M_FN_FORGET,   /* hash16: the client forgot it sent this bytecode
                        (the answer to DL_M_FN_GONE) */
+  DL_M_COORD,       /* reqid, op, name, timeout_ms (0: none, else 1 + ms),
+                       n, lease, bytes: a Variable / Queue / Event /
+                       Semaphore request (dl_coord.h); tasks send it too */
   /* scheduler -> client */
   DL_M_KEY_DONE = 80, /* key, nbytes, inline value or "" */
   DL_M_KEY_ERR,       /* key, kind, errbytes */
   DL_M_GATHER_REPLY,  /* reqid, nkeys {key, status, bytes} */
   DL_M_INFO_REPLY,    /* reqid, text-encoded info (codec data) */
   DL_M_KEY_LOST,      /* key: no longer known (released elsewhere) */
-  DL_M_FN_GONE        /* hash16: no task needs this bytecode: send it
+  DL_M_FN_GONE,       /* hash16: no task needs this bytecode: send it
                          again with the next task that does, and answer
                          DL_M_FN_FORGET */
+  DL_M_COORD_REPLY    /* reqid, status (DL_CO_*), bytes */
 };
 
 /* Error kinds carried by DL_M_ERR / DL_M_KEY_ERR. */

@@ -845,6 +845,13 @@ static void peek_news(const char *p, size_t n) {
           dl_rd_uv(&r, &v) || dl_rd_str(&r, &bytes, &blen))
         break;
       bykey = 0;
+    } else if (type == DL_M_COORD_REPLY) {
+      if (dl_rd_uv(&r, &reqid) || dl_rd_uv(&r, &v) ||
+          dl_rd_str(&r, &bytes, &blen))
+        break;
+      key = "";
+      klen = 0;
+      bykey = 0;
     } else {
       if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
           dl_rd_str(&r, &bytes, &blen))
@@ -2050,6 +2057,20 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         uv_mutex_unlock(&W.lock);
         break;
       }
+      case DL_M_COORD_REPLY: { /* a Queue, Lock... answer for a task */
+        const char *at = r.p - 1;
+        uint64_t v;
+        if (dl_rd_uv(&r, &v) || dl_rd_uv(&r, &v) ||
+            dl_rd_str(&r, &bytes, &blen)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        uv_mutex_lock(&W.lock);
+        dl_buf_put(&W.cin, at, (size_t)(r.p - at));
+        uv_cond_signal(&W.cond);
+        uv_mutex_unlock(&W.lock);
+        break;
+      }
       case DL_M_CYCLE:
         if (dl_rd_str(&r, &key, &klen) || dl_rd_str(&r, &bytes, &blen)) {
           rc = DL_EPROTO;
@@ -2248,6 +2269,11 @@ static int setup_state(lua_State *L) {
   dl_codec_register(L, DL_FUTURE_MT, NULL, dl_worker_future_decode);
   lua_pushboolean(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
+  /* Queues, Locks... travel to tasks by name: their metatables must be
+     known before a task is decoded. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "dlua.coord");
+  lua_call(L, 1, 0);
   return 0;
 }
 
