@@ -177,6 +177,158 @@ describe("get_client in tasks", function()
   end)
 end)
 
+describe("coordination primitives", function()
+  local cluster, c
+
+  setup(function()
+    cluster = dlua.LocalCluster{n_workers = 2, dashboard_address = false,
+                                heartbeat_timeout = 1}
+    c = dlua.Client(cluster)
+  end)
+
+  teardown(function()
+    c:close()
+    cluster:close()
+  end)
+
+  it("Variable: set, get, delete, timeouts, shared by name", function()
+    local v = dlua.Variable("coord-v")
+    local _, e = err_of(v.get, v, {timeout = 0})
+    assert.equal("timeout", e.kind)
+    v:set({n = 1})
+    assert.same({n = 1}, dlua.Variable("coord-v"):get())
+    assert.equal(1, c:submit(function(x) return x:get().n end, v):result(30))
+    v:delete()
+    assert.matches("not set after", err_of(v.get, v, {timeout = 0.05}))
+    assert.matches("expects a name", err_of(dlua.Variable, 3))
+    assert.matches("unknown option 'timout'",
+                   err_of(v.get, v, {timout = 1}))
+  end)
+
+  it("Queue: put, get, batch, qsize, maxsize, bad items", function()
+    local q = dlua.Queue("coord-q")
+    local _, e = err_of(q.get, q, {timeout = 0})
+    assert.equal("timeout", e.kind)
+    for i = 1, 5 do q:put(i) end
+    assert.equal(5, q:qsize())
+    assert.equal(1, q:get())
+    assert.same({2, 3}, q:get{batch = 2})
+    assert.same({4, 5}, q:get{batch = true})
+    assert.same({}, q:get{batch = true})
+    -- An item that cannot be sent: an error at put, queue unchanged.
+    q:put("kept")
+    local msg = err_of(q.put, q, coroutine.create(print))
+    assert.matches("Queue:put: the value cannot be sent", msg)
+    assert.equal(1, q:qsize())
+    assert.equal("kept", q:get())
+    local small = dlua.Queue("coord-small", {maxsize = 1})
+    small:put(1)
+    assert.matches("still full", err_of(small.put, small, 2, {timeout = 0}))
+    assert.equal(1, small:get())
+    assert.matches("batch must be", err_of(q.get, q, {batch = 0}))
+  end)
+
+  it("Queue: a waiting consumer gives its slot to its producer", function()
+    -- Two workers, one slot each: three consumers wait before the producer
+    -- is even submitted; the producer can run only on a slot given back.
+    local q = dlua.Queue("coord-pc")
+    local function consume(queue) return queue:get{timeout = 60} * 2 end
+    local futs = c:map(consume, {q, q, q})
+    local producer = c:submit(function(queue)
+      for i = 1, 3 do queue:put(i) end
+      return true
+    end, q)
+    assert.is_true(producer:result(60))
+    local got = c:gather(futs, 60)
+    table.sort(got)
+    assert.same({2, 4, 6}, got)
+  end)
+
+  it("Event: set, clear, wait with timeout, across tasks", function()
+    local ev = dlua.Event("coord-ev")
+    assert.is_false(ev:is_set())
+    assert.is_false(ev:wait{timeout = 0.05})
+    local f = c:submit(function(e) return e:wait{timeout = 60} end, ev)
+    ev:set()
+    assert.is_true(f:result(60))
+    assert.is_true(ev:is_set())
+    ev:clear()
+    assert.is_false(ev:is_set())
+  end)
+
+  it("Semaphore: 2 leases under 4 contending tasks, never overbooked",
+     function()
+    local sem = dlua.Semaphore("coord-sem", {max_leases = 2})
+    local inside = dlua.Queue("coord-inside")
+    local function worker_fn(s, log, n)
+      for _ = 1, n do
+        assert(s:acquire{timeout = 60})
+        log:put(1)
+        log:put(-1)
+        s:release()
+      end
+      return true
+    end
+    local futs = c:map(worker_fn, {sem, sem, sem, sem},
+                       {inside, inside, inside, inside}, {20, 20, 20, 20})
+    c:gather(futs, 120)
+    assert.equal(160, inside:qsize())
+    -- The scheduler's own count: a third lease at once is refused.
+    assert.is_true(sem:acquire{timeout = 5})
+    assert.is_true(sem:acquire{timeout = 5})
+    assert.is_false(sem:acquire{timeout = 0})
+    sem:release()
+    sem:release()
+    assert.matches("released more times than acquired",
+                   err_of(sem.release, sem))
+  end)
+
+  it("Lock: <close> releases; one holder at a time", function()
+    local l = dlua.Lock("coord-lock")
+    do
+      local held <close> = l
+      assert.is_true(held:acquire())
+      assert.is_true(l:locked())
+      assert.is_false(dlua.Lock("coord-lock"):acquire{timeout = 0})
+    end
+    assert.is_false(l:locked())
+    local other = dlua.Lock("coord-lock")
+    assert.is_true(other:acquire{timeout = 5})
+    other:release()
+    assert.matches("Lock:release: 'coord%-lock' released more times",
+                   err_of(other.release, other))
+  end)
+
+  it("Lock: a SIGKILLed holder's lease is released; a live one's is not",
+     function()
+    local done = dlua.Event("coord-kill-done")
+    local pidv = dlua.Variable("coord-kill-pid")
+    local function holder(lock, pv, ev)
+      if ev:is_set() then return "retried" end
+      assert(lock:acquire{timeout = 30})
+      local f = assert(io.open("/proc/self/stat"))
+      pv:set(f:read("n"))
+      f:close()
+      -- A long busy task: its lease must not be lost while it runs
+      -- (more than the 1 s heartbeat timeout).
+      local t0 = os.clock()
+      while os.clock() - t0 < 2 do end
+      require("dlua").sleep(60)
+    end
+    local lock = dlua.Lock("coord-kill")
+    local f = c:submit(holder, lock, pidv, done)
+    local pid = pidv:get{timeout = 60}
+    -- Alive and busy: the lock stays taken.
+    assert.is_false(dlua.Lock("coord-kill"):acquire{timeout = 1.5})
+    done:set()
+    os.execute("kill -9 " .. math.tointeger(pid))
+    local mine = dlua.Lock("coord-kill")
+    assert.is_true(mine:acquire{timeout = 10})
+    mine:release()
+    f:cancel()
+  end)
+end)
+
 describe("get_client outside a task", function()
   it("with no client is a clear error", function()
     local exe = os.getenv("DLUA") or "build/dlua"
