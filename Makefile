@@ -62,7 +62,8 @@ LIB_OBJ = $(call obj,$(LIB_SRC)) $(B)/dl_luasrc.o $(B)/dl_assets.o
 BIN_OBJ = $(call obj,$(BIN_SRC))
 HDRS = $(wildcard runtime/*.h runtime/*/*.h)
 
-CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/test_*.c))
+# C tests mirror runtime/'s folders: tests/c/<layer>/test_*.c.
+CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/*/test_*.c))
 
 .PHONY: all test sanitize fuzz bench bench-quick install clean demo
 
@@ -103,7 +104,7 @@ $(B)/dlua: $(BIN_OBJ) $(B)/libdlua.a
 	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlua.a $(LDLIBS_ALL) $(EDIT_LIBS)
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
-	@mkdir -p $(B)/tests
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
 # dlua.pc for PREFIX; `make install PREFIX=...` writes its own with that

@@ -20,7 +20,8 @@
 
 #include "dl_dashboard.h"
 #include "dl_http.h"
-#include "dl_proto.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 #include "dl_os.h"
 #include "dl_server.h"
 
@@ -259,10 +260,11 @@ static void worker_gone(wproc *w) {
     uv_mutex_unlock(&s->lock);
     for (o = s->workers; o; o = o->next)
       if (o != w && o->ready && !o->gone && o->conn) {
-        dl_buf *b = dl_conn_msg(o->conn);
-        dl_buf_u8(b, DL_M_PEER);
-        dl_buf_uv(b, (uint64_t)w->id);
-        dl_buf_str(b, "", 0);
+        dl_msg_peer m;
+        m.id = (uint64_t)w->id;
+        m.addr = ""; /* gone */
+        m.alen = 0;
+        dl_put_peer(dl_conn_msg(o->conn), &m);
       }
   }
   if (s->stopping) {
@@ -317,26 +319,23 @@ static void on_worker_close(dl_conn *c) {
 
 static void on_hello(wproc *w, dl_rd *r) {
   dl_server *s = w->srv;
-  uint64_t id, pid, nthreads, mem;
-  const char *addr;
-  size_t alen;
+  dl_msg_hello h;
+  dl_msg_peer m;
   wproc *o;
-  if (dl_rd_uv(r, &id) || dl_rd_uv(r, &pid) || dl_rd_uv(r, &nthreads) ||
-      dl_rd_uv(r, &mem) || dl_rd_str(r, &addr, &alen)) {
+  if (dl_get_hello(r, &h)) {
     worker_gone(w);
     return;
   }
   w->ready = 1;
-  w->pid = (int64_t)pid;
+  w->pid = (int64_t)h.pid;
   s->early_deaths = 0;
   /* Introduce it to its peers and its peers to it. */
+  m.id = (uint64_t)w->id;
+  m.addr = h.addr;
+  m.alen = h.alen;
   for (o = s->workers; o; o = o->next) {
-    dl_buf *b;
     if (o == w || !o->ready || o->gone || !o->conn) continue;
-    b = dl_conn_msg(o->conn);
-    dl_buf_u8(b, DL_M_PEER);
-    dl_buf_uv(b, (uint64_t)w->id);
-    dl_buf_str(b, addr, alen);
+    dl_put_peer(dl_conn_msg(o->conn), &m);
   }
   {
     dl_buf *b = dl_conn_msg(w->conn);
@@ -344,15 +343,16 @@ static void on_hello(wproc *w, dl_rd *r) {
     for (o = s->workers; o; o = o->next) {
       if (o == w || !o->ready || o->gone) continue;
       snprintf(path, sizeof path, "%s/w%d.sock", s->dir, o->id);
-      dl_buf_u8(b, DL_M_PEER);
-      dl_buf_uv(b, (uint64_t)o->id);
-      dl_buf_str(b, path, strlen(path));
+      m.id = (uint64_t)o->id;
+      m.addr = path;
+      m.alen = strlen(path);
+      dl_put_peer(b, &m);
     }
   }
   uv_mutex_lock(&s->lock);
   s->nready++;
-  dl_sched_add_worker(s->sched, w->id, (int64_t)pid, (int)nthreads,
-                      (int64_t)mem, now_s());
+  dl_sched_add_worker(s->sched, w->id, (int64_t)h.pid, (int)h.nthreads,
+                      (int64_t)h.memory_limit, now_s());
   uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
 }
@@ -367,7 +367,7 @@ static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
     dl_rd r;
     unsigned type = 0;
     dl_rd_init(&r, p, n);
-    if (dl_rd_u8(&r, &type) || type != DL_M_HELLO) {
+    if (dl_wire_type(&r, &type) || type != DL_M_HELLO) {
       worker_gone(w);
       return;
     }
@@ -586,7 +586,7 @@ static void retire_extra(dl_server *s) {
     w->retiring = 1;
     extra--;
     if (w->conn) {
-      dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
+      dl_put_shutdown(dl_conn_msg(w->conn));
       dl_conn_flush(w->conn);
     }
     worker_gone(w); /* its results are recomputed elsewhere if needed */
@@ -631,7 +631,7 @@ static void begin_stop(dl_server *s) {
   s->http = NULL;
   for (w = s->workers; w; w = w->next) {
     if (w->conn) {
-      dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
+      dl_put_shutdown(dl_conn_msg(w->conn));
       dl_conn_flush(w->conn);
     }
   }

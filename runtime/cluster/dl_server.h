@@ -4,7 +4,7 @@
 ** link to the client.  Pure C on libuv: no Lua.
 **
 ** The client talks to the scheduler with the same message format as the
-** workers do (dl_proto.h), through dl_server_send / dl_server_recv.
+** workers do (dl_wire.h, dl_conn.h), through dl_server_send / dl_server_recv.
 */
 #ifndef dl_server_h
 #define dl_server_h

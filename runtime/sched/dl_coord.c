@@ -6,7 +6,7 @@
 
 #include "dl_coord.h"
 #include "dl_map.h"
-#include "dl_proto.h"
+#include "dl_wire.h"
 
 /* A request that waits, first come first served. */
 typedef struct waiter waiter;
@@ -103,11 +103,13 @@ void dl_coord_free(dl_coord *c) {
 static void reply(dl_coord *c, int to, uint64_t reqid, int status,
                   const char *p, size_t n) {
   dl_buf *b = c->out(c->ud, to);
+  dl_msg_coord_reply m;
   if (b == NULL) return;
-  dl_buf_u8(b, DL_M_COORD_REPLY);
-  dl_buf_uv(b, reqid);
-  dl_buf_uv(b, (uint64_t)status);
-  dl_buf_str(b, p, n);
+  m.reqid = reqid;
+  m.status = (uint64_t)status;
+  m.bytes = p;
+  m.blen = n;
+  dl_put_coord_reply(b, &m);
 }
 
 static void reply_err(dl_coord *c, int to, uint64_t reqid, const char *msg) {
@@ -294,16 +296,23 @@ static int kind_of(int op) {
 }
 
 int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
+  dl_msg_coord m;
   uint64_t reqid, tmo, n, lid;
   unsigned op;
   const char *name, *bytes;
   size_t nlen, blen;
   prim *p;
   waiter *w;
-  if (dl_rd_uv(r, &reqid) || dl_rd_u8(r, &op) ||
-      dl_rd_str(r, &name, &nlen) || dl_rd_uv(r, &tmo) || dl_rd_uv(r, &n) ||
-      dl_rd_uv(r, &lid) || dl_rd_str(r, &bytes, &blen))
-    return DL_EPROTO;
+  if (dl_get_coord(r, &m)) return DL_EPROTO;
+  reqid = m.reqid;
+  op = m.op;
+  name = m.name;
+  nlen = m.nlen;
+  tmo = m.timeout_ms;
+  n = m.n;
+  lid = m.lease;
+  bytes = m.bytes;
+  blen = m.blen;
   if (kind_of((int)op) == 0) {
     reply_err(c, from, reqid, "unknown coordination request");
     return 0;

@@ -52,9 +52,8 @@ dl_coord *dl_coord_new(dl_coord_out out, void *ud);
 void dl_coord_free(dl_coord *c);
 
 /*
-** Handle one DL_M_COORD message from requester `from` (its type byte
-** read): reqid, op, name, timeout_ms (0: no limit; else 1 + ms), n, lease,
-** bytes.  0, DL_EPROTO (malformed) or DL_ENOMEM.
+** Handle one DL_M_COORD message (dl_wire.h) from requester `from`, its
+** type byte read.  0, or DL_EPROTO (malformed).
 */
 int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now);
 

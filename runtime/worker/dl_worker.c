@@ -28,8 +28,8 @@
 #include "dl_codec.h"
 #include "dl_map.h"
 #include "dl_mem.h"
-#include "dl_proto.h"
-#include "dl_sched.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 #include "dl_worker.h"
 #include "dlua.h"
 
@@ -134,7 +134,7 @@ typedef struct worker {
   uv_loop_t loop;
   dl_flusher fl;
   dl_conn *sched;
-  uv_pipe_t listener;
+  dl_listener listener;
   uv_async_t done_async;
   uv_timer_t beat;
   uv_timer_t watchdog;
@@ -517,8 +517,7 @@ static void complete_err_value(wtask *t, int kind, const char *msg,
   t->kind = kind;
   snprintf(wname, sizeof wname, "worker %d", W.id);
   dl_buf_free(&t->rec);
-  dl_err_encode(&t->rec, kind, msg, tb, wname);
-  if (val) dl_buf_str(&t->rec, val, vlen);
+  dl_put_err_rec(&t->rec, kind, msg, tb, wname, val, vlen);
 }
 
 static void complete_err(wtask *t, int kind, const char *msg,
@@ -835,27 +834,32 @@ static void peek_news(const char *p, size_t n) {
   dl_rd_init(&r, p, n);
   while (dl_rd_left(&r)) {
     unsigned type = 0;
-    const char *key, *bytes;
-    size_t klen, blen;
-    uint64_t v, reqid = 0;
+    const char *key = "";
+    size_t klen = 0;
+    uint64_t reqid = 0;
     int bykey;
-    dl_rd_u8(&r, &type);
+    dl_wire_type(&r, &type);
     if (type == DL_M_GATHER_REPLY) {
-      if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
-          dl_rd_uv(&r, &v) || dl_rd_str(&r, &bytes, &blen))
-        break;
+      dl_msg_data m;
+      if (dl_get_data(&r, &m)) break;
+      reqid = m.reqid;
       bykey = 0;
     } else if (type == DL_M_COORD_REPLY) {
-      if (dl_rd_uv(&r, &reqid) || dl_rd_uv(&r, &v) ||
-          dl_rd_str(&r, &bytes, &blen))
-        break;
-      key = "";
-      klen = 0;
+      dl_msg_coord_reply m;
+      if (dl_get_coord_reply(&r, &m)) break;
+      reqid = m.reqid;
       bykey = 0;
+    } else if (type == DL_M_KEY_DONE) {
+      dl_msg_key_done m;
+      if (dl_get_key_done(&r, &m)) break;
+      key = m.key;
+      klen = m.klen;
+      bykey = 1;
     } else {
-      if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
-          dl_rd_str(&r, &bytes, &blen))
-        break;
+      dl_msg_err m;
+      if (dl_get_err_msg(&r, &m)) break;
+      key = m.key;
+      klen = m.klen;
       bykey = 1;
     }
     for (pk = P.nscan ? P.all : NULL; pk; pk = next) {
@@ -967,11 +971,13 @@ static void park(parked *pk) {
   if (pk->kind == PK_ANY || pk->kind == PK_REQ) P.nscan++;
   { /* tell the scheduler that it waits, and for what */
     dl_buf b;
+    dl_msg_two m;
+    m.a = pk->t->key;
+    m.alen = pk->t->klen;
+    m.b = pk->kind == PK_KEY ? pk->hkey : "";
+    m.blen = pk->kind == PK_KEY ? pk->hklen : 0;
     dl_buf_init(&b);
-    dl_buf_u8(&b, DL_M_SECEDE);
-    dl_buf_str(&b, pk->t->key, pk->t->klen);
-    if (pk->kind == PK_KEY) dl_buf_str(&b, pk->hkey, pk->hklen);
-    else dl_buf_str(&b, "", 0);
+    dl_put_two_msg(&b, DL_M_SECEDE, &m);
     dl_worker_link_send(b.p, b.len);
     dl_buf_free(&b);
   }
@@ -1424,12 +1430,17 @@ static void send_err_now(const char *key, size_t klen, int kind,
   if (W.sched == NULL) return;
   dl_buf_init(&rec);
   snprintf(wname, sizeof wname, "worker %d", W.id);
-  dl_err_encode(&rec, kind, msg, NULL, wname);
+  dl_put_err_rec(&rec, kind, msg, NULL, wname, NULL, 0);
   b = dl_conn_msg(W.sched);
-  dl_buf_u8(b, DL_M_ERR);
-  dl_buf_str(b, key, klen);
-  dl_buf_uv(b, (uint64_t)kind);
-  dl_buf_str(b, rec.p, rec.len);
+  {
+    dl_msg_err m;
+    m.key = key;
+    m.klen = klen;
+    m.kind = (uint64_t)kind;
+    m.rec = rec.p;
+    m.rlen = rec.len;
+    dl_put_err_msg(b, DL_M_ERR, &m);
+  }
   dl_buf_free(&rec);
 }
 
@@ -1448,17 +1459,25 @@ static void done_cb(uv_async_t *h) {
     wtask *next = t->next;
     if (W.sched) {
       dl_buf *b = dl_conn_msg(W.sched);
-      dl_buf_u8(b, (unsigned)t->type);
-      dl_buf_str(b, t->key, t->klen);
       if (t->type == DL_M_DONE) {
-        dl_buf_uv(b, t->nbytes);
-        dl_buf_uv(b, t->start_us);
-        dl_buf_uv(b, t->stop_us);
+        dl_msg_done m;
+        m.key = t->key;
+        m.klen = t->klen;
+        m.nbytes = t->nbytes;
+        m.start_us = t->start_us;
+        m.stop_us = t->stop_us;
         /* Small results ride along with the news. */
-        dl_buf_str(b, t->res ? t->res->data : "", t->res ? t->res->len : 0);
+        m.inl = t->res ? t->res->data : "";
+        m.ilen = t->res ? t->res->len : 0;
+        dl_put_done(b, &m);
       } else {
-        dl_buf_uv(b, (uint64_t)t->kind);
-        dl_buf_str(b, t->rec.p, t->rec.len);
+        dl_msg_err m;
+        m.key = t->key;
+        m.klen = t->klen;
+        m.kind = (uint64_t)t->kind;
+        m.rec = t->rec.p;
+        m.rlen = t->rec.len;
+        dl_put_err_msg(b, DL_M_ERR, &m);
       }
     }
     task_free(t);
@@ -1559,10 +1578,13 @@ static void fetch_failed(fetch *f) {
       dl_buf *b;
       t->dead = 1;
       if (W.sched) {
+        dl_msg_missing m;
+        m.key = t->key;
+        m.klen = t->klen;
+        m.dep = f->key;
+        m.dlen = f->klen;
         b = dl_conn_msg(W.sched);
-        dl_buf_u8(b, DL_M_MISSING);
-        dl_buf_str(b, t->key, t->klen);
-        dl_buf_str(b, f->key, f->klen);
+        dl_put_missing(b, &m);
       }
       /* A fetch that fails inside on_compute, before t is put in the
          waiting map, leaves the task's own reference to on_compute. */
@@ -1581,11 +1603,8 @@ static void fetch_next(fetch *f) {
     int id = f->who[f->tried++];
     dl_conn *c = peer_conn(id);
     if (c) {
-      dl_buf *b = dl_conn_msg(c);
       f->peer = id;
-      dl_buf_u8(b, f->plain ? DL_M_GET : DL_M_GETS);
-      dl_buf_uv(b, 0);
-      dl_buf_str(b, f->key, f->klen);
+      dl_put_get(dl_conn_msg(c), !f->plain, 0, f->key, f->klen);
       return;
     }
   }
@@ -1595,15 +1614,15 @@ static void fetch_next(fetch *f) {
 /* Tell the scheduler this worker now holds a copy of key too, so the copy
    is freed with the original and can serve other peers. */
 static void announce_copy(const char *key, size_t klen, size_t nbytes) {
-  dl_buf *b;
+  dl_msg_done m;
   if (W.sched == NULL) return;
-  b = dl_conn_msg(W.sched);
-  dl_buf_u8(b, DL_M_DONE);
-  dl_buf_str(b, key, klen);
-  dl_buf_uv(b, nbytes);
-  dl_buf_uv(b, 0);
-  dl_buf_uv(b, 0);
-  dl_buf_str(b, "", 0);
+  m.key = key;
+  m.klen = klen;
+  m.nbytes = nbytes;
+  m.start_us = m.stop_us = 0; /* not a run */
+  m.inl = "";
+  m.ilen = 0;
+  dl_put_done(dl_conn_msg(W.sched), &m);
 }
 
 /* Map a peer's block and store the value in it (no bytes copied): 0, or
@@ -1622,14 +1641,18 @@ static void on_peer_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd_init(&r, p, n);
   while (dl_rd_left(&r)) {
     unsigned type = 0;
-    uint64_t reqid, found;
+    dl_msg_data m;
     const char *key, *bytes;
     size_t klen, blen;
+    uint64_t found;
     fetch *f;
-    if (dl_rd_u8(&r, &type) || type != DL_M_DATA || dl_rd_uv(&r, &reqid) ||
-        dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &found))
+    if (dl_wire_type(&r, &type) || type != DL_M_DATA || dl_get_data(&r, &m))
       return;
-    if (dl_rd_str(&r, &bytes, &blen)) return;
+    key = m.key;
+    klen = m.klen;
+    found = m.found;
+    bytes = m.bytes;
+    blen = m.blen;
     f = dl_map_get(&W.fetches, key, klen);
     if (f == NULL) continue;
     if (found == 2) {
@@ -1693,15 +1716,13 @@ static void blob_done(void *ud) { blob_unref(ud); }
 ** written straight from the store, which the reader can take whole.
 */
 static int serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
-  uint64_t reqid;
-  const char *key;
-  size_t klen;
+  dl_msg_get g;
+  dl_msg_data m;
   blob *bl;
-  dl_buf *b;
   dl_mem_ref ref;
   const char *start;
-  if (dl_rd_uv(r, &reqid) || dl_rd_str(r, &key, &klen)) return DL_EPROTO;
-  bl = store_get(key, klen);
+  if (dl_get_get(r, &g)) return DL_EPROTO;
+  bl = store_get(g.key, g.klen);
   start = bl ? (bl->base ? bl->base : bl->data) : NULL;
   if (bl && shared_ok && bl->len >= DL_MEM_BIG &&
       dl_mem_share(start, (size_t)(bl->data - start) + bl->len, &ref) == 0) {
@@ -1710,33 +1731,26 @@ static int serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
     sa.ref = ref;
     sa.off = (uint64_t)(bl->data - start);
     sa.len = bl->len;
-    b = dl_conn_msg(c);
-    dl_buf_u8(b, DL_M_DATA);
-    dl_buf_uv(b, reqid);
-    dl_buf_str(b, key, klen);
-    dl_buf_uv(b, 2);
-    dl_shared_at_write(b, &sa);
+    dl_put_data_shared(dl_conn_msg(c), DL_M_DATA, g.reqid, g.key, g.klen,
+                       &sa);
     blob_unref(bl); /* the peer checks the inode: no need to hold it */
     return 0;
   }
   if (bl && bl->len > ((size_t)64 << 10)) {
     dl_buf hdr;
     dl_buf_init(&hdr);
-    dl_buf_u8(&hdr, DL_M_DATA);
-    dl_buf_uv(&hdr, reqid);
-    dl_buf_str(&hdr, key, klen);
-    dl_buf_uv(&hdr, 1);
-    dl_buf_uv(&hdr, bl->len);
+    dl_put_data_head(&hdr, DL_M_DATA, g.reqid, g.key, g.klen, 1, bl->len);
     dl_conn_send_ref(c, hdr.p, hdr.len, bl->data, bl->len, blob_done, bl);
     dl_buf_free(&hdr);
     return 0;
   }
-  b = dl_conn_msg(c);
-  dl_buf_u8(b, DL_M_DATA);
-  dl_buf_uv(b, reqid);
-  dl_buf_str(b, key, klen);
-  dl_buf_uv(b, bl ? 1 : 0);
-  dl_buf_str(b, bl ? bl->data : "", bl ? bl->len : 0);
+  m.reqid = g.reqid;
+  m.key = g.key;
+  m.klen = g.klen;
+  m.found = bl ? 1 : 0;
+  m.bytes = bl ? bl->data : "";
+  m.blen = bl ? bl->len : 0;
+  dl_put_data(dl_conn_msg(c), DL_M_DATA, &m);
   blob_unref(bl);
   return 0;
 }
@@ -1746,7 +1760,7 @@ static void on_client_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd_init(&r, p, n);
   while (dl_rd_left(&r)) {
     unsigned type = 0;
-    if (dl_rd_u8(&r, &type) || (type != DL_M_GET && type != DL_M_GETS) ||
+    if (dl_wire_type(&r, &type) || (type != DL_M_GET && type != DL_M_GETS) ||
         serve_get(c, &r, type == DL_M_GETS)) {
       dl_conn_close(c);
       return;
@@ -1754,43 +1768,33 @@ static void on_client_frame(dl_conn *c, const char *p, size_t n) {
   }
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  dl_conn *c;
-  if (status < 0) return;
-  c = dl_conn_new(&W.loop, &W.fl, on_client_frame, NULL, NULL);
-  if (c == NULL) return;
-  if (uv_accept(server, (uv_stream_t *)&c->pipe) || dl_conn_start(c))
-    dl_conn_close(c);
+static void on_connection(dl_listener *l) {
+  dl_conn *c = dl_conn_new(&W.loop, &W.fl, on_client_frame, NULL, NULL);
+  if (c) dl_listener_accept(l, c); /* closes c if it fails */
 }
 
 static int on_compute(dl_rd *r) {
-  const char *key, *payload;
-  size_t klen, plen;
-  int64_t prio;
-  uint64_t timeout, ndeps, i, j;
+  dl_msg_compute m;
+  dl_rd *deps = &m.deps;
+  uint64_t i, j;
   wtask *t;
   int rc = DL_EPROTO;
-  if (dl_rd_str(r, &key, &klen) || dl_rd_sv(r, &prio) ||
-      dl_rd_uv(r, &timeout) || dl_rd_str(r, &payload, &plen) ||
-      dl_rd_uv(r, &ndeps))
-    return DL_EPROTO;
-  t = task_new(key, klen, payload, plen);
+  if (dl_get_compute(r, &m)) return DL_EPROTO;
+  t = task_new(m.key, m.klen, m.payload, m.plen);
   if (t == NULL) return DL_ENOMEM;
-  t->timeout_ms = (uint32_t)timeout;
-  t->prio = prio;
+  t->timeout_ms = (uint32_t)m.timeout_ms;
+  t->prio = m.prio;
   t->seq = ++W.nextseq;
   t->refs = 1;
-  for (i = 0; i < ndeps; i++) {
+  for (i = 0; i < m.ndeps; i++) {
     const char *dk;
     size_t dkl;
     uint64_t nwho, id;
     fetch *f;
-    if (dl_rd_str(r, &dk, &dkl) || dl_rd_uv(r, &nwho) ||
-        nwho > dl_rd_left(r))
-      goto fail;
+    if (dl_get_compute_dep(deps, &dk, &dkl, &nwho)) goto fail;
     if (store_has(dk, dkl)) {
       for (j = 0; j < nwho; j++)
-        if (dl_rd_uv(r, &id)) goto fail;
+        if (dl_get_id(deps, &id)) goto fail;
       continue;
     }
     f = dl_map_get(&W.fetches, dk, dkl);
@@ -1802,7 +1806,7 @@ static int on_compute(dl_rd *r) {
       f->peer = -1;
       f->who = dl_realloc(NULL, sizeof(int) * (nwho + 1));
       for (j = 0; j < nwho; j++) {
-        if (dl_rd_uv(r, &id)) {
+        if (dl_get_id(deps, &id)) {
           dl_free(f->key);
           dl_free(f->who);
           dl_free(f);
@@ -1819,7 +1823,7 @@ static int on_compute(dl_rd *r) {
     } else {
       wtask **nw;
       for (j = 0; j < nwho; j++)
-        if (dl_rd_uv(r, &id)) goto fail;
+        if (dl_get_id(deps, &id)) goto fail;
       nw = dl_realloc(f->waiters, sizeof *nw * (size_t)(f->nwaiters + 1));
       if (nw == NULL) {
         rc = DL_ENOMEM;
@@ -1910,42 +1914,43 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd_init(&r, p, n);
   while (dl_rd_left(&r)) {
     unsigned type = 0;
-    const char *key, *bytes;
-    size_t klen, blen;
+    dl_msg_key km;
+    const char *key;
+    size_t klen;
     int rc = 0;
-    dl_rd_u8(&r, &type);
+    dl_wire_type(&r, &type);
     switch (type) {
       case DL_M_COMPUTE: rc = on_compute(&r); break;
       case DL_M_FUNC: {
-        const char *h;
+        dl_msg_func m;
         fnent *f;
-        if (dl_rd_bytes(&r, 16, &h) || dl_rd_str(&r, &bytes, &blen)) {
+        if (dl_get_func_msg(&r, &m)) {
           rc = DL_EPROTO;
           break;
         }
-        f = dl_realloc(NULL, sizeof *f + blen);
+        f = dl_realloc(NULL, sizeof *f + m.len);
         if (f == NULL) {
           rc = DL_ENOMEM;
           break;
         }
-        memcpy(f->hash, h, 16);
-        f->len = blen;
-        memcpy(f->code, bytes, blen);
+        memcpy(f->hash, m.hash, 16);
+        f->len = m.len;
+        memcpy(f->code, m.code, m.len);
         uv_mutex_lock(&W.lock);
-        if (dl_map_get(&W.fns, h, 16)) dl_free(f);
+        if (dl_map_get(&W.fns, m.hash, 16)) dl_free(f);
         else dl_map_put(&W.fns, (const char *)f->hash, 16, f);
         uv_mutex_unlock(&W.lock);
         break;
       }
       case DL_M_FUNC_FREE: {
-        const char *h;
+        dl_msg_hash m;
         fnent *f;
-        if (dl_rd_bytes(&r, 16, &h)) {
+        if (dl_get_hash_msg(&r, &m)) {
           rc = DL_EPROTO;
           break;
         }
         uv_mutex_lock(&W.lock);
-        f = dl_map_del(&W.fns, h, 16);
+        f = dl_map_del(&W.fns, m.hash, 16);
         if (f) {
           f->next = W.fns_dead;
           W.fns_dead = f;
@@ -1955,10 +1960,12 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
       }
       case DL_M_FREE: {
         blob *b;
-        if (dl_rd_str(&r, &key, &klen)) {
+        if (dl_get_key_msg(&r, &km)) {
           rc = DL_EPROTO;
           break;
         }
+        key = km.key;
+        klen = km.klen;
         uv_mutex_lock(&W.lock);
         b = dl_map_del(&W.store, key, klen);
         if (b) {
@@ -1970,27 +1977,27 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         break;
       }
       case DL_M_STEAL: {
-        dl_buf *b;
+        dl_msg_stolen m;
         wtask *t;
-        int ok;
-        if (dl_rd_str(&r, &key, &klen)) {
+        if (dl_get_key_msg(&r, &km)) {
           rc = DL_EPROTO;
           break;
         }
-        t = queue_remove(key, klen);
-        ok = t != NULL;
+        t = queue_remove(km.key, km.klen);
+        m.key = km.key;
+        m.klen = km.klen;
+        m.ok = t != NULL;
         if (t) task_free(t);
-        b = dl_conn_msg(W.sched);
-        dl_buf_u8(b, DL_M_STOLEN);
-        dl_buf_str(b, key, klen);
-        dl_buf_uv(b, (uint64_t)ok);
+        dl_put_stolen(dl_conn_msg(W.sched), &m);
         break;
       }
       case DL_M_CANCEL:
-        if (dl_rd_str(&r, &key, &klen)) {
+        if (dl_get_key_msg(&r, &km)) {
           rc = DL_EPROTO;
           break;
         }
+        key = km.key;
+        klen = km.klen;
         on_cancel(key, klen);
         uv_mutex_lock(&W.lock);
         if (W.running_seq && running_klen == klen &&
@@ -1999,33 +2006,39 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
         uv_mutex_unlock(&W.lock);
         break;
       case DL_M_STORE: {
-        dl_buf *b;
-        if (dl_rd_str(&r, &key, &klen) || dl_rd_str(&r, &bytes, &blen)) {
+        dl_msg_store m;
+        dl_msg_done d;
+        if (dl_get_store(&r, &m)) {
           rc = DL_EPROTO;
           break;
         }
-        b = dl_conn_msg(W.sched);
-        if (store_put(key, klen, bytes, blen)) {
-          send_err_now(key, klen, DL_ERR_RAISED, "out of memory");
+        if (store_put(m.key, m.klen, m.bytes, m.blen)) {
+          send_err_now(m.key, m.klen, DL_ERR_RAISED, "out of memory");
           break;
         }
-        dl_buf_u8(b, DL_M_DONE);
-        dl_buf_str(b, key, klen);
-        dl_buf_uv(b, blen);
-        dl_buf_uv(b, 0);
-        dl_buf_uv(b, 0);
-        dl_buf_str(b, "", 0);
+        d.key = m.key;
+        d.klen = m.klen;
+        d.nbytes = m.blen;
+        d.start_us = d.stop_us = 0; /* not a run */
+        d.inl = "";
+        d.ilen = 0;
+        dl_put_done(dl_conn_msg(W.sched), &d);
         io_relieve();
         break;
       }
       case DL_M_PEER: {
+        dl_msg_peer m;
         uint64_t id;
+        const char *bytes;
+        size_t blen;
         peer *pr;
-        if (dl_rd_uv(&r, &id) || dl_rd_str(&r, &bytes, &blen) ||
-            blen >= sizeof pr->addr) {
+        if (dl_get_peer(&r, &m) || m.alen >= sizeof pr->addr) {
           rc = DL_EPROTO;
           break;
         }
+        id = m.id;
+        bytes = m.addr;
+        blen = m.alen;
         pr = find_peer((int)id);
         if (pr == NULL) {
           peer *np = dl_realloc(W.peers, sizeof *np * (size_t)(W.npeers + 1));
@@ -2042,46 +2055,37 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
       }
       case DL_M_KEY_DONE:
       case DL_M_KEY_ERR:
-      case DL_M_GATHER_REPLY: { /* news for the tasks' client */
+      case DL_M_GATHER_REPLY:
+      case DL_M_COORD_REPLY: { /* news for the tasks' client */
         const char *at = r.p - 1;
-        uint64_t v;
-        if (type == DL_M_GATHER_REPLY) rc = dl_rd_uv(&r, &v);
-        if (rc || dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
-            dl_rd_str(&r, &bytes, &blen)) {
-          rc = DL_EPROTO;
-          break;
-        }
+        dl_msg_key_done kd;
+        dl_msg_err ke;
+        dl_msg_data da;
+        dl_msg_coord_reply cr;
+        if (type == DL_M_KEY_DONE) rc = dl_get_key_done(&r, &kd);
+        else if (type == DL_M_KEY_ERR) rc = dl_get_err_msg(&r, &ke);
+        else if (type == DL_M_GATHER_REPLY) rc = dl_get_data(&r, &da);
+        else rc = dl_get_coord_reply(&r, &cr);
+        if (rc) break;
         uv_mutex_lock(&W.lock);
         dl_buf_put(&W.cin, at, (size_t)(r.p - at));
         uv_cond_signal(&W.cond);
         uv_mutex_unlock(&W.lock);
         break;
       }
-      case DL_M_COORD_REPLY: { /* a Queue, Lock... answer for a task */
-        const char *at = r.p - 1;
-        uint64_t v;
-        if (dl_rd_uv(&r, &v) || dl_rd_uv(&r, &v) ||
-            dl_rd_str(&r, &bytes, &blen)) {
+      case DL_M_CYCLE: {
+        dl_msg_two m;
+        if (dl_get_two_msg(&r, &m)) {
           rc = DL_EPROTO;
           break;
         }
         uv_mutex_lock(&W.lock);
-        dl_buf_put(&W.cin, at, (size_t)(r.p - at));
+        dl_buf_str(&W.cyc, m.a, m.alen);
+        dl_buf_str(&W.cyc, m.b, m.blen);
         uv_cond_signal(&W.cond);
         uv_mutex_unlock(&W.lock);
         break;
       }
-      case DL_M_CYCLE:
-        if (dl_rd_str(&r, &key, &klen) || dl_rd_str(&r, &bytes, &blen)) {
-          rc = DL_EPROTO;
-          break;
-        }
-        uv_mutex_lock(&W.lock);
-        dl_buf_str(&W.cyc, key, klen);
-        dl_buf_str(&W.cyc, bytes, blen);
-        uv_cond_signal(&W.cond);
-        uv_mutex_unlock(&W.lock);
-        break;
       case DL_M_GET: rc = serve_get(c, &r, 0); break;
       case DL_M_GETS: rc = serve_get(c, &r, 1); break;
       case DL_M_SHUTDOWN:
@@ -2165,7 +2169,6 @@ static int64_t rss_bytes(void) {
 }
 
 static void beat_cb(uv_timer_t *t) {
-  dl_buf *b;
   int64_t managed, spilled;
   int executing, stored, paused;
   char spill_err[sizeof W.spill_err];
@@ -2179,15 +2182,18 @@ static void beat_cb(uv_timer_t *t) {
   paused = W.paused;
   memcpy(spill_err, W.spill_err, sizeof spill_err);
   uv_mutex_unlock(&W.lock);
-  b = dl_conn_msg(W.sched);
-  dl_buf_u8(b, DL_M_HEARTBEAT);
-  dl_buf_uv(b, (uint64_t)managed);
-  dl_buf_uv(b, (uint64_t)spilled);
-  dl_buf_uv(b, (uint64_t)(W.rss ? W.rss : rss_bytes()));
-  dl_buf_uv(b, (uint64_t)executing);
-  dl_buf_uv(b, (uint64_t)stored);
-  dl_buf_uv(b, (uint64_t)paused);
-  dl_buf_str(b, spill_err, strlen(spill_err));
+  {
+    dl_msg_heartbeat m;
+    m.managed = (uint64_t)managed;
+    m.spilled = (uint64_t)spilled;
+    m.rss = (uint64_t)(W.rss ? W.rss : rss_bytes());
+    m.executing = (uint64_t)executing;
+    m.stored = (uint64_t)stored;
+    m.paused = (uint64_t)paused;
+    m.spill_err = spill_err;
+    m.selen = strlen(spill_err);
+    dl_put_heartbeat(dl_conn_msg(W.sched), &m);
+  }
 }
 
 static void watchdog_cb(uv_timer_t *t) {
@@ -2278,7 +2284,6 @@ static int setup_state(lua_State *L) {
 }
 
 int dlua_worker_main(int argc, char **argv) {
-  dl_buf *b;
   lua_State *L;
   if (argc < 2 || strcmp(argv[1], "--dlua-worker") != 0) return -1;
   if (parse_args(argc, argv)) {
@@ -2335,11 +2340,9 @@ int dlua_worker_main(int argc, char **argv) {
   uv_timer_init(&W.loop, &W.watchdog);
   uv_timer_start(&W.watchdog, watchdog_cb, 10, 10);
   snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
-  uv_pipe_init(&W.loop, &W.listener, 0);
   {
-    int rc = uv_pipe_bind(&W.listener, W.addr);
-    if (rc == 0)
-      rc = uv_listen((uv_stream_t *)&W.listener, 128, on_connection);
+    int rc = dl_listener_open(&W.listener, &W.loop, W.addr, on_connection,
+                              NULL);
     if (rc) {
       fprintf(stderr, "dlua worker %d: cannot listen on %s: %s\n", W.id,
               W.addr, uv_strerror(rc));
@@ -2356,13 +2359,16 @@ int dlua_worker_main(int argc, char **argv) {
     fprintf(stderr, "dlua worker %d: no scheduler link on fd 3\n", W.id);
     return 1;
   }
-  b = dl_conn_msg(W.sched);
-  dl_buf_u8(b, DL_M_HELLO);
-  dl_buf_uv(b, (uint64_t)W.id);
-  dl_buf_uv(b, (uint64_t)getpid());
-  dl_buf_uv(b, 1);
-  dl_buf_uv(b, (uint64_t)W.memory_limit);
-  dl_buf_str(b, W.addr, strlen(W.addr));
+  {
+    dl_msg_hello m;
+    m.id = (uint64_t)W.id;
+    m.pid = (uint64_t)getpid();
+    m.nthreads = 1;
+    m.memory_limit = (uint64_t)W.memory_limit;
+    m.addr = W.addr;
+    m.alen = strlen(W.addr);
+    dl_put_hello(dl_conn_msg(W.sched), &m);
+  }
   beat_cb(NULL); /* memory figures arrive with the hello */
   if (uv_thread_create(&W.exec, exec_main, L)) return 1;
   uv_run(&W.loop, UV_RUN_DEFAULT);

@@ -147,7 +147,7 @@ int main(int argc, char **argv) {
   dl_buf_uv(&f, 0);
   str(&f, "a-1");
   dl_buf_uv(&f, 2);
-  dl_shared_at_write(&f, &sa);
+  dl_put_shared_at(&f, &sa);
   rec(&in, 1, &f);
   get(&f, DL_M_GETS, 1, "a-1");
   rec(&in, 2, &f);
@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
   dl_buf_uv(&f, 0);
   str(&f, "a-1");
   dl_buf_uv(&f, 2);
-  dl_shared_at_write(&f, &sa);
+  dl_put_shared_at(&f, &sa);
   rec(&in, 1, &f);
   data(&f, "a-1", 1, "value bytes");
   rec(&in, 1, &f);

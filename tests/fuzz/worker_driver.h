@@ -1,7 +1,7 @@
 /*
 ** worker_driver.h -- drives the worker's I/O side (runtime/worker/dl_worker.c)
 ** from a byte string, for the fuzzer (fuzz_worker.c) and the C test that
-** replays its findings (tests/c/test_worker.c).
+** replays its findings (tests/c/worker/test_worker.c).
 **
 ** The worker's functions are static and share one global, W, so this
 ** header includes dl_worker.c itself and sets up just enough of W: the
@@ -35,7 +35,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "dl_proto.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 
 /* The pid that found = 2 answers name to be mapped from this process. */
 #define WDRV_PID 4242
@@ -230,7 +231,7 @@ static void wdrv_reset(void) {
   /* Closed handles are freed, and big writes finish, as the loop turns. */
   for (k = 0; k < 10000; k++) {
     wdrv_turn();
-    if (k >= 2 && W.sched->pipe.write_queue_size == 0) break;
+    if (k >= 2 && dl_conn_write_queue(W.sched) == 0) break;
   }
   for (k = 0; k < wdrv_nfds; k++) close(wdrv_fds[k]);
   wdrv_nfds = 0;
