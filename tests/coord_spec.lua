@@ -153,6 +153,38 @@ describe("get_client in tasks", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("client:run runs once on every worker, or on the ones named",
+     function()
+    local function pid(x)
+      local f = assert(io.open("/proc/self/stat"))
+      local p = f:read("n")
+      f:close()
+      return {pid = p, x = x}
+    end
+    local r = c:run(pid, 5)
+    local ids, pids = {}, {}
+    for id, v in pairs(r) do
+      ids[#ids + 1] = id
+      pids[v.pid] = true
+      assert.equal(5, v.x)
+    end
+    assert.equal(2, #ids)
+    local n = 0
+    for _ in pairs(pids) do n = n + 1 end
+    assert.equal(2, n) -- two processes
+    table.sort(ids)
+    local one = c:run(pid, 6, dlua.opts{workers = {ids[2]}})
+    assert.same({ids[2]}, (function()
+      local k = {}
+      for id in pairs(one) do k[#k + 1] = id end
+      return k
+    end)())
+    assert.equal(r[ids[2]].pid, one[ids[2]].pid)
+    assert.matches("run: no worker 99",
+                   err_of(c.run, c, pid, dlua.opts{workers = {99}}))
+    assert.matches("boom", err_of(c.run, c, function() error("boom") end))
+  end)
+
   it("stops a waiting task that is cancelled", function()
     local function parent()
       local dl = require("dlua")

@@ -1217,6 +1217,43 @@ function Client:gather(v, timeout)
   return replace_futures(v, byf, {})
 end
 
+--- client:run(fn, ... [, dlua.opts{workers=}]) -> {[worker id] = result}
+-- Runs fn(...) once on every worker (or on the ones named), each as a task
+-- pinned to its worker, and returns the results by worker id; raises the
+-- first error.  The scheduler runs no Lua, so there is no
+-- run_on_scheduler.  Each call waits its turn in its worker's queue.
+function Client:run(fn, ...)
+  check_open(self, "run")
+  check_fn(fn, "run")
+  local opts, n = split_opts(select("#", ...), ...)
+  local ids = opts and opts.workers
+  if not ids then
+    ids = {}
+    for _, w in ipairs(self.handle:workers()) do ids[#ids + 1] = w.id end
+    table.sort(ids)
+  end
+  local known = {}
+  for _, w in ipairs(self.handle:workers()) do known[w.id] = true end
+  local name = (opts and opts.name) or ("run-" .. fn_name(fn, 2))
+  local futs = {}
+  for i, id in ipairs(ids) do
+    if not known[id] then
+      error(fmt("run: no worker %s (workers: %d)", tostring(id),
+                #self.handle:workers()), 2)
+    end
+    local o = {name = name, workers = {id}, allow_other_workers = false}
+    if opts then
+      o.timeout, o.retries, o.priority = opts.timeout, opts.retries,
+                                         opts.priority
+    end
+    futs[i] = self:_submit(o, fn, n, unpack({...}, 1, n))
+  end
+  local vals = self:gather(futs)
+  local out = {}
+  for i, id in ipairs(ids) do out[id] = vals[i] end
+  return out
+end
+
 --- client:scatter(value [, dlua.opts{workers=}]) -> future
 -- Sends data to a worker once, so many tasks can use it without
 -- re-sending it.
