@@ -79,6 +79,36 @@ describe("get_client in tasks", function()
     assert.is_true(r.same)
   end)
 
+  it("starts a task's children while it keeps running", function()
+    -- The parent never waits: what it submitted must still go out.
+    local path = os.tmpname()
+    os.remove(path)
+    local function parent(p)
+      local cl = require("dlua").get_client()
+      local futs = {}
+      for i = 1, 3 do
+        futs[i] = cl:submit(function(q, j)
+          if j == 3 then
+            local f = assert(io.open(q, "w"))
+            f:close()
+          end
+          return j
+        end, p, i)
+      end
+      local t0 = os.time()
+      while os.time() - t0 < 30 do
+        local f = io.open(p)
+        if f then
+          f:close()
+          return true
+        end
+      end
+      return false
+    end
+    assert.is_true(c:submit(parent, path):result(60))
+    os.remove(path)
+  end)
+
   it("raises a task's error in the task that waits for it", function()
     local function parent()
       local cl = require("dlua").get_client()

@@ -779,6 +779,7 @@ static struct {
   dl_map bykey;             /* waited key -> chain of parked (hnext) */
   int ntimed;               /* parked with a deadline */
   int nscan;                /* parked PK_ANY or PK_REQ (woken by a scan) */
+  int unsent;               /* the running task queued messages */
   parked *cur;              /* the task running now */
   dl_buf lin;               /* messages for the tasks' client, not read */
   /* Set by dl_worker_park during a resume. */
@@ -892,10 +893,30 @@ static void take_news(void) {
   if (P.lin.len > had) peek_news(P.lin.p + had, P.lin.len - had);
 }
 
+/* Wake the I/O thread to send what the tasks' client queued. */
+static void link_flush(void) {
+  if (!P.unsent) return;
+  P.unsent = 0;
+  uv_async_send(&W.done_async);
+}
+
+/* A running task's messages go at once when it has sent none for a
+   while; within a burst they wait for the task to yield or end, or for
+   the I/O thread's next watchdog tick (10 ms), whichever comes first:
+   a wake-up per burst, not per message. */
+#define LINK_BURST 100e-6
+
 void dl_worker_link_send(const char *p, size_t n) {
+  static double last;
+  double t = now_s();
   uv_mutex_lock(&W.lock);
   dl_buf_put(&W.lout, p, n);
   uv_mutex_unlock(&W.lock);
+  if (P.cur && t - last < LINK_BURST) {
+    P.unsent = 1;
+    return;
+  }
+  last = t;
   uv_async_send(&W.done_async);
 }
 
@@ -910,6 +931,7 @@ int dl_worker_link_take(dl_buf *out) {
 int dl_worker_link_block(double timeout) {
   double until = timeout < 0 ? -1 : now_s() + timeout;
   int got;
+  link_flush();
   uv_mutex_lock(&W.lock);
   while (W.cin.len == 0 && !W.stop) {
     double left = until < 0 ? 0.05 : until - now_s();
@@ -1101,6 +1123,7 @@ static void step(lua_State *L, parked *pk, int nargs) {
   rc = lua_resume(pk->co, L, nargs, &nres);
   stop = uv_hrtime() / 1000;
   P.cur = NULL;
+  link_flush();
   uv_mutex_lock(&W.lock);
   W.L = L;
   W.running_seq = 0;
@@ -2231,6 +2254,7 @@ static void watchdog_cb(uv_timer_t *t) {
       W.cancel_kind == 0)
     interrupt_running(DL_ERR_TIMEOUT);
   uv_mutex_unlock(&W.lock);
+  done_cb(NULL); /* what a running task's client queued in a burst */
 }
 
 static int parse_args(int argc, char **argv) {
