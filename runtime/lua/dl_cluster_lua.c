@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "dl_codec.h"
+#include "dl_dashboard.h"
 #include "dl_map.h"
 #include "dl_wire.h"
 #include "dl_runtime.h"
@@ -114,6 +115,9 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
    or nil, message */
 static int cl_start(lua_State *L) {
   dl_server_opts o;
+  dl_service dash;
+  const char *dash_addr;
+  int dash_fallback;
   char err[600];
   handle *h;
   memset(&o, 0, sizeof o);
@@ -139,9 +143,9 @@ static int cl_start(lua_State *L) {
   lua_getfield(L, 1, "memory_terminate");
   o.memory_terminate = luaL_optnumber(L, -1, 0);
   lua_getfield(L, 1, "dashboard_address");
-  o.dashboard_address = luaL_optstring(L, -1, NULL);
+  dash_addr = luaL_optstring(L, -1, NULL);
   lua_getfield(L, 1, "dashboard_fallback");
-  o.dashboard_fallback = lua_toboolean(L, -1);
+  dash_fallback = lua_toboolean(L, -1);
   lua_getfield(L, 1, "heartbeat_timeout");
   o.heartbeat_timeout = luaL_optnumber(L, -1, 0);
   o.dlua_version = DLUA_VERSION_STRING;
@@ -153,6 +157,16 @@ static int cl_start(lua_State *L) {
   memset(h, 0, sizeof *h);
   dl_map_init(&h->fns_sent);
   luaL_setmetatable(L, HANDLE_MT);
+  if (dash_addr) { /* the server owns it from dl_server_start on */
+    int rc = dl_dashboard_service(&dash, dash_addr, dash_fallback);
+    if (rc) {
+      lua_pushnil(L);
+      lua_pushstring(L, rc == DL_EINVAL ? "dashboard address too long"
+                                        : "out of memory");
+      return 2;
+    }
+    o.service = &dash;
+  }
   h->srv = dl_server_start(&o, err, sizeof err);
   if (h->srv == NULL) {
     lua_pushnil(L);
@@ -195,7 +209,7 @@ static int h_close(lua_State *L) {
 /* h:dashboard() -> "host:port" the dashboard listens on, or nil. */
 static int h_dashboard(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-  const char *a = h->srv ? dl_server_dashboard(h->srv) : NULL;
+  const char *a = h->srv ? dl_server_service_address(h->srv) : NULL;
   if (a) lua_pushstring(L, a);
   else lua_pushnil(L);
   return 1;

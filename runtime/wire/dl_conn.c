@@ -88,7 +88,7 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     if ((size_t)n + 4 > in->len && (size_t)n + 4 - in->len > want)
       want = (size_t)n + 4 - in->len; /* read a big frame in place */
   }
-  if (in->cap - in->len < want && dl_buf_grow(in, want)) {
+  if (in->cap - in->len < want && dl_buf_try_grow(in, want)) {
     buf->base = NULL;
     buf->len = 0;
     return;
