@@ -215,6 +215,22 @@ describe("get_client in tasks", function()
     assert.matches("boom", err_of(c.run, c, function() error("boom") end))
   end)
 
+  it("gives the tasks of each worker keys of their own", function()
+    -- Workers start together: keys made in their tasks must not collide
+    -- even if their random generators were seeded alike.
+    local keys = c:run(function()
+      local cl = require("dlua").get_client()
+      local f = cl:submit(function() return 1 end)
+      f:result(30)
+      return f.key
+    end)
+    local seen = {}
+    for _, k in pairs(keys) do
+      assert.is_nil(seen[k], "two workers made the key " .. k)
+      seen[k] = true
+    end
+  end)
+
   it("stops a waiting task that is cancelled", function()
     local function parent()
       local dl = require("dlua")

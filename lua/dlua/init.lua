@@ -493,7 +493,11 @@ local function fn_name(fn, level)
   return n
 end
 
-local token = fmt("%08x", math.random(0, 0x7fffffff))
+-- Unique to this process: the client and every worker's tasks (get_client)
+-- make keys, which must not collide even where the random generators of
+-- processes started together were seeded alike.
+local token = fmt("%08x", ((cluster_c.pid() * 2654435761)
+                           ~ math.random(0, 0x7fffffff)) & 0xffffffff)
 local counter = 0
 local function new_key(prefix)
   counter = counter + 1

@@ -1237,6 +1237,13 @@ static int cl_task_link(lua_State *L) {
   return 1;
 }
 
+/* cluster.pid() -> this process's id (keys made here must differ from
+   those another process of the cluster makes). */
+static int cl_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+  return 1;
+}
+
 /* cluster.in_worker() -> true inside a worker process */
 static int cl_in_worker(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
@@ -1275,6 +1282,7 @@ static const luaL_Reg funcs[] = {
   {"machine", cl_machine},
   {"in_worker", cl_in_worker},
   {"task_link", cl_task_link},
+  {"pid", cl_pid},
   {"wake_seq", cl_wake_seq},
   {"idle", cl_idle},
   {NULL, NULL}

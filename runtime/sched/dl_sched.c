@@ -1889,8 +1889,8 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
                  "own result", t->key);
       else
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for "
-                 "'%.150s', which waits (directly or not) for '%.200s'",
-                 t->key, wkey, t->key);
+                 "'%.*s', which waits (directly or not) for '%.200s'",
+                 t->key, (int)(wklen > 150 ? 150 : wklen), wkey, t->key);
       {
         dl_msg_two c = {t->key, t->klen, msg, strlen(msg)};
         dl_put_two_msg(b, DL_M_CYCLE, &c);
