@@ -20,8 +20,9 @@
 **      the scheduler and the worker, which pass addresses around as
 **      strings, need no change;
 **   3. anything the transport must do before frames flow (a handshake,
-**      authentication) belongs in its connect / accept path, before
-**      dl_conn_start; add a test in tests/c/wire/.
+**      authentication) belongs in its connect / accept path, before the
+**      connection starts reading (conn_start in dl_conn.c); add a test
+**      in tests/c/wire/.
 */
 #ifndef dl_conn_h
 #define dl_conn_h
