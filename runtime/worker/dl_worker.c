@@ -107,6 +107,7 @@ static void watchdog_cb(uv_timer_t *t) {
       W.cancel_kind == 0)
     dl_w_interrupt_running(DL_ERR_TIMEOUT);
   uv_mutex_unlock(&W.lock);
+  dl_w_done_cb(NULL); /* what a running task's client queued in a burst */
 }
 
 static int parse_args(int argc, char **argv) {

@@ -193,8 +193,14 @@ typedef struct worker {
   double deadline; /* of the running task, 0 if none */
   int cancel_kind; /* why the running task is being interrupted */
   int stop;
-  lua_State *L; /* executor's; the I/O thread only sets hooks on it */
+  lua_State *L; /* the running task's thread (the executor's state
+                   between tasks); the I/O thread only sets hooks on it */
   uv_thread_t exec;
+  /* Tasks as clients (dlua.get_client), under lock: */
+  dl_buf cin;   /* scheduler messages for the tasks' client */
+  dl_buf lout;  /* the tasks' client messages, for the I/O thread to send */
+  dl_buf cyc;   /* DL_M_CYCLE: {key, message} of waits that cannot end */
+  dl_buf pcancel; /* keys cancelled that may be waiting (parked) tasks */
   int told_to_stop; /* the scheduler sent SHUTDOWN */
   /* Seams that tests and fuzzers replace: connect to a peer's address,
      and map a peer's shared block. */
