@@ -22,7 +22,8 @@ CFLAGS_BASE = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread $(XCFLAGS)
 # Tests, fuzzers and benches see every folder.
 CFLAGS_ALL = $(CFLAGS_BASE) -Iruntime $(foreach d,$(LAYERS),-Iruntime/$(d)) \
              -I$(B) $(LUA_CFLAGS) $(UV_CFLAGS)
-LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lpthread -lm $(XLDFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -llapacke -lopenblas -lpthread -lm \
+             $(XLDFLAGS)
 
 B ?= build
 
@@ -32,7 +33,7 @@ B ?= build
 # so an include across the rule is a compile error.  Layers outside
 # LUA_LAYERS are built without Lua's include path and with Lua's types
 # poisoned: `#include <lua.h>` there does not compile.
-LAYERS = base wire codec sched cluster dashboard worker client lua cmd
+LAYERS = base wire codec sched cluster dashboard worker client array lua cmd
 SEES_base      = base
 SEES_wire      = base wire
 SEES_codec     = base codec
@@ -41,7 +42,8 @@ SEES_cluster   = base wire sched cluster dashboard
 SEES_dashboard = base wire sched cluster dashboard
 SEES_worker    = base wire codec sched worker
 SEES_client    = base wire codec client
-SEES_lua       = base wire codec sched cluster dashboard worker client lua
+SEES_array     = base array
+SEES_lua       = base wire codec sched cluster dashboard worker client array lua
 SEES_cmd       = cmd
 LUA_LAYERS = codec worker client lua cmd
 # `runtime/` itself holds dlua.h, the public header, for the Lua layers.
@@ -112,7 +114,7 @@ DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
   'includedir=$${prefix}/include' '' 'Name: dlua' \
   'Description: Dask for Lua: task graphs on a process cluster' \
   'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv' \
-  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lpthread -lm' \
+  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -llapacke -lopenblas -lpthread -lm' \
   'Cflags: -I$${includedir}'
 
 $(B)/bench_embed: scripts/bench/bench_embed.c $(B)/libdlua.a
