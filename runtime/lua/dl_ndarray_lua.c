@@ -669,6 +669,18 @@ static int m_reshape(lua_State *L) {
   return 1;
 }
 
+/* a:assign(b): copy b (an array or value, broadcast, converted) into a,
+   which is usually a view: a:slice({1, 2}):assign(0).  Returns a. */
+static int m_assign(lua_State *L) {
+  dl_nd *a = nd_check(L, 1), *b;
+  int rc;
+  luaL_checkany(L, 2);
+  b = to_nd(L, 2);
+  if ((rc = dl_nd_assign(a, b)) != 0) nd_fail(L, rc, "assign", a, b);
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int m_copy(lua_State *L) {
   dl_nd *a = nd_check(L, 1), *r;
   int rc, dt = opt_dtype(L, 2, a->dtype);
@@ -1500,7 +1512,7 @@ static int l_frombytes(lua_State *L) {
 static const luaL_Reg methods[] = {
   {"get", m_get}, {"set", m_set}, {"slice", m_slice},
   {"transpose", m_transpose}, {"reshape", m_reshape}, {"copy", m_copy},
-  {"astype", m_astype}, {"flatten", m_flatten}, {"totable", m_totable},
+  {"astype", m_astype}, {"assign", m_assign}, {"flatten", m_flatten}, {"totable", m_totable},
   {"item", m_item},
   {"sum", m_sum}, {"prod", m_prod}, {"min", m_min}, {"max", m_max},
   {"mean", m_mean}, {"var", m_var}, {"std", m_std}, {"argmin", m_argmin},
