@@ -202,7 +202,19 @@ local function t_unop(name, a)
   return a[name](a)
 end
 
-local function ev(r, memo)
+local ev
+
+-- A fused program's input: random blocks are drawn tile by tile inside
+-- the kernel (no block-sized temporary); anything else is made.
+local function fz_input(r, memo)
+  if type(r) == "table" and getmetatable(r) == nil and r[1] == "gen" and
+     r[3] ~= "integers" and r.n == 9 then
+    return {r[3], r[4], r[5], r[6], r[7], r[8], r[9]}
+  end
+  return ev(r, memo)
+end
+
+function ev(r, memo)
   if type(r) ~= "table" or getmetatable(r) ~= nil then return r end
   local m = memo[r]
   if m ~= nil then return m end
@@ -214,10 +226,7 @@ local function ev(r, memo)
     v = ev(r[2], memo):transpose()
   elseif t == "ew" then
     local ins = {}
-    for i = 4, #r do
-      local x = ev(r[i], memo)
-      ins[#ins + 1] = x
-    end
+    for i = 4, #r do ins[#ins + 1] = fz_input(r[i], memo) end
     v = ndm._fused(r[2], r[3], nil, table.unpack(ins))
     if r.bool then v = v:astype("bool") end
   elseif t == "op" then
@@ -762,7 +771,7 @@ local function t_partial(op, axis, r, fused)
   local b
   if fused and op == "sum" and axis == nil then
     local ins, memo = {}, {}
-    for i = 4, #r do ins[#ins + 1] = ev(r[i], memo) end
+    for i = 4, #r do ins[#ins + 1] = fz_input(r[i], memo) end
     return ndm._fused(r[2], r[3], "sum", table.unpack(ins))
   end
   b = ev(r, {})

@@ -5,6 +5,7 @@
 #include "dl_nd.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,7 +69,77 @@ void dl_nd_shape_str(int ndim, const int64_t *shape, char *out, size_t n) {
     snprintf(out + len, n - len, ndim == 1 ? ",)" : ")");
 }
 
-int dl_nd_alloc(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape) {
+/* Released buffers kept for reuse (see dl_nd_trim), most recent last. */
+#define CACHE_SLOTS 32
+#define CACHE_MIN ((size_t)64 << 10)
+#define CACHE_MAX ((size_t)256 << 20)
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static dl_ndbuf *cache[CACHE_SLOTS];
+static int ncache;
+static size_t cache_bytes;
+static size_t allocated; /* bytes handed out since dl_nd_allocated */
+
+/* A buffer of at least bytes: a cached one (at most twice as big) or a
+   new one. */
+static dl_ndbuf *buf_get(size_t bytes) {
+  dl_ndbuf *b = NULL;
+  int i;
+  pthread_mutex_lock(&cache_mu);
+  allocated += bytes;
+  if (bytes >= CACHE_MIN)
+    for (i = ncache - 1; i >= 0; i--)
+      if (cache[i]->cap >= bytes && cache[i]->cap / 2 <= bytes) {
+        b = cache[i];
+        cache_bytes -= b->cap;
+        cache[i] = cache[--ncache];
+        break;
+      }
+  pthread_mutex_unlock(&cache_mu);
+  if (b == NULL) {
+    b = (dl_ndbuf *)dl_realloc(NULL, sizeof *b + bytes + 8);
+    if (b == NULL) return NULL;
+    b->cap = bytes;
+  }
+  b->refs = 1;
+  return b;
+}
+
+static void buf_put(dl_ndbuf *b) {
+  pthread_mutex_lock(&cache_mu);
+  if (b->cap >= CACHE_MIN && b->cap <= CACHE_MAX / 4) {
+    while (ncache > 0 && (ncache == CACHE_SLOTS ||
+                          cache_bytes + b->cap > CACHE_MAX)) {
+      dl_ndbuf *old = cache[0];
+      cache_bytes -= old->cap;
+      memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncache);
+      dl_free(old);
+    }
+    cache[ncache++] = b;
+    cache_bytes += b->cap;
+    b = NULL;
+  }
+  pthread_mutex_unlock(&cache_mu);
+  if (b) dl_free(b);
+}
+
+void dl_nd_trim(void) {
+  pthread_mutex_lock(&cache_mu);
+  while (ncache > 0) dl_free(cache[--ncache]);
+  cache_bytes = 0;
+  pthread_mutex_unlock(&cache_mu);
+}
+
+size_t dl_nd_allocated(void) {
+  size_t n;
+  pthread_mutex_lock(&cache_mu);
+  n = allocated;
+  allocated = 0;
+  pthread_mutex_unlock(&cache_mu);
+  return n;
+}
+
+int dl_nd_alloc_uninit(dl_nd *a, dl_dtype t, int ndim,
+                       const int64_t *shape) {
   int64_t n = 1, s;
   size_t bytes;
   dl_ndbuf *b;
@@ -80,11 +151,7 @@ int dl_nd_alloc(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape) {
     n *= shape[i];
   }
   bytes = (size_t)n * dl_nd_itemsize(t);
-  b = (dl_ndbuf *)dl_realloc(NULL, sizeof *b + bytes + 8);
-  if (b == NULL) return DL_ND_ENOMEM;
-  memset(b->data, 0, bytes);
-  b->refs = 1;
-  b->nbytes = bytes;
+  if ((b = buf_get(bytes)) == NULL) return DL_ND_ENOMEM;
   a->dtype = t;
   a->ndim = ndim;
   s = 1;
@@ -98,8 +165,14 @@ int dl_nd_alloc(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape) {
   return 0;
 }
 
+int dl_nd_alloc(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape) {
+  int rc = dl_nd_alloc_uninit(a, t, ndim, shape);
+  if (rc == 0) memset(a->data, 0, (size_t)dl_nd_size(a) * dl_nd_itemsize(t));
+  return rc;
+}
+
 void dl_nd_release(dl_nd *a) {
-  if (a->buf != NULL && --a->buf->refs == 0) dl_free(a->buf);
+  if (a->buf != NULL && --a->buf->refs == 0) buf_put(a->buf);
   a->buf = NULL;
   a->data = NULL;
 }
@@ -243,7 +316,7 @@ int dl_nd_assign(dl_nd *dst, const dl_nd *src) {
 
 int dl_nd_astype(dl_nd *out, const dl_nd *a, dl_dtype t) {
   dl_nd r;
-  int rc = dl_nd_alloc(&r, t, a->ndim, a->shape);
+  int rc = dl_nd_alloc_uninit(&r, t, a->ndim, a->shape);
   if (rc) return rc;
   if ((rc = dl_nd_assign(&r, a)) != 0) {
     dl_nd_release(&r);
@@ -429,7 +502,7 @@ int dl_nd_binop(dl_nd *out, int op, const dl_nd *a, const dl_nd *b) {
   else if (wt == DL_I64 && op == DL_OP_POW && i_has(&cb, 1))
     rc = DL_ND_EDOMAIN;
   else
-    rc = dl_nd_alloc(&r, ot, n, shape);
+    rc = dl_nd_alloc_uninit(&r, ot, n, shape);
   if (rc == 0) {
     bstrides(&r, n, shape, so);
     bstrides(&ca, n, shape, sa);
@@ -533,7 +606,7 @@ int dl_nd_unop(dl_nd *out, int op, const dl_nd *a) {
     k = f_un[op];
   }
   if ((rc = as_dtype(&ca, a, wt)) != 0) return rc;
-  if ((rc = dl_nd_alloc(&r, ot, a->ndim, a->shape)) == 0) {
+  if ((rc = dl_nd_alloc_uninit(&r, ot, a->ndim, a->shape)) == 0) {
     bstrides(&r, a->ndim, a->shape, so);
     bstrides(&ca, a->ndim, a->shape, sa);
     iterate(a->ndim, a->shape, k, r.data, so, ca.data, sa, NULL, NULL, NULL,
@@ -576,7 +649,7 @@ int dl_nd_where(dl_nd *out, const dl_nd *cond, const dl_nd *a,
   if ((rc = as_dtype(&cc, cond, DL_BOOL)) != 0) return rc;
   if ((rc = as_dtype(&ca, a, t)) != 0) goto fail_c;
   if ((rc = as_dtype(&cb, b, t)) != 0) goto fail_a;
-  if ((rc = dl_nd_alloc(&r, t, n, shape)) == 0) {
+  if ((rc = dl_nd_alloc_uninit(&r, t, n, shape)) == 0) {
     bstrides(&r, n, shape, so);
     bstrides(&cc, n, shape, sc);
     bstrides(&ca, n, shape, sa);
@@ -834,7 +907,8 @@ int dl_nd_concat(dl_nd *out, int n, const dl_nd *const *arrs, int axis) {
     if (arrs[i]->dtype == DL_F64) t = DL_F64;
     else if (arrs[i]->dtype == DL_I64 && t == DL_BOOL) t = DL_I64;
   }
-  if ((rc = dl_nd_alloc(&r, t, arrs[0]->ndim, shape)) != 0) return rc;
+  if ((rc = dl_nd_alloc_uninit(&r, t, arrs[0]->ndim, shape)) != 0)
+    return rc;
   for (i = 0; i < n; i++) {
     dl_nd v = r;
     v.shape[axis] = arrs[i]->shape[axis];
@@ -853,8 +927,7 @@ int dl_nd_concat(dl_nd *out, int n, const dl_nd *const *arrs, int axis) {
 
 /* Run prog over elements [at, at + m) into the tile dst (m <= FZ_TILE). */
 static int fz_tile(double *dst, int64_t at, int m, const dl_fz_ins *prog,
-                   int nprog, const double *const *ins,
-                   const double *consts) {
+                   int nprog, const dl_fz_src *ins, const double *consts) {
   double stack[FZ_DEPTH][FZ_TILE];
   int sp = 0, pc, j;
   for (pc = 0; pc < nprog; pc++) {
@@ -863,7 +936,11 @@ static int fz_tile(double *dst, int64_t at, int m, const dl_fz_ins *prog,
     switch (in->code) {
     case DL_FZ_IN:
       if (sp >= FZ_DEPTH) return DL_ND_ESHAPE;
-      memcpy(stack[sp++], ins[in->arg] + at, sizeof(double) * (size_t)m);
+      if (ins[in->arg].p)
+        memcpy(stack[sp], ins[in->arg].p + at, sizeof(double) * (size_t)m);
+      else
+        dl_nd_random_range(stack[sp], ins[in->arg].gen, at, m);
+      sp++;
       break;
     case DL_FZ_K:
       if (sp >= FZ_DEPTH) return DL_ND_ESHAPE;
@@ -911,7 +988,7 @@ static int fz_tile(double *dst, int64_t at, int m, const dl_fz_ins *prog,
 }
 
 int dl_nd_fused(double *out, int64_t n, const dl_fz_ins *prog, int nprog,
-                const double *const *ins, const double *consts) {
+                const dl_fz_src *ins, const double *consts) {
   int64_t at;
   int rc;
   for (at = 0; at < n; at += FZ_TILE) {
@@ -923,8 +1000,7 @@ int dl_nd_fused(double *out, int64_t n, const dl_fz_ins *prog, int nprog,
 }
 
 int dl_nd_fused_sum(double *sum, int64_t n, const dl_fz_ins *prog,
-                    int nprog, const double *const *ins,
-                    const double *consts) {
+                    int nprog, const dl_fz_src *ins, const double *consts) {
   double tile[FZ_TILE], acc = 0;
   int64_t at;
   int rc, j;

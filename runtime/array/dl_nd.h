@@ -36,7 +36,7 @@ enum {
 /* A buffer shared by views.  refs counts the arrays that point into it. */
 typedef struct dl_ndbuf {
   size_t refs;
-  size_t nbytes;
+  size_t cap;    /* bytes of data (a reused buffer may be bigger) */
   double data[]; /* aligned for any element type */
 } dl_ndbuf;
 
@@ -91,6 +91,16 @@ void dl_nd_shape_str(int ndim, const int64_t *shape, char *out, size_t n);
 
 /* New C-contiguous, zero-filled array in *a (a is overwritten). */
 int dl_nd_alloc(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape);
+/* The same, for callers that write every element: not zero-filled. */
+int dl_nd_alloc_uninit(dl_nd *a, dl_dtype t, int ndim,
+                       const int64_t *shape);
+/* Bytes of array buffers allocated since the last call (for a garbage
+   collector that should know about them); resets the count. */
+size_t dl_nd_allocated(void);
+/* Free the buffers kept for reuse.  Buffers of 64 KiB and more are kept
+   when released (up to 256 MiB in all) and reused by the next arrays of
+   a size they fit, which spares the page faults of fresh memory. */
+void dl_nd_trim(void);
 /* Drop a's reference to its buffer; a becomes an empty slot. */
 void dl_nd_release(dl_nd *a);
 /* Make *dst a view of src (one more reference to src's buffer). */
@@ -141,7 +151,7 @@ int dl_nd_cholesky(dl_nd *out, const dl_nd *a);
 int dl_nd_blas_threads(int n);
 
 /*
-** Counter-based random numbers (Philox4x32-10 from Random123).  Fill a new
+** Counter-based random numbers (Philox2x64-10 from Random123).  Fill a new
 ** array of shape shape[ndim] that is the block at offset off[ndim] of a
 ** global array of shape gshape[ndim]: element g (its flat, 0-based index
 ** in the global array) depends only on (seed, g), so any chunking gives the
@@ -152,23 +162,41 @@ int dl_nd_random(dl_nd *out, int kind, uint64_t seed, int ndim,
                  const int64_t *gshape, const int64_t *off,
                  const int64_t *shape, double p1, double p2);
 
+/* A random block described, not made: the block at off[ndim] (0-based)
+   of shape shape[ndim] of a global random array of shape gshape. */
+typedef struct dl_nd_gen {
+  int kind, ndim;
+  uint64_t seed;
+  double p1, p2;
+  int64_t gshape[DL_ND_MAXDIM], off[DL_ND_MAXDIM], shape[DL_ND_MAXDIM];
+} dl_nd_gen;
+
+/* Elements [at, at + m) (C order) of the block g into out (float64
+   kinds only: UNIFORM, NORMAL).  The same values dl_nd_random gives. */
+void dl_nd_random_range(double *out, const dl_nd_gen *g, int64_t at,
+                        int64_t m);
+
 /*
 ** Fused elementwise programs: a small stack machine run over tiles of a
-** few thousand elements, so a chain of operators costs one pass over its
-** inputs and no whole-array temporaries.  All inputs must be float64 and
-** C-contiguous with n elements (scalars are constants in the program).
-** Codes: PUSH_IN i, PUSH_K k (index into consts), BIN op (an arithmetic or
-** comparison DL_OP_*; comparisons give 1.0/0.0), UN op (DL_UN_*).
-** out is float64 of n elements.  Reductions over the result are the
-** caller's (see dl_nd_fused_sum).
+** thousand elements, so a chain of operators costs one pass over its
+** inputs and no whole-array temporaries.  Each input is a C-contiguous
+** float64 array of n elements (p) or a random block drawn tile by tile
+** (gen; p NULL).  Codes: IN i (push input i), K k (push consts[k]), BIN op
+** (an arithmetic, minimum/maximum/atan2 or comparison DL_OP_*; comparisons
+** give 1.0 or 0.0), UN op (DL_UN_NEG .. DL_UN_LOG1P).  Results are float64.
+** Returns 0, DL_ND_EDTYPE for an op the machine lacks, or DL_ND_ESHAPE for
+** a malformed program.
 */
 enum { DL_FZ_IN, DL_FZ_K, DL_FZ_BIN, DL_FZ_UN };
 typedef struct dl_fz_ins { int code, arg; } dl_fz_ins;
+typedef struct dl_fz_src {
+  const double *p;
+  const dl_nd_gen *gen;
+} dl_fz_src;
 int dl_nd_fused(double *out, int64_t n, const dl_fz_ins *prog, int nprog,
-                const double *const *ins, const double *consts);
-/* Sum of the program's values without storing them. */
+                const dl_fz_src *ins, const double *consts);
+/* The sum of the program's values, without storing them. */
 int dl_nd_fused_sum(double *sum, int64_t n, const dl_fz_ins *prog,
-                    int nprog, const double *const *ins,
-                    const double *consts);
+                    int nprog, const dl_fz_src *ins, const double *consts);
 
 #endif

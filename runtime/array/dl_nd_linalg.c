@@ -50,7 +50,9 @@ int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b) {
   if (b->ndim == 2) shape[nd++] = n;
   if ((rc = fview(&ca, a)) != 0) return rc;
   if ((rc = fview(&cb, b)) != 0) goto fail_a;
-  if ((rc = dl_nd_alloc(&r, DL_F64, nd, shape)) != 0) goto fail_b;
+  if ((rc = (m > 0 && n > 0 && k > 0 ? dl_nd_alloc_uninit : dl_nd_alloc)(
+         &r, DL_F64, nd, shape)) != 0)
+    goto fail_b;
   if (m > 0 && n > 0 && k > 0)
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n,
                 (int)k, 1.0, (const double *)ca.data, (int)k,

@@ -1,5 +1,5 @@
 /*
-** dl_nd_random.c -- counter-based random arrays (Philox4x32-10, Random123).
+** dl_nd_random.c -- counter-based random arrays (Philox2x64-10, Random123).
 **
 ** Element g of a global array (g its flat 0-based index) is a pure function
 ** of (seed, g): one Philox call with counter (g / 2, 0, stream, 0) and key
@@ -14,15 +14,13 @@
 #include <math.h>
 #include <Random123/philox.h>
 
-static philox4x32_ctr_t draw(uint64_t seed, uint64_t c, uint32_t stream) {
-  philox4x32_ctr_t ctr = {{(uint32_t)c, (uint32_t)(c >> 32), stream, 0}};
-  philox4x32_key_t key = {{(uint32_t)seed, (uint32_t)(seed >> 32)}};
-  return philox4x32(ctr, key);
+static philox2x64_ctr_t draw(uint64_t seed, uint64_t c, uint64_t stream) {
+  philox2x64_ctr_t ctr = {{c, stream}};
+  philox2x64_key_t key = {{seed}};
+  return philox2x64(ctr, key);
 }
 
-static double u53(uint32_t hi, uint32_t lo) {
-  return (double)((((uint64_t)hi << 32) | lo) >> 11) * 0x1p-53;
-}
+static double u53(uint64_t x) { return (double)(x >> 11) * 0x1p-53; }
 
 /* Fill n values of global indices g0, g0 + 1, ... into o. */
 static void fill_run(int kind, uint64_t seed, uint64_t g0, int64_t n,
@@ -32,29 +30,28 @@ static void fill_run(int kind, uint64_t seed, uint64_t g0, int64_t n,
   if (kind == DL_RND_UNIFORM) {
     double *d = (double *)o, w = p2 - p1;
     while (j < n) {
-      philox4x32_ctr_t r = draw(seed, g >> 1, 0);
+      philox2x64_ctr_t r = draw(seed, g >> 1, 0);
       if ((g & 1) == 0) {
-        d[j++] = p1 + w * u53(r.v[0], r.v[1]);
+        d[j++] = p1 + w * u53(r.v[0]);
         g++;
         if (j == n) break;
       }
-      d[j++] = p1 + w * u53(r.v[2], r.v[3]);
+      d[j++] = p1 + w * u53(r.v[1]);
       g++;
     }
   } else if (kind == DL_RND_NORMAL) {
     double *d = (double *)o;
     for (; j < n; j++, g++) {
-      philox4x32_ctr_t r = draw(seed, g, 1);
-      double u1 = 1.0 - u53(r.v[0], r.v[1]), u2 = u53(r.v[2], r.v[3]);
+      philox2x64_ctr_t r = draw(seed, g, 1);
+      double u1 = 1.0 - u53(r.v[0]), u2 = u53(r.v[1]);
       d[j] = p1 + p2 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
     }
   } else {
     int64_t *d = (int64_t *)o;
     uint64_t range = (uint64_t)((int64_t)p2 - (int64_t)p1) + 1;
     while (j < n) {
-      philox4x32_ctr_t r = draw(seed, g >> 1, 2);
-      uint64_t x = (g & 1) ? (((uint64_t)r.v[2] << 32) | r.v[3])
-                           : (((uint64_t)r.v[0] << 32) | r.v[1]);
+      philox2x64_ctr_t r = draw(seed, g >> 1, 2);
+      uint64_t x = r.v[g & 1];
       d[j++] = (int64_t)p1 +
         (int64_t)(range ? (uint64_t)(((unsigned __int128)x * range) >> 64)
                         : x);
@@ -76,8 +73,8 @@ int dl_nd_random(dl_nd *out, int kind, uint64_t seed, int ndim,
     gstr[i] = s;
     s *= gshape[i];
   }
-  rc = dl_nd_alloc(&r, kind == DL_RND_INTEGERS ? DL_I64 : DL_F64, ndim,
-                   shape);
+  rc = dl_nd_alloc_uninit(&r, kind == DL_RND_INTEGERS ? DL_I64 : DL_F64,
+                          ndim, shape);
   if (rc) return rc;
   isz = dl_nd_itemsize(r.dtype);
   n = ndim ? shape[ndim - 1] : 1;
@@ -93,4 +90,33 @@ int dl_nd_random(dl_nd *out, int kind, uint64_t seed, int ndim,
   }
   *out = r;
   return 0;
+}
+
+void dl_nd_random_range(double *out, const dl_nd_gen *g, int64_t at,
+                        int64_t m) {
+  int64_t idx[DL_ND_MAXDIM], gstr[DL_ND_MAXDIM], s = 1, rest = at, inner;
+  int i;
+  for (i = g->ndim - 1; i >= 0; i--) {
+    gstr[i] = s;
+    s *= g->gshape[i];
+    idx[i] = g->shape[i] ? rest % g->shape[i] : 0;
+    rest = g->shape[i] ? rest / g->shape[i] : 0;
+  }
+  inner = g->ndim ? g->shape[g->ndim - 1] : 1;
+  while (m > 0) {
+    uint64_t gi = 0;
+    int64_t run = g->ndim ? inner - idx[g->ndim - 1] : 1;
+    if (run > m) run = m;
+    for (i = 0; i < g->ndim; i++)
+      gi += (uint64_t)((g->off[i] + idx[i]) * gstr[i]);
+    fill_run(g->kind, g->seed, gi, run, (char *)out, g->p1, g->p2);
+    out += run;
+    m -= run;
+    if (g->ndim == 0) break;
+    idx[g->ndim - 1] += run;
+    for (i = g->ndim - 1; i > 0 && idx[i] >= g->shape[i]; i--) {
+      idx[i] = 0;
+      idx[i - 1]++;
+    }
+  }
 }

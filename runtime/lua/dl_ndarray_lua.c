@@ -26,7 +26,12 @@ static void push_meta(lua_State *L);
 
 /* Push a new ndarray userdata with no buffer yet.  [-0, +1, m] */
 static dl_nd *nd_new(lua_State *L) {
-  dl_nd *a = (dl_nd *)lua_newuserdatauv(L, sizeof *a, 0);
+  dl_nd *a;
+  size_t fresh = dl_nd_allocated();
+  /* The collector does not see array buffers: tell it what they took
+     since the last new array, so garbage arrays are freed in time. */
+  if (fresh >= (1 << 20)) lua_gc(L, LUA_GCSTEP, (int)(fresh >> 10));
+  a = (dl_nd *)lua_newuserdatauv(L, sizeof *a, 0);
   memset(a, 0, sizeof *a);
   push_meta(L);
   lua_setmetatable(L, -2);
@@ -1112,16 +1117,55 @@ static int l_integers(lua_State *L) { return random_kind(L, DL_RND_INTEGERS); }
 
 /* ------------------------------------------------------- fused programs */
 
-/* nd._fused(prog, consts, reduce, a1, a2, ...): run a fused elementwise
-   program over float64 arrays of one shape.  prog is a flat list of
-   {code, arg} pairs (see dl_nd.h), consts a list of numbers.  reduce:
-   "sum" returns the sum as a number; nil returns the array. */
+/* Read a random-block descriptor {kind, seed, gshape, offset, shape, p1,
+   p2} (offset 1-based) at i into g.  Returns the block's element count. */
+static int64_t get_gen(lua_State *L, int i, dl_nd_gen *g) {
+  static const char *const kinds[] = {"uniform", "normal", NULL};
+  int64_t off[DL_ND_MAXDIM];
+  int n2, n3, k;
+  i = lua_absindex(L, i);
+  lua_rawgeti(L, i, 1);
+  g->kind = luaL_checkoption(L, -1, NULL, kinds);
+  lua_rawgeti(L, i, 2);
+  g->seed = (uint64_t)luaL_checkinteger(L, -1);
+  lua_rawgeti(L, i, 3);
+  g->ndim = get_shape(L, lua_gettop(L), g->gshape);
+  lua_rawgeti(L, i, 4);
+  n2 = get_shape(L, lua_gettop(L), off);
+  lua_rawgeti(L, i, 5);
+  n3 = get_shape(L, lua_gettop(L), g->shape);
+  lua_rawgeti(L, i, 6);
+  g->p1 = luaL_checknumber(L, -1);
+  lua_rawgeti(L, i, 7);
+  g->p2 = luaL_checknumber(L, -1);
+  lua_pop(L, 7);
+  if (n2 != g->ndim || n3 != g->ndim)
+    nd_error(L, "fused: random block ranks differ");
+  for (k = 0; k < g->ndim; k++) {
+    g->off[k] = off[k] - 1;
+    if (g->off[k] < 0 || g->off[k] + g->shape[k] > g->gshape[k])
+      nd_error(L, "fused: random block outside its array");
+  }
+  {
+    int64_t n = 1;
+    for (k = 0; k < g->ndim; k++) n *= g->shape[k];
+    return n;
+  }
+}
+
+/* nd._fused(prog, consts, reduce, in1, in2, ...): run a fused elementwise
+   program (see dl_nd.h) over inputs of one shape: ndarrays (converted to
+   contiguous float64) or random-block descriptors {kind, seed, gshape,
+   offset, shape, p1, p2}.  prog is a flat list of code, arg pairs; consts
+   a list of numbers.  reduce "sum" returns the sum as a number; nil
+   returns the float64 array. */
 static int l_fused(lua_State *L) {
   dl_fz_ins prog[256];
   double consts[64];
-  const double *ins[32];
-  dl_nd tmp[32], *first = NULL;
-  int np, nk, nin = lua_gettop(L) - 3, k, rc;
+  dl_fz_src ins[32];
+  dl_nd_gen *gens;
+  int64_t shape[DL_ND_MAXDIM], n = -1;
+  int np, nk, nin = lua_gettop(L) - 3, k, rc, ndim = 0;
   int want_sum = !lua_isnil(L, 3);
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -1144,35 +1188,55 @@ static int l_fused(lua_State *L) {
     consts[k] = lua_tonumber(L, -1);
     lua_pop(L, 1);
   }
-  /* contiguous float64 inputs of one shape; copies live in userdata */
+  gens = (dl_nd_gen *)lua_newuserdatauv(L, sizeof(dl_nd_gen) * (size_t)nin,
+                                        0);
+  /* every input has the first input's shape */
   for (k = 0; k < nin; k++) {
-    dl_nd *a = nd_check(L, k + 4);
-    if (first && (a->ndim != first->ndim ||
-                  memcmp(a->shape, first->shape,
-                         sizeof(int64_t) * (size_t)a->ndim))) {
-      return nd_fail(L, DL_ND_ESHAPE, "fused", first, a);
-    }
-    if (!first) first = a;
-    if (a->dtype == DL_F64 && dl_nd_contiguous(a)) {
-      ins[k] = (const double *)a->data;
+    int64_t kn;
+    int kd;
+    const int64_t *ks;
+    dl_nd *a = nd_test(L, k + 4);
+    if (a) {
+      if (a->dtype == DL_F64 && dl_nd_contiguous(a)) {
+        ins[k].p = (const double *)a->data;
+      } else {
+        dl_nd *c = nd_new(L);
+        if ((rc = dl_nd_astype(c, a, DL_F64)) != 0)
+          nd_fail(L, rc, "fused", a, NULL);
+        ins[k].p = (const double *)c->data;
+      }
+      ins[k].gen = NULL;
+      kn = dl_nd_size(a);
+      kd = a->ndim;
+      ks = a->shape;
     } else {
-      dl_nd *c = nd_new(L);
-      if ((rc = dl_nd_astype(c, a, DL_F64)) != 0) nd_fail(L, rc, "fused", a, NULL);
-      ins[k] = (const double *)c->data;
+      luaL_checktype(L, k + 4, LUA_TTABLE);
+      kn = get_gen(L, k + 4, &gens[k]);
+      ins[k].p = NULL;
+      ins[k].gen = &gens[k];
+      kd = gens[k].ndim;
+      ks = gens[k].shape;
+    }
+    if (n < 0) {
+      n = kn;
+      ndim = kd;
+      memcpy(shape, ks, sizeof(int64_t) * (size_t)kd);
+    } else if (kd != ndim || memcmp(ks, shape, sizeof(int64_t) * (size_t)kd)) {
+      char s1[160], s2[160];
+      dl_nd_shape_str(ndim, shape, s1, sizeof s1);
+      dl_nd_shape_str(kd, ks, s2, sizeof s2);
+      return nd_error(L, "fused: inputs of shapes %s and %s", s1, s2);
     }
   }
-  (void)tmp;
   if (want_sum) {
     double s;
-    if ((rc = dl_nd_fused_sum(&s, dl_nd_size(first), prog, np, ins,
-                              consts)) != 0)
-      nd_fail(L, rc, "fused", first, NULL);
+    if ((rc = dl_nd_fused_sum(&s, n, prog, np, ins, consts)) != 0)
+      nd_fail(L, rc, "fused", NULL, NULL);
     lua_pushnumber(L, s);
   } else {
-    dl_nd *r = nd_alloc(L, DL_F64, first->ndim, first->shape);
-    if ((rc = dl_nd_fused((double *)r->data, dl_nd_size(first), prog, np,
-                          ins, consts)) != 0)
-      nd_fail(L, rc, "fused", first, NULL);
+    dl_nd *r = nd_alloc(L, DL_F64, ndim, shape);
+    if ((rc = dl_nd_fused((double *)r->data, n, prog, np, ins, consts)) != 0)
+      nd_fail(L, rc, "fused", NULL, NULL);
   }
   return 1;
 }
