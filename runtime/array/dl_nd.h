@@ -199,4 +199,21 @@ int dl_nd_fused(double *out, int64_t n, const dl_fz_ins *prog, int nprog,
 int dl_nd_fused_sum(double *sum, int64_t n, const dl_fz_ins *prog,
                     int nprog, const dl_fz_src *ins, const double *consts);
 
+/*
+** Bytes.  dl_nd_encode appends the compact form the codec carries (u8
+** dtype, u8 ndim, ndim u64 shape, elements in C order); dl_nd_decode makes
+** a new array from exactly those bytes (DL_ND_ESHAPE for anything else).
+** dl_nd_npy_write appends a NumPy .npy file (version 1.0, C order);
+** dl_nd_npy_read makes an array from a whole .npy file's bytes ('<f8',
+** '<i8', '|b1'; Fortran order gives a transposed view), or fails with a
+** message in err (unsupported dtype, truncated body, ...).  The readers
+** never read outside [p, p + n).
+*/
+struct dl_buf;
+int dl_nd_encode(struct dl_buf *out, const dl_nd *a);
+int dl_nd_decode(dl_nd *out, const char *p, size_t n);
+int dl_nd_npy_write(struct dl_buf *out, const dl_nd *a);
+int dl_nd_npy_read(dl_nd *out, const char *p, size_t n, char *err,
+                   size_t errlen);
+
 #endif

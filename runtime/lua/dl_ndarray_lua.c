@@ -1497,55 +1497,76 @@ static int nd_len(lua_State *L) {
 
 /* ---------------------------------------------------------------- codec */
 
-/* Bytes: u8 dtype, u8 ndim, ndim x u64 shape, then the elements in C
-   order.  Never raises. */
+/* The codec's hooks (dl_nd_encode / dl_nd_decode).  Never raise, except
+   for memory in lua_newuserdatauv. */
 static int nd_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
-  dl_nd *a = (dl_nd *)lua_touserdata(L, idx), c;
-  size_t bytes;
-  int k, rc;
+  dl_nd *a = (dl_nd *)lua_touserdata(L, idx);
   (void)ctx;
   if (a == NULL || a->buf == NULL) return -1;
-  if (dl_buf_u8(out, (unsigned)a->dtype) || dl_buf_u8(out, (unsigned)a->ndim))
-    return -1;
-  for (k = 0; k < a->ndim; k++)
-    if (dl_buf_u64(out, (uint64_t)a->shape[k])) return -1;
-  bytes = (size_t)dl_nd_size(a) * dl_nd_itemsize(a->dtype);
-  if (dl_nd_contiguous(a)) return dl_buf_put(out, a->data, bytes) ? -1 : 0;
-  if ((rc = dl_nd_astype(&c, a, a->dtype)) != 0) return -1;
-  rc = dl_buf_put(out, c.data, bytes) ? -1 : 0;
-  dl_nd_release(&c);
-  return rc;
+  return dl_nd_encode(out, a) ? -1 : 0;
 }
 
 static int nd_decode(lua_State *L, const char *p, size_t n, void *ctx) {
-  dl_rd r;
-  unsigned dt, nd;
-  int64_t shape[DL_ND_MAXDIM];
-  const char *body;
   dl_nd *a;
-  size_t bytes = 1;
-  int k;
   (void)ctx;
-  dl_rd_init(&r, p, n);
-  if (dl_rd_u8(&r, &dt) || dl_rd_u8(&r, &nd) || dt > DL_BOOL ||
-      nd > DL_ND_MAXDIM)
-    return -1;
-  for (k = 0; k < (int)nd; k++) {
-    uint64_t v;
-    if (dl_rd_u64(&r, &v) || v > (uint64_t)n) return -1;
-    shape[k] = (int64_t)v;
-    if (v && bytes > n / v) return -1;
-    bytes *= (size_t)v;
-  }
-  bytes *= dl_nd_itemsize((dl_dtype)dt);
-  if (dl_rd_left(&r) != bytes || dl_rd_bytes(&r, bytes, &body)) return -1;
   a = nd_new(L);
-  if (dl_nd_alloc(a, (dl_dtype)dt, (int)nd, shape)) {
+  if (dl_nd_decode(a, p, n)) {
     lua_pop(L, 1);
     return -1;
   }
-  memcpy(a->data, body, bytes);
   return 0;
+}
+
+/* nd.save(path, a): write a NumPy .npy file.  Returns true, or nil and a
+   message when the file cannot be written. */
+static int l_save(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  dl_nd *a = nd_check(L, 2);
+  dl_buf b;
+  FILE *f;
+  int ok;
+  dl_buf_init(&b);
+  if (dl_nd_npy_write(&b, a)) {
+    dl_buf_free(&b);
+    return luaL_error(L, "not enough memory");
+  }
+  f = fopen(path, "wb");
+  ok = f != NULL && fwrite(b.p, 1, b.len, f) == b.len;
+  if (f != NULL && fclose(f) != 0) ok = 0;
+  dl_buf_free(&b);
+  if (!ok) return luaL_fileresult(L, 0, path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* nd.load(path) -> ndarray from a .npy file; nil and a message when the
+   file cannot be read; an error naming the problem for a bad file. */
+static int l_load(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char err[300];
+  FILE *f = fopen(path, "rb");
+  luaL_Buffer lb;
+  size_t n;
+  const char *p;
+  dl_nd *a;
+  int rc;
+  if (f == NULL) return luaL_fileresult(L, 0, path);
+  luaL_buffinit(L, &lb);
+  for (;;) {
+    char *q = luaL_prepbuffer(&lb);
+    size_t got = fread(q, 1, LUAL_BUFFERSIZE, f);
+    luaL_addsize(&lb, got);
+    if (got < LUAL_BUFFERSIZE) break;
+  }
+  fclose(f);
+  luaL_pushresult(&lb);
+  p = lua_tolstring(L, -1, &n);
+  a = nd_new(L);
+  if ((rc = dl_nd_npy_read(a, p, n, err, sizeof err)) != 0) {
+    if (rc == DL_ND_ENOMEM) return luaL_error(L, "not enough memory");
+    return nd_error(L, "load: %s: %s", path, err);
+  }
+  return 1;
 }
 
 /* nd.tobytes(a) / nd.frombytes(s): the codec's form, for tests. */
@@ -1624,6 +1645,7 @@ static const luaL_Reg funcs[] = {
   {"cumsum", m_cumsum}, {"transpose", m_transpose}, {"reshape", m_reshape},
   {"blas_threads", l_blas_threads}, {"tobytes", l_tobytes},
   {"frombytes", l_frombytes}, {"_random_block", l_random_block},
+  {"save", l_save}, {"load", l_load},
   {"_fused", l_fused},
   {NULL, NULL}};
 
