@@ -297,3 +297,57 @@ describe("dlua.ndarray through the codec", function()
     end
   end)
 end)
+
+describe("dlua.ndarray .npy files", function()
+  local tmp
+  before_each(function() tmp = os.tmpname() end)
+  after_each(function() os.remove(tmp) end)
+
+  it("saves and loads every dtype, views included", function()
+    local a = nd.arange(1, 12):reshape(3, 4)
+    for _, v in ipairs{a, a.T, a / 3, a:gt(5), nd.zeros{0}} do
+      assert.is_true(nd.save(tmp, v))
+      local b = nd.load(tmp)
+      assert.equal(v.dtype, b.dtype)
+      assert.same(v:totable(), b:totable())
+    end
+    local ok, msg = nd.load(tmp .. ".missing")
+    assert.is_nil(ok)
+    assert.matches("No such file", msg)
+  end)
+
+  it("names a bad dtype, a truncated body and a file that is not .npy",
+     function()
+    local a = nd.arange(1, 6)
+    nd.save(tmp, a)
+    local f = io.open(tmp, "rb"); local s = f:read("a"); f:close()
+    f = io.open(tmp, "wb"); f:write(s:sub(1, -5)); f:close()
+    assert.matches("truncated body: shape %(6,%) needs 48 bytes, the file "
+      .. "holds 44", err_of(nd.load, tmp))
+    f = io.open(tmp, "wb"); f:write((s:gsub("<i8", "<f4"))); f:close()
+    assert.matches("unsupported dtype '<f4'", err_of(nd.load, tmp))
+    f = io.open(tmp, "wb"); f:write("hello"); f:close()
+    assert.matches("not a .npy file", err_of(nd.load, tmp))
+  end)
+
+  local py = "/usr/bin/python3"
+  local has_numpy = os.execute(py .. " -c 'import numpy' 2>/dev/null")
+  local numpy_it = has_numpy and it or pending
+  numpy_it("moves arrays to and from NumPy (python3-numpy; else skipped: "
+    .. "scripts/install-deps --bench)", function()
+    local a = nd.arange(1, 12):reshape(3, 4) / 4
+    nd.save(tmp, a.T)
+    local p = io.popen(py .. " -c \"import numpy as np; x = np.load('" .. tmp
+      .. "'); print(x.shape, x.dtype, x.sum(), x[3, 0])\"")
+    local out = p:read("a")
+    p:close()
+    assert.equal("(4, 3) float64 19.5 1.0\n", out)
+    local npy = tmp .. ".npy" -- np.save adds the suffix otherwise
+    assert.is_true(os.execute(py .. " -c \"import numpy as np; np.save('"
+      .. npy .. "', np.asfortranarray(np.arange(6).reshape(2, 3)))\""))
+    local b = nd.load(npy)
+    os.remove(npy)
+    assert.same({{0, 1, 2}, {3, 4, 5}}, b:totable())
+    assert.equal("int64", b.dtype)
+  end)
+end)

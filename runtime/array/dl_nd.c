@@ -22,15 +22,16 @@ const char *dl_nd_dtype_name(dl_dtype t) {
 }
 
 int64_t dl_nd_size(const dl_nd *a) {
-  int64_t n = 1;
+  uint64_t n = 1; /* unsigned: a zero-size array may have huge axes */
   int i;
-  for (i = 0; i < a->ndim; i++) n *= a->shape[i];
-  return n;
+  for (i = 0; i < a->ndim; i++) n *= (uint64_t)a->shape[i];
+  return (int64_t)n;
 }
 
 int dl_nd_contiguous(const dl_nd *a) {
   int64_t s = 1;
   int i;
+  if (dl_nd_size(a) == 0) return 1;
   for (i = a->ndim - 1; i >= 0; i--) {
     if (a->shape[i] != 1 && a->strides[i] != s) return 0;
     s *= a->shape[i];
@@ -155,10 +156,10 @@ int dl_nd_alloc_uninit(dl_nd *a, dl_dtype t, int ndim,
   a->dtype = t;
   a->ndim = ndim;
   s = 1;
-  for (i = ndim - 1; i >= 0; i--) {
+  for (i = ndim - 1; i >= 0; i--) { /* zero-size arrays: strides 0 */
     a->shape[i] = shape[i];
-    a->strides[i] = s;
-    s *= shape[i] ? shape[i] : 1;
+    a->strides[i] = n ? s : 0;
+    if (n) s *= shape[i];
   }
   a->buf = b;
   a->data = (char *)b->data;

@@ -29,18 +29,21 @@ int dl_nd_encode(dl_buf *out, const dl_nd *a) {
   return rc;
 }
 
-/* bytes = itemsize * product of shape, or (size_t)-1 on overflow past n. */
+/* bytes = itemsize * product of shape, or (size_t)-1 when that is more
+   than n (or a dimension is negative). */
 static size_t body_size(dl_dtype t, int ndim, const int64_t *shape,
                         size_t n) {
   size_t bytes = dl_nd_itemsize(t);
   int k;
-  for (k = 0; k < ndim; k++) {
+  for (k = 0; k < ndim; k++)
     if (shape[k] < 0) return (size_t)-1;
+  for (k = 0; k < ndim; k++)
     if (shape[k] == 0) return 0;
-    if ((size_t)shape[k] > n / bytes + 1) return (size_t)-1;
+  for (k = 0; k < ndim; k++) {
+    if ((uint64_t)shape[k] > n / bytes) return (size_t)-1;
     bytes *= (size_t)shape[k];
   }
-  return bytes;
+  return bytes > n ? (size_t)-1 : bytes;
 }
 
 int dl_nd_decode(dl_nd *out, const char *p, size_t n) {

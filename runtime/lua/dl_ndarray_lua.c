@@ -643,7 +643,7 @@ static int m_reshape(lua_State *L) {
   }
   for (k = 0; k < nd; k++) {
     if (shape[k] == -1 && neg < 0) neg = k;
-    else if (shape[k] < 0)
+    else if (shape[k] < 0 || (shape[k] > 0 && n > INT64_MAX / shape[k]))
       return nd_error(L, "reshape: bad dimension %I", (lua_Integer)shape[k]);
     else n *= shape[k];
   }
@@ -667,8 +667,8 @@ static int m_reshape(lua_State *L) {
     int64_t s = 1;
     for (k = nd - 1; k >= 0; k--) {
       v->shape[k] = shape[k];
-      v->strides[k] = s;
-      s *= shape[k];
+      v->strides[k] = n ? s : 0;
+      if (n) s *= shape[k];
     }
   }
   return 1;
