@@ -53,6 +53,8 @@ const char *dl_nd_strerror(int code) {
   case DL_ND_EDOMAIN: return "integers to negative integer powers are not "
                              "allowed";
   case DL_ND_EEMPTY: return "zero-size array has no minimum or maximum";
+  case DL_ND_ENOBLAS: return "cannot load OpenBLAS and LAPACKE "
+                             "(libopenblas0, liblapacke)";
   default: return "error";
   }
 }

@@ -30,7 +30,8 @@ enum {
   DL_ND_EDTYPE = -8,    /* operation not defined for the dtype */
   DL_ND_EZERODIV = -9,  /* integer division or modulo by zero */
   DL_ND_EDOMAIN = -10,  /* integer to a negative power */
-  DL_ND_EEMPTY = -11    /* min/max/argmin/argmax of nothing */
+  DL_ND_EEMPTY = -11,   /* min/max/argmin/argmax of nothing */
+  DL_ND_ENOBLAS = -12   /* OpenBLAS or LAPACKE cannot be loaded */
 };
 
 /* A buffer shared by views.  refs counts the arrays that point into it. */
@@ -147,7 +148,9 @@ int dl_nd_inv(dl_nd *out, const dl_nd *a);
 int dl_nd_qr(dl_nd *q, dl_nd *r, const dl_nd *a);
 int dl_nd_svd(dl_nd *u, dl_nd *s, dl_nd *vt, const dl_nd *a);
 int dl_nd_cholesky(dl_nd *out, const dl_nd *a);
-/* Number of BLAS threads (OpenBLAS); n <= 0 leaves it. Returns the old. */
+/* Number of BLAS threads (OpenBLAS); n <= 0 leaves it.  Returns the old
+   number (0 when OpenBLAS cannot be loaded).  The BLAS and LAPACKE
+   functions load libopenblas.so.0 and liblapacke.so.3 on first use. */
 int dl_nd_blas_threads(int n);
 
 /*

@@ -1668,14 +1668,6 @@ void dl_ndarray_register(lua_State *L) {
 }
 
 int luaopen_dlua_ndarray(lua_State *L) {
-  static int blas_set;
-  const char *w = getenv("DLUA_WORKER");
-  /* One BLAS thread per worker process: the cluster's parallelism is its
-     processes. */
-  if (!blas_set && w && *w) {
-    dl_nd_blas_threads(1);
-    blas_set = 1;
-  }
   push_meta(L);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
