@@ -1644,9 +1644,10 @@ if ok_delayed and type(delayed) == "table" then
   M.is_delayed = delayed.is_delayed
 end
 
--- Collections, loaded on first use (dlua.bag, dlua.csv): a script that
--- never touches them does not pay for loading them.
-local lazy = {bag = "dlua.bag", csv = "dlua.csv"}
+-- Collections, loaded on first use (dlua.ndarray, dlua.array, dlua.bag,
+-- dlua.csv): a script that never touches them does not pay for loading them.
+local lazy = {ndarray = "dlua.ndarray", array = "dlua.array", bag = "dlua.bag",
+              csv = "dlua.csv"}
 setmetatable(M, {__index = function (t, k)
   local name = lazy[k]
   if not name then return nil end
