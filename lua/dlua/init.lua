@@ -1518,6 +1518,10 @@ function M.progress(...)
   return require("dlua.progress").progress(...)
 end
 
+--- dlua.display(v [, opts]): rich output in a Jupyter notebook, pretty
+-- text elsewhere (lua/dlua/display.lua).
+M.display = require("dlua.display").display
+
 --- dlua.in_worker() -> true when running inside a task on a worker
 M.in_worker = cluster_c.in_worker
 
