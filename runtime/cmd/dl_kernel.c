@@ -645,17 +645,32 @@ static int setup_lua(lua_State *L) {
 /* ------------------------------------------------------------- execute */
 
 /*
-** Compile the cell's code (first as "return <code>;" so that an
-** expression shows its value, then as statements whose last line, if it
-** is an expression, shows its value, then as it is) and push the function
-** or the error message.  Returns the lua_load status.  [-0, +1, -]
+** The text that shows the value of the expression expr (len bytes): it is
+** passed through a local function rather than returned, so that a call in
+** it is not a tail call and keeps its frame (errors raised at level 2 then
+** point at the cell's line).  The newline lets expr end in a comment.
+** [-0, +1, m]
+*/
+static void push_shown(lua_State *L, const char *expr, size_t len) {
+  lua_pushliteral(L, "local function dlua_shown(...) return ... end "
+                     "return dlua_shown(");
+  lua_pushlstring(L, expr, len);
+  lua_pushliteral(L, "\n)");
+  lua_concat(L, 3);
+}
+
+/*
+** Compile the cell's code (first as an expression whose values are shown,
+** then as statements whose last line, if it is an expression, shows its
+** values, then as it is) and push the function or the error message.
+** Returns the lua_load status.  [-0, +1, -]
 */
 static int load_cell(lua_State *L, const char *code, size_t len,
                      const char *name) {
   const char *last;
   size_t end = len;
   int status;
-  lua_pushfstring(L, "return %s;", code);
+  push_shown(L, code, len);
   status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1), name);
   lua_remove(L, -2);
   if (status == LUA_OK)
@@ -669,10 +684,8 @@ static int load_cell(lua_State *L, const char *code, size_t len,
     last--;
   if (last > code) {
     lua_pushlstring(L, code, (size_t)(last - code));
-    lua_pushliteral(L, "return ");
-    lua_pushlstring(L, last, (size_t)(code + end - last));
-    lua_pushliteral(L, ";");
-    lua_concat(L, 4);
+    push_shown(L, last, (size_t)(code + end - last));
+    lua_concat(L, 2);
     status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1),
                              name);
     lua_remove(L, -2);
