@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""bench_kernel.py -- the Jupyter kernel's speed, dlua beside ipykernel.
+
+usage: scripts/bench/bench_kernel.py [N]          (N round trips, default 500)
+
+For each kernel (dlua's, installed here into a temporary prefix from
+build/dlua; Python's ipykernel when python3-ipykernel is installed):
+  start   seconds from starting the kernel process (jupyter_client's
+          KernelManager) to the reply of the first executed cell;
+  reply   an execute_request of `1+1` to its execute_reply (shell);
+  idle    the same to the idle status on IOPub, after the result: what a
+          notebook waits for.
+Round trips go through jupyter_client's Session (signing) on plain pyzmq
+sockets, so the client's own overhead is small and the same for both
+kernels.  Medians and 90th percentiles are printed, one line per metric:
+  kernel=dlua metric=reply_ms median=0.21 p90=0.30 n=500
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import zmq
+from jupyter_client.manager import KernelManager
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def execute_msg(session, code):
+    return session.msg("execute_request", {
+        "code": code, "silent": False, "store_history": True,
+        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+
+
+def bench(name):
+    km = KernelManager(kernel_name=name)
+    t0 = time.perf_counter()
+    km.start_kernel()
+    ctx = zmq.Context()
+    info = km.get_connection_info(session=False)
+    session = km.session
+    url = "%s://%s:%%d" % (info["transport"], info["ip"])
+    shell = ctx.socket(zmq.DEALER)
+    shell.connect(url % info["shell_port"])
+    iopub = ctx.socket(zmq.SUB)
+    iopub.setsockopt(zmq.SUBSCRIBE, b"")
+    iopub.connect(url % info["iopub_port"])
+
+    def round_trip(code):
+        """(seconds to the reply, seconds to idle)."""
+        msg = execute_msg(session, code)
+        mid = msg["header"]["msg_id"]
+        start = time.perf_counter()
+        session.send(shell, msg)
+        reply_t = idle_t = None
+        poller = zmq.Poller()
+        poller.register(shell, zmq.POLLIN)
+        poller.register(iopub, zmq.POLLIN)
+        while reply_t is None or idle_t is None:
+            socks = dict(poller.poll(30000))
+            if not socks:
+                raise RuntimeError(name + ": no answer in 30 s")
+            now = time.perf_counter()
+            if shell in socks:
+                _, m = session.recv(shell)
+                if m["parent_header"].get("msg_id") == mid:
+                    reply_t = now - start
+            if iopub in socks:
+                _, m = session.recv(iopub)
+                if (m["parent_header"].get("msg_id") == mid
+                        and m["msg_type"] == "status"
+                        and m["content"]["execution_state"] == "idle"):
+                    idle_t = now - start
+        return reply_t, idle_t
+
+    # The first cell: the kernel may not be listening yet (the IOPub
+    # subscription also takes a moment), so retry until one is answered.
+    while True:
+        try:
+            first = execute_msg(session, "1+1")
+            session.send(shell, first)
+            if shell.poll(200):
+                session.recv(shell)
+                break
+        except zmq.ZMQError:
+            pass
+    start_s = time.perf_counter() - t0
+    for _ in range(50):
+        round_trip("1+1")
+    reply, idle = [], []
+    for _ in range(N):
+        r, i = round_trip("1+1")
+        reply.append(r * 1000)
+        idle.append(i * 1000)
+    shell.close(0)
+    iopub.close(0)
+    ctx.term()
+    km.shutdown_kernel(now=False)
+
+    def line(metric, xs):
+        xs = sorted(xs)
+        print("kernel=%s metric=%s median=%.3f p90=%.3f n=%d" % (
+            name, metric, statistics.median(xs), xs[int(len(xs) * 0.9)],
+            len(xs)), flush=True)
+    print("kernel=%s metric=start_s value=%.3f" % (name, start_s),
+          flush=True)
+    line("reply_ms", reply)
+    line("idle_ms", idle)
+
+
+def main():
+    prefix = tempfile.mkdtemp(prefix="dlua-kernelspec-")
+    subprocess.run([os.path.join(ROOT, "build", "dlua"), "kernel", "install",
+                    "--prefix", prefix], check=True, stdout=subprocess.DEVNULL)
+    os.environ["JUPYTER_PATH"] = os.path.join(prefix, "share", "jupyter")
+    bench("dlua")
+    try:
+        import ipykernel  # noqa: F401
+    except ImportError:
+        print("kernel=python3 skipped (python3-ipykernel not installed)")
+    else:
+        bench("python3")
+    subprocess.run(["rm", "-rf", prefix])
+
+
+if __name__ == "__main__":
+    main()
