@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1099,6 +1100,14 @@ static int run_kernel(lua_State *L, const char *path) {
     return 0;
   }
   free(text);
+  /* A kernel whose Jupyter is gone ends (SIGTERM: its clusters are
+     closed first, see dlua.c), as ipykernel does with its parent poller. */
+  {
+    pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+      raise(SIGTERM);
+  }
   memset(&kernel, 0, sizeof kernel);
   K = &kernel;
   K->L = L;

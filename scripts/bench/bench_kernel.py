@@ -63,7 +63,8 @@ def bench(name):
         while reply_t is None or idle_t is None:
             socks = dict(poller.poll(30000))
             if not socks:
-                raise RuntimeError(name + ": no answer in 30 s")
+                raise RuntimeError("%s: no %s in 30 s" % (
+                    name, "reply" if reply_t is None else "idle status"))
             now = time.perf_counter()
             if shell in socks:
                 _, m = session.recv(shell)

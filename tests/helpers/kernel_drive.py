@@ -287,6 +287,20 @@ def cluster(km, kc):
     check(len(disp) == 1 and "LocalCluster" in disp[0]["data"]["text/html"],
           "display_data of the cluster", outs)
     check(result_of(outs) is None, "display returns nothing shown", outs)
+    # dlua.progress: one output, updated in place.
+    rep, outs = run(kc, "dlua.progress(client:map(function(x) return x end,"
+                    " {1, 2, 3}), {interval = 0.01})\nnil")
+    ds = [(t, c) for t, c in outs
+          if t in ("display_data", "update_display_data")]
+    check(len(ds) >= 2 and ds[0][0] == "display_data" and
+          all(t == "update_display_data" for t, _ in ds[1:]),
+          "one display, then updates", outs)
+    ids = {c["transient"]["display_id"] for _, c in ds}
+    check(len(ids) == 1, "all on one display id", ds)
+    check("3/3" in ds[-1][1]["data"]["text/plain"] and
+          "<pre>" in ds[-1][1]["data"]["text/html"], "the last frame", ds)
+    check(text_of(outs) == "" and text_of(outs, "stderr") == "",
+          "no stream of lines", outs)
     # Shutdown closes the cluster: no worker left.
     kpid = km.provisioner.process.pid
     km.shutdown_kernel(now=False)
