@@ -1,6 +1,7 @@
 /*
 ** dl_jmsg.c -- Jupyter messages and connection files (see dl_jmsg.h).
 */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,12 @@ static cJSON *parse_object(const dl_jframe *f) {
   return j;
 }
 
+/* HMAC, fetched once for the process (never freed: it lives as long). */
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *hmac = NULL;
+
+static void hmac_fetch(void) { hmac = EVP_MAC_fetch(NULL, "HMAC", NULL); }
+
 void dl_jmsg_sign(const char *key, size_t keylen, const dl_jframe parts[4],
                   char hex[65]) {
   static const char digits[] = "0123456789abcdef";
@@ -41,10 +48,11 @@ void dl_jmsg_sign(const char *key, size_t keylen, const dl_jframe parts[4],
   hex[0] = '\0';
   if (keylen == 0)
     return;
-  /* OpenSSL 3's EVP_MAC: the parts are fed one by one, not copied. */
+  /* OpenSSL 3's EVP_MAC: the parts are fed one by one, not copied.  The
+     algorithm is looked up once (a lookup costs more than a short MAC). */
+  pthread_once(&hmac_once, hmac_fetch);
   {
-    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *c = m != NULL ? EVP_MAC_CTX_new(m) : NULL;
+    EVP_MAC_CTX *c = hmac != NULL ? EVP_MAC_CTX_new(hmac) : NULL;
     OSSL_PARAM params[2];
     size_t outl = 0;
     int ok = c != NULL;
@@ -56,7 +64,6 @@ void dl_jmsg_sign(const char *key, size_t keylen, const dl_jframe parts[4],
                           parts[i].len);
     ok = ok && EVP_MAC_final(c, mac, &outl, sizeof mac);
     EVP_MAC_CTX_free(c);
-    EVP_MAC_free(m);
     if (!ok)
       return; /* an empty signature never matches a real one */
     maclen = (unsigned int)outl;
@@ -141,14 +148,17 @@ void dl_jmsg_uuid(char out[37]) {
 }
 
 char *dl_jmsg_header(const char *session, const char *msg_type) {
-  char id[37], date[48];
+  static unsigned long counter = 0; /* shared by threads: atomic below */
+  char id[80], date[48];
   struct timeval tv;
   struct tm tm;
   cJSON *h = cJSON_CreateObject();
   char *text;
   if (h == NULL)
     return NULL;
-  dl_jmsg_uuid(id);
+  /* As ipykernel: the session (a random UUID), then a count, unique. */
+  snprintf(id, sizeof id, "%.40s_%lu", session,
+           __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
   snprintf(date, sizeof date, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",

@@ -66,7 +66,8 @@ void dl_jmsg_sign(const char *key, size_t keylen, const dl_jframe parts[4],
 
 /*
 ** Return a new message header as JSON text (owned by the caller, free it
-** with cJSON_free): a fresh msg_id, session, username "kernel", the
+** with cJSON_free): a msg_id unique in the process ("<session>_<n>"),
+** session, username "kernel", the
 ** current UTC date, msg_type and version "5.3".  NULL when out of memory.
 */
 char *dl_jmsg_header(const char *session, const char *msg_type);

@@ -2,6 +2,7 @@
 """bench_kernel.py -- the Jupyter kernel's speed, dlua beside ipykernel.
 
 usage: scripts/bench/bench_kernel.py [N]          (N round trips, default 500)
+       KERNELS=dlua scripts/bench/bench_kernel.py  (only dlua's kernel)
 
 For each kernel (dlua's, installed here into a temporary prefix from
 build/dlua; Python's ipykernel when python3-ipykernel is installed):
@@ -9,7 +10,9 @@ build/dlua; Python's ipykernel when python3-ipykernel is installed):
           KernelManager) to the reply of the first executed cell;
   reply   an execute_request of `1+1` to its execute_reply (shell);
   idle    the same to the idle status on IOPub, after the result: what a
-          notebook waits for.
+          notebook waits for;
+  cpu     the kernel process's CPU time (user + system, all threads) per
+          execute: what it costs whatever the machine's load.
 Round trips go through jupyter_client's Session (signing) on plain pyzmq
 sockets, so the client's own overhead is small and the same for both
 kernels.  Medians and 90th percentiles are printed, one line per metric:
@@ -34,6 +37,13 @@ def execute_msg(session, code):
     return session.msg("execute_request", {
         "code": code, "silent": False, "store_history": True,
         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of process pid (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench(name):
@@ -90,13 +100,26 @@ def bench(name):
         except zmq.ZMQError:
             pass
     start_s = time.perf_counter() - t0
+    # IOPub drops what is published before our subscription reached the
+    # kernel: ask for kernel_info until its status messages arrive (as
+    # jupyter_client's wait_for_ready does), then drain.
+    while not iopub.poll(0):
+        session.send(shell, session.msg("kernel_info_request", {}))
+        iopub.poll(100)
+    while iopub.poll(200):
+        session.recv(iopub)
+    while shell.poll(0):
+        session.recv(shell)
     for _ in range(50):
         round_trip("1+1")
     reply, idle = [], []
+    pid = km.provisioner.process.pid
+    cpu0 = cpu_seconds(pid)
     for _ in range(N):
         r, i = round_trip("1+1")
         reply.append(r * 1000)
         idle.append(i * 1000)
+    cpu = (cpu_seconds(pid) - cpu0) / N * 1000
     shell.close(0)
     iopub.close(0)
     ctx.term()
@@ -109,6 +132,8 @@ def bench(name):
             len(xs)), flush=True)
     print("kernel=%s metric=start_s value=%.3f" % (name, start_s),
           flush=True)
+    print("kernel=%s metric=cpu_ms_per_execute value=%.3f" % (name, cpu),
+          flush=True)
     line("reply_ms", reply)
     line("idle_ms", idle)
 
@@ -118,12 +143,17 @@ def main():
     subprocess.run([os.path.join(ROOT, "build", "dlua"), "kernel", "install",
                     "--prefix", prefix], check=True, stdout=subprocess.DEVNULL)
     os.environ["JUPYTER_PATH"] = os.path.join(prefix, "share", "jupyter")
-    bench("dlua")
-    try:
-        import ipykernel  # noqa: F401
-    except ImportError:
-        print("kernel=python3 skipped (python3-ipykernel not installed)")
+    only = os.environ.get("KERNELS", "dlua python3").split()
+    if "dlua" in only:
+        bench("dlua")
+    if "python3" not in only:
+        pass
     else:
+      try:
+        import ipykernel  # noqa: F401
+      except ImportError:
+        print("kernel=python3 skipped (python3-ipykernel not installed)")
+      else:
         bench("python3")
     subprocess.run(["rm", "-rf", prefix])
 

@@ -120,8 +120,17 @@ static void test_header(void) {
   CHECK(strcmp(cJSON_GetObjectItem(j, "msg_type")->valuestring, "status")
         == 0);
   CHECK(strcmp(cJSON_GetObjectItem(j, "version")->valuestring, "5.3") == 0);
-  CHECK(strlen(cJSON_GetObjectItem(j, "msg_id")->valuestring) == 36);
+  CHECK(strncmp(cJSON_GetObjectItem(j, "msg_id")->valuestring, "sess_", 5)
+        == 0);
   CHECK(strlen(cJSON_GetObjectItem(j, "date")->valuestring) == 27);
+  {
+    char *h2 = dl_jmsg_header("sess", "status");
+    cJSON *j2 = cJSON_Parse(h2);
+    CHECK(strcmp(cJSON_GetObjectItem(j, "msg_id")->valuestring,
+                 cJSON_GetObjectItem(j2, "msg_id")->valuestring) != 0);
+    cJSON_Delete(j2);
+    cJSON_free(h2);
+  }
   cJSON_Delete(j);
   cJSON_free(h);
   dl_jmsg_uuid(u1);
