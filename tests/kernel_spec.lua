@@ -140,6 +140,49 @@ print(r.returncode); print(r.stderr, end="")
       .. "use", out)
   end)
 
+  it("ends when the process that started it is gone", function()
+    -- A shell starts the kernel in the background and exits at once: the
+    -- kernel must not stay behind serving nobody.
+    local path = PREFIX .. "/orphan.json"
+    local f = assert(io.open(path, "w"))
+    f:write('{"ip":"127.0.0.1","transport":"tcp","key":"k",'
+      .. '"signature_scheme":"hmac-sha256","shell_port":0,"iopub_port":0,'
+      .. '"stdin_port":0,"control_port":0,"hb_port":0}')
+    f:close()
+    -- Free ports, picked by Python, written into the file.
+    local code, _, err = sh(PY .. [==[ -c '
+import json, socket, sys
+c = json.load(open(sys.argv[1]))
+socks = []
+for k in ["shell_port", "iopub_port", "stdin_port", "control_port",
+          "hb_port"]:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+    c[k] = s.getsockname()[1]
+for s in socks: s.close()
+json.dump(c, open(sys.argv[1], "w"))
+' ]==] .. q(path))
+    assert.equal(0, code, err)
+    local pidfile = PREFIX .. "/orphan.pid"
+    -- (JPY_PARENT_PID names the parent, as jupyter_client does.)
+    code, _, err = sh("sh -c " .. q("JPY_PARENT_PID=$$ " .. q(DLUA)
+      .. " kernel -f " .. q(path)
+      .. " >/dev/null 2>&1 & echo $! > " .. q(pidfile)))
+    assert.equal(0, code, err)
+    local pid = assert(tonumber(slurp(pidfile)))
+    local gone = false
+    for _ = 1, 300 do -- up to 30 s
+      -- Gone: no such process, or a zombie nobody has reaped yet.
+      local state = slurp("/proc/" .. pid .. "/stat")
+      if not state or state:match("^%d+ %b() (%a)") == "Z" then
+        gone = true
+        break
+      end
+      sh("sleep 0.1")
+    end
+    if not gone then sh("kill " .. pid) end
+    assert.is_true(gone, "the kernel outlived its parent")
+  end)
+
   -- The scenarios of tests/helpers/kernel_drive.py, one kernel each.
   local scenarios = {
     {"basic", "kernel_info; execute shows values as the REPL; print and "

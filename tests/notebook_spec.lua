@@ -22,7 +22,9 @@ end
 describe("examples/dask-lecture.ipynb", function()
   it("runs headless with nbclient, every cell's output as expected",
      function()
-    local prefix = io.popen("mktemp -d"):read("l")
+    local p = assert(io.popen("mktemp -d"))
+    local prefix = p:read("l")
+    p:close() -- not left open: later clusters' workers would inherit it
     local rc, out = sh(q(DLUA) .. " kernel install --prefix " .. q(prefix))
     assert.equal(0, rc, out)
     rc, out = sh("JUPYTER_PATH=" .. q(prefix .. "/share/jupyter")

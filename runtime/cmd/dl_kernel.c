@@ -1101,11 +1101,13 @@ static int run_kernel(lua_State *L, const char *path) {
   }
   free(text);
   /* A kernel whose Jupyter is gone ends (SIGTERM: its clusters are
-     closed first, see dlua.c), as ipykernel does with its parent poller. */
+     closed first, see dlua.c), as ipykernel does with its parent poller.
+     Jupyter names itself in JPY_PARENT_PID: if it is no longer our parent
+     it died before prctl took effect. */
   {
-    pid_t parent = getppid();
+    const char *jpy = getenv("JPY_PARENT_PID");
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent)
+    if (jpy != NULL && atol(jpy) > 0 && (pid_t)atol(jpy) != getppid())
       raise(SIGTERM);
   }
   memset(&kernel, 0, sizeof kernel);
