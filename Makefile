@@ -36,16 +36,17 @@ B ?= build
 # so an include across the rule is a compile error.  Layers outside
 # LUA_LAYERS are built without Lua's include path and with Lua's types
 # poisoned: `#include <lua.h>` there does not compile.
-LAYERS = base wire codec sched cluster dashboard worker client lua kernel cmd
+LAYERS = base wire codec sched cluster dashboard worker client collections lua kernel cmd
 SEES_base      = base
 SEES_wire      = base wire
 SEES_codec     = base codec
 SEES_sched     = base wire sched
-SEES_cluster   = base wire sched cluster dashboard
+SEES_cluster   = base wire sched cluster
 SEES_dashboard = base wire sched cluster dashboard
 SEES_worker    = base wire codec sched worker
 SEES_client    = base wire codec client
-SEES_lua       = base wire codec sched cluster dashboard worker client lua
+SEES_collections = base collections
+SEES_lua       = base wire codec sched cluster dashboard worker client collections lua
 SEES_kernel    = base kernel
 SEES_cmd       = cmd kernel
 LUA_LAYERS = codec worker client lua cmd
@@ -69,7 +70,8 @@ BIN_OBJ = $(call obj,$(BIN_SRC))
 KERNEL_OBJ = $(call obj,$(KERNEL_SRC))
 HDRS = $(wildcard runtime/*.h runtime/*/*.h)
 
-CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/test_*.c))
+# C tests mirror runtime/'s folders: tests/c/<layer>/test_*.c.
+CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/*/test_*.c))
 
 .PHONY: all test sanitize fuzz bench bench-quick install clean demo
 
@@ -121,12 +123,12 @@ $(B)/dlua: $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a
 	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a $(LDLIBS_ALL) $(EDIT_LIBS) $(KERNEL_LIBS)
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
-	@mkdir -p $(B)/tests
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
 # The kernel's C test links the kernel layer (not part of libdlua).
-$(B)/tests/test_kernel: tests/c/test_kernel.c tests/c/tap.h $(B)/libdlkernel.a | $(B)
-	@mkdir -p $(B)/tests
+$(B)/tests/kernel/test_kernel: tests/c/kernel/test_kernel.c tests/c/tap.h $(B)/libdlkernel.a | $(B)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(KERNEL_CFLAGS) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlkernel.a $(LDLIBS_ALL) $(KERNEL_LIBS)
 
 # dlua.pc for PREFIX; `make install PREFIX=...` writes its own with that

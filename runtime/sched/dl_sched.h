@@ -147,11 +147,4 @@ typedef struct dl_sched_event {
 int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
                     int max, uint64_t *next);
 
-/* Encode an error record (kind, message, traceback, worker).  A record
-   may carry one more string: the error value itself when the task raised
-   a table, encoded by dl_codec in data_only mode (the client decodes it
-   with data_only too); readers that do not know it stop after worker. */
-int dl_err_encode(dl_buf *b, int kind, const char *msg, const char *tb,
-                  const char *worker);
-
 #endif

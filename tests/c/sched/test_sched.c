@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dl_proto.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 #include "sched_driver.h"
 #include "tap.h"
 
