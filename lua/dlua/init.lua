@@ -1626,6 +1626,13 @@ do
   M.Lock, M.Semaphore = coord.Lock, coord.Semaphore
 end
 
+--- dlua.display(v [, opts]): rich output in a Jupyter notebook, pretty
+-- text elsewhere (lua/dlua/display.lua, loaded on first use; a tail call,
+-- so its errors still point at the caller's line).
+function M.display(v, opts)
+  return require("dlua.display").display(v, opts)
+end
+
 --- dlua.in_worker() -> true when running inside a task on a worker
 M.in_worker = cluster_c.in_worker
 
