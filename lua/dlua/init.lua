@@ -418,10 +418,11 @@ local function cluster_text(c)
   for _, w in ipairs(ws) do
     lines[#lines + 1] = fmt(
       "  Worker %d:  pid %d, %d thread%s, memory %s / limit %s, "
-      .. "stored %s, spilled %s",
+      .. "managed %s, spilled %s, stored %d result%s",
       w.id, w.pid, w.nthreads, w.nthreads == 1 and "" or "s",
       M.format_bytes(w.rss), M.format_bytes(w.memory_limit),
-      M.format_bytes(w.managed), M.format_bytes(w.spilled))
+      M.format_bytes(w.managed), M.format_bytes(w.spilled),
+      w.stored, w.stored == 1 and "" or "s")
   end
   return concat(lines, "\n")
 end

@@ -1171,6 +1171,10 @@ int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
 
 const char *dl_server_dir(dl_server *s) { return s->dir; }
 
+void dl_server_memory_fractions(dl_server *s, double out[4]) {
+  memcpy(out, s->fractions, sizeof s->fractions);
+}
+
 void dl_server_versions(dl_server *s, const char **dlua, const char **lua) {
   *dlua = s->dlua_version;
   *lua = s->lua_version;

@@ -136,6 +136,10 @@ const char *dl_server_dashboard(dl_server *s);
 /* The version strings given in dl_server_opts; borrowed. */
 void dl_server_versions(dl_server *s, const char **dlua, const char **lua);
 
+/* The memory fractions in effect (target, spill, pause, terminate; see
+   dl_server_opts), for drawing the workers' memory. */
+void dl_server_memory_fractions(dl_server *s, double out[4]);
+
 /* The private directory holding the workers' sockets; borrowed. */
 const char *dl_server_dir(dl_server *s);
 

@@ -174,17 +174,32 @@ static void json_status(dl_dashboard *d, dl_buf *b) {
     dl_json_str(b, g->name);
     put(b, ",");
     json_counts(b, g->counts);
-    putf(b, ",\"done\":%lld,\"failed\":%lld,\"total\":%lld}",
-         (long long)g->done, (long long)g->erred, (long long)g->total);
+    /* The live partition: done + erred + processing + waiting + ready =
+       total; done counts results held (memory) and results computed and
+       since let go (released). */
+    putf(b, ",\"done\":%lld,\"failed\":%lld,\"total\":%lld,"
+         "\"submitted\":%lld}",
+         (long long)(g->counts[3] + g->counts[5]), (long long)g->counts[4],
+         (long long)(g->counts[0] + g->counts[1] + g->counts[2] +
+                     g->counts[3] + g->counts[4] + g->counts[5]),
+         (long long)g->total);
   }
-  put(b, "],\"workers\":[");
+  put(b, "],\"fractions\":{");
+  {
+    double f[4];
+    dl_server_memory_fractions(d->srv, f);
+    putf(b, "\"target\":%g,\"spill\":%g,\"pause\":%g,\"terminate\":%g}",
+         f[0], f[1], f[2], f[3]);
+  }
+  put(b, ",\"workers\":[");
   for (i = 0; i < s.nw; i++) {
     const dl_sched_winfo *w = &s.w[i];
     putf(b, "%s{\"id\":%d,\"managed\":%lld,\"spilled\":%lld,\"rss\":%lld,"
-         "\"limit\":%lld,\"executing\":%d,\"processing\":%d,\"stored\":%d}",
+         "\"limit\":%lld,\"executing\":%d,\"processing\":%d,\"stored\":%d,"
+         "\"status\":\"%s\"}",
          i ? "," : "", w->id, (long long)w->managed, (long long)w->spilled,
          (long long)w->rss, (long long)w->memory_limit, w->executing,
-         w->inflight, w->stored);
+         w->inflight, w->stored, dl_sched_status_name(w->status));
   }
   put(b, "]}");
   free_snap(&s);
@@ -320,13 +335,21 @@ static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
   putf(b, ",\"next\":%llu,\"events\":[", (unsigned long long)next);
   for (i = 0; i < n; i++) {
     const dl_sched_event *e = &d->events[i];
-    put(b, i ? ",{\"group\":" : "{\"group\":");
-    dl_json_str(b, e->group ? e->group : "");
+    put(b, i ? ",{\"key\":" : "{\"key\":");
+    dl_json_str(b, e->key);
+    put(b, ",\"group\":");
+    dl_json_str(b, e->group);
     putf(b, ",\"worker\":%d,\"start\":", e->worker);
     put_num(b, e->start);
     put(b, ",\"stop\":");
     put_num(b, e->stop);
-    putf(b, ",\"ok\":%s}", e->ok ? "true" : "false");
+    putf(b, ",\"bytes\":%llu,\"ok\":%s", (unsigned long long)e->nbytes,
+         e->ok ? "true" : "false");
+    if (!e->ok) {
+      put(b, ",\"error\":");
+      dl_json_str(b, e->err);
+    }
+    put(b, "}");
   }
   put(b, "]}");
   return 200;

@@ -210,24 +210,59 @@ static void count_new(dl_sched *s, task *t) {
   g->counts[t->state]++;
 }
 
-/* Forget a task's place in the counts. */
-static void count_gone(dl_sched *s, task *t) {
-  s->counts[t->state]--;
-  if (t->group) t->group->counts[t->state]--;
+/* Copy n bytes at p into the array d of size dn, cut to fit. */
+static void copy_cut(char *d, size_t dn, const char *p, size_t n) {
+  if (n >= dn) n = dn - 1;
+  memcpy(d, p, n);
+  d[n] = '\0';
 }
 
+/* Forget a task's place in the counts; a group left without tasks goes. */
+static void count_gone(dl_sched *s, task *t) {
+  tgroup *g = t->group;
+  int k;
+  s->counts[t->state]--;
+  if (g == NULL) return;
+  g->counts[t->state]--;
+  t->group = NULL;
+  for (k = 0; k < 6; k++)
+    if (g->counts[k] > 0) return;
+  if (s->freeing) return; /* dl_sched_free frees every group */
+  dl_map_del(&s->groups, g->name, g->nlen);
+  dl_free(g->name);
+  dl_free(g);
+}
+
+/* Record a run of t on worker wid for the task stream; rec (rlen bytes,
+   NULL when ok) is the error record of a failure. */
 static void record_event(dl_sched *s, task *t, int wid, double start,
-                         double stop, int ok) {
+                         double stop, int ok, const char *rec, size_t rlen) {
   dl_sched_event *e;
   if (s->events == NULL) {
     s->events = xalloc(sizeof *e * DL_SCHED_EVENTS);
     if (s->events == NULL) return;
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
-  e->group = t->group ? t->group->name : "";
+  copy_cut(e->key, sizeof e->key, t->key, t->klen);
+  if (t->group) copy_cut(e->group, sizeof e->group, t->group->name,
+                         t->group->nlen);
+  else e->group[0] = '\0';
+  e->err[0] = '\0';
+  if (!ok && rec) { /* kind, message, ...: keep the message's first line */
+    dl_rd r;
+    uint64_t kind;
+    const char *msg;
+    size_t mlen;
+    dl_rd_init(&r, rec, rlen);
+    if (dl_rd_uv(&r, &kind) == 0 && dl_rd_str(&r, &msg, &mlen) == 0) {
+      const char *nl = memchr(msg, '\n', mlen);
+      copy_cut(e->err, sizeof e->err, msg, nl ? (size_t)(nl - msg) : mlen);
+    }
+  }
   e->worker = wid;
   e->start = start;
   e->stop = stop;
+  e->nbytes = ok ? t->nbytes : 0;
   e->ok = ok;
   s->nevents++;
 }
@@ -425,10 +460,26 @@ static void notify_err(dl_sched *s, task *t) {
 
 /* ----------------------------------------------------------- transitions */
 
+/*
+** A worker's stored count and managed bytes, kept current between its
+** heartbeats (which bring the true figures): delta is +1 when wid reports
+** t's result stored, -1 when it is told to free it.  So scheduler_info()
+** right after a wait already shows what the workers hold.
+*/
+static void held(dl_sched *s, int wid, const task *t, int delta) {
+  sworker *w = find_worker(s, wid);
+  if (w == NULL) return;
+  w->info.stored += delta;
+  w->info.managed += delta * (int64_t)t->nbytes;
+  if (w->info.stored < 0) w->info.stored = 0;
+  if (w->info.managed < 0) w->info.managed = 0;
+}
+
 static void free_data(dl_sched *s, task *t) {
   int i;
   for (i = 0; i < t->nwho; i++) {
     dl_buf *b = wout(s, t->who[i]);
+    held(s, t->who[i], t, -1);
     if (b) {
       dl_buf_u8(b, DL_M_FREE);
       dl_buf_str(b, t->key, t->klen);
@@ -1715,12 +1766,14 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     double d = (double)(stop - start) * 1e-6;
     w->info.inflight--;
     if (t->payload && !t->restoring) { /* a run, not a store */
+      t->nbytes = nbytes;
       record_event(s, t, w->info.id, (double)start * 1e-6,
-                   (double)stop * 1e-6, 1);
+                   (double)stop * 1e-6, 1, NULL, 0);
       s->avg_duration =
           s->avg_duration < 0 ? d : 0.8 * s->avg_duration + 0.2 * d;
     }
     finished(s, t, w->info.id, nbytes, inl, ilen);
+    held(s, w->info.id, t, 1);
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
     for (k = 0; k < t->nwho; k++) have |= t->who[k] == w->info.id;
@@ -1729,6 +1782,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
       if (n) {
         t->who = n;
         t->who[t->nwho++] = w->info.id;
+        held(s, w->info.id, t, 1);
       }
     }
   } else { /* stale: nobody wants this result any more */
@@ -1755,7 +1809,7 @@ static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
     return 0;
   w->info.inflight--;
   t->processing_on = -1;
-  record_event(s, t, w->info.id, now, now, 0);
+  record_event(s, t, w->info.id, now, now, 0, rec, rlen);
   if (kind == DL_ERR_RAISED && t->retries > 0) {
     t->retries--;
     schedule_retry(s, t, now);
@@ -1891,7 +1945,7 @@ int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max) {
   int n = 0;
   while ((g = dl_map_next(&s->groups, &i)) != NULL) {
     if (n < max) {
-      out[n].name = g->name;
+      copy_cut(out[n].name, sizeof out[n].name, g->name, g->nlen);
       memcpy(out[n].counts, g->counts, sizeof g->counts);
       out[n].total = g->total;
       out[n].done = g->done;

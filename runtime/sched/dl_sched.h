@@ -117,9 +117,11 @@ int dl_sched_departed(dl_sched *s, dl_sched_winfo *out, int max);
 void dl_sched_counts(dl_sched *s, int64_t out[6]);
 
 /* A task group: the tasks whose keys share a prefix ("inc-..." -> "inc").
-   name is borrowed: valid while the scheduler lives. */
+   A group lives while the scheduler knows one of its tasks: when its last
+   task is forgotten, it goes, so groups are bounded by the tasks held. */
+#define DL_SCHED_NAMELEN 48
 typedef struct dl_sched_group {
-  const char *name;
+  char name[DL_SCHED_NAMELEN]; /* cut to fit */
   int64_t counts[6]; /* now, by state (see dl_sched_counts) */
   int64_t total;     /* tasks ever submitted */
   int64_t done;      /* computed */
@@ -129,15 +131,22 @@ typedef struct dl_sched_group {
 /* Fill at most max groups; returns how many there are. */
 int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max);
 
-/* One finished task, for the task stream (times: monotonic seconds). */
+/* One finished or failed task run, for the task stream (times: monotonic
+   seconds).  Strings are copies, cut to fit and NUL-terminated. */
+#define DL_SCHED_KEYLEN 80
+#define DL_SCHED_ERRLEN 96
 typedef struct dl_sched_event {
-  const char *group; /* borrowed, as above */
+  char key[DL_SCHED_KEYLEN];
+  char group[DL_SCHED_NAMELEN];
+  char err[DL_SCHED_ERRLEN]; /* a failure: its message's first line */
   int worker;
   double start, stop;
+  uint64_t nbytes; /* the result's size (0 for a failure) */
   int ok;
 } dl_sched_event;
 
-/* Completions are kept in a ring of this many. */
+/* Runs are kept in a ring of this many (about 2.3 MiB, allocated at the
+   first event). */
 #define DL_SCHED_EVENTS 10000
 
 /*

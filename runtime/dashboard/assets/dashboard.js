@@ -41,15 +41,75 @@
     return whole > 0 ? Math.max(0, Math.min(100, 100 * part / whole)) : 0;
   }
 
-  // A stable colour per task group name.
-  var colours = {};
+  // A colour per task group name: 18 colours of maximum contrast (Kelly's
+  // list without white, black, and the reds kept for failures).  A name
+  // starts at the slot its hash picks and takes the next free one, so
+  // names shown together never share a colour (up to 18 of them) and a
+  // name keeps its colour for the life of the page.
+  var PALETTE = ["#f3c300", "#875692", "#f38400", "#a1caf1", "#c2b280",
+                 "#848482", "#008856", "#e68fac", "#0067a5", "#f99379",
+                 "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17",
+                 "#8db600", "#654522", "#e25822"];
+  var colours = {}, taken = {};
   function colour(name) {
     if (!colours[name]) {
       var h = 0;
       for (var i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-      colours[name] = "hsl(" + (h % 360) + ",62%,52%)";
+      var slot = h % PALETTE.length;
+      for (var k = 0; k < PALETTE.length && taken[slot]; k++)
+        slot = (slot + 1) % PALETTE.length;
+      taken[slot] = true;
+      colours[name] = PALETTE[slot];
     }
     return colours[name];
+  }
+
+  // One tooltip for the page: any element with a data-tip attribute (or a
+  // tip function registered in tips by its data-tipid) shows it on hover.
+  var tips = {}, tipSeq = 0;
+  function tipFor(e, f) {
+    var id = "t" + (++tipSeq);
+    tips[id] = f;
+    e.setAttribute("data-tipid", id);
+    return e;
+  }
+  var tipBox = el("div", { id: "tip", "class": "tip" });
+  document.body.appendChild(tipBox);
+  document.addEventListener("mouseover", function (ev) {
+    var t = ev.target.closest ? ev.target.closest("[data-tipid]") : null;
+    if (!t || !tips[t.getAttribute("data-tipid")]) { tipBox.style.display = "none"; return; }
+    var rows = tips[t.getAttribute("data-tipid")]();
+    tipBox.textContent = "";
+    rows.forEach(function (r) {
+      var d = el("div");
+      d.appendChild(el("b", {}, r[0] + " "));
+      d.appendChild(document.createTextNode(String(r[1])));
+      if (r[2]) d.className = r[2];
+      tipBox.appendChild(d);
+    });
+    tipBox.style.display = "block";
+  });
+  document.addEventListener("mousemove", function (ev) {
+    if (tipBox.style.display !== "block") return;
+    var x = ev.clientX + 14, y = ev.clientY + 14;
+    if (x + tipBox.offsetWidth > window.innerWidth - 4) x = ev.clientX - tipBox.offsetWidth - 10;
+    if (y + tipBox.offsetHeight > window.innerHeight - 4) y = ev.clientY - tipBox.offsetHeight - 10;
+    tipBox.style.left = x + "px";
+    tipBox.style.top = y + "px";
+  });
+
+  function ms(s) {
+    return s < 1 ? (s * 1000).toFixed(s < 0.01 ? 2 : 1) + " ms" : s.toFixed(2) + " s";
+  }
+
+  // The rows of a task's details (an event of /json/stream).
+  function taskRows(e, now) {
+    var rows = [["key", e.key], ["group", e.group], ["worker", e.worker],
+                ["start", (now - e.start).toFixed(2) + " s ago"],
+                ["duration", ms(e.stop - e.start)]];
+    if (e.ok) rows.push(["bytes", bytes(e.bytes)]);
+    else rows.push(["error", e.error || "(no message)", "err"]);
+    return rows;
   }
 
   function getJSON(url) {
@@ -76,13 +136,16 @@
 
   // ------------------------------------------------------------ status
 
+  // A bar of segments [[class, value, tip function or undefined], ...]
+  // scaled to total.
   function bar(parts, total) {
     var b = el("div", { "class": "bar" });
     parts.forEach(function (p) {
       var w = pct(p[1], total);
       if (w > 0) {
-        var s = el("div", { "class": "seg-" + p[0], title: p[0] + ": " + p[1] });
+        var s = el("div", { "class": "seg-" + p[0], "data-seg": p[0], "data-value": p[1] });
         s.style.width = w + "%";
+        if (p[2]) tipFor(s, p[2]);
         b.appendChild(s);
       }
     });
@@ -102,50 +165,105 @@
       });
   }
 
+  // The last event of each group, and its last failure, from the stream.
+  function lastOf(group, ok) {
+    for (var i = stream.events.length - 1; i >= 0; i--) {
+      var e = stream.events[i];
+      if (e.group === group && e.ok === ok) return e;
+    }
+    return lastSeen[group + (ok ? "+" : "-")];
+  }
+  var lastSeen = {};
+
+  // The progress of each group; its segments partition its tasks:
+  // done (in memory + released) + erred + processing + waiting = total.
   function drawGroups(groups) {
     var box = $("groups");
     box.textContent = "";
     if (!groups.length) { box.appendChild(el("p", { "class": "empty" }, "No tasks yet.")); return; }
     groups.forEach(function (g) {
+      var waiting = g.waiting + g.ready;
       var d = el("div", { "class": "group", "data-group": g.name,
-                          "data-done": g.done, "data-total": g.total });
+                          "data-done": g.done, "data-total": g.total,
+                          "data-erred": g.erred, "data-processing": g.processing,
+                          "data-waiting": waiting });
       var label = el("div", { "class": "label" });
-      label.appendChild(el("span", { "class": "name" }, g.name));
+      var name = el("span", { "class": "name" });
+      var dot = el("i", { "class": "dot" });
+      dot.style.background = colour(g.name);
+      name.appendChild(dot);
+      name.appendChild(document.createTextNode(g.name));
+      label.appendChild(name);
       label.appendChild(el("span", { "class": "nums" },
         g.done + " / " + g.total + " done" +
+        (g.erred ? " \u00b7 " + g.erred + " erred" : "") +
         (g.processing ? " \u00b7 " + g.processing + " processing" : "") +
-        (g.waiting + g.ready ? " \u00b7 " + (g.waiting + g.ready) + " waiting" : "") +
-        (g.erred ? " \u00b7 " + g.erred + " erred" : "")));
+        (waiting ? " \u00b7 " + waiting + " waiting" : "")));
       d.appendChild(label);
-      var done = Math.max(0, g.done - g.failed);
-      d.appendChild(bar([["memory", done], ["erred", g.erred],
-                         ["processing", g.processing],
-                         ["waiting", g.waiting + g.ready]], g.total));
+      function tip(state, n, ok) {
+        return function () {
+          var rows = [["group", g.name], [state, n + " of " + g.total]];
+          var e = ok === undefined ? null : lastOf(g.name, ok);
+          if (e) {
+            rows.push(["last", ""]);
+            return rows.concat(taskRows(e, stream.now()));
+          }
+          return rows;
+        };
+      }
+      d.appendChild(bar([["memory", g.memory, tip("in memory", g.memory, true)],
+                         ["released", g.released, tip("done, released", g.released, true)],
+                         ["erred", g.erred, tip("erred", g.erred, false)],
+                         ["processing", g.processing, tip("processing", g.processing)],
+                         ["waiting", waiting, tip("waiting", waiting)]], g.total));
       box.appendChild(d);
     });
   }
 
-  function drawMemory(workers) {
+  // Worker memory the way Dask draws it: process memory split into
+  // managed (stored results) and unmanaged (the rest of the process), then
+  // spilled bytes (on disk, not counted against the limit) in grey; the
+  // scale is the larger of the limit and memory + spilled, with a mark at
+  // the limit.  The bar turns orange past the spill fraction and red when
+  // the worker is paused or past the pause fraction.
+  function drawMemory(workers, fr) {
     var box = $("memory");
     box.textContent = "";
+    fr = fr || { spill: 0.7, pause: 0.8 };
     if (!workers.length) { box.appendChild(el("p", { "class": "empty" }, "No workers.")); return; }
     workers.forEach(function (w) {
-      var d = el("div", { "class": "group worker-mem", "data-worker": w.id,
-                          "data-rss": w.rss, "data-managed": w.managed });
+      var unmanaged = Math.max(0, w.rss - w.managed);
+      var process = w.managed + unmanaged;
+      var level = w.status === "paused" || process >= fr.pause * w.limit ? "high"
+                : process >= fr.spill * w.limit ? "warn" : "ok";
+      var d = el("div", { "class": "group worker-mem mem-" + level, "data-worker": w.id,
+                          "data-rss": w.rss, "data-managed": w.managed,
+                          "data-spilled": w.spilled, "data-level": level });
       var label = el("div", { "class": "label" });
       label.appendChild(el("span", { "class": "name" }, "worker " + w.id));
       label.appendChild(el("span", { "class": "nums" },
-        "managed " + bytes(w.managed) + " \u00b7 process " + bytes(w.rss) +
+        "managed " + bytes(w.managed) + " \u00b7 unmanaged " + bytes(unmanaged) +
         " \u00b7 spilled " + bytes(w.spilled) + " \u00b7 limit " + bytes(w.limit)));
       d.appendChild(label);
-      var unmanaged = Math.max(0, w.rss - w.managed);
-      d.appendChild(bar([["memory", w.managed], ["process", unmanaged],
-                         ["spilled", w.spilled]], w.limit));
+      var scale = Math.max(w.limit, process + w.spilled);
+      function tip() {
+        return [["worker", w.id], ["managed", bytes(w.managed) + " (" + w.stored + " results)"],
+                ["unmanaged", bytes(unmanaged)], ["process", bytes(process) + " = " +
+                 pct(process, w.limit).toFixed(0) + "% of the limit"],
+                ["spilled", bytes(w.spilled) + " on disk"], ["limit", bytes(w.limit)]];
+      }
+      var b = bar([["managed", w.managed, tip], ["unmanaged", unmanaged, tip],
+                   ["spilled", w.spilled, tip]], scale);
+      var mark = el("span", { "class": "limit" });
+      mark.style.left = "calc(" + pct(w.limit, scale) + "% - 1px)";
+      b.appendChild(mark);
+      d.appendChild(b);
       box.appendChild(d);
     });
   }
 
-  var stream = { next: 0, events: [], workers: [], skew: 0 };
+  var stream = { next: 0, events: [], workers: [], skew: 0,
+                 now: function () { return performance.now() / 1000 + stream.skew; } };
 
   function drawStream() {
     var s = $("stream");
@@ -155,7 +273,7 @@
     s.setAttribute("viewBox", "0 0 " + width + " " + height);
     s.style.aspectRatio = width + " / " + height;
     s.textContent = "";
-    var now = performance.now() / 1000 + stream.skew;
+    var now = stream.now();
     var t0 = now - WINDOW;
     var scale = (width - left - 4) / WINDOW;
     var rowOf = {};
@@ -175,11 +293,15 @@
       if (r === undefined) continue;
       var x = left + Math.max(0, e.start - t0) * scale;
       var w = Math.max(1, (e.stop - Math.max(e.start, t0)) * scale);
-      s.appendChild(svg("rect", {
-        "class": "task", x: x.toFixed(1), y: top + r * rowH + 2,
-        width: w.toFixed(1), height: rowH - 8,
-        fill: e.ok ? colour(e.group) : "#000"
-      }));
+      var rect = svg("rect", {
+        "class": e.ok ? "task" : "task failed", x: x.toFixed(1), y: top + r * rowH + 2,
+        width: w.toFixed(1), height: rowH - 8, "data-key": e.key,
+        fill: e.ok ? colour(e.group) : "#111"
+      });
+      tipFor(rect, (function (e) {
+        return function () { return taskRows(e, stream.now()); };
+      })(e));
+      s.appendChild(rect);
       shown[e.group] = true;
       n++;
     }
@@ -193,7 +315,7 @@
     var leg = $("stream-legend");
     leg.textContent = "";
     Object.keys(shown).sort().forEach(function (g) {
-      var sp = el("span");
+      var sp = el("span", { "data-group": g, "data-colour": colour(g) });
       var dot = el("i");
       dot.style.background = colour(g);
       sp.appendChild(dot);
@@ -202,23 +324,36 @@
     });
   }
 
+  // Keep the events of the last WINDOW seconds (at most 20000); the last
+  // success and failure of each group outlive them for the tooltips.
+  function addEvents(ev) {
+    stream.skew = ev.now - performance.now() / 1000;
+    stream.next = ev.next;
+    Array.prototype.push.apply(stream.events, ev.events);
+    var cut = ev.now - WINDOW - 1, drop = 0;
+    while (drop < stream.events.length &&
+           (stream.events[drop].stop < cut || stream.events.length - drop > 20000)) {
+      var e = stream.events[drop++];
+      lastSeen[e.group + (e.ok ? "+" : "-")] = e;
+    }
+    if (drop) stream.events.splice(0, drop);
+  }
+
   function statusStep() {
     return Promise.all([
       getJSON("/json/status"),
       getJSON("/json/stream?since=" + stream.next)
     ]).then(function (r) {
-      var st = r[0], ev = r[1];
+      var st = r[0];
+      tips = {};
+      addEvents(r[1]);
       drawCounts(st.counts);
       drawGroups(st.groups);
-      drawMemory(st.workers);
+      var live = {};
+      st.groups.forEach(function (g) { live[g.name + "+"] = live[g.name + "-"] = true; });
+      Object.keys(lastSeen).forEach(function (k) { if (!live[k]) delete lastSeen[k]; });
+      drawMemory(st.workers, st.fractions);
       stream.workers = st.workers.map(function (w) { return w.id; });
-      stream.skew = ev.now - performance.now() / 1000;
-      stream.next = ev.next;
-      Array.prototype.push.apply(stream.events, ev.events);
-      var cut = ev.now - WINDOW - 1, drop = 0;
-      while (drop < stream.events.length && stream.events[drop].stop < cut) drop++;
-      if (drop) stream.events.splice(0, drop);
-      if (stream.events.length > 20000) stream.events.splice(0, stream.events.length - 20000);
       drawStream();
     });
   }
