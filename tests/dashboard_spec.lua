@@ -13,6 +13,11 @@ local H = require "helpers.cluster"
 local BUILD = os.getenv("DLUA_BUILD") or "build"
 
 function dash_inc(x) return x + 1 end  -- global: its name names the task group
+function dash_bad(x)
+  if x % 3 == 0 then error("bad input " .. x .. "\nsecond line", 0) end
+  return string.rep("x", 1000 * x)
+end
+function dash_big(x) return string.rep("y", 100000 + x) end
 
 local HTTP = require "helpers.http"
 local json_decode, http = HTTP.json_decode, HTTP.get
@@ -22,14 +27,16 @@ local function have(cmd)
 end
 
 describe("dashboard", function()
-  local client, base
+  local client, base, inc_futures
 
   setup(function()
     client = dlua.Client{n_workers = 2, memory_limit = "256 MiB",
                          dashboard_address = "127.0.0.1:0"}
     base = "http://" .. client.cluster.dashboard_address
-    local fs = client:map(dash_inc, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
-    assert.are.same({2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, client:gather(fs))
+    -- Held for the whole file: a group goes with its last task.
+    inc_futures = client:map(dash_inc, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+    assert.are.same({2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
+                    client:gather(inc_futures))
   end)
 
   teardown(function()
@@ -131,6 +138,95 @@ describe("dashboard", function()
     s = json_decode(select(2, http(base .. "/json/stream?since=10")))
     assert.are.equal(0, #s.events)
     assert.are.equal(10, s.next)
+  end)
+
+  it("/json/stream events name the task, its bytes and its error", function()
+    local s0 = json_decode(select(2, http(base .. "/json/stream?since=0"))).next
+    local fs = client:map(dash_bad, {1, 2, 3, 4, 5, 6})
+    dlua.wait(fs)
+    local evs = {}
+    assert.truthy(H.poll(function()
+      local s = json_decode(select(2, http(base .. "/json/stream?since=" .. s0)))
+      for _, e in ipairs(s.events) do evs[e.key] = e end
+      s0 = s.next
+      local n = 0
+      for _ in pairs(evs) do n = n + 1 end
+      return n == 6
+    end, 10))
+    for _, f in ipairs(fs) do
+      local e = assert(evs[f.key], f.key)
+      assert.are.equal("dash_bad", e.group)
+      local x = tonumber(f.key:match("%-(%d+)$")) or 0
+      if f:status() == "error" then
+        assert.is_false(e.ok)
+        assert.truthy(e.error:match("^bad input %d+$"), e.error)
+      else
+        assert.is_true(e.ok)
+        assert.is_nil(e.error)
+        assert.truthy(e.bytes >= 1000, e.bytes)
+      end
+      assert.is_number(x)
+    end
+    -- The group's figures add up: a failure is not counted as done.
+    local g
+    assert.truthy(H.poll(function()
+      local st = json_decode(select(2, http(base .. "/json/status")))
+      for _, x in ipairs(st.groups) do if x.name == "dash_bad" then g = x end end
+      return g and g.memory + g.erred == 6
+    end, 10))
+    assert.are.equal(6, g.total)
+    assert.are.equal(4, g.done)
+    assert.are.equal(2, g.failed)
+    assert.are.equal(2, g.erred)
+    assert.are.equal(g.total, g.done + g.erred + g.processing + g.waiting
+                              + g.ready)
+    assert.are.equal(g.done, g.memory + g.released)
+    for _, f in ipairs(fs) do f:release() end
+  end)
+
+  it("forgets a task group when its last task goes", function()
+    local fs = client:map(dash_big, {1, 2, 3})
+    client:gather(fs)
+    local function group()
+      local st = json_decode(select(2, http(base .. "/json/status")))
+      for _, x in ipairs(st.groups) do
+        if x.name == "dash_big" then return x end
+      end
+    end
+    -- (/json/status is a snapshot up to 100 ms old.)
+    assert.truthy(H.poll(function()
+      local g = group()
+      return g and g.total == 3 and g.memory == 3
+    end, 10))
+    for _, f in ipairs(fs) do f:release() end
+    client.handle:flush()
+    assert.truthy(H.poll(function() return group() == nil end, 10),
+                  "the group stayed after its tasks were released")
+  end)
+
+  it("scheduler_info() shows stored results right after wait", function()
+    local fs = client:map(dash_big, {11, 12, 13, 14, 15, 16, 17, 18})
+    dlua.wait(fs)
+    local stored, managed = 0, 0
+    for _, w in ipairs(client:scheduler_info().workers) do
+      stored = stored + w.stored
+      managed = managed + w.managed
+    end
+    -- Heartbeats come every 0.5 s; the scheduler must not wait for one.
+    assert.truthy(stored >= 8, "stored " .. stored)
+    assert.truthy(managed >= 8 * 100000, "managed " .. managed)
+    assert.truthy(tostring(client):match("managed [^,]+, spilled [^,]+, "
+                                         .. "stored %d+ results?"),
+                  tostring(client))
+    for _, f in ipairs(fs) do f:release() end
+    client.handle:flush()
+    assert.truthy(H.poll(function()
+      local n = 0
+      for _, w in ipairs(client:scheduler_info().workers) do
+        n = n + w.stored
+      end
+      return n < stored
+    end, 10))
   end)
 
   it("/metrics speaks the Prometheus text format", function()
