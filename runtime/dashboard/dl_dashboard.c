@@ -178,11 +178,11 @@ static void json_status(dl_dashboard *d, dl_buf *b) {
        total; done counts results held (memory) and results computed and
        since let go (released). */
     putf(b, ",\"done\":%lld,\"failed\":%lld,\"total\":%lld,"
-         "\"submitted\":%lld}",
+         "\"submitted\":%lld,\"colour\":%d}",
          (long long)(g->counts[3] + g->counts[5]), (long long)g->counts[4],
          (long long)(g->counts[0] + g->counts[1] + g->counts[2] +
                      g->counts[3] + g->counts[4] + g->counts[5]),
-         (long long)g->total);
+         (long long)g->total, g->colour);
   }
   put(b, "],\"fractions\":{");
   {

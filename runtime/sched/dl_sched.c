@@ -18,6 +18,7 @@ typedef struct tgroup {
   size_t nlen;
   int64_t counts[6];
   int64_t total, done, erred;
+  int colour;
 } tgroup;
 
 typedef struct task task;
@@ -185,6 +186,24 @@ static void set_state(dl_sched *s, task *t, int st) {
   t->state = st;
 }
 
+/*
+** A colour for a new group named by the n bytes at name: the slot its
+** name hashes to, or the next one no live group has, so that groups shown
+** together look different and a group keeps its colour while it lives.
+*/
+static int pick_colour(dl_sched *s, const char *name, size_t n) {
+  unsigned used = 0, h = 2166136261u;
+  size_t i = 0, k;
+  tgroup *g;
+  int c;
+  for (k = 0; k < n; k++) h = (h ^ (unsigned char)name[k]) * 16777619u;
+  while ((g = dl_map_next(&s->groups, &i)) != NULL) used |= 1u << g->colour;
+  c = (int)(h % DL_SCHED_COLOURS);
+  for (k = 0; k < DL_SCHED_COLOURS && (used >> c & 1); k++)
+    c = (c + 1) % DL_SCHED_COLOURS;
+  return c;
+}
+
 /* Count a new task (in state t->state) in the totals and its group. */
 static void count_new(dl_sched *s, task *t) {
   size_t n = t->klen;
@@ -199,6 +218,7 @@ static void count_new(dl_sched *s, task *t) {
     memset(g, 0, sizeof *g);
     g->name = dupbytes(t->key, n);
     g->nlen = n;
+    g->colour = pick_colour(s, t->key, n);
     if (g->name == NULL || dl_map_put(&s->groups, g->name, n, g)) {
       dl_free(g->name);
       dl_free(g);
@@ -1950,6 +1970,7 @@ int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max) {
       out[n].total = g->total;
       out[n].done = g->done;
       out[n].erred = g->erred;
+      out[n].colour = g->colour;
     }
     n++;
   }

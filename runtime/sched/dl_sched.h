@@ -126,7 +126,12 @@ typedef struct dl_sched_group {
   int64_t total;     /* tasks ever submitted */
   int64_t done;      /* computed */
   int64_t erred;
+  int colour; /* 0 .. DL_SCHED_COLOURS - 1, unlike every other live group's
+                 while there are at most that many (see count_new) */
 } dl_sched_group;
+
+/* The size of the dashboard's palette of group colours. */
+#define DL_SCHED_COLOURS 12
 
 /* Fill at most max groups; returns how many there are. */
 int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max);

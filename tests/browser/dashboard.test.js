@@ -19,9 +19,12 @@ function fail(msg) { throw new Error(msg); }
 function check(cond, msg) { if (!cond) fail(msg); console.log("ok - " + msg); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+let clusterErr = "";
 function startCluster() {
-  const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "20"],
-                      { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "90"],
+                      { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  // Its stderr is shown only when the test fails (it is stopped midway).
+  child.stderr.on("data", (d) => { clusterErr += d; });
   return new Promise((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error("no dashboard link within 20 s")), 20000);
@@ -85,6 +88,113 @@ async function main() {
     const b = await snap(), sb = await streamSnap();
     check(a !== b, "progress updates without reloading (" + a + " -> " + b + ")");
     check(sa !== sb, "task stream updates without reloading");
+
+    // Every group of the fixture, each with its own colour (bad/load and
+    // clean/total once shared one).
+    await until(() => page.$$eval(".group[data-group]", (els) => {
+      const names = els.map((e) => e.dataset.group);
+      return ["load", "measure", "bad", "clean", "total"].every((g) => names.includes(g));
+    }), "the groups load, measure, bad, clean and total");
+    const dots = await page.$$eval(".group[data-group] .dot", (ds) =>
+      ds.map((d) => getComputedStyle(d).backgroundColor));
+    const rgb = dots.map((c) => c.match(/\d+/g).map(Number));
+    let closest = Infinity;
+    rgb.forEach((a, i) => rgb.slice(i + 1).forEach((b) => {
+      closest = Math.min(closest, Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]));
+    }));
+    check(closest > 60, "group colours are far apart (" + dots.join(" ") + "; closest " + closest.toFixed(0) + ")");
+    const reload = await browser.newPage();
+    await reload.goto(base + "/status");
+    await until(() => reload.locator(".group[data-group='bad'] .dot").count(), "a second page's groups");
+    const colourOf = (p, g) => p.$eval(".group[data-group='" + g + "'] .dot",
+                                       (d) => d.style.backgroundColor);
+    const c1 = [await colourOf(page, "load"), await colourOf(page, "bad")];
+    const c2 = [await colourOf(reload, "load"), await colourOf(reload, "bad")];
+    check(c1.join() === c2.join(), "a group keeps its colour on another page (" +
+          c1.join(" ") + " / " + c2.join(" ") + ")");
+    await reload.close();
+
+    // Progress figures add up: done + erred + processing + waiting = total,
+    // and a failure is not counted as done.
+    await until(() => page.$eval(".group[data-group='bad']", (e) => Number(e.dataset.erred) > 0),
+                "failures in group bad");
+    const sums = await page.$$eval(".group[data-group]", (els) => els.map((e) => {
+      const d = e.dataset, nums = e.querySelector(".nums").textContent;
+      const segs = Array.from(e.querySelectorAll(".bar > div"))
+        .reduce((a, s) => a + parseFloat(s.style.width), 0);
+      return { g: d.group, ok: Number(d.done) + Number(d.erred) + Number(d.processing) +
+               Number(d.waiting) === Number(d.total), nums, segs };
+    }));
+    sums.forEach((x) => check(x.ok && Math.abs(x.segs - 100) < 0.5 || x.segs === 0,
+                              "group " + x.g + " adds up (" + x.nums + ", bar " + x.segs.toFixed(1) + "%)"));
+    const bad = sums.find((x) => x.g === "bad").nums;
+    const m = bad.match(/^(\d+) \/ (\d+) done · (\d+) erred/);
+    check(m && Number(m[1]) + Number(m[3]) <= Number(m[2]), "bad: failures are not done (" + bad + ")");
+
+    // Hovering a task in the stream shows its details.
+    const tip = async () => (await page.isVisible("#tip")) ? page.textContent("#tip") : "";
+    let shown = "";
+    for (let tries = 0; tries < 30 && !/bytes/.test(shown); tries++) {
+      const box = await page.$$eval("#stream rect.task:not(.failed)", (rs) => {
+        const r = rs[Math.floor(rs.length / 2)].getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      });
+      await page.mouse.move(box.x, box.y);
+      shown = await tip();
+      if (!/bytes/.test(shown)) await sleep(100);
+    }
+    check(/^key \S+-/.test(shown) && /group (load|measure|clean|total|bad)/.test(shown) &&
+          /worker [12]/.test(shown) && /start [\d.]+ s ago/.test(shown) &&
+          /duration [\d.]+ m?s/.test(shown) && /bytes \d/.test(shown),
+          "a task's tooltip shows key, group, worker, start, duration, bytes (" + shown + ")");
+    await page.screenshot({ path: path.join(build, "dashboard-tooltip.png"),
+                            clip: { x: 0, y: Math.max(0, (await page.$eval("#stream", (s) => s.getBoundingClientRect().y)) - 120),
+                                    width: 1280, height: 360 } });
+
+    // Hovering the erred part of a progress bar shows a failure's first line.
+    shown = "";
+    for (let tries = 0; tries < 30 && !/error/.test(shown); tries++) {
+      const box = await page.$eval(".group[data-group='bad'] .seg-erred", (s) => {
+        const r = s.getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      });
+      await page.mouse.move(box.x, box.y);
+      shown = await tip();
+      if (!/error/.test(shown)) await sleep(100);
+    }
+    check(/group bad/.test(shown) && /erred \d+ of \d+/.test(shown) &&
+          /error bad row \d+$/.test(shown) && !/more detail/.test(shown),
+          "a failure's tooltip shows its error's first line (" + shown + ")");
+    await page.mouse.move(1, 1);
+
+    // Memory is drawn like Dask's: spilled bytes are not held against the
+    // limit (308 MiB managed, 960 MiB spilled, 512 MiB limit: blue, with
+    // the spilled part past the limit mark), and the colour follows the
+    // process memory.
+    const MiB = 1048576;
+    const mem = await page.evaluate((MiB) => {
+      const f = { target: 0.6, spill: 0.7, pause: 0.8, terminate: 0.95 };
+      const out = [];
+      for (const rss of [330, 380, 420]) {
+        window.dluaDash.drawMemory([{ id: 1, managed: 308 * MiB, rss: rss * MiB, spilled: 960 * MiB,
+                                      limit: 512 * MiB, status: "running", stored: 9 }], f);
+        const d = document.querySelector(".worker-mem");
+        const w = (c) => { const s = d.querySelector(".seg-" + c); return s ? parseFloat(s.style.width) : 0; };
+        out.push({ level: d.dataset.level, managed: w("managed"), unmanaged: w("unmanaged"),
+                   spilled: w("spilled"), limit: d.querySelector(".limit").style.left,
+                   colour: getComputedStyle(d.querySelector(".seg-managed")).backgroundColor });
+      }
+      return out;
+    }, MiB);
+    const scale = 330 + 960;
+    check(mem[0].level === "ok" && Math.abs(mem[0].managed - 100 * 308 / scale) < 0.1 &&
+          Math.abs(mem[0].spilled - 100 * 960 / scale) < 0.1 && /39\.6/.test(mem[0].limit),
+          "308 MiB managed, 960 MiB spilled, 512 MiB limit: not full, limit marked (" + JSON.stringify(mem[0]) + ")");
+    check(mem[1].level === "warn" && mem[2].level === "high" &&
+          new Set(mem.map((x) => x.colour)).size === 3,
+          "memory bar turns orange past spill, red past pause");
+    await until(() => page.$$eval(".worker-mem", (els) => els.length === 2), "the real memory bars back");
+
     await page.screenshot({ path: path.join(build, "dashboard.png"), fullPage: true });
     check(true, "screenshot saved to " + path.join(build, "dashboard.png"));
 
@@ -115,4 +225,8 @@ async function main() {
 }
 
 main().then(() => { console.log("dashboard browser test passed"); process.exit(0); },
-            (e) => { console.log("not ok - " + e.message); process.exit(1); });
+            (e) => {
+  console.log("not ok - " + e.message);
+  if (clusterErr) console.log("# cluster's stderr:\n" + clusterErr.replace(/^/gm, "# "));
+  process.exit(1);
+});

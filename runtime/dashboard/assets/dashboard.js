@@ -41,27 +41,27 @@
     return whole > 0 ? Math.max(0, Math.min(100, 100 * part / whole)) : 0;
   }
 
-  // A colour per task group name: 18 colours of maximum contrast (Kelly's
-  // list without white, black, and the reds kept for failures).  A name
-  // starts at the slot its hash picks and takes the next free one, so
-  // names shown together never share a colour (up to 18 of them) and a
-  // name keeps its colour for the life of the page.
-  var PALETTE = ["#f3c300", "#875692", "#f38400", "#a1caf1", "#c2b280",
-                 "#848482", "#008856", "#e68fac", "#0067a5", "#f99379",
-                 "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17",
-                 "#8db600", "#654522", "#e25822"];
-  var colours = {}, taken = {};
+  // A colour per task group, from 12 colours that stay apart for every
+  // eye (Paul Tol's bright and muted schemes, reds left out for failures).
+  // The scheduler picks a group's slot when the group appears, unlike any
+  // other live group's (/json/status "colour"), so a group keeps its colour
+  // on every page; a name it no longer knows falls back to its hash.
+  var PALETTE = ["#4477aa", "#ee7733", "#228833", "#aa3377", "#66ccee",
+                 "#ccbb44", "#332288", "#cc6677", "#44aa99", "#882255",
+                 "#999933", "#bbbbbb"];
+  var slots = {};
   function colour(name) {
-    if (!colours[name]) {
-      var h = 0;
-      for (var i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-      var slot = h % PALETTE.length;
-      for (var k = 0; k < PALETTE.length && taken[slot]; k++)
-        slot = (slot + 1) % PALETTE.length;
-      taken[slot] = true;
-      colours[name] = PALETTE[slot];
+    if (slots[name] === undefined) {
+      var h = 2166136261;
+      var b = unescape(encodeURIComponent(name));
+      for (var i = 0; i < b.length; i++) h = Math.imul(h ^ b.charCodeAt(i), 16777619) >>> 0;
+      return PALETTE[h % PALETTE.length];
     }
-    return colours[name];
+    return PALETTE[slots[name] % PALETTE.length];
+  }
+  function learnColours(groups) {
+    slots = {};
+    groups.forEach(function (g) { slots[g.name] = g.colour; });
   }
 
   // One tooltip for the page: any element with a data-tip attribute (or a
@@ -77,8 +77,11 @@
   document.body.appendChild(tipBox);
   document.addEventListener("mouseover", function (ev) {
     var t = ev.target.closest ? ev.target.closest("[data-tipid]") : null;
+    if (ev.target.closest && ev.target.closest("svg.stream")) return;
     if (!t || !tips[t.getAttribute("data-tipid")]) { tipBox.style.display = "none"; return; }
-    var rows = tips[t.getAttribute("data-tipid")]();
+    showTip(tips[t.getAttribute("data-tipid")]());
+  });
+  function showTip(rows) {
     tipBox.textContent = "";
     rows.forEach(function (r) {
       var d = el("div");
@@ -88,7 +91,8 @@
       tipBox.appendChild(d);
     });
     tipBox.style.display = "block";
-  });
+  }
+  function hideTip() { tipBox.style.display = "none"; }
   document.addEventListener("mousemove", function (ev) {
     if (tipBox.style.display !== "block") return;
     var x = ev.clientX + 14, y = ev.clientY + 14;
@@ -105,8 +109,8 @@
   // The rows of a task's details (an event of /json/stream).
   function taskRows(e, now) {
     var rows = [["key", e.key], ["group", e.group], ["worker", e.worker],
-                ["start", (now - e.start).toFixed(2) + " s ago"],
-                ["duration", ms(e.stop - e.start)]];
+                ["start", (now - e.start).toFixed(2) + " s ago"]];
+    if (e.ok || e.stop > e.start) rows.push(["duration", ms(e.stop - e.start)]);
     if (e.ok) rows.push(["bytes", bytes(e.bytes)]);
     else rows.push(["error", e.error || "(no message)", "err"]);
     return rows;
@@ -205,7 +209,7 @@
           var rows = [["group", g.name], [state, n + " of " + g.total]];
           var e = ok === undefined ? null : lastOf(g.name, ok);
           if (e) {
-            rows.push(["last", ""]);
+            rows.push(["latest " + (ok ? "done" : "failure") + ":", ""]);
             return rows.concat(taskRows(e, stream.now()));
           }
           return rows;
@@ -285,7 +289,9 @@
       t.textContent = "worker " + id;
       s.appendChild(t);
     });
-    var shown = {}, n = 0;
+    var shown = {}, n = 0, byRow = {};
+    stream.layout = { t0: t0, scale: scale, left: left, top: top, rowH: rowH,
+                      byRow: byRow, now: now };
     for (var i = stream.events.length - 1; i >= 0 && n < 4000; i--) {
       var e = stream.events[i];
       if (e.stop < t0) break;
@@ -298,10 +304,8 @@
         width: w.toFixed(1), height: rowH - 8, "data-key": e.key,
         fill: e.ok ? colour(e.group) : "#111"
       });
-      tipFor(rect, (function (e) {
-        return function () { return taskRows(e, stream.now()); };
-      })(e));
       s.appendChild(rect);
+      (byRow[r] = byRow[r] || []).push(e);
       shown[e.group] = true;
       n++;
     }
@@ -322,6 +326,30 @@
       sp.appendChild(document.createTextNode(g));
       leg.appendChild(sp);
     });
+  }
+
+  // Hovering the stream shows the task under the pointer, or the nearest
+  // one within 4 px in that row: most bars are a pixel or two wide.
+  function streamHover(ev) {
+    var s = $("stream"), L = stream.layout;
+    if (!L || !s.getScreenCTM()) return;
+    var pt = s.createSVGPoint();
+    pt.x = ev.clientX;
+    pt.y = ev.clientY;
+    var p = pt.matrixTransform(s.getScreenCTM().inverse());
+    var row = Math.floor((p.y - L.top) / L.rowH);
+    var best = null, bestd = 4 / L.scale;
+    (L.byRow[row] || []).forEach(function (e) {
+      var t = L.t0 + (p.x - L.left) / L.scale;
+      var d = t < e.start ? e.start - t : t > e.stop ? t - e.stop : 0;
+      if (d <= bestd) { best = e; bestd = d; }
+    });
+    if (best) showTip(taskRows(best, stream.now()));
+    else hideTip();
+  }
+  if (page === "status") {
+    $("stream").addEventListener("mousemove", streamHover);
+    $("stream").addEventListener("mouseleave", hideTip);
   }
 
   // Keep the events of the last WINDOW seconds (at most 20000); the last
@@ -346,6 +374,7 @@
     ]).then(function (r) {
       var st = r[0];
       tips = {};
+      learnColours(st.groups);
       addEvents(r[1]);
       drawCounts(st.counts);
       drawGroups(st.groups);
@@ -409,6 +438,9 @@
       });
     });
   }
+
+  // For the browser test: draw given figures synchronously.
+  window.dluaDash = { drawMemory: drawMemory, colour: colour, PALETTE: PALETTE };
 
   every({ status: statusStep, workers: workersStep, info: infoStep }[page]);
 })();
