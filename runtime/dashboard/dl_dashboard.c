@@ -17,12 +17,14 @@
 #include <uv.h>
 
 #include "dl_dashboard.h"
+#include "dl_map.h"
 #include "dl_server.h"
 
 #define CACHE_MS 100
+#define GRAPH_CACHE_MS 1000 /* the graph walks every task */
 #define MAX_EVENTS 5000
 
-enum { C_STATUS, C_WORKERS, C_METRICS, C_N };
+enum { C_STATUS, C_WORKERS, C_METRICS, C_GRAPH, C_N };
 
 struct dl_dashboard {
   dl_server *srv;
@@ -355,6 +357,231 @@ static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
   return 200;
 }
 
+/* ------------------------------------------------------------- graph */
+
+/* Up to this many tasks the graph shows each one; past it, one node per
+   task group with the tasks' states summed, and edges between groups. */
+#define GRAPH_MAX 2000
+
+typedef struct gnode {
+  const void *id;
+  size_t key, group; /* offsets into the walk's strings */
+  int state, worker;
+} gnode;
+
+typedef struct ggroup {
+  char name[DL_SCHED_NAMELEN];
+  int64_t counts[6];
+  int idx;
+} ggroup;
+
+typedef struct gedge {
+  int ab[2];   /* group indices: the key of edges */
+  int64_t n;
+} gedge;
+
+typedef struct gwalk {
+  int grouped, oom;
+  dl_buf strs;             /* NUL-terminated keys and names */
+  gnode *nodes;
+  size_t nnodes, capnodes;
+  const void **edges;      /* pairs (dependency, dependent) */
+  size_t nedges, capedges;
+  dl_map groups;           /* name -> ggroup */
+  ggroup **glist;
+  int ngroups;
+  dl_map gedges;           /* ab -> gedge */
+} gwalk;
+
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap) return 0;
+  {
+    size_t nc = *cap ? *cap * 2 : 256;
+    void *np;
+    while (nc < need) nc *= 2;
+    np = dl_realloc(*p, nc * size);
+    if (np == NULL) return DL_ENOMEM;
+    *p = np;
+    *cap = nc;
+  }
+  return 0;
+}
+
+static ggroup *walk_group(gwalk *w, const char *name) {
+  size_t n = strlen(name);
+  ggroup *g = dl_map_get(&w->groups, name, n);
+  ggroup **gl;
+  if (g) return g;
+  g = dl_realloc(NULL, sizeof *g);
+  gl = dl_realloc(w->glist, sizeof *gl * (size_t)(w->ngroups + 1));
+  if (gl) w->glist = gl;
+  if (g == NULL || gl == NULL) {
+    dl_free(g);
+    w->oom = 1;
+    return NULL;
+  }
+  memset(g, 0, sizeof *g);
+  snprintf(g->name, sizeof g->name, "%s", name);
+  g->idx = w->ngroups;
+  if (dl_map_put(&w->groups, g->name, strlen(g->name), g)) {
+    dl_free(g);
+    w->oom = 1;
+    return NULL;
+  }
+  w->glist[w->ngroups++] = g;
+  return g;
+}
+
+/* Called under the scheduler's lock: copy what the graph needs. */
+static void walk_task(void *ud, const dl_sched_tinfo *t) {
+  gwalk *w = ud;
+  int i;
+  if (w->oom) return;
+  if (w->grouped) {
+    ggroup *g = walk_group(w, t->group), *d;
+    if (g == NULL) return;
+    g->counts[t->state]++;
+    for (i = 0; i < t->ndeps; i++) {
+      gedge *e;
+      int ab[2];
+      if ((d = walk_group(w, t->dep_group(t, i))) == NULL) return;
+      if (d == g) continue;
+      ab[0] = d->idx;
+      ab[1] = g->idx;
+      e = dl_map_get(&w->gedges, (const char *)ab, sizeof ab);
+      if (e == NULL) {
+        e = dl_realloc(NULL, sizeof *e);
+        if (e == NULL) { w->oom = 1; return; }
+        memcpy(e->ab, ab, sizeof ab);
+        e->n = 0;
+        if (dl_map_put(&w->gedges, (const char *)e->ab, sizeof e->ab, e)) {
+          dl_free(e);
+          w->oom = 1;
+          return;
+        }
+      }
+      e->n++;
+    }
+    return;
+  }
+  if (w->nnodes >= GRAPH_MAX * 2) return; /* it grew since the count */
+  if (grow((void **)&w->nodes, &w->capnodes, w->nnodes + 1, sizeof *w->nodes) ||
+      grow((void **)&w->edges, &w->capedges, w->nedges + 2 * (size_t)t->ndeps,
+           sizeof *w->edges)) {
+    w->oom = 1;
+    return;
+  }
+  {
+    gnode *n = &w->nodes[w->nnodes++];
+    n->id = t->id;
+    n->state = t->state;
+    n->worker = t->state == 2 ? t->worker : t->nwho > 0 ? t->who[0] : -1;
+    n->key = w->strs.len;
+    dl_buf_put(&w->strs, t->key, strlen(t->key) + 1);
+    n->group = w->strs.len;
+    dl_buf_put(&w->strs, t->group, strlen(t->group) + 1);
+  }
+  for (i = 0; i < t->ndeps; i++) {
+    w->edges[w->nedges++] = t->deps[i];
+    w->edges[w->nedges++] = t->id;
+  }
+}
+
+static void json_graph(dl_dashboard *d, dl_buf *b) {
+  gwalk w;
+  int64_t c[6], n;
+  size_t i;
+  memset(&w, 0, sizeof w);
+  dl_map_init(&w.groups);
+  dl_map_init(&w.gedges);
+  dl_server_counts(d->srv, c);
+  n = c[0] + c[1] + c[2] + c[3] + c[4] + c[5];
+  w.grouped = n > GRAPH_MAX;
+  dl_server_each_task(d->srv, walk_task, &w);
+  if (w.oom) {
+    put(b, "{\"error\":\"out of memory\"}");
+    goto done;
+  }
+  if (w.grouped) {
+    size_t k = 0;
+    gedge *e;
+    int first = 1;
+    putf(b, "{\"mode\":\"groups\",\"tasks\":%lld,\"max\":%d,\"nodes\":[",
+         (long long)n, GRAPH_MAX);
+    for (i = 0; i < (size_t)w.ngroups; i++) {
+      const ggroup *g = w.glist[i];
+      int64_t sum = 0;
+      int s, best = 0;
+      for (s = 0; s < 6; s++) {
+        sum += g->counts[s];
+        if (g->counts[s] > g->counts[best]) best = s;
+      }
+      put(b, i ? ",{\"k\":" : "{\"k\":");
+      dl_json_str(b, g->name);
+      put(b, ",\"g\":");
+      dl_json_str(b, g->name);
+      putf(b, ",\"s\":%d,\"n\":%lld,\"counts\":[%lld,%lld,%lld,%lld,%lld,"
+           "%lld]}", best, (long long)sum, (long long)g->counts[0],
+           (long long)g->counts[1], (long long)g->counts[2],
+           (long long)g->counts[3], (long long)g->counts[4],
+           (long long)g->counts[5]);
+    }
+    put(b, "],\"edges\":[");
+    while ((e = dl_map_next(&w.gedges, &k)) != NULL) {
+      putf(b, "%s[%d,%d,%lld]", first ? "" : ",", e->ab[0], e->ab[1],
+           (long long)e->n);
+      first = 0;
+    }
+    put(b, "]}");
+  } else {
+    dl_map ids;
+    int first = 1;
+    dl_map_init(&ids);
+    for (i = 0; i < w.nnodes; i++)
+      if (dl_map_put(&ids, (const char *)&w.nodes[i].id, sizeof(void *),
+                     &w.nodes[i])) {
+        dl_map_free(&ids);
+        put(b, "{\"error\":\"out of memory\"}");
+        goto done;
+      }
+    putf(b, "{\"mode\":\"tasks\",\"tasks\":%lld,\"max\":%d,\"nodes\":[",
+         (long long)w.nnodes, GRAPH_MAX);
+    for (i = 0; i < w.nnodes; i++) {
+      const gnode *g = &w.nodes[i];
+      put(b, i ? ",{\"k\":" : "{\"k\":");
+      dl_json_str(b, w.strs.p + g->key);
+      put(b, ",\"g\":");
+      dl_json_str(b, w.strs.p + g->group);
+      putf(b, ",\"s\":%d,\"w\":%d}", g->state, g->worker);
+    }
+    put(b, "],\"edges\":[");
+    for (i = 0; i + 1 < w.nedges; i += 2) {
+      gnode *a = dl_map_get(&ids, (const char *)&w.edges[i], sizeof(void *));
+      gnode *z = dl_map_get(&ids, (const char *)&w.edges[i + 1],
+                            sizeof(void *));
+      if (a == NULL || z == NULL) continue;
+      putf(b, "%s[%d,%d]", first ? "" : ",", (int)(a - w.nodes),
+           (int)(z - w.nodes));
+      first = 0;
+    }
+    put(b, "]}");
+    dl_map_free(&ids);
+  }
+done:
+  {
+    size_t k = 0;
+    void *v;
+    while ((v = dl_map_next(&w.gedges, &k)) != NULL) dl_free(v);
+    for (i = 0; i < (size_t)w.ngroups; i++) dl_free(w.glist[i]);
+  }
+  dl_map_free(&w.groups);
+  dl_map_free(&w.gedges);
+  dl_free(w.glist);
+  dl_free(w.nodes);
+  dl_free(w.edges);
+  dl_buf_free(&w.strs);
+}
+
 /* ------------------------------------------------------------ metrics */
 
 static void metrics(dl_dashboard *d, dl_buf *b) {
@@ -431,7 +658,8 @@ static void cached(dl_dashboard *d, int k, void (*make)(dl_dashboard *,
                                                         dl_buf *),
                    dl_buf *out) {
   uint64_t now = uv_hrtime();
-  if (d->cached_at[k] == 0 || now - d->cached_at[k] > CACHE_MS * 1000000ull) {
+  uint64_t period = (k == C_GRAPH ? GRAPH_CACHE_MS : CACHE_MS) * 1000000ull;
+  if (d->cached_at[k] == 0 || now - d->cached_at[k] > period) {
     d->cache[k].len = 0;
     make(d, &d->cache[k]);
     d->cached_at[k] = now;
@@ -460,6 +688,11 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   } else if (strcmp(p, "/json/workers") == 0) {
     resp->type = json;
     cached(d, C_WORKERS, json_workers, &resp->body);
+  } else if (strcmp(p, "/graph") == 0) {
+    a = find_asset("graph.html");
+  } else if (strcmp(p, "/json/graph") == 0) {
+    resp->type = json;
+    cached(d, C_GRAPH, json_graph, &resp->body);
   } else if (strcmp(p, "/json/info") == 0) {
     resp->type = json;
     json_info(d, &resp->body);

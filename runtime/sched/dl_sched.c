@@ -1990,3 +1990,33 @@ int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
   *next = since;
   return n;
 }
+
+static const char *dep_group(const dl_sched_tinfo *ti, int i) {
+  const task *d = ti->deps[i];
+  return d->group ? d->group->name : "";
+}
+
+int64_t dl_sched_each_task(dl_sched *s,
+                           void (*fn)(void *ud, const dl_sched_tinfo *t),
+                           void *ud) {
+  size_t i = 0;
+  int64_t n = 0;
+  task *t;
+  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+    dl_sched_tinfo ti;
+    ti.id = t;
+    ti.key = t->key;
+    ti.group = t->group ? t->group->name : "";
+    ti.state = t->state;
+    ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
+    ti.who = t->who;
+    ti.nwho = t->state == T_MEMORY ? t->nwho : 0;
+    ti.nbytes = t->nbytes;
+    ti.deps = (const void *const *)t->deps;
+    ti.ndeps = t->ndeps;
+    ti.dep_group = dep_group;
+    fn(ud, &ti);
+    n++;
+  }
+  return n;
+}

@@ -161,6 +161,30 @@ typedef struct dl_sched_event {
 int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
                     int max, uint64_t *next);
 
+/* One task as dl_sched_each_task shows it.  Everything is borrowed and
+   valid only during the call; id and deps are opaque identities (equal
+   for the same task within one walk), never to be dereferenced. */
+typedef struct dl_sched_tinfo {
+  const void *id;
+  const char *key; /* NUL-terminated */
+  const char *group; /* "" when it has none */
+  int state;         /* index as in dl_sched_counts */
+  int worker;        /* PROCESSING: the worker running it, else -1 */
+  const int *who;    /* MEMORY: the workers holding it */
+  int nwho;
+  uint64_t nbytes;   /* its result's size, once known */
+  const void *const *deps;
+  int ndeps;
+  /* The group name of dependency i (0 <= i < ndeps); "" when none. */
+  const char *(*dep_group)(const struct dl_sched_tinfo *t, int i);
+} dl_sched_tinfo;
+
+/* Call fn for every task the scheduler holds, in no particular order;
+   returns how many there were.  fn must not call into the scheduler. */
+int64_t dl_sched_each_task(dl_sched *s,
+                           void (*fn)(void *ud, const dl_sched_tinfo *t),
+                           void *ud);
+
 /* Encode an error record (kind, message, traceback, worker).  A record
    may carry one more string: the error value itself when the task raised
    a table, encoded by dl_codec in data_only mode (the client decodes it

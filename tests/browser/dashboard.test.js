@@ -208,6 +208,41 @@ async function main() {
     check(up1 !== up2, "workers table updates (uptime " + up1 + " -> " + up2 + ")");
     await page.screenshot({ path: path.join(build, "dashboard-workers.png") });
 
+    // The graph: a square per task coloured by state, lines for the
+    // dependencies (measure <- load), details on hover.
+    await page.goto(base + "/graph");
+    await until(() => page.$eval("#graph", (s) => Number(s.dataset.nodes) > 0), "graph nodes");
+    check(await page.$eval("#graph", (s) => s.dataset.mode) === "tasks", "the graph shows each task");
+    await until(() => page.$$eval("#graph rect.node", (rs) => rs.some((r) => r.dataset.state === "memory")),
+                "tasks in memory on the graph");
+    await until(() => page.$eval("#graph path.edge", (p) => p.getAttribute("d").length > 10).catch(() => false),
+                "dependency lines");
+    check(true, "the graph draws tasks in memory and their dependencies");
+    shown = "";
+    for (let tries = 0; tries < 30 && !/state/.test(shown); tries++) {
+      const box = await page.$$eval("#graph rect.node.s-memory", (rs) => {
+        const r = rs[rs.length - 1].getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      });
+      await page.mouse.move(box.x, box.y);
+      shown = await tip();
+      if (!/state/.test(shown)) await sleep(100);
+    }
+    check(/^key \S+/.test(shown) && /group \w+/.test(shown) && /state memory/.test(shown) &&
+          /held by worker [12]/.test(shown), "a graph node's tooltip (" + shown + ")");
+    await page.screenshot({ path: path.join(build, "dashboard-graph.png") });
+    const grouped = await page.evaluate(() => {
+      window.dluaDash.drawGraph({ mode: "groups", tasks: 9000, max: 2000, edges: [[0, 1, 4000]],
+        nodes: [{ k: "load", g: "load", s: 3, n: 5000, counts: [0, 0, 0, 5000, 0, 0] },
+                { k: "sum", g: "sum", s: 0, n: 4000, counts: [3000, 0, 1000, 0, 0, 0] }] });
+      const s = document.getElementById("graph");
+      return { mode: s.dataset.mode, nodes: s.querySelectorAll("rect.node").length,
+               note: document.getElementById("graph-note").textContent };
+    });
+    check(grouped.mode === "groups" && grouped.nodes === 2 && /9000 tasks/.test(grouped.note),
+          "past the maximum the graph shows groups (" + grouped.note + ")");
+    await page.mouse.move(1, 1);
+
     await page.goto(base + "/info");
     await until(() => page.locator("#versions dd").count(), "versions");
     const info = await page.textContent("main");

@@ -409,6 +409,108 @@
     });
   }
 
+  // ------------------------------------------------------------ graph
+
+  var STATES = ["waiting", "ready", "processing", "memory", "erred", "released"];
+
+  // Lay the graph out in columns by depth (longest path from a task
+  // without inputs), tasks of a group together in a column, and draw it:
+  // a square per task (or per group, past /json/graph's max), coloured by
+  // state, and a line per dependency.
+  function drawGraph(g) {
+    var s = $("graph"), n = g.nodes.length;
+    var depth = new Array(n).fill(0), indeg = new Array(n).fill(0), out = [];
+    for (var i = 0; i < n; i++) out.push([]);
+    g.edges.forEach(function (e) { out[e[0]].push(e[1]); indeg[e[1]]++; });
+    var queue = [], head = 0;
+    for (i = 0; i < n; i++) if (!indeg[i]) queue.push(i);
+    while (head < queue.length) {
+      var a = queue[head++];
+      out[a].forEach(function (b) {
+        if (depth[a] + 1 > depth[b]) depth[b] = depth[a] + 1;
+        if (--indeg[b] === 0) queue.push(b);
+      });
+    }
+    var cols = [];
+    for (i = 0; i < n; i++) (cols[depth[i]] = cols[depth[i]] || []).push(i);
+    cols = cols.filter(Boolean);
+    var most = 1;
+    cols.forEach(function (c) {
+      c.sort(function (x, y) {
+        var gx = g.nodes[x].g, gy = g.nodes[y].g;
+        return gx < gy ? -1 : gx > gy ? 1 : g.nodes[x].k < g.nodes[y].k ? -1 : 1;
+      });
+      most = Math.max(most, c.length);
+    });
+    // A column wraps into several after R tasks, R the least that keeps
+    // the picture no wider than 2.5 times its height.
+    var R = 1, S = 0;
+    function subcols(r) {
+      return cols.reduce(function (a, c) { return a + Math.ceil(c.length / r); }, 0) +
+             1.5 * (cols.length - 1);
+    }
+    while (R < most && subcols(R) > 2.5 * R) R = Math.max(R + 1, Math.floor(R * 1.2));
+    if (R > most) R = most;
+    S = subcols(R);
+    var groups = g.mode === "groups";
+    var cell = groups ? 90 : Math.max(3, Math.min(28, 1000 / S, 700 / R));
+    var cellH = groups ? 48 : cell;
+    var W = 20 + S * cell, H = 10 + R * cellH + (groups ? 14 : 0);
+    var pos = new Array(n), x0 = 10;
+    cols.forEach(function (c) {
+      var k = Math.ceil(c.length / R), per = Math.ceil(c.length / k);
+      c.forEach(function (v, ri) {
+        var sub = Math.floor(ri / per), row = ri % per;
+        var off = (R - Math.min(per, c.length)) * cellH / 2;
+        pos[v] = [x0 + sub * cell + cell / 2, 5 + off + row * cellH + cellH / 2];
+      });
+      x0 += (k + 1.5) * cell;
+    });
+    s.textContent = "";
+    s.setAttribute("viewBox", "0 0 " + W + " " + H);
+    s.style.height = Math.min(700, Math.max(120, H * (s.clientWidth || 1000) / W)) + "px";
+    s.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    var drawEdges = g.edges.length <= 6000;
+    if (drawEdges) {
+      var path = "";
+      g.edges.forEach(function (e) {
+        var p = pos[e[0]], q = pos[e[1]];
+        path += "M" + p[0].toFixed(1) + " " + p[1].toFixed(1) + "L" + q[0].toFixed(1) + " " + q[1].toFixed(1);
+      });
+      s.appendChild(svg("path", { "class": "edge", d: path }));
+    }
+    var size = groups ? 18 : Math.max(2, cell * 0.62);
+    g.nodes.forEach(function (v, i) {
+      var r = svg("rect", { "class": "node s-" + STATES[v.s], x: (pos[i][0] - size / 2).toFixed(1),
+                            y: (pos[i][1] - size / 2).toFixed(1), width: size, height: size,
+                            rx: g.mode === "groups" ? 3 : 1, "data-key": v.k, "data-state": STATES[v.s] });
+      tipFor(r, function () {
+        if (g.mode === "groups")
+          return [["group", v.g], ["tasks", v.n]].concat(STATES.map(function (st, k) {
+            return [st, v.counts[k]];
+          }).filter(function (x) { return x[1] > 0; }));
+        var rows = [["key", v.k], ["group", v.g], ["state", STATES[v.s]]];
+        if (v.w > 0) rows.push([v.s === 2 ? "running on" : "held by", "worker " + v.w]);
+        return rows;
+      });
+      s.appendChild(r);
+      if (g.mode === "groups") {
+        var t = svg("text", { x: pos[i][0], y: pos[i][1] + size / 2 + 11, "text-anchor": "middle" });
+        t.textContent = v.g + " (" + v.n + ")";
+        s.appendChild(t);
+      }
+    });
+    s.setAttribute("data-nodes", n);
+    s.setAttribute("data-mode", g.mode);
+    $("graph-note").textContent = g.mode === "groups"
+      ? g.tasks + " tasks, more than " + g.max + ": one node per task group"
+      : n + " task" + (n === 1 ? "" : "s") + (drawEdges ? "" : " (too many dependencies to draw)");
+  }
+
+  function graphStep() {
+    return getJSON("/json/graph").then(function (g) { tips = {}; drawGraph(g); });
+  }
+
   // ------------------------------------------------------------ info
 
   function fill(dl, pairs) {
@@ -442,5 +544,8 @@
   // For the browser test: draw given figures synchronously.
   window.dluaDash = { drawMemory: drawMemory, colour: colour, PALETTE: PALETTE };
 
-  every({ status: statusStep, workers: workersStep, info: infoStep }[page]);
+  window.dluaDash.drawGraph = drawGraph;
+
+  every({ status: statusStep, workers: workersStep, info: infoStep,
+          graph: graphStep }[page]);
 })();
