@@ -57,7 +57,7 @@ describe("dashboard", function()
     local code, body, hdr = http(base .. "/")
     assert.are.equal(302, code)
     assert.truthy(hdr:find("Location: /status", 1, true))
-    for _, p in ipairs{"/status", "/workers", "/info", "/graph"} do
+    for _, p in ipairs{"/status", "/workers", "/info", "/graph", "/system"} do
       code, body, hdr = http(base .. p)
       assert.are.equal(200, code)
       assert.truthy(hdr:find("Content-Type: text/html", 1, true))
@@ -285,6 +285,41 @@ describe("dashboard", function()
       local st = json_decode(select(2, http(base .. "/json/status")))
       return st.counts.memory == 10
     end, 10))
+  end)
+
+  it("/json/worker?id=N describes one worker; /json/system the processes",
+     function()
+    local w
+    assert.truthy(H.poll(function()
+      w = json_decode(select(2, http(base .. "/json/worker?id=1")))
+      return #w.history >= 2
+    end, 10))
+    assert.are.equal(1, w.id)
+    assert.truthy(H.running(w.pid))
+    assert.is_number(w.assigned.count)
+    local n = 0
+    for _, k in ipairs(inc_futures) do
+      for _, x in ipairs(w.stored.largest) do if x.key == k.key then n = n + 1 end end
+    end
+    assert.are.equal(w.stored.count, n) -- only setup's results are held
+    for i = 2, #w.history do
+      assert.truthy(w.history[i][1] >= w.history[i - 1][1] + 0.9)
+    end
+    assert.are.equal(404, (http(base .. "/json/worker?id=77")))
+    assert.are.equal(400, (http(base .. "/json/worker?id=x")))
+    assert.are.equal(400, (http(base .. "/json/worker")))
+    assert.are.equal(200, (http(base .. "/worker?id=1")))
+    local sys
+    assert.truthy(H.poll(function()
+      sys = json_decode(select(2, http(base .. "/json/system")))
+      return #sys.samples >= 2
+    end, 10))
+    local last = sys.samples[#sys.samples]
+    assert.are.equal(3, #last.procs) -- the scheduler and 2 workers
+    assert.are.equal(0, last.procs[1][1])
+    for _, p in ipairs(last.procs) do
+      assert.truthy(p[3] >= 0 and p[4] > 0 and p[5] > 2, table.concat(p, " "))
+    end
   end)
 
   it("/metrics speaks the Prometheus text format", function()

@@ -1179,6 +1179,14 @@ int64_t dl_server_each_task(dl_server *s,
   return n;
 }
 
+int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max) {
+  int n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_history(s->sched, wid, out, max);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
 const char *dl_server_dir(dl_server *s) { return s->dir; }
 
 void dl_server_memory_fractions(dl_server *s, double out[4]) {

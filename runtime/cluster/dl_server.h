@@ -142,6 +142,9 @@ int64_t dl_server_each_task(dl_server *s,
                             void (*fn)(void *ud, const dl_sched_tinfo *t),
                             void *ud);
 
+/* Worker wid's recent figures (see dl_sched_history). */
+int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max);
+
 /* The memory fractions in effect (target, spill, pause, terminate; see
    dl_server_opts), for drawing the workers' memory. */
 void dl_server_memory_fractions(dl_server *s, double out[4]);

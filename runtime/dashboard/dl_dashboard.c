@@ -7,12 +7,14 @@
 ** socket.  Snapshots that many clients poll are cached for CACHE_MS, so a
 ** crowd of dashboards costs the scheduler one snapshot per period.
 */
+#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -26,8 +28,33 @@
 
 enum { C_STATUS, C_WORKERS, C_METRICS, C_GRAPH, C_N };
 
+/*
+** The system page's figures: once a second at most, while requests come
+** (a page open polls twice a second), the scheduler's process and each
+** worker's are read from /proc.  SYS_SAMPLES samples of at most SYS_PROCS
+** processes are kept (5 minutes; about 460 KiB, allocated at the first).
+*/
+#define SYS_SAMPLES 300
+#define SYS_PROCS 32
+
+typedef struct sysproc {
+  int id;            /* 0: the scheduler, else the worker's id */
+  int64_t pid;
+  double cpu;        /* seconds of CPU used, user + system */
+  int64_t rss, fds;  /* -1: could not be read */
+  int64_t rchar, wchar; /* bytes through read/write calls (sockets too) */
+} sysproc;
+
+typedef struct syssample {
+  double t;
+  int n;
+  sysproc p[SYS_PROCS];
+} syssample;
+
 struct dl_dashboard {
   dl_server *srv;
+  syssample *sys;   /* ring of SYS_SAMPLES, or NULL */
+  uint64_t nsys;    /* samples ever taken */
   dl_buf cache[C_N];
   uint64_t cached_at[C_N]; /* uv_hrtime of the snapshot, 0: none */
   dl_sched_event *events;  /* scratch for /json/stream */
@@ -582,6 +609,250 @@ done:
   dl_buf_free(&w.strs);
 }
 
+/* ------------------------------------------------------------ workers */
+
+/* The value of name=N in query (an integer); 0 when absent or bad. */
+static int query_int(const char *query, const char *name, long *v) {
+  size_t n = strlen(name);
+  const char *q = query;
+  while (q && *q) {
+    if (strncmp(q, name, n) == 0 && q[n] == '=') {
+      char *end;
+      *v = strtol(q + n + 1, &end, 10);
+      return end != q + n + 1 && (*end == '\0' || *end == '&');
+    }
+    q = strchr(q, '&');
+    if (q) q++;
+  }
+  return 0;
+}
+
+#define WORKER_KEYS 50 /* keys listed per kind on a worker's page */
+
+typedef struct wkey {
+  char key[DL_SCHED_KEYLEN];
+  uint64_t nbytes;
+} wkey;
+
+typedef struct wwalk {
+  int wid;
+  int64_t nassigned, nstored;
+  uint64_t stored_bytes;
+  wkey assigned[WORKER_KEYS];
+  wkey stored[WORKER_KEYS]; /* the largest, largest first */
+  int nkeep;
+} wwalk;
+
+static void walk_worker(void *ud, const dl_sched_tinfo *t) {
+  wwalk *w = ud;
+  int i, j;
+  if (t->state == 2 && t->worker == w->wid) {
+    if (w->nassigned < WORKER_KEYS) {
+      wkey *k = &w->assigned[w->nassigned];
+      snprintf(k->key, sizeof k->key, "%s", t->key);
+      k->nbytes = 0;
+    }
+    w->nassigned++;
+  }
+  for (i = 0; i < t->nwho; i++)
+    if (t->who[i] == w->wid) break;
+  if (i == t->nwho) return;
+  w->nstored++;
+  w->stored_bytes += t->nbytes;
+  /* insert into the sorted list of the largest */
+  for (j = w->nkeep; j > 0 && w->stored[j - 1].nbytes < t->nbytes; j--)
+    ;
+  if (j >= WORKER_KEYS) return;
+  if (w->nkeep < WORKER_KEYS) w->nkeep++;
+  memmove(&w->stored[j + 1], &w->stored[j],
+          sizeof w->stored[0] * (size_t)(w->nkeep - 1 - j));
+  snprintf(w->stored[j].key, sizeof w->stored[j].key, "%s", t->key);
+  w->stored[j].nbytes = t->nbytes;
+}
+
+/* /json/worker?id=N: one worker's tasks, largest results and history;
+   the HTTP status. */
+static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
+  long id;
+  snap s;
+  const dl_sched_winfo *w = NULL;
+  wwalk *ww;
+  dl_sched_sample *h;
+  int i, nh;
+  if (!query_int(query, "id", &id) || id <= 0 || id > 1000000) {
+    put(b, "{\"error\":\"id must name a worker (a number)\"}");
+    return 400;
+  }
+  if (take_snap(d->srv, &s, 0)) {
+    free_snap(&s);
+    put(b, "{\"error\":\"out of memory\"}");
+    return 503;
+  }
+  for (i = 0; i < s.nw; i++)
+    if (s.w[i].id == id) w = &s.w[i];
+  if (w == NULL) {
+    free_snap(&s);
+    putf(b, "{\"error\":\"no worker %ld\"}", id);
+    return 404;
+  }
+  ww = dl_realloc(NULL, sizeof *ww);
+  h = dl_realloc(NULL, sizeof *h * DL_SCHED_HISTORY);
+  if (ww == NULL || h == NULL) {
+    dl_free(ww);
+    dl_free(h);
+    free_snap(&s);
+    put(b, "{\"error\":\"out of memory\"}");
+    return 503;
+  }
+  memset(ww, 0, sizeof *ww);
+  ww->wid = (int)id;
+  dl_server_each_task(d->srv, walk_worker, ww);
+  nh = dl_server_history(d->srv, (int)id, h, DL_SCHED_HISTORY);
+  putf(b, "{\"now\":");
+  put_num(b, now_s());
+  putf(b, ",\"id\":%d,\"pid\":%lld,\"cores\":%d,\"status\":\"%s\","
+       "\"memory\":{\"rss\":%lld,\"managed\":%lld,\"spilled\":%lld,"
+       "\"limit\":%lld},\"executing\":%d,\"uptime\":",
+       w->id, (long long)w->pid, w->nthreads, dl_sched_status_name(w->status),
+       (long long)w->rss, (long long)w->managed, (long long)w->spilled,
+       (long long)w->memory_limit, w->executing);
+  put_num(b, now_s() - w->started);
+  putf(b, ",\"spill_error\":");
+  dl_json_str(b, w->spill_err);
+  putf(b, ",\"assigned\":{\"count\":%lld,\"keys\":[",
+       (long long)ww->nassigned);
+  for (i = 0; i < ww->nassigned && i < WORKER_KEYS; i++) {
+    if (i) put(b, ",");
+    dl_json_str(b, ww->assigned[i].key);
+  }
+  putf(b, "]},\"stored\":{\"count\":%lld,\"bytes\":%llu,\"largest\":[",
+       (long long)ww->nstored, (unsigned long long)ww->stored_bytes);
+  for (i = 0; i < ww->nkeep; i++) {
+    put(b, i ? ",{\"key\":" : "{\"key\":");
+    dl_json_str(b, ww->stored[i].key);
+    putf(b, ",\"bytes\":%llu}", (unsigned long long)ww->stored[i].nbytes);
+  }
+  put(b, "]},\"history\":[");
+  for (i = 0; i < nh; i++) {
+    putf(b, "%s[", i ? "," : "");
+    put_num(b, h[i].t);
+    putf(b, ",%lld,%lld,%lld,%d,%d]", (long long)h[i].managed,
+         (long long)h[i].spilled, (long long)h[i].rss, h[i].executing,
+         h[i].stored);
+  }
+  put(b, "]}");
+  dl_free(ww);
+  dl_free(h);
+  free_snap(&s);
+  return 200;
+}
+
+/* ------------------------------------------------------------- system */
+
+/* Read one process's figures from /proc; 0, or -1 when it is gone. */
+static int read_proc(int64_t pid, sysproc *p) {
+  char path[64], buf[1024];
+  FILE *f;
+  size_t n;
+  long ticks = sysconf(_SC_CLK_TCK);
+  p->pid = pid;
+  p->cpu = 0;
+  p->rss = p->fds = p->rchar = p->wchar = -1;
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  if ((f = fopen(path, "re")) == NULL) return -1;
+  n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  {
+    /* after "pid (comm) ": state is field 3; utime, stime are 14, 15;
+       rss (pages) is 24 */
+    const char *q = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    long long rss = 0;
+    if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                    "%llu %llu %*d %*d %*d %*d %*d %*d %*u %*u %lld",
+                    &ut, &st, &rss) == 3) {
+      p->cpu = (double)(ut + st) / (double)(ticks > 0 ? ticks : 100);
+      p->rss = rss * sysconf(_SC_PAGESIZE);
+    }
+  }
+  snprintf(path, sizeof path, "/proc/%lld/fd", (long long)pid);
+  {
+    DIR *dir = opendir(path);
+    if (dir) {
+      struct dirent *e;
+      int64_t c = 0;
+      while ((e = readdir(dir)) != NULL)
+        if (e->d_name[0] != '.') c++;
+      closedir(dir);
+      p->fds = c;
+    }
+  }
+  snprintf(path, sizeof path, "/proc/%lld/io", (long long)pid);
+  if ((f = fopen(path, "re")) != NULL) {
+    char line[128];
+    while (fgets(line, sizeof line, f)) {
+      long long v;
+      if (sscanf(line, "rchar: %lld", &v) == 1) p->rchar = v;
+      else if (sscanf(line, "wchar: %lld", &v) == 1) p->wchar = v;
+    }
+    fclose(f);
+  }
+  return 0;
+}
+
+/* Take a system sample if the last is a second old or more. */
+static void sample_system(dl_dashboard *d) {
+  double now = now_s();
+  syssample *x;
+  snap s;
+  int i;
+  if (d->nsys && now - d->sys[(d->nsys - 1) % SYS_SAMPLES].t < 1.0) return;
+  if (d->sys == NULL &&
+      (d->sys = dl_realloc(NULL, sizeof *d->sys * SYS_SAMPLES)) == NULL)
+    return;
+  if (take_snap(d->srv, &s, 0)) {
+    free_snap(&s);
+    return;
+  }
+  x = &d->sys[d->nsys % SYS_SAMPLES];
+  x->t = now;
+  x->n = 0;
+  if (read_proc((int64_t)getpid(), &x->p[0]) == 0) {
+    x->p[0].id = 0;
+    x->n = 1;
+  }
+  for (i = 0; i < s.nw && x->n < SYS_PROCS; i++)
+    if (read_proc(s.w[i].pid, &x->p[x->n]) == 0) x->p[x->n++].id = s.w[i].id;
+  d->nsys++;
+  free_snap(&s);
+}
+
+/* /json/system: the samples kept, oldest first. */
+static void json_system(dl_dashboard *d, dl_buf *b) {
+  uint64_t i, first;
+  sample_system(d);
+  first = d->nsys > SYS_SAMPLES ? d->nsys - SYS_SAMPLES : 0;
+  putf(b, "{\"now\":");
+  put_num(b, now_s());
+  putf(b, ",\"cores\":%ld,\"samples\":[", sysconf(_SC_NPROCESSORS_ONLN));
+  for (i = first; i < d->nsys; i++) {
+    const syssample *x = &d->sys[i % SYS_SAMPLES];
+    int k;
+    put(b, i > first ? ",{\"t\":" : "{\"t\":");
+    put_num(b, x->t);
+    put(b, ",\"procs\":[");
+    for (k = 0; k < x->n; k++) {
+      const sysproc *p = &x->p[k];
+      putf(b, "%s[%d,%lld,%.3f,%lld,%lld,%lld,%lld]", k ? "," : "", p->id,
+           (long long)p->pid, p->cpu, (long long)p->rss, (long long)p->fds,
+           (long long)p->rchar, (long long)p->wchar);
+    }
+    put(b, "]}");
+  }
+  put(b, "]}");
+}
+
 /* ------------------------------------------------------------ metrics */
 
 static void metrics(dl_dashboard *d, dl_buf *b) {
@@ -673,6 +944,7 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   const char *p = req->path;
   const dl_asset *a = NULL;
   static const char json[] = "application/json";
+  sample_system(d); /* history while pages are open */
   if (strcmp(p, "/") == 0) {
     resp->status = 302;
     resp->location = "/status";
@@ -688,6 +960,16 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   } else if (strcmp(p, "/json/workers") == 0) {
     resp->type = json;
     cached(d, C_WORKERS, json_workers, &resp->body);
+  } else if (strcmp(p, "/worker") == 0) {
+    a = find_asset("worker.html");
+  } else if (strcmp(p, "/json/worker") == 0) {
+    resp->type = json;
+    resp->status = json_worker(d, req->query, &resp->body);
+  } else if (strcmp(p, "/system") == 0) {
+    a = find_asset("system.html");
+  } else if (strcmp(p, "/json/system") == 0) {
+    resp->type = json;
+    json_system(d, &resp->body);
   } else if (strcmp(p, "/graph") == 0) {
     a = find_asset("graph.html");
   } else if (strcmp(p, "/json/graph") == 0) {
@@ -733,5 +1015,6 @@ void dl_dashboard_free(dl_dashboard *d) {
   if (d == NULL) return;
   for (i = 0; i < C_N; i++) dl_buf_free(&d->cache[i]);
   dl_free(d->events);
+  dl_free(d->sys);
   dl_free(d);
 }

@@ -73,6 +73,8 @@ typedef struct sworker {
   int steals; /* steal requests made for this worker, not yet answered */
   task *phead; /* tasks PROCESSING here, the last assigned first */
   char reason[96]; /* why it is being removed, "" for "its link closed" */
+  dl_sched_sample hist[DL_SCHED_HISTORY]; /* ring, see dl_sched_history */
+  uint64_t nhist; /* samples ever taken */
 } sworker;
 
 /* A GET sent to a worker for the client, not yet answered. */
@@ -1912,6 +1914,16 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         w->info.rss = (int64_t)rss;
         w->info.executing = (int)executing;
         w->info.stored = (int)stored;
+        if (w->nhist == 0 ||
+            now - w->hist[(w->nhist - 1) % DL_SCHED_HISTORY].t >= 1.0) {
+          dl_sched_sample *h = &w->hist[w->nhist++ % DL_SCHED_HISTORY];
+          h->t = now;
+          h->managed = w->info.managed;
+          h->spilled = w->info.spilled;
+          h->rss = w->info.rss;
+          h->executing = w->info.executing;
+          h->stored = w->info.stored;
+        }
         break;
       }
       case DL_M_DATA: { /* a gather reply: pass it on to the client */
@@ -2018,5 +2030,16 @@ int64_t dl_sched_each_task(dl_sched *s,
     fn(ud, &ti);
     n++;
   }
+  return n;
+}
+
+int dl_sched_history(dl_sched *s, int wid, dl_sched_sample *out, int max) {
+  sworker *w = find_worker(s, wid);
+  uint64_t i, first;
+  int n = 0;
+  if (w == NULL) return -1;
+  first = w->nhist > DL_SCHED_HISTORY ? w->nhist - DL_SCHED_HISTORY : 0;
+  for (i = first; i < w->nhist && n < max; i++)
+    out[n++] = w->hist[i % DL_SCHED_HISTORY];
   return n;
 }

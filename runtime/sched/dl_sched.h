@@ -112,6 +112,21 @@ const char *dl_sched_status_name(int status);
 #define DL_SCHED_DEPARTED 16
 int dl_sched_departed(dl_sched *s, dl_sched_winfo *out, int max);
 
+/* A worker's figures at one heartbeat (time: the callers' clock). */
+typedef struct dl_sched_sample {
+  double t;
+  int64_t managed, spilled, rss;
+  int executing, stored;
+} dl_sched_sample;
+
+/* Each worker keeps its last DL_SCHED_HISTORY samples, one a second at
+   most (5 minutes; about 12 KiB a worker). */
+#define DL_SCHED_HISTORY 300
+
+/* Copy worker wid's samples, oldest first, into out (at most max); returns
+   how many, or -1 when there is no such worker. */
+int dl_sched_history(dl_sched *s, int wid, dl_sched_sample *out, int max);
+
 /* Task counts by state: out[0..5] = waiting, ready, processing, memory,
 ** erred, released. */
 void dl_sched_counts(dl_sched *s, int64_t out[6]);

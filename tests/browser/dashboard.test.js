@@ -208,6 +208,28 @@ async function main() {
     check(up1 !== up2, "workers table updates (uptime " + up1 + " -> " + up2 + ")");
     await page.screenshot({ path: path.join(build, "dashboard-workers.png") });
 
+    // A worker's own page, from its link in the table.
+    await page.click("#workers tbody tr:first-child td:first-child a");
+    await page.waitForURL(/\/worker\?id=\d+$/);
+    await until(() => page.$$eval("#stored tbody tr", (rs) => rs.length > 0), "a worker's stored results");
+    await until(() => page.$eval("#wmem path[data-name='managed']",
+                                 (p) => Number(p.dataset.points) >= 2).catch(() => false),
+                "a worker's memory over time");
+    const wtext = await page.textContent("main");
+    check(/pid\s*\d+/.test(wtext) && /Largest stored results\s*\d+ results, [\d.]+ \w+/.test(wtext) &&
+          /load-\S+\s*64\.0 KiB/.test(wtext), "a worker's page shows its results by size and its memory over time");
+    await page.screenshot({ path: path.join(build, "dashboard-worker.png") });
+
+    // The system page: CPU, memory, I/O and descriptors of every process.
+    await page.goto(base + "/system");
+    await until(() => page.$eval("#sys-legend", (l) => l.dataset.procs === "3").catch(() => false),
+                "scheduler and 2 workers on the system page");
+    await until(() => page.$$eval("#cpu path.series", (ps) => ps.length === 3 &&
+                                  ps.every((p) => Number(p.dataset.points) >= 1)), "CPU lines");
+    for (const id of ["rss", "io", "fds"])
+      check(await page.$$eval("#" + id + " path.series", (ps) => ps.length) === 3, "system chart " + id + " has a line per process");
+    await page.screenshot({ path: path.join(build, "dashboard-system.png") });
+
     // The graph: a square per task coloured by state, lines for the
     // dependencies (measure <- load), details on hover.
     await page.goto(base + "/graph");

@@ -401,8 +401,10 @@
          [bytes(w.memory.spilled), "num"], [bytes(w.memory.limit), "num"],
          [w.tasks.running, "num"], [w.tasks.processing, "num"],
          [w.tasks.stored, "num"], [seconds(w.uptime), "num"]]
-          .forEach(function (c) {
-            tr.appendChild(el("td", c[1] ? { "class": c[1] } : {}, String(c[0])));
+          .forEach(function (c, i) {
+            var td = el("td", c[1] ? { "class": c[1] } : {}, i ? String(c[0]) : "");
+            if (!i) td.appendChild(el("a", { href: "/worker?id=" + w.id }, String(w.id)));
+            tr.appendChild(td);
           });
         tb.appendChild(tr);
       });
@@ -511,6 +513,131 @@
     return getJSON("/json/graph").then(function (g) { tips = {}; drawGraph(g); });
   }
 
+  // ------------------------------------------------------------ charts
+
+  // Draw series [{name, colour, pts: [[t, v], ...]}] as lines over the
+  // last `span` seconds before now; fmt formats the axis values.
+  function chart(s, series, now, span, fmt, floor) {
+    var W = 600, H = 180, L = 64, B = 18;
+    s.textContent = "";
+    var top = floor || 0, tmin = now;
+    series.forEach(function (x) {
+      x.pts.forEach(function (p) { if (p[1] > top) top = p[1]; if (p[0] < tmin) tmin = p[0]; });
+    });
+    span = Math.min(span, Math.max(30, now - tmin)); // zoom to what there is
+    top = top > 0 ? top * 1.1 : 1;
+    var X = function (t) { return L + (W - L - 6) * (1 - (now - t) / span); };
+    var Y = function (v) { return 6 + (H - B - 6) * (1 - v / top); };
+    [0, 0.5, 1].forEach(function (f) {
+      s.appendChild(svg("line", { "class": "grid", x1: L, x2: W - 6, y1: Y(top * f), y2: Y(top * f) }));
+      var t = svg("text", { x: L - 6, y: Y(top * f) + 4, "text-anchor": "end" });
+      t.textContent = fmt(top * f);
+      s.appendChild(t);
+    });
+    [span, span / 2, 0].forEach(function (a) {
+      var t = svg("text", { x: X(now - a), y: H - 4, "text-anchor": a === span ? "start" : a ? "middle" : "end" });
+      t.textContent = a ? "-" + seconds(a) : "now";
+      s.appendChild(t);
+    });
+    series.forEach(function (x) {
+      var d = x.pts.filter(function (p) { return now - p[0] <= span; }).map(function (p, i) {
+        return (i ? "L" : "M") + X(p[0]).toFixed(1) + " " + Y(p[1]).toFixed(1);
+      }).join("");
+      if (d) s.appendChild(svg("path", { "class": "series", d: d, stroke: x.colour,
+                                         "data-name": x.name, "data-points": x.pts.length }));
+    });
+  }
+
+  function legend(box, series) {
+    box.textContent = "";
+    series.forEach(function (x) {
+      var sp = el("span");
+      var dot = el("i");
+      dot.style.background = x.colour;
+      sp.appendChild(dot);
+      sp.appendChild(document.createTextNode(x.name));
+      box.appendChild(sp);
+    });
+  }
+
+  // ------------------------------------------------------------ worker
+
+  var wid = Number(new URLSearchParams(location.search).get("id"));
+
+  function workerStep() {
+    return getJSON("/json/worker?id=" + wid).then(function (w) {
+      $("wtitle").textContent = "Worker " + w.id;
+      document.title = "dlua: worker " + w.id;
+      fill($("winfo"), [["pid", w.pid], ["status", w.status], ["cores", w.cores],
+        ["running", w.executing], ["memory", bytes(w.memory.rss)],
+        ["managed", bytes(w.memory.managed)], ["spilled", bytes(w.memory.spilled)],
+        ["limit", bytes(w.memory.limit)], ["uptime", seconds(w.uptime)]]
+        .concat(w.spill_error ? [["spill error", w.spill_error]] : []));
+      var h = w.history;
+      var series = [
+        { name: "process", colour: "#9db8ea", pts: h.map(function (x) { return [x[0], x[3]]; }) },
+        { name: "managed", colour: "#2e6bd6", pts: h.map(function (x) { return [x[0], x[1]]; }) },
+        { name: "spilled", colour: "#7d828c", pts: h.map(function (x) { return [x[0], x[2]]; }) },
+        { name: "limit", colour: "#1d2330", pts: h.length ? [[h[0][0], w.memory.limit],
+                                                          [w.now, w.memory.limit]] : [] }];
+      chart($("wmem"), series, w.now, 300, bytes);
+      legend($("wmem-legend"), series);
+      $("nassigned").textContent = w.assigned.count + (w.assigned.count > w.assigned.keys.length
+        ? " (first " + w.assigned.keys.length + ")" : "");
+      var ul = $("assigned");
+      ul.textContent = "";
+      if (!w.assigned.keys.length) ul.appendChild(el("li", { "class": "empty" }, "None."));
+      w.assigned.keys.forEach(function (k) { ul.appendChild(el("li", {}, k)); });
+      $("nstored").textContent = w.stored.count + " results, " + bytes(w.stored.bytes);
+      var tb = document.querySelector("#stored tbody");
+      tb.textContent = "";
+      w.stored.largest.forEach(function (x) {
+        var tr = el("tr");
+        tr.appendChild(el("td", { "class": "addr" }, x.key));
+        tr.appendChild(el("td", { "class": "num" }, bytes(x.bytes)));
+        tb.appendChild(tr);
+      });
+    });
+  }
+
+  // ------------------------------------------------------------ system
+
+  function systemStep() {
+    return getJSON("/json/system").then(function (r) {
+      var byProc = {};
+      var prev = {};
+      r.samples.forEach(function (x) {
+        x.procs.forEach(function (p) {
+          var name = p[0] ? "worker " + p[0] : "scheduler";
+          var k = name + "/" + p[1];
+          var b = byProc[k] = byProc[k] || { name: name, cpu: [], rss: [], fds: [], io: [] };
+          var q = prev[k];
+          if (q && x.t > q.t) {
+            b.cpu.push([x.t, 100 * (p[2] - q.p[2]) / (x.t - q.t)]);
+            if (p[5] >= 0 && q.p[5] >= 0)
+              b.io.push([x.t, (p[5] - q.p[5] + p[6] - q.p[6]) / (x.t - q.t)]);
+          }
+          if (p[3] >= 0) b.rss.push([x.t, p[3]]);
+          if (p[4] >= 0) b.fds.push([x.t, p[4]]);
+          prev[k] = { t: x.t, p: p };
+        });
+      });
+      var keys = Object.keys(byProc).sort();
+      var cols = ["#1d2330"].concat(PALETTE);
+      function series(f) {
+        return keys.map(function (k, i) {
+          return { name: byProc[k].name, colour: cols[i % cols.length], pts: byProc[k][f] };
+        });
+      }
+      chart($("cpu"), series("cpu"), r.now, 300, function (v) { return v.toFixed(0) + "%"; }, 100);
+      chart($("rss"), series("rss"), r.now, 300, bytes);
+      chart($("io"), series("io"), r.now, 300, function (v) { return bytes(v) + "/s"; });
+      chart($("fds"), series("fds"), r.now, 300, function (v) { return v.toFixed(0); }, 10);
+      legend($("sys-legend"), series("cpu"));
+      $("sys-legend").setAttribute("data-procs", keys.length);
+    });
+  }
+
   // ------------------------------------------------------------ info
 
   function fill(dl, pairs) {
@@ -547,5 +674,5 @@
   window.dluaDash.drawGraph = drawGraph;
 
   every({ status: statusStep, workers: workersStep, info: infoStep,
-          graph: graphStep }[page]);
+          graph: graphStep, worker: workerStep, system: systemStep }[page]);
 })();
