@@ -534,3 +534,104 @@ Host: 127.0.0.1
     assert.truthy(out:find("dashboard browser test passed", 1, true), out)
   end)
 end)
+
+describe("dlua.performance_report", function()
+  local client, dir
+
+  setup(function()
+    client = dlua.Client{n_workers = 2, memory_limit = "256 MiB",
+                         dashboard_address = false}
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. H.q(dir)))
+  end)
+
+  teardown(function()
+    if client then client:close() end
+    os.execute("rm -rf " .. H.q(dir))
+  end)
+
+  local function data_of(html)
+    -- The data is one JSON value on the line that sets DLUA_REPORT.
+    local j = html:match("window%.DLUA_REPORT = (.-);\n")
+    return j and json_decode((j:gsub("<\\/", "</")))
+  end
+
+  it("writes one self-contained file with every task of the period",
+     function()
+    client:gather(client:map(dash_inc, {100, 101})) -- before: not reported
+    local file = dir .. "/r.html"
+    local a, b = dlua.performance_report(file, function()
+      local fs = client:map(dash_bad, {1, 2, 3, 4, 5, 6, 7})
+      dlua.wait(fs)
+      return 7, "x"
+    end)
+    assert.are.equal(7, a)
+    assert.are.equal("x", b)
+    local html = H.slurp(file)
+    assert.truthy(html:match("^<!doctype html>"))
+    -- Nothing to fetch: no src= or href= and no stylesheet link.
+    assert.falsy(html:find("src=", 1, true))
+    assert.falsy(html:find("<link", 1, true))
+    assert.falsy(html:find("href=\"http", 1, true))
+    assert.truthy(html:find("function drawReport", 1, true))
+    local d = assert(data_of(html))
+    local ok, failed = 0, 0
+    for _, e in ipairs(d.events) do
+      assert.are.equal("dash_bad", e.group)
+      if e.ok then ok = ok + 1 else failed = failed + 1 end
+    end
+    assert.are.equal(5, ok)
+    assert.are.equal(2, failed)
+    assert.are.equal(2, #d.workers.workers)
+    assert.is_table(d.history["1"])
+    assert.truthy(d.stop >= d.start)
+    assert.are.equal(file, d.title)
+  end)
+
+  it("writes when a <close> variable goes, and after an error", function()
+    local file = dir .. "/c.html"
+    do
+      local r <close> = dlua.performance_report(file, {title = "t</script>"})
+      client:gather(client:map(dash_inc, {1, 2, 3}))
+      assert.is_nil(H.slurp(file))
+    end
+    local d = assert(data_of(H.slurp(file)))
+    assert.are.equal(3, #d.events)
+    assert.are.equal("t</script>", d.title) -- escaped in the page
+    assert.falsy(H.slurp(file):find("t</script>", 1, true))
+    local file2 = dir .. "/e.html"
+    local ok, err = pcall(dlua.performance_report, file2, function()
+      error("inner failure", 0)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("inner failure", err)
+    assert.truthy(data_of(H.slurp(file2)))
+  end)
+
+  it("refuses bad arguments at the caller's line", function()
+    local function line_of(f)
+      local ok, err = pcall(f)
+      assert.is_false(ok)
+      return err
+    end
+    local here = "dashboard_spec.lua:%d+: performance_report: "
+    assert.truthy(line_of(function() dlua.performance_report(42) end)
+                  :match(here .. "filename must be"))
+    assert.truthy(line_of(function() dlua.performance_report("") end)
+                  :match(here .. "filename must be"))
+    assert.truthy(line_of(function() dlua.performance_report("x", 5) end)
+                  :match(here .. "second argument"))
+    assert.truthy(line_of(function()
+      dlua.performance_report("x", {colour = 1})
+    end):match(here .. "unknown option 'colour'"))
+    assert.truthy(line_of(function()
+      dlua.performance_report(dir .. "/no/such/dir/r.html", function() end)
+    end):match("performance_report: .*No such file"))
+    local c2 = dlua.Client{n_workers = 1, dashboard_address = false}
+    local r = dlua.performance_report(dir .. "/z.html", {client = c2})
+    c2:close()
+    assert.truthy(line_of(function() r:close() end)
+                  :match(here .. "the client was closed"))
+  end)
+end)

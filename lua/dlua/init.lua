@@ -1519,6 +1519,13 @@ function M.progress(...)
   return require("dlua.progress").progress(...)
 end
 
+--- dlua.performance_report(filename [, fn] [, opts]): a self-contained
+-- HTML record of the work done in fn, or until the returned object closes
+-- (lua/dlua/report.lua).
+function M.performance_report(filename, fn, opts)
+  return require("dlua.report").performance_report(filename, fn, opts, M)
+end
+
 --- dlua.in_worker() -> true when running inside a task on a worker
 M.in_worker = cluster_c.in_worker
 

@@ -1002,6 +1002,137 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   }
 }
 
+/* ------------------------------------------------------------ report */
+
+/* Append n bytes of text for a <script> element: "</" written "<\/" so
+   that nothing in it can close the element. */
+static void put_script(dl_buf *b, const char *p, size_t n) {
+  size_t i, from = 0;
+  for (i = 0; i + 1 < n; i++)
+    if (p[i] == '<' && p[i + 1] == '/') {
+      dl_buf_put(b, p + from, i + 1 - from);
+      dl_buf_u8(b, '\\');
+      from = i + 1;
+    }
+  dl_buf_put(b, p + from, n - from);
+}
+
+/* The report's data: {"title", "start", "stop", "status", "workers",
+   "events", "truncated", "history": {"id": [[t, managed, spilled, rss,
+   executing, stored], ...]}}. */
+static int report_data(dl_dashboard *d, double t0, const char *title,
+                       dl_buf *b) {
+  uint64_t since = 0, next;
+  int n, i, truncated = 0, first = 1;
+  snap s;
+  dl_sched_sample *h;
+  put(b, "{\"title\":");
+  dl_json_str(b, title ? title : "");
+  put(b, ",\"start\":");
+  put_num(b, t0);
+  put(b, ",\"stop\":");
+  put_num(b, now_s());
+  put(b, ",\"status\":");
+  json_status(d, b);
+  put(b, ",\"workers\":");
+  json_workers(d, b);
+  if (d->events == NULL &&
+      (d->events = dl_realloc(NULL, sizeof *d->events * MAX_EVENTS)) == NULL)
+    return DL_ENOMEM;
+  put(b, ",\"events\":[");
+  do {
+    n = dl_server_events(d->srv, since, d->events, MAX_EVENTS, &next);
+    if (since == 0 && n > 0 && d->events[0].stop >= t0 &&
+        next > (uint64_t)n)
+      truncated = 1; /* the ring had already dropped some of the period */
+    for (i = 0; i < n; i++) {
+      const dl_sched_event *e = &d->events[i];
+      if (e->stop < t0) continue;
+      put(b, first ? "{\"key\":" : ",{\"key\":");
+      first = 0;
+      dl_json_str(b, e->key);
+      put(b, ",\"group\":");
+      dl_json_str(b, e->group);
+      putf(b, ",\"worker\":%d,\"start\":", e->worker);
+      put_num(b, e->start);
+      put(b, ",\"stop\":");
+      put_num(b, e->stop);
+      putf(b, ",\"bytes\":%llu,\"ok\":%s", (unsigned long long)e->nbytes,
+           e->ok ? "true" : "false");
+      if (!e->ok) {
+        put(b, ",\"error\":");
+        dl_json_str(b, e->err);
+      }
+      put(b, "}");
+    }
+    since = next;
+  } while (n == MAX_EVENTS);
+  putf(b, "],\"truncated\":%s,\"history\":{", truncated ? "true" : "false");
+  if (take_snap(d->srv, &s, 0)) {
+    free_snap(&s);
+    return DL_ENOMEM;
+  }
+  h = dl_realloc(NULL, sizeof *h * DL_SCHED_HISTORY);
+  if (h == NULL) {
+    free_snap(&s);
+    return DL_ENOMEM;
+  }
+  for (i = 0; i < s.nw; i++) {
+    int k, nh = dl_server_history(d->srv, s.w[i].id, h, DL_SCHED_HISTORY);
+    putf(b, "%s\"%d\":[", i ? "," : "", s.w[i].id);
+    for (k = 0; k < nh; k++) {
+      putf(b, "%s[", k ? "," : "");
+      put_num(b, h[k].t);
+      putf(b, ",%lld,%lld,%lld,%d,%d]", (long long)h[k].managed,
+           (long long)h[k].spilled, (long long)h[k].rss, h[k].executing,
+           h[k].stored);
+    }
+    put(b, "]");
+  }
+  put(b, "}}");
+  dl_free(h);
+  free_snap(&s);
+  return 0;
+}
+
+int dl_dashboard_report(struct dl_server *srv, double t0, const char *title,
+                        dl_buf *out) {
+  dl_dashboard *d = dl_dashboard_new(srv);
+  const dl_asset *tpl = find_asset("report.html");
+  const dl_asset *css = find_asset("style.css");
+  const dl_asset *js = find_asset("dashboard.js");
+  dl_buf data;
+  const char *p, *end;
+  int rc = 0;
+  memset(&data, 0, sizeof data);
+  if (d == NULL) return DL_ENOMEM;
+  if (tpl == NULL || css == NULL || js == NULL) {
+    dl_dashboard_free(d);
+    return DL_ENOMEM;
+  }
+  rc = report_data(d, t0, title, &data);
+  /* The template's markers each stand alone on a line. */
+  for (p = tpl->data, end = tpl->data + tpl->len; rc == 0 && p < end;) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+    if (len >= 9 && memcmp(p, "/*STYLE*/", 9) == 0)
+      dl_buf_put(out, css->data, css->len);
+    else if (len >= 8 && memcmp(p, "/*DATA*/", 8) == 0) {
+      put(out, "window.DLUA_REPORT = ");
+      put_script(out, data.p, data.len);
+      put(out, ";\n");
+    } else if (len >= 10 && memcmp(p, "/*SCRIPT*/", 10) == 0)
+      put_script(out, js->data, js->len);
+    else
+      dl_buf_put(out, p, len);
+    p += len;
+  }
+  if (rc == 0 && dl_buf_u8(out, '\n')) rc = DL_ENOMEM;
+  dl_buf_free(&data);
+  dl_dashboard_free(d);
+  return rc;
+}
+
 dl_dashboard *dl_dashboard_new(struct dl_server *srv) {
   dl_dashboard *d = dl_realloc(NULL, sizeof *d);
   if (d == NULL) return NULL;

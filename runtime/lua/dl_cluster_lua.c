@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "dl_codec.h"
+#include "dl_dashboard.h"
 #include "dl_map.h"
 #include "dl_proto.h"
 #include "dl_runtime.h"
@@ -1030,6 +1031,23 @@ static int h_events(lua_State *L) {
   return 2;
 }
 
+/* h:report(t0, title) -> the HTML of a performance report of the work
+   since t0 (dlua.time() seconds); see dl_dashboard_report. */
+static int h_report(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  double t0 = luaL_checknumber(L, 2);
+  const char *title = luaL_optstring(L, 3, "");
+  dl_buf *b = &h->payload; /* the handle's scratch: freed with it if the
+                              push below raises */
+  int rc;
+  b->len = 0;
+  rc = dl_dashboard_report(h->srv, t0, title, b);
+  if (rc == 0) lua_pushlstring(L, b->p, b->len);
+  dl_buf_free(b); /* a report is big and rare: do not keep the room */
+  if (rc) return luaL_error(L, "performance report: out of memory");
+  return 1;
+}
+
 /* h:scale(n) */
 static int h_scale(lua_State *L) {
   handle *h = check_handle(L, 1);
@@ -1111,6 +1129,7 @@ static const luaL_Reg handle_methods[] = {
   {"counts", h_counts},
   {"groups", h_groups},
   {"events", h_events},
+  {"report", h_report},
   {"scale", h_scale},
   {"dir", h_dir},
   {"stats", h_stats},

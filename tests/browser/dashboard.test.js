@@ -274,6 +274,43 @@ async function main() {
     check(await page.locator("#permem tbody tr").count() === 2, "info page lists memory per worker");
     await page.screenshot({ path: path.join(build, "dashboard-info.png") });
 
+    // A performance report opens from the file system, with no network:
+    // every request but the file itself is refused.
+    const report = path.join(build, "dashboard-report.html");
+    const made = require("child_process").spawnSync(dlua,
+      [path.join(root, "tests/fixtures/dashboard/report.lua"), report], { cwd: root, encoding: "utf8" });
+    check(made.status === 0, "the report fixture ran (" + (made.stderr || "").trim() + ")");
+    const rp = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const fetched = [];
+    rp.on("pageerror", (e) => errors.push("report page error: " + e.message));
+    await rp.route("**/*", (r) => {
+      if (r.request().url().startsWith("file:")) return r.continue();
+      fetched.push(r.request().url());
+      return r.abort();
+    });
+    await rp.goto("file://" + report);
+    const rtext = await rp.textContent("main");
+    check(/Tasks run\s*234 \(and 3 failed\)/.test(rtext), "the report counts the tasks run and failed");
+    check(await rp.$eval("#stream", (s) => Number(s.dataset.tasks)) === 237, "the report's task stream has every task");
+    check(await rp.locator(".group[data-group='work']").count() === 1 &&
+          await rp.locator(".worker-mem").count() === 2 &&
+          await rp.locator("#workers tbody tr").count() === 2, "the report shows progress, memory and workers");
+    check(/fixture/.test(await rp.textContent("header")), "the report shows its title");
+    let rshown = "";
+    for (let tries = 0; tries < 5 && !/error/.test(rshown); tries++) {
+      const box = await rp.$eval(".group[data-group='work'] .seg-erred", (s) => {
+        const r = s.getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      });
+      await rp.mouse.move(box.x, box.y);
+      rshown = (await rp.isVisible("#tip")) ? await rp.textContent("#tip") : "";
+    }
+    check(/error work \d+ went wrong$/.test(rshown), "the report's hover details work (" + rshown + ")");
+    await rp.mouse.move(1, 1);
+    check(fetched.length === 0, "the report fetched nothing (" + fetched.join(" ") + ")");
+    await rp.screenshot({ path: path.join(build, "dashboard-report.png"), fullPage: true });
+    await rp.close();
+
     check(errors.length === 0, "no errors in the page" + (errors.length ? ": " + errors.join("; ") : ""));
   } finally {
     if (browser) await browser.close();

@@ -109,7 +109,8 @@
   // The rows of a task's details (an event of /json/stream).
   function taskRows(e, now) {
     var rows = [["key", e.key], ["group", e.group], ["worker", e.worker],
-                ["start", (now - e.start).toFixed(2) + " s ago"]];
+                ["start", page === "report" ? "+" + ms(e.start - stream.start) + " into the report"
+                                            : (now - e.start).toFixed(2) + " s ago"]];
     if (e.ok || e.stop > e.start) rows.push(["duration", ms(e.stop - e.start)]);
     if (e.ok) rows.push(["bytes", bytes(e.bytes)]);
     else rows.push(["error", e.error || "(no message)", "err"]);
@@ -136,7 +137,7 @@
     go();
   }
 
-  $("where").textContent = location.host;
+  if (page !== "report") $("where").textContent = location.host;
 
   // ------------------------------------------------------------ status
 
@@ -292,7 +293,8 @@
     var shown = {}, n = 0, byRow = {};
     stream.layout = { t0: t0, scale: scale, left: left, top: top, rowH: rowH,
                       byRow: byRow, now: now };
-    for (var i = stream.events.length - 1; i >= 0 && n < 4000; i--) {
+    var cap = page === "report" ? 20000 : 4000;
+    for (var i = stream.events.length - 1; i >= 0 && n < cap; i--) {
       var e = stream.events[i];
       if (e.stop < t0) break;
       var r = rowOf[e.worker];
@@ -309,10 +311,11 @@
       shown[e.group] = true;
       n++;
     }
-    for (var k = 0; k <= WINDOW; k += 2) {
-      var lab = svg("text", { x: left + k * scale - (k === WINDOW ? 28 : 0),
-                              y: height - 4 });
-      lab.textContent = k === WINDOW ? "now" : "-" + (WINDOW - k) + " s";
+    for (var k = 0; k <= 5; k++) {
+      var at = WINDOW * k / 5;
+      var lab = svg("text", { x: left + at * scale - (k === 5 ? 28 : 0), y: height - 4 });
+      lab.textContent = page === "report" ? (k === 5 ? "end" : k ? "+" + ms(at) : "start")
+                      : k === 5 ? "now" : "-" + Math.round(WINDOW - at) + " s";
       s.appendChild(lab);
     }
     s.setAttribute("data-tasks", n);
@@ -390,10 +393,14 @@
   // ------------------------------------------------------------ workers
 
   function workersStep() {
-    return getJSON("/json/workers").then(function (r) {
+    return getJSON("/json/workers").then(drawWorkers);
+  }
+
+  function drawWorkers(r) {
+    {
       var tb = document.querySelector("#workers tbody");
       tb.textContent = "";
-      $("nworkers").textContent = r.workers.length + " running";
+      if ($("nworkers")) $("nworkers").textContent = r.workers.length + " running";
       r.workers.forEach(function (w) {
         var tr = el("tr", { "data-worker": w.id });
         [[w.id], [w.address, "addr"], [w.pid, "num"], [w.cores, "num"],
@@ -403,12 +410,15 @@
          [w.tasks.stored, "num"], [seconds(w.uptime), "num"]]
           .forEach(function (c, i) {
             var td = el("td", c[1] ? { "class": c[1] } : {}, i ? String(c[0]) : "");
-            if (!i) td.appendChild(el("a", { href: "/worker?id=" + w.id }, String(w.id)));
+            if (!i) {
+              if (page === "report") td.textContent = String(w.id);
+              else td.appendChild(el("a", { href: "/worker?id=" + w.id }, String(w.id)));
+            }
             tr.appendChild(td);
           });
         tb.appendChild(tr);
       });
-    });
+    }
   }
 
   // ------------------------------------------------------------ graph
@@ -518,7 +528,7 @@
   // Draw series [{name, colour, pts: [[t, v], ...]}] as lines over the
   // last `span` seconds before now; fmt formats the axis values.
   function chart(s, series, now, span, fmt, floor) {
-    var W = 600, H = 180, L = 64, B = 18;
+    var W = s.viewBox.baseVal.width || 600, H = s.viewBox.baseVal.height || 180, L = 64, B = 18;
     s.textContent = "";
     var top = floor || 0, tmin = now;
     series.forEach(function (x) {
@@ -638,6 +648,42 @@
     });
   }
 
+  // ------------------------------------------------------------ report
+
+  // A performance report draws once, from the data written into it.
+  function drawReport(r) {
+    var span = Math.max(0.001, r.stop - r.start);
+    $("rtitle").textContent = r.title ? "\u00b7 " + r.title : "";
+    var ok = 0, failed = 0, busy = 0;
+    r.events.forEach(function (e) { if (e.ok) ok++; else failed++; busy += e.stop - e.start; });
+    var threads = r.workers.workers.reduce(function (a, w) { return a + w.cores; }, 0);
+    fill($("summary"), [["Duration", ms(span)], ["Tasks run", ok + (failed ? " (and " + failed + " failed)" : "")],
+                        ["Workers", r.workers.workers.length + " (" + threads + " threads)"],
+                        ["Busy", (threads ? (100 * busy / (span * threads)).toFixed(0) : 0) + "% of the threads' time"],
+                        ["Written", new Date().toISOString().replace("T", " ").slice(0, 19) + " UTC"]]
+                       .concat(r.truncated ? [["Note", "the scheduler keeps the last 10000 task runs: earlier ones are missing"]] : []));
+    learnColours(r.status.groups);
+    WINDOW = span;
+    stream.now = function () { return r.stop; };
+    stream.start = r.start;
+    stream.events = r.events;
+    stream.workers = r.workers.workers.map(function (w) { return w.id; });
+    r.events.forEach(function (e) {
+      if (stream.workers.indexOf(e.worker) < 0) stream.workers.push(e.worker);
+    });
+    drawStream();
+    drawGroups(r.status.groups);
+    drawMemory(r.status.workers, r.status.fractions);
+    var series = Object.keys(r.history).map(function (id, i) {
+      return { name: "worker " + id, colour: PALETTE[i % PALETTE.length],
+               pts: r.history[id].filter(function (x) { return x[0] >= r.start - 1; })
+                                 .map(function (x) { return [x[0], x[1]]; }) };
+    });
+    chart($("rmem"), series, r.stop, Math.max(span, 1), bytes);
+    legend($("rmem-legend"), series);
+    drawWorkers(r.workers);
+  }
+
   // ------------------------------------------------------------ info
 
   function fill(dl, pairs) {
@@ -673,6 +719,7 @@
 
   window.dluaDash.drawGraph = drawGraph;
 
+  if (page === "report") { drawReport(window.DLUA_REPORT); return; }
   every({ status: statusStep, workers: workersStep, info: infoStep,
           graph: graphStep, worker: workerStep, system: systemStep }[page]);
 })();
