@@ -21,7 +21,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let clusterErr = "";
 function startCluster() {
-  const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "90"],
+  const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "600"],
                       { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   // Its stderr is shown only when the test fails (it is stopped midway).
   child.stderr.on("data", (d) => { clusterErr += d; });
@@ -96,7 +96,8 @@ async function main() {
       return ["load", "measure", "bad", "clean", "total"].every((g) => names.includes(g));
     }), "the groups load, measure, bad, clean and total");
     const dots = await page.$$eval(".group[data-group] .dot", (ds) =>
-      ds.map((d) => getComputedStyle(d).backgroundColor));
+      ds.map((d) => d.style.backgroundColor));
+    check(dots.every((c) => /^rgb\(\d+, \d+, \d+\)$/.test(c)), "every group has a colour (" + dots.join(" ") + ")");
     const rgb = dots.map((c) => c.match(/\d+/g).map(Number));
     let closest = Infinity;
     rgb.forEach((a, i) => rgb.slice(i + 1).forEach((b) => {
