@@ -32,7 +32,7 @@ enum { C_STATUS, C_WORKERS, C_METRICS, C_GRAPH, C_N };
 ** The system page's figures: once a second at most, while requests come
 ** (a page open polls twice a second), the scheduler's process and each
 ** worker's are read from /proc.  SYS_SAMPLES samples of at most SYS_PROCS
-** processes are kept (5 minutes; about 460 KiB, allocated at the first).
+** processes are kept (5 minutes; about 530 KiB, allocated at the first).
 */
 #define SYS_SAMPLES 300
 #define SYS_PROCS 32

@@ -1010,8 +1010,8 @@ static int h_groups(lua_State *L) {
 static int h_events(lua_State *L) {
   handle *h = check_handle(L, 1);
   uint64_t since = (uint64_t)luaL_optinteger(L, 2, 0), next;
-  dl_sched_event ev[1000];
-  int n = dl_server_events(h->srv, since, ev, 1000, &next), i;
+  dl_sched_event ev[100]; /* 26 KiB of stack; callers page with next */
+  int n = dl_server_events(h->srv, since, ev, 100, &next), i;
   lua_createtable(L, n, 0);
   for (i = 0; i < n; i++) {
     lua_createtable(L, 0, 5);
