@@ -32,16 +32,17 @@ B ?= build
 # so an include across the rule is a compile error.  Layers outside
 # LUA_LAYERS are built without Lua's include path and with Lua's types
 # poisoned: `#include <lua.h>` there does not compile.
-LAYERS = base wire codec sched cluster dashboard worker client lua cmd
+LAYERS = base wire codec sched cluster dashboard worker client collections lua cmd
 SEES_base      = base
 SEES_wire      = base wire
 SEES_codec     = base codec
 SEES_sched     = base wire sched
-SEES_cluster   = base wire sched cluster dashboard
+SEES_cluster   = base wire sched cluster
 SEES_dashboard = base wire sched cluster dashboard
 SEES_worker    = base wire codec sched worker
 SEES_client    = base wire codec client
-SEES_lua       = base wire codec sched cluster dashboard worker client lua
+SEES_collections = base collections
+SEES_lua       = base wire codec sched cluster dashboard worker client collections lua
 SEES_cmd       = cmd
 LUA_LAYERS = codec worker client lua cmd
 # `runtime/` itself holds dlua.h, the public header, for the Lua layers.
@@ -62,7 +63,8 @@ LIB_OBJ = $(call obj,$(LIB_SRC)) $(B)/dl_luasrc.o $(B)/dl_assets.o
 BIN_OBJ = $(call obj,$(BIN_SRC))
 HDRS = $(wildcard runtime/*.h runtime/*/*.h)
 
-CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/test_*.c))
+# C tests mirror runtime/'s folders: tests/c/<layer>/test_*.c.
+CTESTS = $(patsubst tests/c/%.c,$(B)/tests/%,$(wildcard tests/c/*/test_*.c))
 
 .PHONY: all test sanitize fuzz bench bench-quick install clean demo
 
@@ -103,7 +105,7 @@ $(B)/dlua: $(BIN_OBJ) $(B)/libdlua.a
 	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlua.a $(LDLIBS_ALL) $(EDIT_LIBS)
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
-	@mkdir -p $(B)/tests
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
 # dlua.pc for PREFIX; `make install PREFIX=...` writes its own with that

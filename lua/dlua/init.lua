@@ -1544,4 +1544,15 @@ if ok_delayed and type(delayed) == "table" then
   M.is_delayed = delayed.is_delayed
 end
 
+-- Collections, loaded on first use (dlua.bag, dlua.csv): a script that
+-- never touches them does not pay for loading them.
+local lazy = {bag = "dlua.bag", csv = "dlua.csv"}
+setmetatable(M, {__index = function (t, k)
+  local name = lazy[k]
+  if not name then return nil end
+  local mod = require(name)
+  rawset(t, k, mod)
+  return mod
+end})
+
 return M

@@ -18,9 +18,8 @@
 
 #include <uv.h>
 
-#include "dl_dashboard.h"
-#include "dl_http.h"
-#include "dl_proto.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 #include "dl_os.h"
 #include "dl_server.h"
 
@@ -74,11 +73,9 @@ struct dl_server {
   double fractions[4]; /* target, spill, pause, terminate */
   char exe[4096];
   char dir[256];
-  dl_http *http;       /* loop only: the dashboard's server, or NULL */
-  dl_dashboard *dash;  /* its routes, or NULL */
-  int dash_fallback;
-  char dash_req[128];  /* the address asked for; "" for none */
-  char dash_addr[128]; /* the address bound; set before the workers start */
+  dl_service svc;       /* the service on the loop (svc.start NULL: none) */
+  int svc_started;      /* loop only: svc.start succeeded, not stopped yet */
+  char svc_addr[128];   /* its address; set before the workers start */
   char dlua_version[32], lua_version[32]; /* for the dashboard */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
   int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
@@ -259,10 +256,11 @@ static void worker_gone(wproc *w) {
     uv_mutex_unlock(&s->lock);
     for (o = s->workers; o; o = o->next)
       if (o != w && o->ready && !o->gone && o->conn) {
-        dl_buf *b = dl_conn_msg(o->conn);
-        dl_buf_u8(b, DL_M_PEER);
-        dl_buf_uv(b, (uint64_t)w->id);
-        dl_buf_str(b, "", 0);
+        dl_msg_peer m;
+        m.id = (uint64_t)w->id;
+        m.addr = ""; /* gone */
+        m.alen = 0;
+        dl_put_peer(dl_conn_msg(o->conn), &m);
       }
   }
   if (s->stopping) {
@@ -317,26 +315,23 @@ static void on_worker_close(dl_conn *c) {
 
 static void on_hello(wproc *w, dl_rd *r) {
   dl_server *s = w->srv;
-  uint64_t id, pid, nthreads, mem;
-  const char *addr;
-  size_t alen;
+  dl_msg_hello h;
+  dl_msg_peer m;
   wproc *o;
-  if (dl_rd_uv(r, &id) || dl_rd_uv(r, &pid) || dl_rd_uv(r, &nthreads) ||
-      dl_rd_uv(r, &mem) || dl_rd_str(r, &addr, &alen)) {
+  if (dl_get_hello(r, &h)) {
     worker_gone(w);
     return;
   }
   w->ready = 1;
-  w->pid = (int64_t)pid;
+  w->pid = (int64_t)h.pid;
   s->early_deaths = 0;
   /* Introduce it to its peers and its peers to it. */
+  m.id = (uint64_t)w->id;
+  m.addr = h.addr;
+  m.alen = h.alen;
   for (o = s->workers; o; o = o->next) {
-    dl_buf *b;
     if (o == w || !o->ready || o->gone || !o->conn) continue;
-    b = dl_conn_msg(o->conn);
-    dl_buf_u8(b, DL_M_PEER);
-    dl_buf_uv(b, (uint64_t)w->id);
-    dl_buf_str(b, addr, alen);
+    dl_put_peer(dl_conn_msg(o->conn), &m);
   }
   {
     dl_buf *b = dl_conn_msg(w->conn);
@@ -344,15 +339,16 @@ static void on_hello(wproc *w, dl_rd *r) {
     for (o = s->workers; o; o = o->next) {
       if (o == w || !o->ready || o->gone) continue;
       snprintf(path, sizeof path, "%s/w%d.sock", s->dir, o->id);
-      dl_buf_u8(b, DL_M_PEER);
-      dl_buf_uv(b, (uint64_t)o->id);
-      dl_buf_str(b, path, strlen(path));
+      m.id = (uint64_t)o->id;
+      m.addr = path;
+      m.alen = strlen(path);
+      dl_put_peer(b, &m);
     }
   }
   uv_mutex_lock(&s->lock);
   s->nready++;
-  dl_sched_add_worker(s->sched, w->id, (int64_t)pid, (int)nthreads,
-                      (int64_t)mem, now_s());
+  dl_sched_add_worker(s->sched, w->id, (int64_t)h.pid, (int)h.nthreads,
+                      (int64_t)h.memory_limit, now_s());
   uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
 }
@@ -367,7 +363,7 @@ static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
     dl_rd r;
     unsigned type = 0;
     dl_rd_init(&r, p, n);
-    if (dl_rd_u8(&r, &type) || type != DL_M_HELLO) {
+    if (dl_wire_type(&r, &type) || type != DL_M_HELLO) {
       worker_gone(w);
       return;
     }
@@ -586,7 +582,7 @@ static void retire_extra(dl_server *s) {
     w->retiring = 1;
     extra--;
     if (w->conn) {
-      dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
+      dl_put_shutdown(dl_conn_msg(w->conn));
       dl_conn_flush(w->conn);
     }
     worker_gone(w); /* its results are recomputed elsewhere if needed */
@@ -627,11 +623,11 @@ static void begin_stop(dl_server *s) {
   wproc *w;
   if (s->stopping) return;
   s->stopping = 1;
-  dl_http_close(s->http);
-  s->http = NULL;
+  if (s->svc_started) s->svc.stop(s->svc.ud);
+  s->svc_started = 0;
   for (w = s->workers; w; w = w->next) {
     if (w->conn) {
-      dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
+      dl_put_shutdown(dl_conn_msg(w->conn));
       dl_conn_flush(w->conn);
     }
   }
@@ -711,28 +707,24 @@ static void tick_cb(uv_timer_t *t) {
     top_up(s, target);
 }
 
-/* Start the dashboard's HTTP server on the loop; on failure the start of
+/* Start the service (the dashboard) on the loop; on failure the start of
    the whole cluster fails with its message. */
-static int start_dashboard(dl_server *s) {
+static int start_service(dl_server *s) {
   char err[300];
-  s->dash = dl_dashboard_new(s);
-  if (s->dash) {
-    s->http = dl_http_start(&s->loop, s->dash_req, s->dash_fallback,
-                            dl_dashboard_handle, s->dash, err, sizeof err);
-  } else {
-    snprintf(err, sizeof err, "out of memory");
-  }
+  const char *addr;
+  err[0] = '\0';
+  s->svc_started = s->svc.start(s->svc.ud, &s->loop, s, err, sizeof err) == 0;
+  addr = s->svc_started && s->svc.address ? s->svc.address(s->svc.ud) : NULL;
   uv_mutex_lock(&s->lock);
-  if (s->http) {
-    snprintf(s->dash_addr, sizeof s->dash_addr, "%s",
-             dl_http_address(s->http));
+  if (s->svc_started) {
+    snprintf(s->svc_addr, sizeof s->svc_addr, "%s", addr ? addr : "");
   } else {
     s->start_failed = 1;
     snprintf(s->starterr, sizeof s->starterr, "%s", err);
     uv_cond_broadcast(&s->cond);
   }
   uv_mutex_unlock(&s->lock);
-  return s->http ? 0 : -1;
+  return s->svc_started ? 0 : -1;
 }
 
 static void thread_main(void *arg) {
@@ -748,7 +740,7 @@ static void thread_main(void *arg) {
   uv_mutex_lock(&s->lock);
   n = s->target;
   uv_mutex_unlock(&s->lock);
-  if (s->dash_req[0] && start_dashboard(s)) n = 0;
+  if (s->svc.start && start_service(s)) n = 0;
   for (i = 0; i < n; i++)
     if (spawn_worker(s)) break;
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -858,7 +850,8 @@ static void close_loop(dl_server *s) {
   if (s->lock_ok) uv_mutex_destroy(&s->lock);
 }
 
-dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
+static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
+                               size_t errlen) {
   dl_server *s;
   dl_sched_io io;
   const char *tmp = getenv("TMPDIR"), *what;
@@ -906,16 +899,6 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
            o->dlua_version ? o->dlua_version : "unknown");
   snprintf(s->lua_version, sizeof s->lua_version, "%s",
            o->lua_version ? o->lua_version : "unknown");
-  if (o->dashboard_address) {
-    if (strlen(o->dashboard_address) >= sizeof s->dash_req) {
-      snprintf(err, errlen, "dashboard address too long");
-      rmdir(s->dir);
-      dl_free(s);
-      return NULL;
-    }
-    snprintf(s->dash_req, sizeof s->dash_req, "%s", o->dashboard_address);
-    s->dash_fallback = o->dashboard_fallback;
-  }
   io.worker_out = worker_out;
   io.client_out = client_out;
   io.ud = s;
@@ -930,6 +913,7 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
     dl_sched_set_allowed_failures(s->sched, o->allowed_failures);
   dl_sched_set_heartbeat_timeout(s->sched, o->heartbeat_timeout > 0
                                                ? o->heartbeat_timeout : 5.0);
+  if (o->service) s->svc = *o->service; /* before the thread reads it */
   rc = init_loop(s, &what);
   if (rc == 0) {
     rc = uv_thread_create(&s->thread, thread_main, s);
@@ -943,6 +927,7 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
     dl_free(s);
     return NULL;
   }
+  *owned = 1; /* the service is s's from here on: dl_server_stop frees it */
   pthread_mutex_lock(&live_lock);
   s->next_live = live;
   live = s;
@@ -963,6 +948,14 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
     dl_server_stop(s);
     return NULL;
   }
+  return s;
+}
+
+dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
+  int owned = 0;
+  dl_server *s = server_start(o, &owned, err, errlen);
+  if (!owned && o->service && o->service->free)
+    o->service->free(o->service->ud);
   return s;
 }
 
@@ -991,7 +984,7 @@ void dl_server_stop(dl_server *s) {
   uv_loop_close(&s->loop);
   remove_dir(s->dir);
   dl_sched_free(s->sched);
-  dl_dashboard_free(s->dash);
+  if (s->svc.free) s->svc.free(s->svc.ud);
   uv_mutex_destroy(&s->lock);
   uv_cond_destroy(&s->cond);
   dl_buf_free(&s->outbox);
@@ -1198,8 +1191,8 @@ void dl_server_versions(dl_server *s, const char **dlua, const char **lua) {
   *lua = s->lua_version;
 }
 
-const char *dl_server_dashboard(dl_server *s) {
-  return s->dash_addr[0] ? s->dash_addr : NULL;
+const char *dl_server_service_address(dl_server *s) {
+  return s->svc_addr[0] ? s->svc_addr : NULL;
 }
 
 void dl_server_stats(dl_server *s, int *spawned, int *died) {

@@ -55,6 +55,9 @@ struct dl_dashboard {
   dl_server *srv;
   syssample *sys;   /* ring of SYS_SAMPLES, or NULL */
   uint64_t nsys;    /* samples ever taken */
+  dl_http *http;     /* serving it, or NULL */
+  char req[128];     /* the address asked for */
+  int fallback;
   dl_buf cache[C_N];
   uint64_t cached_at[C_N]; /* uv_hrtime of the snapshot, 0: none */
   dl_sched_event *events;  /* scratch for /json/stream */
@@ -281,7 +284,7 @@ static void json_info(dl_dashboard *d, dl_buf *b) {
   snap s;
   int i, threads = 0;
   int64_t total = 0;
-  const char *dash = dl_server_dashboard(d->srv);
+  const char *dash = d->http ? dl_http_address(d->http) : NULL;
   const char *dlua_v, *lua_v;
   dl_server_versions(d->srv, &dlua_v, &lua_v);
   if (take_snap(d->srv, &s, 0)) {
@@ -1143,9 +1146,48 @@ dl_dashboard *dl_dashboard_new(struct dl_server *srv) {
 
 void dl_dashboard_free(dl_dashboard *d) {
   int i;
-  if (d == NULL) return;
+  if (d == NULL) return; /* its server closed with the loop's handles */
   for (i = 0; i < C_N; i++) dl_buf_free(&d->cache[i]);
   dl_free(d->events);
   dl_free(d->sys);
   dl_free(d);
+}
+
+/* ------------------------------------------------- the loop's service */
+
+static int svc_start(void *ud, uv_loop_t *loop, dl_server *srv, char *err,
+                     size_t errlen) {
+  dl_dashboard *d = ud;
+  d->srv = srv;
+  d->http = dl_http_start(loop, d->req, d->fallback, dl_dashboard_handle, d,
+                          err, errlen);
+  return d->http ? 0 : -1;
+}
+
+static const char *svc_address(void *ud) {
+  dl_dashboard *d = ud;
+  return d->http ? dl_http_address(d->http) : NULL;
+}
+
+static void svc_stop(void *ud) {
+  dl_dashboard *d = ud;
+  dl_http_close(d->http);
+  d->http = NULL;
+}
+
+static void svc_free(void *ud) { dl_dashboard_free(ud); }
+
+int dl_dashboard_service(dl_service *svc, const char *address, int fallback) {
+  dl_dashboard *d;
+  if (strlen(address) >= sizeof d->req) return DL_EINVAL;
+  d = dl_dashboard_new(NULL);
+  if (d == NULL) return DL_ENOMEM;
+  snprintf(d->req, sizeof d->req, "%s", address);
+  d->fallback = fallback;
+  svc->ud = d;
+  svc->start = svc_start;
+  svc->address = svc_address;
+  svc->stop = svc_stop;
+  svc->free = svc_free;
+  return 0;
 }

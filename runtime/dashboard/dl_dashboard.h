@@ -10,8 +10,7 @@
 #include <stddef.h>
 
 #include "dl_http.h"
-
-struct dl_server;
+#include "dl_server.h"
 
 /* One file of runtime/dashboard/, embedded by scripts/embed-assets.lua. */
 typedef struct dl_asset {
@@ -26,8 +25,16 @@ extern const dl_asset dl_assets[];
 
 typedef struct dl_dashboard dl_dashboard;
 
+/*
+** Make svc the dashboard, served over HTTP on address ("host:port"; port
+** 0: a free one; with fallback, a port already in use is replaced by a
+** free one) once a cluster runs it (dl_server_opts.service).  0, or
+** DL_ENOMEM, or DL_EINVAL when address is too long; svc is then untouched.
+*/
+int dl_dashboard_service(dl_service *svc, const char *address, int fallback);
+
 /* A dashboard for the cluster srv (borrowed: it must outlive the
-   dashboard); NULL on out of memory. */
+   dashboard), not serving; NULL on out of memory.  For tests. */
 dl_dashboard *dl_dashboard_new(struct dl_server *srv);
 
 /* Free the dashboard (NULL is fine). */

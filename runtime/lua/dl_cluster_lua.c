@@ -21,7 +21,7 @@
 #include "dl_codec.h"
 #include "dl_dashboard.h"
 #include "dl_map.h"
-#include "dl_proto.h"
+#include "dl_wire.h"
 #include "dl_runtime.h"
 #include "dl_server.h"
 #include "dl_worker.h"
@@ -72,9 +72,7 @@ static int fn_put(void *ud, const unsigned char hash[16], const char *code,
     if (k == NULL) return 0;
     memcpy(k, hash, 16);
     dl_map_put(&h->fns_sent, k, 16, k);
-    dl_buf_u8(&h->out, DL_M_CFUNC);
-    dl_buf_put(&h->out, hash, 16);
-    dl_buf_str(&h->out, code, len);
+    dl_put_func_msg(&h->out, DL_M_CFUNC, hash, code, len);
   }
   return 1;
 }
@@ -93,7 +91,7 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
     return -1;
   }
   dl_buf_put(out, key, klen);
-  dl_buf_str(&h->deps, key, klen);
+  dl_put_key(&h->deps, key, klen);
   h->ndeps++;
   lua_pop(L, 1);
   return 0;
@@ -104,6 +102,9 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
    or nil, message */
 static int cl_start(lua_State *L) {
   dl_server_opts o;
+  dl_service dash;
+  const char *dash_addr;
+  int dash_fallback;
   char err[600];
   handle *h;
   memset(&o, 0, sizeof o);
@@ -129,9 +130,9 @@ static int cl_start(lua_State *L) {
   lua_getfield(L, 1, "memory_terminate");
   o.memory_terminate = luaL_optnumber(L, -1, 0);
   lua_getfield(L, 1, "dashboard_address");
-  o.dashboard_address = luaL_optstring(L, -1, NULL);
+  dash_addr = luaL_optstring(L, -1, NULL);
   lua_getfield(L, 1, "dashboard_fallback");
-  o.dashboard_fallback = lua_toboolean(L, -1);
+  dash_fallback = lua_toboolean(L, -1);
   lua_getfield(L, 1, "heartbeat_timeout");
   o.heartbeat_timeout = luaL_optnumber(L, -1, 0);
   o.dlua_version = DLUA_VERSION_STRING;
@@ -143,6 +144,16 @@ static int cl_start(lua_State *L) {
   memset(h, 0, sizeof *h);
   dl_map_init(&h->fns_sent);
   luaL_setmetatable(L, HANDLE_MT);
+  if (dash_addr) { /* the server owns it from dl_server_start on */
+    int rc = dl_dashboard_service(&dash, dash_addr, dash_fallback);
+    if (rc) {
+      lua_pushnil(L);
+      lua_pushstring(L, rc == DL_EINVAL ? "dashboard address too long"
+                                        : "out of memory");
+      return 2;
+    }
+    o.service = &dash;
+  }
   h->srv = dl_server_start(&o, err, sizeof err);
   if (h->srv == NULL) {
     lua_pushnil(L);
@@ -185,7 +196,7 @@ static int h_close(lua_State *L) {
 /* h:dashboard() -> "host:port" the dashboard listens on, or nil. */
 static int h_dashboard(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-  const char *a = h->srv ? dl_server_dashboard(h->srv) : NULL;
+  const char *a = h->srv ? dl_server_service_address(h->srv) : NULL;
   if (a) lua_pushstring(L, a);
   else lua_pushnil(L);
   return 1;
@@ -234,26 +245,28 @@ static int flush(handle *h) { return flush_now(h, 0); }
 ** [-0, +0, e]
 */
 static void put_spec(lua_State *L, int spec, dl_buf *head, dl_buf *tail) {
+  lua_Integer prio, order, retries, timeout;
   head->len = tail->len = 0;
-  dl_buf_sv(head, opt_int_field(L, spec, "priority", 0));
-  dl_buf_sv(head, opt_int_field(L, spec, "order", 0));
-  dl_buf_uv(head, (uint64_t)opt_int_field(L, spec, "retries", 0));
-  dl_buf_uv(head, (uint64_t)opt_int_field(L, spec, "timeout_ms", 0));
+  prio = opt_int_field(L, spec, "priority", 0);
+  order = opt_int_field(L, spec, "order", 0);
+  retries = opt_int_field(L, spec, "retries", 0);
+  timeout = opt_int_field(L, spec, "timeout_ms", 0);
+  dl_put_submit_opts(head, prio, order, (uint64_t)retries, (uint64_t)timeout);
   lua_getfield(L, spec, "workers");
   if (lua_istable(L, -1)) {
     lua_Integer n = luaL_len(L, -1), j;
-    dl_buf_uv(tail, (uint64_t)n);
+    dl_put_submit_place(tail, (uint64_t)n);
     for (j = 1; j <= n; j++) {
       lua_rawgeti(L, -1, j);
-      dl_buf_uv(tail, (uint64_t)lua_tointeger(L, -1));
+      dl_put_id(tail, (uint64_t)lua_tointeger(L, -1));
       lua_pop(L, 1);
     }
   } else {
-    dl_buf_uv(tail, 0);
+    dl_put_submit_place(tail, 0);
   }
   lua_pop(L, 1);
   lua_getfield(L, spec, "allow_other");
-  dl_buf_uv(tail, (uint64_t)lua_toboolean(L, -1));
+  dl_put_submit_allow(tail, lua_toboolean(L, -1));
   lua_pop(L, 1);
 }
 
@@ -322,15 +335,9 @@ static void encode_task(lua_State *L, handle *h, int fi, int a0, int nargs) {
 /* Queue the submit message of the task encoded by encode_task. */
 static void put_submit(handle *h, const char *key, size_t klen) {
   dl_buf *b = &h->out;
-  dl_buf_u8(b, DL_M_SUBMIT);
-  dl_buf_str(b, key, klen);
-  dl_buf_str(b, h->payload.p, h->payload.len);
-  dl_buf_put(b, h->head.p, h->head.len);
-  dl_buf_uv(b, (uint64_t)h->nfns);
-  dl_buf_put(b, h->fns.p, h->fns.len);
-  dl_buf_uv(b, (uint64_t)h->ndeps);
-  dl_buf_put(b, h->deps.p, h->deps.len);
-  dl_buf_put(b, h->tail.p, h->tail.len);
+  dl_put_submit(b, key, klen, h->payload.p, h->payload.len, NULL, 0);
+  dl_put_submit_spec(b, &h->head, (uint64_t)h->nfns, &h->fns,
+                     (uint64_t)h->ndeps, &h->deps, &h->tail);
 }
 
 /*
@@ -382,12 +389,8 @@ static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
     return rc;
   }
   h->common.len = 0;
-  dl_buf_put(&h->common, h->head.p, h->head.len);
-  dl_buf_uv(&h->common, (uint64_t)h->nfns);
-  dl_buf_put(&h->common, h->fns.p, h->fns.len);
-  dl_buf_uv(&h->common, (uint64_t)h->ndeps);
-  dl_buf_put(&h->common, h->deps.p, h->deps.len);
-  dl_buf_put(&h->common, h->tail.p, h->tail.len);
+  dl_put_submit_spec(&h->common, &h->head, (uint64_t)h->nfns, &h->fns,
+                     (uint64_t)h->ndeps, &h->deps, &h->tail);
   return 0;
 }
 
@@ -483,11 +486,8 @@ static int h_map(lua_State *L) {
       if (rc < 0) return luaL_error(L, "map: cannot encode a task");
     }
     if (rc == 0) {
-      dl_buf *b = &h->out;
-      dl_buf_u8(b, DL_M_SUBMIT);
-      dl_buf_str(b, key, klen);
-      dl_buf_str(b, h->payload.p, h->payload.len);
-      dl_buf_put(b, h->common.p, h->common.len);
+      dl_put_submit(&h->out, key, klen, h->payload.p, h->payload.len,
+                    h->common.p, h->common.len);
     } else {
       encode_task(L, h, 3, a0, (int)nargs);
       put_submit(h, key, klen);
@@ -529,8 +529,7 @@ static int key_msg(lua_State *L, int type) {
   size_t klen;
   const char *key = luaL_checklstring(L, 2, &klen);
   if (h->srv == NULL) return 0; /* closing: nothing to release */
-  dl_buf_u8(&h->out, (unsigned)type);
-  dl_buf_str(&h->out, key, klen);
+  dl_put_key_msg(&h->out, (unsigned)type, key, klen);
   return 0;
 }
 
@@ -551,16 +550,15 @@ static int h_gather(lua_State *L) {
   lua_Integer reqid = luaL_checkinteger(L, 2), n, i;
   luaL_checktype(L, 3, LUA_TTABLE);
   n = luaL_len(L, 3);
-  dl_buf_u8(&h->out, DL_M_GATHERS); /* big values come as blocks to map */
-  dl_buf_uv(&h->out, (uint64_t)reqid);
-  dl_buf_uv(&h->out, (uint64_t)n);
+  dl_put_gather(&h->out, 1, (uint64_t)reqid, (uint64_t)n); /* big values
+                                        come as blocks to map */
   for (i = 1; i <= n; i++) {
     size_t klen;
     const char *k;
     lua_rawgeti(L, 3, i);
     k = lua_tolstring(L, -1, &klen);
     if (k == NULL) return luaL_error(L, "gather: keys must be strings");
-    dl_buf_str(&h->out, k, klen);
+    dl_put_key(&h->out, k, klen);
     lua_pop(L, 1);
   }
   flush_now(h, 1);
@@ -578,19 +576,17 @@ static int h_scatter(lua_State *L) {
   h->payload.len = 0;
   if (dl_codec_encode(L, 3, &h->payload, &eo, err, sizeof err))
     return luaL_error(L, "%s", err);
-  dl_buf_u8(&h->out, DL_M_SCATTER);
-  dl_buf_str(&h->out, key, klen);
-  dl_buf_str(&h->out, h->payload.p, h->payload.len);
   if (lua_istable(L, 4)) {
     lua_Integer n = luaL_len(L, 4), i;
-    dl_buf_uv(&h->out, (uint64_t)n);
+    dl_put_scatter(&h->out, key, klen, h->payload.p, h->payload.len,
+                   (uint64_t)n);
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, 4, i);
-      dl_buf_uv(&h->out, (uint64_t)lua_tointeger(L, -1));
+      dl_put_id(&h->out, (uint64_t)lua_tointeger(L, -1));
       lua_pop(L, 1);
     }
   } else {
-    dl_buf_uv(&h->out, 0);
+    dl_put_scatter(&h->out, key, klen, h->payload.p, h->payload.len, 0);
   }
   flush(h);
   return 0;
@@ -606,16 +602,15 @@ static int h_flush(lua_State *L) {
 /* Push an error record as message, traceback, worker, value (the table
    the task raised, decoded as data, or nil).  [-0, +4, m] */
 static int push_errrec(lua_State *L, const char *p, size_t n) {
-  dl_rd r;
-  uint64_t kind;
+  dl_err_rec e;
   const char *s[4];
   size_t len[4];
   int i;
-  dl_rd_init(&r, p, n);
-  if (dl_rd_uv(&r, &kind)) return -1;
-  for (i = 0; i < 3; i++)
-    if (dl_rd_str(&r, &s[i], &len[i])) return -1;
-  if (dl_rd_left(&r) == 0 || dl_rd_str(&r, &s[3], &len[3])) len[3] = 0;
+  if (dl_get_err_rec(p, n, &e)) return -1;
+  s[0] = e.msg, len[0] = e.mlen;
+  s[1] = e.tb, len[1] = e.tblen;
+  s[2] = e.worker, len[2] = e.wlen;
+  s[3] = e.value, len[3] = e.vlen;
   for (i = 0; i < 3; i++) {
     if (len[i]) lua_pushlstring(L, s[i], len[i]);
     else lua_pushnil(L);
@@ -732,22 +727,20 @@ static int h_poll(lua_State *L) {
       unsigned type = 0;
       const char *key, *bytes;
       size_t klen, blen;
-      uint64_t v, reqid, found;
-      dl_rd_u8(&r, &type);
+      uint64_t reqid, found;
+      dl_wire_type(&r, &type);
       if (type == DL_M_KEY_DONE) {
-        if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
-            dl_rd_str(&r, &bytes, &blen))
-          break;
-        mark_done(L, 3, 4, key, klen, v, bytes, blen);
+        dl_msg_key_done m;
+        if (dl_get_key_done(&r, &m)) break;
+        mark_done(L, 3, 4, m.key, m.klen, m.nbytes, m.inl, m.ilen);
       } else if (type == DL_M_KEY_ERR) {
-        if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
-            dl_rd_str(&r, &bytes, &blen))
-          break;
+        dl_msg_err m;
+        if (dl_get_err_msg(&r, &m)) break;
         lua_pushvalue(L, 5);
-        lua_pushlstring(L, key, klen);
-        lua_pushstring(L, v < sizeof kind_names / sizeof *kind_names
-                              ? kind_names[v] : "error");
-        if (push_errrec(L, bytes, blen)) {
+        lua_pushlstring(L, m.key, m.klen);
+        lua_pushstring(L, m.kind < sizeof kind_names / sizeof *kind_names
+                              ? kind_names[m.kind] : "error");
+        if (push_errrec(L, m.rec, m.rlen)) {
           lua_pushliteral(L, "malformed error record");
           lua_pushnil(L);
           lua_pushnil(L);
@@ -758,19 +751,22 @@ static int h_poll(lua_State *L) {
         char err[600];
         dl_dec_opts dopt = {0, NULL, NULL};
         const char *mapped = NULL;
+        dl_msg_data m;
         int bad;
-        if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
-            dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
-          break;
+        if (dl_get_data(&r, &m)) break;
+        reqid = m.reqid;
+        key = m.key;
+        klen = m.klen;
+        found = m.found;
+        bytes = m.bytes;
+        blen = m.blen;
         if (found == 2) { /* a worker's block: map it, or ask for bytes */
           dl_shared_at sa;
           if (dl_shared_at_read(bytes, blen, &sa) == 0)
             mapped = dl_shared_at_map(&sa);
           if (mapped == NULL) {
-            dl_buf_u8(&h->out, DL_M_GATHER);
-            dl_buf_uv(&h->out, reqid);
-            dl_buf_uv(&h->out, 1);
-            dl_buf_str(&h->out, key, klen);
+            dl_put_gather(&h->out, 0, reqid, 1);
+            dl_put_key(&h->out, key, klen);
             continue; /* the answer to that one counts instead */
           }
           bytes = mapped + sa.off;
@@ -794,12 +790,12 @@ static int h_poll(lua_State *L) {
         }
         lua_call(L, 4, 0);
       } else if (type == DL_M_FN_GONE) { /* no task needs it: forget it */
+        dl_msg_hash m;
         char *k;
-        if (dl_rd_bytes(&r, 16, &bytes)) break;
-        k = dl_map_del(&h->fns_sent, bytes, 16);
+        if (dl_get_hash_msg(&r, &m)) break;
+        k = dl_map_del(&h->fns_sent, m.hash, 16);
         dl_free(k);
-        dl_buf_u8(&h->out, DL_M_FN_FORGET);
-        dl_buf_put(&h->out, bytes, 16);
+        dl_put_hash_msg(&h->out, DL_M_FN_FORGET, m.hash);
         continue;
       } else {
         break;

@@ -155,6 +155,8 @@ void dlua_openlibs(lua_State *L) {
   lua_setfield(L, -2, "dlua.codec");
   lua_pushcfunction(L, luaopen_dlua_cluster);
   lua_setfield(L, -2, "dlua.cluster");
+  lua_pushcfunction(L, luaopen_dlua_bagio);
+  lua_setfield(L, -2, "dlua.bagio");
   lua_pop(L, 1);
   /* Insert the embedded searcher right after the preload searcher. */
   lua_getglobal(L, "package");

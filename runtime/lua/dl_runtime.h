@@ -23,5 +23,6 @@ void dl_runtime_apply_host(lua_State *L);
 int luaopen_dlua_core(lua_State *L);
 int luaopen_dlua_codec(lua_State *L);
 int luaopen_dlua_cluster(lua_State *L);
+int luaopen_dlua_bagio(lua_State *L);
 
 #endif

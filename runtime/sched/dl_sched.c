@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "dl_map.h"
-#include "dl_proto.h"
 #include "dl_sched.h"
+#include "dl_wire.h"
 
 enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
 
@@ -49,7 +49,7 @@ struct task {
   int *who;          /* worker ids holding the result */
   int nwho;
   uint64_t nbytes;
-  char *err; /* error record (dl_err_encode), owned */
+  char *err; /* error record (dl_put_err_rec), owned */
   size_t errlen;
   int errkind;
   size_t hidx; /* heap position + 1, 0 when not in the heap */
@@ -319,13 +319,9 @@ static dl_buf *wout(dl_sched *s, int wid) {
 
 static dl_buf *cout(dl_sched *s) { return s->io.client_out(s->io.ud); }
 
-int dl_err_encode(dl_buf *b, int kind, const char *msg, const char *tb,
-                  const char *worker) {
-  int rc = dl_buf_uv(b, (uint64_t)kind);
-  rc |= dl_buf_str(b, msg, strlen(msg));
-  rc |= dl_buf_str(b, tb ? tb : "", tb ? strlen(tb) : 0);
-  rc |= dl_buf_str(b, worker ? worker : "", worker ? strlen(worker) : 0);
-  return rc ? DL_ENOMEM : 0;
+/* An error record of the scheduler's own (no traceback, no worker). */
+static void err_rec(dl_buf *b, int kind, const char *msg) {
+  dl_put_err_rec(b, kind, msg, NULL, NULL, NULL, 0);
 }
 
 /* ----------------------------------------------------------------- heap */
@@ -460,10 +456,15 @@ static void notify_done_inline(dl_sched *s, task *t, const char *inl,
   dl_buf *b;
   if (t->want <= 0) return;
   b = cout(s);
-  dl_buf_u8(b, DL_M_KEY_DONE);
-  dl_buf_str(b, t->key, t->klen);
-  dl_buf_uv(b, t->nbytes);
-  dl_buf_str(b, inl, ilen);
+  {
+    dl_msg_key_done m;
+    m.key = t->key;
+    m.klen = t->klen;
+    m.nbytes = t->nbytes;
+    m.inl = inl;
+    m.ilen = ilen;
+    dl_put_key_done(b, &m);
+  }
 }
 
 static void notify_done(dl_sched *s, task *t) {
@@ -474,10 +475,15 @@ static void notify_err(dl_sched *s, task *t) {
   dl_buf *b;
   if (t->want <= 0) return;
   b = cout(s);
-  dl_buf_u8(b, DL_M_KEY_ERR);
-  dl_buf_str(b, t->key, t->klen);
-  dl_buf_uv(b, (uint64_t)t->errkind);
-  dl_buf_str(b, t->err, t->errlen);
+  {
+    dl_msg_err m;
+    m.key = t->key;
+    m.klen = t->klen;
+    m.kind = (uint64_t)t->errkind;
+    m.rec = t->err;
+    m.rlen = t->errlen;
+    dl_put_err_msg(b, DL_M_KEY_ERR, &m);
+  }
 }
 
 /* ----------------------------------------------------------- transitions */
@@ -502,10 +508,7 @@ static void free_data(dl_sched *s, task *t) {
   for (i = 0; i < t->nwho; i++) {
     dl_buf *b = wout(s, t->who[i]);
     held(s, t->who[i], t, -1);
-    if (b) {
-      dl_buf_u8(b, DL_M_FREE);
-      dl_buf_str(b, t->key, t->klen);
-    }
+    if (b) dl_put_key_msg(b, DL_M_FREE, t->key, t->klen);
   }
   t->nwho = 0;
 }
@@ -526,22 +529,18 @@ static void fns_unref(dl_sched *s, const task *t) {
     fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
     if (f == NULL || f->refs <= 0 || --f->refs > 0 || f->evicting) continue;
     f->evicting = 1;
-    {
-      dl_buf *b = cout(s);
-      dl_buf_u8(b, DL_M_FN_GONE);
-      dl_buf_put(b, f->hash, 16);
-    }
+    dl_put_hash_msg(cout(s), DL_M_FN_GONE, f->hash);
   }
 }
 
 /* The client forgot it sent f: unless a task names it again, drop it here
    and on the workers it was sent to. */
 static int on_fn_forget(dl_sched *s, dl_rd *r) {
-  const char *h;
+  dl_msg_hash m;
   fnentry *f;
   int k;
-  RD(dl_rd_bytes(r, 16, &h));
-  f = dl_map_get(&s->fns, h, 16);
+  RD(dl_get_hash_msg(r, &m));
+  f = dl_map_get(&s->fns, m.hash, 16);
   if (f == NULL) return 0;
   f->evicting = 0;
   if (f->refs > 0) return 0; /* named again meanwhile: keep it */
@@ -549,10 +548,7 @@ static int on_fn_forget(dl_sched *s, dl_rd *r) {
     sworker *w = s->workers[k];
     if (dl_map_del(&w->fns_sent, (const char *)f->hash, 16)) {
       dl_buf *b = wout(s, w->info.id);
-      if (b) {
-        dl_buf_u8(b, DL_M_FUNC_FREE);
-        dl_buf_put(b, f->hash, 16);
-      }
+      if (b) dl_put_hash_msg(b, DL_M_FUNC_FREE, f->hash);
     }
   }
   dl_map_del(&s->fns, (const char *)f->hash, 16);
@@ -692,9 +688,14 @@ static int restore(dl_sched *s, task *x) {
         (w == NULL || s->workers[k]->info.stored < w->info.stored))
       w = s->workers[k];
   if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
-  dl_buf_u8(b, DL_M_STORE);
-  dl_buf_str(b, x->key, x->klen);
-  dl_buf_str(b, x->inl, x->inlen);
+  {
+    dl_msg_store m;
+    m.key = x->key;
+    m.klen = x->klen;
+    m.bytes = x->inl;
+    m.blen = x->inlen;
+    dl_put_store(b, &m);
+  }
   set_state(s, x, T_PROCESSING);
   x->processing_on = w->info.id;
   x->restoring = 1;
@@ -713,9 +714,8 @@ static void need(dl_sched *s, task *t) {
     if (x->payload == NULL) { /* scattered data cannot be recomputed */
       dl_buf e;
       dl_buf_init(&e);
-      dl_err_encode(&e, DL_ERR_LOST,
-                    "scattered data was lost with its worker and has no "
-                    "lineage to recompute it", NULL, NULL);
+      err_rec(&e, DL_ERR_LOST, "scattered data was lost with its worker and has no "
+                    "lineage to recompute it");
       set_state(s, x, T_WAITING); /* so fail() counts it as pending */
       fail(s, x, DL_ERR_LOST, e.p, e.len);
       dl_buf_free(&e);
@@ -833,22 +833,24 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     if (dl_map_get(&w->fns_sent, (const char *)h, 16)) continue;
     f = dl_map_get(&s->fns, (const char *)h, 16);
     if (f == NULL) continue; /* the worker will report it unknown */
-    dl_buf_u8(b, DL_M_FUNC);
-    dl_buf_put(b, f->hash, 16);
-    dl_buf_str(b, f->code, f->len);
+    dl_put_func_msg(b, DL_M_FUNC, f->hash, f->code, f->len);
     dl_map_put(&w->fns_sent, (const char *)f->hash, 16, f);
   }
-  dl_buf_u8(b, DL_M_COMPUTE);
-  dl_buf_str(b, t->key, t->klen);
-  dl_buf_sv(b, t->prio);
-  dl_buf_uv(b, t->timeout_ms);
-  dl_buf_str(b, t->payload, t->plen);
-  dl_buf_uv(b, (uint64_t)t->ndeps);
+  {
+    dl_msg_compute m;
+    m.key = t->key;
+    m.klen = t->klen;
+    m.prio = t->prio;
+    m.timeout_ms = t->timeout_ms;
+    m.payload = t->payload;
+    m.plen = t->plen;
+    m.ndeps = (uint64_t)t->ndeps;
+    dl_put_compute(b, &m);
+  }
   for (i = 0; i < t->ndeps; i++) {
     task *d = t->deps[i];
-    dl_buf_str(b, d->key, d->klen);
-    dl_buf_uv(b, (uint64_t)d->nwho);
-    for (j = 0; j < d->nwho; j++) dl_buf_uv(b, (uint64_t)d->who[j]);
+    dl_put_compute_dep(b, d->key, d->klen, (uint64_t)d->nwho);
+    for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)d->who[j]);
   }
   set_state(s, t, T_PROCESSING);
   t->processing_on = w->info.id;
@@ -902,26 +904,22 @@ static void steal(dl_sched *s, int queue_empty) {
       t->steal_to = thief->info.id;
       thief->steals++;
       n--;
-      dl_buf_u8(b, DL_M_STEAL);
-      dl_buf_str(b, t->key, t->klen);
+      dl_put_key_msg(b, DL_M_STEAL, t->key, t->klen);
     }
   }
 }
 
 static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
-  const char *key;
-  size_t klen;
-  uint64_t ok;
+  dl_msg_stolen m;
   task *t;
   sworker *thief;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_uv(r, &ok));
-  t = dl_map_get(&s->tasks, key, klen);
+  RD(dl_get_stolen(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t == NULL || t->steal_to == 0) return 0;
   thief = find_worker(s, t->steal_to);
   t->steal_to = 0;
   if (thief) thief->steals--;
-  if (!ok || t->state != T_PROCESSING || t->processing_on != w->info.id) {
+  if (!m.ok || t->state != T_PROCESSING || t->processing_on != w->info.id) {
     if (t->state == T_PROCESSING) t->steal_denied = 1; /* started there */
     return 0;
   }
@@ -962,7 +960,7 @@ static void fail_pinned(dl_sched *s, task *t) {
   snprintf(msg + n, sizeof msg - n, ", %s gone; allow_other_workers = true "
            "lets other workers run it", t->nrestrict > 1 ? "all" : "which is");
   dl_buf_init(&e);
-  dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+  err_rec(&e, DL_ERR_LOST, msg);
   fail(s, t, DL_ERR_LOST, e.p, e.len);
   dl_buf_free(&e);
 }
@@ -1149,16 +1147,13 @@ static void check_stall(dl_sched *s, double now) {
   while ((t = dl_map_next(&s->tasks, &k)) != NULL)
     if (counts_pending(t) && push_task(&all, &ntasks, &cap, t)) break;
   dl_buf_init(&e);
-  dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+  err_rec(&e, DL_ERR_LOST, msg);
   for (k = 0; k < ntasks; k++) {
     t = all[k];
     if (!counts_pending(t)) continue;
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
-      if (b) {
-        dl_buf_u8(b, DL_M_CANCEL);
-        dl_buf_str(b, t->key, t->klen);
-      }
+      if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
     }
     fail(s, t, DL_ERR_LOST, e.p, e.len);
   }
@@ -1212,12 +1207,8 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   for (i = 0; i < s->npgets;) {
     pget *g = &s->pgets[i];
     if (g->wid == wid) {
-      dl_buf *b = cout(s);
-      dl_buf_u8(b, DL_M_GATHER_REPLY);
-      dl_buf_uv(b, g->reqid);
-      dl_buf_str(b, g->key, g->klen);
-      dl_buf_uv(b, 0);
-      dl_buf_str(b, "", 0);
+      dl_put_data_head(cout(s), DL_M_GATHER_REPLY, g->reqid, g->key,
+                       g->klen, 0, 0);
       dl_free(g->key);
       *g = s->pgets[--s->npgets];
     } else {
@@ -1249,8 +1240,8 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       if (t->payload == NULL) { /* scatter in flight: the data is gone */
         dl_buf e;
         dl_buf_init(&e);
-        dl_err_encode(&e, DL_ERR_LOST, "worker died while storing scattered "
-                      "data", NULL, NULL);
+        err_rec(&e, DL_ERR_LOST, "worker died while storing scattered "
+                      "data");
         fail(s, t, DL_ERR_LOST, e.p, e.len);
         dl_buf_free(&e);
         continue;
@@ -1263,7 +1254,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
                  "KilledWorker: task '%s' was running on %d workers that "
                  "died (allowed_failures=%d)", t->key, t->tries,
                  s->allowed_failures);
-        dl_err_encode(&e, DL_ERR_KILLED, msg, NULL, NULL);
+        err_rec(&e, DL_ERR_KILLED, msg);
         fail(s, t, DL_ERR_KILLED, e.p, e.len);
         dl_buf_free(&e);
         continue;
@@ -1319,32 +1310,12 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
 
 
 static int on_submit(dl_sched *s, dl_rd *r) {
-  const char *key, *payload;
-  size_t klen, plen;
-  int64_t prio, order;
-  uint64_t retries, timeout, nfn, ndeps, nw, allow_other, i;
-  const char *fns;
+  dl_msg_submit m;
+  uint64_t i;
   task *t;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_str(r, &payload, &plen));
-  RD(dl_rd_sv(r, &prio));
-  RD(dl_rd_sv(r, &order));
-  RD(dl_rd_uv(r, &retries));
-  RD(dl_rd_uv(r, &timeout));
-  RD(dl_rd_uv(r, &nfn));
-  if (nfn > dl_rd_left(r) / 16) return DL_EPROTO;
-  RD(dl_rd_bytes(r, nfn * 16, &fns));
-  t = dl_map_get(&s->tasks, key, klen);
+  RD(dl_get_submit(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t != NULL) { /* same key: the client holds one more future of it */
-    RD(dl_rd_uv(r, &ndeps));
-    for (i = 0; i < ndeps; i++) {
-      const char *dk;
-      size_t dkl;
-      RD(dl_rd_str(r, &dk, &dkl));
-    }
-    RD(dl_rd_uv(r, &nw));
-    for (i = 0; i < nw; i++) RD(dl_rd_uv(r, &allow_other));
-    RD(dl_rd_uv(r, &allow_other));
     t->want++;
     if (t->state == T_MEMORY) notify_done(s, t);
     else if (t->state == T_ERRED) notify_err(s, t);
@@ -1354,38 +1325,37 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t = xalloc(sizeof *t);
   if (t == NULL) return DL_ENOMEM;
   memset(t, 0, sizeof *t);
-  t->key = dupbytes(key, klen);
-  t->klen = klen;
-  t->payload = dupbytes(payload, plen);
-  t->plen = plen;
-  t->prio = prio;
-  t->order = order;
+  t->key = dupbytes(m.key, m.klen);
+  t->klen = m.klen;
+  t->payload = dupbytes(m.payload, m.plen);
+  t->plen = m.plen;
+  t->prio = m.prio;
+  t->order = m.order;
   t->seq = s->seq++;
-  t->retries = (int)(retries > 1000 ? 1000 : retries);
-  t->timeout_ms = (uint32_t)timeout;
+  t->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
+  t->timeout_ms = (uint32_t)m.timeout_ms;
   t->processing_on = -1;
   t->want = 1;
   t->state = T_WAITING;
   count_new(s, t);
-  if (nfn) {
-    t->fns = xalloc(nfn * 16);
+  if (m.nfns) {
+    t->fns = xalloc(m.nfns * 16);
     if (t->fns) {
-      memcpy(t->fns, fns, nfn * 16);
-      t->nfns = (int)nfn;
+      memcpy(t->fns, m.fns, m.nfns * 16);
+      t->nfns = (int)m.nfns;
       fns_ref(s, t);
     }
   }
-  if (dl_rd_uv(r, &ndeps) || ndeps > dl_rd_left(r)) goto bad;
-  if (ndeps) t->deps = xalloc(sizeof(task *) * ndeps);
+  if (m.ndeps) t->deps = xalloc(sizeof(task *) * m.ndeps);
   {
     dl_buf e;
     const char *missing = NULL;
     size_t missinglen = 0;
-    for (i = 0; i < ndeps; i++) {
+    for (i = 0; i < m.ndeps; i++) {
       const char *dk;
       size_t dkl;
       task *d;
-      if (dl_rd_str(r, &dk, &dkl)) goto bad;
+      if (dl_get_key(&m.deps, &dk, &dkl)) goto bad;
       d = dl_map_get(&s->tasks, dk, dkl);
       if (d == NULL) {
         missing = dk;
@@ -1394,18 +1364,16 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       }
       t->deps[t->ndeps++] = d;
     }
-    if (dl_rd_uv(r, &nw) || nw > dl_rd_left(r)) goto bad;
-    if (nw) {
-      t->restrict_w = xalloc(sizeof(int) * nw);
-      for (i = 0; i < nw; i++) {
+    if (m.nworkers) {
+      t->restrict_w = xalloc(sizeof(int) * m.nworkers);
+      for (i = 0; i < m.nworkers; i++) {
         uint64_t id;
-        if (dl_rd_uv(r, &id)) goto bad;
+        if (dl_get_id(&m.workers, &id)) goto bad;
         t->restrict_w[i] = (int)id;
       }
-      t->nrestrict = (int)nw;
+      t->nrestrict = (int)m.nworkers;
     }
-    if (dl_rd_uv(r, &allow_other)) goto bad;
-    if (allow_other && t->restrict_w) { /* a preference, not a rule */
+    if (m.allow_other && t->restrict_w) { /* a preference, not a rule */
       dl_free(t->restrict_w);
       t->restrict_w = NULL;
       t->nrestrict = 0;
@@ -1432,7 +1400,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
                "missing dependency: task '%s' needs key '%.*s', which the "
                "scheduler does not know (was its future released?)",
                t->key, (int)(missinglen > 200 ? 200 : missinglen), missing);
-      dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+      err_rec(&e, DL_ERR_LOST, msg);
       fail(s, t, DL_ERR_LOST, e.p, e.len);
       dl_buf_free(&e);
       return 0;
@@ -1461,24 +1429,20 @@ static void cancel_task(dl_sched *s, task *t) {
   dl_buf e;
   if (t->state == T_PROCESSING) {
     dl_buf *b = wout(s, t->processing_on);
-    if (b) {
-      dl_buf_u8(b, DL_M_CANCEL);
-      dl_buf_str(b, t->key, t->klen);
-    }
+    if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
   }
   if (!counts_pending(t)) return;
   dl_buf_init(&e);
-  dl_err_encode(&e, DL_ERR_CANCELLED, "cancelled", NULL, NULL);
+  err_rec(&e, DL_ERR_CANCELLED, "cancelled");
   fail(s, t, DL_ERR_CANCELLED, e.p, e.len);
   dl_buf_free(&e);
 }
 
 static int on_release(dl_sched *s, dl_rd *r) {
-  const char *key;
-  size_t klen;
+  dl_msg_key m;
   task *t;
-  RD(dl_rd_str(r, &key, &klen));
-  t = dl_map_get(&s->tasks, key, klen);
+  RD(dl_get_key_msg(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t == NULL || t->want <= 0) return 0;
   if (--t->want > 0) return 0;
   if (counts_pending(t) && t->npending == 0) {
@@ -1486,10 +1450,7 @@ static int on_release(dl_sched *s, dl_rd *r) {
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
       sworker *w = find_worker(s, t->processing_on);
-      if (b) {
-        dl_buf_u8(b, DL_M_CANCEL);
-        dl_buf_str(b, t->key, t->klen);
-      }
+      if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
       if (w) w->info.inflight--;
       t->processing_on = -1;
     }
@@ -1502,33 +1463,31 @@ static int on_release(dl_sched *s, dl_rd *r) {
 }
 
 static int on_cfunc(dl_sched *s, dl_rd *r) {
-  const char *h, *code;
-  size_t len;
+  dl_msg_func m;
   fnentry *f;
-  RD(dl_rd_bytes(r, 16, &h));
-  RD(dl_rd_str(r, &code, &len));
-  if (dl_map_get(&s->fns, h, 16)) return 0;
+  RD(dl_get_func_msg(r, &m));
+  if (dl_map_get(&s->fns, m.hash, 16)) return 0;
   f = xalloc(sizeof *f);
   if (f == NULL) return DL_ENOMEM;
   memset(f, 0, sizeof *f);
-  memcpy(f->hash, h, 16);
-  f->code = dupbytes(code, len);
-  f->len = len;
+  memcpy(f->hash, m.hash, 16);
+  f->code = dupbytes(m.code, m.len);
+  f->len = m.len;
   return dl_map_put(&s->fns, (const char *)f->hash, 16, f);
 }
 
 static int on_scatter(dl_sched *s, dl_rd *r) {
-  const char *key, *bytes;
-  size_t klen, blen;
-  uint64_t nw, i, id, pick = 0;
+  dl_msg_scatter m;
+  const char *key;
+  size_t klen;
+  uint64_t i, id, pick = 0;
   sworker *w = NULL;
   task *t;
-  dl_buf *b;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_str(r, &bytes, &blen));
-  RD(dl_rd_uv(r, &nw));
-  for (i = 0; i < nw; i++) {
-    RD(dl_rd_uv(r, &id));
+  RD(dl_get_scatter(r, &m));
+  key = m.key;
+  klen = m.klen;
+  for (i = 0; i < m.nworkers; i++) {
+    RD(dl_get_id(&m.workers, &id));
     if (w == NULL) w = find_worker(s, (int)id);
   }
   if (w == NULL) { /* the worker with the least managed memory */
@@ -1559,38 +1518,39 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   if (w == NULL) {
     dl_buf e;
     dl_buf_init(&e);
-    dl_err_encode(&e, DL_ERR_LOST, "scatter: no worker is running", NULL,
-                  NULL);
+    err_rec(&e, DL_ERR_LOST, "scatter: no worker is running");
     fail(s, t, DL_ERR_LOST, e.p, e.len);
     dl_buf_free(&e);
     return 0;
   }
-  b = wout(s, w->info.id);
-  dl_buf_u8(b, DL_M_STORE);
-  dl_buf_str(b, key, klen);
-  dl_buf_str(b, bytes, blen);
+  {
+    dl_msg_store st;
+    st.key = key;
+    st.klen = klen;
+    st.bytes = m.bytes;
+    st.blen = m.blen;
+    dl_put_store(wout(s, w->info.id), &st);
+  }
   t->processing_on = w->info.id;
   w->info.inflight++;
   return 0;
 }
 
 static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
-  uint64_t reqid, n, i;
-  RD(dl_rd_uv(r, &reqid));
-  RD(dl_rd_uv(r, &n));
-  for (i = 0; i < n; i++) {
+  dl_msg_gather m;
+  uint64_t i;
+  RD(dl_get_gather(r, &m));
+  for (i = 0; i < m.nkeys; i++) {
     const char *key;
     size_t klen;
     task *t;
     dl_buf *b = NULL;
-    RD(dl_rd_str(r, &key, &klen));
+    RD(dl_get_key(&m.keys, &key, &klen));
     t = dl_map_get(&s->tasks, key, klen);
     if (t && t->state == T_MEMORY && t->nwho > 0)
       b = wout(s, t->who[0]);
     if (b) {
-      dl_buf_u8(b, shared_ok ? DL_M_GETS : DL_M_GET);
-      dl_buf_uv(b, reqid);
-      dl_buf_str(b, key, klen);
+      dl_put_get(b, shared_ok, m.reqid, key, klen);
       if (s->npgets == s->cappgets) {
         size_t nc = s->cappgets ? s->cappgets * 2 : 16;
         pget *np = dl_realloc(s->pgets, nc * sizeof *np);
@@ -1598,18 +1558,13 @@ static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
         s->pgets = np;
         s->cappgets = nc;
       }
-      s->pgets[s->npgets].reqid = reqid;
+      s->pgets[s->npgets].reqid = m.reqid;
       s->pgets[s->npgets].key = dupbytes(key, klen);
       s->pgets[s->npgets].klen = klen;
       s->pgets[s->npgets].wid = t->who[0];
       s->npgets++;
     } else { /* not in memory (any more): the client waits again */
-      b = cout(s);
-      dl_buf_u8(b, DL_M_GATHER_REPLY);
-      dl_buf_uv(b, reqid);
-      dl_buf_str(b, key, klen);
-      dl_buf_uv(b, 0);
-      dl_buf_str(b, "", 0);
+      dl_put_data_head(cout(s), DL_M_GATHER_REPLY, m.reqid, key, klen, 0, 0);
     }
   }
   return 0;
@@ -1633,44 +1588,27 @@ typedef struct ahead {
   uint64_t h[AHEAD]; /* the key hash of message i, at i % AHEAD */
 } ahead;
 
-/* Skip the rest of a submit message (its key was read). */
-static int skip_submit(dl_rd *r) {
-  const char *x;
-  size_t xl;
-  int64_t sv;
-  uint64_t v, k, i;
-  RD(dl_rd_str(r, &x, &xl));
-  RD(dl_rd_sv(r, &sv) || dl_rd_sv(r, &sv) || dl_rd_uv(r, &v) ||
-     dl_rd_uv(r, &v) || dl_rd_uv(r, &k));
-  if (k > dl_rd_left(r) / 16) return DL_EPROTO;
-  RD(dl_rd_bytes(r, k * 16, &x));
-  RD(dl_rd_uv(r, &k));
-  for (i = 0; i < k; i++) RD(dl_rd_str(r, &x, &xl));
-  RD(dl_rd_uv(r, &k));
-  for (i = 0; i < k; i++) RD(dl_rd_uv(r, &v));
-  RD(dl_rd_uv(r, &v));
-  return 0;
-}
-
 /* Look at one more message: hash its key and load its slot. */
 static void ahead_one(dl_sched *s, ahead *a, int from_worker) {
   unsigned type = 0;
-  const char *key, *x;
-  size_t klen, xl;
-  uint64_t v;
-  int bad;
-  if (!a->on || dl_rd_left(&a->r) == 0 || dl_rd_u8(&a->r, &type) ||
-      dl_rd_str(&a->r, &key, &klen)) {
-    a->on = 0;
-    return;
+  const char *key = NULL;
+  size_t klen = 0;
+  int bad = 1;
+  if (a->on && dl_rd_left(&a->r) > 0 && dl_wire_type(&a->r, &type) == 0) {
+    if (from_worker) {
+      dl_msg_done m;
+      bad = type != DL_M_DONE || dl_get_done(&a->r, &m);
+      key = m.key, klen = m.klen;
+    } else if (type == DL_M_SUBMIT) {
+      dl_msg_submit m;
+      bad = dl_get_submit(&a->r, &m);
+      key = m.key, klen = m.klen;
+    } else if (type == DL_M_RELEASE || type == DL_M_CCANCEL) {
+      dl_msg_key m;
+      bad = dl_get_key_msg(&a->r, &m);
+      key = m.key, klen = m.klen;
+    }
   }
-  if (from_worker)
-    bad = type != DL_M_DONE || dl_rd_uv(&a->r, &v) || dl_rd_uv(&a->r, &v) ||
-          dl_rd_uv(&a->r, &v) || dl_rd_str(&a->r, &x, &xl);
-  else if (type == DL_M_SUBMIT)
-    bad = skip_submit(&a->r);
-  else
-    bad = type != DL_M_RELEASE && type != DL_M_CCANCEL;
   if (bad) {
     a->on = 0;
     return;
@@ -1706,10 +1644,8 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
   ahead_start(s, &a, p, n, 0);
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
-    const char *key;
-    size_t klen;
     ahead_next(s, &a, i++, 0);
-    dl_rd_u8(&r, &type);
+    dl_wire_type(&r, &type);
     switch (type) {
       case DL_M_SUBMIT: rc = on_submit(s, &r); break;
       case DL_M_CFUNC: rc = on_cfunc(s, &r); break;
@@ -1719,9 +1655,10 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
       case DL_M_GATHERS: rc = on_gather(s, &r, 1); break;
       case DL_M_SCATTER: rc = on_scatter(s, &r); break;
       case DL_M_CCANCEL: {
+        dl_msg_key m;
         task *t;
-        if (dl_rd_str(&r, &key, &klen)) return DL_EPROTO;
-        t = dl_map_get(&s->tasks, key, klen);
+        if (dl_get_key_msg(&r, &m)) return DL_EPROTO;
+        t = dl_map_get(&s->tasks, m.key, m.klen);
         if (t) cancel_task(s, t);
         break;
       }
@@ -1773,28 +1710,29 @@ double dl_sched_tick(dl_sched *s, double now) {
 }
 
 static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
-  const char *key, *inl;
-  size_t klen, ilen;
-  uint64_t nbytes, start, stop;
+  dl_msg_done m;
+  const char *key;
+  size_t klen;
+  uint64_t start, stop;
   task *t;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_uv(r, &nbytes));
-  RD(dl_rd_uv(r, &start));
-  RD(dl_rd_uv(r, &stop));
-  RD(dl_rd_str(r, &inl, &ilen));
+  RD(dl_get_done(r, &m));
+  key = m.key;
+  klen = m.klen;
+  start = m.start_us;
+  stop = m.stop_us;
   (void)now;
   t = dl_map_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
     w->info.inflight--;
     if (t->payload && !t->restoring) { /* a run, not a store */
-      t->nbytes = nbytes;
+      t->nbytes = m.nbytes;
       record_event(s, t, w->info.id, (double)start * 1e-6,
                    (double)stop * 1e-6, 1, NULL, 0);
       s->avg_duration =
           s->avg_duration < 0 ? d : 0.8 * s->avg_duration + 0.2 * d;
     }
-    finished(s, t, w->info.id, nbytes, inl, ilen);
+    finished(s, t, w->info.id, m.nbytes, m.inl, m.ilen);
     held(s, w->info.id, t, 1);
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
@@ -1809,47 +1747,38 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     }
   } else { /* stale: nobody wants this result any more */
     dl_buf *b = wout(s, w->info.id);
-    if (b) {
-      dl_buf_u8(b, DL_M_FREE);
-      dl_buf_str(b, key, klen);
-    }
+    if (b) dl_put_key_msg(b, DL_M_FREE, key, klen);
   }
   return 0;
 }
 
 static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
-  const char *key, *rec;
-  size_t klen, rlen;
-  uint64_t kind;
+  dl_msg_err m;
   task *t;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_uv(r, &kind));
-  RD(dl_rd_str(r, &rec, &rlen));
-  t = dl_map_get(&s->tasks, key, klen);
+  RD(dl_get_err_msg(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
   w->info.inflight--;
   t->processing_on = -1;
-  record_event(s, t, w->info.id, now, now, 0, rec, rlen);
-  if (kind == DL_ERR_RAISED && t->retries > 0) {
+  record_event(s, t, w->info.id, now, now, 0, m.rec, m.rlen);
+  if (m.kind == DL_ERR_RAISED && t->retries > 0) {
     t->retries--;
     schedule_retry(s, t, now);
     return 0;
   }
-  fail(s, t, (int)kind, rec, rlen);
+  fail(s, t, (int)m.kind, m.rec, m.rlen);
   return 0;
 }
 
 static int on_missing(dl_sched *s, sworker *w, dl_rd *r) {
-  const char *key, *dkey;
-  size_t klen, dklen;
+  dl_msg_missing m;
   task *t, *d;
   int k;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_str(r, &dkey, &dklen));
-  t = dl_map_get(&s->tasks, key, klen);
-  d = dl_map_get(&s->tasks, dkey, dklen);
+  RD(dl_get_missing(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
+  d = dl_map_get(&s->tasks, m.dep, m.dlen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
@@ -1884,36 +1813,32 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
     ahead_next(s, &a, i++, 1);
-    dl_rd_u8(&r, &type);
+    dl_wire_type(&r, &type);
     switch (type) {
       case DL_M_DONE: rc = on_done(s, w, &r, now); break;
       case DL_M_ERR: rc = on_err(s, w, &r, now); break;
       case DL_M_MISSING: rc = on_missing(s, w, &r); break;
       case DL_M_STOLEN: rc = on_stolen(s, w, &r); break;
       case DL_M_HEARTBEAT: {
-        uint64_t managed, spilled, rss, executing, stored, paused;
-        const char *se;
+        dl_msg_heartbeat m;
         size_t selen;
-        if (dl_rd_uv(&r, &managed) || dl_rd_uv(&r, &spilled) ||
-            dl_rd_uv(&r, &rss) || dl_rd_uv(&r, &executing) ||
-            dl_rd_uv(&r, &stored) || dl_rd_uv(&r, &paused) ||
-            dl_rd_str(&r, &se, &selen))
-          return DL_EPROTO;
-        w->info.status = paused ? DL_WS_PAUSED : DL_WS_RUNNING;
-        if (!paused) s->stall_since = 0; /* progress is possible again */
-        if (paused) { /* ask again for what was still being fetched */
+        if (dl_get_heartbeat(&r, &m)) return DL_EPROTO;
+        w->info.status = m.paused ? DL_WS_PAUSED : DL_WS_RUNNING;
+        if (!m.paused) s->stall_since = 0; /* progress is possible again */
+        if (m.paused) { /* ask again for what was still being fetched */
           task *t;
           for (t = w->phead; t; t = t->pnext) t->steal_denied = 0;
         }
+        selen = m.selen;
         if (selen >= sizeof w->info.spill_err)
           selen = sizeof w->info.spill_err - 1;
-        memcpy(w->info.spill_err, se, selen);
+        memcpy(w->info.spill_err, m.spill_err, selen);
         w->info.spill_err[selen] = '\0';
-        w->info.managed = (int64_t)managed;
-        w->info.spilled = (int64_t)spilled;
-        w->info.rss = (int64_t)rss;
-        w->info.executing = (int)executing;
-        w->info.stored = (int)stored;
+        w->info.managed = (int64_t)m.managed;
+        w->info.spilled = (int64_t)m.spilled;
+        w->info.rss = (int64_t)m.rss;
+        w->info.executing = (int)m.executing;
+        w->info.stored = (int)m.stored;
         if (w->nhist == 0 ||
             now - w->hist[(w->nhist - 1) % DL_SCHED_HISTORY].t >= 1.0) {
           dl_sched_sample *h = &w->hist[w->nhist++ % DL_SCHED_HISTORY];
@@ -1927,19 +1852,15 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         break;
       }
       case DL_M_DATA: { /* a gather reply: pass it on to the client */
-        uint64_t reqid, found;
-        const char *key, *bytes;
-        size_t klen, blen;
-        dl_buf *b;
-        if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
-            dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
-          return DL_EPROTO;
-        b = cout(s);
-        dl_buf_u8(b, DL_M_GATHER_REPLY);
-        dl_buf_uv(b, reqid);
-        dl_buf_str(b, key, klen);
-        dl_buf_uv(b, found);
-        dl_buf_str(b, bytes, blen);
+        dl_msg_data m;
+        uint64_t reqid;
+        const char *key;
+        size_t klen;
+        if (dl_get_data(&r, &m)) return DL_EPROTO;
+        dl_put_data(cout(s), DL_M_GATHER_REPLY, &m);
+        reqid = m.reqid;
+        key = m.key;
+        klen = m.klen;
         {
           size_t k;
           for (k = 0; k < s->npgets; k++) {

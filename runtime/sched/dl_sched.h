@@ -200,11 +200,4 @@ int64_t dl_sched_each_task(dl_sched *s,
                            void (*fn)(void *ud, const dl_sched_tinfo *t),
                            void *ud);
 
-/* Encode an error record (kind, message, traceback, worker).  A record
-   may carry one more string: the error value itself when the task raised
-   a table, encoded by dl_codec in data_only mode (the client decodes it
-   with data_only too); readers that do not know it stop after worker. */
-int dl_err_encode(dl_buf *b, int kind, const char *msg, const char *tb,
-                  const char *worker);
-
 #endif

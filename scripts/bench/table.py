@@ -223,6 +223,16 @@ row("j worker SIGKILLed midway: all 20 results", r"fault\.recovered", "", False,
 row("j wall with the kill (20 × 0.5 s tasks)", r"fault\.wall_with_kill", "s", True)
 row("j death noticed after kill", r"fault\.death_detected_after_kill", "ms", True)
 
+row("l bag word frequencies + top 10 (~70 MB): wall", r"bag\.wordfreq\.wall", "s", True,
+    "≥ 10x Dask (#15)", at_least(10), dpat=r"bag\.wordfreq\.dask_wall")
+row("l the same, against a serial Python loop", r"bag\.wordfreq\.wall", "s", True,
+    "≥ 3x serial Python (#15)", at_least(3), dpat=r"bag\.wordfreq\.serial_python_wall",
+    note="Dask column: the Python loop")
+row("l the same count through foldby: wall", r"bag\.wordfreq\.foldby_wall", "s", True,
+    dpat=r"^$")
+row("l throughput", r"bag\.wordfreq\.MB_per_s", "MB/s", False,
+    dpat=r"bag\.wordfreq\.dask_MB_per_s")
+
 print("| workload | dlua | Dask (default) | Dask (sat=inf) | dlua better by | target | met |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:

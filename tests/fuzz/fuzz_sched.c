@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "dl_proto.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 #include "sched_driver.h"
 
 #ifdef DL_FUZZ_SEEDGEN

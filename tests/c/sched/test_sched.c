@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dl_proto.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 #include "sched_driver.h"
 #include "tap.h"
 
@@ -710,7 +711,7 @@ static void test_dashboard_figures(void) {
   done(w, "load-1");
   dl_buf_init(&f);
   dl_buf_init(&rec);
-  dl_err_encode(&rec, DL_ERR_RAISED, "bad row 4\nmore", "", "w1");
+  dl_put_err_rec(&rec, DL_ERR_RAISED, "bad row 4\nmore", "", "w1", NULL, 0);
   dl_buf_u8(&f, DL_M_ERR);
   dl_buf_str(&f, "bad-1", 5);
   dl_buf_uv(&f, DL_ERR_RAISED);
