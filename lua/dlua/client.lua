@@ -37,6 +37,7 @@ local Client = {__name = "dlua.Client"}
 Client.__index = Client
 
 local default_client
+local make_client
 -- Clients not closed yet, for dlua.sleep and the REPL's prompt.
 local open_clients = setmetatable({}, {__mode = "k"})
 
@@ -56,9 +57,17 @@ function M.Client(arg)
     error("Client expects a LocalCluster or a table of options, got "
           .. type(arg), 2)
   end
+  local c = make_client(cl, cl.handle, owns)
+  default_client = c
+  open_clients[c] = true
+  return c
+end
+
+-- A client over handle (a cluster's, or the tasks' client of a worker).
+function make_client(cl, handle, owns)
   local c = setmetatable({
-    cluster = cl, handle = cl.handle, owns_cluster = owns,
-    dashboard_link = cl.dashboard_link,
+    cluster = cl, handle = handle, owns_cluster = owns,
+    dashboard_link = cl and cl.dashboard_link,
     _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
   }, Client)
   local function on_err(key, kind, message, traceback, worker, value)
@@ -72,7 +81,9 @@ function M.Client(arg)
   end
   local function on_data(reqid, key, found, value)
     local req = c._reqs[reqid]
-    if req then
+    if req and req.coord then -- a Variable, Queue... answer (coord.lua)
+      req.status, req.value, req.n = found, value, 0
+    elseif req then
       req.n = req.n - 1
       if found then
         req.values[key] = value
@@ -83,8 +94,31 @@ function M.Client(arg)
     end
   end
   c._on_err, c._on_data = on_err, on_data
-  default_client = c
-  open_clients[c] = true
+  return c
+end
+
+-- The tasks' client of this worker, made by the first get_client.
+local task_client
+
+--- dlua.get_client() -> client
+-- Inside a task: a client of the task's own scheduler, over the worker's
+-- link (one for all the worker's tasks; closing it does nothing).  A task
+-- that waits on it (result, gather, wait...) gives its worker slot back
+-- until the values come.  Elsewhere: the default client.
+function M.get_client()
+  local link = cluster_c.task_link()
+  if link then
+    if not task_client then
+      task_client = make_client(nil, link, false)
+      task_client._task = true
+    end
+    return task_client
+  end
+  local c = M.default_client()
+  if not c then
+    error("get_client: no client: start one with dlua.Client() (inside a "
+          .. "task, get_client returns a client of the task's scheduler)", 2)
+  end
   return c
 end
 
@@ -104,6 +138,8 @@ function M.sleep(s)
     error(fmt("sleep: expects a non-negative number of seconds, got %s",
               type(s) == "number" and tostring(s) or type(s)), 2)
   end
+  local link = cluster_c.task_link()
+  if link and link:park_sleep(s) then return end -- the slot is given back
   local deadline = clock() + s
   -- In a task, wake every 50 ms so that a cancel or timeout (a Lua hook
   -- set by the worker) can stop the task.
@@ -129,6 +165,9 @@ function M.default_client()
   if default_client and default_client.handle:closed() then
     default_client = nil
   end
+  if not default_client and cluster_c.task_link() then
+    return M.get_client()
+  end
   return default_client
 end
 
@@ -138,9 +177,9 @@ end
 -- (background progress); a finished task sets its state in _keys (status,
 -- nbytes, has_value, value) in C, and lands in _fired if it has callbacks.
 -- Ctrl-C ends the wait with the error "interrupted!" (no message is lost).
-function Client:_pump(timeout)
+function Client:_pump(timeout, hint)
   local n, err, why = self.handle:poll(timeout or -1, self._keys, self._fired,
-                                       self._on_err, self._on_data)
+                                       self._on_err, self._on_data, hint)
   if not n then
     if why == "interrupted" then error(err, 0) end
     error("dlua: " .. err, 3)
@@ -347,7 +386,8 @@ function Client:_gather_values(futs, timeout, what)
     local req = {n = #keys, values = values, missing = {}, errors = {}}
     self._reqs[reqid] = req
     self.handle:gather(reqid, keys)
-    local ok = pump_until(self, function() return req.n <= 0 end, deadline)
+    local ok = pump_until(self, function() return req.n <= 0 end, deadline,
+                          reqid)
     self._reqs[reqid] = nil
     if not ok then
       error(timeout_error(fmt("%s: no answer after %gs", what, timeout)), 3)
@@ -368,7 +408,7 @@ function Client:_gather_values(futs, timeout, what)
       local st = self._keys[k]
       if st then
         if not pump_until(self, function() return st.status ~= "pending" end,
-                          deadline) then
+                          deadline, k) then
           error(timeout_error(fmt("%s: no answer after %gs", what, timeout)),
                 3)
         end
@@ -430,13 +470,13 @@ end
 -- apply (h:values says when).
 -- One turn of gather's wait: pump until the deadline, or raise a
 -- TimeoutError at the given level (counted from the caller).
-local function gather_turn(self, deadline, timeout, level)
+local function gather_turn(self, deadline, timeout, level, hint)
   local left = deadline and deadline - clock() or -1
   if deadline and left <= 0 then
     error(timeout_error(fmt("gather: not done after %gs", timeout)),
           level + 1)
   end
-  self:_pump(left)
+  self:_pump(left, hint)
 end
 
 function Client:_gather_array(v, deadline, timeout)
@@ -445,7 +485,7 @@ function Client:_gather_array(v, deadline, timeout)
     i, out = self.handle:values(v, states, out, i)
     if i == true then return out end
     if not i then return nil end
-    gather_turn(self, deadline, timeout, 3)
+    gather_turn(self, deadline, timeout, 3, v[i].key)
   end
 end
 
@@ -471,7 +511,7 @@ function Client:gather(v, timeout)
     if st.status ~= "pending" then
       i = i + 1
     else
-      gather_turn(self, deadline, timeout, 2)
+      gather_turn(self, deadline, timeout, 2, key)
     end
   end
   local vals = self:_gather_values(futs, deadline and math.max(0,
@@ -494,6 +534,43 @@ function Client:gather(v, timeout)
   local byf = {}
   for j, f in ipairs(futs) do byf[f] = vals[j] end
   return replace_futures(v, byf, {})
+end
+
+--- client:run(fn, ... [, dlua.opts{workers=}]) -> {[worker id] = result}
+-- Runs fn(...) once on every worker (or on the ones named), each as a task
+-- pinned to its worker, and returns the results by worker id; raises the
+-- first error.  The scheduler runs no Lua, so there is no
+-- run_on_scheduler.  Each call waits its turn in its worker's queue.
+function Client:run(fn, ...)
+  check_open(self, "run")
+  check_fn(fn, "run")
+  local opts, n = split_opts(select("#", ...), ...)
+  local ids = opts and opts.workers
+  if not ids then
+    ids = {}
+    for _, w in ipairs(self.handle:workers()) do ids[#ids + 1] = w.id end
+    table.sort(ids)
+  end
+  local known = {}
+  for _, w in ipairs(self.handle:workers()) do known[w.id] = true end
+  local name = (opts and opts.name) or ("run-" .. fn_name(fn, 2))
+  local futs = {}
+  for i, id in ipairs(ids) do
+    if not known[id] then
+      error(fmt("run: no worker %s (workers: %d)", tostring(id),
+                #self.handle:workers()), 2)
+    end
+    local o = {name = name, workers = {id}, allow_other_workers = false}
+    if opts then
+      o.timeout, o.retries, o.priority = opts.timeout, opts.retries,
+                                         opts.priority
+    end
+    futs[i] = self:_submit(o, fn, n, unpack({...}, 1, n))
+  end
+  local vals = self:gather(futs)
+  local out = {}
+  for i, id in ipairs(ids) do out[id] = vals[i] end
+  return out
 end
 
 --- client:scatter(value [, dlua.opts{workers=}]) -> future
@@ -583,7 +660,7 @@ end
 -- submit, map, gather, scatter, compute and result raise "client is
 -- closed".
 function Client:close()
-  if self.closed then return end
+  if self.closed or self._task then return end
   self.closed = true
   open_clients[self] = nil
   if not self.owns_cluster and not self.handle:closed() then

@@ -88,11 +88,13 @@ local function state(f)
 end
 
 -- Wait until pred() is true or the deadline passes; returns pred().
-local function pump_until(client, pred, deadline)
+-- hint (a key, or a gather's request id): what pred waits for, so that a
+-- task waiting on the tasks' client is woken by that news only.
+local function pump_until(client, pred, deadline, hint)
   while not pred() do
     local left = deadline and (deadline - clock()) or -1
     if deadline and left <= 0 then return false end
-    client:_pump(left)
+    client:_pump(left, hint)
   end
   return true
 end
@@ -125,7 +127,7 @@ local function wait_done(f, timeout, what)
   local st = state(f)
   local deadline = timeout and clock() + timeout
   if not pump_until(f.client, function() return st.status ~= "pending" end,
-                    deadline) then
+                    deadline, f.key) then
     error(timeout_error(fmt("%s: future '%s' not done after %gs", what,
                             f.key, timeout)), 3)
   end

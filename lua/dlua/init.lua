@@ -38,7 +38,10 @@ Everything here is documented in README.md, section "Lua API".
 --   dlua.keys          task keys: format, hash, function names
 --   dlua.localcluster  dlua.LocalCluster
 --   dlua.future        futures, TaskError, TimeoutError
---   dlua.client        dlua.Client, dlua.sleep, the pump
+--   dlua.client        dlua.Client, dlua.get_client, dlua.sleep, the pump
+--   dlua.coord         Variable, Queue, Event, Lock, Semaphore
+--   dlua.display       rich output in a notebook (loaded on first use)
+--   dlua.report        dlua.performance_report (loaded on first use)
 --   dlua.wait          dlua.wait, dlua.as_completed
 --   dlua.delayed       delayed pipelines (dlua/delayed/*.lua)
 
@@ -66,7 +69,7 @@ export(require "dlua.localcluster", {"LocalCluster", "MIN_MEMORY_LIMIT",
 export(require "dlua.future", {"Future", "is_future", "TaskError",
   "is_task_error", "TimeoutError"})
 export(require "dlua.client", {"Client", "Client_class", "sleep",
-  "_at_prompt", "default_client"})
+  "_at_prompt", "default_client", "get_client"})
 export(require "dlua.wait", {"wait", "as_completed", "is_as_completed",
   "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"})
 
@@ -74,6 +77,24 @@ export(require "dlua.wait", {"wait", "as_completed", "is_as_completed",
 -- (lua/dlua/progress.lua).
 function M.progress(...)
   return require("dlua.progress").progress(...)
+end
+
+-- Variable, Queue, Event, Lock, Semaphore (lua/dlua/coord.lua).
+export(require "dlua.coord", {"Variable", "Queue", "Event", "Lock",
+  "Semaphore"})
+
+--- dlua.display(v [, opts]): rich output in a Jupyter notebook, pretty
+-- text elsewhere (lua/dlua/display.lua, loaded on first use; a tail call,
+-- so its errors still point at the caller's line).
+function M.display(v, opts)
+  return require("dlua.display").display(v, opts)
+end
+
+--- dlua.performance_report(filename [, fn] [, opts]): a self-contained
+-- HTML record of the work done in fn, or until the returned object closes
+-- (lua/dlua/report.lua).
+function M.performance_report(filename, fn, opts)
+  return require("dlua.report").performance_report(filename, fn, opts, M)
 end
 
 --- dlua.in_worker() -> true when running inside a task on a worker
@@ -88,5 +109,17 @@ M.compute = delayed.compute
 M.persist = delayed.persist
 M.compute_graph = delayed.compute_graph
 M.is_delayed = delayed.is_delayed
+
+-- Collections, loaded on first use (dlua.ndarray, dlua.array, dlua.bag,
+-- dlua.csv): a script that never touches them does not pay for loading them.
+local lazy = {ndarray = "dlua.ndarray", array = "dlua.array", bag = "dlua.bag",
+              csv = "dlua.csv"}
+setmetatable(M, {__index = function (t, k)
+  local name = lazy[k]
+  if not name then return nil end
+  local mod = require(name)
+  rawset(t, k, mod)
+  return mod
+end})
 
 return M

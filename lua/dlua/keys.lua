@@ -28,6 +28,7 @@ local pcall, next, ipairs, type, tostring, rawequal, setmetatable =
   pcall, next, ipairs, type, tostring, rawequal, setmetatable
 local sformat, ssub, sgsub = string.format, string.sub, string.gsub
 local hash, content_of = core.hash, codec.token
+local pid = require("dlua.cluster").pid
 local G = _G
 
 local K = {}
@@ -35,8 +36,11 @@ local K = {}
 -- A session token, so that two sessions talking to one cluster do not
 -- make the same keys (Dask uses uuid4); not from math.random, which a
 -- script may have seeded.
-local token = sformat("%08x", hash(tostring({}) .. tostring(os.time())
-  .. tostring(os.clock())) & 0xffffffff)
+-- The pid makes it unique to this process: the client and every worker's
+-- tasks (dlua.get_client) make keys, and processes started together may
+-- see the same time and addresses.
+local token = sformat("%08x", hash(tostring(pid()) .. ":" .. tostring({})
+  .. tostring(os.time()) .. tostring(os.clock())) & 0xffffffff)
 local counter = 0
 
 --- keys.fresh(prefix) -> "prefix-<token><counter>"

@@ -27,6 +27,7 @@ local cluster_keys = {
   threads_per_worker = true, processes = true,
   memory_target = true, memory_spill = true, memory_pause = true,
   memory_terminate = true, heartbeat_timeout = true,
+  listen = true, token_file = true,
 }
 
 --- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
@@ -40,8 +41,23 @@ local function new_cluster(o, lv)
   check_keys(o, cluster_keys, "LocalCluster", lv)
   local defaults = debug.getregistry()["dlua.defaults"] or {}
   local cores, total = cluster_c.machine()
-  local n = o.n_workers or defaults.n_workers or cores
-  if math.type(n) ~= "integer" or n < 1 then
+  local listen = o.listen
+  if listen ~= nil and (type(listen) ~= "string"
+                        or not listen:match("^tcp://%[?[%x%.:]+%]?:%d+$")) then
+    error("LocalCluster: listen must be \"tcp://IP:PORT\" (a numeric "
+          .. "address), got " .. tostring(listen), lv)
+  end
+  if o.token_file ~= nil and type(o.token_file) ~= "string" then
+    error("LocalCluster: token_file must be a string, got "
+          .. type(o.token_file), lv)
+  end
+  if listen and o.n_workers ~= nil and o.n_workers ~= 0 then
+    error("LocalCluster: a cluster that listens on TCP starts no local "
+          .. "workers (n_workers must be 0): start them with `dlua worker "
+          .. listen .. "`", lv)
+  end
+  local n = listen and 0 or o.n_workers or defaults.n_workers or cores
+  if not listen and (math.type(n) ~= "integer" or n < 1) then
     error("LocalCluster: n_workers must be a positive integer, got "
           .. (type(n) == "number" and tostring(n) or type(n)), lv)
   end
@@ -54,7 +70,8 @@ local function new_cluster(o, lv)
           .. "always processes", lv)
   end
   local mem = o.memory_limit or defaults.memory_limit
-  local ok, limit = pcall(options.parse_bytes, mem or math.floor(total / n))
+  local ok, limit = pcall(options.parse_bytes,
+                          mem or math.floor(total / math.max(n, 1)))
   if not ok then error("LocalCluster: memory_limit: " .. limit, lv) end
   if limit < M.MIN_MEMORY_LIMIT then
     error(fmt("LocalCluster: memory_limit must be at least %s per worker "
@@ -105,6 +122,7 @@ local function new_cluster(o, lv)
     start_timeout = o.start_timeout,
     memory_target = fr[1], memory_spill = fr[2], memory_pause = fr[3],
     memory_terminate = fr[4], heartbeat_timeout = hb,
+    listen = listen, token_file = o.token_file,
   }
   if not h then error("LocalCluster: " .. err, lv) end
   local bound = h:dashboard()
@@ -115,7 +133,7 @@ local function new_cluster(o, lv)
   end
   return setmetatable({
     handle = h, n_workers = n, memory_limit = limit,
-    address = "local://" .. h:dir(),
+    address = h:listen_address() or ("local://" .. h:dir()),
     dashboard_address = bound,
     dashboard_link = bound and ("http://" .. bound .. "/status") or nil,
   }, LocalCluster)
@@ -175,10 +193,11 @@ local function cluster_text(c)
   for _, w in ipairs(ws) do
     lines[#lines + 1] = fmt(
       "  Worker %d:  pid %d, %d thread%s, memory %s / limit %s, "
-      .. "stored %s, spilled %s",
+      .. "managed %s, spilled %s, stored %d result%s",
       w.id, w.pid, w.nthreads, w.nthreads == 1 and "" or "s",
       format_bytes(w.rss), format_bytes(w.memory_limit),
-      format_bytes(w.managed), format_bytes(w.spilled))
+      format_bytes(w.managed), format_bytes(w.spilled),
+      w.stored, w.stored == 1 and "" or "s")
   end
   return concat(lines, "\n")
 end

@@ -2,6 +2,8 @@
 ** dl_buf.c -- growable byte buffers (their allocator is in dl_mem.c).
 */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "dl_buf.h"
 
@@ -10,7 +12,7 @@ void dl_buf_free(dl_buf *b) {
   dl_buf_init(b);
 }
 
-int dl_buf_grow(dl_buf *b, size_t n) {
+int dl_buf_try_grow(dl_buf *b, size_t n) {
   size_t need = b->len + n, cap = b->cap ? b->cap : 64;
   char *np;
   if (need < b->len) return DL_ENOMEM; /* overflow */
@@ -27,6 +29,15 @@ int dl_buf_grow(dl_buf *b, size_t n) {
   if (np == NULL) return DL_ENOMEM;
   b->p = np;
   b->cap = cap;
+  return 0;
+}
+
+int dl_buf_grow(dl_buf *b, size_t n) {
+  if (dl_buf_try_grow(b, n)) {
+    fprintf(stderr, "dlua: out of memory growing a buffer to %zu bytes%s\n",
+            b->len + n, b->len + n < b->len ? " (overflow)" : "");
+    abort();
+  }
   return 0;
 }
 

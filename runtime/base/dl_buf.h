@@ -2,9 +2,32 @@
 ** dl_buf.h -- growable byte buffers and little-endian/varint helpers.
 **
 ** A dl_buf owns its bytes (p, allocated with dl_realloc).  Writers grow the
-** buffer as needed and return 0 or DL_ENOMEM; readers (dl_rd) never allocate
-** and never read past their end: every dl_rd_* returns 0 or DL_EPROTO.
-** Pure C: no Lua, no libuv.
+** buffer as needed and never fail (see below); readers (dl_rd) never
+** allocate and never read past their end: every dl_rd_* returns 0 or
+** DL_EPROTO.  Pure C: no Lua, no libuv.
+**
+** Out of memory: the runtime's one policy.
+**   - The runtime's own buffers do not fail.  When a dl_buf cannot grow,
+**     the process prints "dlua: out of memory growing a buffer to N
+**     bytes" to stderr and aborts, as Redis's zmalloc does.  The writers
+**     below therefore always return 0 (they keep an int result so that
+**     older `if (dl_buf_put(...))` chains still compile; new code does not
+**     check it).
+**   - Why: a write that fails half-way leaves a message half-written, and
+**     checking each of the hundreds of writes and unwinding every caller
+**     costs code on every path for a state in which the process cannot do
+**     useful work anyway.  A worker that dies is replaced and its tasks
+**     recomputed elsewhere, which is the recovery Dask has too.
+**   - Lua's allocations still fail softly: dlua_alloc returns NULL, Lua
+**     raises "not enough memory" in the task or at the caller's line, and
+**     a task that builds a huge table fails alone.  This is the one
+**     exception to "a library never aborts on its host's behalf"
+**     (STYLE.md): it applies only when the C heap itself is exhausted.
+**   - Sizes that come from outside (a frame length a peer announces) are
+**     not trusted to this rule: dl_buf_try_grow returns DL_ENOMEM for
+**     them, and the caller drops the connection.
+**   - Other dl_realloc calls of the runtime return NULL as realloc does;
+**     the record they allocate is checked where it is made.
 */
 #ifndef dl_buf_h
 #define dl_buf_h
@@ -39,19 +62,23 @@ void dl_free(void *p);
 static inline void dl_buf_init(dl_buf *b) { b->p = NULL; b->len = b->cap = 0; }
 /* Free the bytes of b and make it empty. */
 void dl_buf_free(dl_buf *b);
-/* Make room for n more bytes; 0 or DL_ENOMEM. */
+/* Make room for n more bytes; 0 (aborts when out of memory, see above). */
 int dl_buf_grow(dl_buf *b, size_t n);
+/* Make room for n more bytes, n being a size from outside: 0, or
+   DL_ENOMEM (b unchanged) when the memory cannot be had. */
+int dl_buf_try_grow(dl_buf *b, size_t n);
 /* Hand the bytes to the caller (who frees them with dl_free); b is empty. */
 char *dl_buf_take(dl_buf *b, size_t *len);
 
+/* The writers: append to b; they return 0 (see the policy above). */
 static inline int dl_buf_put(dl_buf *b, const void *s, size_t n) {
-  if (b->cap - b->len < n && dl_buf_grow(b, n)) return DL_ENOMEM;
+  if (b->cap - b->len < n) dl_buf_grow(b, n);
   if (n) memcpy(b->p + b->len, s, n);
   b->len += n;
   return 0;
 }
 static inline int dl_buf_u8(dl_buf *b, unsigned v) {
-  if (b->cap == b->len && dl_buf_grow(b, 1)) return DL_ENOMEM;
+  if (b->cap == b->len) dl_buf_grow(b, 1);
   b->p[b->len++] = (char)v;
   return 0;
 }
@@ -77,12 +104,12 @@ static inline int dl_buf_u32(dl_buf *b, uint32_t v) {
   return dl_buf_put(b, t, 4);
 }
 static inline int dl_buf_u64(dl_buf *b, uint64_t v) {
-  if (dl_buf_u32(b, (uint32_t)v)) return DL_ENOMEM;
+  dl_buf_u32(b, (uint32_t)v);
   return dl_buf_u32(b, (uint32_t)(v >> 32));
 }
 /* Length-prefixed bytes: varint length, then the bytes. */
 static inline int dl_buf_str(dl_buf *b, const void *s, size_t n) {
-  if (dl_buf_uv(b, n)) return DL_ENOMEM;
+  dl_buf_uv(b, n);
   return dl_buf_put(b, s, n);
 }
 

@@ -18,11 +18,11 @@
 
 #include <uv.h>
 
-#include "dl_dashboard.h"
-#include "dl_http.h"
-#include "dl_proto.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 #include "dl_os.h"
 #include "dl_server.h"
+#include "dl_tcp.h"
 
 typedef struct wproc wproc;
 struct wproc {
@@ -36,6 +36,8 @@ struct wproc {
   dl_conn *conn;
   int handles; /* open libuv handles; freed at zero */
   int exited, gone, ready, retiring;
+  int remote; /* joined over TCP: no process of ours to watch */
+  char addr[256]; /* where its peers reach it, from its hello */
   wproc *next;
 };
 
@@ -74,12 +76,14 @@ struct dl_server {
   double fractions[4]; /* target, spill, pause, terminate */
   char exe[4096];
   char dir[256];
-  dl_http *http;       /* loop only: the dashboard's server, or NULL */
-  dl_dashboard *dash;  /* its routes, or NULL */
-  int dash_fallback;
-  char dash_req[128];  /* the address asked for; "" for none */
-  char dash_addr[128]; /* the address bound; set before the workers start */
+  dl_service svc;       /* the service on the loop (svc.start NULL: none) */
+  int svc_started;      /* loop only: svc.start succeeded, not stopped yet */
+  char svc_addr[128];   /* its address; set before the workers start */
   char dlua_version[32], lua_version[32]; /* for the dashboard */
+  dl_tcp_server *tcp;    /* loop only: where workers join over TCP */
+  dl_token token;        /* theirs to prove they hold */
+  char listen_req[128];  /* "host:port" asked for; "" for none */
+  char listen_addr[300]; /* "tcp://host:port"; set before start returns */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
   int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
 };
@@ -216,7 +220,7 @@ static int live_workers(dl_server *s) {
   int n = 0;
   wproc *w;
   for (w = s->workers; w; w = w->next)
-    if (!w->gone && !w->retiring) n++;
+    if (!w->gone && !w->retiring && !w->remote) n++;
   return n;
 }
 
@@ -251,7 +255,7 @@ static void worker_gone(wproc *w) {
     c->data = NULL;
     dl_conn_close(c);
   }
-  if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+  if (!w->exited && !w->remote) uv_process_kill(&w->proc, SIGKILL);
   if (w->ready) {
     uv_mutex_lock(&s->lock);
     s->nready--;
@@ -259,15 +263,20 @@ static void worker_gone(wproc *w) {
     uv_mutex_unlock(&s->lock);
     for (o = s->workers; o; o = o->next)
       if (o != w && o->ready && !o->gone && o->conn) {
-        dl_buf *b = dl_conn_msg(o->conn);
-        dl_buf_u8(b, DL_M_PEER);
-        dl_buf_uv(b, (uint64_t)w->id);
-        dl_buf_str(b, "", 0);
+        dl_msg_peer m;
+        m.id = (uint64_t)w->id;
+        m.addr = ""; /* gone */
+        m.alen = 0;
+        dl_put_peer(dl_conn_msg(o->conn), &m);
       }
   }
   if (s->stopping) {
     maybe_finish_stop(s);
     return;
+  }
+  if (w->remote) {
+    fprintf(stderr, "dlua: worker %d at %s left\n", w->id, w->addr);
+    return; /* not ours to replace */
   }
   if (!w->retiring) {
     s->died++;
@@ -317,42 +326,39 @@ static void on_worker_close(dl_conn *c) {
 
 static void on_hello(wproc *w, dl_rd *r) {
   dl_server *s = w->srv;
-  uint64_t id, pid, nthreads, mem;
-  const char *addr;
-  size_t alen;
+  dl_msg_hello h;
+  dl_msg_peer m;
   wproc *o;
-  if (dl_rd_uv(r, &id) || dl_rd_uv(r, &pid) || dl_rd_uv(r, &nthreads) ||
-      dl_rd_uv(r, &mem) || dl_rd_str(r, &addr, &alen)) {
+  if (dl_get_hello(r, &h)) {
     worker_gone(w);
     return;
   }
   w->ready = 1;
-  w->pid = (int64_t)pid;
+  w->pid = (int64_t)h.pid;
+  snprintf(w->addr, sizeof w->addr, "%.*s", (int)h.alen, h.addr);
   s->early_deaths = 0;
   /* Introduce it to its peers and its peers to it. */
+  m.id = (uint64_t)w->id;
+  m.addr = h.addr;
+  m.alen = h.alen;
   for (o = s->workers; o; o = o->next) {
-    dl_buf *b;
     if (o == w || !o->ready || o->gone || !o->conn) continue;
-    b = dl_conn_msg(o->conn);
-    dl_buf_u8(b, DL_M_PEER);
-    dl_buf_uv(b, (uint64_t)w->id);
-    dl_buf_str(b, addr, alen);
+    dl_put_peer(dl_conn_msg(o->conn), &m);
   }
   {
     dl_buf *b = dl_conn_msg(w->conn);
-    char path[512];
     for (o = s->workers; o; o = o->next) {
       if (o == w || !o->ready || o->gone) continue;
-      snprintf(path, sizeof path, "%s/w%d.sock", s->dir, o->id);
-      dl_buf_u8(b, DL_M_PEER);
-      dl_buf_uv(b, (uint64_t)o->id);
-      dl_buf_str(b, path, strlen(path));
+      m.id = (uint64_t)o->id;
+      m.addr = o->addr;
+      m.alen = strlen(o->addr);
+      dl_put_peer(b, &m);
     }
   }
   uv_mutex_lock(&s->lock);
   s->nready++;
-  dl_sched_add_worker(s->sched, w->id, (int64_t)pid, (int)nthreads,
-                      (int64_t)mem, now_s());
+  dl_sched_add_worker(s->sched, w->id, (int64_t)h.pid, (int)h.nthreads,
+                      (int64_t)h.memory_limit, now_s());
   uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
 }
@@ -367,7 +373,7 @@ static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
     dl_rd r;
     unsigned type = 0;
     dl_rd_init(&r, p, n);
-    if (dl_rd_u8(&r, &type) || type != DL_M_HELLO) {
+    if (dl_wire_type(&r, &type) || type != DL_M_HELLO) {
       worker_gone(w);
       return;
     }
@@ -586,7 +592,7 @@ static void retire_extra(dl_server *s) {
     w->retiring = 1;
     extra--;
     if (w->conn) {
-      dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
+      dl_put_shutdown(dl_conn_msg(w->conn));
       dl_conn_flush(w->conn);
     }
     worker_gone(w); /* its results are recomputed elsewhere if needed */
@@ -606,6 +612,10 @@ static void maybe_finish_stop(dl_server *s) {
     if (!w->exited) return;
   /* Every worker has exited: close what is left; the loop then ends.
      Worker handles close through their own callbacks. */
+  if (s->tcp) {
+    dl_tcp_server_close(s->tcp);
+    s->tcp = NULL;
+  }
   if (!uv_is_closing((uv_handle_t *)&s->wake)) {
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->tick, NULL);
@@ -627,13 +637,14 @@ static void begin_stop(dl_server *s) {
   wproc *w;
   if (s->stopping) return;
   s->stopping = 1;
-  dl_http_close(s->http);
-  s->http = NULL;
+  if (s->svc_started) s->svc.stop(s->svc.ud);
+  s->svc_started = 0;
   for (w = s->workers; w; w = w->next) {
     if (w->conn) {
-      dl_buf_u8(dl_conn_msg(w->conn), DL_M_SHUTDOWN);
+      dl_put_shutdown(dl_conn_msg(w->conn));
       dl_conn_flush(w->conn);
     }
+    if (w->remote) worker_gone(w); /* closes its link once flushed */
   }
   uv_timer_start(&s->killer, killer_cb, 1000, 0);
   maybe_finish_stop(s);
@@ -687,6 +698,25 @@ static void wake_cb(uv_async_t *h) {
   }
 }
 
+/* Free the records of workers that joined over TCP and are gone (all of
+   them with every set). */
+static void reap_remote(dl_server *s, int every) {
+  wproc **pp = &s->workers;
+  while (*pp) {
+    wproc *w = *pp;
+    if (w->remote && (w->gone || every)) {
+      if (w->conn) {
+        w->conn->data = NULL;
+        dl_conn_close(w->conn);
+      }
+      *pp = w->next;
+      dl_free(w);
+    } else {
+      pp = &w->next;
+    }
+  }
+}
+
 static void tick_cb(uv_timer_t *t) {
   dl_server *s = t->data;
   int silent[16], n, i, target;
@@ -709,30 +739,81 @@ static void tick_cb(uv_timer_t *t) {
       }
   if (s->retry_at > 0 && !s->stopping && now_s() >= s->retry_at)
     top_up(s, target);
+  reap_remote(s, 0);
 }
 
-/* Start the dashboard's HTTP server on the loop; on failure the start of
+/* Start the service (the dashboard) on the loop; on failure the start of
    the whole cluster fails with its message. */
-static int start_dashboard(dl_server *s) {
+static int start_service(dl_server *s) {
   char err[300];
-  s->dash = dl_dashboard_new(s);
-  if (s->dash) {
-    s->http = dl_http_start(&s->loop, s->dash_req, s->dash_fallback,
-                            dl_dashboard_handle, s->dash, err, sizeof err);
-  } else {
-    snprintf(err, sizeof err, "out of memory");
-  }
+  const char *addr;
+  err[0] = '\0';
+  s->svc_started = s->svc.start(s->svc.ud, &s->loop, s, err, sizeof err) == 0;
+  addr = s->svc_started && s->svc.address ? s->svc.address(s->svc.ud) : NULL;
   uv_mutex_lock(&s->lock);
-  if (s->http) {
-    snprintf(s->dash_addr, sizeof s->dash_addr, "%s",
-             dl_http_address(s->http));
+  if (s->svc_started) {
+    snprintf(s->svc_addr, sizeof s->svc_addr, "%s", addr ? addr : "");
   } else {
     s->start_failed = 1;
     snprintf(s->starterr, sizeof s->starterr, "%s", err);
     uv_cond_broadcast(&s->cond);
   }
   uv_mutex_unlock(&s->lock);
-  return s->http ? 0 : -1;
+  return s->svc_started ? 0 : -1;
+}
+
+/* A worker that joined over TCP and proved it holds the token. */
+static void on_remote_worker(dl_tcp_server *ts, int fd, const char *peer,
+                             void *data) {
+  dl_server *s = data;
+  wproc *w;
+  (void)ts;
+  if (s->stopping || (w = dl_realloc(NULL, sizeof *w)) == NULL) {
+    close(fd);
+    return;
+  }
+  memset(w, 0, sizeof *w);
+  w->srv = s;
+  w->remote = 1;
+  w->exited = 1; /* no process of ours */
+  w->id = ++s->nextid;
+  snprintf(w->addr, sizeof w->addr, "%s", peer);
+  w->conn = dl_conn_new(&s->loop, &s->fl, on_worker_frame, on_worker_close, w);
+  if (w->conn == NULL || dl_conn_open_fd(w->conn, fd) != 0) {
+    if (w->conn) dl_conn_close(w->conn);
+    else close(fd);
+    dl_free(w);
+    return;
+  }
+  w->next = s->workers;
+  s->workers = w;
+  dl_put_welcome(dl_conn_msg(w->conn), (uint64_t)w->id);
+}
+
+/* Listen for workers over TCP; on failure the start fails with why. */
+static int start_listener(dl_server *s) {
+  char host[256], err[300];
+  int port, rc;
+  dl_tcp_opts o;
+  memset(&o, 0, sizeof o);
+  o.token = &s->token;
+  o.version = s->dlua_version;
+  rc = dl_tcp_parse(s->listen_req, host, sizeof host, &port, err, sizeof err);
+  if (rc == 0)
+    rc = dl_tcp_listen(&s->tcp, &s->loop, host, port, &o, on_remote_worker, s,
+                       err, sizeof err);
+  uv_mutex_lock(&s->lock);
+  if (rc == 0) {
+    snprintf(s->listen_addr, sizeof s->listen_addr,
+             strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", host,
+             dl_tcp_server_port(s->tcp));
+  } else {
+    s->start_failed = 1;
+    snprintf(s->starterr, sizeof s->starterr, "%s", err);
+  }
+  uv_cond_broadcast(&s->cond);
+  uv_mutex_unlock(&s->lock);
+  return rc;
 }
 
 static void thread_main(void *arg) {
@@ -748,10 +829,12 @@ static void thread_main(void *arg) {
   uv_mutex_lock(&s->lock);
   n = s->target;
   uv_mutex_unlock(&s->lock);
-  if (s->dash_req[0] && start_dashboard(s)) n = 0;
+  if (s->svc.start && start_service(s)) n = 0;
+  if (s->listen_req[0] && start_listener(s)) n = 0;
   for (i = 0; i < n; i++)
     if (spawn_worker(s)) break;
   uv_run(&s->loop, UV_RUN_DEFAULT);
+  reap_remote(s, 1);
   uv_walk(&s->loop, close_walk, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_mutex_lock(&s->lock);
@@ -858,13 +941,16 @@ static void close_loop(dl_server *s) {
   if (s->lock_ok) uv_mutex_destroy(&s->lock);
 }
 
-dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
+static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
+                               size_t errlen) {
   dl_server *s;
   dl_sched_io io;
   const char *tmp = getenv("TMPDIR"), *what;
   double deadline;
   int ok = 0, rc;
-  if (o->n_workers <= 0 || o->memory_limit <= 0 || o->worker_exe == NULL) {
+  if ((o->listen_address ? o->n_workers != 0 : o->n_workers <= 0) ||
+      o->memory_limit <= 0 || o->worker_exe == NULL ||
+      (o->listen_address && o->token == NULL)) {
     snprintf(err, errlen, "bad cluster options");
     return NULL;
   }
@@ -906,15 +992,15 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
            o->dlua_version ? o->dlua_version : "unknown");
   snprintf(s->lua_version, sizeof s->lua_version, "%s",
            o->lua_version ? o->lua_version : "unknown");
-  if (o->dashboard_address) {
-    if (strlen(o->dashboard_address) >= sizeof s->dash_req) {
-      snprintf(err, errlen, "dashboard address too long");
+  if (o->listen_address) {
+    if (strlen(o->listen_address) >= sizeof s->listen_req) {
+      snprintf(err, errlen, "listen address too long");
       rmdir(s->dir);
       dl_free(s);
       return NULL;
     }
-    snprintf(s->dash_req, sizeof s->dash_req, "%s", o->dashboard_address);
-    s->dash_fallback = o->dashboard_fallback;
+    snprintf(s->listen_req, sizeof s->listen_req, "%s", o->listen_address);
+    s->token = *o->token;
   }
   io.worker_out = worker_out;
   io.client_out = client_out;
@@ -930,6 +1016,7 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
     dl_sched_set_allowed_failures(s->sched, o->allowed_failures);
   dl_sched_set_heartbeat_timeout(s->sched, o->heartbeat_timeout > 0
                                                ? o->heartbeat_timeout : 5.0);
+  if (o->service) s->svc = *o->service; /* before the thread reads it */
   rc = init_loop(s, &what);
   if (rc == 0) {
     rc = uv_thread_create(&s->thread, thread_main, s);
@@ -943,26 +1030,38 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
     dl_free(s);
     return NULL;
   }
+  *owned = 1; /* the service is s's from here on: dl_server_stop frees it */
   pthread_mutex_lock(&live_lock);
   s->next_live = live;
   live = s;
   pthread_mutex_unlock(&live_lock);
   deadline = now_s() + (o->start_timeout > 0 ? o->start_timeout : 20.0);
   uv_mutex_lock(&s->lock);
-  while (s->nready < s->target && !s->start_failed && !s->dead) {
+  while ((s->nready < s->target ||
+          (s->listen_req[0] && !s->listen_addr[0])) &&
+         !s->start_failed && !s->dead) {
     double left = deadline - now_s();
     if (left <= 0) break;
     uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)(left * 1e9));
   }
-  if (s->nready >= s->target) ok = 1;
-  else if (s->start_failed) snprintf(err, errlen, "%s", s->starterr);
-  else snprintf(err, errlen, "workers did not start within %.0f s",
+  if (s->start_failed) snprintf(err, errlen, "%s", s->starterr);
+  else if (s->nready >= s->target && (!s->listen_req[0] || s->listen_addr[0]))
+    ok = 1;
+  else if (!ok) snprintf(err, errlen, "workers did not start within %.0f s",
                 o->start_timeout > 0 ? o->start_timeout : 20.0);
   uv_mutex_unlock(&s->lock);
   if (!ok) {
     dl_server_stop(s);
     return NULL;
   }
+  return s;
+}
+
+dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
+  int owned = 0;
+  dl_server *s = server_start(o, &owned, err, errlen);
+  if (!owned && o->service && o->service->free)
+    o->service->free(o->service->ud);
   return s;
 }
 
@@ -991,7 +1090,7 @@ void dl_server_stop(dl_server *s) {
   uv_loop_close(&s->loop);
   remove_dir(s->dir);
   dl_sched_free(s->sched);
-  dl_dashboard_free(s->dash);
+  if (s->svc.free) s->svc.free(s->svc.ud);
   uv_mutex_destroy(&s->lock);
   uv_cond_destroy(&s->cond);
   dl_buf_free(&s->outbox);
@@ -1169,15 +1268,37 @@ int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
   return n;
 }
 
+int64_t dl_server_each_task(dl_server *s,
+                            void (*fn)(void *ud, const dl_sched_tinfo *t),
+                            void *ud) {
+  int64_t n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_each_task(s->sched, fn, ud);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
+int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max) {
+  int n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_history(s->sched, wid, out, max);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
 const char *dl_server_dir(dl_server *s) { return s->dir; }
+
+void dl_server_memory_fractions(dl_server *s, double out[4]) {
+  memcpy(out, s->fractions, sizeof s->fractions);
+}
 
 void dl_server_versions(dl_server *s, const char **dlua, const char **lua) {
   *dlua = s->dlua_version;
   *lua = s->lua_version;
 }
 
-const char *dl_server_dashboard(dl_server *s) {
-  return s->dash_addr[0] ? s->dash_addr : NULL;
+const char *dl_server_service_address(dl_server *s) {
+  return s->svc_addr[0] ? s->svc_addr : NULL;
 }
 
 void dl_server_stats(dl_server *s, int *spawned, int *died) {
@@ -1185,4 +1306,8 @@ void dl_server_stats(dl_server *s, int *spawned, int *died) {
   *spawned = s->spawned;
   *died = s->died;
   uv_mutex_unlock(&s->lock);
+}
+
+const char *dl_server_listen_address(dl_server *s) {
+  return s->listen_addr[0] ? s->listen_addr : NULL;
 }

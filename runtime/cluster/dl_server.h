@@ -4,13 +4,14 @@
 ** link to the client.  Pure C on libuv: no Lua.
 **
 ** The client talks to the scheduler with the same message format as the
-** workers do (dl_proto.h), through dl_server_send / dl_server_recv.
+** workers do (dl_wire.h, dl_conn.h), through dl_server_send / dl_server_recv.
 */
 #ifndef dl_server_h
 #define dl_server_h
 
 #include <stdint.h>
 
+#include "dl_auth.h"
 #include "dl_buf.h"
 #include "dl_sched.h"
 
@@ -27,18 +28,46 @@ typedef struct dl_server_opts {
      pause new tasks past memory_pause, restart the worker past
      memory_terminate. */
   double memory_target, memory_spill, memory_pause, memory_terminate;
-  /* Serve the dashboard on this "host:port" (port 0: a free one); NULL:
-     no dashboard.  With dashboard_fallback set, a port already in use is
-     replaced by a free one (see dl_server_dashboard for the result). */
-  const char *dashboard_address;
-  int dashboard_fallback;
+  /* A service to run on the scheduler's loop (the dashboard), or NULL.
+     The struct is copied; its ud is the server's from the call of
+     dl_server_start on, whether the start succeeds or not. */
+  const struct dl_service *service;
   /* Seconds a worker may stay silent before it is killed and replaced
      (see dl_sched_set_heartbeat_timeout); 0: the default, 5 s. */
   double heartbeat_timeout;
   /* Version strings the dashboard reports ("0.1.0", "Lua 5.4.4"); NULL:
      "unknown".  Copied. */
   const char *dlua_version, *lua_version;
+  /* Accept workers over TCP (`dlua worker ADDRESS`) on this "host:port"
+     (a numeric address; port 0: a free one; see dl_server_listen_address),
+     each authenticated with token (copied) before any of its bytes is
+     decoded; NULL: none.  Such a cluster starts no local workers: n_workers
+     must be 0, and the start does not wait for any. */
+  const char *listen_address;
+  const dl_token *token;
 } dl_server_opts;
+
+/*
+** A service run on the scheduler's loop beside the workers.  The cluster
+** layer knows nothing more of it: the dashboard is one, built by the Lua
+** binding (dl_dashboard_service) and handed in through dl_server_opts, so
+** cluster/ does not depend on dashboard/.
+*/
+struct uv_loop_s;
+
+typedef struct dl_service {
+  void *ud; /* the service's state */
+  /* On the loop's thread, before the workers start: 0, or -1 with a
+     message in err (the cluster's start then fails with it). */
+  int (*start)(void *ud, struct uv_loop_s *loop, struct dl_server *srv,
+               char *err, size_t errlen);
+  /* The address it serves ("host:port"), or NULL; called after start. */
+  const char *(*address)(void *ud);
+  /* On the loop's thread, when the cluster stops: close its handles. */
+  void (*stop)(void *ud);
+  /* Free ud, once, after the loop ended or when the start failed. */
+  void (*free)(void *ud);
+} dl_service;
 
 /*
 ** Start the scheduler thread and the workers, and wait until all workers
@@ -129,12 +158,29 @@ int dl_server_groups(dl_server *s, dl_sched_group *out, int max);
 int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
                      int max, uint64_t *next);
 
-/* The address the dashboard listens on, "host:port", or NULL when there
+/* The address the service listens on, "host:port", or NULL when there
    is none; borrowed, valid until dl_server_stop. */
-const char *dl_server_dashboard(dl_server *s);
+const char *dl_server_service_address(dl_server *s);
+
+/* "tcp://host:port" where workers join over TCP, or NULL when the cluster
+   does not listen; borrowed, valid until dl_server_stop. */
+const char *dl_server_listen_address(dl_server *s);
 
 /* The version strings given in dl_server_opts; borrowed. */
 void dl_server_versions(dl_server *s, const char **dlua, const char **lua);
+
+/* Every task, under the scheduler's lock (see dl_sched_each_task): fn
+   must be quick and must not call dl_server. */
+int64_t dl_server_each_task(dl_server *s,
+                            void (*fn)(void *ud, const dl_sched_tinfo *t),
+                            void *ud);
+
+/* Worker wid's recent figures (see dl_sched_history). */
+int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max);
+
+/* The memory fractions in effect (target, spill, pause, terminate; see
+   dl_server_opts), for drawing the workers' memory. */
+void dl_server_memory_fractions(dl_server *s, double out[4]);
 
 /* The private directory holding the workers' sockets; borrowed. */
 const char *dl_server_dir(dl_server *s);

@@ -10,8 +10,7 @@
 #include <stddef.h>
 
 #include "dl_http.h"
-
-struct dl_server;
+#include "dl_server.h"
 
 /* One file of runtime/dashboard/, embedded by scripts/embed-assets.lua. */
 typedef struct dl_asset {
@@ -26,8 +25,16 @@ extern const dl_asset dl_assets[];
 
 typedef struct dl_dashboard dl_dashboard;
 
+/*
+** Make svc the dashboard, served over HTTP on address ("host:port"; port
+** 0: a free one; with fallback, a port already in use is replaced by a
+** free one) once a cluster runs it (dl_server_opts.service).  0, or
+** DL_ENOMEM, or DL_EINVAL when address is too long; svc is then untouched.
+*/
+int dl_dashboard_service(dl_service *svc, const char *address, int fallback);
+
 /* A dashboard for the cluster srv (borrowed: it must outlive the
-   dashboard); NULL on out of memory. */
+   dashboard), not serving; NULL on out of memory.  For tests. */
 dl_dashboard *dl_dashboard_new(struct dl_server *srv);
 
 /* Free the dashboard (NULL is fine). */
@@ -41,6 +48,19 @@ void dl_dashboard_free(dl_dashboard *d);
 */
 void dl_dashboard_handle(void *ud, const dl_http_req *req,
                          dl_http_resp *resp);
+
+/*
+** A performance report: one self-contained HTML page (styles, script and
+** data inline; nothing fetched to view it) with the task stream of the
+** runs that ended since t0 (monotonic seconds, as dlua_time; at most the
+** scheduler's ring of DL_SCHED_EVENTS), each group's progress and every
+** worker's memory now, the workers' memory over the period (their
+** heartbeat history) and the workers' table.  title is shown at the top.
+** Appends to out; 0 or DL_ENOMEM.  Safe from any thread: it reads the
+** scheduler through dl_server's accessors.
+*/
+int dl_dashboard_report(struct dl_server *srv, double t0, const char *title,
+                        dl_buf *out);
 
 /* Append s as a JSON string (quoted and escaped) to b; 0 or DL_ENOMEM. */
 int dl_json_str(dl_buf *b, const char *s);

@@ -19,8 +19,9 @@
 #include <uv.h>
 
 #include "dl_codec.h"
+#include "dl_dashboard.h"
 #include "dl_map.h"
-#include "dl_proto.h"
+#include "dl_wire.h"
 #include "dl_runtime.h"
 #include "dl_server.h"
 #include "dl_worker.h"
@@ -47,11 +48,22 @@ typedef struct handle {
   dl_map fns_sent; /* hashes already sent to the scheduler */
   int nworkers;
   int polling;
+  int link; /* the tasks' client on a worker: messages go over the
+               worker's link to its scheduler (srv is NULL) */
 } handle;
 
 static handle *check_handle(lua_State *L, int idx) {
   handle *h = luaL_checkudata(L, idx, HANDLE_MT);
-  if (h->srv == NULL) luaL_error(L, "the cluster is closed");
+  if (h->srv == NULL && !h->link) luaL_error(L, "the cluster is closed");
+  return h;
+}
+
+/* A handle with a cluster in this process (not the tasks' client). */
+static handle *check_local(lua_State *L, int idx) {
+  handle *h = check_handle(L, idx);
+  if (h->srv == NULL)
+    luaL_error(L, "not available inside a task (the cluster lives in the "
+               "client's process)");
   return h;
 }
 
@@ -66,14 +78,14 @@ static int fn_put(void *ud, const unsigned char hash[16], const char *code,
     if (memcmp(h->fns.p + 16 * i, hash, 16) == 0) return 1;
   dl_buf_put(&h->fns, hash, 16);
   h->nfns++;
-  if (!dl_map_get(&h->fns_sent, (const char *)hash, 16)) {
+  if (h->link) { /* the scheduler may have dropped it: send it along */
+    dl_put_func_msg(&h->out, DL_M_CFUNC, hash, code, len);
+  } else if (!dl_map_get(&h->fns_sent, (const char *)hash, 16)) {
     char *k = dl_realloc(NULL, 16);
     if (k == NULL) return 0;
     memcpy(k, hash, 16);
     dl_map_put(&h->fns_sent, k, 16, k);
-    dl_buf_u8(&h->out, DL_M_CFUNC);
-    dl_buf_put(&h->out, hash, 16);
-    dl_buf_str(&h->out, code, len);
+    dl_put_func_msg(&h->out, DL_M_CFUNC, hash, code, len);
   }
   return 1;
 }
@@ -92,17 +104,21 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
     return -1;
   }
   dl_buf_put(out, key, klen);
-  dl_buf_str(&h->deps, key, klen);
+  dl_put_key(&h->deps, key, klen);
   h->ndeps++;
   lua_pop(L, 1);
   return 0;
 }
 
 /* cluster.start{n_workers=, memory_limit=, worker_exe=, allowed_failures=,
-   start_timeout=, dashboard_address=, dashboard_fallback=} -> handle,
-   or nil, message */
+   start_timeout=, dashboard_address=, dashboard_fallback=, listen=,
+   token_file=} -> handle, or nil, message */
 static int cl_start(lua_State *L) {
   dl_server_opts o;
+  dl_token token;
+  dl_service dash;
+  const char *dash_addr;
+  int dash_fallback;
   char err[600];
   handle *h;
   memset(&o, 0, sizeof o);
@@ -128,21 +144,46 @@ static int cl_start(lua_State *L) {
   lua_getfield(L, 1, "memory_terminate");
   o.memory_terminate = luaL_optnumber(L, -1, 0);
   lua_getfield(L, 1, "dashboard_address");
-  o.dashboard_address = luaL_optstring(L, -1, NULL);
+  dash_addr = luaL_optstring(L, -1, NULL);
   lua_getfield(L, 1, "dashboard_fallback");
-  o.dashboard_fallback = lua_toboolean(L, -1);
+  dash_fallback = lua_toboolean(L, -1);
   lua_getfield(L, 1, "heartbeat_timeout");
   o.heartbeat_timeout = luaL_optnumber(L, -1, 0);
   o.dlua_version = DLUA_VERSION_STRING;
   o.lua_version = LUA_RELEASE;
-  if (o.n_workers < 1 || o.n_workers > 1024)
+  lua_getfield(L, 1, "listen");
+  o.listen_address = luaL_optstring(L, -1, NULL);
+  if (o.listen_address) {
+    const char *tf;
+    lua_getfield(L, 1, "token_file");
+    tf = luaL_optstring(L, -1, NULL);
+    if (dl_token_load(&token, tf, err, sizeof err) != 0) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      return 2;
+    }
+    o.token = &token;
+  }
+  if (o.listen_address ? o.n_workers != 0
+                       : (o.n_workers < 1 || o.n_workers > 1024))
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);
   h = lua_newuserdatauv(L, sizeof *h, 0);
   memset(h, 0, sizeof *h);
   dl_map_init(&h->fns_sent);
   luaL_setmetatable(L, HANDLE_MT);
+  if (dash_addr) { /* the server owns it from dl_server_start on */
+    int rc = dl_dashboard_service(&dash, dash_addr, dash_fallback);
+    if (rc) {
+      lua_pushnil(L);
+      lua_pushstring(L, rc == DL_EINVAL ? "dashboard address too long"
+                                        : "out of memory");
+      return 2;
+    }
+    o.service = &dash;
+  }
   h->srv = dl_server_start(&o, err, sizeof err);
+  if (o.token) memset(&token, 0, sizeof token);
   if (h->srv == NULL) {
     lua_pushnil(L);
     lua_pushstring(L, err);
@@ -184,7 +225,7 @@ static int h_close(lua_State *L) {
 /* h:dashboard() -> "host:port" the dashboard listens on, or nil. */
 static int h_dashboard(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-  const char *a = h->srv ? dl_server_dashboard(h->srv) : NULL;
+  const char *a = h->srv ? dl_server_service_address(h->srv) : NULL;
   if (a) lua_pushstring(L, a);
   else lua_pushnil(L);
   return 1;
@@ -192,7 +233,7 @@ static int h_dashboard(lua_State *L) {
 
 static int h_closed(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-  lua_pushboolean(L, h->srv == NULL);
+  lua_pushboolean(L, h->srv == NULL && !h->link);
   return 1;
 }
 
@@ -216,6 +257,11 @@ static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
    for the answer (see dl_server_send). */
 static int flush_now(handle *h, int urgent) {
   int rc = 0;
+  if (h->link) {
+    if (h->out.len) dl_worker_link_send(h->out.p, h->out.len);
+    h->out.len = 0;
+    return 0;
+  }
   if (h->out.len) {
     rc = dl_server_send(h->srv, h->out.p, h->out.len, urgent);
     h->out.len = 0;
@@ -233,26 +279,28 @@ static int flush(handle *h) { return flush_now(h, 0); }
 ** [-0, +0, e]
 */
 static void put_spec(lua_State *L, int spec, dl_buf *head, dl_buf *tail) {
+  lua_Integer prio, order, retries, timeout;
   head->len = tail->len = 0;
-  dl_buf_sv(head, opt_int_field(L, spec, "priority", 0));
-  dl_buf_sv(head, opt_int_field(L, spec, "order", 0));
-  dl_buf_uv(head, (uint64_t)opt_int_field(L, spec, "retries", 0));
-  dl_buf_uv(head, (uint64_t)opt_int_field(L, spec, "timeout_ms", 0));
+  prio = opt_int_field(L, spec, "priority", 0);
+  order = opt_int_field(L, spec, "order", 0);
+  retries = opt_int_field(L, spec, "retries", 0);
+  timeout = opt_int_field(L, spec, "timeout_ms", 0);
+  dl_put_submit_opts(head, prio, order, (uint64_t)retries, (uint64_t)timeout);
   lua_getfield(L, spec, "workers");
   if (lua_istable(L, -1)) {
     lua_Integer n = luaL_len(L, -1), j;
-    dl_buf_uv(tail, (uint64_t)n);
+    dl_put_submit_place(tail, (uint64_t)n);
     for (j = 1; j <= n; j++) {
       lua_rawgeti(L, -1, j);
-      dl_buf_uv(tail, (uint64_t)lua_tointeger(L, -1));
+      dl_put_id(tail, (uint64_t)lua_tointeger(L, -1));
       lua_pop(L, 1);
     }
   } else {
-    dl_buf_uv(tail, 0);
+    dl_put_submit_place(tail, 0);
   }
   lua_pop(L, 1);
   lua_getfield(L, spec, "allow_other");
-  dl_buf_uv(tail, (uint64_t)lua_toboolean(L, -1));
+  dl_put_submit_allow(tail, lua_toboolean(L, -1));
   lua_pop(L, 1);
 }
 
@@ -321,15 +369,9 @@ static void encode_task(lua_State *L, handle *h, int fi, int a0, int nargs) {
 /* Queue the submit message of the task encoded by encode_task. */
 static void put_submit(handle *h, const char *key, size_t klen) {
   dl_buf *b = &h->out;
-  dl_buf_u8(b, DL_M_SUBMIT);
-  dl_buf_str(b, key, klen);
-  dl_buf_str(b, h->payload.p, h->payload.len);
-  dl_buf_put(b, h->head.p, h->head.len);
-  dl_buf_uv(b, (uint64_t)h->nfns);
-  dl_buf_put(b, h->fns.p, h->fns.len);
-  dl_buf_uv(b, (uint64_t)h->ndeps);
-  dl_buf_put(b, h->deps.p, h->deps.len);
-  dl_buf_put(b, h->tail.p, h->tail.len);
+  dl_put_submit(b, key, klen, h->payload.p, h->payload.len, NULL, 0);
+  dl_put_submit_spec(b, &h->head, (uint64_t)h->nfns, &h->fns,
+                     (uint64_t)h->ndeps, &h->deps, &h->tail);
 }
 
 /*
@@ -381,12 +423,8 @@ static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
     return rc;
   }
   h->common.len = 0;
-  dl_buf_put(&h->common, h->head.p, h->head.len);
-  dl_buf_uv(&h->common, (uint64_t)h->nfns);
-  dl_buf_put(&h->common, h->fns.p, h->fns.len);
-  dl_buf_uv(&h->common, (uint64_t)h->ndeps);
-  dl_buf_put(&h->common, h->deps.p, h->deps.len);
-  dl_buf_put(&h->common, h->tail.p, h->tail.len);
+  dl_put_submit_spec(&h->common, &h->head, (uint64_t)h->nfns, &h->fns,
+                     (uint64_t)h->ndeps, &h->deps, &h->tail);
   return 0;
 }
 
@@ -483,11 +521,8 @@ static int h_map(lua_State *L) {
       if (rc < 0) return luaL_error(L, "map: cannot encode a task");
     }
     if (rc == 0) {
-      dl_buf *b = &h->out;
-      dl_buf_u8(b, DL_M_SUBMIT);
-      dl_buf_str(b, key, klen);
-      dl_buf_str(b, h->payload.p, h->payload.len);
-      dl_buf_put(b, h->common.p, h->common.len);
+      dl_put_submit(&h->out, key, klen, h->payload.p, h->payload.len,
+                    h->common.p, h->common.len);
     } else {
       encode_task(L, h, 3, a0, (int)nargs);
       put_submit(h, key, klen);
@@ -528,9 +563,8 @@ static int key_msg(lua_State *L, int type) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   size_t klen;
   const char *key = luaL_checklstring(L, 2, &klen);
-  if (h->srv == NULL) return 0; /* closing: nothing to release */
-  dl_buf_u8(&h->out, (unsigned)type);
-  dl_buf_str(&h->out, key, klen);
+  if (h->srv == NULL && !h->link) return 0; /* closing: nothing to release */
+  dl_put_key_msg(&h->out, (unsigned)type, key, klen);
   return 0;
 }
 
@@ -541,7 +575,7 @@ static int h_release(lua_State *L) { return key_msg(L, DL_M_RELEASE); }
 static int h_cancel(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   key_msg(L, DL_M_CCANCEL);
-  if (h->srv) flush_now(h, 1);
+  if (h->srv || h->link) flush_now(h, 1);
   return 0;
 }
 
@@ -551,16 +585,15 @@ static int h_gather(lua_State *L) {
   lua_Integer reqid = luaL_checkinteger(L, 2), n, i;
   luaL_checktype(L, 3, LUA_TTABLE);
   n = luaL_len(L, 3);
-  dl_buf_u8(&h->out, DL_M_GATHERS); /* big values come as blocks to map */
-  dl_buf_uv(&h->out, (uint64_t)reqid);
-  dl_buf_uv(&h->out, (uint64_t)n);
+  /* Big values come to the client as blocks to map. */
+  dl_put_gather(&h->out, !h->link, (uint64_t)reqid, (uint64_t)n);
   for (i = 1; i <= n; i++) {
     size_t klen;
     const char *k;
     lua_rawgeti(L, 3, i);
     k = lua_tolstring(L, -1, &klen);
     if (k == NULL) return luaL_error(L, "gather: keys must be strings");
-    dl_buf_str(&h->out, k, klen);
+    dl_put_key(&h->out, k, klen);
     lua_pop(L, 1);
   }
   flush_now(h, 1);
@@ -578,21 +611,45 @@ static int h_scatter(lua_State *L) {
   h->payload.len = 0;
   if (dl_codec_encode(L, 3, &h->payload, &eo, err, sizeof err))
     return luaL_error(L, "%s", err);
-  dl_buf_u8(&h->out, DL_M_SCATTER);
-  dl_buf_str(&h->out, key, klen);
-  dl_buf_str(&h->out, h->payload.p, h->payload.len);
   if (lua_istable(L, 4)) {
     lua_Integer n = luaL_len(L, 4), i;
-    dl_buf_uv(&h->out, (uint64_t)n);
+    dl_put_scatter(&h->out, key, klen, h->payload.p, h->payload.len,
+                   (uint64_t)n);
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, 4, i);
-      dl_buf_uv(&h->out, (uint64_t)lua_tointeger(L, -1));
+      dl_put_id(&h->out, (uint64_t)lua_tointeger(L, -1));
       lua_pop(L, 1);
     }
   } else {
-    dl_buf_uv(&h->out, 0);
+    dl_put_scatter(&h->out, key, klen, h->payload.p, h->payload.len, 0);
   }
   flush(h);
+  return 0;
+}
+
+/* h:coord(reqid, op, name, timeout_ms, n, lease, bytes): a Variable,
+   Queue, Event or Semaphore request (dl_coord.h), sent at once; the
+   answer comes to poll's on_data as (reqid, nil, status, bytes). */
+static int h_coord(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_Integer reqid = luaL_checkinteger(L, 2), op = luaL_checkinteger(L, 3);
+  size_t nlen, blen;
+  const char *name = luaL_checklstring(L, 4, &nlen);
+  lua_Integer tmo = luaL_checkinteger(L, 5), n = luaL_checkinteger(L, 6);
+  lua_Integer lease = luaL_checkinteger(L, 7);
+  const char *bytes = luaL_optlstring(L, 8, "", &blen);
+  dl_msg_coord m;
+  m.reqid = (uint64_t)reqid;
+  m.op = (unsigned)op;
+  m.name = name;
+  m.nlen = nlen;
+  m.timeout_ms = (uint64_t)tmo;
+  m.n = (uint64_t)n;
+  m.lease = (uint64_t)lease;
+  m.bytes = bytes;
+  m.blen = blen;
+  dl_put_coord(&h->out, &m);
+  flush_now(h, 1);
   return 0;
 }
 
@@ -606,16 +663,15 @@ static int h_flush(lua_State *L) {
 /* Push an error record as message, traceback, worker, value (the table
    the task raised, decoded as data, or nil).  [-0, +4, m] */
 static int push_errrec(lua_State *L, const char *p, size_t n) {
-  dl_rd r;
-  uint64_t kind;
+  dl_err_rec e;
   const char *s[4];
   size_t len[4];
   int i;
-  dl_rd_init(&r, p, n);
-  if (dl_rd_uv(&r, &kind)) return -1;
-  for (i = 0; i < 3; i++)
-    if (dl_rd_str(&r, &s[i], &len[i])) return -1;
-  if (dl_rd_left(&r) == 0 || dl_rd_str(&r, &s[3], &len[3])) len[3] = 0;
+  if (dl_get_err_rec(p, n, &e)) return -1;
+  s[0] = e.msg, len[0] = e.mlen;
+  s[1] = e.tb, len[1] = e.tblen;
+  s[2] = e.worker, len[2] = e.wlen;
+  s[3] = e.value, len[3] = e.vlen;
   for (i = 0; i < 3; i++) {
     if (len[i]) lua_pushlstring(L, s[i], len[i]);
     else lua_pushnil(L);
@@ -692,23 +748,23 @@ static void mark_done(lua_State *L, int states, int fired, const char *key,
 ** A wait that Ctrl-C (dlua_interrupt) stops returns nil, "interrupted!",
 ** "interrupted" and takes no message: nothing is lost.
 */
+static int dispatch_in(lua_State *L, handle *h);
+static int link_poll(lua_State *L, handle *h);
+
 static int h_poll(lua_State *L) {
   handle *h = check_handle(L, 1);
   double timeout = luaL_optnumber(L, 2, -1);
-  int rc, count = 0;
-  dl_rd r;
+  int rc;
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
   luaL_checktype(L, 5, LUA_TFUNCTION);
   luaL_checktype(L, 6, LUA_TFUNCTION);
-  lua_settop(L, 6);
+  lua_settop(L, 7);
+  if (h->link) return link_poll(L, h);
   if (flush_now(h, 1)) {
     lua_pushnil(L);
     lua_pushliteral(L, "the cluster has stopped");
     return 2;
-  }
-  if (h->polling) {
-    h->polling = 0; /* a callback raised during the last poll */
   }
   h->in.len = 0;
   rc = dl_server_recv(h->srv, &h->in, timeout);
@@ -723,6 +779,81 @@ static int h_poll(lua_State *L) {
     lua_pushliteral(L, "the cluster has stopped");
     return 2;
   }
+  return dispatch_in(L, h);
+}
+
+/* After a parked wait: raise the error the wait must raise (a cycle), or
+   take the news and handle it. */
+static int link_poll_k(lua_State *L, int status, lua_KContext ctx) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  const char *e = dl_worker_park_error();
+  (void)status;
+  (void)ctx;
+  if (e) return luaL_error(L, "%s", e);
+  h->in.len = 0;
+  dl_worker_link_take(&h->in);
+  return dispatch_in(L, h);
+}
+
+/*
+** poll on the tasks' client: take the news that came; with none and a
+** timeout, wait: a task's own coroutine yields to the worker's executor
+** (which runs other tasks meanwhile) until news of what it waits for
+** comes (argument 7, the hint: the key of a future, or a gather's request
+** id), or the timeout passes; other waits (inside a coroutine of the
+** task's, or across a C call) block the executor.
+*/
+static int link_poll(lua_State *L, handle *h) {
+  double timeout = luaL_optnumber(L, 2, -1);
+  flush_now(h, 1);
+  h->in.len = 0;
+  if (!dl_worker_link_take(&h->in) && timeout != 0) {
+    if (dl_worker_can_park(L)) {
+      size_t klen = 0;
+      const char *key = NULL;
+      if (lua_type(L, 7) == LUA_TSTRING) {
+        key = lua_tolstring(L, 7, &klen);
+        dl_worker_park(DL_PARK_KEY, timeout, key, klen, 0);
+      } else if (lua_isinteger(L, 7)) {
+        dl_worker_park(DL_PARK_REQ, timeout, NULL, 0,
+                       (uint64_t)lua_tointeger(L, 7));
+      } else {
+        dl_worker_park(DL_PARK_ANY, timeout, NULL, 0, 0);
+      }
+      return lua_yieldk(L, 0, 0, link_poll_k);
+    }
+    if (dl_worker_link_block(timeout)) dl_worker_link_take(&h->in);
+  }
+  return dispatch_in(L, h);
+}
+
+static int link_sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* h:park_sleep(seconds) -> true after sleeping with the task parked (its
+   slot given back), or false where the caller cannot park: it then
+   sleeps its own way. */
+static int h_park_sleep(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  double s = luaL_checknumber(L, 2);
+  if (!h->link || !dl_worker_can_park(L)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  flush_now(h, 1);
+  dl_worker_park(DL_PARK_SLEEP, s, NULL, 0, 0);
+  return lua_yieldk(L, 0, 0, link_sleep_k);
+}
+
+/* Handle the messages in h->in (see h_poll); the poll's arguments are at
+   3..6.  Returns count.  [-0, +1, e] */
+static int dispatch_in(lua_State *L, handle *h) {
+  int count = 0;
+  dl_rd r;
   /* The bytes stay in h->in (owned by the handle) while callbacks run, so
      an error raised by one leaks nothing; callbacks must not poll. */
   h->polling = 1;
@@ -732,22 +863,20 @@ static int h_poll(lua_State *L) {
       unsigned type = 0;
       const char *key, *bytes;
       size_t klen, blen;
-      uint64_t v, reqid, found;
-      dl_rd_u8(&r, &type);
+      uint64_t reqid, found;
+      dl_wire_type(&r, &type);
       if (type == DL_M_KEY_DONE) {
-        if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
-            dl_rd_str(&r, &bytes, &blen))
-          break;
-        mark_done(L, 3, 4, key, klen, v, bytes, blen);
+        dl_msg_key_done m;
+        if (dl_get_key_done(&r, &m)) break;
+        mark_done(L, 3, 4, m.key, m.klen, m.nbytes, m.inl, m.ilen);
       } else if (type == DL_M_KEY_ERR) {
-        if (dl_rd_str(&r, &key, &klen) || dl_rd_uv(&r, &v) ||
-            dl_rd_str(&r, &bytes, &blen))
-          break;
+        dl_msg_err m;
+        if (dl_get_err_msg(&r, &m)) break;
         lua_pushvalue(L, 5);
-        lua_pushlstring(L, key, klen);
-        lua_pushstring(L, v < sizeof kind_names / sizeof *kind_names
-                              ? kind_names[v] : "error");
-        if (push_errrec(L, bytes, blen)) {
+        lua_pushlstring(L, m.key, m.klen);
+        lua_pushstring(L, m.kind < sizeof kind_names / sizeof *kind_names
+                              ? kind_names[m.kind] : "error");
+        if (push_errrec(L, m.rec, m.rlen)) {
           lua_pushliteral(L, "malformed error record");
           lua_pushnil(L);
           lua_pushnil(L);
@@ -758,19 +887,22 @@ static int h_poll(lua_State *L) {
         char err[600];
         dl_dec_opts dopt = {0, NULL, NULL};
         const char *mapped = NULL;
+        dl_msg_data m;
         int bad;
-        if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
-            dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
-          break;
+        if (dl_get_data(&r, &m)) break;
+        reqid = m.reqid;
+        key = m.key;
+        klen = m.klen;
+        found = m.found;
+        bytes = m.bytes;
+        blen = m.blen;
         if (found == 2) { /* a worker's block: map it, or ask for bytes */
           dl_shared_at sa;
           if (dl_shared_at_read(bytes, blen, &sa) == 0)
             mapped = dl_shared_at_map(&sa);
           if (mapped == NULL) {
-            dl_buf_u8(&h->out, DL_M_GATHER);
-            dl_buf_uv(&h->out, reqid);
-            dl_buf_uv(&h->out, 1);
-            dl_buf_str(&h->out, key, klen);
+            dl_put_gather(&h->out, 0, reqid, 1);
+            dl_put_key(&h->out, key, klen);
             continue; /* the answer to that one counts instead */
           }
           bytes = mapped + sa.off;
@@ -793,13 +925,22 @@ static int h_poll(lua_State *L) {
           lua_insert(L, -2);
         }
         lua_call(L, 4, 0);
+      } else if (type == DL_M_COORD_REPLY) {
+        dl_msg_coord_reply m;
+        if (dl_get_coord_reply(&r, &m)) break;
+        lua_pushvalue(L, 6);
+        lua_pushinteger(L, (lua_Integer)m.reqid);
+        lua_pushnil(L);
+        lua_pushinteger(L, (lua_Integer)m.status);
+        lua_pushlstring(L, m.bytes, m.blen);
+        lua_call(L, 4, 0);
       } else if (type == DL_M_FN_GONE) { /* no task needs it: forget it */
+        dl_msg_hash m;
         char *k;
-        if (dl_rd_bytes(&r, 16, &bytes)) break;
-        k = dl_map_del(&h->fns_sent, bytes, 16);
+        if (dl_get_hash_msg(&r, &m)) break;
+        k = dl_map_del(&h->fns_sent, m.hash, 16);
         dl_free(k);
-        dl_buf_u8(&h->out, DL_M_FN_FORGET);
-        dl_buf_put(&h->out, bytes, 16);
+        dl_put_hash_msg(&h->out, DL_M_FN_FORGET, m.hash);
         continue;
       } else {
         break;
@@ -894,7 +1035,7 @@ no:
 
 /* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */
 static int h_workers(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   dl_sched_winfo info[256];
   int n = dl_server_workers(h->srv, info, 256), i;
   double now = (double)uv_hrtime() * 1e-9;
@@ -940,7 +1081,7 @@ static int h_workers(lua_State *L) {
 /* h:departed() -> {{id=, pid=, status="dead", reason=}, ...}: the last
    workers that left */
 static int h_departed(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   dl_sched_winfo info[DL_SCHED_DEPARTED];
   int n = dl_server_departed(h->srv, info, DL_SCHED_DEPARTED), i;
   lua_createtable(L, n, 0);
@@ -965,7 +1106,7 @@ static const char *const state_names[6] = {"waiting", "ready", "processing",
 /* h:counts() -> {waiting=, ready=, processing=, memory=, erred=,
    released=} */
 static int h_counts(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   const char *const *names = state_names;
   int64_t c[6];
   int i;
@@ -981,7 +1122,7 @@ static int h_counts(lua_State *L) {
 /* h:groups() -> {{name=, total=, done=, erred=, waiting=, ready=,
    processing=, memory=, released=}, ...}: task groups by key prefix */
 static int h_groups(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   dl_sched_group g[512];
   int n = dl_server_groups(h->srv, g, 512), i, k;
   if (n > 512) n = 512;
@@ -1008,10 +1149,10 @@ static int h_groups(lua_State *L) {
 /* h:events([since]) -> {{group=, worker=, start=, stop=, ok=}, ...}, next
    : tasks finished since event number since (the task stream) */
 static int h_events(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   uint64_t since = (uint64_t)luaL_optinteger(L, 2, 0), next;
-  dl_sched_event ev[1000];
-  int n = dl_server_events(h->srv, since, ev, 1000, &next), i;
+  dl_sched_event ev[100]; /* 26 KiB of stack; callers page with next */
+  int n = dl_server_events(h->srv, since, ev, 100, &next), i;
   lua_createtable(L, n, 0);
   for (i = 0; i < n; i++) {
     lua_createtable(L, 0, 5);
@@ -1031,9 +1172,26 @@ static int h_events(lua_State *L) {
   return 2;
 }
 
+/* h:report(t0, title) -> the HTML of a performance report of the work
+   since t0 (dlua.time() seconds); see dl_dashboard_report. */
+static int h_report(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  double t0 = luaL_checknumber(L, 2);
+  const char *title = luaL_optstring(L, 3, "");
+  dl_buf *b = &h->payload; /* the handle's scratch: freed with it if the
+                              push below raises */
+  int rc;
+  b->len = 0;
+  rc = dl_dashboard_report(h->srv, t0, title, b);
+  if (rc == 0) lua_pushlstring(L, b->p, b->len);
+  dl_buf_free(b); /* a report is big and rare: do not keep the room */
+  if (rc) return luaL_error(L, "performance report: out of memory");
+  return 1;
+}
+
 /* h:scale(n) */
 static int h_scale(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n >= 0 && n <= 1024, 2, "worker count out of range");
   dl_server_scale(h->srv, (int)n);
@@ -1041,16 +1199,25 @@ static int h_scale(lua_State *L) {
   return 0;
 }
 
+/* h:listen_address() -> "tcp://host:port" where workers join, or nil */
+static int h_listen_address(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  const char *a = h->srv ? dl_server_listen_address(h->srv) : NULL;
+  if (a) lua_pushstring(L, a);
+  else lua_pushnil(L);
+  return 1;
+}
+
 /* h:dir() -> the cluster's private directory (its "address") */
 static int h_dir(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   lua_pushstring(L, dl_server_dir(h->srv));
   return 1;
 }
 
 /* h:stats() -> spawned, died */
 static int h_stats(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   int spawned, died;
   dl_server_stats(h->srv, &spawned, &died);
   lua_pushinteger(L, spawned);
@@ -1090,6 +1257,36 @@ static int cl_machine(lua_State *L) {
   return 2;
 }
 
+static const char link_key = 'l'; /* registry: the tasks' client */
+
+/* cluster.task_link() -> the handle of the tasks' client on this worker
+   (one per worker: every task's get_client shares it), or nil outside a
+   worker. */
+static int cl_task_link(lua_State *L) {
+  handle *h;
+  lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
+  if (!lua_toboolean(L, -1)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &link_key) != LUA_TNIL) return 1;
+  h = lua_newuserdatauv(L, sizeof *h, 0);
+  memset(h, 0, sizeof *h);
+  dl_map_init(&h->fns_sent);
+  h->link = 1;
+  luaL_setmetatable(L, HANDLE_MT);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &link_key);
+  return 1;
+}
+
+/* cluster.pid() -> this process's id (keys made here must differ from
+   those another process of the cluster makes). */
+static int cl_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+  return 1;
+}
+
 /* cluster.in_worker() -> true inside a worker process */
 static int cl_in_worker(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
@@ -1107,13 +1304,17 @@ static const luaL_Reg handle_methods[] = {
   {"scatter", h_scatter},
   {"flush", h_flush},
   {"poll", h_poll},
+  {"coord", h_coord},
+  {"park_sleep", h_park_sleep},
   {"workers", h_workers},
   {"departed", h_departed},
   {"counts", h_counts},
   {"groups", h_groups},
   {"events", h_events},
+  {"report", h_report},
   {"scale", h_scale},
   {"dir", h_dir},
+  {"listen_address", h_listen_address},
   {"stats", h_stats},
   {"close", h_close},
   {"closed", h_closed},
@@ -1125,6 +1326,8 @@ static const luaL_Reg funcs[] = {
   {"start", cl_start},
   {"machine", cl_machine},
   {"in_worker", cl_in_worker},
+  {"task_link", cl_task_link},
+  {"pid", cl_pid},
   {"wake_seq", cl_wake_seq},
   {"idle", cl_idle},
   {NULL, NULL}
@@ -1141,11 +1344,11 @@ int luaopen_dlua_cluster(lua_State *L) {
   lua_pop(L, 1);
   /* Futures: a table metatable the Lua side fills with methods. */
   luaL_newmetatable(L, DL_FUTURE_MT);
-  /* Inside a worker, futures decode as their values (dl_worker.c); keep
-     that codec when a task requires "dlua". */
+  /* Inside a worker, futures decode as their values (dl_worker.c), and
+     the tasks' client sends them as keys. */
   lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
-  if (!lua_toboolean(L, -1))
-    dl_codec_register(L, DL_FUTURE_MT, future_encode, NULL);
+  dl_codec_register(L, DL_FUTURE_MT, future_encode,
+                    lua_toboolean(L, -1) ? dl_worker_future_decode : NULL);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_insert(L, -2);

@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "dl_map.h"
-#include "dl_proto.h"
 #include "dl_sched.h"
+#include "dl_coord.h"
+#include "dl_wire.h"
 
 enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
 
@@ -18,6 +19,7 @@ typedef struct tgroup {
   size_t nlen;
   int64_t counts[6];
   int64_t total, done, erred;
+  int colour;
 } tgroup;
 
 typedef struct task task;
@@ -37,7 +39,13 @@ struct task {
   int state;
   int waiting;  /* inputs not in memory */
   int npending; /* dependents WAITING/READY/PROCESSING */
-  int want;     /* futures the client holds */
+  int want;     /* futures held: the client's and tasks' (cwant, wwho) */
+  int cwant;    /* of want: the client's */
+  int *wwho;    /* of want: {worker id, count} pairs, tasks' futures */
+  int nwwho;    /* pairs in wwho */
+  int seceded;  /* PROCESSING: its task waits (DL_M_SECEDE), so it is not
+                   counted in its worker's inflight */
+  char *waits_on; /* seceded: the key its task waits for (owned), or NULL */
   int retries;
   int tries; /* workers it was running on when they died */
   int64_t prio;
@@ -48,7 +56,7 @@ struct task {
   int *who;          /* worker ids holding the result */
   int nwho;
   uint64_t nbytes;
-  char *err; /* error record (dl_err_encode), owned */
+  char *err; /* error record (dl_put_err_rec), owned */
   size_t errlen;
   int errkind;
   size_t hidx; /* heap position + 1, 0 when not in the heap */
@@ -72,14 +80,17 @@ typedef struct sworker {
   int steals; /* steal requests made for this worker, not yet answered */
   task *phead; /* tasks PROCESSING here, the last assigned first */
   char reason[96]; /* why it is being removed, "" for "its link closed" */
+  dl_sched_sample hist[DL_SCHED_HISTORY]; /* ring, see dl_sched_history */
+  uint64_t nhist; /* samples ever taken */
 } sworker;
 
-/* A GET sent to a worker for the client, not yet answered. */
+/* A GET sent to a worker for the client or a task, not yet answered. */
 typedef struct pget {
   uint64_t reqid;
   char *key;
   size_t klen;
   int wid;
+  int to; /* who asked: -1 the client, else the worker whose task did */
 } pget;
 
 /*
@@ -130,6 +141,10 @@ struct dl_sched {
   dl_sched_winfo departed[DL_SCHED_DEPARTED]; /* ring of the last gone */
   uint64_t ndeparted; /* workers ever gone */
   int freeing; /* dl_sched_free runs: tell nobody anything */
+  dl_coord *coord; /* Variables, Queues, Events, Semaphores */
+  double now;      /* of the frame being handled */
+  int from; /* whose client messages are being handled: -1 the client's,
+               else the worker id whose tasks sent them (get_client) */
 };
 
 /* Small results that came inline are kept, up to this many bytes in all:
@@ -185,6 +200,24 @@ static void set_state(dl_sched *s, task *t, int st) {
   t->state = st;
 }
 
+/*
+** A colour for a new group named by the n bytes at name: the slot its
+** name hashes to, or the next one no live group has, so that groups shown
+** together look different and a group keeps its colour while it lives.
+*/
+static int pick_colour(dl_sched *s, const char *name, size_t n) {
+  unsigned used = 0, h = 2166136261u;
+  size_t i = 0, k;
+  tgroup *g;
+  int c;
+  for (k = 0; k < n; k++) h = (h ^ (unsigned char)name[k]) * 16777619u;
+  while ((g = dl_map_next(&s->groups, &i)) != NULL) used |= 1u << g->colour;
+  c = (int)(h % DL_SCHED_COLOURS);
+  for (k = 0; k < DL_SCHED_COLOURS && (used >> c & 1); k++)
+    c = (c + 1) % DL_SCHED_COLOURS;
+  return c;
+}
+
 /* Count a new task (in state t->state) in the totals and its group. */
 static void count_new(dl_sched *s, task *t) {
   size_t n = t->klen;
@@ -199,6 +232,7 @@ static void count_new(dl_sched *s, task *t) {
     memset(g, 0, sizeof *g);
     g->name = dupbytes(t->key, n);
     g->nlen = n;
+    g->colour = pick_colour(s, t->key, n);
     if (g->name == NULL || dl_map_put(&s->groups, g->name, n, g)) {
       dl_free(g->name);
       dl_free(g);
@@ -210,24 +244,59 @@ static void count_new(dl_sched *s, task *t) {
   g->counts[t->state]++;
 }
 
-/* Forget a task's place in the counts. */
-static void count_gone(dl_sched *s, task *t) {
-  s->counts[t->state]--;
-  if (t->group) t->group->counts[t->state]--;
+/* Copy n bytes at p into the array d of size dn, cut to fit. */
+static void copy_cut(char *d, size_t dn, const char *p, size_t n) {
+  if (n >= dn) n = dn - 1;
+  memcpy(d, p, n);
+  d[n] = '\0';
 }
 
+/* Forget a task's place in the counts; a group left without tasks goes. */
+static void count_gone(dl_sched *s, task *t) {
+  tgroup *g = t->group;
+  int k;
+  s->counts[t->state]--;
+  if (g == NULL) return;
+  g->counts[t->state]--;
+  t->group = NULL;
+  for (k = 0; k < 6; k++)
+    if (g->counts[k] > 0) return;
+  if (s->freeing) return; /* dl_sched_free frees every group */
+  dl_map_del(&s->groups, g->name, g->nlen);
+  dl_free(g->name);
+  dl_free(g);
+}
+
+/* Record a run of t on worker wid for the task stream; rec (rlen bytes,
+   NULL when ok) is the error record of a failure. */
 static void record_event(dl_sched *s, task *t, int wid, double start,
-                         double stop, int ok) {
+                         double stop, int ok, const char *rec, size_t rlen) {
   dl_sched_event *e;
   if (s->events == NULL) {
     s->events = xalloc(sizeof *e * DL_SCHED_EVENTS);
     if (s->events == NULL) return;
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
-  e->group = t->group ? t->group->name : "";
+  copy_cut(e->key, sizeof e->key, t->key, t->klen);
+  if (t->group) copy_cut(e->group, sizeof e->group, t->group->name,
+                         t->group->nlen);
+  else e->group[0] = '\0';
+  e->err[0] = '\0';
+  if (!ok && rec) { /* kind, message, ...: keep the message's first line */
+    dl_rd r;
+    uint64_t kind;
+    const char *msg;
+    size_t mlen;
+    dl_rd_init(&r, rec, rlen);
+    if (dl_rd_uv(&r, &kind) == 0 && dl_rd_str(&r, &msg, &mlen) == 0) {
+      const char *nl = memchr(msg, '\n', mlen);
+      copy_cut(e->err, sizeof e->err, msg, nl ? (size_t)(nl - msg) : mlen);
+    }
+  }
   e->worker = wid;
   e->start = start;
   e->stop = stop;
+  e->nbytes = ok ? t->nbytes : 0;
   e->ok = ok;
   s->nevents++;
 }
@@ -262,13 +331,63 @@ static dl_buf *wout(dl_sched *s, int wid) {
 
 static dl_buf *cout(dl_sched *s) { return s->io.client_out(s->io.ud); }
 
-int dl_err_encode(dl_buf *b, int kind, const char *msg, const char *tb,
-                  const char *worker) {
-  int rc = dl_buf_uv(b, (uint64_t)kind);
-  rc |= dl_buf_str(b, msg, strlen(msg));
-  rc |= dl_buf_str(b, tb ? tb : "", tb ? strlen(tb) : 0);
-  rc |= dl_buf_str(b, worker ? worker : "", worker ? strlen(worker) : 0);
-  return rc ? DL_ENOMEM : 0;
+static dl_buf *coord_out(void *ud, int to) {
+  dl_sched *s = ud;
+  return to < 0 ? cout(s) : wout(s, to);
+}
+
+/* The buffer of whoever sent the client message being handled. */
+static dl_buf *rout(dl_sched *s) {
+  return s->from < 0 ? cout(s) : wout(s, s->from);
+}
+
+/* The requester of the message being handled holds one more future of t. */
+static void want_add(dl_sched *s, task *t) {
+  int i, *n;
+  t->want++;
+  if (s->from < 0) {
+    t->cwant++;
+    return;
+  }
+  for (i = 0; i < t->nwwho; i++)
+    if (t->wwho[2 * i] == s->from) {
+      t->wwho[2 * i + 1]++;
+      return;
+    }
+  n = dl_realloc(t->wwho, sizeof(int) * 2 * (size_t)(t->nwwho + 1));
+  if (n == NULL) return; /* counted in want only: never told, never lost */
+  t->wwho = n;
+  t->wwho[2 * t->nwwho] = s->from;
+  t->wwho[2 * t->nwwho + 1] = 1;
+  t->nwwho++;
+}
+
+/* The requester dropped one future of t: 0, or -1 if it held none. */
+static int want_drop(dl_sched *s, task *t) {
+  int i;
+  if (t->want <= 0) return -1;
+  if (s->from < 0) {
+    if (t->cwant <= 0) return -1;
+    t->cwant--;
+    t->want--;
+    return 0;
+  }
+  for (i = 0; i < t->nwwho; i++)
+    if (t->wwho[2 * i] == s->from) {
+      if (--t->wwho[2 * i + 1] == 0) {
+        t->wwho[2 * i] = t->wwho[2 * (t->nwwho - 1)];
+        t->wwho[2 * i + 1] = t->wwho[2 * (t->nwwho - 1) + 1];
+        t->nwwho--;
+      }
+      t->want--;
+      return 0;
+    }
+  return t->want > t->cwant ? (t->want--, 0) : -1;
+}
+
+/* An error record of the scheduler's own (no traceback, no worker). */
+static void err_rec(dl_buf *b, int kind, const char *msg) {
+  dl_put_err_rec(b, kind, msg, NULL, NULL, NULL, 0);
 }
 
 /* ----------------------------------------------------------------- heap */
@@ -401,12 +520,20 @@ static void rq_remove(dl_sched *s, task *t) {
 static void notify_done_inline(dl_sched *s, task *t, const char *inl,
                                size_t ilen) {
   dl_buf *b;
+  int i;
   if (t->want <= 0) return;
-  b = cout(s);
-  dl_buf_u8(b, DL_M_KEY_DONE);
-  dl_buf_str(b, t->key, t->klen);
-  dl_buf_uv(b, t->nbytes);
-  dl_buf_str(b, inl, ilen);
+  for (i = -1; i < t->nwwho; i++) {
+    dl_msg_key_done m;
+    if (i < 0 && t->cwant <= 0) continue;
+    b = i < 0 ? cout(s) : wout(s, t->wwho[2 * i]);
+    if (b == NULL) continue;
+    m.key = t->key;
+    m.klen = t->klen;
+    m.nbytes = t->nbytes;
+    m.inl = inl;
+    m.ilen = ilen;
+    dl_put_key_done(b, &m);
+  }
 }
 
 static void notify_done(dl_sched *s, task *t) {
@@ -415,24 +542,54 @@ static void notify_done(dl_sched *s, task *t) {
 
 static void notify_err(dl_sched *s, task *t) {
   dl_buf *b;
+  int i;
   if (t->want <= 0) return;
-  b = cout(s);
-  dl_buf_u8(b, DL_M_KEY_ERR);
-  dl_buf_str(b, t->key, t->klen);
-  dl_buf_uv(b, (uint64_t)t->errkind);
-  dl_buf_str(b, t->err, t->errlen);
+  for (i = -1; i < t->nwwho; i++) {
+    dl_msg_err m;
+    if (i < 0 && t->cwant <= 0) continue;
+    b = i < 0 ? cout(s) : wout(s, t->wwho[2 * i]);
+    if (b == NULL) continue;
+    m.key = t->key;
+    m.klen = t->klen;
+    m.kind = (uint64_t)t->errkind;
+    m.rec = t->err;
+    m.rlen = t->errlen;
+    dl_put_err_msg(b, DL_M_KEY_ERR, &m);
+  }
+}
+
+/* t leaves PROCESSING on w: w has one task less in flight, unless t had
+   seceded (its task waited, and stopped counting then). */
+static void unload(sworker *w, task *t) {
+  if (w && !t->seceded) w->info.inflight--;
+  t->seceded = 0;
+  dl_free(t->waits_on);
+  t->waits_on = NULL;
 }
 
 /* ----------------------------------------------------------- transitions */
+
+/*
+** A worker's stored count and managed bytes, kept current between its
+** heartbeats (which bring the true figures): delta is +1 when wid reports
+** t's result stored, -1 when it is told to free it.  So scheduler_info()
+** right after a wait already shows what the workers hold.
+*/
+static void held(dl_sched *s, int wid, const task *t, int delta) {
+  sworker *w = find_worker(s, wid);
+  if (w == NULL) return;
+  w->info.stored += delta;
+  w->info.managed += delta * (int64_t)t->nbytes;
+  if (w->info.stored < 0) w->info.stored = 0;
+  if (w->info.managed < 0) w->info.managed = 0;
+}
 
 static void free_data(dl_sched *s, task *t) {
   int i;
   for (i = 0; i < t->nwho; i++) {
     dl_buf *b = wout(s, t->who[i]);
-    if (b) {
-      dl_buf_u8(b, DL_M_FREE);
-      dl_buf_str(b, t->key, t->klen);
-    }
+    held(s, t->who[i], t, -1);
+    if (b) dl_put_key_msg(b, DL_M_FREE, t->key, t->klen);
   }
   t->nwho = 0;
 }
@@ -453,22 +610,18 @@ static void fns_unref(dl_sched *s, const task *t) {
     fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
     if (f == NULL || f->refs <= 0 || --f->refs > 0 || f->evicting) continue;
     f->evicting = 1;
-    {
-      dl_buf *b = cout(s);
-      dl_buf_u8(b, DL_M_FN_GONE);
-      dl_buf_put(b, f->hash, 16);
-    }
+    dl_put_hash_msg(cout(s), DL_M_FN_GONE, f->hash);
   }
 }
 
 /* The client forgot it sent f: unless a task names it again, drop it here
    and on the workers it was sent to. */
 static int on_fn_forget(dl_sched *s, dl_rd *r) {
-  const char *h;
+  dl_msg_hash m;
   fnentry *f;
   int k;
-  RD(dl_rd_bytes(r, 16, &h));
-  f = dl_map_get(&s->fns, h, 16);
+  RD(dl_get_hash_msg(r, &m));
+  f = dl_map_get(&s->fns, m.hash, 16);
   if (f == NULL) return 0;
   f->evicting = 0;
   if (f->refs > 0) return 0; /* named again meanwhile: keep it */
@@ -476,10 +629,7 @@ static int on_fn_forget(dl_sched *s, dl_rd *r) {
     sworker *w = s->workers[k];
     if (dl_map_del(&w->fns_sent, (const char *)f->hash, 16)) {
       dl_buf *b = wout(s, w->info.id);
-      if (b) {
-        dl_buf_u8(b, DL_M_FUNC_FREE);
-        dl_buf_put(b, f->hash, 16);
-      }
+      if (b) dl_put_hash_msg(b, DL_M_FUNC_FREE, f->hash);
     }
   }
   dl_map_del(&s->fns, (const char *)f->hash, 16);
@@ -500,6 +650,8 @@ static void task_free(dl_sched *s, task *t) {
   dl_free(t->restrict_w);
   dl_free(t->who);
   dl_free(t->err);
+  dl_free(t->wwho);
+  dl_free(t->waits_on);
   dl_free(t);
 }
 
@@ -587,8 +739,7 @@ static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
     rq_remove(s, x);
     if (x != t) set_err(x, depkind, t->err, t->errlen);
     if (x->state == T_PROCESSING) {
-      sworker *w = find_worker(s, x->processing_on);
-      if (w) w->info.inflight--;
+      unload(find_worker(s, x->processing_on), x);
       x->processing_on = -1;
     }
     set_state(s, x, T_ERRED);
@@ -619,9 +770,14 @@ static int restore(dl_sched *s, task *x) {
         (w == NULL || s->workers[k]->info.stored < w->info.stored))
       w = s->workers[k];
   if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
-  dl_buf_u8(b, DL_M_STORE);
-  dl_buf_str(b, x->key, x->klen);
-  dl_buf_str(b, x->inl, x->inlen);
+  {
+    dl_msg_store m;
+    m.key = x->key;
+    m.klen = x->klen;
+    m.bytes = x->inl;
+    m.blen = x->inlen;
+    dl_put_store(b, &m);
+  }
   set_state(s, x, T_PROCESSING);
   x->processing_on = w->info.id;
   x->restoring = 1;
@@ -640,9 +796,8 @@ static void need(dl_sched *s, task *t) {
     if (x->payload == NULL) { /* scattered data cannot be recomputed */
       dl_buf e;
       dl_buf_init(&e);
-      dl_err_encode(&e, DL_ERR_LOST,
-                    "scattered data was lost with its worker and has no "
-                    "lineage to recompute it", NULL, NULL);
+      err_rec(&e, DL_ERR_LOST, "scattered data was lost with its worker and has no "
+                    "lineage to recompute it");
       set_state(s, x, T_WAITING); /* so fail() counts it as pending */
       fail(s, x, DL_ERR_LOST, e.p, e.len);
       dl_buf_free(&e);
@@ -760,26 +915,29 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     if (dl_map_get(&w->fns_sent, (const char *)h, 16)) continue;
     f = dl_map_get(&s->fns, (const char *)h, 16);
     if (f == NULL) continue; /* the worker will report it unknown */
-    dl_buf_u8(b, DL_M_FUNC);
-    dl_buf_put(b, f->hash, 16);
-    dl_buf_str(b, f->code, f->len);
+    dl_put_func_msg(b, DL_M_FUNC, f->hash, f->code, f->len);
     dl_map_put(&w->fns_sent, (const char *)f->hash, 16, f);
   }
-  dl_buf_u8(b, DL_M_COMPUTE);
-  dl_buf_str(b, t->key, t->klen);
-  dl_buf_sv(b, t->prio);
-  dl_buf_uv(b, t->timeout_ms);
-  dl_buf_str(b, t->payload, t->plen);
-  dl_buf_uv(b, (uint64_t)t->ndeps);
+  {
+    dl_msg_compute m;
+    m.key = t->key;
+    m.klen = t->klen;
+    m.prio = t->prio;
+    m.timeout_ms = t->timeout_ms;
+    m.payload = t->payload;
+    m.plen = t->plen;
+    m.ndeps = (uint64_t)t->ndeps;
+    dl_put_compute(b, &m);
+  }
   for (i = 0; i < t->ndeps; i++) {
     task *d = t->deps[i];
-    dl_buf_str(b, d->key, d->klen);
-    dl_buf_uv(b, (uint64_t)d->nwho);
-    for (j = 0; j < d->nwho; j++) dl_buf_uv(b, (uint64_t)d->who[j]);
+    dl_put_compute_dep(b, d->key, d->klen, (uint64_t)d->nwho);
+    for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)d->who[j]);
   }
   set_state(s, t, T_PROCESSING);
   t->processing_on = w->info.id;
   t->steal_denied = 0;
+  t->seceded = 0;
   plink(w, t);
   w->info.inflight++;
 }
@@ -829,26 +987,22 @@ static void steal(dl_sched *s, int queue_empty) {
       t->steal_to = thief->info.id;
       thief->steals++;
       n--;
-      dl_buf_u8(b, DL_M_STEAL);
-      dl_buf_str(b, t->key, t->klen);
+      dl_put_key_msg(b, DL_M_STEAL, t->key, t->klen);
     }
   }
 }
 
 static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
-  const char *key;
-  size_t klen;
-  uint64_t ok;
+  dl_msg_stolen m;
   task *t;
   sworker *thief;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_uv(r, &ok));
-  t = dl_map_get(&s->tasks, key, klen);
+  RD(dl_get_stolen(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t == NULL || t->steal_to == 0) return 0;
   thief = find_worker(s, t->steal_to);
   t->steal_to = 0;
   if (thief) thief->steals--;
-  if (!ok || t->state != T_PROCESSING || t->processing_on != w->info.id) {
+  if (!m.ok || t->state != T_PROCESSING || t->processing_on != w->info.id) {
     if (t->state == T_PROCESSING) t->steal_denied = 1; /* started there */
     return 0;
   }
@@ -889,7 +1043,7 @@ static void fail_pinned(dl_sched *s, task *t) {
   snprintf(msg + n, sizeof msg - n, ", %s gone; allow_other_workers = true "
            "lets other workers run it", t->nrestrict > 1 ? "all" : "which is");
   dl_buf_init(&e);
-  dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+  err_rec(&e, DL_ERR_LOST, msg);
   fail(s, t, DL_ERR_LOST, e.p, e.len);
   dl_buf_free(&e);
 }
@@ -943,6 +1097,12 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   dl_map_init(&s->fns);
   dl_map_init(&s->groups);
   s->avg_duration = -1;
+  s->from = -1;
+  s->coord = dl_coord_new(coord_out, s);
+  if (s->coord == NULL) {
+    dl_sched_free(s);
+    return NULL;
+  }
   s->allowed_failures = 3;
   return s;
 }
@@ -957,6 +1117,7 @@ void dl_sched_free(dl_sched *s) {
   int k;
   if (s == NULL) return;
   s->freeing = 1;
+  dl_coord_free(s->coord);
   while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
@@ -1076,16 +1237,13 @@ static void check_stall(dl_sched *s, double now) {
   while ((t = dl_map_next(&s->tasks, &k)) != NULL)
     if (counts_pending(t) && push_task(&all, &ntasks, &cap, t)) break;
   dl_buf_init(&e);
-  dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+  err_rec(&e, DL_ERR_LOST, msg);
   for (k = 0; k < ntasks; k++) {
     t = all[k];
     if (!counts_pending(t)) continue;
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
-      if (b) {
-        dl_buf_u8(b, DL_M_CANCEL);
-        dl_buf_str(b, t->key, t->klen);
-      }
+      if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
     }
     fail(s, t, DL_ERR_LOST, e.p, e.len);
   }
@@ -1118,6 +1276,45 @@ int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
   return 0;
 }
 
+static void unwanted(dl_sched *s, task *t);
+
+/* The futures that the tasks of worker wid held are dropped with it.
+   Keys are copied first: dropping one may free others (collect). */
+static void release_held(dl_sched *s, int wid) {
+  char **keys = NULL;
+  size_t nkeys = 0, cap = 0, i = 0;
+  task *t;
+  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+    int k;
+    for (k = 0; k < t->nwwho; k++)
+      if (t->wwho[2 * k] == wid) {
+        t->want -= t->wwho[2 * k + 1];
+        t->wwho[2 * k] = t->wwho[2 * (t->nwwho - 1)];
+        t->wwho[2 * k + 1] = t->wwho[2 * (t->nwwho - 1) + 1];
+        t->nwwho--;
+        if (t->want <= 0) {
+          t->want = 0;
+          if (nkeys == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            char **nk = dl_realloc(keys, nc * sizeof *nk);
+            if (nk == NULL) break;
+            keys = nk;
+            cap = nc;
+          }
+          keys[nkeys] = dupbytes(t->key, t->klen);
+          if (keys[nkeys]) nkeys++;
+        }
+        break;
+      }
+  }
+  for (i = 0; i < nkeys; i++) {
+    t = dl_map_get(&s->tasks, keys[i], strlen(keys[i]));
+    if (t && t->want == 0) unwanted(s, t);
+    dl_free(keys[i]);
+  }
+  dl_free(keys);
+}
+
 void dl_sched_remove_worker(dl_sched *s, int wid) {
   sworker *w = find_worker(s, wid);
   size_t i = 0;
@@ -1139,18 +1336,18 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   for (i = 0; i < s->npgets;) {
     pget *g = &s->pgets[i];
     if (g->wid == wid) {
-      dl_buf *b = cout(s);
-      dl_buf_u8(b, DL_M_GATHER_REPLY);
-      dl_buf_uv(b, g->reqid);
-      dl_buf_str(b, g->key, g->klen);
-      dl_buf_uv(b, 0);
-      dl_buf_str(b, "", 0);
+      dl_buf *b = g->to < 0 ? cout(s) : wout(s, g->to);
+      if (b)
+        dl_put_data_head(b, DL_M_GATHER_REPLY, g->reqid, g->key, g->klen, 0,
+                         0);
       dl_free(g->key);
       *g = s->pgets[--s->npgets];
     } else {
       i++;
     }
   }
+  release_held(s, wid);
+  dl_coord_gone(s->coord, wid, s->now);
   i = 0;
   while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
     if (t->steal_to == wid) t->steal_to = 0;
@@ -1176,8 +1373,8 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       if (t->payload == NULL) { /* scatter in flight: the data is gone */
         dl_buf e;
         dl_buf_init(&e);
-        dl_err_encode(&e, DL_ERR_LOST, "worker died while storing scattered "
-                      "data", NULL, NULL);
+        err_rec(&e, DL_ERR_LOST, "worker died while storing scattered "
+                      "data");
         fail(s, t, DL_ERR_LOST, e.p, e.len);
         dl_buf_free(&e);
         continue;
@@ -1190,7 +1387,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
                  "KilledWorker: task '%s' was running on %d workers that "
                  "died (allowed_failures=%d)", t->key, t->tries,
                  s->allowed_failures);
-        dl_err_encode(&e, DL_ERR_KILLED, msg, NULL, NULL);
+        err_rec(&e, DL_ERR_KILLED, msg);
         fail(s, t, DL_ERR_KILLED, e.p, e.len);
         dl_buf_free(&e);
         continue;
@@ -1246,33 +1443,13 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
 
 
 static int on_submit(dl_sched *s, dl_rd *r) {
-  const char *key, *payload;
-  size_t klen, plen;
-  int64_t prio, order;
-  uint64_t retries, timeout, nfn, ndeps, nw, allow_other, i;
-  const char *fns;
+  dl_msg_submit m;
+  uint64_t i;
   task *t;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_str(r, &payload, &plen));
-  RD(dl_rd_sv(r, &prio));
-  RD(dl_rd_sv(r, &order));
-  RD(dl_rd_uv(r, &retries));
-  RD(dl_rd_uv(r, &timeout));
-  RD(dl_rd_uv(r, &nfn));
-  if (nfn > dl_rd_left(r) / 16) return DL_EPROTO;
-  RD(dl_rd_bytes(r, nfn * 16, &fns));
-  t = dl_map_get(&s->tasks, key, klen);
+  RD(dl_get_submit(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t != NULL) { /* same key: the client holds one more future of it */
-    RD(dl_rd_uv(r, &ndeps));
-    for (i = 0; i < ndeps; i++) {
-      const char *dk;
-      size_t dkl;
-      RD(dl_rd_str(r, &dk, &dkl));
-    }
-    RD(dl_rd_uv(r, &nw));
-    for (i = 0; i < nw; i++) RD(dl_rd_uv(r, &allow_other));
-    RD(dl_rd_uv(r, &allow_other));
-    t->want++;
+    want_add(s, t);
     if (t->state == T_MEMORY) notify_done(s, t);
     else if (t->state == T_ERRED) notify_err(s, t);
     else if (t->state == T_RELEASED) need(s, t);
@@ -1281,38 +1458,37 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t = xalloc(sizeof *t);
   if (t == NULL) return DL_ENOMEM;
   memset(t, 0, sizeof *t);
-  t->key = dupbytes(key, klen);
-  t->klen = klen;
-  t->payload = dupbytes(payload, plen);
-  t->plen = plen;
-  t->prio = prio;
-  t->order = order;
+  t->key = dupbytes(m.key, m.klen);
+  t->klen = m.klen;
+  t->payload = dupbytes(m.payload, m.plen);
+  t->plen = m.plen;
+  t->prio = m.prio;
+  t->order = m.order;
   t->seq = s->seq++;
-  t->retries = (int)(retries > 1000 ? 1000 : retries);
-  t->timeout_ms = (uint32_t)timeout;
+  t->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
+  t->timeout_ms = (uint32_t)m.timeout_ms;
   t->processing_on = -1;
-  t->want = 1;
+  want_add(s, t);
   t->state = T_WAITING;
   count_new(s, t);
-  if (nfn) {
-    t->fns = xalloc(nfn * 16);
+  if (m.nfns) {
+    t->fns = xalloc(m.nfns * 16);
     if (t->fns) {
-      memcpy(t->fns, fns, nfn * 16);
-      t->nfns = (int)nfn;
+      memcpy(t->fns, m.fns, m.nfns * 16);
+      t->nfns = (int)m.nfns;
       fns_ref(s, t);
     }
   }
-  if (dl_rd_uv(r, &ndeps) || ndeps > dl_rd_left(r)) goto bad;
-  if (ndeps) t->deps = xalloc(sizeof(task *) * ndeps);
+  if (m.ndeps) t->deps = xalloc(sizeof(task *) * m.ndeps);
   {
     dl_buf e;
     const char *missing = NULL;
     size_t missinglen = 0;
-    for (i = 0; i < ndeps; i++) {
+    for (i = 0; i < m.ndeps; i++) {
       const char *dk;
       size_t dkl;
       task *d;
-      if (dl_rd_str(r, &dk, &dkl)) goto bad;
+      if (dl_get_key(&m.deps, &dk, &dkl)) goto bad;
       d = dl_map_get(&s->tasks, dk, dkl);
       if (d == NULL) {
         missing = dk;
@@ -1321,18 +1497,16 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       }
       t->deps[t->ndeps++] = d;
     }
-    if (dl_rd_uv(r, &nw) || nw > dl_rd_left(r)) goto bad;
-    if (nw) {
-      t->restrict_w = xalloc(sizeof(int) * nw);
-      for (i = 0; i < nw; i++) {
+    if (m.nworkers) {
+      t->restrict_w = xalloc(sizeof(int) * m.nworkers);
+      for (i = 0; i < m.nworkers; i++) {
         uint64_t id;
-        if (dl_rd_uv(r, &id)) goto bad;
+        if (dl_get_id(&m.workers, &id)) goto bad;
         t->restrict_w[i] = (int)id;
       }
-      t->nrestrict = (int)nw;
+      t->nrestrict = (int)m.nworkers;
     }
-    if (dl_rd_uv(r, &allow_other)) goto bad;
-    if (allow_other && t->restrict_w) { /* a preference, not a rule */
+    if (m.allow_other && t->restrict_w) { /* a preference, not a rule */
       dl_free(t->restrict_w);
       t->restrict_w = NULL;
       t->nrestrict = 0;
@@ -1359,7 +1533,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
                "missing dependency: task '%s' needs key '%.*s', which the "
                "scheduler does not know (was its future released?)",
                t->key, (int)(missinglen > 200 ? 200 : missinglen), missing);
-      dl_err_encode(&e, DL_ERR_LOST, msg, NULL, NULL);
+      err_rec(&e, DL_ERR_LOST, msg);
       fail(s, t, DL_ERR_LOST, e.p, e.len);
       dl_buf_free(&e);
       return 0;
@@ -1388,36 +1562,34 @@ static void cancel_task(dl_sched *s, task *t) {
   dl_buf e;
   if (t->state == T_PROCESSING) {
     dl_buf *b = wout(s, t->processing_on);
-    if (b) {
-      dl_buf_u8(b, DL_M_CANCEL);
-      dl_buf_str(b, t->key, t->klen);
-    }
+    if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
   }
   if (!counts_pending(t)) return;
   dl_buf_init(&e);
-  dl_err_encode(&e, DL_ERR_CANCELLED, "cancelled", NULL, NULL);
+  err_rec(&e, DL_ERR_CANCELLED, "cancelled");
   fail(s, t, DL_ERR_CANCELLED, e.p, e.len);
   dl_buf_free(&e);
 }
 
 static int on_release(dl_sched *s, dl_rd *r) {
-  const char *key;
-  size_t klen;
+  dl_msg_key m;
   task *t;
-  RD(dl_rd_str(r, &key, &klen));
-  t = dl_map_get(&s->tasks, key, klen);
-  if (t == NULL || t->want <= 0) return 0;
-  if (--t->want > 0) return 0;
+  RD(dl_get_key_msg(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
+  if (t == NULL || want_drop(s, t) || t->want > 0) return 0;
+  unwanted(s, t);
+  return 0;
+}
+
+/* Nobody holds a future of t any more (want is 0). */
+static void unwanted(dl_sched *s, task *t) {
   if (counts_pending(t) && t->npending == 0) {
     /* Nobody needs it any more: stop it. */
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
       sworker *w = find_worker(s, t->processing_on);
-      if (b) {
-        dl_buf_u8(b, DL_M_CANCEL);
-        dl_buf_str(b, t->key, t->klen);
-      }
-      if (w) w->info.inflight--;
+      if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
+      unload(w, t);
       t->processing_on = -1;
     }
     rq_remove(s, t);
@@ -1425,37 +1597,34 @@ static int on_release(dl_sched *s, dl_rd *r) {
     unpend_inputs(s, t);
   }
   collect(s, t);
-  return 0;
 }
 
 static int on_cfunc(dl_sched *s, dl_rd *r) {
-  const char *h, *code;
-  size_t len;
+  dl_msg_func m;
   fnentry *f;
-  RD(dl_rd_bytes(r, 16, &h));
-  RD(dl_rd_str(r, &code, &len));
-  if (dl_map_get(&s->fns, h, 16)) return 0;
+  RD(dl_get_func_msg(r, &m));
+  if (dl_map_get(&s->fns, m.hash, 16)) return 0;
   f = xalloc(sizeof *f);
   if (f == NULL) return DL_ENOMEM;
   memset(f, 0, sizeof *f);
-  memcpy(f->hash, h, 16);
-  f->code = dupbytes(code, len);
-  f->len = len;
+  memcpy(f->hash, m.hash, 16);
+  f->code = dupbytes(m.code, m.len);
+  f->len = m.len;
   return dl_map_put(&s->fns, (const char *)f->hash, 16, f);
 }
 
 static int on_scatter(dl_sched *s, dl_rd *r) {
-  const char *key, *bytes;
-  size_t klen, blen;
-  uint64_t nw, i, id, pick = 0;
+  dl_msg_scatter m;
+  const char *key;
+  size_t klen;
+  uint64_t i, id, pick = 0;
   sworker *w = NULL;
   task *t;
-  dl_buf *b;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_str(r, &bytes, &blen));
-  RD(dl_rd_uv(r, &nw));
-  for (i = 0; i < nw; i++) {
-    RD(dl_rd_uv(r, &id));
+  RD(dl_get_scatter(r, &m));
+  key = m.key;
+  klen = m.klen;
+  for (i = 0; i < m.nworkers; i++) {
+    RD(dl_get_id(&m.workers, &id));
     if (w == NULL) w = find_worker(s, (int)id);
   }
   if (w == NULL) { /* the worker with the least managed memory */
@@ -1468,7 +1637,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   (void)pick;
   t = dl_map_get(&s->tasks, key, klen);
   if (t != NULL) {
-    t->want++;
+    want_add(s, t);
     if (t->state == T_MEMORY) notify_done(s, t);
     return 0;
   }
@@ -1477,7 +1646,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   memset(t, 0, sizeof *t);
   t->key = dupbytes(key, klen);
   t->klen = klen;
-  t->want = 1;
+  want_add(s, t);
   t->seq = s->seq++;
   t->processing_on = -1;
   t->state = T_PROCESSING;
@@ -1486,38 +1655,39 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   if (w == NULL) {
     dl_buf e;
     dl_buf_init(&e);
-    dl_err_encode(&e, DL_ERR_LOST, "scatter: no worker is running", NULL,
-                  NULL);
+    err_rec(&e, DL_ERR_LOST, "scatter: no worker is running");
     fail(s, t, DL_ERR_LOST, e.p, e.len);
     dl_buf_free(&e);
     return 0;
   }
-  b = wout(s, w->info.id);
-  dl_buf_u8(b, DL_M_STORE);
-  dl_buf_str(b, key, klen);
-  dl_buf_str(b, bytes, blen);
+  {
+    dl_msg_store st;
+    st.key = key;
+    st.klen = klen;
+    st.bytes = m.bytes;
+    st.blen = m.blen;
+    dl_put_store(wout(s, w->info.id), &st);
+  }
   t->processing_on = w->info.id;
   w->info.inflight++;
   return 0;
 }
 
 static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
-  uint64_t reqid, n, i;
-  RD(dl_rd_uv(r, &reqid));
-  RD(dl_rd_uv(r, &n));
-  for (i = 0; i < n; i++) {
+  dl_msg_gather m;
+  uint64_t i;
+  RD(dl_get_gather(r, &m));
+  for (i = 0; i < m.nkeys; i++) {
     const char *key;
     size_t klen;
     task *t;
     dl_buf *b = NULL;
-    RD(dl_rd_str(r, &key, &klen));
+    RD(dl_get_key(&m.keys, &key, &klen));
     t = dl_map_get(&s->tasks, key, klen);
     if (t && t->state == T_MEMORY && t->nwho > 0)
       b = wout(s, t->who[0]);
     if (b) {
-      dl_buf_u8(b, shared_ok ? DL_M_GETS : DL_M_GET);
-      dl_buf_uv(b, reqid);
-      dl_buf_str(b, key, klen);
+      dl_put_get(b, shared_ok, m.reqid, key, klen);
       if (s->npgets == s->cappgets) {
         size_t nc = s->cappgets ? s->cappgets * 2 : 16;
         pget *np = dl_realloc(s->pgets, nc * sizeof *np);
@@ -1525,18 +1695,16 @@ static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
         s->pgets = np;
         s->cappgets = nc;
       }
-      s->pgets[s->npgets].reqid = reqid;
+      s->pgets[s->npgets].reqid = m.reqid;
       s->pgets[s->npgets].key = dupbytes(key, klen);
       s->pgets[s->npgets].klen = klen;
       s->pgets[s->npgets].wid = t->who[0];
+      s->pgets[s->npgets].to = s->from;
       s->npgets++;
     } else { /* not in memory (any more): the client waits again */
-      b = cout(s);
-      dl_buf_u8(b, DL_M_GATHER_REPLY);
-      dl_buf_uv(b, reqid);
-      dl_buf_str(b, key, klen);
-      dl_buf_uv(b, 0);
-      dl_buf_str(b, "", 0);
+      b = rout(s);
+      if (b)
+        dl_put_data_head(b, DL_M_GATHER_REPLY, m.reqid, key, klen, 0, 0);
     }
   }
   return 0;
@@ -1560,44 +1728,27 @@ typedef struct ahead {
   uint64_t h[AHEAD]; /* the key hash of message i, at i % AHEAD */
 } ahead;
 
-/* Skip the rest of a submit message (its key was read). */
-static int skip_submit(dl_rd *r) {
-  const char *x;
-  size_t xl;
-  int64_t sv;
-  uint64_t v, k, i;
-  RD(dl_rd_str(r, &x, &xl));
-  RD(dl_rd_sv(r, &sv) || dl_rd_sv(r, &sv) || dl_rd_uv(r, &v) ||
-     dl_rd_uv(r, &v) || dl_rd_uv(r, &k));
-  if (k > dl_rd_left(r) / 16) return DL_EPROTO;
-  RD(dl_rd_bytes(r, k * 16, &x));
-  RD(dl_rd_uv(r, &k));
-  for (i = 0; i < k; i++) RD(dl_rd_str(r, &x, &xl));
-  RD(dl_rd_uv(r, &k));
-  for (i = 0; i < k; i++) RD(dl_rd_uv(r, &v));
-  RD(dl_rd_uv(r, &v));
-  return 0;
-}
-
 /* Look at one more message: hash its key and load its slot. */
 static void ahead_one(dl_sched *s, ahead *a, int from_worker) {
   unsigned type = 0;
-  const char *key, *x;
-  size_t klen, xl;
-  uint64_t v;
-  int bad;
-  if (!a->on || dl_rd_left(&a->r) == 0 || dl_rd_u8(&a->r, &type) ||
-      dl_rd_str(&a->r, &key, &klen)) {
-    a->on = 0;
-    return;
+  const char *key = NULL;
+  size_t klen = 0;
+  int bad = 1;
+  if (a->on && dl_rd_left(&a->r) > 0 && dl_wire_type(&a->r, &type) == 0) {
+    if (from_worker) {
+      dl_msg_done m;
+      bad = type != DL_M_DONE || dl_get_done(&a->r, &m);
+      key = m.key, klen = m.klen;
+    } else if (type == DL_M_SUBMIT) {
+      dl_msg_submit m;
+      bad = dl_get_submit(&a->r, &m);
+      key = m.key, klen = m.klen;
+    } else if (type == DL_M_RELEASE || type == DL_M_CCANCEL) {
+      dl_msg_key m;
+      bad = dl_get_key_msg(&a->r, &m);
+      key = m.key, klen = m.klen;
+    }
   }
-  if (from_worker)
-    bad = type != DL_M_DONE || dl_rd_uv(&a->r, &v) || dl_rd_uv(&a->r, &v) ||
-          dl_rd_uv(&a->r, &v) || dl_rd_str(&a->r, &x, &xl);
-  else if (type == DL_M_SUBMIT)
-    bad = skip_submit(&a->r);
-  else
-    bad = type != DL_M_RELEASE && type != DL_M_CCANCEL;
   if (bad) {
     a->on = 0;
     return;
@@ -1623,40 +1774,51 @@ static void ahead_next(dl_sched *s, ahead *a, unsigned i, int from_worker) {
   ahead_one(s, a, from_worker);
 }
 
+static int client_msg(dl_sched *s, unsigned type, dl_rd *r);
+
 int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
   dl_rd r;
   int rc = 0;
   unsigned i = 0;
   ahead a;
-  (void)now;
+  s->now = now;
   dl_rd_init(&r, p, n);
   ahead_start(s, &a, p, n, 0);
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
-    const char *key;
-    size_t klen;
     ahead_next(s, &a, i++, 0);
-    dl_rd_u8(&r, &type);
-    switch (type) {
-      case DL_M_SUBMIT: rc = on_submit(s, &r); break;
-      case DL_M_CFUNC: rc = on_cfunc(s, &r); break;
-      case DL_M_FN_FORGET: rc = on_fn_forget(s, &r); break;
-      case DL_M_RELEASE: rc = on_release(s, &r); break;
-      case DL_M_GATHER: rc = on_gather(s, &r, 0); break;
-      case DL_M_GATHERS: rc = on_gather(s, &r, 1); break;
-      case DL_M_SCATTER: rc = on_scatter(s, &r); break;
-      case DL_M_CCANCEL: {
-        task *t;
-        if (dl_rd_str(&r, &key, &klen)) return DL_EPROTO;
-        t = dl_map_get(&s->tasks, key, klen);
-        if (t) cancel_task(s, t);
-        break;
-      }
-      default: rc = DL_EPROTO;
-    }
+    dl_wire_type(&r, &type);
+    rc = client_msg(s, type, &r);
   }
   dispatch(s);
   return rc;
+}
+
+/*
+** One client message of the given type (its type byte read), from the
+** client or, with s->from set, from the tasks of a worker (get_client);
+** DL_EPROTO for a type that is not a client message.
+*/
+static int client_msg(dl_sched *s, unsigned type, dl_rd *r) {
+  switch (type) {
+    case DL_M_SUBMIT: return on_submit(s, r);
+    case DL_M_CFUNC: return on_cfunc(s, r);
+    case DL_M_FN_FORGET: return on_fn_forget(s, r);
+    case DL_M_RELEASE: return on_release(s, r);
+    case DL_M_GATHER: return on_gather(s, r, 0);
+    case DL_M_GATHERS: return on_gather(s, r, 1);
+    case DL_M_SCATTER: return on_scatter(s, r);
+    case DL_M_COORD: return dl_coord_request(s->coord, s->from, r, s->now);
+    case DL_M_CCANCEL: {
+      dl_msg_key m;
+      task *t;
+      if (dl_get_key_msg(r, &m)) return DL_EPROTO;
+      t = dl_map_get(&s->tasks, m.key, m.klen);
+      if (t) cancel_task(s, t);
+      return 0;
+    }
+    default: return DL_EPROTO;
+  }
 }
 
 /* ------------------------------------------------------- worker frames */
@@ -1695,32 +1857,36 @@ double dl_sched_tick(dl_sched *s, double now) {
     pp = &t->next_delayed;
   }
   check_stall(s, now);
+  dl_coord_tick(s->coord, now);
   dispatch(s);
   return next;
 }
 
 static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
-  const char *key, *inl;
-  size_t klen, ilen;
-  uint64_t nbytes, start, stop;
+  dl_msg_done m;
+  const char *key;
+  size_t klen;
+  uint64_t start, stop;
   task *t;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_uv(r, &nbytes));
-  RD(dl_rd_uv(r, &start));
-  RD(dl_rd_uv(r, &stop));
-  RD(dl_rd_str(r, &inl, &ilen));
+  RD(dl_get_done(r, &m));
+  key = m.key;
+  klen = m.klen;
+  start = m.start_us;
+  stop = m.stop_us;
   (void)now;
   t = dl_map_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
-    w->info.inflight--;
+    unload(w, t);
     if (t->payload && !t->restoring) { /* a run, not a store */
+      t->nbytes = m.nbytes;
       record_event(s, t, w->info.id, (double)start * 1e-6,
-                   (double)stop * 1e-6, 1);
+                   (double)stop * 1e-6, 1, NULL, 0);
       s->avg_duration =
           s->avg_duration < 0 ? d : 0.8 * s->avg_duration + 0.2 * d;
     }
-    finished(s, t, w->info.id, nbytes, inl, ilen);
+    finished(s, t, w->info.id, m.nbytes, m.inl, m.ilen);
+    held(s, w->info.id, t, 1);
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
     for (k = 0; k < t->nwho; k++) have |= t->who[k] == w->info.id;
@@ -1729,55 +1895,103 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
       if (n) {
         t->who = n;
         t->who[t->nwho++] = w->info.id;
+        held(s, w->info.id, t, 1);
       }
     }
   } else { /* stale: nobody wants this result any more */
     dl_buf *b = wout(s, w->info.id);
-    if (b) {
-      dl_buf_u8(b, DL_M_FREE);
-      dl_buf_str(b, key, klen);
-    }
+    if (b) dl_put_key_msg(b, DL_M_FREE, key, klen);
   }
   return 0;
 }
 
 static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
-  const char *key, *rec;
-  size_t klen, rlen;
-  uint64_t kind;
+  dl_msg_err m;
   task *t;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_uv(r, &kind));
-  RD(dl_rd_str(r, &rec, &rlen));
-  t = dl_map_get(&s->tasks, key, klen);
+  RD(dl_get_err_msg(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
-  w->info.inflight--;
+  unload(w, t);
   t->processing_on = -1;
-  record_event(s, t, w->info.id, now, now, 0);
-  if (kind == DL_ERR_RAISED && t->retries > 0) {
+  record_event(s, t, w->info.id, now, now, 0, m.rec, m.rlen);
+  if (m.kind == DL_ERR_RAISED && t->retries > 0) {
     t->retries--;
     schedule_retry(s, t, now);
     return 0;
   }
-  fail(s, t, (int)kind, rec, rlen);
+  fail(s, t, (int)m.kind, m.rec, m.rlen);
+  return 0;
+}
+
+/*
+** A task running on w waits for the task of key wkey (or for something
+** else, wkey ""): it stops counting in w's inflight, so w gets more work.
+** A wait that closes a cycle (the task waits on itself, or on a task that
+** waits, directly or not, on it) can never end: w is told (DL_M_CYCLE) and
+** the waiting task raises.
+*/
+static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
+  dl_msg_two m;
+  const char *key, *wkey;
+  size_t klen, wklen;
+  task *t, *x;
+  int hops;
+  RD(dl_get_two_msg(r, &m));
+  key = m.a;
+  klen = m.alen;
+  wkey = m.b;
+  wklen = m.blen;
+  t = dl_map_get(&s->tasks, key, klen);
+  if (t == NULL || t->state != T_PROCESSING ||
+      t->processing_on != w->info.id)
+    return 0;
+  if (!t->seceded) {
+    t->seceded = 1;
+    w->info.inflight--;
+  }
+  dl_free(t->waits_on);
+  t->waits_on = wklen ? dupbytes(wkey, wklen) : NULL;
+  /* Follow the waits from wkey: reaching t again is a cycle. */
+  x = wklen ? dl_map_get(&s->tasks, wkey, wklen) : NULL;
+  for (hops = 0; x && hops < 100000; hops++) {
+    if (x == t) {
+      dl_buf *b = wout(s, w->info.id);
+      char msg[800];
+      if (b == NULL) break;
+      if (hops == 0)
+        snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for its "
+                 "own result", t->key);
+      else
+        snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for "
+                 "'%.*s', which waits (directly or not) for '%.200s'",
+                 t->key, (int)(wklen > 150 ? 150 : wklen), wkey, t->key);
+      {
+        dl_msg_two c = {t->key, t->klen, msg, strlen(msg)};
+        dl_put_two_msg(b, DL_M_CYCLE, &c);
+      }
+      dl_free(t->waits_on);
+      t->waits_on = NULL;
+      break;
+    }
+    if (x->state != T_PROCESSING || !x->seceded || x->waits_on == NULL) break;
+    x = dl_map_get(&s->tasks, x->waits_on, strlen(x->waits_on));
+  }
   return 0;
 }
 
 static int on_missing(dl_sched *s, sworker *w, dl_rd *r) {
-  const char *key, *dkey;
-  size_t klen, dklen;
+  dl_msg_missing m;
   task *t, *d;
   int k;
-  RD(dl_rd_str(r, &key, &klen));
-  RD(dl_rd_str(r, &dkey, &dklen));
-  t = dl_map_get(&s->tasks, key, klen);
-  d = dl_map_get(&s->tasks, dkey, dklen);
+  RD(dl_get_missing(r, &m));
+  t = dl_map_get(&s->tasks, m.key, m.klen);
+  d = dl_map_get(&s->tasks, m.dep, m.dlen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
-  w->info.inflight--;
+  unload(w, t);
   t->processing_on = -1;
   if (d && d->state == T_MEMORY) { /* its holders do not have it: lost */
     free_data(s, d);
@@ -1808,64 +2022,75 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
     ahead_next(s, &a, i++, 1);
-    dl_rd_u8(&r, &type);
+    dl_wire_type(&r, &type);
     switch (type) {
       case DL_M_DONE: rc = on_done(s, w, &r, now); break;
       case DL_M_ERR: rc = on_err(s, w, &r, now); break;
       case DL_M_MISSING: rc = on_missing(s, w, &r); break;
       case DL_M_STOLEN: rc = on_stolen(s, w, &r); break;
+      case DL_M_SECEDE: rc = on_secede(s, w, &r); break;
+      case DL_M_SUBMIT:
+      case DL_M_CFUNC:
+      case DL_M_RELEASE:
+      case DL_M_GATHER:
+      case DL_M_SCATTER:
+      case DL_M_CCANCEL:
+      case DL_M_COORD:
+        s->now = now;
+        s->from = wid; /* a task's client (get_client) */
+        rc = client_msg(s, type, &r);
+        s->from = -1;
+        break;
       case DL_M_HEARTBEAT: {
-        uint64_t managed, spilled, rss, executing, stored, paused;
-        const char *se;
+        dl_msg_heartbeat m;
         size_t selen;
-        if (dl_rd_uv(&r, &managed) || dl_rd_uv(&r, &spilled) ||
-            dl_rd_uv(&r, &rss) || dl_rd_uv(&r, &executing) ||
-            dl_rd_uv(&r, &stored) || dl_rd_uv(&r, &paused) ||
-            dl_rd_str(&r, &se, &selen))
-          return DL_EPROTO;
-        w->info.status = paused ? DL_WS_PAUSED : DL_WS_RUNNING;
-        if (!paused) s->stall_since = 0; /* progress is possible again */
-        if (paused) { /* ask again for what was still being fetched */
+        if (dl_get_heartbeat(&r, &m)) return DL_EPROTO;
+        w->info.status = m.paused ? DL_WS_PAUSED : DL_WS_RUNNING;
+        if (!m.paused) s->stall_since = 0; /* progress is possible again */
+        if (m.paused) { /* ask again for what was still being fetched */
           task *t;
           for (t = w->phead; t; t = t->pnext) t->steal_denied = 0;
         }
+        selen = m.selen;
         if (selen >= sizeof w->info.spill_err)
           selen = sizeof w->info.spill_err - 1;
-        memcpy(w->info.spill_err, se, selen);
+        memcpy(w->info.spill_err, m.spill_err, selen);
         w->info.spill_err[selen] = '\0';
-        w->info.managed = (int64_t)managed;
-        w->info.spilled = (int64_t)spilled;
-        w->info.rss = (int64_t)rss;
-        w->info.executing = (int)executing;
-        w->info.stored = (int)stored;
+        w->info.managed = (int64_t)m.managed;
+        w->info.spilled = (int64_t)m.spilled;
+        w->info.rss = (int64_t)m.rss;
+        w->info.executing = (int)m.executing;
+        w->info.stored = (int)m.stored;
+        if (w->nhist == 0 ||
+            now - w->hist[(w->nhist - 1) % DL_SCHED_HISTORY].t >= 1.0) {
+          dl_sched_sample *h = &w->hist[w->nhist++ % DL_SCHED_HISTORY];
+          h->t = now;
+          h->managed = w->info.managed;
+          h->spilled = w->info.spilled;
+          h->rss = w->info.rss;
+          h->executing = w->info.executing;
+          h->stored = w->info.stored;
+        }
         break;
       }
       case DL_M_DATA: { /* a gather reply: pass it on to the client */
-        uint64_t reqid, found;
-        const char *key, *bytes;
-        size_t klen, blen;
+        dl_msg_data m;
         dl_buf *b;
-        if (dl_rd_uv(&r, &reqid) || dl_rd_str(&r, &key, &klen) ||
-            dl_rd_uv(&r, &found) || dl_rd_str(&r, &bytes, &blen))
-          return DL_EPROTO;
-        b = cout(s);
-        dl_buf_u8(b, DL_M_GATHER_REPLY);
-        dl_buf_uv(b, reqid);
-        dl_buf_str(b, key, klen);
-        dl_buf_uv(b, found);
-        dl_buf_str(b, bytes, blen);
-        {
-          size_t k;
-          for (k = 0; k < s->npgets; k++) {
-            pget *g = &s->pgets[k];
-            if (g->wid == wid && g->reqid == reqid && g->klen == klen &&
-                memcmp(g->key, key, klen) == 0) {
-              dl_free(g->key);
-              *g = s->pgets[--s->npgets];
-              break;
-            }
+        size_t k;
+        int to = -1;
+        if (dl_get_data(&r, &m)) return DL_EPROTO;
+        for (k = 0; k < s->npgets; k++) {
+          pget *g = &s->pgets[k];
+          if (g->wid == wid && g->reqid == m.reqid && g->klen == m.klen &&
+              memcmp(g->key, m.key, m.klen) == 0) {
+            to = g->to;
+            dl_free(g->key);
+            *g = s->pgets[--s->npgets];
+            break;
           }
         }
+        b = to < 0 ? cout(s) : wout(s, to);
+        if (b) dl_put_data(b, DL_M_GATHER_REPLY, &m);
         break;
       }
       default: rc = DL_EPROTO;
@@ -1891,11 +2116,12 @@ int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max) {
   int n = 0;
   while ((g = dl_map_next(&s->groups, &i)) != NULL) {
     if (n < max) {
-      out[n].name = g->name;
+      copy_cut(out[n].name, sizeof out[n].name, g->name, g->nlen);
       memcpy(out[n].counts, g->counts, sizeof g->counts);
       out[n].total = g->total;
       out[n].done = g->done;
       out[n].erred = g->erred;
+      out[n].colour = g->colour;
     }
     n++;
   }
@@ -1913,5 +2139,46 @@ int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
     since++;
   }
   *next = since;
+  return n;
+}
+
+static const char *dep_group(const dl_sched_tinfo *ti, int i) {
+  const task *d = ti->deps[i];
+  return d->group ? d->group->name : "";
+}
+
+int64_t dl_sched_each_task(dl_sched *s,
+                           void (*fn)(void *ud, const dl_sched_tinfo *t),
+                           void *ud) {
+  size_t i = 0;
+  int64_t n = 0;
+  task *t;
+  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+    dl_sched_tinfo ti;
+    ti.id = t;
+    ti.key = t->key;
+    ti.group = t->group ? t->group->name : "";
+    ti.state = t->state;
+    ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
+    ti.who = t->who;
+    ti.nwho = t->state == T_MEMORY ? t->nwho : 0;
+    ti.nbytes = t->nbytes;
+    ti.deps = (const void *const *)t->deps;
+    ti.ndeps = t->ndeps;
+    ti.dep_group = dep_group;
+    fn(ud, &ti);
+    n++;
+  }
+  return n;
+}
+
+int dl_sched_history(dl_sched *s, int wid, dl_sched_sample *out, int max) {
+  sworker *w = find_worker(s, wid);
+  uint64_t i, first;
+  int n = 0;
+  if (w == NULL) return -1;
+  first = w->nhist > DL_SCHED_HISTORY ? w->nhist - DL_SCHED_HISTORY : 0;
+  for (i = first; i < w->nhist && n < max; i++)
+    out[n++] = w->hist[i % DL_SCHED_HISTORY];
   return n;
 }

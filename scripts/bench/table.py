@@ -222,6 +222,26 @@ row("j worker SIGKILLed midway: all 20 results", r"fault\.recovered", "", False,
     "recovers", lambda a, b, c, rb, rc: a == 1)
 row("j wall with the kill (20 × 0.5 s tasks)", r"fault\.wall_with_kill", "s", True)
 row("j death noticed after kill", r"fault\.death_detected_after_kill", "ms", True)
+row("k array: Monte Carlo pi, uniform pairs in chunks", r"array\.mc_pi\.dlua_wall", "s",
+    True, "≥ 5x Dask (#14)", at_least(5), dpat=r"array\.mc_pi\.dask_wall")
+row("k array: (x + x.T) mean over an axis, then sum", r"array\.transpose_mean\.dlua_wall",
+    "s", True, "≥ 3x Dask (#14)", at_least(3), dpat=r"array\.transpose_mean\.dask_wall")
+row("k array: x @ x.T, blockwise", r"array\.matmul\.dlua_wall", "s", True,
+    "≥ 2x Dask (#14)", at_least(2), dpat=r"array\.matmul\.dask_wall")
+row("k array: x @ x.T, NumPy in one process (2 BLAS threads)", r"^$", "s", True,
+    dpat=r"array\.matmul\.numpy_wall")
+row("k array: x @ x.T, dlua GFLOP/s", r"array\.matmul\.dlua_gflops", "GFLOP/s", False,
+    dpat=r"^$")
+
+row("l bag word frequencies + top 10 (~70 MB): wall", r"bag\.wordfreq\.wall", "s", True,
+    "≥ 10x Dask (#15)", at_least(10), dpat=r"bag\.wordfreq\.dask_wall")
+row("l the same, against a serial Python loop", r"bag\.wordfreq\.wall", "s", True,
+    "≥ 3x serial Python (#15)", at_least(3), dpat=r"bag\.wordfreq\.serial_python_wall",
+    note="Dask column: the Python loop")
+row("l the same count through foldby: wall", r"bag\.wordfreq\.foldby_wall", "s", True,
+    dpat=r"^$")
+row("l throughput", r"bag\.wordfreq\.MB_per_s", "MB/s", False,
+    dpat=r"bag\.wordfreq\.dask_MB_per_s")
 
 print("| workload | dlua | Dask (default) | Dask (sat=inf) | dlua better by | target | met |")
 print("|---|---|---|---|---|---|---|")

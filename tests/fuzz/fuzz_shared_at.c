@@ -4,7 +4,7 @@
 ** the gather replies that pass them on).
 **
 ** Whatever it accepts must name a span inside the block and a plausible
-** pid, and must read back the same after dl_shared_at_write.
+** pid, and must read back the same after dl_put_shared_at.
 **
 ** Built with -DDL_FUZZ_SEEDGEN it writes a few valid descriptions into the
 ** directory argv[1].
@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "dl_proto.h"
+#include "shared_at_check.h"
 
 #ifdef DL_FUZZ_SEEDGEN
 static void save(const char *dir, const char *name, uint64_t pid,
@@ -32,7 +32,7 @@ static void save(const char *dir, const char *name, uint64_t pid,
   sa.off = off;
   sa.len = len;
   dl_buf_init(&b);
-  dl_shared_at_write(&b, &sa);
+  dl_put_shared_at(&b, &sa);
   dl_rd_init(&r, b.p, b.len);
   dl_rd_str(&r, &p, &n); /* the fields, without the length prefix */
   snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -55,26 +55,6 @@ int main(int argc, char **argv) {
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n);
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n) {
-  dl_shared_at sa, back;
-  dl_buf b;
-  dl_rd r;
-  const char *p;
-  size_t len;
-  if (dl_shared_at_read((const char *)data, n, &sa)) return 0;
-  if (sa.pid == 0 || sa.pid > INT32_MAX || sa.off > sa.ref.size ||
-      sa.off + sa.len > sa.ref.size || sa.off + sa.len < sa.off) {
-    fprintf(stderr, "accepted an impossible span\n");
-    abort();
-  }
-  dl_buf_init(&b);
-  if (dl_shared_at_write(&b, &sa)) abort();
-  dl_rd_init(&r, b.p, b.len);
-  if (dl_rd_str(&r, &p, &len) || dl_rd_left(&r) ||
-      dl_shared_at_read(p, len, &back) || memcmp(&sa, &back, sizeof sa)) {
-    fprintf(stderr, "does not read back the same\n");
-    abort();
-  }
-  dl_buf_free(&b);
-  return 0;
+  return shared_at_check(data, n);
 }
 #endif

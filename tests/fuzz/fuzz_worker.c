@@ -1,8 +1,8 @@
 /*
 ** fuzz_worker.c -- libFuzzer target for the worker's frame decoders:
-** messages from the scheduler (on_sched_frame), DATA answers from peers
-** including found = 2 ones (on_peer_frame, dl_shared_at_read), and GET /
-** GETS from peers (on_client_frame), in any order, with peer connections
+** messages from the scheduler (dl_w_on_sched_frame), DATA answers from peers
+** including found = 2 ones (dl_w_on_peer_frame, dl_shared_at_read), and GET /
+** GETS from peers (dl_w_on_client_frame), in any order, with peer connections
 ** closing and the loop turning in between (see worker_driver.h).
 **
 ** Built with -DDL_FUZZ_SEEDGEN it writes a few meaningful inputs (a value
@@ -147,7 +147,7 @@ int main(int argc, char **argv) {
   dl_buf_uv(&f, 0);
   str(&f, "a-1");
   dl_buf_uv(&f, 2);
-  dl_shared_at_write(&f, &sa);
+  dl_put_shared_at(&f, &sa);
   rec(&in, 1, &f);
   get(&f, DL_M_GETS, 1, "a-1");
   rec(&in, 2, &f);
@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
   dl_buf_uv(&f, 0);
   str(&f, "a-1");
   dl_buf_uv(&f, 2);
-  dl_shared_at_write(&f, &sa);
+  dl_put_shared_at(&f, &sa);
   rec(&in, 1, &f);
   data(&f, "a-1", 1, "value bytes");
   rec(&in, 1, &f);

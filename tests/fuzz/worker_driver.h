@@ -1,25 +1,25 @@
 /*
 ** worker_driver.h -- drives the worker's I/O side (runtime/worker/dl_worker.c)
 ** from a byte string, for the fuzzer (fuzz_worker.c) and the C test that
-** replays its findings (tests/c/test_worker.c).
+** replays its findings (tests/c/worker/test_worker.c).
 **
-** The worker's functions are static and share one global, W, so this
-** header includes dl_worker.c itself and sets up just enough of W: the
-** maps, the lock, a libuv loop and a scheduler link on one end of a
-** socketpair.  No executor thread runs: queued tasks stay queued, and are
-** freed between inputs.  Two calls are redirected before the include:
-** dl_conn_connect opens a socketpair instead of connecting to the path a
-** PEER message names (the fuzzer must not reach real sockets), and
-** dl_shared_at_map maps a block of this process when the pid is
-** WDRV_PID (and fails for any other pid), so found = 2 answers can
+** The worker's parts share one state, W, declared with their functions
+** in the worker's private header (runtime/worker/dl_worker_int.h); this
+** driver sets up just enough of W: the maps, the lock, a libuv loop and a
+** scheduler link on one end of a socketpair.  No executor thread runs:
+** queued tasks stay queued, and are freed between inputs.  The worker's
+** two seams are replaced: W.connect opens a socketpair instead of
+** connecting to the path a PEER message names (the fuzzer must not reach
+** real sockets), and W.map_shared maps a block of this process when the
+** pid is WDRV_PID (and fails for any other pid), so found = 2 answers can
 ** succeed.
 **
 ** The input is a sequence of records: one byte saying what happens, two
 ** bytes of length, then that many bytes.  The byte modulo 5 is
-**   0: the bytes are a frame from the scheduler (on_sched_frame);
-**   1: a frame from a peer this worker has connected to (on_peer_frame),
+**   0: the bytes are a frame from the scheduler (dl_w_on_sched_frame);
+**   1: a frame from a peer this worker has connected to (dl_w_on_peer_frame),
 **      the peer being the one numbered byte / 5 among those connected;
-**   2: a frame from a peer that connected to this worker (on_client_frame);
+**   2: a frame from a peer that connected to this worker (dl_w_on_client_frame);
 **   3: that peer's connection (as in 1) closes;
 **   4: the loop turns once (writes go out, closed handles are freed).
 ** A frame is handed over as read_cb would: alone in the connection's input
@@ -35,18 +35,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "dl_proto.h"
+#include "dl_conn.h"
+#include "dl_wire.h"
 
 /* The pid that found = 2 answers name to be mapped from this process. */
 #define WDRV_PID 4242
 
-static int wdrv_connect(dl_conn *c, const char *path);
-static const char *wdrv_shared_at_map(const dl_shared_at *sa);
-#define dl_conn_connect wdrv_connect
-#define dl_shared_at_map wdrv_shared_at_map
-#include "dl_worker.c"
-#undef dl_conn_connect
-#undef dl_shared_at_map
+#include "dl_worker_int.h"
 
 /* Far ends of the socketpairs: drained by the driver, closed in reset. */
 #define WDRV_MAXFD 64
@@ -123,10 +118,12 @@ static void wdrv_init(void) {
   W.frac_spill = 0.7;
   W.frac_pause = 0.8;
   W.frac_terminate = 0.95;
-  state_init();
+  dl_w_state_init();
+  W.connect = wdrv_connect;
+  W.map_shared = wdrv_shared_at_map;
   uv_loop_init(&W.loop);
   dl_flusher_init(&W.fl, &W.loop);
-  W.sched = dl_conn_new(&W.loop, &W.fl, on_sched_frame, on_sched_close, NULL);
+  W.sched = dl_conn_new(&W.loop, &W.fl, dl_w_on_sched_frame, dl_w_on_sched_close, NULL);
   if (W.sched == NULL || wdrv_pair(W.sched, &wdrv_sched_fd)) abort();
   /* A big block of this process, filled with a pattern, that found = 2
      answers naming WDRV_PID are mapped from (kept for good). */
@@ -180,11 +177,11 @@ static void wdrv_reset(void) {
   }
   dl_map_free(&W.waiting);
   dl_map_init(&W.waiting);
-  for (i = 0; i < nts; i++) wtask_unref(ts[i]);
+  for (i = 0; i < nts; i++) dl_w_wtask_unref(ts[i]);
   nts = 0;
   i = 0;
   while ((f = dl_map_next(&W.fetches, &i)) != NULL) {
-    for (k = 0; k < f->nwaiters; k++) wtask_unref(f->waiters[k]);
+    for (k = 0; k < f->nwaiters; k++) dl_w_wtask_unref(f->waiters[k]);
     dl_free(f->key);
     dl_free(f->who);
     dl_free(f->waiters);
@@ -197,11 +194,11 @@ static void wdrv_reset(void) {
   W.nactive = 0;
   while ((t = W.qhead) != NULL) {
     W.qhead = t->next;
-    task_free(t);
+    dl_w_task_free(t);
   }
   W.qtail = NULL;
   i = 0;
-  while ((b = dl_map_next(&W.store, &i)) != NULL) blob_unref(b);
+  while ((b = dl_map_next(&W.store, &i)) != NULL) dl_w_blob_unref(b);
   dl_map_free(&W.store);
   dl_map_init(&W.store);
   W.managed = W.spilled = 0;
@@ -209,7 +206,7 @@ static void wdrv_reset(void) {
   while ((v = dl_map_next(&W.fns, &i)) != NULL) dl_free(v);
   dl_map_free(&W.fns);
   dl_map_init(&W.fns);
-  fns_reap(); /* bytecode dropped by DL_M_FUNC_FREE */
+  dl_w_fns_reap(); /* bytecode dropped by DL_M_FUNC_FREE */
   for (k = 0; k < W.nfrees; k++) dl_free(W.frees[k]);
   dl_free(W.frees);
   W.frees = NULL;
@@ -217,7 +214,7 @@ static void wdrv_reset(void) {
   while (W.done_head) { /* tasks run but not reported */
     t = W.done_head;
     W.done_head = t->next;
-    task_free(t);
+    dl_w_task_free(t);
   }
   W.done_tail = NULL;
   for (k = 0; k < W.npeers; k++)
@@ -230,7 +227,7 @@ static void wdrv_reset(void) {
   /* Closed handles are freed, and big writes finish, as the loop turns. */
   for (k = 0; k < 10000; k++) {
     wdrv_turn();
-    if (k >= 2 && W.sched->pipe.write_queue_size == 0) break;
+    if (k >= 2 && dl_conn_write_queue(W.sched) == 0) break;
   }
   for (k = 0; k < wdrv_nfds; k++) close(wdrv_fds[k]);
   wdrv_nfds = 0;
@@ -260,7 +257,7 @@ static void wdrv_run(const unsigned char *data, size_t n) {
         break;
       case 2:
         if (wdrv_client == NULL) { /* a new peer connects */
-          wdrv_client = dl_conn_new(&W.loop, &W.fl, on_client_frame,
+          wdrv_client = dl_conn_new(&W.loop, &W.fl, dl_w_on_client_frame,
                                     wdrv_client_close, NULL);
           if (wdrv_client && wdrv_connect(wdrv_client, NULL))
             dl_conn_close(wdrv_client);

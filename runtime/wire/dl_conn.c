@@ -1,10 +1,24 @@
 /*
-** dl_proto.c -- length-prefixed frames over Unix sockets, batched writes.
+** dl_conn.c -- length-prefixed frames over any transport, batched writes.
 */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
-#include "dl_proto.h"
+#include "dl_conn.h"
+
+/* Transports by address prefix; the last one (prefix "") takes the rest. */
+static const dl_transport *const transports[] = {&dl_transport_tcp,
+                                                  &dl_transport_unix};
+
+const dl_transport *dl_transport_for(const char *addr) {
+  size_t i, n = sizeof transports / sizeof *transports;
+  for (i = 0; i + 1 < n; i++)
+    if (strncmp(addr, transports[i]->prefix,
+                strlen(transports[i]->prefix)) == 0)
+      return transports[i];
+  return transports[n - 1];
+}
 
 typedef struct wreq {
   uv_write_t req;
@@ -54,11 +68,7 @@ dl_conn *dl_conn_new(uv_loop_t *loop, dl_flusher *fl, dl_frame_cb on_frame,
   dl_conn *c = dl_realloc(NULL, sizeof *c);
   if (c == NULL) return NULL;
   memset(c, 0, sizeof *c);
-  if (uv_pipe_init(loop, &c->pipe, 0)) {
-    dl_free(c);
-    return NULL;
-  }
-  c->pipe.data = c;
+  c->loop = loop;
   c->fl = fl;
   c->on_frame = on_frame;
   c->on_close = on_close;
@@ -80,7 +90,7 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     if ((size_t)n + 4 > in->len && (size_t)n + 4 - in->len > want)
       want = (size_t)n + 4 - in->len; /* read a big frame in place */
   }
-  if (in->cap - in->len < want && dl_buf_grow(in, want)) {
+  if (in->cap - in->len < want && dl_buf_try_grow(in, want)) {
     buf->base = NULL;
     buf->len = 0;
     return;
@@ -90,6 +100,22 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   /* Read a big frame to its end and no further, so it fills the buffer
      alone and can be handed over whole (dl_conn_take_input). */
   if (want > 65536 && buf->len > want) buf->len = want;
+}
+
+/* Make c's handle one of tr's: 0 or a libuv error. */
+static int conn_init(dl_conn *c, const dl_transport *tr) {
+  int rc;
+  if (c->tr) return UV_EINVAL; /* opened already */
+  rc = tr->init(c->loop, &c->h);
+  if (rc) return rc;
+  c->h.handle.data = c;
+  c->tr = tr;
+  return 0;
+}
+
+static int writable(dl_conn *c) {
+  return c->tr && !uv_is_closing(&c->h.handle) &&
+         uv_is_writable(&c->h.stream);
 }
 
 /* Run on_close once, then close the handle. */
@@ -103,8 +129,8 @@ static void conn_shut(dl_conn *c) {
     c->dirty = 0;
   }
   if (c->on_close) c->on_close(c);
-  if (!uv_is_closing((uv_handle_t *)&c->pipe))
-    uv_close((uv_handle_t *)&c->pipe, close_cb);
+  if (c->tr == NULL) conn_unref(c); /* never opened: no handle to close */
+  else if (!uv_is_closing(&c->h.handle)) uv_close(&c->h.handle, close_cb);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -140,35 +166,50 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_unref(c);
 }
 
-int dl_conn_start(dl_conn *c) {
-  return uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb);
+static int conn_start(dl_conn *c) {
+  return uv_read_start(&c->h.stream, alloc_cb, read_cb);
 }
 
 int dl_conn_open_fd(dl_conn *c, int fd) {
-  int rc = uv_pipe_open(&c->pipe, fd);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int tcp = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+  int rc = conn_init(c, tcp ? &dl_transport_tcp : &dl_transport_unix);
+  if (rc == 0)
+    rc = tcp ? uv_tcp_open(&c->h.tcp, fd) : uv_pipe_open(&c->h.pipe, fd);
   if (rc) return rc;
-  return dl_conn_start(c);
+  return conn_start(c);
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
   dl_conn *c = req->data;
   dl_free(req);
-  if (status < 0 || dl_conn_start(c)) {
+  if (status < 0 || conn_start(c)) {
     conn_shut(c);
+    conn_unref(c); /* the connect's reference; the close drops the other */
     return;
   }
   if (c->out.len > 4) dl_conn_flush(c);
   conn_unref(c);
 }
 
-int dl_conn_connect(dl_conn *c, const char *path) {
-  uv_connect_t *req = dl_realloc(NULL, sizeof *req);
+int dl_conn_connect(dl_conn *c, const char *addr) {
+  const dl_transport *tr = dl_transport_for(addr);
+  uv_connect_t *req;
+  int rc = conn_init(c, tr);
+  if (rc) return rc;
+  req = dl_realloc(NULL, sizeof *req);
   if (req == NULL) return UV_ENOMEM;
   req->data = c;
   c->refs++;
   c->closing = 0;
-  uv_pipe_connect(req, &c->pipe, path, connect_cb);
-  return 0;
+  rc = tr->connect(&c->h, addr, req, connect_cb);
+  if (rc) {
+    c->refs--;
+    dl_free(req);
+  }
+  return rc;
 }
 
 dl_buf *dl_conn_msg(dl_conn *c) {
@@ -193,8 +234,7 @@ void dl_conn_flush(dl_conn *c) {
   uv_buf_t ub;
   size_t n;
   if (c->out.len <= 4 || c->closing) return;
-  if (uv_is_closing((uv_handle_t *)&c->pipe)) return;
-  if (!uv_is_writable((uv_stream_t *)&c->pipe)) return; /* not connected */
+  if (!writable(c)) return; /* not connected, or closing */
   w = dl_realloc(NULL, sizeof *w);
   if (w == NULL) return;
   c->out.p[0] = (char)((c->out.len - 4) & 0xff);
@@ -203,7 +243,7 @@ void dl_conn_flush(dl_conn *c) {
   c->out.p[3] = (char)(((c->out.len - 4) >> 24) & 0xff);
   w->p = dl_buf_take(&c->out, &n);
   ub = uv_buf_init(w->p, (unsigned)n);
-  if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &ub, 1, write_cb)) {
+  if (uv_write(&w->req, &c->h.stream, &ub, 1, write_cb)) {
     dl_free(w->p);
     dl_free(w);
   }
@@ -244,8 +284,7 @@ int dl_conn_send_ref(dl_conn *c, const char *hdr, size_t hlen,
   uv_buf_t ub[2];
   size_t total = hlen + n;
   dl_conn_flush(c);
-  if (c->closing || uv_is_closing((uv_handle_t *)&c->pipe) ||
-      !uv_is_writable((uv_stream_t *)&c->pipe) || total > DL_MAX_FRAME) {
+  if (c->closing || !writable(c) || total > DL_MAX_FRAME) {
     done(ud);
     return DL_EPROTO;
   }
@@ -265,7 +304,7 @@ int dl_conn_send_ref(dl_conn *c, const char *hdr, size_t hlen,
   w->ud = ud;
   ub[0] = uv_buf_init(w->hdr, (unsigned)(hlen + 4));
   ub[1] = uv_buf_init((char *)data, (unsigned)n);
-  if (uv_write(&w->req, (uv_stream_t *)&c->pipe, ub, 2, ref_write_cb)) {
+  if (uv_write(&w->req, &c->h.stream, ub, 2, ref_write_cb)) {
     dl_free(w->hdr);
     dl_free(w);
     done(ud);
@@ -280,31 +319,37 @@ void dl_conn_close(dl_conn *c) {
   conn_shut(c);
 }
 
-int dl_shared_at_write(dl_buf *b, const dl_shared_at *sa) {
-  dl_buf f;
+size_t dl_conn_write_queue(const dl_conn *c) {
+  return c->tr ? c->h.stream.write_queue_size : 0;
+}
+
+static void listen_cb(uv_stream_t *s, int status) {
+  dl_listener *l = s->data;
+  if (status == 0) l->on_accept(l);
+}
+
+int dl_listener_open(dl_listener *l, uv_loop_t *loop, const char *addr,
+                     dl_accept_cb on_accept, void *data) {
   int rc;
-  dl_buf_init(&f);
-  rc = dl_buf_uv(&f, sa->pid) || dl_buf_uv(&f, sa->ref.fd) ||
-       dl_buf_uv(&f, sa->ref.ino) || dl_buf_uv(&f, sa->ref.size) ||
-       dl_buf_uv(&f, sa->off) || dl_buf_uv(&f, sa->len) ||
-       dl_buf_str(b, f.p, f.len);
-  dl_buf_free(&f);
-  return rc ? DL_ENOMEM : 0;
+  l->tr = dl_transport_for(addr);
+  l->on_accept = on_accept;
+  l->data = data;
+  rc = l->tr->init(loop, &l->h);
+  if (rc) return rc;
+  l->h.handle.data = l;
+  rc = l->tr->bind(&l->h, addr);
+  if (rc == 0) rc = uv_listen(&l->h.stream, 128, listen_cb);
+  return rc;
 }
 
-int dl_shared_at_read(const char *p, size_t n, dl_shared_at *sa) {
-  dl_rd r;
-  dl_rd_init(&r, p, n);
-  if (dl_rd_uv(&r, &sa->pid) || dl_rd_uv(&r, &sa->ref.fd) ||
-      dl_rd_uv(&r, &sa->ref.ino) || dl_rd_uv(&r, &sa->ref.size) ||
-      dl_rd_uv(&r, &sa->off) || dl_rd_uv(&r, &sa->len) || dl_rd_left(&r))
-    return DL_EPROTO;
-  if (sa->pid == 0 || sa->pid > INT32_MAX || sa->off > sa->ref.size ||
-      sa->len > sa->ref.size - sa->off)
-    return DL_EPROTO;
-  return 0;
+int dl_listener_accept(dl_listener *l, dl_conn *c) {
+  int rc = conn_init(c, l->tr);
+  if (rc == 0) rc = uv_accept(&l->h.stream, &c->h.stream);
+  if (rc == 0) rc = conn_start(c);
+  if (rc) dl_conn_close(c);
+  return rc;
 }
 
-const char *dl_shared_at_map(const dl_shared_at *sa) {
-  return dl_mem_map((pid_t)sa->pid, &sa->ref);
+void dl_listener_close(dl_listener *l) {
+  if (!uv_is_closing(&l->h.handle)) uv_close(&l->h.handle, NULL);
 }

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "worker_driver.h"
-#include "fuzz_shared_at.c" /* its checks, as LLVMFuzzerTestOneInput */
+#include "shared_at_check.h" /* fuzz_shared_at.c's checks */
 #include "tap.h"
 
 static dl_buf F;
@@ -77,7 +77,7 @@ static void answer_shared(uint64_t pid, uint64_t size, uint64_t off,
   dl_buf_uv(&F, 0);
   str(&F, "a-1");
   dl_buf_uv(&F, 2);
-  dl_shared_at_write(&F, &sa);
+  dl_put_shared_at(&F, &sa);
   send_to(wdrv_peer(0)->conn);
 }
 
@@ -88,13 +88,13 @@ static void test_stored_value_is_served(void) {
   str(&F, "a-1");
   str(&F, "value");
   send_to(W.sched);
-  b = store_get("a-1", 3);
+  b = dl_w_store_get("a-1", 3);
   CHECK(b != NULL && b->len == 5 && memcmp(b->data, "value", 5) == 0);
-  blob_unref(b);
+  dl_w_blob_unref(b);
   dl_buf_u8(&F, DL_M_FREE);
   str(&F, "a-1");
   send_to(W.sched);
-  CHECK(!store_has("a-1", 3));
+  CHECK(!dl_w_store_has("a-1", 3));
   wdrv_reset();
 }
 
@@ -102,9 +102,9 @@ static void test_fetched_bytes_are_stored(void) {
   blob *b;
   wait_for_a();
   answer("a-1");
-  b = store_get("a-1", 3);
+  b = dl_w_store_get("a-1", 3);
   CHECK(b != NULL && b->len == 5 && memcmp(b->data, "value", 5) == 0);
-  blob_unref(b);
+  dl_w_blob_unref(b);
   CHECK(dl_map_get(&W.fetches, "a-1", 3) == NULL);
   CHECK(W.qhead != NULL && strcmp(W.qhead->key, "b-1") == 0);
   wdrv_reset();
@@ -116,10 +116,10 @@ static void test_shared_block_is_mapped(void) {
   wait_for_a();
   CHECK(wdrv_have_ref);
   answer_shared(WDRV_PID, 8192, 100, 5000);
-  b = store_get("a-1", 3);
+  b = dl_w_store_get("a-1", 3);
   CHECK(b != NULL && b->len == 5000);
   for (i = 0; i < 5000; i++) CHECK(b->data[i] == (char)((100 + i) * 7));
-  blob_unref(b);
+  dl_w_blob_unref(b);
   CHECK(W.qhead != NULL);
   wdrv_reset();
 }
@@ -130,9 +130,9 @@ static void test_unmappable_block_is_asked_as_bytes(void) {
   answer_shared(77, 8192, 100, 5000); /* not a pid that can be mapped */
   f = dl_map_get(&W.fetches, "a-1", 3);
   CHECK(f != NULL && f->plain);
-  CHECK(!store_has("a-1", 3));
+  CHECK(!dl_w_store_has("a-1", 3));
   answer_shared(WDRV_PID, 8192, 8000, 5000); /* past the block's end */
-  CHECK(!store_has("a-1", 3));
+  CHECK(!dl_w_store_has("a-1", 3));
   wdrv_reset();
 }
 
@@ -148,8 +148,8 @@ static void test_input_nobody_else_holds_goes_back(void) {
   wdrv_reset();
 }
 
-/* A COMPUTE whose second dependency is malformed, after the first one's
-   fetch started: the task dies, and the fetch still holds it safely. */
+/* A COMPUTE whose second dependency is malformed: the worker stops, and
+   the first dependency's fetch was never started (nothing half-done). */
 static void test_malformed_compute_leaves_fetches_sound(void) {
   wait_for_a();
   dl_buf_u8(&F, DL_M_COMPUTE);
@@ -166,9 +166,10 @@ static void test_malformed_compute_leaves_fetches_sound(void) {
   send_to(W.sched);
   CHECK(W.loop.stop_flag); /* the worker stops on a malformed message */
   W.loop.stop_flag = 0;
-  CHECK(dl_map_get(&W.fetches, "x-1", 3) != NULL);
+  /* The whole message is checked (dl_get_compute) before anything starts:
+     no fetch, no waiting task, nothing queued. */
+  CHECK(dl_map_get(&W.fetches, "x-1", 3) == NULL);
   CHECK(dl_map_get(&W.waiting, "c-1", 3) == NULL);
-  answer("x-1"); /* its fetch ends: the dead task is dropped */
   CHECK(W.qhead == NULL);
   wdrv_reset();
 }
@@ -202,7 +203,7 @@ static void test_freed_bytecode_goes_and_can_come_back(void) {
   dl_buf_put(&F, h, 16);
   str(&F, "CODE");
   send_to(W.sched);
-  CHECK(fn_get(NULL, (const unsigned char *)h, &code, &len) == 0);
+  CHECK(dl_w_fn_get(NULL, (const unsigned char *)h, &code, &len) == 0);
   CHECK(len == 4 && memcmp(code, "CODE", 4) == 0);
   dl_buf_u8(&F, DL_M_FUNC_FREE);
   dl_buf_put(&F, h, 16);
@@ -210,15 +211,15 @@ static void test_freed_bytecode_goes_and_can_come_back(void) {
   /* Out of the map at once; its memory waits for the executor. */
   CHECK(dl_map_get(&W.fns, h, 16) == NULL);
   CHECK(W.fns_dead != NULL);
-  fns_reap();
+  dl_w_fns_reap();
   CHECK(W.fns_dead == NULL);
-  CHECK(fn_get(NULL, (const unsigned char *)h, &code, &len) != 0);
+  CHECK(dl_w_fn_get(NULL, (const unsigned char *)h, &code, &len) != 0);
   /* Sent again with a later task: known again. */
   dl_buf_u8(&F, DL_M_FUNC);
   dl_buf_put(&F, h, 16);
   str(&F, "CODE2");
   send_to(W.sched);
-  CHECK(fn_get(NULL, (const unsigned char *)h, &code, &len) == 0);
+  CHECK(dl_w_fn_get(NULL, (const unsigned char *)h, &code, &len) == 0);
   CHECK(len == 5 && memcmp(code, "CODE2", 5) == 0);
   wdrv_reset();
 }
@@ -229,7 +230,7 @@ static void test_replay_fuzz_regressions(void) {
 
 static void shared_at_one(const unsigned char *p, size_t n, void *ud) {
   (void)ud;
-  LLVMFuzzerTestOneInput(p, n);
+  shared_at_check(p, n);
 }
 
 static void test_replay_shared_at_regressions(void) {

@@ -328,14 +328,14 @@ static void test_host_functions_in_tasks(void) {
   CHECK(count_children() == 0);
 }
 
-/* The dlua binary next to this test (build/tests/test_embed -> build/dlua). */
+/* The dlua binary of this build (build/tests/lua/test_embed -> build/dlua). */
 static const char *dlua_exe(void) {
   static char path[PATH_MAX];
   char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   CHECK(n > 0);
   self[n] = '\0';
-  snprintf(path, sizeof path, "%s/../dlua", dirname(self));
+  snprintf(path, sizeof path, "%s/../../dlua", dirname(self));
   CHECK(access(path, X_OK) == 0);
   return path;
 }
