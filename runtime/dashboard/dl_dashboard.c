@@ -347,6 +347,26 @@ static int parse_since(const char *query, uint64_t *since) {
 }
 
 /* /json/stream?since=N; the HTTP status (400 for a bad since). */
+
+/* One task-stream event as a JSON object (the stream and the report). */
+static void put_event(dl_buf *b, const dl_sched_event *e) {
+  put(b, "{\"key\":");
+  dl_json_str(b, e->key);
+  put(b, ",\"group\":");
+  dl_json_str(b, e->group);
+  putf(b, ",\"worker\":%d,\"start\":", e->worker);
+  put_num(b, e->start);
+  put(b, ",\"stop\":");
+  put_num(b, e->stop);
+  putf(b, ",\"bytes\":%llu,\"ok\":%s", (unsigned long long)e->nbytes,
+       e->ok ? "true" : "false");
+  if (!e->ok) {
+    put(b, ",\"error\":");
+    dl_json_str(b, e->err);
+  }
+  put(b, "}");
+}
+
 static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
   uint64_t since, next = 0;
   int n, i;
@@ -366,22 +386,8 @@ static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
   put_num(b, now_s());
   putf(b, ",\"next\":%llu,\"events\":[", (unsigned long long)next);
   for (i = 0; i < n; i++) {
-    const dl_sched_event *e = &d->events[i];
-    put(b, i ? ",{\"key\":" : "{\"key\":");
-    dl_json_str(b, e->key);
-    put(b, ",\"group\":");
-    dl_json_str(b, e->group);
-    putf(b, ",\"worker\":%d,\"start\":", e->worker);
-    put_num(b, e->start);
-    put(b, ",\"stop\":");
-    put_num(b, e->stop);
-    putf(b, ",\"bytes\":%llu,\"ok\":%s", (unsigned long long)e->nbytes,
-         e->ok ? "true" : "false");
-    if (!e->ok) {
-      put(b, ",\"error\":");
-      dl_json_str(b, e->err);
-    }
-    put(b, "}");
+    if (i) put(b, ",");
+    put_event(b, &d->events[i]);
   }
   put(b, "]}");
   return 200;
@@ -1051,22 +1057,9 @@ static int report_data(dl_dashboard *d, double t0, const char *title,
     for (i = 0; i < n; i++) {
       const dl_sched_event *e = &d->events[i];
       if (e->stop < t0) continue;
-      put(b, first ? "{\"key\":" : ",{\"key\":");
+      if (!first) put(b, ",");
       first = 0;
-      dl_json_str(b, e->key);
-      put(b, ",\"group\":");
-      dl_json_str(b, e->group);
-      putf(b, ",\"worker\":%d,\"start\":", e->worker);
-      put_num(b, e->start);
-      put(b, ",\"stop\":");
-      put_num(b, e->stop);
-      putf(b, ",\"bytes\":%llu,\"ok\":%s", (unsigned long long)e->nbytes,
-           e->ok ? "true" : "false");
-      if (!e->ok) {
-        put(b, ",\"error\":");
-        dl_json_str(b, e->err);
-      }
-      put(b, "}");
+      put_event(b, e);
     }
     since = next;
   } while (n == MAX_EVENTS);
