@@ -1536,4 +1536,14 @@ if ok_delayed and type(delayed) == "table" then
   M.is_delayed = delayed.is_delayed
 end
 
+-- dlua.ndarray (in-memory n-d arrays) and dlua.array (chunked ones),
+-- loaded on first use.
+setmetatable(M, {__index = function(t, k)
+  if k == "ndarray" or k == "array" then
+    local v = require("dlua." .. k)
+    rawset(t, k, v)
+    return v
+  end
+end})
+
 return M

@@ -159,6 +159,7 @@ int dlua_worker_main(int argc, char **argv) {
   if (getppid() == 1 || getppid() != parent_pid) return 1;
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
+  setenv("DLUA_WORKER", "1", 1); /* dlua.ndarray: one BLAS thread */
   setvbuf(stdout, NULL, _IOLBF, 0);
   /* Big values get their own mappings, so freeing one returns it to the
      system at once and process memory tracks live data. */

@@ -222,6 +222,16 @@ row("j worker SIGKILLed midway: all 20 results", r"fault\.recovered", "", False,
     "recovers", lambda a, b, c, rb, rc: a == 1)
 row("j wall with the kill (20 × 0.5 s tasks)", r"fault\.wall_with_kill", "s", True)
 row("j death noticed after kill", r"fault\.death_detected_after_kill", "ms", True)
+row("k array: Monte Carlo pi, uniform pairs in chunks", r"array\.mc_pi\.dlua_wall", "s",
+    True, "≥ 5x Dask (#14)", at_least(5), dpat=r"array\.mc_pi\.dask_wall")
+row("k array: (x + x.T) mean over an axis, then sum", r"array\.transpose_mean\.dlua_wall",
+    "s", True, "≥ 3x Dask (#14)", at_least(3), dpat=r"array\.transpose_mean\.dask_wall")
+row("k array: x @ x.T, blockwise", r"array\.matmul\.dlua_wall", "s", True,
+    "≥ 2x Dask (#14)", at_least(2), dpat=r"array\.matmul\.dask_wall")
+row("k array: x @ x.T, NumPy in one process (2 BLAS threads)", r"^$", "s", True,
+    dpat=r"array\.matmul\.numpy_wall")
+row("k array: x @ x.T, dlua GFLOP/s", r"array\.matmul\.dlua_gflops", "GFLOP/s", False,
+    dpat=r"^$")
 
 print("| workload | dlua | Dask (default) | Dask (sat=inf) | dlua better by | target | met |")
 print("|---|---|---|---|---|---|---|")

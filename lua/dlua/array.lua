@@ -1,0 +1,1131 @@
+--[==[
+dlua.array -- chunked n-d arrays over the cluster (Dask's dask.array).
+
+  local da = require "dlua.array"
+  local x = da.random.uniform{shape = {4000, 4000}, chunks = {1000, 1000},
+                              seed = 1}
+  local y = (x + x.T):mean{axis = 1}      -- nothing runs yet
+  print(y)                                -- shape, chunks, dtype, tasks
+  print(y:compute())                      -- an ndarray (dlua.ndarray)
+  print(x:sum():compute())                -- a Lua number
+
+An array is a grid of blocks (ndarrays); every operation builds, per
+output block, a description of how to make it from the input blocks.
+Elementwise operations, transposes and random or constant creation are
+not tasks of their own: they are folded into the block descriptions, so a
+chain `(x * x + y * y):lt(1):sum()` is one task per block, which makes
+its random inputs, runs the arithmetic as one fused pass over cache-sized
+tiles (no temporaries for float64 chains) and returns a partial sum;
+partial results are combined in a tree (`split_every` at a time).  Matrix
+products, and compute(), make tasks of the blocks ("materialize").
+
+The graph is the same plain task graph as dlua.delayed's and runs through
+dlua.compute_graph (on the default client, or `{client = c}`, or
+`{scheduler = "sync"}` in this process).  README.md, "Arrays", has the
+whole API.
+]==]
+
+local nd = require "dlua.ndarray"
+
+local error, ipairs, pairs, select, setmetatable, getmetatable, tostring,
+  type, require, math_type, tointeger =
+  error, ipairs, pairs, select, setmetatable, getmetatable, tostring,
+  type, require, math.type, math.tointeger
+local sformat, tconcat, floor, huge, mmin, mmax =
+  string.format, table.concat, math.floor, math.huge, math.min, math.max
+
+local M = {random = {}}
+local Array = {__name = "dlua.Array"}
+local methods = {}
+
+-- ----------------------------------------------------------------- names
+
+local counter = 0
+local base = math.random(0, 0xffffff) -- Lua 5.4 seeds it randomly
+local function fresh(prefix)
+  counter = counter + 1
+  return sformat("%s-%06x%x", prefix, base, counter)
+end
+
+local NDMT = getmetatable(nd.zeros{0})
+
+local function key_of(name, idx) return name .. "-" .. tconcat(idx, ",") end
+
+local function is_array(v) return getmetatable(v) == Array end
+
+local function fmt_tuple(t)
+  if #t == 1 then return "(" .. t[1] .. ",)" end
+  return "(" .. tconcat(t, ", ") .. ")"
+end
+
+-- ---------------------------------------------------------------- chunks
+
+-- Normalise chunks for shape: an integer (every axis), a list of integers
+-- (one per axis) or a list of lists (the block sizes of each axis).
+local function norm_chunks(shape, chunks, level)
+  level = (level or 1) + 1
+  local out = {}
+  if chunks == nil then
+    for d = 1, #shape do out[d] = {shape[d]} end
+    return out
+  end
+  if type(chunks) == "number" and tointeger(chunks) then
+    chunks = tointeger(chunks)
+    local c = {}
+    for d = 1, #shape do c[d] = chunks end
+    chunks = c
+  end
+  if type(chunks) ~= "table" or #chunks ~= #shape then
+    error(sformat("dlua.array: chunks %s do not fit shape %s (one entry "
+      .. "per axis needed)", type(chunks) == "table" and
+      "{" .. #chunks .. " entries}" or tostring(chunks), fmt_tuple(shape)),
+      level)
+  end
+  for d = 1, #shape do
+    local c = chunks[d]
+    if type(c) == "number" and tointeger(c) then
+      c = tointeger(c)
+      if c < 1 and shape[d] > 0 then
+        error(sformat("dlua.array: chunk size %d on axis %d must be "
+          .. "positive", c, d), level)
+      end
+      local t, left = {}, shape[d]
+      while left > 0 do t[#t + 1] = mmin(c, left); left = left - c end
+      if #t == 0 then t[1] = 0 end
+      out[d] = t
+    elseif type(c) == "table" then
+      local s = 0
+      for i = 1, #c do
+        if math_type(c[i]) ~= "integer" or c[i] < 0 then
+          error(sformat("dlua.array: chunks of axis %d must be "
+            .. "non-negative integers", d), level)
+        end
+        s = s + c[i]
+      end
+      if s ~= shape[d] then
+        error(sformat("dlua.array: chunks {%s} of axis %d add up to %d, "
+          .. "not the axis length %d", tconcat(c, ", "), d, s, shape[d]),
+          level)
+      end
+      out[d] = {table.unpack(c)}
+    else
+      error(sformat("dlua.array: chunks of axis %d must be an integer or "
+        .. "a list, got %s", d, type(c)), level)
+    end
+  end
+  return out
+end
+
+local function check_shape(shape, level)
+  if math_type(shape) == "integer" then shape = {shape} end
+  if type(shape) ~= "table" then
+    error("dlua.array: shape must be a table of integers, got "
+      .. type(shape), level + 1)
+  end
+  local s = {}
+  for i = 1, #shape do
+    local v = type(shape[i]) == "number" and tointeger(shape[i])
+    if not v or v < 0 then
+      error(sformat("dlua.array: shape[%d] must be a non-negative integer, "
+        .. "got %s", i, tostring(shape[i])), level + 1)
+    end
+    s[i] = v
+  end
+  return s
+end
+
+-- Offsets (1-based) of the blocks of each axis.
+local function offsets(chunks)
+  local out = {}
+  for d = 1, #chunks do
+    local o, at = {}, 1
+    for i = 1, #chunks[d] do o[i] = at; at = at + chunks[d][i] end
+    out[d] = o
+  end
+  return out
+end
+
+-- Every block index of a chunk grid, in C order.
+local function each_block(chunks)
+  local list, nd_ = {}, #chunks
+  local idx = {}
+  for d = 1, nd_ do
+    if #chunks[d] == 0 then return list end
+    idx[d] = 1
+  end
+  while true do
+    list[#list + 1] = {table.unpack(idx, 1, nd_)}
+    local d = nd_
+    while d >= 1 do
+      idx[d] = idx[d] + 1
+      if idx[d] <= #chunks[d] then break end
+      idx[d] = 1
+      d = d - 1
+    end
+    if d < 1 then return list end
+  end
+end
+
+-- ----------------------------------------------------- block evaluation
+
+--[[ A block reference ("ref") says how a block is made on a worker:
+     "key"                            the result of the task `key`
+     {"gen", fn, args...}             fn(args...) (creation)
+     {"T", ref}                       ref transposed
+     {"ew", prog, consts, refs...}    a fused elementwise program
+     {"op", opname, n, a1, a2, ...}   nd[opname](a1, ...) where ai are refs
+                                      or plain values (n arguments)
+   Refs built for one array are cached, so a block used twice in one task
+   is one table and is made once (memo in ev). ]]
+
+-- Elementwise operators on ndarrays or numbers, by name (task side).
+local function t_binop(name, a, b)
+  local ndm = require "dlua.ndarray"
+  if type(a) ~= "userdata" then a = ndm.from_table(a) end
+  if name == "add" then return a + b end
+  if name == "sub" then return a - b end
+  if name == "mul" then return a * b end
+  if name == "div" then return a / b end
+  if name == "idiv" then return a // b end
+  if name == "mod" then return a % b end
+  if name == "pow" then return a ^ b end
+  if name == "band" then return a & b end
+  if name == "bor" then return a | b end
+  if name == "bxor" then return a ~ b end
+  if name == "atan2" then return ndm.atan2(a, b) end
+  return a[name](a, b) -- lt le gt ge eq ne maximum minimum
+end
+
+local function t_unop(name, a)
+  if name == "unm" then return -a end
+  if name == "not" then return ~a end
+  return a[name](a)
+end
+
+local ev
+
+-- A fused program's input: random blocks are drawn tile by tile inside
+-- the kernel (no block-sized temporary); anything else is made.
+local function fz_input(r, memo)
+  if type(r) == "table" and getmetatable(r) == nil and r[1] == "gen" and
+     r[3] ~= "integers" and r.n == 9 then
+    return {r[3], r[4], r[5], r[6], r[7], r[8], r[9]}
+  end
+  return ev(r, memo)
+end
+
+function ev(r, memo)
+  if type(r) ~= "table" or getmetatable(r) ~= nil then return r end
+  local m = memo[r]
+  if m ~= nil then return m end
+  local t, v = r[1]
+  local ndm = require "dlua.ndarray"
+  if t == "gen" then
+    v = r[2](table.unpack(r, 3, r.n or #r))
+  elseif t == "T" then
+    v = ev(r[2], memo):transpose()
+  elseif t == "ew" then
+    local ins = {}
+    for i = 4, #r do ins[#ins + 1] = fz_input(r[i], memo) end
+    v = ndm._fused(r[2], r[3], nil, table.unpack(ins))
+    if r.bool then v = v:astype("bool") end
+  elseif t == "op" then
+    local args = {}
+    for i = 1, r[3] do args[i] = ev(r[3 + i], memo) end
+    if r[2] == "where" then v = ndm.where(args[1], args[2], args[3])
+    elseif r[3] == 1 then v = t_unop(r[2], args[1])
+    else v = t_binop(r[2], args[1], args[2]) end
+  elseif t == "sl" then -- {"sl", ref, spec...}: a slice copy
+    v = ev(r[2], memo):slice(table.unpack(r, 3, r.n or #r)):copy()
+  else
+    error("dlua.array: bad block reference " .. tostring(t))
+  end
+  memo[r] = v
+  return v
+end
+
+-- Task: make one block from its reference.
+local function t_block(r) return ev(r, {}) end
+
+-- Keys of tasks a ref depends on, into out/set.
+local function ref_deps(r, out, set)
+  if type(r) == "string" then
+    if not set[r] then set[r] = true; out[#out + 1] = r end
+  elseif type(r) == "table" and getmetatable(r) == nil then
+    local t, first = r[1], 4
+    if t == "gen" then return end
+    if t == "T" or t == "sl" then first, r = 2, {nil, r[2]} end
+    for i = first, #r do ref_deps(r[i], out, set) end
+  end
+end
+
+-- -------------------------------------------------------------- arrays
+
+--[[ Fields: shape, chunks (list per axis), dtype, name, layers (name ->
+     {[key] = task}, every task graph this array needs), and
+     ref(self, idx) -> block reference.  kind is "keys" for arrays whose
+     blocks are tasks (ref = the key). ]]
+local function new_array(t)
+  t.offsets = offsets(t.chunks)
+  t.refs = {}
+  return setmetatable(t, Array)
+end
+
+local function block_ref(a, idx)
+  local k = tconcat(idx, ",")
+  local r = a.refs[k]
+  if r == nil then
+    r = a.mkref(a, idx)
+    a.refs[k] = r
+  end
+  return r
+end
+
+local function merge_layers(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    local a = select(i, ...)
+    if is_array(a) then
+      for n, l in pairs(a.layers) do out[n] = l end
+    end
+  end
+  return out
+end
+
+local function block_shape(a, idx)
+  local s = {}
+  for d = 1, #idx do s[d] = a.chunks[d][idx[d]] end
+  return s
+end
+
+local function nbytes_of(dtype) return dtype == "bool" and 1 or 8 end
+
+-- Array whose blocks come from fn(block index, block shape, offset) ->
+-- ref.  (Creation: no tasks until something needs the blocks.)
+local function gen_array(name, shape, chunks, dtype, mk)
+  return new_array{name = fresh(name), shape = shape, chunks = chunks,
+    dtype = dtype, layers = {}, kind = "gen",
+    mkref = function(a, idx)
+      local off = {}
+      for d = 1, #idx do off[d] = a.offsets[d][idx[d]] end
+      return mk(idx, block_shape(a, idx), off)
+    end}
+end
+
+-- Make tasks of a's blocks (a no-op for arrays that already are tasks).
+local function materialize(a)
+  if a.kind == "keys" then return a end
+  if a.materialized then return a.materialized end
+  local layer, name = {}, fresh(a.name:match("^(.-)%-") or "block")
+  local b = new_array{name = name, shape = a.shape, chunks = a.chunks,
+    dtype = a.dtype, kind = "keys", layers = merge_layers(a),
+    mkref = function(_, idx) return key_of(name, idx) end}
+  for _, idx in ipairs(each_block(a.chunks)) do
+    local r = block_ref(a, idx)
+    local deps = {}
+    ref_deps(r, deps, {})
+    layer[key_of(name, idx)] = {fn = t_block, args = {n = 1, r}, deps = deps}
+  end
+  b.layers[name] = layer
+  a.materialized = b
+  return b
+end
+
+-- ------------------------------------------------------------ creation
+
+local function creation_opts(opts, level)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("dlua.array: options must be a table, got " .. type(opts),
+      level + 1)
+  end
+  return opts or {}
+end
+
+local function t_full(shape, v, dtype)
+  return require("dlua.ndarray").full(shape, v, dtype)
+end
+
+local function const_array(name, shape, v, opts, level)
+  opts = creation_opts(opts, level + 1)
+  shape = check_shape(shape, level + 1)
+  local chunks = norm_chunks(shape, opts.chunks, level + 1)
+  local dtype = opts.dtype or (name ~= "full" and "float64")
+    or (type(v) == "boolean" and "bool")
+    or (math_type(v) == "integer" and "int64") or "float64"
+  nd.zeros({0}, dtype) -- validates dtype
+  return gen_array(name, shape, chunks, dtype, function(_, bs)
+    return {"gen", t_full, bs, v, dtype, n = 5}
+  end)
+end
+
+--- da.zeros(shape [, {chunks =, dtype =}])
+function M.zeros(shape, opts) return const_array("zeros", shape, 0, opts, 2) end
+--- da.ones(shape [, {chunks =, dtype =}])
+function M.ones(shape, opts) return const_array("ones", shape, 1, opts, 2) end
+--- da.full(shape, v [, {chunks =, dtype =}])
+function M.full(shape, v, opts)
+  if type(v) ~= "number" and type(v) ~= "boolean" then
+    error("dlua.array.full: fill value must be a number or boolean, got "
+      .. type(v), 2)
+  end
+  return const_array("full", shape, v, opts, 2)
+end
+
+local function t_arange(f, l, st, dtype)
+  return require("dlua.ndarray").arange(f, l, st, {dtype = dtype})
+end
+
+--- da.arange(first, last [, step] [, {chunks =}]) -- inclusive, like a
+-- numeric for.
+function M.arange(first, last, step, opts)
+  if type(step) == "table" then step, opts = nil, step end
+  step = step or 1
+  if type(first) ~= "number" or type(last) ~= "number" or
+     type(step) ~= "number" then
+    error("dlua.array.arange: first, last and step must be numbers", 2)
+  end
+  if step == 0 then error("dlua.array.arange: step must not be zero", 2) end
+  opts = creation_opts(opts, 2)
+  local n = mmax(0, floor((last - first) / step + 1e-9) + 1)
+  local allint = math_type(first) == "integer" and
+    math_type(last) == "integer" and math_type(step) == "integer"
+  local dtype = allint and "int64" or "float64"
+  local shape = {n}
+  local chunks = norm_chunks(shape, opts.chunks, 2)
+  return gen_array("arange", shape, chunks, dtype, function(_, bs, off)
+    local f = first + (off[1] - 1) * step
+    return {"gen", t_arange, f, f + (bs[1] - 1) * step, step, dtype, n = 6}
+  end)
+end
+
+local function t_random(kind, seed, gshape, off, bs, p1, p2)
+  return require("dlua.ndarray")._random_block(kind, seed, gshape, off, bs,
+    p1, p2)
+end
+
+local function random_array(kind, o, p1k, p1d, p2k, p2d)
+  if type(o) ~= "table" then
+    error("dlua.array.random." .. kind .. ": takes one options table "
+      .. "{shape =, chunks =, seed =, ...}", 3)
+  end
+  if math_type(o.seed) ~= "integer" then
+    error("dlua.array.random." .. kind .. ": option 'seed' (an integer) is "
+      .. "required, so results can be reproduced", 3)
+  end
+  local shape = check_shape(o.shape, 3)
+  local chunks = norm_chunks(shape, o.chunks, 3)
+  local p1, p2 = o[p1k] or p1d, o[p2k] or p2d
+  if type(p1) ~= "number" or type(p2) ~= "number" then
+    error(sformat("dlua.array.random.%s: '%s' and '%s' must be numbers",
+      kind, p1k, p2k), 3)
+  end
+  if kind == "integers" and (math_type(p1) ~= "integer" or
+     math_type(p2) ~= "integer" or p2 < p1) then
+    error("dlua.array.random.integers: needs integers low <= high "
+      .. "(inclusive)", 3)
+  end
+  local seed = o.seed
+  return gen_array(kind, shape, chunks,
+    kind == "integers" and "int64" or "float64", function(_, bs, off)
+      return {"gen", t_random, kind, seed, shape, off, bs, p1, p2, n = 9}
+    end)
+end
+
+--- da.random.uniform{shape =, chunks =, seed =, low = 0, high = 1}
+function M.random.uniform(o)
+  return random_array("uniform", o, "low", 0, "high", 1)
+end
+--- da.random.normal{shape =, chunks =, seed =, mean = 0, sd = 1}
+function M.random.normal(o)
+  return random_array("normal", o, "mean", 0, "sd", 1)
+end
+--- da.random.integers{shape =, chunks =, seed =, low =, high =}
+-- (inclusive bounds)
+function M.random.integers(o)
+  return random_array("integers", o, "low", 0, "high", 1)
+end
+
+--- da.from_ndarray(a [, {chunks =}]): blocks of an in-memory ndarray
+-- (each block becomes a data value of the graph).
+function M.from_ndarray(a, opts)
+  if getmetatable(a) ~= NDMT then
+    error("dlua.array.from_ndarray: expected an ndarray, got " .. type(a), 2)
+  end
+  opts = creation_opts(opts, 2)
+  local shape = a.shape
+  local chunks = norm_chunks(shape, opts.chunks, 2)
+  local name = fresh("array")
+  local layer = {}
+  local arr = new_array{name = name, shape = shape, chunks = chunks,
+    dtype = a.dtype, kind = "keys", layers = {[name] = layer},
+    mkref = function(_, idx) return key_of(name, idx) end}
+  for _, idx in ipairs(each_block(chunks)) do
+    local spec = {}
+    for d = 1, #idx do
+      local o = arr.offsets[d][idx[d]]
+      spec[d] = {o, o + chunks[d][idx[d]] - 1}
+    end
+    layer[key_of(name, idx)] = a:slice(table.unpack(spec)):copy()
+  end
+  return arr
+end
+
+--- da.from_delayed(d, shape [, {dtype =}]): one block made by a Delayed.
+function M.from_delayed(d, shape, opts)
+  local delayed = require "dlua.delayed"
+  if not delayed.is_delayed(d) then
+    error("dlua.array.from_delayed: expected a Delayed", 2)
+  end
+  opts = creation_opts(opts, 2)
+  shape = check_shape(shape, 2)
+  local g = d:graph()
+  local name = fresh("from-delayed")
+  local chunks = norm_chunks(shape, nil, 2)
+  return new_array{name = name, shape = shape, chunks = chunks,
+    dtype = opts.dtype or "float64", kind = "keys", layers = {[name] = g},
+    mkref = function() return d.key end}
+end
+
+-- ---------------------------------------------------------- elementwise
+
+-- dtype of a op b (mirrors dl_nd_binop).
+local CMP = {lt = true, le = true, gt = true, ge = true, eq = true,
+             ne = true}
+local function result_dtype(op, ta, tb)
+  if CMP[op] then return "bool" end
+  if op == "div" or op == "atan2" then return "float64" end
+  if op == "band" or op == "bor" or op == "bxor" then
+    return (ta == "bool" and tb == "bool") and "bool" or "int64"
+  end
+  if ta == "float64" or tb == "float64" then return "float64" end
+  return "int64"
+end
+
+local function dtype_of(v)
+  if is_array(v) then return v.dtype end
+  if type(v) == "boolean" then return "bool" end
+  if math_type(v) == "integer" then return "int64" end
+  if type(v) == "number" then return "float64" end
+  return v.dtype
+end
+
+-- Fused program op codes (dl_nd.h).
+local FZ_IN, FZ_K, FZ_BIN, FZ_UN = 0, 1, 2, 3
+local BIN = {add = 0, sub = 1, mul = 2, div = 3, idiv = 4, mod = 5,
+             pow = 6, lt = 7, le = 8, gt = 9, ge = 10, eq = 11, ne = 12,
+             band = 13, bor = 14, bxor = 15, minimum = 16, maximum = 17,
+             atan2 = 18}
+local UN = {unm = 0, abs = 1, sign = 2, ["not"] = 3, floor = 4, ceil = 5,
+            round = 6, sqrt = 7, exp = 8, log = 9, log10 = 10, log2 = 11,
+            sin = 12, cos = 13, tan = 14, arcsin = 15, arccos = 16,
+            arctan = 17, sinh = 18, cosh = 19, tanh = 20, expm1 = 21,
+            log1p = 22}
+-- Binary ops the fused float64 machine runs (dl_nd_fused).
+local FUSABLE_BIN = {add = true, sub = true, mul = true, div = true,
+  lt = true, le = true, gt = true, ge = true, eq = true, ne = true,
+  idiv = true, mod = true, pow = true, minimum = true, maximum = true,
+  atan2 = true}
+
+-- The expression of an elementwise array for fusion: {kind = "in",
+-- array} leaves, {kind = "k", value}, {kind = "bin"/"un", op, args}.
+local function leaf_expr(v)
+  if is_array(v) then return v.expr or {kind = "in", arr = v} end
+  return {kind = "k", value = v}
+end
+
+-- Append the program of expression e to prog; inputs are numbered in
+-- ins (array -> index), constants in consts.
+local function compile(e, prog, consts, ins, inlist)
+  if e.kind == "in" then
+    local i = ins[e.arr]
+    if not i then
+      inlist[#inlist + 1] = e.arr
+      i = #inlist - 1
+      ins[e.arr] = i
+    end
+    prog[#prog + 1] = FZ_IN; prog[#prog + 1] = i
+  elseif e.kind == "k" then
+    consts[#consts + 1] = e.value + 0.0
+    prog[#prog + 1] = FZ_K; prog[#prog + 1] = #consts - 1
+  elseif e.kind == "bin" then
+    compile(e.a, prog, consts, ins, inlist)
+    compile(e.b, prog, consts, ins, inlist)
+    prog[#prog + 1] = FZ_BIN; prog[#prog + 1] = BIN[e.op]
+  else
+    compile(e.a, prog, consts, ins, inlist)
+    prog[#prog + 1] = FZ_UN; prog[#prog + 1] = UN[e.op]
+  end
+end
+
+-- Can e run on the fused float64 machine?  Every input float64 (or a
+-- number), every op supported, at most 16 deep.
+local function fusable(e, depth)
+  depth = depth or 1
+  if depth > 12 then return false end
+  if e.kind == "in" then return e.arr.dtype == "float64" end
+  if e.kind == "k" then return type(e.value) == "number" end
+  if e.kind == "bin" then
+    return FUSABLE_BIN[e.op] and fusable(e.a, depth + 1) and
+      fusable(e.b, depth + 2)
+  end
+  return UN[e.op] ~= nil and e.op ~= "not" and fusable(e.a, depth + 1)
+end
+
+-- Broadcast shapes of a and b; error naming both.
+local function bshape(sa, sb, what, level)
+  local n = mmax(#sa, #sb)
+  local out = {}
+  for i = 1, n do
+    local x = sa[#sa - n + i] or 1
+    local y = sb[#sb - n + i] or 1
+    if x == y or y == 1 then out[i] = x
+    elseif x == 1 then out[i] = y
+    else
+      error(sformat("dlua.array: %s: shapes %s and %s cannot be broadcast "
+        .. "together", what, fmt_tuple(sa), fmt_tuple(sb)), level + 1)
+    end
+  end
+  return out
+end
+
+-- Block ref of operand v (array or scalar) for output block idx of an
+-- output with out_nd axes; broadcast axes (length 1) take block 1.
+local function operand_ref(v, idx)
+  if not is_array(v) then return v end
+  local n, sub = #v.shape, {}
+  for d = 1, n do
+    local od = #idx - n + d
+    sub[d] = (v.shape[d] == 1) and 1 or idx[od]
+  end
+  return block_ref(v, sub)
+end
+
+local function out_chunks(a, b, shape, what, level)
+  local chunks = {}
+  for d = 1, #shape do
+    local ca, cb
+    if is_array(a) then
+      local ad = #a.shape - #shape + d
+      if ad >= 1 and a.shape[ad] == shape[d] then ca = a.chunks[ad] end
+    end
+    if is_array(b) then
+      local bd = #b.shape - #shape + d
+      if bd >= 1 and b.shape[bd] == shape[d] then cb = b.chunks[bd] end
+    end
+    if ca and cb and tconcat(ca, ",") ~= tconcat(cb, ",") then
+      error(sformat("dlua.array: %s: chunks differ on axis %d ({%s} and "
+        .. "{%s}); rechunk one operand first", what, d, tconcat(ca, ", "),
+        tconcat(cb, ", ")), level + 1)
+    end
+    chunks[d] = ca or cb or {shape[d]}
+  end
+  return chunks
+end
+
+local function elemwise(op, a, b, level)
+  level = level + 1
+  if getmetatable(a) == NDMT then a = M.from_ndarray(a) end
+  if getmetatable(b) == NDMT then b = M.from_ndarray(b) end
+  for _, v in ipairs{a, b} do
+    if not is_array(v) and type(v) ~= "number" and type(v) ~= "boolean" then
+      error(sformat("dlua.array: %s: cannot combine an array with a %s",
+        op, type(v)), level)
+    end
+  end
+  local sa = is_array(a) and a.shape or {}
+  local sb = is_array(b) and b.shape or {}
+  local shape = bshape(sa, sb, op, level)
+  local chunks = out_chunks(a, b, shape, op, level)
+  -- a single-block broadcast operand must really be one block
+  for _, v in ipairs{a, b} do
+    if is_array(v) then
+      for d = 1, #v.shape do
+        if v.shape[d] == 1 and #v.chunks[d] ~= 1 then
+          error("dlua.array: bad chunks", level)
+        end
+      end
+    end
+  end
+  local expr = {kind = "bin", op = op, a = leaf_expr(a), b = leaf_expr(b)}
+  local dtype = result_dtype(op, dtype_of(a), dtype_of(b))
+  local same = true -- no broadcasting: fusion possible
+  for _, v in ipairs{a, b} do
+    if is_array(v) and #v.shape ~= #shape then same = false end
+    if is_array(v) then
+      for d = 1, #v.shape do
+        if v.shape[d] ~= shape[d] then same = false end
+      end
+    end
+  end
+  return M._ew(expr, shape, chunks, dtype, same, op, a, b)
+end
+
+-- An elementwise array from expression expr.  When every input has the
+-- output's shape and the expression is fusable, block refs are "ew"
+-- programs over the leaf blocks; else one "op" per operator.
+function M._ew(expr, shape, chunks, dtype, same, op, a, b)
+  local fuse = same and fusable(expr) and dtype ~= "int64"
+  local arr = new_array{name = fresh(op), shape = shape, chunks = chunks,
+    dtype = dtype, kind = "ew", layers = merge_layers(a, b),
+    expr = same and expr or nil}
+  if fuse then
+    local prog, consts, ins, inlist = {}, {}, {}, {}
+    compile(expr, prog, consts, ins, inlist)
+    for _, v in ipairs(inlist) do
+      for n, l in pairs(v.layers) do arr.layers[n] = l end
+    end
+    local isbool = dtype == "bool"
+    arr.mkref = function(_, idx)
+      local r = {"ew", prog, consts, bool = isbool or nil}
+      for i, v in ipairs(inlist) do r[3 + i] = block_ref(v, idx) end
+      return r
+    end
+  else
+    arr.expr = nil
+    arr.mkref = function(_, idx)
+      if b == nil then
+        return {"op", op, 1, operand_ref(a, idx)}
+      end
+      return {"op", op, 2, operand_ref(a, idx),
+              operand_ref(b, idx)}
+    end
+  end
+  return arr
+end
+
+local function unary(op, a, level)
+  local expr = {kind = "un", op = op, a = leaf_expr(a)}
+  local dtype = (op == "unm" or op == "abs" or op == "sign" or
+    op == "floor" or op == "ceil" or op == "round" or op == "not")
+    and a.dtype or "float64"
+  if op == "isnan" or op == "isinf" or op == "isfinite" then
+    dtype = "bool"
+  end
+  if op == "not" and a.dtype == "float64" then
+    error("dlua.array: ~ needs a bool or int64 array", level + 1)
+  end
+  return M._ew(expr, a.shape, a.chunks, dtype, true, op, a, nil)
+end
+
+for _, op in ipairs{"add", "sub", "mul", "div", "idiv", "mod", "pow",
+                    "band", "bor", "bxor"} do
+  Array["__" .. op] = function(a, b) return elemwise(op, a, b, 2) end
+end
+Array.__unm = function(a) return unary("unm", a, 2) end
+Array.__bnot = function(a) return unary("not", a, 2) end
+for op in pairs(CMP) do
+  methods[op] = function(a, b) return elemwise(op, a, b, 2) end
+end
+for _, op in ipairs{"maximum", "minimum", "atan2"} do
+  methods[op] = function(a, b) return elemwise(op, a, b, 2) end
+  M[op] = methods[op]
+end
+for op in pairs(UN) do
+  if op ~= "not" and op ~= "unm" then
+    methods[op] = function(a) return unary(op, a, 2) end
+    M[op] = methods[op]
+  end
+end
+for _, op in ipairs{"isnan", "isinf", "isfinite"} do
+  methods[op] = function(a) return unary(op, a, 2) end
+  M[op] = methods[op]
+end
+
+--- da.where(cond, a, b)
+function M.where(c, a, b)
+  local shape = bshape(bshape(c.shape, is_array(a) and a.shape or {}, "where",
+    2), is_array(b) and b.shape or {}, "where", 2)
+  local chunks = out_chunks(c, is_array(a) and a or b, shape, "where", 2)
+  local dt = result_dtype("add", dtype_of(a), dtype_of(b))
+  if dtype_of(a) == "bool" and dtype_of(b) == "bool" then dt = "bool" end
+  return new_array{name = fresh("where"), shape = shape, chunks = chunks,
+    dtype = dt, kind = "ew", layers = merge_layers(c, a, b),
+    mkref = function(_, idx)
+      return {"op", "where", 3, operand_ref(c, idx), operand_ref(a, idx),
+              operand_ref(b, idx)}
+    end}
+end
+
+-- ------------------------------------------------------------ transpose
+
+--- x:transpose() / x.T: axes reversed (2-d and n-d).
+function methods.transpose(a)
+  local n = #a.shape
+  local shape, chunks = {}, {}
+  for d = 1, n do shape[d] = a.shape[n + 1 - d]; chunks[d] = a.chunks[n + 1 - d] end
+  return new_array{name = fresh("transpose"), shape = shape, chunks = chunks,
+    dtype = a.dtype, kind = "T", layers = merge_layers(a), tsrc = a,
+    mkref = function(_, idx)
+      local src = {}
+      for d = 1, n do src[d] = idx[n + 1 - d] end
+      return {"T", block_ref(a, src)}
+    end}
+end
+
+-- ------------------------------------------------------------ reductions
+
+-- Partial results: full reductions give Lua values, axis reductions
+-- ndarrays.  mean: {sum, count}; var/std: {n, mean, M2} (Chan et al.).
+local function t_partial(op, axis, r, fused)
+  local ndm = require "dlua.ndarray"
+  local b
+  if fused and op == "sum" and axis == nil then
+    local ins, memo = {}, {}
+    for i = 4, #r do ins[#ins + 1] = fz_input(r[i], memo) end
+    return ndm._fused(r[2], r[3], "sum", table.unpack(ins))
+  end
+  b = ev(r, {})
+  if type(b) ~= "userdata" then b = ndm.from_table(b) end
+  local o = axis and {axis = axis} or nil
+  if op == "mean" then
+    return {b:sum(o), axis and b.shape[axis] or b.size}
+  elseif op == "var" or op == "std" then
+    local n = axis and b.shape[axis] or b.size
+    local m = b:mean(o)
+    return {n, m, b:var(o) * n}
+  end
+  return b[op](b, o)
+end
+
+local function combine2(op, x, y)
+  local ndm = require "dlua.ndarray"
+  if op == "sum" then return x + y end
+  if op == "prod" then return x * y end
+  if op == "min" then
+    if type(x) == "number" then return mmin(x, y) end
+    return ndm.minimum(x, y)
+  end
+  if op == "max" then
+    if type(x) == "number" then return mmax(x, y) end
+    return ndm.maximum(x, y)
+  end
+  if op == "any" then
+    if type(x) == "boolean" then return x or y end
+    return x | y
+  end
+  if op == "all" then
+    if type(x) == "boolean" then return x and y end
+    return x & y
+  end
+  if op == "mean" then return {x[1] + y[1], x[2] + y[2]} end
+  -- var/std
+  local na, ma, m2a, nb, mb, m2b = x[1], x[2], x[3], y[1], y[2], y[3]
+  local n = na + nb
+  if n == 0 then return x end
+  local delta = mb - ma
+  return {n, ma + delta * (nb / n), m2a + m2b + delta * delta * (na * nb / n)}
+end
+
+local function t_combine(op, parts)
+  local acc = parts[1]
+  for i = 2, #parts do acc = combine2(op, acc, parts[i]) end
+  return acc
+end
+
+local function t_finish(op, ddof, p)
+  if op == "mean" then return p[1] / p[2] end
+  if op == "var" or op == "std" then
+    local v = p[3] / (p[1] - ddof)
+    if op == "std" then
+      if type(v) == "number" then return math.sqrt(v) end
+      return v:sqrt()
+    end
+    return v
+  end
+  return p
+end
+
+local RED = {sum = true, prod = true, min = true, max = true, mean = true,
+             var = true, std = true, any = true, all = true}
+
+local function reduction(a, op, o, level)
+  level = level + 1
+  if o ~= nil and type(o) ~= "table" then
+    error(sformat("dlua.array: %s: options must be a table {axis =, "
+      .. "split_every =}, got %s", op, type(o)), level)
+  end
+  o = o or {}
+  local axis = o.axis
+  local n = #a.shape
+  if axis ~= nil then
+    if math_type(axis) ~= "integer" or axis == 0 or axis > n or axis < -n then
+      error(sformat("dlua.array: %s: axis %s is out of range for shape %s "
+        .. "(axes 1..%d)", op, tostring(axis), fmt_tuple(a.shape), n), level)
+    end
+    if axis < 0 then axis = axis + n + 1 end
+  end
+  local se = o.split_every or 8
+  if math_type(se) ~= "integer" or se < 2 then
+    error("dlua.array: split_every must be an integer >= 2", level)
+  end
+  local ddof = o.ddof or 0
+  local name = fresh(op)
+  local layer = {}
+  local fused = a.kind == "ew" and a.dtype ~= "int64" and axis == nil and
+    op == "sum"
+  -- partial per block
+  local groups, order = {}, {}
+  for _, idx in ipairs(each_block(a.chunks)) do
+    local r = block_ref(a, idx)
+    local deps = {}
+    ref_deps(r, deps, {})
+    local k = key_of(name .. "-p", idx)
+    local isfz = fused and type(r) == "table" and r[1] == "ew"
+    layer[k] = {fn = t_partial, args = {n = 4, op, axis, r, isfz},
+                deps = deps}
+    local gidx = {}
+    for d = 1, n do if axis and d ~= axis then gidx[#gidx + 1] = idx[d] end end
+    local gk = tconcat(gidx, ",")
+    if not groups[gk] then groups[gk] = {}; order[#order + 1] = {gk, gidx} end
+    local g = groups[gk]
+    g[#g + 1] = k
+  end
+  -- combine trees
+  local level_no = 0
+  local finals = {}
+  for _, go in ipairs(order) do
+    local keys = groups[go[1]]
+    while #keys > 1 do
+      level_no = level_no + 1
+      local nxt = {}
+      for i = 1, #keys, se do
+        local part = {}
+        for j = i, mmin(i + se - 1, #keys) do part[#part + 1] = keys[j] end
+        local k = sformat("%s-c%d.%d", name, level_no, #nxt + 1) .. "," ..
+          go[1]
+        layer[k] = {fn = t_combine, args = {n = 2, op, part}, deps = part}
+        nxt[#nxt + 1] = k
+      end
+      keys = nxt
+    end
+    local fk = key_of(name, #go[2] > 0 and go[2] or {0})
+    layer[fk] = {fn = t_finish, args = {n = 3, op, ddof, keys[1]},
+                 deps = {keys[1]}}
+    finals[go[1]] = fk
+  end
+  local shape, chunks = {}, {}
+  for d = 1, n do
+    if axis and d ~= axis then
+      shape[#shape + 1] = a.shape[d]
+      chunks[#chunks + 1] = a.chunks[d]
+    end
+  end
+  local dtype = a.dtype
+  if op == "mean" or op == "var" or op == "std" then dtype = "float64"
+  elseif op == "any" or op == "all" then dtype = "bool"
+  elseif (op == "sum" or op == "prod") and dtype == "bool" then
+    dtype = "int64"
+  end
+  local layers = merge_layers(a)
+  layers[name] = layer
+  return new_array{name = name, shape = shape, chunks = axis and chunks or {},
+    dtype = dtype, kind = "keys", layers = layers, scalar = axis == nil,
+    mkref = function(_, idx)
+      return finals[tconcat(idx, ",")] or finals[""]
+    end}
+end
+
+for op in pairs(RED) do
+  methods[op] = function(a, o) return reduction(a, op, o, 2) end
+end
+
+-- --------------------------------------------------------------- matmul
+
+local function t_matmul(arefs, brefs)
+  local acc
+  for i = 1, #arefs do
+    local a, b = ev(arefs[i], {}), ev(brefs[i], {})
+    local p = a:matmul(b)
+    acc = acc and acc + p or p
+  end
+  return acc
+end
+
+--- x:matmul(y) / da.matmul(x, y): blockwise matrix product of 2-d arrays
+-- (inner chunks must agree).
+function methods.matmul(a, b)
+  if not is_array(a) or not is_array(b) or #a.shape ~= 2 or #b.shape ~= 2 then
+    error("dlua.array.matmul: needs two 2-d arrays", 2)
+  end
+  if a.shape[2] ~= b.shape[1] then
+    error(sformat("dlua.array.matmul: shapes %s and %s do not align",
+      fmt_tuple(a.shape), fmt_tuple(b.shape)), 2)
+  end
+  if tconcat(a.chunks[2], ",") ~= tconcat(b.chunks[1], ",") then
+    error(sformat("dlua.array.matmul: inner chunks differ ({%s} and {%s}); "
+      .. "rechunk first", tconcat(a.chunks[2], ", "),
+      tconcat(b.chunks[1], ", ")), 2)
+  end
+  -- inputs used by many output blocks become tasks once (a transpose of
+  -- tasks stays a cheap ref)
+  local function mat(x)
+    if x.kind == "T" then return methods.transpose(materialize(x.tsrc)) end
+    return materialize(x)
+  end
+  local ma, mb = mat(a), mat(b)
+  local name = fresh("matmul")
+  local layer = {}
+  local chunks = {a.chunks[1], b.chunks[2]}
+  for _, idx in ipairs(each_block(chunks)) do
+    local ar, br, deps, set = {}, {}, {}, {}
+    for l = 1, #a.chunks[2] do
+      ar[l] = block_ref(ma, {idx[1], l})
+      br[l] = block_ref(mb, {l, idx[2]})
+      ref_deps(ar[l], deps, set)
+      ref_deps(br[l], deps, set)
+    end
+    layer[key_of(name, idx)] = {fn = t_matmul, args = {n = 2, ar, br},
+                                deps = deps}
+  end
+  local layers = merge_layers(ma, mb)
+  layers[name] = layer
+  return new_array{name = name, shape = {a.shape[1], b.shape[2]},
+    chunks = chunks, dtype = "float64", kind = "keys", layers = layers,
+    mkref = function(_, idx) return key_of(name, idx) end}
+end
+M.matmul = methods.matmul
+methods.dot = methods.matmul
+
+-- -------------------------------------------------------------- running
+
+local function graph_of(a)
+  local m = a.scalar and a or materialize(a)
+  local g = {}
+  for _, l in pairs(m.layers) do
+    for k, t in pairs(l) do g[k] = t end
+  end
+  return g, m
+end
+
+--- x:compute([opts]) -> ndarray (a Lua number for a full reduction).
+-- opts go to dlua.compute_graph (client =, scheduler =, ...).
+function methods.compute(a, opts)
+  if not is_array(a) then error("dlua.array: use x:compute()", 2) end
+  local g, m = graph_of(a)
+  local cg = require("dlua.delayed").compute_graph
+  if a.scalar then
+    local k = block_ref(m, {})
+    local v = cg(g, k, opts)
+    if type(v) == "userdata" and v.size == 1 then v = v:item() end
+    if a.dtype == "int64" and type(v) == "number" then
+      v = tointeger(v) or v
+    end
+    return v
+  end
+  local blocks = each_block(m.chunks)
+  local keys = {}
+  for i, idx in ipairs(blocks) do keys[i] = block_ref(m, idx) end
+  local vals = #keys > 0 and cg(g, keys, opts) or {}
+  if #blocks == 1 then
+    return vals[1]
+  end
+  local out = nd.zeros(a.shape, a.dtype)
+  for i, idx in ipairs(blocks) do
+    local spec = {}
+    for d = 1, #idx do
+      local o = m.offsets[d][idx[d]]
+      spec[d] = {o, o + m.chunks[d][idx[d]] - 1}
+    end
+    out:slice(table.unpack(spec)):assign(vals[i])
+  end
+  return out
+end
+
+--- x:graph() -> the plain task graph (as dlua.delayed's d:graph()).
+function methods.graph(a)
+  return (graph_of(a))
+end
+
+--- x:visualize([file]) -> Graphviz text of the task graph.
+function methods.visualize(a, file)
+  local g = graph_of(a)
+  local lines = {"digraph dlua_array {", "  rankdir=BT;"}
+  for k, t in pairs(g) do
+    lines[#lines + 1] = sformat("  %q [shape=%s];", k,
+      type(t) == "table" and t.fn and "ellipse" or "box")
+    if type(t) == "table" and t.deps then
+      for _, d in ipairs(t.deps) do
+        lines[#lines + 1] = sformat("  %q -> %q;", d, k)
+      end
+    end
+  end
+  lines[#lines + 1] = "}"
+  local s = tconcat(lines, "\n") .. "\n"
+  if file then
+    local f = assert(io.open(file, "w"))
+    f:write(s)
+    f:close()
+  end
+  return s
+end
+
+-- ------------------------------------------------------------ printing
+
+local function fmt_bytes(n)
+  local units = {"B", "kiB", "MiB", "GiB", "TiB"}
+  local u = 1
+  while n >= 1024 and u < #units do n = n / 1024; u = u + 1 end
+  return u == 1 and sformat("%d B", n) or sformat("%.2f %s", n, units[u])
+end
+
+local function ntasks(a)
+  local n = 0
+  for _, l in pairs(a.layers) do for _ in pairs(l) do n = n + 1 end end
+  if a.kind ~= "keys" then n = n + #each_block(a.chunks) end
+  return n
+end
+
+function Array.__tostring(a)
+  local size, csize, nblocks = 1, 1, 1
+  local cs = {}
+  for d = 1, #a.shape do
+    size = size * a.shape[d]
+    local m = 0
+    for _, c in ipairs(a.chunks[d]) do m = mmax(m, c) end
+    cs[d] = m
+    csize = csize * m
+    nblocks = nblocks * #a.chunks[d]
+  end
+  local nl = 0
+  for _ in pairs(a.layers) do nl = nl + 1 end
+  local isz = nbytes_of(a.dtype)
+  return sformat("dlua.array<%s, shape=%s, dtype=%s, chunksize=%s, "
+    .. "chunktype=ndarray>\n  bytes: %s (array), %s (chunk); %d chunks; "
+    .. "%d tasks in %d graph layers", a.name:match("^(.-)%-") or a.name,
+    fmt_tuple(a.shape), a.dtype, fmt_tuple(cs), fmt_bytes(size * isz),
+    fmt_bytes(csize * isz), nblocks, ntasks(a), nl + (a.kind ~= "keys" and 1 or 0))
+end
+
+function Array.__index(a, k)
+  if k == "T" then return methods.transpose(a) end
+  if k == "ndim" then return #a.shape end
+  if k == "size" then
+    local n = 1
+    for d = 1, #a.shape do n = n * a.shape[d] end
+    return n
+  end
+  if k == "nbytes" then
+    local n = nbytes_of(a.dtype)
+    for d = 1, #a.shape do n = n * a.shape[d] end
+    return n
+  end
+  if k == "numblocks" then
+    local t = {}
+    for d = 1, #a.chunks do t[d] = #a.chunks[d] end
+    return t
+  end
+  return methods[k]
+end
+
+function Array.__len(a) return a.shape[1] end
+
+M.Array = Array
+M.is_array = is_array
+M.compute = function(a, opts) return methods.compute(a, opts) end
+
+-- Private helpers the tasks reach by upvalue; exported for tests.
+M._ev = ev
+M._t_unop = t_unop
+M._t_binop = t_binop
+
+return M

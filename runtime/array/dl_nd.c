@@ -1,0 +1,1018 @@
+/*
+** dl_nd.c -- n-dimensional arrays: allocation, views, broadcasting
+** iteration, elementwise kernels, reductions.  See dl_nd.h.
+*/
+#include "dl_nd.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dl_buf.h"
+
+size_t dl_nd_itemsize(dl_dtype t) { return t == DL_BOOL ? 1 : 8; }
+
+const char *dl_nd_dtype_name(dl_dtype t) {
+  switch (t) {
+  case DL_F64: return "float64";
+  case DL_I64: return "int64";
+  default: return "bool";
+  }
+}
+
+int64_t dl_nd_size(const dl_nd *a) {
+  uint64_t n = 1; /* unsigned: a zero-size array may have huge axes */
+  int i;
+  for (i = 0; i < a->ndim; i++) n *= (uint64_t)a->shape[i];
+  return (int64_t)n;
+}
+
+int dl_nd_contiguous(const dl_nd *a) {
+  int64_t s = 1;
+  int i;
+  if (dl_nd_size(a) == 0) return 1;
+  for (i = a->ndim - 1; i >= 0; i--) {
+    if (a->shape[i] != 1 && a->strides[i] != s) return 0;
+    s *= a->shape[i];
+  }
+  return 1;
+}
+
+const char *dl_nd_strerror(int code) {
+  switch (code) {
+  case DL_ND_ENOMEM: return "not enough memory";
+  case DL_ND_EBCAST: return "shapes cannot be broadcast together";
+  case DL_ND_ESHAPE: return "shapes do not fit";
+  case DL_ND_ENAN: return "cannot convert NaN or infinity to int64";
+  case DL_ND_ESINGULAR: return "singular matrix";
+  case DL_ND_ENOTPD: return "matrix is not positive definite";
+  case DL_ND_ELAPACK: return "LAPACK failed";
+  case DL_ND_EDTYPE: return "operation not defined for this dtype";
+  case DL_ND_EZERODIV: return "integer division or modulo by zero";
+  case DL_ND_EDOMAIN: return "integers to negative integer powers are not "
+                             "allowed";
+  case DL_ND_EEMPTY: return "zero-size array has no minimum or maximum";
+  case DL_ND_ENOBLAS: return "cannot load OpenBLAS and LAPACKE "
+                             "(libopenblas0, liblapacke)";
+  default: return "error";
+  }
+}
+
+void dl_nd_shape_str(int ndim, const int64_t *shape, char *out, size_t n) {
+  size_t len = 0;
+  int i;
+  if (n == 0) return;
+  out[0] = '\0';
+  len += (size_t)snprintf(out, n, "(");
+  for (i = 0; i < ndim && len < n; i++)
+    len += (size_t)snprintf(out + len, n - len, "%s%lld", i ? ", " : "",
+                            (long long)shape[i]);
+  if (len < n)
+    snprintf(out + len, n - len, ndim == 1 ? ",)" : ")");
+}
+
+/* Released buffers kept for reuse (see dl_nd_trim), most recent last. */
+#define CACHE_SLOTS 32
+#define CACHE_MIN ((size_t)64 << 10)
+#define CACHE_MAX ((size_t)256 << 20)
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static dl_ndbuf *cache[CACHE_SLOTS];
+static int ncache;
+static size_t cache_bytes;
+static size_t allocated; /* bytes handed out since dl_nd_allocated */
+
+/* A buffer of at least bytes: a cached one (at most twice as big) or a
+   new one. */
+static dl_ndbuf *buf_get(size_t bytes) {
+  dl_ndbuf *b = NULL;
+  int i;
+  pthread_mutex_lock(&cache_mu);
+  allocated += bytes;
+  if (bytes >= CACHE_MIN)
+    for (i = ncache - 1; i >= 0; i--)
+      if (cache[i]->cap >= bytes && cache[i]->cap / 2 <= bytes) {
+        b = cache[i];
+        cache_bytes -= b->cap;
+        cache[i] = cache[--ncache];
+        break;
+      }
+  pthread_mutex_unlock(&cache_mu);
+  if (b == NULL) {
+    b = (dl_ndbuf *)dl_realloc(NULL, sizeof *b + bytes + 8);
+    if (b == NULL) return NULL;
+    b->cap = bytes;
+  }
+  b->refs = 1;
+  return b;
+}
+
+static void buf_put(dl_ndbuf *b) {
+  pthread_mutex_lock(&cache_mu);
+  if (b->cap >= CACHE_MIN && b->cap <= CACHE_MAX / 4) {
+    while (ncache > 0 && (ncache == CACHE_SLOTS ||
+                          cache_bytes + b->cap > CACHE_MAX)) {
+      dl_ndbuf *old = cache[0];
+      cache_bytes -= old->cap;
+      memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncache);
+      dl_free(old);
+    }
+    cache[ncache++] = b;
+    cache_bytes += b->cap;
+    b = NULL;
+  }
+  pthread_mutex_unlock(&cache_mu);
+  if (b) dl_free(b);
+}
+
+void dl_nd_trim(void) {
+  pthread_mutex_lock(&cache_mu);
+  while (ncache > 0) dl_free(cache[--ncache]);
+  cache_bytes = 0;
+  pthread_mutex_unlock(&cache_mu);
+}
+
+size_t dl_nd_allocated(void) {
+  size_t n;
+  pthread_mutex_lock(&cache_mu);
+  n = allocated;
+  allocated = 0;
+  pthread_mutex_unlock(&cache_mu);
+  return n;
+}
+
+int dl_nd_alloc_uninit(dl_nd *a, dl_dtype t, int ndim,
+                       const int64_t *shape) {
+  int64_t n = 1, s;
+  size_t bytes;
+  dl_ndbuf *b;
+  int i;
+  if (ndim < 0 || ndim > DL_ND_MAXDIM) return DL_ND_ESHAPE;
+  for (i = 0; i < ndim; i++) {
+    if (shape[i] < 0) return DL_ND_ESHAPE;
+    if (shape[i] && n > INT64_MAX / 16 / shape[i]) return DL_ND_ENOMEM;
+    n *= shape[i];
+  }
+  bytes = (size_t)n * dl_nd_itemsize(t);
+  if ((b = buf_get(bytes)) == NULL) return DL_ND_ENOMEM;
+  a->dtype = t;
+  a->ndim = ndim;
+  s = 1;
+  for (i = ndim - 1; i >= 0; i--) { /* zero-size arrays: strides 0 */
+    a->shape[i] = shape[i];
+    a->strides[i] = n ? s : 0;
+    if (n) s *= shape[i];
+  }
+  a->buf = b;
+  a->data = (char *)b->data;
+  return 0;
+}
+
+int dl_nd_alloc(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape) {
+  int rc = dl_nd_alloc_uninit(a, t, ndim, shape);
+  if (rc == 0) memset(a->data, 0, (size_t)dl_nd_size(a) * dl_nd_itemsize(t));
+  return rc;
+}
+
+void dl_nd_release(dl_nd *a) {
+  if (a->buf != NULL && --a->buf->refs == 0) buf_put(a->buf);
+  a->buf = NULL;
+  a->data = NULL;
+}
+
+void dl_nd_view(dl_nd *dst, const dl_nd *src) {
+  *dst = *src;
+  if (dst->buf) dst->buf->refs++;
+}
+
+char *dl_nd_at(const dl_nd *a, const int64_t *idx) {
+  int64_t off = 0;
+  int i;
+  for (i = 0; i < a->ndim; i++) off += idx[i] * a->strides[i];
+  return a->data + off * (int64_t)dl_nd_itemsize(a->dtype);
+}
+
+int dl_nd_broadcast_shape(int na, const int64_t *sa, int nb,
+                          const int64_t *sb, int *nout, int64_t *out) {
+  int n = na > nb ? na : nb, i;
+  for (i = 0; i < n; i++) {
+    int ia = na - n + i, ib = nb - n + i;
+    int64_t x = ia >= 0 ? sa[ia] : 1, y = ib >= 0 ? sb[ib] : 1;
+    if (x == y || y == 1) out[i] = x;
+    else if (x == 1) out[i] = y;
+    else return DL_ND_EBCAST;
+  }
+  *nout = n;
+  return 0;
+}
+
+/* ------------------------------------------------------------ iteration */
+
+/* Byte strides of a broadcast to ndim/shape (0 along stretched axes). */
+static void bstrides(const dl_nd *a, int ndim, const int64_t *shape,
+                     int64_t *bs) {
+  int64_t isz = (int64_t)dl_nd_itemsize(a->dtype);
+  int i;
+  for (i = 0; i < ndim; i++) {
+    int j = a->ndim - ndim + i;
+    bs[i] = (j < 0 || (a->shape[j] == 1 && shape[i] != 1))
+              ? 0 : a->strides[j] * isz;
+  }
+}
+
+/* An inner loop over n elements of up to three inputs and one output. */
+typedef void (*kern)(int64_t n, char *o, int64_t so, const char *a,
+                     int64_t sa, const char *b, int64_t sb, const char *c,
+                     int64_t sc);
+
+/* Run k over every element of shape[ndim]: the last axis is the inner
+   loop, the others are counted like an odometer. */
+static void iterate(int ndim, const int64_t *shape, kern k, char *o,
+                    const int64_t *so, const char *a, const int64_t *sa,
+                    const char *b, const int64_t *sb, const char *c,
+                    const int64_t *sc) {
+  int64_t idx[DL_ND_MAXDIM] = {0};
+  int64_t n;
+  int i;
+  if (ndim == 0) {
+    k(1, o, 0, a, 0, b, 0, c, 0);
+    return;
+  }
+  for (i = 0; i < ndim; i++)
+    if (shape[i] == 0) return;
+  n = shape[ndim - 1];
+  for (;;) {
+    k(n, o, so[ndim - 1], a, sa ? sa[ndim - 1] : 0, b, sb ? sb[ndim - 1] : 0,
+      c, sc ? sc[ndim - 1] : 0);
+    for (i = ndim - 2; i >= 0; i--) {
+      idx[i]++;
+      o += so[i];
+      if (a) a += sa[i];
+      if (b) b += sb[i];
+      if (c) c += sc[i];
+      if (idx[i] < shape[i]) break;
+      o -= so[i] * shape[i];
+      if (a) a -= sa[i] * shape[i];
+      if (b) b -= sb[i] * shape[i];
+      if (c) c -= sc[i] * shape[i];
+      idx[i] = 0;
+    }
+    if (i < 0) return;
+  }
+}
+
+/* ------------------------------------------------------------- casting */
+
+#define CAST_K(name, TI, TO, expr)                                        \
+  static void name(int64_t n, char *o, int64_t so, const char *a,         \
+                   int64_t sa, const char *b, int64_t sb, const char *c,  \
+                   int64_t sc) {                                          \
+    int64_t i;                                                            \
+    (void)b; (void)sb; (void)c; (void)sc;                                 \
+    for (i = 0; i < n; i++) {                                             \
+      TI x = *(const TI *)(a + i * sa);                                   \
+      *(TO *)(o + i * so) = (expr);                                       \
+    }                                                                     \
+  }
+CAST_K(cp_f_f, double, double, x)
+CAST_K(cp_f_i, double, int64_t, (int64_t)x)
+CAST_K(cp_f_b, double, uint8_t, x != 0)
+CAST_K(cp_i_f, int64_t, double, (double)x)
+CAST_K(cp_i_i, int64_t, int64_t, x)
+CAST_K(cp_i_b, int64_t, uint8_t, x != 0)
+CAST_K(cp_b_f, uint8_t, double, (double)x)
+CAST_K(cp_b_i, uint8_t, int64_t, (int64_t)x)
+CAST_K(cp_b_b, uint8_t, uint8_t, x)
+static const kern cast_k[3][3] = {{cp_f_f, cp_f_i, cp_f_b},
+                                  {cp_i_f, cp_i_i, cp_i_b},
+                                  {cp_b_f, cp_b_i, cp_b_b}};
+
+/* Non-zero when a float64 array holds NaN or an infinity. */
+static int has_nonfinite(const dl_nd *a) {
+  int64_t idx[DL_ND_MAXDIM] = {0}, n = dl_nd_size(a), k;
+  int i;
+  for (k = 0; k < n; k++) {
+    if (!isfinite(*(const double *)dl_nd_at(a, idx))) return 1;
+    for (i = a->ndim - 1; i >= 0; i--) {
+      if (++idx[i] < a->shape[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return 0;
+}
+
+int dl_nd_assign(dl_nd *dst, const dl_nd *src) {
+  int64_t so[DL_ND_MAXDIM], sa[DL_ND_MAXDIM], tmp[DL_ND_MAXDIM];
+  int n;
+  if (dl_nd_broadcast_shape(dst->ndim, dst->shape, src->ndim, src->shape,
+                            &n, tmp) ||
+      n != dst->ndim || memcmp(tmp, dst->shape, sizeof(int64_t) * n) != 0)
+    return DL_ND_EBCAST;
+  if (src->dtype == DL_F64 && dst->dtype == DL_I64 && has_nonfinite(src))
+    return DL_ND_ENAN;
+  bstrides(dst, n, dst->shape, so);
+  bstrides(src, n, dst->shape, sa);
+  iterate(n, dst->shape, cast_k[src->dtype][dst->dtype], dst->data, so,
+          src->data, sa, NULL, NULL, NULL, NULL);
+  return 0;
+}
+
+int dl_nd_astype(dl_nd *out, const dl_nd *a, dl_dtype t) {
+  dl_nd r;
+  int rc = dl_nd_alloc_uninit(&r, t, a->ndim, a->shape);
+  if (rc) return rc;
+  if ((rc = dl_nd_assign(&r, a)) != 0) {
+    dl_nd_release(&r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+/* A view of a as dtype t: a itself when it already is, else a copy. */
+static int as_dtype(dl_nd *out, const dl_nd *a, dl_dtype t) {
+  if (a->dtype == t) {
+    dl_nd_view(out, a);
+    return 0;
+  }
+  return dl_nd_astype(out, a, t);
+}
+
+/* ------------------------------------------------------ binary kernels */
+
+static double fl_mod(double x, double y) {
+  double r = fmod(x, y);
+  if (r != 0 && ((r < 0) != (y < 0))) r += y;
+  return r;
+}
+static int64_t in_fdiv(int64_t x, int64_t y) {
+  int64_t q = x / y;
+  if ((x % y != 0) && ((x < 0) != (y < 0))) q--;
+  return q;
+}
+static int64_t in_mod(int64_t x, int64_t y) {
+  int64_t r = x % y;
+  if (r != 0 && ((r < 0) != (y < 0))) r += y;
+  return r;
+}
+static int64_t in_pow(int64_t x, int64_t y) {
+  uint64_t r = 1, b = (uint64_t)x;
+  while (y > 0) {
+    if (y & 1) r *= b;
+    b *= b;
+    y >>= 1;
+  }
+  return (int64_t)r;
+}
+static double fmin_nan(double x, double y) {
+  return (x != x || y != y) ? NAN : (x < y ? x : y);
+}
+static double fmax_nan(double x, double y) {
+  return (x != x || y != y) ? NAN : (x > y ? x : y);
+}
+
+/* A binary kernel with a contiguous fast path and a scalar-b fast path. */
+#define BIN_K(name, TA, TO, expr)                                          \
+  static void name(int64_t n, char *o, int64_t so, const char *a,          \
+                   int64_t sa, const char *b, int64_t sb, const char *c,   \
+                   int64_t sc) {                                           \
+    int64_t i;                                                             \
+    (void)c; (void)sc;                                                     \
+    if (so == sizeof(TO) && sa == sizeof(TA) && sb == sizeof(TA)) {       \
+      TO *po = (TO *)o;                                                    \
+      const TA *pa = (const TA *)a, *pb = (const TA *)b;                   \
+      for (i = 0; i < n; i++) {                                            \
+        TA x = pa[i], y = pb[i];                                           \
+        po[i] = (expr);                                                    \
+      }                                                                    \
+    } else if (so == sizeof(TO) && sa == sizeof(TA) && sb == 0) {          \
+      TO *po = (TO *)o;                                                    \
+      const TA *pa = (const TA *)a;                                        \
+      TA y = *(const TA *)b;                                               \
+      for (i = 0; i < n; i++) {                                            \
+        TA x = pa[i];                                                      \
+        po[i] = (expr);                                                    \
+      }                                                                    \
+    } else {                                                               \
+      for (i = 0; i < n; i++) {                                            \
+        TA x = *(const TA *)(a + i * sa), y = *(const TA *)(b + i * sb);   \
+        *(TO *)(o + i * so) = (expr);                                      \
+      }                                                                    \
+    }                                                                      \
+  }
+
+BIN_K(f_add, double, double, x + y)
+BIN_K(f_sub, double, double, x - y)
+BIN_K(f_mul, double, double, x * y)
+BIN_K(f_div, double, double, x / y)
+BIN_K(f_fdiv, double, double, floor(x / y))
+BIN_K(f_mod, double, double, fl_mod(x, y))
+BIN_K(f_pow, double, double, pow(x, y))
+BIN_K(f_lt, double, uint8_t, x < y)
+BIN_K(f_le, double, uint8_t, x <= y)
+BIN_K(f_gt, double, uint8_t, x > y)
+BIN_K(f_ge, double, uint8_t, x >= y)
+BIN_K(f_eq, double, uint8_t, x == y)
+BIN_K(f_ne, double, uint8_t, x != y)
+BIN_K(f_min, double, double, fmin_nan(x, y))
+BIN_K(f_max, double, double, fmax_nan(x, y))
+BIN_K(f_atan2, double, double, atan2(x, y))
+BIN_K(i_add, int64_t, int64_t, (int64_t)((uint64_t)x + (uint64_t)y))
+BIN_K(i_sub, int64_t, int64_t, (int64_t)((uint64_t)x - (uint64_t)y))
+BIN_K(i_mul, int64_t, int64_t, (int64_t)((uint64_t)x * (uint64_t)y))
+BIN_K(i_fdiv, int64_t, int64_t, in_fdiv(x, y))
+BIN_K(i_mod, int64_t, int64_t, in_mod(x, y))
+BIN_K(i_pow, int64_t, int64_t, in_pow(x, y))
+BIN_K(i_lt, int64_t, uint8_t, x < y)
+BIN_K(i_le, int64_t, uint8_t, x <= y)
+BIN_K(i_gt, int64_t, uint8_t, x > y)
+BIN_K(i_ge, int64_t, uint8_t, x >= y)
+BIN_K(i_eq, int64_t, uint8_t, x == y)
+BIN_K(i_ne, int64_t, uint8_t, x != y)
+BIN_K(i_and, int64_t, int64_t, x & y)
+BIN_K(i_or, int64_t, int64_t, x | y)
+BIN_K(i_xor, int64_t, int64_t, x ^ y)
+BIN_K(i_min, int64_t, int64_t, x < y ? x : y)
+BIN_K(i_max, int64_t, int64_t, x > y ? x : y)
+BIN_K(b_and, uint8_t, uint8_t, x & y)
+BIN_K(b_or, uint8_t, uint8_t, x | y)
+BIN_K(b_xor, uint8_t, uint8_t, x ^ y)
+BIN_K(b_eq, uint8_t, uint8_t, x == y)
+BIN_K(b_ne, uint8_t, uint8_t, x != y)
+
+static const kern f_bin[DL_OP_NBIN] = {
+  f_add, f_sub, f_mul, f_div, f_fdiv, f_mod, f_pow, f_lt, f_le, f_gt, f_ge,
+  f_eq, f_ne, NULL, NULL, NULL, f_min, f_max, f_atan2};
+static const kern i_bin[DL_OP_NBIN] = {
+  i_add, i_sub, i_mul, NULL, i_fdiv, i_mod, i_pow, i_lt, i_le, i_gt, i_ge,
+  i_eq, i_ne, i_and, i_or, i_xor, i_min, i_max, NULL};
+
+static int is_cmp(int op) { return op >= DL_OP_LT && op <= DL_OP_NE; }
+static int is_logic(int op) { return op >= DL_OP_AND && op <= DL_OP_XOR; }
+
+/* Non-zero when the int64 array holds a value v with v == 0 (zero) or
+   v < 0 (neg). */
+static int i_has(const dl_nd *a, int neg) {
+  int64_t idx[DL_ND_MAXDIM] = {0}, n = dl_nd_size(a), k;
+  int i;
+  for (k = 0; k < n; k++) {
+    int64_t v = *(const int64_t *)dl_nd_at(a, idx);
+    if (neg ? v < 0 : v == 0) return 1;
+    for (i = a->ndim - 1; i >= 0; i--) {
+      if (++idx[i] < a->shape[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return 0;
+}
+
+int dl_nd_binop(dl_nd *out, int op, const dl_nd *a, const dl_nd *b) {
+  int64_t shape[DL_ND_MAXDIM], so[DL_ND_MAXDIM], sa[DL_ND_MAXDIM],
+    sb[DL_ND_MAXDIM];
+  dl_nd ca, cb, r;
+  dl_dtype wt, ot;
+  kern k;
+  int n, rc;
+  if (op < 0 || op >= DL_OP_NBIN) return DL_ND_EDTYPE;
+  if ((rc = dl_nd_broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, &n,
+                                  shape)) != 0)
+    return rc;
+  if (is_logic(op)) {
+    if (a->dtype == DL_F64 || b->dtype == DL_F64) return DL_ND_EDTYPE;
+    wt = (a->dtype == DL_BOOL && b->dtype == DL_BOOL) ? DL_BOOL : DL_I64;
+  } else if (op == DL_OP_DIV || op == DL_OP_ATAN2) {
+    wt = DL_F64;
+  } else {
+    wt = (a->dtype == DL_F64 || b->dtype == DL_F64) ? DL_F64 : DL_I64;
+    if (is_cmp(op) && a->dtype == DL_BOOL && b->dtype == DL_BOOL &&
+        (op == DL_OP_EQ || op == DL_OP_NE))
+      wt = DL_BOOL;
+  }
+  ot = is_cmp(op) ? DL_BOOL : wt;
+  if (wt == DL_BOOL)
+    k = op == DL_OP_AND ? b_and : op == DL_OP_OR ? b_or
+      : op == DL_OP_XOR ? b_xor : op == DL_OP_EQ ? b_eq : b_ne;
+  else
+    k = wt == DL_F64 ? f_bin[op] : i_bin[op];
+  if (k == NULL) return DL_ND_EDTYPE;
+  if ((rc = as_dtype(&ca, a, wt)) != 0) return rc;
+  if ((rc = as_dtype(&cb, b, wt)) != 0) {
+    dl_nd_release(&ca);
+    return rc;
+  }
+  if (wt == DL_I64 && (op == DL_OP_FDIV || op == DL_OP_MOD) && i_has(&cb, 0))
+    rc = DL_ND_EZERODIV;
+  else if (wt == DL_I64 && op == DL_OP_POW && i_has(&cb, 1))
+    rc = DL_ND_EDOMAIN;
+  else
+    rc = dl_nd_alloc_uninit(&r, ot, n, shape);
+  if (rc == 0) {
+    bstrides(&r, n, shape, so);
+    bstrides(&ca, n, shape, sa);
+    bstrides(&cb, n, shape, sb);
+    iterate(n, shape, k, r.data, so, ca.data, sa, cb.data, sb, NULL, NULL);
+    *out = r;
+  }
+  dl_nd_release(&ca);
+  dl_nd_release(&cb);
+  return rc;
+}
+
+/* ------------------------------------------------------- unary kernels */
+
+#define UN_K(name, TA, TO, expr)                                           \
+  static void name(int64_t n, char *o, int64_t so, const char *a,          \
+                   int64_t sa, const char *b, int64_t sb, const char *c,   \
+                   int64_t sc) {                                           \
+    int64_t i;                                                             \
+    (void)b; (void)sb; (void)c; (void)sc;                                  \
+    if (so == sizeof(TO) && sa == sizeof(TA)) {                            \
+      TO *po = (TO *)o;                                                    \
+      const TA *pa = (const TA *)a;                                        \
+      for (i = 0; i < n; i++) {                                            \
+        TA x = pa[i];                                                      \
+        po[i] = (expr);                                                    \
+      }                                                                    \
+    } else {                                                               \
+      for (i = 0; i < n; i++) {                                            \
+        TA x = *(const TA *)(a + i * sa);                                  \
+        *(TO *)(o + i * so) = (expr);                                      \
+      }                                                                    \
+    }                                                                      \
+  }
+
+static double f_sign(double x) {
+  return x > 0 ? 1.0 : x < 0 ? -1.0 : x;
+}
+UN_K(uf_neg, double, double, -x)
+UN_K(uf_abs, double, double, fabs(x))
+UN_K(uf_sign, double, double, f_sign(x))
+UN_K(uf_floor, double, double, floor(x))
+UN_K(uf_ceil, double, double, ceil(x))
+UN_K(uf_round, double, double, nearbyint(x))
+UN_K(uf_sqrt, double, double, sqrt(x))
+UN_K(uf_exp, double, double, exp(x))
+UN_K(uf_log, double, double, log(x))
+UN_K(uf_log10, double, double, log10(x))
+UN_K(uf_log2, double, double, log2(x))
+UN_K(uf_sin, double, double, sin(x))
+UN_K(uf_cos, double, double, cos(x))
+UN_K(uf_tan, double, double, tan(x))
+UN_K(uf_asin, double, double, asin(x))
+UN_K(uf_acos, double, double, acos(x))
+UN_K(uf_atan, double, double, atan(x))
+UN_K(uf_sinh, double, double, sinh(x))
+UN_K(uf_cosh, double, double, cosh(x))
+UN_K(uf_tanh, double, double, tanh(x))
+UN_K(uf_expm1, double, double, expm1(x))
+UN_K(uf_log1p, double, double, log1p(x))
+UN_K(uf_isnan, double, uint8_t, isnan(x) != 0)
+UN_K(uf_isinf, double, uint8_t, isinf(x) != 0)
+UN_K(uf_isfinite, double, uint8_t, isfinite(x) != 0)
+UN_K(ui_neg, int64_t, int64_t, (int64_t)(0 - (uint64_t)x))
+UN_K(ui_abs, int64_t, int64_t, x < 0 ? (int64_t)(0 - (uint64_t)x) : x)
+UN_K(ui_sign, int64_t, int64_t, (x > 0) - (x < 0))
+UN_K(ui_bnot, int64_t, int64_t, ~x)
+UN_K(ui_same, int64_t, int64_t, x)
+UN_K(ui_false, int64_t, uint8_t, x != x)
+UN_K(ui_true, int64_t, uint8_t, x == x)
+UN_K(ub_not, uint8_t, uint8_t, !x)
+
+static const kern f_un[DL_UN_N] = {
+  uf_neg, uf_abs, uf_sign, NULL, uf_floor, uf_ceil, uf_round, uf_sqrt,
+  uf_exp, uf_log, uf_log10, uf_log2, uf_sin, uf_cos, uf_tan, uf_asin,
+  uf_acos, uf_atan, uf_sinh, uf_cosh, uf_tanh, uf_expm1, uf_log1p,
+  uf_isnan, uf_isinf, uf_isfinite};
+
+int dl_nd_unop(dl_nd *out, int op, const dl_nd *a) {
+  int64_t so[DL_ND_MAXDIM], sa[DL_ND_MAXDIM];
+  dl_nd ca, r;
+  dl_dtype wt, ot;
+  kern k = NULL;
+  int rc;
+  if (op < 0 || op >= DL_UN_N) return DL_ND_EDTYPE;
+  if (op == DL_UN_NOT) {
+    if (a->dtype == DL_F64) return DL_ND_EDTYPE;
+    wt = ot = a->dtype;
+    k = wt == DL_BOOL ? ub_not : ui_bnot;
+  } else if (a->dtype != DL_F64 && op <= DL_UN_ROUND) {
+    wt = ot = DL_I64;
+    k = op == DL_UN_NEG ? ui_neg : op == DL_UN_ABS ? ui_abs
+      : op == DL_UN_SIGN ? ui_sign : ui_same;
+  } else if (a->dtype != DL_F64 && op >= DL_UN_ISNAN) {
+    wt = DL_I64;
+    ot = DL_BOOL;
+    k = op == DL_UN_ISFINITE ? ui_true : ui_false;
+  } else {
+    wt = DL_F64;
+    ot = op >= DL_UN_ISNAN ? DL_BOOL : DL_F64;
+    k = f_un[op];
+  }
+  if ((rc = as_dtype(&ca, a, wt)) != 0) return rc;
+  if ((rc = dl_nd_alloc_uninit(&r, ot, a->ndim, a->shape)) == 0) {
+    bstrides(&r, a->ndim, a->shape, so);
+    bstrides(&ca, a->ndim, a->shape, sa);
+    iterate(a->ndim, a->shape, k, r.data, so, ca.data, sa, NULL, NULL, NULL,
+            NULL);
+    *out = r;
+  }
+  dl_nd_release(&ca);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- where */
+
+#define WHERE_K(name, T)                                                   \
+  static void name(int64_t n, char *o, int64_t so, const char *a,          \
+                   int64_t sa, const char *b, int64_t sb, const char *c,   \
+                   int64_t sc) {                                           \
+    int64_t i;                                                             \
+    for (i = 0; i < n; i++)                                                \
+      *(T *)(o + i * so) = *(const uint8_t *)(a + i * sa)                  \
+                             ? *(const T *)(b + i * sb)                    \
+                             : *(const T *)(c + i * sc);                   \
+  }
+WHERE_K(w_f, double)
+WHERE_K(w_i, int64_t)
+WHERE_K(w_b, uint8_t)
+
+int dl_nd_where(dl_nd *out, const dl_nd *cond, const dl_nd *a,
+                const dl_nd *b) {
+  int64_t s1[DL_ND_MAXDIM], shape[DL_ND_MAXDIM], so[DL_ND_MAXDIM],
+    sc[DL_ND_MAXDIM], sa[DL_ND_MAXDIM], sb[DL_ND_MAXDIM];
+  dl_nd cc, ca, cb, r;
+  dl_dtype t;
+  int n1, n, rc;
+  if ((rc = dl_nd_broadcast_shape(cond->ndim, cond->shape, a->ndim,
+                                  a->shape, &n1, s1)) != 0 ||
+      (rc = dl_nd_broadcast_shape(n1, s1, b->ndim, b->shape, &n, shape)) != 0)
+    return rc;
+  t = (a->dtype == DL_F64 || b->dtype == DL_F64) ? DL_F64
+    : (a->dtype == DL_I64 || b->dtype == DL_I64) ? DL_I64 : DL_BOOL;
+  if ((rc = as_dtype(&cc, cond, DL_BOOL)) != 0) return rc;
+  if ((rc = as_dtype(&ca, a, t)) != 0) goto fail_c;
+  if ((rc = as_dtype(&cb, b, t)) != 0) goto fail_a;
+  if ((rc = dl_nd_alloc_uninit(&r, t, n, shape)) == 0) {
+    bstrides(&r, n, shape, so);
+    bstrides(&cc, n, shape, sc);
+    bstrides(&ca, n, shape, sa);
+    bstrides(&cb, n, shape, sb);
+    iterate(n, shape, t == DL_F64 ? w_f : t == DL_I64 ? w_i : w_b, r.data,
+            so, cc.data, sc, ca.data, sa, cb.data, sb);
+    *out = r;
+  }
+  dl_nd_release(&cb);
+fail_a:
+  dl_nd_release(&ca);
+fail_c:
+  dl_nd_release(&cc);
+  return rc;
+}
+
+/* ----------------------------------------------------------- reductions */
+
+/* Reduce n float64 values at p (byte stride s). */
+static double red_f(int op, const char *p, int64_t n, int64_t s, int ddof,
+                    int64_t *arg) {
+  double acc, m;
+  int64_t i, best = 0;
+  switch (op) {
+  case DL_RED_SUM:
+  case DL_RED_MEAN: {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    i = 0;
+    if (s == 8) {
+      const double *d = (const double *)p;
+      for (; i + 4 <= n; i += 4) {
+        a0 += d[i];
+        a1 += d[i + 1];
+        a2 += d[i + 2];
+        a3 += d[i + 3];
+      }
+    }
+    for (; i < n; i++) a0 += *(const double *)(p + i * s);
+    acc = (a0 + a1) + (a2 + a3);
+    return op == DL_RED_SUM ? acc : acc / (double)n;
+  }
+  case DL_RED_PROD:
+    for (acc = 1, i = 0; i < n; i++) acc *= *(const double *)(p + i * s);
+    return acc;
+  case DL_RED_MIN:
+  case DL_RED_MAX:
+  case DL_RED_ARGMIN:
+  case DL_RED_ARGMAX:
+    acc = *(const double *)p;
+    for (i = 1; i < n && acc == acc; i++) {
+      double x = *(const double *)(p + i * s);
+      if (x != x ||
+          ((op == DL_RED_MIN || op == DL_RED_ARGMIN) ? x < acc : x > acc)) {
+        acc = x;
+        best = i;
+      }
+    }
+    if (arg) *arg = best;
+    return acc;
+  case DL_RED_VAR:
+  case DL_RED_STD:
+    m = red_f(DL_RED_MEAN, p, n, s, 0, NULL);
+    for (acc = 0, i = 0; i < n; i++) {
+      double d = *(const double *)(p + i * s) - m;
+      acc += d * d;
+    }
+    acc = n - ddof > 0 ? acc / (double)(n - ddof) : NAN;
+    return op == DL_RED_STD ? sqrt(acc) : acc;
+  case DL_RED_ANY:
+    for (i = 0; i < n; i++)
+      if (*(const double *)(p + i * s) != 0) return 1;
+    return 0;
+  default: /* ALL */
+    for (i = 0; i < n; i++)
+      if (*(const double *)(p + i * s) == 0) return 0;
+    return 1;
+  }
+}
+
+/* Reduce n int64 values (sum, prod, min, max, arg*, any, all). */
+static int64_t red_i(int op, const char *p, int64_t n, int64_t s,
+                     int64_t *arg) {
+  uint64_t acc;
+  int64_t i, best = 0, v;
+  switch (op) {
+  case DL_RED_SUM:
+    for (acc = 0, i = 0; i < n; i++) acc += *(const uint64_t *)(p + i * s);
+    return (int64_t)acc;
+  case DL_RED_PROD:
+    for (acc = 1, i = 0; i < n; i++) acc *= *(const uint64_t *)(p + i * s);
+    return (int64_t)acc;
+  case DL_RED_ANY:
+    for (i = 0; i < n; i++)
+      if (*(const int64_t *)(p + i * s)) return 1;
+    return 0;
+  case DL_RED_ALL:
+    for (i = 0; i < n; i++)
+      if (!*(const int64_t *)(p + i * s)) return 0;
+    return 1;
+  default:
+    v = *(const int64_t *)p;
+    for (i = 1; i < n; i++) {
+      int64_t x = *(const int64_t *)(p + i * s);
+      if ((op == DL_RED_MIN || op == DL_RED_ARGMIN) ? x < v : x > v) {
+        v = x;
+        best = i;
+      }
+    }
+    if (arg) *arg = best;
+    return v;
+  }
+}
+
+int dl_nd_reduce(dl_nd *out, int op, const dl_nd *a, int axis, int ddof) {
+  int64_t oshape[DL_ND_MAXDIM], idx[DL_ND_MAXDIM] = {0}, n, len, k, st;
+  dl_nd src, r;
+  dl_dtype wt, ot;
+  int on, i, rc, arg = op == DL_RED_ARGMIN || op == DL_RED_ARGMAX;
+  if (op < 0 || op >= DL_RED_N || axis >= a->ndim) return DL_ND_ESHAPE;
+  if (a->dtype == DL_F64 || op == DL_RED_MEAN || op == DL_RED_VAR ||
+      op == DL_RED_STD)
+    wt = DL_F64;
+  else
+    wt = DL_I64;
+  ot = arg ? DL_I64 : (op == DL_RED_ANY || op == DL_RED_ALL) ? DL_BOOL : wt;
+  if (axis < 0) { /* flatten: a contiguous copy when needed */
+    if (a->dtype == wt && dl_nd_contiguous(a)) dl_nd_view(&src, a);
+    else if ((rc = dl_nd_astype(&src, a, wt)) != 0) return rc;
+    len = dl_nd_size(a);
+    st = (int64_t)dl_nd_itemsize(wt);
+    on = 0;
+    n = 1;
+  } else {
+    if ((rc = as_dtype(&src, a, wt)) != 0) return rc;
+    len = a->shape[axis];
+    st = src.strides[axis] * (int64_t)dl_nd_itemsize(wt);
+    for (on = 0, i = 0; i < a->ndim; i++)
+      if (i != axis) oshape[on++] = a->shape[i];
+    n = 1;
+    for (i = 0; i < on; i++) n *= oshape[i];
+  }
+  if (len == 0 && (op == DL_RED_MIN || op == DL_RED_MAX || arg) && n > 0) {
+    dl_nd_release(&src);
+    return DL_ND_EEMPTY;
+  }
+  if ((rc = dl_nd_alloc(&r, ot, on, oshape)) != 0) {
+    dl_nd_release(&src);
+    return rc;
+  }
+  /* Sum and mean along a leading axis of a contiguous array: add rows,
+     so memory is read in order. */
+  if (axis >= 0 && wt == DL_F64 && ot == DL_F64 &&
+      (op == DL_RED_SUM || op == DL_RED_MEAN) && dl_nd_contiguous(&src) &&
+      axis < a->ndim - 1) {
+    int64_t outer = 1, inner = n, j, q;
+    for (i = 0; i < axis; i++) outer *= a->shape[i];
+    inner = n / (outer ? outer : 1);
+    for (q = 0; q < outer; q++) {
+      double *o = (double *)r.data + q * inner;
+      const double *s0 = (const double *)src.data + q * inner * len;
+      for (k = 0; k < len; k++) {
+        const double *row = s0 + k * inner;
+        for (j = 0; j < inner; j++) o[j] += row[j];
+      }
+      if (op == DL_RED_MEAN)
+        for (j = 0; j < inner; j++) o[j] /= (double)len;
+    }
+    goto done;
+  }
+  for (k = 0; k < n; k++) {
+    const char *p = src.data;
+    int64_t am = 0;
+    int d = 0;
+    for (i = 0; i < a->ndim && axis >= 0; i++) {
+      if (i == axis) continue;
+      p += idx[d++] * src.strides[i] * (int64_t)dl_nd_itemsize(wt);
+    }
+    if (wt == DL_F64) {
+      double v = len == 0 ? (op == DL_RED_PROD || op == DL_RED_ALL ? 1
+                             : op == DL_RED_MEAN ? NAN : 0)
+                          : red_f(op, p, len, st, ddof, &am);
+      if (arg) ((int64_t *)r.data)[k] = am;
+      else if (ot == DL_BOOL) ((uint8_t *)r.data)[k] = v != 0;
+      else ((double *)r.data)[k] = v;
+    } else {
+      int64_t v = len == 0 ? (op == DL_RED_PROD || op == DL_RED_ALL)
+                           : red_i(op, p, len, st, &am);
+      if (arg) ((int64_t *)r.data)[k] = am;
+      else if (ot == DL_BOOL) ((uint8_t *)r.data)[k] = v != 0;
+      else ((int64_t *)r.data)[k] = v;
+    }
+    for (i = on - 1; i >= 0; i--) {
+      if (++idx[i] < oshape[i]) break;
+      idx[i] = 0;
+    }
+  }
+done:
+  dl_nd_release(&src);
+  *out = r;
+  return 0;
+}
+
+int dl_nd_cumsum(dl_nd *out, const dl_nd *a, int axis) {
+  dl_nd src, r;
+  dl_dtype t = a->dtype == DL_F64 ? DL_F64 : DL_I64;
+  int64_t n, len, k, j, st, outer = 1, inner = 1;
+  int i, rc;
+  if (axis >= a->ndim) return DL_ND_ESHAPE;
+  if ((rc = dl_nd_astype(&src, a, t)) != 0) return rc; /* contiguous */
+  if (axis < 0) {
+    src.ndim = 1;
+    src.shape[0] = dl_nd_size(a);
+    src.strides[0] = 1;
+    axis = 0;
+  }
+  len = src.shape[axis];
+  for (i = 0; i < axis; i++) outer *= src.shape[i];
+  for (i = axis + 1; i < src.ndim; i++) inner *= src.shape[i];
+  n = outer * inner;
+  (void)n;
+  st = inner;
+  for (k = 0; k < outer; k++)
+    for (j = 0; j < inner; j++) {
+      int64_t base = k * len * inner + j, q;
+      if (t == DL_F64) {
+        double *d = (double *)src.data, acc = 0;
+        for (q = 0; q < len; q++) d[base + q * st] = (acc += d[base + q * st]);
+      } else {
+        int64_t *d = (int64_t *)src.data;
+        uint64_t acc = 0;
+        for (q = 0; q < len; q++)
+          d[base + q * st] = (int64_t)(acc += (uint64_t)d[base + q * st]);
+      }
+    }
+  r = src;
+  *out = r;
+  return 0;
+}
+
+int dl_nd_concat(dl_nd *out, int n, const dl_nd *const *arrs, int axis) {
+  int64_t shape[DL_ND_MAXDIM], at = 0;
+  dl_dtype t = DL_BOOL;
+  dl_nd r;
+  int i, d, rc;
+  if (n < 1) return DL_ND_ESHAPE;
+  if (axis < 0 || axis >= arrs[0]->ndim) return DL_ND_ESHAPE;
+  memcpy(shape, arrs[0]->shape, sizeof shape);
+  shape[axis] = 0;
+  for (i = 0; i < n; i++) {
+    if (arrs[i]->ndim != arrs[0]->ndim) return DL_ND_ESHAPE;
+    for (d = 0; d < arrs[0]->ndim; d++)
+      if (d != axis && arrs[i]->shape[d] != arrs[0]->shape[d])
+        return DL_ND_ESHAPE;
+    shape[axis] += arrs[i]->shape[axis];
+    if (arrs[i]->dtype == DL_F64) t = DL_F64;
+    else if (arrs[i]->dtype == DL_I64 && t == DL_BOOL) t = DL_I64;
+  }
+  if ((rc = dl_nd_alloc_uninit(&r, t, arrs[0]->ndim, shape)) != 0)
+    return rc;
+  for (i = 0; i < n; i++) {
+    dl_nd v = r;
+    v.shape[axis] = arrs[i]->shape[axis];
+    v.data = r.data + at * r.strides[axis] * (int64_t)dl_nd_itemsize(t);
+    at += arrs[i]->shape[axis];
+    dl_nd_assign(&v, arrs[i]); /* same shape, widening: cannot fail */
+  }
+  *out = r;
+  return 0;
+}
+
+/* ------------------------------------------------------- fused programs */
+
+#define FZ_TILE 1024
+#define FZ_DEPTH 16
+
+/* Run prog over elements [at, at + m) into the tile dst (m <= FZ_TILE). */
+static int fz_tile(double *dst, int64_t at, int m, const dl_fz_ins *prog,
+                   int nprog, const dl_fz_src *ins, const double *consts) {
+  double stack[FZ_DEPTH][FZ_TILE];
+  int sp = 0, pc, j;
+  for (pc = 0; pc < nprog; pc++) {
+    const dl_fz_ins *in = &prog[pc];
+    double *x, *y;
+    switch (in->code) {
+    case DL_FZ_IN:
+      if (sp >= FZ_DEPTH) return DL_ND_ESHAPE;
+      if (ins[in->arg].p)
+        memcpy(stack[sp], ins[in->arg].p + at, sizeof(double) * (size_t)m);
+      else
+        dl_nd_random_range(stack[sp], ins[in->arg].gen, at, m);
+      sp++;
+      break;
+    case DL_FZ_K:
+      if (sp >= FZ_DEPTH) return DL_ND_ESHAPE;
+      for (j = 0; j < m; j++) stack[sp][j] = consts[in->arg];
+      sp++;
+      break;
+    case DL_FZ_BIN:
+      if (sp < 2) return DL_ND_ESHAPE;
+      x = stack[sp - 2];
+      y = stack[sp - 1];
+      switch (in->arg) {
+      case DL_OP_ADD: for (j = 0; j < m; j++) x[j] += y[j]; break;
+      case DL_OP_SUB: for (j = 0; j < m; j++) x[j] -= y[j]; break;
+      case DL_OP_MUL: for (j = 0; j < m; j++) x[j] *= y[j]; break;
+      case DL_OP_DIV: for (j = 0; j < m; j++) x[j] /= y[j]; break;
+      case DL_OP_LT: for (j = 0; j < m; j++) x[j] = x[j] < y[j]; break;
+      case DL_OP_LE: for (j = 0; j < m; j++) x[j] = x[j] <= y[j]; break;
+      case DL_OP_GT: for (j = 0; j < m; j++) x[j] = x[j] > y[j]; break;
+      case DL_OP_GE: for (j = 0; j < m; j++) x[j] = x[j] >= y[j]; break;
+      case DL_OP_EQ: for (j = 0; j < m; j++) x[j] = x[j] == y[j]; break;
+      case DL_OP_NE: for (j = 0; j < m; j++) x[j] = x[j] != y[j]; break;
+      default:
+        if (in->arg < 0 || in->arg >= DL_OP_NBIN || !f_bin[in->arg] ||
+            is_cmp(in->arg))
+          return DL_ND_EDTYPE;
+        f_bin[in->arg](m, (char *)x, 8, (const char *)x, 8,
+                       (const char *)y, 8, NULL, 0);
+      }
+      sp--;
+      break;
+    case DL_FZ_UN:
+      if (sp < 1 || in->arg < 0 || in->arg >= DL_UN_N || !f_un[in->arg] ||
+          in->arg >= DL_UN_ISNAN)
+        return DL_ND_EDTYPE;
+      f_un[in->arg](m, (char *)stack[sp - 1], 8,
+                    (const char *)stack[sp - 1], 8, NULL, 0, NULL, 0);
+      break;
+    default:
+      return DL_ND_EDTYPE;
+    }
+  }
+  if (sp != 1) return DL_ND_ESHAPE;
+  memcpy(dst, stack[0], sizeof(double) * (size_t)m);
+  return 0;
+}
+
+int dl_nd_fused(double *out, int64_t n, const dl_fz_ins *prog, int nprog,
+                const dl_fz_src *ins, const double *consts) {
+  int64_t at;
+  int rc;
+  for (at = 0; at < n; at += FZ_TILE) {
+    int m = n - at < FZ_TILE ? (int)(n - at) : FZ_TILE;
+    if ((rc = fz_tile(out + at, at, m, prog, nprog, ins, consts)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+int dl_nd_fused_sum(double *sum, int64_t n, const dl_fz_ins *prog,
+                    int nprog, const dl_fz_src *ins, const double *consts) {
+  double tile[FZ_TILE], acc = 0;
+  int64_t at;
+  int rc, j;
+  for (at = 0; at < n; at += FZ_TILE) {
+    int m = n - at < FZ_TILE ? (int)(n - at) : FZ_TILE;
+    if ((rc = fz_tile(tile, at, m, prog, nprog, ins, consts)) != 0)
+      return rc;
+    for (j = 0; j < m; j++) acc += tile[j];
+  }
+  *sum = acc;
+  return 0;
+}

@@ -1,0 +1,290 @@
+/*
+** dl_nd_linalg.c -- matrix product (cblas) and dense linear algebra
+** (LAPACKE) on dl_nd arrays.  Inputs of any dtype are converted to
+** contiguous float64 copies first; LAPACK overwrites those copies.
+**
+** OpenBLAS and LAPACKE are loaded with dlopen on first use, not linked:
+** loading OpenBLAS starts its threads and costs a process start well over
+** 100 ms here, which every worker and every `dlua` run would pay.  In a
+** worker (DLUA_WORKER set) OpenBLAS is told to use one thread before it
+** loads: the cluster's parallelism is its processes.
+*/
+#include "dl_nd.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <lapacke.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*dgemm_fn)(CBLAS_LAYOUT, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE,
+                         blasint, blasint, blasint, double, const double *,
+                         blasint, const double *, blasint, double, double *,
+                         blasint);
+typedef lapack_int (*gesv_fn)(int, lapack_int, lapack_int, double *,
+                              lapack_int, lapack_int *, double *,
+                              lapack_int);
+typedef lapack_int (*geqrf_fn)(int, lapack_int, lapack_int, double *,
+                               lapack_int, double *);
+typedef lapack_int (*orgqr_fn)(int, lapack_int, lapack_int, lapack_int,
+                               double *, lapack_int, const double *);
+typedef lapack_int (*gesdd_fn)(int, char, lapack_int, lapack_int, double *,
+                               lapack_int, double *, double *, lapack_int,
+                               double *, lapack_int);
+typedef lapack_int (*potrf_fn)(int, char, lapack_int, double *, lapack_int);
+
+static struct {
+  int state; /* 0 not tried, 1 loaded, -1 failed */
+  dgemm_fn dgemm;
+  void (*set_threads)(int);
+  int (*get_threads)(void);
+  gesv_fn gesv;
+  geqrf_fn geqrf;
+  orgqr_fn orgqr;
+  gesdd_fn gesdd;
+  potrf_fn potrf;
+} lib;
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+
+static void lib_load(void) {
+  void *blas, *lapacke;
+  const char *w = getenv("DLUA_WORKER");
+  if (w && *w && getenv("OPENBLAS_NUM_THREADS") == NULL)
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+  blas = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_GLOBAL);
+  lapacke = dlopen("liblapacke.so.3", RTLD_NOW | RTLD_GLOBAL);
+  lib.state = -1;
+  if (blas == NULL || lapacke == NULL) return;
+  *(void **)&lib.dgemm = dlsym(blas, "cblas_dgemm");
+  *(void **)&lib.set_threads = dlsym(blas, "openblas_set_num_threads");
+  *(void **)&lib.get_threads = dlsym(blas, "openblas_get_num_threads");
+  *(void **)&lib.gesv = dlsym(lapacke, "LAPACKE_dgesv");
+  *(void **)&lib.geqrf = dlsym(lapacke, "LAPACKE_dgeqrf");
+  *(void **)&lib.orgqr = dlsym(lapacke, "LAPACKE_dorgqr");
+  *(void **)&lib.gesdd = dlsym(lapacke, "LAPACKE_dgesdd");
+  *(void **)&lib.potrf = dlsym(lapacke, "LAPACKE_dpotrf");
+  if (lib.dgemm && lib.set_threads && lib.get_threads && lib.gesv &&
+      lib.geqrf && lib.orgqr && lib.gesdd && lib.potrf) {
+    if (w && *w) lib.set_threads(1);
+    lib.state = 1;
+  }
+}
+
+/* 0 when the libraries are there, else DL_ND_ENOBLAS. */
+static int lib_ready(void) {
+  pthread_once(&lib_once, lib_load);
+  return lib.state == 1 ? 0 : DL_ND_ENOBLAS;
+}
+
+int dl_nd_blas_threads(int n) {
+  int old;
+  if (lib_ready()) return 0;
+  old = lib.get_threads();
+  if (n > 0) lib.set_threads(n);
+  return old;
+}
+
+/* A contiguous float64 copy of a (always a copy: LAPACK writes to it). */
+static int fcopy(dl_nd *out, const dl_nd *a) {
+  return dl_nd_astype(out, a, DL_F64);
+}
+
+/* A contiguous float64 view or copy of a (read only). */
+static int fview(dl_nd *out, const dl_nd *a) {
+  if (a->dtype == DL_F64 && dl_nd_contiguous(a)) {
+    dl_nd_view(out, a);
+    return 0;
+  }
+  return dl_nd_astype(out, a, DL_F64);
+}
+
+int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b) {
+  int64_t m, k, k2, n, shape[2];
+  dl_nd ca, cb, r;
+  int rc, nd;
+  if (a->ndim < 1 || a->ndim > 2 || b->ndim < 1 || b->ndim > 2)
+    return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  m = a->ndim == 2 ? a->shape[0] : 1;
+  k = a->shape[a->ndim - 1];
+  k2 = b->shape[0];
+  n = b->ndim == 2 ? b->shape[1] : 1;
+  if (k != k2) return DL_ND_ESHAPE;
+  nd = 0;
+  if (a->ndim == 2) shape[nd++] = m;
+  if (b->ndim == 2) shape[nd++] = n;
+  if ((rc = fview(&ca, a)) != 0) return rc;
+  if ((rc = fview(&cb, b)) != 0) goto fail_a;
+  if ((rc = (m > 0 && n > 0 && k > 0 ? dl_nd_alloc_uninit : dl_nd_alloc)(
+         &r, DL_F64, nd, shape)) != 0)
+    goto fail_b;
+  if (m > 0 && n > 0 && k > 0)
+    lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n,
+                (int)k, 1.0, (const double *)ca.data, (int)k,
+                (const double *)cb.data, (int)n, 0.0, (double *)r.data,
+                (int)n);
+  *out = r;
+fail_b:
+  dl_nd_release(&cb);
+fail_a:
+  dl_nd_release(&ca);
+  return rc;
+}
+
+static int square(const dl_nd *a) {
+  return a->ndim == 2 && a->shape[0] == a->shape[1];
+}
+
+int dl_nd_solve(dl_nd *out, const dl_nd *a, const dl_nd *b) {
+  dl_nd ca, cb;
+  lapack_int *piv, n, nrhs, info;
+  int rc;
+  if (!square(a) || b->ndim < 1 || b->ndim > 2 || b->shape[0] != a->shape[0])
+    return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  n = (lapack_int)a->shape[0];
+  nrhs = b->ndim == 2 ? (lapack_int)b->shape[1] : 1;
+  if ((rc = fcopy(&ca, a)) != 0) return rc;
+  if ((rc = fcopy(&cb, b)) != 0) goto fail_a;
+  {
+    dl_nd pv;
+    int64_t pn = n > 0 ? n : 1;
+    if ((rc = dl_nd_alloc(&pv, DL_I64, 1, &pn)) != 0) goto fail_b;
+    piv = (lapack_int *)pv.data;
+    info = n > 0 ? lib.gesv(LAPACK_ROW_MAJOR, n, nrhs,
+                                 (double *)ca.data, n, piv,
+                                 (double *)cb.data, nrhs)
+                 : 0;
+    dl_nd_release(&pv);
+  }
+  if (info > 0) rc = DL_ND_ESINGULAR;
+  else if (info < 0) rc = DL_ND_ELAPACK;
+  else {
+    *out = cb;
+    dl_nd_release(&ca);
+    return 0;
+  }
+fail_b:
+  dl_nd_release(&cb);
+fail_a:
+  dl_nd_release(&ca);
+  return rc;
+}
+
+int dl_nd_inv(dl_nd *out, const dl_nd *a) {
+  dl_nd eye;
+  int64_t i, n;
+  int rc;
+  if (!square(a)) return DL_ND_ESHAPE;
+  n = a->shape[0];
+  if ((rc = dl_nd_alloc(&eye, DL_F64, 2, a->shape)) != 0) return rc;
+  for (i = 0; i < n; i++) ((double *)eye.data)[i * n + i] = 1.0;
+  rc = dl_nd_solve(out, a, &eye);
+  dl_nd_release(&eye);
+  return rc;
+}
+
+int dl_nd_qr(dl_nd *q, dl_nd *r, const dl_nd *a) {
+  dl_nd ca, tau, rr;
+  lapack_int m, n, k, info;
+  int64_t shape[2], i, j;
+  int rc;
+  if (a->ndim != 2) return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  m = (lapack_int)a->shape[0];
+  n = (lapack_int)a->shape[1];
+  k = m < n ? m : n;
+  if ((rc = fcopy(&ca, a)) != 0) return rc;
+  shape[0] = k > 0 ? k : 1;
+  if ((rc = dl_nd_alloc(&tau, DL_F64, 1, shape)) != 0) goto fail_a;
+  shape[0] = k;
+  shape[1] = n;
+  if ((rc = dl_nd_alloc(&rr, DL_F64, 2, shape)) != 0) goto fail_t;
+  if (k > 0) {
+    info = lib.geqrf(LAPACK_ROW_MAJOR, m, n, (double *)ca.data, n,
+                          (double *)tau.data);
+    if (info != 0) { rc = DL_ND_ELAPACK; goto fail_r; }
+    for (i = 0; i < k; i++)
+      for (j = i; j < n; j++)
+        ((double *)rr.data)[i * n + j] = ((double *)ca.data)[i * n + j];
+    info = lib.orgqr(LAPACK_ROW_MAJOR, m, k, k, (double *)ca.data, n,
+                          (const double *)tau.data);
+    if (info != 0) { rc = DL_ND_ELAPACK; goto fail_r; }
+  }
+  /* Q is the first k columns of ca (m x n, row stride n): a view. */
+  ca.shape[1] = k;
+  *q = ca;
+  *r = rr;
+  dl_nd_release(&tau);
+  return 0;
+fail_r:
+  dl_nd_release(&rr);
+fail_t:
+  dl_nd_release(&tau);
+fail_a:
+  dl_nd_release(&ca);
+  return rc;
+}
+
+int dl_nd_svd(dl_nd *u, dl_nd *s, dl_nd *vt, const dl_nd *a) {
+  dl_nd ca, cu, cs, cv;
+  lapack_int m, n, k, info;
+  int64_t shape[2];
+  int rc;
+  if (a->ndim != 2) return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  m = (lapack_int)a->shape[0];
+  n = (lapack_int)a->shape[1];
+  k = m < n ? m : n;
+  if ((rc = fcopy(&ca, a)) != 0) return rc;
+  shape[0] = m;
+  shape[1] = k;
+  if ((rc = dl_nd_alloc(&cu, DL_F64, 2, shape)) != 0) goto fail_a;
+  shape[0] = k;
+  if ((rc = dl_nd_alloc(&cs, DL_F64, 1, shape)) != 0) goto fail_u;
+  shape[1] = n;
+  if ((rc = dl_nd_alloc(&cv, DL_F64, 2, shape)) != 0) goto fail_s;
+  if (k > 0) {
+    info = lib.gesdd(LAPACK_ROW_MAJOR, 'S', m, n, (double *)ca.data, n,
+                          (double *)cs.data, (double *)cu.data, k,
+                          (double *)cv.data, n);
+    if (info != 0) { rc = DL_ND_ELAPACK; goto fail_v; }
+  }
+  *u = cu;
+  *s = cs;
+  *vt = cv;
+  dl_nd_release(&ca);
+  return 0;
+fail_v:
+  dl_nd_release(&cv);
+fail_s:
+  dl_nd_release(&cs);
+fail_u:
+  dl_nd_release(&cu);
+fail_a:
+  dl_nd_release(&ca);
+  return rc;
+}
+
+int dl_nd_cholesky(dl_nd *out, const dl_nd *a) {
+  dl_nd ca;
+  lapack_int n, info;
+  int64_t i, j;
+  int rc;
+  if (!square(a)) return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  n = (lapack_int)a->shape[0];
+  if ((rc = fcopy(&ca, a)) != 0) return rc;
+  info = n > 0 ? lib.potrf(LAPACK_ROW_MAJOR, 'L', n, (double *)ca.data,
+                                n)
+               : 0;
+  if (info != 0) {
+    dl_nd_release(&ca);
+    return info > 0 ? DL_ND_ENOTPD : DL_ND_ELAPACK;
+  }
+  for (i = 0; i < n; i++)
+    for (j = i + 1; j < n; j++) ((double *)ca.data)[i * n + j] = 0.0;
+  *out = ca;
+  return 0;
+}
