@@ -32,7 +32,7 @@ B ?= build
 # so an include across the rule is a compile error.  Layers outside
 # LUA_LAYERS are built without Lua's include path and with Lua's types
 # poisoned: `#include <lua.h>` there does not compile.
-LAYERS = base wire codec sched cluster dashboard worker client array lua cmd
+LAYERS = base wire codec sched cluster dashboard worker client array collections lua cmd
 SEES_base      = base
 SEES_wire      = base wire
 SEES_codec     = base codec
@@ -42,7 +42,8 @@ SEES_dashboard = base wire sched cluster dashboard
 SEES_worker    = base wire codec sched worker
 SEES_client    = base wire codec client
 SEES_array     = base array
-SEES_lua       = base wire codec sched cluster dashboard worker client array lua
+SEES_collections = base collections
+SEES_lua       = base wire codec sched cluster dashboard worker client array collections lua
 SEES_cmd       = cmd
 LUA_LAYERS = codec worker client lua cmd
 # `runtime/` itself holds dlua.h, the public header, for the Lua layers.

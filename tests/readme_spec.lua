@@ -58,4 +58,28 @@ describe("README", function()
     sh("rm -rf " .. q(tmp))
     if not ok then error(err, 0) end
   end)
+
+  it("the Bags example runs as is and prints what its comments say",
+     function()
+    local text = readme()
+    local at = assert(text:find("\n### Bags\n", 1, true), "no Bags section")
+    local code = assert(text:match("\n```lua\n(.-)\n```\n", at))
+    local want = {}
+    for line in code:gmatch("[^\n]+") do
+      local out = line:match("%-%->%s*(.-)%s*$")
+      if out then want[#want + 1] = out end
+    end
+    local tmp = os.tmpname()
+    local f = assert(io.open(tmp, "wb"))
+    f:write(code, "\n")
+    f:close()
+    local rc, out = sh(q(BUILD .. "/dlua") .. " " .. q(tmp))
+    os.remove(tmp)
+    assert.equals(0, rc, out)
+    local got = {}
+    for line in out:gmatch("[^\n]+") do
+      got[#got + 1] = line:gsub("%s+$", "")
+    end
+    assert.same(want, got)
+  end)
 end)

@@ -1536,14 +1536,16 @@ if ok_delayed and type(delayed) == "table" then
   M.is_delayed = delayed.is_delayed
 end
 
--- dlua.ndarray (in-memory n-d arrays) and dlua.array (chunked ones),
--- loaded on first use.
-setmetatable(M, {__index = function(t, k)
-  if k == "ndarray" or k == "array" then
-    local v = require("dlua." .. k)
-    rawset(t, k, v)
-    return v
-  end
+-- Collections, loaded on first use (dlua.ndarray, dlua.array, dlua.bag,
+-- dlua.csv): a script that never touches them does not pay for loading them.
+local lazy = {ndarray = "dlua.ndarray", array = "dlua.array", bag = "dlua.bag",
+              csv = "dlua.csv"}
+setmetatable(M, {__index = function (t, k)
+  local name = lazy[k]
+  if not name then return nil end
+  local mod = require(name)
+  rawset(t, k, mod)
+  return mod
 end})
 
 return M

@@ -233,6 +233,16 @@ row("k array: x @ x.T, NumPy in one process (2 BLAS threads)", r"^$", "s", True,
 row("k array: x @ x.T, dlua GFLOP/s", r"array\.matmul\.dlua_gflops", "GFLOP/s", False,
     dpat=r"^$")
 
+row("l bag word frequencies + top 10 (~70 MB): wall", r"bag\.wordfreq\.wall", "s", True,
+    "≥ 10x Dask (#15)", at_least(10), dpat=r"bag\.wordfreq\.dask_wall")
+row("l the same, against a serial Python loop", r"bag\.wordfreq\.wall", "s", True,
+    "≥ 3x serial Python (#15)", at_least(3), dpat=r"bag\.wordfreq\.serial_python_wall",
+    note="Dask column: the Python loop")
+row("l the same count through foldby: wall", r"bag\.wordfreq\.foldby_wall", "s", True,
+    dpat=r"^$")
+row("l throughput", r"bag\.wordfreq\.MB_per_s", "MB/s", False,
+    dpat=r"bag\.wordfreq\.dask_MB_per_s")
+
 print("| workload | dlua | Dask (default) | Dask (sat=inf) | dlua better by | target | met |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
