@@ -720,4 +720,138 @@ function Frame.__tostring(df)
   return tconcat(out, "\n")
 end
 
+
+----------------------------------------------------------------------------
+-- Partial aggregations (for dlua.dataframe's tree of group-bys)
+----------------------------------------------------------------------------
+
+--- frame.wrap(t): give a frame sent over the wire its methods back.
+function M.wrap(t) return setmetatable(t, Frame) end
+
+function methods:_take(idx)
+  return take_rows(self, nd_of_ints(idx, #idx))
+end
+
+local TREE_AGGS = {sum = true, mean = true, count = true, min = true,
+  max = true, std = true, var = true, first = true, last = true}
+
+-- The columns an agg spec needs, checked: {name, ...} sorted.
+function M._agg_columns(spec)
+  if type(spec) ~= "table" then
+    error("dlua.dataframe: agg: expects {column = \"op\" | {\"op\", ...}}", 0)
+  end
+  local cols = {}
+  for name, hows in pairs(spec) do
+    if type(hows) == "string" then hows = {hows} end
+    for _, h in ipairs(hows) do
+      if not TREE_AGGS[h] then
+        error(sformat("dlua.dataframe: agg: '%s' is not supported on a "
+          .. "partitioned frame (sum mean count min max std var first last)",
+          tostring(h)), 0)
+      end
+    end
+    cols[#cols + 1] = name
+  end
+  tsort(cols)
+  return cols
+end
+
+local function grouped(df, keys, level)
+  local codes, k, first = group_codes(df, keys, level + 1)
+  local names, cols = {}, {}
+  for _, key in ipairs(keys) do
+    names[#names + 1] = key
+    cols[key] = take(df._cols[key], first)
+  end
+  return codes, k, names, cols
+end
+
+-- Per partition: keys + name__count, __sum, __min, __max, __first, __last,
+-- __m2 (squared deviations from the partition's group mean).
+function M._partial_agg(df, keys, vcols)
+  local codes, k, names, cols = grouped(df, keys, 2)
+  for _, name in ipairs(vcols) do
+    local c = check_col(df, name, 2)
+    local stats = is_nd(c) and {"count", "sum", "min", "max", "first", "last"}
+      or {"count", "first", "last"}
+    for _, h in ipairs(stats) do
+      local r = agg_one(codes, k, c, h)
+      if h == "count" and is_nd(r) then r = r:astype("float64") end
+      names[#names + 1] = name .. "__" .. h
+      cols[name .. "__" .. h] = r
+    end
+    if is_nd(c) then
+      local mean = cols[name .. "__sum"] / cols[name .. "__count"]
+      names[#names + 1] = name .. "__m2"
+      cols[name .. "__m2"] = C.reduce("m2", codes, k, c, mean)
+    end
+  end
+  return new(names, cols, 2)
+end
+
+-- Combine partials (concatenated) into one partial.
+function M._combine_agg(df, keys, vcols)
+  local codes, k, names, cols = grouped(df, keys, 2)
+  for _, name in ipairs(vcols) do
+    local function col(h) return df._cols[name .. "__" .. h] end
+    local cnt = C.reduce("sum", codes, k, col("count"))
+    names[#names + 1] = name .. "__count"
+    cols[name .. "__count"] = cnt
+    for _, h in ipairs{"sum", "min", "max", "first", "last"} do
+      local c = col(h)
+      if c ~= nil then
+        names[#names + 1] = name .. "__" .. h
+        cols[name .. "__" .. h] = agg_one(codes, k, c,
+          h == "sum" and "sum" or h)
+      end
+    end
+    if col("m2") ~= nil then
+      -- Chan et al.: M2 = sum m2_i + sum n_i (mean_i - mean)^2
+      local gmean = cols[name .. "__sum"] / cnt
+      local d = col("sum") / col("count") - C.take(gmean, codes)
+      local w = col("count") * d * d
+      w = nd.where(nd.isnan(w), 0, w)
+      names[#names + 1] = name .. "__m2"
+      cols[name .. "__m2"] = C.reduce("sum", codes, k, col("m2")) +
+        C.reduce("sum", codes, k, w)
+    end
+  end
+  return new(names, cols, 2)
+end
+
+-- The requested results from a combined partial, sorted by the keys.
+function M._finish_agg(df, keys, spec)
+  local names, cols = {}, {}
+  for _, key in ipairs(keys) do
+    names[#names + 1] = key
+    cols[key] = df._cols[key]
+  end
+  local list = {}
+  for name, hows in pairs(spec) do list[#list + 1] = name end
+  tsort(list)
+  for _, name in ipairs(list) do
+    local hows = spec[name]
+    local single = type(hows) == "string"
+    if single then hows = {hows} end
+    for _, h in ipairs(hows) do
+      local function col(x) return df._cols[name .. "__" .. x] end
+      local r
+      if h == "count" then r = col("count"):astype("int64")
+      elseif h == "mean" then r = col("sum") / col("count")
+      elseif h == "var" or h == "std" then
+        r = col("m2") / (col("count") - 1)
+        if h == "std" then r = nd.sqrt(r) end
+      else r = col(h) end
+      if r == nil then
+        error(sformat("dlua.dataframe: agg: '%s' of string column '%s'", h,
+          name), 0)
+      end
+      local out = single and name or name .. "_" .. h
+      names[#names + 1] = out
+      cols[out] = r
+    end
+  end
+  return new(names, cols, 2):sort_values{by = keys}
+end
+
 return M

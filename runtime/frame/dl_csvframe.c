@@ -264,7 +264,7 @@ static int pass(rd *r, const char *p, size_t n, int stop_after) {
 
 void dl_ftable_free(dl_ftable *t) {
   int i;
-  for (i = 0; i < t->ncol; i++) {
+  for (i = 0; t->cols && i < t->ncol; i++) {
     dl_fcol *c = &t->cols[i];
     free(c->name);
     free(c->vals);
