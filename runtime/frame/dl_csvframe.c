@@ -30,7 +30,7 @@ typedef struct rd {
   int phase;       /* 0: header, 1: infer, 2: read */
   int field;       /* index in the current record */
   int64_t rec;     /* records seen (header included) */
-  int64_t sampled;
+  int64_t sampled, limit; /* rows seen / to see in phase 1 */
   int *infer;      /* per column during phase 1: narrowest type so far */
   int failed;
   char *err;
@@ -206,7 +206,8 @@ static void on_field(void *f, size_t n, void *ud) {
     r->nhdr++;
   } else if (r->field < r->t->ncol) {
     if (r->phase == 1) {
-      if (r->infer[r->field] != -1) /* -1: typed by the caller */
+      if (r->sampled < r->limit && r->infer[r->field] != -1)
+        /* -1: typed by the caller */
         r->infer[r->field] = narrow(r->infer[r->field], s, n);
     } else {
       put(r, &r->t->cols[r->field], s, n);
@@ -358,7 +359,8 @@ int dl_csv_frame(const char *p, size_t n, const dl_csvopts *o, dl_ftable *t,
     int64_t rec0 = r.rec;
     r.phase = 1;
     r.field = 0;
-    if (pass(&r, p, n, o->ninfer > 0 ? o->ninfer : 1000)) goto out;
+    r.limit = o->ninfer > 0 ? o->ninfer : 1000;
+    if (pass(&r, p, n, (int)r.limit)) goto out;
     for (i = 0; i < t->ncol; i++)
       if (r.infer[i] != -1)
         t->cols[i].type = r.infer[i] == DL_FT_AUTO ? DL_FT_F64 : r.infer[i];
