@@ -178,7 +178,7 @@ function M.read_csv(spec, o)
   local ok, s = pcall(frame._from_csv_bytes, sample:sub(1, cut), {types = o.types,
     sep = o.sep, on_error = "null"}, paths[1], 1, 1)
   if not ok then error(s, 2) end
-  local types = s:dtypes()
+  local types = s._read_types
   for k, v in pairs(o.types or {}) do types[k] = v end
   local blocks = {}
   for _, p in ipairs(paths) do
@@ -340,6 +340,11 @@ function DF:count(o)
 end
 
 function M._to_csv(path, part)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then
+    local ok, err = require("dlua.bagio").mkdirs(dir)
+    if not ok then error(tostring(err), 0) end
+  end
   wrap(part):to_csv(path)
   return path
 end

@@ -202,6 +202,7 @@ function M._from_csv_bytes(bytes, o, file, line0, level)
   if not ok then error(r, level) end
   local df = new(r.names, r.cols, level)
   df._nerrors = r.nerrors
+  df._read_types = r.types
   return df
 end
 

@@ -289,7 +289,13 @@ static int l_read_csv(lua_State *L) {
   }
   rc = dl_csv_frame(p, n, &o, &t, err, sizeof err);
   if (rc) return luaL_error(L, "dlua.frame: %s", err);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, t.ncol); /* types as read (before NaN widening) */
+  for (i = 0; i < t.ncol; i++) {
+    lua_pushstring(L, dl_ft_name(t.cols[i].type));
+    lua_setfield(L, -2, t.cols[i].name);
+  }
+  lua_setfield(L, -2, "types");
   lua_createtable(L, t.ncol, 0);
   lua_createtable(L, 0, t.ncol);
   for (i = 0; i < t.ncol; i++) {
