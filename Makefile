@@ -12,7 +12,7 @@ CC ?= cc
 PREFIX ?= /usr/local
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4)
 UV_CFLAGS := $(shell pkg-config --cflags libuv)
-PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv)
+PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv libcrypto)
 EDIT_CFLAGS := $(shell pkg-config --cflags libedit)
 EDIT_LIBS := $(shell pkg-config --libs libedit)
 LUA ?= lua5.4
@@ -115,7 +115,7 @@ $(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
 DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
   'includedir=$${prefix}/include' '' 'Name: dlua' \
   'Description: Dask for Lua: task graphs on a process cluster' \
-  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv' \
+  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv libcrypto' \
   'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lcsv -lpthread -lm' \
   'Cflags: -I$${includedir}'
 

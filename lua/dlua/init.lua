@@ -276,6 +276,7 @@ local cluster_keys = {
   threads_per_worker = true, processes = true,
   memory_target = true, memory_spill = true, memory_pause = true,
   memory_terminate = true, heartbeat_timeout = true,
+  listen = true, token_file = true,
 }
 
 --- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
@@ -289,8 +290,23 @@ local function new_cluster(o, lv)
   check_keys(o, cluster_keys, "LocalCluster", lv)
   local defaults = debug.getregistry()["dlua.defaults"] or {}
   local cores, total = cluster_c.machine()
-  local n = o.n_workers or defaults.n_workers or cores
-  if math.type(n) ~= "integer" or n < 1 then
+  local listen = o.listen
+  if listen ~= nil and (type(listen) ~= "string"
+                        or not listen:match("^tcp://%[?[%x%.:]+%]?:%d+$")) then
+    error("LocalCluster: listen must be \"tcp://IP:PORT\" (a numeric "
+          .. "address), got " .. tostring(listen), lv)
+  end
+  if o.token_file ~= nil and type(o.token_file) ~= "string" then
+    error("LocalCluster: token_file must be a string, got "
+          .. type(o.token_file), lv)
+  end
+  if listen and o.n_workers ~= nil and o.n_workers ~= 0 then
+    error("LocalCluster: a cluster that listens on TCP starts no local "
+          .. "workers (n_workers must be 0): start them with `dlua worker "
+          .. listen .. "`", lv)
+  end
+  local n = listen and 0 or o.n_workers or defaults.n_workers or cores
+  if not listen and (math.type(n) ~= "integer" or n < 1) then
     error("LocalCluster: n_workers must be a positive integer, got "
           .. (type(n) == "number" and tostring(n) or type(n)), lv)
   end
@@ -303,7 +319,8 @@ local function new_cluster(o, lv)
           .. "always processes", lv)
   end
   local mem = o.memory_limit or defaults.memory_limit
-  local ok, limit = pcall(M.parse_bytes, mem or math.floor(total / n))
+  local ok, limit = pcall(M.parse_bytes,
+                          mem or math.floor(total / math.max(n, 1)))
   if not ok then error("LocalCluster: memory_limit: " .. limit, lv) end
   if limit < M.MIN_MEMORY_LIMIT then
     error(fmt("LocalCluster: memory_limit must be at least %s per worker "
@@ -354,6 +371,7 @@ local function new_cluster(o, lv)
     start_timeout = o.start_timeout,
     memory_target = fr[1], memory_spill = fr[2], memory_pause = fr[3],
     memory_terminate = fr[4], heartbeat_timeout = hb,
+    listen = listen, token_file = o.token_file,
   }
   if not h then error("LocalCluster: " .. err, lv) end
   local bound = h:dashboard()
@@ -364,7 +382,7 @@ local function new_cluster(o, lv)
   end
   return setmetatable({
     handle = h, n_workers = n, memory_limit = limit,
-    address = "local://" .. h:dir(),
+    address = h:listen_address() or ("local://" .. h:dir()),
     dashboard_address = bound,
     dashboard_link = bound and ("http://" .. bound .. "/status") or nil,
   }, LocalCluster)
@@ -455,6 +473,7 @@ local Client = {__name = "dlua.Client"}
 Client.__index = Client
 
 local default_client
+local make_client
 -- Clients not closed yet, for dlua.sleep and the REPL's prompt.
 local open_clients = setmetatable({}, {__mode = "k"})
 
@@ -492,7 +511,11 @@ local function fn_name(fn, level)
   return n
 end
 
-local token = fmt("%08x", math.random(0, 0x7fffffff))
+-- Unique to this process: the client and every worker's tasks (get_client)
+-- make keys, which must not collide even where the random generators of
+-- processes started together were seeded alike.
+local token = fmt("%08x", ((cluster_c.pid() * 2654435761)
+                           ~ math.random(0, 0x7fffffff)) & 0xffffffff)
 local counter = 0
 local function new_key(prefix)
   counter = counter + 1
@@ -557,11 +580,13 @@ local function state(f)
 end
 
 -- Wait until pred() is true or the deadline passes; returns pred().
-local function pump_until(client, pred, deadline)
+-- hint (a key, or a gather's request id): what pred waits for, so that a
+-- task waiting on the tasks' client is woken by that news only.
+local function pump_until(client, pred, deadline, hint)
   while not pred() do
     local left = deadline and (deadline - clock()) or -1
     if deadline and left <= 0 then return false end
-    client:_pump(left)
+    client:_pump(left, hint)
   end
   return true
 end
@@ -603,7 +628,7 @@ local function wait_done(f, timeout, what)
   local st = state(f)
   local deadline = timeout and clock() + timeout
   if not pump_until(f.client, function() return st.status ~= "pending" end,
-                    deadline) then
+                    deadline, f.key) then
     error(timeout_error(fmt("%s: future '%s' not done after %gs", what,
                             f.key, timeout)), 3)
   end
@@ -733,9 +758,17 @@ function M.Client(arg)
     error("Client expects a LocalCluster or a table of options, got "
           .. type(arg), 2)
   end
+  local c = make_client(cl, cl.handle, owns)
+  default_client = c
+  open_clients[c] = true
+  return c
+end
+
+-- A client over handle (a cluster's, or the tasks' client of a worker).
+function make_client(cl, handle, owns)
   local c = setmetatable({
-    cluster = cl, handle = cl.handle, owns_cluster = owns,
-    dashboard_link = cl.dashboard_link,
+    cluster = cl, handle = handle, owns_cluster = owns,
+    dashboard_link = cl and cl.dashboard_link,
     _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
   }, Client)
   local function on_err(key, kind, message, traceback, worker, value)
@@ -749,7 +782,9 @@ function M.Client(arg)
   end
   local function on_data(reqid, key, found, value)
     local req = c._reqs[reqid]
-    if req then
+    if req and req.coord then -- a Variable, Queue... answer (coord.lua)
+      req.status, req.value, req.n = found, value, 0
+    elseif req then
       req.n = req.n - 1
       if found then
         req.values[key] = value
@@ -760,8 +795,31 @@ function M.Client(arg)
     end
   end
   c._on_err, c._on_data = on_err, on_data
-  default_client = c
-  open_clients[c] = true
+  return c
+end
+
+-- The tasks' client of this worker, made by the first get_client.
+local task_client
+
+--- dlua.get_client() -> client
+-- Inside a task: a client of the task's own scheduler, over the worker's
+-- link (one for all the worker's tasks; closing it does nothing).  A task
+-- that waits on it (result, gather, wait...) gives its worker slot back
+-- until the values come.  Elsewhere: the default client.
+function M.get_client()
+  local link = cluster_c.task_link()
+  if link then
+    if not task_client then
+      task_client = make_client(nil, link, false)
+      task_client._task = true
+    end
+    return task_client
+  end
+  local c = M.default_client()
+  if not c then
+    error("get_client: no client: start one with dlua.Client() (inside a "
+          .. "task, get_client returns a client of the task's scheduler)", 2)
+  end
   return c
 end
 
@@ -781,6 +839,8 @@ function M.sleep(s)
     error(fmt("sleep: expects a non-negative number of seconds, got %s",
               type(s) == "number" and tostring(s) or type(s)), 2)
   end
+  local link = cluster_c.task_link()
+  if link and link:park_sleep(s) then return end -- the slot is given back
   local deadline = clock() + s
   -- In a task, wake every 50 ms so that a cancel or timeout (a Lua hook
   -- set by the worker) can stop the task.
@@ -806,6 +866,9 @@ function M.default_client()
   if default_client and default_client.handle:closed() then
     default_client = nil
   end
+  if not default_client and cluster_c.task_link() then
+    return M.get_client()
+  end
   return default_client
 end
 
@@ -815,9 +878,9 @@ end
 -- (background progress); a finished task sets its state in _keys (status,
 -- nbytes, has_value, value) in C, and lands in _fired if it has callbacks.
 -- Ctrl-C ends the wait with the error "interrupted!" (no message is lost).
-function Client:_pump(timeout)
+function Client:_pump(timeout, hint)
   local n, err, why = self.handle:poll(timeout or -1, self._keys, self._fired,
-                                       self._on_err, self._on_data)
+                                       self._on_err, self._on_data, hint)
   if not n then
     if why == "interrupted" then error(err, 0) end
     error("dlua: " .. err, 3)
@@ -1026,7 +1089,8 @@ function Client:_gather_values(futs, timeout, what)
     local req = {n = #keys, values = values, missing = {}, errors = {}}
     self._reqs[reqid] = req
     self.handle:gather(reqid, keys)
-    local ok = pump_until(self, function() return req.n <= 0 end, deadline)
+    local ok = pump_until(self, function() return req.n <= 0 end, deadline,
+                          reqid)
     self._reqs[reqid] = nil
     if not ok then
       error(timeout_error(fmt("%s: no answer after %gs", what, timeout)), 3)
@@ -1047,7 +1111,7 @@ function Client:_gather_values(futs, timeout, what)
       local st = self._keys[k]
       if st then
         if not pump_until(self, function() return st.status ~= "pending" end,
-                          deadline) then
+                          deadline, k) then
           error(timeout_error(fmt("%s: no answer after %gs", what, timeout)),
                 3)
         end
@@ -1109,13 +1173,13 @@ end
 -- apply (h:values says when).
 -- One turn of gather's wait: pump until the deadline, or raise a
 -- TimeoutError at the given level (counted from the caller).
-local function gather_turn(self, deadline, timeout, level)
+local function gather_turn(self, deadline, timeout, level, hint)
   local left = deadline and deadline - clock() or -1
   if deadline and left <= 0 then
     error(timeout_error(fmt("gather: not done after %gs", timeout)),
           level + 1)
   end
-  self:_pump(left)
+  self:_pump(left, hint)
 end
 
 function Client:_gather_array(v, deadline, timeout)
@@ -1124,7 +1188,7 @@ function Client:_gather_array(v, deadline, timeout)
     i, out = self.handle:values(v, states, out, i)
     if i == true then return out end
     if not i then return nil end
-    gather_turn(self, deadline, timeout, 3)
+    gather_turn(self, deadline, timeout, 3, v[i].key)
   end
 end
 
@@ -1150,7 +1214,7 @@ function Client:gather(v, timeout)
     if st.status ~= "pending" then
       i = i + 1
     else
-      gather_turn(self, deadline, timeout, 2)
+      gather_turn(self, deadline, timeout, 2, key)
     end
   end
   local vals = self:_gather_values(futs, deadline and math.max(0,
@@ -1173,6 +1237,43 @@ function Client:gather(v, timeout)
   local byf = {}
   for j, f in ipairs(futs) do byf[f] = vals[j] end
   return replace_futures(v, byf, {})
+end
+
+--- client:run(fn, ... [, dlua.opts{workers=}]) -> {[worker id] = result}
+-- Runs fn(...) once on every worker (or on the ones named), each as a task
+-- pinned to its worker, and returns the results by worker id; raises the
+-- first error.  The scheduler runs no Lua, so there is no
+-- run_on_scheduler.  Each call waits its turn in its worker's queue.
+function Client:run(fn, ...)
+  check_open(self, "run")
+  check_fn(fn, "run")
+  local opts, n = split_opts(select("#", ...), ...)
+  local ids = opts and opts.workers
+  if not ids then
+    ids = {}
+    for _, w in ipairs(self.handle:workers()) do ids[#ids + 1] = w.id end
+    table.sort(ids)
+  end
+  local known = {}
+  for _, w in ipairs(self.handle:workers()) do known[w.id] = true end
+  local name = (opts and opts.name) or ("run-" .. fn_name(fn, 2))
+  local futs = {}
+  for i, id in ipairs(ids) do
+    if not known[id] then
+      error(fmt("run: no worker %s (workers: %d)", tostring(id),
+                #self.handle:workers()), 2)
+    end
+    local o = {name = name, workers = {id}, allow_other_workers = false}
+    if opts then
+      o.timeout, o.retries, o.priority = opts.timeout, opts.retries,
+                                         opts.priority
+    end
+    futs[i] = self:_submit(o, fn, n, unpack({...}, 1, n))
+  end
+  local vals = self:gather(futs)
+  local out = {}
+  for i, id in ipairs(ids) do out[id] = vals[i] end
+  return out
 end
 
 --- client:scatter(value [, dlua.opts{workers=}]) -> future
@@ -1262,7 +1363,7 @@ end
 -- submit, map, gather, scatter, compute and result raise "client is
 -- closed".
 function Client:close()
-  if self.closed then return end
+  if self.closed or self._task then return end
   self.closed = true
   open_clients[self] = nil
   if not self.owns_cluster and not self.handle:closed() then
@@ -1516,6 +1617,13 @@ function M.is_as_completed(v) return getmetatable(v) == AsCompleted end
 -- (lua/dlua/progress.lua).
 function M.progress(...)
   return require("dlua.progress").progress(...)
+end
+
+-- Variable, Queue, Event, Lock, Semaphore (lua/dlua/coord.lua).
+do
+  local coord = require "dlua.coord"
+  M.Variable, M.Queue, M.Event = coord.Variable, coord.Queue, coord.Event
+  M.Lock, M.Semaphore = coord.Lock, coord.Semaphore
 end
 
 --- dlua.in_worker() -> true when running inside a task on a worker

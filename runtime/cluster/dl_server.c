@@ -22,6 +22,7 @@
 #include "dl_wire.h"
 #include "dl_os.h"
 #include "dl_server.h"
+#include "dl_tcp.h"
 
 typedef struct wproc wproc;
 struct wproc {
@@ -35,6 +36,8 @@ struct wproc {
   dl_conn *conn;
   int handles; /* open libuv handles; freed at zero */
   int exited, gone, ready, retiring;
+  int remote; /* joined over TCP: no process of ours to watch */
+  char addr[256]; /* where its peers reach it, from its hello */
   wproc *next;
 };
 
@@ -77,6 +80,10 @@ struct dl_server {
   int svc_started;      /* loop only: svc.start succeeded, not stopped yet */
   char svc_addr[128];   /* its address; set before the workers start */
   char dlua_version[32], lua_version[32]; /* for the dashboard */
+  dl_tcp_server *tcp;    /* loop only: where workers join over TCP */
+  dl_token token;        /* theirs to prove they hold */
+  char listen_req[128];  /* "host:port" asked for; "" for none */
+  char listen_addr[300]; /* "tcp://host:port"; set before start returns */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
   int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
 };
@@ -213,7 +220,7 @@ static int live_workers(dl_server *s) {
   int n = 0;
   wproc *w;
   for (w = s->workers; w; w = w->next)
-    if (!w->gone && !w->retiring) n++;
+    if (!w->gone && !w->retiring && !w->remote) n++;
   return n;
 }
 
@@ -248,7 +255,7 @@ static void worker_gone(wproc *w) {
     c->data = NULL;
     dl_conn_close(c);
   }
-  if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+  if (!w->exited && !w->remote) uv_process_kill(&w->proc, SIGKILL);
   if (w->ready) {
     uv_mutex_lock(&s->lock);
     s->nready--;
@@ -266,6 +273,10 @@ static void worker_gone(wproc *w) {
   if (s->stopping) {
     maybe_finish_stop(s);
     return;
+  }
+  if (w->remote) {
+    fprintf(stderr, "dlua: worker %d at %s left\n", w->id, w->addr);
+    return; /* not ours to replace */
   }
   if (!w->retiring) {
     s->died++;
@@ -324,6 +335,7 @@ static void on_hello(wproc *w, dl_rd *r) {
   }
   w->ready = 1;
   w->pid = (int64_t)h.pid;
+  snprintf(w->addr, sizeof w->addr, "%.*s", (int)h.alen, h.addr);
   s->early_deaths = 0;
   /* Introduce it to its peers and its peers to it. */
   m.id = (uint64_t)w->id;
@@ -335,13 +347,11 @@ static void on_hello(wproc *w, dl_rd *r) {
   }
   {
     dl_buf *b = dl_conn_msg(w->conn);
-    char path[512];
     for (o = s->workers; o; o = o->next) {
       if (o == w || !o->ready || o->gone) continue;
-      snprintf(path, sizeof path, "%s/w%d.sock", s->dir, o->id);
       m.id = (uint64_t)o->id;
-      m.addr = path;
-      m.alen = strlen(path);
+      m.addr = o->addr;
+      m.alen = strlen(o->addr);
       dl_put_peer(b, &m);
     }
   }
@@ -602,6 +612,10 @@ static void maybe_finish_stop(dl_server *s) {
     if (!w->exited) return;
   /* Every worker has exited: close what is left; the loop then ends.
      Worker handles close through their own callbacks. */
+  if (s->tcp) {
+    dl_tcp_server_close(s->tcp);
+    s->tcp = NULL;
+  }
   if (!uv_is_closing((uv_handle_t *)&s->wake)) {
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->tick, NULL);
@@ -630,6 +644,7 @@ static void begin_stop(dl_server *s) {
       dl_put_shutdown(dl_conn_msg(w->conn));
       dl_conn_flush(w->conn);
     }
+    if (w->remote) worker_gone(w); /* closes its link once flushed */
   }
   uv_timer_start(&s->killer, killer_cb, 1000, 0);
   maybe_finish_stop(s);
@@ -683,6 +698,25 @@ static void wake_cb(uv_async_t *h) {
   }
 }
 
+/* Free the records of workers that joined over TCP and are gone (all of
+   them with every set). */
+static void reap_remote(dl_server *s, int every) {
+  wproc **pp = &s->workers;
+  while (*pp) {
+    wproc *w = *pp;
+    if (w->remote && (w->gone || every)) {
+      if (w->conn) {
+        w->conn->data = NULL;
+        dl_conn_close(w->conn);
+      }
+      *pp = w->next;
+      dl_free(w);
+    } else {
+      pp = &w->next;
+    }
+  }
+}
+
 static void tick_cb(uv_timer_t *t) {
   dl_server *s = t->data;
   int silent[16], n, i, target;
@@ -705,6 +739,7 @@ static void tick_cb(uv_timer_t *t) {
       }
   if (s->retry_at > 0 && !s->stopping && now_s() >= s->retry_at)
     top_up(s, target);
+  reap_remote(s, 0);
 }
 
 /* Start the service (the dashboard) on the loop; on failure the start of
@@ -727,6 +762,60 @@ static int start_service(dl_server *s) {
   return s->svc_started ? 0 : -1;
 }
 
+/* A worker that joined over TCP and proved it holds the token. */
+static void on_remote_worker(dl_tcp_server *ts, int fd, const char *peer,
+                             void *data) {
+  dl_server *s = data;
+  wproc *w;
+  (void)ts;
+  if (s->stopping || (w = dl_realloc(NULL, sizeof *w)) == NULL) {
+    close(fd);
+    return;
+  }
+  memset(w, 0, sizeof *w);
+  w->srv = s;
+  w->remote = 1;
+  w->exited = 1; /* no process of ours */
+  w->id = ++s->nextid;
+  snprintf(w->addr, sizeof w->addr, "%s", peer);
+  w->conn = dl_conn_new(&s->loop, &s->fl, on_worker_frame, on_worker_close, w);
+  if (w->conn == NULL || dl_conn_open_fd(w->conn, fd) != 0) {
+    if (w->conn) dl_conn_close(w->conn);
+    else close(fd);
+    dl_free(w);
+    return;
+  }
+  w->next = s->workers;
+  s->workers = w;
+  dl_put_welcome(dl_conn_msg(w->conn), (uint64_t)w->id);
+}
+
+/* Listen for workers over TCP; on failure the start fails with why. */
+static int start_listener(dl_server *s) {
+  char host[256], err[300];
+  int port, rc;
+  dl_tcp_opts o;
+  memset(&o, 0, sizeof o);
+  o.token = &s->token;
+  o.version = s->dlua_version;
+  rc = dl_tcp_parse(s->listen_req, host, sizeof host, &port, err, sizeof err);
+  if (rc == 0)
+    rc = dl_tcp_listen(&s->tcp, &s->loop, host, port, &o, on_remote_worker, s,
+                       err, sizeof err);
+  uv_mutex_lock(&s->lock);
+  if (rc == 0) {
+    snprintf(s->listen_addr, sizeof s->listen_addr,
+             strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", host,
+             dl_tcp_server_port(s->tcp));
+  } else {
+    s->start_failed = 1;
+    snprintf(s->starterr, sizeof s->starterr, "%s", err);
+  }
+  uv_cond_broadcast(&s->cond);
+  uv_mutex_unlock(&s->lock);
+  return rc;
+}
+
 static void thread_main(void *arg) {
   dl_server *s = arg;
   int i, n;
@@ -741,9 +830,11 @@ static void thread_main(void *arg) {
   n = s->target;
   uv_mutex_unlock(&s->lock);
   if (s->svc.start && start_service(s)) n = 0;
+  if (s->listen_req[0] && start_listener(s)) n = 0;
   for (i = 0; i < n; i++)
     if (spawn_worker(s)) break;
   uv_run(&s->loop, UV_RUN_DEFAULT);
+  reap_remote(s, 1);
   uv_walk(&s->loop, close_walk, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_mutex_lock(&s->lock);
@@ -857,7 +948,9 @@ static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
   const char *tmp = getenv("TMPDIR"), *what;
   double deadline;
   int ok = 0, rc;
-  if (o->n_workers <= 0 || o->memory_limit <= 0 || o->worker_exe == NULL) {
+  if ((o->listen_address ? o->n_workers != 0 : o->n_workers <= 0) ||
+      o->memory_limit <= 0 || o->worker_exe == NULL ||
+      (o->listen_address && o->token == NULL)) {
     snprintf(err, errlen, "bad cluster options");
     return NULL;
   }
@@ -899,6 +992,16 @@ static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
            o->dlua_version ? o->dlua_version : "unknown");
   snprintf(s->lua_version, sizeof s->lua_version, "%s",
            o->lua_version ? o->lua_version : "unknown");
+  if (o->listen_address) {
+    if (strlen(o->listen_address) >= sizeof s->listen_req) {
+      snprintf(err, errlen, "listen address too long");
+      rmdir(s->dir);
+      dl_free(s);
+      return NULL;
+    }
+    snprintf(s->listen_req, sizeof s->listen_req, "%s", o->listen_address);
+    s->token = *o->token;
+  }
   io.worker_out = worker_out;
   io.client_out = client_out;
   io.ud = s;
@@ -934,14 +1037,17 @@ static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
   pthread_mutex_unlock(&live_lock);
   deadline = now_s() + (o->start_timeout > 0 ? o->start_timeout : 20.0);
   uv_mutex_lock(&s->lock);
-  while (s->nready < s->target && !s->start_failed && !s->dead) {
+  while ((s->nready < s->target ||
+          (s->listen_req[0] && !s->listen_addr[0])) &&
+         !s->start_failed && !s->dead) {
     double left = deadline - now_s();
     if (left <= 0) break;
     uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)(left * 1e9));
   }
-  if (s->nready >= s->target) ok = 1;
-  else if (s->start_failed) snprintf(err, errlen, "%s", s->starterr);
-  else snprintf(err, errlen, "workers did not start within %.0f s",
+  if (s->start_failed) snprintf(err, errlen, "%s", s->starterr);
+  else if (s->nready >= s->target && (!s->listen_req[0] || s->listen_addr[0]))
+    ok = 1;
+  else if (!ok) snprintf(err, errlen, "workers did not start within %.0f s",
                 o->start_timeout > 0 ? o->start_timeout : 20.0);
   uv_mutex_unlock(&s->lock);
   if (!ok) {
@@ -1178,4 +1284,8 @@ void dl_server_stats(dl_server *s, int *spawned, int *died) {
   *spawned = s->spawned;
   *died = s->died;
   uv_mutex_unlock(&s->lock);
+}
+
+const char *dl_server_listen_address(dl_server *s) {
+  return s->listen_addr[0] ? s->listen_addr : NULL;
 }

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "dl_auth.h"
 #include "dl_buf.h"
 #include "dl_sched.h"
 
@@ -37,6 +38,13 @@ typedef struct dl_server_opts {
   /* Version strings the dashboard reports ("0.1.0", "Lua 5.4.4"); NULL:
      "unknown".  Copied. */
   const char *dlua_version, *lua_version;
+  /* Accept workers over TCP (`dlua worker ADDRESS`) on this "host:port"
+     (a numeric address; port 0: a free one; see dl_server_listen_address),
+     each authenticated with token (copied) before any of its bytes is
+     decoded; NULL: none.  Such a cluster starts no local workers: n_workers
+     must be 0, and the start does not wait for any. */
+  const char *listen_address;
+  const dl_token *token;
 } dl_server_opts;
 
 /*
@@ -153,6 +161,10 @@ int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
 /* The address the service listens on, "host:port", or NULL when there
    is none; borrowed, valid until dl_server_stop. */
 const char *dl_server_service_address(dl_server *s);
+
+/* "tcp://host:port" where workers join over TCP, or NULL when the cluster
+   does not listen; borrowed, valid until dl_server_stop. */
+const char *dl_server_listen_address(dl_server *s);
 
 /* The version strings given in dl_server_opts; borrowed. */
 void dl_server_versions(dl_server *s, const char **dlua, const char **lua);

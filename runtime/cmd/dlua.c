@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "dl_netcmd.h"
 #include "dl_repl.h"
 #include "dlua.h"
 
@@ -381,6 +382,8 @@ int main(int argc, char **argv) {
   int status, ok;
   lua_State *L;
   if (rc >= 0)
+    return rc;
+  if ((rc = dl_netcmd_main(argc, argv)) >= 0) /* dlua worker ... */
     return rc;
   watch_term_signals();
   if (argv[0] != NULL && argv[0][0] != '\0')

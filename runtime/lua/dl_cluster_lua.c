@@ -48,11 +48,22 @@ typedef struct handle {
   dl_map fns_sent; /* hashes already sent to the scheduler */
   int nworkers;
   int polling;
+  int link; /* the tasks' client on a worker: messages go over the
+               worker's link to its scheduler (srv is NULL) */
 } handle;
 
 static handle *check_handle(lua_State *L, int idx) {
   handle *h = luaL_checkudata(L, idx, HANDLE_MT);
-  if (h->srv == NULL) luaL_error(L, "the cluster is closed");
+  if (h->srv == NULL && !h->link) luaL_error(L, "the cluster is closed");
+  return h;
+}
+
+/* A handle with a cluster in this process (not the tasks' client). */
+static handle *check_local(lua_State *L, int idx) {
+  handle *h = check_handle(L, idx);
+  if (h->srv == NULL)
+    luaL_error(L, "not available inside a task (the cluster lives in the "
+               "client's process)");
   return h;
 }
 
@@ -67,7 +78,9 @@ static int fn_put(void *ud, const unsigned char hash[16], const char *code,
     if (memcmp(h->fns.p + 16 * i, hash, 16) == 0) return 1;
   dl_buf_put(&h->fns, hash, 16);
   h->nfns++;
-  if (!dl_map_get(&h->fns_sent, (const char *)hash, 16)) {
+  if (h->link) { /* the scheduler may have dropped it: send it along */
+    dl_put_func_msg(&h->out, DL_M_CFUNC, hash, code, len);
+  } else if (!dl_map_get(&h->fns_sent, (const char *)hash, 16)) {
     char *k = dl_realloc(NULL, 16);
     if (k == NULL) return 0;
     memcpy(k, hash, 16);
@@ -98,10 +111,11 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
 }
 
 /* cluster.start{n_workers=, memory_limit=, worker_exe=, allowed_failures=,
-   start_timeout=, dashboard_address=, dashboard_fallback=} -> handle,
-   or nil, message */
+   start_timeout=, dashboard_address=, dashboard_fallback=, listen=,
+   token_file=} -> handle, or nil, message */
 static int cl_start(lua_State *L) {
   dl_server_opts o;
+  dl_token token;
   dl_service dash;
   const char *dash_addr;
   int dash_fallback;
@@ -137,7 +151,21 @@ static int cl_start(lua_State *L) {
   o.heartbeat_timeout = luaL_optnumber(L, -1, 0);
   o.dlua_version = DLUA_VERSION_STRING;
   o.lua_version = LUA_RELEASE;
-  if (o.n_workers < 1 || o.n_workers > 1024)
+  lua_getfield(L, 1, "listen");
+  o.listen_address = luaL_optstring(L, -1, NULL);
+  if (o.listen_address) {
+    const char *tf;
+    lua_getfield(L, 1, "token_file");
+    tf = luaL_optstring(L, -1, NULL);
+    if (dl_token_load(&token, tf, err, sizeof err) != 0) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      return 2;
+    }
+    o.token = &token;
+  }
+  if (o.listen_address ? o.n_workers != 0
+                       : (o.n_workers < 1 || o.n_workers > 1024))
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);
   h = lua_newuserdatauv(L, sizeof *h, 0);
@@ -155,6 +183,7 @@ static int cl_start(lua_State *L) {
     o.service = &dash;
   }
   h->srv = dl_server_start(&o, err, sizeof err);
+  if (o.token) memset(&token, 0, sizeof token);
   if (h->srv == NULL) {
     lua_pushnil(L);
     lua_pushstring(L, err);
@@ -204,7 +233,7 @@ static int h_dashboard(lua_State *L) {
 
 static int h_closed(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-  lua_pushboolean(L, h->srv == NULL);
+  lua_pushboolean(L, h->srv == NULL && !h->link);
   return 1;
 }
 
@@ -228,6 +257,11 @@ static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
    for the answer (see dl_server_send). */
 static int flush_now(handle *h, int urgent) {
   int rc = 0;
+  if (h->link) {
+    if (h->out.len) dl_worker_link_send(h->out.p, h->out.len);
+    h->out.len = 0;
+    return 0;
+  }
   if (h->out.len) {
     rc = dl_server_send(h->srv, h->out.p, h->out.len, urgent);
     h->out.len = 0;
@@ -528,7 +562,7 @@ static int key_msg(lua_State *L, int type) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   size_t klen;
   const char *key = luaL_checklstring(L, 2, &klen);
-  if (h->srv == NULL) return 0; /* closing: nothing to release */
+  if (h->srv == NULL && !h->link) return 0; /* closing: nothing to release */
   dl_put_key_msg(&h->out, (unsigned)type, key, klen);
   return 0;
 }
@@ -540,7 +574,7 @@ static int h_release(lua_State *L) { return key_msg(L, DL_M_RELEASE); }
 static int h_cancel(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   key_msg(L, DL_M_CCANCEL);
-  if (h->srv) flush_now(h, 1);
+  if (h->srv || h->link) flush_now(h, 1);
   return 0;
 }
 
@@ -550,8 +584,8 @@ static int h_gather(lua_State *L) {
   lua_Integer reqid = luaL_checkinteger(L, 2), n, i;
   luaL_checktype(L, 3, LUA_TTABLE);
   n = luaL_len(L, 3);
-  dl_put_gather(&h->out, 1, (uint64_t)reqid, (uint64_t)n); /* big values
-                                        come as blocks to map */
+  /* Big values come to the client as blocks to map. */
+  dl_put_gather(&h->out, !h->link, (uint64_t)reqid, (uint64_t)n);
   for (i = 1; i <= n; i++) {
     size_t klen;
     const char *k;
@@ -589,6 +623,32 @@ static int h_scatter(lua_State *L) {
     dl_put_scatter(&h->out, key, klen, h->payload.p, h->payload.len, 0);
   }
   flush(h);
+  return 0;
+}
+
+/* h:coord(reqid, op, name, timeout_ms, n, lease, bytes): a Variable,
+   Queue, Event or Semaphore request (dl_coord.h), sent at once; the
+   answer comes to poll's on_data as (reqid, nil, status, bytes). */
+static int h_coord(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_Integer reqid = luaL_checkinteger(L, 2), op = luaL_checkinteger(L, 3);
+  size_t nlen, blen;
+  const char *name = luaL_checklstring(L, 4, &nlen);
+  lua_Integer tmo = luaL_checkinteger(L, 5), n = luaL_checkinteger(L, 6);
+  lua_Integer lease = luaL_checkinteger(L, 7);
+  const char *bytes = luaL_optlstring(L, 8, "", &blen);
+  dl_msg_coord m;
+  m.reqid = (uint64_t)reqid;
+  m.op = (unsigned)op;
+  m.name = name;
+  m.nlen = nlen;
+  m.timeout_ms = (uint64_t)tmo;
+  m.n = (uint64_t)n;
+  m.lease = (uint64_t)lease;
+  m.bytes = bytes;
+  m.blen = blen;
+  dl_put_coord(&h->out, &m);
+  flush_now(h, 1);
   return 0;
 }
 
@@ -687,23 +747,23 @@ static void mark_done(lua_State *L, int states, int fired, const char *key,
 ** A wait that Ctrl-C (dlua_interrupt) stops returns nil, "interrupted!",
 ** "interrupted" and takes no message: nothing is lost.
 */
+static int dispatch_in(lua_State *L, handle *h);
+static int link_poll(lua_State *L, handle *h);
+
 static int h_poll(lua_State *L) {
   handle *h = check_handle(L, 1);
   double timeout = luaL_optnumber(L, 2, -1);
-  int rc, count = 0;
-  dl_rd r;
+  int rc;
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
   luaL_checktype(L, 5, LUA_TFUNCTION);
   luaL_checktype(L, 6, LUA_TFUNCTION);
-  lua_settop(L, 6);
+  lua_settop(L, 7);
+  if (h->link) return link_poll(L, h);
   if (flush_now(h, 1)) {
     lua_pushnil(L);
     lua_pushliteral(L, "the cluster has stopped");
     return 2;
-  }
-  if (h->polling) {
-    h->polling = 0; /* a callback raised during the last poll */
   }
   h->in.len = 0;
   rc = dl_server_recv(h->srv, &h->in, timeout);
@@ -718,6 +778,81 @@ static int h_poll(lua_State *L) {
     lua_pushliteral(L, "the cluster has stopped");
     return 2;
   }
+  return dispatch_in(L, h);
+}
+
+/* After a parked wait: raise the error the wait must raise (a cycle), or
+   take the news and handle it. */
+static int link_poll_k(lua_State *L, int status, lua_KContext ctx) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  const char *e = dl_worker_park_error();
+  (void)status;
+  (void)ctx;
+  if (e) return luaL_error(L, "%s", e);
+  h->in.len = 0;
+  dl_worker_link_take(&h->in);
+  return dispatch_in(L, h);
+}
+
+/*
+** poll on the tasks' client: take the news that came; with none and a
+** timeout, wait: a task's own coroutine yields to the worker's executor
+** (which runs other tasks meanwhile) until news of what it waits for
+** comes (argument 7, the hint: the key of a future, or a gather's request
+** id), or the timeout passes; other waits (inside a coroutine of the
+** task's, or across a C call) block the executor.
+*/
+static int link_poll(lua_State *L, handle *h) {
+  double timeout = luaL_optnumber(L, 2, -1);
+  flush_now(h, 1);
+  h->in.len = 0;
+  if (!dl_worker_link_take(&h->in) && timeout != 0) {
+    if (dl_worker_can_park(L)) {
+      size_t klen = 0;
+      const char *key = NULL;
+      if (lua_type(L, 7) == LUA_TSTRING) {
+        key = lua_tolstring(L, 7, &klen);
+        dl_worker_park(DL_PARK_KEY, timeout, key, klen, 0);
+      } else if (lua_isinteger(L, 7)) {
+        dl_worker_park(DL_PARK_REQ, timeout, NULL, 0,
+                       (uint64_t)lua_tointeger(L, 7));
+      } else {
+        dl_worker_park(DL_PARK_ANY, timeout, NULL, 0, 0);
+      }
+      return lua_yieldk(L, 0, 0, link_poll_k);
+    }
+    if (dl_worker_link_block(timeout)) dl_worker_link_take(&h->in);
+  }
+  return dispatch_in(L, h);
+}
+
+static int link_sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* h:park_sleep(seconds) -> true after sleeping with the task parked (its
+   slot given back), or false where the caller cannot park: it then
+   sleeps its own way. */
+static int h_park_sleep(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  double s = luaL_checknumber(L, 2);
+  if (!h->link || !dl_worker_can_park(L)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  flush_now(h, 1);
+  dl_worker_park(DL_PARK_SLEEP, s, NULL, 0, 0);
+  return lua_yieldk(L, 0, 0, link_sleep_k);
+}
+
+/* Handle the messages in h->in (see h_poll); the poll's arguments are at
+   3..6.  Returns count.  [-0, +1, e] */
+static int dispatch_in(lua_State *L, handle *h) {
+  int count = 0;
+  dl_rd r;
   /* The bytes stay in h->in (owned by the handle) while callbacks run, so
      an error raised by one leaks nothing; callbacks must not poll. */
   h->polling = 1;
@@ -788,6 +923,15 @@ static int h_poll(lua_State *L) {
           lua_pushboolean(L, 1);
           lua_insert(L, -2);
         }
+        lua_call(L, 4, 0);
+      } else if (type == DL_M_COORD_REPLY) {
+        dl_msg_coord_reply m;
+        if (dl_get_coord_reply(&r, &m)) break;
+        lua_pushvalue(L, 6);
+        lua_pushinteger(L, (lua_Integer)m.reqid);
+        lua_pushnil(L);
+        lua_pushinteger(L, (lua_Integer)m.status);
+        lua_pushlstring(L, m.bytes, m.blen);
         lua_call(L, 4, 0);
       } else if (type == DL_M_FN_GONE) { /* no task needs it: forget it */
         dl_msg_hash m;
@@ -890,7 +1034,7 @@ no:
 
 /* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */
 static int h_workers(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   dl_sched_winfo info[256];
   int n = dl_server_workers(h->srv, info, 256), i;
   double now = (double)uv_hrtime() * 1e-9;
@@ -936,7 +1080,7 @@ static int h_workers(lua_State *L) {
 /* h:departed() -> {{id=, pid=, status="dead", reason=}, ...}: the last
    workers that left */
 static int h_departed(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   dl_sched_winfo info[DL_SCHED_DEPARTED];
   int n = dl_server_departed(h->srv, info, DL_SCHED_DEPARTED), i;
   lua_createtable(L, n, 0);
@@ -961,7 +1105,7 @@ static const char *const state_names[6] = {"waiting", "ready", "processing",
 /* h:counts() -> {waiting=, ready=, processing=, memory=, erred=,
    released=} */
 static int h_counts(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   const char *const *names = state_names;
   int64_t c[6];
   int i;
@@ -977,7 +1121,7 @@ static int h_counts(lua_State *L) {
 /* h:groups() -> {{name=, total=, done=, erred=, waiting=, ready=,
    processing=, memory=, released=}, ...}: task groups by key prefix */
 static int h_groups(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   dl_sched_group g[512];
   int n = dl_server_groups(h->srv, g, 512), i, k;
   if (n > 512) n = 512;
@@ -1004,7 +1148,7 @@ static int h_groups(lua_State *L) {
 /* h:events([since]) -> {{group=, worker=, start=, stop=, ok=}, ...}, next
    : tasks finished since event number since (the task stream) */
 static int h_events(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   uint64_t since = (uint64_t)luaL_optinteger(L, 2, 0), next;
   dl_sched_event ev[1000];
   int n = dl_server_events(h->srv, since, ev, 1000, &next), i;
@@ -1029,7 +1173,7 @@ static int h_events(lua_State *L) {
 
 /* h:scale(n) */
 static int h_scale(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n >= 0 && n <= 1024, 2, "worker count out of range");
   dl_server_scale(h->srv, (int)n);
@@ -1037,16 +1181,25 @@ static int h_scale(lua_State *L) {
   return 0;
 }
 
+/* h:listen_address() -> "tcp://host:port" where workers join, or nil */
+static int h_listen_address(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  const char *a = h->srv ? dl_server_listen_address(h->srv) : NULL;
+  if (a) lua_pushstring(L, a);
+  else lua_pushnil(L);
+  return 1;
+}
+
 /* h:dir() -> the cluster's private directory (its "address") */
 static int h_dir(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   lua_pushstring(L, dl_server_dir(h->srv));
   return 1;
 }
 
 /* h:stats() -> spawned, died */
 static int h_stats(lua_State *L) {
-  handle *h = check_handle(L, 1);
+  handle *h = check_local(L, 1);
   int spawned, died;
   dl_server_stats(h->srv, &spawned, &died);
   lua_pushinteger(L, spawned);
@@ -1086,6 +1239,36 @@ static int cl_machine(lua_State *L) {
   return 2;
 }
 
+static const char link_key = 'l'; /* registry: the tasks' client */
+
+/* cluster.task_link() -> the handle of the tasks' client on this worker
+   (one per worker: every task's get_client shares it), or nil outside a
+   worker. */
+static int cl_task_link(lua_State *L) {
+  handle *h;
+  lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
+  if (!lua_toboolean(L, -1)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &link_key) != LUA_TNIL) return 1;
+  h = lua_newuserdatauv(L, sizeof *h, 0);
+  memset(h, 0, sizeof *h);
+  dl_map_init(&h->fns_sent);
+  h->link = 1;
+  luaL_setmetatable(L, HANDLE_MT);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &link_key);
+  return 1;
+}
+
+/* cluster.pid() -> this process's id (keys made here must differ from
+   those another process of the cluster makes). */
+static int cl_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+  return 1;
+}
+
 /* cluster.in_worker() -> true inside a worker process */
 static int cl_in_worker(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
@@ -1103,6 +1286,8 @@ static const luaL_Reg handle_methods[] = {
   {"scatter", h_scatter},
   {"flush", h_flush},
   {"poll", h_poll},
+  {"coord", h_coord},
+  {"park_sleep", h_park_sleep},
   {"workers", h_workers},
   {"departed", h_departed},
   {"counts", h_counts},
@@ -1110,6 +1295,7 @@ static const luaL_Reg handle_methods[] = {
   {"events", h_events},
   {"scale", h_scale},
   {"dir", h_dir},
+  {"listen_address", h_listen_address},
   {"stats", h_stats},
   {"close", h_close},
   {"closed", h_closed},
@@ -1121,6 +1307,8 @@ static const luaL_Reg funcs[] = {
   {"start", cl_start},
   {"machine", cl_machine},
   {"in_worker", cl_in_worker},
+  {"task_link", cl_task_link},
+  {"pid", cl_pid},
   {"wake_seq", cl_wake_seq},
   {"idle", cl_idle},
   {NULL, NULL}
@@ -1137,11 +1325,11 @@ int luaopen_dlua_cluster(lua_State *L) {
   lua_pop(L, 1);
   /* Futures: a table metatable the Lua side fills with methods. */
   luaL_newmetatable(L, DL_FUTURE_MT);
-  /* Inside a worker, futures decode as their values (dl_worker.c); keep
-     that codec when a task requires "dlua". */
+  /* Inside a worker, futures decode as their values (dl_worker.c), and
+     the tasks' client sends them as keys. */
   lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
-  if (!lua_toboolean(L, -1))
-    dl_codec_register(L, DL_FUTURE_MT, future_encode, NULL);
+  dl_codec_register(L, DL_FUTURE_MT, future_encode,
+                    lua_toboolean(L, -1) ? dl_worker_future_decode : NULL);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_insert(L, -2);

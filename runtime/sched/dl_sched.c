@@ -8,6 +8,7 @@
 
 #include "dl_map.h"
 #include "dl_sched.h"
+#include "dl_coord.h"
 #include "dl_wire.h"
 
 enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
@@ -37,7 +38,13 @@ struct task {
   int state;
   int waiting;  /* inputs not in memory */
   int npending; /* dependents WAITING/READY/PROCESSING */
-  int want;     /* futures the client holds */
+  int want;     /* futures held: the client's and tasks' (cwant, wwho) */
+  int cwant;    /* of want: the client's */
+  int *wwho;    /* of want: {worker id, count} pairs, tasks' futures */
+  int nwwho;    /* pairs in wwho */
+  int seceded;  /* PROCESSING: its task waits (DL_M_SECEDE), so it is not
+                   counted in its worker's inflight */
+  char *waits_on; /* seceded: the key its task waits for (owned), or NULL */
   int retries;
   int tries; /* workers it was running on when they died */
   int64_t prio;
@@ -74,12 +81,13 @@ typedef struct sworker {
   char reason[96]; /* why it is being removed, "" for "its link closed" */
 } sworker;
 
-/* A GET sent to a worker for the client, not yet answered. */
+/* A GET sent to a worker for the client or a task, not yet answered. */
 typedef struct pget {
   uint64_t reqid;
   char *key;
   size_t klen;
   int wid;
+  int to; /* who asked: -1 the client, else the worker whose task did */
 } pget;
 
 /*
@@ -130,6 +138,10 @@ struct dl_sched {
   dl_sched_winfo departed[DL_SCHED_DEPARTED]; /* ring of the last gone */
   uint64_t ndeparted; /* workers ever gone */
   int freeing; /* dl_sched_free runs: tell nobody anything */
+  dl_coord *coord; /* Variables, Queues, Events, Semaphores */
+  double now;      /* of the frame being handled */
+  int from; /* whose client messages are being handled: -1 the client's,
+               else the worker id whose tasks sent them (get_client) */
 };
 
 /* Small results that came inline are kept, up to this many bytes in all:
@@ -261,6 +273,60 @@ static dl_buf *wout(dl_sched *s, int wid) {
 }
 
 static dl_buf *cout(dl_sched *s) { return s->io.client_out(s->io.ud); }
+
+static dl_buf *coord_out(void *ud, int to) {
+  dl_sched *s = ud;
+  return to < 0 ? cout(s) : wout(s, to);
+}
+
+/* The buffer of whoever sent the client message being handled. */
+static dl_buf *rout(dl_sched *s) {
+  return s->from < 0 ? cout(s) : wout(s, s->from);
+}
+
+/* The requester of the message being handled holds one more future of t. */
+static void want_add(dl_sched *s, task *t) {
+  int i, *n;
+  t->want++;
+  if (s->from < 0) {
+    t->cwant++;
+    return;
+  }
+  for (i = 0; i < t->nwwho; i++)
+    if (t->wwho[2 * i] == s->from) {
+      t->wwho[2 * i + 1]++;
+      return;
+    }
+  n = dl_realloc(t->wwho, sizeof(int) * 2 * (size_t)(t->nwwho + 1));
+  if (n == NULL) return; /* counted in want only: never told, never lost */
+  t->wwho = n;
+  t->wwho[2 * t->nwwho] = s->from;
+  t->wwho[2 * t->nwwho + 1] = 1;
+  t->nwwho++;
+}
+
+/* The requester dropped one future of t: 0, or -1 if it held none. */
+static int want_drop(dl_sched *s, task *t) {
+  int i;
+  if (t->want <= 0) return -1;
+  if (s->from < 0) {
+    if (t->cwant <= 0) return -1;
+    t->cwant--;
+    t->want--;
+    return 0;
+  }
+  for (i = 0; i < t->nwwho; i++)
+    if (t->wwho[2 * i] == s->from) {
+      if (--t->wwho[2 * i + 1] == 0) {
+        t->wwho[2 * i] = t->wwho[2 * (t->nwwho - 1)];
+        t->wwho[2 * i + 1] = t->wwho[2 * (t->nwwho - 1) + 1];
+        t->nwwho--;
+      }
+      t->want--;
+      return 0;
+    }
+  return t->want > t->cwant ? (t->want--, 0) : -1;
+}
 
 /* An error record of the scheduler's own (no traceback, no worker). */
 static void err_rec(dl_buf *b, int kind, const char *msg) {
@@ -397,10 +463,13 @@ static void rq_remove(dl_sched *s, task *t) {
 static void notify_done_inline(dl_sched *s, task *t, const char *inl,
                                size_t ilen) {
   dl_buf *b;
+  int i;
   if (t->want <= 0) return;
-  b = cout(s);
-  {
+  for (i = -1; i < t->nwwho; i++) {
     dl_msg_key_done m;
+    if (i < 0 && t->cwant <= 0) continue;
+    b = i < 0 ? cout(s) : wout(s, t->wwho[2 * i]);
+    if (b == NULL) continue;
     m.key = t->key;
     m.klen = t->klen;
     m.nbytes = t->nbytes;
@@ -416,10 +485,13 @@ static void notify_done(dl_sched *s, task *t) {
 
 static void notify_err(dl_sched *s, task *t) {
   dl_buf *b;
+  int i;
   if (t->want <= 0) return;
-  b = cout(s);
-  {
+  for (i = -1; i < t->nwwho; i++) {
     dl_msg_err m;
+    if (i < 0 && t->cwant <= 0) continue;
+    b = i < 0 ? cout(s) : wout(s, t->wwho[2 * i]);
+    if (b == NULL) continue;
     m.key = t->key;
     m.klen = t->klen;
     m.kind = (uint64_t)t->errkind;
@@ -427,6 +499,15 @@ static void notify_err(dl_sched *s, task *t) {
     m.rlen = t->errlen;
     dl_put_err_msg(b, DL_M_KEY_ERR, &m);
   }
+}
+
+/* t leaves PROCESSING on w: w has one task less in flight, unless t had
+   seceded (its task waited, and stopped counting then). */
+static void unload(sworker *w, task *t) {
+  if (w && !t->seceded) w->info.inflight--;
+  t->seceded = 0;
+  dl_free(t->waits_on);
+  t->waits_on = NULL;
 }
 
 /* ----------------------------------------------------------- transitions */
@@ -496,6 +577,8 @@ static void task_free(dl_sched *s, task *t) {
   dl_free(t->restrict_w);
   dl_free(t->who);
   dl_free(t->err);
+  dl_free(t->wwho);
+  dl_free(t->waits_on);
   dl_free(t);
 }
 
@@ -583,8 +666,7 @@ static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
     rq_remove(s, x);
     if (x != t) set_err(x, depkind, t->err, t->errlen);
     if (x->state == T_PROCESSING) {
-      sworker *w = find_worker(s, x->processing_on);
-      if (w) w->info.inflight--;
+      unload(find_worker(s, x->processing_on), x);
       x->processing_on = -1;
     }
     set_state(s, x, T_ERRED);
@@ -782,6 +864,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   set_state(s, t, T_PROCESSING);
   t->processing_on = w->info.id;
   t->steal_denied = 0;
+  t->seceded = 0;
   plink(w, t);
   w->info.inflight++;
 }
@@ -941,6 +1024,12 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   dl_map_init(&s->fns);
   dl_map_init(&s->groups);
   s->avg_duration = -1;
+  s->from = -1;
+  s->coord = dl_coord_new(coord_out, s);
+  if (s->coord == NULL) {
+    dl_sched_free(s);
+    return NULL;
+  }
   s->allowed_failures = 3;
   return s;
 }
@@ -955,6 +1044,7 @@ void dl_sched_free(dl_sched *s) {
   int k;
   if (s == NULL) return;
   s->freeing = 1;
+  dl_coord_free(s->coord);
   while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
@@ -1113,6 +1203,45 @@ int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
   return 0;
 }
 
+static void unwanted(dl_sched *s, task *t);
+
+/* The futures that the tasks of worker wid held are dropped with it.
+   Keys are copied first: dropping one may free others (collect). */
+static void release_held(dl_sched *s, int wid) {
+  char **keys = NULL;
+  size_t nkeys = 0, cap = 0, i = 0;
+  task *t;
+  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+    int k;
+    for (k = 0; k < t->nwwho; k++)
+      if (t->wwho[2 * k] == wid) {
+        t->want -= t->wwho[2 * k + 1];
+        t->wwho[2 * k] = t->wwho[2 * (t->nwwho - 1)];
+        t->wwho[2 * k + 1] = t->wwho[2 * (t->nwwho - 1) + 1];
+        t->nwwho--;
+        if (t->want <= 0) {
+          t->want = 0;
+          if (nkeys == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            char **nk = dl_realloc(keys, nc * sizeof *nk);
+            if (nk == NULL) break;
+            keys = nk;
+            cap = nc;
+          }
+          keys[nkeys] = dupbytes(t->key, t->klen);
+          if (keys[nkeys]) nkeys++;
+        }
+        break;
+      }
+  }
+  for (i = 0; i < nkeys; i++) {
+    t = dl_map_get(&s->tasks, keys[i], strlen(keys[i]));
+    if (t && t->want == 0) unwanted(s, t);
+    dl_free(keys[i]);
+  }
+  dl_free(keys);
+}
+
 void dl_sched_remove_worker(dl_sched *s, int wid) {
   sworker *w = find_worker(s, wid);
   size_t i = 0;
@@ -1134,14 +1263,18 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   for (i = 0; i < s->npgets;) {
     pget *g = &s->pgets[i];
     if (g->wid == wid) {
-      dl_put_data_head(cout(s), DL_M_GATHER_REPLY, g->reqid, g->key,
-                       g->klen, 0, 0);
+      dl_buf *b = g->to < 0 ? cout(s) : wout(s, g->to);
+      if (b)
+        dl_put_data_head(b, DL_M_GATHER_REPLY, g->reqid, g->key, g->klen, 0,
+                         0);
       dl_free(g->key);
       *g = s->pgets[--s->npgets];
     } else {
       i++;
     }
   }
+  release_held(s, wid);
+  dl_coord_gone(s->coord, wid, s->now);
   i = 0;
   while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
     if (t->steal_to == wid) t->steal_to = 0;
@@ -1243,7 +1376,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   RD(dl_get_submit(r, &m));
   t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t != NULL) { /* same key: the client holds one more future of it */
-    t->want++;
+    want_add(s, t);
     if (t->state == T_MEMORY) notify_done(s, t);
     else if (t->state == T_ERRED) notify_err(s, t);
     else if (t->state == T_RELEASED) need(s, t);
@@ -1262,7 +1395,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
   t->timeout_ms = (uint32_t)m.timeout_ms;
   t->processing_on = -1;
-  t->want = 1;
+  want_add(s, t);
   t->state = T_WAITING;
   count_new(s, t);
   if (m.nfns) {
@@ -1370,15 +1503,20 @@ static int on_release(dl_sched *s, dl_rd *r) {
   task *t;
   RD(dl_get_key_msg(r, &m));
   t = dl_map_get(&s->tasks, m.key, m.klen);
-  if (t == NULL || t->want <= 0) return 0;
-  if (--t->want > 0) return 0;
+  if (t == NULL || want_drop(s, t) || t->want > 0) return 0;
+  unwanted(s, t);
+  return 0;
+}
+
+/* Nobody holds a future of t any more (want is 0). */
+static void unwanted(dl_sched *s, task *t) {
   if (counts_pending(t) && t->npending == 0) {
     /* Nobody needs it any more: stop it. */
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
       sworker *w = find_worker(s, t->processing_on);
       if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
-      if (w) w->info.inflight--;
+      unload(w, t);
       t->processing_on = -1;
     }
     rq_remove(s, t);
@@ -1386,7 +1524,6 @@ static int on_release(dl_sched *s, dl_rd *r) {
     unpend_inputs(s, t);
   }
   collect(s, t);
-  return 0;
 }
 
 static int on_cfunc(dl_sched *s, dl_rd *r) {
@@ -1427,7 +1564,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   (void)pick;
   t = dl_map_get(&s->tasks, key, klen);
   if (t != NULL) {
-    t->want++;
+    want_add(s, t);
     if (t->state == T_MEMORY) notify_done(s, t);
     return 0;
   }
@@ -1436,7 +1573,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   memset(t, 0, sizeof *t);
   t->key = dupbytes(key, klen);
   t->klen = klen;
-  t->want = 1;
+  want_add(s, t);
   t->seq = s->seq++;
   t->processing_on = -1;
   t->state = T_PROCESSING;
@@ -1489,9 +1626,12 @@ static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
       s->pgets[s->npgets].key = dupbytes(key, klen);
       s->pgets[s->npgets].klen = klen;
       s->pgets[s->npgets].wid = t->who[0];
+      s->pgets[s->npgets].to = s->from;
       s->npgets++;
     } else { /* not in memory (any more): the client waits again */
-      dl_put_data_head(cout(s), DL_M_GATHER_REPLY, m.reqid, key, klen, 0, 0);
+      b = rout(s);
+      if (b)
+        dl_put_data_head(b, DL_M_GATHER_REPLY, m.reqid, key, klen, 0, 0);
     }
   }
   return 0;
@@ -1561,39 +1701,51 @@ static void ahead_next(dl_sched *s, ahead *a, unsigned i, int from_worker) {
   ahead_one(s, a, from_worker);
 }
 
+static int client_msg(dl_sched *s, unsigned type, dl_rd *r);
+
 int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
   dl_rd r;
   int rc = 0;
   unsigned i = 0;
   ahead a;
-  (void)now;
+  s->now = now;
   dl_rd_init(&r, p, n);
   ahead_start(s, &a, p, n, 0);
   while (dl_rd_left(&r) > 0 && rc == 0) {
     unsigned type = 0;
     ahead_next(s, &a, i++, 0);
     dl_wire_type(&r, &type);
-    switch (type) {
-      case DL_M_SUBMIT: rc = on_submit(s, &r); break;
-      case DL_M_CFUNC: rc = on_cfunc(s, &r); break;
-      case DL_M_FN_FORGET: rc = on_fn_forget(s, &r); break;
-      case DL_M_RELEASE: rc = on_release(s, &r); break;
-      case DL_M_GATHER: rc = on_gather(s, &r, 0); break;
-      case DL_M_GATHERS: rc = on_gather(s, &r, 1); break;
-      case DL_M_SCATTER: rc = on_scatter(s, &r); break;
-      case DL_M_CCANCEL: {
-        dl_msg_key m;
-        task *t;
-        if (dl_get_key_msg(&r, &m)) return DL_EPROTO;
-        t = dl_map_get(&s->tasks, m.key, m.klen);
-        if (t) cancel_task(s, t);
-        break;
-      }
-      default: rc = DL_EPROTO;
-    }
+    rc = client_msg(s, type, &r);
   }
   dispatch(s);
   return rc;
+}
+
+/*
+** One client message of the given type (its type byte read), from the
+** client or, with s->from set, from the tasks of a worker (get_client);
+** DL_EPROTO for a type that is not a client message.
+*/
+static int client_msg(dl_sched *s, unsigned type, dl_rd *r) {
+  switch (type) {
+    case DL_M_SUBMIT: return on_submit(s, r);
+    case DL_M_CFUNC: return on_cfunc(s, r);
+    case DL_M_FN_FORGET: return on_fn_forget(s, r);
+    case DL_M_RELEASE: return on_release(s, r);
+    case DL_M_GATHER: return on_gather(s, r, 0);
+    case DL_M_GATHERS: return on_gather(s, r, 1);
+    case DL_M_SCATTER: return on_scatter(s, r);
+    case DL_M_COORD: return dl_coord_request(s->coord, s->from, r, s->now);
+    case DL_M_CCANCEL: {
+      dl_msg_key m;
+      task *t;
+      if (dl_get_key_msg(r, &m)) return DL_EPROTO;
+      t = dl_map_get(&s->tasks, m.key, m.klen);
+      if (t) cancel_task(s, t);
+      return 0;
+    }
+    default: return DL_EPROTO;
+  }
 }
 
 /* ------------------------------------------------------- worker frames */
@@ -1632,6 +1784,7 @@ double dl_sched_tick(dl_sched *s, double now) {
     pp = &t->next_delayed;
   }
   check_stall(s, now);
+  dl_coord_tick(s->coord, now);
   dispatch(s);
   return next;
 }
@@ -1651,7 +1804,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   t = dl_map_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
-    w->info.inflight--;
+    unload(w, t);
     if (t->payload && !t->restoring) { /* a run, not a store */
       record_event(s, t, w->info.id, (double)start * 1e-6,
                    (double)stop * 1e-6, 1);
@@ -1684,7 +1837,7 @@ static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
-  w->info.inflight--;
+  unload(w, t);
   t->processing_on = -1;
   record_event(s, t, w->info.id, now, now, 0);
   if (m.kind == DL_ERR_RAISED && t->retries > 0) {
@@ -1693,6 +1846,62 @@ static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
     return 0;
   }
   fail(s, t, (int)m.kind, m.rec, m.rlen);
+  return 0;
+}
+
+/*
+** A task running on w waits for the task of key wkey (or for something
+** else, wkey ""): it stops counting in w's inflight, so w gets more work.
+** A wait that closes a cycle (the task waits on itself, or on a task that
+** waits, directly or not, on it) can never end: w is told (DL_M_CYCLE) and
+** the waiting task raises.
+*/
+static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
+  dl_msg_two m;
+  const char *key, *wkey;
+  size_t klen, wklen;
+  task *t, *x;
+  int hops;
+  RD(dl_get_two_msg(r, &m));
+  key = m.a;
+  klen = m.alen;
+  wkey = m.b;
+  wklen = m.blen;
+  t = dl_map_get(&s->tasks, key, klen);
+  if (t == NULL || t->state != T_PROCESSING ||
+      t->processing_on != w->info.id)
+    return 0;
+  if (!t->seceded) {
+    t->seceded = 1;
+    w->info.inflight--;
+  }
+  dl_free(t->waits_on);
+  t->waits_on = wklen ? dupbytes(wkey, wklen) : NULL;
+  /* Follow the waits from wkey: reaching t again is a cycle. */
+  x = wklen ? dl_map_get(&s->tasks, wkey, wklen) : NULL;
+  for (hops = 0; x && hops < 100000; hops++) {
+    if (x == t) {
+      dl_buf *b = wout(s, w->info.id);
+      char msg[800];
+      if (b == NULL) break;
+      if (hops == 0)
+        snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for its "
+                 "own result", t->key);
+      else
+        snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for "
+                 "'%.*s', which waits (directly or not) for '%.200s'",
+                 t->key, (int)(wklen > 150 ? 150 : wklen), wkey, t->key);
+      {
+        dl_msg_two c = {t->key, t->klen, msg, strlen(msg)};
+        dl_put_two_msg(b, DL_M_CYCLE, &c);
+      }
+      dl_free(t->waits_on);
+      t->waits_on = NULL;
+      break;
+    }
+    if (x->state != T_PROCESSING || !x->seceded || x->waits_on == NULL) break;
+    x = dl_map_get(&s->tasks, x->waits_on, strlen(x->waits_on));
+  }
   return 0;
 }
 
@@ -1706,7 +1915,7 @@ static int on_missing(dl_sched *s, sworker *w, dl_rd *r) {
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
-  w->info.inflight--;
+  unload(w, t);
   t->processing_on = -1;
   if (d && d->state == T_MEMORY) { /* its holders do not have it: lost */
     free_data(s, d);
@@ -1743,6 +1952,19 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
       case DL_M_ERR: rc = on_err(s, w, &r, now); break;
       case DL_M_MISSING: rc = on_missing(s, w, &r); break;
       case DL_M_STOLEN: rc = on_stolen(s, w, &r); break;
+      case DL_M_SECEDE: rc = on_secede(s, w, &r); break;
+      case DL_M_SUBMIT:
+      case DL_M_CFUNC:
+      case DL_M_RELEASE:
+      case DL_M_GATHER:
+      case DL_M_SCATTER:
+      case DL_M_CCANCEL:
+      case DL_M_COORD:
+        s->now = now;
+        s->from = wid; /* a task's client (get_client) */
+        rc = client_msg(s, type, &r);
+        s->from = -1;
+        break;
       case DL_M_HEARTBEAT: {
         dl_msg_heartbeat m;
         size_t selen;
@@ -1767,26 +1989,22 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
       }
       case DL_M_DATA: { /* a gather reply: pass it on to the client */
         dl_msg_data m;
-        uint64_t reqid;
-        const char *key;
-        size_t klen;
+        dl_buf *b;
+        size_t k;
+        int to = -1;
         if (dl_get_data(&r, &m)) return DL_EPROTO;
-        dl_put_data(cout(s), DL_M_GATHER_REPLY, &m);
-        reqid = m.reqid;
-        key = m.key;
-        klen = m.klen;
-        {
-          size_t k;
-          for (k = 0; k < s->npgets; k++) {
-            pget *g = &s->pgets[k];
-            if (g->wid == wid && g->reqid == reqid && g->klen == klen &&
-                memcmp(g->key, key, klen) == 0) {
-              dl_free(g->key);
-              *g = s->pgets[--s->npgets];
-              break;
-            }
+        for (k = 0; k < s->npgets; k++) {
+          pget *g = &s->pgets[k];
+          if (g->wid == wid && g->reqid == m.reqid && g->klen == m.klen &&
+              memcmp(g->key, m.key, m.klen) == 0) {
+            to = g->to;
+            dl_free(g->key);
+            *g = s->pgets[--s->npgets];
+            break;
           }
         }
+        b = to < 0 ? cout(s) : wout(s, to);
+        if (b) dl_put_data(b, DL_M_GATHER_REPLY, &m);
         break;
       }
       default: rc = DL_EPROTO;

@@ -3,11 +3,13 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "dl_conn.h"
 
 /* Transports by address prefix; the last one (prefix "") takes the rest. */
-static const dl_transport *const transports[] = {&dl_transport_unix};
+static const dl_transport *const transports[] = {&dl_transport_tcp,
+                                                  &dl_transport_unix};
 
 const dl_transport *dl_transport_for(const char *addr) {
   size_t i, n = sizeof transports / sizeof *transports;
@@ -169,8 +171,13 @@ static int conn_start(dl_conn *c) {
 }
 
 int dl_conn_open_fd(dl_conn *c, int fd) {
-  int rc = conn_init(c, &dl_transport_unix);
-  if (rc == 0) rc = uv_pipe_open(&c->h.pipe, fd);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int tcp = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+  int rc = conn_init(c, tcp ? &dl_transport_tcp : &dl_transport_unix);
+  if (rc == 0)
+    rc = tcp ? uv_tcp_open(&c->h.tcp, fd) : uv_pipe_open(&c->h.pipe, fd);
   if (rc) return rc;
   return conn_start(c);
 }
@@ -180,6 +187,7 @@ static void connect_cb(uv_connect_t *req, int status) {
   dl_free(req);
   if (status < 0 || conn_start(c)) {
     conn_shut(c);
+    conn_unref(c); /* the connect's reference; the close drops the other */
     return;
   }
   if (c->out.len > 4) dl_conn_flush(c);

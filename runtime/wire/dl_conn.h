@@ -58,6 +58,16 @@ typedef struct dl_transport {
 
 /* Unix-domain sockets: an address is a file system path. */
 extern const dl_transport dl_transport_unix;
+/* TCP with authentication (dl_tcp.h): an address is "tcp://host:port".
+   Connecting dials and runs the handshake with the credentials given to
+   dl_transport_tcp_setup; binding is refused (listen with dl_tcp_listen,
+   which authenticates each peer, and adopt its sockets with
+   dl_conn_open_fd). */
+extern const dl_transport dl_transport_tcp;
+struct dl_tcp_opts;
+/* The token and version this process's TCP connections present; opts is
+   copied, what it points to is borrowed for the process's life. */
+void dl_transport_tcp_setup(const struct dl_tcp_opts *opts);
 
 /* The transport an address names (by its prefix); never NULL. */
 const dl_transport *dl_transport_for(const char *addr);
@@ -106,8 +116,8 @@ void dl_flusher_close(dl_flusher *fl);
 */
 dl_conn *dl_conn_new(uv_loop_t *loop, dl_flusher *fl, dl_frame_cb on_frame,
                      dl_close_cb on_close, void *data);
-/* Adopt an open Unix socket fd (one end of a socketpair) and start
-   reading; 0 or a libuv error. */
+/* Adopt an open socket fd and start reading: one end of a socketpair, or
+   a TCP socket that passed the handshake (dl_tcp).  0 or a libuv error. */
 int dl_conn_open_fd(dl_conn *c, int fd);
 /* Connect to addr over the transport it names; reading starts when
    connected.  0 or a libuv error. */

@@ -51,6 +51,7 @@ enum {
   DL_M_MISSING = 4, /* a task's input could be fetched from no holder */
   DL_M_HEARTBEAT = 5, /* every second: memory and load figures */
   DL_M_STOLEN = 7,    /* the answer to STEAL */
+  DL_M_SECEDE = 8,    /* a running task waits: its slot is given back */
   /* scheduler -> worker */
   DL_M_COMPUTE = 20, /* run a task */
   DL_M_FUNC = 21,    /* a function's bytecode, before the first task that
@@ -62,6 +63,8 @@ enum {
   DL_M_SHUTDOWN = 26, /* exit now (no fields) */
   DL_M_STEAL = 27,   /* give a queued task back if it has not started */
   DL_M_FUNC_FREE = 28, /* no task needs this bytecode any more */
+  DL_M_WELCOME = 29, /* the id of a worker that joined over TCP */
+  DL_M_CYCLE = 30,   /* a waiting task's wait closes a cycle: raise */
   /* peer <-> peer, and the scheduler fetching for its client */
   DL_M_GET = 40,     /* send me a value */
   DL_M_DATA = 41,    /* the answer to GET / GETS */
@@ -76,12 +79,18 @@ enum {
   DL_M_CCANCEL = 65, /* cancel a task */
   DL_M_GATHERS = 69, /* as GATHER; big values may come as found = 2 */
   DL_M_FN_FORGET = 70, /* the answer to FN_GONE: the client forgot it */
+  DL_M_COORD = 71,   /* a Variable / Queue / Event / Semaphore request */
+  /* A worker's tasks send client messages too (dlua.get_client in a
+     task): SUBMIT, CFUNC, RELEASE, GATHER, SCATTER, CCANCEL, COORD on the
+     worker's link; the answers (KEY_DONE, KEY_ERR, GATHER_REPLY,
+     COORD_REPLY) come back on it. */
   /* scheduler -> client */
   DL_M_KEY_DONE = 80, /* a task the client holds is in memory */
   DL_M_KEY_ERR = 81,  /* a task the client holds failed */
   DL_M_GATHER_REPLY = 82, /* one value of a GATHER */
-  DL_M_FN_GONE = 85   /* no task needs this bytecode: send it again with
+  DL_M_FN_GONE = 85,  /* no task needs this bytecode: send it again with
                          the next task that does, and answer FN_FORGET */
+  DL_M_COORD_REPLY = 86 /* the answer to COORD */
 };
 
 /* Error kinds carried by ERR / KEY_ERR and the error record. */
@@ -173,6 +182,84 @@ static inline void dl_put_func_msg(dl_buf *b, unsigned type, const void *hash,
 static inline int dl_get_func_msg(dl_rd *r, dl_msg_func *m) {
   if (dl_rd_bytes(r, 16, &m->hash)) return DL_EPROTO;
   return dl_rd_str(r, &m->code, &m->len);
+}
+
+/*
+** Messages of two strings: SECEDE (worker -> scheduler: str key of the
+** running task, str the key it waits for, "" if it waits for something
+** else) and CYCLE (scheduler -> worker: str key of the waiting task, str
+** the message it must raise).
+*/
+typedef struct dl_msg_two {
+  const char *a;
+  size_t alen;
+  const char *b;
+  size_t blen;
+} dl_msg_two;
+
+static inline void dl_put_two_msg(dl_buf *b, unsigned type,
+                                  const dl_msg_two *m) {
+  dl_buf_u8(b, type);
+  dl_buf_str(b, m->a, m->alen);
+  dl_buf_str(b, m->b, m->blen);
+}
+static inline int dl_get_two_msg(dl_rd *r, dl_msg_two *m) {
+  if (dl_rd_str(r, &m->a, &m->alen)) return DL_EPROTO;
+  return dl_rd_str(r, &m->b, &m->blen);
+}
+
+/*
+** COORD (client or worker -> scheduler): uv reqid, u8 op (DL_CO_* of
+** dl_coord.h), str name, uv timeout_ms (0: no limit, else 1 + ms), uv n
+** (maxsize, batch or max_leases), uv lease (a lease id), str bytes (a
+** value).  COORD_REPLY (scheduler -> the requester): uv reqid, uv status
+** (DL_CO_OK, DL_CO_TIMEOUT, DL_CO_ERROR), str bytes (the value(s), or the
+** error message).
+*/
+typedef struct dl_msg_coord {
+  uint64_t reqid;
+  unsigned op;
+  const char *name;
+  size_t nlen;
+  uint64_t timeout_ms, n, lease;
+  const char *bytes;
+  size_t blen;
+} dl_msg_coord;
+
+static inline void dl_put_coord(dl_buf *b, const dl_msg_coord *m) {
+  dl_buf_u8(b, DL_M_COORD);
+  dl_buf_uv(b, m->reqid);
+  dl_buf_u8(b, m->op);
+  dl_buf_str(b, m->name, m->nlen);
+  dl_buf_uv(b, m->timeout_ms);
+  dl_buf_uv(b, m->n);
+  dl_buf_uv(b, m->lease);
+  dl_buf_str(b, m->bytes, m->blen);
+}
+static inline int dl_get_coord(dl_rd *r, dl_msg_coord *m) {
+  if (dl_rd_uv(r, &m->reqid) || dl_rd_u8(r, &m->op) ||
+      dl_rd_str(r, &m->name, &m->nlen) || dl_rd_uv(r, &m->timeout_ms) ||
+      dl_rd_uv(r, &m->n) || dl_rd_uv(r, &m->lease))
+    return DL_EPROTO;
+  return dl_rd_str(r, &m->bytes, &m->blen);
+}
+
+typedef struct dl_msg_coord_reply {
+  uint64_t reqid, status;
+  const char *bytes;
+  size_t blen;
+} dl_msg_coord_reply;
+
+static inline void dl_put_coord_reply(dl_buf *b,
+                                      const dl_msg_coord_reply *m) {
+  dl_buf_u8(b, DL_M_COORD_REPLY);
+  dl_buf_uv(b, m->reqid);
+  dl_buf_uv(b, m->status);
+  dl_buf_str(b, m->bytes, m->blen);
+}
+static inline int dl_get_coord_reply(dl_rd *r, dl_msg_coord_reply *m) {
+  if (dl_rd_uv(r, &m->reqid) || dl_rd_uv(r, &m->status)) return DL_EPROTO;
+  return dl_rd_str(r, &m->bytes, &m->blen);
 }
 
 /* ------------------------------------------------ worker -> scheduler */
@@ -382,6 +469,18 @@ static inline int dl_get_compute(dl_rd *r, dl_msg_compute *m) {
    FUNC_FREE: h16 hash (dl_put_hash_msg / dl_get_hash_msg).
    SHUTDOWN: no fields (dl_put_shutdown). */
 static inline void dl_put_shutdown(dl_buf *b) { dl_buf_u8(b, DL_M_SHUTDOWN); }
+
+/* WELCOME: uv id.  The first message to a worker that joined over TCP
+   (`dlua worker ADDRESS`): the id the scheduler gave it; the worker
+   answers with its HELLO.  Spawned workers get theirs on the command line
+   and never see this message. */
+static inline void dl_put_welcome(dl_buf *b, uint64_t id) {
+  dl_buf_u8(b, DL_M_WELCOME);
+  dl_buf_uv(b, id);
+}
+static inline int dl_get_welcome(dl_rd *r, uint64_t *id) {
+  return dl_rd_uv(r, id);
+}
 
 /* STORE: str key, str bytes (a codec value to keep under key; answered
    with DONE, or ERR when it cannot be kept). */

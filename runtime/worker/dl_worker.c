@@ -107,6 +107,7 @@ static void watchdog_cb(uv_timer_t *t) {
       W.cancel_kind == 0)
     dl_w_interrupt_running(DL_ERR_TIMEOUT);
   uv_mutex_unlock(&W.lock);
+  dl_w_done_cb(NULL); /* what a running task's client queued in a burst */
 }
 
 static int parse_args(int argc, char **argv) {
@@ -122,6 +123,12 @@ static int parse_args(int argc, char **argv) {
       snprintf(W.dir, sizeof W.dir, "%s", argv[i + 1]);
     else if (strcmp(argv[i], "--memory-limit") == 0)
       W.memory_limit = strtoll(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--connect") == 0)
+      snprintf(W.connect_to, sizeof W.connect_to, "%s", argv[i + 1]);
+    else if (strcmp(argv[i], "--listen") == 0)
+      snprintf(W.listen_host, sizeof W.listen_host, "%s", argv[i + 1]);
+    else if (strcmp(argv[i], "--token-file") == 0)
+      W.token_file = argv[i + 1];
     else if (strcmp(argv[i], "--memory-fractions") == 0) {
       if (sscanf(argv[i + 1], "%lf,%lf,%lf,%lf", &W.frac_target,
                  &W.frac_spill, &W.frac_pause, &W.frac_terminate) != 4)
@@ -129,7 +136,99 @@ static int parse_args(int argc, char **argv) {
     }
     else return -1;
   }
+  if (W.connect_to[0]) return W.id == 0 && W.dir[0] == '\0' ? 0 : -1;
   return W.id > 0 && W.dir[0] ? 0 : -1;
+}
+
+/* A peer that proved it holds the token: it asks for values. */
+static void on_peer_accept(dl_tcp_server *ts, int fd, const char *peer,
+                           void *data) {
+  dl_conn *c = dl_conn_new(&W.loop, &W.fl, dl_w_on_client_frame, NULL, NULL);
+  (void)ts;
+  (void)peer;
+  (void)data;
+  if (c == NULL) {
+    close(fd);
+  } else if (dl_conn_open_fd(c, fd) != 0) {
+    close(fd);
+    dl_conn_close(c);
+  }
+}
+
+/*
+** Join the scheduler at W.connect_to over authenticated TCP: its link
+** becomes fd 3, as a spawned worker's; the files go to a new private
+** directory.  0, or a message on stderr and the exit status.
+*/
+static int join_over_tcp(void) {
+  char host[256], err[400];
+  const char *tmp = getenv("TMPDIR");
+  int port, fd;
+  if (dl_tcp_parse(W.connect_to, host, sizeof host, &port, err, sizeof err) ||
+      dl_token_load(&W.token, W.token_file, err, sizeof err)) {
+    fprintf(stderr, "dlua worker: %s\n", err);
+    return 2;
+  }
+  W.remote = 1;
+  W.topts.token = &W.token;
+  W.topts.version = DLUA_VERSION_STRING;
+  dl_transport_tcp_setup(&W.topts); /* for dialling peers */
+  if (dl_tcp_dial_sync(host, port, &W.topts, DL_TCP_CONNECT_MS, &fd, err,
+                       sizeof err) != 0) {
+    fprintf(stderr, "dlua worker: %s\n", err);
+    return 1;
+  }
+  if (fd != 3) {
+    if (dup2(fd, 3) < 0) return 1;
+    close(fd);
+  }
+  if (tmp == NULL || *tmp == '\0') tmp = "/tmp";
+  snprintf(W.dir, sizeof W.dir, "%s/dlua-worker-XXXXXX", tmp);
+  if (mkdtemp(W.dir) == NULL) {
+    fprintf(stderr, "dlua worker: cannot create a directory in %s: %s\n",
+            tmp, strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+/* Listen where peers reach this worker over TCP; W.addr says where. */
+static int listen_over_tcp(void) {
+  char err[400], host[128];
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (W.listen_host[0]) {
+    snprintf(host, sizeof host, "%s", W.listen_host);
+  } else if (getsockname(3, (struct sockaddr *)&ss, &len) == 0 &&
+             (ss.ss_family == AF_INET
+                  ? uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host)
+                  : uv_ip6_name((struct sockaddr_in6 *)&ss, host,
+                                sizeof host)) == 0) {
+    /* the address its scheduler link leaves from */
+  } else {
+    snprintf(host, sizeof host, "0.0.0.0");
+  }
+  if (dl_tcp_listen(&W.tcpl, &W.loop, host, 0, &W.topts, on_peer_accept, NULL,
+                    err, sizeof err) != 0) {
+    fprintf(stderr, "dlua worker: %s\n", err);
+    return 1;
+  }
+  snprintf(W.addr, sizeof W.addr,
+           strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", host,
+           dl_tcp_server_port(W.tcpl));
+  return 0;
+}
+
+void dl_w_send_hello(void) {
+  dl_msg_hello m;
+  m.id = (uint64_t)W.id;
+  m.pid = (uint64_t)getpid();
+  m.nthreads = 1;
+  m.memory_limit = (uint64_t)W.memory_limit;
+  m.addr = W.addr;
+  m.alen = strlen(W.addr);
+  dl_put_hello(dl_conn_msg(W.sched), &m);
+  dl_w_beat_cb(NULL); /* memory figures arrive with the hello */
 }
 
 /* The lock, condition and maps of W (the fuzz harness shares this). */
@@ -149,14 +248,21 @@ int dlua_worker_main(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--dlua-worker") != 0) return -1;
   if (parse_args(argc, argv)) {
     fprintf(stderr, "dlua: worker mode takes --id N --dir DIR "
-            "[--memory-limit BYTES]\n");
+            "[--memory-limit BYTES], or --connect tcp://HOST:PORT "
+            "[--token-file FILE] [--listen HOST] [--memory-limit BYTES]\n");
     return 2;
   }
-  /* Leave with the process that started us, even if it is SIGKILLed:
-     SIGTERM lets us remove our files first (term_cb). */
-  parent_pid = getppid();
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (getppid() == 1 || getppid() != parent_pid) return 1;
+  if (W.connect_to[0]) {
+    int rc = join_over_tcp();
+    if (rc) return rc;
+    parent_pid = -1; /* started by hand: it leaves when its link does */
+  } else {
+    /* Leave with the process that started us, even if it is SIGKILLed:
+       SIGTERM lets us remove our files first (term_cb). */
+    parent_pid = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1 || getppid() != parent_pid) return 1;
+  }
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
   setenv("DLUA_WORKER", "1", 1); /* dlua.ndarray: one BLAS thread */
@@ -201,10 +307,13 @@ int dlua_worker_main(int argc, char **argv) {
   uv_timer_start(&W.beat, dl_w_beat_cb, 0, 500);
   uv_timer_init(&W.loop, &W.watchdog);
   uv_timer_start(&W.watchdog, watchdog_cb, 10, 10);
-  snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
-  {
-    int rc = dl_listener_open(&W.listener, &W.loop, W.addr, dl_w_on_connection,
-                              NULL);
+  if (W.remote) {
+    if (listen_over_tcp()) return 1;
+  } else {
+    int rc;
+    snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
+    rc = dl_listener_open(&W.listener, &W.loop, W.addr, dl_w_on_connection,
+                          NULL);
     if (rc) {
       fprintf(stderr, "dlua worker %d: cannot listen on %s: %s\n", W.id,
               W.addr, uv_strerror(rc));
@@ -221,21 +330,11 @@ int dlua_worker_main(int argc, char **argv) {
     fprintf(stderr, "dlua worker %d: no scheduler link on fd 3\n", W.id);
     return 1;
   }
-  {
-    dl_msg_hello m;
-    m.id = (uint64_t)W.id;
-    m.pid = (uint64_t)getpid();
-    m.nthreads = 1;
-    m.memory_limit = (uint64_t)W.memory_limit;
-    m.addr = W.addr;
-    m.alen = strlen(W.addr);
-    dl_put_hello(dl_conn_msg(W.sched), &m);
-  }
-  dl_w_beat_cb(NULL); /* memory figures arrive with the hello */
+  if (!W.remote) dl_w_send_hello(); /* over TCP: once welcomed */
   if (uv_thread_create(&W.exec, dl_w_exec_main, L)) return 1;
   uv_run(&W.loop, UV_RUN_DEFAULT);
-  unlink(W.addr);
-  if (lost_link) leave_files();
+  if (!W.remote) unlink(W.addr);
+  if (lost_link || W.remote) leave_files();
   fflush(stdout);
   fflush(stderr);
   /* Nobody is left to end what our tasks started (processes in our group,

@@ -152,6 +152,7 @@ static dl_buf errval_out;
 */
 static int msgh(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
+  lua_State *co = lua_tothread(L, 2); /* the task's, when it has ended */
   int val = 0;
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
@@ -173,7 +174,8 @@ static int msgh(lua_State *L) {
   lua_createtable(L, 0, 3);
   lua_pushstring(L, msg);
   lua_setfield(L, -2, "message");
-  luaL_traceback(L, L, NULL, 1);
+  if (co) luaL_traceback(L, co, NULL, 0);
+  else luaL_traceback(L, L, NULL, 1);
   lua_setfield(L, -2, "traceback");
   if (val) {
     lua_pushlstring(L, errval_out.p, errval_out.len);
@@ -239,12 +241,434 @@ static int store_result(wtask *t, int cached, int *old_cached) {
   return 0;
 }
 
+/* ================================================== tasks that wait */
+
+/*
+** Every task runs in its own coroutine.  A task that waits for its
+** client (dlua.get_client: futures, gathers) yields from inside the wait
+** (dl_worker_park) and is parked here; the executor runs other tasks
+** meanwhile and resumes it when a message it may be waiting for comes, or
+** its deadline passes.  The scheduler is told (DL_M_SECEDE), so the slot
+** is given back.  All of this is the executor thread's alone.
+*/
+enum {
+  PK_ANY = DL_PARK_ANY,
+  PK_KEY = DL_PARK_KEY,
+  PK_REQ = DL_PARK_REQ,
+  PK_SLEEP = DL_PARK_SLEEP
+};
+
+typedef struct parked parked;
+struct parked {
+  wtask *t;
+  lua_State *co;  /* the task's coroutine, anchored at ref */
+  int ref;
+  int kind;       /* PK_*: what wakes it (besides its deadline) */
+  char *hkey;     /* PK_KEY: the key waited for (owned) */
+  size_t hklen;
+  uint64_t hreq;  /* PK_REQ: the gather request waited for */
+  double deadline;     /* of this wait; < 0: none */
+  double task_deadline; /* of the task (its timeout); 0: none */
+  int parked;     /* waiting now */
+  int ready;      /* in the ready queue */
+  int seceded;    /* the scheduler was told */
+  char *err;      /* raise this when resumed (a cycle), owned */
+  uint64_t start_us;
+  parked *next, *prev; /* in P.all while parked */
+  parked *hnext;       /* in its key's chain (P.bykey) */
+  parked *rnext;       /* in the ready queue */
+};
+
+static struct {
+  parked *all;              /* parked tasks */
+  parked *ready, *ready_tail; /* woken: resumed before new tasks start */
+  dl_map bykey;             /* waited key -> chain of parked (hnext) */
+  int ntimed;               /* parked with a deadline */
+  int nscan;                /* parked PK_ANY or PK_REQ (woken by a scan) */
+  int unsent;               /* the running task queued messages */
+  parked *cur;              /* the task running now */
+  dl_buf lin;               /* messages for the tasks' client, not read */
+  /* Set by dl_worker_park during a resume. */
+  int park, pkind;
+  double pdeadline;
+  const char *pkey;
+  size_t pklen;
+  uint64_t preq;
+} P;
+
+static void ready_push(parked *pk) {
+  if (pk->ready) return;
+  pk->ready = 1;
+  pk->rnext = NULL;
+  if (P.ready_tail) P.ready_tail->rnext = pk;
+  else P.ready = pk;
+  P.ready_tail = pk;
+}
+
+/* Take pk out of the parked structures (it stays on the ready queue). */
+static void unpark(parked *pk) {
+  if (!pk->parked) return;
+  pk->parked = 0;
+  if (pk->prev) pk->prev->next = pk->next;
+  else P.all = pk->next;
+  if (pk->next) pk->next->prev = pk->prev;
+  if (pk->deadline >= 0) P.ntimed--;
+  if (pk->kind == PK_ANY || pk->kind == PK_REQ) P.nscan--;
+  if (pk->kind == PK_KEY) {
+    parked *h = dl_map_get(&P.bykey, pk->hkey, pk->hklen), **pp;
+    if (h == pk) {
+      dl_map_del(&P.bykey, pk->hkey, pk->hklen);
+      if (pk->hnext) dl_map_put(&P.bykey, pk->hnext->hkey, pk->hklen,
+                                pk->hnext);
+    } else {
+      for (pp = &h; *pp && *pp != pk; pp = &(*pp)->hnext) {}
+      if (*pp) *pp = pk->hnext;
+    }
+    dl_free(pk->hkey);
+    pk->hkey = NULL;
+  }
+}
+
+static void wake(parked *pk) {
+  unpark(pk);
+  ready_push(pk);
+}
+
+/* Wake what the news in the n bytes at p may concern. */
+static void peek_news(const char *p, size_t n) {
+  dl_rd r;
+  parked *pk, *next;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *key = "";
+    size_t klen = 0;
+    uint64_t reqid = 0;
+    int bykey;
+    dl_wire_type(&r, &type);
+    if (type == DL_M_GATHER_REPLY) {
+      dl_msg_data m;
+      if (dl_get_data(&r, &m)) break;
+      reqid = m.reqid;
+      bykey = 0;
+    } else if (type == DL_M_COORD_REPLY) {
+      dl_msg_coord_reply m;
+      if (dl_get_coord_reply(&r, &m)) break;
+      reqid = m.reqid;
+      bykey = 0;
+    } else if (type == DL_M_KEY_DONE) {
+      dl_msg_key_done m;
+      if (dl_get_key_done(&r, &m)) break;
+      key = m.key;
+      klen = m.klen;
+      bykey = 1;
+    } else {
+      dl_msg_err m;
+      if (dl_get_err_msg(&r, &m)) break;
+      key = m.key;
+      klen = m.klen;
+      bykey = 1;
+    }
+    for (pk = P.nscan ? P.all : NULL; pk; pk = next) {
+      next = pk->next; /* generic waits, and gathers */
+      if (pk->kind == PK_ANY || (!bykey && pk->kind == PK_REQ &&
+                                 pk->hreq == reqid))
+        wake(pk);
+    }
+    if (bykey)
+      while ((pk = dl_map_get(&P.bykey, key, klen)) != NULL) wake(pk);
+  }
+}
+
+/* Move the news received for the tasks' client into P.lin, waking the
+   tasks it may concern. */
+static void take_news(void) {
+  size_t had = P.lin.len;
+  uv_mutex_lock(&W.lock);
+  if (W.cin.len) {
+    if (P.lin.len == 0) {
+      dl_buf t = P.lin;
+      P.lin = W.cin;
+      W.cin = t;
+    } else {
+      dl_buf_put(&P.lin, W.cin.p, W.cin.len);
+    }
+    W.cin.len = 0;
+  }
+  uv_mutex_unlock(&W.lock);
+  if (P.lin.len > had) peek_news(P.lin.p + had, P.lin.len - had);
+}
+
+/* Wake the I/O thread to send what the tasks' client queued. */
+static void link_flush(void) {
+  if (!P.unsent) return;
+  P.unsent = 0;
+  uv_async_send(&W.done_async);
+}
+
+/* A running task's messages go at once when it has sent none for a
+   while; within a burst they wait for the task to yield or end, or for
+   the I/O thread's next watchdog tick (10 ms), whichever comes first:
+   a wake-up per burst, not per message. */
+#define LINK_BURST 100e-6
+
+void dl_worker_link_send(const char *p, size_t n) {
+  static double last;
+  double t = now_s();
+  uv_mutex_lock(&W.lock);
+  dl_buf_put(&W.lout, p, n);
+  uv_mutex_unlock(&W.lock);
+  if (P.cur && t - last < LINK_BURST) {
+    P.unsent = 1;
+    return;
+  }
+  last = t;
+  uv_async_send(&W.done_async);
+}
+
+int dl_worker_link_take(dl_buf *out) {
+  take_news();
+  if (P.lin.len == 0) return 0;
+  dl_buf_put(out, P.lin.p, P.lin.len);
+  P.lin.len = 0;
+  return 1;
+}
+
+int dl_worker_link_block(double timeout) {
+  double until = timeout < 0 ? -1 : now_s() + timeout;
+  int got;
+  link_flush();
+  uv_mutex_lock(&W.lock);
+  while (W.cin.len == 0 && !W.stop) {
+    double left = until < 0 ? 0.05 : until - now_s();
+    if (until >= 0 && left <= 0) break;
+    if (left > 0.05) left = 0.05;
+    uv_cond_timedwait(&W.cond, &W.lock, (uint64_t)(left * 1e9) + 1);
+  }
+  got = W.cin.len > 0;
+  uv_mutex_unlock(&W.lock);
+  return got;
+}
+
+int dl_worker_can_park(lua_State *L) {
+  return P.cur != NULL && P.cur->co == L && lua_isyieldable(L);
+}
+
+void dl_worker_park(int kind, double timeout, const char *key, size_t klen,
+                    uint64_t reqid) {
+  P.park = 1;
+  P.pkind = kind;
+  P.pdeadline = timeout < 0 ? -1 : now_s() + timeout;
+  P.pkey = key;
+  P.pklen = klen;
+  P.preq = reqid;
+}
+
+const char *dl_worker_park_error(void) {
+  return P.cur ? P.cur->err : NULL;
+}
+
+/* The task of pk yielded in dl_worker_park: park it. */
+static void park(parked *pk) {
+  pk->kind = P.pkind;
+  pk->deadline = P.pdeadline;
+  pk->hreq = P.preq;
+  pk->hnext = NULL;
+  if (pk->kind == PK_KEY) {
+    pk->hkey = dupb(P.pkey, P.pklen);
+    pk->hklen = P.pklen;
+    if (pk->hkey == NULL) pk->kind = PK_ANY;
+  }
+  if (pk->kind == PK_KEY) {
+    parked *h = dl_map_get(&P.bykey, pk->hkey, pk->hklen);
+    if (h) {
+      pk->hnext = h->hnext;
+      h->hnext = pk;
+    } else if (dl_map_put(&P.bykey, pk->hkey, pk->hklen, pk)) {
+      dl_free(pk->hkey);
+      pk->hkey = NULL;
+      pk->kind = PK_ANY;
+    }
+  }
+  pk->parked = 1;
+  pk->prev = NULL;
+  pk->next = P.all;
+  if (P.all) P.all->prev = pk;
+  P.all = pk;
+  if (pk->deadline >= 0) P.ntimed++;
+  if (pk->kind == PK_ANY || pk->kind == PK_REQ) P.nscan++;
+  { /* tell the scheduler that it waits, and for what */
+    dl_buf b;
+    dl_msg_two m;
+    m.a = pk->t->key;
+    m.alen = pk->t->klen;
+    m.b = pk->kind == PK_KEY ? pk->hkey : "";
+    m.blen = pk->kind == PK_KEY ? pk->hklen : 0;
+    dl_buf_init(&b);
+    dl_put_two_msg(&b, DL_M_SECEDE, &m);
+    dl_worker_link_send(b.p, b.len);
+    dl_buf_free(&b);
+  }
+}
+
+/* Wake the parked tasks whose deadline has passed; returns the seconds to
+   the next deadline, or -1 if none. */
+static double wake_due(void) {
+  parked *pk, *next;
+  double now, next_in = -1;
+  if (P.ntimed == 0) return -1;
+  now = now_s();
+  for (pk = P.all; pk; pk = next) {
+    next = pk->next;
+    if (pk->deadline < 0) continue;
+    if (pk->deadline <= now) wake(pk);
+    else if (next_in < 0 || pk->deadline - now < next_in)
+      next_in = pk->deadline - now;
+  }
+  return next_in;
+}
+
+/* Record t's outcome from the error value on top of L (the task raised
+   in its coroutine co) and pop it. */
+static void task_failed(lua_State *L, lua_State *co, wtask *t) {
+  int kind, top = lua_gettop(L);
+  const char *msg = "error", *tb = NULL, *val = NULL;
+  size_t vlen = 0;
+  uv_mutex_lock(&W.lock);
+  kind = W.cancel_kind ? W.cancel_kind : DL_ERR_RAISED;
+  uv_mutex_unlock(&W.lock);
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, -2);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+    lua_getfield(L, -1, "message");
+    lua_getfield(L, -2, "traceback");
+    lua_getfield(L, -3, "value");
+    msg = lua_tostring(L, -3);
+    tb = lua_tostring(L, -2);
+    val = lua_tolstring(L, -1, &vlen);
+    if (msg == NULL) msg = "error";
+  } else if (lua_isstring(L, -1)) {
+    msg = lua_tostring(L, -1);
+  }
+  complete_err_value(t, kind, msg, tb, val, vlen);
+  lua_settop(L, top - 1);
+}
+
+/* Record t's result, on top of L, and pop it. */
+static void task_succeeded(lua_State *L, wtask *t, uint64_t start,
+                           uint64_t stop) {
+  char err[512];
+  dl_enc_opts eo = {0, NULL, NULL, "result"};
+  exec_out.len = 0;
+  if (dl_codec_encode(L, -1, &exec_out, &eo, err, sizeof err)) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "cannot send the result of task '%s': %s",
+             t->key, err);
+    complete_err(t, DL_ERR_RAISED, msg, NULL);
+  } else {
+    int cache = exec_out.len <= CACHE_MAX && worth_caching(L, -1);
+    int old_cached = 0;
+    if (exec_out.len > (size_t)1 << 20) big_garbage = 1;
+    if (cache) cache_set(L, t->key, t->klen, -1);
+    t->type = DL_M_DONE;
+    t->nbytes = exec_out.len;
+    t->start_us = start;
+    t->stop_us = stop;
+    if (store_result(t, cache, &old_cached)) {
+      complete_err(t, DL_ERR_RAISED, "out of memory storing the result",
+                   NULL);
+      if (cache) cache_set(L, t->key, t->klen, 0);
+    } else if (old_cached && !cache) {
+      cache_set(L, t->key, t->klen, 0); /* an older value's copy */
+    }
+  }
+  if (exec_out.cap > 2 * CACHE_MAX) dl_buf_free(&exec_out);
+  lua_pop(L, 1);
+}
+
+/* Hand t back to the I/O thread, to report and free. */
+static void task_report(wtask *t) {
+  uv_mutex_lock(&W.lock);
+  t->next = NULL;
+  if (W.done_tail) W.done_tail->next = t;
+  else W.done_head = t;
+  W.done_tail = t;
+  uv_mutex_unlock(&W.lock);
+  uv_async_send(&W.done_async);
+}
+
+static void parked_free(lua_State *L, parked *pk) {
+  unpark(pk);
+  lua_resetthread(pk->co);
+  luaL_unref(L, LUA_REGISTRYINDEX, pk->ref);
+  dl_free(pk->hkey);
+  dl_free(pk->err);
+  dl_free(pk);
+}
+
+/*
+** Run pk's coroutine (nargs values on its stack) until it ends or parks.
+** An ended task is reported and pk freed.
+*/
+static void step(lua_State *L, parked *pk, int nargs) {
+  int rc, nres = 0;
+  uint64_t stop;
+  wtask *t = pk->t;
+  uv_mutex_lock(&W.lock);
+  W.running_seq = t->seq;
+  W.cancel_kind = 0;
+  dl_w_running_klen = t->klen < sizeof dl_w_running_key ? t->klen : 0;
+  memcpy(dl_w_running_key, t->key, dl_w_running_klen);
+  W.deadline = pk->task_deadline;
+  W.L = pk->co;
+  uv_mutex_unlock(&W.lock);
+  P.cur = pk;
+  P.park = 0;
+  rc = lua_resume(pk->co, L, nargs, &nres);
+  stop = uv_hrtime() / 1000;
+  P.cur = NULL;
+  link_flush();
+  uv_mutex_lock(&W.lock);
+  W.L = L;
+  W.running_seq = 0;
+  W.deadline = 0;
+  uv_mutex_unlock(&W.lock);
+  lua_sethook(pk->co, NULL, 0, 0);
+  dl_free(pk->err);
+  pk->err = NULL;
+  if (rc == LUA_YIELD && P.park) {
+    lua_pop(pk->co, nres);
+    park(pk);
+    return;
+  }
+  if (rc == LUA_YIELD) {
+    lua_pop(pk->co, nres);
+    complete_err(t, DL_ERR_RAISED, "attempt to yield from outside a "
+                 "coroutine (coroutine.yield at the top level of a task)",
+                 NULL);
+  } else if (rc == LUA_OK) {
+    if (nres == 0) lua_pushnil(pk->co);
+    else if (nres > 1) lua_pop(pk->co, nres - 1);
+    lua_xmove(pk->co, L, 1);
+    task_succeeded(L, t, pk->start_us, stop);
+  } else {
+    lua_xmove(pk->co, L, 1);
+    task_failed(L, pk->co, t);
+  }
+  pk->t = NULL;
+  parked_free(L, pk);
+  task_report(t);
+}
+
+/* Start t: decode it into a new coroutine and run it (see step). */
 static void run_task(lua_State *L, wtask *t) {
   char err[512];
   int base = lua_gettop(L), rc, n, i;
-  uint64_t start, stop;
   dl_dec_opts dopt = {0, &fnsource, NULL};
-  lua_pushcfunction(L, msgh);
+  parked *pk;
+  lua_State *co;
   rc = dl_codec_decode(L, t->payload, t->plen, &dopt, err, sizeof err);
   if (rc || !lua_istable(L, -1)) {
     char msg[700];
@@ -252,68 +676,93 @@ static void run_task(lua_State *L, wtask *t) {
              rc ? err : "payload is not a task");
     complete_err(t, DL_ERR_RAISED, msg, NULL);
     lua_settop(L, base);
+    task_report(t);
     return;
   }
   lua_getfield(L, -1, "n");
   n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  if (n < 0 || n > 250 || !lua_checkstack(L, n + 2)) {
-    complete_err(t, DL_ERR_RAISED, "task has too many arguments", NULL);
+  pk = dl_realloc(NULL, sizeof *pk);
+  if (n < 0 || n > 250 || !lua_checkstack(L, n + 2) || pk == NULL) {
+    complete_err(t, DL_ERR_RAISED, pk ? "task has too many arguments"
+                 : "out of memory", NULL);
+    dl_free(pk);
     lua_settop(L, base);
+    task_report(t);
     return;
   }
-  lua_getfield(L, -1, "f");
-  for (i = 1; i <= n; i++) lua_rawgeti(L, base + 2, i);
-  start = uv_hrtime() / 1000;
-  rc = lua_pcall(L, n, 1, base + 1);
-  stop = uv_hrtime() / 1000;
-  if (rc != LUA_OK) {
-    int kind;
-    const char *msg = "error", *tb = NULL, *val = NULL;
-    size_t vlen = 0;
-    uv_mutex_lock(&W.lock);
-    kind = W.cancel_kind ? W.cancel_kind : DL_ERR_RAISED;
-    uv_mutex_unlock(&W.lock);
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "message");
-      lua_getfield(L, -2, "traceback");
-      lua_getfield(L, -3, "value");
-      msg = lua_tostring(L, -3);
-      tb = lua_tostring(L, -2);
-      val = lua_tolstring(L, -1, &vlen);
-      if (msg == NULL) msg = "error";
-    } else if (lua_isstring(L, -1)) {
-      msg = lua_tostring(L, -1);
-    }
-    complete_err_value(t, kind, msg, tb, val, vlen);
-  } else {
-    dl_enc_opts eo = {0, NULL, NULL, "result"};
-    exec_out.len = 0;
-    if (dl_codec_encode(L, -1, &exec_out, &eo, err, sizeof err)) {
-      char msg[700];
-      snprintf(msg, sizeof msg, "cannot send the result of task '%s': %s",
-               t->key, err);
-      complete_err(t, DL_ERR_RAISED, msg, NULL);
-    } else {
-      int cache = exec_out.len <= CACHE_MAX && worth_caching(L, -1);
-      int old_cached = 0;
-      if (exec_out.len > (size_t)1 << 20) big_garbage = 1;
-      if (cache) cache_set(L, t->key, t->klen, -1);
-      t->type = DL_M_DONE;
-      t->nbytes = exec_out.len;
-      t->start_us = start;
-      t->stop_us = stop;
-      if (store_result(t, cache, &old_cached)) {
-        complete_err(t, DL_ERR_RAISED, "out of memory storing the result",
-                     NULL);
-        if (cache) cache_set(L, t->key, t->klen, 0);
-      } else if (old_cached && !cache) {
-        cache_set(L, t->key, t->klen, 0); /* an older value's copy */
+  memset(pk, 0, sizeof *pk);
+  co = lua_newthread(L);
+  if (!lua_checkstack(co, n + 2)) {
+    dl_free(pk);
+    complete_err(t, DL_ERR_RAISED, "task has too many arguments", NULL);
+    lua_settop(L, base);
+    task_report(t);
+    return;
+  }
+  lua_getfield(L, -2, "f");
+  for (i = 1; i <= n; i++) lua_rawgeti(L, base + 1, i);
+  lua_xmove(L, co, n + 1);
+  pk->co = co;
+  pk->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co */
+  pk->t = t;
+  pk->deadline = -1;
+  pk->start_us = uv_hrtime() / 1000;
+  pk->task_deadline = t->timeout_ms ? now_s() + t->timeout_ms / 1000.0 : 0;
+  lua_settop(L, base);
+  step(L, pk, n);
+}
+
+/* Stop the parked tasks named by the keys in the n bytes at p (cancelled
+   by the scheduler). */
+static void cancel_parked(lua_State *L, const char *p, size_t n) {
+  dl_rd r;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r)) {
+    const char *key;
+    size_t klen;
+    parked *pk;
+    if (dl_rd_str(&r, &key, &klen)) break;
+    for (pk = P.all; pk; pk = pk->next)
+      if (pk->t->klen == klen && memcmp(pk->t->key, key, klen) == 0) break;
+    if (pk == NULL)
+      for (pk = P.ready; pk; pk = pk->rnext)
+        if (pk->t->klen == klen && memcmp(pk->t->key, key, klen) == 0) break;
+    if (pk == NULL) continue;
+    if (pk->ready) { /* take it off the ready queue */
+      parked **pp;
+      for (pp = &P.ready; *pp != pk; pp = &(*pp)->rnext) {}
+      *pp = pk->rnext;
+      if (P.ready_tail == pk) {
+        parked *x = P.ready;
+        while (x && x->rnext) x = x->rnext;
+        P.ready_tail = x;
       }
     }
-    if (exec_out.cap > 2 * CACHE_MAX) dl_buf_free(&exec_out);
+    complete_err(pk->t, DL_ERR_CANCELLED, "cancelled", NULL);
+    task_report(pk->t);
+    pk->t = NULL;
+    parked_free(L, pk);
   }
-  lua_settop(L, base);
+}
+
+/* Raise, in the parked tasks named, the cycle errors in the n bytes at p
+   ({key, message} pairs): they are woken and raise from their wait. */
+static void cycle_parked(const char *p, size_t n) {
+  dl_rd r;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r)) {
+    const char *key, *msg;
+    size_t klen, mlen;
+    parked *pk;
+    if (dl_rd_str(&r, &key, &klen) || dl_rd_str(&r, &msg, &mlen)) break;
+    for (pk = P.all; pk; pk = pk->next)
+      if (pk->t->klen == klen && memcmp(pk->t->key, key, klen) == 0) break;
+    if (pk == NULL) continue;
+    dl_free(pk->err);
+    pk->err = dupb(msg, mlen);
+    wake(pk);
+  }
 }
 
 /* A new task record holding copies of key and payload, or NULL. */
@@ -400,35 +849,60 @@ static void relieve_memory(lua_State *L) {
 
 void dl_w_exec_main(void *arg) {
   lua_State *L = arg;
+  dl_buf cyc, pcancel;
+  dl_buf_init(&cyc);
+  dl_buf_init(&pcancel);
+  dl_map_init(&P.bykey);
   for (;;) {
-    wtask *t;
+    wtask *t = NULL;
+    parked *pk = NULL;
     char **frees;
     int nfrees, i;
+    double due = wake_due();
     uv_mutex_lock(&W.lock);
-    while (W.qhead == NULL && !W.stop && !W.relieve)
-      uv_cond_wait(&W.cond, &W.lock);
+    while (W.qhead == NULL && !W.stop && !W.relieve && P.ready == NULL &&
+           W.cin.len == 0 && W.cyc.len == 0 && W.pcancel.len == 0) {
+      if (due < 0) {
+        uv_cond_wait(&W.cond, &W.lock);
+      } else {
+        uv_cond_timedwait(&W.cond, &W.lock, (uint64_t)(due * 1e9) + 1);
+        break;
+      }
+    }
     if (W.stop) {
       uv_mutex_unlock(&W.lock);
       break;
     }
-    W.relieve = 0;
-    if (W.qhead == NULL) { /* woken to spill, with nothing to run */
-      uv_mutex_unlock(&W.lock);
-      relieve_memory(L);
-      continue;
+    if (W.cyc.len || W.pcancel.len) {
+      dl_buf x = cyc;
+      cyc = W.cyc;
+      W.cyc = x;
+      x = pcancel;
+      pcancel = W.pcancel;
+      W.pcancel = x;
     }
-    t = W.qhead;
-    W.qhead = t->next;
-    if (W.qhead == NULL) W.qtail = NULL;
+    uv_mutex_unlock(&W.lock);
+    take_news();
+    if (cyc.len) cycle_parked(cyc.p, cyc.len);
+    if (pcancel.len) cancel_parked(L, pcancel.p, pcancel.len);
+    cyc.len = pcancel.len = 0;
+    wake_due();
+    uv_mutex_lock(&W.lock);
+    W.relieve = 0;
+    if (P.ready) { /* waiting tasks whose news came go first */
+      pk = P.ready;
+      P.ready = pk->rnext;
+      if (P.ready == NULL) P.ready_tail = NULL;
+      pk->ready = 0;
+    } else if (W.qhead) {
+      t = W.qhead;
+      W.qhead = t->next;
+      if (W.qhead == NULL) W.qtail = NULL;
+    }
     frees = W.frees;
     nfrees = W.nfrees;
     W.frees = NULL;
     W.nfrees = W.capfrees = 0;
-    W.running_seq = t->seq;
-    W.cancel_kind = 0;
-    dl_w_running_klen = t->klen < sizeof dl_w_running_key ? t->klen : 0;
-    memcpy(dl_w_running_key, t->key, dl_w_running_klen);
-    W.deadline = t->timeout_ms ? now_s() + t->timeout_ms / 1000.0 : 0;
     uv_mutex_unlock(&W.lock);
     if (nfrees) {
       lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
@@ -440,21 +914,17 @@ void dl_w_exec_main(void *arg) {
       lua_pop(L, 1);
     }
     dl_free(frees);
+    if (pk == NULL && t == NULL) { /* woken to spill, or for news only */
+      relieve_memory(L);
+      continue;
+    }
     dl_w_fns_reap();
-    run_task(L, t);
-    /* Hand t back to the I/O thread, to report and free. */
-    uv_mutex_lock(&W.lock);
-    W.running_seq = 0;
-    W.deadline = 0;
-    t->next = NULL;
-    if (W.done_tail) W.done_tail->next = t;
-    else W.done_head = t;
-    W.done_tail = t;
-    uv_mutex_unlock(&W.lock);
-    uv_async_send(&W.done_async);
-    lua_sethook(L, NULL, 0, 0);
+    if (pk) step(L, pk, 0);
+    else run_task(L, t);
     relieve_memory(L);
   }
+  dl_buf_free(&cyc);
+  dl_buf_free(&pcancel);
 }
 
 /*
@@ -490,5 +960,15 @@ int dl_w_setup_state(lua_State *L) {
   dl_codec_register(L, DL_FUTURE_MT, NULL, dl_w_future_decode);
   lua_pushboolean(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
+  /* Queues, Locks... travel to tasks by name: their metatables must be
+     known before a task is decoded. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "dlua.coord");
+  lua_call(L, 1, 0);
   return 0;
+}
+
+int dl_worker_future_decode(lua_State *L, const char *p, size_t n,
+                            void *ctx) {
+  return dl_w_future_decode(L, p, n, ctx);
 }

@@ -122,7 +122,9 @@ static void fetch_next(fetch *f) {
     dl_conn *c = peer_conn(id);
     if (c) {
       f->peer = id;
-      dl_put_get(dl_conn_msg(c), !f->plain, 0, f->key, f->klen);
+      /* Over TCP the peer may be on another host: bytes, not pages. */
+      dl_put_get(dl_conn_msg(c), !f->plain && !W.remote, 0, f->key,
+                 f->klen);
       return;
     }
   }

@@ -40,6 +40,7 @@
 #include "dl_conn.h"
 #include "dl_map.h"
 #include "dl_mem.h"
+#include "dl_tcp.h"
 #include "dl_wire.h"
 #include "dl_worker.h"
 #include "dlua.h"
@@ -136,7 +137,18 @@ typedef struct peer {
 } peer;
 
 typedef struct worker {
-  int id;
+  int id; /* 0 until the scheduler gives one (a worker joining over TCP) */
+  /* Joined over TCP (`dlua worker ADDRESS`): peers are reached over
+     authenticated TCP, values travel as bytes (no shared pages across
+     hosts), and the files are in a directory of its own. */
+  int remote;
+  char connect_to[300];  /* the scheduler's "tcp://host:port" */
+  char listen_host[128]; /* where peers reach it ("": the address its
+                            scheduler link leaves from) */
+  const char *token_file;
+  dl_token token;
+  dl_tcp_opts topts;
+  dl_tcp_server *tcpl;
   int64_t memory_limit;
   char dir[256];
   char addr[300];
@@ -181,8 +193,14 @@ typedef struct worker {
   double deadline; /* of the running task, 0 if none */
   int cancel_kind; /* why the running task is being interrupted */
   int stop;
-  lua_State *L; /* executor's; the I/O thread only sets hooks on it */
+  lua_State *L; /* the running task's thread (the executor's state
+                   between tasks); the I/O thread only sets hooks on it */
   uv_thread_t exec;
+  /* Tasks as clients (dlua.get_client), under lock: */
+  dl_buf cin;   /* scheduler messages for the tasks' client */
+  dl_buf lout;  /* the tasks' client messages, for the I/O thread to send */
+  dl_buf cyc;   /* DL_M_CYCLE: {key, message} of waits that cannot end */
+  dl_buf pcancel; /* keys cancelled that may be waiting (parked) tasks */
   int told_to_stop; /* the scheduler sent SHUTDOWN */
   /* Seams that tests and fuzzers replace: connect to a peer's address,
      and map a peer's shared block. */
@@ -254,6 +272,8 @@ void dl_w_beat_cb(uv_timer_t *t);
 
 /* dl_worker.c: start, signals, watchdog */
 void dl_w_on_sched_close(dl_conn *c);
+/* Tell the scheduler who we are, with our first heartbeat. */
+void dl_w_send_hello(void);
 int64_t dl_w_rss_bytes(void);
 void dl_w_state_init(void);
 

@@ -34,6 +34,10 @@ void dl_w_done_cb(uv_async_t *h) {
   uv_mutex_lock(&W.lock);
   t = W.done_head;
   W.done_head = W.done_tail = NULL;
+  if (W.lout.len) { /* the tasks' client messages, before their ends */
+    if (W.sched) dl_buf_put(dl_conn_msg(W.sched), W.lout.p, W.lout.len);
+    W.lout.len = 0;
+  }
   uv_mutex_unlock(&W.lock);
   while (t) {
     wtask *next = t->next;
@@ -182,8 +186,14 @@ static void on_cancel(const char *key, size_t klen) {
     dl_map_del(&W.waiting, key, klen);
     send_err_now(key, klen, DL_ERR_CANCELLED, "cancelled");
     dl_w_wtask_unref(t);
+    return;
   }
-  /* A running task is interrupted by the caller (dl_w_on_sched_frame). */
+  /* A running task is interrupted by the caller (dl_w_on_sched_frame);
+     one that waits (parked) is stopped by the executor. */
+  uv_mutex_lock(&W.lock);
+  dl_buf_str(&W.pcancel, key, klen);
+  uv_cond_signal(&W.cond);
+  uv_mutex_unlock(&W.lock);
 }
 
 /* Make the running task raise at its next instruction (W.lock held). */
@@ -338,8 +348,54 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
         if (blen == 0 && pr->conn) dl_conn_close(pr->conn);
         break;
       }
+      case DL_M_KEY_DONE:
+      case DL_M_KEY_ERR:
+      case DL_M_GATHER_REPLY:
+      case DL_M_COORD_REPLY: { /* news for the tasks' client */
+        const char *at = r.p - 1;
+        dl_msg_key_done kd;
+        dl_msg_err ke;
+        dl_msg_data da;
+        dl_msg_coord_reply cr;
+        if (type == DL_M_KEY_DONE) rc = dl_get_key_done(&r, &kd);
+        else if (type == DL_M_KEY_ERR) rc = dl_get_err_msg(&r, &ke);
+        else if (type == DL_M_GATHER_REPLY) rc = dl_get_data(&r, &da);
+        else rc = dl_get_coord_reply(&r, &cr);
+        if (rc) break;
+        uv_mutex_lock(&W.lock);
+        dl_buf_put(&W.cin, at, (size_t)(r.p - at));
+        uv_cond_signal(&W.cond);
+        uv_mutex_unlock(&W.lock);
+        break;
+      }
+      case DL_M_CYCLE: {
+        dl_msg_two m;
+        if (dl_get_two_msg(&r, &m)) {
+          rc = DL_EPROTO;
+          break;
+        }
+        uv_mutex_lock(&W.lock);
+        dl_buf_str(&W.cyc, m.a, m.alen);
+        dl_buf_str(&W.cyc, m.b, m.blen);
+        uv_cond_signal(&W.cond);
+        uv_mutex_unlock(&W.lock);
+        break;
+      }
       case DL_M_GET: rc = dl_w_serve_get(c, &r, 0); break;
       case DL_M_GETS: rc = dl_w_serve_get(c, &r, 1); break;
+      case DL_M_WELCOME: {
+        uint64_t id;
+        /* The id given to a worker that joined over TCP: it answers with
+           its hello. */
+        if (!W.remote || W.id != 0 || dl_get_welcome(&r, &id) || id == 0 ||
+            id > INT32_MAX) {
+          rc = DL_EPROTO;
+          break;
+        }
+        W.id = (int)id;
+        dl_w_send_hello();
+        break;
+      }
       case DL_M_SHUTDOWN:
         W.told_to_stop = 1;
         uv_stop(&W.loop);
@@ -361,7 +417,7 @@ void dl_w_beat_cb(uv_timer_t *t) {
   int executing, stored, paused;
   char spill_err[sizeof W.spill_err];
   (void)t;
-  if (W.sched == NULL) return;
+  if (W.sched == NULL || W.id == 0) return; /* no hello yet */
   uv_mutex_lock(&W.lock);
   managed = W.managed;
   spilled = W.spilled;

@@ -19,6 +19,7 @@ int dl_w_serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
   dl_mem_ref ref;
   const char *start;
   if (dl_get_get(r, &g)) return DL_EPROTO;
+  if (W.remote) shared_ok = 0; /* the asker may be on another host */
   bl = dl_w_store_get(g.key, g.klen);
   start = bl ? (bl->base ? bl->base : bl->data) : NULL;
   if (bl && shared_ok && bl->len >= DL_MEM_BIG &&

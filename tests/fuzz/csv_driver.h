@@ -1,7 +1,7 @@
 /*
 ** csv_driver.h -- runs dlua.csv's LPeg grammar on fuzzed bytes, for the
 ** fuzzer (fuzz_csv.c) and the C test that replays its findings
-** (tests/c/test_csv.c).
+** (tests/c/lua/test_csv.c).
 **
 ** The first byte of an input picks the separator and the quote; the rest
 ** is the text.  csv.records must either give records or fail with a

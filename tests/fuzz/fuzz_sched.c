@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "dl_conn.h"
+#include "dl_coord.h"
 #include "dl_wire.h"
 #include "sched_driver.h"
 
@@ -145,6 +146,41 @@ int main(int argc, char **argv) {
   rec(&in, 6, &f);
   rec(&in, 4, &f);
   save(argv[1], "pressure", &in);
+  /* Tasks as clients (issue 18): a task on worker 1 submits a child and
+     waits for it (SECEDE), the child waits for its parent (a cycle); a
+     Queue, a Semaphore lease held by worker 2, which dies. */
+  submit(&f, "p-1", NULL);
+  rec(&in, 0, &f);
+  submit(&f, "c-1", NULL);
+  {
+    dl_msg_two w = {"p-1", 3, "c-1", 3};
+    dl_put_two_msg(&f, DL_M_SECEDE, &w);
+  }
+  rec(&in, 1, &f);
+  submit(&f, "p-1", NULL);
+  {
+    dl_msg_two w = {"c-1", 3, "p-1", 3};
+    dl_put_two_msg(&f, DL_M_SECEDE, &w);
+  }
+  rec(&in, 2, &f);
+  {
+    dl_msg_coord q = {1, DL_CO_Q_PUT, "q", 1, 0, 0, 0, "item", 4};
+    dl_msg_coord g = {2, DL_CO_Q_GET, "q", 1, 11, 2, 0, "", 0};
+    dl_msg_coord a = {3, DL_CO_SEM_ACQ, "s", 1, 0, 1, 7, "", 0};
+    dl_put_coord(&f, &q);
+    dl_put_coord(&f, &g);
+    rec(&in, 0, &f);
+    dl_put_coord(&f, &a);
+    rec(&in, 2, &f);
+    a.reqid = 4;
+    a.lease = 8;
+    dl_put_coord(&f, &a);
+    rec(&in, 0, &f);
+  }
+  rec(&in, 6, &f);
+  dl_buf_u8(&f, 0); /* a 1-byte frame: worker 2, the holder, dies */
+  rec(&in, 4, &f);
+  save(argv[1], "coord", &in);
   dl_buf_free(&in);
   dl_buf_free(&f);
   return 0;

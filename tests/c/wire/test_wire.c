@@ -262,6 +262,16 @@ static void test_small_messages_read_back(void) {
           m.nbytes == 99 && same(m.inl, m.ilen, "v"));
     CUTS(DL_M_KEY_DONE, dl_msg_key_done, dl_get_key_done);
   }
+  {
+    uint64_t id = 0;
+    B.len = 0;
+    dl_put_welcome(&B, 300);
+    reader(&r, DL_M_WELCOME);
+    CHECK(dl_get_welcome(&r, &id) == 0 && id == 300 && dl_rd_left(&r) == 0);
+    B.len = 1; /* cut: the id is missing */
+    reader(&r, DL_M_WELCOME);
+    CHECK(dl_get_welcome(&r, &id) == DL_EPROTO);
+  }
   B.len = 0;
   dl_put_shutdown(&B);
   CHECK(B.len == 1 && B.p[0] == DL_M_SHUTDOWN);
@@ -357,6 +367,43 @@ static void on_accept(dl_listener *l) {
   accepted = c;
 }
 
+/* Tasks that wait, and the coordination primitives (issue 18). */
+static void test_coord_messages_read_back(void) {
+  dl_rd r;
+  {
+    dl_msg_two w = {"parent", 6, "child", 5}, m;
+    B.len = 0;
+    dl_put_two_msg(&B, DL_M_SECEDE, &w);
+    reader(&r, DL_M_SECEDE);
+    CHECK(dl_get_two_msg(&r, &m) == 0);
+    CHECK(same(m.a, m.alen, "parent") && same(m.b, m.blen, "child"));
+    CUTS(DL_M_SECEDE, dl_msg_two, dl_get_two_msg);
+    B.len = 0;
+    dl_put_two_msg(&B, DL_M_CYCLE, &w);
+    CUTS(DL_M_CYCLE, dl_msg_two, dl_get_two_msg);
+  }
+  {
+    dl_msg_coord w = {300, 5, "q", 1, 1001, 2, 77, "item", 4}, m;
+    B.len = 0;
+    dl_put_coord(&B, &w);
+    reader(&r, DL_M_COORD);
+    CHECK(dl_get_coord(&r, &m) == 0);
+    CHECK(m.reqid == 300 && m.op == 5 && same(m.name, m.nlen, "q") &&
+          m.timeout_ms == 1001 && m.n == 2 && m.lease == 77 &&
+          same(m.bytes, m.blen, "item"));
+    CUTS(DL_M_COORD, dl_msg_coord, dl_get_coord);
+  }
+  {
+    dl_msg_coord_reply w = {300, 1, "v", 1}, m;
+    B.len = 0;
+    dl_put_coord_reply(&B, &w);
+    reader(&r, DL_M_COORD_REPLY);
+    CHECK(dl_get_coord_reply(&r, &m) == 0);
+    CHECK(m.reqid == 300 && m.status == 1 && same(m.bytes, m.blen, "v"));
+    CUTS(DL_M_COORD_REPLY, dl_msg_coord_reply, dl_get_coord_reply);
+  }
+}
+
 static void test_frames_cross_a_unix_socket(void) {
   char dir[] = "/tmp/dl-wire-XXXXXX", addr[64];
   dl_listener l;
@@ -393,6 +440,7 @@ int main(void) {
   RUN(test_small_messages_read_back);
   RUN(test_data_answers);
   RUN(test_error_record);
+  RUN(test_coord_messages_read_back);
   RUN(test_frames_cross_a_unix_socket);
   return TAP_END();
 }

@@ -1,0 +1,345 @@
+-- dlua.coord: named coordination primitives living on the scheduler --
+-- Variable, Queue, Event, Lock, Semaphore (runtime/sched/dl_coord.c).
+-- Usable from the client and from tasks; shared by name (as in Dask: two
+-- objects of the same kind and name are the same primitive).  Every wait
+-- takes a timeout; inside a task, a wait gives the task's slot back.
+-- The objects are plain tables with registered metatables, so they travel
+-- to tasks as arguments or upvalues (by name).
+local codec = require "dlua.codec"
+
+local error, getmetatable, setmetatable, tostring, type, next, pcall =
+  error, getmetatable, setmetatable, tostring, type, next, pcall
+local fmt, unpack_bytes = string.format, string.unpack
+local math_type, huge = math.type, math.huge
+
+-- Operations (dl_coord.h).
+local VAR_SET, VAR_GET, VAR_DEL = 1, 2, 3
+local Q_PUT, Q_GET, Q_GET_ALL, Q_SIZE = 4, 5, 6, 7
+local EV_SET, EV_CLEAR, EV_WAIT, EV_IS_SET = 8, 9, 10, 11
+local SEM_ACQ, SEM_REL = 12, 13
+local OK, TIMEOUT = 0, 1
+
+-- Lease ids, unique in this process (a worker's tasks share its link).
+local next_lease = 0
+
+-- The client each object was made with, if one was given (kept out of
+-- the object, so that the object travels by name).
+local clients = setmetatable({}, {__mode = "k"})
+
+local function client_of(obj)
+  local c = clients[obj]
+  if c and not c.closed then return c end
+  return require("dlua").get_client()
+end
+
+-- Send one request and wait for its answer (the scheduler answers every
+-- request, at the latest when its timeout passes).  Returns status, bytes.
+local function request(obj, op, timeout, n, lease, bytes)
+  local c = client_of(obj)
+  c._nextreq = c._nextreq + 1
+  local reqid = c._nextreq
+  local req = {coord = true, n = 1}
+  c._reqs[reqid] = req
+  local tmo = 0 -- no limit; else 1 + milliseconds
+  if timeout and timeout ~= huge then
+    tmo = 1 + math.floor(timeout * 1000 + 0.5)
+  end
+  local mt = getmetatable(obj)
+  c.handle:coord(reqid, op, (mt.prefix or "") .. obj.name, tmo, n or 0,
+                 lease or 0, bytes)
+  local ok, err = pcall(function()
+    while req.n > 0 do c:_pump(-1, reqid) end
+  end)
+  c._reqs[reqid] = nil
+  if not ok then error(err, 0) end
+  if req.status ~= OK and req.status ~= TIMEOUT then
+    error(fmt("%s '%s': %s", getmetatable(obj).__name, obj.name,
+              tostring(req.value)), 3)
+  end
+  return req.status, req.value
+end
+
+local function check_name(name, what)
+  if type(name) ~= "string" or name == "" then
+    error(fmt("%s: expects a name (a non-empty string), got %s", what,
+              type(name) == "string" and "an empty string" or type(name)), 3)
+  end
+end
+
+-- Options: a table with only the keys known; returns it (or {}).
+local function check_opts(o, known, what, level)
+  if o == nil then return {} end
+  if type(o) ~= "table" then
+    error(fmt("%s: options must be a table, got %s", what, type(o)),
+          level + 1)
+  end
+  for k in next, o do
+    if not known[k] then
+      error(fmt("%s: unknown option '%s'", what, tostring(k)), level + 1)
+    end
+  end
+  return o
+end
+
+local function check_timeout(t, what, level)
+  if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
+    error(fmt("%s: timeout must be a non-negative number of seconds, got %s",
+              what, type(t) == "number" and tostring(t) or type(t)),
+          level + 1)
+  end
+  return t
+end
+
+local function timeout_error(msg)
+  local dlua = require "dlua"
+  return setmetatable({message = msg, kind = "timeout"}, dlua.TimeoutError)
+end
+
+local function encode(v, what, level)
+  local ok, bytes = pcall(codec.encode, v)
+  if not ok then
+    error(fmt("%s: the value cannot be sent: %s", what, tostring(bytes)),
+          level + 1)
+  end
+  return bytes
+end
+
+-- A list answer: items as 4-byte lengths, then bytes.
+local function decode_list(bytes)
+  local out, pos = {}, 1
+  while pos <= #bytes do
+    local s
+    s, pos = unpack_bytes("<s4", bytes, pos)
+    out[#out + 1] = codec.decode(s)
+  end
+  return out
+end
+
+-- Register a primitive's metatable, so that its objects travel by name.
+local function kind(name)
+  local mt = {__name = name}
+  mt.__index = mt
+  debug.getregistry()[name] = mt
+  return mt
+end
+
+local function make(mt, name, client)
+  local o = setmetatable({name = name}, mt)
+  if client ~= nil then
+    if getmetatable(client) ~= require("dlua").Client_class then
+      error(fmt("%s: client must be a dlua.Client, got %s", mt.__name,
+                type(client)), 3)
+    end
+    clients[o] = client
+  end
+  return o
+end
+
+local M = {}
+
+-- ------------------------------------------------------------ Variable
+
+local Variable = kind "dlua.Variable"
+M.Variable_class = Variable
+
+--- dlua.Variable(name [, client]) -> variable
+function M.Variable(name, client)
+  check_name(name, "Variable")
+  return make(Variable, name, client)
+end
+
+--- variable:set(value): every reader sees value from now on.
+function Variable:set(v)
+  request(self, VAR_SET, nil, 0, 0, encode(v, "Variable:set", 2))
+end
+
+--- variable:get{timeout=} -> value; waits until the variable is set;
+-- raises a dlua.TimeoutError after timeout seconds.
+function Variable:get(o)
+  o = check_opts(o, {timeout = true}, "Variable:get", 2)
+  local t = check_timeout(o.timeout, "Variable:get", 2)
+  local st, bytes = request(self, VAR_GET, t)
+  if st == TIMEOUT then
+    error(timeout_error(fmt("Variable:get: '%s' not set after %gs",
+                            self.name, t)), 2)
+  end
+  return codec.decode(bytes)
+end
+
+--- variable:delete(): unset it (get waits again).
+function Variable:delete()
+  request(self, VAR_DEL)
+end
+
+-- ------------------------------------------------------------- Queue
+
+local Queue = kind "dlua.Queue"
+M.Queue_class = Queue
+
+--- dlua.Queue(name [, {maxsize=, client=}]) -> queue
+-- maxsize (0: unbounded) is taken by the queue when its first item is
+-- put; a put on a full queue waits.
+function M.Queue(name, o)
+  check_name(name, "Queue")
+  o = check_opts(o, {maxsize = true, client = true}, "Queue", 2)
+  if o.maxsize ~= nil and (math_type(o.maxsize) ~= "integer"
+                           or o.maxsize < 0) then
+    error("Queue: maxsize must be a non-negative integer, got "
+          .. tostring(o.maxsize), 2)
+  end
+  local q = make(Queue, name, o.client)
+  q.maxsize = o.maxsize or 0
+  return q
+end
+
+--- queue:put(value [, {timeout=}]): append; waits while the queue is
+-- full.  A value that cannot be sent is refused here, queue unchanged.
+function Queue:put(v, o)
+  o = check_opts(o, {timeout = true}, "Queue:put", 2)
+  local t = check_timeout(o.timeout, "Queue:put", 2)
+  local bytes = encode(v, "Queue:put", 2)
+  local st = request(self, Q_PUT, t, self.maxsize, 0, bytes)
+  if st == TIMEOUT then
+    error(timeout_error(fmt("Queue:put: '%s' still full after %gs",
+                            self.name, t)), 2)
+  end
+end
+
+--- queue:get{timeout=, batch=} -> value (or a table of values with
+-- batch): waits for an item; batch = n waits for n items, batch = true
+-- takes every item there is now (maybe none).  timeout = 0 on an empty
+-- queue raises a dlua.TimeoutError at once.
+function Queue:get(o)
+  o = check_opts(o, {timeout = true, batch = true}, "Queue:get", 2)
+  local t = check_timeout(o.timeout, "Queue:get", 2)
+  local b = o.batch
+  if b ~= nil and b ~= true and b ~= false and
+     (math_type(b) ~= "integer" or b < 1) then
+    error("Queue:get: batch must be true or a positive integer, got "
+          .. tostring(b), 2)
+  end
+  if b == true then
+    local _, bytes = request(self, Q_GET_ALL)
+    return decode_list(bytes)
+  end
+  local n = b and b or 0
+  local st, bytes = request(self, Q_GET, t, n)
+  if st == TIMEOUT then
+    error(timeout_error(fmt("Queue:get: '%s' empty after %gs", self.name,
+                            t)), 2)
+  end
+  if n > 0 then return decode_list(bytes) end
+  return codec.decode(bytes)
+end
+
+--- queue:qsize() -> the number of items in the queue now
+function Queue:qsize()
+  local _, bytes = request(self, Q_SIZE)
+  return (unpack_bytes("<i8", bytes))
+end
+
+-- ------------------------------------------------------------- Event
+
+local Event = kind "dlua.Event"
+M.Event_class = Event
+
+--- dlua.Event(name [, client]) -> event
+function M.Event(name, client)
+  check_name(name, "Event")
+  return make(Event, name, client)
+end
+
+--- event:set() / event:clear()
+function Event:set() request(self, EV_SET) end
+function Event:clear() request(self, EV_CLEAR) end
+
+--- event:wait{timeout=} -> true once set, false after timeout seconds
+function Event:wait(o)
+  o = check_opts(o, {timeout = true}, "Event:wait", 2)
+  local t = check_timeout(o.timeout, "Event:wait", 2)
+  return (request(self, EV_WAIT, t)) == OK
+end
+
+--- event:is_set() -> boolean
+function Event:is_set()
+  local _, bytes = request(self, EV_IS_SET)
+  return bytes == "\1"
+end
+
+-- ------------------------------------------------- Semaphore and Lock
+
+local Semaphore = kind "dlua.Semaphore"
+M.Semaphore_class = Semaphore
+local Lock = kind "dlua.Lock"
+Lock.prefix = "lock\0" -- a Lock and a Semaphore of one name are not one
+M.Lock_class = Lock
+
+-- The leases an object holds (by object, in this process).
+local held = setmetatable({}, {__mode = "k"})
+
+local function acquire(self, o, what)
+  o = check_opts(o, {timeout = true}, what, 3)
+  local t = check_timeout(o.timeout, what, 3)
+  next_lease = next_lease + 1
+  local id = next_lease
+  local st = request(self, SEM_ACQ, t, self.max_leases or 1, id)
+  if st == TIMEOUT then return false end
+  local h = held[self]
+  if not h then h = {}; held[self] = h end
+  h[#h + 1] = id
+  return true
+end
+
+local function release(self, what)
+  local h = held[self]
+  if not h or #h == 0 then
+    error(fmt("%s: '%s' released more times than acquired", what,
+              self.name), 3)
+  end
+  local id = h[#h]
+  h[#h] = nil
+  request(self, SEM_REL, nil, 0, id)
+end
+
+local function close(self)
+  local h = held[self]
+  while h and #h > 0 do release(self, "close") end
+end
+
+--- dlua.Semaphore(name [, {max_leases=, client=}]) -> semaphore
+-- At most max_leases (default 1) holders at once; the first use sets it.
+function M.Semaphore(name, o)
+  check_name(name, "Semaphore")
+  o = check_opts(o, {max_leases = true, client = true}, "Semaphore", 2)
+  if o.max_leases ~= nil and (math_type(o.max_leases) ~= "integer"
+                              or o.max_leases < 1) then
+    error("Semaphore: max_leases must be a positive integer, got "
+          .. tostring(o.max_leases), 2)
+  end
+  local s = make(Semaphore, name, o.client)
+  s.max_leases = o.max_leases or 1
+  return s
+end
+
+--- semaphore:acquire{timeout=} -> true, or false after timeout seconds
+function Semaphore:acquire(o) return acquire(self, o, "Semaphore:acquire") end
+--- semaphore:release(): give back the last lease this object took
+function Semaphore:release() release(self, "Semaphore:release") end
+--- local s <close> = semaphore: its leases are released at scope end
+Semaphore.__close = close
+
+--- dlua.Lock(name [, client]) -> lock (one holder at a time)
+function M.Lock(name, client)
+  check_name(name, "Lock")
+  return make(Lock, name, client)
+end
+
+--- lock:acquire{timeout=} -> true, or false after timeout seconds
+function Lock:acquire(o) return acquire(self, o, "Lock:acquire") end
+--- lock:release(); an error if this object does not hold the lock
+function Lock:release() release(self, "Lock:release") end
+--- lock:locked() -> true while this object holds the lock
+function Lock:locked() return held[self] ~= nil and #held[self] > 0 end
+Lock.__close = close
+
+return M

@@ -1,0 +1,488 @@
+/*
+** dl_coord.c -- named Variables, Queues, Events and Semaphores on the
+** scheduler.  See dl_coord.h.
+*/
+#include <string.h>
+
+#include "dl_coord.h"
+#include "dl_map.h"
+#include "dl_wire.h"
+
+/* A request that waits, first come first served. */
+typedef struct waiter waiter;
+struct waiter {
+  int from;
+  uint64_t reqid;
+  int op;
+  double deadline; /* < 0: none */
+  uint64_t n, lease;
+  char *bytes; /* DL_CO_Q_PUT: the item (owned) */
+  size_t blen;
+  waiter *next;
+};
+
+typedef struct item {
+  char *p; /* owned */
+  size_t n;
+} item;
+
+typedef struct lease {
+  int from;
+  uint64_t id;
+} lease;
+
+enum { K_VAR = 'v', K_QUEUE = 'q', K_EVENT = 'e', K_SEM = 's' };
+
+typedef struct prim {
+  char *key; /* kind byte, then the name (owned; the map's key) */
+  size_t klen;
+  int kind;
+  char *val; /* variable: its value (owned), when has */
+  size_t vlen;
+  int has;
+  item *items; /* queue: items[head .. head+len) */
+  size_t head, len, cap;
+  uint64_t maxsize;
+  int set;      /* event */
+  uint64_t max; /* semaphore: leases at most */
+  lease *leases;
+  int nleases, capleases;
+  waiter *wh, *wt;
+  int nwait;
+} prim;
+
+struct dl_coord {
+  dl_map prims;
+  dl_coord_out out;
+  void *ud;
+};
+
+static char *dup_bytes(const char *p, size_t n) {
+  char *d = dl_realloc(NULL, n + 1);
+  if (d == NULL) return NULL;
+  memcpy(d, p, n);
+  d[n] = '\0';
+  return d;
+}
+
+dl_coord *dl_coord_new(dl_coord_out out, void *ud) {
+  dl_coord *c = dl_realloc(NULL, sizeof *c);
+  if (c == NULL) return NULL;
+  dl_map_init(&c->prims);
+  c->out = out;
+  c->ud = ud;
+  return c;
+}
+
+static void prim_free(prim *p) {
+  waiter *w = p->wh;
+  size_t i;
+  while (w) {
+    waiter *next = w->next;
+    dl_free(w->bytes);
+    dl_free(w);
+    w = next;
+  }
+  for (i = 0; i < p->len; i++) dl_free(p->items[p->head + i].p);
+  dl_free(p->items);
+  dl_free(p->leases);
+  dl_free(p->val);
+  dl_free(p->key);
+  dl_free(p);
+}
+
+void dl_coord_free(dl_coord *c) {
+  size_t i = 0;
+  prim *p;
+  if (c == NULL) return;
+  while ((p = dl_map_next(&c->prims, &i)) != NULL) prim_free(p);
+  dl_map_free(&c->prims);
+  dl_free(c);
+}
+
+static void reply(dl_coord *c, int to, uint64_t reqid, int status,
+                  const char *p, size_t n) {
+  dl_buf *b = c->out(c->ud, to);
+  dl_msg_coord_reply m;
+  if (b == NULL) return;
+  m.reqid = reqid;
+  m.status = (uint64_t)status;
+  m.bytes = p;
+  m.blen = n;
+  dl_put_coord_reply(b, &m);
+}
+
+static void reply_err(dl_coord *c, int to, uint64_t reqid, const char *msg) {
+  reply(c, to, reqid, DL_CO_ERROR, msg, strlen(msg));
+}
+
+static void put_le32(dl_buf *b, size_t n) {
+  unsigned char x[4];
+  x[0] = (unsigned char)n;
+  x[1] = (unsigned char)(n >> 8);
+  x[2] = (unsigned char)(n >> 16);
+  x[3] = (unsigned char)(n >> 24);
+  dl_buf_put(b, x, 4);
+}
+
+/* Append an item to queue p, taking ownership of bytes; 0 or DL_ENOMEM. */
+static int q_push(prim *p, char *bytes, size_t n) {
+  if (p->head + p->len == p->cap) {
+    if (p->head > 0) { /* slide down first */
+      memmove(p->items, p->items + p->head, p->len * sizeof *p->items);
+      p->head = 0;
+    }
+    if (p->len == p->cap) {
+      size_t nc = p->cap ? p->cap * 2 : 16;
+      item *ni = dl_realloc(p->items, nc * sizeof *ni);
+      if (ni == NULL) return DL_ENOMEM;
+      p->items = ni;
+      p->cap = nc;
+    }
+  }
+  p->items[p->head + p->len].p = bytes;
+  p->items[p->head + p->len].n = n;
+  p->len++;
+  return 0;
+}
+
+/* Pop k items into a list reply (k == 0: one item, bare). */
+static void q_pop_reply(dl_coord *c, prim *p, int to, uint64_t reqid,
+                        uint64_t k) {
+  if (k == 0) {
+    item it = p->items[p->head++];
+    p->len--;
+    reply(c, to, reqid, DL_CO_OK, it.p, it.n);
+    dl_free(it.p);
+  } else {
+    dl_buf b;
+    uint64_t i;
+    dl_buf_init(&b);
+    for (i = 0; i < k; i++) {
+      item it = p->items[p->head++];
+      p->len--;
+      put_le32(&b, it.n);
+      dl_buf_put(&b, it.p, it.n);
+      dl_free(it.p);
+    }
+    reply(c, to, reqid, DL_CO_OK, b.p, b.len);
+    dl_buf_free(&b);
+  }
+  if (p->len == 0) p->head = 0;
+}
+
+static int sem_held(const prim *p, int from, uint64_t id) {
+  int i;
+  for (i = 0; i < p->nleases; i++)
+    if (p->leases[i].from == from && p->leases[i].id == id) return i;
+  return -1;
+}
+
+/* Try to meet waiter w now: 1 if it was answered (and may be freed). */
+static int try_serve(dl_coord *c, prim *p, waiter *w) {
+  switch (w->op) {
+    case DL_CO_VAR_GET:
+      if (!p->has) return 0;
+      reply(c, w->from, w->reqid, DL_CO_OK, p->val, p->vlen);
+      return 1;
+    case DL_CO_Q_GET:
+      if (p->len < (w->n ? w->n : 1)) return 0;
+      q_pop_reply(c, p, w->from, w->reqid, w->n);
+      return 1;
+    case DL_CO_Q_PUT:
+      if (p->maxsize && p->len >= p->maxsize) return 0;
+      if (q_push(p, w->bytes, w->blen)) return 0;
+      w->bytes = NULL;
+      reply(c, w->from, w->reqid, DL_CO_OK, "", 0);
+      return 1;
+    case DL_CO_EV_WAIT:
+      if (!p->set) return 0;
+      reply(c, w->from, w->reqid, DL_CO_OK, "", 0);
+      return 1;
+    case DL_CO_SEM_ACQ:
+      if ((uint64_t)p->nleases >= p->max) return 0;
+      if (p->nleases == p->capleases) {
+        int nc = p->capleases ? p->capleases * 2 : 4;
+        lease *nl = dl_realloc(p->leases, (size_t)nc * sizeof *nl);
+        if (nl == NULL) return 0;
+        p->leases = nl;
+        p->capleases = nc;
+      }
+      p->leases[p->nleases].from = w->from;
+      p->leases[p->nleases].id = w->lease;
+      p->nleases++;
+      reply(c, w->from, w->reqid, DL_CO_OK, "", 0);
+      return 1;
+    default: return 1;
+  }
+}
+
+static void unlink_waiter(prim *p, waiter *prev, waiter *w) {
+  if (prev) prev->next = w->next;
+  else p->wh = w->next;
+  if (p->wt == w) p->wt = prev;
+  p->nwait--;
+  dl_free(w->bytes);
+  dl_free(w);
+}
+
+/* Answer every waiter of p that can be met now, in order, until none
+   more can (a put may let a get through, and the other way round). */
+static void serve(dl_coord *c, prim *p) {
+  int progress = 1;
+  while (progress) {
+    waiter *w = p->wh, *prev = NULL;
+    progress = 0;
+    while (w) {
+      waiter *next = w->next;
+      if (try_serve(c, p, w)) {
+        unlink_waiter(p, prev, w);
+        progress = 1;
+      } else {
+        prev = w;
+      }
+      w = next;
+    }
+  }
+}
+
+static prim *get_prim(dl_coord *c, int kind, const char *name, size_t nlen,
+                      int create) {
+  char kb[256];
+  char *key = kb;
+  prim *p;
+  if (nlen + 1 > sizeof kb) {
+    key = dl_realloc(NULL, nlen + 1);
+    if (key == NULL) return NULL;
+  }
+  key[0] = (char)kind;
+  memcpy(key + 1, name, nlen);
+  p = dl_map_get(&c->prims, key, nlen + 1);
+  if (p == NULL && create) {
+    p = dl_realloc(NULL, sizeof *p);
+    if (p) {
+      memset(p, 0, sizeof *p);
+      p->kind = kind;
+      p->klen = nlen + 1;
+      p->key = dup_bytes(key, nlen + 1);
+      if (p->key == NULL || dl_map_put(&c->prims, p->key, p->klen, p)) {
+        dl_free(p->key);
+        dl_free(p);
+        p = NULL;
+      }
+    }
+  }
+  if (key != kb) dl_free(key);
+  return p;
+}
+
+static int kind_of(int op) {
+  switch (op) {
+    case DL_CO_VAR_SET:
+    case DL_CO_VAR_GET:
+    case DL_CO_VAR_DEL: return K_VAR;
+    case DL_CO_Q_PUT:
+    case DL_CO_Q_GET:
+    case DL_CO_Q_GET_ALL:
+    case DL_CO_Q_SIZE: return K_QUEUE;
+    case DL_CO_EV_SET:
+    case DL_CO_EV_CLEAR:
+    case DL_CO_EV_WAIT:
+    case DL_CO_EV_IS_SET: return K_EVENT;
+    case DL_CO_SEM_ACQ:
+    case DL_CO_SEM_REL: return K_SEM;
+    default: return 0;
+  }
+}
+
+int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
+  dl_msg_coord m;
+  uint64_t reqid, tmo, n, lid;
+  unsigned op;
+  const char *name, *bytes;
+  size_t nlen, blen;
+  prim *p;
+  waiter *w;
+  if (dl_get_coord(r, &m)) return DL_EPROTO;
+  reqid = m.reqid;
+  op = m.op;
+  name = m.name;
+  nlen = m.nlen;
+  tmo = m.timeout_ms;
+  n = m.n;
+  lid = m.lease;
+  bytes = m.bytes;
+  blen = m.blen;
+  if (kind_of((int)op) == 0) {
+    reply_err(c, from, reqid, "unknown coordination request");
+    return 0;
+  }
+  p = get_prim(c, kind_of((int)op), name, nlen, 1);
+  if (p == NULL) {
+    reply_err(c, from, reqid, "out of memory on the scheduler");
+    return 0;
+  }
+  switch (op) {
+    case DL_CO_VAR_SET: {
+      char *v = dup_bytes(bytes, blen);
+      if (v == NULL) {
+        reply_err(c, from, reqid, "out of memory on the scheduler");
+        return 0;
+      }
+      dl_free(p->val);
+      p->val = v;
+      p->vlen = blen;
+      p->has = 1;
+      reply(c, from, reqid, DL_CO_OK, "", 0);
+      serve(c, p);
+      return 0;
+    }
+    case DL_CO_VAR_DEL:
+      dl_free(p->val);
+      p->val = NULL;
+      p->vlen = 0;
+      p->has = 0;
+      reply(c, from, reqid, DL_CO_OK, "", 0);
+      return 0;
+    case DL_CO_Q_GET_ALL:
+      if (p->len) q_pop_reply(c, p, from, reqid, p->len);
+      else reply(c, from, reqid, DL_CO_OK, "", 0);
+      serve(c, p); /* room for waiting puts */
+      return 0;
+    case DL_CO_Q_SIZE: {
+      unsigned char x[8];
+      int i;
+      for (i = 0; i < 8; i++)
+        x[i] = (unsigned char)((uint64_t)p->len >> (8 * i));
+      reply(c, from, reqid, DL_CO_OK, (const char *)x, 8);
+      return 0;
+    }
+    case DL_CO_EV_SET:
+      p->set = 1;
+      reply(c, from, reqid, DL_CO_OK, "", 0);
+      serve(c, p);
+      return 0;
+    case DL_CO_EV_CLEAR:
+      p->set = 0;
+      reply(c, from, reqid, DL_CO_OK, "", 0);
+      return 0;
+    case DL_CO_EV_IS_SET:
+      reply(c, from, reqid, DL_CO_OK, p->set ? "\1" : "\0", 1);
+      return 0;
+    case DL_CO_SEM_REL: {
+      int i = sem_held(p, from, lid);
+      if (i < 0) {
+        reply_err(c, from, reqid, "released more times than acquired "
+                  "(this lease is not held)");
+        return 0;
+      }
+      p->leases[i] = p->leases[--p->nleases];
+      reply(c, from, reqid, DL_CO_OK, "", 0);
+      serve(c, p);
+      return 0;
+    }
+    default: break;
+  }
+  /* A request that may wait: VAR_GET, Q_PUT, Q_GET, EV_WAIT, SEM_ACQ. */
+  if (op == DL_CO_Q_PUT && p->maxsize == 0 && p->len == 0 && p->nwait == 0)
+    p->maxsize = n; /* a new queue takes its maxsize from its first put */
+  if (op == DL_CO_SEM_ACQ) {
+    if (p->max == 0) p->max = n ? n : 1;
+    if (sem_held(p, from, lid) >= 0) {
+      reply_err(c, from, reqid, "this lease is held already");
+      return 0;
+    }
+  }
+  w = dl_realloc(NULL, sizeof *w);
+  if (w == NULL) {
+    reply_err(c, from, reqid, "out of memory on the scheduler");
+    return 0;
+  }
+  memset(w, 0, sizeof *w);
+  w->from = from;
+  w->reqid = reqid;
+  w->op = (int)op;
+  w->n = n;
+  w->lease = lid;
+  w->deadline = tmo ? now + (double)(tmo - 1) * 1e-3 : -1;
+  if (op == DL_CO_Q_PUT) {
+    w->bytes = dup_bytes(bytes, blen);
+    w->blen = blen;
+    if (w->bytes == NULL) {
+      dl_free(w);
+      reply_err(c, from, reqid, "out of memory on the scheduler");
+      return 0;
+    }
+  }
+  if (p->wt) p->wt->next = w;
+  else p->wh = w;
+  p->wt = w;
+  p->nwait++;
+  serve(c, p);
+  if (tmo == 1) dl_coord_tick(c, now); /* timeout 0: answer now */
+  return 0;
+}
+
+/* Drop the waiters of p for which drop(w) holds, answering them with
+   TIMEOUT when answer is set. */
+static void drop_waiters(dl_coord *c, prim *p, double now, int from,
+                         int answer) {
+  waiter *w = p->wh, *prev = NULL;
+  while (w) {
+    waiter *next = w->next;
+    int due = answer ? (w->deadline >= 0 && w->deadline <= now)
+                     : w->from == from;
+    if (due) {
+      if (answer) reply(c, w->from, w->reqid, DL_CO_TIMEOUT, "", 0);
+      unlink_waiter(p, prev, w);
+    } else {
+      prev = w;
+    }
+    w = next;
+  }
+}
+
+void dl_coord_tick(dl_coord *c, double now) {
+  size_t i = 0;
+  prim *p;
+  while ((p = dl_map_next(&c->prims, &i)) != NULL)
+    if (p->nwait) drop_waiters(c, p, now, 0, 1);
+}
+
+void dl_coord_gone(dl_coord *c, int from, double now) {
+  size_t i = 0;
+  prim *p;
+  (void)now;
+  while ((p = dl_map_next(&c->prims, &i)) != NULL) {
+    int k, freed = 0;
+    if (p->nwait) drop_waiters(c, p, now, from, 0);
+    for (k = 0; k < p->nleases;)
+      if (p->leases[k].from == from) {
+        p->leases[k] = p->leases[--p->nleases];
+        freed = 1;
+      } else {
+        k++;
+      }
+    if (freed) serve(c, p);
+  }
+}
+
+int dl_coord_list(dl_coord *c, dl_coord_info *out, int max) {
+  size_t i = 0;
+  prim *p;
+  int n = 0;
+  while ((p = dl_map_next(&c->prims, &i)) != NULL) {
+    if (n < max) {
+      dl_coord_info *o = &out[n];
+      o->kind = p->kind == K_VAR ? "variable" : p->kind == K_QUEUE ? "queue"
+                : p->kind == K_EVENT ? "event" : "semaphore";
+      o->name = p->key + 1;
+      o->holders = p->kind == K_SEM ? p->nleases
+                   : p->kind == K_QUEUE ? (int)p->len
+                   : p->kind == K_EVENT ? p->set : p->has;
+      o->waiters = p->nwait;
+    }
+    n++;
+  }
+  return n;
+}

@@ -1,0 +1,77 @@
+/*
+** dl_coord.h -- coordination state on the scheduler: named Variables,
+** Queues, Events and Semaphores (a Lock is a Semaphore of one lease),
+** shared by the client and every task (dlua.Variable, dlua.Queue, ...).
+** Pure C: values are opaque bytes (the codec's), time is the caller's.
+**
+** Requests come as DL_M_COORD messages from a requester (the client, -1,
+** or a worker id for its tasks) and are answered with DL_M_COORD_REPLY on
+** that requester's buffer, at once or when the request can be met or its
+** timeout passes (dl_coord_tick).  A lease belongs to its requester: when
+** a worker is gone (its process died, or it was silent past the heartbeat
+** timeout and killed), dl_coord_gone releases its leases and drops its
+** waiters; a live worker's lease is never taken back.
+*/
+#ifndef dl_coord_h
+#define dl_coord_h
+
+#include "dl_buf.h"
+
+typedef struct dl_coord dl_coord;
+
+/* The buffer for requester `to` (-1: the client), or NULL if it is gone. */
+typedef dl_buf *(*dl_coord_out)(void *ud, int to);
+
+/* Operations (the op byte of DL_M_COORD). */
+enum {
+  DL_CO_VAR_SET = 1, /* bytes: the value */
+  DL_CO_VAR_GET,     /* waits until set; reply: the value */
+  DL_CO_VAR_DEL,
+  DL_CO_Q_PUT,       /* n: maxsize (0: none) on first use; bytes: the item;
+                        waits while full */
+  DL_CO_Q_GET,       /* n: 0 one item (reply: it), k > 0 exactly k items
+                        (reply: a list); waits until there are enough */
+  DL_CO_Q_GET_ALL,   /* every item now (reply: a list, maybe empty) */
+  DL_CO_Q_SIZE,      /* reply: the count, 8 bytes little-endian */
+  DL_CO_EV_SET,
+  DL_CO_EV_CLEAR,
+  DL_CO_EV_WAIT,     /* waits until set */
+  DL_CO_EV_IS_SET,   /* reply: 1 byte, 1 or 0 */
+  DL_CO_SEM_ACQ,     /* n: max_leases on first use; lease: the lease id;
+                        waits while all leases are held */
+  DL_CO_SEM_REL,     /* lease: the lease id to release */
+  DL_CO_DELETE       /* forget the primitive named (Queue, Event, ...) */
+};
+
+/* Reply status (DL_M_COORD_REPLY). */
+enum { DL_CO_OK = 0, DL_CO_TIMEOUT = 1, DL_CO_ERROR = 2 };
+
+/* A list reply: each item as a 4-byte little-endian length, then bytes. */
+
+dl_coord *dl_coord_new(dl_coord_out out, void *ud);
+void dl_coord_free(dl_coord *c);
+
+/*
+** Handle one DL_M_COORD message (dl_wire.h) from requester `from`, its
+** type byte read.  0, or DL_EPROTO (malformed).
+*/
+int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now);
+
+/* Answer the waits whose timeout has passed at now. */
+void dl_coord_tick(dl_coord *c, double now);
+
+/* Requester `from` is gone: its leases are released, its waits dropped. */
+void dl_coord_gone(dl_coord *c, int from, double now);
+
+/* For the dashboard: one primitive in use. */
+typedef struct dl_coord_info {
+  const char *kind; /* "variable", "queue", "event", "semaphore" */
+  const char *name; /* borrowed: valid until the next request */
+  int holders;      /* leases held (semaphore), items (queue), set (0/1) */
+  int waiters;
+} dl_coord_info;
+
+/* Fill at most max entries; returns how many primitives there are. */
+int dl_coord_list(dl_coord *c, dl_coord_info *out, int max);
+
+#endif
