@@ -16,6 +16,10 @@ PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv libcrypto)
 EDIT_CFLAGS := $(shell pkg-config --cflags libedit)
 EDIT_LIBS := $(shell pkg-config --libs libedit)
 LUA ?= lua5.4
+# The Jupyter kernel (runtime/kernel, `dlua kernel`): ZeroMQ, cJSON and
+# libcrypto's HMAC, linked into the dlua command only, not into libdlua.
+KERNEL_CFLAGS := $(shell pkg-config --cflags libzmq libcjson)
+KERNEL_LIBS := $(shell pkg-config --libs libzmq libcjson libcrypto)
 
 OPT ?= -O2 -g
 CFLAGS_BASE = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread $(XCFLAGS)
@@ -32,7 +36,7 @@ B ?= build
 # so an include across the rule is a compile error.  Layers outside
 # LUA_LAYERS are built without Lua's include path and with Lua's types
 # poisoned: `#include <lua.h>` there does not compile.
-LAYERS = base wire codec sched cluster dashboard worker client array collections frame lua cmd
+LAYERS = base wire codec sched cluster dashboard worker client array collections frame lua kernel cmd
 SEES_base      = base
 SEES_wire      = base wire
 SEES_codec     = base codec
@@ -45,16 +49,18 @@ SEES_array     = base array
 SEES_collections = base collections
 SEES_frame     = base array frame
 SEES_lua       = base wire codec sched cluster dashboard worker client array collections frame lua
-SEES_cmd       = cmd
+SEES_kernel    = base kernel
+SEES_cmd       = cmd kernel
 LUA_LAYERS = codec worker client lua cmd
 # `runtime/` itself holds dlua.h, the public header, for the Lua layers.
 layer_cflags = $(CFLAGS_BASE) $(foreach d,$(SEES_$(1)),-Iruntime/$(d)) \
   $(if $(filter $(1),$(LUA_LAYERS)),-Iruntime $(LUA_CFLAGS),-include runtime/base/dl_nolua.h) \
   $(UV_CFLAGS) -I$(B)
 
-LIB_LAYERS = $(filter-out cmd,$(LAYERS))
+LIB_LAYERS = $(filter-out cmd kernel,$(LAYERS))
 LIB_SRC = $(foreach d,$(LIB_LAYERS),$(wildcard runtime/$(d)/*.c))
 BIN_SRC = $(wildcard runtime/cmd/*.c)
+KERNEL_SRC = $(wildcard runtime/kernel/*.c)
 LUA_SRC = $(wildcard lua/dlua/*.lua)
 ASSETS = $(wildcard runtime/dashboard/assets/*.html \
                     runtime/dashboard/assets/*.js \
@@ -63,6 +69,7 @@ ASSETS = $(wildcard runtime/dashboard/assets/*.html \
 obj = $(patsubst runtime/%.c,$(B)/%.o,$(1))
 LIB_OBJ = $(call obj,$(LIB_SRC)) $(B)/dl_luasrc.o $(B)/dl_assets.o
 BIN_OBJ = $(call obj,$(BIN_SRC))
+KERNEL_OBJ = $(call obj,$(KERNEL_SRC))
 HDRS = $(wildcard runtime/*.h runtime/*/*.h)
 
 # C tests mirror runtime/'s folders: tests/c/<layer>/test_*.c.
@@ -77,7 +84,7 @@ all: $(B)/libdlua.a $(B)/libdlua.so $(B)/dlua $(B)/dlua.pc $(CTESTS) \
 define layer_rule
 $(B)/$(1)/%.o: runtime/$(1)/%.c $(HDRS) | $(B)
 	@mkdir -p $(B)/$(1)
-	$$(CC) $$(call layer_cflags,$(1)) $(if $(filter cmd,$(1)),$$(EDIT_CFLAGS)) -c $$< -o $$@
+	$$(CC) $$(call layer_cflags,$(1)) $(if $(filter cmd,$(1)),$$(EDIT_CFLAGS)) $(if $(filter cmd kernel,$(1)),$$(KERNEL_CFLAGS)) -c $$< -o $$@
 endef
 $(foreach d,$(LAYERS),$(eval $(call layer_rule,$(d))))
 
@@ -103,12 +110,28 @@ $(B)/libdlua.a: $(LIB_OBJ)
 $(B)/libdlua.so: $(LIB_OBJ)
 	$(CC) -shared -pthread -o $@ $^ $(LDLIBS_ALL)
 
-$(B)/dlua: $(BIN_OBJ) $(B)/libdlua.a
-	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlua.a $(LDLIBS_ALL) $(EDIT_LIBS)
+$(B)/libdlkernel.a: $(KERNEL_OBJ) $(B)/dl_kernel_logo.o
+	rm -f $@ && ar rcs $@ $^
+
+# The kernelspec's logos, compiled into the dlua command.
+KERNEL_LOGOS = $(wildcard runtime/kernel/logo-*)
+$(B)/dl_kernel_logo.c: scripts/embed-logo.lua $(KERNEL_LOGOS) | $(B)
+	$(LUA) scripts/embed-logo.lua $@ $(KERNEL_LOGOS)
+
+$(B)/dl_kernel_logo.o: $(B)/dl_kernel_logo.c
+	$(CC) $(CFLAGS_BASE) -c $< -o $@
+
+$(B)/dlua: $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a
+	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a $(LDLIBS_ALL) $(EDIT_LIBS) $(KERNEL_LIBS)
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
+
+# The kernel's C test links the kernel layer (not part of libdlua).
+$(B)/tests/kernel/test_kernel: tests/c/kernel/test_kernel.c tests/c/tap.h $(B)/libdlkernel.a | $(B)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(KERNEL_CFLAGS) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlkernel.a $(LDLIBS_ALL) $(KERNEL_LIBS)
 
 # dlua.pc for PREFIX; `make install PREFIX=...` writes its own with that
 # prefix, so a build made for another prefix installs a correct one.

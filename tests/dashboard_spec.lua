@@ -13,6 +13,11 @@ local H = require "helpers.cluster"
 local BUILD = os.getenv("DLUA_BUILD") or "build"
 
 function dash_inc(x) return x + 1 end  -- global: its name names the task group
+function dash_bad(x)
+  if x % 3 == 0 then error("bad input " .. x .. "\nsecond line", 0) end
+  return string.rep("x", 1000 * x)
+end
+function dash_big(x) return string.rep("y", 100000 + x) end
 
 local HTTP = require "helpers.http"
 local json_decode, http = HTTP.json_decode, HTTP.get
@@ -22,14 +27,16 @@ local function have(cmd)
 end
 
 describe("dashboard", function()
-  local client, base
+  local client, base, inc_futures
 
   setup(function()
     client = dlua.Client{n_workers = 2, memory_limit = "256 MiB",
                          dashboard_address = "127.0.0.1:0"}
     base = "http://" .. client.cluster.dashboard_address
-    local fs = client:map(dash_inc, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
-    assert.are.same({2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, client:gather(fs))
+    -- Held for the whole file: a group goes with its last task.
+    inc_futures = client:map(dash_inc, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+    assert.are.same({2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
+                    client:gather(inc_futures))
   end)
 
   teardown(function()
@@ -50,7 +57,7 @@ describe("dashboard", function()
     local code, body, hdr = http(base .. "/")
     assert.are.equal(302, code)
     assert.truthy(hdr:find("Location: /status", 1, true))
-    for _, p in ipairs{"/status", "/workers", "/info"} do
+    for _, p in ipairs{"/status", "/workers", "/info", "/graph", "/system"} do
       code, body, hdr = http(base .. p)
       assert.are.equal(200, code)
       assert.truthy(hdr:find("Content-Type: text/html", 1, true))
@@ -133,6 +140,188 @@ describe("dashboard", function()
     assert.are.equal(10, s.next)
   end)
 
+  it("/json/stream events name the task, its bytes and its error", function()
+    local s0 = json_decode(select(2, http(base .. "/json/stream?since=0"))).next
+    local fs = client:map(dash_bad, {1, 2, 3, 4, 5, 6})
+    dlua.wait(fs)
+    local evs = {}
+    assert.truthy(H.poll(function()
+      local s = json_decode(select(2, http(base .. "/json/stream?since=" .. s0)))
+      for _, e in ipairs(s.events) do evs[e.key] = e end
+      s0 = s.next
+      local n = 0
+      for _ in pairs(evs) do n = n + 1 end
+      return n == 6
+    end, 10))
+    for _, f in ipairs(fs) do
+      local e = assert(evs[f.key], f.key)
+      assert.are.equal("dash_bad", e.group)
+      local x = tonumber(f.key:match("%-(%d+)$")) or 0
+      if f:status() == "error" then
+        assert.is_false(e.ok)
+        assert.truthy(e.error:match("^bad input %d+$"), e.error)
+      else
+        assert.is_true(e.ok)
+        assert.is_nil(e.error)
+        assert.truthy(e.bytes >= 1000, e.bytes)
+      end
+      assert.is_number(x)
+    end
+    -- The group's figures add up: a failure is not counted as done.
+    local g
+    assert.truthy(H.poll(function()
+      local st = json_decode(select(2, http(base .. "/json/status")))
+      for _, x in ipairs(st.groups) do if x.name == "dash_bad" then g = x end end
+      return g and g.memory + g.erred == 6
+    end, 10))
+    assert.are.equal(6, g.total)
+    assert.are.equal(4, g.done)
+    assert.are.equal(2, g.failed)
+    assert.are.equal(2, g.erred)
+    assert.are.equal(g.total, g.done + g.erred + g.processing + g.waiting
+                              + g.ready)
+    assert.are.equal(g.done, g.memory + g.released)
+    for _, f in ipairs(fs) do f:release() end
+  end)
+
+  it("forgets a task group when its last task goes", function()
+    local fs = client:map(dash_big, {1, 2, 3})
+    client:gather(fs)
+    local function group()
+      local st = json_decode(select(2, http(base .. "/json/status")))
+      for _, x in ipairs(st.groups) do
+        if x.name == "dash_big" then return x end
+      end
+    end
+    -- (/json/status is a snapshot up to 100 ms old.)
+    assert.truthy(H.poll(function()
+      local g = group()
+      return g and g.total == 3 and g.memory == 3
+    end, 10))
+    for _, f in ipairs(fs) do f:release() end
+    client.handle:flush()
+    assert.truthy(H.poll(function() return group() == nil end, 10),
+                  "the group stayed after its tasks were released")
+  end)
+
+  it("scheduler_info() shows stored results right after wait", function()
+    local fs = client:map(dash_big, {11, 12, 13, 14, 15, 16, 17, 18})
+    dlua.wait(fs)
+    local stored, managed = 0, 0
+    for _, w in ipairs(client:scheduler_info().workers) do
+      stored = stored + w.stored
+      managed = managed + w.managed
+    end
+    -- Heartbeats come every 0.5 s; the scheduler must not wait for one.
+    assert.truthy(stored >= 8, "stored " .. stored)
+    assert.truthy(managed >= 8 * 100000, "managed " .. managed)
+    assert.truthy(tostring(client):match("managed [^,]+, spilled [^,]+, "
+                                         .. "stored %d+ results?"),
+                  tostring(client))
+    for _, f in ipairs(fs) do f:release() end
+    client.handle:flush()
+    assert.truthy(H.poll(function()
+      local n = 0
+      for _, w in ipairs(client:scheduler_info().workers) do
+        n = n + w.stored
+      end
+      return n < stored
+    end, 10))
+  end)
+
+  it("/json/graph has the tasks, their states and dependencies", function()
+    local d = dlua.delayed
+    local a = d(dash_inc)(1)
+    local b = d(dash_inc)(a)
+    local fb, f = table.unpack(client:compute({b, d(dash_bad)(b)})) -- 3: fails
+    dlua.wait({fb, f})
+    local g
+    assert.truthy(H.poll(function()
+      g = json_decode(select(2, http(base .. "/json/graph")))
+      for _, n in ipairs(g.nodes) do
+        if n.k == f.key and n.s == 4 then return true end
+      end
+    end, 10))
+    assert.are.equal("tasks", g.mode)
+    local idx = {}
+    for i, n in ipairs(g.nodes) do idx[n.k] = i - 1 end
+    local fi = idx[f.key]
+    local from
+    for _, e in ipairs(g.edges) do
+      if e[2] == fi then from = g.nodes[e[1] + 1] end
+    end
+    assert.truthy(from, "no edge into the failed task")
+    assert.are.equal("dash_inc", from.g)
+    -- The held dash_inc results of setup are in memory on a worker.
+    local held = 0
+    for _, n in ipairs(g.nodes) do
+      if n.g == "dash_inc" and n.s == 3 and n.w >= 1 then held = held + 1 end
+    end
+    assert.truthy(held >= 10, held)
+    f:release()
+    fb:release()
+  end)
+
+  it("/json/graph shows groups past 2000 tasks", function()
+    local xs = {}
+    for i = 1, 2500 do xs[i] = i end
+    local fs = client:map(dash_inc, xs)
+    local sums = client:map(function(x) return x end, fs)
+    dlua.wait(sums)
+    local g
+    assert.truthy(H.poll(function()
+      g = json_decode(select(2, http(base .. "/json/graph")))
+      return g.mode == "groups" and g.tasks >= 5000
+    end, 10))
+    local names = {}
+    for _, n in ipairs(g.nodes) do names[n.g] = n end
+    assert.truthy(names.dash_inc and names.dash_inc.n >= 2500)
+    assert.truthy(#g.nodes < 20, #g.nodes)
+    assert.truthy(#g.edges >= 1)
+    for _, f in ipairs(fs) do f:release() end
+    for _, f in ipairs(sums) do f:release() end
+    client.handle:flush()
+    assert.truthy(H.poll(function()  -- back to the 10 of setup
+      local st = json_decode(select(2, http(base .. "/json/status")))
+      return st.counts.memory == 10
+    end, 10))
+  end)
+
+  it("/json/worker?id=N describes one worker; /json/system the processes",
+     function()
+    local w
+    assert.truthy(H.poll(function()
+      w = json_decode(select(2, http(base .. "/json/worker?id=1")))
+      return #w.history >= 2
+    end, 10))
+    assert.are.equal(1, w.id)
+    assert.truthy(H.running(w.pid))
+    assert.is_number(w.assigned.count)
+    local n = 0
+    for _, k in ipairs(inc_futures) do
+      for _, x in ipairs(w.stored.largest) do if x.key == k.key then n = n + 1 end end
+    end
+    assert.are.equal(w.stored.count, n) -- only setup's results are held
+    for i = 2, #w.history do
+      assert.truthy(w.history[i][1] >= w.history[i - 1][1] + 0.9)
+    end
+    assert.are.equal(404, (http(base .. "/json/worker?id=77")))
+    assert.are.equal(400, (http(base .. "/json/worker?id=x")))
+    assert.are.equal(400, (http(base .. "/json/worker")))
+    assert.are.equal(200, (http(base .. "/worker?id=1")))
+    local sys
+    assert.truthy(H.poll(function()
+      sys = json_decode(select(2, http(base .. "/json/system")))
+      return #sys.samples >= 2
+    end, 10))
+    local last = sys.samples[#sys.samples]
+    assert.are.equal(3, #last.procs) -- the scheduler and 2 workers
+    assert.are.equal(0, last.procs[1][1])
+    for _, p in ipairs(last.procs) do
+      assert.truthy(p[3] >= 0 and p[4] > 0 and p[5] > 2, table.concat(p, " "))
+    end
+  end)
+
   it("/metrics speaks the Prometheus text format", function()
     local code, body, hdr = http(base .. "/metrics")
     assert.are.equal(200, code)
@@ -145,8 +334,9 @@ describe("dashboard", function()
                              .. 'kind="managed"} %d+\n'))
     assert.truthy(body:find('dlua_worker_memory_bytes{worker="2",'
                             .. 'kind="limit"} 268435456\n', 1, true))
-    assert.truthy(body:find('dlua_group_tasks_done_total{group="dash_inc"} 10\n',
-                            1, true))
+    -- A counter: the 10 of setup and those of the tests before.
+    local done = body:match('\ndlua_group_tasks_done_total{group="dash_inc"} (%d+)\n')
+    assert.truthy(tonumber(done) and tonumber(done) >= 10, body)
     for line in body:gmatch("[^\n]+") do
       assert.truthy(line:match("^# ") or line:match("^[%w_]+{?.-}? %-?%d+$"),
                     line)
@@ -342,5 +532,106 @@ Host: 127.0.0.1
     local code, out = H.sh("node tests/browser/dashboard.test.js")
     assert.are.equal(0, code, out)
     assert.truthy(out:find("dashboard browser test passed", 1, true), out)
+  end)
+end)
+
+describe("dlua.performance_report", function()
+  local client, dir
+
+  setup(function()
+    client = dlua.Client{n_workers = 2, memory_limit = "256 MiB",
+                         dashboard_address = false}
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. H.q(dir)))
+  end)
+
+  teardown(function()
+    if client then client:close() end
+    os.execute("rm -rf " .. H.q(dir))
+  end)
+
+  local function data_of(html)
+    -- The data is one JSON value on the line that sets DLUA_REPORT.
+    local j = html:match("window%.DLUA_REPORT = (.-);\n")
+    return j and json_decode((j:gsub("<\\/", "</")))
+  end
+
+  it("writes one self-contained file with every task of the period",
+     function()
+    client:gather(client:map(dash_inc, {100, 101})) -- before: not reported
+    local file = dir .. "/r.html"
+    local a, b = dlua.performance_report(file, function()
+      local fs = client:map(dash_bad, {1, 2, 3, 4, 5, 6, 7})
+      dlua.wait(fs)
+      return 7, "x"
+    end)
+    assert.are.equal(7, a)
+    assert.are.equal("x", b)
+    local html = H.slurp(file)
+    assert.truthy(html:match("^<!doctype html>"))
+    -- Nothing to fetch: no src= or href= and no stylesheet link.
+    assert.falsy(html:find("src=", 1, true))
+    assert.falsy(html:find("<link", 1, true))
+    assert.falsy(html:find("href=\"http", 1, true))
+    assert.truthy(html:find("function drawReport", 1, true))
+    local d = assert(data_of(html))
+    local ok, failed = 0, 0
+    for _, e in ipairs(d.events) do
+      assert.are.equal("dash_bad", e.group)
+      if e.ok then ok = ok + 1 else failed = failed + 1 end
+    end
+    assert.are.equal(5, ok)
+    assert.are.equal(2, failed)
+    assert.are.equal(2, #d.workers.workers)
+    assert.is_table(d.history["1"])
+    assert.truthy(d.stop >= d.start)
+    assert.are.equal(file, d.title)
+  end)
+
+  it("writes when a <close> variable goes, and after an error", function()
+    local file = dir .. "/c.html"
+    do
+      local r <close> = dlua.performance_report(file, {title = "t</script>"})
+      client:gather(client:map(dash_inc, {1, 2, 3}))
+      assert.is_nil(H.slurp(file))
+    end
+    local d = assert(data_of(H.slurp(file)))
+    assert.are.equal(3, #d.events)
+    assert.are.equal("t</script>", d.title) -- escaped in the page
+    assert.falsy(H.slurp(file):find("t</script>", 1, true))
+    local file2 = dir .. "/e.html"
+    local ok, err = pcall(dlua.performance_report, file2, function()
+      error("inner failure", 0)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("inner failure", err)
+    assert.truthy(data_of(H.slurp(file2)))
+  end)
+
+  it("refuses bad arguments at the caller's line", function()
+    local function line_of(f)
+      local ok, err = pcall(f)
+      assert.is_false(ok)
+      return err
+    end
+    local here = "dashboard_spec.lua:%d+: performance_report: "
+    assert.truthy(line_of(function() dlua.performance_report(42) end)
+                  :match(here .. "filename must be"))
+    assert.truthy(line_of(function() dlua.performance_report("") end)
+                  :match(here .. "filename must be"))
+    assert.truthy(line_of(function() dlua.performance_report("x", 5) end)
+                  :match(here .. "second argument"))
+    assert.truthy(line_of(function()
+      dlua.performance_report("x", {colour = 1})
+    end):match(here .. "unknown option 'colour'"))
+    assert.truthy(line_of(function()
+      dlua.performance_report(dir .. "/no/such/dir/r.html", function() end)
+    end):match("performance_report: .*No such file"))
+    local c2 = dlua.Client{n_workers = 1, dashboard_address = false}
+    local r = dlua.performance_report(dir .. "/z.html", {client = c2})
+    c2:close()
+    assert.truthy(line_of(function() r:close() end)
+                  :match(here .. "the client was closed"))
   end)
 end)

@@ -1301,6 +1301,30 @@ end
 
 local REDUCE_OPTS = {split_every = "number"}
 
+-- Combine `keys` level by level in `layer`: each task of level L
+-- (name-aggL-i) calls fn(head, k1, ..., kn) on up to `every` keys of the
+-- level below (default 8, at least 2), until one key is left, after at
+-- least min_levels levels.  Returns that key.
+local function combine_levels(layer, keys, name, every, fn, head, min_levels)
+  every = math.max(every or 8, 2)
+  local level = 0
+  while #keys > 1 or level < min_levels do
+    level = level + 1
+    local nk = {}
+    for s = 1, #keys, every do
+      local args, deps = {head, n = 1}, {}
+      for j = s, math.min(s + every - 1, #keys) do
+        args.n = args.n + 1; args[args.n] = keys[j]; deps[#deps + 1] = keys[j]
+      end
+      local k = pkey(name .. "-agg" .. level, #nk + 1)
+      layer[k] = {fn = fn, args = args, deps = deps}
+      nk[#nk + 1] = k
+    end
+    keys = nk
+  end
+  return keys[1]
+end
+
 -- Build the tree: partials by sink (per partition, fused with b's chain),
 -- combined split_every at a time by rspec; returns layers and root key.
 local function tree(b, prefix, sink, rspec, split_every)
@@ -1313,27 +1337,11 @@ local function tree(b, prefix, sink, rspec, split_every)
     layer[k] = pipe_task(b, i, sink)
     keys[i] = k
   end
-  local level, every = 0, split_every or 8
-  if every < 2 then every = 2 end
-  while #keys > 1 do
-    level = level + 1
-    local nk = {}
-    for s = 1, #keys, every do
-      local args, deps = {rspec, n = 1}, {}
-      for j = s, s + every - 1 do
-        if keys[j] then
-          args.n = args.n + 1; args[args.n] = keys[j]; deps[#deps + 1] = keys[j]
-        end
-      end
-      local k = pkey(name .. "-agg" .. level, #nk + 1)
-      layer[k] = {fn = M._combine, args = args, deps = deps}
-      nk[#nk + 1] = k
-    end
-    keys = nk
-  end
+  local top = combine_levels(layer, keys, name, split_every, M._combine,
+                             rspec, 0)
   local root = pkey(name, 1)
-  layer[root] = {fn = M._finish, args = {rspec, keys[1], n = 2},
-                 deps = {keys[1]}}
+  layer[root] = {fn = M._finish, args = {rspec, top, n = 2},
+                 deps = {top}}
   return merge_layers(layers, {[name] = layer}), root, name
 end
 
@@ -1594,25 +1602,9 @@ function methods.reduction(b, perpart, aggregate, o)
                 deps = {pkey(mb.name, i)}}
     keys[i] = k
   end
-  local every, level = o.split_every or 8, 0
-  repeat
-    level = level + 1
-    local nk = {}
-    for s = 1, #keys, every do
-      local args, deps = {aggregate, n = 1}, {}
-      for j = s, s + every - 1 do
-        if keys[j] then
-          args.n = args.n + 1; args[args.n] = keys[j]; deps[#deps + 1] = keys[j]
-        end
-      end
-      local k = pkey(name .. "-agg" .. level, #nk + 1)
-      layer[k] = {fn = M._aggregate, args = args, deps = deps}
-      nk[#nk + 1] = k
-    end
-    keys = nk
-  until #keys == 1
-  return new_item("reduction", merge_layers(mb.layers, {[name] = layer}),
-    keys[1])
+  local top = combine_levels(layer, keys, name, o.split_every, M._aggregate,
+                             aggregate, 1)
+  return new_item("reduction", merge_layers(mb.layers, {[name] = layer}), top)
 end
 
 function M._call(f, ...) return f(...) end

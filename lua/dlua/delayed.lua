@@ -101,6 +101,7 @@ local tconcat, tpack, tunpack, tsort = table.concat, table.pack,
 local io_open, os_execute, os_remove, os_tmpname, os_time, os_clock =
   io.open, os.execute, os.remove, os.tmpname, os.time, os.clock
 local G = _G
+local loaded = package.loaded
 
 local _ENV = nil -- luacheck: ignore  (every global is captured above)
 
@@ -1355,7 +1356,12 @@ local FORMATS = {svg = true, png = true, pdf = true, jpg = true,
   cannot be written or Graphviz is not installed. ]=]
 local function visualize(roots, filename, opts)
   local text = to_dot(compiled(roots, opts, "visualize"))
-  if filename == nil then return text end
+  if filename == nil then
+    -- In a notebook (dlua kernel): a dlua.Graph, drawn inline as SVG.
+    local disp = loaded["dlua.display"]
+    if disp and disp._kernel then return disp.graph(text) end
+    return text
+  end
   if type(filename) ~= "string" then
     error("dlua.delayed: visualize filename must be a string", 3)
   end

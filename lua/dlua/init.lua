@@ -436,10 +436,11 @@ local function cluster_text(c)
   for _, w in ipairs(ws) do
     lines[#lines + 1] = fmt(
       "  Worker %d:  pid %d, %d thread%s, memory %s / limit %s, "
-      .. "stored %s, spilled %s",
+      .. "managed %s, spilled %s, stored %d result%s",
       w.id, w.pid, w.nthreads, w.nthreads == 1 and "" or "s",
       M.format_bytes(w.rss), M.format_bytes(w.memory_limit),
-      M.format_bytes(w.managed), M.format_bytes(w.spilled))
+      M.format_bytes(w.managed), M.format_bytes(w.spilled),
+      w.stored, w.stored == 1 and "" or "s")
   end
   return concat(lines, "\n")
 end
@@ -1624,6 +1625,20 @@ do
   local coord = require "dlua.coord"
   M.Variable, M.Queue, M.Event = coord.Variable, coord.Queue, coord.Event
   M.Lock, M.Semaphore = coord.Lock, coord.Semaphore
+end
+
+--- dlua.display(v [, opts]): rich output in a Jupyter notebook, pretty
+-- text elsewhere (lua/dlua/display.lua, loaded on first use; a tail call,
+-- so its errors still point at the caller's line).
+function M.display(v, opts)
+  return require("dlua.display").display(v, opts)
+end
+
+--- dlua.performance_report(filename [, fn] [, opts]): a self-contained
+-- HTML record of the work done in fn, or until the returned object closes
+-- (lua/dlua/report.lua).
+function M.performance_report(filename, fn, opts)
+  return require("dlua.report").performance_report(filename, fn, opts, M)
 end
 
 --- dlua.in_worker() -> true when running inside a task on a worker

@@ -40,6 +40,10 @@ Otherwise one plain line when all is done (no escape codes):
   progress: 198/200 done, 2 failed, elapsed 3.21s, 61.7 tasks/s; inc 100/100, add 98/100 (2 failed)
 
 Set NO_COLOR to draw without colours.
+
+In a Jupyter notebook (`dlua kernel`), when neither file nor tty is given,
+the bar is one cell output replaced in place (update_display_data) at each
+redraw, not a stream of lines.
 ]==]
 
 local error, ipairs, next, pcall, require, tonumber, tostring, type,
@@ -51,6 +55,7 @@ local fmt, rep, sub = string.format, string.rep, string.sub
 local concat, unpack = table.concat, table.unpack
 local getenv, os_execute = os.getenv, os.execute
 local io_popen, io_stdout, io_stderr = io.popen, io.stdout, io.stderr
+local loaded = package.loaded
 
 local _ENV = nil -- luacheck: ignore  (every global is captured above)
 
@@ -315,6 +320,27 @@ local function track(futs, o)
   if tty == nil then tty = is_tty(file) end
   local tr = new_tracker(futs)
   local interval = o.interval or 0.1
+  -- In a Jupyter notebook (dlua kernel), unless a file or tty was asked
+  -- for: one output, replaced in place at each redraw.
+  local disp = loaded["dlua.display"]
+  if o.file == nil and o.tty == nil and disp and disp._kernel then
+    local id = disp.display("", {display_id = true})
+    local last = -huge
+    while true do
+      local complete = tr.done + tr.failed >= tr.total
+      if complete or now() - last >= interval then
+        local text = concat(frame(tr, now() - start, o.width or 80, false),
+                            "\n")
+        disp._kernel.publish({["text/plain"] = text, ["text/html"] =
+          "<pre>" .. disp.escape(text) .. "</pre>"}, id, true)
+        last = now()
+      end
+      if complete then break end
+      tr.clients[1]:_pump(max(0.001, min(interval, last + interval - now())))
+      for i = 2, #tr.clients do tr.clients[i]:_pump(0) end
+    end
+    return tr
+  end
   if not tty then
     while tr.done + tr.failed < tr.total do
       tr.clients[1]:_pump(interval)

@@ -1268,7 +1268,29 @@ int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
   return n;
 }
 
+int64_t dl_server_each_task(dl_server *s,
+                            void (*fn)(void *ud, const dl_sched_tinfo *t),
+                            void *ud) {
+  int64_t n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_each_task(s->sched, fn, ud);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
+int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max) {
+  int n;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_history(s->sched, wid, out, max);
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
 const char *dl_server_dir(dl_server *s) { return s->dir; }
+
+void dl_server_memory_fractions(dl_server *s, double out[4]) {
+  memcpy(out, s->fractions, sizeof s->fractions);
+}
 
 void dl_server_versions(dl_server *s, const char **dlua, const char **lua) {
   *dlua = s->dlua_version;

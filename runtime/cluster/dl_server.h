@@ -169,6 +169,19 @@ const char *dl_server_listen_address(dl_server *s);
 /* The version strings given in dl_server_opts; borrowed. */
 void dl_server_versions(dl_server *s, const char **dlua, const char **lua);
 
+/* Every task, under the scheduler's lock (see dl_sched_each_task): fn
+   must be quick and must not call dl_server. */
+int64_t dl_server_each_task(dl_server *s,
+                            void (*fn)(void *ud, const dl_sched_tinfo *t),
+                            void *ud);
+
+/* Worker wid's recent figures (see dl_sched_history). */
+int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max);
+
+/* The memory fractions in effect (target, spill, pause, terminate; see
+   dl_server_opts), for drawing the workers' memory. */
+void dl_server_memory_fractions(dl_server *s, double out[4]);
+
 /* The private directory holding the workers' sockets; borrowed. */
 const char *dl_server_dir(dl_server *s);
 

@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "dl_kernel.h"
 #include "dl_netcmd.h"
 #include "dl_repl.h"
 #include "dlua.h"
@@ -70,6 +71,11 @@ static void print_help(void) {
     "  --version  same as -v\n"
     "  --         stop handling options\n"
     "  -          stop handling options and execute stdin\n"
+    "\n"
+    "       " PROGNAME " kernel install [--user] [--prefix P]\n"
+    "Install dlua as a Jupyter kernel (\"dlua (Lua 5.4)\"); Jupyter then\n"
+    "runs it as '" PROGNAME " kernel -f CONNECTION_FILE'.  A script named\n"
+    "'kernel' runs as '" PROGNAME " ./kernel'.\n"
     "\n"
     "With no script and no -e or -v, dlua starts the interactive REPL when\n"
     "stdin is a terminal (line editing, Tab completion, history in\n"
@@ -275,6 +281,13 @@ static int pmain(lua_State *L) {
   char **argv = (char **)lua_touserdata(L, 2);
   int first = argc, script, flags;
   luaL_checkversion(L);
+  if (argc >= 2 && strcmp(argv[1], "kernel") == 0) { /* dlua kernel ... */
+    dlua_openlibs(L);
+    lua_gc(L, LUA_GCRESTART);
+    lua_gc(L, LUA_GCGEN, 0, 0);
+    lua_pushboolean(L, dl_kernel_command(L, argc - 1, argv + 1));
+    return 1;
+  }
   flags = collect_args(argc, argv, &first);
   if (flags & HAS_ERROR) {
     print_usage_error(argv[first]);

@@ -7,25 +7,54 @@
 ** socket.  Snapshots that many clients poll are cached for CACHE_MS, so a
 ** crowd of dashboards costs the scheduler one snapshot per period.
 */
+#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
 #include "dl_dashboard.h"
+#include "dl_map.h"
 #include "dl_server.h"
 
 #define CACHE_MS 100
+#define GRAPH_CACHE_MS 1000 /* the graph walks every task */
 #define MAX_EVENTS 5000
 
-enum { C_STATUS, C_WORKERS, C_METRICS, C_N };
+enum { C_STATUS, C_WORKERS, C_METRICS, C_GRAPH, C_N };
+
+/*
+** The system page's figures: once a second at most, while requests come
+** (a page open polls twice a second), the scheduler's process and each
+** worker's are read from /proc.  SYS_SAMPLES samples of at most SYS_PROCS
+** processes are kept (5 minutes; about 530 KiB, allocated at the first).
+*/
+#define SYS_SAMPLES 300
+#define SYS_PROCS 32
+
+typedef struct sysproc {
+  int id;            /* 0: the scheduler, else the worker's id */
+  int64_t pid;
+  double cpu;        /* seconds of CPU used, user + system */
+  int64_t rss, fds;  /* -1: could not be read */
+  int64_t rchar, wchar; /* bytes through read/write calls (sockets too) */
+} sysproc;
+
+typedef struct syssample {
+  double t;
+  int n;
+  sysproc p[SYS_PROCS];
+} syssample;
 
 struct dl_dashboard {
   dl_server *srv;
+  syssample *sys;   /* ring of SYS_SAMPLES, or NULL */
+  uint64_t nsys;    /* samples ever taken */
   dl_http *http;     /* serving it, or NULL */
   char req[128];     /* the address asked for */
   int fallback;
@@ -177,17 +206,32 @@ static void json_status(dl_dashboard *d, dl_buf *b) {
     dl_json_str(b, g->name);
     put(b, ",");
     json_counts(b, g->counts);
-    putf(b, ",\"done\":%lld,\"failed\":%lld,\"total\":%lld}",
-         (long long)g->done, (long long)g->erred, (long long)g->total);
+    /* The live partition: done + erred + processing + waiting + ready =
+       total; done counts results held (memory) and results computed and
+       since let go (released). */
+    putf(b, ",\"done\":%lld,\"failed\":%lld,\"total\":%lld,"
+         "\"submitted\":%lld,\"colour\":%d}",
+         (long long)(g->counts[3] + g->counts[5]), (long long)g->counts[4],
+         (long long)(g->counts[0] + g->counts[1] + g->counts[2] +
+                     g->counts[3] + g->counts[4] + g->counts[5]),
+         (long long)g->total, g->colour);
   }
-  put(b, "],\"workers\":[");
+  put(b, "],\"fractions\":{");
+  {
+    double f[4];
+    dl_server_memory_fractions(d->srv, f);
+    putf(b, "\"target\":%g,\"spill\":%g,\"pause\":%g,\"terminate\":%g}",
+         f[0], f[1], f[2], f[3]);
+  }
+  put(b, ",\"workers\":[");
   for (i = 0; i < s.nw; i++) {
     const dl_sched_winfo *w = &s.w[i];
     putf(b, "%s{\"id\":%d,\"managed\":%lld,\"spilled\":%lld,\"rss\":%lld,"
-         "\"limit\":%lld,\"executing\":%d,\"processing\":%d,\"stored\":%d}",
+         "\"limit\":%lld,\"executing\":%d,\"processing\":%d,\"stored\":%d,"
+         "\"status\":\"%s\"}",
          i ? "," : "", w->id, (long long)w->managed, (long long)w->spilled,
          (long long)w->rss, (long long)w->memory_limit, w->executing,
-         w->inflight, w->stored);
+         w->inflight, w->stored, dl_sched_status_name(w->status));
   }
   put(b, "]}");
   free_snap(&s);
@@ -303,6 +347,26 @@ static int parse_since(const char *query, uint64_t *since) {
 }
 
 /* /json/stream?since=N; the HTTP status (400 for a bad since). */
+
+/* One task-stream event as a JSON object (the stream and the report). */
+static void put_event(dl_buf *b, const dl_sched_event *e) {
+  put(b, "{\"key\":");
+  dl_json_str(b, e->key);
+  put(b, ",\"group\":");
+  dl_json_str(b, e->group);
+  putf(b, ",\"worker\":%d,\"start\":", e->worker);
+  put_num(b, e->start);
+  put(b, ",\"stop\":");
+  put_num(b, e->stop);
+  putf(b, ",\"bytes\":%llu,\"ok\":%s", (unsigned long long)e->nbytes,
+       e->ok ? "true" : "false");
+  if (!e->ok) {
+    put(b, ",\"error\":");
+    dl_json_str(b, e->err);
+  }
+  put(b, "}");
+}
+
 static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
   uint64_t since, next = 0;
   int n, i;
@@ -322,17 +386,480 @@ static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
   put_num(b, now_s());
   putf(b, ",\"next\":%llu,\"events\":[", (unsigned long long)next);
   for (i = 0; i < n; i++) {
-    const dl_sched_event *e = &d->events[i];
-    put(b, i ? ",{\"group\":" : "{\"group\":");
-    dl_json_str(b, e->group ? e->group : "");
-    putf(b, ",\"worker\":%d,\"start\":", e->worker);
-    put_num(b, e->start);
-    put(b, ",\"stop\":");
-    put_num(b, e->stop);
-    putf(b, ",\"ok\":%s}", e->ok ? "true" : "false");
+    if (i) put(b, ",");
+    put_event(b, &d->events[i]);
   }
   put(b, "]}");
   return 200;
+}
+
+/* ------------------------------------------------------------- graph */
+
+/* Up to this many tasks the graph shows each one; past it, one node per
+   task group with the tasks' states summed, and edges between groups. */
+#define GRAPH_MAX 2000
+
+typedef struct gnode {
+  const void *id;
+  size_t key, group; /* offsets into the walk's strings */
+  int state, worker;
+} gnode;
+
+typedef struct ggroup {
+  char name[DL_SCHED_NAMELEN];
+  int64_t counts[6];
+  int idx;
+} ggroup;
+
+typedef struct gedge {
+  int ab[2];   /* group indices: the key of edges */
+  int64_t n;
+} gedge;
+
+typedef struct gwalk {
+  int grouped, oom;
+  dl_buf strs;             /* NUL-terminated keys and names */
+  gnode *nodes;
+  size_t nnodes, capnodes;
+  const void **edges;      /* pairs (dependency, dependent) */
+  size_t nedges, capedges;
+  dl_map groups;           /* name -> ggroup */
+  ggroup **glist;
+  int ngroups;
+  dl_map gedges;           /* ab -> gedge */
+} gwalk;
+
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap) return 0;
+  {
+    size_t nc = *cap ? *cap * 2 : 256;
+    void *np;
+    while (nc < need) nc *= 2;
+    np = dl_realloc(*p, nc * size);
+    if (np == NULL) return DL_ENOMEM;
+    *p = np;
+    *cap = nc;
+  }
+  return 0;
+}
+
+static ggroup *walk_group(gwalk *w, const char *name) {
+  size_t n = strlen(name);
+  ggroup *g = dl_map_get(&w->groups, name, n);
+  ggroup **gl;
+  if (g) return g;
+  g = dl_realloc(NULL, sizeof *g);
+  gl = dl_realloc(w->glist, sizeof *gl * (size_t)(w->ngroups + 1));
+  if (gl) w->glist = gl;
+  if (g == NULL || gl == NULL) {
+    dl_free(g);
+    w->oom = 1;
+    return NULL;
+  }
+  memset(g, 0, sizeof *g);
+  snprintf(g->name, sizeof g->name, "%s", name);
+  g->idx = w->ngroups;
+  if (dl_map_put(&w->groups, g->name, strlen(g->name), g)) {
+    dl_free(g);
+    w->oom = 1;
+    return NULL;
+  }
+  w->glist[w->ngroups++] = g;
+  return g;
+}
+
+/* Called under the scheduler's lock: copy what the graph needs. */
+static void walk_task(void *ud, const dl_sched_tinfo *t) {
+  gwalk *w = ud;
+  int i;
+  if (w->oom) return;
+  if (w->grouped) {
+    ggroup *g = walk_group(w, t->group), *d;
+    if (g == NULL) return;
+    g->counts[t->state]++;
+    for (i = 0; i < t->ndeps; i++) {
+      gedge *e;
+      int ab[2];
+      if ((d = walk_group(w, t->dep_group(t, i))) == NULL) return;
+      if (d == g) continue;
+      ab[0] = d->idx;
+      ab[1] = g->idx;
+      e = dl_map_get(&w->gedges, (const char *)ab, sizeof ab);
+      if (e == NULL) {
+        e = dl_realloc(NULL, sizeof *e);
+        if (e == NULL) { w->oom = 1; return; }
+        memcpy(e->ab, ab, sizeof ab);
+        e->n = 0;
+        if (dl_map_put(&w->gedges, (const char *)e->ab, sizeof e->ab, e)) {
+          dl_free(e);
+          w->oom = 1;
+          return;
+        }
+      }
+      e->n++;
+    }
+    return;
+  }
+  if (w->nnodes >= GRAPH_MAX * 2) return; /* it grew since the count */
+  if (grow((void **)&w->nodes, &w->capnodes, w->nnodes + 1, sizeof *w->nodes) ||
+      grow((void **)&w->edges, &w->capedges, w->nedges + 2 * (size_t)t->ndeps,
+           sizeof *w->edges)) {
+    w->oom = 1;
+    return;
+  }
+  {
+    gnode *n = &w->nodes[w->nnodes++];
+    n->id = t->id;
+    n->state = t->state;
+    n->worker = t->state == 2 ? t->worker : t->nwho > 0 ? t->who[0] : -1;
+    n->key = w->strs.len;
+    dl_buf_put(&w->strs, t->key, strlen(t->key) + 1);
+    n->group = w->strs.len;
+    dl_buf_put(&w->strs, t->group, strlen(t->group) + 1);
+  }
+  for (i = 0; i < t->ndeps; i++) {
+    w->edges[w->nedges++] = t->deps[i];
+    w->edges[w->nedges++] = t->id;
+  }
+}
+
+static void json_graph(dl_dashboard *d, dl_buf *b) {
+  gwalk w;
+  int64_t c[6], n;
+  size_t i;
+  memset(&w, 0, sizeof w);
+  dl_map_init(&w.groups);
+  dl_map_init(&w.gedges);
+  dl_server_counts(d->srv, c);
+  n = c[0] + c[1] + c[2] + c[3] + c[4] + c[5];
+  w.grouped = n > GRAPH_MAX;
+  dl_server_each_task(d->srv, walk_task, &w);
+  if (w.oom) {
+    put(b, "{\"error\":\"out of memory\"}");
+    goto done;
+  }
+  if (w.grouped) {
+    size_t k = 0;
+    gedge *e;
+    int first = 1;
+    putf(b, "{\"mode\":\"groups\",\"tasks\":%lld,\"max\":%d,\"nodes\":[",
+         (long long)n, GRAPH_MAX);
+    for (i = 0; i < (size_t)w.ngroups; i++) {
+      const ggroup *g = w.glist[i];
+      int64_t sum = 0;
+      int s, best = 0;
+      for (s = 0; s < 6; s++) {
+        sum += g->counts[s];
+        if (g->counts[s] > g->counts[best]) best = s;
+      }
+      put(b, i ? ",{\"k\":" : "{\"k\":");
+      dl_json_str(b, g->name);
+      put(b, ",\"g\":");
+      dl_json_str(b, g->name);
+      putf(b, ",\"s\":%d,\"n\":%lld,\"counts\":[%lld,%lld,%lld,%lld,%lld,"
+           "%lld]}", best, (long long)sum, (long long)g->counts[0],
+           (long long)g->counts[1], (long long)g->counts[2],
+           (long long)g->counts[3], (long long)g->counts[4],
+           (long long)g->counts[5]);
+    }
+    put(b, "],\"edges\":[");
+    while ((e = dl_map_next(&w.gedges, &k)) != NULL) {
+      putf(b, "%s[%d,%d,%lld]", first ? "" : ",", e->ab[0], e->ab[1],
+           (long long)e->n);
+      first = 0;
+    }
+    put(b, "]}");
+  } else {
+    dl_map ids;
+    int first = 1;
+    dl_map_init(&ids);
+    for (i = 0; i < w.nnodes; i++)
+      if (dl_map_put(&ids, (const char *)&w.nodes[i].id, sizeof(void *),
+                     &w.nodes[i])) {
+        dl_map_free(&ids);
+        put(b, "{\"error\":\"out of memory\"}");
+        goto done;
+      }
+    putf(b, "{\"mode\":\"tasks\",\"tasks\":%lld,\"max\":%d,\"nodes\":[",
+         (long long)w.nnodes, GRAPH_MAX);
+    for (i = 0; i < w.nnodes; i++) {
+      const gnode *g = &w.nodes[i];
+      put(b, i ? ",{\"k\":" : "{\"k\":");
+      dl_json_str(b, w.strs.p + g->key);
+      put(b, ",\"g\":");
+      dl_json_str(b, w.strs.p + g->group);
+      putf(b, ",\"s\":%d,\"w\":%d}", g->state, g->worker);
+    }
+    put(b, "],\"edges\":[");
+    for (i = 0; i + 1 < w.nedges; i += 2) {
+      gnode *a = dl_map_get(&ids, (const char *)&w.edges[i], sizeof(void *));
+      gnode *z = dl_map_get(&ids, (const char *)&w.edges[i + 1],
+                            sizeof(void *));
+      if (a == NULL || z == NULL) continue;
+      putf(b, "%s[%d,%d]", first ? "" : ",", (int)(a - w.nodes),
+           (int)(z - w.nodes));
+      first = 0;
+    }
+    put(b, "]}");
+    dl_map_free(&ids);
+  }
+done:
+  {
+    size_t k = 0;
+    void *v;
+    while ((v = dl_map_next(&w.gedges, &k)) != NULL) dl_free(v);
+    for (i = 0; i < (size_t)w.ngroups; i++) dl_free(w.glist[i]);
+  }
+  dl_map_free(&w.groups);
+  dl_map_free(&w.gedges);
+  dl_free(w.glist);
+  dl_free(w.nodes);
+  dl_free(w.edges);
+  dl_buf_free(&w.strs);
+}
+
+/* ------------------------------------------------------------ workers */
+
+/* The value of name=N in query (an integer); 0 when absent or bad. */
+static int query_int(const char *query, const char *name, long *v) {
+  size_t n = strlen(name);
+  const char *q = query;
+  while (q && *q) {
+    if (strncmp(q, name, n) == 0 && q[n] == '=') {
+      char *end;
+      *v = strtol(q + n + 1, &end, 10);
+      return end != q + n + 1 && (*end == '\0' || *end == '&');
+    }
+    q = strchr(q, '&');
+    if (q) q++;
+  }
+  return 0;
+}
+
+#define WORKER_KEYS 50 /* keys listed per kind on a worker's page */
+
+typedef struct wkey {
+  char key[DL_SCHED_KEYLEN];
+  uint64_t nbytes;
+} wkey;
+
+typedef struct wwalk {
+  int wid;
+  int64_t nassigned, nstored;
+  uint64_t stored_bytes;
+  wkey assigned[WORKER_KEYS];
+  wkey stored[WORKER_KEYS]; /* the largest, largest first */
+  int nkeep;
+} wwalk;
+
+static void walk_worker(void *ud, const dl_sched_tinfo *t) {
+  wwalk *w = ud;
+  int i, j;
+  if (t->state == 2 && t->worker == w->wid) {
+    if (w->nassigned < WORKER_KEYS) {
+      wkey *k = &w->assigned[w->nassigned];
+      snprintf(k->key, sizeof k->key, "%s", t->key);
+      k->nbytes = 0;
+    }
+    w->nassigned++;
+  }
+  for (i = 0; i < t->nwho; i++)
+    if (t->who[i] == w->wid) break;
+  if (i == t->nwho) return;
+  w->nstored++;
+  w->stored_bytes += t->nbytes;
+  /* insert into the sorted list of the largest */
+  for (j = w->nkeep; j > 0 && w->stored[j - 1].nbytes < t->nbytes; j--)
+    ;
+  if (j >= WORKER_KEYS) return;
+  if (w->nkeep < WORKER_KEYS) w->nkeep++;
+  memmove(&w->stored[j + 1], &w->stored[j],
+          sizeof w->stored[0] * (size_t)(w->nkeep - 1 - j));
+  snprintf(w->stored[j].key, sizeof w->stored[j].key, "%s", t->key);
+  w->stored[j].nbytes = t->nbytes;
+}
+
+/* /json/worker?id=N: one worker's tasks, largest results and history;
+   the HTTP status. */
+static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
+  long id;
+  snap s;
+  const dl_sched_winfo *w = NULL;
+  wwalk *ww;
+  dl_sched_sample *h;
+  int i, nh;
+  if (!query_int(query, "id", &id) || id <= 0 || id > 1000000) {
+    put(b, "{\"error\":\"id must name a worker (a number)\"}");
+    return 400;
+  }
+  if (take_snap(d->srv, &s, 0)) {
+    free_snap(&s);
+    put(b, "{\"error\":\"out of memory\"}");
+    return 503;
+  }
+  for (i = 0; i < s.nw; i++)
+    if (s.w[i].id == id) w = &s.w[i];
+  if (w == NULL) {
+    free_snap(&s);
+    putf(b, "{\"error\":\"no worker %ld\"}", id);
+    return 404;
+  }
+  ww = dl_realloc(NULL, sizeof *ww);
+  h = dl_realloc(NULL, sizeof *h * DL_SCHED_HISTORY);
+  if (ww == NULL || h == NULL) {
+    dl_free(ww);
+    dl_free(h);
+    free_snap(&s);
+    put(b, "{\"error\":\"out of memory\"}");
+    return 503;
+  }
+  memset(ww, 0, sizeof *ww);
+  ww->wid = (int)id;
+  dl_server_each_task(d->srv, walk_worker, ww);
+  nh = dl_server_history(d->srv, (int)id, h, DL_SCHED_HISTORY);
+  putf(b, "{\"now\":");
+  put_num(b, now_s());
+  putf(b, ",\"id\":%d,\"pid\":%lld,\"cores\":%d,\"status\":\"%s\","
+       "\"memory\":{\"rss\":%lld,\"managed\":%lld,\"spilled\":%lld,"
+       "\"limit\":%lld},\"executing\":%d,\"uptime\":",
+       w->id, (long long)w->pid, w->nthreads, dl_sched_status_name(w->status),
+       (long long)w->rss, (long long)w->managed, (long long)w->spilled,
+       (long long)w->memory_limit, w->executing);
+  put_num(b, now_s() - w->started);
+  putf(b, ",\"spill_error\":");
+  dl_json_str(b, w->spill_err);
+  putf(b, ",\"assigned\":{\"count\":%lld,\"keys\":[",
+       (long long)ww->nassigned);
+  for (i = 0; i < ww->nassigned && i < WORKER_KEYS; i++) {
+    if (i) put(b, ",");
+    dl_json_str(b, ww->assigned[i].key);
+  }
+  putf(b, "]},\"stored\":{\"count\":%lld,\"bytes\":%llu,\"largest\":[",
+       (long long)ww->nstored, (unsigned long long)ww->stored_bytes);
+  for (i = 0; i < ww->nkeep; i++) {
+    put(b, i ? ",{\"key\":" : "{\"key\":");
+    dl_json_str(b, ww->stored[i].key);
+    putf(b, ",\"bytes\":%llu}", (unsigned long long)ww->stored[i].nbytes);
+  }
+  put(b, "]},\"history\":[");
+  for (i = 0; i < nh; i++) {
+    putf(b, "%s[", i ? "," : "");
+    put_num(b, h[i].t);
+    putf(b, ",%lld,%lld,%lld,%d,%d]", (long long)h[i].managed,
+         (long long)h[i].spilled, (long long)h[i].rss, h[i].executing,
+         h[i].stored);
+  }
+  put(b, "]}");
+  dl_free(ww);
+  dl_free(h);
+  free_snap(&s);
+  return 200;
+}
+
+/* ------------------------------------------------------------- system */
+
+/* Read one process's figures from /proc; 0, or -1 when it is gone. */
+static int read_proc(int64_t pid, sysproc *p) {
+  char path[64], buf[1024];
+  FILE *f;
+  size_t n;
+  long ticks = sysconf(_SC_CLK_TCK);
+  p->pid = pid;
+  p->cpu = 0;
+  p->rss = p->fds = p->rchar = p->wchar = -1;
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  if ((f = fopen(path, "re")) == NULL) return -1;
+  n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  {
+    /* after "pid (comm) ": state is field 3; utime, stime are 14, 15;
+       rss (pages) is 24 */
+    const char *q = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    long long rss = 0;
+    if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                    "%llu %llu %*d %*d %*d %*d %*d %*d %*u %*u %lld",
+                    &ut, &st, &rss) == 3) {
+      p->cpu = (double)(ut + st) / (double)(ticks > 0 ? ticks : 100);
+      p->rss = rss * sysconf(_SC_PAGESIZE);
+    }
+  }
+  snprintf(path, sizeof path, "/proc/%lld/fd", (long long)pid);
+  {
+    DIR *dir = opendir(path);
+    if (dir) {
+      struct dirent *e;
+      int64_t c = 0;
+      while ((e = readdir(dir)) != NULL)
+        if (e->d_name[0] != '.') c++;
+      closedir(dir);
+      p->fds = c;
+    }
+  }
+  snprintf(path, sizeof path, "/proc/%lld/io", (long long)pid);
+  if ((f = fopen(path, "re")) != NULL) {
+    char line[128];
+    while (fgets(line, sizeof line, f)) {
+      long long v;
+      if (sscanf(line, "rchar: %lld", &v) == 1) p->rchar = v;
+      else if (sscanf(line, "wchar: %lld", &v) == 1) p->wchar = v;
+    }
+    fclose(f);
+  }
+  return 0;
+}
+
+/* Take a system sample if the last is a second old or more. */
+static void sample_system(dl_dashboard *d) {
+  double now = now_s();
+  syssample *x;
+  snap s;
+  int i;
+  if (d->nsys && now - d->sys[(d->nsys - 1) % SYS_SAMPLES].t < 1.0) return;
+  if (d->sys == NULL &&
+      (d->sys = dl_realloc(NULL, sizeof *d->sys * SYS_SAMPLES)) == NULL)
+    return;
+  if (take_snap(d->srv, &s, 0)) {
+    free_snap(&s);
+    return;
+  }
+  x = &d->sys[d->nsys % SYS_SAMPLES];
+  x->t = now;
+  x->n = 0;
+  if (read_proc((int64_t)getpid(), &x->p[0]) == 0) {
+    x->p[0].id = 0;
+    x->n = 1;
+  }
+  for (i = 0; i < s.nw && x->n < SYS_PROCS; i++)
+    if (read_proc(s.w[i].pid, &x->p[x->n]) == 0) x->p[x->n++].id = s.w[i].id;
+  d->nsys++;
+  free_snap(&s);
+}
+
+/* /json/system: the samples kept, oldest first. */
+static void json_system(dl_dashboard *d, dl_buf *b) {
+  uint64_t i, first;
+  sample_system(d);
+  first = d->nsys > SYS_SAMPLES ? d->nsys - SYS_SAMPLES : 0;
+  putf(b, "{\"now\":");
+  put_num(b, now_s());
+  putf(b, ",\"cores\":%ld,\"samples\":[", sysconf(_SC_NPROCESSORS_ONLN));
+  for (i = first; i < d->nsys; i++) {
+    const syssample *x = &d->sys[i % SYS_SAMPLES];
+    int k;
+    put(b, i > first ? ",{\"t\":" : "{\"t\":");
+    put_num(b, x->t);
+    put(b, ",\"procs\":[");
+    for (k = 0; k < x->n; k++) {
+      const sysproc *p = &x->p[k];
+      putf(b, "%s[%d,%lld,%.3f,%lld,%lld,%lld,%lld]", k ? "," : "", p->id,
+           (long long)p->pid, p->cpu, (long long)p->rss, (long long)p->fds,
+           (long long)p->rchar, (long long)p->wchar);
+    }
+    put(b, "]}");
+  }
+  put(b, "]}");
 }
 
 /* ------------------------------------------------------------ metrics */
@@ -411,7 +938,8 @@ static void cached(dl_dashboard *d, int k, void (*make)(dl_dashboard *,
                                                         dl_buf *),
                    dl_buf *out) {
   uint64_t now = uv_hrtime();
-  if (d->cached_at[k] == 0 || now - d->cached_at[k] > CACHE_MS * 1000000ull) {
+  uint64_t period = (k == C_GRAPH ? GRAPH_CACHE_MS : CACHE_MS) * 1000000ull;
+  if (d->cached_at[k] == 0 || now - d->cached_at[k] > period) {
     d->cache[k].len = 0;
     make(d, &d->cache[k]);
     d->cached_at[k] = now;
@@ -425,6 +953,7 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   const char *p = req->path;
   const dl_asset *a = NULL;
   static const char json[] = "application/json";
+  sample_system(d); /* history while pages are open */
   if (strcmp(p, "/") == 0) {
     resp->status = 302;
     resp->location = "/status";
@@ -440,6 +969,21 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   } else if (strcmp(p, "/json/workers") == 0) {
     resp->type = json;
     cached(d, C_WORKERS, json_workers, &resp->body);
+  } else if (strcmp(p, "/worker") == 0) {
+    a = find_asset("worker.html");
+  } else if (strcmp(p, "/json/worker") == 0) {
+    resp->type = json;
+    resp->status = json_worker(d, req->query, &resp->body);
+  } else if (strcmp(p, "/system") == 0) {
+    a = find_asset("system.html");
+  } else if (strcmp(p, "/json/system") == 0) {
+    resp->type = json;
+    json_system(d, &resp->body);
+  } else if (strcmp(p, "/graph") == 0) {
+    a = find_asset("graph.html");
+  } else if (strcmp(p, "/json/graph") == 0) {
+    resp->type = json;
+    cached(d, C_GRAPH, json_graph, &resp->body);
   } else if (strcmp(p, "/json/info") == 0) {
     resp->type = json;
     json_info(d, &resp->body);
@@ -467,6 +1011,124 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   }
 }
 
+/* ------------------------------------------------------------ report */
+
+/* Append n bytes of text for a <script> element: "</" written "<\/" so
+   that nothing in it can close the element. */
+static void put_script(dl_buf *b, const char *p, size_t n) {
+  size_t i, from = 0;
+  for (i = 0; i + 1 < n; i++)
+    if (p[i] == '<' && p[i + 1] == '/') {
+      dl_buf_put(b, p + from, i + 1 - from);
+      dl_buf_u8(b, '\\');
+      from = i + 1;
+    }
+  dl_buf_put(b, p + from, n - from);
+}
+
+/* The report's data: {"title", "start", "stop", "status", "workers",
+   "events", "truncated", "history": {"id": [[t, managed, spilled, rss,
+   executing, stored], ...]}}. */
+static int report_data(dl_dashboard *d, double t0, const char *title,
+                       dl_buf *b) {
+  uint64_t since = 0, next;
+  int n, i, truncated = 0, first = 1;
+  snap s;
+  dl_sched_sample *h;
+  put(b, "{\"title\":");
+  dl_json_str(b, title ? title : "");
+  put(b, ",\"start\":");
+  put_num(b, t0);
+  put(b, ",\"stop\":");
+  put_num(b, now_s());
+  put(b, ",\"status\":");
+  json_status(d, b);
+  put(b, ",\"workers\":");
+  json_workers(d, b);
+  if (d->events == NULL &&
+      (d->events = dl_realloc(NULL, sizeof *d->events * MAX_EVENTS)) == NULL)
+    return DL_ENOMEM;
+  put(b, ",\"events\":[");
+  do {
+    n = dl_server_events(d->srv, since, d->events, MAX_EVENTS, &next);
+    if (since == 0 && n > 0 && d->events[0].stop >= t0 &&
+        next > (uint64_t)n)
+      truncated = 1; /* the ring had already dropped some of the period */
+    for (i = 0; i < n; i++) {
+      const dl_sched_event *e = &d->events[i];
+      if (e->stop < t0) continue;
+      if (!first) put(b, ",");
+      first = 0;
+      put_event(b, e);
+    }
+    since = next;
+  } while (n == MAX_EVENTS);
+  putf(b, "],\"truncated\":%s,\"history\":{", truncated ? "true" : "false");
+  if (take_snap(d->srv, &s, 0)) {
+    free_snap(&s);
+    return DL_ENOMEM;
+  }
+  h = dl_realloc(NULL, sizeof *h * DL_SCHED_HISTORY);
+  if (h == NULL) {
+    free_snap(&s);
+    return DL_ENOMEM;
+  }
+  for (i = 0; i < s.nw; i++) {
+    int k, nh = dl_server_history(d->srv, s.w[i].id, h, DL_SCHED_HISTORY);
+    putf(b, "%s\"%d\":[", i ? "," : "", s.w[i].id);
+    for (k = 0; k < nh; k++) {
+      putf(b, "%s[", k ? "," : "");
+      put_num(b, h[k].t);
+      putf(b, ",%lld,%lld,%lld,%d,%d]", (long long)h[k].managed,
+           (long long)h[k].spilled, (long long)h[k].rss, h[k].executing,
+           h[k].stored);
+    }
+    put(b, "]");
+  }
+  put(b, "}}");
+  dl_free(h);
+  free_snap(&s);
+  return 0;
+}
+
+int dl_dashboard_report(struct dl_server *srv, double t0, const char *title,
+                        dl_buf *out) {
+  dl_dashboard *d = dl_dashboard_new(srv);
+  const dl_asset *tpl = find_asset("report.html");
+  const dl_asset *css = find_asset("style.css");
+  const dl_asset *js = find_asset("dashboard.js");
+  dl_buf data;
+  const char *p, *end;
+  int rc = 0;
+  memset(&data, 0, sizeof data);
+  if (d == NULL) return DL_ENOMEM;
+  if (tpl == NULL || css == NULL || js == NULL) {
+    dl_dashboard_free(d);
+    return DL_ENOMEM;
+  }
+  rc = report_data(d, t0, title, &data);
+  /* The template's markers each stand alone on a line. */
+  for (p = tpl->data, end = tpl->data + tpl->len; rc == 0 && p < end;) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+    if (len >= 9 && memcmp(p, "/*STYLE*/", 9) == 0)
+      dl_buf_put(out, css->data, css->len);
+    else if (len >= 8 && memcmp(p, "/*DATA*/", 8) == 0) {
+      put(out, "window.DLUA_REPORT = ");
+      put_script(out, data.p, data.len);
+      put(out, ";\n");
+    } else if (len >= 10 && memcmp(p, "/*SCRIPT*/", 10) == 0)
+      put_script(out, js->data, js->len);
+    else
+      dl_buf_put(out, p, len);
+    p += len;
+  }
+  if (rc == 0 && dl_buf_u8(out, '\n')) rc = DL_ENOMEM;
+  dl_buf_free(&data);
+  dl_dashboard_free(d);
+  return rc;
+}
+
 dl_dashboard *dl_dashboard_new(struct dl_server *srv) {
   dl_dashboard *d = dl_realloc(NULL, sizeof *d);
   if (d == NULL) return NULL;
@@ -480,6 +1142,7 @@ void dl_dashboard_free(dl_dashboard *d) {
   if (d == NULL) return; /* its server closed with the loop's handles */
   for (i = 0; i < C_N; i++) dl_buf_free(&d->cache[i]);
   dl_free(d->events);
+  dl_free(d->sys);
   dl_free(d);
 }
 

@@ -49,6 +49,19 @@ void dl_dashboard_free(dl_dashboard *d);
 void dl_dashboard_handle(void *ud, const dl_http_req *req,
                          dl_http_resp *resp);
 
+/*
+** A performance report: one self-contained HTML page (styles, script and
+** data inline; nothing fetched to view it) with the task stream of the
+** runs that ended since t0 (monotonic seconds, as dlua_time; at most the
+** scheduler's ring of DL_SCHED_EVENTS), each group's progress and every
+** worker's memory now, the workers' memory over the period (their
+** heartbeat history) and the workers' table.  title is shown at the top.
+** Appends to out; 0 or DL_ENOMEM.  Safe from any thread: it reads the
+** scheduler through dl_server's accessors.
+*/
+int dl_dashboard_report(struct dl_server *srv, double t0, const char *title,
+                        dl_buf *out);
+
 /* Append s as a JSON string (quoted and escaped) to b; 0 or DL_ENOMEM. */
 int dl_json_str(dl_buf *b, const char *s);
 

@@ -1150,8 +1150,8 @@ static int h_groups(lua_State *L) {
 static int h_events(lua_State *L) {
   handle *h = check_local(L, 1);
   uint64_t since = (uint64_t)luaL_optinteger(L, 2, 0), next;
-  dl_sched_event ev[1000];
-  int n = dl_server_events(h->srv, since, ev, 1000, &next), i;
+  dl_sched_event ev[100]; /* 26 KiB of stack; callers page with next */
+  int n = dl_server_events(h->srv, since, ev, 100, &next), i;
   lua_createtable(L, n, 0);
   for (i = 0; i < n; i++) {
     lua_createtable(L, 0, 5);
@@ -1169,6 +1169,23 @@ static int h_events(lua_State *L) {
   }
   lua_pushinteger(L, (lua_Integer)next);
   return 2;
+}
+
+/* h:report(t0, title) -> the HTML of a performance report of the work
+   since t0 (dlua.time() seconds); see dl_dashboard_report. */
+static int h_report(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  double t0 = luaL_checknumber(L, 2);
+  const char *title = luaL_optstring(L, 3, "");
+  dl_buf *b = &h->payload; /* the handle's scratch: freed with it if the
+                              push below raises */
+  int rc;
+  b->len = 0;
+  rc = dl_dashboard_report(h->srv, t0, title, b);
+  if (rc == 0) lua_pushlstring(L, b->p, b->len);
+  dl_buf_free(b); /* a report is big and rare: do not keep the room */
+  if (rc) return luaL_error(L, "performance report: out of memory");
+  return 1;
 }
 
 /* h:scale(n) */
@@ -1293,6 +1310,7 @@ static const luaL_Reg handle_methods[] = {
   {"counts", h_counts},
   {"groups", h_groups},
   {"events", h_events},
+  {"report", h_report},
   {"scale", h_scale},
   {"dir", h_dir},
   {"listen_address", h_listen_address},

@@ -19,6 +19,7 @@ typedef struct tgroup {
   size_t nlen;
   int64_t counts[6];
   int64_t total, done, erred;
+  int colour;
 } tgroup;
 
 typedef struct task task;
@@ -79,6 +80,8 @@ typedef struct sworker {
   int steals; /* steal requests made for this worker, not yet answered */
   task *phead; /* tasks PROCESSING here, the last assigned first */
   char reason[96]; /* why it is being removed, "" for "its link closed" */
+  dl_sched_sample hist[DL_SCHED_HISTORY]; /* ring, see dl_sched_history */
+  uint64_t nhist; /* samples ever taken */
 } sworker;
 
 /* A GET sent to a worker for the client or a task, not yet answered. */
@@ -197,6 +200,24 @@ static void set_state(dl_sched *s, task *t, int st) {
   t->state = st;
 }
 
+/*
+** A colour for a new group named by the n bytes at name: the slot its
+** name hashes to, or the next one no live group has, so that groups shown
+** together look different and a group keeps its colour while it lives.
+*/
+static int pick_colour(dl_sched *s, const char *name, size_t n) {
+  unsigned used = 0, h = 2166136261u;
+  size_t i = 0, k;
+  tgroup *g;
+  int c;
+  for (k = 0; k < n; k++) h = (h ^ (unsigned char)name[k]) * 16777619u;
+  while ((g = dl_map_next(&s->groups, &i)) != NULL) used |= 1u << g->colour;
+  c = (int)(h % DL_SCHED_COLOURS);
+  for (k = 0; k < DL_SCHED_COLOURS && (used >> c & 1); k++)
+    c = (c + 1) % DL_SCHED_COLOURS;
+  return c;
+}
+
 /* Count a new task (in state t->state) in the totals and its group. */
 static void count_new(dl_sched *s, task *t) {
   size_t n = t->klen;
@@ -211,6 +232,7 @@ static void count_new(dl_sched *s, task *t) {
     memset(g, 0, sizeof *g);
     g->name = dupbytes(t->key, n);
     g->nlen = n;
+    g->colour = pick_colour(s, t->key, n);
     if (g->name == NULL || dl_map_put(&s->groups, g->name, n, g)) {
       dl_free(g->name);
       dl_free(g);
@@ -222,24 +244,59 @@ static void count_new(dl_sched *s, task *t) {
   g->counts[t->state]++;
 }
 
-/* Forget a task's place in the counts. */
-static void count_gone(dl_sched *s, task *t) {
-  s->counts[t->state]--;
-  if (t->group) t->group->counts[t->state]--;
+/* Copy n bytes at p into the array d of size dn, cut to fit. */
+static void copy_cut(char *d, size_t dn, const char *p, size_t n) {
+  if (n >= dn) n = dn - 1;
+  memcpy(d, p, n);
+  d[n] = '\0';
 }
 
+/* Forget a task's place in the counts; a group left without tasks goes. */
+static void count_gone(dl_sched *s, task *t) {
+  tgroup *g = t->group;
+  int k;
+  s->counts[t->state]--;
+  if (g == NULL) return;
+  g->counts[t->state]--;
+  t->group = NULL;
+  for (k = 0; k < 6; k++)
+    if (g->counts[k] > 0) return;
+  if (s->freeing) return; /* dl_sched_free frees every group */
+  dl_map_del(&s->groups, g->name, g->nlen);
+  dl_free(g->name);
+  dl_free(g);
+}
+
+/* Record a run of t on worker wid for the task stream; rec (rlen bytes,
+   NULL when ok) is the error record of a failure. */
 static void record_event(dl_sched *s, task *t, int wid, double start,
-                         double stop, int ok) {
+                         double stop, int ok, const char *rec, size_t rlen) {
   dl_sched_event *e;
   if (s->events == NULL) {
     s->events = xalloc(sizeof *e * DL_SCHED_EVENTS);
     if (s->events == NULL) return;
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
-  e->group = t->group ? t->group->name : "";
+  copy_cut(e->key, sizeof e->key, t->key, t->klen);
+  if (t->group) copy_cut(e->group, sizeof e->group, t->group->name,
+                         t->group->nlen);
+  else e->group[0] = '\0';
+  e->err[0] = '\0';
+  if (!ok && rec) { /* kind, message, ...: keep the message's first line */
+    dl_rd r;
+    uint64_t kind;
+    const char *msg;
+    size_t mlen;
+    dl_rd_init(&r, rec, rlen);
+    if (dl_rd_uv(&r, &kind) == 0 && dl_rd_str(&r, &msg, &mlen) == 0) {
+      const char *nl = memchr(msg, '\n', mlen);
+      copy_cut(e->err, sizeof e->err, msg, nl ? (size_t)(nl - msg) : mlen);
+    }
+  }
   e->worker = wid;
   e->start = start;
   e->stop = stop;
+  e->nbytes = ok ? t->nbytes : 0;
   e->ok = ok;
   s->nevents++;
 }
@@ -512,10 +569,26 @@ static void unload(sworker *w, task *t) {
 
 /* ----------------------------------------------------------- transitions */
 
+/*
+** A worker's stored count and managed bytes, kept current between its
+** heartbeats (which bring the true figures): delta is +1 when wid reports
+** t's result stored, -1 when it is told to free it.  So scheduler_info()
+** right after a wait already shows what the workers hold.
+*/
+static void held(dl_sched *s, int wid, const task *t, int delta) {
+  sworker *w = find_worker(s, wid);
+  if (w == NULL) return;
+  w->info.stored += delta;
+  w->info.managed += delta * (int64_t)t->nbytes;
+  if (w->info.stored < 0) w->info.stored = 0;
+  if (w->info.managed < 0) w->info.managed = 0;
+}
+
 static void free_data(dl_sched *s, task *t) {
   int i;
   for (i = 0; i < t->nwho; i++) {
     dl_buf *b = wout(s, t->who[i]);
+    held(s, t->who[i], t, -1);
     if (b) dl_put_key_msg(b, DL_M_FREE, t->key, t->klen);
   }
   t->nwho = 0;
@@ -1806,12 +1879,14 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     double d = (double)(stop - start) * 1e-6;
     unload(w, t);
     if (t->payload && !t->restoring) { /* a run, not a store */
+      t->nbytes = m.nbytes;
       record_event(s, t, w->info.id, (double)start * 1e-6,
-                   (double)stop * 1e-6, 1);
+                   (double)stop * 1e-6, 1, NULL, 0);
       s->avg_duration =
           s->avg_duration < 0 ? d : 0.8 * s->avg_duration + 0.2 * d;
     }
     finished(s, t, w->info.id, m.nbytes, m.inl, m.ilen);
+    held(s, w->info.id, t, 1);
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
     for (k = 0; k < t->nwho; k++) have |= t->who[k] == w->info.id;
@@ -1820,6 +1895,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
       if (n) {
         t->who = n;
         t->who[t->nwho++] = w->info.id;
+        held(s, w->info.id, t, 1);
       }
     }
   } else { /* stale: nobody wants this result any more */
@@ -1839,7 +1915,7 @@ static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
     return 0;
   unload(w, t);
   t->processing_on = -1;
-  record_event(s, t, w->info.id, now, now, 0);
+  record_event(s, t, w->info.id, now, now, 0, m.rec, m.rlen);
   if (m.kind == DL_ERR_RAISED && t->retries > 0) {
     t->retries--;
     schedule_retry(s, t, now);
@@ -1985,6 +2061,16 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         w->info.rss = (int64_t)m.rss;
         w->info.executing = (int)m.executing;
         w->info.stored = (int)m.stored;
+        if (w->nhist == 0 ||
+            now - w->hist[(w->nhist - 1) % DL_SCHED_HISTORY].t >= 1.0) {
+          dl_sched_sample *h = &w->hist[w->nhist++ % DL_SCHED_HISTORY];
+          h->t = now;
+          h->managed = w->info.managed;
+          h->spilled = w->info.spilled;
+          h->rss = w->info.rss;
+          h->executing = w->info.executing;
+          h->stored = w->info.stored;
+        }
         break;
       }
       case DL_M_DATA: { /* a gather reply: pass it on to the client */
@@ -2030,11 +2116,12 @@ int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max) {
   int n = 0;
   while ((g = dl_map_next(&s->groups, &i)) != NULL) {
     if (n < max) {
-      out[n].name = g->name;
+      copy_cut(out[n].name, sizeof out[n].name, g->name, g->nlen);
       memcpy(out[n].counts, g->counts, sizeof g->counts);
       out[n].total = g->total;
       out[n].done = g->done;
       out[n].erred = g->erred;
+      out[n].colour = g->colour;
     }
     n++;
   }
@@ -2052,5 +2139,46 @@ int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
     since++;
   }
   *next = since;
+  return n;
+}
+
+static const char *dep_group(const dl_sched_tinfo *ti, int i) {
+  const task *d = ti->deps[i];
+  return d->group ? d->group->name : "";
+}
+
+int64_t dl_sched_each_task(dl_sched *s,
+                           void (*fn)(void *ud, const dl_sched_tinfo *t),
+                           void *ud) {
+  size_t i = 0;
+  int64_t n = 0;
+  task *t;
+  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+    dl_sched_tinfo ti;
+    ti.id = t;
+    ti.key = t->key;
+    ti.group = t->group ? t->group->name : "";
+    ti.state = t->state;
+    ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
+    ti.who = t->who;
+    ti.nwho = t->state == T_MEMORY ? t->nwho : 0;
+    ti.nbytes = t->nbytes;
+    ti.deps = (const void *const *)t->deps;
+    ti.ndeps = t->ndeps;
+    ti.dep_group = dep_group;
+    fn(ud, &ti);
+    n++;
+  }
+  return n;
+}
+
+int dl_sched_history(dl_sched *s, int wid, dl_sched_sample *out, int max) {
+  sworker *w = find_worker(s, wid);
+  uint64_t i, first;
+  int n = 0;
+  if (w == NULL) return -1;
+  first = w->nhist > DL_SCHED_HISTORY ? w->nhist - DL_SCHED_HISTORY : 0;
+  for (i = first; i < w->nhist && n < max; i++)
+    out[n++] = w->hist[i % DL_SCHED_HISTORY];
   return n;
 }

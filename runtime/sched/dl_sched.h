@@ -112,32 +112,61 @@ const char *dl_sched_status_name(int status);
 #define DL_SCHED_DEPARTED 16
 int dl_sched_departed(dl_sched *s, dl_sched_winfo *out, int max);
 
+/* A worker's figures at one heartbeat (time: the callers' clock). */
+typedef struct dl_sched_sample {
+  double t;
+  int64_t managed, spilled, rss;
+  int executing, stored;
+} dl_sched_sample;
+
+/* Each worker keeps its last DL_SCHED_HISTORY samples, one a second at
+   most (5 minutes; about 12 KiB a worker). */
+#define DL_SCHED_HISTORY 300
+
+/* Copy worker wid's samples, oldest first, into out (at most max); returns
+   how many, or -1 when there is no such worker. */
+int dl_sched_history(dl_sched *s, int wid, dl_sched_sample *out, int max);
+
 /* Task counts by state: out[0..5] = waiting, ready, processing, memory,
 ** erred, released. */
 void dl_sched_counts(dl_sched *s, int64_t out[6]);
 
 /* A task group: the tasks whose keys share a prefix ("inc-..." -> "inc").
-   name is borrowed: valid while the scheduler lives. */
+   A group lives while the scheduler knows one of its tasks: when its last
+   task is forgotten, it goes, so groups are bounded by the tasks held. */
+#define DL_SCHED_NAMELEN 48
 typedef struct dl_sched_group {
-  const char *name;
+  char name[DL_SCHED_NAMELEN]; /* cut to fit */
   int64_t counts[6]; /* now, by state (see dl_sched_counts) */
   int64_t total;     /* tasks ever submitted */
   int64_t done;      /* computed */
   int64_t erred;
+  int colour; /* 0 .. DL_SCHED_COLOURS - 1, unlike every other live group's
+                 while there are at most that many (see count_new) */
 } dl_sched_group;
+
+/* The size of the dashboard's palette of group colours. */
+#define DL_SCHED_COLOURS 12
 
 /* Fill at most max groups; returns how many there are. */
 int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max);
 
-/* One finished task, for the task stream (times: monotonic seconds). */
+/* One finished or failed task run, for the task stream (times: monotonic
+   seconds).  Strings are copies, cut to fit and NUL-terminated. */
+#define DL_SCHED_KEYLEN 80
+#define DL_SCHED_ERRLEN 96
 typedef struct dl_sched_event {
-  const char *group; /* borrowed, as above */
+  char key[DL_SCHED_KEYLEN];
+  char group[DL_SCHED_NAMELEN];
+  char err[DL_SCHED_ERRLEN]; /* a failure: its message's first line */
   int worker;
   double start, stop;
+  uint64_t nbytes; /* the result's size (0 for a failure) */
   int ok;
 } dl_sched_event;
 
-/* Completions are kept in a ring of this many. */
+/* Runs are kept in a ring of this many (about 2.3 MiB, allocated at the
+   first event). */
 #define DL_SCHED_EVENTS 10000
 
 /*
@@ -146,5 +175,29 @@ typedef struct dl_sched_event {
 */
 int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
                     int max, uint64_t *next);
+
+/* One task as dl_sched_each_task shows it.  Everything is borrowed and
+   valid only during the call; id and deps are opaque identities (equal
+   for the same task within one walk), never to be dereferenced. */
+typedef struct dl_sched_tinfo {
+  const void *id;
+  const char *key; /* NUL-terminated */
+  const char *group; /* "" when it has none */
+  int state;         /* index as in dl_sched_counts */
+  int worker;        /* PROCESSING: the worker running it, else -1 */
+  const int *who;    /* MEMORY: the workers holding it */
+  int nwho;
+  uint64_t nbytes;   /* its result's size, once known */
+  const void *const *deps;
+  int ndeps;
+  /* The group name of dependency i (0 <= i < ndeps); "" when none. */
+  const char *(*dep_group)(const struct dl_sched_tinfo *t, int i);
+} dl_sched_tinfo;
+
+/* Call fn for every task the scheduler holds, in no particular order;
+   returns how many there were.  fn must not call into the scheduler. */
+int64_t dl_sched_each_task(dl_sched *s,
+                           void (*fn)(void *ud, const dl_sched_tinfo *t),
+                           void *ud);
 
 #endif

@@ -19,9 +19,12 @@ function fail(msg) { throw new Error(msg); }
 function check(cond, msg) { if (!cond) fail(msg); console.log("ok - " + msg); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+let clusterErr = "";
 function startCluster() {
-  const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "20"],
-                      { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "600"],
+                      { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  // Its stderr is shown only when the test fails (it is stopped midway).
+  child.stderr.on("data", (d) => { clusterErr += d; });
   return new Promise((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error("no dashboard link within 20 s")), 20000);
@@ -85,6 +88,114 @@ async function main() {
     const b = await snap(), sb = await streamSnap();
     check(a !== b, "progress updates without reloading (" + a + " -> " + b + ")");
     check(sa !== sb, "task stream updates without reloading");
+
+    // Every group of the fixture, each with its own colour (bad/load and
+    // clean/total once shared one).
+    await until(() => page.$$eval(".group[data-group]", (els) => {
+      const names = els.map((e) => e.dataset.group);
+      return ["load", "measure", "bad", "clean", "total"].every((g) => names.includes(g));
+    }), "the groups load, measure, bad, clean and total");
+    const dots = await page.$$eval(".group[data-group] .dot", (ds) =>
+      ds.map((d) => d.style.backgroundColor));
+    check(dots.every((c) => /^rgb\(\d+, \d+, \d+\)$/.test(c)), "every group has a colour (" + dots.join(" ") + ")");
+    const rgb = dots.map((c) => c.match(/\d+/g).map(Number));
+    let closest = Infinity;
+    rgb.forEach((a, i) => rgb.slice(i + 1).forEach((b) => {
+      closest = Math.min(closest, Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]));
+    }));
+    check(closest > 60, "group colours are far apart (" + dots.join(" ") + "; closest " + closest.toFixed(0) + ")");
+    const reload = await browser.newPage();
+    await reload.goto(base + "/status");
+    await until(() => reload.locator(".group[data-group='bad'] .dot").count(), "a second page's groups");
+    const colourOf = (p, g) => p.$eval(".group[data-group='" + g + "'] .dot",
+                                       (d) => d.style.backgroundColor);
+    const c1 = [await colourOf(page, "load"), await colourOf(page, "bad")];
+    const c2 = [await colourOf(reload, "load"), await colourOf(reload, "bad")];
+    check(c1.join() === c2.join(), "a group keeps its colour on another page (" +
+          c1.join(" ") + " / " + c2.join(" ") + ")");
+    await reload.close();
+
+    // Progress figures add up: done + erred + processing + waiting = total,
+    // and a failure is not counted as done.
+    await until(() => page.$eval(".group[data-group='bad']", (e) => Number(e.dataset.erred) > 0),
+                "failures in group bad");
+    const sums = await page.$$eval(".group[data-group]", (els) => els.map((e) => {
+      const d = e.dataset, nums = e.querySelector(".nums").textContent;
+      const segs = Array.from(e.querySelectorAll(".bar > div"))
+        .reduce((a, s) => a + parseFloat(s.style.width), 0);
+      return { g: d.group, ok: Number(d.done) + Number(d.erred) + Number(d.processing) +
+               Number(d.waiting) === Number(d.total), nums, segs };
+    }));
+    sums.forEach((x) => check(x.ok && Math.abs(x.segs - 100) < 0.5 || x.segs === 0,
+                              "group " + x.g + " adds up (" + x.nums + ", bar " + x.segs.toFixed(1) + "%)"));
+    const bad = sums.find((x) => x.g === "bad").nums;
+    const m = bad.match(/^(\d+) \/ (\d+) done · (\d+) erred/);
+    check(m && Number(m[1]) + Number(m[3]) <= Number(m[2]), "bad: failures are not done (" + bad + ")");
+
+    // Hovering a task in the stream shows its details.
+    const tip = async () => (await page.isVisible("#tip")) ? page.textContent("#tip") : "";
+    let shown = "";
+    for (let tries = 0; tries < 30 && !/bytes/.test(shown); tries++) {
+      const box = await page.$$eval("#stream rect.task:not(.failed)", (rs) => {
+        const r = rs[Math.floor(rs.length / 2)].getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      });
+      await page.mouse.move(box.x, box.y);
+      shown = await tip();
+      if (!/bytes/.test(shown)) await sleep(100);
+    }
+    check(/^key \S+-/.test(shown) && /group (load|measure|clean|total|bad)/.test(shown) &&
+          /worker [12]/.test(shown) && /start [\d.]+ s ago/.test(shown) &&
+          /duration [\d.]+ m?s/.test(shown) && /bytes \d/.test(shown),
+          "a task's tooltip shows key, group, worker, start, duration, bytes (" + shown + ")");
+    await page.screenshot({ path: path.join(build, "dashboard-tooltip.png"),
+                            clip: { x: 0, y: Math.max(0, (await page.$eval("#stream", (s) => s.getBoundingClientRect().y)) - 120),
+                                    width: 1280, height: 360 } });
+
+    // Hovering the erred part of a progress bar shows a failure's first line.
+    shown = "";
+    for (let tries = 0; tries < 30 && !/error/.test(shown); tries++) {
+      const box = await page.$eval(".group[data-group='bad'] .seg-erred", (s) => {
+        const r = s.getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      });
+      await page.mouse.move(box.x, box.y);
+      shown = await tip();
+      if (!/error/.test(shown)) await sleep(100);
+    }
+    check(/group bad/.test(shown) && /erred \d+ of \d+/.test(shown) &&
+          /error bad row \d+$/.test(shown) && !/more detail/.test(shown),
+          "a failure's tooltip shows its error's first line (" + shown + ")");
+    await page.mouse.move(1, 1);
+
+    // Memory is drawn like Dask's: spilled bytes are not held against the
+    // limit (308 MiB managed, 960 MiB spilled, 512 MiB limit: blue, with
+    // the spilled part past the limit mark), and the colour follows the
+    // process memory.
+    const MiB = 1048576;
+    const mem = await page.evaluate((MiB) => {
+      const f = { target: 0.6, spill: 0.7, pause: 0.8, terminate: 0.95 };
+      const out = [];
+      for (const rss of [330, 380, 420]) {
+        window.dluaDash.drawMemory([{ id: 1, managed: 308 * MiB, rss: rss * MiB, spilled: 960 * MiB,
+                                      limit: 512 * MiB, status: "running", stored: 9 }], f);
+        const d = document.querySelector(".worker-mem");
+        const w = (c) => { const s = d.querySelector(".seg-" + c); return s ? parseFloat(s.style.width) : 0; };
+        out.push({ level: d.dataset.level, managed: w("managed"), unmanaged: w("unmanaged"),
+                   spilled: w("spilled"), limit: d.querySelector(".limit").style.left,
+                   colour: getComputedStyle(d.querySelector(".seg-managed")).backgroundColor });
+      }
+      return out;
+    }, MiB);
+    const scale = 330 + 960;
+    check(mem[0].level === "ok" && Math.abs(mem[0].managed - 100 * 308 / scale) < 0.1 &&
+          Math.abs(mem[0].spilled - 100 * 960 / scale) < 0.1 && /39\.6/.test(mem[0].limit),
+          "308 MiB managed, 960 MiB spilled, 512 MiB limit: not full, limit marked (" + JSON.stringify(mem[0]) + ")");
+    check(mem[1].level === "warn" && mem[2].level === "high" &&
+          new Set(mem.map((x) => x.colour)).size === 3,
+          "memory bar turns orange past spill, red past pause");
+    await until(() => page.$$eval(".worker-mem", (els) => els.length === 2), "the real memory bars back");
+
     await page.screenshot({ path: path.join(build, "dashboard.png"), fullPage: true });
     check(true, "screenshot saved to " + path.join(build, "dashboard.png"));
 
@@ -98,6 +209,63 @@ async function main() {
     check(up1 !== up2, "workers table updates (uptime " + up1 + " -> " + up2 + ")");
     await page.screenshot({ path: path.join(build, "dashboard-workers.png") });
 
+    // A worker's own page, from its link in the table.
+    await page.click("#workers tbody tr:first-child td:first-child a");
+    await page.waitForURL(/\/worker\?id=\d+$/);
+    await until(() => page.$$eval("#stored tbody tr", (rs) => rs.length > 0), "a worker's stored results");
+    await until(() => page.$eval("#wmem path[data-name='managed']",
+                                 (p) => Number(p.dataset.points) >= 2).catch(() => false),
+                "a worker's memory over time");
+    const wtext = await page.textContent("main");
+    check(/pid\s*\d+/.test(wtext) && /Largest stored results\s*\d+ results, [\d.]+ \w+/.test(wtext) &&
+          /load-\S+\s*64\.0 KiB/.test(wtext), "a worker's page shows its results by size and its memory over time");
+    await page.screenshot({ path: path.join(build, "dashboard-worker.png") });
+
+    // The system page: CPU, memory, I/O and descriptors of every process.
+    await page.goto(base + "/system");
+    await until(() => page.$eval("#sys-legend", (l) => l.dataset.procs === "3").catch(() => false),
+                "scheduler and 2 workers on the system page");
+    await until(() => page.$$eval("#cpu path.series", (ps) => ps.length === 3 &&
+                                  ps.every((p) => Number(p.dataset.points) >= 1)), "CPU lines");
+    for (const id of ["rss", "io", "fds"])
+      check(await page.$$eval("#" + id + " path.series", (ps) => ps.length) === 3, "system chart " + id + " has a line per process");
+    await page.screenshot({ path: path.join(build, "dashboard-system.png") });
+
+    // The graph: a square per task coloured by state, lines for the
+    // dependencies (measure <- load), details on hover.
+    await page.goto(base + "/graph");
+    await until(() => page.$eval("#graph", (s) => Number(s.dataset.nodes) > 0), "graph nodes");
+    check(await page.$eval("#graph", (s) => s.dataset.mode) === "tasks", "the graph shows each task");
+    await until(() => page.$$eval("#graph rect.node", (rs) => rs.some((r) => r.dataset.state === "memory")),
+                "tasks in memory on the graph");
+    await until(() => page.$eval("#graph path.edge", (p) => p.getAttribute("d").length > 10).catch(() => false),
+                "dependency lines");
+    check(true, "the graph draws tasks in memory and their dependencies");
+    shown = "";
+    for (let tries = 0; tries < 30 && !/state/.test(shown); tries++) {
+      const box = await page.$$eval("#graph rect.node.s-memory", (rs) => {
+        const r = rs[rs.length - 1].getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      });
+      await page.mouse.move(box.x, box.y);
+      shown = await tip();
+      if (!/state/.test(shown)) await sleep(100);
+    }
+    check(/^key \S+/.test(shown) && /group \w+/.test(shown) && /state memory/.test(shown) &&
+          /held by worker [12]/.test(shown), "a graph node's tooltip (" + shown + ")");
+    await page.screenshot({ path: path.join(build, "dashboard-graph.png") });
+    const grouped = await page.evaluate(() => {
+      window.dluaDash.drawGraph({ mode: "groups", tasks: 9000, max: 2000, edges: [[0, 1, 4000]],
+        nodes: [{ k: "load", g: "load", s: 3, n: 5000, counts: [0, 0, 0, 5000, 0, 0] },
+                { k: "sum", g: "sum", s: 0, n: 4000, counts: [3000, 0, 1000, 0, 0, 0] }] });
+      const s = document.getElementById("graph");
+      return { mode: s.dataset.mode, nodes: s.querySelectorAll("rect.node").length,
+               note: document.getElementById("graph-note").textContent };
+    });
+    check(grouped.mode === "groups" && grouped.nodes === 2 && /9000 tasks/.test(grouped.note),
+          "past the maximum the graph shows groups (" + grouped.note + ")");
+    await page.mouse.move(1, 1);
+
     await page.goto(base + "/info");
     await until(() => page.locator("#versions dd").count(), "versions");
     const info = await page.textContent("main");
@@ -107,6 +275,43 @@ async function main() {
     check(await page.locator("#permem tbody tr").count() === 2, "info page lists memory per worker");
     await page.screenshot({ path: path.join(build, "dashboard-info.png") });
 
+    // A performance report opens from the file system, with no network:
+    // every request but the file itself is refused.
+    const report = path.join(build, "dashboard-report.html");
+    const made = require("child_process").spawnSync(dlua,
+      [path.join(root, "tests/fixtures/dashboard/report.lua"), report], { cwd: root, encoding: "utf8" });
+    check(made.status === 0, "the report fixture ran (" + (made.stderr || "").trim() + ")");
+    const rp = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const fetched = [];
+    rp.on("pageerror", (e) => errors.push("report page error: " + e.message));
+    await rp.route("**/*", (r) => {
+      if (r.request().url().startsWith("file:")) return r.continue();
+      fetched.push(r.request().url());
+      return r.abort();
+    });
+    await rp.goto("file://" + report);
+    const rtext = await rp.textContent("main");
+    check(/Tasks run\s*234 \(and 3 failed\)/.test(rtext), "the report counts the tasks run and failed");
+    check(await rp.$eval("#stream", (s) => Number(s.dataset.tasks)) === 237, "the report's task stream has every task");
+    check(await rp.locator(".group[data-group='work']").count() === 1 &&
+          await rp.locator(".worker-mem").count() === 2 &&
+          await rp.locator("#workers tbody tr").count() === 2, "the report shows progress, memory and workers");
+    check(/fixture/.test(await rp.textContent("header")), "the report shows its title");
+    let rshown = "";
+    for (let tries = 0; tries < 5 && !/error/.test(rshown); tries++) {
+      const box = await rp.$eval(".group[data-group='work'] .seg-erred", (s) => {
+        const r = s.getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      });
+      await rp.mouse.move(box.x, box.y);
+      rshown = (await rp.isVisible("#tip")) ? await rp.textContent("#tip") : "";
+    }
+    check(/error work \d+ went wrong$/.test(rshown), "the report's hover details work (" + rshown + ")");
+    await rp.mouse.move(1, 1);
+    check(fetched.length === 0, "the report fetched nothing (" + fetched.join(" ") + ")");
+    await rp.screenshot({ path: path.join(build, "dashboard-report.png"), fullPage: true });
+    await rp.close();
+
     check(errors.length === 0, "no errors in the page" + (errors.length ? ": " + errors.join("; ") : ""));
   } finally {
     if (browser) await browser.close();
@@ -115,4 +320,8 @@ async function main() {
 }
 
 main().then(() => { console.log("dashboard browser test passed"); process.exit(0); },
-            (e) => { console.log("not ok - " + e.message); process.exit(1); });
+            (e) => {
+  console.log("not ok - " + e.message);
+  if (clusterErr) console.log("# cluster's stderr:\n" + clusterErr.replace(/^/gm, "# "));
+  process.exit(1);
+});

@@ -689,6 +689,58 @@ static void test_replay_fuzz_regressions(void) {
   CHECK(tap_replay("tests/fuzz/regressions-sched", sched_one, NULL) > 0);
 }
 
+/* What the dashboard reads: events with keys, sizes and first error
+   lines; groups with distinct colours that go with their last task; a
+   worker's stored count as soon as it reports a result. */
+static void test_dashboard_figures(void) {
+  dl_sched_group g[4];
+  dl_sched_event ev[4];
+  dl_sched_winfo wi[1];
+  uint64_t next;
+  dl_buf f, rec;
+  int w, n;
+  start(1);
+  submit("load-1", NULL);
+  submit("bad-1", NULL);
+  {
+    char keys[64];
+    computed_keys(1, keys, sizeof keys);
+    CHECK(strstr(keys, "load-1 ") && strstr(keys, "bad-1 "));
+  }
+  w = 1;
+  done(w, "load-1");
+  dl_buf_init(&f);
+  dl_buf_init(&rec);
+  dl_put_err_rec(&rec, DL_ERR_RAISED, "bad row 4\nmore", "", "w1", NULL, 0);
+  dl_buf_u8(&f, DL_M_ERR);
+  dl_buf_str(&f, "bad-1", 5);
+  dl_buf_uv(&f, DL_ERR_RAISED);
+  dl_buf_str(&f, rec.p, rec.len);
+  CHECK(dl_sched_worker_frame(S, w, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+  dl_buf_free(&rec);
+  n = dl_sched_events(S, 0, ev, 4, &next);
+  CHECK(n == 2 && next == 2);
+  CHECK(strcmp(ev[0].key, "load-1") == 0 && strcmp(ev[0].group, "load") == 0);
+  CHECK(ev[0].ok && ev[0].nbytes == 8 && ev[0].err[0] == '\0');
+  CHECK(strcmp(ev[1].key, "bad-1") == 0 && !ev[1].ok);
+  CHECK(strcmp(ev[1].err, "bad row 4") == 0);
+  CHECK(dl_sched_workers(S, wi, 1) == 1 && wi[0].stored == 1 &&
+        wi[0].managed == 8);
+  n = dl_sched_groups(S, g, 4);
+  CHECK(n == 2 && g[0].colour != g[1].colour);
+  CHECK(g[0].colour >= 0 && g[0].colour < DL_SCHED_COLOURS);
+  key_msg(DL_M_RELEASE, "load-1");
+  n = dl_sched_groups(S, g, 4);
+  CHECK(n == 1 && strcmp(g[0].name, "bad") == 0);
+  CHECK(dl_sched_workers(S, wi, 1) == 1 && wi[0].stored == 0 &&
+        wi[0].managed == 0);
+  /* the event outlives its group */
+  CHECK(dl_sched_events(S, 0, ev, 4, &next) == 2 &&
+        strcmp(ev[0].group, "load") == 0);
+  stop();
+}
+
 int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
@@ -702,6 +754,7 @@ int main(void) {
   RUN(test_pinned_to_gone_workers_fails_naming_them);
   RUN(test_silent_worker_is_named_once);
   RUN(test_bytecode_dropped_when_no_task_needs_it);
+  RUN(test_dashboard_figures);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
