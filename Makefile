@@ -26,7 +26,7 @@ CFLAGS_BASE = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread $(XCFLAGS)
 # Tests, fuzzers and benches see every folder.
 CFLAGS_ALL = $(CFLAGS_BASE) -Iruntime $(foreach d,$(LAYERS),-Iruntime/$(d)) \
              -I$(B) $(LUA_CFLAGS) $(UV_CFLAGS)
-LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lpthread -lm $(XLDFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lcsv -lpthread -lm $(XLDFLAGS)
 
 B ?= build
 
@@ -36,7 +36,7 @@ B ?= build
 # so an include across the rule is a compile error.  Layers outside
 # LUA_LAYERS are built without Lua's include path and with Lua's types
 # poisoned: `#include <lua.h>` there does not compile.
-LAYERS = base wire codec sched cluster dashboard worker client array collections lua kernel cmd
+LAYERS = base wire codec sched cluster dashboard worker client array collections frame lua kernel cmd
 SEES_base      = base
 SEES_wire      = base wire
 SEES_codec     = base codec
@@ -47,7 +47,8 @@ SEES_worker    = base wire codec sched worker
 SEES_client    = base wire codec client
 SEES_array     = base array
 SEES_collections = base collections
-SEES_lua       = base wire codec sched cluster dashboard worker client array collections lua
+SEES_frame     = base array frame
+SEES_lua       = base wire codec sched cluster dashboard worker client array collections frame lua
 SEES_kernel    = base kernel
 SEES_cmd       = cmd kernel
 LUA_LAYERS = codec worker client lua cmd
@@ -138,7 +139,7 @@ DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
   'includedir=$${prefix}/include' '' 'Name: dlua' \
   'Description: Dask for Lua: task graphs on a process cluster' \
   'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv libcrypto' \
-  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lpthread -lm' \
+  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lcsv -lpthread -lm' \
   'Cflags: -I$${includedir}'
 
 $(B)/bench_embed: scripts/bench/bench_embed.c $(B)/libdlua.a

@@ -113,7 +113,8 @@ M.is_delayed = delayed.is_delayed
 -- Collections, loaded on first use (dlua.ndarray, dlua.array, dlua.bag,
 -- dlua.csv): a script that never touches them does not pay for loading them.
 local lazy = {ndarray = "dlua.ndarray", array = "dlua.array", bag = "dlua.bag",
-              csv = "dlua.csv"}
+              csv = "dlua.csv", frame = "dlua.frame",
+              dataframe = "dlua.dataframe"}
 setmetatable(M, {__index = function (t, k)
   local name = lazy[k]
   if not name then return nil end

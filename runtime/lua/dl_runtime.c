@@ -159,6 +159,8 @@ void dlua_openlibs(lua_State *L) {
   lua_setfield(L, -2, "dlua.ndarray");
   lua_pushcfunction(L, luaopen_dlua_bagio);
   lua_setfield(L, -2, "dlua.bagio");
+  lua_pushcfunction(L, luaopen_dlua_framec);
+  lua_setfield(L, -2, "dlua.framec");
   lua_pop(L, 1);
   dl_ndarray_register(L); /* ndarrays decode before dlua.ndarray loads */
   /* Insert the embedded searcher right after the preload searcher. */

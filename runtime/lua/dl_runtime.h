@@ -25,6 +25,7 @@ int luaopen_dlua_codec(lua_State *L);
 int luaopen_dlua_cluster(lua_State *L);
 int luaopen_dlua_ndarray(lua_State *L);
 int luaopen_dlua_bagio(lua_State *L);
+int luaopen_dlua_framec(lua_State *L);
 
 /* Register the ndarray codec in L (dl_ndarray_lua.c).  [-0, +0, m] */
 void dl_ndarray_register(lua_State *L);

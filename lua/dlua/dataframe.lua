@@ -1,0 +1,452 @@
+--[[ dlua.dataframe: a partitioned data frame over the cluster, in Dask's
+  model: a lazy graph whose partitions are dlua.frame frames.
+
+  local dd = require "dlua.dataframe"
+  local ddf = dd.read_csv("data/*.csv", {blocksize = "64MiB"})
+  print(ddf:groupby("key"):agg{x = "mean", y = "sum"}:compute())
+
+Partitions travel as plain tables {_names, _cols, _n} (ndarrays and
+string arrays); frame.wrap gives them their methods back.  README.md,
+section "Data frames", documents the API. ]]
+
+local frame = require "dlua.frame"
+local nd = require "dlua.ndarray"
+
+local error, ipairs, pairs, type, tostring, setmetatable, getmetatable =
+  error, ipairs, pairs, type, tostring, setmetatable, getmetatable
+local sformat, tconcat, tunpack = string.format, table.concat, table.unpack
+
+local M = {}
+local DF = {__name = "dlua.dataframe"}
+DF.__index = DF
+
+local counter = 0
+local base = math.random(0, 0xffffff)
+local function fresh(prefix)
+  counter = counter + 1
+  return sformat("%s-%06x%d", prefix, base, counter)
+end
+
+local function fail(level, fmt, ...)
+  error("dlua.dataframe: " .. sformat(fmt, ...), level + 1)
+end
+
+local function pkey(name, i) return name .. "-" .. i end
+
+local function new(prefix, n, layers, names, name)
+  return setmetatable({name = name or fresh(prefix), npartitions = n,
+    layers = layers, names = names}, DF)
+end
+
+local function strip(df) -- a frame as a plain table for the wire
+  return {_names = df._names, _cols = df._cols, _n = df._n}
+end
+M._strip = strip
+
+local function wrap(t) return frame.wrap(t) end
+
+local function with_layer(d, prefix, mk, names)
+  local name = fresh(prefix)
+  local layer = {}
+  for i = 1, d.npartitions do
+    local dep = pkey(d.name, i)
+    layer[pkey(name, i)] = mk(i, dep)
+  end
+  local layers = {}
+  for k, v in pairs(d.layers) do layers[k] = v end
+  layers[name] = layer
+  return new(prefix, d.npartitions, layers, names or d.names, name)
+end
+
+----------------------------------------------------------------------------
+-- Sources
+----------------------------------------------------------------------------
+
+local function parse_size(v, level)
+  if v == nil then return nil end
+  if type(v) == "number" then return v end
+  local num, unit = tostring(v):match("^%s*([%d%.]+)%s*(%a*)%s*$")
+  local mult = {[""] = 1, B = 1, KB = 1e3, MB = 1e6, GB = 1e9, KiB = 1024,
+    MiB = 1024 ^ 2, GiB = 1024 ^ 3}
+  if not num or not mult[unit] then
+    fail(level + 1, "read_csv: blocksize must be a number or a size like "
+      .. "\"64MiB\", got %s", tostring(v))
+  end
+  return math.floor(tonumber(num) * mult[unit])
+end
+
+local function expand(spec, level)
+  local list = type(spec) == "string" and {spec} or spec
+  if type(list) ~= "table" or #list == 0 then
+    fail(level + 1, "read_csv: expects a glob or a non-empty array of paths")
+  end
+  local bagio = require "dlua.bagio"
+  local out = {}
+  for _, p in ipairs(list) do
+    if type(p) ~= "string" then fail(level + 1, "read_csv: paths must be strings") end
+    if p:find("[*?[]") then
+      local m, err = bagio.glob(p)
+      if not m then fail(level + 1, "read_csv: %s", err) end
+      if #m == 0 then fail(level + 1, "read_csv: no files match '%s'", p) end
+      for _, f in ipairs(m) do out[#out + 1] = f end
+    else
+      out[#out + 1] = p
+    end
+  end
+  return out
+end
+
+-- Count the newlines in the first `stop` bytes of path.
+local function lines_before(path, stop)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n, left = 0, stop
+  while left > 0 do
+    local s = f:read(left < 1048576 and left or 1048576)
+    if not s then break end
+    local _, c = s:gsub("\n", "")
+    n, left = n + c, left - #s
+  end
+  f:close()
+  return n
+end
+
+--[[ Task: read block {path, start, stop} with spec {names, types, sep,
+  on_error, header}.  The block holds the lines that start in
+  [start, stop); the first block of a file has the header. ]]
+function M._read_block(spec, blk)
+  local path, start, stop = blk[1], blk[2], blk[3]
+  local f, err = io.open(path, "rb")
+  if not f then error(err, 0) end
+  local bag = require "dlua.bag"
+  local text = bag._block_text(f, start, stop)
+  local first = start == 0
+  local o = {types = spec.types, sep = spec.sep, on_error = spec.on_error,
+    header = first, names = (not first) and spec.names or nil}
+  if not first and text == "" then
+    local cols = {}
+    local empty = frame._from_csv_bytes(tconcat(spec.names, spec.sep or ",")
+      .. "\n", {types = spec.types, sep = spec.sep}, path, 1, 1)
+    return strip(empty)
+  end
+  local ok, r = pcall(frame._from_csv_bytes, text, o, path, 1, 1)
+  if not ok then
+    -- name the file's own line: add the lines before this block
+    local msg = tostring(r)
+    local at = msg:find(path .. ":", 1, true)
+    if not first and at then
+      local lnum = msg:match("^(%d+)", at + #path + 1)
+      if lnum then
+        local extra = lines_before(path, start)
+        msg = msg:sub(1, at + #path) .. (tonumber(lnum) + extra)
+          .. msg:sub(at + #path + 1 + #lnum)
+      end
+    end
+    error(msg:gsub("^.-dlua%.frame: ", "dlua.frame: "), 0)
+  end
+  if first then
+    local names = r:columns()
+    if tconcat(names, "\0") ~= tconcat(spec.names, "\0") then
+      error(sformat("dlua.dataframe: %s: header '%s' differs from '%s'", path,
+        tconcat(names, ","), tconcat(spec.names, ",")), 0)
+    end
+  end
+  return strip(r)
+end
+
+--- dataframe.read_csv(glob, {blocksize=, types=, sep=, on_error=})
+function M.read_csv(spec, o)
+  o = o or {}
+  if type(o) ~= "table" then fail(2, "read_csv: options must be a table") end
+  local known = {blocksize = true, types = true, sep = true, on_error = true}
+  for k in pairs(o) do
+    if not known[k] then
+      fail(2, "read_csv: unknown option '%s' (blocksize, types, sep, "
+        .. "on_error)", tostring(k))
+    end
+  end
+  local paths = expand(spec, 2)
+  local bs = parse_size(o.blocksize, 2)
+  -- the header and the types from a sample of the first file
+  local f, err = io.open(paths[1], "rb")
+  if not f then fail(2, "read_csv: %s", err) end
+  local sample = f:read(65536) or ""
+  f:close()
+  if sample == "" then fail(2, "read_csv: %s: empty file: no header", paths[1]) end
+  local cut = #sample
+  if #sample == 65536 then cut = (sample:find("\n[^\n]*$") or #sample) end
+  local ok, s = pcall(frame._from_csv_bytes, sample:sub(1, cut), {types = o.types,
+    sep = o.sep, on_error = "null"}, paths[1], 1, 1)
+  if not ok then error(s, 2) end
+  local types = s._read_types
+  for k, v in pairs(o.types or {}) do types[k] = v end
+  local blocks = {}
+  for _, p in ipairs(paths) do
+    local fh, ferr = io.open(p, "rb")
+    if not fh then fail(2, "read_csv: %s", ferr) end
+    local size = fh:seek("end")
+    fh:close()
+    if size == 0 then fail(2, "read_csv: %s: empty file: no header", p) end
+    if not bs or size <= bs then
+      blocks[#blocks + 1] = {p, 0, size}
+    else
+      for st = 0, size - 1, bs do
+        blocks[#blocks + 1] = {p, st, st + bs < size and st + bs or size}
+      end
+    end
+  end
+  local rspec = {names = s:columns(), types = types, sep = o.sep,
+    on_error = o.on_error}
+  local name = fresh("read_csv")
+  local layer = {}
+  for i, b in ipairs(blocks) do
+    layer[pkey(name, i)] = {fn = M._read_block, args = {rspec, b, n = 2},
+      deps = {}}
+  end
+  return new("read_csv", #blocks, {[name] = layer}, rspec.names, name)
+end
+
+--- dataframe.from_frame(df, npartitions)
+function M.from_frame(df, np)
+  if not frame.is_frame(df) then fail(2, "from_frame: expects a dlua.frame") end
+  np = np or 1
+  if math.type(np) ~= "integer" or np < 1 then
+    fail(2, "from_frame: npartitions must be a positive integer")
+  end
+  local n = #df
+  local name = fresh("from_frame")
+  local layer = {}
+  for i = 1, np do
+    local a, b = (i - 1) * n // np + 1, i * n // np
+    local idx = {}
+    for r = a, b do idx[#idx + 1] = r end
+    layer[pkey(name, i)] = strip(df:_take(idx))
+  end
+  return new("from_frame", np, {[name] = layer}, df:columns(), name)
+end
+
+----------------------------------------------------------------------------
+-- Per-partition operations
+----------------------------------------------------------------------------
+
+function M._map(f, part) return strip(f(wrap(part))) end
+function M._filter(f, part)
+  local df = wrap(part)
+  return strip(df:filter(f(df)))
+end
+function M._select(cols, part) return strip(wrap(part):select(cols)) end
+
+--- ddf:map_partitions(f): f(frame) -> frame, per partition.
+function DF:map_partitions(f)
+  if type(f) ~= "function" then fail(2, "map_partitions: expects a function") end
+  return with_layer(self, "map_partitions", function (_, dep)
+    return {fn = M._map, args = {f, dep, n = 2}, deps = {dep}}
+  end, false)
+end
+
+--- ddf:filter(f): f(frame) -> bool column; keeps those rows.
+function DF:filter(f)
+  if type(f) ~= "function" then
+    fail(2, "filter: expects a function(df) returning a bool column")
+  end
+  return with_layer(self, "filter", function (_, dep)
+    return {fn = M._filter, args = {f, dep, n = 2}, deps = {dep}}
+  end)
+end
+
+function DF:select(cols)
+  if type(cols) == "string" then cols = {cols} end
+  if self.names then
+    local have = {}
+    for _, n in ipairs(self.names) do have[n] = true end
+    for _, c in ipairs(cols) do
+      if not have[c] then
+        fail(2, "select: no column '%s' (columns: '%s')", tostring(c),
+          tconcat(self.names, "', '"))
+      end
+    end
+  end
+  return with_layer(self, "select", function (_, dep)
+    return {fn = M._select, args = {cols, dep, n = 2}, deps = {dep}}
+  end, cols)
+end
+
+----------------------------------------------------------------------------
+-- Running
+----------------------------------------------------------------------------
+
+local function run(layers, keys, o, level)
+  local D = require "dlua.delayed"
+  local g = {}
+  for _, layer in pairs(layers) do for k, t in pairs(layer) do g[k] = t end end
+  local ok, r = pcall(D.compute_graph, g, keys, o or {})
+  if not ok then error(r, level + 1) end
+  return r
+end
+
+function M._concat(...)
+  local parts = {...}
+  local fs = {}
+  for i, p in ipairs(parts) do fs[i] = wrap(p) end
+  return strip(frame.concat(fs))
+end
+
+--- ddf:compute([opts]) -> dlua.frame
+function DF:compute(o)
+  local keys = {}
+  for i = 1, self.npartitions do keys[i] = pkey(self.name, i) end
+  local parts = run(self.layers, keys, o, 2)
+  local fs = {}
+  for i, p in ipairs(parts) do fs[i] = wrap(p) end
+  return frame.concat(fs)
+end
+
+function M._head(n, part) return strip(wrap(part):head(n)) end
+
+--- ddf:head(n): the first n rows, reading the first partition only.
+function DF:head(n, o)
+  n = n or 5
+  local name = fresh("head")
+  local dep = pkey(self.name, 1)
+  local layers = {}
+  for k, v in pairs(self.layers) do layers[k] = v end
+  layers[name] = {[name] = {fn = M._head, args = {n, dep, n = 2}, deps = {dep}}}
+  return wrap(run(layers, name, o, 2))
+end
+
+function M._count(part) return part._n end
+function M._sum(...)
+  local s = 0
+  for _, v in ipairs{...} do s = s + v end
+  return s
+end
+
+--- ddf:count() -> number of rows (computed).
+function DF:count(o)
+  local name = fresh("count")
+  local layers = {}
+  for k, v in pairs(self.layers) do layers[k] = v end
+  local layer, keys = {}, {}
+  for i = 1, self.npartitions do
+    local dep = pkey(self.name, i)
+    layer[pkey(name, i)] = {fn = M._count, args = {dep, n = 1}, deps = {dep}}
+    keys[i] = pkey(name, i)
+  end
+  local tot = name .. "-total"
+  keys.n = #keys
+  layer[tot] = {fn = M._sum, args = keys, deps = {tunpack(keys)}}
+  layers[name] = layer
+  return run(layers, tot, o, 2)
+end
+
+function M._to_csv(path, part)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then
+    local ok, err = require("dlua.bagio").mkdirs(dir)
+    if not ok then error(tostring(err), 0) end
+  end
+  wrap(part):to_csv(path)
+  return path
+end
+
+--- ddf:to_csv("out/part-*.csv"): one file per partition, by the workers.
+function DF:to_csv(pat, o)
+  if type(pat) ~= "string" or not pat:find("*", 1, true) then
+    fail(2, "to_csv: expects a path with a '*' (replaced by the partition "
+      .. "number)")
+  end
+  local name = fresh("to_csv")
+  local layers = {}
+  for k, v in pairs(self.layers) do layers[k] = v end
+  local layer, keys = {}, {}
+  for i = 1, self.npartitions do
+    local dep = pkey(self.name, i)
+    local path = pat:gsub("%*", tostring(i - 1))
+    layer[pkey(name, i)] = {fn = M._to_csv, args = {path, dep, n = 2},
+      deps = {dep}}
+    keys[i] = pkey(name, i)
+  end
+  layers[name] = layer
+  return run(layers, keys, o, 2)
+end
+
+----------------------------------------------------------------------------
+-- groupby:agg as a tree of partial aggregations
+----------------------------------------------------------------------------
+
+local GB = {}
+GB.__index = GB
+
+function DF:groupby(keys)
+  if type(keys) == "string" then keys = {keys} end
+  if type(keys) ~= "table" or #keys == 0 then
+    fail(2, "groupby: expects a column name or an array of them")
+  end
+  if self.names then
+    local have = {}
+    for _, n in ipairs(self.names) do have[n] = true end
+    for _, k in ipairs(keys) do
+      if not have[k] then
+        fail(2, "groupby: no column '%s' (columns: '%s')", tostring(k),
+          tconcat(self.names, "', '"))
+      end
+    end
+  end
+  return setmetatable({d = self, keys = keys}, GB)
+end
+
+function M._partial(keys, cols, part)
+  return strip(frame._partial_agg(wrap(part), keys, cols))
+end
+function M._combine(keys, cols, ...)
+  local fs = {}
+  for i, p in ipairs{...} do fs[i] = wrap(p) end
+  return strip(frame._combine_agg(frame.concat(fs), keys, cols))
+end
+function M._finish(keys, spec, part)
+  return strip(frame._finish_agg(wrap(part), keys, spec))
+end
+
+--- gb:agg{x = "mean", y = {"sum", "max"}} -> dataframe of one partition
+function GB:agg(spec, o)
+  o = o or {}
+  local every = o.split_every or 8
+  local ok, cols = pcall(frame._agg_columns, spec)
+  if not ok then error(cols, 2) end
+  local d, keys = self.d, self.keys
+  local name = fresh("groupby-agg")
+  local layer = {}
+  local level = {}
+  for i = 1, d.npartitions do
+    local k = pkey(name .. "-p", i)
+    layer[k] = {fn = M._partial, args = {keys, cols, pkey(d.name, i), n = 3},
+      deps = {pkey(d.name, i)}}
+    level[i] = k
+  end
+  local depth = 0
+  while #level > 1 do
+    depth = depth + 1
+    local nxt = {}
+    for s = 1, #level, every do
+      local args, deps = {keys, cols}, {}
+      for j = s, math.min(s + every - 1, #level) do
+        args[#args + 1] = level[j]
+        deps[#deps + 1] = level[j]
+      end
+      args.n = #args
+      local k = sformat("%s-c%d-%d", name, depth, #nxt + 1)
+      layer[k] = {fn = M._combine, args = args, deps = deps}
+      nxt[#nxt + 1] = k
+    end
+    level = nxt
+  end
+  layer[pkey(name, 1)] = {fn = M._finish, args = {keys, spec, level[1], n = 3},
+    deps = {level[1]}}
+  local layers = {}
+  for k, v in pairs(d.layers) do layers[k] = v end
+  layers[name] = layer
+  return new("groupby-agg", 1, layers, false, name)
+end
+
+M.is_dataframe = function (v) return getmetatable(v) == DF end
+return M

@@ -1,0 +1,858 @@
+--[[ dlua.frame: an in-memory data frame of named, typed columns.
+
+  local frame = require "dlua.frame"
+  local df = frame.read_csv("data.csv")
+  print(df:groupby("key"):agg{x = "mean", y = {"sum", "max"}})
+
+Numeric and bool columns are dlua.ndarray vectors (a missing float64 is
+NaN; an int64 or bool column with a missing value is read as float64, as
+pandas does); string columns are Lua arrays of strings with false for a
+missing value.  README.md, section "Data frames", documents the API. ]]
+
+local nd = require "dlua.ndarray"
+local C = require "dlua.framec"
+
+local error, ipairs, pairs, type, tostring, select, setmetatable, getmetatable =
+  error, ipairs, pairs, type, tostring, select, setmetatable, getmetatable
+local sformat, srep, tconcat, tsort, mhuge = string.format, string.rep,
+  table.concat, table.sort, math.huge
+
+local M = {}
+local Frame = {__name = "dlua.frame"}
+local methods = {}
+local NDMT = getmetatable(nd.zeros{0})
+
+local function is_nd(v) return getmetatable(v) == NDMT end
+local function is_frame(v) return getmetatable(v) == Frame end
+M.is_frame = is_frame
+
+local function fail(level, fmt, ...)
+  error("dlua.frame: " .. sformat(fmt, ...), level + 1)
+end
+
+local function col_len(c) return is_nd(c) and #c or c.n or #c end
+
+local function col_type(c)
+  if is_nd(c) then return c.dtype end
+  return "string"
+end
+
+local function nd_of_ints(t, n)
+  if n == 0 then return nd.zeros({0}, "int64") end
+  return nd.from_table(t, "int64")
+end
+
+-- A column from a Lua array (n values; nil/false missing).
+local function make_col(t, n, level)
+  local kind
+  for i = 1, n do
+    local v = t[i]
+    if v ~= nil and v ~= false or (v == false and kind == "bool") then
+      local k = math.type(v) == "integer" and "int64" or type(v) == "number"
+        and "float64" or type(v) == "boolean" and "bool" or type(v) == "string"
+        and "string" or nil
+      if not k then
+        fail(level + 1, "value %d: expected a number, boolean or string, "
+          .. "got %s", i, type(v))
+      end
+      if kind == nil then kind = k
+      elseif kind ~= k then
+        if (kind == "int64" and k == "float64") or (kind == "float64"
+          and k == "int64") then kind = "float64"
+        else fail(level + 1, "value %d: %s in a %s column", i, k, kind) end
+      end
+    end
+  end
+  kind = kind or "float64"
+  if kind == "string" then
+    local o = {n = n}
+    for i = 1, n do o[i] = t[i] or false end
+    return o
+  end
+  local missing = false
+  for i = 1, n do if t[i] == nil then missing = true break end end
+  if missing or kind == "float64" then
+    local o = {}
+    for i = 1, n do
+      local v = t[i]
+      o[i] = v == nil and 0/0 or (v == true and 1) or (v == false and 0) or v
+    end
+    if kind == "bool" and not missing then return nd.from_table(o, "bool") end
+    return n == 0 and nd.zeros({0}) or nd.from_table(o, "float64")
+  end
+  if n == 0 then return nd.zeros({0}, kind) end
+  return nd.from_table(t, kind)
+end
+
+local function new(names, cols, level)
+  local n
+  local seen = {}
+  for _, name in ipairs(names) do
+    if seen[name] then fail(level + 1, "duplicate column name '%s'", name) end
+    seen[name] = true
+    local len = col_len(cols[name])
+    if n == nil then n = len
+    elseif len ~= n then
+      fail(level + 1, "column '%s' has %d rows, expected %d", name, len, n)
+    end
+  end
+  return setmetatable({_names = names, _cols = cols, _n = n or 0}, Frame)
+end
+
+local function col_value(c, i)
+  if is_nd(c) then
+    local v = c:get(i)
+    if v ~= v then return nil end
+    return v
+  end
+  return c[i] or nil
+end
+
+local function take(c, idx)
+  if is_nd(c) then return C.take(c, idx) end
+  local o, it = {n = #idx}, idx:totable()
+  for i = 1, #it do o[i] = c[it[i]] end
+  return o
+end
+
+local function colnames_list(df)
+  return "'" .. tconcat(df._names, "', '") .. "'"
+end
+
+local function check_col(df, name, level)
+  if df._cols[name] == nil then
+    fail(level + 1, "no column '%s' (columns: %s)", tostring(name),
+      colnames_list(df))
+  end
+  return df._cols[name]
+end
+
+function Frame.__index(df, k)
+  local m = methods[k]
+  if m then return m end
+  local c = rawget(df, "_cols")[k]
+  if c ~= nil then return c end
+  return nil
+end
+
+function Frame.__len(df) return df._n end
+
+--- frame.new{names..., cols} / frame.from_table(rows or columns [, names])
+function M.from_table(t, names)
+  if type(t) ~= "table" then
+    fail(2, "from_table: expects a table of rows or of columns, got %s",
+      type(t))
+  end
+  local cols = {}
+  if t[1] ~= nil and type(t[1]) == "table" then -- rows
+    if not names then
+      names = {}
+      local seen = {}
+      for _, row in ipairs(t) do
+        for k in pairs(row) do
+          if not seen[k] then seen[k] = true names[#names + 1] = k end
+        end
+      end
+      tsort(names)
+    end
+    for _, name in ipairs(names) do
+      local v = {}
+      for i, row in ipairs(t) do v[i] = row[name] end
+      cols[name] = make_col(v, #t, 2)
+    end
+  else -- columns
+    if not names then
+      names = {}
+      for k in pairs(t) do names[#names + 1] = k end
+      tsort(names)
+    end
+    for _, name in ipairs(names) do
+      local v = t[name]
+      if v == nil then fail(2, "from_table: no column '%s'", tostring(name)) end
+      if is_nd(v) then cols[name] = v
+      elseif type(v) == "table" then cols[name] = make_col(v, v.n or #v, 2)
+      else fail(2, "from_table: column '%s' must be a table or ndarray",
+        tostring(name)) end
+    end
+  end
+  return new(names, cols, 2)
+end
+M.new = M.from_table
+
+--- frame.read_csv(path, {types=, sep=, header=, on_error=, names=})
+function M.read_csv(path, o)
+  o = o or {}
+  if type(path) ~= "string" then
+    fail(2, "read_csv: expects a path, got %s", type(path))
+  end
+  local f, err = io.open(path, "rb")
+  if not f then fail(2, "read_csv: %s", err) end
+  local bytes = f:read("a")
+  f:close()
+  return M._from_csv_bytes(bytes, o, path, 1, 3)
+end
+
+function M._from_csv_bytes(bytes, o, file, line0, level)
+  local opts = {sep = o.sep, header = o.header, on_error = o.on_error,
+    types = o.types, names = o.names, file = file, line0 = line0}
+  if o.on_error ~= nil and o.on_error ~= "null" and o.on_error ~= "raise" then
+    fail(level, "read_csv: on_error must be \"raise\" or \"null\"")
+  end
+  local ok, r = pcall(C.read_csv, bytes, opts)
+  if not ok then error(r, level) end
+  local df = new(r.names, r.cols, level)
+  df._nerrors = r.nerrors
+  df._read_types = r.types
+  return df
+end
+
+function methods:columns() return {table.unpack(self._names)} end
+function methods:dtypes()
+  local t = {}
+  for _, n in ipairs(self._names) do t[n] = col_type(self._cols[n]) end
+  return t
+end
+function methods:count() return self._n end
+function methods:nerrors() return self._nerrors or 0 end
+function methods:col(name) return check_col(self, name, 2) end
+
+function methods:select(list)
+  if type(list) == "string" then list = {list} end
+  local cols = {}
+  for _, n in ipairs(list) do cols[n] = check_col(self, n, 2) end
+  return new(list, cols, 2)
+end
+
+local function take_rows(df, idx)
+  local cols = {}
+  for _, n in ipairs(df._names) do cols[n] = take(df._cols[n], idx) end
+  return new(df._names, cols, 3)
+end
+
+function methods:filter(mask)
+  if not is_nd(mask) or mask.dtype ~= "bool" then
+    fail(2, "filter: expects a bool column (e.g. df.x:gt(0)), got %s",
+      is_nd(mask) and mask.dtype or type(mask))
+  end
+  if #mask ~= self._n then
+    fail(2, "filter: mask has %d rows, the frame %d", #mask, self._n)
+  end
+  return take_rows(self, C.which(mask))
+end
+
+function methods:assign(t)
+  local names, cols = {table.unpack(self._names)}, {}
+  for k, v in pairs(self._cols) do cols[k] = v end
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  tsort(keys)
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if type(v) == "number" then v = nd.full({self._n}, v) end
+    if not is_nd(v) and type(v) == "table" then v = make_col(v, v.n or #v, 2) end
+    if not is_nd(v) and type(v) ~= "table" then
+      fail(2, "assign: column '%s' must be an ndarray, table or number",
+        tostring(k))
+    end
+    if col_len(v) ~= self._n then
+      fail(2, "assign: column '%s' has %d rows, the frame %d", tostring(k),
+        col_len(v), self._n)
+    end
+    if cols[k] == nil then names[#names + 1] = k end
+    cols[k] = v
+  end
+  return new(names, cols, 2)
+end
+
+function methods:head(n)
+  n = n or 5
+  if n > self._n then n = self._n end
+  local idx = {}
+  for i = 1, n do idx[i] = i end
+  return take_rows(self, nd_of_ints(idx, n))
+end
+
+function methods:tail(n)
+  n = n or 5
+  if n > self._n then n = self._n end
+  local idx = {}
+  for i = 1, n do idx[i] = self._n - n + i end
+  return take_rows(self, nd_of_ints(idx, n))
+end
+
+function methods:totable()
+  local rows = {}
+  for i = 1, self._n do
+    local r = {}
+    for _, n in ipairs(self._names) do r[n] = col_value(self._cols[n], i) end
+    rows[i] = r
+  end
+  return rows
+end
+
+function methods:column_table(name)
+  local c = check_col(self, name, 2)
+  local t = {}
+  for i = 1, self._n do t[i] = col_value(c, i) end
+  return t
+end
+
+-- Sort keys: codes comparable with <, per column.
+local function cmp_values(c)
+  if is_nd(c) then
+    local t = c:totable()
+    if c.dtype == "bool" then
+      for i = 1, #t do t[i] = t[i] and 1 or 0 end
+    end
+    return t, true
+  end
+  return c, false
+end
+
+function methods:sort_values(o)
+  if type(o) == "string" then o = {by = o} end
+  if type(o) ~= "table" or o.by == nil then
+    fail(2, "sort_values: expects {by = column(s) [, ascending = bool]}")
+  end
+  local by = type(o.by) == "string" and {o.by} or o.by
+  local asc = o.ascending
+  if type(asc) ~= "table" then
+    local a = asc == nil and true or asc
+    asc = {}
+    for i = 1, #by do asc[i] = a end
+  end
+  local keys = {}
+  for i, n in ipairs(by) do keys[i] = cmp_values(check_col(self, n, 2)) end
+  local idx = {}
+  for i = 1, self._n do idx[i] = i end
+  tsort(idx, function (a, b)
+    for k = 1, #keys do
+      local x, y = keys[k][a], keys[k][b]
+      local xm = x == false or x ~= x
+      local ym = y == false or y ~= y
+      if xm or ym then -- missing values last, as pandas
+        if xm ~= ym then return ym end
+      elseif x ~= y then
+        if asc[k] then return x < y end
+        return x > y
+      end
+    end
+    return a < b -- stable
+  end)
+  return take_rows(self, nd_of_ints(idx, #idx))
+end
+
+-- Codes of one key column: codes ndarray, k, first rows ndarray.
+local function factorize(c)
+  if is_nd(c) then return C.factorize(c) end
+  local map, codes, first, k = {}, {}, {}, 0
+  for i = 1, c.n or #c do
+    local v = c[i]
+    if v == false then codes[i] = 0
+    else
+      local code = map[v]
+      if not code then k = k + 1 code = k map[v] = k first[k] = i end
+      codes[i] = code
+    end
+  end
+  return nd_of_ints(codes, #codes), k, nd_of_ints(first, k)
+end
+
+local function group_codes(df, keys, level)
+  local codes, k, first
+  for i, name in ipairs(keys) do
+    local c = check_col(df, name, level + 1)
+    local c2, k2, f2 = factorize(c)
+    if i == 1 then codes, k, first = c2, k2, f2
+    else codes, k, first = C.combine(codes, k2, c2) end
+  end
+  return codes, k, first
+end
+
+local AGGS = {sum = true, mean = true, count = true, min = true, max = true,
+  std = true, var = true, first = true, last = true, nunique = true}
+
+local function agg_one(codes, k, c, how)
+  if how == "nunique" then
+    local vc, vk = factorize(c)
+    local pc, pk, pf = C.combine(codes, vk, vc)
+    -- each pair's group: the group code at its first row
+    local gc = C.take(codes, pf)
+    local ones = nd.ones({pk})
+    return C.reduce("sum", gc, k, ones)
+  end
+  if not is_nd(c) then
+    if how == "count" then
+      local t = {}
+      for i = 1, #codes do t[i] = c[i] and 1 or 0/0 end
+      return C.reduce("count", codes, k, nd.from_table(t))
+    elseif how == "first" or how == "last" then
+      local out, tc = {}, codes:totable()
+      for i = 1, #tc do
+        local g = tc[i]
+        if g > 0 and c[i] and (how == "last" or out[g] == nil) then
+          out[g] = c[i]
+        end
+      end
+      local o = {n = k}
+      for g = 1, k do o[g] = out[g] or false end
+      return o
+    end
+    error(sformat("dlua.frame: agg: '%s' of a string column", how), 0)
+  end
+  if how == "sum" or how == "count" or how == "min" or how == "max"
+    or how == "first" or how == "last" then
+    local r = C.reduce(how, codes, k, c)
+    if how == "count" then return r:astype("int64") end
+    return r
+  end
+  local s = C.reduce("sum", codes, k, c)
+  local n = C.reduce("count", codes, k, c)
+  local mean = s / n
+  if how == "mean" then return mean end
+  local m2 = C.reduce("m2", codes, k, c, mean)
+  local var = m2 / (n - 1)
+  if how == "var" then return var end
+  return nd.sqrt(var)
+end
+
+local GroupBy = {__name = "dlua.frame.groupby"}
+GroupBy.__index = GroupBy
+
+function methods:groupby(keys)
+  if type(keys) == "string" then keys = {keys} end
+  if type(keys) ~= "table" or #keys == 0 then
+    fail(2, "groupby: expects a column name or an array of them")
+  end
+  for _, n in ipairs(keys) do check_col(self, n, 2) end
+  return setmetatable({df = self, keys = keys}, GroupBy)
+end
+
+function GroupBy:agg(spec)
+  local df, keys = self.df, self.keys
+  if type(spec) ~= "table" then
+    fail(2, "agg: expects {column = \"op\" | {\"op\", ...}}")
+  end
+  local cols_list = {}
+  for name, hows in pairs(spec) do
+    check_col(df, name, 2)
+    if type(hows) == "string" then hows = {hows} end
+    for _, h in ipairs(hows) do
+      if not AGGS[h] then
+        fail(2, "agg: unknown aggregation '%s' (sum mean count min max std "
+          .. "var first last nunique)", tostring(h))
+      end
+    end
+    cols_list[#cols_list + 1] = {name, hows}
+  end
+  tsort(cols_list, function (a, b) return a[1] < b[1] end)
+  local codes, k, first = group_codes(df, keys, 2)
+  local names, cols = {}, {}
+  for _, key in ipairs(keys) do
+    names[#names + 1] = key
+    cols[key] = take(df._cols[key], first)
+  end
+  for _, e in ipairs(cols_list) do
+    local name, hows = e[1], e[2]
+    for _, h in ipairs(hows) do
+      local out = #hows == 1 and type(spec[name]) == "string" and name
+        or name .. "_" .. h
+      local ok, r = pcall(agg_one, codes, k, df._cols[name], h)
+      if not ok then error(r, 2) end
+      names[#names + 1] = out
+      cols[out] = r
+    end
+  end
+  return new(names, cols, 2):sort_values{by = keys}
+end
+
+for _, h in ipairs{"sum", "mean", "count", "min", "max", "std", "var",
+  "first", "last", "nunique"} do
+  GroupBy[h] = function (self)
+    local spec = {}
+    local iskey = {}
+    for _, k in ipairs(self.keys) do iskey[k] = true end
+    for _, n in ipairs(self.df._names) do
+      if not iskey[n] then spec[n] = h end
+    end
+    return self:agg(spec)
+  end
+end
+
+function methods:value_counts(name)
+  local c = check_col(self, name, 2)
+  local codes, k, first = factorize(c)
+  local cnt = C.reduce("count", codes, k, nd.ones({#codes}))
+  return new({name, "count"}, {[name] = take(c, first),
+    count = cnt:astype("int64")}, 2):sort_values{by = {"count", name},
+    ascending = {false, true}}
+end
+
+function methods:describe()
+  local stats = {"count", "mean", "std", "min", "max"}
+  local names, cols = {"stat"}, {stat = {n = #stats, table.unpack(stats)}}
+  for _, n in ipairs(self._names) do
+    local c = self._cols[n]
+    if is_nd(c) and c.dtype ~= "bool" then
+      local codes = nd.ones({self._n}, "int64")
+      local v = {}
+      for i, s in ipairs(stats) do
+        local r = agg_one(codes, 1, c, s)
+        v[i] = self._n > 0 and r:astype("float64"):get(1) or 0/0
+      end
+      names[#names + 1] = n
+      cols[n] = nd.from_table(v)
+    end
+  end
+  return new(names, cols, 2)
+end
+
+-- merge(other, {on=, how=})
+function methods:merge(other, o)
+  if not is_frame(other) then fail(2, "merge: expects a frame, got %s", type(other)) end
+  o = o or {}
+  local on = type(o.on) == "string" and {o.on} or o.on
+  if type(on) ~= "table" or #on == 0 then fail(2, "merge: needs {on = column(s)}") end
+  local how = o.how or "inner"
+  if how ~= "inner" and how ~= "left" and how ~= "outer" then
+    fail(2, "merge: how must be \"inner\", \"left\" or \"outer\", got %s",
+      tostring(how))
+  end
+  for _, n in ipairs(on) do
+    local a, b = check_col(self, n, 2), check_col(other, n, 2)
+    local ta, tb = col_type(a), col_type(b)
+    local num = {int64 = true, float64 = true}
+    if ta ~= tb and not (num[ta] and num[tb]) then
+      fail(2, "merge: column '%s' is %s on the left and %s on the right", n,
+        ta, tb)
+    end
+  end
+  local function keyrow(df, i)
+    local p = {}
+    for j, n in ipairs(on) do
+      local v = col_value(df._cols[n], i)
+      if v == nil then return nil end
+      p[j] = tostring(v)
+    end
+    return tconcat(p, "\0")
+  end
+  local index = {}
+  for i = 1, other._n do
+    local key = keyrow(other, i)
+    if key then
+      local l = index[key]
+      if not l then l = {} index[key] = l end
+      l[#l + 1] = i
+    end
+  end
+  local li, ri, matched = {}, {}, {}
+  for i = 1, self._n do
+    local key = keyrow(self, i)
+    local l = key and index[key]
+    if l then
+      for _, j in ipairs(l) do
+        li[#li + 1] = i ri[#ri + 1] = j matched[j] = true
+      end
+    elseif how ~= "inner" then
+      li[#li + 1] = i ri[#ri + 1] = false
+    end
+  end
+  if how == "outer" then
+    for j = 1, other._n do
+      if not matched[j] then li[#li + 1] = false ri[#ri + 1] = j end
+    end
+  end
+  local isOn = {}
+  for _, n in ipairs(on) do isOn[n] = true end
+  local names, cols = {}, {}
+  local function gather(df, idx, n, fallback)
+    local v = {}
+    for r = 1, #idx do
+      local i = idx[r]
+      if i then v[r] = col_value(df._cols[n], i)
+      elseif fallback then v[r] = col_value(fallback[1]._cols[n], fallback[2][r])
+      end
+    end
+    local c = df._cols[n]
+    if not is_nd(c) then
+      local o2 = {n = #idx}
+      for r = 1, #idx do o2[r] = v[r] or false end
+      return o2
+    end
+    return make_col(v, #idx, 3)
+  end
+  for _, n in ipairs(self._names) do
+    local out = n
+    if not isOn[n] and other._cols[n] ~= nil then out = n .. "_x" end
+    names[#names + 1] = out
+    cols[out] = gather(self, li, n, isOn[n] and {other, ri} or nil)
+  end
+  for _, n in ipairs(other._names) do
+    if not isOn[n] then
+      local out = self._cols[n] ~= nil and n .. "_y" or n
+      names[#names + 1] = out
+      cols[out] = gather(other, ri, n)
+    end
+  end
+  return new(names, cols, 2)
+end
+
+--- frame.concat{df1, df2, ...}
+function M.concat(list)
+  if type(list) ~= "table" or #list == 0 then
+    fail(2, "concat: expects a non-empty array of frames")
+  end
+  local first = list[1]
+  for i, df in ipairs(list) do
+    if not is_frame(df) then fail(2, "concat: item %d is not a frame", i) end
+    if tconcat(df._names, ",") ~= tconcat(first._names, ",") then
+      fail(2, "concat: frame %d has columns %s, frame 1 has %s", i,
+        colnames_list(df), colnames_list(first))
+    end
+  end
+  local cols = {}
+  for _, n in ipairs(first._names) do
+    local c = first._cols[n]
+    if is_nd(c) then
+      local parts, ty = {}, c.dtype
+      for i, df in ipairs(list) do
+        local p = df._cols[n]
+        if not is_nd(p) then fail(2, "concat: column '%s' differs in type", n) end
+        if p.dtype ~= ty then ty = "float64" end
+        parts[i] = p
+      end
+      for i, p in ipairs(parts) do
+        if p.dtype ~= ty then parts[i] = p:astype(ty) end
+      end
+      cols[n] = nd.concatenate(parts)
+    else
+      local o, k = {}, 0
+      for _, df in ipairs(list) do
+        local p = df._cols[n]
+        if is_nd(p) then fail(2, "concat: column '%s' differs in type", n) end
+        for i = 1, p.n or #p do k = k + 1 o[k] = p[i] end
+      end
+      o.n = k
+      cols[n] = o
+    end
+  end
+  return new({table.unpack(first._names)}, cols, 2)
+end
+
+local function fmt_value(v)
+  if v == nil then return "NaN" end
+  if math.type(v) == "float" then
+    if v == math.floor(v) and v > -1e15 and v < 1e15 then
+      return sformat("%.1f", v)
+    end
+    return sformat("%.6g", v)
+  end
+  return tostring(v)
+end
+
+local function csv_field(v, sep)
+  if v == nil then return "" end
+  local s = math.type(v) == "float" and sformat("%.17g", v) or tostring(v)
+  if s:find('[' .. sep .. '"\r\n]') then s = '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+function methods:to_csv_string(o)
+  o = o or {}
+  local sep = o.sep or ","
+  local lines = {tconcat(self._names, sep)}
+  for i = 1, self._n do
+    local p = {}
+    for j, n in ipairs(self._names) do
+      p[j] = csv_field(col_value(self._cols[n], i), sep)
+    end
+    lines[#lines + 1] = tconcat(p, sep)
+  end
+  return tconcat(lines, "\n") .. "\n"
+end
+
+function methods:to_csv(path, o)
+  if type(path) ~= "string" then fail(2, "to_csv: expects a path") end
+  local f, err = io.open(path, "wb")
+  if not f then fail(2, "to_csv: %s", err) end
+  f:write(self:to_csv_string(o))
+  f:close()
+  return path
+end
+
+--[[ print(df): aligned like pandas, the middle elided past 60 rows. ]]
+function Frame.__tostring(df)
+  local rows = {}
+  local n = df._n
+  local show = {}
+  if n > 60 then
+    for i = 1, 5 do show[#show + 1] = i end
+    show[#show + 1] = false
+    for i = n - 4, n do show[#show + 1] = i end
+  else
+    for i = 1, n do show[i] = i end
+  end
+  local header = {""}
+  for _, name in ipairs(df._names) do header[#header + 1] = name end
+  rows[1] = header
+  for _, i in ipairs(show) do
+    local r = {i and tostring(i - 1) or "..."}
+    for _, name in ipairs(df._names) do
+      r[#r + 1] = i and fmt_value(col_value(df._cols[name], i)) or "..."
+    end
+    rows[#rows + 1] = r
+  end
+  local width = {}
+  for _, r in ipairs(rows) do
+    for j, s in ipairs(r) do
+      if (width[j] or 0) < #s then width[j] = #s end
+    end
+  end
+  local out = {}
+  for ri, r in ipairs(rows) do
+    local p = {}
+    for j, s in ipairs(r) do
+      p[j] = j == 1 and s .. srep(" ", width[j] - #s)
+        or srep(" ", width[j] - #s) .. s
+    end
+    out[ri] = tconcat(p, "  ")
+  end
+  out[#out + 1] = sformat("\n[%d rows x %d columns]", n, #df._names)
+  return tconcat(out, "\n")
+end
+
+
+----------------------------------------------------------------------------
+-- Partial aggregations (for dlua.dataframe's tree of group-bys)
+----------------------------------------------------------------------------
+
+--- frame.wrap(t): give a frame sent over the wire its methods back.
+function M.wrap(t) return setmetatable(t, Frame) end
+
+function methods:_take(idx)
+  return take_rows(self, nd_of_ints(idx, #idx))
+end
+
+local TREE_AGGS = {sum = true, mean = true, count = true, min = true,
+  max = true, std = true, var = true, first = true, last = true}
+
+-- The columns an agg spec needs, checked: {name, ...} sorted.
+function M._agg_columns(spec)
+  if type(spec) ~= "table" then
+    error("dlua.dataframe: agg: expects {column = \"op\" | {\"op\", ...}}", 0)
+  end
+  local cols = {}
+  for name, hows in pairs(spec) do
+    if type(hows) == "string" then hows = {hows} end
+    for _, h in ipairs(hows) do
+      if not TREE_AGGS[h] then
+        error(sformat("dlua.dataframe: agg: '%s' is not supported on a "
+          .. "partitioned frame (sum mean count min max std var first last)",
+          tostring(h)), 0)
+      end
+    end
+    cols[#cols + 1] = name
+  end
+  tsort(cols)
+  return cols
+end
+
+local function grouped(df, keys, level)
+  local codes, k, first = group_codes(df, keys, level + 1)
+  local names, cols = {}, {}
+  for _, key in ipairs(keys) do
+    names[#names + 1] = key
+    cols[key] = take(df._cols[key], first)
+  end
+  return codes, k, names, cols
+end
+
+-- Per partition: keys + name__count, __sum, __min, __max, __first, __last,
+-- __m2 (squared deviations from the partition's group mean).
+function M._partial_agg(df, keys, vcols)
+  local codes, k, names, cols = grouped(df, keys, 2)
+  for _, name in ipairs(vcols) do
+    local c = check_col(df, name, 2)
+    local stats = is_nd(c) and {"count", "sum", "min", "max", "first", "last"}
+      or {"count", "first", "last"}
+    for _, h in ipairs(stats) do
+      local r = agg_one(codes, k, c, h)
+      if h == "count" and is_nd(r) then r = r:astype("float64") end
+      names[#names + 1] = name .. "__" .. h
+      cols[name .. "__" .. h] = r
+    end
+    if is_nd(c) then
+      local mean = cols[name .. "__sum"] / cols[name .. "__count"]
+      names[#names + 1] = name .. "__m2"
+      cols[name .. "__m2"] = C.reduce("m2", codes, k, c, mean)
+    end
+  end
+  return new(names, cols, 2)
+end
+
+-- Combine partials (concatenated) into one partial.
+function M._combine_agg(df, keys, vcols)
+  local codes, k, names, cols = grouped(df, keys, 2)
+  for _, name in ipairs(vcols) do
+    local function col(h) return df._cols[name .. "__" .. h] end
+    local cnt = C.reduce("sum", codes, k, col("count"))
+    names[#names + 1] = name .. "__count"
+    cols[name .. "__count"] = cnt
+    for _, h in ipairs{"sum", "min", "max", "first", "last"} do
+      local c = col(h)
+      if c ~= nil then
+        names[#names + 1] = name .. "__" .. h
+        cols[name .. "__" .. h] = agg_one(codes, k, c,
+          h == "sum" and "sum" or h)
+      end
+    end
+    if col("m2") ~= nil then
+      -- Chan et al.: M2 = sum m2_i + sum n_i (mean_i - mean)^2
+      local gmean = cols[name .. "__sum"] / cnt
+      local d = col("sum") / col("count") - C.take(gmean, codes)
+      local w = col("count") * d * d
+      w = nd.where(nd.isnan(w), 0, w)
+      names[#names + 1] = name .. "__m2"
+      cols[name .. "__m2"] = C.reduce("sum", codes, k, col("m2")) +
+        C.reduce("sum", codes, k, w)
+    end
+  end
+  return new(names, cols, 2)
+end
+
+-- The requested results from a combined partial, sorted by the keys.
+function M._finish_agg(df, keys, spec)
+  local names, cols = {}, {}
+  for _, key in ipairs(keys) do
+    names[#names + 1] = key
+    cols[key] = df._cols[key]
+  end
+  local list = {}
+  for name, hows in pairs(spec) do list[#list + 1] = name end
+  tsort(list)
+  for _, name in ipairs(list) do
+    local hows = spec[name]
+    local single = type(hows) == "string"
+    if single then hows = {hows} end
+    for _, h in ipairs(hows) do
+      local function col(x) return df._cols[name .. "__" .. x] end
+      local r
+      if h == "count" then r = col("count"):astype("int64")
+      elseif h == "mean" then r = col("sum") / col("count")
+      elseif h == "var" or h == "std" then
+        r = col("m2") / (col("count") - 1)
+        if h == "std" then r = nd.sqrt(r) end
+      else r = col(h) end
+      if r == nil then
+        error(sformat("dlua.dataframe: agg: '%s' of string column '%s'", h,
+          name), 0)
+      end
+      local out = single and name or name .. "_" .. h
+      names[#names + 1] = out
+      cols[out] = r
+    end
+  end
+  return new(names, cols, 2):sort_values{by = keys}
+end
+
+return M

@@ -1,0 +1,59 @@
+/*
+** dl_csvframe.h -- typed CSV blocks into columns (pure C, over libcsv).
+** A block of CSV bytes becomes one column per field: float64, int64
+** and bool columns as dl_nd arrays, strings as offsets + bytes, each
+** with a validity byte per row (0: missing).  Strict: a field that does
+** not fit its column's type is an error naming file:line:column and the
+** type, unless on_error_null turns it into a missing value (counted).
+*/
+#ifndef DL_CSVFRAME_H
+#define DL_CSVFRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dl_nd.h"
+
+enum { DL_FT_F64, DL_FT_I64, DL_FT_BOOL, DL_FT_STR, DL_FT_AUTO };
+
+typedef struct dl_fcol {
+  int type;        /* DL_FT_* (never AUTO once read) */
+  char *name;
+  int64_t n, cap;  /* rows */
+  void *vals;      /* double / int64_t / uint8_t per row (not STR) */
+  uint8_t *valid;  /* 1 per row: 1 present, 0 missing */
+  int64_t nmissing;
+  int64_t *offs;   /* STR: n + 1 offsets into bytes */
+  char *bytes;
+  size_t blen, bcap;
+} dl_fcol;
+
+typedef struct dl_ftable {
+  int ncol;
+  dl_fcol *cols;
+  int64_t nrows;
+  int64_t nerrors; /* fields turned missing by on_error_null */
+} dl_ftable;
+
+typedef struct dl_csvopts {
+  char sep;
+  int header;            /* first record holds the names */
+  int on_error_null;
+  const char *file;      /* for messages */
+  int64_t line0;         /* line number of the block's first record */
+  int ntypes;            /* types by column name (others inferred) */
+  const char *const *type_names;
+  const int *type_vals;
+  int nnames;            /* names when header == 0 (else "1", "2", ...) */
+  const char *const *names;
+  int ninfer;            /* rows sampled to infer types (0: 1000) */
+} dl_csvopts;
+
+/* Parse n bytes at p into *t (zeroed first).  0, or -1 with a message in
+   err (errn bytes) and *t freed. */
+int dl_csv_frame(const char *p, size_t n, const dl_csvopts *o, dl_ftable *t,
+                 char *err, size_t errn);
+void dl_ftable_free(dl_ftable *t);
+const char *dl_ft_name(int type);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+** dl_frame_lua.c -- the "dlua.framec" module: the C kernels of data
+** frames (runtime/frame/) for lua/dlua/frame.lua.  Numeric columns are
+** dlua.ndarray userdata (frame.lua loads dlua.ndarray first, which makes
+** the metatable used here); string columns are Lua arrays of strings
+** with false for a missing value.  README.md, "Data frames".
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "dl_csvframe.h"
+#include "dl_fgroup.h"
+#include "dl_nd.h"
+#include "dl_runtime.h"
+
+#define ND_MT "dlua.ndarray"
+
+/* A contiguous 1-d view of the ndarray at i (copied if strided). */
+static const dl_nd *check_vec(lua_State *L, int i) {
+  dl_nd *a = (dl_nd *)luaL_testudata(L, i, ND_MT);
+  if (a == NULL || a->buf == NULL) luaL_typeerror(L, i, "ndarray");
+  if (a->ndim != 1)
+    luaL_argerror(L, i, "expected a 1-d ndarray (a column)");
+  if (!dl_nd_contiguous(a)) luaL_argerror(L, i, "expected a contiguous ndarray");
+  return a;
+}
+
+/* Push a new 1-d ndarray of n elements of type t.  [-0, +1, m] */
+static dl_nd *push_vec(lua_State *L, dl_dtype t, int64_t n) {
+  dl_nd *a = (dl_nd *)lua_newuserdatauv(L, sizeof *a, 0);
+  memset(a, 0, sizeof *a);
+  if (luaL_getmetatable(L, ND_MT) != LUA_TTABLE)
+    luaL_error(L, "dlua.frame: dlua.ndarray is not loaded");
+  lua_setmetatable(L, -2);
+  if (dl_nd_alloc_uninit(a, t, 1, &n)) luaL_error(L, "not enough memory");
+  return a;
+}
+
+/* A float64 copy of a numeric column at i (pushed on the stack). */
+static const double *as_f64(lua_State *L, int i, int64_t *n) {
+  const dl_nd *a = check_vec(L, i);
+  *n = a->shape[0];
+  if (a->dtype == DL_F64) {
+    lua_pushvalue(L, i);
+    return (const double *)a->data;
+  } else {
+    dl_nd *o = push_vec(L, DL_F64, *n);
+    int64_t j;
+    for (j = 0; j < *n; j++)
+      ((double *)o->data)[j] = a->dtype == DL_I64
+          ? (double)((const int64_t *)a->data)[j]
+          : (double)((const uint8_t *)a->data)[j];
+    return (const double *)o->data;
+  }
+}
+
+/* take(col, idx) -> col[idx]: idx an int64 ndarray of 1-based rows. */
+static int l_take(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1), *ix = check_vec(L, 2);
+  int64_t n = ix->shape[0], i, m = a->shape[0];
+  size_t w = dl_nd_itemsize(a->dtype);
+  const int64_t *p = (const int64_t *)ix->data;
+  dl_nd *o;
+  if (ix->dtype != DL_I64) luaL_argerror(L, 2, "expected an int64 ndarray");
+  o = push_vec(L, a->dtype, n);
+  for (i = 0; i < n; i++) {
+    if (p[i] < 1 || p[i] > m)
+      return luaL_error(L, "dlua.frame: row %I out of range 1..%I",
+                        (lua_Integer)p[i], (lua_Integer)m);
+    memcpy(o->data + (size_t)i * w, a->data + (size_t)(p[i] - 1) * w, w);
+  }
+  return 1;
+}
+
+/* which(mask) -> int64 ndarray of the 1-based rows where mask is true. */
+static int l_which(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1);
+  int64_t n = a->shape[0], i, k = 0;
+  const uint8_t *m = (const uint8_t *)a->data;
+  dl_nd *o;
+  if (a->dtype != DL_BOOL) luaL_argerror(L, 1, "expected a bool ndarray");
+  for (i = 0; i < n; i++) k += m[i] != 0;
+  o = push_vec(L, DL_I64, k);
+  for (i = 0, k = 0; i < n; i++)
+    if (m[i]) ((int64_t *)o->data)[k++] = i + 1;
+  return 1;
+}
+
+/* factorize(col) -> codes (int64, 1..k, 0 missing), k, first (int64,
+   1-based row of each code's first row). */
+static int l_factorize(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1);
+  int64_t n = a->shape[0], k, *first;
+  dl_nd *codes = push_vec(L, DL_I64, n);
+  first = malloc((size_t)(n ? n : 1) * sizeof *first);
+  if (!first) return luaL_error(L, "not enough memory");
+  if (a->dtype == DL_F64) {
+    k = dl_factorize_f64((const double *)a->data, n,
+                         (int64_t *)codes->data, first);
+  } else if (a->dtype == DL_I64) {
+    k = dl_factorize_i64((const int64_t *)a->data, NULL, n,
+                         (int64_t *)codes->data, first);
+  } else {
+    int64_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp), i;
+    if (!tmp) {
+      free(first);
+      return luaL_error(L, "not enough memory");
+    }
+    for (i = 0; i < n; i++) tmp[i] = ((const uint8_t *)a->data)[i];
+    k = dl_factorize_i64(tmp, NULL, n, (int64_t *)codes->data, first);
+    free(tmp);
+  }
+  if (k < 0) {
+    free(first);
+    return luaL_error(L, "not enough memory");
+  }
+  lua_pushinteger(L, (lua_Integer)k);
+  {
+    dl_nd *f = push_vec(L, DL_I64, k);
+    int64_t i;
+    for (i = 0; i < k; i++) ((int64_t *)f->data)[i] = first[i] + 1;
+  }
+  free(first);
+  return 3;
+}
+
+/* combine(codes_a, ka, codes_b) -> codes, k, first: the codes of the
+   pairs (a, b); 0 where either is 0. */
+static int l_combine(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1), *b = check_vec(L, 3);
+  lua_Integer kb = luaL_checkinteger(L, 2);
+  int64_t n = a->shape[0], i, k, *keys, *first;
+  uint8_t *valid;
+  dl_nd *codes;
+  if (b->shape[0] != n) luaL_argerror(L, 3, "columns of different lengths");
+  keys = malloc((size_t)(n ? n : 1) * sizeof *keys);
+  first = malloc((size_t)(n ? n : 1) * sizeof *first);
+  valid = malloc((size_t)(n ? n : 1));
+  if (!keys || !first || !valid) {
+    free(keys);
+    free(first);
+    free(valid);
+    return luaL_error(L, "not enough memory");
+  }
+  for (i = 0; i < n; i++) {
+    int64_t x = ((const int64_t *)a->data)[i], y = ((const int64_t *)b->data)[i];
+    keys[i] = x * ((int64_t)kb + 1) + y;
+    valid[i] = x != 0 && y != 0;
+  }
+  codes = push_vec(L, DL_I64, n);
+  k = dl_factorize_i64(keys, valid, n, (int64_t *)codes->data, first);
+  free(keys);
+  free(valid);
+  if (k < 0) {
+    free(first);
+    return luaL_error(L, "not enough memory");
+  }
+  lua_pushinteger(L, (lua_Integer)k);
+  {
+    dl_nd *f = push_vec(L, DL_I64, k);
+    for (i = 0; i < k; i++) ((int64_t *)f->data)[i] = first[i] + 1;
+  }
+  free(first);
+  return 3;
+}
+
+/* reduce(op, codes, k, values [, means]) -> float64 ndarray of k. */
+static int l_reduce(lua_State *L) {
+  static const char *const ops[] = {"sum", "count", "min", "max", "first",
+                                    "last", "m2", NULL};
+  int op = luaL_checkoption(L, 1, NULL, ops);
+  const dl_nd *c = check_vec(L, 2);
+  lua_Integer k = luaL_checkinteger(L, 3);
+  int64_t n;
+  const double *v = as_f64(L, 4, &n), *mean = NULL;
+  dl_nd *o;
+  if (c->shape[0] != n) luaL_argerror(L, 4, "columns of different lengths");
+  if (op == DL_G_M2) {
+    const dl_nd *m = check_vec(L, 5);
+    if (m->dtype != DL_F64 || m->shape[0] != k)
+      luaL_argerror(L, 5, "expected k float64 means");
+    mean = (const double *)m->data;
+  }
+  o = push_vec(L, DL_F64, (int64_t)k);
+  dl_group_reduce(op, (const int64_t *)c->data, n, v, (int64_t)k, mean,
+                  (double *)o->data);
+  return 1;
+}
+
+static int type_of(lua_State *L, const char *s) {
+  if (!strcmp(s, "float64") || !strcmp(s, "number")) return DL_FT_F64;
+  if (!strcmp(s, "int64") || !strcmp(s, "integer")) return DL_FT_I64;
+  if (!strcmp(s, "bool") || !strcmp(s, "boolean")) return DL_FT_BOOL;
+  if (!strcmp(s, "string")) return DL_FT_STR;
+  return luaL_error(L, "dlua.frame: unknown column type \"%s\" (float64, "
+                    "int64, bool or string)", s);
+}
+
+/* Push column c: an ndarray, or an array of strings (false: missing).
+   int64 and bool columns with missing values become float64 with NaN. */
+static void push_col(lua_State *L, const dl_fcol *c) {
+  int64_t i;
+  if (c->type == DL_FT_STR) {
+    lua_createtable(L, (int)c->n, 0);
+    for (i = 0; i < c->n; i++) {
+      if (c->valid[i])
+        lua_pushlstring(L, c->bytes + c->offs[i],
+                        (size_t)(c->offs[i + 1] - c->offs[i]));
+      else
+        lua_pushboolean(L, 0);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+  } else if (c->type == DL_FT_F64 || c->nmissing) {
+    dl_nd *o = push_vec(L, DL_F64, c->n);
+    double *d = (double *)o->data;
+    for (i = 0; i < c->n; i++) {
+      if (!c->valid[i]) d[i] = NAN;
+      else if (c->type == DL_FT_F64) d[i] = ((const double *)c->vals)[i];
+      else if (c->type == DL_FT_I64)
+        d[i] = (double)((const int64_t *)c->vals)[i];
+      else d[i] = ((const uint8_t *)c->vals)[i];
+    }
+  } else {
+    dl_nd *o = push_vec(L, c->type == DL_FT_I64 ? DL_I64 : DL_BOOL, c->n);
+    if (c->n)
+      memcpy(o->data, c->vals, (size_t)c->n * (c->type == DL_FT_I64 ? 8 : 1));
+  }
+}
+
+/* read_csv(bytes, {file=, line0=, sep=, header=, on_error=, types=,
+   names=}) -> {names = {...}, cols = {name = col}, nrows =, nerrors =} */
+static int l_read_csv(lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  dl_csvopts o;
+  dl_ftable t;
+  char err[512];
+  const char **tn = NULL, **names = NULL;
+  int *tv = NULL, rc, i;
+  memset(&o, 0, sizeof o);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  o.sep = ',';
+  o.header = 1;
+  o.line0 = 1;
+  lua_getfield(L, 2, "sep");
+  if (lua_isstring(L, -1)) o.sep = lua_tostring(L, -1)[0];
+  lua_getfield(L, 2, "header");
+  if (lua_isboolean(L, -1)) o.header = lua_toboolean(L, -1);
+  lua_getfield(L, 2, "on_error");
+  o.on_error_null = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "null");
+  lua_getfield(L, 2, "file");
+  o.file = lua_tostring(L, -1);
+  lua_getfield(L, 2, "line0");
+  if (lua_isinteger(L, -1)) o.line0 = lua_tointeger(L, -1);
+  lua_pop(L, 4); /* keep file on the stack */
+  lua_getfield(L, 2, "types"); /* name -> type string */
+  if (lua_istable(L, -1)) {
+    int k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) { k++; lua_pop(L, 1); }
+    tn = lua_newuserdatauv(L, (size_t)(k ? k : 1) * sizeof *tn, 0);
+    tv = lua_newuserdatauv(L, (size_t)(k ? k : 1) * sizeof *tv, 0);
+    lua_pushnil(L);
+    while (lua_next(L, -4)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+        tn[o.ntypes] = lua_tostring(L, -2);
+        tv[o.ntypes++] = type_of(L, lua_tostring(L, -1));
+      }
+      lua_pop(L, 1);
+    }
+    o.type_names = tn;
+    o.type_vals = tv;
+  }
+  lua_getfield(L, 2, "names");
+  if (lua_istable(L, -1)) {
+    int k = (int)lua_rawlen(L, -1);
+    names = lua_newuserdatauv(L, (size_t)(k ? k : 1) * sizeof *names, 0);
+    for (i = 0; i < k; i++) {
+      lua_rawgeti(L, -2, i + 1);
+      names[i] = lua_tostring(L, -1);
+      lua_pop(L, 1); /* the string stays alive in the names table */
+      if (!names[i]) return luaL_error(L, "dlua.frame: names must be strings");
+    }
+    o.nnames = k;
+    o.names = names;
+  }
+  rc = dl_csv_frame(p, n, &o, &t, err, sizeof err);
+  if (rc) return luaL_error(L, "dlua.frame: %s", err);
+  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, t.ncol); /* types as read (before NaN widening) */
+  for (i = 0; i < t.ncol; i++) {
+    lua_pushstring(L, dl_ft_name(t.cols[i].type));
+    lua_setfield(L, -2, t.cols[i].name);
+  }
+  lua_setfield(L, -2, "types");
+  lua_createtable(L, t.ncol, 0);
+  lua_createtable(L, 0, t.ncol);
+  for (i = 0; i < t.ncol; i++) {
+    lua_pushstring(L, t.cols[i].name);
+    lua_rawseti(L, -3, i + 1);
+    push_col(L, &t.cols[i]);
+    lua_setfield(L, -2, t.cols[i].name);
+  }
+  lua_setfield(L, -3, "cols");
+  lua_setfield(L, -2, "names");
+  lua_pushinteger(L, (lua_Integer)t.nrows);
+  lua_setfield(L, -2, "nrows");
+  lua_pushinteger(L, (lua_Integer)t.nerrors);
+  lua_setfield(L, -2, "nerrors");
+  dl_ftable_free(&t);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"take", l_take}, {"which", l_which}, {"factorize", l_factorize},
+  {"combine", l_combine}, {"reduce", l_reduce}, {"read_csv", l_read_csv},
+  {NULL, NULL}};
+
+int luaopen_dlua_framec(lua_State *L) {
+  luaL_newlib(L, funcs);
+  return 1;
+}

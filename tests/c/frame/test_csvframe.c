@@ -1,0 +1,90 @@
+/*
+** test_csvframe.c -- C tests of the data-frame layer (runtime/frame):
+** replay of the CSV reader fuzzer's saved inputs, typed reading and its
+** errors, the group-by kernels.  Run from the repository root.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dl_csvframe.h"
+#include "dl_fgroup.h"
+#include "tap.h"
+
+#define DL_FUZZ_NO_MAIN
+#include "fuzz_csvframe.c"
+
+static void replay_one(const unsigned char *p, size_t n, void *ud) {
+  (void)ud;
+  csvframe_fuzz_one(p, n);
+}
+
+static int read_s(const char *s, int on_null, dl_ftable *t, char *err) {
+  dl_csvopts o;
+  memset(&o, 0, sizeof o);
+  o.sep = ',';
+  o.header = 1;
+  o.on_error_null = on_null;
+  o.file = "t.csv";
+  o.line0 = 1;
+  o.ninfer = 1;
+  return dl_csv_frame(s, strlen(s), &o, t, err, 512);
+}
+
+static void test_regressions(void) {
+  CHECK(tap_replay("tests/fuzz/regressions-csvframe", replay_one, NULL) > 0);
+}
+
+static void test_typed(void) {
+  dl_ftable t;
+  char err[512];
+  /* BOM, CRLF, a quoted newline, no final newline */
+  CHECK(read_s("\xEF\xBB\xBFi,x,s\r\n1,0.5,\"a\nb\"\r\n2,,c", 0, &t, err) == 0);
+  CHECK(t.ncol == 3 && t.nrows == 2);
+  CHECK(strcmp(t.cols[0].name, "i") == 0 && t.cols[0].type == DL_FT_I64);
+  CHECK(((int64_t *)t.cols[0].vals)[1] == 2);
+  CHECK(t.cols[1].type == DL_FT_F64 && t.cols[1].valid[1] == 0);
+  CHECK(t.cols[2].type == DL_FT_STR && t.cols[2].offs[1] == 3);
+  CHECK(memcmp(t.cols[2].bytes, "a\nb", 3) == 0);
+  dl_ftable_free(&t);
+  /* inferred int64 from row 1; row 3 does not fit */
+  CHECK(read_s("i\n1\n2\nx\n", 0, &t, err) == -1);
+  CHECK(strstr(err, "t.csv:4:1: expected int64") != NULL);
+  CHECK(read_s("i\n1\n2\nx\n", 1, &t, err) == 0);
+  CHECK(t.nrows == 3 && t.nerrors == 1 && t.cols[0].valid[2] == 0);
+  dl_ftable_free(&t);
+  CHECK(read_s("a,b\n1,2\n3\n", 0, &t, err) == -1);
+  CHECK(strstr(err, "t.csv:3: expected 2 fields, got 1") != NULL);
+  CHECK(read_s("a,b\n1,\"2\n", 0, &t, err) == -1);
+  CHECK(strstr(err, "unterminated") != NULL);
+  CHECK(read_s("", 0, &t, err) == -1);
+  CHECK(strstr(err, "empty file") != NULL);
+  CHECK(read_s("a,a\n1,2\n", 0, &t, err) == -1);
+  CHECK(strstr(err, "duplicate column name") != NULL);
+}
+
+static void test_group(void) {
+  int64_t keys[6] = {5, 7, 5, 9, 7, 5}, codes[6], first[6];
+  double v[6] = {1, 2, 3, NAN, 4, 5}, out[3], mean[3];
+  CHECK(dl_factorize_i64(keys, NULL, 6, codes, first) == 3);
+  CHECK(codes[0] == 1 && codes[1] == 2 && codes[3] == 3 && codes[5] == 1);
+  CHECK(first[2] == 3);
+  dl_group_reduce(DL_G_SUM, codes, 6, v, 3, NULL, out);
+  CHECK(out[0] == 9 && out[1] == 6 && out[2] == 0);
+  dl_group_reduce(DL_G_COUNT, codes, 6, v, 3, NULL, out);
+  CHECK(out[0] == 3 && out[2] == 0);
+  dl_group_reduce(DL_G_MAX, codes, 6, v, 3, NULL, out);
+  CHECK(out[0] == 5 && isnan(out[2]));
+  mean[0] = 3;
+  mean[1] = 3;
+  mean[2] = 0;
+  dl_group_reduce(DL_G_M2, codes, 6, v, 3, mean, out);
+  CHECK(out[0] == 8 && out[1] == 2);
+}
+
+int main(void) {
+  RUN(test_regressions);
+  RUN(test_typed);
+  RUN(test_group);
+  return TAP_END();
+}

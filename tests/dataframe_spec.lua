@@ -1,0 +1,149 @@
+-- Specs for dlua.dataframe: read_csv in blocks read by the workers, the
+-- group-by tree against the in-memory frame, head, filter, to_csv, and
+-- the errors of bad files.
+local dlua = require "dlua"
+local frame = require "dlua.frame"
+local dd = require "dlua.dataframe"
+
+local SYNC = {scheduler = "sync"}
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+
+local function spit(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function make_files(dir, nfiles, nrows)
+  math.randomseed(11)
+  for f = 1, nfiles do
+    local t = {"id,key,x,y\n"}
+    for i = 1, nrows do
+      t[#t + 1] = string.format("%d,k%d,%.6f,%d\n", i, math.random(1, 20),
+        math.random(), math.random(1, 100))
+    end
+    spit(dir .. "/p" .. f .. ".csv", table.concat(t))
+  end
+end
+
+local SPEC = {x = {"mean", "std", "count", "min"},
+  y = {"sum", "max", "var", "first", "last"}}
+
+local function same_frames(a, b)
+  local ta, tb = a:totable(), b:totable()
+  assert.equal(#tb, #ta)
+  for i = 1, #tb do
+    for k, v in pairs(tb[i]) do
+      if type(v) == "number" then
+        assert.near(v, ta[i][k], 1e-9 * math.max(1, math.abs(v)))
+      else
+        assert.equal(v, ta[i][k])
+      end
+    end
+  end
+end
+
+describe("dlua.dataframe", function ()
+  local dir
+  setup(function ()
+    dir = tmpdir()
+    make_files(dir, 3, 1500)
+  end)
+  teardown(function () os.execute("rm -rf '" .. dir .. "'") end)
+
+  local function whole()
+    local fs = {}
+    for f = 1, 3 do fs[f] = frame.read_csv(dir .. "/p" .. f .. ".csv") end
+    return frame.concat(fs)
+  end
+
+  it("splits files into blocks at line boundaries", function ()
+    local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 10000})
+    assert.is_true(ddf.npartitions > 3)
+    assert.equal(4500, ddf:count(SYNC))
+    same_frames(ddf:compute(SYNC), whole())
+  end)
+
+  it("aggregates by group as a tree, equal to the in-memory frame",
+    function ()
+    local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 8000})
+    local r = ddf:groupby("key"):agg(SPEC, {split_every = 2}):compute(SYNC)
+    same_frames(r, whole():groupby("key"):agg(SPEC))
+  end)
+
+  it("filters per partition and reads only the first block for head",
+    function ()
+    local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 8000})
+    local all = whole()
+    assert.equal(#all:filter(all.x:gt(0.5)),
+      ddf:filter(function (df) return df.x:gt(0.5) end):count(SYNC))
+    assert.same(all:head(3):totable(), ddf:head(3, SYNC):totable())
+    local f = dd.from_frame(all, 4)
+    assert.equal(4, f.npartitions)
+    assert.equal(4500, f:count(SYNC))
+  end)
+
+  it("names the file's own line for a mismatch in a later block", function ()
+    local p = dir .. "/bad.csv"
+    local t = {"a,b\n"}
+    for i = 1, 2000 do t[#t + 1] = i .. "," .. i .. "\n" end
+    t[#t + 1] = "2001,oops\n"
+    spit(p, table.concat(t))
+    local ddf = dd.read_csv(p, {blocksize = 4000})
+    local ok, err = pcall(ddf.compute, ddf, SYNC)
+    assert.is_false(ok)
+    assert.truthy(err:find(p .. ":2002:2: expected int64, got \"oops\"", 1,
+      true), err)
+    os.remove(p)
+  end)
+
+  it("rejects bad input clearly", function ()
+    local ok, err = pcall(function () local d = dd.read_csv(dir .. "/none*.csv"); return d end)
+    assert.truthy(err:find("no files match", 1, true))
+    assert.truthy(err:find("dataframe_spec.lua", 1, true))
+    spit(dir .. "/empty.csv.x", "")
+    ok, err = pcall(dd.read_csv, dir .. "/empty.csv.x")
+    assert.truthy(err:find("empty file", 1, true))
+    os.remove(dir .. "/empty.csv.x")
+    local ddf = dd.read_csv(dir .. "/*.csv")
+    ok, err = pcall(ddf.groupby, ddf, "nope")
+    assert.truthy(err:find("no column 'nope' (columns: 'id', 'key', 'x', 'y')",
+      1, true))
+    ok, err = pcall(function () local g = ddf:groupby("key"); return g:agg{x = "nunique"} end)
+    assert.truthy(err:find("not supported on a partitioned frame", 1, true))
+    ok, err = pcall(dd.read_csv, dir .. "/*.csv", {blocksze = 1})
+    assert.truthy(err:find("unknown option 'blocksze'", 1, true))
+  end)
+end)
+
+describe("dlua.dataframe on a cluster", function ()
+  local client, dir
+  setup(function ()
+    client = dlua.Client{n_workers = 2}
+    dir = tmpdir()
+    make_files(dir, 2, 2000)
+  end)
+  teardown(function ()
+    if client then client:close() end
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("reads blocks and aggregates on the workers", function ()
+    local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 10000})
+    local o = {client = client}
+    local r = ddf:groupby("key"):agg(SPEC):compute(o)
+    local e = frame.concat{frame.read_csv(dir .. "/p1.csv"),
+      frame.read_csv(dir .. "/p2.csv")}:groupby("key"):agg(SPEC)
+    same_frames(r, e)
+    local paths = ddf:to_csv(dir .. "/out/part-*.csv", o)
+    assert.equal(ddf.npartitions, #paths)
+    local back = dd.read_csv(dir .. "/out/part-*.csv")
+    assert.equal(4000, back:count(o))
+  end)
+end)

@@ -1,0 +1,162 @@
+-- Specs for dlua.frame: the in-memory data frame (columns, missing values,
+-- select/filter/assign, group-by, merge, concat, sort, printing), the C CSV
+-- reader's types and errors, and CSV round trips.
+local frame = require "dlua.frame"
+
+local function spit(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function sample()
+  return frame.from_table{
+    {key = "a", x = 1.5, n = 1}, {key = "b", x = 2.5, n = 2},
+    {key = "a", x = 3.0, n = 3}, {key = "c", n = 4}}
+end
+
+describe("dlua.frame", function ()
+  it("builds from rows and columns, with missing values as nil", function ()
+    local df = sample()
+    assert.equal(4, #df)
+    assert.equal(4, df:count())
+    assert.same({"key", "n", "x"}, df:columns())
+    assert.same({key = "string", n = "int64", x = "float64"}, df:dtypes())
+    local rows = df:totable()
+    assert.same({key = "c", n = 4}, rows[4])
+    assert.is_nil(rows[4].x)
+    local c = frame.from_table({k = {"p", "q"}, v = {1, 2}}, {"k", "v"})
+    assert.same({{k = "p", v = 1}, {k = "q", v = 2}}, c:totable())
+    assert.equal(2.5, df.x:get(2))
+    assert.equal("a", df["key"][1])
+  end)
+
+  it("selects, filters by a bool column and assigns", function ()
+    local df = sample()
+    local f = df:filter(df.n:gt(1))
+    assert.same({2, 3, 4}, f:column_table("n"))
+    local a = df:assign{z = df.n * 2}
+    assert.same({2, 4, 6, 8}, a:column_table("z"))
+    assert.same({"n"}, df:select{"n"}:columns())
+    assert.same({1, 2}, df:head(2):column_table("n"))
+    assert.same({3, 4}, df:tail(2):column_table("n"))
+  end)
+
+  it("aggregates by group like pandas", function ()
+    local df = sample()
+    local r = df:groupby("key"):agg{x = "mean", n = {"sum", "max", "count",
+      "std", "nunique", "first", "last", "var", "min"}}
+    local t = r:totable()
+    assert.equal(3, #t)
+    assert.same({"a", "b", "c"}, r:column_table("key"))
+    assert.equal(2.25, t[1].x)
+    assert.is_nil(t[3].x) -- all missing: NaN
+    assert.equal(4, t[1].n_sum)
+    assert.equal(2, t[1].n_count)
+    assert.near(math.sqrt(2), t[1].n_std, 1e-12)
+    assert.equal(2, t[1].n_var)
+    assert.equal(2, t[1].n_nunique)
+    assert.equal(1, t[1].n_first)
+    assert.equal(3, t[1].n_last)
+    assert.is_nil(t[2].n_std) -- one value: NaN, as pandas
+    local two = df:groupby{"key", "n"}:agg{x = "count"}
+    assert.equal(4, #two)
+  end)
+
+  it("counts values, sorts and describes", function ()
+    local df = sample()
+    local vc = df:value_counts("key")
+    assert.same({"a", "b", "c"}, vc:column_table("key"))
+    assert.same({2, 1, 1}, vc:column_table("count"))
+    local s = df:sort_values{by = "x", ascending = false}
+    assert.same({3, 2, 1, 4}, s:column_table("n")) -- missing last
+    local d = df:describe():totable()
+    assert.equal(4, d[1].n)
+    assert.equal(2.5, d[2].n)
+  end)
+
+  it("merges inner, left and outer, and concatenates", function ()
+    local df = sample()
+    local o = frame.from_table({key = {"a", "c", "d"}, w = {10, 20, 30}},
+      {"key", "w"})
+    assert.equal(3, #df:merge(o, {on = "key"}))
+    assert.equal(4, #df:merge(o, {on = "key", how = "left"}))
+    local out = df:merge(o, {on = "key", how = "outer"})
+    assert.equal(5, #out)
+    assert.same({key = "d", w = 30}, out:totable()[5])
+    assert.equal(8, #frame.concat{df, df})
+    local num = frame.from_table({key = {1, 2}}, {"key"})
+    assert.has_error(function () df:merge(num, {on = "key"}) end,
+      "dlua.frame: merge: column 'key' is string on the left and int64 on "
+      .. "the right")
+  end)
+
+  it("prints an aligned table, elided in the middle when long", function ()
+    local s = tostring(sample())
+    assert.truthy(s:find("   key  n    x\n0    a  1  1.5", 1, true))
+    assert.truthy(s:find("[4 rows x 3 columns]", 1, true))
+    local vals = {}
+    for i = 0, 99 do vals[#vals + 1] = i end
+    local big = frame.from_table({v = vals}, {"v"})
+    local b = tostring(big)
+    assert.truthy(b:find("...", 1, true))
+    assert.truthy(b:find("\n99%s+99\n"))
+    assert.falsy(b:find("\n50%s"))
+  end)
+
+  it("reads and writes CSV: BOM, CRLF, quoted newline, no final newline",
+    function ()
+    local p = os.tmpname()
+    spit(p, "\xEF\xBB\xBFid,key,x,s\r\n1,a,1.5,\"he,\nllo\"\r\n2,b,,x\r\n3,a,"
+      .. "2.5,y")
+    local df = frame.read_csv(p)
+    assert.same({id = "int64", key = "string", x = "float64", s = "string"},
+      df:dtypes())
+    assert.equal("he,\nllo", df.s[1])
+    assert.is_nil(df:totable()[2].x)
+    df:to_csv(p)
+    local back = frame.read_csv(p)
+    assert.same(df:totable(), back:totable())
+    os.remove(p)
+  end)
+
+  it("names file:line:column and the type of a mismatch", function ()
+    local p = os.tmpname()
+    spit(p, "id,v\n1,2\n2,x\n")
+    local ok, err = pcall(frame.read_csv, p, {types = {v = "int64"}})
+    assert.is_false(ok)
+    assert.truthy(err:find(p .. ":3:2: expected int64, got \"x\"", 1, true))
+    assert.truthy(err:find("frame_spec.lua", 1, true)) -- the caller's line
+    local df = frame.read_csv(p, {types = {v = "int64"}, on_error = "null"})
+    assert.equal(1, df:nerrors())
+    assert.is_nil(df:totable()[2].v)
+    spit(p, "a,b\n1,2\n3\n")
+    assert.has_error(function () frame.read_csv(p) end)
+    ok, err = pcall(frame.read_csv, p)
+    assert.truthy(err:find("expected 2 fields, got 1", 1, true))
+    spit(p, "")
+    ok, err = pcall(frame.read_csv, p)
+    assert.truthy(err:find("empty file", 1, true))
+    spit(p, "a,a\n1,2\n")
+    ok, err = pcall(frame.read_csv, p)
+    assert.truthy(err:find("duplicate column name \"a\"", 1, true))
+    spit(p, "a,b\n1,\"2\n")
+    ok, err = pcall(frame.read_csv, p)
+    assert.truthy(err:find("unterminated", 1, true))
+    os.remove(p)
+  end)
+
+  it("reports bad arguments clearly", function ()
+    local df = sample()
+    local ok, err = pcall(df.groupby, df, "nope")
+    assert.is_false(ok)
+    assert.truthy(err:find("no column 'nope' (columns: 'key', 'n', 'x')", 1,
+      true))
+    ok, err = pcall(function () local g = df:groupby("key"); g:agg{x = "median"} end)
+    assert.truthy(err:find("unknown aggregation 'median'", 1, true))
+    ok, err = pcall(function () local r = df:filter(df.n); return r end)
+    assert.truthy(err:find("expects a bool column", 1, true))
+    ok, err = pcall(function () local r = frame.concat{df, df:select{"n"}}; return r end)
+    assert.truthy(err:find("concat: frame 2 has columns", 1, true))
+  end)
+end)
