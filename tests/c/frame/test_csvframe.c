@@ -11,8 +11,7 @@
 #include "dl_fgroup.h"
 #include "tap.h"
 
-#define DL_FUZZ_NO_MAIN
-#include "fuzz_csvframe.c"
+#include "csvframe_check.h"
 
 static void replay_one(const unsigned char *p, size_t n, void *ud) {
   (void)ud;

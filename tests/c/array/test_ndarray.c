@@ -11,8 +11,7 @@
 #include "dl_nd.h"
 #include "tap.h"
 
-#define DL_FUZZ_NO_MAIN
-#include "fuzz_ndarray.c"
+#include "ndarray_check.h"
 
 static void replay_one(const unsigned char *p, size_t n, void *ud) {
   (void)ud;
