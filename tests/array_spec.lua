@@ -137,6 +137,138 @@ describe("dlua.array operations", function()
   end)
 end)
 
+describe("dlua.array slicing, rechunk, joining, map_blocks", function()
+  local a = nd.arange(1, 110):reshape(10, 11)
+  local x = da.from_ndarray(a, {chunks = {3, 4}})
+
+  local function ntasks(arr)
+    local n = 0
+    for _, t in pairs(arr:graph()) do
+      if type(t) == "table" and t.fn then n = n + 1 end
+    end
+    return n
+  end
+
+  it("slices across block boundaries with steps and negative indices",
+     function()
+    local cases = {
+      {{2, 9, 3}, {-1, 1, -2}}, {{}, 5}, {3}, {{-4, -2}, {2, 10, 4}},
+      {{20, 30}}, {{nil, nil, -1}, {}}, {{9, 2, -3}, {-3}},
+    }
+    for _, c in ipairs(cases) do
+      local want = a:slice(table.unpack(c))
+      local got = x:slice(table.unpack(c)):compute(SYNC)
+      assert.same(want.shape, got.shape)
+      assert.same(want:totable(), got:totable())
+    end
+    assert.same(a:slice({}, 5):totable(), x[{{}, 5}]:compute(SYNC):totable())
+    assert.same(a[3]:totable(), x[3]:compute(SYNC):totable())
+    assert.equal(a:get(4, 5), x[{4, 5}]:compute(SYNC))
+    assert.same({{1, 1, 1}, {2, 2, 2}}, x:slice({2, 9, 3}, {-1, 1, -2}).chunks)
+  end)
+
+  it("makes tasks of the touched blocks only", function()
+    local r = da.random.uniform{shape = {100, 100}, chunks = {10, 10},
+                                seed = 5}
+    local rv = r:compute(SYNC)
+    local s = r:slice({15, 18}, {-3, -1})
+    assert.equal(1, ntasks(s))
+    close(s:compute(SYNC), rv:slice({15, 18}, {-3, -1}))
+    assert.equal(4, ntasks(r:slice({5, 15}, {5, 15})))
+    assert.equal(20, ntasks(r:slice({}, {45, 55})))
+    close(r:slice({}, {45, 55}):sum():compute(SYNC),
+      rv:slice({}, {45, 55}):sum())
+  end)
+
+  it("says which slice is wrong, at the caller's line", function()
+    assert.matches("array_spec.lua:%d+: dlua.array: slice: index 11 is out "
+      .. "of bounds for axis 1 with size 10", err_of(function()
+        local v = x[{11}]
+        return v
+      end))
+    assert.matches("array_spec.lua:%d+: dlua.array: slice: 3 specs for an "
+      .. "array of 2 axes", err_of(function()
+        local v = x:slice(1, 2, 3)
+        return v
+      end))
+    assert.matches("step of axis 2 must not be zero",
+      err_of(x.slice, x, {}, {1, 2, 0}))
+  end)
+
+  it("rechunks, cutting blocks where they lie", function()
+    for _, c in ipairs{{5, 2}, {{1, 9}, -1}, {10, 11}, {1, 1}, {4, 3}} do
+      local y = x:rechunk(c)
+      assert.same(a:totable(), y:compute(SYNC):totable())
+    end
+    assert.same({{5, 5}, {2, 2, 2, 2, 2, 1}}, x:rechunk{5, 2}.chunks)
+    assert.equal(x, x:rechunk{3, 4})
+    close(x:rechunk{5, 2}:slice({2, 8}, {3, -2, 2}):compute(SYNC) * 2,
+      a:slice({2, 8}, {3, -2, 2}) * 2)
+    assert.matches("add up to 9, not the axis length 10",
+      err_of(x.rechunk, x, {{4, 5}, 11}))
+  end)
+
+  it("concatenates and stacks, unifying chunks and dtypes", function()
+    local y = x:rechunk{2, 2}
+    assert.same(nd.concatenate({a, a}, {axis = 2}):totable(),
+      da.concatenate({x, y}, {axis = 2}):compute(SYNC):totable())
+    assert.same(nd.concatenate({a, a, a}):totable(),
+      da.concatenate{x, y, x}:compute(SYNC):totable())
+    local z = da.stack({x, x + 1.5}, {axis = 2})
+    assert.equal("float64", z.dtype)
+    assert.same({10, 2, 11}, z.shape)
+    close(z:compute(SYNC), nd.stack({a, a + 1.5}, {axis = 2}))
+    close(da.stack{x, y, x}:compute(SYNC), nd.stack{a, a, a})
+    assert.matches("shapes %(10, 11%) and %(11, 10%) differ off axis 1",
+      err_of(da.concatenate, {x, x.T}))
+    assert.matches("shapes %(10, 11%) and %(11, 10%) differ",
+      err_of(da.stack, {x, x.T}))
+    assert.matches("axis 4 is out of range %(axes 1..3%)",
+      err_of(da.stack, {x, x}, {axis = 4}))
+  end)
+
+  it("maps a function over blocks, as Dask's map_blocks and blockwise",
+     function()
+    close(x:map_blocks(function(b, k) return b * k end, 3):compute(SYNC),
+      a * 3)
+    local firsts = x:map_blocks(function(b) return b:slice({1, 1}) end,
+      {chunks = {1, {4, 4, 3}}, dtype = "int64"})
+    assert.same({4, 11}, firsts.shape)
+    assert.same(a:slice({1, -1, 3}):totable(),
+      firsts:compute(SYNC):totable())
+    assert.matches("block %(1,1%): the function returned shape %(1, 4%), "
+      .. "expected %(3, 4%); give chunks =", err_of(function()
+        return x:map_blocks(function(b) return b:slice({1, 1}) end)
+          :compute(SYNC)
+      end))
+    assert.matches("unknown option 'dtyp'", err_of(x.map_blocks, x,
+      function(b) return b end, {dtyp = "int64"}))
+    -- blockwise: a contraction, as lists and concatenated
+    local xt = x.T:rechunk{4, 3}
+    local mm = da.blockwise(function(p, q)
+      return p:matmul(q)
+    end, "ik", x, "ij", xt, "jk", {concatenate = true, dtype = "float64"})
+    close(mm:compute(SYNC), a:matmul(a.T))
+    local ml = da.blockwise(function(p, q)
+      local acc
+      for i = 1, #p do
+        local m = p[i]:matmul(q[i])
+        acc = acc and acc + m or m
+      end
+      return acc
+    end, "ik", x, "ij", xt, "jk")
+    close(ml:compute(SYNC), a:matmul(a.T))
+    assert.matches("index 'j' has chunks", err_of(da.blockwise,
+      function(p) return p end, "ij", x, "ij", x, "ji"))
+  end)
+
+  it("persists in this process with the sync scheduler", function()
+    local p = (x * 2):persist(SYNC)
+    assert.equal(0, ntasks(p))
+    assert.equal((a * 2):sum(), p:sum():compute(SYNC))
+  end)
+end)
+
 describe("dlua.array on a cluster", function()
   local dlua = require "dlua"
   local client
@@ -163,6 +295,30 @@ describe("dlua.array on a cluster", function()
       return require("dlua.ndarray").blas_threads()
     end)
     assert.equal(1, f:result())
+  end)
+
+  it("slices, rechunks and persists with blocks on the workers", function()
+    local o = {client = client}
+    local r = da.random.uniform{shape = {300, 200}, chunks = {100, 100},
+                                seed = 9}
+    local rv = r:compute(SYNC)
+    close(r:slice({-250, 290, 7}, {-1, 1, -3}):compute(o),
+      rv:slice({-250, 290, 7}, {-1, 1, -3}))
+    close(r:rechunk{60, 70}:sum{axis = 2}:compute(o), rv:sum{axis = 2})
+    close(da.concatenate({r, r:rechunk{30, 50}}, {axis = 2}):compute(o),
+      nd.concatenate({rv, rv}, {axis = 2}))
+    local p = (r * 3):persist(o)
+    local nfut = 0
+    for _, v in pairs(p:graph()) do
+      assert.equal("dlua.Future", getmetatable(v).__name)
+      nfut = nfut + 1
+    end
+    assert.equal(6, nfut)
+    close(p:compute(o), rv * 3)
+    close((p + 1):compute(o), rv * 3 + 1)
+    close(p:sum():compute(o), (rv * 3):sum())
+    close(p:map_blocks(function(b) return b:sqrt() end):compute(o),
+      (rv * 3):sqrt())
   end)
 
   it("raises a task's error with the block's message", function()

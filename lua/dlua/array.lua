@@ -204,6 +204,14 @@ end
 
 local ev
 
+-- Concatenate a nested list of blocks along axes[level], axes[level+1]...
+local function cat_nested(list, axes, level)
+  if level > #axes then return list end
+  local parts = {}
+  for i = 1, #list do parts[i] = cat_nested(list[i], axes, level + 1) end
+  return require("dlua.ndarray").concatenate(parts, {axis = axes[level]})
+end
+
 -- A fused program's input: random blocks are drawn tile by tile inside
 -- the kernel (no block-sized temporary); anything else is made.
 local function fz_input(r, memo)
@@ -237,6 +245,20 @@ function ev(r, memo)
     else v = t_binop(r[2], args[1], args[2]) end
   elseif t == "sl" then -- {"sl", ref, spec...}: a slice copy
     v = ev(r[2], memo):slice(table.unpack(r, 3, r.n or #r)):copy()
+  elseif t == "rs" then -- {"rs", ref, shape}: reshaped
+    v = ev(r[2], memo):reshape(table.unpack(r[3]))
+  elseif t == "k" then -- {"k", value}: a constant, not a ref
+    v = r[2]
+  elseif t == "list" then -- {"list", ref...}: a Lua list of blocks
+    v = {}
+    for i = 2, #r do v[i - 1] = ev(r[i], memo) end
+  elseif t == "cat" then -- {"cat", {axis...}, nested list}: concatenated
+    v = cat_nested(ev(r[3], memo), r[2], 1)
+  elseif t == "asm" then -- {"asm", shape, dtype, {outspec...}, ref...}
+    v = ndm.zeros(r[2], r[3])
+    for i = 5, #r do
+      v:slice(table.unpack(r[4][i - 4])):assign(ev(r[i], memo))
+    end
   else
     error("dlua.array: bad block reference " .. tostring(t))
   end
@@ -247,15 +269,20 @@ end
 -- Task: make one block from its reference.
 local function t_block(r) return ev(r, {}) end
 
+-- Where the refs of a ref start ("ew", "op": 4).
+local REF_FIRST = {list = 2, asm = 5}
+
 -- Keys of tasks a ref depends on, into out/set.
 local function ref_deps(r, out, set)
   if type(r) == "string" then
     if not set[r] then set[r] = true; out[#out + 1] = r end
   elseif type(r) == "table" and getmetatable(r) == nil then
-    local t, first = r[1], 4
-    if t == "gen" then return end
-    if t == "T" or t == "sl" then first, r = 2, {nil, r[2]} end
-    for i = first, #r do ref_deps(r[i], out, set) end
+    local t = r[1]
+    if t == "gen" or t == "k" then return end
+    if t == "T" or t == "sl" or t == "rs" or t == "cat" then
+      return ref_deps(r[t == "cat" and 3 or 2], out, set)
+    end
+    for i = REF_FIRST[t] or 4, #r do ref_deps(r[i], out, set) end
   end
 end
 
@@ -1031,6 +1058,663 @@ function methods.compute(a, opts)
   return out
 end
 
+-- ------------------------------------------------------------- slicing
+
+local function int_or_nil(v) return v == nil or math_type(v) == "integer" end
+
+-- One axis of a slice against length n: {int = i} (the axis is dropped)
+-- or {first =, step =, count =}, bounds clamped as NumPy's (and
+-- ndarray's) slices are.
+local function norm_axis_spec(s, n, d, level)
+  if type(s) == "number" then
+    local i = tointeger(s)
+    if not i then
+      error(sformat("dlua.array: slice: index %s of axis %d is not an "
+        .. "integer", tostring(s), d), level)
+    end
+    local j = i < 0 and n + 1 + i or i
+    if j < 1 or j > n then
+      error(sformat("dlua.array: slice: index %d is out of bounds for axis "
+        .. "%d with size %d", i, d, n), level)
+    end
+    return {int = j}
+  end
+  if s == nil then s = {} end
+  if type(s) ~= "table" or getmetatable(s) ~= nil then
+    error(sformat("dlua.array: slice: axis %d takes an index or {first, "
+      .. "last, step}, got %s", d, type(s)), level)
+  end
+  local f, l, st = s[1], s[2], s[3] or 1
+  if not (int_or_nil(f) and int_or_nil(l) and math_type(st) == "integer")
+  then
+    error(sformat("dlua.array: slice: {first, last, step} of axis %d must "
+      .. "be integers (or nil)", d), level)
+  end
+  if st == 0 then
+    error(sformat("dlua.array: slice: step of axis %d must not be zero", d),
+      level)
+  end
+  if f and f < 0 then f = n + 1 + f end
+  if l and l < 0 then l = n + 1 + l end
+  if st > 0 then
+    f, l = mmax(f or 1, 1), mmin(l or n, n)
+  else
+    f, l = mmin(f or n, n), mmax(l or 1, 1)
+  end
+  local count = 0
+  if (st > 0 and l >= f) or (st < 0 and l <= f) then
+    count = (l - f) // st + 1
+  end
+  return {first = f, step = st, count = count}
+end
+
+-- The pieces of one axis of a slice: per output block, the input block
+-- and the local {first, last, step} in it, in the order the slice visits
+-- them (so only touched blocks appear).
+local function axis_plan(sp, sizes, offs)
+  if sp.int then
+    for b = 1, #sizes do
+      if sp.int < offs[b] + sizes[b] then
+        return {{blk = b, idx = sp.int - offs[b] + 1}}
+      end
+    end
+  end
+  local out = {}
+  if sp.count == 0 then return out end
+  local f, st, cnt = sp.first, sp.step, sp.count
+  local b0, b1, bs = 1, #sizes, 1
+  if st < 0 then b0, b1, bs = #sizes, 1, -1 end
+  for b = b0, b1, bs do
+    local lo, hi = offs[b], offs[b] + sizes[b] - 1
+    local k0, k1
+    if st > 0 then
+      k0, k1 = mmax(0, -((f - lo) // st)), mmin(cnt - 1, (hi - f) // st)
+    else
+      local m = -st
+      k0, k1 = mmax(0, -((hi - f) // m)), mmin(cnt - 1, (f - lo) // m)
+    end
+    if k1 >= k0 then
+      out[#out + 1] = {blk = b, lf = f + k0 * st - lo + 1,
+                       ll = f + k1 * st - lo + 1, st = st, cnt = k1 - k0 + 1}
+    end
+  end
+  return out
+end
+
+local function do_slice(a, specs, nspec, level)
+  level = level + 1
+  local n = #a.shape
+  if nspec > n then
+    error(sformat("dlua.array: slice: %d specs for an array of %d axes",
+      nspec, n), level)
+  end
+  local plans, isint, shape, chunks = {}, {}, {}, {}
+  for d = 1, n do
+    local sp = norm_axis_spec(specs[d], a.shape[d], d, level + 1)
+    plans[d] = axis_plan(sp, a.chunks[d], a.offsets[d])
+    isint[d] = sp.int ~= nil
+    if not sp.int then
+      shape[#shape + 1] = sp.count
+      local c = {}
+      for j, p in ipairs(plans[d]) do c[j] = p.cnt end
+      chunks[#chunks + 1] = c
+    end
+  end
+  local arr = new_array{name = fresh("getitem"), shape = shape,
+    chunks = chunks, dtype = a.dtype, kind = "sl", layers = merge_layers(a),
+    mkref = function(_, idx)
+      local src, spec, full, o = {}, {}, true, 0
+      for d = 1, n do
+        local p
+        if isint[d] then
+          p = plans[d][1]
+          spec[d], full = p.idx, false
+        else
+          o = o + 1
+          p = plans[d][idx[o]]
+          spec[d] = {p.lf, p.ll, p.st}
+          if p.st ~= 1 or p.lf ~= 1 or p.ll ~= a.chunks[d][p.blk] then
+            full = false
+          end
+        end
+        src[d] = p.blk
+      end
+      local r = block_ref(a, src)
+      if full then return r end
+      local sl = {"sl", r, n = n + 2}
+      for d = 1, n do sl[d + 2] = spec[d] end
+      return sl
+    end}
+  if #shape == 0 then -- one element: computes to a Lua value
+    local m = materialize(arr)
+    m.scalar = true
+    return m
+  end
+  return arr
+end
+
+--- x:slice(s1, s2, ...) / x[{s1, s2, ...}]: as ndarray's slice (an index
+-- drops the axis; {first, last, step} is inclusive, negative counts from
+-- the end); only the blocks the slice touches are computed.
+function methods.slice(a, ...)
+  if not is_array(a) then error("dlua.array: use x:slice(...)", 2) end
+  local r = do_slice(a, {...}, select("#", ...), 2)
+  return r -- not a tail call: errors point at the caller's line
+end
+
+-- ------------------------------------------------------------- rechunk
+
+-- Per new block of one axis: the pieces of old blocks it is made of,
+-- {blk, lf, ll (in the old block), of, ol (in the new block)}.
+local function axis_overlaps(old, new)
+  local oo, at = {}, 0
+  for b = 1, #old do oo[b] = at; at = at + old[b] end
+  local out, ob, g = {}, 1, 0
+  for j = 1, #new do
+    local lo, hi = g, g + new[j] - 1
+    while ob <= #old and oo[ob] + old[ob] - 1 < lo do ob = ob + 1 end
+    local ps, b = {}, ob
+    while b <= #old and oo[b] <= hi do
+      local s, e = mmax(lo, oo[b]), mmin(hi, oo[b] + old[b] - 1)
+      if e >= s then
+        ps[#ps + 1] = {blk = b, lf = s - oo[b] + 1, ll = e - oo[b] + 1,
+                       of = s - lo + 1, ol = e - lo + 1}
+      end
+      b = b + 1
+    end
+    out[j] = ps
+    g = hi + 1
+  end
+  return out
+end
+
+local function same_chunks(x, y)
+  for d = 1, #x do
+    if tconcat(x[d], ",") ~= tconcat(y[d], ",") then return false end
+  end
+  return true
+end
+
+-- Every combination of one entry per list (lists[d] is a list), C order.
+local function cross(lists)
+  local out = {{}}
+  for d = 1, #lists do
+    local nxt = {}
+    for _, pre in ipairs(out) do
+      for _, v in ipairs(lists[d]) do
+        local t = {table.unpack(pre)}
+        t[d] = v
+        nxt[#nxt + 1] = t
+      end
+    end
+    out = nxt
+  end
+  return out
+end
+
+local function rechunk(a, chunks, level)
+  level = level + 1
+  if type(chunks) == "table" then -- -1: the whole axis, as Dask's
+    local c = {}
+    for d = 1, #chunks do
+      c[d] = chunks[d] == -1 and mmax(a.shape[d], 1) or chunks[d]
+    end
+    chunks = c
+  end
+  local new = norm_chunks(a.shape, chunks, level)
+  if same_chunks(new, a.chunks) then return a end
+  local name = fresh("rechunk")
+  local layer, n = {}, #a.shape
+  local ov = {}
+  for d = 1, n do ov[d] = axis_overlaps(a.chunks[d], new[d]) end
+  local src -- the input as tasks, made once (pieces come from many)
+  local function piece_ref(p)
+    src = src or materialize(a)
+    local inidx, spec, whole = {}, {}, true
+    for d = 1, n do
+      local q = p[d]
+      inidx[d] = q.blk
+      spec[d] = {q.lf, q.ll}
+      if q.lf ~= 1 or q.ll ~= a.chunks[d][q.blk] then whole = false end
+    end
+    local r = block_ref(src, inidx)
+    if whole then return r end
+    -- cut on the worker that holds the block: only the piece travels
+    local sl = {"sl", r, n = n + 2}
+    for d = 1, n do sl[d + 2] = spec[d] end
+    local k = name .. "-split-" .. tconcat(inidx, ",") .. "_" ..
+      tconcat(spec[1], ".") .. (n > 1 and ("_" .. tostring(p.j)) or "")
+    local deps = {}
+    ref_deps(sl, deps, {})
+    layer[k] = {fn = t_block, args = {n = 1, sl}, deps = deps}
+    return k
+  end
+  local arr = new_array{name = name, shape = a.shape, chunks = new,
+    dtype = a.dtype, kind = "rechunk", layers = {},
+    mkref = function(self, idx)
+      local lists = {}
+      for d = 1, n do lists[d] = ov[d][idx[d]] end
+      local pieces = cross(lists)
+      if #pieces == 1 then
+        local p = pieces[1]
+        p.j = tconcat(idx, ",")
+        return piece_ref(p)
+      end
+      local r = {"asm", block_shape(self, idx), a.dtype, {}}
+      for i, p in ipairs(pieces) do
+        p.j = tconcat(idx, ",")
+        local outspec = {}
+        for d = 1, n do outspec[d] = {p[d].of, p[d].ol} end
+        r[4][i] = outspec
+        r[4 + i] = piece_ref(p)
+      end
+      return r
+    end}
+  -- make every ref now, so the split tasks are in the layer
+  for _, idx in ipairs(each_block(new)) do block_ref(arr, idx) end
+  arr.layers = merge_layers(src or a)
+  arr.layers[name] = layer
+  return arr
+end
+
+--- x:rechunk(chunks) / da.rechunk(x, chunks): the same array in other
+-- blocks (chunks as in creation; -1 is the whole axis).
+function methods.rechunk(a, chunks)
+  if not is_array(a) then error("dlua.array: use x:rechunk(chunks)", 2) end
+  local r = rechunk(a, chunks, 2)
+  return r
+end
+M.rechunk = methods.rechunk
+
+-- ------------------------------------------------ concatenate and stack
+
+local RANK = {bool = 1, int64 = 2, float64 = 3}
+
+local function join_args(who, list, opts, level)
+  level = level + 1
+  if type(list) ~= "table" or is_array(list) or #list == 0 then
+    error(sformat("dlua.array.%s: expects a non-empty list of arrays",
+      who), level)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(sformat("dlua.array.%s: options must be a table {axis =}", who),
+      level)
+  end
+  local arrs, dtype = {}, nil
+  for i, v in ipairs(list) do
+    if getmetatable(v) == NDMT then v = M.from_ndarray(v) end
+    if not is_array(v) then
+      error(sformat("dlua.array.%s: element %d is a %s, not an array", who,
+        i, type(v)), level)
+    end
+    arrs[i] = v
+    if not dtype or RANK[v.dtype] > RANK[dtype] then dtype = v.dtype end
+  end
+  return arrs, dtype, (opts or {}).axis
+end
+
+local function check_axis(who, axis, n, level)
+  axis = axis or 1
+  if math_type(axis) ~= "integer" or axis == 0 or axis > n or axis < -n then
+    error(sformat("dlua.array.%s: axis %s is out of range (axes 1..%d)",
+      who, tostring(axis), n), level + 1)
+  end
+  return axis < 0 and axis + n + 1 or axis
+end
+
+-- ref of block idx of v, converted to dtype.
+local function ref_as(v, idx, dtype)
+  local r = block_ref(v, idx)
+  if v.dtype == dtype then return r end
+  return {"op", "astype", 2, r, {"k", dtype}}
+end
+
+--- da.concatenate(list [, {axis = 1}]): arrays joined along an axis
+-- (other axes equal; their chunks follow the first array's).
+function M.concatenate(list, opts)
+  local arrs, dtype, axis = join_args("concatenate", list, opts, 2)
+  local first = arrs[1]
+  local n = #first.shape
+  axis = check_axis("concatenate", axis, n, 2)
+  local shape, cax, which = {table.unpack(first.shape)}, {}, {}
+  shape[axis] = 0
+  for i, v in ipairs(arrs) do
+    local ok = #v.shape == n
+    for d = 1, n do
+      if ok and d ~= axis and v.shape[d] ~= first.shape[d] then ok = false end
+    end
+    if not ok then
+      error(sformat("dlua.array.concatenate: shapes %s and %s differ off "
+        .. "axis %d", fmt_tuple(first.shape), fmt_tuple(v.shape), axis), 2)
+    end
+    local want = {}
+    for d = 1, n do want[d] = d == axis and v.chunks[d] or first.chunks[d] end
+    v = rechunk(v, want, 2)
+    arrs[i] = v
+    shape[axis] = shape[axis] + v.shape[axis]
+    for j, c in ipairs(v.chunks[axis]) do
+      cax[#cax + 1] = c
+      which[#cax] = {i, j}
+    end
+  end
+  local chunks = {}
+  for d = 1, n do chunks[d] = d == axis and cax or first.chunks[d] end
+  return new_array{name = fresh("concatenate"), shape = shape,
+    chunks = chunks, dtype = dtype, kind = "cat",
+    layers = merge_layers(table.unpack(arrs)),
+    mkref = function(_, idx)
+      local w = which[idx[axis]]
+      local sub = {table.unpack(idx)}
+      sub[axis] = w[2]
+      return ref_as(arrs[w[1]], sub, dtype)
+    end}
+end
+
+--- da.stack(list [, {axis = 1}]): arrays of one shape stacked along a new
+-- axis (one block per array on it).
+function M.stack(list, opts)
+  local arrs, dtype, axis = join_args("stack", list, opts, 2)
+  local first = arrs[1]
+  local n = #first.shape
+  axis = check_axis("stack", axis, n + 1, 2)
+  for i, v in ipairs(arrs) do
+    if fmt_tuple(v.shape) ~= fmt_tuple(first.shape) then
+      error(sformat("dlua.array.stack: shapes %s and %s differ (stack "
+        .. "needs equal shapes)", fmt_tuple(first.shape), fmt_tuple(v.shape)),
+        2)
+    end
+    arrs[i] = rechunk(v, first.chunks, 2)
+  end
+  local shape, chunks, ones = {}, {}, {}
+  for i = 1, #arrs do ones[i] = 1 end
+  for d = 1, n + 1 do
+    if d < axis then shape[d], chunks[d] = first.shape[d], first.chunks[d]
+    elseif d == axis then shape[d], chunks[d] = #arrs, ones
+    else shape[d], chunks[d] = first.shape[d - 1], first.chunks[d - 1] end
+  end
+  return new_array{name = fresh("stack"), shape = shape, chunks = chunks,
+    dtype = dtype, kind = "stack", layers = merge_layers(table.unpack(arrs)),
+    mkref = function(self, idx)
+      local sub = {}
+      for d = 1, n + 1 do if d ~= axis then sub[#sub + 1] = idx[d] end end
+      return {"rs", ref_as(arrs[idx[axis]], sub, dtype),
+              block_shape(self, idx)}
+    end}
+end
+
+-- -------------------------------------------------- map_blocks, blockwise
+
+-- Task: fn applied to evaluated arguments; the result must be an ndarray
+-- of the block's shape (chunks = says otherwise).
+local function t_call(fn, who, bid, expect, nargs, ...)
+  local args, memo = {...}, {}
+  for i = 1, nargs do args[i] = ev(args[i], memo) end
+  local v = fn(table.unpack(args, 1, nargs))
+  local ndm = require "dlua.ndarray"
+  if getmetatable(v) ~= getmetatable(ndm.zeros{0}) then
+    error(sformat("dlua.array.%s: block (%s): the function returned a %s, "
+      .. "not an ndarray", who, bid, type(v)), 0)
+  end
+  local s = v.shape
+  local ok = #s == #expect
+  for d = 1, #expect do ok = ok and s[d] == expect[d] end
+  if not ok then
+    error(sformat("dlua.array.%s: block (%s): the function returned shape "
+      .. "(%s), expected (%s); give chunks = for blocks of another shape",
+      who, bid, tconcat(s, ", "), tconcat(expect, ", ")), 0)
+  end
+  return v
+end
+
+-- Split (..., opts) where opts is a trailing plain table.
+local function trailing_opts(who, allowed, level, ...)
+  local n = select("#", ...)
+  local args = {...}
+  local last = args[n]
+  local opts = {}
+  if n > 0 and type(last) == "table" and getmetatable(last) == nil then
+    opts, n = last, n - 1
+    for k in pairs(opts) do
+      if not allowed[k] then
+        error(sformat("dlua.array.%s: unknown option '%s'", who,
+          tostring(k)), level + 1)
+      end
+    end
+  end
+  return args, n, opts
+end
+
+-- Output chunks: opts.chunks (a size per axis, or lists), else dflt.
+local function out_chunks_opt(who, c, dflt, level)
+  if c == nil then return dflt end
+  if type(c) ~= "table" or #c ~= #dflt then
+    error(sformat("dlua.array.%s: chunks must list one entry per axis "
+      .. "(%d)", who, #dflt), level + 1)
+  end
+  local out = {}
+  for d = 1, #dflt do
+    local e = c[d]
+    if math_type(e) == "integer" and e >= 0 then
+      out[d] = {}
+      for j = 1, #dflt[d] do out[d][j] = e end
+    elseif type(e) == "table" and #e == #dflt[d] then
+      out[d] = {}
+      for j = 1, #e do
+        if math_type(e[j]) ~= "integer" or e[j] < 0 then
+          error(sformat("dlua.array.%s: chunks of axis %d must be "
+            .. "non-negative integers", who, d), level + 1)
+        end
+        out[d][j] = e[j]
+      end
+    else
+      error(sformat("dlua.array.%s: chunks of axis %d must be a size or a "
+        .. "list of %d sizes (one per block)", who, d, #dflt[d]), level + 1)
+    end
+  end
+  return out
+end
+
+local function check_dtype(who, dt, level)
+  if dt ~= nil and not RANK[dt] then
+    error(sformat("dlua.array.%s: unknown dtype '%s'", who, tostring(dt)),
+      level + 1)
+  end
+  return dt
+end
+
+-- An array of tasks: block idx is t_call(fn, args_of(idx)...).
+local function call_array(who, fn, chunks, dtype, srcs, args_of)
+  local name = fresh(who)
+  local layer = {}
+  local shape = {}
+  for d = 1, #chunks do
+    local s = 0
+    for _, c in ipairs(chunks[d]) do s = s + c end
+    shape[d] = s
+  end
+  local arr = new_array{name = name, shape = shape, chunks = chunks,
+    dtype = dtype, kind = "keys", layers = merge_layers(table.unpack(srcs)),
+    mkref = function(_, idx) return key_of(name, idx) end}
+  for _, idx in ipairs(each_block(chunks)) do
+    local args = args_of(idx)
+    local deps, set = {}, {}
+    for i = 1, #args do ref_deps(args[i], deps, set) end
+    layer[key_of(name, idx)] = {fn = t_call, deps = deps, args = {n = 5 +
+      #args, fn, who, tconcat(idx, ","), block_shape(arr, idx), #args,
+      table.unpack(args)}}
+  end
+  arr.layers[name] = layer
+  return arr
+end
+
+local function wrap_const(v)
+  if getmetatable(v) == NDMT then return v end
+  return {"k", v}
+end
+
+local MAP_OPTS = {dtype = true, chunks = true}
+
+--- da.map_blocks(fn, x, ... [, {dtype =, chunks =}]): fn(block of x,
+-- ...) per block (arrays in the arguments give their matching blocks;
+-- other values pass as they are).  x:map_blocks(fn, ...) is the same.
+function M.map_blocks(fn, ...)
+  if type(fn) ~= "function" then
+    error("dlua.array.map_blocks: expects a function first, got "
+      .. type(fn), 2)
+  end
+  local args, n, opts = trailing_opts("map_blocks", MAP_OPTS, 2, ...)
+  local first
+  for i = 1, n do
+    local v = args[i]
+    if is_array(v) then
+      if not first then first = v
+      elseif not same_chunks(v.chunks, first.chunks) or
+             #v.chunks ~= #first.chunks then
+        error(sformat("dlua.array.map_blocks: argument %d has chunks %s, "
+          .. "the first array %s; rechunk it first", i + 1,
+          fmt_tuple(v.numblocks), fmt_tuple(first.numblocks)), 2)
+      end
+    end
+  end
+  if not first then
+    error("dlua.array.map_blocks: needs at least one array argument", 2)
+  end
+  local chunks = out_chunks_opt("map_blocks", opts.chunks, first.chunks, 2)
+  local dtype = check_dtype("map_blocks", opts.dtype, 2) or first.dtype
+  local srcs = {}
+  for i = 1, n do if is_array(args[i]) then srcs[#srcs + 1] = args[i] end end
+  return call_array("map_blocks", fn, chunks, dtype, srcs, function(idx)
+    local out = {}
+    for i = 1, n do
+      local v = args[i]
+      out[i] = is_array(v) and block_ref(v, idx) or wrap_const(v)
+    end
+    return out
+  end)
+end
+function methods.map_blocks(a, fn, ...) return M.map_blocks(fn, a, ...) end
+
+local BW_OPTS = {dtype = true, chunks = true, concatenate = true}
+
+--- da.blockwise(fn, out_ind, x, "ij", y, "jk", ... [, {dtype =, chunks =,
+-- concatenate =}]): Dask's blockwise with index strings.  An index in
+-- the inputs but not in out_ind is contracted: fn gets the list of those
+-- blocks (nested, one level per contracted index), or with concatenate =
+-- true the blocks joined along those axes.  A value with ind false is
+-- passed as it is.
+function M.blockwise(fn, out_ind, ...)
+  if type(fn) ~= "function" or type(out_ind) ~= "string" then
+    error("dlua.array.blockwise: expects (fn, out_ind, array, ind, ...)", 2)
+  end
+  local args, n, opts = trailing_opts("blockwise", BW_OPTS, 2, ...)
+  if n % 2 ~= 0 then
+    error("dlua.array.blockwise: arguments come in pairs (array, index "
+      .. "string); give false as the index of a plain value", 2)
+  end
+  local lchunks, first, srcs = {}, nil, {}
+  for i = 1, n, 2 do
+    local v, ind = args[i], args[i + 1]
+    if getmetatable(v) == NDMT and ind then
+      v = M.from_ndarray(v)
+      args[i] = v
+    end
+    if ind then
+      if not is_array(v) or type(ind) ~= "string" or #ind ~= #v.shape then
+        error(sformat("dlua.array.blockwise: argument %d: an array needs an "
+          .. "index string of one letter per axis", (i + 1) // 2), 2)
+      end
+      first = first or v
+      srcs[#srcs + 1] = v
+      for d = 1, #ind do
+        local l = ind:sub(d, d)
+        local c = lchunks[l]
+        if c and tconcat(c, ",") ~= tconcat(v.chunks[d], ",") then
+          error(sformat("dlua.array.blockwise: index '%s' has chunks {%s} "
+            .. "and {%s}; rechunk first", l, tconcat(c, ", "),
+            tconcat(v.chunks[d], ", ")), 2)
+        end
+        lchunks[l] = v.chunks[d]
+      end
+    end
+  end
+  if not first then
+    error("dlua.array.blockwise: needs at least one array argument", 2)
+  end
+  local chunks = {}
+  for d = 1, #out_ind do
+    local l = out_ind:sub(d, d)
+    if not lchunks[l] then
+      error(sformat("dlua.array.blockwise: output index '%s' is in no "
+        .. "input", l), 2)
+    end
+    chunks[d] = lchunks[l]
+  end
+  chunks = out_chunks_opt("blockwise", opts.chunks, chunks, 2)
+  local dtype = check_dtype("blockwise", opts.dtype, 2) or first.dtype
+  local cat = opts.concatenate
+  return call_array("blockwise", fn, chunks, dtype, srcs, function(idx)
+    local at = {}
+    for d = 1, #out_ind do at[out_ind:sub(d, d)] = idx[d] end
+    local out = {}
+    for i = 1, n, 2 do
+      local v, ind = args[i], args[i + 1]
+      if not ind then
+        out[#out + 1] = wrap_const(v)
+      else
+        local free, axes = {}, {}
+        for d = 1, #ind do
+          local l = ind:sub(d, d)
+          if at[l] == nil then free[#free + 1] = d; axes[#axes + 1] = d end
+        end
+        -- nested lists over the contracted axes
+        local function build(level, sub)
+          if level > #free then return block_ref(v, sub) end
+          local d = free[level]
+          local list = {"list"}
+          for b = 1, #v.chunks[d] do
+            local s = {table.unpack(sub)}
+            s[d] = b
+            list[#list + 1] = build(level + 1, s)
+          end
+          return list
+        end
+        local sub = {}
+        for d = 1, #ind do sub[d] = at[ind:sub(d, d)] or 1 end
+        local r = build(1, sub)
+        if cat and #free > 0 then r = {"cat", axes, r} end
+        out[#out + 1] = r
+      end
+    end
+    return out
+  end)
+end
+
+-- ------------------------------------------------------------- persist
+
+--- x:persist([opts]) -> the same array with its blocks computed and held
+-- on the workers (in this process with scheduler = "sync"); its graph is
+-- then only their keys.
+function methods.persist(a, opts)
+  if not is_array(a) then error("dlua.array: use x:persist()", 2) end
+  local g, m = graph_of(a)
+  local blocks = a.scalar and {{}} or each_block(m.chunks)
+  local keys = {}
+  for i, idx in ipairs(blocks) do keys[i] = block_ref(m, idx) end
+  local vals = #keys > 0 and
+    require("dlua.delayed").persist_graph(g, keys, opts) or {}
+  local layer, byidx = {}, {}
+  for i, idx in ipairs(blocks) do
+    layer[keys[i]] = vals[i]
+    byidx[tconcat(idx, ",")] = keys[i]
+  end
+  local name = fresh("persist")
+  return new_array{name = name, shape = a.shape, chunks = m.chunks,
+    dtype = a.dtype, kind = "keys", layers = {[name] = layer},
+    scalar = a.scalar,
+    mkref = function(_, idx) return byidx[tconcat(idx, ",")] end}
+end
+M.persist = function(a, opts) return methods.persist(a, opts) end
+
 --- x:graph() -> the plain task graph (as dlua.delayed's d:graph()).
 function methods.graph(a)
   return (graph_of(a))
@@ -1097,6 +1781,18 @@ function Array.__tostring(a)
 end
 
 function Array.__index(a, k)
+  if type(k) == "table" then -- x[{s1, s2, ...}]
+    local n = 0
+    for i in pairs(k) do
+      if math_type(i) == "integer" and i > n then n = i end
+    end
+    local r = do_slice(a, k, n, 2)
+    return r
+  end
+  if math_type(k) == "integer" then
+    local r = do_slice(a, {k}, 1, 2)
+    return r
+  end
   if k == "T" then return methods.transpose(a) end
   if k == "ndim" then return #a.shape end
   if k == "size" then

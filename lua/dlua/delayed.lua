@@ -99,6 +99,7 @@ return {
   compute = R.compute,
   persist = R.persist,
   compute_graph = R.compute_graph,
+  persist_graph = R.persist_graph,
   is_delayed = B.is_delayed,
   getattr = B.getattr,
   to_futures = R.to_futures,

@@ -270,6 +270,8 @@ local function import_graph(graph)
       spec.fname = known_name(e[1]) or prefix
       raw[k] = {fn = e[1], args = {tunpack(e, 2, #e)}, n = #e - 1,
                 spec = spec}
+    elseif getmetatable(e) and getmetatable(e).__name == "dlua.Future" then
+      refs[k][NODE] = {[SPEC] = spec, future = e} -- a persisted result
     else
       refs[k][NODE] = {[SPEC] = spec, data = true, value = e}
     end

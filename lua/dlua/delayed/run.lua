@@ -383,6 +383,27 @@ local function compute_graph(graph, keys, opts)
   return vals
 end
 
+--[[ persist_graph(graph, keys [, opts]) -> list of futures (values with
+  scheduler = "sync"), one per key of the list keys: the results stay on
+  the cluster, and a graph that holds the futures as values depends on
+  them (dlua.array's persist). ]]
+local function persist_graph(graph, keys, opts)
+  opts = check_opts(opts, "persist_graph")
+  local refs = import_graph(graph)
+  local roots = {}
+  for i = 1, #keys do
+    roots[i] = refs[keys[i]] or error(sformat("dlua.persist_graph: key "
+      .. "'%s' is not in the graph", tostring(keys[i])), 2)
+  end
+  local ps = execute(roots, opts, "persist")
+  local out = {}
+  for i = 1, #ps do
+    local node = ps[i][NODE]
+    out[i] = node.future or node.value
+  end
+  return out
+end
+
 function methods.compute(d, opts)
   if not is_delayed(d) then
     error("dlua.delayed: use d:compute(), not d.compute()", 2)
@@ -399,5 +420,5 @@ end
 
 return {
   compute = compute, persist = persist, compute_graph = compute_graph,
-  to_futures = to_futures,
+  persist_graph = persist_graph, to_futures = to_futures,
 }
