@@ -9,6 +9,7 @@
 ** worker (DLUA_WORKER set) OpenBLAS is told to use one thread before it
 ** loads: the cluster's parallelism is its processes.
 */
+#include <limits.h>
 #include "dl_nd.h"
 
 #include <cblas.h>
@@ -99,10 +100,47 @@ static int fview(dl_nd *out, const dl_nd *a) {
   return dl_nd_astype(out, a, DL_F64);
 }
 
+/* How dgemm reads the 2-d float64 matrix a in place: row-major with
+   leading dimension *ld (a slice of rows and columns of a C array), or
+   column-major (*trans set: a transposed view, as x.T's blocks are).
+   Returns 0 where neither fits (a copy is needed). */
+static int blas_layout(const dl_nd *a, int *trans, int64_t *ld) {
+  int64_t r = a->shape[0], c = a->shape[1];
+  if (a->dtype != DL_F64 || a->ndim != 2 || r == 0 || c == 0) return 0;
+  if ((c == 1 || a->strides[1] == 1) && a->strides[0] >= c &&
+      a->strides[0] <= INT_MAX) {
+    *trans = 0;
+    *ld = r == 1 ? c : a->strides[0];
+    return 1;
+  }
+  if ((r == 1 || a->strides[0] == 1) && a->strides[1] >= r &&
+      a->strides[1] <= INT_MAX) {
+    *trans = 1;
+    *ld = c == 1 ? r : a->strides[1];
+    return 1;
+  }
+  return 0;
+}
+
+/* The operand x of dgemm: x itself where blas_layout reads it in place
+   (a view into *v), else a contiguous copy in *v. */
+static int operand(dl_nd *v, const dl_nd *x, int *trans, int64_t *ld) {
+  int rc;
+  if (blas_layout(x, trans, ld)) {
+    dl_nd_view(v, x);
+    return 0;
+  }
+  if ((rc = fview(v, x)) != 0) return rc;
+  *trans = 0;
+  *ld = x->ndim == 2 ? x->shape[1] : x->shape[0];
+  if (*ld < 1) *ld = 1;
+  return 0;
+}
+
 int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b) {
-  int64_t m, k, k2, n, shape[2];
+  int64_t m, k, k2, n, shape[2], lda, ldb;
   dl_nd ca, cb, r;
-  int rc, nd;
+  int rc, nd, ta, tb;
   if (a->ndim < 1 || a->ndim > 2 || b->ndim < 1 || b->ndim > 2)
     return DL_ND_ESHAPE;
   if ((rc = lib_ready()) != 0) return rc;
@@ -114,16 +152,19 @@ int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b) {
   nd = 0;
   if (a->ndim == 2) shape[nd++] = m;
   if (b->ndim == 2) shape[nd++] = n;
-  if ((rc = fview(&ca, a)) != 0) return rc;
-  if ((rc = fview(&cb, b)) != 0) goto fail_a;
+  /* a 1-d a is a row (1 x k), a 1-d b a column (k x 1) */
+  if ((rc = operand(&ca, a, &ta, &lda)) != 0) return rc;
+  if (a->ndim == 1) lda = k > 0 ? k : 1;
+  if ((rc = operand(&cb, b, &tb, &ldb)) != 0) goto fail_a;
+  if (b->ndim == 1) ldb = 1;
   if ((rc = (m > 0 && n > 0 && k > 0 ? dl_nd_alloc_uninit : dl_nd_alloc)(
          &r, DL_F64, nd, shape)) != 0)
     goto fail_b;
   if (m > 0 && n > 0 && k > 0)
-    lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n,
-                (int)k, 1.0, (const double *)ca.data, (int)k,
-                (const double *)cb.data, (int)n, 0.0, (double *)r.data,
-                (int)n);
+    lib.dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+              tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0,
+              (const double *)ca.data, (int)lda, (const double *)cb.data,
+              (int)ldb, 0.0, (double *)r.data, (int)n);
   *out = r;
 fail_b:
   dl_nd_release(&cb);

@@ -104,10 +104,62 @@ static void test_random_blocks(void) {
   dl_nd_release(&part);
 }
 
+/* Element (i, j) of a 2-d float64 view. */
+static double at2(const dl_nd *a, int64_t i, int64_t j) {
+  return ((const double *)a->data)[i * a->strides[0] + j * a->strides[1]];
+}
+
+/* matmul of every kind of view dgemm reads in place (rows and columns of a
+   bigger matrix, transposed views, one-row views) equals the product by
+   loops. */
+static void test_matmul_views(void) {
+  int64_t s[2] = {7, 9};
+  dl_nd big, a, b, r;
+  int i, j, l, kase;
+  CHECK(dl_nd_alloc(&big, DL_F64, 2, s) == 0);
+  for (i = 0; i < 63; i++) ((double *)big.data)[i] = (i * 37 % 11) - 5.5;
+  for (kase = 0; kase < 5; kase++) {
+    double want, d = 0;
+    dl_nd_view(&a, &big);
+    dl_nd_view(&b, &big);
+    if (kase == 0) { /* a: rows 2..4, cols 3..7 (ld 9); b: b.T rows 1..5 */
+      a.data += (2 * 9 + 3) * 8; a.shape[0] = 3; a.shape[1] = 5;
+      b.shape[0] = 5; b.shape[1] = 7; b.strides[0] = 1; b.strides[1] = 9;
+    } else if (kase == 1) { /* a: big.T (9 x 7); b: big */
+      a.shape[0] = 9; a.shape[1] = 7; a.strides[0] = 1; a.strides[1] = 9;
+    } else if (kase == 2) { /* a: one row; b: a transposed block */
+      a.data += 4 * 9 * 8; a.shape[0] = 1; a.strides[0] = 0;
+      b.data += 2 * 8; b.shape[0] = 9; b.shape[1] = 4;
+      b.strides[0] = 1; b.strides[1] = 9;
+    } else if (kase == 3) { /* a: big; b: big.T sliced to (9 x 2) */
+      b.data += 5 * 9 * 8; b.shape[0] = 9; b.shape[1] = 2;
+      b.strides[0] = 1; b.strides[1] = 9;
+    } else { /* a: every other column (strided: copied); b: a block */
+      a.shape[1] = 5; a.strides[1] = 2;
+      b.shape[0] = 5; b.shape[1] = 3;
+    }
+    CHECK(dl_nd_matmul(&r, &a, &b) == 0);
+    CHECK(r.ndim == 2 && r.shape[0] == a.shape[0] &&
+          r.shape[1] == b.shape[1]);
+    for (i = 0; i < a.shape[0]; i++)
+      for (j = 0; j < b.shape[1]; j++) {
+        want = 0;
+        for (l = 0; l < a.shape[1]; l++) want += at2(&a, i, l) * at2(&b, l, j);
+        d = fmax(d, fabs(want - ((double *)r.data)[i * r.shape[1] + j]));
+      }
+    CHECK(d < 1e-9);
+    dl_nd_release(&r);
+    dl_nd_release(&a);
+    dl_nd_release(&b);
+  }
+  dl_nd_release(&big);
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_broadcast);
   RUN(test_bytes);
   RUN(test_random_blocks);
+  RUN(test_matmul_views);
   return TAP_END();
 }
