@@ -50,7 +50,7 @@ describe("dlua.ndarray creation", function()
       err_of(A, {{1, 2}, {3, "x"}}))
     assert.matches("ragged nesting: element %[2%] is a table of 1 elements, "
       .. "expected a table of 2", err_of(A, {{1, 2}, {3}}))
-    assert.matches("unknown dtype 'float32'", err_of(nd.zeros, {2}, "float32"))
+    assert.matches("unknown dtype 'float16'", err_of(nd.zeros, {2}, "float16"))
     assert.matches("shape%[1%] must be a non%-negative integer",
       err_of(nd.zeros, {-1}))
   end)
@@ -298,6 +298,67 @@ describe("dlua.ndarray through the codec", function()
   end)
 end)
 
+describe("dlua.ndarray float32", function()
+  local a = nd.arange(1, 6, {dtype = "float32"}) / 3
+
+  it("is made, stored and read as 4-byte floats", function()
+    assert.equal("float32", a.dtype)
+    assert.equal("float32", nd.zeros({2}, "float32").dtype)
+    assert.equal("float32", nd.ones({2}, {dtype = "float32"}).dtype)
+    assert.equal("float32", nd.full({2}, 1.5, "float32").dtype)
+    assert.equal("float32", nd.eye(2, {dtype = "float32"}).dtype)
+    assert.equal("float32",
+      nd.random.uniform{shape = {3}, seed = 1, dtype = "float32"}.dtype)
+    -- values are rounded to float32: 1/3 is not the float64 1/3
+    assert.is_true(a:get(1) ~= 1 / 3)
+    assert.is_true(math.abs(a:get(1) - 1 / 3) < 1e-7)
+    assert.equal(2.5, nd.from_table({2.5}, "float32"):item())
+    assert.equal("array([0.5, 1.5], dtype=float32)",
+      tostring(nd.from_table({0.5, 1.5}, "float32")))
+    assert.matches("unknown dtype 'float16' %(float64, float32, int64 or "
+      .. "bool%)", err_of(nd.zeros, {2}, "float16"))
+  end)
+
+  it("keeps float32 with float32, bools and numbers; widens with arrays "
+     .. "of int64 or float64", function()
+    assert.equal("float32", (a + 1).dtype)
+    assert.equal("float32", (a * 2.5 - a).dtype)
+    assert.equal("float32", (a + a:gt(1)).dtype)
+    assert.equal("float32", a:sqrt().dtype)
+    assert.equal("bool", a:lt(1).dtype)
+    assert.equal("float64", (a + nd.ones{6}).dtype)
+    assert.equal("float64", (a + nd.arange(1, 6)).dtype)
+    assert.equal("float32", nd.where(a:gt(1), a, 0).dtype)
+    assert.equal("float32", nd.concatenate({a, a}).dtype)
+    assert.equal("float64", nd.concatenate({a, nd.arange(1, 2)}).dtype)
+    assert.equal("float32", a:reshape(6, 1):matmul(a:reshape(1, 6)).dtype)
+    -- arithmetic is float64 arithmetic rounded once to float32
+    local x = nd.from_table({0.1, 0.7}, "float32")
+    local want = nd.from_table({x:get(1) * x:get(2)}, "float32"):item()
+    assert.equal(want, (x:slice({1, 1}) * x:slice({2, 2})):item())
+  end)
+
+  it("reduces to float32 values", function()
+    assert.equal(7.0, a:sum())
+    assert.equal("float32", a:mean{axis = 1}.dtype)
+    assert.equal("float32", a:cumsum().dtype)
+    assert.equal("int64", a:argmax{axis = 1}.dtype)
+    assert.is_true(math.abs(a:std() - (a:astype("float64")):std()) < 1e-6)
+    assert.matches("cannot convert NaN or infinity to int64",
+      err_of(function()
+        return nd.full({2}, 0 / 0, "float32"):astype("int64")
+      end))
+  end)
+
+  it("travels through the codec as 4-byte floats", function()
+    local s = codec.encode(a.T)
+    assert.equal(#codec.encode(a:astype("float64").T) - 6 * 4, #s)
+    local b = codec.decode(s)
+    assert.equal("float32", b.dtype)
+    assert.same(a:totable(), b:totable())
+  end)
+end)
+
 describe("dlua.ndarray .npy files", function()
   local tmp
   before_each(function() tmp = os.tmpname() end)
@@ -305,7 +366,8 @@ describe("dlua.ndarray .npy files", function()
 
   it("saves and loads every dtype, views included", function()
     local a = nd.arange(1, 12):reshape(3, 4)
-    for _, v in ipairs{a, a.T, a / 3, a:gt(5), nd.zeros{0}} do
+    for _, v in ipairs{a, a.T, a / 3, a:gt(5), nd.zeros{0},
+                       (a / 3):astype("float32").T} do
       assert.is_true(nd.save(tmp, v))
       local b = nd.load(tmp)
       assert.equal(v.dtype, b.dtype)
@@ -324,8 +386,8 @@ describe("dlua.ndarray .npy files", function()
     f = io.open(tmp, "wb"); f:write(s:sub(1, -5)); f:close()
     assert.matches("truncated body: shape %(6,%) needs 48 bytes, the file "
       .. "holds 44", err_of(nd.load, tmp))
-    f = io.open(tmp, "wb"); f:write((s:gsub("<i8", "<f4"))); f:close()
-    assert.matches("unsupported dtype '<f4'", err_of(nd.load, tmp))
+    f = io.open(tmp, "wb"); f:write((s:gsub("<i8", "<f2"))); f:close()
+    assert.matches("unsupported dtype '<f2'", err_of(nd.load, tmp))
     f = io.open(tmp, "wb"); f:write("hello"); f:close()
     assert.matches("not a .npy file", err_of(nd.load, tmp))
   end)
@@ -349,5 +411,18 @@ describe("dlua.ndarray .npy files", function()
     os.remove(npy)
     assert.same({{0, 1, 2}, {3, 4, 5}}, b:totable())
     assert.equal("int64", b.dtype)
+    -- float32 both ways
+    nd.save(tmp, (a / 3):astype("float32"))
+    p = io.popen(py .. " -c \"import numpy as np; x = np.load('" .. tmp
+      .. "'); print(x.dtype, x[1, 2] == np.float32(7 / 12))\"")
+    out = p:read("a")
+    p:close()
+    assert.equal("float32 True\n", out)
+    assert.is_true(os.execute(py .. " -c \"import numpy as np; np.save('"
+      .. npy .. "', np.arange(4, dtype=np.float32) / 3)\""))
+    b = nd.load(npy)
+    os.remove(npy)
+    assert.equal("float32", b.dtype)
+    assert.equal(nd.from_table({1 / 3}, "float32"):item(), b:get(2))
   end)
 end)

@@ -262,6 +262,33 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       function(p) return p end, "ij", x, "ij", x, "ji"))
   end)
 
+  it("carries float32 through creation, arithmetic and reductions",
+     function()
+    local f = da.random.uniform{shape = {100, 50}, chunks = {30, 20},
+                                seed = 3, dtype = "float32"}
+    local g = da.random.uniform{shape = {100, 50}, chunks = {30, 20},
+                                seed = 3}
+    local fv = f:compute(SYNC)
+    assert.equal("float32", fv.dtype)
+    assert.equal(100 * 50 * 4, f.nbytes)
+    -- the same draws as float64, rounded
+    assert.same(g:compute(SYNC):astype("float32"):totable(), fv:totable())
+    assert.equal("float32", (f * 2 + 1).dtype)
+    assert.equal("float32", (f * 2 + 1):compute(SYNC).dtype)
+    assert.equal("float64", (f + g).dtype)
+    assert.equal("float64", (f + g):compute(SYNC).dtype)
+    assert.equal("float32", da.zeros({4}, {dtype = "float32", chunks = 2})
+      :compute(SYNC).dtype)
+    local m = f:mean{axis = 1}
+    assert.equal("float32", m.dtype)
+    close(m:compute(SYNC):astype("float64"),
+      fv:mean{axis = 1}:astype("float64"), 1e-6)
+    close(f:sum():compute(SYNC), fv:sum(), 1e-6)
+    assert.equal("float64", da.concatenate{f, g}.dtype)
+    assert.matches("unknown dtype 'float16'", err_of(da.random.uniform,
+      {shape = {2}, seed = 1, dtype = "float16"}))
+  end)
+
   it("persists in this process with the sync scheduler", function()
     local p = (x * 2):persist(SYNC)
     assert.equal(0, ntasks(p))
@@ -319,6 +346,9 @@ describe("dlua.array on a cluster", function()
     close(p:sum():compute(o), (rv * 3):sum())
     close(p:map_blocks(function(b) return b:sqrt() end):compute(o),
       (rv * 3):sqrt())
+    local f = r:astype("float32")
+    assert.equal("float32", f:compute(o).dtype)
+    close((f * 2):sum():compute(o), (rv:astype("float32") * 2):sum(), 1e-6)
   end)
 
   it("raises a task's error with the block's message", function()

@@ -325,7 +325,9 @@ local function block_shape(a, idx)
   return s
 end
 
-local function nbytes_of(dtype) return dtype == "bool" and 1 or 8 end
+local function nbytes_of(dtype)
+  return dtype == "bool" and 1 or dtype == "float32" and 4 or 8
+end
 
 -- Array whose blocks come from fn(block index, block shape, offset) ->
 -- ref.  (Creation: no tasks until something needs the blocks.)
@@ -425,10 +427,14 @@ function M.arange(first, last, step, opts)
   end)
 end
 
-local function t_random(kind, seed, gshape, off, bs, p1, p2)
-  return require("dlua.ndarray")._random_block(kind, seed, gshape, off, bs,
+local function t_random(kind, seed, gshape, off, bs, p1, p2, dtype)
+  local b = require("dlua.ndarray")._random_block(kind, seed, gshape, off, bs,
     p1, p2)
+  if dtype then b = b:astype(dtype) end
+  return b
 end
+
+local RANK_OK = {bool = true, int64 = true, float32 = true, float64 = true}
 
 local function random_array(kind, o, p1k, p1d, p2k, p2d)
   if type(o) ~= "table" then
@@ -452,9 +458,18 @@ local function random_array(kind, o, p1k, p1d, p2k, p2d)
       .. "(inclusive)", 3)
   end
   local seed = o.seed
-  return gen_array(kind, shape, chunks,
-    kind == "integers" and "int64" or "float64", function(_, bs, off)
-      return {"gen", t_random, kind, seed, shape, off, bs, p1, p2, n = 9}
+  local dflt = kind == "integers" and "int64" or "float64"
+  local dtype = o.dtype or dflt
+  if not RANK_OK[dtype] then
+    error(sformat("dlua.array.random.%s: unknown dtype '%s'", kind,
+      tostring(dtype)), 3)
+  end
+  -- drawn as float64 (int64), converted when another dtype is asked for;
+  -- n = 9 marks the float64 draws the fused kernel makes tile by tile
+  local conv = dtype ~= dflt and dtype or nil
+  return gen_array(kind, shape, chunks, dtype, function(_, bs, off)
+      return {"gen", t_random, kind, seed, shape, off, bs, p1, p2, conv,
+              n = conv and 10 or 9}
     end)
 end
 
@@ -518,8 +533,15 @@ end
 -- dtype of a op b (mirrors dl_nd_binop).
 local CMP = {lt = true, le = true, gt = true, ge = true, eq = true,
              ne = true}
-local function result_dtype(op, ta, tb)
+-- float32 stays float32 with float32, bool and numbers (sa, sb: scalar
+-- operands), as dl_nd_binop does; with int64 or float64 arrays it widens.
+local function result_dtype(op, ta, tb, sa, sb)
   if CMP[op] then return "bool" end
+  if (ta == "float32" or tb == "float32") and
+     not (op == "band" or op == "bor" or op == "bxor") then
+    local function keeps(t, sc) return t == "float32" or t == "bool" or sc end
+    return (keeps(ta, sa) and keeps(tb, sb)) and "float32" or "float64"
+  end
   if op == "div" or op == "atan2" then return "float64" end
   if op == "band" or op == "bor" or op == "bxor" then
     return (ta == "bool" and tb == "bool") and "bool" or "int64"
@@ -674,7 +696,8 @@ local function elemwise(op, a, b, level)
     end
   end
   local expr = {kind = "bin", op = op, a = leaf_expr(a), b = leaf_expr(b)}
-  local dtype = result_dtype(op, dtype_of(a), dtype_of(b))
+  local dtype = result_dtype(op, dtype_of(a), dtype_of(b), not is_array(a),
+    not is_array(b))
   local same = true -- no broadcasting: fusion possible
   for _, v in ipairs{a, b} do
     if is_array(v) and #v.shape ~= #shape then same = false end
@@ -724,7 +747,7 @@ local function unary(op, a, level)
   local expr = {kind = "un", op = op, a = leaf_expr(a)}
   local dtype = (op == "unm" or op == "abs" or op == "sign" or
     op == "floor" or op == "ceil" or op == "round" or op == "not")
-    and a.dtype or "float64"
+    and a.dtype or (a.dtype == "float32" and "float32" or "float64")
   if op == "isnan" or op == "isinf" or op == "isfinite" then
     dtype = "bool"
   end
@@ -763,7 +786,8 @@ function M.where(c, a, b)
   local shape = bshape(bshape(c.shape, is_array(a) and a.shape or {}, "where",
     2), is_array(b) and b.shape or {}, "where", 2)
   local chunks = out_chunks(c, is_array(a) and a or b, shape, "where", 2)
-  local dt = result_dtype("add", dtype_of(a), dtype_of(b))
+  local dt = result_dtype("add", dtype_of(a), dtype_of(b), not is_array(a),
+    not is_array(b))
   if dtype_of(a) == "bool" and dtype_of(b) == "bool" then dt = "bool" end
   return new_array{name = fresh("where"), shape = shape, chunks = chunks,
     dtype = dt, kind = "ew", layers = merge_layers(c, a, b),
@@ -938,7 +962,8 @@ local function reduction(a, op, o, level)
     end
   end
   local dtype = a.dtype
-  if op == "mean" or op == "var" or op == "std" then dtype = "float64"
+  if op == "mean" or op == "var" or op == "std" then
+    dtype = dtype == "float32" and "float32" or "float64"
   elseif op == "any" or op == "all" then dtype = "bool"
   elseif (op == "sum" or op == "prod") and dtype == "bool" then
     dtype = "int64"
@@ -1328,7 +1353,17 @@ M.rechunk = methods.rechunk
 
 -- ------------------------------------------------ concatenate and stack
 
-local RANK = {bool = 1, int64 = 2, float64 = 3}
+local RANK = {bool = 1, int64 = 2, float32 = 3, float64 = 4}
+
+-- The dtype that holds both (float32 with int64 is float64, as NumPy).
+local function promote(a, b)
+  if a == b then return a end
+  if a == "float64" or b == "float64" then return "float64" end
+  if a == "float32" or b == "float32" then
+    return (a == "int64" or b == "int64") and "float64" or "float32"
+  end
+  return RANK[a] > RANK[b] and a or b
+end
 
 local function join_args(who, list, opts, level)
   level = level + 1
@@ -1348,7 +1383,7 @@ local function join_args(who, list, opts, level)
         i, type(v)), level)
     end
     arrs[i] = v
-    if not dtype or RANK[v.dtype] > RANK[dtype] then dtype = v.dtype end
+    dtype = dtype and promote(dtype, v.dtype) or v.dtype
   end
   return arrs, dtype, (opts or {}).axis
 end
@@ -1367,6 +1402,19 @@ local function ref_as(v, idx, dtype)
   local r = block_ref(v, idx)
   if v.dtype == dtype then return r end
   return {"op", "astype", 2, r, {"k", dtype}}
+end
+
+--- x:astype(dtype): the array converted blockwise.
+function methods.astype(a, dtype)
+  if not is_array(a) then error("dlua.array: use x:astype(dtype)", 2) end
+  if not RANK[dtype] then
+    error(sformat("dlua.array.astype: unknown dtype '%s' (float64, float32, "
+      .. "int64 or bool)", tostring(dtype)), 2)
+  end
+  if dtype == a.dtype then return a end
+  return new_array{name = fresh("astype"), shape = a.shape,
+    chunks = a.chunks, dtype = dtype, kind = "ew", layers = merge_layers(a),
+    mkref = function(_, idx) return ref_as(a, idx, dtype) end}
 end
 
 --- da.concatenate(list [, {axis = 1}]): arrays joined along an axis

@@ -11,12 +11,15 @@
 
 #include "dl_buf.h"
 
-size_t dl_nd_itemsize(dl_dtype t) { return t == DL_BOOL ? 1 : 8; }
+size_t dl_nd_itemsize(dl_dtype t) {
+  return t == DL_BOOL ? 1 : t == DL_F32 ? 4 : 8;
+}
 
 const char *dl_nd_dtype_name(dl_dtype t) {
   switch (t) {
   case DL_F64: return "float64";
   case DL_I64: return "int64";
+  case DL_F32: return "float32";
   default: return "bool";
   }
 }
@@ -277,22 +280,35 @@ static void iterate(int ndim, const int64_t *shape, kern k, char *o,
 CAST_K(cp_f_f, double, double, x)
 CAST_K(cp_f_i, double, int64_t, (int64_t)x)
 CAST_K(cp_f_b, double, uint8_t, x != 0)
+CAST_K(cp_f_s, double, float, (float)x)
 CAST_K(cp_i_f, int64_t, double, (double)x)
 CAST_K(cp_i_i, int64_t, int64_t, x)
 CAST_K(cp_i_b, int64_t, uint8_t, x != 0)
+CAST_K(cp_i_s, int64_t, float, (float)x)
 CAST_K(cp_b_f, uint8_t, double, (double)x)
 CAST_K(cp_b_i, uint8_t, int64_t, (int64_t)x)
 CAST_K(cp_b_b, uint8_t, uint8_t, x)
-static const kern cast_k[3][3] = {{cp_f_f, cp_f_i, cp_f_b},
-                                  {cp_i_f, cp_i_i, cp_i_b},
-                                  {cp_b_f, cp_b_i, cp_b_b}};
+CAST_K(cp_b_s, uint8_t, float, (float)x)
+CAST_K(cp_s_f, float, double, (double)x)
+CAST_K(cp_s_i, float, int64_t, (int64_t)x)
+CAST_K(cp_s_b, float, uint8_t, x != 0)
+CAST_K(cp_s_s, float, float, x)
+static const kern cast_k[DL_NDTYPES][DL_NDTYPES] = {
+  {cp_f_f, cp_f_i, cp_f_b, cp_f_s}, {cp_i_f, cp_i_i, cp_i_b, cp_i_s},
+  {cp_b_f, cp_b_i, cp_b_b, cp_b_s}, {cp_s_f, cp_s_i, cp_s_b, cp_s_s}};
 
-/* Non-zero when a float64 array holds NaN or an infinity. */
+/* Non-zero when a float64 or float32 array holds NaN, an infinity or a
+   value outside int64's range (converting those is undefined in C). */
 static int has_nonfinite(const dl_nd *a) {
   int64_t idx[DL_ND_MAXDIM] = {0}, n = dl_nd_size(a), k;
   int i;
   for (k = 0; k < n; k++) {
-    if (!isfinite(*(const double *)dl_nd_at(a, idx))) return 1;
+    const char *p = dl_nd_at(a, idx);
+    double x = a->dtype == DL_F32 ? (double)*(const float *)p
+                                  : *(const double *)p;
+    if (!isfinite(x) || x >= 9.2233720368547758e18 ||
+        x < -9.2233720368547758e18)
+      return 1;
     for (i = a->ndim - 1; i >= 0; i--) {
       if (++idx[i] < a->shape[i]) break;
       idx[i] = 0;
@@ -308,7 +324,8 @@ int dl_nd_assign(dl_nd *dst, const dl_nd *src) {
                             &n, tmp) ||
       n != dst->ndim || memcmp(tmp, dst->shape, sizeof(int64_t) * n) != 0)
     return DL_ND_EBCAST;
-  if (src->dtype == DL_F64 && dst->dtype == DL_I64 && has_nonfinite(src))
+  if ((src->dtype == DL_F64 || src->dtype == DL_F32) &&
+      dst->dtype == DL_I64 && has_nonfinite(src))
     return DL_ND_ENAN;
   bstrides(dst, n, dst->shape, so);
   bstrides(src, n, dst->shape, sa);
@@ -336,6 +353,48 @@ static int as_dtype(dl_nd *out, const dl_nd *a, dl_dtype t) {
     return 0;
   }
   return dl_nd_astype(out, a, t);
+}
+
+/* ------------------------------------------------------------- float32 */
+
+/* *w: a widened to float64 when it is float32, else a view of a. */
+static int widen(dl_nd *w, const dl_nd *a) {
+  if (a->dtype == DL_F32) return dl_nd_astype(w, a, DL_F64);
+  dl_nd_view(w, a);
+  return 0;
+}
+
+/* Does b keep the float32 of the other operand (float32, bool, 0-d)? */
+static int keeps_f32(const dl_nd *b) {
+  return b->dtype == DL_F32 || b->dtype == DL_BOOL || b->ndim == 0;
+}
+
+/* Replace the float64 result *r by its float32 copy (other dtypes stay);
+   on failure *r is released. */
+static int narrow(dl_nd *r) {
+  dl_nd n;
+  int rc;
+  if (r->dtype != DL_F64) return 0;
+  rc = dl_nd_astype(&n, r, DL_F32);
+  dl_nd_release(r);
+  if (rc == 0) *r = n;
+  return rc;
+}
+
+/* The float32 form of a binary operation: see dl_nd.h. */
+static int f32_binop(dl_nd *out, int op, const dl_nd *a, const dl_nd *b) {
+  dl_nd wa, wb;
+  int rc, f32 = (a->dtype == DL_F32 || keeps_f32(a)) &&
+                (b->dtype == DL_F32 || keeps_f32(b));
+  if ((rc = widen(&wa, a)) != 0) return rc;
+  if ((rc = widen(&wb, b)) != 0) {
+    dl_nd_release(&wa);
+    return rc;
+  }
+  rc = dl_nd_binop(out, op, &wa, &wb);
+  dl_nd_release(&wa);
+  dl_nd_release(&wb);
+  return rc == 0 && f32 ? narrow(out) : rc;
 }
 
 /* ------------------------------------------------------ binary kernels */
@@ -474,6 +533,8 @@ int dl_nd_binop(dl_nd *out, int op, const dl_nd *a, const dl_nd *b) {
   kern k;
   int n, rc;
   if (op < 0 || op >= DL_OP_NBIN) return DL_ND_EDTYPE;
+  if (a->dtype == DL_F32 || b->dtype == DL_F32)
+    return f32_binop(out, op, a, b);
   if ((rc = dl_nd_broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, &n,
                                   shape)) != 0)
     return rc;
@@ -591,6 +652,12 @@ int dl_nd_unop(dl_nd *out, int op, const dl_nd *a) {
   kern k = NULL;
   int rc;
   if (op < 0 || op >= DL_UN_N) return DL_ND_EDTYPE;
+  if (a->dtype == DL_F32) { /* in float64, float results as float32 */
+    if ((rc = widen(&ca, a)) != 0) return rc;
+    rc = dl_nd_unop(out, op, &ca);
+    dl_nd_release(&ca);
+    return rc == 0 ? narrow(out) : rc;
+  }
   if (op == DL_UN_NOT) {
     if (a->dtype == DL_F64) return DL_ND_EDTYPE;
     wt = ot = a->dtype;
@@ -635,6 +702,7 @@ int dl_nd_unop(dl_nd *out, int op, const dl_nd *a) {
 WHERE_K(w_f, double)
 WHERE_K(w_i, int64_t)
 WHERE_K(w_b, uint8_t)
+WHERE_K(w_s, float)
 
 int dl_nd_where(dl_nd *out, const dl_nd *cond, const dl_nd *a,
                 const dl_nd *b) {
@@ -649,6 +717,8 @@ int dl_nd_where(dl_nd *out, const dl_nd *cond, const dl_nd *a,
     return rc;
   t = (a->dtype == DL_F64 || b->dtype == DL_F64) ? DL_F64
     : (a->dtype == DL_I64 || b->dtype == DL_I64) ? DL_I64 : DL_BOOL;
+  if ((a->dtype == DL_F32 || b->dtype == DL_F32))
+    t = keeps_f32(a) && keeps_f32(b) ? DL_F32 : DL_F64;
   if ((rc = as_dtype(&cc, cond, DL_BOOL)) != 0) return rc;
   if ((rc = as_dtype(&ca, a, t)) != 0) goto fail_c;
   if ((rc = as_dtype(&cb, b, t)) != 0) goto fail_a;
@@ -657,7 +727,8 @@ int dl_nd_where(dl_nd *out, const dl_nd *cond, const dl_nd *a,
     bstrides(&cc, n, shape, sc);
     bstrides(&ca, n, shape, sa);
     bstrides(&cb, n, shape, sb);
-    iterate(n, shape, t == DL_F64 ? w_f : t == DL_I64 ? w_i : w_b, r.data,
+    iterate(n, shape, t == DL_F64 ? w_f : t == DL_I64 ? w_i
+                      : t == DL_F32 ? w_s : w_b, r.data,
             so, cc.data, sc, ca.data, sa, cb.data, sb);
     *out = r;
   }
@@ -772,6 +843,12 @@ int dl_nd_reduce(dl_nd *out, int op, const dl_nd *a, int axis, int ddof) {
   dl_dtype wt, ot;
   int on, i, rc, arg = op == DL_RED_ARGMIN || op == DL_RED_ARGMAX;
   if (op < 0 || op >= DL_RED_N || axis >= a->ndim) return DL_ND_ESHAPE;
+  if (a->dtype == DL_F32) { /* in float64, float results as float32 */
+    if ((rc = widen(&src, a)) != 0) return rc;
+    rc = dl_nd_reduce(out, op, &src, axis, ddof);
+    dl_nd_release(&src);
+    return rc == 0 ? narrow(out) : rc;
+  }
   if (a->dtype == DL_F64 || op == DL_RED_MEAN || op == DL_RED_VAR ||
       op == DL_RED_STD)
     wt = DL_F64;
@@ -860,6 +937,12 @@ int dl_nd_cumsum(dl_nd *out, const dl_nd *a, int axis) {
   dl_dtype t = a->dtype == DL_F64 ? DL_F64 : DL_I64;
   int64_t n, len, k, j, st, outer = 1, inner = 1;
   int i, rc;
+  if (a->dtype == DL_F32) {
+    if ((rc = widen(&src, a)) != 0) return rc;
+    rc = dl_nd_cumsum(out, &src, axis);
+    dl_nd_release(&src);
+    return rc == 0 ? narrow(out) : rc;
+  }
   if (axis >= a->ndim) return DL_ND_ESHAPE;
   if ((rc = dl_nd_astype(&src, a, t)) != 0) return rc; /* contiguous */
   if (axis < 0) {
@@ -896,7 +979,7 @@ int dl_nd_concat(dl_nd *out, int n, const dl_nd *const *arrs, int axis) {
   int64_t shape[DL_ND_MAXDIM], at = 0;
   dl_dtype t = DL_BOOL;
   dl_nd r;
-  int i, d, rc;
+  int i, d, rc, f32 = 0;
   if (n < 1) return DL_ND_ESHAPE;
   if (axis < 0 || axis >= arrs[0]->ndim) return DL_ND_ESHAPE;
   memcpy(shape, arrs[0]->shape, sizeof shape);
@@ -909,7 +992,10 @@ int dl_nd_concat(dl_nd *out, int n, const dl_nd *const *arrs, int axis) {
     shape[axis] += arrs[i]->shape[axis];
     if (arrs[i]->dtype == DL_F64) t = DL_F64;
     else if (arrs[i]->dtype == DL_I64 && t == DL_BOOL) t = DL_I64;
+    else if (arrs[i]->dtype == DL_F32) f32 = 1;
   }
+  if (f32) /* float32 with bools stays float32; with int64 is float64 */
+    t = t == DL_BOOL || t == DL_F32 ? DL_F32 : DL_F64;
   if ((rc = dl_nd_alloc_uninit(&r, t, arrs[0]->ndim, shape)) != 0)
     return rc;
   for (i = 0; i < n; i++) {

@@ -17,7 +17,9 @@
 
 #define DL_ND_MAXDIM 16
 
-typedef enum { DL_F64 = 0, DL_I64 = 1, DL_BOOL = 2 } dl_dtype;
+/* The codes are part of the codec's byte form: never renumber. */
+typedef enum { DL_F64 = 0, DL_I64 = 1, DL_BOOL = 2, DL_F32 = 3 } dl_dtype;
+#define DL_NDTYPES 4
 
 enum {
   DL_ND_ENOMEM = -1,    /* out of memory */
@@ -79,7 +81,7 @@ enum { DL_RND_UNIFORM, DL_RND_NORMAL, DL_RND_INTEGERS };
 
 /* Bytes per element of dtype t. */
 size_t dl_nd_itemsize(dl_dtype t);
-/* "float64", "int64", "bool". */
+/* "float64", "int64", "bool", "float32". */
 const char *dl_nd_dtype_name(dl_dtype t);
 /* Number of elements (1 for a 0-d array). */
 int64_t dl_nd_size(const dl_nd *a);
@@ -121,7 +123,12 @@ int dl_nd_broadcast_shape(int na, const int64_t *sa, int nb,
 /* Elementwise a op b with broadcasting.  Result dtypes: arithmetic
    promotes bool < int64 < float64 (bool with bool gives int64), DIV and
    ATAN2 give float64, comparisons give bool, AND/OR/XOR need bool or int64
-   operands of one kind. */
+   operands of one kind.
+
+   float32 (here and in every operation below): computed in float64, each
+   float32 operand widened once, and the float result stored as float32
+   when every operand is float32, bool or 0-d (a number: "weak", as in
+   NumPy 2); a float32 with an int64 or float64 array gives float64. */
 int dl_nd_binop(dl_nd *out, int op, const dl_nd *a, const dl_nd *b);
 /* Elementwise function.  NEG/ABS/SIGN/FLOOR/CEIL/ROUND keep int64; NOT
    needs bool (logical) or int64 (bitwise); ISNAN..ISFINITE give bool; the

@@ -1,6 +1,7 @@
 /*
 ** dl_nd_io.c -- arrays to bytes and back: the codec's compact form and
-** NumPy's .npy format (version 1.0 and 2.0 headers; '<f8', '<i8', '|b1';
+** NumPy's .npy format (version 1.0 and 2.0 headers; '<f8', '<f4', '<i8',
+** '|b1';
 ** C or Fortran order).  The readers take bytes from outside: they check
 ** every length and never read past the end (fuzzed by
 ** tests/fuzz/fuzz_ndarray.c).
@@ -54,7 +55,7 @@ int dl_nd_decode(dl_nd *out, const char *p, size_t n) {
   size_t bytes;
   int k, rc;
   dl_rd_init(&r, p, n);
-  if (dl_rd_u8(&r, &dt) || dl_rd_u8(&r, &nd) || dt > DL_BOOL ||
+  if (dl_rd_u8(&r, &dt) || dl_rd_u8(&r, &nd) || dt >= DL_NDTYPES ||
       nd > DL_ND_MAXDIM)
     return DL_ND_ESHAPE;
   for (k = 0; k < (int)nd; k++) {
@@ -75,7 +76,8 @@ int dl_nd_decode(dl_nd *out, const char *p, size_t n) {
 /* ------------------------------------------------------------------ npy */
 
 static const char *npy_descr(dl_dtype t) {
-  return t == DL_F64 ? "<f8" : t == DL_I64 ? "<i8" : "|b1";
+  return t == DL_F64 ? "<f8" : t == DL_I64 ? "<i8" : t == DL_F32 ? "<f4"
+                                                                : "|b1";
 }
 
 int dl_nd_npy_write(dl_buf *out, const dl_nd *a) {
@@ -159,14 +161,16 @@ int dl_nd_npy_read(dl_nd *out, const char *p, size_t n, char *err,
   }
   if (memcmp(v + 1, "<f8", 3) == 0 && v[4] == v[0]) t = DL_F64;
   else if (memcmp(v + 1, "<i8", 3) == 0 && v[4] == v[0]) t = DL_I64;
+  else if (memcmp(v + 1, "<f4", 3) == 0 && v[4] == v[0]) t = DL_F32;
   else if ((memcmp(v + 1, "|b1", 3) == 0 || memcmp(v + 1, "?", 1) == 0) &&
            (v[4] == v[0] || v[2] == v[0]))
     t = DL_BOOL;
   else {
     const char *q = v + 1;
     while (q < end && q - v < 24 && *q != v[0]) q++;
-    snprintf(err, errlen, "unsupported dtype '%.*s' (float64 '<f8', int64 "
-             "'<i8' and bool '|b1' are)", (int)(q - v - 1), v + 1);
+    snprintf(err, errlen, "unsupported dtype '%.*s' (float64 '<f8', "
+             "float32 '<f4', int64 '<i8' and bool '|b1' are)",
+             (int)(q - v - 1), v + 1);
     return DL_ND_EDTYPE;
   }
   v = dict_get(h, hl, "fortran_order");

@@ -166,6 +166,15 @@ int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b) {
               (const double *)ca.data, (int)lda, (const double *)cb.data,
               (int)ldb, 0.0, (double *)r.data, (int)n);
   *out = r;
+  if (a->dtype == DL_F32 && b->dtype == DL_F32) { /* float32 in, out */
+    dl_nd n32;
+    if ((rc = dl_nd_astype(&n32, &r, DL_F32)) == 0) {
+      dl_nd_release(&r);
+      *out = n32;
+    } else {
+      dl_nd_release(&r);
+    }
+  }
 fail_b:
   dl_nd_release(&cb);
 fail_a:

@@ -101,8 +101,9 @@ static int parse_dtype(lua_State *L, const char *s, int arg) {
   if (strcmp(s, "float64") == 0 || strcmp(s, "float") == 0) return DL_F64;
   if (strcmp(s, "int64") == 0 || strcmp(s, "int") == 0) return DL_I64;
   if (strcmp(s, "bool") == 0) return DL_BOOL;
+  if (strcmp(s, "float32") == 0) return DL_F32;
   return luaL_argerror(L, arg, lua_pushfstring(L, "unknown dtype '%s' "
-                       "(float64, int64 or bool)", s));
+                       "(float64, float32, int64 or bool)", s));
 }
 
 /* dtype from a string or an options table {dtype = ...} at i; def when
@@ -200,17 +201,20 @@ static void put_elem(lua_State *L, int idx, int t, char *p, int arg) {
     else
       luaL_typeerror(L, arg, "number");
   } else {
-    if (lua_type(L, idx) == LUA_TNUMBER) *(double *)p = lua_tonumber(L, idx);
-    else if (lua_type(L, idx) == LUA_TBOOLEAN)
-      *(double *)p = lua_toboolean(L, idx);
+    double v = 0;
+    if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tonumber(L, idx);
+    else if (lua_type(L, idx) == LUA_TBOOLEAN) v = lua_toboolean(L, idx);
     else
       luaL_typeerror(L, arg, "number");
+    if (t == DL_F32) *(float *)p = (float)v;
+    else *(double *)p = v;
   }
 }
 
 /* Push element p of dtype t as a Lua value.  [-0, +1, -] */
 static void push_elem(lua_State *L, int t, const char *p) {
   if (t == DL_F64) lua_pushnumber(L, *(const double *)p);
+  else if (t == DL_F32) lua_pushnumber(L, (double)*(const float *)p);
   else if (t == DL_I64) lua_pushinteger(L, *(const int64_t *)p);
   else lua_pushboolean(L, *(const uint8_t *)p);
 }
@@ -360,6 +364,7 @@ static int fill_const(lua_State *L, int dt, double v) {
   n = dl_nd_size(a);
   for (k = 0; k < n; k++) {
     if (dt == DL_F64) ((double *)a->data)[k] = v;
+    else if (dt == DL_F32) ((float *)a->data)[k] = (float)v;
     else if (dt == DL_I64) ((int64_t *)a->data)[k] = (int64_t)v;
     else ((uint8_t *)a->data)[k] = v != 0;
   }
@@ -413,6 +418,7 @@ static int l_arange(lua_State *L) {
       ((int64_t *)a->data)[k] = lua_tointeger(L, 1) +
         k * (int64_t)(lua_isinteger(L, 3) ? lua_tointeger(L, 3) : 1);
     else if (dt == DL_F64) ((double *)a->data)[k] = f + (double)k * st;
+    else if (dt == DL_F32) ((float *)a->data)[k] = (float)(f + (double)k * st);
     else ((uint8_t *)a->data)[k] = f + (double)k * st != 0;
   }
   return 1;
@@ -446,6 +452,7 @@ static int l_eye(lua_State *L) {
   for (k = 0; k < sh[0] && k < sh[1]; k++) {
     char *p = a->data + (k * sh[1] + k) * (int64_t)dl_nd_itemsize(a->dtype);
     if (dt == DL_F64) *(double *)p = 1;
+    else if (dt == DL_F32) *(float *)p = 1;
     else if (dt == DL_I64) *(int64_t *)p = 1;
     else *(uint8_t *)p = 1;
   }
@@ -1082,7 +1089,7 @@ static int l_random_block(lua_State *L) {
 static int random_kind(lua_State *L, int kind) {
   int64_t shape[DL_ND_MAXDIM], off[DL_ND_MAXDIM] = {0};
   lua_Integer seed;
-  int nd, rc, ok;
+  int nd, rc, ok, dt;
   double p1, p2;
   dl_nd *r;
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -1104,10 +1111,16 @@ static int random_kind(lua_State *L, int kind) {
     if (p1 != floor(p1) || p2 != floor(p2) || p2 < p1)
       luaL_argerror(L, 1, "integers needs integer low <= high (inclusive)");
   }
+  dt = opt_dtype(L, 1, kind == DL_RND_INTEGERS ? DL_I64 : DL_F64);
   r = nd_new(L);
   if ((rc = dl_nd_random(r, kind, (uint64_t)seed, nd, shape, off, shape, p1,
                          p2)) != 0)
     nd_fail(L, rc, "random", NULL, NULL);
+  if (dt != (int)r->dtype) { /* drawn in float64 (or int64), then converted */
+    dl_nd *c = nd_new(L);
+    if ((rc = dl_nd_astype(c, r, (dl_dtype)dt)) != 0)
+      nd_fail(L, rc, "random", r, NULL);
+  }
   return 1;
 }
 
@@ -1403,6 +1416,19 @@ static int nd_tostring(lua_State *L) {
                       shape_s(a, s, sizeof s), dl_nd_dtype_name(a->dtype));
       return 1;
     }
+  if (a->dtype == DL_F32) { /* printed from float64, dtype named */
+    dl_nd *w = nd_new(L);
+    const char *s;
+    size_t len;
+    int rc = dl_nd_astype(w, a, DL_F64);
+    if (rc) nd_fail(L, rc, "tostring", a, NULL);
+    lua_pushcfunction(L, nd_tostring);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    s = lua_tolstring(L, -1, &len);
+    lua_pushfstring(L, "%s, dtype=float32)", lua_pushlstring(L, s, len - 1));
+    return 1;
+  }
   if (a->ndim == 0) {
     char s[64];
     measure(&c, a->data);
