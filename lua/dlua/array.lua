@@ -1763,6 +1763,167 @@ function methods.persist(a, opts)
 end
 M.persist = function(a, opts) return methods.persist(a, opts) end
 
+-- ---------------------------------------------------------------- zarr
+
+local function read_all(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Task: block of shape bs from the chunk file name of the store at path
+-- (a chunk file holds a whole chunk: edge blocks are cut from it).
+local function t_zarr_read(path, name, meta, bs, dtype)
+  local ndm = require "dlua.ndarray"
+  for d = 1, #bs do
+    if bs[d] == 0 then return ndm.zeros(bs, dtype) end
+  end
+  local file = path .. "/" .. name
+  local s = read_all(file)
+  if not s then
+    local m = ndm._zarr_meta(meta)
+    if m.fill_value == nil then
+      error(sformat("dlua.array.from_zarr: chunk file %s is missing (and "
+        .. "the store's fill_value is null)", file), 0)
+    end
+    return ndm.full(bs, m.fill_value, dtype)
+  end
+  local ok, c = pcall(ndm._zarr_decode, s, meta)
+  if not ok then
+    error(sformat("dlua.array.from_zarr: chunk file %s: %s", file,
+      (tostring(c):gsub("^.-dlua%.ndarray: zarr: ", ""))), 0)
+  end
+  local spec, cut = {}, false
+  for d = 1, #bs do
+    spec[d] = {1, bs[d]}
+    if bs[d] ~= c.shape[d] then cut = true end
+  end
+  if cut then c = c:slice(table.unpack(spec)):copy() end
+  return c
+end
+
+-- Task: write block b as chunk file name (via a temporary name, so a
+-- reader never sees half a chunk); returns the bytes written.
+local function t_zarr_write(b, path, name, meta)
+  local ndm = require "dlua.ndarray"
+  b = ev(b, {})
+  local bytes = ndm._zarr_encode(b, meta)
+  local file = path .. "/" .. name
+  local f = assert(io.open(file .. ".part", "wb"))
+  assert(f:write(bytes))
+  assert(f:close())
+  assert(os.rename(file .. ".part", file))
+  return #bytes
+end
+
+local function chunk_name(idx)
+  if #idx == 0 then return "0" end
+  local t = {}
+  for d = 1, #idx do t[d] = idx[d] - 1 end
+  return tconcat(t, ".")
+end
+
+--- da.from_zarr(path [, {chunks =}]): the array of a Zarr v2 directory
+-- store (each block read by the task that needs it).
+function M.from_zarr(path, opts)
+  if type(path) ~= "string" then
+    error("dlua.array.from_zarr: expects the store's directory", 2)
+  end
+  opts = creation_opts(opts, 2)
+  local meta, err = read_all(path .. "/.zarray")
+  if not meta then error("dlua.array.from_zarr: " .. err, 2) end
+  local m, merr = nd._zarr_meta(meta)
+  if not m then
+    error(sformat("dlua.array.from_zarr: %s/.zarray: %s", path, merr), 2)
+  end
+  local chunks = norm_chunks(m.shape, m.chunks, 2)
+  local dtype = m.dtype
+  local arr = gen_array("zarr", m.shape, chunks, dtype,
+    function(idx, bs)
+      return {"gen", t_zarr_read, path, chunk_name(idx), meta, bs, dtype,
+              n = 7}
+    end)
+  if opts.chunks then
+    local r = rechunk(arr, opts.chunks, 2)
+    return r
+  end
+  return arr
+end
+
+local ZARR_OPTS = {compressor = true, level = true, fill_value = true}
+
+--- x:to_zarr(path [, {compressor = "zlib" | false, level = 1, fill_value
+-- = 0, client =, scheduler =}]) / da.to_zarr(x, path, ...): write the
+-- array as a Zarr v2 directory store, each block by its own task; returns
+-- the bytes of chunk files written.
+function methods.to_zarr(a, path, opts)
+  if not is_array(a) or type(path) ~= "string" then
+    error("dlua.array.to_zarr: expects (array, directory [, options])", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("dlua.array.to_zarr: options must be a table", 2)
+  end
+  local zo, co = {}, {}
+  for k, v in pairs(opts or {}) do
+    if ZARR_OPTS[k] then zo[k] = v else co[k] = v end
+  end
+  if zo.compressor ~= nil and zo.compressor ~= false and
+     zo.compressor ~= "zlib" then
+    error(sformat("dlua.array.to_zarr: unsupported compressor '%s' (\"zlib\" "
+      .. "or false)", tostring(zo.compressor)), 2)
+  end
+  if zo.level ~= nil and (math_type(zo.level) ~= "integer" or zo.level < 0
+     or zo.level > 9) then
+    error("dlua.array.to_zarr: level must be an integer 0..9", 2)
+  end
+  local csize = {}
+  for d = 1, #a.shape do
+    local c = a.chunks[d]
+    for i = 1, #c - 1 do
+      if c[i] ~= c[1] or c[#c] > c[1] then
+        error(sformat("dlua.array.to_zarr: Zarr needs regular chunks; axis "
+          .. "%d has {%s}: rechunk first", d, tconcat(c, ", ")), 2)
+      end
+    end
+    csize[d] = mmax(c[1] or 1, 1)
+  end
+  local fill = zo.fill_value
+  if fill == nil then fill = a.dtype == "bool" and false or 0 end
+  local meta = nd._zarr_meta_json{shape = a.shape, chunks = csize,
+    dtype = a.dtype, compressor = zo.compressor ~= false and "zlib" or nil,
+    level = zo.level or 1, fill_value = fill}
+  local ok, err = require("dlua.bagio").mkdirs(path)
+  if not ok then error("dlua.array.to_zarr: " .. tostring(err), 2) end
+  local f, ferr = io.open(path .. "/.zarray", "wb")
+  if not f then error("dlua.array.to_zarr: " .. ferr, 2) end
+  f:write(meta)
+  f:close()
+  local name = fresh("to-zarr")
+  local layer, keys = {}, {}
+  for _, idx in ipairs(each_block(a.chunks)) do
+    local r = block_ref(a, idx)
+    local deps = {}
+    ref_deps(r, deps, {})
+    local k = key_of(name, idx)
+    layer[k] = {fn = t_zarr_write, deps = deps,
+                args = {n = 4, r, path, chunk_name(idx), meta}}
+    keys[#keys + 1] = k
+  end
+  local g = {}
+  for _, l in pairs(merge_layers(a)) do for k, t in pairs(l) do g[k] = t end end
+  for k, t in pairs(layer) do g[k] = t end
+  local total = 0
+  if #keys > 0 then
+    for _, v in ipairs(require("dlua.delayed").compute_graph(g, keys, co)) do
+      total = total + v
+    end
+  end
+  return total
+end
+M.to_zarr = methods.to_zarr
+
 --- x:graph() -> the plain task graph (as dlua.delayed's d:graph()).
 function methods.graph(a)
   return (graph_of(a))

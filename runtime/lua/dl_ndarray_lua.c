@@ -15,6 +15,7 @@
 #include "dl_codec.h"
 #include "dl_nd.h"
 #include "dl_runtime.h"
+#include "dl_zarr.h"
 
 #define MT "dlua.ndarray"
 
@@ -1565,6 +1566,130 @@ static int l_save(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- zarr */
+
+static void push_list(lua_State *L, int n, const int64_t *v) {
+  int k;
+  lua_createtable(L, n, 0);
+  for (k = 0; k < n; k++) {
+    lua_pushinteger(L, (lua_Integer)v[k]);
+    lua_rawseti(L, -2, k + 1);
+  }
+}
+
+/* nd._zarr_meta(json) -> {shape =, chunks =, dtype =, compressor =
+   "zlib" | nil, level =, fill_value =}, or nil and a message. */
+static int l_zarr_meta(lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  char err[256];
+  dl_zarr_meta m;
+  if (dl_zarr_meta_parse(&m, p, n, err, sizeof err) != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_createtable(L, 0, 6);
+  push_list(L, m.ndim, m.shape);
+  lua_setfield(L, -2, "shape");
+  push_list(L, m.ndim, m.chunks);
+  lua_setfield(L, -2, "chunks");
+  lua_pushstring(L, dl_nd_dtype_name(m.dtype));
+  lua_setfield(L, -2, "dtype");
+  if (m.zlib) {
+    lua_pushliteral(L, "zlib");
+    lua_setfield(L, -2, "compressor");
+    lua_pushinteger(L, m.level);
+    lua_setfield(L, -2, "level");
+  }
+  if (m.has_fill) {
+    lua_pushnumber(L, m.fill);
+    lua_setfield(L, -2, "fill_value");
+  }
+  return 1;
+}
+
+/* Integer list field k of the table at 1 into v; returns its length. */
+static int zget_list(lua_State *L, const char *k, int64_t *v) {
+  int n;
+  lua_getfield(L, 1, k);
+  n = get_shape(L, lua_gettop(L), v);
+  lua_pop(L, 1);
+  return n;
+}
+
+/* nd._zarr_meta_json{shape =, chunks =, dtype =, compressor =, level =,
+   fill_value =} -> the .zarray text. */
+static int l_zarr_meta_json(lua_State *L) {
+  dl_zarr_meta m;
+  dl_buf b;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  memset(&m, 0, sizeof m);
+  m.ndim = zget_list(L, "shape", m.shape);
+  if (zget_list(L, "chunks", m.chunks) != m.ndim)
+    return luaL_argerror(L, 1, "chunks and shape differ in length");
+  lua_getfield(L, 1, "dtype");
+  m.dtype = (dl_dtype)parse_dtype(L, luaL_checkstring(L, -1), 1);
+  lua_getfield(L, 1, "compressor");
+  m.zlib = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "zlib") == 0;
+  lua_getfield(L, 1, "level");
+  m.level = (int)luaL_optinteger(L, -1, -1);
+  lua_getfield(L, 1, "fill_value");
+  m.has_fill = !lua_isnil(L, -1);
+  m.fill = lua_isboolean(L, -1) ? lua_toboolean(L, -1) : lua_tonumber(L, -1);
+  dl_buf_init(&b);
+  dl_zarr_meta_write(&b, &m);
+  lua_pushlstring(L, b.p, b.len);
+  dl_buf_free(&b);
+  return 1;
+}
+
+static void meta_arg(lua_State *L, int i, dl_zarr_meta *m) {
+  size_t n;
+  const char *p = luaL_checklstring(L, i, &n);
+  char err[256];
+  if (dl_zarr_meta_parse(m, p, n, err, sizeof err) != 0)
+    nd_error(L, "zarr: .zarray: %s", err);
+}
+
+/* nd._zarr_decode(bytes, zarray_json) -> the chunk as an ndarray of the
+   chunk shape (an error names what is wrong with the bytes). */
+static int l_zarr_decode(lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  char err[256];
+  dl_zarr_meta m;
+  dl_nd *r;
+  meta_arg(L, 2, &m);
+  r = nd_new(L);
+  if (dl_zarr_chunk_decode(r, &m, p, n, err, sizeof err) != 0)
+    return nd_error(L, "zarr: %s", err);
+  return 1;
+}
+
+/* nd._zarr_encode(block, zarray_json) -> the bytes of its chunk file. */
+static int l_zarr_encode(lua_State *L) {
+  dl_nd *a = nd_check(L, 1);
+  dl_zarr_meta m;
+  dl_buf b;
+  int rc;
+  meta_arg(L, 2, &m);
+  if (a->dtype != m.dtype) {
+    dl_nd *c = nd_new(L);
+    if ((rc = dl_nd_astype(c, a, m.dtype)) != 0)
+      nd_fail(L, rc, "zarr", a, NULL);
+    a = c;
+  }
+  dl_buf_init(&b);
+  if ((rc = dl_zarr_chunk_encode(&b, &m, a)) != 0) {
+    dl_buf_free(&b);
+    return nd_fail(L, rc, "zarr: chunk", a, NULL);
+  }
+  lua_pushlstring(L, b.p, b.len);
+  dl_buf_free(&b);
+  return 1;
+}
+
 /* nd.load(path) -> ndarray from a .npy file; nil and a message when the
    file cannot be read; an error naming the problem for a bad file. */
 static int l_load(lua_State *L) {
@@ -1670,7 +1795,9 @@ static const luaL_Reg funcs[] = {
   {"argmax", m_argmax}, {"any", m_any}, {"all", m_all},
   {"cumsum", m_cumsum}, {"transpose", m_transpose}, {"reshape", m_reshape},
   {"blas_threads", l_blas_threads}, {"tobytes", l_tobytes},
-  {"frombytes", l_frombytes}, {"_random_block", l_random_block},
+  {"frombytes", l_frombytes}, {"_random_block", l_random_block}, {"_zarr_meta", l_zarr_meta},
+  {"_zarr_meta_json", l_zarr_meta_json}, {"_zarr_decode", l_zarr_decode},
+  {"_zarr_encode", l_zarr_encode},
   {"save", l_save}, {"load", l_load},
   {"_fused", l_fused},
   {NULL, NULL}};
