@@ -289,6 +289,20 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       {shape = {2}, seed = 1, dtype = "float16"}))
   end)
 
+  it("factors a tall-skinny array with tsqr", function()
+    local t = da.random.uniform{shape = {100, 5}, chunks = {30, 5}, seed = 2}
+    local q, r = da.linalg.tsqr(t)
+    local qv, rv, tv = q:compute(SYNC), r:compute(SYNC), t:compute(SYNC)
+    assert.same({100, 5}, qv.shape)
+    close(qv:matmul(rv), tv, 1e-12)
+    close(qv.T:matmul(qv), nd.eye(5), 1e-12)
+    assert.equal(0, rv:get(5, 4)) -- upper triangular
+    assert.matches("one block of columns %(chunks {2, 2, 1}%)",
+      err_of(da.linalg.tsqr, t:rechunk{30, 2}))
+    assert.matches("block 1 has 4 rows, fewer than the 5 columns",
+      err_of(da.linalg.tsqr, t:rechunk{4, 5}))
+  end)
+
   it("persists in this process with the sync scheduler", function()
     local p = (x * 2):persist(SYNC)
     assert.equal(0, ntasks(p))

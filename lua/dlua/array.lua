@@ -1763,6 +1763,78 @@ function methods.persist(a, opts)
 end
 M.persist = function(a, opts) return methods.persist(a, opts) end
 
+-- -------------------------------------------------------------- linalg
+
+M.linalg = {}
+
+local function t_qr1(b) -- a block's QR, as {q, r}
+  local q, r = require("dlua.ndarray").linalg.qr(ev(b, {}))
+  return {q, r}
+end
+
+local function t_qr2(parts) -- QR of the stacked r factors: {Q2, R}
+  local ndm = require "dlua.ndarray"
+  local rs = {}
+  for i = 1, #parts do rs[i] = parts[i][2] end
+  local q, r = ndm.linalg.qr(ndm.concatenate(rs, {axis = 1}))
+  return {q, r}
+end
+
+local function t_qr_q(part, top, i, n) -- block i of Q: q_i @ Q2[rows of i]
+  return part[1]:matmul(top[1]:slice({(i - 1) * n + 1, i * n}))
+end
+
+local function t_qr_r(top) return top[2] end
+
+--- da.linalg.tsqr(x) -> q, r: the reduced QR of a tall-skinny 2-d array
+-- chunked along its rows only (one block of columns; every block at least
+-- as tall as the array is wide): a QR per block, then one of the stacked
+-- r factors (Benson, Gleich and Demmel's direct TSQR).
+function M.linalg.tsqr(a)
+  if not is_array(a) or #a.shape ~= 2 then
+    error("dlua.array.linalg.tsqr: needs a 2-d array", 2)
+  end
+  local n = a.shape[2]
+  if #a.chunks[2] ~= 1 then
+    error(sformat("dlua.array.linalg.tsqr: the array must have one block "
+      .. "of columns (chunks {%s}): rechunk{c, -1} first",
+      tconcat(a.chunks[2], ", ")), 2)
+  end
+  for i, c in ipairs(a.chunks[1]) do
+    if c < n then
+      error(sformat("dlua.array.linalg.tsqr: block %d has %d rows, fewer "
+        .. "than the %d columns (tall-skinny blocks needed)", i, c, n), 2)
+    end
+  end
+  local name = fresh("tsqr")
+  local layer, parts = {}, {}
+  for i = 1, #a.chunks[1] do
+    local r = block_ref(a, {i, 1})
+    local deps = {}
+    ref_deps(r, deps, {})
+    parts[i] = name .. "-qr-" .. i
+    layer[parts[i]] = {fn = t_qr1, args = {n = 1, r}, deps = deps}
+  end
+  local top = name .. "-top"
+  layer[top] = {fn = t_qr2, args = {n = 1, parts}, deps = parts}
+  local qname, rname = name .. "-q", name .. "-r"
+  for i = 1, #a.chunks[1] do
+    layer[key_of(qname, {i, 1})] = {fn = t_qr_q, deps = {parts[i], top},
+      args = {n = 4, parts[i], top, i, n}}
+  end
+  layer[key_of(rname, {1, 1})] = {fn = t_qr_r, args = {n = 1, top},
+                                  deps = {top}}
+  local layers = merge_layers(a)
+  layers[name] = layer
+  local q = new_array{name = qname, shape = a.shape, chunks = a.chunks,
+    dtype = "float64", kind = "keys", layers = layers,
+    mkref = function(_, idx) return key_of(qname, idx) end}
+  local r = new_array{name = rname, shape = {n, n}, chunks = {{n}, {n}},
+    dtype = "float64", kind = "keys", layers = layers,
+    mkref = function(_, idx) return key_of(rname, idx) end}
+  return q, r
+end
+
 -- ---------------------------------------------------------------- zarr
 
 local function read_all(path)
