@@ -306,6 +306,40 @@ describe("coordination primitives", function()
     assert.matches("batch must be", err_of(q.get, q, {batch = 0}))
   end)
 
+  it("Queue: its first put fixes maxsize for good; puts keep order",
+     function()
+    -- Unbounded from its first put, even once empty again: a later
+    -- object that asks for a bound does not get one (puts that need no
+    -- answer rely on this).
+    local q = dlua.Queue("coord-fixed")
+    q:put(1)
+    assert.equal(1, q:get())
+    local later = dlua.Queue("coord-fixed", {maxsize = 1})
+    later:put(1)
+    later:put(2, {timeout = 0})
+    assert.equal(2, q:qsize())
+    assert.same({1, 2}, q:get{batch = true})
+    -- Bounded from its first put: stays bounded once empty.
+    local b = dlua.Queue("coord-bound", {maxsize = 1})
+    b:put(1)
+    assert.equal(1, b:get())
+    b:put(2)
+    assert.matches("still full", err_of(b.put, b, 3, {timeout = 0}))
+    assert.equal(2, b:get())
+    -- Many puts in a row, from the client and from a task, arrive in
+    -- order and are all counted by the next request.
+    for i = 1, 200 do q:put(i) end
+    assert.equal(200, q:qsize())
+    local got = q:get{batch = 200}
+    for i = 1, 200 do assert.equal(i, got[i]) end
+    assert.equal(200, c:submit(function(queue)
+      for i = 1, 200 do queue:put(i) end
+      return queue:qsize()
+    end, q):result(30))
+    got = q:get{batch = 200}
+    for i = 1, 200 do assert.equal(i, got[i]) end
+  end)
+
   it("Queue: a waiting consumer gives its slot to its producer", function()
     -- Two workers, one slot each: three consumers wait before the producer
     -- is even submitted; the producer can run only on a slot given back.

@@ -17,6 +17,7 @@ local VAR_SET, VAR_GET, VAR_DEL = 1, 2, 3
 local Q_PUT, Q_GET, Q_GET_ALL, Q_SIZE = 4, 5, 6, 7
 local EV_SET, EV_CLEAR, EV_WAIT, EV_IS_SET = 8, 9, 10, 11
 local SEM_ACQ, SEM_REL = 12, 13
+local Q_PUSH = 15
 local OK, TIMEOUT = 0, 1
 
 -- Lease ids, unique in this process (a worker's tasks share its link).
@@ -57,6 +58,13 @@ local function request(obj, op, timeout, n, lease, bytes)
               tostring(req.value)), 3)
   end
   return req.status, req.value
+end
+
+-- Send one request that is never answered (Q_PUSH).
+local function send(obj, op, n, bytes)
+  local c = client_of(obj)
+  c.handle:coord(0, op, obj.name, 0, n or 0, 0, bytes)
+  return c
 end
 
 local function check_name(name, what)
@@ -198,10 +206,22 @@ function Queue:put(v, o)
   o = check_opts(o, {timeout = true}, "Queue:put", 2)
   local t = check_timeout(o.timeout, "Queue:put", 2)
   local bytes = encode(v, "Queue:put", 2)
-  local st = request(self, Q_PUT, t, self.maxsize, 0, bytes)
+  local c = client_of(self)
+  local unbounded = c._qunbounded
+  if unbounded and unbounded[self.name] then
+    -- The queue can never be full: no need to wait for the scheduler,
+    -- which keeps this client's requests in order.
+    send(self, Q_PUSH, self.maxsize, bytes)
+    return
+  end
+  local st, r = request(self, Q_PUT, t, self.maxsize, 0, bytes)
   if st == TIMEOUT then
     error(timeout_error(fmt("Queue:put: '%s' still full after %gs",
                             self.name, t)), 2)
+  end
+  if r == "\0" then -- unbounded, for good (its first put decided)
+    if not unbounded then unbounded = {}; c._qunbounded = unbounded end
+    unbounded[self.name] = true
   end
 end
 

@@ -43,6 +43,7 @@ typedef struct prim {
   item *items; /* queue: items[head .. head+len) */
   size_t head, len, cap;
   uint64_t maxsize;
+  int sized;    /* queue: its first put has fixed maxsize */
   int set;      /* event */
   uint64_t max; /* semaphore: leases at most */
   lease *leases;
@@ -190,10 +191,12 @@ static int try_serve(dl_coord *c, prim *p, waiter *w) {
       q_pop_reply(c, p, w->from, w->reqid, w->n);
       return 1;
     case DL_CO_Q_PUT:
+    case DL_CO_Q_PUSH:
       if (p->maxsize && p->len >= p->maxsize) return 0;
       if (q_push(p, w->bytes, w->blen)) return 0;
       w->bytes = NULL;
-      reply(c, w->from, w->reqid, DL_CO_OK, "", 0);
+      if (w->op == DL_CO_Q_PUT)
+        reply(c, w->from, w->reqid, DL_CO_OK, p->maxsize ? "\1" : "\0", 1);
       return 1;
     case DL_CO_EV_WAIT:
       if (!p->set) return 0;
@@ -282,6 +285,7 @@ static int kind_of(int op) {
     case DL_CO_VAR_GET:
     case DL_CO_VAR_DEL: return K_VAR;
     case DL_CO_Q_PUT:
+    case DL_CO_Q_PUSH:
     case DL_CO_Q_GET:
     case DL_CO_Q_GET_ALL:
     case DL_CO_Q_SIZE: return K_QUEUE;
@@ -383,9 +387,12 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
     }
     default: break;
   }
-  /* A request that may wait: VAR_GET, Q_PUT, Q_GET, EV_WAIT, SEM_ACQ. */
-  if (op == DL_CO_Q_PUT && p->maxsize == 0 && p->len == 0 && p->nwait == 0)
-    p->maxsize = n; /* a new queue takes its maxsize from its first put */
+  /* A request that may wait: VAR_GET, Q_PUT, Q_PUSH, Q_GET, EV_WAIT,
+     SEM_ACQ. */
+  if ((op == DL_CO_Q_PUT || op == DL_CO_Q_PUSH) && !p->sized) {
+    p->maxsize = n; /* a queue takes its maxsize from its first put, */
+    p->sized = 1;   /* for good: a PUSH relies on it */
+  }
   if (op == DL_CO_SEM_ACQ) {
     if (p->max == 0) p->max = n ? n : 1;
     if (sem_held(p, from, lid) >= 0) {
@@ -405,7 +412,7 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   w->n = n;
   w->lease = lid;
   w->deadline = tmo ? now + (double)(tmo - 1) * 1e-3 : -1;
-  if (op == DL_CO_Q_PUT) {
+  if (op == DL_CO_Q_PUT || op == DL_CO_Q_PUSH) {
     w->bytes = dup_bytes(bytes, blen);
     w->blen = blen;
     if (w->bytes == NULL) {

@@ -27,8 +27,9 @@ enum {
   DL_CO_VAR_SET = 1, /* bytes: the value */
   DL_CO_VAR_GET,     /* waits until set; reply: the value */
   DL_CO_VAR_DEL,
-  DL_CO_Q_PUT,       /* n: maxsize (0: none) on first use; bytes: the item;
-                        waits while full */
+  DL_CO_Q_PUT,       /* n: maxsize (0: none), taken by the queue's first
+                        put; bytes: the item; waits while full; reply:
+                        1 byte, 1 if the queue is bounded, 0 if not */
   DL_CO_Q_GET,       /* n: 0 one item (reply: it), k > 0 exactly k items
                         (reply: a list); waits until there are enough */
   DL_CO_Q_GET_ALL,   /* every item now (reply: a list, maybe empty) */
@@ -40,7 +41,11 @@ enum {
   DL_CO_SEM_ACQ,     /* n: max_leases on first use; lease: the lease id;
                         waits while all leases are held */
   DL_CO_SEM_REL,     /* lease: the lease id to release */
-  DL_CO_DELETE       /* forget the primitive named (Queue, Event, ...) */
+  DL_CO_DELETE,      /* forget the primitive named (Queue, Event, ...) */
+  DL_CO_Q_PUSH       /* as Q_PUT, never answered: for a queue that a Q_PUT
+                        reply said is unbounded (its bound never changes),
+                        so the putter need not wait; the scheduler keeps
+                        each requester's messages in order */
 };
 
 /* Reply status (DL_M_COORD_REPLY). */
