@@ -340,6 +340,69 @@ describe("coordination primitives", function()
     for i = 1, 200 do assert.equal(i, got[i]) end
   end)
 
+  -- Results stored on the workers now (polled: news comes with heartbeats).
+  local function stored()
+    local n = 0
+    for _, w in ipairs(c:scheduler_info().workers) do n = n + w.stored end
+    return n
+  end
+  local function poll_until(what, pred)
+    local deadline = dlua.time() + 20
+    while not pred() do
+      assert(dlua.time() < deadline, "timed out waiting for " .. what)
+      dlua.sleep(0.02)
+    end
+  end
+
+  it("Variable and Queue hold futures: results live while held", function()
+    poll_until("no stored results", function() return stored() == 0 end)
+    local v = dlua.Variable("coord-fv")
+    local f = c:submit(function(x) return x * 2 end, 21)
+    v:set(f)
+    f:release() -- the variable is the only holder now
+    local g = v:get()
+    assert.is_true(dlua.is_future(g))
+    assert.equal(42, g:result(10))
+    -- A task gets a usable future from the variable.
+    assert.equal(43, c:submit(function(var)
+      local ff <close> = var:get() -- released at the end of the task
+      return ff:result() + 1
+    end, v):result(30))
+    g:release()
+    v:delete() -- nobody holds it now: freed
+    poll_until("the result freed", function() return stored() == 0 end)
+    -- A queue passes the future on; a task puts futures of its own.
+    local q = dlua.Queue("coord-fq")
+    q:put(c:submit(function() return "hi" end))
+    assert.equal("hi!", c:submit(function(queue)
+      local ff <close> = queue:get()
+      return ff:result() .. "!"
+    end, q):result(30))
+    assert.is_true(c:submit(function(queue)
+      local cl = require("dlua").get_client()
+      local a <close> = cl:submit(function() return 7 end)
+      local b <close> = cl:submit(function() return 9 end)
+      queue:put(a)
+      queue:put(8)
+      queue:put(b)
+      return true
+    end, q):result(30))
+    local l = q:get{batch = 3}
+    assert.equal(7, l[1]:result(10))
+    assert.equal(8, l[2])
+    assert.equal(9, l[3]:result(10))
+    -- Bad input: a future inside a table, a released future.
+    local h = c:submit(function() return 1 end)
+    assert.matches("a future inside a table cannot be shared",
+                   err_of(q.put, q, {h}))
+    h:release()
+    assert.matches("the future was released", err_of(v.set, v, h))
+    l = nil
+    collectgarbage()
+    collectgarbage()
+    poll_until("every result freed", function() return stored() == 0 end)
+  end)
+
   it("Queue: a waiting consumer gives its slot to its producer", function()
     -- Two workers, one slot each: three consumers wait before the producer
     -- is even submitted; the producer can run only on a slot given back.

@@ -18,12 +18,14 @@ struct waiter {
   uint64_t n, lease;
   char *bytes; /* DL_CO_Q_PUT: the item (owned) */
   size_t blen;
+  int fut;     /* bytes is a future's key, held (dl_coord_keys) */
   waiter *next;
 };
 
 typedef struct item {
   char *p; /* owned */
   size_t n;
+  int fut; /* p is a future's key, held */
 } item;
 
 typedef struct lease {
@@ -40,6 +42,7 @@ typedef struct prim {
   char *val; /* variable: its value (owned), when has */
   size_t vlen;
   int has;
+  int vfut; /* val is a future's key, held */
   item *items; /* queue: items[head .. head+len) */
   size_t head, len, cap;
   uint64_t maxsize;
@@ -56,7 +59,26 @@ struct dl_coord {
   dl_map prims;
   dl_coord_out out;
   void *ud;
+  dl_coord_keys keys;
+  int has_keys;
 };
+
+void dl_coord_set_keys(dl_coord *c, const dl_coord_keys *keys) {
+  c->keys = *keys;
+  c->has_keys = 1;
+}
+
+static int key_hold(dl_coord *c, const char *k, size_t n) {
+  return c->has_keys ? c->keys.hold(c->ud, k, n) : -1;
+}
+
+static void key_drop(dl_coord *c, const char *k, size_t n) {
+  if (c->has_keys) c->keys.drop(c->ud, k, n);
+}
+
+static void key_give(dl_coord *c, const char *k, size_t n, int to) {
+  if (c->has_keys) c->keys.give(c->ud, k, n, to);
+}
 
 static char *dup_bytes(const char *p, size_t n) {
   char *d = dl_realloc(NULL, n + 1);
@@ -72,6 +94,7 @@ dl_coord *dl_coord_new(dl_coord_out out, void *ud) {
   dl_map_init(&c->prims);
   c->out = out;
   c->ud = ud;
+  c->has_keys = 0;
   return c;
 }
 
@@ -126,8 +149,9 @@ static void put_le32(dl_buf *b, size_t n) {
   dl_buf_put(b, x, 4);
 }
 
-/* Append an item to queue p, taking ownership of bytes; 0 or DL_ENOMEM. */
-static int q_push(prim *p, char *bytes, size_t n) {
+/* Append an item to queue p, taking ownership of bytes (and of the hold
+   on its key, if fut); 0 or DL_ENOMEM. */
+static int q_push(prim *p, char *bytes, size_t n, int fut) {
   if (p->head + p->len == p->cap) {
     if (p->head > 0) { /* slide down first */
       memmove(p->items, p->items + p->head, p->len * sizeof *p->items);
@@ -143,31 +167,46 @@ static int q_push(prim *p, char *bytes, size_t n) {
   }
   p->items[p->head + p->len].p = bytes;
   p->items[p->head + p->len].n = n;
+  p->items[p->head + p->len].fut = fut;
   p->len++;
   return 0;
 }
 
-/* Pop k items into a list reply (k == 0: one item, bare). */
+/* Pop k items into a list reply (k == 0: one item, bare).  A future's
+   hold passes from the queue to the requester. */
 static void q_pop_reply(dl_coord *c, prim *p, int to, uint64_t reqid,
                         uint64_t k) {
   if (k == 0) {
     item it = p->items[p->head++];
     p->len--;
-    reply(c, to, reqid, DL_CO_OK, it.p, it.n);
+    reply(c, to, reqid, it.fut ? DL_CO_FUTURE : DL_CO_OK, it.p, it.n);
+    if (it.fut) {
+      key_give(c, it.p, it.n, to);
+      key_drop(c, it.p, it.n);
+    }
     dl_free(it.p);
   } else {
     dl_buf b;
     uint64_t i;
+    int futs = 0;
+    item *its = p->items + p->head;
     dl_buf_init(&b);
     for (i = 0; i < k; i++) {
-      item it = p->items[p->head++];
-      p->len--;
-      put_le32(&b, it.n);
-      dl_buf_put(&b, it.p, it.n);
-      dl_free(it.p);
+      put_le32(&b, its[i].n | (its[i].fut ? DL_CO_LIST_FUTURE : 0));
+      dl_buf_put(&b, its[i].p, its[i].n);
+      futs |= its[i].fut;
     }
-    reply(c, to, reqid, DL_CO_OK, b.p, b.len);
+    reply(c, to, reqid, futs ? DL_CO_FLIST : DL_CO_OK, b.p, b.len);
     dl_buf_free(&b);
+    for (i = 0; i < k; i++) { /* after the reply, as give asks */
+      if (its[i].fut) {
+        key_give(c, its[i].p, its[i].n, to);
+        key_drop(c, its[i].p, its[i].n);
+      }
+      dl_free(its[i].p);
+    }
+    p->head += k;
+    p->len -= k;
   }
   if (p->len == 0) p->head = 0;
 }
@@ -184,7 +223,9 @@ static int try_serve(dl_coord *c, prim *p, waiter *w) {
   switch (w->op) {
     case DL_CO_VAR_GET:
       if (!p->has) return 0;
-      reply(c, w->from, w->reqid, DL_CO_OK, p->val, p->vlen);
+      reply(c, w->from, w->reqid, p->vfut ? DL_CO_FUTURE : DL_CO_OK, p->val,
+            p->vlen);
+      if (p->vfut) key_give(c, p->val, p->vlen, w->from);
       return 1;
     case DL_CO_Q_GET:
       if (p->len < (w->n ? w->n : 1)) return 0;
@@ -193,7 +234,7 @@ static int try_serve(dl_coord *c, prim *p, waiter *w) {
     case DL_CO_Q_PUT:
     case DL_CO_Q_PUSH:
       if (p->maxsize && p->len >= p->maxsize) return 0;
-      if (q_push(p, w->bytes, w->blen)) return 0;
+      if (q_push(p, w->bytes, w->blen, w->fut)) return 0;
       w->bytes = NULL;
       if (w->op == DL_CO_Q_PUT)
         reply(c, w->from, w->reqid, DL_CO_OK, p->maxsize ? "\1" : "\0", 1);
@@ -220,11 +261,12 @@ static int try_serve(dl_coord *c, prim *p, waiter *w) {
   }
 }
 
-static void unlink_waiter(prim *p, waiter *prev, waiter *w) {
+static void unlink_waiter(dl_coord *c, prim *p, waiter *prev, waiter *w) {
   if (prev) prev->next = w->next;
   else p->wh = w->next;
   if (p->wt == w) p->wt = prev;
   p->nwait--;
+  if (w->fut && w->bytes) key_drop(c, w->bytes, w->blen); /* not put */
   dl_free(w->bytes);
   dl_free(w);
 }
@@ -239,7 +281,7 @@ static void serve(dl_coord *c, prim *p) {
     while (w) {
       waiter *next = w->next;
       if (try_serve(c, p, w)) {
-        unlink_waiter(p, prev, w);
+        unlink_waiter(c, p, prev, w);
         progress = 1;
       } else {
         prev = w;
@@ -328,20 +370,31 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   }
   switch (op) {
     case DL_CO_VAR_SET: {
+      int fut = (lid & DL_CO_FUTURE_KEY) != 0;
       char *v = dup_bytes(bytes, blen);
       if (v == NULL) {
         reply_err(c, from, reqid, "out of memory on the scheduler");
         return 0;
       }
+      if (fut && key_hold(c, bytes, blen)) {
+        dl_free(v);
+        reply_err(c, from, reqid, "the future's result is gone (released "
+                  "or forgotten by the scheduler)");
+        return 0;
+      }
+      if (p->vfut) key_drop(c, p->val, p->vlen);
       dl_free(p->val);
       p->val = v;
       p->vlen = blen;
       p->has = 1;
+      p->vfut = fut;
       reply(c, from, reqid, DL_CO_OK, "", 0);
       serve(c, p);
       return 0;
     }
     case DL_CO_VAR_DEL:
+      if (p->vfut) key_drop(c, p->val, p->vlen);
+      p->vfut = 0;
       dl_free(p->val);
       p->val = NULL;
       p->vlen = 0;
@@ -420,6 +473,14 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
       reply_err(c, from, reqid, "out of memory on the scheduler");
       return 0;
     }
+    if ((lid & DL_CO_FUTURE_KEY) && key_hold(c, bytes, blen)) {
+      dl_free(w->bytes);
+      dl_free(w);
+      reply_err(c, from, reqid, "the future's result is gone (released "
+                "or forgotten by the scheduler)");
+      return 0;
+    }
+    w->fut = (lid & DL_CO_FUTURE_KEY) != 0;
   }
   if (p->wt) p->wt->next = w;
   else p->wh = w;
@@ -441,7 +502,7 @@ static void drop_waiters(dl_coord *c, prim *p, double now, int from,
                      : w->from == from;
     if (due) {
       if (answer) reply(c, w->from, w->reqid, DL_CO_TIMEOUT, "", 0);
-      unlink_waiter(p, prev, w);
+      unlink_waiter(c, p, prev, w);
     } else {
       prev = w;
     }

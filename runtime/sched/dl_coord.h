@@ -48,13 +48,47 @@ enum {
                         each requester's messages in order */
 };
 
-/* Reply status (DL_M_COORD_REPLY). */
-enum { DL_CO_OK = 0, DL_CO_TIMEOUT = 1, DL_CO_ERROR = 2 };
+/*
+** Futures: VAR_SET, Q_PUT and Q_PUSH with lease 1 carry a future's key
+** (bytes) instead of a value.  The primitive then holds the key's result
+** (dl_coord_keys.hold) while it keeps it; whoever gets it is given a
+** future of the key by the scheduler (give) before the primitive lets go
+** (drop), so the result is never without a holder in between.
+*/
+#define DL_CO_FUTURE_KEY 1
 
-/* A list reply: each item as a 4-byte little-endian length, then bytes. */
+/* Reply status (DL_M_COORD_REPLY). */
+enum {
+  DL_CO_OK = 0,
+  DL_CO_TIMEOUT = 1,
+  DL_CO_ERROR = 2,
+  DL_CO_FUTURE = 3, /* OK, and bytes is the key of a future now held by
+                       the requester */
+  DL_CO_FLIST = 4   /* OK, a list in which some items are such keys */
+};
+
+/* A list reply: each item as a 4-byte little-endian length, then bytes;
+   a length with its top bit set is a future's key (DL_CO_FLIST). */
+#define DL_CO_LIST_FUTURE 0x80000000u
+
+/* What the scheduler does with the keys of futures put in primitives. */
+typedef struct dl_coord_keys {
+  /* The primitive holds key's result from now on: 0, or -1 if there is no
+     such key (it was released). */
+  int (*hold)(void *ud, const char *key, size_t klen);
+  /* ... holds it no longer. */
+  void (*drop)(void *ud, const char *key, size_t klen);
+  /* Requester `to` holds a future of key (called after the reply that
+     names it, so that news of the key follows the reply). */
+  void (*give)(void *ud, const char *key, size_t klen, int to);
+} dl_coord_keys;
 
 dl_coord *dl_coord_new(dl_coord_out out, void *ud);
 void dl_coord_free(dl_coord *c);
+
+/* Let futures be put in primitives (without it, a key is refused); keys
+   is copied. */
+void dl_coord_set_keys(dl_coord *c, const dl_coord_keys *keys);
 
 /*
 ** Handle one DL_M_COORD message (dl_wire.h) from requester `from`, its
