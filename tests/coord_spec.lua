@@ -403,6 +403,43 @@ describe("coordination primitives", function()
     poll_until("every result freed", function() return stored() == 0 end)
   end)
 
+  it("a cancelled wait leaves no request behind on the scheduler",
+     function()
+    -- A task waits on a Queue and on a Lock; both are cancelled.  A later
+    -- put must reach the client, and the lock must be free: a dead
+    -- waiter must not swallow the item or be granted the lease.
+    local q = dlua.Queue("coord-wq")
+    local lock = dlua.Lock("coord-wl")
+    assert.is_true(lock:acquire{timeout = 5})
+    local ev1, ev2 = dlua.Event("coord-we1"), dlua.Event("coord-we2")
+    local on1 = dlua.opts{workers = {c.handle:workers()[1].id}}
+    -- Each task tells it is about to wait (its wait goes out right after
+    -- the event's answer, before a cancel can come back to it).
+    local waits = c:submit(function(queue, ev)
+      ev:set()
+      return queue:get()
+    end, q, ev1, on1)
+    local locks = c:submit(function(l, ev)
+      ev:set()
+      l:acquire()
+      return "got it"
+    end, lock, ev2, on1)
+    assert.is_true(ev1:wait{timeout = 30})
+    assert.is_true(ev2:wait{timeout = 30})
+    waits:cancel()
+    locks:cancel()
+    assert.is_false(pcall(waits.result, waits, 30))
+    assert.is_false(pcall(locks.result, locks, 30))
+    -- The scheduler knows of the cancels at once, the worker a little
+    -- later: a task run after them on that worker ends after they did.
+    assert.equal(1, c:submit(function() return 1 end, on1):result(30))
+    lock:release()
+    q:put("for the client")
+    assert.equal("for the client", q:get{timeout = 10})
+    assert.is_true(lock:acquire{timeout = 10})
+    lock:release()
+  end)
+
   it("Queue: a waiting consumer gives its slot to its producer", function()
     -- Two workers, one slot each: three consumers wait before the producer
     -- is even submitted; the producer can run only on a slot given back.

@@ -20,7 +20,7 @@ local VAR_SET, VAR_GET, VAR_DEL = 1, 2, 3
 local Q_PUT, Q_GET, Q_GET_ALL, Q_SIZE = 4, 5, 6, 7
 local EV_SET, EV_CLEAR, EV_WAIT, EV_IS_SET = 8, 9, 10, 11
 local SEM_ACQ, SEM_REL = 12, 13
-local Q_PUSH = 15
+local Q_PUSH, WITHDRAW = 15, 16
 local OK, TIMEOUT, ERROR, FUTURE, FLIST = 0, 1, 2, 3, 4
 local FUTURE_KEY = 1 -- the lease field of a set or put: bytes is a key
 local LIST_FUTURE = 0x80000000 -- a list item's length flag: a key
@@ -77,6 +77,20 @@ local function orphan(c, status, bytes)
   end
 end
 
+-- A request in flight, closed when its wait ends: a wait that ends
+-- without its answer (Ctrl-C, the task's timeout, or its cancel, which
+-- closes the task's coroutine) withdraws the request, so that the
+-- scheduler does not serve a waiter that is gone (a put swallowed, a
+-- lease granted to nobody).
+local Pending = {}
+Pending.__close = function(req)
+  local c = req.c
+  if c._reqs[req.id] == req then c._reqs[req.id] = nil end
+  if req.n > 0 and not c.closed and not c.handle:closed() then
+    c.handle:coord(req.id, WITHDRAW, req.name, 0, req.op, req.lease)
+  end
+end
+
 -- Send one request and wait for its answer (the scheduler answers every
 -- request, at the latest when its timeout passes).  Returns status, bytes
 -- (or what convert made of them).
@@ -84,23 +98,20 @@ local function request(obj, op, timeout, n, lease, bytes)
   local c = client_of(obj)
   c._nextreq = c._nextreq + 1
   local reqid = c._nextreq
-  local req = {coord = convert, n = 1}
-  c._reqs[reqid] = req
   local tmo = 0 -- no limit; else 1 + milliseconds
   if timeout and timeout ~= huge then
     tmo = 1 + math.floor(timeout * 1000 + 0.5)
   end
   local mt = getmetatable(obj)
-  c.handle:coord(reqid, op, (mt.prefix or "") .. obj.name, tmo, n or 0,
-                 lease or 0, bytes)
-  local ok, err = pcall(function()
-    while req.n > 0 do c:_pump(-1, reqid) end
-  end)
-  c._reqs[reqid] = nil
-  if not ok then error(err, 0) end
+  local name = (mt.prefix or "") .. obj.name
+  local req <close> = setmetatable({coord = convert, n = 1, c = c,
+                                    id = reqid, name = name, op = op,
+                                    lease = lease or 0}, Pending)
+  c._reqs[reqid] = req
+  c.handle:coord(reqid, op, name, tmo, n or 0, lease or 0, bytes)
+  while req.n > 0 do c:_pump(-1, reqid) end
   if req.status == ERROR then
-    error(fmt("%s '%s': %s", getmetatable(obj).__name, obj.name,
-              tostring(req.value)), 3)
+    error(fmt("%s '%s': %s", mt.__name, obj.name, tostring(req.value)), 3)
   end
   return req.status, req.value
 end

@@ -341,6 +341,29 @@ static int kind_of(int op) {
   }
 }
 
+/* DL_CO_WITHDRAW: requester `from` gave up its request reqid (of op, on
+   the primitive named, with lease lid). */
+static void withdraw(dl_coord *c, int from, uint64_t reqid, int op,
+                     const char *name, size_t nlen, uint64_t lid) {
+  prim *p;
+  waiter *w, *prev = NULL;
+  int i;
+  if (kind_of(op) == 0) return;
+  p = get_prim(c, kind_of(op), name, nlen, 0);
+  if (p == NULL) return;
+  for (w = p->wh; w; prev = w, w = w->next)
+    if (w->from == from && w->reqid == reqid) {
+      unlink_waiter(c, p, prev, w);
+      serve(c, p); /* a put withdrawn may let another through */
+      return;
+    }
+  /* Met already: the answer is on its way to nobody. */
+  if (op == DL_CO_SEM_ACQ && (i = sem_held(p, from, lid)) >= 0) {
+    p->leases[i] = p->leases[--p->nleases];
+    serve(c, p);
+  }
+}
+
 int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   dl_msg_coord m;
   uint64_t reqid, tmo, n, lid;
@@ -359,6 +382,10 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   lid = m.lease;
   bytes = m.bytes;
   blen = m.blen;
+  if (op == DL_CO_WITHDRAW) {
+    withdraw(c, from, reqid, (int)n, name, nlen, lid);
+    return 0;
+  }
   if (kind_of((int)op) == 0) {
     reply_err(c, from, reqid, "unknown coordination request");
     return 0;

@@ -42,10 +42,14 @@ enum {
                         waits while all leases are held */
   DL_CO_SEM_REL,     /* lease: the lease id to release */
   DL_CO_DELETE,      /* forget the primitive named (Queue, Event, ...) */
-  DL_CO_Q_PUSH       /* as Q_PUT, never answered: for a queue that a Q_PUT
+  DL_CO_Q_PUSH,      /* as Q_PUT, never answered: for a queue that a Q_PUT
                         reply said is unbounded (its bound never changes),
                         so the putter need not wait; the scheduler keeps
                         each requester's messages in order */
+  DL_CO_WITHDRAW     /* give up a wait (interrupted, timed out, cancelled):
+                        reqid: the waiting request's; n: its op; lease: its
+                        lease.  A wait not met yet is dropped; an ACQ met
+                        already releases its lease.  Never answered. */
 };
 
 /*
