@@ -562,6 +562,50 @@ void dl_coord_gone(dl_coord *c, int from, double now) {
   }
 }
 
+static void info_of(const prim *p, dl_coord_info *o) {
+  size_t n = strlen(p->key + 1);
+  o->kind = p->kind == K_VAR ? "variable" : p->kind == K_QUEUE ? "queue"
+            : p->kind == K_EVENT ? "event" : "semaphore";
+  o->name = p->key + 1;
+  if (p->kind == K_SEM && n + 1 < p->klen - 1) { /* "lock\0name" */
+    o->kind = "lock";
+    o->name = p->key + 2 + n;
+  }
+  o->holders = p->kind == K_SEM ? p->nleases
+               : p->kind == K_QUEUE ? (int)p->len
+               : p->kind == K_EVENT ? p->set : p->has;
+  o->waiters = p->nwait;
+}
+
+void dl_coord_walk(dl_coord *c, dl_coord_walk_fn fn, void *ud) {
+  size_t i = 0;
+  prim *p;
+  while ((p = dl_map_next(&c->prims, &i)) != NULL) {
+    dl_coord_info o;
+    int n = p->nwait + p->nleases, k = 0, j;
+    dl_coord_party *who = n ? dl_realloc(NULL, sizeof *who * (size_t)n)
+                            : NULL;
+    const waiter *w;
+    info_of(p, &o);
+    if (who) {
+      for (w = p->wh; w; w = w->next, k++) {
+        who[k].from = w->from;
+        who[k].holds = 0;
+        who[k].op = w->op;
+        who[k].lease = w->lease;
+      }
+      for (j = 0; j < p->nleases; j++, k++) {
+        who[k].from = p->leases[j].from;
+        who[k].holds = 1;
+        who[k].op = DL_CO_SEM_ACQ;
+        who[k].lease = p->leases[j].id;
+      }
+    }
+    fn(ud, &o, who, who ? n : 0);
+    dl_free(who);
+  }
+}
+
 int dl_coord_list(dl_coord *c, dl_coord_info *out, int max) {
   size_t i = 0;
   prim *p;

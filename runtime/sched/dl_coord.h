@@ -117,4 +117,19 @@ typedef struct dl_coord_info {
 /* Fill at most max entries; returns how many primitives there are. */
 int dl_coord_list(dl_coord *c, dl_coord_info *out, int max);
 
+/* For the dashboard: one requester that waits on a primitive, or holds
+   one of its leases. */
+typedef struct dl_coord_party {
+  int from;      /* -1: the client; else a worker id (one of its tasks) */
+  int holds;     /* 1: holds lease; 0: waits, for op */
+  int op;        /* DL_CO_*: what it waits to do */
+  uint64_t lease;
+} dl_coord_party;
+
+/* fn(ud, info, parties, n) for each primitive, waiters first (in order),
+   then holders; everything passed is borrowed for the call only. */
+typedef void (*dl_coord_walk_fn)(void *ud, const dl_coord_info *info,
+                                 const dl_coord_party *who, int n);
+void dl_coord_walk(dl_coord *c, dl_coord_walk_fn fn, void *ud);
+
 #endif

@@ -1116,6 +1116,10 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   return s;
 }
 
+void dl_sched_coord_walk(dl_sched *s, dl_coord_walk_fn fn, void *ud) {
+  dl_coord_walk(s->coord, fn, ud);
+}
+
 void dl_sched_set_allowed_failures(dl_sched *s, int n) {
   s->allowed_failures = n < 1 ? 1 : n;
 }
