@@ -306,6 +306,142 @@ describe("coordination primitives", function()
     assert.matches("batch must be", err_of(q.get, q, {batch = 0}))
   end)
 
+  it("Queue: its first put fixes maxsize for good; puts keep order",
+     function()
+    -- Unbounded from its first put, even once empty again: a later
+    -- object that asks for a bound does not get one (puts that need no
+    -- answer rely on this).
+    local q = dlua.Queue("coord-fixed")
+    q:put(1)
+    assert.equal(1, q:get())
+    local later = dlua.Queue("coord-fixed", {maxsize = 1})
+    later:put(1)
+    later:put(2, {timeout = 0})
+    assert.equal(2, q:qsize())
+    assert.same({1, 2}, q:get{batch = true})
+    -- Bounded from its first put: stays bounded once empty.
+    local b = dlua.Queue("coord-bound", {maxsize = 1})
+    b:put(1)
+    assert.equal(1, b:get())
+    b:put(2)
+    assert.matches("still full", err_of(b.put, b, 3, {timeout = 0}))
+    assert.equal(2, b:get())
+    -- Many puts in a row, from the client and from a task, arrive in
+    -- order and are all counted by the next request.
+    for i = 1, 200 do q:put(i) end
+    assert.equal(200, q:qsize())
+    local got = q:get{batch = 200}
+    for i = 1, 200 do assert.equal(i, got[i]) end
+    assert.equal(200, c:submit(function(queue)
+      for i = 1, 200 do queue:put(i) end
+      return queue:qsize()
+    end, q):result(30))
+    got = q:get{batch = 200}
+    for i = 1, 200 do assert.equal(i, got[i]) end
+  end)
+
+  -- Results stored on the workers now (polled: news comes with heartbeats).
+  local function stored()
+    collectgarbage() -- futures of earlier tests, dropped but not collected
+    collectgarbage()
+    local n = 0
+    for _, w in ipairs(c:scheduler_info().workers) do n = n + w.stored end
+    return n
+  end
+  local function poll_until(what, pred)
+    local deadline = dlua.time() + 20
+    while not pred() do
+      assert(dlua.time() < deadline, "timed out waiting for " .. what)
+      dlua.sleep(0.02)
+    end
+  end
+
+  it("Variable and Queue hold futures: results live while held", function()
+    poll_until("no stored results", function() return stored() == 0 end)
+    local v = dlua.Variable("coord-fv")
+    local f = c:submit(function(x) return x * 2 end, 21)
+    v:set(f)
+    f:release() -- the variable is the only holder now
+    local g = v:get()
+    assert.is_true(dlua.is_future(g))
+    assert.equal(42, g:result(10))
+    -- A task gets a usable future from the variable.
+    assert.equal(43, c:submit(function(var)
+      local ff <close> = var:get() -- released at the end of the task
+      return ff:result() + 1
+    end, v):result(30))
+    g:release()
+    v:delete() -- nobody holds it now: freed
+    poll_until("the result freed", function() return stored() == 0 end)
+    -- A queue passes the future on; a task puts futures of its own.
+    local q = dlua.Queue("coord-fq")
+    q:put(c:submit(function() return "hi" end))
+    assert.equal("hi!", c:submit(function(queue)
+      local ff <close> = queue:get()
+      return ff:result() .. "!"
+    end, q):result(30))
+    assert.is_true(c:submit(function(queue)
+      local cl = require("dlua").get_client()
+      local a <close> = cl:submit(function() return 7 end)
+      local b <close> = cl:submit(function() return 9 end)
+      queue:put(a)
+      queue:put(8)
+      queue:put(b)
+      return true
+    end, q):result(30))
+    local l = q:get{batch = 3}
+    assert.equal(7, l[1]:result(10))
+    assert.equal(8, l[2])
+    assert.equal(9, l[3]:result(10))
+    -- Bad input: a future inside a table, a released future.
+    local h = c:submit(function() return 1 end)
+    assert.matches("a future inside a table cannot be shared",
+                   err_of(q.put, q, {h}))
+    h:release()
+    assert.matches("the future was released", err_of(v.set, v, h))
+    l = nil
+    collectgarbage()
+    collectgarbage()
+    poll_until("every result freed", function() return stored() == 0 end)
+  end)
+
+  it("a cancelled wait leaves no request behind on the scheduler",
+     function()
+    -- A task waits on a Queue and on a Lock; both are cancelled.  A later
+    -- put must reach the client, and the lock must be free: a dead
+    -- waiter must not swallow the item or be granted the lease.
+    local q = dlua.Queue("coord-wq")
+    local lock = dlua.Lock("coord-wl")
+    assert.is_true(lock:acquire{timeout = 5})
+    local ev1, ev2 = dlua.Event("coord-we1"), dlua.Event("coord-we2")
+    local on1 = dlua.opts{workers = {c.handle:workers()[1].id}}
+    -- Each task tells it is about to wait (its wait goes out right after
+    -- the event's answer, before a cancel can come back to it).
+    local waits = c:submit(function(queue, ev)
+      ev:set()
+      return queue:get()
+    end, q, ev1, on1)
+    local locks = c:submit(function(l, ev)
+      ev:set()
+      l:acquire()
+      return "got it"
+    end, lock, ev2, on1)
+    assert.is_true(ev1:wait{timeout = 30})
+    assert.is_true(ev2:wait{timeout = 30})
+    waits:cancel()
+    locks:cancel()
+    assert.is_false(pcall(waits.result, waits, 30))
+    assert.is_false(pcall(locks.result, locks, 30))
+    -- The scheduler knows of the cancels at once, the worker a little
+    -- later: a task run after them on that worker ends after they did.
+    assert.equal(1, c:submit(function() return 1 end, on1):result(30))
+    lock:release()
+    q:put("for the client")
+    assert.equal("for the client", q:get{timeout = 10})
+    assert.is_true(lock:acquire{timeout = 10})
+    lock:release()
+  end)
+
   it("Queue: a waiting consumer gives its slot to its producer", function()
     -- Two workers, one slot each: three consumers wait before the producer
     -- is even submitted; the producer can run only on a slot given back.

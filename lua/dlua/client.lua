@@ -82,7 +82,9 @@ function make_client(cl, handle, owns)
   local function on_data(reqid, key, found, value)
     local req = c._reqs[reqid]
     if req and req.coord then -- a Variable, Queue... answer (coord.lua)
-      req.status, req.value, req.n = found, value, 0
+      req.status, req.value, req.n = found, req.coord(c, found, value), 0
+    elseif key == nil and found then -- an answer nobody waits for now
+      require("dlua.coord")._orphan(c, found, value)
     elseif req then
       req.n = req.n - 1
       if found then

@@ -6,9 +6,12 @@
 -- The objects are plain tables with registered metatables, so they travel
 -- to tasks as arguments or upvalues (by name).
 local codec = require "dlua.codec"
+local future = require "dlua.future"
 
-local error, getmetatable, setmetatable, tostring, type, next, pcall =
-  error, getmetatable, setmetatable, tostring, type, next, pcall
+local error, getmetatable, setmetatable, tostring, type, next, pcall, ipairs,
+  rawget =
+  error, getmetatable, setmetatable, tostring, type, next, pcall, ipairs,
+  rawget
 local fmt, unpack_bytes = string.format, string.unpack
 local math_type, huge = math.type, math.huge
 
@@ -17,7 +20,10 @@ local VAR_SET, VAR_GET, VAR_DEL = 1, 2, 3
 local Q_PUT, Q_GET, Q_GET_ALL, Q_SIZE = 4, 5, 6, 7
 local EV_SET, EV_CLEAR, EV_WAIT, EV_IS_SET = 8, 9, 10, 11
 local SEM_ACQ, SEM_REL = 12, 13
-local OK, TIMEOUT = 0, 1
+local Q_PUSH, WITHDRAW = 15, 16
+local OK, TIMEOUT, ERROR, FUTURE, FLIST = 0, 1, 2, 3, 4
+local FUTURE_KEY = 1 -- the lease field of a set or put: bytes is a key
+local LIST_FUTURE = 0x80000000 -- a list item's length flag: a key
 
 -- Lease ids, unique in this process (a worker's tasks share its link).
 local next_lease = 0
@@ -32,31 +38,89 @@ local function client_of(obj)
   return require("dlua").get_client()
 end
 
+-- The items of a list answer (4-byte lengths, then bytes; a length with
+-- its top bit set is a future's key): fn(bytes, is_key) for each.
+local function each_item(bytes, fn)
+  local pos = 1
+  while pos <= #bytes do
+    local n = unpack_bytes("<I4", bytes, pos)
+    local fut = n >= LIST_FUTURE
+    if fut then n = n - LIST_FUTURE end
+    fn(bytes:sub(pos + 4, pos + 3 + n), fut)
+    pos = pos + 4 + n
+  end
+end
+
+-- An answer as it comes (client.lua's on_data; must not poll): a future's
+-- key becomes a future at once, so that the news of its key that follows
+-- the answer finds it.  Returns the bytes, a future, or (a list with
+-- futures) a table of bytes and futures.
+local function convert(c, status, bytes)
+  if status == FUTURE then return future.new(c, bytes) end
+  if status == FLIST then
+    local out = {}
+    each_item(bytes, function(b, fut)
+      out[#out + 1] = fut and future.new(c, b) or b
+    end)
+    return out
+  end
+  return bytes
+end
+
+-- An answer whose request was given up (an interrupted wait): the futures
+-- it gave this client are released.
+local function orphan(c, status, bytes)
+  if status == FUTURE then
+    c.handle:release(bytes)
+  elseif status == FLIST then
+    each_item(bytes, function(b, fut) if fut then c.handle:release(b) end end)
+  end
+end
+
+-- A request in flight, closed when its wait ends: a wait that ends
+-- without its answer (Ctrl-C, the task's timeout, or its cancel, which
+-- closes the task's coroutine) withdraws the request, so that the
+-- scheduler does not serve a waiter that is gone (a put swallowed, a
+-- lease granted to nobody).
+local Pending = {}
+Pending.__close = function(req)
+  local c = req.c
+  if c._reqs[req.id] == req then c._reqs[req.id] = nil end
+  if req.n > 0 and not c.closed and not c.handle:closed() then
+    c.handle:coord(req.id, WITHDRAW, req.name, 0, req.op, req.lease)
+  end
+end
+
 -- Send one request and wait for its answer (the scheduler answers every
--- request, at the latest when its timeout passes).  Returns status, bytes.
+-- request, at the latest when its timeout passes).  Returns status, bytes
+-- (or what convert made of them).
 local function request(obj, op, timeout, n, lease, bytes)
   local c = client_of(obj)
   c._nextreq = c._nextreq + 1
   local reqid = c._nextreq
-  local req = {coord = true, n = 1}
-  c._reqs[reqid] = req
   local tmo = 0 -- no limit; else 1 + milliseconds
   if timeout and timeout ~= huge then
     tmo = 1 + math.floor(timeout * 1000 + 0.5)
   end
   local mt = getmetatable(obj)
-  c.handle:coord(reqid, op, (mt.prefix or "") .. obj.name, tmo, n or 0,
-                 lease or 0, bytes)
-  local ok, err = pcall(function()
-    while req.n > 0 do c:_pump(-1, reqid) end
-  end)
-  c._reqs[reqid] = nil
-  if not ok then error(err, 0) end
-  if req.status ~= OK and req.status ~= TIMEOUT then
-    error(fmt("%s '%s': %s", getmetatable(obj).__name, obj.name,
-              tostring(req.value)), 3)
+  local name = (mt.prefix or "") .. obj.name
+  local req <close> = setmetatable({coord = convert, n = 1, c = c,
+                                    id = reqid, name = name, op = op,
+                                    lease = lease or 0}, Pending)
+  c._reqs[reqid] = req
+  c.handle:coord(reqid, op, name, tmo, n or 0, lease or 0, bytes)
+  while req.n > 0 do c:_pump(-1, reqid) end
+  if req.status == ERROR then
+    error(fmt("%s '%s': %s", mt.__name, obj.name, tostring(req.value)), 3)
   end
   return req.status, req.value
+end
+
+-- Send one request that is never answered (Q_PUSH).
+local function send(obj, op, n, bytes)
+  local c = client_of(obj)
+  c.handle:coord(0, op, obj.name, 0, n or 0, 0, bytes)
+  return c
 end
 
 local function check_name(name, what)
@@ -95,7 +159,38 @@ local function timeout_error(msg)
   return setmetatable({message = msg, kind = "timeout"}, dlua.TimeoutError)
 end
 
+-- Does table v hold a future (in a key or value, at any depth)?
+local function has_future(v, seen)
+  if seen[v] then return false end
+  seen[v] = true
+  for k, x in next, v do
+    if type(k) == "table" and (future.is_future(k) or has_future(k, seen))
+       or type(x) == "table" and (future.is_future(x) or has_future(x, seen))
+    then
+      return true
+    end
+  end
+  return false
+end
+
+-- A future to put: its key, after checks (same client, not released).
+local function future_key(obj, f, what, level)
+  local c = client_of(obj)
+  if f.client ~= c then
+    error(fmt("%s: the future belongs to another client than '%s'", what,
+              obj.name), level + 1)
+  end
+  if rawget(f, "released") then
+    error(fmt("%s: the future was released", what), level + 1)
+  end
+  return f.key
+end
+
 local function encode(v, what, level)
+  if type(v) == "table" and getmetatable(v) == nil and has_future(v, {}) then
+    error(fmt("%s: a future inside a table cannot be shared (put the "
+              .. "future itself)", what), level + 1)
+  end
   local ok, bytes = pcall(codec.encode, v)
   if not ok then
     error(fmt("%s: the value cannot be sent: %s", what, tostring(bytes)),
@@ -104,15 +199,23 @@ local function encode(v, what, level)
   return bytes
 end
 
--- A list answer: items as 4-byte lengths, then bytes.
-local function decode_list(bytes)
-  local out, pos = {}, 1
-  while pos <= #bytes do
-    local s
-    s, pos = unpack_bytes("<s4", bytes, pos)
-    out[#out + 1] = codec.decode(s)
+-- A list answer (see convert): its values.
+local function decode_list(x)
+  local out = {}
+  if type(x) == "table" then
+    for i, b in ipairs(x) do
+      out[i] = type(b) == "string" and codec.decode(b) or b
+    end
+  else
+    each_item(x, function(b) out[#out + 1] = codec.decode(b) end)
   end
   return out
+end
+
+-- A single answer (see convert): its value.
+local function decode_one(x)
+  if type(x) == "string" then return codec.decode(x) end
+  return x
 end
 
 -- Register a primitive's metatable, so that its objects travel by name.
@@ -135,7 +238,7 @@ local function make(mt, name, client)
   return o
 end
 
-local M = {}
+local M = {_orphan = orphan}
 
 -- ------------------------------------------------------------ Variable
 
@@ -148,9 +251,15 @@ function M.Variable(name, client)
   return make(Variable, name, client)
 end
 
---- variable:set(value): every reader sees value from now on.
+--- variable:set(value): every reader sees value from now on.  A future
+-- keeps its result alive while the variable holds it; get gives a future.
 function Variable:set(v)
-  request(self, VAR_SET, nil, 0, 0, encode(v, "Variable:set", 2))
+  if future.is_future(v) then
+    request(self, VAR_SET, nil, 0, FUTURE_KEY,
+            future_key(self, v, "Variable:set", 2))
+  else
+    request(self, VAR_SET, nil, 0, 0, encode(v, "Variable:set", 2))
+  end
 end
 
 --- variable:get{timeout=} -> value; waits until the variable is set;
@@ -163,7 +272,7 @@ function Variable:get(o)
     error(timeout_error(fmt("Variable:get: '%s' not set after %gs",
                             self.name, t)), 2)
   end
-  return codec.decode(bytes)
+  return decode_one(bytes)
 end
 
 --- variable:delete(): unset it (get waits again).
@@ -197,11 +306,26 @@ end
 function Queue:put(v, o)
   o = check_opts(o, {timeout = true}, "Queue:put", 2)
   local t = check_timeout(o.timeout, "Queue:put", 2)
-  local bytes = encode(v, "Queue:put", 2)
-  local st = request(self, Q_PUT, t, self.maxsize, 0, bytes)
+  local fut = future.is_future(v)
+  local bytes = fut and future_key(self, v, "Queue:put", 2)
+                or encode(v, "Queue:put", 2)
+  local c = client_of(self)
+  local unbounded = c._qunbounded
+  if unbounded and unbounded[self.name] and not fut then
+    -- The queue can never be full: no need to wait for the scheduler,
+    -- which keeps this client's requests in order.
+    send(self, Q_PUSH, self.maxsize, bytes)
+    return
+  end
+  local st, r = request(self, Q_PUT, t, self.maxsize, fut and FUTURE_KEY
+                        or 0, bytes)
   if st == TIMEOUT then
     error(timeout_error(fmt("Queue:put: '%s' still full after %gs",
                             self.name, t)), 2)
+  end
+  if r == "\0" then -- unbounded, for good (its first put decided)
+    if not unbounded then unbounded = {}; c._qunbounded = unbounded end
+    unbounded[self.name] = true
   end
 end
 
@@ -229,7 +353,7 @@ function Queue:get(o)
                             t)), 2)
   end
   if n > 0 then return decode_list(bytes) end
-  return codec.decode(bytes)
+  return decode_one(bytes)
 end
 
 --- queue:qsize() -> the number of items in the queue now

@@ -1251,6 +1251,12 @@ int dl_server_groups(dl_server *s, dl_sched_group *out, int max) {
   return n;
 }
 
+void dl_server_coord_walk(dl_server *s, dl_coord_walk_fn fn, void *ud) {
+  uv_mutex_lock(&s->lock);
+  dl_sched_coord_walk(s->sched, fn, ud);
+  uv_mutex_unlock(&s->lock);
+}
+
 int dl_server_departed(dl_server *s, dl_sched_winfo *out, int max) {
   int n;
   uv_mutex_lock(&s->lock);

@@ -155,6 +155,10 @@ int dl_server_departed(dl_server *s, dl_sched_winfo *out, int max);
 /* Task groups and recent completions (see dl_sched.h); the names stay
    valid until dl_server_stop. */
 int dl_server_groups(dl_server *s, dl_sched_group *out, int max);
+
+/* The coordination primitives in use (dl_coord_walk), under the lock: fn
+   must not call back into the server. */
+void dl_server_coord_walk(dl_server *s, dl_coord_walk_fn fn, void *ud);
 int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
                      int max, uint64_t *next);
 

@@ -984,6 +984,11 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   } else if (strcmp(p, "/json/graph") == 0) {
     resp->type = json;
     cached(d, C_GRAPH, json_graph, &resp->body);
+  } else if (strcmp(p, "/coord") == 0) {
+    a = find_asset("coord.html");
+  } else if (strcmp(p, "/json/coord") == 0) {
+    resp->type = json;
+    dl_dashboard_json_coord(d->srv, &resp->body);
   } else if (strcmp(p, "/json/info") == 0) {
     resp->type = json;
     json_info(d, &resp->body);

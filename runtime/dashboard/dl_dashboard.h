@@ -65,4 +65,8 @@ int dl_dashboard_report(struct dl_server *srv, double t0, const char *title,
 /* Append s as a JSON string (quoted and escaped) to b; 0 or DL_ENOMEM. */
 int dl_json_str(dl_buf *b, const char *s);
 
+/* /json/coord: the coordination primitives in use, their waiters and
+   lease holders (dl_dashboard_coord.c). */
+void dl_dashboard_json_coord(struct dl_server *srv, dl_buf *b);
+
 #endif

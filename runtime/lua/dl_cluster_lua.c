@@ -565,6 +565,8 @@ static int key_msg(lua_State *L, int type) {
   const char *key = luaL_checklstring(L, 2, &klen);
   if (h->srv == NULL && !h->link) return 0; /* closing: nothing to release */
   dl_put_key_msg(&h->out, (unsigned)type, key, klen);
+  /* A task's client may never poll again: its worker's link batches. */
+  if (h->link) flush_now(h, 0);
   return 0;
 }
 

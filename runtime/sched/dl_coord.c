@@ -18,12 +18,14 @@ struct waiter {
   uint64_t n, lease;
   char *bytes; /* DL_CO_Q_PUT: the item (owned) */
   size_t blen;
+  int fut;     /* bytes is a future's key, held (dl_coord_keys) */
   waiter *next;
 };
 
 typedef struct item {
   char *p; /* owned */
   size_t n;
+  int fut; /* p is a future's key, held */
 } item;
 
 typedef struct lease {
@@ -40,9 +42,11 @@ typedef struct prim {
   char *val; /* variable: its value (owned), when has */
   size_t vlen;
   int has;
+  int vfut; /* val is a future's key, held */
   item *items; /* queue: items[head .. head+len) */
   size_t head, len, cap;
   uint64_t maxsize;
+  int sized;    /* queue: its first put has fixed maxsize */
   int set;      /* event */
   uint64_t max; /* semaphore: leases at most */
   lease *leases;
@@ -55,7 +59,26 @@ struct dl_coord {
   dl_map prims;
   dl_coord_out out;
   void *ud;
+  dl_coord_keys keys;
+  int has_keys;
 };
+
+void dl_coord_set_keys(dl_coord *c, const dl_coord_keys *keys) {
+  c->keys = *keys;
+  c->has_keys = 1;
+}
+
+static int key_hold(dl_coord *c, const char *k, size_t n) {
+  return c->has_keys ? c->keys.hold(c->ud, k, n) : -1;
+}
+
+static void key_drop(dl_coord *c, const char *k, size_t n) {
+  if (c->has_keys) c->keys.drop(c->ud, k, n);
+}
+
+static void key_give(dl_coord *c, const char *k, size_t n, int to) {
+  if (c->has_keys) c->keys.give(c->ud, k, n, to);
+}
 
 static char *dup_bytes(const char *p, size_t n) {
   char *d = dl_realloc(NULL, n + 1);
@@ -71,6 +94,7 @@ dl_coord *dl_coord_new(dl_coord_out out, void *ud) {
   dl_map_init(&c->prims);
   c->out = out;
   c->ud = ud;
+  c->has_keys = 0;
   return c;
 }
 
@@ -125,8 +149,9 @@ static void put_le32(dl_buf *b, size_t n) {
   dl_buf_put(b, x, 4);
 }
 
-/* Append an item to queue p, taking ownership of bytes; 0 or DL_ENOMEM. */
-static int q_push(prim *p, char *bytes, size_t n) {
+/* Append an item to queue p, taking ownership of bytes (and of the hold
+   on its key, if fut); 0 or DL_ENOMEM. */
+static int q_push(prim *p, char *bytes, size_t n, int fut) {
   if (p->head + p->len == p->cap) {
     if (p->head > 0) { /* slide down first */
       memmove(p->items, p->items + p->head, p->len * sizeof *p->items);
@@ -142,31 +167,46 @@ static int q_push(prim *p, char *bytes, size_t n) {
   }
   p->items[p->head + p->len].p = bytes;
   p->items[p->head + p->len].n = n;
+  p->items[p->head + p->len].fut = fut;
   p->len++;
   return 0;
 }
 
-/* Pop k items into a list reply (k == 0: one item, bare). */
+/* Pop k items into a list reply (k == 0: one item, bare).  A future's
+   hold passes from the queue to the requester. */
 static void q_pop_reply(dl_coord *c, prim *p, int to, uint64_t reqid,
                         uint64_t k) {
   if (k == 0) {
     item it = p->items[p->head++];
     p->len--;
-    reply(c, to, reqid, DL_CO_OK, it.p, it.n);
+    reply(c, to, reqid, it.fut ? DL_CO_FUTURE : DL_CO_OK, it.p, it.n);
+    if (it.fut) {
+      key_give(c, it.p, it.n, to);
+      key_drop(c, it.p, it.n);
+    }
     dl_free(it.p);
   } else {
     dl_buf b;
     uint64_t i;
+    int futs = 0;
+    item *its = p->items + p->head;
     dl_buf_init(&b);
     for (i = 0; i < k; i++) {
-      item it = p->items[p->head++];
-      p->len--;
-      put_le32(&b, it.n);
-      dl_buf_put(&b, it.p, it.n);
-      dl_free(it.p);
+      put_le32(&b, its[i].n | (its[i].fut ? DL_CO_LIST_FUTURE : 0));
+      dl_buf_put(&b, its[i].p, its[i].n);
+      futs |= its[i].fut;
     }
-    reply(c, to, reqid, DL_CO_OK, b.p, b.len);
+    reply(c, to, reqid, futs ? DL_CO_FLIST : DL_CO_OK, b.p, b.len);
     dl_buf_free(&b);
+    for (i = 0; i < k; i++) { /* after the reply, as give asks */
+      if (its[i].fut) {
+        key_give(c, its[i].p, its[i].n, to);
+        key_drop(c, its[i].p, its[i].n);
+      }
+      dl_free(its[i].p);
+    }
+    p->head += k;
+    p->len -= k;
   }
   if (p->len == 0) p->head = 0;
 }
@@ -183,17 +223,21 @@ static int try_serve(dl_coord *c, prim *p, waiter *w) {
   switch (w->op) {
     case DL_CO_VAR_GET:
       if (!p->has) return 0;
-      reply(c, w->from, w->reqid, DL_CO_OK, p->val, p->vlen);
+      reply(c, w->from, w->reqid, p->vfut ? DL_CO_FUTURE : DL_CO_OK, p->val,
+            p->vlen);
+      if (p->vfut) key_give(c, p->val, p->vlen, w->from);
       return 1;
     case DL_CO_Q_GET:
       if (p->len < (w->n ? w->n : 1)) return 0;
       q_pop_reply(c, p, w->from, w->reqid, w->n);
       return 1;
     case DL_CO_Q_PUT:
+    case DL_CO_Q_PUSH:
       if (p->maxsize && p->len >= p->maxsize) return 0;
-      if (q_push(p, w->bytes, w->blen)) return 0;
+      if (q_push(p, w->bytes, w->blen, w->fut)) return 0;
       w->bytes = NULL;
-      reply(c, w->from, w->reqid, DL_CO_OK, "", 0);
+      if (w->op == DL_CO_Q_PUT)
+        reply(c, w->from, w->reqid, DL_CO_OK, p->maxsize ? "\1" : "\0", 1);
       return 1;
     case DL_CO_EV_WAIT:
       if (!p->set) return 0;
@@ -217,11 +261,12 @@ static int try_serve(dl_coord *c, prim *p, waiter *w) {
   }
 }
 
-static void unlink_waiter(prim *p, waiter *prev, waiter *w) {
+static void unlink_waiter(dl_coord *c, prim *p, waiter *prev, waiter *w) {
   if (prev) prev->next = w->next;
   else p->wh = w->next;
   if (p->wt == w) p->wt = prev;
   p->nwait--;
+  if (w->fut && w->bytes) key_drop(c, w->bytes, w->blen); /* not put */
   dl_free(w->bytes);
   dl_free(w);
 }
@@ -236,7 +281,7 @@ static void serve(dl_coord *c, prim *p) {
     while (w) {
       waiter *next = w->next;
       if (try_serve(c, p, w)) {
-        unlink_waiter(p, prev, w);
+        unlink_waiter(c, p, prev, w);
         progress = 1;
       } else {
         prev = w;
@@ -282,6 +327,7 @@ static int kind_of(int op) {
     case DL_CO_VAR_GET:
     case DL_CO_VAR_DEL: return K_VAR;
     case DL_CO_Q_PUT:
+    case DL_CO_Q_PUSH:
     case DL_CO_Q_GET:
     case DL_CO_Q_GET_ALL:
     case DL_CO_Q_SIZE: return K_QUEUE;
@@ -292,6 +338,29 @@ static int kind_of(int op) {
     case DL_CO_SEM_ACQ:
     case DL_CO_SEM_REL: return K_SEM;
     default: return 0;
+  }
+}
+
+/* DL_CO_WITHDRAW: requester `from` gave up its request reqid (of op, on
+   the primitive named, with lease lid). */
+static void withdraw(dl_coord *c, int from, uint64_t reqid, int op,
+                     const char *name, size_t nlen, uint64_t lid) {
+  prim *p;
+  waiter *w, *prev = NULL;
+  int i;
+  if (kind_of(op) == 0) return;
+  p = get_prim(c, kind_of(op), name, nlen, 0);
+  if (p == NULL) return;
+  for (w = p->wh; w; prev = w, w = w->next)
+    if (w->from == from && w->reqid == reqid) {
+      unlink_waiter(c, p, prev, w);
+      serve(c, p); /* a put withdrawn may let another through */
+      return;
+    }
+  /* Met already: the answer is on its way to nobody. */
+  if (op == DL_CO_SEM_ACQ && (i = sem_held(p, from, lid)) >= 0) {
+    p->leases[i] = p->leases[--p->nleases];
+    serve(c, p);
   }
 }
 
@@ -313,6 +382,10 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   lid = m.lease;
   bytes = m.bytes;
   blen = m.blen;
+  if (op == DL_CO_WITHDRAW) {
+    withdraw(c, from, reqid, (int)n, name, nlen, lid);
+    return 0;
+  }
   if (kind_of((int)op) == 0) {
     reply_err(c, from, reqid, "unknown coordination request");
     return 0;
@@ -324,20 +397,31 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   }
   switch (op) {
     case DL_CO_VAR_SET: {
+      int fut = (lid & DL_CO_FUTURE_KEY) != 0;
       char *v = dup_bytes(bytes, blen);
       if (v == NULL) {
         reply_err(c, from, reqid, "out of memory on the scheduler");
         return 0;
       }
+      if (fut && key_hold(c, bytes, blen)) {
+        dl_free(v);
+        reply_err(c, from, reqid, "the future's result is gone (released "
+                  "or forgotten by the scheduler)");
+        return 0;
+      }
+      if (p->vfut) key_drop(c, p->val, p->vlen);
       dl_free(p->val);
       p->val = v;
       p->vlen = blen;
       p->has = 1;
+      p->vfut = fut;
       reply(c, from, reqid, DL_CO_OK, "", 0);
       serve(c, p);
       return 0;
     }
     case DL_CO_VAR_DEL:
+      if (p->vfut) key_drop(c, p->val, p->vlen);
+      p->vfut = 0;
       dl_free(p->val);
       p->val = NULL;
       p->vlen = 0;
@@ -383,9 +467,12 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
     }
     default: break;
   }
-  /* A request that may wait: VAR_GET, Q_PUT, Q_GET, EV_WAIT, SEM_ACQ. */
-  if (op == DL_CO_Q_PUT && p->maxsize == 0 && p->len == 0 && p->nwait == 0)
-    p->maxsize = n; /* a new queue takes its maxsize from its first put */
+  /* A request that may wait: VAR_GET, Q_PUT, Q_PUSH, Q_GET, EV_WAIT,
+     SEM_ACQ. */
+  if ((op == DL_CO_Q_PUT || op == DL_CO_Q_PUSH) && !p->sized) {
+    p->maxsize = n; /* a queue takes its maxsize from its first put, */
+    p->sized = 1;   /* for good: a PUSH relies on it */
+  }
   if (op == DL_CO_SEM_ACQ) {
     if (p->max == 0) p->max = n ? n : 1;
     if (sem_held(p, from, lid) >= 0) {
@@ -405,7 +492,7 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   w->n = n;
   w->lease = lid;
   w->deadline = tmo ? now + (double)(tmo - 1) * 1e-3 : -1;
-  if (op == DL_CO_Q_PUT) {
+  if (op == DL_CO_Q_PUT || op == DL_CO_Q_PUSH) {
     w->bytes = dup_bytes(bytes, blen);
     w->blen = blen;
     if (w->bytes == NULL) {
@@ -413,6 +500,14 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
       reply_err(c, from, reqid, "out of memory on the scheduler");
       return 0;
     }
+    if ((lid & DL_CO_FUTURE_KEY) && key_hold(c, bytes, blen)) {
+      dl_free(w->bytes);
+      dl_free(w);
+      reply_err(c, from, reqid, "the future's result is gone (released "
+                "or forgotten by the scheduler)");
+      return 0;
+    }
+    w->fut = (lid & DL_CO_FUTURE_KEY) != 0;
   }
   if (p->wt) p->wt->next = w;
   else p->wh = w;
@@ -434,7 +529,7 @@ static void drop_waiters(dl_coord *c, prim *p, double now, int from,
                      : w->from == from;
     if (due) {
       if (answer) reply(c, w->from, w->reqid, DL_CO_TIMEOUT, "", 0);
-      unlink_waiter(p, prev, w);
+      unlink_waiter(c, p, prev, w);
     } else {
       prev = w;
     }
@@ -464,6 +559,50 @@ void dl_coord_gone(dl_coord *c, int from, double now) {
         k++;
       }
     if (freed) serve(c, p);
+  }
+}
+
+static void info_of(const prim *p, dl_coord_info *o) {
+  size_t n = strlen(p->key + 1);
+  o->kind = p->kind == K_VAR ? "variable" : p->kind == K_QUEUE ? "queue"
+            : p->kind == K_EVENT ? "event" : "semaphore";
+  o->name = p->key + 1;
+  if (p->kind == K_SEM && n + 1 < p->klen - 1) { /* "lock\0name" */
+    o->kind = "lock";
+    o->name = p->key + 2 + n;
+  }
+  o->holders = p->kind == K_SEM ? p->nleases
+               : p->kind == K_QUEUE ? (int)p->len
+               : p->kind == K_EVENT ? p->set : p->has;
+  o->waiters = p->nwait;
+}
+
+void dl_coord_walk(dl_coord *c, dl_coord_walk_fn fn, void *ud) {
+  size_t i = 0;
+  prim *p;
+  while ((p = dl_map_next(&c->prims, &i)) != NULL) {
+    dl_coord_info o;
+    int n = p->nwait + p->nleases, k = 0, j;
+    dl_coord_party *who = n ? dl_realloc(NULL, sizeof *who * (size_t)n)
+                            : NULL;
+    const waiter *w;
+    info_of(p, &o);
+    if (who) {
+      for (w = p->wh; w; w = w->next, k++) {
+        who[k].from = w->from;
+        who[k].holds = 0;
+        who[k].op = w->op;
+        who[k].lease = w->lease;
+      }
+      for (j = 0; j < p->nleases; j++, k++) {
+        who[k].from = p->leases[j].from;
+        who[k].holds = 1;
+        who[k].op = DL_CO_SEM_ACQ;
+        who[k].lease = p->leases[j].id;
+      }
+    }
+    fn(ud, &o, who, who ? n : 0);
+    dl_free(who);
   }
 }
 

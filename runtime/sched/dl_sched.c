@@ -41,6 +41,7 @@ struct task {
   int npending; /* dependents WAITING/READY/PROCESSING */
   int want;     /* futures held: the client's and tasks' (cwant, wwho) */
   int cwant;    /* of want: the client's */
+  int kwant;    /* of want: held by Variables and Queues (dl_coord.h) */
   int *wwho;    /* of want: {worker id, count} pairs, tasks' futures */
   int nwwho;    /* pairs in wwho */
   int seceded;  /* PROCESSING: its task waits (DL_M_SECEDE), so it is not
@@ -331,6 +332,10 @@ static dl_buf *wout(dl_sched *s, int wid) {
 
 static dl_buf *cout(dl_sched *s) { return s->io.client_out(s->io.ud); }
 
+static int coord_hold(void *ud, const char *key, size_t klen);
+static void coord_drop(void *ud, const char *key, size_t klen);
+static void coord_give(void *ud, const char *key, size_t klen, int to);
+
 static dl_buf *coord_out(void *ud, int to) {
   dl_sched *s = ud;
   return to < 0 ? cout(s) : wout(s, to);
@@ -382,7 +387,7 @@ static int want_drop(dl_sched *s, task *t) {
       t->want--;
       return 0;
     }
-  return t->want > t->cwant ? (t->want--, 0) : -1;
+  return t->want > t->cwant + t->kwant ? (t->want--, 0) : -1;
 }
 
 /* An error record of the scheduler's own (no traceback, no worker). */
@@ -1103,8 +1108,16 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
     dl_sched_free(s);
     return NULL;
   }
+  {
+    dl_coord_keys k = {coord_hold, coord_drop, coord_give};
+    dl_coord_set_keys(s->coord, &k);
+  }
   s->allowed_failures = 3;
   return s;
+}
+
+void dl_sched_coord_walk(dl_sched *s, dl_coord_walk_fn fn, void *ud) {
+  dl_coord_walk(s->coord, fn, ud);
 }
 
 void dl_sched_set_allowed_failures(dl_sched *s, int n) {
@@ -1277,6 +1290,36 @@ int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
 }
 
 static void unwanted(dl_sched *s, task *t);
+
+/* dl_coord_keys: futures put in Variables and Queues (dl_coord.h). */
+static int coord_hold(void *ud, const char *key, size_t klen) {
+  dl_sched *s = ud;
+  task *t = dl_map_get(&s->tasks, key, klen);
+  if (t == NULL || t->want <= 0) return -1;
+  t->want++;
+  t->kwant++;
+  return 0;
+}
+
+static void coord_drop(void *ud, const char *key, size_t klen) {
+  dl_sched *s = ud;
+  task *t = dl_map_get(&s->tasks, key, klen);
+  if (t == NULL || t->kwant <= 0) return;
+  t->kwant--;
+  if (--t->want == 0) unwanted(s, t);
+}
+
+static void coord_give(void *ud, const char *key, size_t klen, int to) {
+  dl_sched *s = ud;
+  task *t = dl_map_get(&s->tasks, key, klen);
+  int from = s->from;
+  if (t == NULL) return;
+  s->from = to;
+  want_add(s, t);
+  if (t->state == T_MEMORY) notify_done(s, t);
+  else if (t->state == T_ERRED) notify_err(s, t);
+  s->from = from;
+}
 
 /* The futures that the tasks of worker wid held are dropped with it.
    Keys are copied first: dropping one may free others (collect). */

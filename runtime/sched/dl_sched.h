@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "dl_buf.h"
+#include "dl_coord.h"
 
 typedef struct dl_sched dl_sched;
 
@@ -150,6 +151,9 @@ typedef struct dl_sched_group {
 
 /* Fill at most max groups; returns how many there are. */
 int dl_sched_groups(dl_sched *s, dl_sched_group *out, int max);
+
+/* The coordination primitives in use (dl_coord_walk). */
+void dl_sched_coord_walk(dl_sched *s, dl_coord_walk_fn fn, void *ud);
 
 /* One finished or failed task run, for the task stream (times: monotonic
    seconds).  Strings are copies, cut to fit and NUL-terminated. */

@@ -271,7 +271,8 @@ struct parked {
   double task_deadline; /* of the task (its timeout); 0: none */
   int parked;     /* waiting now */
   int ready;      /* in the ready queue */
-  int seceded;    /* the scheduler was told */
+  int seceded;    /* the scheduler was told it waits */
+  int told_key;   /* ... and for a key (what it waits on now may not be) */
   char *err;      /* raise this when resumed (a cycle), owned */
   uint64_t start_us;
   parked *next, *prev; /* in P.all while parked */
@@ -287,6 +288,7 @@ static struct {
   int nscan;                /* parked PK_ANY or PK_REQ (woken by a scan) */
   int unsent;               /* the running task queued messages */
   parked *cur;              /* the task running now */
+  double resumed_at;        /* when a waiting task was last resumed */
   dl_buf lin;               /* messages for the tasks' client, not read */
   /* Set by dl_worker_park during a resume. */
   int park, pkind;
@@ -409,7 +411,9 @@ static void link_flush(void) {
 /* A running task's messages go at once when it has sent none for a
    while; within a burst they wait for the task to yield or end, or for
    the I/O thread's next watchdog tick (10 ms), whichever comes first:
-   a wake-up per burst, not per message. */
+   a wake-up per burst, not per message.  A task just resumed from a wait
+   is in a burst too: it usually answers and waits again (a Queue's
+   consumer that puts what it got), and both requests go in one frame. */
 #define LINK_BURST 100e-6
 
 void dl_worker_link_send(const char *p, size_t n) {
@@ -418,7 +422,7 @@ void dl_worker_link_send(const char *p, size_t n) {
   uv_mutex_lock(&W.lock);
   dl_buf_put(&W.lout, p, n);
   uv_mutex_unlock(&W.lock);
-  if (P.cur && t - last < LINK_BURST) {
+  if (P.cur && (t - last < LINK_BURST || t - P.resumed_at < LINK_BURST)) {
     P.unsent = 1;
     return;
   }
@@ -497,7 +501,10 @@ static void park(parked *pk) {
   P.all = pk;
   if (pk->deadline >= 0) P.ntimed++;
   if (pk->kind == PK_ANY || pk->kind == PK_REQ) P.nscan++;
-  { /* tell the scheduler that it waits, and for what */
+  /* Tell the scheduler that it waits, and for what: once, and again only
+     when the key it waits on changes (cycle detection follows it); a
+     task that waits again and again on a Queue sends nothing more. */
+  if (!pk->seceded || pk->kind == PK_KEY || pk->told_key) {
     dl_buf b;
     dl_msg_two m;
     m.a = pk->t->key;
@@ -508,6 +515,8 @@ static void park(parked *pk) {
     dl_put_two_msg(&b, DL_M_SECEDE, &m);
     dl_worker_link_send(b.p, b.len);
     dl_buf_free(&b);
+    pk->seceded = 1;
+    pk->told_key = pk->kind == PK_KEY;
   }
 }
 
@@ -919,8 +928,12 @@ void dl_w_exec_main(void *arg) {
       continue;
     }
     dl_w_fns_reap();
-    if (pk) step(L, pk, 0);
-    else run_task(L, t);
+    if (pk) {
+      P.resumed_at = now_s();
+      step(L, pk, 0);
+    } else {
+      run_task(L, t);
+    }
     relieve_memory(L);
   }
   dl_buf_free(&cyc);

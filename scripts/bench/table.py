@@ -242,6 +242,13 @@ row("l the same count through foldby: wall", r"bag\.wordfreq\.foldby_wall", "s",
     dpat=r"^$")
 row("l throughput", r"bag\.wordfreq\.MB_per_s", "MB/s", False,
     dpat=r"bag\.wordfreq\.dask_MB_per_s")
+row("n recursive fib by tasks (2 one-slot workers): per task", r"coord\.fib\.n\d+\.per_task",
+    "us", True, "≥ 50x Dask (#18)", at_least(50))
+row("n Queue put→get round trip between tasks, median", r"coord\.queue_rtt\.median", "us",
+    True, "≤ 100 µs (#18)", lambda a, b, c, rb, rc: a <= 100)
+row("n Semaphore, 2 leases, 4 tasks contending", r"coord\.sem\.acq_per_s", "acq/s", False)
+row("n Semaphore: most holders at once", r"coord\.sem\.max_holders", "", True,
+    "≤ 2, never overbooked", lambda a, b, c, rb, rc: a <= 2)
 
 print("| workload | dlua | Dask (default) | Dask (sat=inf) | dlua better by | target | met |")
 print("|---|---|---|---|---|---|---|")
