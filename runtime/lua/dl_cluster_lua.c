@@ -613,9 +613,9 @@ static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
   return 0;
 }
 
-/* Push stem .. ("%x"):format(n), made in h->key.  [-0, +1, m] */
-static void push_key(lua_State *L, handle *h, size_t stemlen,
-                     lua_Unsigned n) {
+/* Make stem .. ("%x"):format(n) in h->key (no Lua string: the key is
+   stored once, in the future's record).  [-0, +0, -] */
+static void make_key(handle *h, size_t stemlen, lua_Unsigned n) {
   char hex[2 * sizeof n];
   int i = (int)sizeof hex;
   do {
@@ -624,7 +624,6 @@ static void push_key(lua_State *L, handle *h, size_t stemlen,
   } while (n || i > (int)sizeof hex - 8); /* 8 digits at least */
   h->key.len = stemlen;
   dl_buf_put(&h->key, hex + i, sizeof hex - (size_t)i);
-  lua_pushlstring(L, h->key.p, h->key.len);
 }
 
 /*
@@ -687,10 +686,13 @@ static int h_map(lua_State *L) {
       lua_rawgeti(L, 7, i);
       if (lua_type(L, kidx) != LUA_TSTRING)
         return luaL_error(L, "map: keys[%I] must be a string", i);
+      key = lua_tolstring(L, kidx, &klen);
     } else {
-      push_key(L, h, stemlen, (lua_Unsigned)(first + i - 1));
+      make_key(h, stemlen, (lua_Unsigned)(first + i - 1));
+      lua_pushnil(L); /* keeps the arguments at a0 */
+      key = h->key.p;
+      klen = h->key.len;
     }
-    key = lua_tolstring(L, kidx, &klen);
     for (j = 0; j < (int)nargs; j++) lua_geti(L, seq0 + j, i);
     if (!shaped) {
       shaped = 1;
