@@ -730,9 +730,6 @@ static int key_msg(lua_State *L, int type) {
   return 0;
 }
 
-/* h:release(key): the client dropped a future of key (sent with the next
-   batch: a garbage collection may release thousands at once). */
-static int h_release(lua_State *L) { return key_msg(L, DL_M_RELEASE); }
 /* h:cancel(key): sent at once. */
 static int h_cancel(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
@@ -1438,7 +1435,6 @@ static const luaL_Reg handle_methods[] = {
   {"nfired", h_nfired},
   {"submit", h_submit},
   {"map", h_map},
-  {"release", h_release},
   {"cancel", h_cancel},
   {"gather", h_gather},
   {"values", h_values},
