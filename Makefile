@@ -47,14 +47,14 @@ SEES_sched     = base wire sched
 SEES_cluster   = base wire sched cluster
 SEES_dashboard = base wire sched cluster dashboard
 SEES_worker    = base wire codec sched worker
-SEES_client    = base wire codec client
+SEES_client    = base wire client
 SEES_array     = base array
 SEES_collections = base collections
 SEES_frame     = base array frame
 SEES_lua       = base wire codec sched cluster dashboard worker client array collections frame lua
 SEES_kernel    = base kernel
 SEES_cmd       = base cmd kernel
-LUA_LAYERS = codec worker client lua cmd
+LUA_LAYERS = codec worker lua cmd
 # `runtime/` itself holds dlua.h, the public header, for the Lua layers.
 layer_cflags = $(CFLAGS_BASE) $(foreach d,$(SEES_$(1)),-Iruntime/$(d)) \
   $(if $(filter $(1),$(LUA_LAYERS)),-Iruntime $(LUA_CFLAGS),-include runtime/base/dl_nolua.h) \

@@ -27,6 +27,8 @@ local TaskError, make_error = future.TaskError, future.make_error
 local raise_task_error, timeout_error = future.raise_task_error,
   future.timeout_error
 local pump_until = future.pump_until
+local fstatus, fvalue, fstate = cluster_c.fstatus, cluster_c.fvalue,
+  future.state
 local LocalCluster = localcluster.LocalCluster_class
 local new_cluster, cluster_text = localcluster.new_cluster,
   localcluster.cluster_text
@@ -68,17 +70,8 @@ function make_client(cl, handle, owns)
   local c = setmetatable({
     cluster = cl, handle = handle, owns_cluster = owns,
     dashboard_link = cl and cl.dashboard_link,
-    _keys = {}, _reqs = {}, _nextreq = 0, _fired = {},
+    _cbs = {}, _reqs = {}, _nextreq = 0,
   }, Client)
-  local function on_err(key, kind, message, traceback, worker, value)
-    local st = c._keys[key]
-    if st then
-      st.status = kind == "cancelled" and "cancelled" or "error"
-      st.kind, st.message, st.traceback, st.worker, st.errvalue =
-        kind, message, traceback, worker, value
-      if st.callbacks then c._fired[#c._fired + 1] = st end
-    end
-  end
   local function on_data(reqid, key, found, value)
     local req = c._reqs[reqid]
     if req and req.coord then -- a Variable, Queue... answer (coord.lua)
@@ -95,7 +88,7 @@ function make_client(cl, handle, owns)
       end
     end
   end
-  c._on_err, c._on_data = on_err, on_data
+  c._on_data = on_data
   return c
 end
 
@@ -176,22 +169,21 @@ end
 -- Take the scheduler's messages, waiting up to timeout seconds (negative:
 -- until at least one batch comes), then run fired done-callbacks.  The
 -- scheduler's thread has put them in the cluster's inbox as they came
--- (background progress); a finished task sets its state in _keys (status,
--- nbytes, has_value, value) in C, and lands in _fired if it has callbacks.
+-- (background progress); a finished or failed task sets its record in the
+-- handle's C table of futures, which lists it as fired if callbacks wait.
 -- Ctrl-C ends the wait with the error "interrupted!" (no message is lost).
 function Client:_pump(timeout, hint)
-  local n, err, why = self.handle:poll(timeout or -1, self._keys, self._fired,
-                                       self._on_err, self._on_data, hint)
+  local n, err, why = self.handle:poll(timeout or -1, self._on_data, hint)
   if not n then
     if why == "interrupted" then error(err, 0) end
     error("dlua: " .. err, 3)
   end
-  if #self._fired > 0 then
-    local fired = self._fired
-    self._fired = {}
-    for _, st in ipairs(fired) do
-      local cbs = st.callbacks
-      st.callbacks = nil
+  local fired = self.handle:fired()
+  if fired then
+    local all = self._cbs
+    for _, key in ipairs(fired) do
+      local cbs = all[key]
+      all[key] = nil
       for _, cb in ipairs(cbs or {}) do cb[1](cb[2]) end
     end
   end
@@ -352,30 +344,31 @@ function Client:map(fn, ...)
   end
   -- One C call queues every task and makes the futures (dl_cluster_lua.c).
   return self.handle:map(spec_for(opts), fn, seqs, nseq, len, ks, first or 1,
-                         self._keys, self)
+                         self)
 end
 
 -- Fetch the values of done futures; raises the first task error.  Values
 -- that came inline with the done message are taken as they are; only the
 -- others are asked for, each key once.
 function Client:_gather_values(futs, timeout, what)
-  local states, out, n = self._keys, {}, #futs
+  local out, n = {}, #futs
   local keys, seen, values, fetch
   for i = 1, n do
-    local key = futs[i].key
-    local st = states[key]
-    if not st then error("future '" .. key .. "' was released", 2) end
-    local s = st.status
+    local f = futs[i]
+    local key = f.key
+    local s = fstatus(f)
+    if not s then error("future '" .. key .. "' was released", 2) end
     if s == "error" or s == "cancelled" then
-      raise_task_error(make_error(key, st), 3)
+      raise_task_error(make_error(key, fstate(f)), 3)
     end
-    if st.has_value then
-      out[i] = st.value
+    local has, v = fvalue(f)
+    if has then
+      out[i] = v
     else
       if not keys then keys, seen, values, fetch = {}, {}, {}, {} end
       fetch[#fetch + 1] = i
       if not seen[key] then
-        seen[key] = true
+        seen[key] = f
         keys[#keys + 1] = key
       end
     end
@@ -401,20 +394,21 @@ function Client:_gather_values(futs, timeout, what)
     -- Values lost meanwhile (a worker died) are recomputed: wait again.
     keys = req.missing
     for _, k in ipairs(keys) do
-      local st = self._keys[k]
-      if st and st.status == "finished" then
-        st.status, st.has_value, st.value = "pending", nil, nil
-      end
+      local f = seen[k]
+      if fstatus(f) == "finished" then cluster_c.frepend(f) end
     end
     for _, k in ipairs(keys) do
-      local st = self._keys[k]
-      if st then
-        if not pump_until(self, function() return st.status ~= "pending" end,
-                          deadline, k) then
+      local f = seen[k]
+      if fstatus(f) then
+        if not pump_until(self, function()
+                            return (fstatus(f) or "gone") ~= "pending"
+                          end, deadline, k) then
           error(timeout_error(fmt("%s: no answer after %gs", what, timeout)),
                 3)
         end
-        if st.status ~= "finished" then raise_task_error(make_error(k, st), 3) end
+        if fstatus(f) ~= "finished" then
+          raise_task_error(make_error(k, fstate(f)), 3)
+        end
       end
     end
   end
@@ -429,7 +423,9 @@ local function collect_futures(v, out, seen)
   elseif type(v) == "table" and not seen[v] then
     seen[v] = true
     for k, x in next, v do
-      if type(k) == "table" then collect_futures(k, out, seen) end
+      if type(k) == "table" or is_future(k) then
+        collect_futures(k, out, seen)
+      end
       if getmetatable(x) == Future then out[#out + 1] = x
       elseif type(x) == "table" then collect_futures(x, out, seen) end
     end
@@ -455,11 +451,12 @@ end
 local function flat_futures(v)
   local futs, at, n, others = {}, {}, 0, false
   for k, x in next, v do
-    if type(k) == "table" then return nil end
-    if type(x) == "table" then
-      if getmetatable(x) ~= Future then return nil end
+    if type(k) == "table" or is_future(k) then return nil end
+    if getmetatable(x) == Future then
       n = n + 1
       futs[n], at[n] = x, k
+    elseif type(x) == "table" then
+      return nil
     else
       others = true
     end
@@ -482,9 +479,9 @@ local function gather_turn(self, deadline, timeout, level, hint)
 end
 
 function Client:_gather_array(v, deadline, timeout)
-  local out, i, states = nil, 1, self._keys
+  local out, i = nil, 1
   while true do
-    i, out = self.handle:values(v, states, out, i)
+    i, out = self.handle:values(v, out, i)
     if i == true then return out end
     if not i then return nil end
     gather_turn(self, deadline, timeout, 3, v[i].key)
@@ -504,16 +501,15 @@ function Client:gather(v, timeout)
     futs, at, only = flat_futures(v)
   end
   if not futs then futs = collect_futures(v, {}, {}) end
-  local states = self._keys
   local i, n = 1, #futs
   while i <= n do
-    local key = futs[i].key
-    local st = states[key]
-    if not st then error("future '" .. key .. "' was released", 2) end
-    if st.status ~= "pending" then
+    local f = futs[i]
+    local s = fstatus(f)
+    if not s then error("future '" .. f.key .. "' was released", 2) end
+    if s ~= "pending" then
       i = i + 1
     else
-      gather_turn(self, deadline, timeout, 2, key)
+      gather_turn(self, deadline, timeout, 2, f.key)
     end
   end
   local vals = self:_gather_values(futs, deadline and math.max(0,
@@ -588,9 +584,10 @@ function Client:scatter(value, opts)
   local key = (opts and opts.key) or keys.fresh("scatter")
   self.handle:scatter(key, value, opts and opts.workers)
   local f = new_future(self, key)
-  local st = self._keys[key]
-  pump_until(self, function() return st.status ~= "pending" end)
-  if st.status ~= "finished" then raise_task_error(make_error(key, st), 2) end
+  pump_until(self, function() return fstatus(f) ~= "pending" end)
+  if fstatus(f) ~= "finished" then
+    raise_task_error(make_error(key, fstate(f)), 2)
+  end
   return f
 end
 
@@ -665,13 +662,10 @@ function Client:close()
   if self.closed or self._task then return end
   self.closed = true
   open_clients[self] = nil
-  if not self.owns_cluster and not self.handle:closed() then
-    for key, st in pairs(self._keys) do
-      for _ = 1, st.nfut do self.handle:release(key) end
-    end
-    self.handle:flush()
+  if not self.handle:closed() then
+    self.handle:close_client(not self.owns_cluster)
   end
-  self._keys = {}
+  self._cbs = {}
   if self.owns_cluster then self.cluster:close() end
   if default_client == self then default_client = nil end
 end

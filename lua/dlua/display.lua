@@ -164,8 +164,7 @@ local builtin = {
   end,
   ["dlua.Future"] = function(f)
     if not f.client.handle:closed() then f.client:_pump(0) end
-    local st = f.client._keys[f.key]
-    local status = st and st.status or "released"
+    local status = require("dlua.cluster").fstatus(f) or "released"
     return fmt('<div class="dlua-future"><strong>Future:</strong> %s '
       .. '<span style="color:%s;font-weight:bold">status: %s</span></div>',
       esc(f.key), STATUS_COLOUR[status] or "#000000", esc(status))

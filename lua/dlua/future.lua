@@ -1,16 +1,18 @@
 --[[
 dlua.future -- futures (the "dlua.Future" metatable of the C module
 dlua.cluster), their methods, and the errors a wait raises (TaskError,
-TimeoutError).  A future's state record lives in its client's _keys table,
-under the future's key.  Re-exported by dlua.
+TimeoutError).  A future is a small userdata (f.key, f.client); its state
+(status, inline result, error record) has one owner, the C table of
+futures of its cluster handle (runtime/client/dl_client.h), read here
+through cluster.fstatus, fvalue, ferror.  Re-exported by dlua.
 ]]
 
 local core = require "dlua.core"
 local cluster_c = require "dlua.cluster"
 local options = require "dlua.options"
 
-local error, pairs, setmetatable, getmetatable, type, rawget, rawset =
-  error, pairs, setmetatable, getmetatable, type, rawget, rawset
+local error, pairs, setmetatable, getmetatable, type, rawget =
+  error, pairs, setmetatable, getmetatable, type, rawget
 local fmt = string.format
 local clock = core.time
 local check_timeout = options.check_timeout
@@ -37,32 +39,13 @@ M.is_task_error = is_task_error
 -- ------------------------------------------------------------- futures
 
 local Future = cluster_c.Future   -- registered metatable "dlua.Future"
-Future.__name = "dlua.Future"
-local FutureMethods = {}
-Future.__index = FutureMethods
+local FutureMethods = cluster_c.FutureMethods -- its __index falls back here
+local fstatus, fvalue, ferror = cluster_c.fstatus, cluster_c.fvalue,
+  cluster_c.ferror
 
-
+-- A new future of key for client (its record counted in C).
 local function new_future(client, key)
-  local f = setmetatable({key = key, client = client}, Future)
-  local st = client._keys[key]
-  if not st then
-    st = {status = "pending", nfut = 0, callbacks = nil}
-    client._keys[key] = st
-  end
-  st.nfut = st.nfut + 1
-  return f
-end
-
-Future.__gc = function(f)
-  local c = rawget(f, "client")
-  if c and not rawget(f, "released") and not c.closed then
-    local st = c._keys[f.key]
-    if st then
-      st.nfut = st.nfut - 1
-      if st.nfut <= 0 then c._keys[f.key] = nil end
-    end
-    if not c.handle:closed() then c.handle:release(f.key) end
-  end
+  return client.handle:future(key, client)
 end
 
 -- local f <close> = client:submit(...) releases f at the end of its scope.
@@ -70,19 +53,35 @@ Future.__close = function(f) FutureMethods.release(f) end
 
 Future.__tostring = function(f)
   if not f.client.handle:closed() then f.client:_pump(0) end
-  local st = f.client._keys[f.key]
-  return fmt("<Future: %s, key: %s>", st and st.status or "released", f.key)
+  return fmt("<Future: %s, key: %s>", fstatus(f) or "released", f.key)
 end
 
-local function state(f)
+-- The status of f, raising (at level 3) for a non-future, a released
+-- future or a closed client.
+local function status_of(f, lv)
+  lv = lv or 3
   if getmetatable(f) ~= Future then
     error(fmt("expects a future (call it as future:method()), got %s",
-              getmetatable(f) and getmetatable(f).__name or type(f)), 3)
+              getmetatable(f) and getmetatable(f).__name or type(f)), lv)
   end
-  local st = f.client._keys[f.key]
-  if not st then
-    if f.client.closed then error("client is closed", 3) end
-    error("future '" .. f.key .. "' was released", 3)
+  local s, why = fstatus(f)
+  if not s then
+    if why == "closed" or f.client.closed then
+      error("client is closed", lv)
+    end
+    error("future '" .. f.key .. "' was released", lv)
+  end
+  return s
+end
+
+-- The state of f as a table (for errors and wait): {status=, kind=,
+-- message=, traceback=, worker=, errvalue=, has_value=, value=}.
+local function state(f)
+  local st = {status = status_of(f, 4)}
+  if st.status == "finished" then
+    st.has_value, st.value = fvalue(f)
+  elseif st.status ~= "pending" then
+    st.kind, st.message, st.traceback, st.worker, st.errvalue = ferror(f)
   end
   return st
 end
@@ -101,16 +100,16 @@ end
 
 --- future:done() -> true when finished, erred or cancelled
 function FutureMethods:done()
-  local st = state(self)
+  status_of(self)
   if not self.client.closed then self.client:_pump(0) end
-  return st.status ~= "pending"
+  return status_of(self) ~= "pending"
 end
 
 --- future:status() -> "pending" | "finished" | "error" | "cancelled" | "lost"
 function FutureMethods:status()
-  local st = state(self)
+  status_of(self)
   if not self.client.closed then self.client:_pump(0) end
-  return st.status
+  return status_of(self)
 end
 
 
@@ -124,14 +123,15 @@ end
 
 local function wait_done(f, timeout, what)
   check_timeout(timeout, what, 3)
-  local st = state(f)
+  status_of(f)
   local deadline = timeout and clock() + timeout
-  if not pump_until(f.client, function() return st.status ~= "pending" end,
-                    deadline, f.key) then
+  if not pump_until(f.client, function()
+                      return (fstatus(f) or "gone") ~= "pending"
+                    end, deadline, f.key) then
     error(timeout_error(fmt("%s: future '%s' not done after %gs", what,
                             f.key, timeout)), 3)
   end
-  return st
+  return state(f)
 end
 
 -- The TaskError of a failed task.  When the task raised a table, the
@@ -204,16 +204,14 @@ end
 -- cancelled with it (the scheduler tells us).  Done callbacks run at the
 -- next client call that waits.
 function FutureMethods:cancel()
-  local st = state(self)
-  if st.status == "cancelled" then return end
+  local s = status_of(self)
+  if s == "cancelled" then return end
   local c = self.client
-  if st.status == "pending" or st.status == "finished" then
+  if s == "pending" or s == "finished" then
     c.handle:cancel(self.key)
     c.handle:flush()
   end
-  st.status, st.kind, st.message = "cancelled", "cancelled", "cancelled"
-  st.has_value, st.value, st.traceback, st.errvalue = nil, nil, nil, nil
-  if st.callbacks then c._fired[#c._fired + 1] = st end
+  cluster_c.fcancel(self)
 end
 
 --- future:add_done_callback(fn): fn(future) runs when the future is done
@@ -222,20 +220,20 @@ function FutureMethods:add_done_callback(fn)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     error("add_done_callback expects a function, got " .. type(fn), 2)
   end
-  local st = state(self)
-  if st.status ~= "pending" then
+  if status_of(self) ~= "pending" then
     fn(self)
   else
-    st.callbacks = st.callbacks or {}
-    st.callbacks[#st.callbacks + 1] = {fn, self}
+    local cbs = self.client._cbs
+    local list = cbs[self.key]
+    if not list then list = {}; cbs[self.key] = list end
+    list[#list + 1] = {fn, self}
+    cluster_c.fcallbacks(self)
   end
 end
 
 --- future:release(): drop this future now (otherwise garbage collection does)
 function FutureMethods:release()
-  if rawget(self, "released") then return end
-  Future.__gc(self)
-  rawset(self, "released", true)
+  cluster_c.frelease(self)
 end
 
 M.Future = Future
@@ -245,6 +243,7 @@ M.is_future = is_future
 -- For the client and dlua.wait.
 M.methods, M.new, M.state, M.pump_until = FutureMethods, new_future, state,
   pump_until
+M.status_of = status_of
 M.make_error, M.raise_task_error, M.timeout_error = make_error,
   raise_task_error, timeout_error
 

@@ -175,8 +175,8 @@ local function new_tracker(futs)
         tr.clients[#tr.clients + 1] = c
       end
       local function finish(fut)
-        local st = c._keys[fut.key]
-        if st == nil or st.status == "finished" then
+        local s = require("dlua.cluster").fstatus(fut)
+        if s == nil or s == "finished" then
           g.done = g.done + 1
           tr.done = tr.done + 1
         else

@@ -10,6 +10,7 @@ local future = require "dlua.future"
 local fmt = string.format
 local clock = core.time
 local check_keys, check_timeout = options._check_keys, options.check_timeout
+local status_of = future.status_of
 local is_future, state, make_error = future.is_future, future.state,
   future.make_error
 local pump_until, timeout_error = future.pump_until, future.timeout_error
@@ -49,7 +50,7 @@ function M.wait(futs, o)
   local function split()
     local done, pending, erred = {}, {}, false
     for _, f in ipairs(futs) do
-      local s = state(f).status
+      local s = status_of(f)
       if s == "pending" then pending[#pending + 1] = f
       else
         done[#done + 1] = f
@@ -102,7 +103,7 @@ function AsCompleted:add(f)
   self._npending = self._npending + 1
   self._all[#self._all + 1] = f
   local me = self
-  state(f) -- raises if released
+  status_of(f) -- raises if released
   FutureMethods.add_done_callback(f, function(g) ac_ready(me, g) end)
 end
 
@@ -140,7 +141,7 @@ local function ac_wait(self, level)
   local c = self._client
   while self._tail < self._head do
     if self._npending <= 0 then return false end
-    if #c._fired > 0 then
+    if c.handle:nfired() > 0 then
       c:_pump(0) -- run callbacks queued locally (e.g. by cancel)
     else
       local left = self._deadline and self._deadline - clock() or -1

@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 #include <uv.h>
 
+#include "dl_client.h"
 #include "dl_codec.h"
 #include "dl_dashboard.h"
 #include "dl_map.h"
@@ -46,6 +47,7 @@ typedef struct handle {
   dl_buf common;  /* scratch (map): what follows the payload of a row */
   dl_buf key;     /* scratch (map): a task key being made */
   dl_map fns_sent; /* hashes already sent to the scheduler */
+  dl_client cl;    /* the futures of this handle's clients */
   int nworkers;
   int polling;
   int link; /* the tasks' client on a worker: messages go over the
@@ -65,6 +67,191 @@ static handle *check_local(lua_State *L, int idx) {
     luaL_error(L, "not available inside a task (the cluster lives in the "
                "client's process)");
   return h;
+}
+
+/* ------------------------------------------------------------ futures */
+
+/*
+** A Lua future is a small userdata: a pointer to its record in the
+** handle's future table (dl_client.h), whose key and state it reads there,
+** and one user value, its client (a Lua table).  The record is the only
+** copy of the future's state; the key is stored once, in the record.
+*/
+typedef struct fut {
+  dl_cfut *f;   /* held (dl_client_drop in __gc) */
+  int released; /* its live count was given back */
+} fut;
+
+static handle *handle_of(dl_client *c) {
+  return (handle *)((char *)c - offsetof(handle, cl));
+}
+
+/* Push a new future of key for client (at stack index ci).  Raises when
+   out of memory.  [-0, +1, m] */
+static void push_future(lua_State *L, handle *h, const char *key,
+                        size_t klen, int ci) {
+  fut *u;
+  ci = lua_absindex(L, ci);
+  u = lua_newuserdatauv(L, sizeof *u, 1);
+  u->f = NULL;
+  u->released = 1;
+  luaL_setmetatable(L, DL_FUTURE_MT);
+  lua_pushvalue(L, ci);
+  lua_setiuservalue(L, -2, 1);
+  u->f = dl_client_ref(&h->cl, key, klen);
+  if (u->f == NULL) luaL_error(L, "not enough memory");
+  u->released = 0;
+}
+
+static fut *to_fut(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, DL_FUTURE_MT);
+}
+
+static fut *check_fut(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, DL_FUTURE_MT);
+}
+
+/* Give back u's live count: the last of its key queues a RELEASE, sent
+   with the next batch. */
+static void fut_unref(fut *u) {
+  dl_cfut *f = u->f;
+  if (u->released || f == NULL) return;
+  u->released = 1;
+  if (f->c) {
+    handle *h = handle_of(f->c);
+    dl_client_unref(f, h->srv || h->link ? &h->out : NULL);
+  } else {
+    dl_client_unref(f, NULL);
+  }
+}
+
+static int fut_gc(lua_State *L) {
+  fut *u = check_fut(L, 1);
+  fut_unref(u);
+  if (u->f) dl_client_drop(u->f);
+  u->f = NULL;
+  return 0;
+}
+
+/* f.key, f.client, then the methods (upvalue 1). */
+static int fut_index(lua_State *L) {
+  fut *u = check_fut(L, 1);
+  size_t n;
+  const char *k = lua_tolstring(L, 2, &n);
+  if (k && n == 3 && memcmp(k, "key", 3) == 0 && u->f) {
+    lua_pushlstring(L, u->f->key, u->f->klen);
+    return 1;
+  }
+  if (k && n == 6 && memcmp(k, "client", 6) == 0) {
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static const char *const status_names[] = {"pending", "finished", "error",
+                                           "cancelled"};
+
+/* The live record of the future at idx, or NULL after pushing nil and why
+   ("released" or "closed").  [-0, +(0|2), -] */
+static dl_cfut *live(lua_State *L, int idx) {
+  fut *u = check_fut(L, idx);
+  if (u->released || u->f == NULL || u->f->c == NULL) {
+    lua_pushnil(L);
+    if (u->f && u->f->c == NULL && !u->released) lua_pushliteral(L, "closed");
+    else lua_pushliteral(L, "released");
+    return NULL;
+  }
+  return u->f;
+}
+
+/* cluster.fstatus(f) -> "pending" | "finished" | "error" | "cancelled",
+   or nil, "released" | "closed" */
+static int cl_fstatus(lua_State *L) {
+  dl_cfut *f = live(L, 1);
+  if (f == NULL) return 2;
+  lua_pushstring(L, status_names[f->status & 3]);
+  return 1;
+}
+
+/* cluster.fvalue(f) -> true, value when the result came inline; false
+   otherwise (not finished, released, or to be fetched). */
+static int cl_fvalue(lua_State *L) {
+  fut *u = check_fut(L, 1);
+  dl_cfut *f = u->f;
+  char err[600];
+  dl_dec_opts dopt = {0, NULL, NULL};
+  if (u->released || f == NULL || f->status != DL_FUT_FINISHED ||
+      !(f->flags & DL_FUT_VALUE)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushboolean(L, 1);
+  if (dl_codec_decode(L, f->data, f->dlen, &dopt, err, sizeof err))
+    return luaL_error(L, "cannot decode the result of '%s': %s", f->key, err);
+  return 2;
+}
+
+static int push_errrec(lua_State *L, const char *p, size_t n);
+static const char *const kind_names[7];
+
+/* cluster.ferror(f) -> kind, message, traceback, worker, value: the error
+   of a failed or cancelled future (nothing otherwise). */
+static int cl_ferror(lua_State *L) {
+  fut *u = check_fut(L, 1);
+  dl_cfut *f = u->f;
+  if (f == NULL || (f->status != DL_FUT_ERROR &&
+                    f->status != DL_FUT_CANCELLED))
+    return 0;
+  lua_pushstring(L, f->kind < 7 ? kind_names[f->kind] : "error");
+  if (f->data == NULL) { /* cancelled here */
+    lua_pushliteral(L, "cancelled");
+    return 2;
+  }
+  if (push_errrec(L, f->data, f->dlen)) {
+    lua_pushliteral(L, "malformed error record");
+    return 2;
+  }
+  return 5;
+}
+
+/* cluster.fcancel(f): mark the future cancelled here (its value dropped;
+   due callbacks fire at the next poll).  The caller tells the scheduler. */
+static int cl_fcancel(lua_State *L) {
+  dl_cfut *f = live(L, 1);
+  if (f) dl_client_cancel(f);
+  return 0;
+}
+
+/* cluster.fcallbacks(f): done-callbacks wait on f (fired when done). */
+static int cl_fcallbacks(lua_State *L) {
+  dl_cfut *f = live(L, 1);
+  if (f) f->flags |= DL_FUT_CALLBACKS;
+  return 0;
+}
+
+/* cluster.frepend(f): its fetched value was lost: pending again. */
+static int cl_frepend(lua_State *L) {
+  dl_cfut *f = live(L, 1);
+  if (f) dl_client_repend(f);
+  return 0;
+}
+
+/* cluster.frelease(f): drop this future now; true if it was live. */
+static int cl_frelease(lua_State *L) {
+  fut *u = check_fut(L, 1);
+  lua_pushboolean(L, !u->released);
+  fut_unref(u);
+  return 1;
+}
+
+/* cluster.freleased(f) -> true once f was released */
+static int cl_freleased(lua_State *L) {
+  fut *u = check_fut(L, 1);
+  lua_pushboolean(L, u->released);
+  return 1;
 }
 
 /* ----------------------------------------------------------- encoding */
@@ -95,18 +282,14 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
   handle *h = ctx;
   size_t klen;
   const char *key;
-  if (h == NULL) return -1; /* futures only travel inside tasks */
-  lua_pushliteral(L, "key");
-  lua_rawget(L, idx < 0 ? idx - 1 : idx);
-  key = lua_tolstring(L, -1, &klen);
-  if (key == NULL) {
-    lua_pop(L, 1);
-    return -1;
-  }
+  fut *u = to_fut(L, idx);
+  if (h == NULL || u == NULL || u->f == NULL)
+    return -1; /* futures only travel inside tasks */
+  key = u->f->key;
+  klen = u->f->klen;
   dl_buf_put(out, key, klen);
   dl_put_key(&h->deps, key, klen);
   h->ndeps++;
-  lua_pop(L, 1);
   return 0;
 }
 
@@ -171,6 +354,7 @@ static int cl_start(lua_State *L) {
   h = lua_newuserdatauv(L, sizeof *h, 0);
   memset(h, 0, sizeof *h);
   dl_map_init(&h->fns_sent);
+  dl_client_init(&h->cl);
   luaL_setmetatable(L, HANDLE_MT);
   if (dash_addr) { /* the server owns it from dl_server_start on */
     int rc = dl_dashboard_service(&dash, dash_addr, dash_fallback);
@@ -201,6 +385,7 @@ static void handle_close(handle *h) {
     dl_server_stop(h->srv);
     h->srv = NULL;
   }
+  dl_client_free(&h->cl);
   while ((k = dl_map_next(&h->fns_sent, &i)) != NULL) dl_free(k);
   dl_map_free(&h->fns_sent);
   dl_buf_free(&h->out);
@@ -428,9 +613,9 @@ static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
   return 0;
 }
 
-/* Push stem .. ("%x"):format(n), made in h->key.  [-0, +1, m] */
-static void push_key(lua_State *L, handle *h, size_t stemlen,
-                     lua_Unsigned n) {
+/* Make stem .. ("%x"):format(n) in h->key (no Lua string: the key is
+   stored once, in the future's record).  [-0, +0, -] */
+static void make_key(handle *h, size_t stemlen, lua_Unsigned n) {
   char hex[2 * sizeof n];
   int i = (int)sizeof hex;
   do {
@@ -439,19 +624,16 @@ static void push_key(lua_State *L, handle *h, size_t stemlen,
   } while (n || i > (int)sizeof hex - 8); /* 8 digits at least */
   h->key.len = stemlen;
   dl_buf_put(&h->key, hex + i, sizeof hex - (size_t)i);
-  lua_pushlstring(L, h->key.p, h->key.len);
 }
 
 /*
-** h:map(spec, fn, seqs, nargs, len, keys, first, states, client)
-**   -> {futures}
+** h:map(spec, fn, seqs, nargs, len, keys, first, client) -> {futures}
 ** Queue len tasks fn(seqs[1][i], ..., seqs[nargs][i]) with the options of
 ** spec (as h:submit, less its key) and return their futures.  The key of
 ** task i is keys[i] when keys is a table, else the string keys followed by
 ** first + i - 1 in lower-case hex, 8 digits at least (the format of
-** lua/dlua/keys.lua).  Future i is {key = k, client = client}
-** with the "dlua.Future" metatable, counted in the table states: states[k]
-** is made {status = "pending", nfut = 1}, or its nfut is incremented.  A
+** lua/dlua/keys.lua).  Future i is a "dlua.Future" of client whose record
+** (made pending, or counted once more) is in the handle's table.  A
 ** task whose arguments are all nil, booleans, numbers or strings reuses
 ** the encoding of fn made for the first task of the call, unless a
 ** sequence has a metatable (no Lua code can run between tasks otherwise).
@@ -471,11 +653,10 @@ static int h_map(lua_State *L) {
   keyed = lua_istable(L, 7);
   if (!keyed) stem = luaL_checklstring(L, 7, &stemlen);
   first = luaL_checkinteger(L, 8);
-  luaL_checktype(L, 9, LUA_TTABLE);
-  luaL_checkany(L, 10);
+  luaL_checkany(L, 9);
   luaL_argcheck(L, nargs >= 1 && nargs < INT_MAX / 2, 5, "bad sequence count");
   luaL_argcheck(L, len >= 0 && len < INT_MAX, 6, "bad length");
-  lua_settop(L, 10);
+  lua_settop(L, 9);
   luaL_checkstack(L, (int)nargs + 16, "too many sequences");
   put_spec(L, 2, &h->head, &h->tail);
   h->key.len = 0;
@@ -505,10 +686,13 @@ static int h_map(lua_State *L) {
       lua_rawgeti(L, 7, i);
       if (lua_type(L, kidx) != LUA_TSTRING)
         return luaL_error(L, "map: keys[%I] must be a string", i);
+      key = lua_tolstring(L, kidx, &klen);
     } else {
-      push_key(L, h, stemlen, (lua_Unsigned)(first + i - 1));
+      make_key(h, stemlen, (lua_Unsigned)(first + i - 1));
+      lua_pushnil(L); /* keeps the arguments at a0 */
+      key = h->key.p;
+      klen = h->key.len;
     }
-    key = lua_tolstring(L, kidx, &klen);
     for (j = 0; j < (int)nargs; j++) lua_geti(L, seq0 + j, i);
     if (!shaped) {
       shaped = 1;
@@ -527,30 +711,8 @@ static int h_map(lua_State *L) {
       encode_task(L, h, 3, a0, (int)nargs);
       put_submit(h, key, klen);
     }
-    /* The future, and its count in states. */
-    lua_createtable(L, 0, 2);
-    lua_pushvalue(L, kidx);
-    lua_setfield(L, -2, "key");
-    lua_pushvalue(L, 10);
-    lua_setfield(L, -2, "client");
-    lua_pushvalue(L, mt);
-    lua_setmetatable(L, -2);
+    push_future(L, h, key, klen, 9);
     lua_rawseti(L, futs, i);
-    lua_pushvalue(L, kidx);
-    if (lua_rawget(L, 9) == LUA_TTABLE) {
-      lua_getfield(L, -1, "nfut");
-      lua_pushinteger(L, lua_tointeger(L, -1) + 1);
-      lua_setfield(L, -3, "nfut");
-    } else {
-      lua_createtable(L, 0, 5); /* room for the fields set once done */
-      lua_pushliteral(L, "pending");
-      lua_setfield(L, -2, "status");
-      lua_pushinteger(L, 1);
-      lua_setfield(L, -2, "nfut");
-      lua_pushvalue(L, kidx);
-      lua_pushvalue(L, -2);
-      lua_rawset(L, 9);
-    }
     lua_settop(L, futs);
     /* Let the cluster start on the first tasks while the rest is queued. */
     if (h->out.len >= FLUSH_AT) flush(h);
@@ -570,9 +732,6 @@ static int key_msg(lua_State *L, int type) {
   return 0;
 }
 
-/* h:release(key): the client dropped a future of key (sent with the next
-   batch: a garbage collection may release thousands at once). */
-static int h_release(lua_State *L) { return key_msg(L, DL_M_RELEASE); }
 /* h:cancel(key): sent at once. */
 static int h_cancel(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
@@ -689,63 +848,16 @@ static int push_errrec(lua_State *L, const char *p, size_t n) {
   return 0;
 }
 
-static const char *const kind_names[] = {
+static const char *const kind_names[7] = {
   "", "error", "cancelled", "timeout", "killed", "dependency", "lost"
 };
 
 /*
-** A task is done: mark states[key] (if the client still holds a future of
-** it) {status = "finished", nbytes = nbytes}, with has_value = true and
-** value = the decoded value when the result came inline, and append the
-** state to fired if it has callbacks.  A state that is finished already
-** (recomputed after a lost worker) stays as it is.  [-0, +0, m]
-*/
-static void mark_done(lua_State *L, int states, int fired, const char *key,
-                      size_t klen, uint64_t nbytes, const char *bytes,
-                      size_t blen) {
-  char err[600];
-  dl_dec_opts dopt = {0, NULL, NULL};
-  size_t slen;
-  const char *status;
-  int st = lua_gettop(L) + 1;
-  lua_pushlstring(L, key, klen);
-  if (lua_rawget(L, states) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_getfield(L, st, "status");
-  status = lua_tolstring(L, -1, &slen);
-  /* Finished already, or cancelled here meanwhile (a done message in
-     flight, or a second run's, must not revive a cancelled future). */
-  if (status && ((slen == 8 && memcmp(status, "finished", 8) == 0) ||
-                 (slen == 9 && memcmp(status, "cancelled", 9) == 0))) {
-    lua_settop(L, st - 1);
-    return;
-  }
-  lua_pushliteral(L, "finished");
-  lua_setfield(L, st, "status");
-  lua_pushinteger(L, (lua_Integer)nbytes);
-  lua_setfield(L, st, "nbytes");
-  if (blen && dl_codec_decode(L, bytes, blen, &dopt, err, sizeof err) == 0) {
-    lua_pushboolean(L, 1);
-    lua_setfield(L, st, "has_value");
-    lua_setfield(L, st, "value");
-  }
-  lua_getfield(L, st, "callbacks");
-  if (lua_toboolean(L, -1)) {
-    lua_pushvalue(L, st);
-    lua_rawseti(L, fired, (lua_Integer)lua_rawlen(L, fired) + 1);
-  }
-  lua_settop(L, st - 1);
-}
-
-/*
-** h:poll(timeout, states, fired, on_err, on_data)
-**   -> count | nil, message [, "interrupted"]
+** h:poll(timeout, on_data [, hint]) -> count | nil, message [, "interrupted"]
 ** Flushes, waits up to timeout seconds (negative: forever) for scheduler
-** messages and handles each one: a done task updates states[key] (see
-** mark_done; small results come inline), and the others call
-**   on_err(key, kind, message, traceback, worker, value)
+** messages and handles each one: a done or failed task updates its record
+** in the handle's future table (small results come inline; see
+** dl_client_done), and the others call
 **   on_data(reqid, key, found, value_or_errmsg)
 ** A wait that Ctrl-C (dlua_interrupt) stops returns nil, "interrupted!",
 ** "interrupted" and takes no message: nothing is lost.
@@ -757,11 +869,8 @@ static int h_poll(lua_State *L) {
   handle *h = check_handle(L, 1);
   double timeout = luaL_optnumber(L, 2, -1);
   int rc;
-  luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checktype(L, 4, LUA_TTABLE);
-  luaL_checktype(L, 5, LUA_TFUNCTION);
-  luaL_checktype(L, 6, LUA_TFUNCTION);
-  lua_settop(L, 7);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 4);
   if (h->link) return link_poll(L, h);
   if (flush_now(h, 1)) {
     lua_pushnil(L);
@@ -801,7 +910,7 @@ static int link_poll_k(lua_State *L, int status, lua_KContext ctx) {
 ** poll on the tasks' client: take the news that came; with none and a
 ** timeout, wait: a task's own coroutine yields to the worker's executor
 ** (which runs other tasks meanwhile) until news of what it waits for
-** comes (argument 7, the hint: the key of a future, or a gather's request
+** comes (argument 4, the hint: the key of a future, or a gather's request
 ** id), or the timeout passes; other waits (inside a coroutine of the
 ** task's, or across a C call) block the executor.
 */
@@ -813,12 +922,12 @@ static int link_poll(lua_State *L, handle *h) {
     if (dl_worker_can_park(L)) {
       size_t klen = 0;
       const char *key = NULL;
-      if (lua_type(L, 7) == LUA_TSTRING) {
-        key = lua_tolstring(L, 7, &klen);
+      if (lua_type(L, 4) == LUA_TSTRING) {
+        key = lua_tolstring(L, 4, &klen);
         dl_worker_park(DL_PARK_KEY, timeout, key, klen, 0);
-      } else if (lua_isinteger(L, 7)) {
+      } else if (lua_isinteger(L, 4)) {
         dl_worker_park(DL_PARK_REQ, timeout, NULL, 0,
-                       (uint64_t)lua_tointeger(L, 7));
+                       (uint64_t)lua_tointeger(L, 4));
       } else {
         dl_worker_park(DL_PARK_ANY, timeout, NULL, 0, 0);
       }
@@ -851,8 +960,8 @@ static int h_park_sleep(lua_State *L) {
   return lua_yieldk(L, 0, 0, link_sleep_k);
 }
 
-/* Handle the messages in h->in (see h_poll); the poll's arguments are at
-   3..6.  Returns count.  [-0, +1, e] */
+/* Handle the messages in h->in (see h_poll); on_data is at 3.  Returns
+   count.  [-0, +1, e] */
 static int dispatch_in(lua_State *L, handle *h) {
   int count = 0;
   dl_rd r;
@@ -870,21 +979,13 @@ static int dispatch_in(lua_State *L, handle *h) {
       if (type == DL_M_KEY_DONE) {
         dl_msg_key_done m;
         if (dl_get_key_done(&r, &m)) break;
-        mark_done(L, 3, 4, m.key, m.klen, m.nbytes, m.inl, m.ilen);
+        if (dl_client_done(&h->cl, m.key, m.klen, m.inl, m.ilen))
+          return luaL_error(L, "not enough memory");
       } else if (type == DL_M_KEY_ERR) {
         dl_msg_err m;
         if (dl_get_err_msg(&r, &m)) break;
-        lua_pushvalue(L, 5);
-        lua_pushlstring(L, m.key, m.klen);
-        lua_pushstring(L, m.kind < sizeof kind_names / sizeof *kind_names
-                              ? kind_names[m.kind] : "error");
-        if (push_errrec(L, m.rec, m.rlen)) {
-          lua_pushliteral(L, "malformed error record");
-          lua_pushnil(L);
-          lua_pushnil(L);
-          lua_pushnil(L);
-        }
-        lua_call(L, 6, 0);
+        if (dl_client_err(&h->cl, m.key, m.klen, (int)m.kind, m.rec, m.rlen))
+          return luaL_error(L, "not enough memory");
       } else if (type == DL_M_GATHER_REPLY) {
         char err[600];
         dl_dec_opts dopt = {0, NULL, NULL};
@@ -910,7 +1011,7 @@ static int dispatch_in(lua_State *L, handle *h) {
           bytes = mapped + sa.off;
           blen = (size_t)sa.len;
         }
-        lua_pushvalue(L, 6);
+        lua_pushvalue(L, 3);
         lua_pushinteger(L, (lua_Integer)reqid);
         lua_pushlstring(L, key, klen);
         bad = found && dl_codec_decode(L, bytes, blen, &dopt, err, sizeof err);
@@ -930,7 +1031,7 @@ static int dispatch_in(lua_State *L, handle *h) {
       } else if (type == DL_M_COORD_REPLY) {
         dl_msg_coord_reply m;
         if (dl_get_coord_reply(&r, &m)) break;
-        lua_pushvalue(L, 6);
+        lua_pushvalue(L, 3);
         lua_pushinteger(L, (lua_Integer)m.reqid);
         lua_pushnil(L);
         lua_pushinteger(L, (lua_Integer)m.status);
@@ -955,17 +1056,8 @@ static int dispatch_in(lua_State *L, handle *h) {
   return 1;
 }
 
-/* Is the value at idx a table whose metatable is the one at mt? */
-static int has_mt(lua_State *L, int idx, int mt) {
-  int yes;
-  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
-  yes = lua_rawequal(L, -1, mt);
-  lua_pop(L, 1);
-  return yes;
-}
-
 /*
-** h:values(futs, states, out, i) -> true | k | false, out
+** h:values(futs, out, i) -> true | k | false, out
 ** gather's fast path for an array of futures.  futs must be a table
 ** without metatable holding only futures, at the keys 1 .. n (checked when
 ** i is 1, where out may be nil: a table for n values is made).  For k from
@@ -977,19 +1069,19 @@ static int has_mt(lua_State *L, int idx, int mt) {
 */
 static int h_values(lua_State *L) {
   lua_Integer n, k, count = 0;
-  int mt, top;
+  int top;
+  char err[600];
+  dl_dec_opts dopt = {0, NULL, NULL};
   luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  k = luaL_checkinteger(L, 5);
-  lua_settop(L, 5);
+  k = luaL_checkinteger(L, 4);
+  lua_settop(L, 4);
   n = (lua_Integer)lua_rawlen(L, 2);
-  if (lua_isnil(L, 4)) {
+  if (lua_isnil(L, 3)) {
     lua_createtable(L, n < INT_MAX ? (int)n : 0, 0);
-    lua_replace(L, 4);
+    lua_replace(L, 3);
   }
-  luaL_checktype(L, 4, LUA_TTABLE);
-  luaL_getmetatable(L, DL_FUTURE_MT);
-  mt = top = lua_gettop(L);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  top = lua_gettop(L);
   if (k == 1) {
     if (lua_getmetatable(L, 2)) goto no;
     lua_pushnil(L);
@@ -998,7 +1090,7 @@ static int h_values(lua_State *L) {
       int isint;
       i = lua_tointegerx(L, -2, &isint);
       if (!isint || lua_type(L, -2) != LUA_TNUMBER || i < 1 || i > n ||
-          !has_mt(L, -1, mt))
+          to_fut(L, -1) == NULL)
         goto no;
       count++;
       lua_pop(L, 1);
@@ -1006,33 +1098,70 @@ static int h_values(lua_State *L) {
     if (count != n) goto no;
   }
   for (; k <= n; k++) {
-    size_t slen;
-    const char *status;
+    fut *u;
+    dl_cfut *f;
     lua_rawgeti(L, 2, k);
-    lua_pushliteral(L, "key");
-    if (lua_rawget(L, -2) != LUA_TSTRING || lua_rawget(L, 3) != LUA_TTABLE)
+    u = to_fut(L, -1);
+    if (u == NULL || u->released || (f = u->f) == NULL || f->c == NULL)
       goto no;
-    lua_getfield(L, -1, "status");
-    status = lua_tolstring(L, -1, &slen);
-    if (status && slen == 7 && memcmp(status, "pending", 7) == 0) {
+    if (f->status == DL_FUT_PENDING) {
       lua_pushinteger(L, k);
-      lua_pushvalue(L, 4);
+      lua_pushvalue(L, 3);
       return 2;
     }
-    if (!status || slen != 8 || memcmp(status, "finished", 8) != 0) goto no;
-    lua_getfield(L, -2, "has_value");
-    if (!lua_toboolean(L, -1)) goto no;
-    lua_getfield(L, -3, "value");
-    lua_rawseti(L, 4, k);
+    if (f->status != DL_FUT_FINISHED || !(f->flags & DL_FUT_VALUE)) goto no;
+    if (dl_codec_decode(L, f->data, f->dlen, &dopt, err, sizeof err))
+      return luaL_error(L, "cannot decode the result of '%s': %s", f->key,
+                        err);
+    lua_rawseti(L, 3, k);
     lua_settop(L, top);
   }
   lua_pushboolean(L, 1);
-  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 3);
   return 2;
 no:
   lua_pushboolean(L, 0);
-  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 3);
   return 2;
+}
+
+/* h:future(key, client) -> a new future of key for client (a pending
+   record is made if the handle holds none of key). */
+static int h_future(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  luaL_checkany(L, 3);
+  push_future(L, h, key, klen, 3);
+  return 1;
+}
+
+/* h:close_client(send): forget every future (they then say the client is
+   closed); with send, the scheduler is told that each was released. */
+static int h_close_client(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  int send = lua_toboolean(L, 2) && (h->srv || h->link);
+  dl_client_close(&h->cl, send ? &h->out : NULL);
+  if (send) flush_now(h, 1);
+  return 0;
+}
+
+/* h:fired() -> {keys} of the futures done since the last call whose
+   done-callbacks wait, or nil when there are none. */
+static int h_fired(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  size_t n, i;
+  dl_cfut **list;
+  if (h->cl.nfired == 0) return 0;
+  lua_createtable(L, (int)h->cl.nfired, 0); /* before the take: may raise */
+  list = dl_client_take_fired(&h->cl, &n);
+  for (i = 0; i < n; i++) {
+    lua_pushlstring(L, list[i]->key, list[i]->klen);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    dl_client_drop(list[i]);
+  }
+  dl_free(list);
+  return 1;
 }
 
 /* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */
@@ -1275,6 +1404,7 @@ static int cl_task_link(lua_State *L) {
   h = lua_newuserdatauv(L, sizeof *h, 0);
   memset(h, 0, sizeof *h);
   dl_map_init(&h->fns_sent);
+  dl_client_init(&h->cl);
   h->link = 1;
   luaL_setmetatable(L, HANDLE_MT);
   lua_pushvalue(L, -1);
@@ -1296,13 +1426,23 @@ static int cl_in_worker(lua_State *L) {
   return 1;
 }
 
+/* h:nfired() -> how many futures wait for their done-callbacks to run */
+static int h_nfired(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  lua_pushinteger(L, (lua_Integer)h->cl.nfired);
+  return 1;
+}
+
 static const luaL_Reg handle_methods[] = {
+  {"nfired", h_nfired},
   {"submit", h_submit},
   {"map", h_map},
-  {"release", h_release},
   {"cancel", h_cancel},
   {"gather", h_gather},
   {"values", h_values},
+  {"future", h_future},
+  {"close_client", h_close_client},
+  {"fired", h_fired},
   {"scatter", h_scatter},
   {"flush", h_flush},
   {"poll", h_poll},
@@ -1332,6 +1472,14 @@ static const luaL_Reg funcs[] = {
   {"pid", cl_pid},
   {"wake_seq", cl_wake_seq},
   {"idle", cl_idle},
+  {"fstatus", cl_fstatus},
+  {"fvalue", cl_fvalue},
+  {"ferror", cl_ferror},
+  {"fcancel", cl_fcancel},
+  {"fcallbacks", cl_fcallbacks},
+  {"frepend", cl_frepend},
+  {"frelease", cl_frelease},
+  {"freleased", cl_freleased},
   {NULL, NULL}
 };
 
@@ -1344,16 +1492,25 @@ int luaopen_dlua_cluster(lua_State *L) {
   lua_pushcfunction(L, h_close);
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
-  /* Futures: a table metatable the Lua side fills with methods. */
-  luaL_newmetatable(L, DL_FUTURE_MT);
+  /* Futures: a userdata metatable; the Lua side fills the methods table
+     (cluster.FutureMethods) and adds __tostring, __close. */
+  luaL_newmetatable(L, DL_FUTURE_MT); /* a worker made it already */
+  lua_pushcfunction(L, fut_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, fut_index, 1);
+  lua_setfield(L, -3, "__index");
+  lua_insert(L, -2); /* methods, mt */
   /* Inside a worker, futures decode as their values (dl_worker.c), and
      the tasks' client sends them as keys. */
   lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
   dl_codec_register(L, DL_FUTURE_MT, future_encode,
                     lua_toboolean(L, -1) ? dl_worker_future_decode : NULL);
   lua_pop(L, 1);
-  luaL_newlib(L, funcs);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "Future");
+  luaL_newlib(L, funcs); /* methods, mt, lib */
+  lua_insert(L, -3);      /* lib, methods, mt */
+  lua_setfield(L, -3, "Future");
+  lua_setfield(L, -2, "FutureMethods");
   return 1;
 }

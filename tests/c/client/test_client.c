@@ -1,0 +1,203 @@
+/*
+** test_client.c -- C tests of the client's table of futures (dl_client.h):
+** counting handles, the RELEASE each last handle queues, the scheduler's
+** news, cancel and callbacks, and handles that outlive a closed client.
+** Pure C: no cluster, no Lua.
+*/
+#include <stdint.h>
+#include <string.h>
+
+#include "dl_client.h"
+#include "dl_wire.h"
+#include "tap.h"
+
+/* The keys of the RELEASE messages in b, joined by ','. */
+static void releases(const dl_buf *b, char *out, size_t cap) {
+  dl_rd r;
+  size_t n = 0;
+  out[0] = '\0';
+  dl_rd_init(&r, b->p, b->len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    dl_msg_key m;
+    CHECK(dl_wire_type(&r, &type) == 0 && type == DL_M_RELEASE);
+    CHECK(dl_get_key_msg(&r, &m) == 0);
+    CHECK(n + m.klen + 2 < cap);
+    if (n) out[n++] = ',';
+    memcpy(out + n, m.key, m.klen);
+    n += m.klen;
+    out[n] = '\0';
+  }
+}
+
+/* One record per key; the last live handle queues one RELEASE. */
+static void test_refs_and_release(void) {
+  dl_client c;
+  dl_buf out;
+  dl_cfut *a, *a2, *b;
+  char rel[256];
+  dl_client_init(&c);
+  dl_buf_init(&out);
+  a = dl_client_ref(&c, "inc-1", 5);
+  a2 = dl_client_ref(&c, "inc-1", 5);
+  b = dl_client_ref(&c, "inc-2", 5);
+  CHECK(a && a == a2 && b && a != b);
+  CHECK(a->refs == 2 && a->holds == 2 && a->status == DL_FUT_PENDING);
+  CHECK(strcmp(a->key, "inc-1") == 0 && a->klen == 5);
+  CHECK(dl_client_get(&c, "inc-1", 5) == a);
+  dl_client_unref(a, &out);
+  CHECK(out.len == 0 && dl_client_get(&c, "inc-1", 5) == a);
+  dl_client_unref(a, &out);
+  dl_client_unref(a, &out); /* a third release of two handles: ignored */
+  releases(&out, rel, sizeof rel);
+  CHECK(strcmp(rel, "inc-1") == 0);
+  CHECK(dl_client_get(&c, "inc-1", 5) == NULL && a->c == NULL);
+  dl_client_drop(a);
+  dl_client_drop(a); /* the memory goes with the last hold */
+  /* A new handle of a released key makes a fresh, pending record. */
+  a = dl_client_ref(&c, "inc-1", 5);
+  CHECK(a && a->refs == 1 && a->status == DL_FUT_PENDING);
+  dl_client_unref(a, NULL);
+  dl_client_drop(a);
+  dl_client_unref(b, NULL);
+  dl_client_drop(b);
+  dl_buf_free(&out);
+  dl_client_free(&c);
+}
+
+/* News: done with and without an inline value, errors, keys not held,
+   and finished or cancelled records left as they are. */
+static void test_news(void) {
+  dl_client c;
+  dl_cfut *a, *b, *x;
+  dl_client_init(&c);
+  a = dl_client_ref(&c, "a", 1);
+  b = dl_client_ref(&c, "b", 1);
+  x = dl_client_ref(&c, "x", 1);
+  CHECK(dl_client_done(&c, "nobody", 6, "v", 1) == 0);
+  CHECK(dl_client_done(&c, "a", 1, "\x01\x02", 2) == 0);
+  CHECK(a->status == DL_FUT_FINISHED && (a->flags & DL_FUT_VALUE));
+  CHECK(a->dlen == 2 && memcmp(a->data, "\x01\x02", 2) == 0);
+  /* a recomputation's news does not change a finished record */
+  CHECK(dl_client_err(&c, "a", 1, DL_ERR_RAISED, "rec", 3) == 0);
+  CHECK(a->status == DL_FUT_FINISHED && a->dlen == 2);
+  /* lost: pending again, then done without an inline value */
+  dl_client_repend(a);
+  CHECK(a->status == DL_FUT_PENDING && a->data == NULL && !a->flags);
+  CHECK(dl_client_done(&c, "a", 1, NULL, 0) == 0);
+  CHECK(a->status == DL_FUT_FINISHED && !(a->flags & DL_FUT_VALUE));
+  CHECK(dl_client_err(&c, "b", 1, DL_ERR_RAISED, "rec", 3) == 0);
+  CHECK(b->status == DL_FUT_ERROR && b->kind == DL_ERR_RAISED);
+  CHECK(b->dlen == 3 && memcmp(b->data, "rec", 3) == 0);
+  CHECK(dl_client_err(&c, "x", 1, DL_ERR_CANCELLED, "c", 1) == 0);
+  CHECK(x->status == DL_FUT_CANCELLED);
+  CHECK(dl_client_done(&c, "x", 1, "v", 1) == 0); /* stays cancelled */
+  CHECK(x->status == DL_FUT_CANCELLED && x->dlen == 1);
+  dl_client_free(&c); /* detaches: the handles still hold the records */
+  CHECK(a->c == NULL && b->c == NULL && x->c == NULL);
+  dl_client_unref(a, NULL);
+  dl_client_drop(a);
+  dl_client_unref(b, NULL);
+  dl_client_drop(b);
+  dl_client_unref(x, NULL);
+  dl_client_drop(x);
+}
+
+/* Records with callbacks fire once when done or cancelled here. */
+static void test_fired(void) {
+  dl_client c;
+  dl_cfut *a, *b, **list;
+  size_t n;
+  dl_client_init(&c);
+  a = dl_client_ref(&c, "a", 1);
+  b = dl_client_ref(&c, "b", 1);
+  a->flags |= DL_FUT_CALLBACKS;
+  b->flags |= DL_FUT_CALLBACKS;
+  CHECK(dl_client_take_fired(&c, &n) == NULL && n == 0);
+  CHECK(dl_client_done(&c, "a", 1, "v", 1) == 0);
+  dl_client_cancel(b);
+  CHECK(c.nfired == 2);
+  /* released meanwhile: the fired list keeps the record alive */
+  dl_client_unref(a, NULL);
+  dl_client_drop(a);
+  list = dl_client_take_fired(&c, &n);
+  CHECK(list && n == 2 && list[0] == a && list[1] == b);
+  CHECK(strcmp(list[0]->key, "a") == 0 && list[0]->c == NULL);
+  CHECK(b->status == DL_FUT_CANCELLED && !(b->flags & DL_FUT_CALLBACKS));
+  dl_client_drop(list[0]);
+  dl_client_drop(list[1]);
+  dl_free(list);
+  CHECK(dl_client_done(&c, "b", 1, "v", 1) == 0 && c.nfired == 0);
+  dl_client_unref(b, NULL);
+  dl_client_drop(b);
+  dl_client_free(&c);
+}
+
+/* Closing queues one RELEASE per live handle, then every record says
+   closed; the table can be used again. */
+static void test_close(void) {
+  dl_client c;
+  dl_buf out;
+  dl_cfut *a, *b;
+  char rel[256];
+  dl_client_init(&c);
+  dl_buf_init(&out);
+  a = dl_client_ref(&c, "a", 1);
+  dl_client_ref_again(a);
+  b = dl_client_ref(&c, "b", 1);
+  dl_client_close(&c, &out);
+  releases(&out, rel, sizeof rel);
+  CHECK(strlen(rel) == 5); /* a twice and b, in the table's order */
+  CHECK(strstr(rel, "b") != NULL && strchr(rel, 'a') != strrchr(rel, 'a'));
+  CHECK(a->c == NULL && b->c == NULL);
+  out.len = 0;
+  dl_client_unref(a, &out); /* detached: nothing more to send */
+  dl_client_unref(a, &out);
+  dl_client_unref(b, &out);
+  CHECK(out.len == 0);
+  dl_client_drop(a);
+  dl_client_drop(a);
+  dl_client_drop(b);
+  a = dl_client_ref(&c, "a", 1);
+  CHECK(a && a->c == &c && a->status == DL_FUT_PENDING);
+  dl_client_unref(a, NULL);
+  dl_client_drop(a);
+  dl_buf_free(&out);
+  dl_client_free(&c);
+}
+
+/* Many keys: the table grows, and every record is found again. */
+static void test_many(void) {
+  dl_client c;
+  static dl_cfut *f[20000];
+  char key[32];
+  int i;
+  dl_client_init(&c);
+  for (i = 0; i < 20000; i++) {
+    int n = snprintf(key, sizeof key, "inc-%08x", i);
+    f[i] = dl_client_ref(&c, key, (size_t)n);
+    CHECK(f[i] != NULL);
+  }
+  for (i = 0; i < 20000; i += 2) {
+    int n = snprintf(key, sizeof key, "inc-%08x", i);
+    CHECK(dl_client_done(&c, key, (size_t)n, "v", 1) == 0);
+  }
+  for (i = 0; i < 20000; i++) {
+    int n = snprintf(key, sizeof key, "inc-%08x", i);
+    CHECK(dl_client_get(&c, key, (size_t)n) == f[i]);
+    CHECK(f[i]->status == (i % 2 ? DL_FUT_PENDING : DL_FUT_FINISHED));
+    dl_client_unref(f[i], NULL);
+    dl_client_drop(f[i]);
+  }
+  CHECK(c.futs.count == 0);
+  dl_client_free(&c);
+}
+
+int main(void) {
+  RUN(test_refs_and_release);
+  RUN(test_news);
+  RUN(test_fired);
+  RUN(test_close);
+  RUN(test_many);
+  return TAP_END();
+}

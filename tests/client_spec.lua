@@ -1,0 +1,94 @@
+-- The client's futures: small userdata whose state has one owner, the C
+-- table of futures (runtime/client/dl_client.h).  Handles of one key share
+-- its state; a released handle is refused while the others go on; the
+-- scheduler keeps a task while any handle of it lives.  Real worker
+-- processes; every wait is bounded.
+local BUSTED_ENV = _ENV
+local describe, it, setup, teardown, assert =
+  describe, it, setup, teardown, assert
+local _ENV = _G
+
+local dlua = require "dlua"
+
+local function err_of(f, ...)
+  local ok, e = pcall(f, ...)
+  assert.is_false(ok, "no error raised")
+  return tostring(e)
+end
+
+-- Poll fn until it returns true or secs pass.
+local function poll(fn, secs)
+  local deadline = dlua.time() + secs
+  repeat
+    if fn() then return true end
+    dlua.sleep(0.01)
+  until dlua.time() > deadline
+  return fn()
+end
+
+describe("client futures", function()
+  local cluster, c
+
+  setup(function()
+    cluster = dlua.LocalCluster{n_workers = 1, dashboard_address = false}
+    c = dlua.Client(cluster)
+  end)
+
+  teardown(function()
+    c:close()
+    cluster:close()
+  end)
+
+  it("are userdata with key and client, and methods", function()
+    local f = c:submit(function() return 41 end, dlua.opts{key = "k-41"})
+    assert.equal("userdata", type(f))
+    assert.is_true(dlua.is_future(f))
+    assert.equal("k-41", f.key)
+    assert.equal(c, f.client)
+    assert.equal(41, f:result(20))
+    assert.equal("finished", f:status())
+    assert.matches("<Future: finished, key: k%-41>", tostring(f))
+  end)
+
+  it("of one key share their state; a released one is refused", function()
+    local a = c:submit(function() return {1, 2} end, dlua.opts{key = "k-two"})
+    local b = c:submit(function() return {1, 2} end, dlua.opts{key = "k-two"})
+    assert.same({1, 2}, b:result(20))
+    assert.equal("finished", a:status())
+    a:release()
+    assert.matches("future 'k%-two' was released", err_of(a.status, a))
+    assert.same({1, 2}, b:result(20)) -- the other handle goes on
+    assert.same({{1, 2}}, c:gather({b}, 20))
+  end)
+
+  it("keep their task while any handle lives, and free it with the last",
+     function()
+    local function stored()
+      return c:scheduler_info().tasks.memory
+    end
+    local before = stored()
+    local futs = c:map(function(x) return x * 2 end, {1, 2, 3})
+    local again = c:map(function(x) return x * 2 end, {4}, dlua.opts{
+      key = nil, name = "twice"})
+    assert.same({2, 4, 6}, c:gather(futs, 20))
+    assert.same({8}, c:gather(again, 20))
+    assert.is_true(poll(function() return stored() == before + 4 end, 10))
+    futs[1]:release()
+    futs, again = nil, nil
+    collectgarbage()
+    collectgarbage()
+    -- the releases ride with the next message; poll sends them
+    -- (earlier tests' futures may go with this collection too)
+    assert.is_true(poll(function() return stored() <= before end, 10),
+                   "tasks still held: " .. stored() - before)
+  end)
+
+  it("say the client is closed once it is", function()
+    local cl2 = dlua.Client(cluster)
+    local f = cl2:submit(function() return 1 end)
+    assert.equal(1, f:result(20))
+    cl2:close()
+    assert.matches("client is closed", err_of(f.status, f))
+    assert.matches("result: client is closed", err_of(f.result, f))
+  end)
+end)
