@@ -1286,6 +1286,14 @@ int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max) {
   return n;
 }
 
+int dl_server_profile(dl_server *s, int wid, struct dl_prof *into) {
+  int rc;
+  uv_mutex_lock(&s->lock);
+  rc = dl_sched_profile(s->sched, wid, into);
+  uv_mutex_unlock(&s->lock);
+  return rc;
+}
+
 const char *dl_server_dir(dl_server *s) { return s->dir; }
 
 void dl_server_memory_fractions(dl_server *s, double out[4]) {

@@ -20,13 +20,14 @@
 
 #include "dl_dashboard.h"
 #include "dl_map.h"
+#include "dl_prof.h"
 #include "dl_server.h"
 
 #define CACHE_MS 100
 #define GRAPH_CACHE_MS 1000 /* the graph walks every task */
 #define MAX_EVENTS 5000
 
-enum { C_STATUS, C_WORKERS, C_METRICS, C_GRAPH, C_N };
+enum { C_STATUS, C_WORKERS, C_METRICS, C_GRAPH, C_PROFILE, C_N };
 
 /*
 ** The system page's figures: once a second at most, while requests come
@@ -61,6 +62,7 @@ struct dl_dashboard {
   dl_buf cache[C_N];
   uint64_t cached_at[C_N]; /* uv_hrtime of the snapshot, 0: none */
   dl_sched_event *events;  /* scratch for /json/stream */
+  long profile_of;         /* the worker of cache[C_PROFILE] (0: all) */
 };
 
 static const char *const state_names[6] = {"waiting", "ready", "processing",
@@ -756,6 +758,87 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   return 200;
 }
 
+/* ------------------------------------------------------------ profile */
+
+#define PROFILE_TOP 25 /* functions listed by their own samples */
+
+typedef struct ptop {
+  const char *name; /* borrowed from the tree */
+  uint64_t self;
+} ptop;
+
+static int by_self(const void *a, const void *b) {
+  const ptop *x = a, *y = b;
+  return x->self < y->self ? 1 : x->self > y->self ? -1
+                                                     : strcmp(x->name, y->name);
+}
+
+/*
+** /json/profile?worker=N (0 or absent: every worker): {"samples", "nodes":
+** [[parent, name, self], ...] (node 0 the root, each after its parent; the
+** root's children are task groups), "top": [{"name", "self"}, ...] (the
+** functions with the most samples stopped in them)}.  The HTTP status.
+*/
+static int json_profile(dl_dashboard *d, long wid, dl_buf *b) {
+  dl_prof *p = dl_prof_new(DL_SCHED_PROF_NODES);
+  dl_map byname;
+  ptop *top = NULL;
+  int i, n, ntop = 0, *depth = NULL, rc = 200;
+  dl_map_init(&byname);
+  if (p == NULL) goto oom;
+  if (dl_server_profile(d->srv, (int)wid, p)) {
+    putf(b, "{\"error\":\"no worker %ld\"}", wid);
+    rc = 404;
+    goto done;
+  }
+  n = dl_prof_size(p);
+  depth = dl_realloc(NULL, sizeof *depth * (size_t)n);
+  top = dl_realloc(NULL, sizeof *top * (size_t)n);
+  if (depth == NULL || top == NULL) goto oom;
+  putf(b, "{\"now\":");
+  put_num(b, now_s());
+  putf(b, ",\"worker\":%ld,\"samples\":%llu,\"nodes\":[", wid,
+       (unsigned long long)dl_prof_samples(p));
+  for (i = 0; i < n; i++) {
+    int parent;
+    uint64_t self;
+    const char *name = dl_prof_node(p, i, &parent, &self);
+    depth[i] = parent < 0 ? 0 : depth[parent] + 1;
+    putf(b, "%s[%d,", i ? "," : "", parent);
+    dl_json_str(b, name);
+    putf(b, ",%llu]", (unsigned long long)self);
+    if (depth[i] >= 2 && self > 0) { /* a function, not a group */
+      ptop *t = dl_map_get(&byname, name, strlen(name));
+      if (t == NULL) {
+        t = &top[ntop++];
+        t->name = name;
+        t->self = 0;
+        if (dl_map_put(&byname, name, strlen(name), t)) goto oom;
+      }
+      t->self += self;
+    }
+  }
+  put(b, "],\"top\":[");
+  qsort(top, (size_t)ntop, sizeof *top, by_self);
+  for (i = 0; i < ntop && i < PROFILE_TOP; i++) {
+    put(b, i ? ",{\"name\":" : "{\"name\":");
+    dl_json_str(b, top[i].name);
+    putf(b, ",\"self\":%llu}", (unsigned long long)top[i].self);
+  }
+  put(b, "]}");
+  goto done;
+oom:
+  b->len = 0;
+  put(b, "{\"error\":\"out of memory\"}");
+  rc = 503;
+done:
+  dl_map_free(&byname);
+  dl_free(top);
+  dl_free(depth);
+  dl_prof_free(p);
+  return rc;
+}
+
 /* ------------------------------------------------------------- system */
 
 /* Read one process's figures from /proc; 0, or -1 when it is gone. */
@@ -933,6 +1016,22 @@ static const dl_asset *find_asset(const char *name) {
   return NULL;
 }
 
+/* The profile of worker wid (0: all), rebuilt at most once a second: the
+   merge runs under the scheduler's lock.  The HTTP status. */
+static int profile(dl_dashboard *d, long wid, dl_buf *out) {
+  uint64_t now = uv_hrtime();
+  int rc = 200;
+  if (d->cached_at[C_PROFILE] == 0 || d->profile_of != wid ||
+      now - d->cached_at[C_PROFILE] > GRAPH_CACHE_MS * 1000000ull) {
+    d->cache[C_PROFILE].len = 0;
+    rc = json_profile(d, wid, &d->cache[C_PROFILE]);
+    d->cached_at[C_PROFILE] = rc == 200 ? now : 0;
+    d->profile_of = wid;
+  }
+  dl_buf_put(out, d->cache[C_PROFILE].p, d->cache[C_PROFILE].len);
+  return rc;
+}
+
 /* Serve a cached snapshot of kind k, rebuilding it when stale. */
 static void cached(dl_dashboard *d, int k, void (*make)(dl_dashboard *,
                                                         dl_buf *),
@@ -984,6 +1083,20 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   } else if (strcmp(p, "/json/graph") == 0) {
     resp->type = json;
     cached(d, C_GRAPH, json_graph, &resp->body);
+  } else if (strcmp(p, "/profile") == 0) {
+    a = find_asset("profile.html");
+  } else if (strcmp(p, "/json/profile") == 0) {
+    long wid = 0;
+    resp->type = json;
+    if (strstr(req->query, "worker=") &&
+        (!query_int(req->query, "worker", &wid) || wid < 0 ||
+         wid > 1000000)) {
+      put(&resp->body, "{\"error\":\"worker must be a worker's id (a "
+          "number; 0: all)\"}");
+      resp->status = 400;
+    } else {
+      resp->status = profile(d, wid, &resp->body);
+    }
   } else if (strcmp(p, "/json/info") == 0) {
     resp->type = json;
     json_info(d, &resp->body);

@@ -200,4 +200,17 @@ int64_t dl_sched_each_task(dl_sched *s,
                            void (*fn)(void *ud, const dl_sched_tinfo *t),
                            void *ud);
 
+/*
+** The tasks' profile (dl_prof.h) that workers send with their heartbeats:
+** the cluster's since the scheduler started (wid 0; departed workers'
+** samples included), or worker wid's, is added to into.  0, or -1 when
+** there is no such worker.  Trees are bounded: DL_SCHED_PROF_NODES nodes
+** for the cluster, DL_SCHED_PROF_WORKER for each worker (about 100 bytes
+** a node).
+*/
+#define DL_SCHED_PROF_NODES 20000
+#define DL_SCHED_PROF_WORKER 5000
+struct dl_prof;
+int dl_sched_profile(dl_sched *s, int wid, struct dl_prof *into);
+
 #endif

@@ -438,4 +438,5 @@ void dl_w_beat_cb(uv_timer_t *t) {
     m.selen = strlen(spill_err);
     dl_put_heartbeat(dl_conn_msg(W.sched), &m);
   }
+  dl_w_prof_put(dl_conn_msg(W.sched));
 }

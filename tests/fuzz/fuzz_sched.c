@@ -5,13 +5,14 @@
 **
 ** Built with -DDL_FUZZ_SEEDGEN it writes a few meaningful inputs (a graph
 ** submitted, run, failed, a worker lost; bytecode dropped and sent again;
-** workers paused, silent, pinned to) into the directory argv[1].
+** workers paused, silent, pinned to; profiles) into the directory argv[1].
 */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "dl_conn.h"
 #include "dl_coord.h"
+#include "dl_prof.h"
 #include "dl_wire.h"
 #include "sched_driver.h"
 
@@ -181,6 +182,24 @@ int main(int argc, char **argv) {
   dl_buf_u8(&f, 0); /* a 1-byte frame: worker 2, the holder, dies */
   rec(&in, 4, &f);
   save(argv[1], "coord", &in);
+  /* Profiles (issue 19): two workers send samples of a task group's
+     stacks, then one of them dies (the cluster's profile keeps them). */
+  {
+    dl_prof *p = dl_prof_new(16);
+    int g = dl_prof_child(p, 0, "work", 4);
+    int t = dl_prof_child(p, g, "task (x.lua:3)", 14);
+    dl_prof_count(p, dl_prof_child(p, t, "hot (x.lua:1)", 13), 5);
+    dl_prof_count(p, t, 1);
+    dl_prof_put_news(p, &f);
+    rec(&in, 1, &f);
+    dl_prof_count(p, dl_prof_child(p, t, "rep [C]", 7), 2);
+    dl_prof_put_news(p, &f);
+    rec(&in, 2, &f);
+    dl_buf_u8(&f, 0);
+    rec(&in, 4, &f);
+    save(argv[1], "profile", &in);
+    dl_prof_free(p);
+  }
   dl_buf_free(&in);
   dl_buf_free(&f);
   return 0;
