@@ -262,6 +262,31 @@ async function main() {
     }
     await page.screenshot({ path: path.join(build, "dashboard-system.png") });
 
+    // The profile: an icicle of the tasks' stacks, task groups on the
+    // second row, with the functions by their own samples beside it.
+    await page.goto(base + "/profile");
+    await until(() => page.$eval("#profile", (s) => Number(s.dataset.samples) > 0 &&
+                                 s.querySelector("rect.pnode[data-depth='1'][data-name='load']")),
+                "the load group in the profile");
+    await until(() => page.locator("#prof-top tbody tr").count(), "functions by their own time");
+    const profTop = await page.textContent("#prof-top tbody tr:first-child td:first-child");
+    check(/^busy \(.*run\.lua:\d+\)$/.test(profTop), "the profile puts the fixture's busy loop on top (" + profTop + ")");
+    await until(() => page.$eval("#profile", (s) => s.querySelector("rect.pnode[data-depth='3'][data-name^='busy ']")),
+                "busy under the tasks in the icicle");
+    await page.screenshot({ path: path.join(build, "dashboard-profile.png") });
+    shown = await hoverUntil(page, () => {
+      const r = document.querySelector("#profile rect.pnode[data-depth='1'][data-name='load']");
+      if (!r) return null;
+      const b = r.getBoundingClientRect();
+      return { x: b.x + Math.min(b.width / 2, 20), y: b.y + b.height / 2 };
+    }, /samples \d+/, "a profile box's tooltip");
+    check(/group load/.test(shown) && /samples \d+ \([\d.]+% of all\)/.test(shown),
+          "a profile box's tooltip shows its samples (" + shown + ")");
+    await page.click("#profile rect.pnode[data-depth='1'][data-name='load']", { position: { x: 5, y: 5 } });
+    await until(() => page.$eval("#prof-note", (n) => /zoomed to load/.test(n.textContent)), "the zoom to load");
+    check(true, "clicking a group zooms to it");
+    await page.mouse.move(1, 1);
+
     // The graph: a square per task coloured by state, lines for the
     // dependencies (measure <- load), details on hover.
     await page.goto(base + "/graph");
