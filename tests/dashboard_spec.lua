@@ -398,6 +398,68 @@ describe("dashboard", function()
     end, 10))
   end)
 
+  it("/json/worker shows a worker's spilling, transfers and log lines",
+     function()
+    local c = dlua.Client{n_workers = 2, memory_limit = "64 MiB",
+                          dashboard_address = "127.0.0.1:0"}
+    local b = "http://" .. c.cluster.dashboard_address
+    local MiB = 1048576
+    local on1 = dlua.opts{workers = {1}, allow_other_workers = false}
+    local on2 = dlua.opts{workers = {2}, allow_other_workers = false}
+    -- 12 values of 4 MiB on worker 1, past its target (60 % of 64 MiB):
+    -- it spills the oldest.  Each writes a line to stdout and to stderr.
+    local vals = {}
+    for i = 1, 12 do
+      vals[i] = c:submit(function(k, n)
+        print("dash made value " .. k)
+        io.stderr:write("dash note " .. k .. "\n")
+        return ("v"):rep(n) .. k
+      end, i, 4 * MiB, on1)
+    end
+    dlua.wait(vals)
+    -- Worker 2 takes the first six: they cross from worker 1, some read
+    -- back from its disk first.
+    local total = c:submit(function(...)
+      local n = 0
+      for i = 1, select("#", ...) do n = n + #select(i, ...) end
+      return n
+    end, vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], on2)
+    assert.are.equal(6 * 4 * MiB + 6, total:result(60))
+    local w1, w2
+    assert.truthy(H.poll(function() -- the figures come with heartbeats
+      w1 = json_decode(select(2, http(b .. "/json/worker?id=1")))
+      w2 = json_decode(select(2, http(b .. "/json/worker?id=2")))
+      return w1.io.spill_out > 0 and w1.io.spill_in > 0 and
+             w1.io.xfer_out >= 6 * 4 * MiB and w2.io.xfer_in >= 6 * 4 * MiB
+             and #w1.logs >= 24
+    end, 30), w1 and ("worker 1 io " .. w1.io.spill_out .. " "
+                      .. w1.io.spill_in .. " " .. w1.io.xfer_out .. ", "
+                      .. #w1.logs .. " lines"))
+    assert.are.equal(0, w2.io.xfer_out)
+    assert.are.equal(0, w1.io.xfer_in)
+    -- The history has the same figures over time (columns 7 to 10).
+    local last = w1.history[#w1.history]
+    assert.truthy(#last == 10 and last[7] <= w1.io.spill_out, #last)
+    -- Its lines, oldest first, each with its stream; none of worker 2's.
+    local out, err = {}, {}
+    for _, l in ipairs(w1.logs) do
+      assert.is_number(l[1])
+      local k = l[3]:match("^dash made value (%d+)$")
+      if k then assert.are.equal(1, l[2]) out[#out + 1] = tonumber(k) end
+      k = l[3]:match("^dash note (%d+)$")
+      if k then assert.are.equal(2, l[2]) err[#err + 1] = tonumber(k) end
+    end
+    table.sort(out)
+    table.sort(err)
+    assert.are.same({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, out)
+    assert.are.same(out, err)
+    for i = 2, #w1.logs do assert.truthy(w1.logs[i][1] >= w1.logs[i - 1][1]) end
+    for _, l in ipairs(w2.logs) do
+      assert.falsy(l[3]:match("^dash "), l[3])
+    end
+    c:close()
+  end)
+
   it("the profiler can be turned off, and refuses a bad interval", function()
     local script = os.tmpname()
     H.spit(script, [[

@@ -639,6 +639,7 @@ static int query_int(const char *query, const char *name, long *v) {
 }
 
 #define WORKER_KEYS 50 /* keys listed per kind on a worker's page */
+#define WORKER_LOGS 100 /* its last lines of output shown */
 
 typedef struct wkey {
   char key[DL_SCHED_KEYLEN];
@@ -689,7 +690,8 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   const dl_sched_winfo *w = NULL;
   wwalk *ww;
   dl_sched_sample *h;
-  int i, nh;
+  dl_server_log *logs;
+  int i, nh, nl;
   if (!query_int(query, "id", &id) || id <= 0 || id > 1000000) {
     put(b, "{\"error\":\"id must name a worker (a number)\"}");
     return 400;
@@ -708,9 +710,11 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   }
   ww = dl_realloc(NULL, sizeof *ww);
   h = dl_realloc(NULL, sizeof *h * DL_SCHED_HISTORY);
-  if (ww == NULL || h == NULL) {
+  logs = dl_realloc(NULL, sizeof *logs * WORKER_LOGS);
+  if (ww == NULL || h == NULL || logs == NULL) {
     dl_free(ww);
     dl_free(h);
+    dl_free(logs);
     free_snap(&s);
     put(b, "{\"error\":\"out of memory\"}");
     return 503;
@@ -730,6 +734,9 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   put_num(b, now_s() - w->started);
   putf(b, ",\"spill_error\":");
   dl_json_str(b, w->spill_err);
+  putf(b, ",\"io\":{\"spill_out\":%lld,\"spill_in\":%lld,\"xfer_in\":%lld,"
+       "\"xfer_out\":%lld}", (long long)w->spill_out, (long long)w->spill_in,
+       (long long)w->xfer_in, (long long)w->xfer_out);
   putf(b, ",\"assigned\":{\"count\":%lld,\"keys\":[",
        (long long)ww->nassigned);
   for (i = 0; i < ww->nassigned && i < WORKER_KEYS; i++) {
@@ -747,13 +754,26 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   for (i = 0; i < nh; i++) {
     putf(b, "%s[", i ? "," : "");
     put_num(b, h[i].t);
-    putf(b, ",%lld,%lld,%lld,%d,%d]", (long long)h[i].managed,
-         (long long)h[i].spilled, (long long)h[i].rss, h[i].executing,
-         h[i].stored);
+    putf(b, ",%lld,%lld,%lld,%d,%d,%lld,%lld,%lld,%lld]",
+         (long long)h[i].managed, (long long)h[i].spilled,
+         (long long)h[i].rss, h[i].executing, h[i].stored,
+         (long long)h[i].spill_out, (long long)h[i].spill_in,
+         (long long)h[i].xfer_in, (long long)h[i].xfer_out);
+  }
+  /* Its last lines of output, oldest first. */
+  nl = dl_server_logs(d->srv, (int)id, logs, WORKER_LOGS);
+  put(b, "],\"logs\":[");
+  for (i = nl - 1; i >= 0; i--) {
+    putf(b, "%s[", i < nl - 1 ? "," : "");
+    put_num(b, logs[i].t);
+    putf(b, ",%d,", logs[i].fd);
+    dl_json_str(b, logs[i].text);
+    put(b, "]");
   }
   put(b, "]}");
   dl_free(ww);
   dl_free(h);
+  dl_free(logs);
   free_snap(&s);
   return 200;
 }

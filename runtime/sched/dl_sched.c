@@ -2068,6 +2068,10 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         w->info.rss = (int64_t)m.rss;
         w->info.executing = (int)m.executing;
         w->info.stored = (int)m.stored;
+        w->info.spill_out = (int64_t)m.spill_out;
+        w->info.spill_in = (int64_t)m.spill_in;
+        w->info.xfer_in = (int64_t)m.xfer_in;
+        w->info.xfer_out = (int64_t)m.xfer_out;
         if (w->nhist == 0 ||
             now - w->hist[(w->nhist - 1) % DL_SCHED_HISTORY].t >= 1.0) {
           dl_sched_sample *h = &w->hist[w->nhist++ % DL_SCHED_HISTORY];
@@ -2077,6 +2081,10 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
           h->rss = w->info.rss;
           h->executing = w->info.executing;
           h->stored = w->info.stored;
+          h->spill_out = w->info.spill_out;
+          h->spill_in = w->info.spill_in;
+          h->xfer_in = w->info.xfer_in;
+          h->xfer_out = w->info.xfer_out;
         }
         break;
       }

@@ -50,6 +50,9 @@ typedef struct dl_sched_winfo {
   int status;       /* DL_WS_* */
   double last_seen; /* when its last message came (the callers' clock) */
   char spill_err[64]; /* why its last spill failed, "" if it did not */
+  /* Bytes since it started: written to spill files, read back from them,
+     received from peers, sent to peers. */
+  int64_t spill_out, spill_in, xfer_in, xfer_out;
   char reason[96];  /* DL_WS_DEAD: why it is gone */
 } dl_sched_winfo;
 
@@ -117,6 +120,7 @@ typedef struct dl_sched_sample {
   double t;
   int64_t managed, spilled, rss;
   int executing, stored;
+  int64_t spill_out, spill_in, xfer_in, xfer_out; /* see dl_sched_winfo */
 } dl_sched_sample;
 
 /* Each worker keeps its last DL_SCHED_HISTORY samples, one a second at

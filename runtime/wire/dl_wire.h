@@ -364,12 +364,16 @@ static inline int dl_get_missing(dl_rd *r, dl_msg_missing *m) {
 /*
 ** HEARTBEAT: uv managed, uv spilled, uv rss (bytes), uv executing (0/1),
 ** uv stored (values), uv paused (0/1), str spill_err ("" while spilling
-** works).  Every second, and right after HELLO.
+** works), uv spill_out, uv spill_in (bytes written to spill files and
+** read back), uv xfer_in, uv xfer_out (bytes of values received from and
+** sent to peers); the last four count since the worker started.  Every
+** 0.5 s, and right after HELLO.
 */
 typedef struct dl_msg_heartbeat {
   uint64_t managed, spilled, rss, executing, stored, paused;
   const char *spill_err;
   size_t selen;
+  uint64_t spill_out, spill_in, xfer_in, xfer_out;
 } dl_msg_heartbeat;
 
 static inline void dl_put_heartbeat(dl_buf *b, const dl_msg_heartbeat *m) {
@@ -381,13 +385,19 @@ static inline void dl_put_heartbeat(dl_buf *b, const dl_msg_heartbeat *m) {
   dl_buf_uv(b, m->stored);
   dl_buf_uv(b, m->paused);
   dl_buf_str(b, m->spill_err, m->selen);
+  dl_buf_uv(b, m->spill_out);
+  dl_buf_uv(b, m->spill_in);
+  dl_buf_uv(b, m->xfer_in);
+  dl_buf_uv(b, m->xfer_out);
 }
 static inline int dl_get_heartbeat(dl_rd *r, dl_msg_heartbeat *m) {
   if (dl_rd_uv(r, &m->managed) || dl_rd_uv(r, &m->spilled) ||
       dl_rd_uv(r, &m->rss) || dl_rd_uv(r, &m->executing) ||
-      dl_rd_uv(r, &m->stored) || dl_rd_uv(r, &m->paused))
+      dl_rd_uv(r, &m->stored) || dl_rd_uv(r, &m->paused) ||
+      dl_rd_str(r, &m->spill_err, &m->selen) || dl_rd_uv(r, &m->spill_out) ||
+      dl_rd_uv(r, &m->spill_in) || dl_rd_uv(r, &m->xfer_in))
     return DL_EPROTO;
-  return dl_rd_str(r, &m->spill_err, &m->selen);
+  return dl_rd_uv(r, &m->xfer_out);
 }
 
 /*

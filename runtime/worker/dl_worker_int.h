@@ -202,6 +202,9 @@ typedef struct worker {
   dl_buf cyc;   /* DL_M_CYCLE: {key, message} of waits that cannot end */
   dl_buf pcancel; /* keys cancelled that may be waiting (parked) tasks */
   int told_to_stop; /* the scheduler sent SHUTDOWN */
+  /* Bytes since the start (any thread): written to spill files, read
+     back, received from peers, sent to peers; sent with the heartbeats. */
+  atomic_uint_least64_t spill_out, spill_in, xfer_in, xfer_out;
   struct dl_prof *prof; /* the tasks' profile, or NULL when off
                            (dl_worker_prof.c) */
   /* Seams that tests and fuzzers replace: connect to a peer's address,

@@ -248,6 +248,14 @@ async function main() {
         /load-\S+\s*64\.0 KiB/.test(t) && t;
     }, "the worker page's pid and largest results");
     check(wtext, "a worker's page shows its results by size and its memory over time");
+    await until(() => page.$eval("#wlog", (l) => Number(l.dataset.lines) > 0 &&
+                                 l.querySelector(".stdout") && /cleaning \d/.test(l.textContent)),
+                "the worker's log lines");
+    const io = await page.textContent("#wio");
+    check(/spilled to disk\s*[\d.]+ \w*B/.test(io) && /received from peers\s*[\d.]+ \w*B/.test(io) &&
+          /sent to peers/.test(io) && /read back from disk/.test(io),
+          "a worker's page shows its spilling, transfers and log (" + io + ")");
+    await until(() => page.$$eval("#wrate path.series", (ps) => ps.length >= 1), "transfer rates over time");
     await page.screenshot({ path: path.join(build, "dashboard-worker.png") });
 
     // The system page: CPU, memory, I/O and descriptors of every process.

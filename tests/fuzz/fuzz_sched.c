@@ -82,6 +82,10 @@ static void beat(dl_buf *f, unsigned paused) {
   dl_buf_uv(f, 1);
   dl_buf_uv(f, paused);
   dl_buf_str(f, paused ? "No space left on device" : "", paused ? 23 : 0);
+  dl_buf_uv(f, 4096); /* spill_out, spill_in, xfer_in, xfer_out */
+  dl_buf_uv(f, 1024);
+  dl_buf_uv(f, 70000);
+  dl_buf_uv(f, 0);
 }
 
 static void save(const char *dir, const char *name, dl_buf *b) {

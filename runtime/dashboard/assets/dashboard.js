@@ -711,6 +711,34 @@
                                                           [w.now, w.memory.limit]] : [] }];
       chart($("wmem"), series, w.now, 300, bytes);
       legend($("wmem-legend"), series);
+      // Spilling and transfers: the totals, and their rates between
+      // heartbeat samples (history columns 6..9).
+      fill($("wio"), [["spilled to disk", bytes(w.io.spill_out)], ["read back from disk", bytes(w.io.spill_in)],
+                      ["received from peers", bytes(w.io.xfer_in)], ["sent to peers", bytes(w.io.xfer_out)]]);
+      var rate = function (col) {
+        var pts = [];
+        for (var i = 1; i < h.length; i++)
+          if (h[i][0] > h[i - 1][0]) pts.push([h[i][0], Math.max(0, h[i][col] - h[i - 1][col]) / (h[i][0] - h[i - 1][0])]);
+        return pts;
+      };
+      var rates = [
+        { name: "spill writes", colour: "#7d828c", pts: rate(6) },
+        { name: "spill reads", colour: "#ccbb44", pts: rate(7) },
+        { name: "received", colour: "#2e6bd6", pts: rate(8) },
+        { name: "sent", colour: "#ee7733", pts: rate(9) }];
+      chart($("wrate"), rates, w.now, 300, function (v) { return bytes(v) + "/s"; }, 1024);
+      legend($("wrate-legend"), rates);
+      var log = $("wlog");
+      var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.textContent = "";
+      if (!w.logs.length) log.appendChild(el("span", { "class": "empty" }, "Nothing written yet."));
+      w.logs.forEach(function (l) {
+        var line = el("div", { "class": l[1] === 2 ? "stderr" : "stdout" },
+                      "-" + seconds(w.now - l[0]) + "  " + l[2]);
+        log.appendChild(line);
+      });
+      log.setAttribute("data-lines", w.logs.length);
+      if (atEnd) log.scrollTop = log.scrollHeight;
       $("nassigned").textContent = w.assigned.count + (w.assigned.count > w.assigned.keys.length
         ? " (first " + w.assigned.keys.length + ")" : "");
       var ul = $("assigned");

@@ -91,14 +91,16 @@ static void test_worker_messages_read_back(void) {
     CUTS(DL_M_MISSING, dl_msg_missing, dl_get_missing);
   }
   {
-    dl_msg_heartbeat w = {1, 2, 300000, 1, 5, 1, "disk full", 9}, m;
+    dl_msg_heartbeat w = {1, 2, 300000, 1, 5, 1, "disk full", 9,
+                          10, 11, 1 << 20, 13}, m;
     B.len = 0;
     dl_put_heartbeat(&B, &w);
     reader(&r, DL_M_HEARTBEAT);
     CHECK(dl_get_heartbeat(&r, &m) == 0);
     CHECK(m.managed == 1 && m.spilled == 2 && m.rss == 300000 &&
           m.executing == 1 && m.stored == 5 && m.paused == 1 &&
-          same(m.spill_err, m.selen, "disk full"));
+          same(m.spill_err, m.selen, "disk full") && m.spill_out == 10 &&
+          m.spill_in == 11 && m.xfer_in == 1 << 20 && m.xfer_out == 13);
     CUTS(DL_M_HEARTBEAT, dl_msg_heartbeat, dl_get_heartbeat);
   }
   {
