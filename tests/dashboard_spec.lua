@@ -504,6 +504,17 @@ describe("dashboard", function()
     -- A counter: the 10 of setup and those of the tests before.
     local done = body:match('\ndlua_group_tasks_done_total{group="dash_inc"} (%d+)\n')
     assert.truthy(tonumber(done) and tonumber(done) >= 10, body)
+    -- The three per-group counters, each with its help, type and a sample
+    -- per group that adds up with the others.
+    local v = {}
+    for _, name in ipairs{"dlua_group_tasks_total", "dlua_group_tasks_done_total",
+                          "dlua_group_tasks_erred_total"} do
+      assert.truthy(body:find("\n# HELP " .. name .. " Tasks ", 1, true), body)
+      assert.truthy(body:find("\n# TYPE " .. name .. " counter\n", 1, true), body)
+      v[name] = tonumber(body:match("\n" .. name .. '{group="dash_inc"} (%d+)\n'))
+    end
+    assert.are.equal(v.dlua_group_tasks_total, v.dlua_group_tasks_done_total
+                                               + v.dlua_group_tasks_erred_total)
     for line in body:gmatch("[^\n]+") do
       assert.truthy(line:match("^# ") or line:match("^[%w_]+{?.-}? %-?%d+$"),
                     line)

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -967,6 +968,21 @@ static void json_system(dl_dashboard *d, dl_buf *b) {
 
 /* ------------------------------------------------------------ metrics */
 
+/* One Prometheus counter with a sample per task group: the int64_t field
+   at offset in dl_sched_group. */
+static void prom_group_counter(dl_buf *b, const snap *s, const char *name,
+                               const char *help, size_t offset) {
+  int i;
+  putf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+  for (i = 0; i < s->ng; i++) {
+    int64_t v;
+    memcpy(&v, (const char *)&s->g[i] + offset, sizeof v);
+    putf(b, "%s{group=\"", name);
+    prom_label(b, s->g[i].name);
+    putf(b, "\"} %lld\n", (long long)v);
+  }
+}
+
 static void metrics(dl_dashboard *d, dl_buf *b) {
   snap s;
   int i, j;
@@ -1003,27 +1019,15 @@ static void metrics(dl_dashboard *d, dl_buf *b) {
          "dlua_worker_tasks{worker=\"%d\",state=\"stored\"} %d\n",
          w->id, w->executing, w->id, w->inflight, w->id, w->stored);
   }
-  put(b, "# HELP dlua_group_tasks_total Tasks ever submitted, by group.\n"
-         "# TYPE dlua_group_tasks_total counter\n");
-  for (i = 0; i < s.ng; i++) {
-    put(b, "dlua_group_tasks_total{group=\"");
-    prom_label(b, s.g[i].name);
-    putf(b, "\"} %lld\n", (long long)s.g[i].total);
-  }
-  put(b, "# HELP dlua_group_tasks_done_total Tasks computed, by group.\n"
-         "# TYPE dlua_group_tasks_done_total counter\n");
-  for (i = 0; i < s.ng; i++) {
-    put(b, "dlua_group_tasks_done_total{group=\"");
-    prom_label(b, s.g[i].name);
-    putf(b, "\"} %lld\n", (long long)s.g[i].done);
-  }
-  put(b, "# HELP dlua_group_tasks_erred_total Tasks failed, by group.\n"
-         "# TYPE dlua_group_tasks_erred_total counter\n");
-  for (i = 0; i < s.ng; i++) {
-    put(b, "dlua_group_tasks_erred_total{group=\"");
-    prom_label(b, s.g[i].name);
-    putf(b, "\"} %lld\n", (long long)s.g[i].erred);
-  }
+  prom_group_counter(b, &s, "dlua_group_tasks_total",
+                     "Tasks ever submitted, by group.",
+                     offsetof(dl_sched_group, total));
+  prom_group_counter(b, &s, "dlua_group_tasks_done_total",
+                     "Tasks computed, by group.",
+                     offsetof(dl_sched_group, done));
+  prom_group_counter(b, &s, "dlua_group_tasks_erred_total",
+                     "Tasks failed, by group.",
+                     offsetof(dl_sched_group, erred));
   free_snap(&s);
 }
 
