@@ -80,7 +80,7 @@ static void test_news_travel_once(void) {
 
 static void test_a_full_tree_keeps_every_sample(void) {
   dl_prof *p = dl_prof_new(3), *q = dl_prof_new(2);
-  char name[8];
+  char name[16];
   int i, at = 0, last = 0;
   CHECK(p && q);
   /* A path of 10 frames into a tree of 3 nodes: the sample stops at the
