@@ -148,6 +148,9 @@ DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
 $(B)/bench_embed: scripts/bench/bench_embed.c $(B)/libdlua.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
+$(B)/bench_events: scripts/bench/bench_events.c $(B)/libdlua.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
+
 $(B)/dlua.pc: Makefile | $(B)
 	@printf '%s\n' $(call DLUA_PC_LINES,$(PREFIX)) > $@
 

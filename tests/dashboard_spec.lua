@@ -18,6 +18,19 @@ function dash_bad(x)
   return string.rep("x", 1000 * x)
 end
 function dash_big(x) return string.rep("y", 100000 + x) end
+-- A known hot spot for the profiler: dash_work spends nearly all its time
+-- in dash_hot's loop, and almost none in dash_cold.
+function dash_hot(n)
+  local s = 0
+  for i = 1, n do s = s + i % 7 end
+  return s
+end
+function dash_cold(x) return x + 1 end
+function dash_work(x)
+  local y = dash_cold(x)
+  local s = dash_hot(2000000)
+  return s + y
+end
 
 local HTTP = require "helpers.http"
 local json_decode, http = HTTP.json_decode, HTTP.get
@@ -57,7 +70,8 @@ describe("dashboard", function()
     local code, body, hdr = http(base .. "/")
     assert.are.equal(302, code)
     assert.truthy(hdr:find("Location: /status", 1, true))
-    for _, p in ipairs{"/status", "/workers", "/info", "/graph", "/system"} do
+    for _, p in ipairs{"/status", "/workers", "/info", "/graph", "/system",
+                       "/profile"} do
       code, body, hdr = http(base .. p)
       assert.are.equal(200, code)
       assert.truthy(hdr:find("Content-Type: text/html", 1, true))
@@ -322,6 +336,159 @@ describe("dashboard", function()
     end
   end)
 
+  it("/json/profile finds the hot function on top of the profile", function()
+    local fs = client:map(dash_work, {1, 2, 3, 4, 5, 6, 7, 8})
+    dlua.wait(fs)
+    -- Samples come with the heartbeats (every 0.5 s); the scheduler's
+    -- profile is rebuilt once a second at most.
+    local p
+    assert.truthy(H.poll(function()
+      p = json_decode(select(2, http(base .. "/json/profile")))
+      local n = 0
+      for _, x in ipairs(p.nodes) do
+        if x[2]:match("^dash_hot ") then n = n + x[3] end
+      end
+      return n >= 10
+    end, 20), p and ("samples " .. p.samples))
+    assert.are.equal(0, p.worker)
+    -- The functions with the most samples of their own: dash_hot first,
+    -- named by where it is defined.
+    assert.truthy(p.top[1].name:match("^dash_hot %(.*dashboard_spec%.lua:%d+%)$"),
+                  p.top[1].name)
+    assert.truthy(p.top[1].self >= 10)
+    for _, f in ipairs(p.top) do
+      assert.truthy(f.self <= p.top[1].self)
+    end
+    -- The tree: root, then the group, then the task's function, then
+    -- dash_hot under it; each node after its parent, counts that add up.
+    local sum, path = 0, nil
+    for i, x in ipairs(p.nodes) do
+      sum = sum + x[3]
+      assert.truthy(x[1] < i - 1, "node " .. i .. " comes before its parent")
+      if x[2]:match("^dash_hot ") then
+        local parent = p.nodes[x[1] + 1]
+        local group = p.nodes[parent[1] + 1]
+        path = group[2] .. " > " .. parent[2] .. " > dash_hot"
+      end
+    end
+    assert.are.equal(p.samples, sum)
+    assert.truthy(path and path:match("^dash_work > task %(.*:%d+%) > dash_hot$"),
+                  path)
+    -- Per worker: the workers' samples add up to the cluster's (none left).
+    local per = 0
+    for _, id in ipairs{1, 2} do
+      local code, body = http(base .. "/json/profile?worker=" .. id)
+      assert.are.equal(200, code)
+      local w = json_decode(body)
+      assert.are.equal(id, w.worker)
+      per = per + w.samples
+    end
+    assert.truthy(per > 0)
+    assert.are.equal(404, (http(base .. "/json/profile?worker=77")))
+    assert.are.equal(400, (http(base .. "/json/profile?worker=x")))
+    assert.are.equal(400, (http(base .. "/json/profile?worker=-1")))
+    local code, body = http(base .. "/profile")
+    assert.are.equal(200, code)
+    assert.truthy(body:find('id="profile"', 1, true))
+    for _, f in ipairs(fs) do f:release() end
+    client.handle:flush()
+    assert.truthy(H.poll(function()  -- back to the 10 of setup
+      local st = json_decode(select(2, http(base .. "/json/status")))
+      return st.counts.memory == 10
+    end, 10))
+  end)
+
+  it("/json/worker shows a worker's spilling, transfers and log lines",
+     function()
+    local c = dlua.Client{n_workers = 2, memory_limit = "64 MiB",
+                          dashboard_address = "127.0.0.1:0"}
+    local b = "http://" .. c.cluster.dashboard_address
+    local MiB = 1048576
+    local on1 = dlua.opts{workers = {1}, allow_other_workers = false}
+    local on2 = dlua.opts{workers = {2}, allow_other_workers = false}
+    -- 12 values of 4 MiB on worker 1, past its target (60 % of 64 MiB):
+    -- it spills the oldest.  Each writes a line to stdout and to stderr.
+    local vals = {}
+    for i = 1, 12 do
+      vals[i] = c:submit(function(k, n)
+        print("dash made value " .. k)
+        io.stderr:write("dash note " .. k .. "\n")
+        return ("v"):rep(n) .. k
+      end, i, 4 * MiB, on1)
+    end
+    dlua.wait(vals)
+    -- Worker 2 takes the first six: they cross from worker 1, some read
+    -- back from its disk first.
+    local total = c:submit(function(...)
+      local n = 0
+      for i = 1, select("#", ...) do n = n + #select(i, ...) end
+      return n
+    end, vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], on2)
+    assert.are.equal(6 * 4 * MiB + 6, total:result(60))
+    local w1, w2
+    assert.truthy(H.poll(function() -- the figures come with heartbeats
+      w1 = json_decode(select(2, http(b .. "/json/worker?id=1")))
+      w2 = json_decode(select(2, http(b .. "/json/worker?id=2")))
+      return w1.io.spill_out > 0 and w1.io.spill_in > 0 and
+             w1.io.xfer_out >= 6 * 4 * MiB and w2.io.xfer_in >= 6 * 4 * MiB
+             and #w1.logs >= 24
+    end, 30), w1 and ("worker 1 io " .. w1.io.spill_out .. " "
+                      .. w1.io.spill_in .. " " .. w1.io.xfer_out .. ", "
+                      .. #w1.logs .. " lines"))
+    assert.are.equal(0, w2.io.xfer_out)
+    assert.are.equal(0, w1.io.xfer_in)
+    -- The history has the same figures over time (columns 7 to 10).
+    local last = w1.history[#w1.history]
+    assert.truthy(#last == 10 and last[7] <= w1.io.spill_out, #last)
+    -- Its lines, oldest first, each with its stream; none of worker 2's.
+    local out, err = {}, {}
+    for _, l in ipairs(w1.logs) do
+      assert.is_number(l[1])
+      local k = l[3]:match("^dash made value (%d+)$")
+      if k then assert.are.equal(1, l[2]) out[#out + 1] = tonumber(k) end
+      k = l[3]:match("^dash note (%d+)$")
+      if k then assert.are.equal(2, l[2]) err[#err + 1] = tonumber(k) end
+    end
+    table.sort(out)
+    table.sort(err)
+    assert.are.same({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, out)
+    assert.are.same(out, err)
+    for i = 2, #w1.logs do assert.truthy(w1.logs[i][1] >= w1.logs[i - 1][1]) end
+    for _, l in ipairs(w2.logs) do
+      assert.falsy(l[3]:match("^dash "), l[3])
+    end
+    c:close()
+  end)
+
+  it("the profiler can be turned off, and refuses a bad interval", function()
+    local script = os.tmpname()
+    H.spit(script, [[
+      local dlua = require "dlua"
+      local c = dlua.Client{n_workers = 1, dashboard_address = "127.0.0.1:0"}
+      function spin(n) local s = 0 for i = 1, n do s = s + i end return s end
+      c:gather(c:map(spin, {3000000, 3000000, 3000000}))
+      -- Heartbeats every 0.5 s would have brought samples by now.
+      local t = dlua.time() + 1.5
+      while dlua.time() < t do c:scheduler_info() os.execute("sleep 0.1") end
+      local f = io.popen("curl -s http://" .. c.cluster.dashboard_address
+                         .. "/json/profile")
+      print(f:read("a"))
+      f:close()
+      c:close()
+    ]])
+    local code, out = H.sh("DLUA_PROFILE_INTERVAL=0 " .. H.q(H.DLUA) .. " "
+                           .. H.q(script))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find('"samples":0,', 1, true), out)
+    code, out = H.sh("DLUA_PROFILE_INTERVAL=fast " .. H.q(H.DLUA) .. " "
+                     .. H.q(script))
+    os.remove(script)
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("DLUA_PROFILE_INTERVAL must be a number of "
+                           .. "milliseconds from 0 (off) to 60000, got 'fast'",
+                           1, true), out)
+  end)
+
   it("/metrics speaks the Prometheus text format", function()
     local code, body, hdr = http(base .. "/metrics")
     assert.are.equal(200, code)
@@ -337,6 +504,17 @@ describe("dashboard", function()
     -- A counter: the 10 of setup and those of the tests before.
     local done = body:match('\ndlua_group_tasks_done_total{group="dash_inc"} (%d+)\n')
     assert.truthy(tonumber(done) and tonumber(done) >= 10, body)
+    -- The three per-group counters, each with its help, type and a sample
+    -- per group that adds up with the others.
+    local v = {}
+    for _, name in ipairs{"dlua_group_tasks_total", "dlua_group_tasks_done_total",
+                          "dlua_group_tasks_erred_total"} do
+      assert.truthy(body:find("\n# HELP " .. name .. " Tasks ", 1, true), body)
+      assert.truthy(body:find("\n# TYPE " .. name .. " counter\n", 1, true), body)
+      v[name] = tonumber(body:match("\n" .. name .. '{group="dash_inc"} (%d+)\n'))
+    end
+    assert.are.equal(v.dlua_group_tasks_total, v.dlua_group_tasks_done_total
+                                               + v.dlua_group_tasks_erred_total)
     for line in body:gmatch("[^\n]+") do
       assert.truthy(line:match("^# ") or line:match("^[%w_]+{?.-}? %-?%d+$"),
                     line)

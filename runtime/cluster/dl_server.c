@@ -84,6 +84,8 @@ struct dl_server {
   dl_token token;        /* theirs to prove they hold */
   char listen_req[128];  /* "host:port" asked for; "" for none */
   char listen_addr[300]; /* "tcp://host:port"; set before start returns */
+  dl_server_log *logs;  /* (L) ring of DL_SERVER_LOG_LINES, or NULL */
+  uint64_t nlogs;       /* (L) lines ever kept */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
   int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
 };
@@ -393,6 +395,44 @@ static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
 }
 
 /* Copy complete lines of a worker's output to ours, prefixed. */
+/* Keep a worker's line (n bytes at a, then m at b; no newline) in the
+   ring of recent lines. */
+static void keep_line(wproc *w, int fd, const char *a, size_t n,
+                      const char *b, size_t m) {
+  dl_server *s = w->srv;
+  dl_server_log *l;
+  uv_mutex_lock(&s->lock);
+  if (s->logs == NULL &&
+      (s->logs = dl_realloc(NULL, sizeof *s->logs * DL_SERVER_LOG_LINES)) ==
+          NULL) {
+    uv_mutex_unlock(&s->lock);
+    return;
+  }
+  l = &s->logs[s->nlogs++ % DL_SERVER_LOG_LINES];
+  l->t = now_s();
+  l->wid = w->id;
+  l->fd = fd;
+  if (n > sizeof l->text - 1) n = sizeof l->text - 1;
+  if (m > sizeof l->text - 1 - n) m = sizeof l->text - 1 - n;
+  if (n) memcpy(l->text, a, n);
+  if (m) memcpy(l->text + n, b, m);
+  l->text[n + m] = '\0';
+  uv_mutex_unlock(&s->lock);
+}
+
+int dl_server_logs(dl_server *s, int wid, dl_server_log *out, int max) {
+  uint64_t i, first;
+  int n = 0;
+  uv_mutex_lock(&s->lock);
+  first = s->nlogs > DL_SERVER_LOG_LINES ? s->nlogs - DL_SERVER_LOG_LINES : 0;
+  for (i = s->nlogs; i > first && n < max; i--) { /* the newest first */
+    const dl_server_log *l = &s->logs[(i - 1) % DL_SERVER_LOG_LINES];
+    if (wid == 0 || l->wid == wid) out[n++] = *l;
+  }
+  uv_mutex_unlock(&s->lock);
+  return n;
+}
+
 static void relay(wproc *w, dl_buf *line, const char *p, size_t n, int fd) {
   char prefix[32];
   int plen = snprintf(prefix, sizeof prefix, "[worker %d] ", w->id);
@@ -406,6 +446,7 @@ static void relay(wproc *w, dl_buf *line, const char *p, size_t n, int fd) {
       dl_buf_put(&out, prefix, (size_t)plen);
       dl_buf_put(&out, line->p, line->len);
       dl_buf_put(&out, p + start, i + 1 - start);
+      keep_line(w, fd, line->p, line->len, p + start, i - start);
       wr = write(fd, out.p, out.len);
       (void)wr;
       dl_buf_free(&out);
@@ -1096,6 +1137,7 @@ void dl_server_stop(dl_server *s) {
   dl_buf_free(&s->outbox);
   dl_buf_free(&s->inbox);
   dl_buf_free(&s->cpending);
+  dl_free(s->logs);
   dl_free(s);
 }
 
@@ -1290,6 +1332,14 @@ int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max) {
   n = dl_sched_history(s->sched, wid, out, max);
   uv_mutex_unlock(&s->lock);
   return n;
+}
+
+int dl_server_profile(dl_server *s, int wid, struct dl_prof *into) {
+  int rc;
+  uv_mutex_lock(&s->lock);
+  rc = dl_sched_profile(s->sched, wid, into);
+  uv_mutex_unlock(&s->lock);
+  return rc;
 }
 
 const char *dl_server_dir(dl_server *s) { return s->dir; }

@@ -182,9 +182,32 @@ int64_t dl_server_each_task(dl_server *s,
 /* Worker wid's recent figures (see dl_sched_history). */
 int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max);
 
+/* The tasks' profile, the cluster's (wid 0) or a worker's, added to into
+   (see dl_sched_profile); 0, or -1 when there is no such worker. */
+int dl_server_profile(dl_server *s, int wid, struct dl_prof *into);
+
 /* The memory fractions in effect (target, spill, pause, terminate; see
    dl_server_opts), for drawing the workers' memory. */
 void dl_server_memory_fractions(dl_server *s, double out[4]);
+
+/*
+** The last DL_SERVER_LOG_LINES lines the workers wrote to their stdout and
+** stderr (the ones relayed to ours, with "[worker N]" in front), kept with
+** the worker's id, also after it left (about 220 KiB, allocated at the
+** first line).  A line is cut to fit.  Workers joined over TCP write to
+** their own terminals: none of theirs.
+*/
+#define DL_SERVER_LOG_LINES 1000
+typedef struct dl_server_log {
+  double t; /* when it came (monotonic seconds) */
+  int wid;
+  int fd;   /* 1: stdout, 2: stderr */
+  char text[200];
+} dl_server_log;
+
+/* Copy worker wid's kept lines (wid 0: every worker's), the newest first,
+   into out (at most max); returns how many. */
+int dl_server_logs(dl_server *s, int wid, dl_server_log *out, int max);
 
 /* The private directory holding the workers' sockets; borrowed. */
 const char *dl_server_dir(dl_server *s);

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +21,14 @@
 
 #include "dl_dashboard.h"
 #include "dl_map.h"
+#include "dl_prof.h"
 #include "dl_server.h"
 
 #define CACHE_MS 100
 #define GRAPH_CACHE_MS 1000 /* the graph walks every task */
 #define MAX_EVENTS 5000
 
-enum { C_STATUS, C_WORKERS, C_METRICS, C_GRAPH, C_N };
+enum { C_STATUS, C_WORKERS, C_METRICS, C_GRAPH, C_PROFILE, C_N };
 
 /*
 ** The system page's figures: once a second at most, while requests come
@@ -61,6 +63,7 @@ struct dl_dashboard {
   dl_buf cache[C_N];
   uint64_t cached_at[C_N]; /* uv_hrtime of the snapshot, 0: none */
   dl_sched_event *events;  /* scratch for /json/stream */
+  long profile_of;         /* the worker of cache[C_PROFILE] (0: all) */
 };
 
 static const char *const state_names[6] = {"waiting", "ready", "processing",
@@ -637,6 +640,7 @@ static int query_int(const char *query, const char *name, long *v) {
 }
 
 #define WORKER_KEYS 50 /* keys listed per kind on a worker's page */
+#define WORKER_LOGS 100 /* its last lines of output shown */
 
 typedef struct wkey {
   char key[DL_SCHED_KEYLEN];
@@ -687,7 +691,8 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   const dl_sched_winfo *w = NULL;
   wwalk *ww;
   dl_sched_sample *h;
-  int i, nh;
+  dl_server_log *logs;
+  int i, nh, nl;
   if (!query_int(query, "id", &id) || id <= 0 || id > 1000000) {
     put(b, "{\"error\":\"id must name a worker (a number)\"}");
     return 400;
@@ -706,9 +711,11 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   }
   ww = dl_realloc(NULL, sizeof *ww);
   h = dl_realloc(NULL, sizeof *h * DL_SCHED_HISTORY);
-  if (ww == NULL || h == NULL) {
+  logs = dl_realloc(NULL, sizeof *logs * WORKER_LOGS);
+  if (ww == NULL || h == NULL || logs == NULL) {
     dl_free(ww);
     dl_free(h);
+    dl_free(logs);
     free_snap(&s);
     put(b, "{\"error\":\"out of memory\"}");
     return 503;
@@ -728,6 +735,9 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   put_num(b, now_s() - w->started);
   putf(b, ",\"spill_error\":");
   dl_json_str(b, w->spill_err);
+  putf(b, ",\"io\":{\"spill_out\":%lld,\"spill_in\":%lld,\"xfer_in\":%lld,"
+       "\"xfer_out\":%lld}", (long long)w->spill_out, (long long)w->spill_in,
+       (long long)w->xfer_in, (long long)w->xfer_out);
   putf(b, ",\"assigned\":{\"count\":%lld,\"keys\":[",
        (long long)ww->nassigned);
   for (i = 0; i < ww->nassigned && i < WORKER_KEYS; i++) {
@@ -745,15 +755,109 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
   for (i = 0; i < nh; i++) {
     putf(b, "%s[", i ? "," : "");
     put_num(b, h[i].t);
-    putf(b, ",%lld,%lld,%lld,%d,%d]", (long long)h[i].managed,
-         (long long)h[i].spilled, (long long)h[i].rss, h[i].executing,
-         h[i].stored);
+    putf(b, ",%lld,%lld,%lld,%d,%d,%lld,%lld,%lld,%lld]",
+         (long long)h[i].managed, (long long)h[i].spilled,
+         (long long)h[i].rss, h[i].executing, h[i].stored,
+         (long long)h[i].spill_out, (long long)h[i].spill_in,
+         (long long)h[i].xfer_in, (long long)h[i].xfer_out);
+  }
+  /* Its last lines of output, oldest first. */
+  nl = dl_server_logs(d->srv, (int)id, logs, WORKER_LOGS);
+  put(b, "],\"logs\":[");
+  for (i = nl - 1; i >= 0; i--) {
+    putf(b, "%s[", i < nl - 1 ? "," : "");
+    put_num(b, logs[i].t);
+    putf(b, ",%d,", logs[i].fd);
+    dl_json_str(b, logs[i].text);
+    put(b, "]");
   }
   put(b, "]}");
   dl_free(ww);
   dl_free(h);
+  dl_free(logs);
   free_snap(&s);
   return 200;
+}
+
+/* ------------------------------------------------------------ profile */
+
+#define PROFILE_TOP 25 /* functions listed by their own samples */
+
+typedef struct ptop {
+  const char *name; /* borrowed from the tree */
+  uint64_t self;
+} ptop;
+
+static int by_self(const void *a, const void *b) {
+  const ptop *x = a, *y = b;
+  return x->self < y->self ? 1 : x->self > y->self ? -1
+                                                     : strcmp(x->name, y->name);
+}
+
+/*
+** /json/profile?worker=N (0 or absent: every worker): {"samples", "nodes":
+** [[parent, name, self], ...] (node 0 the root, each after its parent; the
+** root's children are task groups), "top": [{"name", "self"}, ...] (the
+** functions with the most samples stopped in them)}.  The HTTP status.
+*/
+static int json_profile(dl_dashboard *d, long wid, dl_buf *b) {
+  dl_prof *p = dl_prof_new(DL_SCHED_PROF_NODES);
+  dl_map byname;
+  ptop *top = NULL;
+  int i, n, ntop = 0, *depth = NULL, rc = 200;
+  dl_map_init(&byname);
+  if (p == NULL) goto oom;
+  if (dl_server_profile(d->srv, (int)wid, p)) {
+    putf(b, "{\"error\":\"no worker %ld\"}", wid);
+    rc = 404;
+    goto done;
+  }
+  n = dl_prof_size(p);
+  depth = dl_realloc(NULL, sizeof *depth * (size_t)n);
+  top = dl_realloc(NULL, sizeof *top * (size_t)n);
+  if (depth == NULL || top == NULL) goto oom;
+  putf(b, "{\"now\":");
+  put_num(b, now_s());
+  putf(b, ",\"worker\":%ld,\"samples\":%llu,\"nodes\":[", wid,
+       (unsigned long long)dl_prof_samples(p));
+  for (i = 0; i < n; i++) {
+    int parent;
+    uint64_t self;
+    const char *name = dl_prof_node(p, i, &parent, &self);
+    depth[i] = parent < 0 ? 0 : depth[parent] + 1;
+    putf(b, "%s[%d,", i ? "," : "", parent);
+    dl_json_str(b, name);
+    putf(b, ",%llu]", (unsigned long long)self);
+    if (depth[i] >= 2 && self > 0) { /* a function, not a group */
+      ptop *t = dl_map_get(&byname, name, strlen(name));
+      if (t == NULL) {
+        t = &top[ntop++];
+        t->name = name;
+        t->self = 0;
+        if (dl_map_put(&byname, name, strlen(name), t)) goto oom;
+      }
+      t->self += self;
+    }
+  }
+  put(b, "],\"top\":[");
+  qsort(top, (size_t)ntop, sizeof *top, by_self);
+  for (i = 0; i < ntop && i < PROFILE_TOP; i++) {
+    put(b, i ? ",{\"name\":" : "{\"name\":");
+    dl_json_str(b, top[i].name);
+    putf(b, ",\"self\":%llu}", (unsigned long long)top[i].self);
+  }
+  put(b, "]}");
+  goto done;
+oom:
+  b->len = 0;
+  put(b, "{\"error\":\"out of memory\"}");
+  rc = 503;
+done:
+  dl_map_free(&byname);
+  dl_free(top);
+  dl_free(depth);
+  dl_prof_free(p);
+  return rc;
 }
 
 /* ------------------------------------------------------------- system */
@@ -864,6 +968,21 @@ static void json_system(dl_dashboard *d, dl_buf *b) {
 
 /* ------------------------------------------------------------ metrics */
 
+/* One Prometheus counter with a sample per task group: the int64_t field
+   at offset in dl_sched_group. */
+static void prom_group_counter(dl_buf *b, const snap *s, const char *name,
+                               const char *help, size_t offset) {
+  int i;
+  putf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+  for (i = 0; i < s->ng; i++) {
+    int64_t v;
+    memcpy(&v, (const char *)&s->g[i] + offset, sizeof v);
+    putf(b, "%s{group=\"", name);
+    prom_label(b, s->g[i].name);
+    putf(b, "\"} %lld\n", (long long)v);
+  }
+}
+
 static void metrics(dl_dashboard *d, dl_buf *b) {
   snap s;
   int i, j;
@@ -900,27 +1019,15 @@ static void metrics(dl_dashboard *d, dl_buf *b) {
          "dlua_worker_tasks{worker=\"%d\",state=\"stored\"} %d\n",
          w->id, w->executing, w->id, w->inflight, w->id, w->stored);
   }
-  put(b, "# HELP dlua_group_tasks_total Tasks ever submitted, by group.\n"
-         "# TYPE dlua_group_tasks_total counter\n");
-  for (i = 0; i < s.ng; i++) {
-    put(b, "dlua_group_tasks_total{group=\"");
-    prom_label(b, s.g[i].name);
-    putf(b, "\"} %lld\n", (long long)s.g[i].total);
-  }
-  put(b, "# HELP dlua_group_tasks_done_total Tasks computed, by group.\n"
-         "# TYPE dlua_group_tasks_done_total counter\n");
-  for (i = 0; i < s.ng; i++) {
-    put(b, "dlua_group_tasks_done_total{group=\"");
-    prom_label(b, s.g[i].name);
-    putf(b, "\"} %lld\n", (long long)s.g[i].done);
-  }
-  put(b, "# HELP dlua_group_tasks_erred_total Tasks failed, by group.\n"
-         "# TYPE dlua_group_tasks_erred_total counter\n");
-  for (i = 0; i < s.ng; i++) {
-    put(b, "dlua_group_tasks_erred_total{group=\"");
-    prom_label(b, s.g[i].name);
-    putf(b, "\"} %lld\n", (long long)s.g[i].erred);
-  }
+  prom_group_counter(b, &s, "dlua_group_tasks_total",
+                     "Tasks ever submitted, by group.",
+                     offsetof(dl_sched_group, total));
+  prom_group_counter(b, &s, "dlua_group_tasks_done_total",
+                     "Tasks computed, by group.",
+                     offsetof(dl_sched_group, done));
+  prom_group_counter(b, &s, "dlua_group_tasks_erred_total",
+                     "Tasks failed, by group.",
+                     offsetof(dl_sched_group, erred));
   free_snap(&s);
 }
 
@@ -931,6 +1038,22 @@ static const dl_asset *find_asset(const char *name) {
   for (a = dl_assets; a->name; a++)
     if (strcmp(a->name, name) == 0) return a;
   return NULL;
+}
+
+/* The profile of worker wid (0: all), rebuilt at most once a second: the
+   merge runs under the scheduler's lock.  The HTTP status. */
+static int profile(dl_dashboard *d, long wid, dl_buf *out) {
+  uint64_t now = uv_hrtime();
+  int rc = 200;
+  if (d->cached_at[C_PROFILE] == 0 || d->profile_of != wid ||
+      now - d->cached_at[C_PROFILE] > GRAPH_CACHE_MS * 1000000ull) {
+    d->cache[C_PROFILE].len = 0;
+    rc = json_profile(d, wid, &d->cache[C_PROFILE]);
+    d->cached_at[C_PROFILE] = rc == 200 ? now : 0;
+    d->profile_of = wid;
+  }
+  dl_buf_put(out, d->cache[C_PROFILE].p, d->cache[C_PROFILE].len);
+  return rc;
 }
 
 /* Serve a cached snapshot of kind k, rebuilding it when stale. */
@@ -989,6 +1112,20 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   } else if (strcmp(p, "/json/coord") == 0) {
     resp->type = json;
     dl_dashboard_json_coord(d->srv, &resp->body);
+  } else if (strcmp(p, "/profile") == 0) {
+    a = find_asset("profile.html");
+  } else if (strcmp(p, "/json/profile") == 0) {
+    long wid = 0;
+    resp->type = json;
+    if (strstr(req->query, "worker=") &&
+        (!query_int(req->query, "worker", &wid) || wid < 0 ||
+         wid > 1000000)) {
+      put(&resp->body, "{\"error\":\"worker must be a worker's id (a "
+          "number; 0: all)\"}");
+      resp->status = 400;
+    } else {
+      resp->status = profile(d, wid, &resp->body);
+    }
   } else if (strcmp(p, "/json/info") == 0) {
     resp->type = json;
     json_info(d, &resp->body);

@@ -9,6 +9,7 @@
 #include "dl_map.h"
 #include "dl_sched.h"
 #include "dl_coord.h"
+#include "dl_prof.h"
 #include "dl_wire.h"
 
 enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
@@ -83,6 +84,7 @@ typedef struct sworker {
   char reason[96]; /* why it is being removed, "" for "its link closed" */
   dl_sched_sample hist[DL_SCHED_HISTORY]; /* ring, see dl_sched_history */
   uint64_t nhist; /* samples ever taken */
+  dl_prof *prof;  /* its tasks' profile (DL_M_PROFILE), or NULL */
 } sworker;
 
 /* A GET sent to a worker for the client or a task, not yet answered. */
@@ -111,6 +113,7 @@ typedef struct fnentry {
 
 struct dl_sched {
   dl_sched_io io;
+  dl_prof *prof; /* every worker's profile, the departed ones' too */
   dl_map tasks;
   dl_map fns;
   sworker **workers;
@@ -1104,7 +1107,8 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   s->avg_duration = -1;
   s->from = -1;
   s->coord = dl_coord_new(coord_out, s);
-  if (s->coord == NULL) {
+  s->prof = dl_prof_new(DL_SCHED_PROF_NODES);
+  if (s->coord == NULL || s->prof == NULL) {
     dl_sched_free(s);
     return NULL;
   }
@@ -1139,8 +1143,10 @@ void dl_sched_free(dl_sched *s) {
   }
   for (k = 0; k < s->nworkers; k++) {
     dl_map_free(&s->workers[k]->fns_sent);
+    dl_prof_free(s->workers[k]->prof);
     dl_free(s->workers[k]);
   }
+  dl_prof_free(s->prof);
   dl_free(s->workers);
   dl_map_free(&s->tasks);
   dl_map_free(&s->fns);
@@ -1478,6 +1484,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       break;
     }
   dl_map_free(&w->fns_sent);
+  dl_prof_free(w->prof);
   dl_free(w);
   dispatch(s);
 }
@@ -2104,6 +2111,10 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         w->info.rss = (int64_t)m.rss;
         w->info.executing = (int)m.executing;
         w->info.stored = (int)m.stored;
+        w->info.spill_out = (int64_t)m.spill_out;
+        w->info.spill_in = (int64_t)m.spill_in;
+        w->info.xfer_in = (int64_t)m.xfer_in;
+        w->info.xfer_out = (int64_t)m.xfer_out;
         if (w->nhist == 0 ||
             now - w->hist[(w->nhist - 1) % DL_SCHED_HISTORY].t >= 1.0) {
           dl_sched_sample *h = &w->hist[w->nhist++ % DL_SCHED_HISTORY];
@@ -2113,7 +2124,19 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
           h->rss = w->info.rss;
           h->executing = w->info.executing;
           h->stored = w->info.stored;
+          h->spill_out = w->info.spill_out;
+          h->spill_in = w->info.spill_in;
+          h->xfer_in = w->info.xfer_in;
+          h->xfer_out = w->info.xfer_out;
         }
+        break;
+      }
+      case DL_M_PROFILE: {
+        dl_msg_profile m;
+        if (dl_get_profile(&r, &m)) return DL_EPROTO;
+        if (w->prof == NULL) w->prof = dl_prof_new(DL_SCHED_PROF_WORKER);
+        if (w->prof) dl_prof_merge_msg(w->prof, &m);
+        dl_prof_merge_msg(s->prof, &m);
         break;
       }
       case DL_M_DATA: { /* a gather reply: pass it on to the client */
@@ -2224,4 +2247,15 @@ int dl_sched_history(dl_sched *s, int wid, dl_sched_sample *out, int max) {
   for (i = first; i < w->nhist && n < max; i++)
     out[n++] = w->hist[i % DL_SCHED_HISTORY];
   return n;
+}
+
+int dl_sched_profile(dl_sched *s, int wid, dl_prof *into) {
+  sworker *w;
+  if (wid == 0) {
+    dl_prof_merge(into, s->prof);
+    return 0;
+  }
+  if ((w = find_worker(s, wid)) == NULL) return -1;
+  if (w->prof) dl_prof_merge(into, w->prof);
+  return 0;
 }

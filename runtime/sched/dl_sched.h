@@ -51,6 +51,9 @@ typedef struct dl_sched_winfo {
   int status;       /* DL_WS_* */
   double last_seen; /* when its last message came (the callers' clock) */
   char spill_err[64]; /* why its last spill failed, "" if it did not */
+  /* Bytes since it started: written to spill files, read back from them,
+     received from peers, sent to peers. */
+  int64_t spill_out, spill_in, xfer_in, xfer_out;
   char reason[96];  /* DL_WS_DEAD: why it is gone */
 } dl_sched_winfo;
 
@@ -118,6 +121,7 @@ typedef struct dl_sched_sample {
   double t;
   int64_t managed, spilled, rss;
   int executing, stored;
+  int64_t spill_out, spill_in, xfer_in, xfer_out; /* see dl_sched_winfo */
 } dl_sched_sample;
 
 /* Each worker keeps its last DL_SCHED_HISTORY samples, one a second at
@@ -203,5 +207,18 @@ typedef struct dl_sched_tinfo {
 int64_t dl_sched_each_task(dl_sched *s,
                            void (*fn)(void *ud, const dl_sched_tinfo *t),
                            void *ud);
+
+/*
+** The tasks' profile (dl_prof.h) that workers send with their heartbeats:
+** the cluster's since the scheduler started (wid 0; departed workers'
+** samples included), or worker wid's, is added to into.  0, or -1 when
+** there is no such worker.  Trees are bounded: DL_SCHED_PROF_NODES nodes
+** for the cluster, DL_SCHED_PROF_WORKER for each worker (about 100 bytes
+** a node).
+*/
+#define DL_SCHED_PROF_NODES 20000
+#define DL_SCHED_PROF_WORKER 5000
+struct dl_prof;
+int dl_sched_profile(dl_sched *s, int wid, struct dl_prof *into);
 
 #endif

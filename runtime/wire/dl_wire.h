@@ -52,6 +52,7 @@ enum {
   DL_M_HEARTBEAT = 5, /* every second: memory and load figures */
   DL_M_STOLEN = 7,    /* the answer to STEAL */
   DL_M_SECEDE = 8,    /* a running task waits: its slot is given back */
+  DL_M_PROFILE = 9,   /* samples of the Lua stacks of running tasks */
   /* scheduler -> worker */
   DL_M_COMPUTE = 20, /* run a task */
   DL_M_FUNC = 21,    /* a function's bytecode, before the first task that
@@ -363,12 +364,16 @@ static inline int dl_get_missing(dl_rd *r, dl_msg_missing *m) {
 /*
 ** HEARTBEAT: uv managed, uv spilled, uv rss (bytes), uv executing (0/1),
 ** uv stored (values), uv paused (0/1), str spill_err ("" while spilling
-** works).  Every second, and right after HELLO.
+** works), uv spill_out, uv spill_in (bytes written to spill files and
+** read back), uv xfer_in, uv xfer_out (bytes of values received from and
+** sent to peers); the last four count since the worker started.  Every
+** 0.5 s, and right after HELLO.
 */
 typedef struct dl_msg_heartbeat {
   uint64_t managed, spilled, rss, executing, stored, paused;
   const char *spill_err;
   size_t selen;
+  uint64_t spill_out, spill_in, xfer_in, xfer_out;
 } dl_msg_heartbeat;
 
 static inline void dl_put_heartbeat(dl_buf *b, const dl_msg_heartbeat *m) {
@@ -380,13 +385,65 @@ static inline void dl_put_heartbeat(dl_buf *b, const dl_msg_heartbeat *m) {
   dl_buf_uv(b, m->stored);
   dl_buf_uv(b, m->paused);
   dl_buf_str(b, m->spill_err, m->selen);
+  dl_buf_uv(b, m->spill_out);
+  dl_buf_uv(b, m->spill_in);
+  dl_buf_uv(b, m->xfer_in);
+  dl_buf_uv(b, m->xfer_out);
 }
 static inline int dl_get_heartbeat(dl_rd *r, dl_msg_heartbeat *m) {
   if (dl_rd_uv(r, &m->managed) || dl_rd_uv(r, &m->spilled) ||
       dl_rd_uv(r, &m->rss) || dl_rd_uv(r, &m->executing) ||
-      dl_rd_uv(r, &m->stored) || dl_rd_uv(r, &m->paused))
+      dl_rd_uv(r, &m->stored) || dl_rd_uv(r, &m->paused) ||
+      dl_rd_str(r, &m->spill_err, &m->selen) || dl_rd_uv(r, &m->spill_out) ||
+      dl_rd_uv(r, &m->spill_in) || dl_rd_uv(r, &m->xfer_in))
     return DL_EPROTO;
-  return dl_rd_str(r, &m->spill_err, &m->selen);
+  return dl_rd_uv(r, &m->xfer_out);
+}
+
+/*
+** PROFILE: n{uv parent, str frame, uv count}.  Samples of the running
+** tasks' Lua stacks taken since the last PROFILE, as a call tree: item i
+** (1-based) is the frame named frame called from item parent (0: the
+** root), and count samples stopped in it.  An item comes after its parent.
+** With the heartbeat, when there were samples (see dl_prof.h).
+**
+** Put: dl_put_profile, then n dl_put_profile_item.  Get: dl_get_profile
+** checks the whole message (parents included); walk m.items with
+** dl_get_profile_item.
+*/
+typedef struct dl_msg_profile {
+  uint64_t n;
+  dl_rd items;
+} dl_msg_profile;
+
+static inline void dl_put_profile(dl_buf *b, uint64_t n) {
+  dl_buf_u8(b, DL_M_PROFILE);
+  dl_buf_uv(b, n);
+}
+static inline void dl_put_profile_item(dl_buf *b, uint64_t parent,
+                                       const char *frame, size_t flen,
+                                       uint64_t count) {
+  dl_buf_uv(b, parent);
+  dl_buf_str(b, frame, flen);
+  dl_buf_uv(b, count);
+}
+static inline int dl_get_profile_item(dl_rd *r, uint64_t *parent,
+                                      const char **frame, size_t *flen,
+                                      uint64_t *count) {
+  if (dl_rd_uv(r, parent) || dl_rd_str(r, frame, flen)) return DL_EPROTO;
+  return dl_rd_uv(r, count);
+}
+static inline int dl_get_profile(dl_rd *r, dl_msg_profile *m) {
+  uint64_t i, parent, count;
+  const char *f;
+  size_t fl;
+  if (dl_rd_uv(r, &m->n) || m->n > dl_rd_left(r)) return DL_EPROTO;
+  m->items.p = r->p;
+  for (i = 0; i < m->n; i++)
+    if (dl_get_profile_item(r, &parent, &f, &fl, &count) || parent > i)
+      return DL_EPROTO;
+  m->items.end = r->p;
+  return 0;
 }
 
 /* STOLEN: str key, uv ok (1: the task was queued and is handed back; 0:

@@ -106,6 +106,7 @@ static void watchdog_cb(uv_timer_t *t) {
   if (W.running_seq && W.deadline > 0 && now_s() > W.deadline &&
       W.cancel_kind == 0)
     dl_w_interrupt_running(DL_ERR_TIMEOUT);
+  dl_w_prof_tick();
   uv_mutex_unlock(&W.lock);
   dl_w_done_cb(NULL); /* what a running task's client queued in a burst */
 }
@@ -285,6 +286,7 @@ int dlua_worker_main(int argc, char **argv) {
       dl_mem_set_cache_max(room > 0 ? (size_t)room : 0);
   }
   dl_w_state_init();
+  if (dl_w_prof_init()) return 1;
   L = lua_newstate(dlua_alloc, NULL);
   if (L == NULL) return 1;
   lua_pushcfunction(L, dl_w_setup_state);

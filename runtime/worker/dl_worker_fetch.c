@@ -179,6 +179,7 @@ void dl_w_on_peer_frame(dl_conn *c, const char *p, size_t n) {
       dl_shared_at sa;
       if (dl_shared_at_read(bytes, blen, &sa) == 0 &&
           take_shared(&sa, key, klen) == 0) {
+        atomic_fetch_add(&W.xfer_in, sa.len);
         fetch_done(f);
         dl_w_io_relieve();
       } else { /* ask the same peer again, for the bytes */
@@ -191,6 +192,7 @@ void dl_w_on_peer_frame(dl_conn *c, const char *p, size_t n) {
       int rc = base ? dl_w_store_take(key, klen, base, (char *)bytes, blen)
                     : dl_w_store_put(key, klen, bytes, blen);
       if (rc == 0) {
+        atomic_fetch_add(&W.xfer_in, blen);
         announce_copy(key, klen, blen);
         fetch_done(f);
         dl_w_io_relieve(); /* may free p when base took it: it is not read again */

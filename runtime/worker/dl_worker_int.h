@@ -202,6 +202,11 @@ typedef struct worker {
   dl_buf cyc;   /* DL_M_CYCLE: {key, message} of waits that cannot end */
   dl_buf pcancel; /* keys cancelled that may be waiting (parked) tasks */
   int told_to_stop; /* the scheduler sent SHUTDOWN */
+  /* Bytes since the start (any thread): written to spill files, read
+     back, received from peers, sent to peers; sent with the heartbeats. */
+  atomic_uint_least64_t spill_out, spill_in, xfer_in, xfer_out;
+  struct dl_prof *prof; /* the tasks' profile, or NULL when off
+                           (dl_worker_prof.c) */
   /* Seams that tests and fuzzers replace: connect to a peer's address,
      and map a peer's shared block. */
   int (*connect)(dl_conn *c, const char *addr);
@@ -269,6 +274,14 @@ int dl_w_on_compute(dl_rd *r);
 void dl_w_interrupt_running(int kind);
 void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n);
 void dl_w_beat_cb(uv_timer_t *t);
+
+/* dl_worker_prof.c: the tasks' profile.  init reads DLUA_PROFILE_INTERVAL
+   (-1 with a message when it is bad); tick (I/O thread, W.lock held) takes
+   a sample of the running task when one is due; put writes the samples
+   news for the scheduler to out (I/O thread). */
+int dl_w_prof_init(void);
+void dl_w_prof_tick(void);
+void dl_w_prof_put(dl_buf *out);
 
 /* dl_worker.c: start, signals, watchdog */
 void dl_w_on_sched_close(dl_conn *c);

@@ -436,6 +436,11 @@ void dl_w_beat_cb(uv_timer_t *t) {
     m.paused = (uint64_t)paused;
     m.spill_err = spill_err;
     m.selen = strlen(spill_err);
+    m.spill_out = atomic_load(&W.spill_out);
+    m.spill_in = atomic_load(&W.spill_in);
+    m.xfer_in = atomic_load(&W.xfer_in);
+    m.xfer_out = atomic_load(&W.xfer_out);
     dl_put_heartbeat(dl_conn_msg(W.sched), &m);
   }
+  dl_w_prof_put(dl_conn_msg(W.sched));
 }

@@ -21,6 +21,8 @@ int dl_w_serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
   if (dl_get_get(r, &g)) return DL_EPROTO;
   if (W.remote) shared_ok = 0; /* the asker may be on another host */
   bl = dl_w_store_get(g.key, g.klen);
+  if (bl && c != W.sched) /* a peer's fetch, not a gather for a client */
+    atomic_fetch_add(&W.xfer_out, bl->len);
   start = bl ? (bl->base ? bl->base : bl->data) : NULL;
   if (bl && shared_ok && bl->len >= DL_MEM_BIG &&
       dl_mem_share(start, (size_t)(bl->data - start) + bl->len, &ref) == 0) {

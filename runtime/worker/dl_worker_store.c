@@ -149,7 +149,10 @@ static blob *unspill(uint64_t fid, size_t len) {
   }
   if (fd >= 0 && len >= DL_MEM_BIG) {
     b->data = (char *)dl_mem_map_fd(fd, len); /* closes fd on failure */
-    if (b->data) return b;
+    if (b->data) {
+      atomic_fetch_add(&W.spill_in, len);
+      return b;
+    }
   } else if (fd >= 0) {
     size_t got = 0;
     ssize_t r = 1;
@@ -159,7 +162,10 @@ static blob *unspill(uint64_t fid, size_t len) {
             (r < 0 && errno == EINTR)))
       if (r > 0) got += (size_t)r;
     close(fd);
-    if (b->data && got == len) return b;
+    if (b->data && got == len) {
+      atomic_fetch_add(&W.spill_in, len);
+      return b;
+    }
     dl_free(b->data);
   }
   fprintf(stderr, "dlua worker %d: cannot read spilled value back from "
@@ -270,6 +276,7 @@ void dl_w_spill_until(int64_t goal) {
       }
       W.managed -= (int64_t)victim->len;
       W.spilled += (int64_t)victim->len;
+      atomic_fetch_add(&W.spill_out, victim->len);
       if (W.spill_err[0])
         fprintf(stderr, "dlua worker %d: spilling works again\n", W.id);
       W.spill_err[0] = '\0';

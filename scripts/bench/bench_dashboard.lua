@@ -1,10 +1,18 @@
--- bench_dashboard.lua -- what watching costs: task throughput (client:map
--- of N = 20,000 trivial tasks + gather, tasks/s) on a 2-worker cluster
--- with no dashboard clients, with 200 clients polling /json/status every
--- 500 ms (200 open dashboards), and with 200 clients asking again as soon
--- as each answer arrives (build/http_load; a stress test).  REPS runs of
--- each, interleaved; the median is reported with the slowdown against no
--- clients.  Target: <= 10 % with 200 dashboards.
+-- bench_dashboard.lua -- what watching costs (issue 19: 200 viewers must
+-- not slow the cluster measurably): task throughput (client:map of N =
+-- 20,000 trivial tasks + gather, tasks/s) on a 2-worker cluster, and the
+-- latency of the viewers' requests, with
+--   none:      no dashboard clients;
+--   viewers:   200 open status pages: each polls /json/status and
+--              /json/workers in turn every 500 ms (build/http_load);
+--   stream:    200 status pages on a busy cluster: /json/status and
+--              /json/stream?since=0 (up to 5,000 task events a poll, the
+--              most one can get) in turn every 500 ms;
+--   tight:     200 clients asking /json/status again as soon as each
+--              answer arrives (a stress test, not a use).
+-- REPS runs of each, interleaved; the medians are reported, with the
+-- slowdown against no clients and the requests' p50 / p99 / max latency
+-- (ms, over all runs of that mode).  Target: <= 10 % with 200 viewers.
 --   build/dlua scripts/bench/bench_dashboard.lua      (env N, REPS)
 local dlua = require "dlua"
 local now = dlua.time
@@ -41,10 +49,13 @@ end
 
 -- Start http_load in the background; returns a function that stops it
 -- and returns its summary line.
-local function load(interval_ms)
+local function load(interval_ms, paths)
   local pidf, outf = os.tmpname(), os.tmpname()
-  os.execute(("sh -c 'echo $$ > %s; exec %s -c 200 -d 3600 -i %d %s' > %s 2>&1 &")
-    :format(pidf, LOAD, interval_ms, addr, outf))
+  local ps = {}
+  for _, p in ipairs(paths) do ps[#ps + 1] = "-p '" .. p .. "'" end
+  os.execute(("sh -c 'echo $$ > %s; exec %s -c 200 -d 3600 -i %d %s %s' > %s 2>&1 &")
+    :format(pidf, LOAD, interval_ms, table.concat(ps, " "):gsub("'", "'\\''"),
+            addr, outf))
   local pid
   repeat
     local f = io.open(pidf)
@@ -53,10 +64,15 @@ local function load(interval_ms)
   until pid
   os.execute("sleep 0.5") -- let the 200 connections open
   return function()
-    os.execute("kill -INT " .. pid .. " 2>/dev/null; sleep 0.2")
-    local f = io.open(outf)
-    local s = f and f:read("a") or ""
-    if f then f:close() end
+    os.execute("kill -INT " .. pid .. " 2>/dev/null")
+    local s = ""
+    for _ = 1, 100 do -- it prints its line as it stops
+      local f = io.open(outf)
+      s = f and f:read("a") or ""
+      if f then f:close() end
+      if s:find("max_ms=") then break end
+      os.execute("sleep 0.05")
+    end
     os.remove(pidf)
     os.remove(outf)
     return s
@@ -65,17 +81,23 @@ end
 
 local modes = {
   {name = "none"},
-  {name = "poll500ms", interval = 500},
-  {name = "tight", interval = 0},
+  {name = "viewers", interval = 500, paths = {"/json/status", "/json/workers"}},
+  {name = "stream", interval = 500, paths = {"/json/status", "/json/stream?since=0"}},
+  {name = "tight", interval = 0, paths = {"/json/status"}},
 }
-local rates = {}
-for _, m in ipairs(modes) do rates[m.name] = {} end
+local rates, lat = {}, {}
+for _, m in ipairs(modes) do rates[m.name], lat[m.name] = {}, {} end
 run()
 for _ = 1, REPS do
   for _, m in ipairs(modes) do
-    local stop = m.interval and load(m.interval)
+    local stop = m.interval and load(m.interval, m.paths)
     local r = run()
-    if stop then stop() end
+    if stop then
+      local line = stop()
+      local p50, p99, mx = line:match("p50_ms=(%S+) p90_ms=%S+ p99_ms=(%S+) max_ms=(%S+)")
+      assert(p50, "http_load said: " .. line)
+      table.insert(lat[m.name], {tonumber(p50), tonumber(p99), tonumber(mx)})
+    end
     table.insert(rates[m.name], r)
   end
 end
@@ -90,6 +112,13 @@ for _, m in ipairs(modes) do
   emit(("dashboard.%s.rate"):format(m.name), r, "tasks/s")
   if m.name ~= "none" then
     emit(("dashboard.%s.slowdown"):format(m.name), 100 * (1 - r / base), "%")
+    local p50, p99, mx = {}, {}, 0
+    for _, x in ipairs(lat[m.name]) do
+      p50[#p50 + 1], p99[#p99 + 1], mx = x[1], x[2], math.max(mx, x[3])
+    end
+    emit(("dashboard.%s.latency_p50"):format(m.name), median(p50), "ms")
+    emit(("dashboard.%s.latency_p99"):format(m.name), median(p99), "ms")
+    emit(("dashboard.%s.latency_max"):format(m.name), mx, "ms")
   end
 end
 client:close()

@@ -1,17 +1,22 @@
 /*
 ** http_load.c -- keep N HTTP connections busy against one URL.
 **
-**   http_load [-c conns] [-d seconds] [-n requests] [-i ms] [-p path]
+**   http_load [-c conns] [-d seconds] [-n requests] [-i ms] [-p path]...
 **             host:port
 **
 ** Every connection sends GET path, waits for the whole response (parsed
 ** with http_parser), waits -i ms, and asks again, until -d seconds have
-** passed or it has made -n requests.  Prints one line:
-**   requests=R ok=K errors=E answered=A conns=C
-** (answered: connections that got at least one 200) and exits 0 only if
-** every connection was answered and nothing failed.  Used by
-** tests/dashboard_spec.lua and scripts/bench/bench_dashboard.lua.
+** passed, it has made -n requests, or SIGINT / SIGTERM come.  With several
+** -p (at most 8), each connection asks for them in turn, as a page that
+** polls several endpoints does.  Prints one line:
+**   requests=R ok=K errors=E answered=A conns=C p50_ms=.. p90_ms=..
+**   p99_ms=.. max_ms=..
+** (answered: connections that got at least one 200; the latencies, from
+** sending a request to its last byte, of up to 4 million answers) and
+** exits 0 only if every connection was answered and nothing failed.  Used
+** by tests/dashboard_spec.lua and scripts/bench/bench_dashboard.lua.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +31,21 @@ typedef struct client {
   uv_timer_t pause;
   http_parser parser;
   int sent, answered, done;
+  uint64_t asked; /* uv_hrtime when the request in flight was sent */
 } client;
 
+#define MAX_PATHS 8
+#define MAX_LAT ((size_t)4 << 20)
+
 static struct sockaddr_in addr;
-static char request[512];
-static size_t request_len;
+static char request[MAX_PATHS][512];
+static size_t request_len[MAX_PATHS];
+static int npaths;
+static double *lat; /* seconds, of the answers so far */
+static size_t nlat, caplat;
+static client *cs;
+static int nconns;
+static uv_signal_t sigint, sigterm;
 static long max_requests;
 static int interval_ms;
 static uint64_t deadline;
@@ -52,6 +67,15 @@ static void pause_cb(uv_timer_t *t) { send_request(t->data); }
 
 static int on_complete(http_parser *p) {
   client *c = p->data;
+  if (nlat == caplat && caplat < MAX_LAT) {
+    size_t nc = caplat ? caplat * 2 : 4096;
+    double *nl = realloc(lat, nc * sizeof *nl);
+    if (nl) {
+      lat = nl;
+      caplat = nc;
+    }
+  }
+  if (nlat < caplat) lat[nlat++] = (double)(uv_hrtime() - c->asked) * 1e-9;
   if (p->status_code == 200) {
     ok++;
     c->answered = 1;
@@ -92,8 +116,10 @@ static void write_cb(uv_write_t *w, int status) {
 }
 
 static void send_request(client *c) {
-  uv_buf_t b = uv_buf_init(request, (unsigned)request_len);
+  int k = c->sent % npaths;
+  uv_buf_t b = uv_buf_init(request[k], (unsigned)request_len[k]);
   if (c->done) return;
+  c->asked = uv_hrtime();
   c->sent++;
   requests++;
   if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, write_cb))
@@ -110,26 +136,54 @@ static void connect_cb(uv_connect_t *req, int status) {
   send_request(c);
 }
 
+/* SIGINT, SIGTERM: stop now (requests in flight are not counted). */
+static void stop_cb(uv_signal_t *h, int sig) {
+  int i;
+  (void)h;
+  (void)sig;
+  for (i = 0; i < nconns; i++) finish(&cs[i], 0);
+  uv_close((uv_handle_t *)&sigint, NULL);
+  uv_close((uv_handle_t *)&sigterm, NULL);
+}
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The q-quantile of the sorted latencies, in ms. */
+static double quantile_ms(double q) {
+  size_t i;
+  if (nlat == 0) return 0;
+  i = (size_t)(q * (double)(nlat - 1) + 0.5);
+  return lat[i] * 1e3;
+}
+
 int main(int argc, char **argv) {
   int conns = 200, i, answered = 0;
   double seconds = 5;
-  const char *path = "/json/status", *target = NULL;
+  const char *paths[MAX_PATHS], *target = NULL;
   char host[64];
   const char *colon;
-  client *cs;
   uv_loop_t *loop = uv_default_loop();
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) conns = atoi(argv[++i]);
     else if (strcmp(argv[i], "-d") == 0 && i + 1 < argc) seconds = atof(argv[++i]);
     else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) max_requests = atol(argv[++i]);
     else if (strcmp(argv[i], "-i") == 0 && i + 1 < argc) interval_ms = atoi(argv[++i]);
-    else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) path = argv[++i];
-    else target = argv[i];
+    else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
+      if (npaths == MAX_PATHS) {
+        fprintf(stderr, "http_load: at most %d paths\n", MAX_PATHS);
+        return 2;
+      }
+      paths[npaths++] = argv[++i];
+    } else target = argv[i];
   }
+  if (npaths == 0) paths[npaths++] = "/json/status";
   colon = target ? strrchr(target, ':') : NULL;
   if (colon == NULL || conns < 1 || (size_t)(colon - target) >= sizeof host) {
     fprintf(stderr, "usage: http_load [-c conns] [-d s] [-n reqs] [-i ms] "
-                    "[-p path] host:port\n");
+                    "[-p path]... host:port\n");
     return 2;
   }
   memcpy(host, target, (size_t)(colon - target));
@@ -138,13 +192,26 @@ int main(int argc, char **argv) {
     fprintf(stderr, "http_load: bad address %s\n", target);
     return 2;
   }
-  request_len = (size_t)snprintf(request, sizeof request,
-                                 "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path,
-                                 target);
+  for (i = 0; i < npaths; i++) {
+    int n = snprintf(request[i], sizeof request[i],
+                     "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", paths[i], target);
+    if (n < 0 || (size_t)n >= sizeof request[i]) {
+      fprintf(stderr, "http_load: path too long: %s\n", paths[i]);
+      return 2;
+    }
+    request_len[i] = (size_t)n;
+  }
   settings.on_message_complete = on_complete;
   deadline = uv_hrtime() + (uint64_t)(seconds * 1e9);
   cs = calloc((size_t)conns, sizeof *cs);
   if (cs == NULL) return 2;
+  nconns = conns;
+  uv_signal_init(loop, &sigint);
+  uv_signal_init(loop, &sigterm);
+  uv_signal_start(&sigint, stop_cb, SIGINT);
+  uv_signal_start(&sigterm, stop_cb, SIGTERM);
+  uv_unref((uv_handle_t *)&sigint); /* the clients keep the loop alive */
+  uv_unref((uv_handle_t *)&sigterm);
   for (i = 0; i < conns; i++) {
     client *c = &cs[i];
     uv_tcp_init(loop, &c->tcp);
@@ -158,9 +225,14 @@ int main(int argc, char **argv) {
   }
   uv_run(loop, UV_RUN_DEFAULT);
   for (i = 0; i < conns; i++) answered += cs[i].answered;
-  printf("requests=%ld ok=%ld errors=%ld answered=%d conns=%d\n", requests,
-         ok, errors, answered, conns);
+  qsort(lat, nlat, sizeof *lat, by_value);
+  printf("requests=%ld ok=%ld errors=%ld answered=%d conns=%d p50_ms=%.3f "
+         "p90_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", requests, ok, errors,
+         answered, conns, quantile_ms(0.5), quantile_ms(0.9),
+         quantile_ms(0.99), quantile_ms(1));
+  fflush(stdout);
   free(cs);
+  free(lat);
   uv_loop_close(loop);
   return errors == 0 && answered == conns ? 0 : 1;
 }

@@ -5,6 +5,10 @@
 // visits /workers and /info, and saves a screenshot to
 // $DLUA_BUILD/dashboard.png.  Exits non-zero on any failure.
 //   node tests/browser/dashboard.test.js      (DLUA, DLUA_BUILD optional)
+//
+// Every check waits for the state it checks, polling until a deadline
+// (DEADLINE, generous: the suite runs on loaded 2-core machines), never for
+// a fixed time: a busy machine makes the test slower, not wrong.
 "use strict";
 const { spawn } = require("child_process");
 const path = require("path");
@@ -18,8 +22,11 @@ const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
 function fail(msg) { throw new Error(msg); }
 function check(cond, msg) { if (!cond) fail(msg); console.log("ok - " + msg); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// How long any one state may take to appear (ms); DLUA_BROWSER_DEADLINE
+// overrides it.
+const DEADLINE = Number(process.env.DLUA_BROWSER_DEADLINE) || 90000;
 
-let clusterErr = "";
+let clusterErr = "", clusterGone = null;
 function startCluster() {
   const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "600"],
                       { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
@@ -27,8 +34,12 @@ function startCluster() {
   child.stderr.on("data", (d) => { clusterErr += d; });
   return new Promise((resolve, reject) => {
     let out = "";
-    const timer = setTimeout(() => reject(new Error("no dashboard link within 20 s")), 20000);
-    child.on("exit", (code) => reject(new Error("cluster exited early: " + code)));
+    const timer = setTimeout(() => reject(new Error("no dashboard link within " +
+                                                    DEADLINE / 1000 + " s")), DEADLINE);
+    child.on("exit", (code, sig) => {
+      clusterGone = "the cluster fixture exited (" + (sig || code) + ")";
+      reject(new Error(clusterGone));
+    });
     child.stdout.on("data", (d) => {
       out += d;
       const m = out.match(/dashboard (http:\/\/\S+)/);
@@ -37,15 +48,31 @@ function startCluster() {
   });
 }
 
-// Poll pred (an async function) until it returns a truthy value.
-async function until(pred, what, ms = 10000) {
+// Poll pred (an async function) until it returns a truthy value; fail
+// after ms.  A pred that throws (an element not drawn yet) counts as false.
+async function until(pred, what, ms = DEADLINE) {
   const end = Date.now() + ms;
   for (;;) {
-    const v = await pred();
+    const v = await Promise.resolve().then(pred).catch(() => false);
     if (v) return v;
-    if (Date.now() > end) fail("timed out waiting for " + what);
+    if (clusterGone) fail(clusterGone + " while waiting for " + what);
+    if (Date.now() > end) fail("timed out after " + ms / 1000 + " s waiting for " + what);
     await sleep(100);
   }
+}
+
+// Hover the centre of the element that find (run in the page) returns,
+// again and again, until the tooltip's text matches re; returns that text.
+async function hoverUntil(page, find, re, what) {
+  let shown = "";
+  await until(async () => {
+    const box = await page.evaluate(find);
+    if (!box) return false;
+    await page.mouse.move(box.x, box.y);
+    shown = (await page.isVisible("#tip")) ? await page.textContent("#tip") : "";
+    return re.test(shown);
+  }, what + " (last shown: " + JSON.stringify(shown) + ")");
+  return shown;
 }
 
 async function main() {
@@ -59,6 +86,7 @@ async function main() {
       args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
     });
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.setDefaultTimeout(DEADLINE);
     page.on("pageerror", (e) => errors.push("page error: " + e.message));
     page.on("console", (m) => { if (m.type() === "error") errors.push("console: " + m.text()); });
 
@@ -67,27 +95,32 @@ async function main() {
     check(page.url() === base + "/status", "/ redirects to /status");
 
     await until(() => page.locator(".group[data-group]").count(), "task groups");
-    check(await page.locator(".bar > div").count() > 0, "progress bars are drawn");
-    const groups = await page.$$eval(".group[data-group]", (els) => els.map((e) => e.dataset.group));
-    check(groups.includes("load") && groups.includes("measure"),
-          "task groups load and measure appear (" + groups.join(", ") + ")");
+    await until(() => page.locator(".bar > div").count(), "progress bars");
+    check(true, "progress bars are drawn");
+    const groups = await until(() => page.$$eval(".group[data-group]", (els) => {
+      const gs = els.map((e) => e.dataset.group);
+      return gs.includes("load") && gs.includes("measure") && gs;
+    }), "the task groups load and measure");
+    check(true, "task groups load and measure appear (" + groups.join(", ") + ")");
     await until(() => page.locator(".worker-mem").count().then((n) => n === 2), "2 memory bars");
     check(true, "a memory bar per worker");
     await until(() => page.$$eval(".worker-mem", (els) => els.some((e) => Number(e.dataset.managed) > 0)),
                 "managed memory above zero");
     check(true, "managed memory is shown");
     await until(() => page.$eval("#stream", (s) => Number(s.dataset.tasks) > 0), "task stream rectangles");
-    check(await page.locator("#stream text").count() >= 2, "task stream has a row per worker");
+    await until(() => page.locator("#stream text").count().then((n) => n >= 2), "a stream row per worker");
+    check(true, "task stream has a row per worker");
 
     // Values change between two polls: the page updates itself.
     const snap = () => page.$$eval(".group[data-group]", (els) =>
       els.map((e) => e.dataset.group + ":" + e.dataset.done + "/" + e.dataset.total).join(" "));
     const streamSnap = () => page.$$eval("#stream rect.task", (rs) => rs.map((r) => r.getAttribute("x")).join(","));
     const a = await snap(), sa = await streamSnap();
-    await page.waitForTimeout(1500);
-    const b = await snap(), sb = await streamSnap();
+    const b = await until(async () => { const v = await snap(); return v !== a && v; },
+                          "the progress to change");
     check(a !== b, "progress updates without reloading (" + a + " -> " + b + ")");
-    check(sa !== sb, "task stream updates without reloading");
+    await until(async () => (await streamSnap()) !== sa, "the task stream to change");
+    check(true, "task stream updates without reloading");
 
     // Every group of the fixture, each with its own colour (bad/load and
     // clean/total once shared one).
@@ -105,6 +138,7 @@ async function main() {
     }));
     check(closest > 60, "group colours are far apart (" + dots.join(" ") + "; closest " + closest.toFixed(0) + ")");
     const reload = await browser.newPage();
+    reload.setDefaultTimeout(DEADLINE);
     await reload.goto(base + "/status");
     await until(() => reload.locator(".group[data-group='bad'] .dot").count(), "a second page's groups");
     const colourOf = (p, g) => p.$eval(".group[data-group='" + g + "'] .dot",
@@ -133,17 +167,12 @@ async function main() {
     check(m && Number(m[1]) + Number(m[3]) <= Number(m[2]), "bad: failures are not done (" + bad + ")");
 
     // Hovering a task in the stream shows its details.
-    const tip = async () => (await page.isVisible("#tip")) ? page.textContent("#tip") : "";
-    let shown = "";
-    for (let tries = 0; tries < 30 && !/bytes/.test(shown); tries++) {
-      const box = await page.$$eval("#stream rect.task:not(.failed)", (rs) => {
-        const r = rs[Math.floor(rs.length / 2)].getBoundingClientRect();
-        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
-      });
-      await page.mouse.move(box.x, box.y);
-      shown = await tip();
-      if (!/bytes/.test(shown)) await sleep(100);
-    }
+    let shown = await hoverUntil(page, () => {
+      const rs = document.querySelectorAll("#stream rect.task:not(.failed)");
+      if (!rs.length) return null;
+      const r = rs[Math.floor(rs.length / 2)].getBoundingClientRect();
+      return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+    }, /bytes/, "a task's tooltip");
     check(/^key \S+-/.test(shown) && /group (load|measure|clean|total|bad)/.test(shown) &&
           /worker [12]/.test(shown) && /start [\d.]+ s ago/.test(shown) &&
           /duration [\d.]+ m?s/.test(shown) && /bytes \d/.test(shown),
@@ -153,16 +182,12 @@ async function main() {
                                     width: 1280, height: 360 } });
 
     // Hovering the erred part of a progress bar shows a failure's first line.
-    shown = "";
-    for (let tries = 0; tries < 30 && !/error/.test(shown); tries++) {
-      const box = await page.$eval(".group[data-group='bad'] .seg-erred", (s) => {
-        const r = s.getBoundingClientRect();
-        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
-      });
-      await page.mouse.move(box.x, box.y);
-      shown = await tip();
-      if (!/error/.test(shown)) await sleep(100);
-    }
+    shown = await hoverUntil(page, () => {
+      const s = document.querySelector(".group[data-group='bad'] .seg-erred");
+      if (!s) return null;
+      const r = s.getBoundingClientRect();
+      return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+    }, /error/, "a failure's tooltip");
     check(/group bad/.test(shown) && /erred \d+ of \d+/.test(shown) &&
           /error bad row \d+$/.test(shown) && !/more detail/.test(shown),
           "a failure's tooltip shows its error's first line (" + shown + ")");
@@ -203,9 +228,10 @@ async function main() {
     await until(() => page.locator("#workers tbody tr").count().then((n) => n === 2), "2 worker rows");
     const row = await page.$$eval("#workers tbody tr:first-child td", (tds) => tds.map((t) => t.textContent));
     check(/\.sock$/.test(row[1]) && /^\d+$/.test(row[2]), "workers table shows address and pid (" + row.slice(0, 3).join(" ") + ")");
-    const up1 = await page.$eval("#workers tbody tr:first-child td:last-child", (t) => t.textContent);
-    await page.waitForTimeout(1200);
-    const up2 = await page.$eval("#workers tbody tr:first-child td:last-child", (t) => t.textContent);
+    const uptime = () => page.$eval("#workers tbody tr:first-child td:last-child", (t) => t.textContent);
+    const up1 = await uptime();
+    const up2 = await until(async () => { const v = await uptime(); return v !== up1 && v; },
+                            "the workers' uptime to change");
     check(up1 !== up2, "workers table updates (uptime " + up1 + " -> " + up2 + ")");
     await page.screenshot({ path: path.join(build, "dashboard-workers.png") });
 
@@ -214,11 +240,22 @@ async function main() {
     await page.waitForURL(/\/worker\?id=\d+$/);
     await until(() => page.$$eval("#stored tbody tr", (rs) => rs.length > 0), "a worker's stored results");
     await until(() => page.$eval("#wmem path[data-name='managed']",
-                                 (p) => Number(p.dataset.points) >= 2).catch(() => false),
+                                 (p) => Number(p.dataset.points) >= 2),
                 "a worker's memory over time");
-    const wtext = await page.textContent("main");
-    check(/pid\s*\d+/.test(wtext) && /Largest stored results\s*\d+ results, [\d.]+ \w+/.test(wtext) &&
-          /load-\S+\s*64\.0 KiB/.test(wtext), "a worker's page shows its results by size and its memory over time");
+    const wtext = await until(async () => {
+      const t = await page.textContent("main");
+      return /pid\s*\d+/.test(t) && /Largest stored results\s*\d+ results, [\d.]+ \w+/.test(t) &&
+        /load-\S+\s*64\.0 KiB/.test(t) && t;
+    }, "the worker page's pid and largest results");
+    check(wtext, "a worker's page shows its results by size and its memory over time");
+    await until(() => page.$eval("#wlog", (l) => Number(l.dataset.lines) > 0 &&
+                                 l.querySelector(".stdout") && /cleaning \d/.test(l.textContent)),
+                "the worker's log lines");
+    const io = await page.textContent("#wio");
+    check(/spilled to disk\s*[\d.]+ \w*B/.test(io) && /received from peers\s*[\d.]+ \w*B/.test(io) &&
+          /sent to peers/.test(io) && /read back from disk/.test(io),
+          "a worker's page shows its spilling, transfers and log (" + io + ")");
+    await until(() => page.$$eval("#wrate path.series", (ps) => ps.length >= 1), "transfer rates over time");
     await page.screenshot({ path: path.join(build, "dashboard-worker.png") });
 
     // The system page: CPU, memory, I/O and descriptors of every process.
@@ -227,9 +264,36 @@ async function main() {
                 "scheduler and 2 workers on the system page");
     await until(() => page.$$eval("#cpu path.series", (ps) => ps.length === 3 &&
                                   ps.every((p) => Number(p.dataset.points) >= 1)), "CPU lines");
-    for (const id of ["rss", "io", "fds"])
-      check(await page.$$eval("#" + id + " path.series", (ps) => ps.length) === 3, "system chart " + id + " has a line per process");
+    for (const id of ["rss", "io", "fds"]) {
+      await until(() => page.$$eval("#" + id + " path.series", (ps) => ps.length === 3), "3 lines in " + id);
+      check(true, "system chart " + id + " has a line per process");
+    }
     await page.screenshot({ path: path.join(build, "dashboard-system.png") });
+
+    // The profile: an icicle of the tasks' stacks, task groups on the
+    // second row, with the functions by their own samples beside it.
+    await page.goto(base + "/profile");
+    await until(() => page.$eval("#profile", (s) => Number(s.dataset.samples) > 0 &&
+                                 s.querySelector("rect.pnode[data-depth='1'][data-name='load']")),
+                "the load group in the profile");
+    await until(() => page.locator("#prof-top tbody tr").count(), "functions by their own time");
+    const profTop = await page.textContent("#prof-top tbody tr:first-child td:first-child");
+    check(/^busy \(.*run\.lua:\d+\)$/.test(profTop), "the profile puts the fixture's busy loop on top (" + profTop + ")");
+    await until(() => page.$eval("#profile", (s) => s.querySelector("rect.pnode[data-depth='3'][data-name^='busy ']")),
+                "busy under the tasks in the icicle");
+    await page.screenshot({ path: path.join(build, "dashboard-profile.png") });
+    shown = await hoverUntil(page, () => {
+      const r = document.querySelector("#profile rect.pnode[data-depth='1'][data-name='load']");
+      if (!r) return null;
+      const b = r.getBoundingClientRect();
+      return { x: b.x + Math.min(b.width / 2, 20), y: b.y + b.height / 2 };
+    }, /samples \d+/, "a profile box's tooltip");
+    check(/group load/.test(shown) && /samples \d+ \([\d.]+% of all\)/.test(shown),
+          "a profile box's tooltip shows its samples (" + shown + ")");
+    await page.click("#profile rect.pnode[data-depth='1'][data-name='load']", { position: { x: 5, y: 5 } });
+    await until(() => page.$eval("#prof-note", (n) => /zoomed to load/.test(n.textContent)), "the zoom to load");
+    check(true, "clicking a group zooms to it");
+    await page.mouse.move(1, 1);
 
     // The graph: a square per task coloured by state, lines for the
     // dependencies (measure <- load), details on hover.
@@ -241,16 +305,12 @@ async function main() {
     await until(() => page.$eval("#graph path.edge", (p) => p.getAttribute("d").length > 10).catch(() => false),
                 "dependency lines");
     check(true, "the graph draws tasks in memory and their dependencies");
-    shown = "";
-    for (let tries = 0; tries < 30 && !/state/.test(shown); tries++) {
-      const box = await page.$$eval("#graph rect.node.s-memory", (rs) => {
-        const r = rs[rs.length - 1].getBoundingClientRect();
-        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
-      });
-      await page.mouse.move(box.x, box.y);
-      shown = await tip();
-      if (!/state/.test(shown)) await sleep(100);
-    }
+    shown = await hoverUntil(page, () => {
+      const rs = document.querySelectorAll("#graph rect.node.s-memory");
+      if (!rs.length) return null;
+      const r = rs[rs.length - 1].getBoundingClientRect();
+      return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+    }, /state memory/, "a graph node's tooltip");
     check(/^key \S+/.test(shown) && /group \w+/.test(shown) && /state memory/.test(shown) &&
           /held by worker [12]/.test(shown), "a graph node's tooltip (" + shown + ")");
     await page.screenshot({ path: path.join(build, "dashboard-graph.png") });
@@ -268,6 +328,7 @@ async function main() {
 
     await page.goto(base + "/info");
     await until(() => page.locator("#versions dd").count(), "versions");
+    await until(() => page.locator("#permem tbody tr").count().then((n) => n === 2), "memory per worker");
     const info = await page.textContent("main");
     check(/Processes\s*yes/.test(info), "info page says processes yes");
     check(/Lua 5\.4/.test(info) && /libuv/.test(info) && /dlua/.test(info), "info page lists versions");
@@ -279,9 +340,11 @@ async function main() {
     // every request but the file itself is refused.
     const report = path.join(build, "dashboard-report.html");
     const made = require("child_process").spawnSync(dlua,
-      [path.join(root, "tests/fixtures/dashboard/report.lua"), report], { cwd: root, encoding: "utf8" });
+      [path.join(root, "tests/fixtures/dashboard/report.lua"), report],
+      { cwd: root, encoding: "utf8", timeout: DEADLINE });
     check(made.status === 0, "the report fixture ran (" + (made.stderr || "").trim() + ")");
     const rp = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    rp.setDefaultTimeout(DEADLINE);
     const fetched = [];
     rp.on("pageerror", (e) => errors.push("report page error: " + e.message));
     await rp.route("**/*", (r) => {
@@ -297,15 +360,12 @@ async function main() {
           await rp.locator(".worker-mem").count() === 2 &&
           await rp.locator("#workers tbody tr").count() === 2, "the report shows progress, memory and workers");
     check(/fixture/.test(await rp.textContent("header")), "the report shows its title");
-    let rshown = "";
-    for (let tries = 0; tries < 5 && !/error/.test(rshown); tries++) {
-      const box = await rp.$eval(".group[data-group='work'] .seg-erred", (s) => {
-        const r = s.getBoundingClientRect();
-        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
-      });
-      await rp.mouse.move(box.x, box.y);
-      rshown = (await rp.isVisible("#tip")) ? await rp.textContent("#tip") : "";
-    }
+    const rshown = await hoverUntil(rp, () => {
+      const s = document.querySelector(".group[data-group='work'] .seg-erred");
+      if (!s) return null;
+      const r = s.getBoundingClientRect();
+      return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+    }, /error/, "the report's failure tooltip");
     check(/error work \d+ went wrong$/.test(rshown), "the report's hover details work (" + rshown + ")");
     await rp.mouse.move(1, 1);
     check(fetched.length === 0, "the report fetched nothing (" + fetched.join(" ") + ")");

@@ -5,13 +5,14 @@
 **
 ** Built with -DDL_FUZZ_SEEDGEN it writes a few meaningful inputs (a graph
 ** submitted, run, failed, a worker lost; bytecode dropped and sent again;
-** workers paused, silent, pinned to) into the directory argv[1].
+** workers paused, silent, pinned to; profiles) into the directory argv[1].
 */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "dl_conn.h"
 #include "dl_coord.h"
+#include "dl_prof.h"
 #include "dl_wire.h"
 #include "sched_driver.h"
 
@@ -81,6 +82,10 @@ static void beat(dl_buf *f, unsigned paused) {
   dl_buf_uv(f, 1);
   dl_buf_uv(f, paused);
   dl_buf_str(f, paused ? "No space left on device" : "", paused ? 23 : 0);
+  dl_buf_uv(f, 4096); /* spill_out, spill_in, xfer_in, xfer_out */
+  dl_buf_uv(f, 1024);
+  dl_buf_uv(f, 70000);
+  dl_buf_uv(f, 0);
 }
 
 static void save(const char *dir, const char *name, dl_buf *b) {
@@ -181,6 +186,24 @@ int main(int argc, char **argv) {
   dl_buf_u8(&f, 0); /* a 1-byte frame: worker 2, the holder, dies */
   rec(&in, 4, &f);
   save(argv[1], "coord", &in);
+  /* Profiles (issue 19): two workers send samples of a task group's
+     stacks, then one of them dies (the cluster's profile keeps them). */
+  {
+    dl_prof *p = dl_prof_new(16);
+    int g = dl_prof_child(p, 0, "work", 4);
+    int t = dl_prof_child(p, g, "task (x.lua:3)", 14);
+    dl_prof_count(p, dl_prof_child(p, t, "hot (x.lua:1)", 13), 5);
+    dl_prof_count(p, t, 1);
+    dl_prof_put_news(p, &f);
+    rec(&in, 1, &f);
+    dl_prof_count(p, dl_prof_child(p, t, "rep [C]", 7), 2);
+    dl_prof_put_news(p, &f);
+    rec(&in, 2, &f);
+    dl_buf_u8(&f, 0);
+    rec(&in, 4, &f);
+    save(argv[1], "profile", &in);
+    dl_prof_free(p);
+  }
   dl_buf_free(&in);
   dl_buf_free(&f);
   return 0;

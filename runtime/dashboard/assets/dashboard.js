@@ -523,6 +523,125 @@
     return getJSON("/json/graph").then(function (g) { tips = {}; drawGraph(g); });
   }
 
+  // ------------------------------------------------------------ profile
+
+  // An icicle of /json/profile: the root on top, each node under its
+  // caller, as wide as its samples (its own and its callees').  Clicking a
+  // node zooms to it; the zoom is kept as a path of names, so it survives
+  // the redraws.
+  var profPath = [], profLast = 0, profData = null;
+  var ROW = 18, PW = 1000;
+
+  function profColour(depth, name) {
+    if (depth === 1) return colour(name);
+    var m = name.match(/\(([^:]*):/) || [null, name];
+    var h = 2166136261;
+    for (var i = 0; i < m[1].length; i++) h = Math.imul(h ^ m[1].charCodeAt(i), 16777619) >>> 0;
+    return "hsl(" + (h % 360) + ", 55%, " + (/ \[C\]$/.test(name) ? 82 : 72) + "%)";
+  }
+
+  function drawProfile(r) {
+    var s = $("profile"), n = r.nodes.length, i;
+    profData = r;
+    var kids = [], total = new Array(n), depth = new Array(n);
+    for (i = 0; i < n; i++) { kids.push([]); total[i] = r.nodes[i][2]; }
+    for (i = n - 1; i > 0; i--) total[r.nodes[i][0]] += total[i];
+    for (i = 0; i < n; i++) {
+      depth[i] = i ? depth[r.nodes[i][0]] + 1 : 0;
+      if (i) kids[r.nodes[i][0]].push(i);
+    }
+    // The zoomed node: follow profPath's names from the root.
+    var at = 0, path = [];
+    for (var k = 0; k < profPath.length; k++) {
+      var next = kids[at].filter(function (c) { return r.nodes[c][1] === profPath[k]; })[0];
+      if (next === undefined) break;
+      at = next;
+      path.push(profPath[k]);
+    }
+    profPath = path;
+    s.textContent = "";
+    tips = {};
+    var drawn = 0, rows = 1;
+    function box(i, x, w, row) {
+      if (w < 0.5) return;
+      var name = i === at && at !== 0 ? "\u2191 " + r.nodes[i][1] : i === 0 ? "all" : r.nodes[i][1];
+      var g = svg("g", {});
+      var rect = svg("rect", { "class": "pnode", x: x.toFixed(2), y: row * ROW, width: Math.max(0.5, w - 0.5).toFixed(2),
+                               height: ROW - 1, fill: i === at ? "#dde1e8" : profColour(depth[i], r.nodes[i][1]),
+                               "data-name": r.nodes[i][1], "data-total": total[i], "data-depth": depth[i] });
+      g.appendChild(rect);
+      if (w > 30) {
+        var t = svg("text", { x: (x + 3).toFixed(1), y: row * ROW + 13 });
+        var fit = Math.floor((w - 6) / 6.2);
+        t.textContent = name.length > fit ? name.slice(0, Math.max(1, fit - 1)) + "\u2026" : name;
+        g.appendChild(t);
+      }
+      var share = r.samples ? (100 * total[i] / r.samples).toFixed(1) : "0";
+      tipFor(g, function () {
+        return [[depth[i] === 1 ? "group" : i ? "function" : "all tasks", i ? r.nodes[i][1] : r.samples + " samples"],
+                ["samples", total[i] + " (" + share + "% of all)"],
+                ["own", r.nodes[i][2] + " stopped in it"]];
+      });
+      g.addEventListener("click", function () {
+        if (i === at) profPath = profPath.slice(0, -1);
+        else {
+          var p = [], j = i;
+          while (j) { p.unshift(r.nodes[j][1]); j = r.nodes[j][0]; }
+          profPath = p;
+        }
+        hideTip();
+        drawProfile(profData);
+      });
+      s.appendChild(g);
+      drawn++;
+      if (row + 1 > rows) rows = row + 1;
+      var cx = x;
+      kids[i].slice().sort(function (a, b) { return total[b] - total[a]; }).forEach(function (c) {
+        var cw = total[at] ? w * total[c] / total[i] : 0;
+        box(c, cx, cw, row + 1);
+        cx += cw;
+      });
+    }
+    if (total[at] > 0) box(at, 0, PW, 0);
+    s.setAttribute("viewBox", "0 0 " + PW + " " + Math.max(2, rows) * ROW);
+    s.setAttribute("data-samples", r.samples);
+    s.setAttribute("data-boxes", drawn);
+    $("prof-note").textContent = r.samples
+      ? r.samples + " samples" + (r.worker ? " on worker " + r.worker : " on every worker") +
+        (profPath.length ? " \u00b7 zoomed to " + profPath[profPath.length - 1] : "")
+      : "no samples yet: the profile fills as tasks run Lua code";
+    var tb = document.querySelector("#prof-top tbody");
+    tb.textContent = "";
+    r.top.forEach(function (f) {
+      var tr = el("tr");
+      tr.appendChild(el("td", { "class": "addr" }, f.name));
+      tr.appendChild(el("td", { "class": "num" }, String(f.self)));
+      tr.appendChild(el("td", { "class": "num" }, (r.samples ? 100 * f.self / r.samples : 0).toFixed(1) + "%"));
+      tb.appendChild(tr);
+    });
+  }
+
+  // Every 2 s (the scheduler rebuilds the profile once a second at most).
+  function profileStep() {
+    if (Date.now() - profLast < 2000) return Promise.resolve();
+    profLast = Date.now();
+    var sel = $("prof-worker");
+    return Promise.all([getJSON("/json/workers"), getJSON("/json/profile?worker=" + (sel.value || 0))])
+      .then(function (res) {
+        var ids = res[0].workers.map(function (w) { return String(w.id); });
+        var have = Array.prototype.map.call(sel.options, function (o) { return o.value; }).slice(1);
+        if (ids.join() !== have.join()) {
+          var keep = sel.value;
+          while (sel.options.length > 1) sel.remove(1);
+          ids.forEach(function (id) { sel.appendChild(el("option", { value: id }, "worker " + id)); });
+          sel.value = ids.indexOf(keep) >= 0 ? keep : "0";
+        }
+        drawProfile(res[1]);
+      });
+  }
+  if (page === "profile")
+    $("prof-worker").addEventListener("change", function () { profLast = 0; profPath = []; profileStep(); });
+
   // ------------------------------------------------------------ charts
 
   // Draw series [{name, colour, pts: [[t, v], ...]}] as lines over the
@@ -592,6 +711,34 @@
                                                           [w.now, w.memory.limit]] : [] }];
       chart($("wmem"), series, w.now, 300, bytes);
       legend($("wmem-legend"), series);
+      // Spilling and transfers: the totals, and their rates between
+      // heartbeat samples (history columns 6..9).
+      fill($("wio"), [["spilled to disk", bytes(w.io.spill_out)], ["read back from disk", bytes(w.io.spill_in)],
+                      ["received from peers", bytes(w.io.xfer_in)], ["sent to peers", bytes(w.io.xfer_out)]]);
+      var rate = function (col) {
+        var pts = [];
+        for (var i = 1; i < h.length; i++)
+          if (h[i][0] > h[i - 1][0]) pts.push([h[i][0], Math.max(0, h[i][col] - h[i - 1][col]) / (h[i][0] - h[i - 1][0])]);
+        return pts;
+      };
+      var rates = [
+        { name: "spill writes", colour: "#7d828c", pts: rate(6) },
+        { name: "spill reads", colour: "#ccbb44", pts: rate(7) },
+        { name: "received", colour: "#2e6bd6", pts: rate(8) },
+        { name: "sent", colour: "#ee7733", pts: rate(9) }];
+      chart($("wrate"), rates, w.now, 300, function (v) { return bytes(v) + "/s"; }, 1024);
+      legend($("wrate-legend"), rates);
+      var log = $("wlog");
+      var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.textContent = "";
+      if (!w.logs.length) log.appendChild(el("span", { "class": "empty" }, "Nothing written yet."));
+      w.logs.forEach(function (l) {
+        var line = el("div", { "class": l[1] === 2 ? "stderr" : "stdout" },
+                      "-" + seconds(w.now - l[0]) + "  " + l[2]);
+        log.appendChild(line);
+      });
+      log.setAttribute("data-lines", w.logs.length);
+      if (atEnd) log.scrollTop = log.scrollHeight;
       $("nassigned").textContent = w.assigned.count + (w.assigned.count > w.assigned.keys.length
         ? " (first " + w.assigned.keys.length + ")" : "");
       var ul = $("assigned");
@@ -718,8 +865,10 @@
   window.dluaDash = { drawMemory: drawMemory, colour: colour, PALETTE: PALETTE };
 
   window.dluaDash.drawGraph = drawGraph;
+  window.dluaDash.drawProfile = drawProfile;
 
   if (page === "report") { drawReport(window.DLUA_REPORT); return; }
   every({ status: statusStep, workers: workersStep, info: infoStep,
-          graph: graphStep, worker: workerStep, system: systemStep }[page]);
+          graph: graphStep, worker: workerStep, system: systemStep,
+          profile: profileStep }[page]);
 })();

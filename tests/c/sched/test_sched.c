@@ -359,6 +359,10 @@ static void beat(int wid, int paused, const char *spill_err, double now) {
   dl_buf_uv(&f, 3);
   dl_buf_uv(&f, (uint64_t)paused);
   dl_buf_str(&f, spill_err, strlen(spill_err));
+  dl_buf_uv(&f, 0); /* spill_out, spill_in, xfer_in, xfer_out */
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
+  dl_buf_uv(&f, 0);
   CHECK(dl_sched_worker_frame(S, wid, f.p, f.len, now) == 0);
   dl_buf_free(&f);
 }

@@ -91,14 +91,16 @@ static void test_worker_messages_read_back(void) {
     CUTS(DL_M_MISSING, dl_msg_missing, dl_get_missing);
   }
   {
-    dl_msg_heartbeat w = {1, 2, 300000, 1, 5, 1, "disk full", 9}, m;
+    dl_msg_heartbeat w = {1, 2, 300000, 1, 5, 1, "disk full", 9,
+                          10, 11, 1 << 20, 13}, m;
     B.len = 0;
     dl_put_heartbeat(&B, &w);
     reader(&r, DL_M_HEARTBEAT);
     CHECK(dl_get_heartbeat(&r, &m) == 0);
     CHECK(m.managed == 1 && m.spilled == 2 && m.rss == 300000 &&
           m.executing == 1 && m.stored == 5 && m.paused == 1 &&
-          same(m.spill_err, m.selen, "disk full"));
+          same(m.spill_err, m.selen, "disk full") && m.spill_out == 10 &&
+          m.spill_in == 11 && m.xfer_in == 1 << 20 && m.xfer_out == 13);
     CUTS(DL_M_HEARTBEAT, dl_msg_heartbeat, dl_get_heartbeat);
   }
   {
@@ -404,6 +406,32 @@ static void test_coord_messages_read_back(void) {
   }
 }
 
+/* The profile's call tree (issue 19): items name their parent by its
+   number in the message; a parent that comes later is refused. */
+static void test_profile_message(void) {
+  dl_rd r;
+  dl_msg_profile m;
+  uint64_t parent, count;
+  const char *f;
+  size_t fl;
+  B.len = 0;
+  dl_put_profile(&B, 2);
+  dl_put_profile_item(&B, 0, "work", 4, 0);
+  dl_put_profile_item(&B, 1, "hot (x.lua:1)", 13, 7);
+  reader(&r, DL_M_PROFILE);
+  CHECK(dl_get_profile(&r, &m) == 0 && m.n == 2 && dl_rd_left(&r) == 0);
+  CHECK(dl_get_profile_item(&m.items, &parent, &f, &fl, &count) == 0);
+  CHECK(parent == 0 && same(f, fl, "work") && count == 0);
+  CHECK(dl_get_profile_item(&m.items, &parent, &f, &fl, &count) == 0);
+  CHECK(parent == 1 && same(f, fl, "hot (x.lua:1)") && count == 7);
+  CUTS(DL_M_PROFILE, dl_msg_profile, dl_get_profile);
+  B.len = 0;
+  dl_put_profile(&B, 1);
+  dl_put_profile_item(&B, 1, "self", 4, 1); /* its own parent */
+  reader(&r, DL_M_PROFILE);
+  CHECK(dl_get_profile(&r, &m) == DL_EPROTO);
+}
+
 static void test_frames_cross_a_unix_socket(void) {
   char dir[] = "/tmp/dl-wire-XXXXXX", addr[64];
   dl_listener l;
@@ -441,6 +469,7 @@ int main(void) {
   RUN(test_data_answers);
   RUN(test_error_record);
   RUN(test_coord_messages_read_back);
+  RUN(test_profile_message);
   RUN(test_frames_cross_a_unix_socket);
   return TAP_END();
 }
