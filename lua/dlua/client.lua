@@ -28,6 +28,7 @@ local raise_task_error, timeout_error = future.raise_task_error,
   future.timeout_error
 local pump_until = future.pump_until
 local LocalCluster = localcluster.LocalCluster_class
+local remote = require "dlua.remote"
 local new_cluster, cluster_text = localcluster.new_cluster,
   localcluster.cluster_text
 
@@ -51,11 +52,13 @@ function M.Client(arg)
   local cl, owns
   if getmetatable(arg) == LocalCluster then
     cl = arg
+  elseif remote.is_remote(arg) then -- a `dlua scheduler` elsewhere
+    cl, owns = remote.connect(arg, 3), true
   elseif arg == nil or type(arg) == "table" then
     cl, owns = new_cluster(arg, 3), true
   else
-    error("Client expects a LocalCluster or a table of options, got "
-          .. type(arg), 2)
+    error("Client expects a LocalCluster, a \"tcp://host:port\" address or "
+          .. "a table of options, got " .. type(arg), 2)
   end
   local c = make_client(cl, cl.handle, owns)
   default_client = c
@@ -250,6 +253,9 @@ local function check_open(self, what)
   end
   if self.closed or self.handle:closed() then
     error(what .. ": client is closed", 3)
+  end
+  if self.cluster and self.cluster.remote and self.handle:ended() then
+    error(what .. ": " .. (self.handle:lost() or "the cluster has stopped"), 3)
   end
 end
 
@@ -663,7 +669,8 @@ function Client:close()
   if self.closed or self._task then return end
   self.closed = true
   open_clients[self] = nil
-  if not self.owns_cluster and not self.handle:closed() then
+  if (not self.owns_cluster or self.cluster.remote)
+     and not self.handle:closed() and not self.handle:ended() then
     for key, st in pairs(self._keys) do
       for _ = 1, st.nfut do self.handle:release(key) end
     end
@@ -674,6 +681,25 @@ function Client:close()
   if default_client == self then default_client = nil end
 end
 Client.__close = Client.close
+
+--- client:shutdown(): stop the cluster -- its scheduler and every worker,
+-- also those of a `dlua scheduler` in another process -- and close the
+-- client.  (client:close() of a remote client only disconnects.)
+function Client:shutdown()
+  if self.closed or self._task then return end
+  local cl = self.cluster
+  if cl and cl.remote then
+    if not cl.handle:closed() and not cl.handle:ended() then
+      local ok, err = cl.handle:shutdown()
+      if not ok then error("shutdown: " .. err, 2) end
+    end
+    self.owns_cluster = true
+  elseif cl then
+    self.owns_cluster = true -- a local cluster stops with it
+  end
+  self._keys = {}
+  self:close()
+end
 
 Client.__tostring = function(c)
   if c.handle:closed() then return "<Client: closed>" end
