@@ -268,6 +268,69 @@ describe("dlua scheduler", function()
     assert(H.all_gone(wpids, 20, true), "workers outlived their scheduler")
   end)
 
+  it("workers rejoin a scheduler restarted at the same address, and exit "
+     .. "when it never comes back (--reconnect-timeout)", function()
+    local dir = workdir()
+    local spid
+    finally(function()
+      if spid then H.kill(spid, "KILL") end
+      rmdir(dir)
+    end)
+    local function start(listen, name)
+      spawn(("%s scheduler --listen %s --dashboard-address none "
+             .. "--scheduler-file %s --token-file %s"):format(
+              H.q(H.DLUA), listen, H.q(dir .. "/" .. name),
+              H.q(dir .. "/token")), dir .. "/" .. name .. ".out")
+      local t = sched_file(dir .. "/" .. name, 30)
+      assert(t, "no scheduler file: " .. (H.slurp(dir .. "/" .. name
+                                                   .. ".out") or ""))
+      spid = t.pid
+      return t
+    end
+    local function gone(pid)
+      return H.poll(function()
+        local st = H.slurp("/proc/" .. pid .. "/stat")
+        return st == nil or st:match("^%d+ %b() [ZX]") ~= nil
+      end, 20)
+    end
+    local first = start("tcp://127.0.0.1:0", "sf1")
+    spawn(("%s worker %s --token-file %s --nworkers 2 --reconnect-timeout 3")
+          :format(H.q(H.DLUA), first.address, H.q(dir .. "/token")),
+          dir .. "/w.out")
+    local function two_workers(addr)
+      local c <close> = dlua.Client{address = addr, timeout = 20,
+                                    token_file = dir .. "/token"}
+      c:wait_for_workers(2, 30)
+      return c:submit(function() return "up" end):result()
+    end
+    assert.equals("up", two_workers(first.address))
+    H.kill(first.pid, "KILL")
+    assert(gone(first.pid))
+    -- The same address again: the workers join it within their backoff.
+    local second = start(first.address, "sf2")
+    assert.equals(first.address, second.address)
+    assert.equals("up", two_workers(second.address))
+    assert.matches("lost the scheduler at " .. first.address,
+                   H.slurp(dir .. "/w.out"), 1, true)
+    -- Gone for good: the workers give up after 3 s.
+    H.kill(second.pid, "KILL")
+    assert(gone(second.pid))
+    assert(H.poll(function()
+      return (H.slurp(dir .. "/w.out") or ""):find("did not come back", 1,
+                                                   true)
+    end, 20), "the workers did not give up: " .. (H.slurp(dir .. "/w.out")
+                                                  or ""))
+    local p = io.popen("pgrep -f " .. H.q("[w]orker " .. first.address))
+    local left = p:read("a")
+    p:close()
+    assert(H.poll(function()
+      local q = io.popen("pgrep -f " .. H.q("[w]orker " .. first.address))
+      local l = q:read("a")
+      q:close()
+      return l == ""
+    end, 10), "workers left: " .. left)
+  end)
+
   it("refuses a malformed scheduler file and bad options clearly", function()
     local dir = workdir()
     finally(function() rmdir(dir) end)

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -33,7 +34,11 @@ static const char worker_usage[] =
     "usage: dlua worker tcp://HOST:PORT | --scheduler-file FILE\n"
     "                   [--nworkers N] [--memory-limit SIZE]\n"
     "                   [--token-file FILE] [--listen-address IP]\n"
+    "                   [--reconnect-timeout SECONDS]\n"
     "With --scheduler-file, waits up to 60 s for the file to appear.\n"
+    "With --reconnect-timeout, a worker whose scheduler goes is started\n"
+    "again (backoff 0.1 s to 2 s) until it joins or that long has passed;\n"
+    "without, workers exit with their scheduler.\n"
     "The token comes from --token-file (mode 0600) or DLUA_TOKEN.\n";
 
 /* "4GB", "512MiB", "1e9", "2000000": bytes, or -1 when malformed. */
@@ -64,6 +69,25 @@ static int address_from_file(const char *path, double timeout, char *out,
 static volatile sig_atomic_t got_sig;
 static void on_sig(int sig) { got_sig = sig; }
 
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Fork one worker process; its pid, or -1. */
+static pid_t start_worker(int wargc, char **wargv) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* they go with this command */
+    _exit(dlua_worker_main(wargc, wargv));
+  }
+  if (pid < 0) perror("dlua worker: fork");
+  return pid;
+}
+
 static int bad(const char *fmt, const char *arg) {
   fprintf(stderr, "dlua worker: ");
   fprintf(stderr, fmt, arg);
@@ -76,10 +100,13 @@ static int worker_cmd(int argc, char **argv) {
   char abuf[300];
   long long mem = 0;
   long n = 1;
+  double reconnect = 0;
   char membuf[32];
   char *wargv[12];
   int i, wargc = 0, left, status = 0;
   pid_t *kids;
+  double *lost, *delay; /* per slot: when its worker lost the scheduler */
+  int stopping = 0;
   struct sigaction sa;
   for (i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -110,6 +137,12 @@ static int worker_cmd(int argc, char **argv) {
       listen = v;
     } else if (strcmp(a, "--scheduler-file") == 0) {
       sfile = v;
+    } else if (strcmp(a, "--reconnect-timeout") == 0) {
+      char *end;
+      reconnect = strtod(v, &end);
+      if (*end || !(reconnect > 0 && reconnect <= 86400))
+        return bad("--reconnect-timeout must be seconds in (0, 86400], got "
+                   "'%s'", v);
     } else {
       return bad("unknown option '%s'", a);
     }
@@ -165,7 +198,7 @@ static int worker_cmd(int argc, char **argv) {
     wargv[wargc++] = (char *)listen;
   }
   wargv[wargc] = NULL;
-  if (n == 1) return dlua_worker_main(wargc, wargv);
+  if (n == 1 && reconnect == 0) return dlua_worker_main(wargc, wargv);
   kids = calloc((size_t)n, sizeof *kids);
   if (kids == NULL) return 1;
   memset(&sa, 0, sizeof sa);
@@ -173,36 +206,62 @@ static int worker_cmd(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  lost = calloc((size_t)n, sizeof *lost);
+  delay = calloc((size_t)n, sizeof *delay);
+  if (lost == NULL || delay == NULL) {
+    free(kids);
+    free(lost);
+    free(delay);
+    return 1;
+  }
   for (i = 0; i < n; i++) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      signal(SIGINT, SIG_DFL);
-      signal(SIGTERM, SIG_DFL);
-      prctl(PR_SET_PDEATHSIG, SIGTERM); /* they go with this command */
-      _exit(dlua_worker_main(wargc, wargv));
-    }
-    if (pid < 0) {
-      perror("dlua worker: fork");
-      break;
-    }
-    kids[i] = pid;
+    if ((kids[i] = start_worker(wargc, wargv)) < 0) break;
   }
   for (left = i; left > 0;) {
-    int st;
-    pid_t p = waitpid(-1, &st, 0);
-    if (p < 0) {
+    int st, k, code;
+    pid_t p;
+    if (got_sig) { /* passed on; no worker is started again */
+      for (k = 0; k < n; k++)
+        if (kids[k] > 0) kill(kids[k], SIGTERM);
+      stopping = 1;
+      got_sig = 0;
+    }
+    if ((p = waitpid(-1, &st, 0)) < 0) {
       if (errno != EINTR) break;
-      if (got_sig) {
-        int k;
-        for (k = 0; k < n; k++)
-          if (kids[k] > 0) kill(kids[k], SIGTERM);
-        got_sig = 0;
-      }
       continue;
     }
+    for (k = 0; k < n && kids[k] != p; k++) {}
+    if (k == n) continue;
+    code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    /* Status 3: it lost its scheduler; 1: it could not join. */
+    if (reconnect > 0 && !stopping && (code == 3 || code == 1)) {
+      double t = mono_s();
+      if (code == 3 || lost[k] == 0) {
+        if (code == 3)
+          fprintf(stderr, "dlua worker: lost the scheduler at %s; trying to "
+                  "join again for %g s\n", addr, reconnect);
+        lost[k] = t;
+        delay[k] = 0.1;
+      }
+      if (t - lost[k] < reconnect) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)delay[k];
+        ts.tv_nsec = (long)((delay[k] - (double)ts.tv_sec) * 1e9);
+        nanosleep(&ts, NULL); /* a signal ends it early */
+        delay[k] = delay[k] * 2 > 2 ? 2 : delay[k] * 2;
+        if (!got_sig && (kids[k] = start_worker(wargc, wargv)) > 0) continue;
+        stopping = 1;
+      } else {
+        fprintf(stderr, "dlua worker: the scheduler at %s did not come back "
+                "within %g s; exiting\n", addr, reconnect);
+      }
+    }
+    kids[k] = 0;
     left--;
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) status = 1;
+    if (code != 0) status = 1;
   }
+  free(lost);
+  free(delay);
   free(kids);
   return status;
 }
@@ -232,7 +291,10 @@ static const char sched_chunk[] =
     "end\n"
     "if o.file then\n"
     "  local t = cl.read_scheduler_file(o.file)\n"
-    "  if t and t.pid > 0 and io.open('/proc/' .. t.pid .. '/stat') then\n"
+    "  local st = t and t.pid > 0 and io.open('/proc/' .. t.pid .. '/stat')\n"
+    "  local alive = st and not st:read('a'):match('^%d+ %b() [ZX]')\n"
+    "  if st then st:close() end\n"
+    "  if alive then\n"
     "    return fail(('the scheduler file %s names a running scheduler '\n"
     "      .. '(pid %d at %s): stop it or use another file')\n"
     "      :format(o.file, t.pid, t.address))\n"
