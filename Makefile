@@ -138,7 +138,7 @@ $(B)/tests/kernel/test_kernel: tests/c/kernel/test_kernel.c tests/c/tap.h $(B)/l
 DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
   'includedir=$${prefix}/include' '' 'Name: dlua' \
   'Description: Dask for Lua: task graphs on a process cluster' \
-  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv libcrypto' \
+  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv libcrypto libcjson' \
   'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lcsv -lpthread -lm' \
   'Cflags: -I$${includedir}'
 

@@ -180,6 +180,11 @@ static int worker_cmd(int argc, char **argv) {
   if (addr == NULL) return bad("%s", "no scheduler address");
   if (strncmp(addr, "tcp://", 6) != 0)
     return bad("the address must be tcp://HOST:PORT, got '%s'", addr);
+  if (mem == 0) { /* as Dask: the host's memory, shared by the workers */
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0) mem = (long long)pages * psize / n;
+    if (mem < 16 * 1024 * 1024) mem = 0;
+  }
   wargv[wargc++] = argv[0];
   wargv[wargc++] = "--dlua-worker";
   wargv[wargc++] = "--connect";
