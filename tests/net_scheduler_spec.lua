@@ -331,6 +331,36 @@ describe("dlua scheduler", function()
     end, 10), "workers left: " .. left)
   end)
 
+  it("SIGTERM stops the scheduler and its workers and removes its file",
+     function()
+    local dir = workdir()
+    finally(function() rmdir(dir) end)
+    spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
+           .. "--scheduler-file %s --token-file %s; echo status $? >%s")
+          :format(H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token"),
+                  H.q(dir .. "/status")), dir .. "/sched.out")
+    local sf = sched_file(dir .. "/sf", 30)
+    assert(sf, "no scheduler file")
+    spawn(("%s worker --scheduler-file %s --token-file %s")
+          :format(H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
+          dir .. "/w.out")
+    local wpid
+    do
+      local c <close> = dlua.Client{scheduler_file = dir .. "/sf",
+                                    token_file = dir .. "/token"}
+      c:wait_for_workers(1, 30)
+      wpid = c:scheduler_info().workers[1].pid
+    end
+    assert(H.kill(sf.pid, "TERM"))
+    assert(H.poll(function() return H.slurp(dir .. "/status") end, 20),
+           "the scheduler did not stop")
+    assert.equals("status 0\n", H.slurp(dir .. "/status"))
+    assert.is_nil(H.slurp(dir .. "/sf"))
+    assert.matches("dlua scheduler: stopping", H.slurp(dir .. "/sched.out"),
+                   1, true)
+    assert(H.all_gone({wpid}, 20, true), "the worker outlived its scheduler")
+  end)
+
   it("refuses a malformed scheduler file and bad options clearly", function()
     local dir = workdir()
     finally(function() rmdir(dir) end)
