@@ -335,12 +335,21 @@ describe("dlua scheduler", function()
      function()
     local dir = workdir()
     finally(function() rmdir(dir) end)
+    -- A token file that does not exist yet is made, mode 0600.
+    os.remove(dir .. "/token")
     spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
            .. "--scheduler-file %s --token-file %s; echo status $? >%s")
           :format(H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token"),
                   H.q(dir .. "/status")), dir .. "/sched.out")
     local sf = sched_file(dir .. "/sf", 30)
     assert(sf, "no scheduler file")
+    assert.matches("^%x+\n$", H.slurp(dir .. "/token"))
+    assert.equals(65, #H.slurp(dir .. "/token"))
+    local p = io.popen("stat -c %a " .. H.q(dir .. "/token"))
+    assert.equals("600", p:read("l"))
+    p:close()
+    assert.matches("created the token file", H.slurp(dir .. "/sched.out"), 1,
+                   true)
     spawn(("%s worker --scheduler-file %s --token-file %s")
           :format(H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
           dir .. "/w.out")

@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -280,7 +282,8 @@ static const char sched_usage[] =
     "Runs a scheduler that workers (dlua worker ADDRESS) and clients\n"
     "(dlua.Client(\"tcp://host:port\")) join over TCP, until SIGINT, SIGTERM\n"
     "or client:shutdown().  Defaults: 0.0.0.0:8786, dashboard :8787.\n"
-    "The token comes from --token-file (mode 0600) or DLUA_TOKEN.\n";
+    "The token comes from --token-file (mode 0600; made if missing) or\n"
+    "DLUA_TOKEN.\n";
 
 /* The scheduler process, in Lua: start a listening cluster with no local
    workers, write the scheduler file, wait for a signal or a shutdown, and
@@ -364,6 +367,31 @@ static void contact_host(char *out, size_t n, int v6) {
   freeifaddrs(ifs);
 }
 
+/* Make a new token file at path (mode 0600, 32 random bytes as hex) if
+   there is none; 0, or -1 with a message on stderr. */
+static int make_token_file(const char *path) {
+  unsigned char r[32];
+  char hex[66];
+  int fd, i;
+  if (access(path, F_OK) == 0) return 0;
+  if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+    perror("dlua scheduler: getrandom");
+    return -1;
+  }
+  for (i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", r[i]);
+  hex[64] = '\n';
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, hex, 65) != 65 || close(fd) != 0) {
+    fprintf(stderr, "dlua scheduler: cannot create the token file %s: %s\n",
+            path, strerror(errno));
+    if (fd >= 0) unlink(path);
+    return -1;
+  }
+  fprintf(stderr, "dlua scheduler: created the token file %s (mode 0600); "
+          "give a copy to the workers and clients\n", path);
+  return 0;
+}
+
 static int sbad(const char *fmt, const char *arg) {
   fprintf(stderr, "dlua scheduler: ");
   fprintf(stderr, fmt, arg);
@@ -407,6 +435,7 @@ static int scheduler_cmd(int argc, char **argv) {
     snprintf(dbuf, sizeof dbuf, "0.0.0.0%s", dash);
     dash = dbuf;
   }
+  if (token_file && make_token_file(token_file)) return 1;
   contact_host(contact, sizeof contact, 0);
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_sched_sig;
