@@ -70,6 +70,10 @@ function M.connect(arg, lv)
                                    timeout = to}
   if not h then error("Client: " .. err, lv) end
   local dash = h:dashboard()
+  if dash then -- a dashboard on every interface: reach it as the scheduler
+    local host = addr:match("^tcp://(.+):%d+$")
+    dash = dash:gsub("^0%.0%.0%.0:", host .. ":"):gsub("^%[::%]:", host .. ":")
+  end
   return setmetatable({
     handle = h, address = h:listen_address() or addr, remote = true,
     title = "RemoteCluster",
