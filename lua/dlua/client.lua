@@ -30,6 +30,7 @@ local pump_until = future.pump_until
 local fstatus, fvalue, fstate = cluster_c.fstatus, cluster_c.fvalue,
   future.state
 local LocalCluster = localcluster.LocalCluster_class
+local remote = require "dlua.remote"
 local new_cluster, cluster_text = localcluster.new_cluster,
   localcluster.cluster_text
 
@@ -53,11 +54,13 @@ function M.Client(arg)
   local cl, owns
   if getmetatable(arg) == LocalCluster then
     cl = arg
+  elseif remote.is_remote(arg) then -- a `dlua scheduler` elsewhere
+    cl, owns = remote.connect(arg, 3), true
   elseif arg == nil or type(arg) == "table" then
     cl, owns = new_cluster(arg, 3), true
   else
-    error("Client expects a LocalCluster or a table of options, got "
-          .. type(arg), 2)
+    error("Client expects a LocalCluster, a \"tcp://host:port\" address or "
+          .. "a table of options, got " .. type(arg), 2)
   end
   local c = make_client(cl, cl.handle, owns)
   default_client = c
@@ -244,6 +247,9 @@ local function check_open(self, what)
   end
   if self.closed or self.handle:closed() then
     error(what .. ": client is closed", 3)
+  end
+  if self.cluster and self.cluster.remote and self.handle:ended() then
+    error(what .. ": " .. (self.handle:lost() or "the cluster has stopped"), 3)
   end
 end
 
@@ -663,13 +669,35 @@ function Client:close()
   self.closed = true
   open_clients[self] = nil
   if not self.handle:closed() then
-    self.handle:close_client(not self.owns_cluster)
+    -- A client that does not own its cluster (a remote scheduler, the
+    -- tasks' client) tells it that each of its futures is released.
+    self.handle:close_client((not self.owns_cluster or self.cluster.remote)
+      and not self._stopped and not self.handle:ended())
   end
   self._cbs = {}
   if self.owns_cluster then self.cluster:close() end
   if default_client == self then default_client = nil end
 end
 Client.__close = Client.close
+
+--- client:shutdown(): stop the cluster -- its scheduler and every worker,
+-- also those of a `dlua scheduler` in another process -- and close the
+-- client.  (client:close() of a remote client only disconnects.)
+function Client:shutdown()
+  if self.closed or self._task then return end
+  local cl = self.cluster
+  if cl and cl.remote then
+    if not cl.handle:closed() and not cl.handle:ended() then
+      local ok, err = cl.handle:shutdown()
+      if not ok then error("shutdown: " .. err, 2) end
+    end
+    self.owns_cluster = true
+  elseif cl then
+    self.owns_cluster = true -- a local cluster stops with it
+  end
+  self._stopped = true -- its scheduler is going: no releases to send
+  self:close()
+end
 
 Client.__tostring = function(c)
   if c.handle:closed() then return "<Client: closed>" end

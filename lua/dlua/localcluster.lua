@@ -181,7 +181,7 @@ local function cluster_text(c)
   local ws = c.handle:workers()
   local threads, mem = totals(ws)
   local lines = {
-    fmt("LocalCluster"),
+    c.title or "LocalCluster",
     fmt("  Scheduler:      %s", c.address),
     fmt("  Dashboard:      %s", c.dashboard_link or "(off)"),
     fmt("  Workers:        %d", #ws),

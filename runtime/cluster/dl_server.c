@@ -86,6 +86,21 @@ struct dl_server {
   char listen_addr[300]; /* "tcp://host:port"; set before start returns */
   dl_server_log *logs;  /* (L) ring of DL_SERVER_LOG_LINES, or NULL */
   uint64_t nlogs;       /* (L) lines ever kept */
+  /* A client in another process (scheduler side): at most one. */
+  dl_conn *rclient;      /* loop only */
+  int had_rclient;       /* loop only: messages are for remote clients */
+  double rinfo_at;       /* loop only: when it was last sent CINFO */
+  int rinfo_nworkers;    /* loop only: the worker count then */
+  /* The client's side of a remote scheduler (dl_server_connect): sched is
+     NULL, sconn is the link, and the cluster's figures are the last CINFO. */
+  dl_conn *sconn;         /* loop only */
+  int remote_sched;       /* set before the thread starts */
+  int rjoined;            /* (L) the first CINFO came */
+  int shutdown_asked;     /* (L) send CSHUTDOWN */
+  dl_sched_winfo *rworkers; /* (L) */
+  int nrworkers;          /* (L) */
+  int64_t rcounts[6];     /* (L) */
+  char lost[400];         /* (L) why the link ended, "" while it is up */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
   int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
 };
@@ -181,6 +196,16 @@ static dl_buf *client_out(void *ud) { return &((dl_server *)ud)->cpending; }
 static void prep_cb(uv_prepare_t *h) {
   dl_server *s = h->data;
   if (s->cpending.len == 0) return;
+  if (s->rclient) { /* the client is in another process */
+    dl_buf_put(dl_conn_msg(s->rclient), s->cpending.p, s->cpending.len);
+    s->cpending.len = 0;
+    dl_conn_flush(s->rclient);
+    return;
+  }
+  if (s->had_rclient) { /* for a remote client that has left */
+    s->cpending.len = 0;
+    return;
+  }
   uv_mutex_lock(&s->lock);
   if (s->inbox.len == 0) {
     dl_buf t = s->inbox;
@@ -365,6 +390,104 @@ static void on_hello(wproc *w, dl_rd *r) {
   uv_mutex_unlock(&s->lock);
 }
 
+/* ------------------------------------------------------ remote client */
+
+static void begin_stop(dl_server *s);
+
+/* Send the remote client the cluster's figures, alone in a frame. */
+static void send_cinfo(dl_server *s) {
+  dl_sched_winfo ws[256];
+  int64_t counts[6];
+  int n, i;
+  dl_buf *b;
+  if (s->rclient == NULL) return;
+  uv_mutex_lock(&s->lock);
+  n = dl_sched_workers(s->sched, ws, 256);
+  dl_sched_counts(s->sched, counts);
+  uv_mutex_unlock(&s->lock);
+  if (n > 256) n = 256;
+  dl_conn_flush(s->rclient);
+  b = dl_conn_msg(s->rclient);
+  dl_put_cinfo_head(b, s->svc_addr, counts, (uint64_t)n);
+  for (i = 0; i < n; i++) {
+    dl_msg_cworker w;
+    w.id = (uint64_t)ws[i].id;
+    w.pid = (uint64_t)ws[i].pid;
+    w.nthreads = (uint64_t)ws[i].nthreads;
+    w.memory_limit = (uint64_t)ws[i].memory_limit;
+    w.managed = (uint64_t)ws[i].managed;
+    w.spilled = (uint64_t)ws[i].spilled;
+    w.rss = (uint64_t)ws[i].rss;
+    w.executing = (uint64_t)ws[i].executing;
+    w.stored = (uint64_t)ws[i].stored;
+    w.status = (uint64_t)ws[i].status;
+    dl_put_cworker(b, &w);
+  }
+  dl_conn_flush(s->rclient);
+  s->rinfo_at = now_s();
+  s->rinfo_nworkers = n;
+}
+
+static void on_client_frame(dl_conn *c, const char *p, size_t n) {
+  dl_server *s = c->data;
+  dl_rd r;
+  unsigned type = 0;
+  int rc;
+  if (s == NULL) return;
+  dl_rd_init(&r, p, n);
+  if (dl_wire_type(&r, &type) == 0 && type == DL_M_CSHUTDOWN) {
+    fprintf(stderr, "dlua: the client asked the cluster to shut down\n");
+    uv_mutex_lock(&s->lock);
+    s->stop_asked = 1;
+    uv_mutex_unlock(&s->lock);
+    begin_stop(s);
+    return;
+  }
+  uv_mutex_lock(&s->lock);
+  rc = dl_sched_client_frame(s->sched, p, n, now_s());
+  uv_mutex_unlock(&s->lock);
+  if (rc) {
+    fprintf(stderr, "dlua: malformed message from the client; closing its "
+            "connection\n");
+    s->rclient = NULL;
+    c->data = NULL;
+    dl_conn_close(c);
+  }
+}
+
+static void on_client_close(dl_conn *c) {
+  dl_server *s = c->data;
+  if (s == NULL) return;
+  if (s->rclient == c) s->rclient = NULL;
+  if (!s->stopping) fprintf(stderr, "dlua: the client left\n");
+}
+
+/* The connection of w said CHELLO: it is a client, not a worker.  The
+   first is served; another is refused while it stays. */
+static void become_client(wproc *w) {
+  dl_server *s = w->srv;
+  dl_conn *c = w->conn;
+  w->conn = NULL;
+  w->gone = 1; /* the record goes with the next reap_remote */
+  if (s->rclient) {
+    static const char why[] = "the scheduler already serves a client (dlua "
+                              "serves one at a time; close the other first)";
+    fprintf(stderr, "dlua: refused a second client from %s\n", w->addr);
+    dl_buf_u8(dl_conn_msg(c), DL_M_CREFUSE);
+    dl_buf_str(dl_conn_msg(c), why, sizeof why - 1);
+    c->data = NULL;
+    dl_conn_close(c);
+    return;
+  }
+  fprintf(stderr, "dlua: a client joined from %s\n", w->addr);
+  c->on_frame = on_client_frame;
+  c->on_close = on_client_close;
+  c->data = s;
+  s->rclient = c;
+  s->had_rclient = 1;
+  send_cinfo(s);
+}
+
 static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
   wproc *w = c->data;
   dl_server *s;
@@ -375,7 +498,11 @@ static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
     dl_rd r;
     unsigned type = 0;
     dl_rd_init(&r, p, n);
-    if (dl_wire_type(&r, &type) || type != DL_M_HELLO) {
+    if (dl_wire_type(&r, &type) == 0 && type == DL_M_CHELLO && w->remote) {
+      become_client(w);
+      return;
+    }
+    if (type != DL_M_HELLO) {
       worker_gone(w);
       return;
     }
@@ -680,6 +807,18 @@ static void begin_stop(dl_server *s) {
   s->stopping = 1;
   if (s->svc_started) s->svc.stop(s->svc.ud);
   s->svc_started = 0;
+  if (s->rclient) { /* pending messages go first */
+    dl_conn *c = s->rclient;
+    s->rclient = NULL;
+    c->data = NULL;
+    dl_conn_close(c);
+  }
+  if (s->sconn) {
+    dl_conn *c = s->sconn;
+    s->sconn = NULL;
+    c->data = NULL;
+    dl_conn_close(c);
+  }
   for (w = s->workers; w; w = w->next) {
     if (w->conn) {
       dl_put_shutdown(dl_conn_msg(w->conn));
@@ -705,6 +844,14 @@ static int drain_client(dl_server *s) {
     dl_buf_free(&msgs);
     return 0;
   }
+  if (s->remote_sched) { /* the scheduler is in another process */
+    if (s->sconn) {
+      dl_buf_put(dl_conn_msg(s->sconn), msgs.p, msgs.len);
+      dl_conn_flush(s->sconn);
+    }
+    dl_buf_free(&msgs);
+    return 1;
+  }
   uv_mutex_lock(&s->lock);
   rc = dl_sched_client_frame(s->sched, msgs.p, msgs.len, now_s());
   uv_mutex_unlock(&s->lock);
@@ -722,12 +869,19 @@ static void pickup_cb(uv_timer_t *t) {
 
 static void wake_cb(uv_async_t *h) {
   dl_server *s = h->data;
-  int stop, target;
+  int stop, target, shut;
   uv_mutex_lock(&s->lock);
   stop = s->stop_asked;
   target = s->target;
+  shut = s->shutdown_asked;
+  s->shutdown_asked = 0;
   uv_mutex_unlock(&s->lock);
   drain_client(s);
+  if (shut && s->sconn) { /* after the messages before it, in its frame */
+    dl_conn_flush(s->sconn);
+    dl_buf_u8(dl_conn_msg(s->sconn), DL_M_CSHUTDOWN);
+    dl_conn_flush(s->sconn);
+  }
   if (!s->stopping) uv_timer_start(&s->pickup, pickup_cb, 1, 1);
   if (stop) {
     begin_stop(s);
@@ -758,10 +912,23 @@ static void reap_remote(dl_server *s, int every) {
   }
 }
 
+/* Workers that joined over TCP and are still here. */
+static int live_remote(dl_server *s) {
+  int n = 0;
+  wproc *w;
+  for (w = s->workers; w; w = w->next)
+    if (w->remote && w->ready && !w->gone) n++;
+  return n;
+}
+
 static void tick_cb(uv_timer_t *t) {
   dl_server *s = t->data;
   int silent[16], n, i, target;
   wproc *w;
+  if (s->remote_sched) return;
+  if (s->rclient && !s->stopping &&
+      (now_s() - s->rinfo_at >= 0.5 || live_remote(s) != s->rinfo_nworkers))
+    send_cinfo(s);
   uv_mutex_lock(&s->lock);
   dl_sched_tick(s->sched, now_s());
   n = s->stopping ? 0 : dl_sched_silent(s->sched, now_s(), silent, 16);
@@ -1106,6 +1273,217 @@ dl_server *dl_server_start(const dl_server_opts *o, char *err, size_t errlen) {
   return s;
 }
 
+/* ------------------------------------------- the client of a remote one */
+
+/* The link to the remote scheduler ended: the loop stops, and waits and
+   sends fail with s->lost. */
+static void on_sched_close(dl_conn *c) {
+  dl_server *s = c->data;
+  if (s == NULL) return;
+  s->sconn = NULL;
+  uv_mutex_lock(&s->lock);
+  if (!s->lost[0])
+    snprintf(s->lost, sizeof s->lost, "lost the connection to the scheduler "
+             "at %s (it stopped, or the network failed)", s->listen_addr);
+  if (!s->rjoined && !s->start_failed) {
+    s->start_failed = 1;
+    snprintf(s->starterr, sizeof s->starterr, "the scheduler at %s closed "
+             "the connection before it served this client", s->listen_addr);
+  }
+  uv_cond_broadcast(&s->cond);
+  uv_mutex_unlock(&s->lock);
+  begin_stop(s);
+}
+
+/* Take a CINFO (r is past its type byte); 0 or DL_EPROTO. */
+static int take_cinfo(dl_server *s, dl_rd *r) {
+  const char *dash;
+  size_t dlen;
+  int64_t counts[6];
+  uint64_t n, i;
+  dl_sched_winfo *ws;
+  if (dl_get_cinfo_head(r, &dash, &dlen, counts, &n) || n > 4096)
+    return DL_EPROTO;
+  ws = dl_realloc(NULL, (size_t)(n ? n : 1) * sizeof *ws);
+  if (ws == NULL) return DL_ENOMEM;
+  memset(ws, 0, (size_t)(n ? n : 1) * sizeof *ws);
+  for (i = 0; i < n; i++) {
+    dl_msg_cworker w;
+    if (dl_get_cworker(r, &w)) {
+      dl_free(ws);
+      return DL_EPROTO;
+    }
+    ws[i].id = (int)w.id;
+    ws[i].pid = (int64_t)w.pid;
+    ws[i].nthreads = (int)w.nthreads;
+    ws[i].memory_limit = (int64_t)w.memory_limit;
+    ws[i].managed = (int64_t)w.managed;
+    ws[i].spilled = (int64_t)w.spilled;
+    ws[i].rss = (int64_t)w.rss;
+    ws[i].executing = (int)w.executing;
+    ws[i].stored = (int)w.stored;
+    ws[i].status = (int)w.status;
+  }
+  uv_mutex_lock(&s->lock);
+  dl_free(s->rworkers);
+  s->rworkers = ws;
+  s->nrworkers = (int)n;
+  memcpy(s->rcounts, counts, sizeof counts);
+  snprintf(s->svc_addr, sizeof s->svc_addr, "%.*s", (int)dlen, dash);
+  if (!s->rjoined) {
+    s->rjoined = 1;
+    uv_cond_broadcast(&s->cond);
+  }
+  uv_mutex_unlock(&s->lock);
+  return 0;
+}
+
+/* A frame from the remote scheduler: its figures, a refusal, or messages
+   for the client (they go to the inbox as a local scheduler's do). */
+static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
+  dl_server *s = c->data;
+  dl_rd r;
+  unsigned type = 0;
+  if (s == NULL) return;
+  dl_rd_init(&r, p, n);
+  if (dl_wire_type(&r, &type) == 0 && type == DL_M_WELCOME) {
+    uint64_t id;
+    if (dl_get_welcome(&r, &id)) goto bad;
+    if (dl_rd_left(&r) == 0) return;
+    p = r.p;
+    n = dl_rd_left(&r);
+    dl_rd_init(&r, p, n);
+    type = 0;
+    dl_wire_type(&r, &type);
+  }
+  if (type == DL_M_CINFO) {
+    if (take_cinfo(s, &r)) goto bad;
+    return;
+  }
+  if (type == DL_M_CREFUSE) {
+    const char *why;
+    size_t wl;
+    if (dl_rd_str(&r, &why, &wl)) goto bad;
+    uv_mutex_lock(&s->lock);
+    s->start_failed = 1;
+    snprintf(s->starterr, sizeof s->starterr, "the scheduler at %s refused "
+             "this client: %.*s", s->listen_addr, (int)wl, why);
+    snprintf(s->lost, sizeof s->lost, "%.390s", s->starterr);
+    uv_cond_broadcast(&s->cond);
+    uv_mutex_unlock(&s->lock);
+    begin_stop(s);
+    return;
+  }
+  dl_buf_put(&s->cpending, p, n);
+  return;
+bad:
+  uv_mutex_lock(&s->lock);
+  snprintf(s->lost, sizeof s->lost, "malformed message from the scheduler "
+           "at %s; disconnected", s->listen_addr);
+  uv_mutex_unlock(&s->lock);
+  begin_stop(s);
+}
+
+dl_server *dl_server_connect(const char *address, const dl_token *token,
+                             const char *version, double timeout, char *err,
+                             size_t errlen) {
+  dl_server *s;
+  dl_tcp_opts o;
+  char host[256];
+  const char *what;
+  int port, fd = -1, rc, ok = 0;
+  double deadline;
+  if (timeout <= 0) timeout = DL_TCP_CONNECT_MS / 1000.0;
+  if (dl_tcp_parse(address, host, sizeof host, &port, err, errlen)) return NULL;
+  if ((rc = dl_server_preinit()) != 0) {
+    snprintf(err, errlen, "cannot create the client's event loop: %s",
+             uv_strerror(rc));
+    return NULL;
+  }
+  memset(&o, 0, sizeof o);
+  o.token = token;
+  o.version = version;
+  if (dl_tcp_dial_sync(host, port, &o, (unsigned)(timeout * 1000), &fd, err,
+                       errlen))
+    return NULL;
+  s = dl_realloc(NULL, sizeof *s);
+  if (s == NULL) {
+    close(fd);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  memset(s, 0, sizeof *s);
+  s->remote_sched = 1;
+  snprintf(s->listen_addr, sizeof s->listen_addr,
+           strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", host, port);
+  snprintf(s->dlua_version, sizeof s->dlua_version, "%s", version);
+  snprintf(s->lua_version, sizeof s->lua_version, "unknown");
+  rc = init_loop(s, &what);
+  if (rc == 0) {
+    what = "cannot open the connection";
+    s->sconn = dl_conn_new(&s->loop, &s->fl, on_sched_frame, on_sched_close,
+                           s);
+    rc = s->sconn == NULL ? DL_ENOMEM : dl_conn_open_fd(s->sconn, fd);
+    if (rc == 0) {
+      fd = -1;
+      dl_buf_u8(dl_conn_msg(s->sconn), DL_M_CHELLO);
+      what = "cannot start the client's thread";
+      rc = uv_thread_create(&s->thread, thread_main, s);
+    }
+  }
+  if (rc) {
+    snprintf(err, errlen, "%s: %s", what, rc == DL_ENOMEM ? "out of memory"
+                                                          : uv_strerror(rc));
+    if (fd >= 0) close(fd);
+    close_loop(s);
+    dl_free(s);
+    return NULL;
+  }
+  pthread_mutex_lock(&live_lock);
+  s->next_live = live;
+  live = s;
+  pthread_mutex_unlock(&live_lock);
+  deadline = now_s() + timeout;
+  uv_mutex_lock(&s->lock);
+  while (!s->rjoined && !s->start_failed && !s->dead) {
+    double left = deadline - now_s();
+    if (left <= 0) break;
+    uv_cond_timedwait(&s->cond, &s->lock, (uint64_t)(left * 1e9));
+  }
+  if (s->start_failed) snprintf(err, errlen, "%s", s->starterr);
+  else if (s->rjoined) ok = 1;
+  else snprintf(err, errlen, "the scheduler at %s did not answer within "
+                "%g s", s->listen_addr, timeout);
+  uv_mutex_unlock(&s->lock);
+  if (!ok) {
+    dl_server_stop(s);
+    return NULL;
+  }
+  return s;
+}
+
+int dl_server_shutdown(dl_server *s) {
+  int dead;
+  if (!s->remote_sched) return DL_EINVAL;
+  uv_mutex_lock(&s->lock);
+  s->shutdown_asked = 1;
+  dead = s->dead;
+  uv_mutex_unlock(&s->lock);
+  if (dead) return DL_EPROTO;
+  uv_async_send(&s->wake);
+  return 0;
+}
+
+int dl_server_ended(dl_server *s) { return atomic_load(&s->ended); }
+
+const char *dl_server_lost(dl_server *s) {
+  const char *r;
+  uv_mutex_lock(&s->lock);
+  r = s->lost[0] ? s->lost : NULL;
+  uv_mutex_unlock(&s->lock);
+  return r;
+}
+
 /* Ask the loop of s to stop (once). */
 static void ask_stop(dl_server *s) {
   int dead;
@@ -1129,9 +1507,10 @@ void dl_server_stop(dl_server *s) {
   ask_stop(s);
   uv_thread_join(&s->thread);
   uv_loop_close(&s->loop);
-  remove_dir(s->dir);
-  dl_sched_free(s->sched);
+  if (s->dir[0]) remove_dir(s->dir);
+  if (s->sched) dl_sched_free(s->sched);
   if (s->svc.free) s->svc.free(s->svc.ud);
+  dl_free(s->rworkers);
   uv_mutex_destroy(&s->lock);
   uv_cond_destroy(&s->cond);
   dl_buf_free(&s->outbox);
@@ -1160,7 +1539,7 @@ int dl_server_stop_all(void) {
     while (!s->dead && now_s() < deadline)
       uv_cond_timedwait(&s->cond, &s->lock, 20 * 1000 * 1000);
     uv_mutex_unlock(&s->lock);
-    remove_dir(s->dir);
+    if (s->dir[0]) remove_dir(s->dir);
   }
   pthread_mutex_unlock(&live_lock);
   return n;
@@ -1263,7 +1642,7 @@ int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
 }
 
 int dl_server_scale(dl_server *s, int n) {
-  if (n < 0) return DL_EINVAL;
+  if (n < 0 || s->remote_sched) return DL_EINVAL;
   uv_mutex_lock(&s->lock);
   s->target = n;
   uv_mutex_unlock(&s->lock);
@@ -1274,6 +1653,12 @@ int dl_server_scale(dl_server *s, int n) {
 int dl_server_workers(dl_server *s, dl_sched_winfo *out, int max) {
   int n;
   uv_mutex_lock(&s->lock);
+  if (s->sched == NULL) {
+    n = s->nrworkers;
+    memcpy(out, s->rworkers, (size_t)(n < max ? n : max) * sizeof *out);
+    uv_mutex_unlock(&s->lock);
+    return n;
+  }
   n = dl_sched_workers(s->sched, out, max);
   uv_mutex_unlock(&s->lock);
   return n;
@@ -1281,12 +1666,18 @@ int dl_server_workers(dl_server *s, dl_sched_winfo *out, int max) {
 
 void dl_server_counts(dl_server *s, int64_t out[6]) {
   uv_mutex_lock(&s->lock);
+  if (s->sched == NULL) {
+    memcpy(out, s->rcounts, sizeof s->rcounts);
+    uv_mutex_unlock(&s->lock);
+    return;
+  }
   dl_sched_counts(s->sched, out);
   uv_mutex_unlock(&s->lock);
 }
 
 int dl_server_groups(dl_server *s, dl_sched_group *out, int max) {
   int n;
+  if (s->sched == NULL) return 0; /* a remote cluster's */
   uv_mutex_lock(&s->lock);
   n = dl_sched_groups(s->sched, out, max);
   uv_mutex_unlock(&s->lock);
@@ -1301,6 +1692,7 @@ void dl_server_coord_walk(dl_server *s, dl_coord_walk_fn fn, void *ud) {
 
 int dl_server_departed(dl_server *s, dl_sched_winfo *out, int max) {
   int n;
+  if (s->sched == NULL) return 0; /* a remote cluster's */
   uv_mutex_lock(&s->lock);
   n = dl_sched_departed(s->sched, out, max);
   uv_mutex_unlock(&s->lock);
@@ -1310,6 +1702,7 @@ int dl_server_departed(dl_server *s, dl_sched_winfo *out, int max) {
 int dl_server_events(dl_server *s, uint64_t since, dl_sched_event *out,
                      int max, uint64_t *next) {
   int n;
+  if (s->sched == NULL) return 0;
   uv_mutex_lock(&s->lock);
   n = dl_sched_events(s->sched, since, out, max, next);
   uv_mutex_unlock(&s->lock);
@@ -1320,6 +1713,7 @@ int64_t dl_server_each_task(dl_server *s,
                             void (*fn)(void *ud, const dl_sched_tinfo *t),
                             void *ud) {
   int64_t n;
+  if (s->sched == NULL) return 0;
   uv_mutex_lock(&s->lock);
   n = dl_sched_each_task(s->sched, fn, ud);
   uv_mutex_unlock(&s->lock);
@@ -1328,6 +1722,7 @@ int64_t dl_server_each_task(dl_server *s,
 
 int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max) {
   int n;
+  if (s->sched == NULL) return 0; /* a remote cluster's */
   uv_mutex_lock(&s->lock);
   n = dl_sched_history(s->sched, wid, out, max);
   uv_mutex_unlock(&s->lock);

@@ -91,6 +91,35 @@ int dl_server_preinit(void);
 */
 int dl_server_stop_all(void);
 
+/*
+** The client's side of a scheduler in another process (`dlua scheduler`):
+** dial address ("tcp://host:port"), authenticate with token (borrowed for
+** the call) presenting version, and join as its client, all within timeout
+** seconds (0: 10 s).  The result is used as a local cluster's is:
+** dl_server_send / dl_server_recv carry the client's messages over the
+** link; workers and counts are the scheduler's latest figures (sent twice
+** a second); groups, events, history and scale are not available (0 /
+** DL_EINVAL).  When the link ends, waits and sends fail (DL_EPROTO) and
+** dl_server_lost says why.  NULL with one line in err on failure (a wrong
+** token, an unreachable address, a scheduler that serves another client).
+*/
+dl_server *dl_server_connect(const char *address, const dl_token *token,
+                             const char *version, double timeout, char *err,
+                             size_t errlen);
+
+/* Ask the remote scheduler of s (dl_server_connect) to stop with all its
+   workers; the messages sent before go first.  0, DL_EINVAL for a local
+   cluster, or DL_EPROTO when the link is gone. */
+int dl_server_shutdown(dl_server *s);
+
+/* Non-zero once the cluster's thread has ended (stopped, or its remote
+   scheduler gone).  Thread-safe. */
+int dl_server_ended(dl_server *s);
+
+/* Why the link to a remote scheduler ended, or NULL while it is up (and
+   for a local cluster); valid until dl_server_stop. */
+const char *dl_server_lost(dl_server *s);
+
 /* Stop everything: every worker process is ended and reaped, the thread
 ** joined, the private directory removed.  s may be NULL. */
 void dl_server_stop(dl_server *s);

@@ -10,21 +10,37 @@
 ** SIGINT/SIGTERM on, and exits when they all have.  A worker exits when
 ** its scheduler goes.
 */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
 
 #include "dl_netcmd.h"
 #include "dlua.h"
 
 static const char worker_usage[] =
-    "usage: dlua worker tcp://HOST:PORT [--nworkers N] [--memory-limit SIZE]\n"
+    "usage: dlua worker tcp://HOST:PORT | --scheduler-file FILE\n"
+    "                   [--nworkers N] [--memory-limit SIZE]\n"
     "                   [--token-file FILE] [--listen-address IP]\n"
+    "                   [--reconnect-timeout SECONDS]\n"
+    "With --scheduler-file, waits up to 60 s for the file to appear.\n"
+    "With --reconnect-timeout, a worker whose scheduler goes is started\n"
+    "again (backoff 0.1 s to 2 s) until it joins or that long has passed;\n"
+    "without, workers exit with their scheduler.\n"
     "The token comes from --token-file (mode 0600) or DLUA_TOKEN.\n";
 
 /* "4GB", "512MiB", "1e9", "2000000": bytes, or -1 when malformed. */
@@ -49,8 +65,30 @@ static long long parse_size(const char *s) {
   return -1;
 }
 
+static int address_from_file(const char *path, double timeout, char *out,
+                             size_t n);
+
 static volatile sig_atomic_t got_sig;
 static void on_sig(int sig) { got_sig = sig; }
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Fork one worker process; its pid, or -1. */
+static pid_t start_worker(int wargc, char **wargv) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* they go with this command */
+    _exit(dlua_worker_main(wargc, wargv));
+  }
+  if (pid < 0) perror("dlua worker: fork");
+  return pid;
+}
 
 static int bad(const char *fmt, const char *arg) {
   fprintf(stderr, "dlua worker: ");
@@ -60,13 +98,17 @@ static int bad(const char *fmt, const char *arg) {
 }
 
 static int worker_cmd(int argc, char **argv) {
-  const char *addr = NULL, *token_file = NULL, *listen = NULL;
+  const char *addr = NULL, *token_file = NULL, *listen = NULL, *sfile = NULL;
+  char abuf[300];
   long long mem = 0;
   long n = 1;
+  double reconnect = 0;
   char membuf[32];
   char *wargv[12];
   int i, wargc = 0, left, status = 0;
   pid_t *kids;
+  double *lost, *delay; /* per slot: when its worker lost the scheduler */
+  int stopping = 0;
   struct sigaction sa;
   for (i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -95,13 +137,56 @@ static int worker_cmd(int argc, char **argv) {
       token_file = v;
     } else if (strcmp(a, "--listen-address") == 0) {
       listen = v;
+    } else if (strcmp(a, "--scheduler-file") == 0) {
+      sfile = v;
+    } else if (strcmp(a, "--reconnect-timeout") == 0) {
+      char *end;
+      reconnect = strtod(v, &end);
+      if (*end || !(reconnect > 0 && reconnect <= 86400))
+        return bad("--reconnect-timeout must be seconds in (0, 86400], got "
+                   "'%s'", v);
     } else {
       return bad("unknown option '%s'", a);
     }
   }
+  if (sfile && addr) return bad("%s", "give an address or --scheduler-file, "
+                                "not both");
+  if (sfile) {
+    /* Read it, then start afresh with the address: the Lua state that
+       read the file leaves process-wide state a worker must not inherit. */
+    char **nargv = calloc((size_t)argc + 1, sizeof *nargv);
+    int k, j = 0;
+    if (nargv == NULL || address_from_file(sfile, 60, abuf, sizeof abuf))
+      return 1;
+    for (k = 0; k < argc; k++) {
+      if (strcmp(argv[k], "--scheduler-file") == 0) {
+        nargv[j++] = abuf;
+        k++;
+      } else {
+        nargv[j++] = argv[k];
+      }
+    }
+    nargv[j] = NULL;
+    {
+      char self[4096];
+      ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+      if (sl > 0) {
+        self[sl] = '\0';
+        execv(self, nargv); /* its real name: ps and pgrep show "dlua" */
+      }
+    }
+    execv("/proc/self/exe", nargv);
+    perror("dlua worker: exec");
+    return 1;
+  }
   if (addr == NULL) return bad("%s", "no scheduler address");
   if (strncmp(addr, "tcp://", 6) != 0)
     return bad("the address must be tcp://HOST:PORT, got '%s'", addr);
+  if (mem == 0) { /* as Dask: the host's memory, shared by the workers */
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0) mem = (long long)pages * psize / n;
+    if (mem < 16 * 1024 * 1024) mem = 0;
+  }
   wargv[wargc++] = argv[0];
   wargv[wargc++] = "--dlua-worker";
   wargv[wargc++] = "--connect";
@@ -120,7 +205,7 @@ static int worker_cmd(int argc, char **argv) {
     wargv[wargc++] = (char *)listen;
   }
   wargv[wargc] = NULL;
-  if (n == 1) return dlua_worker_main(wargc, wargv);
+  if (n == 1 && reconnect == 0) return dlua_worker_main(wargc, wargv);
   kids = calloc((size_t)n, sizeof *kids);
   if (kids == NULL) return 1;
   memset(&sa, 0, sizeof sa);
@@ -128,42 +213,297 @@ static int worker_cmd(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  lost = calloc((size_t)n, sizeof *lost);
+  delay = calloc((size_t)n, sizeof *delay);
+  if (lost == NULL || delay == NULL) {
+    free(kids);
+    free(lost);
+    free(delay);
+    return 1;
+  }
   for (i = 0; i < n; i++) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      signal(SIGINT, SIG_DFL);
-      signal(SIGTERM, SIG_DFL);
-      prctl(PR_SET_PDEATHSIG, SIGTERM); /* they go with this command */
-      _exit(dlua_worker_main(wargc, wargv));
-    }
-    if (pid < 0) {
-      perror("dlua worker: fork");
-      break;
-    }
-    kids[i] = pid;
+    if ((kids[i] = start_worker(wargc, wargv)) < 0) break;
   }
   for (left = i; left > 0;) {
-    int st;
-    pid_t p = waitpid(-1, &st, 0);
-    if (p < 0) {
+    int st, k, code;
+    pid_t p;
+    if (got_sig) { /* passed on; no worker is started again */
+      for (k = 0; k < n; k++)
+        if (kids[k] > 0) kill(kids[k], SIGTERM);
+      stopping = 1;
+      got_sig = 0;
+    }
+    if ((p = waitpid(-1, &st, 0)) < 0) {
       if (errno != EINTR) break;
-      if (got_sig) {
-        int k;
-        for (k = 0; k < n; k++)
-          if (kids[k] > 0) kill(kids[k], SIGTERM);
-        got_sig = 0;
-      }
       continue;
     }
+    for (k = 0; k < n && kids[k] != p; k++) {}
+    if (k == n) continue;
+    code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    /* Status 3: it lost its scheduler; 1: it could not join. */
+    if (reconnect > 0 && !stopping && (code == 3 || code == 1)) {
+      double t = mono_s();
+      if (code == 3 || lost[k] == 0) {
+        if (code == 3)
+          fprintf(stderr, "dlua worker: lost the scheduler at %s; trying to "
+                  "join again for %g s\n", addr, reconnect);
+        lost[k] = t;
+        delay[k] = 0.1;
+      }
+      if (t - lost[k] < reconnect) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)delay[k];
+        ts.tv_nsec = (long)((delay[k] - (double)ts.tv_sec) * 1e9);
+        nanosleep(&ts, NULL); /* a signal ends it early */
+        delay[k] = delay[k] * 2 > 2 ? 2 : delay[k] * 2;
+        if (!got_sig && (kids[k] = start_worker(wargc, wargv)) > 0) continue;
+        stopping = 1;
+      } else {
+        fprintf(stderr, "dlua worker: the scheduler at %s did not come back "
+                "within %g s; exiting\n", addr, reconnect);
+      }
+    }
+    kids[k] = 0;
     left--;
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) status = 1;
+    if (code != 0) status = 1;
   }
+  free(lost);
+  free(delay);
   free(kids);
   return status;
+}
+
+/* ------------------------------------------------------------ scheduler */
+
+static const char sched_usage[] =
+    "usage: dlua scheduler [--host IP] [--port P] [--listen tcp://IP:PORT]\n"
+    "                      [--dashboard-address [IP]:PORT | none]\n"
+    "                      [--scheduler-file FILE] [--token-file FILE]\n"
+    "Runs a scheduler that workers (dlua worker ADDRESS) and clients\n"
+    "(dlua.Client(\"tcp://host:port\")) join over TCP, until SIGINT, SIGTERM\n"
+    "or client:shutdown().  Defaults: 0.0.0.0:8786, dashboard :8787.\n"
+    "The token comes from --token-file (mode 0600; made if missing) or\n"
+    "DLUA_TOKEN.\n";
+
+/* The scheduler process, in Lua: start a listening cluster with no local
+   workers, write the scheduler file, wait for a signal or a shutdown, and
+   remove the file again. */
+static const char sched_chunk[] =
+    "local o = ...\n"
+    "local dlua = require 'dlua'\n"
+    "local cl = require 'dlua.cluster'\n"
+    "local function fail(msg)\n"
+    "  msg = tostring(msg):gsub('^.-LocalCluster: ', '')\n"
+    "  io.stderr:write('dlua scheduler: ', msg, '\\n')\n"
+    "  return 1\n"
+    "end\n"
+    "if o.file then\n"
+    "  local t = cl.read_scheduler_file(o.file)\n"
+    "  local st = t and t.pid > 0 and io.open('/proc/' .. t.pid .. '/stat')\n"
+    "  local alive = st and not st:read('a'):match('^%d+ %b() [ZX]')\n"
+    "  if st then st:close() end\n"
+    "  if alive then\n"
+    "    return fail(('the scheduler file %s names a running scheduler '\n"
+    "      .. '(pid %d at %s): stop it or use another file')\n"
+    "      :format(o.file, t.pid, t.address))\n"
+    "  end\n"
+    "end\n"
+    "local ok, c = pcall(dlua.LocalCluster, {listen = o.listen, n_workers = 0,\n"
+    "  token_file = o.token_file, dashboard_address = o.dashboard or false})\n"
+    "if not ok then return fail(c) end\n"
+    "local function public(a)\n"
+    "  return (a:gsub('^(%a*:?/*)0%.0%.0%.0:', '%1' .. o.contact .. ':')\n"
+    "           :gsub('^(%a*:?/*)%[::%]:', '%1' .. o.contact .. ':'))\n"
+    "end\n"
+    "local addr = public(c.address)\n"
+    "local dash = c.dashboard_link and public(c.dashboard_link) or ''\n"
+    "local id = ('Scheduler-%08x%08x'):format(math.random(0, 0xffffffff),\n"
+    "                                         math.random(0, 0xffffffff))\n"
+    "if o.file then\n"
+    "  local w, err = cl.write_scheduler_file(o.file, {address = addr,\n"
+    "    dashboard = dash, id = id, pid = cl.pid()})\n"
+    "  if not w then c:close() return fail(err) end\n"
+    "end\n"
+    "io.stderr:write('dlua scheduler: listening at ', addr, '\\n')\n"
+    "if dash ~= '' then\n"
+    "  io.stderr:write('dlua scheduler: dashboard at ', dash, '\\n')\n"
+    "end\n"
+    "io.stderr:flush()\n"
+    "local h = c.handle\n"
+    "while not h:ended() do\n"
+    "  if cl.idle(cl.wake_seq(), 0.5) == nil then break end\n"
+    "end\n"
+    "io.stderr:write('dlua scheduler: stopping\\n')\n"
+    "if o.file then\n"
+    "  local t = cl.read_scheduler_file(o.file)\n"
+    "  if t and t.id == id then os.remove(o.file) end\n"
+    "end\n"
+    "c:close()\n"
+    "return 0\n";
+
+static void on_sched_sig(int sig) {
+  (void)sig;
+  dlua_interrupt(1);
+}
+
+/* The first address of an interface that is up and not the loopback, for
+   a scheduler that listens on all of them; "127.0.0.1" if there is none. */
+static void contact_host(char *out, size_t n, int v6) {
+  struct ifaddrs *ifs, *i;
+  snprintf(out, n, v6 ? "[::1]" : "127.0.0.1");
+  if (getifaddrs(&ifs)) return;
+  for (i = ifs; i; i = i->ifa_next) {
+    char a[INET6_ADDRSTRLEN];
+    if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) ||
+        (i->ifa_flags & IFF_LOOPBACK))
+      continue;
+    if (!v6 && i->ifa_addr->sa_family == AF_INET &&
+        inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, a,
+                  sizeof a)) {
+      snprintf(out, n, "%s", a);
+      break;
+    }
+  }
+  freeifaddrs(ifs);
+}
+
+/* Make a new token file at path (mode 0600, 32 random bytes as hex) if
+   there is none; 0, or -1 with a message on stderr. */
+static int make_token_file(const char *path) {
+  unsigned char r[32];
+  char hex[66];
+  int fd, i;
+  if (access(path, F_OK) == 0) return 0;
+  if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+    perror("dlua scheduler: getrandom");
+    return -1;
+  }
+  for (i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", r[i]);
+  hex[64] = '\n';
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, hex, 65) != 65 || close(fd) != 0) {
+    fprintf(stderr, "dlua scheduler: cannot create the token file %s: %s\n",
+            path, strerror(errno));
+    if (fd >= 0) unlink(path);
+    return -1;
+  }
+  fprintf(stderr, "dlua scheduler: created the token file %s (mode 0600); "
+          "give a copy to the workers and clients\n", path);
+  return 0;
+}
+
+static int sbad(const char *fmt, const char *arg) {
+  fprintf(stderr, "dlua scheduler: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n%s", sched_usage);
+  return 2;
+}
+
+static int scheduler_cmd(int argc, char **argv) {
+  const char *host = "0.0.0.0", *port = "8786", *listen = NULL;
+  const char *dash = "0.0.0.0:8787", *file = NULL, *token_file = NULL;
+  char lbuf[300], dbuf[300], contact[64];
+  struct sigaction sa;
+  lua_State *L;
+  int i, rc;
+  for (i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(sched_usage, stdout);
+      return 0;
+    }
+    if (a[0] != '-') return sbad("unexpected argument '%s'", a);
+    if (v == NULL) return sbad("%s needs a value", a);
+    i++;
+    if (strcmp(a, "--host") == 0) host = v;
+    else if (strcmp(a, "--port") == 0) port = v;
+    else if (strcmp(a, "--listen") == 0) listen = v;
+    else if (strcmp(a, "--dashboard-address") == 0) dash = v;
+    else if (strcmp(a, "--scheduler-file") == 0) file = v;
+    else if (strcmp(a, "--token-file") == 0) token_file = v;
+    else return sbad("unknown option '%s'", a);
+  }
+  if (listen == NULL) {
+    snprintf(lbuf, sizeof lbuf, strchr(host, ':') ? "tcp://[%s]:%s"
+                                                  : "tcp://%s:%s", host, port);
+    listen = lbuf;
+  }
+  if (strcmp(dash, "none") == 0 || dash[0] == '\0') {
+    dash = NULL;
+  } else if (dash[0] == ':') {
+    snprintf(dbuf, sizeof dbuf, "0.0.0.0%s", dash);
+    dash = dbuf;
+  }
+  if (token_file && make_token_file(token_file)) return 1;
+  contact_host(contact, sizeof contact, 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sched_sig;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  if ((L = luaL_newstate()) == NULL) return 1;
+  dlua_openlibs(L);
+  if (luaL_loadbuffer(L, sched_chunk, sizeof sched_chunk - 1,
+                      "=dlua scheduler") != LUA_OK) {
+    fprintf(stderr, "dlua scheduler: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, listen);
+  lua_setfield(L, -2, "listen");
+  if (dash) lua_pushstring(L, dash), lua_setfield(L, -2, "dashboard");
+  if (file) lua_pushstring(L, file), lua_setfield(L, -2, "file");
+  if (token_file) lua_pushstring(L, token_file),
+                  lua_setfield(L, -2, "token_file");
+  lua_pushstring(L, contact);
+  lua_setfield(L, -2, "contact");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fprintf(stderr, "dlua scheduler: %s\n", lua_tostring(L, -1));
+    rc = 1;
+  } else {
+    rc = (int)lua_tointeger(L, -1);
+  }
+  lua_close(L);
+  return rc;
+}
+
+/* The address in the scheduler file at path, waiting up to timeout
+   seconds for the file to appear (the scheduler may start after us). */
+static int address_from_file(const char *path, double timeout, char *out,
+                             size_t n) {
+  lua_State *L = luaL_newstate();
+  int tries = (int)(timeout * 10), ok = 0;
+  if (L == NULL) return -1;
+  dlua_openlibs(L);
+  for (;;) {
+    lua_settop(L, 0);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "dlua.cluster");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) break;
+    lua_getfield(L, -1, "read_scheduler_file");
+    lua_pushstring(L, path);
+    lua_call(L, 1, 2);
+    if (lua_istable(L, -2)) {
+      lua_getfield(L, -2, "address");
+      snprintf(out, n, "%s", lua_tostring(L, -1));
+      ok = 1;
+      break;
+    }
+    if (access(path, F_OK) == 0 || tries-- <= 0) {
+      fprintf(stderr, "dlua worker: %s\n", lua_tostring(L, -1));
+      break;
+    }
+    usleep(100 * 1000);
+  }
+  lua_close(L);
+  return ok ? 0 : -1;
 }
 
 int dl_netcmd_main(int argc, char **argv) {
   if (argc < 2) return -1;
   if (strcmp(argv[1], "worker") == 0) return worker_cmd(argc, argv);
+  if (strcmp(argv[1], "scheduler") == 0) return scheduler_cmd(argc, argv);
   return -1;
 }

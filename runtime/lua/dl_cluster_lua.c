@@ -24,6 +24,7 @@
 #include "dl_map.h"
 #include "dl_wire.h"
 #include "dl_runtime.h"
+#include "dl_schedfile.h"
 #include "dl_server.h"
 #include "dl_worker.h"
 #include "dlua.h"
@@ -52,6 +53,7 @@ typedef struct handle {
   int polling;
   int link; /* the tasks' client on a worker: messages go over the
                worker's link to its scheduler (srv is NULL) */
+  int remote; /* srv is the link to a scheduler in another process */
 } handle;
 
 static handle *check_handle(lua_State *L, int idx) {
@@ -747,7 +749,8 @@ static int h_gather(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   n = luaL_len(L, 3);
   /* Big values come to the client as blocks to map. */
-  dl_put_gather(&h->out, !h->link, (uint64_t)reqid, (uint64_t)n);
+  dl_put_gather(&h->out, !h->link && !h->remote, (uint64_t)reqid,
+                (uint64_t)n);
   for (i = 1; i <= n; i++) {
     size_t klen;
     const char *k;
@@ -865,6 +868,12 @@ static const char *const kind_names[7] = {
 static int dispatch_in(lua_State *L, handle *h);
 static int link_poll(lua_State *L, handle *h);
 
+/* Why the cluster of h no longer answers. */
+static const char *stopped_why(handle *h) {
+  const char *lost = h->srv ? dl_server_lost(h->srv) : NULL;
+  return lost ? lost : "the cluster has stopped";
+}
+
 static int h_poll(lua_State *L) {
   handle *h = check_handle(L, 1);
   double timeout = luaL_optnumber(L, 2, -1);
@@ -874,7 +883,7 @@ static int h_poll(lua_State *L) {
   if (h->link) return link_poll(L, h);
   if (flush_now(h, 1)) {
     lua_pushnil(L);
-    lua_pushliteral(L, "the cluster has stopped");
+    lua_pushstring(L, stopped_why(h));
     return 2;
   }
   h->in.len = 0;
@@ -887,7 +896,7 @@ static int h_poll(lua_State *L) {
   }
   if (rc < 0) {
     lua_pushnil(L);
-    lua_pushliteral(L, "the cluster has stopped");
+    lua_pushstring(L, stopped_why(h));
     return 2;
   }
   return dispatch_in(L, h);
@@ -1339,6 +1348,123 @@ static int h_listen_address(lua_State *L) {
   return 1;
 }
 
+/* cluster.connect{address=, token_file=, timeout=} -> handle, or nil,
+   message: the client's link to a `dlua scheduler` in another process. */
+static int cl_connect(lua_State *L) {
+  dl_token token;
+  const char *addr, *tf;
+  double timeout;
+  char err[600];
+  handle *h;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "address");
+  addr = luaL_checkstring(L, -1);
+  lua_getfield(L, 1, "token_file");
+  tf = luaL_optstring(L, -1, NULL);
+  lua_getfield(L, 1, "timeout");
+  timeout = luaL_optnumber(L, -1, 0);
+  if (dl_token_load(&token, tf, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  h = lua_newuserdatauv(L, sizeof *h, 0);
+  memset(h, 0, sizeof *h);
+  dl_map_init(&h->fns_sent);
+  luaL_setmetatable(L, HANDLE_MT);
+  h->remote = 1;
+  h->srv = dl_server_connect(addr, &token, DLUA_VERSION_STRING, timeout, err,
+                             sizeof err);
+  memset(&token, 0, sizeof token);
+  if (h->srv == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
+/* h:shutdown() -> true, or nil, message: stop the remote scheduler and its
+   workers (the messages queued before go first). */
+static int h_shutdown(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  if (!h->remote) return luaL_error(L, "shutdown: not a remote cluster");
+  if (flush_now(h, 1) || dl_server_shutdown(h->srv)) {
+    lua_pushnil(L);
+    lua_pushstring(L, stopped_why(h));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* h:ended() -> true once the cluster's thread has stopped (a remote
+   scheduler gone, or a shutdown asked by a remote client) */
+static int h_ended(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  lua_pushboolean(L, h->srv == NULL || dl_server_ended(h->srv));
+  return 1;
+}
+
+/* cluster.read_scheduler_file(path) -> {address=, dashboard=, id=, pid=},
+   or nil, message */
+static int cl_read_schedfile(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  dl_schedfile f;
+  char err[600];
+  if (dl_schedfile_read(path, &f, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, f.address);
+  lua_setfield(L, -2, "address");
+  lua_pushstring(L, f.dashboard);
+  lua_setfield(L, -2, "dashboard");
+  lua_pushstring(L, f.id);
+  lua_setfield(L, -2, "id");
+  lua_pushinteger(L, (lua_Integer)f.pid);
+  lua_setfield(L, -2, "pid");
+  return 1;
+}
+
+/* cluster.write_scheduler_file(path, {address=, dashboard=, id=, pid=})
+   -> true, or nil, message (written atomically, mode 0600) */
+static int cl_write_schedfile(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  dl_schedfile f;
+  const char *v;
+  char err[600];
+  memset(&f, 0, sizeof f);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "address");
+  snprintf(f.address, sizeof f.address, "%s", luaL_checkstring(L, -1));
+  lua_getfield(L, 2, "dashboard");
+  v = luaL_optstring(L, -1, "");
+  snprintf(f.dashboard, sizeof f.dashboard, "%s", v);
+  lua_getfield(L, 2, "id");
+  snprintf(f.id, sizeof f.id, "%s", luaL_optstring(L, -1, ""));
+  lua_getfield(L, 2, "pid");
+  f.pid = (long long)luaL_optinteger(L, -1, 0);
+  if (dl_schedfile_write(path, &f, DLUA_VERSION_STRING, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* h:lost() -> why the link to a remote scheduler ended, or nil */
+static int h_lost(lua_State *L) {
+  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  const char *why = h->srv ? dl_server_lost(h->srv) : NULL;
+  if (why) lua_pushstring(L, why);
+  else lua_pushnil(L);
+  return 1;
+}
+
 /* h:dir() -> the cluster's private directory (its "address") */
 static int h_dir(lua_State *L) {
   handle *h = check_local(L, 1);
@@ -1461,11 +1587,17 @@ static const luaL_Reg handle_methods[] = {
   {"close", h_close},
   {"closed", h_closed},
   {"dashboard", h_dashboard},
+  {"shutdown", h_shutdown},
+  {"ended", h_ended},
+  {"lost", h_lost},
   {NULL, NULL}
 };
 
 static const luaL_Reg funcs[] = {
   {"start", cl_start},
+  {"connect", cl_connect},
+  {"read_scheduler_file", cl_read_schedfile},
+  {"write_scheduler_file", cl_write_schedfile},
   {"machine", cl_machine},
   {"in_worker", cl_in_worker},
   {"task_link", cl_task_link},

@@ -91,7 +91,12 @@ enum {
   DL_M_GATHER_REPLY = 82, /* one value of a GATHER */
   DL_M_FN_GONE = 85,  /* no task needs this bytecode: send it again with
                          the next task that does, and answer FN_FORGET */
-  DL_M_COORD_REPLY = 86 /* the answer to COORD */
+  DL_M_COORD_REPLY = 86, /* the answer to COORD */
+  /* a client in another process (`dlua.Client("tcp://...")`) */
+  DL_M_CHELLO = 90,   /* client -> scheduler: first message, "a client" */
+  DL_M_CINFO = 91,    /* scheduler -> client: the cluster (own frame) */
+  DL_M_CREFUSE = 92,  /* scheduler -> client: not served, and why */
+  DL_M_CSHUTDOWN = 93 /* client -> scheduler: stop (own frame) */
 };
 
 /* Error kinds carried by ERR / KEY_ERR and the error record. */
@@ -818,6 +823,53 @@ static inline int dl_get_key_done(dl_rd *r, dl_msg_key_done *m) {
 /* KEY_ERR: as ERR (dl_put_err_msg / dl_get_err_msg).
    GATHER_REPLY: as DATA, one key each (dl_put_data / dl_get_data).
    FN_GONE: h16 hash (dl_put_hash_msg / dl_get_hash_msg). */
+
+/* ------------------------------------------------------ remote client */
+
+/* CHELLO, CSHUTDOWN: no fields.  CREFUSE: str reason.
+   CINFO: str dashboard ("host:port" or ""), 6 uv task counts (see
+   dl_sched_counts), uv n, then n workers, each: uv id, uv pid, uv
+   nthreads, uv memory_limit, uv managed, uv spilled, uv rss, uv executing,
+   uv stored, uv status.  A remote client's scheduler sends it when the
+   client joins and then twice a second, alone in its frame, so the client
+   can take it without reading the other messages. */
+typedef struct dl_msg_cworker {
+  uint64_t id, pid, nthreads, memory_limit, managed, spilled, rss;
+  uint64_t executing, stored, status;
+} dl_msg_cworker;
+
+static inline void dl_put_cinfo_head(dl_buf *b, const char *dash,
+                                     const int64_t counts[6], uint64_t n) {
+  int i;
+  dl_buf_u8(b, DL_M_CINFO);
+  dl_buf_str(b, dash, strlen(dash));
+  for (i = 0; i < 6; i++) dl_buf_uv(b, (uint64_t)counts[i]);
+  dl_buf_uv(b, n);
+}
+static inline void dl_put_cworker(dl_buf *b, const dl_msg_cworker *w) {
+  const uint64_t *f = &w->id;
+  int i;
+  for (i = 0; i < 10; i++) dl_buf_uv(b, f[i]);
+}
+static inline int dl_get_cinfo_head(dl_rd *r, const char **dash,
+                                    size_t *dlen, int64_t counts[6],
+                                    uint64_t *n) {
+  int i;
+  uint64_t v;
+  if (dl_rd_str(r, dash, dlen)) return DL_EPROTO;
+  for (i = 0; i < 6; i++) {
+    if (dl_rd_uv(r, &v)) return DL_EPROTO;
+    counts[i] = (int64_t)v;
+  }
+  return dl_rd_uv(r, n);
+}
+static inline int dl_get_cworker(dl_rd *r, dl_msg_cworker *w) {
+  uint64_t *f = &w->id;
+  int i;
+  for (i = 0; i < 10; i++)
+    if (dl_rd_uv(r, &f[i])) return DL_EPROTO;
+  return 0;
+}
 
 /* ------------------------------------------------------ error record */
 

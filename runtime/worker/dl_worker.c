@@ -342,6 +342,8 @@ int dlua_worker_main(int argc, char **argv) {
   /* Nobody is left to end what our tasks started (processes in our group,
      the session we lead): end it with us. */
   if (lost_link && getpgrp() == getpid()) kill(0, SIGKILL);
-  /* A task may still be running on the executor: leave without waiting. */
-  _exit(0);
+  /* A task may still be running on the executor: leave without waiting.
+     A worker that joined over TCP and lost its scheduler (not told to
+     stop) says so with status 3, for `dlua worker --reconnect-timeout`. */
+  _exit(lost_link && W.remote ? 3 : 0);
 }
