@@ -7,6 +7,7 @@
 -- to tasks as arguments or upvalues (by name).
 local codec = require "dlua.codec"
 local future = require "dlua.future"
+local cluster_c = require "dlua.cluster"
 
 local error, getmetatable, setmetatable, tostring, type, next, pcall, ipairs,
   rawget =
@@ -70,10 +71,14 @@ end
 -- An answer whose request was given up (an interrupted wait): the futures
 -- it gave this client are released.
 local function orphan(c, status, bytes)
+  -- A handle made and released at once sends the one release the
+  -- scheduler counted for this answer (a handle per release, as ever).
   if status == FUTURE then
-    c.handle:release(bytes)
+    future.new(c, bytes):release()
   elseif status == FLIST then
-    each_item(bytes, function(b, fut) if fut then c.handle:release(b) end end)
+    each_item(bytes, function(b, fut)
+      if fut then future.new(c, b):release() end
+    end)
   end
 end
 
@@ -164,8 +169,9 @@ local function has_future(v, seen)
   if seen[v] then return false end
   seen[v] = true
   for k, x in next, v do
-    if type(k) == "table" and (future.is_future(k) or has_future(k, seen))
-       or type(x) == "table" and (future.is_future(x) or has_future(x, seen))
+    -- (futures are userdata: is_future first, then tables inside)
+    if future.is_future(k) or type(k) == "table" and has_future(k, seen)
+       or future.is_future(x) or type(x) == "table" and has_future(x, seen)
     then
       return true
     end
@@ -180,7 +186,7 @@ local function future_key(obj, f, what, level)
     error(fmt("%s: the future belongs to another client than '%s'", what,
               obj.name), level + 1)
   end
-  if rawget(f, "released") then
+  if cluster_c.freleased(f) then
     error(fmt("%s: the future was released", what), level + 1)
   end
   return f.key

@@ -113,8 +113,10 @@ static fut *check_fut(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, DL_FUTURE_MT);
 }
 
+static int flush_now(handle *h, int urgent);
+
 /* Give back u's live count: the last of its key queues a RELEASE, sent
-   with the next batch. */
+   with the next batch (at once by a task's client). */
 static void fut_unref(fut *u) {
   dl_cfut *f = u->f;
   if (u->released || f == NULL) return;
@@ -122,6 +124,8 @@ static void fut_unref(fut *u) {
   if (f->c) {
     handle *h = handle_of(f->c);
     dl_client_unref(f, h->srv || h->link ? &h->out : NULL);
+    /* A task's client may never poll again: its worker's link batches. */
+    if (h->link) flush_now(h, 0);
   } else {
     dl_client_unref(f, NULL);
   }
