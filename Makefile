@@ -12,7 +12,7 @@ CC ?= cc
 PREFIX ?= /usr/local
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4)
 UV_CFLAGS := $(shell pkg-config --cflags libuv)
-PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv libcrypto)
+PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv libcrypto zlib)
 EDIT_CFLAGS := $(shell pkg-config --cflags libedit)
 EDIT_LIBS := $(shell pkg-config --libs libedit)
 LUA ?= lua5.4
@@ -138,7 +138,7 @@ $(B)/tests/kernel/test_kernel: tests/c/kernel/test_kernel.c tests/c/tap.h $(B)/l
 DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
   'includedir=$${prefix}/include' '' 'Name: dlua' \
   'Description: Dask for Lua: task graphs on a process cluster' \
-  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv libcrypto' \
+  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv libcrypto zlib' \
   'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lcsv -lpthread -lm' \
   'Cflags: -I$${includedir}'
 

@@ -243,15 +243,15 @@ local function check_count(v, what, who, level, min)
   return v
 end
 
-local function parse_size(v, who, level)
+local function parse_size(v, who, level, what)
   if mtype(v) == "integer" and v > 0 then return v end
   local ok, dl = pcall(require, "dlua")
   local r
   if ok and dl.parse_bytes then ok, r = pcall(dl.parse_bytes, v) end
-  if not ok or not r then
-    error(sformat("dlua.bag: %s: blocksize must be a positive number of "
-      .. "bytes or a size like \"16MiB\", got %s", who, tostring(v)),
-      level + 1)
+  if not ok or mtype(r) ~= "integer" or r <= 0 then
+    error(sformat("dlua.bag: %s: %s must be a positive number of "
+      .. "bytes or a size like \"16MiB\", got %s", who, what or "blocksize",
+      tostring(v)), level + 1)
   end
   return r
 end
@@ -384,12 +384,17 @@ local function file_size(path, who, level)
   return size
 end
 
+-- The longest line read_text accepts unless told (its max_line option).
+M.MAX_LINE = 256 * 1024 * 1024
+
 --[[ bag.read_text(glob_or_list [, {blocksize=, compression=,
-  include_path=}]) -> Bag of lines (each with its "\n", as in Dask).  The
-  client only looks at file sizes; the workers read the blocks. ]]
+  include_path=, max_line=}]) -> Bag of lines (each with its "\n", as in
+  Dask).  The client only looks at file sizes; the workers read the
+  blocks.  A line longer than max_line bytes (default 256 MiB) is an error
+  naming the file, found without reading the line into memory. ]]
 function M.read_text(spec, o)
   o = check_opts(o, {blocksize = "number string", compression = "string",
-    include_path = "boolean"}, "read_text", 2)
+    include_path = "boolean", max_line = "number string"}, "read_text", 2)
   local paths = expand_paths(spec, "read_text", 2)
   local comp = o.compression
   if comp == "infer" then comp = nil end
@@ -398,17 +403,20 @@ function M.read_text(spec, o)
       .. sformat("%q", comp), 2)
   end
   local bs = o.blocksize and parse_size(o.blocksize, "read_text", 2)
+  local max_line = o.max_line and parse_size(o.max_line, "read_text", 2,
+    "max_line") or M.MAX_LINE
   local blocks = {}
   for _, p in ipairs(paths) do
     local size = file_size(p, "read_text", 2)
     local gz = comp == "gzip" or (o.compression == nil
       and sfind(p, "%.gz$") ~= nil)
     if gz or not bs or size <= bs then
-      blocks[#blocks + 1] = {p, 0, size, gz, o.include_path or false}
+      blocks[#blocks + 1] = {p, 0, size, gz, o.include_path or false,
+        max_line}
     else
       for s = 0, size - 1, bs do
         blocks[#blocks + 1] = {p, s, s + bs < size and s + bs or size, false,
-          o.include_path or false}
+          o.include_path or false, max_line}
       end
     end
   end
@@ -815,71 +823,35 @@ function M._block_text(f, start, stop)
   return data
 end
 
--- Read lines of block {path, start, stop, gz, include_path} into push.
+-- A reader of block {path, start, stop, gz, include_path, max_line}
+-- (dlua.bagio's, over runtime/collections/dl_textread.c).
+local function open_block(blk)
+  bagio = bagio or require "dlua.bagio"
+  local r, err = bagio.open_text(blk[1], blk[2], blk[3], blk[4],
+    blk[6] or M.MAX_LINE)
+  if not r then error(err, 0) end
+  return r
+end
+
+-- Read the lines of a block into push: C reads (and inflates) the file
+-- and splits the lines, a piece of about 1 MiB at a time.
 local function read_block(blk, push, st)
-  local path, start, stop, gz, inc = blk[1], blk[2], blk[3], blk[4], blk[5]
-  local f, err = io_open(path, "rb")
-  if not f then error(err, 0) end
+  local path = blk[1]
+  local r <close> = open_block(blk)
   local emit = push
-  if inc then emit = function (line) return push({line, path}) end end
-  if gz then
-    local zlib = require "zlib"
-    local stream = zlib.inflate()
-    local carry, offset, ended = "", 0, false
-    while true do
-      local chunk = f:read(1 << 20)
-      if not chunk then break end
-      local pos = 1
-      while pos <= #chunk do
-        if ended then -- another gzip member follows
-          stream, ended = zlib.inflate(), false
-        end
-        local ok, out, eof, bin = pcall(stream, pos == 1 and chunk
-          or ssub(chunk, pos))
-        if not ok then
-          f:close()
-          error(sformat("%s: corrupt gzip stream near compressed byte %d: %s",
-            path, offset + pos - 1, sgsub(tostring(out), " at lua_zlib.*$",
-            "")), 0)
-        end
-        if #out > 0 then
-          local text = carry .. out
-          local i = 1
-          while true do
-            local e = sfind(text, "\n", i, true)
-            if not e then break end
-            st.idx = st.idx + 1
-            emit(ssub(text, i, e))
-            i = e + 1
-          end
-          carry = ssub(text, i)
-        end
-        if eof then
-          ended = true
-          pos = pos + bin
-        else
-          pos = #chunk + 1
-        end
-      end
-      offset = offset + #chunk
-    end
-    f:close()
-    if not ended and offset > 0 then
-      error(sformat("%s: truncated gzip stream (%d compressed bytes)", path,
-        offset), 0)
-    end
-    if #carry > 0 then st.idx = st.idx + 1; emit(carry) end
-    return
-  end
-  local data = M._block_text(f, start, stop)
-  local i, len = 1, #data
+  if blk[5] then emit = function (line) return push({line, path}) end end
   local idx = st.idx
-  while i <= len do
-    local e = sfind(data, "\n", i, true) or len
-    idx = idx + 1
-    st.idx = idx
-    emit(ssub(data, i, e))
-    i = e + 1
+  while true do
+    local lines, err = r:lines()
+    if not lines then
+      if err then st.idx = 0; error(err, 0) end
+      return
+    end
+    for j = 1, #lines do
+      idx = idx + 1
+      st.idx = idx
+      emit(lines[j])
+    end
   end
 end
 
@@ -934,15 +906,21 @@ end
 function M._pipe(spec, i, srcarg, ...)
   local ops, sink = spec.ops, spec.sink
   if spec.src == "text" and #ops == 1 and ops[1].flat and sink.kind ==
-     "reduce" and sink.r == "frequencies" and not srcarg[4]
-     and not srcarg[5] then
-    -- read_text(...).str:split():flatten():frequencies(): counted in C
-    local f, err = io_open(srcarg[1], "rb")
-    if not f then
+     "reduce" and sink.r == "frequencies" and not srcarg[5] then
+    -- read_text(...).str:split():flatten():frequencies(): read, inflated
+    -- and counted in C
+    local ok, r = pcall(open_block, srcarg)
+    local counts, err
+    if ok then
+      counts, err = r:count_words()
+      r:close()
+    else
+      err = r
+    end
+    if not counts then
       error(sformat("bag partition %d, reading %s: %s", i, srcarg[1], err), 0)
     end
-    bagio = bagio or require "dlua.bagio"
-    return bagio.count_words(M._block_text(f, srcarg[2], srcarg[3]))
+    return counts
   end
   local push, result = make_sink(spec.sink)
   local ops = spec.ops
