@@ -247,7 +247,9 @@ local function parse_size(v, who, level, what)
   if mtype(v) == "integer" and v > 0 then return v end
   local ok, dl = pcall(require, "dlua")
   local r
-  if ok and dl.parse_bytes then ok, r = pcall(dl.parse_bytes, v) end
+  if ok and dl.parse_bytes and type(v) == "string" then
+    ok, r = pcall(dl.parse_bytes, v)
+  end
   if not ok or mtype(r) ~= "integer" or r <= 0 then
     error(sformat("dlua.bag: %s: %s must be a positive number of "
       .. "bytes or a size like \"16MiB\", got %s", who, what or "blocksize",
@@ -395,6 +397,8 @@ M.MAX_LINE = 256 * 1024 * 1024
 function M.read_text(spec, o)
   o = check_opts(o, {blocksize = "number string", compression = "string",
     include_path = "boolean", max_line = "number string"}, "read_text", 2)
+  local max_line = o.max_line and parse_size(o.max_line, "read_text", 2,
+    "max_line") or M.MAX_LINE
   local paths = expand_paths(spec, "read_text", 2)
   local comp = o.compression
   if comp == "infer" then comp = nil end
@@ -403,8 +407,6 @@ function M.read_text(spec, o)
       .. sformat("%q", comp), 2)
   end
   local bs = o.blocksize and parse_size(o.blocksize, "read_text", 2)
-  local max_line = o.max_line and parse_size(o.max_line, "read_text", 2,
-    "max_line") or M.MAX_LINE
   local blocks = {}
   for _, p in ipairs(paths) do
     local size = file_size(p, "read_text", 2)

@@ -33,12 +33,15 @@ struct dl_textread {
   char *buf;                /* owned */
   size_t cap, len, given;
   size_t nonl;              /* buf[0..nonl) holds no "\n" */
+  int fits;                 /* plain: the line at buf[0] is known to end
+                               within max_line (looked ahead) */
   uint64_t off;             /* offset of buf[0] in the text */
   uint64_t pos;             /* plain: file offset of the next read */
   uint64_t stop;            /* plain: end of the block */
   int src_done;             /* nothing more will be read */
   int failed;
   size_t max_line;
+  size_t chunk;             /* bytes read or inflated at a time */
   char *path;               /* owned */
   char err[DL_TEXTREAD_ERRLEN];
 };
@@ -80,7 +83,7 @@ static int reserve(dl_textread *r, size_t n) {
   size_t ncap;
   char *nb;
   if (r->cap - r->len >= n) return 0;
-  ncap = r->cap ? r->cap : DL_TEXTREAD_CHUNK;
+  ncap = r->cap ? r->cap : r->chunk;
   while (ncap - r->len < n) {
     if (ncap > SIZE_MAX / 2) return fail(r, "out of memory");
     ncap *= 2;
@@ -97,10 +100,10 @@ static int reserve(dl_textread *r, size_t n) {
    only [start - 1, stop - 1).  0 or -1. */
 static int seek_first_line(dl_textread *r, uint64_t start) {
   uint64_t p = start - 1;
-  if (reserve(r, DL_TEXTREAD_CHUNK) != 0) return -1;
+  if (reserve(r, r->chunk) != 0) return -1;
   while (p < r->stop - 1) {
     uint64_t want = r->stop - 1 - p;
-    size_t n = want < DL_TEXTREAD_CHUNK ? (size_t)want : DL_TEXTREAD_CHUNK;
+    size_t n = want < r->chunk ? (size_t)want : r->chunk;
     ssize_t got = src_read(r, r->buf, n, p);
     const char *nl;
     if (got < 0) return -1;
@@ -137,8 +140,8 @@ static int seek_first_line(dl_textread *r, uint64_t start) {
 static int fill_plain(dl_textread *r) {
   size_t old = r->len, s;
   ssize_t got;
-  if (reserve(r, DL_TEXTREAD_CHUNK) != 0) return -1;
-  got = src_read(r, r->buf + r->len, DL_TEXTREAD_CHUNK, r->pos);
+  if (reserve(r, r->chunk) != 0) return -1;
+  got = src_read(r, r->buf + r->len, r->chunk, r->pos);
   if (got < 0) return -1;
   if (got == 0) {
     r->src_done = 1;
@@ -170,7 +173,7 @@ static int fill_gz(dl_textread *r) {
     size_t before;
     int rc;
     if (r->z.avail_in == 0 && !r->in_eof) {
-      ssize_t got = src_read(r, r->in, DL_TEXTREAD_CHUNK, r->in_read);
+      ssize_t got = src_read(r, r->in, r->chunk, r->in_read);
       if (got < 0) return -1;
       if (got == 0) {
         r->in_eof = 1;
@@ -192,11 +195,11 @@ static int fill_gz(dl_textread *r) {
       inflateReset(&r->z);
       r->member_end = 0;
     }
-    if (reserve(r, DL_TEXTREAD_CHUNK) != 0) return -1;
+    if (reserve(r, r->chunk) != 0) return -1;
     before = r->len;
     r->z.next_out = (unsigned char *)r->buf + r->len;
-    r->z.avail_out = (uInt)(r->cap - r->len > DL_TEXTREAD_CHUNK
-                                ? DL_TEXTREAD_CHUNK
+    r->z.avail_out = (uInt)(r->cap - r->len > r->chunk
+                                ? r->chunk
                                 : r->cap - r->len);
     rc = inflate(&r->z, Z_NO_FLUSH);
     r->len = (size_t)((char *)r->z.next_out - r->buf);
@@ -220,6 +223,36 @@ static int too_long(dl_textread *r, size_t at) {
   return fail(r, "a line longer than max_line (%zu bytes) starts at byte "
               "%llu%s", r->max_line, (unsigned long long)(r->off + at),
               r->gz ? " of the decompressed text" : "");
+}
+
+/*
+** Plain files: the line at buf[0] has no "\n" yet and is long.  Before
+** holding more of it, look ahead (through r->in, not kept) for its end: a
+** line too long is refused without ever being in memory, and one that
+** fits is read normally (so a long line is read twice).  0 or -1.
+*/
+static int look_ahead(dl_textread *r) {
+  uint64_t p = r->pos, limit; /* the line's "\n" must come before limit */
+  limit = (uint64_t)r->max_line > UINT64_MAX - r->off
+              ? UINT64_MAX
+              : r->off + (uint64_t)r->max_line;
+  if (!r->in && !(r->in = dl_realloc(NULL, r->chunk)))
+    return fail(r, "out of memory");
+  for (;;) {
+    ssize_t got = src_read(r, r->in, r->chunk, p);
+    const char *nl;
+    if (got < 0) return -1;
+    if (got == 0) break; /* the end of the file ends the line: p <= limit */
+    nl = memchr(r->in, '\n', (size_t)got);
+    if (nl) {
+      if (p + (uint64_t)(nl - (char *)r->in) >= limit) return too_long(r, 0);
+      break;
+    }
+    p += (uint64_t)got;
+    if (p > limit) return too_long(r, 0);
+  }
+  r->fits = 1;
+  return 0;
 }
 
 /* Check that no line of buf[0..n) is longer than max_line.  0 or -1. */
@@ -247,8 +280,10 @@ static int open_common(dl_textread **out, dl_textread *r,
   memcpy(r->path, o->path, plen + 1);
   r->gz = o->gz;
   r->max_line = o->max_line ? o->max_line : 1;
+  r->chunk = o->chunk ? o->chunk : DL_TEXTREAD_CHUNK;
+  if (r->chunk > ((size_t)1 << 30)) r->chunk = (size_t)1 << 30; /* uInt */
   if (r->gz) {
-    r->in = dl_realloc(NULL, DL_TEXTREAD_CHUNK);
+    r->in = dl_realloc(NULL, r->chunk);
     if (!r->in || inflateInit2(&r->z, 16 + MAX_WBITS) != Z_OK) {
       snprintf(err, errlen, "%s: out of memory", o->path);
       dl_textread_close(r);
@@ -320,6 +355,7 @@ int dl_textread_next(dl_textread *r, const char **data, size_t *len) {
     r->off += r->given;
     r->given = 0;
     r->nonl = r->len;
+    r->fits = 0;
   }
   for (;;) {
     if (r->len > 0) {
@@ -331,7 +367,12 @@ int dl_textread_next(dl_textread *r, const char **data, size_t *len) {
         const char *nl = memrchr(r->buf + r->nonl, '\n', r->len - r->nonl);
         if (nl) n = (size_t)(nl - r->buf) + 1;
         else if (r->len > r->max_line) return too_long(r, 0);
-        else r->nonl = r->len;
+        else {
+          r->nonl = r->len;
+          if (!r->gz && !r->fits && r->len >= 4 * r->chunk &&
+              look_ahead(r) != 0)
+            return -1;
+        }
       }
       if (n > 0) {
         if (check_lines(r, n) != 0) return -1;

@@ -13,7 +13,7 @@
 **
 ** The bound: a line of more than max_line bytes (its "\n" included) is an
 ** error that names the file, the limit and where the line starts, found
-** after reading at most max_line + DL_TEXTREAD_CHUNK bytes of it: a 2 GB
+** after reading at most max_line + chunk bytes of it: a 2 GB
 ** line (or a gzip bomb of one) never reaches memory.
 */
 #ifndef dl_textread_h
@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bytes read (or inflated) at a time. */
+/* Bytes read (or inflated) at a time unless told. */
 #define DL_TEXTREAD_CHUNK ((size_t)1 << 20)
 /* The longest message of dl_textread_error, its '\0' included. */
 #define DL_TEXTREAD_ERRLEN 512
@@ -35,6 +35,7 @@ typedef struct dl_textread_opts {
   int64_t stop;      /*   gzip, which is read whole */
   int gz;            /* 1: a gzip file (RFC 1952), members concatenated */
   size_t max_line;   /* longest line accepted, "\n" included; > 0 */
+  size_t chunk;      /* bytes read at a time; 0: DL_TEXTREAD_CHUNK */
 } dl_textread_opts;
 
 /*
