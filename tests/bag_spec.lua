@@ -178,13 +178,18 @@ describe("dlua.bag reductions", function ()
       1e-9)
     assert.is_true(b:any():compute(SYNC))
     assert.is_true(b:map(function (x) return x >= 0 end):all():compute(SYNC))
-    -- split_every = 2 over 10 partitions: 4 levels of combine tasks
+    -- split_every = 2 over 10 partitions: 4 levels of combine tasks, the
+    -- last one finishing too (the root is not a task of its own)
     local g = b:sum{split_every = 2}
-    local n = 0
+    local n, total = 0, 0
     for _, layer in pairs(g.layers) do
-      for k in pairs(layer) do if k:find("%-agg") then n = n + 1 end end
+      for k in pairs(layer) do
+        total = total + 1
+        if k:find("%-agg") then n = n + 1 end
+      end
     end
-    assert.equal(5 + 3 + 2 + 1, n)
+    assert.equal(5 + 3 + 2, n)
+    assert.equal(10 + 5 + 3 + 2 + 1, total)
     assert.equal(4950, g:compute(SYNC))
   end)
 

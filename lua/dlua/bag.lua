@@ -631,12 +631,12 @@ R.frequencies = {
   init = function () return {} end,
   step = function (a, x) a[x] = (a[x] or 0) + 1; return a end,
   combine = function (ps, n)
-    local out = ps[1]
-    for i = 2, n do
-      for k, v in next, ps[i] do out[k] = (out[k] or 0) + v end
-    end
+    bagio = bagio or require "dlua.bagio"
+    local out, merge = ps[1], bagio.merge_counts
+    for i = 2, n do merge(out, ps[i]) end
     return out
   end,
+  finish = function (p, rspec) return M._freq_pairs(p, rspec.sort) end,
 }
 R.distinct = {
   init = function () return {set = {}, list = {}} end,
@@ -1281,23 +1281,36 @@ end
 
 local REDUCE_OPTS = {split_every = "number"}
 
+-- finish(combine(partials)) and finish(partial of one partition) in one
+-- task: the root of a tree is not a task of its own.
+function M._combine_finish(rspec, ...)
+  return M._finish(rspec, M._combine(rspec, ...))
+end
+
+function M._pipe_finish(rspec, spec, i, srcarg, ...)
+  return M._finish(rspec, M._pipe(spec, i, srcarg, ...))
+end
+
 -- Combine `keys` level by level in `layer`: each task of level L
 -- (name-aggL-i) calls fn(head, k1, ..., kn) on up to `every` keys of the
 -- level below (default 8, at least 2), until one key is left, after at
--- least min_levels levels.  Returns that key.
-local function combine_levels(layer, keys, name, every, fn, head, min_levels)
+-- least min_levels levels.  The last level's one task is last_key and
+-- calls last_fn when they are given.  Returns that key.
+local function combine_levels(layer, keys, name, every, fn, head, min_levels,
+                              last_fn, last_key)
   every = math.max(every or 8, 2)
   local level = 0
   while #keys > 1 or level < min_levels do
     level = level + 1
+    local last = #keys <= every and level >= min_levels
     local nk = {}
     for s = 1, #keys, every do
       local args, deps = {head, n = 1}, {}
       for j = s, math.min(s + every - 1, #keys) do
         args.n = args.n + 1; args[args.n] = keys[j]; deps[#deps + 1] = keys[j]
       end
-      local k = pkey(name .. "-agg" .. level, #nk + 1)
-      layer[k] = {fn = fn, args = args, deps = deps}
+      local k = last and last_key or pkey(name .. "-agg" .. level, #nk + 1)
+      layer[k] = {fn = last and last_fn or fn, args = args, deps = deps}
       nk[#nk + 1] = k
     end
     keys = nk
@@ -1306,23 +1319,29 @@ local function combine_levels(layer, keys, name, every, fn, head, min_levels)
 end
 
 -- Build the tree: partials by sink (per partition, fused with b's chain),
--- combined split_every at a time by rspec; returns layers and root key.
-local function tree(b, prefix, sink, rspec, split_every)
+-- combined split_every at a time by rspec, the last combine finishing;
+-- returns layers and the root's key (root, or a fresh one).
+local function tree(b, prefix, sink, rspec, split_every, root)
   local name = fresh(prefix)
   local layer = {}
-  local keys = {}
-  local layers = b.layers
-  for i = 1, b.npartitions do
-    local k = pkey(name .. "-part", i)
-    layer[k] = pipe_task(b, i, sink)
-    keys[i] = k
+  root = root or pkey(name, 1)
+  if b.npartitions == 1 then
+    local t = pipe_task(b, 1, sink)
+    local a = t.args
+    local args = {rspec, n = a.n + 1}
+    for j = 1, a.n do args[j + 1] = a[j] end
+    layer[root] = {fn = M._pipe_finish, args = args, deps = t.deps}
+  else
+    local keys = {}
+    for i = 1, b.npartitions do
+      local k = pkey(name .. "-part", i)
+      layer[k] = pipe_task(b, i, sink)
+      keys[i] = k
+    end
+    combine_levels(layer, keys, name, split_every, M._combine, rspec, 0,
+                   M._combine_finish, root)
   end
-  local top = combine_levels(layer, keys, name, split_every, M._combine,
-                             rspec, 0)
-  local root = pkey(name, 1)
-  layer[root] = {fn = M._finish, args = {rspec, top, n = 2},
-                 deps = {top}}
-  return merge_layers(layers, {[name] = layer}), root, name
+  return merge_layers(b.layers, {[name] = layer}), root, name
 end
 
 local function new_item(prefix, layers, key)
@@ -1376,16 +1395,16 @@ function methods.mean(b, o) return moment_item(b, "mean", o, 2) end
 function methods.var(b, o) return moment_item(b, "var", o, 2) end
 function methods.std(b, o) return moment_item(b, "std", o, 2) end
 
--- A one-partition bag whose partition is the root of a tree.
-local function tree_bag(prefix, layers, root)
+-- A one-partition bag whose partition is the root of a tree over b.
+local function tree_bag(prefix, b, sink, rspec, split_every)
   local name = fresh(prefix)
-  return from_layer(prefix, name, 1, {[pkey(name, 1)] = {fn = M._id,
-    args = {root, n = 1}, deps = {root}}}, layers)
+  local layers = tree(b, prefix, sink, rspec, split_every, pkey(name, 1))
+  return new_bag(prefix, 1, layers, nil, name)
 end
 
 function M._freq_pairs(counts, sort)
-  local out, n = {}, 0
-  for k, v in next, counts do n = n + 1; out[n] = {k, v} end
+  bagio = bagio or require "dlua.bagio"
+  local out = bagio.count_pairs(counts)
   if sort then
     tsort(out, function (a, b)
       if a[2] ~= b[2] then return a[2] > b[2] end
@@ -1403,12 +1422,8 @@ function methods.frequencies(b, o)
   check_self(b, "frequencies", 2)
   o = check_opts(o, {split_every = "number", sort = "boolean"},
     "frequencies", 2)
-  local layers, root = tree(b, "frequencies", {kind = "reduce",
-    r = "frequencies"}, {r = "frequencies"}, o.split_every)
-  local name = fresh("frequencies")
-  return from_layer("frequencies", name, 1, {[pkey(name, 1)] = {
-    fn = M._freq_pairs, args = {root, o.sort or false, n = 2},
-    deps = {root}}}, layers)
+  return tree_bag("frequencies", b, {kind = "reduce", r = "frequencies"},
+    {r = "frequencies", sort = o.sort or false}, o.split_every)
 end
 
 R.topk = {
@@ -1436,9 +1451,8 @@ function methods.topk(b, k, key, o)
   if key ~= nil then check_fn(key, "topk", 2, 2) end
   o = check_opts(o, REDUCE_OPTS, "topk", 2)
   local rspec = {r = "topk", k = k, key = key}
-  local layers, root = tree(b, "topk", {kind = "topk", k = k, key = key},
-    rspec, o.split_every)
-  return tree_bag("topk", layers, root)
+  return tree_bag("topk", b, {kind = "topk", k = k, key = key}, rspec,
+    o.split_every)
 end
 
 --- b:distinct([key] [, {split_every=}]) -> Bag of the distinct elements
@@ -1468,9 +1482,8 @@ function methods.distinct(b, key, o)
       end,
       finish = function (p) return p.list end}
   end
-  local layers, root = tree(b, "distinct", {kind = "reduce",
-    r = "distinct", key = key}, rspec, o.split_every)
-  return tree_bag("distinct", layers, root)
+  return tree_bag("distinct", b, {kind = "reduce", r = "distinct",
+    key = key}, rspec, o.split_every)
 end
 
 R.fold = {
@@ -1559,10 +1572,8 @@ function methods.foldby(b, key, binop, ...)
   check_fn(combine, "foldby", 4, 2)
   local rspec = {r = "foldby", combine_fn = combine,
     has_cinit = cinit ~= nil, cinit = cinit}
-  local layers, root = tree(b, "foldby", {kind = "foldby", key = kf,
-    binop = binop, has_initial = initial ~= nil, initial = initial}, rspec,
-    o.split_every)
-  return tree_bag("foldby", layers, root)
+  return tree_bag("foldby", b, {kind = "foldby", key = kf, binop = binop,
+    has_initial = initial ~= nil, initial = initial}, rspec, o.split_every)
 end
 
 --- b:reduction(perpartition, aggregate [, {split_every=}]) -> Item:

@@ -132,6 +132,52 @@ static int bagio_count_words(lua_State *L) {
   return 1;
 }
 
+/*
+** bagio.merge_counts(out, t) -> out: adds each count of the table t to
+** out's count of the same key (frequencies' combine step; the counts are
+** numbers).  [-0, +1, e]
+*/
+static int bagio_merge_counts(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {        /* key, count */
+    lua_pushvalue(L, -2);         /* key, count, key */
+    if (lua_rawget(L, 1) != LUA_TNIL) { /* key, count, old */
+      lua_arith(L, LUA_OPADD);    /* key, sum */
+    } else {
+      lua_pop(L, 1);              /* key, count */
+    }
+    lua_pushvalue(L, -2);         /* key, value, key */
+    lua_insert(L, -2);            /* key, key, value */
+    lua_rawset(L, 1);             /* key */
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+/*
+** bagio.count_pairs(counts) -> array of {key, count} pairs, one per entry
+** of the table counts, in its traversal order.  [-0, +1, m]
+*/
+static int bagio_count_pairs(lua_State *L) {
+  lua_Integer n = 0;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_newtable(L);                /* counts, out */
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {        /* counts, out, key, count */
+    lua_createtable(L, 2, 0);     /* ..., key, count, pair */
+    lua_insert(L, -2);            /* ..., key, pair, count */
+    lua_rawseti(L, -2, 2);        /* ..., key, pair */
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_rawseti(L, 2, ++n);       /* counts, out, key */
+  }
+  return 1;
+}
+
 /* ------------------------------------------------------------ readers */
 
 #define READER "dlua.bagio.TextReader"
@@ -178,6 +224,7 @@ static int bagio_open_text(lua_State *L) {
   u->r = NULL;
   dl_wordcount_init(&u->wc);
   luaL_setmetatable(L, READER);
+  memset(&o, 0, sizeof o);
   o.path = path;
   o.start = (int64_t)start;
   o.stop = (int64_t)stop;
@@ -326,6 +373,8 @@ static const luaL_Reg bagio_funcs[] = {
   {"count_words", bagio_count_words},
   {"glob", bagio_glob},
   {"open_text", bagio_open_text},
+  {"merge_counts", bagio_merge_counts},
+  {"count_pairs", bagio_count_pairs},
   {NULL, NULL}
 };
 
