@@ -107,6 +107,13 @@ end
 
 local function pkey(name, i) return name .. "-" .. i end
 
+-- The keys of b's partitions, in order (b without a chain).
+local function part_keys(b)
+  local keys = {}
+  for i = 1, b.npartitions do keys[i] = pkey(b.name, i) end
+  return keys
+end
+
 -- Keys each source reads for partition i (deps), and its argument.
 local function source_inputs(src, i)
   local k = src.kind
@@ -206,13 +213,7 @@ local function check_self(b, who, level)
   end
 end
 
-local function did_you_mean(k, known)
-  local ok, dl = pcall(require, "dlua")
-  if ok and type(dl) == "table" and dl._did_you_mean then
-    return dl._did_you_mean(k, known)
-  end
-  return ""
-end
+local did_you_mean = require("dlua.options")._did_you_mean
 
 -- Check an options table against known = {name = type}.
 local function check_opts(o, known, who, level)
@@ -1689,30 +1690,9 @@ end
 function methods.compute(b, o)
   check_self(b, "compute", 2)
   local m = materialize(b)
-  local keys = {}
-  for i = 1, m.npartitions do keys[i] = pkey(m.name, i) end
+  local keys = part_keys(m)
   local parts = run(m.layers, keys, o, "compute", 2)
   return M._concat(tunpack(parts, 1, #keys))
-end
-
---- b:persist([opts]) -> Bag whose partitions are held on the cluster.
-function methods.persist(b, o)
-  check_self(b, "persist", 2)
-  local m = materialize(b)
-  local D = require "dlua.delayed"
-  local ds = methods.to_delayed(m)
-  o = check_opts(o, COMPUTE_OPTS, "persist", 2)
-  local po = {}
-  for k, v in next, o do po[k] = v end
-  local ps
-  if next(po) then
-    ds[#ds + 1] = D.persist and po
-    ps = {D.persist(tunpack(ds, 1, #ds))}
-  else
-    ps = {D.persist(tunpack(ds, 1, #ds))}
-  end
-  local r = M.from_delayed(ps)
-  return r
 end
 
 -- Delayeds for the given keys of the graph in layers: each task becomes
@@ -1751,13 +1731,26 @@ local function to_delayeds(layers, keys)
   return out
 end
 
+--- b:persist([opts]) -> Bag whose partitions are held on the cluster.
+function methods.persist(b, o)
+  check_self(b, "persist", 2)
+  o = check_opts(o, COMPUTE_OPTS, "persist", 2)
+  local m = materialize(b)
+  local D = require "dlua.delayed"
+  local ds = to_delayeds(m.layers, part_keys(m))
+  if next(o) then
+    local po = {}
+    for k, v in next, o do po[k] = v end
+    ds[#ds + 1] = po
+  end
+  return M.from_delayed({D.persist(tunpack(ds, 1, #ds))})
+end
+
 --- b:to_delayed() -> array of Delayeds, one per partition.
 function methods.to_delayed(b)
   check_self(b, "to_delayed", 2)
   local m = materialize(b)
-  local keys = {}
-  for i = 1, m.npartitions do keys[i] = pkey(m.name, i) end
-  return to_delayeds(m.layers, keys)
+  return to_delayeds(m.layers, part_keys(m))
 end
 
 --- b:take(n [, {npartitions=}]) -> array of the first n elements, computing
@@ -1872,9 +1865,7 @@ end
 function methods.visualize(b, filename)
   check_self(b, "visualize", 2)
   local m = materialize(b)
-  local keys = {}
-  for i = 1, m.npartitions do keys[i] = pkey(m.name, i) end
-  return write_dot(dot(m.layers, keys), filename, 2)
+  return write_dot(dot(m.layers, part_keys(m)), filename, 2)
 end
 
 Bag.__index = function (b, k)
