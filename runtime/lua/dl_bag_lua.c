@@ -255,7 +255,8 @@ static int reader_lines(lua_State *L) {
     return 1;
   }
   end = p + len;
-  lua_createtable(L, (int)(len / 64 + 1), 0);
+  /* about one line per 64 bytes, for a first size */
+  lua_createtable(L, len / 64 < INT_MAX ? (int)(len / 64 + 1) : INT_MAX, 0);
   while (p < end) {
     const char *q = memchr(p, '\n', (size_t)(end - p));
     const char *e = q ? q + 1 : end;
