@@ -178,13 +178,18 @@ describe("dlua.bag reductions", function ()
       1e-9)
     assert.is_true(b:any():compute(SYNC))
     assert.is_true(b:map(function (x) return x >= 0 end):all():compute(SYNC))
-    -- split_every = 2 over 10 partitions: 4 levels of combine tasks
+    -- split_every = 2 over 10 partitions: 4 levels of combine tasks, the
+    -- last one finishing too (the root is not a task of its own)
     local g = b:sum{split_every = 2}
-    local n = 0
+    local n, total = 0, 0
     for _, layer in pairs(g.layers) do
-      for k in pairs(layer) do if k:find("%-agg") then n = n + 1 end end
+      for k in pairs(layer) do
+        total = total + 1
+        if k:find("%-agg") then n = n + 1 end
+      end
     end
-    assert.equal(5 + 3 + 2 + 1, n)
+    assert.equal(5 + 3 + 2, n)
+    assert.equal(10 + 5 + 3 + 2 + 1, total)
     assert.equal(4950, g:compute(SYNC))
   end)
 
@@ -316,6 +321,98 @@ describe("dlua.bag on a cluster", function ()
     assert.equal(1000, bag.read_text(dir .. "/good.gz"):count():compute())
   end)
 
+  it("refuses a 2 GB line, naming the file and the limit", function ()
+    -- sparse: 2 GiB of zero bytes and no newline take no disk space
+    local path = dir .. "/one-line.txt"
+    local f = assert(io.open(path, "wb"))
+    assert(f:seek("set", (1 << 31) + 5))
+    f:write("x")
+    f:close()
+    local want = "one%-line%.txt: a line longer than max_line %(268435456 "
+      .. "bytes%) starts at byte 0"
+    -- one block (no blocksize): read up to the limit, not the whole line
+    local b = bag.read_text(path)
+    local ok, err = pcall(b.count, b)
+    assert.is_true(ok)
+    ok, err = pcall(err.compute, err)
+    assert.is_false(ok)
+    assert.matches(want, tostring(err))
+    -- in blocks (a smaller file, to keep the suite quick): a block where no
+    -- line starts reads only its own bytes; the word-count kernel gives
+    -- the same error
+    local small = dir .. "/one-line-8m.txt"
+    spit(small, string.rep("y", 8 << 20))
+    b = bag.read_text(small, {blocksize = "1MiB", max_line = "4MiB"})
+    assert.equal(8, b.npartitions)
+    ok, err = pcall(function ()
+      return b.str:split():flatten():frequencies():compute()
+    end)
+    assert.is_false(ok)
+    assert.matches("one%-line%-8m%.txt: a line longer than max_line "
+      .. "%(4194304 bytes%) starts at byte 0", tostring(err))
+    os.remove(small)
+    os.remove(path)
+    -- the workers are still there
+    assert.equal(45, bag.range(10):sum():compute())
+  end)
+
+  it("bounds lines by max_line, in plain and gzip files", function ()
+    local zlib = require "zlib"
+    spit(dir .. "/ml.txt", "aaaa\nbbbbbbbbbbbb\ncc\n")
+    local b = bag.read_text(dir .. "/ml.txt", {max_line = 8})
+    local ok, err = pcall(b.compute, b)
+    assert.is_false(ok)
+    assert.matches("ml%.txt: a line longer than max_line %(8 bytes%) starts "
+      .. "at byte 5", tostring(err))
+    assert.same({"aaaa\n", "bbbbbbbbbbbb\n", "cc\n"},
+      bag.read_text(dir .. "/ml.txt", {max_line = 13}):compute())
+    -- a gzip bomb of one 8 MiB line: refused after 1 MiB of it
+    local big = string.rep("z", 8 << 20)
+    spit(dir .. "/bomb.gz", zlib.deflate(9, 31)(big, "finish"))
+    b = bag.read_text(dir .. "/bomb.gz", {max_line = "1MiB"})
+    ok, err = pcall(b.count(b).compute, b:count())
+    assert.is_false(ok)
+    assert.matches("bomb%.gz: a line longer than max_line %(1048576 bytes%) "
+      .. "starts at byte 0 of the decompressed text", tostring(err))
+    assert.equal(1, bag.read_text(dir .. "/bomb.gz"):count():compute())
+  end)
+
+  it("names the file of a truncated gzip stream", function ()
+    local zlib = require "zlib"
+    local good = zlib.deflate(6, 31)(string.rep("some words here\n", 5000),
+      "finish")
+    spit(dir .. "/cut.gz", good:sub(1, #good - 10))
+    for _, b in ipairs({bag.read_text(dir .. "/cut.gz"),
+                        bag.read_text(dir .. "/cut.gz").str:split():flatten()
+                          :frequencies()}) do
+      local ok, err = pcall(b.compute, b)
+      assert.is_false(ok)
+      assert.matches("cut%.gz: truncated gzip stream %(%d+ compressed "
+        .. "bytes%)", tostring(err))
+    end
+  end)
+
+  it("counts the words of gzip files in C as Lua would", function ()
+    local zlib = require "zlib"
+    local words = {}
+    for i = 1, 20000 do
+      words[i] = ("w%d"):format(i * 7919 % 613)
+        .. (i % 50 == 0 and "-a-word-longer-than-sixteen\n" or " ")
+    end
+    local text = table.concat(words)
+    -- several members, 1 MiB pieces cut between them
+    spit(dir .. "/wc.txt.gz", zlib.deflate(6, 31)(text:sub(1, 70001),
+      "finish") .. zlib.deflate(6, 31)(text:sub(70002), "finish"))
+    local want = {}
+    for w in text:gmatch("%S+") do want[w] = (want[w] or 0) + 1 end
+    local b = bag.read_text(dir .. "/wc.txt.gz")
+    assert.same(want, pairs_to_map(b.str:split():flatten():frequencies()
+      :compute()))
+    -- the same through the Lua path (a map in the chain)
+    assert.same(want, pairs_to_map(b:map(function (l) return l end)
+      .str:split():flatten():frequencies():compute()))
+  end)
+
   it("writes text files on the workers", function ()
     local paths = bag.from_sequence({"a", "b\n", 3}, {npartitions = 2})
       :to_textfiles(dir .. "/w-*.txt")
@@ -393,6 +490,17 @@ describe("dlua.bag bad input", function ()
     ok, err = pcall(function () return b:compute{schedular = "sync"} end)
     assert.matches("unknown option 'schedular'", err)
     assert.is_false(ok)
+  end)
+
+  it("refuses a bad max_line at the caller's line", function ()
+    for _, v in ipairs({0, -3, "lots", 1.5}) do
+      local line = next_line() + 1
+      local ok, err = pcall(function ()
+        local b = bag.read_text("/no/*.txt", {max_line = v}); return b end)
+      assert.is_false(ok)
+      assert.matches(":" .. line .. ": dlua.bag: read_text: max_line must "
+        .. "be a positive number of bytes", err)
+    end
   end)
 
   it("names unknown methods, with a hint", function ()

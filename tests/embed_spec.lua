@@ -51,7 +51,7 @@ describe("embedding", function()
 
   it("builds the example against the build tree and runs it", function()
     local _, luac = sh("pkg-config --cflags lua5.4")
-    local _, libs = sh("pkg-config --libs lua5.4 libuv libcjson")
+    local _, libs = sh("pkg-config --libs lua5.4 libuv libcjson zlib")
     local flags = ("DLUA_CFLAGS=%s DLUA_LIBS=%s CFLAGS=%s O=%s"):format(
       q("-I" .. BUILD .. "/../runtime " .. luac:gsub("%s+$", "")),
       q(BUILD .. "/libdlua.a " .. libs:gsub("%s+$", "") ..

@@ -42,7 +42,7 @@ describe("README", function()
       f:write(c_block(readme(), "## C API (embedding)"), "\n")
       f:close()
       local _, luac = sh("pkg-config --cflags lua5.4")
-      local _, libs = sh("pkg-config --libs lua5.4 libuv libcjson")
+      local _, libs = sh("pkg-config --libs lua5.4 libuv libcjson zlib")
       local rc, out = sh(("cc -std=c99 -Wall -Wextra -Werror %s -I%s %s "
         .. "-o %s %s %s %s -lhttp_parser -lcsv -lcjson -lz -lpthread -lm"):format(
         XCFLAGS, q(BUILD .. "/../runtime"), luac:gsub("%s+$", ""),

@@ -107,6 +107,13 @@ end
 
 local function pkey(name, i) return name .. "-" .. i end
 
+-- The keys of b's partitions, in order (b without a chain).
+local function part_keys(b)
+  local keys = {}
+  for i = 1, b.npartitions do keys[i] = pkey(b.name, i) end
+  return keys
+end
+
 -- Keys each source reads for partition i (deps), and its argument.
 local function source_inputs(src, i)
   local k = src.kind
@@ -206,13 +213,7 @@ local function check_self(b, who, level)
   end
 end
 
-local function did_you_mean(k, known)
-  local ok, dl = pcall(require, "dlua")
-  if ok and type(dl) == "table" and dl._did_you_mean then
-    return dl._did_you_mean(k, known)
-  end
-  return ""
-end
+local did_you_mean = require("dlua.options")._did_you_mean
 
 -- Check an options table against known = {name = type}.
 local function check_opts(o, known, who, level)
@@ -243,15 +244,17 @@ local function check_count(v, what, who, level, min)
   return v
 end
 
-local function parse_size(v, who, level)
+local function parse_size(v, who, level, what)
   if mtype(v) == "integer" and v > 0 then return v end
   local ok, dl = pcall(require, "dlua")
   local r
-  if ok and dl.parse_bytes then ok, r = pcall(dl.parse_bytes, v) end
-  if not ok or not r then
-    error(sformat("dlua.bag: %s: blocksize must be a positive number of "
-      .. "bytes or a size like \"16MiB\", got %s", who, tostring(v)),
-      level + 1)
+  if ok and dl.parse_bytes and type(v) == "string" then
+    ok, r = pcall(dl.parse_bytes, v)
+  end
+  if not ok or mtype(r) ~= "integer" or r <= 0 then
+    error(sformat("dlua.bag: %s: %s must be a positive number of "
+      .. "bytes or a size like \"16MiB\", got %s", who, what or "blocksize",
+      tostring(v)), level + 1)
   end
   return r
 end
@@ -384,12 +387,19 @@ local function file_size(path, who, level)
   return size
 end
 
+-- The longest line read_text accepts unless told (its max_line option).
+M.MAX_LINE = 256 * 1024 * 1024
+
 --[[ bag.read_text(glob_or_list [, {blocksize=, compression=,
-  include_path=}]) -> Bag of lines (each with its "\n", as in Dask).  The
-  client only looks at file sizes; the workers read the blocks. ]]
+  include_path=, max_line=}]) -> Bag of lines (each with its "\n", as in
+  Dask).  The client only looks at file sizes; the workers read the
+  blocks.  A line longer than max_line bytes (default 256 MiB) is an error
+  naming the file, found without reading the line into memory. ]]
 function M.read_text(spec, o)
   o = check_opts(o, {blocksize = "number string", compression = "string",
-    include_path = "boolean"}, "read_text", 2)
+    include_path = "boolean", max_line = "number string"}, "read_text", 2)
+  local max_line = o.max_line and parse_size(o.max_line, "read_text", 2,
+    "max_line") or M.MAX_LINE
   local paths = expand_paths(spec, "read_text", 2)
   local comp = o.compression
   if comp == "infer" then comp = nil end
@@ -404,11 +414,12 @@ function M.read_text(spec, o)
     local gz = comp == "gzip" or (o.compression == nil
       and sfind(p, "%.gz$") ~= nil)
     if gz or not bs or size <= bs then
-      blocks[#blocks + 1] = {p, 0, size, gz, o.include_path or false}
+      blocks[#blocks + 1] = {p, 0, size, gz, o.include_path or false,
+        max_line}
     else
       for s = 0, size - 1, bs do
         blocks[#blocks + 1] = {p, s, s + bs < size and s + bs or size, false,
-          o.include_path or false}
+          o.include_path or false, max_line}
       end
     end
   end
@@ -621,12 +632,12 @@ R.frequencies = {
   init = function () return {} end,
   step = function (a, x) a[x] = (a[x] or 0) + 1; return a end,
   combine = function (ps, n)
-    local out = ps[1]
-    for i = 2, n do
-      for k, v in next, ps[i] do out[k] = (out[k] or 0) + v end
-    end
+    bagio = bagio or require "dlua.bagio"
+    local out, merge = ps[1], bagio.merge_counts
+    for i = 2, n do merge(out, ps[i]) end
     return out
   end,
+  finish = function (p, rspec) return M._freq_pairs(p, rspec.sort) end,
 }
 R.distinct = {
   init = function () return {set = {}, list = {}} end,
@@ -815,71 +826,35 @@ function M._block_text(f, start, stop)
   return data
 end
 
--- Read lines of block {path, start, stop, gz, include_path} into push.
+-- A reader of block {path, start, stop, gz, include_path, max_line}
+-- (dlua.bagio's, over runtime/collections/dl_textread.c).
+local function open_block(blk)
+  bagio = bagio or require "dlua.bagio"
+  local r, err = bagio.open_text(blk[1], blk[2], blk[3], blk[4],
+    blk[6] or M.MAX_LINE)
+  if not r then error(err, 0) end
+  return r
+end
+
+-- Read the lines of a block into push: C reads (and inflates) the file
+-- and splits the lines, a piece of about 1 MiB at a time.
 local function read_block(blk, push, st)
-  local path, start, stop, gz, inc = blk[1], blk[2], blk[3], blk[4], blk[5]
-  local f, err = io_open(path, "rb")
-  if not f then error(err, 0) end
+  local path = blk[1]
+  local r <close> = open_block(blk)
   local emit = push
-  if inc then emit = function (line) return push({line, path}) end end
-  if gz then
-    local zlib = require "zlib"
-    local stream = zlib.inflate()
-    local carry, offset, ended = "", 0, false
-    while true do
-      local chunk = f:read(1 << 20)
-      if not chunk then break end
-      local pos = 1
-      while pos <= #chunk do
-        if ended then -- another gzip member follows
-          stream, ended = zlib.inflate(), false
-        end
-        local ok, out, eof, bin = pcall(stream, pos == 1 and chunk
-          or ssub(chunk, pos))
-        if not ok then
-          f:close()
-          error(sformat("%s: corrupt gzip stream near compressed byte %d: %s",
-            path, offset + pos - 1, sgsub(tostring(out), " at lua_zlib.*$",
-            "")), 0)
-        end
-        if #out > 0 then
-          local text = carry .. out
-          local i = 1
-          while true do
-            local e = sfind(text, "\n", i, true)
-            if not e then break end
-            st.idx = st.idx + 1
-            emit(ssub(text, i, e))
-            i = e + 1
-          end
-          carry = ssub(text, i)
-        end
-        if eof then
-          ended = true
-          pos = pos + bin
-        else
-          pos = #chunk + 1
-        end
-      end
-      offset = offset + #chunk
-    end
-    f:close()
-    if not ended and offset > 0 then
-      error(sformat("%s: truncated gzip stream (%d compressed bytes)", path,
-        offset), 0)
-    end
-    if #carry > 0 then st.idx = st.idx + 1; emit(carry) end
-    return
-  end
-  local data = M._block_text(f, start, stop)
-  local i, len = 1, #data
+  if blk[5] then emit = function (line) return push({line, path}) end end
   local idx = st.idx
-  while i <= len do
-    local e = sfind(data, "\n", i, true) or len
-    idx = idx + 1
-    st.idx = idx
-    emit(ssub(data, i, e))
-    i = e + 1
+  while true do
+    local lines, err = r:lines()
+    if not lines then
+      if err then st.idx = 0; error(err, 0) end
+      return
+    end
+    for j = 1, #lines do
+      idx = idx + 1
+      st.idx = idx
+      emit(lines[j])
+    end
   end
 end
 
@@ -934,15 +909,21 @@ end
 function M._pipe(spec, i, srcarg, ...)
   local ops, sink = spec.ops, spec.sink
   if spec.src == "text" and #ops == 1 and ops[1].flat and sink.kind ==
-     "reduce" and sink.r == "frequencies" and not srcarg[4]
-     and not srcarg[5] then
-    -- read_text(...).str:split():flatten():frequencies(): counted in C
-    local f, err = io_open(srcarg[1], "rb")
-    if not f then
+     "reduce" and sink.r == "frequencies" and not srcarg[5] then
+    -- read_text(...).str:split():flatten():frequencies(): read, inflated
+    -- and counted in C
+    local ok, r = pcall(open_block, srcarg)
+    local counts, err
+    if ok then
+      counts, err = r:count_words()
+      r:close()
+    else
+      err = r
+    end
+    if not counts then
       error(sformat("bag partition %d, reading %s: %s", i, srcarg[1], err), 0)
     end
-    bagio = bagio or require "dlua.bagio"
-    return bagio.count_words(M._block_text(f, srcarg[2], srcarg[3]))
+    return counts
   end
   local push, result = make_sink(spec.sink)
   local ops = spec.ops
@@ -1301,23 +1282,36 @@ end
 
 local REDUCE_OPTS = {split_every = "number"}
 
+-- finish(combine(partials)) and finish(partial of one partition) in one
+-- task: the root of a tree is not a task of its own.
+function M._combine_finish(rspec, ...)
+  return M._finish(rspec, M._combine(rspec, ...))
+end
+
+function M._pipe_finish(rspec, spec, i, srcarg, ...)
+  return M._finish(rspec, M._pipe(spec, i, srcarg, ...))
+end
+
 -- Combine `keys` level by level in `layer`: each task of level L
 -- (name-aggL-i) calls fn(head, k1, ..., kn) on up to `every` keys of the
 -- level below (default 8, at least 2), until one key is left, after at
--- least min_levels levels.  Returns that key.
-local function combine_levels(layer, keys, name, every, fn, head, min_levels)
+-- least min_levels levels.  The last level's one task is last_key and
+-- calls last_fn when they are given.  Returns that key.
+local function combine_levels(layer, keys, name, every, fn, head, min_levels,
+                              last_fn, last_key)
   every = math.max(every or 8, 2)
   local level = 0
   while #keys > 1 or level < min_levels do
     level = level + 1
+    local last = #keys <= every and level >= min_levels
     local nk = {}
     for s = 1, #keys, every do
       local args, deps = {head, n = 1}, {}
       for j = s, math.min(s + every - 1, #keys) do
         args.n = args.n + 1; args[args.n] = keys[j]; deps[#deps + 1] = keys[j]
       end
-      local k = pkey(name .. "-agg" .. level, #nk + 1)
-      layer[k] = {fn = fn, args = args, deps = deps}
+      local k = last and last_key or pkey(name .. "-agg" .. level, #nk + 1)
+      layer[k] = {fn = last and last_fn or fn, args = args, deps = deps}
       nk[#nk + 1] = k
     end
     keys = nk
@@ -1326,23 +1320,29 @@ local function combine_levels(layer, keys, name, every, fn, head, min_levels)
 end
 
 -- Build the tree: partials by sink (per partition, fused with b's chain),
--- combined split_every at a time by rspec; returns layers and root key.
-local function tree(b, prefix, sink, rspec, split_every)
+-- combined split_every at a time by rspec, the last combine finishing;
+-- returns layers and the root's key (root, or a fresh one).
+local function tree(b, prefix, sink, rspec, split_every, root)
   local name = fresh(prefix)
   local layer = {}
-  local keys = {}
-  local layers = b.layers
-  for i = 1, b.npartitions do
-    local k = pkey(name .. "-part", i)
-    layer[k] = pipe_task(b, i, sink)
-    keys[i] = k
+  root = root or pkey(name, 1)
+  if b.npartitions == 1 then
+    local t = pipe_task(b, 1, sink)
+    local a = t.args
+    local args = {rspec, n = a.n + 1}
+    for j = 1, a.n do args[j + 1] = a[j] end
+    layer[root] = {fn = M._pipe_finish, args = args, deps = t.deps}
+  else
+    local keys = {}
+    for i = 1, b.npartitions do
+      local k = pkey(name .. "-part", i)
+      layer[k] = pipe_task(b, i, sink)
+      keys[i] = k
+    end
+    combine_levels(layer, keys, name, split_every, M._combine, rspec, 0,
+                   M._combine_finish, root)
   end
-  local top = combine_levels(layer, keys, name, split_every, M._combine,
-                             rspec, 0)
-  local root = pkey(name, 1)
-  layer[root] = {fn = M._finish, args = {rspec, top, n = 2},
-                 deps = {top}}
-  return merge_layers(layers, {[name] = layer}), root, name
+  return merge_layers(b.layers, {[name] = layer}), root, name
 end
 
 local function new_item(prefix, layers, key)
@@ -1396,16 +1396,16 @@ function methods.mean(b, o) return moment_item(b, "mean", o, 2) end
 function methods.var(b, o) return moment_item(b, "var", o, 2) end
 function methods.std(b, o) return moment_item(b, "std", o, 2) end
 
--- A one-partition bag whose partition is the root of a tree.
-local function tree_bag(prefix, layers, root)
+-- A one-partition bag whose partition is the root of a tree over b.
+local function tree_bag(prefix, b, sink, rspec, split_every)
   local name = fresh(prefix)
-  return from_layer(prefix, name, 1, {[pkey(name, 1)] = {fn = M._id,
-    args = {root, n = 1}, deps = {root}}}, layers)
+  local layers = tree(b, prefix, sink, rspec, split_every, pkey(name, 1))
+  return new_bag(prefix, 1, layers, nil, name)
 end
 
 function M._freq_pairs(counts, sort)
-  local out, n = {}, 0
-  for k, v in next, counts do n = n + 1; out[n] = {k, v} end
+  bagio = bagio or require "dlua.bagio"
+  local out = bagio.count_pairs(counts)
   if sort then
     tsort(out, function (a, b)
       if a[2] ~= b[2] then return a[2] > b[2] end
@@ -1423,12 +1423,8 @@ function methods.frequencies(b, o)
   check_self(b, "frequencies", 2)
   o = check_opts(o, {split_every = "number", sort = "boolean"},
     "frequencies", 2)
-  local layers, root = tree(b, "frequencies", {kind = "reduce",
-    r = "frequencies"}, {r = "frequencies"}, o.split_every)
-  local name = fresh("frequencies")
-  return from_layer("frequencies", name, 1, {[pkey(name, 1)] = {
-    fn = M._freq_pairs, args = {root, o.sort or false, n = 2},
-    deps = {root}}}, layers)
+  return tree_bag("frequencies", b, {kind = "reduce", r = "frequencies"},
+    {r = "frequencies", sort = o.sort or false}, o.split_every)
 end
 
 R.topk = {
@@ -1456,9 +1452,8 @@ function methods.topk(b, k, key, o)
   if key ~= nil then check_fn(key, "topk", 2, 2) end
   o = check_opts(o, REDUCE_OPTS, "topk", 2)
   local rspec = {r = "topk", k = k, key = key}
-  local layers, root = tree(b, "topk", {kind = "topk", k = k, key = key},
-    rspec, o.split_every)
-  return tree_bag("topk", layers, root)
+  return tree_bag("topk", b, {kind = "topk", k = k, key = key}, rspec,
+    o.split_every)
 end
 
 --- b:distinct([key] [, {split_every=}]) -> Bag of the distinct elements
@@ -1488,9 +1483,8 @@ function methods.distinct(b, key, o)
       end,
       finish = function (p) return p.list end}
   end
-  local layers, root = tree(b, "distinct", {kind = "reduce",
-    r = "distinct", key = key}, rspec, o.split_every)
-  return tree_bag("distinct", layers, root)
+  return tree_bag("distinct", b, {kind = "reduce", r = "distinct",
+    key = key}, rspec, o.split_every)
 end
 
 R.fold = {
@@ -1579,10 +1573,8 @@ function methods.foldby(b, key, binop, ...)
   check_fn(combine, "foldby", 4, 2)
   local rspec = {r = "foldby", combine_fn = combine,
     has_cinit = cinit ~= nil, cinit = cinit}
-  local layers, root = tree(b, "foldby", {kind = "foldby", key = kf,
-    binop = binop, has_initial = initial ~= nil, initial = initial}, rspec,
-    o.split_every)
-  return tree_bag("foldby", layers, root)
+  return tree_bag("foldby", b, {kind = "foldby", key = kf, binop = binop,
+    has_initial = initial ~= nil, initial = initial}, rspec, o.split_every)
 end
 
 --- b:reduction(perpartition, aggregate [, {split_every=}]) -> Item:
@@ -1698,30 +1690,9 @@ end
 function methods.compute(b, o)
   check_self(b, "compute", 2)
   local m = materialize(b)
-  local keys = {}
-  for i = 1, m.npartitions do keys[i] = pkey(m.name, i) end
+  local keys = part_keys(m)
   local parts = run(m.layers, keys, o, "compute", 2)
   return M._concat(tunpack(parts, 1, #keys))
-end
-
---- b:persist([opts]) -> Bag whose partitions are held on the cluster.
-function methods.persist(b, o)
-  check_self(b, "persist", 2)
-  local m = materialize(b)
-  local D = require "dlua.delayed"
-  local ds = methods.to_delayed(m)
-  o = check_opts(o, COMPUTE_OPTS, "persist", 2)
-  local po = {}
-  for k, v in next, o do po[k] = v end
-  local ps
-  if next(po) then
-    ds[#ds + 1] = D.persist and po
-    ps = {D.persist(tunpack(ds, 1, #ds))}
-  else
-    ps = {D.persist(tunpack(ds, 1, #ds))}
-  end
-  local r = M.from_delayed(ps)
-  return r
 end
 
 -- Delayeds for the given keys of the graph in layers: each task becomes
@@ -1760,13 +1731,26 @@ local function to_delayeds(layers, keys)
   return out
 end
 
+--- b:persist([opts]) -> Bag whose partitions are held on the cluster.
+function methods.persist(b, o)
+  check_self(b, "persist", 2)
+  o = check_opts(o, COMPUTE_OPTS, "persist", 2)
+  local m = materialize(b)
+  local D = require "dlua.delayed"
+  local ds = to_delayeds(m.layers, part_keys(m))
+  if next(o) then
+    local po = {}
+    for k, v in next, o do po[k] = v end
+    ds[#ds + 1] = po
+  end
+  return M.from_delayed({D.persist(tunpack(ds, 1, #ds))})
+end
+
 --- b:to_delayed() -> array of Delayeds, one per partition.
 function methods.to_delayed(b)
   check_self(b, "to_delayed", 2)
   local m = materialize(b)
-  local keys = {}
-  for i = 1, m.npartitions do keys[i] = pkey(m.name, i) end
-  return to_delayeds(m.layers, keys)
+  return to_delayeds(m.layers, part_keys(m))
 end
 
 --- b:take(n [, {npartitions=}]) -> array of the first n elements, computing
@@ -1881,9 +1865,7 @@ end
 function methods.visualize(b, filename)
   check_self(b, "visualize", 2)
   local m = materialize(b)
-  local keys = {}
-  for i = 1, m.npartitions do keys[i] = pkey(m.name, i) end
-  return write_dot(dot(m.layers, keys), filename, 2)
+  return write_dot(dot(m.layers, part_keys(m)), filename, 2)
 end
 
 Bag.__index = function (b, k)

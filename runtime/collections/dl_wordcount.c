@@ -1,6 +1,6 @@
 /*
-** dl_wordcount.c -- word counts in an open-addressing table whose keys
-** point into the counted text (no copies).
+** dl_wordcount.c -- word counts in an open-addressing table; words of up
+** to DL_WORDCOUNT_INLINE bytes live in their slot, longer ones are copied.
 */
 #include <string.h>
 
@@ -15,6 +15,11 @@ void dl_wordcount_init(dl_wordcount *wc) {
 }
 
 void dl_wordcount_free(dl_wordcount *wc) {
+  size_t i;
+  for (i = 0; i < wc->cap; i++) {
+    dl_wordcount_slot *s = &wc->slots[i];
+    if (s->len > DL_WORDCOUNT_INLINE) dl_free(s->w.ptr);
+  }
   if (wc->slots) dl_free(wc->slots);
   dl_wordcount_init(wc);
 }
@@ -92,10 +97,13 @@ int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
       for (;;) {
         dl_wordcount_slot *s = &wc->slots[j];
         if (!s->len) {
+          char *copy = dl_realloc(NULL, n);
+          if (!copy) return DL_ENOMEM;
+          memcpy(copy, w, n);
           s->len = (uint32_t)n;
           s->hash = h;
           s->count = 1;
-          s->w.ptr = (const char *)w;
+          s->w.ptr = copy;
           wc->count++;
           break;
         }

@@ -10,8 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Words up to this long are copied into their slot, so that a lookup
-   does not reach back into the text (a cache miss per word). */
+/* Words up to this long are kept in their slot (no allocation, and a
+   lookup touches one cache line); longer ones are copied, owned by the
+   table. */
 #define DL_WORDCOUNT_INLINE 16
 
 typedef struct dl_wordcount_slot {
@@ -19,7 +20,7 @@ typedef struct dl_wordcount_slot {
   uint32_t hash;    /* low bits of dl_hash(word) */
   uint64_t count;
   union {
-    const char *ptr; /* len > DL_WORDCOUNT_INLINE: borrowed from the text */
+    char *ptr; /* len > DL_WORDCOUNT_INLINE: owned copy of the word */
     char bytes[DL_WORDCOUNT_INLINE]; /* the word, zero-padded */
   } w;
 } dl_wordcount_slot;
@@ -35,12 +36,11 @@ typedef struct dl_wordcount {
 } dl_wordcount;
 
 void dl_wordcount_init(dl_wordcount *wc);
-/* Free the table (not the texts its words point into). */
+/* Free the table and its copies of long words. */
 void dl_wordcount_free(dl_wordcount *wc);
 /*
-** Count the words of text[0..len).  The table borrows words longer than
-** DL_WORDCOUNT_INLINE bytes: text must stay valid and unchanged until
-** dl_wordcount_free.  Words longer than
+** Count the words of text[0..len), which is borrowed for the call only (a
+** text may be counted in pieces cut between words).  Words longer than
 ** UINT32_MAX bytes are an error.  Returns 0, DL_ENOMEM (the counts of this
 ** text may then be partly added) or -1 for a too long word.
 */
