@@ -89,6 +89,27 @@ describe("dlua.dataframe", function ()
     assert.equal(4500, f:count(SYNC))
   end)
 
+  it("keeps int64 aggregations int64 and exact through the tree",
+    function ()
+    local p = dir .. "/big.ints"
+    local t, B = {"k,v\n"}, 1 << 53
+    for i = 1, 3000 do t[#t + 1] = ("g%d,%d\n"):format(i % 3, B + i) end
+    spit(p, table.concat(t))
+    local ddf = dd.read_csv(p, {blocksize = 9000})
+    assert.is_true(ddf.npartitions > 4)
+    local r = ddf:groupby("k"):agg({v = {"sum", "min", "max", "first",
+      "last"}}, {split_every = 2}):compute(SYNC)
+    local e = frame.read_csv(p):groupby("k"):agg{v = {"sum", "min", "max",
+      "first", "last"}}
+    assert.same(e:totable(), r:totable())
+    assert.equal("int64", r:dtypes().v_sum)
+    local row = r:totable()[1] -- g0: i = 3, 6, ..., 3000
+    assert.equal(1000 * B + 3 * 1000 * 1001 // 2, row.v_sum)
+    assert.equal(B + 3, row.v_min)
+    assert.equal(B + 3000, row.v_max)
+    os.remove(p)
+  end)
+
   it("names the file's own line for a mismatch in a later block", function ()
     local p = dir .. "/bad.csv"
     local t = {"a,b\n"}
@@ -141,6 +162,13 @@ describe("dlua.dataframe on a cluster", function ()
     local e = frame.concat{frame.read_csv(dir .. "/p1.csv"),
       frame.read_csv(dir .. "/p2.csv")}:groupby("key"):agg(SPEC)
     same_frames(r, e)
+    local B = 1 << 53
+    local big = dd.from_frame(frame.from_table({k = {"a", "b", "a", "b"},
+      v = {B + 1, B + 2, B + 3, B + 5}}, {"k", "v"}), 2)
+    local s = big:groupby("k"):agg{v = {"sum", "max"}}:compute(o):totable()
+    assert.same({{k = "a", v_sum = 2 * B + 4, v_max = B + 3},
+      {k = "b", v_sum = 2 * B + 7, v_max = B + 5}}, s)
+    assert.equal("integer", math.type(s[1].v_sum))
     local paths = ddf:to_csv(dir .. "/out/part-*.csv", o)
     assert.equal(ddf.npartitions, #paths)
     local back = dd.read_csv(dir .. "/out/part-*.csv")

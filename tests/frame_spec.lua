@@ -63,6 +63,37 @@ describe("dlua.frame", function ()
     assert.equal(4, #two)
   end)
 
+  it("keeps int64 sums, minima and maxima int64, exact past 2^53",
+    function ()
+    local B = 1 << 53
+    local df = frame.from_table({k = {"a", "a", "b", "b", "b"},
+      v = {B + 1, B + 3, -B - 1, 7, B + 5}, t = {true, true, false, true,
+      false}}, {"k", "v", "t"})
+    local r = df:groupby("k"):agg{v = {"sum", "min", "max", "first", "last",
+      "nunique"}, t = "sum"}
+    local row = r:totable()
+    assert.equal("int64", r:dtypes().v_sum)
+    assert.equal(2 * B + 4, row[1].v_sum)
+    assert.equal("integer", math.type(row[1].v_sum))
+    assert.equal(B + 1, row[1].v_min)
+    assert.equal(B + 3, row[1].v_max)
+    assert.equal(11, row[2].v_sum)
+    assert.equal(-B - 1, row[2].v_min)
+    assert.equal(B + 5, row[2].v_max)
+    assert.equal(-B - 1, row[2].v_first)
+    assert.equal(B + 5, row[2].v_last)
+    assert.equal("int64", r:dtypes().v_nunique)
+    assert.equal("int64", r:dtypes().t)
+    assert.equal(2, row[1].t)
+    assert.equal(1, row[2].t)
+    -- the CSV reader keeps them exact too
+    local p = os.tmpname()
+    spit(p, "k,v\na,9007199254740993\na,9007199254740995\n")
+    local s = frame.read_csv(p):groupby("k"):sum():totable()
+    assert.equal(18014398509481988, s[1].v)
+    os.remove(p)
+  end)
+
   it("counts values, sorts and describes", function ()
     local df = sample()
     local vc = df:value_counts("key")

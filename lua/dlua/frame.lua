@@ -379,7 +379,7 @@ local function agg_one(codes, k, c, how)
     -- each pair's group: the group code at its first row
     local gc = C.take(codes, pf)
     local ones = nd.ones({pk})
-    return C.reduce("sum", gc, k, ones)
+    return C.reduce("sum", gc, k, ones):astype("int64")
   end
   if not is_nd(c) then
     if how == "count" then

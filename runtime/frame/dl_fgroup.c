@@ -116,3 +116,37 @@ void dl_group_reduce(int op, const int64_t *codes, int64_t n, const double *v,
     }
   }
 }
+
+int64_t dl_group_reduce_i64(int op, const int64_t *codes, int64_t n,
+                            const int64_t *v, int64_t k, int64_t *out,
+                            uint8_t *seen) {
+  uint8_t *own = NULL;
+  int64_t i, empty = 0;
+  if (!seen) {
+    own = calloc((size_t)(k ? k : 1), 1);
+    if (!own) return -1;
+    seen = own;
+  } else {
+    memset(seen, 0, (size_t)k);
+  }
+  for (i = 0; i < k; i++) out[i] = 0;
+  for (i = 0; i < n; i++) {
+    int64_t c = codes[i], x = v[i], *o;
+    if (c <= 0 || c > k) continue;
+    o = &out[c - 1];
+    switch (op) {
+    case DL_G_SUM: /* wraps like NumPy, without signed-overflow UB */
+      *o = (int64_t)((uint64_t)*o + (uint64_t)x);
+      break;
+    case DL_G_MIN: if (!seen[c - 1] || x < *o) *o = x; break;
+    case DL_G_MAX: if (!seen[c - 1] || x > *o) *o = x; break;
+    case DL_G_FIRST: if (!seen[c - 1]) *o = x; break;
+    case DL_G_LAST: *o = x; break;
+    default: break;
+    }
+    seen[c - 1] = 1;
+  }
+  for (i = 0; i < k; i++) empty += !seen[i];
+  free(own);
+  return empty;
+}

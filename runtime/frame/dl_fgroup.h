@@ -24,5 +24,13 @@ int64_t dl_factorize_f64(const double *v, int64_t n, int64_t *codes,
    LAST of an empty group are NaN. */
 void dl_group_reduce(int op, const int64_t *codes, int64_t n, const double *v,
                      int64_t k, const double *mean, double *out);
+/* The same for int64 values, exact: SUM, MIN, MAX, FIRST or LAST into
+   out[k] (a sum wraps around on overflow, as NumPy's does).  seen[k]
+   (may be NULL) gets 1 for a group with a row, 0 for an empty one (out
+   is 0 there).  Returns the number of empty groups, or -1 when out of
+   memory. */
+int64_t dl_group_reduce_i64(int op, const int64_t *codes, int64_t n,
+                            const int64_t *v, int64_t k, int64_t *out,
+                            uint8_t *seen);
 
 #endif

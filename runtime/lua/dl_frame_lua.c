@@ -167,7 +167,39 @@ static int l_combine(lua_State *L) {
   return 3;
 }
 
-/* reduce(op, codes, k, values [, means]) -> float64 ndarray of k. */
+/* The exact int64 reduction of reduce(): int64 values (bool for a sum,
+   counting the trues), op SUM, MIN, MAX, FIRST or LAST.  Empty groups
+   make MIN/MAX/FIRST/LAST float64 with NaN there, as pandas does.
+   [-0, +1, m] */
+static int reduce_i64(lua_State *L, int op, const dl_nd *c, int64_t k,
+                      const dl_nd *a) {
+  int64_t n = a->shape[0], i, empty, *tmp = NULL;
+  const int64_t *v = (const int64_t *)a->data;
+  dl_nd *o, *seen;
+  if (c->shape[0] != n) luaL_argerror(L, 4, "columns of different lengths");
+  if (a->dtype == DL_BOOL) {
+    dl_nd *t = push_vec(L, DL_I64, n);
+    tmp = (int64_t *)t->data;
+    for (i = 0; i < n; i++) tmp[i] = ((const uint8_t *)a->data)[i] != 0;
+    v = tmp;
+  }
+  seen = push_vec(L, DL_BOOL, k);
+  o = push_vec(L, DL_I64, k);
+  empty = dl_group_reduce_i64(op, (const int64_t *)c->data, n, v, k,
+                              (int64_t *)o->data, (uint8_t *)seen->data);
+  if (empty < 0) return luaL_error(L, "not enough memory");
+  if (empty > 0 && op != DL_G_SUM) {
+    dl_nd *f = push_vec(L, DL_F64, k);
+    for (i = 0; i < k; i++)
+      ((double *)f->data)[i] = ((uint8_t *)seen->data)[i]
+          ? (double)((int64_t *)o->data)[i] : NAN;
+  }
+  return 1;
+}
+
+/* reduce(op, codes, k, values [, means]) -> ndarray of k: float64, but
+   int64 for the sum, min, max, first and last of an int64 column (exact
+   past 2^53) and for the sum of a bool column. */
 static int l_reduce(lua_State *L) {
   static const char *const ops[] = {"sum", "count", "min", "max", "first",
                                     "last", "m2", NULL};
@@ -175,8 +207,15 @@ static int l_reduce(lua_State *L) {
   const dl_nd *c = check_vec(L, 2);
   lua_Integer k = luaL_checkinteger(L, 3);
   int64_t n;
-  const double *v = as_f64(L, 4, &n), *mean = NULL;
+  const double *v, *mean = NULL;
+  const dl_nd *a = check_vec(L, 4);
   dl_nd *o;
+  if (c->dtype != DL_I64) luaL_argerror(L, 2, "expected int64 codes");
+  if (k < 0) luaL_argerror(L, 3, "expected a group count >= 0");
+  if ((a->dtype == DL_I64 && op != DL_G_COUNT && op != DL_G_M2) ||
+      (a->dtype == DL_BOOL && op == DL_G_SUM))
+    return reduce_i64(L, op, c, (int64_t)k, a);
+  v = as_f64(L, 4, &n);
   if (c->shape[0] != n) luaL_argerror(L, 4, "columns of different lengths");
   if (op == DL_G_M2) {
     const dl_nd *m = check_vec(L, 5);

@@ -81,9 +81,38 @@ static void test_group(void) {
   CHECK(out[0] == 8 && out[1] == 2);
 }
 
+/* int64 reductions are exact past 2^53 and mark empty groups. */
+static void test_group_i64(void) {
+  const int64_t B = (int64_t)1 << 53;
+  int64_t codes[5] = {1, 2, 1, 0, 1}, v[5], out[3];
+  uint8_t seen[3];
+  v[0] = B + 1;
+  v[1] = -B - 1;
+  v[2] = B + 3;
+  v[3] = 42;
+  v[4] = 1;
+  CHECK(dl_group_reduce_i64(DL_G_SUM, codes, 5, v, 3, out, seen) == 1);
+  CHECK(out[0] == 2 * B + 5 && out[1] == -B - 1 && out[2] == 0);
+  CHECK(seen[0] && seen[1] && !seen[2]);
+  CHECK(dl_group_reduce_i64(DL_G_MIN, codes, 5, v, 3, out, NULL) == 1);
+  CHECK(out[0] == 1 && out[1] == -B - 1);
+  CHECK(dl_group_reduce_i64(DL_G_MAX, codes, 5, v, 3, out, NULL) == 1);
+  CHECK(out[0] == B + 3);
+  CHECK(dl_group_reduce_i64(DL_G_FIRST, codes, 5, v, 3, out, NULL) == 1);
+  CHECK(out[0] == B + 1);
+  CHECK(dl_group_reduce_i64(DL_G_LAST, codes, 5, v, 3, out, NULL) == 1);
+  CHECK(out[0] == 1);
+  v[0] = INT64_MAX; /* wraps like NumPy, no undefined behaviour */
+  v[2] = 1;
+  v[4] = 0;
+  dl_group_reduce_i64(DL_G_SUM, codes, 5, v, 3, out, NULL);
+  CHECK(out[0] == INT64_MIN);
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_typed);
   RUN(test_group);
+  RUN(test_group_i64);
   return TAP_END();
 }
