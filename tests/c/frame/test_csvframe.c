@@ -5,6 +5,7 @@
 */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dl_csvframe.h"
@@ -109,10 +110,50 @@ static void test_group_i64(void) {
   CHECK(out[0] == INT64_MIN);
 }
 
+/* The shuffle and join kernels: buckets, joins, argsort, ranges. */
+static void test_shuffle_kernels(void) {
+  int64_t codes[6] = {2, 0, 2, 1, 0, 2}, rows[6], start[4], *li, *ri, m;
+  int64_t lc[4] = {1, 2, 0, 3}, rc[4] = {2, 1, 2, 4}, idx[5], out[5];
+  double v[5] = {3, NAN, 1, 3, -0.5}, b[2] = {1, 3};
+  int64_t iv[3] = {(int64_t)1 << 60, -5, ((int64_t)1 << 60) - 1};
+  uint64_t h1[2] = {0, 0}, h2[2] = {0, 0};
+  double fv[2] = {7, -0.0};
+  int64_t ii[2] = {7, 0};
+  CHECK(dl_bucket_rows(codes, 6, 3, rows, start) == 0);
+  CHECK(start[0] == 0 && start[1] == 2 && start[2] == 3 && start[3] == 6);
+  CHECK(rows[0] == 1 && rows[1] == 4 && rows[2] == 3 && rows[3] == 0 &&
+        rows[5] == 5);
+  codes[1] = 3;
+  CHECK(dl_bucket_rows(codes, 6, 3, rows, start) == -1);
+  CHECK(dl_join_rows(lc, 4, rc, 4, 4, 0, &li, &ri, &m) == 0);
+  CHECK(m == 3 && li[0] == 1 && ri[0] == 2 && li[1] == 2 && ri[1] == 1 &&
+        li[2] == 2 && ri[2] == 3);
+  free(li);
+  free(ri);
+  CHECK(dl_join_rows(lc, 4, rc, 4, 4, 2, &li, &ri, &m) == 0);
+  CHECK(m == 6 && li[3] == 3 && ri[3] == 0 && li[4] == 4 && ri[4] == 0 &&
+        li[5] == 0 && ri[5] == 4);
+  free(li);
+  free(ri);
+  CHECK(dl_argsort_f64(v, 5, 1, idx) == 0);
+  CHECK(idx[0] == 4 && idx[1] == 2 && idx[2] == 0 && idx[3] == 3 &&
+        idx[4] == 1);
+  CHECK(dl_argsort_f64(v, 5, 0, idx) == 0);
+  CHECK(idx[0] == 0 && idx[1] == 3 && idx[2] == 2 && idx[4] == 1);
+  CHECK(dl_argsort_i64(iv, 3, 1, idx) == 0);
+  CHECK(idx[0] == 1 && idx[1] == 2 && idx[2] == 0);
+  dl_range_f64(v, 5, b, 2, out);
+  CHECK(out[0] == 2 && out[1] == 2 && out[2] == 1 && out[4] == 0);
+  dl_hash_f64(fv, 2, h1);
+  dl_hash_i64(ii, 2, h2);
+  CHECK(h1[0] == h2[0] && h1[1] == h2[1]); /* 7 meets 7.0, -0 meets 0 */
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_typed);
   RUN(test_group);
   RUN(test_group_i64);
+  RUN(test_shuffle_kernels);
   return TAP_END();
 }
