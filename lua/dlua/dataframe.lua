@@ -116,20 +116,17 @@ end
   [start, stop); the first block of a file has the header. ]]
 function M._read_block(spec, blk)
   local path, start, stop = blk[1], blk[2], blk[3]
-  local f, err = io.open(path, "rb")
-  if not f then error(err, 0) end
-  local bag = require "dlua.bag"
-  local text = bag._block_text(f, start, stop)
   local first = start == 0
   local o = {types = spec.types, sep = spec.sep, on_error = spec.on_error,
     header = first, names = (not first) and spec.names or nil}
-  if not first and text == "" then
-    local cols = {}
+  -- the block is read and parsed in C: no Lua string of its bytes
+  local ok, r = pcall(frame._from_csv_bytes, {path, start, stop}, o, path, 1,
+    1)
+  if ok and r == nil then -- an empty block: no rows, the columns' types
     local empty = frame._from_csv_bytes(tconcat(spec.names, spec.sep or ",")
       .. "\n", {types = spec.types, sep = spec.sep}, path, 1, 1)
     return strip(empty)
   end
-  local ok, r = pcall(frame._from_csv_bytes, text, o, path, 1, 1)
   if not ok then
     -- name the file's own line: add the lines before this block
     local msg = tostring(r)

@@ -187,11 +187,11 @@ function M.read_csv(path, o)
   end
   local f, err = io.open(path, "rb")
   if not f then fail(2, "read_csv: %s", err) end
-  local bytes = f:read("a")
   f:close()
-  return M._from_csv_bytes(bytes, o, path, 1, 3)
+  return M._from_csv_bytes({path, 0, -1}, o, path, 1, 3) -- read in C
 end
 
+-- bytes: a string, or {path, start, stop}: the block read in C.
 function M._from_csv_bytes(bytes, o, file, line0, level)
   local opts = {sep = o.sep, header = o.header, on_error = o.on_error,
     types = o.types, names = o.names, file = file, line0 = line0}
@@ -200,6 +200,10 @@ function M._from_csv_bytes(bytes, o, file, line0, level)
   end
   local ok, r = pcall(C.read_csv, bytes, opts)
   if not ok then error(r, level) end
+  if r.empty then -- a block with no bytes: no frame (no header either)
+    if o.header == false then return nil end
+    error(sformat("dlua.frame: %s: empty file: no header", file), level)
+  end
   local df = new(r.names, r.cols, level)
   df._nerrors = r.nerrors
   df._read_types = r.types
@@ -346,20 +350,9 @@ function methods:sort_values(o)
 end
 
 -- Codes of one key column: codes ndarray, k, first rows ndarray.
-local function factorize(c)
-  if is_nd(c) then return C.factorize(c) end
-  local map, codes, first, k = {}, {}, {}, 0
-  for i = 1, c.n or #c do
-    local v = c[i]
-    if v == false then codes[i] = 0
-    else
-      local code = map[v]
-      if not code then k = k + 1 code = k map[v] = k first[k] = i end
-      codes[i] = code
-    end
-  end
-  return nd_of_ints(codes, #codes), k, nd_of_ints(first, k)
-end
+-- Codes of one key column (ndarray or strings, both in C): codes
+-- ndarray, k, first rows ndarray.
+local function factorize(c) return C.factorize(c) end
 
 local function group_codes(df, keys, level)
   local codes, k, first

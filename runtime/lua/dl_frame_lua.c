@@ -89,12 +89,87 @@ static int l_which(lua_State *L) {
   return 1;
 }
 
+/* factorize of a string column: a Lua array of n strings (false: a
+   missing value, code 0).  Strings are keyed by their bytes' hash and
+   compared by bytes; the table keeps them alive during the call. */
+static int factorize_str(lua_State *L, int64_t n) {
+  typedef struct sslot { const char *p; size_t len; int64_t code; } sslot;
+  size_t cap = 64, mask, used = 0, h;
+  sslot *tab;
+  int64_t i, k = 0, *codes, *first;
+  dl_nd *co = push_vec(L, DL_I64, n), *fo;
+  codes = (int64_t *)co->data;
+  first = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *first, 0);
+  tab = lua_newuserdatauv(L, cap * sizeof *tab, 0); /* stack top */
+  memset(tab, 0, cap * sizeof *tab);
+  mask = cap - 1;
+  for (i = 0; i < n; i++) {
+    size_t len;
+    const char *p;
+    lua_rawgeti(L, 1, (lua_Integer)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      if (lua_toboolean(L, -1))
+        return luaL_error(L, "dlua.frame: string column: row %I is a %s",
+                          (lua_Integer)i + 1, luaL_typename(L, -1));
+      lua_pop(L, 1);
+      codes[i] = 0;
+      continue;
+    }
+    p = lua_tolstring(L, -1, &len);
+    lua_pop(L, 1); /* still referenced by the column */
+    if ((used + 1) * 2 > cap) {
+      size_t ncap = cap * 2, j;
+      sslot *nt = lua_newuserdatauv(L, ncap * sizeof *nt, 0);
+      memset(nt, 0, ncap * sizeof *nt);
+      for (j = 0; j < cap; j++)
+        if (tab[j].code) {
+          size_t g = dl_hash_bytes(tab[j].p, tab[j].len) & (ncap - 1);
+          while (nt[g].code) g = (g + 1) & (ncap - 1);
+          nt[g] = tab[j];
+        }
+      lua_replace(L, -2); /* the old table goes to the collector */
+      tab = nt;
+      cap = ncap;
+      mask = cap - 1;
+    }
+    h = dl_hash_bytes(p, len) & mask;
+    while (tab[h].code &&
+           (tab[h].len != len || memcmp(tab[h].p, p, len) != 0))
+      h = (h + 1) & mask;
+    if (!tab[h].code) {
+      tab[h].p = p;
+      tab[h].len = len;
+      tab[h].code = ++k;
+      first[k - 1] = i;
+      used++;
+    }
+    codes[i] = tab[h].code;
+  }
+  lua_pop(L, 1); /* tab; first stays on the stack while it is read */
+  lua_pushinteger(L, (lua_Integer)k);
+  fo = push_vec(L, DL_I64, k);
+  for (i = 0; i < k; i++) ((int64_t *)fo->data)[i] = first[i] + 1;
+  lua_remove(L, -3); /* first: codes, k, first rows remain */
+  return 3;
+}
+
 /* factorize(col) -> codes (int64, 1..k, 0 missing), k, first (int64,
-   1-based row of each code's first row). */
+   1-based row of each code's first row).  col: an ndarray or a string
+   column (a Lua array, with its length in .n or #). */
 static int l_factorize(lua_State *L) {
-  const dl_nd *a = check_vec(L, 1);
-  int64_t n = a->shape[0], k, *first;
-  dl_nd *codes = push_vec(L, DL_I64, n);
+  const dl_nd *a;
+  int64_t n, k, *first;
+  dl_nd *codes;
+  if (lua_type(L, 1) == LUA_TTABLE && luaL_testudata(L, 1, ND_MT) == NULL) {
+    lua_getfield(L, 1, "n");
+    n = lua_isinteger(L, -1) ? (int64_t)lua_tointeger(L, -1)
+                             : (int64_t)lua_rawlen(L, 1);
+    lua_pop(L, 1);
+    return factorize_str(L, n);
+  }
+  a = check_vec(L, 1);
+  n = a->shape[0];
+  codes = push_vec(L, DL_I64, n);
   first = malloc((size_t)(n ? n : 1) * sizeof *first);
   if (!first) return luaL_error(L, "not enough memory");
   if (a->dtype == DL_F64) {
@@ -468,17 +543,34 @@ static void push_col(lua_State *L, const dl_fcol *c) {
   }
 }
 
-/* read_csv(bytes, {file=, line0=, sep=, header=, on_error=, types=,
-   names=}) -> {names = {...}, cols = {name = col}, nrows =, nerrors =} */
+/* read_csv(bytes | {path, start, stop}, {file=, line0=, sep=, header=,
+   on_error=, types=, names=}) -> {names = {...}, cols = {name = col},
+   nrows =, nerrors =, empty = bool}.  A {path, start, stop} block is read
+   here, in C (dl_csv_read_block: the lines that start in [start, stop);
+   stop -1: to the end); empty tells that it held no bytes. */
 static int l_read_csv(lua_State *L) {
-  size_t n;
-  const char *p = luaL_checklstring(L, 1, &n);
+  size_t n = 0;
+  const char *p = NULL, *path = NULL;
+  char *owned = NULL;
+  lua_Integer start = 0, stop = -1;
   dl_csvopts o;
   dl_ftable t;
   char err[512];
   const char **tn = NULL, **names = NULL;
   int *tv = NULL, rc, i;
   memset(&o, 0, sizeof o);
+  if (lua_istable(L, 1)) {
+    lua_rawgeti(L, 1, 1);
+    path = lua_tostring(L, -1); /* stays on the stack */
+    if (!path) luaL_argerror(L, 1, "expected {path, start, stop}");
+    lua_rawgeti(L, 1, 2);
+    lua_rawgeti(L, 1, 3);
+    start = luaL_optinteger(L, -2, 0);
+    stop = luaL_optinteger(L, -1, -1);
+    lua_pop(L, 2);
+  } else {
+    p = luaL_checklstring(L, 1, &n);
+  }
   luaL_checktype(L, 2, LUA_TTABLE);
   o.sep = ',';
   o.header = 1;
@@ -525,7 +617,21 @@ static int l_read_csv(lua_State *L) {
     o.nnames = k;
     o.names = names;
   }
+  if (path) {
+    if (dl_csv_read_block(path, (int64_t)start, (int64_t)stop, &owned, &n,
+                          err, sizeof err))
+      return luaL_error(L, "dlua.frame: %s", err);
+    p = owned;
+    if (n == 0) { /* nothing to parse: the caller makes an empty frame */
+      free(owned);
+      lua_createtable(L, 0, 1);
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "empty");
+      return 1;
+    }
+  }
   rc = dl_csv_frame(p, n, &o, &t, err, sizeof err);
+  free(owned);
   if (rc) return luaL_error(L, "dlua.frame: %s", err);
   lua_createtable(L, 0, 5);
   lua_createtable(L, 0, t.ncol); /* types as read (before NaN widening) */

@@ -149,11 +149,75 @@ static void test_shuffle_kernels(void) {
   CHECK(h1[0] == h2[0] && h1[1] == h2[1]); /* 7 meets 7.0, -0 meets 0 */
 }
 
+/* The in-place float parser gives strtod's bits on what CSV writers
+   print: %.17g (pandas, bench m), %.15g, %.6f, plain digit strings with
+   exponents, and edge cases; and refuses what strtod would not take. */
+static void test_parse_f64(void) {
+  static const char *const odd[] = {"0", "-0", "+1.5", ".5", "5.", "1e22",
+    "1e23", "9007199254740993", "18446744073709551615", "1e-400", "1e400",
+    "inf", "-nan", "0x1p3", "123456789012345678901234567890",
+    "0.000000000000000000000000000001", "2.2250738585072011e-308",
+    "4.9e-324", "1.7976931348623157e308", "9999999999999999999e-27", NULL};
+  static const char *const bad[] = {"", ".", "-", "1e", "1e+", "1x", " 1",
+    "1 ", "e5", "--1", "1..2", NULL};
+  uint64_t x = 88172645463325252ULL;
+  char buf[64];
+  int i, mism = 0;
+  double a, b;
+  for (i = 0; odd[i]; i++) {
+    CHECK(dl_csv_parse_f64(odd[i], strlen(odd[i]), &a) == 1);
+    b = strtod(odd[i], NULL);
+    CHECK(memcmp(&a, &b, sizeof a) == 0 || (isnan(a) && isnan(b)));
+  }
+  for (i = 0; bad[i]; i++)
+    CHECK(dl_csv_parse_f64(bad[i], strlen(bad[i]), &a) == 0);
+  for (i = 0; i < 300000; i++) {
+    uint64_t bits;
+    double d;
+    int n;
+    x ^= x << 13; /* xorshift64 */
+    x ^= x >> 7;
+    x ^= x << 17;
+    switch (i % 4) {
+    case 0: /* a random double in [0, 1), as %.17g */
+      d = (double)(x >> 11) / 9007199254740992.0;
+      n = snprintf(buf, sizeof buf, "%.17g", d);
+      break;
+    case 1: /* any finite double */
+      bits = x & 0x7fefffffffffffffULL;
+      memcpy(&d, &bits, sizeof d);
+      n = snprintf(buf, sizeof buf, "%.17g", (i & 8) ? -d : d);
+      break;
+    case 2: /* up to 19 digits, a point somewhere */
+      n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)(x >> (x & 31)));
+      if (n > 1) {
+        int at = (int)((x >> 40) % (unsigned)n);
+        memmove(buf + at + 1, buf + at, (size_t)(n - at + 1));
+        buf[at] = '.';
+        n++;
+      }
+      break;
+    default: /* digits and an exponent */
+      n = snprintf(buf, sizeof buf, "%llue%d",
+                   (unsigned long long)(x >> (x & 15)),
+                   (int)((x >> 50) % 80) - 40);
+    }
+    if (dl_csv_parse_f64(buf, (size_t)n, &a) != 1) {
+      mism++;
+      continue;
+    }
+    b = strtod(buf, NULL);
+    mism += memcmp(&a, &b, sizeof a) != 0;
+  }
+  CHECK(mism == 0);
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_typed);
   RUN(test_group);
   RUN(test_group_i64);
   RUN(test_shuffle_kernels);
+  RUN(test_parse_f64);
   return TAP_END();
 }
