@@ -12,14 +12,17 @@ CC ?= cc
 PREFIX ?= /usr/local
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4)
 UV_CFLAGS := $(shell pkg-config --cflags libuv)
-PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv libcrypto)
+PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv) -ldl
 EDIT_CFLAGS := $(shell pkg-config --cflags libedit)
 EDIT_LIBS := $(shell pkg-config --libs libedit)
 LUA ?= lua5.4
 # The Jupyter kernel (runtime/kernel, `dlua kernel`): ZeroMQ, cJSON and
-# libcrypto's HMAC, linked into the dlua command only, not into libdlua.
+# libcrypto's HMAC, in the dlua command only, not in libdlua.  ZeroMQ and
+# libcrypto are not linked but opened on first use (base/dl_dynlib.h):
+# every worker would otherwise load them, and they were two thirds of a
+# process's start.  Their headers are still needed to build.
 KERNEL_CFLAGS := $(shell pkg-config --cflags libzmq libcjson)
-KERNEL_LIBS := $(shell pkg-config --libs libzmq libcjson libcrypto)
+KERNEL_LIBS := $(shell pkg-config --libs libcjson)
 
 OPT ?= -O2 -g
 CFLAGS_BASE = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread $(XCFLAGS)
@@ -50,7 +53,7 @@ SEES_collections = base collections
 SEES_frame     = base array frame
 SEES_lua       = base wire codec sched cluster dashboard worker client array collections frame lua
 SEES_kernel    = base kernel
-SEES_cmd       = cmd kernel
+SEES_cmd       = base cmd kernel
 LUA_LAYERS = codec worker client lua cmd
 # `runtime/` itself holds dlua.h, the public header, for the Lua layers.
 layer_cflags = $(CFLAGS_BASE) $(foreach d,$(SEES_$(1)),-Iruntime/$(d)) \
@@ -129,17 +132,17 @@ $(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
 	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
 # The kernel's C test links the kernel layer (not part of libdlua).
-$(B)/tests/kernel/test_kernel: tests/c/kernel/test_kernel.c tests/c/tap.h $(B)/libdlkernel.a | $(B)
+$(B)/tests/kernel/test_kernel: tests/c/kernel/test_kernel.c tests/c/tap.h $(B)/libdlkernel.a $(B)/libdlua.a | $(B)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(KERNEL_CFLAGS) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlkernel.a $(LDLIBS_ALL) $(KERNEL_LIBS)
+	$(CC) $(CFLAGS_ALL) $(KERNEL_CFLAGS) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlkernel.a $(B)/libdlua.a $(LDLIBS_ALL) $(KERNEL_LIBS)
 
 # dlua.pc for PREFIX; `make install PREFIX=...` writes its own with that
 # prefix, so a build made for another prefix installs a correct one.
 DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
   'includedir=$${prefix}/include' '' 'Name: dlua' \
   'Description: Dask for Lua: task graphs on a process cluster' \
-  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv libcrypto' \
-  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lpthread -lm' \
+  'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv' \
+  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lpthread -lm -ldl' \
   'Cflags: -I$${includedir}'
 
 $(B)/bench_embed: scripts/bench/bench_embed.c $(B)/libdlua.a

@@ -40,6 +40,7 @@
 #include <lualib.h>
 
 #include "dl_complete.h"
+#include "dl_crypto.h"
 #include "dl_jchan.h"
 #include "dl_jmsg.h"
 #include "dl_kernel.h"
@@ -1091,6 +1092,11 @@ static int run_kernel(lua_State *L, const char *path) {
   int ok = 0, linger = 0;
   if (text == NULL) {
     fprintf(stderr, "dlua kernel: %s\n", err);
+    return 0;
+  }
+  if (dl_zmq_load(err, sizeof err) != 0 || dl_crypto_load(err, sizeof err)) {
+    fprintf(stderr, "dlua kernel: %s\n", err);
+    free(text);
     return 0;
   }
   if (dl_jconn_parse(text, len, &conn, err, sizeof err) != 0) {

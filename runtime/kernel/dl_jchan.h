@@ -11,7 +11,7 @@
 
 #include <pthread.h>
 
-#include <zmq.h>
+#include "dl_zmq.h" /* ZeroMQ, opened on first use */
 
 #include "dl_jmsg.h"
 

@@ -8,11 +8,9 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/core_names.h>
-#include <openssl/params.h>
-#include <openssl/rand.h>
+
+#include "dl_crypto.h" /* OpenSSL's functions, opened on first use */
 
 #include "dl_jmsg.h"
 

@@ -11,10 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
+#include "dl_crypto.h" /* OpenSSL's functions, opened on first use */
 
 #include "dl_auth.h"
 
@@ -126,6 +123,7 @@ int dl_token_create(dl_token *t, const char *path, char *err, size_t errlen) {
   char text[65 + 1];
   size_t i, off = 0;
   int fd, e;
+  if (dl_crypto_load(err, errlen) != 0) return DL_EINVAL;
   if (RAND_bytes(raw, sizeof raw) != 1) {
     snprintf(err, errlen, "cannot make a token: no randomness");
     return DL_EINVAL;
@@ -243,6 +241,11 @@ int dl_auth_begin(dl_auth *a, int role, const dl_token *token, unsigned wire,
   a->token = token;
   a->wire = wire;
   a->version = version;
+  if (dl_crypto_load(a->err, sizeof a->err) != 0) {
+    a->why = DL_AUTH_ESYS;
+    a->state = ST_FAIL;
+    return DL_AUTH_FAIL;
+  }
   if (role == DL_AUTH_CLIENT) {
     a->state = ST_S1;
     return DL_AUTH_MORE;
@@ -379,4 +382,7 @@ int dl_auth_feed(dl_auth *a, const void *p, size_t n, size_t *used,
   }
 }
 
-void dl_auth_clear(dl_auth *a) { OPENSSL_cleanse(a, sizeof *a); }
+void dl_auth_clear(dl_auth *a) {
+  if (dl_crypto_load(NULL, 0) == 0) OPENSSL_cleanse(a, sizeof *a);
+  else memset(a, 0, sizeof *a); /* never used, so nothing secret in it */
+}

@@ -1,0 +1,23 @@
+/*
+** dl_zmq.c -- libzmq's table of functions (see dl_zmq.h).
+*/
+#include <stdio.h>
+
+#include "dl_zmq.h"
+
+dl_zmq_fns dl_zmq_fn;
+
+static const char *const names[] = {
+#define DL_ZMQ_NAME(n) #n,
+  DL_ZMQ_FUNCS(DL_ZMQ_NAME)
+#undef DL_ZMQ_NAME
+  NULL};
+
+dl_dynlib dl_zmq_lib = {"libzmq.so.5", "libzmq5", names,
+                        (void **)&dl_zmq_fn, 0, ""};
+
+int dl_zmq_load(char *err, size_t errlen) {
+  if (dl_dynlib_load(&dl_zmq_lib) == 0) return 0;
+  if (err != NULL && errlen > 0) snprintf(err, errlen, "%s", dl_zmq_lib.err);
+  return -1;
+}
