@@ -29,7 +29,7 @@ CFLAGS_BASE = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread $(XCFLAGS)
 # Tests, fuzzers and benches see every folder.
 CFLAGS_ALL = $(CFLAGS_BASE) -Iruntime $(foreach d,$(LAYERS),-Iruntime/$(d)) \
              -I$(B) $(LUA_CFLAGS) $(UV_CFLAGS)
-LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lcsv -lcjson -lz -lpthread -lm $(XLDFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lcjson -lz -lpthread -lm $(XLDFLAGS)
 
 B ?= build
 
@@ -142,7 +142,7 @@ DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
   'includedir=$${prefix}/include' '' 'Name: dlua' \
   'Description: Dask for Lua: task graphs on a process cluster' \
   'Version: 0.1.0' 'Requires: lua5.4' 'Requires.private: libuv' \
-  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lcsv -lcjson -lz -lpthread -lm -ldl' \
+  'Libs: -L$${libdir} -ldlua' 'Libs.private: -lhttp_parser -lcjson -lz -lpthread -lm -ldl' \
   'Cflags: -I$${includedir}'
 
 $(B)/bench_embed: scripts/bench/bench_embed.c $(B)/libdlua.a

@@ -89,6 +89,27 @@ describe("dlua.dataframe", function ()
     assert.equal(4500, f:count(SYNC))
   end)
 
+  it("keeps int64 aggregations int64 and exact through the tree",
+    function ()
+    local p = dir .. "/big.ints"
+    local t, B = {"k,v\n"}, 1 << 53
+    for i = 1, 3000 do t[#t + 1] = ("g%d,%d\n"):format(i % 3, B + i) end
+    spit(p, table.concat(t))
+    local ddf = dd.read_csv(p, {blocksize = 9000})
+    assert.is_true(ddf.npartitions > 4)
+    local r = ddf:groupby("k"):agg({v = {"sum", "min", "max", "first",
+      "last"}}, {split_every = 2}):compute(SYNC)
+    local e = frame.read_csv(p):groupby("k"):agg{v = {"sum", "min", "max",
+      "first", "last"}}
+    assert.same(e:totable(), r:totable())
+    assert.equal("int64", r:dtypes().v_sum)
+    local row = r:totable()[1] -- g0: i = 3, 6, ..., 3000
+    assert.equal(1000 * B + 3 * 1000 * 1001 // 2, row.v_sum)
+    assert.equal(B + 3, row.v_min)
+    assert.equal(B + 3000, row.v_max)
+    os.remove(p)
+  end)
+
   it("names the file's own line for a mismatch in a later block", function ()
     local p = dir .. "/bad.csv"
     local t = {"a,b\n"}
@@ -122,6 +143,125 @@ describe("dlua.dataframe", function ()
   end)
 end)
 
+-- Rows as sorted strings: frames equal up to row order.
+local function canon(df)
+  local names, rows = df:columns(), {}
+  for i, r in ipairs(df:totable()) do
+    local p = {}
+    for j, n in ipairs(names) do
+      local v = r[n]
+      p[j] = math.type(v) == "float" and ("%.12g"):format(v) or tostring(v)
+    end
+    rows[i] = table.concat(p, "|")
+  end
+  table.sort(rows)
+  return rows
+end
+
+local function left_right()
+  math.randomseed(9)
+  local a = {id = {}, key = {}, x = {}}
+  for i = 1, 2000 do
+    a.id[i] = i
+    a.key[i] = "k" .. math.random(1, 60)
+    a.x[i] = math.random(1, 1000) / 8
+  end
+  local b = {key = {}, w = {}}
+  for i = 1, 50 do b.key[i] = "k" .. (i + 20) b.w[i] = i end
+  return frame.from_table(a, {"id", "key", "x"}),
+    frame.from_table(b, {"key", "w"})
+end
+
+local function check_sorted(r, e, col)
+  assert.same(canon(e), canon(r))
+  local a, b = r:column_table(col), e:column_table(col)
+  assert.same(b, a) -- the key column in exactly the frame's order
+end
+
+local function shuffles(o)
+  local A, B = left_right()
+  local ddl = dd.from_frame(A, 5)
+  for _, how in ipairs{"inner", "left", "outer"} do
+    local e = A:merge(B, {on = "key", how = how})
+    -- hash-partitioned on both sides
+    local r = ddl:merge(dd.from_frame(B, 3), {on = "key", how = how})
+    assert.equal(5, r.npartitions)
+    assert.same(canon(e), canon(r:compute(o)))
+    -- an in-memory right side (broadcast, or hashed for outer)
+    assert.same(canon(e), canon(ddl:merge(B, {on = "key", how = how})
+      :compute(o)))
+  end
+  local s = ddl:sort_values("x", {client = o.client, scheduler = o.scheduler})
+  check_sorted(s:compute(o), A:sort_values{by = "x"}, "x")
+  s = ddl:sort_values("key", {ascending = false, npartitions = 3,
+    client = o.client, scheduler = o.scheduler})
+  check_sorted(s:compute(o), A:sort_values{by = "key", ascending = false},
+    "key")
+  local si = ddl:set_index("x", {client = o.client, scheduler = o.scheduler})
+  assert.equal("x", si.index)
+  assert.equal(si.npartitions + 1, #si.divisions)
+  assert.equal(A.x:min(), si.divisions[1])
+  assert.equal(A.x:max(), si.divisions[#si.divisions])
+  local parts = {}
+  for j = 1, si.npartitions do
+    local lo, hi = si.divisions[j], si.divisions[j + 1]
+    local p = si:loc(lo, lo):compute(o) -- one partition holds lo
+    assert.is_true(#p > 0)
+    parts[j] = {lo, hi}
+  end
+  local l = si:loc(40, 60)
+  assert.is_true(l.npartitions < si.npartitions)
+  assert.same(canon(A:filter(A.x:ge(40) & A.x:le(60))), canon(l:compute(o)))
+  return parts
+end
+
+describe("dlua.dataframe shuffles", function ()
+  it("merges, sorts and sets an index equal to the in-memory frame",
+    function ()
+    shuffles(SYNC)
+  end)
+
+  it("puts every division's rows in its partition", function ()
+    local A = left_right()
+    local si = dd.from_frame(A, 4):set_index("id", SYNC)
+    local dv = si.divisions
+    for j = 1, si.npartitions do
+      local part = si:loc(dv[j], dv[j + 1]):compute(SYNC)
+      for _, v in ipairs(part:column_table("id")) do
+        assert.is_true(v >= dv[j] and v <= dv[j + 1])
+      end
+    end
+    assert.equal(2000, si:count(SYNC))
+  end)
+
+  it("rejects bad merge and sort arguments clearly", function ()
+    local A, B = left_right()
+    local ddl = dd.from_frame(A, 2)
+    local ok, err = pcall(function ()
+      local r = ddl:merge(B, {on = "nope"}) -- not a tail call: keeps the line
+      return r
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("no column 'nope'", 1, true), err)
+    assert.truthy(err:find("dataframe_spec.lua", 1, true))
+    ok, err = pcall(ddl.merge, ddl, B, {on = "key", how = "cross"})
+    assert.truthy(err:find("how must be", 1, true))
+    ok, err = pcall(ddl.merge, ddl, B, {on = "key", hw = "left"})
+    assert.truthy(err:find("unknown option 'hw'", 1, true))
+    ok, err = pcall(ddl.sort_values, ddl, {"x", "id"})
+    assert.truthy(err:find("one sort key", 1, true), err)
+    ok, err = pcall(ddl.loc, ddl, 1, 2)
+    assert.truthy(err:find("set_index", 1, true))
+    local num = frame.from_table({key = {1, 2}, w = {1, 2}}, {"key", "w"})
+    ok, err = pcall(function ()
+      return ddl:merge(num, {on = "key"}):compute(SYNC)
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("is string on the left and int64 on the right", 1,
+      true), err)
+  end)
+end)
+
 describe("dlua.dataframe on a cluster", function ()
   local client, dir
   setup(function ()
@@ -141,6 +281,14 @@ describe("dlua.dataframe on a cluster", function ()
     local e = frame.concat{frame.read_csv(dir .. "/p1.csv"),
       frame.read_csv(dir .. "/p2.csv")}:groupby("key"):agg(SPEC)
     same_frames(r, e)
+    local B = 1 << 53
+    local big = dd.from_frame(frame.from_table({k = {"a", "b", "a", "b"},
+      v = {B + 1, B + 2, B + 3, B + 5}}, {"k", "v"}), 2)
+    local s = big:groupby("k"):agg{v = {"sum", "max"}}:compute(o):totable()
+    assert.same({{k = "a", v_sum = 2 * B + 4, v_max = B + 3},
+      {k = "b", v_sum = 2 * B + 7, v_max = B + 5}}, s)
+    assert.equal("integer", math.type(s[1].v_sum))
+    shuffles(o) -- merge, sort_values, set_index through the workers
     local paths = ddf:to_csv(dir .. "/out/part-*.csv", o)
     assert.equal(ddf.npartitions, #paths)
     local back = dd.read_csv(dir .. "/out/part-*.csv")

@@ -55,7 +55,7 @@ describe("embedding", function()
     local flags = ("DLUA_CFLAGS=%s DLUA_LIBS=%s CFLAGS=%s O=%s"):format(
       q("-I" .. BUILD .. "/../runtime " .. luac:gsub("%s+$", "")),
       q(BUILD .. "/libdlua.a " .. libs:gsub("%s+$", "") ..
-        " -lhttp_parser -lcsv -lcjson -lz -lpthread -lm"),
+        " -lhttp_parser -lcjson -lz -lpthread -lm"),
       q(XCFLAGS), q(tmp))
     local rc, out = sh("make -s -C examples/embed " .. flags)
     assert.equals(0, rc, out)

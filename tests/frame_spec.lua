@@ -63,6 +63,37 @@ describe("dlua.frame", function ()
     assert.equal(4, #two)
   end)
 
+  it("keeps int64 sums, minima and maxima int64, exact past 2^53",
+    function ()
+    local B = 1 << 53
+    local df = frame.from_table({k = {"a", "a", "b", "b", "b"},
+      v = {B + 1, B + 3, -B - 1, 7, B + 5}, t = {true, true, false, true,
+      false}}, {"k", "v", "t"})
+    local r = df:groupby("k"):agg{v = {"sum", "min", "max", "first", "last",
+      "nunique"}, t = "sum"}
+    local row = r:totable()
+    assert.equal("int64", r:dtypes().v_sum)
+    assert.equal(2 * B + 4, row[1].v_sum)
+    assert.equal("integer", math.type(row[1].v_sum))
+    assert.equal(B + 1, row[1].v_min)
+    assert.equal(B + 3, row[1].v_max)
+    assert.equal(11, row[2].v_sum)
+    assert.equal(-B - 1, row[2].v_min)
+    assert.equal(B + 5, row[2].v_max)
+    assert.equal(-B - 1, row[2].v_first)
+    assert.equal(B + 5, row[2].v_last)
+    assert.equal("int64", r:dtypes().v_nunique)
+    assert.equal("int64", r:dtypes().t)
+    assert.equal(2, row[1].t)
+    assert.equal(1, row[2].t)
+    -- the CSV reader keeps them exact too
+    local p = os.tmpname()
+    spit(p, "k,v\na,9007199254740993\na,9007199254740995\n")
+    local s = frame.read_csv(p):groupby("k"):sum():totable()
+    assert.equal(18014398509481988, s[1].v)
+    os.remove(p)
+  end)
+
   it("counts values, sorts and describes", function ()
     local df = sample()
     local vc = df:value_counts("key")
@@ -89,6 +120,67 @@ describe("dlua.frame", function ()
     assert.has_error(function () df:merge(num, {on = "key"}) end,
       "dlua.frame: merge: column 'key' is string on the left and int64 on "
       .. "the right")
+  end)
+
+  it("merges like a nested-loop join, on mixed int64/float64 and two keys",
+    function ()
+    math.randomseed(5)
+    local a, b = {id = {}, k = {}, v = {}}, {id = {}, k = {}, w = {}}
+    for i = 1, 300 do
+      a.id[i] = math.random(1, 40)
+      a.k[i] = math.random(1, 6) == 1 and false or "s" .. math.random(1, 3)
+      a.v[i] = i
+    end
+    for i = 1, 80 do
+      b.id[i] = math.random(1, 60) + 0.0 -- float64 keys meet int64 ones
+      b.k[i] = "s" .. math.random(1, 3)
+      b.w[i] = -i
+    end
+    a.k.n = 300
+    local A = frame.from_table(a, {"id", "k", "v"})
+    local B = frame.from_table(b, {"id", "k", "w"})
+    for _, how in ipairs{"inner", "left", "outer"} do
+      local want, hitb = {}, {}
+      for i = 1, 300 do
+        local any = false
+        for j = 1, 80 do
+          if a.k[i] and a.id[i] == b.id[j] and a.k[i] == b.k[j] then
+            want[#want + 1] = ("%d|%d"):format(a.v[i], b.w[j])
+            any, hitb[j] = true, true
+          end
+        end
+        if not any and how ~= "inner" then
+          want[#want + 1] = ("%d|nil"):format(a.v[i])
+        end
+      end
+      if how == "outer" then
+        for j = 1, 80 do
+          if not hitb[j] then want[#want + 1] = ("nil|%d"):format(b.w[j]) end
+        end
+      end
+      local got = {}
+      local m = A:merge(B, {on = {"id", "k"}, how = how})
+      for i, r in ipairs(m:totable()) do
+        got[i] = ("%s|%s"):format(r.v and ("%d"):format(r.v) or "nil",
+          r.w and ("%d"):format(r.w) or "nil")
+      end
+      assert.same(want, got) -- left rows in order, matches in right order
+    end
+    local o = A:merge(B, {on = "id", how = "outer"})
+    for _, r in ipairs(o:totable()) do assert.is_not_nil(r.id) end
+  end)
+
+  it("sorts a numeric column in C: stable, descending, missing last",
+    function ()
+    local df = frame.from_table({x = {3, 0/0, 1, 3, 2, 0/0, 1},
+      i = {1, 2, 3, 4, 5, 6, 7}}, {"x", "i"})
+    assert.same({3, 7, 5, 1, 4, 2, 6},
+      df:sort_values{by = "x"}:column_table("i"))
+    assert.same({1, 4, 5, 3, 7, 2, 6},
+      df:sort_values{by = "x", ascending = false}:column_table("i"))
+    local B = 1 << 53
+    local big = frame.from_table({v = {B + 3, B + 1, B + 2}}, {"v"})
+    assert.same({B + 1, B + 2, B + 3}, big:sort_values("v"):column_table("v"))
   end)
 
   it("prints an aligned table, elided in the middle when long", function ()

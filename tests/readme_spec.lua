@@ -44,7 +44,7 @@ describe("README", function()
       local _, luac = sh("pkg-config --cflags lua5.4")
       local _, libs = sh("pkg-config --libs lua5.4 libuv libcjson zlib")
       local rc, out = sh(("cc -std=c99 -Wall -Wextra -Werror %s -I%s %s "
-        .. "-o %s %s %s %s -lhttp_parser -lcsv -lcjson -lz -lpthread -lm"):format(
+        .. "-o %s %s %s %s -lhttp_parser -lcjson -lz -lpthread -lm"):format(
         XCFLAGS, q(BUILD .. "/../runtime"), luac:gsub("%s+$", ""),
         q(tmp .. "/host"), q(tmp .. "/host.c"), q(BUILD .. "/libdlua.a"),
         libs:gsub("%s+$", "")))

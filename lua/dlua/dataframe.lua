@@ -116,20 +116,17 @@ end
   [start, stop); the first block of a file has the header. ]]
 function M._read_block(spec, blk)
   local path, start, stop = blk[1], blk[2], blk[3]
-  local f, err = io.open(path, "rb")
-  if not f then error(err, 0) end
-  local bag = require "dlua.bag"
-  local text = bag._block_text(f, start, stop)
   local first = start == 0
   local o = {types = spec.types, sep = spec.sep, on_error = spec.on_error,
     header = first, names = (not first) and spec.names or nil}
-  if not first and text == "" then
-    local cols = {}
+  -- the block is read and parsed in C: no Lua string of its bytes
+  local ok, r = pcall(frame._from_csv_bytes, {path, start, stop}, o, path, 1,
+    1)
+  if ok and r == nil then -- an empty block: no rows, the columns' types
     local empty = frame._from_csv_bytes(tconcat(spec.names, spec.sep or ",")
       .. "\n", {types = spec.types, sep = spec.sep}, path, 1, 1)
     return strip(empty)
   end
-  local ok, r = pcall(frame._from_csv_bytes, text, o, path, 1, 1)
   if not ok then
     -- name the file's own line: add the lines before this block
     local msg = tostring(r)
@@ -446,6 +443,391 @@ function GB:agg(spec, o)
   for k, v in pairs(d.layers) do layers[k] = v end
   layers[name] = layer
   return new("groupby-agg", 1, layers, false, name)
+end
+
+----------------------------------------------------------------------------
+-- Shuffles: merge (hash partitioning), sort_values and set_index (range
+-- partitioning).  Each input partition is split into nout pieces by one
+-- task; a getter task per (input, output) pair picks one piece on the
+-- worker that holds the split, so only that piece moves; each output
+-- partition concatenates its pieces (Dask's task-based shuffle).
+----------------------------------------------------------------------------
+
+local C = require "dlua.framec"
+
+function M._get(t, j) return t[j] end
+
+local function split_by(df, codes, nout)
+  local out = {}
+  for j, idx in ipairs(C.split(codes, nout)) do
+    out[j] = strip(df:_take_nd(idx))
+  end
+  return out
+end
+
+function M._hash_split(on, nout, part)
+  local df = wrap(part)
+  local cols = {}
+  for i, n in ipairs(on) do
+    cols[i] = df._cols[n]
+    if cols[i] == nil then
+      error(sformat("dlua.dataframe: merge: no column '%s' (columns: '%s')",
+        n, tconcat(df._names, "', '")), 0)
+    end
+  end
+  return split_by(df, C.hash_bucket(nout, cols), nout)
+end
+
+-- Bucket of each row by sorted bounds (0-based): numbers in C, strings
+-- here; missing values last; descending order reverses the buckets.
+local function range_codes(c, bounds, asc)
+  local nb = bounds.n
+  if type(c) == "table" and getmetatable(c) == nil then -- strings
+    local t = {}
+    for i = 1, c.n or #c do
+      local v, b = c[i], nb
+      if v then
+        local lo, hi = 1, nb + 1
+        while lo < hi do
+          local mid = (lo + hi) // 2
+          if bounds[mid] <= v then lo = mid + 1 else hi = mid end
+        end
+        b = asc and lo - 1 or nb - (lo - 1)
+      end
+      t[i] = b
+    end
+    return #t > 0 and nd.from_table(t, "int64") or nd.zeros({0}, "int64")
+  end
+  local bn = nb > 0 and nd.from_table({tunpack(bounds, 1, nb)}, c.dtype)
+    or nd.zeros({0}, c.dtype)
+  local codes = C.range_bucket(c, bn)
+  if not asc then
+    local miss = c.dtype == "float64" and nd.isnan(c) or nil
+    codes = nb - codes
+    if miss and miss:any() then codes = nd.where(miss, nb, codes) end
+  end
+  return codes
+end
+
+function M._range_split(by, bounds, asc, part)
+  local df = wrap(part)
+  return split_by(df, range_codes(df._cols[by], bounds, asc), bounds.n + 1)
+end
+
+function M._merge_parts(on, how, a, b)
+  return strip(wrap(a):merge(wrap(b), {on = on, how = how}))
+end
+
+function M._sort_part(by, asc, ...)
+  local fs = {}
+  for i, p in ipairs{...} do fs[i] = wrap(p) end
+  return strip(frame.concat(fs):sort_values{by = by, ascending = asc})
+end
+
+-- Up to `want` values at even steps through the sorted non-missing
+-- values of column `by`, with the partition's min and max.
+function M._sample(by, want, part)
+  local df = wrap(part)
+  local c = df._cols[by]
+  if c == nil then
+    error(sformat("dlua.dataframe: no column '%s' (columns: '%s')", by,
+      tconcat(df._names, "', '")), 0)
+  end
+  local vals = {}
+  if type(c) == "table" and getmetatable(c) == nil then
+    for i = 1, c.n or #c do if c[i] then vals[#vals + 1] = c[i] end end
+    table.sort(vals)
+  else
+    if c.dtype == "bool" then
+      error("dlua.dataframe: sort_values: a bool column cannot be a sort key "
+        .. "of a partitioned frame", 0)
+    end
+    local sorted = C.take(c, C.argsort(c, true))
+    for i, v in ipairs(sorted:totable()) do
+      if v ~= v then break end
+      vals[i] = v
+    end
+  end
+  local n, out = #vals, {}
+  if n == 0 then return {n = 0} end
+  local step = math.max(1, n / want)
+  local x = 1
+  while x <= n do out[#out + 1] = vals[math.floor(x)] x = x + step end
+  return {n = n, vals = out, min = vals[1], max = vals[n],
+    dtype = type(c) == "table" and getmetatable(c) == nil and "string"
+      or c.dtype}
+end
+
+-- A new dataframe of nout partitions: the split tasks of d by
+-- split(args..., part), getters, then finish(fargs..., pieces...).
+local function shuffle(layers, d, name, nout, split, sargs)
+  local layer = layers[name] or {}
+  layers[name] = layer
+  local getters = {}
+  for i = 1, d.npartitions do
+    local dep = pkey(d.name, i)
+    local sk = pkey(name .. "-split-" .. d.name, i)
+    local args = {tunpack(sargs)}
+    args[#args + 1] = dep
+    args.n = #args
+    layer[sk] = {fn = split, args = args, deps = {dep}}
+    for j = 1, nout do
+      local gk = sformat("%s-get-%s-%d-%d", name, d.name, i, j)
+      layer[gk] = {fn = M._get, args = {sk, j, n = 2}, deps = {sk}}
+      getters[j] = getters[j] or {}
+      getters[j][i] = gk
+    end
+  end
+  return getters -- getters[j] = the piece keys of output j
+end
+
+local function copy_layers(...)
+  local layers = {}
+  for _, d in ipairs{...} do
+    for k, v in pairs(d.layers) do layers[k] = v end
+  end
+  return layers
+end
+
+local function check_names(d, list, who, level)
+  if not d.names then return end
+  local have = {}
+  for _, n in ipairs(d.names) do have[n] = true end
+  for _, c in ipairs(list) do
+    if not have[c] then
+      fail(level + 1, "%s: no column '%s' (columns: '%s')", who, tostring(c),
+        tconcat(d.names, "', '"))
+    end
+  end
+end
+
+--[[ ddf:merge(other, {on =, how = "inner"|"left"|"outer", npartitions =,
+  shuffle = true}) -> dataframe.  other: a dataframe or an in-memory
+  frame.  An in-memory frame or a one-partition dataframe joins each
+  partition directly (a broadcast join, for "inner" and "left"); else both
+  sides are hash-partitioned on the `on` columns through the workers and
+  bucket j of the left merges with bucket j of the right. ]]
+function DF:merge(other, o)
+  o = o or {}
+  if type(o) ~= "table" then fail(2, "merge: options must be a table") end
+  local known = {on = true, how = true, npartitions = true, shuffle = true}
+  for k in pairs(o) do
+    if not known[k] then
+      fail(2, "merge: unknown option '%s' (on, how, npartitions, shuffle)",
+        tostring(k))
+    end
+  end
+  local on = type(o.on) == "string" and {o.on} or o.on
+  if type(on) ~= "table" or #on == 0 then
+    fail(2, "merge: needs {on = column(s)}")
+  end
+  local how = o.how or "inner"
+  if how ~= "inner" and how ~= "left" and how ~= "outer" then
+    fail(2, "merge: how must be \"inner\", \"left\" or \"outer\", got %s",
+      tostring(how))
+  end
+  if frame.is_frame(other) then
+    for _, n in ipairs(on) do
+      if other._cols[n] == nil then
+        fail(2, "merge: no column '%s' on the right (columns: %s)", n,
+          "'" .. tconcat(other:columns(), "', '") .. "'")
+      end
+    end
+    other = M.from_frame(other, 1)
+  elseif not M.is_dataframe(other) then
+    fail(2, "merge: expects a dataframe or a frame, got %s", type(other))
+  end
+  check_names(self, on, "merge", 2)
+  check_names(other, on, "merge", 2)
+  local names = false
+  local name = fresh("merge")
+  local layers = copy_layers(self, other)
+  local layer = {}
+  layers[name] = layer
+  if other.npartitions == 1 and how ~= "outer" and o.shuffle ~= true then
+    local rk = pkey(other.name, 1)
+    for i = 1, self.npartitions do
+      local dep = pkey(self.name, i)
+      layer[pkey(name, i)] = {fn = M._merge_parts, args = {on, how, dep, rk,
+        n = 4}, deps = {dep, rk}}
+    end
+    return new("merge", self.npartitions, layers, names, name)
+  end
+  local nout = o.npartitions or math.max(self.npartitions, other.npartitions)
+  if math.type(nout) ~= "integer" or nout < 1 then
+    fail(2, "merge: npartitions must be a positive integer")
+  end
+  local gl = shuffle(layers, self, name, nout, M._hash_split, {on, nout})
+  local gr = shuffle(layers, other, name, nout, M._hash_split, {on, nout})
+  for j = 1, nout do
+    local lk, rk = pkey(name .. "-left", j), pkey(name .. "-right", j)
+    local la, ra = {n = #gl[j]}, {n = #gr[j]}
+    for i, k in ipairs(gl[j]) do la[i] = k end
+    for i, k in ipairs(gr[j]) do ra[i] = k end
+    layer[lk] = {fn = M._concat, args = la, deps = {tunpack(gl[j])}}
+    layer[rk] = {fn = M._concat, args = ra, deps = {tunpack(gr[j])}}
+    layer[pkey(name, j)] = {fn = M._merge_parts, args = {on, how, lk, rk,
+      n = 4}, deps = {lk, rk}}
+  end
+  return new("merge", nout, layers, names, name)
+end
+
+local function sort_spec(by, o, who, level)
+  if type(by) == "table" and o == nil then by, o = by.by, by end
+  o = o or {}
+  if type(by) ~= "string" then
+    fail(level + 1, "%s: expects a column name (one sort key on a "
+      .. "partitioned frame)", who)
+  end
+  local asc = o.ascending
+  if asc == nil then asc = true end
+  if type(asc) ~= "boolean" then
+    fail(level + 1, "%s: ascending must be a boolean", who)
+  end
+  local np = o.npartitions
+  if np ~= nil and (math.type(np) ~= "integer" or np < 1) then
+    fail(level + 1, "%s: npartitions must be a positive integer", who)
+  end
+  return by, asc, np, o
+end
+
+-- Sample, choose bounds (on the client), then range-partition and sort
+-- each partition.  Returns the dataframe and its divisions.
+local function range_sort(d, by, asc, nout, o, level)
+  check_names(d, {by}, "sort_values", level + 1)
+  local name = fresh("sample")
+  local layers = copy_layers(d)
+  local layer, keys = {}, {}
+  local want = 20 * nout
+  for i = 1, d.npartitions do
+    local dep = pkey(d.name, i)
+    keys[i] = pkey(name, i)
+    layer[keys[i]] = {fn = M._sample, args = {by, want, dep, n = 3},
+      deps = {dep}}
+  end
+  layers[name] = layer
+  local samples = run(layers, keys, {client = o.client,
+    scheduler = o.scheduler}, level + 1)
+  local all, lo, hi = {}, nil, nil
+  for _, s in ipairs(samples) do
+    if s.n > 0 then
+      for _, v in ipairs(s.vals) do all[#all + 1] = v end
+      if lo == nil or s.min < lo then lo = s.min end
+      if hi == nil or s.max > hi then hi = s.max end
+    end
+  end
+  table.sort(all)
+  local bounds = {n = 0}
+  for j = 1, nout - 1 do
+    local v = all[math.floor(j * #all / nout) + 1]
+    if v ~= nil and v > lo and (bounds.n == 0 or v > bounds[bounds.n]) then
+      bounds.n = bounds.n + 1
+      bounds[bounds.n] = v
+    end
+  end
+  local np = bounds.n + 1
+  local sname = fresh("sort_values")
+  layers = copy_layers(d)
+  local g = shuffle(layers, d, sname, np, M._range_split, {by, bounds, asc})
+  for j = 1, np do
+    local args = {by, asc}
+    for _, k in ipairs(g[j]) do args[#args + 1] = k end
+    args.n = #args
+    layers[sname][pkey(sname, j)] = {fn = M._sort_part, args = args,
+      deps = {tunpack(g[j])}}
+  end
+  local divisions = false
+  if lo ~= nil then
+    divisions = {lo}
+    for j = 1, bounds.n do divisions[#divisions + 1] = bounds[j] end
+    divisions[#divisions + 1] = hi
+  end
+  return new("sort_values", np, layers, d.names, sname), divisions
+end
+
+--[[ ddf:sort_values(col [, {ascending = true, npartitions =, client =,
+  scheduler =}]) (client and scheduler: for the sampling run): a sample
+  of the column from every partition gives npartitions - 1 bounds (this
+  runs the graph up to here once, as Dask does); rows are then range-
+  partitioned through the workers and each partition sorted (missing
+  values last).  Partition j holds the rows in [bound j-1, bound j). ]]
+function DF:sort_values(by, o)
+  local col, asc, np, opts = sort_spec(by, o, "sort_values", 2)
+  local r = range_sort(self, col, asc, np or self.npartitions, opts, 2)
+  return r
+end
+
+--[[ ddf:set_index(col [, {npartitions =, client =, scheduler =}]): sorted by col, with known
+  divisions: ddf.index = col and ddf.divisions = {d1, ..., dn+1} (the
+  lowest value, the bounds, the highest), so that partition j holds the
+  index values in [d_j, d_j+1) (the last one up to dn+1 inclusive;
+  missing values in the last). ]]
+function DF:set_index(col, o)
+  local by, _, np, opts = sort_spec(col, o, "set_index", 2)
+  local r, divisions = range_sort(self, by, true, np or self.npartitions,
+    opts, 2)
+  r.index = by
+  r.divisions = divisions
+  return r
+end
+
+function M._loc(by, lo, hi, part)
+  local df = wrap(part)
+  local c = df._cols[by]
+  local mask
+  if type(c) == "table" and getmetatable(c) == nil then
+    local t = {}
+    for i = 1, c.n or #c do
+      local v = c[i]
+      t[i] = v and (lo == nil or v >= lo) and (hi == nil or v <= hi) or false
+    end
+    mask = #t > 0 and nd.from_table(t, "bool") or nd.zeros({0}, "bool")
+  else
+    mask = nd.ones({#c}, "bool")
+    if lo ~= nil then mask = mask & c:ge(lo) end
+    if hi ~= nil then mask = mask & c:le(hi) end
+  end
+  return strip(df:filter(mask))
+end
+
+--[[ ddf:loc(lo, hi): the rows whose index (set_index) lies in [lo, hi]
+  (nil: unbounded), reading only the partitions the divisions allow. ]]
+function DF:loc(lo, hi)
+  if not self.index then
+    fail(2, "loc: needs an index with known divisions (use set_index)")
+  end
+  local dv = self.divisions
+  local keep = {}
+  for j = 1, self.npartitions do
+    local a, b = dv and dv[j], dv and dv[j + 1]
+    local last = j == self.npartitions
+    local ok = not dv or ((hi == nil or a <= hi) and
+      (lo == nil or (last and lo <= b) or lo < b))
+    if ok then keep[#keep + 1] = j end
+  end
+  local name = fresh("loc")
+  local layers = copy_layers(self)
+  local layer = {}
+  layers[name] = layer
+  for i, j in ipairs(keep) do
+    local dep = pkey(self.name, j)
+    layer[pkey(name, i)] = {fn = M._loc, args = {self.index, lo, hi, dep,
+      n = 4}, deps = {dep}}
+  end
+  if #keep == 0 then -- an empty frame of the right columns
+    local dep = pkey(self.name, 1)
+    layer[pkey(name, 1)] = {fn = M._head, args = {0, dep, n = 2},
+      deps = {dep}}
+    keep[1] = 1
+  end
+  local r = new("loc", #keep, layers, self.names, name)
+  r.index = self.index
+  if dv then
+    r.divisions = {}
+    for _, j in ipairs(keep) do r.divisions[#r.divisions + 1] = dv[j] end
+    r.divisions[#r.divisions + 1] = dv[keep[#keep] + 1]
+  end
+  return r
 end
 
 M.is_dataframe = function (v) return getmetatable(v) == DF end

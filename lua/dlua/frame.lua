@@ -187,11 +187,11 @@ function M.read_csv(path, o)
   end
   local f, err = io.open(path, "rb")
   if not f then fail(2, "read_csv: %s", err) end
-  local bytes = f:read("a")
   f:close()
-  return M._from_csv_bytes(bytes, o, path, 1, 3)
+  return M._from_csv_bytes({path, 0, -1}, o, path, 1, 3) -- read in C
 end
 
+-- bytes: a string, or {path, start, stop}: the block read in C.
 function M._from_csv_bytes(bytes, o, file, line0, level)
   local opts = {sep = o.sep, header = o.header, on_error = o.on_error,
     types = o.types, names = o.names, file = file, line0 = line0}
@@ -200,6 +200,10 @@ function M._from_csv_bytes(bytes, o, file, line0, level)
   end
   local ok, r = pcall(C.read_csv, bytes, opts)
   if not ok then error(r, level) end
+  if r.empty then -- a block with no bytes: no frame (no header either)
+    if o.header == false then return nil end
+    error(sformat("dlua.frame: %s: empty file: no header", file), level)
+  end
   local df = new(r.names, r.cols, level)
   df._nerrors = r.nerrors
   df._read_types = r.types
@@ -321,6 +325,9 @@ function methods:sort_values(o)
     asc = {}
     for i = 1, #by do asc[i] = a end
   end
+  if #by == 1 and is_nd(check_col(self, by[1], 2)) then -- in C
+    return take_rows(self, C.argsort(self._cols[by[1]], asc[1] ~= false))
+  end
   local keys = {}
   for i, n in ipairs(by) do keys[i] = cmp_values(check_col(self, n, 2)) end
   local idx = {}
@@ -343,20 +350,9 @@ function methods:sort_values(o)
 end
 
 -- Codes of one key column: codes ndarray, k, first rows ndarray.
-local function factorize(c)
-  if is_nd(c) then return C.factorize(c) end
-  local map, codes, first, k = {}, {}, {}, 0
-  for i = 1, c.n or #c do
-    local v = c[i]
-    if v == false then codes[i] = 0
-    else
-      local code = map[v]
-      if not code then k = k + 1 code = k map[v] = k first[k] = i end
-      codes[i] = code
-    end
-  end
-  return nd_of_ints(codes, #codes), k, nd_of_ints(first, k)
-end
+-- Codes of one key column (ndarray or strings, both in C): codes
+-- ndarray, k, first rows ndarray.
+local function factorize(c) return C.factorize(c) end
 
 local function group_codes(df, keys, level)
   local codes, k, first
@@ -379,7 +375,7 @@ local function agg_one(codes, k, c, how)
     -- each pair's group: the group code at its first row
     local gc = C.take(codes, pf)
     local ones = nd.ones({pk})
-    return C.reduce("sum", gc, k, ones)
+    return C.reduce("sum", gc, k, ones):astype("int64")
   end
   if not is_nd(c) then
     if how == "count" then
@@ -527,65 +523,37 @@ function methods:merge(other, o)
         ta, tb)
     end
   end
-  local function keyrow(df, i)
-    local p = {}
-    for j, n in ipairs(on) do
-      local v = col_value(df._cols[n], i)
-      if v == nil then return nil end
-      p[j] = tostring(v)
-    end
-    return tconcat(p, "\0")
-  end
-  local index = {}
-  for i = 1, other._n do
-    local key = keyrow(other, i)
-    if key then
-      local l = index[key]
-      if not l then l = {} index[key] = l end
-      l[#l + 1] = i
-    end
-  end
-  local li, ri, matched = {}, {}, {}
-  for i = 1, self._n do
-    local key = keyrow(self, i)
-    local l = key and index[key]
-    if l then
-      for _, j in ipairs(l) do
-        li[#li + 1] = i ri[#ri + 1] = j matched[j] = true
-      end
-    elseif how ~= "inner" then
-      li[#li + 1] = i ri[#ri + 1] = false
-    end
-  end
-  if how == "outer" then
-    for j = 1, other._n do
-      if not matched[j] then li[#li + 1] = false ri[#ri + 1] = j end
-    end
-  end
+  local lc, rc, k = M._joint_codes(self, other, on)
+  local li, ri = C.join(lc, rc, k, how)
   local isOn = {}
   for _, n in ipairs(on) do isOn[n] = true end
   local names, cols = {}, {}
-  local function gather(df, idx, n, fallback)
-    local v = {}
-    for r = 1, #idx do
-      local i = idx[r]
-      if i then v[r] = col_value(df._cols[n], i)
-      elseif fallback then v[r] = col_value(fallback[1]._cols[n], fallback[2][r])
-      end
-    end
+  local lt, rt -- the row indices as Lua arrays, made once if needed
+  local function gather(df, idx, n)
     local c = df._cols[n]
-    if not is_nd(c) then
-      local o2 = {n = #idx}
-      for r = 1, #idx do o2[r] = v[r] or false end
-      return o2
-    end
-    return make_col(v, #idx, 3)
+    if is_nd(c) then return C.take_missing(c, idx) end
+    local t
+    if idx == li then lt = lt or li:totable() t = lt
+    else rt = rt or ri:totable() t = rt end
+    local o = {n = #t}
+    for r = 1, #t do o[r] = c[t[r]] or false end
+    return o
   end
   for _, n in ipairs(self._names) do
     local out = n
     if not isOn[n] and other._cols[n] ~= nil then out = n .. "_x" end
     names[#names + 1] = out
-    cols[out] = gather(self, li, n, isOn[n] and {other, ri} or nil)
+    local c = gather(self, li, n)
+    if isOn[n] and how == "outer" then -- the key from the right side
+      local r = gather(other, ri, n)
+      if is_nd(c) then
+        local miss = li:eq(0)
+        if miss:any() then c = nd.where(miss, r:astype(c.dtype), c) end
+      else
+        for i = 1, c.n do if not c[i] then c[i] = r[i] end end
+      end
+    end
+    cols[out] = c
   end
   for _, n in ipairs(other._names) do
     if not isOn[n] then
@@ -595,6 +563,30 @@ function methods:merge(other, o)
     end
   end
   return new(names, cols, 2)
+end
+
+-- The codes of the `on` key columns over both frames together: codes
+-- of a's rows, of b's rows (0: a missing key), and their count.
+function M._joint_codes(a, b, on)
+  local codes, k
+  for i, n in ipairs(on) do
+    local ca, cb = a._cols[n], b._cols[n]
+    local both
+    if is_nd(ca) and is_nd(cb) then
+      if ca.dtype ~= cb.dtype then
+        ca, cb = ca:astype("float64"), cb:astype("float64")
+      end
+      both = nd.concatenate{ca, cb}
+    else
+      both = {n = a._n + b._n}
+      for r = 1, a._n do both[r] = ca[r] end
+      for r = 1, b._n do both[a._n + r] = cb[r] end
+    end
+    local c2, k2 = factorize(both)
+    if i == 1 then codes, k = c2, k2
+    else codes, k = C.combine(codes, k2, c2) end
+  end
+  return codes:slice({1, a._n}), codes:slice({a._n + 1, a._n + b._n}), k
 end
 
 --- frame.concat{df1, df2, ...}
@@ -732,6 +724,8 @@ function M.wrap(t) return setmetatable(t, Frame) end
 function methods:_take(idx)
   return take_rows(self, nd_of_ints(idx, #idx))
 end
+-- Rows by an int64 ndarray of 1-based rows.
+function methods:_take_nd(idx) return take_rows(self, idx) end
 
 local TREE_AGGS = {sum = true, mean = true, count = true, min = true,
   max = true, std = true, var = true, first = true, last = true}

@@ -1,5 +1,5 @@
 /*
-** dl_csvframe.h -- typed CSV blocks into columns (pure C, over libcsv).
+** dl_csvframe.h -- typed CSV blocks into columns (pure C).
 ** A block of CSV bytes becomes one column per field: float64, int64
 ** and bool columns as dl_nd arrays, strings as offsets + bytes, each
 ** with a validity byte per row (0: missing).  Strict: a field that does
@@ -54,6 +54,17 @@ typedef struct dl_csvopts {
 int dl_csv_frame(const char *p, size_t n, const dl_csvopts *o, dl_ftable *t,
                  char *err, size_t errn);
 void dl_ftable_free(dl_ftable *t);
+/* Parse the n bytes at s (no NUL needed) as a float64, exactly as strtod
+   in the C locale would (the whole field, no leading blanks); a fast
+   path handles plain decimals.  1 when it parses. */
+int dl_csv_parse_f64(const char *s, size_t n, double *v);
+/* Read the block [start, stop) of the file at path (stop < 0: to the
+   end) as dataframe.read_csv cuts files: the lines that start inside it
+   (a block that starts inside a line begins after it; its last line runs
+   past stop to its newline).  *out is malloc'd (the caller frees it),
+   *outn bytes.  0, or -1 with a message naming path in err. */
+int dl_csv_read_block(const char *path, int64_t start, int64_t stop,
+                      char **out, size_t *outn, char *err, size_t errn);
 const char *dl_ft_name(int type);
 
 #endif

@@ -89,12 +89,87 @@ static int l_which(lua_State *L) {
   return 1;
 }
 
+/* factorize of a string column: a Lua array of n strings (false: a
+   missing value, code 0).  Strings are keyed by their bytes' hash and
+   compared by bytes; the table keeps them alive during the call. */
+static int factorize_str(lua_State *L, int64_t n) {
+  typedef struct sslot { const char *p; size_t len; int64_t code; } sslot;
+  size_t cap = 64, mask, used = 0, h;
+  sslot *tab;
+  int64_t i, k = 0, *codes, *first;
+  dl_nd *co = push_vec(L, DL_I64, n), *fo;
+  codes = (int64_t *)co->data;
+  first = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *first, 0);
+  tab = lua_newuserdatauv(L, cap * sizeof *tab, 0); /* stack top */
+  memset(tab, 0, cap * sizeof *tab);
+  mask = cap - 1;
+  for (i = 0; i < n; i++) {
+    size_t len;
+    const char *p;
+    lua_rawgeti(L, 1, (lua_Integer)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      if (lua_toboolean(L, -1))
+        return luaL_error(L, "dlua.frame: string column: row %I is a %s",
+                          (lua_Integer)i + 1, luaL_typename(L, -1));
+      lua_pop(L, 1);
+      codes[i] = 0;
+      continue;
+    }
+    p = lua_tolstring(L, -1, &len);
+    lua_pop(L, 1); /* still referenced by the column */
+    if ((used + 1) * 2 > cap) {
+      size_t ncap = cap * 2, j;
+      sslot *nt = lua_newuserdatauv(L, ncap * sizeof *nt, 0);
+      memset(nt, 0, ncap * sizeof *nt);
+      for (j = 0; j < cap; j++)
+        if (tab[j].code) {
+          size_t g = dl_hash_bytes(tab[j].p, tab[j].len) & (ncap - 1);
+          while (nt[g].code) g = (g + 1) & (ncap - 1);
+          nt[g] = tab[j];
+        }
+      lua_replace(L, -2); /* the old table goes to the collector */
+      tab = nt;
+      cap = ncap;
+      mask = cap - 1;
+    }
+    h = dl_hash_bytes(p, len) & mask;
+    while (tab[h].code &&
+           (tab[h].len != len || memcmp(tab[h].p, p, len) != 0))
+      h = (h + 1) & mask;
+    if (!tab[h].code) {
+      tab[h].p = p;
+      tab[h].len = len;
+      tab[h].code = ++k;
+      first[k - 1] = i;
+      used++;
+    }
+    codes[i] = tab[h].code;
+  }
+  lua_pop(L, 1); /* tab; first stays on the stack while it is read */
+  lua_pushinteger(L, (lua_Integer)k);
+  fo = push_vec(L, DL_I64, k);
+  for (i = 0; i < k; i++) ((int64_t *)fo->data)[i] = first[i] + 1;
+  lua_remove(L, -3); /* first: codes, k, first rows remain */
+  return 3;
+}
+
 /* factorize(col) -> codes (int64, 1..k, 0 missing), k, first (int64,
-   1-based row of each code's first row). */
+   1-based row of each code's first row).  col: an ndarray or a string
+   column (a Lua array, with its length in .n or #). */
 static int l_factorize(lua_State *L) {
-  const dl_nd *a = check_vec(L, 1);
-  int64_t n = a->shape[0], k, *first;
-  dl_nd *codes = push_vec(L, DL_I64, n);
+  const dl_nd *a;
+  int64_t n, k, *first;
+  dl_nd *codes;
+  if (lua_type(L, 1) == LUA_TTABLE && luaL_testudata(L, 1, ND_MT) == NULL) {
+    lua_getfield(L, 1, "n");
+    n = lua_isinteger(L, -1) ? (int64_t)lua_tointeger(L, -1)
+                             : (int64_t)lua_rawlen(L, 1);
+    lua_pop(L, 1);
+    return factorize_str(L, n);
+  }
+  a = check_vec(L, 1);
+  n = a->shape[0];
+  codes = push_vec(L, DL_I64, n);
   first = malloc((size_t)(n ? n : 1) * sizeof *first);
   if (!first) return luaL_error(L, "not enough memory");
   if (a->dtype == DL_F64) {
@@ -167,7 +242,39 @@ static int l_combine(lua_State *L) {
   return 3;
 }
 
-/* reduce(op, codes, k, values [, means]) -> float64 ndarray of k. */
+/* The exact int64 reduction of reduce(): int64 values (bool for a sum,
+   counting the trues), op SUM, MIN, MAX, FIRST or LAST.  Empty groups
+   make MIN/MAX/FIRST/LAST float64 with NaN there, as pandas does.
+   [-0, +1, m] */
+static int reduce_i64(lua_State *L, int op, const dl_nd *c, int64_t k,
+                      const dl_nd *a) {
+  int64_t n = a->shape[0], i, empty, *tmp = NULL;
+  const int64_t *v = (const int64_t *)a->data;
+  dl_nd *o, *seen;
+  if (c->shape[0] != n) luaL_argerror(L, 4, "columns of different lengths");
+  if (a->dtype == DL_BOOL) {
+    dl_nd *t = push_vec(L, DL_I64, n);
+    tmp = (int64_t *)t->data;
+    for (i = 0; i < n; i++) tmp[i] = ((const uint8_t *)a->data)[i] != 0;
+    v = tmp;
+  }
+  seen = push_vec(L, DL_BOOL, k);
+  o = push_vec(L, DL_I64, k);
+  empty = dl_group_reduce_i64(op, (const int64_t *)c->data, n, v, k,
+                              (int64_t *)o->data, (uint8_t *)seen->data);
+  if (empty < 0) return luaL_error(L, "not enough memory");
+  if (empty > 0 && op != DL_G_SUM) {
+    dl_nd *f = push_vec(L, DL_F64, k);
+    for (i = 0; i < k; i++)
+      ((double *)f->data)[i] = ((uint8_t *)seen->data)[i]
+          ? (double)((int64_t *)o->data)[i] : NAN;
+  }
+  return 1;
+}
+
+/* reduce(op, codes, k, values [, means]) -> ndarray of k: float64, but
+   int64 for the sum, min, max, first and last of an int64 column (exact
+   past 2^53) and for the sum of a bool column. */
 static int l_reduce(lua_State *L) {
   static const char *const ops[] = {"sum", "count", "min", "max", "first",
                                     "last", "m2", NULL};
@@ -175,8 +282,15 @@ static int l_reduce(lua_State *L) {
   const dl_nd *c = check_vec(L, 2);
   lua_Integer k = luaL_checkinteger(L, 3);
   int64_t n;
-  const double *v = as_f64(L, 4, &n), *mean = NULL;
+  const double *v, *mean = NULL;
+  const dl_nd *a = check_vec(L, 4);
   dl_nd *o;
+  if (c->dtype != DL_I64) luaL_argerror(L, 2, "expected int64 codes");
+  if (k < 0) luaL_argerror(L, 3, "expected a group count >= 0");
+  if ((a->dtype == DL_I64 && op != DL_G_COUNT && op != DL_G_M2) ||
+      (a->dtype == DL_BOOL && op == DL_G_SUM))
+    return reduce_i64(L, op, c, (int64_t)k, a);
+  v = as_f64(L, 4, &n);
   if (c->shape[0] != n) luaL_argerror(L, 4, "columns of different lengths");
   if (op == DL_G_M2) {
     const dl_nd *m = check_vec(L, 5);
@@ -187,6 +301,205 @@ static int l_reduce(lua_State *L) {
   o = push_vec(L, DL_F64, (int64_t)k);
   dl_group_reduce(op, (const int64_t *)c->data, n, v, (int64_t)k, mean,
                   (double *)o->data);
+  return 1;
+}
+
+/* take_missing(col, idx) -> col[idx] where idx may hold 0 (a missing
+   row, from a join): float64 with NaN there, whatever the column's type
+   (as pandas widens an int64 or bool column), unless idx has no 0. */
+static int l_take_missing(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1), *ix = check_vec(L, 2);
+  int64_t n = ix->shape[0], i, m = a->shape[0], zeros = 0;
+  const int64_t *p = (const int64_t *)ix->data;
+  dl_nd *o;
+  if (ix->dtype != DL_I64) luaL_argerror(L, 2, "expected an int64 ndarray");
+  for (i = 0; i < n; i++) {
+    if (p[i] < 0 || p[i] > m)
+      return luaL_error(L, "dlua.frame: row %I out of range 1..%I",
+                        (lua_Integer)p[i], (lua_Integer)m);
+    zeros += p[i] == 0;
+  }
+  if (!zeros) {
+    size_t w = dl_nd_itemsize(a->dtype);
+    o = push_vec(L, a->dtype, n);
+    for (i = 0; i < n; i++)
+      memcpy(o->data + (size_t)i * w, a->data + (size_t)(p[i] - 1) * w, w);
+    return 1;
+  }
+  o = push_vec(L, DL_F64, n);
+  for (i = 0; i < n; i++) {
+    double d = NAN;
+    if (p[i]) {
+      int64_t r = p[i] - 1;
+      d = a->dtype == DL_F64 ? ((const double *)a->data)[r]
+        : a->dtype == DL_I64 ? (double)((const int64_t *)a->data)[r]
+        : (double)((const uint8_t *)a->data)[r];
+    }
+    ((double *)o->data)[i] = d;
+  }
+  return 1;
+}
+
+/* hash_bucket(nout, {col, ...}) -> int64 ndarray of buckets 0..nout-1:
+   the rows' key hash modulo nout (string columns: Lua arrays, false
+   missing). */
+static int l_hash_bucket(lua_State *L) {
+  lua_Integer nout = luaL_checkinteger(L, 1);
+  int ncol, c;
+  int64_t n = -1, i;
+  uint64_t *h;
+  dl_nd *o;
+  if (nout < 1) luaL_argerror(L, 1, "expected a bucket count >= 1");
+  luaL_checktype(L, 2, LUA_TTABLE);
+  ncol = (int)lua_rawlen(L, 2);
+  if (ncol < 1) luaL_argerror(L, 2, "expected at least one key column");
+  for (c = 1; c <= ncol; c++) { /* lengths first: nothing to free */
+    int64_t len;
+    lua_rawgeti(L, 2, c);
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "n");
+      len = lua_isinteger(L, -1) ? (int64_t)lua_tointeger(L, -1)
+                                 : (int64_t)lua_rawlen(L, -2);
+      lua_pop(L, 1);
+    } else {
+      len = check_vec(L, -1)->shape[0];
+    }
+    if (n >= 0 && len != n)
+      luaL_argerror(L, 2, "key columns of different lengths");
+    n = len;
+    lua_pop(L, 1);
+  }
+  if (n < 0) n = 0;
+  /* the hashes live in a userdata, so an error cannot leak them */
+  h = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *h, 0);
+  memset(h, 0, (size_t)(n ? n : 1) * sizeof *h);
+  for (c = 1; c <= ncol; c++) {
+    lua_rawgeti(L, 2, c);
+    if (lua_istable(L, -1)) {
+      for (i = 0; i < n; i++) {
+        size_t len;
+        const char *str;
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        str = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len)
+                                             : NULL;
+        dl_hash_mix(&h[i], str ? dl_hash_bytes(str, len) : 0x5eed);
+        lua_pop(L, 1);
+      }
+    } else {
+      const dl_nd *a = check_vec(L, -1);
+      if (a->dtype == DL_F64) dl_hash_f64((const double *)a->data, n, h);
+      else if (a->dtype == DL_I64) dl_hash_i64((const int64_t *)a->data, n, h);
+      else
+        for (i = 0; i < n; i++)
+          dl_hash_mix(&h[i], ((const uint8_t *)a->data)[i] ? 0x3ff0000000000000ULL
+                                                           : 0);
+    }
+    lua_pop(L, 1);
+  }
+  o = push_vec(L, DL_I64, n);
+  for (i = 0; i < n; i++)
+    ((int64_t *)o->data)[i] = (int64_t)(h[i] % (uint64_t)nout);
+  return 1;
+}
+
+/* split(codes, k) -> {rows_1, ..., rows_k}: for each code 0..k-1, an
+   int64 ndarray of the 1-based rows holding it, in row order. */
+static int l_split(lua_State *L) {
+  const dl_nd *c = check_vec(L, 1);
+  lua_Integer k = luaL_checkinteger(L, 2);
+  int64_t n = c->shape[0], *rows, *start, j;
+  if (c->dtype != DL_I64) luaL_argerror(L, 1, "expected int64 codes");
+  if (k < 1 || k > (1 << 24)) luaL_argerror(L, 2, "expected 1..2^24 buckets");
+  rows = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *rows, 0);
+  start = lua_newuserdatauv(L, (size_t)(k + 1) * sizeof *start, 0);
+  if (dl_bucket_rows((const int64_t *)c->data, n, (int64_t)k, rows, start))
+    return luaL_argerror(L, 1, "a code out of range 0..k-1");
+  lua_createtable(L, (int)k, 0);
+  for (j = 0; j < k; j++) {
+    int64_t m = start[j + 1] - start[j], i;
+    dl_nd *o = push_vec(L, DL_I64, m);
+    for (i = 0; i < m; i++) ((int64_t *)o->data)[i] = rows[start[j] + i] + 1;
+    lua_rawseti(L, -2, (lua_Integer)j + 1);
+  }
+  return 1;
+}
+
+/* join(lcodes, rcodes, k, how) -> li, ri: the row pairs of a join on
+   codes 1..k (0 never matches); 0 in li / ri where a side has no row. */
+static int l_join(lua_State *L) {
+  static const char *const hows[] = {"inner", "left", "outer", NULL};
+  const dl_nd *a = check_vec(L, 1), *b = check_vec(L, 2);
+  lua_Integer k = luaL_checkinteger(L, 3);
+  int how = luaL_checkoption(L, 4, NULL, hows);
+  int64_t *li, *ri, m;
+  dl_nd *x, *y;
+  if (a->dtype != DL_I64 || b->dtype != DL_I64)
+    luaL_argerror(L, 1, "expected int64 codes");
+  /* from here until li and ri are freed, only memory errors can raise */
+  if (dl_join_rows((const int64_t *)a->data, a->shape[0],
+                   (const int64_t *)b->data, b->shape[0], (int64_t)k, how,
+                   &li, &ri, &m))
+    return luaL_error(L, "not enough memory");
+  x = (dl_nd *)lua_newuserdatauv(L, sizeof *x, 0);
+  memset(x, 0, sizeof *x);
+  luaL_setmetatable(L, ND_MT);
+  y = (dl_nd *)lua_newuserdatauv(L, sizeof *y, 0);
+  memset(y, 0, sizeof *y);
+  luaL_setmetatable(L, ND_MT);
+  if (dl_nd_alloc_uninit(x, DL_I64, 1, &m) ||
+      dl_nd_alloc_uninit(y, DL_I64, 1, &m)) {
+    free(li);
+    free(ri);
+    return luaL_error(L, "not enough memory");
+  }
+  if (m) {
+    memcpy(x->data, li, (size_t)m * sizeof *li);
+    memcpy(y->data, ri, (size_t)m * sizeof *ri);
+  }
+  free(li);
+  free(ri);
+  return 2;
+}
+
+/* argsort(col [, ascending]) -> int64 ndarray of 1-based rows, stable,
+   NaN last. */
+static int l_argsort(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1);
+  int asc = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+  int64_t n = a->shape[0], i, rc;
+  dl_nd *o = push_vec(L, DL_I64, n);
+  int64_t *idx = (int64_t *)o->data;
+  if (a->dtype == DL_F64)
+    rc = dl_argsort_f64((const double *)a->data, n, asc, idx);
+  else if (a->dtype == DL_I64)
+    rc = dl_argsort_i64((const int64_t *)a->data, n, asc, idx);
+  else {
+    dl_nd *t = push_vec(L, DL_I64, n);
+    for (i = 0; i < n; i++)
+      ((int64_t *)t->data)[i] = ((const uint8_t *)a->data)[i] != 0;
+    rc = dl_argsort_i64((const int64_t *)t->data, n, asc, idx);
+    lua_pop(L, 1);
+  }
+  if (rc) return luaL_error(L, "not enough memory");
+  for (i = 0; i < n; i++) idx[i]++;
+  return 1;
+}
+
+/* range_bucket(col, bounds) -> int64 ndarray: per row, the number of
+   bounds <= its value (bounds sorted, of the column's dtype; NaN last). */
+static int l_range_bucket(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1), *b = check_vec(L, 2);
+  int64_t n = a->shape[0];
+  dl_nd *o;
+  if (a->dtype != b->dtype || a->dtype == DL_BOOL)
+    luaL_argerror(L, 2, "expected bounds of the column's dtype");
+  o = push_vec(L, DL_I64, n);
+  if (a->dtype == DL_F64)
+    dl_range_f64((const double *)a->data, n, (const double *)b->data,
+                 b->shape[0], (int64_t *)o->data);
+  else
+    dl_range_i64((const int64_t *)a->data, n, (const int64_t *)b->data,
+                 b->shape[0], (int64_t *)o->data);
   return 1;
 }
 
@@ -230,17 +543,34 @@ static void push_col(lua_State *L, const dl_fcol *c) {
   }
 }
 
-/* read_csv(bytes, {file=, line0=, sep=, header=, on_error=, types=,
-   names=}) -> {names = {...}, cols = {name = col}, nrows =, nerrors =} */
+/* read_csv(bytes | {path, start, stop}, {file=, line0=, sep=, header=,
+   on_error=, types=, names=}) -> {names = {...}, cols = {name = col},
+   nrows =, nerrors =, empty = bool}.  A {path, start, stop} block is read
+   here, in C (dl_csv_read_block: the lines that start in [start, stop);
+   stop -1: to the end); empty tells that it held no bytes. */
 static int l_read_csv(lua_State *L) {
-  size_t n;
-  const char *p = luaL_checklstring(L, 1, &n);
+  size_t n = 0;
+  const char *p = NULL, *path = NULL;
+  char *owned = NULL;
+  lua_Integer start = 0, stop = -1;
   dl_csvopts o;
   dl_ftable t;
   char err[512];
   const char **tn = NULL, **names = NULL;
   int *tv = NULL, rc, i;
   memset(&o, 0, sizeof o);
+  if (lua_istable(L, 1)) {
+    lua_rawgeti(L, 1, 1);
+    path = lua_tostring(L, -1); /* stays on the stack */
+    if (!path) luaL_argerror(L, 1, "expected {path, start, stop}");
+    lua_rawgeti(L, 1, 2);
+    lua_rawgeti(L, 1, 3);
+    start = luaL_optinteger(L, -2, 0);
+    stop = luaL_optinteger(L, -1, -1);
+    lua_pop(L, 2);
+  } else {
+    p = luaL_checklstring(L, 1, &n);
+  }
   luaL_checktype(L, 2, LUA_TTABLE);
   o.sep = ',';
   o.header = 1;
@@ -287,7 +617,21 @@ static int l_read_csv(lua_State *L) {
     o.nnames = k;
     o.names = names;
   }
+  if (path) {
+    if (dl_csv_read_block(path, (int64_t)start, (int64_t)stop, &owned, &n,
+                          err, sizeof err))
+      return luaL_error(L, "dlua.frame: %s", err);
+    p = owned;
+    if (n == 0) { /* nothing to parse: the caller makes an empty frame */
+      free(owned);
+      lua_createtable(L, 0, 1);
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "empty");
+      return 1;
+    }
+  }
   rc = dl_csv_frame(p, n, &o, &t, err, sizeof err);
+  free(owned);
   if (rc) return luaL_error(L, "dlua.frame: %s", err);
   lua_createtable(L, 0, 5);
   lua_createtable(L, 0, t.ncol); /* types as read (before NaN widening) */
@@ -317,6 +661,9 @@ static int l_read_csv(lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"take", l_take}, {"which", l_which}, {"factorize", l_factorize},
   {"combine", l_combine}, {"reduce", l_reduce}, {"read_csv", l_read_csv},
+  {"take_missing", l_take_missing}, {"hash_bucket", l_hash_bucket},
+  {"split", l_split}, {"join", l_join}, {"argsort", l_argsort},
+  {"range_bucket", l_range_bucket},
   {NULL, NULL}};
 
 int luaopen_dlua_framec(lua_State *L) {

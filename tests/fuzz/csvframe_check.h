@@ -5,6 +5,7 @@
 #ifndef csvframe_check_h
 #define csvframe_check_h
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,19 @@ static int csvframe_fuzz_one(const unsigned char *data, size_t size) {
   int rc, i;
   int64_t r;
   if (size < 1) return -1;
+  if (size < 100) { /* the float parser against strtod, on the same bytes */
+    char buf[101], *e;
+    double a = 0, b;
+    int ok;
+    memcpy(buf, data + 1, size - 1);
+    buf[size - 1] = 0;
+    ok = dl_csv_parse_f64(buf, size - 1, &a);
+    b = strtod(buf, &e);
+    if (size > 1 && e == buf + size - 1 && !isspace((unsigned char)buf[0]))
+      check(ok && (memcmp(&a, &b, sizeof a) == 0 || (a != a && b != b)));
+    else
+      check(!ok);
+  }
   memset(&o, 0, sizeof o);
   o.sep = (data[0] & 1) ? ';' : ',';
   o.header = !(data[0] & 2);

@@ -5,6 +5,7 @@
 */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dl_csvframe.h"
@@ -81,9 +82,142 @@ static void test_group(void) {
   CHECK(out[0] == 8 && out[1] == 2);
 }
 
+/* int64 reductions are exact past 2^53 and mark empty groups. */
+static void test_group_i64(void) {
+  const int64_t B = (int64_t)1 << 53;
+  int64_t codes[5] = {1, 2, 1, 0, 1}, v[5], out[3];
+  uint8_t seen[3];
+  v[0] = B + 1;
+  v[1] = -B - 1;
+  v[2] = B + 3;
+  v[3] = 42;
+  v[4] = 1;
+  CHECK(dl_group_reduce_i64(DL_G_SUM, codes, 5, v, 3, out, seen) == 1);
+  CHECK(out[0] == 2 * B + 5 && out[1] == -B - 1 && out[2] == 0);
+  CHECK(seen[0] && seen[1] && !seen[2]);
+  CHECK(dl_group_reduce_i64(DL_G_MIN, codes, 5, v, 3, out, NULL) == 1);
+  CHECK(out[0] == 1 && out[1] == -B - 1);
+  CHECK(dl_group_reduce_i64(DL_G_MAX, codes, 5, v, 3, out, NULL) == 1);
+  CHECK(out[0] == B + 3);
+  CHECK(dl_group_reduce_i64(DL_G_FIRST, codes, 5, v, 3, out, NULL) == 1);
+  CHECK(out[0] == B + 1);
+  CHECK(dl_group_reduce_i64(DL_G_LAST, codes, 5, v, 3, out, NULL) == 1);
+  CHECK(out[0] == 1);
+  v[0] = INT64_MAX; /* wraps like NumPy, no undefined behaviour */
+  v[2] = 1;
+  v[4] = 0;
+  dl_group_reduce_i64(DL_G_SUM, codes, 5, v, 3, out, NULL);
+  CHECK(out[0] == INT64_MIN);
+}
+
+/* The shuffle and join kernels: buckets, joins, argsort, ranges. */
+static void test_shuffle_kernels(void) {
+  int64_t codes[6] = {2, 0, 2, 1, 0, 2}, rows[6], start[4], *li, *ri, m;
+  int64_t lc[4] = {1, 2, 0, 3}, rc[4] = {2, 1, 2, 4}, idx[5], out[5];
+  double v[5] = {3, NAN, 1, 3, -0.5}, b[2] = {1, 3};
+  int64_t iv[3] = {(int64_t)1 << 60, -5, ((int64_t)1 << 60) - 1};
+  uint64_t h1[2] = {0, 0}, h2[2] = {0, 0};
+  double fv[2] = {7, -0.0};
+  int64_t ii[2] = {7, 0};
+  CHECK(dl_bucket_rows(codes, 6, 3, rows, start) == 0);
+  CHECK(start[0] == 0 && start[1] == 2 && start[2] == 3 && start[3] == 6);
+  CHECK(rows[0] == 1 && rows[1] == 4 && rows[2] == 3 && rows[3] == 0 &&
+        rows[5] == 5);
+  codes[1] = 3;
+  CHECK(dl_bucket_rows(codes, 6, 3, rows, start) == -1);
+  CHECK(dl_join_rows(lc, 4, rc, 4, 4, 0, &li, &ri, &m) == 0);
+  CHECK(m == 3 && li[0] == 1 && ri[0] == 2 && li[1] == 2 && ri[1] == 1 &&
+        li[2] == 2 && ri[2] == 3);
+  free(li);
+  free(ri);
+  CHECK(dl_join_rows(lc, 4, rc, 4, 4, 2, &li, &ri, &m) == 0);
+  CHECK(m == 6 && li[3] == 3 && ri[3] == 0 && li[4] == 4 && ri[4] == 0 &&
+        li[5] == 0 && ri[5] == 4);
+  free(li);
+  free(ri);
+  CHECK(dl_argsort_f64(v, 5, 1, idx) == 0);
+  CHECK(idx[0] == 4 && idx[1] == 2 && idx[2] == 0 && idx[3] == 3 &&
+        idx[4] == 1);
+  CHECK(dl_argsort_f64(v, 5, 0, idx) == 0);
+  CHECK(idx[0] == 0 && idx[1] == 3 && idx[2] == 2 && idx[4] == 1);
+  CHECK(dl_argsort_i64(iv, 3, 1, idx) == 0);
+  CHECK(idx[0] == 1 && idx[1] == 2 && idx[2] == 0);
+  dl_range_f64(v, 5, b, 2, out);
+  CHECK(out[0] == 2 && out[1] == 2 && out[2] == 1 && out[4] == 0);
+  dl_hash_f64(fv, 2, h1);
+  dl_hash_i64(ii, 2, h2);
+  CHECK(h1[0] == h2[0] && h1[1] == h2[1]); /* 7 meets 7.0, -0 meets 0 */
+}
+
+/* The in-place float parser gives strtod's bits on what CSV writers
+   print: %.17g (pandas, bench m), %.15g, %.6f, plain digit strings with
+   exponents, and edge cases; and refuses what strtod would not take. */
+static void test_parse_f64(void) {
+  static const char *const odd[] = {"0", "-0", "+1.5", ".5", "5.", "1e22",
+    "1e23", "9007199254740993", "18446744073709551615", "1e-400", "1e400",
+    "inf", "-nan", "0x1p3", "123456789012345678901234567890",
+    "0.000000000000000000000000000001", "2.2250738585072011e-308",
+    "4.9e-324", "1.7976931348623157e308", "9999999999999999999e-27", NULL};
+  static const char *const bad[] = {"", ".", "-", "1e", "1e+", "1x", " 1",
+    "1 ", "e5", "--1", "1..2", NULL};
+  uint64_t x = 88172645463325252ULL;
+  char buf[64];
+  int i, mism = 0;
+  double a, b;
+  for (i = 0; odd[i]; i++) {
+    CHECK(dl_csv_parse_f64(odd[i], strlen(odd[i]), &a) == 1);
+    b = strtod(odd[i], NULL);
+    CHECK(memcmp(&a, &b, sizeof a) == 0 || (isnan(a) && isnan(b)));
+  }
+  for (i = 0; bad[i]; i++)
+    CHECK(dl_csv_parse_f64(bad[i], strlen(bad[i]), &a) == 0);
+  for (i = 0; i < 300000; i++) {
+    uint64_t bits;
+    double d;
+    int n;
+    x ^= x << 13; /* xorshift64 */
+    x ^= x >> 7;
+    x ^= x << 17;
+    switch (i % 4) {
+    case 0: /* a random double in [0, 1), as %.17g */
+      d = (double)(x >> 11) / 9007199254740992.0;
+      n = snprintf(buf, sizeof buf, "%.17g", d);
+      break;
+    case 1: /* any finite double */
+      bits = x & 0x7fefffffffffffffULL;
+      memcpy(&d, &bits, sizeof d);
+      n = snprintf(buf, sizeof buf, "%.17g", (i & 8) ? -d : d);
+      break;
+    case 2: /* up to 19 digits, a point somewhere */
+      n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)(x >> (x & 31)));
+      if (n > 1) {
+        int at = (int)((x >> 40) % (unsigned)n);
+        memmove(buf + at + 1, buf + at, (size_t)(n - at + 1));
+        buf[at] = '.';
+        n++;
+      }
+      break;
+    default: /* digits and an exponent */
+      n = snprintf(buf, sizeof buf, "%llue%d",
+                   (unsigned long long)(x >> (x & 15)),
+                   (int)((x >> 50) % 80) - 40);
+    }
+    if (dl_csv_parse_f64(buf, (size_t)n, &a) != 1) {
+      mism++;
+      continue;
+    }
+    b = strtod(buf, NULL);
+    mism += memcmp(&a, &b, sizeof a) != 0;
+  }
+  CHECK(mism == 0);
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_typed);
   RUN(test_group);
+  RUN(test_group_i64);
+  RUN(test_shuffle_kernels);
+  RUN(test_parse_f64);
   return TAP_END();
 }
