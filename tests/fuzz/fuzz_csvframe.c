@@ -1,6 +1,6 @@
 /*
 ** fuzz_csvframe.c -- libFuzzer target for the typed CSV reader of data
-** frames (runtime/frame/dl_csvframe.c, over libcsv).
+** frames (runtime/frame/dl_csvframe.c, its own tokenizer).
 **
 ** Byte 0 picks the options (separator, header, on_error = "null", one
 ** column forced to each type); the rest is the CSV text.  The reader must
