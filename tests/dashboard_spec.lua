@@ -341,6 +341,8 @@ describe("dashboard", function()
     dlua.wait(fs)
     -- Samples come with the heartbeats (every 0.5 s); the scheduler's
     -- profile is rebuilt once a second at most.
+    -- A quiet, fast machine runs the work in fewer samples than the test
+    -- needs: then more work is given, until the samples are there.
     local p
     assert.truthy(H.poll(function()
       p = json_decode(select(2, http(base .. "/json/profile")))
@@ -348,8 +350,13 @@ describe("dashboard", function()
       for _, x in ipairs(p.nodes) do
         if x[2]:match("^dash_hot ") then n = n + x[3] end
       end
-      return n >= 10
-    end, 20), p and ("samples " .. p.samples))
+      if n >= 10 then return true end
+      local b = #fs -- new arguments: new keys, so the work runs again
+      local more = client:map(dash_work, {b + 1, b + 2, b + 3, b + 4})
+      dlua.wait(more)
+      for _, f in ipairs(more) do fs[#fs + 1] = f end
+      return false
+    end, 60), p and ("samples " .. p.samples))
     assert.are.equal(0, p.worker)
     -- The functions with the most samples of their own: dash_hot first,
     -- named by where it is defined.
