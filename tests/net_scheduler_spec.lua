@@ -18,25 +18,8 @@ math.randomseed(os.time(), H.self_pid())
 
 local TOKEN = "net-scheduler-spec-token-0123456789"
 
-local function workdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -m 700 " .. H.q(dir)))
-  H.spit(dir .. "/token", TOKEN .. "\n")
-  assert(os.execute("chmod 600 " .. H.q(dir .. "/token")))
-  return dir
-end
-
-local function rmdir(dir) os.execute("rm -rf " .. H.q(dir)) end
-
-local function spawn(cmd, out)
-  assert(os.execute(("(%s) >%s 2>&1 </dev/null &"):format(cmd, H.q(out))))
-end
-
-local function can_netns()
-  return os.execute("ip netns list >/dev/null 2>&1")
-     and H.slurp("/proc/self/status"):match("\nUid:%s+0%s") ~= nil
-end
+local function workdir() return H.token_dir(TOKEN) end
+local rmdir, spawn, can_netns = H.rmdir, H.spawn, H.can_netns
 
 local function ns_empty(ns)
   local p = io.popen("ip netns pids " .. ns .. " 2>/dev/null")

@@ -19,22 +19,8 @@ math.randomseed(os.time(), H.self_pid())
 
 local TOKEN = "net-spec-token-0123456789abcdef"
 
---- A new private directory with a token file (mode 0600) in it.
-local function workdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -m 700 " .. H.q(dir)))
-  H.spit(dir .. "/token", TOKEN .. "\n")
-  assert(os.execute("chmod 600 " .. H.q(dir .. "/token")))
-  return dir
-end
-
-local function rmdir(dir) os.execute("rm -rf " .. H.q(dir)) end
-
---- run cmd in the background, its output to out; returns nothing
-local function spawn(cmd, out)
-  assert(os.execute(("(%s) >%s 2>&1 </dev/null &"):format(cmd, H.q(out))))
-end
+local function workdir() return H.token_dir(TOKEN) end
+local rmdir, spawn, can_netns = H.rmdir, H.spawn, H.can_netns
 
 --- The client script: it listens on addr, writes the address it got to
 -- dir/addr, waits for nworkers workers and runs body(client) (a chunk of
@@ -61,11 +47,6 @@ local function wait_file(path, timeout, why)
                                    and #H.slurp(path) > 0 end, timeout)
   assert(ok, why .. " (no " .. path .. " within " .. timeout .. " s)")
   return H.slurp(path)
-end
-
-local function can_netns()
-  return os.execute("ip netns list >/dev/null 2>&1")
-     and H.slurp("/proc/self/status"):match("\nUid:%s+0%s") ~= nil
 end
 
 describe("TCP cluster", function()

@@ -139,4 +139,30 @@ function H.wait_executing(client, timeout)
   end, timeout or 5)
 end
 
+-- For the specs past one machine (net_spec, net_scheduler_spec).
+
+--- A new private directory (mode 0700) with a token file (mode 0600)
+-- holding token.
+function H.token_dir(token)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -m 700 " .. H.q(dir)))
+  H.spit(dir .. "/token", token .. "\n")
+  assert(os.execute("chmod 600 " .. H.q(dir .. "/token")))
+  return dir
+end
+
+function H.rmdir(dir) os.execute("rm -rf " .. H.q(dir)) end
+
+--- Run the shell command cmd in the background, its output to file out.
+function H.spawn(cmd, out)
+  assert(os.execute(("(%s) >%s 2>&1 </dev/null &"):format(cmd, H.q(out))))
+end
+
+--- Whether this process may make network namespaces (root, with ip).
+function H.can_netns()
+  return os.execute("ip netns list >/dev/null 2>&1")
+     and H.slurp("/proc/self/status"):match("\nUid:%s+0%s") ~= nil
+end
+
 return H
