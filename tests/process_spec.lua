@@ -9,6 +9,9 @@ local _ENV = _G
 
 local dlua = require "dlua"
 local H = require "helpers.cluster"
+-- Under AddressSanitizer a process needs several times the memory for the
+-- same data, so memory limits and sizes scale together (as in memory_spec).
+local SCALE = os.getenv("DLUA_SANITIZE") and 3 or 1
 
 math.randomseed(os.time(), H.self_pid())
 
@@ -86,7 +89,10 @@ end
 local function start_script(src, env)
   local script, out = os.tmpname(), os.tmpname()
   H.spit(script, src)
-  os.execute(("(%s %s %s > %s 2>&1; echo \"exit $?\" >> %s) &"):format(
+  -- The subshell's own descriptors go nowhere: one left holding busted's
+  -- stdout would keep the suite's output pipe open after a failed test.
+  os.execute(("(%s %s %s > %s 2>&1; echo \"exit $?\" >> %s) "
+              .. "</dev/null >/dev/null 2>&1 &"):format(
     env or "", H.q(H.DLUA), H.q(script), H.q(out), H.q(out)))
   return out, script
 end
@@ -97,9 +103,9 @@ local function waiting_script(dur, opts)
   return ([[
     local dlua = require "dlua"
     local c = dlua.Client{n_workers = 2, dashboard_address = false,
-                          memory_limit = "64 MiB"}
-    c:submit(function() os.execute("sleep %s &") end):result()
+                          memory_limit = "%d MiB"}
     %s
+    c:submit(function() os.execute("sleep %s &") end):result()
     local pids = {}
     for _, w in ipairs(c.cluster:workers()) do pids[#pids + 1] = w.pid end
     local me = io.open("/proc/self/stat"):read("l"):match("^%%d+")
@@ -107,7 +113,15 @@ local function waiting_script(dur, opts)
           .. " " .. table.concat(pids, " "))
     io.stdout:flush()
     while true do os.execute("sleep 0.05") end
-  ]]):format(dur, opts or "")
+  ]]):format(64 * SCALE, opts or "", dur)
+end
+
+--- Kill whatever a started script may have left: the client (found by
+-- its script's unique path), its workers and the sleeper its task started.
+local function stop_all(script, workers, dur)
+  os.execute("pkill -KILL -f " .. H.q(script) .. " 2>/dev/null")
+  for _, p in ipairs(workers or {}) do H.kill(p, "KILL") end
+  for _, p in ipairs(sleepers(dur)) do H.kill(p, "KILL") end
 end
 
 --- Wait for the "pid ..." line; returns client pid, dir, worker pids.
@@ -206,13 +220,12 @@ describe("processes", function()
   it("a SIGKILLed client's workers remove its directory and spill files",
      function()
     local tmp, dur = tempdir(), unique_sleep()
-    local out, script = start_script(waiting_script(dur, [[
-      -- 24 x 4 MiB on 2 x 64 MiB: some of it is spilled.
-      local s = 4 * 1048576
-      local fs = c:map(function(i, n) return ("x"):rep(n) .. i end,
-                       {1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,
-                        21,22,23,24}, {s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,
-                        s,s,s,s,s,s})
+    local out, script = start_script(waiting_script(dur, ([[
+      -- 24 x 4 MiB on 2 x 64 MiB (times SCALE): some of it is spilled.
+      local n, s = 24 * %d, 4 * 1048576
+      local is, ss = {}, {}
+      for i = 1, n do is[i], ss[i] = i, s end
+      local fs = c:map(function(i, n) return ("x"):rep(n) .. i end, is, ss)
       dlua.wait(fs, {timeout = 60})
       local t = dlua.time()
       repeat
@@ -221,15 +234,18 @@ describe("processes", function()
           sp = sp + w.spilled
         end
       until sp > 0 or dlua.time() - t > 20
-    ]]), "TMPDIR=" .. H.q(tmp))
+    ]]):format(SCALE)), "TMPDIR=" .. H.q(tmp))
+    local client, dir, workers
     finally(function()
+      -- A failed assertion must not leave the client waiting forever.
+      stop_all(script, workers, dur)
       os.remove(out)
       os.remove(script)
       os.execute("rm -rf " .. H.q(tmp))
     end)
-    local client, dir, workers = read_pids(out)
+    client, dir, workers = read_pids(out)
     assert.truthy(listing(dir):find("spill", 1, true), listing(dir))
-    assert.are.equal(1, #sleepers(dur))
+    assert.are.equal(1, #sleepers(dur), H.slurp(out))
     H.kill(client, "KILL")
     local all = {client}
     for _, p in ipairs(workers) do all[#all + 1] = p end
@@ -245,12 +261,15 @@ describe("processes", function()
       local tmp, dur = tempdir(), unique_sleep()
       local out, script = start_script(waiting_script(dur),
                                        "TMPDIR=" .. H.q(tmp))
+      local workers
       finally(function()
+        stop_all(script, workers, dur)
         os.remove(out)
         os.remove(script)
         os.execute("rm -rf " .. H.q(tmp))
       end)
-      local client, _, workers = read_pids(out)
+      local client, _
+      client, _, workers = read_pids(out)
       H.kill(client, sig[1])
       assert.is_true(H.poll(function()
         return (H.slurp(out) or ""):find("exit %d+")
