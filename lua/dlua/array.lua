@@ -983,14 +983,12 @@ end
 
 -- --------------------------------------------------------------- matmul
 
+-- One output block: the sum of its products, accumulated by dgemm in
+-- one array.
 local function t_matmul(arefs, brefs)
-  local acc
-  for i = 1, #arefs do
-    local a, b = ev(arefs[i], {}), ev(brefs[i], {})
-    local p = a:matmul(b)
-    acc = acc and acc + p or p
-  end
-  return acc
+  local as, bs = {}, {}
+  for i = 1, #arefs do as[i], bs[i] = ev(arefs[i], {}), ev(brefs[i], {}) end
+  return require("dlua.ndarray")._matmul_sum(as, bs)
 end
 
 --- x:matmul(y) / da.matmul(x, y): blockwise matrix product of 2-d arrays

@@ -148,6 +148,10 @@ int dl_nd_concat(dl_nd *out, int n, const dl_nd *const *arrs, int axis);
 
 /* Matrix product through cblas_dgemm (1-d operands as in NumPy). */
 int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b);
+/* The sum of the n products a[i] b[i] (all of one shape), accumulated in
+   one output by dgemm (no temporaries). */
+int dl_nd_matmul_sum(dl_nd *out, int n, const dl_nd *const *a,
+                     const dl_nd *const *b);
 /* LAPACKE: x with a x = b; inverse; reduced QR; reduced SVD (s is 1-d);
    lower Cholesky factor. */
 int dl_nd_solve(dl_nd *out, const dl_nd *a, const dl_nd *b);

@@ -1005,6 +1005,41 @@ static int l_matmul(lua_State *L) {
   return 1;
 }
 
+/* nd._matmul_sum(as, bs): as[1] @ bs[1] + as[2] @ bs[2] + ..., summed by
+   dgemm into one array (the chunked matmul's block task). */
+static int l_matmul_sum(lua_State *L) {
+  const dl_nd **as, **bs;
+  dl_nd *r;
+  int n, i, rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  n = (int)lua_rawlen(L, 1);
+  if (n < 1 || (int)lua_rawlen(L, 2) != n)
+    return nd_error(L, "matmul: lists of %d and %d blocks (equal lengths, "
+                    "at least 1, needed)", n, (int)lua_rawlen(L, 2));
+  as = (const dl_nd **)lua_newuserdatauv(L, sizeof(dl_nd *) * 2 * (size_t)n,
+                                         0);
+  bs = as + n;
+  luaL_checkstack(L, 2 * n + 2, "matmul: too many blocks");
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, i + 1);
+    as[i] = to_nd(L, -1);
+    lua_rawgeti(L, 2, i + 1);
+    bs[i] = to_nd(L, -1);
+  }
+  r = nd_new(L);
+  if ((rc = dl_nd_matmul_sum(r, n, as, bs)) == DL_ND_ESHAPE) {
+    char s1[160], s2[160];
+    return nd_error(L, "matmul: the block products do not align or differ "
+                    "in shape (first pair %s and %s)",
+                    shape_s(as[0], s1, sizeof s1),
+                    shape_s(bs[0], s2, sizeof s2));
+  }
+  if (rc != 0) nd_fail(L, rc, "matmul", NULL, NULL);
+  return 1;
+}
+
 static int l_solve(lua_State *L) {
   dl_nd *a, *b, *r;
   int rc;
@@ -1794,7 +1829,8 @@ static const luaL_Reg funcs[] = {
   {"mean", m_mean}, {"var", m_var}, {"std", m_std}, {"argmin", m_argmin},
   {"argmax", m_argmax}, {"any", m_any}, {"all", m_all},
   {"cumsum", m_cumsum}, {"transpose", m_transpose}, {"reshape", m_reshape},
-  {"blas_threads", l_blas_threads}, {"tobytes", l_tobytes},
+  {"blas_threads", l_blas_threads}, {"_matmul_sum", l_matmul_sum},
+  {"tobytes", l_tobytes},
   {"frombytes", l_frombytes}, {"_random_block", l_random_block}, {"_zarr_meta", l_zarr_meta},
   {"_zarr_meta_json", l_zarr_meta_json}, {"_zarr_decode", l_zarr_decode},
   {"_zarr_encode", l_zarr_encode},
