@@ -1908,6 +1908,19 @@ function M.from_zarr(path, opts)
   if not m then
     error(sformat("dlua.array.from_zarr: %s/.zarray: %s", path, merr), 2)
   end
+  if m.compressor == "blosc" and nd._zarr_blosc() then
+    error(sformat("dlua.array.from_zarr: %s/.zarray: Blosc: %s", path,
+      nd._zarr_blosc()), 2)
+  end
+  local attrs = {}
+  local at = read_all(path .. "/.zattrs")
+  if at then
+    local t, aerr = nd._zarr_attrs(at)
+    if not t then
+      error(sformat("dlua.array.from_zarr: %s/.zattrs: %s", path, aerr), 2)
+    end
+    attrs = t
+  end
   local chunks = norm_chunks(m.shape, m.chunks, 2)
   local dtype = m.dtype
   local arr = gen_array("zarr", m.shape, chunks, dtype,
@@ -1915,19 +1928,21 @@ function M.from_zarr(path, opts)
       return {"gen", t_zarr_read, path, chunk_name(idx), meta, bs, dtype,
               n = 7}
     end)
-  if opts.chunks then
-    local r = rechunk(arr, opts.chunks, 2)
-    return r
-  end
+  if opts.chunks then arr = rechunk(arr, opts.chunks, 2) end
+  arr.attrs = attrs
   return arr
 end
 
-local ZARR_OPTS = {compressor = true, level = true, fill_value = true}
+local ZARR_OPTS = {compressor = true, level = true, fill_value = true,
+                   cname = true, shuffle = true, attrs = true}
+local BLOSC_CNAMES = {blosclz = true, lz4 = true, lz4hc = true, zlib = true,
+                      zstd = true, snappy = true}
 
---- x:to_zarr(path [, {compressor = "zlib" | false, level = 1, fill_value
--- = 0, client =, scheduler =}]) / da.to_zarr(x, path, ...): write the
--- array as a Zarr v2 directory store, each block by its own task; returns
--- the bytes of chunk files written.
+--- x:to_zarr(path [, {compressor = "zlib" | "blosc" | false, level =,
+-- cname = "lz4", shuffle = 1, fill_value = 0, attrs =, client =,
+-- scheduler =}]) / da.to_zarr(x, path, ...): write the array as a Zarr v2
+-- directory store, each block by its own task; returns the bytes of chunk
+-- files written.
 function methods.to_zarr(a, path, opts)
   if not is_array(a) or type(path) ~= "string" then
     error("dlua.array.to_zarr: expects (array, directory [, options])", 2)
@@ -1940,9 +1955,31 @@ function methods.to_zarr(a, path, opts)
     if ZARR_OPTS[k] then zo[k] = v else co[k] = v end
   end
   if zo.compressor ~= nil and zo.compressor ~= false and
-     zo.compressor ~= "zlib" then
-    error(sformat("dlua.array.to_zarr: unsupported compressor '%s' (\"zlib\" "
-      .. "or false)", tostring(zo.compressor)), 2)
+     zo.compressor ~= "zlib" and zo.compressor ~= "blosc" then
+    error(sformat("dlua.array.to_zarr: unsupported compressor '%s' (\"zlib\", "
+      .. "\"blosc\" or false)", tostring(zo.compressor)), 2)
+  end
+  if zo.cname ~= nil and not BLOSC_CNAMES[zo.cname] then
+    error(sformat("dlua.array.to_zarr: unsupported Blosc cname '%s' "
+      .. "(blosclz, lz4, lz4hc, zlib, zstd, snappy)", tostring(zo.cname)), 2)
+  end
+  if zo.shuffle ~= nil and (math_type(zo.shuffle) ~= "integer" or
+     zo.shuffle < -1 or zo.shuffle > 2) then
+    error("dlua.array.to_zarr: shuffle must be -1 (auto), 0 (none), 1 "
+      .. "(bytes) or 2 (bits)", 2)
+  end
+  if (zo.cname ~= nil or zo.shuffle ~= nil) and zo.compressor ~= "blosc" then
+    error("dlua.array.to_zarr: cname and shuffle are options of compressor "
+      .. "= \"blosc\"", 2)
+  end
+  local attrs_json
+  if zo.attrs ~= nil then
+    if type(zo.attrs) ~= "table" then
+      error("dlua.array.to_zarr: attrs must be a table", 2)
+    end
+    local aerr
+    attrs_json, aerr = nd._zarr_attrs_json(zo.attrs)
+    if not attrs_json then error("dlua.array.to_zarr: " .. aerr, 2) end
   end
   if zo.level ~= nil and (math_type(zo.level) ~= "integer" or zo.level < 0
      or zo.level > 9) then
@@ -1961,15 +1998,26 @@ function methods.to_zarr(a, path, opts)
   end
   local fill = zo.fill_value
   if fill == nil then fill = a.dtype == "bool" and false or 0 end
+  local comp = zo.compressor == nil and "zlib" or zo.compressor or nil
   local meta = nd._zarr_meta_json{shape = a.shape, chunks = csize,
-    dtype = a.dtype, compressor = zo.compressor ~= false and "zlib" or nil,
-    level = zo.level or 1, fill_value = fill}
+    dtype = a.dtype, compressor = comp,
+    level = zo.level or (comp == "blosc" and 5 or 1), cname = zo.cname,
+    shuffle = zo.shuffle, fill_value = fill}
+  if comp == "blosc" and nd._zarr_blosc() then
+    error("dlua.array.to_zarr: Blosc: " .. nd._zarr_blosc(), 2)
+  end
   local ok, err = require("dlua.bagio").mkdirs(path)
   if not ok then error("dlua.array.to_zarr: " .. tostring(err), 2) end
   local f, ferr = io.open(path .. "/.zarray", "wb")
   if not f then error("dlua.array.to_zarr: " .. ferr, 2) end
   f:write(meta)
   f:close()
+  if attrs_json then
+    f, ferr = io.open(path .. "/.zattrs", "wb")
+    if not f then error("dlua.array.to_zarr: " .. ferr, 2) end
+    f:write(attrs_json)
+    f:close()
+  end
   local name = fresh("to-zarr")
   local layer, keys = {}, {}
   for _, idx in ipairs(each_block(a.chunks)) do
