@@ -243,6 +243,31 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       end))
     assert.matches("unknown option 'dtyp'", err_of(x.map_blocks, x,
       function(b) return b end, {dtyp = "int64"}))
+    -- drop_axis: each block gets the whole dropped axis, joined
+    local rows = x:map_blocks(function(b) return b:sum{axis = 1} end,
+      {drop_axis = 1})
+    assert.same({11}, rows.shape)
+    close(rows:compute(SYNC), a:sum{axis = 1})
+    -- new_axis: a size-1 axis in front
+    local lifted = x:map_blocks(function(b)
+      return b:reshape(1, b.shape[1], b.shape[2])
+    end, {new_axis = 1})
+    assert.same({1, 10, 11}, lifted.shape)
+    close(lifted:compute(SYNC)[1], a)
+    -- block_info: where each block lies, as Dask's
+    local where_ = x:map_blocks(function(b, info)
+      local o = info.output
+      assert(o.chunk_shape[1] == b.shape[1] and o.dtype == "int64")
+      assert(info[1].num_chunks[2] == 3 and info[1].shape[1] == 10)
+      return nd.full(b.shape, o.chunk_location[2] * 100 +
+                              info[1].array_location[2][1])
+    end, {block_info = true})
+    assert.same({101, 101, 101, 101, 205, 205, 205, 205, 309, 309, 309},
+      where_:compute(SYNC)[7]:totable())
+    assert.matches("drop_axis: axis 3 is out of range for 2 axes",
+      err_of(x.map_blocks, x, function(b) return b end, {drop_axis = 3}))
+    assert.matches("new_axis: axis 1 given twice", err_of(x.map_blocks, x,
+      function(b) return b end, {new_axis = {1, 1}}))
     -- blockwise: a contraction, as lists and concatenated
     local xt = x.T:rechunk{4, 3}
     local mm = da.blockwise(function(p, q)

@@ -1598,11 +1598,51 @@ local function wrap_const(v)
   return {"k", v}
 end
 
-local MAP_OPTS = {dtype = true, chunks = true}
+local MAP_OPTS = {dtype = true, chunks = true, drop_axis = true,
+                  new_axis = true, block_info = true}
 
---- da.map_blocks(fn, x, ... [, {dtype =, chunks =}]): fn(block of x,
--- ...) per block (arrays in the arguments give their matching blocks;
--- other values pass as they are).  x:map_blocks(fn, ...) is the same.
+-- Axes option v (an axis or a list; 1-based, negative from the end) of an
+-- array of ndim axes, as a sorted list without repeats.
+local function axes_opt(who, name, v, ndim, level)
+  if v == nil then return {} end
+  local list = type(v) == "table" and v or {v}
+  local out, seen = {}, {}
+  for _, ax in ipairs(list) do
+    if math_type(ax) ~= "integer" or ax == 0 or ax > ndim or ax < -ndim then
+      error(sformat("dlua.array.%s: %s: axis %s is out of range for %d "
+        .. "axes", who, name, tostring(ax), ndim), level + 1)
+    end
+    if ax < 0 then ax = ndim + 1 + ax end
+    if seen[ax] then
+      error(sformat("dlua.array.%s: %s: axis %d given twice", who, name,
+        ax), level + 1)
+    end
+    seen[ax] = true
+    out[#out + 1] = ax
+  end
+  table.sort(out)
+  return out
+end
+
+-- Where block idx of an array lies: {{first, last}, ...} per axis,
+-- 1-based and inclusive (empty blocks: last = first - 1).
+local function block_location(a, idx)
+  local loc = {}
+  for d = 1, #idx do
+    local first = a.offsets[d][idx[d]] -- 1-based already
+    loc[d] = {first, first + a.chunks[d][idx[d]] - 1}
+  end
+  return loc
+end
+
+--- da.map_blocks(fn, x, ... [, {dtype =, chunks =, drop_axis =, new_axis
+-- =, block_info =}]): fn(block of x, ...) per block (arrays among the
+-- arguments give their matching blocks, other values pass as they are).
+-- drop_axis: axes of the arrays that fn removes (each block gets the
+-- whole extent of those axes, joined); new_axis: axes of the output that
+-- fn adds (one block each, of size 1 unless chunks says).  block_info =
+-- true passes a last argument describing the block (Dask's block_info).
+-- x:map_blocks(fn, ...) is the same.
 function M.map_blocks(fn, ...)
   if type(fn) ~= "function" then
     error("dlua.array.map_blocks: expects a function first, got "
@@ -1625,18 +1665,93 @@ function M.map_blocks(fn, ...)
   if not first then
     error("dlua.array.map_blocks: needs at least one array argument", 2)
   end
-  local chunks = out_chunks_opt("map_blocks", opts.chunks, first.chunks, 2)
+  local ndim = #first.shape
+  local drop = axes_opt("map_blocks", "drop_axis", opts.drop_axis, ndim, 2)
+  local isdrop = {}
+  for _, d in ipairs(drop) do isdrop[d] = true end
+  local kept = {} -- input axes that stay, in order
+  for d = 1, ndim do if not isdrop[d] then kept[#kept + 1] = d end end
+  local newax = axes_opt("map_blocks", "new_axis", opts.new_axis,
+    #kept + (type(opts.new_axis) == "table" and #opts.new_axis or
+             opts.new_axis and 1 or 0), 2)
+  local isnew = {}
+  for _, d in ipairs(newax) do isnew[d] = true end
+  -- output axis -> input axis (nil for a new one)
+  local from, dflt, k = {}, {}, 0
+  for d = 1, #kept + #newax do
+    if isnew[d] then dflt[d] = {1}
+    else
+      k = k + 1
+      from[d] = kept[k]
+      dflt[d] = first.chunks[kept[k]]
+    end
+  end
+  local chunks = out_chunks_opt("map_blocks", opts.chunks, dflt, 2)
   local dtype = check_dtype("map_blocks", opts.dtype, 2) or first.dtype
   local srcs = {}
   for i = 1, n do if is_array(args[i]) then srcs[#srcs + 1] = args[i] end end
-  return call_array("map_blocks", fn, chunks, dtype, srcs, function(idx)
+  local arr
+  local function in_ref(v, idx)
+    local sub = {}
+    for d = 1, #idx do if from[d] then sub[from[d]] = idx[d] end end
+    local joined = {}
+    for _, d in ipairs(drop) do
+      if #v.chunks[d] > 1 then joined[#joined + 1] = d else sub[d] = 1 end
+    end
+    local function build(level, s)
+      if level > #joined then return block_ref(v, s) end
+      local d, list = joined[level], {"list"}
+      for b = 1, #v.chunks[d] do
+        local s2 = {table.unpack(s, 1, ndim)}
+        s2[d] = b
+        list[#list + 1] = build(level + 1, s2)
+      end
+      return list
+    end
+    for _, d in ipairs(joined) do sub[d] = 1 end
+    local r = build(1, sub)
+    if #joined > 0 then r = {"cat", joined, r} end
+    return r
+  end
+  arr = call_array("map_blocks", fn, chunks, dtype, srcs, function(idx)
     local out = {}
     for i = 1, n do
       local v = args[i]
-      out[i] = is_array(v) and block_ref(v, idx) or wrap_const(v)
+      out[i] = is_array(v) and in_ref(v, idx) or wrap_const(v)
     end
     return out
   end)
+  if opts.block_info then
+    -- Dask's block_info: per array argument (by its position among the
+    -- arrays) and for the output
+    for _, task in pairs(arr.layers[arr.name]) do
+      local idx = {}
+      for x in task.args[3]:gmatch("%d+") do idx[#idx + 1] = tonumber(x) end
+      local info, ai = {}, 0
+      for i = 1, n do
+        local v = args[i]
+        if is_array(v) then
+          ai = ai + 1
+          local sub = {}
+          for d = 1, #idx do if from[d] then sub[from[d]] = idx[d] end end
+          local cl = {}
+          for d = 1, ndim do cl[d] = sub[d] or 1 end
+          local loc = block_location(v, cl)
+          for _, d in ipairs(drop) do loc[d] = {1, v.shape[d]} end
+          info[ai] = {shape = v.shape, num_chunks = v.numblocks,
+            chunk_location = cl, array_location = loc}
+        end
+      end
+      info.output = {shape = arr.shape, num_chunks = arr.numblocks,
+        chunk_location = idx, array_location = block_location(arr, idx),
+        chunk_shape = block_shape(arr, idx), dtype = dtype}
+      local a2 = task.args
+      a2[5] = a2[5] + 1 -- one argument more: the info, a constant
+      a2.n = a2.n + 1
+      a2[a2.n] = {"k", info}
+    end
+  end
+  return arr
 end
 function methods.map_blocks(a, fn, ...) return M.map_blocks(fn, a, ...) end
 
