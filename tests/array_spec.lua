@@ -328,6 +328,38 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       err_of(da.linalg.tsqr, t:rechunk{4, 5}))
   end)
 
+  it("solves a chunked square system by block LU, as LAPACK on the whole "
+     .. "matrix", function()
+    local n = 50
+    -- diagonally heavy, so that no diagonal block is near singular
+    local av = nd.random.uniform{shape = {n, n}, seed = 7} + nd.eye(n) * 4
+    local bv = nd.random.uniform{shape = {n}, seed = 8}
+    local b2 = nd.random.uniform{shape = {n, 3}, seed = 9}
+    local A = da.from_ndarray(av, {chunks = 15})   -- blocks 15, 15, 15, 5
+    local x = da.linalg.solve(A, da.from_ndarray(bv, {chunks = 15}))
+    assert.same({{15, 15, 15, 5}}, x.chunks)
+    close(x:compute(SYNC), nd.linalg.solve(av, bv), 1e-12)
+    -- b as an ndarray, with columns; chunked otherwise than a: rechunked
+    close(da.linalg.solve(A, b2):compute(SYNC), nd.linalg.solve(av, b2),
+      1e-12)
+    close(da.linalg.solve(A, da.from_ndarray(b2, {chunks = {20, 1}}))
+      :compute(SYNC), nd.linalg.solve(av, b2), 1e-12)
+    -- singular: a block row of zeros
+    local sv = av:copy()
+    sv:slice({31, 45}):assign(0)
+    assert.matches("diagonal block 3 is singular after elimination",
+      err_of(function()
+        return da.linalg.solve(da.from_ndarray(sv, {chunks = 15}), bv)
+          :compute(SYNC)
+      end))
+    assert.matches("a must be a square 2%-d array",
+      err_of(da.linalg.solve, da.from_ndarray(b2), bv))
+    assert.matches("row and column chunks differ %({15, 15, 15, 5} and "
+      .. "{25, 25}%)", err_of(da.linalg.solve, A:rechunk{15, 25}, bv))
+    assert.matches("b must be a 1%-d or 2%-d array of 50 rows",
+      err_of(da.linalg.solve, A, nd.zeros{49}))
+  end)
+
   it("persists in this process with the sync scheduler", function()
     local p = (x * 2):persist(SYNC)
     assert.equal(0, ntasks(p))

@@ -1948,6 +1948,108 @@ function M.linalg.tsqr(a)
   return q, r
 end
 
+-- Tasks of the block LU solve (ev: block refs of the inputs; keys of the
+-- solve's own tasks arrive as values).
+local function lu_diag_solve(akk, rhs, k)
+  local ok, r = pcall(require("dlua.ndarray").linalg.solve, akk, rhs)
+  if not ok then
+    if tostring(r):find("singular", 1, true) then
+      error(sformat("dlua.array.linalg.solve: diagonal block %d is singular "
+        .. "after elimination (the matrix is singular, or needs pivoting "
+        .. "across blocks: the block LU pivots inside diagonal blocks "
+        .. "only)", k), 0)
+    end
+    error(r, 0)
+  end
+  return r
+end
+local function t_lu_l(aik, akk, k) -- L_ik = A_ik A_kk^-1
+  aik, akk = ev(aik, {}), ev(akk, {})
+  return lu_diag_solve(akk.T, aik.T, k).T:copy()
+end
+local function t_lu_update(aij, l, akj) -- A_ij - L_ik A_kj
+  aij, akj = ev(aij, {}), ev(akj, {})
+  return aij - l:matmul(akj)
+end
+local function t_lu_back(akk, bk, arow, xs, k) -- x_k
+  local r = ev(bk, {})
+  for i = 1, #xs do r = r - ev(arow[i], {}):matmul(xs[i]) end
+  return lu_diag_solve(ev(akk, {}), r, k)
+end
+
+--- da.linalg.solve(a, b) -> x with a x = b, for a square 2-d array a
+-- chunked in square diagonal blocks and b (1-d, or 2-d with one block of
+-- columns) chunked as a's rows: block LU (Gaussian elimination of block
+-- rows, LAPACK's pivoted solve on each diagonal block), then block back
+-- substitution.  x has b's chunks.
+function M.linalg.solve(a, b)
+  if not is_array(a) or #a.shape ~= 2 or a.shape[1] ~= a.shape[2] then
+    error("dlua.array.linalg.solve: a must be a square 2-d array", 2)
+  end
+  if tconcat(a.chunks[1], ",") ~= tconcat(a.chunks[2], ",") then
+    error(sformat("dlua.array.linalg.solve: a's row and column chunks "
+      .. "differ ({%s} and {%s}): diagonal blocks must be square; rechunk "
+      .. "first", tconcat(a.chunks[1], ", "), tconcat(a.chunks[2], ", ")), 2)
+  end
+  if getmetatable(b) == NDMT then b = M.from_ndarray(b) end
+  if not is_array(b) or #b.shape < 1 or #b.shape > 2 or
+     b.shape[1] ~= a.shape[1] then
+    error(sformat("dlua.array.linalg.solve: b must be a 1-d or 2-d array "
+      .. "of %d rows", a.shape[1]), 2)
+  end
+  if tconcat(b.chunks[1], ",") ~= tconcat(a.chunks[1], ",") or
+     (#b.shape == 2 and #b.chunks[2] ~= 1) then
+    b = rechunk(b, #b.shape == 1 and {a.chunks[1]} or {a.chunks[1], -1}, 2)
+  end
+  local ma, mb = materialize(a), materialize(b)
+  local p, two = #a.chunks[1], #b.shape == 2
+  local name = fresh("solve")
+  local layer = {}
+  local A, B = {}, {}
+  for i = 1, p do
+    A[i] = {}
+    for j = 1, p do A[i][j] = block_ref(ma, {i, j}) end
+    B[i] = block_ref(mb, two and {i, 1} or {i})
+  end
+  -- a task of refs (and numbers); args lists[i] is a list of refs
+  local function add(key, fn, args, lists)
+    local deps, set = {}, {}
+    for i = 1, args.n do
+      if lists and lists[i] then
+        for _, r in ipairs(args[i]) do ref_deps(r, deps, set) end
+      else
+        ref_deps(args[i], deps, set)
+      end
+    end
+    layer[key] = {fn = fn, args = args, deps = deps}
+    return key
+  end
+  for k = 1, p - 1 do -- eliminate block column k below the diagonal
+    for i = k + 1, p do
+      local l = add(sformat("%s-L-%d-%d", name, k, i), t_lu_l,
+        {n = 3, A[i][k], A[k][k], k})
+      for j = k + 1, p do
+        A[i][j] = add(sformat("%s-A-%d-%d-%d", name, k, i, j), t_lu_update,
+          {n = 3, A[i][j], l, A[k][j]})
+      end
+      B[i] = add(sformat("%s-B-%d-%d", name, k, i), t_lu_update,
+        {n = 3, B[i], l, B[k]})
+    end
+  end
+  local X = {}
+  for k = p, 1, -1 do
+    local arow, xs = {}, {}
+    for j = k + 1, p do arow[#arow + 1] = A[k][j]; xs[#xs + 1] = X[j] end
+    X[k] = add(key_of(name, two and {k, 1} or {k}), t_lu_back,
+      {n = 5, A[k][k], B[k], arow, xs, k}, {[3] = true, [4] = true})
+  end
+  local layers = merge_layers(ma, mb)
+  layers[name] = layer
+  return new_array{name = name, shape = b.shape, chunks = b.chunks,
+    dtype = "float64", kind = "keys", layers = layers,
+    mkref = function(_, idx) return key_of(name, idx) end}
+end
+
 -- ---------------------------------------------------------------- zarr
 
 local function read_all(path)
