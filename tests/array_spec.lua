@@ -37,8 +37,39 @@ describe("dlua.array creation", function()
       .. "10", err_of(da.ones, {10}, {chunks = {{4, 5}}}))
     assert.matches("chunks .* do not fit shape %(10, 3%)",
       err_of(da.ones, {10, 3}, {chunks = {4}}))
-    assert.matches("option 'seed' %(an integer%) is required",
-      err_of(da.random.uniform, {shape = {3}}))
+    assert.matches("option 'seed' must be an integer, got float",
+      err_of(da.random.uniform, {shape = {3}, seed = 1.5}))
+  end)
+
+  it("draws a seed when none is given, kept in the graph, and takes Dask's "
+     .. "random.random(shape, {chunks =})", function()
+    local x = da.random.uniform{shape = {50}, chunks = {10}}
+    local a, b = x:compute(SYNC), x:compute(SYNC)
+    assert.same(a:totable(), b:totable())
+    local y = da.random.uniform{shape = {50}, chunks = {10}}
+    assert.are_not.same(a:totable(), y:compute(SYNC):totable())
+    local r = da.random.random({20, 30}, {chunks = {10, 10}, seed = 4})
+    assert.same({{10, 10}, {10, 10, 10}}, r.chunks)
+    assert.same(da.random.uniform{shape = {20, 30}, chunks = {10, 10},
+      seed = 4}:compute(SYNC):totable(), r:compute(SYNC):totable())
+    assert.matches("options must be a table",
+      err_of(da.random.random, {3}, 5))
+  end)
+
+  it("takes a reduction's axis alone, and reports errors at the caller's "
+     .. "line through the module's tail calls", function()
+    local x = da.ones({4, 6}, {chunks = {2, 3}})
+    assert.same(x:sum{axis = 1}:compute(SYNC):totable(),
+      x:sum(1):compute(SYNC):totable())
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, e = pcall(function() local r = x:mean(0) return r end)
+    assert.is_false(ok)
+    assert.matches("array_spec.lua:" .. line .. ": dlua.array: mean: axis 0 "
+      .. "is out of range .*Dask's axis=0 is axis 1", e)
+    line = debug.getinfo(1, "l").currentline + 1
+    ok, e = pcall(function() local r = x:mean("a") return r end)
+    assert.matches("array_spec.lua:" .. line .. ": dlua.array: mean: "
+      .. "options must be a table", e)
   end)
 
   it("computes creation functions to the in-memory arrays", function()

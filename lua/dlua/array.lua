@@ -27,9 +27,12 @@ whole API.
 
 local nd = require "dlua.ndarray"
 
-local error, ipairs, pairs, select, setmetatable, getmetatable, tostring,
+-- Every argument error is raised at the user's line, however many helpers
+-- and tail calls of this module lie between (see dlua.options).
+local error = require("dlua.options")._user_error
+local ipairs, pairs, select, setmetatable, getmetatable, tostring,
   type, require, math_type, tointeger =
-  error, ipairs, pairs, select, setmetatable, getmetatable, tostring,
+  ipairs, pairs, select, setmetatable, getmetatable, tostring,
   type, require, math.type, math.tointeger
 local sformat, tconcat, floor, huge, mmin, mmax =
   string.format, table.concat, math.floor, math.huge, math.min, math.max
@@ -441,9 +444,9 @@ local function random_array(kind, o, p1k, p1d, p2k, p2d)
     error("dlua.array.random." .. kind .. ": takes one options table "
       .. "{shape =, chunks =, seed =, ...}", 3)
   end
-  if math_type(o.seed) ~= "integer" then
-    error("dlua.array.random." .. kind .. ": option 'seed' (an integer) is "
-      .. "required, so results can be reproduced", 3)
+  if o.seed ~= nil and math_type(o.seed) ~= "integer" then
+    error("dlua.array.random." .. kind .. ": option 'seed' must be an "
+      .. "integer, got " .. (math_type(o.seed) or type(o.seed)), 3)
   end
   local shape = check_shape(o.shape, 3)
   local chunks = norm_chunks(shape, o.chunks, 3)
@@ -457,7 +460,9 @@ local function random_array(kind, o, p1k, p1d, p2k, p2d)
     error("dlua.array.random.integers: needs integers low <= high "
       .. "(inclusive)", 3)
   end
-  local seed = o.seed
+  -- Without a seed, one is drawn now (as Dask draws from NumPy's global
+  -- state): the graph still holds it, so recomputing gives the same numbers.
+  local seed = o.seed or math.random(0, math.maxinteger)
   local dflt = kind == "integers" and "int64" or "float64"
   local dtype = o.dtype or dflt
   if not RANK_OK[dtype] then
@@ -480,6 +485,19 @@ end
 --- da.random.normal{shape =, chunks =, seed =, mean = 0, sd = 1}
 function M.random.normal(o)
   return random_array("normal", o, "mean", 0, "sd", 1)
+end
+--- da.random.random(shape [, {chunks =, seed =, dtype =}]): uniform on
+-- [0, 1), in Dask's positional form (da.random.random((n, n), chunks=...)).
+function M.random.random(shape, o)
+  if o ~= nil and type(o) ~= "table" then
+    error("dlua.array.random.random: options must be a table "
+      .. "{chunks =, seed =, dtype =}, got " .. type(o), 2)
+  end
+  local t = {}
+  for k, v in pairs(o or {}) do t[k] = v end
+  t.shape = shape
+  local r = random_array("uniform", t, "low", 0, "high", 1)
+  return r
 end
 --- da.random.integers{shape =, chunks =, seed =, low =, high =}
 -- (inclusive bounds)
@@ -891,6 +909,7 @@ local RED = {sum = true, prod = true, min = true, max = true, mean = true,
 
 local function reduction(a, op, o, level)
   level = level + 1
+  if math_type(o) == "integer" then o = {axis = o} end -- x:sum(1), as axis=
   if o ~= nil and type(o) ~= "table" then
     error(sformat("dlua.array: %s: options must be a table {axis =, "
       .. "split_every =}, got %s", op, type(o)), level)
@@ -901,7 +920,9 @@ local function reduction(a, op, o, level)
   if axis ~= nil then
     if math_type(axis) ~= "integer" or axis == 0 or axis > n or axis < -n then
       error(sformat("dlua.array: %s: axis %s is out of range for shape %s "
-        .. "(axes 1..%d)", op, tostring(axis), fmt_tuple(a.shape), n), level)
+        .. "(axes 1..%d%s)", op, tostring(axis), fmt_tuple(a.shape), n,
+        axis == 0 and "; axes count from 1, as Lua's indices: Dask's axis=0 "
+          .. "is axis 1" or ""), level)
     end
     if axis < 0 then axis = axis + n + 1 end
   end
