@@ -84,6 +84,7 @@ struct dl_dashboard {
   dl_sched_event *events;  /* scratch: events copied out of the scheduler */
   evtext ev;               /* /json/stream's formatted events */
   long profile_of;         /* the worker of cache[C_PROFILE] (0: all) */
+  long profile_secs;       /* and its window (0: all) */
 };
 
 static const char *const state_names[6] = {"waiting", "ready", "processing",
@@ -871,19 +872,25 @@ static int by_self(const void *a, const void *b) {
 }
 
 /*
-** /json/profile?worker=N (0 or absent: every worker): {"samples", "nodes":
-** [[parent, name, self], ...] (node 0 the root, each after its parent; the
-** root's children are task groups), "top": [{"name", "self"}, ...] (the
-** functions with the most samples stopped in them)}.  The HTTP status.
+** /json/profile?worker=N&seconds=S (worker 0 or absent: every worker;
+** seconds absent: since the cluster started, else the samples that came
+** in the last S seconds): {"now", "worker", "seconds" (0: all),
+** "complete" (false when the window reaches past the log the scheduler
+** keeps), "samples", "nodes": [[parent, name, self], ...] (node 0 the
+** root, each after its parent; the root's children are task groups),
+** "top": [{"name", "self"}, ...] (the functions with the most samples
+** stopped in them)}.  The HTTP status.
 */
-static int json_profile(dl_dashboard *d, long wid, dl_buf *b) {
+static int json_profile(dl_dashboard *d, long wid, long secs, dl_buf *b) {
   dl_prof *p = dl_prof_new(DL_SCHED_PROF_NODES);
   dl_map byname;
   ptop *top = NULL;
-  int i, n, ntop = 0, *depth = NULL, rc = 200;
+  int i, n, ntop = 0, *depth = NULL, rc = 200, part;
+  double now = now_s();
   dl_map_init(&byname);
   if (p == NULL) goto oom;
-  if (dl_server_profile(d->srv, (int)wid, p)) {
+  part = dl_server_profile(d->srv, (int)wid, secs > 0 ? now - secs : -1, p);
+  if (part < 0) {
     putf(b, "{\"error\":\"no worker %ld\"}", wid);
     rc = 404;
     goto done;
@@ -893,8 +900,9 @@ static int json_profile(dl_dashboard *d, long wid, dl_buf *b) {
   top = dl_realloc(NULL, sizeof *top * (size_t)n);
   if (depth == NULL || top == NULL) goto oom;
   putf(b, "{\"now\":");
-  put_num(b, now_s());
-  putf(b, ",\"worker\":%ld,\"samples\":%llu,\"nodes\":[", wid,
+  put_num(b, now);
+  putf(b, ",\"worker\":%ld,\"seconds\":%ld,\"complete\":%s,"
+       "\"samples\":%llu,\"nodes\":[", wid, secs, part ? "false" : "true",
        (unsigned long long)dl_prof_samples(p));
   for (i = 0; i < n; i++) {
     int parent;
@@ -1124,15 +1132,17 @@ static const dl_asset *find_asset(const char *name) {
 
 /* The profile of worker wid (0: all), rebuilt at most once a second: the
    merge runs under the scheduler's lock.  The HTTP status. */
-static int profile(dl_dashboard *d, long wid, dl_buf *out) {
+static int profile(dl_dashboard *d, long wid, long secs, dl_buf *out) {
   uint64_t now = uv_hrtime();
   int rc = 200;
   if (d->cached_at[C_PROFILE] == 0 || d->profile_of != wid ||
+      d->profile_secs != secs ||
       now - d->cached_at[C_PROFILE] > GRAPH_CACHE_MS * 1000000ull) {
     d->cache[C_PROFILE].len = 0;
-    rc = json_profile(d, wid, &d->cache[C_PROFILE]);
+    rc = json_profile(d, wid, secs, &d->cache[C_PROFILE]);
     d->cached_at[C_PROFILE] = rc == 200 ? now : 0;
     d->profile_of = wid;
+    d->profile_secs = secs;
   }
   dl_buf_put(out, d->cache[C_PROFILE].p, d->cache[C_PROFILE].len);
   return rc;
@@ -1197,7 +1207,7 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   } else if (strcmp(p, "/profile") == 0) {
     a = find_asset("profile.html");
   } else if (strcmp(p, "/json/profile") == 0) {
-    long wid = 0;
+    long wid = 0, secs = 0;
     resp->type = json;
     if (strstr(req->query, "worker=") &&
         (!query_int(req->query, "worker", &wid) || wid < 0 ||
@@ -1205,8 +1215,14 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
       put(&resp->body, "{\"error\":\"worker must be a worker's id (a "
           "number; 0: all)\"}");
       resp->status = 400;
+    } else if (strstr(req->query, "seconds=") &&
+               (!query_int(req->query, "seconds", &secs) || secs < 1 ||
+                secs > 86400)) {
+      put(&resp->body, "{\"error\":\"seconds must be a whole number of "
+          "seconds from 1 to 86400 (absent: all)\"}");
+      resp->status = 400;
     } else {
-      resp->status = profile(d, wid, &resp->body);
+      resp->status = profile(d, wid, secs, &resp->body);
     }
   } else if (strcmp(p, "/json/info") == 0) {
     resp->type = json;
