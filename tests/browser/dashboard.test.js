@@ -28,7 +28,9 @@ const DEADLINE = Number(process.env.DLUA_BROWSER_DEADLINE) || 90000;
 
 let clusterErr = "", clusterGone = null;
 function startCluster() {
-  const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "600"],
+  // A relative path (cwd is the root): the profile's frames, in the
+  // screenshots, name the fixture without this machine's directories.
+  const child = spawn(dlua, ["tests/fixtures/dashboard/run.lua", "600"],
                       { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   // Its stderr is shown only when the test fails (it is stopped midway).
   child.stderr.on("data", (d) => { clusterErr += d; });
