@@ -474,7 +474,7 @@ static int scheduler_cmd(int argc, char **argv) {
 static int address_from_file(const char *path, double timeout, char *out,
                              size_t n) {
   lua_State *L = luaL_newstate();
-  int tries = (int)(timeout * 10), ok = 0;
+  int tries = (int)(timeout * 50), ok = 0;
   if (L == NULL) return -1;
   dlua_openlibs(L);
   for (;;) {
@@ -495,7 +495,7 @@ static int address_from_file(const char *path, double timeout, char *out,
       fprintf(stderr, "dlua worker: %s\n", lua_tostring(L, -1));
       break;
     }
-    usleep(100 * 1000);
+    usleep(20 * 1000); /* a new job: the scheduler starts meanwhile */
   }
   lua_close(L);
   return ok ? 0 : -1;
