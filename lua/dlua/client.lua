@@ -64,9 +64,9 @@ function M.Client(arg)
     cl, owns = remote.connect({address = arg.address,
                                token_file = arg.token_file}, 3), true
   elseif arg == nil and os.getenv("DLUA_SCHEDULER_FILE") then -- dlua run
-    cl, owns = remote.connect({scheduler_file = os.getenv("DLUA_SCHEDULER_FILE"),
-                               token_file = os.getenv("DLUA_TOKEN_FILE")}, 3),
-               true
+    cl, owns = remote.connect({
+      scheduler_file = os.getenv("DLUA_SCHEDULER_FILE"),
+      token_file = os.getenv("DLUA_TOKEN_FILE")}, 3), true
   elseif arg == nil or type(arg) == "table" then
     cl, owns = new_cluster(arg, 3), true
   else

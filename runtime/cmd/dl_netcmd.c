@@ -1,14 +1,20 @@
 /*
-** dl_netcmd.c -- `dlua worker`: start worker processes that join a
-** scheduler over authenticated TCP (see README, "Past one machine").
+** dl_netcmd.c -- the dlua command's subcommands past one machine (see
+** README, "Past one machine"):
 **
-**   dlua worker tcp://HOST:PORT [--nworkers N] [--memory-limit SIZE]
-**               [--token-file FILE] [--listen-address IP]
+**   dlua worker tcp://HOST:PORT | --scheduler-file F [--nworkers N] ...
+**   dlua scheduler [--host IP] [--port P] [--scheduler-file F] ...
+**   dlua run [options] script.lua [args]     (every rank of mpirun/srun)
 **
-** Each worker is this executable in worker mode (dlua_worker_main with
-** --connect); with --nworkers N the command starts N of them, passes
-** SIGINT/SIGTERM on, and exits when they all have.  A worker exits when
-** its scheduler goes.
+** `worker` starts worker processes that join a scheduler over
+** authenticated TCP: each is this executable in worker mode
+** (dlua_worker_main with --connect); with --nworkers N the command starts
+** N of them, passes SIGINT/SIGTERM on, and exits when they all have.  A
+** worker exits when its scheduler goes.  `scheduler` runs a listening
+** cluster with no workers of its own.  `run` reads the rank from the
+** launcher's environment and becomes the scheduler (rank 0), the script
+** with its client (rank 1, in a child process; then it shuts the cluster
+** down), or a worker (the others), meeting through a scheduler file.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -369,7 +375,7 @@ static void contact_host(char *out, size_t n, int v6) {
 
 /* Make a new token file at path (mode 0600, 32 random bytes as hex) if
    there is none; 0, or -1 with a message on stderr. */
-static int make_token_file(const char *path) {
+static int make_token_file(const char *path, int quiet) {
   unsigned char r[32];
   char hex[66];
   int fd, i;
@@ -387,8 +393,9 @@ static int make_token_file(const char *path) {
     if (fd >= 0) unlink(path);
     return -1;
   }
-  fprintf(stderr, "dlua scheduler: created the token file %s (mode 0600); "
-          "give a copy to the workers and clients\n", path);
+  if (!quiet)
+    fprintf(stderr, "dlua scheduler: created the token file %s (mode 0600); "
+            "give a copy to the workers and clients\n", path);
   return 0;
 }
 
@@ -435,7 +442,7 @@ static int scheduler_cmd(int argc, char **argv) {
     snprintf(dbuf, sizeof dbuf, "0.0.0.0%s", dash);
     dash = dbuf;
   }
-  if (token_file && make_token_file(token_file)) return 1;
+  if (token_file && make_token_file(token_file, 0)) return 1;
   contact_host(contact, sizeof contact, 0);
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_sched_sig;
@@ -707,6 +714,9 @@ static int run_cmd(int argc, char **argv) {
   if (rank == 0) {
     char *sargv[14];
     int n = 0, rc, made = access(token_file, F_OK) != 0;
+    /* The job's own token: made here, quietly; the others read it once
+       the scheduler file is there. */
+    if (made && make_token_file(token_file, 1)) return 1;
     sargv[n++] = argv[0];
     sargv[n++] = "scheduler";
     sargv[n++] = "--host";
