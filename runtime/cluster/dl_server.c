@@ -25,6 +25,19 @@
 #include "dl_tcp.h"
 
 typedef struct wproc wproc;
+typedef struct rclient rclient;
+
+/* A client in another process (scheduler side): requester rid of the
+   scheduler (DL_SCHED_CLIENT_BASE up), so its futures are its own. */
+struct rclient {
+  dl_server *srv;
+  dl_conn *conn;
+  int rid;
+  double info_at;    /* when it was last sent CINFO */
+  int info_nworkers; /* the worker count then */
+  char addr[256];
+  rclient *next;
+};
 struct wproc {
   dl_server *srv;
   int id;
@@ -86,11 +99,9 @@ struct dl_server {
   char listen_addr[300]; /* "tcp://host:port"; set before start returns */
   dl_server_log *logs;  /* (L) ring of DL_SERVER_LOG_LINES, or NULL */
   uint64_t nlogs;       /* (L) lines ever kept */
-  /* A client in another process (scheduler side): at most one. */
-  dl_conn *rclient;      /* loop only */
-  int had_rclient;       /* loop only: messages are for remote clients */
-  double rinfo_at;       /* loop only: when it was last sent CINFO */
-  int rinfo_nworkers;    /* loop only: the worker count then */
+  /* Clients in other processes (scheduler side), any number. */
+  rclient *rclients;     /* loop only */
+  int next_rid;          /* loop only: the next one's requester id */
   /* The client's side of a remote scheduler (dl_server_connect): sched is
      NULL, sconn is the link, and the cluster's figures are the last CINFO. */
   dl_conn *sconn;         /* loop only */
@@ -184,6 +195,12 @@ static const char *dl_self_name;
 static dl_buf *worker_out(void *ud, int wid) {
   dl_server *s = ud;
   wproc *w;
+  if (wid >= DL_SCHED_CLIENT_BASE) { /* a remote client's */
+    rclient *c;
+    for (c = s->rclients; c; c = c->next)
+      if (c->rid == wid) return dl_conn_msg(c->conn);
+    return NULL;
+  }
   for (w = s->workers; w; w = w->next)
     if (w->id == wid && w->ready && !w->gone && w->conn)
       return dl_conn_msg(w->conn);
@@ -192,20 +209,11 @@ static dl_buf *worker_out(void *ud, int wid) {
 
 static dl_buf *client_out(void *ud) { return &((dl_server *)ud)->cpending; }
 
-/* Move this iteration's client messages to the inbox and wake the client. */
+/* Move this iteration's client messages to the inbox and wake the client
+   (the one in this process; remote clients' go through worker_out). */
 static void prep_cb(uv_prepare_t *h) {
   dl_server *s = h->data;
   if (s->cpending.len == 0) return;
-  if (s->rclient) { /* the client is in another process */
-    dl_buf_put(dl_conn_msg(s->rclient), s->cpending.p, s->cpending.len);
-    s->cpending.len = 0;
-    dl_conn_flush(s->rclient);
-    return;
-  }
-  if (s->had_rclient) { /* for a remote client that has left */
-    s->cpending.len = 0;
-    return;
-  }
   uv_mutex_lock(&s->lock);
   if (s->inbox.len == 0) {
     dl_buf t = s->inbox;
@@ -394,20 +402,19 @@ static void on_hello(wproc *w, dl_rd *r) {
 
 static void begin_stop(dl_server *s);
 
-/* Send the remote client the cluster's figures, alone in a frame. */
-static void send_cinfo(dl_server *s) {
+/* Send remote client rc the cluster's figures, alone in a frame. */
+static void send_cinfo(dl_server *s, rclient *rc) {
   dl_sched_winfo ws[256];
   int64_t counts[6];
   int n, i;
   dl_buf *b;
-  if (s->rclient == NULL) return;
   uv_mutex_lock(&s->lock);
   n = dl_sched_workers(s->sched, ws, 256);
   dl_sched_counts(s->sched, counts);
   uv_mutex_unlock(&s->lock);
   if (n > 256) n = 256;
-  dl_conn_flush(s->rclient);
-  b = dl_conn_msg(s->rclient);
+  dl_conn_flush(rc->conn);
+  b = dl_conn_msg(rc->conn);
   dl_put_cinfo_head(b, s->svc_addr, counts, (uint64_t)n);
   for (i = 0; i < n; i++) {
     dl_msg_cworker w;
@@ -423,17 +430,45 @@ static void send_cinfo(dl_server *s) {
     w.status = (uint64_t)ws[i].status;
     dl_put_cworker(b, &w);
   }
-  dl_conn_flush(s->rclient);
-  s->rinfo_at = now_s();
-  s->rinfo_nworkers = n;
+  dl_conn_flush(rc->conn);
+  rc->info_at = now_s();
+  rc->info_nworkers = n;
+}
+
+static int nclients(dl_server *s) {
+  rclient *c;
+  int n = 0;
+  for (c = s->rclients; c; c = c->next) n++;
+  return n;
+}
+
+/* Client rc is gone (it closed, or said something malformed): what it
+   held, waited for or leased is released; other clients' futures stay. */
+static void client_drop(rclient *rc) {
+  dl_server *s = rc->srv;
+  rclient **pp;
+  for (pp = &s->rclients; *pp; pp = &(*pp)->next)
+    if (*pp == rc) {
+      *pp = rc->next;
+      break;
+    }
+  rc->conn->data = NULL;
+  if (!s->stopping) {
+    uv_mutex_lock(&s->lock);
+    dl_sched_requester_gone(s->sched, rc->rid);
+    uv_mutex_unlock(&s->lock);
+  }
+  free(rc);
 }
 
 static void on_client_frame(dl_conn *c, const char *p, size_t n) {
-  dl_server *s = c->data;
+  rclient *cl = c->data;
+  dl_server *s;
   dl_rd r;
   unsigned type = 0;
   int rc;
-  if (s == NULL) return;
+  if (cl == NULL) return;
+  s = cl->srv;
   dl_rd_init(&r, p, n);
   if (dl_wire_type(&r, &type) == 0 && type == DL_M_CSHUTDOWN) {
     fprintf(stderr, "dlua: the client asked the cluster to shut down\n");
@@ -444,48 +479,56 @@ static void on_client_frame(dl_conn *c, const char *p, size_t n) {
     return;
   }
   uv_mutex_lock(&s->lock);
-  rc = dl_sched_client_frame(s->sched, p, n, now_s());
+  rc = dl_sched_requester_frame(s->sched, cl->rid, p, n, now_s());
   uv_mutex_unlock(&s->lock);
   if (rc) {
-    fprintf(stderr, "dlua: malformed message from the client; closing its "
-            "connection\n");
-    s->rclient = NULL;
-    c->data = NULL;
+    fprintf(stderr, "dlua: malformed message from the client at %s; "
+            "closing its connection\n", cl->addr);
+    client_drop(cl);
     dl_conn_close(c);
   }
 }
 
 static void on_client_close(dl_conn *c) {
-  dl_server *s = c->data;
-  if (s == NULL) return;
-  if (s->rclient == c) s->rclient = NULL;
-  if (!s->stopping) fprintf(stderr, "dlua: the client left\n");
+  rclient *cl = c->data;
+  dl_server *s;
+  if (cl == NULL) return;
+  s = cl->srv;
+  if (!s->stopping)
+    fprintf(stderr, "dlua: the client from %s left (%d still joined)\n",
+            cl->addr, nclients(s) - 1);
+  client_drop(cl);
 }
 
-/* The connection of w said CHELLO: it is a client, not a worker.  The
-   first is served; another is refused while it stays. */
+/* The connection of w said CHELLO: it is a client, not a worker.  Any
+   number may join; each is a requester of its own to the scheduler. */
 static void become_client(wproc *w) {
   dl_server *s = w->srv;
   dl_conn *c = w->conn;
+  rclient *cl = calloc(1, sizeof *cl);
   w->conn = NULL;
   w->gone = 1; /* the record goes with the next reap_remote */
-  if (s->rclient) {
-    static const char why[] = "the scheduler already serves a client (dlua "
-                              "serves one at a time; close the other first)";
-    fprintf(stderr, "dlua: refused a second client from %s\n", w->addr);
+  if (cl == NULL || s->next_rid >= INT32_MAX - DL_SCHED_CLIENT_BASE) {
+    static const char why[] = "the scheduler is out of memory";
+    free(cl);
     dl_buf_u8(dl_conn_msg(c), DL_M_CREFUSE);
     dl_buf_str(dl_conn_msg(c), why, sizeof why - 1);
     c->data = NULL;
     dl_conn_close(c);
     return;
   }
-  fprintf(stderr, "dlua: a client joined from %s\n", w->addr);
+  cl->srv = s;
+  cl->conn = c;
+  cl->rid = DL_SCHED_CLIENT_BASE + s->next_rid++;
+  snprintf(cl->addr, sizeof cl->addr, "%s", w->addr);
+  cl->next = s->rclients;
+  s->rclients = cl;
+  fprintf(stderr, "dlua: a client joined from %s (%d joined)\n", w->addr,
+          nclients(s));
   c->on_frame = on_client_frame;
   c->on_close = on_client_close;
-  c->data = s;
-  s->rclient = c;
-  s->had_rclient = 1;
-  send_cinfo(s);
+  c->data = cl;
+  send_cinfo(s, cl);
 }
 
 static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
@@ -807,10 +850,9 @@ static void begin_stop(dl_server *s) {
   s->stopping = 1;
   if (s->svc_started) s->svc.stop(s->svc.ud);
   s->svc_started = 0;
-  if (s->rclient) { /* pending messages go first */
-    dl_conn *c = s->rclient;
-    s->rclient = NULL;
-    c->data = NULL;
+  while (s->rclients) { /* pending messages go first */
+    dl_conn *c = s->rclients->conn;
+    client_drop(s->rclients);
     dl_conn_close(c);
   }
   if (s->sconn) {
@@ -926,9 +968,13 @@ static void tick_cb(uv_timer_t *t) {
   int silent[16], n, i, target;
   wproc *w;
   if (s->remote_sched) return;
-  if (s->rclient && !s->stopping &&
-      (now_s() - s->rinfo_at >= 0.5 || live_remote(s) != s->rinfo_nworkers))
-    send_cinfo(s);
+  if (!s->stopping) {
+    rclient *c;
+    int nlive = live_remote(s);
+    for (c = s->rclients; c; c = c->next)
+      if (now_s() - c->info_at >= 0.5 || nlive != c->info_nworkers)
+        send_cinfo(s, c);
+  }
   uv_mutex_lock(&s->lock);
   dl_sched_tick(s->sched, now_s());
   n = s->stopping ? 0 : dl_sched_silent(s->sched, now_s(), silent, 16);

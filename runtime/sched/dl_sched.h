@@ -100,6 +100,19 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now);
 int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
                           double now);
 
+/*
+** More than one client: a `dlua scheduler` gives each client that joins
+** it a requester id from DL_SCHED_CLIENT_BASE up; what the scheduler
+** says to that client goes into worker_out(ud, id).  Its keys, waits and
+** leases are its own: when it goes, dl_sched_requester_gone releases
+** them, and what another client holds is left alone.  Returns as
+** dl_sched_client_frame.
+*/
+#define DL_SCHED_CLIENT_BASE 0x40000000
+int dl_sched_requester_frame(dl_sched *s, int rid, const char *p, size_t n,
+                             double now);
+void dl_sched_requester_gone(dl_sched *s, int rid);
+
 /* Run timers (retry back-off) due at now; returns seconds to the next, or
 ** a negative number when none is pending. */
 double dl_sched_tick(dl_sched *s, double now);
