@@ -285,6 +285,16 @@ static int watch_parent(void) {
   return getppid() == 1 || getppid() != parent_pid ? -1 : 0;
 }
 
+static int loop_ready; /* dl_w_loop_init ran */
+
+int dl_w_loop_init(void) {
+  int rc = uv_loop_init(&W.loop);
+  if (rc == 0) rc = dl_flusher_init(&W.fl, &W.loop);
+  if (rc == 0) rc = uv_async_init(&W.loop, &W.done_async, dl_w_done_cb);
+  loop_ready = rc == 0;
+  return rc;
+}
+
 /* The worker once it has its state L: its loop, listener, link and
    executor, until the link ends.  Does not return. */
 static void run_worker(lua_State *L) {
@@ -298,15 +308,14 @@ static void run_worker(lua_State *L) {
   if (dl_w_prof_init()) _exit(1);
   W.L = L;
   {
-    int rc = uv_loop_init(&W.loop);
-    if (rc == 0) rc = dl_flusher_init(&W.fl, &W.loop);
-    if (rc == 0) rc = uv_async_init(&W.loop, &W.done_async, dl_w_done_cb);
+    int rc = loop_ready ? 0 : dl_w_loop_init();
     if (rc) {
       fprintf(stderr, "dlua worker %d: cannot create its event loop: %s\n",
               W.id, uv_strerror(rc));
       _exit(1);
     }
   }
+  uv_update_time(&W.loop); /* a spare's loop may be old */
   uv_timer_init(&W.loop, &W.beat);
   uv_timer_start(&W.beat, dl_w_beat_cb, 0, 500);
   uv_timer_init(&W.loop, &W.watchdog);

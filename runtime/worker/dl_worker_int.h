@@ -297,6 +297,9 @@ lua_State *dl_w_new_state(void);
    and directory in place: parse argv as dlua_worker_main does and run
    with the state L made before the fork.  Does not return. */
 void dl_w_forked_main(int argc, char **argv, lua_State *L);
+/* Make the worker's loop (W.loop, its flusher and wake-up) ahead of
+   time, as a zygote's spare does; 0 or a libuv error. */
+int dl_w_loop_init(void);
 
 /* dl_worker_zygote.c: the zygote (see runtime/cluster/dl_zygote.h):
    serve the clusters of process ppid (a decimal string) on the abstract

@@ -7,6 +7,12 @@
 ** child gets its descriptors, session, environment and working directory
 ** as a spawned worker would, and runs dl_w_forked_main with the state.
 **
+** To take the fork and the child's first page faults off a cluster's
+** start, the zygote keeps SPARES children forked ahead, each waiting on a
+** link of its own with its loop made; a request goes to a spare when
+** there is one (to a fresh fork when not), and the zygote forks the next
+** spare when it has nothing else to do.
+**
 ** The zygote reaps its children: it kills what a child's tasks left in
 ** its process group while the dead child still holds the group's id, then
 ** reaps it and tells the child's cluster.  It leaves when its client
@@ -30,6 +36,16 @@ typedef struct kid {
   int conn; /* the link of the cluster that asked for it, -1: closed */
 } kid;
 
+/* Spares kept forked ahead (enough for the default cluster's workers). */
+#define SPARES 2
+
+typedef struct spare {
+  pid_t pid;
+  int fd; /* the zygote's end of its link */
+} spare;
+
+static spare spares[SPARES];
+static int nspares;
 static kid *kids;
 static int nkids, capkids;
 static int conns[256], nconns;
@@ -46,17 +62,26 @@ static void reply(int conn, int type, uint32_t wid, int32_t val) {
   dl_buf_free(&b);
 }
 
-/* In the child: become the worker m asks for.  Does not return. */
-static void become_worker(dl_zyg_msg *m, const int fds[3]) {
+/* In a child: close what is the zygote's, and take its signals back. */
+static void drop_zygote(void) {
   sigset_t none;
-  int h[3], i;
+  int i;
   sigemptyset(&none);
   signal(SIGCHLD, SIG_DFL);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  close(lfd);
-  close(sfd);
+  if (lfd >= 0) close(lfd);
+  if (sfd >= 0) close(sfd);
   if (pfd >= 0) close(pfd);
   for (i = 0; i < nconns; i++) close(conns[i]);
+  for (i = 0; i < nspares; i++) close(spares[i].fd);
+  lfd = sfd = pfd = -1;
+  nconns = nspares = 0;
+}
+
+/* In a child: become the worker m asks for.  Does not return. */
+static void become_worker(dl_zyg_msg *m, const int fds[3]) {
+  int h[3], i;
+  drop_zygote();
   /* Its link becomes fd 3, the pipes its stdout and stderr; copies above
      them first, as the fds given may be 1 to 3 themselves. */
   for (i = 0; i < 3; i++) h[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 10);
@@ -70,16 +95,79 @@ static void become_worker(dl_zyg_msg *m, const int fds[3]) {
   setsid();
   clearenv();
   for (i = 0; m->env[i]; i++) putenv((char *)m->env[i]);
+  setenv("DLUA_WORKER", "1", 1); /* as setup_process said */
   if (m->cwd[0] && chdir(m->cwd) != 0)
     fprintf(stderr, "dlua worker: cannot enter %s: %s\n", m->cwd,
             strerror(errno));
   dl_w_forked_main((int)m->nargs, (char **)m->argv, W.L);
 }
 
-static void spawn(int conn, dl_zyg_msg *m, int fds[3], int nfd) {
+/* In a spare: wait on link fd for the request that makes it a worker;
+   leave when the zygote is gone.  Does not return. */
+static void spare_main(int fd) {
+  int fds[3], nfd;
+  dl_zyg_msg m;
+  long n;
+  drop_zygote();
+  dl_w_loop_init(); /* a failure shows, and is tried again, in the worker */
+  for (;;) {
+    struct pollfd pf;
+    pf.fd = fd;
+    pf.events = POLLIN;
+    if (poll(&pf, 1, -1) < 0 && errno != EINTR) _exit(1);
+    n = dl_zyg_recv(fd, pkt, sizeof pkt, fds, &nfd);
+    if (n == 0) continue;
+    if (n < 0 || dl_zyg_decode(pkt, (size_t)n, &m) != 0 || m.type != 'S' ||
+        nfd != 3)
+      _exit(1);
+    close(fd);
+    become_worker(&m, fds);
+  }
+}
+
+/* Fork a spare (when the zygote has nothing else to do). */
+static void make_spare(void) {
+  int sp[2];
+  pid_t pid;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp)) return;
+  pid = fork();
+  if (pid == 0) {
+    close(sp[0]);
+    spare_main(sp[1]);
+  }
+  close(sp[1]);
+  if (pid < 0) {
+    close(sp[0]);
+    return;
+  }
+  spares[nspares].pid = pid;
+  spares[nspares].fd = sp[0];
+  nspares++;
+}
+
+/* Hand request p (n bytes) and its fds to a spare: its pid, or 0 when
+   none took it. */
+static pid_t use_spare(const char *p, size_t n, const int fds[3]) {
+  while (nspares > 0) {
+    spare sp = spares[--nspares];
+    dl_buf b;
+    int rc;
+    b.p = (char *)p;
+    b.len = b.cap = n;
+    rc = dl_zyg_send(sp.fd, &b, fds, 3);
+    close(sp.fd);
+    if (rc == 0) return sp.pid;
+    kill(sp.pid, SIGKILL); /* reaped with the others */
+  }
+  return 0;
+}
+
+static void spawn(int conn, dl_zyg_msg *m, const char *p, size_t n,
+                  int fds[3], int nfd) {
   pid_t pid;
   int i;
   if (nfd != 3) {
+    for (i = 0; i < nfd; i++) close(fds[i]);
     reply(conn, 'F', m->wid, EINVAL);
     return;
   }
@@ -87,14 +175,17 @@ static void spawn(int conn, dl_zyg_msg *m, int fds[3], int nfd) {
     int n = capkids ? 2 * capkids : 16;
     kid *k = dl_realloc(kids, (size_t)n * sizeof *k);
     if (k == NULL) {
+      for (i = 0; i < 3; i++) close(fds[i]);
       reply(conn, 'F', m->wid, ENOMEM);
       return;
     }
     kids = k;
     capkids = n;
   }
-  pid = fork();
-  if (pid == 0) become_worker(m, fds);
+  if ((pid = use_spare(p, n, fds)) == 0) {
+    pid = fork();
+    if (pid == 0) become_worker(m, fds);
+  }
   for (i = 0; i < 3; i++) close(fds[i]);
   if (pid < 0) {
     reply(conn, 'F', m->wid, errno);
@@ -127,6 +218,12 @@ static void reap(void) {
         kids[i] = kids[--nkids];
         break;
       }
+    for (i = 0; i < nspares; i++)
+      if (spares[i].pid == si.si_pid) {
+        close(spares[i].fd);
+        spares[i] = spares[--nspares];
+        break;
+      }
   }
 }
 
@@ -154,7 +251,7 @@ static int serve(int k) {
     return -1;
   }
   if (m.type == 'S') {
-    spawn(conns[k], &m, fds, nfd);
+    spawn(conns[k], &m, pkt, (size_t)n, fds, nfd);
     dl_zyg_msg_free(&m);
     return 0;
   }
@@ -213,7 +310,13 @@ int dl_w_zygote_main(const char *name, const char *ppid) {
     return 1;
   }
   if (write(3, "R", 1) != 1) return 1;
-  close(3);
+  { /* fd 3 stays taken (by /dev/null), so no descriptor a child makes
+       before it becomes a worker (a spare's loop) takes the number its
+       link moves to. */
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul < 0 || dup2(nul, 3) < 0) return 1;
+    close(nul);
+  }
   for (;;) {
     struct pollfd pf[3 + 256];
     int n = 0, i, base;
@@ -228,9 +331,16 @@ int dl_w_zygote_main(const char *name, const char *ppid) {
       pf[n].fd = conns[i];
       pf[n++].events = POLLIN;
     }
-    if (poll(pf, (nfds_t)n, pfd >= 0 ? -1 : 500) < 0) {
+    /* Nothing to do and a spare missing: fork it now. */
+    i = poll(pf, (nfds_t)n, nspares < SPARES ? 0 : pfd >= 0 ? -1 : 500);
+    if (i < 0) {
       if (errno == EINTR) continue;
       _exit(1);
+    }
+    if (i == 0 && nspares < SPARES) {
+      if (getppid() != client) _exit(0);
+      make_spare();
+      continue;
     }
     /* The client is gone: leave; our children follow (their parent-death
        signal) and clean up as a dead client's workers do. */
