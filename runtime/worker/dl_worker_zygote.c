@@ -227,11 +227,27 @@ static void reap(void) {
   }
 }
 
+/* Whether the client process has ended (we leave at the next poll). */
+static int client_gone(void) {
+  struct pollfd pf;
+  if (getppid() != client) return 1;
+  pf.fd = pfd;
+  pf.events = POLLIN;
+  return pfd >= 0 && poll(&pf, 1, 0) == 1;
+}
+
 static void drop_conn(int k) {
-  int c = conns[k], i;
+  int c = conns[k], i, dead = client_gone();
   for (i = 0; i < nkids; i++)
-    if (kids[i].conn == c) { /* its cluster is gone: so are its workers */
-      kill(kids[i].pid, SIGKILL);
+    if (kids[i].conn == c) {
+      /* Its cluster stopped without ending it (its link to it is gone
+         too, so it leaves anyway): end it, and what its tasks started,
+         now.  But when the whole client died, its workers are left to
+         their parent-death signal, which lets them remove their files. */
+      if (!dead) {
+        kill(-kids[i].pid, SIGKILL); /* not reaped: the group is its */
+        kill(kids[i].pid, SIGKILL);
+      }
       kids[i].conn = -1;
     }
   close(c);
