@@ -128,8 +128,13 @@ static int zstart(const char *exe, const char *argv0) {
   }
   close(p[0]);
   if (!ready) { /* it died, or hangs: this program cannot be a zygote */
+    int st = 0;
     kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    waitpid(pid, &st, 0);
+    fprintf(stderr, "dlua: %s did not start as the workers' zygote (%s %d); "
+            "each worker is started on its own\n", exe,
+            WIFEXITED(st) ? "exit status" : "signal",
+            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     return 1;
   }
   zpid = pid;

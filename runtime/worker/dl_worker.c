@@ -3,6 +3,9 @@
 ** the loop, the listener and the executor, then runs until the link ends.
 ** The parts are listed in dl_worker_int.h.
 */
+#include <poll.h>
+#include <sys/syscall.h>
+
 #include "dl_worker_int.h"
 
 worker dl_worker_state;
@@ -10,7 +13,9 @@ worker dl_worker_state;
 /* Set when the worker goes because its cluster is gone (the link closed
    unasked, or SIGTERM), not because it was told to shut down. */
 static int lost_link;
-static uv_pid_t parent_pid; /* the client that started us */
+static uv_pid_t parent_pid; /* the client that started us, or its zygote */
+pid_t dl_w_client_pid;     /* the zygote's client, 0: not forked by one */
+static int client_pfd = -1; /* a pidfd of dl_w_client_pid */
 static uv_signal_t term_sig;
 
 void dl_w_on_sched_close(dl_conn *c) {
@@ -59,6 +64,14 @@ static void leave_files(void) {
   /* The link closes before the kernel hands us to a new parent: give it a
      moment, then remove the directory if the client is gone (rmdir fails
      while other workers' files are still there; the last one succeeds). */
+  if (client_pfd >= 0) { /* forked by the zygote: the client is not our
+                            parent, and the zygote may die without it */
+    struct pollfd pf;
+    pf.fd = client_pfd;
+    pf.events = POLLIN;
+    if (poll(&pf, 1, 1000) == 1) rmdir(W.dir);
+    return;
+  }
   for (i = 0; i < 100 && getppid() == parent_pid; i++) uv_sleep(10);
   if (getppid() != parent_pid) rmdir(W.dir);
 }
@@ -371,6 +384,10 @@ void dl_w_forked_main(int argc, char **argv, lua_State *L) {
     _exit(2);
   }
   if (watch_parent()) _exit(1);
+  if (dl_w_client_pid > 0) {
+    client_pfd = (int)syscall(SYS_pidfd_open, dl_w_client_pid, 0u);
+    if (client_pfd >= 0) fcntl(client_pfd, F_SETFD, FD_CLOEXEC);
+  }
   run_worker(L);
 }
 

@@ -306,5 +306,8 @@ int dl_w_loop_init(void);
    socket name, forking workers, until that process ends.  Returns the
    exit status when it cannot start; its children never return. */
 int dl_w_zygote_main(const char *name, const char *ppid);
+/* The zygote's client process (set in the zygote, so its children know
+   it), 0 in a worker started otherwise. */
+extern pid_t dl_w_client_pid;
 
 #endif

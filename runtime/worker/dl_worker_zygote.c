@@ -227,29 +227,14 @@ static void reap(void) {
   }
 }
 
-/* Whether the client process has ended (we leave at the next poll). */
-static int client_gone(void) {
-  struct pollfd pf;
-  if (getppid() != client) return 1;
-  pf.fd = pfd;
-  pf.events = POLLIN;
-  return pfd >= 0 && poll(&pf, 1, 0) == 1;
-}
-
 static void drop_conn(int k) {
-  int c = conns[k], i, dead = client_gone();
+  int c = conns[k], i;
+  /* Its workers are not killed here: their own links to the cluster end
+     with it (or with the client), and they leave by themselves, removing
+     their files -- a client that is being killed closes this link before
+     it counts as gone, and a kill now would leave its files behind. */
   for (i = 0; i < nkids; i++)
-    if (kids[i].conn == c) {
-      /* Its cluster stopped without ending it (its link to it is gone
-         too, so it leaves anyway): end it, and what its tasks started,
-         now.  But when the whole client died, its workers are left to
-         their parent-death signal, which lets them remove their files. */
-      if (!dead) {
-        kill(-kids[i].pid, SIGKILL); /* not reaped: the group is its */
-        kill(kids[i].pid, SIGKILL);
-      }
-      kids[i].conn = -1;
-    }
+    if (kids[i].conn == c) kids[i].conn = -1;
   close(c);
   conns[k] = conns[--nconns];
 }
@@ -297,7 +282,7 @@ int dl_w_zygote_main(const char *name, const char *ppid) {
   struct sockaddr_un a;
   sigset_t chld;
   size_t nlen = strlen(name);
-  client = (pid_t)atol(ppid);
+  client = dl_w_client_pid = (pid_t)atol(ppid);
   if (client <= 1 || getppid() != client || nlen == 0 ||
       nlen + 1 >= sizeof a.sun_path)
     return 2;
