@@ -1676,6 +1676,14 @@ static void ask_stop(dl_server *s) {
   if (!dead) uv_async_send(&s->wake);
 }
 
+int dl_server_end_zygote(void) {
+  int had = 0;
+  pthread_mutex_lock(&live_lock);
+  if (live == NULL && (had = dl_zygote_pid() != 0) != 0) dl_zygote_stop();
+  pthread_mutex_unlock(&live_lock);
+  return had;
+}
+
 void dl_server_stop(dl_server *s) {
   dl_server **pp;
   if (s == NULL) return;

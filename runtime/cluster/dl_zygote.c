@@ -143,6 +143,16 @@ static int zstart(const char *exe, const char *argv0) {
   return 0;
 }
 
+void dl_zygote_stop(void) {
+  pthread_mutex_lock(&zlock);
+  if (zpid && zowner == getpid()) {
+    kill(zpid, SIGKILL);
+    waitpid(zpid, NULL, 0);
+  }
+  zpid = 0;
+  pthread_mutex_unlock(&zlock);
+}
+
 int dl_zygote_connect(const char *exe, const char *argv0, int *fd) {
   const char *off = getenv("DLUA_ZYGOTE");
   int rc;

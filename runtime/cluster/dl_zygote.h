@@ -30,4 +30,9 @@ int dl_zygote_connect(const char *exe, const char *argv0, int *fd);
 /* The zygote's pid, or 0 when none runs (for tests). */
 int dl_zygote_pid(void);
 
+/* End this process's zygote, if it started one, and reap it (its spare
+   workers leave with it; workers it forked get SIGTERM).  The next
+   dl_zygote_connect starts a new one.  Thread-safe. */
+void dl_zygote_stop(void);
+
 #endif
