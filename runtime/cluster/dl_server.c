@@ -712,7 +712,7 @@ static void zpoll_closed(uv_handle_t *h) { dl_free(h); }
 /* Close the link to the zygote; its workers count as ended. */
 static void zyg_close(dl_server *s) {
   wproc *w;
-  if (s->zfd < 0) return;
+  if (s->zfd < 0 || s->zpoll == NULL) return;
   uv_close((uv_handle_t *)s->zpoll, zpoll_closed);
   s->zpoll = NULL;
   close(s->zfd);
@@ -1595,6 +1595,7 @@ dl_server *dl_server_connect(const char *address, const dl_token *token,
     return NULL;
   }
   memset(s, 0, sizeof *s);
+  s->zfd = -1; /* no zygote: its workers are the remote scheduler's */
   s->remote_sched = 1;
   snprintf(s->listen_addr, sizeof s->listen_addr,
            strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", host, port);
