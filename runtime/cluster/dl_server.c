@@ -1920,10 +1920,11 @@ int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max) {
   return n;
 }
 
-int dl_server_profile(dl_server *s, int wid, struct dl_prof *into) {
+int dl_server_profile(dl_server *s, int wid, double since,
+                      struct dl_prof *into) {
   int rc;
   uv_mutex_lock(&s->lock);
-  rc = dl_sched_profile(s->sched, wid, into);
+  rc = dl_sched_profile(s->sched, wid, since, into);
   uv_mutex_unlock(&s->lock);
   return rc;
 }

@@ -218,9 +218,12 @@ int64_t dl_server_each_task(dl_server *s,
 /* Worker wid's recent figures (see dl_sched_history). */
 int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max);
 
-/* The tasks' profile, the cluster's (wid 0) or a worker's, added to into
-   (see dl_sched_profile); 0, or -1 when there is no such worker. */
-int dl_server_profile(dl_server *s, int wid, struct dl_prof *into);
+/* The tasks' profile, the cluster's (wid 0) or a worker's, from time
+   since on (monotonic seconds, as dlua_time; -1: all) added to into (see
+   dl_sched_profile); 0, 1 when the window reaches past what is kept, or
+   -1 when there is no such worker. */
+int dl_server_profile(dl_server *s, int wid, double since,
+                      struct dl_prof *into);
 
 /* The memory fractions in effect (target, spill, pause, terminate; see
    dl_server_opts), for drawing the workers' memory. */

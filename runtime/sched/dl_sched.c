@@ -1108,7 +1108,8 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   s->from = -1;
   s->coord = dl_coord_new(coord_out, s);
   s->prof = dl_prof_new(DL_SCHED_PROF_NODES);
-  if (s->coord == NULL || s->prof == NULL) {
+  if (s->coord == NULL || s->prof == NULL ||
+      dl_prof_keep_log(s->prof, DL_SCHED_PROF_LOG)) {
     dl_sched_free(s);
     return NULL;
   }
@@ -2134,8 +2135,17 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
       case DL_M_PROFILE: {
         dl_msg_profile m;
         if (dl_get_profile(&r, &m)) return DL_EPROTO;
-        if (w->prof == NULL) w->prof = dl_prof_new(DL_SCHED_PROF_WORKER);
-        if (w->prof) dl_prof_merge_msg(w->prof, &m);
+        if (w->prof == NULL &&
+            (w->prof = dl_prof_new(DL_SCHED_PROF_WORKER)) != NULL &&
+            dl_prof_keep_log(w->prof, DL_SCHED_PROF_WORKER_LOG)) {
+          dl_prof_free(w->prof);
+          w->prof = NULL;
+        }
+        if (w->prof) {
+          dl_prof_at(w->prof, now);
+          dl_prof_merge_msg(w->prof, &m);
+        }
+        dl_prof_at(s->prof, now);
         dl_prof_merge_msg(s->prof, &m);
         break;
       }
@@ -2249,13 +2259,16 @@ int dl_sched_history(dl_sched *s, int wid, dl_sched_sample *out, int max) {
   return n;
 }
 
-int dl_sched_profile(dl_sched *s, int wid, dl_prof *into) {
+int dl_sched_profile(dl_sched *s, int wid, double since, dl_prof *into) {
   sworker *w;
-  if (wid == 0) {
-    dl_prof_merge(into, s->prof);
+  dl_prof *from = s->prof;
+  if (wid != 0) {
+    if ((w = find_worker(s, wid)) == NULL) return -1;
+    if ((from = w->prof) == NULL) return 0;
+  }
+  if (since < 0) {
+    dl_prof_merge(into, from);
     return 0;
   }
-  if ((w = find_worker(s, wid)) == NULL) return -1;
-  if (w->prof) dl_prof_merge(into, w->prof);
-  return 0;
+  return dl_prof_merge_since(into, from, since);
 }

@@ -211,14 +211,23 @@ int64_t dl_sched_each_task(dl_sched *s,
 /*
 ** The tasks' profile (dl_prof.h) that workers send with their heartbeats:
 ** the cluster's since the scheduler started (wid 0; departed workers'
-** samples included), or worker wid's, is added to into.  0, or -1 when
-** there is no such worker.  Trees are bounded: DL_SCHED_PROF_NODES nodes
-** for the cluster, DL_SCHED_PROF_WORKER for each worker (about 100 bytes
-** a node).
+** samples included), or worker wid's, is added to into; with since >= 0
+** only the samples that arrived at since or later (the time of the frame,
+** as passed to dl_sched_worker_frame).  0; 1 when the window reaches past
+** the log kept for it (then into has its newest part only); -1 when there
+** is no such worker.  Trees are bounded: DL_SCHED_PROF_NODES nodes for the
+** cluster, DL_SCHED_PROF_WORKER for each worker (about 100 bytes a node);
+** so are their logs for the window: the last DL_SCHED_PROF_LOG counts for
+** the cluster and DL_SCHED_PROF_WORKER_LOG per worker (16 bytes each; a
+** count is one function path's samples in one heartbeat, so a worker
+** sends at most 100 a second and usually a few).
 */
 #define DL_SCHED_PROF_NODES 20000
 #define DL_SCHED_PROF_WORKER 5000
+#define DL_SCHED_PROF_LOG 100000
+#define DL_SCHED_PROF_WORKER_LOG 20000
 struct dl_prof;
-int dl_sched_profile(dl_sched *s, int wid, struct dl_prof *into);
+int dl_sched_profile(dl_sched *s, int wid, double since,
+                     struct dl_prof *into);
 
 #endif
