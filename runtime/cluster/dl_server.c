@@ -2,7 +2,9 @@
 ** dl_server.c -- the local cluster: scheduler thread, worker processes,
 ** client link.  See dl_server.h.
 */
+#define _GNU_SOURCE /* pipe2, accept4, SO_PEERCRED, POSIX_SPAWN_SETSID */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,6 +25,8 @@
 #include "dl_os.h"
 #include "dl_server.h"
 #include "dl_tcp.h"
+#include "dl_zyg.h"
+#include "dl_zygote.h"
 
 typedef struct wproc wproc;
 typedef struct rclient rclient;
@@ -50,6 +54,7 @@ struct wproc {
   int handles; /* open libuv handles; freed at zero */
   int exited, gone, ready, retiring;
   int remote; /* joined over TCP: no process of ours to watch */
+  int zyg;    /* forked by the zygote: it reaps it and tells us (zpoll) */
   char addr[256]; /* where its peers reach it, from its hello */
   wproc *next;
 };
@@ -114,6 +119,10 @@ struct dl_server {
   char lost[400];         /* (L) why the link ended, "" while it is up */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
   int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
+  /* The link to this process's zygote (dl_zygote.h), loop only: zfd -1
+     while there is none; zyg_off once workers are spawned directly. */
+  int zfd, zyg_off;
+  uv_poll_t *zpoll; /* watches zfd; freed by its close callback */
 };
 
 /* Every started cluster, for dl_server_stop_all. */
@@ -234,8 +243,9 @@ static int spawn_worker(dl_server *s);
 static void remove_worker_files(dl_server *s, int id);
 static void drain_close(wproc *w, uv_pipe_t *p, dl_buf *line, int fd);
 
-static void handle_closed(uv_handle_t *h) {
-  wproc *w = h->data;
+/* One of w's handles (or, for a zygote's worker, its process) is done
+   with it: w is freed with the last. */
+static void wproc_unref(wproc *w) {
   if (--w->handles == 0) {
     dl_server *s = w->srv;
     wproc **pp = &s->workers;
@@ -245,6 +255,26 @@ static void handle_closed(uv_handle_t *h) {
     dl_buf_free(&w->errline);
     dl_free(w);
   }
+}
+
+static void handle_closed(uv_handle_t *h) { wproc_unref(h->data); }
+
+/* SIGKILL worker w's process (a zygote's worker by asking the zygote,
+   which alone knows whether the pid is still w's). */
+static void kill_worker(wproc *w) {
+  if (w->exited || w->remote) return;
+  if (w->zyg) {
+    dl_server *s = w->srv;
+    if (s->zfd >= 0) {
+      dl_buf b;
+      dl_buf_init(&b);
+      dl_zyg_put(&b, 'K', (uint32_t)w->id, 0);
+      dl_zyg_send(s->zfd, &b, NULL, 0);
+      dl_buf_free(&b);
+    }
+    return;
+  }
+  uv_process_kill(&w->proc, SIGKILL);
 }
 
 static void close_handle(uv_handle_t *h) {
@@ -290,7 +320,7 @@ static void worker_gone(wproc *w) {
     c->data = NULL;
     dl_conn_close(c);
   }
-  if (!w->exited && !w->remote) uv_process_kill(&w->proc, SIGKILL);
+  kill_worker(w);
   if (w->ready) {
     uv_mutex_lock(&s->lock);
     s->nready--;
@@ -337,19 +367,26 @@ static void worker_gone(wproc *w) {
   }
 }
 
-static void exit_cb(uv_process_t *p, int64_t status, int sig) {
-  wproc *w = p->data;
-  (void)status;
-  (void)sig;
+/* Worker w's process ended (its process group was killed already). */
+static void worker_exited(wproc *w) {
   w->exited = 1;
-  /* What its tasks left running goes with it, and so do its files. */
-  if (w->pgid > 0) kill(-w->pgid, SIGKILL);
+  /* Its files go with it. */
   remove_worker_files(w->srv, w->id);
   drain_close(w, &w->out, &w->outline, 1);
   drain_close(w, &w->err, &w->errline, 2);
   worker_gone(w);
+}
+
+static void exit_cb(uv_process_t *p, int64_t status, int sig) {
+  wproc *w = p->data;
+  dl_server *s = w->srv;
+  (void)status;
+  (void)sig;
+  /* What its tasks left running goes with it. */
+  if (w->pgid > 0) kill(-w->pgid, SIGKILL);
+  worker_exited(w);
   close_handle((uv_handle_t *)&w->proc);
-  if (w->srv->stopping) maybe_finish_stop(w->srv);
+  if (s->stopping) maybe_finish_stop(s);
 }
 
 static void on_worker_close(dl_conn *c) {
@@ -701,13 +738,144 @@ static void drain_close(wproc *w, uv_pipe_t *p, dl_buf *line, int fd) {
   close_handle((uv_handle_t *)p);
 }
 
+/* ------------------------------------------------------------ zygote */
+
+/* Worker w's process, forked by the zygote, has ended or is lost with
+   the zygote (which then ends it: see dl_worker_zygote.c). */
+static void zworker_end(wproc *w) {
+  dl_server *s = w->srv;
+  if (w->exited) return;
+  worker_exited(w);
+  if (s->stopping) maybe_finish_stop(s);
+  wproc_unref(w); /* its process's reference */
+}
+
+static void zpoll_closed(uv_handle_t *h) { dl_free(h); }
+
+/* Close the link to the zygote; its workers count as ended. */
+static void zyg_close(dl_server *s) {
+  wproc *w;
+  if (s->zfd < 0 || s->zpoll == NULL) return;
+  uv_close((uv_handle_t *)s->zpoll, zpoll_closed);
+  s->zpoll = NULL;
+  close(s->zfd);
+  s->zfd = -1;
+  for (w = s->workers; w; w = w->next)
+    if (w->zyg && !w->exited) zworker_end(w);
+}
+
+static wproc *zworker(dl_server *s, uint32_t id) {
+  wproc *w;
+  for (w = s->workers; w; w = w->next)
+    if (w->zyg && (uint32_t)w->id == id) return w;
+  return NULL;
+}
+
+/* News from the zygote: a worker forked, not forked, or ended. */
+static void zpoll_cb(uv_poll_t *h, int status, int events) {
+  dl_server *s = h->data;
+  (void)events;
+  while (s->zfd >= 0) {
+    char buf[64];
+    int fds[3], nfd;
+    dl_zyg_msg m;
+    wproc *w;
+    long n = status < 0 ? -EPIPE
+                        : dl_zyg_recv(s->zfd, buf, sizeof buf, fds, &nfd);
+    if (n == 0) return;
+    while (n > 0 && nfd > 0) close(fds[--nfd]);
+    if (n < 0 || dl_zyg_decode(buf, (size_t)n, &m) != 0) {
+      fprintf(stderr, "dlua: lost the link to the workers' zygote (%s); "
+              "its workers are replaced\n",
+              n < 0 ? strerror((int)-n) : "a malformed message");
+      zyg_close(s);
+      return;
+    }
+    if ((w = zworker(s, m.wid)) == NULL) continue;
+    if (m.type == 'P') {
+      w->pgid = m.val;
+      if (w->pid == 0) w->pid = m.val;
+    } else if (m.type == 'F') {
+      start_fail(s, "cannot start a worker", -m.val);
+      zworker_end(w);
+    } else if (m.type == 'X') {
+      zworker_end(w);
+    }
+  }
+}
+
+/* The link to this process's zygote, made now if need be: 1 when workers
+   are forked by it, 0 when they are spawned directly, or a libuv error. */
+static int zyg_ready(dl_server *s, const char *argv0) {
+  int fd, rc;
+  uv_poll_t *p;
+  if (s->zyg_off) return 0;
+  if (s->zfd >= 0) return 1;
+  rc = dl_zygote_connect(s->exe, argv0, &fd);
+  if (rc == 1) s->zyg_off = 1;
+  if (rc) return rc == 1 ? 0 : rc;
+  if ((p = dl_realloc(NULL, sizeof *p)) == NULL) {
+    close(fd);
+    return UV_ENOMEM;
+  }
+  if ((rc = uv_poll_init(&s->loop, p, fd)) != 0) {
+    dl_free(p);
+    close(fd);
+    return rc;
+  }
+  p->data = s;
+  uv_poll_start(p, UV_READABLE | UV_DISCONNECT, zpoll_cb);
+  s->zpoll = p;
+  s->zfd = fd;
+  return 1;
+}
+
+/* Ask the zygote for worker w with args; its link is sv (sv[1] goes to
+   it).  0 with w's pipes open, or an error (nothing of w's changed but
+   sv, which stays the caller's). */
+static int zspawn(dl_server *s, wproc *w, char **args, int sv[2]) {
+  extern char **environ;
+  int op[2] = {-1, -1}, ep[2] = {-1, -1}, fds[3], rc;
+  char cwd[4096];
+  dl_buf b;
+  if (pipe2(op, O_CLOEXEC) || pipe2(ep, O_CLOEXEC)) {
+    rc = uv_translate_sys_error(errno);
+    goto fail;
+  }
+  if (getcwd(cwd, sizeof cwd) == NULL) cwd[0] = '\0';
+  dl_buf_init(&b);
+  dl_zyg_put_spawn(&b, (uint32_t)w->id, args, environ, cwd);
+  fds[0] = sv[1];
+  fds[1] = op[1];
+  fds[2] = ep[1];
+  rc = dl_zyg_send(s->zfd, &b, fds, 3);
+  dl_buf_free(&b);
+  if (rc) goto fail;
+  close(op[1]);
+  close(ep[1]);
+  uv_pipe_open(&w->out, op[0]);
+  uv_pipe_open(&w->err, ep[0]);
+  return 0;
+fail:
+  if (op[0] >= 0) close(op[0]), close(op[1]);
+  if (ep[0] >= 0) close(ep[0]), close(ep[1]);
+  return rc;
+}
+
 static int spawn_worker(dl_server *s) {
   wproc *w;
-  int sv[2], rc;
+  int sv[2], rc, zy;
   char idbuf[32], membuf[32], fracbuf[80];
   char *args[12];
   uv_process_options_t po;
   uv_stdio_container_t stdio[4];
+  const char *argv0 = strcmp(s->exe, "/proc/self/exe") == 0
+                          ? (dl_self_name ? dl_self_name : "dlua")
+                          : s->exe;
+  if ((zy = zyg_ready(s, argv0)) < 0) {
+    start_fail(s, "cannot start a worker", zy);
+    return zy;
+  }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
     rc = uv_translate_sys_error(errno);
     start_fail(s, "cannot connect a worker", rc);
@@ -728,9 +896,7 @@ static int spawn_worker(dl_server *s) {
   w->out.data = w->err.data = w->proc.data = w;
   snprintf(idbuf, sizeof idbuf, "%d", w->id);
   snprintf(membuf, sizeof membuf, "%lld", (long long)s->memory_limit);
-  args[0] = strcmp(s->exe, "/proc/self/exe") == 0
-                ? (char *)(dl_self_name ? dl_self_name : "dlua")
-                : s->exe;
+  args[0] = (char *)argv0;
   args[1] = "--dlua-worker";
   args[2] = "--id";
   args[3] = idbuf;
@@ -743,6 +909,19 @@ static int spawn_worker(dl_server *s) {
   args[8] = "--memory-fractions";
   args[9] = fracbuf;
   args[10] = NULL;
+  w->next = s->workers;
+  s->workers = w;
+  w->handles = 2;
+  rc = zy ? zspawn(s, w, args, sv) : UV_EPIPE;
+  if (rc == 0) {
+    /* Its process is the zygote's child: the zygote's 'X' ends it. */
+    close(sv[1]);
+    w->zyg = 1;
+    goto started;
+  }
+  if (zy && rc != UV_EPIPE && rc != UV_ENOTCONN && rc != UV_ECONNRESET)
+    goto failed; /* out of descriptors, say: so would a spawn be */
+  if (zy) zyg_close(s); /* the zygote is gone: spawn this one directly */
   memset(&po, 0, sizeof po);
   po.file = s->exe;
   po.args = args;
@@ -759,12 +938,10 @@ static int spawn_worker(dl_server *s) {
   stdio[3].data.fd = sv[1];
   po.stdio = stdio;
   po.stdio_count = 4;
-  w->next = s->workers;
-  s->workers = w;
-  w->handles = 2;
   rc = uv_spawn(&s->loop, &w->proc, &po);
-  close(sv[1]);
   if (rc) {
+failed:
+    close(sv[1]);
     close(sv[0]);
     w->gone = w->exited = 1;
     uv_close((uv_handle_t *)&w->out, handle_closed);
@@ -776,8 +953,10 @@ static int spawn_worker(dl_server *s) {
     }
     return rc;
   }
-  w->handles = 3;
+  close(sv[1]);
   w->pgid = w->proc.pid;
+started:
+  w->handles = 3;
   s->spawned++;
   uv_read_start((uv_stream_t *)&w->out, pipe_alloc, pipe_read);
   uv_read_start((uv_stream_t *)&w->err, pipe_alloc, pipe_read);
@@ -827,6 +1006,7 @@ static void maybe_finish_stop(dl_server *s) {
     dl_tcp_server_close(s->tcp);
     s->tcp = NULL;
   }
+  zyg_close(s);
   if (!uv_is_closing((uv_handle_t *)&s->wake)) {
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->tick, NULL);
@@ -841,7 +1021,7 @@ static void killer_cb(uv_timer_t *t) {
   dl_server *s = t->data;
   wproc *w;
   for (w = s->workers; w; w = w->next)
-    if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+    kill_worker(w);
 }
 
 static void begin_stop(dl_server *s) {
@@ -1088,6 +1268,7 @@ static void thread_main(void *arg) {
   for (i = 0; i < n; i++)
     if (spawn_worker(s)) break;
   uv_run(&s->loop, UV_RUN_DEFAULT);
+  zyg_close(s);
   reap_remote(s, 1);
   uv_walk(&s->loop, close_walk, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -1227,6 +1408,7 @@ static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
     return NULL;
   }
   memset(s, 0, sizeof *s);
+  s->zfd = -1;
   snprintf(s->exe, sizeof s->exe, "%s", o->worker_exe);
   if (dl_self_name == NULL) dl_self_name = dl_os_self_exe();
   snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX", tmp);
@@ -1459,6 +1641,7 @@ dl_server *dl_server_connect(const char *address, const dl_token *token,
     return NULL;
   }
   memset(s, 0, sizeof *s);
+  s->zfd = -1; /* no zygote: its workers are the remote scheduler's */
   s->remote_sched = 1;
   snprintf(s->listen_addr, sizeof s->listen_addr,
            strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", host, port);
@@ -1538,6 +1721,14 @@ static void ask_stop(dl_server *s) {
   dead = s->dead;
   uv_mutex_unlock(&s->lock);
   if (!dead) uv_async_send(&s->wake);
+}
+
+int dl_server_end_zygote(void) {
+  int had = 0;
+  pthread_mutex_lock(&live_lock);
+  if (live == NULL && (had = dl_zygote_pid() != 0) != 0) dl_zygote_stop();
+  pthread_mutex_unlock(&live_lock);
+  return had;
 }
 
 void dl_server_stop(dl_server *s) {

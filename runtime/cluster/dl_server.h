@@ -120,6 +120,13 @@ int dl_server_ended(dl_server *s);
    for a local cluster); valid until dl_server_stop. */
 const char *dl_server_lost(dl_server *s);
 
+/*
+** End this process's workers' zygote (see runtime/cluster/dl_zygote.h) if
+** no cluster of the process runs, so the process has no child left; the
+** next cluster starts a new one.  Returns 1 if it ended one.
+*/
+int dl_server_end_zygote(void);
+
 /* Stop everything: every worker process is ended and reaped, the thread
 ** joined, the private directory removed.  s may be NULL. */
 void dl_server_stop(dl_server *s);
