@@ -6,7 +6,7 @@
   print(ddf:groupby("key"):agg{x = "mean", y = "sum"}:compute())
 
 Partitions travel as plain tables {_names, _cols, _n} (ndarrays and
-string arrays); frame.wrap gives them their methods back.  README.md,
+dictionary-encoded string columns as plain tables); frame.wrap gives them their methods back.  README.md,
 section "Data frames", documents the API. ]]
 
 local frame = require "dlua.frame"
@@ -38,9 +38,7 @@ local function new(prefix, n, layers, names, name)
     layers = layers, names = names}, DF)
 end
 
-local function strip(df) -- a frame as a plain table for the wire
-  return {_names = df._names, _cols = df._cols, _n = df._n}
-end
+local strip = frame._strip -- a frame as plain tables for the wire
 M._strip = strip
 
 local function wrap(t) return frame.wrap(t) end
@@ -482,21 +480,17 @@ end
 -- here; missing values last; descending order reverses the buckets.
 local function range_codes(c, bounds, asc)
   local nb = bounds.n
-  if type(c) == "table" and getmetatable(c) == nil then -- strings
-    local t = {}
-    for i = 1, c.n or #c do
-      local v, b = c[i], nb
-      if v then
-        local lo, hi = 1, nb + 1
-        while lo < hi do
-          local mid = (lo + hi) // 2
-          if bounds[mid] <= v then lo = mid + 1 else hi = mid end
-        end
-        b = asc and lo - 1 or nb - (lo - 1)
+  if frame.is_strings(c) then -- each dict entry's bucket, then per row in C
+    local map = {nb}
+    for j, v in ipairs(c.dict) do
+      local lo, hi = 1, nb + 1
+      while lo < hi do
+        local mid = (lo + hi) // 2
+        if bounds[mid] <= v then lo = mid + 1 else hi = mid end
       end
-      t[i] = b
+      map[j + 1] = asc and lo - 1 or nb - (lo - 1)
     end
-    return #t > 0 and nd.from_table(t, "int64") or nd.zeros({0}, "int64")
+    return C.recode(c.codes, nd.from_table(map, "int64"))
   end
   local bn = nb > 0 and nd.from_table({tunpack(bounds, 1, nb)}, c.dtype)
     or nd.zeros({0}, c.dtype)
@@ -534,9 +528,14 @@ function M._sample(by, want, part)
       tconcat(df._names, "', '")), 0)
   end
   local vals = {}
-  if type(c) == "table" and getmetatable(c) == nil then
-    for i = 1, c.n or #c do if c[i] then vals[#vals + 1] = c[i] end end
-    table.sort(vals)
+  if frame.is_strings(c) then
+    local sorted = frame.wrap(strip(frame.from_table({v = c}):sort_values("v")))
+    local sc = sorted._cols.v
+    for i = 1, #sc do
+      local v = sc[i]
+      if not v then break end
+      vals[i] = v
+    end
   else
     if c.dtype == "bool" then
       error("dlua.dataframe: sort_values: a bool column cannot be a sort key "
@@ -554,7 +553,7 @@ function M._sample(by, want, part)
   local x = 1
   while x <= n do out[#out + 1] = vals[math.floor(x)] x = x + step end
   return {n = n, vals = out, min = vals[1], max = vals[n],
-    dtype = type(c) == "table" and getmetatable(c) == nil and "string"
+    dtype = frame.is_strings(c) and "string"
       or c.dtype}
 end
 
@@ -775,13 +774,12 @@ function M._loc(by, lo, hi, part)
   local df = wrap(part)
   local c = df._cols[by]
   local mask
-  if type(c) == "table" and getmetatable(c) == nil then
-    local t = {}
-    for i = 1, c.n or #c do
-      local v = c[i]
-      t[i] = v and (lo == nil or v >= lo) and (hi == nil or v <= hi) or false
+  if frame.is_strings(c) then -- each dict entry once, then per row in C
+    local map = {false}
+    for j, v in ipairs(c.dict) do
+      map[j + 1] = (lo == nil or v >= lo) and (hi == nil or v <= hi)
     end
-    mask = #t > 0 and nd.from_table(t, "bool") or nd.zeros({0}, "bool")
+    mask = C.recode(c.codes, nd.from_table(map, "bool"))
   else
     mask = nd.ones({#c}, "bool")
     if lo ~= nil then mask = mask & c:ge(lo) end

@@ -160,12 +160,15 @@ int dl_csv_parse_f64(const char *s, size_t n, double *v) {
      only go wrong when the 11 dropped bits are within one unit of the
      half-way pattern: those few go to strtod. */
   if (e10 >= -27 && e10 <= 27) {
-    long double q = (long double)m, t = 1;
+    /* 10^k for k <= 27 is exact in 64 bits (5^27 < 2^64) */
+    static const long double lp10[28] = {
+      1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
+      1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+      1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+    long double q = (long double)m;
     uint64_t sig;
     unsigned low;
-    int k = e10 < 0 ? -e10 : e10;
-    while (k--) t *= 10;
-    q = e10 < 0 ? q / t : q * t;
+    q = e10 < 0 ? q / lp10[-e10] : q * lp10[e10];
     memcpy(&sig, &q, sizeof sig);
     low = (unsigned)(sig & 0x7ff);
     if (low < 0x3ff || low > 0x401) {
