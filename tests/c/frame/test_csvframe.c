@@ -178,7 +178,11 @@ static void test_parse_f64(void) {
     x ^= x << 13; /* xorshift64 */
     x ^= x >> 7;
     x ^= x << 17;
-    switch (i % 4) {
+    switch (i % 5) {
+    case 4: /* leading zeros after the point: eight at a time, then digits */
+      n = snprintf(buf, sizeof buf, "0.%.*s%llu", (int)(x % 17),
+                   "0000000000000000", (unsigned long long)(x >> (x & 31)));
+      break;
     case 0: /* a random double in [0, 1), as %.17g */
       d = (double)(x >> 11) / 9007199254740992.0;
       n = snprintf(buf, sizeof buf, "%.17g", d);
