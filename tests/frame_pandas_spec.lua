@@ -223,3 +223,35 @@ for how in ("inner", "left", "outer"):
       "s_first", "s_last", "s_min", "s_max", "n"})
   end)
 end)
+
+describe("dlua.dataframe nunique through the tree", function ()
+  local dir
+  setup(function ()
+    dir = tmpdir()
+    make_csv(dir .. "/a.csv", 3000, 3)
+    make_csv(dir .. "/b.csv", 2500, 4)
+  end)
+  teardown(function () os.execute("rm -rf '" .. dir .. "'") end)
+
+  it("equals the in-memory nunique, for every split_every and partitioning",
+    function ()
+    local spec = {x = {"nunique", "sum"}, s = "nunique", n = {"nunique"}}
+    local whole = frame.concat{read(dir .. "/a.csv"), read(dir .. "/b.csv")}
+    local want = whole:groupby("key"):agg(spec):totable()
+    local want2 = whole:groupby{"s", "key"}:agg{n = "nunique"}:totable()
+    assert.is_true(#want > 40)
+    for _, bs in ipairs{1e9, 30000, 7000} do
+      for _, every in ipairs{2, 8} do
+        local ddf = dd.read_csv({dir .. "/a.csv", dir .. "/b.csv"},
+          {blocksize = bs, types = TYPES})
+        local got = ddf:groupby("key"):agg(spec, {split_every = every})
+          :compute(SYNC):totable()
+        same_rows(got, want, {"key", "x_nunique", "x_sum", "s", "n_nunique"})
+        local got2 = ddf:groupby{"s", "key"}:agg({n = "nunique"},
+          {split_every = every}):compute(SYNC):totable()
+        same_rows(got2, want2, {"s", "key", "n"})
+        assert.equal("integer", math.type(got2[1].n))
+      end
+    end
+  end)
+end)

@@ -390,13 +390,14 @@ function DF:groupby(keys)
   return setmetatable({d = self, keys = keys}, GB)
 end
 
-function M._partial(keys, cols, part)
-  return strip(frame._partial_agg(wrap(part), keys, cols))
+function M._partial(keys, cols, ucols, part)
+  return strip(frame._partial_agg(wrap(part), keys, cols, ucols))
 end
-function M._combine(keys, cols, ...)
+function M._combine(keys, cols, ucols, ...)
   local fs = {}
   for i, p in ipairs{...} do fs[i] = wrap(p) end
-  return strip(frame._combine_agg(frame.concat(fs), keys, cols))
+  return strip(frame._combine_distinct(frame._combine_agg(frame.concat(fs),
+    keys, cols), fs, keys, ucols))
 end
 function M._finish(keys, spec, part)
   return strip(frame._finish_agg(wrap(part), keys, spec))
@@ -406,7 +407,7 @@ end
 function GB:agg(spec, o)
   o = o or {}
   local every = o.split_every or 8
-  local ok, cols = pcall(frame._agg_columns, spec)
+  local ok, cols, ucols = pcall(frame._agg_columns, spec)
   if not ok then error(cols, 2) end
   local d, keys = self.d, self.keys
   local name = fresh("groupby-agg")
@@ -414,7 +415,8 @@ function GB:agg(spec, o)
   local level = {}
   for i = 1, d.npartitions do
     local k = pkey(name .. "-p", i)
-    layer[k] = {fn = M._partial, args = {keys, cols, pkey(d.name, i), n = 3},
+    layer[k] = {fn = M._partial, args = {keys, cols, ucols, pkey(d.name, i),
+      n = 4},
       deps = {pkey(d.name, i)}}
     level[i] = k
   end
@@ -423,7 +425,7 @@ function GB:agg(spec, o)
     depth = depth + 1
     local nxt = {}
     for s = 1, #level, every do
-      local args, deps = {keys, cols}, {}
+      local args, deps = {keys, cols, ucols}, {}
       for j = s, math.min(s + every - 1, #level) do
         args[#args + 1] = level[j]
         deps[#deps + 1] = level[j]

@@ -784,6 +784,9 @@ end
 --- frame.wrap(t): give a frame sent over the wire its methods back (and
 -- its string columns theirs).
 function M.wrap(t)
+  if t._distinct then
+    for _, d in pairs(t._distinct) do M.wrap(d) end
+  end
   for _, c in pairs(t._cols) do
     if type(c) == "table" and not is_nd(c) and rawget(c, "dict") ~= nil then
       setmetatable(c, STRMT)
@@ -800,7 +803,12 @@ function M._strip(df)
     if is_strings(c) then c = {codes = c.codes, dict = c.dict, n = c.n} end
     cols[k] = c
   end
-  return {_names = df._names, _cols = cols, _n = df._n}
+  local dist
+  if df._distinct then -- nunique's distinct rows, of a partial aggregation
+    dist = {}
+    for k, d in pairs(df._distinct) do dist[k] = M._strip(d) end
+  end
+  return {_names = df._names, _cols = cols, _n = df._n, _distinct = dist}
 end
 
 function methods:_take(idx)
@@ -810,27 +818,61 @@ end
 function methods:_take_nd(idx) return take_rows(self, idx) end
 
 local TREE_AGGS = {sum = true, mean = true, count = true, min = true,
-  max = true, std = true, var = true, first = true, last = true}
+  max = true, std = true, var = true, first = true, last = true,
+  nunique = true}
 
--- The columns an agg spec needs, checked: {name, ...} sorted.
+-- The columns an agg spec needs, checked: {name, ...} sorted, and those
+-- that want nunique (their distinct values travel up the tree).
 function M._agg_columns(spec)
   if type(spec) ~= "table" then
     error("dlua.dataframe: agg: expects {column = \"op\" | {\"op\", ...}}", 0)
   end
-  local cols = {}
+  local cols, ucols, useen = {}, {}, {}
   for name, hows in pairs(spec) do
     if type(hows) == "string" then hows = {hows} end
     for _, h in ipairs(hows) do
       if not TREE_AGGS[h] then
         error(sformat("dlua.dataframe: agg: '%s' is not supported on a "
-          .. "partitioned frame (sum mean count min max std var first last)",
-          tostring(h)), 0)
+          .. "partitioned frame (sum mean count min max std var first last "
+          .. "nunique)", tostring(h)), 0)
+      end
+      if h == "nunique" and not useen[name] then
+        useen[name] = true
+        ucols[#ucols + 1] = name
       end
     end
     cols[#cols + 1] = name
   end
   tsort(cols)
-  return cols
+  tsort(ucols)
+  return cols, ucols
+end
+
+-- The distinct (keys..., col) rows of df with col present: what nunique
+-- needs of a partition.
+local function distinct(df, keys, col)
+  local all = {}
+  for i, k in ipairs(keys) do all[i] = k end
+  local iskey = false
+  for _, k in ipairs(keys) do if k == col then iskey = true end end
+  if not iskey then all[#all + 1] = col end
+  local _, _, first = group_codes(df, all, 2)
+  local cols = {}
+  for _, n in ipairs(all) do cols[n] = take(check_col(df, n, 2), first) end
+  return new(all, cols, 2)
+end
+
+-- Rows per group of df, as a frame of keys + __n (int64).
+local function grouped_count(df, keys)
+  local codes, k, first = group_codes(df, keys, 2)
+  local names, cols = {}, {}
+  for _, key in ipairs(keys) do
+    names[#names + 1] = key
+    cols[key] = take(df._cols[key], first)
+  end
+  names[#names + 1] = "__n"
+  cols.__n = C.reduce("count", codes, k, nd.ones({#codes})):astype("int64")
+  return new(names, cols, 2)
 end
 
 local function grouped(df, keys, level)
@@ -845,7 +887,7 @@ end
 
 -- Per partition: keys + name__count, __sum, __min, __max, __first, __last,
 -- __m2 (squared deviations from the partition's group mean).
-function M._partial_agg(df, keys, vcols)
+function M._partial_agg(df, keys, vcols, ucols)
   local codes, k, names, cols = grouped(df, keys, 2)
   for _, name in ipairs(vcols) do
     local c = check_col(df, name, 2)
@@ -863,7 +905,12 @@ function M._partial_agg(df, keys, vcols)
       cols[name .. "__m2"] = C.reduce("m2", codes, k, c, mean)
     end
   end
-  return new(names, cols, 2)
+  local r = new(names, cols, 2)
+  if ucols and #ucols > 0 then
+    r._distinct = {}
+    for _, u in ipairs(ucols) do r._distinct[u] = distinct(df, keys, u) end
+  end
+  return r
 end
 
 -- Combine partials (concatenated) into one partial.
@@ -896,6 +943,34 @@ function M._combine_agg(df, keys, vcols)
   return new(names, cols, 2)
 end
 
+-- The distinct rows of the partials in list, for each column of ucols,
+-- merged into the combined partial r.
+function M._combine_distinct(r, list, keys, ucols)
+  if not ucols or #ucols == 0 then return r end
+  r._distinct = {}
+  for _, u in ipairs(ucols) do
+    local ds = {}
+    for i, p in ipairs(list) do ds[i] = p._distinct[u] end
+    r._distinct[u] = distinct(M.concat(ds), keys, u)
+  end
+  return r
+end
+
+-- nunique of col for each row (group) of the combined partial df: its
+-- distinct rows counted per group, aligned to df's rows (0 for a group
+-- with no value).
+local function nunique_of(df, keys, col)
+  local d = df._distinct and df._distinct[col]
+  if d == nil then error("dlua.dataframe: agg: no distinct values for '"
+    .. col .. "'", 0) end
+  local cnt = distinct(d, keys, col)
+  cnt = grouped_count(cnt, keys)
+  local lc, rc, k = M._joint_codes(df, cnt, keys)
+  local _, ri = C.join(lc, rc, k, "left")
+  local c = C.take_missing(cnt._cols.__n, ri)
+  return nd.where(nd.isnan(c), 0, c):astype("int64")
+end
+
 -- The requested results from a combined partial, sorted by the keys.
 function M._finish_agg(df, keys, spec)
   local names, cols = {}, {}
@@ -913,7 +988,8 @@ function M._finish_agg(df, keys, spec)
     for _, h in ipairs(hows) do
       local function col(x) return df._cols[name .. "__" .. x] end
       local r
-      if h == "count" then r = col("count"):astype("int64")
+      if h == "nunique" then r = nunique_of(df, keys, name)
+      elseif h == "count" then r = col("count"):astype("int64")
       elseif h == "mean" then r = col("sum") / col("count")
       elseif h == "var" or h == "std" then
         r = col("m2") / (col("count") - 1)
