@@ -830,5 +830,148 @@ function DF:loc(lo, hi)
   return r
 end
 
+----------------------------------------------------------------------------
+-- persist, visualize, from_bag
+----------------------------------------------------------------------------
+
+local function graph_of(d)
+  local g = {}
+  for _, layer in pairs(d.layers) do for k, t in pairs(layer) do g[k] = t end end
+  return g
+end
+
+--[[ ddf:persist([opts]) -> the same dataframe with its partitions computed
+  and held on the workers (in this process with scheduler = "sync"); its
+  graph is then only their futures, so later graphs start from them. ]]
+function DF:persist(o)
+  local keys = {}
+  for i = 1, self.npartitions do keys[i] = pkey(self.name, i) end
+  local D = require "dlua.delayed"
+  local ok, vals = pcall(D.persist_graph, graph_of(self), keys, o or {})
+  if not ok then error(vals, 2) end
+  local name = fresh("persist")
+  local layer = {}
+  for i = 1, #keys do layer[pkey(name, i)] = vals[i] end
+  local r = new("persist", self.npartitions, {[name] = layer}, self.names,
+    name)
+  r.index, r.divisions = self.index, self.divisions
+  return r
+end
+
+local function dot_id(s) return '"' .. tostring(s):gsub('["\\]', "\\%0") .. '"' end
+
+--[[ ddf:visualize([filename]) -> the task graph as Graphviz DOT text; with
+  a filename, written there (.dot/.gv as text, .svg/.png/.pdf through
+  Graphviz's dot) and the filename returned.  Partition keys are bold. ]]
+function DF:visualize(filename)
+  local g = graph_of(self)
+  local names = {}
+  for k in pairs(g) do names[#names + 1] = k end
+  table.sort(names)
+  local out = {"digraph dlua_dataframe {", "  graph [rankdir=BT];"}
+  for _, k in ipairs(names) do
+    local t = g[k]
+    local task = type(t) == "table" and getmetatable(t) == nil and t.fn ~= nil
+    out[#out + 1] = sformat("  %s [label=%s, shape=%s];", dot_id(k),
+      dot_id((k:gsub("%-[%x]+%-", "-", 1))), task and "box" or "ellipse")
+    if task then
+      for _, dk in ipairs(t.deps or {}) do
+        out[#out + 1] = sformat("  %s -> %s;", dot_id(dk), dot_id(k))
+      end
+    end
+  end
+  for i = 1, self.npartitions do
+    out[#out + 1] = sformat("  %s [style=bold];", dot_id(pkey(self.name, i)))
+  end
+  out[#out + 1] = "}"
+  local text = tconcat(out, "\n") .. "\n"
+  if filename == nil then return text end
+  if type(filename) ~= "string" then
+    fail(2, "visualize: filename must be a string, got %s", type(filename))
+  end
+  local ext = (filename:match("%.(%w+)$") or ""):lower()
+  if ext == "dot" or ext == "gv" then
+    local f, err = io.open(filename, "w")
+    if not f then fail(2, "visualize: %s", err) end
+    f:write(text)
+    f:close()
+    return filename
+  end
+  if ext ~= "svg" and ext ~= "png" and ext ~= "pdf" then
+    fail(2, "visualize: unknown file type '%s' (use .dot, .svg, .png or .pdf)",
+      filename)
+  end
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "w"))
+  f:write(text)
+  f:close()
+  local ok = os.execute(sformat("dot -T%s -o '%s' '%s' 2>/dev/null", ext,
+    filename:gsub("'", "'\\''"), tmp))
+  os.remove(tmp)
+  if not ok then
+    fail(2, "visualize: could not write '%s' (needs Graphviz's dot; .dot "
+      .. "files need nothing)", filename)
+  end
+  return filename
+end
+
+function M._from_rows(names, part)
+  local rows = {}
+  for i, e in ipairs(part) do
+    if type(e) ~= "table" then
+      error(sformat("dlua.dataframe: from_bag: element %d of a partition is "
+        .. "a %s, expected a record or an array", i, type(e)), 0)
+    end
+    if e[1] ~= nil then -- an array: values in the order of names
+      local r = {}
+      for j, n in ipairs(names) do r[n] = e[j] end
+      e = r
+    end
+    rows[i] = e
+  end
+  local cols = {}
+  for _, n in ipairs(names) do
+    local v = {}
+    for i, r in ipairs(rows) do v[i] = r[n] end
+    v.n = #rows
+    cols[n] = v
+  end
+  return strip(frame.from_table(cols, names))
+end
+
+--[[ dataframe.from_bag(bag, columns) -> a dataframe of the bag's
+  partitions, one frame each: elements are records (tables keyed by column
+  name) or arrays (values in the order of columns); a missing value is nil.
+  Columns' types are inferred per partition (int64 meeting float64 becomes
+  float64 when partitions meet). ]]
+function M.from_bag(b, columns)
+  local bag = require "dlua.bag"
+  if getmetatable(b) ~= bag.Bag then
+    fail(2, "from_bag: expects a dlua.bag, got %s", type(b))
+  end
+  if type(columns) ~= "table" or #columns == 0 then
+    fail(2, "from_bag: needs the column names, e.g. from_bag(b, {\"key\", "
+      .. "\"x\"})")
+  end
+  local seen = {}
+  for _, c in ipairs(columns) do
+    if type(c) ~= "string" then fail(2, "from_bag: column names must be strings") end
+    if seen[c] then fail(2, "from_bag: duplicate column name '%s'", c) end
+    seen[c] = true
+  end
+  local m = bag._materialize(b)
+  local name = fresh("from_bag")
+  local layers = {}
+  for k, v in pairs(m.layers) do layers[k] = v end
+  local layer = {}
+  for i = 1, m.npartitions do
+    local dep = pkey(m.name, i)
+    layer[pkey(name, i)] = {fn = M._from_rows, args = {columns, dep, n = 2},
+      deps = {dep}}
+  end
+  layers[name] = layer
+  return new("from_bag", m.npartitions, layers, {tunpack(columns)}, name)
+end
+
 M.is_dataframe = function (v) return getmetatable(v) == DF end
 return M

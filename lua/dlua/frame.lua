@@ -668,6 +668,21 @@ function M.concat(list)
   local cols = {}
   for _, n in ipairs(first._names) do
     local c = first._cols[n]
+    local strings = false -- a string column anywhere: all-missing float64
+    for _, df in ipairs(list) do -- parts (no value to type) become strings
+      if is_strings(df._cols[n]) then strings = true break end
+    end
+    if strings then
+      for _, df in ipairs(list) do
+        local p = df._cols[n]
+        if is_nd(p) and p.dtype == "float64" and (#p == 0 or nd.isnan(p):all())
+          then c = strcol(nd.zeros({#p}, "int64"), {}) break end
+      end
+      if is_nd(c) then c = nil end
+      for _, df in ipairs(list) do
+        if c == nil and is_strings(df._cols[n]) then c = df._cols[n] end
+      end
+    end
     if is_nd(c) then
       local parts, ty = {}, c.dtype
       for i, df in ipairs(list) do
@@ -684,7 +699,13 @@ function M.concat(list)
       local parts = {}
       for i, df in ipairs(list) do
         local p = df._cols[n]
-        if is_nd(p) then fail(2, "concat: column '%s' differs in type", n) end
+        if is_nd(p) and p.dtype == "float64" and (#p == 0 or nd.isnan(p):all())
+        then
+          p = strcol(nd.zeros({#p}, "int64"), {}) -- no value: all missing
+        elseif is_nd(p) then
+          fail(2, "concat: column '%s' is string in one frame and %s in "
+            .. "frame %d", n, p.dtype, i)
+        end
         parts[i] = p
       end
       local dict, cs = unify(parts)
