@@ -247,6 +247,10 @@ row("m CSV group-by on 2 workers (8 files, 4 M rows): wall", r"dataframe\.groupb
 row("m the same group-by in one process, dlua.frame vs pandas", r"dataframe\.groupby\.frame_wall",
     "s", True, "≥ 2x pandas (#16)", at_least(2), dpat=r"dataframe\.groupby\.pandas_wall",
     note="Dask column: pandas")
+row("m merge with a 1,000-row table on key, rows counted", r"dataframe\.merge\.wall", "s",
+    True, dpat=r"dataframe\.merge\.dask_wall", note="Dask's side: scripts/bench/bench_m_shuffle.py")
+row("m sort_values of all rows by x through the workers, rows counted",
+    r"dataframe\.sort\.wall", "s", True, dpat=r"dataframe\.sort\.dask_wall")
 row("m group-by throughput on 2 workers", r"dataframe\.groupby\.MB_per_s", "MB/s", False,
     dpat=r"dataframe\.groupby\.dask_MB_per_s")
 row("m CSV read, per worker", r"dataframe\.read\.MB_per_s_per_worker", "MB/s", False,
