@@ -63,6 +63,70 @@ describe("dlua.dataframe", function ()
     return frame.concat(fs)
   end
 
+  it("makes a dataframe of a bag's records or arrays (from_bag)", function ()
+    local bag = require "dlua.bag"
+    local recs, sums = {}, {}
+    for i = 1, 500 do
+      local k = "g" .. (i * 7919 % 13)
+      local x = i % 10 == 0 and nil or i * 0.5
+      recs[i] = {key = k, x = x, i = i}
+      if x then sums[k] = (sums[k] or 0) + x end
+    end
+    local b = bag.from_sequence(recs, {npartitions = 6})
+    local ddf = dd.from_bag(b, {"i", "key", "x"})
+    assert.equal(6, ddf.npartitions)
+    local all = ddf:compute(SYNC)
+    assert.same({"i", "key", "x"}, all:columns())
+    assert.equal(500, #all)
+    for i, r in ipairs(all:totable()) do
+      assert.same(recs[i], r)
+    end
+    local g = ddf:groupby("key"):agg{x = "sum"}:compute(SYNC):totable()
+    assert.equal(13, #g)
+    for _, r in ipairs(g) do assert.near(sums[r.key], r.x, 1e-9) end
+    -- arrays: values in the order of the columns
+    local arr = bag.from_sequence({{1, "a"}, {2, "b"}, {3}}, {npartitions = 2})
+    assert.same({{n = 1, s = "a"}, {n = 2, s = "b"}, {n = 3}},
+      dd.from_bag(arr, {"n", "s"}):compute(SYNC):totable())
+    local ok, err = pcall(function () local r = dd.from_bag(b) return r end)
+    assert.is_false(ok)
+    assert.truthy(err:find("from_bag: needs the column names", 1, true))
+    assert.truthy(err:find("dataframe_spec", 1, true))
+    ok, err = pcall(dd.from_bag, {}, {"a"})
+    assert.truthy(err:find("from_bag: expects a dlua.bag, got table", 1, true))
+    ok, err = pcall(dd.from_bag, b, {"a", "a"})
+    assert.truthy(err:find("duplicate column name 'a'", 1, true))
+    ok, err = pcall(function ()
+      return dd.from_bag(bag.from_sequence({1, 2}), {"a"}):compute(SYNC)
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("element 1 of a partition is a number", 1, true))
+  end)
+
+  it("draws its task graph (visualize)", function ()
+    local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 20000})
+    local agg = ddf:groupby("key"):agg({x = "sum"}, {split_every = 2})
+    local text = agg:visualize()
+    assert.truthy(text:find("^digraph"))
+    local nodes, edges = 0, 0
+    for _ in text:gmatch("shape=") do nodes = nodes + 1 end
+    for _ in text:gmatch(" %-> ") do edges = edges + 1 end
+    -- read blocks, one partial each, a combine tree, and the finish
+    local np = ddf.npartitions
+    assert.is_true(np >= 4)
+    assert.is_true(nodes >= 2 * np + 1)
+    assert.is_true(edges >= 2 * np)
+    assert.truthy(text:find('"' .. agg.name .. '-1" [style=bold]', 1, true))
+    local path = dir .. "/g.dot"
+    assert.equal(path, agg:visualize(path))
+    local f = assert(io.open(path))
+    assert.equal(text, f:read("a"))
+    f:close()
+    local ok, err = pcall(agg.visualize, agg, dir .. "/g.txt")
+    assert.is_false(ok)
+    assert.truthy(err:find("unknown file type", 1, true))
+  end)
+
   it("splits files into blocks at line boundaries", function ()
     local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 10000})
     assert.is_true(ddf.npartitions > 3)
@@ -136,8 +200,8 @@ describe("dlua.dataframe", function ()
     ok, err = pcall(ddf.groupby, ddf, "nope")
     assert.truthy(err:find("no column 'nope' (columns: 'id', 'key', 'x', 'y')",
       1, true))
-    ok, err = pcall(function () local g = ddf:groupby("key"); return g:agg{x = "nunique"} end)
-    assert.truthy(err:find("not supported on a partitioned frame", 1, true))
+    ok, err = pcall(function () local g = ddf:groupby("key"); return g:agg{x = "median"} end)
+    assert.truthy(err:find("'median' is not supported on a partitioned frame", 1, true))
     ok, err = pcall(dd.read_csv, dir .. "/*.csv", {blocksze = 1})
     assert.truthy(err:find("unknown option 'blocksze'", 1, true))
   end)
@@ -281,6 +345,16 @@ describe("dlua.dataframe on a cluster", function ()
     local e = frame.concat{frame.read_csv(dir .. "/p1.csv"),
       frame.read_csv(dir .. "/p2.csv")}:groupby("key"):agg(SPEC)
     same_frames(r, e)
+    -- nunique's distinct rows and the string dicts travel between workers
+    local by2 = dd.read_csv(dir .. "/*.csv", {blocksize = 10000})
+    local U = {y = {"nunique", "sum"}, x = "count"}
+    same_frames(by2:groupby("y"):agg{key = {"nunique", "min", "max"}}
+      :compute(o), frame.concat{frame.read_csv(dir .. "/p1.csv"),
+      frame.read_csv(dir .. "/p2.csv")}:groupby("y"):agg{key = {"nunique",
+      "min", "max"}})
+    same_frames(by2:groupby("key"):agg(U):compute(o), frame.concat{
+      frame.read_csv(dir .. "/p1.csv"), frame.read_csv(dir .. "/p2.csv")}
+      :groupby("key"):agg(U))
     local B = 1 << 53
     local big = dd.from_frame(frame.from_table({k = {"a", "b", "a", "b"},
       v = {B + 1, B + 2, B + 3, B + 5}}, {"k", "v"}), 2)
@@ -288,6 +362,24 @@ describe("dlua.dataframe on a cluster", function ()
     assert.same({{k = "a", v_sum = 2 * B + 4, v_max = B + 3},
       {k = "b", v_sum = 2 * B + 7, v_max = B + 5}}, s)
     assert.equal("integer", math.type(s[1].v_sum))
+    -- persist: the partitions stay on the workers; the files can go
+    local pdir = tmpdir()
+    make_files(pdir, 2, 800)
+    local src = dd.read_csv(pdir .. "/*.csv", {blocksize = 8000})
+    local want = src:groupby("key"):agg(SPEC):compute(o)
+    local held = src:filter(function (df) return df.x:ge(0) end):persist(o)
+    assert.equal(src.npartitions, held.npartitions)
+    os.execute("rm -rf '" .. pdir .. "'")
+    same_frames(held:groupby("key"):agg(SPEC):compute(o), want)
+    assert.equal(1600, held:count(o))
+    local n = 0
+    for _, layer in pairs(held.layers) do
+      for _, t in pairs(layer) do
+        assert.is_true(dlua.is_future(t)) -- no task left to read the files
+        n = n + 1
+      end
+    end
+    assert.equal(held.npartitions, n)
     shuffles(o) -- merge, sort_values, set_index through the workers
     local paths = ddf:to_csv(dir .. "/out/part-*.csv", o)
     assert.equal(ddf.npartitions, #paths)

@@ -1924,4 +1924,7 @@ Item.__tostring = function (it)
 end
 
 M.Bag, M.Item = Bag, Item
+-- For dlua.dataframe.from_bag: b with its partitions as tasks ({name=,
+-- npartitions=, layers=}; partition i is the key name .. "-" .. i).
+M._materialize = materialize
 return M

@@ -6,7 +6,7 @@
   print(ddf:groupby("key"):agg{x = "mean", y = "sum"}:compute())
 
 Partitions travel as plain tables {_names, _cols, _n} (ndarrays and
-string arrays); frame.wrap gives them their methods back.  README.md,
+dictionary-encoded string columns as plain tables); frame.wrap gives them their methods back.  README.md,
 section "Data frames", documents the API. ]]
 
 local frame = require "dlua.frame"
@@ -38,9 +38,7 @@ local function new(prefix, n, layers, names, name)
     layers = layers, names = names}, DF)
 end
 
-local function strip(df) -- a frame as a plain table for the wire
-  return {_names = df._names, _cols = df._cols, _n = df._n}
-end
+local strip = frame._strip -- a frame as plain tables for the wire
 M._strip = strip
 
 local function wrap(t) return frame.wrap(t) end
@@ -392,13 +390,14 @@ function DF:groupby(keys)
   return setmetatable({d = self, keys = keys}, GB)
 end
 
-function M._partial(keys, cols, part)
-  return strip(frame._partial_agg(wrap(part), keys, cols))
+function M._partial(keys, cols, ucols, part)
+  return strip(frame._partial_agg(wrap(part), keys, cols, ucols))
 end
-function M._combine(keys, cols, ...)
+function M._combine(keys, cols, ucols, ...)
   local fs = {}
   for i, p in ipairs{...} do fs[i] = wrap(p) end
-  return strip(frame._combine_agg(frame.concat(fs), keys, cols))
+  return strip(frame._combine_distinct(frame._combine_agg(frame.concat(fs),
+    keys, cols), fs, keys, ucols))
 end
 function M._finish(keys, spec, part)
   return strip(frame._finish_agg(wrap(part), keys, spec))
@@ -408,7 +407,7 @@ end
 function GB:agg(spec, o)
   o = o or {}
   local every = o.split_every or 8
-  local ok, cols = pcall(frame._agg_columns, spec)
+  local ok, cols, ucols = pcall(frame._agg_columns, spec)
   if not ok then error(cols, 2) end
   local d, keys = self.d, self.keys
   local name = fresh("groupby-agg")
@@ -416,7 +415,8 @@ function GB:agg(spec, o)
   local level = {}
   for i = 1, d.npartitions do
     local k = pkey(name .. "-p", i)
-    layer[k] = {fn = M._partial, args = {keys, cols, pkey(d.name, i), n = 3},
+    layer[k] = {fn = M._partial, args = {keys, cols, ucols, pkey(d.name, i),
+      n = 4},
       deps = {pkey(d.name, i)}}
     level[i] = k
   end
@@ -425,7 +425,7 @@ function GB:agg(spec, o)
     depth = depth + 1
     local nxt = {}
     for s = 1, #level, every do
-      local args, deps = {keys, cols}, {}
+      local args, deps = {keys, cols, ucols}, {}
       for j = s, math.min(s + every - 1, #level) do
         args[#args + 1] = level[j]
         deps[#deps + 1] = level[j]
@@ -482,21 +482,17 @@ end
 -- here; missing values last; descending order reverses the buckets.
 local function range_codes(c, bounds, asc)
   local nb = bounds.n
-  if type(c) == "table" and getmetatable(c) == nil then -- strings
-    local t = {}
-    for i = 1, c.n or #c do
-      local v, b = c[i], nb
-      if v then
-        local lo, hi = 1, nb + 1
-        while lo < hi do
-          local mid = (lo + hi) // 2
-          if bounds[mid] <= v then lo = mid + 1 else hi = mid end
-        end
-        b = asc and lo - 1 or nb - (lo - 1)
+  if frame.is_strings(c) then -- each dict entry's bucket, then per row in C
+    local map = {nb}
+    for j, v in ipairs(c.dict) do
+      local lo, hi = 1, nb + 1
+      while lo < hi do
+        local mid = (lo + hi) // 2
+        if bounds[mid] <= v then lo = mid + 1 else hi = mid end
       end
-      t[i] = b
+      map[j + 1] = asc and lo - 1 or nb - (lo - 1)
     end
-    return #t > 0 and nd.from_table(t, "int64") or nd.zeros({0}, "int64")
+    return C.recode(c.codes, nd.from_table(map, "int64"))
   end
   local bn = nb > 0 and nd.from_table({tunpack(bounds, 1, nb)}, c.dtype)
     or nd.zeros({0}, c.dtype)
@@ -534,9 +530,14 @@ function M._sample(by, want, part)
       tconcat(df._names, "', '")), 0)
   end
   local vals = {}
-  if type(c) == "table" and getmetatable(c) == nil then
-    for i = 1, c.n or #c do if c[i] then vals[#vals + 1] = c[i] end end
-    table.sort(vals)
+  if frame.is_strings(c) then
+    local sorted = frame.wrap(strip(frame.from_table({v = c}):sort_values("v")))
+    local sc = sorted._cols.v
+    for i = 1, #sc do
+      local v = sc[i]
+      if not v then break end
+      vals[i] = v
+    end
   else
     if c.dtype == "bool" then
       error("dlua.dataframe: sort_values: a bool column cannot be a sort key "
@@ -554,7 +555,7 @@ function M._sample(by, want, part)
   local x = 1
   while x <= n do out[#out + 1] = vals[math.floor(x)] x = x + step end
   return {n = n, vals = out, min = vals[1], max = vals[n],
-    dtype = type(c) == "table" and getmetatable(c) == nil and "string"
+    dtype = frame.is_strings(c) and "string"
       or c.dtype}
 end
 
@@ -775,13 +776,12 @@ function M._loc(by, lo, hi, part)
   local df = wrap(part)
   local c = df._cols[by]
   local mask
-  if type(c) == "table" and getmetatable(c) == nil then
-    local t = {}
-    for i = 1, c.n or #c do
-      local v = c[i]
-      t[i] = v and (lo == nil or v >= lo) and (hi == nil or v <= hi) or false
+  if frame.is_strings(c) then -- each dict entry once, then per row in C
+    local map = {false}
+    for j, v in ipairs(c.dict) do
+      map[j + 1] = (lo == nil or v >= lo) and (hi == nil or v <= hi)
     end
-    mask = #t > 0 and nd.from_table(t, "bool") or nd.zeros({0}, "bool")
+    mask = C.recode(c.codes, nd.from_table(map, "bool"))
   else
     mask = nd.ones({#c}, "bool")
     if lo ~= nil then mask = mask & c:ge(lo) end
@@ -828,6 +828,149 @@ function DF:loc(lo, hi)
     r.divisions[#r.divisions + 1] = dv[keep[#keep] + 1]
   end
   return r
+end
+
+----------------------------------------------------------------------------
+-- persist, visualize, from_bag
+----------------------------------------------------------------------------
+
+local function graph_of(d)
+  local g = {}
+  for _, layer in pairs(d.layers) do for k, t in pairs(layer) do g[k] = t end end
+  return g
+end
+
+--[[ ddf:persist([opts]) -> the same dataframe with its partitions computed
+  and held on the workers (in this process with scheduler = "sync"); its
+  graph is then only their futures, so later graphs start from them. ]]
+function DF:persist(o)
+  local keys = {}
+  for i = 1, self.npartitions do keys[i] = pkey(self.name, i) end
+  local D = require "dlua.delayed"
+  local ok, vals = pcall(D.persist_graph, graph_of(self), keys, o or {})
+  if not ok then error(vals, 2) end
+  local name = fresh("persist")
+  local layer = {}
+  for i = 1, #keys do layer[pkey(name, i)] = vals[i] end
+  local r = new("persist", self.npartitions, {[name] = layer}, self.names,
+    name)
+  r.index, r.divisions = self.index, self.divisions
+  return r
+end
+
+local function dot_id(s) return '"' .. tostring(s):gsub('["\\]', "\\%0") .. '"' end
+
+--[[ ddf:visualize([filename]) -> the task graph as Graphviz DOT text; with
+  a filename, written there (.dot/.gv as text, .svg/.png/.pdf through
+  Graphviz's dot) and the filename returned.  Partition keys are bold. ]]
+function DF:visualize(filename)
+  local g = graph_of(self)
+  local names = {}
+  for k in pairs(g) do names[#names + 1] = k end
+  table.sort(names)
+  local out = {"digraph dlua_dataframe {", "  graph [rankdir=BT];"}
+  for _, k in ipairs(names) do
+    local t = g[k]
+    local task = type(t) == "table" and getmetatable(t) == nil and t.fn ~= nil
+    out[#out + 1] = sformat("  %s [label=%s, shape=%s];", dot_id(k),
+      dot_id((k:gsub("%-[%x]+%-", "-", 1))), task and "box" or "ellipse")
+    if task then
+      for _, dk in ipairs(t.deps or {}) do
+        out[#out + 1] = sformat("  %s -> %s;", dot_id(dk), dot_id(k))
+      end
+    end
+  end
+  for i = 1, self.npartitions do
+    out[#out + 1] = sformat("  %s [style=bold];", dot_id(pkey(self.name, i)))
+  end
+  out[#out + 1] = "}"
+  local text = tconcat(out, "\n") .. "\n"
+  if filename == nil then return text end
+  if type(filename) ~= "string" then
+    fail(2, "visualize: filename must be a string, got %s", type(filename))
+  end
+  local ext = (filename:match("%.(%w+)$") or ""):lower()
+  if ext == "dot" or ext == "gv" then
+    local f, err = io.open(filename, "w")
+    if not f then fail(2, "visualize: %s", err) end
+    f:write(text)
+    f:close()
+    return filename
+  end
+  if ext ~= "svg" and ext ~= "png" and ext ~= "pdf" then
+    fail(2, "visualize: unknown file type '%s' (use .dot, .svg, .png or .pdf)",
+      filename)
+  end
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "w"))
+  f:write(text)
+  f:close()
+  local ok = os.execute(sformat("dot -T%s -o '%s' '%s' 2>/dev/null", ext,
+    filename:gsub("'", "'\\''"), tmp))
+  os.remove(tmp)
+  if not ok then
+    fail(2, "visualize: could not write '%s' (needs Graphviz's dot; .dot "
+      .. "files need nothing)", filename)
+  end
+  return filename
+end
+
+function M._from_rows(names, part)
+  local rows = {}
+  for i, e in ipairs(part) do
+    if type(e) ~= "table" then
+      error(sformat("dlua.dataframe: from_bag: element %d of a partition is "
+        .. "a %s, expected a record or an array", i, type(e)), 0)
+    end
+    if e[1] ~= nil then -- an array: values in the order of names
+      local r = {}
+      for j, n in ipairs(names) do r[n] = e[j] end
+      e = r
+    end
+    rows[i] = e
+  end
+  local cols = {}
+  for _, n in ipairs(names) do
+    local v = {}
+    for i, r in ipairs(rows) do v[i] = r[n] end
+    v.n = #rows
+    cols[n] = v
+  end
+  return strip(frame.from_table(cols, names))
+end
+
+--[[ dataframe.from_bag(bag, columns) -> a dataframe of the bag's
+  partitions, one frame each: elements are records (tables keyed by column
+  name) or arrays (values in the order of columns); a missing value is nil.
+  Columns' types are inferred per partition (int64 meeting float64 becomes
+  float64 when partitions meet). ]]
+function M.from_bag(b, columns)
+  local bag = require "dlua.bag"
+  if getmetatable(b) ~= bag.Bag then
+    fail(2, "from_bag: expects a dlua.bag, got %s", type(b))
+  end
+  if type(columns) ~= "table" or #columns == 0 then
+    fail(2, "from_bag: needs the column names, e.g. from_bag(b, {\"key\", "
+      .. "\"x\"})")
+  end
+  local seen = {}
+  for _, c in ipairs(columns) do
+    if type(c) ~= "string" then fail(2, "from_bag: column names must be strings") end
+    if seen[c] then fail(2, "from_bag: duplicate column name '%s'", c) end
+    seen[c] = true
+  end
+  local m = bag._materialize(b)
+  local name = fresh("from_bag")
+  local layers = {}
+  for k, v in pairs(m.layers) do layers[k] = v end
+  local layer = {}
+  for i = 1, m.npartitions do
+    local dep = pkey(m.name, i)
+    layer[pkey(name, i)] = {fn = M._from_rows, args = {columns, dep, n = 2},
+      deps = {dep}}
+  end
+  layers[name] = layer
+  return new("from_bag", m.npartitions, layers, {tunpack(columns)}, name)
 end
 
 M.is_dataframe = function (v) return getmetatable(v) == DF end

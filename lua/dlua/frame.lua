@@ -6,8 +6,10 @@
 
 Numeric and bool columns are dlua.ndarray vectors (a missing float64 is
 NaN; an int64 or bool column with a missing value is read as float64, as
-pandas does); string columns are Lua arrays of strings with false for a
-missing value.  README.md, section "Data frames", documents the API. ]]
+pandas does); string columns are dictionary-encoded: {codes = int64
+ndarray (0: missing, else an index into dict), dict = {unique strings},
+n = rows}, whose metatable makes col[i] the string (false when missing).
+README.md, section "Data frames", documents the API. ]]
 
 local nd = require "dlua.ndarray"
 local C = require "dlua.framec"
@@ -25,6 +27,71 @@ local NDMT = getmetatable(nd.zeros{0})
 local function is_nd(v) return getmetatable(v) == NDMT end
 local function is_frame(v) return getmetatable(v) == Frame end
 M.is_frame = is_frame
+local STRMT = C.strmt
+local function is_strings(v) return getmetatable(v) == STRMT end
+M.is_strings = is_strings
+
+-- A string column of codes (int64 ndarray) into dict.
+local function strcol(codes, dict)
+  return setmetatable({codes = codes, dict = dict, n = #codes}, STRMT)
+end
+
+-- A string column from a Lua array t of n strings (false/nil: missing),
+-- factorized in C.
+local function strings_of(t, n)
+  local a = {n = n}
+  for i = 1, n do a[i] = t[i] or false end
+  local codes, k, first = C.factorize(a)
+  local dict, f = {}, first:totable()
+  for j = 1, k do dict[j] = a[f[j]] end
+  return strcol(codes, dict)
+end
+
+-- The string columns in list (each with its own dict) over one dict:
+-- returns the dict and the list of codes ndarrays, recoded into it.
+local function unify(list)
+  local dict = list[1].dict
+  local out = {list[1].codes}
+  local index
+  for i = 2, #list do
+    local c = list[i]
+    if c.dict == dict then out[i] = c.codes
+    else
+      if not index then
+        local d2 = {}
+        index = {}
+        for j, v in ipairs(dict) do d2[j] = v index[v] = j end
+        dict = d2
+      end
+      local map = {0}
+      for j, v in ipairs(c.dict) do
+        local code = index[v]
+        if not code then
+          code = #dict + 1
+          dict[code] = v
+          index[v] = code
+        end
+        map[j + 1] = code
+      end
+      out[i] = C.recode(c.codes, nd.from_table(map, "int64"))
+    end
+  end
+  return dict, out
+end
+M._unify = unify
+
+-- Per row, the rank of its string among the column's dict entries
+-- (float64; NaN where missing): sorting by it sorts by the strings.
+local function str_ranks(c)
+  local k = #c.dict
+  local order = {}
+  for j = 1, k do order[j] = j end
+  local d = c.dict
+  tsort(order, function (a, b) return d[a] < d[b] end)
+  local map = {0/0}
+  for r, j in ipairs(order) do map[j + 1] = r end
+  return C.recode(c.codes, nd.from_table(map, "float64")), order
+end
 
 local function fail(level, fmt, ...)
   error("dlua.frame: " .. sformat(fmt, ...), level + 1)
@@ -64,11 +131,7 @@ local function make_col(t, n, level)
     end
   end
   kind = kind or "float64"
-  if kind == "string" then
-    local o = {n = n}
-    for i = 1, n do o[i] = t[i] or false end
-    return o
-  end
+  if kind == "string" then return strings_of(t, n) end
   local missing = false
   for i = 1, n do if t[i] == nil then missing = true break end end
   if missing or kind == "float64" then
@@ -90,6 +153,11 @@ local function new(names, cols, level)
   for _, name in ipairs(names) do
     if seen[name] then fail(level + 1, "duplicate column name '%s'", name) end
     seen[name] = true
+    local c = cols[name]
+    if type(c) == "table" and not is_nd(c) and not is_strings(c) then
+      if rawget(c, "dict") ~= nil then setmetatable(c, STRMT) -- off the wire
+      else cols[name] = strings_of(c, c.n or #c) end
+    end
     local len = col_len(cols[name])
     if n == nil then n = len
     elseif len ~= n then
@@ -110,9 +178,7 @@ end
 
 local function take(c, idx)
   if is_nd(c) then return C.take(c, idx) end
-  local o, it = {n = #idx}, idx:totable()
-  for i = 1, #it do o[i] = c[it[i]] end
-  return o
+  return strcol(C.take(c.codes, idx), c.dict)
 end
 
 local function colnames_list(df)
@@ -169,7 +235,7 @@ function M.from_table(t, names)
     for _, name in ipairs(names) do
       local v = t[name]
       if v == nil then fail(2, "from_table: no column '%s'", tostring(name)) end
-      if is_nd(v) then cols[name] = v
+      if is_nd(v) or is_strings(v) then cols[name] = v
       elseif type(v) == "table" then cols[name] = make_col(v, v.n or #v, 2)
       else fail(2, "from_table: column '%s' must be a table or ndarray",
         tostring(name)) end
@@ -253,7 +319,9 @@ function methods:assign(t)
   for _, k in ipairs(keys) do
     local v = t[k]
     if type(v) == "number" then v = nd.full({self._n}, v) end
-    if not is_nd(v) and type(v) == "table" then v = make_col(v, v.n or #v, 2) end
+    if not is_nd(v) and not is_strings(v) and type(v) == "table" then
+      v = make_col(v, v.n or #v, 2)
+    end
     if not is_nd(v) and type(v) ~= "table" then
       fail(2, "assign: column '%s' must be an ndarray, table or number",
         tostring(k))
@@ -301,7 +369,7 @@ function methods:column_table(name)
   return t
 end
 
--- Sort keys: codes comparable with <, per column.
+-- Sort keys: values comparable with <, per column (strings by rank).
 local function cmp_values(c)
   if is_nd(c) then
     local t = c:totable()
@@ -310,7 +378,7 @@ local function cmp_values(c)
     end
     return t, true
   end
-  return c, false
+  return (str_ranks(c)):totable(), true
 end
 
 function methods:sort_values(o)
@@ -325,8 +393,10 @@ function methods:sort_values(o)
     asc = {}
     for i = 1, #by do asc[i] = a end
   end
-  if #by == 1 and is_nd(check_col(self, by[1], 2)) then -- in C
-    return take_rows(self, C.argsort(self._cols[by[1]], asc[1] ~= false))
+  if #by == 1 then -- in C (strings by the rank of their dict entry)
+    local c = check_col(self, by[1], 2)
+    if is_strings(c) then c = str_ranks(c) end
+    return take_rows(self, C.argsort(c, asc[1] ~= false))
   end
   local keys = {}
   for i, n in ipairs(by) do keys[i] = cmp_values(check_col(self, n, 2)) end
@@ -377,22 +447,21 @@ local function agg_one(codes, k, c, how)
     local ones = nd.ones({pk})
     return C.reduce("sum", gc, k, ones):astype("int64")
   end
-  if not is_nd(c) then
+  if not is_nd(c) then -- strings: on their codes, in C
     if how == "count" then
-      local t = {}
-      for i = 1, #codes do t[i] = c[i] and 1 or 0/0 end
-      return C.reduce("count", codes, k, nd.from_table(t))
-    elseif how == "first" or how == "last" then
-      local out, tc = {}, codes:totable()
-      for i = 1, #tc do
-        local g = tc[i]
-        if g > 0 and c[i] and (how == "last" or out[g] == nil) then
-          out[g] = c[i]
-        end
+      return C.reduce("sum", codes, k, c.codes:gt(0))
+    elseif how == "first" or how == "last" or how == "min" or how == "max" then
+      local v, order
+      if how == "min" or how == "max" then v, order = str_ranks(c)
+      else v = nd.where(c.codes:eq(0), 0/0, c.codes:astype("float64")) end
+      local r = C.reduce(how, codes, k, v) -- NaN for a group of missing
+      r = nd.where(nd.isnan(r), 0, r):astype("int64")
+      if order then -- ranks back to codes
+        local back = {0}
+        for rk, j in ipairs(order) do back[rk + 1] = j end
+        r = C.recode(r, nd.from_table(back, "int64"))
       end
-      local o = {n = k}
-      for g = 1, k do o[g] = out[g] or false end
-      return o
+      return strcol(r, c.dict)
     end
     error(sformat("dlua.frame: agg: '%s' of a string column", how), 0)
   end
@@ -528,16 +597,10 @@ function methods:merge(other, o)
   local isOn = {}
   for _, n in ipairs(on) do isOn[n] = true end
   local names, cols = {}, {}
-  local lt, rt -- the row indices as Lua arrays, made once if needed
   local function gather(df, idx, n)
     local c = df._cols[n]
     if is_nd(c) then return C.take_missing(c, idx) end
-    local t
-    if idx == li then lt = lt or li:totable() t = lt
-    else rt = rt or ri:totable() t = rt end
-    local o = {n = #t}
-    for r = 1, #t do o[r] = c[t[r]] or false end
-    return o
+    return strcol(C.take0(c.codes, idx), c.dict)
   end
   for _, n in ipairs(self._names) do
     local out = n
@@ -550,7 +613,8 @@ function methods:merge(other, o)
         local miss = li:eq(0)
         if miss:any() then c = nd.where(miss, r:astype(c.dtype), c) end
       else
-        for i = 1, c.n do if not c[i] then c[i] = r[i] end end
+        local dict, cs = unify{c, r}
+        c = strcol(nd.where(cs[1]:eq(0), cs[2], cs[1]), dict)
       end
     end
     cols[out] = c
@@ -578,9 +642,8 @@ function M._joint_codes(a, b, on)
       end
       both = nd.concatenate{ca, cb}
     else
-      both = {n = a._n + b._n}
-      for r = 1, a._n do both[r] = ca[r] end
-      for r = 1, b._n do both[a._n + r] = cb[r] end
+      local dict, cs = unify{ca, cb}
+      both = strcol(nd.concatenate(cs), dict)
     end
     local c2, k2 = factorize(both)
     if i == 1 then codes, k = c2, k2
@@ -605,6 +668,21 @@ function M.concat(list)
   local cols = {}
   for _, n in ipairs(first._names) do
     local c = first._cols[n]
+    local strings = false -- a string column anywhere: all-missing float64
+    for _, df in ipairs(list) do -- parts (no value to type) become strings
+      if is_strings(df._cols[n]) then strings = true break end
+    end
+    if strings then
+      for _, df in ipairs(list) do
+        local p = df._cols[n]
+        if is_nd(p) and p.dtype == "float64" and (#p == 0 or nd.isnan(p):all())
+          then c = strcol(nd.zeros({#p}, "int64"), {}) break end
+      end
+      if is_nd(c) then c = nil end
+      for _, df in ipairs(list) do
+        if c == nil and is_strings(df._cols[n]) then c = df._cols[n] end
+      end
+    end
     if is_nd(c) then
       local parts, ty = {}, c.dtype
       for i, df in ipairs(list) do
@@ -618,14 +696,20 @@ function M.concat(list)
       end
       cols[n] = nd.concatenate(parts)
     else
-      local o, k = {}, 0
-      for _, df in ipairs(list) do
+      local parts = {}
+      for i, df in ipairs(list) do
         local p = df._cols[n]
-        if is_nd(p) then fail(2, "concat: column '%s' differs in type", n) end
-        for i = 1, p.n or #p do k = k + 1 o[k] = p[i] end
+        if is_nd(p) and p.dtype == "float64" and (#p == 0 or nd.isnan(p):all())
+        then
+          p = strcol(nd.zeros({#p}, "int64"), {}) -- no value: all missing
+        elseif is_nd(p) then
+          fail(2, "concat: column '%s' is string in one frame and %s in "
+            .. "frame %d", n, p.dtype, i)
+        end
+        parts[i] = p
       end
-      o.n = k
-      cols[n] = o
+      local dict, cs = unify(parts)
+      cols[n] = strcol(#cs == 1 and cs[1] or nd.concatenate(cs), dict)
     end
   end
   return new({table.unpack(first._names)}, cols, 2)
@@ -718,8 +802,35 @@ end
 -- Partial aggregations (for dlua.dataframe's tree of group-bys)
 ----------------------------------------------------------------------------
 
---- frame.wrap(t): give a frame sent over the wire its methods back.
-function M.wrap(t) return setmetatable(t, Frame) end
+--- frame.wrap(t): give a frame sent over the wire its methods back (and
+-- its string columns theirs).
+function M.wrap(t)
+  if t._distinct then
+    for _, d in pairs(t._distinct) do M.wrap(d) end
+  end
+  for _, c in pairs(t._cols) do
+    if type(c) == "table" and not is_nd(c) and rawget(c, "dict") ~= nil then
+      setmetatable(c, STRMT)
+    end
+  end
+  return setmetatable(t, Frame)
+end
+
+--- frame._strip(df): a frame as plain tables for the wire (no metatables
+-- on it or its string columns).
+function M._strip(df)
+  local cols = {}
+  for k, c in pairs(df._cols) do
+    if is_strings(c) then c = {codes = c.codes, dict = c.dict, n = c.n} end
+    cols[k] = c
+  end
+  local dist
+  if df._distinct then -- nunique's distinct rows, of a partial aggregation
+    dist = {}
+    for k, d in pairs(df._distinct) do dist[k] = M._strip(d) end
+  end
+  return {_names = df._names, _cols = cols, _n = df._n, _distinct = dist}
+end
 
 function methods:_take(idx)
   return take_rows(self, nd_of_ints(idx, #idx))
@@ -728,27 +839,61 @@ end
 function methods:_take_nd(idx) return take_rows(self, idx) end
 
 local TREE_AGGS = {sum = true, mean = true, count = true, min = true,
-  max = true, std = true, var = true, first = true, last = true}
+  max = true, std = true, var = true, first = true, last = true,
+  nunique = true}
 
--- The columns an agg spec needs, checked: {name, ...} sorted.
+-- The columns an agg spec needs, checked: {name, ...} sorted, and those
+-- that want nunique (their distinct values travel up the tree).
 function M._agg_columns(spec)
   if type(spec) ~= "table" then
     error("dlua.dataframe: agg: expects {column = \"op\" | {\"op\", ...}}", 0)
   end
-  local cols = {}
+  local cols, ucols, useen = {}, {}, {}
   for name, hows in pairs(spec) do
     if type(hows) == "string" then hows = {hows} end
     for _, h in ipairs(hows) do
       if not TREE_AGGS[h] then
         error(sformat("dlua.dataframe: agg: '%s' is not supported on a "
-          .. "partitioned frame (sum mean count min max std var first last)",
-          tostring(h)), 0)
+          .. "partitioned frame (sum mean count min max std var first last "
+          .. "nunique)", tostring(h)), 0)
+      end
+      if h == "nunique" and not useen[name] then
+        useen[name] = true
+        ucols[#ucols + 1] = name
       end
     end
     cols[#cols + 1] = name
   end
   tsort(cols)
-  return cols
+  tsort(ucols)
+  return cols, ucols
+end
+
+-- The distinct (keys..., col) rows of df with col present: what nunique
+-- needs of a partition.
+local function distinct(df, keys, col)
+  local all = {}
+  for i, k in ipairs(keys) do all[i] = k end
+  local iskey = false
+  for _, k in ipairs(keys) do if k == col then iskey = true end end
+  if not iskey then all[#all + 1] = col end
+  local _, _, first = group_codes(df, all, 2)
+  local cols = {}
+  for _, n in ipairs(all) do cols[n] = take(check_col(df, n, 2), first) end
+  return new(all, cols, 2)
+end
+
+-- Rows per group of df, as a frame of keys + __n (int64).
+local function grouped_count(df, keys)
+  local codes, k, first = group_codes(df, keys, 2)
+  local names, cols = {}, {}
+  for _, key in ipairs(keys) do
+    names[#names + 1] = key
+    cols[key] = take(df._cols[key], first)
+  end
+  names[#names + 1] = "__n"
+  cols.__n = C.reduce("count", codes, k, nd.ones({#codes})):astype("int64")
+  return new(names, cols, 2)
 end
 
 local function grouped(df, keys, level)
@@ -763,12 +908,12 @@ end
 
 -- Per partition: keys + name__count, __sum, __min, __max, __first, __last,
 -- __m2 (squared deviations from the partition's group mean).
-function M._partial_agg(df, keys, vcols)
+function M._partial_agg(df, keys, vcols, ucols)
   local codes, k, names, cols = grouped(df, keys, 2)
   for _, name in ipairs(vcols) do
     local c = check_col(df, name, 2)
     local stats = is_nd(c) and {"count", "sum", "min", "max", "first", "last"}
-      or {"count", "first", "last"}
+      or {"count", "min", "max", "first", "last"}
     for _, h in ipairs(stats) do
       local r = agg_one(codes, k, c, h)
       if h == "count" and is_nd(r) then r = r:astype("float64") end
@@ -781,7 +926,12 @@ function M._partial_agg(df, keys, vcols)
       cols[name .. "__m2"] = C.reduce("m2", codes, k, c, mean)
     end
   end
-  return new(names, cols, 2)
+  local r = new(names, cols, 2)
+  if ucols and #ucols > 0 then
+    r._distinct = {}
+    for _, u in ipairs(ucols) do r._distinct[u] = distinct(df, keys, u) end
+  end
+  return r
 end
 
 -- Combine partials (concatenated) into one partial.
@@ -814,6 +964,34 @@ function M._combine_agg(df, keys, vcols)
   return new(names, cols, 2)
 end
 
+-- The distinct rows of the partials in list, for each column of ucols,
+-- merged into the combined partial r.
+function M._combine_distinct(r, list, keys, ucols)
+  if not ucols or #ucols == 0 then return r end
+  r._distinct = {}
+  for _, u in ipairs(ucols) do
+    local ds = {}
+    for i, p in ipairs(list) do ds[i] = p._distinct[u] end
+    r._distinct[u] = distinct(M.concat(ds), keys, u)
+  end
+  return r
+end
+
+-- nunique of col for each row (group) of the combined partial df: its
+-- distinct rows counted per group, aligned to df's rows (0 for a group
+-- with no value).
+local function nunique_of(df, keys, col)
+  local d = df._distinct and df._distinct[col]
+  if d == nil then error("dlua.dataframe: agg: no distinct values for '"
+    .. col .. "'", 0) end
+  local cnt = distinct(d, keys, col)
+  cnt = grouped_count(cnt, keys)
+  local lc, rc, k = M._joint_codes(df, cnt, keys)
+  local _, ri = C.join(lc, rc, k, "left")
+  local c = C.take_missing(cnt._cols.__n, ri)
+  return nd.where(nd.isnan(c), 0, c):astype("int64")
+end
+
 -- The requested results from a combined partial, sorted by the keys.
 function M._finish_agg(df, keys, spec)
   local names, cols = {}, {}
@@ -831,7 +1009,8 @@ function M._finish_agg(df, keys, spec)
     for _, h in ipairs(hows) do
       local function col(x) return df._cols[name .. "__" .. x] end
       local r
-      if h == "count" then r = col("count"):astype("int64")
+      if h == "nunique" then r = nunique_of(df, keys, name)
+      elseif h == "count" then r = col("count"):astype("int64")
       elseif h == "mean" then r = col("sum") / col("count")
       elseif h == "var" or h == "std" then
         r = col("m2") / (col("count") - 1)

@@ -173,6 +173,87 @@ void dl_hash_i64(const int64_t *v, int64_t n, uint64_t *h) {
   for (i = 0; i < n; i++) dl_hash_mix(&h[i], hash_double((double)v[i]));
 }
 
+int64_t dl_factorize_bytes(const char *bytes, const int64_t *offs,
+                           const uint8_t *valid, int64_t n, int64_t *codes,
+                           int64_t *first) {
+  size_t cap = 64, mask, used = 0;
+  slot *tab; /* key: the bytes' hash; code: 1..k (0 free) */
+  int64_t i, k = 0;
+  tab = calloc(cap, sizeof *tab);
+  if (!tab) return -1;
+  mask = cap - 1;
+  for (i = 0; i < n; i++) {
+    const char *p = bytes + offs[i];
+    size_t len = (size_t)(offs[i + 1] - offs[i]), h;
+    uint64_t key;
+    if (valid && !valid[i]) {
+      codes[i] = 0;
+      continue;
+    }
+    if ((used + 1) * 2 > cap) {
+      size_t ncap = cap * 2, j;
+      slot *nt = calloc(ncap, sizeof *nt);
+      if (!nt) {
+        free(tab);
+        return -1;
+      }
+      for (j = 0; j < cap; j++)
+        if (tab[j].code) {
+          size_t g = tab[j].key & (ncap - 1);
+          while (nt[g].code) g = (g + 1) & (ncap - 1);
+          nt[g] = tab[j];
+        }
+      free(tab);
+      tab = nt;
+      cap = ncap;
+      mask = cap - 1;
+    }
+    key = dl_hash_bytes(p, len);
+    h = key & mask;
+    for (; tab[h].code; h = (h + 1) & mask) {
+      int64_t r = first[tab[h].code - 1];
+      if (tab[h].key == key && (size_t)(offs[r + 1] - offs[r]) == len &&
+          memcmp(bytes + offs[r], p, len) == 0)
+        break;
+    }
+    if (!tab[h].code) {
+      tab[h].key = key;
+      tab[h].code = ++k;
+      first[k - 1] = i;
+      used++;
+    }
+    codes[i] = tab[h].code;
+  }
+  free(tab);
+  return k;
+}
+
+int64_t dl_factorize_codes(const int64_t *c, int64_t n, int64_t kdict,
+                           int64_t *codes, int64_t *first) {
+  int64_t *map, i, k = 0;
+  if (kdict < 0) return -2;
+  map = calloc((size_t)kdict + 1, sizeof *map);
+  if (!map) return -1;
+  for (i = 0; i < n; i++) {
+    int64_t x = c[i];
+    if (x < 0 || x > kdict) {
+      free(map);
+      return -2;
+    }
+    if (x == 0) {
+      codes[i] = 0;
+      continue;
+    }
+    if (!map[x]) {
+      map[x] = ++k;
+      first[k - 1] = i;
+    }
+    codes[i] = map[x];
+  }
+  free(map);
+  return k;
+}
+
 uint64_t dl_hash_bytes(const char *p, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, then mixed */
   size_t i;

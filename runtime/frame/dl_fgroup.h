@@ -19,6 +19,16 @@ int64_t dl_factorize_i64(const int64_t *v, const uint8_t *valid, int64_t n,
 /* The same for float64 keys (NaN is missing; -0 equals 0). */
 int64_t dl_factorize_f64(const double *v, int64_t n, int64_t *codes,
                          int64_t *first);
+/* The same for n strings, row i being bytes[offs[i], offs[i+1]) (valid
+   may be NULL: all present), compared by their bytes. */
+int64_t dl_factorize_bytes(const char *bytes, const int64_t *offs,
+                           const uint8_t *valid, int64_t n, int64_t *codes,
+                           int64_t *first);
+/* Codes of a dictionary-encoded column (c[i] in 0..kdict, 0 missing)
+   renumbered 1..k in order of first appearance, as above.  Returns k, -1
+   when out of memory, -2 when a code is out of range. */
+int64_t dl_factorize_codes(const int64_t *c, int64_t n, int64_t kdict,
+                           int64_t *codes, int64_t *first);
 /* Reduce v (NaN skipped) by codes (0 skipped) into out[k].  DL_G_M2 needs
    the group means in mean[k]: out = sum of (v - mean)^2.  MIN/MAX/FIRST/
    LAST of an empty group are NaN. */

@@ -2,8 +2,10 @@
 ** dl_frame_lua.c -- the "dlua.framec" module: the C kernels of data
 ** frames (runtime/frame/) for lua/dlua/frame.lua.  Numeric columns are
 ** dlua.ndarray userdata (frame.lua loads dlua.ndarray first, which makes
-** the metatable used here); string columns are Lua arrays of strings
-** with false for a missing value.  README.md, "Data frames".
+** the metatable used here); string columns are dictionary-encoded:
+** {codes = int64 ndarray (0: missing, else 1..#dict), dict = {strings},
+** n = rows}, whose metatable STR_MT makes col[i] the string (false when
+** missing).  README.md, "Data frames".
 */
 #include <math.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "dl_runtime.h"
 
 #define ND_MT "dlua.ndarray"
+#define STR_MT "dlua.frame.strings"
 
 /* A contiguous 1-d view of the ndarray at i (copied if strided). */
 static const dl_nd *check_vec(lua_State *L, int i) {
@@ -37,6 +40,118 @@ static dl_nd *push_vec(lua_State *L, dl_dtype t, int64_t n) {
   lua_setmetatable(L, -2);
   if (dl_nd_alloc_uninit(a, t, 1, &n)) luaL_error(L, "not enough memory");
   return a;
+}
+
+/* The codes of the dictionary-encoded string column at i (a table with
+   an int64 ndarray in .codes), or NULL when i is something else. */
+static const dl_nd *str_codes(lua_State *L, int i) {
+  dl_nd *a;
+  if (lua_type(L, i) != LUA_TTABLE) return NULL;
+  i = lua_absindex(L, i);
+  lua_pushliteral(L, "codes");
+  lua_rawget(L, i);
+  a = (dl_nd *)luaL_testudata(L, -1, ND_MT);
+  lua_pop(L, 1); /* the column keeps it alive */
+  if (a == NULL) return NULL;
+  if (a->buf == NULL || a->ndim != 1 || a->dtype != DL_I64 ||
+      !dl_nd_contiguous(a))
+    luaL_argerror(L, i, "string column: codes must be a 1-d int64 ndarray");
+  return a;
+}
+
+/* #dict of the string column at i. */
+static int64_t str_ndict(lua_State *L, int i) {
+  int64_t k;
+  i = lua_absindex(L, i);
+  lua_pushliteral(L, "dict");
+  lua_rawget(L, i);
+  if (!lua_istable(L, -1)) luaL_argerror(L, i, "string column without a dict");
+  k = (int64_t)lua_rawlen(L, -1);
+  lua_pop(L, 1);
+  return k;
+}
+
+/* col[i] of a string column: its string, false when missing, nil past
+   the end (and for keys that are not integers). */
+static int str_index(lua_State *L) {
+  const dl_nd *c = str_codes(L, 1);
+  lua_Integer i;
+  int64_t code;
+  if (c == NULL || !lua_isinteger(L, 2)) return 0;
+  i = lua_tointeger(L, 2);
+  if (i < 1 || i > c->shape[0]) return 0;
+  code = ((const int64_t *)c->data)[i - 1];
+  if (code == 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushliteral(L, "dict");
+  if (lua_rawget(L, 1) != LUA_TTABLE) return 0;
+  lua_rawgeti(L, -1, (lua_Integer)code);
+  return 1;
+}
+
+static int str_len(lua_State *L) {
+  const dl_nd *c = str_codes(L, 1);
+  lua_pushinteger(L, c ? (lua_Integer)c->shape[0] : 0);
+  return 1;
+}
+
+static int str_newindex(lua_State *L) {
+  return luaL_error(L, "dlua.frame: string columns are read-only (make a "
+                    "new one and assign it)");
+}
+
+/* Push a string column {codes = codes (at the top, popped), dict = the
+   table at dict, n = rows} with its metatable.  [-1, +1, m] */
+static void push_strcol(lua_State *L, int dict, int64_t n) {
+  dict = lua_absindex(L, dict);
+  lua_createtable(L, 0, 3);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "codes");
+  lua_pushvalue(L, dict);
+  lua_setfield(L, -2, "dict");
+  lua_pushinteger(L, (lua_Integer)n);
+  lua_setfield(L, -2, "n");
+  luaL_setmetatable(L, STR_MT);
+}
+
+/* recode(codes, map) -> map[codes[i]] per row (map 0-based by code: an
+   ndarray of any dtype with at least max(code) + 1 elements). */
+static int l_recode(lua_State *L) {
+  const dl_nd *c = check_vec(L, 1), *m = check_vec(L, 2);
+  int64_t n = c->shape[0], i, mk = m->shape[0];
+  size_t w = dl_nd_itemsize(m->dtype);
+  const int64_t *p = (const int64_t *)c->data;
+  dl_nd *o;
+  if (c->dtype != DL_I64) luaL_argerror(L, 1, "expected int64 codes");
+  o = push_vec(L, m->dtype, n);
+  for (i = 0; i < n; i++) {
+    if (p[i] < 0 || p[i] >= mk)
+      return luaL_error(L, "dlua.frame: code %I out of range 0..%I",
+                        (lua_Integer)p[i], (lua_Integer)mk - 1);
+    memcpy(o->data + (size_t)i * w, m->data + (size_t)p[i] * w, w);
+  }
+  return 1;
+}
+
+/* take0(codes, idx) -> codes[idx], 0 where idx is 0 (a row a join did
+   not find: a missing string). */
+static int l_take0(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1), *ix = check_vec(L, 2);
+  int64_t n = ix->shape[0], i, m = a->shape[0];
+  const int64_t *p = (const int64_t *)ix->data, *v = (const int64_t *)a->data;
+  int64_t *q;
+  if (a->dtype != DL_I64 || ix->dtype != DL_I64)
+    luaL_argerror(L, 2, "expected int64 codes and rows");
+  q = (int64_t *)push_vec(L, DL_I64, n)->data;
+  for (i = 0; i < n; i++) {
+    if (p[i] < 0 || p[i] > m)
+      return luaL_error(L, "dlua.frame: row %I out of range 1..%I",
+                        (lua_Integer)p[i], (lua_Integer)m);
+    q[i] = p[i] ? v[p[i] - 1] : 0;
+  }
+  return 1;
 }
 
 /* A float64 copy of a numeric column at i (pushed on the stack). */
@@ -160,6 +275,24 @@ static int l_factorize(lua_State *L) {
   const dl_nd *a;
   int64_t n, k, *first;
   dl_nd *codes;
+  if ((a = str_codes(L, 1)) != NULL) { /* dictionary-encoded: by code */
+    int64_t kd = str_ndict(L, 1);
+    n = a->shape[0];
+    codes = push_vec(L, DL_I64, n);
+    first = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *first, 0);
+    k = dl_factorize_codes((const int64_t *)a->data, n, kd,
+                           (int64_t *)codes->data, first);
+    if (k == -2) return luaL_argerror(L, 1, "a code out of range of the dict");
+    if (k < 0) return luaL_error(L, "not enough memory");
+    lua_pushinteger(L, (lua_Integer)k);
+    {
+      dl_nd *f = push_vec(L, DL_I64, k);
+      int64_t i;
+      for (i = 0; i < k; i++) ((int64_t *)f->data)[i] = first[i] + 1;
+    }
+    lua_remove(L, -3); /* first */
+    return 3;
+  }
   if (lua_type(L, 1) == LUA_TTABLE && luaL_testudata(L, 1, ND_MT) == NULL) {
     lua_getfield(L, 1, "n");
     n = lua_isinteger(L, -1) ? (int64_t)lua_tointeger(L, -1)
@@ -356,7 +489,9 @@ static int l_hash_bucket(lua_State *L) {
   for (c = 1; c <= ncol; c++) { /* lengths first: nothing to free */
     int64_t len;
     lua_rawgeti(L, 2, c);
-    if (lua_istable(L, -1)) {
+    if (str_codes(L, -1)) {
+      len = str_codes(L, -1)->shape[0];
+    } else if (lua_istable(L, -1)) {
       lua_getfield(L, -1, "n");
       len = lua_isinteger(L, -1) ? (int64_t)lua_tointeger(L, -1)
                                  : (int64_t)lua_rawlen(L, -2);
@@ -375,7 +510,30 @@ static int l_hash_bucket(lua_State *L) {
   memset(h, 0, (size_t)(n ? n : 1) * sizeof *h);
   for (c = 1; c <= ncol; c++) {
     lua_rawgeti(L, 2, c);
-    if (lua_istable(L, -1)) {
+    if (str_codes(L, -1)) { /* each dict entry hashed once */
+      const dl_nd *sc = str_codes(L, -1);
+      const int64_t *cd = (const int64_t *)sc->data;
+      int64_t kd = str_ndict(L, -1), j;
+      uint64_t *dh = lua_newuserdatauv(L, (size_t)(kd + 1) * sizeof *dh, 0);
+      lua_getfield(L, -2, "dict");
+      dh[0] = 0x5eed;
+      for (j = 1; j <= kd; j++) {
+        size_t len;
+        const char *str;
+        lua_rawgeti(L, -1, (lua_Integer)j);
+        str = lua_tolstring(L, -1, &len);
+        if (str == NULL || lua_type(L, -1) != LUA_TSTRING)
+          return luaL_argerror(L, 2, "string column: dict holds a non-string");
+        dh[j] = dl_hash_bytes(str, len);
+        lua_pop(L, 1);
+      }
+      for (i = 0; i < n; i++) {
+        if (cd[i] < 0 || cd[i] > kd)
+          return luaL_argerror(L, 2, "string column: code out of range");
+        dl_hash_mix(&h[i], dh[cd[i]]);
+      }
+      lua_pop(L, 2);
+    } else if (lua_istable(L, -1)) {
       for (i = 0; i < n; i++) {
         size_t len;
         const char *str;
@@ -516,16 +674,23 @@ static int type_of(lua_State *L, const char *s) {
    int64 and bool columns with missing values become float64 with NaN. */
 static void push_col(lua_State *L, const dl_fcol *c) {
   int64_t i;
-  if (c->type == DL_FT_STR) {
-    lua_createtable(L, (int)c->n, 0);
-    for (i = 0; i < c->n; i++) {
-      if (c->valid[i])
-        lua_pushlstring(L, c->bytes + c->offs[i],
-                        (size_t)(c->offs[i + 1] - c->offs[i]));
-      else
-        lua_pushboolean(L, 0);
+  if (c->type == DL_FT_STR) { /* factorized here: codes + a dict */
+    int64_t *first = lua_newuserdatauv(L, (size_t)(c->n ? c->n : 1) * 8, 0);
+    dl_nd *codes = push_vec(L, DL_I64, c->n);
+    int64_t k = dl_factorize_bytes(c->bytes, c->offs, c->valid, c->n,
+                                   (int64_t *)codes->data, first);
+    if (k < 0) luaL_error(L, "not enough memory");
+    lua_createtable(L, (int)k, 0);
+    for (i = 0; i < k; i++) {
+      int64_t r = first[i];
+      lua_pushlstring(L, c->bytes + c->offs[r],
+                      (size_t)(c->offs[r + 1] - c->offs[r]));
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    lua_insert(L, -2); /* dict, codes */
+    push_strcol(L, -2, c->n);
+    lua_replace(L, -3); /* over first */
+    lua_pop(L, 1);      /* dict */
   } else if (c->type == DL_FT_F64 || c->nmissing) {
     dl_nd *o = push_vec(L, DL_F64, c->n);
     double *d = (double *)o->data;
@@ -663,10 +828,19 @@ static const luaL_Reg funcs[] = {
   {"combine", l_combine}, {"reduce", l_reduce}, {"read_csv", l_read_csv},
   {"take_missing", l_take_missing}, {"hash_bucket", l_hash_bucket},
   {"split", l_split}, {"join", l_join}, {"argsort", l_argsort},
-  {"range_bucket", l_range_bucket},
+  {"range_bucket", l_range_bucket}, {"recode", l_recode}, {"take0", l_take0},
   {NULL, NULL}};
 
 int luaopen_dlua_framec(lua_State *L) {
   luaL_newlib(L, funcs);
+  if (luaL_newmetatable(L, STR_MT)) {
+    lua_pushcfunction(L, str_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, str_len);
+    lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, str_newindex);
+    lua_setfield(L, -2, "__newindex");
+  }
+  lua_setfield(L, -2, "strmt");
   return 1;
 }

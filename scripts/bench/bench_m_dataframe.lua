@@ -10,6 +10,11 @@
 --                                  dataframe.groupby.pandas_wall)
 --   dataframe.groupby.MB_per_s, dataframe.read.MB_per_s_per_worker
 --   dataframe.groupby.maxdiff      cluster vs in-process results (<= 1e-9)
+--   dataframe.merge.wall           the files merged on key with a 1,000-row
+--                                  frame (key, w), rows counted, best of 2
+--   dataframe.sort.wall            sort_values("x") through the workers,
+--                                  rows counted, best of 2
+--   (Dask's side of merge and sort: scripts/bench/bench_m_shuffle.py)
 --   build/dlua scripts/bench/bench_m_dataframe.lua  (env FILES, ROWS, BLOCK;
 --                                                    QUICK=1 sets ROWS=400000)
 local dlua = require "dlua"
@@ -72,6 +77,29 @@ for _ = 1, 2 do
     :groupby("key"):agg(spec):compute{client = client}
   best = math.min(best, now() - t0)
 end
+
+-- merge with a small table (a broadcast join), and a sort (a shuffle)
+local small = frame.from_table({key = {}, w = {}}, {"key", "w"})
+do
+  local ks, ws = {}, {}
+  for i = 0, 999 do ks[i + 1] = "k" .. i ws[i + 1] = i * 0.5 end
+  small = frame.from_table({key = ks, w = ws}, {"key", "w"})
+end
+local t_merge, t_sort = math.huge, math.huge
+local o = {client = client}
+for _ = 1, 2 do
+  t0 = now()
+  local n = dd.read_csv(dir .. "/part-*.csv", {blocksize = BLOCK})
+    :merge(small, {on = "key"}):count(o)
+  t_merge = math.min(t_merge, now() - t0)
+  assert(n == per * FILES, "merge lost rows")
+  t0 = now()
+  local sorted = dd.read_csv(dir .. "/part-*.csv", {blocksize = BLOCK})
+    :sort_values("x", o)
+  n = sorted:count(o)
+  t_sort = math.min(t_sort, now() - t0)
+  assert(n == per * FILES, "sort lost rows")
+end
 client:close()
 
 local a, b = r_dd:totable(), r_frame:totable()
@@ -92,4 +120,6 @@ emit("dataframe.groupby.MB_per_s", size / 1e6 / best, "MB/s")
 emit("dataframe.read.MB_per_s_per_worker", size / 1e6 / best / 2, "MB/s")
 emit("dataframe.groupby.input_MB", size / 1e6, "MB")
 emit("dataframe.groupby.maxdiff", maxd, "rel")
+emit("dataframe.merge.wall", t_merge, "s")
+emit("dataframe.sort.wall", t_sort, "s")
 assert(maxd <= 1e-9, "cluster and in-process results differ")

@@ -242,6 +242,22 @@ row("l the same count through foldby: wall", r"bag\.wordfreq\.foldby_wall", "s",
     dpat=r"^$")
 row("l throughput", r"bag\.wordfreq\.MB_per_s", "MB/s", False,
     dpat=r"bag\.wordfreq\.dask_MB_per_s")
+row("m CSV group-by on 2 workers (8 files, 4 M rows): wall", r"dataframe\.groupby\.wall", "s",
+    True, "≥ 3x Dask (#16)", at_least(3), dpat=r"dataframe\.groupby\.dask_wall")
+row("m the same group-by in one process, dlua.frame vs pandas", r"dataframe\.groupby\.frame_wall",
+    "s", True, "≥ 2x pandas (#16)", at_least(2), dpat=r"dataframe\.groupby\.pandas_wall",
+    note="Dask column: pandas")
+row("m merge with a 1,000-row table on key, rows counted", r"dataframe\.merge\.wall", "s",
+    True, dpat=r"dataframe\.merge\.dask_wall", note="Dask's side: scripts/bench/bench_m_shuffle.py")
+row("m sort_values of all rows by x through the workers, rows counted",
+    r"dataframe\.sort\.wall", "s", True, dpat=r"dataframe\.sort\.dask_wall")
+row("m group-by throughput on 2 workers", r"dataframe\.groupby\.MB_per_s", "MB/s", False,
+    dpat=r"dataframe\.groupby\.dask_MB_per_s")
+row("m CSV read, per worker", r"dataframe\.read\.MB_per_s_per_worker", "MB/s", False,
+    dpat=r"^$")
+row("m cluster vs in-process results, largest relative difference",
+    r"dataframe\.groupby\.maxdiff", "", True, "≤ 1e-9 (#16)",
+    lambda a, b, c, rb, rc: a <= 1e-9, dpat=r"^$")
 row("n recursive fib by tasks (2 one-slot workers): per task", r"coord\.fib\.n\d+\.per_task",
     "us", True, "≥ 50x Dask (#18)", at_least(50))
 row("n Queue put→get round trip between tasks, median", r"coord\.queue_rtt\.median", "us",

@@ -178,7 +178,11 @@ static void test_parse_f64(void) {
     x ^= x << 13; /* xorshift64 */
     x ^= x >> 7;
     x ^= x << 17;
-    switch (i % 4) {
+    switch (i % 5) {
+    case 4: /* leading zeros after the point: eight at a time, then digits */
+      n = snprintf(buf, sizeof buf, "0.%.*s%llu", (int)(x % 17),
+                   "0000000000000000", (unsigned long long)(x >> (x & 31)));
+      break;
     case 0: /* a random double in [0, 1), as %.17g */
       d = (double)(x >> 11) / 9007199254740992.0;
       n = snprintf(buf, sizeof buf, "%.17g", d);
@@ -212,10 +216,35 @@ static void test_parse_f64(void) {
   CHECK(mism == 0);
 }
 
+/* Strings factorized by their bytes (missing ones code 0), and a dict
+   column's codes renumbered in order of first appearance. */
+static void test_factorize_strings(void) {
+  const char *bytes = "bakeyabakeyab";
+  /* "b", "akey", "a", "", "bakey", "ab" -> rows "b","akey","b","", ... */
+  int64_t offs[7] = {0, 1, 5, 6, 6, 11, 13};
+  uint8_t valid[6] = {1, 1, 1, 0, 1, 1};
+  int64_t codes[6], first[6], dc[5] = {3, 0, 3, 1, 2}, c2[5], f2[5];
+  int64_t bad[2] = {1, 4};
+  CHECK(dl_factorize_bytes(bytes, offs, valid, 6, codes, first) == 5);
+  CHECK(codes[0] == 1 && codes[1] == 2 && codes[2] == 3 && codes[3] == 0 &&
+        codes[4] == 4 && codes[5] == 5);
+  CHECK(first[0] == 0 && first[1] == 1 && first[4] == 5);
+  {
+    int64_t o2[4] = {0, 1, 5, 9}; /* "b", "akey", "akey" */
+    CHECK(dl_factorize_bytes("bakeyakey", o2, NULL, 3, codes, first) == 2);
+  }
+  CHECK(codes[0] == 1 && codes[1] == 2 && codes[2] == 2);
+  CHECK(dl_factorize_codes(dc, 5, 3, c2, f2) == 3);
+  CHECK(c2[0] == 1 && c2[1] == 0 && c2[2] == 1 && c2[3] == 2 && c2[4] == 3);
+  CHECK(f2[0] == 0 && f2[1] == 3 && f2[2] == 4);
+  CHECK(dl_factorize_codes(bad, 2, 3, c2, f2) == -2);
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_typed);
   RUN(test_group);
+  RUN(test_factorize_strings);
   RUN(test_group_i64);
   RUN(test_shuffle_kernels);
   RUN(test_parse_f64);
