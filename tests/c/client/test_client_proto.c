@@ -24,26 +24,15 @@
 
 /* ----------------------------------------------- frames on the socket */
 
-static int write_all(int fd, const void *p, size_t n) {
-  const char *s = p;
-  while (n) {
-    ssize_t w = write(fd, s, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    s += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static int read_all(int fd, void *p, size_t n) {
+/* Write (wr) or read all n bytes at p: 0, or -1. */
+static int io_all(int fd, void *p, size_t n, int wr) {
   char *s = p;
   while (n) {
-    ssize_t r = read(fd, s, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    s += r;
-    n -= (size_t)r;
+    ssize_t k = wr ? write(fd, s, n) : read(fd, s, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    s += k;
+    n -= (size_t)k;
   }
   return 0;
 }
@@ -51,16 +40,16 @@ static int read_all(int fd, void *p, size_t n) {
 /* A frame: u32 length, then the bytes (a batch of messages). */
 static int send_frame(int fd, const char *p, size_t n) {
   uint32_t len = (uint32_t)n;
-  if (write_all(fd, &len, sizeof len)) return -1;
-  return n ? write_all(fd, p, n) : 0;
+  if (io_all(fd, &len, sizeof len, 1)) return -1;
+  return n ? io_all(fd, (void *)p, n, 1) : 0;
 }
 
 /* Append the next frame's bytes to b; its length, or -1. */
 static long recv_frame(int fd, dl_buf *b) {
   uint32_t len;
-  if (read_all(fd, &len, sizeof len)) return -1;
+  if (io_all(fd, &len, sizeof len, 0)) return -1;
   if (dl_buf_try_grow(b, len)) return -1;
-  if (len && read_all(fd, b->p + b->len, len)) return -1;
+  if (len && io_all(fd, b->p + b->len, len, 0)) return -1;
   b->len += len;
   return (long)len;
 }
