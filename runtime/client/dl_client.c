@@ -31,16 +31,39 @@ static void flush_if_full(dl_client *c) {
   if (c->out.len >= DL_CLIENT_FLUSH_AT) dl_client_flush(c, 0);
 }
 
-static void set_data(dl_cfut *f, char *data, size_t dlen) {
-  dl_free(f->data);
-  f->data = data;
-  f->dlen = dlen;
+/* Drop f's bytes. */
+static void clear_data(dl_cfut *f) {
+  if (!(f->flags & DL_FUT_SMALL)) dl_free(f->data.p);
+  f->flags &= (uint8_t)~DL_FUT_SMALL;
+  f->data.p = NULL;
+  f->dlen = 0;
+}
+
+/* f's bytes become a copy of the n at p: in the record when they fit (a
+   million small results then cost no allocation each).  0, or DL_ENOMEM
+   with f unchanged. */
+static int set_data(dl_cfut *f, const char *p, size_t n) {
+  char *d = NULL;
+  if (n > sizeof f->data.small) {
+    d = dl_realloc(NULL, n);
+    if (d == NULL) return DL_ENOMEM;
+    memcpy(d, p, n);
+  }
+  clear_data(f);
+  if (d) {
+    f->data.p = d;
+  } else {
+    if (n) memcpy(f->data.small, p, n);
+    f->flags |= DL_FUT_SMALL;
+  }
+  f->dlen = n;
+  return 0;
 }
 
 /* Free f if no handle points at it and no list holds it. */
 static void maybe_free(dl_cfut *f) {
   if (f->holds == 0) {
-    dl_free(f->data);
+    clear_data(f);
     dl_free(f);
   }
 }
@@ -163,35 +186,25 @@ static dl_cfut *newsworthy(dl_client *c, const char *key, size_t klen) {
   return f;
 }
 
-static char *dup_bytes(const char *p, size_t n) {
-  char *d = dl_realloc(NULL, n ? n : 1);
-  if (d && n) memcpy(d, p, n);
-  return d;
-}
-
 int dl_client_done(dl_client *c, const char *key, size_t klen,
                    const char *bytes, size_t blen) {
   dl_cfut *f = newsworthy(c, key, klen);
-  char *data = NULL;
   if (f == NULL) return 0;
   if (blen) {
-    data = dup_bytes(bytes, blen);
-    if (data == NULL) return DL_ENOMEM;
+    if (set_data(f, bytes, blen)) return DL_ENOMEM;
+  } else {
+    clear_data(f);
   }
-  set_data(f, data, data ? blen : 0);
   f->status = DL_FUT_FINISHED;
-  f->flags = (uint8_t)((f->flags & ~DL_FUT_VALUE) | (data ? DL_FUT_VALUE : 0));
+  f->flags = (uint8_t)((f->flags & ~DL_FUT_VALUE) | (blen ? DL_FUT_VALUE : 0));
   return fire(c, f);
 }
 
 int dl_client_err(dl_client *c, const char *key, size_t klen, int kind,
                   const char *rec, size_t rlen) {
   dl_cfut *f = newsworthy(c, key, klen);
-  char *data;
   if (f == NULL) return 0;
-  data = dup_bytes(rec, rlen);
-  if (data == NULL) return DL_ENOMEM;
-  set_data(f, data, rlen);
+  if (set_data(f, rec, rlen)) return DL_ENOMEM;
   f->status = kind == DL_ERR_CANCELLED ? DL_FUT_CANCELLED : DL_FUT_ERROR;
   f->kind = (uint8_t)kind;
   f->flags &= (uint8_t)~DL_FUT_VALUE;
@@ -199,7 +212,7 @@ int dl_client_err(dl_client *c, const char *key, size_t klen, int kind,
 }
 
 void dl_client_cancel(dl_cfut *f) {
-  set_data(f, NULL, 0);
+  clear_data(f);
   f->status = DL_FUT_CANCELLED;
   f->kind = DL_ERR_CANCELLED;
   f->flags &= (uint8_t)~DL_FUT_VALUE;
@@ -208,7 +221,7 @@ void dl_client_cancel(dl_cfut *f) {
 
 void dl_client_repend(dl_cfut *f) {
   if (f->status != DL_FUT_FINISHED) return;
-  set_data(f, NULL, 0);
+  clear_data(f);
   f->status = DL_FUT_PENDING;
   f->flags &= (uint8_t)~DL_FUT_VALUE;
 }

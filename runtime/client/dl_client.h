@@ -28,7 +28,8 @@
 ** flush at once, marked urgent.
 **
 ** Memory: one record is 40 bytes plus the key (stored once, here; the map
-** points into it) plus the inline result bytes; a map slot is 32 bytes.
+** points into it); a result of up to 8 bytes lives in the record, a
+** bigger one in an allocation of its own; a map slot is 32 bytes.
 */
 #ifndef dl_client_h
 #define dl_client_h
@@ -50,6 +51,7 @@ enum {
 /* Record flags. */
 #define DL_FUT_VALUE 1u     /* data holds the encoded result (FINISHED) */
 #define DL_FUT_CALLBACKS 2u /* done-callbacks wait: fire when done */
+#define DL_FUT_SMALL 4u     /* the bytes are in data.small, not data.p */
 
 typedef struct dl_client dl_client;
 typedef struct dl_cfut dl_cfut;
@@ -62,7 +64,10 @@ struct dl_cfut {
   uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS */
   uint8_t kind;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
   uint32_t klen;
-  char *data;     /* owned: encoded value (VALUE) or error record (ERROR) */
+  union {        /* encoded value (VALUE) or error record (ERROR): */
+    char *p;     /* owned; NULL when there is none */
+    char small[sizeof(char *)]; /* DL_FUT_SMALL: up to 8 bytes, here */
+  } data;        /* read it with dl_cfut_data */
   size_t dlen;
   char key[1];    /* klen bytes and a NUL */
 };
@@ -83,6 +88,11 @@ typedef int (*dl_client_send_fn)(void *ud, const char *p, size_t n,
 
 /* A batch is handed over once it holds this many bytes. */
 #define DL_CLIENT_FLUSH_AT ((size_t)16 * 1024)
+
+/* The bytes of f's value or error record (dlen of them), or NULL. */
+static inline const char *dl_cfut_data(const dl_cfut *f) {
+  return (f->flags & DL_FUT_SMALL) ? f->data.small : f->data.p;
+}
 
 struct dl_client {
   dl_map futs;     /* key -> dl_cfut, the records with refs > 0 */

@@ -175,7 +175,7 @@ static int cl_fvalue(lua_State *L) {
     return 1;
   }
   lua_pushboolean(L, 1);
-  if (dl_codec_decode(L, f->data, f->dlen, &dopt, err, sizeof err))
+  if (dl_codec_decode(L, dl_cfut_data(f), f->dlen, &dopt, err, sizeof err))
     return luaL_error(L, "cannot decode the result of '%s': %s", f->key, err);
   return 2;
 }
@@ -192,11 +192,11 @@ static int cl_ferror(lua_State *L) {
                     f->status != DL_FUT_CANCELLED))
     return 0;
   lua_pushstring(L, f->kind < 7 ? kind_names[f->kind] : "error");
-  if (f->data == NULL) { /* cancelled here */
+  if (dl_cfut_data(f) == NULL) { /* cancelled here */
     lua_pushliteral(L, "cancelled");
     return 2;
   }
-  if (push_errrec(L, f->data, f->dlen)) {
+  if (push_errrec(L, dl_cfut_data(f), f->dlen)) {
     lua_pushliteral(L, "malformed error record");
     return 2;
   }
@@ -1007,7 +1007,8 @@ static int h_values(lua_State *L) {
       return 2;
     }
     if (f->status != DL_FUT_FINISHED || !(f->flags & DL_FUT_VALUE)) goto no;
-    if (dl_codec_decode(L, f->data, f->dlen, &dopt, err, sizeof err))
+    if (dl_codec_decode(L, dl_cfut_data(f), f->dlen, &dopt, err,
+                        sizeof err))
       return luaL_error(L, "cannot decode the result of '%s': %s", f->key,
                         err);
     lua_rawseti(L, 3, k);

@@ -86,18 +86,19 @@ static void test_news(void) {
   CHECK(dl_client_done(&c, "nobody", 6, "v", 1) == 0);
   CHECK(dl_client_done(&c, "a", 1, "\x01\x02", 2) == 0);
   CHECK(a->status == DL_FUT_FINISHED && (a->flags & DL_FUT_VALUE));
-  CHECK(a->dlen == 2 && memcmp(a->data, "\x01\x02", 2) == 0);
+  CHECK(a->dlen == 2 && memcmp(dl_cfut_data(a), "\x01\x02", 2) == 0);
+  CHECK(a->flags & DL_FUT_SMALL); /* in the record: no allocation */
   /* a recomputation's news does not change a finished record */
   CHECK(dl_client_err(&c, "a", 1, DL_ERR_RAISED, "rec", 3) == 0);
   CHECK(a->status == DL_FUT_FINISHED && a->dlen == 2);
   /* lost: pending again, then done without an inline value */
   dl_client_repend(a);
-  CHECK(a->status == DL_FUT_PENDING && a->data == NULL && !a->flags);
+  CHECK(a->status == DL_FUT_PENDING && dl_cfut_data(a) == NULL && !a->flags);
   CHECK(dl_client_done(&c, "a", 1, NULL, 0) == 0);
   CHECK(a->status == DL_FUT_FINISHED && !(a->flags & DL_FUT_VALUE));
   CHECK(dl_client_err(&c, "b", 1, DL_ERR_RAISED, "rec", 3) == 0);
   CHECK(b->status == DL_FUT_ERROR && b->kind == DL_ERR_RAISED);
-  CHECK(b->dlen == 3 && memcmp(b->data, "rec", 3) == 0);
+  CHECK(b->dlen == 3 && memcmp(dl_cfut_data(b), "rec", 3) == 0);
   CHECK(dl_client_err(&c, "x", 1, DL_ERR_CANCELLED, "c", 1) == 0);
   CHECK(x->status == DL_FUT_CANCELLED);
   CHECK(dl_client_done(&c, "x", 1, "v", 1) == 0); /* stays cancelled */

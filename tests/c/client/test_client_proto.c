@@ -322,7 +322,8 @@ static void test_against_peer(void) {
   drain(&c, &l, &s);
   CHECK(s.n == 0 && s.count == 2);
   CHECK(inc1->status == DL_FUT_FINISHED && (inc1->flags & DL_FUT_VALUE));
-  CHECK(inc1->dlen == 9 && memcmp(inc1->data, "payload-1", 9) == 0);
+  CHECK(inc1->dlen == 9 && memcmp(dl_cfut_data(inc1), "payload-1", 9) == 0);
+  CHECK(!(inc1->flags & DL_FUT_SMALL)); /* 9 bytes: an allocation */
   CHECK(err1->status == DL_FUT_ERROR && err1->kind == DL_ERR_RAISED);
 
   /* A map of 3,000 rows: keys made from a stem, the spec shared, the
