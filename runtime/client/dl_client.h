@@ -27,8 +27,8 @@
 ** whose answer the caller is about to wait for (cancel, gather, coord)
 ** flush at once, marked urgent.
 **
-** Memory: one record is 40 bytes plus the key (stored once, here; the map
-** points into it); a result of up to 8 bytes lives in the record, a
+** Memory: one record is 48 bytes plus the key (stored once, here; the map
+** points into it); a result of up to 16 bytes lives in the record, a
 ** bigger one in an allocation of its own; a map slot is 32 bytes.
 */
 #ifndef dl_client_h
@@ -66,7 +66,8 @@ struct dl_cfut {
   uint32_t klen;
   union {        /* encoded value (VALUE) or error record (ERROR): */
     char *p;     /* owned; NULL when there is none */
-    char small[sizeof(char *)]; /* DL_FUT_SMALL: up to 8 bytes, here */
+    char small[16]; /* DL_FUT_SMALL: up to 16 bytes, here (an integer's
+                       encoding is 11 to 13) */
   } data;        /* read it with dl_cfut_data */
   size_t dlen;
   char key[1];    /* klen bytes and a NUL */

@@ -24,7 +24,8 @@
 --     (future table {key, client} ~120, key string ~50, state table
 --     {status, nfut, has_value, value, nbytes} ~260, its _keys slot ~40);
 --   client now: ~90 B of Lua heap (userdata + its array slot) and a C
---     record (dl_client.h: 40 B + key + inline result bytes, ~100 B
+--     record (dl_client.h: 48 B + key, a result of up to 16 bytes in
+--     it, else in an allocation of its own; ~100 B
 --     with its map slot);
 --   scheduler: the task record (288 B, one allocation with its key,
 --     payload and function hashes; it was 320 B plus three allocations),

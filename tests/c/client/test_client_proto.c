@@ -315,15 +315,16 @@ static void test_against_peer(void) {
   dl_client_task_opts(&c, &o);
   inc1 = dl_client_ref(&c, "inc-1", 5);
   err1 = dl_client_ref(&c, "err-1", 5);
-  submit(&c, "inc-1", "payload-1");
+  submit(&c, "inc-1", "payload-1 of the first task");
   submit(&c, "err-1", "payload-2");
   CHECK(l.batches == 0); /* queued until a flush */
   CHECK(dl_client_flush(&c, 0) == 0 && l.batches == 1 && l.urgent == 0);
   drain(&c, &l, &s);
   CHECK(s.n == 0 && s.count == 2);
   CHECK(inc1->status == DL_FUT_FINISHED && (inc1->flags & DL_FUT_VALUE));
-  CHECK(inc1->dlen == 9 && memcmp(dl_cfut_data(inc1), "payload-1", 9) == 0);
-  CHECK(!(inc1->flags & DL_FUT_SMALL)); /* 9 bytes: an allocation */
+  CHECK(inc1->dlen == 27 &&
+        memcmp(dl_cfut_data(inc1), "payload-1 of the first task", 27) == 0);
+  CHECK(!(inc1->flags & DL_FUT_SMALL)); /* 27 bytes: an allocation */
   CHECK(err1->status == DL_FUT_ERROR && err1->kind == DL_ERR_RAISED);
 
   /* A map of 3,000 rows: keys made from a stem, the spec shared, the
