@@ -240,7 +240,9 @@ const char *dlua_errmsg(dlua_Runtime *rt);
 
 /*
 ** Close the runtime: shuts down every cluster it started (no worker process
-** survives it; their sockets and directories are removed), closes the state
+** survives it; their sockets and directories are removed), and the
+** process's workers' zygote when no cluster of the process is left (so
+** the host has no child process of dlua's afterwards), closes the state
 ** and frees everything.  rt may be NULL.
 **
 **   dlua_close(rt);

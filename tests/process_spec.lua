@@ -357,6 +357,106 @@ describe("processes", function()
                            true), out)
   end)
 
+  -- Workers are forked by the client process's zygote (dl_zygote.h).
+  local zygote_script = [[
+    local dlua = require "dlua"
+    local function ppid(pid)
+      local f = io.open("/proc/" .. math.tointeger(pid) .. "/stat")
+      if not f then return nil end
+      local p = f:read("l"):match("^%d+ %b() %a (%d+)")
+      f:close()
+      return tonumber(p)
+    end
+    local function cmd(pid)
+      local f = io.open("/proc/" .. math.tointeger(pid) .. "/cmdline")
+      local s = f and f:read("a"):gsub("%z", " ") or ""
+      if f then f:close() end
+      return s
+    end
+    local me = tonumber(io.open("/proc/self/stat"):read("l"):match("^%d+"))
+    local function parents(c)
+      local t = {}
+      for _, w in ipairs(c.cluster:workers()) do t[#t + 1] = ppid(w.pid) end
+      return t
+    end
+    local function report(tag, c)
+      local ps = parents(c)
+      local z = ps[1]
+      print(tag, #ps, ps[1] == ps[#ps] and "same" or "differ",
+            z == me and "client" or ppid(z) == me and
+              (cmd(z):find("--zygote", 1, true) and "zygote" or "other")
+              or "?", z)
+      return z
+    end
+    local c = dlua.Client{n_workers = 2, dashboard_address = false}
+    local z1 = report("first", c)
+    print("env", c:submit(function()
+      return tostring(os.getenv("ZYG_MARK")) .. " "
+             .. tostring(os.getenv("DLUA_WORKER")) .. " "
+             .. io.popen("pwd"):read("l")
+    end):result())
+    c:close()
+    c = dlua.Client{n_workers = 2, dashboard_address = false}
+    local z2 = report("second", c)
+    print("reused", z1 == z2)
+    if arg[1] == "kill" then
+      os.execute("kill -9 " .. math.tointeger(z2))
+      local t = dlua.time()
+      local ok
+      repeat
+        local ws = c.cluster:workers()
+        ok = #ws == 2
+        for _, w in ipairs(ws) do -- forked by a new zygote of ours (the
+          -- old workers, orphaned, may be listed until their links end)
+          local p = ppid(w.pid)
+          ok = ok and p ~= nil and p ~= z2 and ppid(p) == me
+        end
+        if not ok then dlua.sleep(0.02) end
+      until ok or dlua.time() - t > 30
+      report("replaced", c)
+      print("sum", c:submit(function(a, b) return a + b end, 2, 3):result())
+    end
+    c:close()
+    print("zygote " .. math.tointeger(z2))
+  ]]
+
+  it("forks workers from one zygote per client process, which leaves with "
+     .. "it", function()
+    local script = os.tmpname()
+    H.spit(script, zygote_script)
+    finally(function() os.remove(script) end)
+    local code, out = H.sh(("cd /tmp && ZYG_MARK=seen timeout -k 1 60 %s %s")
+                           :format(H.q(H.DLUA), H.q(script)))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("first\t2\tsame\tzygote\t", 1, true), out)
+    assert.truthy(out:find("second\t2\tsame\tzygote\t", 1, true), out)
+    assert.truthy(out:find("reused\ttrue", 1, true), out)
+    -- The client's environment and directory, and the worker's mark.
+    assert.truthy(out:find("env\tseen 1 /tmp\n", 1, true), out)
+    -- It ended with its client (and its spare workers with it).
+    local z = tonumber(out:match("zygote (%d+)"))
+    assert.is_true(H.all_gone({z}, 10, true))
+    -- Turned off, each worker is the client's own child.
+    code, out = H.sh(("DLUA_ZYGOTE=0 timeout -k 1 60 %s %s")
+                     :format(H.q(H.DLUA), H.q(script)))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("first\t2\tsame\tclient\t", 1, true), out)
+  end)
+
+  it("replaces the workers of a killed zygote from a new one", function()
+    local script = os.tmpname()
+    H.spit(script, zygote_script)
+    finally(function() os.remove(script) end)
+    local code, out = H.sh(("timeout -k 1 60 %s %s kill")
+                           :format(H.q(H.DLUA), H.q(script)))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("replaced\t2\tsame\tzygote\t", 1, true), out)
+    assert.truthy(out:find("sum\t5", 1, true), out)
+    local old = tonumber(out:match("second\t2\tsame\tzygote\t(%d+)"))
+    local new = tonumber(out:match("replaced\t2\tsame\tzygote\t(%d+)"))
+    assert.are_not.equal(old, new)
+  end)
+
   it("refuses a TMPDIR too long for socket paths, takes one that fits",
      function()
     local base = tempdir()

@@ -50,12 +50,23 @@ local open_clients = setmetatable({}, {__mode = "k"})
 --- dlua.Client([cluster | options]) -> client
 -- With no argument (or a table of LocalCluster options) starts a
 -- LocalCluster that the client owns and closes; with a cluster, attaches.
+-- With a dlua.SSHCluster, joins its scheduler.
+-- With no argument and DLUA_SCHEDULER_FILE set (as `dlua run` sets it),
+-- joins the scheduler that file names (token from DLUA_TOKEN_FILE).
 function M.Client(arg)
   local cl, owns
   if getmetatable(arg) == LocalCluster then
     cl = arg
   elseif remote.is_remote(arg) then -- a `dlua scheduler` elsewhere
     cl, owns = remote.connect(arg, 3), true
+  elseif getmetatable(arg) and getmetatable(arg).__name == "dlua.SSHCluster"
+  then -- its scheduler; the cluster stays until cluster:close()
+    cl, owns = remote.connect({address = arg.address,
+                               token_file = arg.token_file}, 3), true
+  elseif arg == nil and os.getenv("DLUA_SCHEDULER_FILE") then -- dlua run
+    cl, owns = remote.connect({
+      scheduler_file = os.getenv("DLUA_SCHEDULER_FILE"),
+      token_file = os.getenv("DLUA_TOKEN_FILE")}, 3), true
   elseif arg == nil or type(arg) == "table" then
     cl, owns = new_cluster(arg, 3), true
   else

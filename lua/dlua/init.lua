@@ -97,6 +97,13 @@ function M.performance_report(filename, fn, opts)
   return require("dlua.report").performance_report(filename, fn, opts, M)
 end
 
+--- dlua.SSHCluster{hosts = {...}, ...}: a scheduler and workers started
+-- on other hosts through ssh (lua/dlua/ssh.lua, loaded on first use; a
+-- tail call, so its errors point at the caller's line).
+function M.SSHCluster(o)
+  return require("dlua.ssh").SSHCluster(o)
+end
+
 --- dlua.in_worker() -> true when running inside a task on a worker
 M.in_worker = cluster_c.in_worker
 

@@ -2,7 +2,9 @@
 ** dl_server.c -- the local cluster: scheduler thread, worker processes,
 ** client link.  See dl_server.h.
 */
+#define _GNU_SOURCE /* pipe2, accept4, SO_PEERCRED, POSIX_SPAWN_SETSID */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,8 +25,23 @@
 #include "dl_os.h"
 #include "dl_server.h"
 #include "dl_tcp.h"
+#include "dl_zyg.h"
+#include "dl_zygote.h"
 
 typedef struct wproc wproc;
+typedef struct rclient rclient;
+
+/* A client in another process (scheduler side): requester rid of the
+   scheduler (DL_SCHED_CLIENT_BASE up), so its futures are its own. */
+struct rclient {
+  dl_server *srv;
+  dl_conn *conn;
+  int rid;
+  double info_at;    /* when it was last sent CINFO */
+  int info_nworkers; /* the worker count then */
+  char addr[256];
+  rclient *next;
+};
 struct wproc {
   dl_server *srv;
   int id;
@@ -37,6 +54,7 @@ struct wproc {
   int handles; /* open libuv handles; freed at zero */
   int exited, gone, ready, retiring;
   int remote; /* joined over TCP: no process of ours to watch */
+  int zyg;    /* forked by the zygote: it reaps it and tells us (zpoll) */
   char addr[256]; /* where its peers reach it, from its hello */
   wproc *next;
 };
@@ -86,11 +104,9 @@ struct dl_server {
   char listen_addr[300]; /* "tcp://host:port"; set before start returns */
   dl_server_log *logs;  /* (L) ring of DL_SERVER_LOG_LINES, or NULL */
   uint64_t nlogs;       /* (L) lines ever kept */
-  /* A client in another process (scheduler side): at most one. */
-  dl_conn *rclient;      /* loop only */
-  int had_rclient;       /* loop only: messages are for remote clients */
-  double rinfo_at;       /* loop only: when it was last sent CINFO */
-  int rinfo_nworkers;    /* loop only: the worker count then */
+  /* Clients in other processes (scheduler side), any number. */
+  rclient *rclients;     /* loop only */
+  int next_rid;          /* loop only: the next one's requester id */
   /* The client's side of a remote scheduler (dl_server_connect): sched is
      NULL, sconn is the link, and the cluster's figures are the last CINFO. */
   dl_conn *sconn;         /* loop only */
@@ -103,6 +119,10 @@ struct dl_server {
   char lost[400];         /* (L) why the link ended, "" while it is up */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
   int loop_ok, lock_ok, cond_ok; /* what init_loop made, for close_loop */
+  /* The link to this process's zygote (dl_zygote.h), loop only: zfd -1
+     while there is none; zyg_off once workers are spawned directly. */
+  int zfd, zyg_off;
+  uv_poll_t *zpoll; /* watches zfd; freed by its close callback */
 };
 
 /* Every started cluster, for dl_server_stop_all. */
@@ -184,6 +204,12 @@ static const char *dl_self_name;
 static dl_buf *worker_out(void *ud, int wid) {
   dl_server *s = ud;
   wproc *w;
+  if (wid >= DL_SCHED_CLIENT_BASE) { /* a remote client's */
+    rclient *c;
+    for (c = s->rclients; c; c = c->next)
+      if (c->rid == wid) return dl_conn_msg(c->conn);
+    return NULL;
+  }
   for (w = s->workers; w; w = w->next)
     if (w->id == wid && w->ready && !w->gone && w->conn)
       return dl_conn_msg(w->conn);
@@ -192,20 +218,11 @@ static dl_buf *worker_out(void *ud, int wid) {
 
 static dl_buf *client_out(void *ud) { return &((dl_server *)ud)->cpending; }
 
-/* Move this iteration's client messages to the inbox and wake the client. */
+/* Move this iteration's client messages to the inbox and wake the client
+   (the one in this process; remote clients' go through worker_out). */
 static void prep_cb(uv_prepare_t *h) {
   dl_server *s = h->data;
   if (s->cpending.len == 0) return;
-  if (s->rclient) { /* the client is in another process */
-    dl_buf_put(dl_conn_msg(s->rclient), s->cpending.p, s->cpending.len);
-    s->cpending.len = 0;
-    dl_conn_flush(s->rclient);
-    return;
-  }
-  if (s->had_rclient) { /* for a remote client that has left */
-    s->cpending.len = 0;
-    return;
-  }
   uv_mutex_lock(&s->lock);
   if (s->inbox.len == 0) {
     dl_buf t = s->inbox;
@@ -226,8 +243,9 @@ static int spawn_worker(dl_server *s);
 static void remove_worker_files(dl_server *s, int id);
 static void drain_close(wproc *w, uv_pipe_t *p, dl_buf *line, int fd);
 
-static void handle_closed(uv_handle_t *h) {
-  wproc *w = h->data;
+/* One of w's handles (or, for a zygote's worker, its process) is done
+   with it: w is freed with the last. */
+static void wproc_unref(wproc *w) {
   if (--w->handles == 0) {
     dl_server *s = w->srv;
     wproc **pp = &s->workers;
@@ -237,6 +255,26 @@ static void handle_closed(uv_handle_t *h) {
     dl_buf_free(&w->errline);
     dl_free(w);
   }
+}
+
+static void handle_closed(uv_handle_t *h) { wproc_unref(h->data); }
+
+/* SIGKILL worker w's process (a zygote's worker by asking the zygote,
+   which alone knows whether the pid is still w's). */
+static void kill_worker(wproc *w) {
+  if (w->exited || w->remote) return;
+  if (w->zyg) {
+    dl_server *s = w->srv;
+    if (s->zfd >= 0) {
+      dl_buf b;
+      dl_buf_init(&b);
+      dl_zyg_put(&b, 'K', (uint32_t)w->id, 0);
+      dl_zyg_send(s->zfd, &b, NULL, 0);
+      dl_buf_free(&b);
+    }
+    return;
+  }
+  uv_process_kill(&w->proc, SIGKILL);
 }
 
 static void close_handle(uv_handle_t *h) {
@@ -282,7 +320,7 @@ static void worker_gone(wproc *w) {
     c->data = NULL;
     dl_conn_close(c);
   }
-  if (!w->exited && !w->remote) uv_process_kill(&w->proc, SIGKILL);
+  kill_worker(w);
   if (w->ready) {
     uv_mutex_lock(&s->lock);
     s->nready--;
@@ -329,19 +367,26 @@ static void worker_gone(wproc *w) {
   }
 }
 
-static void exit_cb(uv_process_t *p, int64_t status, int sig) {
-  wproc *w = p->data;
-  (void)status;
-  (void)sig;
+/* Worker w's process ended (its process group was killed already). */
+static void worker_exited(wproc *w) {
   w->exited = 1;
-  /* What its tasks left running goes with it, and so do its files. */
-  if (w->pgid > 0) kill(-w->pgid, SIGKILL);
+  /* Its files go with it. */
   remove_worker_files(w->srv, w->id);
   drain_close(w, &w->out, &w->outline, 1);
   drain_close(w, &w->err, &w->errline, 2);
   worker_gone(w);
+}
+
+static void exit_cb(uv_process_t *p, int64_t status, int sig) {
+  wproc *w = p->data;
+  dl_server *s = w->srv;
+  (void)status;
+  (void)sig;
+  /* What its tasks left running goes with it. */
+  if (w->pgid > 0) kill(-w->pgid, SIGKILL);
+  worker_exited(w);
   close_handle((uv_handle_t *)&w->proc);
-  if (w->srv->stopping) maybe_finish_stop(w->srv);
+  if (s->stopping) maybe_finish_stop(s);
 }
 
 static void on_worker_close(dl_conn *c) {
@@ -394,20 +439,19 @@ static void on_hello(wproc *w, dl_rd *r) {
 
 static void begin_stop(dl_server *s);
 
-/* Send the remote client the cluster's figures, alone in a frame. */
-static void send_cinfo(dl_server *s) {
+/* Send remote client rc the cluster's figures, alone in a frame. */
+static void send_cinfo(dl_server *s, rclient *rc) {
   dl_sched_winfo ws[256];
   int64_t counts[6];
   int n, i;
   dl_buf *b;
-  if (s->rclient == NULL) return;
   uv_mutex_lock(&s->lock);
   n = dl_sched_workers(s->sched, ws, 256);
   dl_sched_counts(s->sched, counts);
   uv_mutex_unlock(&s->lock);
   if (n > 256) n = 256;
-  dl_conn_flush(s->rclient);
-  b = dl_conn_msg(s->rclient);
+  dl_conn_flush(rc->conn);
+  b = dl_conn_msg(rc->conn);
   dl_put_cinfo_head(b, s->svc_addr, counts, (uint64_t)n);
   for (i = 0; i < n; i++) {
     dl_msg_cworker w;
@@ -423,17 +467,45 @@ static void send_cinfo(dl_server *s) {
     w.status = (uint64_t)ws[i].status;
     dl_put_cworker(b, &w);
   }
-  dl_conn_flush(s->rclient);
-  s->rinfo_at = now_s();
-  s->rinfo_nworkers = n;
+  dl_conn_flush(rc->conn);
+  rc->info_at = now_s();
+  rc->info_nworkers = n;
+}
+
+static int nclients(dl_server *s) {
+  rclient *c;
+  int n = 0;
+  for (c = s->rclients; c; c = c->next) n++;
+  return n;
+}
+
+/* Client rc is gone (it closed, or said something malformed): what it
+   held, waited for or leased is released; other clients' futures stay. */
+static void client_drop(rclient *rc) {
+  dl_server *s = rc->srv;
+  rclient **pp;
+  for (pp = &s->rclients; *pp; pp = &(*pp)->next)
+    if (*pp == rc) {
+      *pp = rc->next;
+      break;
+    }
+  rc->conn->data = NULL;
+  if (!s->stopping) {
+    uv_mutex_lock(&s->lock);
+    dl_sched_requester_gone(s->sched, rc->rid);
+    uv_mutex_unlock(&s->lock);
+  }
+  free(rc);
 }
 
 static void on_client_frame(dl_conn *c, const char *p, size_t n) {
-  dl_server *s = c->data;
+  rclient *cl = c->data;
+  dl_server *s;
   dl_rd r;
   unsigned type = 0;
   int rc;
-  if (s == NULL) return;
+  if (cl == NULL) return;
+  s = cl->srv;
   dl_rd_init(&r, p, n);
   if (dl_wire_type(&r, &type) == 0 && type == DL_M_CSHUTDOWN) {
     fprintf(stderr, "dlua: the client asked the cluster to shut down\n");
@@ -444,48 +516,56 @@ static void on_client_frame(dl_conn *c, const char *p, size_t n) {
     return;
   }
   uv_mutex_lock(&s->lock);
-  rc = dl_sched_client_frame(s->sched, p, n, now_s());
+  rc = dl_sched_requester_frame(s->sched, cl->rid, p, n, now_s());
   uv_mutex_unlock(&s->lock);
   if (rc) {
-    fprintf(stderr, "dlua: malformed message from the client; closing its "
-            "connection\n");
-    s->rclient = NULL;
-    c->data = NULL;
+    fprintf(stderr, "dlua: malformed message from the client at %s; "
+            "closing its connection\n", cl->addr);
+    client_drop(cl);
     dl_conn_close(c);
   }
 }
 
 static void on_client_close(dl_conn *c) {
-  dl_server *s = c->data;
-  if (s == NULL) return;
-  if (s->rclient == c) s->rclient = NULL;
-  if (!s->stopping) fprintf(stderr, "dlua: the client left\n");
+  rclient *cl = c->data;
+  dl_server *s;
+  if (cl == NULL) return;
+  s = cl->srv;
+  if (!s->stopping)
+    fprintf(stderr, "dlua: the client from %s left (%d still joined)\n",
+            cl->addr, nclients(s) - 1);
+  client_drop(cl);
 }
 
-/* The connection of w said CHELLO: it is a client, not a worker.  The
-   first is served; another is refused while it stays. */
+/* The connection of w said CHELLO: it is a client, not a worker.  Any
+   number may join; each is a requester of its own to the scheduler. */
 static void become_client(wproc *w) {
   dl_server *s = w->srv;
   dl_conn *c = w->conn;
+  rclient *cl = calloc(1, sizeof *cl);
   w->conn = NULL;
   w->gone = 1; /* the record goes with the next reap_remote */
-  if (s->rclient) {
-    static const char why[] = "the scheduler already serves a client (dlua "
-                              "serves one at a time; close the other first)";
-    fprintf(stderr, "dlua: refused a second client from %s\n", w->addr);
+  if (cl == NULL || s->next_rid >= INT32_MAX - DL_SCHED_CLIENT_BASE) {
+    static const char why[] = "the scheduler is out of memory";
+    free(cl);
     dl_buf_u8(dl_conn_msg(c), DL_M_CREFUSE);
     dl_buf_str(dl_conn_msg(c), why, sizeof why - 1);
     c->data = NULL;
     dl_conn_close(c);
     return;
   }
-  fprintf(stderr, "dlua: a client joined from %s\n", w->addr);
+  cl->srv = s;
+  cl->conn = c;
+  cl->rid = DL_SCHED_CLIENT_BASE + s->next_rid++;
+  snprintf(cl->addr, sizeof cl->addr, "%s", w->addr);
+  cl->next = s->rclients;
+  s->rclients = cl;
+  fprintf(stderr, "dlua: a client joined from %s (%d joined)\n", w->addr,
+          nclients(s));
   c->on_frame = on_client_frame;
   c->on_close = on_client_close;
-  c->data = s;
-  s->rclient = c;
-  s->had_rclient = 1;
-  send_cinfo(s);
+  c->data = cl;
+  send_cinfo(s, cl);
 }
 
 static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
@@ -658,13 +738,144 @@ static void drain_close(wproc *w, uv_pipe_t *p, dl_buf *line, int fd) {
   close_handle((uv_handle_t *)p);
 }
 
+/* ------------------------------------------------------------ zygote */
+
+/* Worker w's process, forked by the zygote, has ended or is lost with
+   the zygote (which then ends it: see dl_worker_zygote.c). */
+static void zworker_end(wproc *w) {
+  dl_server *s = w->srv;
+  if (w->exited) return;
+  worker_exited(w);
+  if (s->stopping) maybe_finish_stop(s);
+  wproc_unref(w); /* its process's reference */
+}
+
+static void zpoll_closed(uv_handle_t *h) { dl_free(h); }
+
+/* Close the link to the zygote; its workers count as ended. */
+static void zyg_close(dl_server *s) {
+  wproc *w;
+  if (s->zfd < 0 || s->zpoll == NULL) return;
+  uv_close((uv_handle_t *)s->zpoll, zpoll_closed);
+  s->zpoll = NULL;
+  close(s->zfd);
+  s->zfd = -1;
+  for (w = s->workers; w; w = w->next)
+    if (w->zyg && !w->exited) zworker_end(w);
+}
+
+static wproc *zworker(dl_server *s, uint32_t id) {
+  wproc *w;
+  for (w = s->workers; w; w = w->next)
+    if (w->zyg && (uint32_t)w->id == id) return w;
+  return NULL;
+}
+
+/* News from the zygote: a worker forked, not forked, or ended. */
+static void zpoll_cb(uv_poll_t *h, int status, int events) {
+  dl_server *s = h->data;
+  (void)events;
+  while (s->zfd >= 0) {
+    char buf[64];
+    int fds[3], nfd;
+    dl_zyg_msg m;
+    wproc *w;
+    long n = status < 0 ? -EPIPE
+                        : dl_zyg_recv(s->zfd, buf, sizeof buf, fds, &nfd);
+    if (n == 0) return;
+    while (n > 0 && nfd > 0) close(fds[--nfd]);
+    if (n < 0 || dl_zyg_decode(buf, (size_t)n, &m) != 0) {
+      fprintf(stderr, "dlua: lost the link to the workers' zygote (%s); "
+              "its workers are replaced\n",
+              n < 0 ? strerror((int)-n) : "a malformed message");
+      zyg_close(s);
+      return;
+    }
+    if ((w = zworker(s, m.wid)) == NULL) continue;
+    if (m.type == 'P') {
+      w->pgid = m.val;
+      if (w->pid == 0) w->pid = m.val;
+    } else if (m.type == 'F') {
+      start_fail(s, "cannot start a worker", -m.val);
+      zworker_end(w);
+    } else if (m.type == 'X') {
+      zworker_end(w);
+    }
+  }
+}
+
+/* The link to this process's zygote, made now if need be: 1 when workers
+   are forked by it, 0 when they are spawned directly, or a libuv error. */
+static int zyg_ready(dl_server *s, const char *argv0) {
+  int fd, rc;
+  uv_poll_t *p;
+  if (s->zyg_off) return 0;
+  if (s->zfd >= 0) return 1;
+  rc = dl_zygote_connect(s->exe, argv0, &fd);
+  if (rc == 1) s->zyg_off = 1;
+  if (rc) return rc == 1 ? 0 : rc;
+  if ((p = dl_realloc(NULL, sizeof *p)) == NULL) {
+    close(fd);
+    return UV_ENOMEM;
+  }
+  if ((rc = uv_poll_init(&s->loop, p, fd)) != 0) {
+    dl_free(p);
+    close(fd);
+    return rc;
+  }
+  p->data = s;
+  uv_poll_start(p, UV_READABLE | UV_DISCONNECT, zpoll_cb);
+  s->zpoll = p;
+  s->zfd = fd;
+  return 1;
+}
+
+/* Ask the zygote for worker w with args; its link is sv (sv[1] goes to
+   it).  0 with w's pipes open, or an error (nothing of w's changed but
+   sv, which stays the caller's). */
+static int zspawn(dl_server *s, wproc *w, char **args, int sv[2]) {
+  extern char **environ;
+  int op[2] = {-1, -1}, ep[2] = {-1, -1}, fds[3], rc;
+  char cwd[4096];
+  dl_buf b;
+  if (pipe2(op, O_CLOEXEC) || pipe2(ep, O_CLOEXEC)) {
+    rc = uv_translate_sys_error(errno);
+    goto fail;
+  }
+  if (getcwd(cwd, sizeof cwd) == NULL) cwd[0] = '\0';
+  dl_buf_init(&b);
+  dl_zyg_put_spawn(&b, (uint32_t)w->id, args, environ, cwd);
+  fds[0] = sv[1];
+  fds[1] = op[1];
+  fds[2] = ep[1];
+  rc = dl_zyg_send(s->zfd, &b, fds, 3);
+  dl_buf_free(&b);
+  if (rc) goto fail;
+  close(op[1]);
+  close(ep[1]);
+  uv_pipe_open(&w->out, op[0]);
+  uv_pipe_open(&w->err, ep[0]);
+  return 0;
+fail:
+  if (op[0] >= 0) close(op[0]), close(op[1]);
+  if (ep[0] >= 0) close(ep[0]), close(ep[1]);
+  return rc;
+}
+
 static int spawn_worker(dl_server *s) {
   wproc *w;
-  int sv[2], rc;
+  int sv[2], rc, zy;
   char idbuf[32], membuf[32], fracbuf[80];
   char *args[12];
   uv_process_options_t po;
   uv_stdio_container_t stdio[4];
+  const char *argv0 = strcmp(s->exe, "/proc/self/exe") == 0
+                          ? (dl_self_name ? dl_self_name : "dlua")
+                          : s->exe;
+  if ((zy = zyg_ready(s, argv0)) < 0) {
+    start_fail(s, "cannot start a worker", zy);
+    return zy;
+  }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
     rc = uv_translate_sys_error(errno);
     start_fail(s, "cannot connect a worker", rc);
@@ -685,9 +896,7 @@ static int spawn_worker(dl_server *s) {
   w->out.data = w->err.data = w->proc.data = w;
   snprintf(idbuf, sizeof idbuf, "%d", w->id);
   snprintf(membuf, sizeof membuf, "%lld", (long long)s->memory_limit);
-  args[0] = strcmp(s->exe, "/proc/self/exe") == 0
-                ? (char *)(dl_self_name ? dl_self_name : "dlua")
-                : s->exe;
+  args[0] = (char *)argv0;
   args[1] = "--dlua-worker";
   args[2] = "--id";
   args[3] = idbuf;
@@ -700,6 +909,19 @@ static int spawn_worker(dl_server *s) {
   args[8] = "--memory-fractions";
   args[9] = fracbuf;
   args[10] = NULL;
+  w->next = s->workers;
+  s->workers = w;
+  w->handles = 2;
+  rc = zy ? zspawn(s, w, args, sv) : UV_EPIPE;
+  if (rc == 0) {
+    /* Its process is the zygote's child: the zygote's 'X' ends it. */
+    close(sv[1]);
+    w->zyg = 1;
+    goto started;
+  }
+  if (zy && rc != UV_EPIPE && rc != UV_ENOTCONN && rc != UV_ECONNRESET)
+    goto failed; /* out of descriptors, say: so would a spawn be */
+  if (zy) zyg_close(s); /* the zygote is gone: spawn this one directly */
   memset(&po, 0, sizeof po);
   po.file = s->exe;
   po.args = args;
@@ -716,12 +938,10 @@ static int spawn_worker(dl_server *s) {
   stdio[3].data.fd = sv[1];
   po.stdio = stdio;
   po.stdio_count = 4;
-  w->next = s->workers;
-  s->workers = w;
-  w->handles = 2;
   rc = uv_spawn(&s->loop, &w->proc, &po);
-  close(sv[1]);
   if (rc) {
+failed:
+    close(sv[1]);
     close(sv[0]);
     w->gone = w->exited = 1;
     uv_close((uv_handle_t *)&w->out, handle_closed);
@@ -733,8 +953,10 @@ static int spawn_worker(dl_server *s) {
     }
     return rc;
   }
-  w->handles = 3;
+  close(sv[1]);
   w->pgid = w->proc.pid;
+started:
+  w->handles = 3;
   s->spawned++;
   uv_read_start((uv_stream_t *)&w->out, pipe_alloc, pipe_read);
   uv_read_start((uv_stream_t *)&w->err, pipe_alloc, pipe_read);
@@ -784,6 +1006,7 @@ static void maybe_finish_stop(dl_server *s) {
     dl_tcp_server_close(s->tcp);
     s->tcp = NULL;
   }
+  zyg_close(s);
   if (!uv_is_closing((uv_handle_t *)&s->wake)) {
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_close((uv_handle_t *)&s->tick, NULL);
@@ -798,7 +1021,7 @@ static void killer_cb(uv_timer_t *t) {
   dl_server *s = t->data;
   wproc *w;
   for (w = s->workers; w; w = w->next)
-    if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+    kill_worker(w);
 }
 
 static void begin_stop(dl_server *s) {
@@ -807,10 +1030,9 @@ static void begin_stop(dl_server *s) {
   s->stopping = 1;
   if (s->svc_started) s->svc.stop(s->svc.ud);
   s->svc_started = 0;
-  if (s->rclient) { /* pending messages go first */
-    dl_conn *c = s->rclient;
-    s->rclient = NULL;
-    c->data = NULL;
+  while (s->rclients) { /* pending messages go first */
+    dl_conn *c = s->rclients->conn;
+    client_drop(s->rclients);
     dl_conn_close(c);
   }
   if (s->sconn) {
@@ -926,9 +1148,13 @@ static void tick_cb(uv_timer_t *t) {
   int silent[16], n, i, target;
   wproc *w;
   if (s->remote_sched) return;
-  if (s->rclient && !s->stopping &&
-      (now_s() - s->rinfo_at >= 0.5 || live_remote(s) != s->rinfo_nworkers))
-    send_cinfo(s);
+  if (!s->stopping) {
+    rclient *c;
+    int nlive = live_remote(s);
+    for (c = s->rclients; c; c = c->next)
+      if (now_s() - c->info_at >= 0.5 || nlive != c->info_nworkers)
+        send_cinfo(s, c);
+  }
   uv_mutex_lock(&s->lock);
   dl_sched_tick(s->sched, now_s());
   n = s->stopping ? 0 : dl_sched_silent(s->sched, now_s(), silent, 16);
@@ -1042,6 +1268,7 @@ static void thread_main(void *arg) {
   for (i = 0; i < n; i++)
     if (spawn_worker(s)) break;
   uv_run(&s->loop, UV_RUN_DEFAULT);
+  zyg_close(s);
   reap_remote(s, 1);
   uv_walk(&s->loop, close_walk, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -1181,6 +1408,7 @@ static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
     return NULL;
   }
   memset(s, 0, sizeof *s);
+  s->zfd = -1;
   snprintf(s->exe, sizeof s->exe, "%s", o->worker_exe);
   if (dl_self_name == NULL) dl_self_name = dl_os_self_exe();
   snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX", tmp);
@@ -1413,6 +1641,7 @@ dl_server *dl_server_connect(const char *address, const dl_token *token,
     return NULL;
   }
   memset(s, 0, sizeof *s);
+  s->zfd = -1; /* no zygote: its workers are the remote scheduler's */
   s->remote_sched = 1;
   snprintf(s->listen_addr, sizeof s->listen_addr,
            strchr(host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", host, port);
@@ -1492,6 +1721,14 @@ static void ask_stop(dl_server *s) {
   dead = s->dead;
   uv_mutex_unlock(&s->lock);
   if (!dead) uv_async_send(&s->wake);
+}
+
+int dl_server_end_zygote(void) {
+  int had = 0;
+  pthread_mutex_lock(&live_lock);
+  if (live == NULL && (had = dl_zygote_pid() != 0) != 0) dl_zygote_stop();
+  pthread_mutex_unlock(&live_lock);
+  return had;
 }
 
 void dl_server_stop(dl_server *s) {
@@ -1729,10 +1966,11 @@ int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max) {
   return n;
 }
 
-int dl_server_profile(dl_server *s, int wid, struct dl_prof *into) {
+int dl_server_profile(dl_server *s, int wid, double since,
+                      struct dl_prof *into) {
   int rc;
   uv_mutex_lock(&s->lock);
-  rc = dl_sched_profile(s->sched, wid, into);
+  rc = dl_sched_profile(s->sched, wid, since, into);
   uv_mutex_unlock(&s->lock);
   return rc;
 }

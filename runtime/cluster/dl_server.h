@@ -120,6 +120,13 @@ int dl_server_ended(dl_server *s);
    for a local cluster); valid until dl_server_stop. */
 const char *dl_server_lost(dl_server *s);
 
+/*
+** End this process's workers' zygote (see runtime/cluster/dl_zygote.h) if
+** no cluster of the process runs, so the process has no child left; the
+** next cluster starts a new one.  Returns 1 if it ended one.
+*/
+int dl_server_end_zygote(void);
+
 /* Stop everything: every worker process is ended and reaped, the thread
 ** joined, the private directory removed.  s may be NULL. */
 void dl_server_stop(dl_server *s);
@@ -211,9 +218,12 @@ int64_t dl_server_each_task(dl_server *s,
 /* Worker wid's recent figures (see dl_sched_history). */
 int dl_server_history(dl_server *s, int wid, dl_sched_sample *out, int max);
 
-/* The tasks' profile, the cluster's (wid 0) or a worker's, added to into
-   (see dl_sched_profile); 0, or -1 when there is no such worker. */
-int dl_server_profile(dl_server *s, int wid, struct dl_prof *into);
+/* The tasks' profile, the cluster's (wid 0) or a worker's, from time
+   since on (monotonic seconds, as dlua_time; -1: all) added to into (see
+   dl_sched_profile); 0, 1 when the window reaches past what is kept, or
+   -1 when there is no such worker. */
+int dl_server_profile(dl_server *s, int wid, double since,
+                      struct dl_prof *into);
 
 /* The memory fractions in effect (target, spill, pause, terminate; see
    dl_server_opts), for drawing the workers' memory. */

@@ -1,14 +1,20 @@
 /*
-** dl_netcmd.c -- `dlua worker`: start worker processes that join a
-** scheduler over authenticated TCP (see README, "Past one machine").
+** dl_netcmd.c -- the dlua command's subcommands past one machine (see
+** README, "Past one machine"):
 **
-**   dlua worker tcp://HOST:PORT [--nworkers N] [--memory-limit SIZE]
-**               [--token-file FILE] [--listen-address IP]
+**   dlua worker tcp://HOST:PORT | --scheduler-file F [--nworkers N] ...
+**   dlua scheduler [--host IP] [--port P] [--scheduler-file F] ...
+**   dlua run [options] script.lua [args]     (every rank of mpirun/srun)
 **
-** Each worker is this executable in worker mode (dlua_worker_main with
-** --connect); with --nworkers N the command starts N of them, passes
-** SIGINT/SIGTERM on, and exits when they all have.  A worker exits when
-** its scheduler goes.
+** `worker` starts worker processes that join a scheduler over
+** authenticated TCP: each is this executable in worker mode
+** (dlua_worker_main with --connect); with --nworkers N the command starts
+** N of them, passes SIGINT/SIGTERM on, and exits when they all have.  A
+** worker exits when its scheduler goes.  `scheduler` runs a listening
+** cluster with no workers of its own.  `run` reads the rank from the
+** launcher's environment and becomes the scheduler (rank 0), the script
+** with its client (rank 1, in a child process; then it shuts the cluster
+** down), or a worker (the others), meeting through a scheduler file.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -369,7 +375,7 @@ static void contact_host(char *out, size_t n, int v6) {
 
 /* Make a new token file at path (mode 0600, 32 random bytes as hex) if
    there is none; 0, or -1 with a message on stderr. */
-static int make_token_file(const char *path) {
+static int make_token_file(const char *path, int quiet) {
   unsigned char r[32];
   char hex[66];
   int fd, i;
@@ -387,8 +393,9 @@ static int make_token_file(const char *path) {
     if (fd >= 0) unlink(path);
     return -1;
   }
-  fprintf(stderr, "dlua scheduler: created the token file %s (mode 0600); "
-          "give a copy to the workers and clients\n", path);
+  if (!quiet)
+    fprintf(stderr, "dlua scheduler: created the token file %s (mode 0600); "
+            "give a copy to the workers and clients\n", path);
   return 0;
 }
 
@@ -435,7 +442,7 @@ static int scheduler_cmd(int argc, char **argv) {
     snprintf(dbuf, sizeof dbuf, "0.0.0.0%s", dash);
     dash = dbuf;
   }
-  if (token_file && make_token_file(token_file)) return 1;
+  if (token_file && make_token_file(token_file, 0)) return 1;
   contact_host(contact, sizeof contact, 0);
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_sched_sig;
@@ -474,7 +481,7 @@ static int scheduler_cmd(int argc, char **argv) {
 static int address_from_file(const char *path, double timeout, char *out,
                              size_t n) {
   lua_State *L = luaL_newstate();
-  int tries = (int)(timeout * 10), ok = 0;
+  int tries = (int)(timeout * 50), ok = 0;
   if (L == NULL) return -1;
   dlua_openlibs(L);
   for (;;) {
@@ -495,15 +502,259 @@ static int address_from_file(const char *path, double timeout, char *out,
       fprintf(stderr, "dlua worker: %s\n", lua_tostring(L, -1));
       break;
     }
-    usleep(100 * 1000);
+    usleep(20 * 1000); /* a new job: the scheduler starts meanwhile */
   }
   lua_close(L);
   return ok ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- run */
+
+static const char run_usage[] =
+    "usage: mpirun -n N dlua run [options] script.lua [args]\n"
+    "       srun -n N dlua run [options] script.lua [args]\n"
+    "Options: [--scheduler-file FILE] [--token-file FILE] [--host IP]\n"
+    "         [--dashboard-address [IP]:PORT | none] [--nworkers N]\n"
+    "         [--memory-limit SIZE]\n"
+    "One command for every rank of a job (at least 3): rank 0 runs the\n"
+    "scheduler, rank 1 the script, whose dlua.Client() joins it, and the\n"
+    "others are workers (--nworkers processes each).  The rank comes from\n"
+    "OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID.  The scheduler file\n"
+    "(default dlua-run-JOBID.json in the current directory) must be on a\n"
+    "directory every rank sees; the token file (default FILE.token) is made\n"
+    "by rank 0 when missing.  When the script ends, the scheduler and the\n"
+    "workers are shut down and every rank exits; the job's status is the\n"
+    "script's.\n";
+
+static int rbad(const char *fmt, const char *arg) {
+  fprintf(stderr, "dlua run: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n%s", run_usage);
+  return 2;
+}
+
+/* This rank and the job's size from the launcher's environment: 0, or -1
+   when no launcher set them. */
+static int job_rank(long *rank, long *size) {
+  static const char *const vars[][2] = {
+      {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+      {"PMI_RANK", "PMI_SIZE"},
+      {"SLURM_PROCID", "SLURM_NTASKS"}};
+  size_t i;
+  for (i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *r = getenv(vars[i][0]), *n = getenv(vars[i][1]);
+    char *e1, *e2;
+    if (r == NULL || n == NULL) continue;
+    *rank = strtol(r, &e1, 10);
+    *size = strtol(n, &e2, 10);
+    if (*e1 || *e2 || *rank < 0 || *size < 1 || *rank >= *size) continue;
+    return 0;
+  }
+  return -1;
+}
+
+/* The default scheduler file: one name per job, so a file left by an
+   earlier job is never read for this one. */
+static int default_sched_file(char *out, size_t n) {
+  const char *job = getenv("SLURM_JOB_ID"), *step = getenv("SLURM_STEP_ID");
+  if (getenv("OMPI_COMM_WORLD_RANK") && getenv("OMPI_MCA_ess_base_jobid")) {
+    snprintf(out, n, "dlua-run-%s.json", getenv("OMPI_MCA_ess_base_jobid"));
+    return 0;
+  }
+  if (job) {
+    snprintf(out, n, "dlua-run-%s.%s.json", job, step ? step : "0");
+    return 0;
+  }
+  return -1;
+}
+
+/* The script's end: stop the scheduler and its workers (unless the script
+   did), so that every rank exits. */
+static const char run_stop_chunk[] =
+    "local o = ...\n"
+    "local dlua = require 'dlua'\n"
+    "local cl = require 'dlua.cluster'\n"
+    "if not cl.read_scheduler_file(o.file) then return 0 end\n"
+    "local ok, c = pcall(dlua.Client, {scheduler_file = o.file,\n"
+    "                                   token_file = o.token_file})\n"
+    "if not ok then\n"
+    "  io.stderr:write('dlua run: cannot stop the scheduler: ', tostring(c),\n"
+    "                  '\\n')\n"
+    "  return 1\n"
+    "end\n"
+    "c:shutdown()\n"
+    "return 0\n";
+
+static int run_stop(const char *file, const char *token_file) {
+  lua_State *L = luaL_newstate();
+  int rc = 1;
+  if (L == NULL) return 1;
+  dlua_openlibs(L);
+  if (luaL_loadbuffer(L, run_stop_chunk, sizeof run_stop_chunk - 1,
+                      "=dlua run") == LUA_OK) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, file);
+    lua_setfield(L, -2, "file");
+    lua_pushstring(L, token_file);
+    lua_setfield(L, -2, "token_file");
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) rc = (int)lua_tointeger(L, -1);
+  }
+  if (rc && lua_isstring(L, -1))
+    fprintf(stderr, "dlua run: %s\n", lua_tostring(L, -1));
+  lua_close(L);
+  return rc;
+}
+
+static pid_t run_child;
+static void on_run_sig(int sig) {
+  if (run_child > 0) kill(run_child, sig);
+}
+
+/* Rank 1: run the script in a child process whose dlua.Client() joins
+   the job's scheduler, then shut the cluster down. */
+static int run_client(char **argv, int first, const char *file,
+                      const char *token_file) {
+  char abuf[300];
+  struct sigaction sa;
+  int st, rc;
+  pid_t p;
+  if (address_from_file(file, 60, abuf, sizeof abuf)) return 1;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_run_sig;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  p = fork();
+  if (p < 0) {
+    perror("dlua run: fork");
+    return 1;
+  }
+  if (p == 0) {
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    setenv("DLUA_SCHEDULER_FILE", file, 1);
+    setenv("DLUA_TOKEN_FILE", token_file, 1);
+    argv[first - 1] = argv[0]; /* dlua script.lua args... */
+    if (sl > 0) {
+      self[sl] = '\0';
+      execv(self, argv + first - 1);
+    }
+    execv("/proc/self/exe", argv + first - 1);
+    perror("dlua run: exec");
+    _exit(127);
+  }
+  run_child = p;
+  while (waitpid(p, &st, 0) < 0)
+    if (errno != EINTR) {
+      st = 1 << 8;
+      break;
+    }
+  run_child = 0;
+  rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  if (run_stop(file, token_file) && rc == 0) rc = 1;
+  return rc;
+}
+
+static int run_cmd(int argc, char **argv) {
+  const char *file = NULL, *token_file = NULL, *host = "0.0.0.0";
+  const char *dash = "0.0.0.0:0", *nworkers = NULL, *mem = NULL;
+  char fbuf[300], tbuf[320];
+  long rank, size;
+  int i, first = 0;
+  for (i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(run_usage, stdout);
+      return 0;
+    }
+    if (strcmp(a, "--") == 0) {
+      first = i + 1;
+      break;
+    }
+    if (a[0] != '-') {
+      first = i;
+      break;
+    }
+    if (v == NULL) return rbad("%s needs a value", a);
+    i++;
+    if (strcmp(a, "--scheduler-file") == 0) file = v;
+    else if (strcmp(a, "--token-file") == 0) token_file = v;
+    else if (strcmp(a, "--host") == 0) host = v;
+    else if (strcmp(a, "--dashboard-address") == 0) dash = v;
+    else if (strcmp(a, "--nworkers") == 0) nworkers = v;
+    else if (strcmp(a, "--memory-limit") == 0) mem = v;
+    else return rbad("unknown option '%s'", a);
+  }
+  if (first == 0 || first >= argc) return rbad("%s", "no script to run");
+  if (job_rank(&rank, &size))
+    return rbad("%s", "no rank in the environment (OMPI_COMM_WORLD_RANK, "
+                "PMI_RANK or SLURM_PROCID with its size): start it with "
+                "mpirun -n N or srun -n N");
+  if (size < 3) {
+    char n[32];
+    snprintf(n, sizeof n, "%ld", size);
+    return rbad("the job has %s ranks; it needs at least 3 (the scheduler, "
+                "the script and a worker)", n);
+  }
+  if (file == NULL) {
+    if (default_sched_file(fbuf, sizeof fbuf))
+      return rbad("%s", "no job id in the environment to name the "
+                  "scheduler file: give --scheduler-file on a directory "
+                  "every rank sees");
+    file = fbuf;
+  }
+  if (token_file == NULL) {
+    snprintf(tbuf, sizeof tbuf, "%s.token", file);
+    token_file = tbuf;
+  }
+  if (rank == 0) {
+    char *sargv[14];
+    int n = 0, rc, made = access(token_file, F_OK) != 0;
+    /* The job's own token: made here, quietly; the others read it once
+       the scheduler file is there. */
+    if (made && make_token_file(token_file, 1)) return 1;
+    sargv[n++] = argv[0];
+    sargv[n++] = "scheduler";
+    sargv[n++] = "--host";
+    sargv[n++] = (char *)host;
+    sargv[n++] = "--port";
+    sargv[n++] = "0";
+    sargv[n++] = "--dashboard-address";
+    sargv[n++] = (char *)dash;
+    sargv[n++] = "--scheduler-file";
+    sargv[n++] = (char *)file;
+    sargv[n++] = "--token-file";
+    sargv[n++] = (char *)token_file;
+    sargv[n] = NULL;
+    rc = scheduler_cmd(n, sargv);
+    if (made) unlink(token_file); /* this job's, made for it */
+    return rc;
+  }
+  if (rank == 1) return run_client(argv, first, file, token_file);
+  {
+    char *wargv[12];
+    int n = 0;
+    wargv[n++] = argv[0];
+    wargv[n++] = "worker";
+    wargv[n++] = "--scheduler-file";
+    wargv[n++] = (char *)file;
+    wargv[n++] = "--token-file";
+    wargv[n++] = (char *)token_file;
+    if (nworkers) wargv[n++] = "--nworkers", wargv[n++] = (char *)nworkers;
+    if (mem) wargv[n++] = "--memory-limit", wargv[n++] = (char *)mem;
+    wargv[n] = NULL;
+    return worker_cmd(n, wargv);
+  }
 }
 
 int dl_netcmd_main(int argc, char **argv) {
   if (argc < 2) return -1;
   if (strcmp(argv[1], "worker") == 0) return worker_cmd(argc, argv);
   if (strcmp(argv[1], "scheduler") == 0) return scheduler_cmd(argc, argv);
+  if (strcmp(argv[1], "run") == 0) return run_cmd(argc, argv);
   return -1;
 }

@@ -53,6 +53,25 @@ typedef struct syssample {
   sysproc p[SYS_PROCS];
 } syssample;
 
+/*
+** The task stream, formatted once for every viewer.  Each event's JSON
+** object, with a comma before it, is appended to txt the first time any
+** viewer asks past it; off[i] is where event number first + i starts in
+** txt and off[n] is txt.len, so any run of events is one slice of txt.
+** At most 2 * DL_SCHED_EVENTS are held: when full, the older half is
+** dropped with one memmove (appending stays O(1) amortised).  At ~200 B
+** an event that is about 4 MiB of text and 160 KiB of offsets.
+*/
+#define EVTEXT_MAX (2 * DL_SCHED_EVENTS)
+
+typedef struct evtext {
+  dl_buf txt;
+  size_t *off;    /* EVTEXT_MAX + 1 entries, or NULL before the first */
+  uint64_t first; /* the number of the first event held */
+  int n;          /* events held */
+  uint64_t formatted; /* events ever formatted (a /metrics counter) */
+} evtext;
+
 struct dl_dashboard {
   dl_server *srv;
   syssample *sys;   /* ring of SYS_SAMPLES, or NULL */
@@ -62,8 +81,10 @@ struct dl_dashboard {
   int fallback;
   dl_buf cache[C_N];
   uint64_t cached_at[C_N]; /* uv_hrtime of the snapshot, 0: none */
-  dl_sched_event *events;  /* scratch for /json/stream */
+  dl_sched_event *events;  /* scratch: events copied out of the scheduler */
+  evtext ev;               /* /json/stream's formatted events */
   long profile_of;         /* the worker of cache[C_PROFILE] (0: all) */
+  long profile_secs;       /* and its window (0: all) */
 };
 
 static const char *const state_names[6] = {"waiting", "ready", "processing",
@@ -370,27 +391,83 @@ static void put_event(dl_buf *b, const dl_sched_event *e) {
   put(b, "}");
 }
 
-static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
-  uint64_t since, next = 0;
+/* Drop the k oldest events of x. */
+static void evtext_drop(evtext *x, int k) {
+  size_t cut = x->off[k];
+  int i;
+  memmove(x->txt.p, x->txt.p + cut, x->txt.len - cut);
+  x->txt.len -= cut;
+  for (i = k; i <= x->n; i++) x->off[i - k] = x->off[i] - cut;
+  x->first += (uint64_t)k;
+  x->n -= k;
+}
+
+/*
+** Format the events the scheduler recorded since the last call into d->ev
+** (only those: each event is formatted once, however many viewers ask).
+** When the scheduler's ring has dropped events never formatted (nobody
+** asked for a while), the text starts again at its oldest.  0 or
+** DL_ENOMEM.
+*/
+static int stream_pull(dl_dashboard *d) {
+  evtext *x = &d->ev;
   int n, i;
+  if (d->events == NULL &&
+      (d->events = dl_realloc(NULL, sizeof *d->events * MAX_EVENTS)) == NULL)
+    return DL_ENOMEM;
+  if (x->off == NULL) {
+    if ((x->off = dl_realloc(NULL, sizeof *x->off * (EVTEXT_MAX + 1))) ==
+        NULL)
+      return DL_ENOMEM;
+    x->off[0] = 0;
+  }
+  do {
+    uint64_t want = x->first + (uint64_t)x->n, next = want;
+    n = dl_server_events(d->srv, want, d->events, MAX_EVENTS, &next);
+    if (next - (uint64_t)n != want) { /* a gap: start again after it */
+      x->txt.len = 0;
+      x->first = next - (uint64_t)n;
+      x->n = 0;
+      x->off[0] = 0;
+    }
+    for (i = 0; i < n; i++) {
+      if (x->n == EVTEXT_MAX) evtext_drop(x, EVTEXT_MAX - DL_SCHED_EVENTS);
+      put(&x->txt, ",");
+      put_event(&x->txt, &d->events[i]);
+      x->off[++x->n] = x->txt.len;
+      x->formatted++;
+    }
+  } while (n == MAX_EVENTS);
+  return 0;
+}
+
+static int json_stream(dl_dashboard *d, const char *query, dl_buf *b) {
+  const evtext *x = &d->ev;
+  uint64_t since, end, oldest, stop;
   if (parse_since(query, &since)) {
     put(b, "{\"error\":\"since must be a number of events (0 or more)\"}");
     return 400;
   }
-  if (d->events == NULL) {
-    d->events = dl_realloc(NULL, sizeof *d->events * MAX_EVENTS);
-    if (d->events == NULL) {
-      put(b, "{\"error\":\"out of memory\"}");
-      return 503;
-    }
+  if (stream_pull(d)) {
+    put(b, "{\"error\":\"out of memory\"}");
+    return 503;
   }
-  n = dl_server_events(d->srv, since, d->events, MAX_EVENTS, &next);
+  /* As the scheduler's ring: at most the last DL_SCHED_EVENTS, and at most
+     MAX_EVENTS an answer; a since past the end gets none and itself. */
+  end = x->first + (uint64_t)x->n;
+  oldest = end > DL_SCHED_EVENTS ? end - DL_SCHED_EVENTS : 0;
+  if (oldest < x->first) oldest = x->first;
+  if (since < oldest) since = oldest;
+  if (since >= end)
+    stop = since;
+  else
+    stop = end - since > MAX_EVENTS ? since + MAX_EVENTS : end;
   put(b, "{\"now\":");
   put_num(b, now_s());
-  putf(b, ",\"next\":%llu,\"events\":[", (unsigned long long)next);
-  for (i = 0; i < n; i++) {
-    if (i) put(b, ",");
-    put_event(b, &d->events[i]);
+  putf(b, ",\"next\":%llu,\"events\":[", (unsigned long long)stop);
+  if (stop > since) {
+    size_t a = x->off[since - x->first], z = x->off[stop - x->first];
+    dl_buf_put(b, x->txt.p + a + 1, z - a - 1); /* without the first comma */
   }
   put(b, "]}");
   return 200;
@@ -795,19 +872,25 @@ static int by_self(const void *a, const void *b) {
 }
 
 /*
-** /json/profile?worker=N (0 or absent: every worker): {"samples", "nodes":
-** [[parent, name, self], ...] (node 0 the root, each after its parent; the
-** root's children are task groups), "top": [{"name", "self"}, ...] (the
-** functions with the most samples stopped in them)}.  The HTTP status.
+** /json/profile?worker=N&seconds=S (worker 0 or absent: every worker;
+** seconds absent: since the cluster started, else the samples that came
+** in the last S seconds): {"now", "worker", "seconds" (0: all),
+** "complete" (false when the window reaches past the log the scheduler
+** keeps), "samples", "nodes": [[parent, name, self], ...] (node 0 the
+** root, each after its parent; the root's children are task groups),
+** "top": [{"name", "self"}, ...] (the functions with the most samples
+** stopped in them)}.  The HTTP status.
 */
-static int json_profile(dl_dashboard *d, long wid, dl_buf *b) {
+static int json_profile(dl_dashboard *d, long wid, long secs, dl_buf *b) {
   dl_prof *p = dl_prof_new(DL_SCHED_PROF_NODES);
   dl_map byname;
   ptop *top = NULL;
-  int i, n, ntop = 0, *depth = NULL, rc = 200;
+  int i, n, ntop = 0, *depth = NULL, rc = 200, part;
+  double now = now_s();
   dl_map_init(&byname);
   if (p == NULL) goto oom;
-  if (dl_server_profile(d->srv, (int)wid, p)) {
+  part = dl_server_profile(d->srv, (int)wid, secs > 0 ? now - secs : -1, p);
+  if (part < 0) {
     putf(b, "{\"error\":\"no worker %ld\"}", wid);
     rc = 404;
     goto done;
@@ -817,8 +900,9 @@ static int json_profile(dl_dashboard *d, long wid, dl_buf *b) {
   top = dl_realloc(NULL, sizeof *top * (size_t)n);
   if (depth == NULL || top == NULL) goto oom;
   putf(b, "{\"now\":");
-  put_num(b, now_s());
-  putf(b, ",\"worker\":%ld,\"samples\":%llu,\"nodes\":[", wid,
+  put_num(b, now);
+  putf(b, ",\"worker\":%ld,\"seconds\":%ld,\"complete\":%s,"
+       "\"samples\":%llu,\"nodes\":[", wid, secs, part ? "false" : "true",
        (unsigned long long)dl_prof_samples(p));
   for (i = 0; i < n; i++) {
     int parent;
@@ -1028,6 +1112,12 @@ static void metrics(dl_dashboard *d, dl_buf *b) {
   prom_group_counter(b, &s, "dlua_group_tasks_erred_total",
                      "Tasks failed, by group.",
                      offsetof(dl_sched_group, erred));
+  put(b, "# HELP dlua_dashboard_stream_events_formatted_total Task-stream "
+         "events formatted as JSON for /json/stream (each once, however "
+         "many viewers ask).\n"
+         "# TYPE dlua_dashboard_stream_events_formatted_total counter\n");
+  putf(b, "dlua_dashboard_stream_events_formatted_total %llu\n",
+       (unsigned long long)d->ev.formatted);
   free_snap(&s);
 }
 
@@ -1042,15 +1132,17 @@ static const dl_asset *find_asset(const char *name) {
 
 /* The profile of worker wid (0: all), rebuilt at most once a second: the
    merge runs under the scheduler's lock.  The HTTP status. */
-static int profile(dl_dashboard *d, long wid, dl_buf *out) {
+static int profile(dl_dashboard *d, long wid, long secs, dl_buf *out) {
   uint64_t now = uv_hrtime();
   int rc = 200;
   if (d->cached_at[C_PROFILE] == 0 || d->profile_of != wid ||
+      d->profile_secs != secs ||
       now - d->cached_at[C_PROFILE] > GRAPH_CACHE_MS * 1000000ull) {
     d->cache[C_PROFILE].len = 0;
-    rc = json_profile(d, wid, &d->cache[C_PROFILE]);
+    rc = json_profile(d, wid, secs, &d->cache[C_PROFILE]);
     d->cached_at[C_PROFILE] = rc == 200 ? now : 0;
     d->profile_of = wid;
+    d->profile_secs = secs;
   }
   dl_buf_put(out, d->cache[C_PROFILE].p, d->cache[C_PROFILE].len);
   return rc;
@@ -1115,7 +1207,7 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
   } else if (strcmp(p, "/profile") == 0) {
     a = find_asset("profile.html");
   } else if (strcmp(p, "/json/profile") == 0) {
-    long wid = 0;
+    long wid = 0, secs = 0;
     resp->type = json;
     if (strstr(req->query, "worker=") &&
         (!query_int(req->query, "worker", &wid) || wid < 0 ||
@@ -1123,8 +1215,14 @@ void dl_dashboard_handle(void *ud, const dl_http_req *req,
       put(&resp->body, "{\"error\":\"worker must be a worker's id (a "
           "number; 0: all)\"}");
       resp->status = 400;
+    } else if (strstr(req->query, "seconds=") &&
+               (!query_int(req->query, "seconds", &secs) || secs < 1 ||
+                secs > 86400)) {
+      put(&resp->body, "{\"error\":\"seconds must be a whole number of "
+          "seconds from 1 to 86400 (absent: all)\"}");
+      resp->status = 400;
     } else {
-      resp->status = profile(d, wid, &resp->body);
+      resp->status = profile(d, wid, secs, &resp->body);
     }
   } else if (strcmp(p, "/json/info") == 0) {
     resp->type = json;
@@ -1284,6 +1382,8 @@ void dl_dashboard_free(dl_dashboard *d) {
   if (d == NULL) return; /* its server closed with the loop's handles */
   for (i = 0; i < C_N; i++) dl_buf_free(&d->cache[i]);
   dl_free(d->events);
+  dl_buf_free(&d->ev.txt);
+  dl_free(d->ev.off);
   dl_free(d->sys);
   dl_free(d);
 }

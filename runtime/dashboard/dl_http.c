@@ -4,7 +4,9 @@
 ** Each connection owns a TCP handle and an idle timer; it is freed when
 ** both are closed.  Responses are composed whole into the connection's
 ** pending buffer and written with one uv_write; while a write is in flight
-** further (pipelined) responses wait in the pending buffer.
+** further (pipelined) responses wait in the pending buffer.  A large body
+** is not copied: the connection takes the handler's buffer as the tail
+** that follows pending (a megabyte of task stream per viewer's poll).
 */
 #include <ctype.h>
 #include <stdio.h>
@@ -46,7 +48,9 @@ struct conn {
   http_parser parser;
   dl_buf url;      /* the request target, as received */
   dl_buf pending;  /* responses not yet handed to libuv */
+  dl_buf tail;     /* a body taken whole, written after pending */
   dl_buf sending;  /* the bytes of the write in flight */
+  dl_buf sending_tail; /* and its tail */
   size_t head_bytes, body_bytes;
   int handles;     /* open libuv handles; freed at zero */
   int writing;
@@ -113,6 +117,8 @@ static void conn_closed(uv_handle_t *h) {
     dl_buf_free(&c->host);
     dl_buf_free(&c->pending);
     dl_buf_free(&c->sending);
+    dl_buf_free(&c->tail);
+    dl_buf_free(&c->sending_tail);
     dl_free(c);
     if (s->closing && s->nconns == 0 && !s->listener_open) dl_free(s);
   }
@@ -131,10 +137,10 @@ static void write_cb(uv_write_t *req, int status);
 
 /* Hand the pending responses to libuv unless a write is in flight. */
 static void conn_flush(conn *c) {
-  uv_buf_t b;
+  uv_buf_t b[2];
   dl_buf t;
   if (c->closing || c->writing) return;
-  if (c->pending.len == 0) {
+  if (c->pending.len == 0) { /* the tail always follows some head */
     if (c->close_after) conn_close(c);
     return;
   }
@@ -142,8 +148,14 @@ static void conn_flush(conn *c) {
   c->sending = c->pending;
   c->pending = t;
   c->pending.len = 0;
-  b = uv_buf_init(c->sending.p, (unsigned)c->sending.len);
-  if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, write_cb)) {
+  t = c->sending_tail;
+  c->sending_tail = c->tail;
+  c->tail = t;
+  c->tail.len = 0;
+  b[0] = uv_buf_init(c->sending.p, (unsigned)c->sending.len);
+  b[1] = uv_buf_init(c->sending_tail.p, (unsigned)c->sending_tail.len);
+  if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, b,
+               c->sending_tail.len ? 2 : 1, write_cb)) {
     conn_close(c);
     return;
   }
@@ -154,6 +166,7 @@ static void write_cb(uv_write_t *req, int status) {
   conn *c = req->data;
   c->writing = 0;
   c->sending.len = 0;
+  c->sending_tail.len = 0;
   if (status < 0) {
     conn_close(c);
     return;
@@ -161,10 +174,17 @@ static void write_cb(uv_write_t *req, int status) {
   conn_flush(c);
 }
 
+/* Bodies from this size on are taken, not copied. */
+#define TAKE_BODY 4096
+
 /* Queue one whole response; the body of resp is consumed. */
 static void respond(conn *c, int head, dl_http_resp *r, int keep) {
   char hdr[512];
   int n;
+  if (c->tail.len) { /* a pipelined response: it goes after the tail */
+    dl_buf_put(&c->pending, c->tail.p, c->tail.len);
+    c->tail.len = 0;
+  }
   n = snprintf(hdr, sizeof hdr,
                "HTTP/1.1 %d %s\r\n"
                "Content-Length: %zu\r\n"
@@ -179,10 +199,17 @@ static void respond(conn *c, int head, dl_http_resp *r, int keep) {
                r->location ? "Location: " : "",
                r->location ? r->location : "", r->location ? "\r\n" : "",
                keep ? "keep-alive" : "close");
-  if (n < 0 || (size_t)n >= sizeof hdr ||
-      dl_buf_put(&c->pending, hdr, (size_t)n) ||
-      (!head && dl_buf_put(&c->pending, r->body.p, r->body.len))) {
+  if (n < 0 || (size_t)n >= sizeof hdr) {
     c->close_after = 1;
+  } else {
+    dl_buf_put(&c->pending, hdr, (size_t)n);
+    if (!head && r->body.len >= TAKE_BODY) {
+      dl_buf t = c->tail; /* empty: its room goes with the old body */
+      c->tail = r->body;
+      r->body = t;
+    } else if (!head) {
+      dl_buf_put(&c->pending, r->body.p, r->body.len);
+    }
   }
   if (!keep) c->close_after = 1;
   dl_buf_free(&r->body);

@@ -462,6 +462,7 @@ void dlua_close(dlua_Runtime *rt) {
   if (rt == NULL) return;
   guard_begin(&g);
   lua_close(rt->L); /* __gc of clients/clusters shuts their processes down */
+  dl_server_end_zygote(); /* and their zygote, once no cluster is left */
   guard_end(&g);
   set_err(rt, NULL, 0);
   dl_free(rt);

@@ -22,11 +22,22 @@ typedef struct pnode {
   uint64_t self, news;
 } pnode;
 
+/* One count, for the time window (dl_prof_keep_log). */
+typedef struct plog {
+  double t;
+  int32_t node;
+  uint32_t n;
+} plog;
+
 struct dl_prof {
   pnode *n;
   int nn, cap, max;
   dl_map idx; /* key -> (void *)(index + 1) */
   uint64_t samples;
+  plog *log;      /* ring of logmax counts, or NULL */
+  int logmax;
+  uint64_t nlog;  /* counts ever logged */
+  double now;     /* the time of the counts being made */
 };
 
 static char *make_key(int parent, const char *frame, size_t len,
@@ -72,6 +83,7 @@ void dl_prof_free(dl_prof *p) {
   if (p == NULL) return;
   for (i = 0; i < p->nn; i++) dl_free(p->n[i].key);
   dl_free(p->n);
+  dl_free(p->log);
   dl_map_free(&p->idx);
   dl_free(p);
 }
@@ -120,6 +132,12 @@ void dl_prof_count(dl_prof *p, int i, uint64_t n) {
   p->n[i].self += n;
   p->n[i].news += n;
   p->samples += n;
+  if (p->log) {
+    plog *e = &p->log[p->nlog++ % (uint64_t)p->logmax];
+    e->t = p->now;
+    e->node = i;
+    e->n = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+  }
   for (; i >= 0 && !p->n[i].dirty; i = p->n[i].parent) p->n[i].dirty = 1;
 }
 
@@ -207,3 +225,61 @@ const char *dl_prof_node(const dl_prof *p, int i, int *parent,
 }
 
 uint64_t dl_prof_samples(const dl_prof *p) { return p->samples; }
+
+int dl_prof_keep_log(dl_prof *p, int max) {
+  plog *l = dl_realloc(NULL, sizeof *l * (size_t)(max > 1 ? max : 1));
+  if (l == NULL) return DL_ENOMEM;
+  dl_free(p->log);
+  p->log = l;
+  p->logmax = max > 1 ? max : 1;
+  p->nlog = 0;
+  return 0;
+}
+
+void dl_prof_at(dl_prof *p, double t) { p->now = t; }
+
+int dl_prof_merge_since(dl_prof *p, const dl_prof *from, double t0) {
+  size_t nn = (size_t)from->nn;
+  uint64_t *self, *sub, k, first;
+  int *at, i, partial = 1;
+  if (from->log == NULL) return 1;
+  self = dl_realloc(NULL, sizeof *self * nn);
+  sub = dl_realloc(NULL, sizeof *sub * nn);
+  at = dl_realloc(NULL, sizeof *at * nn);
+  if (self == NULL || sub == NULL || at == NULL) goto done;
+  memset(self, 0, sizeof *self * nn);
+  /* The window's counts, newest first, into each node's own samples. */
+  first = from->nlog > (uint64_t)from->logmax
+              ? from->nlog - (uint64_t)from->logmax : 0;
+  if (first == 0) partial = 0; /* nothing was ever dropped */
+  for (k = from->nlog; k > first; k--) {
+    const plog *e = &from->log[(k - 1) % (uint64_t)from->logmax];
+    if (e->t < t0) {
+      partial = 0;
+      break;
+    }
+    self[e->node] += e->n;
+  }
+  /* With its descendants' (children come after their parents), so that
+     paths with no samples in the window are left out. */
+  memcpy(sub, self, sizeof *sub * nn);
+  for (i = from->nn - 1; i > 0; i--) sub[from->n[i].parent] += sub[i];
+  dl_prof_count(p, 0, self[0]);
+  at[0] = 0;
+  for (i = 1; i < from->nn; i++) {
+    const char *key = from->n[i].key + sizeof(int32_t);
+    int par = at[from->n[i].parent], c;
+    if (sub[i] == 0 || par < 0) {
+      at[i] = -1;
+      continue;
+    }
+    c = dl_prof_child(p, par, key, strlen(key));
+    at[i] = c < 0 ? par : c;
+    dl_prof_count(p, at[i], self[i]);
+  }
+done:
+  dl_free(self);
+  dl_free(sub);
+  dl_free(at);
+  return partial;
+}

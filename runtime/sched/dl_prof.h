@@ -56,6 +56,24 @@ int dl_prof_merge_msg(dl_prof *p, const struct dl_msg_profile *m);
 /* Add every sample of from to p (both trees keep their shapes). */
 void dl_prof_merge(dl_prof *p, const dl_prof *from);
 
+/*
+** A time window: with a log, the tree also remembers its last max counts
+** (dl_prof_count calls: which node, how many samples, when; 16 bytes
+** each), stamped with the time last given to dl_prof_at (any clock, in
+** seconds; 0 before the first call).  0, or DL_ENOMEM (no log then).
+*/
+int dl_prof_keep_log(dl_prof *p, int max);
+void dl_prof_at(dl_prof *p, double t);
+
+/*
+** Add to p the samples of from counted at time t0 or later, as far as
+** from's log reaches (p gets only the paths that have such samples).
+** Returns 0 when the log covered all of them, 1 when it had already
+** dropped some counts of the window (or from keeps no log: then nothing
+** is added).
+*/
+int dl_prof_merge_since(dl_prof *p, const dl_prof *from, double t0);
+
 /* Walking a tree: nodes are numbered 0 (the root) to dl_prof_size - 1,
    each after its parent.  dl_prof_node gives a node's name (borrowed,
    NUL-terminated; valid until the tree changes), parent (-1 for the root)

@@ -107,17 +107,26 @@ typedef struct pget {
 
 /*
 ** A function's bytecode, kept while a task needs it.  refs counts the
-** tasks that name it; at zero the client is told (DL_M_FN_GONE) and the
-** entry lives on, evicting, until the client answers DL_M_FN_FORGET: what
-** it submitted before that answer may still name the hash without sending
-** the bytecode.  Then it is dropped here and on every worker.
+** tasks that name it.  senders are the clients that sent it and may name
+** its hash without the bytecode (each with the DL_M_FN_GONE messages it has
+** not answered yet).  At zero refs every sender not told yet is told
+** (DL_M_FN_GONE); a sender leaves the list when it has answered every one
+** (DL_M_FN_FORGET), or when it is gone.  The entry is dropped here and on
+** every worker when refs is zero and no sender is left: until then, what a
+** client submitted before its answer may still name the hash.
 */
+typedef struct fnsender {
+  int rid;     /* -1 the client, or a client id (DL_SCHED_CLIENT_BASE..) */
+  int pending; /* DL_M_FN_GONE sent, not answered yet */
+} fnsender;
+
 typedef struct fnentry {
   unsigned char hash[16];
   char *code;
   size_t len;
   int64_t refs;
-  int evicting;
+  fnsender *senders;
+  int nsenders;
 } fnentry;
 
 struct dl_sched {
@@ -620,28 +629,14 @@ static void fns_ref(dl_sched *s, const task *t) {
   }
 }
 
-static void fns_unref(dl_sched *s, const task *t) {
-  int i;
-  if (s->freeing) return;
-  for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
-    if (f == NULL || f->refs <= 0 || --f->refs > 0 || f->evicting) continue;
-    f->evicting = 1;
-    dl_put_hash_msg(cout(s), DL_M_FN_GONE, f->hash);
-  }
+static int is_client(int rid) {
+  return rid < 0 || rid >= DL_SCHED_CLIENT_BASE;
 }
 
-/* The client forgot it sent f: unless a task names it again, drop it here
-   and on the workers it was sent to. */
-static int on_fn_forget(dl_sched *s, dl_rd *r) {
-  dl_msg_hash m;
-  fnentry *f;
+/* f is needed by no task and known to no client: drop it here and on
+   the workers it was sent to. */
+static void fn_drop(dl_sched *s, fnentry *f) {
   int k;
-  RD(dl_get_hash_msg(r, &m));
-  f = dl_map_get(&s->fns, m.hash, 16);
-  if (f == NULL) return 0;
-  f->evicting = 0;
-  if (f->refs > 0) return 0; /* named again meanwhile: keep it */
   for (k = 0; k < s->nworkers; k++) {
     sworker *w = s->workers[k];
     if (dl_map_del(&w->fns_sent, (const char *)f->hash, 16)) {
@@ -650,8 +645,56 @@ static int on_fn_forget(dl_sched *s, dl_rd *r) {
     }
   }
   dl_map_del(&s->fns, (const char *)f->hash, 16);
+  dl_free(f->senders);
   dl_free(f->code);
   dl_free(f);
+}
+
+/* Tell every sender of f not told yet that no task needs it. */
+static void fn_gone(dl_sched *s, fnentry *f) {
+  int i;
+  for (i = 0; i < f->nsenders; i++) {
+    fnsender *x = &f->senders[i];
+    dl_buf *b;
+    if (x->pending > 0) continue; /* its answer is on the way */
+    b = x->rid < 0 ? cout(s) : wout(s, x->rid);
+    if (b == NULL) continue;
+    dl_put_hash_msg(b, DL_M_FN_GONE, f->hash);
+    x->pending++;
+  }
+}
+
+/* Sender rid forgot f (or is gone): it leaves the list. */
+static void fn_sender_drop(fnentry *f, int i) {
+  f->senders[i] = f->senders[--f->nsenders];
+}
+
+static void fns_unref(dl_sched *s, const task *t) {
+  int i;
+  if (s->freeing) return;
+  for (i = 0; i < t->nfns; i++) {
+    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    if (f == NULL || f->refs <= 0 || --f->refs > 0) continue;
+    if (f->nsenders == 0) fn_drop(s, f); /* only tasks' clients sent it */
+    else fn_gone(s, f);
+  }
+}
+
+/* A client forgot it sent f: it leaves the senders once it has answered
+   every DL_M_FN_GONE; f goes when no task and no sender is left. */
+static int on_fn_forget(dl_sched *s, dl_rd *r) {
+  dl_msg_hash m;
+  fnentry *f;
+  int i;
+  RD(dl_get_hash_msg(r, &m));
+  f = dl_map_get(&s->fns, m.hash, 16);
+  if (f == NULL) return 0;
+  for (i = 0; i < f->nsenders; i++)
+    if (f->senders[i].rid == s->from) {
+      if (--f->senders[i].pending <= 0) fn_sender_drop(f, i);
+      break;
+    }
+  if (f->refs == 0 && f->nsenders == 0) fn_drop(s, f);
   return 0;
 }
 
@@ -1167,7 +1210,8 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   s->from = -1;
   s->coord = dl_coord_new(coord_out, s);
   s->prof = dl_prof_new(DL_SCHED_PROF_NODES);
-  if (s->coord == NULL || s->prof == NULL) {
+  if (s->coord == NULL || s->prof == NULL ||
+      dl_prof_keep_log(s->prof, DL_SCHED_PROF_LOG)) {
     dl_sched_free(s);
     return NULL;
   }
@@ -1197,6 +1241,7 @@ void dl_sched_free(dl_sched *s) {
   while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
+    dl_free(((fnentry *)v)->senders);
     dl_free(((fnentry *)v)->code);
     dl_free(v);
   }
@@ -1697,18 +1742,44 @@ static void unwanted(dl_sched *s, task *t) {
   collect(s, t);
 }
 
+/* Record that client s->from may name f by its hash alone from now on. */
+static void fn_sender_add(dl_sched *s, fnentry *f) {
+  fnsender *n;
+  int i;
+  if (!is_client(s->from)) return; /* tasks' clients always send it */
+  for (i = 0; i < f->nsenders; i++)
+    if (f->senders[i].rid == s->from) return;
+  n = dl_realloc(f->senders, sizeof *n * (size_t)(f->nsenders + 1));
+  if (n == NULL) return; /* not told at eviction: it sends the code again
+                            only if the worker reports it unknown */
+  f->senders = n;
+  f->senders[f->nsenders].rid = s->from;
+  f->senders[f->nsenders].pending = 0;
+  f->nsenders++;
+}
+
 static int on_cfunc(dl_sched *s, dl_rd *r) {
   dl_msg_func m;
   fnentry *f;
+  int rc;
   RD(dl_get_func_msg(r, &m));
-  if (dl_map_get(&s->fns, m.hash, 16)) return 0;
+  if ((f = dl_map_get(&s->fns, m.hash, 16)) != NULL) {
+    fn_sender_add(s, f);
+    return 0;
+  }
   f = xalloc(sizeof *f);
   if (f == NULL) return DL_ENOMEM;
   memset(f, 0, sizeof *f);
   memcpy(f->hash, m.hash, 16);
   f->code = dupbytes(m.code, m.len);
   f->len = m.len;
-  return dl_map_put(&s->fns, (const char *)f->hash, 16, f);
+  if ((rc = dl_map_put(&s->fns, (const char *)f->hash, 16, f)) != 0) {
+    dl_free(f->code);
+    dl_free(f);
+    return rc;
+  }
+  fn_sender_add(s, f);
+  return 0;
 }
 
 static int on_scatter(dl_sched *s, dl_rd *r) {
@@ -1887,6 +1958,57 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now) {
   }
   dispatch(s);
   return rc;
+}
+
+int dl_sched_requester_frame(dl_sched *s, int rid, const char *p, size_t n,
+                             double now) {
+  int rc, from = s->from;
+  s->from = rid;
+  rc = dl_sched_client_frame(s, p, n, now);
+  s->from = from;
+  return rc;
+}
+
+void dl_sched_requester_gone(dl_sched *s, int rid) {
+  unsigned char (*hs)[16] = NULL;
+  size_t i = 0, nh = 0, cap = 0;
+  fnentry *f;
+  /* Gathers it waits for: their answers have nowhere to go. */
+  for (i = 0; i < s->npgets;) {
+    if (s->pgets[i].to == rid) {
+      dl_free(s->pgets[i].key);
+      s->pgets[i] = s->pgets[--s->npgets];
+    } else {
+      i++;
+    }
+  }
+  release_held(s, rid);
+  dl_coord_gone(s->coord, rid, s->now);
+  /* Functions it alone kept: hashes first, dropping edits the map. */
+  i = 0;
+  while ((f = dl_map_next(&s->fns, &i)) != NULL) {
+    int k;
+    for (k = 0; k < f->nsenders; k++)
+      if (f->senders[k].rid == rid) {
+        fn_sender_drop(f, k);
+        if (f->refs == 0 && f->nsenders == 0) {
+          if (nh == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            void *nb = dl_realloc(hs, nc * sizeof *hs);
+            if (nb == NULL) break;
+            hs = nb;
+            cap = nc;
+          }
+          memcpy(hs[nh++], f->hash, 16);
+        }
+        break;
+      }
+  }
+  for (i = 0; i < nh; i++)
+    if ((f = dl_map_get(&s->fns, (const char *)hs[i], 16)) != NULL)
+      fn_drop(s, f);
+  dl_free(hs);
+  dispatch(s);
 }
 
 /*
@@ -2172,8 +2294,17 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
       case DL_M_PROFILE: {
         dl_msg_profile m;
         if (dl_get_profile(&r, &m)) return DL_EPROTO;
-        if (w->prof == NULL) w->prof = dl_prof_new(DL_SCHED_PROF_WORKER);
-        if (w->prof) dl_prof_merge_msg(w->prof, &m);
+        if (w->prof == NULL &&
+            (w->prof = dl_prof_new(DL_SCHED_PROF_WORKER)) != NULL &&
+            dl_prof_keep_log(w->prof, DL_SCHED_PROF_WORKER_LOG)) {
+          dl_prof_free(w->prof);
+          w->prof = NULL;
+        }
+        if (w->prof) {
+          dl_prof_at(w->prof, now);
+          dl_prof_merge_msg(w->prof, &m);
+        }
+        dl_prof_at(s->prof, now);
         dl_prof_merge_msg(s->prof, &m);
         break;
       }
@@ -2287,13 +2418,16 @@ int dl_sched_history(dl_sched *s, int wid, dl_sched_sample *out, int max) {
   return n;
 }
 
-int dl_sched_profile(dl_sched *s, int wid, dl_prof *into) {
+int dl_sched_profile(dl_sched *s, int wid, double since, dl_prof *into) {
   sworker *w;
-  if (wid == 0) {
-    dl_prof_merge(into, s->prof);
+  dl_prof *from = s->prof;
+  if (wid != 0) {
+    if ((w = find_worker(s, wid)) == NULL) return -1;
+    if ((from = w->prof) == NULL) return 0;
+  }
+  if (since < 0) {
+    dl_prof_merge(into, from);
     return 0;
   }
-  if ((w = find_worker(s, wid)) == NULL) return -1;
-  if (w->prof) dl_prof_merge(into, w->prof);
-  return 0;
+  return dl_prof_merge_since(into, from, since);
 }

@@ -100,6 +100,19 @@ int dl_sched_client_frame(dl_sched *s, const char *p, size_t n, double now);
 int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
                           double now);
 
+/*
+** More than one client: a `dlua scheduler` gives each client that joins
+** it a requester id from DL_SCHED_CLIENT_BASE up; what the scheduler
+** says to that client goes into worker_out(ud, id).  Its keys, waits and
+** leases are its own: when it goes, dl_sched_requester_gone releases
+** them, and what another client holds is left alone.  Returns as
+** dl_sched_client_frame.
+*/
+#define DL_SCHED_CLIENT_BASE 0x40000000
+int dl_sched_requester_frame(dl_sched *s, int rid, const char *p, size_t n,
+                             double now);
+void dl_sched_requester_gone(dl_sched *s, int rid);
+
 /* Run timers (retry back-off) due at now; returns seconds to the next, or
 ** a negative number when none is pending. */
 double dl_sched_tick(dl_sched *s, double now);
@@ -211,14 +224,23 @@ int64_t dl_sched_each_task(dl_sched *s,
 /*
 ** The tasks' profile (dl_prof.h) that workers send with their heartbeats:
 ** the cluster's since the scheduler started (wid 0; departed workers'
-** samples included), or worker wid's, is added to into.  0, or -1 when
-** there is no such worker.  Trees are bounded: DL_SCHED_PROF_NODES nodes
-** for the cluster, DL_SCHED_PROF_WORKER for each worker (about 100 bytes
-** a node).
+** samples included), or worker wid's, is added to into; with since >= 0
+** only the samples that arrived at since or later (the time of the frame,
+** as passed to dl_sched_worker_frame).  0; 1 when the window reaches past
+** the log kept for it (then into has its newest part only); -1 when there
+** is no such worker.  Trees are bounded: DL_SCHED_PROF_NODES nodes for the
+** cluster, DL_SCHED_PROF_WORKER for each worker (about 100 bytes a node);
+** so are their logs for the window: the last DL_SCHED_PROF_LOG counts for
+** the cluster and DL_SCHED_PROF_WORKER_LOG per worker (16 bytes each; a
+** count is one function path's samples in one heartbeat, so a worker
+** sends at most 100 a second and usually a few).
 */
 #define DL_SCHED_PROF_NODES 20000
 #define DL_SCHED_PROF_WORKER 5000
+#define DL_SCHED_PROF_LOG 100000
+#define DL_SCHED_PROF_WORKER_LOG 20000
 struct dl_prof;
-int dl_sched_profile(dl_sched *s, int wid, struct dl_prof *into);
+int dl_sched_profile(dl_sched *s, int wid, double since,
+                     struct dl_prof *into);
 
 #endif

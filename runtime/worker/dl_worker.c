@@ -3,6 +3,9 @@
 ** the loop, the listener and the executor, then runs until the link ends.
 ** The parts are listed in dl_worker_int.h.
 */
+#include <poll.h>
+#include <sys/syscall.h>
+
 #include "dl_worker_int.h"
 
 worker dl_worker_state;
@@ -10,7 +13,9 @@ worker dl_worker_state;
 /* Set when the worker goes because its cluster is gone (the link closed
    unasked, or SIGTERM), not because it was told to shut down. */
 static int lost_link;
-static uv_pid_t parent_pid; /* the client that started us */
+static uv_pid_t parent_pid; /* the client that started us, or its zygote */
+pid_t dl_w_client_pid;     /* the zygote's client, 0: not forked by one */
+static int client_pfd = -1; /* a pidfd of dl_w_client_pid */
 static uv_signal_t term_sig;
 
 void dl_w_on_sched_close(dl_conn *c) {
@@ -59,6 +64,14 @@ static void leave_files(void) {
   /* The link closes before the kernel hands us to a new parent: give it a
      moment, then remove the directory if the client is gone (rmdir fails
      while other workers' files are still there; the last one succeeds). */
+  if (client_pfd >= 0) { /* forked by the zygote: the client is not our
+                            parent, and the zygote may die without it */
+    struct pollfd pf;
+    pf.fd = client_pfd;
+    pf.events = POLLIN;
+    if (poll(&pf, 1, 1000) == 1) rmdir(W.dir);
+    return;
+  }
   for (i = 0; i < 100 && getppid() == parent_pid; i++) uv_sleep(10);
   if (getppid() != parent_pid) rmdir(W.dir);
 }
@@ -244,26 +257,9 @@ void dl_w_state_init(void) {
   W.map_shared = dl_shared_at_map;
 }
 
-int dlua_worker_main(int argc, char **argv) {
-  lua_State *L;
-  if (argc < 2 || strcmp(argv[1], "--dlua-worker") != 0) return -1;
-  if (parse_args(argc, argv)) {
-    fprintf(stderr, "dlua: worker mode takes --id N --dir DIR "
-            "[--memory-limit BYTES], or --connect tcp://HOST:PORT "
-            "[--token-file FILE] [--listen HOST] [--memory-limit BYTES]\n");
-    return 2;
-  }
-  if (W.connect_to[0]) {
-    int rc = join_over_tcp();
-    if (rc) return rc;
-    parent_pid = -1; /* started by hand: it leaves when its link does */
-  } else {
-    /* Leave with the process that started us, even if it is SIGKILLed:
-       SIGTERM lets us remove our files first (term_cb). */
-    parent_pid = getppid();
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1 || getppid() != parent_pid) return 1;
-  }
+/* What every worker process sets up before it knows its cluster (the
+   zygote does it once for all the workers it forks). */
+static void setup_process(void) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
   setenv("DLUA_WORKER", "1", 1); /* dlua.ndarray: one BLAS thread */
@@ -278,6 +274,43 @@ int dlua_worker_main(int argc, char **argv) {
       setrlimit(RLIMIT_NOFILE, &rl);
     }
   }
+  dl_w_state_init();
+}
+
+lua_State *dl_w_new_state(void) {
+  lua_State *L = lua_newstate(dlua_alloc, NULL);
+  if (L == NULL) return NULL;
+  lua_pushcfunction(L, dl_w_setup_state);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    fprintf(stderr, "dlua worker: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+/* Leave with the process that started us (the client, or the zygote that
+   leaves with it), even if it is SIGKILLed: SIGTERM lets us remove our
+   files first (term_cb).  0, or -1 when it is gone already. */
+static int watch_parent(void) {
+  parent_pid = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  return getppid() == 1 || getppid() != parent_pid ? -1 : 0;
+}
+
+static int loop_ready; /* dl_w_loop_init ran */
+
+int dl_w_loop_init(void) {
+  int rc = uv_loop_init(&W.loop);
+  if (rc == 0) rc = dl_flusher_init(&W.fl, &W.loop);
+  if (rc == 0) rc = uv_async_init(&W.loop, &W.done_async, dl_w_done_cb);
+  loop_ready = rc == 0;
+  return rc;
+}
+
+/* The worker once it has its state L: its loop, listener, link and
+   executor, until the link ends.  Does not return. */
+static void run_worker(lua_State *L) {
   /* Freed big blocks kept for reuse fit between the target and spill
      fractions, so keeping them never makes the worker spill. */
   if (W.memory_limit > 0) {
@@ -285,32 +318,23 @@ int dlua_worker_main(int argc, char **argv) {
     if (room < (double)(256u << 20))
       dl_mem_set_cache_max(room > 0 ? (size_t)room : 0);
   }
-  dl_w_state_init();
-  if (dl_w_prof_init()) return 1;
-  L = lua_newstate(dlua_alloc, NULL);
-  if (L == NULL) return 1;
-  lua_pushcfunction(L, dl_w_setup_state);
-  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    fprintf(stderr, "dlua worker: %s\n", lua_tostring(L, -1));
-    return 1;
-  }
+  if (dl_w_prof_init()) _exit(1);
   W.L = L;
   {
-    int rc = uv_loop_init(&W.loop);
-    if (rc == 0) rc = dl_flusher_init(&W.fl, &W.loop);
-    if (rc == 0) rc = uv_async_init(&W.loop, &W.done_async, dl_w_done_cb);
+    int rc = loop_ready ? 0 : dl_w_loop_init();
     if (rc) {
       fprintf(stderr, "dlua worker %d: cannot create its event loop: %s\n",
               W.id, uv_strerror(rc));
-      return 1;
+      _exit(1);
     }
   }
+  uv_update_time(&W.loop); /* a spare's loop may be old */
   uv_timer_init(&W.loop, &W.beat);
   uv_timer_start(&W.beat, dl_w_beat_cb, 0, 500);
   uv_timer_init(&W.loop, &W.watchdog);
   uv_timer_start(&W.watchdog, watchdog_cb, 10, 10);
   if (W.remote) {
-    if (listen_over_tcp()) return 1;
+    if (listen_over_tcp()) _exit(1);
   } else {
     int rc;
     snprintf(W.addr, sizeof W.addr, "%s/w%d.sock", W.dir, W.id);
@@ -319,7 +343,7 @@ int dlua_worker_main(int argc, char **argv) {
     if (rc) {
       fprintf(stderr, "dlua worker %d: cannot listen on %s: %s\n", W.id,
               W.addr, uv_strerror(rc));
-      return 1;
+      _exit(1);
     }
   }
   uv_signal_init(&W.loop, &term_sig);
@@ -330,10 +354,10 @@ int dlua_worker_main(int argc, char **argv) {
   W.sched = dl_conn_new(&W.loop, &W.fl, dl_w_on_sched_frame, dl_w_on_sched_close, NULL);
   if (W.sched == NULL || dl_conn_open_fd(W.sched, 3)) {
     fprintf(stderr, "dlua worker %d: no scheduler link on fd 3\n", W.id);
-    return 1;
+    _exit(1);
   }
   if (!W.remote) dl_w_send_hello(); /* over TCP: once welcomed */
-  if (uv_thread_create(&W.exec, dl_w_exec_main, L)) return 1;
+  if (uv_thread_create(&W.exec, dl_w_exec_main, L)) _exit(1);
   uv_run(&W.loop, UV_RUN_DEFAULT);
   if (!W.remote) unlink(W.addr);
   if (lost_link || W.remote) leave_files();
@@ -346,4 +370,48 @@ int dlua_worker_main(int argc, char **argv) {
      A worker that joined over TCP and lost its scheduler (not told to
      stop) says so with status 3, for `dlua worker --reconnect-timeout`. */
   _exit(lost_link && W.remote ? 3 : 0);
+}
+
+static void usage(void) {
+  fprintf(stderr, "dlua: worker mode takes --id N --dir DIR "
+          "[--memory-limit BYTES], or --connect tcp://HOST:PORT "
+          "[--token-file FILE] [--listen HOST] [--memory-limit BYTES]\n");
+}
+
+void dl_w_forked_main(int argc, char **argv, lua_State *L) {
+  if (parse_args(argc, argv) || W.connect_to[0]) {
+    usage();
+    _exit(2);
+  }
+  if (watch_parent()) _exit(1);
+  if (dl_w_client_pid > 0) {
+    client_pfd = (int)syscall(SYS_pidfd_open, dl_w_client_pid, 0u);
+    if (client_pfd >= 0) fcntl(client_pfd, F_SETFD, FD_CLOEXEC);
+  }
+  run_worker(L);
+}
+
+int dlua_worker_main(int argc, char **argv) {
+  lua_State *L;
+  if (argc < 2 || strcmp(argv[1], "--dlua-worker") != 0) return -1;
+  if (argc == 5 && strcmp(argv[2], "--zygote") == 0) {
+    setup_process();
+    return dl_w_zygote_main(argv[3], argv[4]);
+  }
+  if (parse_args(argc, argv)) {
+    usage();
+    return 2;
+  }
+  if (W.connect_to[0]) {
+    int rc = join_over_tcp();
+    if (rc) return rc;
+    parent_pid = -1; /* started by hand: it leaves when its link does */
+  } else if (watch_parent()) {
+    return 1;
+  }
+  setup_process();
+  L = dl_w_new_state();
+  if (L == NULL) return 1;
+  run_worker(L);
+  return 0;
 }

@@ -13,6 +13,7 @@
 **   dl_worker_link.c   the scheduler link: COMPUTE in, DONE / ERR out,
 **                      cancel, steal, heartbeats
 **   dl_worker.c        dlua_worker_main: setup, signals, the watchdog
+**   dl_worker_zygote.c the zygote: forks ready workers on request
 ** Fields of W under "shared with the executor" are read and written
 ** under W.lock; the rest belong to the I/O thread.
 */
@@ -289,5 +290,24 @@ void dl_w_on_sched_close(dl_conn *c);
 void dl_w_send_hello(void);
 int64_t dl_w_rss_bytes(void);
 void dl_w_state_init(void);
+/* A worker's Lua state, set up (libraries, dlua.coord); NULL with a
+   message on stderr on failure. */
+lua_State *dl_w_new_state(void);
+/* A worker forked by the zygote, its descriptors, session, environment
+   and directory in place: parse argv as dlua_worker_main does and run
+   with the state L made before the fork.  Does not return. */
+void dl_w_forked_main(int argc, char **argv, lua_State *L);
+/* Make the worker's loop (W.loop, its flusher and wake-up) ahead of
+   time, as a zygote's spare does; 0 or a libuv error. */
+int dl_w_loop_init(void);
+
+/* dl_worker_zygote.c: the zygote (see runtime/cluster/dl_zygote.h):
+   serve the clusters of process ppid (a decimal string) on the abstract
+   socket name, forking workers, until that process ends.  Returns the
+   exit status when it cannot start; its children never return. */
+int dl_w_zygote_main(const char *name, const char *ppid);
+/* The zygote's client process (set in the zygote, so its children know
+   it), 0 in a worker started otherwise. */
+extern pid_t dl_w_client_pid;
 
 #endif

@@ -13,7 +13,8 @@
 -- REPS runs of each, interleaved; the medians are reported, with the
 -- slowdown against no clients and the requests' p50 / p99 / max latency
 -- (ms, over all runs of that mode).  Target: <= 10 % with 200 viewers.
---   build/dlua scripts/bench/bench_dashboard.lua      (env N, REPS)
+--   build/dlua scripts/bench/bench_dashboard.lua      (env N, REPS,
+--   MODES: a comma-separated subset, e.g. MODES=none,stream)
 local dlua = require "dlua"
 local now = dlua.time
 
@@ -85,6 +86,15 @@ local modes = {
   {name = "stream", interval = 500, paths = {"/json/status", "/json/stream?since=0"}},
   {name = "tight", interval = 0, paths = {"/json/status"}},
 }
+if os.getenv("MODES") then
+  local want, kept = {}, {}
+  for m in os.getenv("MODES"):gmatch("[^,]+") do want[m] = true end
+  assert(want.none, "MODES must include none (the baseline)")
+  for _, m in ipairs(modes) do
+    if want[m.name] then kept[#kept + 1] = m end
+  end
+  modes = kept
+end
 local rates, lat = {}, {}
 for _, m in ipairs(modes) do rates[m.name], lat[m.name] = {}, {} end
 run()

@@ -8,6 +8,11 @@
 --   tiny:  client:map of N trivial tasks + gather (the per-task cost)
 -- Prints the median rates and the cost in % (positive: slower with it on).
 --   build/dlua scripts/bench/bench_profile.lua        (env M, N, REPS)
+-- With the argument "tiny" it runs only the trivial tasks, once (a
+-- cluster's start, N tasks, its close), for perf stat at real-time
+-- priority, where the machine's other load cannot get between:
+--   chrt -f 10 perf stat -r 20 build/dlua scripts/bench/bench_profile.lua tiny
+--   DLUA_PROFILE=1 chrt -f 10 perf stat -r 20 build/dlua ... tiny
 local dlua = require "dlua"
 local lib = dofile((debug.getinfo(1, "S").source:sub(2):match("^(.*)/")
                     or ".") .. "/lib.lua")
@@ -15,6 +20,16 @@ local lib = dofile((debug.getinfo(1, "S").source:sub(2):match("^(.*)/")
 local M = tonumber(os.getenv("M")) or 400
 local N = tonumber(os.getenv("N")) or 20000
 local REPS = tonumber(os.getenv("REPS")) or 5
+
+if arg[1] == "tiny" then
+  local client = dlua.Client{n_workers = 2, dashboard_address = false}
+  local seq = {}
+  for i = 1, N do seq[i] = i end
+  local fs = client:map(function(x) return x + 1 end, seq)
+  assert(client:gather(fs)[N] == N + 1)
+  client:close()
+  return
+end
 
 if arg[1] == "child" then
   local client = dlua.Client{n_workers = 2, dashboard_address = false}

@@ -28,7 +28,9 @@ const DEADLINE = Number(process.env.DLUA_BROWSER_DEADLINE) || 90000;
 
 let clusterErr = "", clusterGone = null;
 function startCluster() {
-  const child = spawn(dlua, [path.join(root, "tests/fixtures/dashboard/run.lua"), "600"],
+  // A relative path (cwd is the root): the profile's frames, in the
+  // screenshots, name the fixture without this machine's directories.
+  const child = spawn(dlua, ["tests/fixtures/dashboard/run.lua", "600"],
                       { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   // Its stderr is shown only when the test fails (it is stopped midway).
   child.stderr.on("data", (d) => { clusterErr += d; });
@@ -294,6 +296,14 @@ async function main() {
     await until(() => page.$eval("#prof-note", (n) => /zoomed to load/.test(n.textContent)), "the zoom to load");
     check(true, "clicking a group zooms to it");
     await page.mouse.move(1, 1);
+    // The time window: the last minute of a cluster that is still busy has
+    // samples, and the note says which window it is.
+    await page.selectOption("#prof-window", "60");
+    await until(() => page.$eval("#prof-note", (n) => /^\d+ samples on every worker in the last 1 min/.test(n.textContent)),
+                "the profile of the last minute");
+    check(await page.$eval("#profile", (s) => Number(s.dataset.samples) > 0),
+          "the profile's time menu shows the last minute's samples");
+    await page.selectOption("#prof-window", "0");
 
     // The graph: a square per task coloured by state, lines for the
     // dependencies (measure <- load), details on hover.

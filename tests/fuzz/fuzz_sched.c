@@ -5,7 +5,8 @@
 **
 ** Built with -DDL_FUZZ_SEEDGEN it writes a few meaningful inputs (a graph
 ** submitted, run, failed, a worker lost; bytecode dropped and sent again;
-** workers paused, silent, pinned to; profiles) into the directory argv[1].
+** workers paused, silent, pinned to; two clients, one leaving; profiles)
+** into the directory argv[1].
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,24 @@ int main(int argc, char **argv) {
   submit_fn(&f, "f-2", "0123456789abcdef", "CODE", 0);
   rec(&in, 0, &f);
   save(argv[1], "bytecode", &in);
+  /* Two clients: both send a function and a shared key, the second goes
+     without a word, the first releases and forgets. */
+  submit_fn(&f, "s-1", "fedcba9876543210", "CODE", 0);
+  submit(&f, "a-only", NULL);
+  rec(&in, 0, &f);
+  submit_fn(&f, "s-1", "fedcba9876543210", "CODE", 0);
+  submit(&f, "b-only", "s-1");
+  rec(&in, 0xf0, &f);
+  done(&f, "s-1");
+  done(&f, "a-only");
+  rec(&in, 1, &f);
+  rec(&in, 0xf8, &f); /* the second client leaves */
+  dl_buf_u8(&f, DL_M_RELEASE);
+  dl_buf_str(&f, "s-1", 3);
+  dl_buf_u8(&f, DL_M_FN_FORGET);
+  dl_buf_put(&f, "fedcba9876543210", 16);
+  rec(&in, 0, &f);
+  save(argv[1], "clients", &in);
   /* Pressure: both workers pause, time passes, one goes silent; a task
      pinned to a worker that dies. */
   submit_fn(&f, "p-1", "0123456789abcdef", "CODE", 1);

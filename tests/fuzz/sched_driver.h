@@ -5,7 +5,9 @@
 ** The input is a sequence of records: one byte saying where the next
 ** frame comes from (0: the client, 1..3: worker 1..3; 4: worker (b%3)+1
 ** dies; 5: it joins again; 6: (length % 8) seconds pass, with a timer
-** tick and a check for silent workers, who die), two bytes of length,
+** tick and a check for silent workers, who die; 0xf0..0xf7: a second
+** client, DL_SCHED_CLIENT_BASE; 0xf8..0xff: that client leaves, and may
+** come back), two bytes of length,
 ** then that many bytes handed to the scheduler as one frame.  Whatever the
 ** bytes, the scheduler must neither crash nor leak.
 */
@@ -20,11 +22,18 @@
 typedef struct sdrv {
   dl_buf wout[4];
   dl_buf cout;
+  dl_buf c2out; /* the second client's (DL_SCHED_CLIENT_BASE) */
   int alive[4];
+  int c2gone;
 } sdrv;
 
 static dl_buf *sdrv_worker_out(void *ud, int wid) {
   sdrv *d = ud;
+  if (wid == DL_SCHED_CLIENT_BASE) {
+    if (d->c2gone) return NULL;
+    if (d->c2out.len > 65536) d->c2out.len = 0;
+    return &d->c2out;
+  }
   if (wid < 1 || wid > 3 || !d->alive[wid]) return NULL;
   if (d->wout[wid].len > 65536) d->wout[wid].len = 0;
   return &d->wout[wid];
@@ -62,6 +71,18 @@ static void sdrv_run(const unsigned char *data, size_t n) {
     i += 3;
     if (len > n - i) len = n - i;
     now += 0.01;
+    if (kind >= 0xf0) { /* the second client */
+      if (kind < 0xf8) {
+        d.c2gone = 0;
+        dl_sched_requester_frame(s, DL_SCHED_CLIENT_BASE, p, len, now);
+      } else {
+        if (!d.c2gone) dl_sched_requester_gone(s, DL_SCHED_CLIENT_BASE);
+        d.c2gone = 1;
+        len = 0;
+      }
+      i += len;
+      continue;
+    }
     switch (kind % 7) {
       case 0: dl_sched_client_frame(s, p, len, now); break;
       case 1: case 2: case 3:
@@ -101,6 +122,7 @@ static void sdrv_run(const unsigned char *data, size_t n) {
   dl_sched_free(s);
   for (w = 0; w < 4; w++) dl_buf_free(&d.wout[w]);
   dl_buf_free(&d.cout);
+  dl_buf_free(&d.c2out);
 }
 
 #endif

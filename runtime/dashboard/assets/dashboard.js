@@ -606,10 +606,12 @@
     s.setAttribute("viewBox", "0 0 " + PW + " " + Math.max(2, rows) * ROW);
     s.setAttribute("data-samples", r.samples);
     s.setAttribute("data-boxes", drawn);
+    var when = r.seconds ? " in the last " + (r.seconds % 60 ? r.seconds + " s" : r.seconds / 60 + " min") +
+      (r.complete ? "" : " (only the newest part: the scheduler's log reaches no further)") : "";
     $("prof-note").textContent = r.samples
-      ? r.samples + " samples" + (r.worker ? " on worker " + r.worker : " on every worker") +
+      ? r.samples + " samples" + (r.worker ? " on worker " + r.worker : " on every worker") + when +
         (profPath.length ? " \u00b7 zoomed to " + profPath[profPath.length - 1] : "")
-      : "no samples yet: the profile fills as tasks run Lua code";
+      : r.seconds ? "no samples" + when : "no samples yet: the profile fills as tasks run Lua code";
     var tb = document.querySelector("#prof-top tbody");
     tb.textContent = "";
     r.top.forEach(function (f) {
@@ -626,7 +628,9 @@
     if (Date.now() - profLast < 2000) return Promise.resolve();
     profLast = Date.now();
     var sel = $("prof-worker");
-    return Promise.all([getJSON("/json/workers"), getJSON("/json/profile?worker=" + (sel.value || 0))])
+    var win = +$("prof-window").value;
+    return Promise.all([getJSON("/json/workers"),
+                        getJSON("/json/profile?worker=" + (sel.value || 0) + (win ? "&seconds=" + win : ""))])
       .then(function (res) {
         var ids = res[0].workers.map(function (w) { return String(w.id); });
         var have = Array.prototype.map.call(sel.options, function (o) { return o.value; }).slice(1);
@@ -640,7 +644,9 @@
       });
   }
   if (page === "profile")
-    $("prof-worker").addEventListener("change", function () { profLast = 0; profPath = []; profileStep(); });
+    ["prof-worker", "prof-window"].forEach(function (id) {
+      $(id).addEventListener("change", function () { profLast = 0; profPath = []; profileStep(); });
+    });
 
   // ------------------------------------------------------------ charts
 

@@ -1,8 +1,8 @@
 /*
 ** test_prof.c -- C tests of the profile's call tree (sched/dl_prof.h):
 ** samples counted where they stop, news sent once and merged into another
-** tree as the same shape, a full tree that still keeps every sample, and
-** trees merged into one.
+** tree as the same shape, a full tree that still keeps every sample,
+** trees merged into one, and a time window of a tree with a log.
 */
 #include <stdio.h>
 #include <string.h>
@@ -127,9 +127,70 @@ static void test_trees_merge(void) {
   dl_prof_free(all);
 }
 
+/* The window: only the paths with samples at t0 or later, with only those
+   samples; and whether the log still reached back that far. */
+static void test_a_window_of_time(void) {
+  static const char *const f[] = {"g", "f (x.lua:1)"};
+  static const char *const h[] = {"g", "h (x.lua:9)"};
+  static const char *const old[] = {"old", "o (y.lua:2)"};
+  dl_prof *p = dl_prof_new(20), *w;
+  int g, nf, nh, no;
+  CHECK(p && dl_prof_keep_log(p, 4) == 0);
+  g = dl_prof_child(p, 0, "g", 1);
+  nf = dl_prof_child(p, g, "f (x.lua:1)", 11);
+  nh = dl_prof_child(p, g, "h (x.lua:9)", 11);
+  no = dl_prof_child(p, dl_prof_child(p, 0, "old", 3), "o (y.lua:2)", 11);
+  dl_prof_at(p, 10);
+  dl_prof_count(p, no, 5);
+  dl_prof_count(p, nf, 1);
+  dl_prof_at(p, 20);
+  dl_prof_count(p, nf, 2);
+  dl_prof_count(p, nh, 3);
+  /* Everything from 20 on: f 2, h 3; "old" is not there at all. */
+  w = dl_prof_new(20);
+  CHECK(w && dl_prof_merge_since(w, p, 15) == 0);
+  CHECK(dl_prof_samples(w) == 5 && self_of(w, f, 2) == 2 &&
+        self_of(w, h, 2) == 3 && find(w, old, 1) < 0 &&
+        dl_prof_size(w) == 4);
+  dl_prof_free(w);
+  /* From 0: all 11, and the log (4 counts) still holds them all. */
+  w = dl_prof_new(20);
+  CHECK(w && dl_prof_merge_since(w, p, 0) == 0);
+  CHECK(dl_prof_samples(w) == 11 && self_of(w, old, 2) == 5 &&
+        self_of(w, f, 2) == 3);
+  dl_prof_free(w);
+  /* Past the log: a fifth count drops the oldest (old's 5); a window
+     from 0 then has the newest four only, and says it is not complete. */
+  dl_prof_at(p, 30);
+  dl_prof_count(p, nh, 1);
+  w = dl_prof_new(20);
+  CHECK(w && dl_prof_merge_since(w, p, 0) == 1);
+  CHECK(dl_prof_samples(w) == 7 && find(w, old, 1) < 0 &&
+        self_of(w, h, 2) == 4);
+  dl_prof_free(w);
+  /* A window the log still covers whole is complete again. */
+  w = dl_prof_new(20);
+  CHECK(w && dl_prof_merge_since(w, p, 25) == 0 &&
+        dl_prof_samples(w) == 1);
+  dl_prof_free(w);
+  /* The tree itself keeps every sample. */
+  CHECK(dl_prof_samples(p) == 12 && self_of(p, old, 2) == 5);
+  /* A tree without a log has no window. */
+  w = dl_prof_new(20);
+  {
+    dl_prof *nolog = dl_prof_new(20);
+    CHECK(nolog && dl_prof_merge_since(w, nolog, 0) == 1 &&
+          dl_prof_samples(w) == 0);
+    dl_prof_free(nolog);
+  }
+  dl_prof_free(w);
+  dl_prof_free(p);
+}
+
 int main(void) {
   RUN(test_news_travel_once);
   RUN(test_a_full_tree_keeps_every_sample);
   RUN(test_trees_merge);
+  RUN(test_a_window_of_time);
   return TAP_END();
 }

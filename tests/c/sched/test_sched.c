@@ -39,6 +39,7 @@ static void stop(void) {
   dl_sched_free(S);
   for (w = 0; w < 4; w++) dl_buf_free(&D.wout[w]);
   dl_buf_free(&D.cout);
+  dl_buf_free(&D.c2out);
 }
 
 /* Send the client frame f to the scheduler, then empty it. */
@@ -581,16 +582,26 @@ static void test_silent_worker_is_named_once(void) {
 }
 
 /* Submit key running the function with hash h (bytecode sent first when
-   code is not NULL), as the client does. */
-static void submit_fn(const char *key, const unsigned char *h,
-                      const char *code) {
+   code is not NULL), as client rid does (-1: the first client). */
+static void submit_fn_as(int rid, const char *key, const unsigned char *h,
+                         const char *code) {
   sm_submit o = {0};
   dl_buf f;
   dl_buf_init(&f);
   if (code) sm_put_cfunc(&f, h, code);
   o.fn = h;
   sm_put_submit(&f, key, &o);
-  client_send(&f);
+  if (rid < 0) {
+    client_send(&f);
+    return;
+  }
+  CHECK(dl_sched_requester_frame(S, rid, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
+static void submit_fn(const char *key, const unsigned char *h,
+                      const char *code) {
+  submit_fn_as(-1, key, h, code);
 }
 
 /* How many messages of type (with a 16-byte hash first) are in b. */
@@ -647,15 +658,159 @@ static void test_bytecode_dropped_when_no_task_needs_it(void) {
   CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC) == 0); /* it has it */
   D.wout[1].len = 0;
   done(1, "f-2");
+  /* Its answer said it forgot h: no client knows h, so when f-2 goes, h
+     goes at once, on the worker too, without asking again. */
   key_msg(DL_M_RELEASE, "f-2");
-  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
-  D.cout.len = 0;
-  forget(h); /* now it goes, on the worker too */
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 0);
   CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 1);
   D.wout[1].len = 0;
   /* The client sends it again with the next task: so does the scheduler. */
   submit_fn("f-3", h, "CODE");
   CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC) == 1);
+  stop();
+}
+
+/* Whether b holds a KEY_DONE of key (b holds KEY_DONEs and FN_GONEs). */
+static int key_done_in(dl_buf *b, const char *key) {
+  dl_rd r;
+  int found = 0;
+  dl_rd_init(&r, b->p, b->len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k, *x;
+    size_t kl, xl;
+    uint64_t v;
+    dl_rd_u8(&r, &type);
+    if (type == DL_M_FN_GONE) {
+      CHECK(dl_rd_bytes(&r, 16, &k) == 0);
+      continue;
+    }
+    CHECK(type == DL_M_KEY_DONE);
+    CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_uv(&r, &v) == 0 &&
+          dl_rd_str(&r, &x, &xl) == 0);
+    if (kl == strlen(key) && memcmp(k, key, kl) == 0) found = 1;
+  }
+  return found;
+}
+
+/* Whether worker w was told to free key since its buffer was cleared. */
+static int freed_on(int w, const char *key) {
+  dl_rd r;
+  const char *k;
+  size_t kl;
+  int found = 0;
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    int free_msg = (unsigned char)*r.p == DL_M_FREE;
+    if (next_compute(&r, &k, &kl) < 0) break;
+    if (free_msg && kl == strlen(key) && memcmp(k, key, kl) == 0) found = 1;
+  }
+  return found;
+}
+
+/* Worker w runs everything it is sent, until nothing is left; returns how
+   many times key was computed. */
+static int run_all_on(int w, const char *key) {
+  int rounds, times = 0;
+  for (rounds = 0; rounds < 10; rounds++) {
+    char keys[16][32];
+    int nk = 0, i;
+    dl_rd r;
+    dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+    while (dl_rd_left(&r)) {
+      const char *k;
+      size_t kl;
+      int rc;
+      if ((unsigned char)*r.p == DL_M_FUNC) {
+        const char *x;
+        size_t xl;
+        r.p++;
+        CHECK(dl_rd_bytes(&r, 16, &k) == 0 && dl_rd_str(&r, &x, &xl) == 0);
+        continue;
+      }
+      rc = next_compute(&r, &k, &kl);
+      CHECK(rc >= 0);
+      if (rc == 1) {
+        CHECK(nk < 16 && kl < 32);
+        memcpy(keys[nk], k, kl);
+        keys[nk++][kl] = '\0';
+      }
+    }
+    D.wout[w].len = 0;
+    if (nk == 0) break;
+    for (i = 0; i < nk; i++) {
+      times += strcmp(keys[i], key) == 0;
+      done(w, keys[i]);
+    }
+  }
+  return times;
+}
+
+/* Two clients of one scheduler (a `dlua scheduler` with two scripts):
+   each hears of its own keys only, a key both submitted is computed once
+   and told to both, and when one goes, only what it alone held is freed;
+   a function both sent is asked back from the one left only. */
+static void test_two_clients_own_their_keys(void) {
+  static const unsigned char h[16] = "fedcba9876543210";
+  const int B = DL_SCHED_CLIENT_BASE;
+  start(1);
+  submit_fn_as(-1, "a-only", h, "CODE");
+  submit_fn_as(B, "b-only", h, "CODE");
+  submit_fn_as(-1, "shared", h, NULL);
+  submit_fn_as(B, "shared", h, NULL);
+  CHECK(run_all_on(1, "shared") == 1); /* computed once, for both */
+  CHECK(key_done_in(&D.cout, "a-only") && !key_done_in(&D.cout, "b-only"));
+  CHECK(key_done_in(&D.c2out, "b-only") && !key_done_in(&D.c2out, "a-only"));
+  CHECK(key_done_in(&D.cout, "shared") && key_done_in(&D.c2out, "shared"));
+  D.cout.len = D.c2out.len = 0;
+  D.wout[1].len = 0;
+  /* B goes without a word (its process was killed): its own key is
+     freed, the shared one and A's stay. */
+  dl_sched_requester_gone(S, B);
+  CHECK(freed_on(1, "b-only"));
+  CHECK(!freed_on(1, "shared") && !freed_on(1, "a-only"));
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 0); /* A needs h */
+  D.wout[1].len = 0;
+  /* A releases its keys: h is asked back from A alone, and goes when A
+     has answered. */
+  key_msg(DL_M_RELEASE, "a-only");
+  key_msg(DL_M_RELEASE, "shared");
+  CHECK(freed_on(1, "shared") && freed_on(1, "a-only"));
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
+  CHECK(D.c2out.len == 0);
+  D.wout[1].len = 0;
+  forget(h);
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 1);
+  stop();
+}
+
+/* A function two clients sent stays until both have answered that they
+   forgot it. */
+static void test_function_kept_until_every_client_forgot_it(void) {
+  static const unsigned char h[16] = "0011223344556677";
+  const int B = DL_SCHED_CLIENT_BASE;
+  dl_buf f;
+  start(1);
+  submit_fn_as(-1, "x-1", h, "CODE");
+  submit_fn_as(B, "y-1", h, "CODE");
+  run_all_on(1, "");
+  D.cout.len = D.c2out.len = 0;
+  D.wout[1].len = 0;
+  key_msg(DL_M_RELEASE, "x-1");
+  dl_buf_init(&f);
+  dl_buf_u8(&f, DL_M_RELEASE);
+  dl_buf_str(&f, "y-1", 3);
+  CHECK(dl_sched_requester_frame(S, B, f.p, f.len, 1.0) == 0);
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
+  CHECK(count_hash_msgs(&D.c2out, DL_M_FN_GONE) == 1);
+  forget(h); /* A forgot; B may still name h by its hash */
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 0);
+  f.len = 0;
+  dl_buf_u8(&f, DL_M_FN_FORGET);
+  dl_buf_put(&f, h, 16);
+  CHECK(dl_sched_requester_frame(S, B, f.p, f.len, 1.0) == 0);
+  CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 1);
+  dl_buf_free(&f);
   stop();
 }
 
@@ -733,6 +888,8 @@ int main(void) {
   RUN(test_pinned_to_gone_workers_fails_naming_them);
   RUN(test_silent_worker_is_named_once);
   RUN(test_bytecode_dropped_when_no_task_needs_it);
+  RUN(test_two_clients_own_their_keys);
+  RUN(test_function_kept_until_every_client_forgot_it);
   RUN(test_dashboard_figures);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
