@@ -9,30 +9,74 @@
 void dl_client_init(dl_client *c) {
   memset(c, 0, sizeof *c);
   dl_map_init(&c->futs);
+  dl_map_init(&c->fns_sent);
 }
 
-static void set_data(dl_cfut *f, char *data, size_t dlen) {
-  dl_free(f->data);
-  f->data = data;
-  f->dlen = dlen;
+void dl_client_transport(dl_client *c, dl_client_send_fn send, void *ud,
+                         unsigned flags) {
+  c->send = send;
+  c->ud = ud;
+  c->flags = flags;
+}
+
+int dl_client_flush(dl_client *c, int urgent) {
+  int rc = 0;
+  if (c->out.len && c->send) rc = c->send(c->ud, c->out.p, c->out.len, urgent);
+  c->out.len = 0;
+  return rc;
+}
+
+/* A submit was queued: hand a full batch over. */
+static void flush_if_full(dl_client *c) {
+  if (c->out.len >= DL_CLIENT_FLUSH_AT) dl_client_flush(c, 0);
+}
+
+/* Drop f's bytes. */
+static void clear_data(dl_cfut *f) {
+  if (!(f->flags & DL_FUT_SMALL)) dl_free(f->data.p);
+  f->flags &= (uint8_t)~DL_FUT_SMALL;
+  f->data.p = NULL;
+  f->dlen = 0;
+}
+
+/* f's bytes become a copy of the n at p: in the record when they fit (a
+   million small results then cost no allocation each).  0, or DL_ENOMEM
+   with f unchanged. */
+static int set_data(dl_cfut *f, const char *p, size_t n) {
+  char *d = NULL;
+  if (n > sizeof f->data.small) {
+    d = dl_realloc(NULL, n);
+    if (d == NULL) return DL_ENOMEM;
+    memcpy(d, p, n);
+  }
+  clear_data(f);
+  if (d) {
+    f->data.p = d;
+  } else {
+    if (n) memcpy(f->data.small, p, n);
+    f->flags |= DL_FUT_SMALL;
+  }
+  f->dlen = n;
+  return 0;
 }
 
 /* Free f if no handle points at it and no list holds it. */
 static void maybe_free(dl_cfut *f) {
   if (f->holds == 0) {
-    dl_free(f->data);
+    clear_data(f);
     dl_free(f);
   }
 }
 
-void dl_client_close(dl_client *c, dl_buf *out) {
+/* Detach every record; free what no handle holds. */
+static void detach_all(dl_client *c, int send) {
   size_t i = 0, k;
   dl_cfut *f;
   while ((f = dl_map_next(&c->futs, &i)) != NULL) {
     uint32_t r;
-    if (out)
+    if (send)
       for (r = 0; r < f->refs; r++)
-        dl_put_key_msg(out, DL_M_RELEASE, f->key, f->klen);
+        dl_put_key_msg(&c->out, DL_M_RELEASE, f->key, f->klen);
     f->c = NULL;
     maybe_free(f);
   }
@@ -44,7 +88,30 @@ void dl_client_close(dl_client *c, dl_buf *out) {
   c->nfired = c->capfired = 0;
 }
 
-void dl_client_free(dl_client *c) { dl_client_close(c, NULL); }
+int dl_client_close(dl_client *c, int send) {
+  int rc = 0;
+  send = send && c->send != NULL;
+  detach_all(c, send);
+  if (send) rc = dl_client_flush(c, 1);
+  return rc;
+}
+
+void dl_client_free(dl_client *c) {
+  size_t i = 0;
+  void *k;
+  detach_all(c, 0);
+  while ((k = dl_map_next(&c->fns_sent, &i)) != NULL) dl_free(k);
+  dl_map_free(&c->fns_sent);
+  dl_map_init(&c->fns_sent);
+  dl_buf_free(&c->out);
+  dl_buf_free(&c->opts);
+  dl_buf_free(&c->place);
+  dl_buf_free(&c->fns);
+  dl_buf_free(&c->deps);
+  dl_buf_free(&c->spec);
+  dl_buf_free(&c->key);
+  c->nfns = c->ndeps = 0;
+}
 
 dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
   dl_cfut *f = dl_map_get(&c->futs, key, klen);
@@ -78,12 +145,15 @@ dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen) {
   return dl_map_get(&c->futs, key, klen);
 }
 
-void dl_client_unref(dl_cfut *f, dl_buf *out) {
+void dl_client_unref(dl_cfut *f) {
+  dl_client *c = f->c;
   if (f->refs == 0) return;
-  if (--f->refs > 0 || f->c == NULL) return;
-  dl_map_del(&f->c->futs, f->key, f->klen);
+  if (--f->refs > 0 || c == NULL) return;
+  dl_map_del(&c->futs, f->key, f->klen);
   f->c = NULL;
-  if (out) dl_put_key_msg(out, DL_M_RELEASE, f->key, f->klen);
+  if (c->send == NULL) return;
+  dl_put_key_msg(&c->out, DL_M_RELEASE, f->key, f->klen);
+  if (c->flags & DL_CLIENT_EAGER) dl_client_flush(c, 0);
 }
 
 void dl_client_drop(dl_cfut *f) {
@@ -116,35 +186,25 @@ static dl_cfut *newsworthy(dl_client *c, const char *key, size_t klen) {
   return f;
 }
 
-static char *dup_bytes(const char *p, size_t n) {
-  char *d = dl_realloc(NULL, n ? n : 1);
-  if (d && n) memcpy(d, p, n);
-  return d;
-}
-
 int dl_client_done(dl_client *c, const char *key, size_t klen,
                    const char *bytes, size_t blen) {
   dl_cfut *f = newsworthy(c, key, klen);
-  char *data = NULL;
   if (f == NULL) return 0;
   if (blen) {
-    data = dup_bytes(bytes, blen);
-    if (data == NULL) return DL_ENOMEM;
+    if (set_data(f, bytes, blen)) return DL_ENOMEM;
+  } else {
+    clear_data(f);
   }
-  set_data(f, data, data ? blen : 0);
   f->status = DL_FUT_FINISHED;
-  f->flags = (uint8_t)((f->flags & ~DL_FUT_VALUE) | (data ? DL_FUT_VALUE : 0));
+  f->flags = (uint8_t)((f->flags & ~DL_FUT_VALUE) | (blen ? DL_FUT_VALUE : 0));
   return fire(c, f);
 }
 
 int dl_client_err(dl_client *c, const char *key, size_t klen, int kind,
                   const char *rec, size_t rlen) {
   dl_cfut *f = newsworthy(c, key, klen);
-  char *data;
   if (f == NULL) return 0;
-  data = dup_bytes(rec, rlen);
-  if (data == NULL) return DL_ENOMEM;
-  set_data(f, data, rlen);
+  if (set_data(f, rec, rlen)) return DL_ENOMEM;
   f->status = kind == DL_ERR_CANCELLED ? DL_FUT_CANCELLED : DL_FUT_ERROR;
   f->kind = (uint8_t)kind;
   f->flags &= (uint8_t)~DL_FUT_VALUE;
@@ -152,7 +212,7 @@ int dl_client_err(dl_client *c, const char *key, size_t klen, int kind,
 }
 
 void dl_client_cancel(dl_cfut *f) {
-  set_data(f, NULL, 0);
+  clear_data(f);
   f->status = DL_FUT_CANCELLED;
   f->kind = DL_ERR_CANCELLED;
   f->flags &= (uint8_t)~DL_FUT_VALUE;
@@ -161,7 +221,7 @@ void dl_client_cancel(dl_cfut *f) {
 
 void dl_client_repend(dl_cfut *f) {
   if (f->status != DL_FUT_FINISHED) return;
-  set_data(f, NULL, 0);
+  clear_data(f);
   f->status = DL_FUT_PENDING;
   f->flags &= (uint8_t)~DL_FUT_VALUE;
 }
@@ -173,4 +233,192 @@ dl_cfut **dl_client_take_fired(dl_client *c, size_t *n) {
   c->fired = NULL;
   c->nfired = c->capfired = 0;
   return list;
+}
+
+/* ------------------------------------------------------ outgoing work */
+
+void dl_client_task_opts(dl_client *c, const dl_task_opts *o) {
+  size_t i;
+  c->opts.len = c->place.len = 0;
+  dl_put_submit_opts(&c->opts, o->priority, o->order, o->retries,
+                     o->timeout_ms);
+  dl_put_submit_place(&c->place, (uint64_t)o->nworkers);
+  for (i = 0; i < o->nworkers; i++) dl_put_id(&c->place, o->workers[i]);
+  dl_put_submit_allow(&c->place, o->allow_other);
+}
+
+void dl_client_task_reset(dl_client *c) {
+  c->fns.len = c->deps.len = 0;
+  c->nfns = c->ndeps = 0;
+}
+
+int dl_client_task_fn(dl_client *c, const unsigned char hash[16],
+                      const char *code, size_t len) {
+  uint64_t i;
+  char *k;
+  for (i = 0; i < c->nfns; i++)
+    if (memcmp(c->fns.p + 16 * i, hash, 16) == 0) return 1;
+  if (dl_buf_put(&c->fns, hash, 16)) return 0;
+  c->nfns++;
+  if (c->flags & DL_CLIENT_EAGER) { /* the scheduler may have dropped it */
+    dl_put_func_msg(&c->out, DL_M_CFUNC, hash, code, len);
+    return 1;
+  }
+  if (dl_map_get(&c->fns_sent, (const char *)hash, 16)) return 1;
+  k = dl_realloc(NULL, 16);
+  if (k == NULL) return 0;
+  memcpy(k, hash, 16);
+  if (dl_map_put(&c->fns_sent, k, 16, k)) {
+    dl_free(k);
+    return 0;
+  }
+  dl_put_func_msg(&c->out, DL_M_CFUNC, hash, code, len);
+  return 1;
+}
+
+void dl_client_task_dep(dl_client *c, const char *key, size_t klen) {
+  dl_put_key(&c->deps, key, klen);
+  c->ndeps++;
+}
+
+void dl_client_task_submit(dl_client *c, const char *key, size_t klen,
+                           const char *payload, size_t plen) {
+  dl_put_submit(&c->out, key, klen, payload, plen, NULL, 0);
+  dl_put_submit_spec(&c->out, &c->opts, c->nfns, &c->fns, c->ndeps, &c->deps,
+                     &c->place);
+  flush_if_full(c);
+}
+
+void dl_client_task_share(dl_client *c) {
+  c->spec.len = 0;
+  dl_put_submit_spec(&c->spec, &c->opts, c->nfns, &c->fns, c->ndeps,
+                     &c->deps, &c->place);
+}
+
+void dl_client_submit_row(dl_client *c, const char *key, size_t klen,
+                          const char *payload, size_t plen) {
+  dl_put_submit(&c->out, key, klen, payload, plen, c->spec.p, c->spec.len);
+  flush_if_full(c);
+}
+
+int dl_client_key_stem(dl_client *c, const char *stem, size_t len) {
+  c->key.len = 0;
+  return dl_buf_put(&c->key, stem, len);
+}
+
+const char *dl_client_key(dl_client *c, uint64_t n, size_t *klen) {
+  static const char digits[] = "0123456789abcdef";
+  char hex[2 * sizeof n];
+  size_t stem = c->key.len;
+  int i = (int)sizeof hex;
+  do {
+    hex[--i] = digits[n & 15];
+    n >>= 4;
+  } while (n || i > (int)sizeof hex - 8); /* 8 digits at least */
+  if (dl_buf_put(&c->key, hex + i, sizeof hex - (size_t)i)) return NULL;
+  c->key.len = stem; /* the bytes stay after the stem until the next key */
+  *klen = stem + sizeof hex - (size_t)i;
+  return c->key.p;
+}
+
+void dl_client_cancel_key(dl_client *c, const char *key, size_t klen) {
+  dl_put_key_msg(&c->out, DL_M_CCANCEL, key, klen);
+  dl_client_flush(c, 1);
+}
+
+void dl_client_gather(dl_client *c, uint64_t reqid, uint64_t nkeys) {
+  dl_put_gather(&c->out, (c->flags & DL_CLIENT_SHARED) != 0, reqid, nkeys);
+}
+
+void dl_client_gather_key(dl_client *c, const char *key, size_t klen) {
+  dl_put_key(&c->out, key, klen);
+}
+
+void dl_client_scatter(dl_client *c, const char *key, size_t klen,
+                       const char *bytes, size_t blen,
+                       const uint64_t *workers, size_t nworkers) {
+  size_t i;
+  dl_put_scatter(&c->out, key, klen, bytes, blen, (uint64_t)nworkers);
+  for (i = 0; i < nworkers; i++) dl_put_id(&c->out, workers[i]);
+}
+
+void dl_client_coord(dl_client *c, const dl_msg_coord *m) {
+  dl_put_coord(&c->out, m);
+  dl_client_flush(c, 1);
+}
+
+/* ---------------------------------------------------------- the news */
+
+/* A DATA answer: fill news, mapping a shared block; 1 if news is ready, 0
+   if the block was asked for again (no news yet). */
+static int data_news(dl_client *c, const dl_msg_data *m, dl_cnews *news) {
+  memset(news, 0, sizeof *news);
+  news->type = DL_CNEWS_DATA;
+  news->reqid = m->reqid;
+  news->key = m->key;
+  news->klen = m->klen;
+  news->found = m->found != 0;
+  news->bytes = m->bytes;
+  news->blen = m->found ? m->blen : 0;
+  if (m->found == 2) { /* a worker's block: map it, or ask for the bytes */
+    dl_shared_at sa;
+    const char *mapped = NULL;
+    if (dl_shared_at_read(m->bytes, m->blen, &sa) == 0)
+      mapped = dl_shared_at_map(&sa);
+    if (mapped == NULL) {
+      dl_put_gather(&c->out, 0, m->reqid, 1);
+      dl_put_key(&c->out, m->key, m->klen);
+      return 0;
+    }
+    news->mapped = (char *)mapped;
+    news->bytes = mapped + sa.off;
+    news->blen = (size_t)sa.len;
+  }
+  return 1;
+}
+
+int dl_client_next(dl_client *c, dl_rd *r, dl_cnews *news, int *count) {
+  while (dl_rd_left(r)) {
+    unsigned type = 0;
+    if (dl_wire_type(r, &type)) break;
+    if (type == DL_M_KEY_DONE) {
+      dl_msg_key_done m;
+      if (dl_get_key_done(r, &m)) break;
+      if (dl_client_done(c, m.key, m.klen, m.inl, m.ilen)) return DL_ENOMEM;
+      (*count)++;
+    } else if (type == DL_M_KEY_ERR) {
+      dl_msg_err m;
+      if (dl_get_err_msg(r, &m)) break;
+      if (dl_client_err(c, m.key, m.klen, (int)m.kind, m.rec, m.rlen))
+        return DL_ENOMEM;
+      (*count)++;
+    } else if (type == DL_M_GATHER_REPLY) {
+      dl_msg_data m;
+      if (dl_get_data(r, &m)) break;
+      if (data_news(c, &m, news)) {
+        (*count)++;
+        return 1;
+      }
+    } else if (type == DL_M_COORD_REPLY) {
+      dl_msg_coord_reply m;
+      if (dl_get_coord_reply(r, &m)) break;
+      memset(news, 0, sizeof *news);
+      news->type = DL_CNEWS_COORD;
+      news->reqid = m.reqid;
+      news->status = m.status;
+      news->bytes = m.bytes;
+      news->blen = m.blen;
+      (*count)++;
+      return 1;
+    } else if (type == DL_M_FN_GONE) { /* no task needs it: forget it */
+      dl_msg_hash m;
+      if (dl_get_hash_msg(r, &m)) break;
+      dl_free(dl_map_del(&c->fns_sent, m.hash, 16));
+      dl_put_hash_msg(&c->out, DL_M_FN_FORGET, m.hash);
+    } else {
+      break;
+    }
+  }
+  r->p = r->end; /* what follows a bad message is dropped */
+  return 0;
 }

@@ -1,10 +1,15 @@
 /*
-** dl_client.h -- the client's table of futures: the one owner of what the
-** client knows about each key it holds (status, the result that came
-** inline, the error record, whether done-callbacks wait).  Pure C: no Lua,
-** no libuv.  The Lua binding (runtime/lua/dl_cluster_lua.c) keeps one
-** small userdata per Lua future that points at its record here, and feeds
-** the scheduler's answers (DL_M_KEY_DONE, DL_M_KEY_ERR) in.
+** dl_client.h -- the client side of the protocol, in pure C (no Lua, no
+** libuv): the table of futures, the one owner of what the client knows
+** about each key it holds (status, the result that came inline, the error
+** record, whether done-callbacks wait); the batch of outgoing messages and
+** its hand-over through a transport callback; the set of function hashes
+** the scheduler already holds; and the reading of the scheduler's answers
+** (task news, gather replies, shared blocks to map or ask for again).
+** The Lua binding (runtime/lua/dl_cluster_lua.c) only converts: it encodes
+** Lua values into payloads, keeps one small userdata per Lua future that
+** points at its record here, and turns the news this module hands out
+** into Lua values.
 **
 ** A record (dl_cfut) is made by the first handle of its key and counts
 ** two things: refs, the live handles (the scheduler holds the task while
@@ -15,8 +20,16 @@
 ** handles that outlive their client see "closed" and free their memory
 ** when they go.
 **
-** Memory: one record is 40 bytes plus the key (stored once, here; the map
-** points into it) plus the inline result bytes; a map slot is 32 bytes.
+** Messages: every call that makes a message appends it to the client's
+** batch (c->out); dl_client_flush hands the batch to the transport.  Task
+** submits flush by themselves once the batch holds DL_CLIENT_FLUSH_AT
+** bytes, so a long map lets the cluster start on its first tasks; calls
+** whose answer the caller is about to wait for (cancel, gather, coord)
+** flush at once, marked urgent.
+**
+** Memory: one record is 48 bytes plus the key (stored once, here; the map
+** points into it); a result of up to 16 bytes lives in the record, a
+** bigger one in an allocation of its own; a map slot is 32 bytes.
 */
 #ifndef dl_client_h
 #define dl_client_h
@@ -26,6 +39,7 @@
 
 #include "dl_buf.h"
 #include "dl_map.h"
+#include "dl_wire.h"
 
 enum {
   DL_FUT_PENDING = 0,
@@ -37,6 +51,7 @@ enum {
 /* Record flags. */
 #define DL_FUT_VALUE 1u     /* data holds the encoded result (FINISHED) */
 #define DL_FUT_CALLBACKS 2u /* done-callbacks wait: fire when done */
+#define DL_FUT_SMALL 4u     /* the bytes are in data.small, not data.p */
 
 typedef struct dl_client dl_client;
 typedef struct dl_cfut dl_cfut;
@@ -49,28 +64,80 @@ struct dl_cfut {
   uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS */
   uint8_t kind;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
   uint32_t klen;
-  char *data;     /* owned: encoded value (VALUE) or error record (ERROR) */
+  union {        /* encoded value (VALUE) or error record (ERROR): */
+    char *p;     /* owned; NULL when there is none */
+    char small[16]; /* DL_FUT_SMALL: up to 16 bytes, here (an integer's
+                       encoding is 11 to 13) */
+  } data;        /* read it with dl_cfut_data */
   size_t dlen;
   char key[1];    /* klen bytes and a NUL */
 };
+
+/*
+** The transport: hand over n bytes of messages (a batch; the callee copies
+** what it keeps).  urgent: the caller is about to wait for an answer.
+** Returns 0, or a negative code when the peer is gone.
+*/
+typedef int (*dl_client_send_fn)(void *ud, const char *p, size_t n,
+                                  int urgent);
+
+/* Transport flags (dl_client_transport). */
+#define DL_CLIENT_SHARED 1u /* gathers may answer with blocks to map */
+#define DL_CLIENT_EAGER 2u  /* every release goes at once, and every task
+                               carries its functions (a task's client on a
+                               worker: nothing may wait for a next call) */
+
+/* A batch is handed over once it holds this many bytes. */
+#define DL_CLIENT_FLUSH_AT ((size_t)16 * 1024)
+
+/* The bytes of f's value or error record (dlen of them), or NULL. */
+static inline const char *dl_cfut_data(const dl_cfut *f) {
+  return (f->flags & DL_FUT_SMALL) ? f->data.small : f->data.p;
+}
 
 struct dl_client {
   dl_map futs;     /* key -> dl_cfut, the records with refs > 0 */
   dl_cfut **fired; /* done with callbacks waiting, each with a hold */
   size_t nfired, capfired;
+  dl_buf out;      /* messages not yet handed over */
+  dl_map fns_sent; /* hash (16 bytes, owned) -> itself: the scheduler has
+                      the function */
+  dl_client_send_fn send; /* NULL: nothing is sent (no transport, closed) */
+  void *ud;
+  unsigned flags; /* DL_CLIENT_* */
+  /* The task being built (dl_client_task_*): */
+  dl_buf opts;     /* its options before the function hashes */
+  dl_buf place;    /* its options after the dependencies */
+  dl_buf fns;      /* function hashes, 16 bytes each */
+  dl_buf deps;     /* dependency keys (dl_put_key) */
+  uint64_t nfns, ndeps;
+  dl_buf spec;     /* dl_client_task_share: the joined spec of a row */
+  dl_buf key;      /* dl_client_key: the key being made */
 };
 
 void dl_client_init(dl_client *c);
 
-/* Detach every record (handles then see a closed client) and free what
-   no handle holds.  c can be initialised again.  */
+/* Messages go through send(ud, ...) from now on, with flags DL_CLIENT_*.
+   send NULL: none are sent any more (the queue is dropped at each flush). */
+void dl_client_transport(dl_client *c, dl_client_send_fn send, void *ud,
+                         unsigned flags);
+
+/* Detach every record (handles then see a closed client), free what no
+   handle holds and every buffer.  c can be initialised again.  */
 void dl_client_free(dl_client *c);
 
 /*
-** Close: queue into out (if not NULL) one DL_M_RELEASE for every live
-** handle of every key, then detach every record as dl_client_free does.
+** Close: with send, queue one DL_M_RELEASE for every live handle of every
+** key and flush; then detach every record as dl_client_free does (the
+** transport stays).  Returns the flush's code (0 without send).
 */
-void dl_client_close(dl_client *c, dl_buf *out);
+int dl_client_close(dl_client *c, int send);
+
+/*
+** Hand the batch to the transport now (urgent: see dl_client_send_fn) and
+** empty it, sent or not.  0, or the transport's code.
+*/
+int dl_client_flush(dl_client *c, int urgent);
 
 /*
 ** A new handle of key: the record of key (made PENDING if there was none)
@@ -87,10 +154,10 @@ dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen);
 /*
 ** A handle of f is released (explicitly, or by garbage collection): the
 ** last live handle of an attached record removes it from the table and
-** queues DL_M_RELEASE into out (when out is not NULL).  The hold stays:
-** drop it with dl_client_drop.
+** queues DL_M_RELEASE (sent at once with DL_CLIENT_EAGER).  The hold
+** stays: drop it with dl_client_drop.
 */
-void dl_client_unref(dl_cfut *f, dl_buf *out);
+void dl_client_unref(dl_cfut *f);
 
 /* A handle no longer points at f: the last one frees it.  f must have no
    live handle left from this caller (call dl_client_unref first). */
@@ -121,5 +188,104 @@ void dl_client_repend(dl_cfut *f);
 ** dl_free.  Returns NULL when none fired.
 */
 dl_cfut **dl_client_take_fired(dl_client *c, size_t *n);
+
+/* ------------------------------------------------------ outgoing work */
+
+/* A task's options (see DL_M_SUBMIT in dl_wire.h). */
+typedef struct dl_task_opts {
+  int64_t priority, order;
+  uint64_t retries, timeout_ms;
+  const uint64_t *workers; /* borrowed: nworkers worker ids, or NULL */
+  size_t nworkers;
+  int allow_other;
+} dl_task_opts;
+
+/*
+** Building a task: dl_client_task_opts sets the options of the tasks that
+** follow; dl_client_task_reset starts one (no functions, no dependencies);
+** the encoder of its payload calls dl_client_task_fn for each function it
+** meets and dl_client_task_dep for each future; dl_client_task_submit
+** queues the SUBMIT.  A function the scheduler may lack (the first time,
+** or every time with DL_CLIENT_EAGER) is queued as a CFUNC first.
+** dl_client_task_fn returns 1, or 0 when out of memory (the fn sink's
+** convention, dl_codec.h).
+*/
+void dl_client_task_opts(dl_client *c, const dl_task_opts *o);
+void dl_client_task_reset(dl_client *c);
+int dl_client_task_fn(dl_client *c, const unsigned char hash[16],
+                      const char *code, size_t len);
+void dl_client_task_dep(dl_client *c, const char *key, size_t klen);
+void dl_client_task_submit(dl_client *c, const char *key, size_t klen,
+                           const char *payload, size_t plen);
+
+/*
+** Rows of a map: dl_client_task_share keeps the spec of the task built so
+** far (options, functions, dependencies) and dl_client_submit_row queues
+** a SUBMIT of key with payload and that spec.
+*/
+void dl_client_task_share(dl_client *c);
+void dl_client_submit_row(dl_client *c, const char *key, size_t klen,
+                          const char *payload, size_t plen);
+
+/*
+** Keys made from a stem: dl_client_key_stem sets it, dl_client_key returns
+** the stem followed by n in lower-case hex, 8 digits at least (the format
+** of lua/dlua/keys.lua), in c's buffer: borrowed, valid until the next
+** call.  *klen gets its length.  dl_client_key_stem: 0 or DL_ENOMEM;
+** dl_client_key: NULL when out of memory.
+*/
+int dl_client_key_stem(dl_client *c, const char *stem, size_t len);
+const char *dl_client_key(dl_client *c, uint64_t n, size_t *klen);
+
+/* Cancel the task of key (sent at once). */
+void dl_client_cancel_key(dl_client *c, const char *key, size_t klen);
+
+/*
+** Ask for the values of nkeys keys under reqid: dl_client_gather, then
+** nkeys dl_client_gather_key, then dl_client_flush(c, 1).  The answers
+** come as DL_CNEWS_DATA news, one per key.
+*/
+void dl_client_gather(dl_client *c, uint64_t reqid, uint64_t nkeys);
+void dl_client_gather_key(dl_client *c, const char *key, size_t klen);
+
+/* Keep bytes (a codec value) under key on a worker: one of the nworkers
+   ids (none: the worker with the least data). */
+void dl_client_scatter(dl_client *c, const char *key, size_t klen,
+                       const char *bytes, size_t blen,
+                       const uint64_t *workers, size_t nworkers);
+
+/* A Variable / Queue / Event / Semaphore request (sent at once). */
+void dl_client_coord(dl_client *c, const dl_msg_coord *m);
+
+/* ---------------------------------------------------------- the news */
+
+enum { DL_CNEWS_DATA = 1, DL_CNEWS_COORD = 2 };
+
+/*
+** News for the caller.  DATA: the answer of a gather for key: found 0
+** (no such value: bytes empty) or 1 (bytes are the codec value).  COORD:
+** a coord answer with status and bytes.  bytes borrow the batch being
+** read, or a mapped block (mapped, not NULL) that the caller frees with
+** dl_free once done with bytes.
+*/
+typedef struct dl_cnews {
+  int type;
+  uint64_t reqid, status;
+  const char *key, *bytes;
+  size_t klen, blen;
+  int found;
+  char *mapped;
+} dl_cnews;
+
+/*
+** Read the scheduler's messages in r up to the next news for the caller:
+** task news update the future table (dl_client_done, dl_client_err), a
+** FN_GONE forgets its hash and queues the FN_FORGET, a shared block that
+** cannot be mapped is asked for again as bytes (its new answer comes
+** later).  *count grows by one per message handled (task news, data and
+** coord answers).  Returns 1 with *news filled, 0 at the end of r or at a
+** malformed or unknown message (the rest is dropped), DL_ENOMEM.
+*/
+int dl_client_next(dl_client *c, dl_rd *r, dl_cnews *news, int *count);
 
 #endif

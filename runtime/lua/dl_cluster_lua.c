@@ -3,13 +3,18 @@
 ** cluster (dl_server) for lua/dlua/init.lua, which builds Client, Future
 ** and LocalCluster on top of it.
 **
-** A handle owns one running cluster.  The messages that one call makes
-** (a submit, a whole map or graph) are collected in the handle and handed
-** to the scheduler's thread in one batch before the call returns, so work
-** starts at once and a map of 10,000 tasks still costs one hand-over.
-** Releases of futures ride with the next batch.  The scheduler's thread
-** puts its answers in the cluster's inbox as they come (dl_server.h); poll
-** only takes them, so status and done show the truth without waiting.
+** A handle owns one running cluster and one pure-C client (dl_client.h),
+** which owns the protocol: the batch of messages, the functions already
+** sent, the futures' records and the reading of the answers.  This file
+** only converts between Lua values and the client's calls, and gives the
+** client its transport: the scheduler's thread in this process or another
+** (dl_server_send), or a worker's link (dl_worker_link_send).  The
+** messages that one call makes (a submit, a whole map or graph) are handed
+** over in one batch before the call returns, so work starts at once and a
+** map of 10,000 tasks still costs one hand-over.  Releases of futures ride
+** with the next batch.  The scheduler's thread puts its answers in the
+** cluster's inbox as they come (dl_server.h); poll only takes them, so
+** status and done show the truth without waiting.
 */
 #include <limits.h>
 #include <stdio.h>
@@ -30,25 +35,14 @@
 #include "dlua.h"
 
 #define HANDLE_MT "dlua.ClusterHandle"
-/* Queued client messages are handed over once they reach this size. */
-#define FLUSH_AT ((size_t)16 * 1024)
 
 typedef struct handle {
   dl_server *srv;
-  dl_buf out;     /* messages not yet handed to the scheduler */
   dl_buf in;      /* messages received, being dispatched */
   dl_buf payload; /* scratch for encoding one task */
-  dl_buf deps;    /* scratch: dependency keys of one task (str list) */
-  int ndeps;
-  dl_buf fns;     /* scratch: function hashes of one task */
-  int nfns;
-  dl_buf head;    /* scratch: a task's options before its functions */
-  dl_buf tail;    /* scratch: a task's options after its dependencies */
   dl_buf shape;   /* scratch (map): the payload {f = fn, n = nargs} */
-  dl_buf common;  /* scratch (map): what follows the payload of a row */
-  dl_buf key;     /* scratch (map): a task key being made */
-  dl_map fns_sent; /* hashes already sent to the scheduler */
-  dl_client cl;    /* the futures of this handle's clients */
+  dl_buf ids;     /* scratch: worker ids (uint64_t) of one call */
+  dl_client cl;   /* the protocol, and the futures of this handle's clients */
   int nworkers;
   int polling;
   int link; /* the tasks' client on a worker: messages go over the
@@ -84,10 +78,6 @@ typedef struct fut {
   int released; /* its live count was given back */
 } fut;
 
-static handle *handle_of(dl_client *c) {
-  return (handle *)((char *)c - offsetof(handle, cl));
-}
-
 /* Push a new future of key for client (at stack index ci).  Raises when
    out of memory.  [-0, +1, m] */
 static void push_future(lua_State *L, handle *h, const char *key,
@@ -113,22 +103,12 @@ static fut *check_fut(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, DL_FUTURE_MT);
 }
 
-static int flush_now(handle *h, int urgent);
-
 /* Give back u's live count: the last of its key queues a RELEASE, sent
    with the next batch (at once by a task's client). */
 static void fut_unref(fut *u) {
-  dl_cfut *f = u->f;
-  if (u->released || f == NULL) return;
+  if (u->released || u->f == NULL) return;
   u->released = 1;
-  if (f->c) {
-    handle *h = handle_of(f->c);
-    dl_client_unref(f, h->srv || h->link ? &h->out : NULL);
-    /* A task's client may never poll again: its worker's link batches. */
-    if (h->link) flush_now(h, 0);
-  } else {
-    dl_client_unref(f, NULL);
-  }
+  dl_client_unref(u->f);
 }
 
 static int fut_gc(lua_State *L) {
@@ -195,7 +175,7 @@ static int cl_fvalue(lua_State *L) {
     return 1;
   }
   lua_pushboolean(L, 1);
-  if (dl_codec_decode(L, f->data, f->dlen, &dopt, err, sizeof err))
+  if (dl_codec_decode(L, dl_cfut_data(f), f->dlen, &dopt, err, sizeof err))
     return luaL_error(L, "cannot decode the result of '%s': %s", f->key, err);
   return 2;
 }
@@ -212,11 +192,11 @@ static int cl_ferror(lua_State *L) {
                     f->status != DL_FUT_CANCELLED))
     return 0;
   lua_pushstring(L, f->kind < 7 ? kind_names[f->kind] : "error");
-  if (f->data == NULL) { /* cancelled here */
+  if (dl_cfut_data(f) == NULL) { /* cancelled here */
     lua_pushliteral(L, "cancelled");
     return 2;
   }
-  if (push_errrec(L, f->data, f->dlen)) {
+  if (push_errrec(L, dl_cfut_data(f), f->dlen)) {
     lua_pushliteral(L, "malformed error record");
     return 2;
   }
@@ -266,21 +246,7 @@ static int cl_freleased(lua_State *L) {
 static int fn_put(void *ud, const unsigned char hash[16], const char *code,
                   size_t len) {
   handle *h = ud;
-  int i;
-  for (i = 0; i < h->nfns; i++)
-    if (memcmp(h->fns.p + 16 * i, hash, 16) == 0) return 1;
-  dl_buf_put(&h->fns, hash, 16);
-  h->nfns++;
-  if (h->link) { /* the scheduler may have dropped it: send it along */
-    dl_put_func_msg(&h->out, DL_M_CFUNC, hash, code, len);
-  } else if (!dl_map_get(&h->fns_sent, (const char *)hash, 16)) {
-    char *k = dl_realloc(NULL, 16);
-    if (k == NULL) return 0;
-    memcpy(k, hash, 16);
-    dl_map_put(&h->fns_sent, k, 16, k);
-    dl_put_func_msg(&h->out, DL_M_CFUNC, hash, code, len);
-  }
-  return 1;
+  return dl_client_task_fn(&h->cl, hash, code, len);
 }
 
 /* A future in a task's arguments: its key travels, and is a dependency. */
@@ -294,9 +260,35 @@ static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
   key = u->f->key;
   klen = u->f->klen;
   dl_buf_put(out, key, klen);
-  dl_put_key(&h->deps, key, klen);
-  h->ndeps++;
+  dl_client_task_dep(&h->cl, key, klen);
   return 0;
+}
+
+/* The client's transport: the scheduler's thread (in this process or
+   another), or the worker's link of a task's client. */
+static int handle_send(void *ud, const char *p, size_t n, int urgent) {
+  handle *h = ud;
+  if (h->link) {
+    dl_worker_link_send(p, n);
+    return 0;
+  }
+  if (h->srv == NULL) return DL_EINVAL;
+  return dl_server_send(h->srv, p, n, urgent);
+}
+
+/* A new handle on the stack, its client sending through handle_send.
+   [-0, +1, m] */
+static handle *new_handle(lua_State *L, int link, int remote) {
+  handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  memset(h, 0, sizeof *h);
+  h->link = link;
+  h->remote = remote;
+  dl_client_init(&h->cl);
+  dl_client_transport(&h->cl, handle_send, h,
+                      link ? DL_CLIENT_EAGER
+                           : remote ? 0u : DL_CLIENT_SHARED);
+  luaL_setmetatable(L, HANDLE_MT);
+  return h;
 }
 
 /* cluster.start{n_workers=, memory_limit=, worker_exe=, allowed_failures=,
@@ -357,11 +349,7 @@ static int cl_start(lua_State *L) {
                        : (o.n_workers < 1 || o.n_workers > 1024))
     return luaL_error(L, "n_workers must be between 1 and 1024 (got %d)",
                       o.n_workers);
-  h = lua_newuserdatauv(L, sizeof *h, 0);
-  memset(h, 0, sizeof *h);
-  dl_map_init(&h->fns_sent);
-  dl_client_init(&h->cl);
-  luaL_setmetatable(L, HANDLE_MT);
+  h = new_handle(L, 0, 0);
   if (dash_addr) { /* the server owns it from dl_server_start on */
     int rc = dl_dashboard_service(&dash, dash_addr, dash_fallback);
     if (rc) {
@@ -384,26 +372,16 @@ static int cl_start(lua_State *L) {
 }
 
 static void handle_close(handle *h) {
-  size_t i = 0;
-  void *k;
   if (h->srv) {
-    if (h->out.len) dl_server_send(h->srv, h->out.p, h->out.len, 1);
+    dl_client_flush(&h->cl, 1);
     dl_server_stop(h->srv);
     h->srv = NULL;
   }
   dl_client_free(&h->cl);
-  while ((k = dl_map_next(&h->fns_sent, &i)) != NULL) dl_free(k);
-  dl_map_free(&h->fns_sent);
-  dl_buf_free(&h->out);
   dl_buf_free(&h->in);
   dl_buf_free(&h->payload);
-  dl_buf_free(&h->deps);
-  dl_buf_free(&h->fns);
-  dl_buf_free(&h->head);
-  dl_buf_free(&h->tail);
   dl_buf_free(&h->shape);
-  dl_buf_free(&h->common);
-  dl_buf_free(&h->key);
+  dl_buf_free(&h->ids);
 }
 
 /* h:close(): stop the cluster; no worker process survives it. */
@@ -447,57 +425,53 @@ static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
 /* Hand the queued messages over; urgent when the client is about to wait
    for the answer (see dl_server_send). */
 static int flush_now(handle *h, int urgent) {
-  int rc = 0;
-  if (h->link) {
-    if (h->out.len) dl_worker_link_send(h->out.p, h->out.len);
-    h->out.len = 0;
-    return 0;
-  }
-  if (h->out.len) {
-    rc = dl_server_send(h->srv, h->out.p, h->out.len, urgent);
-    h->out.len = 0;
-  }
-  return rc;
+  return dl_client_flush(&h->cl, urgent);
 }
 
-static int flush(handle *h) { return flush_now(h, 0); }
+/*
+** The worker ids of the sequence at idx (if a table) into h->ids; returns
+** how many.  Raises when out of memory.  [-0, +0, e]
+*/
+static size_t get_ids(lua_State *L, handle *h, int idx) {
+  lua_Integer n, j;
+  h->ids.len = 0;
+  if (!lua_istable(L, idx)) return 0;
+  n = luaL_len(L, idx);
+  for (j = 1; j <= n; j++) {
+    uint64_t id;
+    lua_rawgeti(L, idx, j);
+    id = (uint64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (dl_buf_put(&h->ids, &id, sizeof id))
+      luaL_error(L, "not enough memory");
+  }
+  return (size_t)n;
+}
 
 /*
-** The options of spec in a submit message: those before the task's function
-** hashes (priority, order, retries, timeout) into head, those after its
-** dependencies (worker restriction) into tail.  Both are read before
-** anything is queued, so a bad option leaves no partial message behind.
-** [-0, +0, e]
+** The options of spec for the tasks that follow (dl_client_task_opts).
+** They are all read before anything is queued, so a bad option leaves no
+** partial message behind.  [-0, +0, e]
 */
-static void put_spec(lua_State *L, int spec, dl_buf *head, dl_buf *tail) {
-  lua_Integer prio, order, retries, timeout;
-  head->len = tail->len = 0;
-  prio = opt_int_field(L, spec, "priority", 0);
-  order = opt_int_field(L, spec, "order", 0);
-  retries = opt_int_field(L, spec, "retries", 0);
-  timeout = opt_int_field(L, spec, "timeout_ms", 0);
-  dl_put_submit_opts(head, prio, order, (uint64_t)retries, (uint64_t)timeout);
+static void put_spec(lua_State *L, handle *h, int spec) {
+  dl_task_opts o;
+  o.priority = opt_int_field(L, spec, "priority", 0);
+  o.order = opt_int_field(L, spec, "order", 0);
+  o.retries = (uint64_t)opt_int_field(L, spec, "retries", 0);
+  o.timeout_ms = (uint64_t)opt_int_field(L, spec, "timeout_ms", 0);
   lua_getfield(L, spec, "workers");
-  if (lua_istable(L, -1)) {
-    lua_Integer n = luaL_len(L, -1), j;
-    dl_put_submit_place(tail, (uint64_t)n);
-    for (j = 1; j <= n; j++) {
-      lua_rawgeti(L, -1, j);
-      dl_put_id(tail, (uint64_t)lua_tointeger(L, -1));
-      lua_pop(L, 1);
-    }
-  } else {
-    dl_put_submit_place(tail, 0);
-  }
+  o.nworkers = get_ids(L, h, -1);
+  o.workers = (const uint64_t *)(void *)h->ids.p;
   lua_pop(L, 1);
   lua_getfield(L, spec, "allow_other");
-  dl_put_submit_allow(tail, lua_toboolean(L, -1));
+  o.allow_other = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  dl_client_task_opts(&h->cl, &o);
 }
 
 static void reset_task(handle *h) {
-  h->payload.len = h->deps.len = h->fns.len = 0;
-  h->ndeps = h->nfns = 0;
+  h->payload.len = 0;
+  dl_client_task_reset(&h->cl);
 }
 
 /* Encoder options that collect a task's functions and dependencies. */
@@ -512,7 +486,7 @@ static void task_opts(handle *h, dl_enc_opts *eo, dl_fnsink *sink) {
 
 /*
 ** Encode the task fn(args) into h->payload as {f = fn, n = nargs, ...},
-** with its function hashes in h->fns and dependency keys in h->deps; fn is
+** with its function hashes and dependency keys given to the client; fn is
 ** at stack index fi, the nargs arguments from a0 on.  Raises with the
 ** codec's message, which names the argument that cannot be sent.
 ** [-0, +0, e]
@@ -551,18 +525,14 @@ static void encode_task(lua_State *L, handle *h, int fi, int a0, int nargs) {
       dl_buf_free(&tmp);
       if (rc) break;
     }
-    h->deps.len = 0;
-    h->ndeps = 0;
+    dl_client_task_reset(&h->cl);
     luaL_error(L, "%s", err);
   }
 }
 
 /* Queue the submit message of the task encoded by encode_task. */
 static void put_submit(handle *h, const char *key, size_t klen) {
-  dl_buf *b = &h->out;
-  dl_put_submit(b, key, klen, h->payload.p, h->payload.len, NULL, 0);
-  dl_put_submit_spec(b, &h->head, (uint64_t)h->nfns, &h->fns,
-                     (uint64_t)h->ndeps, &h->deps, &h->tail);
+  dl_client_task_submit(&h->cl, key, klen, h->payload.p, h->payload.len);
 }
 
 /*
@@ -579,18 +549,18 @@ static int h_submit(lua_State *L) {
   luaL_checkany(L, 3);
   put_str_field(L, 2, "key", &key, &klen);
   if (key == NULL) return luaL_error(L, "submit: spec.key must be a string");
-  put_spec(L, 2, &h->head, &h->tail);
+  put_spec(L, h, 2);
   encode_task(L, h, 3, 4, nargs);
   put_submit(h, key, klen);
-  flush(h); /* the task starts now, whatever the caller does next */
+  flush_now(h, 0); /* the task starts now, whatever the caller does next */
   return 0;
 }
 
 /*
 ** Encode the payload shape of a map call, {f = fn, n = nargs}, into
-** h->shape, and what follows the payload in each message of a row task
-** (options, function hashes, dependencies of fn's upvalues) into
-** h->common.  Returns 0, or non-zero if fn cannot be sent (the caller then
+** h->shape, and have the client keep what follows the payload in each
+** message of a row task (options, function hashes, dependencies of fn's
+** upvalues: dl_client_task_share).  Returns 0, or non-zero if fn cannot be sent (the caller then
 ** encodes the task whole, which raises with the right message).
 ** [-0, +0, m]
 */
@@ -613,23 +583,8 @@ static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
     h->shape.len = 0;
     return rc;
   }
-  h->common.len = 0;
-  dl_put_submit_spec(&h->common, &h->head, (uint64_t)h->nfns, &h->fns,
-                     (uint64_t)h->ndeps, &h->deps, &h->tail);
+  dl_client_task_share(&h->cl);
   return 0;
-}
-
-/* Make stem .. ("%x"):format(n) in h->key (no Lua string: the key is
-   stored once, in the future's record).  [-0, +0, -] */
-static void make_key(handle *h, size_t stemlen, lua_Unsigned n) {
-  char hex[2 * sizeof n];
-  int i = (int)sizeof hex;
-  do {
-    hex[--i] = "0123456789abcdef"[n & 15];
-    n >>= 4;
-  } while (n || i > (int)sizeof hex - 8); /* 8 digits at least */
-  h->key.len = stemlen;
-  dl_buf_put(&h->key, hex + i, sizeof hex - (size_t)i);
 }
 
 /*
@@ -664,9 +619,8 @@ static int h_map(lua_State *L) {
   luaL_argcheck(L, len >= 0 && len < INT_MAX, 6, "bad length");
   lua_settop(L, 9);
   luaL_checkstack(L, (int)nargs + 16, "too many sequences");
-  put_spec(L, 2, &h->head, &h->tail);
-  h->key.len = 0;
-  if (!keyed && dl_buf_put(&h->key, stem, stemlen))
+  put_spec(L, h, 2);
+  if (!keyed && dl_client_key_stem(&h->cl, stem, stemlen))
     return luaL_error(L, "not enough memory");
   seq0 = lua_gettop(L) + 1;
   for (j = 0; j < (int)nargs; j++) {
@@ -694,10 +648,9 @@ static int h_map(lua_State *L) {
         return luaL_error(L, "map: keys[%I] must be a string", i);
       key = lua_tolstring(L, kidx, &klen);
     } else {
-      make_key(h, stemlen, (lua_Unsigned)(first + i - 1));
+      key = dl_client_key(&h->cl, (uint64_t)(first + i - 1), &klen);
+      if (key == NULL) return luaL_error(L, "not enough memory");
       lua_pushnil(L); /* keeps the arguments at a0 */
-      key = h->key.p;
-      klen = h->key.len;
     }
     for (j = 0; j < (int)nargs; j++) lua_geti(L, seq0 + j, i);
     if (!shaped) {
@@ -711,8 +664,7 @@ static int h_map(lua_State *L) {
       if (rc < 0) return luaL_error(L, "map: cannot encode a task");
     }
     if (rc == 0) {
-      dl_put_submit(&h->out, key, klen, h->payload.p, h->payload.len,
-                    h->common.p, h->common.len);
+      dl_client_submit_row(&h->cl, key, klen, h->payload.p, h->payload.len);
     } else {
       encode_task(L, h, 3, a0, (int)nargs);
       put_submit(h, key, klen);
@@ -720,29 +672,18 @@ static int h_map(lua_State *L) {
     push_future(L, h, key, klen, 9);
     lua_rawseti(L, futs, i);
     lua_settop(L, futs);
-    /* Let the cluster start on the first tasks while the rest is queued. */
-    if (h->out.len >= FLUSH_AT) flush(h);
   }
-  flush(h);
+  flush_now(h, 0);
   return 1;
-}
-
-static int key_msg(lua_State *L, int type) {
-  handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-  size_t klen;
-  const char *key = luaL_checklstring(L, 2, &klen);
-  if (h->srv == NULL && !h->link) return 0; /* closing: nothing to release */
-  dl_put_key_msg(&h->out, (unsigned)type, key, klen);
-  /* A task's client may never poll again: its worker's link batches. */
-  if (h->link) flush_now(h, 0);
-  return 0;
 }
 
 /* h:cancel(key): sent at once. */
 static int h_cancel(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-  key_msg(L, DL_M_CCANCEL);
-  if (h->srv || h->link) flush_now(h, 1);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  if (h->srv == NULL && !h->link) return 0; /* closed: nothing to cancel */
+  dl_client_cancel_key(&h->cl, key, klen);
   return 0;
 }
 
@@ -752,16 +693,19 @@ static int h_gather(lua_State *L) {
   lua_Integer reqid = luaL_checkinteger(L, 2), n, i;
   luaL_checktype(L, 3, LUA_TTABLE);
   n = luaL_len(L, 3);
-  /* Big values come to the client as blocks to map. */
-  dl_put_gather(&h->out, !h->link && !h->remote, (uint64_t)reqid,
-                (uint64_t)n);
+  for (i = 1; i <= n; i++) { /* checked before anything is queued */
+    lua_rawgeti(L, 3, i);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "gather: keys must be strings");
+    lua_pop(L, 1);
+  }
+  dl_client_gather(&h->cl, (uint64_t)reqid, (uint64_t)n);
   for (i = 1; i <= n; i++) {
     size_t klen;
     const char *k;
     lua_rawgeti(L, 3, i);
     k = lua_tolstring(L, -1, &klen);
-    if (k == NULL) return luaL_error(L, "gather: keys must be strings");
-    dl_put_key(&h->out, k, klen);
+    dl_client_gather_key(&h->cl, k, klen);
     lua_pop(L, 1);
   }
   flush_now(h, 1);
@@ -775,23 +719,15 @@ static int h_scatter(lua_State *L) {
   const char *key = luaL_checklstring(L, 2, &klen);
   char err[600];
   dl_enc_opts eo = {0, NULL, NULL, "scattered value"};
+  size_t n;
   luaL_checkany(L, 3);
   h->payload.len = 0;
   if (dl_codec_encode(L, 3, &h->payload, &eo, err, sizeof err))
     return luaL_error(L, "%s", err);
-  if (lua_istable(L, 4)) {
-    lua_Integer n = luaL_len(L, 4), i;
-    dl_put_scatter(&h->out, key, klen, h->payload.p, h->payload.len,
-                   (uint64_t)n);
-    for (i = 1; i <= n; i++) {
-      lua_rawgeti(L, 4, i);
-      dl_put_id(&h->out, (uint64_t)lua_tointeger(L, -1));
-      lua_pop(L, 1);
-    }
-  } else {
-    dl_put_scatter(&h->out, key, klen, h->payload.p, h->payload.len, 0);
-  }
-  flush(h);
+  n = get_ids(L, h, 4);
+  dl_client_scatter(&h->cl, key, klen, h->payload.p, h->payload.len,
+                    (const uint64_t *)(void *)h->ids.p, n);
+  flush_now(h, 0);
   return 0;
 }
 
@@ -816,8 +752,7 @@ static int h_coord(lua_State *L) {
   m.lease = (uint64_t)lease;
   m.bytes = bytes;
   m.blen = blen;
-  dl_put_coord(&h->out, &m);
-  flush_now(h, 1);
+  dl_client_coord(&h->cl, &m);
   return 0;
 }
 
@@ -976,95 +911,44 @@ static int h_park_sleep(lua_State *L) {
 /* Handle the messages in h->in (see h_poll); on_data is at 3.  Returns
    count.  [-0, +1, e] */
 static int dispatch_in(lua_State *L, handle *h) {
-  int count = 0;
+  int count = 0, rc;
   dl_rd r;
+  dl_cnews nw;
   /* The bytes stay in h->in (owned by the handle) while callbacks run, so
      an error raised by one leaks nothing; callbacks must not poll. */
   h->polling = 1;
-  {
-    dl_rd_init(&r, h->in.p, h->in.len);
-    while (dl_rd_left(&r)) {
-      unsigned type = 0;
-      const char *key, *bytes;
-      size_t klen, blen;
-      uint64_t reqid, found;
-      dl_wire_type(&r, &type);
-      if (type == DL_M_KEY_DONE) {
-        dl_msg_key_done m;
-        if (dl_get_key_done(&r, &m)) break;
-        if (dl_client_done(&h->cl, m.key, m.klen, m.inl, m.ilen))
-          return luaL_error(L, "not enough memory");
-      } else if (type == DL_M_KEY_ERR) {
-        dl_msg_err m;
-        if (dl_get_err_msg(&r, &m)) break;
-        if (dl_client_err(&h->cl, m.key, m.klen, (int)m.kind, m.rec, m.rlen))
-          return luaL_error(L, "not enough memory");
-      } else if (type == DL_M_GATHER_REPLY) {
-        char err[600];
-        dl_dec_opts dopt = {0, NULL, NULL};
-        const char *mapped = NULL;
-        dl_msg_data m;
-        int bad;
-        if (dl_get_data(&r, &m)) break;
-        reqid = m.reqid;
-        key = m.key;
-        klen = m.klen;
-        found = m.found;
-        bytes = m.bytes;
-        blen = m.blen;
-        if (found == 2) { /* a worker's block: map it, or ask for bytes */
-          dl_shared_at sa;
-          if (dl_shared_at_read(bytes, blen, &sa) == 0)
-            mapped = dl_shared_at_map(&sa);
-          if (mapped == NULL) {
-            dl_put_gather(&h->out, 0, reqid, 1);
-            dl_put_key(&h->out, key, klen);
-            continue; /* the answer to that one counts instead */
-          }
-          bytes = mapped + sa.off;
-          blen = (size_t)sa.len;
-        }
-        lua_pushvalue(L, 3);
-        lua_pushinteger(L, (lua_Integer)reqid);
-        lua_pushlstring(L, key, klen);
-        bad = found && dl_codec_decode(L, bytes, blen, &dopt, err, sizeof err);
-        dl_free((void *)mapped); /* the decoded value has its own bytes */
-        if (!found) {
-          lua_pushboolean(L, 0);
-          lua_pushnil(L);
-        } else if (bad) {
-          lua_pushboolean(L, 0);
-          lua_pushfstring(L, "cannot decode the result of '%s': %s",
-                          lua_tostring(L, -2), err);
-        } else {
-          lua_pushboolean(L, 1);
-          lua_insert(L, -2);
-        }
-        lua_call(L, 4, 0);
-      } else if (type == DL_M_COORD_REPLY) {
-        dl_msg_coord_reply m;
-        if (dl_get_coord_reply(&r, &m)) break;
-        lua_pushvalue(L, 3);
-        lua_pushinteger(L, (lua_Integer)m.reqid);
+  dl_rd_init(&r, h->in.p, h->in.len);
+  while ((rc = dl_client_next(&h->cl, &r, &nw, &count)) == 1) {
+    lua_pushvalue(L, 3);
+    lua_pushinteger(L, (lua_Integer)nw.reqid);
+    if (nw.type == DL_CNEWS_COORD) {
+      lua_pushnil(L);
+      lua_pushinteger(L, (lua_Integer)nw.status);
+      lua_pushlstring(L, nw.bytes, nw.blen);
+    } else {
+      char err[600];
+      dl_dec_opts dopt = {0, NULL, NULL};
+      int bad;
+      lua_pushlstring(L, nw.key, nw.klen);
+      bad = nw.found &&
+            dl_codec_decode(L, nw.bytes, nw.blen, &dopt, err, sizeof err);
+      dl_free(nw.mapped); /* the decoded value has its own bytes */
+      if (!nw.found) {
+        lua_pushboolean(L, 0);
         lua_pushnil(L);
-        lua_pushinteger(L, (lua_Integer)m.status);
-        lua_pushlstring(L, m.bytes, m.blen);
-        lua_call(L, 4, 0);
-      } else if (type == DL_M_FN_GONE) { /* no task needs it: forget it */
-        dl_msg_hash m;
-        char *k;
-        if (dl_get_hash_msg(&r, &m)) break;
-        k = dl_map_del(&h->fns_sent, m.hash, 16);
-        dl_free(k);
-        dl_put_hash_msg(&h->out, DL_M_FN_FORGET, m.hash);
-        continue;
+      } else if (bad) {
+        lua_pushboolean(L, 0);
+        lua_pushfstring(L, "cannot decode the result of '%s': %s",
+                        lua_tostring(L, -2), err);
       } else {
-        break;
+        lua_pushboolean(L, 1);
+        lua_insert(L, -2);
       }
-      count++;
     }
+    lua_call(L, 4, 0);
   }
   h->polling = 0;
+  if (rc < 0) return luaL_error(L, "not enough memory");
   lua_pushinteger(L, count);
   return 1;
 }
@@ -1123,7 +1007,8 @@ static int h_values(lua_State *L) {
       return 2;
     }
     if (f->status != DL_FUT_FINISHED || !(f->flags & DL_FUT_VALUE)) goto no;
-    if (dl_codec_decode(L, f->data, f->dlen, &dopt, err, sizeof err))
+    if (dl_codec_decode(L, dl_cfut_data(f), f->dlen, &dopt, err,
+                        sizeof err))
       return luaL_error(L, "cannot decode the result of '%s': %s", f->key,
                         err);
     lua_rawseti(L, 3, k);
@@ -1154,8 +1039,7 @@ static int h_future(lua_State *L) {
 static int h_close_client(lua_State *L) {
   handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   int send = lua_toboolean(L, 2) && (h->srv || h->link);
-  dl_client_close(&h->cl, send ? &h->out : NULL);
-  if (send) flush_now(h, 1);
+  dl_client_close(&h->cl, send);
   return 0;
 }
 
@@ -1372,11 +1256,7 @@ static int cl_connect(lua_State *L) {
     lua_pushstring(L, err);
     return 2;
   }
-  h = lua_newuserdatauv(L, sizeof *h, 0);
-  memset(h, 0, sizeof *h);
-  dl_map_init(&h->fns_sent);
-  luaL_setmetatable(L, HANDLE_MT);
-  h->remote = 1;
+  h = new_handle(L, 0, 1);
   h->srv = dl_server_connect(addr, &token, DLUA_VERSION_STRING, timeout, err,
                              sizeof err);
   memset(&token, 0, sizeof token);
@@ -1524,19 +1404,13 @@ static const char link_key = 'l'; /* registry: the tasks' client */
    (one per worker: every task's get_client shares it), or nil outside a
    worker. */
 static int cl_task_link(lua_State *L) {
-  handle *h;
   lua_getfield(L, LUA_REGISTRYINDEX, "dlua.in_worker");
   if (!lua_toboolean(L, -1)) {
     lua_pushnil(L);
     return 1;
   }
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &link_key) != LUA_TNIL) return 1;
-  h = lua_newuserdatauv(L, sizeof *h, 0);
-  memset(h, 0, sizeof *h);
-  dl_map_init(&h->fns_sent);
-  dl_client_init(&h->cl);
-  h->link = 1;
-  luaL_setmetatable(L, HANDLE_MT);
+  new_handle(L, 1, 0);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &link_key);
   return 1;

@@ -24,43 +24,30 @@ typedef struct tgroup {
 } tgroup;
 
 typedef struct task task;
+/*
+** A task is one allocation (task_new): the record, then its key (and a
+** NUL), its payload and its function hashes, which live as long as it
+** does; key, payload and fns point there.  At a million tasks in flight
+** three small allocations less per task is about 100 bytes each.
+*/
 struct task {
-  char *key; /* owned, NUL-terminated */
-  size_t klen;
-  char *payload; /* owned; NULL for scattered data */
+  /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
+     ones: little padding (288 bytes; it was 320). */
+  char *key;     /* in the task's allocation, NUL-terminated */
+  char *payload; /* in the task's allocation; NULL for scattered data */
   size_t plen;
   task **deps;
-  int ndeps;
   task **dependents;
-  int ndependents, capdependents;
-  unsigned char *fns; /* nfns * 16 bytes */
-  int nfns;
+  unsigned char *fns; /* nfns * 16 bytes, in the task's allocation */
   int *restrict_w; /* worker ids, or NULL */
-  int nrestrict;
-  int state;
-  int waiting;  /* inputs not in memory */
-  int npending; /* dependents WAITING/READY/PROCESSING */
-  int want;     /* futures held: the client's and tasks' (cwant, wwho) */
-  int cwant;    /* of want: the client's */
-  int kwant;    /* of want: held by Variables and Queues (dl_coord.h) */
   int *wwho;    /* of want: {worker id, count} pairs, tasks' futures */
-  int nwwho;    /* pairs in wwho */
-  int seceded;  /* PROCESSING: its task waits (DL_M_SECEDE), so it is not
-                   counted in its worker's inflight */
   char *waits_on; /* seceded: the key its task waits for (owned), or NULL */
-  int retries;
-  int tries; /* workers it was running on when they died */
   int64_t prio;
   int64_t order;
   uint64_t seq;
-  uint32_t timeout_ms;
-  int processing_on; /* worker id or -1 */
-  int *who;          /* worker ids holding the result */
-  int nwho;
+  int *who;          /* worker ids holding the result: &who1, or owned */
   uint64_t nbytes;
   char *err; /* error record (dl_put_err_rec), owned */
-  size_t errlen;
-  int errkind;
   size_t hidx; /* heap position + 1, 0 when not in the heap */
   size_t ridx; /* run position + 1, 0 when not in the run */
   double not_before;
@@ -68,11 +55,33 @@ struct task {
   tgroup *group;
   struct sworker *pw; /* while PROCESSING: its worker, whose list holds it */
   task *pnext, *pprev;
-  int steal_to;      /* worker id asking for it, 0 if none */
   char *inl;         /* a copy of its small result, as it came inline */
-  size_t inlen;
-  int restoring;     /* PROCESSING: a worker stores inl (no run) */
-  int steal_denied;  /* PROCESSING: its worker refused to hand it back */
+  uint32_t klen;
+  int ndeps;
+  int ndependents, capdependents;
+  int nfns;
+  int nrestrict;
+  int waiting;  /* inputs not in memory */
+  int npending; /* dependents WAITING/READY/PROCESSING */
+  int want;     /* futures held: the client's and tasks' (cwant, wwho) */
+  int cwant;    /* of want: the client's */
+  int kwant;    /* of want: held by Variables and Queues (dl_coord.h) */
+  int nwwho;    /* pairs in wwho */
+  int retries;
+  int tries; /* workers it was running on when they died */
+  uint32_t timeout_ms;
+  int processing_on; /* worker id or -1 */
+  int nwho;
+  int who1;          /* the first holder (who_add) */
+  uint32_t errlen;
+  int steal_to;      /* worker id asking for it, 0 if none */
+  uint32_t inlen;
+  uint8_t state;     /* T_* */
+  uint8_t errkind;
+  uint8_t seceded;  /* PROCESSING: its task waits (DL_M_SECEDE), so it is
+                       not counted in its worker's inflight */
+  uint8_t restoring;    /* PROCESSING: a worker stores inl (no run) */
+  uint8_t steal_denied; /* PROCESSING: its worker refused to hand it back */
 };
 
 typedef struct sworker {
@@ -689,17 +698,50 @@ static int on_fn_forget(dl_sched *s, dl_rd *r) {
   return 0;
 }
 
+/*
+** A new task record, zeroed, with a copy of key and (if payload is not
+** NULL) of payload and of the nfns function hashes at fns, all in one
+** allocation.  NULL when out of memory.
+*/
+static task *task_new(const char *key, size_t klen, const char *payload,
+                      size_t plen, const char *fns, size_t nfns) {
+  size_t n = sizeof(task) + klen + 1;
+  task *t;
+  char *p;
+  if (klen > UINT32_MAX) return NULL;
+  if (payload) n += plen;
+  n += nfns * 16;
+  t = xalloc(n);
+  if (t == NULL) return NULL;
+  memset(t, 0, sizeof *t);
+  p = (char *)(t + 1);
+  t->key = p;
+  memcpy(p, key, klen);
+  p[klen] = '\0';
+  t->klen = (uint32_t)klen;
+  p += klen + 1;
+  if (payload) {
+    t->payload = p;
+    memcpy(p, payload, plen);
+    t->plen = plen;
+    p += plen;
+  }
+  if (nfns) {
+    t->fns = (unsigned char *)p;
+    memcpy(p, fns, nfns * 16);
+    t->nfns = (int)nfns;
+  }
+  return t;
+}
+
 static void task_free(dl_sched *s, task *t) {
   fns_unref(s, t);
   s->kept -= t->inlen;
   dl_free(t->inl);
-  dl_free(t->key);
-  dl_free(t->payload);
   dl_free(t->deps);
   dl_free(t->dependents);
-  dl_free(t->fns);
   dl_free(t->restrict_w);
-  dl_free(t->who);
+  if (t->who != &t->who1) dl_free(t->who);
   dl_free(t->err);
   dl_free(t->wwho);
   dl_free(t->waits_on);
@@ -878,17 +920,34 @@ static void need(dl_sched *s, task *t) {
   }
 }
 
+/* Worker wid holds t's result too.  The first holder is kept in the
+   record: most results never have a second.  0 or DL_ENOMEM. */
+static int who_add(task *t, int wid) {
+  int *n;
+  if (t->who == NULL || (t->who == &t->who1 && t->nwho == 0)) {
+    t->who = &t->who1;
+    t->who1 = wid;
+    t->nwho = 1;
+    return 0;
+  }
+  if (t->who == &t->who1) {
+    n = xalloc(2 * sizeof(int));
+    if (n) n[0] = t->who1;
+  } else {
+    n = dl_realloc(t->who, sizeof(int) * (size_t)(t->nwho + 1));
+  }
+  if (n == NULL) return DL_ENOMEM;
+  t->who = n;
+  t->who[t->nwho++] = wid;
+  return 0;
+}
+
 /* The result of t is in memory on worker wid. */
 static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
                      const char *inl, size_t ilen) {
   int i;
   rq_remove(s, t);
-  t->who = dl_realloc(t->who, sizeof(int) * (size_t)(t->nwho + 1));
-  if (t->who == NULL) {
-    t->nwho = 0;
-    return;
-  }
-  t->who[t->nwho++] = wid;
+  if (who_add(t, wid)) return;
   t->nbytes = nbytes;
   t->processing_on = -1;
   set_state(s, t, T_MEMORY);
@@ -1550,13 +1609,9 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     else if (t->state == T_RELEASED) need(s, t);
     return 0;
   }
-  t = xalloc(sizeof *t);
+  t = task_new(m.key, m.klen, m.payload ? m.payload : "", m.plen, m.fns,
+               (size_t)m.nfns);
   if (t == NULL) return DL_ENOMEM;
-  memset(t, 0, sizeof *t);
-  t->key = dupbytes(m.key, m.klen);
-  t->klen = m.klen;
-  t->payload = dupbytes(m.payload, m.plen);
-  t->plen = m.plen;
   t->prio = m.prio;
   t->order = m.order;
   t->seq = s->seq++;
@@ -1566,14 +1621,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   want_add(s, t);
   t->state = T_WAITING;
   count_new(s, t);
-  if (m.nfns) {
-    t->fns = xalloc(m.nfns * 16);
-    if (t->fns) {
-      memcpy(t->fns, m.fns, m.nfns * 16);
-      t->nfns = (int)m.nfns;
-      fns_ref(s, t);
-    }
-  }
+  if (t->nfns) fns_ref(s, t);
   if (m.ndeps) t->deps = xalloc(sizeof(task *) * m.ndeps);
   {
     dl_buf e;
@@ -1762,11 +1810,8 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
     if (t->state == T_MEMORY) notify_done(s, t);
     return 0;
   }
-  t = xalloc(sizeof *t);
+  t = task_new(key, klen, NULL, 0, NULL, 0);
   if (t == NULL) return DL_ENOMEM;
-  memset(t, 0, sizeof *t);
-  t->key = dupbytes(key, klen);
-  t->klen = klen;
   want_add(s, t);
   t->seq = s->seq++;
   t->processing_on = -1;
@@ -2062,14 +2107,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
     for (k = 0; k < t->nwho; k++) have |= t->who[k] == w->info.id;
-    if (!have) {
-      int *n = dl_realloc(t->who, sizeof(int) * (size_t)(t->nwho + 1));
-      if (n) {
-        t->who = n;
-        t->who[t->nwho++] = w->info.id;
-        held(s, w->info.id, t, 1);
-      }
-    }
+    if (!have && who_add(t, w->info.id) == 0) held(s, w->info.id, t, 1);
   } else { /* stale: nobody wants this result any more */
     dl_buf *b = wout(s, w->info.id);
     if (b) dl_put_key_msg(b, DL_M_FREE, key, klen);

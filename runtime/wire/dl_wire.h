@@ -141,6 +141,49 @@ static inline int dl_wire_list(dl_rd *r, uint64_t n, int ids, dl_rd *items) {
   return 0;
 }
 
+/*
+** Layouts that several messages share, written once; each message's own
+** put/get pair below is a one-line use of its layout.
+**   str2: str a, str b          (SECEDE, CYCLE, MISSING, STORE)
+**   suvs: str a, uv n, str b    (ERR, KEY_ERR, KEY_DONE)
+**   uvs:  uv n, str a           (PEER, GET, GETS)
+*/
+static inline void dl_put_str2(dl_buf *b, unsigned type, const char *a,
+                               size_t alen, const char *c, size_t clen) {
+  dl_buf_u8(b, type);
+  dl_buf_str(b, a, alen);
+  dl_buf_str(b, c, clen);
+}
+static inline int dl_get_str2(dl_rd *r, const char **a, size_t *alen,
+                              const char **c, size_t *clen) {
+  if (dl_rd_str(r, a, alen)) return DL_EPROTO;
+  return dl_rd_str(r, c, clen);
+}
+static inline void dl_put_suvs(dl_buf *b, unsigned type, const char *a,
+                               size_t alen, uint64_t n, const char *c,
+                               size_t clen) {
+  dl_buf_u8(b, type);
+  dl_buf_str(b, a, alen);
+  dl_buf_uv(b, n);
+  dl_buf_str(b, c, clen);
+}
+static inline int dl_get_suvs(dl_rd *r, const char **a, size_t *alen,
+                              uint64_t *n, const char **c, size_t *clen) {
+  if (dl_rd_str(r, a, alen) || dl_rd_uv(r, n)) return DL_EPROTO;
+  return dl_rd_str(r, c, clen);
+}
+static inline void dl_put_uvs(dl_buf *b, unsigned type, uint64_t n,
+                              const char *a, size_t alen) {
+  dl_buf_u8(b, type);
+  dl_buf_uv(b, n);
+  dl_buf_str(b, a, alen);
+}
+static inline int dl_get_uvs(dl_rd *r, uint64_t *n, const char **a,
+                             size_t *alen) {
+  if (dl_rd_uv(r, n)) return DL_EPROTO;
+  return dl_rd_str(r, a, alen);
+}
+
 /* Messages that carry only a key: FREE, CANCEL, STEAL, RELEASE, CCANCEL. */
 typedef struct dl_msg_key {
   const char *key;
@@ -205,13 +248,10 @@ typedef struct dl_msg_two {
 
 static inline void dl_put_two_msg(dl_buf *b, unsigned type,
                                   const dl_msg_two *m) {
-  dl_buf_u8(b, type);
-  dl_buf_str(b, m->a, m->alen);
-  dl_buf_str(b, m->b, m->blen);
+  dl_put_str2(b, type, m->a, m->alen, m->b, m->blen);
 }
 static inline int dl_get_two_msg(dl_rd *r, dl_msg_two *m) {
-  if (dl_rd_str(r, &m->a, &m->alen)) return DL_EPROTO;
-  return dl_rd_str(r, &m->b, &m->blen);
+  return dl_get_str2(r, &m->a, &m->alen, &m->b, &m->blen);
 }
 
 /*
@@ -339,14 +379,10 @@ typedef struct dl_msg_err {
 
 static inline void dl_put_err_msg(dl_buf *b, unsigned type,
                                   const dl_msg_err *m) {
-  dl_buf_u8(b, type);
-  dl_buf_str(b, m->key, m->klen);
-  dl_buf_uv(b, m->kind);
-  dl_buf_str(b, m->rec, m->rlen);
+  dl_put_suvs(b, type, m->key, m->klen, m->kind, m->rec, m->rlen);
 }
 static inline int dl_get_err_msg(dl_rd *r, dl_msg_err *m) {
-  if (dl_rd_str(r, &m->key, &m->klen) || dl_rd_uv(r, &m->kind)) return DL_EPROTO;
-  return dl_rd_str(r, &m->rec, &m->rlen);
+  return dl_get_suvs(r, &m->key, &m->klen, &m->kind, &m->rec, &m->rlen);
 }
 
 /* MISSING: str key, str dep.  Task key's input dep could be fetched from
@@ -357,13 +393,10 @@ typedef struct dl_msg_missing {
 } dl_msg_missing;
 
 static inline void dl_put_missing(dl_buf *b, const dl_msg_missing *m) {
-  dl_buf_u8(b, DL_M_MISSING);
-  dl_buf_str(b, m->key, m->klen);
-  dl_buf_str(b, m->dep, m->dlen);
+  dl_put_str2(b, DL_M_MISSING, m->key, m->klen, m->dep, m->dlen);
 }
 static inline int dl_get_missing(dl_rd *r, dl_msg_missing *m) {
-  if (dl_rd_str(r, &m->key, &m->klen)) return DL_EPROTO;
-  return dl_rd_str(r, &m->dep, &m->dlen);
+  return dl_get_str2(r, &m->key, &m->klen, &m->dep, &m->dlen);
 }
 
 /*
@@ -552,13 +585,10 @@ typedef struct dl_msg_store {
 } dl_msg_store;
 
 static inline void dl_put_store(dl_buf *b, const dl_msg_store *m) {
-  dl_buf_u8(b, DL_M_STORE);
-  dl_buf_str(b, m->key, m->klen);
-  dl_buf_str(b, m->bytes, m->blen);
+  dl_put_str2(b, DL_M_STORE, m->key, m->klen, m->bytes, m->blen);
 }
 static inline int dl_get_store(dl_rd *r, dl_msg_store *m) {
-  if (dl_rd_str(r, &m->key, &m->klen)) return DL_EPROTO;
-  return dl_rd_str(r, &m->bytes, &m->blen);
+  return dl_get_str2(r, &m->key, &m->klen, &m->bytes, &m->blen);
 }
 
 /* PEER: uv id, str addr (where worker id serves; "" when it is gone).
@@ -571,13 +601,10 @@ typedef struct dl_msg_peer {
 } dl_msg_peer;
 
 static inline void dl_put_peer(dl_buf *b, const dl_msg_peer *m) {
-  dl_buf_u8(b, DL_M_PEER);
-  dl_buf_uv(b, m->id);
-  dl_buf_str(b, m->addr, m->alen);
+  dl_put_uvs(b, DL_M_PEER, m->id, m->addr, m->alen);
 }
 static inline int dl_get_peer(dl_rd *r, dl_msg_peer *m) {
-  if (dl_rd_uv(r, &m->id)) return DL_EPROTO;
-  return dl_rd_str(r, &m->addr, &m->alen);
+  return dl_get_uvs(r, &m->id, &m->addr, &m->alen);
 }
 
 /* ---------------------------------------------------- peer <-> peer */
@@ -596,13 +623,10 @@ typedef struct dl_msg_get {
 
 static inline void dl_put_get(dl_buf *b, int shared_ok, uint64_t reqid,
                               const char *key, size_t klen) {
-  dl_buf_u8(b, shared_ok ? DL_M_GETS : DL_M_GET);
-  dl_buf_uv(b, reqid);
-  dl_buf_str(b, key, klen);
+  dl_put_uvs(b, shared_ok ? DL_M_GETS : DL_M_GET, reqid, key, klen);
 }
 static inline int dl_get_get(dl_rd *r, dl_msg_get *m) {
-  if (dl_rd_uv(r, &m->reqid)) return DL_EPROTO;
-  return dl_rd_str(r, &m->key, &m->klen);
+  return dl_get_uvs(r, &m->reqid, &m->key, &m->klen);
 }
 
 /*
@@ -809,15 +833,10 @@ typedef struct dl_msg_key_done {
 } dl_msg_key_done;
 
 static inline void dl_put_key_done(dl_buf *b, const dl_msg_key_done *m) {
-  dl_buf_u8(b, DL_M_KEY_DONE);
-  dl_buf_str(b, m->key, m->klen);
-  dl_buf_uv(b, m->nbytes);
-  dl_buf_str(b, m->inl, m->ilen);
+  dl_put_suvs(b, DL_M_KEY_DONE, m->key, m->klen, m->nbytes, m->inl, m->ilen);
 }
 static inline int dl_get_key_done(dl_rd *r, dl_msg_key_done *m) {
-  if (dl_rd_str(r, &m->key, &m->klen) || dl_rd_uv(r, &m->nbytes))
-    return DL_EPROTO;
-  return dl_rd_str(r, &m->inl, &m->ilen);
+  return dl_get_suvs(r, &m->key, &m->klen, &m->nbytes, &m->inl, &m->ilen);
 }
 
 /* KEY_ERR: as ERR (dl_put_err_msg / dl_get_err_msg).

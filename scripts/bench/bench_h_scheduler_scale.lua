@@ -24,12 +24,15 @@
 --     (future table {key, client} ~120, key string ~50, state table
 --     {status, nfut, has_value, value, nbytes} ~260, its _keys slot ~40);
 --   client now: ~90 B of Lua heap (userdata + its array slot) and a C
---     record (dl_client.h: 40 B + key + inline result bytes, ~100 B
+--     record (dl_client.h: 48 B + key, a result of up to 16 bytes in
+--     it, else in an allocation of its own; ~100 B
 --     with its map slot);
---   scheduler: the task struct (320 B) plus its key, payload, function
---     hashes and inline-result copies and its map slot, ~550 B;
+--   scheduler: the task record (288 B, one allocation with its key,
+--     payload and function hashes; it was 320 B plus three allocations),
+--     the inline-result copy, its map slot (~56 B at 1M), ~450 B;
 --   the rest: messages in flight at the peak and the bench's own arrays.
---   N = 1,000,000: 1,365 B before, 1,104 B after (loaded 2-vCPU machine).
+--   N = 1,000,000: 1,365 B before userdata futures, 1,104 B after; 1,002 B
+--   with the one-allocation task (loaded 2-vCPU machine).
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8

@@ -30,6 +30,12 @@ static void releases(const dl_buf *b, char *out, size_t cap) {
   }
 }
 
+/* A transport that keeps what it is handed, in the dl_buf at ud. */
+static int capture(void *ud, const char *p, size_t n, int urgent) {
+  (void)urgent;
+  return dl_buf_put(ud, p, n);
+}
+
 /* One record per key; the last live handle queues one RELEASE. */
 static void test_refs_and_release(void) {
   dl_client c;
@@ -38,6 +44,7 @@ static void test_refs_and_release(void) {
   char rel[256];
   dl_client_init(&c);
   dl_buf_init(&out);
+  dl_client_transport(&c, capture, &out, 0);
   a = dl_client_ref(&c, "inc-1", 5);
   a2 = dl_client_ref(&c, "inc-1", 5);
   b = dl_client_ref(&c, "inc-2", 5);
@@ -45,10 +52,12 @@ static void test_refs_and_release(void) {
   CHECK(a->refs == 2 && a->holds == 2 && a->status == DL_FUT_PENDING);
   CHECK(strcmp(a->key, "inc-1") == 0 && a->klen == 5);
   CHECK(dl_client_get(&c, "inc-1", 5) == a);
-  dl_client_unref(a, &out);
-  CHECK(out.len == 0 && dl_client_get(&c, "inc-1", 5) == a);
-  dl_client_unref(a, &out);
-  dl_client_unref(a, &out); /* a third release of two handles: ignored */
+  dl_client_unref(a);
+  CHECK(c.out.len == 0 && dl_client_get(&c, "inc-1", 5) == a);
+  dl_client_unref(a);
+  dl_client_unref(a); /* a third release of two handles: ignored */
+  CHECK(out.len == 0); /* queued, not sent: it rides with the next batch */
+  CHECK(dl_client_flush(&c, 0) == 0 && c.out.len == 0);
   releases(&out, rel, sizeof rel);
   CHECK(strcmp(rel, "inc-1") == 0);
   CHECK(dl_client_get(&c, "inc-1", 5) == NULL && a->c == NULL);
@@ -57,9 +66,9 @@ static void test_refs_and_release(void) {
   /* A new handle of a released key makes a fresh, pending record. */
   a = dl_client_ref(&c, "inc-1", 5);
   CHECK(a && a->refs == 1 && a->status == DL_FUT_PENDING);
-  dl_client_unref(a, NULL);
+  dl_client_unref(a);
   dl_client_drop(a);
-  dl_client_unref(b, NULL);
+  dl_client_unref(b);
   dl_client_drop(b);
   dl_buf_free(&out);
   dl_client_free(&c);
@@ -77,29 +86,30 @@ static void test_news(void) {
   CHECK(dl_client_done(&c, "nobody", 6, "v", 1) == 0);
   CHECK(dl_client_done(&c, "a", 1, "\x01\x02", 2) == 0);
   CHECK(a->status == DL_FUT_FINISHED && (a->flags & DL_FUT_VALUE));
-  CHECK(a->dlen == 2 && memcmp(a->data, "\x01\x02", 2) == 0);
+  CHECK(a->dlen == 2 && memcmp(dl_cfut_data(a), "\x01\x02", 2) == 0);
+  CHECK(a->flags & DL_FUT_SMALL); /* in the record: no allocation */
   /* a recomputation's news does not change a finished record */
   CHECK(dl_client_err(&c, "a", 1, DL_ERR_RAISED, "rec", 3) == 0);
   CHECK(a->status == DL_FUT_FINISHED && a->dlen == 2);
   /* lost: pending again, then done without an inline value */
   dl_client_repend(a);
-  CHECK(a->status == DL_FUT_PENDING && a->data == NULL && !a->flags);
+  CHECK(a->status == DL_FUT_PENDING && dl_cfut_data(a) == NULL && !a->flags);
   CHECK(dl_client_done(&c, "a", 1, NULL, 0) == 0);
   CHECK(a->status == DL_FUT_FINISHED && !(a->flags & DL_FUT_VALUE));
   CHECK(dl_client_err(&c, "b", 1, DL_ERR_RAISED, "rec", 3) == 0);
   CHECK(b->status == DL_FUT_ERROR && b->kind == DL_ERR_RAISED);
-  CHECK(b->dlen == 3 && memcmp(b->data, "rec", 3) == 0);
+  CHECK(b->dlen == 3 && memcmp(dl_cfut_data(b), "rec", 3) == 0);
   CHECK(dl_client_err(&c, "x", 1, DL_ERR_CANCELLED, "c", 1) == 0);
   CHECK(x->status == DL_FUT_CANCELLED);
   CHECK(dl_client_done(&c, "x", 1, "v", 1) == 0); /* stays cancelled */
   CHECK(x->status == DL_FUT_CANCELLED && x->dlen == 1);
   dl_client_free(&c); /* detaches: the handles still hold the records */
   CHECK(a->c == NULL && b->c == NULL && x->c == NULL);
-  dl_client_unref(a, NULL);
+  dl_client_unref(a);
   dl_client_drop(a);
-  dl_client_unref(b, NULL);
+  dl_client_unref(b);
   dl_client_drop(b);
-  dl_client_unref(x, NULL);
+  dl_client_unref(x);
   dl_client_drop(x);
 }
 
@@ -118,7 +128,7 @@ static void test_fired(void) {
   dl_client_cancel(b);
   CHECK(c.nfired == 2);
   /* released meanwhile: the fired list keeps the record alive */
-  dl_client_unref(a, NULL);
+  dl_client_unref(a);
   dl_client_drop(a);
   list = dl_client_take_fired(&c, &n);
   CHECK(list && n == 2 && list[0] == a && list[1] == b);
@@ -128,7 +138,7 @@ static void test_fired(void) {
   dl_client_drop(list[1]);
   dl_free(list);
   CHECK(dl_client_done(&c, "b", 1, "v", 1) == 0 && c.nfired == 0);
-  dl_client_unref(b, NULL);
+  dl_client_unref(b);
   dl_client_drop(b);
   dl_client_free(&c);
 }
@@ -142,25 +152,26 @@ static void test_close(void) {
   char rel[256];
   dl_client_init(&c);
   dl_buf_init(&out);
+  dl_client_transport(&c, capture, &out, 0);
   a = dl_client_ref(&c, "a", 1);
   dl_client_ref_again(a);
   b = dl_client_ref(&c, "b", 1);
-  dl_client_close(&c, &out);
+  CHECK(dl_client_close(&c, 1) == 0); /* queued and flushed */
   releases(&out, rel, sizeof rel);
   CHECK(strlen(rel) == 5); /* a twice and b, in the table's order */
   CHECK(strstr(rel, "b") != NULL && strchr(rel, 'a') != strrchr(rel, 'a'));
   CHECK(a->c == NULL && b->c == NULL);
   out.len = 0;
-  dl_client_unref(a, &out); /* detached: nothing more to send */
-  dl_client_unref(a, &out);
-  dl_client_unref(b, &out);
-  CHECK(out.len == 0);
+  dl_client_unref(a); /* detached: nothing more to send */
+  dl_client_unref(a);
+  dl_client_unref(b);
+  CHECK(out.len == 0 && c.out.len == 0);
   dl_client_drop(a);
   dl_client_drop(a);
   dl_client_drop(b);
   a = dl_client_ref(&c, "a", 1);
   CHECK(a && a->c == &c && a->status == DL_FUT_PENDING);
-  dl_client_unref(a, NULL);
+  dl_client_unref(a);
   dl_client_drop(a);
   dl_buf_free(&out);
   dl_client_free(&c);
@@ -186,7 +197,7 @@ static void test_many(void) {
     int n = snprintf(key, sizeof key, "inc-%08x", i);
     CHECK(dl_client_get(&c, key, (size_t)n) == f[i]);
     CHECK(f[i]->status == (i % 2 ? DL_FUT_PENDING : DL_FUT_FINISHED));
-    dl_client_unref(f[i], NULL);
+    dl_client_unref(f[i]);
     dl_client_drop(f[i]);
   }
   CHECK(c.futs.count == 0);
