@@ -323,6 +323,7 @@ void dl_conn_flush(dl_conn *c) {
   wreq *w;
   uv_buf_t ub;
   size_t n;
+  int sent;
   dl_wgate *g;
   if (c->out.len <= 4 || c->closing) return;
   if (!writable(c)) return; /* not connected, or closing */
@@ -333,11 +334,21 @@ void dl_conn_flush(dl_conn *c) {
   c->out.p[2] = (char)(((c->out.len - 4) >> 16) & 0xff);
   c->out.p[3] = (char)(((c->out.len - 4) >> 24) & 0xff);
   w->p = dl_buf_take(&c->out, &n);
-  ub = uv_buf_init(w->p, (unsigned)n);
   g = gate_lock(c);
-  if (uv_write(&w->req, &c->h.stream, &ub, 1, write_cb)) {
+  /* Written now if the socket takes it all (the common case): no request,
+     no callback, no change of what the loop polls for. */
+  ub = uv_buf_init(w->p, (unsigned)n);
+  sent = uv_try_write(&c->h.stream, &ub, 1);
+  if (sent < 0) sent = 0; /* queued or failing: uv_write says which */
+  if ((size_t)sent == n) {
     dl_free(w->p);
     dl_free(w);
+  } else {
+    ub = uv_buf_init(w->p + sent, (unsigned)(n - (size_t)sent));
+    if (uv_write(&w->req, &c->h.stream, &ub, 1, write_cb)) {
+      dl_free(w->p);
+      dl_free(w);
+    }
   }
   gate_unlock(c, g);
 }
