@@ -12,6 +12,8 @@
 typedef struct waiter waiter;
 struct waiter {
   int from;
+  char *task;  /* the key of the task that asks (owned), or NULL */
+  size_t tlen;
   uint64_t reqid;
   int op;
   double deadline; /* < 0: none */
@@ -31,6 +33,8 @@ typedef struct item {
 typedef struct lease {
   int from;
   uint64_t id;
+  char *task; /* the key of the task that holds it (owned), or NULL */
+  size_t tlen;
 } lease;
 
 enum { K_VAR = 'v', K_QUEUE = 'q', K_EVENT = 'e', K_SEM = 's' };
@@ -101,14 +105,17 @@ dl_coord *dl_coord_new(dl_coord_out out, void *ud) {
 static void prim_free(prim *p) {
   waiter *w = p->wh;
   size_t i;
+  int k;
   while (w) {
     waiter *next = w->next;
     dl_free(w->bytes);
+    dl_free(w->task);
     dl_free(w);
     w = next;
   }
   for (i = 0; i < p->len; i++) dl_free(p->items[p->head + i].p);
   dl_free(p->items);
+  for (k = 0; k < p->nleases; k++) dl_free(p->leases[k].task);
   dl_free(p->leases);
   dl_free(p->val);
   dl_free(p->key);
@@ -218,6 +225,12 @@ static int sem_held(const prim *p, int from, uint64_t id) {
   return -1;
 }
 
+/* Take lease i out of semaphore p. */
+static void sem_drop(prim *p, int i) {
+  dl_free(p->leases[i].task);
+  p->leases[i] = p->leases[--p->nleases];
+}
+
 /* Try to meet waiter w now: 1 if it was answered (and may be freed). */
 static int try_serve(dl_coord *c, prim *p, waiter *w) {
   switch (w->op) {
@@ -254,6 +267,9 @@ static int try_serve(dl_coord *c, prim *p, waiter *w) {
       }
       p->leases[p->nleases].from = w->from;
       p->leases[p->nleases].id = w->lease;
+      p->leases[p->nleases].task = w->task; /* the holder now */
+      p->leases[p->nleases].tlen = w->tlen;
+      w->task = NULL;
       p->nleases++;
       reply(c, w->from, w->reqid, DL_CO_OK, "", 0);
       return 1;
@@ -268,6 +284,7 @@ static void unlink_waiter(dl_coord *c, prim *p, waiter *prev, waiter *w) {
   p->nwait--;
   if (w->fut && w->bytes) key_drop(c, w->bytes, w->blen); /* not put */
   dl_free(w->bytes);
+  dl_free(w->task);
   dl_free(w);
 }
 
@@ -359,7 +376,7 @@ static void withdraw(dl_coord *c, int from, uint64_t reqid, int op,
     }
   /* Met already: the answer is on its way to nobody. */
   if (op == DL_CO_SEM_ACQ && (i = sem_held(p, from, lid)) >= 0) {
-    p->leases[i] = p->leases[--p->nleases];
+    sem_drop(p, i);
     serve(c, p);
   }
 }
@@ -460,7 +477,7 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
                   "(this lease is not held)");
         return 0;
       }
-      p->leases[i] = p->leases[--p->nleases];
+      sem_drop(p, i);
       reply(c, from, reqid, DL_CO_OK, "", 0);
       serve(c, p);
       return 0;
@@ -487,6 +504,10 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   }
   memset(w, 0, sizeof *w);
   w->from = from;
+  if (m.tlen) { /* without it (out of memory) the dashboard names none */
+    w->task = dup_bytes(m.task, m.tlen);
+    w->tlen = w->task ? m.tlen : 0;
+  }
   w->reqid = reqid;
   w->op = (int)op;
   w->n = n;
@@ -553,7 +574,7 @@ void dl_coord_gone(dl_coord *c, int from, double now) {
     if (p->nwait) drop_waiters(c, p, now, from, 0);
     for (k = 0; k < p->nleases;)
       if (p->leases[k].from == from) {
-        p->leases[k] = p->leases[--p->nleases];
+        sem_drop(p, k);
         freed = 1;
       } else {
         k++;
@@ -593,12 +614,16 @@ void dl_coord_walk(dl_coord *c, dl_coord_walk_fn fn, void *ud) {
         who[k].holds = 0;
         who[k].op = w->op;
         who[k].lease = w->lease;
+        who[k].task = w->task ? w->task : "";
+        who[k].tlen = w->tlen;
       }
       for (j = 0; j < p->nleases; j++, k++) {
         who[k].from = p->leases[j].from;
         who[k].holds = 1;
         who[k].op = DL_CO_SEM_ACQ;
         who[k].lease = p->leases[j].id;
+        who[k].task = p->leases[j].task ? p->leases[j].task : "";
+        who[k].tlen = p->leases[j].tlen;
       }
     }
     fn(ud, &o, who, who ? n : 0);

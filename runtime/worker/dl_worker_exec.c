@@ -519,6 +519,12 @@ const char *dl_worker_park_error(void) {
   return P.cur ? P.cur->err : NULL;
 }
 
+const char *dl_worker_task_key(size_t *klen) {
+  if (P.cur == NULL) return NULL;
+  *klen = P.cur->t->klen;
+  return P.cur->t->key;
+}
+
 /* The task of pk yielded in dl_worker_park: park it. */
 static void park(parked *pk) {
   pk->kind = P.pkind;
