@@ -127,7 +127,7 @@ $(B)/dl_kernel_logo.o: $(B)/dl_kernel_logo.c
 $(B)/dlua: $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a
 	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a $(LDLIBS_ALL) $(EDIT_LIBS) $(KERNEL_LIBS)
 
-$(B)/tests/%: tests/c/%.c tests/c/tap.h $(B)/libdlua.a | $(B)
+$(B)/tests/%: tests/c/%.c tests/c/tap.h $(wildcard tests/fuzz/*.h) $(B)/libdlua.a | $(B)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
@@ -148,8 +148,8 @@ DLUA_PC_LINES = 'prefix=$(1)' 'libdir=$${prefix}/lib' \
 $(B)/bench_embed: scripts/bench/bench_embed.c $(B)/libdlua.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
-$(B)/bench_events: scripts/bench/bench_events.c $(B)/libdlua.a
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
+$(B)/bench_events: scripts/bench/bench_events.c tests/fuzz/sched_msgs.h $(B)/libdlua.a
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
 
 $(B)/dlua.pc: Makefile | $(B)
 	@printf '%s\n' $(call DLUA_PC_LINES,$(PREFIX)) > $@

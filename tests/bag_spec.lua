@@ -490,6 +490,22 @@ describe("dlua.bag bad input", function ()
     ok, err = pcall(function () return b:compute{schedular = "sync"} end)
     assert.matches("unknown option 'schedular'", err)
     assert.is_false(ok)
+    -- zip as a method and as a function, and map over zipped bags
+    local other = bag.range(5, {npartitions = 2})
+    line = next_line()
+    ok, err = pcall(function () local r = b:zip(other) return r end)
+    assert.matches("bag_spec.lua:" .. line .. ": dlua.bag: zip: bags must "
+      .. "have the same npartitions", err)
+    line = next_line()
+    ok, err = pcall(function () local r = b:zip(5) return r end)
+    assert.matches("bag_spec.lua:" .. line .. ": dlua.bag: zip: argument "
+      .. "#2 must be a bag, got number", err)
+    line = next_line()
+    ok, err = pcall(function () local r = bag.zip(b, other) return r end)
+    assert.matches("bag_spec.lua:" .. line .. ": dlua.bag: zip: bags must", err)
+    line = next_line()
+    ok, err = pcall(function () local r = b:map(tostring, other) return r end)
+    assert.matches("bag_spec.lua:" .. line .. ": dlua.bag: map: bags must", err)
   end)
 
   it("refuses a bad max_line at the caller's line", function ()

@@ -171,6 +171,39 @@ local function materialize(b)
   return m
 end
 
+-- zip_sources(who, bags, level) -> names, layers: the materialized
+-- partition names and merged graph layers of bags zipped partition by
+-- partition; bags of different npartitions are an error `level` up.
+local function zip_sources(who, bags, level)
+  local names, layers, n = {}, {}, bags[1].npartitions
+  for q, x in ipairs(bags) do
+    if x.npartitions ~= n then
+      error(sformat("dlua.bag: %s: bags must have the same npartitions "
+        .. "(%d and %d)", who, n, x.npartitions), level)
+    end
+    local m = materialize(x)
+    names[q] = m.name
+    layers = merge_layers(layers, m.layers)
+  end
+  return names, layers
+end
+
+-- zip_bags(level, b1, b2, ...): M.zip with errors reported `level` levels up.
+local function zip_bags(level, ...)
+  local n = select("#", ...)
+  if n < 1 then error("dlua.bag: zip: expects at least one bag", level) end
+  local all = {...}
+  for j = 1, n do
+    if not is_bag(all[j]) then
+      error(sformat("dlua.bag: zip: argument #%d must be a bag, got %s", j,
+        tname(all[j])), level)
+    end
+  end
+  local names, layers = zip_sources("zip", all, level + 1)
+  return new_bag("zip", all[1].npartitions, layers, {src = {kind = "zip",
+    names = names}, ops = {}})
+end
+
 -- A new bag: b's chain with one more per-element op.
 local function with_op(b, prefix, op)
   local src, ops
@@ -969,17 +1002,9 @@ function methods.map(b, f, ...)
     return with_op(b, "map", {"map", f, extra = extra, nargs = n})
   end
   -- zip b with the bags among the arguments, then call with the values
-  local all, names, layers = {b}, {}, {}
+  local all = {b}
   for _, j in ipairs(bags) do all[#all + 1] = extra[j] end
-  for q, x in ipairs(all) do
-    if x.npartitions ~= b.npartitions then
-      error(sformat("dlua.bag: map: bags must have the same npartitions "
-        .. "(%d and %d)", b.npartitions, x.npartitions), 2)
-    end
-    local m = materialize(x)
-    names[q] = m.name
-    layers = merge_layers(layers, m.layers)
-  end
+  local names, layers = zip_sources("map", all, 3)
   local pos = {}
   for q, j in ipairs(bags) do pos[j] = q + 1 end
   local function call(t)
@@ -1237,29 +1262,13 @@ end
 --- bag.zip(b1, b2, ...) -> Bag of {x1, x2, ...}; the bags must have the
 -- same npartitions and partition lengths.
 function M.zip(...)
-  local n = select("#", ...)
-  if n < 1 then error("dlua.bag: zip: expects at least one bag", 2) end
-  local names, layers, first = {}, {}, ...
-  for j = 1, n do
-    local x = select(j, ...)
-    if not is_bag(x) then
-      error(sformat("dlua.bag: zip: argument #%d must be a bag, got %s", j,
-        tname(x)), 2)
-    end
-    if x.npartitions ~= first.npartitions then
-      error(sformat("dlua.bag: zip: bags must have the same npartitions "
-        .. "(%d and %d)", first.npartitions, x.npartitions), 2)
-    end
-    local m = materialize(x)
-    names[j] = m.name
-    layers = merge_layers(layers, m.layers)
-  end
-  return new_bag("zip", first.npartitions, layers, {src = {kind = "zip",
-    names = names}, ops = {}})
+  local r = zip_bags(3, ...)
+  return r
 end
+
 function methods.zip(b, ...)
   check_self(b, "zip", 2)
-  local r = M.zip(b, ...)
+  local r = zip_bags(3, b, ...)
   return r
 end
 

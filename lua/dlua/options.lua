@@ -77,6 +77,28 @@ local function check_keys(t, known, who, level)
 end
 M._check_keys = check_keys
 
+-- error(msg, level), but raised at the first frame outside dlua's own Lua
+-- modules (sources "@[dlua]/..."): the user's line, even when the module
+-- reached the check through tail calls or helpers of its own (where a
+-- fixed level would name a dlua file, or no line at all).  With level 0,
+-- or when no such frame exists (a task running on a worker), it is plain
+-- error(msg, level).
+local function user_error(msg, level)
+  if level ~= 0 then
+    local k = 2
+    while true do
+      local info = debug.getinfo(k, "S")
+      if not info then break end
+      if info.what ~= "C" and info.source:sub(1, 8) ~= "@[dlua]/" then
+        error(msg, k)
+      end
+      k = k + 1
+    end
+  end
+  error(msg, level and level ~= 0 and level + 1 or level)
+end
+M._user_error = user_error
+
 local known_opts = {
   key = "string", pure = "boolean", priority = "number", retries = "number",
   timeout = "number", workers = "table", allow_other_workers = "boolean",

@@ -21,6 +21,7 @@
 
 #include "dl_sched.h"
 #include "dl_wire.h"
+#include "sched_msgs.h"
 
 static dl_buf wout[3], cout;
 
@@ -41,25 +42,19 @@ static void key_of(char *k, size_t n, long i) {
 
 /* One batch: submit, run on whichever worker got each task, release. */
 static void batch(dl_sched *s, long first) {
-  dl_buf f;
+  static const sm_submit none = {0};
+  dl_buf f, spec;
   char k[64];
   long i;
   int w;
   dl_buf_init(&f);
+  dl_buf_init(&spec);
+  sm_put_spec(&spec, &none); /* once for the batch, as the client does */
   for (i = first; i < first + BATCH; i++) {
     key_of(k, sizeof k, i);
-    dl_buf_u8(&f, DL_M_SUBMIT);
-    dl_buf_str(&f, k, strlen(k));
-    dl_buf_str(&f, "payload", 7);
-    dl_buf_sv(&f, 0);
-    dl_buf_sv(&f, 0);
-    dl_buf_uv(&f, 0);
-    dl_buf_uv(&f, 0);
-    dl_buf_uv(&f, 0);
-    dl_buf_uv(&f, 0);
-    dl_buf_uv(&f, 0);
-    dl_buf_uv(&f, 0);
+    dl_put_submit(&f, k, strlen(k), "payload", 7, spec.p, spec.len);
   }
+  dl_buf_free(&spec);
   dl_sched_client_frame(s, f.p, f.len, 1.0);
   for (w = 1; w <= 2; w++) {
     dl_rd r;

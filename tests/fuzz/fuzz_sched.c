@@ -15,6 +15,7 @@
 #include "dl_prof.h"
 #include "dl_wire.h"
 #include "sched_driver.h"
+#include "sched_msgs.h"
 
 #ifdef DL_FUZZ_SEEDGEN
 static void rec(dl_buf *out, unsigned kind, dl_buf *frame) {
@@ -26,18 +27,10 @@ static void rec(dl_buf *out, unsigned kind, dl_buf *frame) {
 }
 
 static void submit(dl_buf *f, const char *key, const char *dep) {
-  dl_buf_u8(f, DL_M_SUBMIT);
-  dl_buf_str(f, key, strlen(key));
-  dl_buf_str(f, "payload", 7);
-  dl_buf_sv(f, 0);
-  dl_buf_sv(f, 0);
-  dl_buf_uv(f, 1); /* retries */
-  dl_buf_uv(f, 0);
-  dl_buf_uv(f, 0); /* no functions */
-  dl_buf_uv(f, dep ? 1 : 0);
-  if (dep) dl_buf_str(f, dep, strlen(dep));
-  dl_buf_uv(f, 0);
-  dl_buf_uv(f, 0);
+  sm_submit o = {0};
+  o.retries = 1;
+  o.dep = dep;
+  sm_put_submit(f, key, &o);
 }
 
 static void done(dl_buf *f, const char *key) {
@@ -53,24 +46,11 @@ static void done(dl_buf *f, const char *key) {
    pinned to worker pin (0: anywhere). */
 static void submit_fn(dl_buf *f, const char *key, const char *h,
                       const char *code, unsigned pin) {
-  if (code) {
-    dl_buf_u8(f, DL_M_CFUNC);
-    dl_buf_put(f, h, 16);
-    dl_buf_str(f, code, strlen(code));
-  }
-  dl_buf_u8(f, DL_M_SUBMIT);
-  dl_buf_str(f, key, strlen(key));
-  dl_buf_str(f, "payload", 7);
-  dl_buf_sv(f, 0);
-  dl_buf_sv(f, 0);
-  dl_buf_uv(f, 0);
-  dl_buf_uv(f, 0);
-  dl_buf_uv(f, 1);
-  dl_buf_put(f, h, 16);
-  dl_buf_uv(f, 0);
-  dl_buf_uv(f, pin ? 1 : 0);
-  if (pin) dl_buf_uv(f, pin);
-  dl_buf_uv(f, 0);
+  sm_submit o = {0};
+  if (code) sm_put_cfunc(f, h, code);
+  o.fn = h;
+  o.worker = pin;
+  sm_put_submit(f, key, &o);
 }
 
 static void beat(dl_buf *f, unsigned paused) {

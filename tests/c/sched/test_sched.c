@@ -13,6 +13,7 @@
 #include "dl_conn.h"
 #include "dl_wire.h"
 #include "sched_driver.h"
+#include "sched_msgs.h"
 #include "tap.h"
 
 static sdrv D;
@@ -40,23 +41,20 @@ static void stop(void) {
   dl_buf_free(&D.cout);
 }
 
+/* Send the client frame f to the scheduler, then empty it. */
+static void client_send(dl_buf *f) {
+  CHECK(dl_sched_client_frame(S, f->p, f->len, 1.0) == 0);
+  dl_buf_free(f);
+}
+
 static void submit_prio(const char *key, const char *dep, int prio) {
+  sm_submit o = {0};
   dl_buf f;
   dl_buf_init(&f);
-  dl_buf_u8(&f, DL_M_SUBMIT);
-  dl_buf_str(&f, key, strlen(key));
-  dl_buf_str(&f, "payload", 7);
-  dl_buf_sv(&f, prio);
-  dl_buf_sv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, dep ? 1 : 0);
-  if (dep) dl_buf_str(&f, dep, strlen(dep));
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
-  dl_buf_free(&f);
+  o.prio = prio;
+  o.dep = dep;
+  sm_put_submit(&f, key, &o);
+  client_send(&f);
 }
 
 static void submit(const char *key, const char *dep) {
@@ -329,22 +327,13 @@ static void test_malformed_frames_are_refused(void) {
 
 /* Submit key pinned to worker wid (a preference with allow_other). */
 static void submit_pinned(const char *key, int wid, int allow_other) {
+  sm_submit o = {0};
   dl_buf f;
   dl_buf_init(&f);
-  dl_buf_u8(&f, DL_M_SUBMIT);
-  dl_buf_str(&f, key, strlen(key));
-  dl_buf_str(&f, "payload", 7);
-  dl_buf_sv(&f, 0);
-  dl_buf_sv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 1);
-  dl_buf_uv(&f, (uint64_t)wid);
-  dl_buf_uv(&f, (uint64_t)allow_other);
-  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
-  dl_buf_free(&f);
+  o.worker = (uint64_t)wid;
+  o.allow_other = allow_other;
+  sm_put_submit(&f, key, &o);
+  client_send(&f);
 }
 
 /* A heartbeat of worker wid at now: paused or not, with a spill error. */
@@ -595,27 +584,13 @@ static void test_silent_worker_is_named_once(void) {
    code is not NULL), as the client does. */
 static void submit_fn(const char *key, const unsigned char *h,
                       const char *code) {
+  sm_submit o = {0};
   dl_buf f;
   dl_buf_init(&f);
-  if (code) {
-    dl_buf_u8(&f, DL_M_CFUNC);
-    dl_buf_put(&f, h, 16);
-    dl_buf_str(&f, code, strlen(code));
-  }
-  dl_buf_u8(&f, DL_M_SUBMIT);
-  dl_buf_str(&f, key, strlen(key));
-  dl_buf_str(&f, "payload", 7);
-  dl_buf_sv(&f, 0);
-  dl_buf_sv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 1);
-  dl_buf_put(&f, h, 16);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
-  dl_buf_free(&f);
+  if (code) sm_put_cfunc(&f, h, code);
+  o.fn = h;
+  sm_put_submit(&f, key, &o);
+  client_send(&f);
 }
 
 /* How many messages of type (with a 16-byte hash first) are in b. */
