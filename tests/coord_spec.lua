@@ -554,4 +554,88 @@ describe("get_client outside a task", function()
   end)
 end)
 
+
+describe("futures handed out by Variables and Queues", function()
+  local cluster, c
+
+  setup(function()
+    cluster = dlua.LocalCluster{n_workers = 1, dashboard_address = false}
+    c = dlua.Client(cluster)
+  end)
+
+  teardown(function()
+    c:close()
+    cluster:close()
+  end)
+
+  local function stored()
+    collectgarbage() -- futures dropped but not collected yet
+    collectgarbage()
+    local n = 0
+    for _, w in ipairs(c:scheduler_info().workers) do n = n + w.stored end
+    return n
+  end
+  local function poll_until(what, pred)
+    local deadline = dlua.time() + 20
+    while not pred() do
+      assert(dlua.time() < deadline, "timed out waiting for " .. what)
+      dlua.sleep(0.02)
+    end
+  end
+
+  it("a future of a key its client holds already: one release per handle",
+     function()
+    -- The scheduler counts every future it hands out (a submit, a get
+    -- from a Variable or Queue); each one released, collected or closed
+    -- gives one back.  Two futures of one key in one client are two.
+    local v, q = dlua.Variable("coord-rv", c), dlua.Queue("coord-rq")
+    -- Released one by one: the result lives while either is out.
+    local f = c:submit(function() return 1 end)
+    v:set(f)
+    local g = v:get()
+    assert.equal(f.key, g.key)
+    v:delete()
+    f:release()
+    assert.equal(1, g:result(10))
+    assert.equal(1, stored())
+    g:release()
+    poll_until("both released: freed", function() return stored() == 0 end)
+    -- Collected, both.
+    f = c:submit(function() return 2 end)
+    q:put(f)
+    g = q:get()
+    assert.equal(2, g:result(10))
+    f, g = nil, nil
+    poll_until("both collected: freed", function() return stored() == 0 end)
+    -- In a task: the same, on the worker's client.
+    assert.equal(4, c:submit(function(var)
+      local cl = require("dlua").get_client()
+      local a = cl:submit(function() return 4 end)
+      var:set(a)
+      local b = var:get()
+      var:delete()
+      a:release()
+      local r = b:result()
+      b:release()
+      return r
+    end, v):result(30))
+    poll_until("a task's two released: freed",
+               function() return stored() == 0 end)
+    -- Held by a client that closes: its close gives both back.
+    local c2 = dlua.Client(cluster)
+    local ok, err = pcall(function()
+      local q2 = dlua.Queue("coord-rq2", {client = c2})
+      f = c2:submit(function() return 3 end)
+      q2:put(f)
+      g = q2:get{timeout = 10}
+      assert.equal(f.key, g.key)
+      assert.equal(3, g:result(10))
+    end)
+    c2:close()
+    assert(ok, err)
+    f, g = nil, nil
+    poll_until("its client closed: freed", function() return stored() == 0 end)
+  end)
+end)
+
 return BUSTED_ENV

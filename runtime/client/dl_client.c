@@ -80,10 +80,13 @@ dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen) {
 
 void dl_client_unref(dl_cfut *f, dl_buf *out) {
   if (f->refs == 0) return;
-  if (--f->refs > 0 || f->c == NULL) return;
+  f->refs--;
+  if (f->c == NULL) return;
+  /* One RELEASE per handle, as the scheduler counted one per handle. */
+  if (out) dl_put_key_msg(out, DL_M_RELEASE, f->key, f->klen);
+  if (f->refs > 0) return;
   dl_map_del(&f->c->futs, f->key, f->klen);
   f->c = NULL;
-  if (out) dl_put_key_msg(out, DL_M_RELEASE, f->key, f->klen);
 }
 
 void dl_client_drop(dl_cfut *f) {
