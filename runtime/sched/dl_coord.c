@@ -383,31 +383,23 @@ static void withdraw(dl_coord *c, int from, uint64_t reqid, int op,
 
 int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   dl_msg_coord m;
-  uint64_t reqid, tmo, n, lid;
+  uint64_t reqid, lid;
   unsigned op;
-  const char *name, *bytes;
-  size_t nlen, blen;
   prim *p;
   waiter *w;
   if (dl_get_coord(r, &m)) return DL_EPROTO;
   reqid = m.reqid;
   op = m.op;
-  name = m.name;
-  nlen = m.nlen;
-  tmo = m.timeout_ms;
-  n = m.n;
   lid = m.lease;
-  bytes = m.bytes;
-  blen = m.blen;
   if (op == DL_CO_WITHDRAW) {
-    withdraw(c, from, reqid, (int)n, name, nlen, lid);
+    withdraw(c, from, reqid, (int)m.n, m.name, m.nlen, lid);
     return 0;
   }
   if (kind_of((int)op) == 0) {
     reply_err(c, from, reqid, "unknown coordination request");
     return 0;
   }
-  p = get_prim(c, kind_of((int)op), name, nlen, 1);
+  p = get_prim(c, kind_of((int)op), m.name, m.nlen, 1);
   if (p == NULL) {
     reply_err(c, from, reqid, "out of memory on the scheduler");
     return 0;
@@ -415,12 +407,12 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   switch (op) {
     case DL_CO_VAR_SET: {
       int fut = (lid & DL_CO_FUTURE_KEY) != 0;
-      char *v = dup_bytes(bytes, blen);
+      char *v = dup_bytes(m.bytes, m.blen);
       if (v == NULL) {
         reply_err(c, from, reqid, "out of memory on the scheduler");
         return 0;
       }
-      if (fut && key_hold(c, bytes, blen)) {
+      if (fut && key_hold(c, m.bytes, m.blen)) {
         dl_free(v);
         reply_err(c, from, reqid, "the future's result is gone (released "
                   "or forgotten by the scheduler)");
@@ -429,7 +421,7 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
       if (p->vfut) key_drop(c, p->val, p->vlen);
       dl_free(p->val);
       p->val = v;
-      p->vlen = blen;
+      p->vlen = m.blen;
       p->has = 1;
       p->vfut = fut;
       reply(c, from, reqid, DL_CO_OK, "", 0);
@@ -487,11 +479,11 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   /* A request that may wait: VAR_GET, Q_PUT, Q_PUSH, Q_GET, EV_WAIT,
      SEM_ACQ. */
   if ((op == DL_CO_Q_PUT || op == DL_CO_Q_PUSH) && !p->sized) {
-    p->maxsize = n; /* a queue takes its maxsize from its first put, */
+    p->maxsize = m.n; /* a queue takes its maxsize from its first put, */
     p->sized = 1;   /* for good: a PUSH relies on it */
   }
   if (op == DL_CO_SEM_ACQ) {
-    if (p->max == 0) p->max = n ? n : 1;
+    if (p->max == 0) p->max = m.n ? m.n : 1;
     if (sem_held(p, from, lid) >= 0) {
       reply_err(c, from, reqid, "this lease is held already");
       return 0;
@@ -510,18 +502,19 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   }
   w->reqid = reqid;
   w->op = (int)op;
-  w->n = n;
+  w->n = m.n;
   w->lease = lid;
-  w->deadline = tmo ? now + (double)(tmo - 1) * 1e-3 : -1;
+  w->deadline = m.timeout_ms ? now + (double)(m.timeout_ms - 1) * 1e-3
+                             : -1;
   if (op == DL_CO_Q_PUT || op == DL_CO_Q_PUSH) {
-    w->bytes = dup_bytes(bytes, blen);
-    w->blen = blen;
+    w->bytes = dup_bytes(m.bytes, m.blen);
+    w->blen = m.blen;
     if (w->bytes == NULL) {
       dl_free(w);
       reply_err(c, from, reqid, "out of memory on the scheduler");
       return 0;
     }
-    if ((lid & DL_CO_FUTURE_KEY) && key_hold(c, bytes, blen)) {
+    if ((lid & DL_CO_FUTURE_KEY) && key_hold(c, m.bytes, m.blen)) {
       dl_free(w->bytes);
       dl_free(w);
       reply_err(c, from, reqid, "the future's result is gone (released "
@@ -535,7 +528,7 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   p->wt = w;
   p->nwait++;
   serve(c, p);
-  if (tmo == 1) dl_coord_tick(c, now); /* timeout 0: answer now */
+  if (m.timeout_ms == 1) dl_coord_tick(c, now); /* timeout 0: answer now */
   return 0;
 }
 
