@@ -37,8 +37,39 @@ describe("dlua.array creation", function()
       .. "10", err_of(da.ones, {10}, {chunks = {{4, 5}}}))
     assert.matches("chunks .* do not fit shape %(10, 3%)",
       err_of(da.ones, {10, 3}, {chunks = {4}}))
-    assert.matches("option 'seed' %(an integer%) is required",
-      err_of(da.random.uniform, {shape = {3}}))
+    assert.matches("option 'seed' must be an integer, got float",
+      err_of(da.random.uniform, {shape = {3}, seed = 1.5}))
+  end)
+
+  it("draws a seed when none is given, kept in the graph, and takes Dask's "
+     .. "random.random(shape, {chunks =})", function()
+    local x = da.random.uniform{shape = {50}, chunks = {10}}
+    local a, b = x:compute(SYNC), x:compute(SYNC)
+    assert.same(a:totable(), b:totable())
+    local y = da.random.uniform{shape = {50}, chunks = {10}}
+    assert.are_not.same(a:totable(), y:compute(SYNC):totable())
+    local r = da.random.random({20, 30}, {chunks = {10, 10}, seed = 4})
+    assert.same({{10, 10}, {10, 10, 10}}, r.chunks)
+    assert.same(da.random.uniform{shape = {20, 30}, chunks = {10, 10},
+      seed = 4}:compute(SYNC):totable(), r:compute(SYNC):totable())
+    assert.matches("options must be a table",
+      err_of(da.random.random, {3}, 5))
+  end)
+
+  it("takes a reduction's axis alone, and reports errors at the caller's "
+     .. "line through the module's tail calls", function()
+    local x = da.ones({4, 6}, {chunks = {2, 3}})
+    assert.same(x:sum{axis = 1}:compute(SYNC):totable(),
+      x:sum(1):compute(SYNC):totable())
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, e = pcall(function() local r = x:mean(0) return r end)
+    assert.is_false(ok)
+    assert.matches("array_spec.lua:" .. line .. ": dlua.array: mean: axis 0 "
+      .. "is out of range .*Dask's axis=0 is axis 1", e)
+    line = debug.getinfo(1, "l").currentline + 1
+    ok, e = pcall(function() local r = x:mean("a") return r end)
+    assert.matches("array_spec.lua:" .. line .. ": dlua.array: mean: "
+      .. "options must be a table", e)
   end)
 
   it("computes creation functions to the in-memory arrays", function()
@@ -243,6 +274,31 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       end))
     assert.matches("unknown option 'dtyp'", err_of(x.map_blocks, x,
       function(b) return b end, {dtyp = "int64"}))
+    -- drop_axis: each block gets the whole dropped axis, joined
+    local rows = x:map_blocks(function(b) return b:sum{axis = 1} end,
+      {drop_axis = 1})
+    assert.same({11}, rows.shape)
+    close(rows:compute(SYNC), a:sum{axis = 1})
+    -- new_axis: a size-1 axis in front
+    local lifted = x:map_blocks(function(b)
+      return b:reshape(1, b.shape[1], b.shape[2])
+    end, {new_axis = 1})
+    assert.same({1, 10, 11}, lifted.shape)
+    close(lifted:compute(SYNC)[1], a)
+    -- block_info: where each block lies, as Dask's
+    local where_ = x:map_blocks(function(b, info)
+      local o = info.output
+      assert(o.chunk_shape[1] == b.shape[1] and o.dtype == "int64")
+      assert(info[1].num_chunks[2] == 3 and info[1].shape[1] == 10)
+      return nd.full(b.shape, o.chunk_location[2] * 100 +
+                              info[1].array_location[2][1])
+    end, {block_info = true})
+    assert.same({101, 101, 101, 101, 205, 205, 205, 205, 309, 309, 309},
+      where_:compute(SYNC)[7]:totable())
+    assert.matches("drop_axis: axis 3 is out of range for 2 axes",
+      err_of(x.map_blocks, x, function(b) return b end, {drop_axis = 3}))
+    assert.matches("new_axis: axis 1 given twice", err_of(x.map_blocks, x,
+      function(b) return b end, {new_axis = {1, 1}}))
     -- blockwise: a contraction, as lists and concatenated
     local xt = x.T:rechunk{4, 3}
     local mm = da.blockwise(function(p, q)
@@ -301,6 +357,38 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       err_of(da.linalg.tsqr, t:rechunk{30, 2}))
     assert.matches("block 1 has 4 rows, fewer than the 5 columns",
       err_of(da.linalg.tsqr, t:rechunk{4, 5}))
+  end)
+
+  it("solves a chunked square system by block LU, as LAPACK on the whole "
+     .. "matrix", function()
+    local n = 50
+    -- diagonally heavy, so that no diagonal block is near singular
+    local av = nd.random.uniform{shape = {n, n}, seed = 7} + nd.eye(n) * 4
+    local bv = nd.random.uniform{shape = {n}, seed = 8}
+    local b2 = nd.random.uniform{shape = {n, 3}, seed = 9}
+    local A = da.from_ndarray(av, {chunks = 15})   -- blocks 15, 15, 15, 5
+    local x = da.linalg.solve(A, da.from_ndarray(bv, {chunks = 15}))
+    assert.same({{15, 15, 15, 5}}, x.chunks)
+    close(x:compute(SYNC), nd.linalg.solve(av, bv), 1e-12)
+    -- b as an ndarray, with columns; chunked otherwise than a: rechunked
+    close(da.linalg.solve(A, b2):compute(SYNC), nd.linalg.solve(av, b2),
+      1e-12)
+    close(da.linalg.solve(A, da.from_ndarray(b2, {chunks = {20, 1}}))
+      :compute(SYNC), nd.linalg.solve(av, b2), 1e-12)
+    -- singular: a block row of zeros
+    local sv = av:copy()
+    sv:slice({31, 45}):assign(0)
+    assert.matches("diagonal block 3 is singular after elimination",
+      err_of(function()
+        return da.linalg.solve(da.from_ndarray(sv, {chunks = 15}), bv)
+          :compute(SYNC)
+      end))
+    assert.matches("a must be a square 2%-d array",
+      err_of(da.linalg.solve, da.from_ndarray(b2), bv))
+    assert.matches("row and column chunks differ %({15, 15, 15, 5} and "
+      .. "{25, 25}%)", err_of(da.linalg.solve, A:rechunk{15, 25}, bv))
+    assert.matches("b must be a 1%-d or 2%-d array of 50 rows",
+      err_of(da.linalg.solve, A, nd.zeros{49}))
   end)
 
   it("persists in this process with the sync scheduler", function()

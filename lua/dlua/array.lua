@@ -27,9 +27,12 @@ whole API.
 
 local nd = require "dlua.ndarray"
 
-local error, ipairs, pairs, select, setmetatable, getmetatable, tostring,
+-- Every argument error is raised at the user's line, however many helpers
+-- and tail calls of this module lie between (see dlua.options).
+local error = require("dlua.options")._user_error
+local ipairs, pairs, select, setmetatable, getmetatable, tostring,
   type, require, math_type, tointeger =
-  error, ipairs, pairs, select, setmetatable, getmetatable, tostring,
+  ipairs, pairs, select, setmetatable, getmetatable, tostring,
   type, require, math.type, math.tointeger
 local sformat, tconcat, floor, huge, mmin, mmax =
   string.format, table.concat, math.floor, math.huge, math.min, math.max
@@ -441,9 +444,9 @@ local function random_array(kind, o, p1k, p1d, p2k, p2d)
     error("dlua.array.random." .. kind .. ": takes one options table "
       .. "{shape =, chunks =, seed =, ...}", 3)
   end
-  if math_type(o.seed) ~= "integer" then
-    error("dlua.array.random." .. kind .. ": option 'seed' (an integer) is "
-      .. "required, so results can be reproduced", 3)
+  if o.seed ~= nil and math_type(o.seed) ~= "integer" then
+    error("dlua.array.random." .. kind .. ": option 'seed' must be an "
+      .. "integer, got " .. (math_type(o.seed) or type(o.seed)), 3)
   end
   local shape = check_shape(o.shape, 3)
   local chunks = norm_chunks(shape, o.chunks, 3)
@@ -457,7 +460,9 @@ local function random_array(kind, o, p1k, p1d, p2k, p2d)
     error("dlua.array.random.integers: needs integers low <= high "
       .. "(inclusive)", 3)
   end
-  local seed = o.seed
+  -- Without a seed, one is drawn now (as Dask draws from NumPy's global
+  -- state): the graph still holds it, so recomputing gives the same numbers.
+  local seed = o.seed or math.random(0, math.maxinteger)
   local dflt = kind == "integers" and "int64" or "float64"
   local dtype = o.dtype or dflt
   if not RANK_OK[dtype] then
@@ -480,6 +485,19 @@ end
 --- da.random.normal{shape =, chunks =, seed =, mean = 0, sd = 1}
 function M.random.normal(o)
   return random_array("normal", o, "mean", 0, "sd", 1)
+end
+--- da.random.random(shape [, {chunks =, seed =, dtype =}]): uniform on
+-- [0, 1), in Dask's positional form (da.random.random((n, n), chunks=...)).
+function M.random.random(shape, o)
+  if o ~= nil and type(o) ~= "table" then
+    error("dlua.array.random.random: options must be a table "
+      .. "{chunks =, seed =, dtype =}, got " .. type(o), 2)
+  end
+  local t = {}
+  for k, v in pairs(o or {}) do t[k] = v end
+  t.shape = shape
+  local r = random_array("uniform", t, "low", 0, "high", 1)
+  return r
 end
 --- da.random.integers{shape =, chunks =, seed =, low =, high =}
 -- (inclusive bounds)
@@ -891,6 +909,7 @@ local RED = {sum = true, prod = true, min = true, max = true, mean = true,
 
 local function reduction(a, op, o, level)
   level = level + 1
+  if math_type(o) == "integer" then o = {axis = o} end -- x:sum(1), as axis=
   if o ~= nil and type(o) ~= "table" then
     error(sformat("dlua.array: %s: options must be a table {axis =, "
       .. "split_every =}, got %s", op, type(o)), level)
@@ -901,7 +920,9 @@ local function reduction(a, op, o, level)
   if axis ~= nil then
     if math_type(axis) ~= "integer" or axis == 0 or axis > n or axis < -n then
       error(sformat("dlua.array: %s: axis %s is out of range for shape %s "
-        .. "(axes 1..%d)", op, tostring(axis), fmt_tuple(a.shape), n), level)
+        .. "(axes 1..%d%s)", op, tostring(axis), fmt_tuple(a.shape), n,
+        axis == 0 and "; axes count from 1, as Lua's indices: Dask's axis=0 "
+          .. "is axis 1" or ""), level)
     end
     if axis < 0 then axis = axis + n + 1 end
   end
@@ -983,14 +1004,12 @@ end
 
 -- --------------------------------------------------------------- matmul
 
+-- One output block: the sum of its products, accumulated by dgemm in
+-- one array.
 local function t_matmul(arefs, brefs)
-  local acc
-  for i = 1, #arefs do
-    local a, b = ev(arefs[i], {}), ev(brefs[i], {})
-    local p = a:matmul(b)
-    acc = acc and acc + p or p
-  end
-  return acc
+  local as, bs = {}, {}
+  for i = 1, #arefs do as[i], bs[i] = ev(arefs[i], {}), ev(brefs[i], {}) end
+  return require("dlua.ndarray")._matmul_sum(as, bs)
 end
 
 --- x:matmul(y) / da.matmul(x, y): blockwise matrix product of 2-d arrays
@@ -1600,11 +1619,51 @@ local function wrap_const(v)
   return {"k", v}
 end
 
-local MAP_OPTS = {dtype = true, chunks = true}
+local MAP_OPTS = {dtype = true, chunks = true, drop_axis = true,
+                  new_axis = true, block_info = true}
 
---- da.map_blocks(fn, x, ... [, {dtype =, chunks =}]): fn(block of x,
--- ...) per block (arrays in the arguments give their matching blocks;
--- other values pass as they are).  x:map_blocks(fn, ...) is the same.
+-- Axes option v (an axis or a list; 1-based, negative from the end) of an
+-- array of ndim axes, as a sorted list without repeats.
+local function axes_opt(who, name, v, ndim, level)
+  if v == nil then return {} end
+  local list = type(v) == "table" and v or {v}
+  local out, seen = {}, {}
+  for _, ax in ipairs(list) do
+    if math_type(ax) ~= "integer" or ax == 0 or ax > ndim or ax < -ndim then
+      error(sformat("dlua.array.%s: %s: axis %s is out of range for %d "
+        .. "axes", who, name, tostring(ax), ndim), level + 1)
+    end
+    if ax < 0 then ax = ndim + 1 + ax end
+    if seen[ax] then
+      error(sformat("dlua.array.%s: %s: axis %d given twice", who, name,
+        ax), level + 1)
+    end
+    seen[ax] = true
+    out[#out + 1] = ax
+  end
+  table.sort(out)
+  return out
+end
+
+-- Where block idx of an array lies: {{first, last}, ...} per axis,
+-- 1-based and inclusive (empty blocks: last = first - 1).
+local function block_location(a, idx)
+  local loc = {}
+  for d = 1, #idx do
+    local first = a.offsets[d][idx[d]] -- 1-based already
+    loc[d] = {first, first + a.chunks[d][idx[d]] - 1}
+  end
+  return loc
+end
+
+--- da.map_blocks(fn, x, ... [, {dtype =, chunks =, drop_axis =, new_axis
+-- =, block_info =}]): fn(block of x, ...) per block (arrays among the
+-- arguments give their matching blocks, other values pass as they are).
+-- drop_axis: axes of the arrays that fn removes (each block gets the
+-- whole extent of those axes, joined); new_axis: axes of the output that
+-- fn adds (one block each, of size 1 unless chunks says).  block_info =
+-- true passes a last argument describing the block (Dask's block_info).
+-- x:map_blocks(fn, ...) is the same.
 function M.map_blocks(fn, ...)
   if type(fn) ~= "function" then
     error("dlua.array.map_blocks: expects a function first, got "
@@ -1627,18 +1686,93 @@ function M.map_blocks(fn, ...)
   if not first then
     error("dlua.array.map_blocks: needs at least one array argument", 2)
   end
-  local chunks = out_chunks_opt("map_blocks", opts.chunks, first.chunks, 2)
+  local ndim = #first.shape
+  local drop = axes_opt("map_blocks", "drop_axis", opts.drop_axis, ndim, 2)
+  local isdrop = {}
+  for _, d in ipairs(drop) do isdrop[d] = true end
+  local kept = {} -- input axes that stay, in order
+  for d = 1, ndim do if not isdrop[d] then kept[#kept + 1] = d end end
+  local newax = axes_opt("map_blocks", "new_axis", opts.new_axis,
+    #kept + (type(opts.new_axis) == "table" and #opts.new_axis or
+             opts.new_axis and 1 or 0), 2)
+  local isnew = {}
+  for _, d in ipairs(newax) do isnew[d] = true end
+  -- output axis -> input axis (nil for a new one)
+  local from, dflt, k = {}, {}, 0
+  for d = 1, #kept + #newax do
+    if isnew[d] then dflt[d] = {1}
+    else
+      k = k + 1
+      from[d] = kept[k]
+      dflt[d] = first.chunks[kept[k]]
+    end
+  end
+  local chunks = out_chunks_opt("map_blocks", opts.chunks, dflt, 2)
   local dtype = check_dtype("map_blocks", opts.dtype, 2) or first.dtype
   local srcs = {}
   for i = 1, n do if is_array(args[i]) then srcs[#srcs + 1] = args[i] end end
-  return call_array("map_blocks", fn, chunks, dtype, srcs, function(idx)
+  local arr
+  local function in_ref(v, idx)
+    local sub = {}
+    for d = 1, #idx do if from[d] then sub[from[d]] = idx[d] end end
+    local joined = {}
+    for _, d in ipairs(drop) do
+      if #v.chunks[d] > 1 then joined[#joined + 1] = d else sub[d] = 1 end
+    end
+    local function build(level, s)
+      if level > #joined then return block_ref(v, s) end
+      local d, list = joined[level], {"list"}
+      for b = 1, #v.chunks[d] do
+        local s2 = {table.unpack(s, 1, ndim)}
+        s2[d] = b
+        list[#list + 1] = build(level + 1, s2)
+      end
+      return list
+    end
+    for _, d in ipairs(joined) do sub[d] = 1 end
+    local r = build(1, sub)
+    if #joined > 0 then r = {"cat", joined, r} end
+    return r
+  end
+  arr = call_array("map_blocks", fn, chunks, dtype, srcs, function(idx)
     local out = {}
     for i = 1, n do
       local v = args[i]
-      out[i] = is_array(v) and block_ref(v, idx) or wrap_const(v)
+      out[i] = is_array(v) and in_ref(v, idx) or wrap_const(v)
     end
     return out
   end)
+  if opts.block_info then
+    -- Dask's block_info: per array argument (by its position among the
+    -- arrays) and for the output
+    for _, task in pairs(arr.layers[arr.name]) do
+      local idx = {}
+      for x in task.args[3]:gmatch("%d+") do idx[#idx + 1] = tonumber(x) end
+      local info, ai = {}, 0
+      for i = 1, n do
+        local v = args[i]
+        if is_array(v) then
+          ai = ai + 1
+          local sub = {}
+          for d = 1, #idx do if from[d] then sub[from[d]] = idx[d] end end
+          local cl = {}
+          for d = 1, ndim do cl[d] = sub[d] or 1 end
+          local loc = block_location(v, cl)
+          for _, d in ipairs(drop) do loc[d] = {1, v.shape[d]} end
+          info[ai] = {shape = v.shape, num_chunks = v.numblocks,
+            chunk_location = cl, array_location = loc}
+        end
+      end
+      info.output = {shape = arr.shape, num_chunks = arr.numblocks,
+        chunk_location = idx, array_location = block_location(arr, idx),
+        chunk_shape = block_shape(arr, idx), dtype = dtype}
+      local a2 = task.args
+      a2[5] = a2[5] + 1 -- one argument more: the info, a constant
+      a2.n = a2.n + 1
+      a2[a2.n] = {"k", info}
+    end
+  end
+  return arr
 end
 function methods.map_blocks(a, fn, ...) return M.map_blocks(fn, a, ...) end
 
@@ -1835,6 +1969,108 @@ function M.linalg.tsqr(a)
   return q, r
 end
 
+-- Tasks of the block LU solve (ev: block refs of the inputs; keys of the
+-- solve's own tasks arrive as values).
+local function lu_diag_solve(akk, rhs, k)
+  local ok, r = pcall(require("dlua.ndarray").linalg.solve, akk, rhs)
+  if not ok then
+    if tostring(r):find("singular", 1, true) then
+      error(sformat("dlua.array.linalg.solve: diagonal block %d is singular "
+        .. "after elimination (the matrix is singular, or needs pivoting "
+        .. "across blocks: the block LU pivots inside diagonal blocks "
+        .. "only)", k), 0)
+    end
+    error(r, 0)
+  end
+  return r
+end
+local function t_lu_l(aik, akk, k) -- L_ik = A_ik A_kk^-1
+  aik, akk = ev(aik, {}), ev(akk, {})
+  return lu_diag_solve(akk.T, aik.T, k).T:copy()
+end
+local function t_lu_update(aij, l, akj) -- A_ij - L_ik A_kj
+  aij, akj = ev(aij, {}), ev(akj, {})
+  return aij - l:matmul(akj)
+end
+local function t_lu_back(akk, bk, arow, xs, k) -- x_k
+  local r = ev(bk, {})
+  for i = 1, #xs do r = r - ev(arow[i], {}):matmul(xs[i]) end
+  return lu_diag_solve(ev(akk, {}), r, k)
+end
+
+--- da.linalg.solve(a, b) -> x with a x = b, for a square 2-d array a
+-- chunked in square diagonal blocks and b (1-d, or 2-d with one block of
+-- columns) chunked as a's rows: block LU (Gaussian elimination of block
+-- rows, LAPACK's pivoted solve on each diagonal block), then block back
+-- substitution.  x has b's chunks.
+function M.linalg.solve(a, b)
+  if not is_array(a) or #a.shape ~= 2 or a.shape[1] ~= a.shape[2] then
+    error("dlua.array.linalg.solve: a must be a square 2-d array", 2)
+  end
+  if tconcat(a.chunks[1], ",") ~= tconcat(a.chunks[2], ",") then
+    error(sformat("dlua.array.linalg.solve: a's row and column chunks "
+      .. "differ ({%s} and {%s}): diagonal blocks must be square; rechunk "
+      .. "first", tconcat(a.chunks[1], ", "), tconcat(a.chunks[2], ", ")), 2)
+  end
+  if getmetatable(b) == NDMT then b = M.from_ndarray(b) end
+  if not is_array(b) or #b.shape < 1 or #b.shape > 2 or
+     b.shape[1] ~= a.shape[1] then
+    error(sformat("dlua.array.linalg.solve: b must be a 1-d or 2-d array "
+      .. "of %d rows", a.shape[1]), 2)
+  end
+  if tconcat(b.chunks[1], ",") ~= tconcat(a.chunks[1], ",") or
+     (#b.shape == 2 and #b.chunks[2] ~= 1) then
+    b = rechunk(b, #b.shape == 1 and {a.chunks[1]} or {a.chunks[1], -1}, 2)
+  end
+  local ma, mb = materialize(a), materialize(b)
+  local p, two = #a.chunks[1], #b.shape == 2
+  local name = fresh("solve")
+  local layer = {}
+  local A, B = {}, {}
+  for i = 1, p do
+    A[i] = {}
+    for j = 1, p do A[i][j] = block_ref(ma, {i, j}) end
+    B[i] = block_ref(mb, two and {i, 1} or {i})
+  end
+  -- a task of refs (and numbers); args lists[i] is a list of refs
+  local function add(key, fn, args, lists)
+    local deps, set = {}, {}
+    for i = 1, args.n do
+      if lists and lists[i] then
+        for _, r in ipairs(args[i]) do ref_deps(r, deps, set) end
+      else
+        ref_deps(args[i], deps, set)
+      end
+    end
+    layer[key] = {fn = fn, args = args, deps = deps}
+    return key
+  end
+  for k = 1, p - 1 do -- eliminate block column k below the diagonal
+    for i = k + 1, p do
+      local l = add(sformat("%s-L-%d-%d", name, k, i), t_lu_l,
+        {n = 3, A[i][k], A[k][k], k})
+      for j = k + 1, p do
+        A[i][j] = add(sformat("%s-A-%d-%d-%d", name, k, i, j), t_lu_update,
+          {n = 3, A[i][j], l, A[k][j]})
+      end
+      B[i] = add(sformat("%s-B-%d-%d", name, k, i), t_lu_update,
+        {n = 3, B[i], l, B[k]})
+    end
+  end
+  local X = {}
+  for k = p, 1, -1 do
+    local arow, xs = {}, {}
+    for j = k + 1, p do arow[#arow + 1] = A[k][j]; xs[#xs + 1] = X[j] end
+    X[k] = add(key_of(name, two and {k, 1} or {k}), t_lu_back,
+      {n = 5, A[k][k], B[k], arow, xs, k}, {[3] = true, [4] = true})
+  end
+  local layers = merge_layers(ma, mb)
+  layers[name] = layer
+  return new_array{name = name, shape = b.shape, chunks = b.chunks,
+    dtype = "float64", kind = "keys", layers = layers,
+    mkref = function(_, idx) return key_of(name, idx) end}
+end
+
 -- ---------------------------------------------------------------- zarr
 
 local function read_all(path)
@@ -1910,6 +2146,19 @@ function M.from_zarr(path, opts)
   if not m then
     error(sformat("dlua.array.from_zarr: %s/.zarray: %s", path, merr), 2)
   end
+  if m.compressor == "blosc" and nd._zarr_blosc() then
+    error(sformat("dlua.array.from_zarr: %s/.zarray: Blosc: %s", path,
+      nd._zarr_blosc()), 2)
+  end
+  local attrs = {}
+  local at = read_all(path .. "/.zattrs")
+  if at then
+    local t, aerr = nd._zarr_attrs(at)
+    if not t then
+      error(sformat("dlua.array.from_zarr: %s/.zattrs: %s", path, aerr), 2)
+    end
+    attrs = t
+  end
   local chunks = norm_chunks(m.shape, m.chunks, 2)
   local dtype = m.dtype
   local arr = gen_array("zarr", m.shape, chunks, dtype,
@@ -1917,19 +2166,21 @@ function M.from_zarr(path, opts)
       return {"gen", t_zarr_read, path, chunk_name(idx), meta, bs, dtype,
               n = 7}
     end)
-  if opts.chunks then
-    local r = rechunk(arr, opts.chunks, 2)
-    return r
-  end
+  if opts.chunks then arr = rechunk(arr, opts.chunks, 2) end
+  arr.attrs = attrs
   return arr
 end
 
-local ZARR_OPTS = {compressor = true, level = true, fill_value = true}
+local ZARR_OPTS = {compressor = true, level = true, fill_value = true,
+                   cname = true, shuffle = true, attrs = true}
+local BLOSC_CNAMES = {blosclz = true, lz4 = true, lz4hc = true, zlib = true,
+                      zstd = true, snappy = true}
 
---- x:to_zarr(path [, {compressor = "zlib" | false, level = 1, fill_value
--- = 0, client =, scheduler =}]) / da.to_zarr(x, path, ...): write the
--- array as a Zarr v2 directory store, each block by its own task; returns
--- the bytes of chunk files written.
+--- x:to_zarr(path [, {compressor = "zlib" | "blosc" | false, level =,
+-- cname = "lz4", shuffle = 1, fill_value = 0, attrs =, client =,
+-- scheduler =}]) / da.to_zarr(x, path, ...): write the array as a Zarr v2
+-- directory store, each block by its own task; returns the bytes of chunk
+-- files written.
 function methods.to_zarr(a, path, opts)
   if not is_array(a) or type(path) ~= "string" then
     error("dlua.array.to_zarr: expects (array, directory [, options])", 2)
@@ -1942,9 +2193,31 @@ function methods.to_zarr(a, path, opts)
     if ZARR_OPTS[k] then zo[k] = v else co[k] = v end
   end
   if zo.compressor ~= nil and zo.compressor ~= false and
-     zo.compressor ~= "zlib" then
-    error(sformat("dlua.array.to_zarr: unsupported compressor '%s' (\"zlib\" "
-      .. "or false)", tostring(zo.compressor)), 2)
+     zo.compressor ~= "zlib" and zo.compressor ~= "blosc" then
+    error(sformat("dlua.array.to_zarr: unsupported compressor '%s' (\"zlib\", "
+      .. "\"blosc\" or false)", tostring(zo.compressor)), 2)
+  end
+  if zo.cname ~= nil and not BLOSC_CNAMES[zo.cname] then
+    error(sformat("dlua.array.to_zarr: unsupported Blosc cname '%s' "
+      .. "(blosclz, lz4, lz4hc, zlib, zstd, snappy)", tostring(zo.cname)), 2)
+  end
+  if zo.shuffle ~= nil and (math_type(zo.shuffle) ~= "integer" or
+     zo.shuffle < -1 or zo.shuffle > 2) then
+    error("dlua.array.to_zarr: shuffle must be -1 (auto), 0 (none), 1 "
+      .. "(bytes) or 2 (bits)", 2)
+  end
+  if (zo.cname ~= nil or zo.shuffle ~= nil) and zo.compressor ~= "blosc" then
+    error("dlua.array.to_zarr: cname and shuffle are options of compressor "
+      .. "= \"blosc\"", 2)
+  end
+  local attrs_json
+  if zo.attrs ~= nil then
+    if type(zo.attrs) ~= "table" then
+      error("dlua.array.to_zarr: attrs must be a table", 2)
+    end
+    local aerr
+    attrs_json, aerr = nd._zarr_attrs_json(zo.attrs)
+    if not attrs_json then error("dlua.array.to_zarr: " .. aerr, 2) end
   end
   if zo.level ~= nil and (math_type(zo.level) ~= "integer" or zo.level < 0
      or zo.level > 9) then
@@ -1963,15 +2236,26 @@ function methods.to_zarr(a, path, opts)
   end
   local fill = zo.fill_value
   if fill == nil then fill = a.dtype == "bool" and false or 0 end
+  local comp = zo.compressor == nil and "zlib" or zo.compressor or nil
   local meta = nd._zarr_meta_json{shape = a.shape, chunks = csize,
-    dtype = a.dtype, compressor = zo.compressor ~= false and "zlib" or nil,
-    level = zo.level or 1, fill_value = fill}
+    dtype = a.dtype, compressor = comp,
+    level = zo.level or (comp == "blosc" and 5 or 1), cname = zo.cname,
+    shuffle = zo.shuffle, fill_value = fill}
+  if comp == "blosc" and nd._zarr_blosc() then
+    error("dlua.array.to_zarr: Blosc: " .. nd._zarr_blosc(), 2)
+  end
   local ok, err = require("dlua.bagio").mkdirs(path)
   if not ok then error("dlua.array.to_zarr: " .. tostring(err), 2) end
   local f, ferr = io.open(path .. "/.zarray", "wb")
   if not f then error("dlua.array.to_zarr: " .. ferr, 2) end
   f:write(meta)
   f:close()
+  if attrs_json then
+    f, ferr = io.open(path .. "/.zattrs", "wb")
+    if not f then error("dlua.array.to_zarr: " .. ferr, 2) end
+    f:write(attrs_json)
+    f:close()
+  end
   local name = fresh("to-zarr")
   local layer, keys = {}, {}
   for _, idx in ipairs(each_block(a.chunks)) do

@@ -148,6 +148,10 @@ int dl_nd_concat(dl_nd *out, int n, const dl_nd *const *arrs, int axis);
 
 /* Matrix product through cblas_dgemm (1-d operands as in NumPy). */
 int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b);
+/* The sum of the n products a[i] b[i] (all of one shape), accumulated in
+   one output by dgemm (no temporaries). */
+int dl_nd_matmul_sum(dl_nd *out, int n, const dl_nd *const *a,
+                     const dl_nd *const *b);
 /* LAPACKE: x with a x = b; inverse; reduced QR; reduced SVD (s is 1-d);
    lower Cholesky factor. */
 int dl_nd_solve(dl_nd *out, const dl_nd *a, const dl_nd *b);
@@ -161,16 +165,26 @@ int dl_nd_cholesky(dl_nd *out, const dl_nd *a);
 int dl_nd_blas_threads(int n);
 
 /*
-** Counter-based random numbers (Philox2x64-10 from Random123).  Fill a new
-** array of shape shape[ndim] that is the block at offset off[ndim] of a
-** global array of shape gshape[ndim]: element g (its flat, 0-based index
-** in the global array) depends only on (seed, g), so any chunking gives the
-** same values.  UNIFORM: [p1, p2); NORMAL: mean p1, sd p2 (Box-Muller);
+** Counter-based random numbers (Philox4x32-10 from Random123; the layout of
+** draws is described in dl_nd_random.c).  Fill a new array of shape
+** shape[ndim] that is the block at offset off[ndim] of a global array of
+** shape gshape[ndim]: element g (its flat, 0-based index in the global
+** array) depends only on (seed, g), so any chunking gives the same values,
+** on any machine.  UNIFORM: [p1, p2); NORMAL: mean p1, sd p2 (Box-Muller);
 ** INTEGERS: int64 in [p1, p2] (p1 <= p2).
 */
 int dl_nd_random(dl_nd *out, int kind, uint64_t seed, int ndim,
                  const int64_t *gshape, const int64_t *off,
                  const int64_t *shape, double p1, double p2);
+
+/* Vector instruction sets of the kernels (random draws, fused programs).
+   Every level gives the same bits; they differ only in speed. */
+enum { DL_ND_SIMD_NONE = 0, DL_ND_SIMD_AVX2 = 1, DL_ND_SIMD_AVX512 = 2 };
+/* The level in use: the best this CPU has, unless dl_nd_simd lowered it. */
+int dl_nd_simd_now(void);
+/* Use at most level (capped at what the CPU has; < 0 leaves it), for
+   tests that compare the levels.  Returns the level in use before. */
+int dl_nd_simd(int level);
 
 /* A random block described, not made: the block at off[ndim] (0-based)
    of shape shape[ndim] of a global random array of shape gshape. */

@@ -14,20 +14,26 @@
 
 #include "dl_buf.h"
 
-int dl_nd_encode(dl_buf *out, const dl_nd *a) {
+/* a's elements in C order, appended to out (a view is copied first). */
+static int put_elems(dl_buf *out, const dl_nd *a) {
   size_t bytes = (size_t)dl_nd_size(a) * dl_nd_itemsize(a->dtype);
   dl_nd c;
-  int k, rc;
-  if (dl_buf_u8(out, (unsigned)a->dtype) || dl_buf_u8(out, (unsigned)a->ndim))
-    return DL_ND_ENOMEM;
-  for (k = 0; k < a->ndim; k++)
-    if (dl_buf_u64(out, (uint64_t)a->shape[k])) return DL_ND_ENOMEM;
+  int rc;
   if (dl_nd_contiguous(a))
     return dl_buf_put(out, a->data, bytes) ? DL_ND_ENOMEM : 0;
   if ((rc = dl_nd_astype(&c, a, a->dtype)) != 0) return rc;
   rc = dl_buf_put(out, c.data, bytes) ? DL_ND_ENOMEM : 0;
   dl_nd_release(&c);
   return rc;
+}
+
+int dl_nd_encode(dl_buf *out, const dl_nd *a) {
+  int k;
+  if (dl_buf_u8(out, (unsigned)a->dtype) || dl_buf_u8(out, (unsigned)a->ndim))
+    return DL_ND_ENOMEM;
+  for (k = 0; k < a->ndim; k++)
+    if (dl_buf_u64(out, (uint64_t)a->shape[k])) return DL_ND_ENOMEM;
+  return put_elems(out, a);
 }
 
 /* bytes = itemsize * product of shape, or (size_t)-1 when that is more
@@ -82,9 +88,7 @@ static const char *npy_descr(dl_dtype t) {
 
 int dl_nd_npy_write(dl_buf *out, const dl_nd *a) {
   char hdr[512];
-  int len = 0, k, total, rc;
-  dl_nd c;
-  size_t bytes = (size_t)dl_nd_size(a) * dl_nd_itemsize(a->dtype);
+  int len = 0, k, total;
   len = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, "
                  "'shape': (", npy_descr(a->dtype));
   for (k = 0; k < a->ndim && len < 400; k++)
@@ -99,12 +103,7 @@ int dl_nd_npy_write(dl_buf *out, const dl_nd *a) {
       dl_buf_u8(out, (unsigned)len & 0xff) ||
       dl_buf_u8(out, (unsigned)len >> 8) || dl_buf_put(out, hdr, (size_t)len))
     return DL_ND_ENOMEM;
-  if (dl_nd_contiguous(a))
-    return dl_buf_put(out, a->data, bytes) ? DL_ND_ENOMEM : 0;
-  if ((rc = dl_nd_astype(&c, a, a->dtype)) != 0) return rc;
-  rc = dl_buf_put(out, c.data, bytes) ? DL_ND_ENOMEM : 0;
-  dl_nd_release(&c);
-  return rc;
+  return put_elems(out, a);
 }
 
 /* Find 'key': in the header dictionary h (n bytes); returns the value's

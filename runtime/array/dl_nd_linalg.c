@@ -137,49 +137,82 @@ static int operand(dl_nd *v, const dl_nd *x, int *trans, int64_t *ld) {
   return 0;
 }
 
-int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b) {
-  int64_t m, k, k2, n, shape[2], lda, ldb;
-  dl_nd ca, cb, r;
-  int rc, nd, ta, tb;
-  if (a->ndim < 1 || a->ndim > 2 || b->ndim < 1 || b->ndim > 2)
-    return DL_ND_ESHAPE;
-  if ((rc = lib_ready()) != 0) return rc;
+/* r (+)= a b by dgemm: beta 0 writes r, beta 1 adds to it.  r is a
+   C-contiguous float64 array of the product's shape. */
+static int gemm(dl_nd *r, const dl_nd *a, const dl_nd *b, double beta) {
+  int64_t m, k, n, lda, ldb;
+  dl_nd ca, cb;
+  int rc, ta, tb;
   m = a->ndim == 2 ? a->shape[0] : 1;
   k = a->shape[a->ndim - 1];
-  k2 = b->shape[0];
   n = b->ndim == 2 ? b->shape[1] : 1;
-  if (k != k2) return DL_ND_ESHAPE;
-  nd = 0;
-  if (a->ndim == 2) shape[nd++] = m;
-  if (b->ndim == 2) shape[nd++] = n;
   /* a 1-d a is a row (1 x k), a 1-d b a column (k x 1) */
   if ((rc = operand(&ca, a, &ta, &lda)) != 0) return rc;
   if (a->ndim == 1) lda = k > 0 ? k : 1;
   if ((rc = operand(&cb, b, &tb, &ldb)) != 0) goto fail_a;
   if (b->ndim == 1) ldb = 1;
-  if ((rc = (m > 0 && n > 0 && k > 0 ? dl_nd_alloc_uninit : dl_nd_alloc)(
-         &r, DL_F64, nd, shape)) != 0)
-    goto fail_b;
   if (m > 0 && n > 0 && k > 0)
     lib.dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
               tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0,
               (const double *)ca.data, (int)lda, (const double *)cb.data,
-              (int)ldb, 0.0, (double *)r.data, (int)n);
-  *out = r;
-  if (a->dtype == DL_F32 && b->dtype == DL_F32) { /* float32 in, out */
-    dl_nd n32;
-    if ((rc = dl_nd_astype(&n32, &r, DL_F32)) == 0) {
-      dl_nd_release(&r);
-      *out = n32;
-    } else {
-      dl_nd_release(&r);
-    }
-  }
-fail_b:
+              (int)ldb, beta, (double *)r->data, (int)n);
   dl_nd_release(&cb);
 fail_a:
   dl_nd_release(&ca);
   return rc;
+}
+
+/* Shape of the product a b into shape (*nd axes); ESHAPE when they do not
+   align. */
+static int product_shape(const dl_nd *a, const dl_nd *b, int *nd,
+                         int64_t *shape) {
+  if (a->ndim < 1 || a->ndim > 2 || b->ndim < 1 || b->ndim > 2 ||
+      a->shape[a->ndim - 1] != b->shape[0])
+    return DL_ND_ESHAPE;
+  *nd = 0;
+  if (a->ndim == 2) shape[(*nd)++] = a->shape[0];
+  if (b->ndim == 2) shape[(*nd)++] = b->shape[1];
+  return 0;
+}
+
+int dl_nd_matmul_sum(dl_nd *out, int n, const dl_nd *const *a,
+                     const dl_nd *const *b) {
+  int64_t shape[2], s2[2];
+  dl_nd r;
+  int rc, nd, nd2, i, f32 = 1;
+  if (n < 1) return DL_ND_ESHAPE;
+  if ((rc = product_shape(a[0], b[0], &nd, shape)) != 0) return rc;
+  for (i = 1; i < n; i++) {
+    if ((rc = product_shape(a[i], b[i], &nd2, s2)) != 0) return rc;
+    if (nd2 != nd || memcmp(s2, shape, sizeof(int64_t) * (size_t)nd))
+      return DL_ND_ESHAPE;
+  }
+  if ((rc = lib_ready()) != 0) return rc;
+  /* the first dgemm (beta 0) writes every element; zero-filled when it
+     is not called (an empty inner dimension) */
+  if ((rc = (a[0]->shape[a[0]->ndim - 1] > 0 ? dl_nd_alloc_uninit
+                                             : dl_nd_alloc)(
+           &r, DL_F64, nd, shape)) != 0)
+    return rc;
+  for (i = 0; i < n; i++) {
+    if ((rc = gemm(&r, a[i], b[i], i ? 1.0 : 0.0)) != 0) {
+      dl_nd_release(&r);
+      return rc;
+    }
+    f32 = f32 && a[i]->dtype == DL_F32 && b[i]->dtype == DL_F32;
+  }
+  *out = r;
+  if (f32) { /* float32 in, out */
+    dl_nd n32;
+    rc = dl_nd_astype(&n32, &r, DL_F32);
+    dl_nd_release(&r);
+    if (rc == 0) *out = n32;
+  }
+  return rc;
+}
+
+int dl_nd_matmul(dl_nd *out, const dl_nd *a, const dl_nd *b) {
+  return dl_nd_matmul_sum(out, 1, &a, &b);
 }
 
 static int square(const dl_nd *a) {

@@ -3,6 +3,7 @@
 */
 #include "dl_zarr.h"
 
+#include <blosc.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -10,9 +11,37 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "dl_dynlib.h"
+
 /* Chunks above this many bytes are refused (a guard against metadata
    that asks for absurd allocations). */
 #define ZARR_MAX_CHUNK ((uint64_t)1 << 32)
+
+/* libblosc, opened on first use (dl_dynlib.h); the prototypes are its
+   header's. */
+static const char *const blosc_names[] = {
+  "blosc_cbuffer_validate", "blosc_decompress_ctx", "blosc_compress_ctx",
+  NULL};
+static struct {
+  __typeof__(&blosc_cbuffer_validate) validate;
+  __typeof__(&blosc_decompress_ctx) decompress;
+  __typeof__(&blosc_compress_ctx) compress;
+} bl;
+static void *bl_slots[3];
+static dl_dynlib blosc_lib = {"libblosc.so.1", "libblosc1", blosc_names,
+                              bl_slots, 0, ""};
+
+const char *dl_zarr_blosc_error(void) {
+  if (dl_dynlib_load(&blosc_lib) != 0) return blosc_lib.err;
+  *(void **)&bl.validate = bl_slots[0];
+  *(void **)&bl.decompress = bl_slots[1];
+  *(void **)&bl.compress = bl_slots[2];
+  return NULL;
+}
+
+/* Blosc's compressors, as numcodecs names them. */
+static const char *const blosc_cnames[] = {"blosclz", "lz4", "lz4hc",
+                                           "zlib", "zstd", "snappy", NULL};
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
   va_list ap;
@@ -72,21 +101,69 @@ static int parse_dtype(dl_zarr_meta *m, const cJSON *v, char *err,
   return 0;
 }
 
+/* Blosc's fields: {"id": "blosc", "cname": "lz4", "clevel": 5,
+   "shuffle": 1, "blocksize": 0} (numcodecs' defaults where absent). */
+static int parse_blosc(dl_zarr_meta *m, const cJSON *c, char *err,
+                       size_t errlen) {
+  const cJSON *v;
+  int64_t x;
+  int k;
+  m->codec = DL_ZARR_BLOSC;
+  snprintf(m->cname, sizeof m->cname, "lz4");
+  m->shuffle = 1;
+  v = cJSON_GetObjectItemCaseSensitive(c, "cname");
+  if (v != NULL && !cJSON_IsNull(v)) {
+    if (!cJSON_IsString(v))
+      return fail(err, errlen, DL_ND_EDTYPE, "Blosc 'cname' must be a "
+                  "string");
+    for (k = 0; blosc_cnames[k]; k++)
+      if (strcmp(v->valuestring, blosc_cnames[k]) == 0) break;
+    if (blosc_cnames[k] == NULL)
+      return fail(err, errlen, DL_ND_EDTYPE, "unsupported Blosc cname "
+                  "'%.40s' (blosclz, lz4, lz4hc, zlib, zstd, snappy are)",
+                  v->valuestring);
+    snprintf(m->cname, sizeof m->cname, "%s", blosc_cnames[k]);
+  }
+  v = cJSON_GetObjectItemCaseSensitive(c, "clevel");
+  if (v != NULL && !cJSON_IsNull(v)) {
+    if (!whole(v, 0, &x) || x > 9)
+      return fail(err, errlen, DL_ND_EDTYPE, "Blosc 'clevel' must be 0..9");
+    m->level = (int)x;
+  }
+  v = cJSON_GetObjectItemCaseSensitive(c, "shuffle");
+  if (v != NULL && !cJSON_IsNull(v)) {
+    if (!whole(v, -1, &x) || x > 2)
+      return fail(err, errlen, DL_ND_EDTYPE, "Blosc 'shuffle' must be -1, "
+                  "0, 1 or 2");
+    m->shuffle = (int)x;
+  }
+  v = cJSON_GetObjectItemCaseSensitive(c, "blocksize");
+  if (v != NULL && !cJSON_IsNull(v)) {
+    if (!whole(v, 0, &x) || x > INT32_MAX)
+      return fail(err, errlen, DL_ND_EDTYPE, "Blosc 'blocksize' must be an "
+                  "integer >= 0");
+    m->blocksize = x;
+  }
+  return 0;
+}
+
 static int parse_compressor(dl_zarr_meta *m, const cJSON *c, char *err,
                             size_t errlen) {
   const cJSON *id, *lv;
   int64_t level;
-  m->zlib = 0;
+  m->codec = DL_ZARR_RAW;
   m->level = -1;
   if (c == NULL || cJSON_IsNull(c)) return 0;
   id = cJSON_IsObject(c) ? cJSON_GetObjectItemCaseSensitive(c, "id") : NULL;
   if (!cJSON_IsString(id))
     return fail(err, errlen, DL_ND_EDTYPE, "'compressor' must be null or "
                 "{\"id\": ...}");
+  if (strcmp(id->valuestring, "blosc") == 0) return parse_blosc(m, c, err,
+                                                                errlen);
   if (strcmp(id->valuestring, "zlib") != 0)
     return fail(err, errlen, DL_ND_EDTYPE, "unsupported compressor "
-                "'%.40s' (null and zlib are)", id->valuestring);
-  m->zlib = 1;
+                "'%.40s' (null, zlib and blosc are)", id->valuestring);
+  m->codec = DL_ZARR_ZLIB;
   lv = cJSON_GetObjectItemCaseSensitive(c, "level");
   if (lv != NULL && !cJSON_IsNull(lv)) {
     if (!whole(lv, 0, &level) || level > 9)
@@ -214,7 +291,7 @@ static void put_list(dl_buf *out, int n, const int64_t *v) {
 
 int dl_zarr_meta_write(dl_buf *out, const dl_zarr_meta *m) {
   static const char *const dt[DL_NDTYPES] = {"<f8", "<i8", "|b1", "<f4"};
-  char s[96];
+  char s[192];
   puts_(out, "{\n  \"zarr_format\": 2,\n  \"shape\": ");
   put_list(out, m->ndim, m->shape);
   puts_(out, ",\n  \"chunks\": ");
@@ -222,9 +299,14 @@ int dl_zarr_meta_write(dl_buf *out, const dl_zarr_meta *m) {
   snprintf(s, sizeof s, ",\n  \"dtype\": \"%s\",\n  \"compressor\": ",
            dt[m->dtype]);
   dl_buf_put(out, s, strlen(s));
-  if (m->zlib)
+  if (m->codec == DL_ZARR_ZLIB)
     snprintf(s, sizeof s, "{\"id\": \"zlib\", \"level\": %d}",
              m->level < 0 ? 1 : m->level);
+  else if (m->codec == DL_ZARR_BLOSC)
+    snprintf(s, sizeof s, "{\"id\": \"blosc\", \"cname\": \"%s\", "
+             "\"clevel\": %d, \"shuffle\": %d, \"blocksize\": %lld}",
+             m->cname[0] ? m->cname : "lz4", m->level < 0 ? 5 : m->level,
+             m->shuffle, (long long)m->blocksize);
   else
     snprintf(s, sizeof s, "null");
   dl_buf_put(out, s, strlen(s));
@@ -242,12 +324,30 @@ int dl_zarr_chunk_decode(dl_nd *out, const dl_zarr_meta *m, const char *p,
   int rc;
   if (bytes == 0)
     return fail(err, errlen, DL_ND_ENOMEM, "chunk too big");
-  if (!m->zlib && n != bytes)
+  if (m->codec == DL_ZARR_RAW && n != bytes)
     return fail(err, errlen, DL_ND_ESHAPE, "chunk holds %zu bytes, expected "
                 "%llu", n, (unsigned long long)bytes);
   if ((rc = dl_nd_alloc_uninit(&r, m->dtype, m->ndim, m->chunks)) != 0)
     return fail(err, errlen, rc, "out of memory");
-  if (m->zlib) {
+  if (m->codec == DL_ZARR_BLOSC) {
+    const char *why = dl_zarr_blosc_error();
+    size_t nb = 0;
+    if (why != NULL) {
+      dl_nd_release(&r);
+      return fail(err, errlen, DL_ND_ENOBLAS, "%s", why);
+    }
+    /* validate: the header's sizes fit n, so decompressing is safe */
+    if (n < BLOSC_MIN_HEADER_LENGTH || bl.validate(p, n, &nb) != 0 ||
+        nb != bytes ||
+        bl.decompress(p, r.data, (size_t)bytes, 1) != (int)bytes) {
+      dl_nd_release(&r);
+      return fail(err, errlen, DL_ND_ESHAPE, "chunk is not Blosc data of "
+                  "%llu bytes (%s)", (unsigned long long)bytes,
+                  n < BLOSC_MIN_HEADER_LENGTH ? "shorter than its header"
+                  : nb == 0 ? "bad header" : nb != bytes ? "another size"
+                  : "corrupt");
+    }
+  } else if (m->codec == DL_ZARR_ZLIB) {
     uLongf len = (uLongf)bytes;
     int zr = uncompress((Bytef *)r.data, &len, (const Bytef *)p, (uLong)n);
     if (zr != Z_OK || len != bytes) {
@@ -298,7 +398,21 @@ int dl_zarr_chunk_encode(dl_buf *out, const dl_zarr_meta *m,
   for (d = 0; d < m->ndim; d++) v.shape[d] = block->shape[d];
   rc = dl_nd_assign(&v, block);
   dl_nd_release(&v);
-  if (rc == 0 && m->zlib) {
+  if (rc == 0 && m->codec == DL_ZARR_BLOSC) {
+    size_t cap = (size_t)bytes + BLOSC_MAX_OVERHEAD;
+    int shuffle = m->shuffle >= 0 ? m->shuffle : isz == 1 ? 2 : 1, got;
+    if (dl_zarr_blosc_error() != NULL) {
+      rc = DL_ND_ENOBLAS;
+    } else {
+      dl_buf_grow(out, cap);
+      got = bl.compress(m->level < 0 ? 5 : m->level, shuffle, isz,
+                        (size_t)bytes, full.data, out->p + out->len, cap,
+                        m->cname[0] ? m->cname : "lz4",
+                        (size_t)m->blocksize, 1);
+      if (got <= 0) rc = DL_ND_ENOMEM;
+      else out->len += (size_t)got;
+    }
+  } else if (rc == 0 && m->codec == DL_ZARR_ZLIB) {
     uLongf cap = compressBound((uLong)bytes);
     dl_buf_grow(out, (size_t)cap);
     if (compress2((Bytef *)out->p + out->len, &cap, (const Bytef *)full.data,
@@ -310,5 +424,31 @@ int dl_zarr_chunk_encode(dl_buf *out, const dl_zarr_meta *m,
     dl_buf_put(out, full.data, (size_t)bytes);
   }
   dl_nd_release(&full);
+  return rc;
+}
+
+/* Depth of the deepest array or object in v (v itself counts 1). */
+static int json_depth(const cJSON *v, int limit) {
+  const cJSON *c;
+  int d = 0;
+  if (!cJSON_IsArray(v) && !cJSON_IsObject(v)) return 0;
+  if (limit <= 0) return 1;
+  cJSON_ArrayForEach(c, v) {
+    int k = json_depth(c, limit - 1);
+    if (k > d) d = k;
+  }
+  return d + 1;
+}
+
+int dl_zarr_attrs_check(const char *p, size_t n, char *err, size_t errlen) {
+  cJSON *root = cJSON_ParseWithLength(p, n);
+  int rc = 0;
+  if (err && errlen) err[0] = '\0';
+  if (!cJSON_IsObject(root))
+    rc = fail(err, errlen, DL_ND_ESHAPE, "not a JSON object");
+  else if (json_depth(root, DL_ZARR_ATTRS_DEPTH) > DL_ZARR_ATTRS_DEPTH)
+    rc = fail(err, errlen, DL_ND_ESHAPE, "nested more than %d deep",
+              DL_ZARR_ATTRS_DEPTH);
+  cJSON_Delete(root);
   return rc;
 }

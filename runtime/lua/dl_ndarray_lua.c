@@ -17,6 +17,8 @@
 #include "dl_runtime.h"
 #include "dl_zarr.h"
 
+#include <cjson/cJSON.h>
+
 #define MT "dlua.ndarray"
 
 static int meta_key; /* registry slot: the methods table */
@@ -1005,6 +1007,41 @@ static int l_matmul(lua_State *L) {
   return 1;
 }
 
+/* nd._matmul_sum(as, bs): as[1] @ bs[1] + as[2] @ bs[2] + ..., summed by
+   dgemm into one array (the chunked matmul's block task). */
+static int l_matmul_sum(lua_State *L) {
+  const dl_nd **as, **bs;
+  dl_nd *r;
+  int n, i, rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  n = (int)lua_rawlen(L, 1);
+  if (n < 1 || (int)lua_rawlen(L, 2) != n)
+    return nd_error(L, "matmul: lists of %d and %d blocks (equal lengths, "
+                    "at least 1, needed)", n, (int)lua_rawlen(L, 2));
+  as = (const dl_nd **)lua_newuserdatauv(L, sizeof(dl_nd *) * 2 * (size_t)n,
+                                         0);
+  bs = as + n;
+  luaL_checkstack(L, 2 * n + 2, "matmul: too many blocks");
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, i + 1);
+    as[i] = to_nd(L, -1);
+    lua_rawgeti(L, 2, i + 1);
+    bs[i] = to_nd(L, -1);
+  }
+  r = nd_new(L);
+  if ((rc = dl_nd_matmul_sum(r, n, as, bs)) == DL_ND_ESHAPE) {
+    char s1[160], s2[160];
+    return nd_error(L, "matmul: the block products do not align or differ "
+                    "in shape (first pair %s and %s)",
+                    shape_s(as[0], s1, sizeof s1),
+                    shape_s(bs[0], s2, sizeof s2));
+  }
+  if (rc != 0) nd_fail(L, rc, "matmul", NULL, NULL);
+  return 1;
+}
+
 static int l_solve(lua_State *L) {
   dl_nd *a, *b, *r;
   int rc;
@@ -1596,11 +1633,19 @@ static int l_zarr_meta(lua_State *L) {
   lua_setfield(L, -2, "chunks");
   lua_pushstring(L, dl_nd_dtype_name(m.dtype));
   lua_setfield(L, -2, "dtype");
-  if (m.zlib) {
-    lua_pushliteral(L, "zlib");
+  if (m.codec != DL_ZARR_RAW) {
+    lua_pushstring(L, m.codec == DL_ZARR_ZLIB ? "zlib" : "blosc");
     lua_setfield(L, -2, "compressor");
     lua_pushinteger(L, m.level);
     lua_setfield(L, -2, "level");
+  }
+  if (m.codec == DL_ZARR_BLOSC) {
+    lua_pushstring(L, m.cname);
+    lua_setfield(L, -2, "cname");
+    lua_pushinteger(L, m.shuffle);
+    lua_setfield(L, -2, "shuffle");
+    lua_pushinteger(L, (lua_Integer)m.blocksize);
+    lua_setfield(L, -2, "blocksize");
   }
   if (m.has_fill) {
     lua_pushnumber(L, m.fill);
@@ -1619,7 +1664,8 @@ static int zget_list(lua_State *L, const char *k, int64_t *v) {
 }
 
 /* nd._zarr_meta_json{shape =, chunks =, dtype =, compressor =, level =,
-   fill_value =} -> the .zarray text. */
+   cname =, shuffle =, blocksize =, fill_value =} -> the .zarray text
+   (the Blosc fields checked by array.lua). */
 static int l_zarr_meta_json(lua_State *L) {
   dl_zarr_meta m;
   dl_buf b;
@@ -1631,9 +1677,18 @@ static int l_zarr_meta_json(lua_State *L) {
   lua_getfield(L, 1, "dtype");
   m.dtype = (dl_dtype)parse_dtype(L, luaL_checkstring(L, -1), 1);
   lua_getfield(L, 1, "compressor");
-  m.zlib = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "zlib") == 0;
+  if (lua_isstring(L, -1))
+    m.codec = strcmp(lua_tostring(L, -1), "zlib") == 0 ? DL_ZARR_ZLIB
+            : strcmp(lua_tostring(L, -1), "blosc") == 0 ? DL_ZARR_BLOSC
+            : DL_ZARR_RAW;
   lua_getfield(L, 1, "level");
   m.level = (int)luaL_optinteger(L, -1, -1);
+  lua_getfield(L, 1, "cname");
+  snprintf(m.cname, sizeof m.cname, "%s", luaL_optstring(L, -1, "lz4"));
+  lua_getfield(L, 1, "shuffle");
+  m.shuffle = (int)luaL_optinteger(L, -1, 1);
+  lua_getfield(L, 1, "blocksize");
+  m.blocksize = (int64_t)luaL_optinteger(L, -1, 0);
   lua_getfield(L, 1, "fill_value");
   m.has_fill = !lua_isnil(L, -1);
   m.fill = lua_isboolean(L, -1) ? lua_toboolean(L, -1) : lua_tonumber(L, -1);
@@ -1641,6 +1696,160 @@ static int l_zarr_meta_json(lua_State *L) {
   dl_zarr_meta_write(&b, &m);
   lua_pushlstring(L, b.p, b.len);
   dl_buf_free(&b);
+  return 1;
+}
+
+/* Push the JSON value v as Lua (objects and arrays as tables, null as
+   nil).  v was checked by dl_zarr_attrs_check (bounded depth). */
+static void push_json(lua_State *L, const cJSON *v) {
+  const cJSON *c;
+  lua_Integer i = 1;
+  luaL_checkstack(L, 3, "zarr: attrs too deep");
+  if (cJSON_IsBool(v)) lua_pushboolean(L, cJSON_IsTrue(v));
+  else if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    if (d == floor(d) && fabs(d) < 9007199254740992.0)
+      lua_pushinteger(L, (lua_Integer)d);
+    else
+      lua_pushnumber(L, d);
+  } else if (cJSON_IsString(v)) lua_pushstring(L, v->valuestring);
+  else if (cJSON_IsArray(v)) {
+    lua_createtable(L, cJSON_GetArraySize(v), 0);
+    cJSON_ArrayForEach(c, v) {
+      push_json(L, c);
+      lua_rawseti(L, -2, i++);
+    }
+  } else if (cJSON_IsObject(v)) {
+    lua_createtable(L, 0, cJSON_GetArraySize(v));
+    cJSON_ArrayForEach(c, v) {
+      push_json(L, c);
+      lua_setfield(L, -2, c->string);
+    }
+  } else lua_pushnil(L);
+}
+
+/* nd._zarr_blosc() -> nil when libblosc is loaded, else why not. */
+static int l_zarr_blosc(lua_State *L) {
+  const char *why = dl_zarr_blosc_error();
+  if (why == NULL) lua_pushnil(L);
+  else lua_pushstring(L, why);
+  return 1;
+}
+
+/* nd._zarr_attrs(text) -> the `.zattrs` object as a table, or nil and a
+   message. */
+static int l_zarr_attrs(lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  char err[256];
+  cJSON *root;
+  if (dl_zarr_attrs_check(p, n, err, sizeof err) != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  root = cJSON_ParseWithLength(p, n);
+  if (root == NULL) return luaL_error(L, "not enough memory");
+  push_json(L, root); /* raises only for memory: root leaks then */
+  cJSON_Delete(root);
+  return 1;
+}
+
+/* The Lua value at i as a new cJSON item, or NULL with a message in err
+   (path names where). */
+static cJSON *to_json(lua_State *L, int i, int depth, char *err,
+                      size_t errlen, const char *path) {
+  int t = lua_type(L, i);
+  cJSON *o;
+  i = lua_absindex(L, i);
+  if (t == LUA_TBOOLEAN) return cJSON_CreateBool(lua_toboolean(L, i));
+  if (t == LUA_TSTRING) return cJSON_CreateString(lua_tostring(L, i));
+  if (t == LUA_TNUMBER) {
+    double d = lua_tonumber(L, i);
+    if (!isfinite(d)) {
+      snprintf(err, errlen, "%s is %g (JSON has no NaN or infinity)", path,
+               d);
+      return NULL;
+    }
+    return cJSON_CreateNumber(d);
+  }
+  if (t != LUA_TTABLE) {
+    snprintf(err, errlen, "%s is a %s (JSON takes tables, strings, "
+             "numbers and booleans)", path, luaL_typename(L, i));
+    return NULL;
+  }
+  if (depth >= DL_ZARR_ATTRS_DEPTH) {
+    snprintf(err, errlen, "%s is nested more than %d deep", path,
+             DL_ZARR_ATTRS_DEPTH);
+    return NULL;
+  }
+  luaL_checkstack(L, 4, "zarr: attrs too deep");
+  if (lua_rawlen(L, i) > 0) { /* a list: 1..n */
+    lua_Integer k, n = (lua_Integer)lua_rawlen(L, i);
+    o = cJSON_CreateArray();
+    for (k = 1; o && k <= n; k++) {
+      char sub[200];
+      cJSON *c;
+      snprintf(sub, sizeof sub, "%.150s[%lld]", path, (long long)k);
+      lua_rawgeti(L, i, k);
+      c = to_json(L, -1, depth + 1, err, errlen, sub);
+      lua_pop(L, 1);
+      if (c == NULL) {
+        cJSON_Delete(o);
+        return NULL;
+      }
+      cJSON_AddItemToArray(o, c);
+    }
+    return o;
+  }
+  o = cJSON_CreateObject();
+  lua_pushnil(L);
+  while (o && lua_next(L, i)) {
+    char sub[200];
+    cJSON *c;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      snprintf(err, errlen, "%s has a key that is not a string (a %s)",
+               path, luaL_typename(L, -2));
+      lua_pop(L, 2);
+      cJSON_Delete(o);
+      return NULL;
+    }
+    snprintf(sub, sizeof sub, "%.100s.%.90s", path, lua_tostring(L, -2));
+    c = to_json(L, -1, depth + 1, err, errlen, sub);
+    if (c == NULL) {
+      lua_pop(L, 2);
+      cJSON_Delete(o);
+      return NULL;
+    }
+    cJSON_AddItemToObject(o, lua_tostring(L, -2), c);
+    lua_pop(L, 1);
+  }
+  return o;
+}
+
+/* nd._zarr_attrs_json(t) -> the `.zattrs` text of table t, or nil and a
+   message naming the value JSON cannot hold. */
+static int l_zarr_attrs_json(lua_State *L) {
+  char err[300];
+  cJSON *o;
+  char *text;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_rawlen(L, 1) > 0) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "attrs must be a table of names, not a list");
+    return 2;
+  }
+  o = to_json(L, 1, 0, err, sizeof err, "attrs");
+  if (o == NULL) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  text = cJSON_Print(o);
+  cJSON_Delete(o);
+  if (text == NULL) return luaL_error(L, "not enough memory");
+  lua_pushstring(L, text);
+  cJSON_free(text);
   return 1;
 }
 
@@ -1662,6 +1871,8 @@ static int l_zarr_decode(lua_State *L) {
   dl_nd *r;
   meta_arg(L, 2, &m);
   r = nd_new(L);
+  if (m.codec == DL_ZARR_BLOSC && dl_zarr_blosc_error() != NULL)
+    return nd_error(L, "zarr: %s", dl_zarr_blosc_error());
   if (dl_zarr_chunk_decode(r, &m, p, n, err, sizeof err) != 0)
     return nd_error(L, "zarr: %s", err);
   return 1;
@@ -1674,6 +1885,8 @@ static int l_zarr_encode(lua_State *L) {
   dl_buf b;
   int rc;
   meta_arg(L, 2, &m);
+  if (m.codec == DL_ZARR_BLOSC && dl_zarr_blosc_error() != NULL)
+    return nd_error(L, "zarr: %s", dl_zarr_blosc_error());
   if (a->dtype != m.dtype) {
     dl_nd *c = nd_new(L);
     if ((rc = dl_nd_astype(c, a, m.dtype)) != 0)
@@ -1794,9 +2007,12 @@ static const luaL_Reg funcs[] = {
   {"mean", m_mean}, {"var", m_var}, {"std", m_std}, {"argmin", m_argmin},
   {"argmax", m_argmax}, {"any", m_any}, {"all", m_all},
   {"cumsum", m_cumsum}, {"transpose", m_transpose}, {"reshape", m_reshape},
-  {"blas_threads", l_blas_threads}, {"tobytes", l_tobytes},
+  {"blas_threads", l_blas_threads}, {"_matmul_sum", l_matmul_sum},
+  {"tobytes", l_tobytes},
   {"frombytes", l_frombytes}, {"_random_block", l_random_block}, {"_zarr_meta", l_zarr_meta},
   {"_zarr_meta_json", l_zarr_meta_json}, {"_zarr_decode", l_zarr_decode},
+  {"_zarr_attrs", l_zarr_attrs}, {"_zarr_attrs_json", l_zarr_attrs_json},
+  {"_zarr_blosc", l_zarr_blosc},
   {"_zarr_encode", l_zarr_encode},
   {"save", l_save}, {"load", l_load},
   {"_fused", l_fused},

@@ -5,8 +5,9 @@
 ** Input: byte 0 is the mode.  Mode 0: the rest is a `.zarray` text; what
 ** parses must write back to a text that parses to the same metadata.
 ** Mode 1: byte 1 is n, then n bytes of `.zarray` text, then the bytes of
-** one chunk file; a chunk that decodes must encode and decode back to the
-** same elements.
+** one chunk file (raw, zlib or Blosc, as the text says); a chunk that
+** decodes must encode and decode back to the same elements.  Mode 2:
+** the rest is a `.zattrs` text; the check must accept or explain it.
 */
 #ifndef zarr_check_h
 #define zarr_check_h
@@ -24,7 +25,10 @@ static void zcheck(int ok) {
 }
 
 static int same_meta(const dl_zarr_meta *a, const dl_zarr_meta *b) {
-  return a->ndim == b->ndim && a->dtype == b->dtype && a->zlib == b->zlib &&
+  return a->ndim == b->ndim && a->dtype == b->dtype &&
+         a->codec == b->codec && a->level == b->level &&
+         strcmp(a->cname, b->cname) == 0 && a->shuffle == b->shuffle &&
+         a->blocksize == b->blocksize &&
          a->has_fill == b->has_fill &&
          (a->fill == b->fill || (a->fill != a->fill && b->fill != b->fill)) &&
          memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0 &&
@@ -47,12 +51,19 @@ static int zarr_fuzz_one(const unsigned char *data, size_t size) {
       zcheck(err[0] != '\0');
       return rc;
     }
-    if (m.zlib && m.level < 0) m.level = 1; /* written as level 1 */
+    if (m.codec == DL_ZARR_ZLIB && m.level < 0) m.level = 1; /* as written */
+    if (m.codec == DL_ZARR_BLOSC && m.level < 0) m.level = 5;
     zcheck(dl_zarr_meta_write(&out, &m) == 0);
     zcheck(dl_zarr_meta_parse(&m2, out.p, out.len, err, sizeof err) == 0);
     zcheck(same_meta(&m, &m2));
     dl_buf_free(&out);
     return 0;
+  }
+  if (data[0] == 2) {
+    rc = dl_zarr_attrs_check((const char *)data + 1, size - 1, err,
+                             sizeof err);
+    zcheck(rc == 0 || err[0] != '\0');
+    return rc;
   }
   if (size < 2 || (n = data[1]) > size - 2) return -1;
   rc = dl_zarr_meta_parse(&m, (const char *)data + 2, n, err, sizeof err);

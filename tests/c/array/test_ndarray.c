@@ -13,6 +13,8 @@
 
 #include "ndarray_check.h"
 
+#include <Random123/philox.h>
+
 static void replay_one(const unsigned char *p, size_t n, void *ud) {
   (void)ud;
   nd_fuzz_one(p, n);
@@ -155,11 +157,146 @@ static void test_matmul_views(void) {
   dl_nd_release(&big);
 }
 
+/* The draws as dl_nd_random.c documents them, one Philox4x32-10 call per
+   value, straight from Random123. */
+static philox4x32_ctr_t ref_call(uint64_t seed, uint64_t c, uint32_t stream) {
+  philox4x32_ctr_t ctr = {{(uint32_t)c, (uint32_t)(c >> 32), stream, 0}};
+  philox4x32_key_t key = {{(uint32_t)seed, (uint32_t)(seed >> 32)}};
+  return philox4x32(ctr, key);
+}
+static double ref_u(uint32_t hi, uint32_t lo) {
+  uint64_t x = (uint64_t)hi << 32 | lo;
+  return (double)(x >> 11) * 0x1p-53;
+}
+static double ref_uniform(uint64_t seed, uint64_t g) {
+  uint64_t q = g / 32, r = g % 32;
+  philox4x32_ctr_t v = ref_call(seed, q * 16 + r % 16, 0);
+  return r < 16 ? ref_u(v.v[0], v.v[1]) : ref_u(v.v[2], v.v[3]);
+}
+static double ref_normal(uint64_t seed, uint64_t g) {
+  philox4x32_ctr_t v = ref_call(seed, g, 1);
+  double u1 = 1.0 - ref_u(v.v[0], v.v[1]), u2 = ref_u(v.v[2], v.v[3]);
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+static int64_t ref_integer(uint64_t seed, uint64_t g, int64_t lo,
+                           int64_t hi) {
+  philox4x32_ctr_t v = ref_call(seed, g / 2, 2);
+  int h = (int)(g % 2) * 2;
+  uint64_t x = (uint64_t)v.v[h] << 32 | v.v[h + 1];
+  uint64_t range = (uint64_t)(hi - lo) + 1;
+  return lo + (int64_t)(uint64_t)(((unsigned __int128)x * range) >> 64);
+}
+
+/* Every instruction set gives the documented values: blocks that start
+   and end inside a 32-value group, runs long enough for the 4-block
+   kernels, a seed over 32 bits, a counter whose low word wraps. */
+static void test_random_reference(void) {
+  static const struct { uint64_t seed; int64_t g, off, n; } cases[] = {
+    {9, 1000, 0, 1000}, {9, 1000, 37, 700}, {0x123456789abULL, 5000, 3, 4097},
+    {5, 2, 1, 1}, {77, (int64_t)1 << 38, ((int64_t)1 << 37) - 45, 300}};
+  int level, c, best = dl_nd_simd(-1);
+  for (level = best; level >= 0; level--) {
+    dl_nd_simd(level);
+    CHECK(dl_nd_simd_now() == level);
+    for (c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
+      int64_t gs = cases[c].g, off = cases[c].off, n = cases[c].n, i;
+      dl_nd u, nr, in;
+      CHECK(dl_nd_random(&u, DL_RND_UNIFORM, cases[c].seed, 1, &gs, &off,
+                         &n, 0, 1) == 0);
+      for (i = 0; i < n; i++)
+        CHECK(((double *)u.data)[i] ==
+              ref_uniform(cases[c].seed, (uint64_t)(off + i)));
+      dl_nd_release(&u);
+      CHECK(dl_nd_random(&u, DL_RND_UNIFORM, cases[c].seed, 1, &gs, &off,
+                         &n, -2, 3) == 0);
+      for (i = 0; i < n; i++)
+        CHECK(((double *)u.data)[i] ==
+              -2 + 5 * ref_uniform(cases[c].seed, (uint64_t)(off + i)));
+      dl_nd_release(&u);
+      if (n > 5000) continue;
+      CHECK(dl_nd_random(&nr, DL_RND_NORMAL, cases[c].seed, 1, &gs, &off,
+                         &n, 0, 1) == 0);
+      CHECK(dl_nd_random(&in, DL_RND_INTEGERS, cases[c].seed, 1, &gs, &off,
+                         &n, -3, 9) == 0);
+      for (i = 0; i < n; i++) {
+        CHECK(((double *)nr.data)[i] ==
+              ref_normal(cases[c].seed, (uint64_t)(off + i)));
+        CHECK(((int64_t *)in.data)[i] ==
+              ref_integer(cases[c].seed, (uint64_t)(off + i), -3, 9));
+      }
+      dl_nd_release(&nr);
+      dl_nd_release(&in);
+    }
+  }
+  dl_nd_simd(best);
+}
+
+/* A fused program gives, at every instruction set, exactly what the
+   operators one by one give: tiles of every length (n not a multiple of
+   8 or of the tile), random inputs read twice, constants, operators the
+   vector loops have and the ones they call out to. */
+static void test_fused_levels(void) {
+  enum { N = 5003 };
+  /* sqrt(x * x + y / 3) - max(x, y) ^ 2 >= x * 0.25 , and its sum */
+  static const dl_fz_ins prog[] = {
+    {DL_FZ_IN, 0}, {DL_FZ_IN, 0}, {DL_FZ_BIN, DL_OP_MUL}, {DL_FZ_IN, 1},
+    {DL_FZ_K, 0}, {DL_FZ_BIN, DL_OP_DIV}, {DL_FZ_BIN, DL_OP_ADD},
+    {DL_FZ_UN, DL_UN_SQRT}, {DL_FZ_IN, 0}, {DL_FZ_IN, 1},
+    {DL_FZ_BIN, DL_OP_MAX}, {DL_FZ_K, 1}, {DL_FZ_BIN, DL_OP_POW},
+    {DL_FZ_BIN, DL_OP_SUB}};
+  static const dl_fz_ins cmp[] = {
+    {DL_FZ_IN, 0}, {DL_FZ_IN, 0}, {DL_FZ_BIN, DL_OP_MUL}, {DL_FZ_IN, 1},
+    {DL_FZ_IN, 1}, {DL_FZ_BIN, DL_OP_MUL}, {DL_FZ_BIN, DL_OP_ADD},
+    {DL_FZ_K, 2}, {DL_FZ_BIN, DL_OP_LT}};
+  static const double consts[] = {3, 2, 1};
+  static double want[N], got[N], xs[N];
+  int64_t gs = N, off = 0, n = N, i;
+  int level, best = dl_nd_simd(-1), hits = 0;
+  volatile double two = 2; /* pow as the kernel calls it, not x * x */
+  dl_nd x, y;
+  dl_nd_gen gen;
+  dl_fz_src ins[2];
+  CHECK(dl_nd_random(&x, DL_RND_UNIFORM, 1, 1, &gs, &off, &n, 0, 1) == 0);
+  CHECK(dl_nd_random(&y, DL_RND_UNIFORM, 2, 1, &gs, &off, &n, 0, 1) == 0);
+  memset(&gen, 0, sizeof gen);
+  gen.kind = DL_RND_UNIFORM;
+  gen.seed = 1;
+  gen.ndim = 1;
+  gen.gshape[0] = gen.shape[0] = N;
+  gen.p2 = 1;
+  for (i = 0; i < N; i++) {
+    double a = ((double *)x.data)[i], b = ((double *)y.data)[i];
+    want[i] = sqrt(a * a + b / 3) - pow(fmax(a, b), two);
+    hits += a * a + b * b < 1;
+  }
+  for (level = best; level >= 0; level--) {
+    double s;
+    dl_nd_simd(level);
+    ins[0].p = (const double *)x.data; ins[0].gen = NULL;
+    ins[1].p = (const double *)y.data; ins[1].gen = NULL;
+    CHECK(dl_nd_fused(got, N, prog, 14, ins, consts) == 0);
+    CHECK(memcmp(got, want, sizeof want) == 0);
+    ins[0].p = NULL; ins[0].gen = &gen; /* x drawn tile by tile */
+    CHECK(dl_nd_fused(got, N, prog, 14, ins, consts) == 0);
+    CHECK(memcmp(got, want, sizeof want) == 0);
+    CHECK(dl_nd_fused_sum(&s, N, cmp, 9, ins, consts) == 0);
+    CHECK(s == hits);
+    CHECK(dl_nd_fused(xs, N, cmp, 9, ins, consts) == 0);
+    for (i = 0; i < N; i++) CHECK(xs[i] == 0.0 || xs[i] == 1.0);
+    CHECK(dl_nd_fused(got, N, cmp, 8, ins, consts) == DL_ND_ESHAPE);
+  }
+  dl_nd_simd(best);
+  dl_nd_release(&x);
+  dl_nd_release(&y);
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_broadcast);
   RUN(test_bytes);
   RUN(test_random_blocks);
+  RUN(test_random_reference);
+  RUN(test_fused_levels);
   RUN(test_matmul_views);
   return TAP_END();
 }
