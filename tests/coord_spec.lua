@@ -9,6 +9,8 @@ local describe, it, setup, teardown, assert =
 local _ENV = _G
 
 local dlua = require "dlua"
+local H = require "helpers.cluster"
+local stored, wait_for = H.stored, H.wait_for
 
 -- pcall(f, ...) that must fail; returns the message as a string.
 local function err_of(f, ...)
@@ -26,17 +28,9 @@ local function fib(n)
 end
 
 describe("get_client in tasks", function()
-  local cluster, c
-
-  setup(function()
-    cluster = dlua.LocalCluster{n_workers = 2, dashboard_address = false}
-    c = dlua.Client(cluster)
-  end)
-
-  teardown(function()
-    c:close()
-    cluster:close()
-  end)
+  local env, c = H.local_cluster{n_workers = 2}, nil
+  setup(function() env.start(); c = env.c end)
+  teardown(env.stop)
 
   it("runs recursive fib(15) by tasks on 2 workers with 1 slot each",
      function()
@@ -240,13 +234,9 @@ describe("get_client in tasks", function()
     end
     local f = c:submit(parent)
     -- Wait until the parent runs and waits (its child exists).
-    local deadline = os.time() + 30
-    repeat
-      local counts = c.handle:counts()
-      local n = (counts.processing or 0)
-      if n >= 2 then break end
-      dlua.sleep(0.01)
-    until os.time() > deadline
+    wait_for("the parent and its child running", function()
+      return (c.handle:counts().processing or 0) >= 2
+    end, 30)
     f:cancel()
     local ok = pcall(f.result, f, 30)
     assert.is_false(ok)
@@ -256,18 +246,9 @@ describe("get_client in tasks", function()
 end)
 
 describe("coordination primitives", function()
-  local cluster, c
-
-  setup(function()
-    cluster = dlua.LocalCluster{n_workers = 2, dashboard_address = false,
-                                heartbeat_timeout = 1}
-    c = dlua.Client(cluster)
-  end)
-
-  teardown(function()
-    c:close()
-    cluster:close()
-  end)
+  local env, c = H.local_cluster{n_workers = 2, heartbeat_timeout = 1}, nil
+  setup(function() env.start(); c = env.c end)
+  teardown(env.stop)
 
   it("Variable: set, get, delete, timeouts, shared by name", function()
     local v = dlua.Variable("coord-v")
@@ -340,24 +321,9 @@ describe("coordination primitives", function()
     for i = 1, 200 do assert.equal(i, got[i]) end
   end)
 
-  -- Results stored on the workers now (polled: news comes with heartbeats).
-  local function stored()
-    collectgarbage() -- futures of earlier tests, dropped but not collected
-    collectgarbage()
-    local n = 0
-    for _, w in ipairs(c:scheduler_info().workers) do n = n + w.stored end
-    return n
-  end
-  local function poll_until(what, pred)
-    local deadline = dlua.time() + 20
-    while not pred() do
-      assert(dlua.time() < deadline, "timed out waiting for " .. what)
-      dlua.sleep(0.02)
-    end
-  end
 
   it("Variable and Queue hold futures: results live while held", function()
-    poll_until("no stored results", function() return stored() == 0 end)
+    wait_for("no stored results", function() return stored(c) == 0 end)
     local v = dlua.Variable("coord-fv")
     local f = c:submit(function(x) return x * 2 end, 21)
     v:set(f)
@@ -372,7 +338,7 @@ describe("coordination primitives", function()
     end, v):result(30))
     g:release()
     v:delete() -- nobody holds it now: freed
-    poll_until("the result freed", function() return stored() == 0 end)
+    wait_for("the result freed", function() return stored(c) == 0 end)
     -- A queue passes the future on; a task puts futures of its own.
     local q = dlua.Queue("coord-fq")
     q:put(c:submit(function() return "hi" end))
@@ -402,7 +368,7 @@ describe("coordination primitives", function()
     l = nil
     collectgarbage()
     collectgarbage()
-    poll_until("every result freed", function() return stored() == 0 end)
+    wait_for("every result freed", function() return stored(c) == 0 end)
   end)
 
   it("a cancelled wait leaves no request behind on the scheduler",
@@ -551,6 +517,67 @@ describe("get_client outside a task", function()
     p:close()
     assert.matches("get_client: no client", out)
     assert.matches("dlua%.Client%(%)", out)
+  end)
+end)
+
+
+describe("futures handed out by Variables and Queues", function()
+  local env, c = H.local_cluster{n_workers = 1}, nil
+  setup(function() env.start(); c = env.c end)
+  teardown(env.stop)
+
+  it("a future of a key its client holds already: one release per handle",
+     function()
+    -- The scheduler counts every future it hands out (a submit, a get
+    -- from a Variable or Queue); each one released, collected or closed
+    -- gives one back.  Two futures of one key in one client are two.
+    local v, q = dlua.Variable("coord-rv", c), dlua.Queue("coord-rq")
+    -- Released one by one: the result lives while either is out.
+    local f = c:submit(function() return 1 end)
+    v:set(f)
+    local g = v:get()
+    assert.equal(f.key, g.key)
+    v:delete()
+    f:release()
+    assert.equal(1, g:result(10))
+    assert.equal(1, stored(c))
+    g:release()
+    wait_for("both released: freed", function() return stored(c) == 0 end)
+    -- Collected, both.
+    f = c:submit(function() return 2 end)
+    q:put(f)
+    g = q:get()
+    assert.equal(2, g:result(10))
+    f, g = nil, nil
+    wait_for("both collected: freed", function() return stored(c) == 0 end)
+    -- In a task: the same, on the worker's client.
+    assert.equal(4, c:submit(function(var)
+      local cl = require("dlua").get_client()
+      local a = cl:submit(function() return 4 end)
+      var:set(a)
+      local b = var:get()
+      var:delete()
+      a:release()
+      local r = b:result()
+      b:release()
+      return r
+    end, v):result(30))
+    wait_for("a task's two released: freed",
+             function() return stored(c) == 0 end)
+    -- Held by a client that closes: its close gives both back.
+    local c2 = dlua.Client(env.cluster)
+    local ok, err = pcall(function()
+      local q2 = dlua.Queue("coord-rq2", {client = c2})
+      f = c2:submit(function() return 3 end)
+      q2:put(f)
+      g = q2:get{timeout = 10}
+      assert.equal(f.key, g.key)
+      assert.equal(3, g:result(10))
+    end)
+    c2:close()
+    assert(ok, err)
+    f, g = nil, nil
+    wait_for("its client closed: freed", function() return stored(c) == 0 end)
   end)
 end)
 

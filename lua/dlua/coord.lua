@@ -150,6 +150,18 @@ local function check_opts(o, known, what, level)
   return o
 end
 
+-- An integer option o[k] >= min (or absent): returns it, or dflt.
+local function int_opt(o, k, min, dflt, what, level)
+  local v = o[k]
+  if v == nil then return dflt end
+  if math_type(v) ~= "integer" or v < min then
+    error(fmt("%s: %s must be a %s integer, got %s", what, k,
+              min > 0 and "positive" or "non-negative", tostring(v)),
+          level + 1)
+  end
+  return v
+end
+
 local function check_timeout(t, what, level)
   if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
     error(fmt("%s: timeout must be a non-negative number of seconds, got %s",
@@ -297,13 +309,9 @@ M.Queue_class = Queue
 function M.Queue(name, o)
   check_name(name, "Queue")
   o = check_opts(o, {maxsize = true, client = true}, "Queue", 2)
-  if o.maxsize ~= nil and (math_type(o.maxsize) ~= "integer"
-                           or o.maxsize < 0) then
-    error("Queue: maxsize must be a non-negative integer, got "
-          .. tostring(o.maxsize), 2)
-  end
+  local maxsize = int_opt(o, "maxsize", 0, 0, "Queue", 2)
   local q = make(Queue, name, o.client)
-  q.maxsize = o.maxsize or 0
+  q.maxsize = maxsize
   return q
 end
 
@@ -431,9 +439,22 @@ local function release(self, what)
   request(self, SEM_REL, nil, 0, id)
 end
 
-local function close(self)
-  local h = held[self]
-  while h and #h > 0 do release(self, "close") end
+-- A Lock is a Semaphore of one lease under its own names: one set of
+-- lease methods serves both kinds.
+for mt, what in next, {[Semaphore] = "Semaphore", [Lock] = "Lock"} do
+  --- semaphore:acquire{timeout=} / lock:acquire{timeout=} -> true, or
+  -- false after timeout seconds
+  mt.acquire = function(self, o) return acquire(self, o, what .. ":acquire")
+  end
+  --- semaphore:release() / lock:release(): give back the last lease this
+  -- object took; an error if it holds none
+  mt.release = function(self) release(self, what .. ":release") end
+  --- local s <close> = semaphore (or lock): its leases are released at
+  -- scope end
+  mt.__close = function(self)
+    local h = held[self]
+    while h and #h > 0 do release(self, "close") end
+  end
 end
 
 --- dlua.Semaphore(name [, {max_leases=, client=}]) -> semaphore
@@ -441,22 +462,11 @@ end
 function M.Semaphore(name, o)
   check_name(name, "Semaphore")
   o = check_opts(o, {max_leases = true, client = true}, "Semaphore", 2)
-  if o.max_leases ~= nil and (math_type(o.max_leases) ~= "integer"
-                              or o.max_leases < 1) then
-    error("Semaphore: max_leases must be a positive integer, got "
-          .. tostring(o.max_leases), 2)
-  end
+  local max = int_opt(o, "max_leases", 1, 1, "Semaphore", 2)
   local s = make(Semaphore, name, o.client)
-  s.max_leases = o.max_leases or 1
+  s.max_leases = max
   return s
 end
-
---- semaphore:acquire{timeout=} -> true, or false after timeout seconds
-function Semaphore:acquire(o) return acquire(self, o, "Semaphore:acquire") end
---- semaphore:release(): give back the last lease this object took
-function Semaphore:release() release(self, "Semaphore:release") end
---- local s <close> = semaphore: its leases are released at scope end
-Semaphore.__close = close
 
 --- dlua.Lock(name [, client]) -> lock (one holder at a time)
 function M.Lock(name, client)
@@ -464,12 +474,7 @@ function M.Lock(name, client)
   return make(Lock, name, client)
 end
 
---- lock:acquire{timeout=} -> true, or false after timeout seconds
-function Lock:acquire(o) return acquire(self, o, "Lock:acquire") end
---- lock:release(); an error if this object does not hold the lock
-function Lock:release() release(self, "Lock:release") end
 --- lock:locked() -> true while this object holds the lock
 function Lock:locked() return held[self] ~= nil and #held[self] > 0 end
-Lock.__close = close
 
 return M

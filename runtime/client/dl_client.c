@@ -148,9 +148,13 @@ dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen) {
 void dl_client_unref(dl_cfut *f) {
   dl_client *c = f->c;
   if (f->refs == 0) return;
-  if (--f->refs > 0 || c == NULL) return;
-  dl_map_del(&c->futs, f->key, f->klen);
-  f->c = NULL;
+  f->refs--;
+  if (c == NULL) return;
+  if (f->refs == 0) { /* the last handle takes the record out */
+    dl_map_del(&c->futs, f->key, f->klen);
+    f->c = NULL;
+  }
+  /* One RELEASE per handle, as the scheduler counted one per handle. */
   if (c->send == NULL) return;
   dl_put_key_msg(&c->out, DL_M_RELEASE, f->key, f->klen);
   if (c->flags & DL_CLIENT_EAGER) dl_client_flush(c, 0);

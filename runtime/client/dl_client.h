@@ -12,10 +12,13 @@
 ** into Lua values.
 **
 ** A record (dl_cfut) is made by the first handle of its key and counts
-** two things: refs, the live handles (the scheduler holds the task while
-** refs > 0: the last one going queues DL_M_RELEASE), and holds, every
-** handle that still points at the record, released or not (the memory
-** goes with the last hold).  A record is in the table while refs > 0;
+** two things: refs, the live handles, and holds, every handle that still
+** points at the record, released or not (the memory goes with the last
+** hold).  The scheduler counts a client's handles of a key one by one
+** (each SUBMIT, SCATTER or primitive's answer that names the key is one),
+** so each live handle given back, by release, garbage collection or the
+** client's close, queues one DL_M_RELEASE; the task's result lives while
+** any is out.  A record is in the table while refs > 0;
 ** closing the client detaches every record (c becomes NULL), so that
 ** handles that outlive their client see "closed" and free their memory
 ** when they go.
@@ -152,10 +155,11 @@ void dl_client_ref_again(dl_cfut *f);
 dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen);
 
 /*
-** A handle of f is released (explicitly, or by garbage collection): the
-** last live handle of an attached record removes it from the table and
-** queues DL_M_RELEASE (sent at once with DL_CLIENT_EAGER).  The hold
-** stays: drop it with dl_client_drop.
+** A handle of f is released (explicitly, or by garbage collection): each
+** live handle of an attached record queues one DL_M_RELEASE (the scheduler
+** counted one per handle; sent at once with DL_CLIENT_EAGER), and the last
+** removes the record from the table.  The hold stays: drop it with
+** dl_client_drop.
 */
 void dl_client_unref(dl_cfut *f);
 

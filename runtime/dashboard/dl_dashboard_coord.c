@@ -1,7 +1,8 @@
 /*
 ** dl_dashboard_coord.c -- the dashboard's coordination view (/coord and
 ** /json/coord): the Variables, Queues, Events, Locks and Semaphores in use
-** on the scheduler, who waits on each and who holds its leases (issue 18).
+** on the scheduler, who waits on each and who holds its leases: the
+** client, or a task by its key and worker (issue 18).
 */
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +54,9 @@ static void one(void *ud, const dl_coord_info *p, const dl_coord_party *who,
     putf(b, "{\"from\":%lld,\"lease\":%lld,\"op\":", who[i].from,
          (long long)who[i].lease);
     dl_json_str(b, who[i].holds ? "holds" : op_name(who[i].op));
+    lit(b, ",\"task\":"); /* the task's key; null: the client */
+    if (who[i].tlen) dl_json_str(b, who[i].task);
+    else lit(b, "null");
     lit(b, "}");
   }
   lit(b, "]}");

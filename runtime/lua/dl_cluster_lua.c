@@ -752,6 +752,9 @@ static int h_coord(lua_State *L) {
   m.lease = (uint64_t)lease;
   m.bytes = bytes;
   m.blen = blen;
+  m.task = NULL; /* the dashboard names the task that waits or holds */
+  m.tlen = 0;
+  if (h->link) m.task = dl_worker_task_key(&m.tlen);
   dl_client_coord(&h->cl, &m);
   return 0;
 }

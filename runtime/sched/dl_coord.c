@@ -12,6 +12,8 @@
 typedef struct waiter waiter;
 struct waiter {
   int from;
+  char *task;  /* the key of the task that asks (owned), or NULL */
+  size_t tlen;
   uint64_t reqid;
   int op;
   double deadline; /* < 0: none */
@@ -31,6 +33,8 @@ typedef struct item {
 typedef struct lease {
   int from;
   uint64_t id;
+  char *task; /* the key of the task that holds it (owned), or NULL */
+  size_t tlen;
 } lease;
 
 enum { K_VAR = 'v', K_QUEUE = 'q', K_EVENT = 'e', K_SEM = 's' };
@@ -101,14 +105,17 @@ dl_coord *dl_coord_new(dl_coord_out out, void *ud) {
 static void prim_free(prim *p) {
   waiter *w = p->wh;
   size_t i;
+  int k;
   while (w) {
     waiter *next = w->next;
     dl_free(w->bytes);
+    dl_free(w->task);
     dl_free(w);
     w = next;
   }
   for (i = 0; i < p->len; i++) dl_free(p->items[p->head + i].p);
   dl_free(p->items);
+  for (k = 0; k < p->nleases; k++) dl_free(p->leases[k].task);
   dl_free(p->leases);
   dl_free(p->val);
   dl_free(p->key);
@@ -218,6 +225,12 @@ static int sem_held(const prim *p, int from, uint64_t id) {
   return -1;
 }
 
+/* Take lease i out of semaphore p. */
+static void sem_drop(prim *p, int i) {
+  dl_free(p->leases[i].task);
+  p->leases[i] = p->leases[--p->nleases];
+}
+
 /* Try to meet waiter w now: 1 if it was answered (and may be freed). */
 static int try_serve(dl_coord *c, prim *p, waiter *w) {
   switch (w->op) {
@@ -254,6 +267,9 @@ static int try_serve(dl_coord *c, prim *p, waiter *w) {
       }
       p->leases[p->nleases].from = w->from;
       p->leases[p->nleases].id = w->lease;
+      p->leases[p->nleases].task = w->task; /* the holder now */
+      p->leases[p->nleases].tlen = w->tlen;
+      w->task = NULL;
       p->nleases++;
       reply(c, w->from, w->reqid, DL_CO_OK, "", 0);
       return 1;
@@ -268,6 +284,7 @@ static void unlink_waiter(dl_coord *c, prim *p, waiter *prev, waiter *w) {
   p->nwait--;
   if (w->fut && w->bytes) key_drop(c, w->bytes, w->blen); /* not put */
   dl_free(w->bytes);
+  dl_free(w->task);
   dl_free(w);
 }
 
@@ -359,38 +376,30 @@ static void withdraw(dl_coord *c, int from, uint64_t reqid, int op,
     }
   /* Met already: the answer is on its way to nobody. */
   if (op == DL_CO_SEM_ACQ && (i = sem_held(p, from, lid)) >= 0) {
-    p->leases[i] = p->leases[--p->nleases];
+    sem_drop(p, i);
     serve(c, p);
   }
 }
 
 int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   dl_msg_coord m;
-  uint64_t reqid, tmo, n, lid;
+  uint64_t reqid, lid;
   unsigned op;
-  const char *name, *bytes;
-  size_t nlen, blen;
   prim *p;
   waiter *w;
   if (dl_get_coord(r, &m)) return DL_EPROTO;
   reqid = m.reqid;
   op = m.op;
-  name = m.name;
-  nlen = m.nlen;
-  tmo = m.timeout_ms;
-  n = m.n;
   lid = m.lease;
-  bytes = m.bytes;
-  blen = m.blen;
   if (op == DL_CO_WITHDRAW) {
-    withdraw(c, from, reqid, (int)n, name, nlen, lid);
+    withdraw(c, from, reqid, (int)m.n, m.name, m.nlen, lid);
     return 0;
   }
   if (kind_of((int)op) == 0) {
     reply_err(c, from, reqid, "unknown coordination request");
     return 0;
   }
-  p = get_prim(c, kind_of((int)op), name, nlen, 1);
+  p = get_prim(c, kind_of((int)op), m.name, m.nlen, 1);
   if (p == NULL) {
     reply_err(c, from, reqid, "out of memory on the scheduler");
     return 0;
@@ -398,12 +407,12 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   switch (op) {
     case DL_CO_VAR_SET: {
       int fut = (lid & DL_CO_FUTURE_KEY) != 0;
-      char *v = dup_bytes(bytes, blen);
+      char *v = dup_bytes(m.bytes, m.blen);
       if (v == NULL) {
         reply_err(c, from, reqid, "out of memory on the scheduler");
         return 0;
       }
-      if (fut && key_hold(c, bytes, blen)) {
+      if (fut && key_hold(c, m.bytes, m.blen)) {
         dl_free(v);
         reply_err(c, from, reqid, "the future's result is gone (released "
                   "or forgotten by the scheduler)");
@@ -412,7 +421,7 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
       if (p->vfut) key_drop(c, p->val, p->vlen);
       dl_free(p->val);
       p->val = v;
-      p->vlen = blen;
+      p->vlen = m.blen;
       p->has = 1;
       p->vfut = fut;
       reply(c, from, reqid, DL_CO_OK, "", 0);
@@ -460,7 +469,7 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
                   "(this lease is not held)");
         return 0;
       }
-      p->leases[i] = p->leases[--p->nleases];
+      sem_drop(p, i);
       reply(c, from, reqid, DL_CO_OK, "", 0);
       serve(c, p);
       return 0;
@@ -470,11 +479,11 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   /* A request that may wait: VAR_GET, Q_PUT, Q_PUSH, Q_GET, EV_WAIT,
      SEM_ACQ. */
   if ((op == DL_CO_Q_PUT || op == DL_CO_Q_PUSH) && !p->sized) {
-    p->maxsize = n; /* a queue takes its maxsize from its first put, */
+    p->maxsize = m.n; /* a queue takes its maxsize from its first put, */
     p->sized = 1;   /* for good: a PUSH relies on it */
   }
   if (op == DL_CO_SEM_ACQ) {
-    if (p->max == 0) p->max = n ? n : 1;
+    if (p->max == 0) p->max = m.n ? m.n : 1;
     if (sem_held(p, from, lid) >= 0) {
       reply_err(c, from, reqid, "this lease is held already");
       return 0;
@@ -487,20 +496,25 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   }
   memset(w, 0, sizeof *w);
   w->from = from;
+  if (m.tlen) { /* without it (out of memory) the dashboard names none */
+    w->task = dup_bytes(m.task, m.tlen);
+    w->tlen = w->task ? m.tlen : 0;
+  }
   w->reqid = reqid;
   w->op = (int)op;
-  w->n = n;
+  w->n = m.n;
   w->lease = lid;
-  w->deadline = tmo ? now + (double)(tmo - 1) * 1e-3 : -1;
+  w->deadline = m.timeout_ms ? now + (double)(m.timeout_ms - 1) * 1e-3
+                             : -1;
   if (op == DL_CO_Q_PUT || op == DL_CO_Q_PUSH) {
-    w->bytes = dup_bytes(bytes, blen);
-    w->blen = blen;
+    w->bytes = dup_bytes(m.bytes, m.blen);
+    w->blen = m.blen;
     if (w->bytes == NULL) {
       dl_free(w);
       reply_err(c, from, reqid, "out of memory on the scheduler");
       return 0;
     }
-    if ((lid & DL_CO_FUTURE_KEY) && key_hold(c, bytes, blen)) {
+    if ((lid & DL_CO_FUTURE_KEY) && key_hold(c, m.bytes, m.blen)) {
       dl_free(w->bytes);
       dl_free(w);
       reply_err(c, from, reqid, "the future's result is gone (released "
@@ -514,7 +528,7 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
   p->wt = w;
   p->nwait++;
   serve(c, p);
-  if (tmo == 1) dl_coord_tick(c, now); /* timeout 0: answer now */
+  if (m.timeout_ms == 1) dl_coord_tick(c, now); /* timeout 0: answer now */
   return 0;
 }
 
@@ -553,7 +567,7 @@ void dl_coord_gone(dl_coord *c, int from, double now) {
     if (p->nwait) drop_waiters(c, p, now, from, 0);
     for (k = 0; k < p->nleases;)
       if (p->leases[k].from == from) {
-        p->leases[k] = p->leases[--p->nleases];
+        sem_drop(p, k);
         freed = 1;
       } else {
         k++;
@@ -593,12 +607,16 @@ void dl_coord_walk(dl_coord *c, dl_coord_walk_fn fn, void *ud) {
         who[k].holds = 0;
         who[k].op = w->op;
         who[k].lease = w->lease;
+        who[k].task = w->task ? w->task : "";
+        who[k].tlen = w->tlen;
       }
       for (j = 0; j < p->nleases; j++, k++) {
         who[k].from = p->leases[j].from;
         who[k].holds = 1;
         who[k].op = DL_CO_SEM_ACQ;
         who[k].lease = p->leases[j].id;
+        who[k].task = p->leases[j].task ? p->leases[j].task : "";
+        who[k].tlen = p->leases[j].tlen;
       }
     }
     fn(ud, &o, who, who ? n : 0);

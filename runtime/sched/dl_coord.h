@@ -124,6 +124,9 @@ typedef struct dl_coord_party {
   int holds;     /* 1: holds lease; 0: waits, for op */
   int op;        /* DL_CO_*: what it waits to do */
   uint64_t lease;
+  const char *task; /* the key of the task that waits or holds ("" for
+                       the client) */
+  size_t tlen;
 } dl_coord_party;
 
 /* fn(ud, info, parties, n) for each primitive, waiters first (in order),

@@ -1,9 +1,12 @@
 /*
 ** dl_conn.c -- length-prefixed frames over any transport, batched writes.
 */
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "dl_conn.h"
 
@@ -24,6 +27,84 @@ typedef struct wreq {
   uv_write_t req;
   char *p;
 } wreq;
+
+/* The gate of c, locked, or NULL if it has none. */
+static dl_wgate *gate_lock(dl_conn *c) {
+  if (c->gate) uv_mutex_lock(&c->gate->lock);
+  return c->gate;
+}
+
+/* After a write of c's began or ended: record what libuv still holds, and
+   unlock the gate g (from gate_lock). */
+static void gate_unlock(dl_conn *c, dl_wgate *g) {
+  if (g == NULL) return;
+  g->queued = c->h.stream.write_queue_size;
+  uv_mutex_unlock(&g->lock);
+}
+
+int dl_wgate_init(dl_wgate *g) {
+  g->fd = -1;
+  g->queued = 0;
+  return uv_mutex_init(&g->lock);
+}
+
+void dl_conn_set_gate(dl_conn *c, dl_wgate *g) {
+  uv_os_fd_t fd;
+  if (c->tr == NULL || uv_fileno(&c->h.handle, &fd)) return;
+  c->gate = g;
+  uv_mutex_lock(&g->lock);
+  g->fd = fd;
+  g->queued = c->h.stream.write_queue_size;
+  uv_mutex_unlock(&g->lock);
+}
+
+int dl_wgate_write(dl_wgate *g, const char *p, size_t n) {
+  unsigned char hdr[4];
+  struct iovec iov[2];
+  struct msghdr mh;
+  int first = 1;
+  if (g->fd < 0 || g->queued) return UV_EAGAIN;
+  if (n > DL_MAX_FRAME) return UV_E2BIG;
+  hdr[0] = (unsigned char)(n & 0xff);
+  hdr[1] = (unsigned char)((n >> 8) & 0xff);
+  hdr[2] = (unsigned char)((n >> 16) & 0xff);
+  hdr[3] = (unsigned char)((n >> 24) & 0xff);
+  iov[0].iov_base = hdr;
+  iov[0].iov_len = 4;
+  iov[1].iov_base = (void *)p;
+  iov[1].iov_len = n;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = iov;
+  mh.msg_iovlen = 2;
+  while (mh.msg_iovlen > 0) {
+    ssize_t w = sendmsg(g->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      struct pollfd pf;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        int rc = -errno; /* libuv's codes are negated errnos on Unix */
+        g->fd = -1;
+        return rc;
+      }
+      if (first) return UV_EAGAIN; /* nothing written: the loop sends it */
+      pf.fd = g->fd;
+      pf.events = POLLOUT;
+      (void)poll(&pf, 1, 1000); /* the peer reads: it will take the rest */
+      continue;
+    }
+    first = 0;
+    while (mh.msg_iovlen > 0 && (size_t)w >= mh.msg_iov[0].iov_len) {
+      w -= (ssize_t)mh.msg_iov[0].iov_len;
+      mh.msg_iov++;
+      mh.msg_iovlen--;
+    }
+    if (mh.msg_iovlen > 0) {
+      mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + w;
+      mh.msg_iov[0].iov_len -= (size_t)w;
+    }
+  }
+  return 0;
+}
 
 static void prep_cb(uv_prepare_t *h) {
   dl_flusher_flush((dl_flusher *)h->data);
@@ -128,6 +209,13 @@ static void conn_shut(dl_conn *c) {
     if (*pp) *pp = c->next_dirty;
     c->dirty = 0;
   }
+  if (c->gate) { /* before the descriptor closes (and its number is
+                     reused): the other thread writes no more */
+    uv_mutex_lock(&c->gate->lock);
+    c->gate->fd = -1;
+    uv_mutex_unlock(&c->gate->lock);
+    c->gate = NULL;
+  }
   if (c->on_close) c->on_close(c);
   if (c->tr == NULL) conn_unref(c); /* never opened: no handle to close */
   else if (!uv_is_closing(&c->h.handle)) uv_close(&c->h.handle, close_cb);
@@ -224,7 +312,9 @@ dl_buf *dl_conn_msg(dl_conn *c) {
 
 static void write_cb(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
+  dl_conn *c = req->handle->data;
   (void)status; /* a failed write shows up as a read error too */
+  gate_unlock(c, gate_lock(c));
   dl_free(w->p);
   dl_free(w);
 }
@@ -233,6 +323,8 @@ void dl_conn_flush(dl_conn *c) {
   wreq *w;
   uv_buf_t ub;
   size_t n;
+  int sent;
+  dl_wgate *g;
   if (c->out.len <= 4 || c->closing) return;
   if (!writable(c)) return; /* not connected, or closing */
   w = dl_realloc(NULL, sizeof *w);
@@ -242,11 +334,23 @@ void dl_conn_flush(dl_conn *c) {
   c->out.p[2] = (char)(((c->out.len - 4) >> 16) & 0xff);
   c->out.p[3] = (char)(((c->out.len - 4) >> 24) & 0xff);
   w->p = dl_buf_take(&c->out, &n);
+  g = gate_lock(c);
+  /* Written now if the socket takes it all (the common case): no request,
+     no callback, no change of what the loop polls for. */
   ub = uv_buf_init(w->p, (unsigned)n);
-  if (uv_write(&w->req, &c->h.stream, &ub, 1, write_cb)) {
+  sent = uv_try_write(&c->h.stream, &ub, 1);
+  if (sent < 0) sent = 0; /* queued or failing: uv_write says which */
+  if ((size_t)sent == n) {
     dl_free(w->p);
     dl_free(w);
+  } else {
+    ub = uv_buf_init(w->p + sent, (unsigned)(n - (size_t)sent));
+    if (uv_write(&w->req, &c->h.stream, &ub, 1, write_cb)) {
+      dl_free(w->p);
+      dl_free(w);
+    }
   }
+  gate_unlock(c, g);
 }
 
 char *dl_conn_take_input(dl_conn *c, const char *frame) {
@@ -271,7 +375,9 @@ typedef struct refreq {
 
 static void ref_write_cb(uv_write_t *req, int status) {
   refreq *w = (refreq *)req;
+  dl_conn *c = req->handle->data;
   (void)status;
+  gate_unlock(c, gate_lock(c));
   dl_free(w->hdr);
   w->done(w->ud);
   dl_free(w);
@@ -283,6 +389,7 @@ int dl_conn_send_ref(dl_conn *c, const char *hdr, size_t hlen,
   refreq *w;
   uv_buf_t ub[2];
   size_t total = hlen + n;
+  dl_wgate *g;
   dl_conn_flush(c);
   if (c->closing || !writable(c) || total > DL_MAX_FRAME) {
     done(ud);
@@ -304,12 +411,15 @@ int dl_conn_send_ref(dl_conn *c, const char *hdr, size_t hlen,
   w->ud = ud;
   ub[0] = uv_buf_init(w->hdr, (unsigned)(hlen + 4));
   ub[1] = uv_buf_init((char *)data, (unsigned)n);
+  g = gate_lock(c);
   if (uv_write(&w->req, &c->h.stream, ub, 2, ref_write_cb)) {
+    gate_unlock(c, g);
     dl_free(w->hdr);
     dl_free(w);
     done(ud);
     return DL_EPROTO;
   }
+  gate_unlock(c, g);
   return 0;
 }
 

@@ -74,6 +74,7 @@ const dl_transport *dl_transport_for(const char *addr);
 
 typedef struct dl_conn dl_conn;
 typedef struct dl_flusher dl_flusher;
+typedef struct dl_wgate dl_wgate;
 
 /* Called once per complete frame; p/n are borrowed for the call only. */
 typedef void (*dl_frame_cb)(dl_conn *c, const char *p, size_t n);
@@ -95,7 +96,42 @@ struct dl_conn {
   int closing;
   int stolen; /* the frame being handled took the input buffer */
   int refs; /* the conn is freed when this drops to zero */
+  dl_wgate *gate; /* borrowed, or NULL: see dl_wgate */
 };
+
+/*
+** A write gate lets one other thread write whole frames on a connection's
+** socket itself, without waking the loop's thread: a worker's executor
+** sends its tasks' requests to the scheduler that way (one thread
+** hand-off less per request).  The gate outlives its connection and is
+** owned by whoever made it.  The loop's thread takes the gate's lock
+** around each of its writes and records the bytes libuv still holds; the
+** other thread writes only while libuv holds none, so frames never
+** interleave and never overtake one another.  When the connection shuts,
+** the gate closes before its descriptor does.
+*/
+struct dl_wgate {
+  uv_mutex_t lock;
+  int fd;        /* the socket; -1 while closed (under lock) */
+  size_t queued; /* bytes handed to libuv and not yet written, or more;
+                    never less (under lock) */
+};
+
+/* Initialise g, closed.  0 or a libuv error. */
+int dl_wgate_init(dl_wgate *g);
+/* Open g on c's socket (c open): c's writes go through it from now on. */
+void dl_conn_set_gate(dl_conn *c, dl_wgate *g);
+/*
+** From any thread but c's loop's, with g's lock held (uv_mutex_lock on
+** g->lock): write one frame of the n bytes of messages at p to g's
+** socket now.  Returns 0 when written; UV_EAGAIN, with nothing written,
+** when the loop's thread has bytes on their way (the caller hands the
+** messages to that thread instead), or when g is closed; another libuv
+** error when the socket failed (the connection is going: the messages
+** are lost with it, and g is closed).  A frame the socket takes only in part is finished here, waiting
+** for the socket as long as it takes.
+*/
+int dl_wgate_write(dl_wgate *g, const char *p, size_t n);
 
 /* Per-loop list of connections with pending messages. */
 struct dl_flusher {

@@ -258,7 +258,8 @@ static inline int dl_get_two_msg(dl_rd *r, dl_msg_two *m) {
 ** COORD (client or worker -> scheduler): uv reqid, u8 op (DL_CO_* of
 ** dl_coord.h), str name, uv timeout_ms (0: no limit, else 1 + ms), uv n
 ** (maxsize, batch or max_leases), uv lease (a lease id), str bytes (a
-** value).  COORD_REPLY (scheduler -> the requester): uv reqid, uv status
+** value), str task (the key of the task that asks, for the dashboard;
+** empty from the client).  COORD_REPLY (scheduler -> the requester): uv reqid, uv status
 ** (DL_CO_OK, DL_CO_TIMEOUT, DL_CO_ERROR), str bytes (the value(s), or the
 ** error message).
 */
@@ -270,6 +271,8 @@ typedef struct dl_msg_coord {
   uint64_t timeout_ms, n, lease;
   const char *bytes;
   size_t blen;
+  const char *task; /* the key of the task that asks ("": the client) */
+  size_t tlen;
 } dl_msg_coord;
 
 static inline void dl_put_coord(dl_buf *b, const dl_msg_coord *m) {
@@ -281,13 +284,15 @@ static inline void dl_put_coord(dl_buf *b, const dl_msg_coord *m) {
   dl_buf_uv(b, m->n);
   dl_buf_uv(b, m->lease);
   dl_buf_str(b, m->bytes, m->blen);
+  dl_buf_str(b, m->task ? m->task : "", m->tlen);
 }
 static inline int dl_get_coord(dl_rd *r, dl_msg_coord *m) {
   if (dl_rd_uv(r, &m->reqid) || dl_rd_u8(r, &m->op) ||
       dl_rd_str(r, &m->name, &m->nlen) || dl_rd_uv(r, &m->timeout_ms) ||
-      dl_rd_uv(r, &m->n) || dl_rd_uv(r, &m->lease))
+      dl_rd_uv(r, &m->n) || dl_rd_uv(r, &m->lease) ||
+      dl_rd_str(r, &m->bytes, &m->blen))
     return DL_EPROTO;
-  return dl_rd_str(r, &m->bytes, &m->blen);
+  return dl_rd_str(r, &m->task, &m->tlen);
 }
 
 typedef struct dl_msg_coord_reply {

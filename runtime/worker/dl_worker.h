@@ -47,5 +47,8 @@ void dl_worker_park(int kind, double timeout, const char *key, size_t klen,
 /* After a resume: the error the running task's wait must raise (a wait
    that closes a cycle), or NULL.  Borrowed until the task yields again. */
 const char *dl_worker_park_error(void);
+/* The key of the running task (*klen its length), or NULL between tasks.
+   Borrowed until the task yields or ends. */
+const char *dl_worker_task_key(size_t *klen);
 
 #endif

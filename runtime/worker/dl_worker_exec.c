@@ -401,11 +401,58 @@ static void take_news(void) {
   if (P.lin.len > had) peek_news(P.lin.p + had, P.lin.len - had);
 }
 
-/* Wake the I/O thread to send what the tasks' client queued. */
+/* The executor's frame, taken from W.lout while it writes it. */
+static dl_buf xout;
+
+/*
+** Send what the tasks' client queued (W.lout).  The executor writes it to
+** the scheduler link itself when the I/O thread has nothing on its way
+** there (W.gate, dl_conn.h): a waiting task's request then costs no
+** wake-up of the I/O thread.  Else the I/O thread is woken to send it,
+** behind its own.  Only the executor adds to W.lout.
+*/
+static void link_send(void) {
+  int rc;
+  uv_mutex_lock(&W.lock);
+  if (W.lout.len == 0) {
+    uv_mutex_unlock(&W.lock);
+    return;
+  }
+  uv_mutex_lock(&W.gate.lock);
+  if (W.gate.fd < 0 || W.gate.queued) {
+    uv_mutex_unlock(&W.gate.lock);
+    uv_mutex_unlock(&W.lock);
+    uv_async_send(&W.done_async);
+    return;
+  }
+  {
+    dl_buf x = xout;
+    xout = W.lout;
+    W.lout = x;
+  }
+  uv_mutex_unlock(&W.lock);
+  rc = dl_wgate_write(&W.gate, xout.p, xout.len);
+  uv_mutex_unlock(&W.gate.lock);
+  if (rc == UV_EAGAIN) { /* the socket is full: nothing went */
+    uv_mutex_lock(&W.lock);
+    dl_buf_put(&xout, W.lout.p, W.lout.len);
+    {
+      dl_buf x = xout;
+      xout = W.lout;
+      W.lout = x;
+    }
+    uv_mutex_unlock(&W.lock);
+    uv_async_send(&W.done_async);
+  }
+  xout.len = 0; /* written, or lost with a link that failed */
+  if (xout.cap > (1u << 20)) dl_buf_free(&xout);
+}
+
+/* Send what the running task queued in its burst. */
 static void link_flush(void) {
   if (!P.unsent) return;
   P.unsent = 0;
-  uv_async_send(&W.done_async);
+  link_send();
 }
 
 /* A running task's messages go at once when it has sent none for a
@@ -427,7 +474,7 @@ void dl_worker_link_send(const char *p, size_t n) {
     return;
   }
   last = t;
-  uv_async_send(&W.done_async);
+  link_send();
 }
 
 int dl_worker_link_take(dl_buf *out) {
@@ -470,6 +517,12 @@ void dl_worker_park(int kind, double timeout, const char *key, size_t klen,
 
 const char *dl_worker_park_error(void) {
   return P.cur ? P.cur->err : NULL;
+}
+
+const char *dl_worker_task_key(size_t *klen) {
+  if (P.cur == NULL) return NULL;
+  *klen = P.cur->t->klen;
+  return P.cur->t->key;
 }
 
 /* The task of pk yielded in dl_worker_park: park it. */

@@ -156,6 +156,7 @@ typedef struct worker {
   uv_loop_t loop;
   dl_flusher fl;
   dl_conn *sched;
+  dl_wgate gate;  /* the executor's own writes on sched (dl_conn.h) */
   dl_listener listener;
   uv_async_t done_async;
   uv_timer_t beat;

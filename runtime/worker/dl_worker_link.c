@@ -35,7 +35,12 @@ void dl_w_done_cb(uv_async_t *h) {
   t = W.done_head;
   W.done_head = W.done_tail = NULL;
   if (W.lout.len) { /* the tasks' client messages, before their ends */
-    if (W.sched) dl_buf_put(dl_conn_msg(W.sched), W.lout.p, W.lout.len);
+    if (W.sched) {
+      dl_buf_put(dl_conn_msg(W.sched), W.lout.p, W.lout.len);
+      /* Handed to the socket under the lock, so that what the executor
+         writes itself next cannot overtake them (dl_worker_link_send). */
+      dl_conn_flush(W.sched);
+    }
     W.lout.len = 0;
   }
   uv_mutex_unlock(&W.lock);
@@ -205,6 +210,7 @@ void dl_w_interrupt_running(int kind) {
 
 void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd r;
+  int news = 0; /* the frame had news for the tasks' client */
   (void)c;
   dl_rd_init(&r, p, n);
   while (dl_rd_left(&r)) {
@@ -364,8 +370,8 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
         if (rc) break;
         uv_mutex_lock(&W.lock);
         dl_buf_put(&W.cin, at, (size_t)(r.p - at));
-        uv_cond_signal(&W.cond);
         uv_mutex_unlock(&W.lock);
+        news = 1;
         break;
       }
       case DL_M_CYCLE: {
@@ -406,9 +412,13 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
       fprintf(stderr, "dlua worker %d: malformed message from the "
               "scheduler (type %u); exiting\n", W.id, type);
       uv_stop(&W.loop);
-      return;
+      break;
     }
   }
+  /* The executor is woken once per frame, after the lock is let go: a
+     signal under the lock wakes it only to wait for the lock (a second
+     sleep and wake on every answer a waiting task gets). */
+  if (news) uv_cond_signal(&W.cond);
 }
 
 

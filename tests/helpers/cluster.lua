@@ -1,5 +1,6 @@
 -- Helpers for tests/cluster_spec.lua: process checks through /proc, bounded
--- polling, shell runs of the dlua binary, and small task bodies.
+-- polling, shell runs of the dlua binary, and small task bodies; and for
+-- the specs that share a cluster per describe block.
 local H = {}
 
 H.DLUA = assert(os.getenv("DLUA"), "DLUA must name the dlua binary")
@@ -163,6 +164,58 @@ end
 function H.can_netns()
   return os.execute("ip netns list >/dev/null 2>&1")
      and H.slurp("/proc/self/status"):match("\nUid:%s+0%s") ~= nil
+end
+
+-- For the specs that share one in-process cluster per describe block
+-- (coord_spec, and any other that wants it).
+
+--- H.local_cluster(opts) -> env, for setup(env.start) and
+-- teardown(env.stop): start makes a dlua.LocalCluster of opts (its
+-- dashboard off unless opts ask for one) and a Client of it, as
+-- env.cluster and env.c; stop closes both, whatever a failed test or a
+-- failed start left.
+function H.local_cluster(opts)
+  local dlua = require "dlua"
+  local o = {dashboard_address = false}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local env = {}
+  function env.start()
+    env.cluster = dlua.LocalCluster(o)
+    env.c = dlua.Client(env.cluster)
+  end
+  function env.stop()
+    local c, cl = env.c, env.cluster
+    env.c, env.cluster = nil, nil
+    local ok, err = true, nil
+    if c then ok, err = pcall(c.close, c) end
+    if cl then cl:close() end
+    assert(ok, err)
+  end
+  return env
+end
+
+--- H.stored(c) -> the results stored on c's workers now.  Garbage is
+-- collected first: futures dropped but not yet collected hold theirs.
+function H.stored(c)
+  collectgarbage()
+  collectgarbage()
+  local n = 0
+  for _, w in ipairs(c:scheduler_info().workers) do n = n + w.stored end
+  return n
+end
+
+--- H.wait_for(what, pred [, timeout]): poll pred (the client's messages
+-- are read between polls) until it holds; an error "timed out waiting for
+-- <what>" after timeout seconds (default 20).
+function H.wait_for(what, pred, timeout)
+  local dlua = require "dlua"
+  local deadline = now() + (timeout or 20)
+  while not pred() do
+    if now() >= deadline then
+      error("timed out waiting for " .. what, 2)
+    end
+    dlua.sleep(0.02)
+  end
 end
 
 return H

@@ -1,7 +1,11 @@
 // The coordination page: /json/coord as a table, once a second.
 "use strict";
 (function () {
-  function who(p) { return p.from < 0 ? "client" : "worker " + p.from; }
+  function who(p) {
+    if (p.from < 0) return "client";
+    return (p.task !== null ? "task " + p.task + " on " : "") +
+      "worker " + p.from;
+  }
   function cell(tr, text) {
     var td = document.createElement("td");
     td.textContent = text;

@@ -385,15 +385,23 @@ static void test_coord_messages_read_back(void) {
     CUTS(DL_M_CYCLE, dl_msg_two, dl_get_two_msg);
   }
   {
-    dl_msg_coord w = {300, 5, "q", 1, 1001, 2, 77, "item", 4}, m;
+    dl_msg_coord w = {300, 5, "q", 1, 1001, 2, 77, "item", 4, "task-1", 6},
+                 m;
     B.len = 0;
     dl_put_coord(&B, &w);
     reader(&r, DL_M_COORD);
     CHECK(dl_get_coord(&r, &m) == 0);
     CHECK(m.reqid == 300 && m.op == 5 && same(m.name, m.nlen, "q") &&
           m.timeout_ms == 1001 && m.n == 2 && m.lease == 77 &&
-          same(m.bytes, m.blen, "item"));
+          same(m.bytes, m.blen, "item") && same(m.task, m.tlen, "task-1"));
     CUTS(DL_M_COORD, dl_msg_coord, dl_get_coord);
+    /* The client's requests name no task. */
+    w.task = NULL;
+    w.tlen = 0;
+    B.len = 0;
+    dl_put_coord(&B, &w);
+    reader(&r, DL_M_COORD);
+    CHECK(dl_get_coord(&r, &m) == 0 && m.tlen == 0);
   }
   {
     dl_msg_coord_reply w = {300, 1, "v", 1}, m;

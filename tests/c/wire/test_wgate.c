@@ -1,0 +1,224 @@
+/*
+** test_wgate.c -- C tests of a connection's write gate (dl_wgate,
+** dl_conn.h): a second thread writes frames on a connection's socket
+** while the loop's thread writes its own, big ones among them, on a
+** socket with a small buffer (so that libuv queues and the gate must wait
+** or refuse).  The reader at the other end finds every frame whole, each
+** writer's frames in order, and nothing lost; a closed connection closes
+** its gate.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "dl_conn.h"
+#include "tap.h"
+
+#define NGATE 3000 /* frames the other thread writes through the gate */
+#define NLOOP 300  /* frames the loop's thread writes */
+
+static uv_loop_t loop;
+static dl_flusher fl;
+static dl_conn *conn;
+static dl_wgate gate;
+static int loop_sent;
+static uv_idle_t idle;
+
+/* Frame bodies: a tag ('g' gate, 'l' loop), a 4-byte sequence number, and
+   filler bytes that depend on both (checked by the reader). */
+static size_t body(char *p, char tag, uint32_t seq) {
+  size_t n, i;
+  /* The loop's frames are big now and then (libuv then queues them). */
+  n = tag == 'l' ? (seq % 7 == 0 ? 300000 : 40 + seq % 900)
+                 : 5 + seq % 200;
+  p[0] = tag;
+  memcpy(p + 1, &seq, 4);
+  for (i = 5; i < n; i++) p[i] = (char)(tag + seq + i);
+  return n;
+}
+
+static int body_ok(const char *p, size_t n, char *tag, uint32_t *seq) {
+  size_t i;
+  char want[300000];
+  if (n < 5) return 0;
+  *tag = p[0];
+  memcpy(seq, p + 1, 4);
+  if (*tag != 'g' && *tag != 'l') return 0;
+  if (body(want, *tag, *seq) != n) return 0;
+  for (i = 5; i < n; i++)
+    if (p[i] != want[i]) return 0;
+  return 1;
+}
+
+/* The reading end: reads frames until it has every one of both writers,
+   checking each; the first fault found fails the test at once (the
+   writers would wait for a reader forever). */
+typedef struct reader {
+  int fd;
+  const char *bad;
+} reader;
+
+static int read_full(int fd, char *p, size_t n) {
+  while (n) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static void reader_fail(reader *rd, const char *why) {
+  rd->bad = why;
+  fprintf(stderr, "# %s\n", why);
+  exit(1);
+}
+
+static void reader_main(void *arg) {
+  reader *rd = arg;
+  uint32_t next_g = 0, next_l = 0;
+  static char buf[300000];
+  while (next_g < NGATE || next_l < NLOOP) {
+    unsigned char hdr[4];
+    size_t n;
+    char tag;
+    uint32_t seq;
+    if (read_full(rd->fd, (char *)hdr, 4))
+      reader_fail(rd, "the socket ended or stalled early");
+    n = hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 |
+        (size_t)hdr[3] << 24;
+    if (n > sizeof buf || read_full(rd->fd, buf, n))
+      reader_fail(rd, "a frame's length is wrong (frames interleaved)");
+    if (!body_ok(buf, n, &tag, &seq))
+      reader_fail(rd, "a frame's bytes are wrong (frames interleaved)");
+    if (tag == 'g' ? seq != next_g++ : seq != next_l++)
+      reader_fail(rd, "a writer's frames came out of order, or one was lost");
+  }
+}
+
+/* The other thread: writes its frames through the gate, counting the
+   times the gate said the loop's thread had bytes on their way. */
+static int gate_ok, gate_busy;
+
+static void gate_main(void *arg) {
+  static char buf[300000];
+  uint32_t seq;
+  (void)arg;
+  for (seq = 0; seq < NGATE; seq++) {
+    size_t n = body(buf, 'g', seq);
+    for (;;) {
+      int rc;
+      uv_mutex_lock(&gate.lock);
+      rc = dl_wgate_write(&gate, buf, n);
+      uv_mutex_unlock(&gate.lock);
+      if (rc == 0) break;
+      CHECK(rc == UV_EAGAIN);
+      gate_busy++;
+      usleep(50);
+    }
+    gate_ok++;
+  }
+}
+
+/* The loop's thread: a frame (or a few) per iteration until all are out. */
+static void idle_cb(uv_idle_t *h) {
+  int i;
+  for (i = 0; i < 3 && loop_sent < NLOOP; i++, loop_sent++) {
+    static char buf[300000];
+    size_t n = body(buf, 'l', (uint32_t)loop_sent);
+    dl_buf_put(dl_conn_msg(conn), buf, n);
+    dl_conn_flush(conn); /* one frame each */
+  }
+  if (loop_sent == NLOOP && dl_conn_write_queue(conn) == 0) {
+    uv_idle_stop(h);
+    uv_stop(&loop);
+  }
+}
+
+static void on_frame(dl_conn *c, const char *p, size_t n) {
+  (void)c;
+  (void)p;
+  (void)n;
+}
+
+static void test_frames_of_two_threads_never_interleave(void) {
+  int sv[2], small = 4096;
+  uv_thread_t rt, gt;
+  reader rd;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+  CHECK(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+  { /* a reader lost in a broken stream stops, and says so */
+    struct timeval tv = {5, 0};
+    CHECK(setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+  }
+  CHECK(uv_loop_init(&loop) == 0);
+  CHECK(dl_flusher_init(&fl, &loop) == 0);
+  CHECK(dl_wgate_init(&gate) == 0);
+  {
+    char b[1] = {0};
+    CHECK(dl_wgate_write(&gate, b, 1) == UV_EAGAIN); /* not open yet */
+  }
+  conn = dl_conn_new(&loop, &fl, on_frame, NULL, NULL);
+  CHECK(conn != NULL && dl_conn_open_fd(conn, sv[0]) == 0);
+  dl_conn_set_gate(conn, &gate);
+  rd.fd = sv[1];
+  rd.bad = NULL;
+  CHECK(uv_thread_create(&rt, reader_main, &rd) == 0);
+  CHECK(uv_thread_create(&gt, gate_main, NULL) == 0);
+  CHECK(uv_idle_init(&loop, &idle) == 0);
+  CHECK(uv_idle_start(&idle, idle_cb) == 0);
+  uv_run(&loop, UV_RUN_DEFAULT); /* until the loop's frames are out */
+  CHECK(uv_thread_join(&rt) == 0);
+  if (rd.bad) fprintf(stderr, "# %s\n", rd.bad);
+  CHECK(rd.bad == NULL);
+  CHECK(uv_thread_join(&gt) == 0);
+  CHECK(gate_ok == NGATE);
+  /* Both ways were taken: straight writes, and refusals while libuv held
+     the loop's big frames. */
+  fprintf(stderr, "# gate refused %d times\n", gate_busy);
+  CHECK(gate_busy > 0);
+  /* Closing the connection closes the gate before its descriptor. */
+  dl_conn_close(conn);
+  uv_close((uv_handle_t *)&idle, NULL);
+  dl_flusher_close(&fl);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_mutex_lock(&gate.lock);
+  CHECK(gate.fd == -1);
+  {
+    char b[1] = {0};
+    CHECK(dl_wgate_write(&gate, b, 1) == UV_EAGAIN);
+  }
+  uv_mutex_unlock(&gate.lock);
+  CHECK(uv_loop_close(&loop) == 0);
+  close(sv[1]);
+}
+
+/* A socket whose peer is gone fails the write, and closes the gate. */
+static void test_a_dead_peer_closes_the_gate(void) {
+  int sv[2];
+  dl_wgate g;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(dl_wgate_init(&g) == 0);
+  g.fd = sv[0];
+  close(sv[1]);
+  uv_mutex_lock(&g.lock);
+  CHECK(dl_wgate_write(&g, "x", 1) == UV_EPIPE); /* no SIGPIPE either */
+  CHECK(g.fd == -1);
+  uv_mutex_unlock(&g.lock);
+  close(sv[0]);
+}
+
+int main(void) {
+  tap_run("frames of two threads never interleave",
+          test_frames_of_two_threads_never_interleave, 60);
+  RUN(test_a_dead_peer_closes_the_gate);
+  return TAP_END();
+}
