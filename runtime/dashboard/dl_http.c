@@ -599,10 +599,25 @@ dl_http *dl_http_start(uv_loop_t *loop, const char *address, int fallback,
   s->listener_open = 1;
   rc = try_listen(s, &sa);
   if (rc == UV_EADDRINUSE && fallback && port != 0) {
-    /* The failed bind left the socket unbound: bind it again. */
+    /* Start again on a fresh socket at port 0.  The failed one may be
+       bound already: with SO_REUSEADDR, listen rather than bind fails when
+       another process takes the port between the two, and binding that
+       socket again is EINVAL. */
+    char any[96], h[64];
+    dl_http *t;
+    s->closing = 1;
+    uv_close((uv_handle_t *)&s->listener, listener_closed);
     set_port(&sa, 0);
-    rc = try_listen(s, &sa);
-    s->moved = 1;
+    if (sa.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&sa, h, sizeof h);
+      snprintf(any, sizeof any, "[%s]:0", h);
+    } else {
+      uv_ip4_name((struct sockaddr_in *)&sa, h, sizeof h);
+      snprintf(any, sizeof any, "%s:0", h);
+    }
+    t = dl_http_start(loop, any, 0, handler, ud, err, errlen);
+    if (t) t->moved = 1;
+    return t;
   }
   if (rc == 0)
     rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
