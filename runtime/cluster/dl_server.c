@@ -548,8 +548,7 @@ static void become_client(wproc *w) {
   if (cl == NULL || s->next_rid >= INT32_MAX - DL_SCHED_CLIENT_BASE) {
     static const char why[] = "the scheduler is out of memory";
     free(cl);
-    dl_buf_u8(dl_conn_msg(c), DL_M_CREFUSE);
-    dl_buf_str(dl_conn_msg(c), why, sizeof why - 1);
+    dl_put_crefuse(dl_conn_msg(c), why, sizeof why - 1);
     c->data = NULL;
     dl_conn_close(c);
     return;
@@ -1101,7 +1100,7 @@ static void wake_cb(uv_async_t *h) {
   drain_client(s);
   if (shut && s->sconn) { /* after the messages before it, in its frame */
     dl_conn_flush(s->sconn);
-    dl_buf_u8(dl_conn_msg(s->sconn), DL_M_CSHUTDOWN);
+    dl_put_cshutdown(dl_conn_msg(s->sconn));
     dl_conn_flush(s->sconn);
   }
   if (!s->stopping) uv_timer_start(&s->pickup, pickup_cb, 1, 1);
@@ -1591,7 +1590,7 @@ static void on_sched_frame(dl_conn *c, const char *p, size_t n) {
   if (type == DL_M_CREFUSE) {
     const char *why;
     size_t wl;
-    if (dl_rd_str(&r, &why, &wl)) goto bad;
+    if (dl_get_crefuse(&r, &why, &wl)) goto bad;
     uv_mutex_lock(&s->lock);
     s->start_failed = 1;
     snprintf(s->starterr, sizeof s->starterr, "the scheduler at %s refused "
@@ -1655,7 +1654,7 @@ dl_server *dl_server_connect(const char *address, const dl_token *token,
     rc = s->sconn == NULL ? DL_ENOMEM : dl_conn_open_fd(s->sconn, fd);
     if (rc == 0) {
       fd = -1;
-      dl_buf_u8(dl_conn_msg(s->sconn), DL_M_CHELLO);
+      dl_put_chello(dl_conn_msg(s->sconn));
       what = "cannot start the client's thread";
       rc = uv_thread_create(&s->thread, thread_main, s);
     }

@@ -857,6 +857,17 @@ static inline int dl_get_key_done(dl_rd *r, dl_msg_key_done *m) {
    uv stored, uv status.  A remote client's scheduler sends it when the
    client joins and then twice a second, alone in its frame, so the client
    can take it without reading the other messages. */
+static inline void dl_put_chello(dl_buf *b) { dl_buf_u8(b, DL_M_CHELLO); }
+static inline void dl_put_cshutdown(dl_buf *b) {
+  dl_buf_u8(b, DL_M_CSHUTDOWN);
+}
+static inline void dl_put_crefuse(dl_buf *b, const char *why, size_t len) {
+  dl_buf_u8(b, DL_M_CREFUSE);
+  dl_buf_str(b, why, len);
+}
+static inline int dl_get_crefuse(dl_rd *r, const char **why, size_t *len) {
+  return dl_rd_str(r, why, len);
+}
 typedef struct dl_msg_cworker {
   uint64_t id, pid, nthreads, memory_limit, managed, spilled, rss;
   uint64_t executing, stored, status;

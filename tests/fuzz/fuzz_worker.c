@@ -39,49 +39,50 @@ static void rec(dl_buf *out, unsigned kind, dl_buf *frame) {
   frame->len = 0;
 }
 
-static void str(dl_buf *f, const char *s) { dl_buf_str(f, s, strlen(s)); }
-
 static void peer_msg(dl_buf *f, unsigned id, const char *addr) {
-  dl_buf_u8(f, DL_M_PEER);
-  dl_buf_uv(f, id);
-  str(f, addr);
+  dl_msg_peer m;
+  m.id = id;
+  m.addr = addr;
+  m.alen = strlen(addr);
+  dl_put_peer(f, &m);
 }
 
 /* COMPUTE key with one dependency dep held by the workers in who. */
 static void compute(dl_buf *f, const char *key, const char *dep,
                     const unsigned *who, unsigned nwho) {
+  dl_msg_compute m;
   unsigned i;
-  dl_buf_u8(f, DL_M_COMPUTE);
-  str(f, key);
-  dl_buf_sv(f, 0);
-  dl_buf_uv(f, 0);
-  str(f, "payload");
-  dl_buf_uv(f, dep ? 1 : 0);
+  memset(&m, 0, sizeof m);
+  m.key = key;
+  m.klen = strlen(key);
+  m.payload = "payload";
+  m.plen = 7;
+  m.ndeps = dep ? 1 : 0;
+  dl_put_compute(f, &m);
   if (dep) {
-    str(f, dep);
-    dl_buf_uv(f, nwho);
-    for (i = 0; i < nwho; i++) dl_buf_uv(f, who[i]);
+    dl_put_compute_dep(f, dep, strlen(dep), nwho);
+    for (i = 0; i < nwho; i++) dl_put_id(f, who[i]);
   }
 }
 
 static void key_msg(dl_buf *f, unsigned type, const char *key) {
-  dl_buf_u8(f, type);
-  str(f, key);
+  dl_put_key_msg(f, type, key, strlen(key));
 }
 
 static void data(dl_buf *f, const char *key, unsigned found,
                  const char *bytes) {
-  dl_buf_u8(f, DL_M_DATA);
-  dl_buf_uv(f, 0);
-  str(f, key);
-  dl_buf_uv(f, found);
-  str(f, bytes);
+  dl_msg_data m;
+  m.reqid = 0;
+  m.key = key;
+  m.klen = strlen(key);
+  m.found = found;
+  m.bytes = bytes;
+  m.blen = strlen(bytes);
+  dl_put_data(f, DL_M_DATA, &m);
 }
 
 static void get(dl_buf *f, unsigned type, unsigned reqid, const char *key) {
-  dl_buf_u8(f, type);
-  dl_buf_uv(f, reqid);
-  str(f, key);
+  dl_put_get(f, type == DL_M_GETS, reqid, key, strlen(key));
 }
 
 static void save(const char *dir, const char *name, dl_buf *b) {
@@ -106,12 +107,8 @@ int main(int argc, char **argv) {
   dl_buf_init(&f);
 
   /* A value is stored, served to a peer and the scheduler, then freed. */
-  dl_buf_u8(&f, DL_M_STORE);
-  str(&f, "a-1");
-  str(&f, "value bytes");
-  dl_buf_u8(&f, DL_M_FUNC);
-  dl_buf_put(&f, "0123456789abcdef", 16);
-  str(&f, "code");
+  dl_put_str2(&f, DL_M_STORE, "a-1", 3, "value bytes", 11);
+  dl_put_func_msg(&f, DL_M_FUNC, "0123456789abcdef", "code", 4);
   rec(&in, 0, &f);
   get(&f, DL_M_GET, 1, "a-1");
   get(&f, DL_M_GETS, 2, "a-1");
@@ -143,11 +140,7 @@ int main(int argc, char **argv) {
   sa.ref.size = 8192;
   sa.off = 100;
   sa.len = 5000;
-  dl_buf_u8(&f, DL_M_DATA);
-  dl_buf_uv(&f, 0);
-  str(&f, "a-1");
-  dl_buf_uv(&f, 2);
-  dl_put_shared_at(&f, &sa);
+  dl_put_data_shared(&f, DL_M_DATA, 0, "a-1", 3, &sa);
   rec(&in, 1, &f);
   get(&f, DL_M_GETS, 1, "a-1");
   rec(&in, 2, &f);
@@ -158,11 +151,7 @@ int main(int argc, char **argv) {
   compute(&f, "b-1", "a-1", two, 1);
   rec(&in, 0, &f);
   sa.pid = 77;
-  dl_buf_u8(&f, DL_M_DATA);
-  dl_buf_uv(&f, 0);
-  str(&f, "a-1");
-  dl_buf_uv(&f, 2);
-  dl_put_shared_at(&f, &sa);
+  dl_put_data_shared(&f, DL_M_DATA, 0, "a-1", 3, &sa);
   rec(&in, 1, &f);
   data(&f, "a-1", 1, "value bytes");
   rec(&in, 1, &f);
@@ -190,7 +179,7 @@ int main(int argc, char **argv) {
   key_msg(&f, DL_M_CANCEL, "f-1");
   peer_msg(&f, 2, "");
   rec(&in, 0, &f);
-  dl_buf_u8(&f, DL_M_SHUTDOWN);
+  dl_put_shutdown(&f);
   rec(&in, 0, &f);
   save(argv[1], "cancel", &in);
 
