@@ -387,3 +387,26 @@ describe("dlua.dataframe on a cluster", function ()
     assert.equal(4000, back:count(o))
   end)
 end)
+
+describe("dlua.dataframe as a Dask user types it", function()
+  it("prints its structure without computing, and groupby():sum() and the "
+     .. "other names aggregate every other column", function()
+    local dir = tmpdir()
+    spit(dir .. "/t.csv", "a,b,c\n1,x,2.5\n2,y,3.5\n3,x,4.5\n")
+    local ddf = dd.read_csv(dir .. "/t.csv")
+    assert.matches("^dlua%.dataframe<read_csv%-[%x]+, npartitions=1, "
+      .. "columns: a, b, c; 1 graph layer>$", tostring(ddf))
+    local s = ddf:groupby("b"):sum():compute(SYNC):totable()
+    assert.same({{b = "x", a = 4, c = 7.0}, {b = "y", a = 2, c = 3.5}}, s)
+    local m = ddf:groupby("b"):mean():compute(SYNC):totable()
+    assert.same({{b = "x", a = 2.0, c = 3.5}, {b = "y", a = 2.0, c = 3.5}}, m)
+    local g = ddf:groupby("b"):agg{c = "sum"}
+    assert.matches("columns: %(known once computed%)", tostring(g))
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, e = pcall(function() local r = g:groupby("b"):sum() return r end)
+    assert.is_false(ok)
+    assert.matches("dataframe_spec.lua:" .. line .. ": dlua.dataframe: "
+      .. "groupby%(%):sum: this dataframe's columns are not known", e)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)

@@ -33,6 +33,17 @@ end
 
 local function pkey(name, i) return name .. "-" .. i end
 
+--- tostring(ddf): "dlua.dataframe<read_csv-..., npartitions=4, columns:
+-- a, b, c; 1 graph layer>", lazy like Dask's structure view: nothing runs.
+function DF.__tostring(d)
+  local nl = 0
+  for _ in pairs(d.layers) do nl = nl + 1 end
+  return sformat("dlua.dataframe<%s, npartitions=%d, columns: %s; %d graph "
+    .. "layer%s>", d.name, d.npartitions,
+    d.names and tconcat(d.names, ", ") or "(known once computed)", nl,
+    nl == 1 and "" or "s")
+end
+
 local function new(prefix, n, layers, names, name)
   return setmetatable({name = name or fresh(prefix), npartitions = n,
     layers = layers, names = names}, DF)
@@ -443,6 +454,26 @@ function GB:agg(spec, o)
   for k, v in pairs(d.layers) do layers[k] = v end
   layers[name] = layer
   return new("groupby-agg", 1, layers, false, name)
+end
+
+-- gb:sum(), gb:mean(), ... -> agg of every column that is not a key, as
+-- dlua.frame's groupby (and Dask's) have them.
+for _, h in ipairs{"sum", "mean", "count", "min", "max", "std", "var",
+  "first", "last", "nunique"} do
+  GB[h] = function (self, o)
+    local names = self.d.names
+    if not names then
+      fail(2, "groupby():%s: this dataframe's columns are not known before "
+        .. "it is computed; name them with agg{col = \"%s\", ...}", h, h)
+    end
+    local spec, iskey = {}, {}
+    for _, k in ipairs(self.keys) do iskey[k] = true end
+    for _, n in ipairs(names) do
+      if not iskey[n] then spec[n] = h end
+    end
+    local r = self:agg(spec, o)
+    return r
+  end
 end
 
 ----------------------------------------------------------------------------
