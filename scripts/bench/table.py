@@ -232,6 +232,11 @@ row("k array: x @ x.T, NumPy in one process (2 BLAS threads)", r"^$", "s", True,
     dpat=r"array\.matmul\.numpy_wall")
 row("k array: x @ x.T, dlua GFLOP/s", r"array\.matmul\.dlua_gflops", "GFLOP/s", False,
     dpat=r"^$")
+row("k array: sum of a persisted vector of 3x the cluster's memory limit (mostly spilled)",
+    r"array\.spilled_sum\.dlua_wall", "s", True, "completes, same sum (#14)",
+    lambda a, b, c, rb, rc: True, dpat=r"^$")
+row("k array: the same sum on a cluster with room for it (in memory)",
+    r"array\.spilled_sum\.in_memory_wall", "s", True, dpat=r"^$")
 
 row("l bag word frequencies + top 10 (~70 MB): wall", r"bag\.wordfreq\.wall", "s", True,
     "≥ 10x Dask (#15)", at_least(10), dpat=r"bag\.wordfreq\.dask_wall")
