@@ -66,12 +66,7 @@ static void batch(dl_sched *s, long first) {
       dl_msg_compute m;
       dl_wire_type(&r, &type);
       if (type != DL_M_COMPUTE || dl_get_compute(&r, &m)) break;
-      dl_buf_u8(&d, DL_M_DONE);
-      dl_buf_str(&d, m.key, m.klen);
-      dl_buf_uv(&d, 8);
-      dl_buf_uv(&d, 1);
-      dl_buf_uv(&d, 2);
-      dl_buf_str(&d, "", 0);
+      sm_put_done(&d, m.key, m.klen);
     }
     wout[w].len = 0;
     dl_sched_worker_frame(s, w, d.p, d.len, 1.0);
@@ -80,8 +75,7 @@ static void batch(dl_sched *s, long first) {
   f.len = 0;
   for (i = first; i < first + BATCH; i++) {
     key_of(k, sizeof k, i);
-    dl_buf_u8(&f, DL_M_RELEASE);
-    dl_buf_str(&f, k, strlen(k));
+    dl_put_key_msg(&f, DL_M_RELEASE, k, strlen(k));
   }
   dl_sched_client_frame(s, f.p, f.len, 1.0);
   for (w = 1; w <= 2; w++) wout[w].len = 0;

@@ -35,12 +35,7 @@ static void submit(dl_buf *f, const char *key, const char *dep) {
 }
 
 static void done(dl_buf *f, const char *key) {
-  dl_buf_u8(f, DL_M_DONE);
-  dl_buf_str(f, key, strlen(key));
-  dl_buf_uv(f, 8);
-  dl_buf_uv(f, 1);
-  dl_buf_uv(f, 2);
-  dl_buf_str(f, "", 0);
+  sm_put_done(f, key, strlen(key));
 }
 
 /* A task running the function with hash h (its bytecode first if code),
@@ -55,18 +50,18 @@ static void submit_fn(dl_buf *f, const char *key, const char *h,
 }
 
 static void beat(dl_buf *f, unsigned paused) {
-  dl_buf_u8(f, DL_M_HEARTBEAT);
-  dl_buf_uv(f, 1000);
-  dl_buf_uv(f, 0);
-  dl_buf_uv(f, 2000);
-  dl_buf_uv(f, 0);
-  dl_buf_uv(f, 1);
-  dl_buf_uv(f, paused);
-  dl_buf_str(f, paused ? "No space left on device" : "", paused ? 23 : 0);
-  dl_buf_uv(f, 4096); /* spill_out, spill_in, xfer_in, xfer_out */
-  dl_buf_uv(f, 1024);
-  dl_buf_uv(f, 70000);
-  dl_buf_uv(f, 0);
+  dl_msg_heartbeat m;
+  memset(&m, 0, sizeof m);
+  m.managed = 1000;
+  m.rss = 2000;
+  m.stored = 1;
+  m.paused = paused;
+  m.spill_err = paused ? "No space left on device" : "";
+  m.selen = paused ? 23 : 0;
+  m.spill_out = 4096;
+  m.spill_in = 1024;
+  m.xfer_in = 70000;
+  dl_put_heartbeat(f, &m);
 }
 
 static void save(const char *dir, const char *name, dl_buf *b) {
@@ -107,10 +102,8 @@ int main(int argc, char **argv) {
   rec(&in, 0, &f);
   done(&f, "f-1");
   rec(&in, 1, &f);
-  dl_buf_u8(&f, DL_M_RELEASE);
-  dl_buf_str(&f, "f-1", 3);
-  dl_buf_u8(&f, DL_M_FN_FORGET);
-  dl_buf_put(&f, "0123456789abcdef", 16);
+  dl_put_key_msg(&f, DL_M_RELEASE, "f-1", 3);
+  dl_put_hash_msg(&f, DL_M_FN_FORGET, "0123456789abcdef");
   submit_fn(&f, "f-2", "0123456789abcdef", "CODE", 0);
   rec(&in, 0, &f);
   save(argv[1], "bytecode", &in);
@@ -126,10 +119,8 @@ int main(int argc, char **argv) {
   done(&f, "a-only");
   rec(&in, 1, &f);
   rec(&in, 0xf8, &f); /* the second client leaves */
-  dl_buf_u8(&f, DL_M_RELEASE);
-  dl_buf_str(&f, "s-1", 3);
-  dl_buf_u8(&f, DL_M_FN_FORGET);
-  dl_buf_put(&f, "fedcba9876543210", 16);
+  dl_put_key_msg(&f, DL_M_RELEASE, "s-1", 3);
+  dl_put_hash_msg(&f, DL_M_FN_FORGET, "fedcba9876543210");
   rec(&in, 0, &f);
   save(argv[1], "clients", &in);
   /* Pressure: both workers pause, time passes, one goes silent; a task

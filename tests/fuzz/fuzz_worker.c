@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "worker_driver.h"
+#include "worker_msgs.h"
 
 /* The worker's Lua state is never made here (no executor runs); these
    stand in for dl_runtime.c, which dlua_worker_main's set-up calls. */
@@ -40,29 +41,14 @@ static void rec(dl_buf *out, unsigned kind, dl_buf *frame) {
 }
 
 static void peer_msg(dl_buf *f, unsigned id, const char *addr) {
-  dl_msg_peer m;
-  m.id = id;
-  m.addr = addr;
-  m.alen = strlen(addr);
-  dl_put_peer(f, &m);
+  wm_put_peer(f, id, addr);
 }
 
 /* COMPUTE key with one dependency dep held by the workers in who. */
 static void compute(dl_buf *f, const char *key, const char *dep,
                     const unsigned *who, unsigned nwho) {
-  dl_msg_compute m;
-  unsigned i;
-  memset(&m, 0, sizeof m);
-  m.key = key;
-  m.klen = strlen(key);
-  m.payload = "payload";
-  m.plen = 7;
-  m.ndeps = dep ? 1 : 0;
-  dl_put_compute(f, &m);
-  if (dep) {
-    dl_put_compute_dep(f, dep, strlen(dep), nwho);
-    for (i = 0; i < nwho; i++) dl_put_id(f, who[i]);
-  }
+  wm_put_compute(f, key, dep ? 1 : 0);
+  if (dep) wm_put_dep(f, dep, who, nwho, nwho);
 }
 
 static void key_msg(dl_buf *f, unsigned type, const char *key) {
@@ -71,14 +57,7 @@ static void key_msg(dl_buf *f, unsigned type, const char *key) {
 
 static void data(dl_buf *f, const char *key, unsigned found,
                  const char *bytes) {
-  dl_msg_data m;
-  m.reqid = 0;
-  m.key = key;
-  m.klen = strlen(key);
-  m.found = found;
-  m.bytes = bytes;
-  m.blen = strlen(bytes);
-  dl_put_data(f, DL_M_DATA, &m);
+  wm_put_data(f, key, found, bytes);
 }
 
 static void get(dl_buf *f, unsigned type, unsigned reqid, const char *key) {

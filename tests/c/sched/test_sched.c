@@ -73,14 +73,17 @@ static void key_msg(int type, const char *key) {
 
 /* Worker wid finished key; its small result came along (inl, or none). */
 static void done_inline(int wid, const char *key, const char *inl) {
+  dl_msg_done m;
   dl_buf f;
   dl_buf_init(&f);
-  dl_buf_u8(&f, DL_M_DONE);
-  dl_buf_str(&f, key, strlen(key));
-  dl_buf_uv(&f, 8);
-  dl_buf_uv(&f, 1);
-  dl_buf_uv(&f, 2);
-  dl_buf_str(&f, inl ? inl : "", inl ? strlen(inl) : 0);
+  m.key = key;
+  m.klen = strlen(key);
+  m.nbytes = 8;
+  m.start_us = 1;
+  m.stop_us = 2;
+  m.inl = inl ? inl : "";
+  m.ilen = inl ? strlen(inl) : 0;
+  dl_put_done(&f, &m);
   CHECK(dl_sched_worker_frame(S, wid, f.p, f.len, 1.0) == 0);
   dl_buf_free(&f);
 }
@@ -339,20 +342,17 @@ static void submit_pinned(const char *key, int wid, int allow_other) {
 
 /* A heartbeat of worker wid at now: paused or not, with a spill error. */
 static void beat(int wid, int paused, const char *spill_err, double now) {
+  dl_msg_heartbeat m;
   dl_buf f;
   dl_buf_init(&f);
-  dl_buf_u8(&f, DL_M_HEARTBEAT);
-  dl_buf_uv(&f, 50 << 20); /* managed */
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 95 << 20); /* rss */
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 3);
-  dl_buf_uv(&f, (uint64_t)paused);
-  dl_buf_str(&f, spill_err, strlen(spill_err));
-  dl_buf_uv(&f, 0); /* spill_out, spill_in, xfer_in, xfer_out */
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
-  dl_buf_uv(&f, 0);
+  memset(&m, 0, sizeof m);
+  m.managed = 50 << 20;
+  m.rss = 95 << 20;
+  m.stored = 3;
+  m.paused = (uint64_t)paused;
+  m.spill_err = spill_err;
+  m.selen = strlen(spill_err);
+  dl_put_heartbeat(&f, &m);
   CHECK(dl_sched_worker_frame(S, wid, f.p, f.len, now) == 0);
   dl_buf_free(&f);
 }
@@ -408,11 +408,13 @@ static void steal_keys(int w, char *out, size_t cap) {
 }
 
 static void stolen_ok(int wid, const char *key, int ok) {
+  dl_msg_stolen m;
   dl_buf f;
   dl_buf_init(&f);
-  dl_buf_u8(&f, DL_M_STOLEN);
-  dl_buf_str(&f, key, strlen(key));
-  dl_buf_uv(&f, (uint64_t)ok);
+  m.key = key;
+  m.klen = strlen(key);
+  m.ok = (uint64_t)ok;
+  dl_put_stolen(&f, &m);
   CHECK(dl_sched_worker_frame(S, wid, f.p, f.len, 1.0) == 0);
   dl_buf_free(&f);
 }
@@ -634,8 +636,7 @@ static int count_hash_msgs(dl_buf *b, unsigned want) {
 static void forget(const unsigned char *h) {
   dl_buf f;
   dl_buf_init(&f);
-  dl_buf_u8(&f, DL_M_FN_FORGET);
-  dl_buf_put(&f, h, 16);
+  dl_put_hash_msg(&f, DL_M_FN_FORGET, h);
   CHECK(dl_sched_client_frame(S, f.p, f.len, 1.0) == 0);
   dl_buf_free(&f);
 }
@@ -798,16 +799,14 @@ static void test_function_kept_until_every_client_forgot_it(void) {
   D.wout[1].len = 0;
   key_msg(DL_M_RELEASE, "x-1");
   dl_buf_init(&f);
-  dl_buf_u8(&f, DL_M_RELEASE);
-  dl_buf_str(&f, "y-1", 3);
+  dl_put_key_msg(&f, DL_M_RELEASE, "y-1", 3);
   CHECK(dl_sched_requester_frame(S, B, f.p, f.len, 1.0) == 0);
   CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
   CHECK(count_hash_msgs(&D.c2out, DL_M_FN_GONE) == 1);
   forget(h); /* A forgot; B may still name h by its hash */
   CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 0);
   f.len = 0;
-  dl_buf_u8(&f, DL_M_FN_FORGET);
-  dl_buf_put(&f, h, 16);
+  dl_put_hash_msg(&f, DL_M_FN_FORGET, h);
   CHECK(dl_sched_requester_frame(S, B, f.p, f.len, 1.0) == 0);
   CHECK(count_hash_msgs(&D.wout[1], DL_M_FUNC_FREE) == 1);
   dl_buf_free(&f);
@@ -832,6 +831,7 @@ static void test_dashboard_figures(void) {
   dl_sched_winfo wi[1];
   uint64_t next;
   dl_buf f, rec;
+  dl_msg_err em;
   int w, n;
   start(1);
   submit("load-1", NULL);
@@ -846,10 +846,12 @@ static void test_dashboard_figures(void) {
   dl_buf_init(&f);
   dl_buf_init(&rec);
   dl_put_err_rec(&rec, DL_ERR_RAISED, "bad row 4\nmore", "", "w1", NULL, 0);
-  dl_buf_u8(&f, DL_M_ERR);
-  dl_buf_str(&f, "bad-1", 5);
-  dl_buf_uv(&f, DL_ERR_RAISED);
-  dl_buf_str(&f, rec.p, rec.len);
+  em.key = "bad-1";
+  em.klen = 5;
+  em.kind = DL_ERR_RAISED;
+  em.rec = rec.p;
+  em.rlen = rec.len;
+  dl_put_err_msg(&f, DL_M_ERR, &em);
   CHECK(dl_sched_worker_frame(S, w, f.p, f.len, 1.0) == 0);
   dl_buf_free(&f);
   dl_buf_free(&rec);

@@ -14,12 +14,11 @@
 #include <string.h>
 
 #include "worker_driver.h"
+#include "worker_msgs.h"
 #include "shared_at_check.h" /* fuzz_shared_at.c's checks */
 #include "tap.h"
 
 static dl_buf F;
-
-static void str(dl_buf *f, const char *s) { dl_buf_str(f, s, strlen(s)); }
 
 /* Hand the messages in F to c as one frame. */
 static void send_to(dl_conn *c) {
@@ -29,23 +28,14 @@ static void send_to(dl_conn *c) {
 
 /* COMPUTE key, waiting for dep, which worker who holds. */
 static void compute(const char *key, const char *dep, unsigned who) {
-  dl_buf_u8(&F, DL_M_COMPUTE);
-  str(&F, key);
-  dl_buf_sv(&F, 0);
-  dl_buf_uv(&F, 0);
-  str(&F, "payload");
-  dl_buf_uv(&F, 1);
-  str(&F, dep);
-  dl_buf_uv(&F, 1);
-  dl_buf_uv(&F, who);
+  wm_put_compute(&F, key, 1);
+  wm_put_dep(&F, dep, &who, 1, 1);
 }
 
 /* Peer 2 is known and the task b-1 waits for a-1, which peer 2 holds. */
 static void wait_for_a(void) {
   wdrv_init();
-  dl_buf_u8(&F, DL_M_PEER);
-  dl_buf_uv(&F, 2);
-  str(&F, "/w2.sock");
+  wm_put_peer(&F, 2, "/w2.sock");
   compute("b-1", "a-1", 2);
   send_to(W.sched);
   CHECK(dl_map_get(&W.fetches, "a-1", 3) != NULL);
@@ -55,11 +45,7 @@ static void wait_for_a(void) {
 
 /* Peer 2 answers that it has key, with the bytes "value". */
 static void answer(const char *key) {
-  dl_buf_u8(&F, DL_M_DATA);
-  dl_buf_uv(&F, 0);
-  str(&F, key);
-  dl_buf_uv(&F, 1);
-  str(&F, "value");
+  wm_put_data(&F, key, 1, "value");
   send_to(wdrv_peer(0)->conn);
 }
 
@@ -73,26 +59,19 @@ static void answer_shared(uint64_t pid, uint64_t size, uint64_t off,
   sa.ref.size = size;
   sa.off = off;
   sa.len = len;
-  dl_buf_u8(&F, DL_M_DATA);
-  dl_buf_uv(&F, 0);
-  str(&F, "a-1");
-  dl_buf_uv(&F, 2);
-  dl_put_shared_at(&F, &sa);
+  dl_put_data_shared(&F, DL_M_DATA, 0, "a-1", 3, &sa);
   send_to(wdrv_peer(0)->conn);
 }
 
 static void test_stored_value_is_served(void) {
   blob *b;
   wdrv_init();
-  dl_buf_u8(&F, DL_M_STORE);
-  str(&F, "a-1");
-  str(&F, "value");
+  dl_put_str2(&F, DL_M_STORE, "a-1", 3, "value", 5);
   send_to(W.sched);
   b = dl_w_store_get("a-1", 3);
   CHECK(b != NULL && b->len == 5 && memcmp(b->data, "value", 5) == 0);
   dl_w_blob_unref(b);
-  dl_buf_u8(&F, DL_M_FREE);
-  str(&F, "a-1");
+  dl_put_key_msg(&F, DL_M_FREE, "a-1", 3);
   send_to(W.sched);
   CHECK(!dl_w_store_has("a-1", 3));
   wdrv_reset();
@@ -152,17 +131,12 @@ static void test_input_nobody_else_holds_goes_back(void) {
    the first dependency's fetch was never started (nothing half-done). */
 static void test_malformed_compute_leaves_fetches_sound(void) {
   wait_for_a();
-  dl_buf_u8(&F, DL_M_COMPUTE);
-  str(&F, "c-1");
-  dl_buf_sv(&F, 0);
-  dl_buf_uv(&F, 0);
-  str(&F, "payload");
-  dl_buf_uv(&F, 2);
-  str(&F, "x-1");
-  dl_buf_uv(&F, 1);
-  dl_buf_uv(&F, 2);
-  str(&F, "y-1");
-  dl_buf_uv(&F, 1000); /* more holders than bytes left */
+  {
+    static const unsigned two = 2;
+    wm_put_compute(&F, "c-1", 2);
+    wm_put_dep(&F, "x-1", &two, 1, 1);
+    wm_put_dep(&F, "y-1", NULL, 1000, 0); /* more holders than bytes left */
+  }
   send_to(W.sched);
   CHECK(W.loop.stop_flag); /* the worker stops on a malformed message */
   W.loop.stop_flag = 0;
@@ -199,14 +173,11 @@ static void test_freed_bytecode_goes_and_can_come_back(void) {
   const char *code;
   size_t len;
   wdrv_init();
-  dl_buf_u8(&F, DL_M_FUNC);
-  dl_buf_put(&F, h, 16);
-  str(&F, "CODE");
+  dl_put_func_msg(&F, DL_M_FUNC, h, "CODE", 4);
   send_to(W.sched);
   CHECK(dl_w_fn_get(NULL, (const unsigned char *)h, &code, &len) == 0);
   CHECK(len == 4 && memcmp(code, "CODE", 4) == 0);
-  dl_buf_u8(&F, DL_M_FUNC_FREE);
-  dl_buf_put(&F, h, 16);
+  dl_put_hash_msg(&F, DL_M_FUNC_FREE, h);
   send_to(W.sched);
   /* Out of the map at once; its memory waits for the executor. */
   CHECK(dl_map_get(&W.fns, h, 16) == NULL);
@@ -215,9 +186,7 @@ static void test_freed_bytecode_goes_and_can_come_back(void) {
   CHECK(W.fns_dead == NULL);
   CHECK(dl_w_fn_get(NULL, (const unsigned char *)h, &code, &len) != 0);
   /* Sent again with a later task: known again. */
-  dl_buf_u8(&F, DL_M_FUNC);
-  dl_buf_put(&F, h, 16);
-  str(&F, "CODE2");
+  dl_put_func_msg(&F, DL_M_FUNC, h, "CODE2", 5);
   send_to(W.sched);
   CHECK(dl_w_fn_get(NULL, (const unsigned char *)h, &code, &len) == 0);
   CHECK(len == 5 && memcmp(code, "CODE2", 5) == 0);
