@@ -369,6 +369,13 @@ describe("dlua.dataframe on a cluster", function ()
     local want = src:groupby("key"):agg(SPEC):compute(o)
     local held = src:filter(function (df) return df.x:ge(0) end):persist(o)
     assert.equal(src.npartitions, held.npartitions)
+    -- persist returns at once, as Dask's does: wait for the partitions to
+    -- be read before the files go
+    local futs = {}
+    for _, layer in pairs(held.layers) do
+      for _, t in pairs(layer) do futs[#futs + 1] = t end
+    end
+    assert.equal(#futs, #dlua.wait(futs, {timeout = 120}))
     os.execute("rm -rf '" .. pdir .. "'")
     same_frames(held:groupby("key"):agg(SPEC):compute(o), want)
     assert.equal(1600, held:count(o))
