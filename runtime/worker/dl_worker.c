@@ -76,41 +76,67 @@ static void leave_files(void) {
   if (getppid() != parent_pid) rmdir(W.dir);
 }
 
-int64_t dl_w_rss_bytes(void) {
-  FILE *f = fopen("/proc/self/statm", "re");
-  long pages = 0, res = 0;
+/*
+** The process's memory as the limit counts it: resident pages less the
+** file-backed ones (shared libraries' code, spilled values mapped back
+** from disk), which the kernel drops by itself when memory is short.
+** *rss, when not NULL, gets every resident page, as `ps` shows it.
+*/
+int64_t dl_w_mem_bytes(int64_t *rss) {
+  FILE *f = fopen("/proc/self/status", "re");
+  char line[128];
+  long long total = 0, file = 0, v;
   if (f == NULL) return 0;
-  if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "VmRSS: %lld", &v) == 1) total = v;
+    else if (sscanf(line, "RssFile: %lld", &v) == 1) file = v;
+  }
   fclose(f);
-  return (int64_t)res * sysconf(_SC_PAGESIZE);
+  if (rss) *rss = (int64_t)total * 1024;
+  return (int64_t)(total > file ? total - file : 0) * 1024;
 }
 
 static void watchdog_cb(uv_timer_t *t) {
   static int ticks;
   (void)t;
   if (++ticks % 5 == 0 && W.memory_limit > 0) {
-    int64_t rss = dl_w_rss_bytes();
-    if (rss > W.frac_spill * (double)W.memory_limit && dl_mem_cached()) {
+    double limit = (double)W.memory_limit;
+    int64_t rss, mem = dl_w_mem_bytes(&rss);
+    if (mem > W.frac_spill * limit && dl_mem_cached()) {
       dl_mem_trim(); /* freed blocks kept for reuse go first */
-      rss = dl_w_rss_bytes();
+      mem = dl_w_mem_bytes(&rss);
+    }
+    if (mem > W.frac_terminate * limit) {
+      /* Last resort before a restart: spill every value not in use, here
+         on the I/O thread (the executor may be inside a long task). */
+      dl_w_spill_until(0);
+      dl_mem_trim();
+      mem = dl_w_mem_bytes(&rss);
     }
     uv_mutex_lock(&W.lock);
     W.rss = rss;
-    if (W.paused && rss < W.frac_pause * (double)W.memory_limit)
+    W.mem = mem;
+    if (W.paused && mem < W.frac_pause * limit)
       uv_cond_signal(&W.cond);
     /* Spilling failed and values wait in memory: when its retry is due,
        wake the executor to try again (space may have been freed). */
     if (W.spill_err[0] && now_s() >= W.spill_retry && !W.relieve &&
-        W.managed > W.frac_target * (double)W.memory_limit) {
+        W.managed > W.frac_target * limit) {
       W.relieve = 1;
       uv_cond_signal(&W.cond);
     }
     uv_mutex_unlock(&W.lock);
-    if (rss > W.frac_terminate * (double)W.memory_limit) {
-      fprintf(stderr, "dlua worker %d: process memory %lld bytes is past "
-              "%.0f%% of its limit %lld; restarting the worker (its tasks "
-              "are recomputed elsewhere)\n", W.id, (long long)rss,
-              W.frac_terminate * 100, (long long)W.memory_limit);
+    if (mem > W.frac_terminate * limit) {
+      int64_t held;
+      uv_mutex_lock(&W.lock);
+      held = W.managed;
+      uv_mutex_unlock(&W.lock);
+      fprintf(stderr, "dlua worker %d: process memory %lld bytes (%lld of "
+              "them stored values that could not be spilled) is past %.0f%% "
+              "of its limit %lld; restarting the worker (its tasks are "
+              "recomputed elsewhere)\n", W.id, (long long)mem,
+              (long long)held, W.frac_terminate * 100,
+              (long long)W.memory_limit);
       fflush(stderr);
       _exit(3);
     }

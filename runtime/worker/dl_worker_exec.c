@@ -6,6 +6,9 @@
 
 /* Set when a task made or used megabytes: collect garbage after it. */
 static int big_garbage;
+/* The largest result of recent tasks, halved with every smaller one: the
+   room the next task is likely to need (its value and its encoding). */
+static int64_t recent_out;
 
 /* =========================================================== executor */
 
@@ -633,6 +636,8 @@ static void task_succeeded(lua_State *L, wtask *t, uint64_t start,
     int cache = exec_out.len <= CACHE_MAX && worth_caching(L, -1);
     int old_cached = 0;
     if (exec_out.len > (size_t)1 << 20) big_garbage = 1;
+    if ((int64_t)exec_out.len >= recent_out) recent_out = (int64_t)exec_out.len;
+    else recent_out /= 2;
     if (cache) cache_set(L, t->key, t->klen, -1);
     t->type = DL_M_DONE;
     t->nbytes = exec_out.len;
@@ -856,43 +861,49 @@ void dl_w_task_free(wtask *t) {
 */
 static void relieve_memory(lua_State *L) {
   double limit = (double)W.memory_limit;
-  int64_t rss, managed;
+  int64_t rss, mem, managed, room, target;
   if (limit <= 0) return;
+  /* Leave room for the next task's value and its encoded copy, or a
+     worker whose blocks are large next to its limit runs past it while
+     the task runs, where nothing can be spilled. */
+  room = 2 * recent_out;
+  target = (int64_t)(W.frac_target * limit) - room;
+  if (target < 0) target = 0;
   if (big_garbage) { /* big strings die young: free them now */
     big_garbage = 0;
     lua_gc(L, LUA_GCCOLLECT);
   }
   uv_mutex_lock(&W.lock);
   managed = W.managed;
-  rss = W.rss;
+  mem = W.mem;
   uv_mutex_unlock(&W.lock);
-  if (managed > (int64_t)(W.frac_target * limit)) {
-    dl_w_spill_until((int64_t)(W.frac_target * limit));
+  if (managed > target) {
+    dl_w_spill_until(target);
     uv_mutex_lock(&W.lock);
-    rss = W.rss;
+    mem = W.mem;
     uv_mutex_unlock(&W.lock);
   }
-  if (rss <= W.frac_spill * limit && rss <= W.frac_pause * limit)
+  if (mem + room <= W.frac_spill * limit && mem <= W.frac_pause * limit)
     return; /* the common case: nothing to relieve */
-  if (rss > W.frac_spill * limit) {
+  if (mem + room > W.frac_spill * limit) {
     /* Drop the decoded copies and collect, then spill what it takes. */
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);
     lua_gc(L, LUA_GCCOLLECT);
     malloc_trim(0);
     dl_mem_trim();
-    dl_w_spill_until((int64_t)(W.frac_target * limit) -
-                (int64_t)(rss - W.frac_spill * limit));
-    rss = dl_w_rss_bytes();
+    dl_w_spill_until(target - (int64_t)(mem + room - W.frac_spill * limit));
+    mem = dl_w_mem_bytes(&rss);
     uv_mutex_lock(&W.lock);
     W.rss = rss;
+    W.mem = mem;
     uv_mutex_unlock(&W.lock);
   }
   uv_mutex_lock(&W.lock);
-  while (W.rss > W.frac_pause * limit && !W.stop) {
+  while (W.mem > W.frac_pause * limit && !W.stop) {
     if (!W.paused)
       fprintf(stderr, "dlua worker %d: paused: process memory %lld bytes is "
-              "past %.0f%% of its limit\n", W.id, (long long)W.rss,
+              "past %.0f%% of its limit\n", W.id, (long long)W.mem,
               W.frac_pause * 100);
     W.paused = 1;
     uv_cond_timedwait(&W.cond, &W.lock, 50 * 1000 * 1000);
@@ -901,9 +912,10 @@ static void relieve_memory(lua_State *L) {
     lua_gc(L, LUA_GCCOLLECT);
     malloc_trim(0);
     dl_mem_trim();
-    rss = dl_w_rss_bytes();
+    mem = dl_w_mem_bytes(&rss);
     uv_mutex_lock(&W.lock);
     W.rss = rss;
+    W.mem = mem;
   }
   W.paused = 0;
   uv_mutex_unlock(&W.lock);

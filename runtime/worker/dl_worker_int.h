@@ -177,7 +177,8 @@ typedef struct worker {
                       between tasks, as it may be decoding one */
   int64_t managed; /* bytes of stored values in memory */
   int64_t spilled; /* bytes of stored values on disk */
-  int64_t rss;     /* process memory, updated by the watchdog */
+  int64_t rss;     /* resident memory, updated by the watchdog */
+  int64_t mem;     /* what the limit counts: rss less file pages */
   uint64_t lru_clock, next_fid;
   /* The last spill failed (disk full): why, and when to try again. */
   char spill_err[64]; /* "" while spilling works */
@@ -289,7 +290,7 @@ void dl_w_prof_put(dl_buf *out);
 void dl_w_on_sched_close(dl_conn *c);
 /* Tell the scheduler who we are, with our first heartbeat. */
 void dl_w_send_hello(void);
-int64_t dl_w_rss_bytes(void);
+int64_t dl_w_mem_bytes(int64_t *rss);
 void dl_w_state_init(void);
 /* A worker's Lua state, set up (libraries, dlua.coord); NULL with a
    message on stderr on failure. */

@@ -423,13 +423,16 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
 
 
 void dl_w_beat_cb(uv_timer_t *t) {
-  int64_t managed, spilled;
+  int64_t managed, spilled, rss;
   int executing, stored, paused;
   char spill_err[sizeof W.spill_err];
   (void)t;
   if (W.sched == NULL || W.id == 0) return; /* no hello yet */
   uv_mutex_lock(&W.lock);
   managed = W.managed;
+  /* Measured with managed, under the lock that stores and frees values,
+     so one heartbeat's figures agree (stored values are part of rss). */
+  dl_w_mem_bytes(&rss);
   spilled = W.spilled;
   executing = W.running_seq != 0;
   stored = (int)W.store.count;
@@ -440,7 +443,7 @@ void dl_w_beat_cb(uv_timer_t *t) {
     dl_msg_heartbeat m;
     m.managed = (uint64_t)managed;
     m.spilled = (uint64_t)spilled;
-    m.rss = (uint64_t)(W.rss ? W.rss : dl_w_rss_bytes());
+    m.rss = (uint64_t)rss;
     m.executing = (uint64_t)executing;
     m.stored = (uint64_t)stored;
     m.paused = (uint64_t)paused;
