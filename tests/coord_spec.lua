@@ -54,9 +54,9 @@ describe("get_client in tasks", function()
     local f = c:submit(fib, 6)
     assert.equal(8, f:result(60))
     f:release()
-    wait_for("the scheduler to hold no keys after fib(6)",
-             function() return held() == 0 end, 5)
-    assert.equal(0, stored(c))
+    wait_for("the scheduler to hold no keys after fib(6), and the "
+             .. "workers to store nothing",
+             function() return held() == 0 and stored(c) == 0 end, 5)
   end)
 
   it("makes every client call work inside a task", function()
