@@ -24,7 +24,10 @@
 ** (GETTABUP in their bytecode, nested functions included) travel into it
 ** by value, unless nil or the receiver's own standard value (the base
 ** library's and host's C functions under their names, the standard
-** modules).  Assignments in the receiver stay in that table.
+** modules).  Assignments in the receiver stay in that table.  A sandbox
+** _ENV (a table other than the globals, used by name only) travels the
+** same way: a new table with its metatable, holding only the globals read
+** from it.
 **
 ** A full decode loads bytecode, which Lua does not verify: it is as
 ** powerful as running the sender's code.  Before loading bytecode the
