@@ -458,4 +458,31 @@ describe("dlua.array on a cluster", function()
     assert.matches("integer division or modulo by zero",
       err_of(bad.compute, bad, {client = client}))
   end)
+
+  it("reads big stored blocks in place: a task's input is read-only",
+     function()
+    -- 256 KiB blocks, decoded as views of the worker's stored bytes
+    local x = da.random.uniform{shape = {512, 128}, chunks = {256, 128},
+                                seed = 4}:persist{client = client}
+    local xv = x:compute(SYNC)
+    close(x:compute{client = client}, xv)
+    close(x:matmul(x.T):compute{client = client}, xv:matmul(xv.T), 1e-9)
+    local e = err_of(function()
+      return x:map_blocks(function(b) b:set(1, 1, 0); return b end)
+        :compute{client = client}
+    end)
+    assert.matches("set: the array is read%-only %(a task's input", e)
+    e = err_of(function()
+      return x:map_blocks(function(b) b:slice({1, 2}):assign(0); return b end)
+        :compute{client = client}
+    end)
+    assert.matches("assign: the array is read%-only", e)
+    -- a copy is the task's own; the stored block is unchanged
+    local y = x:map_blocks(function(b)
+      local c = b:copy(); c:set(1, 1, -1); return c
+    end):compute{client = client}
+    assert.equal(-1, y:get(1, 1))
+    assert.equal(-1, y:get(257, 1))
+    close(x:compute{client = client}, xv)
+  end)
 end)

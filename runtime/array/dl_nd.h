@@ -33,13 +33,21 @@ enum {
   DL_ND_EZERODIV = -9,  /* integer division or modulo by zero */
   DL_ND_EDOMAIN = -10,  /* integer to a negative power */
   DL_ND_EEMPTY = -11,   /* min/max/argmin/argmax of nothing */
-  DL_ND_ENOBLAS = -12   /* OpenBLAS or LAPACKE cannot be loaded */
+  DL_ND_ENOBLAS = -12,  /* OpenBLAS or LAPACKE cannot be loaded */
+  DL_ND_EREADONLY = -13 /* write into a read-only (borrowed) buffer */
 };
 
-/* A buffer shared by views.  refs counts the arrays that point into it. */
+/* A buffer shared by views.  refs counts the arrays that point into it.
+   A borrowed buffer (dl_nd_decode_borrow) has no data of its own: its
+   arrays point into bytes someone else owns, read-only, and drop(owner)
+   is called when the last of them lets go. */
 typedef struct dl_ndbuf {
   size_t refs;
-  size_t cap;    /* bytes of data (a reused buffer may be bigger) */
+  size_t cap;                /* bytes of data (a reused buffer may be
+                                bigger); 0 when borrowed */
+  void (*drop)(void *owner); /* NULL unless borrowed */
+  void *owner;
+  int ro;                    /* elements may not be written */
   double data[]; /* aligned for any element type */
 } dl_ndbuf;
 
@@ -225,7 +233,11 @@ int dl_nd_fused_sum(double *sum, int64_t n, const dl_fz_ins *prog,
 
 /*
 ** Bytes.  dl_nd_encode appends the compact form the codec carries (u8
-** dtype, u8 ndim, ndim u64 shape, elements in C order); dl_nd_decode makes
+** dtype, u8 ndim, ndim u64 shape, elements in C order; for a body of
+** DL_ND_BORROW_MIN bytes or more the dtype byte has 0x80 added and is
+** followed by u8 pad and pad (0..7) zero bytes that put the elements at a
+** multiple of 8 from the start of out, so a decoder can borrow them in
+** place); dl_nd_decode makes
 ** a new array from exactly those bytes (DL_ND_ESHAPE for anything else).
 ** dl_nd_npy_write appends a NumPy .npy file (version 1.0, C order);
 ** dl_nd_npy_read makes an array from a whole .npy file's bytes ('<f8',
@@ -236,6 +248,24 @@ int dl_nd_fused_sum(double *sum, int64_t n, const dl_fz_ins *prog,
 struct dl_buf;
 int dl_nd_encode(struct dl_buf *out, const dl_nd *a);
 int dl_nd_decode(dl_nd *out, const char *p, size_t n);
+/* As dl_nd_decode, but when the body is big (DL_ND_BORROW_MIN bytes or
+   more) and aligned, the array is a read-only view of it instead of a
+   copy: hold(owner) is called once and drop(owner) when the last view
+   lets go, so the bytes must stay valid until then.  The array is
+   read-only either way (a copy too, so that writing into a task's input
+   fails alike for every size): writes into it (dl_nd_assign, a:set) fail
+   with DL_ND_EREADONLY. */
+#define DL_ND_BORROW_MIN ((size_t)64 << 10)
+int dl_nd_decode_borrow(dl_nd *out, const char *p, size_t n,
+                        void (*hold)(void *), void (*drop)(void *),
+                        void *owner);
+/* A read-only C-contiguous array over the bytes at p, which someone else
+   owns (see dl_nd_decode_borrow for hold and drop). */
+int dl_nd_borrow(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape,
+                 const char *p, void (*hold)(void *), void (*drop)(void *),
+                 void *owner);
+/* Non-zero when a's elements may not be written. */
+int dl_nd_readonly(const dl_nd *a);
 int dl_nd_npy_write(struct dl_buf *out, const dl_nd *a);
 int dl_nd_npy_read(dl_nd *out, const char *p, size_t n, char *err,
                    size_t errlen);

@@ -505,6 +505,7 @@ static int m_set(lua_State *L) {
   if (n < 0) return luaL_error(L, "set needs a value");
   if (n > a->ndim)
     return nd_error(L, "set: %d indices for a %d-d array", n, a->ndim);
+  if (dl_nd_readonly(a)) return nd_fail(L, DL_ND_EREADONLY, "set", a, NULL);
   for (k = 0; k < n; k++)
     off += norm_index(L, luaL_checkinteger(L, k + 2), a->shape[k], k) *
            a->strides[k];
@@ -1570,11 +1571,19 @@ static int nd_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
   return dl_nd_encode(out, a) ? -1 : 0;
 }
 
+/* With a lender (the worker's inputs), a big body inside the lent bytes
+   becomes a read-only view of them instead of a copy. */
 static int nd_decode(lua_State *L, const char *p, size_t n, void *ctx) {
+  const dl_codec_lender *ln = (const dl_codec_lender *)ctx;
   dl_nd *a;
-  (void)ctx;
+  int rc;
   a = nd_new(L);
-  if (dl_nd_decode(a, p, n)) {
+  if (ln && p >= ln->base && n <= ln->len &&
+      (size_t)(p - ln->base) <= ln->len - n)
+    rc = dl_nd_decode_borrow(a, p, n, ln->hold, ln->drop, ln->owner);
+  else
+    rc = dl_nd_decode(a, p, n);
+  if (rc) {
     lua_pop(L, 1);
     return -1;
   }
