@@ -217,6 +217,41 @@ describe("dlua.ndarray linear algebra", function()
     assert.equal(0, l:get(1, 2))
   end)
 
+  it("factors by LU with partial pivoting and solves triangular systems",
+     function()
+    local P = A{{0.0, 2, 1}, {1, 1, 1}, {4, 2, 0}, {2, 0, 3}} -- 4 x 3
+    local lu, piv = nd.linalg.lu_factor(P)
+    assert.same({3, 3, 4}, piv:totable())         -- LAPACK's interchanges
+    assert.equal("int64", piv.dtype)
+    -- rebuild P from L and U with the interchanges undone
+    local L, U = nd.zeros{4, 3}, nd.zeros{3, 3}
+    for i = 1, 4 do
+      for j = 1, 3 do
+        if i > j then L:set(i, j, lu:get(i, j))
+        elseif i == j then L:set(i, j, 1) end
+        if i <= j then U:set(i, j, lu:get(i, j)) end
+      end
+    end
+    local R = L:matmul(U)
+    for i = 3, 1, -1 do
+      local r = piv:get(i)
+      local t = R:slice(i):copy()
+      R:slice(i):assign(R:slice(r)); R:slice(r):assign(t)
+    end
+    close(R, P)
+    close(nd.linalg.solve_triangular(U, A{1.0, 2, 3}),
+      nd.linalg.solve(U, A{1.0, 2, 3}))
+    close(nd.linalg.solve_triangular(L:slice({1, 3}), A{{1.0}, {2}, {3}},
+      {lower = true, unit_diagonal = true}),
+      nd.linalg.solve(L:slice({1, 3}), A{{1.0}, {2}, {3}}))
+    assert.matches("linalg.lu_factor: singular matrix",
+      err_of(nd.linalg.lu_factor, A{{1, 2}, {2, 4}}))
+    assert.matches("linalg.solve_triangular: singular matrix",
+      err_of(nd.linalg.solve_triangular, A{{1, 2}, {0, 0}}, A{1, 2}))
+    assert.matches("solve_triangular: shapes do not fit",
+      err_of(nd.linalg.solve_triangular, A{{1, 2}, {0, 1}}, A{1, 2, 3}))
+  end)
+
   it("names singular and non-positive-definite matrices", function()
     assert.matches("linalg.solve: singular matrix", err_of(nd.linalg.solve,
       A{{1, 2}, {2, 4}}, A{1, 2}))

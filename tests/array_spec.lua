@@ -378,7 +378,8 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
     -- singular: a block row of zeros
     local sv = av:copy()
     sv:slice({31, 45}):assign(0)
-    assert.matches("diagonal block 3 is singular after elimination",
+    assert.matches("the matrix is singular %(no nonzero pivot left in block "
+      .. "column 3%)",
       err_of(function()
         return da.linalg.solve(da.from_ndarray(sv, {chunks = 15}), bv)
           :compute(SYNC)
@@ -389,6 +390,35 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       .. "{25, 25}%)", err_of(da.linalg.solve, A:rechunk{15, 25}, bv))
     assert.matches("b must be a 1%-d or 2%-d array of 50 rows",
       err_of(da.linalg.solve, A, nd.zeros{49}))
+  end)
+
+  it("solves with pivoting across blocks: a singular leading block",
+     function()
+    local n = 40
+    -- rows swapped in pairs across blocks: every diagonal block of pv is
+    -- zero, and pivots must come from other block rows
+    local rv = nd.random.uniform{shape = {n, n}, seed = 11} + nd.eye(n) * 4
+    local pv = nd.zeros{n, n}
+    for i = 1, n do
+      local src = i <= n / 2 and i + n / 2 or i - n / 2
+      pv:slice(i):assign(rv:slice(src))
+    end
+    pv:slice({1, 10}, {1, 10}):assign(0)
+    local bv = nd.random.uniform{shape = {n, 2}, seed = 12}
+    local ok = pcall(nd.linalg.solve, pv:slice({1, 10}, {1, 10}),
+                     bv:slice({1, 10}))
+    assert.is_false(ok) -- the leading block alone is singular
+    for _, c in ipairs{10, 13, 40} do
+      local x = da.linalg.solve(da.from_ndarray(pv, {chunks = c}), bv)
+      close(x:compute(SYNC), nd.linalg.solve(pv, bv), 1e-10)
+      close(pv:matmul(x:compute(SYNC)), bv, 1e-10)
+    end
+    -- the ill-conditioned case without pivoting: a tiny leading pivot
+    local tv = nd.eye(4)
+    tv:set(1, 1, 1e-18); tv:set(1, 3, 1); tv:set(3, 1, 1)
+    local tb = nd.from_table{1, 2, 3, 4}
+    close(da.linalg.solve(da.from_ndarray(tv, {chunks = 2}), tb)
+      :compute(SYNC), nd.linalg.solve(tv, tb), 1e-12)
   end)
 
   it("persists in this process with the sync scheduler", function()
@@ -457,6 +487,15 @@ describe("dlua.array on a cluster", function()
     local bad = da.arange(1, 10, {chunks = 5}) // 0
     assert.matches("integer division or modulo by zero",
       err_of(bad.compute, bad, {client = client}))
+  end)
+
+  it("solves with pivoting across blocks on the workers", function()
+    local n = 60
+    local av = nd.random.uniform{shape = {n, n}, seed = 21}
+    av:slice({1, 20}, {1, 20}):assign(0) -- singular leading block
+    local bv = nd.random.uniform{shape = {n}, seed = 22}
+    local x = da.linalg.solve(da.from_ndarray(av, {chunks = 20}), bv)
+    close(x:compute{client = client}, nd.linalg.solve(av, bv), 1e-9)
   end)
 
   it("reads big stored blocks in place: a task's input is read-only",

@@ -1969,39 +1969,49 @@ function M.linalg.tsqr(a)
   return q, r
 end
 
--- Tasks of the block LU solve (ev: block refs of the inputs; keys of the
--- solve's own tasks arrive as values).
-local function lu_diag_solve(akk, rhs, k)
-  local ok, r = pcall(require("dlua.ndarray").linalg.solve, akk, rhs)
-  if not ok then
-    if tostring(r):find("singular", 1, true) then
-      error(sformat("dlua.array.linalg.solve: diagonal block %d is singular "
-        .. "after elimination (the matrix is singular, or needs pivoting "
-        .. "across blocks: the block LU pivots inside diagonal blocks "
-        .. "only)", k), 0)
-    end
-    error(r, 0)
+-- Tasks of the blocked LU solve with partial pivoting (ev: block refs of
+-- the inputs; keys of the solve's own tasks arrive as values).  A column
+-- is the rows of one block column that are not yet eliminated: at step 1
+-- the list of its blocks (skip 0), later the previous step's column of
+-- which the first skip rows are done.
+local function lu_column(col, skip)
+  if skip == 0 then
+    local parts = {}
+    for i = 1, #col do parts[i] = ev(col[i], {}) end
+    if #parts == 1 then return parts[1] end
+    return require("dlua.ndarray").concatenate(parts, {axis = 1})
   end
-  return r
+  return col:slice({skip + 1, col.shape[1]})
 end
-local function t_lu_l(aik, akk, k) -- L_ik = A_ik A_kk^-1
-  aik, akk = ev(aik, {}), ev(akk, {})
-  return lu_diag_solve(akk.T, aik.T, k).T:copy()
+local function t_lu_panel(col, skip, k) -- {lu, piv} of block column k
+  local ok, lu, piv = pcall(require("dlua.ndarray").linalg.lu_factor,
+    lu_column(col, skip))
+  if not ok then
+    if tostring(lu):find("singular", 1, true) then
+      error(sformat("dlua.array.linalg.solve: the matrix is singular (no "
+        .. "nonzero pivot left in block column %d)", k), 0)
+    end
+    error(lu, 0)
+  end
+  return {lu, piv}
 end
-local function t_lu_update(aij, l, akj) -- A_ij - L_ik A_kj
-  aij, akj = ev(aij, {}), ev(akj, {})
-  return aij - l:matmul(akj)
+local function t_lu_apply(panel, col, skip) -- the column after a step
+  return require("dlua.ndarray").linalg._lu_apply(panel[1], panel[2],
+    lu_column(col, skip))
 end
-local function t_lu_back(akk, bk, arow, xs, k) -- x_k
-  local r = ev(bk, {})
-  for i = 1, #xs do r = r - ev(arow[i], {}):matmul(xs[i]) end
-  return lu_diag_solve(ev(akk, {}), r, k)
+local function t_lu_back(panel, ycol, ucols, xs, n) -- x_k
+  local ndm = require "dlua.ndarray"
+  local r = ycol:slice({1, n})
+  for i = 1, #xs do r = r - ucols[i]:slice({1, n}):matmul(xs[i]) end
+  return ndm.linalg.solve_triangular(panel[1]:slice({1, n}), r)
 end
 
 --- da.linalg.solve(a, b) -> x with a x = b, for a square 2-d array a
 -- chunked in square diagonal blocks and b (1-d, or 2-d with one block of
--- columns) chunked as a's rows: block LU (Gaussian elimination of block
--- rows, LAPACK's pivoted solve on each diagonal block), then block back
+-- columns) chunked as a's rows: blocked LU with partial pivoting (for each
+-- block column, LAPACK's dgetrf on all its rows not yet eliminated, the
+-- panel; its row interchanges and elimination applied to the columns to
+-- its right and to b, one task per column), then block back
 -- substitution.  x has b's chunks.
 function M.linalg.solve(a, b)
   if not is_array(a) or #a.shape ~= 2 or a.shape[1] ~= a.shape[2] then
@@ -2024,14 +2034,9 @@ function M.linalg.solve(a, b)
   end
   local ma, mb = materialize(a), materialize(b)
   local p, two = #a.chunks[1], #b.shape == 2
+  local sizes = a.chunks[2]
   local name = fresh("solve")
   local layer = {}
-  local A, B = {}, {}
-  for i = 1, p do
-    A[i] = {}
-    for j = 1, p do A[i][j] = block_ref(ma, {i, j}) end
-    B[i] = block_ref(mb, two and {i, 1} or {i})
-  end
   -- a task of refs (and numbers); args lists[i] is a list of refs
   local function add(key, fn, args, lists)
     local deps, set = {}, {}
@@ -2045,24 +2050,36 @@ function M.linalg.solve(a, b)
     layer[key] = {fn = fn, args = args, deps = deps}
     return key
   end
-  for k = 1, p - 1 do -- eliminate block column k below the diagonal
-    for i = k + 1, p do
-      local l = add(sformat("%s-L-%d-%d", name, k, i), t_lu_l,
-        {n = 3, A[i][k], A[k][k], k})
-      for j = k + 1, p do
-        A[i][j] = add(sformat("%s-A-%d-%d-%d", name, k, i, j), t_lu_update,
-          {n = 3, A[i][j], l, A[k][j]})
-      end
-      B[i] = add(sformat("%s-B-%d-%d", name, k, i), t_lu_update,
-        {n = 3, B[i], l, B[k]})
+  -- C[j]: column j (j = p + 1: b) as the next step takes it
+  local C = {}
+  for j = 1, p + 1 do
+    local list = {}
+    for i = 1, p do
+      list[i] = j <= p and block_ref(ma, {i, j}) or
+        block_ref(mb, two and {i, 1} or {i})
     end
+    C[j] = list
+  end
+  local skip, P, U = 0, {}, {}
+  for k = 1, p do
+    local lists = skip == 0 and {[1] = true} or nil
+    P[k] = add(sformat("%s-P-%d", name, k), t_lu_panel,
+      {n = 3, C[k], skip, k}, lists)
+    U[k] = {}
+    for j = k + 1, p + 1 do
+      U[k][j] = add(sformat("%s-C-%d-%d", name, k, j), t_lu_apply,
+        {n = 3, P[k], C[j], skip}, skip == 0 and {[2] = true} or nil)
+      C[j] = U[k][j]
+    end
+    skip = sizes[k]
   end
   local X = {}
   for k = p, 1, -1 do
-    local arow, xs = {}, {}
-    for j = k + 1, p do arow[#arow + 1] = A[k][j]; xs[#xs + 1] = X[j] end
+    local ucols, xs = {}, {}
+    for j = k + 1, p do ucols[#ucols + 1] = U[k][j]; xs[#xs + 1] = X[j] end
     X[k] = add(key_of(name, two and {k, 1} or {k}), t_lu_back,
-      {n = 5, A[k][k], B[k], arow, xs, k}, {[3] = true, [4] = true})
+      {n = 5, P[k], U[k][p + 1], ucols, xs, sizes[k]},
+      {[3] = true, [4] = true})
   end
   local layers = merge_layers(ma, mb)
   layers[name] = layer

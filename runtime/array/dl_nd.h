@@ -167,6 +167,21 @@ int dl_nd_inv(dl_nd *out, const dl_nd *a);
 int dl_nd_qr(dl_nd *q, dl_nd *r, const dl_nd *a);
 int dl_nd_svd(dl_nd *u, dl_nd *s, dl_nd *vt, const dl_nd *a);
 int dl_nd_cholesky(dl_nd *out, const dl_nd *a);
+/* LU with partial pivoting of an m x n array (LAPACKE dgetrf): *lu holds
+   L (unit diagonal, below) and U packed, *piv (int64, min(m, n)) the
+   1-based row interchanges in order.  ESINGULAR when U has a zero on its
+   diagonal. */
+int dl_nd_lu_factor(dl_nd *lu, dl_nd *piv, const dl_nd *a);
+/* One step of a blocked LU: with lu and piv the factors of an m x n panel
+   (m >= n), take c (m rows, 1-d or 2-d), interchange its rows as piv
+   says, then solve its top n rows by L's top (unit lower) and subtract
+   L's bottom times them from the rest.  *out is the new c. */
+int dl_nd_lu_apply(dl_nd *out, const dl_nd *lu, const dl_nd *piv,
+                   const dl_nd *c);
+/* x with a x = b for a triangular a (its lower or upper triangle; unit:
+   ones on the diagonal assumed).  ESINGULAR for a zero on the diagonal. */
+int dl_nd_solve_triangular(dl_nd *out, const dl_nd *a, const dl_nd *b,
+                           int lower, int unit);
 /* Number of BLAS threads (OpenBLAS); n <= 0 leaves it.  Returns the old
    number (0 when OpenBLAS cannot be loaded).  The BLAS and LAPACKE
    functions load libopenblas.so.0 and liblapacke.so.3 on first use. */

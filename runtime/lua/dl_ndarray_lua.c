@@ -1083,6 +1083,47 @@ static int l_svd(lua_State *L) {
   return 3;
 }
 
+/* nd.linalg.lu_factor(a) -> lu, piv (LAPACK's packed LU and 1-based
+   row interchanges, as SciPy's lu_factor). */
+static int l_lu_factor(lua_State *L) {
+  dl_nd *a = to_nd(L, 1), *lu = nd_new(L), *piv = nd_new(L);
+  int rc;
+  if ((rc = dl_nd_lu_factor(lu, piv, a)) != 0)
+    nd_fail(L, rc, "linalg.lu_factor", a, NULL);
+  return 2;
+}
+
+/* nd.linalg._lu_apply(lu, piv, c): one blocked-LU step on c (dl_nd.h). */
+static int l_lu_apply(lua_State *L) {
+  dl_nd *lu = nd_check(L, 1), *piv = nd_check(L, 2), *c = to_nd(L, 3);
+  dl_nd *r = nd_new(L);
+  int rc;
+  if ((rc = dl_nd_lu_apply(r, lu, piv, c)) != 0)
+    nd_fail(L, rc, "linalg.lu_apply", lu, c);
+  return 1;
+}
+
+/* nd.linalg.solve_triangular(a, b [, {lower =, unit_diagonal =}]) */
+static int l_solve_triangular(lua_State *L) {
+  dl_nd *a, *b, *r;
+  int rc, lower = 0, unit = 0;
+  lua_settop(L, 3);
+  a = to_nd(L, 1);
+  b = to_nd(L, 2);
+  if (!lua_isnil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "lower");
+    lower = lua_toboolean(L, -1);
+    lua_getfield(L, 3, "unit_diagonal");
+    unit = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+  }
+  r = nd_new(L);
+  if ((rc = dl_nd_solve_triangular(r, a, b, lower, unit)) != 0)
+    nd_fail(L, rc, "linalg.solve_triangular", a, b);
+  return 1;
+}
+
 /* nd.blas_threads([n]) -> the number before (n sets it). */
 static int l_blas_threads(lua_State *L) {
   lua_pushinteger(L, dl_nd_blas_threads((int)luaL_optinteger(L, 1, 0)));
@@ -2060,6 +2101,12 @@ int luaopen_dlua_ndarray(lua_State *L) {
   lua_setfield(L, -2, "svd");
   lua_pushcfunction(L, l_cholesky);
   lua_setfield(L, -2, "cholesky");
+  lua_pushcfunction(L, l_lu_factor);
+  lua_setfield(L, -2, "lu_factor");
+  lua_pushcfunction(L, l_lu_apply);
+  lua_setfield(L, -2, "_lu_apply");
+  lua_pushcfunction(L, l_solve_triangular);
+  lua_setfield(L, -2, "solve_triangular");
   lua_setfield(L, -2, "linalg");
   lua_newtable(L);
   lua_pushcfunction(L, l_uniform);
