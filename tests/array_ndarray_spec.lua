@@ -252,6 +252,29 @@ describe("dlua.ndarray linear algebra", function()
       err_of(nd.linalg.solve_triangular, A{{1, 2}, {0, 1}}, A{1, 2, 3}))
   end)
 
+  it("solves least squares as NumPy's lstsq (LAPACK dgelsd)", function()
+    -- y = 1 + 2 t fitted to four points exactly on it, then one off it
+    local T = A{{1.0, 0}, {1, 1}, {1, 2}, {1, 3}}
+    local x, res, rank, s = nd.linalg.lstsq(T, A{1.0, 3, 5, 7})
+    close(x, {1, 2}, 1e-12)
+    close(res, {0}, 1e-20)
+    assert.equal(2, rank)
+    local _, es = nd.linalg.svd(T)
+    close(s, es, 1e-12)
+    x, res = nd.linalg.lstsq(T, A{1.0, 3, 5, 8})
+    close(x, {0.8, 2.3}, 1e-12)                    -- NumPy's figures
+    close(res, {0.3}, 1e-12)
+    -- rank-deficient: the minimum-norm solution, no residuals
+    x, res, rank = nd.linalg.lstsq(A{{1.0, 2}, {2, 4}, {3, 6}}, A{1.0, 2, 3})
+    close(x, {0.2, 0.4}, 1e-12)
+    assert.equal(1, rank)
+    assert.same({0}, res.shape)
+    assert.matches("linalg.lstsq: shapes do not fit",
+      err_of(nd.linalg.lstsq, T, A{1, 2}))
+    assert.matches("option 'rcond' must be a number",
+      err_of(nd.linalg.lstsq, T, A{1, 2, 3, 4}, {rcond = "x"}))
+  end)
+
   it("names singular and non-positive-definite matrices", function()
     assert.matches("linalg.solve: singular matrix", err_of(nd.linalg.solve,
       A{{1, 2}, {2, 4}}, A{1, 2}))

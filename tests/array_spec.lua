@@ -421,6 +421,45 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       :compute(SYNC), nd.linalg.solve(tv, tb), 1e-12)
   end)
 
+  it("solves least squares through tsqr, as LAPACK's dgelsd on the whole "
+     .. "matrix", function()
+    local av = nd.random.uniform{shape = {120, 5}, seed = 31}
+    local bv = nd.random.uniform{shape = {120}, seed = 32}
+    local b2 = nd.random.uniform{shape = {120, 3}, seed = 33}
+    local A = da.from_ndarray(av, {chunks = {30, 5}})
+    for _, b in ipairs{bv, b2} do
+      local x, res, rank, s = da.linalg.lstsq(A, b)
+      local ex, eres, erank, es = nd.linalg.lstsq(av, b)
+      assert.same(ex.shape, x.shape)
+      close(x:compute(SYNC), ex, 1e-12)
+      close(res:compute(SYNC), eres, 1e-10)
+      assert.equal(erank, rank:compute(SYNC))
+      assert.equal(5, erank)
+      close(s:compute(SYNC), es, 1e-12)
+    end
+    -- b chunked otherwise (rechunked), and a rank-deficient a: column 5
+    -- repeats column 1, so the minimum-norm x of dgelsd
+    local dv = av:copy()
+    dv:slice({1, 120}, 5):assign(dv:slice({1, 120}, 1))
+    local x, _, rank, s = da.linalg.lstsq(da.from_ndarray(dv, {chunks =
+      {40, 5}}), da.from_ndarray(bv, {chunks = 7}))
+    local ex, eres, erank, es = nd.linalg.lstsq(dv, bv)
+    assert.equal(4, erank)
+    assert.equal(0, eres.size)       -- NumPy gives none when rank-deficient
+    assert.equal(4, rank:compute(SYNC))
+    close(x:compute(SYNC), ex, 1e-10)
+    close(s:compute(SYNC), es, 1e-10)
+    assert.matches("a must have one block of columns",
+      err_of(da.linalg.lstsq, da.from_ndarray(av, {chunks = {30, 2}}), bv))
+    assert.matches("block 2 of a has 3 rows, fewer than its 5 columns",
+      err_of(da.linalg.lstsq, da.from_ndarray(av, {chunks = {{117, 3}, {5}}}),
+        bv))
+    assert.matches("b must be a 1%-d or 2%-d array of 120 rows",
+      err_of(da.linalg.lstsq, A, nd.zeros{119}))
+    assert.matches("option 'rcond' must be a number, got string",
+      err_of(da.linalg.lstsq, A, bv, {rcond = "x"}))
+  end)
+
   it("persists in this process with the sync scheduler", function()
     local p = (x * 2):persist(SYNC)
     assert.equal(0, ntasks(p))
@@ -496,6 +535,19 @@ describe("dlua.array on a cluster", function()
     local bv = nd.random.uniform{shape = {n}, seed = 22}
     local x = da.linalg.solve(da.from_ndarray(av, {chunks = 20}), bv)
     close(x:compute{client = client}, nd.linalg.solve(av, bv), 1e-9)
+  end)
+
+  it("solves least squares on the workers", function()
+    local av = nd.random.uniform{shape = {400, 6}, seed = 41}
+    local bv = nd.random.uniform{shape = {400, 2}, seed = 42}
+    local x, res, rank, s = da.linalg.lstsq(
+      da.from_ndarray(av, {chunks = {100, 6}}), bv)
+    local ex, eres, erank, es = nd.linalg.lstsq(av, bv)
+    local o = {client = client}
+    close(x:compute(o), ex, 1e-12)
+    close(res:compute(o), eres, 1e-10)
+    assert.equal(erank, rank:compute(o))
+    close(s:compute(o), es, 1e-12)
   end)
 
   it("reads big stored blocks in place: a task's input is read-only",

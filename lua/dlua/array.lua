@@ -1969,6 +1969,132 @@ function M.linalg.tsqr(a)
   return q, r
 end
 
+-- Tasks of lstsq (tsqr's own keys arrive as values; refs through ev).
+local function t_ls_qtb(q, b) -- q_i^T b_i
+  return q.T:matmul(ev(b, {}))
+end
+local function t_ls_solve(r, parts, rcond) -- {x, rank, s} from r, Q^T b
+  local ndm = require "dlua.ndarray"
+  local qtb = parts[1]
+  for i = 2, #parts do qtb = qtb + parts[i] end
+  -- r = u diag(s) vt; x = vt^T diag(1/s) u^T Q^T b over s > cutoff: the
+  -- minimum-norm solution dgelsd gives, rank deficient or not
+  local u, sv, vt = ndm.linalg.svd(r)
+  local n = sv.shape[1]
+  local cut = n > 0 and rcond * sv:get(1) or 0
+  local inv, rank = ndm.zeros{n}, 0
+  for i = 1, n do
+    if sv:get(i) > cut then inv:set(i, 1 / sv:get(i)); rank = rank + 1 end
+  end
+  local y = u.T:matmul(qtb)
+  y = #y.shape == 2 and y * inv:reshape(n, 1) or y * inv
+  return {vt.T:matmul(y), rank, sv}
+end
+local function t_ls_pick(sol, i) return sol[i] end
+local function t_ls_res(a, b, sol) -- squared residuals of block i
+  local ndm = require "dlua.ndarray"
+  local d = ev(b, {}) - ev(a, {}):matmul(sol[1])
+  local r = (d * d):sum{axis = 1}
+  if type(r) == "number" then return ndm.from_table{r} end
+  if r.ndim == 0 then return ndm.from_table{r:item()} end
+  return r
+end
+local function t_ls_ressum(parts)
+  local r = parts[1]
+  for i = 2, #parts do r = r + parts[i] end
+  return r
+end
+
+--- da.linalg.lstsq(a, b [, {rcond =}]) -> x, residuals, rank, s: least
+-- squares for a tall-skinny a chunked along its rows only, through tsqr
+-- (as Dask's): x minimises |a x - b| (minimum norm when a is rank
+-- deficient), residuals the sum of squares per column of b (always, as
+-- Dask gives them), rank (a scalar array) and s the singular values of a.
+function M.linalg.lstsq(a, b, o)
+  if not is_array(a) or #a.shape ~= 2 then
+    error("dlua.array.linalg.lstsq: a must be a 2-d array", 2)
+  end
+  if o ~= nil and type(o) ~= "table" then
+    error("dlua.array.linalg.lstsq: options must be a table", 2)
+  end
+  local m, n = a.shape[1], a.shape[2]
+  local rcond = o and o.rcond
+  if rcond ~= nil and type(rcond) ~= "number" then
+    error(sformat("dlua.array.linalg.lstsq: option 'rcond' must be a "
+      .. "number, got %s", type(rcond)), 2)
+  end
+  rcond = rcond or 2.220446049250313e-16 * math.max(m, n)
+  if #a.chunks[2] ~= 1 then
+    error(sformat("dlua.array.linalg.lstsq: a must have one block of "
+      .. "columns (chunks {%s}): rechunk{c, -1} first",
+      tconcat(a.chunks[2], ", ")), 2)
+  end
+  for i, c in ipairs(a.chunks[1]) do
+    if c < n then
+      error(sformat("dlua.array.linalg.lstsq: block %d of a has %d rows, "
+        .. "fewer than its %d columns (tall-skinny blocks needed)", i, c, n),
+        2)
+    end
+  end
+  if getmetatable(b) == NDMT then b = M.from_ndarray(b) end
+  if not is_array(b) or #b.shape < 1 or #b.shape > 2 or b.shape[1] ~= m then
+    error(sformat("dlua.array.linalg.lstsq: b must be a 1-d or 2-d array "
+      .. "of %d rows", m), 2)
+  end
+  if tconcat(b.chunks[1], ",") ~= tconcat(a.chunks[1], ",") or
+     (#b.shape == 2 and #b.chunks[2] ~= 1) then
+    b = rechunk(b, #b.shape == 1 and {a.chunks[1]} or {a.chunks[1], -1}, 2)
+  end
+  local q, r = M.linalg.tsqr(a)
+  local two = #b.shape == 2
+  local name = fresh("lstsq")
+  local layer, qtb, res = {}, {}, {}
+  local rkey = block_ref(r, {1, 1})
+  for i = 1, #a.chunks[1] do
+    local qk = block_ref(q, {i, 1})
+    local br = block_ref(b, two and {i, 1} or {i})
+    local deps = {qk}
+    ref_deps(br, deps, {[qk] = true})
+    qtb[i] = sformat("%s-qtb-%d", name, i)
+    layer[qtb[i]] = {fn = t_ls_qtb, args = {n = 2, qk, br}, deps = deps}
+  end
+  local sol = name .. "-sol"
+  local sdeps = {rkey}
+  for i = 1, #qtb do sdeps[#sdeps + 1] = qtb[i] end
+  layer[sol] = {fn = t_ls_solve, args = {n = 3, rkey, qtb, rcond},
+                deps = sdeps}
+  for i = 1, #a.chunks[1] do
+    local ar = block_ref(a, {i, 1})
+    local br = block_ref(b, two and {i, 1} or {i})
+    local deps, set = {sol}, {[sol] = true}
+    ref_deps(ar, deps, set)
+    ref_deps(br, deps, set)
+    res[i] = sformat("%s-res-%d", name, i)
+    layer[res[i]] = {fn = t_ls_res, args = {n = 3, ar, br, sol}, deps = deps}
+  end
+  local xk = key_of(name .. "-x", two and {1, 1} or {1})
+  local rk = name .. "-rank"
+  local sk = key_of(name .. "-s", {1})
+  local resk = key_of(name .. "-residuals", {1})
+  layer[xk] = {fn = t_ls_pick, args = {n = 2, sol, 1}, deps = {sol}}
+  layer[rk] = {fn = t_ls_pick, args = {n = 2, sol, 2}, deps = {sol}}
+  layer[sk] = {fn = t_ls_pick, args = {n = 2, sol, 3}, deps = {sol}}
+  layer[resk] = {fn = t_ls_ressum, args = {n = 1, res}, deps = res}
+  local layers = merge_layers(q, r, a, b)
+  layers[name] = layer
+  local function one(key, shape, chunks, dtype, scalar)
+    return new_array{name = name, shape = shape, chunks = chunks,
+      dtype = dtype, kind = "keys", layers = layers, scalar = scalar,
+      mkref = function() return key end}
+  end
+  local k = two and b.shape[2] or 1
+  return one(xk, two and {n, k} or {n}, two and {{n}, {k}} or {{n}},
+      "float64"),
+    one(resk, {k}, {{k}}, "float64"),
+    one(rk, {}, {}, "int64", true),
+    one(sk, {n}, {{n}}, "float64")
+end
+
 -- Tasks of the blocked LU solve with partial pivoting (ev: block refs of
 -- the inputs; keys of the solve's own tasks arrive as values).  A column
 -- is the rows of one block column that are not yet eliminated: at step 1

@@ -178,6 +178,14 @@ int dl_nd_lu_factor(dl_nd *lu, dl_nd *piv, const dl_nd *a);
    L's bottom times them from the rest.  *out is the new c. */
 int dl_nd_lu_apply(dl_nd *out, const dl_nd *lu, const dl_nd *piv,
                    const dl_nd *c);
+/* Least squares (LAPACKE dgelsd, SVD based): x (n, or n x k as b) that
+   minimises |a x - b| with the smallest norm, res the sums of squared
+   residuals per column (NumPy's: none, shape (0,), unless a has full
+   column rank and more rows than columns), s the singular values of a
+   (min(m, n), descending) and *rank the number above rcond times the
+   largest (rcond < 0: machine precision). */
+int dl_nd_lstsq(dl_nd *x, dl_nd *res, dl_nd *s, int64_t *rank,
+                const dl_nd *a, const dl_nd *b, double rcond);
 /* x with a x = b for a triangular a (its lower or upper triangle; unit:
    ones on the diagonal assumed).  ESINGULAR for a zero on the diagonal. */
 int dl_nd_solve_triangular(dl_nd *out, const dl_nd *a, const dl_nd *b,

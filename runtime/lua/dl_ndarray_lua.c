@@ -1093,6 +1093,39 @@ static int l_lu_factor(lua_State *L) {
   return 2;
 }
 
+/* nd.linalg.lstsq(a, b [, {rcond =}]) -> x, residuals, rank, s (NumPy's;
+   rcond defaults to machine precision times max(m, n)). */
+static int l_lstsq(lua_State *L) {
+  dl_nd *a, *b, *x, *res, *s;
+  int64_t rank = 0;
+  double rcond;
+  int rc;
+  lua_settop(L, 3);
+  a = to_nd(L, 1);
+  b = to_nd(L, 2);
+  rcond = 2.220446049250313e-16 *
+          (double)(a->ndim == 2 ? (a->shape[0] > a->shape[1] ? a->shape[0]
+                                                             : a->shape[1])
+                                : 1);
+  if (!lua_isnil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (lua_getfield(L, 3, "rcond") != LUA_TNIL) {
+      if (!lua_isnumber(L, -1))
+        return luaL_argerror(L, 3, "option 'rcond' must be a number");
+      rcond = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  x = nd_new(L);
+  res = nd_new(L);
+  s = nd_new(L);
+  if ((rc = dl_nd_lstsq(x, res, s, &rank, a, b, rcond)) != 0)
+    nd_fail(L, rc, "linalg.lstsq", a, b);
+  lua_pushinteger(L, (lua_Integer)rank);
+  lua_insert(L, -2);
+  return 4;
+}
+
 /* nd.linalg._lu_apply(lu, piv, c): one blocked-LU step on c (dl_nd.h). */
 static int l_lu_apply(lua_State *L) {
   dl_nd *lu = nd_check(L, 1), *piv = nd_check(L, 2), *c = to_nd(L, 3);
@@ -2101,6 +2134,8 @@ int luaopen_dlua_ndarray(lua_State *L) {
   lua_setfield(L, -2, "svd");
   lua_pushcfunction(L, l_cholesky);
   lua_setfield(L, -2, "cholesky");
+  lua_pushcfunction(L, l_lstsq);
+  lua_setfield(L, -2, "lstsq");
   lua_pushcfunction(L, l_lu_factor);
   lua_setfield(L, -2, "lu_factor");
   lua_pushcfunction(L, l_lu_apply);
