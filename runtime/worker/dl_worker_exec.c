@@ -100,6 +100,11 @@ void dl_w_fns_reap(void) {
   }
 }
 
+/* A stored value lent to the decoder (a big ndarray becomes a view of its
+   bytes, which the blob's reference keeps). */
+static void blob_hold(void *b) { atomic_fetch_add(&((blob *)b)->refs, 1); }
+static void blob_drop(void *b) { dl_w_blob_unref(b); }
+
 /* Futures in a task's arguments decode as their values. */
 int dl_w_future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
   blob *b;
@@ -122,7 +127,8 @@ int dl_w_future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
     return -1;
   }
   {
-    dl_dec_opts o = {0, &fnsource, NULL};
+    dl_codec_lender ln = {b->data, b->len, blob_hold, blob_drop, b};
+    dl_dec_opts o = {0, &fnsource, &ln};
     rc = dl_codec_decode(L, b->data, b->len, &o, err, sizeof err);
   }
   if (b->len > (size_t)1 << 20) big_garbage = 1;
