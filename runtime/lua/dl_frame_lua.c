@@ -719,7 +719,7 @@ static void push_col(lua_State *L, const dl_fcol *c) {
 static int l_read_csv(lua_State *L) {
   size_t n = 0;
   const char *p = NULL, *path = NULL;
-  char *owned = NULL;
+  dl_csvblock blk = {NULL, 0, NULL, 0, NULL};
   lua_Integer start = 0, stop = -1;
   dl_csvopts o;
   dl_ftable t;
@@ -786,12 +786,13 @@ static int l_read_csv(lua_State *L) {
     o.names = names;
   }
   if (path) {
-    if (dl_csv_read_block(path, (int64_t)start, (int64_t)stop, &owned, &n,
-                          err, sizeof err))
+    if (dl_csv_map_block(path, (int64_t)start, (int64_t)stop, &blk, err,
+                         sizeof err))
       return luaL_error(L, "dlua.frame: %s", err);
-    p = owned;
+    p = blk.p;
+    n = blk.n;
     if (n == 0) { /* nothing to parse: the caller makes an empty frame */
-      free(owned);
+      dl_csv_block_free(&blk);
       lua_createtable(L, 0, 1);
       lua_pushboolean(L, 1);
       lua_setfield(L, -2, "empty");
@@ -799,7 +800,7 @@ static int l_read_csv(lua_State *L) {
     }
   }
   rc = dl_csv_frame(p, n, &o, &t, err, sizeof err);
-  free(owned);
+  dl_csv_block_free(&blk);
   if (rc) return luaL_error(L, "dlua.frame: %s", err);
   lua_createtable(L, 0, 5);
   lua_createtable(L, 0, t.ncol); /* types as read (before NaN widening) */
