@@ -239,7 +239,6 @@ static int parse_bool(const char *s, size_t n, uint8_t *v) {
 static int grow(rd *r, dl_fcol *c) {
   int64_t cap;
   size_t w;
-  void *v;
   uint8_t *m;
   if (c->n < c->cap) return 0;
   cap = c->cap ? c->cap * 2 : (r->hint > 1024 ? r->hint : 1024);
@@ -250,9 +249,15 @@ static int grow(rd *r, dl_fcol *c) {
     if (c->cap == 0) o[0] = 0;
     c->offs = o;
   } else {
-    v = dl_realloc(c->vals, (size_t)cap * w);
-    if (!v) goto nomem;
-    c->vals = v;
+    dl_nd nn;
+    if (dl_nd_alloc_uninit(&nn, c->type == DL_FT_F64 ? DL_F64
+                                : c->type == DL_FT_I64 ? DL_I64 : DL_BOOL,
+                           1, &cap))
+      goto nomem;
+    if (c->n) memcpy(nn.data, c->vals, (size_t)c->n * w);
+    dl_nd_release(&c->nd);
+    c->nd = nn;
+    c->vals = nn.data;
   }
   m = dl_realloc(c->valid, (size_t)cap);
   if (!m) goto nomem;
@@ -484,7 +489,7 @@ void dl_ftable_free(dl_ftable *t) {
   for (i = 0; t->cols && i < t->ncol; i++) {
     dl_fcol *c = &t->cols[i];
     free(c->name);
-    dl_free(c->vals);
+    dl_nd_release(&c->nd);
     dl_free(c->valid);
     dl_free(c->offs);
     dl_free(c->bytes);

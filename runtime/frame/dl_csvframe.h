@@ -21,6 +21,9 @@ typedef struct dl_fcol {
   char *name;
   int64_t n, cap;  /* rows */
   void *vals;      /* double / int64_t / uint8_t per row (not STR) */
+  dl_nd nd;        /* what holds vals: a 1-d ndarray of cap elements (its
+                      buffer can be handed to a Lua ndarray as is; a
+                      missing float64 is already NaN in vals) */
   uint8_t *valid;  /* 1 per row: 1 present, 0 missing */
   int64_t nmissing;
   int64_t *offs;   /* STR: n + 1 offsets into bytes */

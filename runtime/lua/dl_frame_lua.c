@@ -675,7 +675,7 @@ static int type_of(lua_State *L, const char *s) {
 
 /* Push column c: an ndarray, or an array of strings (false: missing).
    int64 and bool columns with missing values become float64 with NaN. */
-static void push_col(lua_State *L, const dl_fcol *c) {
+static void push_col(lua_State *L, dl_fcol *c) {
   int64_t i;
   if (c->type == DL_FT_STR) { /* factorized here: codes + a dict */
     int64_t *first = lua_newuserdatauv(L, (size_t)(c->n ? c->n : 1) * 8, 0);
@@ -694,6 +694,17 @@ static void push_col(lua_State *L, const dl_fcol *c) {
     push_strcol(L, -2, c->n);
     lua_replace(L, -3); /* over first */
     lua_pop(L, 1);      /* dict */
+  } else if (c->nd.buf != NULL &&
+             (c->type == DL_FT_F64 || c->nmissing == 0)) {
+    /* the reader's buffer becomes the column: no copy (vals hold NaN for
+       a missing float64) */
+    dl_nd *o = (dl_nd *)lua_newuserdatauv(L, sizeof *o, 0);
+    *o = c->nd;
+    o->shape[0] = c->n;
+    o->strides[0] = c->n ? 1 : 0;
+    memset(&c->nd, 0, sizeof c->nd);
+    c->vals = NULL;
+    luaL_setmetatable(L, ND_MT);
   } else if (c->type == DL_FT_F64 || c->nmissing) {
     dl_nd *o = push_vec(L, DL_F64, c->n);
     double *d = (double *)o->data;
