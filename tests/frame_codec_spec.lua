@@ -82,6 +82,20 @@ describe("dlua.frame in the codec", function ()
     assert.equal(codec.encode(p), codec.encode(back))
   end)
 
+  it("carries what read_csv noted: errors turned missing, types", function ()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write("a,b,s\n1,2.5,x\noops,3.5,y\n4,,z\n")
+    f:close()
+    local df = frame.read_csv(path, {types = {a = "int64"}, on_error = "null"})
+    os.remove(path)
+    assert.equal(1, df:nerrors())
+    local back = codec.decode(codec.encode(df))
+    same_bytes(df, back)
+    assert.equal(1, back:nerrors())
+    assert.same(rawget(df, "_read_types"), rawget(back, "_read_types"))
+  end)
+
   it("fails cleanly on damaged bytes", function ()
     local s = codec.encode(every_kind(12))
     for _, cut in ipairs{1, 10, #s // 2, #s - 1} do
@@ -123,6 +137,17 @@ describe("dlua.frame on a cluster", function ()
     end, df):result(60)
     assert.same(df:groupby("s"):agg{f = {"count", "max"}, i = "min"}
       :totable(), counts:totable())
+    -- read on the worker, with its notes
+    local path = os.tmpname()
+    local fh = assert(io.open(path, "wb"))
+    fh:write("a,k\n1,p\nbad,q\n")
+    fh:close()
+    local read = c:submit(function (p)
+      return frame.read_csv(p, {types = {a = "int64"}, on_error = "null"})
+    end, path):result(60)
+    os.remove(path)
+    assert.equal(1, read:nerrors())
+    assert.same({{a = 1, k = "p"}, {k = "q"}}, read:totable())
     -- made on the worker
     local made = c:submit(function ()
       return frame.from_table{k = {"p", false, "q"},

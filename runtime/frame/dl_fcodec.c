@@ -74,9 +74,33 @@ static int put_frame(dl_buf *out, const dl_fcframe *f, int top) {
   return 0;
 }
 
+static int paircmp(const void *x, const void *y) {
+  const dl_fcpair *a = *(const dl_fcpair *const *)x;
+  const dl_fcpair *b = *(const dl_fcpair *const *)y;
+  return bytecmp(a->name, a->namelen, b->name, b->namelen);
+}
+
 int dl_fc_encode(dl_buf *out, const dl_fcframe *f) {
+  size_t i;
+  int rc;
   dl_buf_u8(out, VERSION);
-  return put_frame(out, f, 1);
+  if ((rc = put_frame(out, f, 1)) != 0) return rc;
+  dl_buf_u8(out, (f->has_nerrors ? 1u : 0u) | (f->has_types ? 2u : 0u));
+  if (f->has_nerrors) dl_buf_u64(out, (uint64_t)f->nerrors);
+  if (f->has_types) {
+    const dl_fcpair **order = (const dl_fcpair **)malloc(
+        (f->ntypes ? f->ntypes : 1) * sizeof *order);
+    if (order == NULL) return DL_ENOMEM;
+    for (i = 0; i < f->ntypes; i++) order[i] = &f->types[i];
+    qsort(order, f->ntypes, sizeof *order, paircmp);
+    dl_buf_u32(out, (uint32_t)f->ntypes);
+    for (i = 0; i < f->ntypes; i++) {
+      put_name(out, order[i]->name, order[i]->namelen);
+      put_name(out, order[i]->val, order[i]->vallen);
+    }
+    free(order);
+  }
+  return 0;
 }
 
 static int rd_name(dl_rd *r, const char **s, size_t *n) {
@@ -130,6 +154,7 @@ static void free_frame(dl_fcframe *f) {
   }
   free(f->cols);
   free(f->dist);
+  free(f->types);
   memset(f, 0, sizeof *f);
 }
 
@@ -208,6 +233,34 @@ static int rd_frame(dl_rd *r, dl_fcframe *f, int top) {
   return 0;
 }
 
+/* The flags byte and what it announces. */
+static int rd_notes(dl_rd *r, dl_fcframe *f) {
+  unsigned flags;
+  uint32_t nt, i;
+  if (dl_rd_u8(r, &flags) || flags > 3) return DL_EPROTO;
+  if (flags & 1) {
+    uint64_t v;
+    if (dl_rd_u64(r, &v)) return DL_EPROTO;
+    f->has_nerrors = 1;
+    f->nerrors = (int64_t)v;
+  }
+  if (!(flags & 2)) return 0;
+  if (dl_rd_u32(r, &nt) || nt > dl_rd_left(r) / 8) return DL_EPROTO;
+  f->has_types = 1;
+  f->types = (dl_fcpair *)calloc(nt ? nt : 1, sizeof *f->types);
+  if (f->types == NULL) return DL_ENOMEM;
+  f->ntypes = nt;
+  for (i = 0; i < nt; i++) {
+    dl_fcpair *t = &f->types[i];
+    if (rd_name(r, &t->name, &t->namelen) || rd_name(r, &t->val, &t->vallen))
+      return DL_EPROTO;
+    if (i > 0 && bytecmp(f->types[i - 1].name, f->types[i - 1].namelen,
+                         t->name, t->namelen) >= 0)
+      return DL_EPROTO;
+  }
+  return 0;
+}
+
 int dl_fc_decode(dl_fcframe *f, const char *p, size_t n) {
   dl_rd r;
   unsigned v;
@@ -216,6 +269,7 @@ int dl_fc_decode(dl_fcframe *f, const char *p, size_t n) {
   dl_rd_init(&r, p, n);
   if (dl_rd_u8(&r, &v) || v != VERSION) return DL_EPROTO;
   rc = rd_frame(&r, f, 1);
+  if (rc == 0) rc = rd_notes(&r, f);
   if (rc == 0 && dl_rd_left(&r) != 0) rc = DL_EPROTO;
   if (rc) free_frame(f);
   return rc;

@@ -15,7 +15,10 @@
 **   u32 ndistinct, then per entry (names in strictly increasing byte
 **   order): u32 name length, name bytes, a frame in this layout without
 **   the version byte and with ndistinct 0 (a partial aggregation's
-**   distinct rows, see frame.lua's nunique).
+**   distinct rows, see frame.lua's nunique); then u8 flags (bit 0: int64
+**   nerrors follows, bit 1: u32 ntypes follows, then ntypes times (u32
+**   name length, name, u32 type length, type), names strictly increasing:
+**   what read_csv noted, its errors turned missing and the types read).
 ** Column names are unique within a frame; dictionary entries are taken
 ** as they come (a frame's dictionaries never repeat an entry).
 */
@@ -53,12 +56,26 @@ typedef struct dl_fcdist {
   dl_fcframe *frame;
 } dl_fcdist;
 
+/* A name and a string value (read_csv's type of a column). */
+typedef struct dl_fcpair {
+  const char *name;
+  size_t namelen;
+  const char *val;
+  size_t vallen;
+} dl_fcpair;
+
 struct dl_fcframe {
   int64_t nrows;
   size_t ncol;
   dl_fccol *cols;
   size_t ndist;
   dl_fcdist *dist;    /* sorted by name when decoded; any order to encode */
+  /* the outer frame only: */
+  int has_nerrors;
+  int64_t nerrors;
+  int has_types;
+  size_t ntypes;
+  dl_fcpair *types;   /* sorted by name when decoded; any order to encode */
 };
 
 /* Bytes per element of a non-string kind (0 for STR or a bad kind). */

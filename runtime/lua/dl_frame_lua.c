@@ -946,7 +946,8 @@ static int enc_frame(lua_State *L, fcenc *e, int idx, dl_fcframe *f,
                                                    : "";
     lua_pop(L, 1);
     if (strcmp(k, "_names") && strcmp(k, "_cols") && strcmp(k, "_n") &&
-        (strcmp(k, "_distinct") || !top)) {
+        ((strcmp(k, "_distinct") && strcmp(k, "_nerrors") &&
+          strcmp(k, "_read_types")) || !top)) {
       lua_settop(L, base);
       return -1;
     }
@@ -988,6 +989,38 @@ static int enc_frame(lua_State *L, fcenc *e, int idx, dl_fcframe *f,
       return -1;
     }
     lua_pop(L, 1);
+  }
+  if (top) { /* what read_csv noted */
+    lua_pushliteral(L, "_nerrors");
+    if (lua_rawget(L, idx) != LUA_TNIL) {
+      if (!lua_isinteger(L, -1)) return -1;
+      f->has_nerrors = 1;
+      f->nerrors = (int64_t)lua_tointeger(L, -1);
+    }
+    lua_pushliteral(L, "_read_types");
+    if (lua_rawget(L, idx) != LUA_TNIL) {
+      int t = lua_gettop(L);
+      size_t nt = 0;
+      if (lua_type(L, t) != LUA_TTABLE) return -1;
+      lua_pushnil(L);
+      while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        nt++;
+      }
+      f->has_types = 1;
+      f->types = (dl_fcpair *)enc_alloc(e, nt * sizeof *f->types);
+      if (f->types == NULL) return -1;
+      lua_pushnil(L);
+      while (lua_next(L, t)) {
+        dl_fcpair *x = &f->types[f->ntypes];
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+          return -1;
+        x->name = lua_tolstring(L, -2, &x->namelen);
+        x->val = lua_tolstring(L, -1, &x->vallen);
+        f->ntypes++;
+        lua_pop(L, 1);
+      }
+    }
   }
   lua_pushliteral(L, "_distinct");
   if (top && lua_rawget(L, idx) == LUA_TTABLE) {
@@ -1085,6 +1118,19 @@ static void push_frame(lua_State *L, const dl_fcframe *f) {
       lua_rawset(L, -3);
     }
     lua_setfield(L, -2, "_distinct");
+  }
+  if (f->has_nerrors) {
+    lua_pushinteger(L, (lua_Integer)f->nerrors);
+    lua_setfield(L, -2, "_nerrors");
+  }
+  if (f->has_types) {
+    lua_createtable(L, 0, (int)f->ntypes);
+    for (i = 0; i < f->ntypes; i++) {
+      lua_pushlstring(L, f->types[i].name, f->types[i].namelen);
+      lua_pushlstring(L, f->types[i].val, f->types[i].vallen);
+      lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "_read_types");
   }
   luaL_setmetatable(L, FRAME_MT);
 }

@@ -44,11 +44,18 @@ int main(int argc, char **argv) {
     {"n", 1, DL_FC_I64, (const char *)n, 0, NULL, NULL},
     {"b", 1, DL_FC_BOOL, (const char *)b, 0, NULL, NULL},
     {"h", 1, DL_FC_F32, (const char *)h, 0, NULL, NULL}};
-  dl_fcframe sub = {3, 2, cols, 0, NULL};
+  dl_fcframe sub = {3, 2, cols, 0, NULL, 0, 0, 0, 0, NULL};
   dl_fcdist dist[1] = {{"x", 1, &sub}};
-  dl_fcframe all = {3, 5, cols, 0, NULL}, empty = {0, 0, NULL, 0, NULL};
-  dl_fcframe withd = {3, 1, cols + 2, 1, dist};
+  dl_fcframe all = {3, 5, cols, 0, NULL, 0, 0, 0, 0, NULL};
+  dl_fcframe empty = {0, 0, NULL, 0, NULL, 0, 0, 0, 0, NULL};
+  dl_fcframe withd = {3, 1, cols + 2, 1, dist, 0, 0, 0, 0, NULL};
+  dl_fcpair types[2] = {{"x", 1, "float64", 7}, {"k", 1, "string", 6}};
   if (argc < 2) return 2;
+  all.has_nerrors = 1;
+  all.nerrors = 2;
+  all.has_types = 1;
+  all.ntypes = 2;
+  all.types = types;
   save(argv[1], "seed-all-kinds", &all);
   save(argv[1], "seed-empty", &empty);
   save(argv[1], "seed-distinct", &withd);

@@ -35,9 +35,10 @@ static void encode_sample(dl_buf *out, const char *second_name) {
     {"k", 1, DL_FC_STR, (const char *)codes, 2, dict, dlen},
     {"n", 1, DL_FC_I64, (const char *)n, 0, NULL, NULL},
     {"b", 1, DL_FC_BOOL, (const char *)b, 0, NULL, NULL}};
-  dl_fcframe sub = {3, 1, cols + 2, 0, NULL};
+  dl_fcframe sub = {3, 1, cols + 2, 0, NULL, 0, 0, 0, 0, NULL};
   dl_fcdist dist[2] = {{"z", 1, &sub}, {"a", 1, &sub}};
-  dl_fcframe f = {3, 4, cols, 2, dist};
+  dl_fcpair types[2] = {{"x", 1, "float64", 7}, {"k", 1, "string", 6}};
+  dl_fcframe f = {3, 4, cols, 2, dist, 1, 5, 1, 2, types};
   cols[1].name = second_name;
   cols[1].namelen = strlen(second_name);
   dl_buf_init(out);
@@ -57,6 +58,9 @@ static void test_round_trip(void) {
   /* distinct entries come back in name order */
   CHECK(f.dist[0].name[0] == 'a' && f.dist[1].name[0] == 'z');
   CHECK(f.dist[0].frame->ncol == 1 && f.dist[0].frame->nrows == 3);
+  /* read_csv's notes, types in name order */
+  CHECK(f.has_nerrors && f.nerrors == 5 && f.has_types && f.ntypes == 2);
+  CHECK(f.types[0].name[0] == 'k' && f.types[0].vallen == 6);
   dl_buf_init(&again);
   CHECK(dl_fc_encode(&again, &f) == 0);
   CHECK(again.len == out.len && memcmp(again.p, out.p, out.len) == 0);
