@@ -20,7 +20,7 @@ local sformat, srep, tconcat, tsort, mhuge = string.format, string.rep,
   table.concat, table.sort, math.huge
 
 local M = {}
-local Frame = {__name = "dlua.frame"}
+local Frame = C.framemt -- registry["dlua.frame"]: frames travel by the codec
 local methods = {}
 local NDMT = getmetatable(nd.zeros{0})
 

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <float.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dl_buf.h"
 #include "dl_csvframe.h"
 
 const char *dl_ft_name(int type) {
@@ -237,22 +239,27 @@ static int parse_bool(const char *s, size_t n, uint8_t *v) {
 static int grow(rd *r, dl_fcol *c) {
   int64_t cap;
   size_t w;
-  void *v;
   uint8_t *m;
   if (c->n < c->cap) return 0;
   cap = c->cap ? c->cap * 2 : (r->hint > 1024 ? r->hint : 1024);
   w = c->type == DL_FT_BOOL ? 1 : 8;
   if (c->type == DL_FT_STR) {
-    int64_t *o = realloc(c->offs, (size_t)(cap + 1) * sizeof *o);
+    int64_t *o = dl_realloc(c->offs, (size_t)(cap + 1) * sizeof *o);
     if (!o) goto nomem;
     if (c->cap == 0) o[0] = 0;
     c->offs = o;
   } else {
-    v = realloc(c->vals, (size_t)cap * w);
-    if (!v) goto nomem;
-    c->vals = v;
+    dl_nd nn;
+    if (dl_nd_alloc_uninit(&nn, c->type == DL_FT_F64 ? DL_F64
+                                : c->type == DL_FT_I64 ? DL_I64 : DL_BOOL,
+                           1, &cap))
+      goto nomem;
+    if (c->n) memcpy(nn.data, c->vals, (size_t)c->n * w);
+    dl_nd_release(&c->nd);
+    c->nd = nn;
+    c->vals = nn.data;
   }
-  m = realloc(c->valid, (size_t)cap);
+  m = dl_realloc(c->valid, (size_t)cap);
   if (!m) goto nomem;
   c->valid = m;
   c->cap = cap;
@@ -291,7 +298,7 @@ static void put(rd *r, dl_fcol *c, const char *s, size_t n) {
       size_t cap = c->bcap ? c->bcap : 4096;
       char *b;
       while (cap < c->blen + n) cap *= 2;
-      b = realloc(c->bytes, cap);
+      b = dl_realloc(c->bytes, cap);
       if (!b) {
         fail(r, "out of memory");
         return;
@@ -482,10 +489,10 @@ void dl_ftable_free(dl_ftable *t) {
   for (i = 0; t->cols && i < t->ncol; i++) {
     dl_fcol *c = &t->cols[i];
     free(c->name);
-    free(c->vals);
-    free(c->valid);
-    free(c->offs);
-    free(c->bytes);
+    dl_nd_release(&c->nd);
+    dl_free(c->valid);
+    dl_free(c->offs);
+    dl_free(c->bytes);
   }
   free(t->cols);
   memset(t, 0, sizeof *t);
@@ -665,4 +672,71 @@ fail:
   if (fd >= 0) close(fd);
   free(b);
   return -1;
+}
+
+int dl_csv_map_block(const char *path, int64_t start, int64_t stop,
+                     dl_csvblock *b, char *err, size_t errn) {
+  int fd;
+  struct stat st;
+  int64_t size, pos, end, off;
+  long pg = sysconf(_SC_PAGESIZE);
+  const char *m, *nl;
+  memset(b, 0, sizeof *b);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    snprintf(err, errn, "%s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  size = (int64_t)st.st_size;
+  if (!S_ISREG(st.st_mode) || size == 0 || pg <= 0) {
+    close(fd);
+    if (S_ISREG(st.st_mode) && size == 0) return 0; /* nothing to read */
+    goto copy;
+  }
+  if (start < 0) start = 0;
+  if (start > size) start = size;
+  if (stop < 0 || stop > size) stop = size;
+  off = start > 0 ? (start - 1) / pg * pg : 0;
+  b->maplen = (size_t)(size - off);
+  b->map = mmap(NULL, b->maplen, PROT_READ, MAP_PRIVATE, fd, (off_t)off);
+  close(fd);
+  if (b->map == MAP_FAILED) {
+    b->map = NULL;
+    goto copy;
+  }
+  m = (const char *)b->map - off; /* m[x] is the file's byte x */
+  pos = start;
+  if (start > 0) { /* after the line that holds start - 1 */
+    nl = memchr(m + start - 1, '\n', (size_t)(size - start + 1));
+    pos = nl ? (int64_t)(nl - m) + 1 : size;
+  }
+  end = stop;
+  if (end > pos && m[end - 1] != '\n') { /* finish the last line */
+    nl = memchr(m + end, '\n', (size_t)(size - end));
+    end = nl ? (int64_t)(nl - m) + 1 : size;
+  }
+  if (end < pos) end = pos;
+  b->p = m + pos;
+  b->n = (size_t)(end - pos);
+  if (b->n > 0) { /* map the pages now, in one go, not one fault each */
+    char *a = (char *)b->map + ((pos - off) / pg * pg);
+    size_t l = (size_t)(end - off) - (size_t)(a - (char *)b->map);
+#ifdef MADV_POPULATE_READ
+    if (madvise(a, l, MADV_POPULATE_READ) != 0)
+#endif
+      madvise(a, l, MADV_WILLNEED);
+  }
+  return 0;
+copy:
+  if (dl_csv_read_block(path, start, stop, &b->owned, &b->n, err, errn))
+    return -1;
+  b->p = b->owned;
+  return 0;
+}
+
+void dl_csv_block_free(dl_csvblock *b) {
+  if (b->map) munmap(b->map, b->maplen);
+  free(b->owned);
+  memset(b, 0, sizeof *b);
 }

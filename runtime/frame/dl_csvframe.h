@@ -21,6 +21,9 @@ typedef struct dl_fcol {
   char *name;
   int64_t n, cap;  /* rows */
   void *vals;      /* double / int64_t / uint8_t per row (not STR) */
+  dl_nd nd;        /* what holds vals: a 1-d ndarray of cap elements (its
+                      buffer can be handed to a Lua ndarray as is; a
+                      missing float64 is already NaN in vals) */
   uint8_t *valid;  /* 1 per row: 1 present, 0 missing */
   int64_t nmissing;
   int64_t *offs;   /* STR: n + 1 offsets into bytes */
@@ -65,6 +68,24 @@ int dl_csv_parse_f64(const char *s, size_t n, double *v);
    *outn bytes.  0, or -1 with a message naming path in err. */
 int dl_csv_read_block(const char *path, int64_t start, int64_t stop,
                       char **out, size_t *outn, char *err, size_t errn);
+/* A block of a file as dl_csv_map_block gives it: p[0 .. n) are the
+   block's lines, mapped from the file (map) or read into owned. */
+typedef struct dl_csvblock {
+  const char *p;
+  size_t n;
+  void *map;      /* the mapping (munmap'd by dl_csv_block_free) or NULL */
+  size_t maplen;
+  char *owned;    /* malloc'd bytes when the file could not be mapped */
+} dl_csvblock;
+/* The lines of the block [start, stop) of the file at path, as
+   dl_csv_read_block cuts it, mapped read-only from the page cache (no copy;
+   the pages are read ahead): the file must not shrink while b is in use.
+   Falls back to dl_csv_read_block for files that cannot be mapped.  0, or
+   -1 with a message naming path in err (nothing to free). */
+int dl_csv_map_block(const char *path, int64_t start, int64_t stop,
+                     dl_csvblock *b, char *err, size_t errn);
+/* Release what dl_csv_map_block holds in b. */
+void dl_csv_block_free(dl_csvblock *b);
 const char *dl_ft_name(int type);
 
 #endif

@@ -13,13 +13,16 @@
 
 #include <lauxlib.h>
 
+#include "dl_codec.h"
 #include "dl_csvframe.h"
+#include "dl_fcodec.h"
 #include "dl_fgroup.h"
 #include "dl_nd.h"
 #include "dl_runtime.h"
 
 #define ND_MT "dlua.ndarray"
 #define STR_MT "dlua.frame.strings"
+#define FRAME_MT "dlua.frame"
 
 /* A contiguous 1-d view of the ndarray at i (copied if strided). */
 static const dl_nd *check_vec(lua_State *L, int i) {
@@ -672,7 +675,7 @@ static int type_of(lua_State *L, const char *s) {
 
 /* Push column c: an ndarray, or an array of strings (false: missing).
    int64 and bool columns with missing values become float64 with NaN. */
-static void push_col(lua_State *L, const dl_fcol *c) {
+static void push_col(lua_State *L, dl_fcol *c) {
   int64_t i;
   if (c->type == DL_FT_STR) { /* factorized here: codes + a dict */
     int64_t *first = lua_newuserdatauv(L, (size_t)(c->n ? c->n : 1) * 8, 0);
@@ -691,6 +694,17 @@ static void push_col(lua_State *L, const dl_fcol *c) {
     push_strcol(L, -2, c->n);
     lua_replace(L, -3); /* over first */
     lua_pop(L, 1);      /* dict */
+  } else if (c->nd.buf != NULL &&
+             (c->type == DL_FT_F64 || c->nmissing == 0)) {
+    /* the reader's buffer becomes the column: no copy (vals hold NaN for
+       a missing float64) */
+    dl_nd *o = (dl_nd *)lua_newuserdatauv(L, sizeof *o, 0);
+    *o = c->nd;
+    o->shape[0] = c->n;
+    o->strides[0] = c->n ? 1 : 0;
+    memset(&c->nd, 0, sizeof c->nd);
+    c->vals = NULL;
+    luaL_setmetatable(L, ND_MT);
   } else if (c->type == DL_FT_F64 || c->nmissing) {
     dl_nd *o = push_vec(L, DL_F64, c->n);
     double *d = (double *)o->data;
@@ -716,7 +730,7 @@ static void push_col(lua_State *L, const dl_fcol *c) {
 static int l_read_csv(lua_State *L) {
   size_t n = 0;
   const char *p = NULL, *path = NULL;
-  char *owned = NULL;
+  dl_csvblock blk = {NULL, 0, NULL, 0, NULL};
   lua_Integer start = 0, stop = -1;
   dl_csvopts o;
   dl_ftable t;
@@ -783,12 +797,13 @@ static int l_read_csv(lua_State *L) {
     o.names = names;
   }
   if (path) {
-    if (dl_csv_read_block(path, (int64_t)start, (int64_t)stop, &owned, &n,
-                          err, sizeof err))
+    if (dl_csv_map_block(path, (int64_t)start, (int64_t)stop, &blk, err,
+                         sizeof err))
       return luaL_error(L, "dlua.frame: %s", err);
-    p = owned;
+    p = blk.p;
+    n = blk.n;
     if (n == 0) { /* nothing to parse: the caller makes an empty frame */
-      free(owned);
+      dl_csv_block_free(&blk);
       lua_createtable(L, 0, 1);
       lua_pushboolean(L, 1);
       lua_setfield(L, -2, "empty");
@@ -796,7 +811,7 @@ static int l_read_csv(lua_State *L) {
     }
   }
   rc = dl_csv_frame(p, n, &o, &t, err, sizeof err);
-  free(owned);
+  dl_csv_block_free(&blk);
   if (rc) return luaL_error(L, "dlua.frame: %s", err);
   lua_createtable(L, 0, 5);
   lua_createtable(L, 0, t.ncol); /* types as read (before NaN widening) */
@@ -823,6 +838,341 @@ static int l_read_csv(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- codec */
+
+/*
+** A frame travels as the codec's CUSTOM value "dlua.frame" in the bytes of
+** dl_fcodec.h.  The view of a frame borrows its columns' memory (kept
+** alive by the frame while the codec runs); what it allocates is listed
+** in an fcenc and freed after, also when a Lua call fails.
+*/
+typedef struct fcenc {
+  void **own;      /* malloc'ed blocks */
+  size_t nown, cap;
+  dl_nd *tmp;      /* contiguous copies of strided columns */
+  size_t ntmp, tcap;
+} fcenc;
+
+static void *enc_alloc(fcenc *e, size_t n) {
+  void *p;
+  if (e->nown == e->cap) {
+    size_t c = e->cap ? 2 * e->cap : 16;
+    void **o = (void **)realloc(e->own, c * sizeof *o);
+    if (o == NULL) return NULL;
+    e->own = o;
+    e->cap = c;
+  }
+  p = calloc(n ? n : 1, 1);
+  if (p != NULL) e->own[e->nown++] = p;
+  return p;
+}
+
+static void enc_free(fcenc *e) {
+  size_t i;
+  for (i = 0; i < e->nown; i++) free(e->own[i]);
+  for (i = 0; i < e->ntmp; i++) dl_nd_release(&e->tmp[i]);
+  free(e->own);
+  free(e->tmp);
+}
+
+/* The elements of the 1-d ndarray a, contiguous (a copy when strided). */
+static const char *enc_data(fcenc *e, const dl_nd *a) {
+  if (dl_nd_contiguous(a)) return a->data;
+  if (e->ntmp == e->tcap) {
+    size_t c = e->tcap ? 2 * e->tcap : 4;
+    dl_nd *t = (dl_nd *)realloc(e->tmp, c * sizeof *t);
+    if (t == NULL) return NULL;
+    e->tmp = t;
+    e->tcap = c;
+  }
+  if (dl_nd_astype(&e->tmp[e->ntmp], a, a->dtype)) return NULL;
+  return e->tmp[e->ntmp++].data;
+}
+
+/* The 1-d ndarray of n rows at the top of the stack, or NULL. */
+static const dl_nd *enc_vec(lua_State *L, int64_t n) {
+  const dl_nd *a = (const dl_nd *)luaL_testudata(L, -1, ND_MT);
+  if (a == NULL || a->buf == NULL || a->ndim != 1 || a->shape[0] != n ||
+      (int)a->dtype < 0 || (int)a->dtype > DL_FC_F32)
+    return NULL;
+  return a;
+}
+
+/* The string column at the top of the stack into c; 0 or -1. */
+static int enc_strcol(lua_State *L, fcenc *e, dl_fccol *c, int64_t n) {
+  int col = lua_gettop(L);
+  const dl_nd *codes;
+  lua_Integer j, k;
+  int64_t i;
+  c->kind = DL_FC_STR;
+  lua_pushliteral(L, "codes");
+  lua_rawget(L, col);
+  codes = enc_vec(L, n);
+  if (codes == NULL || codes->dtype != DL_I64) return -1;
+  if ((c->data = enc_data(e, codes)) == NULL) return -1;
+  lua_pushliteral(L, "dict");
+  if (lua_rawget(L, col) != LUA_TTABLE) return -1;
+  k = (lua_Integer)lua_rawlen(L, -1);
+  c->ndict = (int64_t)k;
+  c->dict = (const char **)enc_alloc(e, (size_t)k * sizeof *c->dict);
+  c->dictlen = (size_t *)enc_alloc(e, (size_t)k * sizeof *c->dictlen);
+  if (c->dict == NULL || c->dictlen == NULL) return -1;
+  for (j = 1; j <= k; j++) {
+    if (lua_rawgeti(L, -1, j) != LUA_TSTRING) return -1;
+    c->dict[j - 1] = lua_tolstring(L, -1, &c->dictlen[j - 1]);
+    lua_pop(L, 1); /* the dict keeps it */
+  }
+  for (i = 0; i < n; i++) {
+    int64_t v;
+    memcpy(&v, c->data + (size_t)i * 8, 8);
+    if (v < 0 || v > (int64_t)k) return -1;
+  }
+  lua_settop(L, col);
+  return 0;
+}
+
+/* The frame at idx (a table {_names, _cols, _n [, _distinct]}) into f;
+   0, or -1 when it is not a frame the codec can carry. */
+static int enc_frame(lua_State *L, fcenc *e, int idx, dl_fcframe *f,
+                     int top) {
+  int names, cols, base = lua_gettop(L);
+  lua_Integer i, ncol;
+  size_t nkeys = 0;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 8)) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { /* nothing but the frame's fields */
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                   : "";
+    lua_pop(L, 1);
+    if (strcmp(k, "_names") && strcmp(k, "_cols") && strcmp(k, "_n") &&
+        ((strcmp(k, "_distinct") && strcmp(k, "_nerrors") &&
+          strcmp(k, "_read_types")) || !top)) {
+      lua_settop(L, base);
+      return -1;
+    }
+  }
+  lua_getfield(L, idx, "_n");
+  if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0) return -1;
+  f->nrows = (int64_t)lua_tointeger(L, -1);
+  lua_pushliteral(L, "_names");
+  names = lua_rawget(L, idx) == LUA_TTABLE ? lua_gettop(L) : 0;
+  lua_pushliteral(L, "_cols");
+  cols = lua_rawget(L, idx) == LUA_TTABLE ? lua_gettop(L) : 0;
+  if (!names || !cols) return -1;
+  ncol = (lua_Integer)lua_rawlen(L, names);
+  lua_pushnil(L);
+  while (lua_next(L, cols)) {
+    lua_pop(L, 1);
+    nkeys++;
+  }
+  if (nkeys != (size_t)ncol) return -1;
+  f->ncol = (size_t)ncol;
+  f->cols = (dl_fccol *)enc_alloc(e, (size_t)ncol * sizeof *f->cols);
+  if (f->cols == NULL) return -1;
+  for (i = 1; i <= ncol; i++) {
+    dl_fccol *c = &f->cols[i - 1];
+    const dl_nd *a;
+    if (lua_rawgeti(L, names, i) != LUA_TSTRING) return -1;
+    c->name = lua_tolstring(L, -1, &c->namelen);
+    lua_rawget(L, cols); /* names keeps the name */
+    if ((a = enc_vec(L, f->nrows)) != NULL) {
+      c->kind = (int)a->dtype;
+      if ((c->data = enc_data(e, a)) == NULL) return -1;
+      if (c->kind == DL_FC_BOOL) {
+        int64_t r;
+        for (r = 0; r < f->nrows; r++)
+          if ((unsigned char)c->data[r] > 1) return -1;
+      }
+    } else if (lua_type(L, -1) != LUA_TTABLE ||
+               enc_strcol(L, e, c, f->nrows)) {
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  if (top) { /* what read_csv noted */
+    lua_pushliteral(L, "_nerrors");
+    if (lua_rawget(L, idx) != LUA_TNIL) {
+      if (!lua_isinteger(L, -1)) return -1;
+      f->has_nerrors = 1;
+      f->nerrors = (int64_t)lua_tointeger(L, -1);
+    }
+    lua_pushliteral(L, "_read_types");
+    if (lua_rawget(L, idx) != LUA_TNIL) {
+      int t = lua_gettop(L);
+      size_t nt = 0;
+      if (lua_type(L, t) != LUA_TTABLE) return -1;
+      lua_pushnil(L);
+      while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        nt++;
+      }
+      f->has_types = 1;
+      f->types = (dl_fcpair *)enc_alloc(e, nt * sizeof *f->types);
+      if (f->types == NULL) return -1;
+      lua_pushnil(L);
+      while (lua_next(L, t)) {
+        dl_fcpair *x = &f->types[f->ntypes];
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+          return -1;
+        x->name = lua_tolstring(L, -2, &x->namelen);
+        x->val = lua_tolstring(L, -1, &x->vallen);
+        f->ntypes++;
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pushliteral(L, "_distinct");
+  if (top && lua_rawget(L, idx) == LUA_TTABLE) {
+    int d = lua_gettop(L);
+    size_t nd = 0;
+    lua_pushnil(L);
+    while (lua_next(L, d)) {
+      lua_pop(L, 1);
+      nd++;
+    }
+    f->dist = (dl_fcdist *)enc_alloc(e, nd * sizeof *f->dist);
+    if (f->dist == NULL) return -1;
+    lua_pushnil(L);
+    while (lua_next(L, d)) {
+      dl_fcdist *x = &f->dist[f->ndist];
+      if (lua_type(L, -2) != LUA_TSTRING) return -1;
+      x->name = lua_tolstring(L, -2, &x->namelen);
+      x->frame = (dl_fcframe *)enc_alloc(e, sizeof *x->frame);
+      if (x->frame == NULL || enc_frame(L, e, -1, x->frame, 0)) return -1;
+      f->ndist++;
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, base);
+  return 0;
+}
+
+/* Under pcall: (frame, fcenc*, dl_buf*) -> true when encoded. */
+static int fc_encode_p(lua_State *L) {
+  fcenc *e = (fcenc *)lua_touserdata(L, 2);
+  dl_buf *out = (dl_buf *)lua_touserdata(L, 3);
+  dl_fcframe f;
+  memset(&f, 0, sizeof f);
+  lua_pushboolean(L, enc_frame(L, e, 1, &f, 1) == 0 &&
+                         dl_fc_encode(out, &f) == 0);
+  return 1;
+}
+
+static int fc_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
+  fcenc e;
+  size_t len0 = out->len;
+  int ok;
+  (void)ctx;
+  memset(&e, 0, sizeof e);
+  lua_pushcfunction(L, fc_encode_p);
+  lua_pushvalue(L, idx);
+  lua_pushlightuserdata(L, &e);
+  lua_pushlightuserdata(L, out);
+  ok = lua_pcall(L, 3, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  enc_free(&e);
+  if (!ok) out->len = len0;
+  return ok ? 0 : -1;
+}
+
+/* Push the frame f (its metatable and dlua.ndarray's are loaded).
+   [-0, +1, m] */
+static void push_frame(lua_State *L, const dl_fcframe *f) {
+  size_t i;
+  lua_createtable(L, 0, 4);
+  lua_createtable(L, (int)f->ncol, 0);
+  lua_createtable(L, 0, (int)f->ncol);
+  for (i = 0; i < f->ncol; i++) {
+    const dl_fccol *c = &f->cols[i];
+    lua_pushlstring(L, c->name, c->namelen);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, (lua_Integer)i + 1);
+    if (c->kind == DL_FC_STR) {
+      int64_t j;
+      dl_nd *codes;
+      lua_createtable(L, (int)c->ndict, 0);
+      for (j = 0; j < c->ndict; j++) {
+        lua_pushlstring(L, c->dict[j], c->dictlen[j]);
+        lua_rawseti(L, -2, (lua_Integer)j + 1);
+      }
+      codes = push_vec(L, DL_I64, f->nrows);
+      memcpy(codes->data, c->data, (size_t)f->nrows * 8);
+      push_strcol(L, -2, f->nrows);
+      lua_remove(L, -2); /* the dict */
+    } else {
+      dl_nd *a = push_vec(L, (dl_dtype)c->kind, f->nrows);
+      memcpy(a->data, c->data, (size_t)f->nrows * dl_fc_itemsize(c->kind));
+    }
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -3, "_cols");
+  lua_setfield(L, -2, "_names");
+  lua_pushinteger(L, (lua_Integer)f->nrows);
+  lua_setfield(L, -2, "_n");
+  if (f->ndist) {
+    lua_createtable(L, 0, (int)f->ndist);
+    for (i = 0; i < f->ndist; i++) {
+      lua_pushlstring(L, f->dist[i].name, f->dist[i].namelen);
+      push_frame(L, f->dist[i].frame);
+      lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "_distinct");
+  }
+  if (f->has_nerrors) {
+    lua_pushinteger(L, (lua_Integer)f->nerrors);
+    lua_setfield(L, -2, "_nerrors");
+  }
+  if (f->has_types) {
+    lua_createtable(L, 0, (int)f->ntypes);
+    for (i = 0; i < f->ntypes; i++) {
+      lua_pushlstring(L, f->types[i].name, f->types[i].namelen);
+      lua_pushlstring(L, f->types[i].val, f->types[i].vallen);
+      lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "_read_types");
+  }
+  luaL_setmetatable(L, FRAME_MT);
+}
+
+/* Under pcall: (dl_fcframe*) -> the frame. */
+static int fc_push_p(lua_State *L) {
+  push_frame(L, (const dl_fcframe *)lua_touserdata(L, 1));
+  return 1;
+}
+
+static int fc_decode(lua_State *L, const char *p, size_t n, void *ctx) {
+  dl_fcframe f;
+  int st;
+  (void)ctx;
+  /* The frame's methods live in dlua.frame (which loads dlua.ndarray). */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "dlua.frame") == LUA_TNIL) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "dlua.frame");
+    lua_call(L, 1, 0);
+  }
+  lua_pop(L, 2);
+  if ((st = dl_fc_decode(&f, p, n)) != 0)
+    return luaL_error(L, "dlua.frame: %s in a frame's bytes",
+                      st == DL_ENOMEM ? "not enough memory"
+                                      : "damaged or truncated data");
+  lua_pushcfunction(L, fc_push_p);
+  lua_pushlightuserdata(L, &f);
+  st = lua_pcall(L, 1, 1, 0);
+  dl_fc_free(&f);
+  if (st != LUA_OK) return lua_error(L);
+  return 0;
+}
+
+/*
+** Register the frame codec in L, so frames travel between client and
+** workers as task arguments and results.  [-0, +0, m]
+*/
+void dl_frame_register(lua_State *L) {
+  dl_codec_register(L, FRAME_MT, fc_encode, fc_decode);
+}
+
 static const luaL_Reg funcs[] = {
   {"take", l_take}, {"which", l_which}, {"factorize", l_factorize},
   {"combine", l_combine}, {"reduce", l_reduce}, {"read_csv", l_read_csv},
@@ -842,5 +1192,7 @@ int luaopen_dlua_framec(lua_State *L) {
     lua_setfield(L, -2, "__newindex");
   }
   lua_setfield(L, -2, "strmt");
+  luaL_newmetatable(L, FRAME_MT); /* filled in by frame.lua */
+  lua_setfield(L, -2, "framemt");
   return 1;
 }

@@ -163,6 +163,7 @@ void dlua_openlibs(lua_State *L) {
   lua_setfield(L, -2, "dlua.framec");
   lua_pop(L, 1);
   dl_ndarray_register(L); /* ndarrays decode before dlua.ndarray loads */
+  dl_frame_register(L);   /* frames too (dlua.frame is required then) */
   /* Insert the embedded searcher right after the preload searcher. */
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "searchers");

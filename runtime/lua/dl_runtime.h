@@ -29,5 +29,7 @@ int luaopen_dlua_framec(lua_State *L);
 
 /* Register the ndarray codec in L (dl_ndarray_lua.c).  [-0, +0, m] */
 void dl_ndarray_register(lua_State *L);
+/* Register the data frame codec in L (dl_frame_lua.c).  [-0, +0, m] */
+void dl_frame_register(lua_State *L);
 
 #endif

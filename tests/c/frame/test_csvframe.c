@@ -240,6 +240,45 @@ static void test_factorize_strings(void) {
   CHECK(dl_factorize_codes(bad, 2, 3, c2, f2) == -2);
 }
 
+/* dl_csv_map_block cuts blocks as dl_csv_read_block does, for every
+   start and stop around the lines of a file longer than a page. */
+static void test_map_block(void) {
+  char path[] = "/tmp/dlua-mapblock-XXXXXX", err[256];
+  int fd = mkstemp(path);
+  FILE *f;
+  int64_t size = 0, start, stop;
+  int line, bad = 0;
+  CHECK(fd >= 0);
+  f = fdopen(fd, "wb");
+  for (line = 0; line < 700; line++)
+    size += fprintf(f, "%d,k%d,%.3f\n", line, line % 7, line * 0.5);
+  fprintf(f, "tail,no,newline");
+  size += 15;
+  fclose(f);
+  for (start = 0; start <= size + 2 && !bad; start += start < 4200 && start > 4000 ? 1 : 37) {
+    for (stop = start - 1; stop <= size + 2 && !bad; stop += 53) {
+      char *o = NULL;
+      size_t n = 0;
+      dl_csvblock b;
+      CHECK(dl_csv_read_block(path, start, stop, &o, &n, err, sizeof err) == 0);
+      CHECK(dl_csv_map_block(path, start, stop, &b, err, sizeof err) == 0);
+      if (b.n != n || (n && memcmp(b.p, o, n) != 0)) bad = 1;
+      dl_csv_block_free(&b);
+      free(o);
+    }
+  }
+  CHECK(!bad);
+  {
+    dl_csvblock b;
+    CHECK(dl_csv_map_block(path, 0, -1, &b, err, sizeof err) == 0);
+    CHECK((int64_t)b.n == size && b.map != NULL);
+    dl_csv_block_free(&b);
+  }
+  remove(path);
+  CHECK(dl_csv_map_block(path, 0, -1, &(dl_csvblock){0}, err, sizeof err) == -1);
+  CHECK(strstr(err, "No such file") != NULL);
+}
+
 int main(void) {
   RUN(test_regressions);
   RUN(test_typed);
@@ -248,5 +287,6 @@ int main(void) {
   RUN(test_group_i64);
   RUN(test_shuffle_kernels);
   RUN(test_parse_f64);
+  RUN(test_map_block);
   return TAP_END();
 }
