@@ -920,7 +920,18 @@ static int spawn_worker(dl_server *s) {
   }
   if (zy && rc != UV_EPIPE && rc != UV_ENOTCONN && rc != UV_ECONNRESET)
     goto failed; /* out of descriptors, say: so would a spawn be */
-  if (zy) zyg_close(s); /* the zygote is gone: spawn this one directly */
+  if (zy) {
+    /* The zygote is gone (killed, say) and its end of the link not yet
+       noticed: a new one forks this worker, as it will the next ones;
+       only when none starts is this one spawned directly. */
+    zyg_close(s);
+    if (zyg_ready(s, argv0) == 1 && zspawn(s, w, args, sv) == 0) {
+      close(sv[1]);
+      w->zyg = 1;
+      goto started;
+    }
+    if (s->zfd >= 0) zyg_close(s);
+  }
   memset(&po, 0, sizeof po);
   po.file = s->exe;
   po.args = args;
