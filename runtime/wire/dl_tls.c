@@ -226,7 +226,11 @@ static void why_failed(dl_tls *t, int rc, char *err, size_t errlen) {
     return;
   }
   ssl_reason(r, sizeof r);
-  if (v != X509_V_OK)
+  if (strstr(r, "alert unknown ca"))
+    snprintf(err, errlen, "TLS: the peer does not trust this side's "
+             "certificate (unknown CA: the TLS directories come from "
+             "different `dlua tls-gen` runs)");
+  else if (v != X509_V_OK)
     snprintf(err, errlen, "TLS: the peer's certificate is refused: %s (is it "
              "signed by this cluster's CA?)", X509_verify_cert_error_string(v));
   else
