@@ -26,9 +26,10 @@
 #include "dl_tls.h"
 
 #define SSLP(t) ((SSL *)(t)->ssl)
-#define CHUNK 65536
+#define CHUNK (256u << 10) /* one read, one write block */
 #define HIGH (4u << 20)
 #define LOW (1u << 20)
+#define POOL_MAX 64 /* write blocks kept for reuse (16 MiB) */
 
 struct dl_tls_ctx {
   SSL_CTX *ctx;
@@ -295,14 +296,16 @@ struct tpipe {
   int closing, closed;
   int net_paused, loc_paused; /* reading stopped: the other side is full */
   tpipe *next;                /* the adoption queue */
-  char nbuf[CHUNK];
-  char lbuf[CHUNK];
 };
 
+/* A write: blocks of CHUNK bytes, reused (a fresh 256 KiB block per
+   write made the heap grow and shrink, and every write fault its pages
+   in: a tenth of the speed). */
 typedef struct tw {
   uv_write_t req;
   tpipe *p;
-  char d[];
+  struct tw *free_next;
+  char d[CHUNK];
 } tw;
 
 static uv_once_t once = UV_ONCE_INIT;
@@ -317,6 +320,11 @@ static struct {
   tpipe *queue; /* adopted, not yet opened (under lock) */
   int live;     /* pipes open (under lock) */
   tpipe *all;   /* every live pipe, through lnext (under lock) */
+  /* The thread's own (no lock): each read is consumed in its callback,
+     so one buffer serves every pipe; spare write blocks. */
+  char rbuf[CHUNK];
+  tw *pool;
+  int npool;
 } T;
 
 static void pipe_closed(uv_handle_t *h) {
@@ -372,11 +380,31 @@ static void loc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void net_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void loc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
+static tw *tw_new(void) {
+  tw *w = T.pool;
+  if (w) {
+    T.pool = w->free_next;
+    T.npool--;
+    return w;
+  }
+  return dl_realloc(NULL, sizeof *w);
+}
+
+static void tw_free(tw *w) {
+  if (T.npool >= POOL_MAX) {
+    dl_free(w);
+    return;
+  }
+  w->free_next = T.pool;
+  T.pool = w;
+  T.npool++;
+}
+
 static void wrote(uv_write_t *req, int status) {
   tw *w = (tw *)req;
   tpipe *p = w->p;
   uv_stream_t *to = req->handle;
-  dl_free(w);
+  tw_free(w);
   if (status < 0) {
     if (p->closing < 2) close_both(p);
     return;
@@ -399,7 +427,7 @@ static int send_to(tpipe *p, uv_stream_t *to, tw *w, size_t n) {
   uv_buf_t b = uv_buf_init(w->d, (unsigned)n);
   w->p = p;
   if (uv_write(&w->req, to, &b, 1, wrote) != 0) {
-    dl_free(w);
+    tw_free(w);
     close_both(p);
     return -1;
   }
@@ -408,21 +436,22 @@ static int send_to(tpipe *p, uv_stream_t *to, tw *w, size_t n) {
 
 /* Send what the session has for the peer. */
 static int flush_net(tpipe *p) {
-  size_t n = BIO_ctrl_pending(p->t.wb);
-  tw *w;
-  int k;
-  if (n == 0) return 0;
-  if ((w = dl_realloc(NULL, sizeof *w + n)) == NULL) {
-    close_both(p);
-    return -1;
+  size_t n;
+  while ((n = BIO_ctrl_pending(p->t.wb)) > 0) {
+    tw *w = tw_new();
+    int k;
+    if (w == NULL) {
+      close_both(p);
+      return -1;
+    }
+    k = BIO_read(p->t.wb, w->d, (int)(n < CHUNK ? n : CHUNK));
+    if (k <= 0) {
+      tw_free(w);
+      close_both(p);
+      return -1;
+    }
+    if (send_to(p, (uv_stream_t *)&p->net, w, (size_t)k)) return -1;
   }
-  k = BIO_read(p->t.wb, w->d, (int)n);
-  if (k <= 0) {
-    dl_free(w);
-    close_both(p);
-    return -1;
-  }
-  if (send_to(p, (uv_stream_t *)&p->net, w, (size_t)k)) return -1;
   if (p->net.write_queue_size > HIGH && !p->loc_paused) {
     p->loc_paused = 1;
     uv_read_stop((uv_stream_t *)&p->loc);
@@ -434,7 +463,7 @@ static int flush_net(tpipe *p) {
 static void drain_net(tpipe *p) {
   char err[300];
   for (;;) {
-    tw *w = dl_realloc(NULL, sizeof *w + CHUNK);
+    tw *w = tw_new();
     size_t have = 0;
     long k = 0;
     if (w == NULL) {
@@ -448,7 +477,7 @@ static void drain_net(tpipe *p) {
     if (have > 0) {
       if (send_to(p, (uv_stream_t *)&p->loc, w, have)) return;
     } else {
-      dl_free(w);
+      tw_free(w);
     }
     if (flush_net(p)) return; /* a key update's answer, an alert */
     if (k < 0) {
@@ -464,15 +493,15 @@ static void drain_net(tpipe *p) {
 }
 
 static void net_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  tpipe *p = h->data;
+  (void)h;
   (void)hint;
-  *b = uv_buf_init(p->nbuf, sizeof p->nbuf);
+  *b = uv_buf_init(T.rbuf, sizeof T.rbuf);
 }
 
 static void loc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  tpipe *p = h->data;
+  (void)h;
   (void)hint;
-  *b = uv_buf_init(p->lbuf, sizeof p->lbuf);
+  *b = uv_buf_init(T.rbuf, sizeof T.rbuf);
 }
 
 static void net_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
@@ -591,7 +620,7 @@ int dl_tls_adopt(int fd, dl_tls *t, int *clear, char *err, size_t errlen) {
   setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
   setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
   setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-  memset(p, 0, offsetof(tpipe, nbuf));
+  memset(p, 0, sizeof *p);
   p->t = *t;
   t->ssl = t->rb = t->wb = NULL;
   p->netfd = fd;
