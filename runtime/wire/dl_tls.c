@@ -543,9 +543,13 @@ static void on_wake(uv_async_t *a) {
     uv_tcp_init(&T.loop, &p->net);
     uv_pipe_init(&T.loop, &p->loc, 0);
     p->net.data = p->loc.data = p;
-    if (uv_tcp_open(&p->net, p->netfd) != 0 ||
-        uv_pipe_open(&p->loc, p->locfd) != 0) {
+    if (uv_tcp_open(&p->net, p->netfd) != 0) {
       close(p->netfd);
+      close(p->locfd);
+      close_both(p);
+      continue;
+    }
+    if (uv_pipe_open(&p->loc, p->locfd) != 0) { /* net's fd is net's now */
       close(p->locfd);
       close_both(p);
       continue;
