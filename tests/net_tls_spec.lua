@@ -153,6 +153,24 @@ describe("TLS", function()
     spid = nil
   end)
 
+  it("a missing TLS directory stops scheduler and worker with one line",
+     function()
+    local dir = H.token_dir(TOKEN)
+    finally(function() H.rmdir(dir) end)
+    local code, out = H.sh(("$DLUA scheduler --host 127.0.0.1 --port 0 "
+      .. "--dashboard-address none --token-file %s --tls-dir %s"):format(
+        H.q(dir .. "/token"), H.q(dir .. "/none")))
+    assert.equal(1, code)
+    assert.matches("dlua scheduler: TLS directory " .. dir .. "/none: ", out,
+                   1, true)
+    assert.matches("dlua tls-gen DIR", out, 1, true)
+    code, out = H.sh(("$DLUA worker tcp://127.0.0.1:1 --token-file %s "
+      .. "--tls-dir %s"):format(H.q(dir .. "/token"), H.q(dir .. "/none")))
+    assert.equal(2, code)
+    assert.matches("dlua worker: TLS directory " .. dir .. "/none: ", out,
+                   1, true)
+  end)
+
   it("LocalCluster's tls_dir needs listen", function()
     local ok, err = pcall(dlua.LocalCluster, {tls_dir = "/x", n_workers = 1})
     assert.is_false(ok)
