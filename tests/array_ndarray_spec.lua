@@ -217,6 +217,64 @@ describe("dlua.ndarray linear algebra", function()
     assert.equal(0, l:get(1, 2))
   end)
 
+  it("factors by LU with partial pivoting and solves triangular systems",
+     function()
+    local P = A{{0.0, 2, 1}, {1, 1, 1}, {4, 2, 0}, {2, 0, 3}} -- 4 x 3
+    local lu, piv = nd.linalg.lu_factor(P)
+    assert.same({3, 3, 4}, piv:totable())         -- LAPACK's interchanges
+    assert.equal("int64", piv.dtype)
+    -- rebuild P from L and U with the interchanges undone
+    local L, U = nd.zeros{4, 3}, nd.zeros{3, 3}
+    for i = 1, 4 do
+      for j = 1, 3 do
+        if i > j then L:set(i, j, lu:get(i, j))
+        elseif i == j then L:set(i, j, 1) end
+        if i <= j then U:set(i, j, lu:get(i, j)) end
+      end
+    end
+    local R = L:matmul(U)
+    for i = 3, 1, -1 do
+      local r = piv:get(i)
+      local t = R:slice(i):copy()
+      R:slice(i):assign(R:slice(r)); R:slice(r):assign(t)
+    end
+    close(R, P)
+    close(nd.linalg.solve_triangular(U, A{1.0, 2, 3}),
+      nd.linalg.solve(U, A{1.0, 2, 3}))
+    close(nd.linalg.solve_triangular(L:slice({1, 3}), A{{1.0}, {2}, {3}},
+      {lower = true, unit_diagonal = true}),
+      nd.linalg.solve(L:slice({1, 3}), A{{1.0}, {2}, {3}}))
+    assert.matches("linalg.lu_factor: singular matrix",
+      err_of(nd.linalg.lu_factor, A{{1, 2}, {2, 4}}))
+    assert.matches("linalg.solve_triangular: singular matrix",
+      err_of(nd.linalg.solve_triangular, A{{1, 2}, {0, 0}}, A{1, 2}))
+    assert.matches("solve_triangular: shapes do not fit",
+      err_of(nd.linalg.solve_triangular, A{{1, 2}, {0, 1}}, A{1, 2, 3}))
+  end)
+
+  it("solves least squares as NumPy's lstsq (LAPACK dgelsd)", function()
+    -- y = 1 + 2 t fitted to four points exactly on it, then one off it
+    local T = A{{1.0, 0}, {1, 1}, {1, 2}, {1, 3}}
+    local x, res, rank, s = nd.linalg.lstsq(T, A{1.0, 3, 5, 7})
+    close(x, {1, 2}, 1e-12)
+    close(res, {0}, 1e-20)
+    assert.equal(2, rank)
+    local _, es = nd.linalg.svd(T)
+    close(s, es, 1e-12)
+    x, res = nd.linalg.lstsq(T, A{1.0, 3, 5, 8})
+    close(x, {0.8, 2.3}, 1e-12)                    -- NumPy's figures
+    close(res, {0.3}, 1e-12)
+    -- rank-deficient: the minimum-norm solution, no residuals
+    x, res, rank = nd.linalg.lstsq(A{{1.0, 2}, {2, 4}, {3, 6}}, A{1.0, 2, 3})
+    close(x, {0.2, 0.4}, 1e-12)
+    assert.equal(1, rank)
+    assert.same({0}, res.shape)
+    assert.matches("linalg.lstsq: shapes do not fit",
+      err_of(nd.linalg.lstsq, T, A{1, 2}))
+    assert.matches("option 'rcond' must be a number",
+      err_of(nd.linalg.lstsq, T, A{1, 2, 3, 4}, {rcond = "x"}))
+  end)
+
   it("names singular and non-positive-definite matrices", function()
     assert.matches("linalg.solve: singular matrix", err_of(nd.linalg.solve,
       A{{1, 2}, {2, 4}}, A{1, 2}))

@@ -378,7 +378,8 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
     -- singular: a block row of zeros
     local sv = av:copy()
     sv:slice({31, 45}):assign(0)
-    assert.matches("diagonal block 3 is singular after elimination",
+    assert.matches("the matrix is singular %(no nonzero pivot left in block "
+      .. "column 3%)",
       err_of(function()
         return da.linalg.solve(da.from_ndarray(sv, {chunks = 15}), bv)
           :compute(SYNC)
@@ -389,6 +390,74 @@ describe("dlua.array slicing, rechunk, joining, map_blocks", function()
       .. "{25, 25}%)", err_of(da.linalg.solve, A:rechunk{15, 25}, bv))
     assert.matches("b must be a 1%-d or 2%-d array of 50 rows",
       err_of(da.linalg.solve, A, nd.zeros{49}))
+  end)
+
+  it("solves with pivoting across blocks: a singular leading block",
+     function()
+    local n = 40
+    -- rows swapped in pairs across blocks: every diagonal block of pv is
+    -- zero, and pivots must come from other block rows
+    local rv = nd.random.uniform{shape = {n, n}, seed = 11} + nd.eye(n) * 4
+    local pv = nd.zeros{n, n}
+    for i = 1, n do
+      local src = i <= n / 2 and i + n / 2 or i - n / 2
+      pv:slice(i):assign(rv:slice(src))
+    end
+    pv:slice({1, 10}, {1, 10}):assign(0)
+    local bv = nd.random.uniform{shape = {n, 2}, seed = 12}
+    local ok = pcall(nd.linalg.solve, pv:slice({1, 10}, {1, 10}),
+                     bv:slice({1, 10}))
+    assert.is_false(ok) -- the leading block alone is singular
+    for _, c in ipairs{10, 13, 40} do
+      local x = da.linalg.solve(da.from_ndarray(pv, {chunks = c}), bv)
+      close(x:compute(SYNC), nd.linalg.solve(pv, bv), 1e-10)
+      close(pv:matmul(x:compute(SYNC)), bv, 1e-10)
+    end
+    -- the ill-conditioned case without pivoting: a tiny leading pivot
+    local tv = nd.eye(4)
+    tv:set(1, 1, 1e-18); tv:set(1, 3, 1); tv:set(3, 1, 1)
+    local tb = nd.from_table{1, 2, 3, 4}
+    close(da.linalg.solve(da.from_ndarray(tv, {chunks = 2}), tb)
+      :compute(SYNC), nd.linalg.solve(tv, tb), 1e-12)
+  end)
+
+  it("solves least squares through tsqr, as LAPACK's dgelsd on the whole "
+     .. "matrix", function()
+    local av = nd.random.uniform{shape = {120, 5}, seed = 31}
+    local bv = nd.random.uniform{shape = {120}, seed = 32}
+    local b2 = nd.random.uniform{shape = {120, 3}, seed = 33}
+    local A = da.from_ndarray(av, {chunks = {30, 5}})
+    for _, b in ipairs{bv, b2} do
+      local x, res, rank, s = da.linalg.lstsq(A, b)
+      local ex, eres, erank, es = nd.linalg.lstsq(av, b)
+      assert.same(ex.shape, x.shape)
+      close(x:compute(SYNC), ex, 1e-12)
+      close(res:compute(SYNC), eres, 1e-10)
+      assert.equal(erank, rank:compute(SYNC))
+      assert.equal(5, erank)
+      close(s:compute(SYNC), es, 1e-12)
+    end
+    -- b chunked otherwise (rechunked), and a rank-deficient a: column 5
+    -- repeats column 1, so the minimum-norm x of dgelsd
+    local dv = av:copy()
+    dv:slice({1, 120}, 5):assign(dv:slice({1, 120}, 1))
+    local x, _, rank, s = da.linalg.lstsq(da.from_ndarray(dv, {chunks =
+      {40, 5}}), da.from_ndarray(bv, {chunks = 7}))
+    local ex, eres, erank, es = nd.linalg.lstsq(dv, bv)
+    assert.equal(4, erank)
+    assert.equal(0, eres.size)       -- NumPy gives none when rank-deficient
+    assert.equal(4, rank:compute(SYNC))
+    close(x:compute(SYNC), ex, 1e-10)
+    close(s:compute(SYNC), es, 1e-10)
+    assert.matches("a must have one block of columns",
+      err_of(da.linalg.lstsq, da.from_ndarray(av, {chunks = {30, 2}}), bv))
+    assert.matches("block 2 of a has 3 rows, fewer than its 5 columns",
+      err_of(da.linalg.lstsq, da.from_ndarray(av, {chunks = {{117, 3}, {5}}}),
+        bv))
+    assert.matches("b must be a 1%-d or 2%-d array of 120 rows",
+      err_of(da.linalg.lstsq, A, nd.zeros{119}))
+    assert.matches("option 'rcond' must be a number, got string",
+      err_of(da.linalg.lstsq, A, bv, {rcond = "x"}))
   end)
 
   it("persists in this process with the sync scheduler", function()
@@ -457,5 +526,54 @@ describe("dlua.array on a cluster", function()
     local bad = da.arange(1, 10, {chunks = 5}) // 0
     assert.matches("integer division or modulo by zero",
       err_of(bad.compute, bad, {client = client}))
+  end)
+
+  it("solves with pivoting across blocks on the workers", function()
+    local n = 60
+    local av = nd.random.uniform{shape = {n, n}, seed = 21}
+    av:slice({1, 20}, {1, 20}):assign(0) -- singular leading block
+    local bv = nd.random.uniform{shape = {n}, seed = 22}
+    local x = da.linalg.solve(da.from_ndarray(av, {chunks = 20}), bv)
+    close(x:compute{client = client}, nd.linalg.solve(av, bv), 1e-9)
+  end)
+
+  it("solves least squares on the workers", function()
+    local av = nd.random.uniform{shape = {400, 6}, seed = 41}
+    local bv = nd.random.uniform{shape = {400, 2}, seed = 42}
+    local x, res, rank, s = da.linalg.lstsq(
+      da.from_ndarray(av, {chunks = {100, 6}}), bv)
+    local ex, eres, erank, es = nd.linalg.lstsq(av, bv)
+    local o = {client = client}
+    close(x:compute(o), ex, 1e-12)
+    close(res:compute(o), eres, 1e-10)
+    assert.equal(erank, rank:compute(o))
+    close(s:compute(o), es, 1e-12)
+  end)
+
+  it("reads big stored blocks in place: a task's input is read-only",
+     function()
+    -- 256 KiB blocks, decoded as views of the worker's stored bytes
+    local x = da.random.uniform{shape = {512, 128}, chunks = {256, 128},
+                                seed = 4}:persist{client = client}
+    local xv = x:compute(SYNC)
+    close(x:compute{client = client}, xv)
+    close(x:matmul(x.T):compute{client = client}, xv:matmul(xv.T), 1e-9)
+    local e = err_of(function()
+      return x:map_blocks(function(b) b:set(1, 1, 0); return b end)
+        :compute{client = client}
+    end)
+    assert.matches("set: the array is read%-only %(a task's input", e)
+    e = err_of(function()
+      return x:map_blocks(function(b) b:slice({1, 2}):assign(0); return b end)
+        :compute{client = client}
+    end)
+    assert.matches("assign: the array is read%-only", e)
+    -- a copy is the task's own; the stored block is unchanged
+    local y = x:map_blocks(function(b)
+      local c = b:copy(); c:set(1, 1, -1); return c
+    end):compute{client = client}
+    assert.equal(-1, y:get(1, 1))
+    assert.equal(-1, y:get(257, 1))
+    close(x:compute{client = client}, xv)
   end)
 end)

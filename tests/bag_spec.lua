@@ -6,27 +6,8 @@ local bag = require "dlua.bag"
 
 local SYNC = {scheduler = "sync"}
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
-
-local function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local F = require "helpers.files"
+local tmpdir, rmdir, spit, slurp = F.tmpdir, F.rmdir, F.spit, F.slurp
 
 -- The line number of the caller's next line, for "reported at the
 -- caller's line" checks.

@@ -16,17 +16,8 @@ end
 
 local FIX = script_dir() .. "/fixtures/cli"
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local F = require "helpers.files"
+local q, slurp = F.q, F.slurp
 
 -- Run a shell command line with "$DLUA" available, optionally feeding
 -- stdin; returns exit status, stdout, stderr.

@@ -369,6 +369,94 @@ describe("codec globals", function()
   end)
 end)
 
+describe("codec sandbox _ENV", function()
+  -- A function whose _ENV is a table of its own (a sandbox) carries only
+  -- the globals it reads from that table, with its metatable, as a
+  -- function of the real globals carries the globals it reads.
+  local G = debug.getregistry()[2]
+  local function big_box()
+    local big = {}
+    for i = 1, 20000 do big["k" .. i] = i end
+    return setmetatable({x = 5, big = big, unused = big}, {__index = G})
+  end
+  local function fn(src, env) return assert(load("return " .. src, "=sb", "t", env))() end
+
+  it("sends only the globals read from it, with its metatable", function()
+    local box = big_box()
+    local f = fn("function(a) return x + a + #big.k1, math.floor(1.5) end",
+                 setmetatable({x = 5, big = {k1 = "ab"}, __pad = box},
+                              {__index = G}))
+    -- (the table above reads x and big; box is reached only through __pad)
+    assert.is_true(#encode(f) < 400, #encode(f))
+    local g = rt(f)
+    assert.same({8, 1}, {g(1)})
+    local _, env = debug.getupvalue(g, 1)
+    assert.is_nil(rawget(env, "__pad"))
+    f = fn("function() return x, print end", box)
+    assert.is_true(#encode(f) < 400, #encode(f))
+    g = rt(f)
+    local a, b = g()
+    assert.equal(5, a)
+    assert.equal(print, b) -- through the metatable's __index (_G by name)
+    _, env = debug.getupvalue(g, 1)
+    assert.is_nil(rawget(env, "big"))
+    assert.equal(G, getmetatable(env).__index)
+  end)
+
+  it("keeps assignments in the copy, and one table for its functions",
+     function()
+    local box = big_box()
+    local t = fn("{function() return x end, function(v) x = v end, "
+                 .. "function() n = (n or 0) + 1 return n end}", box)
+    local r = rt(t)
+    assert.equal(5, r[1]())
+    r[2](7)
+    assert.equal(7, r[1]())
+    assert.equal(1, r[3]())
+    assert.equal(2, r[3]())
+    assert.equal(5, box.x) -- the sender's sandbox is untouched
+    assert.is_nil(rawget(box, "n"))
+    assert.is_true(#encode(t) < 800, #encode(t))
+  end)
+
+  it("sends the whole table when the function uses _ENV as a value",
+     function()
+    local box = big_box()
+    local f = fn("function(k) return _ENV[k] end", box)
+    assert.is_true(#encode(f) > 100000)
+    assert.equal(20000, rt(f)("big").k20000)
+    f = fn("function() return function() return next(_ENV) ~= nil end end",
+           box)
+    assert.is_true(rt(f)()())
+  end)
+
+  it("refuses an unsendable global it reads, naming it", function()
+    local co = coroutine.create(print)
+    local f = fn("function() return c end", {c = co, other = 1})
+    assert.matches("cannot send coroutine at global 'c' of function <sb:1>",
+                   err_of(encode, f))
+    -- one it does not read does not matter
+    f = fn("function() return other end", {c = co, other = 1})
+    assert.equal(1, rt(f)())
+  end)
+
+  it("refuses a globals section into a table that is no globals table",
+     function()
+    -- A forged message: a function's upvalue is a plain table, and a
+    -- global is sent into it.  Only a message's own _ENV tables take them.
+    local f = fn("function() return x end", {x = 1})
+    local s = encode(f)
+    -- its end: upvalue _ENV as T_SENV (16) without metatable, then the
+    -- globals section: upvalue 1, "x", the integer 1, end
+    local tail = "\16\0\1\1x\3\2\0"
+    assert.equal(tail, s:sub(-#tail))
+    assert.equal(1, decode(s)())
+    local forged = s:sub(1, -#tail - 1) .. "\6" .. ("\0"):rep(9)
+                   .. tail:sub(3)
+    assert.matches("no globals table", err_of(decode, forged))
+  end)
+end)
+
 describe("codec names", function()
   it("sends standard library values by name", function()
     assert.equal(math.sqrt, rt(math.sqrt))

@@ -11,16 +11,10 @@ local HTTP = require "helpers.http"
 local json_decode, http = HTTP.json_decode, HTTP.get
 
 describe("dashboard coordination view", function()
+  local dash = HTTP.dashboard(1)
   local client, base
-
-  setup(function()
-    client = dlua.Client{n_workers = 1, dashboard_address = "127.0.0.1:0"}
-    base = "http://" .. client.cluster.dashboard_address
-  end)
-
-  teardown(function()
-    if client then client:close() end
-  end)
+  setup(function() dash.start(); client, base = dash.client, dash.base end)
+  teardown(dash.stop)
 
   -- /json/coord's entry for kind and name, polled until pred holds.
   local function entry_until(kind, name, pred)

@@ -32,12 +32,57 @@ describe("get_client in tasks", function()
   setup(function() env.start(); c = env.c end)
   teardown(env.stop)
 
+  -- A lone task's result goes to the scheduler from its executor thread
+  -- (the write gate), a burst's from the worker's I/O thread: either way
+  -- what the task sent before returning (an unbounded Queue's put does
+  -- not wait for an answer) is applied before its result is known.
+  it("a task's own messages reach the scheduler before its result",
+     function()
+    local q = dlua.Queue("order-before-done")
+    local function put_then_return(x)
+      require("dlua").Queue("order-before-done"):put(x)
+      return x
+    end
+    for i = 1, 40 do -- lone tasks
+      assert.equal(i, c:submit(put_then_return, i):result(30))
+      assert.same({i}, q:get{batch = true})
+    end
+    local xs = {} -- a burst
+    for i = 1, 200 do xs[i] = i end
+    local futs = c:map(put_then_return, xs)
+    local first = futs[1]:result(60)
+    assert.equal(1, first)
+    c:gather(futs)
+    local got = q:get{batch = true}
+    table.sort(got)
+    assert.same(xs, got)
+  end)
+
   it("runs recursive fib(15) by tasks on 2 workers with 1 slot each",
      function()
     for _, w in ipairs(c.handle:workers()) do
       assert.equal(1, w.nthreads)
     end
     assert.equal(610, c:submit(fib, 15):result(120))
+  end)
+
+  it("releases a task's futures when it ends: the cluster empties",
+     function()
+    -- Dask drops a task's futures as its references go; here the worker
+    -- collects its Lua garbage soon after such a task ends, so nothing
+    -- stays held until a collection that an idle worker never runs.
+    local function held() -- (this client's own garbage collected first)
+      collectgarbage()
+      local n = 0
+      for _, v in pairs(c:scheduler_info().tasks) do n = n + v end
+      return n
+    end
+    local f = c:submit(fib, 6)
+    assert.equal(8, f:result(60))
+    f:release()
+    wait_for("the scheduler to hold no keys after fib(6), and the "
+             .. "workers to store nothing",
+             function() return held() == 0 and stored(c) == 0 end, 5)
   end)
 
   it("makes every client call work inside a task", function()

@@ -6,18 +6,8 @@ local lpeg = require "lpeg"
 
 local SYNC = {scheduler = "sync"}
 
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
+local F = require "helpers.files"
+local tmpdir, spit = F.tmpdir, F.spit
 
 describe("dlua.csv", function ()
   it("parses RFC 4180: quotes, embedded separators and newlines, CRLF",

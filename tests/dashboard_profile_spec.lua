@@ -21,22 +21,12 @@ function dwin_early(x) return dwin_spin(1000000) + x end
 function dwin_late(x) return dwin_spin(1000000) + x end
 
 describe("dashboard profile window", function()
+  local dash = HTTP.dashboard(2)
   local client, base
+  setup(function() dash.start(); client, base = dash.client, dash.base end)
+  teardown(dash.stop)
 
-  setup(function()
-    client = dlua.Client{n_workers = 2, dashboard_address = "127.0.0.1:0"}
-    base = "http://" .. client.cluster.dashboard_address
-  end)
-
-  teardown(function()
-    if client then client:close() end
-  end)
-
-  local function profile(q)
-    local code, body = http(base .. "/json/profile" .. (q or ""))
-    assert.are.equal(200, code, body)
-    return json_decode(body)
-  end
+  local function profile(q) return dash.json("/json/profile" .. (q or "")) end
 
   -- Samples under each task group (the root's children).
   local function groups(p)

@@ -17,22 +17,12 @@ function dstream_inc(x) return x + 1 end
 local RING = 10000 -- DL_SCHED_EVENTS
 
 describe("dashboard task stream", function()
+  local dash = HTTP.dashboard(2)
   local client, base
+  setup(function() dash.start(); client, base = dash.client, dash.base end)
+  teardown(dash.stop)
 
-  setup(function()
-    client = dlua.Client{n_workers = 2, dashboard_address = "127.0.0.1:0"}
-    base = "http://" .. client.cluster.dashboard_address
-  end)
-
-  teardown(function()
-    if client then client:close() end
-  end)
-
-  local function stream(since)
-    local code, body = http(base .. "/json/stream?since=" .. since)
-    assert.are.equal(200, code)
-    return json_decode(body)
-  end
+  local function stream(since) return dash.json("/json/stream?since=" .. since) end
 
   local function formatted()
     local _, body = http(base .. "/metrics")

@@ -7,18 +7,8 @@ local dd = require "dlua.dataframe"
 
 local SYNC = {scheduler = "sync"}
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local F = require "helpers.files"
+local tmpdir, spit = F.tmpdir, F.spit
 
 local function make_files(dir, nfiles, nrows)
   math.randomseed(11)

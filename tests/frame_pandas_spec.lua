@@ -10,18 +10,8 @@ local PY = "/usr/bin/python3"
 local have_pandas = os.execute(PY .. " -c 'import pandas' 2>/dev/null") == true
 local SYNC = {scheduler = "sync"}
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local F = require "helpers.files"
+local tmpdir, spit = F.tmpdir, F.spit
 
 -- id (unique), key (60 values, some missing, some quoted with a comma),
 -- s (another string column, some missing), x (float, some missing), n (int)

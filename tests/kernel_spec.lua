@@ -8,17 +8,8 @@
 local DLUA = assert(os.getenv("DLUA"), "DLUA must name the dlua binary")
 local PY = "/usr/bin/python3" -- Debian's, where python3-jupyter-client is
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local F = require "helpers.files"
+local q, slurp, tmpdir = F.q, F.slurp, F.tmpdir
 
 -- Run a shell command line; returns exit status, stdout, stderr.
 local function sh(cmdline)
@@ -30,13 +21,6 @@ local function sh(cmdline)
   local o, e = slurp(out), slurp(err)
   os.remove(out); os.remove(err)
   return code, o, e
-end
-
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d"))
-  local d = p:read("l")
-  p:close()
-  return d
 end
 
 local PREFIX = tmpdir()

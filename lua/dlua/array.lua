@@ -1969,39 +1969,175 @@ function M.linalg.tsqr(a)
   return q, r
 end
 
--- Tasks of the block LU solve (ev: block refs of the inputs; keys of the
--- solve's own tasks arrive as values).
-local function lu_diag_solve(akk, rhs, k)
-  local ok, r = pcall(require("dlua.ndarray").linalg.solve, akk, rhs)
-  if not ok then
-    if tostring(r):find("singular", 1, true) then
-      error(sformat("dlua.array.linalg.solve: diagonal block %d is singular "
-        .. "after elimination (the matrix is singular, or needs pivoting "
-        .. "across blocks: the block LU pivots inside diagonal blocks "
-        .. "only)", k), 0)
-    end
-    error(r, 0)
+-- Tasks of lstsq (tsqr's own keys arrive as values; refs through ev).
+local function t_ls_qtb(q, b) -- q_i^T b_i
+  return q.T:matmul(ev(b, {}))
+end
+local function t_ls_solve(r, parts, rcond) -- {x, rank, s} from r, Q^T b
+  local ndm = require "dlua.ndarray"
+  local qtb = parts[1]
+  for i = 2, #parts do qtb = qtb + parts[i] end
+  -- r = u diag(s) vt; x = vt^T diag(1/s) u^T Q^T b over s > cutoff: the
+  -- minimum-norm solution dgelsd gives, rank deficient or not
+  local u, sv, vt = ndm.linalg.svd(r)
+  local n = sv.shape[1]
+  local cut = n > 0 and rcond * sv:get(1) or 0
+  local inv, rank = ndm.zeros{n}, 0
+  for i = 1, n do
+    if sv:get(i) > cut then inv:set(i, 1 / sv:get(i)); rank = rank + 1 end
   end
+  local y = u.T:matmul(qtb)
+  y = #y.shape == 2 and y * inv:reshape(n, 1) or y * inv
+  return {vt.T:matmul(y), rank, sv}
+end
+local function t_ls_pick(sol, i) return sol[i] end
+local function t_ls_res(a, b, sol) -- squared residuals of block i
+  local ndm = require "dlua.ndarray"
+  local d = ev(b, {}) - ev(a, {}):matmul(sol[1])
+  local r = (d * d):sum{axis = 1}
+  if type(r) == "number" then return ndm.from_table{r} end
+  if r.ndim == 0 then return ndm.from_table{r:item()} end
   return r
 end
-local function t_lu_l(aik, akk, k) -- L_ik = A_ik A_kk^-1
-  aik, akk = ev(aik, {}), ev(akk, {})
-  return lu_diag_solve(akk.T, aik.T, k).T:copy()
+local function t_ls_ressum(parts)
+  local r = parts[1]
+  for i = 2, #parts do r = r + parts[i] end
+  return r
 end
-local function t_lu_update(aij, l, akj) -- A_ij - L_ik A_kj
-  aij, akj = ev(aij, {}), ev(akj, {})
-  return aij - l:matmul(akj)
+
+--- da.linalg.lstsq(a, b [, {rcond =}]) -> x, residuals, rank, s: least
+-- squares for a tall-skinny a chunked along its rows only, through tsqr
+-- (as Dask's): x minimises |a x - b| (minimum norm when a is rank
+-- deficient), residuals the sum of squares per column of b (always, as
+-- Dask gives them), rank (a scalar array) and s the singular values of a.
+function M.linalg.lstsq(a, b, o)
+  if not is_array(a) or #a.shape ~= 2 then
+    error("dlua.array.linalg.lstsq: a must be a 2-d array", 2)
+  end
+  if o ~= nil and type(o) ~= "table" then
+    error("dlua.array.linalg.lstsq: options must be a table", 2)
+  end
+  local m, n = a.shape[1], a.shape[2]
+  local rcond = o and o.rcond
+  if rcond ~= nil and type(rcond) ~= "number" then
+    error(sformat("dlua.array.linalg.lstsq: option 'rcond' must be a "
+      .. "number, got %s", type(rcond)), 2)
+  end
+  rcond = rcond or 2.220446049250313e-16 * math.max(m, n)
+  if #a.chunks[2] ~= 1 then
+    error(sformat("dlua.array.linalg.lstsq: a must have one block of "
+      .. "columns (chunks {%s}): rechunk{c, -1} first",
+      tconcat(a.chunks[2], ", ")), 2)
+  end
+  for i, c in ipairs(a.chunks[1]) do
+    if c < n then
+      error(sformat("dlua.array.linalg.lstsq: block %d of a has %d rows, "
+        .. "fewer than its %d columns (tall-skinny blocks needed)", i, c, n),
+        2)
+    end
+  end
+  if getmetatable(b) == NDMT then b = M.from_ndarray(b) end
+  if not is_array(b) or #b.shape < 1 or #b.shape > 2 or b.shape[1] ~= m then
+    error(sformat("dlua.array.linalg.lstsq: b must be a 1-d or 2-d array "
+      .. "of %d rows", m), 2)
+  end
+  if tconcat(b.chunks[1], ",") ~= tconcat(a.chunks[1], ",") or
+     (#b.shape == 2 and #b.chunks[2] ~= 1) then
+    b = rechunk(b, #b.shape == 1 and {a.chunks[1]} or {a.chunks[1], -1}, 2)
+  end
+  local q, r = M.linalg.tsqr(a)
+  local two = #b.shape == 2
+  local name = fresh("lstsq")
+  local layer, qtb, res = {}, {}, {}
+  local rkey = block_ref(r, {1, 1})
+  for i = 1, #a.chunks[1] do
+    local qk = block_ref(q, {i, 1})
+    local br = block_ref(b, two and {i, 1} or {i})
+    local deps = {qk}
+    ref_deps(br, deps, {[qk] = true})
+    qtb[i] = sformat("%s-qtb-%d", name, i)
+    layer[qtb[i]] = {fn = t_ls_qtb, args = {n = 2, qk, br}, deps = deps}
+  end
+  local sol = name .. "-sol"
+  local sdeps = {rkey}
+  for i = 1, #qtb do sdeps[#sdeps + 1] = qtb[i] end
+  layer[sol] = {fn = t_ls_solve, args = {n = 3, rkey, qtb, rcond},
+                deps = sdeps}
+  for i = 1, #a.chunks[1] do
+    local ar = block_ref(a, {i, 1})
+    local br = block_ref(b, two and {i, 1} or {i})
+    local deps, set = {sol}, {[sol] = true}
+    ref_deps(ar, deps, set)
+    ref_deps(br, deps, set)
+    res[i] = sformat("%s-res-%d", name, i)
+    layer[res[i]] = {fn = t_ls_res, args = {n = 3, ar, br, sol}, deps = deps}
+  end
+  local xk = key_of(name .. "-x", two and {1, 1} or {1})
+  local rk = name .. "-rank"
+  local sk = key_of(name .. "-s", {1})
+  local resk = key_of(name .. "-residuals", {1})
+  layer[xk] = {fn = t_ls_pick, args = {n = 2, sol, 1}, deps = {sol}}
+  layer[rk] = {fn = t_ls_pick, args = {n = 2, sol, 2}, deps = {sol}}
+  layer[sk] = {fn = t_ls_pick, args = {n = 2, sol, 3}, deps = {sol}}
+  layer[resk] = {fn = t_ls_ressum, args = {n = 1, res}, deps = res}
+  local layers = merge_layers(q, r, a, b)
+  layers[name] = layer
+  local function one(key, shape, chunks, dtype, scalar)
+    return new_array{name = name, shape = shape, chunks = chunks,
+      dtype = dtype, kind = "keys", layers = layers, scalar = scalar,
+      mkref = function() return key end}
+  end
+  local k = two and b.shape[2] or 1
+  return one(xk, two and {n, k} or {n}, two and {{n}, {k}} or {{n}},
+      "float64"),
+    one(resk, {k}, {{k}}, "float64"),
+    one(rk, {}, {}, "int64", true),
+    one(sk, {n}, {{n}}, "float64")
 end
-local function t_lu_back(akk, bk, arow, xs, k) -- x_k
-  local r = ev(bk, {})
-  for i = 1, #xs do r = r - ev(arow[i], {}):matmul(xs[i]) end
-  return lu_diag_solve(ev(akk, {}), r, k)
+
+-- Tasks of the blocked LU solve with partial pivoting (ev: block refs of
+-- the inputs; keys of the solve's own tasks arrive as values).  A column
+-- is the rows of one block column that are not yet eliminated: at step 1
+-- the list of its blocks (skip 0), later the previous step's column of
+-- which the first skip rows are done.
+local function lu_column(col, skip)
+  if skip == 0 then
+    local parts = {}
+    for i = 1, #col do parts[i] = ev(col[i], {}) end
+    if #parts == 1 then return parts[1] end
+    return require("dlua.ndarray").concatenate(parts, {axis = 1})
+  end
+  return col:slice({skip + 1, col.shape[1]})
+end
+local function t_lu_panel(col, skip, k) -- {lu, piv} of block column k
+  local ok, lu, piv = pcall(require("dlua.ndarray").linalg.lu_factor,
+    lu_column(col, skip))
+  if not ok then
+    if tostring(lu):find("singular", 1, true) then
+      error(sformat("dlua.array.linalg.solve: the matrix is singular (no "
+        .. "nonzero pivot left in block column %d)", k), 0)
+    end
+    error(lu, 0)
+  end
+  return {lu, piv}
+end
+local function t_lu_apply(panel, col, skip) -- the column after a step
+  return require("dlua.ndarray").linalg._lu_apply(panel[1], panel[2],
+    lu_column(col, skip))
+end
+local function t_lu_back(panel, ycol, ucols, xs, n) -- x_k
+  local ndm = require "dlua.ndarray"
+  local r = ycol:slice({1, n})
+  for i = 1, #xs do r = r - ucols[i]:slice({1, n}):matmul(xs[i]) end
+  return ndm.linalg.solve_triangular(panel[1]:slice({1, n}), r)
 end
 
 --- da.linalg.solve(a, b) -> x with a x = b, for a square 2-d array a
 -- chunked in square diagonal blocks and b (1-d, or 2-d with one block of
--- columns) chunked as a's rows: block LU (Gaussian elimination of block
--- rows, LAPACK's pivoted solve on each diagonal block), then block back
+-- columns) chunked as a's rows: blocked LU with partial pivoting (for each
+-- block column, LAPACK's dgetrf on all its rows not yet eliminated, the
+-- panel; its row interchanges and elimination applied to the columns to
+-- its right and to b, one task per column), then block back
 -- substitution.  x has b's chunks.
 function M.linalg.solve(a, b)
   if not is_array(a) or #a.shape ~= 2 or a.shape[1] ~= a.shape[2] then
@@ -2024,14 +2160,9 @@ function M.linalg.solve(a, b)
   end
   local ma, mb = materialize(a), materialize(b)
   local p, two = #a.chunks[1], #b.shape == 2
+  local sizes = a.chunks[2]
   local name = fresh("solve")
   local layer = {}
-  local A, B = {}, {}
-  for i = 1, p do
-    A[i] = {}
-    for j = 1, p do A[i][j] = block_ref(ma, {i, j}) end
-    B[i] = block_ref(mb, two and {i, 1} or {i})
-  end
   -- a task of refs (and numbers); args lists[i] is a list of refs
   local function add(key, fn, args, lists)
     local deps, set = {}, {}
@@ -2045,24 +2176,36 @@ function M.linalg.solve(a, b)
     layer[key] = {fn = fn, args = args, deps = deps}
     return key
   end
-  for k = 1, p - 1 do -- eliminate block column k below the diagonal
-    for i = k + 1, p do
-      local l = add(sformat("%s-L-%d-%d", name, k, i), t_lu_l,
-        {n = 3, A[i][k], A[k][k], k})
-      for j = k + 1, p do
-        A[i][j] = add(sformat("%s-A-%d-%d-%d", name, k, i, j), t_lu_update,
-          {n = 3, A[i][j], l, A[k][j]})
-      end
-      B[i] = add(sformat("%s-B-%d-%d", name, k, i), t_lu_update,
-        {n = 3, B[i], l, B[k]})
+  -- C[j]: column j (j = p + 1: b) as the next step takes it
+  local C = {}
+  for j = 1, p + 1 do
+    local list = {}
+    for i = 1, p do
+      list[i] = j <= p and block_ref(ma, {i, j}) or
+        block_ref(mb, two and {i, 1} or {i})
     end
+    C[j] = list
+  end
+  local skip, P, U = 0, {}, {}
+  for k = 1, p do
+    local lists = skip == 0 and {[1] = true} or nil
+    P[k] = add(sformat("%s-P-%d", name, k), t_lu_panel,
+      {n = 3, C[k], skip, k}, lists)
+    U[k] = {}
+    for j = k + 1, p + 1 do
+      U[k][j] = add(sformat("%s-C-%d-%d", name, k, j), t_lu_apply,
+        {n = 3, P[k], C[j], skip}, skip == 0 and {[2] = true} or nil)
+      C[j] = U[k][j]
+    end
+    skip = sizes[k]
   end
   local X = {}
   for k = p, 1, -1 do
-    local arow, xs = {}, {}
-    for j = k + 1, p do arow[#arow + 1] = A[k][j]; xs[#xs + 1] = X[j] end
+    local ucols, xs = {}, {}
+    for j = k + 1, p do ucols[#ucols + 1] = U[k][j]; xs[#xs + 1] = X[j] end
     X[k] = add(key_of(name, two and {k, 1} or {k}), t_lu_back,
-      {n = 5, A[k][k], B[k], arow, xs, k}, {[3] = true, [4] = true})
+      {n = 5, P[k], U[k][p + 1], ucols, xs, sizes[k]},
+      {[3] = true, [4] = true})
   end
   local layers = merge_layers(ma, mb)
   layers[name] = layer

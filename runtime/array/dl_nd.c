@@ -58,6 +58,9 @@ const char *dl_nd_strerror(int code) {
   case DL_ND_EEMPTY: return "zero-size array has no minimum or maximum";
   case DL_ND_ENOBLAS: return "cannot load OpenBLAS and LAPACKE "
                              "(libopenblas0, liblapacke)";
+  case DL_ND_EREADONLY: return "the array is read-only (a task's input, "
+                               "shared with other tasks: copy() it to "
+                               "change it)";
   default: return "error";
   }
 }
@@ -107,10 +110,18 @@ static dl_ndbuf *buf_get(size_t bytes) {
     b->cap = bytes;
   }
   b->refs = 1;
+  b->drop = NULL;
+  b->owner = NULL;
+  b->ro = 0;
   return b;
 }
 
 static void buf_put(dl_ndbuf *b) {
+  if (b->drop) { /* borrowed: give the bytes back, never reuse */
+    b->drop(b->owner);
+    dl_free(b);
+    return;
+  }
   pthread_mutex_lock(&cache_mu);
   if (b->cap >= CACHE_MIN && b->cap <= CACHE_MAX / 4) {
     while (ncache > 0 && (ncache == CACHE_SLOTS ||
@@ -181,6 +192,35 @@ void dl_nd_release(dl_nd *a) {
   if (a->buf != NULL && --a->buf->refs == 0) buf_put(a->buf);
   a->buf = NULL;
   a->data = NULL;
+}
+
+int dl_nd_readonly(const dl_nd *a) {
+  return a->buf != NULL && a->buf->ro;
+}
+
+int dl_nd_borrow(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape,
+                 const char *p, void (*hold)(void *), void (*drop)(void *),
+                 void *owner) {
+  int64_t s = 1;
+  int i;
+  dl_ndbuf *b = (dl_ndbuf *)dl_realloc(NULL, sizeof *b);
+  if (b == NULL) return DL_ND_ENOMEM;
+  b->refs = 1;
+  b->cap = 0;
+  b->drop = drop;
+  b->owner = owner;
+  b->ro = 1;
+  hold(owner);
+  a->dtype = t;
+  a->ndim = ndim;
+  for (i = ndim - 1; i >= 0; i--) {
+    a->shape[i] = shape[i];
+    a->strides[i] = s;
+    s *= shape[i];
+  }
+  a->buf = b;
+  a->data = (char *)p;
+  return 0;
 }
 
 void dl_nd_view(dl_nd *dst, const dl_nd *src) {
@@ -320,6 +360,7 @@ static int has_nonfinite(const dl_nd *a) {
 int dl_nd_assign(dl_nd *dst, const dl_nd *src) {
   int64_t so[DL_ND_MAXDIM], sa[DL_ND_MAXDIM], tmp[DL_ND_MAXDIM];
   int n;
+  if (dl_nd_readonly(dst)) return DL_ND_EREADONLY;
   if (dl_nd_broadcast_shape(dst->ndim, dst->shape, src->ndim, src->shape,
                             &n, tmp) ||
       n != dst->ndim || memcmp(tmp, dst->shape, sizeof(int64_t) * n) != 0)

@@ -33,13 +33,21 @@ enum {
   DL_ND_EZERODIV = -9,  /* integer division or modulo by zero */
   DL_ND_EDOMAIN = -10,  /* integer to a negative power */
   DL_ND_EEMPTY = -11,   /* min/max/argmin/argmax of nothing */
-  DL_ND_ENOBLAS = -12   /* OpenBLAS or LAPACKE cannot be loaded */
+  DL_ND_ENOBLAS = -12,  /* OpenBLAS or LAPACKE cannot be loaded */
+  DL_ND_EREADONLY = -13 /* write into a read-only (borrowed) buffer */
 };
 
-/* A buffer shared by views.  refs counts the arrays that point into it. */
+/* A buffer shared by views.  refs counts the arrays that point into it.
+   A borrowed buffer (dl_nd_decode_borrow) has no data of its own: its
+   arrays point into bytes someone else owns, read-only, and drop(owner)
+   is called when the last of them lets go. */
 typedef struct dl_ndbuf {
   size_t refs;
-  size_t cap;    /* bytes of data (a reused buffer may be bigger) */
+  size_t cap;                /* bytes of data (a reused buffer may be
+                                bigger); 0 when borrowed */
+  void (*drop)(void *owner); /* NULL unless borrowed */
+  void *owner;
+  int ro;                    /* elements may not be written */
   double data[]; /* aligned for any element type */
 } dl_ndbuf;
 
@@ -159,6 +167,29 @@ int dl_nd_inv(dl_nd *out, const dl_nd *a);
 int dl_nd_qr(dl_nd *q, dl_nd *r, const dl_nd *a);
 int dl_nd_svd(dl_nd *u, dl_nd *s, dl_nd *vt, const dl_nd *a);
 int dl_nd_cholesky(dl_nd *out, const dl_nd *a);
+/* LU with partial pivoting of an m x n array (LAPACKE dgetrf): *lu holds
+   L (unit diagonal, below) and U packed, *piv (int64, min(m, n)) the
+   1-based row interchanges in order.  ESINGULAR when U has a zero on its
+   diagonal. */
+int dl_nd_lu_factor(dl_nd *lu, dl_nd *piv, const dl_nd *a);
+/* One step of a blocked LU: with lu and piv the factors of an m x n panel
+   (m >= n), take c (m rows, 1-d or 2-d), interchange its rows as piv
+   says, then solve its top n rows by L's top (unit lower) and subtract
+   L's bottom times them from the rest.  *out is the new c. */
+int dl_nd_lu_apply(dl_nd *out, const dl_nd *lu, const dl_nd *piv,
+                   const dl_nd *c);
+/* Least squares (LAPACKE dgelsd, SVD based): x (n, or n x k as b) that
+   minimises |a x - b| with the smallest norm, res the sums of squared
+   residuals per column (NumPy's: none, shape (0,), unless a has full
+   column rank and more rows than columns), s the singular values of a
+   (min(m, n), descending) and *rank the number above rcond times the
+   largest (rcond < 0: machine precision). */
+int dl_nd_lstsq(dl_nd *x, dl_nd *res, dl_nd *s, int64_t *rank,
+                const dl_nd *a, const dl_nd *b, double rcond);
+/* x with a x = b for a triangular a (its lower or upper triangle; unit:
+   ones on the diagonal assumed).  ESINGULAR for a zero on the diagonal. */
+int dl_nd_solve_triangular(dl_nd *out, const dl_nd *a, const dl_nd *b,
+                           int lower, int unit);
 /* Number of BLAS threads (OpenBLAS); n <= 0 leaves it.  Returns the old
    number (0 when OpenBLAS cannot be loaded).  The BLAS and LAPACKE
    functions load libopenblas.so.0 and liblapacke.so.3 on first use. */
@@ -225,7 +256,11 @@ int dl_nd_fused_sum(double *sum, int64_t n, const dl_fz_ins *prog,
 
 /*
 ** Bytes.  dl_nd_encode appends the compact form the codec carries (u8
-** dtype, u8 ndim, ndim u64 shape, elements in C order); dl_nd_decode makes
+** dtype, u8 ndim, ndim u64 shape, elements in C order; for a body of
+** DL_ND_BORROW_MIN bytes or more the dtype byte has 0x80 added and is
+** followed by u8 pad and pad (0..7) zero bytes that put the elements at a
+** multiple of 8 from the start of out, so a decoder can borrow them in
+** place); dl_nd_decode makes
 ** a new array from exactly those bytes (DL_ND_ESHAPE for anything else).
 ** dl_nd_npy_write appends a NumPy .npy file (version 1.0, C order);
 ** dl_nd_npy_read makes an array from a whole .npy file's bytes ('<f8',
@@ -236,6 +271,24 @@ int dl_nd_fused_sum(double *sum, int64_t n, const dl_fz_ins *prog,
 struct dl_buf;
 int dl_nd_encode(struct dl_buf *out, const dl_nd *a);
 int dl_nd_decode(dl_nd *out, const char *p, size_t n);
+/* As dl_nd_decode, but when the body is big (DL_ND_BORROW_MIN bytes or
+   more) and aligned, the array is a read-only view of it instead of a
+   copy: hold(owner) is called once and drop(owner) when the last view
+   lets go, so the bytes must stay valid until then.  The array is
+   read-only either way (a copy too, so that writing into a task's input
+   fails alike for every size): writes into it (dl_nd_assign, a:set) fail
+   with DL_ND_EREADONLY. */
+#define DL_ND_BORROW_MIN ((size_t)64 << 10)
+int dl_nd_decode_borrow(dl_nd *out, const char *p, size_t n,
+                        void (*hold)(void *), void (*drop)(void *),
+                        void *owner);
+/* A read-only C-contiguous array over the bytes at p, which someone else
+   owns (see dl_nd_decode_borrow for hold and drop). */
+int dl_nd_borrow(dl_nd *a, dl_dtype t, int ndim, const int64_t *shape,
+                 const char *p, void (*hold)(void *), void (*drop)(void *),
+                 void *owner);
+/* Non-zero when a's elements may not be written. */
+int dl_nd_readonly(const dl_nd *a);
 int dl_nd_npy_write(struct dl_buf *out, const dl_nd *a);
 int dl_nd_npy_read(dl_nd *out, const char *p, size_t n, char *err,
                    size_t errlen);

@@ -29,8 +29,18 @@ static int put_elems(dl_buf *out, const dl_nd *a) {
 
 int dl_nd_encode(dl_buf *out, const dl_nd *a) {
   int k;
-  if (dl_buf_u8(out, (unsigned)a->dtype) || dl_buf_u8(out, (unsigned)a->ndim))
+  size_t bytes = (size_t)dl_nd_size(a) * dl_nd_itemsize(a->dtype);
+  if (bytes >= DL_ND_BORROW_MIN) { /* elements at a multiple of 8 */
+    unsigned pad = (unsigned)((8 - (out->len + 3 + 8 * (size_t)a->ndim) % 8)
+                              % 8);
+    if (dl_buf_u8(out, (unsigned)a->dtype | 0x80) || dl_buf_u8(out, pad))
+      return DL_ND_ENOMEM;
+    for (k = 0; k < (int)pad; k++)
+      if (dl_buf_u8(out, 0)) return DL_ND_ENOMEM;
+  } else if (dl_buf_u8(out, (unsigned)a->dtype)) {
     return DL_ND_ENOMEM;
+  }
+  if (dl_buf_u8(out, (unsigned)a->ndim)) return DL_ND_ENOMEM;
   for (k = 0; k < a->ndim; k++)
     if (dl_buf_u64(out, (uint64_t)a->shape[k])) return DL_ND_ENOMEM;
   return put_elems(out, a);
@@ -53,16 +63,22 @@ static size_t body_size(dl_dtype t, int ndim, const int64_t *shape,
   return bytes > n ? (size_t)-1 : bytes;
 }
 
-int dl_nd_decode(dl_nd *out, const char *p, size_t n) {
+static int decode(dl_nd *out, const char *p, size_t n, void (*hold)(void *),
+                  void (*drop)(void *), void *owner) {
   dl_rd r;
-  unsigned dt, nd;
+  unsigned dt, nd, pad = 0;
   int64_t shape[DL_ND_MAXDIM];
   const char *body;
   size_t bytes;
   int k, rc;
   dl_rd_init(&r, p, n);
-  if (dl_rd_u8(&r, &dt) || dl_rd_u8(&r, &nd) || dt >= DL_NDTYPES ||
-      nd > DL_ND_MAXDIM)
+  if (dl_rd_u8(&r, &dt)) return DL_ND_ESHAPE;
+  if (dt & 0x80) { /* padded: u8 pad, pad bytes */
+    dt &= 0x7f;
+    if (dl_rd_u8(&r, &pad) || pad > 7 || dl_rd_bytes(&r, pad, &body))
+      return DL_ND_ESHAPE;
+  }
+  if (dl_rd_u8(&r, &nd) || dt >= DL_NDTYPES || nd > DL_ND_MAXDIM)
     return DL_ND_ESHAPE;
   for (k = 0; k < (int)nd; k++) {
     uint64_t v;
@@ -73,10 +89,24 @@ int dl_nd_decode(dl_nd *out, const char *p, size_t n) {
   if (bytes == (size_t)-1 || dl_rd_left(&r) != bytes ||
       dl_rd_bytes(&r, bytes, &body))
     return DL_ND_ESHAPE;
+  if (drop && bytes >= DL_ND_BORROW_MIN && ((uintptr_t)body & 7) == 0)
+    return dl_nd_borrow(out, (dl_dtype)dt, (int)nd, shape, body, hold, drop,
+                        owner);
   if ((rc = dl_nd_alloc_uninit(out, (dl_dtype)dt, (int)nd, shape)) != 0)
     return rc;
   if (bytes) memcpy(out->data, body, bytes);
+  out->buf->ro = drop != NULL;
   return 0;
+}
+
+int dl_nd_decode(dl_nd *out, const char *p, size_t n) {
+  return decode(out, p, n, NULL, NULL, NULL);
+}
+
+int dl_nd_decode_borrow(dl_nd *out, const char *p, size_t n,
+                        void (*hold)(void *), void (*drop)(void *),
+                        void *owner) {
+  return decode(out, p, n, hold, drop, owner);
 }
 
 /* ------------------------------------------------------------------ npy */

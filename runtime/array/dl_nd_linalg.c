@@ -34,6 +34,14 @@ typedef lapack_int (*gesdd_fn)(int, char, lapack_int, lapack_int, double *,
                                lapack_int, double *, double *, lapack_int,
                                double *, lapack_int);
 typedef lapack_int (*potrf_fn)(int, char, lapack_int, double *, lapack_int);
+typedef lapack_int (*getrf_fn)(int, lapack_int, lapack_int, double *,
+                               lapack_int, lapack_int *);
+typedef lapack_int (*gelsd_fn)(int, lapack_int, lapack_int, lapack_int,
+                               double *, lapack_int, double *, lapack_int,
+                               double *, double, lapack_int *);
+typedef void (*dtrsm_fn)(CBLAS_LAYOUT, CBLAS_SIDE, CBLAS_UPLO,
+                         CBLAS_TRANSPOSE, CBLAS_DIAG, blasint, blasint,
+                         double, const double *, blasint, double *, blasint);
 
 static struct {
   int state; /* 0 not tried, 1 loaded, -1 failed */
@@ -45,6 +53,9 @@ static struct {
   orgqr_fn orgqr;
   gesdd_fn gesdd;
   potrf_fn potrf;
+  getrf_fn getrf;
+  dtrsm_fn dtrsm;
+  gelsd_fn gelsd;
 } lib;
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
@@ -65,8 +76,12 @@ static void lib_load(void) {
   *(void **)&lib.orgqr = dlsym(lapacke, "LAPACKE_dorgqr");
   *(void **)&lib.gesdd = dlsym(lapacke, "LAPACKE_dgesdd");
   *(void **)&lib.potrf = dlsym(lapacke, "LAPACKE_dpotrf");
+  *(void **)&lib.getrf = dlsym(lapacke, "LAPACKE_dgetrf");
+  *(void **)&lib.dtrsm = dlsym(blas, "cblas_dtrsm");
+  *(void **)&lib.gelsd = dlsym(lapacke, "LAPACKE_dgelsd");
   if (lib.dgemm && lib.set_threads && lib.get_threads && lib.gesv &&
-      lib.geqrf && lib.orgqr && lib.gesdd && lib.potrf) {
+      lib.geqrf && lib.orgqr && lib.gesdd && lib.potrf && lib.getrf &&
+      lib.dtrsm && lib.gelsd) {
     if (w && *w) lib.set_threads(1);
     lib.state = 1;
   }
@@ -370,4 +385,213 @@ int dl_nd_cholesky(dl_nd *out, const dl_nd *a) {
     for (j = i + 1; j < n; j++) ((double *)ca.data)[i * n + j] = 0.0;
   *out = ca;
   return 0;
+}
+
+/* ------------------------------------------------------------------ LU */
+
+int dl_nd_lu_factor(dl_nd *lu, dl_nd *piv, const dl_nd *a) {
+  dl_nd ca, pv;
+  lapack_int m, n, k, info, *ip;
+  int64_t pk, i;
+  int rc;
+  if (a->ndim != 2) return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  m = (lapack_int)a->shape[0];
+  n = (lapack_int)a->shape[1];
+  k = m < n ? m : n;
+  if ((rc = fcopy(&ca, a)) != 0) return rc;
+  pk = k;
+  if ((rc = dl_nd_alloc(&pv, DL_I64, 1, &pk)) != 0) goto fail_a;
+  ip = (lapack_int *)malloc(sizeof *ip * (size_t)(k > 0 ? k : 1));
+  if (ip == NULL) { rc = DL_ND_ENOMEM; goto fail_p; }
+  info = k > 0 ? lib.getrf(LAPACK_ROW_MAJOR, m, n, (double *)ca.data,
+                           n > 0 ? n : 1, ip)
+               : 0;
+  for (i = 0; i < k; i++) ((int64_t *)pv.data)[i] = ip[i];
+  free(ip);
+  if (info > 0) { rc = DL_ND_ESINGULAR; goto fail_p; }
+  if (info < 0) { rc = DL_ND_ELAPACK; goto fail_p; }
+  *lu = ca;
+  *piv = pv;
+  return 0;
+fail_p:
+  dl_nd_release(&pv);
+fail_a:
+  dl_nd_release(&ca);
+  return rc;
+}
+
+int dl_nd_lu_apply(dl_nd *out, const dl_nd *lu, const dl_nd *piv,
+                   const dl_nd *c) {
+  dl_nd cl, cc;
+  int64_t m, n, w, i, j;
+  double *d;
+  const int64_t *pv;
+  int rc;
+  if (lu->ndim != 2 || piv->ndim != 1 || piv->dtype != DL_I64 ||
+      c->ndim < 1 || c->ndim > 2)
+    return DL_ND_ESHAPE;
+  m = lu->shape[0];
+  n = lu->shape[1];
+  w = c->ndim == 2 ? c->shape[1] : 1;
+  if (m < n || piv->shape[0] != n || c->shape[0] != m) return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  if ((rc = fview(&cl, lu)) != 0) return rc;
+  if ((rc = fcopy(&cc, c)) != 0) { dl_nd_release(&cl); return rc; }
+  d = (double *)cc.data;
+  for (i = 0; i < n; i++) { /* LAPACK's row interchanges, in order */
+    int64_t r;
+    pv = (const int64_t *)dl_nd_at(piv, &i);
+    r = *pv - 1;
+    if (r < i || r >= m) { rc = DL_ND_ESHAPE; goto done; }
+    if (r != i)
+      for (j = 0; j < w; j++) {
+        double t = d[i * w + j];
+        d[i * w + j] = d[r * w + j];
+        d[r * w + j] = t;
+      }
+  }
+  if (n > 0 && w > 0) {
+    const double *l = (const double *)cl.data;
+    /* top: U = L11^-1 top; bottom -= L21 U */
+    lib.dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans,
+              CblasUnit, (int)n, (int)w, 1.0, l, (int)n, d, (int)w);
+    if (m > n)
+      lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m - n),
+                (int)w, (int)n, -1.0, l + n * n, (int)n, d, (int)w, 1.0,
+                d + n * w, (int)w);
+  }
+done:
+  dl_nd_release(&cl);
+  if (rc) {
+    dl_nd_release(&cc);
+    return rc;
+  }
+  *out = cc;
+  return 0;
+}
+
+int dl_nd_solve_triangular(dl_nd *out, const dl_nd *a, const dl_nd *b,
+                           int lower, int unit) {
+  dl_nd ca, cb;
+  int64_t n, w, i;
+  int rc;
+  if (!square(a) || b->ndim < 1 || b->ndim > 2 || b->shape[0] != a->shape[0])
+    return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  n = a->shape[0];
+  w = b->ndim == 2 ? b->shape[1] : 1;
+  if ((rc = fview(&ca, a)) != 0) return rc;
+  if (!unit)
+    for (i = 0; i < n; i++)
+      if (((const double *)ca.data)[i * n + i] == 0.0) {
+        dl_nd_release(&ca);
+        return DL_ND_ESINGULAR;
+      }
+  if ((rc = fcopy(&cb, b)) != 0) { dl_nd_release(&ca); return rc; }
+  if (n > 0 && w > 0)
+    lib.dtrsm(CblasRowMajor, CblasLeft, lower ? CblasLower : CblasUpper,
+              CblasNoTrans, unit ? CblasUnit : CblasNonUnit, (int)n, (int)w,
+              1.0, (const double *)ca.data, (int)n, (double *)cb.data,
+              (int)w);
+  dl_nd_release(&ca);
+  *out = cb;
+  return 0;
+}
+
+/* ---------------------------------------------------------- least squares */
+
+int dl_nd_lstsq(dl_nd *x, dl_nd *res, dl_nd *s, int64_t *rank,
+                const dl_nd *a, const dl_nd *b, double rcond) {
+  dl_nd ca, cb, cs, cx;
+  lapack_int m, n, k, nrhs, ldb, info, rk = 0;
+  int64_t shape[2], i, j;
+  int rc;
+  if (a->ndim != 2 || b->ndim < 1 || b->ndim > 2 || b->shape[0] != a->shape[0])
+    return DL_ND_ESHAPE;
+  if ((rc = lib_ready()) != 0) return rc;
+  m = (lapack_int)a->shape[0];
+  n = (lapack_int)a->shape[1];
+  k = m < n ? m : n;
+  nrhs = b->ndim == 2 ? (lapack_int)b->shape[1] : 1;
+  ldb = nrhs > 0 ? nrhs : 1;
+  if ((rc = fcopy(&ca, a)) != 0) return rc;
+  /* b padded to max(m, n) rows: dgelsd writes x into its first n */
+  shape[0] = m > n ? m : n;
+  shape[1] = nrhs;
+  if ((rc = dl_nd_alloc(&cb, DL_F64, 2, shape)) != 0) goto fail_a;
+  {
+    dl_nd bv = *b, dst = cb;
+    int64_t bs[2];
+    bv.ndim = 2;
+    bs[0] = b->shape[0];
+    bs[1] = nrhs;
+    if (b->ndim == 1) { bv.strides[1] = 0; bv.shape[1] = 1; }
+    dst.shape[0] = bs[0];
+    dst.buf = NULL; /* a borrowed view: no reference */
+    if ((rc = dl_nd_assign(&dst, &bv)) != 0) goto fail_b;
+  }
+  shape[0] = k;
+  if ((rc = dl_nd_alloc(&cs, DL_F64, 1, shape)) != 0) goto fail_b;
+  if (k > 0 && nrhs > 0) {
+    info = lib.gelsd(LAPACK_ROW_MAJOR, m, n, nrhs, (double *)ca.data,
+                     n > 0 ? n : 1, (double *)cb.data, ldb,
+                     (double *)cs.data, rcond, &rk);
+    if (info != 0) { rc = DL_ND_ELAPACK; goto fail_s; }
+  } else if (k > 0) { /* no right-hand side: the singular values alone */
+    dl_nd u, vt, s2;
+    if ((rc = dl_nd_svd(&u, &s2, &vt, a)) != 0) goto fail_s;
+    memcpy(cs.data, s2.data, sizeof(double) * (size_t)k);
+    for (i = 0; i < k; i++)
+      if (((double *)cs.data)[i] >
+          (rcond < 0 ? 2.220446049250313e-16 : rcond) *
+              ((double *)cs.data)[0])
+        rk++;
+    dl_nd_release(&u);
+    dl_nd_release(&vt);
+    dl_nd_release(&s2);
+  }
+  shape[0] = n;
+  shape[1] = nrhs;
+  if ((rc = dl_nd_alloc(&cx, DL_F64, b->ndim, shape)) != 0) goto fail_s;
+  for (i = 0; i < n; i++)
+    for (j = 0; j < nrhs; j++)
+      ((double *)cx.data)[i * nrhs + j] = ((double *)cb.data)[i * nrhs + j];
+  /* residuals as NumPy gives them: per column, when a has full column
+     rank and more rows than columns; else none */
+  shape[0] = (rk == n && m > n) ? (b->ndim == 2 ? nrhs : 1) : 0;
+  if ((rc = dl_nd_alloc(res, DL_F64, 1, shape)) != 0) {
+    dl_nd_release(&cx);
+    goto fail_s;
+  }
+  if (shape[0] > 0) {
+    dl_nd ax, bb;
+    if ((rc = dl_nd_matmul(&ax, a, &cx)) != 0 ||
+        ((rc = fview(&bb, b)) != 0 && (dl_nd_release(&ax), 1))) {
+      dl_nd_release(res);
+      dl_nd_release(&cx);
+      goto fail_s;
+    }
+    for (i = 0; i < m; i++)
+      for (j = 0; j < nrhs; j++) {
+        double d = ((double *)bb.data)[i * nrhs + j] -
+                   ((double *)ax.data)[i * nrhs + j];
+        ((double *)res->data)[j] += d * d;
+      }
+    dl_nd_release(&ax);
+    dl_nd_release(&bb);
+  }
+  *x = cx;
+  *s = cs;
+  *rank = rk;
+  dl_nd_release(&cb);
+  dl_nd_release(&ca);
+  return 0;
+fail_s:
+  dl_nd_release(&cs);
+fail_b:
+  dl_nd_release(&cb);
+fail_a:
+  dl_nd_release(&ca);
+  return rc;
 }

@@ -24,7 +24,10 @@
 ** (GETTABUP in their bytecode, nested functions included) travel into it
 ** by value, unless nil or the receiver's own standard value (the base
 ** library's and host's C functions under their names, the standard
-** modules).  Assignments in the receiver stay in that table.
+** modules).  Assignments in the receiver stay in that table.  A sandbox
+** _ENV (a table other than the globals, used by name only) travels the
+** same way: a new table with its metatable, holding only the globals read
+** from it.
 **
 ** A full decode loads bytecode, which Lua does not verify: it is as
 ** powerful as running the sender's code.  Before loading bytecode the
@@ -72,8 +75,24 @@ typedef struct dl_enc_opts {
 typedef struct dl_dec_opts {
   int data_only;              /* refuse functions and bytecode */
   const dl_fnsource *fns;     /* may be NULL */
-  void *ctx;                  /* passed to registered userdata decoders */
+  void *ctx;                  /* passed to registered userdata decoders:
+                                 NULL or a dl_codec_lender */
 } dl_dec_opts;
+
+/*
+** The bytes being decoded, lent: a userdata decoder may keep a view of
+** its part of [base, base + len) instead of copying it, after calling
+** hold(owner) once; it calls drop(owner) when the view is gone.  The
+** bytes are read-only.  (The worker lends its stored inputs, so a big
+** ndarray is decoded in place.)
+*/
+typedef struct dl_codec_lender {
+  const char *base;
+  size_t len;
+  void (*hold)(void *owner);
+  void (*drop)(void *owner);
+  void *owner;
+} dl_codec_lender;
 
 /*
 ** Custom codecs for userdata (or tables) whose metatable is the one

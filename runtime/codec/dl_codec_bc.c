@@ -165,9 +165,14 @@ static size_t bc_function(bcr *r, const unsigned char *pmap, size_t pnups,
       uint32_t ins;
       unsigned b, c;
       memcpy(&ins, code + 4 * i, 4);
-      if ((ins & 0x7f) != BC_GETTABUP) continue;
       b = (ins >> 16) & 0xff;
       c = (ins >> 24) & 0xff;
+      if ((ins & 0x7f) == BC_GETUPVAL || (ins & 0x7f) == BC_SETUPVAL) {
+        if (b < nup && map[b] != BC_NONE && r->cb(r->ud, map[b], NULL, 0))
+          r->ok = 0;
+        continue;
+      }
+      if ((ins & 0x7f) != BC_GETTABUP) continue;
       if (b < nup && map[b] != BC_NONE && c < nk && r->kstr[c] &&
           r->cb(r->ud, map[b], (const char *)r->kp[c], r->kl[c]))
         r->ok = 0;

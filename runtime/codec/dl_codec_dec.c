@@ -31,6 +31,10 @@ typedef struct dec {
   proto *protos;   /* small, or allocated once more are needed */
   int nprotos, capprotos;
   proto small[4];
+  /* The sandbox _ENV tables of this message (T_SENV), which its globals
+     sections may fill: anchored as references while the decode runs. */
+  const void **senvs;
+  int nsenvs, capsenvs;
   int rc;
   char *err;
   size_t errlen;
@@ -81,10 +85,25 @@ static int dec_enter(dec *d) {
   return 0;
 }
 
+/* The metatable part of the table at t (T_TABLE, T_SENV): u8 0, or u8 1
+   and a table, set as its metatable. */
+static int dec_mt_of(dec *d, int t) {
+  unsigned hasmt;
+  RD(dl_rd_u8(&d->r, &hasmt));
+  if (hasmt == 1) {
+    TRY(dec_value(d));
+    if (lua_type(d->L, -1) != LUA_TTABLE)
+      return bad(d, "metatable is not a table");
+    lua_setmetatable(d->L, t);
+  } else if (hasmt != 0) {
+    return bad(d, "bad metatable flag");
+  }
+  return 0;
+}
+
 static int dec_table(dec *d) {
   lua_State *L = d->L;
   uint32_t narr, nhash, i;
-  unsigned hasmt;
   int t;
   TRY(dec_enter(d));
   RD(dl_rd_u32(&d->r, &narr) || dl_rd_u32(&d->r, &nhash));
@@ -121,14 +140,7 @@ static int dec_table(dec *d) {
     TRY(dec_value(d));
     lua_rawset(L, t);
   }
-  RD(dl_rd_u8(&d->r, &hasmt));
-  if (hasmt == 1) {
-    TRY(dec_value(d));
-    if (lua_type(L, -1) != LUA_TTABLE) return bad(d, "metatable is not a table");
-    lua_setmetatable(L, t);
-  } else if (hasmt != 0) {
-    return bad(d, "bad metatable flag");
-  }
+  TRY(dec_mt_of(d, t));
   d->depth--;
   return 0;
 }
@@ -239,6 +251,38 @@ static int is_env(lua_State *L, int idx) {
   r = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   return r;
+}
+
+/* Is the table at idx a sandbox _ENV of this message?  [-0, +0, -] */
+static int is_senv(dec *d, int idx) {
+  const void *t = lua_topointer(d->L, idx);
+  int i;
+  for (i = 0; i < d->nsenvs; i++)
+    if (d->senvs[i] == t) return 1;
+  return 0;
+}
+
+/* T_SENV: push a new table, the globals a message's functions read from
+   their sandbox _ENV go into, with its metatable. */
+static int dec_sandbox(dec *d) {
+  lua_State *L = d->L;
+  int t;
+  if (d->o && d->o->data_only) return bad(d, "globals table in data-only input");
+  TRY(dec_enter(d));
+  if (d->nsenvs == d->capsenvs) {
+    int nc = d->capsenvs ? d->capsenvs * 2 : 4;
+    const void **n = dl_realloc(d->senvs, sizeof *n * (size_t)nc);
+    if (n == NULL) return bad(d, "out of memory");
+    d->senvs = n;
+    d->capsenvs = nc;
+  }
+  lua_createtable(L, 0, 4);
+  t = lua_gettop(L);
+  add_ref(d);
+  d->senvs[d->nsenvs++] = lua_topointer(L, t);
+  TRY(dec_mt_of(d, t));
+  d->depth--;
+  return 0;
 }
 
 /* Check the bytecode of prototype pr (its hash, then its structure) and
@@ -399,7 +443,8 @@ static int dec_function(dec *d) {
     size_t nl;
     RD(dl_rd_u8(&d->r, &up));
     if (up == 0) break;
-    if (up > nups || !lua_getupvalue(L, f, (int)up) || !is_env(L, -1))
+    if (up > nups || !lua_getupvalue(L, f, (int)up) ||
+        !(is_env(L, -1) || is_senv(d, -1)))
       return bad(d, "global for an upvalue that is no globals table");
     RD(dl_rd_str(&d->r, &name, &nl));
     lua_pushlstring(L, name, nl);
@@ -463,6 +508,8 @@ static int dec_value(dec *d) {
       push_env(L);
       add_ref(d);
       return 0;
+    case T_SENV:
+      return dec_sandbox(d);
     case T_NAME:
     case T_MTNAME: {
       const char *s;
@@ -591,6 +638,7 @@ int dl_codec_decode(lua_State *L, const char *p, size_t n,
   lua_pushlightuserdata(L, &d);
   st = lua_pcall(L, 1, 1, 0);
   if (d.protos != d.small) dl_free(d.protos);
+  dl_free(d.senvs);
   if (st != LUA_OK) {
     const char *m = lua_tostring(L, -1);
     if (err && errlen)

@@ -34,6 +34,7 @@ static int slot(enc *e, int s) {
       dlc_reg_table(L, &GLOBS_KEY, 1);
       break;
     case S_GSENT:
+    case S_SENV:
       lua_newtable(L);
       break;
     case S_G:
@@ -199,6 +200,18 @@ static int enc_mt(enc *e, int mt) {
   return rc;
 }
 
+/* The metatable part of a table (T_TABLE, T_SENV) at idx: u8 0, or u8 1
+   and its metatable. */
+static int enc_mt_of(enc *e, int idx) {
+  lua_State *L = e->L;
+  int rc;
+  if (!lua_getmetatable(L, idx)) return dl_buf_u8(e->b, 0);
+  TRY(dl_buf_u8(e->b, 1));
+  rc = enc_mt(e, lua_gettop(L));
+  lua_pop(L, 1);
+  return rc;
+}
+
 static int enc_table(enc *e, int idx) {
   lua_State *L = e->L;
   uint32_t narr = 0, nhash = 0;
@@ -251,14 +264,7 @@ static int enc_table(enc *e, int idx) {
   }
   patch_u32(e->b, pos, narr);
   patch_u32(e->b, pos + 4, nhash);
-  if (lua_getmetatable(L, idx)) {
-    TRY(dl_buf_u8(e->b, 1));
-    rc = enc_mt(e, lua_gettop(L));
-    lua_pop(L, 1);
-    TRY(rc);
-  } else {
-    TRY(dl_buf_u8(e->b, 0));
-  }
+  TRY(enc_mt_of(e, idx));
   e->depth--;
   return 0;
 }
@@ -292,19 +298,27 @@ static int push_dump(enc *e, int idx) {
   return 0;
 }
 
+/* In fn_globals' list, the length byte of an entry without a name: the
+   upvalue is used as a value (GETUPVAL, SETUPVAL), not only by name. */
+#define GLOB_VALUE 0xff
+
 /* bc_walk's callback for fn_globals: append (up, name) to the buffer ud
    unless there already. */
 static int glob_add(void *ud, int up, const char *name, size_t len) {
   dl_buf *b = (dl_buf *)ud;
   size_t i = 0;
+  if (name == NULL) len = GLOB_VALUE;
   while (i + 2 <= b->len) {
     size_t l = (unsigned char)b->p[i + 1];
     if ((unsigned char)b->p[i] == (unsigned)up && l == len &&
-        memcmp(b->p + i + 2, name, len) == 0)
+        (name == NULL || memcmp(b->p + i + 2, name, len) == 0))
       return 0;
-    i += 2 + l;
+    i += 2 + (l == GLOB_VALUE ? 0 : l);
   }
-  if (len > 255) return 0; /* never: keys of GETTABUP are short strings */
+  if (name == NULL)
+    return dl_buf_u8(b, (unsigned)up) || dl_buf_u8(b, GLOB_VALUE) ? DL_ENOMEM
+                                                                  : 0;
+  if (len >= GLOB_VALUE) return 0; /* never: GETTABUP keys are short */
   return dl_buf_u8(b, (unsigned)up) || dl_buf_u8(b, (unsigned)len) ||
                  dl_buf_put(b, name, len)
              ? DL_ENOMEM
@@ -314,7 +328,8 @@ static int glob_add(void *ud, int up, const char *name, size_t len) {
 /*
 ** Push the globals the Lua function at idx reads, found in its bytecode
 ** (nested functions included), as a string of entries [u8 upvalue index
-** (0-based)][u8 length][name]; cached per function.
+** (0-based)][u8 length][name], and [u8 upvalue index][GLOB_VALUE] for an
+** upvalue used as a value; cached per function.
 */
 static int fn_globals(enc *e, int idx) {
   lua_State *L = e->L;
@@ -371,53 +386,120 @@ static int std_global(enc *e, const char *name, size_t nl, int v) {
 
 /*
 ** The globals section of the function at idx, which has an upvalue holding
-** the globals: each global it reads that this message has not sent yet,
-** whose value is not nil and not the receiver's own (std_global), as
-** u8 upvalue number (1-based), name, value; then u8 0.  The receiver
-** stores them in the message's globals table (T_ENV).
+** the globals or a sandbox _ENV of this message (S_SENV): each global it
+** reads through such an upvalue that this message has not sent yet, whose
+** value (a raw get) is not nil, nor, from the globals, the receiver's own
+** (std_global), as u8 upvalue number (1-based), name, value; then u8 0.
+** The receiver stores them in that upvalue's table (T_ENV, T_SENV).
 */
 static int enc_globals(enc *e, int idx) {
   lua_State *L = e->L;
   const char *g;
   size_t gl, i;
-  int rc, n;
+  int rc, n, isg, env;
   TRY(fn_globals(e, idx));
   g = lua_tolstring(L, -1, &gl); /* kept on the stack */
   for (i = 0; i + 2 <= gl;) {
     unsigned up = (unsigned char)g[i], nl = (unsigned char)g[i + 1];
     const char *name = g + i + 2;
+    if (nl == GLOB_VALUE) {
+      i += 2;
+      continue;
+    }
     i += 2 + nl;
     if (!lua_getupvalue(L, idx, (int)up + 1)) continue;
-    rc = lua_rawequal(L, -1, slot(e, S_G));
-    lua_pop(L, 1);
-    if (!rc) continue;
+    env = lua_gettop(L);
+    isg = lua_rawequal(L, env, slot(e, S_G));
+    if (isg) {
+      lua_pushvalue(L, slot(e, S_GSENT)); /* names sent into it */
+    } else {
+      lua_pushvalue(L, env);
+      if (lua_rawget(L, slot(e, S_SENV)) != LUA_TTABLE) {
+        lua_pop(L, 2);
+        continue;
+      }
+    }
     lua_pushlstring(L, name, nl);
-    n = lua_gettop(L);
+    n = lua_gettop(L); /* env, sent, name */
     lua_pushvalue(L, n);
-    if (lua_rawget(L, S_G) == LUA_TNIL || std_global(e, name, nl, n + 1)) {
-      lua_pop(L, 2);
+    if (lua_rawget(L, env) == LUA_TNIL ||
+        (isg && std_global(e, name, nl, n + 1))) {
+      lua_settop(L, env - 1);
       continue;
     }
     lua_pushvalue(L, n);
-    if (lua_rawget(L, slot(e, S_GSENT)) != LUA_TNIL) {
-      lua_pop(L, 3);
+    if (lua_rawget(L, n - 1) != LUA_TNIL) {
+      lua_settop(L, env - 1);
       continue;
     }
     lua_pop(L, 1);
     lua_pushvalue(L, n);
     lua_pushboolean(L, 1);
-    lua_rawset(L, S_GSENT);
+    lua_rawset(L, n - 1);
     if (dl_buf_u8(e->b, up + 1) || dl_buf_str(e->b, name, nl))
       return DL_ENOMEM;
-    e->envuses++;
+    if (isg) e->envuses++;
     TRY(dlc_push_seg(e, SEG_GLOBAL, idx, lua_tostring(L, n)));
     rc = enc_value(e, n + 1);
     e->npath--;
     TRY(rc);
-    lua_pop(L, 2);
+    lua_settop(L, env - 1);
   }
   lua_pop(L, 1);
   return dl_buf_u8(e->b, 0);
+}
+
+/*
+** Is upvalue i (1-based, its value at v) of the Lua function at idx a
+** sandbox: an _ENV that is a table other than the globals (and no
+** module's), which the function reads and sets globals in by name only,
+** never using it as a value (no _ENV[k], pairs(_ENV), return _ENV)?  Such a table travels as T_SENV with only
+** the globals read from it.  Sets *yes.
+*/
+static int is_sandbox(enc *e, int idx, int i, const char *name, int v,
+                      int *yes) {
+  lua_State *L = e->L;
+  const char *g;
+  size_t gl, j;
+  int t;
+  *yes = 0;
+  if (strcmp(name, "_ENV") != 0 || !lua_istable(L, v)) return 0;
+  lua_pushvalue(L, v); /* a module's table goes by name, as a value */
+  t = lua_rawget(L, slot(e, S_NAMES));
+  lua_pop(L, 1);
+  if (t != LUA_TNIL) return 0;
+  if (luaL_getmetafield(L, v, "__name") != LUA_TNIL) { /* maybe a codec's */
+    lua_pop(L, 1);
+    return 0;
+  }
+  TRY(fn_globals(e, idx));
+  g = lua_tolstring(L, -1, &gl);
+  *yes = 1;
+  for (j = 0; j + 2 <= gl;) {
+    unsigned up = (unsigned char)g[j], nl = (unsigned char)g[j + 1];
+    if (up == (unsigned)i - 1 && nl == GLOB_VALUE) {
+      *yes = 0;
+      break;
+    }
+    j += 2 + (nl == GLOB_VALUE ? 0 : nl);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* The sandbox _ENV at v, met for the first time: T_SENV, an empty table
+   that the globals sections fill, and its metatable. */
+static int enc_sandbox(enc *e, int v) {
+  lua_State *L = e->L;
+  TRY(enter(e));
+  put_ref(e, v);
+  lua_pushvalue(L, v);
+  lua_newtable(L); /* the names sent into it */
+  lua_rawset(L, slot(e, S_SENV));
+  if (dl_buf_u8(e->b, T_SENV)) return DL_ENOMEM;
+  TRY(enc_mt_of(e, v));
+  e->depth--;
+  return 0;
 }
 
 /*
@@ -425,11 +507,12 @@ static int enc_globals(enc *e, int idx) {
 ** Upvalues that hold the sender's globals table become the message's
 ** globals table (T_ENV, then references to it): on the receiver a fresh
 ** table that falls back to the receiver's globals, filled with the
-** globals the message's functions read (enc_globals).
+** globals the message's functions read (enc_globals).  A sandbox _ENV
+** (is_sandbox) travels the same way, as a table of its own (T_SENV).
 */
 static int enc_function(enc *e, int idx) {
   lua_State *L = e->L;
-  int rc, i, fref, d, hasg = 0;
+  int rc, i, fref, d, hasg = 0, sandbox;
   size_t pos, l;
   const char *s;
   if (e->o && e->o->data_only) return dlc_refuse(e, "function", " (data-only)");
@@ -503,7 +586,14 @@ static int enc_function(enc *e, int idx) {
       continue;
     }
     TRY(dlc_push_seg(e, SEG_UPVAL, idx, name));
-    rc = enc_value(e, lua_gettop(L));
+    TRY(is_sandbox(e, idx, i, name, lua_gettop(L), &sandbox));
+    if (sandbox) {
+      hasg = 1;
+      lua_pushvalue(L, -1);
+      sandbox = lua_rawget(L, slot(e, S_SEEN)) == LUA_TNIL;
+      lua_pop(L, 1);
+    }
+    rc = sandbox ? enc_sandbox(e, lua_gettop(L)) : enc_value(e, lua_gettop(L));
     e->npath--;
     TRY(rc);
     lua_pop(L, 1);

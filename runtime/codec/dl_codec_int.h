@@ -38,6 +38,12 @@
 **                              the receiver's globals (one per message)
 **   ENV0                       the same, private to one function that
 **                              reads no global sent by value
+**   SENV                       a function's own _ENV that is not the
+**                              sender's globals (a sandbox): a new table
+**                              holding only the globals the message's
+**                              functions read from it (their globals
+**                              sections fill it, as for ENV), then u8 0,
+**                              or u8 1 and its metatable (a value)
 **
 ** Tables, Lua functions, custom values and globals tables get reference
 ** numbers in the order they are first met, by the encoder and the decoder
@@ -65,7 +71,8 @@
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_REF, T_GLOBALS,
   T_NAME, T_MTNAME, T_FN, T_CUSTOM, T_ENV, T_ENV0,
-  T_IDENT /* identity mode only: never decoded */
+  T_IDENT, /* identity mode only: never decoded */
+  T_SENV
 };
 enum { P_INLINE, P_HASH, P_REF };
 
@@ -120,12 +127,16 @@ extern const unsigned char dl_codec_header[HEADER_LEN];
 
 #define BC_HEADER 31    /* signature, version, format, data, sizes, checks */
 #define BC_NEST 200     /* nesting of prototypes, as Lua's parser allows */
-#define BC_GETTABUP 11  /* OP_GETTABUP in lopcodes.h (5.4.0 - 5.4.6) */
+#define BC_GETUPVAL 9   /* OP_GETUPVAL, OP_SETUPVAL, OP_GETTABUP in */
+#define BC_SETUPVAL 10  /* lopcodes.h (5.4.0 - 5.4.6) */
+#define BC_GETTABUP 11
 #define BC_NONE 0xff
 
 /* Called for each GETTABUP found (names may repeat); up is the 0-based
-   index of the main function's upvalue it reads.  Non-zero stops the walk
-   with an error. */
+   index of the main function's upvalue it reads.  Called with name NULL
+   for each GETUPVAL or SETUPVAL of such an upvalue: the table is used as
+   a value, not only read by name.  Non-zero stops the walk with an
+   error. */
 typedef int (*bc_global_fn)(void *ud, int up, const char *name, size_t len);
 
 typedef struct bcr {
@@ -158,9 +169,9 @@ int dlc_bc_walk(const char *p, size_t n, bc_global_fn cb, void *ud);
 ** table (or nil), then these. */
 enum {
   S_SEEN = 4, S_UVIDS, S_PROTOS, S_NAMES, S_CODECS, S_DUMPS, S_GLOBS,
-  S_GSENT, S_G
+  S_GSENT, S_G, S_SENV
 };
-#define S_LAST S_G
+#define S_LAST S_SENV
 
 enum { SEG_KEY, SEG_KEYOF, SEG_UPVAL, SEG_MT, SEG_GLOBAL };
 

@@ -505,6 +505,7 @@ static int m_set(lua_State *L) {
   if (n < 0) return luaL_error(L, "set needs a value");
   if (n > a->ndim)
     return nd_error(L, "set: %d indices for a %d-d array", n, a->ndim);
+  if (dl_nd_readonly(a)) return nd_fail(L, DL_ND_EREADONLY, "set", a, NULL);
   for (k = 0; k < n; k++)
     off += norm_index(L, luaL_checkinteger(L, k + 2), a->shape[k], k) *
            a->strides[k];
@@ -1082,6 +1083,80 @@ static int l_svd(lua_State *L) {
   return 3;
 }
 
+/* nd.linalg.lu_factor(a) -> lu, piv (LAPACK's packed LU and 1-based
+   row interchanges, as SciPy's lu_factor). */
+static int l_lu_factor(lua_State *L) {
+  dl_nd *a = to_nd(L, 1), *lu = nd_new(L), *piv = nd_new(L);
+  int rc;
+  if ((rc = dl_nd_lu_factor(lu, piv, a)) != 0)
+    nd_fail(L, rc, "linalg.lu_factor", a, NULL);
+  return 2;
+}
+
+/* nd.linalg.lstsq(a, b [, {rcond =}]) -> x, residuals, rank, s (NumPy's;
+   rcond defaults to machine precision times max(m, n)). */
+static int l_lstsq(lua_State *L) {
+  dl_nd *a, *b, *x, *res, *s;
+  int64_t rank = 0;
+  double rcond;
+  int rc;
+  lua_settop(L, 3);
+  a = to_nd(L, 1);
+  b = to_nd(L, 2);
+  rcond = 2.220446049250313e-16 *
+          (double)(a->ndim == 2 ? (a->shape[0] > a->shape[1] ? a->shape[0]
+                                                             : a->shape[1])
+                                : 1);
+  if (!lua_isnil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (lua_getfield(L, 3, "rcond") != LUA_TNIL) {
+      if (!lua_isnumber(L, -1))
+        return luaL_argerror(L, 3, "option 'rcond' must be a number");
+      rcond = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  x = nd_new(L);
+  res = nd_new(L);
+  s = nd_new(L);
+  if ((rc = dl_nd_lstsq(x, res, s, &rank, a, b, rcond)) != 0)
+    nd_fail(L, rc, "linalg.lstsq", a, b);
+  lua_pushinteger(L, (lua_Integer)rank);
+  lua_insert(L, -2);
+  return 4;
+}
+
+/* nd.linalg._lu_apply(lu, piv, c): one blocked-LU step on c (dl_nd.h). */
+static int l_lu_apply(lua_State *L) {
+  dl_nd *lu = nd_check(L, 1), *piv = nd_check(L, 2), *c = to_nd(L, 3);
+  dl_nd *r = nd_new(L);
+  int rc;
+  if ((rc = dl_nd_lu_apply(r, lu, piv, c)) != 0)
+    nd_fail(L, rc, "linalg.lu_apply", lu, c);
+  return 1;
+}
+
+/* nd.linalg.solve_triangular(a, b [, {lower =, unit_diagonal =}]) */
+static int l_solve_triangular(lua_State *L) {
+  dl_nd *a, *b, *r;
+  int rc, lower = 0, unit = 0;
+  lua_settop(L, 3);
+  a = to_nd(L, 1);
+  b = to_nd(L, 2);
+  if (!lua_isnil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "lower");
+    lower = lua_toboolean(L, -1);
+    lua_getfield(L, 3, "unit_diagonal");
+    unit = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+  }
+  r = nd_new(L);
+  if ((rc = dl_nd_solve_triangular(r, a, b, lower, unit)) != 0)
+    nd_fail(L, rc, "linalg.solve_triangular", a, b);
+  return 1;
+}
+
 /* nd.blas_threads([n]) -> the number before (n sets it). */
 static int l_blas_threads(lua_State *L) {
   lua_pushinteger(L, dl_nd_blas_threads((int)luaL_optinteger(L, 1, 0)));
@@ -1570,11 +1645,19 @@ static int nd_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
   return dl_nd_encode(out, a) ? -1 : 0;
 }
 
+/* With a lender (the worker's inputs), a big body inside the lent bytes
+   becomes a read-only view of them instead of a copy. */
 static int nd_decode(lua_State *L, const char *p, size_t n, void *ctx) {
+  const dl_codec_lender *ln = (const dl_codec_lender *)ctx;
   dl_nd *a;
-  (void)ctx;
+  int rc;
   a = nd_new(L);
-  if (dl_nd_decode(a, p, n)) {
+  if (ln && p >= ln->base && n <= ln->len &&
+      (size_t)(p - ln->base) <= ln->len - n)
+    rc = dl_nd_decode_borrow(a, p, n, ln->hold, ln->drop, ln->owner);
+  else
+    rc = dl_nd_decode(a, p, n);
+  if (rc) {
     lua_pop(L, 1);
     return -1;
   }
@@ -2051,6 +2134,14 @@ int luaopen_dlua_ndarray(lua_State *L) {
   lua_setfield(L, -2, "svd");
   lua_pushcfunction(L, l_cholesky);
   lua_setfield(L, -2, "cholesky");
+  lua_pushcfunction(L, l_lstsq);
+  lua_setfield(L, -2, "lstsq");
+  lua_pushcfunction(L, l_lu_factor);
+  lua_setfield(L, -2, "lu_factor");
+  lua_pushcfunction(L, l_lu_apply);
+  lua_setfield(L, -2, "_lu_apply");
+  lua_pushcfunction(L, l_solve_triangular);
+  lua_setfield(L, -2, "solve_triangular");
   lua_setfield(L, -2, "linalg");
   lua_newtable(L);
   lua_pushcfunction(L, l_uniform);

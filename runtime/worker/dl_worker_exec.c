@@ -100,6 +100,11 @@ void dl_w_fns_reap(void) {
   }
 }
 
+/* A stored value lent to the decoder (a big ndarray becomes a view of its
+   bytes, which the blob's reference keeps). */
+static void blob_hold(void *b) { atomic_fetch_add(&((blob *)b)->refs, 1); }
+static void blob_drop(void *b) { dl_w_blob_unref(b); }
+
 /* Futures in a task's arguments decode as their values. */
 int dl_w_future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
   blob *b;
@@ -122,7 +127,8 @@ int dl_w_future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
     return -1;
   }
   {
-    dl_dec_opts o = {0, &fnsource, NULL};
+    dl_codec_lender ln = {b->data, b->len, blob_hold, blob_drop, b};
+    dl_dec_opts o = {0, &fnsource, &ln};
     rc = dl_codec_decode(L, b->data, b->len, &o, err, sizeof err);
   }
   if (b->len > (size_t)1 << 20) big_garbage = 1;
@@ -276,6 +282,7 @@ struct parked {
   int ready;      /* in the ready queue */
   int seceded;    /* the scheduler was told it waits */
   int told_key;   /* ... and for a key (what it waits on now may not be) */
+  int used_link;  /* sent through the tasks' client: may leave futures */
   char *err;      /* raise this when resumed (a cycle), owned */
   uint64_t start_us;
   parked *next, *prev; /* in P.all while parked */
@@ -292,6 +299,10 @@ static struct {
   int unsent;               /* the running task queued messages */
   parked *cur;              /* the task running now */
   double resumed_at;        /* when a waiting task was last resumed */
+  double worked_at;         /* when a task last started, resumed or ended */
+  int litter;               /* ended tasks that used the client since the
+                               last collection (see collect_futures) */
+  int collecting;           /* in collect_futures: releases wait for it */
   dl_buf lin;               /* messages for the tasks' client, not read */
   /* Set by dl_worker_park during a resume. */
   int park, pkind;
@@ -472,6 +483,8 @@ void dl_worker_link_send(const char *p, size_t n) {
   uv_mutex_lock(&W.lock);
   dl_buf_put(&W.lout, p, n);
   uv_mutex_unlock(&W.lock);
+  if (P.cur) P.cur->used_link = 1;
+  if (P.collecting) return; /* sent in one frame after the collection */
   if (P.cur && (t - last < LINK_BURST || t - P.resumed_at < LINK_BURST)) {
     P.unsent = 1;
     return;
@@ -655,9 +668,47 @@ static void task_succeeded(lua_State *L, wtask *t, uint64_t start,
   lua_pop(L, 1);
 }
 
-/* Hand t back to the I/O thread, to report and free. */
+/*
+** Report t's outcome.  When nothing else is on its way to the scheduler
+** (no task queued behind t, no outcome waiting for the I/O thread, no
+** bytes held by libuv: W.gate) the executor writes the DONE or ERR itself,
+** behind what the tasks' client queued, and frees t: the round trip of a
+** lone task then wakes the I/O thread once (for its COMPUTE), not twice.
+** Otherwise t goes back to the I/O thread, which sends the outcomes of a
+** burst of tasks in one frame.
+*/
 static void task_report(wtask *t) {
   uv_mutex_lock(&W.lock);
+  if (W.qhead == NULL && W.done_head == NULL && P.ready == NULL) {
+    uv_mutex_lock(&W.gate.lock);
+    if (W.gate.fd >= 0 && !W.gate.queued) {
+      size_t had = W.lout.len;
+      int rc;
+      dl_buf x = xout; /* the tasks' client messages go first */
+      xout = W.lout;
+      W.lout = x;
+      uv_mutex_unlock(&W.lock);
+      dl_w_put_outcome(&xout, t);
+      rc = dl_wgate_write(&W.gate, xout.p, xout.len);
+      uv_mutex_unlock(&W.gate.lock);
+      if (rc != UV_EAGAIN) { /* written, or lost with a link that failed */
+        xout.len = 0;
+        if (xout.cap > (1u << 20)) dl_buf_free(&xout);
+        dl_w_task_free(t);
+        return;
+      }
+      /* Nothing went: the I/O thread sends them, in the same order. */
+      uv_mutex_lock(&W.lock);
+      xout.len = had;
+      dl_buf_put(&xout, W.lout.p, W.lout.len);
+      x = xout;
+      xout = W.lout;
+      W.lout = x;
+      xout.len = 0;
+    } else {
+      uv_mutex_unlock(&W.gate.lock);
+    }
+  }
   t->next = NULL;
   if (W.done_tail) W.done_tail->next = t;
   else W.done_head = t;
@@ -724,6 +775,7 @@ static void step(lua_State *L, parked *pk, int nargs) {
     lua_xmove(pk->co, L, 1);
     task_failed(L, pk->co, t);
   }
+  if (pk->used_link) P.litter++;
   pk->t = NULL;
   parked_free(L, pk);
   task_report(t);
@@ -808,6 +860,7 @@ static void cancel_parked(lua_State *L, const char *p, size_t n) {
     }
     complete_err(pk->t, DL_ERR_CANCELLED, "cancelled", NULL);
     task_report(pk->t);
+    if (pk->used_link) P.litter++;
     pk->t = NULL;
     parked_free(L, pk);
   }
@@ -852,6 +905,42 @@ void dl_w_task_free(wtask *t) {
   dl_w_blob_unref(t->res);
   dl_buf_free(&t->rec);
   dl_free(t);
+}
+
+/*
+** Futures that tasks made through their client (dlua.get_client) hold
+** their keys on the scheduler until they are collected, and an idle
+** worker allocates nothing, so its collector would never run: the
+** results of a burst of nested tasks would stay stored for good.  Dask
+** drops a task's futures as its references go; here a full collection
+** runs once the executor has had nothing to do for COLLECT_IDLE seconds
+** after such tasks ended (not within a burst), or after every
+** COLLECT_EVERY of them (a long burst), and the releases that the
+** futures' finalizers queue are sent at once.
+*/
+#define COLLECT_IDLE 10e-3
+#define COLLECT_EVERY 4096
+
+static void collect_futures(lua_State *L, int idle) {
+  if (P.litter == 0) return;
+  if (idle ? now_s() - P.worked_at < COLLECT_IDLE
+           : P.litter < COLLECT_EVERY)
+    return;
+  P.litter = 0;
+  P.collecting = 1;
+  lua_gc(L, LUA_GCCOLLECT);
+  P.collecting = 0;
+  link_send();
+}
+
+/* Seconds until collect_futures is due on an idle executor, or due when
+   that is sooner (either < 0: none). */
+static double collect_due(double due) {
+  double left;
+  if (P.litter == 0) return due;
+  left = P.worked_at + COLLECT_IDLE - now_s();
+  if (left < 0) left = 0;
+  return due < 0 || left < due ? left : due;
 }
 
 /*
@@ -932,7 +1021,7 @@ void dl_w_exec_main(void *arg) {
     parked *pk = NULL;
     char **frees;
     int nfrees, i;
-    double due = wake_due();
+    double due = collect_due(wake_due());
     uv_mutex_lock(&W.lock);
     while (W.qhead == NULL && !W.stop && !W.relieve && P.ready == NULL &&
            W.cin.len == 0 && W.cyc.len == 0 && W.pcancel.len == 0) {
@@ -988,7 +1077,8 @@ void dl_w_exec_main(void *arg) {
       lua_pop(L, 1);
     }
     dl_free(frees);
-    if (pk == NULL && t == NULL) { /* woken to spill, or for news only */
+    if (pk == NULL && t == NULL) { /* woken to spill, news, or idle */
+      collect_futures(L, 1);
       relieve_memory(L);
       continue;
     }
@@ -999,6 +1089,8 @@ void dl_w_exec_main(void *arg) {
     } else {
       run_task(L, t);
     }
+    P.worked_at = now_s();
+    collect_futures(L, 0);
     relieve_memory(L);
   }
   dl_buf_free(&cyc);

@@ -275,6 +275,8 @@ void dl_w_on_connection(dl_listener *l);
 
 /* dl_worker_link.c: the scheduler link (tasks in, results out, heartbeats) */
 void dl_w_done_cb(uv_async_t *h);
+/* Append t's outcome (DL_M_DONE or DL_M_ERR) to b (any thread). */
+void dl_w_put_outcome(dl_buf *b, const wtask *t);
 int dl_w_on_compute(dl_rd *r);
 void dl_w_interrupt_running(int kind);
 void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n);

@@ -28,6 +28,29 @@ static void send_err_now(const char *key, size_t klen, int kind,
   dl_buf_free(&rec);
 }
 
+void dl_w_put_outcome(dl_buf *b, const wtask *t) {
+  if (t->type == DL_M_DONE) {
+    dl_msg_done m;
+    m.key = t->key;
+    m.klen = t->klen;
+    m.nbytes = t->nbytes;
+    m.start_us = t->start_us;
+    m.stop_us = t->stop_us;
+    /* Small results ride along with the news. */
+    m.inl = t->res ? t->res->data : "";
+    m.ilen = t->res ? t->res->len : 0;
+    dl_put_done(b, &m);
+  } else {
+    dl_msg_err m;
+    m.key = t->key;
+    m.klen = t->klen;
+    m.kind = (uint64_t)t->kind;
+    m.rec = t->rec.p;
+    m.rlen = t->rec.len;
+    dl_put_err_msg(b, DL_M_ERR, &m);
+  }
+}
+
 void dl_w_done_cb(uv_async_t *h) {
   wtask *t;
   (void)h;
@@ -46,29 +69,7 @@ void dl_w_done_cb(uv_async_t *h) {
   uv_mutex_unlock(&W.lock);
   while (t) {
     wtask *next = t->next;
-    if (W.sched) {
-      dl_buf *b = dl_conn_msg(W.sched);
-      if (t->type == DL_M_DONE) {
-        dl_msg_done m;
-        m.key = t->key;
-        m.klen = t->klen;
-        m.nbytes = t->nbytes;
-        m.start_us = t->start_us;
-        m.stop_us = t->stop_us;
-        /* Small results ride along with the news. */
-        m.inl = t->res ? t->res->data : "";
-        m.ilen = t->res ? t->res->len : 0;
-        dl_put_done(b, &m);
-      } else {
-        dl_msg_err m;
-        m.key = t->key;
-        m.klen = t->klen;
-        m.kind = (uint64_t)t->kind;
-        m.rec = t->rec.p;
-        m.rlen = t->rec.len;
-        dl_put_err_msg(b, DL_M_ERR, &m);
-      }
-    }
+    if (W.sched) dl_w_put_outcome(dl_conn_msg(W.sched), t);
     dl_w_task_free(t);
     t = next;
   }

@@ -20,23 +20,8 @@ end
 H.TESTS = script_dir():gsub("/helpers$", "")
 H.FIX = H.TESTS .. "/fixtures/cluster"
 
-function H.q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-function H.slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-function H.spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local F = require "helpers.files"
+H.q, H.slurp, H.spit, H.rmdir = F.q, F.slurp, F.spit, F.rmdir
 
 -- Short pause between polls (a child process: no busy CPU on 2 cores).
 function H.nap(s)
@@ -153,7 +138,6 @@ function H.token_dir(token)
   return dir
 end
 
-function H.rmdir(dir) os.execute("rm -rf " .. H.q(dir)) end
 
 --- Run the shell command cmd in the background, its output to file out.
 function H.spawn(cmd, out)

@@ -97,4 +97,33 @@ function M.get(url, ...)
   return code, b, h
 end
 
+--- M.dashboard(n_workers) -> d: a client whose cluster serves a dashboard
+-- on a free port, for one describe block: d.start() in setup, d.stop() in
+-- teardown (closes the client and its cluster); then d.client, d.base
+-- ("http://127.0.0.1:PORT"), d.get(path) -> code, body, and d.json(path)
+-- -> the decoded body of an answer that must be 200.
+function M.dashboard(n_workers)
+  local d = {}
+  function d.start()
+    d.client = require("dlua").Client{n_workers = n_workers,
+                                       dashboard_address = "127.0.0.1:0"}
+    d.base = "http://" .. d.client.cluster.dashboard_address
+  end
+  function d.stop()
+    local c = d.client
+    d.client = nil
+    if c then c:close() end
+  end
+  function d.get(path) return M.get(d.base .. path) end
+  function d.json(path)
+    local code, body = M.get(d.base .. path)
+    if code ~= 200 then
+      error(("GET %s: status %s: %s"):format(path, tostring(code),
+                                            tostring(body)), 2)
+    end
+    return M.json_decode(body)
+  end
+  return d
+end
+
 return M

@@ -3,26 +3,18 @@
 -- into it with send-keys and poll capture-pane until the text they expect
 -- shows up or a deadline passes.  Kill the server at the end of every case.
 local now = require("dlua").time
+local F = require "helpers.files"
+local q, slurp = F.q, F.slurp
 
 local T = {}
 T.TIMEOUT = 15 -- seconds to wait for any one piece of output
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 local function exec(cmd)
   local ok, _, code = os.execute(cmd .. " >/dev/null 2>&1")
   return ok == true and code == 0
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 local PID = io.popen("echo $PPID"):read("l")
 local serial = 0

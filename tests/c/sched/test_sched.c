@@ -606,15 +606,18 @@ static void submit_fn(const char *key, const unsigned char *h,
   submit_fn_as(-1, key, h, code);
 }
 
-/* How many messages of type (with a 16-byte hash first) are in b. */
-static int count_hash_msgs(dl_buf *b, unsigned want) {
+/* Call visit(type, key, klen, ud) for each message in b: function
+   messages (FUNC, FUNC_FREE, FN_GONE: the key is the 16-byte hash),
+   KEY_DONE, COMPUTE and FREE. */
+static void each_msg(dl_buf *b,
+                     void (*visit)(unsigned, const char *, size_t, void *),
+                     void *ud) {
   dl_rd r;
-  int n = 0;
   dl_rd_init(&r, b->p, b->len);
   while (dl_rd_left(&r)) {
     unsigned type = 0;
     const char *k, *x;
-    size_t kl, xl;
+    size_t kl = 16, xl;
     uint64_t v;
     dl_rd_u8(&r, &type);
     if (type == DL_M_FUNC || type == DL_M_FUNC_FREE ||
@@ -624,13 +627,28 @@ static int count_hash_msgs(dl_buf *b, unsigned want) {
     } else if (type == DL_M_KEY_DONE) {
       CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_uv(&r, &v) == 0 &&
             dl_rd_str(&r, &x, &xl) == 0);
-    } else { /* a COMPUTE or a FREE: skip it */
+    } else { /* a COMPUTE or a FREE */
       r.p--;
       CHECK(next_compute(&r, &k, &kl) >= 0);
     }
-    n += type == want;
+    visit(type, k, kl, ud);
   }
-  return n;
+}
+
+typedef struct { unsigned want; int n; } type_count;
+
+static void count_type(unsigned type, const char *k, size_t kl, void *ud) {
+  type_count *c = ud;
+  (void)k;
+  (void)kl;
+  c->n += type == c->want;
+}
+
+/* How many messages of type (with a 16-byte hash first) are in b. */
+static int count_hash_msgs(dl_buf *b, unsigned want) {
+  type_count c = {want, 0};
+  each_msg(b, count_type, &c);
+  return c.n;
 }
 
 static void forget(const unsigned char *h) {
@@ -671,27 +689,22 @@ static void test_bytecode_dropped_when_no_task_needs_it(void) {
   stop();
 }
 
+typedef struct { const char *key; int found; } key_find;
+
+static void find_key_done(unsigned type, const char *k, size_t kl,
+                          void *ud) {
+  key_find *f = ud;
+  CHECK(type == DL_M_KEY_DONE || type == DL_M_FN_GONE);
+  if (type == DL_M_KEY_DONE && kl == strlen(f->key) &&
+      memcmp(k, f->key, kl) == 0)
+    f->found = 1;
+}
+
 /* Whether b holds a KEY_DONE of key (b holds KEY_DONEs and FN_GONEs). */
 static int key_done_in(dl_buf *b, const char *key) {
-  dl_rd r;
-  int found = 0;
-  dl_rd_init(&r, b->p, b->len);
-  while (dl_rd_left(&r)) {
-    unsigned type = 0;
-    const char *k, *x;
-    size_t kl, xl;
-    uint64_t v;
-    dl_rd_u8(&r, &type);
-    if (type == DL_M_FN_GONE) {
-      CHECK(dl_rd_bytes(&r, 16, &k) == 0);
-      continue;
-    }
-    CHECK(type == DL_M_KEY_DONE);
-    CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_uv(&r, &v) == 0 &&
-          dl_rd_str(&r, &x, &xl) == 0);
-    if (kl == strlen(key) && memcmp(k, key, kl) == 0) found = 1;
-  }
-  return found;
+  key_find f = {key, 0};
+  each_msg(b, find_key_done, &f);
+  return f.found;
 }
 
 /* Whether worker w was told to free key since its buffer was cleared. */
