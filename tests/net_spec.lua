@@ -25,11 +25,11 @@ local rmdir, spawn, can_netns = H.rmdir, H.spawn, H.can_netns
 --- The client script: it listens on addr, writes the address it got to
 -- dir/addr, waits for nworkers workers and runs body(client) (a chunk of
 -- Lua text) whose return value it writes to dir/result.
-local function client_script(dir, addr, nworkers, body)
+local function client_script(dir, addr, nworkers, body, tls_dir)
   local path = dir .. "/client.lua"
   H.spit(path, ([[
 local dlua = require "dlua"
-local c = dlua.Client{listen = %q, token_file = %q,
+local c = dlua.Client{listen = %q, token_file = %q, tls_dir = %s,
                       dashboard_address = false}
 local f = assert(io.open(%q, "w")); f:write(c.cluster.address); f:close()
 c:wait_for_workers(%d, 60)
@@ -37,7 +37,9 @@ local result = (function(c) %s end)(c)
 f = assert(io.open(%q .. ".tmp", "w")); f:write(result); f:close()
 os.rename(%q .. ".tmp", %q)
 c:close()
-]]):format(addr, dir .. "/token", dir .. "/addr", nworkers, body,
+]]):format(addr, dir .. "/token",
+           tls_dir and ("%q"):format(tls_dir) or "nil", dir .. "/addr",
+           nworkers, body,
            dir .. "/result", dir .. "/result", dir .. "/result"))
   return path
 end
@@ -50,8 +52,8 @@ local function wait_file(path, timeout, why)
 end
 
 describe("TCP cluster", function()
-  it("moves values between workers in other network namespaces over TCP",
-     function()
+  -- tls: with mutual TLS (a directory from `dlua tls-gen`) on every link.
+  local function across_namespaces(tls)
     if not can_netns() then
       pending("needs root and ip netns")
       return
@@ -75,6 +77,13 @@ describe("TCP cluster", function()
       end
       rmdir(dir)
     end)
+    local tls_dir, tls_opt = nil, ""
+    if tls then
+      tls_dir = dir .. "/tls"
+      local code, out = H.sh("$DLUA tls-gen " .. H.q(tls_dir))
+      assert.equal(0, code, out)
+      tls_opt = " --tls-dir " .. H.q(tls_dir)
+    end
     local function ip(cmd)
       assert(os.execute("ip " .. cmd .. " >/dev/null"), "ip " .. cmd)
     end
@@ -129,14 +138,14 @@ describe("TCP cluster", function()
                                          bytes(dv, "tx") - before[dv].tx)
       end
       return ("sum=%%d len=%%d\n%%s\n"):format(sum, n, table.concat(d, "\n"))
-    ]]):format(A, B))
+    ]]):format(A, B), tls_dir)
     spawn(("ip netns exec %s %s %s"):format(S, H.q(H.DLUA), H.q(script)),
           dir .. "/client.out")
     local addr = wait_file(dir .. "/addr", 30, "the client did not start")
     assert.matches("^tcp://10%.77%.0%.1:%d+$", addr)
     for _, ns in ipairs{A, B} do
-      spawn(("ip netns exec %s %s worker %s --token-file %s"):format(
-              ns, H.q(H.DLUA), addr, H.q(dir .. "/token")),
+      spawn(("ip netns exec %s %s worker %s --token-file %s%s"):format(
+              ns, H.q(H.DLUA), addr, H.q(dir .. "/token"), tls_opt),
             dir .. "/" .. ns .. ".out")
     end
     local ok = H.poll(function() return H.slurp(dir .. "/result") end, 90)
@@ -170,7 +179,13 @@ describe("TCP cluster", function()
       return true
     end, 20)
     assert(ok, "workers outlived their scheduler")
-  end)
+  end
+
+  it("moves values between workers in other network namespaces over TCP",
+     function() across_namespaces(false) end)
+
+  it("moves values between workers in other network namespaces over "
+     .. "mutual TLS on every link", function() across_namespaces(true) end)
 
   it("declares a stopped TCP worker dead, recomputes its work elsewhere, "
      .. "and the worker leaves when it wakes", function()

@@ -27,7 +27,7 @@ local cluster_keys = {
   threads_per_worker = true, processes = true,
   memory_target = true, memory_spill = true, memory_pause = true,
   memory_terminate = true, heartbeat_timeout = true,
-  listen = true, token_file = true,
+  listen = true, token_file = true, tls_dir = true,
 }
 
 --- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
@@ -50,6 +50,11 @@ local function new_cluster(o, lv)
   if o.token_file ~= nil and type(o.token_file) ~= "string" then
     error("LocalCluster: token_file must be a string, got "
           .. type(o.token_file), lv)
+  end
+  if o.tls_dir ~= nil and (type(o.tls_dir) ~= "string" or not listen) then
+    error(type(o.tls_dir) ~= "string"
+          and "LocalCluster: tls_dir must be a string, got " .. type(o.tls_dir)
+          or "LocalCluster: tls_dir needs listen (TLS is for TCP)", lv)
   end
   if listen and o.n_workers ~= nil and o.n_workers ~= 0 then
     error("LocalCluster: a cluster that listens on TCP starts no local "
@@ -122,7 +127,7 @@ local function new_cluster(o, lv)
     start_timeout = o.start_timeout,
     memory_target = fr[1], memory_spill = fr[2], memory_pause = fr[3],
     memory_terminate = fr[4], heartbeat_timeout = hb,
-    listen = listen, token_file = o.token_file,
+    listen = listen, token_file = o.token_file, tls_dir = o.tls_dir,
   }
   if not h then error("LocalCluster: " .. err, lv) end
   local bound = h:dashboard()

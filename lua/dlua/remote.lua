@@ -18,6 +18,7 @@ RemoteCluster.__index = RemoteCluster
 
 local connect_keys = {
   address = true, scheduler_file = true, token_file = true, timeout = true,
+  tls_dir = true,
 }
 
 --- remote.read_scheduler_file(path) -> {address=, dashboard=, id=}
@@ -40,7 +41,10 @@ end
 function M.connect(arg, lv)
   local o = type(arg) == "string" and {address = arg} or arg
   options._check_keys(o, connect_keys, "Client", lv)
-  local addr = o.address
+  local addr, tls_dir = o.address, o.tls_dir
+  if tls_dir ~= nil and type(tls_dir) ~= "string" then
+    error("Client: tls_dir must be a string, got " .. type(tls_dir), lv)
+  end
   if o.scheduler_file ~= nil then
     if type(o.scheduler_file) ~= "string" then
       error("Client: scheduler_file must be a string, got "
@@ -52,6 +56,7 @@ function M.connect(arg, lv)
     local t, err = cluster_c.read_scheduler_file(o.scheduler_file)
     if not t then error("Client: " .. err, lv) end
     addr = t.address
+    if tls_dir == nil then tls_dir = t.tls_dir end -- the scheduler's TLS
   end
   if type(addr) ~= "string" or not addr:match("^tcp://.+:%d+$") then
     error("Client: the address must be \"tcp://host:port\", got "
@@ -67,7 +72,7 @@ function M.connect(arg, lv)
           .. tostring(to), lv)
   end
   local h, err = cluster_c.connect{address = addr, token_file = o.token_file,
-                                   timeout = to}
+                                   tls_dir = tls_dir, timeout = to}
   if not h then error("Client: " .. err, lv) end
   local dash = h:dashboard()
   if dash then -- a dashboard on every interface: reach it as the scheduler

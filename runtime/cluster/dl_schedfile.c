@@ -31,7 +31,9 @@ int dl_schedfile_write(const char *path, const dl_schedfile *f,
       !cJSON_AddStringToObject(o, "dashboard", f->dashboard) ||
       !cJSON_AddStringToObject(o, "id", f->id) ||
       !cJSON_AddNumberToObject(o, "pid", (double)f->pid) ||
-      !cJSON_AddStringToObject(o, "version", version ? version : ""))
+      !cJSON_AddStringToObject(o, "version", version ? version : "") ||
+      (f->tls_dir[0] &&
+       !cJSON_AddStringToObject(o, "tls_dir", f->tls_dir)))
     goto nomem;
   if ((text = cJSON_Print(o)) == NULL) goto nomem;
   if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid())
@@ -106,9 +108,10 @@ int dl_schedfile_parse(const char *path, const char *text, size_t n,
     return DL_EINVAL;
   }
   if (get_str(o, "dashboard", f->dashboard, sizeof f->dashboard) < 0 ||
-      get_str(o, "id", f->id, sizeof f->id) < 0) {
-    snprintf(err, errlen, "the scheduler file %s: \"dashboard\" and \"id\" "
-             "must be short strings", path);
+      get_str(o, "id", f->id, sizeof f->id) < 0 ||
+      get_str(o, "tls_dir", f->tls_dir, sizeof f->tls_dir) < 0) {
+    snprintf(err, errlen, "the scheduler file %s: \"dashboard\", \"id\" "
+             "and \"tls_dir\" must be short strings", path);
     cJSON_Delete(o);
     return DL_EINVAL;
   }

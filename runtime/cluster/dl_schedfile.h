@@ -4,7 +4,10 @@
 **
 **   {"type": "Scheduler", "address": "tcp://10.0.0.1:8786",
 **    "dashboard": "http://10.0.0.1:8787/status", "id": "Scheduler-…",
-**    "pid": 1234, "version": "0.1.0"}
+**    "pid": 1234, "version": "0.1.0", "tls_dir": "/shared/tls"}
+**
+** tls_dir is there only for a scheduler with TLS (--tls-dir): a client or
+** worker that finds the scheduler by the file uses that directory.
 **
 ** Written atomically (a temporary file in the same directory, renamed) with
 ** mode 0600.  Read with cJSON; anything but an object with a string
@@ -20,6 +23,8 @@ typedef struct dl_schedfile {
   char dashboard[300]; /* "http://host:port/status" or "" */
   char id[64];         /* "" when absent */
   long long pid;       /* 0 when absent */
+  char tls_dir[1024];  /* the TLS directory (dl_tls.h) its clients and
+                          workers use; "" for none */
 } dl_schedfile;
 
 /* Write f to path (atomically, mode 0600); 0, or a negative errno-style

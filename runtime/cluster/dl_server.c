@@ -100,6 +100,7 @@ struct dl_server {
   char dlua_version[32], lua_version[32]; /* for the dashboard */
   dl_tcp_server *tcp;    /* loop only: where workers join over TCP */
   dl_token token;        /* theirs to prove they hold */
+  const dl_tls_ctx *tls; /* TLS on the listener, or NULL (borrowed) */
   char listen_req[128];  /* "host:port" asked for; "" for none */
   char listen_addr[300]; /* "tcp://host:port"; set before start returns */
   dl_server_log *logs;  /* (L) ring of DL_SERVER_LOG_LINES, or NULL */
@@ -1241,6 +1242,7 @@ static int start_listener(dl_server *s) {
   dl_tcp_opts o;
   memset(&o, 0, sizeof o);
   o.token = &s->token;
+  o.tls = s->tls;
   o.version = s->dlua_version;
   rc = dl_tcp_parse(s->listen_req, host, sizeof host, &port, err, sizeof err);
   if (rc == 0)
@@ -1447,6 +1449,7 @@ static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
     }
     snprintf(s->listen_req, sizeof s->listen_req, "%s", o->listen_address);
     s->token = *o->token;
+    s->tls = o->tls;
   }
   io.worker_out = worker_out;
   io.client_out = client_out;
@@ -1623,6 +1626,7 @@ bad:
 }
 
 dl_server *dl_server_connect(const char *address, const dl_token *token,
+                             const dl_tls_ctx *tls,
                              const char *version, double timeout, char *err,
                              size_t errlen) {
   dl_server *s;
@@ -1641,6 +1645,7 @@ dl_server *dl_server_connect(const char *address, const dl_token *token,
   memset(&o, 0, sizeof o);
   o.token = token;
   o.version = version;
+  o.tls = tls;
   if (dl_tcp_dial_sync(host, port, &o, (unsigned)(timeout * 1000), &fd, err,
                        errlen))
     return NULL;

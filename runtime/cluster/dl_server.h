@@ -45,6 +45,9 @@ typedef struct dl_server_opts {
      must be 0, and the start does not wait for any. */
   const char *listen_address;
   const dl_token *token;
+  /* With listen_address: TLS for every connection (dl_tls.h), or NULL.
+     Borrowed for the process's life (dl_tls_ctx_shared). */
+  const struct dl_tls_ctx *tls;
 } dl_server_opts;
 
 /*
@@ -104,6 +107,7 @@ int dl_server_stop_all(void);
 ** token, an unreachable address, a scheduler that serves another client).
 */
 dl_server *dl_server_connect(const char *address, const dl_token *token,
+                             const struct dl_tls_ctx *tls,
                              const char *version, double timeout, char *err,
                              size_t errlen);
 

@@ -36,13 +36,14 @@
 #include <lualib.h>
 
 #include "dl_netcmd.h"
+#include "dl_tlsgen.h"
 #include "dlua.h"
 
 static const char worker_usage[] =
     "usage: dlua worker tcp://HOST:PORT | --scheduler-file FILE\n"
     "                   [--nworkers N] [--memory-limit SIZE]\n"
     "                   [--token-file FILE] [--listen-address IP]\n"
-    "                   [--reconnect-timeout SECONDS]\n"
+    "                   [--reconnect-timeout SECONDS] [--tls-dir DIR]\n"
     "With --scheduler-file, waits up to 60 s for the file to appear.\n"
     "With --reconnect-timeout, a worker whose scheduler goes is started\n"
     "again (backoff 0.1 s to 2 s) until it joins or that long has passed;\n"
@@ -72,7 +73,7 @@ static long long parse_size(const char *s) {
 }
 
 static int address_from_file(const char *path, double timeout, char *out,
-                             size_t n);
+                             size_t n, char *tls, size_t tlsn);
 
 static volatile sig_atomic_t got_sig;
 static void on_sig(int sig) { got_sig = sig; }
@@ -105,12 +106,13 @@ static int bad(const char *fmt, const char *arg) {
 
 static int worker_cmd(int argc, char **argv) {
   const char *addr = NULL, *token_file = NULL, *listen = NULL, *sfile = NULL;
-  char abuf[300];
+  const char *tls_dir = NULL;
+  char abuf[300], tbuf[1024];
   long long mem = 0;
   long n = 1;
   double reconnect = 0;
   char membuf[32];
-  char *wargv[12];
+  char *wargv[14];
   int i, wargc = 0, left, status = 0;
   pid_t *kids;
   double *lost, *delay; /* per slot: when its worker lost the scheduler */
@@ -141,6 +143,8 @@ static int worker_cmd(int argc, char **argv) {
                    "(e.g. 4GB), got '%s'", v);
     } else if (strcmp(a, "--token-file") == 0) {
       token_file = v;
+    } else if (strcmp(a, "--tls-dir") == 0) {
+      tls_dir = v;
     } else if (strcmp(a, "--listen-address") == 0) {
       listen = v;
     } else if (strcmp(a, "--scheduler-file") == 0) {
@@ -160,9 +164,10 @@ static int worker_cmd(int argc, char **argv) {
   if (sfile) {
     /* Read it, then start afresh with the address: the Lua state that
        read the file leaves process-wide state a worker must not inherit. */
-    char **nargv = calloc((size_t)argc + 1, sizeof *nargv);
+    char **nargv = calloc((size_t)argc + 3, sizeof *nargv);
     int k, j = 0;
-    if (nargv == NULL || address_from_file(sfile, 60, abuf, sizeof abuf))
+    if (nargv == NULL || address_from_file(sfile, 60, abuf, sizeof abuf,
+                                           tbuf, sizeof tbuf))
       return 1;
     for (k = 0; k < argc; k++) {
       if (strcmp(argv[k], "--scheduler-file") == 0) {
@@ -171,6 +176,10 @@ static int worker_cmd(int argc, char **argv) {
       } else {
         nargv[j++] = argv[k];
       }
+    }
+    if (tbuf[0] && tls_dir == NULL) { /* the scheduler's TLS directory */
+      nargv[j++] = "--tls-dir";
+      nargv[j++] = tbuf;
     }
     nargv[j] = NULL;
     {
@@ -209,6 +218,10 @@ static int worker_cmd(int argc, char **argv) {
   if (listen) {
     wargv[wargc++] = "--listen";
     wargv[wargc++] = (char *)listen;
+  }
+  if (tls_dir) {
+    wargv[wargc++] = "--tls-dir";
+    wargv[wargc++] = (char *)tls_dir;
   }
   wargv[wargc] = NULL;
   if (n == 1 && reconnect == 0) return dlua_worker_main(wargc, wargv);
@@ -285,11 +298,14 @@ static const char sched_usage[] =
     "usage: dlua scheduler [--host IP] [--port P] [--listen tcp://IP:PORT]\n"
     "                      [--dashboard-address [IP]:PORT | none]\n"
     "                      [--scheduler-file FILE] [--token-file FILE]\n"
+    "                      [--tls-dir DIR]\n"
     "Runs a scheduler that workers (dlua worker ADDRESS) and clients\n"
     "(dlua.Client(\"tcp://host:port\")) join over TCP, until SIGINT, SIGTERM\n"
     "or client:shutdown().  Defaults: 0.0.0.0:8786, dashboard :8787.\n"
     "The token comes from --token-file (mode 0600; made if missing) or\n"
-    "DLUA_TOKEN.\n";
+    "DLUA_TOKEN.  --tls-dir DIR (ca.pem, cert.pem, key.pem: dlua tls-gen\n"
+    "DIR) puts every connection in mutual TLS; workers and clients need the\n"
+    "same CA.\n";
 
 /* The scheduler process, in Lua: start a listening cluster with no local
    workers, write the scheduler file, wait for a signal or a shutdown, and
@@ -315,7 +331,8 @@ static const char sched_chunk[] =
     "  end\n"
     "end\n"
     "local ok, c = pcall(dlua.LocalCluster, {listen = o.listen, n_workers = 0,\n"
-    "  token_file = o.token_file, dashboard_address = o.dashboard or false})\n"
+    "  token_file = o.token_file, tls_dir = o.tls_dir,\n"
+    "  dashboard_address = o.dashboard or false})\n"
     "if not ok then return fail(c) end\n"
     "local function public(a)\n"
     "  return (a:gsub('^(%a*:?/*)0%.0%.0%.0:', '%1' .. o.contact .. ':')\n"
@@ -327,7 +344,7 @@ static const char sched_chunk[] =
     "                                         math.random(0, 0xffffffff))\n"
     "if o.file then\n"
     "  local w, err = cl.write_scheduler_file(o.file, {address = addr,\n"
-    "    dashboard = dash, id = id, pid = cl.pid()})\n"
+    "    dashboard = dash, id = id, pid = cl.pid(), tls_dir = o.tls_dir})\n"
     "  if not w then c:close() return fail(err) end\n"
     "end\n"
     "io.stderr:write('dlua scheduler: listening at ', addr, '\\n')\n"
@@ -409,7 +426,8 @@ static int sbad(const char *fmt, const char *arg) {
 static int scheduler_cmd(int argc, char **argv) {
   const char *host = "0.0.0.0", *port = "8786", *listen = NULL;
   const char *dash = "0.0.0.0:8787", *file = NULL, *token_file = NULL;
-  char lbuf[300], dbuf[300], contact[64];
+  const char *tls_dir = NULL;
+  char lbuf[300], dbuf[300], contact[64], tls_abs[4096];
   struct sigaction sa;
   lua_State *L;
   int i, rc;
@@ -429,6 +447,7 @@ static int scheduler_cmd(int argc, char **argv) {
     else if (strcmp(a, "--dashboard-address") == 0) dash = v;
     else if (strcmp(a, "--scheduler-file") == 0) file = v;
     else if (strcmp(a, "--token-file") == 0) token_file = v;
+    else if (strcmp(a, "--tls-dir") == 0) tls_dir = v;
     else return sbad("unknown option '%s'", a);
   }
   if (listen == NULL) {
@@ -443,6 +462,14 @@ static int scheduler_cmd(int argc, char **argv) {
     dash = dbuf;
   }
   if (token_file && make_token_file(token_file, 0)) return 1;
+  if (tls_dir) { /* the scheduler file names it for others: absolute */
+    if (realpath(tls_dir, tls_abs) == NULL) {
+      fprintf(stderr, "dlua scheduler: TLS directory %s: %s (make one with "
+              "`dlua tls-gen DIR`)\n", tls_dir, strerror(errno));
+      return 1;
+    }
+    tls_dir = tls_abs;
+  }
   contact_host(contact, sizeof contact, 0);
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_sched_sig;
@@ -464,6 +491,7 @@ static int scheduler_cmd(int argc, char **argv) {
   if (file) lua_pushstring(L, file), lua_setfield(L, -2, "file");
   if (token_file) lua_pushstring(L, token_file),
                   lua_setfield(L, -2, "token_file");
+  if (tls_dir) lua_pushstring(L, tls_dir), lua_setfield(L, -2, "tls_dir");
   lua_pushstring(L, contact);
   lua_setfield(L, -2, "contact");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -479,7 +507,7 @@ static int scheduler_cmd(int argc, char **argv) {
 /* The address in the scheduler file at path, waiting up to timeout
    seconds for the file to appear (the scheduler may start after us). */
 static int address_from_file(const char *path, double timeout, char *out,
-                             size_t n) {
+                             size_t n, char *tls, size_t tlsn) {
   lua_State *L = luaL_newstate();
   int tries = (int)(timeout * 50), ok = 0;
   if (L == NULL) return -1;
@@ -495,6 +523,8 @@ static int address_from_file(const char *path, double timeout, char *out,
     if (lua_istable(L, -2)) {
       lua_getfield(L, -2, "address");
       snprintf(out, n, "%s", lua_tostring(L, -1));
+      lua_getfield(L, -3, "tls_dir");
+      if (tls) snprintf(tls, tlsn, "%s", luaL_optstring(L, -1, ""));
       ok = 1;
       break;
     }
@@ -618,7 +648,7 @@ static int run_client(char **argv, int first, const char *file,
   struct sigaction sa;
   int st, rc;
   pid_t p;
-  if (address_from_file(file, 60, abuf, sizeof abuf)) return 1;
+  if (address_from_file(file, 60, abuf, sizeof abuf, NULL, 0)) return 1;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_run_sig;
   sigemptyset(&sa.sa_mask);
@@ -751,10 +781,42 @@ static int run_cmd(int argc, char **argv) {
   }
 }
 
+/* ------------------------------------------------------------ tls-gen */
+
+static const char tlsgen_usage[] =
+    "usage: dlua tls-gen DIR\n"
+    "Makes a private CA and one certificate it signed, for a cluster's\n"
+    "mutual TLS: DIR/ca.pem, DIR/cert.pem and DIR/key.pem (mode 0600).\n"
+    "Give DIR (a copy of it) to the scheduler, the workers and the clients\n"
+    "(--tls-dir DIR, tls_dir = DIR).  Existing files are never overwritten.\n";
+
+static int tlsgen_cmd(int argc, char **argv) {
+  char err[600];
+  if (argc == 3 && (strcmp(argv[2], "--help") == 0 ||
+                    strcmp(argv[2], "-h") == 0)) {
+    fputs(tlsgen_usage, stdout);
+    return 0;
+  }
+  if (argc != 3 || argv[2][0] == '-' || argv[2][0] == '\0') {
+    fprintf(stderr, "dlua tls-gen: %s\n%s",
+            argc < 3 ? "no directory given" : "give exactly one directory",
+            tlsgen_usage);
+    return 2;
+  }
+  if (dl_tlsgen(argv[2], err, sizeof err) != 0) {
+    fprintf(stderr, "dlua tls-gen: %s\n", err);
+    return 1;
+  }
+  fprintf(stderr, "dlua tls-gen: made %s/ca.pem, %s/cert.pem and "
+          "%s/key.pem (mode 0600)\n", argv[2], argv[2], argv[2]);
+  return 0;
+}
+
 int dl_netcmd_main(int argc, char **argv) {
   if (argc < 2) return -1;
   if (strcmp(argv[1], "worker") == 0) return worker_cmd(argc, argv);
   if (strcmp(argv[1], "scheduler") == 0) return scheduler_cmd(argc, argv);
   if (strcmp(argv[1], "run") == 0) return run_cmd(argc, argv);
+  if (strcmp(argv[1], "tls-gen") == 0) return tlsgen_cmd(argc, argv);
   return -1;
 }

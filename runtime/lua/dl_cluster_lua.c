@@ -31,6 +31,7 @@
 #include "dl_runtime.h"
 #include "dl_schedfile.h"
 #include "dl_server.h"
+#include "dl_tls.h"
 #include "dl_worker.h"
 #include "dlua.h"
 
@@ -291,9 +292,23 @@ static handle *new_handle(lua_State *L, int link, int remote) {
   return h;
 }
 
+/* The TLS context the table at idx names in its field tls_dir (NULL when
+   it has none); 0, or -1 with one line in err. */
+static int opt_tls(lua_State *L, int idx, const dl_tls_ctx **tls, char *err,
+                   size_t errlen) {
+  const char *dir;
+  lua_getfield(L, idx, "tls_dir");
+  dir = luaL_optstring(L, -1, NULL);
+  lua_pop(L, 1);
+  *tls = NULL;
+  if (dir == NULL) return 0;
+  *tls = dl_tls_ctx_shared(dir, err, errlen);
+  return *tls ? 0 : -1;
+}
+
 /* cluster.start{n_workers=, memory_limit=, worker_exe=, allowed_failures=,
    start_timeout=, dashboard_address=, dashboard_fallback=, listen=,
-   token_file=} -> handle, or nil, message */
+   token_file=, tls_dir=} -> handle, or nil, message */
 static int cl_start(lua_State *L) {
   dl_server_opts o;
   dl_token token;
@@ -344,6 +359,12 @@ static int cl_start(lua_State *L) {
       return 2;
     }
     o.token = &token;
+    if (opt_tls(L, 1, &o.tls, err, sizeof err)) {
+      memset(&token, 0, sizeof token);
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      return 2;
+    }
   }
   if (o.listen_address ? o.n_workers != 0
                        : (o.n_workers < 1 || o.n_workers > 1024))
@@ -1239,10 +1260,11 @@ static int h_listen_address(lua_State *L) {
   return 1;
 }
 
-/* cluster.connect{address=, token_file=, timeout=} -> handle, or nil,
+/* cluster.connect{address=, token_file=, tls_dir=, timeout=} -> handle, or nil,
    message: the client's link to a `dlua scheduler` in another process. */
 static int cl_connect(lua_State *L) {
   dl_token token;
+  const dl_tls_ctx *tls;
   const char *addr, *tf;
   double timeout;
   char err[600];
@@ -1254,14 +1276,16 @@ static int cl_connect(lua_State *L) {
   tf = luaL_optstring(L, -1, NULL);
   lua_getfield(L, 1, "timeout");
   timeout = luaL_optnumber(L, -1, 0);
-  if (dl_token_load(&token, tf, err, sizeof err) != 0) {
+  if (dl_token_load(&token, tf, err, sizeof err) != 0 ||
+      opt_tls(L, 1, &tls, err, sizeof err) != 0) {
+    memset(&token, 0, sizeof token);
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
   }
   h = new_handle(L, 0, 1);
-  h->srv = dl_server_connect(addr, &token, DLUA_VERSION_STRING, timeout, err,
-                             sizeof err);
+  h->srv = dl_server_connect(addr, &token, tls, DLUA_VERSION_STRING, timeout,
+                             err, sizeof err);
   memset(&token, 0, sizeof token);
   if (h->srv == NULL) {
     lua_pushnil(L);
@@ -1313,6 +1337,10 @@ static int cl_read_schedfile(lua_State *L) {
   lua_setfield(L, -2, "id");
   lua_pushinteger(L, (lua_Integer)f.pid);
   lua_setfield(L, -2, "pid");
+  if (f.tls_dir[0]) {
+    lua_pushstring(L, f.tls_dir);
+    lua_setfield(L, -2, "tls_dir");
+  }
   return 1;
 }
 
@@ -1334,6 +1362,12 @@ static int cl_write_schedfile(lua_State *L) {
   snprintf(f.id, sizeof f.id, "%s", luaL_optstring(L, -1, ""));
   lua_getfield(L, 2, "pid");
   f.pid = (long long)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, 2, "tls_dir");
+  v = luaL_optstring(L, -1, "");
+  if (strlen(v) >= sizeof f.tls_dir)
+    return luaL_error(L, "tls_dir too long (%d bytes at most)",
+                      (int)sizeof f.tls_dir - 1);
+  snprintf(f.tls_dir, sizeof f.tls_dir, "%s", v);
   if (dl_schedfile_write(path, &f, DLUA_VERSION_STRING, err, sizeof err)) {
     lua_pushnil(L);
     lua_pushstring(L, err);

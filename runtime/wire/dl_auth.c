@@ -366,6 +366,10 @@ int dl_auth_feed(dl_auth *a, const void *p, size_t n, size_t *used,
       size_t upto = a->have + take < MAGIC_LEN ? a->have + take : MAGIC_LEN;
       if (memcmp(dst + a->have, &MAGIC[a->have], upto - a->have) != 0) {
         *used += take;
+        if (a->state == ST_S1 && memcmp(dst, DL_AUTH_TLS_HELLO, upto) == 0)
+          return fail(a, DL_AUTH_EGARBAGE,
+                      "the scheduler uses TLS: give this side the cluster's "
+                      "TLS directory (--tls-dir DIR, or tls_dir = DIR)");
         return fail(a, DL_AUTH_EGARBAGE, "not a dlua handshake (garbage)");
       }
     }

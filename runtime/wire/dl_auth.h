@@ -46,6 +46,13 @@
 #define DL_TOKEN_MIN 16
 #define DL_TOKEN_MAX 1024
 
+/* What a server with TLS (dl_tls.h) sends, in the clear, before its TLS
+   handshake: a client without TLS reads it where it expects S1's magic,
+   and a client with TLS reads it instead of S1, so each side of a TLS
+   mismatch knows at once what is wrong. */
+#define DL_AUTH_TLS_HELLO "DLUATLS1"
+#define DL_AUTH_TLS_HELLO_LEN 8
+
 #define DL_AUTH_S1_LEN 60
 #define DL_AUTH_C1_LEN 92
 #define DL_AUTH_S2_LEN 33

@@ -19,6 +19,11 @@
 #include "dl_tcp.h"
 
 enum { L_DIAL = 1, L_SHAKE, L_DONE, L_FAIL, L_OVER };
+/* Where a TLS link is (tlink.tphase): none (plain TCP), reading the
+   server's clear hello (client), the TLS handshake, the token's handshake
+   inside TLS. */
+enum { TP_NONE = 0, TP_HELLO, TP_SHAKE, TP_AUTH };
+#define TLS_READ 16384
 
 typedef struct tlink tlink;
 
@@ -44,6 +49,11 @@ struct tlink {
   int refs;   /* open handles and requests in flight */
   int writes; /* writes in flight */
   int tcp_open, retry, in_list, reported, gai_pending;
+  int tphase;    /* TP_*: TLS links only */
+  size_t hhave;  /* bytes of the TLS hello read (client) */
+  size_t got;    /* bytes read from the peer */
+  dl_tls tls;
+  char *tbuf;    /* TLS_READ bytes for TLS reads */
   char peer[80];
   /* accepted links */
   dl_tcp_server *srv;
@@ -130,6 +140,8 @@ static void unref(tlink *l) {
   if (l->res) uv_freeaddrinfo(l->res);
   if (l->srv) srv_unref(l->srv);
   dl_auth_clear(&l->auth);
+  dl_tls_end(&l->tls);
+  dl_free(l->tbuf);
   dl_free(l);
 }
 
@@ -256,6 +268,16 @@ static void handoff(tlink *l) {
     uv_tcp_keepalive(&l->tcp, 1, 30);
     fd = fcntl(fd0, F_DUPFD_CLOEXEC, 3);
   }
+  if (fd >= 0 && l->tls.ssl) { /* the owner gets the clear end */
+    char err[300];
+    int clear;
+    if (dl_tls_adopt(fd, &l->tls, &clear, err, sizeof err) != 0) {
+      errno = EIO;
+      fd = -1;
+    } else {
+      fd = clear;
+    }
+  }
   if (l->srv) {
     dl_tcp_server *s = l->srv;
     unlist(l);
@@ -292,6 +314,8 @@ static void alloc_exact(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)l->rbuf, (unsigned)want);
 }
 
+static void auth_over(tlink *l, int ok);
+
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   tlink *l = st->data;
   dl_buf out;
@@ -320,7 +344,13 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   dl_buf_free(&out);
   if (rc == DL_AUTH_MORE && l->state == L_SHAKE) return;
   uv_read_stop(st);
-  if (rc == DL_AUTH_DONE && l->state == L_SHAKE && used == (size_t)nread) {
+  auth_over(l, rc == DL_AUTH_DONE && used == (size_t)nread);
+}
+
+/* The token's handshake ended, accepted (ok) or not: say so. */
+static void auth_over(tlink *l, int ok) {
+  char u[300];
+  if (ok && l->state == L_SHAKE) {
     l->state = L_DONE;
   } else {
     int code = l->auth.why == DL_AUTH_ETOKEN ? UV_EACCES : UV_EPROTO;
@@ -337,6 +367,153 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     }
   }
   progress(l);
+}
+
+/* ------------------------------------------------------------------ */
+/* The same inside TLS (dl_tls.h)                                       */
+/* ------------------------------------------------------------------ */
+
+/* A TLS link failed (msg: why, one line). */
+static void tls_fail(tlink *l, int code, const char *msg) {
+  char u[300];
+  uv_read_stop((uv_stream_t *)&l->tcp);
+  l->state = L_FAIL;
+  if (l->srv) {
+    logf_(&l->opts, "refused connection from %s: %s", l->peer, msg);
+  } else {
+    url(l, u, sizeof u);
+    fail_dial(l, code, "%s: %s", u, msg);
+    return;
+  }
+  progress(l);
+}
+
+/* Send what the TLS session has for the peer. */
+static void tls_send(tlink *l) {
+  dl_buf out;
+  dl_buf_init(&out);
+  if (dl_tls_pull(&l->tls, &out) == 0)
+    send_out(l, &out);
+  else
+    l->state = L_FAIL;
+  dl_buf_free(&out);
+}
+
+/* Go as far as the bytes the session holds allow: the TLS handshake,
+   then the token's, reading exactly what dl_auth wants so that frame
+   bytes stay in the session for the TLS thread. */
+static void tls_step(tlink *l) {
+  char err[300];
+  dl_buf out;
+  if (l->tphase == TP_SHAKE) {
+    int rc = dl_tls_handshake(&l->tls, err, sizeof err);
+    tls_send(l);
+    if (rc == DL_TLS_FAIL) {
+      tls_fail(l, UV_EPROTO, err);
+      return;
+    }
+    if (rc == DL_TLS_MORE || l->state != L_SHAKE) return;
+    l->tphase = TP_AUTH;
+    dl_buf_init(&out);
+    rc = dl_auth_begin(&l->auth, l->srv ? DL_AUTH_SERVER : DL_AUTH_CLIENT,
+                       l->opts.token, wire(&l->opts), l->opts.version, &out);
+    if (rc != DL_AUTH_MORE || dl_tls_write(&l->tls, out.p, out.len)) {
+      dl_buf_free(&out);
+      tls_fail(l, UV_ENOMEM, l->auth.err[0] ? l->auth.err : "out of memory");
+      return;
+    }
+    dl_buf_free(&out);
+    tls_send(l);
+  }
+  while (l->tphase == TP_AUTH && l->state == L_SHAKE) {
+    size_t want = dl_auth_want(&l->auth), used = 0;
+    long k;
+    int rc;
+    if (want == 0 || want > sizeof l->rbuf) want = 1;
+    k = dl_tls_read(&l->tls, l->rbuf, want, err, sizeof err);
+    if (k < 0) {
+      tls_send(l); /* an alert */
+      tls_fail(l, UV_EPROTO, err);
+      return;
+    }
+    if (k == 0) {
+      tls_send(l);
+      return;
+    }
+    dl_buf_init(&out);
+    rc = dl_auth_feed(&l->auth, l->rbuf, (size_t)k, &used, &out);
+    if (out.len && dl_tls_write(&l->tls, out.p, out.len)) rc = DL_AUTH_FAIL;
+    dl_buf_free(&out);
+    tls_send(l);
+    if (rc == DL_AUTH_MORE) continue;
+    uv_read_stop((uv_stream_t *)&l->tcp);
+    auth_over(l, rc == DL_AUTH_DONE && used == (size_t)k);
+    return;
+  }
+}
+
+static void alloc_tls(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  tlink *l = h->data;
+  (void)hint;
+  if (l->tphase == TP_HELLO) /* exactly the hello: no TLS byte yet */
+    *buf = uv_buf_init((char *)l->rbuf + l->hhave,
+                       (unsigned)(DL_AUTH_TLS_HELLO_LEN - l->hhave));
+  else
+    *buf = uv_buf_init(l->tbuf, TLS_READ);
+}
+
+static void read_tls(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  tlink *l = st->data;
+  char err[300], u[300];
+  if (l->state != L_SHAKE || nread == 0) return;
+  if (nread < 0) {
+    if (l->srv && l->tphase == TP_SHAKE) {
+      uv_read_stop(st);
+      logf_(&l->opts, l->got == 0 ?
+            "connection from %s closed before its TLS handshake (a peer "
+            "without TLS? this side has --tls-dir)" :
+            "connection from %s closed during its TLS handshake (did it "
+            "refuse this side's certificate? see its log)", l->peer);
+      over(l);
+    } else {
+      read_cb(st, nread, buf);
+    }
+    return;
+  }
+  l->got += (size_t)nread;
+  if (l->tphase == TP_HELLO) {
+    const char *hello = DL_AUTH_TLS_HELLO;
+    size_t upto = l->hhave + (size_t)nread;
+    if (memcmp(l->rbuf, hello, upto) != 0) {
+      url(l, u, sizeof u);
+      tls_fail(l, UV_EPROTO, memcmp(l->rbuf, "DLUAAUTH", upto) == 0 ?
+               "the scheduler does not use TLS, but this side has a TLS "
+               "directory (drop --tls-dir / tls_dir, or start the scheduler "
+               "with --tls-dir)" : "not a dlua TLS server (garbage)");
+      return;
+    }
+    l->hhave = upto;
+    if (l->hhave < DL_AUTH_TLS_HELLO_LEN) return;
+    if (dl_tls_begin(&l->tls, l->opts.tls, 0, err, sizeof err)) {
+      tls_fail(l, UV_ENOMEM, err);
+      return;
+    }
+    l->tphase = TP_SHAKE;
+  } else if (dl_tls_push(&l->tls, buf->base, (size_t)nread)) {
+    tls_fail(l, UV_ENOMEM, "out of memory");
+    return;
+  }
+  tls_step(l);
+  progress(l);
+}
+
+/* Start reading a connected link: plain, or the TLS way. */
+static int start_reading(tlink *l) {
+  if (l->opts.tls == NULL)
+    return uv_read_start((uv_stream_t *)&l->tcp, alloc_exact, read_cb);
+  if (l->tbuf == NULL && (l->tbuf = dl_realloc(NULL, TLS_READ)) == NULL)
+    return UV_ENOMEM;
+  return uv_read_start((uv_stream_t *)&l->tcp, alloc_tls, read_tls);
 }
 
 static void shake_timeout(uv_timer_t *t) {
@@ -396,8 +573,19 @@ static void on_connection(uv_stream_t *ls, int status) {
     strcpy(l->peer, "?");
   uv_timer_start(&l->timer, shake_timeout, shake_ms(&l->opts), 0);
   dl_buf_init(&out);
-  if (dl_auth_begin(&l->auth, DL_AUTH_SERVER, l->opts.token, wire(&l->opts),
-                    l->opts.version, &out) != DL_AUTH_MORE) {
+  if (l->opts.tls) { /* the clear hello, then TLS; the token inside */
+    char err[300];
+    dl_buf_put(&out, DL_AUTH_TLS_HELLO, DL_AUTH_TLS_HELLO_LEN);
+    if (dl_tls_begin(&l->tls, l->opts.tls, 1, err, sizeof err)) {
+      logf_(&l->opts, "refused connection from %s: %s", l->peer, err);
+      dl_buf_free(&out);
+      over(l);
+      return;
+    }
+    l->tphase = TP_SHAKE;
+  } else if (dl_auth_begin(&l->auth, DL_AUTH_SERVER, l->opts.token,
+                           wire(&l->opts), l->opts.version, &out) !=
+             DL_AUTH_MORE) {
     logf_(&l->opts, "refused connection from %s: %s", l->peer, l->auth.err);
     dl_buf_free(&out);
     over(l);
@@ -405,9 +593,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   send_out(l, &out);
   dl_buf_free(&out);
-  if (l->state != L_SHAKE ||
-      uv_read_start((uv_stream_t *)&l->tcp, alloc_exact, read_cb) != 0)
-    over(l);
+  if (l->state != L_SHAKE || start_reading(l) != 0) over(l);
 }
 
 int dl_tcp_parse(const char *addr, char *host, size_t hostlen, int *port,
@@ -536,11 +722,15 @@ static void connect_cb(uv_connect_t *req, int status) {
     return;
   }
   l->state = L_SHAKE;
-  dl_buf_init(&out);
-  dl_auth_begin(&l->auth, DL_AUTH_CLIENT, l->opts.token, wire(&l->opts),
-                l->opts.version, &out);
-  dl_buf_free(&out);
-  if (uv_read_start((uv_stream_t *)&l->tcp, alloc_exact, read_cb) != 0) {
+  if (l->opts.tls) {
+    l->tphase = TP_HELLO; /* the server speaks first, in the clear */
+  } else {
+    dl_buf_init(&out);
+    dl_auth_begin(&l->auth, DL_AUTH_CLIENT, l->opts.token, wire(&l->opts),
+                  l->opts.version, &out);
+    dl_buf_free(&out);
+  }
+  if (start_reading(l) != 0) {
     url(l, u, sizeof u);
     fail_dial(l, UV_EIO, "cannot read from %s", u);
   }
@@ -664,4 +854,14 @@ int dl_tcp_dial_sync(const char *host, int port, const dl_tcp_opts *opts,
   if (r.fd < 0) return r.fd;
   *fd = r.fd;
   return 0;
+}
+
+int dl_tcp_sockname(int fd, struct sockaddr_storage *ss) {
+  socklen_t len = sizeof *ss;
+  memset(ss, 0, sizeof *ss);
+  if (getsockname(fd, (struct sockaddr *)ss, &len) == 0 &&
+      (ss->ss_family == AF_INET || ss->ss_family == AF_INET6))
+    return 0;
+  memset(ss, 0, sizeof *ss);
+  return dl_tls_sockname(fd, ss);
 }

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "dl_auth.h"
+#include "dl_tls.h"
 
 /* Default time a peer has to finish its handshake, and a dialer to reach
    its server and finish it (milliseconds). */
@@ -34,6 +35,11 @@ typedef struct dl_tcp_opts {
      "dlua: ...".  Called on the loop's thread. */
   void (*log)(void *ud, const char *line);
   void *log_ud;
+  /* TLS (dl_tls.h): NULL for none.  With it, a connection is a TLS
+     session, both sides' certificates checked against the CA, and the
+     token's handshake runs inside it; the socket the owner gets is the
+     clear end of the TLS thread's pipe (dl_tls_adopt).  Borrowed. */
+  const dl_tls_ctx *tls;
 } dl_tcp_opts;
 
 typedef struct dl_tcp_server dl_tcp_server;
@@ -89,5 +95,11 @@ int dl_tcp_dial(uv_loop_t *loop, const char *host, int port,
 */
 int dl_tcp_dial_sync(const char *host, int port, const dl_tcp_opts *opts,
                      unsigned timeout_ms, int *fd, char *err, size_t errlen);
+/*
+** The local address of the TCP connection behind fd, a socket from this
+** file (a TCP socket, or the clear end of a TLS one: dl_tls_sockname).
+** 0, or -1 (ss->ss_family is then AF_UNSPEC).
+*/
+int dl_tcp_sockname(int fd, struct sockaddr_storage *ss);
 
 #endif

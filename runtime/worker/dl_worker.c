@@ -169,6 +169,8 @@ static int parse_args(int argc, char **argv) {
       snprintf(W.listen_host, sizeof W.listen_host, "%s", argv[i + 1]);
     else if (strcmp(argv[i], "--token-file") == 0)
       W.token_file = argv[i + 1];
+    else if (strcmp(argv[i], "--tls-dir") == 0)
+      W.tls_dir = argv[i + 1];
     else if (strcmp(argv[i], "--memory-fractions") == 0) {
       if (sscanf(argv[i + 1], "%lf,%lf,%lf,%lf", &W.frac_target,
                  &W.frac_spill, &W.frac_pause, &W.frac_terminate) != 4)
@@ -212,12 +214,18 @@ static int join_over_tcp(void) {
   W.remote = 1;
   W.topts.token = &W.token;
   W.topts.version = DLUA_VERSION_STRING;
+  if (W.tls_dir &&
+      (W.topts.tls = dl_tls_ctx_shared(W.tls_dir, err, sizeof err)) == NULL) {
+    fprintf(stderr, "dlua worker: %s\n", err);
+    return 2;
+  }
   dl_transport_tcp_setup(&W.topts); /* for dialling peers */
   if (dl_tcp_dial_sync(host, port, &W.topts, DL_TCP_CONNECT_MS, &fd, err,
                        sizeof err) != 0) {
     fprintf(stderr, "dlua worker: %s\n", err);
     return 1;
   }
+  dl_tcp_sockname(fd, &W.via);
   if (fd != 3) {
     if (dup2(fd, 3) < 0) return 1;
     close(fd);
@@ -235,11 +243,10 @@ static int join_over_tcp(void) {
 /* Listen where peers reach this worker over TCP; W.addr says where. */
 static int listen_over_tcp(void) {
   char err[400], host[128];
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
+  struct sockaddr_storage ss = W.via;
   if (W.listen_host[0]) {
     snprintf(host, sizeof host, "%s", W.listen_host);
-  } else if (getsockname(3, (struct sockaddr *)&ss, &len) == 0 &&
+  } else if ((ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
              (ss.ss_family == AF_INET
                   ? uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host)
                   : uv_ip6_name((struct sockaddr_in6 *)&ss, host,

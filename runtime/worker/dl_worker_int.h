@@ -147,6 +147,8 @@ typedef struct worker {
   char listen_host[128]; /* where peers reach it ("": the address its
                             scheduler link leaves from) */
   const char *token_file;
+  const char *tls_dir;       /* --tls-dir, or NULL */
+  struct sockaddr_storage via; /* the local end of its scheduler link */
   dl_token token;
   dl_tcp_opts topts;
   dl_tcp_server *tcpl;

@@ -271,6 +271,30 @@ row("n Semaphore, 2 leases, 4 tasks contending", r"coord\.sem\.acq_per_s", "acq/
 row("n Semaphore: most holders at once", r"coord\.sem\.max_holders", "", True,
     "≤ 2, never overbooked", lambda a, b, c, rb, rc: a <= 2)
 
+# (p) past one machine: scheduler and 2 workers in 3 network namespaces
+# joined by veth pairs, TCP with the token's authentication (#17)
+def both(bar, times):
+    return lambda a, b, c, rb, rc: (None if rb is None
+                                    else bool(bar(a)) and rb >= times)
+
+
+row("p map+gather 10,000 tasks, 3 namespaces, TCP", r"netns\.tcp\.map_gather",
+    "tasks/s", False, "≥ 150,000/s and ≥ 40x Dask (#17)",
+    both(lambda a: a >= 150000, 40))
+row("p round trip submit→result, 3 namespaces, TCP, median",
+    r"netns\.tcp\.latency\.median", "µs", True, "≤ 100 µs (#17)",
+    lambda a, b, c, rb, rc: a <= 100)
+row("p 100 MB value worker to worker, 3 namespaces, TCP",
+    r"netns\.tcp\.transfer_mb\d+", "GB/s", False, "≥ 1.5 GB/s and ≥ 2x Dask (#17)",
+    both(lambda a: a >= 1.5, 2))
+row("p 100 MB value worker to worker, 3 namespaces, TLS",
+    r"netns\.tls\.transfer_mb\d+", "GB/s", False, "≥ 0.8 GB/s and ≥ 2x Dask (#17)",
+    both(lambda a: a >= 0.8, 2))
+row("p map+gather 10,000 tasks, 3 namespaces, TLS", r"netns\.tls\.map_gather",
+    "tasks/s", False)
+row("p round trip, 3 namespaces, TLS, median", r"netns\.tls\.latency\.median",
+    "µs", True)
+
 print("| workload | dlua | Dask (default) | Dask (sat=inf) | dlua better by | target | met |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:

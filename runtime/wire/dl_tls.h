@@ -1,0 +1,97 @@
+/*
+** dl_tls.h -- TLS (OpenSSL's libssl, opened on first use) for the TCP
+** connections of dl_tcp.h: mutual TLS with the cluster's private CA.
+**
+** A TLS directory holds ca.pem (the cluster's CA), cert.pem (this side's
+** certificate, signed by that CA) and key.pem (its key, mode 0600); `dlua
+** tls-gen DIR` makes one.  Both ends present their certificate and check
+** the peer's against the CA (TLS 1.3 only), so a certificate from another
+** CA, or none, ends the connection before the dlua handshake; that
+** handshake (dl_auth.h, the token) still runs, inside the TLS channel.
+** No host name is checked: every certificate the private CA signed is a
+** member of the cluster.
+**
+** OpenSSL runs on memory BIOs (sans-IO, dl_tls below): the transport
+** moves the bytes over libuv, OpenSSL never touches a socket.  Once a
+** connection is authenticated, dl_tls_adopt hands it to the process's TLS
+** thread, which carries bytes between the TCP socket (encrypted) and one
+** end of a socketpair (clear) whose other end the connection's owner
+** adopts like any socket (dl_conn_open_fd): the frame code above is the
+** same with or without TLS, and encryption runs beside the owner's thread,
+** not on it.  Pure C on libuv: no Lua.
+*/
+#ifndef dl_tls_h
+#define dl_tls_h
+
+#include <stddef.h>
+
+#include "dl_buf.h"
+
+typedef struct dl_tls_ctx dl_tls_ctx;
+
+/* File names inside a TLS directory. */
+#define DL_TLS_CA "ca.pem"
+#define DL_TLS_CERT "cert.pem"
+#define DL_TLS_KEY "key.pem"
+
+/*
+** Load the TLS directory dir: CA, certificate and key, checked against one
+** another.  *out is the context (shared by every connection of the
+** process; free it with dl_tls_ctx_free when none is left).  0, or
+** DL_EINVAL with one line in err (which file, and what is wrong with it).
+*/
+int dl_tls_ctx_load(dl_tls_ctx **out, const char *dir, char *err,
+                    size_t errlen);
+void dl_tls_ctx_free(dl_tls_ctx *c);
+/* The context of dir, loaded on first use and kept for the process's
+   life (every connection of a cluster shares it).  NULL with one line in
+   err when dl_tls_ctx_load fails (then it is tried again next time). */
+const dl_tls_ctx *dl_tls_ctx_shared(const char *dir, char *err,
+                                    size_t errlen);
+/* The directory it was loaded from. */
+const char *dl_tls_ctx_dir(const dl_tls_ctx *c);
+
+/* One TLS session on memory BIOs. */
+typedef struct dl_tls {
+  void *ssl;     /* SSL*; NULL when none */
+  void *rb, *wb; /* its BIOs: what came from the peer, what goes to it */
+} dl_tls;
+
+enum { DL_TLS_FAIL = -1, DL_TLS_MORE = 0, DL_TLS_DONE = 1 };
+
+/* Start a session as the accepting (server != 0) or connecting end.  0,
+   or -1 with one line in err. */
+int dl_tls_begin(dl_tls *t, const dl_tls_ctx *c, int server, char *err,
+                 size_t errlen);
+/* Give it n bytes read from the peer.  0, or -1 (out of memory). */
+int dl_tls_push(dl_tls *t, const void *p, size_t n);
+/* Append what it has for the peer to out.  0, or -1 (out of memory). */
+int dl_tls_pull(dl_tls *t, dl_buf *out);
+/* Go on with the handshake: DL_TLS_DONE, DL_TLS_MORE (push more), or
+   DL_TLS_FAIL with one line in err (the certificate's fault named). */
+int dl_tls_handshake(dl_tls *t, char *err, size_t errlen);
+/* Read up to n clear bytes: how many (> 0), 0 when it needs more from the
+   peer, -1 when the session failed or the peer closed it (err says). */
+long dl_tls_read(dl_tls *t, void *p, size_t n, char *err, size_t errlen);
+/* Encrypt n bytes (pull them after).  0, or -1. */
+int dl_tls_write(dl_tls *t, const void *p, size_t n);
+/* Free the session (when not adopted). */
+void dl_tls_end(dl_tls *t);
+
+/*
+** Hand an authenticated TLS connection to the TLS thread: fd is its TCP
+** socket (taken, also on failure), t its session (taken: t->ssl becomes
+** NULL).  *clear is the socket the owner reads and writes frames on in
+** the clear.  0, or a libuv error code with one line in err.
+*/
+int dl_tls_adopt(int fd, dl_tls *t, int *clear, char *err, size_t errlen);
+
+/* The local address of the TCP socket behind clear, the clear end of an
+   adopted connection: 0, or -1 when clear is not one. */
+struct sockaddr_storage;
+int dl_tls_sockname(int clear, struct sockaddr_storage *ss);
+
+/* Connections the TLS thread carries now (tests). */
+int dl_tls_live(void);
+
+#endif
