@@ -54,16 +54,25 @@ describe("dlua run under mpirun", function()
       for _, p in ipairs(pids) do on[p] = true end
       local all_on_workers = true
       for _, p in ipairs(where) do all_on_workers = all_on_workers and on[p] end
-      print(("sq=%s workers=%d remote=%s args=%s,%s on_workers=%s"):format(
-        table.concat(sq, ","), #info.workers,
+      -- The 4 ranks share this host: each worker's limit is a quarter of
+      -- its memory, not the whole of it.
+      local f = assert(io.open("/proc/meminfo"))
+      local host = tonumber(f:read("a"):match("MemTotal:%s*(%d+) kB")) * 1024
+      f:close()
+      local share = true
+      for _, w in ipairs(info.workers) do
+        share = share and math.abs(w.memory_limit - host / 4) < host / 100
+      end
+      print(("sq=%s workers=%d remote=%s args=%s,%s on_workers=%s share=%s")
+        :format(table.concat(sq, ","), #info.workers,
         tostring(tostring(c):match("RemoteCluster") ~= nil), arg[1], arg[2],
-        tostring(all_on_workers)))
+        tostring(all_on_workers), tostring(share)))
       io.stdout:flush()
     ]])
     local code, out = mpirun(tag, dir, 4, "s.lua one two")
     assert.equals(0, code, out)
     assert.matches("sq=1,4,9,16 workers=2 remote=true args=one,two "
-                   .. "on_workers=true", out, 1, true)
+                   .. "on_workers=true share=true", out, 1, true)
     assert.matches("listening at tcp://", out, 1, true)
     -- Every rank exited with the script: nothing of the job is left, and
     -- the job's scheduler file and token went with it.

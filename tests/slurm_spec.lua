@@ -47,15 +47,24 @@ describe("dlua run under Slurm", function()
       local c = dlua.Client()
       c:wait_for_workers(2, 60)
       local sq = c:gather(c:map(function(x) return x * x end, {1, 2, 3, 4}))
-      print(("sq=%s workers=%d job=%s procid=%s"):format(table.concat(sq, ","),
-        #c:scheduler_info().workers, os.getenv("SLURM_JOB_ID"),
-        os.getenv("SLURM_PROCID")))
+      -- The 4 ranks share this node: a worker's limit is a quarter of it.
+      local f = assert(io.open("/proc/meminfo"))
+      local host = tonumber(f:read("a"):match("MemTotal:%s*(%d+) kB")) * 1024
+      f:close()
+      local share = true
+      for _, w in ipairs(c:scheduler_info().workers) do
+        share = share and math.abs(w.memory_limit - host / 4) < host / 100
+      end
+      print(("sq=%s workers=%d job=%s procid=%s share=%s"):format(
+        table.concat(sq, ","), #c:scheduler_info().workers,
+        os.getenv("SLURM_JOB_ID"), os.getenv("SLURM_PROCID"),
+        tostring(share)))
       io.stdout:flush()
     ]])
     code, out = H.sh(env .. "timeout -k 5 120 srun -n 4 " .. H.q(H.DLUA)
                      .. " run s.lua")
     assert.equals(0, code, out)
-    assert.matches("sq=1,4,9,16 workers=2 job=%d+ procid=1", out)
+    assert.matches("sq=1,4,9,16 workers=2 job=%d+ procid=1 share=true", out)
     assert.same({}, L.marked(tag))
     assert.is_nil(io.open(dir .. "/dlua-run-1.0.json"), "scheduler file left")
 
@@ -70,7 +79,7 @@ srun %s run s.lua
     code, out = H.sh(env .. "timeout -k 5 120 sbatch --wait job.sh")
     assert.equals(0, code, out)
     local jout = H.slurp(dir .. "/job.out") or ""
-    assert.matches("sq=1,4,9,16 workers=2 job=%d+ procid=1", jout)
+    assert.matches("sq=1,4,9,16 workers=2 job=%d+ procid=1 share=true", jout)
     assert.same({}, L.marked(tag))
   end)
 end)

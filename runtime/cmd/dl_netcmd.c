@@ -583,6 +583,43 @@ static int job_rank(long *rank, long *size) {
   return -1;
 }
 
+/* How many of the job's ranks run on this node, from the launcher's
+   environment, or 0 when it does not say.  Slurm's list reads like
+   "2(x3),1": 2 tasks on each of nodes 0-2, 1 on node 3. */
+static long node_ranks(void) {
+  const char *v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const char *list = getenv("SLURM_STEP_TASKS_PER_NODE");
+  const char *id = getenv("SLURM_NODEID");
+  long node = 0;
+  char *e;
+  if (v == NULL) v = getenv("MPI_LOCALNRANKS");
+  if (v) {
+    long n = strtol(v, &e, 10);
+    return *e == '\0' && n > 0 ? n : 0;
+  }
+  if (list == NULL) list = getenv("SLURM_TASKS_PER_NODE");
+  if (list == NULL) return 0;
+  if (id) {
+    node = strtol(id, &e, 10);
+    if (*e || node < 0) return 0;
+  }
+  while (*list) {
+    long n = strtol(list, &e, 10), times = 1;
+    if (e == list || n < 1) return 0;
+    list = e;
+    if (list[0] == '(' && list[1] == 'x') {
+      times = strtol(list + 2, &e, 10);
+      if (e == list + 2 || *e != ')' || times < 1) return 0;
+      list = e + 1;
+    }
+    if (node < times) return n;
+    node -= times;
+    if (*list == ',') list++;
+    else if (*list) return 0;
+  }
+  return 0;
+}
+
 /* The default scheduler file: one name per job, so a file left by an
    earlier job is never read for this one. */
 static int default_sched_file(char *out, size_t n) {
@@ -766,8 +803,19 @@ static int run_cmd(int argc, char **argv) {
   }
   if (rank == 1) return run_client(argv, first, file, token_file);
   {
-    char *wargv[12];
+    char *wargv[12], membuf[32];
     int n = 0;
+    long local = node_ranks(), nw = nworkers ? atol(nworkers) : 1;
+    /* Every rank on this node shares its memory, the scheduler's and the
+       script's included: a worker rank alone would take the whole host. */
+    if (mem == NULL && local > 1 && nw > 0) {
+      long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+      long long share = (long long)pages * psize / local / nw;
+      if (pages > 0 && psize > 0 && share >= 16LL * 1024 * 1024) {
+        snprintf(membuf, sizeof membuf, "%lld", share);
+        mem = membuf;
+      }
+    }
     wargv[n++] = argv[0];
     wargv[n++] = "worker";
     wargv[n++] = "--scheduler-file";
