@@ -47,6 +47,39 @@ static int grow(dl_wordcount *wc, size_t hint) {
 /* Bytes that end a word: Lua's %s in the C locale (space, \t..\r). */
 #define SPACE(c) ((c) == ' ' || ((c) >= '\t' && (c) <= '\r'))
 
+/* The n-byte word at w (1 <= n <= DL_WORDCOUNT_INLINE), zero-padded into
+   k[0..1].  With 16 bytes readable at w, two loads and a mask (on a
+   little-endian machine); else a copy. */
+static void load_short(const unsigned char *w, size_t n,
+                       const unsigned char *end, uint64_t k[2]) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (end - w >= 16) {
+    memcpy(k, w, 16);
+    if (n < 8) {
+      k[0] &= ((uint64_t)1 << (8 * n)) - 1;
+      k[1] = 0;
+    } else if (n == 8) {
+      k[1] = 0;
+    } else if (n < 16) {
+      k[1] &= ((uint64_t)1 << (8 * (n - 8))) - 1;
+    }
+    return;
+  }
+#endif
+  k[0] = k[1] = 0;
+  memcpy(k, w, n);
+}
+
+/* The hash of a short word from its padded bytes (long words use
+   dl_hash: which one a word gets depends only on its length). */
+static uint32_t hash_short(const uint64_t k[2], size_t n) {
+  uint64_t h = (k[0] ^ ((uint64_t)n << 56)) * 0x9e3779b97f4a7c15ULL;
+  h ^= k[1] * 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 29;
+  h *= 0x94d049bb133111ebULL;
+  return (uint32_t)(h >> 32);
+}
+
 int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
   const unsigned char *p = (const unsigned char *)text;
   const unsigned char *end = p + len;
@@ -69,14 +102,12 @@ int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
     if (n > UINT32_MAX) return -1;
     if ((wc->count + 1) * 4 > wc->cap * 3 && grow(wc, 0) != 0)
       return DL_ENOMEM;
-    h = (uint32_t)dl_hash(w, n);
     mask = wc->cap - 1;
-    j = h & mask;
     if (n <= DL_WORDCOUNT_INLINE) {
-      char key[DL_WORDCOUNT_INLINE];
-      memset(key, 0, sizeof key);
-      memcpy(key, w, n);
-      for (;;) {
+      uint64_t key[2], have[2];
+      load_short(w, n, end, key);
+      h = hash_short(key, n);
+      for (j = h & mask;; j = (j + 1) & mask) {
         dl_wordcount_slot *s = &wc->slots[j];
         if (!s->len) {
           s->len = (uint32_t)n;
@@ -86,15 +117,16 @@ int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
           wc->count++;
           break;
         }
-        if (s->hash == h && s->len == n &&
-            memcmp(s->w.bytes, key, sizeof key) == 0) {
+        if (s->hash != h || s->len != n) continue;
+        memcpy(have, s->w.bytes, sizeof have);
+        if (have[0] == key[0] && have[1] == key[1]) {
           s->count++;
           break;
         }
-        j = (j + 1) & mask;
       }
     } else {
-      for (;;) {
+      h = (uint32_t)dl_hash(w, n);
+      for (j = h & mask;; j = (j + 1) & mask) {
         dl_wordcount_slot *s = &wc->slots[j];
         if (!s->len) {
           char *copy = dl_realloc(NULL, n);
@@ -111,7 +143,6 @@ int dl_wordcount_add(dl_wordcount *wc, const char *text, size_t len) {
           s->count++;
           break;
         }
-        j = (j + 1) & mask;
       }
     }
   }

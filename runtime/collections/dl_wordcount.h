@@ -17,7 +17,7 @@
 
 typedef struct dl_wordcount_slot {
   uint32_t len;     /* 0: empty slot (words are never empty) */
-  uint32_t hash;    /* low bits of dl_hash(word) */
+  uint32_t hash;    /* the word's hash (short and long words differ) */
   uint64_t count;
   union {
     char *ptr; /* len > DL_WORDCOUNT_INLINE: owned copy of the word */
