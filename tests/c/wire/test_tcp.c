@@ -17,132 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "dl_tcp.h"
-#include "tap.h"
-
-#define MAXLOG 16
-
-typedef struct ctx {
-  uv_loop_t loop;
-  uv_timer_t tick;
-  dl_tcp_server *srv;
-  int accepted, dialled, failed;
-  int last_code;
-  char last_err[512];
-  char log[MAXLOG][512];
-  int nlog;
-  int sfd, cfd; /* the last accepted and dialled sockets */
-  int keep;     /* keep the sockets (else close them at once) */
-} ctx;
-
-static dl_token tok_a, tok_b;
-
-static void on_log(void *ud, const char *line) {
-  ctx *c = ud;
-  fprintf(stderr, "# log: %s\n", line);
-  CHECK(strchr(line, '\n') == NULL);
-  if (c->nlog < MAXLOG) snprintf(c->log[c->nlog], 512, "%s", line);
-  c->nlog++;
-}
-
-static void on_accept(dl_tcp_server *s, int fd, const char *peer, void *d) {
-  ctx *c = d;
-  (void)s;
-  CHECK(fd >= 0 && peer[0] != '\0');
-  c->accepted++;
-  if (c->keep)
-    c->sfd = fd;
-  else
-    close(fd);
-}
-
-static void on_dial(int fd, const char *err, void *ud) {
-  ctx *c = ud;
-  if (fd >= 0) {
-    CHECK(err == NULL);
-    c->dialled++;
-    if (c->keep)
-      c->cfd = fd;
-    else
-      close(fd);
-  } else {
-    CHECK(err != NULL && strchr(err, '\n') == NULL);
-    fprintf(stderr, "# dial: %s\n", err);
-    c->failed++;
-    c->last_code = fd;
-    snprintf(c->last_err, sizeof c->last_err, "%s", err);
-  }
-}
-
-static void tick_cb(uv_timer_t *t) { (void)t; }
-
-static dl_tcp_opts opts_for(ctx *c, const dl_token *t) {
-  dl_tcp_opts o;
-  memset(&o, 0, sizeof o);
-  o.token = t;
-  o.version = "0.1.0";
-  o.log = on_log;
-  o.log_ud = c;
-  return o;
-}
-
-static void setup(ctx *c, const char *host, unsigned shake_ms) {
-  dl_tcp_opts o;
-  char err[256];
-  memset(c, 0, sizeof *c);
-  c->sfd = c->cfd = -1;
-  CHECK(dl_token_set(&tok_a, "token-aaaaaaaaaaaaaaaaaaaa", 26) == 0);
-  CHECK(dl_token_set(&tok_b, "token-bbbbbbbbbbbbbbbbbbbb", 26) == 0);
-  CHECK(uv_loop_init(&c->loop) == 0);
-  uv_timer_init(&c->loop, &c->tick);
-  uv_timer_start(&c->tick, tick_cb, 10, 10);
-  o = opts_for(c, &tok_a);
-  o.handshake_ms = shake_ms;
-  CHECK(dl_tcp_listen(&c->srv, &c->loop, host, 0, &o, on_accept, c, err,
-                      sizeof err) == 0);
-  CHECK(dl_tcp_server_port(c->srv) > 0);
-}
-
-/* Run the loop until *a >= na and *b >= nb, or fail after ms. */
-static void run_until(ctx *c, int *a, int na, int *b, int nb, unsigned ms) {
-  uint64_t end;
-  uv_update_time(&c->loop);
-  end = uv_now(&c->loop) + ms;
-  while (*a < na || *b < nb) {
-    uv_run(&c->loop, UV_RUN_ONCE);
-    if (uv_now(&c->loop) > end) {
-      fprintf(stderr, "# timed out waiting: %d/%d %d/%d\n", *a, na, *b, nb);
-      CHECK(0);
-    }
-  }
-}
-
-static void teardown(ctx *c) {
-  dl_tcp_server_close(c->srv);
-  uv_close((uv_handle_t *)&c->tick, NULL);
-  uv_run(&c->loop, UV_RUN_DEFAULT);
-  CHECK(uv_loop_close(&c->loop) == 0);
-  if (c->sfd >= 0) close(c->sfd);
-  if (c->cfd >= 0) close(c->cfd);
-}
-
-static void blocking(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  CHECK(fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0);
-}
-
-/* A plain socket connected to the server, that speaks no handshake. */
-static int raw_connect(const char *host, int port) {
-  struct sockaddr_in a;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  CHECK(fd >= 0);
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  CHECK(inet_pton(AF_INET, host, &a.sin_addr) == 1);
-  CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
-  return fd;
-}
+#include "tcp_harness.h"
 
 /* Read from a raw socket until EOF; returns the bytes read. */
 static size_t read_to_eof(int fd) {
@@ -158,9 +33,9 @@ static void bytes_cross(const char *host) {
   ctx c;
   dl_tcp_opts o;
   char buf[16];
-  setup(&c, host, 0);
+  setup(&c, host, NULL, 0, 0);
   c.keep = 1;
-  o = opts_for(&c, &tok_a);
+  o = opts_for(&c, &tok_a, NULL);
   CHECK(dl_tcp_dial(&c.loop, host, dl_tcp_server_port(c.srv), &o, 5000,
                     on_dial, &c) == 0);
   run_until(&c, &c.accepted, 1, &c.dialled, 1, 20000);
@@ -196,8 +71,8 @@ static void test_bytes_cross_ipv6(void) {
 static void test_wrong_token_is_refused_and_logged(void) {
   ctx c;
   dl_tcp_opts o;
-  setup(&c, "127.0.0.1", 0);
-  o = opts_for(&c, &tok_b);
+  setup(&c, "127.0.0.1", NULL, 0, 0);
+  o = opts_for(&c, &tok_b, NULL);
   CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o, 5000,
                     on_dial, &c) == 0);
   run_until(&c, &c.failed, 1, &c.nlog, 1, 20000);
@@ -212,8 +87,8 @@ static void test_wrong_token_is_refused_and_logged(void) {
 static void test_other_version_is_refused_naming_both(void) {
   ctx c;
   dl_tcp_opts o;
-  setup(&c, "127.0.0.1", 0);
-  o = opts_for(&c, &tok_a);
+  setup(&c, "127.0.0.1", NULL, 0, 0);
+  o = opts_for(&c, &tok_a, NULL);
   o.wire = DL_AUTH_WIRE + 1;
   o.version = "9.9.9";
   CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o, 5000,
@@ -230,7 +105,7 @@ static void test_garbage_is_closed_and_logged(void) {
   ctx c;
   int fd;
   static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-  setup(&c, "127.0.0.1", 0);
+  setup(&c, "127.0.0.1", NULL, 0, 0);
   fd = raw_connect("127.0.0.1", dl_tcp_server_port(c.srv));
   CHECK(write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1));
   run_until(&c, &c.nlog, 1, &c.nlog, 1, 20000);
@@ -265,7 +140,7 @@ static void test_slow_loris_is_dropped_after_the_limit(void) {
   int fd;
   char hello[DL_AUTH_S1_LEN], rest[64];
   ssize_t r;
-  setup(&c, "127.0.0.1", 300);
+  setup(&c, "127.0.0.1", NULL, 300, 0);
   fd = raw_connect("127.0.0.1", dl_tcp_server_port(c.srv));
   /* The server's hello first: it has taken the connection and its
      handshake clock runs. */
@@ -350,8 +225,8 @@ static void test_port_in_use_says_so(void) {
   dl_tcp_opts o;
   dl_tcp_server *s2;
   char err[256];
-  setup(&c, "127.0.0.1", 0);
-  o = opts_for(&c, &tok_a);
+  setup(&c, "127.0.0.1", NULL, 0, 0);
+  o = opts_for(&c, &tok_a, NULL);
   CHECK(dl_tcp_listen(&s2, &c.loop, "127.0.0.1", dl_tcp_server_port(c.srv),
                       &o, on_accept, &c, err, sizeof err) == UV_EADDRINUSE);
   fprintf(stderr, "# %s\n", err);
@@ -366,8 +241,8 @@ static void test_thousand_connections_at_once(void) {
   ctx c;
   dl_tcp_opts o;
   int i;
-  setup(&c, "127.0.0.1", 0);
-  o = opts_for(&c, &tok_a);
+  setup(&c, "127.0.0.1", NULL, 0, 0);
+  o = opts_for(&c, &tok_a, NULL);
   for (i = 0; i < 1000; i++)
     CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o,
                       60000, on_dial, &c) == 0);
@@ -380,7 +255,7 @@ static void test_thousand_connections_at_once(void) {
 static void test_closing_the_server_drops_handshakes(void) {
   ctx c;
   int fd;
-  setup(&c, "127.0.0.1", 0);
+  setup(&c, "127.0.0.1", NULL, 0, 0);
   fd = raw_connect("127.0.0.1", dl_tcp_server_port(c.srv));
   while (dl_tcp_server_pending(c.srv) == 0) uv_run(&c.loop, UV_RUN_ONCE);
   teardown(&c); /* returns only once every handle is closed */

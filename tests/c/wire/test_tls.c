@@ -22,71 +22,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dl_tcp.h"
 #include "dl_tlsgen.h"
-#include "tap.h"
+#include "tcp_harness.h"
 
-#define MAXLOG 16
-
-typedef struct ctx {
-  uv_loop_t loop;
-  uv_timer_t tick;
-  dl_tcp_server *srv;
-  int accepted, dialled, failed;
-  int last_code;
-  char last_err[512];
-  char log[MAXLOG][512];
-  int nlog;
-  int sfd, cfd;
-} ctx;
-
-static dl_token tok_a, tok_b;
 static char dir_a[256], dir_b[256];
 static const dl_tls_ctx *tls_a, *tls_b;
-
-static void on_log(void *ud, const char *line) {
-  ctx *c = ud;
-  fprintf(stderr, "# log: %s\n", line);
-  CHECK(strchr(line, '\n') == NULL);
-  if (c->nlog < MAXLOG) snprintf(c->log[c->nlog], 512, "%s", line);
-  c->nlog++;
-}
-
-static void on_accept(dl_tcp_server *s, int fd, const char *peer, void *d) {
-  ctx *c = d;
-  (void)s;
-  CHECK(fd >= 0 && peer[0] != '\0');
-  c->accepted++;
-  c->sfd = fd;
-}
-
-static void on_dial(int fd, const char *err, void *ud) {
-  ctx *c = ud;
-  if (fd >= 0) {
-    CHECK(err == NULL);
-    c->dialled++;
-    c->cfd = fd;
-  } else {
-    CHECK(err != NULL && strchr(err, '\n') == NULL);
-    fprintf(stderr, "# dial: %s\n", err);
-    c->failed++;
-    c->last_code = fd;
-    snprintf(c->last_err, sizeof c->last_err, "%s", err);
-  }
-}
-
-static void tick_cb(uv_timer_t *t) { (void)t; }
-
-static dl_tcp_opts opts_for(ctx *c, const dl_token *t, const dl_tls_ctx *tls) {
-  dl_tcp_opts o;
-  memset(&o, 0, sizeof o);
-  o.token = t;
-  o.version = "0.1.0";
-  o.log = on_log;
-  o.log_ud = c;
-  o.tls = tls;
-  return o;
-}
 
 /* Two TLS directories with CAs of their own, made once per test. */
 static void make_dirs(void) {
@@ -110,49 +50,6 @@ static void remove_dirs(void) {
   CHECK(system(cmd) == 0);
 }
 
-static void setup(ctx *c, const dl_tls_ctx *tls, unsigned shake_ms) {
-  dl_tcp_opts o;
-  char err[256];
-  memset(c, 0, sizeof *c);
-  c->sfd = c->cfd = -1;
-  CHECK(dl_token_set(&tok_a, "token-aaaaaaaaaaaaaaaaaaaa", 26) == 0);
-  CHECK(dl_token_set(&tok_b, "token-bbbbbbbbbbbbbbbbbbbb", 26) == 0);
-  CHECK(uv_loop_init(&c->loop) == 0);
-  uv_timer_init(&c->loop, &c->tick);
-  uv_timer_start(&c->tick, tick_cb, 10, 10);
-  o = opts_for(c, &tok_a, tls);
-  o.handshake_ms = shake_ms;
-  CHECK(dl_tcp_listen(&c->srv, &c->loop, "127.0.0.1", 0, &o, on_accept, c,
-                      err, sizeof err) == 0);
-}
-
-static void run_until(ctx *c, int *a, int na, int *b, int nb, unsigned ms) {
-  uint64_t end;
-  uv_update_time(&c->loop);
-  end = uv_now(&c->loop) + ms;
-  while (*a < na || *b < nb) {
-    uv_run(&c->loop, UV_RUN_ONCE);
-    if (uv_now(&c->loop) > end) {
-      fprintf(stderr, "# timed out waiting: %d/%d %d/%d\n", *a, na, *b, nb);
-      CHECK(0);
-    }
-  }
-}
-
-static void teardown(ctx *c) {
-  dl_tcp_server_close(c->srv);
-  uv_close((uv_handle_t *)&c->tick, NULL);
-  uv_run(&c->loop, UV_RUN_DEFAULT);
-  CHECK(uv_loop_close(&c->loop) == 0);
-  if (c->sfd >= 0) close(c->sfd);
-  if (c->cfd >= 0) close(c->cfd);
-}
-
-static void blocking(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  CHECK(fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0);
-}
-
 static int listen_any(int *port) {
   struct sockaddr_in a;
   socklen_t len = sizeof a;
@@ -164,17 +61,6 @@ static int listen_any(int *port) {
   CHECK(listen(fd, 4) == 0);
   CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
   *port = ntohs(a.sin_port);
-  return fd;
-}
-
-static int raw_connect(int port) {
-  struct sockaddr_in a;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
   return fd;
 }
 
@@ -196,7 +82,8 @@ typedef struct relay {
 
 static void *relay_main(void *arg) {
   relay *r = arg;
-  int a = accept(r->lfd, NULL, NULL), b = raw_connect(r->to_port);
+  int a = accept(r->lfd, NULL, NULL);
+  int b = raw_connect("127.0.0.1", r->to_port);
   struct pollfd p[2];
   char buf[65536];
   int open = 2;
@@ -245,7 +132,7 @@ static void test_bytes_cross_encrypted(void) {
   size_t big = 6u << 20, got = 0;
   char *blob = malloc(big), *back = malloc(big);
   make_dirs();
-  setup(&c, tls_a, 0);
+  setup(&c, "127.0.0.1", tls_a, 0, 1);
   memset(&r, 0, sizeof r);
   r.to_port = dl_tcp_server_port(c.srv);
   {
@@ -321,7 +208,7 @@ static void test_tls_client_plain_server(void) {
   ctx c;
   dl_tcp_opts o;
   make_dirs();
-  setup(&c, NULL, 0);
+  setup(&c, "127.0.0.1", NULL, 0, 1);
   o = opts_for(&c, &tok_a, tls_a);
   CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o, 5000,
                     on_dial, &c) == 0);
@@ -337,7 +224,7 @@ static void test_plain_client_tls_server(void) {
   ctx c;
   dl_tcp_opts o;
   make_dirs();
-  setup(&c, tls_a, 0);
+  setup(&c, "127.0.0.1", tls_a, 0, 1);
   o = opts_for(&c, &tok_a, NULL);
   CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o, 5000,
                     on_dial, &c) == 0);
@@ -353,7 +240,7 @@ static void test_certificate_of_another_ca(void) {
   ctx c;
   dl_tcp_opts o;
   make_dirs();
-  setup(&c, tls_a, 0);
+  setup(&c, "127.0.0.1", tls_a, 0, 1);
   o = opts_for(&c, &tok_a, tls_b);
   CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o, 5000,
                     on_dial, &c) == 0);
@@ -371,7 +258,7 @@ static void test_wrong_token_inside_tls(void) {
   ctx c;
   dl_tcp_opts o;
   make_dirs();
-  setup(&c, tls_a, 0);
+  setup(&c, "127.0.0.1", tls_a, 0, 1);
   o = opts_for(&c, &tok_b, tls_a);
   CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o, 5000,
                     on_dial, &c) == 0);
@@ -388,8 +275,8 @@ static void test_garbage_to_a_tls_port(void) {
   int fd;
   static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   make_dirs();
-  setup(&c, tls_a, 0);
-  fd = raw_connect(dl_tcp_server_port(c.srv));
+  setup(&c, "127.0.0.1", tls_a, 0, 1);
+  fd = raw_connect("127.0.0.1", dl_tcp_server_port(c.srv));
   CHECK(write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1));
   run_until(&c, &c.nlog, 1, &c.nlog, 1, 20000);
   CHECK(strstr(c.log[0], "refused connection from 127.0.0.1:"));
@@ -405,8 +292,8 @@ static void test_slow_tls_handshake_is_dropped(void) {
   ctx c;
   int fd;
   make_dirs();
-  setup(&c, tls_a, 300);
-  fd = raw_connect(dl_tcp_server_port(c.srv));
+  setup(&c, "127.0.0.1", tls_a, 300, 1);
+  fd = raw_connect("127.0.0.1", dl_tcp_server_port(c.srv));
   CHECK(write(fd, "\x16\x03\x01", 3) == 3); /* a TLS record begun, no more */
   run_until(&c, &c.nlog, 1, &c.nlog, 1, 20000);
   CHECK(strstr(c.log[0], "no handshake within 300 ms"));
