@@ -42,7 +42,7 @@ static dl_map_slot *find(const dl_map *m, const char *key, size_t klen,
   for (;;) {
     dl_map_slot *s = &m->slots[i];
     if (s->key == NULL) return NULL;
-    if (s->key != DL_MAP_TOMB && s->hash == h && s->klen == klen &&
+    if (s->key != DL_MAP_TOMB && s->hash == (uint32_t)h && s->klen == klen &&
         memcmp(s->key, key, klen) == 0)
       return s;
     i = (i + 1) & mask;
@@ -51,7 +51,7 @@ static dl_map_slot *find(const dl_map *m, const char *key, size_t klen,
 
 void *dl_map_get(const dl_map *m, const char *key, size_t klen) {
   dl_map_slot *s;
-  if (m->count == 0) return NULL;
+  if (m->count == 0 || klen > UINT32_MAX) return NULL;
   s = find(m, key, klen, dl_hash(key, klen));
   return s ? s->val : NULL;
 }
@@ -64,7 +64,7 @@ void dl_map_prefetch_val(const dl_map *m, uint64_t h) {
   const dl_map_slot *s;
   if (m->cap == 0) return;
   s = &m->slots[(size_t)h & (m->cap - 1)];
-  if (s->hash == h && s->key != NULL && s->key != DL_MAP_TOMB) {
+  if (s->hash == (uint32_t)h && s->key != NULL && s->key != DL_MAP_TOMB) {
     __builtin_prefetch(s->key);
     __builtin_prefetch(s->val);
   }
@@ -73,6 +73,8 @@ void dl_map_prefetch_val(const dl_map *m, uint64_t h) {
 static int rehash(dl_map *m, size_t ncap) {
   dl_map_slot *old = m->slots, *ns;
   size_t ocap = m->cap, i;
+  /* The stored hash has 32 bits: it places a key in at most 2^32 slots. */
+  if (ncap - 1 > UINT32_MAX) return DL_ENOMEM;
   ns = dl_realloc(NULL, ncap * sizeof *ns);
   if (ns == NULL) return DL_ENOMEM;
   memset(ns, 0, ncap * sizeof *ns);
@@ -93,9 +95,14 @@ static int rehash(dl_map *m, size_t ncap) {
 
 void *dl_map_swap(dl_map *m, const char *key, size_t klen, void *val,
                   int *err) {
-  uint64_t h = dl_hash(key, klen);
+  uint64_t h;
   size_t mask, i;
   dl_map_slot *s;
+  if (klen > UINT32_MAX) {
+    if (err) *err = DL_ENOMEM;
+    return NULL;
+  }
+  h = dl_hash(key, klen);
   if (m->count) {
     s = find(m, key, klen, h);
     if (s) {
@@ -120,8 +127,8 @@ void *dl_map_swap(dl_map *m, const char *key, size_t klen, void *val,
   s = &m->slots[i];
   if (s->key == NULL) m->used++;
   s->key = key;
-  s->klen = klen;
-  s->hash = h;
+  s->klen = (uint32_t)klen;
+  s->hash = (uint32_t)h;
   s->val = val;
   m->count++;
   return NULL;
@@ -136,7 +143,7 @@ int dl_map_put(dl_map *m, const char *key, size_t klen, void *val) {
 void *dl_map_del(dl_map *m, const char *key, size_t klen) {
   dl_map_slot *s;
   void *v;
-  if (m->count == 0) return NULL;
+  if (m->count == 0 || klen > UINT32_MAX) return NULL;
   s = find(m, key, klen, dl_hash(key, klen));
   if (s == NULL) return NULL;
   v = s->val;

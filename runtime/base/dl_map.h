@@ -9,16 +9,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 24 bytes: at a million keys the slot array is a good part of the
+   map's memory (a slot is 1.3 to 2.7 per key at its load factors). */
 typedef struct dl_map_slot {
   const char *key; /* NULL: empty; DL_MAP_TOMB: deleted */
-  size_t klen;
-  uint64_t hash;
   void *val;
+  uint32_t hash; /* the low 32 bits of dl_hash(key) */
+  uint32_t klen; /* keys are shorter than 4 GiB (else DL_ENOMEM) */
 } dl_map_slot;
 
 typedef struct dl_map {
   dl_map_slot *slots;
-  size_t cap;   /* power of two, or 0 */
+  size_t cap;   /* power of two up to 2^32, or 0 */
   size_t count; /* live entries */
   size_t used;  /* live + tombstones */
 } dl_map;
@@ -41,7 +43,8 @@ void dl_map_init(dl_map *m);
 void dl_map_free(dl_map *m);
 /* The value under key, or NULL. */
 void *dl_map_get(const dl_map *m, const char *key, size_t klen);
-/* Set key to val (key is borrowed, see above); 0 or DL_ENOMEM. */
+/* Set key to val (key is borrowed, see above); 0 or DL_ENOMEM (out of
+   memory, or a key of 4 GiB or more: the map is then unchanged). */
 int dl_map_put(dl_map *m, const char *key, size_t klen, void *val);
 /*
 ** Set key to val like dl_map_put, with one lookup, and return the value it

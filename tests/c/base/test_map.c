@@ -1,0 +1,165 @@
+/*
+** test_map.c -- C tests of the string-keyed map (dl_map.c): growth through
+** many rehashes, removal with tombstones and the reset of an emptied map,
+** keys that share their hash's low bits, and the failure paths (a slot
+** array that cannot be had, a key too long to store), each of which must
+** leave the map as it was.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "dl_buf.h"
+#include "dl_map.h"
+#include "tap.h"
+
+#define N 200000
+
+static char keys[N][24];
+static size_t klens[N];
+
+static void make_keys(void) {
+  int i;
+  for (i = 0; i < N; i++)
+    klens[i] = (size_t)snprintf(keys[i], sizeof keys[i], "inc-%08x%04d", i,
+                                i % 7);
+}
+
+/* Every key i below n with (i % step == 0 ? absent : present) when
+   gone_step > 0, else every key present; values are &keys[i]. */
+static int consistent(const dl_map *m, int n, int gone_step) {
+  int i;
+  for (i = 0; i < n; i++) {
+    void *v = dl_map_get(m, keys[i], klens[i]);
+    int gone = gone_step > 0 && i % gone_step == 0;
+    if (gone ? v != NULL : v != keys[i]) return 0;
+  }
+  return 1;
+}
+
+static void test_growth_keeps_every_key(void) {
+  dl_map m;
+  int i;
+  size_t it = 0, seen = 0;
+  make_keys();
+  dl_map_init(&m);
+  CHECK(dl_map_get(&m, "x", 1) == NULL); /* empty, no slots */
+  for (i = 0; i < N; i++) {
+    CHECK(dl_map_put(&m, keys[i], klens[i], keys[i]) == 0);
+    CHECK(m.count == (size_t)i + 1);
+    /* The load factor stays under 3/4, through every rehash. */
+    CHECK(m.used * 4 < m.cap * 3);
+  }
+  CHECK(consistent(&m, N, 0));
+  CHECK(dl_map_get(&m, "inc-", 4) == NULL);
+  /* Putting a key again replaces its value; the count stays. */
+  CHECK(dl_map_swap(&m, keys[5], klens[5], keys[6], NULL) == keys[5]);
+  CHECK(m.count == N);
+  CHECK(dl_map_get(&m, keys[5], klens[5]) == keys[6]);
+  CHECK(dl_map_put(&m, keys[5], klens[5], keys[5]) == 0);
+  while (dl_map_next(&m, &it)) seen++;
+  CHECK(seen == N);
+  dl_map_free(&m);
+  CHECK(m.cap == 0 && m.count == 0 && m.slots == NULL);
+}
+
+static void test_removal_leaves_probe_chains_whole(void) {
+  dl_map m;
+  int i;
+  size_t cap;
+  make_keys();
+  dl_map_init(&m);
+  for (i = 0; i < N; i++) CHECK(dl_map_put(&m, keys[i], klens[i], keys[i]) == 0);
+  for (i = 0; i < N; i += 3)
+    CHECK(dl_map_del(&m, keys[i], klens[i]) == keys[i]);
+  CHECK(dl_map_del(&m, keys[0], klens[0]) == NULL); /* twice: nothing */
+  /* Keys after a tombstone on their probe path are still found. */
+  CHECK(consistent(&m, N, 3));
+  /* Tombstones count toward the load: churn forces rehashes, never an
+     endless probe. */
+  for (i = 0; i < N; i += 3) CHECK(dl_map_put(&m, keys[i], klens[i], keys[i]) == 0);
+  for (i = 0; i < N; i += 3) CHECK(dl_map_del(&m, keys[i], klens[i]) == keys[i]);
+  CHECK(m.used * 4 < m.cap * 3);
+  CHECK(consistent(&m, N, 3));
+  /* Emptying the map clears its tombstones and keeps its slots. */
+  cap = m.cap;
+  for (i = 1; i < N; i++)
+    if (i % 3) CHECK(dl_map_del(&m, keys[i], klens[i]) == keys[i]);
+  CHECK(m.count == 0 && m.used == 0 && m.cap == cap);
+  CHECK(dl_map_put(&m, keys[1], klens[1], keys[1]) == 0);
+  CHECK(dl_map_get(&m, keys[1], klens[1]) == keys[1]);
+  dl_map_free(&m);
+}
+
+static void test_same_hash_bits_different_keys(void) {
+  /* Keys that differ only in length or in one byte, and the empty key. */
+  dl_map m;
+  static const char k[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  size_t n;
+  dl_map_init(&m);
+  for (n = 0; n <= 32; n++) CHECK(dl_map_put(&m, k, n, (void *)(k + n)) == 0);
+  for (n = 0; n <= 32; n++) CHECK(dl_map_get(&m, k, n) == k + n);
+  CHECK(dl_map_get(&m, "aab", 3) == NULL);
+  dl_map_free(&m);
+}
+
+static void test_failed_growth_leaves_the_map_unchanged(void) {
+  dl_map m;
+  struct rlimit rl;
+  int i, err = 0;
+  size_t count, cap;
+  make_keys();
+  dl_map_init(&m);
+  /* Fill to just under a rehash, then cap the address space so that the
+     next (doubled) slot array cannot be had. */
+  for (i = 0; i < N; i++) {
+    if ((m.used + 1) * 4 >= m.cap * 3 && m.cap >= ((size_t)1 << 17)) break;
+    CHECK(dl_map_put(&m, keys[i], klens[i], keys[i]) == 0);
+  }
+  CHECK(i < N);
+  count = m.count;
+  cap = m.cap;
+  CHECK(getrlimit(RLIMIT_AS, &rl) == 0);
+  {
+    /* The address space in use now, plus a little: no room for 2 * cap
+       more slots. */
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    CHECK(f != NULL && fscanf(f, "%lu", &pages) == 1);
+    fclose(f);
+    rl.rlim_cur = pages * 4096 + cap * sizeof(dl_map_slot) / 2;
+    CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+  }
+  CHECK(dl_map_swap(&m, keys[i], klens[i], keys[i], &err) == NULL);
+  CHECK(err == DL_ENOMEM);
+  CHECK(dl_map_put(&m, keys[i], klens[i], keys[i]) == DL_ENOMEM);
+  CHECK(m.count == count && m.cap == cap);
+  CHECK(dl_map_get(&m, keys[i], klens[i]) == NULL);
+  CHECK(consistent(&m, (int)count, 0));
+  /* Replacing an existing key needs no room: it still works. */
+  CHECK(dl_map_swap(&m, keys[0], klens[0], keys[0], &err) == keys[0]);
+}
+
+static void test_a_key_too_long_is_refused(void) {
+  dl_map m;
+  int err = 0;
+  dl_map_init(&m);
+  CHECK(dl_map_put(&m, "a", 1, (void *)"a") == 0);
+  /* The length alone is refused: no byte past the first is read. */
+  CHECK(dl_map_swap(&m, "a", (size_t)UINT32_MAX + 1, (void *)"b", &err) ==
+        NULL);
+  CHECK(err == DL_ENOMEM);
+  CHECK(m.count == 1);
+  CHECK(dl_map_get(&m, "a", 1) == (void *)"a");
+  dl_map_free(&m);
+}
+
+int main(void) {
+  RUN(test_growth_keeps_every_key);
+  RUN(test_removal_leaves_probe_chains_whole);
+  RUN(test_same_hash_bits_different_keys);
+  RUN(test_failed_growth_leaves_the_map_unchanged);
+  RUN(test_a_key_too_long_is_refused);
+  return TAP_END();
+}
