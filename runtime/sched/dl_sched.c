@@ -10,6 +10,7 @@
 
 #include "dl_map.h"
 #include "dl_sched.h"
+#include "dl_slab.h"
 #include "dl_coord.h"
 #include "dl_prof.h"
 #include "dl_wire.h"
@@ -30,7 +31,11 @@ typedef struct task task;
 ** A task is one allocation (task_new): the record, then its key (and a
 ** NUL), its payload and its function hashes, which live as long as it
 ** does; key, payload and fns point there.  At a million tasks in flight
-** three small allocations less per task is about 100 bytes each.
+** three small allocations less per task is about 100 bytes each.  The
+** record, its deps and dependents arrays and its inline-result copy are
+** blocks of the scheduler's slab (dl_slab.h: huge pages, no malloc
+** header); each is freed with the size it was made with (task_size,
+** ndeps, capdependents, inlen + 1).
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
@@ -153,6 +158,7 @@ struct dl_sched {
   pget *pgets;
   size_t npgets, cappgets;
   dl_map groups; /* prefix -> tgroup (kept for the scheduler's life) */
+  dl_slab slab;  /* task records and their small arrays (see task) */
   dl_sched_event *events; /* ring of the last DL_SCHED_EVENTS completions */
   uint64_t nevents;       /* events ever recorded */
   /* scratch stack for the iterative graph walks */
@@ -736,15 +742,16 @@ static int on_fn_forget(dl_sched *s, dl_rd *r) {
 ** NULL) of payload and of the nfns function hashes at fns, all in one
 ** allocation.  NULL when out of memory.
 */
-static task *task_new(const char *key, size_t klen, const char *payload,
-                      size_t plen, const char *fns, size_t nfns) {
+static task *task_new(dl_sched *s, const char *key, size_t klen,
+                      const char *payload, size_t plen, const char *fns,
+                      size_t nfns) {
   size_t n = sizeof(task) + klen + 1;
   task *t;
   char *p;
   if (klen > UINT32_MAX) return NULL;
   if (payload) n += plen;
   n += nfns * 16;
-  t = xalloc(n);
+  t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
   p = (char *)(t + 1);
@@ -767,18 +774,25 @@ static task *task_new(const char *key, size_t klen, const char *payload,
   return t;
 }
 
+/* The bytes of t's own block, as task_new made it. */
+static size_t task_size(const task *t) {
+  return sizeof(task) + t->klen + 1 + (t->payload ? t->plen : 0) +
+         (size_t)t->nfns * 16;
+}
+
 static void task_free(dl_sched *s, task *t) {
   fns_unref(s, t);
   s->kept -= t->inlen;
-  dl_free(t->inl);
-  dl_free(t->deps);
-  dl_free(t->dependents);
+  if (t->inl) dl_slab_free(&s->slab, t->inl, (size_t)t->inlen + 1);
+  if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
+  dl_slab_free(&s->slab, t->dependents,
+               sizeof(task *) * (size_t)t->capdependents);
   dl_free(t->restrict_w);
   if (t->who != &t->who1) dl_free(t->who);
   dl_free(t->err);
   dl_free(t->wwho);
   dl_free(t->waits_on);
-  dl_free(t);
+  dl_slab_free(&s->slab, t, task_size(t));
 }
 
 static int counts_pending(const task *t) {
@@ -985,7 +999,10 @@ static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
   t->processing_on = -1;
   set_state(s, t, T_MEMORY);
   if (ilen && t->inl == NULL && s->kept + ilen <= KEEP_MAX &&
-      (t->inl = dupbytes(inl, ilen)) != NULL) {
+      ilen < UINT32_MAX &&
+      (t->inl = dl_slab_alloc(&s->slab, ilen + 1)) != NULL) {
+    memcpy(t->inl, inl, ilen);
+    t->inl[ilen] = '\0';
     t->inlen = ilen;
     s->kept += ilen;
   }
@@ -1299,6 +1316,7 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s->heap);
   dl_free(s->run);
   dl_free(s->stack);
+  dl_slab_destroy(&s->slab);
   dl_free(s);
 }
 
@@ -1633,6 +1651,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   dl_msg_submit m;
   uint64_t i;
   task *t;
+  size_t depsz = 0; /* bytes of t->deps's block */
   RD(dl_get_submit(r, &m));
   t = dl_map_get(&s->tasks, m.key, m.klen);
   if (t != NULL) { /* same key: the client holds one more future of it */
@@ -1642,7 +1661,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     else if (t->state == T_RELEASED) need(s, t);
     return 0;
   }
-  t = task_new(m.key, m.klen, m.payload ? m.payload : "", m.plen, m.fns,
+  t = task_new(s, m.key, m.klen, m.payload ? m.payload : "", m.plen, m.fns,
                (size_t)m.nfns);
   if (t == NULL) return DL_ENOMEM;
   t->prio = m.prio;
@@ -1655,7 +1674,11 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->state = T_WAITING;
   count_new(s, t);
   if (t->nfns) fns_ref(s, t);
-  if (m.ndeps) t->deps = xalloc(sizeof(task *) * m.ndeps);
+  if (m.ndeps) {
+    depsz = sizeof(task *) * m.ndeps;
+    t->deps = dl_slab_alloc(&s->slab, depsz);
+    if (t->deps == NULL) goto bad;
+  }
   {
     dl_buf e;
     const char *missing = NULL;
@@ -1672,6 +1695,13 @@ static int on_submit(dl_sched *s, dl_rd *r) {
         continue;
       }
       t->deps[t->ndeps++] = d;
+    }
+    if ((uint64_t)t->ndeps < m.ndeps) { /* some missing: the exact size */
+      task **nd = dl_slab_realloc(&s->slab, t->deps, sizeof(task *) * m.ndeps,
+                                  sizeof(task *) * (size_t)t->ndeps);
+      if (nd == NULL) goto bad;
+      t->deps = nd;
+      depsz = sizeof(task *) * (size_t)t->ndeps;
     }
     if (m.nworkers) {
       t->restrict_w = xalloc(sizeof(int) * m.nworkers);
@@ -1692,8 +1722,11 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
       if (d->ndependents == d->capdependents) {
-        int nc = d->capdependents ? d->capdependents * 2 : 4;
-        task **n = dl_realloc(d->dependents, sizeof *n * (size_t)nc);
+        /* Most tasks have one dependent: start at one, then double. */
+        int nc = d->capdependents ? d->capdependents * 2 : 1;
+        task **n = dl_slab_realloc(&s->slab, d->dependents,
+                                   sizeof *n * (size_t)d->capdependents,
+                                   sizeof *n * (size_t)nc);
         if (n == NULL) continue;
         d->dependents = n;
         d->capdependents = nc;
@@ -1727,6 +1760,11 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   }
   return 0;
 bad:
+  if (t->deps) { /* freed here: task_free would take ndeps for its size */
+    dl_slab_free(&s->slab, t->deps, depsz);
+    t->deps = NULL;
+    t->ndeps = 0;
+  }
   count_gone(s, t);
   if (dl_map_get(&s->tasks, t->key, t->klen) == t)
     dl_map_del(&s->tasks, t->key, t->klen);
@@ -1843,7 +1881,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
     if (t->state == T_MEMORY) notify_done(s, t);
     return 0;
   }
-  t = task_new(key, klen, NULL, 0, NULL, 0);
+  t = task_new(s, key, klen, NULL, 0, NULL, 0);
   if (t == NULL) return DL_ENOMEM;
   want_add(s, t);
   t->seq = s->seq++;
