@@ -5,8 +5,13 @@
 
 #include "dl_buf.h"
 #include "dl_map.h"
+#include "dl_mem.h"
 
 static const char tomb_mark;
+/* Slot arrays of at least this many bytes are dl_mem_huge's: a map that
+   grows to a million keys in a burst touches its new array 2 MiB at a
+   time, not 4 KiB. */
+#define HUGE_SLOTS ((size_t)512 << 10)
 #define DL_MAP_TOMB (&tomb_mark)
 
 /* Eight bytes at a time: each word is folded in with a multiply and a
@@ -75,9 +80,14 @@ static int rehash(dl_map *m, size_t ncap) {
   size_t ocap = m->cap, i;
   /* The stored hash has 32 bits: it places a key in at most 2^32 slots. */
   if (ncap - 1 > UINT32_MAX) return DL_ENOMEM;
-  ns = dl_realloc(NULL, ncap * sizeof *ns);
-  if (ns == NULL) return DL_ENOMEM;
-  memset(ns, 0, ncap * sizeof *ns);
+  if (ncap * sizeof *ns >= HUGE_SLOTS) {
+    ns = dl_mem_huge(ncap * sizeof *ns); /* zero-filled */
+    if (ns == NULL) return DL_ENOMEM;
+  } else {
+    ns = dl_realloc(NULL, ncap * sizeof *ns);
+    if (ns == NULL) return DL_ENOMEM;
+    memset(ns, 0, ncap * sizeof *ns);
+  }
   m->slots = ns;
   m->cap = ncap;
   m->used = m->count;
@@ -91,6 +101,15 @@ static int rehash(dl_map *m, size_t ncap) {
   }
   dl_free(old);
   return 0;
+}
+
+int dl_map_reserve(dl_map *m, size_t n) {
+  size_t ncap;
+  if (n > SIZE_MAX / 8 - m->count) return DL_ENOMEM;
+  if ((m->used + n + 1) * 4 < m->cap * 3) return 0;
+  ncap = m->cap ? m->cap : 16;
+  while ((m->count + n + 1) * 2 >= ncap) ncap *= 2;
+  return rehash(m, ncap);
 }
 
 void *dl_map_swap(dl_map *m, const char *key, size_t klen, void *val,

@@ -53,6 +53,12 @@ int dl_map_put(dl_map *m, const char *key, size_t klen, void *val);
 */
 void *dl_map_swap(dl_map *m, const char *key, size_t klen, void *val,
                   int *err);
+/*
+** Make room for n more keys at once, so that the next n puts of new keys
+** rehash nothing (a burst of known size: one rehash instead of many).
+** 0 or DL_ENOMEM (the map is then unchanged).
+*/
+int dl_map_reserve(dl_map *m, size_t n);
 /* Remove key; returns its value or NULL. */
 void *dl_map_del(dl_map *m, const char *key, size_t klen);
 /*

@@ -27,7 +27,10 @@
 #define PAGE ((size_t)4096)
 #define NCACHE 16
 
-enum { SHARED = 1 };
+enum {
+  SHARED = 1, /* another process may see these pages */
+  PRIVATE = 2 /* dl_mem_huge's: anonymous, never cached */
+};
 
 typedef struct big {
   char *p;       /* start, ALIGN-aligned; NULL marks a free table slot */
@@ -247,7 +250,7 @@ static int take_block(big *b, size_t n) {
 /* Hand a block back: to the cache if it may be reused, else unmapped.
    Called with mu held; b is a copy, no longer in the table. */
 static void drop_block(big *b) {
-  if (b->flags & SHARED || b->readonly || b->map > cache_max) {
+  if (b->flags & (SHARED | PRIVATE) || b->readonly || b->map > cache_max) {
     release(b);
     return;
   }
@@ -434,6 +437,35 @@ const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
     return NULL;
   }
   return dl_mem_map_fd(fd, (size_t)ref->size);
+}
+
+void *dl_mem_huge(size_t n) {
+  size_t map = round_up(n, ALIGN);
+  char *a;
+  big b;
+  int ok;
+  if (n == 0 || map == 0) return NULL;
+  a = reserve(map);
+  if (a == NULL) return NULL;
+  if (mmap(a, map, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != a) {
+    munmap(a, map);
+    return NULL;
+  }
+#ifdef MADV_HUGEPAGE
+  madvise(a, map, MADV_HUGEPAGE);
+#endif
+  memset(&b, 0, sizeof b);
+  b.p = a;
+  b.map = map;
+  b.len = n;
+  b.fd = -1;
+  b.flags = PRIVATE;
+  pthread_mutex_lock(&mu);
+  ok = tab_put(&b) == 0;
+  if (!ok) release(&b);
+  pthread_mutex_unlock(&mu);
+  return ok ? a : NULL;
 }
 
 void dl_mem_trim(void) {

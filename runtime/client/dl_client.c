@@ -136,6 +136,10 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
   return f;
 }
 
+int dl_client_reserve(dl_client *c, size_t n) {
+  return dl_map_reserve(&c->futs, n);
+}
+
 void dl_client_ref_again(dl_cfut *f) {
   f->refs++;
   f->holds++;

@@ -148,6 +148,10 @@ int dl_client_flush(dl_client *c, int urgent);
 */
 dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen);
 
+/* Room for n new keys in the table, made at once (before a map of n
+   tasks).  0 or DL_ENOMEM; an optimisation only: refs work either way. */
+int dl_client_reserve(dl_client *c, size_t n);
+
 /* Another handle of the live record f (refs and holds counted). */
 void dl_client_ref_again(dl_cfut *f);
 

@@ -658,6 +658,7 @@ static int h_map(lua_State *L) {
   luaL_getmetatable(L, DL_FUTURE_MT);
   mt = lua_gettop(L);
   lua_createtable(L, (int)len, 0);
+  dl_client_reserve(&h->cl, (size_t)len); /* one rehash, not many */
   futs = mt + 1;
   for (i = 1; i <= len; i++) {
     int kidx = futs + 1, a0 = futs + 2, rc = 1;

@@ -1,7 +1,8 @@
 /*
 ** test_map.c -- C tests of the string-keyed map (dl_map.c): growth through
 ** many rehashes, removal with tombstones and the reset of an emptied map,
-** keys that share their hash's low bits, and the failure paths (a slot
+** keys that share their hash's low bits, room made at once
+** (dl_map_reserve), and the failure paths (a slot
 ** array that cannot be had, a key too long to store), each of which must
 ** leave the map as it was.
 */
@@ -155,11 +156,37 @@ static void test_a_key_too_long_is_refused(void) {
   dl_map_free(&m);
 }
 
+static void test_reserve_then_no_rehash(void) {
+  dl_map m;
+  int i;
+  size_t cap;
+  dl_map_slot *slots;
+  make_keys();
+  dl_map_init(&m);
+  CHECK(dl_map_put(&m, keys[0], klens[0], keys[0]) == 0);
+  CHECK(dl_map_reserve(&m, N - 1) == 0);
+  cap = m.cap;
+  slots = m.slots;
+  CHECK(dl_map_get(&m, keys[0], klens[0]) == keys[0]); /* kept */
+  /* The next N - 1 new keys fit without a rehash (the slot array, big
+     enough to be dl_mem_huge's, stays where it is). */
+  for (i = 1; i < N; i++) CHECK(dl_map_put(&m, keys[i], klens[i], keys[i]) == 0);
+  CHECK(m.cap == cap && m.slots == slots);
+  CHECK(cap * sizeof(dl_map_slot) >= ((size_t)512 << 10));
+  CHECK(consistent(&m, N, 0));
+  /* Reserving what is there already changes nothing; too much fails. */
+  CHECK(dl_map_reserve(&m, 0) == 0 && m.cap == cap);
+  CHECK(dl_map_reserve(&m, (size_t)-1 / 2) == DL_ENOMEM);
+  CHECK(m.cap == cap && m.count == N);
+  dl_map_free(&m);
+}
+
 int main(void) {
   RUN(test_growth_keeps_every_key);
   RUN(test_removal_leaves_probe_chains_whole);
   RUN(test_same_hash_bits_different_keys);
   RUN(test_failed_growth_leaves_the_map_unchanged);
   RUN(test_a_key_too_long_is_refused);
+  RUN(test_reserve_then_no_rehash);
   return TAP_END();
 }

@@ -182,6 +182,33 @@ static void test_big_blocks_leave_descriptors_for_the_program(void) {
   }
 }
 
+static void test_huge_blocks_are_private_zeroed_and_not_cached(void) {
+  size_t n = 3 * MB + 5, i;
+  char *p = dl_mem_huge(n), *q;
+  dl_mem_ref ref;
+  CHECK(p != NULL);
+  CHECK(((uintptr_t)p & (2 * MB - 1)) == 0);
+  for (i = 0; i < n; i += 4096) CHECK(p[i] == 0);
+  CHECK(p[n - 1] == 0);
+  fill(p, n, 3);
+  /* Not shareable: no memfd behind it. */
+  CHECK(dl_mem_share(p, n, &ref) == -1);
+  /* dl_realloc keeps its bytes, growing past DL_MEM_BIG or moving to
+     malloc below it. */
+  q = dl_realloc(p, 9 * MB);
+  CHECK(q != NULL && same_prefix(q, n, 3));
+  q = dl_realloc(q, 100);
+  CHECK(q != NULL && same_prefix(q, 100, 3));
+  dl_free(q);
+  /* Freed, it is unmapped, not cached for reuse. */
+  dl_mem_trim();
+  p = dl_mem_huge(MB);
+  CHECK(p != NULL);
+  dl_free(p);
+  CHECK(dl_mem_cached() == 0);
+  CHECK(dl_mem_huge(0) == NULL);
+}
+
 int main(void) {
   RUN(test_realloc_keeps_bytes_across_the_threshold);
   RUN(test_big_blocks_are_aligned_and_reused);
@@ -190,5 +217,6 @@ int main(void) {
   RUN(test_another_process_maps_a_shared_block);
   RUN(test_a_gone_process_cannot_be_mapped);
   RUN(test_big_blocks_leave_descriptors_for_the_program);
+  RUN(test_huge_blocks_are_private_zeroed_and_not_cached);
   return TAP_END();
 }
