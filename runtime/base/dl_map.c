@@ -107,8 +107,10 @@ int dl_map_reserve(dl_map *m, size_t n) {
   size_t ncap;
   if (n > SIZE_MAX / 8 - m->count) return DL_ENOMEM;
   if ((m->used + n + 1) * 4 < m->cap * 3) return 0;
+  /* The load may reach 3/4 at the end of the burst, as when the map
+     grows by itself; a lower aim would double the slots for good. */
   ncap = m->cap ? m->cap : 16;
-  while ((m->count + n + 1) * 2 >= ncap) ncap *= 2;
+  while ((m->count + n + 1) * 4 >= ncap * 3) ncap *= 2;
   return rehash(m, ncap);
 }
 
