@@ -39,10 +39,10 @@ typedef struct task task;
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
-     ones: little padding (288 bytes; it was 320). */
+     ones: little padding (272 bytes; it was 320, then 288 before plen,
+     hidx and ridx had 32 bits). */
   char *key;     /* in the task's allocation, NUL-terminated */
   char *payload; /* in the task's allocation; NULL for scattered data */
-  size_t plen;
   task **deps;
   task **dependents;
   unsigned char *fns; /* nfns * 16 bytes, in the task's allocation */
@@ -55,8 +55,6 @@ struct task {
   int *who;          /* worker ids holding the result: &who1, or owned */
   uint64_t nbytes;
   char *err; /* error record (dl_put_err_rec), owned */
-  size_t hidx; /* heap position + 1, 0 when not in the heap */
-  size_t ridx; /* run position + 1, 0 when not in the run */
   double not_before;
   task *next_delayed;
   tgroup *group;
@@ -64,6 +62,9 @@ struct task {
   task *pnext, *pprev;
   char *inl;         /* a copy of its small result, as it came inline */
   uint32_t klen;
+  uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
+  uint32_t hidx; /* heap position + 1, 0 when not in the heap */
+  uint32_t ridx; /* run position + 1, 0 when not in the run */
   int ndeps;
   int ndependents, capdependents;
   int nfns;
@@ -466,7 +467,7 @@ static int before(const task *a, const task *b) {
 
 static void heap_set(dl_sched *s, size_t i, task *t) {
   s->heap[i] = t;
-  t->hidx = i + 1;
+  t->hidx = (uint32_t)(i + 1);
 }
 
 static void heap_up(dl_sched *s, size_t i) {
@@ -539,7 +540,7 @@ static int rq_push(dl_sched *s, task *t) {
       s->rhead = 0;
       s->rlen = n;
       for (i = 0; i < n; i++)
-        if (s->run[i]) s->run[i]->ridx = i + 1;
+        if (s->run[i]) s->run[i]->ridx = (uint32_t)(i + 1);
     }
     if (s->rlen == s->rcap) {
       size_t nc = s->rcap ? s->rcap * 2 : 256;
@@ -549,8 +550,9 @@ static int rq_push(dl_sched *s, task *t) {
       s->rcap = nc;
     }
   }
+  if (s->rlen >= UINT32_MAX) return heap_push(s, t); /* ridx is 32 bits */
   s->run[s->rlen++] = t;
-  t->ridx = s->rlen;
+  t->ridx = (uint32_t)s->rlen;
   s->rlive++;
   s->last.prio = t->prio;
   s->last.order = t->order;
@@ -748,7 +750,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   size_t n = sizeof(task) + klen + 1;
   task *t;
   char *p;
-  if (klen > UINT32_MAX) return NULL;
+  if (klen > UINT32_MAX || (payload && plen > UINT32_MAX)) return NULL;
   if (payload) n += plen;
   n += nfns * 16;
   t = dl_slab_alloc(&s->slab, n);
@@ -763,7 +765,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   if (payload) {
     t->payload = p;
     memcpy(p, payload, plen);
-    t->plen = plen;
+    t->plen = (uint32_t)plen;
     p += plen;
   }
   if (nfns) {
