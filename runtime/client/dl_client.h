@@ -30,9 +30,10 @@
 ** whose answer the caller is about to wait for (cancel, gather, coord)
 ** flush at once, marked urgent.
 **
-** Memory: one record is 48 bytes plus the key (stored once, here; the map
+** Memory: one record is 48 bytes plus the key and a NUL, rounded up to 8
+** (stored once, here, in a block of the process's record slab; the map
 ** points into it); a result of up to 16 bytes lives in the record, a
-** bigger one in an allocation of its own; a map slot is 32 bytes.
+** bigger one in an allocation of its own; a map slot is 24 bytes.
 */
 #ifndef dl_client_h
 #define dl_client_h
