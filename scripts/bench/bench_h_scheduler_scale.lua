@@ -18,21 +18,24 @@
 -- scheduler_rss_before / scheduler_peak_rss (MiB, this process),
 -- peak_rss_growth_per_task (bytes).
 --   build/dlua scripts/bench/bench_h_scheduler_scale.lua
--- Where the bytes of peak_rss_growth_per_task go (futures mode; measured
--- with collectgarbage("count") around a map, and sizeof in dl_sched.c):
---   client, before futures became userdata: 471 B of Lua heap per future
---     (future table {key, client} ~120, key string ~50, state table
---     {status, nfut, has_value, value, nbytes} ~260, its _keys slot ~40);
---   client now: ~90 B of Lua heap (userdata + its array slot) and a C
---     record (dl_client.h: 48 B + key, a result of up to 16 bytes in
---     it, else in an allocation of its own; ~100 B
---     with its map slot);
---   scheduler: the task record (288 B, one allocation with its key,
---     payload and function hashes; it was 320 B plus three allocations),
---     the inline-result copy, its map slot (~56 B at 1M), ~450 B;
---   the rest: messages in flight at the peak and the bench's own arrays.
---   N = 1,000,000: 1,365 B before userdata futures, 1,104 B after; 1,002 B
---   with the one-allocation task (loaded 2-vCPU machine).
+-- Where the bytes of peak_rss_growth_per_task go (futures mode, N = 1M,
+-- 20-byte keys; sizeof from gdb, RSS and collectgarbage("count") after
+-- each step, malloc_stats and the server's buffers at the peak):
+--   per inc future: Lua userdata 80 (72 + malloc's header), its array
+--     slot 16, the bench's own seq slot 17; client record 72 (48 + key,
+--     dl_client.h, on a slab) and its map slot 48 (24-byte slots, 2M
+--     slots for 1M keys); the scheduler's task 360 (272-byte record +
+--     key + 49-byte payload + function hash, on a slab), its inline-result
+--     copy 16 and its map slot 48.  Measured after client:map: 680 B.
+--   the tree (143k sum tasks) adds ~200 B per task: their records (their
+--     payloads name 8 keys), the scheduler's news for 1M results the
+--     client has not read yet (its inbox: 39 MB at the peak), freed big
+--     buffers kept for reuse (dl_mem's cache: 32 MB), and Lua garbage
+--     (client:submit makes ~600 B per call; malloc's arena held 100 MB
+--     free at the peak).
+--   1,365 B before userdata futures, 1,104 B after; 1,002 B with the
+--   one-allocation task; 980 B on 7d8e619; 840 B with 24-byte map slots,
+--   slab-allocated records and a 272-byte task (loaded 2-vCPU machine).
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8
