@@ -10,8 +10,13 @@
 #include "dl_buf.h"
 #include "dl_slab.h"
 
-/* A chunk's first bytes link it to the chunk made before it. */
+/* A chunk's first bytes link it to the chunk made before it and hold its
+   size. */
 #define HEAD ((size_t)16)
+/* The first chunk is small and on ordinary pages: a huge page costs 0.7
+   to 2 ms to clear at its first touch, too much for a cluster that runs
+   one task (the start-one-task-close time is a benchmark of its own). */
+#define FIRST ((size_t)64 << 10)
 
 static size_t class_of(size_t n) { return (n + 7) / 8 - 1; }
 
@@ -19,11 +24,16 @@ void dl_slab_init(dl_slab *s) { memset(s, 0, sizeof *s); }
 
 /* A fresh chunk, DL_SLAB_CHUNK-aligned (so that a huge page can back it
    whole), or NULL. */
-static char *new_chunk(void) {
+static char *new_chunk(size_t size) {
   size_t span = DL_SLAB_CHUNK * 2;
-  char *r = mmap(NULL, span, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  char *a;
+  char *r, *a;
+  if (size < DL_SLAB_CHUNK) {
+    r = mmap(NULL, size, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return r == MAP_FAILED ? NULL : r;
+  }
+  r = mmap(NULL, span, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (r == MAP_FAILED) return NULL;
   a = (char *)(((uintptr_t)r + DL_SLAB_CHUNK - 1) &
                ~(uintptr_t)(DL_SLAB_CHUNK - 1));
@@ -53,14 +63,16 @@ void *dl_slab_alloc(dl_slab *s, size_t n) {
     memcpy(&s->free[c], p, sizeof p); /* the next free block */
   } else {
     if ((size_t)(s->end - s->bump) < size) {
-      char *k = new_chunk();
+      size_t csize = s->nchunks ? DL_SLAB_CHUNK : FIRST;
+      char *k = new_chunk(csize);
       if (k == NULL) return NULL;
       /* The old tail (under DL_SLAB_MAX bytes) goes to waste. */
       memcpy(k, &s->chunks, sizeof s->chunks);
+      memcpy(k + sizeof s->chunks, &csize, sizeof csize);
       s->chunks = k;
       s->nchunks++;
       s->bump = k + HEAD;
-      s->end = k + DL_SLAB_CHUNK;
+      s->end = k + csize;
     }
     p = s->bump;
     s->bump += size;
@@ -113,8 +125,10 @@ void dl_slab_destroy(dl_slab *s) {
   void *k = s->chunks;
   while (k) {
     void *next;
+    size_t csize;
     memcpy(&next, k, sizeof next);
-    munmap(k, DL_SLAB_CHUNK);
+    memcpy(&csize, (char *)k + sizeof next, sizeof csize);
+    munmap(k, csize);
     k = next;
   }
   dl_slab_init(s);

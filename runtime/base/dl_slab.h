@@ -10,7 +10,8 @@
 ** touches fresh memory 2 MiB at a time (one page fault where the system
 ** gives huge pages) instead of 4 KiB at a time: on a VM a 4 KiB fault
 ** costs 10 to 50 us, so 10,000 new task records paid several ms.
-** Bigger blocks go to dl_realloc.  The caller gives each block's size back
+** The first chunk is 64 KiB of ordinary pages, so that a small user
+** never pays for clearing a huge page.  Bigger blocks go to dl_realloc.  The caller gives each block's size back
 ** when it frees it (records know their size), so blocks carry no header.
 ** Chunks are kept, with their free blocks, until dl_slab_destroy.
 ** Not thread-safe: one owner, one thread at a time.  Pure C.
@@ -37,7 +38,7 @@
 
 /* Blocks of more bytes than this come from dl_realloc. */
 #define DL_SLAB_MAX ((size_t)1024)
-/* The size of a chunk (and its alignment). */
+/* The size of a chunk after the first (and its alignment). */
 #define DL_SLAB_CHUNK ((size_t)2 << 20)
 
 typedef struct dl_slab {
