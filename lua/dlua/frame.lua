@@ -260,9 +260,15 @@ end
 -- bytes: a string, or {path, start, stop}: the block read in C.
 function M._from_csv_bytes(bytes, o, file, line0, level)
   local opts = {sep = o.sep, header = o.header, on_error = o.on_error,
-    types = o.types, names = o.names, file = file, line0 = line0}
+    types = o.types, names = o.names, file = file, line0 = line0,
+    threads = o.threads}
   if o.on_error ~= nil and o.on_error ~= "null" and o.on_error ~= "raise" then
     fail(level, "read_csv: on_error must be \"raise\" or \"null\"")
+  end
+  if o.threads ~= nil and (math.type(o.threads) ~= "integer"
+      or o.threads < 1) then
+    fail(level, "read_csv: threads must be a positive integer, got %s",
+      tostring(o.threads))
   end
   local ok, r = pcall(C.read_csv, bytes, opts)
   if not ok then error(r, level) end

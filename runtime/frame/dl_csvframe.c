@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ typedef struct rd {
   int phase;       /* 0: header, 1: infer, 2: read */
   int field;       /* index in the current record */
   int64_t rec;     /* records seen (header included) */
+  int64_t lines;   /* LFs not ending a record: blank lines, quoted LFs */
   int64_t sampled, limit; /* rows seen / to see in phase 1 */
   int *infer;      /* per column during phase 1: narrowest type so far */
   int failed;
@@ -61,7 +63,10 @@ static void fail(rd *r, const char *fmt, ...) {
   va_end(ap);
 }
 
-static int64_t line_of(const rd *r) { return r->o->line0 + r->rec; }
+/* The file's line where the current record starts. */
+static int64_t line_of(const rd *r) {
+  return r->o->line0 + r->rec + r->lines;
+}
 
 static int is_na(const char *s, size_t n) {
   return n == 0 || (n == 2 && memcmp(s, "NA", 2) == 0) ||
@@ -236,16 +241,14 @@ static int parse_bool(const char *s, size_t n, uint8_t *v) {
   return 0;
 }
 
-static int grow(rd *r, dl_fcol *c) {
-  int64_t cap;
-  size_t w;
+/* Room for cap rows in c (never shrinks).  0, or -1 out of memory. */
+static int reserve(dl_fcol *c, int64_t cap) {
+  size_t w = c->type == DL_FT_BOOL ? 1 : 8;
   uint8_t *m;
-  if (c->n < c->cap) return 0;
-  cap = c->cap ? c->cap * 2 : (r->hint > 1024 ? r->hint : 1024);
-  w = c->type == DL_FT_BOOL ? 1 : 8;
+  if (cap <= c->cap) return 0;
   if (c->type == DL_FT_STR) {
     int64_t *o = dl_realloc(c->offs, (size_t)(cap + 1) * sizeof *o);
-    if (!o) goto nomem;
+    if (!o) return -1;
     if (c->cap == 0) o[0] = 0;
     c->offs = o;
   } else {
@@ -253,20 +256,39 @@ static int grow(rd *r, dl_fcol *c) {
     if (dl_nd_alloc_uninit(&nn, c->type == DL_FT_F64 ? DL_F64
                                 : c->type == DL_FT_I64 ? DL_I64 : DL_BOOL,
                            1, &cap))
-      goto nomem;
+      return -1;
     if (c->n) memcpy(nn.data, c->vals, (size_t)c->n * w);
     dl_nd_release(&c->nd);
     c->nd = nn;
     c->vals = nn.data;
   }
   m = dl_realloc(c->valid, (size_t)cap);
-  if (!m) goto nomem;
+  if (!m) return -1;
   c->valid = m;
   c->cap = cap;
   return 0;
-nomem:
-  fail(r, "out of memory");
-  return -1;
+}
+
+/* Room for n more string bytes in c.  0, or -1 out of memory. */
+static int reserve_bytes(dl_fcol *c, size_t n) {
+  size_t cap = c->bcap ? c->bcap : 4096;
+  char *b;
+  if (c->blen + n <= c->bcap) return 0;
+  while (cap < c->blen + n) cap *= 2;
+  b = dl_realloc(c->bytes, cap);
+  if (!b) return -1;
+  c->bytes = b;
+  c->bcap = cap;
+  return 0;
+}
+
+static int grow(rd *r, dl_fcol *c) {
+  if (c->n < c->cap) return 0;
+  if (reserve(c, c->cap ? c->cap * 2 : (r->hint > 1024 ? r->hint : 1024))) {
+    fail(r, "out of memory");
+    return -1;
+  }
+  return 0;
 }
 
 static void put(rd *r, dl_fcol *c, const char *s, size_t n) {
@@ -294,17 +316,9 @@ static void put(rd *r, dl_fcol *c, const char *s, size_t n) {
   }
   default: {
     missing = n == 0;
-    if (c->blen + n > c->bcap) {
-      size_t cap = c->bcap ? c->bcap : 4096;
-      char *b;
-      while (cap < c->blen + n) cap *= 2;
-      b = dl_realloc(c->bytes, cap);
-      if (!b) {
-        fail(r, "out of memory");
-        return;
-      }
-      c->bytes = b;
-      c->bcap = cap;
+    if (reserve_bytes(c, n)) {
+      fail(r, "out of memory");
+      return;
     }
     if (n) memcpy(c->bytes + c->blen, s, n);
     c->blen += n;
@@ -397,8 +411,10 @@ static int is_blank(char c, char sep) {
    1 for a record, 0 at the end, -1 on an error (r->failed). */
 static int record(rd *r, const char *p, size_t n, size_t *at) {
   size_t i = *at;
+  int64_t qlf = 0; /* LFs inside quoted fields: counted once it ends */
   const char sep = r->o->sep;
-  while (i < n && (p[i] == '\n' || p[i] == '\r')) i++;
+  for (; i < n && (p[i] == '\n' || p[i] == '\r'); i++)
+    r->lines += p[i] == '\n';
   if (i >= n) {
     *at = n;
     return 0;
@@ -410,7 +426,9 @@ static int record(rd *r, const char *p, size_t n, size_t *at) {
       size_t w = 0;
       int esc = 0;
       for (k = j + 1; k < n; k++)
-        if (p[k] == '"') {
+        if (p[k] == '\n') {
+          qlf++;
+        } else if (p[k] == '"') {
           if (k + 1 < n && p[k + 1] == '"') {
             esc = 1;
             k++;
@@ -470,6 +488,7 @@ static int record(rd *r, const char *p, size_t n, size_t *at) {
   }
   *at = i;
   on_record(r);
+  r->lines += qlf;
   return r->failed ? -1 : 1;
 }
 
@@ -482,6 +501,129 @@ static int pass(rd *r, const char *p, size_t n, int64_t stop_after,
     if (stop_after && r->sampled >= stop_after) break;
   if (used) *used = at;
   return rc < 0 ? -1 : 0;
+}
+
+/*
+** Reading rows on several threads.  A block without quotes (so every LF
+** ends a record) is cut at LFs into one chunk per thread; chunk 0 is read
+** into the caller's table, sized for the whole block from the sample, the
+** others into tables of their own, appended to it in order after.  When
+** a chunk fails, the block is read again on one thread, so an error is
+** the one (and its line number) a single pass gives.
+*/
+#define CHUNK_MIN ((size_t)1 << 20) /* bytes per thread, at least */
+#define THREADS_MAX 16
+
+typedef struct chunk {
+  rd r;
+  dl_ftable t;
+  const char *p;
+  size_t n;
+  char err[256];
+} chunk;
+
+static void *chunk_main(void *a) {
+  chunk *k = (chunk *)a;
+  pass(&k->r, k->p, k->n, 0, NULL);
+  return NULL;
+}
+
+/* Append b's rows to a (the same type).  0, or -1 out of memory. */
+static int append_col(dl_fcol *a, const dl_fcol *b) {
+  if (b->n == 0) return 0;
+  if (reserve(a, a->n + b->n)) return -1;
+  if (a->type == DL_FT_STR) {
+    int64_t i, base = (int64_t)a->blen;
+    if (reserve_bytes(a, b->blen)) return -1;
+    if (b->blen) memcpy(a->bytes + a->blen, b->bytes, b->blen);
+    a->blen += b->blen;
+    for (i = 1; i <= b->n; i++) a->offs[a->n + i] = base + b->offs[i];
+  } else {
+    size_t w = a->type == DL_FT_BOOL ? 1 : 8;
+    memcpy((char *)a->vals + (size_t)a->n * w, b->vals, (size_t)b->n * w);
+  }
+  memcpy(a->valid + a->n, b->valid, (size_t)b->n);
+  a->n += b->n;
+  a->nmissing += b->nmissing;
+  return 0;
+}
+
+/* Phase 2 over p[0, n) into r->t on up to nt threads; rec0 and lines0:
+   r->rec and r->lines at the first data record.  0, or -1 (r->failed). */
+static int read_rows(rd *r, const char *p, size_t n, int nt, int64_t rec0,
+                     int64_t lines0) {
+  chunk *ks;
+  pthread_t th[THREADS_MAX];
+  int started[THREADS_MAX] = {0};
+  int i, j, bad = 0;
+  size_t at = 0;
+  if (nt > THREADS_MAX) nt = THREADS_MAX;
+  if (nt > 1 && n / (size_t)nt < CHUNK_MIN) nt = (int)(n / CHUNK_MIN);
+  if (nt <= 1 || memchr(p, '"', n) != NULL) return pass(r, p, n, 0, NULL);
+  ks = calloc((size_t)nt, sizeof *ks);
+  if (!ks) return pass(r, p, n, 0, NULL);
+  for (i = 0; i < nt; i++) { /* chunk i: [at, the LF after n*(i+1)/nt] */
+    size_t end = n / (size_t)nt * (size_t)(i + 1);
+    const char *nl;
+    if (i == nt - 1 || end <= at) end = i == nt - 1 ? n : at;
+    else end = (nl = memchr(p + end, '\n', n - end)) ? (size_t)(nl - p) + 1
+                                                    : n;
+    ks[i].p = p + at;
+    ks[i].n = end - at;
+    at = end;
+  }
+  for (i = 1; i < nt; i++) {
+    chunk *k = &ks[i];
+    k->r = *r;
+    k->r.t = &k->t;
+    k->r.err = k->err;
+    k->r.errn = sizeof k->err;
+    k->r.scratch = NULL;
+    k->r.scap = 0;
+    k->r.rec = k->r.lines = 0;
+    k->r.hint = (int64_t)((double)r->hint * (double)k->n / (double)n) + 16;
+    k->t.ncol = r->t->ncol;
+    k->t.cols = calloc((size_t)(unsigned)k->t.ncol, sizeof *k->t.cols);
+    if (!k->t.cols) {
+      bad = 1;
+      break;
+    }
+    for (j = 0; j < k->t.ncol; j++) k->t.cols[j].type = r->t->cols[j].type;
+  }
+  for (i = 1; i < nt && !bad; i++)
+    started[i] = pthread_create(&th[i], NULL, chunk_main, &ks[i]) == 0;
+  if (!bad) pass(r, ks[0].p, ks[0].n, 0, NULL);
+  for (i = 1; i < nt && !bad; i++) {
+    if (started[i]) pthread_join(th[i], NULL);
+    else chunk_main(&ks[i]);
+  }
+  for (i = 1; i < nt && !bad && !r->failed; i++) {
+    if (ks[i].r.failed) {
+      bad = 1;
+      break;
+    }
+    for (j = 0; j < r->t->ncol; j++)
+      if (append_col(&r->t->cols[j], &ks[i].t.cols[j])) bad = 1;
+    r->t->nrows += ks[i].t.nrows;
+    r->t->nerrors += ks[i].t.nerrors;
+  }
+  for (i = 1; i < nt; i++) dl_ftable_free(&ks[i].t);
+  free(ks);
+  if (bad || r->failed) { /* again on one thread: the first error */
+    for (j = 0; j < r->t->ncol; j++) {
+      dl_fcol *c = &r->t->cols[j];
+      c->n = c->nmissing = 0;
+      c->blen = 0;
+    }
+    r->t->nrows = r->t->nerrors = 0;
+    r->failed = 0;
+    r->rec = rec0;
+    r->lines = lines0;
+    r->field = 0;
+    if (r->err && r->errn) r->err[0] = 0;
+    return pass(r, p, n, 0, NULL);
+  }
+  return 0;
 }
 
 void dl_ftable_free(dl_ftable *t) {
@@ -563,7 +705,7 @@ int dl_csv_frame(const char *p, size_t n, const dl_csvopts *o, dl_ftable *t,
       }
   }
   {
-    int64_t rec0 = r.rec;
+    int64_t rec0 = r.rec, lines0 = r.lines;
     r.phase = 1;
     r.field = 0;
     r.limit = o->ninfer > 0 ? o->ninfer : 1000;
@@ -578,8 +720,9 @@ int dl_csv_frame(const char *p, size_t n, const dl_csvopts *o, dl_ftable *t,
         t->cols[i].type = r.infer[i] == DL_FT_AUTO ? DL_FT_F64 : r.infer[i];
     r.phase = 2;
     r.rec = rec0;
+    r.lines = lines0;
     r.field = 0;
-    if (pass(&r, p, n, 0, NULL)) goto out;
+    if (read_rows(&r, p, n, o->threads, rec0, lines0)) goto out;
   }
   rc = 0;
 out:

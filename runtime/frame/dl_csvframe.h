@@ -50,6 +50,9 @@ typedef struct dl_csvopts {
   int nnames;            /* names when header == 0 (else "1", "2", ...) */
   const char *const *names;
   int ninfer;            /* rows sampled to infer types (0: 1000) */
+  int threads;           /* read rows on up to this many threads (0 or 1:
+                            the caller's only); a block is cut only where
+                            it has no quotes, in chunks of 1 MiB or more */
 } dl_csvopts;
 
 /* Parse n bytes at p into *t (zeroed first).  0, or -1 with a message in

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -722,8 +723,16 @@ static void push_col(lua_State *L, dl_fcol *c) {
   }
 }
 
+/* Threads read_csv uses when not told: one per online core (at most 8),
+   but one in a worker process, whose cores the cluster shares out. */
+static int default_threads(void) {
+  long c = sysconf(_SC_NPROCESSORS_ONLN);
+  if (getenv("DLUA_WORKER") != NULL || c < 1) return 1;
+  return c > 8 ? 8 : (int)c;
+}
+
 /* read_csv(bytes | {path, start, stop}, {file=, line0=, sep=, header=,
-   on_error=, types=, names=}) -> {names = {...}, cols = {name = col},
+   on_error=, types=, names=, threads=}) -> {names = {...}, cols = {name = col},
    nrows =, nerrors =, empty = bool}.  A {path, start, stop} block is read
    here, in C (dl_csv_read_block: the lines that start in [start, stop);
    stop -1: to the end); empty tells that it held no bytes. */
@@ -764,7 +773,10 @@ static int l_read_csv(lua_State *L) {
   o.file = lua_tostring(L, -1);
   lua_getfield(L, 2, "line0");
   if (lua_isinteger(L, -1)) o.line0 = lua_tointeger(L, -1);
-  lua_pop(L, 4); /* keep file on the stack */
+  lua_getfield(L, 2, "threads");
+  if (lua_isinteger(L, -1)) o.threads = (int)lua_tointeger(L, -1);
+  else o.threads = default_threads();
+  lua_pop(L, 5); /* keep file on the stack */
   lua_getfield(L, 2, "types"); /* name -> type string */
   if (lua_istable(L, -1)) {
     int k = 0;
