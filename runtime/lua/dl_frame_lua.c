@@ -678,23 +678,26 @@ static int type_of(lua_State *L, const char *s) {
    int64 and bool columns with missing values become float64 with NaN. */
 static void push_col(lua_State *L, dl_fcol *c) {
   int64_t i;
-  if (c->type == DL_FT_STR) { /* factorized here: codes + a dict */
-    int64_t *first = lua_newuserdatauv(L, (size_t)(c->n ? c->n : 1) * 8, 0);
-    dl_nd *codes = push_vec(L, DL_I64, c->n);
-    int64_t k = dl_factorize_bytes(c->bytes, c->offs, c->valid, c->n,
-                                   (int64_t *)codes->data, first);
-    if (k < 0) luaL_error(L, "not enough memory");
-    lua_createtable(L, (int)k, 0);
-    for (i = 0; i < k; i++) {
-      int64_t r = first[i];
-      lua_pushlstring(L, c->bytes + c->offs[r],
-                      (size_t)(c->offs[r + 1] - c->offs[r]));
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
+  if (c->type == DL_FT_STR) { /* the reader's codes and dictionary */
+    lua_createtable(L, (int)c->ndict, 0);
+    for (i = 1; i <= c->ndict; i++) {
+      lua_pushlstring(L, c->bytes + c->offs[i - 1],
+                      (size_t)(c->offs[i] - c->offs[i - 1]));
+      lua_rawseti(L, -2, (lua_Integer)i);
     }
-    lua_insert(L, -2); /* dict, codes */
+    if (c->nd.buf != NULL) { /* the codes' buffer becomes the column's */
+      dl_nd *o = (dl_nd *)lua_newuserdatauv(L, sizeof *o, 0);
+      *o = c->nd;
+      o->shape[0] = c->n;
+      o->strides[0] = c->n ? 1 : 0;
+      memset(&c->nd, 0, sizeof c->nd);
+      c->vals = NULL;
+      luaL_setmetatable(L, ND_MT);
+    } else {
+      push_vec(L, DL_I64, 0);
+    }
     push_strcol(L, -2, c->n);
-    lua_replace(L, -3); /* over first */
-    lua_pop(L, 1);      /* dict */
+    lua_remove(L, -2); /* dict */
   } else if (c->nd.buf != NULL &&
              (c->type == DL_FT_F64 || c->nmissing == 0)) {
     /* the reader's buffer becomes the column: no copy (vals hold NaN for

@@ -45,7 +45,8 @@ static void test_typed(void) {
   CHECK(((int64_t *)t.cols[0].vals)[1] == 2);
   CHECK(t.cols[1].type == DL_FT_F64 && t.cols[1].valid[1] == 0);
   CHECK(t.cols[2].type == DL_FT_STR && t.cols[2].offs[1] == 3);
-  CHECK(memcmp(t.cols[2].bytes, "a\nb", 3) == 0);
+  CHECK(t.cols[2].ndict == 2 && ((int64_t *)t.cols[2].vals)[1] == 2);
+  CHECK(memcmp(t.cols[2].bytes, "a\nbc", 4) == 0);
   dl_ftable_free(&t);
   /* inferred int64 from row 1; row 3 does not fit */
   CHECK(read_s("i\n1\n2\nx\n", 0, &t, err) == -1);
