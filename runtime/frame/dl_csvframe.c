@@ -24,6 +24,20 @@
 #include "dl_buf.h"
 #include "dl_csvframe.h"
 
+void dl_fprefault(void *p, size_t n) {
+#ifdef MADV_POPULATE_WRITE
+  long pg = sysconf(_SC_PAGESIZE);
+  uintptr_t a, b;
+  if (n < ((size_t)1 << 20) || pg <= 0) return;
+  a = ((uintptr_t)p + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
+  b = ((uintptr_t)p + n) / (uintptr_t)pg * (uintptr_t)pg;
+  if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 const char *dl_ft_name(int type) {
   switch (type) {
   case DL_FT_F64: return "float64";
@@ -263,6 +277,7 @@ static int reserve(dl_fcol *c, int64_t cap) {
                               : c->type == DL_FT_BOOL ? DL_BOOL : DL_I64,
                          1, &cap))
     return -1;
+  dl_fprefault(nn.data, (size_t)cap * w);
   if (c->n) memcpy(nn.data, c->vals, (size_t)c->n * w);
   dl_nd_release(&c->nd);
   c->nd = nn;

@@ -97,5 +97,10 @@ int dl_csv_map_block(const char *path, int64_t start, int64_t stop,
 /* Release what dl_csv_map_block holds in b. */
 void dl_csv_block_free(dl_csvblock *b);
 const char *dl_ft_name(int type);
+/* Map the pages of p[0, n) (n of 1 MiB or more; smaller: nothing) for
+   writing now, in one call, before they are written: on this kind of VM a
+   page fault per 4 KiB of fresh memory costs several times more than the
+   kernel populating them in one go.  A hint: failures are ignored. */
+void dl_fprefault(void *p, size_t n);
 
 #endif

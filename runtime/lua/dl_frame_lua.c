@@ -43,6 +43,7 @@ static dl_nd *push_vec(lua_State *L, dl_dtype t, int64_t n) {
     luaL_error(L, "dlua.frame: dlua.ndarray is not loaded");
   lua_setmetatable(L, -2);
   if (dl_nd_alloc_uninit(a, t, 1, &n)) luaL_error(L, "not enough memory");
+  dl_fprefault(a->data, (size_t)n * dl_nd_itemsize(t));
   return a;
 }
 
@@ -726,6 +727,59 @@ static void push_col(lua_State *L, dl_fcol *c) {
   }
 }
 
+/* concat(parts [, maps]) -> one ndarray with the parts' elements in
+   order, or nil when a part is not a contiguous 1-d ndarray of the first
+   part's dtype (the caller then uses nd.concatenate).  maps[i], when
+   given, is an int64 ndarray that part i's int64 codes go through (as
+   recode does), in the same pass as the copy. */
+static int l_concat(lua_State *L) {
+  lua_Integer m, i;
+  int64_t n = 0, at = 0, j;
+  dl_dtype t = DL_F64;
+  dl_nd *o;
+  size_t w;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  m = luaL_len(L, 1);
+  for (i = 1; i <= m; i++) {
+    const dl_nd *a;
+    lua_rawgeti(L, 1, i);
+    a = (const dl_nd *)luaL_testudata(L, -1, ND_MT);
+    lua_pop(L, 1); /* the list keeps it alive */
+    if (a == NULL || a->buf == NULL || a->ndim != 1 ||
+        !dl_nd_contiguous(a) || (i > 1 && a->dtype != t))
+      return 0;
+    t = a->dtype;
+    n += a->shape[0];
+  }
+  if (m == 0) return 0;
+  w = dl_nd_itemsize(t);
+  o = push_vec(L, t, n);
+  for (i = 1; i <= m; i++) {
+    const dl_nd *a, *map = NULL;
+    int64_t an;
+    lua_rawgeti(L, 1, i);
+    a = (const dl_nd *)lua_touserdata(L, -1);
+    an = a->shape[0];
+    if (lua_istable(L, 2) && lua_rawgeti(L, 2, i) != LUA_TNIL) {
+      map = check_vec(L, -1);
+      if (map->dtype != DL_I64 || t != DL_I64)
+        return luaL_argerror(L, 2, "maps: int64 codes through int64 maps");
+      for (j = 0; j < an; j++) {
+        int64_t c = ((const int64_t *)a->data)[j];
+        if (c < 0 || c >= map->shape[0])
+          return luaL_error(L, "dlua.frame: code %I out of range 0..%I",
+                            (lua_Integer)c, (lua_Integer)map->shape[0] - 1);
+        ((int64_t *)o->data)[at + j] = ((const int64_t *)map->data)[c];
+      }
+    } else if (an > 0) {
+      memcpy(o->data + (size_t)at * w, a->data, (size_t)an * w);
+    }
+    lua_pop(L, lua_istable(L, 2) ? 2 : 1);
+    at += an;
+  }
+  return 1;
+}
+
 /* Threads read_csv uses when not told: one per online core (at most 8),
    but one in a worker process, whose cores the cluster shares out. */
 static int default_threads(void) {
@@ -1194,6 +1248,7 @@ static const luaL_Reg funcs[] = {
   {"take_missing", l_take_missing}, {"hash_bucket", l_hash_bucket},
   {"split", l_split}, {"join", l_join}, {"argsort", l_argsort},
   {"range_bucket", l_range_bucket}, {"recode", l_recode}, {"take0", l_take0},
+  {"concat", l_concat},
   {NULL, NULL}};
 
 int luaopen_dlua_framec(lua_State *L) {
