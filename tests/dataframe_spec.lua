@@ -143,6 +143,45 @@ describe("dlua.dataframe", function ()
     assert.equal(4500, f:count(SYNC))
   end)
 
+  it("gives map_partitions the columns its function makes", function ()
+    local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 8000})
+    -- inferred: f runs on an empty frame of the input's columns
+    local m = ddf:map_partitions(function (df)
+      return df:assign{z = df.x * 2}:select{"key", "z"}
+    end)
+    assert.same({"key", "z"}, m.names)
+    assert.truthy(tostring(m):find("columns: key, z;", 1, true))
+    local ok, err = pcall(m.select, m, {"x"}) -- dropped by f
+    assert.is_false(ok)
+    assert.truthy(err:find("no column 'x' (columns: 'key', 'z')", 1, true))
+    local z = m:select{"z"}:compute(SYNC)
+    local all = whole()
+    assert.equal(#all, #z)
+    assert.near(all.x:sum() * 2, z.z:sum(), 1e-9)
+    assert.same({"key", "z"}, m:groupby("key"):agg{z = "sum"}
+      :compute(SYNC):columns())
+    -- meta = names or a frame; a function that fails on an empty frame
+    -- leaves the columns unknown until computed
+    local f = function (df) return df:select{"id"} end
+    assert.same({"id"}, ddf:map_partitions(f, {meta = {"id"}}).names)
+    assert.same({"id"}, ddf:map_partitions(f,
+      {meta = frame.from_table({id = {1}}, {"id"})}).names)
+    local picky = ddf:map_partitions(function (df)
+      assert(#df > 0, "needs rows")
+      return df:select{"id"}
+    end)
+    assert.is_nil(picky.names)
+    assert.equal(4500, picky:count(SYNC))
+    ok, err = pcall(function ()
+      local r = ddf:map_partitions(f, {meta = 3})
+      return r
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("meta must be a frame or an array of column "
+      .. "names", 1, true))
+    assert.truthy(err:find("dataframe_spec.lua", 1, true))
+  end)
+
   it("keeps int64 aggregations int64 and exact through the tree",
     function ()
     local p = dir .. "/big.ints"

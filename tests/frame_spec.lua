@@ -222,6 +222,10 @@ describe("dlua.frame", function ()
     local df = frame.read_csv(p, {types = {v = "int64"}, on_error = "null"})
     assert.equal(1, df:nerrors())
     assert.is_nil(df:totable()[2].v)
+    -- the file's line, past a blank line and a quoted newline
+    spit(p, "id,s,v\n\n1,\"a\nb\",2\n2,c,x\n")
+    ok, err = pcall(frame.read_csv, p, {types = {v = "int64"}})
+    assert.truthy(err:find(p .. ":5:3: expected int64, got \"x\"", 1, true))
     spit(p, "a,b\n1,2\n3\n")
     assert.has_error(function () frame.read_csv(p) end)
     ok, err = pcall(frame.read_csv, p)
@@ -235,6 +239,49 @@ describe("dlua.frame", function ()
     spit(p, "a,b\n1,\"2\n")
     ok, err = pcall(frame.read_csv, p)
     assert.truthy(err:find("unterminated", 1, true))
+    os.remove(p)
+  end)
+
+  it("reads a big file on several threads as on one", function ()
+    -- ~5 MB: cut into chunks of 1 MiB or more at LFs; blank lines, CRLF,
+    -- missing values, strings and on_error = "null" in every chunk
+    local p = os.tmpname()
+    local rows, n = {"id,key,x,b,s"}, 60000
+    for i = 1, n do
+      local x = i % 97 == 0 and "" or ("%.17g"):format(i / 7)
+      local v = i % 1013 == 0 and "oops" or tostring(i)
+      rows[#rows + 1] = ("%s,k%d,%s,%s,%s%s"):format(v, i % 37, x,
+        i % 3 == 0 and "true" or "false", ("s"):rep(i % 40),
+        i % 5 == 0 and "\r" or "")
+      if i % 4999 == 0 then rows[#rows + 1] = "" end
+    end
+    spit(p, table.concat(rows, "\n") .. "\n")
+    local o = {types = {id = "int64"}, on_error = "null"}
+    local function read(threads)
+      o.threads = threads
+      return frame.read_csv(p, o)
+    end
+    local one, four = read(1), read(4)
+    assert.equal(n, #one)
+    assert.equal(n // 1013, one:nerrors())
+    assert.equal(one:nerrors(), four:nerrors())
+    assert.same(one:dtypes(), four:dtypes())
+    assert.same(one:totable(), four:totable())
+    assert.equal(4, four.id:get(4))
+    assert.is_nil(four:totable()[1013].id)
+    -- an error past the first chunk names the line a single pass names
+    -- (the file's line: blank lines count)
+    rows[50000] = "x,y"
+    spit(p, table.concat(rows, "\n") .. "\n")
+    local ok1, e1 = pcall(read, 1)
+    local ok4, e4 = pcall(read, 4)
+    assert.is_false(ok1)
+    assert.is_false(ok4)
+    assert.equal(e1:gsub("^.-:%d+: ", ""), e4:gsub("^.-:%d+: ", ""))
+    assert.truthy(e4:find(":50000: expected 5 fields, got 2", 1, true))
+    local ok, err = pcall(frame.read_csv, p, {threads = 0})
+    assert.is_false(ok)
+    assert.truthy(err:find("threads must be a positive integer", 1, true))
     os.remove(p)
   end)
 

@@ -64,7 +64,9 @@ local function with_layer(d, prefix, mk, names)
   local layers = {}
   for k, v in pairs(d.layers) do layers[k] = v end
   layers[name] = layer
-  return new(prefix, d.npartitions, layers, names or d.names, name)
+  if names == false then names = nil -- unknown until computed
+  elseif names == nil then names = d.names end
+  return new(prefix, d.npartitions, layers, names, name)
 end
 
 ----------------------------------------------------------------------------
@@ -242,12 +244,44 @@ function M._filter(f, part)
 end
 function M._select(cols, part) return strip(wrap(part):select(cols)) end
 
---- ddf:map_partitions(f): f(frame) -> frame, per partition.
-function DF:map_partitions(f)
+-- The columns f's result has (map_partitions' metadata): meta's (a frame
+-- or an array of names), else those of f run here on an empty frame with
+-- d's columns (float64), as Dask infers it; false when f fails there or
+-- returns no frame (the columns are then known once computed).
+local function map_meta(d, f, meta, level)
+  if meta ~= nil then
+    if frame.is_frame(meta) then return meta:columns() end
+    if type(meta) ~= "table" or #meta == 0 then
+      fail(level + 1, "map_partitions: meta must be a frame or an array of "
+        .. "column names, got %s", type(meta))
+    end
+    for i, n in ipairs(meta) do
+      if type(n) ~= "string" then
+        fail(level + 1, "map_partitions: meta[%d] is a %s, not a column name",
+          i, type(n))
+      end
+    end
+    return {table.unpack(meta)}
+  end
+  if not d.names then return false end
+  local cols = {}
+  for _, n in ipairs(d.names) do cols[n] = {} end
+  local ok, r = pcall(f, frame.from_table(cols, d.names))
+  if ok and frame.is_frame(r) then return r:columns() end
+  return false
+end
+
+--- ddf:map_partitions(f [, {meta = frame | {names}}]): f(frame) -> frame,
+--- per partition.
+function DF:map_partitions(f, o)
   if type(f) ~= "function" then fail(2, "map_partitions: expects a function") end
+  if o ~= nil and type(o) ~= "table" then
+    fail(2, "map_partitions: options must be a table, got %s", type(o))
+  end
+  local names = map_meta(self, f, o and o.meta, 2)
   return with_layer(self, "map_partitions", function (_, dep)
     return {fn = M._map, args = {f, dep, n = 2}, deps = {dep}}
-  end, false)
+  end, names)
 end
 
 --- ddf:filter(f): f(frame) -> bool column; keeps those rows.

@@ -49,9 +49,9 @@ end
 
 -- The string columns in list (each with its own dict) over one dict:
 -- returns the dict and the list of codes ndarrays, recoded into it.
-local function unify(list)
+local function unify(list, lazy)
   local dict = list[1].dict
-  local out = {list[1].codes}
+  local out, maps = {list[1].codes}, {}
   local index
   for i = 2, #list do
     local c = list[i]
@@ -73,10 +73,12 @@ local function unify(list)
         end
         map[j + 1] = code
       end
-      out[i] = C.recode(c.codes, nd.from_table(map, "int64"))
+      map = nd.from_table(map, "int64")
+      if lazy then out[i], maps[i] = c.codes, map -- recoded by the caller
+      else out[i] = C.recode(c.codes, map) end
     end
   end
-  return dict, out
+  return dict, out, maps
 end
 M._unify = unify
 
@@ -260,9 +262,15 @@ end
 -- bytes: a string, or {path, start, stop}: the block read in C.
 function M._from_csv_bytes(bytes, o, file, line0, level)
   local opts = {sep = o.sep, header = o.header, on_error = o.on_error,
-    types = o.types, names = o.names, file = file, line0 = line0}
+    types = o.types, names = o.names, file = file, line0 = line0,
+    threads = o.threads}
   if o.on_error ~= nil and o.on_error ~= "null" and o.on_error ~= "raise" then
     fail(level, "read_csv: on_error must be \"raise\" or \"null\"")
+  end
+  if o.threads ~= nil and (math.type(o.threads) ~= "integer"
+      or o.threads < 1) then
+    fail(level, "read_csv: threads must be a positive integer, got %s",
+      tostring(o.threads))
   end
   local ok, r = pcall(C.read_csv, bytes, opts)
   if not ok then error(r, level) end
@@ -694,7 +702,7 @@ function M.concat(list)
       for i, p in ipairs(parts) do
         if p.dtype ~= ty then parts[i] = p:astype(ty) end
       end
-      cols[n] = nd.concatenate(parts)
+      cols[n] = C.concat(parts) or nd.concatenate(parts)
     else
       local parts = {}
       for i, df in ipairs(list) do
@@ -708,8 +716,16 @@ function M.concat(list)
         end
         parts[i] = p
       end
-      local dict, cs = unify(parts)
-      cols[n] = strcol(#cs == 1 and cs[1] or nd.concatenate(cs), dict)
+      local dict, cs, maps = unify(parts, true)
+      if #cs > 1 then
+        local all = C.concat(cs, maps)
+        if not all then
+          local _, recoded = unify(parts)
+          all = nd.concatenate(recoded)
+        end
+        cs = {all}
+      end
+      cols[n] = strcol(cs[1], dict)
     end
   end
   return new({table.unpack(first._names)}, cols, 2)

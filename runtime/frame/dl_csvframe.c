@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,20 @@
 
 #include "dl_buf.h"
 #include "dl_csvframe.h"
+
+void dl_fprefault(void *p, size_t n) {
+#ifdef MADV_POPULATE_WRITE
+  long pg = sysconf(_SC_PAGESIZE);
+  uintptr_t a, b;
+  if (n < ((size_t)1 << 20) || pg <= 0) return;
+  a = ((uintptr_t)p + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
+  b = ((uintptr_t)p + n) / (uintptr_t)pg * (uintptr_t)pg;
+  if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
 
 const char *dl_ft_name(int type) {
   switch (type) {
@@ -39,6 +54,7 @@ typedef struct rd {
   int phase;       /* 0: header, 1: infer, 2: read */
   int field;       /* index in the current record */
   int64_t rec;     /* records seen (header included) */
+  int64_t lines;   /* LFs not ending a record: blank lines, quoted LFs */
   int64_t sampled, limit; /* rows seen / to see in phase 1 */
   int *infer;      /* per column during phase 1: narrowest type so far */
   int failed;
@@ -61,7 +77,10 @@ static void fail(rd *r, const char *fmt, ...) {
   va_end(ap);
 }
 
-static int64_t line_of(const rd *r) { return r->o->line0 + r->rec; }
+/* The file's line where the current record starts. */
+static int64_t line_of(const rd *r) {
+  return r->o->line0 + r->rec + r->lines;
+}
 
 static int is_na(const char *s, size_t n) {
   return n == 0 || (n == 2 && memcmp(s, "NA", 2) == 0) ||
@@ -128,12 +147,20 @@ static int digits8(const char *s, uint64_t *out) {
   *out = (v & 0xFFFFFFFFULL) * 10000 + (v >> 32);
   return 1;
 }
-static const uint64_t p10u[8] = {1, 10, 100, 1000, 10000, 100000,
-                                  1000000, 10000000};
+static const uint64_t p10u[9] = {1, 10, 100, 1000, 10000, 100000,
+                                  1000000, 10000000, 100000000};
+/* The decimal digits of 0 < x < 10^8, from its bit length. */
+static int ndigits8(uint64_t x) {
+  int t = ((64 - __builtin_clzll(x)) * 1233) >> 12;
+  return t + 1 - (x < p10u[t]);
+}
 #define DL_DIGITS8 1
 #endif
 
-int dl_csv_parse_f64(const char *s, size_t n, double *v) {
+/* The number at the start of s[0, n) in the fast grammar ([sign] digits
+   [. digits] [e [sign] digits], at most 19 significant digits) into *v,
+   correctly rounded: the bytes it took, or 0 when strtod must decide. */
+static size_t f64_prefix(const char *s, size_t n, double *v) {
   uint64_t m = 0;
   size_t i = 0;
   int neg = 0, nd = 0, any = 0, e10 = 0;
@@ -144,7 +171,7 @@ int dl_csv_parse_f64(const char *s, size_t n, double *v) {
   }
   /* [sign] digits [. digits] [e [sign] digits]: m * 10^e10 */
   for (; i < n && (unsigned)((unsigned char)s[i] - '0') <= 9; i++, any = 1) {
-    if (nd >= 19) return slow_f64(s, n, v);
+    if (nd >= 19) return 0;
     m = m * 10 + (unsigned)(s[i] - '0');
     nd += m != 0;
   }
@@ -154,7 +181,7 @@ int dl_csv_parse_f64(const char *s, size_t n, double *v) {
     /* eight digits at a time while m stays below 10^19 */
     for (i++; nd <= 11 && i + 8 <= n && digits8(s + i, &c8); i += 8) {
       if (m) nd += 8;
-      else for (nd = 0; nd < 8 && c8 >= p10u[nd]; nd++) {} /* its length */
+      else nd = c8 ? ndigits8(c8) : 0;
       m = m * 100000000u + c8;
       e10 -= 8;
       any = 1;
@@ -163,33 +190,32 @@ int dl_csv_parse_f64(const char *s, size_t n, double *v) {
 #endif
     for (i++; i < n && (unsigned)((unsigned char)s[i] - '0') <= 9;
          i++, any = 1) {
-      if (nd >= 19) return slow_f64(s, n, v);
+      if (nd >= 19) return 0;
       m = m * 10 + (unsigned)(s[i] - '0');
       nd += m != 0;
       e10--;
     }
   }
-  if (!any) return slow_f64(s, n, v); /* inf, nan, hex, junk */
+  if (!any) return 0; /* inf, nan, hex, junk */
   if (i < n && (s[i] == 'e' || s[i] == 'E')) {
     int eneg = 0, ex = 0, ed = 0;
     i++;
     if (i < n && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
     for (; i < n && (unsigned)((unsigned char)s[i] - '0') <= 9; i++, ed++)
       if (ex < 10000) ex = ex * 10 + (s[i] - '0');
-    if (!ed) return slow_f64(s, n, v);
+    if (!ed) return 0;
     e10 += eneg ? -ex : ex;
   }
-  if (i != n) return slow_f64(s, n, v); /* hex, junk: strtod decides */
   if (m == 0) {
     *v = neg ? -0.0 : 0.0;
-    return 1;
+    return i;
   }
   /* Clinger's fast path: m and 10^|e10| exact doubles, one rounding */
   if (m <= ((uint64_t)1 << 53) && e10 >= -22 && e10 <= 22) {
     double d = (double)m;
     d = e10 < 0 ? d / p10[-e10] : d * p10[e10];
     *v = neg ? -d : d;
-    return 1;
+    return i;
   }
 #if LDBL_MANT_DIG == 64 && (defined(__x86_64__) || defined(__i386__))
   /* m < 2^64 and 10^|e10| <= 10^27 are exact in the x87 format; its one
@@ -211,11 +237,16 @@ int dl_csv_parse_f64(const char *s, size_t n, double *v) {
     if (low < 0x3ff || low > 0x401) {
       double d = (double)q;
       *v = neg ? -d : d;
-      return 1;
+      return i;
     }
   }
 #endif
-  return slow_f64(s, n, v);
+  return 0;
+}
+
+int dl_csv_parse_f64(const char *s, size_t n, double *v) {
+  if (n > 0 && f64_prefix(s, n, v) == n) return 1;
+  return slow_f64(s, n, v); /* inf, nan, hex, junk, long or hard cases */
 }
 
 static int parse_f64(const char *s, size_t n, double *v) {
@@ -236,37 +267,117 @@ static int parse_bool(const char *s, size_t n, uint8_t *v) {
   return 0;
 }
 
-static int grow(rd *r, dl_fcol *c) {
-  int64_t cap;
-  size_t w;
+/* Room for cap rows in c (never shrinks).  0, or -1 out of memory. */
+static int reserve(dl_fcol *c, int64_t cap) {
+  size_t w = c->type == DL_FT_BOOL ? 1 : 8;
   uint8_t *m;
-  if (c->n < c->cap) return 0;
-  cap = c->cap ? c->cap * 2 : (r->hint > 1024 ? r->hint : 1024);
-  w = c->type == DL_FT_BOOL ? 1 : 8;
-  if (c->type == DL_FT_STR) {
-    int64_t *o = dl_realloc(c->offs, (size_t)(cap + 1) * sizeof *o);
-    if (!o) goto nomem;
-    if (c->cap == 0) o[0] = 0;
-    c->offs = o;
-  } else {
-    dl_nd nn;
-    if (dl_nd_alloc_uninit(&nn, c->type == DL_FT_F64 ? DL_F64
-                                : c->type == DL_FT_I64 ? DL_I64 : DL_BOOL,
-                           1, &cap))
-      goto nomem;
-    if (c->n) memcpy(nn.data, c->vals, (size_t)c->n * w);
-    dl_nd_release(&c->nd);
-    c->nd = nn;
-    c->vals = nn.data;
-  }
+  dl_nd nn;
+  if (cap <= c->cap) return 0;
+  if (dl_nd_alloc_uninit(&nn, c->type == DL_FT_F64 ? DL_F64
+                              : c->type == DL_FT_BOOL ? DL_BOOL : DL_I64,
+                         1, &cap))
+    return -1;
+  dl_fprefault(nn.data, (size_t)cap * w);
+  if (c->n) memcpy(nn.data, c->vals, (size_t)c->n * w);
+  dl_nd_release(&c->nd);
+  c->nd = nn;
+  c->vals = nn.data;
   m = dl_realloc(c->valid, (size_t)cap);
-  if (!m) goto nomem;
+  if (!m) return -1;
   c->valid = m;
   c->cap = cap;
   return 0;
-nomem:
-  fail(r, "out of memory");
-  return -1;
+}
+
+/* Room for n more string bytes in c.  0, or -1 out of memory. */
+static int reserve_bytes(dl_fcol *c, size_t n) {
+  size_t cap = c->bcap ? c->bcap : 4096;
+  char *b;
+  if (c->blen + n <= c->bcap) return 0;
+  while (cap < c->blen + n) cap *= 2;
+  b = dl_realloc(c->bytes, cap);
+  if (!b) return -1;
+  c->bytes = b;
+  c->bcap = cap;
+  return 0;
+}
+
+/* A slot of a string column's hash table: a code (0: empty) and the
+   hash of its string. */
+struct dl_fslot {
+  uint64_t h;
+  int64_t code;
+};
+
+/* A hash of n bytes: short strings (the usual keys) in one multiply. */
+static uint64_t str_hash(const char *s, size_t n) {
+  uint64_t v = 0;
+  size_t i;
+  if (n > 8) {
+    v = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (i = 0; i < n; i++) v = (v ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+  } else {
+    memcpy(&v, s, n);
+  }
+  v = (v ^ (uint64_t)n << 56) * 0x9E3779B97F4A7C15ULL;
+  return v ^ (v >> 29);
+}
+
+/* Twice the slots (64 at first), every code placed again. */
+static int dict_rehash(dl_fcol *c) {
+  size_t cap = c->hcap ? c->hcap * 2 : 64, i, j;
+  struct dl_fslot *t = dl_realloc(NULL, cap * sizeof *t);
+  if (!t) return -1;
+  memset(t, 0, cap * sizeof *t);
+  for (i = 0; i < c->hcap; i++)
+    if (c->slots[i].code) {
+      for (j = c->slots[i].h & (cap - 1); t[j].code; j = (j + 1) & (cap - 1)) {}
+      t[j] = c->slots[i];
+    }
+  dl_free(c->slots);
+  c->slots = t;
+  c->hcap = cap;
+  return 0;
+}
+
+/* The code of the string s[0, n) in c's dictionary, added when new: 1..,
+   or -1 out of memory. */
+static int64_t dict_code(dl_fcol *c, const char *s, size_t n) {
+  uint64_t h = str_hash(s, n);
+  size_t i, mask;
+  if ((size_t)(c->ndict + 1) * 2 > c->hcap && dict_rehash(c)) return -1;
+  mask = c->hcap - 1;
+  for (i = h & mask; c->slots[i].code; i = (i + 1) & mask)
+    if (c->slots[i].h == h) {
+      int64_t k = c->slots[i].code;
+      if ((size_t)(c->offs[k] - c->offs[k - 1]) == n &&
+          memcmp(c->bytes + c->offs[k - 1], s, n) == 0)
+        return k;
+    }
+  if (c->ndict + 1 >= c->dcap) {
+    int64_t cap = c->dcap ? c->dcap * 2 : 64;
+    int64_t *o = dl_realloc(c->offs, (size_t)cap * sizeof *o);
+    if (!o) return -1;
+    if (c->dcap == 0) o[0] = 0;
+    c->offs = o;
+    c->dcap = cap;
+  }
+  if (reserve_bytes(c, n)) return -1;
+  if (n) memcpy(c->bytes + c->blen, s, n);
+  c->blen += n;
+  c->offs[++c->ndict] = (int64_t)c->blen;
+  c->slots[i].h = h;
+  c->slots[i].code = c->ndict;
+  return c->ndict;
+}
+
+static int grow(rd *r, dl_fcol *c) {
+  if (c->n < c->cap) return 0;
+  if (reserve(c, c->cap ? c->cap * 2 : (r->hint > 1024 ? r->hint : 1024))) {
+    fail(r, "out of memory");
+    return -1;
+  }
+  return 0;
 }
 
 static void put(rd *r, dl_fcol *c, const char *s, size_t n) {
@@ -293,22 +404,13 @@ static void put(rd *r, dl_fcol *c, const char *s, size_t n) {
     break;
   }
   default: {
+    int64_t k = 0;
     missing = n == 0;
-    if (c->blen + n > c->bcap) {
-      size_t cap = c->bcap ? c->bcap : 4096;
-      char *b;
-      while (cap < c->blen + n) cap *= 2;
-      b = dl_realloc(c->bytes, cap);
-      if (!b) {
-        fail(r, "out of memory");
-        return;
-      }
-      c->bytes = b;
-      c->bcap = cap;
+    if (!missing && (k = dict_code(c, s, n)) < 0) {
+      fail(r, "out of memory");
+      return;
     }
-    if (n) memcpy(c->bytes + c->blen, s, n);
-    c->blen += n;
-    c->offs[c->n + 1] = (int64_t)c->blen;
+    ((int64_t *)c->vals)[c->n] = k;
   }
   }
   if (!ok) {
@@ -389,6 +491,62 @@ static int is_blank(char c, char sep) {
   return (c == ' ' || c == '\t') && c != sep;
 }
 
+/* An int64 of at most 18 digits at the start of s[0, n) (n > 0) into *v:
+   the bytes it took, or 0 (parse_i64 decides). */
+static size_t i64_prefix(const char *s, size_t n, int64_t *v) {
+  uint64_t x = 0;
+  size_t i = s[0] == '+' || s[0] == '-', d0 = i;
+  for (; i < n; i++) {
+    unsigned d = (unsigned)((unsigned char)s[i] - '0');
+    if (d > 9) break;
+    if (i - d0 >= 18) return 0;
+    x = x * 10 + d;
+  }
+  if (i == d0) return 0;
+  *v = s[0] == '-' ? -(int64_t)x : (int64_t)x;
+  return i;
+}
+
+/* Phase 2's common field, read straight into its column: a number the
+   fast grammar takes up to the field's end, or a string with no quote
+   and no blank to trim.  The index after the field, or 0 for any other
+   field (record's general path then takes it). */
+static size_t fast_field(rd *r, const char *p, size_t n, size_t i) {
+  dl_fcol *c = &r->t->cols[r->field];
+  size_t k;
+  if (grow(r, c)) return 0;
+  switch (c->type) {
+  case DL_FT_F64: {
+    double v;
+    k = i + f64_prefix(p + i, n - i, &v);
+    if (k == i || (k < n && !r->ends[(unsigned char)p[k]])) return 0;
+    ((double *)c->vals)[c->n] = v;
+    break;
+  }
+  case DL_FT_I64: {
+    int64_t v;
+    k = i + i64_prefix(p + i, n - i, &v);
+    if (k == i || (k < n && !r->ends[(unsigned char)p[k]])) return 0;
+    ((int64_t *)c->vals)[c->n] = v;
+    break;
+  }
+  case DL_FT_STR: {
+    int64_t code;
+    for (k = i; k < n && !r->ends[(unsigned char)p[k]]; k++) {}
+    if (k == i || p[i] == '"' || is_blank(p[i], r->o->sep) ||
+        is_blank(p[k - 1], r->o->sep) ||
+        (code = dict_code(c, p + i, k - i)) < 0)
+      return 0;
+    ((int64_t *)c->vals)[c->n] = code;
+    break;
+  }
+  default:
+    return 0;
+  }
+  c->valid[c->n++] = 1;
+  return k;
+}
+
 /* One record from p[*at, n): on_field for each field, then on_record.
    Blank lines are skipped; a record ends at LF, CRLF, CR or the end.
    Fields are trimmed of spaces and tabs outside quotes; in a quoted
@@ -397,20 +555,36 @@ static int is_blank(char c, char sep) {
    1 for a record, 0 at the end, -1 on an error (r->failed). */
 static int record(rd *r, const char *p, size_t n, size_t *at) {
   size_t i = *at;
+  int64_t qlf = 0; /* LFs inside quoted fields: counted once it ends */
   const char sep = r->o->sep;
-  while (i < n && (p[i] == '\n' || p[i] == '\r')) i++;
+  for (; i < n && (p[i] == '\n' || p[i] == '\r'); i++)
+    r->lines += p[i] == '\n';
   if (i >= n) {
     *at = n;
     return 0;
   }
   for (;;) {
     size_t j = i, k;
+    if (r->phase == 2 && r->field < r->t->ncol && i < n &&
+        (k = fast_field(r, p, n, i)) != 0) {
+      r->field++;
+      i = k;
+      if (i < n && p[i] == sep) {
+        i++;
+        continue;
+      }
+      if (i < n && p[i] == '\r') i++;
+      if (i < n && p[i] == '\n') i++;
+      break;
+    }
     while (j < n && is_blank(p[j], sep)) j++;
     if (j < n && p[j] == '"') {
       size_t w = 0;
       int esc = 0;
       for (k = j + 1; k < n; k++)
-        if (p[k] == '"') {
+        if (p[k] == '\n') {
+          qlf++;
+        } else if (p[k] == '"') {
           if (k + 1 < n && p[k + 1] == '"') {
             esc = 1;
             k++;
@@ -470,6 +644,7 @@ static int record(rd *r, const char *p, size_t n, size_t *at) {
   }
   *at = i;
   on_record(r);
+  r->lines += qlf;
   return r->failed ? -1 : 1;
 }
 
@@ -484,6 +659,138 @@ static int pass(rd *r, const char *p, size_t n, int64_t stop_after,
   return rc < 0 ? -1 : 0;
 }
 
+/*
+** Reading rows on several threads.  A block without quotes (so every LF
+** ends a record) is cut at LFs into one chunk per thread; chunk 0 is read
+** into the caller's table, sized for the whole block from the sample, the
+** others into tables of their own, appended to it in order after.  When
+** a chunk fails, the block is read again on one thread, so an error is
+** the one (and its line number) a single pass gives.
+*/
+#define CHUNK_MIN ((size_t)1 << 20) /* bytes per thread, at least */
+#define THREADS_MAX 16
+
+typedef struct chunk {
+  rd r;
+  dl_ftable t;
+  const char *p;
+  size_t n;
+  char err[256];
+} chunk;
+
+static void *chunk_main(void *a) {
+  chunk *k = (chunk *)a;
+  pass(&k->r, k->p, k->n, 0, NULL);
+  return NULL;
+}
+
+/* Append b's rows to a (the same type).  0, or -1 out of memory. */
+static int append_col(dl_fcol *a, const dl_fcol *b) {
+  if (b->n == 0) return 0;
+  if (reserve(a, a->n + b->n)) return -1;
+  if (a->type == DL_FT_STR) { /* b's codes through a's dictionary */
+    int64_t i, *map = malloc((size_t)(b->ndict + 1) * sizeof *map);
+    const int64_t *bc = (const int64_t *)b->vals;
+    int64_t *ac = (int64_t *)a->vals + a->n;
+    if (!map) return -1;
+    map[0] = 0;
+    for (i = 1; i <= b->ndict; i++)
+      if ((map[i] = dict_code(a, b->bytes + b->offs[i - 1],
+                              (size_t)(b->offs[i] - b->offs[i - 1]))) < 0) {
+        free(map);
+        return -1;
+      }
+    for (i = 0; i < b->n; i++) ac[i] = map[bc[i]];
+    free(map);
+  } else {
+    size_t w = a->type == DL_FT_BOOL ? 1 : 8;
+    memcpy((char *)a->vals + (size_t)a->n * w, b->vals, (size_t)b->n * w);
+  }
+  memcpy(a->valid + a->n, b->valid, (size_t)b->n);
+  a->n += b->n;
+  a->nmissing += b->nmissing;
+  return 0;
+}
+
+/* Phase 2 over p[0, n) into r->t on up to nt threads; rec0 and lines0:
+   r->rec and r->lines at the first data record.  0, or -1 (r->failed). */
+static int read_rows(rd *r, const char *p, size_t n, int nt, int64_t rec0,
+                     int64_t lines0) {
+  chunk *ks;
+  pthread_t th[THREADS_MAX];
+  int started[THREADS_MAX] = {0};
+  int i, j, bad = 0;
+  size_t at = 0;
+  if (nt > THREADS_MAX) nt = THREADS_MAX;
+  if (nt > 1 && n / (size_t)nt < CHUNK_MIN) nt = (int)(n / CHUNK_MIN);
+  if (nt <= 1 || memchr(p, '"', n) != NULL) return pass(r, p, n, 0, NULL);
+  ks = calloc((size_t)nt, sizeof *ks);
+  if (!ks) return pass(r, p, n, 0, NULL);
+  for (i = 0; i < nt; i++) { /* chunk i: [at, the LF after n*(i+1)/nt] */
+    size_t end = n / (size_t)nt * (size_t)(i + 1);
+    const char *nl;
+    if (i == nt - 1 || end <= at) end = i == nt - 1 ? n : at;
+    else end = (nl = memchr(p + end, '\n', n - end)) ? (size_t)(nl - p) + 1
+                                                    : n;
+    ks[i].p = p + at;
+    ks[i].n = end - at;
+    at = end;
+  }
+  for (i = 1; i < nt; i++) {
+    chunk *k = &ks[i];
+    k->r = *r;
+    k->r.t = &k->t;
+    k->r.err = k->err;
+    k->r.errn = sizeof k->err;
+    k->r.scratch = NULL;
+    k->r.scap = 0;
+    k->r.rec = k->r.lines = 0;
+    k->r.hint = (int64_t)((double)r->hint * (double)k->n / (double)n) + 16;
+    k->t.ncol = r->t->ncol;
+    k->t.cols = calloc((size_t)(unsigned)k->t.ncol, sizeof *k->t.cols);
+    if (!k->t.cols) {
+      bad = 1;
+      break;
+    }
+    for (j = 0; j < k->t.ncol; j++) k->t.cols[j].type = r->t->cols[j].type;
+  }
+  for (i = 1; i < nt && !bad; i++)
+    started[i] = pthread_create(&th[i], NULL, chunk_main, &ks[i]) == 0;
+  if (!bad) pass(r, ks[0].p, ks[0].n, 0, NULL);
+  for (i = 1; i < nt && !bad; i++) {
+    if (started[i]) pthread_join(th[i], NULL);
+    else chunk_main(&ks[i]);
+  }
+  for (i = 1; i < nt && !bad && !r->failed; i++) {
+    if (ks[i].r.failed) {
+      bad = 1;
+      break;
+    }
+    for (j = 0; j < r->t->ncol; j++)
+      if (append_col(&r->t->cols[j], &ks[i].t.cols[j])) bad = 1;
+    r->t->nrows += ks[i].t.nrows;
+    r->t->nerrors += ks[i].t.nerrors;
+  }
+  for (i = 1; i < nt; i++) dl_ftable_free(&ks[i].t);
+  free(ks);
+  if (bad || r->failed) { /* again on one thread: the first error */
+    for (j = 0; j < r->t->ncol; j++) {
+      dl_fcol *c = &r->t->cols[j];
+      c->n = c->nmissing = c->ndict = 0;
+      c->blen = 0;
+      if (c->slots) memset(c->slots, 0, c->hcap * sizeof *c->slots);
+    }
+    r->t->nrows = r->t->nerrors = 0;
+    r->failed = 0;
+    r->rec = rec0;
+    r->lines = lines0;
+    r->field = 0;
+    if (r->err && r->errn) r->err[0] = 0;
+    return pass(r, p, n, 0, NULL);
+  }
+  return 0;
+}
+
 void dl_ftable_free(dl_ftable *t) {
   int i;
   for (i = 0; t->cols && i < t->ncol; i++) {
@@ -493,6 +800,7 @@ void dl_ftable_free(dl_ftable *t) {
     dl_free(c->valid);
     dl_free(c->offs);
     dl_free(c->bytes);
+    dl_free(c->slots);
   }
   free(t->cols);
   memset(t, 0, sizeof *t);
@@ -563,7 +871,7 @@ int dl_csv_frame(const char *p, size_t n, const dl_csvopts *o, dl_ftable *t,
       }
   }
   {
-    int64_t rec0 = r.rec;
+    int64_t rec0 = r.rec, lines0 = r.lines;
     r.phase = 1;
     r.field = 0;
     r.limit = o->ninfer > 0 ? o->ninfer : 1000;
@@ -578,8 +886,9 @@ int dl_csv_frame(const char *p, size_t n, const dl_csvopts *o, dl_ftable *t,
         t->cols[i].type = r.infer[i] == DL_FT_AUTO ? DL_FT_F64 : r.infer[i];
     r.phase = 2;
     r.rec = rec0;
+    r.lines = lines0;
     r.field = 0;
-    if (pass(&r, p, n, 0, NULL)) goto out;
+    if (read_rows(&r, p, n, o->threads, rec0, lines0)) goto out;
   }
   rc = 0;
 out:

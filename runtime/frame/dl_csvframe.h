@@ -1,8 +1,9 @@
 /*
 ** dl_csvframe.h -- typed CSV blocks into columns (pure C).
 ** A block of CSV bytes becomes one column per field: float64, int64
-** and bool columns as dl_nd arrays, strings as offsets + bytes, each
-** with a validity byte per row (0: missing).  Strict: a field that does
+** and bool columns as dl_nd arrays, strings as codes into a dictionary
+** of the distinct strings (built while reading), each with a validity
+** byte per row (0: missing).  Strict: a field that does
 ** not fit its column's type is an error naming file:line:column and the
 ** type, unless on_error_null turns it into a missing value (counted).
 */
@@ -20,15 +21,21 @@ typedef struct dl_fcol {
   int type;        /* DL_FT_* (never AUTO once read) */
   char *name;
   int64_t n, cap;  /* rows */
-  void *vals;      /* double / int64_t / uint8_t per row (not STR) */
+  void *vals;      /* double / int64_t / uint8_t per row; STR: int64_t
+                      codes, 1..ndict in order of first appearance, 0 for
+                      a missing (empty) field */
   dl_nd nd;        /* what holds vals: a 1-d ndarray of cap elements (its
                       buffer can be handed to a Lua ndarray as is; a
                       missing float64 is already NaN in vals) */
   uint8_t *valid;  /* 1 per row: 1 present, 0 missing */
   int64_t nmissing;
-  int64_t *offs;   /* STR: n + 1 offsets into bytes */
+  /* STR: the dictionary, code k being bytes[offs[k-1], offs[k]) */
+  int64_t *offs;   /* ndict + 1 offsets (offs[0] = 0) */
   char *bytes;
   size_t blen, bcap;
+  int64_t ndict, dcap;
+  struct dl_fslot *slots; /* its hash table (hcap slots) */
+  size_t hcap;
 } dl_fcol;
 
 typedef struct dl_ftable {
@@ -50,6 +57,9 @@ typedef struct dl_csvopts {
   int nnames;            /* names when header == 0 (else "1", "2", ...) */
   const char *const *names;
   int ninfer;            /* rows sampled to infer types (0: 1000) */
+  int threads;           /* read rows on up to this many threads (0 or 1:
+                            the caller's only); a block is cut only where
+                            it has no quotes, in chunks of 1 MiB or more */
 } dl_csvopts;
 
 /* Parse n bytes at p into *t (zeroed first).  0, or -1 with a message in
@@ -87,5 +97,10 @@ int dl_csv_map_block(const char *path, int64_t start, int64_t stop,
 /* Release what dl_csv_map_block holds in b. */
 void dl_csv_block_free(dl_csvblock *b);
 const char *dl_ft_name(int type);
+/* Map the pages of p[0, n) (n of 1 MiB or more; smaller: nothing) for
+   writing now, in one call, before they are written: on this kind of VM a
+   page fault per 4 KiB of fresh memory costs several times more than the
+   kernel populating them in one go.  A hint: failures are ignored. */
+void dl_fprefault(void *p, size_t n);
 
 #endif

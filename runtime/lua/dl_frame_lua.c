@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -42,6 +43,7 @@ static dl_nd *push_vec(lua_State *L, dl_dtype t, int64_t n) {
     luaL_error(L, "dlua.frame: dlua.ndarray is not loaded");
   lua_setmetatable(L, -2);
   if (dl_nd_alloc_uninit(a, t, 1, &n)) luaL_error(L, "not enough memory");
+  dl_fprefault(a->data, (size_t)n * dl_nd_itemsize(t));
   return a;
 }
 
@@ -677,23 +679,26 @@ static int type_of(lua_State *L, const char *s) {
    int64 and bool columns with missing values become float64 with NaN. */
 static void push_col(lua_State *L, dl_fcol *c) {
   int64_t i;
-  if (c->type == DL_FT_STR) { /* factorized here: codes + a dict */
-    int64_t *first = lua_newuserdatauv(L, (size_t)(c->n ? c->n : 1) * 8, 0);
-    dl_nd *codes = push_vec(L, DL_I64, c->n);
-    int64_t k = dl_factorize_bytes(c->bytes, c->offs, c->valid, c->n,
-                                   (int64_t *)codes->data, first);
-    if (k < 0) luaL_error(L, "not enough memory");
-    lua_createtable(L, (int)k, 0);
-    for (i = 0; i < k; i++) {
-      int64_t r = first[i];
-      lua_pushlstring(L, c->bytes + c->offs[r],
-                      (size_t)(c->offs[r + 1] - c->offs[r]));
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
+  if (c->type == DL_FT_STR) { /* the reader's codes and dictionary */
+    lua_createtable(L, (int)c->ndict, 0);
+    for (i = 1; i <= c->ndict; i++) {
+      lua_pushlstring(L, c->bytes + c->offs[i - 1],
+                      (size_t)(c->offs[i] - c->offs[i - 1]));
+      lua_rawseti(L, -2, (lua_Integer)i);
     }
-    lua_insert(L, -2); /* dict, codes */
+    if (c->nd.buf != NULL) { /* the codes' buffer becomes the column's */
+      dl_nd *o = (dl_nd *)lua_newuserdatauv(L, sizeof *o, 0);
+      *o = c->nd;
+      o->shape[0] = c->n;
+      o->strides[0] = c->n ? 1 : 0;
+      memset(&c->nd, 0, sizeof c->nd);
+      c->vals = NULL;
+      luaL_setmetatable(L, ND_MT);
+    } else {
+      push_vec(L, DL_I64, 0);
+    }
     push_strcol(L, -2, c->n);
-    lua_replace(L, -3); /* over first */
-    lua_pop(L, 1);      /* dict */
+    lua_remove(L, -2); /* dict */
   } else if (c->nd.buf != NULL &&
              (c->type == DL_FT_F64 || c->nmissing == 0)) {
     /* the reader's buffer becomes the column: no copy (vals hold NaN for
@@ -722,8 +727,69 @@ static void push_col(lua_State *L, dl_fcol *c) {
   }
 }
 
+/* concat(parts [, maps]) -> one ndarray with the parts' elements in
+   order, or nil when a part is not a contiguous 1-d ndarray of the first
+   part's dtype (the caller then uses nd.concatenate).  maps[i], when
+   given, is an int64 ndarray that part i's int64 codes go through (as
+   recode does), in the same pass as the copy. */
+static int l_concat(lua_State *L) {
+  lua_Integer m, i;
+  int64_t n = 0, at = 0, j;
+  dl_dtype t = DL_F64;
+  dl_nd *o;
+  size_t w;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  m = luaL_len(L, 1);
+  for (i = 1; i <= m; i++) {
+    const dl_nd *a;
+    lua_rawgeti(L, 1, i);
+    a = (const dl_nd *)luaL_testudata(L, -1, ND_MT);
+    lua_pop(L, 1); /* the list keeps it alive */
+    if (a == NULL || a->buf == NULL || a->ndim != 1 ||
+        !dl_nd_contiguous(a) || (i > 1 && a->dtype != t))
+      return 0;
+    t = a->dtype;
+    n += a->shape[0];
+  }
+  if (m == 0) return 0;
+  w = dl_nd_itemsize(t);
+  o = push_vec(L, t, n);
+  for (i = 1; i <= m; i++) {
+    const dl_nd *a, *map = NULL;
+    int64_t an;
+    lua_rawgeti(L, 1, i);
+    a = (const dl_nd *)lua_touserdata(L, -1);
+    an = a->shape[0];
+    if (lua_istable(L, 2) && lua_rawgeti(L, 2, i) != LUA_TNIL) {
+      map = check_vec(L, -1);
+      if (map->dtype != DL_I64 || t != DL_I64)
+        return luaL_argerror(L, 2, "maps: int64 codes through int64 maps");
+      for (j = 0; j < an; j++) {
+        int64_t c = ((const int64_t *)a->data)[j];
+        if (c < 0 || c >= map->shape[0])
+          return luaL_error(L, "dlua.frame: code %I out of range 0..%I",
+                            (lua_Integer)c, (lua_Integer)map->shape[0] - 1);
+        ((int64_t *)o->data)[at + j] = ((const int64_t *)map->data)[c];
+      }
+    } else if (an > 0) {
+      memcpy(o->data + (size_t)at * w, a->data, (size_t)an * w);
+    }
+    lua_pop(L, lua_istable(L, 2) ? 2 : 1);
+    at += an;
+  }
+  return 1;
+}
+
+/* Threads read_csv uses when not told: one per online core (at most 8),
+   but one in a worker process, whose cores the cluster shares out. */
+static int default_threads(void) {
+  long c = sysconf(_SC_NPROCESSORS_ONLN);
+  if (getenv("DLUA_WORKER") != NULL || c < 1) return 1;
+  return c > 8 ? 8 : (int)c;
+}
+
 /* read_csv(bytes | {path, start, stop}, {file=, line0=, sep=, header=,
-   on_error=, types=, names=}) -> {names = {...}, cols = {name = col},
+   on_error=, types=, names=, threads=}) -> {names = {...}, cols = {name = col},
    nrows =, nerrors =, empty = bool}.  A {path, start, stop} block is read
    here, in C (dl_csv_read_block: the lines that start in [start, stop);
    stop -1: to the end); empty tells that it held no bytes. */
@@ -764,7 +830,10 @@ static int l_read_csv(lua_State *L) {
   o.file = lua_tostring(L, -1);
   lua_getfield(L, 2, "line0");
   if (lua_isinteger(L, -1)) o.line0 = lua_tointeger(L, -1);
-  lua_pop(L, 4); /* keep file on the stack */
+  lua_getfield(L, 2, "threads");
+  if (lua_isinteger(L, -1)) o.threads = (int)lua_tointeger(L, -1);
+  else o.threads = default_threads();
+  lua_pop(L, 5); /* keep file on the stack */
   lua_getfield(L, 2, "types"); /* name -> type string */
   if (lua_istable(L, -1)) {
     int k = 0;
@@ -1179,6 +1248,7 @@ static const luaL_Reg funcs[] = {
   {"take_missing", l_take_missing}, {"hash_bucket", l_hash_bucket},
   {"split", l_split}, {"join", l_join}, {"argsort", l_argsort},
   {"range_bucket", l_range_bucket}, {"recode", l_recode}, {"take0", l_take0},
+  {"concat", l_concat},
   {NULL, NULL}};
 
 int luaopen_dlua_framec(lua_State *L) {

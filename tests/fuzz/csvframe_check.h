@@ -65,10 +65,20 @@ static int csvframe_fuzz_one(const unsigned char *data, size_t size) {
     const dl_fcol *c = &t.cols[i];
     check(c->n == t.nrows && c->type != DL_FT_AUTO);
     check(c->name != NULL);
-    if (c->type == DL_FT_STR && c->n > 0) {
-      check(c->offs[0] == 0);
-      for (r = 0; r < c->n; r++) check(c->offs[r] <= c->offs[r + 1]);
-      check((size_t)c->offs[c->n] == c->blen);
+    if (c->type == DL_FT_STR) { /* codes in the dictionary, which is */
+      const int64_t *k = (const int64_t *)c->vals; /* every code used */
+      int64_t seen = 0;
+      for (r = 0; r < c->n; r++) {
+        check(k[r] >= 0 && k[r] <= c->ndict && (k[r] == 0) == !c->valid[r]);
+        check(k[r] <= seen + 1); /* in order of first appearance */
+        if (k[r] > seen) seen = k[r];
+      }
+      check(seen == c->ndict);
+      if (c->ndict > 0) {
+        check(c->offs[0] == 0);
+        for (r = 0; r < c->ndict; r++) check(c->offs[r] < c->offs[r + 1]);
+        check((size_t)c->offs[c->ndict] == c->blen);
+      }
     }
   }
   dl_ftable_free(&t);

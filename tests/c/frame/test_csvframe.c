@@ -45,7 +45,8 @@ static void test_typed(void) {
   CHECK(((int64_t *)t.cols[0].vals)[1] == 2);
   CHECK(t.cols[1].type == DL_FT_F64 && t.cols[1].valid[1] == 0);
   CHECK(t.cols[2].type == DL_FT_STR && t.cols[2].offs[1] == 3);
-  CHECK(memcmp(t.cols[2].bytes, "a\nb", 3) == 0);
+  CHECK(t.cols[2].ndict == 2 && ((int64_t *)t.cols[2].vals)[1] == 2);
+  CHECK(memcmp(t.cols[2].bytes, "a\nbc", 4) == 0);
   dl_ftable_free(&t);
   /* inferred int64 from row 1; row 3 does not fit */
   CHECK(read_s("i\n1\n2\nx\n", 0, &t, err) == -1);
@@ -160,10 +161,16 @@ static void test_parse_f64(void) {
     "4.9e-324", "1.7976931348623157e308", "9999999999999999999e-27", NULL};
   static const char *const bad[] = {"", ".", "-", "1e", "1e+", "1x", " 1",
     "1 ", "e5", "--1", "1..2", NULL};
+  static const char *const other[] = {" 1.5", "2.5 ", "inf", "NaN", "NA",
+    "0x1p3", "-0", "1e400", "+7", NULL};
   uint64_t x = 88172645463325252ULL;
   char buf[64];
-  int i, mism = 0;
-  double a, b;
+  int i, j, mism = 0, rows = 300000;
+  double a, b, *want = malloc((size_t)rows * sizeof *want);
+  size_t at = 2, cap = (size_t)rows * 64;
+  char *csv = malloc(cap), err[512];
+  CHECK(want != NULL && csv != NULL);
+  memcpy(csv, "v\n", 2);
   for (i = 0; odd[i]; i++) {
     CHECK(dl_csv_parse_f64(odd[i], strlen(odd[i]), &a) == 1);
     b = strtod(odd[i], NULL);
@@ -212,8 +219,46 @@ static void test_parse_f64(void) {
     }
     b = strtod(buf, NULL);
     mism += memcmp(&a, &b, sizeof a) != 0;
+    if (i % 97 == 0) { /* a field the reader's general path takes */
+      const char *o = other[(i / 97) % 9];
+      n = (int)strlen(o);
+      memcpy(buf, o, (size_t)n + 1);
+      b = o[0] == 'N' ? NAN : strtod(o, NULL);
+    }
+    want[i] = b;
+    memcpy(csv + at, buf, (size_t)n);
+    at += (size_t)n;
+    csv[at++] = '\n';
   }
   CHECK(mism == 0);
+  /* the same numbers read as a float64 column (fast path and general
+     path), on one thread and on three: each bit for bit as strtod */
+  for (j = 1; j <= 3; j += 2) {
+    dl_csvopts o;
+    static const char *const tn[] = {"v"};
+    static const int tv[] = {DL_FT_F64};
+    dl_ftable t;
+    memset(&o, 0, sizeof o);
+    o.sep = ',';
+    o.header = 1;
+    o.file = "f.csv";
+    o.line0 = 1;
+    o.ntypes = 1;
+    o.type_names = tn;
+    o.type_vals = tv;
+    o.threads = j;
+    CHECK(dl_csv_frame(csv, at, &o, &t, err, sizeof err) == 0);
+    CHECK(t.nrows == rows);
+    for (i = 0, mism = 0; i < rows && t.nrows == rows; i++) {
+      a = ((double *)t.cols[0].vals)[i];
+      mism += memcmp(&a, &want[i], sizeof a) != 0 &&
+              !(isnan(a) && isnan(want[i]));
+    }
+    CHECK(mism == 0);
+    dl_ftable_free(&t);
+  }
+  free(want);
+  free(csv);
 }
 
 /* Strings factorized by their bytes (missing ones code 0), and a dict
