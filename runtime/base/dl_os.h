@@ -23,4 +23,8 @@ const char *dl_os_self_exe(void);
 */
 void dl_os_relax(void);
 
+/* A spin step that took longer than this (seconds) lost its CPU to
+   another thread: the machine is busy, and sleeping serves better. */
+#define DL_SPIN_LOST 15e-6
+
 #endif

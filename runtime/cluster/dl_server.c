@@ -259,13 +259,14 @@ static int drain_client(dl_server *s);
 ** client's thread is busy meanwhile (it runs the caller's Lua code), so
 ** only one thread spins at a time.  The watch adapts as the client's spin
 ** does: halved when no request came within it (a client that thinks
-** between calls, a map's gather), doubled when one did.  Returns 1 if it
-** took a request.
+** between calls, a map's gather), doubled when one did, and cut to its
+** least when a step lost the CPU (a busy machine).  Returns 1 if it took
+** a request.
 */
 #define POLL_MAX 60e-6
 #define POLL_MIN 2e-6
 static int poll_client(dl_server *s) {
-  double start, t;
+  double start, t, prev;
   int got;
   if (s->stopping) return 0;
   if (s->sched) {
@@ -278,9 +279,15 @@ static int poll_client(dl_server *s) {
   if (s->pspin <= 0) s->pspin = POLL_MAX;
   start = now_s();
   atomic_store(&s->polling, 1);
+  prev = start;
   while (!atomic_load(&s->outbox_ready)) {
     t = now_s();
     if (t - start > s->pspin) break;
+    if (t - prev > DL_SPIN_LOST) { /* the machine is busy: stop */
+      s->pspin = 2 * POLL_MIN;
+      break;
+    }
+    prev = t;
     dl_os_relax();
   }
   atomic_store(&s->polling, 0);
@@ -1942,7 +1949,7 @@ static int recv_wait(dl_server *s, dl_buf *out, double timeout) {
       if (got) {
         /* Answers come within the longest spin (even when this one
            stopped short): spin as long as allowed from now on. */
-        if (spun && now_s() - start <= DL_SERVER_SPIN)
+        if ((spun == 1 || spun == 2) && now_s() - start <= DL_SERVER_SPIN)
           s->spin = DL_SERVER_SPIN;
         return got;
       }
@@ -1956,19 +1963,28 @@ static int recv_wait(dl_server *s, dl_buf *out, double timeout) {
          poll_client), and each step lets a thread that is ready run on
          this CPU (dl_os_relax): on a busy machine it may be the one that
          brings the answer.  The spin adapts: it is halved each time the
-         answer did not come within it (a busy machine, long tasks), and
-         back to its longest once an answer comes within that, so a spin
-         that does not pay does not take CPU time from the threads that
-         work. */
+         answer did not come within it (long tasks), back to its longest
+         once an answer comes within that, and cut to its least when a
+         step lost the CPU for DL_SPIN_LOST (a busy machine, where a
+         thread woken from sleep gets the CPU sooner than one that
+         yields), so a spin that does not pay does not take CPU time from
+         the threads that work. */
+      double prev = start;
       spun = 1;
       if (s->spin <= 0) s->spin = DL_SERVER_SPIN;
       while (atomic_load(&wake_seq) == seen) {
         double t = now_s();
         if (t - start > s->spin || (timeout > 0 && t >= deadline))
           break;
+        if (t - prev > DL_SPIN_LOST) { /* others want this CPU: sleep */
+          spun = 3;
+          s->spin = DL_SERVER_SPIN_MIN;
+          break;
+        }
+        prev = t;
         dl_os_relax();
       }
-      if (atomic_load(&wake_seq) == seen) {
+      if (atomic_load(&wake_seq) == seen && spun == 1) {
         spun = 2;
         if (s->spin > DL_SERVER_SPIN_MIN) s->spin /= 2;
       }

@@ -1019,7 +1019,8 @@ static void relieve_memory(lua_State *L) {
 ** task_spin seconds before it sleeps (dl_os_relax between looks: the
 ** threads that bring the task may need this CPU).  The watch adapts:
 ** halved when no task came within it, back to its longest when one came
-** within that, so an idle worker soon sleeps at once.  enq_seq counts the
+** within that, cut to its least when a step lost the CPU (a busy
+** machine), so an idle worker soon sleeps at once.  enq_seq counts the
 ** tasks queued (dl_w_enqueue).
 */
 #define TASK_SPIN_MAX 50e-6
@@ -1029,14 +1030,22 @@ static double task_spin = TASK_SPIN_MAX;
 
 static double await_task(void) {
   unsigned seen = atomic_load(&enq_seq);
-  double start = now_s();
+  double start = now_s(), prev = start;
   int empty;
   uv_mutex_lock(&W.lock);
   empty = W.qhead == NULL && P.ready == NULL && W.cin.len == 0;
   uv_mutex_unlock(&W.lock);
   if (!empty) return 0;
-  while (atomic_load(&enq_seq) == seen && now_s() - start <= task_spin)
+  while (atomic_load(&enq_seq) == seen) {
+    double t = now_s();
+    if (t - start > task_spin) break;
+    if (t - prev > DL_SPIN_LOST) { /* the machine is busy: sleep */
+      task_spin = 2 * TASK_SPIN_MIN;
+      break;
+    }
+    prev = t;
     dl_os_relax();
+  }
   if (atomic_load(&enq_seq) == seen && task_spin > TASK_SPIN_MIN)
     task_spin /= 2;
   return start;
