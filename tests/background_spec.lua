@@ -83,6 +83,31 @@ describe("background progress", function()
     assert.same({1, 2, 3}, client:gather(futs, 10))
   end)
 
+  it("starts a task submitted just after an answer, with no wait after it",
+     function()
+    -- Right after it hands an answer to a waiting client, the scheduler's
+    -- thread watches for the client's next request for some microseconds
+    -- instead of being woken for it.  A request sent as that watch ends
+    -- must still start: think times from 0 to 150 us cross its end.
+    local runs, stop = {}, tmp()
+    for i = 1, 60 do runs[i] = tmp() end
+    finally(function()
+      for i = 1, 60 do os.remove(runs[i]) end
+      os.remove(stop)
+    end)
+    H.spit(stop, "") -- each task returns as soon as it has started
+    local function inc(x) return x + 1 end
+    for i = 1, 60 do
+      assert.equal(i + 1, client:submit(inc, i):result())
+      local t = dlua.time() + (i % 31) * 5e-6
+      while dlua.time() < t do end
+      local f = client:submit(hold, runs[i], stop, i)
+      -- No client call from here on until the task has run.
+      assert.is_true(H.poll(function() return exists(runs[i]) end, 10))
+      assert.equal(i, f:result())
+    end
+  end)
+
   it("starts every task of a persisted delayed graph while the client "
      .. "runs its own code", function()
     -- Its tasks are queued in batches (dlua.delayed's submit path): the

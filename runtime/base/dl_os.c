@@ -2,6 +2,7 @@
 ** dl_os.c -- operating-system helpers (see dl_os.h).
 */
 #include <limits.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,3 +21,5 @@ const char *dl_os_self_exe(void) {
     return "/proc/self/exe";
   return path;
 }
+
+void dl_os_relax(void) { sched_yield(); }

@@ -13,4 +13,18 @@
 */
 const char *dl_os_self_exe(void);
 
+/*
+** One step of a short, bounded spin (a thread that expects news within
+** microseconds and checks for it between steps): hands the CPU to any
+** thread that is ready to run on it, which may be the very thread the
+** spinner waits for when the machine has fewer CPUs than busy threads;
+** with none, it returns at once.  Spinning without it can hold the
+** news back for a whole time slice.
+*/
+void dl_os_relax(void);
+
+/* A spin step that took longer than this (seconds) lost its CPU to
+   another thread: the machine is busy, and sleeping serves better. */
+#define DL_SPIN_LOST 15e-6
+
 #endif

@@ -75,6 +75,11 @@ struct dl_server {
   atomic_int inbox_ready; /* inbox.len > 0, readable without the lock */
   int dead;       /* (L) the loop has ended */
   atomic_int ended; /* dead, readable without the lock */
+  atomic_int outbox_ready; /* outbox.len > 0 (set and cleared under lock) */
+  atomic_int polling;  /* the loop's thread watches outbox_ready: a send
+                          needs no wake-up (see poll_client) */
+  atomic_int cwaiting; /* the client's thread is in dl_server_recv */
+  double pspin;        /* loop only: seconds poll_client watches */
   double spin;      /* client thread only: seconds dl_server_recv spins */
   double last_wake; /* client thread only: when it last woke the loop */
   int deferred;     /* client thread only: sent without a wake-up since */
@@ -220,10 +225,10 @@ static dl_buf *worker_out(void *ud, int wid) {
 static dl_buf *client_out(void *ud) { return &((dl_server *)ud)->cpending; }
 
 /* Move this iteration's client messages to the inbox and wake the client
-   (the one in this process; remote clients' go through worker_out). */
-static void prep_cb(uv_prepare_t *h) {
-  dl_server *s = h->data;
-  if (s->cpending.len == 0) return;
+   (the one in this process; remote clients' go through worker_out).
+   Returns whether the client's thread was waiting for them. */
+static int deliver(dl_server *s) {
+  int waiting;
   uv_mutex_lock(&s->lock);
   if (s->inbox.len == 0) {
     dl_buf t = s->inbox;
@@ -234,8 +239,77 @@ static void prep_cb(uv_prepare_t *h) {
     s->cpending.len = 0;
   }
   atomic_store(&s->inbox_ready, 1);
+  waiting = atomic_load(&s->cwaiting);
   uv_mutex_unlock(&s->lock);
   wake_bump();
+  return waiting;
+}
+
+static int drain_client(dl_server *s);
+
+/*
+** The client's next request usually follows its answer closely (a loop
+** of submit(...):result()): waking this thread for it through uv_async
+** costs a system call on the client's side and the wake-up of a sleeping
+** CPU on this one, more than the rest of a small task's round trip.  So
+** after it gave a waiting client the news it waited for, with no task in
+** flight (nothing else to do), this thread watches the client's outbox
+** for up to pspin seconds; a send then only sets outbox_ready
+** (dl_server_send), and the request goes to its worker at once.  The
+** client's thread is busy meanwhile (it runs the caller's Lua code), so
+** only one thread spins at a time.  The watch adapts as the client's spin
+** does: halved when no request came within it (a client that thinks
+** between calls, a map's gather), doubled when one did, and cut to its
+** least when a step lost the CPU (a busy machine).  Returns 1 if it took
+** a request.
+*/
+#define POLL_MAX 60e-6
+#define POLL_MIN 2e-6
+static int poll_client(dl_server *s) {
+  double start, t, prev;
+  int got;
+  if (s->stopping) return 0;
+  if (s->sched) {
+    int64_t c[6];
+    uv_mutex_lock(&s->lock);
+    dl_sched_counts(s->sched, c);
+    uv_mutex_unlock(&s->lock);
+    if (c[0] + c[1] + c[2] > 0) return 0; /* waiting, ready, processing */
+  }
+  if (s->pspin <= 0) s->pspin = POLL_MAX;
+  start = now_s();
+  atomic_store(&s->polling, 1);
+  prev = start;
+  while (!atomic_load(&s->outbox_ready)) {
+    t = now_s();
+    if (t - start > s->pspin) break;
+    if (t - prev > DL_SPIN_LOST) { /* the machine is busy: stop */
+      s->pspin = 2 * POLL_MIN;
+      break;
+    }
+    prev = t;
+    dl_os_relax();
+  }
+  atomic_store(&s->polling, 0);
+  /* Read after polling is cleared: a send that saw polling set is seen
+     here (both are sequentially consistent). */
+  got = atomic_load(&s->outbox_ready);
+  if (got) {
+    if (s->pspin < POLL_MAX) s->pspin *= 2;
+    return drain_client(s);
+  }
+  if (s->pspin > POLL_MIN) s->pspin /= 2;
+  return 0;
+}
+
+static void prep_cb(uv_prepare_t *h) {
+  dl_server *s = h->data;
+  while (s->cpending.len) {
+    if (!deliver(s) || !poll_client(s)) break;
+    /* The request is in: send its messages now (the flusher has run for
+       this iteration) and hand over any answer it had at once. */
+    dl_flusher_flush(&s->fl);
+  }
 }
 
 /* ------------------------------------------------------------ workers */
@@ -1072,6 +1146,7 @@ static int drain_client(dl_server *s) {
   uv_mutex_lock(&s->lock);
   msgs = s->outbox;
   dl_buf_init(&s->outbox);
+  atomic_store(&s->outbox_ready, 0);
   uv_mutex_unlock(&s->lock);
   if (msgs.len == 0) {
     dl_buf_free(&msgs);
@@ -1801,7 +1876,12 @@ int dl_server_send(dl_server *s, const char *p, size_t n, int urgent) {
   int rc;
   uv_mutex_lock(&s->lock);
   rc = s->dead ? DL_EPROTO : dl_buf_put(&s->outbox, p, n);
+  if (rc == 0) atomic_store(&s->outbox_ready, 1);
   uv_mutex_unlock(&s->lock);
+  if (rc == 0 && atomic_load(&s->polling)) {
+    s->deferred = 0; /* the loop's thread takes it now (poll_client) */
+    return 0;
+  }
   if (rc == 0) {
     double t = now_s();
     /* Within DL_SERVER_BURST of the last wake-up the scheduler's thread
@@ -1840,21 +1920,37 @@ static int take_inbox(dl_server *s, dl_buf *out) {
   return got;
 }
 
+static int recv_wait(dl_server *s, dl_buf *out, double timeout);
+
 int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
+  int rc;
+  /* Seen by the loop's thread when it hands over news (poll_client). */
+  atomic_store(&s->cwaiting, 1);
+  rc = recv_wait(s, out, timeout);
+  atomic_store(&s->cwaiting, 0);
+  return rc;
+}
+
+static int recv_wait(dl_server *s, dl_buf *out, double timeout) {
   double start = now_s(), deadline = start + timeout;
   int spun = 0;
-  if (s->deferred) { /* the answer is awaited: no pickup delay */
+  /* The answer is awaited: no pickup delay for messages still queued. */
+  if (s->deferred) {
     s->deferred = 0;
-    s->last_wake = start;
-    uv_async_send(&s->wake);
+    if (atomic_load(&s->outbox_ready)) {
+      s->last_wake = start;
+      uv_async_send(&s->wake);
+    }
   }
   for (;;) {
     unsigned seen = atomic_load(&wake_seq);
     if (atomic_load(&s->inbox_ready) || atomic_load(&s->ended)) {
       int got = take_inbox(s, out);
       if (got) {
-        /* Answers come within the spin: spin as long as allowed. */
-        if (spun == 1 && s->spin < DL_SERVER_SPIN) s->spin *= 2;
+        /* Answers come within the longest spin (even when this one
+           stopped short): spin as long as allowed from now on. */
+        if ((spun == 1 || spun == 2) && now_s() - start <= DL_SERVER_SPIN)
+          s->spin = DL_SERVER_SPIN;
         return got;
       }
     }
@@ -1862,22 +1958,33 @@ int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
     if (timeout == 0) return 0;
     if (!spun) {
       /* Spin briefly first: waking a sleeping thread costs more here than
-         the answer to a small task takes.  Only the client spins; the
-         scheduler's thread sleeps in its loop.  The spin adapts: it is
-         halved each time the answer did not come within it (a busy
-         machine, long tasks), doubled when it did, so a spin that does
-         not pay does not take CPU time from the threads that work. */
+         the answer to a small task takes.  The scheduler's thread does
+         not spin meanwhile (it watches only while the client runs, see
+         poll_client), and each step lets a thread that is ready run on
+         this CPU (dl_os_relax): on a busy machine it may be the one that
+         brings the answer.  The spin adapts: it is halved each time the
+         answer did not come within it (long tasks), back to its longest
+         once an answer comes within that, and cut to its least when a
+         step lost the CPU for DL_SPIN_LOST (a busy machine, where a
+         thread woken from sleep gets the CPU sooner than one that
+         yields), so a spin that does not pay does not take CPU time from
+         the threads that work. */
+      double prev = start;
       spun = 1;
       if (s->spin <= 0) s->spin = DL_SERVER_SPIN;
       while (atomic_load(&wake_seq) == seen) {
         double t = now_s();
         if (t - start > s->spin || (timeout > 0 && t >= deadline))
           break;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        if (t - prev > DL_SPIN_LOST) { /* others want this CPU: sleep */
+          spun = 3;
+          s->spin = DL_SERVER_SPIN_MIN;
+          break;
+        }
+        prev = t;
+        dl_os_relax();
       }
-      if (atomic_load(&wake_seq) == seen) {
+      if (atomic_load(&wake_seq) == seen && spun == 1) {
         spun = 2;
         if (s->spin > DL_SERVER_SPIN_MIN) s->spin /= 2;
       }

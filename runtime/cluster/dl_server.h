@@ -141,13 +141,17 @@ void dl_server_stop(dl_server *s);
 ** the thread is woken now; otherwise the messages ride with the current
 ** burst and are taken within a millisecond at most, so a loop of submits
 ** costs a wake-up per burst, not per task; dl_server_recv wakes the
-** thread at once for such messages.  Call from one client thread.
+** thread at once for such messages.  Right after the thread handed news
+** to a waiting client, with no task in flight, it watches for the
+** client's next messages for some microseconds: those need no wake-up at
+** all.  Call from one client thread.
 */
 #define DL_SERVER_BURST 100e-6
 int dl_server_send(dl_server *s, const char *p, size_t n, int urgent);
 
 /* Seconds a waiting client spins at most (and at least, once the spin
-   has stopped paying) before it sleeps on the futex. */
+   has stopped paying) before it sleeps on the futex; it yields the CPU
+   between looks. */
 #ifndef DL_SERVER_SPIN
 #define DL_SERVER_SPIN 80e-6
 #endif

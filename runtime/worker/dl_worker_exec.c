@@ -3,6 +3,7 @@
 ** a task, runs it, and stores or reports its result.
 */
 #include "dl_worker_int.h"
+#include "dl_os.h"
 
 /* Set when a task made or used megabytes: collect garbage after it. */
 static int big_garbage;
@@ -1012,9 +1013,57 @@ static void relieve_memory(lua_State *L) {
   uv_mutex_unlock(&W.lock);
 }
 
+/*
+** A small task's round trip wakes this thread for its task: the signal of
+** W.cond costs the I/O thread a system call and this one the wake-up of a
+** sleeping CPU, a large part of the whole trip.  So after a task, with
+** none queued, the executor watches for the next one for up to
+** task_spin seconds before it sleeps (dl_os_relax between looks: the
+** threads that bring the task may need this CPU).  The watch adapts:
+** halved when no task came within it, back to its longest when one came
+** within that, cut to its least when a step lost the CPU (a busy
+** machine), so an idle worker soon sleeps at once.  enq_seq counts the
+** tasks queued (dl_w_enqueue).
+*/
+#define TASK_SPIN_MAX 50e-6
+#define TASK_SPIN_MIN 2e-6
+static atomic_uint enq_seq;
+static double task_spin = TASK_SPIN_MAX;
+
+static double await_task(void) {
+  unsigned seen = atomic_load(&enq_seq);
+  double start = now_s(), prev = start;
+  int empty;
+  uv_mutex_lock(&W.lock);
+  empty = W.qhead == NULL && P.ready == NULL && W.cin.len == 0;
+  uv_mutex_unlock(&W.lock);
+  if (!empty) return 0;
+  while (atomic_load(&enq_seq) == seen) {
+    double t = now_s();
+    if (t - start > task_spin) break;
+    if (t - prev > DL_SPIN_LOST) { /* the machine is busy: sleep */
+      task_spin = 2 * TASK_SPIN_MIN;
+      break;
+    }
+    prev = t;
+    dl_os_relax();
+  }
+  if (atomic_load(&enq_seq) == seen && task_spin > TASK_SPIN_MIN)
+    task_spin /= 2;
+  return start;
+}
+
+/* A task was taken after the executor went idle at since: when it came
+   within the longest watch, watch that long from now on. */
+static void task_came(double since) {
+  if (since > 0 && now_s() - since <= TASK_SPIN_MAX)
+    task_spin = TASK_SPIN_MAX;
+}
+
 void dl_w_exec_main(void *arg) {
   lua_State *L = arg;
   dl_buf cyc, pcancel;
+  int just_ran = 0;
   dl_buf_init(&cyc);
   dl_buf_init(&pcancel);
   dl_map_init(&P.bykey);
@@ -1027,7 +1076,10 @@ void dl_w_exec_main(void *arg) {
     parked *pk = NULL;
     char **frees;
     int nfrees, i;
-    double due = collect_due(wake_due());
+    double due, idle_since = 0;
+    if (just_ran) idle_since = await_task();
+    just_ran = 0;
+    due = collect_due(wake_due());
     uv_mutex_lock(&W.lock);
     while (W.qhead == NULL && !W.stop && !W.relieve && P.ready == NULL &&
            W.cin.len == 0 && W.cyc.len == 0 && W.pcancel.len == 0) {
@@ -1089,6 +1141,7 @@ void dl_w_exec_main(void *arg) {
       continue;
     }
     dl_w_fns_reap();
+    if (t) task_came(idle_since);
     if (pk) {
       P.resumed_at = now_s();
       step(L, pk, 0);
@@ -1096,6 +1149,7 @@ void dl_w_exec_main(void *arg) {
       run_task(L, t);
     }
     P.worked_at = now_s();
+    just_ran = 1;
     collect_futures(L, 0);
     relieve_memory(L);
   }
@@ -1122,6 +1176,7 @@ void dl_w_enqueue(wtask *t) {
     t->next = *pp;
     *pp = t;
   }
+  atomic_fetch_add(&enq_seq, 1); /* a spinning executor sees it now */
   uv_cond_signal(&W.cond);
   uv_mutex_unlock(&W.lock);
 }
