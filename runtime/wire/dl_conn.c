@@ -366,7 +366,7 @@ void dl_conn_flush(dl_conn *c) {
   dl_wgate *g;
   if (c->out.len <= 4 || c->closing) return;
   if (!writable(c)) return; /* not connected, or closing */
-  if (c->big) return; /* after the big frame: big_finish flushes */
+  if (c->big) return; /* after the big frame: chunk_cb flushes */
   w = dl_realloc(NULL, sizeof *w);
   if (w == NULL) return;
   c->out.p[0] = (char)((c->out.len - 4) & 0xff);
