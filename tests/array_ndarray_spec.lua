@@ -203,6 +203,25 @@ describe("dlua.ndarray linear algebra", function()
       err_of(nd.matmul, A{{1, 2}, {3, 4}}, A{1, 2, 3}))
   end)
 
+  it("multiplies a matrix by its own transpose (dsyrk, mirrored)", function()
+    local b = nd.arange(1, 63):reshape(7, 9) / 7 - 3
+    -- contiguous, a transposed view, a view of every other row, a view of
+    -- some columns: each a @ a.T against the same product of a copy
+    for _, a in ipairs{b, b.T, b:slice({1, 7, 2}), b:slice({}, {2, 6})} do
+      local r = a:matmul(a.T)
+      close(r, a:matmul(a.T:copy()), 1e-12)
+      assert.same(r.T:totable(), r:totable()) -- exactly symmetric
+    end
+    close(b:reshape(7, 9, 1):slice({}, {}, 1):matmul(
+      b:reshape(7, 9, 1):slice({}, {}, 1).T), b:matmul(b.T), 1e-12)
+    assert.same({{0, 0}, {0, 0}}, nd.zeros{2, 0}:matmul(nd.zeros{2, 0}.T)
+      :totable())
+    assert.same({0, 0}, nd.zeros{0, 3}:matmul(nd.zeros{0, 3}.T).shape)
+    local f = b:astype("float32")
+    assert.equal("float32", f:matmul(f.T).dtype)
+    close(f:matmul(f.T):astype("float64"), b:matmul(b.T), 1e-3)
+  end)
+
   it("solves, inverts, factors", function()
     local b = A{1.0, 2, 3}
     close(M:matmul(nd.linalg.solve(M, b)), b)

@@ -155,6 +155,22 @@ describe("dlua.array operations", function()
     close((y + y.T):compute(SYNC), yv + yv.T)
     close(y:matmul(y.T):compute(SYNC), yv:matmul(yv.T), 1e-9)
     close(x:matmul(y):compute(SYNC), xv:matmul(yv), 1e-9)
+    -- y @ y.T: tasks for the blocks on and above the diagonal only (6 of
+    -- 9), the others are their transposes
+    local yy = y:matmul(y.T)
+    local n = 0
+    for k in pairs(yy:graph()) do
+      if k:sub(1, #yy.name + 1) == yy.name .. "-" then n = n + 1 end
+    end
+    assert.equal(6, n)
+    local yyv = yv:matmul(yv.T)
+    close(yy:compute(SYNC), yyv, 1e-9)
+    close(yy:sum():compute(SYNC), yyv:sum(), 1e-12)
+    close(yy:sum{axis = 1}:compute(SYNC), yyv:sum{axis = 1}, 1e-9)
+    close(yy:slice({10, 35}, {2, 40, 3}):compute(SYNC),
+      yyv:slice({10, 35}, {2, 40, 3}), 1e-9)
+    close((yy - yy.T):abs():max():compute(SYNC), 0, 0)
+    close(y.T:matmul(y.T.T):compute(SYNC), yv.T:matmul(yv), 1e-9)
     assert.matches("shapes %(50, 40%) and %(50, 40%) do not align",
       err_of(x.matmul, x, x))
   end)

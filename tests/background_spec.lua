@@ -83,6 +83,30 @@ describe("background progress", function()
     assert.same({1, 2, 3}, client:gather(futs, 10))
   end)
 
+  it("starts every task of a persisted delayed graph while the client "
+     .. "runs its own code", function()
+    -- Its tasks are queued in batches (dlua.delayed's submit path): the
+    -- last, short batch must leave when persist returns, not at a wait.
+    local runs, stop = {}, tmp()
+    for i = 1, 3 do runs[i] = tmp() end
+    finally(function()
+      for i = 1, 3 do os.remove(runs[i]) end
+      os.remove(stop)
+    end)
+    H.spit(stop, "")
+    local dhold = dlua.delayed(hold)
+    local parts = {}
+    for i = 1, 3 do parts[i] = dhold(runs[i], stop, i) end
+    local p = dlua.delayed(function(a, b, c) return a + b + c end)(
+      parts[1], parts[2], parts[3])
+    local d = dlua.persist(p, {client = client})
+    assert.is_true(H.poll(function()
+      for i = 1, 3 do if not exists(runs[i]) then return false end end
+      return true
+    end, 10))
+    assert.equal(6, d:compute{client = client})
+  end)
+
   it("shows a finished future as finished in tostring", function()
     local f = client:submit(function() return 1 end)
     assert.is_true(H.poll(function()

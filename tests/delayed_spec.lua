@@ -501,6 +501,11 @@ local function stand_in()
     args[n + 1] = setmetatable({key = o.key, order = o.order}, Opts)
     return self:submit(fn, table.unpack(args, 1, n + 1))
   end
+  function client:_queue(spec, fn, ...)
+    local n = select("#", ...)
+    return self:_submit({key = spec.key, order = spec.order}, fn, n, ...)
+  end
+  function client:_send_queued() end
   function client:gather(list)
     local out = {}
     for i, f in ipairs(list) do out[i] = f:result() end

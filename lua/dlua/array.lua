@@ -349,14 +349,21 @@ local function materialize(a)
   if a.kind == "keys" then return a end
   if a.materialized then return a.materialized end
   local layer, name = {}, fresh(a.name:match("^(.-)%-") or "block")
+  -- blocks that already are tasks keep their keys
   local b = new_array{name = name, shape = a.shape, chunks = a.chunks,
     dtype = a.dtype, kind = "keys", layers = merge_layers(a),
-    mkref = function(_, idx) return key_of(name, idx) end}
+    mkref = function(_, idx)
+      local r = block_ref(a, idx)
+      return type(r) == "string" and r or key_of(name, idx)
+    end}
   for _, idx in ipairs(each_block(a.chunks)) do
     local r = block_ref(a, idx)
-    local deps = {}
-    ref_deps(r, deps, {})
-    layer[key_of(name, idx)] = {fn = t_block, args = {n = 1, r}, deps = deps}
+    if type(r) ~= "string" then
+      local deps = {}
+      ref_deps(r, deps, {})
+      layer[key_of(name, idx)] = {fn = t_block, args = {n = 1, r},
+                                  deps = deps}
+    end
   end
   b.layers[name] = layer
   a.materialized = b
@@ -1037,7 +1044,12 @@ function methods.matmul(a, b)
   local name = fresh("matmul")
   local layer = {}
   local chunks = {a.chunks[1], b.chunks[2]}
+  -- x @ x.T is symmetric: only the blocks on and above the diagonal are
+  -- tasks (the diagonal ones by dsyrk, in C), those below are their
+  -- transposes -- half the flops, as NumPy's matmul does for a @ a.T.
+  local sym = b.kind == "T" and b.tsrc == a
   for _, idx in ipairs(each_block(chunks)) do
+    if sym and idx[1] > idx[2] then goto continue end
     local ar, br, deps, set = {}, {}, {}, {}
     for l = 1, #a.chunks[2] do
       ar[l] = block_ref(ma, {idx[1], l})
@@ -1047,12 +1059,19 @@ function methods.matmul(a, b)
     end
     layer[key_of(name, idx)] = {fn = t_matmul, args = {n = 2, ar, br},
                                 deps = deps}
+    ::continue::
   end
   local layers = merge_layers(ma, mb)
   layers[name] = layer
   return new_array{name = name, shape = {a.shape[1], b.shape[2]},
-    chunks = chunks, dtype = "float64", kind = "keys", layers = layers,
-    mkref = function(_, idx) return key_of(name, idx) end}
+    chunks = chunks, dtype = "float64", kind = sym and "sym" or "keys",
+    layers = layers,
+    mkref = function(_, idx)
+      if sym and idx[1] > idx[2] then
+        return {"T", key_of(name, {idx[2], idx[1]})}
+      end
+      return key_of(name, idx)
+    end}
 end
 M.matmul = methods.matmul
 methods.dot = methods.matmul
@@ -2463,7 +2482,11 @@ end
 local function ntasks(a)
   local n = 0
   for _, l in pairs(a.layers) do for _ in pairs(l) do n = n + 1 end end
-  if a.kind ~= "keys" then n = n + #each_block(a.chunks) end
+  if a.kind ~= "keys" then -- materialize's tasks: blocks not yet tasks
+    for _, idx in ipairs(each_block(a.chunks)) do
+      if type(block_ref(a, idx)) ~= "string" then n = n + 1 end
+    end
+  end
   return n
 end
 

@@ -251,6 +251,21 @@ function Client:_submit(opts, fn, n, ...)
   return new_future(self, key)
 end
 
+-- Queue one task of a graph without sending it yet (dlua.delayed): spec
+-- is {key =, order =}, read at once, so the caller may reuse it.  The
+-- tasks leave in batches, and the last one at _send_queued.  Returns the
+-- task's future.
+function Client:_queue(spec, fn, ...)
+  local h = self.handle
+  h:queue(spec, fn, ...)
+  return h:future(spec.key, self)
+end
+
+-- Send what _queue queued (the caller does not wait yet).
+function Client:_send_queued()
+  self.handle:send_queued()
+end
+
 -- Raise "client is closed" (at the caller of the method that calls this).
 local function check_open(self, what)
   if getmetatable(self) ~= Client then

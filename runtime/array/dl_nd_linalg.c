@@ -39,6 +39,9 @@ typedef lapack_int (*getrf_fn)(int, lapack_int, lapack_int, double *,
 typedef lapack_int (*gelsd_fn)(int, lapack_int, lapack_int, lapack_int,
                                double *, lapack_int, double *, lapack_int,
                                double *, double, lapack_int *);
+typedef void (*dsyrk_fn)(CBLAS_LAYOUT, CBLAS_UPLO, CBLAS_TRANSPOSE, blasint,
+                         blasint, double, const double *, blasint, double,
+                         double *, blasint);
 typedef void (*dtrsm_fn)(CBLAS_LAYOUT, CBLAS_SIDE, CBLAS_UPLO,
                          CBLAS_TRANSPOSE, CBLAS_DIAG, blasint, blasint,
                          double, const double *, blasint, double *, blasint);
@@ -46,6 +49,7 @@ typedef void (*dtrsm_fn)(CBLAS_LAYOUT, CBLAS_SIDE, CBLAS_UPLO,
 static struct {
   int state; /* 0 not tried, 1 loaded, -1 failed */
   dgemm_fn dgemm;
+  dsyrk_fn dsyrk;
   void (*set_threads)(int);
   int (*get_threads)(void);
   gesv_fn gesv;
@@ -69,6 +73,7 @@ static void lib_load(void) {
   lib.state = -1;
   if (blas == NULL || lapacke == NULL) return;
   *(void **)&lib.dgemm = dlsym(blas, "cblas_dgemm");
+  *(void **)&lib.dsyrk = dlsym(blas, "cblas_dsyrk");
   *(void **)&lib.set_threads = dlsym(blas, "openblas_set_num_threads");
   *(void **)&lib.get_threads = dlsym(blas, "openblas_get_num_threads");
   *(void **)&lib.gesv = dlsym(lapacke, "LAPACKE_dgesv");
@@ -79,7 +84,7 @@ static void lib_load(void) {
   *(void **)&lib.getrf = dlsym(lapacke, "LAPACKE_dgetrf");
   *(void **)&lib.dtrsm = dlsym(blas, "cblas_dtrsm");
   *(void **)&lib.gelsd = dlsym(lapacke, "LAPACKE_dgelsd");
-  if (lib.dgemm && lib.set_threads && lib.get_threads && lib.gesv &&
+  if (lib.dgemm && lib.dsyrk && lib.set_threads && lib.get_threads && lib.gesv &&
       lib.geqrf && lib.orgqr && lib.gesdd && lib.potrf && lib.getrf &&
       lib.dtrsm && lib.gelsd) {
     if (w && *w) lib.set_threads(1);
@@ -177,6 +182,42 @@ fail_a:
   return rc;
 }
 
+/* Whether b is the transpose view of a (the same elements, axes swapped:
+   a @ a.T), with a float64 matrix dgemm/dsyrk read in place. */
+static int is_own_transpose(const dl_nd *a, const dl_nd *b) {
+  int t;
+  int64_t ld;
+  return a->ndim == 2 && b->ndim == 2 && a->data == b->data &&
+         a->shape[0] == b->shape[1] && a->shape[1] == b->shape[0] &&
+         a->strides[0] == b->strides[1] && a->strides[1] == b->strides[0] &&
+         blas_layout(a, &t, &ld);
+}
+
+/* r (+)= a a^T by dsyrk into r's upper triangle (r: C-contiguous n x n
+   float64; the lower triangle is left to mirror()).  Half of gemm's flops:
+   NumPy's matmul does the same for a @ a.T. */
+static void syrk(dl_nd *r, const dl_nd *a, double beta) {
+  int64_t n = a->shape[0], k = a->shape[1], ld;
+  int t;
+  blas_layout(a, &t, &ld);
+  if (n > 0 && k > 0)
+    lib.dsyrk(CblasRowMajor, CblasUpper, t ? CblasTrans : CblasNoTrans,
+              (int)n, (int)k, 1.0, (const double *)a->data, (int)ld, beta,
+              (double *)r->data, (int)n);
+}
+
+/* Copy the upper triangle of the n x n C-contiguous r onto its lower one,
+   in tiles (both sides stay in cache). */
+static void mirror(dl_nd *r) {
+  int64_t n = r->shape[0], i0, j0, i, j;
+  double *c = (double *)r->data;
+  enum { T = 64 };
+  for (i0 = 0; i0 < n; i0 += T)
+    for (j0 = 0; j0 <= i0; j0 += T)
+      for (i = i0; i < n && i < i0 + T; i++)
+        for (j = j0; j < i && j < j0 + T; j++) c[i * n + j] = c[j * n + i];
+}
+
 /* Shape of the product a b into shape (*nd axes); ESHAPE when they do not
    align. */
 static int product_shape(const dl_nd *a, const dl_nd *b, int *nd,
@@ -209,6 +250,13 @@ int dl_nd_matmul_sum(dl_nd *out, int n, const dl_nd *const *a,
                                              : dl_nd_alloc)(
            &r, DL_F64, nd, shape)) != 0)
     return rc;
+  for (i = 0; i < n && is_own_transpose(a[i], b[i]); i++) {}
+  if (i == n && a[0]->shape[1] > 0) { /* every pair is x, x.T */
+    for (i = 0; i < n; i++) syrk(&r, a[i], i ? 1.0 : 0.0);
+    mirror(&r);
+    *out = r;
+    return 0;
+  }
   for (i = 0; i < n; i++) {
     if ((rc = gemm(&r, a[i], b[i], i ? 1.0 : 0.0)) != 0) {
       dl_nd_release(&r);

@@ -50,6 +50,8 @@ static size_t cache_max = (size_t)256 << 20;
    the process's limit, so a program with many big strings never runs out
    of descriptors for its files and sockets because of us. */
 static int nfds, fd_budget = -1;
+/* dl_mem_private: this thread's new big blocks are anonymous memory. */
+static __thread int private_hint;
 
 static size_t slot_of(const void *p) {
   uint64_t h = ((uint64_t)(uintptr_t)p >> 21) * 0x9E3779B97F4A7C15ull;
@@ -148,7 +150,8 @@ static int fresh(big *b, size_t map) {
   char *a = reserve(map);
   if (a == NULL) return -1;
   memset(b, 0, sizeof *b);
-  b->fd = fd_allowed() ? memfd_create("dlua", MFD_CLOEXEC) : -1;
+  b->fd = !private_hint && fd_allowed() ? memfd_create("dlua", MFD_CLOEXEC)
+                                         : -1;
   if (b->fd >= 0) nfds++;
   if (b->fd >= 0 && ftruncate(b->fd, (off_t)map) == 0 &&
       mmap(a, map, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, b->fd,
@@ -157,8 +160,9 @@ static int fresh(big *b, size_t map) {
     b->map = map;
     return 0;
   }
-  /* No memfd (descriptors used up, say): anonymous memory, huge pages
-     where the system allows them.  Such a block cannot be shared. */
+  /* No memfd (descriptors used up, or dl_mem_private): anonymous memory,
+     huge pages where the system allows them.  Such a block cannot be
+     shared. */
   if (b->fd >= 0) {
     close(b->fd);
     nfds--;
@@ -218,6 +222,7 @@ static int take_block(big *b, size_t n) {
   /* The smallest cached block that holds n, else the biggest one: its
      pages are already faulted in, whatever it must grow by. */
   for (i = 0; i < ncache; i++) {
+    if (cache[i].fd < 0 && !private_hint) continue; /* keep it shareable */
     if (cache[i].map >= map) {
       if (fit < 0 || cache[i].map < cache[fit].map) fit = i;
     } else if (under < 0 || cache[i].map > cache[under].map) {
@@ -358,11 +363,38 @@ void dl_free(void *p) {
   free(p);
 }
 
+/* A memfd holding a copy of the first used bytes of the private block e,
+   its size rounded up to a page, or -1 (mu held).  write() fills it
+   without faulting pages into this process. */
+static int copy_to_memfd(const big *e, size_t used) {
+  size_t size = round_up(used, PAGE), put = 0;
+  int fd;
+  if (size == 0 || size > e->map || !fd_allowed()) return -1;
+  fd = memfd_create("dlua", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  if (ftruncate(fd, (off_t)size) != 0) put = (size_t)-1;
+  while (put < used) {
+    ssize_t w = pwrite(fd, e->p + put, used - put, (off_t)put);
+    if (w > 0) put += (size_t)w;
+    else if (w < 0 && errno == EINTR) continue;
+    else { put = (size_t)-1; break; }
+  }
+  if (put != used) {
+    close(fd);
+    return -1;
+  }
+  nfds++;
+  return fd;
+}
+
 int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref) {
   big *e = lookup(p);
   struct stat st;
   int rc = -1;
   if (e == NULL) return -1;
+  /* A private block is shared through a copy: the block is never written
+     again, so the copy stays the same bytes. */
+  if (e->fd < 0 && !e->readonly) e->fd = copy_to_memfd(e, used);
   if (e->fd >= 0 && fstat(e->fd, &st) == 0) {
     e->flags |= SHARED;
     ref->fd = (uint64_t)e->fd;
@@ -435,6 +467,8 @@ const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
   }
   return dl_mem_map_fd(fd, (size_t)ref->size);
 }
+
+void dl_mem_private(int on) { private_hint = on; }
 
 void dl_mem_trim(void) {
   int i;

@@ -4,7 +4,7 @@
 ** dl_realloc and dl_free (declared in dl_buf.h) serve every part of the
 ** runtime and every Lua state.  Small blocks come from malloc.  A block of
 ** DL_MEM_BIG bytes or more is a mapping of its own, backed by a memfd where
-** the system allows it, so that
+** the system allows it (unless dl_mem_private), so that
 **   - a freed big block is kept mapped and reused (up to a byte budget):
 **     the next big value is written into pages that are already there,
 **     instead of paying a page fault per 4 KiB of fresh memory;
@@ -35,9 +35,10 @@ typedef struct dl_mem_ref {
 /*
 ** Mark the big block that starts at p as shared and describe its first
 ** used bytes in *ref, for a process that will call dl_mem_map (it maps no
-** more than that: pages never written cost a fresh page each to map).
+** more than that: pages never written cost a fresh page each to map).  A
+** private block (dl_mem_private) gets a memfd copy of those bytes now.
 ** From now on the block is never reused or shrunk.  Returns 0, or -1 if p
-** is not a big block with a memfd behind it (then send the bytes instead).
+** is not a big block or no memfd can be made (then send the bytes instead).
 */
 int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref);
 
@@ -59,6 +60,17 @@ const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref);
 ** while mapped.
 */
 const char *dl_mem_map_fd(int fd, size_t size);
+
+/*
+** With on set, the big blocks this thread makes from now on are private:
+** anonymous memory on transparent huge pages where the system allows
+** them, which a VM can hand out tens of times faster than 4 KiB pages
+** of a memfd.  dl_mem_share shares such a block through a memfd copy
+** made then (written, not faulted in: still several times cheaper on a
+** VM), so only values that another process maps pay for one.  A worker's
+** executor makes all its blocks so.  Off by default.
+*/
+void dl_mem_private(int on);
 
 /* Release every cached (freed, kept for reuse) big block now. */
 void dl_mem_trim(void);

@@ -561,7 +561,7 @@ static void put_submit(handle *h, const char *key, size_t klen) {
 ** order=, retries=, timeout_ms=, workers={ids}, allow_other=}.  Raises
 ** with the codec's message if a value cannot be sent.
 */
-static int h_submit(lua_State *L) {
+static int submit_task(lua_State *L, int flush) {
   handle *h = check_handle(L, 1);
   int nargs = lua_gettop(L) - 3;
   const char *key;
@@ -573,8 +573,28 @@ static int h_submit(lua_State *L) {
   put_spec(L, h, 2);
   encode_task(L, h, 3, 4, nargs);
   put_submit(h, key, klen);
-  flush_now(h, 0); /* the task starts now, whatever the caller does next */
+  if (flush) flush_now(h, 0); /* the task starts now, whatever the caller
+                                 does next */
   return 0;
+}
+
+static int h_submit(lua_State *L) { return submit_task(L, 1); }
+
+/*
+** h:queue(spec, fn, ...): as h:submit, but the task waits in the client's
+** batch (sent once it holds DL_CLIENT_FLUSH_AT bytes, or at the next
+** h:send_queued, flush or wait).  For a caller that submits many tasks in
+** a row (a delayed graph): one hand-over to the scheduler's thread per
+** batch instead of one per task.
+*/
+static int h_queue(lua_State *L) { return submit_task(L, 0); }
+
+/* h:send_queued(): hand the queued tasks to the scheduler now, without
+   asking it to hurry (the caller is not waiting yet). */
+static int h_send_queued(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_pushboolean(L, flush_now(h, 0) == 0);
+  return 1;
 }
 
 /*
@@ -1477,6 +1497,8 @@ static int h_nfired(lua_State *L) {
 static const luaL_Reg handle_methods[] = {
   {"nfired", h_nfired},
   {"submit", h_submit},
+  {"queue", h_queue},
+  {"send_queued", h_send_queued},
   {"map", h_map},
   {"cancel", h_cancel},
   {"gather", h_gather},

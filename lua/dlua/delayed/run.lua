@@ -115,8 +115,8 @@ local function get_client(opts, dl)
   return dl.Client()
 end
 
---[[ Submit the graph in priority order (the client batches the submits and
-  flushes them as one message).  Returns key -> future for task keys. ]]
+--[[ Submit the graph in priority order (the client sends the tasks in
+  batches, the last one before this returns).  Returns key -> future for task keys. ]]
 local function submit_graph(client, dl, order)
   local futs = {}
   local function get(ref)
@@ -128,6 +128,10 @@ local function submit_graph(client, dl, order)
     if node.data then return node.value end
     error("dlua.delayed: no future for dependency '" .. k .. "'", 0)
   end
+  -- The client's internal entry: the options are known good here, so the
+  -- per-call checks of client:submit are skipped, and the tasks go to the
+  -- scheduler in batches rather than one hand-over each.
+  local spec = {}
   for i = 1, #order do
     local ref = order[i]
     local k = ref.key
@@ -136,12 +140,11 @@ local function submit_graph(client, dl, order)
       futs[k] = node.future
     elseif not node.data then
       local call, n = resolve_args(node, get)
-      -- The client's internal entry: the options are known good here, so
-      -- the per-call checks of client:submit are skipped.
-      futs[k] = client:_submit({key = k, order = i}, node[FN], n,
-                               tunpack(call, 1, n))
+      spec.key, spec.order = k, i -- read at once by _queue
+      futs[k] = client:_queue(spec, node[FN], tunpack(call, 1, n))
     end
   end
+  client:_send_queued()
   return futs
 end
 

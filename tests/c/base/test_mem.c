@@ -3,6 +3,7 @@
 ** semantics across the big-block threshold, reuse of freed big blocks, and
 ** sharing a block with another process.
 */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,61 @@ static void test_another_process_maps_a_shared_block(void) {
   close(fds[1]);
 }
 
+/* Whether the mapping that holds p is a memfd's (per /proc/self/maps). */
+static int on_memfd(const void *p) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  int r = -1;
+  while (f && r < 0 && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (uintptr_t)p >= lo &&
+        (uintptr_t)p < hi)
+      r = strstr(line, "memfd:") != NULL;
+  }
+  if (f) fclose(f);
+  return r;
+}
+
+static void test_private_blocks_are_shared_through_a_copy(void) {
+  size_t n = 6 * MB + 77;
+  char *p, *q;
+  dl_mem_ref ref;
+  int st = 0;
+  pid_t pid;
+  dl_mem_trim();
+  dl_mem_private(1);
+  p = dl_realloc(NULL, n);
+  CHECK(p != NULL);
+  CHECK(on_memfd(p) == 0); /* anonymous memory (huge pages if allowed) */
+  fill(p, n, 9);
+  /* grown in place or moved, it stays private with its bytes */
+  CHECK((p = dl_realloc(p, n + 3 * MB)) != NULL);
+  CHECK(on_memfd(p) == 0 && same_prefix(p, n, 9));
+  fill(p, n, 9);
+  CHECK(dl_mem_share(p, n, &ref) == 0);
+  CHECK(ref.size >= n && ref.size < n + 4096);
+  pid = fork();
+  if (pid == 0) {
+    const char *m = dl_mem_map(getppid(), &ref);
+    _exit(m != NULL && same(m, n, 9) ? 0 : 1);
+  }
+  waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  dl_free(p); /* shared: never reused */
+  CHECK(dl_mem_cached() == 0);
+  /* A freed private block is reused by private asks only: a shareable
+     ask must get a memfd. */
+  CHECK((p = dl_realloc(NULL, 5 * MB)) != NULL);
+  dl_free(p);
+  CHECK(dl_mem_cached() >= 5 * MB);
+  dl_mem_private(0);
+  CHECK((q = dl_realloc(NULL, 5 * MB)) != NULL);
+  CHECK(q != p && on_memfd(q) == 1);
+  CHECK(dl_mem_cached() >= 5 * MB);
+  dl_free(q);
+  dl_mem_trim();
+}
+
 static void test_a_gone_process_cannot_be_mapped(void) {
   dl_mem_ref ref;
   pid_t pid = fork();
@@ -188,6 +244,7 @@ int main(void) {
   RUN(test_cache_respects_its_budget);
   RUN(test_small_aligned_frees_are_not_confused);
   RUN(test_another_process_maps_a_shared_block);
+  RUN(test_private_blocks_are_shared_through_a_copy);
   RUN(test_a_gone_process_cannot_be_mapped);
   RUN(test_big_blocks_leave_descriptors_for_the_program);
   return TAP_END();
