@@ -111,6 +111,44 @@ describe("dlua run under mpirun", function()
     assert.is_nil(H.slurp(dir .. "/job.json.token"), "the token is left")
   end)
 
+  it("--tls-dir: rank 0 makes the job's CA, every rank speaks TLS, and "
+     .. "the CA goes with the job", function()
+    if not can_mpirun() then pending("needs mpirun (openmpi-bin)") return end
+    local dir = H.token_dir("unused")
+    local tag = L.tag()
+    finally(function()
+      L.stop_marked(tag)
+      H.rmdir(dir)
+    end)
+    script(dir, [[
+      local dlua = require "dlua"
+      local c = dlua.Client()             -- TLS, from the scheduler file
+      c:wait_for_workers(1, 60)
+      local sq = c:gather(c:map(function(x) return x * x end, {1, 2, 3}))
+      local sf = require("dlua.cluster").read_scheduler_file(
+        os.getenv("DLUA_SCHEDULER_FILE"))
+      -- The scheduler speaks only TLS: a client without it is refused.
+      local ok, err = pcall(dlua.Client, {address = sf.address,
+        token_file = os.getenv("DLUA_TOKEN_FILE")})
+      print(("sq=%s tls_dir=%s plain=%s"):format(table.concat(sq, ","),
+        tostring(sf.tls_dir):match("[^/]*$"),
+        ok and "joined" or tostring(err):match("the scheduler uses TLS")))
+      io.stdout:flush()
+    ]])
+    local code, out = mpirun(tag, dir, 3, "--tls-dir job-tls s.lua")
+    assert.equals(0, code, out)
+    assert.matches("sq=1,4,9 tls_dir=job-tls plain=the scheduler uses TLS",
+                   out, 1, true)
+    assert.same({}, L.marked(tag))
+    assert.is_nil(H.slurp(dir .. "/job-tls/ca.pem"), "the job's CA is left")
+    -- A directory of one's own stays.
+    assert.equals(0, (H.sh("$DLUA tls-gen " .. H.q(dir .. "/mine"))))
+    code, out = mpirun(tag, dir, 3, "--tls-dir mine s.lua")
+    assert.equals(0, code, out)
+    assert.matches("tls_dir=mine plain=the scheduler uses TLS", out, 1, true)
+    assert.truthy(H.slurp(dir .. "/mine/ca.pem"))
+  end)
+
   it("refuses to run without a launcher, with too few ranks, without a "
      .. "script", function()
     local code, out = H.sh("env -u OMPI_COMM_WORLD_RANK -u PMI_RANK "

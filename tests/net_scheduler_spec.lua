@@ -254,6 +254,44 @@ describe("dlua scheduler", function()
     assert(H.all_gone(wpids, 20, true), "workers outlived their scheduler")
   end)
 
+  it("a remote client's scheduler_info() lists the workers that died, "
+     .. "and why", function()
+    local dir = workdir()
+    local wpids = {}
+    finally(function()
+      local t = require("dlua.cluster").read_scheduler_file(dir .. "/sf")
+      if t and t.pid > 0 then os.execute("kill -9 " .. t.pid .. " 2>/dev/null") end
+      for _, p in ipairs(wpids) do H.kill(p, "KILL") end
+      rmdir(dir)
+    end)
+    spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
+           .. "--scheduler-file %s --token-file %s"):format(
+            H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
+          dir .. "/sched.out")
+    assert(sched_file(dir .. "/sf", 30), "no scheduler file")
+    spawn(("%s worker --scheduler-file %s --token-file %s --nworkers 2")
+          :format(H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
+          dir .. "/w.out")
+    local c <close> = dlua.Client{scheduler_file = dir .. "/sf",
+                                  token_file = dir .. "/token"}
+    c:wait_for_workers(2, 30)
+    local ws = c:scheduler_info().workers
+    for _, w in ipairs(ws) do wpids[#wpids + 1] = w.pid end
+    assert.same({}, c:scheduler_info().dead_workers)
+    assert(H.kill(ws[1].pid, "KILL"))
+    local dead
+    assert(H.poll(function()
+      dead = c:scheduler_info().dead_workers
+      return #dead == 1
+    end, 20), "the dead worker is not listed")
+    assert.equals(ws[1].id, dead[1].id)
+    assert.equals(ws[1].pid, dead[1].pid)
+    assert.equals("dead", dead[1].status)
+    assert.matches("%S", dead[1].reason)
+    assert.equals(1, #c:scheduler_info().workers)
+    c:shutdown()
+  end)
+
   it("workers rejoin a scheduler restarted at the same address, and exit "
      .. "when it never comes back (--reconnect-timeout)", function()
     local dir = workdir()

@@ -174,5 +174,50 @@ while true do dlua.sleep(1) end
         "worker_options.nworkers must be a positive integer")
     bad({hosts = {"a", "b"}, connect_options = {"-p", 22}},
         "connect_options%[2%] must be a string")
+    bad({hosts = {"a", "b"}, tls_dir = 7},
+        "tls_dir must be a directory's path, got number")
+    bad({hosts = {"a", "b"}, tls_dir = dir .. "/none"},
+        "tls_dir .*/none has no ca.pem %(make the directory with `dlua "
+        .. "tls%-gen DIR`")
+  end)
+
+  it("tls_dir puts the scheduler, the workers and the client in mutual TLS",
+     function()
+    if not can_ssh() then pending("needs root, openssh-client and "
+                                  .. "openssh-server") return end
+    local dir = H.token_dir("unused")
+    assert(os.execute("chmod 755 " .. H.q(dir)))
+    local tag = L.tag()
+    local cluster, c, s
+    finally(function()
+      if c then pcall(c.close, c) end
+      if cluster then pcall(cluster.close, cluster) end
+      L.stop_marked(tag)
+      L.stop_sshd(s or {dir = dir})
+      H.rmdir(dir)
+    end)
+    s = L.sshd(dir, tag)
+    assert.equal(0, (H.sh("$DLUA tls-gen " .. H.q(dir .. "/tls"))))
+    cluster = dlua.SSHCluster{
+      hosts = {"127.0.0.1", "127.0.0.1", "127.0.0.1"},
+      connect_options = s.connect_options, remote_dlua = H.DLUA,
+      tls_dir = dir .. "/tls",
+    }
+    assert.matches("2 worker hosts, TLS%)", tostring(cluster))
+    -- The workers joined (a worker without TLS is refused), and so does
+    -- this client, with the cluster's directory.
+    c = dlua.Client(cluster)
+    c:wait_for_workers(2, 60)
+    local ws = c.cluster:workers()
+    local big = c:submit(function() return string.rep("s", 3000000) end,
+                         dlua.opts{workers = {ws[1].id}})
+    assert.equal(3000000, c:submit(function(v) return #v end, big,
+                                   dlua.opts{workers = {ws[2].id}}):result())
+    -- The scheduler speaks only TLS: a client without the directory is
+    -- refused, and says why.
+    local ok, err = pcall(dlua.Client, {address = cluster.address,
+                                        token_file = cluster.token_file})
+    assert.is_false(ok)
+    assert.matches("the scheduler uses TLS", tostring(err))
   end)
 end)

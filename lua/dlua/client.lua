@@ -62,7 +62,8 @@ function M.Client(arg)
   elseif getmetatable(arg) and getmetatable(arg).__name == "dlua.SSHCluster"
   then -- its scheduler; the cluster stays until cluster:close()
     cl, owns = remote.connect({address = arg.address,
-                               token_file = arg.token_file}, 3), true
+                               token_file = arg.token_file,
+                               tls_dir = arg.tls_dir}, 3), true
   elseif arg == nil and os.getenv("DLUA_SCHEDULER_FILE") then -- dlua run
     cl, owns = remote.connect({
       scheduler_file = os.getenv("DLUA_SCHEDULER_FILE"),

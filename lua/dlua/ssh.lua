@@ -23,6 +23,7 @@ M.SSHCluster_class = SSHCluster
 local known = {
   hosts = true, connect_options = true, worker_options = true,
   scheduler_options = true, remote_dlua = true, timeout = true,
+  tls_dir = true,
 }
 local known_worker = {nworkers = true, memory_limit = true}
 local known_sched = {host = true, port = true, dashboard_address = true}
@@ -146,6 +147,21 @@ function M.SSHCluster(o)
     error("SSHCluster: remote_dlua must be a command name or path, got "
           .. tostring(dlua_cmd), lv)
   end
+  local tls_dir = o.tls_dir
+  if tls_dir ~= nil then
+    if type(tls_dir) ~= "string" or tls_dir == "" then
+      error("SSHCluster: tls_dir must be a directory's path, got "
+            .. (type(tls_dir) == "string" and '""' or type(tls_dir)), lv)
+    end
+    -- This process's clients use it too: it must be here as well.
+    local f = io.open(tls_dir .. "/ca.pem")
+    if not f then
+      error(fmt("SSHCluster: tls_dir %s has no ca.pem (make the directory "
+                .. "with `dlua tls-gen DIR`, at the same path on every "
+                .. "host)", tls_dir), lv)
+    end
+    f:close()
+  end
   local timeout = o.timeout or 30
   if type(timeout) ~= "number" or not (timeout > 0) then
     error("SSHCluster: timeout must be a number of seconds > 0, got "
@@ -154,7 +170,7 @@ function M.SSHCluster(o)
 
   local self = setmetatable({
     hosts = hosts, connect_options = copts, _procs = {},
-    _token = new_token(),
+    _token = new_token(), tls_dir = tls_dir,
   }, SSHCluster)
   -- The token, for this process's clients: a file only we can read.
   self.token_file = os.tmpname() -- made with mode 0600
@@ -168,6 +184,7 @@ function M.SSHCluster(o)
       "--host", q(so.host or listen_host(hosts[1])),
       "--port", q(tostring(so.port or 0)),
       "--dashboard-address", q(so.dashboard_address or ":0"),
+      tls_dir and "--tls-dir " .. q(tls_dir) or "",
     }, " "))
     local sleep = require("dlua.client").sleep
     local deadline = require("dlua.core").time() + timeout
@@ -195,6 +212,7 @@ function M.SSHCluster(o)
     if wo.memory_limit then
       wcmd[#wcmd + 1] = "--memory-limit " .. q(tostring(wo.memory_limit))
     end
+    if tls_dir then wcmd[#wcmd + 1] = "--tls-dir " .. q(tls_dir) end
     for i = 2, #hosts do start(self, hosts[i], table.concat(wcmd, " ")) end
   end)
   if not ok then
@@ -226,9 +244,10 @@ SSHCluster.__close = SSHCluster.close
 SSHCluster.__gc = SSHCluster.close
 
 function SSHCluster:__tostring()
-  return fmt("SSHCluster(scheduler at %s on %s, %d worker host%s%s)",
+  return fmt("SSHCluster(scheduler at %s on %s, %d worker host%s%s%s)",
              self.address or "?", self.hosts[1], #self.hosts - 1,
-             #self.hosts == 2 and "" or "s", self.closed and ", closed" or "")
+             #self.hosts == 2 and "" or "s", self.tls_dir and ", TLS" or "",
+             self.closed and ", closed" or "")
 end
 
 return M

@@ -121,6 +121,8 @@ struct dl_server {
   int shutdown_asked;     /* (L) send CSHUTDOWN */
   dl_sched_winfo *rworkers; /* (L) */
   int nrworkers;          /* (L) */
+  dl_sched_winfo rdead[DL_SCHED_DEPARTED]; /* (L) the workers that left */
+  int nrdead;             /* (L) */
   int64_t rcounts[6];     /* (L) */
   char lost[400];         /* (L) why the link ended, "" while it is up */
   dl_server *next_live; /* in the list of live clusters (live_lock) */
@@ -516,12 +518,13 @@ static void begin_stop(dl_server *s);
 
 /* Send remote client rc the cluster's figures, alone in a frame. */
 static void send_cinfo(dl_server *s, rclient *rc) {
-  dl_sched_winfo ws[256];
+  dl_sched_winfo ws[256], dead[DL_SCHED_DEPARTED];
   int64_t counts[6];
-  int n, i;
+  int n, i, nd;
   dl_buf *b;
   uv_mutex_lock(&s->lock);
   n = dl_sched_workers(s->sched, ws, 256);
+  nd = dl_sched_departed(s->sched, dead, DL_SCHED_DEPARTED);
   dl_sched_counts(s->sched, counts);
   uv_mutex_unlock(&s->lock);
   if (n > 256) n = 256;
@@ -541,6 +544,15 @@ static void send_cinfo(dl_server *s, rclient *rc) {
     w.stored = (uint64_t)ws[i].stored;
     w.status = (uint64_t)ws[i].status;
     dl_put_cworker(b, &w);
+  }
+  dl_buf_uv(b, (uint64_t)nd);
+  for (i = 0; i < nd; i++) {
+    dl_msg_cdead d;
+    d.id = (uint64_t)dead[i].id;
+    d.pid = (uint64_t)dead[i].pid;
+    d.reason = dead[i].reason;
+    d.rlen = strlen(dead[i].reason);
+    dl_put_cdead(b, &d);
   }
   dl_conn_flush(rc->conn);
   rc->info_at = now_s();
@@ -1616,8 +1628,8 @@ static int take_cinfo(dl_server *s, dl_rd *r) {
   const char *dash;
   size_t dlen;
   int64_t counts[6];
-  uint64_t n, i;
-  dl_sched_winfo *ws;
+  uint64_t n, i, nd;
+  dl_sched_winfo *ws, dead[DL_SCHED_DEPARTED];
   if (dl_get_cinfo_head(r, &dash, &dlen, counts, &n) || n > 4096)
     return DL_EPROTO;
   ws = dl_realloc(NULL, (size_t)(n ? n : 1) * sizeof *ws);
@@ -1640,10 +1652,29 @@ static int take_cinfo(dl_server *s, dl_rd *r) {
     ws[i].stored = (int)w.stored;
     ws[i].status = (int)w.status;
   }
+  if (dl_rd_uv(r, &nd) || nd > DL_SCHED_DEPARTED) {
+    dl_free(ws);
+    return DL_EPROTO;
+  }
+  memset(dead, 0, sizeof dead);
+  for (i = 0; i < nd; i++) {
+    dl_msg_cdead d;
+    if (dl_get_cdead(r, &d)) {
+      dl_free(ws);
+      return DL_EPROTO;
+    }
+    dead[i].id = (int)d.id;
+    dead[i].pid = (int64_t)d.pid;
+    dead[i].status = DL_WS_DEAD;
+    snprintf(dead[i].reason, sizeof dead[i].reason, "%.*s", (int)d.rlen,
+             d.reason);
+  }
   uv_mutex_lock(&s->lock);
   dl_free(s->rworkers);
   s->rworkers = ws;
   s->nrworkers = (int)n;
+  memcpy(s->rdead, dead, sizeof dead);
+  s->nrdead = (int)nd;
   memcpy(s->rcounts, counts, sizeof counts);
   snprintf(s->svc_addr, sizeof s->svc_addr, "%.*s", (int)dlen, dash);
   if (!s->rjoined) {
@@ -2051,7 +2082,13 @@ void dl_server_coord_walk(dl_server *s, dl_coord_walk_fn fn, void *ud) {
 
 int dl_server_departed(dl_server *s, dl_sched_winfo *out, int max) {
   int n;
-  if (s->sched == NULL) return 0; /* a remote cluster's */
+  if (s->sched == NULL) { /* a remote cluster's, from its last CINFO */
+    uv_mutex_lock(&s->lock);
+    n = s->nrdead < max ? s->nrdead : max;
+    memcpy(out, s->rdead, (size_t)n * sizeof *out);
+    uv_mutex_unlock(&s->lock);
+    return n;
+  }
   uv_mutex_lock(&s->lock);
   n = dl_sched_departed(s->sched, out, max);
   uv_mutex_unlock(&s->lock);

@@ -545,7 +545,7 @@ static const char run_usage[] =
     "       srun -n N dlua run [options] script.lua [args]\n"
     "Options: [--scheduler-file FILE] [--token-file FILE] [--host IP]\n"
     "         [--dashboard-address [IP]:PORT | none] [--nworkers N]\n"
-    "         [--memory-limit SIZE]\n"
+    "         [--memory-limit SIZE] [--tls-dir DIR]\n"
     "One command for every rank of a job (at least 3): rank 0 runs the\n"
     "scheduler, rank 1 the script, whose dlua.Client() joins it, and the\n"
     "others are workers (--nworkers processes each).  The rank comes from\n"
@@ -554,7 +554,8 @@ static const char run_usage[] =
     "directory every rank sees; the token file (default FILE.token) is made\n"
     "by rank 0 when missing.  When the script ends, the scheduler and the\n"
     "workers are shut down and every rank exits; the job's status is the\n"
-    "script's.\n";
+    "script's.  --tls-dir DIR puts the job in mutual TLS; rank 0 makes DIR\n"
+    "(dlua tls-gen) when it has no ca.pem, and then removes it at the end.\n";
 
 static int rbad(const char *fmt, const char *arg) {
   fprintf(stderr, "dlua run: ");
@@ -728,6 +729,7 @@ static int run_client(char **argv, int first, const char *file,
 static int run_cmd(int argc, char **argv) {
   const char *file = NULL, *token_file = NULL, *host = "0.0.0.0";
   const char *dash = "0.0.0.0:0", *nworkers = NULL, *mem = NULL;
+  const char *tls_dir = NULL;
   char fbuf[300], tbuf[320];
   long rank, size;
   int i, first = 0;
@@ -754,6 +756,7 @@ static int run_cmd(int argc, char **argv) {
     else if (strcmp(a, "--dashboard-address") == 0) dash = v;
     else if (strcmp(a, "--nworkers") == 0) nworkers = v;
     else if (strcmp(a, "--memory-limit") == 0) mem = v;
+    else if (strcmp(a, "--tls-dir") == 0) tls_dir = v;
     else return rbad("unknown option '%s'", a);
   }
   if (first == 0 || first >= argc) return rbad("%s", "no script to run");
@@ -779,11 +782,21 @@ static int run_cmd(int argc, char **argv) {
     token_file = tbuf;
   }
   if (rank == 0) {
-    char *sargv[14];
-    int n = 0, rc, made = access(token_file, F_OK) != 0;
+    char *sargv[16], ca[4200];
+    int n = 0, rc, made = access(token_file, F_OK) != 0, made_tls = 0;
     /* The job's own token: made here, quietly; the others read it once
        the scheduler file is there. */
     if (made && make_token_file(token_file, 1)) return 1;
+    if (tls_dir) { /* the job's own CA too, when there is none */
+      char err[300];
+      snprintf(ca, sizeof ca, "%s/ca.pem", tls_dir);
+      made_tls = access(ca, F_OK) != 0;
+      if (made_tls && dl_tlsgen(tls_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "dlua run: %s\n", err);
+        if (made) unlink(token_file);
+        return 1;
+      }
+    }
     sargv[n++] = argv[0];
     sargv[n++] = "scheduler";
     sargv[n++] = "--host";
@@ -796,9 +809,19 @@ static int run_cmd(int argc, char **argv) {
     sargv[n++] = (char *)file;
     sargv[n++] = "--token-file";
     sargv[n++] = (char *)token_file;
+    if (tls_dir) sargv[n++] = "--tls-dir", sargv[n++] = (char *)tls_dir;
     sargv[n] = NULL;
     rc = scheduler_cmd(n, sargv);
     if (made) unlink(token_file); /* this job's, made for it */
+    if (made_tls) { /* likewise */
+      static const char *const f[] = {"ca.pem", "cert.pem", "key.pem"};
+      size_t i;
+      for (i = 0; i < 3; i++) {
+        snprintf(ca, sizeof ca, "%s/%s", tls_dir, f[i]);
+        unlink(ca);
+      }
+      rmdir(tls_dir); /* only if nothing else is in it */
+    }
     return rc;
   }
   if (rank == 1) return run_client(argv, first, file, token_file);

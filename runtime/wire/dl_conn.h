@@ -75,6 +75,7 @@ const dl_transport *dl_transport_for(const char *addr);
 typedef struct dl_conn dl_conn;
 typedef struct dl_flusher dl_flusher;
 typedef struct dl_wgate dl_wgate;
+typedef struct dl_bigsend dl_bigsend;
 
 /* Called once per complete frame; p/n are borrowed for the call only. */
 typedef void (*dl_frame_cb)(dl_conn *c, const char *p, size_t n);
@@ -97,6 +98,11 @@ struct dl_conn {
   int stolen; /* the frame being handled took the input buffer */
   int refs; /* the conn is freed when this drops to zero */
   dl_wgate *gate; /* borrowed, or NULL: see dl_wgate */
+  /* Frames of dl_conn_send_ref still to write, oldest first; while there
+     are any, other messages wait in out. */
+  dl_bigsend *big, *big_tail;
+  uv_write_t breq;        /* the chunk being written */
+  char *sbounce, *rbounce; /* bounce buffers (dl_conn.c), or NULL */
 };
 
 /*
@@ -167,9 +173,11 @@ dl_buf *dl_conn_msg(dl_conn *c);
 void dl_conn_flush(dl_conn *c);
 /*
 ** Send one frame made of hdr (copied) followed by the n bytes at data,
-** without copying data: it must stay valid until done(ud) is called
-** (after the write, or at once if the write could not start).  Pending
-** messages are flushed first so order is kept.
+** read a chunk at a time as the socket takes them (through a reused
+** buffer, see DL_BOUNCE in dl_conn.c): data must stay valid until
+** done(ud) is called (after the write, or at once if the write could not
+** start).  Messages sent before it go before it, and those sent after it
+** wait until it is written, so order is kept.
 */
 int dl_conn_send_ref(dl_conn *c, const char *hdr, size_t hlen,
                      const char *data, size_t n, void (*done)(void *),

@@ -854,9 +854,11 @@ static inline int dl_get_key_done(dl_rd *r, dl_msg_key_done *m) {
    CINFO: str dashboard ("host:port" or ""), 6 uv task counts (see
    dl_sched_counts), uv n, then n workers, each: uv id, uv pid, uv
    nthreads, uv memory_limit, uv managed, uv spilled, uv rss, uv executing,
-   uv stored, uv status.  A remote client's scheduler sends it when the
-   client joins and then twice a second, alone in its frame, so the client
-   can take it without reading the other messages. */
+   uv stored, uv status; then uv d, and the d workers that left last
+   (oldest first), each: uv id, uv pid, str reason.  A remote client's
+   scheduler sends it when the client joins and then twice a second, alone
+   in its frame, so the client can take it without reading the other
+   messages. */
 static inline void dl_put_chello(dl_buf *b) { dl_buf_u8(b, DL_M_CHELLO); }
 static inline void dl_put_cshutdown(dl_buf *b) {
   dl_buf_u8(b, DL_M_CSHUTDOWN);
@@ -904,6 +906,21 @@ static inline int dl_get_cworker(dl_rd *r, dl_msg_cworker *w) {
   for (i = 0; i < 10; i++)
     if (dl_rd_uv(r, &f[i])) return DL_EPROTO;
   return 0;
+}
+/* A worker that left, in CINFO's tail (after dl_buf_uv of their count). */
+typedef struct dl_msg_cdead {
+  uint64_t id, pid;
+  const char *reason;
+  size_t rlen;
+} dl_msg_cdead;
+static inline void dl_put_cdead(dl_buf *b, const dl_msg_cdead *d) {
+  dl_buf_uv(b, d->id);
+  dl_buf_uv(b, d->pid);
+  dl_buf_str(b, d->reason, d->rlen);
+}
+static inline int dl_get_cdead(dl_rd *r, dl_msg_cdead *d) {
+  if (dl_rd_uv(r, &d->id) || dl_rd_uv(r, &d->pid)) return DL_EPROTO;
+  return dl_rd_str(r, &d->reason, &d->rlen);
 }
 
 /* ------------------------------------------------------ error record */

@@ -10,7 +10,8 @@ static void blob_done(void *ud) { dl_w_blob_unref(ud); }
 ** Answer a GET on c (from a peer or from the scheduler).  With shared_ok
 ** (a local peer's GETS) a big value is answered with where its block is,
 ** for the peer to map; else a big value goes in a frame of its own,
-** written straight from the store, which the reader can take whole.
+** written from the store a chunk at a time (no copy of the whole value),
+** which the reader can take whole.
 */
 int dl_w_serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
   dl_msg_get g;

@@ -3,7 +3,9 @@
 ** dl_conn.h): a second thread writes frames on a connection's socket
 ** while the loop's thread writes its own, big ones among them, on a
 ** socket with a small buffer (so that libuv queues and the gate must wait
-** or refuse).  The reader at the other end finds every frame whole, each
+** or refuse).  Some of the loop's frames are values of a few MB sent by
+** reference (dl_conn_send_ref), which go out a chunk at a time through the
+** bounce buffer with other frames queued behind them.  The reader at the other end finds every frame whole, each
 ** writer's frames in order, and nothing lost; a closed connection closes
 ** its gate.
 */
@@ -22,6 +24,7 @@
 
 #define NGATE 3000 /* frames the other thread writes through the gate */
 #define NLOOP 300  /* frames the loop's thread writes */
+#define MAXF 3000000 /* the biggest frame's bytes */
 
 static uv_loop_t loop;
 static dl_flusher fl;
@@ -37,23 +40,27 @@ static size_t body(char *p, char tag, uint32_t seq) {
   /* The loop's frames are big now and then (libuv then queues them). */
   n = tag == 'l' ? (seq % 7 == 0 ? 300000 : 40 + seq % 900)
                  : 5 + seq % 200;
+  if (tag == 'l' && seq % 21 == 0) n = MAXF - seq; /* sent by reference */
   p[0] = tag;
   memcpy(p + 1, &seq, 4);
   for (i = 5; i < n; i++) p[i] = (char)(tag + seq + i);
   return n;
 }
 
-static int body_ok(const char *p, size_t n, char *tag, uint32_t *seq) {
-  size_t i;
-  char want[300000];
+/* The length of the body at p (of at most n bytes), if its bytes are
+   right, else 0. */
+static size_t body_ok(const char *p, size_t n, char *tag, uint32_t *seq) {
+  size_t i, len;
+  static char want[MAXF];
   if (n < 5) return 0;
   *tag = p[0];
   memcpy(seq, p + 1, 4);
   if (*tag != 'g' && *tag != 'l') return 0;
-  if (body(want, *tag, *seq) != n) return 0;
-  for (i = 5; i < n; i++)
+  len = body(want, *tag, *seq);
+  if (len > n) return 0;
+  for (i = 5; i < len; i++)
     if (p[i] != want[i]) return 0;
-  return 1;
+  return len;
 }
 
 /* The reading end: reads frames until it has every one of both writers,
@@ -84,10 +91,10 @@ static void reader_fail(reader *rd, const char *why) {
 static void reader_main(void *arg) {
   reader *rd = arg;
   uint32_t next_g = 0, next_l = 0;
-  static char buf[300000];
+  static char buf[MAXF];
   while (next_g < NGATE || next_l < NLOOP) {
     unsigned char hdr[4];
-    size_t n;
+    size_t n, off, len;
     char tag;
     uint32_t seq;
     if (read_full(rd->fd, (char *)hdr, 4))
@@ -96,10 +103,16 @@ static void reader_main(void *arg) {
         (size_t)hdr[3] << 24;
     if (n > sizeof buf || read_full(rd->fd, buf, n))
       reader_fail(rd, "a frame's length is wrong (frames interleaved)");
-    if (!body_ok(buf, n, &tag, &seq))
-      reader_fail(rd, "a frame's bytes are wrong (frames interleaved)");
-    if (tag == 'g' ? seq != next_g++ : seq != next_l++)
-      reader_fail(rd, "a writer's frames came out of order, or one was lost");
+    for (off = 0; off < n; off += len) { /* its bodies, one or more */
+      len = body_ok(buf + off, n - off, &tag, &seq);
+      if (len == 0)
+        reader_fail(rd, "a frame's bytes are wrong (frames interleaved)");
+      if (off > 0 && tag == 'g')
+        reader_fail(rd, "the gate's frames hold one body each");
+      if (tag == 'g' ? seq != next_g++ : seq != next_l++)
+        reader_fail(rd, "a writer's frames came out of order, or one was "
+                    "lost");
+    }
   }
 }
 
@@ -127,14 +140,31 @@ static void gate_main(void *arg) {
   }
 }
 
+static int refs_sent, refs_done;
+
+static void ref_done(void *ud) {
+  free(ud);
+  refs_done++;
+}
+
 /* The loop's thread: a frame (or a few) per iteration until all are out. */
 static void idle_cb(uv_idle_t *h) {
   int i;
   for (i = 0; i < 3 && loop_sent < NLOOP; i++, loop_sent++) {
-    static char buf[300000];
+    static char buf[MAXF];
     size_t n = body(buf, 'l', (uint32_t)loop_sent);
+    if (n > 300000) { /* head copied, the rest borrowed until done */
+      char *data = malloc(n - 5);
+      CHECK(data != NULL);
+      memcpy(data, buf + 5, n - 5);
+      refs_sent++;
+      CHECK(dl_conn_send_ref(conn, buf, 5, data, n - 5, ref_done, data) ==
+            0);
+      continue;
+    }
     dl_buf_put(dl_conn_msg(conn), buf, n);
-    dl_conn_flush(conn); /* one frame each */
+    dl_conn_flush(conn); /* one frame each, or several in one while a
+                            frame sent by reference is going out */
   }
   if (loop_sent == NLOOP && dl_conn_write_queue(conn) == 0) {
     uv_idle_stop(h);
@@ -181,6 +211,7 @@ static void test_frames_of_two_threads_never_interleave(void) {
   CHECK(rd.bad == NULL);
   CHECK(uv_thread_join(&gt) == 0);
   CHECK(gate_ok == NGATE);
+  CHECK(refs_sent > 10 && refs_done == refs_sent);
   /* Both ways were taken: straight writes, and refusals while libuv held
      the loop's big frames. */
   fprintf(stderr, "# gate refused %d times\n", gate_busy);
@@ -216,7 +247,35 @@ static void test_a_dead_peer_closes_the_gate(void) {
   close(sv[0]);
 }
 
+/* Frames sent by reference to a peer that never reads: closing the
+   connection hands each one back (done runs once each), the one being
+   written and the one queued behind it. */
+static void test_closing_hands_back_queued_frames(void) {
+  int sv[2];
+  char *a = calloc(1, 8u << 20), *b = calloc(1, 4u << 20);
+  CHECK(a && b);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(uv_loop_init(&loop) == 0);
+  CHECK(dl_flusher_init(&fl, &loop) == 0);
+  conn = dl_conn_new(&loop, &fl, on_frame, NULL, NULL);
+  CHECK(conn != NULL && dl_conn_open_fd(conn, sv[0]) == 0);
+  refs_done = 0;
+  CHECK(dl_conn_send_ref(conn, "A", 1, a, 8u << 20, ref_done, a) == 0);
+  dl_put_key_msg(dl_conn_msg(conn), DL_M_RELEASE, "k", 1);
+  CHECK(dl_conn_send_ref(conn, "B", 1, b, 4u << 20, ref_done, b) == 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(refs_done == 0 && dl_conn_write_queue(conn) > (4u << 20));
+  dl_conn_close(conn);
+  dl_flusher_close(&fl);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(refs_done == 2);
+  CHECK(uv_loop_close(&loop) == 0);
+  close(sv[1]);
+}
+
 int main(void) {
+  tap_run("closing hands back queued frames",
+          test_closing_hands_back_queued_frames, 30);
   tap_run("frames of two threads never interleave",
           test_frames_of_two_threads_never_interleave, 60);
   RUN(test_a_dead_peer_closes_the_gate);

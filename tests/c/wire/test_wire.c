@@ -440,6 +440,50 @@ static void test_profile_message(void) {
   CHECK(dl_get_profile(&r, &m) == DL_EPROTO);
 }
 
+/* CINFO: the head, a worker, then the workers that left; a cut anywhere
+   in a departed worker is refused. */
+static void test_cinfo_lists_departed_workers(void) {
+  int64_t counts[6] = {1, 2, 3, 4, 5, 6}, got[6];
+  dl_msg_cworker w, w2;
+  dl_msg_cdead d, d2;
+  const char *dash;
+  size_t dlen, cut, mark, mark2;
+  uint64_t n, nd;
+  dl_rd r;
+  memset(&w, 0, sizeof w);
+  w.id = 3;
+  w.pid = 4242;
+  w.status = 2;
+  B.len = 0;
+  dl_put_cinfo_head(&B, "h:1", counts, 1);
+  dl_put_cworker(&B, &w);
+  dl_buf_uv(&B, 2);
+  mark = B.len;
+  d.id = 7;
+  d.pid = 99;
+  d.reason = "its connection closed";
+  d.rlen = strlen(d.reason);
+  dl_put_cdead(&B, &d);
+  mark2 = B.len;
+  d.id = 8;
+  d.reason = "";
+  d.rlen = 0;
+  dl_put_cdead(&B, &d);
+  reader(&r, DL_M_CINFO);
+  CHECK(dl_get_cinfo_head(&r, &dash, &dlen, got, &n) == 0 && n == 1);
+  CHECK(same(dash, dlen, "h:1") && got[5] == 6);
+  CHECK(dl_get_cworker(&r, &w2) == 0 && w2.id == 3 && w2.pid == 4242);
+  CHECK(dl_rd_uv(&r, &nd) == 0 && nd == 2);
+  CHECK(dl_get_cdead(&r, &d2) == 0 && d2.id == 7 && d2.pid == 99);
+  CHECK(same(d2.reason, d2.rlen, "its connection closed"));
+  CHECK(dl_get_cdead(&r, &d2) == 0 && d2.id == 8 && d2.rlen == 0);
+  CHECK(dl_rd_left(&r) == 0);
+  for (cut = mark; cut < mark2; cut++) { /* inside the first: refused */
+    dl_rd_init(&r, B.p + mark, cut - mark);
+    CHECK(dl_get_cdead(&r, &d2) == DL_EPROTO);
+  }
+}
+
 static void test_frames_cross_a_unix_socket(void) {
   char dir[] = "/tmp/dl-wire-XXXXXX", addr[64];
   dl_listener l;
@@ -478,6 +522,7 @@ int main(void) {
   RUN(test_error_record);
   RUN(test_coord_messages_read_back);
   RUN(test_profile_message);
+  RUN(test_cinfo_lists_departed_workers);
   RUN(test_frames_cross_a_unix_socket);
   return TAP_END();
 }
