@@ -857,7 +857,7 @@ static int run_cmd(int argc, char **argv) {
 static const char tlsgen_usage[] =
     "usage: dlua tls-gen DIR\n"
     "Makes a private CA and one certificate it signed, for a cluster's\n"
-    "mutual TLS: DIR/ca.pem, DIR/cert.pem and DIR/key.pem (mode 0600).\n"
+    "mutual TLS: DIR/ca.pem, DIR/cert.pem and DIR/key.pem (the key mode 0600).\n"
     "Give DIR (a copy of it) to the scheduler, the workers and the clients\n"
     "(--tls-dir DIR, tls_dir = DIR).  Existing files are never overwritten.\n";
 
@@ -879,7 +879,7 @@ static int tlsgen_cmd(int argc, char **argv) {
     return 1;
   }
   fprintf(stderr, "dlua tls-gen: made %s/ca.pem, %s/cert.pem and "
-          "%s/key.pem (mode 0600)\n", argv[2], argv[2], argv[2]);
+          "%s/key.pem (the key mode 0600)\n", argv[2], argv[2], argv[2]);
   return 0;
 }
 
