@@ -675,6 +675,18 @@ static int type_of(lua_State *L, const char *s) {
                     "int64, bool or string)", s);
 }
 
+/* Push the reader's buffer of column c as a 1-d ndarray of its c->n
+   values, without a copy: the ndarray owns it from now on. */
+static void adopt_buffer(lua_State *L, dl_fcol *c) {
+  dl_nd *o = (dl_nd *)lua_newuserdatauv(L, sizeof *o, 0);
+  *o = c->nd;
+  o->shape[0] = c->n;
+  o->strides[0] = c->n ? 1 : 0;
+  memset(&c->nd, 0, sizeof c->nd);
+  c->vals = NULL;
+  luaL_setmetatable(L, ND_MT);
+}
+
 /* Push column c: an ndarray, or an array of strings (false: missing).
    int64 and bool columns with missing values become float64 with NaN. */
 static void push_col(lua_State *L, dl_fcol *c) {
@@ -687,13 +699,7 @@ static void push_col(lua_State *L, dl_fcol *c) {
       lua_rawseti(L, -2, (lua_Integer)i);
     }
     if (c->nd.buf != NULL) { /* the codes' buffer becomes the column's */
-      dl_nd *o = (dl_nd *)lua_newuserdatauv(L, sizeof *o, 0);
-      *o = c->nd;
-      o->shape[0] = c->n;
-      o->strides[0] = c->n ? 1 : 0;
-      memset(&c->nd, 0, sizeof c->nd);
-      c->vals = NULL;
-      luaL_setmetatable(L, ND_MT);
+      adopt_buffer(L, c);
     } else {
       push_vec(L, DL_I64, 0);
     }
@@ -703,13 +709,7 @@ static void push_col(lua_State *L, dl_fcol *c) {
              (c->type == DL_FT_F64 || c->nmissing == 0)) {
     /* the reader's buffer becomes the column: no copy (vals hold NaN for
        a missing float64) */
-    dl_nd *o = (dl_nd *)lua_newuserdatauv(L, sizeof *o, 0);
-    *o = c->nd;
-    o->shape[0] = c->n;
-    o->strides[0] = c->n ? 1 : 0;
-    memset(&c->nd, 0, sizeof c->nd);
-    c->vals = NULL;
-    luaL_setmetatable(L, ND_MT);
+    adopt_buffer(L, c);
   } else if (c->type == DL_FT_F64 || c->nmissing) {
     dl_nd *o = push_vec(L, DL_F64, c->n);
     double *d = (double *)o->data;
