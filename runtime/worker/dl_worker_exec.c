@@ -640,10 +640,8 @@ static void task_succeeded(lua_State *L, wtask *t, uint64_t start,
                            uint64_t stop) {
   char err[512];
   dl_enc_opts eo = {0, NULL, NULL, "result"};
-  int rc;
   exec_out.len = 0;
-  rc = dl_codec_encode(L, -1, &exec_out, &eo, err, sizeof err);
-  if (rc) {
+  if (dl_codec_encode(L, -1, &exec_out, &eo, err, sizeof err)) {
     char msg[700];
     snprintf(msg, sizeof msg, "cannot send the result of task '%s': %s",
              t->key, err);
