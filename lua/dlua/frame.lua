@@ -256,7 +256,9 @@ function M.read_csv(path, o)
   local f, err = io.open(path, "rb")
   if not f then fail(2, "read_csv: %s", err) end
   f:close()
-  return M._from_csv_bytes({path, 0, -1}, o, path, 1, 3) -- read in C
+  -- Not a tail call: level 3 names the caller of read_csv.
+  local df = M._from_csv_bytes({path, 0, -1}, o, path, 1, 3) -- read in C
+  return df
 end
 
 -- bytes: a string, or {path, start, stop}: the block read in C.
