@@ -187,11 +187,37 @@ dl_conn *dl_conn_new(uv_loop_t *loop, dl_flusher *fl, dl_frame_cb on_frame,
   return c;
 }
 
+/* The loop's thread takes c's read gate (if any) for a read and the
+   frames it completes, and puts what the other thread left in front of
+   its input. */
+static void rgate_hold(dl_conn *c) {
+  dl_rgate *g = c->rgate;
+  if (g == NULL || g->held) return;
+  uv_mutex_lock(&g->lock);
+  g->held = 1;
+  if (g->left.len) {
+    dl_buf_put(&c->in, g->left.p, g->left.len);
+    g->left.len = 0;
+    if (g->left.cap > (1u << 20)) dl_buf_free(&g->left);
+  }
+}
+
+/* Let go of g (c's, or c's before it shut), recording whether the loop's
+   thread holds part of a frame.  c is still allocated. */
+static void rgate_release(dl_conn *c, dl_rgate *g) {
+  if (g == NULL || !g->held) return;
+  g->idle = c->in.len == 0 && !c->closing;
+  g->held = 0;
+  uv_mutex_unlock(&g->lock);
+}
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   dl_conn *c = h->data;
   dl_buf *in = &c->in;
   size_t want = 65536;
   (void)hint;
+  /* Held until read_cb, which libuv calls once for each alloc_cb. */
+  rgate_hold(c);
   if (in->len >= 4) {
     uint32_t n;
     dl_rd r;
@@ -253,24 +279,23 @@ static void conn_shut(dl_conn *c) {
     uv_mutex_unlock(&c->gate->lock);
     c->gate = NULL;
   }
+  if (c->rgate) { /* the same for reads (held here when a frame closes c) */
+    dl_rgate *g = c->rgate;
+    if (!g->held) uv_mutex_lock(&g->lock);
+    g->fd = -1;
+    g->idle = 0;
+    if (!g->held) uv_mutex_unlock(&g->lock);
+    c->rgate = NULL;
+  }
   if (c->on_close) c->on_close(c);
   if (c->tr == NULL) conn_unref(c); /* never opened: no handle to close */
   else if (!uv_is_closing(&c->h.handle)) uv_close(&c->h.handle, close_cb);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  dl_conn *c = s->data;
+/* Hand c's complete frames to on_frame (c is referenced). */
+static void dispatch(dl_conn *c) {
   dl_buf *in = &c->in;
   size_t off = 0;
-  (void)buf;
-  if (nread < 0) {
-    conn_shut(c);
-    return;
-  }
-  if (nread > 0 && buf->base == c->rbounce) /* a big frame's bytes */
-    memcpy(in->p + in->len, buf->base, (size_t)nread);
-  in->len += (size_t)nread;
-  c->refs++; /* on_frame may close the conn */
   while (!c->closing && in->len - off >= 4) {
     uint32_t n;
     dl_rd r;
@@ -290,7 +315,87 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     in->len -= off;
     if (in->len == 0 && in->cap > (1u << 20)) dl_buf_free(in);
   }
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  dl_conn *c = s->data;
+  dl_rgate *g = c->rgate; /* conn_shut may let go of it */
+  dl_buf *in = &c->in;
+  if (nread < 0) {
+    conn_shut(c);
+    rgate_release(c, g);
+    return;
+  }
+  if (nread > 0 && buf->base == c->rbounce) /* a big frame's bytes */
+    memcpy(in->p + in->len, buf->base, (size_t)nread);
+  in->len += (size_t)nread;
+  c->refs++; /* on_frame may close the conn */
+  dispatch(c);
+  rgate_release(c, g);
   conn_unref(c);
+}
+
+void dl_conn_rgate_drain(dl_conn *c) {
+  dl_rgate *g = c->rgate;
+  if (g == NULL || c->closing) return;
+  rgate_hold(c);
+  c->refs++;
+  dispatch(c);
+  rgate_release(c, g);
+  conn_unref(c);
+}
+
+int dl_rgate_init(dl_rgate *g) {
+  g->fd = -1;
+  g->idle = 0;
+  g->held = 0;
+  dl_buf_init(&g->left);
+  return uv_mutex_init(&g->lock);
+}
+
+void dl_rgate_free(dl_rgate *g) {
+  dl_buf_free(&g->left);
+  uv_mutex_destroy(&g->lock);
+}
+
+void dl_conn_set_rgate(dl_conn *c, dl_rgate *g) {
+  uv_os_fd_t fd;
+  if (c->tr == NULL || c->rgate || uv_fileno(&c->h.handle, &fd)) return;
+  c->rgate = g;
+  uv_mutex_lock(&g->lock);
+  g->fd = fd;
+  g->idle = c->in.len == 0;
+  uv_mutex_unlock(&g->lock);
+}
+
+int dl_rgate_read(dl_rgate *g, dl_rgate_take take, void *ud) {
+  ssize_t n;
+  size_t off = 0;
+  int left;
+  if (uv_mutex_trylock(&g->lock)) return 0; /* the loop's thread reads */
+  if (g->fd < 0 || !g->idle || g->left.len) {
+    uv_mutex_unlock(&g->lock);
+    return 0;
+  }
+  do
+    n = recv(g->fd, g->buf, sizeof g->buf, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) { /* nothing yet; or the end, which the loop's thread sees */
+    uv_mutex_unlock(&g->lock);
+    return 0;
+  }
+  while ((size_t)n - off >= 4) {
+    uint32_t len;
+    dl_rd r;
+    dl_rd_init(&r, g->buf + off, 4);
+    dl_rd_u32(&r, &len);
+    if ((size_t)n - off - 4 < len || !take(ud, g->buf + off + 4, len)) break;
+    off += 4 + (size_t)len;
+  }
+  if ((size_t)n > off) dl_buf_put(&g->left, g->buf + off, (size_t)n - off);
+  left = g->left.len > 0;
+  uv_mutex_unlock(&g->lock);
+  return left;
 }
 
 static int conn_start(dl_conn *c) {

@@ -75,6 +75,7 @@ const dl_transport *dl_transport_for(const char *addr);
 typedef struct dl_conn dl_conn;
 typedef struct dl_flusher dl_flusher;
 typedef struct dl_wgate dl_wgate;
+typedef struct dl_rgate dl_rgate;
 typedef struct dl_bigsend dl_bigsend;
 
 /* Called once per complete frame; p/n are borrowed for the call only. */
@@ -98,6 +99,7 @@ struct dl_conn {
   int stolen; /* the frame being handled took the input buffer */
   int refs; /* the conn is freed when this drops to zero */
   dl_wgate *gate; /* borrowed, or NULL: see dl_wgate */
+  dl_rgate *rgate; /* borrowed, or NULL: see dl_rgate */
   /* Frames of dl_conn_send_ref still to write, oldest first; while there
      are any, other messages wait in out. */
   dl_bigsend *big, *big_tail;
@@ -138,6 +140,55 @@ void dl_conn_set_gate(dl_conn *c, dl_wgate *g);
 ** for the socket as long as it takes.
 */
 int dl_wgate_write(dl_wgate *g, const char *p, size_t n);
+
+/*
+** A read gate lets one other thread read a connection's socket itself
+** and handle the frames it can, without waking the loop's thread: a
+** worker's executor that waits for its next task takes it from the
+** scheduler's link that way (two thread wake-ups less per task).  The
+** gate outlives its connection and is owned by whoever made it.  The
+** loop's thread holds the gate's lock from before each read of libuv's to
+** the end of the frames it handles (alloc and read callbacks); the other
+** thread reads only while the loop's thread holds no part of a frame and
+** nothing is left over for it, and whatever it does not handle is left
+** to the loop's thread, in order, ahead of the socket's next bytes.  So
+** frames are handled one at a time and in the order they came.  When the
+** connection shuts, the gate closes before its descriptor does.
+*/
+struct dl_rgate {
+  uv_mutex_t lock;
+  int fd;      /* the socket; -1 while closed (under lock) */
+  int idle;    /* the loop's thread holds no part of a frame (under lock) */
+  dl_buf left; /* bytes the other thread read and did not handle, for the
+                  loop's thread (under lock) */
+  int held;    /* the loop's thread holds lock (that thread only) */
+  char buf[16384]; /* the other thread's reads (under lock) */
+};
+
+/* Initialise g, closed.  0 or a libuv error. */
+int dl_rgate_init(dl_rgate *g);
+/* Open g on c's socket (c open): c's reads go through it from now on. */
+void dl_conn_set_rgate(dl_conn *c, dl_rgate *g);
+/*
+** Handle one frame (n bytes of messages at p, borrowed for the call) on
+** the thread that reads through a gate: return 1 if it was handled, or 0
+** to leave it, and every frame after it, to the loop's thread.  Called
+** with the gate's lock held: it must not call back into the connection.
+*/
+typedef int (*dl_rgate_take)(void *ud, const char *p, size_t n);
+/*
+** From any thread but c's loop's: read what the socket holds now, without
+** waiting, and offer each whole frame to take.  Returns 1 when bytes were
+** left for the loop's thread (the caller wakes it to run
+** dl_conn_rgate_drain), else 0: nothing read (the gate is closed or busy,
+** the socket empty, ended or failed: the loop's thread sees that too), or
+** every frame read was taken.
+*/
+int dl_rgate_read(dl_rgate *g, dl_rgate_take take, void *ud);
+/* On c's loop's thread: handle the frames the other thread left. */
+void dl_conn_rgate_drain(dl_conn *c);
+/* Free what g holds; it must be closed (its connection gone). */
+void dl_rgate_free(dl_rgate *g);
 
 /* Per-loop list of connections with pending messages. */
 struct dl_flusher {

@@ -386,11 +386,12 @@ static void run_worker(lua_State *L) {
   fcntl(3, F_SETFD, FD_CLOEXEC);
   W.sched = dl_conn_new(&W.loop, &W.fl, dl_w_on_sched_frame, dl_w_on_sched_close, NULL);
   if (W.sched == NULL || dl_conn_open_fd(W.sched, 3) ||
-      dl_wgate_init(&W.gate)) {
+      dl_wgate_init(&W.gate) || dl_rgate_init(&W.rgate)) {
     fprintf(stderr, "dlua worker %d: no scheduler link on fd 3\n", W.id);
     _exit(1);
   }
   dl_conn_set_gate(W.sched, &W.gate);
+  dl_conn_set_rgate(W.sched, &W.rgate);
   if (!W.remote) dl_w_send_hello(); /* over TCP: once welcomed */
   if (uv_thread_create(&W.exec, dl_w_exec_main, L)) _exit(1);
   uv_run(&W.loop, UV_RUN_DEFAULT);

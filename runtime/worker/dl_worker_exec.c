@@ -1044,6 +1044,11 @@ static double await_task(void) {
       break;
     }
     prev = t;
+    /* The next task may be on the link already: taken here, it needs no
+       wake-up of the I/O thread, nor of this one by it. */
+    if (dl_rgate_read(&W.rgate, dl_w_exec_take, NULL))
+      uv_async_send(&W.done_async); /* the I/O thread handles the rest */
+    if (atomic_load(&enq_seq) != seen) break;
     dl_os_relax();
   }
   if (atomic_load(&enq_seq) == seen && task_spin > TASK_SPIN_MIN)
@@ -1051,10 +1056,15 @@ static double await_task(void) {
   return start;
 }
 
-/* A task was taken after the executor went idle at since: when it came
-   within the longest watch, watch that long from now on. */
+/* A task was taken after the executor went idle at since: when the
+   longest watch would have taken it, watch that long from now on.  A task
+   that came while the watch was shorter reached this thread through the
+   I/O thread, later than it reached the link by two wake-ups (hence the
+   slack, TASK_LATE): without it, one watch that ended short would keep
+   the watch short for good. */
+#define TASK_LATE 50e-6
 static void task_came(double since) {
-  if (since > 0 && now_s() - since <= TASK_SPIN_MAX)
+  if (since > 0 && now_s() - since <= TASK_SPIN_MAX + TASK_LATE)
     task_spin = TASK_SPIN_MAX;
 }
 

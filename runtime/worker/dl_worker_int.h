@@ -159,6 +159,7 @@ typedef struct worker {
   dl_flusher fl;
   dl_conn *sched;
   dl_wgate gate;  /* the executor's own writes on sched (dl_conn.h) */
+  dl_rgate rgate; /* and its own reads of tasks (dl_w_exec_take) */
   dl_listener listener;
   uv_async_t done_async;
   uv_timer_t beat;
@@ -278,6 +279,7 @@ void dl_w_done_cb(uv_async_t *h);
 /* Append t's outcome (DL_M_DONE or DL_M_ERR) to b (any thread). */
 void dl_w_put_outcome(dl_buf *b, const wtask *t);
 int dl_w_on_compute(dl_rd *r);
+int dl_w_exec_take(void *ud, const char *p, size_t n);
 void dl_w_interrupt_running(int kind);
 void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n);
 void dl_w_beat_cb(uv_timer_t *t);

@@ -73,6 +73,8 @@ void dl_w_done_cb(uv_async_t *h) {
     dl_w_task_free(t);
     t = next;
   }
+  /* Frames the executor read from the link and left (dl_w_exec_take). */
+  if (W.sched) dl_conn_rgate_drain(W.sched);
 }
 
 
@@ -162,6 +164,49 @@ fail:
   t->dead = 1;
   dl_w_wtask_unref(t);
   return rc;
+}
+
+/* 1 if the COMPUTE message at r (its type read) has every input stored
+   here; r is moved past it. */
+static int compute_is_local(dl_rd *r) {
+  dl_msg_compute m;
+  uint64_t i, j, id;
+  if (dl_get_compute(r, &m)) return 0;
+  for (i = 0; i < m.ndeps; i++) {
+    const char *dk;
+    size_t dkl;
+    uint64_t nwho;
+    if (dl_get_compute_dep(&m.deps, &dk, &dkl, &nwho) ||
+        !dl_w_store_has(dk, dkl))
+      return 0;
+    for (j = 0; j < nwho; j++)
+      if (dl_get_id(&m.deps, &id)) return 0;
+  }
+  return 1;
+}
+
+/*
+** The executor's side of the scheduler link's read gate (dl_rgate, see
+** dl_w_exec_main's await_task): a frame that is one task whose inputs
+** are all stored here (the common case of a round trip) is queued here;
+** anything else is left to the I/O thread, as is a task that cannot be
+** queued for want of memory (which ends the worker there).  Runs under the gate's
+** lock, which the I/O thread holds while it handles the link's frames, so
+** the two never handle frames at once (the store cannot lose an input in
+** between: only a FREE from the link drops values).
+*/
+int dl_w_exec_take(void *ud, const char *p, size_t n) {
+  dl_rd r;
+  unsigned type;
+  (void)ud;
+  dl_rd_init(&r, p, n);
+  if (dl_wire_type(&r, &type) || type != DL_M_COMPUTE ||
+      !compute_is_local(&r) || dl_rd_left(&r))
+    return 0;
+  dl_rd_init(&r, p, n);
+  dl_wire_type(&r, &type);
+  /* Fails only before it changes anything (the task's record). */
+  return dl_w_on_compute(&r) == 0;
 }
 
 /* Take the task named key out of the executor's queue, if it is there. */

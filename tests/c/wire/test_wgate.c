@@ -1,6 +1,8 @@
 /*
-** test_wgate.c -- C tests of a connection's write gate (dl_wgate,
-** dl_conn.h): a second thread writes frames on a connection's socket
+** test_wgate.c -- C tests of a connection's gates (dl_conn.h).  The read
+** gate: another thread reads the socket while the loop's thread does,
+** takes some frames and leaves the rest, and every frame is handled once,
+** in the order sent.  The write gate (dl_wgate): a second thread writes frames on a connection's socket
 ** while the loop's thread writes its own, big ones among them, on a
 ** socket with a small buffer (so that libuv queues and the gate must wait
 ** or refuse).  Some of the loop's frames are values of a few MB sent by
@@ -273,7 +275,129 @@ static void test_closing_hands_back_queued_frames(void) {
   close(sv[1]);
 }
 
+/* ------------------------------------------------------- read gate */
+
+#define NREAD 20000 /* frames the writer sends */
+static dl_rgate rgate;
+static uv_async_t rwake;
+static uint32_t handled;   /* frames handled, by either thread (gate lock) */
+static int by_loop, by_other, out_of_order, rdone;
+
+/* Body of frame seq: its number, then filler; every 97th is bigger than
+   the other thread's read buffer, so frames are split across reads. */
+static size_t rbody(char *p, uint32_t seq) {
+  size_t n = seq % 97 == 0 ? 40000 + seq % 1000 : 4 + seq % 300, i;
+  memcpy(p, &seq, 4);
+  for (i = 4; i < n; i++) p[i] = (char)(seq + i);
+  return n;
+}
+
+/* Count a frame as handled; both threads call it under the gate's lock. */
+static void handle(const char *p, size_t n) {
+  static char want[41000];
+  uint32_t seq;
+  CHECK(n >= 4);
+  memcpy(&seq, p, 4);
+  if (seq != handled || rbody(want, seq) != n || memcmp(want, p, n) != 0)
+    out_of_order++;
+  handled++;
+}
+
+static void rframe(dl_conn *c, const char *p, size_t n) {
+  (void)c;
+  handle(p, n);
+  by_loop++;
+  if (handled == NREAD) uv_stop(&loop); /* the last is never taken */
+}
+
+/* The other thread takes every third frame it finds (and small ones
+   only), leaving the rest and all after it to the loop's thread. */
+static int take(void *ud, const char *p, size_t n) {
+  uint32_t seq;
+  (void)ud;
+  memcpy(&seq, p, 4);
+  if (seq % 3 != 0 || n > 1000) return 0;
+  handle(p, n);
+  by_other++;
+  return 1;
+}
+
+static void other_main(void *arg) {
+  (void)arg;
+  while (!rdone) {
+    if (dl_rgate_read(&rgate, take, NULL)) uv_async_send(&rwake);
+  }
+}
+
+static void writer_main(void *arg) {
+  int fd = *(int *)arg;
+  static char buf[41004];
+  uint32_t seq;
+  for (seq = 0; seq < NREAD; seq++) {
+    size_t n = rbody(buf + 4, seq), off = 0;
+    buf[0] = (char)(n & 0xff);
+    buf[1] = (char)((n >> 8) & 0xff);
+    buf[2] = (char)((n >> 16) & 0xff);
+    buf[3] = 0;
+    n += 4;
+    while (off < n) { /* in two writes now and then: partial frames */
+      size_t k = seq % 5 == 0 && off == 0 ? n / 2 + 1 : n - off;
+      ssize_t w = write(fd, buf + off, k);
+      CHECK(w > 0);
+      off += (size_t)w;
+    }
+    if (seq % 16 == 0) usleep(50); /* a pause: the other thread's turn */
+  }
+}
+
+static void rwake_cb(uv_async_t *h) {
+  (void)h;
+  if (conn) dl_conn_rgate_drain(conn);
+}
+
+static void rclosed(dl_conn *c) {
+  (void)c;
+  conn = NULL;
+}
+
+static void test_a_read_gate_keeps_frames_in_order(void) {
+  int sv[2];
+  uv_thread_t wt, ot;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(uv_loop_init(&loop) == 0);
+  CHECK(dl_flusher_init(&fl, &loop) == 0);
+  CHECK(dl_rgate_init(&rgate) == 0);
+  CHECK(dl_rgate_read(&rgate, take, NULL) == 0); /* not open yet */
+  CHECK(uv_async_init(&loop, &rwake, rwake_cb) == 0);
+  conn = dl_conn_new(&loop, &fl, rframe, rclosed, NULL);
+  CHECK(conn != NULL && dl_conn_open_fd(conn, sv[0]) == 0);
+  dl_conn_set_rgate(conn, &rgate);
+  CHECK(uv_thread_create(&wt, writer_main, &sv[1]) == 0);
+  CHECK(uv_thread_create(&ot, other_main, NULL) == 0);
+  uv_run(&loop, UV_RUN_DEFAULT); /* until every frame is handled */
+  rdone = 1;
+  dl_conn_close(conn);
+  uv_close((uv_handle_t *)&rwake, NULL);
+  CHECK(uv_thread_join(&ot) == 0);
+  CHECK(uv_thread_join(&wt) == 0);
+  fprintf(stderr, "# loop's thread %d frames, the other %d\n", by_loop,
+          by_other);
+  CHECK(handled == NREAD);
+  CHECK(out_of_order == 0);
+  CHECK(by_loop > 0 && by_other > 0); /* both ways were taken */
+  /* The connection closed its gate before its descriptor. */
+  CHECK(rgate.fd == -1);
+  CHECK(dl_rgate_read(&rgate, take, NULL) == 0);
+  dl_flusher_close(&fl);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  dl_rgate_free(&rgate);
+  close(sv[1]);
+}
+
 int main(void) {
+  tap_run("a read gate keeps frames in order",
+          test_a_read_gate_keeps_frames_in_order, 60);
   tap_run("closing hands back queued frames",
           test_closing_hands_back_queued_frames, 30);
   tap_run("frames of two threads never interleave",
