@@ -48,6 +48,9 @@ local M = {}
 
 local grammars = {}             -- sep .. "\0" .. quote -> {record, file}
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 local function check_char(v, what, default, level)
   if v == nil then return default end
   if type(v) ~= "string" or #v ~= 1 or v == "\r" or v == "\n" then
