@@ -133,7 +133,7 @@ $(B)/dlua: $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(wildcard tests/fuzz/*.h) $(B)/libdlua.a | $(B)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(HEAP_LIBS) $(LDLIBS_ALL)
 
 # The kernel's C test links the kernel layer (not part of libdlua).
 $(B)/tests/kernel/test_kernel: tests/c/kernel/test_kernel.c tests/c/tap.h $(B)/libdlkernel.a $(B)/libdlua.a | $(B)

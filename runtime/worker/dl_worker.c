@@ -293,6 +293,7 @@ void dl_w_state_init(void) {
 /* What every worker process sets up before it knows its cluster (the
    zygote does it once for all the workers it forks). */
 static void setup_process(void) {
+  dl_mem_heap_init(); /* the heap on huge pages where it is mimalloc */
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
   setenv("DLUA_WORKER", "1", 1); /* dlua.ndarray: one BLAS thread */
