@@ -208,17 +208,17 @@ function Client:_pump(timeout, hint)
   return n
 end
 
+-- Whether mt (a metatable or nil) makes its value callable.  (No
+-- `(mt or {}).__call`: submit runs this per task, and that makes a table.)
+local function callable_mt(mt)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
 local function check_fn(fn, what)
   if type(fn) ~= "function" and not callable_mt(getmetatable(fn)) then
     error(fmt("%s: first argument must be a function, got %s", what,
               type(fn)), 3)
   end
-end
-
--- Whether mt (a metatable or nil) makes its value callable.  (No
--- `(mt or {}).__call`: submit runs this per task, and that makes a table.)
-local function callable_mt(mt)
-  return type(mt) == "table" and mt.__call ~= nil
 end
 
 -- The scheduler's view of an options table, made once per options table
