@@ -56,6 +56,8 @@ struct wproc {
   int remote; /* joined over TCP: no process of ours to watch */
   int zyg;    /* forked by the zygote: it reaps it and tells us (zpoll) */
   char addr[256]; /* where its peers reach it, from its hello */
+  char name[64];  /* its --name, from its hello; "" for none */
+  char label[96]; /* "worker ID" or "worker ID (NAME)", for log lines */
   wproc *next;
 };
 
@@ -417,7 +419,7 @@ static void worker_gone(wproc *w) {
     return;
   }
   if (w->remote) {
-    fprintf(stderr, "dlua: worker %d at %s left\n", w->id, w->addr);
+    fprintf(stderr, "dlua: %s at %s left\n", w->label, w->addr);
     return; /* not ours to replace */
   }
   if (!w->retiring) {
@@ -482,9 +484,32 @@ static void on_hello(wproc *w, dl_rd *r) {
     worker_gone(w);
     return;
   }
+  /* Names are unique among the workers joined (as Dask's): a second
+     worker of the same name is told why and leaves; the first stays. */
+  for (o = s->workers; o && h.nlen > 0; o = o->next) {
+    char why[300];
+    int n;
+    if (o == w || !o->ready || o->gone || strlen(o->name) != h.nlen ||
+        memcmp(o->name, h.name, h.nlen) != 0)
+      continue;
+    n = snprintf(why, sizeof why, "the name '%s' is taken by worker %d "
+                 "(pid %lld at %s); give each worker its own --name",
+                 o->name, o->id, (long long)o->pid, o->addr);
+    fprintf(stderr, "dlua: refused a worker (pid %llu) from %s: %s\n",
+            (unsigned long long)h.pid, w->addr, why);
+    dl_put_wrefuse(dl_conn_msg(w->conn), why,
+                   n < (int)sizeof why ? (size_t)n : sizeof why - 1);
+    worker_gone(w); /* its connection closes after the refusal */
+    return;
+  }
   w->ready = 1;
   w->pid = (int64_t)h.pid;
   snprintf(w->addr, sizeof w->addr, "%.*s", (int)h.alen, h.addr);
+  snprintf(w->name, sizeof w->name, "%.*s", (int)h.nlen, h.name);
+  if (w->name[0])
+    snprintf(w->label, sizeof w->label, "worker %d (%s)", w->id, w->name);
+  if (w->remote)
+    fprintf(stderr, "dlua: %s joined from %s\n", w->label, w->addr);
   s->early_deaths = 0;
   /* Introduce it to its peers and its peers to it. */
   m.id = (uint64_t)w->id;
@@ -508,6 +533,7 @@ static void on_hello(wproc *w, dl_rd *r) {
   s->nready++;
   dl_sched_add_worker(s->sched, w->id, (int64_t)h.pid, (int)h.nthreads,
                       (int64_t)h.memory_limit, now_s());
+  dl_sched_name_worker(s->sched, w->id, w->name);
   uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
 }
@@ -543,6 +569,8 @@ static void send_cinfo(dl_server *s, rclient *rc) {
     w.executing = (uint64_t)ws[i].executing;
     w.stored = (uint64_t)ws[i].stored;
     w.status = (uint64_t)ws[i].status;
+    w.name = ws[i].name;
+    w.nlen = strlen(ws[i].name);
     dl_put_cworker(b, &w);
   }
   dl_buf_uv(b, (uint64_t)nd);
@@ -552,6 +580,8 @@ static void send_cinfo(dl_server *s, rclient *rc) {
     d.pid = (uint64_t)dead[i].pid;
     d.reason = dead[i].reason;
     d.rlen = strlen(dead[i].reason);
+    d.name = dead[i].name;
+    d.nlen = strlen(dead[i].name);
     dl_put_cdead(b, &d);
   }
   dl_conn_flush(rc->conn);
@@ -681,8 +711,8 @@ static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
   rc = dl_sched_worker_frame(s->sched, w->id, p, n, now_s());
   uv_mutex_unlock(&s->lock);
   if (rc) {
-    fprintf(stderr, "dlua: malformed message from worker %d; restarting it\n",
-            w->id);
+    fprintf(stderr, "dlua: malformed message from %s; restarting it\n",
+            w->label);
     worker_gone(w);
   }
 }
@@ -977,6 +1007,7 @@ static int spawn_worker(dl_server *s) {
   memset(w, 0, sizeof *w);
   w->srv = s;
   w->id = ++s->nextid;
+  snprintf(w->label, sizeof w->label, "worker %d", w->id);
   uv_pipe_init(&s->loop, &w->out, 0);
   uv_pipe_init(&s->loop, &w->err, 0);
   w->out.data = w->err.data = w->proc.data = w;
@@ -1263,8 +1294,8 @@ static void tick_cb(uv_timer_t *t) {
   for (i = 0; i < n; i++)
     for (w = s->workers; w; w = w->next)
       if (w->id == silent[i] && !w->gone) {
-        fprintf(stderr, "dlua: worker %d (pid %lld) sent nothing for too "
-                "long; killing and replacing it\n", w->id,
+        fprintf(stderr, "dlua: %s (pid %lld) sent nothing for too "
+                "long; killing and replacing it\n", w->label,
                 (long long)w->pid);
         worker_gone(w);
         break;
@@ -1309,6 +1340,7 @@ static void on_remote_worker(dl_tcp_server *ts, int fd, const char *peer,
   w->remote = 1;
   w->exited = 1; /* no process of ours */
   w->id = ++s->nextid;
+  snprintf(w->label, sizeof w->label, "worker %d", w->id);
   snprintf(w->addr, sizeof w->addr, "%s", peer);
   w->conn = dl_conn_new(&s->loop, &s->fl, on_worker_frame, on_worker_close, w);
   if (w->conn == NULL || dl_conn_open_fd(w->conn, fd) != 0) {
@@ -1651,6 +1683,7 @@ static int take_cinfo(dl_server *s, dl_rd *r) {
     ws[i].executing = (int)w.executing;
     ws[i].stored = (int)w.stored;
     ws[i].status = (int)w.status;
+    snprintf(ws[i].name, sizeof ws[i].name, "%.*s", (int)w.nlen, w.name);
   }
   if (dl_rd_uv(r, &nd) || nd > DL_SCHED_DEPARTED) {
     dl_free(ws);
@@ -1668,6 +1701,8 @@ static int take_cinfo(dl_server *s, dl_rd *r) {
     dead[i].status = DL_WS_DEAD;
     snprintf(dead[i].reason, sizeof dead[i].reason, "%.*s", (int)d.rlen,
              d.reason);
+    snprintf(dead[i].name, sizeof dead[i].name, "%.*s", (int)d.nlen,
+             d.name);
   }
   uv_mutex_lock(&s->lock);
   dl_free(s->rworkers);
