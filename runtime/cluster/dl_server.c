@@ -24,6 +24,7 @@
 #include "dl_wire.h"
 #include "dl_os.h"
 #include "dl_server.h"
+#include "dl_cinfo.h"
 #include "dl_tcp.h"
 #include "dl_zyg.h"
 #include "dl_zygote.h"
@@ -119,6 +120,11 @@ struct dl_server {
      NULL, sconn is the link, and the cluster's figures are the last CINFO. */
   dl_conn *sconn;         /* loop only */
   int remote_sched;       /* set before the thread starts */
+  /* sconn's write gate: the client's thread writes its frames on the
+     socket itself (dl_server_send), one thread hand-off less per request.
+     Taken after lock, never before it. */
+  dl_wgate gate;
+  int gate_ok;            /* gate is initialised (set before the thread) */
   int rjoined;            /* (L) the first CINFO came */
   int shutdown_asked;     /* (L) send CSHUTDOWN */
   dl_sched_winfo *rworkers; /* (L) */
@@ -1196,11 +1202,19 @@ static int drain_client(dl_server *s) {
     return 0;
   }
   if (s->remote_sched) { /* the scheduler is in another process */
-    if (s->sconn) {
-      dl_buf_put(dl_conn_msg(s->sconn), msgs.p, msgs.len);
+    /* Handed to the link under the lock: dl_server_send writes on the
+       socket itself only when the outbox is empty and nothing of it is
+       on its way outside libuv, so frames keep their order. */
+    uv_mutex_lock(&s->lock);
+    dl_buf_put(&s->outbox, msgs.p, msgs.len); /* before what came since */
+    dl_buf_free(&msgs);
+    if (s->sconn && s->outbox.len) {
+      dl_buf_put(dl_conn_msg(s->sconn), s->outbox.p, s->outbox.len);
       dl_conn_flush(s->sconn);
     }
-    dl_buf_free(&msgs);
+    s->outbox.len = 0;
+    atomic_store(&s->outbox_ready, 0);
+    uv_mutex_unlock(&s->lock);
     return 1;
   }
   uv_mutex_lock(&s->lock);
@@ -1505,6 +1519,8 @@ static void close_loop(dl_server *s) {
   }
   if (s->cond_ok) uv_cond_destroy(&s->cond);
   if (s->lock_ok) uv_mutex_destroy(&s->lock);
+  if (s->gate_ok) uv_mutex_destroy(&s->gate.lock); /* its conn is closed */
+  s->gate_ok = 0;
 }
 
 static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
@@ -1655,63 +1671,19 @@ static void on_sched_close(dl_conn *c) {
   begin_stop(s);
 }
 
-/* Take a CINFO (r is past its type byte); 0 or DL_EPROTO. */
+/* Take a CINFO (r is past its type byte); 0, DL_EPROTO or DL_ENOMEM. */
 static int take_cinfo(dl_server *s, dl_rd *r) {
-  const char *dash;
-  size_t dlen;
-  int64_t counts[6];
-  uint64_t n, i, nd;
-  dl_sched_winfo *ws, dead[DL_SCHED_DEPARTED];
-  if (dl_get_cinfo_head(r, &dash, &dlen, counts, &n) || n > 4096)
-    return DL_EPROTO;
-  ws = dl_realloc(NULL, (size_t)(n ? n : 1) * sizeof *ws);
-  if (ws == NULL) return DL_ENOMEM;
-  memset(ws, 0, (size_t)(n ? n : 1) * sizeof *ws);
-  for (i = 0; i < n; i++) {
-    dl_msg_cworker w;
-    if (dl_get_cworker(r, &w)) {
-      dl_free(ws);
-      return DL_EPROTO;
-    }
-    ws[i].id = (int)w.id;
-    ws[i].pid = (int64_t)w.pid;
-    ws[i].nthreads = (int)w.nthreads;
-    ws[i].memory_limit = (int64_t)w.memory_limit;
-    ws[i].managed = (int64_t)w.managed;
-    ws[i].spilled = (int64_t)w.spilled;
-    ws[i].rss = (int64_t)w.rss;
-    ws[i].executing = (int)w.executing;
-    ws[i].stored = (int)w.stored;
-    ws[i].status = (int)w.status;
-    snprintf(ws[i].name, sizeof ws[i].name, "%.*s", (int)w.nlen, w.name);
-  }
-  if (dl_rd_uv(r, &nd) || nd > DL_SCHED_DEPARTED) {
-    dl_free(ws);
-    return DL_EPROTO;
-  }
-  memset(dead, 0, sizeof dead);
-  for (i = 0; i < nd; i++) {
-    dl_msg_cdead d;
-    if (dl_get_cdead(r, &d)) {
-      dl_free(ws);
-      return DL_EPROTO;
-    }
-    dead[i].id = (int)d.id;
-    dead[i].pid = (int64_t)d.pid;
-    dead[i].status = DL_WS_DEAD;
-    snprintf(dead[i].reason, sizeof dead[i].reason, "%.*s", (int)d.rlen,
-             d.reason);
-    snprintf(dead[i].name, sizeof dead[i].name, "%.*s", (int)d.nlen,
-             d.name);
-  }
+  dl_cinfo ci;
+  int rc = dl_cinfo_read(r, &ci);
+  if (rc) return rc;
   uv_mutex_lock(&s->lock);
   dl_free(s->rworkers);
-  s->rworkers = ws;
-  s->nrworkers = (int)n;
-  memcpy(s->rdead, dead, sizeof dead);
-  s->nrdead = (int)nd;
-  memcpy(s->rcounts, counts, sizeof counts);
-  snprintf(s->svc_addr, sizeof s->svc_addr, "%.*s", (int)dlen, dash);
+  s->rworkers = ci.ws;
+  s->nrworkers = ci.nws;
+  memcpy(s->rdead, ci.dead, sizeof ci.dead);
+  s->nrdead = ci.ndead;
+  memcpy(s->rcounts, ci.counts, sizeof ci.counts);
+  snprintf(s->svc_addr, sizeof s->svc_addr, "%s", ci.dash);
   if (!s->rjoined) {
     s->rjoined = 1;
     uv_cond_broadcast(&s->cond);
@@ -1811,6 +1783,10 @@ dl_server *dl_server_connect(const char *address, const dl_token *token,
     rc = s->sconn == NULL ? DL_ENOMEM : dl_conn_open_fd(s->sconn, fd);
     if (rc == 0) {
       fd = -1;
+      if (dl_wgate_init(&s->gate) == 0) {
+        s->gate_ok = 1;
+        dl_conn_set_gate(s->sconn, &s->gate);
+      }
       dl_put_chello(dl_conn_msg(s->sconn));
       what = "cannot start the client's thread";
       rc = uv_thread_create(&s->thread, thread_main, s);
@@ -1941,6 +1917,18 @@ int dl_server_stop_all(void) {
 int dl_server_send(dl_server *s, const char *p, size_t n, int urgent) {
   int rc;
   uv_mutex_lock(&s->lock);
+  if (s->gate_ok && !s->dead && s->outbox.len == 0) {
+    /* A remote scheduler: the frame goes on its socket from this thread
+       when nothing queued before it is still on its way. */
+    uv_mutex_lock(&s->gate.lock);
+    rc = dl_wgate_write(&s->gate, p, n);
+    uv_mutex_unlock(&s->gate.lock);
+    if (rc == 0) {
+      uv_mutex_unlock(&s->lock);
+      s->deferred = 0;
+      return 0;
+    }
+  }
   rc = s->dead ? DL_EPROTO : dl_buf_put(&s->outbox, p, n);
   if (rc == 0) atomic_store(&s->outbox_ready, 1);
   uv_mutex_unlock(&s->lock);
