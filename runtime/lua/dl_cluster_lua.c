@@ -1127,7 +1127,8 @@ static int h_fired(lua_State *L) {
   return 1;
 }
 
-/* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */
+/* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...,
+   name= (only for a worker started with a name)}} */
 static int h_workers(lua_State *L) {
   handle *h = check_local(L, 1);
   dl_sched_winfo info[256];
@@ -1167,13 +1168,17 @@ static int h_workers(lua_State *L) {
       lua_pushstring(L, info[i].spill_err);
       lua_setfield(L, -2, "spill_error");
     }
+    if (info[i].name[0]) {
+      lua_pushstring(L, info[i].name);
+      lua_setfield(L, -2, "name");
+    }
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
 }
 
-/* h:departed() -> {{id=, pid=, status="dead", reason=}, ...}: the last
-   workers that left */
+/* h:departed() -> {{id=, pid=, status="dead", reason=, name=}, ...}: the
+   last workers that left (name only for a named worker) */
 static int h_departed(lua_State *L) {
   handle *h = check_local(L, 1);
   dl_sched_winfo info[DL_SCHED_DEPARTED];
@@ -1189,6 +1194,10 @@ static int h_departed(lua_State *L) {
     lua_setfield(L, -2, "status");
     lua_pushstring(L, info[i].reason);
     lua_setfield(L, -2, "reason");
+    if (info[i].name[0]) {
+      lua_pushstring(L, info[i].name);
+      lua_setfield(L, -2, "name");
+    }
     lua_rawseti(L, -2, i + 1);
   }
   return 1;

@@ -171,6 +171,10 @@ static int parse_args(int argc, char **argv) {
       W.token_file = argv[i + 1];
     else if (strcmp(argv[i], "--tls-dir") == 0)
       W.tls_dir = argv[i + 1];
+    else if (strcmp(argv[i], "--name") == 0) {
+      if (strlen(argv[i + 1]) > DL_WORKER_NAME_MAX) return -1;
+      snprintf(W.name, sizeof W.name, "%s", argv[i + 1]);
+    }
     else if (strcmp(argv[i], "--memory-fractions") == 0) {
       if (sscanf(argv[i + 1], "%lf,%lf,%lf,%lf", &W.frac_target,
                  &W.frac_spill, &W.frac_pause, &W.frac_terminate) != 4)
@@ -266,6 +270,13 @@ static int listen_over_tcp(void) {
   return 0;
 }
 
+void dl_w_set_wname(void) {
+  if (W.name[0])
+    snprintf(W.wname, sizeof W.wname, "worker %d (%s)", W.id, W.name);
+  else
+    snprintf(W.wname, sizeof W.wname, "worker %d", W.id);
+}
+
 void dl_w_send_hello(void) {
   dl_msg_hello m;
   m.id = (uint64_t)W.id;
@@ -274,6 +285,9 @@ void dl_w_send_hello(void) {
   m.memory_limit = (uint64_t)W.memory_limit;
   m.addr = W.addr;
   m.alen = strlen(W.addr);
+  m.name = W.name;
+  m.nlen = strlen(W.name);
+  dl_w_set_wname();
   dl_put_hello(dl_conn_msg(W.sched), &m);
   dl_w_beat_cb(NULL); /* memory figures arrive with the hello */
 }
@@ -404,8 +418,10 @@ static void run_worker(lua_State *L) {
   if (lost_link && getpgrp() == getpid()) kill(0, SIGKILL);
   /* A task may still be running on the executor: leave without waiting.
      A worker that joined over TCP and lost its scheduler (not told to
-     stop) says so with status 3, for `dlua worker --reconnect-timeout`. */
-  _exit(lost_link && W.remote ? 3 : 0);
+     stop) says so with status 3, for `dlua worker --reconnect-timeout`;
+     one the scheduler refused (its name is taken) with status 4, which
+     that loop does not retry. */
+  _exit(W.refused ? 4 : lost_link && W.remote ? 3 : 0);
 }
 
 static void usage(void) {
