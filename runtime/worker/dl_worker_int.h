@@ -306,6 +306,10 @@ void dl_w_forked_main(int argc, char **argv, lua_State *L);
 /* Make the worker's loop (W.loop, its flusher and wake-up) ahead of
    time, as a zygote's spare does; 0 or a libuv error. */
 int dl_w_loop_init(void);
+/* Start the executor thread ahead of time, as a zygote's spare does: it
+   waits, its stack and malloc arena made, until run_worker has set the
+   worker up, and then runs dl_w_exec_main(W.L).  0 or a libuv error. */
+int dl_w_exec_premake(void);
 
 /* dl_worker_zygote.c: the zygote (see runtime/cluster/dl_zygote.h):
    serve the clusters of process ppid (a decimal string) on the abstract
