@@ -292,7 +292,7 @@ void dl_w_prof_put(dl_buf *out);
 
 /* dl_worker.c: start, signals, watchdog */
 void dl_w_on_sched_close(dl_conn *c);
-/* Tell the scheduler who we are, with our first heartbeat. */
+/* Tell the scheduler who we are; the first heartbeat follows (2 ms). */
 void dl_w_send_hello(void);
 int64_t dl_w_mem_bytes(int64_t *rss);
 void dl_w_state_init(void);
