@@ -295,7 +295,7 @@ void dl_w_prof_put(dl_buf *out);
 
 /* dl_worker.c: start, signals, watchdog */
 void dl_w_on_sched_close(dl_conn *c);
-/* Tell the scheduler who we are, with our first heartbeat. */
+/* Tell the scheduler who we are; the first heartbeat follows (2 ms). */
 void dl_w_send_hello(void);
 /* Set W.wname from W.id and W.name (before the hello). */
 void dl_w_set_wname(void);
@@ -311,6 +311,10 @@ void dl_w_forked_main(int argc, char **argv, lua_State *L);
 /* Make the worker's loop (W.loop, its flusher and wake-up) ahead of
    time, as a zygote's spare does; 0 or a libuv error. */
 int dl_w_loop_init(void);
+/* Start the executor thread ahead of time, as a zygote's spare does: it
+   waits, its stack and malloc arena made, until run_worker has set the
+   worker up, and then runs dl_w_exec_main(W.L).  0 or a libuv error. */
+int dl_w_exec_premake(void);
 
 /* dl_worker_zygote.c: the zygote (see runtime/cluster/dl_zygote.h):
    serve the clusters of process ppid (a decimal string) on the abstract
