@@ -289,11 +289,14 @@ void dl_w_send_hello(void) {
   m.nlen = strlen(W.name);
   dl_w_set_wname();
   dl_put_hello(dl_conn_msg(W.sched), &m);
-  /* The first figures follow 2 ms later, not with the hello: measuring
-     them (reading /proc/self/status) held the hello back on every
-     cluster's start, and the scheduler has no use for them before the
-     worker's first tasks.  Then every 500 ms as before. */
-  uv_timer_start(&W.beat, dl_w_beat_cb, 2, 500);
+  /* The memory figures go with the hello, so that a cluster printed or
+     asked for scheduler_info() right after it starts shows each worker's
+     real memory, not 0 B.  That costs one read of /proc/self/status
+     (about 0.1 ms) on the start path; the next beat is a full period
+     later (the loop's first turn used to measure a second time before the
+     hello had even left). */
+  dl_w_beat_cb(NULL);
+  uv_timer_start(&W.beat, dl_w_beat_cb, 500, 500);
 }
 
 /* The lock, condition and maps of W (the fuzz harness shares this). */
