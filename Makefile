@@ -30,6 +30,10 @@ CFLAGS_BASE = -std=gnu99 $(OPT) -Wall -Wextra -fPIC -pthread $(XCFLAGS)
 CFLAGS_ALL = $(CFLAGS_BASE) -Iruntime $(foreach d,$(LAYERS),-Iruntime/$(d)) \
              -I$(B) $(LUA_CFLAGS) $(UV_CFLAGS)
 LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lcjson -lz -lpthread -lm $(XLDFLAGS)
+# The dlua command (client and workers) runs on mimalloc, whose segments
+# dl_mem_heap_init puts on huge pages (README, "Memory").  libdlua does not
+# link it: an embedder keeps its own malloc.  The sanitizers keep malloc.
+HEAP_LIBS ?= -lmimalloc
 
 B ?= build
 
@@ -125,11 +129,11 @@ $(B)/dl_kernel_logo.o: $(B)/dl_kernel_logo.c
 	$(CC) $(CFLAGS_BASE) -c $< -o $@
 
 $(B)/dlua: $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a
-	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a $(LDLIBS_ALL) $(EDIT_LIBS) $(KERNEL_LIBS)
+	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a $(HEAP_LIBS) $(LDLIBS_ALL) $(EDIT_LIBS) $(KERNEL_LIBS)
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(wildcard tests/fuzz/*.h) $(B)/libdlua.a | $(B)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Itests/c -Itests/fuzz -o $@ $< $(B)/libdlua.a $(HEAP_LIBS) $(LDLIBS_ALL)
 
 # The kernel's C test links the kernel layer (not part of libdlua).
 $(B)/tests/kernel/test_kernel: tests/c/kernel/test_kernel.c tests/c/tap.h $(B)/libdlkernel.a $(B)/libdlua.a | $(B)
@@ -164,7 +168,7 @@ test: all
 	@scripts/run-tests $(B)
 
 sanitize:
-	@$(MAKE) --no-print-directory B=build-san OPT="-O1 -g" \
+	@$(MAKE) --no-print-directory B=build-san OPT="-O1 -g" HEAP_LIBS= \
 	  XCFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  XLDFLAGS="-fsanitize=address,undefined" all
 	@DLUA_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:quarantine_size_mb=16 \

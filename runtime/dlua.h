@@ -269,9 +269,11 @@ void dlua_interrupt(int on);
 /*
 ** dlua's allocator, for lua_newstate or lua_setallocf: the one the runtime
 ** uses itself (it backs big blocks with huge pages where the system
-** allows, which makes moving big strings much cheaper).  It uses the C
-** library's malloc underneath, so it can replace the allocator of a state
-** made by luaL_newstate at any time.
+** allows, which makes moving big strings much cheaper).  It uses the
+** process's malloc underneath (the host's own: libdlua brings none), so
+** it can replace the allocator of a state made by luaL_newstate at any
+** time.  The dlua command runs on mimalloc, whose heap it puts on huge
+** pages; a host that links or preloads mimalloc gets that in its workers.
 **
 **   lua_State *L = luaL_newstate();
 **   lua_setallocf(L, dlua_alloc, NULL);

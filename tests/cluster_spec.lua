@@ -136,6 +136,9 @@ describe("LocalCluster", function()
       assert.equal(1, w.nthreads)
       assert.is_true(H.running(w.pid))
     end
+    -- printed at once, each worker shows its real memory (the figures come
+    -- with its hello), not "memory 0 B"
+    assert.is_nil(s:find("memory 0 B", 1, true), s)
   end)
 
   it("parses memory_limit strings and numbers exactly", function()

@@ -457,6 +457,45 @@ describe("processes", function()
     assert.are_not.equal(old, new)
   end)
 
+  it("close() takes a worker's closed link as its exit: it does not wait "
+     .. "for the zygote to reap it, which still does", function()
+    -- The zygote is stopped across close(): close() must return without
+    -- its word, and once it runs again it reaps the workers (the guard of
+    -- run-tests would also see one left behind).
+    local code, out = H.sh(("timeout -k 1 30 %s -e %s"):format(H.q(H.DLUA),
+      H.q([[
+        local dlua = require "dlua"
+        local c = dlua.Client{n_workers = 2, dashboard_address = false}
+        assert(c:submit(function(x) return x + 1 end, 1):result() == 2)
+        local pids = {}
+        for _, w in ipairs(c.cluster:workers()) do
+          pids[#pids + 1] = math.tointeger(w.pid)
+        end
+        local st = io.open("/proc/" .. pids[1] .. "/stat"):read("l")
+        local z = st:match("^%d+ %b() %a (%d+)")
+        print("zygote " .. z)
+        io.stdout:flush()
+        os.execute("kill -STOP " .. z)
+        c:close()
+        print("closed")
+        os.execute("kill -CONT " .. z)
+        print("workers " .. table.concat(pids, " "))
+      ]])))
+    finally(function() -- should close() hang, let the zygote leave
+      local z = out:match("zygote (%d+)")
+      if z then os.execute("kill -CONT " .. z .. " 2>/dev/null") end
+    end)
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("closed", 1, true), out)
+    local left = {}
+    for p in out:match("workers ([%d ]+)"):gmatch("%d+") do
+      left[#left + 1] = tonumber(p)
+    end
+    assert.are.equal(2, #left, out)
+    -- Gone, not even zombies: reaped.
+    assert.is_true(H.all_gone(left, 10))
+  end)
+
   it("refuses a TMPDIR too long for socket paths, takes one that fits",
      function()
     local base = tempdir()

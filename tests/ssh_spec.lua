@@ -48,7 +48,7 @@ describe("dlua.SSHCluster", function()
     cluster = dlua.SSHCluster{
       hosts = {"127.0.0.1", "127.0.0.1", "127.0.0.1"},
       connect_options = s.connect_options,
-      worker_options = {nworkers = 1, memory_limit = "1GB"},
+      worker_options = {nworkers = 1, memory_limit = "1GB", name = "ssh"},
       remote_dlua = H.DLUA,
     }
     assert.matches("^tcp://127%.0%.0%.1:%d+$", cluster.address)
@@ -66,6 +66,13 @@ describe("dlua.SSHCluster", function()
       assert.truthy(env:find("SSH_CONNECTION=127.0.0.1", 1, true))
       assert.equals(1000000000, w.memory_limit)
     end
+    -- One name per worker host, in the order of hosts.
+    local names = {}
+    for _, w in ipairs(c:scheduler_info().workers) do
+      names[#names + 1] = w.name
+    end
+    table.sort(names)
+    assert.same({"ssh-0", "ssh-1"}, names)
     -- The scheduler's and workers' sessions are marked (so the checks
     -- below that none is left are not empty).
     assert.is_true(#sessions(tag) >= 3)
@@ -172,6 +179,8 @@ while true do dlua.sleep(1) end
         "worker_options: unknown option 'nworker'")
     bad({hosts = {"a", "b"}, worker_options = {nworkers = 0}},
         "worker_options.nworkers must be a positive integer")
+    bad({hosts = {"a", "b"}, worker_options = {name = ""}},
+        "worker_options.name must be 1 to 50 printable characters")
     bad({hosts = {"a", "b"}, connect_options = {"-p", 22}},
         "connect_options%[2%] must be a string")
     bad({hosts = {"a", "b"}, tls_dir = 7},

@@ -208,8 +208,14 @@ function Client:_pump(timeout, hint)
   return n
 end
 
+-- Whether mt (a metatable or nil) makes its value callable.  (No
+-- `(mt or {}).__call`: submit runs this per task, and that makes a table.)
+local function callable_mt(mt)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
 local function check_fn(fn, what)
-  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+  if type(fn) ~= "function" and not callable_mt(getmetatable(fn)) then
     error(fmt("%s: first argument must be a function, got %s", what,
               type(fn)), 3)
   end
@@ -237,11 +243,18 @@ local function spec_for(opts)
   return spec
 end
 
--- Queue one task; returns its future.
+-- Queue one task; returns its future.  name: the key prefix when opts
+-- has none (nil: fn's name).
 function Client:_submit(opts, fn, n, ...)
+  return self:_submit_named(nil, opts, fn, n, ...)
+end
+
+-- As _submit; submit passes the name it found, so that a call without
+-- options makes no table (client:submit's garbage is per task).
+function Client:_submit_named(name, opts, fn, n, ...)
   local key = opts and opts.key
   if not key then
-    local prefix = (opts and opts.name) or fn_name(fn)
+    local prefix = (opts and opts.name) or name or fn_name(fn)
     if opts and opts.pure then
       key = keys.pure(prefix, {fn, n, ...})
     else
@@ -300,10 +313,13 @@ function Client:submit(fn, ...)
               .. "to pass this table as an argument)", opts_text(t),
               opts_text(t)), 2)
   end
-  local o = {name = fn_name(fn, 2)}
-  if opts then for k, v in pairs(opts) do o[k] = v end end
-  if opts then return self:_submit(o, fn, n, unpack({...}, 1, n)) end
-  return self:_submit(o, fn, n, ...)
+  local name = fn_name(fn, 2)
+  if opts then
+    local o = {name = name}
+    for k, v in pairs(opts) do o[k] = v end
+    return self:_submit(o, fn, n, unpack({...}, 1, n))
+  end
+  return self:_submit_named(name, nil, fn, n, ...)
 end
 
 --- client:map(fn, seq1 [, seq2, ...] [, dlua.opts{...}]) -> {futures}

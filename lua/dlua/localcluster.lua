@@ -200,9 +200,9 @@ local function cluster_text(c)
   table.sort(ws, function(a, b) return a.id < b.id end)
   for _, w in ipairs(ws) do
     lines[#lines + 1] = fmt(
-      "  Worker %d:  pid %d, %d thread%s, memory %s / limit %s, "
+      "  Worker %d%s:  pid %d, %d thread%s, memory %s / limit %s, "
       .. "managed %s, spilled %s, stored %d result%s",
-      w.id, w.pid, w.nthreads, w.nthreads == 1 and "" or "s",
+      w.id, w.name and fmt(" (%s)", w.name) or "", w.pid, w.nthreads, w.nthreads == 1 and "" or "s",
       format_bytes(w.rss), format_bytes(w.memory_limit),
       format_bytes(w.managed), format_bytes(w.spilled),
       w.stored, w.stored == 1 and "" or "s")

@@ -25,7 +25,7 @@ local known = {
   scheduler_options = true, remote_dlua = true, timeout = true,
   tls_dir = true,
 }
-local known_worker = {nworkers = true, memory_limit = true}
+local known_worker = {nworkers = true, memory_limit = true, name = true}
 local known_sched = {host = true, port = true, dashboard_address = true}
 
 -- errors name the user's line, whatever the call path (see options.lua)
@@ -145,6 +145,12 @@ function M.SSHCluster(o)
             .. "\"4GB\"), got " .. tostring(wo.memory_limit), lv)
     end
   end
+  if wo.name ~= nil and (type(wo.name) ~= "string"
+                         or not wo.name:match("^[%g ]+$") or #wo.name > 50)
+  then
+    error("SSHCluster: worker_options.name must be 1 to 50 printable "
+          .. "characters, got " .. tostring(wo.name), lv)
+  end
   local dlua_cmd = o.remote_dlua or "dlua"
   if type(dlua_cmd) ~= "string" or dlua_cmd == "" then
     error("SSHCluster: remote_dlua must be a command name or path, got "
@@ -216,7 +222,14 @@ function M.SSHCluster(o)
       wcmd[#wcmd + 1] = "--memory-limit " .. q(tostring(wo.memory_limit))
     end
     if tls_dir then wcmd[#wcmd + 1] = "--tls-dir " .. q(tls_dir) end
-    for i = 2, #hosts do start(self, hosts[i], table.concat(wcmd, " ")) end
+    for i = 2, #hosts do
+      -- Names are unique in a cluster: with several worker hosts, each
+      -- host's are NAME-0, NAME-1, ... in the order of hosts.
+      local name = wo.name and (#hosts > 2 and fmt("%s-%d", wo.name, i - 2)
+                                or wo.name)
+      start(self, hosts[i], table.concat(wcmd, " ")
+            .. (name and " --name " .. q(name) or ""))
+    end
   end)
   if not ok then
     self:close()

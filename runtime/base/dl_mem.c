@@ -20,8 +20,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mimalloc.h>
+
 #include "dl_buf.h"
 #include "dl_mem.h"
+
+/* mimalloc's API, bound only where the process runs on it: the dlua
+   command links libmimalloc (which then serves malloc itself); libdlua
+   does not, so an embedder keeps its own malloc. */
+#pragma weak mi_manage_os_memory
+#pragma weak mi_option_set
+#pragma weak mi_collect
 
 #define ALIGN ((size_t)2 << 20)
 #define PAGE ((size_t)4096)
@@ -55,6 +64,16 @@ static size_t cache_max = (size_t)256 << 20;
 static int nfds, fd_budget = -1;
 /* dl_mem_private: this thread's new big blocks are anonymous memory. */
 static __thread int private_hint;
+/* Blocks from mid_min bytes up to DL_MEM_BIG get private anonymous
+   mappings of their own, unmapped when freed (0: malloc keeps them).  Set
+   by dl_mem_heap_init: glibc's malloc does so itself (a worker sets its
+   mmap threshold), mimalloc keeps such blocks in its segments. */
+static size_t mid_min;
+
+/* Whether a block of n bytes gets a mapping of its own. */
+static int mapped(size_t n) {
+  return n >= DL_MEM_BIG || (mid_min != 0 && n >= mid_min);
+}
 
 static size_t slot_of(const void *p) {
   uint64_t h = ((uint64_t)(uintptr_t)p >> 21) * 0x9E3779B97F4A7C15ull;
@@ -148,13 +167,13 @@ static int fd_allowed(void) {
   return nfds < fd_budget;
 }
 
-/* Map a fresh block of map bytes into *b; 0 or -1. */
-static int fresh(big *b, size_t map) {
+/* Map a fresh block of map bytes into *b, anonymous memory if anon;
+   0 or -1. */
+static int fresh(big *b, size_t map, int anon) {
   char *a = reserve(map);
   if (a == NULL) return -1;
   memset(b, 0, sizeof *b);
-  b->fd = !private_hint && fd_allowed() ? memfd_create("dlua", MFD_CLOEXEC)
-                                         : -1;
+  b->fd = !anon && fd_allowed() ? memfd_create("dlua", MFD_CLOEXEC) : -1;
   if (b->fd >= 0) nfds++;
   if (b->fd >= 0 && ftruncate(b->fd, (off_t)map) == 0 &&
       mmap(a, map, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, b->fd,
@@ -222,6 +241,12 @@ static int take_block(big *b, size_t n) {
   size_t map = round_up(n, PAGE);
   int i, fit = -1, under = -1;
   if (map == 0) return -1;
+  if (n < DL_MEM_BIG) { /* a mid block: never cached, never a memfd */
+    if (fresh(b, map, 1)) return -1;
+    b->flags = PRIVATE;
+    b->len = n;
+    return 0;
+  }
   /* The smallest cached block that holds n, else the biggest one: its
      pages are already faulted in, whatever it must grow by. */
   for (i = 0; i < ncache; i++) {
@@ -247,7 +272,7 @@ static int take_block(big *b, size_t n) {
       return 0;
     }
   }
-  if (fresh(b, map)) return -1;
+  if (fresh(b, map, private_hint)) return -1;
   b->len = n;
   return 0;
 }
@@ -285,7 +310,7 @@ static void *big_alloc(size_t n) {
 static void *big_realloc(big *e, size_t n) {
   big b = *e;
   void *q;
-  if (n >= DL_MEM_BIG && !(b.flags & SHARED) && !b.readonly) {
+  if (mapped(n) && !(b.flags & SHARED) && !b.readonly) {
     size_t map = round_up(n, PAGE);
     int ok = map != 0;
     if (ok && (map > b.map || too_big(b.map, map))) ok = resize(&b, map) == 0;
@@ -303,7 +328,7 @@ static void *big_realloc(big *e, size_t n) {
   }
   pthread_mutex_unlock(&mu);
   /* Moving is the only way: to malloc, or out of a shared block. */
-  q = n >= DL_MEM_BIG ? big_alloc(n) : malloc(n);
+  q = mapped(n) ? big_alloc(n) : malloc(n);
   if (q == NULL) return NULL;
   memcpy(q, b.p, n < b.len ? n : b.len);
   pthread_mutex_lock(&mu);
@@ -344,7 +369,7 @@ void *dl_realloc(void *p, size_t n) {
     free(p);
     return NULL;
   }
-  if (n < DL_MEM_BIG) return realloc(p, n);
+  if (!mapped(n)) return realloc(p, n);
   q = big_alloc(n);
   if (q && p) {
     size_t old = malloc_usable_size(p);
@@ -502,6 +527,61 @@ void *dl_mem_huge(size_t n) {
 
 void dl_mem_private(int on) { private_hint = on; }
 
+/* mimalloc 2's segment size: its segments, and so the region it is given
+   to carve them from, start on multiples of it. */
+#define MI_SEGMENT ((size_t)32 << 20)
+/* How long mimalloc keeps freed heap pages before it gives them back to
+   the system (its default is 25 ms; segments 500 ms): a page given back
+   and written again costs a fault per 4 KiB, and the garbage collector
+   frees and the program remakes objects all the time.  At 25 ms bench d
+   took 2.5k faults, at 100 ms 1.45k (glibc's malloc: 6.9k); a longer delay
+   gained nothing and left a worker's memory measure high for longer. */
+#define HEAP_DECOMMIT_MS 100
+
+int dl_mem_heap_init(void) {
+  static int done, on;
+  const char *e = getenv("DLUA_HUGE_HEAP");
+  long pages = sysconf(_SC_PHYS_PAGES);
+  size_t size;
+  char *r, *a;
+  if (done) return on;
+  done = 1;
+  if (mi_manage_os_memory == NULL || mi_option_set == NULL) return 0;
+  if (e != NULL && strcmp(e, "0") == 0) return 0;
+  /* As much address space as the machine has memory (never more can be
+     resident), reserved but not committed; past it mimalloc asks the
+     system for 4 KiB pages as usual. */
+  size = round_up(pages > 0 ? (size_t)pages * PAGE : (size_t)1 << 32,
+                  MI_SEGMENT);
+  if (size == 0) return 0;
+  r = mmap(NULL, size + MI_SEGMENT, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r == MAP_FAILED) return 0;
+  a = (char *)round_up((size_t)(uintptr_t)r, MI_SEGMENT);
+  if (a > r) munmap(r, (size_t)(a - r));
+  munmap(a + size, (size_t)(r + MI_SEGMENT - a));
+#ifdef MADV_HUGEPAGE
+  madvise(a, size, MADV_HUGEPAGE);
+#endif
+  /* Not committed, not large: mimalloc may still give freed pages back
+     (MADV_DONTNEED), so a process's memory follows its live data. */
+  if (!mi_manage_os_memory(a, size, false, false, true, -1)) {
+    munmap(a, size);
+    return 0;
+  }
+#if MI_MALLOC_VERSION >= 210
+  mi_option_set(mi_option_purge_delay, HEAP_DECOMMIT_MS);
+#else
+  mi_option_set(mi_option_decommit_delay, HEAP_DECOMMIT_MS);
+  mi_option_set(mi_option_segment_decommit_delay, 5 * HEAP_DECOMMIT_MS);
+#endif
+  /* Blocks of a MiB or more are mapped alone, as glibc's malloc does for a
+     worker, so freeing a big value gives its memory back at once. */
+  mid_min = (size_t)1 << 20;
+  on = 1;
+  return 1;
+}
+
 void dl_mem_trim(void) {
   int i;
   pthread_mutex_lock(&mu);
@@ -509,6 +589,7 @@ void dl_mem_trim(void) {
   ncache = 0;
   cached = 0;
   pthread_mutex_unlock(&mu);
+  if (mi_collect != NULL) mi_collect(true); /* freed heap pages, now */
 }
 
 size_t dl_mem_cached(void) {

@@ -84,7 +84,20 @@ void *dl_mem_huge(size_t n);
 */
 void dl_mem_private(int on);
 
-/* Release every cached (freed, kept for reuse) big block now. */
+/*
+** Put the C heap on transparent huge pages where the process runs on
+** mimalloc (the dlua command links it; a program that embeds libdlua may
+** link or preload it too): mimalloc's segments come from one reserved
+** region marked MADV_HUGEPAGE, so the Lua heap and the runtime's small
+** blocks fault 2 MiB at a time instead of 4 KiB.  Call it first thing in
+** main, before threads start.  A no-op on glibc's malloc (under the
+** sanitizers, say) or when DLUA_HUGE_HEAP is "0".  Returns 1 if the heap is
+** now on huge pages, else 0.
+*/
+int dl_mem_heap_init(void);
+
+/* Release every cached (freed, kept for reuse) big block now, and what
+   the C heap holds free. */
 void dl_mem_trim(void);
 
 /* Bytes held in cached big blocks. */

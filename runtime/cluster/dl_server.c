@@ -24,6 +24,7 @@
 #include "dl_wire.h"
 #include "dl_os.h"
 #include "dl_server.h"
+#include "dl_cinfo.h"
 #include "dl_tcp.h"
 #include "dl_zyg.h"
 #include "dl_zygote.h"
@@ -56,6 +57,8 @@ struct wproc {
   int remote; /* joined over TCP: no process of ours to watch */
   int zyg;    /* forked by the zygote: it reaps it and tells us (zpoll) */
   char addr[256]; /* where its peers reach it, from its hello */
+  char name[64];  /* its --name, from its hello; "" for none */
+  char label[96]; /* "worker ID" or "worker ID (NAME)", for log lines */
   wproc *next;
 };
 
@@ -117,6 +120,11 @@ struct dl_server {
      NULL, sconn is the link, and the cluster's figures are the last CINFO. */
   dl_conn *sconn;         /* loop only */
   int remote_sched;       /* set before the thread starts */
+  /* sconn's write gate: the client's thread writes its frames on the
+     socket itself (dl_server_send), one thread hand-off less per request.
+     Taken after lock, never before it. */
+  dl_wgate gate;
+  int gate_ok;            /* gate is initialised (set before the thread) */
   int rjoined;            /* (L) the first CINFO came */
   int shutdown_asked;     /* (L) send CSHUTDOWN */
   dl_sched_winfo *rworkers; /* (L) */
@@ -417,7 +425,7 @@ static void worker_gone(wproc *w) {
     return;
   }
   if (w->remote) {
-    fprintf(stderr, "dlua: worker %d at %s left\n", w->id, w->addr);
+    fprintf(stderr, "dlua: %s at %s left\n", w->label, w->addr);
     return; /* not ours to replace */
   }
   if (!w->retiring) {
@@ -466,11 +474,21 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig) {
   if (s->stopping) maybe_finish_stop(s);
 }
 
+static void zworker_end(wproc *w);
+
 static void on_worker_close(dl_conn *c) {
   wproc *w = c->data;
   if (w == NULL) return;
   w->conn = NULL;
-  worker_gone(w);
+  worker_gone(w); /* a zygote's worker: the zygote is asked to kill it */
+  /* Told to shut down, a zygote's worker leaves its link to the kernel,
+     which closes it after the process's memory and its stdout and stderr
+     (lower descriptors) are gone: take that as its exit instead of
+     waiting for the zygote to reap it and say so (a wake-up of another
+     process, 0.1-2 ms on a loaded machine, on every close()).  The zygote
+     still reaps it, and ends what its tasks left in its process group;
+     close() does not wait for that. */
+  if (w->srv->stopping && w->zyg && !w->exited) zworker_end(w);
 }
 
 static void on_hello(wproc *w, dl_rd *r) {
@@ -482,9 +500,32 @@ static void on_hello(wproc *w, dl_rd *r) {
     worker_gone(w);
     return;
   }
+  /* Names are unique among the workers joined (as Dask's): a second
+     worker of the same name is told why and leaves; the first stays. */
+  for (o = s->workers; o && h.nlen > 0; o = o->next) {
+    char why[300];
+    int n;
+    if (o == w || !o->ready || o->gone || strlen(o->name) != h.nlen ||
+        memcmp(o->name, h.name, h.nlen) != 0)
+      continue;
+    n = snprintf(why, sizeof why, "the name '%s' is taken by worker %d "
+                 "(pid %lld at %s); give each worker its own --name",
+                 o->name, o->id, (long long)o->pid, o->addr);
+    fprintf(stderr, "dlua: refused a worker (pid %llu) from %s: %s\n",
+            (unsigned long long)h.pid, w->addr, why);
+    dl_put_wrefuse(dl_conn_msg(w->conn), why,
+                   n < (int)sizeof why ? (size_t)n : sizeof why - 1);
+    worker_gone(w); /* its connection closes after the refusal */
+    return;
+  }
   w->ready = 1;
   w->pid = (int64_t)h.pid;
   snprintf(w->addr, sizeof w->addr, "%.*s", (int)h.alen, h.addr);
+  snprintf(w->name, sizeof w->name, "%.*s", (int)h.nlen, h.name);
+  if (w->name[0])
+    snprintf(w->label, sizeof w->label, "worker %d (%s)", w->id, w->name);
+  if (w->remote)
+    fprintf(stderr, "dlua: %s joined from %s\n", w->label, w->addr);
   s->early_deaths = 0;
   /* Introduce it to its peers and its peers to it. */
   m.id = (uint64_t)w->id;
@@ -508,6 +549,7 @@ static void on_hello(wproc *w, dl_rd *r) {
   s->nready++;
   dl_sched_add_worker(s->sched, w->id, (int64_t)h.pid, (int)h.nthreads,
                       (int64_t)h.memory_limit, now_s());
+  dl_sched_name_worker(s->sched, w->id, w->name);
   uv_cond_broadcast(&s->cond);
   uv_mutex_unlock(&s->lock);
 }
@@ -543,6 +585,8 @@ static void send_cinfo(dl_server *s, rclient *rc) {
     w.executing = (uint64_t)ws[i].executing;
     w.stored = (uint64_t)ws[i].stored;
     w.status = (uint64_t)ws[i].status;
+    w.name = ws[i].name;
+    w.nlen = strlen(ws[i].name);
     dl_put_cworker(b, &w);
   }
   dl_buf_uv(b, (uint64_t)nd);
@@ -552,6 +596,8 @@ static void send_cinfo(dl_server *s, rclient *rc) {
     d.pid = (uint64_t)dead[i].pid;
     d.reason = dead[i].reason;
     d.rlen = strlen(dead[i].reason);
+    d.name = dead[i].name;
+    d.nlen = strlen(dead[i].name);
     dl_put_cdead(b, &d);
   }
   dl_conn_flush(rc->conn);
@@ -681,8 +727,8 @@ static void on_worker_frame(dl_conn *c, const char *p, size_t n) {
   rc = dl_sched_worker_frame(s->sched, w->id, p, n, now_s());
   uv_mutex_unlock(&s->lock);
   if (rc) {
-    fprintf(stderr, "dlua: malformed message from worker %d; restarting it\n",
-            w->id);
+    fprintf(stderr, "dlua: malformed message from %s; restarting it\n",
+            w->label);
     worker_gone(w);
   }
 }
@@ -977,6 +1023,7 @@ static int spawn_worker(dl_server *s) {
   memset(w, 0, sizeof *w);
   w->srv = s;
   w->id = ++s->nextid;
+  snprintf(w->label, sizeof w->label, "worker %d", w->id);
   uv_pipe_init(&s->loop, &w->out, 0);
   uv_pipe_init(&s->loop, &w->err, 0);
   w->out.data = w->err.data = w->proc.data = w;
@@ -1165,11 +1212,19 @@ static int drain_client(dl_server *s) {
     return 0;
   }
   if (s->remote_sched) { /* the scheduler is in another process */
-    if (s->sconn) {
-      dl_buf_put(dl_conn_msg(s->sconn), msgs.p, msgs.len);
+    /* Handed to the link under the lock: dl_server_send writes on the
+       socket itself only when the outbox is empty and nothing of it is
+       on its way outside libuv, so frames keep their order. */
+    uv_mutex_lock(&s->lock);
+    dl_buf_put(&s->outbox, msgs.p, msgs.len); /* before what came since */
+    dl_buf_free(&msgs);
+    if (s->sconn && s->outbox.len) {
+      dl_buf_put(dl_conn_msg(s->sconn), s->outbox.p, s->outbox.len);
       dl_conn_flush(s->sconn);
     }
-    dl_buf_free(&msgs);
+    s->outbox.len = 0;
+    atomic_store(&s->outbox_ready, 0);
+    uv_mutex_unlock(&s->lock);
     return 1;
   }
   uv_mutex_lock(&s->lock);
@@ -1263,8 +1318,8 @@ static void tick_cb(uv_timer_t *t) {
   for (i = 0; i < n; i++)
     for (w = s->workers; w; w = w->next)
       if (w->id == silent[i] && !w->gone) {
-        fprintf(stderr, "dlua: worker %d (pid %lld) sent nothing for too "
-                "long; killing and replacing it\n", w->id,
+        fprintf(stderr, "dlua: %s (pid %lld) sent nothing for too "
+                "long; killing and replacing it\n", w->label,
                 (long long)w->pid);
         worker_gone(w);
         break;
@@ -1309,6 +1364,7 @@ static void on_remote_worker(dl_tcp_server *ts, int fd, const char *peer,
   w->remote = 1;
   w->exited = 1; /* no process of ours */
   w->id = ++s->nextid;
+  snprintf(w->label, sizeof w->label, "worker %d", w->id);
   snprintf(w->addr, sizeof w->addr, "%s", peer);
   w->conn = dl_conn_new(&s->loop, &s->fl, on_worker_frame, on_worker_close, w);
   if (w->conn == NULL || dl_conn_open_fd(w->conn, fd) != 0) {
@@ -1473,6 +1529,8 @@ static void close_loop(dl_server *s) {
   }
   if (s->cond_ok) uv_cond_destroy(&s->cond);
   if (s->lock_ok) uv_mutex_destroy(&s->lock);
+  if (s->gate_ok) uv_mutex_destroy(&s->gate.lock); /* its conn is closed */
+  s->gate_ok = 0;
 }
 
 static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
@@ -1623,60 +1681,19 @@ static void on_sched_close(dl_conn *c) {
   begin_stop(s);
 }
 
-/* Take a CINFO (r is past its type byte); 0 or DL_EPROTO. */
+/* Take a CINFO (r is past its type byte); 0, DL_EPROTO or DL_ENOMEM. */
 static int take_cinfo(dl_server *s, dl_rd *r) {
-  const char *dash;
-  size_t dlen;
-  int64_t counts[6];
-  uint64_t n, i, nd;
-  dl_sched_winfo *ws, dead[DL_SCHED_DEPARTED];
-  if (dl_get_cinfo_head(r, &dash, &dlen, counts, &n) || n > 4096)
-    return DL_EPROTO;
-  ws = dl_realloc(NULL, (size_t)(n ? n : 1) * sizeof *ws);
-  if (ws == NULL) return DL_ENOMEM;
-  memset(ws, 0, (size_t)(n ? n : 1) * sizeof *ws);
-  for (i = 0; i < n; i++) {
-    dl_msg_cworker w;
-    if (dl_get_cworker(r, &w)) {
-      dl_free(ws);
-      return DL_EPROTO;
-    }
-    ws[i].id = (int)w.id;
-    ws[i].pid = (int64_t)w.pid;
-    ws[i].nthreads = (int)w.nthreads;
-    ws[i].memory_limit = (int64_t)w.memory_limit;
-    ws[i].managed = (int64_t)w.managed;
-    ws[i].spilled = (int64_t)w.spilled;
-    ws[i].rss = (int64_t)w.rss;
-    ws[i].executing = (int)w.executing;
-    ws[i].stored = (int)w.stored;
-    ws[i].status = (int)w.status;
-  }
-  if (dl_rd_uv(r, &nd) || nd > DL_SCHED_DEPARTED) {
-    dl_free(ws);
-    return DL_EPROTO;
-  }
-  memset(dead, 0, sizeof dead);
-  for (i = 0; i < nd; i++) {
-    dl_msg_cdead d;
-    if (dl_get_cdead(r, &d)) {
-      dl_free(ws);
-      return DL_EPROTO;
-    }
-    dead[i].id = (int)d.id;
-    dead[i].pid = (int64_t)d.pid;
-    dead[i].status = DL_WS_DEAD;
-    snprintf(dead[i].reason, sizeof dead[i].reason, "%.*s", (int)d.rlen,
-             d.reason);
-  }
+  dl_cinfo ci;
+  int rc = dl_cinfo_read(r, &ci);
+  if (rc) return rc;
   uv_mutex_lock(&s->lock);
   dl_free(s->rworkers);
-  s->rworkers = ws;
-  s->nrworkers = (int)n;
-  memcpy(s->rdead, dead, sizeof dead);
-  s->nrdead = (int)nd;
-  memcpy(s->rcounts, counts, sizeof counts);
-  snprintf(s->svc_addr, sizeof s->svc_addr, "%.*s", (int)dlen, dash);
+  s->rworkers = ci.ws;
+  s->nrworkers = ci.nws;
+  memcpy(s->rdead, ci.dead, sizeof ci.dead);
+  s->nrdead = ci.ndead;
+  memcpy(s->rcounts, ci.counts, sizeof ci.counts);
+  snprintf(s->svc_addr, sizeof s->svc_addr, "%s", ci.dash);
   if (!s->rjoined) {
     s->rjoined = 1;
     uv_cond_broadcast(&s->cond);
@@ -1776,6 +1793,10 @@ dl_server *dl_server_connect(const char *address, const dl_token *token,
     rc = s->sconn == NULL ? DL_ENOMEM : dl_conn_open_fd(s->sconn, fd);
     if (rc == 0) {
       fd = -1;
+      if (dl_wgate_init(&s->gate) == 0) {
+        s->gate_ok = 1;
+        dl_conn_set_gate(s->sconn, &s->gate);
+      }
       dl_put_chello(dl_conn_msg(s->sconn));
       what = "cannot start the client's thread";
       rc = uv_thread_create(&s->thread, thread_main, s);
@@ -1906,6 +1927,18 @@ int dl_server_stop_all(void) {
 int dl_server_send(dl_server *s, const char *p, size_t n, int urgent) {
   int rc;
   uv_mutex_lock(&s->lock);
+  if (s->gate_ok && !s->dead && s->outbox.len == 0) {
+    /* A remote scheduler: the frame goes on its socket from this thread
+       when nothing queued before it is still on its way. */
+    uv_mutex_lock(&s->gate.lock);
+    rc = dl_wgate_write(&s->gate, p, n);
+    uv_mutex_unlock(&s->gate.lock);
+    if (rc == 0) {
+      uv_mutex_unlock(&s->lock);
+      s->deferred = 0;
+      return 0;
+    }
+  }
   rc = s->dead ? DL_EPROTO : dl_buf_put(&s->outbox, p, n);
   if (rc == 0) atomic_store(&s->outbox_ready, 1);
   uv_mutex_unlock(&s->lock);

@@ -44,6 +44,10 @@ static const char worker_usage[] =
     "                   [--nworkers N] [--memory-limit SIZE]\n"
     "                   [--token-file FILE] [--listen-address IP]\n"
     "                   [--reconnect-timeout SECONDS] [--tls-dir DIR]\n"
+    "                   [--name NAME]\n"
+    "--name gives the worker a name, unique in the cluster (a second worker\n"
+    "of the same name is refused); with --nworkers N they are NAME-0 ...\n"
+    "NAME-(N-1).\n"
     "With --scheduler-file, waits up to 60 s for the file to appear.\n"
     "With --reconnect-timeout, a worker whose scheduler goes is started\n"
     "again (backoff 0.1 s to 2 s) until it joins or that long has passed;\n"
@@ -106,13 +110,13 @@ static int bad(const char *fmt, const char *arg) {
 
 static int worker_cmd(int argc, char **argv) {
   const char *addr = NULL, *token_file = NULL, *listen = NULL, *sfile = NULL;
-  const char *tls_dir = NULL;
-  char abuf[300], tbuf[1024];
+  const char *tls_dir = NULL, *name = NULL;
+  char abuf[300], tbuf[1024], namebuf[80];
   long long mem = 0;
   long n = 1;
   double reconnect = 0;
   char membuf[32];
-  char *wargv[14];
+  char *wargv[16];
   int i, wargc = 0, left, status = 0;
   pid_t *kids;
   double *lost, *delay; /* per slot: when its worker lost the scheduler */
@@ -147,6 +151,13 @@ static int worker_cmd(int argc, char **argv) {
       tls_dir = v;
     } else if (strcmp(a, "--listen-address") == 0) {
       listen = v;
+    } else if (strcmp(a, "--name") == 0) {
+      const char *c;
+      for (c = v; *c && (unsigned char)*c >= 0x20 && *c != 0x7f; c++) {}
+      if (*v == '\0' || *c || strlen(v) > 56)
+        return bad("--name must be 1 to 56 printable characters, got '%s'",
+                   v);
+      name = v;
     } else if (strcmp(a, "--scheduler-file") == 0) {
       sfile = v;
     } else if (strcmp(a, "--reconnect-timeout") == 0) {
@@ -223,6 +234,11 @@ static int worker_cmd(int argc, char **argv) {
     wargv[wargc++] = "--tls-dir";
     wargv[wargc++] = (char *)tls_dir;
   }
+  if (name) { /* one name each: NAME alone, or NAME-0 ... NAME-(n-1) */
+    snprintf(namebuf, sizeof namebuf, "%s", name);
+    wargv[wargc++] = "--name";
+    wargv[wargc++] = namebuf;
+  }
   wargv[wargc] = NULL;
   if (n == 1 && reconnect == 0) return dlua_worker_main(wargc, wargv);
   kids = calloc((size_t)n, sizeof *kids);
@@ -241,6 +257,7 @@ static int worker_cmd(int argc, char **argv) {
     return 1;
   }
   for (i = 0; i < n; i++) {
+    if (name && n > 1) snprintf(namebuf, sizeof namebuf, "%s-%d", name, i);
     if ((kids[i] = start_worker(wargc, wargv)) < 0) break;
   }
   for (left = i; left > 0;) {
@@ -275,6 +292,8 @@ static int worker_cmd(int argc, char **argv) {
         ts.tv_nsec = (long)((delay[k] - (double)ts.tv_sec) * 1e9);
         nanosleep(&ts, NULL); /* a signal ends it early */
         delay[k] = delay[k] * 2 > 2 ? 2 : delay[k] * 2;
+        if (name && n > 1)
+          snprintf(namebuf, sizeof namebuf, "%s-%d", name, k);
         if (!got_sig && (kids[k] = start_worker(wargc, wargv)) > 0) continue;
         stopping = 1;
       } else {

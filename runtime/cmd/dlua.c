@@ -23,6 +23,7 @@
 #include <lualib.h>
 
 #include "dl_kernel.h"
+#include "dl_mem.h"
 #include "dl_netcmd.h"
 #include "dl_repl.h"
 #include "dlua.h"
@@ -396,9 +397,10 @@ static void watch_term_signals(void) {
 ** success, 1 on any failure.
 */
 int main(int argc, char **argv) {
-  int rc = dlua_worker_main(argc, argv);
-  int status, ok;
+  int rc, status, ok;
   lua_State *L;
+  dl_mem_heap_init(); /* client and workers: the C heap on huge pages */
+  rc = dlua_worker_main(argc, argv);
   if (rc >= 0)
     return rc;
   if ((rc = dl_netcmd_main(argc, argv)) >= 0) /* dlua worker ... */

@@ -277,6 +277,8 @@ static void json_workers(dl_dashboard *d, dl_buf *b) {
     snprintf(addr, sizeof addr, "%s/w%d.sock", dl_server_dir(d->srv), w->id);
     putf(b, "%s{\"id\":%d,\"address\":", i ? "," : "", w->id);
     dl_json_str(b, addr);
+    put(b, ",\"name\":");
+    dl_json_str(b, w->name);
     putf(b, ",\"pid\":%lld,\"cores\":%d,\"memory\":{\"rss\":%lld,"
          "\"managed\":%lld,\"spilled\":%lld,\"limit\":%lld},"
          "\"tasks\":{\"running\":%d,\"processing\":%d,\"stored\":%d},"
@@ -297,6 +299,8 @@ static void json_workers(dl_dashboard *d, dl_buf *b) {
       putf(b, "%s{\"id\":%d,\"pid\":%lld,\"status\":\"dead\",\"reason\":",
            i ? "," : "", gone[i].id, (long long)gone[i].pid);
       dl_json_str(b, gone[i].reason);
+      put(b, ",\"name\":");
+      dl_json_str(b, gone[i].name);
       put(b, "}");
     }
   }
@@ -810,6 +814,8 @@ static int json_worker(dl_dashboard *d, const char *query, dl_buf *b) {
        (long long)w->rss, (long long)w->managed, (long long)w->spilled,
        (long long)w->memory_limit, w->executing);
   put_num(b, now_s() - w->started);
+  putf(b, ",\"name\":");
+  dl_json_str(b, w->name);
   putf(b, ",\"spill_error\":");
   dl_json_str(b, w->spill_err);
   putf(b, ",\"io\":{\"spill_out\":%lld,\"spill_in\":%lld,\"xfer_in\":%lld,"

@@ -512,12 +512,25 @@ static void task_opts(handle *h, dl_enc_opts *eo, dl_fnsink *sink) {
 ** codec's message, which names the argument that cannot be sent.
 ** [-0, +0, e]
 */
+static char PAYLOAD_KEY; /* registry: the spare payload table, or nil */
+
 static void encode_task(lua_State *L, handle *h, int fi, int a0, int nargs) {
-  int i, rc, payload_idx;
+  int i, rc, payload_idx, spare;
   char err[600];
   dl_enc_opts eo;
   dl_fnsink sink;
-  lua_createtable(L, nargs, 2);
+  /* The payload table is reused from task to task: a fresh one was about
+     250 bytes of garbage per submit.  It is taken out of the registry
+     while in use, so an encode that submits (a codec hook) makes its own;
+     it is emptied before it goes back, so it holds no argument alive. */
+  spare = lua_rawgetp(L, LUA_REGISTRYINDEX, &PAYLOAD_KEY) == LUA_TTABLE;
+  if (spare) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PAYLOAD_KEY);
+  } else {
+    lua_pop(L, 1);
+    lua_createtable(L, nargs, 2);
+  }
   payload_idx = lua_gettop(L);
   lua_pushvalue(L, fi);
   lua_setfield(L, payload_idx, "f");
@@ -530,7 +543,15 @@ static void encode_task(lua_State *L, handle *h, int fi, int a0, int nargs) {
   reset_task(h);
   task_opts(h, &eo, &sink);
   rc = dl_codec_encode(L, payload_idx, &h->payload, &eo, err, sizeof err);
-  lua_pop(L, 1);
+  /* Empty it (its array part stays: the next task's arguments fit) and
+     keep it for the next task. */
+  lua_pushnil(L);
+  lua_setfield(L, payload_idx, "f");
+  for (i = 1; i <= nargs; i++) {
+    lua_pushnil(L);
+    lua_rawseti(L, payload_idx, i);
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &PAYLOAD_KEY);
   if (rc) {
     /* Say which argument could not be sent. */
     char root[32];
@@ -1106,7 +1127,8 @@ static int h_fired(lua_State *L) {
   return 1;
 }
 
-/* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...}} */
+/* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...,
+   name= (only for a worker started with a name)}} */
 static int h_workers(lua_State *L) {
   handle *h = check_local(L, 1);
   dl_sched_winfo info[256];
@@ -1146,13 +1168,17 @@ static int h_workers(lua_State *L) {
       lua_pushstring(L, info[i].spill_err);
       lua_setfield(L, -2, "spill_error");
     }
+    if (info[i].name[0]) {
+      lua_pushstring(L, info[i].name);
+      lua_setfield(L, -2, "name");
+    }
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
 }
 
-/* h:departed() -> {{id=, pid=, status="dead", reason=}, ...}: the last
-   workers that left */
+/* h:departed() -> {{id=, pid=, status="dead", reason=, name=}, ...}: the
+   last workers that left (name only for a named worker) */
 static int h_departed(lua_State *L) {
   handle *h = check_local(L, 1);
   dl_sched_winfo info[DL_SCHED_DEPARTED];
@@ -1168,6 +1194,10 @@ static int h_departed(lua_State *L) {
     lua_setfield(L, -2, "status");
     lua_pushstring(L, info[i].reason);
     lua_setfield(L, -2, "reason");
+    if (info[i].name[0]) {
+      lua_pushstring(L, info[i].name);
+      lua_setfield(L, -2, "name");
+    }
     lua_rawseti(L, -2, i + 1);
   }
   return 1;

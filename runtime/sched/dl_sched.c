@@ -1394,8 +1394,10 @@ static void check_stall(dl_sched *s, double now) {
   for (i = 0; i < s->nworkers && n < sizeof msg - 200; i++) {
     const dl_sched_winfo *w = &s->workers[i]->info;
     n += (size_t)snprintf(msg + n, sizeof msg - n,
-                          "%s worker %d paused (memory %.0f%% of %.0f MB",
-                          i ? ";" : "", w->id,
+                          "%s worker %d%s%s%s paused (memory %.0f%% of "
+                          "%.0f MB", i ? ";" : "", w->id,
+                          w->name[0] ? " (" : "", w->name,
+                          w->name[0] ? ")" : "",
                           w->memory_limit > 0
                               ? 100.0 * (double)w->rss / (double)w->memory_limit
                               : 0.0,
@@ -1450,6 +1452,11 @@ int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
   s->workers[s->nworkers++] = w;
   dispatch(s);
   return 0;
+}
+
+void dl_sched_name_worker(dl_sched *s, int wid, const char *name) {
+  sworker *w = find_worker(s, wid);
+  if (w) snprintf(w->info.name, sizeof w->info.name, "%s", name);
 }
 
 static void unwanted(dl_sched *s, task *t);

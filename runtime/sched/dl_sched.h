@@ -55,6 +55,7 @@ typedef struct dl_sched_winfo {
      received from peers, sent to peers. */
   int64_t spill_out, spill_in, xfer_in, xfer_out;
   char reason[96];  /* DL_WS_DEAD: why it is gone */
+  char name[64];    /* `dlua worker --name`, "" when it has none */
 } dl_sched_winfo;
 
 /* Create a scheduler; returns NULL on out of memory. */
@@ -85,6 +86,10 @@ int dl_sched_silent(dl_sched *s, double now, int *out, int max);
 /* A worker joined, ready for tasks; 0 or DL_ENOMEM. */
 int dl_sched_add_worker(dl_sched *s, int wid, int64_t pid, int nthreads,
                         int64_t memory_limit, double now);
+/* Give worker wid a name (copied; cut at 63 bytes), shown with its
+   figures and in the scheduler's messages about it.  No-op for an
+   unknown wid. */
+void dl_sched_name_worker(dl_sched *s, int wid, const char *name);
 /*
 ** A worker is gone (died or closed): its running tasks are retried
 ** elsewhere (or fail after too many deaths) and the results it alone held

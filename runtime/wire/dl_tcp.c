@@ -92,8 +92,18 @@ static void logf_(const dl_tcp_opts *o, const char *fmt, ...) {
     fprintf(stderr, "dlua: %s\n", line);
 }
 
+/* The wire version spoken: o->wire, else DLUA_TEST_WIRE (for specs that
+   play an older or newer dlua with real processes), else DL_AUTH_WIRE. */
 static unsigned wire(const dl_tcp_opts *o) {
-  return o->wire ? o->wire : DL_AUTH_WIRE;
+  const char *e;
+  char *end;
+  unsigned long v;
+  if (o->wire) return o->wire;
+  if ((e = getenv("DLUA_TEST_WIRE")) != NULL && *e) {
+    v = strtoul(e, &end, 10);
+    if (*end == '\0' && v > 0 && v <= 0xFFFF) return (unsigned)v;
+  }
+  return DL_AUTH_WIRE;
 }
 
 static unsigned shake_ms(const dl_tcp_opts *o) {

@@ -30,7 +30,8 @@ typedef struct dl_tcp_opts {
   const dl_token *token;  /* borrowed; must outlive every connection */
   const char *version;    /* this dlua's version string; borrowed */
   unsigned handshake_ms;  /* 0: DL_TCP_HANDSHAKE_MS */
-  unsigned wire;          /* 0: DL_AUTH_WIRE (tests speak others) */
+  unsigned wire;          /* 0: DL_AUTH_WIRE, or the environment's
+                             DLUA_TEST_WIRE (tests speak others) */
   /* One line per refused peer (no newline); NULL: written to stderr as
      "dlua: ...".  Called on the loop's thread. */
   void (*log)(void *ud, const char *line);

@@ -66,6 +66,7 @@ enum {
   DL_M_FUNC_FREE = 28, /* no task needs this bytecode any more */
   DL_M_WELCOME = 29, /* the id of a worker that joined over TCP */
   DL_M_CYCLE = 30,   /* a waiting task's wait closes a cycle: raise */
+  DL_M_WREFUSE = 31, /* not served (a name taken), and why: exit */
   /* peer <-> peer, and the scheduler fetching for its client */
   DL_M_GET = 40,     /* send me a value */
   DL_M_DATA = 41,    /* the answer to GET / GETS */
@@ -317,13 +318,16 @@ static inline int dl_get_coord_reply(dl_rd *r, dl_msg_coord_reply *m) {
 
 /*
 ** HELLO: uv id, uv pid, uv nthreads, uv memory_limit (bytes, 0 = none),
-** str addr (where the worker serves peers).  The worker's first message;
-** the scheduler drops a link whose first message is not a HELLO.
+** str addr (where the worker serves peers), str name (`dlua worker --name`,
+** "" = none; at most DL_WORKER_NAME_MAX bytes).  The worker's first
+** message; the scheduler drops a link whose first message is not a HELLO,
+** and answers a name another worker holds with WREFUSE.
 */
+#define DL_WORKER_NAME_MAX 63
 typedef struct dl_msg_hello {
   uint64_t id, pid, nthreads, memory_limit;
-  const char *addr;
-  size_t alen;
+  const char *addr, *name;
+  size_t alen, nlen;
 } dl_msg_hello;
 
 static inline void dl_put_hello(dl_buf *b, const dl_msg_hello *m) {
@@ -333,12 +337,15 @@ static inline void dl_put_hello(dl_buf *b, const dl_msg_hello *m) {
   dl_buf_uv(b, m->nthreads);
   dl_buf_uv(b, m->memory_limit);
   dl_buf_str(b, m->addr, m->alen);
+  dl_buf_str(b, m->name, m->nlen);
 }
 static inline int dl_get_hello(dl_rd *r, dl_msg_hello *m) {
   if (dl_rd_uv(r, &m->id) || dl_rd_uv(r, &m->pid) ||
-      dl_rd_uv(r, &m->nthreads) || dl_rd_uv(r, &m->memory_limit))
+      dl_rd_uv(r, &m->nthreads) || dl_rd_uv(r, &m->memory_limit) ||
+      dl_rd_str(r, &m->addr, &m->alen) || dl_rd_str(r, &m->name, &m->nlen) ||
+      m->nlen > DL_WORKER_NAME_MAX)
     return DL_EPROTO;
-  return dl_rd_str(r, &m->addr, &m->alen);
+  return 0;
 }
 
 /*
@@ -580,6 +587,16 @@ static inline void dl_put_welcome(dl_buf *b, uint64_t id) {
 }
 static inline int dl_get_welcome(dl_rd *r, uint64_t *id) {
   return dl_rd_uv(r, id);
+}
+
+/* WREFUSE: str reason.  Instead of taking a worker's HELLO (its name is
+   another worker's): the worker says why and exits without rejoining. */
+static inline void dl_put_wrefuse(dl_buf *b, const char *why, size_t len) {
+  dl_buf_u8(b, DL_M_WREFUSE);
+  dl_buf_str(b, why, len);
+}
+static inline int dl_get_wrefuse(dl_rd *r, const char **why, size_t *len) {
+  return dl_rd_str(r, why, len);
 }
 
 /* STORE: str key, str bytes (a codec value to keep under key; answered
@@ -854,8 +871,9 @@ static inline int dl_get_key_done(dl_rd *r, dl_msg_key_done *m) {
    CINFO: str dashboard ("host:port" or ""), 6 uv task counts (see
    dl_sched_counts), uv n, then n workers, each: uv id, uv pid, uv
    nthreads, uv memory_limit, uv managed, uv spilled, uv rss, uv executing,
-   uv stored, uv status; then uv d, and the d workers that left last
-   (oldest first), each: uv id, uv pid, str reason.  A remote client's
+   uv stored, uv status, str name; then uv d, and the d workers that left
+   last (oldest first), each: uv id, uv pid, str reason, str name.  Names
+   are at most DL_WORKER_NAME_MAX bytes.  A remote client's
    scheduler sends it when the client joins and then twice a second, alone
    in its frame, so the client can take it without reading the other
    messages. */
@@ -873,6 +891,8 @@ static inline int dl_get_crefuse(dl_rd *r, const char **why, size_t *len) {
 typedef struct dl_msg_cworker {
   uint64_t id, pid, nthreads, memory_limit, managed, spilled, rss;
   uint64_t executing, stored, status;
+  const char *name;
+  size_t nlen;
 } dl_msg_cworker;
 
 static inline void dl_put_cinfo_head(dl_buf *b, const char *dash,
@@ -887,6 +907,7 @@ static inline void dl_put_cworker(dl_buf *b, const dl_msg_cworker *w) {
   const uint64_t *f = &w->id;
   int i;
   for (i = 0; i < 10; i++) dl_buf_uv(b, f[i]);
+  dl_buf_str(b, w->name, w->nlen);
 }
 static inline int dl_get_cinfo_head(dl_rd *r, const char **dash,
                                     size_t *dlen, int64_t counts[6],
@@ -905,22 +926,28 @@ static inline int dl_get_cworker(dl_rd *r, dl_msg_cworker *w) {
   int i;
   for (i = 0; i < 10; i++)
     if (dl_rd_uv(r, &f[i])) return DL_EPROTO;
+  if (dl_rd_str(r, &w->name, &w->nlen) || w->nlen > DL_WORKER_NAME_MAX)
+    return DL_EPROTO;
   return 0;
 }
 /* A worker that left, in CINFO's tail (after dl_buf_uv of their count). */
 typedef struct dl_msg_cdead {
   uint64_t id, pid;
-  const char *reason;
-  size_t rlen;
+  const char *reason, *name;
+  size_t rlen, nlen;
 } dl_msg_cdead;
 static inline void dl_put_cdead(dl_buf *b, const dl_msg_cdead *d) {
   dl_buf_uv(b, d->id);
   dl_buf_uv(b, d->pid);
   dl_buf_str(b, d->reason, d->rlen);
+  dl_buf_str(b, d->name, d->nlen);
 }
 static inline int dl_get_cdead(dl_rd *r, dl_msg_cdead *d) {
-  if (dl_rd_uv(r, &d->id) || dl_rd_uv(r, &d->pid)) return DL_EPROTO;
-  return dl_rd_str(r, &d->reason, &d->rlen);
+  if (dl_rd_uv(r, &d->id) || dl_rd_uv(r, &d->pid) ||
+      dl_rd_str(r, &d->reason, &d->rlen) ||
+      dl_rd_str(r, &d->name, &d->nlen) || d->nlen > DL_WORKER_NAME_MAX)
+    return DL_EPROTO;
+  return 0;
 }
 
 /* ------------------------------------------------------ error record */

@@ -171,6 +171,10 @@ static int parse_args(int argc, char **argv) {
       W.token_file = argv[i + 1];
     else if (strcmp(argv[i], "--tls-dir") == 0)
       W.tls_dir = argv[i + 1];
+    else if (strcmp(argv[i], "--name") == 0) {
+      if (strlen(argv[i + 1]) > DL_WORKER_NAME_MAX) return -1;
+      snprintf(W.name, sizeof W.name, "%s", argv[i + 1]);
+    }
     else if (strcmp(argv[i], "--memory-fractions") == 0) {
       if (sscanf(argv[i + 1], "%lf,%lf,%lf,%lf", &W.frac_target,
                  &W.frac_spill, &W.frac_pause, &W.frac_terminate) != 4)
@@ -266,6 +270,13 @@ static int listen_over_tcp(void) {
   return 0;
 }
 
+void dl_w_set_wname(void) {
+  if (W.name[0])
+    snprintf(W.wname, sizeof W.wname, "worker %d (%s)", W.id, W.name);
+  else
+    snprintf(W.wname, sizeof W.wname, "worker %d", W.id);
+}
+
 void dl_w_send_hello(void) {
   dl_msg_hello m;
   m.id = (uint64_t)W.id;
@@ -274,8 +285,18 @@ void dl_w_send_hello(void) {
   m.memory_limit = (uint64_t)W.memory_limit;
   m.addr = W.addr;
   m.alen = strlen(W.addr);
+  m.name = W.name;
+  m.nlen = strlen(W.name);
+  dl_w_set_wname();
   dl_put_hello(dl_conn_msg(W.sched), &m);
-  dl_w_beat_cb(NULL); /* memory figures arrive with the hello */
+  /* The memory figures go with the hello, so that a cluster printed or
+     asked for scheduler_info() right after it starts shows each worker's
+     real memory, not 0 B.  That costs one read of /proc/self/status
+     (about 0.1 ms) on the start path; the next beat is a full period
+     later (the loop's first turn used to measure a second time before the
+     hello had even left). */
+  dl_w_beat_cb(NULL);
+  uv_timer_start(&W.beat, dl_w_beat_cb, 500, 500);
 }
 
 /* The lock, condition and maps of W (the fuzz harness shares this). */
@@ -293,6 +314,7 @@ void dl_w_state_init(void) {
 /* What every worker process sets up before it knows its cluster (the
    zygote does it once for all the workers it forks). */
 static void setup_process(void) {
+  dl_mem_heap_init(); /* the heap on huge pages where it is mimalloc */
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
   setenv("DLUA_WORKER", "1", 1); /* dlua.ndarray: one BLAS thread */
@@ -332,6 +354,29 @@ static int watch_parent(void) {
 }
 
 static int loop_ready; /* dl_w_loop_init ran */
+static int exec_ready; /* dl_w_exec_premake ran: the thread waits on go */
+static uv_sem_t exec_go;
+
+/* The executor thread made ahead of time: what its first allocation and
+   its stack would cost at the worker's start is paid here, then it waits
+   for run_worker to say go. */
+static void exec_premade(void *arg) {
+  (void)arg;
+  free(malloc(64)); /* this thread's malloc arena, made now */
+  uv_sem_wait(&exec_go);
+  dl_w_exec_main(W.L);
+}
+
+int dl_w_exec_premake(void) {
+  int rc = uv_sem_init(&exec_go, 0);
+  if (rc) return rc;
+  if ((rc = uv_thread_create(&W.exec, exec_premade, NULL)) != 0) {
+    uv_sem_destroy(&exec_go);
+    return rc;
+  }
+  exec_ready = 1;
+  return 0;
+}
 
 int dl_w_loop_init(void) {
   int rc = uv_loop_init(&W.loop);
@@ -393,7 +438,8 @@ static void run_worker(lua_State *L) {
   dl_conn_set_gate(W.sched, &W.gate);
   dl_conn_set_rgate(W.sched, &W.rgate);
   if (!W.remote) dl_w_send_hello(); /* over TCP: once welcomed */
-  if (uv_thread_create(&W.exec, dl_w_exec_main, L)) _exit(1);
+  if (exec_ready) uv_sem_post(&exec_go);
+  else if (uv_thread_create(&W.exec, dl_w_exec_main, L)) _exit(1);
   uv_run(&W.loop, UV_RUN_DEFAULT);
   if (!W.remote) unlink(W.addr);
   if (lost_link || W.remote) leave_files();
@@ -404,8 +450,10 @@ static void run_worker(lua_State *L) {
   if (lost_link && getpgrp() == getpid()) kill(0, SIGKILL);
   /* A task may still be running on the executor: leave without waiting.
      A worker that joined over TCP and lost its scheduler (not told to
-     stop) says so with status 3, for `dlua worker --reconnect-timeout`. */
-  _exit(lost_link && W.remote ? 3 : 0);
+     stop) says so with status 3, for `dlua worker --reconnect-timeout`;
+     one the scheduler refused (its name is taken) with status 4, which
+     that loop does not retry. */
+  _exit(W.refused ? 4 : lost_link && W.remote ? 3 : 0);
 }
 
 static void usage(void) {

@@ -23,12 +23,10 @@ size_t dl_w_running_klen;
    error value val of vlen bytes when the task raised a table, else NULL). */
 static void complete_err_value(wtask *t, int kind, const char *msg,
                                const char *tb, const char *val, size_t vlen) {
-  char wname[32];
   t->type = DL_M_ERR;
   t->kind = kind;
-  snprintf(wname, sizeof wname, "worker %d", W.id);
   dl_buf_free(&t->rec);
-  dl_put_err_rec(&t->rec, kind, msg, tb, wname, val, vlen);
+  dl_put_err_rec(&t->rec, kind, msg, tb, W.wname, val, vlen);
 }
 
 static void complete_err(wtask *t, int kind, const char *msg,

@@ -144,6 +144,8 @@ typedef struct worker {
      hosts), and the files are in a directory of its own. */
   int remote;
   char connect_to[300];  /* the scheduler's "tcp://host:port" */
+  char name[64];         /* --name (DL_WORKER_NAME_MAX bytes), "" none */
+  char wname[96];        /* "worker ID" or "worker ID (NAME)", for errors */
   char listen_host[128]; /* where peers reach it ("": the address its
                             scheduler link leaves from) */
   const char *token_file;
@@ -208,6 +210,7 @@ typedef struct worker {
   dl_buf cyc;   /* DL_M_CYCLE: {key, message} of waits that cannot end */
   dl_buf pcancel; /* keys cancelled that may be waiting (parked) tasks */
   int told_to_stop; /* the scheduler sent SHUTDOWN */
+  int refused;      /* the scheduler sent WREFUSE: exit 4, never rejoin */
   /* Bytes since the start (any thread): written to spill files, read
      back, received from peers, sent to peers; sent with the heartbeats. */
   atomic_uint_least64_t spill_out, spill_in, xfer_in, xfer_out;
@@ -294,8 +297,10 @@ void dl_w_prof_put(dl_buf *out);
 
 /* dl_worker.c: start, signals, watchdog */
 void dl_w_on_sched_close(dl_conn *c);
-/* Tell the scheduler who we are, with our first heartbeat. */
+/* Tell the scheduler who we are; the first heartbeat follows (2 ms). */
 void dl_w_send_hello(void);
+/* Set W.wname from W.id and W.name (before the hello). */
+void dl_w_set_wname(void);
 int64_t dl_w_mem_bytes(int64_t *rss);
 void dl_w_state_init(void);
 /* A worker's Lua state, set up (libraries, dlua.coord); NULL with a
@@ -308,6 +313,10 @@ void dl_w_forked_main(int argc, char **argv, lua_State *L);
 /* Make the worker's loop (W.loop, its flusher and wake-up) ahead of
    time, as a zygote's spare does; 0 or a libuv error. */
 int dl_w_loop_init(void);
+/* Start the executor thread ahead of time, as a zygote's spare does: it
+   waits, its stack and malloc arena made, until run_worker has set the
+   worker up, and then runs dl_w_exec_main(W.L).  0 or a libuv error. */
+int dl_w_exec_premake(void);
 
 /* dl_worker_zygote.c: the zygote (see runtime/cluster/dl_zygote.h):
    serve the clusters of process ppid (a decimal string) on the abstract

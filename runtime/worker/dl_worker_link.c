@@ -10,11 +10,9 @@
 static void send_err_now(const char *key, size_t klen, int kind,
                          const char *msg) {
   dl_buf rec, *b;
-  char wname[32];
   if (W.sched == NULL) return;
   dl_buf_init(&rec);
-  snprintf(wname, sizeof wname, "worker %d", W.id);
-  dl_put_err_rec(&rec, kind, msg, NULL, wname, NULL, 0);
+  dl_put_err_rec(&rec, kind, msg, NULL, W.wname, NULL, 0);
   b = dl_conn_msg(W.sched);
   {
     dl_msg_err m;
@@ -447,6 +445,20 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
         W.id = (int)id;
         dl_w_send_hello();
         break;
+      }
+      case DL_M_WREFUSE: {
+        const char *why;
+        size_t wl;
+        if (!W.remote || (rc = dl_get_wrefuse(&r, &why, &wl))) {
+          rc = DL_EPROTO;
+          break;
+        }
+        fprintf(stderr, "dlua worker: the scheduler at %s refused this "
+                "worker: %.*s\n", W.connect_to, (int)wl, why);
+        W.refused = 1;
+        W.told_to_stop = 1;
+        uv_stop(&W.loop);
+        return;
       }
       case DL_M_SHUTDOWN:
         W.told_to_stop = 1;

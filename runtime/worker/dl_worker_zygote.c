@@ -9,9 +9,11 @@
 **
 ** To take the fork and the child's first page faults off a cluster's
 ** start, the zygote keeps SPARES children forked ahead, each waiting on a
-** link of its own with its loop made; a request goes to a spare when
-** there is one (to a fresh fork when not), and the zygote forks the next
-** spare when it has nothing else to do.
+** link of its own with its loop and its executor thread made (a thread
+** costs a worker about 34 first-touch page faults: its stack, its TLS and
+** its malloc arena); a request goes to a spare when there is one (to a
+** fresh fork when not), and the zygote forks the next spare when it has
+** nothing else to do.
 **
 ** The zygote reaps its children: it kills what a child's tasks left in
 ** its process group while the dead child still holds the group's id, then
@@ -110,6 +112,7 @@ static void spare_main(int fd) {
   long n;
   drop_zygote();
   dl_w_loop_init(); /* a failure shows, and is tried again, in the worker */
+  dl_w_exec_premake(); /* the same */
   for (;;) {
     struct pollfd pf;
     pf.fd = fd;

@@ -31,11 +31,12 @@
 --     payloads name 8 keys), the scheduler's news for 1M results the
 --     client has not read yet (its inbox: 39 MB at the peak), freed big
 --     buffers kept for reuse (dl_mem's cache: 32 MB), and Lua garbage
---     (client:submit makes ~600 B per call; malloc's arena held 100 MB
---     free at the peak).
+--     (client:submit made ~800 B per call, none of it collected by the
+--     peak; malloc's arena held 100 MB free there).  Now ~200 B a call.
 --   1,365 B before userdata futures, 1,104 B after; 1,002 B with the
 --   one-allocation task; 980 B on 7d8e619; 840 B with 24-byte map slots,
---   slab-allocated records and a 272-byte task (loaded 2-vCPU machine).
+--   slab-allocated records and a 272-byte task (loaded 2-vCPU machine);
+--   836 B re-measured, 779 B with client:submit's garbage cut.
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8

@@ -229,7 +229,7 @@ async function main() {
     await page.goto(base + "/workers");
     await until(() => page.locator("#workers tbody tr").count().then((n) => n === 2), "2 worker rows");
     const row = await page.$$eval("#workers tbody tr:first-child td", (tds) => tds.map((t) => t.textContent));
-    check(/\.sock$/.test(row[1]) && /^\d+$/.test(row[2]), "workers table shows address and pid (" + row.slice(0, 3).join(" ") + ")");
+    check(row[1] === "" && /\.sock$/.test(row[2]) && /^\d+$/.test(row[3]), "workers table shows name (none here), address and pid (" + row.slice(0, 4).join(" ") + ")");
     const uptime = () => page.$eval("#workers tbody tr:first-child td:last-child", (t) => t.textContent);
     const up1 = await uptime();
     const up2 = await until(async () => { const v = await uptime(); return v !== up1 && v; },

@@ -403,7 +403,7 @@
       if ($("nworkers")) $("nworkers").textContent = r.workers.length + " running";
       r.workers.forEach(function (w) {
         var tr = el("tr", { "data-worker": w.id });
-        [[w.id], [w.address, "addr"], [w.pid, "num"], [w.cores, "num"],
+        [[w.id], [w.name || ""], [w.address, "addr"], [w.pid, "num"], [w.cores, "num"],
          [bytes(w.memory.rss), "num"], [bytes(w.memory.managed), "num"],
          [bytes(w.memory.spilled), "num"], [bytes(w.memory.limit), "num"],
          [w.tasks.running, "num"], [w.tasks.processing, "num"],
@@ -701,8 +701,9 @@
 
   function workerStep() {
     return getJSON("/json/worker?id=" + wid).then(function (w) {
-      $("wtitle").textContent = "Worker " + w.id;
-      document.title = "dlua: worker " + w.id;
+      var label = w.name ? w.id + " (" + w.name + ")" : String(w.id);
+      $("wtitle").textContent = "Worker " + label;
+      document.title = "dlua: worker " + label;
       fill($("winfo"), [["pid", w.pid], ["status", w.status], ["cores", w.cores],
         ["running", w.executing], ["memory", bytes(w.memory.rss)],
         ["managed", bytes(w.memory.managed)], ["spilled", bytes(w.memory.spilled)],

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -262,6 +263,95 @@ static void test_huge_blocks_are_zeroed_and_not_cached(void) {
   CHECK(dl_mem_huge(0) == NULL);
 }
 
+/* This process's resident bytes. */
+static size_t rss(void) {
+  unsigned long pages = 0, res = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  CHECK(f != NULL);
+  CHECK(fscanf(f, "%lu %lu", &pages, &res) == 2);
+  fclose(f);
+  return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Bytes of anonymous memory on transparent huge pages in this process. */
+static size_t anon_huge(void) {
+  char line[256];
+  unsigned long kb = 0;
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  CHECK(f != NULL);
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "AnonHugePages: %lu kB", &kb) == 1) break;
+  fclose(f);
+  return (size_t)kb << 10;
+}
+
+/* Whether the system gives huge pages to memory marked MADV_HUGEPAGE. */
+static int thp_on(void) {
+  char s[128] = "";
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f == NULL) return 0;
+  if (fgets(s, sizeof s, f) == NULL) s[0] = '\0';
+  fclose(f);
+  return strstr(s, "[never]") == NULL;
+}
+
+/* In a thread of its own (a fresh heap: the main thread's first segment
+   was made before dl_mem_heap_init, when the harness printed), 40 MB of
+   small blocks land on huge pages, and dl_mem_trim gives their pages back
+   once they are freed. */
+static void *small_blocks(void *arg) {
+  enum { NSMALL = 400000 };
+  static char *small[NSMALL];
+  size_t before = anon_huge(), i;
+  (void)arg;
+  for (i = 0; i < NSMALL; i++) {
+    small[i] = malloc(100);
+    CHECK(small[i] != NULL);
+    memset(small[i], (int)i, 100);
+  }
+  if (thp_on()) CHECK(anon_huge() >= before + 32 * MB);
+  before = rss();
+  for (i = 0; i < NSMALL; i++) free(small[i]);
+  dl_mem_trim();
+  CHECK(rss() + 24 * MB <= before);
+  return NULL;
+}
+
+static void test_heap_on_huge_pages(void) {
+  size_t before;
+  pthread_t t;
+  char *mid;
+  /* The test build links mimalloc as the dlua command does; the
+     sanitizers' builds keep their own malloc, and then this is a no-op. */
+  int on = dl_mem_heap_init();
+  CHECK(on == (getenv("DLUA_SANITIZE") == NULL));
+  CHECK(dl_mem_heap_init() == on); /* once only */
+  if (!on) return;
+  CHECK(pthread_create(&t, NULL, small_blocks, NULL) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  /* A block of 1 to 4 MiB is mapped alone: freeing it gives it back at
+     once, and realloc keeps its bytes in and out of that range. */
+  mid = dl_realloc(NULL, 2 * MB + 123);
+  CHECK(mid != NULL);
+  CHECK(((uintptr_t)mid & (2 * MB - 1)) == 0);
+  fill(mid, 2 * MB + 123, 3);
+  mid = dl_realloc(mid, 3 * MB + 5);
+  CHECK(mid != NULL && same_prefix(mid, 2 * MB + 123, 3));
+  fill(mid, 3 * MB + 5, 4);
+  mid = dl_realloc(mid, 5 * MB);
+  CHECK(mid != NULL && same_prefix(mid, 3 * MB + 5, 4));
+  mid = dl_realloc(mid, 1 * MB + 1);
+  CHECK(mid != NULL && same_prefix(mid, 1 * MB + 1, 4));
+  mid = dl_realloc(mid, 4000);
+  CHECK(mid != NULL && same_prefix(mid, 4000, 4));
+  mid = dl_realloc(mid, 2 * MB);
+  CHECK(mid != NULL && same_prefix(mid, 4000, 4));
+  fill(mid, 2 * MB, 5);
+  before = rss();
+  dl_free(mid);
+  CHECK(rss() + MB + MB / 2 <= before);
+}
+
 int main(void) {
   RUN(test_realloc_keeps_bytes_across_the_threshold);
   RUN(test_big_blocks_are_aligned_and_reused);
@@ -272,5 +362,6 @@ int main(void) {
   RUN(test_a_gone_process_cannot_be_mapped);
   RUN(test_big_blocks_leave_descriptors_for_the_program);
   RUN(test_huge_blocks_are_zeroed_and_not_cached);
+  RUN(test_heap_on_huge_pages);
   return TAP_END();
 }

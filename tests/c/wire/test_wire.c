@@ -52,14 +52,25 @@ static int same(const char *p, size_t n, const char *s) {
 static void test_worker_messages_read_back(void) {
   dl_rd r;
   {
-    dl_msg_hello w = {7, 4242, 1, 1 << 30, "/tmp/w7.sock", 12}, m;
+    dl_msg_hello w = {7, 4242, 1, 1 << 30, "/tmp/w7.sock", "gpu-a", 12, 5},
+                 m;
+    char big[DL_WORKER_NAME_MAX + 1];
     B.len = 0;
     dl_put_hello(&B, &w);
     reader(&r, DL_M_HELLO);
     CHECK(dl_get_hello(&r, &m) == 0);
     CHECK(m.id == 7 && m.pid == 4242 && m.nthreads == 1 &&
-          m.memory_limit == 1 << 30 && same(m.addr, m.alen, "/tmp/w7.sock"));
+          m.memory_limit == 1 << 30 && same(m.addr, m.alen, "/tmp/w7.sock") &&
+          same(m.name, m.nlen, "gpu-a"));
     CUTS(DL_M_HELLO, dl_msg_hello, dl_get_hello);
+    /* A name longer than DL_WORKER_NAME_MAX is refused. */
+    memset(big, 'n', sizeof big);
+    w.name = big;
+    w.nlen = sizeof big;
+    B.len = 0;
+    dl_put_hello(&B, &w);
+    reader(&r, DL_M_HELLO);
+    CHECK(dl_get_hello(&r, &m) == DL_EPROTO);
   }
   {
     dl_msg_done w = {"k-1", 3, 1000000, 5, 9, "inl", 3}, m;
@@ -454,6 +465,8 @@ static void test_cinfo_lists_departed_workers(void) {
   w.id = 3;
   w.pid = 4242;
   w.status = 2;
+  w.name = "gpu-a";
+  w.nlen = 5;
   B.len = 0;
   dl_put_cinfo_head(&B, "h:1", counts, 1);
   dl_put_cworker(&B, &w);
@@ -463,19 +476,25 @@ static void test_cinfo_lists_departed_workers(void) {
   d.pid = 99;
   d.reason = "its connection closed";
   d.rlen = strlen(d.reason);
+  d.name = "gpu-b";
+  d.nlen = 5;
   dl_put_cdead(&B, &d);
   mark2 = B.len;
   d.id = 8;
   d.reason = "";
   d.rlen = 0;
+  d.name = "";
+  d.nlen = 0;
   dl_put_cdead(&B, &d);
   reader(&r, DL_M_CINFO);
   CHECK(dl_get_cinfo_head(&r, &dash, &dlen, got, &n) == 0 && n == 1);
   CHECK(same(dash, dlen, "h:1") && got[5] == 6);
   CHECK(dl_get_cworker(&r, &w2) == 0 && w2.id == 3 && w2.pid == 4242);
+  CHECK(same(w2.name, w2.nlen, "gpu-a"));
   CHECK(dl_rd_uv(&r, &nd) == 0 && nd == 2);
   CHECK(dl_get_cdead(&r, &d2) == 0 && d2.id == 7 && d2.pid == 99);
   CHECK(same(d2.reason, d2.rlen, "its connection closed"));
+  CHECK(same(d2.name, d2.nlen, "gpu-b"));
   CHECK(dl_get_cdead(&r, &d2) == 0 && d2.id == 8 && d2.rlen == 0);
   CHECK(dl_rd_left(&r) == 0);
   for (cut = mark; cut < mark2; cut++) { /* inside the first: refused */
