@@ -161,6 +161,18 @@ describe("dlua REPL on a terminal", function()
     end)
   end)
 
+  it("names the entry's line for an error a dlua function raises at its "
+      .. "caller's line", function()
+    -- the entry is an expression: compiled as a tail call, its own frame
+    -- would be gone and the error would have no line at all
+    with_term(nil, function(t)
+      t:line("require('dlua.frame').from_table{x = {1, 2}}:head(1.5)")
+      t:wait_text("stdin:1: dlua.frame: head: n must be an integer")
+      t:line("40 + 2")
+      t:wait_line("42")
+    end)
+  end)
+
   it("writes the history file and reads it back in the next session",
     function()
       local history

@@ -700,11 +700,16 @@ local function elemwise(op, a, b, level)
   level = level + 1
   if getmetatable(a) == NDMT then a = M.from_ndarray(a) end
   if getmetatable(b) == NDMT then b = M.from_ndarray(b) end
-  for _, v in ipairs{a, b} do
+  for i = 1, 2 do
+    local v = i == 1 and a or b
     if not is_array(v) and type(v) ~= "number" and type(v) ~= "boolean" then
       error(sformat("dlua.array: %s: cannot combine an array with a %s",
         op, type(v)), level)
     end
+  end
+  if not is_array(a) and not is_array(b) then
+    error(sformat("dlua.array: %s: expects at least one dlua.array, got %s "
+      .. "and %s", op, type(a), type(b)), level)
   end
   local sa = is_array(a) and a.shape or {}
   local sb = is_array(b) and b.shape or {}
@@ -769,6 +774,11 @@ function M._ew(expr, shape, chunks, dtype, same, op, a, b)
 end
 
 local function unary(op, a, level)
+  if getmetatable(a) == NDMT then a = M.from_ndarray(a) end
+  if not is_array(a) then
+    error(sformat("dlua.array.%s: expects a dlua.array, got %s", op,
+      type(a)), level + 1)
+  end
   local expr = {kind = "un", op = op, a = leaf_expr(a)}
   local dtype = (op == "unm" or op == "abs" or op == "sign" or
     op == "floor" or op == "ceil" or op == "round" or op == "not")
@@ -808,6 +818,20 @@ end
 
 --- da.where(cond, a, b)
 function M.where(c, a, b)
+  if getmetatable(c) == NDMT then c = M.from_ndarray(c) end
+  if getmetatable(a) == NDMT then a = M.from_ndarray(a) end
+  if getmetatable(b) == NDMT then b = M.from_ndarray(b) end
+  if not is_array(c) then
+    error("dlua.array.where: the condition must be a dlua.array, got "
+      .. type(c), 2)
+  end
+  for i = 1, 2 do
+    local v = i == 1 and a or b
+    if not is_array(v) and type(v) ~= "number" and type(v) ~= "boolean" then
+      error(sformat("dlua.array.where: argument #%d must be a dlua.array, a "
+        .. "number or a boolean, got %s", i + 1, type(v)), 2)
+    end
+  end
   local shape = bshape(bshape(c.shape, is_array(a) and a.shape or {}, "where",
     2), is_array(b) and b.shape or {}, "where", 2)
   local chunks = out_chunks(c, is_array(a) and a or b, shape, "where", 2)
@@ -2449,6 +2473,10 @@ end
 
 --- x:visualize([file]) -> Graphviz text of the task graph.
 function methods.visualize(a, file)
+  if file ~= nil and type(file) ~= "string" then
+    error("dlua.array: visualize: file must be a string, got " .. type(file),
+      2)
+  end
   local g = graph_of(a)
   local lines = {"digraph dlua_array {", "  rankdir=BT;"}
   for k, t in pairs(g) do
@@ -2463,7 +2491,8 @@ function methods.visualize(a, file)
   lines[#lines + 1] = "}"
   local s = tconcat(lines, "\n") .. "\n"
   if file then
-    local f = assert(io.open(file, "w"))
+    local f, err = io.open(file, "w")
+    if not f then error("dlua.array: visualize: " .. err, 2) end
     f:write(s)
     f:close()
   end

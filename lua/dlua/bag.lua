@@ -43,6 +43,9 @@ local M = {}
 -- Keys
 ----------------------------------------------------------------------------
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 local function mix(x)
   x = x + 0x9e3779b97f4a7c15
   x = (x ~ (x >> 30)) * 0xbf58476d1ce4e5b9

@@ -47,6 +47,9 @@ local open_clients = setmetatable({}, {__mode = "k"})
 -- Key prefixes: a function's name where one can be found.
 -- -------------------------------------------------------------- client
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 --- dlua.Client([cluster | options]) -> client
 -- With no argument (or a table of LocalCluster options) starts a
 -- LocalCluster that the client owns and closes; with a cluster, attaches.

@@ -33,6 +33,9 @@ local next_lease = 0
 -- the object, so that the object travels by name).
 local clients = setmetatable({}, {__mode = "k"})
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 local function client_of(obj)
   local c = clients[obj]
   if c and not c.closed then return c end

@@ -48,6 +48,11 @@ local M = {}
 
 local grammars = {}             -- sep .. "\0" .. quote -> {record, file}
 
+-- errors name the user's line, whatever the call path (see options.lua);
+-- the CSV fuzzer loads this module alone, with plain error
+local has_options, options = pcall(require, "dlua.options")
+local error = has_options and options._user_error or error
+
 local function check_char(v, what, default, level)
   if v == nil then return default end
   if type(v) ~= "string" or #v ~= 1 or v == "\r" or v == "\n" then

@@ -22,6 +22,9 @@ DF.__index = DF
 
 local counter = 0
 local base = math.random(0, 0xffffff)
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 local function fresh(prefix)
   counter = counter + 1
   return sformat("%s-%06x%d", prefix, base, counter)
@@ -296,6 +299,10 @@ end
 
 function DF:select(cols)
   if type(cols) == "string" then cols = {cols} end
+  if type(cols) ~= "table" then
+    error("dlua.dataframe: select: expects a column name or a list of "
+      .. "names, got " .. type(cols), 2)
+  end
   if self.names then
     local have = {}
     for _, n in ipairs(self.names) do have[n] = true end
@@ -346,6 +353,10 @@ function M._head(n, part) return strip(wrap(part):head(n)) end
 --- ddf:head(n): the first n rows, reading the first partition only.
 function DF:head(n, o)
   n = n or 5
+  if math.type(n) ~= "integer" then
+    error("dlua.dataframe: head: n must be an integer, got "
+      .. (type(n) == "number" and tostring(n) or type(n)), 2)
+  end
   local name = fresh("head")
   local dep = pkey(self.name, 1)
   local layers = {}

@@ -48,6 +48,8 @@ local getinfo, getlocal = debug.getinfo, debug.getlocal
 local random = math.random
 local G = _G
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
 local _ENV = nil -- luacheck: ignore  (every global is captured above)
 
 local M = {

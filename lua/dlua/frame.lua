@@ -24,6 +24,9 @@ local Frame = C.framemt -- registry["dlua.frame"]: frames travel by the codec
 local methods = {}
 local NDMT = getmetatable(nd.zeros{0})
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 local function is_nd(v) return getmetatable(v) == NDMT end
 local function is_frame(v) return getmetatable(v) == Frame end
 M.is_frame = is_frame
@@ -298,6 +301,10 @@ function methods:col(name) return check_col(self, name, 2) end
 
 function methods:select(list)
   if type(list) == "string" then list = {list} end
+  if type(list) ~= "table" then
+    fail(2, "select: expects a column name or a list of names, got %s",
+      type(list))
+  end
   local cols = {}
   for _, n in ipairs(list) do cols[n] = check_col(self, n, 2) end
   return new(list, cols, 2)
@@ -321,6 +328,9 @@ function methods:filter(mask)
 end
 
 function methods:assign(t)
+  if type(t) ~= "table" then
+    fail(2, "assign: expects a table {name = column, ...}, got %s", type(t))
+  end
   local names, cols = {table.unpack(self._names)}, {}
   for k, v in pairs(self._cols) do cols[k] = v end
   local keys = {}
@@ -346,20 +356,32 @@ function methods:assign(t)
   return new(names, cols, 2)
 end
 
+-- head/tail's n: an integer; a negative n counts from the other end, as
+-- in pandas (head(-2) is every row but the last two).
+local function rows_arg(self, n, who)
+  if n == nil then n = 5 end
+  if math.type(n) ~= "integer" then
+    fail(3, "%s: n must be an integer, got %s", who,
+      type(n) == "number" and tostring(n) or type(n))
+  end
+  if n < 0 then n = math.max(self._n + n, 0) end
+  return math.min(n, self._n)
+end
+
 function methods:head(n)
-  n = n or 5
-  if n > self._n then n = self._n end
+  n = rows_arg(self, n, "head")
   local idx = {}
   for i = 1, n do idx[i] = i end
-  return take_rows(self, nd_of_ints(idx, n))
+  local r = take_rows(self, nd_of_ints(idx, n))
+  return r
 end
 
 function methods:tail(n)
-  n = n or 5
-  if n > self._n then n = self._n end
+  n = rows_arg(self, n, "tail")
   local idx = {}
   for i = 1, n do idx[i] = self._n - n + i end
-  return take_rows(self, nd_of_ints(idx, n))
+  local r = take_rows(self, nd_of_ints(idx, n))
+  return r
 end
 
 function methods:totable()
@@ -753,6 +775,9 @@ end
 
 function methods:to_csv_string(o)
   o = o or {}
+  if type(o) ~= "table" then
+    fail(2, "to_csv_string: options must be a table, got %s", type(o))
+  end
   local sep = o.sep or ","
   local lines = {tconcat(self._names, sep)}
   for i = 1, self._n do

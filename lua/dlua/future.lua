@@ -33,6 +33,9 @@ TaskError.__tostring = function(e)
 end
 M.TaskError = TaskError
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 local function is_task_error(v) return getmetatable(v) == TaskError end
 M.is_task_error = is_task_error
 

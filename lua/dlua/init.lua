@@ -54,6 +54,9 @@ M.time = core.time
 M.version = core.version
 M.codec = codec
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 local function export(mod, names)
   for _, k in ipairs(names) do
     local v = mod[k]

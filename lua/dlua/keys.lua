@@ -43,6 +43,9 @@ local token = sformat("%08x", hash(tostring(pid()) .. ":" .. tostring({})
   .. tostring(os.time()) .. tostring(os.clock())) & 0xffffffff)
 local counter = 0
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 --- keys.fresh(prefix) -> "prefix-<token><counter>"
 function K.fresh(prefix)
   counter = counter + 1

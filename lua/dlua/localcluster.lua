@@ -30,6 +30,9 @@ local cluster_keys = {
   listen = true, token_file = true, tls_dir = true,
 }
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 --- dlua.LocalCluster{n_workers=, memory_limit=, ...} -> cluster
 -- Starts the scheduler (a thread of this process) and n_workers worker
 -- processes.  memory_limit is per worker: bytes or a size string.

@@ -80,16 +80,21 @@ M._check_keys = check_keys
 -- error(msg, level), but raised at the first frame outside dlua's own Lua
 -- modules (sources "@[dlua]/..."): the user's line, even when the module
 -- reached the check through tail calls or helpers of its own (where a
--- fixed level would name a dlua file, or no line at all).  With level 0,
--- or when no such frame exists (a task running on a worker), it is plain
--- error(msg, level).
+-- fixed level would name a dlua file, or no line at all).  Every module
+-- binds its local `error` to this, so the level a module passes does not
+-- need to be right, only non-zero.  A C function met on the way up ends
+-- the walk with no position, as Lua's own luaL_argerror does for a
+-- function called from C (so `pcall(f, bad)` gives no line, and a module
+-- that catches and re-raises with a level adds the user's line once).
+-- With level 0, or when the stack has no frame outside dlua (a coroutine
+-- of dlua's own), it is plain error(msg, level).
 local function user_error(msg, level)
   if level ~= 0 then
     local k = 2
     while true do
       local info = debug.getinfo(k, "S")
       if not info then break end
-      if info.what ~= "C" and info.source:sub(1, 8) ~= "@[dlua]/" then
+      if info.what == "C" or info.source:sub(1, 8) ~= "@[dlua]/" then
         error(msg, k)
       end
       k = k + 1
@@ -236,6 +241,10 @@ end
 
 --- dlua.format_bytes(n) -> "1.50 GiB"
 function M.format_bytes(n)
+  if type(n) ~= "number" then
+    user_error("dlua.format_bytes: expects a number of bytes, got " .. type(n),
+      2)
+  end
   local u = {"B", "KiB", "MiB", "GiB", "TiB"}
   local i = 1
   while n >= 1024 and i < #u do n = n / 1024; i = i + 1 end

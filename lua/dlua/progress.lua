@@ -57,6 +57,8 @@ local getenv, os_execute = os.getenv, os.execute
 local io_popen, io_stdout, io_stderr = io.popen, io.stdout, io.stderr
 local loaded = package.loaded
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
 local _ENV = nil -- luacheck: ignore  (every global is captured above)
 
 local RED, GREEN, RESET = "\27[31m", "\27[32m", "\27[0m"

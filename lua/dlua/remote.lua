@@ -21,6 +21,9 @@ local connect_keys = {
   tls_dir = true,
 }
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 --- remote.read_scheduler_file(path) -> {address=, dashboard=, id=}
 -- Raises a clear error for a missing, unreadable or malformed file.
 function M.read_scheduler_file(path, lv)

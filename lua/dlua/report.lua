@@ -34,6 +34,9 @@ local io_open, tostring = io.open, tostring
 local Report = {}
 Report.__index = Report
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 -- Write the report; raises "performance_report: ..." at level.
 local function write(r, level)
   if r.written then return end

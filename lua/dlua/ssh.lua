@@ -28,6 +28,9 @@ local known = {
 local known_worker = {nworkers = true, memory_limit = true}
 local known_sched = {host = true, port = true, dashboard_address = true}
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end

@@ -24,6 +24,9 @@ M.ALL_COMPLETED = "ALL_COMPLETED"
 M.FIRST_COMPLETED = "FIRST_COMPLETED"
 M.FIRST_EXCEPTION = "FIRST_EXCEPTION"
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
+
 --- dlua.wait(futures [, {timeout=, return_when=}]) -> done, not_done
 -- Both results are arrays of futures.  Raises a dlua.TimeoutError if the
 -- condition is not met in time.

@@ -1,7 +1,8 @@
 /*
 ** dl_repl.c -- the dlua command's read-eval-print loop, after lua.c's.
 **
-** An entry is first compiled as "return <line>;" so that expressions print
+** An entry is first compiled as "return <line>;" (with no tail call, see
+** load_entry) so that expressions print
 ** their values; if that fails it is compiled as a statement, and while the
 ** compiler complains about an unexpected <eof> more lines are read with the
 ** ">> " prompt (or the globals _PROMPT and _PROMPT2, as in lua).  On a
@@ -390,7 +391,12 @@ static int load_entry(lua_State *L, Repl *r) {
     return rc == 0 ? ENTRY_EOF : ENTRY_INTERRUPTED;
   /* An expression? */
   line = lua_tostring(L, -1);
-  retline = lua_pushfstring(L, "return %s;", line);
+  /* The to-be-closed local (nil: nothing to close) makes Lua compile the
+     return as a plain call, not a tail call, so that the entry's own frame
+     ("stdin:1:") stays on the stack for an error raised at the caller's
+     line by a Lua function it calls. */
+  retline = lua_pushfstring(L, "local _dlua_entry <close> = nil; return %s;",
+                            line);
   if (luaL_loadbuffer(L, retline, strlen(retline), CHUNKNAME) == LUA_OK) {
     save_line(L, r, line);
     lua_remove(L, -2); /* the "return" line */

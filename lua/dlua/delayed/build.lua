@@ -14,6 +14,8 @@ local tostring, type, math_type = tostring, type, math.type
 local sformat, sgsub = string.format, string.gsub
 local tpack, tunpack = table.pack, table.unpack
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
 local _ENV = nil -- luacheck: ignore  (every global is captured above)
 
 -- Private slots of Delayed objects (tables used as keys cannot clash with

@@ -18,6 +18,8 @@ local getmetatable, setmetatable, rawequal, rawget = getmetatable,
 local next, pairs, tostring, type = next, pairs, tostring, type
 local sformat, tconcat, tunpack = string.format, table.concat, table.unpack
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
 local _ENV = nil -- luacheck: ignore  (every global is captured above)
 
 ----------------------------------------------------------------------------

@@ -19,6 +19,8 @@ local next, pairs, select, tostring, type = next, pairs, select, tostring,
   type
 local sformat, tunpack = string.format, table.unpack
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
 local _ENV = nil -- luacheck: ignore  (every global is captured above)
 
 ----------------------------------------------------------------------------

@@ -13,6 +13,8 @@ local io_open, os_execute, os_remove, os_tmpname =
 
 local loaded = package.loaded
 
+-- errors name the user's line, whatever the call path (see options.lua)
+local error = require("dlua.options")._user_error
 local _ENV = nil -- luacheck: ignore  (every global is captured above)
 
 local function dot_id(s)

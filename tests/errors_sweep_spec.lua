@@ -1,0 +1,37 @@
+-- Every public function and method, called with wrong arguments from a
+-- user's line, either works or fails with an error that names that line
+-- (or no line at all, as Lua's own functions do when called from C).  An
+-- error positioned inside dlua ("[dlua]/dlua.frame.lua:354: attempt to
+-- compare number with string") or at another line is a failure: it is
+-- what a tail call or a missing type check leaves behind.  The names come
+-- from dlua's own sources, so a function added later is swept too.  The
+-- sweep runs in its own process, in a scratch folder (given "x" or 42 as
+-- a path, some functions write there).
+local BUSTED_ENV = _ENV
+local describe, it, assert = describe, it, assert
+local function finally(fn) return BUSTED_ENV.finally(fn) end
+local _ENV = _G
+
+local H = require "helpers.cluster"
+
+describe("errors name the caller's line", function()
+  it("for every module function and method, given wrong arguments",
+      function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. H.q(dir)))
+    finally(function() os.execute("rm -rf " .. H.q(dir)) end)
+    local root = H.TESTS .. "/.."
+    local code, out = H.sh(("cd %s && \"$DLUA\" %s %s"):format(H.q(dir),
+      H.q(H.TESTS .. "/fixtures/errors/errors_sweep.lua"), H.q(root)))
+    assert.are.equal(0, code, out)
+    local swept = tonumber(out:match("swept (%d+)"))
+    assert.is_truthy(swept, out)
+    assert.is_true(swept > 300, "only " .. tostring(swept) .. " swept")
+    local fails = {}
+    for line in out:gmatch("[^\n]+") do
+      if line:match("^FAIL ") then fails[#fails + 1] = line end
+    end
+    assert.are.same({}, fails)
+  end)
+end)
