@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dl_buf.h"
+#include "dl_mem.h"
 
 size_t dl_nd_itemsize(dl_dtype t) {
   return t == DL_BOOL ? 1 : t == DL_F32 ? 4 : 8;
@@ -116,16 +117,26 @@ static dl_ndbuf *buf_get(size_t bytes) {
   return b;
 }
 
+static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
+static void add_trim_hook(void) { dl_mem_on_trim(dl_nd_trim); }
+
+/* Keep b for reuse, within dl_mem's bound on freed memory kept (a worker
+   sets it from its memory limit, and empties both caches with
+   dl_mem_trim when its memory runs short), or free it. */
 static void buf_put(dl_ndbuf *b) {
+  size_t max;
   if (b->drop) { /* borrowed: give the bytes back, never reuse */
     b->drop(b->owner);
     dl_free(b);
     return;
   }
+  pthread_once(&hook_once, add_trim_hook);
+  max = dl_mem_cache_max();
+  if (max > CACHE_MAX) max = CACHE_MAX;
   pthread_mutex_lock(&cache_mu);
-  if (b->cap >= CACHE_MIN && b->cap <= CACHE_MAX / 4) {
+  if (b->cap >= CACHE_MIN && b->cap <= max / 4) {
     while (ncache > 0 && (ncache == CACHE_SLOTS ||
-                          cache_bytes + b->cap > CACHE_MAX)) {
+                          cache_bytes + b->cap > max)) {
       dl_ndbuf *old = cache[0];
       cache_bytes -= old->cap;
       memmove(cache, cache + 1, sizeof cache[0] * (size_t)--ncache);

@@ -582,14 +582,43 @@ int dl_mem_heap_init(void) {
   return 1;
 }
 
+#define NHOOKS 8
+static void (*trim_hooks[NHOOKS])(void);
+static int nhooks;
+
+int dl_mem_on_trim(void (*fn)(void)) {
+  int i, rc = -1;
+  pthread_mutex_lock(&mu);
+  for (i = 0; i < nhooks; i++)
+    if (trim_hooks[i] == fn) rc = 0;
+  if (rc && nhooks < NHOOKS) {
+    trim_hooks[nhooks++] = fn;
+    rc = 0;
+  }
+  pthread_mutex_unlock(&mu);
+  return rc;
+}
+
 void dl_mem_trim(void) {
-  int i;
+  void (*hooks[NHOOKS])(void);
+  int i, n;
   pthread_mutex_lock(&mu);
   for (i = 0; i < ncache; i++) release(&cache[i]);
   ncache = 0;
   cached = 0;
+  n = nhooks;
+  memcpy(hooks, trim_hooks, sizeof hooks);
   pthread_mutex_unlock(&mu);
+  for (i = 0; i < n; i++) hooks[i](); /* outside mu: they may free */
   if (mi_collect != NULL) mi_collect(true); /* freed heap pages, now */
+}
+
+size_t dl_mem_cache_max(void) {
+  size_t n;
+  pthread_mutex_lock(&mu);
+  n = cache_max;
+  pthread_mutex_unlock(&mu);
+  return n;
 }
 
 size_t dl_mem_cached(void) {

@@ -106,4 +106,13 @@ size_t dl_mem_cached(void);
 /* Keep at most bytes of freed big blocks for reuse (default 256 MiB). */
 void dl_mem_set_cache_max(size_t bytes);
 
+/* That bound: other caches of freed memory (dl_nd's buffers) keep to it
+   too, so a worker's limit bounds every cache, not only dl_mem's. */
+size_t dl_mem_cache_max(void);
+
+/* Have dl_mem_trim also call fn (at most 8 hooks; a hook already there is
+   not added twice): another cache of freed memory is emptied whenever a
+   worker trims its own.  Returns 0, or -1 when the hooks are full. */
+int dl_mem_on_trim(void (*fn)(void));
+
 #endif
