@@ -141,6 +141,7 @@ describe("dlua.dataframe", function ()
     local f = dd.from_frame(all, 4)
     assert.equal(4, f.npartitions)
     assert.equal(4500, f:count(SYNC))
+    assert.equal(4500, #f) -- computed, as Dask's len(ddf); was 0
   end)
 
   it("gives map_partitions the columns its function makes", function ()

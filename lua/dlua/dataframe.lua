@@ -19,6 +19,12 @@ local sformat, tconcat, tunpack = string.format, table.concat, table.unpack
 local M = {}
 local DF = {__name = "dlua.dataframe"}
 DF.__index = DF
+-- #ddf: the number of rows, computed (as Dask's len(ddf)); the same as
+-- ddf:count() on the default client.
+function DF.__len(self)
+  local n = self:count()
+  return n
+end
 
 local counter = 0
 local base = math.random(0, 0xffffff)
