@@ -144,6 +144,48 @@ describe("dlua.dataframe", function ()
     assert.equal(4500, #f) -- computed, as Dask's len(ddf); was 0
   end)
 
+  it("assigns columns per partition, counts values and describes, as the "
+      .. "in-memory frame does", function ()
+    local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 8000})
+    local all = whole()
+    assert.is_true(ddf.npartitions > 2)
+    -- assign: functions of the partition, and numbers
+    local k = 3
+    local a = ddf:assign{z = function (df) return df.x * k end, one = 1}
+    local want = all:assign{z = all.x * k, one = 1}
+    assert.same(want:columns(), a.names)
+    assert.same(want:totable(), a:compute(SYNC):totable())
+    -- the in-memory frame takes functions too (pandas' callables)
+    assert.same(want:totable(),
+      all:assign{z = function (df) return df.x * k end, one = 1}:totable())
+    -- value_counts: partial counts summed, same order
+    assert.same(all:value_counts("key"):totable(),
+      ddf:value_counts("key", SYNC):totable())
+    -- describe: one summary per partition, combined
+    local d1, d2 = all:describe(), ddf:describe(SYNC)
+    assert.same(d1:columns(), d2:columns())
+    for _, n in ipairs(d1:columns()) do
+      if n ~= "stat" then
+        for i = 1, 5 do
+          local u, v = d1:col(n):get(i), d2:col(n):get(i)
+          assert.is_true(math.abs(u - v) <= 1e-9 * math.max(1, math.abs(u)),
+            ("%s %d: %.17g vs %.17g"):format(n, i, u, v))
+        end
+      end
+    end
+    -- bad arguments, at the caller's line
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, e = pcall(function () local r = ddf:assign{z = "x"}; return r end)
+    assert.is_false(ok)
+    assert.matches("dataframe_spec.lua:" .. line .. ": .*assign: column 'z' "
+      .. "must be a function", e)
+    line = debug.getinfo(1, "l").currentline + 1
+    ok, e = pcall(function () local r = ddf:value_counts("nope"); return r end)
+    assert.is_false(ok)
+    assert.matches("dataframe_spec.lua:" .. line .. ": .*value_counts: no "
+      .. "column 'nope' %(columns: ", e)
+  end)
+
   it("gives map_partitions the columns its function makes", function ()
     local ddf = dd.read_csv(dir .. "/*.csv", {blocksize = 8000})
     -- inferred: f runs on an empty frame of the input's columns

@@ -293,6 +293,42 @@ function DF:map_partitions(f, o)
   end, names)
 end
 
+function M._assign(t, part) return strip(wrap(part):assign(t)) end
+
+--- ddf:assign{z = function(df) return df.x * 2 end, one = 1}: new or
+--- replaced columns, per partition.  A value is a function of the
+--- partition's frame returning a column, or a number (every row).
+function DF:assign(t)
+  if type(t) ~= "table" then
+    fail(2, "assign: expects a table {name = function(df) ... end | "
+      .. "number}, got %s", type(t))
+  end
+  local added = {}
+  for k, v in pairs(t) do
+    if type(k) ~= "string" then
+      fail(2, "assign: column names must be strings, got %s", type(k))
+    end
+    if type(v) ~= "function" and type(v) ~= "number" then
+      fail(2, "assign: column '%s' must be a function(df) returning a "
+        .. "column, or a number, got %s", k, type(v))
+    end
+    added[#added + 1] = k
+  end
+  table.sort(added)
+  local names = false
+  if self.names then
+    names = {table.unpack(self.names)}
+    local have = {}
+    for _, n in ipairs(names) do have[n] = true end
+    for _, k in ipairs(added) do
+      if not have[k] then names[#names + 1] = k end
+    end
+  end
+  return with_layer(self, "assign", function (_, dep)
+    return {fn = M._assign, args = {t, dep, n = 2}, deps = {dep}}
+  end, names)
+end
+
 --- ddf:filter(f): f(frame) -> bool column; keeps those rows.
 function DF:filter(f)
   if type(f) ~= "function" then
@@ -394,6 +430,115 @@ function DF:count(o)
   layer[tot] = {fn = M._sum, args = keys, deps = {tunpack(keys)}}
   layers[name] = layer
   return run(layers, tot, o, 2)
+end
+
+-- A reduction: task f(args..., partition) per partition, then
+-- combine(args..., partials...) on their results; computed.
+local function reduce_parts(self, prefix, f, combine, args, o)
+  local name = fresh(prefix)
+  local layers = {}
+  for k, v in pairs(self.layers) do layers[k] = v end
+  local layer, keys = {}, {}
+  local na = #args
+  for i = 1, self.npartitions do
+    local dep = pkey(self.name, i)
+    local a = {table.unpack(args, 1, na)}
+    a[na + 1] = dep
+    a.n = na + 1
+    layer[pkey(name, i)] = {fn = f, args = a, deps = {dep}}
+    keys[i] = pkey(name, i)
+  end
+  local tot = name .. "-total"
+  local a = {table.unpack(args, 1, na)}
+  for i, k in ipairs(keys) do a[na + i] = k end
+  a.n = na + #keys
+  layer[tot] = {fn = combine, args = a, deps = {tunpack(keys)}}
+  layers[name] = layer
+  local r = run(layers, tot, o, 3)
+  return r
+end
+
+function M._value_counts(col, part)
+  return strip(wrap(part):value_counts(col))
+end
+function M._value_counts_total(col, ...)
+  local fs = {}
+  for i, p in ipairs{...} do fs[i] = wrap(p) end
+  local all = frame.concat(fs):groupby(col):agg{count = "sum"}
+  return strip(all:sort_values{by = {"count", col}, ascending = {false, true}})
+end
+
+--- ddf:value_counts(col [, opts]) -> a dlua.frame {col, count}, most
+--- frequent first (computed: counts per partition, then summed).
+function DF:value_counts(col, o)
+  if type(col) ~= "string" then
+    fail(2, "value_counts: expects a column name, got %s", type(col))
+  end
+  if self.names then
+    local ok = false
+    for _, n in ipairs(self.names) do ok = ok or n == col end
+    if not ok then
+      fail(2, "value_counts: no column '%s' (columns: %s)", col,
+        table.concat(self.names, ", "))
+    end
+  end
+  local r = reduce_parts(self, "value_counts", M._value_counts,
+    M._value_counts_total, {col}, o)
+  return wrap(r)
+end
+
+function M._describe(part) return strip(wrap(part):describe()) end
+-- Each partition's count, mean, std (n - 1), min and max per column,
+-- combined exactly as one pass would (Chan et al.'s pairwise update of
+-- the sum of squared deviations).
+function M._describe_total(...)
+  local parts, names = {...}, nil
+  local acc = {}
+  for _, p in ipairs(parts) do
+    local d = wrap(p)
+    if not names then
+      names = {}
+      for i, n in ipairs(d:columns()) do if i > 1 then names[#names + 1] = n end end
+      for _, n in ipairs(names) do
+        acc[n] = {n = 0, mean = 0, m2 = 0, min = math.huge, max = -math.huge}
+      end
+    end
+    for _, n in ipairs(names) do
+      local c, a = d._cols[n], acc[n]
+      local cnt = c:get(1)
+      if cnt > 0 then
+        local mean, sd = c:get(2), c:get(3)
+        local m2 = cnt > 1 and sd * sd * (cnt - 1) or 0
+        local tot = a.n + cnt
+        local delta = mean - a.mean
+        a.mean = a.mean + delta * cnt / tot
+        a.m2 = a.m2 + m2 + delta * delta * a.n * cnt / tot
+        a.n = tot
+        a.min = math.min(a.min, c:get(4))
+        a.max = math.max(a.max, c:get(5))
+      end
+    end
+  end
+  local cols = {stat = {"count", "mean", "std", "min", "max"}}
+  local order = {"stat"}
+  for _, n in ipairs(names or {}) do
+    local a = acc[n]
+    local nan = 0 / 0
+    cols[n] = {n = 5, a.n, a.n > 0 and a.mean or nan,
+      a.n > 1 and math.sqrt(a.m2 / (a.n - 1)) or nan,
+      a.n > 0 and a.min or nan, a.n > 0 and a.max or nan}
+    order[#order + 1] = n
+  end
+  return strip(frame.from_table(cols, order))
+end
+
+--- ddf:describe([opts]) -> a dlua.frame as frame:describe() gives (count,
+--- mean, std, min, max of the numeric columns), computed from one
+--- summary per partition.
+function DF:describe(o)
+  local r = reduce_parts(self, "describe", M._describe, M._describe_total,
+    {}, o)
+  return wrap(r)
 end
 
 function M._to_csv(path, part)

@@ -338,6 +338,8 @@ function methods:assign(t)
   tsort(keys)
   for _, k in ipairs(keys) do
     local v = t[k]
+    -- a function is called with the frame (pandas' callables in assign)
+    if type(v) == "function" then v = v(self) end
     if type(v) == "number" then v = nd.full({self._n}, v) end
     if not is_nd(v) and not is_strings(v) and type(v) == "table" then
       v = make_col(v, v.n or #v, 2)
