@@ -582,6 +582,22 @@ int dl_mem_heap_init(void) {
   return 1;
 }
 
+/* The heap's delay before freed pages go back to the system. */
+static void heap_delay(long ms) {
+#if MI_MALLOC_VERSION >= 210
+  mi_option_set(mi_option_purge_delay, ms);
+#else
+  mi_option_set(mi_option_decommit_delay, ms);
+  mi_option_set(mi_option_segment_decommit_delay, 5 * ms);
+#endif
+}
+
+void dl_mem_heap_eager(int on) {
+  if (mi_option_set == NULL) return;
+  heap_delay(on ? 0 : HEAP_DECOMMIT_MS);
+  if (on && mi_collect != NULL) mi_collect(true);
+}
+
 #define NHOOKS 8
 static void (*trim_hooks[NHOOKS])(void);
 static int nhooks;

@@ -96,6 +96,19 @@ void dl_mem_private(int on);
 */
 int dl_mem_heap_init(void);
 
+/*
+** Under mimalloc, have freed heap pages go back to the system at once (on)
+** or after the heap's delay (100 ms, fewer faults for a process that frees
+** and remakes objects all the time).  A worker turns it on: its memory
+** limit reads its resident memory, and pages nothing uses must not hold it
+** over the limit (a shuffle past memory paused every worker without it).
+** Turning it on also gives back the calling thread's freed pages now.  A
+** no-op on glibc's malloc.
+**
+**   dl_mem_heap_eager(1);
+*/
+void dl_mem_heap_eager(int on);
+
 /* Release every cached (freed, kept for reuse) big block now, and what
    the C heap holds free. */
 void dl_mem_trim(void);

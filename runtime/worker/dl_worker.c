@@ -315,6 +315,8 @@ void dl_w_state_init(void) {
    zygote does it once for all the workers it forks). */
 static void setup_process(void) {
   dl_mem_heap_init(); /* the heap on huge pages where it is mimalloc */
+  dl_mem_heap_eager(1); /* freed pages leave at once: the memory limit
+                           reads resident memory */
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN); /* Ctrl-C is the client's to handle */
   setenv("DLUA_WORKER", "1", 1); /* dlua.ndarray: one BLAS thread */
