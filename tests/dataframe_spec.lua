@@ -179,6 +179,13 @@ describe("dlua.dataframe", function ()
     assert.is_false(ok)
     assert.matches("dataframe_spec.lua:" .. line .. ": .*assign: column 'z' "
       .. "must be a function", e)
+    -- ddf.x (a lazy Series in Dask) says what to use instead of nil
+    line = debug.getinfo(1, "l").currentline + 1
+    ok, e = pcall(function () local r = ddf.x; return r end)
+    assert.is_false(ok)
+    assert.matches("dataframe_spec.lua:" .. line .. ": .*ddf%.x: a "
+      .. "partitioned frame has no column objects; use ddf:select", e)
+    assert.is_nil(ddf.no_such_field)
     line = debug.getinfo(1, "l").currentline + 1
     ok, e = pcall(function () local r = ddf:value_counts("nope"); return r end)
     assert.is_false(ok)

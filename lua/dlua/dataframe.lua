@@ -18,7 +18,24 @@ local sformat, tconcat, tunpack = string.format, table.concat, table.unpack
 
 local M = {}
 local DF = {__name = "dlua.dataframe"}
-DF.__index = DF
+-- Methods; a column's name (Dask's ddf.x, a lazy Series, which dlua does
+-- not have) is an error that says what to use, not a silent nil.
+function DF.__index(self, k)
+  local m = DF[k]
+  if m ~= nil or type(k) ~= "string" then return m end
+  local names = rawget(self, "names")
+  if names then
+    for _, n in ipairs(names) do
+      if n == k then
+        error(("dlua.dataframe: ddf.%s: a partitioned frame has no column "
+          .. "objects; use ddf:select{\"%s\"}, or a function of each "
+          .. "partition (ddf:filter(function (df) return df.%s:gt(0) end), "
+          .. "ddf:assign{...}, ddf:map_partitions(...))"):format(k, k, k), 2)
+      end
+    end
+  end
+  return nil
+end
 -- #ddf: the number of rows, computed (as Dask's len(ddf)); the same as
 -- ddf:count() on the default client.
 function DF.__len(self)
