@@ -102,11 +102,8 @@ static void watchdog_cb(uv_timer_t *t) {
   if (++ticks % 5 == 0 && W.memory_limit > 0) {
     double limit = (double)W.memory_limit;
     int64_t rss, mem = dl_w_mem_bytes(&rss);
-    if (mem > W.frac_spill * limit) {
-      /* Freed blocks kept for reuse go first: dl_mem's own and those the
-         trim hooks hold (ndarray's buffer store, which dl_mem_cached does
-         not count). */
-      dl_mem_trim();
+    if (mem > W.frac_spill * limit && dl_mem_cached()) {
+      dl_mem_trim(); /* freed blocks kept for reuse go first */
       mem = dl_w_mem_bytes(&rss);
     }
     if (mem > W.frac_terminate * limit) {
