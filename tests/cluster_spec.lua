@@ -136,9 +136,11 @@ describe("LocalCluster", function()
       assert.equal(1, w.nthreads)
       assert.is_true(H.running(w.pid))
     end
-    -- printed at once, each worker shows its real memory (the figures come
-    -- with its hello), not "memory 0 B"
-    assert.is_nil(s:find("memory 0 B", 1, true), s)
+    -- each worker's real memory is shown (its figures come with its hello
+    -- and every heartbeat), not "memory 0 B"
+    assert.is_true(H.poll(function ()
+      return not tostring(cluster):find("memory 0 B", 1, true)
+    end, 10), tostring(cluster))
   end)
 
   it("parses memory_limit strings and numbers exactly", function()
