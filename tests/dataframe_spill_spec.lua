@@ -150,13 +150,10 @@ describe("dlua.dataframe past memory", function ()
       assert.equal(#A, rows)
       assert.near(A.x:sum(), sum, 1e-6)
       no_restarts(client)
-      local spilled = 0
-      for _, w in ipairs(client:scheduler_info().workers) do
-        spilled = spilled + w.spilled
-      end
-      if SCALE == 1 then -- the sanitized run's limit is 3 times bigger
-        assert.is_true(spilled > 0, "nothing was spilled: the data fit")
-      end
+      -- (No check that something spilled: scheduler_info's `spilled` is
+      -- what is on disk now, not what went there, and at this point it was
+      -- often 0 in CI runs though the workers had paused and spilled.  A
+      -- cumulative spill count in scheduler_info would let this check.)
     end)
     client:close()
     assert(ok, err)
