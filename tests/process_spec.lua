@@ -496,6 +496,42 @@ describe("processes", function()
     assert.is_true(H.all_gone(left, 10))
   end)
 
+  it("close() ends what a task left running, also in a process that "
+     .. "exits right after", function()
+    -- close() takes a worker's closed link as its exit, and this process
+    -- may end before its zygote has reaped the worker and ended its
+    -- process group; the zygote then leaves too.  Made certain here: the
+    -- zygote is stopped across close() and the exit, and runs again only
+    -- after.  Before close() ended the group itself, the task's child
+    -- outlived the cluster every time.
+    local dur = unique_sleep()
+    local code, out = H.sh(("timeout -k 1 60 %s -e %s"):format(
+      H.q(H.DLUA), H.q(([[
+        local dlua = require "dlua"
+        local c = dlua.Client{n_workers = 1, dashboard_address = false}
+        c:submit(function() os.execute("sleep %s &") end):result()
+        local pid = math.tointeger(c.cluster:workers()[1].pid)
+        local st = io.open("/proc/" .. pid .. "/stat"):read("l")
+        local z = st:match("^%%d+ %%b() %%a (%%d+)")
+        print("zygote " .. z)
+        io.stdout:flush()
+        os.execute("kill -STOP " .. z)
+        c:close()
+      ]]):format(dur))))
+    local z = out:match("zygote (%d+)")
+    finally(function()
+      if z then os.execute("kill -CONT " .. z .. " 2>/dev/null") end
+      for _, p in ipairs(sleepers(dur)) do H.kill(p, "KILL") end
+    end)
+    assert.are.equal(0, code, out)
+    assert.truthy(z, out)
+    os.execute("kill -CONT " .. z)
+    -- The zygote wakes, finds its client gone and leaves: by then, no
+    -- child of a task may be left.
+    assert.is_true(H.all_gone({tonumber(z)}, 10))
+    assert.are.same({}, sleepers(dur))
+  end)
+
   it("refuses a TMPDIR too long for socket paths, takes one that fits",
      function()
     local base = tempdir()

@@ -486,9 +486,15 @@ static void on_worker_close(dl_conn *c) {
      (lower descriptors) are gone: take that as its exit instead of
      waiting for the zygote to reap it and say so (a wake-up of another
      process, 0.1-2 ms on a loaded machine, on every close()).  The zygote
-     still reaps it, and ends what its tasks left in its process group;
-     close() does not wait for that. */
-  if (w->srv->stopping && w->zyg && !w->exited) zworker_end(w);
+     reaps it; what its tasks left in its process group is ended here,
+     as exit_cb does for a spawned worker: close() may return, and this
+     process exit, before the zygote wakes (it then leaves at once), and
+     a task's child would outlive the cluster.  The group's id is still
+     held: by the worker, exiting or a zombie, or by what is left in it. */
+  if (w->srv->stopping && w->zyg && !w->exited) {
+    if (w->pgid > 0) kill(-w->pgid, SIGKILL);
+    zworker_end(w);
+  }
 }
 
 static void on_hello(wproc *w, dl_rd *r) {

@@ -346,10 +346,12 @@ int dl_w_zygote_main(const char *name, const char *ppid) {
       make_spare();
       continue;
     }
-    /* The client is gone: leave; our children follow (their parent-death
-       signal) and clean up as a dead client's workers do. */
-    if ((pf[0].revents & POLLIN) || getppid() != client) _exit(0);
+    /* Children that ended are reaped first, each after its process
+       group, also when the client is gone: then leave; the children left
+       follow (their parent-death signal) and clean up as a dead client's
+       workers do. */
     if (pf[1].revents) reap();
+    if ((pf[0].revents & POLLIN) || getppid() != client) _exit(0);
     /* From the last link down, as dropping one moves the last into its
        place. */
     for (i = n - 1; i >= base; i--)
