@@ -216,7 +216,14 @@ while true do dlua.sleep(1) end
     -- The workers joined (a worker without TLS is refused), and so does
     -- this client, with the cluster's directory.
     c = dlua.Client(cluster)
-    c:wait_for_workers(2, 60)
+    local joined, why = pcall(c.wait_for_workers, c, 2, 60)
+    if not joined then -- say what the remote processes said
+      local logs = {}
+      for _, l in ipairs(cluster:logs()) do
+        logs[#logs + 1] = "--- " .. l.host .. ":\n" .. l.text
+      end
+      error(tostring(why) .. "\n" .. table.concat(logs, "\n"), 0)
+    end
     local ws = c.cluster:workers()
     local big = c:submit(function() return string.rep("s", 3000000) end,
                          dlua.opts{workers = {ws[1].id}})
