@@ -251,9 +251,16 @@ describe("TCP cluster", function()
       assert(os.execute("chmod 600 " .. H.q(dir .. "/bad")))
       local code, out = H.sh(("$DLUA worker %s --token-file %s"):format(
         addr, H.q(dir .. "/bad")))
-      assert.is_not.equal(0, code)
+      assert.equal(4, code, out) -- refused: not worth trying again
       assert.matches("the server refused the token (wrong token)", out, 1,
                      true)
+      -- Nor does --reconnect-timeout try again: it exits at once (within
+      -- the command's limit, far below the reconnect timeout).
+      code, out = H.sh(("timeout 60 $DLUA worker %s --token-file %s "
+        .. "--reconnect-timeout 600"):format(addr, H.q(dir .. "/bad")))
+      assert.equal(1, code, out)
+      local _, n = out:gsub("refused the token", "")
+      assert.equal(1, n, out)
       assert(H.poll(function()
         return (H.slurp(dir .. "/client.out") or ""):find(
           "refused connection from 127.0.0.1:%d+: wrong token") ~= nil
@@ -265,7 +272,7 @@ describe("TCP cluster", function()
       assert.equal("unused", wait_file(dir .. "/result", 30, "no result"))
       local log = H.slurp(dir .. "/client.out")
       local _, lines = log:gsub("refused connection", "")
-      assert.equal(1, lines, log)
+      assert.equal(2, lines, log) -- one line a try: two tries
     end)
 
     it("a token file that others may read", function()

@@ -41,11 +41,18 @@ describe("wire versions", function()
     end
     local ours = 2 -- DL_AUTH_WIRE of this build (dl_auth.h): bump together
 
-    -- An older worker (wire 1): it exits 1 with one line, the scheduler
-    -- logs one line; both name both versions.
-    local rc, out = H.sh(("DLUA_TEST_WIRE=%d %s worker %s --token-file %s")
+    -- An older worker (wire 1): it exits 4 (refused: not retried by
+    -- --reconnect-timeout) with one line, the scheduler logs one line;
+    -- both name both versions.
+    local rc, out = H.sh(("DLUA_TEST_WIRE=%d timeout 60 %s worker %s "
+      .. "--token-file %s --reconnect-timeout 600"):format(ours - 1,
+      H.q(H.DLUA), H.q(sf.address), H.q(dir .. "/token")))
+    assert.equals(1, rc, out) -- the supervisor of --reconnect-timeout: 1
+    local _, tries = out:gsub("the server speaks wire version", "")
+    assert.equals(1, tries, out)
+    rc, out = H.sh(("DLUA_TEST_WIRE=%d %s worker %s --token-file %s")
       :format(ours - 1, H.q(H.DLUA), H.q(sf.address), H.q(dir .. "/token")))
-    assert.equals(1, rc)
+    assert.equals(4, rc, out)
     assert.matches(("dlua worker: %s: the server speaks wire version %d "
                     .. "(dlua %s), this dlua %s speaks wire version %d")
                    :format(sf.address, ours, version, version, ours - 1),

@@ -51,7 +51,9 @@ static const char worker_usage[] =
     "With --scheduler-file, waits up to 60 s for the file to appear.\n"
     "With --reconnect-timeout, a worker whose scheduler goes is started\n"
     "again (backoff 0.1 s to 2 s) until it joins or that long has passed;\n"
-    "without, workers exit with their scheduler.\n"
+    "without, workers exit with their scheduler.  Exit status: 3, the\n"
+    "scheduler was lost; 4, refused (wrong token, another dlua version, a\n"
+    "name taken), which --reconnect-timeout does not retry.\n"
     "The token comes from --token-file (mode 0600) or DLUA_TOKEN.\n";
 
 /* "4GB", "512MiB", "1e9", "2000000": bytes, or -1 when malformed. */

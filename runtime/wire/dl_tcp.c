@@ -363,7 +363,12 @@ static void auth_over(tlink *l, int ok) {
   if (ok && l->state == L_SHAKE) {
     l->state = L_DONE;
   } else {
-    int code = l->auth.why == DL_AUTH_ETOKEN ? UV_EACCES : UV_EPROTO;
+    /* A refusal that trying again cannot change has a code of its own:
+       a wrong token, another wire version (`dlua worker` does not retry
+       them, see join_over_tcp). */
+    int code = l->auth.why == DL_AUTH_ETOKEN      ? UV_EACCES
+               : l->auth.why == DL_AUTH_EVERSION ? UV_EPROTONOSUPPORT
+                                                 : UV_EPROTO;
     l->state = L_FAIL;
     if (l->srv) {
       logf_(&l->opts, "refused connection from %s: %s", l->peer,

@@ -92,7 +92,9 @@ int dl_tcp_dial(uv_loop_t *loop, const char *host, int port,
                 dl_tcp_dial_cb cb, void *ud);
 /*
 ** dl_tcp_dial on a private loop, waiting for the result: *fd is the
-** authenticated socket; else a libuv error code and one line in err.
+** authenticated socket; else a libuv error code and one line in err
+** (UV_EACCES: the token was refused; UV_EPROTONOSUPPORT: the other side
+** speaks another wire version).
 */
 int dl_tcp_dial_sync(const char *host, int port, const dl_tcp_opts *opts,
                      unsigned timeout_ms, int *fd, char *err, size_t errlen);

@@ -209,7 +209,7 @@ static void on_peer_accept(dl_tcp_server *ts, int fd, const char *peer,
 static int join_over_tcp(void) {
   char host[256], err[400];
   const char *tmp = getenv("TMPDIR");
-  int port, fd;
+  int port, fd, rc;
   if (dl_tcp_parse(W.connect_to, host, sizeof host, &port, err, sizeof err) ||
       dl_token_load(&W.token, W.token_file, err, sizeof err)) {
     fprintf(stderr, "dlua worker: %s\n", err);
@@ -224,10 +224,13 @@ static int join_over_tcp(void) {
     return 2;
   }
   dl_transport_tcp_setup(&W.topts); /* for dialling peers */
-  if (dl_tcp_dial_sync(host, port, &W.topts, DL_TCP_CONNECT_MS, &fd, err,
-                       sizeof err) != 0) {
+  if ((rc = dl_tcp_dial_sync(host, port, &W.topts, DL_TCP_CONNECT_MS, &fd,
+                             err, sizeof err)) != 0) {
     fprintf(stderr, "dlua worker: %s\n", err);
-    return 1;
+    /* Refused for its token or its version: status 4, which
+       --reconnect-timeout does not retry (nothing changes by trying
+       again); 1 (retried) when the scheduler could not be reached. */
+    return rc == UV_EACCES || rc == UV_EPROTONOSUPPORT ? 4 : 1;
   }
   dl_tcp_sockname(fd, &W.via);
   if (fd != 3) {
