@@ -1128,7 +1128,8 @@ static int h_fired(lua_State *L) {
 }
 
 /* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...,
-   name= (only for a worker started with a name)}} */
+   name= (only for a worker started with a name), io={spill_out=,
+   spill_in=, xfer_in=, xfer_out=}}} */
 static int h_workers(lua_State *L) {
   handle *h = check_local(L, 1);
   dl_sched_winfo info[256];
@@ -1172,6 +1173,17 @@ static int h_workers(lua_State *L) {
       lua_pushstring(L, info[i].name);
       lua_setfield(L, -2, "name");
     }
+    /* Bytes since it started: a spill that came and went shows here. */
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)info[i].spill_out);
+    lua_setfield(L, -2, "spill_out");
+    lua_pushinteger(L, (lua_Integer)info[i].spill_in);
+    lua_setfield(L, -2, "spill_in");
+    lua_pushinteger(L, (lua_Integer)info[i].xfer_in);
+    lua_setfield(L, -2, "xfer_in");
+    lua_pushinteger(L, (lua_Integer)info[i].xfer_out);
+    lua_setfield(L, -2, "xfer_out");
+    lua_setfield(L, -2, "io");
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
