@@ -473,7 +473,7 @@ describe("dlua.ndarray .npy files", function()
   local has_numpy = os.execute(py .. " -c 'import numpy' 2>/dev/null")
   local numpy_it = has_numpy and it or pending
   numpy_it("moves arrays to and from NumPy (python3-numpy; else skipped: "
-    .. "scripts/install-deps --bench)", function()
+    .. "scripts/install-deps)", function()
     local a = nd.arange(1, 12):reshape(3, 4) / 4
     nd.save(tmp, a.T)
     local p = io.popen(py .. " -c \"import numpy as np; x = np.load('" .. tmp

@@ -149,7 +149,7 @@ describe("dlua.array Zarr v2 stores", function()
   local has_zarr = os.execute(py .. " -c 'import zarr' 2>/dev/null")
   local zarr_it = has_zarr and it or pending
   zarr_it("moves stores to and from Python's zarr (python3-zarr; else "
-    .. "skipped: scripts/install-deps --bench)", function()
+    .. "skipped: scripts/install-deps)", function()
     local x = da.random.uniform{shape = {10, 7}, chunks = {4, 3}, seed = 1}
     x:to_zarr(dir, SYNC)
     local ok, out = sh(py .. " -c \"import zarr, numpy as np; z = zarr.open('"
