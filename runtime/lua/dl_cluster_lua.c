@@ -1127,6 +1127,12 @@ static int h_fired(lua_State *L) {
   return 1;
 }
 
+/* t[k] = v, t on the top of the stack */
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
 /* h:workers() -> {{id=, pid=, nthreads=, memory_limit=, managed=, ...,
    name= (only for a worker started with a name), io={spill_out=,
    spill_in=, xfer_in=, xfer_out=}}} */
@@ -1139,26 +1145,16 @@ static int h_workers(lua_State *L) {
   lua_createtable(L, n, 0);
   for (i = 0; i < n; i++) {
     lua_createtable(L, 0, 12);
-    lua_pushinteger(L, info[i].id);
-    lua_setfield(L, -2, "id");
-    lua_pushinteger(L, (lua_Integer)info[i].pid);
-    lua_setfield(L, -2, "pid");
-    lua_pushinteger(L, info[i].nthreads);
-    lua_setfield(L, -2, "nthreads");
-    lua_pushinteger(L, (lua_Integer)info[i].memory_limit);
-    lua_setfield(L, -2, "memory_limit");
-    lua_pushinteger(L, (lua_Integer)info[i].managed);
-    lua_setfield(L, -2, "managed");
-    lua_pushinteger(L, (lua_Integer)info[i].spilled);
-    lua_setfield(L, -2, "spilled");
-    lua_pushinteger(L, (lua_Integer)info[i].rss);
-    lua_setfield(L, -2, "rss");
-    lua_pushinteger(L, info[i].executing);
-    lua_setfield(L, -2, "executing");
-    lua_pushinteger(L, info[i].inflight);
-    lua_setfield(L, -2, "processing");
-    lua_pushinteger(L, info[i].stored);
-    lua_setfield(L, -2, "stored");
+    set_int(L, "id", info[i].id);
+    set_int(L, "pid", info[i].pid);
+    set_int(L, "nthreads", info[i].nthreads);
+    set_int(L, "memory_limit", info[i].memory_limit);
+    set_int(L, "managed", info[i].managed);
+    set_int(L, "spilled", info[i].spilled);
+    set_int(L, "rss", info[i].rss);
+    set_int(L, "executing", info[i].executing);
+    set_int(L, "processing", info[i].inflight);
+    set_int(L, "stored", info[i].stored);
     lua_pushnumber(L, now - info[i].started);
     lua_setfield(L, -2, "uptime");
     lua_pushstring(L, dl_sched_status_name(info[i].status));
@@ -1175,14 +1171,10 @@ static int h_workers(lua_State *L) {
     }
     /* Bytes since it started: a spill that came and went shows here. */
     lua_createtable(L, 0, 4);
-    lua_pushinteger(L, (lua_Integer)info[i].spill_out);
-    lua_setfield(L, -2, "spill_out");
-    lua_pushinteger(L, (lua_Integer)info[i].spill_in);
-    lua_setfield(L, -2, "spill_in");
-    lua_pushinteger(L, (lua_Integer)info[i].xfer_in);
-    lua_setfield(L, -2, "xfer_in");
-    lua_pushinteger(L, (lua_Integer)info[i].xfer_out);
-    lua_setfield(L, -2, "xfer_out");
+    set_int(L, "spill_out", info[i].spill_out);
+    set_int(L, "spill_in", info[i].spill_in);
+    set_int(L, "xfer_in", info[i].xfer_in);
+    set_int(L, "xfer_out", info[i].xfer_out);
     lua_setfield(L, -2, "io");
     lua_rawseti(L, -2, i + 1);
   }
