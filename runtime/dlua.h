@@ -272,8 +272,9 @@ void dlua_interrupt(int on);
 ** allows, which makes moving big strings much cheaper).  It uses the
 ** process's malloc underneath (the host's own: libdlua brings none), so
 ** it can replace the allocator of a state made by luaL_newstate at any
-** time.  The dlua command runs on mimalloc, whose heap it puts on huge
-** pages; a host that links or preloads mimalloc gets that in its workers.
+** time.  Built with `make HEAP_LIBS=-lmimalloc`, the dlua command runs on
+** mimalloc, whose heap it puts on huge pages; a host that links or
+** preloads mimalloc gets that in its workers.
 **
 **   lua_State *L = luaL_newstate();
 **   lua_setallocf(L, dlua_alloc, NULL);
@@ -281,5 +282,20 @@ void dlua_interrupt(int on);
 void *dlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
 double dlua_time(void);
+
+/*
+** Push msg (may be NULL) followed by a traceback of L1 from level on, as
+** luaL_traceback does, without dlua's own frames: those of its embedded
+** modules ("[dlua]/...") and the C functions they called (the `error`
+** that raised).  What is left is the user's code, and the C functions it
+** called itself.  With the environment variable DLUA_TRACEBACK=full it is
+** luaL_traceback's.  The dlua command's message handler uses it.
+**
+**   static int handler(lua_State *L) {
+**     dlua_traceback(L, L, lua_tostring(L, 1), 1);
+**     return 1;
+**   }
+*/
+void dlua_traceback(lua_State *L, lua_State *L1, const char *msg, int level);
 
 #endif

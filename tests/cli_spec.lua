@@ -38,8 +38,9 @@ end
 
 -- Run dlua with the given arguments (already quoted where needed), found
 -- on PATH as users run it: messages start with argv[0], here "dlua: ".
-local function dlua(args, stdin)
-  return sh('PATH="$(dirname "$DLUA")":"$PATH" dlua ' .. args, stdin)
+local function dlua(args, stdin, env)
+  return sh((env or "") .. ' PATH="$(dirname "$DLUA")":"$PATH" dlua '
+            .. args, stdin)
 end
 
 describe("dlua command", function()
@@ -386,6 +387,25 @@ describe("dlua command", function()
       assert.matches("\nstack traceback:\n", err, 1, true)
       assert.matches("runtime_error.lua:3: in upvalue 'inner'", err, 1, true)
       assert.matches("in main chunk", err, 1, true)
+    end)
+
+    it("a traceback shows the user's frames, not dlua's own "
+       .. "(DLUA_TRACEBACK=full shows them)", function()
+      local chunk = q("local dlua = require 'dlua'\n"
+        .. "local function go() return dlua.format_bytes(true) + 1 end\n"
+        .. "go()")
+      local code, _, err = dlua("-e " .. chunk)
+      assert.equal(1, code)
+      assert.matches("^dlua: %(command line%):2: dlua.format_bytes: expects "
+                     .. "a number of bytes, got boolean\n", err)
+      assert.equal("stack traceback:\n"
+        .. "\t(command line):2: in local 'go'\n"
+        .. "\t(command line):3: in main chunk\n"
+        .. "\t[C]: in ?\n", err:match("\n(stack traceback:.*)$"))
+      code, _, err = dlua("-e " .. chunk, nil, "DLUA_TRACEBACK=full")
+      assert.equal(1, code)
+      assert.matches("[dlua]/dlua.", err, 1, true)
+      assert.matches("[C]: in function 'error'", err, 1, true)
     end)
 
     it("an error object that is not a string is described", function()

@@ -152,7 +152,7 @@ static int msg_handler(lua_State *L) {
     msg = lua_pushfstring(L, "(error object is a %s value)",
                           luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
+  dlua_traceback(L, L, msg, 1); /* the user's frames, not dlua's */
   return 1;
 }
 

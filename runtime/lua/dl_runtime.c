@@ -246,6 +246,80 @@ static void set_errf(dlua_Runtime *rt, const char *fmt, const char *arg) {
   set_err(rt, m, strlen(m));
 }
 
+/* A frame of dlua's own: code of an embedded module. */
+static int own_frame(lua_State *L1, int level) {
+  lua_Debug ar;
+  if (!lua_getstack(L1, level, &ar) || !lua_getinfo(L1, "S", &ar)) return 0;
+  return strncmp(ar.short_src, "[dlua]", 6) == 0;
+}
+
+/* A frame to show: not dlua's own, nor a C function dlua's code called
+   (the `error` that raised, a pcall). */
+static int user_frame(lua_State *L1, int level, lua_Debug *ar) {
+  lua_getinfo(L1, "S", ar);
+  if (strncmp(ar->short_src, "[dlua]", 6) == 0) return 0;
+  return !(*ar->what == 'C' && own_frame(L1, level + 1));
+}
+
+static void add_frame(luaL_Buffer *b, lua_State *L1, int level) {
+  lua_Debug ar;
+  lua_getstack(L1, level, &ar);
+  lua_getinfo(L1, "Slnt", &ar);
+  if (ar.currentline > 0)
+    lua_pushfstring(b->L, "\n\t%s:%d: in ", ar.short_src, ar.currentline);
+  else
+    lua_pushfstring(b->L, "\n\t%s: in ", ar.short_src);
+  luaL_addvalue(b);
+  if (*ar.what == 'm')
+    luaL_addstring(b, "main chunk");
+  else if (*ar.namewhat != '\0')
+    lua_pushfstring(b->L, "%s '%s'",
+                    strcmp(ar.namewhat, "global") == 0 ? "function"
+                                                       : ar.namewhat,
+                    ar.name),
+        luaL_addvalue(b);
+  else if (*ar.what == 'C')
+    luaL_addstring(b, "?");
+  else
+    lua_pushfstring(b->L, "function <%s:%d>", ar.short_src, ar.linedefined),
+        luaL_addvalue(b);
+  if (ar.istailcall) luaL_addstring(b, "\n\t(...tail calls...)");
+}
+
+void dlua_traceback(lua_State *L, lua_State *L1, const char *msg,
+                    int level) {
+  /* a long one: its first and last frames, as luaL_traceback shows */
+  enum { FIRST = 10, LAST = 11 };
+  int head[FIRST], tail[LAST], n = 0, i;
+  const char *full = getenv("DLUA_TRACEBACK");
+  lua_Debug ar;
+  luaL_Buffer b;
+  if (full && strcmp(full, "full") == 0) {
+    luaL_traceback(L, L1, msg, level);
+    return;
+  }
+  for (; lua_getstack(L1, level, &ar); level++) {
+    if (!user_frame(L1, level, &ar)) continue;
+    if (n < FIRST) head[n] = level;
+    tail[n % LAST] = level;
+    n++;
+  }
+  luaL_buffinit(L, &b);
+  if (msg) {
+    luaL_addstring(&b, msg);
+    luaL_addchar(&b, '\n');
+  }
+  luaL_addstring(&b, "stack traceback:");
+  for (i = 0; i < n && i < FIRST; i++) add_frame(&b, L1, head[i]);
+  if (n > FIRST + LAST) {
+    lua_pushfstring(L, "\n\t...\t(skipping %d levels)", n - FIRST - LAST);
+    luaL_addvalue(&b);
+  }
+  for (i = n - LAST > FIRST ? n - LAST : FIRST; i < n; i++)
+    add_frame(&b, L1, tail[i % LAST]);
+  luaL_pushresult(&b);
+}
+
 /* Message handler: the message with a traceback; an error object with
 ** __tostring (e.g. a dlua.TaskError, which carries its remote traceback)
 ** as its string. */
@@ -257,7 +331,7 @@ static int msghandler(lua_State *L) {
     msg = lua_pushfstring(L, "(error object is a %s value)",
                           luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
+  dlua_traceback(L, L, msg, 1);
   return 1;
 }
 
