@@ -96,7 +96,7 @@ static void test_other_version_is_refused_naming_both(void) {
   run_until(&c, &c.failed, 1, &c.nlog, 1, 20000);
   CHECK(c.accepted == 0 && c.nlog == 1);
   CHECK(strstr(c.log[0], "dlua 9.9.9") && strstr(c.log[0], "0.1.0"));
-  CHECK(c.last_code == UV_EPROTO);
+  CHECK(c.last_code == UV_EPROTONOSUPPORT);
   CHECK(strstr(c.last_err, "dlua 0.1.0") && strstr(c.last_err, "9.9.9"));
   teardown(&c);
 }
