@@ -278,6 +278,28 @@ describe("dlua scheduler", function()
     local ws = c:scheduler_info().workers
     for _, w in ipairs(ws) do wpids[#wpids + 1] = w.pid end
     assert.same({}, c:scheduler_info().dead_workers)
+    -- The fields a local cluster's workers have, with the same meaning:
+    -- ages on this process's clock, io counted since each worker started.
+    local big = c:submit(function() return ("v"):rep(2000000) end,
+                         dlua.opts{workers = {ws[1].id}})
+    assert.equals(2000000, c:submit(function(v) return #v end, big,
+                                    dlua.opts{workers = {ws[2].id}}):result())
+    local moved
+    assert(H.poll(function() -- CINFO comes twice a second
+      moved = 0
+      for _, w in ipairs(c:scheduler_info().workers) do
+        moved = moved + w.io.xfer_in
+      end
+      return moved >= 2000000
+    end, 10), "no bytes moved between the workers: " .. moved)
+    for _, w in ipairs(c:scheduler_info().workers) do
+      assert.is_true(w.uptime >= 0 and w.uptime < 60, tostring(w.uptime))
+      assert.is_true(w.last_seen >= 0 and w.last_seen < 10,
+                     tostring(w.last_seen))
+      assert.equals("integer", math.type(w.processing))
+      assert.equals(0, w.io.spill_out)
+      assert.is_nil(w.spill_error)
+    end
     assert(H.kill(ws[1].pid, "KILL"))
     local dead
     assert(H.poll(function()

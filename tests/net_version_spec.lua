@@ -39,7 +39,7 @@ describe("wire versions", function()
                ~= nil
       end, 10)
     end
-    local ours = 2 -- DL_AUTH_WIRE of this build (dl_auth.h): bump together
+    local ours = 3 -- DL_AUTH_WIRE of this build (dl_auth.h): bump together
 
     -- An older worker (wire 1): it exits 4 (refused: not retried by
     -- --reconnect-timeout) with one line, the scheduler logs one line;

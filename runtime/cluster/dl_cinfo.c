@@ -8,7 +8,7 @@
 #include "dl_mem.h"
 #include "dl_wire.h"
 
-int dl_cinfo_read(dl_rd *r, dl_cinfo *out) {
+int dl_cinfo_read(dl_rd *r, dl_cinfo *out, double now) {
   const char *dash;
   size_t dlen;
   uint64_t n, i, nd;
@@ -34,7 +34,17 @@ int dl_cinfo_read(dl_rd *r, dl_cinfo *out) {
     w->executing = (int)m.executing;
     w->stored = (int)m.stored;
     w->status = m.status <= DL_WS_DEAD ? (int)m.status : -1; /* "?" */
+    w->inflight = (int)m.processing;
+    /* on this process's clock: ages as the scheduler saw them */
+    w->started = now - (double)m.uptime_ms * 1e-3;
+    w->last_seen = now - (double)m.silent_ms * 1e-3;
+    w->spill_out = (int64_t)m.spill_out;
+    w->spill_in = (int64_t)m.spill_in;
+    w->xfer_in = (int64_t)m.xfer_in;
+    w->xfer_out = (int64_t)m.xfer_out;
     snprintf(w->name, sizeof w->name, "%.*s", (int)m.nlen, m.name);
+    snprintf(w->spill_err, sizeof w->spill_err, "%.*s", (int)m.selen,
+             m.spill_err);
   }
   out->nws = (int)n;
   if (dl_rd_uv(r, &nd) || nd > DL_SCHED_DEPARTED) goto bad;

@@ -26,10 +26,12 @@ typedef struct dl_cinfo {
 } dl_cinfo;
 
 /*
-** Read a CINFO from r (past its type byte) into out.  Returns 0 (free
-** out->ws with dl_free), DL_EPROTO (malformed or truncated; out->ws is
-** NULL) or DL_ENOMEM.
+** Read a CINFO from r (past its type byte) into out; now is this
+** process's clock (seconds), on which the workers' ages (uptime, time
+** since their last message) become the winfo's started and last_seen.
+** Returns 0 (free out->ws with dl_free), DL_EPROTO (malformed or
+** truncated; out->ws is NULL) or DL_ENOMEM.
 */
-int dl_cinfo_read(dl_rd *r, dl_cinfo *out);
+int dl_cinfo_read(dl_rd *r, dl_cinfo *out, double now);
 
 #endif

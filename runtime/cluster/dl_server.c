@@ -564,11 +564,17 @@ static void on_hello(wproc *w, dl_rd *r) {
 
 static void begin_stop(dl_server *s);
 
+/* Whole milliseconds from t to now (0 when t is later). */
+static uint64_t ms_since(double now, double t) {
+  return now > t ? (uint64_t)((now - t) * 1e3) : 0;
+}
+
 /* Send remote client rc the cluster's figures, alone in a frame. */
 static void send_cinfo(dl_server *s, rclient *rc) {
   dl_sched_winfo ws[256], dead[DL_SCHED_DEPARTED];
   int64_t counts[6];
   int n, i, nd;
+  double now = now_s();
   dl_buf *b;
   uv_mutex_lock(&s->lock);
   n = dl_sched_workers(s->sched, ws, 256);
@@ -591,8 +597,17 @@ static void send_cinfo(dl_server *s, rclient *rc) {
     w.executing = (uint64_t)ws[i].executing;
     w.stored = (uint64_t)ws[i].stored;
     w.status = (uint64_t)ws[i].status;
+    w.processing = (uint64_t)ws[i].inflight;
+    w.uptime_ms = ms_since(now, ws[i].started);
+    w.silent_ms = ms_since(now, ws[i].last_seen);
+    w.spill_out = (uint64_t)ws[i].spill_out;
+    w.spill_in = (uint64_t)ws[i].spill_in;
+    w.xfer_in = (uint64_t)ws[i].xfer_in;
+    w.xfer_out = (uint64_t)ws[i].xfer_out;
     w.name = ws[i].name;
     w.nlen = strlen(ws[i].name);
+    w.spill_err = ws[i].spill_err;
+    w.selen = strlen(ws[i].spill_err);
     dl_put_cworker(b, &w);
   }
   dl_buf_uv(b, (uint64_t)nd);
@@ -1690,7 +1705,7 @@ static void on_sched_close(dl_conn *c) {
 /* Take a CINFO (r is past its type byte); 0, DL_EPROTO or DL_ENOMEM. */
 static int take_cinfo(dl_server *s, dl_rd *r) {
   dl_cinfo ci;
-  int rc = dl_cinfo_read(r, &ci);
+  int rc = dl_cinfo_read(r, &ci, now_s());
   if (rc) return rc;
   uv_mutex_lock(&s->lock);
   dl_free(s->rworkers);

@@ -39,7 +39,7 @@
 #include "dl_buf.h"
 
 /* The wire version this build speaks; bumped when any message changes. */
-#define DL_AUTH_WIRE 2
+#define DL_AUTH_WIRE 3
 /* Environment variable that may hold the token (instead of a file). */
 #define DL_TOKEN_ENV "DLUA_TOKEN"
 /* A token is 16 to DL_TOKEN_MAX bytes (trailing white space not counted). */

@@ -871,7 +871,10 @@ static inline int dl_get_key_done(dl_rd *r, dl_msg_key_done *m) {
    CINFO: str dashboard ("host:port" or ""), 6 uv task counts (see
    dl_sched_counts), uv n, then n workers, each: uv id, uv pid, uv
    nthreads, uv memory_limit, uv managed, uv spilled, uv rss, uv executing,
-   uv stored, uv status, str name; then uv d, and the d workers that left
+   uv stored, uv status, uv processing (tasks sent to it), uv uptime_ms,
+   uv silent_ms (since its last message), uv spill_out, uv spill_in, uv
+   xfer_in, uv xfer_out (bytes since it started), str name, str spill_err
+   ("" while spilling works); then uv d, and the d workers that left
    last (oldest first), each: uv id, uv pid, str reason, str name.  Names
    are at most DL_WORKER_NAME_MAX bytes.  A remote client's
    scheduler sends it when the client joins and then twice a second, alone
@@ -888,11 +891,14 @@ static inline void dl_put_crefuse(dl_buf *b, const char *why, size_t len) {
 static inline int dl_get_crefuse(dl_rd *r, const char **why, size_t *len) {
   return dl_rd_str(r, why, len);
 }
+/* The numbers first, in the wire's order (put and get walk them). */
+#define DL_CWORKER_NUMS 17
 typedef struct dl_msg_cworker {
   uint64_t id, pid, nthreads, memory_limit, managed, spilled, rss;
-  uint64_t executing, stored, status;
-  const char *name;
-  size_t nlen;
+  uint64_t executing, stored, status, processing, uptime_ms, silent_ms;
+  uint64_t spill_out, spill_in, xfer_in, xfer_out;
+  const char *name, *spill_err;
+  size_t nlen, selen;
 } dl_msg_cworker;
 
 static inline void dl_put_cinfo_head(dl_buf *b, const char *dash,
@@ -906,8 +912,9 @@ static inline void dl_put_cinfo_head(dl_buf *b, const char *dash,
 static inline void dl_put_cworker(dl_buf *b, const dl_msg_cworker *w) {
   const uint64_t *f = &w->id;
   int i;
-  for (i = 0; i < 10; i++) dl_buf_uv(b, f[i]);
+  for (i = 0; i < DL_CWORKER_NUMS; i++) dl_buf_uv(b, f[i]);
   dl_buf_str(b, w->name, w->nlen);
+  dl_buf_str(b, w->spill_err, w->selen);
 }
 static inline int dl_get_cinfo_head(dl_rd *r, const char **dash,
                                     size_t *dlen, int64_t counts[6],
@@ -924,9 +931,10 @@ static inline int dl_get_cinfo_head(dl_rd *r, const char **dash,
 static inline int dl_get_cworker(dl_rd *r, dl_msg_cworker *w) {
   uint64_t *f = &w->id;
   int i;
-  for (i = 0; i < 10; i++)
+  for (i = 0; i < DL_CWORKER_NUMS; i++)
     if (dl_rd_uv(r, &f[i])) return DL_EPROTO;
-  if (dl_rd_str(r, &w->name, &w->nlen) || w->nlen > DL_WORKER_NAME_MAX)
+  if (dl_rd_str(r, &w->name, &w->nlen) || w->nlen > DL_WORKER_NAME_MAX ||
+      dl_rd_str(r, &w->spill_err, &w->selen))
     return DL_EPROTO;
   return 0;
 }

@@ -48,7 +48,7 @@ static inline void rclient_sched_frame(const char *p, size_t n) {
   }
   if (type == DL_M_CINFO) {
     dl_cinfo ci;
-    int rc = dl_cinfo_read(&r, &ci), i;
+    int rc = dl_cinfo_read(&r, &ci, 0), i;
     if (rc == 0) {
       if (ci.nws < 0 || ci.nws > DL_CINFO_MAX_WORKERS || ci.ndead < 0 ||
           ci.ndead > DL_SCHED_DEPARTED ||
