@@ -627,6 +627,8 @@ void dl_mem_trim(void) {
   pthread_mutex_unlock(&mu);
   for (i = 0; i < n; i++) hooks[i](); /* outside mu: they may free */
   if (mi_collect != NULL) mi_collect(true); /* freed heap pages, now */
+  else
+    malloc_trim(0); /* glibc: free pages inside its heaps, every arena's */
 }
 
 size_t dl_mem_cache_max(void) {

@@ -110,7 +110,10 @@ int dl_mem_heap_init(void);
 void dl_mem_heap_eager(int on);
 
 /* Release every cached (freed, kept for reuse) big block now, and what
-   the C heap holds free. */
+   the C heap holds free: mimalloc's freed pages, or glibc's free pages
+   inside its heaps (malloc_trim; its own trimming only gives back the
+   top of a heap, and a worker at its limit was restarted for memory
+   that nothing used). */
 void dl_mem_trim(void);
 
 /* Bytes held in cached big blocks. */
