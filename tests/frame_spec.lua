@@ -435,6 +435,22 @@ describe("dlua.frame", function ()
     assert.same({2, 1, 6}, ns(df:nlargest(3, {"i", "n"})))
     assert.same({}, ns(df:nlargest(-1, "x")))
     assert.same({6, 1, 3, 4, 2, 5}, ns(df:nsmallest(10, "x")))
+    -- many ties on the first column: only the tied rows are sorted by the
+    -- next ones, which must give what sorting every row gives
+    math.randomseed(5)
+    local a, b, id = {}, {}, {}
+    for r = 1, 400 do
+      a[r] = math.random(1, 6)
+      b[r] = math.random(1, 9) == 1 and 0/0 or math.random(1, 30) + 0.0
+      id[r] = r
+    end
+    local t = frame.from_table({a = a, b = b, id = id}, {"a", "b", "id"})
+    for _, n in ipairs{1, 7, 60, 67, 200, 399} do
+      assert.same(col(t:sort_values{by = {"a", "b"}, ascending = false}
+        :head(n), "id"), col(t:nlargest(n, {"a", "b"}), "id"))
+      assert.same(col(t:sort_values{by = {"b", "a"}}:head(n), "id"),
+        col(t:nsmallest(n, {"b", "a"}), "id"))
+    end
     local ok, err = pcall(df.nlargest, df, 2, "k")
     assert.truthy(err:find("nlargest: column 'k' is string; nlargest takes "
       .. "numeric columns", 1, true), err)

@@ -872,6 +872,22 @@ local function isin_col(c, set, nan)
     return C.recode(c.codes, nd.from_table(map, "bool"))
   end
   if #c == 0 then return nd.zeros({0}, "bool") end
+  if c.dtype == "float64" or c.dtype == "int64" then
+    -- a few numbers: one comparison over the rows each, in C
+    local nums = {}
+    for x in pairs(set) do
+      if type(x) == "number" then
+        nums[#nums + 1] = x
+        if #nums > 8 then nums = nil break end
+      end
+    end
+    if nums then
+      local m = nan and c.dtype == "float64" and nd.isnan(c)
+        or nd.zeros({#c}, "bool")
+      for _, x in ipairs(nums) do m = m | c:eq(x) end
+      return m
+    end
+  end
   local codes, k, first = factorize(c)
   local map = {nan}
   local u = k > 0 and C.take(c, first):totable() or {}
@@ -1014,12 +1030,25 @@ end
 
 -- The n rows with the largest (asc false) or smallest values: a stable
 -- sort (missing values last), then the first n, as pandas' keep="first".
+-- The first column is sorted in C; with more columns only the rows that
+-- tie with the n-th on it can still move, so only the rows up to the last
+-- of those are sorted by all the columns.
 local function top_rows(self, n, list, asc)
-  if n >= self._n or #list > 1 then
-    return self:sort_values{by = list, ascending = asc}:head(n)
+  local c = self._cols[list[1]]
+  local idx = C.argsort(c, asc)
+  if n >= self._n then
+    if #list == 1 then return take_rows(self, idx) end
+    return self:sort_values{by = list, ascending = asc}
   end
-  local idx = C.argsort(self._cols[list[1]], asc)
-  return take_rows(self, idx:slice({1, n}))
+  if #list == 1 or n == 0 then return take_rows(self, idx:slice({1, n})) end
+  local v = c:get(C.take(idx, nd.from_table({n}, "int64")):get(1))
+  local m = self._n -- a missing n-th value ties with every missing one
+  if v == v then
+    m = (asc and c:le(v) or c:ge(v)):astype("int64"):sum()
+  end
+  local cand = idx:slice({1, m})
+  cand = C.take(cand, C.argsort(cand, true)) -- back in row order: stable
+  return take_rows(self, cand):sort_values{by = list, ascending = asc}:head(n)
 end
 
 --- df:nlargest(n, col | {...}): the n rows with the largest values of col
