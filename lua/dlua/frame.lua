@@ -768,18 +768,6 @@ function methods:fillna(value)
     fail(2, "fillna: expects a number, a string or a table {column = "
       .. "value}, got %s", t)
   end
-  local cols = {}
-  for _, n in ipairs(self._names) do
-    local c, v = self._cols[n], value
-    if t == "table" then
-      v = value[n]
-      if v ~= nil and not fill_fits(c, v) then
-        fail(2, "fillna: column '%s' is %s, its fill value cannot be a %s",
-          n, col_type(c), type(v))
-      end
-    elseif not fill_fits(c, v) then v = nil end
-    cols[n] = v == nil and c or fill_col(c, v)
-  end
   if t == "table" then
     for k, v in pairs(value) do
       if type(k) ~= "string" then
@@ -791,6 +779,18 @@ function methods:fillna(value)
           .. "boolean, got %s", k, vt)
       end
     end
+  end
+  local cols = {}
+  for _, n in ipairs(self._names) do
+    local c, v = self._cols[n], value
+    if t == "table" then
+      v = value[n]
+      if v ~= nil and not fill_fits(c, v) then
+        fail(2, "fillna: column '%s' is %s, its fill value cannot be a %s",
+          n, col_type(c), type(v))
+      end
+    elseif not fill_fits(c, v) then v = nil end
+    cols[n] = v == nil and c or fill_col(c, v)
   end
   return new({tunpack(self._names)}, cols, 2)
 end
