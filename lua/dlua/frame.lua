@@ -932,7 +932,7 @@ end
 
 -- Codes per row for the rows' values in names, a missing value counting
 -- as one more value (pandas' duplicated treats NaN as equal to NaN):
--- codes (1..k, in order of first appearance), k, first rows.
+-- codes (1..k), k.
 local function row_codes(df, names)
   local codes, k
   for i, n in ipairs(names) do
@@ -945,7 +945,7 @@ local function row_codes(df, names)
     if i == 1 then codes, k = c2, k2
     else codes, k = C.combine(codes, k2, c2) end
   end
-  return C.factorize(codes)
+  return codes, k
 end
 
 local function keep_arg(o, who, level)
@@ -958,19 +958,20 @@ local function keep_arg(o, who, level)
   return keep
 end
 
--- The rows (1-based, ascending, int64) that drop_duplicates keeps.
+-- The rows (1-based, ascending, int64) that drop_duplicates keeps, and
+-- the rows' codes: each row whose number is its code's lowest ("first")
+-- or highest ("last"), or whose code has one row (false): O(rows) in C.
 local function dedup_rows(df, subset, keep)
   local n = df._n
   if n == 0 or #subset == 0 then return nd_of_ints({}, 0) end
-  local codes, k, first = row_codes(df, subset)
-  if keep == "first" then return first end
-  if keep == "last" then
-    local rows = nd.arange(1, n) -- 1..n (int64; arange includes its end)
-    local last = C.reduce("max", codes, k, rows)
-    return C.take(last, C.argsort(last, true))
+  local codes, k = row_codes(df, subset)
+  if keep == false then
+    local cnt = C.reduce("count", codes, k, nd.ones({n}))
+    return C.which(C.take(cnt, codes):eq(1)), codes
   end
-  local cnt = C.reduce("count", codes, k, nd.ones({n}))
-  return C.which(C.take(cnt, codes):eq(1))
+  local rows = nd.arange(1, n) -- 1..n (int64; arange includes its end)
+  local at = C.reduce(keep == "first" and "min" or "max", codes, k, rows)
+  return C.which(C.take(at, codes):eq(rows)), codes, k
 end
 
 -- drop_duplicates' subset and keep from its argument: nil, a column name
@@ -994,7 +995,8 @@ function methods:drop_duplicates(o)
   local subset, keep = M._dedup_args(self._names, o, "drop_duplicates", 2)
   for _, n in ipairs(subset) do check_col(self, n, 2) end
   if #subset == 0 then return self:head(self._n) end
-  return take_rows(self, dedup_rows(self, subset, keep))
+  local rows = dedup_rows(self, subset, keep)
+  return take_rows(self, rows)
 end
 
 -- For dlua.dataframe's drop_duplicates with keep = false: the first row
@@ -1005,9 +1007,10 @@ function M._dedup_counted(df, subset, cname)
   if df._n == 0 then
     return df:assign{[cname] = w or nd.zeros({0}, "int64")}
   end
-  local codes, k, first = row_codes(df, subset)
+  local rows, codes, k = dedup_rows(df, subset, "first")
   local cnt = C.reduce("sum", codes, k, w or nd.ones({df._n}, "int64"))
-  return take_rows(df, first):assign{[cname] = cnt}
+  return take_rows(df, rows):assign{[cname] = C.take(cnt,
+    C.take(codes, rows))}
 end
 
 -- nlargest / nsmallest: n and the column(s), checked (numeric columns
@@ -1028,26 +1031,20 @@ local function top_args(self, n, cols, who, level)
   return n < 0 and 0 or n, list
 end
 
--- The n rows with the largest (asc false) or smallest values: a stable
--- sort (missing values last), then the first n, as pandas' keep="first".
--- The first column is sorted in C; with more columns only the rows that
--- tie with the n-th on it can still move, so only the rows up to the last
--- of those are sorted by all the columns.
+-- The n rows with the largest (asc false) or smallest values: the first
+-- n of a stable sort (missing values last), as pandas' keep="first",
+-- picked in C without sorting the rest.  With more columns only the rows
+-- that tie with the n-th on the first can still move: the rows up to
+-- the last of those are sorted by all the columns.
 local function top_rows(self, n, list, asc)
   local c = self._cols[list[1]]
-  local idx = C.argsort(c, asc)
-  if n >= self._n then
-    if #list == 1 then return take_rows(self, idx) end
-    return self:sort_values{by = list, ascending = asc}
+  local idx = C.topk(c, n, asc)
+  if #list == 1 or #idx == 0 then return take_rows(self, idx) end
+  local v = c:get(idx:get(#idx))
+  if v ~= v then -- the cut reaches the missing values: every row may move
+    return self:sort_values{by = list, ascending = asc}:head(n)
   end
-  if #list == 1 or n == 0 then return take_rows(self, idx:slice({1, n})) end
-  local v = c:get(C.take(idx, nd.from_table({n}, "int64")):get(1))
-  local m = self._n -- a missing n-th value ties with every missing one
-  if v == v then
-    m = (asc and c:le(v) or c:ge(v)):astype("int64"):sum()
-  end
-  local cand = idx:slice({1, m})
-  cand = C.take(cand, C.argsort(cand, true)) -- back in row order: stable
+  local cand = C.which(asc and c:le(v) or c:ge(v)) -- in row order: stable
   return take_rows(self, cand):sort_values{by = list, ascending = asc}:head(n)
 end
 
