@@ -629,15 +629,15 @@ local function opts_arg(o, who, known, level)
   end
   return o
 end
-M._opts_arg = opts_arg
 
 -- A column name or a non-empty array of them (strings), as a new array.
 local function names_arg(v, who, what, level)
   if type(v) == "string" then return {v} end
   if type(v) ~= "table" or getmetatable(v) ~= nil or #v == 0 then
+    local got = type(v)
+    if got == "table" and getmetatable(v) == nil then got = "an empty table" end
     fail(level + 1, "%s: %s must be a column name or a non-empty array of "
-      .. "names, got %s", who, what, type(v) == "table" and "an empty table"
-      or type(v))
+      .. "names, got %s", who, what, got)
   end
   local list = {}
   for i, n in ipairs(v) do
@@ -649,7 +649,6 @@ local function names_arg(v, who, what, level)
   end
   return list
 end
-M._names_arg = names_arg
 
 -- errors = "raise" (the default) or "ignore", as pandas' drop and rename.
 local function errors_arg(o, dflt, who, level)
@@ -976,7 +975,7 @@ end
 
 -- drop_duplicates' subset and keep from its argument: nil, a column name
 -- or array of them (the subset), or {subset =, keep =}.
-function M._dedup_args(df_names, o, who, level)
+local function dedup_args(df_names, o, who, level)
   if type(o) == "string" or (type(o) == "table" and o[1] ~= nil) then
     o = {subset = o}
   end
@@ -992,7 +991,7 @@ end
 --- ("last"), or any other row's (false: no copy kept).  Missing values
 --- equal each other, as in pandas.  Rows keep their order.
 function methods:drop_duplicates(o)
-  local subset, keep = M._dedup_args(self._names, o, "drop_duplicates", 2)
+  local subset, keep = dedup_args(self._names, o, "drop_duplicates", 2)
   for _, n in ipairs(subset) do check_col(self, n, 2) end
   if #subset == 0 then return self:head(self._n) end
   local rows = dedup_rows(self, subset, keep)
