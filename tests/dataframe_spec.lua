@@ -405,6 +405,117 @@ describe("dlua.dataframe shuffles", function ()
   end)
 end)
 
+-- x: floats with missing; k: strings with missing; n: int64 (1..12)
+local function gaps()
+  return frame.from_table({
+    x = {1.0, nil, 3.0, 3.0, nil, 0.5, 7.0, 3.0, nil, 1.0, 2.0, 0.5, n = 12},
+    k = {"a", false, "b", "a", false, "c", "a", "b", "d", false, "c", "a"},
+    n = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}}, {"x", "k", "n"})
+end
+
+-- The same rows in the same order (missing values as nil).
+local function same_table(a, b)
+  assert.same(b:columns(), a:columns())
+  assert.same(b:totable(), a:totable())
+end
+
+-- pandas' methods on a partitioned frame against the in-memory frame's
+local function pandas_methods(o)
+  local df = gaps()
+  for _, np in ipairs{1, 3, 5} do
+    local ddf = dd.from_frame(df, np)
+    same_table(ddf:drop{"x"}:compute(o), df:drop{"x"})
+    same_table(ddf:rename{x = "y"}:compute(o), df:rename{x = "y"})
+    same_table(ddf:rename(function (n) return n .. "_1" end):compute(o),
+      df:rename(function (n) return n .. "_1" end))
+    same_table(ddf:fillna{x = 0, k = "z"}:compute(o), df:fillna{x = 0, k = "z"})
+    same_table(ddf:dropna{subset = "k"}:compute(o), df:dropna{subset = "k"})
+    same_table(ddf:isin{k = {"a", "c"}, x = {3}}:compute(o),
+      df:isin{k = {"a", "c"}, x = {3}})
+    for _, keep in ipairs{"first", "last", false} do
+      for _, sub in ipairs{"k", "x", {"k", "x"}} do
+        for _, every in ipairs{2, 8} do
+          same_table(ddf:drop_duplicates{subset = sub, keep = keep,
+            split_every = every}:compute(o),
+            df:drop_duplicates{subset = sub, keep = keep})
+        end
+      end
+    end
+    same_table(ddf:drop_duplicates():compute(o), df:drop_duplicates())
+    for _, n in ipairs{0, 1, 3, 9, 20} do
+      same_table(ddf:nlargest(n, "x"):compute(o), df:nlargest(n, "x"))
+      same_table(ddf:nsmallest(n, {"x", "n"}, {split_every = 2}):compute(o),
+        df:nsmallest(n, {"x", "n"}))
+    end
+  end
+end
+
+describe("dlua.dataframe's pandas methods", function ()
+  it("drop, rename, fillna, dropna, isin per partition; drop_duplicates, "
+     .. "nlargest, nsmallest reduce to one partition as the frame's",
+     function ()
+    pandas_methods(SYNC)
+    local ddf = dd.from_frame(gaps(), 4)
+    assert.same({"k", "n"}, ddf:drop("x").names)
+    assert.same({"y", "k", "n"}, ddf:rename{x = "y", zz = "q"}.names)
+    assert.equal(1, ddf:drop_duplicates("k").npartitions)
+    assert.equal(1, ddf:nlargest(2, "n").npartitions)
+    assert.same({"x", "k", "n"}, ddf:nlargest(2, "n").names)
+    -- columns unknown (after an aggregation): checked once computed
+    local g = ddf:groupby("k"):agg{n = "sum", x = "max"}
+    same_table(g:drop_duplicates("x"):compute(SYNC),
+      g:compute(SYNC):drop_duplicates("x"))
+    same_table(g:nsmallest(2, "n"):compute(SYNC),
+      g:compute(SYNC):nsmallest(2, "n"))
+    local ok, err = pcall(function ()
+      return g:nlargest(1, "zz"):compute(SYNC)
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("no column 'zz'", 1, true), err)
+  end)
+
+  it("checks the arguments at the caller's line", function ()
+    local ddf = dd.from_frame(gaps(), 2)
+    -- (not tail calls: a tail call leaves no line of the caller's)
+    local cases = {
+      {function () local r = ddf:drop("zz") return r end,
+        "dlua.dataframe: no column 'zz'"},
+      {function () local r = ddf:drop{1} return r end,
+        "drop: cols[1] is a number"},
+      {function () local r = ddf:rename(3) return r end,
+        "rename: expects a table"},
+      {function () local r = ddf:rename({x = "y"}, {errors = "x"}) return r end,
+        "errors must be \"raise\" or \"ignore\""},
+      {function () local r = ddf:fillna(true) return r end,
+        "fillna: expects a number"},
+      {function () local r = ddf:fillna{x = {}} return r end,
+        "the value for 'x' must be a number"},
+      {function () local r = ddf:dropna{how = "x"} return r end,
+        "dropna: how must be"},
+      {function () local r = ddf:isin(1) return r end,
+        "isin: expects an array"},
+      {function () local r = ddf:drop_duplicates{keep = "x"} return r end,
+        "keep must be \"first\""},
+      {function () local r = ddf:drop_duplicates{split_every = 1} return r end,
+        "split_every must be an integer of at least 2"},
+      {function () local r = ddf:drop_duplicates{subset = "zz"} return r end,
+        "no column 'zz'"},
+      {function () local r = ddf:nlargest(1.5, "x") return r end,
+        "nlargest: n must be an integer, got 1.5"},
+      {function () local r = ddf:nsmallest(1, "x", {bogus = 1}) return r end,
+        "nsmallest: unknown option 'bogus'"},
+    }
+    for i, c in ipairs(cases) do
+      local line = debug.getinfo(c[1], "S").linedefined
+      local ok, err = pcall(c[1])
+      assert.is_false(ok, "case " .. i)
+      assert.truthy(err:find("dataframe_spec.lua:" .. line
+        .. ": dlua.dataframe: ", 1, true), err)
+      assert.truthy(err:find(c[2], 1, true), err)
+    end
+  end)
+end)
+
 describe("dlua.dataframe on a cluster", function ()
   local client, dir
   setup(function ()
@@ -467,6 +578,7 @@ describe("dlua.dataframe on a cluster", function ()
     end
     assert.equal(held.npartitions, n)
     shuffles(o) -- merge, sort_values, set_index through the workers
+    pandas_methods(o) -- drop_duplicates, nlargest, ... on the workers
     local paths = ddf:to_csv(dir .. "/out/part-*.csv", o)
     assert.equal(ddf.npartitions, #paths)
     local back = dd.read_csv(dir .. "/out/part-*.csv")

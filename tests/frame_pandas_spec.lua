@@ -117,6 +117,26 @@ out("r_sort3.csv", df.sort_values(["s", "key", "id"], ascending=[True, False, Tr
 a, s = read("a.csv"), pd.read_csv(d + "/small.csv", dtype={"key": str})
 for how in ("inner", "left", "outer"):
     out("r_merge_%s.csv" % how, a.merge(s, on="key", how=how))
+ab = pd.concat([read("a.csv"), read("b.csv")], ignore_index=True)
+for name, keep in (("first", "first"), ("last", "last"), ("none", False)):
+    ks = ab.drop_duplicates(subset=["key", "s"], keep=keep)
+    out("r_dd_key_%s.csv" % name,
+        ab.drop_duplicates(subset=["key"], keep=keep)[["id"]])
+    out("r_dd_ks_%s.csv" % name, ks[["id"]])
+out("r_dd_x.csv", ab.drop_duplicates(subset=["x"])[["id"]])
+out("r_nl_x.csv", ab.nlargest(60, "x")[["id"]])
+out("r_ns_x.csv", ab.nsmallest(60, "x")[["id"]])
+out("r_nl_n.csv", ab.nlargest(70, "n")[["id"]])
+out("r_ns_n.csv", ab.nsmallest(70, "n")[["id"]])
+out("r_nl_all.csv", a.nsmallest(len(a) + 5, "x")[["id"]])
+out("r_fillna.csv", a.fillna({"x": -1000.0, "s": "zz"}))
+out("r_dropna1.csv", a.dropna(subset=["key", "x"])[["id"]])
+out("r_dropna2.csv", a.dropna(how="all", subset=["s", "x"])[["id"]])
+out("r_dropna3.csv", a.dropna(thresh=4)[["id"]])
+out("r_dropna4.csv", a.dropna()[["id"]])
+out("r_isin.csv", a[a["key"].isin(["k01", "k,7", "k02", "nope"])][["id"]])
+out("r_isin2.csv", a.drop(columns=["id"]).rename(columns={"n": "m"})
+    .isin(["s3", 7, -8, "k05"]).astype(int))
 ]=])
     end
   end)
@@ -198,6 +218,75 @@ for how in ("inner", "left", "outer"):
       same_rows(sorted_rows(got, {"id", "w", "key"}),
         sorted_rows(want, {"id", "w", "key"}), cols)
     end
+  end)
+
+  local function ids_of(f) return f:select{"id"}:totable() end
+  local function want_ids(name)
+    return read(dir .. "/" .. name, {id = "int64"}):totable()
+  end
+
+  check("drops duplicates, largest and smallest rows like pandas", function ()
+    local ab = frame.concat{read(dir .. "/a.csv"), read(dir .. "/b.csv")}
+    for name, keep in pairs{first = "first", last = "last", none = false} do
+      local got = ids_of(ab:drop_duplicates{subset = "key", keep = keep})
+      local want = want_ids("r_dd_key_" .. name .. ".csv")
+      if keep == false then -- every key repeats: no row, as pandas
+        assert.equal(0, #want)
+        assert.equal(0, #got)
+      else same_rows(got, want, {"id"}) end
+      same_rows(ids_of(ab:drop_duplicates{subset = {"key", "s"}, keep = keep}),
+        want_ids("r_dd_ks_" .. name .. ".csv"), {"id"})
+    end
+    same_rows(ids_of(ab:drop_duplicates{subset = "x"}),
+      want_ids("r_dd_x.csv"), {"id"})
+    same_rows(ids_of(ab:nlargest(60, "x")), want_ids("r_nl_x.csv"), {"id"})
+    same_rows(ids_of(ab:nsmallest(60, "x")), want_ids("r_ns_x.csv"), {"id"})
+    same_rows(ids_of(ab:nlargest(70, "n")), want_ids("r_nl_n.csv"), {"id"})
+    same_rows(ids_of(ab:nsmallest(70, "n")), want_ids("r_ns_n.csv"), {"id"})
+    local a = read(dir .. "/a.csv")
+    same_rows(ids_of(a:nsmallest(#a + 5, "x")), want_ids("r_nl_all.csv"),
+      {"id"})
+    -- through the partitioned tree, as Dask's reductions
+    local ddf = dd.read_csv({dir .. "/a.csv", dir .. "/b.csv"},
+      {blocksize = 20000, types = TYPES})
+    assert.is_true(ddf.npartitions > 4)
+    for name, keep in pairs{first = "first", last = "last", none = false} do
+      same_rows(ids_of(ddf:drop_duplicates{subset = {"key", "s"}, keep = keep,
+        split_every = 3}:compute(SYNC)), want_ids("r_dd_ks_" .. name .. ".csv"),
+        {"id"})
+    end
+    same_rows(ids_of(ddf:nlargest(60, "x"):compute(SYNC)),
+      want_ids("r_nl_x.csv"), {"id"})
+    same_rows(ids_of(ddf:nsmallest(70, "n", {split_every = 2}):compute(SYNC)),
+      want_ids("r_ns_n.csv"), {"id"})
+  end)
+
+  check("fills, drops missing values and tests membership like pandas",
+    function ()
+    local a = read(dir .. "/a.csv")
+    same_rows(a:fillna{x = -1000, s = "zz"}:totable(),
+      read(dir .. "/r_fillna.csv"):totable(), {"id", "key", "s", "x", "n"})
+    same_rows(ids_of(a:dropna{subset = {"key", "x"}}),
+      want_ids("r_dropna1.csv"), {"id"})
+    same_rows(ids_of(a:dropna{how = "all", subset = {"s", "x"}}),
+      want_ids("r_dropna2.csv"), {"id"})
+    same_rows(ids_of(a:dropna{thresh = 4}), want_ids("r_dropna3.csv"), {"id"})
+    same_rows(ids_of(a:dropna()), want_ids("r_dropna4.csv"), {"id"})
+    same_rows(ids_of(a:filter(a:isin{key = {"k01", "k,7", "k02", "nope"}}.key)),
+      want_ids("r_isin.csv"), {"id"})
+    local m = a:drop("id"):rename{n = "m"}:isin{"s3", 7, -8, "k05"}
+    local want = read(dir .. "/r_isin2.csv", {key = "int64", s = "int64",
+      x = "int64", m = "int64"}):totable()
+    local got = m:totable()
+    assert.equal(#want, #got)
+    local hits = 0
+    for i, w in ipairs(want) do
+      for _, c in ipairs{"key", "s", "x", "m"} do
+        assert.equal(w[c] == 1, got[i][c], ("row %d column %s"):format(i, c))
+        if got[i][c] then hits = hits + 1 end
+      end
+    end
+    assert.is_true(hits > 10)
   end)
 
   check("aggregates string columns through the partitioned tree", function ()

@@ -305,4 +305,157 @@ describe("dlua.frame", function ()
     ok, err = pcall(function () local r = frame.concat{df, df:select{"n"}}; return r end)
     assert.truthy(err:find("concat: frame 2 has columns", 1, true))
   end)
+
+  -- x: floats with missing; k: strings with missing; n, i: int64
+  local function gaps()
+    return frame.from_table({x = {1.0, nil, 3.0, 3.0, nil, 0.5, n = 6},
+      k = {"a", false, "b", "a", false, "c"}, n = {1, 2, 3, 4, 5, 6},
+      i = {5, 5, 1, 1, 2, 2}}, {"x", "k", "n", "i"})
+  end
+  local function col(df, name) return df:column_table(name) end
+  local function ns(df) return col(df, "n") end
+
+  it("drops and renames columns as pandas (drop raises on an unknown name, "
+     .. "rename ignores it)", function ()
+    local df = gaps()
+    assert.same({"k", "i"}, df:drop{"x", "n"}:columns())
+    assert.same({"x", "k", "i"}, df:drop("n"):columns())
+    assert.same({"x", "k", "n", "i"}, df:drop("zz", {errors = "ignore"})
+      :columns())
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(function () local r = df:drop{"x", "zz"} return r end)
+    assert.is_false(ok)
+    assert.matches("frame_spec.lua:" .. line .. ": dlua.frame: no column 'zz'",
+      err)
+    local r = df:rename{x = "y", zz = "q"}
+    assert.same({"y", "k", "n", "i"}, r:columns())
+    assert.same(col(df, "x"), col(r, "y"))
+    assert.same({"X", "K", "N", "I"}, df:rename(string.upper):columns())
+    ok, err = pcall(df.rename, df, {zz = "q"}, {errors = "raise"})
+    assert.truthy(err:find("no column 'zz'", 1, true), err)
+    ok, err = pcall(df.rename, df, {x = "k"})
+    assert.truthy(err:find("two columns would be named 'k'", 1, true), err)
+    ok, err = pcall(df.rename, df, {x = 3})
+    assert.truthy(err:find("new name of 'x' must be a string", 1, true), err)
+  end)
+
+  it("fills missing values by type, or per column", function ()
+    local df = gaps()
+    local f = df:fillna(0)
+    assert.same({1.0, 0.0, 3.0, 3.0, 0.0, 0.5}, col(f, "x"))
+    -- a number fills no string column
+    assert.same({"a", nil, "b", "a", nil, "c"}, col(f, "k"))
+    assert.equal("float64", f:dtypes().x)
+    f = df:fillna("z")
+    assert.same({"a", "z", "b", "a", "z", "c"}, col(f, "k"))
+    assert.same({1.0, nil, 3.0, 3.0, nil, 0.5}, col(f, "x"))
+    assert.same({"a", false, "b", "a", false, "c"}, {df.k[1], df.k[2],
+      df.k[3], df.k[4], df.k[5], df.k[6]}) -- the original's dict untouched
+    f = df:fillna{x = 9, k = "a", zz = 1}
+    assert.same({1.0, 9.0, 3.0, 3.0, 9.0, 0.5}, col(f, "x"))
+    assert.same({"a", "a", "b", "a", "a", "c"}, col(f, "k"))
+    assert.equal(#df.k.dict, #f.k.dict) -- "a" was already there
+    local ok, err = pcall(df.fillna, df, {k = 1})
+    assert.truthy(err:find("column 'k' is string, its fill value cannot be "
+      .. "a number", 1, true), err)
+    ok, err = pcall(df.fillna, df, true)
+    assert.truthy(err:find("fillna: expects a number, a string or a table",
+      1, true), err)
+  end)
+
+  it("drops rows with missing values (any, all, thresh, subset)", function ()
+    local df = gaps()
+    assert.same({1, 3, 4, 6}, ns(df:dropna()))
+    assert.same({1, 3, 4, 6}, ns(df:dropna{how = "all", subset = {"x", "k"}}))
+    assert.same({1, 2, 3, 4, 5, 6}, ns(df:dropna{how = "all"}))
+    assert.same({1, 3, 4, 6}, ns(df:dropna{thresh = 4}))
+    assert.same({1, 2, 3, 4, 5, 6}, ns(df:dropna{thresh = 2}))
+    assert.same({1, 3, 4, 6}, ns(df:dropna{subset = "k"}))
+    local ok, err = pcall(df.dropna, df, {how = "all", thresh = 1})
+    assert.truthy(err:find("give how or thresh, not both", 1, true), err)
+    ok, err = pcall(df.dropna, df, {how = "some"})
+    assert.truthy(err:find("how must be \"any\" or \"all\"", 1, true), err)
+    ok, err = pcall(df.dropna, df, {subset = {"x", "zz"}})
+    assert.truthy(err:find("no column 'zz'", 1, true), err)
+    ok, err = pcall(df.dropna, df, {sub = "x"})
+    assert.truthy(err:find("unknown option 'sub'", 1, true), err)
+  end)
+
+  it("tells which values are among a list (isin), for masks", function ()
+    local df = gaps()
+    local m = df:isin{0/0, "a", 3}
+    assert.same({"x", "k", "n", "i"}, m:columns())
+    assert.same({false, true, true, true, true, false}, col(m, "x"))
+    assert.same({true, false, false, true, false, false}, col(m, "k"))
+    assert.same({false, false, true, false, false, false}, col(m, "n"))
+    m = df:isin{k = {"a", "c"}, n = {2.0, 6}, zz = {1}}
+    assert.same({true, false, false, true, false, true}, col(m, "k"))
+    assert.same({false, true, false, false, false, true}, col(m, "n"))
+    assert.same({false, false, false, false, false, false}, col(m, "x"))
+    assert.same({1, 4, 6}, ns(df:filter(df:isin{k = {"a", "c"}}.k)))
+    local b = frame.from_table{b = {true, false, true}}
+    assert.same({true, false, true}, col(b:isin{1}, "b")) -- as pandas
+    assert.same({true, true, false, false, false, false},
+      col(df:isin{i = df.i:slice({1, 2})}, "i")) -- values from a column
+    local ok, err = pcall(df.isin, df, "a")
+    assert.truthy(err:find("isin: expects an array of values", 1, true), err)
+    ok, err = pcall(df.isin, df, {k = "a"})
+    assert.truthy(err:find("values must be an array", 1, true), err)
+  end)
+
+  it("drops duplicate rows, keeping the first, the last or none", function ()
+    local df = gaps()
+    assert.same({1, 2, 3, 6}, ns(df:drop_duplicates{subset = "k"}))
+    assert.same({1, 2, 3, 6}, ns(df:drop_duplicates("k")))
+    assert.same({1, 4, 5, 6}, ns(df:drop_duplicates{subset = {"x"},
+      keep = "last"}))
+    assert.same({1, 6}, ns(df:drop_duplicates{subset = "x", keep = false}))
+    assert.same({1, 2, 3, 4, 6}, ns(df:drop_duplicates{"x", "k"}))
+    assert.same({1, 2, 3, 4, 5, 6}, ns(df:drop_duplicates()))
+    local d = frame.from_table({a = {1, 1, 2, 1}, b = {"p", "p", "p", "q"}},
+      {"a", "b"})
+    assert.same({{a = 1, b = "p"}, {a = 2, b = "p"}, {a = 1, b = "q"}},
+      d:drop_duplicates():totable())
+    assert.same({{a = 2, b = "p"}, {a = 1, b = "q"}},
+      d:drop_duplicates{keep = false}:totable())
+    assert.equal(0, #d:head(0):drop_duplicates())
+    local ok, err = pcall(df.drop_duplicates, df, {keep = true})
+    assert.truthy(err:find("keep must be \"first\", \"last\" or false", 1,
+      true), err)
+  end)
+
+  it("takes the n largest and smallest rows as pandas (ties in row order, "
+     .. "missing last)", function ()
+    local df = gaps()
+    assert.same({3, 4, 1}, ns(df:nlargest(3, "x")))
+    assert.same({3, 4, 1, 6, 2}, ns(df:nlargest(5, "x")))
+    assert.same({6, 1, 3, 4, 2}, ns(df:nsmallest(5, "x")))
+    assert.same({1, 2, 5}, ns(df:nlargest(3, "i")))
+    assert.same({3, 4, 5}, ns(df:nsmallest(3, "i")))
+    assert.same({2, 1, 6}, ns(df:nlargest(3, {"i", "n"})))
+    assert.same({}, ns(df:nlargest(-1, "x")))
+    assert.same({6, 1, 3, 4, 2, 5}, ns(df:nsmallest(10, "x")))
+    -- many ties on the first column: only the tied rows are sorted by the
+    -- next ones, which must give what sorting every row gives
+    math.randomseed(5)
+    local a, b, id = {}, {}, {}
+    for r = 1, 400 do
+      a[r] = math.random(1, 6)
+      b[r] = math.random(1, 9) == 1 and 0/0 or math.random(1, 30) + 0.0
+      id[r] = r
+    end
+    local t = frame.from_table({a = a, b = b, id = id}, {"a", "b", "id"})
+    for _, n in ipairs{1, 7, 60, 67, 200, 399} do
+      assert.same(col(t:sort_values{by = {"a", "b"}, ascending = false}
+        :head(n), "id"), col(t:nlargest(n, {"a", "b"}), "id"))
+      assert.same(col(t:sort_values{by = {"b", "a"}}:head(n), "id"),
+        col(t:nsmallest(n, {"b", "a"}), "id"))
+    end
+    local ok, err = pcall(df.nlargest, df, 2, "k")
+    assert.truthy(err:find("nlargest: column 'k' is string; nlargest takes "
+      .. "numeric columns", 1, true), err)
+    ok, err = pcall(df.nsmallest, df, 2.5, "x")
+    assert.truthy(err:find("nsmallest: n must be an integer, got 2.5", 1,
+      true), err)
+  end)
 end)

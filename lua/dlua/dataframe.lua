@@ -1075,6 +1075,256 @@ function DF:loc(lo, hi)
 end
 
 ----------------------------------------------------------------------------
+-- drop, rename, fillna, dropna, isin (per partition), drop_duplicates,
+-- nlargest and nsmallest (reductions to one partition), as dask.dataframe
+----------------------------------------------------------------------------
+
+-- The strings among v (a name, or an array's strings): the columns an
+-- argument mentions, for checking it when d's columns are not known.
+local function mentioned(v)
+  if type(v) == "string" then return {v} end
+  local out = {}
+  if type(v) == "table" and getmetatable(v) == nil then
+    for _, n in ipairs(v) do
+      if type(n) == "string" then out[#out + 1] = n end
+    end
+  end
+  return out
+end
+
+-- Runs frame method m on an empty frame of d's columns (those mentioned
+-- when d's are not known), as Dask computes meta: the frame's checks of
+-- the arguments become the dataframe's (raised at the caller's line), and
+-- the result's columns are the dataframe's (false when d's are unknown).
+local function meta_run(d, m, mention, level, ...)
+  local names = d.names or mention
+  local cols, seen, list = {}, {}, {}
+  for _, n in ipairs(names) do
+    if not seen[n] then
+      seen[n] = true
+      list[#list + 1] = n
+      cols[n] = {}
+    end
+  end
+  local empty = frame.from_table(cols, list)
+  local ok, r = pcall(empty[m], empty, ...)
+  if not ok then
+    error((tostring(r):gsub("^dlua%.frame: ", "dlua.dataframe: ")), level + 1)
+  end
+  return d.names and r:columns() or false
+end
+
+function M._method(m, argv, part)
+  local df = wrap(part)
+  return strip(df[m](df, tunpack(argv, 1, argv.n)))
+end
+
+-- A per-partition layer of frame method m with arguments ..., whose
+-- result has columns names.
+local function per_part(d, m, names, ...)
+  local argv = table.pack(...)
+  return with_layer(d, m, function (_, dep)
+    return {fn = M._method, args = {m, argv, dep, n = 3}, deps = {dep}}
+  end, names)
+end
+
+--- ddf:drop(cols [, {errors =}]): per partition, as frame:drop.
+function DF:drop(cols, o)
+  local names = meta_run(self, "drop", mentioned(cols), 2, cols, o)
+  return per_part(self, "drop", names, cols, o)
+end
+
+--- ddf:rename(mapper [, {errors =}]): per partition, as frame:rename.
+function DF:rename(mapper, o)
+  local mention = {}
+  if type(mapper) == "table" and getmetatable(mapper) == nil then
+    for k in pairs(mapper) do
+      if type(k) == "string" then mention[#mention + 1] = k end
+    end
+    table.sort(mention)
+  end
+  local names = meta_run(self, "rename", mention, 2, mapper, o)
+  return per_part(self, "rename", names, mapper, o)
+end
+
+--- ddf:fillna(value | {col = value}): per partition, as frame:fillna (the
+--- types of the columns are checked by the tasks: a dataframe knows its
+--- columns' names, not their types).
+function DF:fillna(value)
+  local t = type(value)
+  if t ~= "number" and t ~= "string" and (t ~= "table"
+      or getmetatable(value) ~= nil) then
+    fail(2, "fillna: expects a number, a string or a table {column = "
+      .. "value}, got %s", t)
+  end
+  if t == "table" then
+    for k, v in pairs(value) do
+      if type(k) ~= "string" then
+        fail(2, "fillna: column names must be strings, got %s", type(k))
+      end
+      local vt = type(v)
+      if vt ~= "number" and vt ~= "string" and vt ~= "boolean" then
+        fail(2, "fillna: the value for '%s' must be a number, string or "
+          .. "boolean, got %s", k, vt)
+      end
+    end
+  end
+  return per_part(self, "fillna", self.names or false, value)
+end
+
+--- ddf:dropna([{subset =, how =, thresh =}]): per partition.
+function DF:dropna(o)
+  meta_run(self, "dropna", mentioned(type(o) == "table" and o.subset), 2, o)
+  return per_part(self, "dropna", self.names or false, o)
+end
+
+--- ddf:isin(values | {col = values}): per partition, a dataframe of bool
+--- columns.
+function DF:isin(values)
+  meta_run(self, "isin", {}, 2, values)
+  return per_part(self, "isin", self.names or false, values)
+end
+
+-- A lazy one-partition reduction (Dask's reduction, split_out = 1):
+-- fn(args..., part) on each partition, then fn(args..., parts...) on up to
+-- `every` results at a time until one is left; finish(args..., it) last
+-- (when given).
+local function tree_reduce(d, prefix, fn, finish, args, every, names)
+  local name = fresh(prefix)
+  local layer, level = {}, {}
+  local na = #args
+  local function task(f, deps)
+    local a = {tunpack(args, 1, na)}
+    for i, k in ipairs(deps) do a[na + i] = k end
+    a.n = na + #deps
+    return {fn = f, args = a, deps = deps}
+  end
+  for i = 1, d.npartitions do
+    level[i] = pkey(name .. "-p", i)
+    layer[level[i]] = task(fn, {pkey(d.name, i)})
+  end
+  local depth = 0
+  while #level > 1 do
+    depth = depth + 1
+    local nxt = {}
+    for s = 1, #level, every do
+      local deps = {}
+      for j = s, math.min(s + every - 1, #level) do deps[#deps + 1] = level[j] end
+      nxt[#nxt + 1] = sformat("%s-c%d-%d", name, depth, #nxt + 1)
+      layer[nxt[#nxt]] = task(fn, deps)
+    end
+    level = nxt
+  end
+  if finish then layer[pkey(name, 1)] = task(finish, {level[1]})
+  else -- the root is the partition
+    layer[pkey(name, 1)], layer[level[1]] = layer[level[1]], nil
+  end
+  local layers = copy_layers(d)
+  layers[name] = layer
+  return new(prefix, 1, layers, names, name)
+end
+
+local function split_every_arg(o, who, level)
+  local e = o and o.split_every
+  if e == nil then return 8 end
+  if math.type(e) ~= "integer" or e < 2 then
+    fail(level + 1, "%s: split_every must be an integer of at least 2, got %s",
+      who, tostring(e))
+  end
+  return e
+end
+
+local function concat_parts(...)
+  local parts = table.pack(...)
+  if parts.n == 1 then return wrap(parts[1]) end
+  local fs = {}
+  for i = 1, parts.n do fs[i] = wrap(parts[i]) end
+  return frame.concat(fs)
+end
+
+-- The column that carries the copies of a row up the tree for keep = false.
+local DUPN = "__dlua_dup_n"
+
+function M._dedup(subset, keep, ...)
+  local df = concat_parts(...)
+  if subset == false then -- every column (but the count)
+    subset = {}
+    for _, n in ipairs(df._names) do
+      if n ~= DUPN then subset[#subset + 1] = n end
+    end
+  end
+  if keep == false then return strip(frame._dedup_counted(df, subset, DUPN)) end
+  return strip(df:drop_duplicates{subset = subset, keep = keep})
+end
+
+function M._dedup_finish(_, _, part)
+  local df = wrap(part)
+  return strip(df:filter(df._cols[DUPN]:eq(1)):drop(DUPN))
+end
+
+--[[ ddf:drop_duplicates([subset | {subset =, keep = "first"|"last"|false,
+  split_every = 8}]) -> a dataframe of one partition, as Dask's (split_out
+  = 1): each partition drops its own duplicates, then the results are
+  concatenated `split_every` at a time and dropped again; rows in order.
+  keep = false sends each kept row with its number of copies, and the
+  last step keeps those with one. ]]
+function DF:drop_duplicates(o)
+  if type(o) == "string" or (type(o) == "table" and o[1] ~= nil) then
+    o = {subset = o}
+  end
+  local fo, every = o, 8
+  if type(o) == "table" then -- frame:drop_duplicates' options, checked there
+    fo = {}
+    for k, v in pairs(o) do if k ~= "split_every" then fo[k] = v end end
+    every = split_every_arg(o, "drop_duplicates", 2)
+  end
+  meta_run(self, "drop_duplicates", mentioned(type(fo) == "table"
+    and fo.subset), 2, fo)
+  local subset = fo and fo.subset
+  subset = type(subset) == "string" and {subset} or subset
+    or self.names or false -- false: every column, known once computed
+  local keep = fo and fo.keep
+  if keep == nil then keep = "first" end
+  return tree_reduce(self, "drop_duplicates", M._dedup,
+    keep == false and M._dedup_finish or nil, {subset, keep}, every,
+    self.names or false)
+end
+
+function M._top(how, n, cols, ...)
+  local df = concat_parts(...)
+  return strip(df[how](df, n, cols))
+end
+
+local function top(self, how, n, cols, o)
+  if o ~= nil and type(o) ~= "table" then
+    fail(3, "%s: options must be a table, got %s", how, type(o))
+  end
+  for k in pairs(o or {}) do
+    if k ~= "split_every" then
+      fail(3, "%s: unknown option '%s' (split_every)", how, tostring(k))
+    end
+  end
+  local every = split_every_arg(o, how, 3)
+  meta_run(self, how, mentioned(cols), 3, n, cols)
+  return tree_reduce(self, how, M._top, nil, {how, n, cols}, every,
+    self.names or false)
+end
+
+--- ddf:nlargest(n, col | {...} [, {split_every = 8}]) -> a dataframe of
+--- one partition: each partition's n largest, then the n largest of
+--- those (Dask's reduction); ties and order as frame:nlargest.
+function DF:nlargest(n, cols, o)
+  local r = top(self, "nlargest", n, cols, o)
+  return r
+end
+
+--- ddf:nsmallest(n, col | {...} [, {split_every = 8}]): the same, smallest.
+function DF:nsmallest(n, cols, o)
+  local r = top(self, "nsmallest", n, cols, o)
+  return r
+end
+
+----------------------------------------------------------------------------
 -- persist, visualize, from_bag
 ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ local error, ipairs, pairs, type, tostring, select, setmetatable, getmetatable =
   error, ipairs, pairs, type, tostring, select, setmetatable, getmetatable
 local sformat, srep, tconcat, tsort, mhuge = string.format, string.rep,
   table.concat, table.sort, math.huge
+local tunpack, next = table.unpack, next
 
 local M = {}
 local Frame = C.framemt -- registry["dlua.frame"]: frames travel by the codec
@@ -604,6 +605,460 @@ function methods:describe()
     end
   end
   return new(names, cols, 2)
+end
+
+----------------------------------------------------------------------------
+-- drop, rename, fillna, dropna, isin, drop_duplicates, nlargest,
+-- nsmallest: pandas' names and defaults (README, "Data frames")
+----------------------------------------------------------------------------
+
+-- An options table o (nil: {}) whose keys are all in known.
+local function opts_arg(o, who, known, level)
+  if o == nil then return {} end
+  if type(o) ~= "table" then
+    fail(level + 1, "%s: options must be a table, got %s", who, type(o))
+  end
+  for k in pairs(o) do
+    if not known[k] then
+      local list = {}
+      for n in pairs(known) do list[#list + 1] = n end
+      tsort(list)
+      fail(level + 1, "%s: unknown option '%s' (%s)", who, tostring(k),
+        tconcat(list, ", "))
+    end
+  end
+  return o
+end
+
+-- A column name or a non-empty array of them (strings), as a new array.
+local function names_arg(v, who, what, level)
+  if type(v) == "string" then return {v} end
+  if type(v) ~= "table" or getmetatable(v) ~= nil or #v == 0 then
+    local got = type(v)
+    if got == "table" and getmetatable(v) == nil then got = "an empty table" end
+    fail(level + 1, "%s: %s must be a column name or a non-empty array of "
+      .. "names, got %s", who, what, got)
+  end
+  local list = {}
+  for i, n in ipairs(v) do
+    if type(n) ~= "string" then
+      fail(level + 1, "%s: %s[%d] is a %s, not a column name", who, what, i,
+        type(n))
+    end
+    list[i] = n
+  end
+  return list
+end
+
+-- errors = "raise" (the default) or "ignore", as pandas' drop and rename.
+local function errors_arg(o, dflt, who, level)
+  local e = o.errors
+  if e == nil then return dflt end
+  if e ~= "raise" and e ~= "ignore" then
+    fail(level + 1, "%s: errors must be \"raise\" or \"ignore\", got %s",
+      who, tostring(e))
+  end
+  return e
+end
+
+--- df:drop(cols [, {errors = "raise"|"ignore"}]): without those columns
+--- (pandas' df.drop(columns=...); an unknown name is an error unless
+--- errors = "ignore").
+function methods:drop(cols, o)
+  local list = names_arg(cols, "drop", "cols", 2)
+  o = opts_arg(o, "drop", {errors = true}, 2)
+  local raise = errors_arg(o, "raise", "drop", 2) == "raise"
+  local gone = {}
+  for _, n in ipairs(list) do
+    if raise then check_col(self, n, 2) end
+    gone[n] = true
+  end
+  local names, cols2 = {}, {}
+  for _, n in ipairs(self._names) do
+    if not gone[n] then
+      names[#names + 1] = n
+      cols2[n] = self._cols[n]
+    end
+  end
+  return new(names, cols2, 2)
+end
+
+-- The new name of column n by mapper (a table or a function), checked.
+local function renamed(mapper, n, level)
+  local to
+  if type(mapper) == "function" then to = mapper(n) else to = mapper[n] end
+  if to == nil then return n end
+  if type(to) ~= "string" then
+    fail(level + 1, "rename: the new name of '%s' must be a string, got %s",
+      n, type(to))
+  end
+  return to
+end
+
+--- df:rename{old = "new", ...} or df:rename(function (name) ... end
+--- [, {errors = "ignore"|"raise"}]): the columns renamed (pandas'
+--- df.rename(columns=...)); names not in the frame are ignored, as
+--- pandas' default, unless errors = "raise".
+function methods:rename(mapper, o)
+  if type(mapper) ~= "function" and (type(mapper) ~= "table"
+      or getmetatable(mapper) ~= nil) then
+    fail(2, "rename: expects a table {old = \"new\", ...} or a function "
+      .. "(name) -> new name, got %s", type(mapper))
+  end
+  o = opts_arg(o, "rename", {errors = true}, 2)
+  if errors_arg(o, "ignore", "rename", 2) == "raise"
+      and type(mapper) == "table" then
+    local keys = {}
+    for k in pairs(mapper) do keys[#keys + 1] = tostring(k) end
+    tsort(keys)
+    for _, k in ipairs(keys) do check_col(self, k, 2) end
+  end
+  local names, cols = {}, {}
+  for i, n in ipairs(self._names) do
+    local to = renamed(mapper, n, 2)
+    names[i] = to
+    if cols[to] ~= nil then
+      fail(2, "rename: two columns would be named '%s'", to)
+    end
+    cols[to] = self._cols[n]
+  end
+  return new(names, cols, 2)
+end
+
+-- Whether fill value v suits column c: a number for a numeric column, a
+-- string for a string column, a boolean for a bool one.
+local function fill_fits(c, v)
+  if is_strings(c) then return type(v) == "string" end
+  if c.dtype == "bool" then return type(v) == "boolean" end
+  return type(v) == "number"
+end
+
+-- Column c with its missing values (NaN, or code 0) set to v.
+local function fill_col(c, v)
+  if is_strings(c) then
+    local miss = c.codes:eq(0)
+    if not miss:any() then return c end
+    local dict, code = c.dict, nil
+    for j, s in ipairs(dict) do if s == v then code = j break end end
+    if not code then -- a new entry, in a copy: dicts are shared
+      local d2 = {}
+      for j, s in ipairs(dict) do d2[j] = s end
+      code = #d2 + 1
+      d2[code] = v
+      dict = d2
+    end
+    return strcol(nd.where(miss, code, c.codes), dict)
+  end
+  if c.dtype ~= "float64" and c.dtype ~= "float32" then return c end
+  local miss = nd.isnan(c)
+  if not miss:any() then return c end
+  return nd.where(miss, v, c)
+end
+
+--- df:fillna(value | {col = value, ...}): missing values filled.  A
+--- number fills the numeric columns and a string the string columns (a
+--- column has one type: pandas would make an object column of the
+--- others); a table fills each named column, whose type the value must
+--- suit.  Names not in the frame are ignored, as in pandas.
+function methods:fillna(value)
+  local t = type(value)
+  if t ~= "number" and t ~= "string" and (t ~= "table"
+      or getmetatable(value) ~= nil) then
+    fail(2, "fillna: expects a number, a string or a table {column = "
+      .. "value}, got %s", t)
+  end
+  if t == "table" then
+    for k, v in pairs(value) do
+      if type(k) ~= "string" then
+        fail(2, "fillna: column names must be strings, got %s", type(k))
+      end
+      local vt = type(v)
+      if vt ~= "number" and vt ~= "string" and vt ~= "boolean" then
+        fail(2, "fillna: the value for '%s' must be a number, string or "
+          .. "boolean, got %s", k, vt)
+      end
+    end
+  end
+  local cols = {}
+  for _, n in ipairs(self._names) do
+    local c, v = self._cols[n], value
+    if t == "table" then
+      v = value[n]
+      if v ~= nil and not fill_fits(c, v) then
+        fail(2, "fillna: column '%s' is %s, its fill value cannot be a %s",
+          n, col_type(c), type(v))
+      end
+    elseif not fill_fits(c, v) then v = nil end
+    cols[n] = v == nil and c or fill_col(c, v)
+  end
+  return new({tunpack(self._names)}, cols, 2)
+end
+
+-- Per row, true where column c's value is missing.
+local function missing_of(c)
+  if is_strings(c) then return c.codes:eq(0) end
+  if c.dtype == "float64" or c.dtype == "float32" then return nd.isnan(c) end
+  return nd.zeros({#c}, "bool")
+end
+
+--- df:dropna([{subset = col | {...}, how = "any"|"all", thresh = n}]):
+--- without the rows missing a value in any (how = "any", the default) or
+--- all of the subset's columns (default: every column), or, with thresh,
+--- those with fewer than thresh values present.
+function methods:dropna(o)
+  o = opts_arg(o, "dropna", {subset = true, how = true, thresh = true}, 2)
+  local subset = o.subset == nil and self._names
+    or names_arg(o.subset, "dropna", "subset", 2)
+  for _, n in ipairs(subset) do check_col(self, n, 2) end
+  local how, thresh = o.how, o.thresh
+  if how ~= nil and thresh ~= nil then
+    fail(2, "dropna: give how or thresh, not both (as pandas)")
+  end
+  if how ~= nil and how ~= "any" and how ~= "all" then
+    fail(2, "dropna: how must be \"any\" or \"all\", got %s", tostring(how))
+  end
+  if thresh ~= nil and math.type(thresh) ~= "integer" then
+    fail(2, "dropna: thresh must be an integer, got %s",
+      type(thresh) == "number" and tostring(thresh) or type(thresh))
+  end
+  if #subset == 0 then return self:head(self._n) end
+  local nmiss = missing_of(self._cols[subset[1]]):astype("int64")
+  for i = 2, #subset do
+    nmiss = nmiss + missing_of(self._cols[subset[i]]):astype("int64")
+  end
+  local keep
+  if thresh ~= nil then keep = nmiss:le(#subset - thresh)
+  elseif how == "all" then keep = nmiss:lt(#subset)
+  else keep = nmiss:eq(0) end
+  return take_rows(self, C.which(keep))
+end
+
+-- A list of values (a Lua array, an ndarray or a string column) as a set
+-- (numbers by value, 1 meeting true and 0 false as in pandas) and
+-- whether it holds NaN.
+local function value_set(v, who, level)
+  local list
+  if is_nd(v) then list = v:totable()
+  elseif is_strings(v) then
+    list = {}
+    for i = 1, #v do list[#list + 1] = v[i] or nil end
+  elseif type(v) == "table" and getmetatable(v) == nil then list = v
+  else
+    fail(level + 1, "%s: values must be an array (a list of values), got %s",
+      who, type(v))
+  end
+  local set, nan = {}, false
+  for i, x in ipairs(list) do
+    local t = type(x)
+    if x ~= x then nan = true
+    elseif t == "number" or t == "string" then set[x] = true
+    elseif t == "boolean" then set[x] = true set[x and 1 or 0] = true
+    else
+      fail(level + 1, "%s: value %d is a %s (numbers, strings, booleans)",
+        who, i, t)
+    end
+    if x == 1 then set[true] = true elseif x == 0 then set[false] = true end
+  end
+  return set, nan
+end
+
+-- Per row, whether column c's value is in the set: each distinct value
+-- looked up once, then mapped over the rows in C.
+local function isin_col(c, set, nan)
+  if is_strings(c) then
+    local map = {false}
+    for j, s in ipairs(c.dict) do map[j + 1] = set[s] == true end
+    return C.recode(c.codes, nd.from_table(map, "bool"))
+  end
+  if #c == 0 then return nd.zeros({0}, "bool") end
+  if c.dtype == "float64" or c.dtype == "int64" then
+    -- a few numbers: one comparison over the rows each, in C
+    local nums = {}
+    for x in pairs(set) do
+      if type(x) == "number" then
+        nums[#nums + 1] = x
+        if #nums > 8 then nums = nil break end
+      end
+    end
+    if nums then
+      local m = nan and c.dtype == "float64" and nd.isnan(c)
+        or nd.zeros({#c}, "bool")
+      for _, x in ipairs(nums) do m = m | c:eq(x) end
+      return m
+    end
+  end
+  local codes, k, first = factorize(c)
+  local map = {nan}
+  local u = k > 0 and C.take(c, first):totable() or {}
+  for j = 1, k do map[j + 1] = set[u[j]] == true end
+  return C.recode(codes, nd.from_table(map, "bool"))
+end
+
+--- df:isin(values | {col = values, ...}): a frame of bool columns, true
+--- where the value is among values (an array; NaN matches NaN, a
+--- missing string nothing), as pandas' DataFrame.isin; with a table, each
+--- named column against its own values and the others all false.
+--- df:isin{key = {"a", "b"}}.key is a mask for filter.
+function methods:isin(values)
+  if type(values) ~= "table" then
+    fail(2, "isin: expects an array of values or a table {column = "
+      .. "values}, got %s", type(values))
+  end
+  local per = getmetatable(values) == nil and values[1] == nil
+    and next(values) ~= nil
+  local cols, all, allnan = {}, nil, false
+  if per then
+    for k, v in pairs(values) do
+      if type(k) ~= "string" then
+        fail(2, "isin: column names must be strings, got %s", type(k))
+      end
+      value_set(v, "isin: column '" .. k .. "'", 2)
+    end
+  else
+    all, allnan = value_set(values, "isin", 2)
+  end
+  for _, n in ipairs(self._names) do
+    local c = self._cols[n]
+    local set, nan = all, allnan
+    if per then
+      local v = values[n]
+      if v ~= nil then set, nan = value_set(v, "isin", 2) end
+    end
+    cols[n] = set and isin_col(c, set, nan) or nd.zeros({self._n}, "bool")
+  end
+  return new({tunpack(self._names)}, cols, 2)
+end
+
+-- Codes per row for the rows' values in names, a missing value counting
+-- as one more value (pandas' duplicated treats NaN as equal to NaN):
+-- codes (1..k), k.
+local function row_codes(df, names)
+  local codes, k
+  for i, n in ipairs(names) do
+    local c2, k2 = factorize(df._cols[n])
+    local miss = c2:eq(0)
+    if miss:any() then
+      k2 = k2 + 1
+      c2 = nd.where(miss, k2, c2)
+    end
+    if i == 1 then codes, k = c2, k2
+    else codes, k = C.combine(codes, k2, c2) end
+  end
+  return codes, k
+end
+
+local function keep_arg(o, who, level)
+  local keep = o.keep
+  if keep == nil then return "first" end
+  if keep ~= "first" and keep ~= "last" and keep ~= false then
+    fail(level + 1, "%s: keep must be \"first\", \"last\" or false, got %s",
+      who, tostring(keep))
+  end
+  return keep
+end
+
+-- The rows (1-based, ascending, int64) that drop_duplicates keeps, and
+-- the rows' codes: each row whose number is its code's lowest ("first")
+-- or highest ("last"), or whose code has one row (false): O(rows) in C.
+local function dedup_rows(df, subset, keep)
+  local n = df._n
+  if n == 0 or #subset == 0 then return nd_of_ints({}, 0) end
+  local codes, k = row_codes(df, subset)
+  if keep == false then
+    local cnt = C.reduce("count", codes, k, nd.ones({n}))
+    return C.which(C.take(cnt, codes):eq(1)), codes
+  end
+  local rows = nd.arange(1, n) -- 1..n (int64; arange includes its end)
+  local at = C.reduce(keep == "first" and "min" or "max", codes, k, rows)
+  return C.which(C.take(at, codes):eq(rows)), codes, k
+end
+
+-- drop_duplicates' subset and keep from its argument: nil, a column name
+-- or array of them (the subset), or {subset =, keep =}.
+local function dedup_args(df_names, o, who, level)
+  if type(o) == "string" or (type(o) == "table" and o[1] ~= nil) then
+    o = {subset = o}
+  end
+  o = opts_arg(o, who, {subset = true, keep = true}, level + 1)
+  local subset = o.subset == nil and df_names
+    or names_arg(o.subset, who, "subset", level + 1)
+  return subset, keep_arg(o, who, level + 1)
+end
+
+--- df:drop_duplicates([subset | {subset = col | {...}, keep = "first" |
+--- "last" | false}]): without the rows whose values in subset (default:
+--- every column) repeat an earlier row's (keep = "first"), a later row's
+--- ("last"), or any other row's (false: no copy kept).  Missing values
+--- equal each other, as in pandas.  Rows keep their order.
+function methods:drop_duplicates(o)
+  local subset, keep = dedup_args(self._names, o, "drop_duplicates", 2)
+  for _, n in ipairs(subset) do check_col(self, n, 2) end
+  if #subset == 0 then return self:head(self._n) end
+  local rows = dedup_rows(self, subset, keep)
+  return take_rows(self, rows)
+end
+
+-- For dlua.dataframe's drop_duplicates with keep = false: the first row
+-- of each distinct subset, with column cname the number of rows that
+-- share it (the sum of cname where df has it: a combine step).
+function M._dedup_counted(df, subset, cname)
+  local w = df._cols[cname]
+  if df._n == 0 then
+    return df:assign{[cname] = w or nd.zeros({0}, "int64")}
+  end
+  local rows, codes, k = dedup_rows(df, subset, "first")
+  local cnt = C.reduce("sum", codes, k, w or nd.ones({df._n}, "int64"))
+  return take_rows(df, rows):assign{[cname] = C.take(cnt,
+    C.take(codes, rows))}
+end
+
+-- nlargest / nsmallest: n and the column(s), checked (numeric columns
+-- only, as pandas refuses object and bool dtypes).
+local function top_args(self, n, cols, who, level)
+  if math.type(n) ~= "integer" then
+    fail(level + 1, "%s: n must be an integer, got %s", who,
+      type(n) == "number" and tostring(n) or type(n))
+  end
+  local list = names_arg(cols, who, "columns", level + 1)
+  for _, c in ipairs(list) do
+    local col = check_col(self, c, level + 1)
+    if is_strings(col) or col.dtype == "bool" then
+      fail(level + 1, "%s: column '%s' is %s; %s takes numeric columns", who,
+        c, col_type(col), who)
+    end
+  end
+  return n < 0 and 0 or n, list
+end
+
+-- The n rows with the largest (asc false) or smallest values: the first
+-- n of a stable sort (missing values last), as pandas' keep="first",
+-- picked in C without sorting the rest.  With more columns only the rows
+-- that tie with the n-th on the first can still move: the rows up to
+-- the last of those are sorted by all the columns.
+local function top_rows(self, n, list, asc)
+  local c = self._cols[list[1]]
+  local idx = C.topk(c, n, asc)
+  if #list == 1 or #idx == 0 then return take_rows(self, idx) end
+  local v = c:get(idx:get(#idx))
+  if v ~= v then -- the cut reaches the missing values: every row may move
+    return self:sort_values{by = list, ascending = asc}:head(n)
+  end
+  local cand = C.which(asc and c:le(v) or c:ge(v)) -- in row order: stable
+  return take_rows(self, cand):sort_values{by = list, ascending = asc}:head(n)
+end
+
+--- df:nlargest(n, col | {...}): the n rows with the largest values of col
+--- (ties by the next columns, then in row order; missing values last), as
+--- pandas' nlargest with keep = "first".
+function methods:nlargest(n, cols)
+  local k, list = top_args(self, n, cols, "nlargest", 2)
+  return top_rows(self, k, list, false)
+end
+
+--- df:nsmallest(n, col | {...}): the n rows with the smallest values.
+function methods:nsmallest(n, cols)
+  local k, list = top_args(self, n, cols, "nsmallest", 2)
+  return top_rows(self, k, list, true)
 end
 
 -- merge(other, {on=, how=})

@@ -391,6 +391,62 @@ fail:
 DEF_ARGSORT(dl_argsort_f64, double, isnan)
 DEF_ARGSORT(dl_argsort_i64, int64_t, NOT_NAN)
 
+/* The k first rows of the stable sort above, by a heap of k rows whose
+   root is the one that sorts last: a row enters only if it sorts before
+   the root, so most rows cost one comparison.  The order is total (value,
+   then row; NaN after every number), so ties keep the row order. */
+#define DEF_TOPK(NAME, T, ISNAN)                                             \
+  static int NAME##_before(const T *v, int asc, int64_t x, int64_t y) {      \
+    T a = v[x], b = v[y];                                                    \
+    int an = ISNAN(a), bn = ISNAN(b);                                        \
+    if (an || bn) return an == bn ? x < y : bn;                              \
+    if (a != b) return asc ? a < b : a > b;                                  \
+    return x < y;                                                            \
+  }                                                                          \
+  static void NAME##_down(const T *v, int asc, int64_t *h, int64_t m,        \
+                          int64_t at) {                                      \
+    for (;;) {                                                               \
+      int64_t l = 2 * at + 1, r = l + 1, w = at, t;                          \
+      if (l < m && NAME##_before(v, asc, h[w], h[l])) w = l;                 \
+      if (r < m && NAME##_before(v, asc, h[w], h[r])) w = r;                 \
+      if (w == at) return;                                                   \
+      t = h[at];                                                             \
+      h[at] = h[w];                                                          \
+      h[w] = t;                                                              \
+      at = w;                                                                \
+    }                                                                        \
+  }                                                                          \
+  void NAME(const T *v, int64_t n, int64_t k, int asc, int64_t *idx) {       \
+    int64_t m = 0, i;                                                        \
+    if (k > n) k = n;                                                        \
+    if (k <= 0) return;                                                      \
+    for (i = 0; i < n; i++) {                                                \
+      if (m < k) { /* sift up */                                             \
+        int64_t at = m++;                                                    \
+        idx[at] = i;                                                         \
+        while (at > 0 &&                                                     \
+               NAME##_before(v, asc, idx[(at - 1) / 2], idx[at])) {          \
+          int64_t p = (at - 1) / 2, t = idx[p];                              \
+          idx[p] = idx[at];                                                  \
+          idx[at] = t;                                                       \
+          at = p;                                                            \
+        }                                                                    \
+      } else if (NAME##_before(v, asc, i, idx[0])) {                         \
+        idx[0] = i;                                                          \
+        NAME##_down(v, asc, idx, m, 0);                                      \
+      }                                                                      \
+    }                                                                        \
+    while (m > 1) { /* the last in sort order to the end, each in turn */    \
+      int64_t t = idx[0];                                                    \
+      idx[0] = idx[--m];                                                     \
+      idx[m] = t;                                                            \
+      NAME##_down(v, asc, idx, m, 0);                                        \
+    }                                                                        \
+  }
+
+DEF_TOPK(dl_topk_f64, double, isnan)
+DEF_TOPK(dl_topk_i64, int64_t, NOT_NAN)
+
 void dl_range_f64(const double *v, int64_t n, const double *b, int64_t nb,
                   int64_t *out) {
   int64_t i;

@@ -72,6 +72,14 @@ int dl_join_rows(const int64_t *lc, int64_t nl, const int64_t *rc,
 int dl_argsort_f64(const double *v, int64_t n, int asc, int64_t *idx);
 int dl_argsort_i64(const int64_t *v, int64_t n, int asc, int64_t *idx);
 
+/* The first min(k, n) entries of that argsort, without sorting the rest
+   (pandas' nlargest / nsmallest): idx[min(k, n)] gets their 0-based rows
+   in order, ties in row order, NaN last.  O(n log k), no allocation. */
+void dl_topk_f64(const double *v, int64_t n, int64_t k, int asc,
+                 int64_t *idx);
+void dl_topk_i64(const int64_t *v, int64_t n, int64_t k, int asc,
+                 int64_t *idx);
+
 /* Range partitioning by nb sorted bounds: out[i] = the number of bounds
    <= v[i] (0..nb), so partition j holds [bound j-1, bound j); NaN goes
    to nb (last, as sorting puts it). */

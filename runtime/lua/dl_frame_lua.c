@@ -648,6 +648,27 @@ static int l_argsort(lua_State *L) {
   return 1;
 }
 
+/* topk(col, k [, asc]) -> int64 ndarray of the 1-based rows that
+   argsort(col, asc) puts first, min(k, #col) of them (float64 or int64). */
+static int l_topk(lua_State *L) {
+  const dl_nd *a = check_vec(L, 1);
+  lua_Integer k = luaL_checkinteger(L, 2);
+  int asc = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
+  int64_t n = a->shape[0], m, i, *idx;
+  dl_nd *o;
+  if (a->dtype != DL_F64 && a->dtype != DL_I64)
+    return luaL_argerror(L, 1, "expected a float64 or int64 column");
+  m = k < 0 ? 0 : (int64_t)k < n ? (int64_t)k : n;
+  o = push_vec(L, DL_I64, m);
+  idx = (int64_t *)o->data;
+  if (a->dtype == DL_F64)
+    dl_topk_f64((const double *)a->data, n, m, asc, idx);
+  else
+    dl_topk_i64((const int64_t *)a->data, n, m, asc, idx);
+  for (i = 0; i < m; i++) idx[i]++;
+  return 1;
+}
+
 /* range_bucket(col, bounds) -> int64 ndarray: per row, the number of
    bounds <= its value (bounds sorted, of the column's dtype; NaN last). */
 static int l_range_bucket(lua_State *L) {
@@ -1247,6 +1268,7 @@ static const luaL_Reg funcs[] = {
   {"combine", l_combine}, {"reduce", l_reduce}, {"read_csv", l_read_csv},
   {"take_missing", l_take_missing}, {"hash_bucket", l_hash_bucket},
   {"split", l_split}, {"join", l_join}, {"argsort", l_argsort},
+  {"topk", l_topk},
   {"range_bucket", l_range_bucket}, {"recode", l_recode}, {"take0", l_take0},
   {"concat", l_concat},
   {NULL, NULL}};

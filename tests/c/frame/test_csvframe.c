@@ -143,6 +143,27 @@ static void test_shuffle_kernels(void) {
   CHECK(idx[0] == 0 && idx[1] == 3 && idx[2] == 2 && idx[4] == 1);
   CHECK(dl_argsort_i64(iv, 3, 1, idx) == 0);
   CHECK(idx[0] == 1 && idx[1] == 2 && idx[2] == 0);
+  /* topk: argsort's first k, ties in row order, NaN last */
+  dl_topk_f64(v, 5, 2, 0, idx);
+  CHECK(idx[0] == 0 && idx[1] == 3);
+  dl_topk_f64(v, 5, 9, 1, idx);
+  CHECK(idx[0] == 4 && idx[1] == 2 && idx[2] == 0 && idx[3] == 3 &&
+        idx[4] == 1);
+  dl_topk_i64(iv, 3, 1, 0, idx);
+  CHECK(idx[0] == 0);
+  {
+    double t[40];
+    int64_t want[40], got[40], i, k;
+    for (i = 0; i < 40; i++) t[i] = i % 7 == 0 ? NAN : (double)((i * 13) % 5);
+    for (k = 0; k <= 40; k += 3) {
+      int asc;
+      for (asc = 0; asc < 2; asc++) {
+        CHECK(dl_argsort_f64(t, 40, asc, want) == 0);
+        dl_topk_f64(t, 40, k, asc, got);
+        for (i = 0; i < k; i++) CHECK(got[i] == want[i]);
+      }
+    }
+  }
   dl_range_f64(v, 5, b, 2, out);
   CHECK(out[0] == 2 && out[1] == 2 && out[2] == 1 && out[4] == 0);
   dl_hash_f64(fv, 2, h1);
