@@ -41,22 +41,14 @@ struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
      ones: little padding (272 bytes; it was 320, then 288 before plen,
      hidx and ridx had 32 bits). */
-  char *key;     /* in the task's allocation, NUL-terminated */
-  char *payload; /* in the task's allocation; NULL for scattered data */
   task **deps;
   task **dependents;
-  unsigned char *fns; /* nfns * 16 bytes, in the task's allocation */
-  int *restrict_w; /* worker ids, or NULL */
-  int *wwho;    /* of want: {worker id, count} pairs, tasks' futures */
-  char *waits_on; /* seceded: the key its task waits for (owned), or NULL */
+  struct task_x *x; /* what few tasks use (task_x), or NULL */
   int64_t prio;
   int64_t order;
   uint64_t seq;
   int *who;          /* worker ids holding the result: &who1, or owned */
   uint64_t nbytes;
-  char *err; /* error record (dl_put_err_rec), owned */
-  double not_before;
-  task *next_delayed;
   tgroup *group;
   struct sworker *pw; /* while PROCESSING: its worker, whose list holds it */
   task *pnext, *pprev;
@@ -68,21 +60,14 @@ struct task {
   int ndeps;
   int ndependents, capdependents;
   int nfns;
-  int nrestrict;
   int waiting;  /* inputs not in memory */
   int npending; /* dependents WAITING/READY/PROCESSING */
   int want;     /* futures held: the client's and tasks' (cwant, wwho) */
-  int cwant;    /* of want: the client's */
-  int kwant;    /* of want: held by Variables and Queues (dl_coord.h) */
-  int nwwho;    /* pairs in wwho */
-  int retries;
-  int tries; /* workers it was running on when they died */
-  uint32_t timeout_ms;
+  int cwant;    /* of want: the client's; the rest are task_x's kwant and
+                   wwho's counts */
   int processing_on; /* worker id or -1 */
   int nwho;
   int who1;          /* the first holder (who_add) */
-  uint32_t errlen;
-  int steal_to;      /* worker id asking for it, 0 if none */
   uint32_t inlen;
   uint8_t state;     /* T_* */
   uint8_t errkind;
@@ -90,7 +75,50 @@ struct task {
                        not counted in its worker's inflight */
   uint8_t restoring;    /* PROCESSING: a worker stores inl (no run) */
   uint8_t steal_denied; /* PROCESSING: its worker refused to hand it back */
+  uint8_t scattered;    /* it has no payload (tpay gives NULL) */
 };
+
+/* The key (NUL-terminated), the payload and the nfns function hashes
+   (16 bytes each) follow the record in its block (task_new): computed, not
+   pointed at, 24 bytes a task less. */
+static inline char *tkey(const task *t) { return (char *)(t + 1); }
+static inline const char *tpay(const task *t) {
+  return t->scattered ? NULL : tkey(t) + t->klen + 1;
+}
+static inline const unsigned char *tfns(const task *t) {
+  return (const unsigned char *)tkey(t) + t->klen + 1 + t->plen;
+}
+
+/*
+** The fields few tasks use: set at submit only for a task with
+** restrictions, retries or a timeout; later only when it fails, is
+** retried, stolen, waits (secedes) or is held by tasks' futures or
+** Variables.  A block of the slab, made by task_xw the first time one of
+** them is set, freed with the task.  At a million tasks in flight this
+** keeps 72 bytes per task out of the record.
+*/
+typedef struct task_x {
+  int *restrict_w;  /* worker ids, or NULL */
+  int *wwho;        /* of want: {worker id, count} pairs, tasks' futures */
+  char *waits_on;   /* seceded: the key its task waits for (owned), or NULL */
+  char *err;        /* error record (dl_put_err_rec), owned */
+  double not_before;
+  task *next_delayed;
+  int nrestrict;
+  int nwwho;        /* pairs in wwho */
+  uint32_t errlen;
+  int retries;
+  int tries;        /* workers it was running on when they died */
+  uint32_t timeout_ms;
+  int steal_to;     /* worker id asking for it, 0 if none */
+  int kwant;        /* of want: held by Variables and Queues (dl_coord.h) */
+} task_x;
+
+/* Read t's rare fields: all zero when it has none. */
+static const task_x tx_none;
+static inline const task_x *tx(const task *t) {
+  return t->x ? t->x : &tx_none;
+}
 
 typedef struct sworker {
   dl_sched_winfo info;
@@ -192,6 +220,16 @@ struct dl_sched {
 
 static void *xalloc(size_t n) { return dl_realloc(NULL, n ? n : 1); }
 
+/* t's rare fields, to write: made (zeroed) the first time; NULL when out
+   of memory. */
+static task_x *task_xw(dl_sched *s, task *t) {
+  if (t->x == NULL) {
+    t->x = dl_slab_alloc(&s->slab, sizeof(task_x));
+    if (t->x) memset(t->x, 0, sizeof *t->x);
+  }
+  return t->x;
+}
+
 static char *dupbytes(const char *p, size_t n) {
   char *d = xalloc(n + 1);
   if (d == NULL) return NULL;
@@ -253,17 +291,17 @@ static int pick_colour(dl_sched *s, const char *name, size_t n) {
 static void count_new(dl_sched *s, task *t) {
   size_t n = t->klen;
   tgroup *g;
-  while (n > 0 && t->key[n - 1] != '-') n--;
+  while (n > 0 && tkey(t)[n - 1] != '-') n--;
   n = n > 1 ? n - 1 : t->klen; /* "inc-3f2a" -> "inc"; no dash: all */
   s->counts[t->state]++;
-  g = dl_map_get(&s->groups, t->key, n);
+  g = dl_map_get(&s->groups, tkey(t), n);
   if (g == NULL) {
     g = xalloc(sizeof *g);
     if (g == NULL) return;
     memset(g, 0, sizeof *g);
-    g->name = dupbytes(t->key, n);
+    g->name = dupbytes(tkey(t), n);
     g->nlen = n;
-    g->colour = pick_colour(s, t->key, n);
+    g->colour = pick_colour(s, tkey(t), n);
     if (g->name == NULL || dl_map_put(&s->groups, g->name, n, g)) {
       dl_free(g->name);
       dl_free(g);
@@ -339,7 +377,7 @@ static void record_event(dl_sched *s, task *t, int wid, double start,
     if (s->events == NULL) return;
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
-  copy_cut(e->key, sizeof e->key, t->key, t->klen);
+  copy_cut(e->key, sizeof e->key, tkey(t), t->klen);
   if (t->group) copy_cut(e->group, sizeof e->group, t->group->name,
                          t->group->nlen);
   else e->group[0] = '\0';
@@ -410,22 +448,25 @@ static dl_buf *rout(dl_sched *s) {
 /* The requester of the message being handled holds one more future of t. */
 static void want_add(dl_sched *s, task *t) {
   int i, *n;
+  task_x *x;
   t->want++;
   if (s->from < 0) {
     t->cwant++;
     return;
   }
-  for (i = 0; i < t->nwwho; i++)
-    if (t->wwho[2 * i] == s->from) {
-      t->wwho[2 * i + 1]++;
+  /* counted in want only when out of memory: never told, never lost */
+  if ((x = task_xw(s, t)) == NULL) return;
+  for (i = 0; i < x->nwwho; i++)
+    if (x->wwho[2 * i] == s->from) {
+      x->wwho[2 * i + 1]++;
       return;
     }
-  n = dl_realloc(t->wwho, sizeof(int) * 2 * (size_t)(t->nwwho + 1));
-  if (n == NULL) return; /* counted in want only: never told, never lost */
-  t->wwho = n;
-  t->wwho[2 * t->nwwho] = s->from;
-  t->wwho[2 * t->nwwho + 1] = 1;
-  t->nwwho++;
+  n = dl_realloc(x->wwho, sizeof(int) * 2 * (size_t)(x->nwwho + 1));
+  if (n == NULL) return;
+  x->wwho = n;
+  x->wwho[2 * x->nwwho] = s->from;
+  x->wwho[2 * x->nwwho + 1] = 1;
+  x->nwwho++;
 }
 
 /* The requester dropped one future of t: 0, or -1 if it held none. */
@@ -438,17 +479,19 @@ static int want_drop(dl_sched *s, task *t) {
     t->want--;
     return 0;
   }
-  for (i = 0; i < t->nwwho; i++)
-    if (t->wwho[2 * i] == s->from) {
-      if (--t->wwho[2 * i + 1] == 0) {
-        t->wwho[2 * i] = t->wwho[2 * (t->nwwho - 1)];
-        t->wwho[2 * i + 1] = t->wwho[2 * (t->nwwho - 1) + 1];
-        t->nwwho--;
+  for (i = 0; t->x && i < t->x->nwwho; i++) {
+    task_x *x = t->x;
+    if (x->wwho[2 * i] == s->from) {
+      if (--x->wwho[2 * i + 1] == 0) {
+        x->wwho[2 * i] = x->wwho[2 * (x->nwwho - 1)];
+        x->wwho[2 * i + 1] = x->wwho[2 * (x->nwwho - 1) + 1];
+        x->nwwho--;
       }
       t->want--;
       return 0;
     }
-  return t->want > t->cwant + t->kwant ? (t->want--, 0) : -1;
+  }
+  return t->want > t->cwant + tx(t)->kwant ? (t->want--, 0) : -1;
 }
 
 /* An error record of the scheduler's own (no traceback, no worker). */
@@ -589,12 +632,12 @@ static void notify_done_inline(dl_sched *s, task *t, const char *inl,
   dl_buf *b;
   int i;
   if (t->want <= 0) return;
-  for (i = -1; i < t->nwwho; i++) {
+  for (i = -1; i < tx(t)->nwwho; i++) {
     dl_msg_key_done m;
     if (i < 0 && t->cwant <= 0) continue;
-    b = i < 0 ? cout(s) : wout(s, t->wwho[2 * i]);
+    b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = t->key;
+    m.key = tkey(t);
     m.klen = t->klen;
     m.nbytes = t->nbytes;
     m.inl = inl;
@@ -611,16 +654,16 @@ static void notify_err(dl_sched *s, task *t) {
   dl_buf *b;
   int i;
   if (t->want <= 0) return;
-  for (i = -1; i < t->nwwho; i++) {
+  for (i = -1; i < tx(t)->nwwho; i++) {
     dl_msg_err m;
     if (i < 0 && t->cwant <= 0) continue;
-    b = i < 0 ? cout(s) : wout(s, t->wwho[2 * i]);
+    b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = t->key;
+    m.key = tkey(t);
     m.klen = t->klen;
     m.kind = (uint64_t)t->errkind;
-    m.rec = t->err;
-    m.rlen = t->errlen;
+    m.rec = tx(t)->err;
+    m.rlen = tx(t)->errlen;
     dl_put_err_msg(b, DL_M_KEY_ERR, &m);
   }
 }
@@ -630,8 +673,10 @@ static void notify_err(dl_sched *s, task *t) {
 static void unload(sworker *w, task *t) {
   if (w && !t->seceded) w->info.inflight--;
   t->seceded = 0;
-  dl_free(t->waits_on);
-  t->waits_on = NULL;
+  if (t->x) {
+    dl_free(t->x->waits_on);
+    t->x->waits_on = NULL;
+  }
 }
 
 /* ----------------------------------------------------------- transitions */
@@ -656,7 +701,7 @@ static void free_data(dl_sched *s, task *t) {
   for (i = 0; i < t->nwho; i++) {
     dl_buf *b = wout(s, t->who[i]);
     held(s, t->who[i], t, -1);
-    if (b) dl_put_key_msg(b, DL_M_FREE, t->key, t->klen);
+    if (b) dl_put_key_msg(b, DL_M_FREE, tkey(t), t->klen);
   }
   t->nwho = 0;
 }
@@ -665,7 +710,7 @@ static void free_data(dl_sched *s, task *t) {
 static void fns_ref(dl_sched *s, const task *t) {
   int i;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    fnentry *f = dl_map_get(&s->fns, (const char *)tfns(t) + 16 * i, 16);
     if (f) f->refs++;
   }
 }
@@ -714,7 +759,7 @@ static void fns_unref(dl_sched *s, const task *t) {
   int i;
   if (s->freeing) return;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    fnentry *f = dl_map_get(&s->fns, (const char *)tfns(t) + 16 * i, 16);
     if (f == NULL || f->refs <= 0 || --f->refs > 0) continue;
     if (f->nsenders == 0) fn_drop(s, f); /* only tasks' clients sent it */
     else fn_gone(s, f);
@@ -756,20 +801,19 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
-  p = (char *)(t + 1);
-  t->key = p;
+  p = tkey(t);
   memcpy(p, key, klen);
   p[klen] = '\0';
   t->klen = (uint32_t)klen;
   p += klen + 1;
   if (payload) {
-    t->payload = p;
     memcpy(p, payload, plen);
     t->plen = (uint32_t)plen;
     p += plen;
+  } else {
+    t->scattered = 1;
   }
   if (nfns) {
-    t->fns = (unsigned char *)p;
     memcpy(p, fns, nfns * 16);
     t->nfns = (int)nfns;
   }
@@ -778,8 +822,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
-  return sizeof(task) + t->klen + 1 + (t->payload ? t->plen : 0) +
-         (size_t)t->nfns * 16;
+  return sizeof(task) + t->klen + 1 + t->plen + (size_t)t->nfns * 16;
 }
 
 static void task_free(dl_sched *s, task *t) {
@@ -789,11 +832,14 @@ static void task_free(dl_sched *s, task *t) {
   if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
   dl_slab_free(&s->slab, t->dependents,
                sizeof(task *) * (size_t)t->capdependents);
-  dl_free(t->restrict_w);
   if (t->who != &t->who1) dl_free(t->who);
-  dl_free(t->err);
-  dl_free(t->wwho);
-  dl_free(t->waits_on);
+  if (t->x) {
+    dl_free(t->x->restrict_w);
+    dl_free(t->x->err);
+    dl_free(t->x->wwho);
+    dl_free(t->x->waits_on);
+    dl_slab_free(&s->slab, t->x, sizeof(task_x));
+  }
   dl_slab_free(&s->slab, t, task_size(t));
 }
 
@@ -830,7 +876,7 @@ static void collect(dl_sched *s, task *t) {
         }
       push_stack(s, d);
     }
-    dl_map_del(&s->tasks, x->key, x->klen);
+    dl_map_del(&s->tasks, tkey(x), x->klen);
     count_gone(s, x);
     task_free(s, x);
   }
@@ -850,12 +896,14 @@ static void unpend_inputs(dl_sched *s, task *t) {
   }
 }
 
-static void set_err(task *t, int kind, const char *rec, size_t len) {
-  char *e = dupbytes(rec, len);
+static void set_err(dl_sched *s, task *t, int kind, const char *rec,
+                    size_t len) {
+  task_x *x = task_xw(s, t);
+  char *e = x ? dupbytes(rec, len) : NULL;
   if (e == NULL) return;
-  dl_free(t->err);
-  t->err = e;
-  t->errlen = len;
+  dl_free(x->err);
+  x->err = e;
+  x->errlen = len;
   t->errkind = kind;
 }
 
@@ -872,14 +920,14 @@ static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
   int depkind = kind == DL_ERR_CANCELLED ? DL_ERR_CANCELLED : DL_ERR_DEP;
   size_t base = s->nstack;
   rq_remove(s, t);
-  set_err(t, kind, rec, len);
+  set_err(s, t, kind, rec, len);
   push_stack(s, t);
   while (s->nstack > base) {
     task *x = s->stack[--s->nstack];
     int i, was_pending = counts_pending(x);
     if (x->state == T_ERRED) continue;
     rq_remove(s, x);
-    if (x != t) set_err(x, depkind, t->err, t->errlen);
+    if (x != t) set_err(s, x, depkind, tx(t)->err, tx(t)->errlen);
     if (x->state == T_PROCESSING) {
       unload(find_worker(s, x->processing_on), x);
       x->processing_on = -1;
@@ -914,7 +962,7 @@ static int restore(dl_sched *s, task *x) {
   if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
   {
     dl_msg_store m;
-    m.key = x->key;
+    m.key = tkey(x);
     m.klen = x->klen;
     m.bytes = x->inl;
     m.blen = x->inlen;
@@ -935,7 +983,7 @@ static void need(dl_sched *s, task *t) {
     int i, failed = 0;
     if (x->state != T_RELEASED) continue;
     if (x->inl && restore(s, x)) continue;
-    if (x->payload == NULL) { /* scattered data cannot be recomputed */
+    if (tpay(x) == NULL) { /* scattered data cannot be recomputed */
       dl_buf e;
       dl_buf_init(&e);
       err_rec(&e, DL_ERR_LOST, "scattered data was lost with its worker and has no "
@@ -960,7 +1008,7 @@ static void need(dl_sched *s, task *t) {
       for (i = 0; i < x->ndeps; i++)
         if (x->deps[i]->state == T_ERRED) {
           task *d = x->deps[i];
-          fail(s, x, dep_kind(d), d->err, d->errlen);
+          fail(s, x, dep_kind(d), tx(d)->err, tx(d)->errlen);
           break;
         }
     } else if (x->waiting == 0) {
@@ -1033,10 +1081,11 @@ static int window(const dl_sched *s, const sworker *w) {
 }
 
 static int allowed(const task *t, int wid) {
+  const task_x *x = tx(t);
   int i;
-  if (t->restrict_w == NULL) return 1;
-  for (i = 0; i < t->nrestrict; i++)
-    if (t->restrict_w[i] == wid) return 1;
+  if (x->restrict_w == NULL) return 1;
+  for (i = 0; i < x->nrestrict; i++)
+    if (x->restrict_w[i] == wid) return 1;
   return 0;
 }
 
@@ -1072,7 +1121,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   int i, j;
   if (b == NULL) return;
   for (i = 0; i < t->nfns; i++) {
-    const unsigned char *h = t->fns + 16 * i;
+    const unsigned char *h = tfns(t) + 16 * i;
     fnentry *f;
     if (dl_map_get(&w->fns_sent, (const char *)h, 16)) continue;
     f = dl_map_get(&s->fns, (const char *)h, 16);
@@ -1082,18 +1131,18 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   {
     dl_msg_compute m;
-    m.key = t->key;
+    m.key = tkey(t);
     m.klen = t->klen;
     m.prio = t->prio;
-    m.timeout_ms = t->timeout_ms;
-    m.payload = t->payload;
+    m.timeout_ms = tx(t)->timeout_ms;
+    m.payload = tpay(t);
     m.plen = t->plen;
     m.ndeps = (uint64_t)t->ndeps;
     dl_put_compute(b, &m);
   }
   for (i = 0; i < t->ndeps; i++) {
     task *d = t->deps[i];
-    dl_put_compute_dep(b, d->key, d->klen, (uint64_t)d->nwho);
+    dl_put_compute_dep(b, tkey(d), d->klen, (uint64_t)d->nwho);
     for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)d->who[j]);
   }
   set_state(s, t, T_PROCESSING);
@@ -1143,13 +1192,13 @@ static void steal(dl_sched *s, int queue_empty) {
     b = wout(s, victim->info.id);
     /* The last assigned are the least likely to have started. */
     for (t = victim->phead; b && t && n > 0; t = t->pnext) {
-      if (t->steal_to || t->steal_denied || t->payload == NULL ||
-          !allowed(t, thief->info.id))
+      if (tx(t)->steal_to || t->steal_denied || tpay(t) == NULL ||
+          !allowed(t, thief->info.id) || task_xw(s, t) == NULL)
         continue;
-      t->steal_to = thief->info.id;
+      t->x->steal_to = thief->info.id;
       thief->steals++;
       n--;
-      dl_put_key_msg(b, DL_M_STEAL, t->key, t->klen);
+      dl_put_key_msg(b, DL_M_STEAL, tkey(t), t->klen);
     }
   }
 }
@@ -1160,9 +1209,9 @@ static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
   sworker *thief;
   RD(dl_get_stolen(r, &m));
   t = dl_map_get(&s->tasks, m.key, m.klen);
-  if (t == NULL || t->steal_to == 0) return 0;
-  thief = find_worker(s, t->steal_to);
-  t->steal_to = 0;
+  if (t == NULL || tx(t)->steal_to == 0) return 0;
+  thief = find_worker(s, t->x->steal_to);
+  t->x->steal_to = 0;
   if (thief) thief->steals--;
   if (!m.ok || t->state != T_PROCESSING || t->processing_on != w->info.id) {
     if (t->state == T_PROCESSING) t->steal_denied = 1; /* started there */
@@ -1181,9 +1230,10 @@ static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
 
 /* Is one of the workers t is pinned to alive? */
 static int pin_alive(dl_sched *s, const task *t) {
+  const task_x *x = tx(t);
   int i;
-  for (i = 0; i < t->nrestrict; i++) {
-    sworker *w = find_worker(s, t->restrict_w[i]);
+  for (i = 0; i < x->nrestrict; i++) {
+    sworker *w = find_worker(s, x->restrict_w[i]);
     if (w && w->alive) return 1;
   }
   return 0;
@@ -1192,18 +1242,19 @@ static int pin_alive(dl_sched *s, const task *t) {
 /* t is pinned to workers that are all gone (worker ids are never reused,
    so none of them comes back): it fails, naming them. */
 static void fail_pinned(dl_sched *s, task *t) {
+  const task_x *x = tx(t);
   char msg[512];
   size_t n;
   int i;
   dl_buf e;
   n = (size_t)snprintf(msg, sizeof msg, "task '%.200s' is pinned to worker%s ",
-                       t->key, t->nrestrict > 1 ? "s" : "");
-  for (i = 0; i < t->nrestrict && n < sizeof msg - 120; i++)
+                       tkey(t), x->nrestrict > 1 ? "s" : "");
+  for (i = 0; i < x->nrestrict && n < sizeof msg - 120; i++)
     n += (size_t)snprintf(msg + n, sizeof msg - n, "%s%d", i ? ", " : "",
-                          t->restrict_w[i]);
-  if (i < t->nrestrict) n += (size_t)snprintf(msg + n, sizeof msg - n, ", ...");
+                          x->restrict_w[i]);
+  if (i < x->nrestrict) n += (size_t)snprintf(msg + n, sizeof msg - n, ", ...");
   snprintf(msg + n, sizeof msg - n, ", %s gone; allow_other_workers = true "
-           "lets other workers run it", t->nrestrict > 1 ? "all" : "which is");
+           "lets other workers run it", x->nrestrict > 1 ? "all" : "which is");
   dl_buf_init(&e);
   err_rec(&e, DL_ERR_LOST, msg);
   fail(s, t, DL_ERR_LOST, e.p, e.len);
@@ -1217,7 +1268,7 @@ static void dispatch(dl_sched *s) {
   while (rq_len(s) > 0 && have_room) {
     task *t = rq_peek(s);
     sworker *w;
-    if (t->restrict_w && !pin_alive(s, t)) {
+    if (tx(t)->restrict_w && !pin_alive(s, t)) {
       fail_pinned(s, t);
       continue;
     }
@@ -1225,16 +1276,16 @@ static void dispatch(dl_sched *s) {
     if (w == NULL) {
       int i;
       have_room = 0;
-      if (t->restrict_w == NULL) break;
+      if (tx(t)->restrict_w == NULL) break;
       /* A restricted task must not block others: set it aside. */
       for (i = 0; i < s->nworkers; i++)
         if (s->workers[i]->alive &&
             s->workers[i]->info.inflight < window(s, s->workers[i]))
           have_room = 1;
-      rq_remove(s, t);
-      t->next_delayed = NULL;
+      rq_remove(s, t); /* restricted: it has its task_x */
+      t->x->next_delayed = NULL;
       *tail = t;
-      tail = &t->next_delayed;
+      tail = &t->x->next_delayed;
       continue;
     }
     rq_remove(s, t);
@@ -1242,7 +1293,7 @@ static void dispatch(dl_sched *s) {
   }
   while (stalled) {
     task *t = stalled;
-    stalled = t->next_delayed;
+    stalled = t->x->next_delayed;
     rq_push(s, t);
   }
   if (s->nworkers > 1) steal(s, rq_len(s) == 0);
@@ -1421,7 +1472,7 @@ static void check_stall(dl_sched *s, double now) {
     if (!counts_pending(t)) continue;
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
-      if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
+      if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
     }
     fail(s, t, DL_ERR_LOST, e.p, e.len);
   }
@@ -1465,17 +1516,17 @@ static void unwanted(dl_sched *s, task *t);
 static int coord_hold(void *ud, const char *key, size_t klen) {
   dl_sched *s = ud;
   task *t = dl_map_get(&s->tasks, key, klen);
-  if (t == NULL || t->want <= 0) return -1;
+  if (t == NULL || t->want <= 0 || task_xw(s, t) == NULL) return -1;
   t->want++;
-  t->kwant++;
+  t->x->kwant++;
   return 0;
 }
 
 static void coord_drop(void *ud, const char *key, size_t klen) {
   dl_sched *s = ud;
   task *t = dl_map_get(&s->tasks, key, klen);
-  if (t == NULL || t->kwant <= 0) return;
-  t->kwant--;
+  if (t == NULL || tx(t)->kwant <= 0) return;
+  t->x->kwant--;
   if (--t->want == 0) unwanted(s, t);
 }
 
@@ -1498,13 +1549,14 @@ static void release_held(dl_sched *s, int wid) {
   size_t nkeys = 0, cap = 0, i = 0;
   task *t;
   while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+    task_x *x = t->x;
     int k;
-    for (k = 0; k < t->nwwho; k++)
-      if (t->wwho[2 * k] == wid) {
-        t->want -= t->wwho[2 * k + 1];
-        t->wwho[2 * k] = t->wwho[2 * (t->nwwho - 1)];
-        t->wwho[2 * k + 1] = t->wwho[2 * (t->nwwho - 1) + 1];
-        t->nwwho--;
+    for (k = 0; x && k < x->nwwho; k++)
+      if (x->wwho[2 * k] == wid) {
+        t->want -= x->wwho[2 * k + 1];
+        x->wwho[2 * k] = x->wwho[2 * (x->nwwho - 1)];
+        x->wwho[2 * k + 1] = x->wwho[2 * (x->nwwho - 1) + 1];
+        x->nwwho--;
         if (t->want <= 0) {
           t->want = 0;
           if (nkeys == cap) {
@@ -1514,7 +1566,7 @@ static void release_held(dl_sched *s, int wid) {
             keys = nk;
             cap = nc;
           }
-          keys[nkeys] = dupbytes(t->key, t->klen);
+          keys[nkeys] = dupbytes(tkey(t), t->klen);
           if (keys[nkeys]) nkeys++;
         }
         break;
@@ -1563,7 +1615,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   dl_coord_gone(s->coord, wid, s->now);
   i = 0;
   while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
-    if (t->steal_to == wid) t->steal_to = 0;
+    if (t->x && t->x->steal_to == wid) t->x->steal_to = 0;
     for (k = 0; k < t->nwho; k++)
       if (t->who[k] == wid) {
         t->who[k] = t->who[--t->nwho];
@@ -1583,7 +1635,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
         set_state(s, t, T_RELEASED);
         continue;
       }
-      if (t->payload == NULL) { /* scatter in flight: the data is gone */
+      if (tpay(t) == NULL) { /* scatter in flight: the data is gone */
         dl_buf e;
         dl_buf_init(&e);
         err_rec(&e, DL_ERR_LOST, "worker died while storing scattered "
@@ -1592,13 +1644,13 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
         dl_buf_free(&e);
         continue;
       }
-      if (++t->tries >= s->allowed_failures) {
+      if (task_xw(s, t) == NULL || ++t->x->tries >= s->allowed_failures) {
         char msg[512];
         dl_buf e;
         dl_buf_init(&e);
         snprintf(msg, sizeof msg,
                  "KilledWorker: task '%s' was running on %d workers that "
-                 "died (allowed_failures=%d)", t->key, t->tries,
+                 "died (allowed_failures=%d)", tkey(t), tx(t)->tries,
                  s->allowed_failures);
         err_rec(&e, DL_ERR_KILLED, msg);
         fail(s, t, DL_ERR_KILLED, e.p, e.len);
@@ -1676,8 +1728,15 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->prio = m.prio;
   t->order = m.order;
   t->seq = s->seq++;
-  t->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
-  t->timeout_ms = (uint32_t)m.timeout_ms;
+  if ((m.retries || m.timeout_ms || (m.nworkers && !m.allow_other)) &&
+      task_xw(s, t) == NULL) {
+    dl_slab_free(&s->slab, t, task_size(t)); /* nothing else is made yet */
+    return DL_ENOMEM;
+  }
+  if (t->x) {
+    t->x->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
+    t->x->timeout_ms = (uint32_t)m.timeout_ms;
+  }
   t->processing_on = -1;
   want_add(s, t);
   t->state = T_WAITING;
@@ -1712,21 +1771,19 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       t->deps = nd;
       depsz = sizeof(task *) * (size_t)t->ndeps;
     }
-    if (m.nworkers) {
-      t->restrict_w = xalloc(sizeof(int) * m.nworkers);
+    if (m.nworkers && !m.allow_other) { /* allow_other: a preference,
+                                           not a rule */
+      task_x *x = t->x;
+      x->restrict_w = xalloc(sizeof(int) * m.nworkers);
+      if (x->restrict_w == NULL) goto bad;
       for (i = 0; i < m.nworkers; i++) {
         uint64_t id;
         if (dl_get_id(&m.workers, &id)) goto bad;
-        t->restrict_w[i] = (int)id;
+        x->restrict_w[i] = (int)id;
       }
-      t->nrestrict = (int)m.nworkers;
+      x->nrestrict = (int)m.nworkers;
     }
-    if (m.allow_other && t->restrict_w) { /* a preference, not a rule */
-      dl_free(t->restrict_w);
-      t->restrict_w = NULL;
-      t->nrestrict = 0;
-    }
-    if (dl_map_put(&s->tasks, t->key, t->klen, t)) goto bad;
+    if (dl_map_put(&s->tasks, tkey(t), t->klen, t)) goto bad;
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
@@ -1750,7 +1807,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       snprintf(msg, sizeof msg,
                "missing dependency: task '%s' needs key '%.*s', which the "
                "scheduler does not know (was its future released?)",
-               t->key, (int)(missinglen > 200 ? 200 : missinglen), missing);
+               tkey(t), (int)(missinglen > 200 ? 200 : missinglen), missing);
       err_rec(&e, DL_ERR_LOST, msg);
       fail(s, t, DL_ERR_LOST, e.p, e.len);
       dl_buf_free(&e);
@@ -1759,7 +1816,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
       if (d->state == T_ERRED) {
-        fail(s, t, dep_kind(d), d->err, d->errlen);
+        fail(s, t, dep_kind(d), tx(d)->err, tx(d)->errlen);
         return 0;
       }
     }
@@ -1775,8 +1832,8 @@ bad:
     t->ndeps = 0;
   }
   count_gone(s, t);
-  if (dl_map_get(&s->tasks, t->key, t->klen) == t)
-    dl_map_del(&s->tasks, t->key, t->klen);
+  if (dl_map_get(&s->tasks, tkey(t), t->klen) == t)
+    dl_map_del(&s->tasks, tkey(t), t->klen);
   task_free(s, t);
   return DL_EPROTO;
 }
@@ -1785,7 +1842,7 @@ static void cancel_task(dl_sched *s, task *t) {
   dl_buf e;
   if (t->state == T_PROCESSING) {
     dl_buf *b = wout(s, t->processing_on);
-    if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
+    if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
   }
   if (!counts_pending(t)) return;
   dl_buf_init(&e);
@@ -1811,7 +1868,7 @@ static void unwanted(dl_sched *s, task *t) {
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
       sworker *w = find_worker(s, t->processing_on);
-      if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
+      if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
       unload(w, t);
       t->processing_on = -1;
     }
@@ -1897,7 +1954,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   t->processing_on = -1;
   t->state = T_PROCESSING;
   count_new(s, t);
-  dl_map_put(&s->tasks, t->key, t->klen, t);
+  dl_map_put(&s->tasks, tkey(t), t->klen, t);
   if (w == NULL) {
     dl_buf e;
     dl_buf_init(&e);
@@ -2120,14 +2177,16 @@ static int client_msg(dl_sched *s, unsigned type, dl_rd *r) {
 
 /* ------------------------------------------------------- worker frames */
 
+/* t has retries left, so it has its task_x. */
 static void schedule_retry(dl_sched *s, task *t, double now) {
-  int attempt = t->tries + 1;
-  t->not_before = now + 0.05 * (double)(1 << (attempt > 8 ? 8 : attempt));
+  task_x *x = t->x;
+  int attempt = x->tries + 1;
+  x->not_before = now + 0.05 * (double)(1 << (attempt > 8 ? 8 : attempt));
   set_state(s, t, T_WAITING);
   t->waiting = 0; /* it waits for the timer only */
-  t->next_delayed = s->delayed;
+  x->next_delayed = s->delayed;
   s->delayed = t;
-  t->tries++;
+  x->tries++;
 }
 
 double dl_sched_tick(dl_sched *s, double now) {
@@ -2136,12 +2195,12 @@ double dl_sched_tick(dl_sched *s, double now) {
   while (*pp) {
     task *t = *pp;
     if (t->state != T_WAITING) { /* failed or released meanwhile */
-      *pp = t->next_delayed;
+      *pp = t->x->next_delayed;
       continue;
     }
-    if (t->not_before <= now) {
+    if (t->x->not_before <= now) {
       int k;
-      *pp = t->next_delayed;
+      *pp = t->x->next_delayed;
       for (k = 0; k < t->ndeps; k++)
         if (t->deps[k]->state != T_MEMORY) t->waiting++;
       if (t->waiting == 0) make_ready(s, t);
@@ -2150,8 +2209,9 @@ double dl_sched_tick(dl_sched *s, double now) {
           if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
       continue;
     }
-    if (next < 0 || t->not_before - now < next) next = t->not_before - now;
-    pp = &t->next_delayed;
+    if (next < 0 || t->x->not_before - now < next)
+      next = t->x->not_before - now;
+    pp = &t->x->next_delayed;
   }
   check_stall(s, now);
   dl_coord_tick(s->coord, now);
@@ -2175,7 +2235,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
     unload(w, t);
-    if (t->payload && !t->restoring) { /* a run, not a store */
+    if (tpay(t) && !t->restoring) { /* a run, not a store */
       t->nbytes = m.nbytes;
       record_event(s, t, w->info.id, (double)start * 1e-6,
                    (double)stop * 1e-6, 1, NULL, 0);
@@ -2206,8 +2266,8 @@ static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
   unload(w, t);
   t->processing_on = -1;
   record_event(s, t, w->info.id, now, now, 0, m.rec, m.rlen);
-  if (m.kind == DL_ERR_RAISED && t->retries > 0) {
-    t->retries--;
+  if (m.kind == DL_ERR_RAISED && tx(t)->retries > 0) {
+    t->x->retries--;
     schedule_retry(s, t, now);
     return 0;
   }
@@ -2241,8 +2301,11 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
     t->seceded = 1;
     w->info.inflight--;
   }
-  dl_free(t->waits_on);
-  t->waits_on = wklen ? dupbytes(wkey, wklen) : NULL;
+  if (t->x) {
+    dl_free(t->x->waits_on);
+    t->x->waits_on = NULL;
+  }
+  if (wklen && task_xw(s, t)) t->x->waits_on = dupbytes(wkey, wklen);
   /* Follow the waits from wkey: reaching t again is a cycle. */
   x = wklen ? dl_map_get(&s->tasks, wkey, wklen) : NULL;
   for (hops = 0; x && hops < 100000; hops++) {
@@ -2252,21 +2315,24 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
       if (b == NULL) break;
       if (hops == 0)
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for its "
-                 "own result", t->key);
+                 "own result", tkey(t));
       else
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for "
                  "'%.*s', which waits (directly or not) for '%.200s'",
-                 t->key, (int)(wklen > 150 ? 150 : wklen), wkey, t->key);
+                 tkey(t), (int)(wklen > 150 ? 150 : wklen), wkey, tkey(t));
       {
-        dl_msg_two c = {t->key, t->klen, msg, strlen(msg)};
+        dl_msg_two c = {tkey(t), t->klen, msg, strlen(msg)};
         dl_put_two_msg(b, DL_M_CYCLE, &c);
       }
-      dl_free(t->waits_on);
-      t->waits_on = NULL;
+      if (t->x) {
+        dl_free(t->x->waits_on);
+        t->x->waits_on = NULL;
+      }
       break;
     }
-    if (x->state != T_PROCESSING || !x->seceded || x->waits_on == NULL) break;
-    x = dl_map_get(&s->tasks, x->waits_on, strlen(x->waits_on));
+    if (x->state != T_PROCESSING || !x->seceded || tx(x)->waits_on == NULL)
+      break;
+    x = dl_map_get(&s->tasks, x->x->waits_on, strlen(x->x->waits_on));
   }
   return 0;
 }
@@ -2471,7 +2537,7 @@ int64_t dl_sched_each_task(dl_sched *s,
   while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
     dl_sched_tinfo ti;
     ti.id = t;
-    ti.key = t->key;
+    ti.key = tkey(t);
     ti.group = t->group ? t->group->name : "";
     ti.state = t->state;
     ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
