@@ -416,6 +416,43 @@ static int data_news(dl_client *c, const dl_msg_data *m, dl_cnews *news) {
   return 1;
 }
 
+int dl_client_next_tasks(dl_client *c, dl_rd *r, int *count) {
+  while (dl_rd_left(r)) {
+    const char *at = r->p;
+    unsigned type = 0;
+    if (dl_wire_type(r, &type)) goto stop;
+    if (type == DL_M_KEY_DONE) {
+      dl_msg_key_done m;
+      if (dl_get_key_done(r, &m)) goto stop;
+      if (dl_client_done(c, m.key, m.klen, m.inl, m.ilen)) {
+        r->p = at;
+        return DL_ENOMEM;
+      }
+    } else if (type == DL_M_KEY_ERR) {
+      dl_msg_err m;
+      if (dl_get_err_msg(r, &m)) goto stop;
+      if (dl_client_err(c, m.key, m.klen, (int)m.kind, m.rec, m.rlen)) {
+        r->p = at;
+        return DL_ENOMEM;
+      }
+    } else if (type == DL_M_FN_GONE) {
+      dl_msg_hash m;
+      if (dl_get_hash_msg(r, &m)) goto stop;
+      dl_free(dl_map_del(&c->fns_sent, m.hash, 16));
+      dl_put_hash_msg(&c->out, DL_M_FN_FORGET, m.hash);
+      continue;
+    } else {
+      goto stop;
+    }
+    (*count)++;
+    continue;
+  stop: /* news for the caller, or a bad message: left for dl_client_next */
+    r->p = at;
+    return 0;
+  }
+  return 0;
+}
+
 int dl_client_next(dl_client *c, dl_rd *r, dl_cnews *news, int *count) {
   while (dl_rd_left(r)) {
     unsigned type = 0;

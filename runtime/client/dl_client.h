@@ -297,4 +297,13 @@ typedef struct dl_cnews {
 */
 int dl_client_next(dl_client *c, dl_rd *r, dl_cnews *news, int *count);
 
+/*
+** As dl_client_next, for the task news only (and FN_GONE): stops before
+** the first message that is news for the caller (a gather or coord
+** answer), leaving r there, or at the end of r.  A client reads these
+** between submits; the rest waits for its next dl_client_next.  Returns
+** 0, or DL_ENOMEM (r is then at the message that could not be handled).
+*/
+int dl_client_next_tasks(dl_client *c, dl_rd *r, int *count);
+
 #endif
