@@ -185,3 +185,147 @@ void *dl_map_next(const dl_map *m, size_t *i) {
   }
   return NULL;
 }
+
+/* ------------------------------------------------------ the intrusive map */
+
+static const char itomb_mark;
+#define DL_IMAP_TOMB ((void *)&itomb_mark)
+
+static int ilive(const dl_imap_slot *s) {
+  return s->val != NULL && s->val != DL_IMAP_TOMB;
+}
+
+static const char *ikey(const dl_imap *m, const void *val) {
+  return (const char *)val + m->koff;
+}
+
+void dl_imap_init(dl_imap *m, size_t koff) {
+  memset(m, 0, sizeof *m);
+  m->koff = koff;
+}
+
+void dl_imap_free(dl_imap *m) {
+  dl_free(m->slots);
+  dl_imap_init(m, m->koff);
+}
+
+static dl_imap_slot *ifind(const dl_imap *m, const char *key, size_t klen,
+                           uint64_t h) {
+  size_t mask = m->cap - 1, i = (size_t)h & mask;
+  for (;;) {
+    dl_imap_slot *s = &m->slots[i];
+    if (s->val == NULL) return NULL;
+    if (s->val != DL_IMAP_TOMB && s->hash == (uint32_t)h && s->klen == klen &&
+        memcmp(ikey(m, s->val), key, klen) == 0)
+      return s;
+    i = (i + 1) & mask;
+  }
+}
+
+void *dl_imap_get(const dl_imap *m, const char *key, size_t klen) {
+  dl_imap_slot *s;
+  if (m->count == 0 || klen > UINT32_MAX) return NULL;
+  s = ifind(m, key, klen, dl_hash(key, klen));
+  return s ? s->val : NULL;
+}
+
+void dl_imap_prefetch(const dl_imap *m, uint64_t h) {
+  if (m->cap) __builtin_prefetch(&m->slots[(size_t)h & (m->cap - 1)]);
+}
+
+void dl_imap_prefetch_val(const dl_imap *m, uint64_t h) {
+  const dl_imap_slot *s;
+  if (m->cap == 0) return;
+  s = &m->slots[(size_t)h & (m->cap - 1)];
+  if (s->hash == (uint32_t)h && ilive(s)) {
+    __builtin_prefetch(s->val);
+    __builtin_prefetch(ikey(m, s->val));
+  }
+}
+
+static int irehash(dl_imap *m, size_t ncap) {
+  dl_imap_slot *old = m->slots, *ns;
+  size_t ocap = m->cap, i;
+  if (ncap - 1 > UINT32_MAX) return DL_ENOMEM;
+  if (ncap * sizeof *ns >= HUGE_SLOTS) {
+    ns = dl_mem_huge(ncap * sizeof *ns); /* zero-filled */
+    if (ns == NULL) return DL_ENOMEM;
+  } else {
+    ns = dl_realloc(NULL, ncap * sizeof *ns);
+    if (ns == NULL) return DL_ENOMEM;
+    memset(ns, 0, ncap * sizeof *ns);
+  }
+  m->slots = ns;
+  m->cap = ncap;
+  m->used = m->count;
+  for (i = 0; i < ocap; i++) {
+    if (ilive(&old[i])) {
+      size_t j = (size_t)old[i].hash & (ncap - 1);
+      while (ns[j].val != NULL) j = (j + 1) & (ncap - 1);
+      ns[j] = old[i];
+    }
+  }
+  dl_free(old);
+  return 0;
+}
+
+int dl_imap_reserve(dl_imap *m, size_t n) {
+  size_t ncap;
+  if (n > SIZE_MAX / 8 - m->count) return DL_ENOMEM;
+  if ((m->used + n + 1) * 4 < m->cap * 3) return 0;
+  ncap = m->cap ? m->cap : 16; /* as dl_map_reserve */
+  while ((m->count + n + 1) * 4 >= ncap * 3) ncap *= 2;
+  return irehash(m, ncap);
+}
+
+int dl_imap_put(dl_imap *m, void *val, size_t klen) {
+  const char *key = ikey(m, val);
+  uint64_t h;
+  size_t mask, i;
+  dl_imap_slot *s;
+  if (klen > UINT32_MAX || val == NULL) return DL_ENOMEM;
+  h = dl_hash(key, klen);
+  if (m->count && (s = ifind(m, key, klen, h)) != NULL) {
+    s->val = val;
+    return 0;
+  }
+  if ((m->used + 1) * 4 >= m->cap * 3) {
+    size_t ncap = m->cap ? m->cap : 16;
+    while ((m->count + 1) * 2 >= ncap) ncap *= 2;
+    if (irehash(m, ncap)) return DL_ENOMEM;
+  }
+  mask = m->cap - 1;
+  i = (size_t)h & mask;
+  while (ilive(&m->slots[i])) i = (i + 1) & mask;
+  s = &m->slots[i];
+  if (s->val == NULL) m->used++;
+  s->val = val;
+  s->klen = (uint32_t)klen;
+  s->hash = (uint32_t)h;
+  m->count++;
+  return 0;
+}
+
+void *dl_imap_del(dl_imap *m, const char *key, size_t klen) {
+  dl_imap_slot *s;
+  void *v;
+  if (m->count == 0 || klen > UINT32_MAX) return NULL;
+  s = ifind(m, key, klen, dl_hash(key, klen));
+  if (s == NULL) return NULL;
+  v = s->val;
+  s->val = DL_IMAP_TOMB;
+  m->count--;
+  if (m->count == 0) { /* reset tombstones cheaply */
+    memset(m->slots, 0, m->cap * sizeof *m->slots);
+    m->used = 0;
+  }
+  return v;
+}
+
+void *dl_imap_next(const dl_imap *m, size_t *i) {
+  while (*i < m->cap) {
+    dl_imap_slot *s = &m->slots[(*i)++];
+    if (ilive(s)) return s->val;
+  }
+  return NULL;
+}

@@ -72,4 +72,36 @@ void dl_map_prefetch_val(const dl_map *m, uint64_t h);
 /* Iterate: start with *i = 0; returns the next value or NULL at the end. */
 void *dl_map_next(const dl_map *m, size_t *i);
 
+/*
+** An intrusive map: each value holds its own key, koff bytes from its
+** start (a record followed by its key, say), so a slot has no key
+** pointer: 16 bytes instead of 24.  At a million keys and half-full slot
+** arrays that is 16 MB less per map (the scheduler's tasks, the client's
+** futures).  Same probing and growth as dl_map; the key of a value must
+** not change while it is in the map.
+*/
+typedef struct dl_imap_slot {
+  void *val; /* NULL: empty; DL_IMAP_TOMB: deleted */
+  uint32_t hash; /* the low 32 bits of dl_hash(key) */
+  uint32_t klen;
+} dl_imap_slot;
+
+typedef struct dl_imap {
+  dl_imap_slot *slots;
+  size_t cap, count, used; /* as dl_map's */
+  size_t koff;             /* the key's offset in each value */
+} dl_imap;
+
+void dl_imap_init(dl_imap *m, size_t koff);
+void dl_imap_free(dl_imap *m);
+void *dl_imap_get(const dl_imap *m, const char *key, size_t klen);
+/* Put val, whose key (klen bytes) is at koff in it; a value with the same
+   key is replaced.  0 or DL_ENOMEM (the map is then unchanged). */
+int dl_imap_put(dl_imap *m, void *val, size_t klen);
+int dl_imap_reserve(dl_imap *m, size_t n);
+void *dl_imap_del(dl_imap *m, const char *key, size_t klen);
+void dl_imap_prefetch(const dl_imap *m, uint64_t h);
+void dl_imap_prefetch_val(const dl_imap *m, uint64_t h);
+void *dl_imap_next(const dl_imap *m, size_t *i);
+
 #endif
