@@ -39,7 +39,7 @@ static void rec_free(dl_cfut *f) {
 
 void dl_client_init(dl_client *c) {
   memset(c, 0, sizeof *c);
-  dl_map_init(&c->futs);
+  dl_imap_init(&c->futs, offsetof(dl_cfut, key));
   dl_map_init(&c->fns_sent);
 }
 
@@ -103,7 +103,7 @@ static void maybe_free(dl_cfut *f) {
 static void detach_all(dl_client *c, int send) {
   size_t i = 0, k;
   dl_cfut *f;
-  while ((f = dl_map_next(&c->futs, &i)) != NULL) {
+  while ((f = dl_imap_next(&c->futs, &i)) != NULL) {
     uint32_t r;
     if (send)
       for (r = 0; r < f->refs; r++)
@@ -111,8 +111,8 @@ static void detach_all(dl_client *c, int send) {
     f->c = NULL;
     maybe_free(f);
   }
-  dl_map_free(&c->futs);
-  dl_map_init(&c->futs);
+  dl_imap_free(&c->futs);
+  dl_imap_init(&c->futs, offsetof(dl_cfut, key));
   for (k = 0; k < c->nfired; k++) dl_client_drop(c->fired[k]);
   dl_free(c->fired);
   c->fired = NULL;
@@ -145,7 +145,7 @@ void dl_client_free(dl_client *c) {
 }
 
 dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
-  dl_cfut *f = dl_map_get(&c->futs, key, klen);
+  dl_cfut *f = dl_imap_get(&c->futs, key, klen);
   if (f) {
     f->refs++;
     f->holds++;
@@ -160,7 +160,7 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
   f->klen = (uint32_t)klen;
   f->c = c;
   f->refs = f->holds = 1;
-  if (dl_map_put(&c->futs, f->key, klen, f)) {
+  if (dl_imap_put(&c->futs, f, klen)) {
     rec_free(f);
     return NULL;
   }
@@ -168,7 +168,7 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
 }
 
 int dl_client_reserve(dl_client *c, size_t n) {
-  return dl_map_reserve(&c->futs, n);
+  return dl_imap_reserve(&c->futs, n);
 }
 
 void dl_client_ref_again(dl_cfut *f) {
@@ -177,7 +177,7 @@ void dl_client_ref_again(dl_cfut *f) {
 }
 
 dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen) {
-  return dl_map_get(&c->futs, key, klen);
+  return dl_imap_get(&c->futs, key, klen);
 }
 
 void dl_client_unref(dl_cfut *f) {
@@ -186,7 +186,7 @@ void dl_client_unref(dl_cfut *f) {
   f->refs--;
   if (c == NULL) return;
   if (f->refs == 0) { /* the last handle takes the record out */
-    dl_map_del(&c->futs, f->key, f->klen);
+    dl_imap_del(&c->futs, f->key, f->klen);
     f->c = NULL;
   }
   /* One RELEASE per handle, as the scheduler counted one per handle. */
@@ -218,7 +218,7 @@ static int fire(dl_client *c, dl_cfut *f) {
 
 /* The record of key that news may change, or NULL. */
 static dl_cfut *newsworthy(dl_client *c, const char *key, size_t klen) {
-  dl_cfut *f = dl_map_get(&c->futs, key, klen);
+  dl_cfut *f = dl_imap_get(&c->futs, key, klen);
   if (f == NULL || f->status == DL_FUT_FINISHED ||
       f->status == DL_FUT_CANCELLED)
     return NULL;

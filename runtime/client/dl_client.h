@@ -33,7 +33,8 @@
 ** Memory: one record is 48 bytes plus the key and a NUL, rounded up to 8
 ** (stored once, here, in a block of the process's record slab; the map
 ** points into it); a result of up to 16 bytes lives in the record, a
-** bigger one in an allocation of its own; a map slot is 24 bytes.
+** bigger one in an allocation of its own; a map slot is 16 bytes (the
+** map reads each key in its record: dl_imap).
 */
 #ifndef dl_client_h
 #define dl_client_h
@@ -100,7 +101,8 @@ static inline const char *dl_cfut_data(const dl_cfut *f) {
 }
 
 struct dl_client {
-  dl_map futs;     /* key -> dl_cfut, the records with refs > 0 */
+  dl_imap futs;    /* key -> dl_cfut, the records with refs > 0 (the key is
+                     in the record: a 16-byte slot) */
   dl_cfut **fired; /* done with callbacks waiting, each with a hold */
   size_t nfired, capfired;
   dl_buf out;      /* messages not yet handed over */

@@ -168,7 +168,7 @@ typedef struct fnentry {
 struct dl_sched {
   dl_sched_io io;
   dl_prof *prof; /* every worker's profile, the departed ones' too */
-  dl_map tasks;
+  dl_imap tasks; /* key -> task (the key follows the record: tkey) */
   dl_map fns;
   sworker **workers;
   int nworkers;
@@ -876,7 +876,7 @@ static void collect(dl_sched *s, task *t) {
         }
       push_stack(s, d);
     }
-    dl_map_del(&s->tasks, tkey(x), x->klen);
+    dl_imap_del(&s->tasks, tkey(x), x->klen);
     count_gone(s, x);
     task_free(s, x);
   }
@@ -1208,7 +1208,7 @@ static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
   task *t;
   sworker *thief;
   RD(dl_get_stolen(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t == NULL || tx(t)->steal_to == 0) return 0;
   thief = find_worker(s, t->x->steal_to);
   t->x->steal_to = 0;
@@ -1306,7 +1306,7 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   if (s == NULL) return NULL;
   memset(s, 0, sizeof *s);
   s->io = *io;
-  dl_map_init(&s->tasks);
+  dl_imap_init(&s->tasks, sizeof(task));
   dl_map_init(&s->fns);
   dl_map_init(&s->groups);
   s->avg_duration = -1;
@@ -1341,7 +1341,7 @@ void dl_sched_free(dl_sched *s) {
   if (s == NULL) return;
   s->freeing = 1;
   dl_coord_free(s->coord);
-  while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
+  while ((v = dl_imap_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
     dl_free(((fnentry *)v)->senders);
@@ -1355,7 +1355,7 @@ void dl_sched_free(dl_sched *s) {
   }
   dl_prof_free(s->prof);
   dl_free(s->workers);
-  dl_map_free(&s->tasks);
+  dl_imap_free(&s->tasks);
   dl_map_free(&s->fns);
   i = 0;
   while ((v = dl_map_next(&s->groups, &i)) != NULL) {
@@ -1463,7 +1463,7 @@ static void check_stall(dl_sched *s, double now) {
              "disk space, or give workers more memory_limit");
   /* fail() frees no task (see collect), so the list stays valid. */
   k = 0;
-  while ((t = dl_map_next(&s->tasks, &k)) != NULL)
+  while ((t = dl_imap_next(&s->tasks, &k)) != NULL)
     if (counts_pending(t) && push_task(&all, &ntasks, &cap, t)) break;
   dl_buf_init(&e);
   err_rec(&e, DL_ERR_LOST, msg);
@@ -1515,7 +1515,7 @@ static void unwanted(dl_sched *s, task *t);
 /* dl_coord_keys: futures put in Variables and Queues (dl_coord.h). */
 static int coord_hold(void *ud, const char *key, size_t klen) {
   dl_sched *s = ud;
-  task *t = dl_map_get(&s->tasks, key, klen);
+  task *t = dl_imap_get(&s->tasks, key, klen);
   if (t == NULL || t->want <= 0 || task_xw(s, t) == NULL) return -1;
   t->want++;
   t->x->kwant++;
@@ -1524,7 +1524,7 @@ static int coord_hold(void *ud, const char *key, size_t klen) {
 
 static void coord_drop(void *ud, const char *key, size_t klen) {
   dl_sched *s = ud;
-  task *t = dl_map_get(&s->tasks, key, klen);
+  task *t = dl_imap_get(&s->tasks, key, klen);
   if (t == NULL || tx(t)->kwant <= 0) return;
   t->x->kwant--;
   if (--t->want == 0) unwanted(s, t);
@@ -1532,7 +1532,7 @@ static void coord_drop(void *ud, const char *key, size_t klen) {
 
 static void coord_give(void *ud, const char *key, size_t klen, int to) {
   dl_sched *s = ud;
-  task *t = dl_map_get(&s->tasks, key, klen);
+  task *t = dl_imap_get(&s->tasks, key, klen);
   int from = s->from;
   if (t == NULL) return;
   s->from = to;
@@ -1548,7 +1548,7 @@ static void release_held(dl_sched *s, int wid) {
   char **keys = NULL;
   size_t nkeys = 0, cap = 0, i = 0;
   task *t;
-  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+  while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
     task_x *x = t->x;
     int k;
     for (k = 0; x && k < x->nwwho; k++)
@@ -1573,7 +1573,7 @@ static void release_held(dl_sched *s, int wid) {
       }
   }
   for (i = 0; i < nkeys; i++) {
-    t = dl_map_get(&s->tasks, keys[i], strlen(keys[i]));
+    t = dl_imap_get(&s->tasks, keys[i], strlen(keys[i]));
     if (t && t->want == 0) unwanted(s, t);
     dl_free(keys[i]);
   }
@@ -1614,7 +1614,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   release_held(s, wid);
   dl_coord_gone(s->coord, wid, s->now);
   i = 0;
-  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+  while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
     if (t->x && t->x->steal_to == wid) t->x->steal_to = 0;
     for (k = 0; k < t->nwho; k++)
       if (t->who[k] == wid) {
@@ -1714,7 +1714,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   task *t;
   size_t depsz = 0; /* bytes of t->deps's block */
   RD(dl_get_submit(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t != NULL) { /* same key: the client holds one more future of it */
     want_add(s, t);
     if (t->state == T_MEMORY) notify_done(s, t);
@@ -1756,7 +1756,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       size_t dkl;
       task *d;
       if (dl_get_key(&m.deps, &dk, &dkl)) goto bad;
-      d = dl_map_get(&s->tasks, dk, dkl);
+      d = dl_imap_get(&s->tasks, dk, dkl);
       if (d == NULL) {
         missing = dk;
         missinglen = dkl;
@@ -1783,7 +1783,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       }
       x->nrestrict = (int)m.nworkers;
     }
-    if (dl_map_put(&s->tasks, tkey(t), t->klen, t)) goto bad;
+    if (dl_imap_put(&s->tasks, t, t->klen)) goto bad;
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
@@ -1832,8 +1832,8 @@ bad:
     t->ndeps = 0;
   }
   count_gone(s, t);
-  if (dl_map_get(&s->tasks, tkey(t), t->klen) == t)
-    dl_map_del(&s->tasks, tkey(t), t->klen);
+  if (dl_imap_get(&s->tasks, tkey(t), t->klen) == t)
+    dl_imap_del(&s->tasks, tkey(t), t->klen);
   task_free(s, t);
   return DL_EPROTO;
 }
@@ -1855,7 +1855,7 @@ static int on_release(dl_sched *s, dl_rd *r) {
   dl_msg_key m;
   task *t;
   RD(dl_get_key_msg(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t == NULL || want_drop(s, t) || t->want > 0) return 0;
   unwanted(s, t);
   return 0;
@@ -1941,7 +1941,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
         w = s->workers[k], pick = (uint64_t)k;
   }
   (void)pick;
-  t = dl_map_get(&s->tasks, key, klen);
+  t = dl_imap_get(&s->tasks, key, klen);
   if (t != NULL) {
     want_add(s, t);
     if (t->state == T_MEMORY) notify_done(s, t);
@@ -1954,7 +1954,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   t->processing_on = -1;
   t->state = T_PROCESSING;
   count_new(s, t);
-  dl_map_put(&s->tasks, tkey(t), t->klen, t);
+  dl_imap_put(&s->tasks, t, t->klen);
   if (w == NULL) {
     dl_buf e;
     dl_buf_init(&e);
@@ -1986,7 +1986,7 @@ static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
     task *t;
     dl_buf *b = NULL;
     RD(dl_get_key(&m.keys, &key, &klen));
-    t = dl_map_get(&s->tasks, key, klen);
+    t = dl_imap_get(&s->tasks, key, klen);
     if (t && t->state == T_MEMORY && t->nwho > 0)
       b = wout(s, t->who[0]);
     if (b) {
@@ -2057,7 +2057,7 @@ static void ahead_one(dl_sched *s, ahead *a, int from_worker) {
     return;
   }
   a->h[a->n % AHEAD] = dl_hash(key, klen);
-  dl_map_prefetch(&s->tasks, a->h[a->n % AHEAD]);
+  dl_imap_prefetch(&s->tasks, a->h[a->n % AHEAD]);
   a->n++;
 }
 
@@ -2073,7 +2073,7 @@ static void ahead_start(dl_sched *s, ahead *a, const char *p, size_t n,
 /* Message i is being handled: look further on. */
 static void ahead_next(dl_sched *s, ahead *a, unsigned i, int from_worker) {
   if (i + AHEAD / 2 < a->n)
-    dl_map_prefetch_val(&s->tasks, a->h[(i + AHEAD / 2) % AHEAD]);
+    dl_imap_prefetch_val(&s->tasks, a->h[(i + AHEAD / 2) % AHEAD]);
   ahead_one(s, a, from_worker);
 }
 
@@ -2167,7 +2167,7 @@ static int client_msg(dl_sched *s, unsigned type, dl_rd *r) {
       dl_msg_key m;
       task *t;
       if (dl_get_key_msg(r, &m)) return DL_EPROTO;
-      t = dl_map_get(&s->tasks, m.key, m.klen);
+      t = dl_imap_get(&s->tasks, m.key, m.klen);
       if (t) cancel_task(s, t);
       return 0;
     }
@@ -2231,7 +2231,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   start = m.start_us;
   stop = m.stop_us;
   (void)now;
-  t = dl_map_get(&s->tasks, key, klen);
+  t = dl_imap_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
     unload(w, t);
@@ -2259,7 +2259,7 @@ static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
   dl_msg_err m;
   task *t;
   RD(dl_get_err_msg(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
@@ -2293,7 +2293,7 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
   klen = m.alen;
   wkey = m.b;
   wklen = m.blen;
-  t = dl_map_get(&s->tasks, key, klen);
+  t = dl_imap_get(&s->tasks, key, klen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
@@ -2307,7 +2307,7 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
   }
   if (wklen && task_xw(s, t)) t->x->waits_on = dupbytes(wkey, wklen);
   /* Follow the waits from wkey: reaching t again is a cycle. */
-  x = wklen ? dl_map_get(&s->tasks, wkey, wklen) : NULL;
+  x = wklen ? dl_imap_get(&s->tasks, wkey, wklen) : NULL;
   for (hops = 0; x && hops < 100000; hops++) {
     if (x == t) {
       dl_buf *b = wout(s, w->info.id);
@@ -2332,7 +2332,7 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
     }
     if (x->state != T_PROCESSING || !x->seceded || tx(x)->waits_on == NULL)
       break;
-    x = dl_map_get(&s->tasks, x->x->waits_on, strlen(x->x->waits_on));
+    x = dl_imap_get(&s->tasks, x->x->waits_on, strlen(x->x->waits_on));
   }
   return 0;
 }
@@ -2342,8 +2342,8 @@ static int on_missing(dl_sched *s, sworker *w, dl_rd *r) {
   task *t, *d;
   int k;
   RD(dl_get_missing(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
-  d = dl_map_get(&s->tasks, m.dep, m.dlen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
+  d = dl_imap_get(&s->tasks, m.dep, m.dlen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
@@ -2534,7 +2534,7 @@ int64_t dl_sched_each_task(dl_sched *s,
   size_t i = 0;
   int64_t n = 0;
   task *t;
-  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+  while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
     dl_sched_tinfo ti;
     ti.id = t;
     ti.key = tkey(t);
