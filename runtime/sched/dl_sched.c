@@ -39,8 +39,9 @@ typedef struct task task;
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
-     ones: little padding (272 bytes; it was 320, then 288 before plen,
-     hidx and ridx had 32 bits). */
+     ones: little padding (152 bytes; it was 320, then 288 before plen,
+     hidx and ridx had 32 bits, 272 before task_x, 176 before the
+     processing lists were arrays). */
   task **deps;
   task **dependents;
   struct task_x *x; /* what few tasks use (task_x), or NULL */
@@ -50,13 +51,12 @@ struct task {
   int *who;          /* worker ids holding the result: &who1, or owned */
   uint64_t nbytes;
   tgroup *group;
-  struct sworker *pw; /* while PROCESSING: its worker, whose list holds it */
-  task *pnext, *pprev;
   char *inl;         /* a copy of its small result, as it came inline */
   uint32_t klen;
   uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
-  uint32_t hidx; /* heap position + 1, 0 when not in the heap */
-  uint32_t ridx; /* run position + 1, 0 when not in the run */
+  uint32_t qidx; /* in the ready queue: position + 1 in the heap, or in
+                    the run if inrun; 0 when in neither */
+  uint32_t pidx; /* PROCESSING: position + 1 in its worker's proc, or 0 */
   int ndeps;
   int ndependents, capdependents;
   int nfns;
@@ -76,6 +76,7 @@ struct task {
   uint8_t restoring;    /* PROCESSING: a worker stores inl (no run) */
   uint8_t steal_denied; /* PROCESSING: its worker refused to hand it back */
   uint8_t scattered;    /* it has no payload (tpay gives NULL) */
+  uint8_t inrun;        /* qidx is a position in the run, not the heap */
 };
 
 /* The key (NUL-terminated), the payload and the nfns function hashes
@@ -125,7 +126,11 @@ typedef struct sworker {
   dl_map fns_sent; /* hash -> the scheduler's fn entry */
   int alive;
   int steals; /* steal requests made for this worker, not yet answered */
-  task *phead; /* tasks PROCESSING here, the last assigned first */
+  /* Tasks PROCESSING here, in the order they were assigned but for
+     removals (the last one takes the place of the one that goes): an
+     array and an index in each task, not a list through the tasks. */
+  task **proc;
+  uint32_t nproc, capproc;
   char reason[96]; /* why it is being removed, "" for "its link closed" */
   dl_sched_sample hist[DL_SCHED_HISTORY]; /* ring, see dl_sched_history */
   uint64_t nhist; /* samples ever taken */
@@ -238,26 +243,48 @@ static char *dupbytes(const char *p, size_t n) {
   return d;
 }
 
-/* The per-worker list of PROCESSING tasks (for stealing). */
+static sworker *find_worker(dl_sched *s, int wid);
+
+/* The per-worker array of PROCESSING tasks (for stealing).  Out of
+   memory, t is left out: it is then never stolen. */
 static void plink(struct sworker *w, task *t) {
-  t->pw = w;
-  t->pprev = NULL;
-  t->pnext = w->phead;
-  if (w->phead) w->phead->pprev = t;
-  w->phead = t;
+  if (w->nproc == w->capproc) {
+    uint32_t nc = w->capproc ? w->capproc * 2 : 64;
+    task **n = nc > w->capproc ? dl_realloc(w->proc, sizeof *n * nc) : NULL;
+    if (n == NULL) return;
+    w->proc = n;
+    w->capproc = nc;
+  }
+  w->proc[w->nproc++] = t;
+  t->pidx = w->nproc;
 }
 
-static void punlink(task *t) {
-  if (t->pw == NULL) return;
-  if (t->pprev) t->pprev->pnext = t->pnext;
-  else t->pw->phead = t->pnext;
-  if (t->pnext) t->pnext->pprev = t->pprev;
-  t->pw = NULL;
-  t->pnext = t->pprev = NULL;
+static int in_proc(const sworker *w, const task *t) {
+  return t->pidx <= w->nproc && w->proc[t->pidx - 1] == t;
+}
+
+/* Take t out of its worker's array: the worker it runs on, or (when its
+   processing_on was already changed) the one whose array holds it. */
+static void punlink(dl_sched *s, task *t) {
+  sworker *w;
+  task *last;
+  int k;
+  if (t->pidx == 0) return;
+  w = find_worker(s, t->processing_on);
+  for (k = 0; (w == NULL || !in_proc(w, t)) && k < s->nworkers; k++)
+    w = s->workers[k];
+  if (w == NULL || !in_proc(w, t)) {
+    t->pidx = 0;
+    return;
+  }
+  last = w->proc[--w->nproc];
+  w->proc[t->pidx - 1] = last;
+  last->pidx = t->pidx;
+  t->pidx = 0;
 }
 
 static void set_state(dl_sched *s, task *t, int st) {
-  if (t->state == T_PROCESSING && st != T_PROCESSING) punlink(t);
+  if (t->state == T_PROCESSING && st != T_PROCESSING) punlink(s, t);
   s->counts[t->state]--;
   s->counts[st]++;
   if (t->group) {
@@ -510,7 +537,8 @@ static int before(const task *a, const task *b) {
 
 static void heap_set(dl_sched *s, size_t i, task *t) {
   s->heap[i] = t;
-  t->hidx = (uint32_t)(i + 1);
+  t->qidx = (uint32_t)(i + 1);
+  t->inrun = 0;
 }
 
 static void heap_up(dl_sched *s, size_t i) {
@@ -553,16 +581,16 @@ static int heap_push(dl_sched *s, task *t) {
 
 static void heap_remove(dl_sched *s, task *t) {
   size_t i;
-  if (t->hidx == 0) return;
-  i = t->hidx - 1;
-  t->hidx = 0;
+  if (t->qidx == 0 || t->inrun) return;
+  i = t->qidx - 1;
+  t->qidx = 0;
   s->nheap--;
   if (i == s->nheap) return;
   {
     task *m = s->heap[s->nheap];
     heap_set(s, i, m);
     heap_up(s, i);
-    heap_down(s, m->hidx - 1);
+    heap_down(s, m->qidx - 1);
   }
 }
 
@@ -583,7 +611,7 @@ static int rq_push(dl_sched *s, task *t) {
       s->rhead = 0;
       s->rlen = n;
       for (i = 0; i < n; i++)
-        if (s->run[i]) s->run[i]->ridx = (uint32_t)(i + 1);
+        if (s->run[i]) s->run[i]->qidx = (uint32_t)(i + 1);
     }
     if (s->rlen == s->rcap) {
       size_t nc = s->rcap ? s->rcap * 2 : 256;
@@ -593,9 +621,10 @@ static int rq_push(dl_sched *s, task *t) {
       s->rcap = nc;
     }
   }
-  if (s->rlen >= UINT32_MAX) return heap_push(s, t); /* ridx is 32 bits */
+  if (s->rlen >= UINT32_MAX) return heap_push(s, t); /* qidx is 32 bits */
   s->run[s->rlen++] = t;
-  t->ridx = (uint32_t)s->rlen;
+  t->qidx = (uint32_t)s->rlen;
+  t->inrun = 1;
   s->rlive++;
   s->last.prio = t->prio;
   s->last.order = t->order;
@@ -615,11 +644,12 @@ static task *rq_peek(dl_sched *s) {
 }
 
 static void rq_remove(dl_sched *s, task *t) {
-  if (t->hidx) {
+  if (t->qidx && !t->inrun) {
     heap_remove(s, t);
-  } else if (t->ridx) {
-    s->run[t->ridx - 1] = NULL;
-    t->ridx = 0;
+  } else if (t->qidx) {
+    s->run[t->qidx - 1] = NULL;
+    t->qidx = 0;
+    t->inrun = 0;
     if (--s->rlive == 0) s->rhead = s->rlen = 0;
   }
 }
@@ -1165,6 +1195,7 @@ static void steal(dl_sched *s, int queue_empty) {
     sworker *thief = s->workers[i], *victim = NULL;
     task *t;
     dl_buf *b;
+    uint32_t k;
     int j, n;
     if (!thief->alive || thief->info.status == DL_WS_PAUSED ||
         thief->steals > 0 || thief->info.inflight >= window(s, thief))
@@ -1191,7 +1222,8 @@ static void steal(dl_sched *s, int queue_empty) {
     }
     b = wout(s, victim->info.id);
     /* The last assigned are the least likely to have started. */
-    for (t = victim->phead; b && t && n > 0; t = t->pnext) {
+    for (k = victim->nproc; b && k-- > 0 && n > 0;) {
+      t = victim->proc[k];
       if (tx(t)->steal_to || t->steal_denied || tpay(t) == NULL ||
           !allowed(t, thief->info.id) || task_xw(s, t) == NULL)
         continue;
@@ -1350,6 +1382,7 @@ void dl_sched_free(dl_sched *s) {
   }
   for (k = 0; k < s->nworkers; k++) {
     dl_map_free(&s->workers[k]->fns_sent);
+    dl_free(s->workers[k]->proc);
     dl_prof_free(s->workers[k]->prof);
     dl_free(s->workers[k]);
   }
@@ -1699,6 +1732,8 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       s->workers[k] = s->workers[--s->nworkers];
       break;
     }
+  for (i = 0; i < w->nproc; i++) w->proc[i]->pidx = 0; /* none is left */
+  dl_free(w->proc);
   dl_map_free(&w->fns_sent);
   dl_prof_free(w->prof);
   dl_free(w);
@@ -2404,8 +2439,8 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         w->info.status = m.paused ? DL_WS_PAUSED : DL_WS_RUNNING;
         if (!m.paused) s->stall_since = 0; /* progress is possible again */
         if (m.paused) { /* ask again for what was still being fetched */
-          task *t;
-          for (t = w->phead; t; t = t->pnext) t->steal_denied = 0;
+          uint32_t k;
+          for (k = 0; k < w->nproc; k++) w->proc[k]->steal_denied = 0;
         }
         selen = m.selen;
         if (selen >= sizeof w->info.spill_err)
