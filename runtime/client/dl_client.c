@@ -75,6 +75,7 @@ static void clear_data(dl_cfut *f) {
    with f unchanged. */
 static int set_data(dl_cfut *f, const char *p, size_t n) {
   char *d = NULL;
+  if (n > UINT32_MAX) return DL_ENOMEM;
   if (n > sizeof f->data.small) {
     d = dl_realloc(NULL, n);
     if (d == NULL) return DL_ENOMEM;
@@ -87,7 +88,7 @@ static int set_data(dl_cfut *f, const char *p, size_t n) {
     if (n) memcpy(f->data.small, p, n);
     f->flags |= DL_FUT_SMALL;
   }
-  f->dlen = n;
+  f->dlen = (uint32_t)n;
   return 0;
 }
 

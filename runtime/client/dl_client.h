@@ -30,7 +30,7 @@
 ** whose answer the caller is about to wait for (cancel, gather, coord)
 ** flush at once, marked urgent.
 **
-** Memory: one record is 48 bytes plus the key and a NUL, rounded up to 8
+** Memory: one record is 43 bytes plus the key and a NUL, rounded up to 8
 ** (stored once, here, in a block of the process's record slab; the map
 ** points into it); a result of up to 16 bytes lives in the record, a
 ** bigger one in an allocation of its own; a map slot is 16 bytes (the
@@ -65,17 +65,18 @@ struct dl_cfut {
   dl_client *c;   /* NULL once detached (released for good, or closed) */
   uint32_t refs;  /* live handles */
   uint32_t holds; /* handles pointing here, released or not */
-  uint8_t status; /* DL_FUT_* */
-  uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS */
-  uint8_t kind;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
   uint32_t klen;
+  uint32_t dlen;  /* a value or record of 4 GiB or more is not kept */
   union {        /* encoded value (VALUE) or error record (ERROR): */
     char *p;     /* owned; NULL when there is none */
     char small[16]; /* DL_FUT_SMALL: up to 16 bytes, here (an integer's
                        encoding is 11 to 13) */
   } data;        /* read it with dl_cfut_data */
-  size_t dlen;
-  char key[1];    /* klen bytes and a NUL */
+  uint8_t status; /* DL_FUT_* */
+  uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS */
+  uint8_t kind;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
+  char key[1];    /* klen bytes and a NUL, at byte 43: a 20-byte key
+                     makes a 64-byte record */
 };
 
 /*
