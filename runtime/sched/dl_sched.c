@@ -30,12 +30,13 @@ typedef struct task task;
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
 ** NUL), its payload and its function hashes, which live as long as it
-** does; key, payload and fns point there.  At a million tasks in flight
-** three small allocations less per task is about 100 bytes each.  The
-** record, its deps and dependents arrays and its inline-result copy are
-** blocks of the scheduler's slab (dl_slab.h: huge pages, no malloc
-** header); each is freed with the size it was made with (task_size,
-** ndeps, capdependents, inlen + 1).
+** does (tkey, tpay and tfns compute where).  At a million tasks in
+** flight three small allocations less per task is about 100 bytes each.
+** The record, its deps and dependents arrays (a single dependent is kept
+** in the record itself) and its inline-result copy are blocks of the
+** scheduler's slab (dl_slab.h: huge pages, no malloc header); each is
+** freed with the size it was made with (task_size, ndeps, capdependents,
+** inlen + 1).
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
@@ -43,7 +44,11 @@ struct task {
      hidx and ridx had 32 bits, 272 before task_x, 176 before the
      processing lists were arrays). */
   task **deps;
-  task **dependents;
+  union {
+    task **many; /* capdependents > 1: a block of the slab */
+    task *one;   /* capdependents 1: the one dependent, here (most tasks
+                    have one: no 8-byte block for it) */
+  } dependents;  /* read it through tdependents */
   struct task_x *x; /* what few tasks use (task_x), or NULL */
   int64_t prio;
   int64_t order;
@@ -86,6 +91,11 @@ static inline char *tkey(const task *t) { return (char *)(t + 1); }
 static inline const char *tpay(const task *t) {
   return t->scattered ? NULL : tkey(t) + t->klen + 1;
 }
+/* t's dependents (ndependents of them). */
+static inline task **tdependents(task *t) {
+  return t->capdependents == 1 ? &t->dependents.one : t->dependents.many;
+}
+
 static inline const unsigned char *tfns(const task *t) {
   return (const unsigned char *)tkey(t) + t->klen + 1 + t->plen;
 }
@@ -860,8 +870,9 @@ static void task_free(dl_sched *s, task *t) {
   s->kept -= t->inlen;
   if (t->inl) dl_slab_free(&s->slab, t->inl, (size_t)t->inlen + 1);
   if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
-  dl_slab_free(&s->slab, t->dependents,
-               sizeof(task *) * (size_t)t->capdependents);
+  if (t->capdependents > 1)
+    dl_slab_free(&s->slab, t->dependents.many,
+                 sizeof(task *) * (size_t)t->capdependents);
   if (t->who != &t->who1) dl_free(t->who);
   if (t->x) {
     dl_free(t->x->restrict_w);
@@ -899,9 +910,10 @@ static void collect(dl_sched *s, task *t) {
     for (i = 0; i < x->ndeps; i++) {
       task *d = x->deps[i];
       int j;
+      task **dd = tdependents(d);
       for (j = 0; j < d->ndependents; j++)
-        if (d->dependents[j] == x) {
-          d->dependents[j] = d->dependents[--d->ndependents];
+        if (dd[j] == x) {
+          dd[j] = dd[--d->ndependents];
           break;
         }
       push_stack(s, d);
@@ -965,7 +977,7 @@ static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
     set_state(s, x, T_ERRED);
     notify_err(s, x);
     for (i = 0; i < x->ndependents; i++) {
-      task *y = x->dependents[i];
+      task *y = tdependents(x)[i];
       if (counts_pending(y)) push_stack(s, y);
     }
     if (was_pending) unpend_inputs(s, x);
@@ -1089,7 +1101,7 @@ static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
   if (ilen == 0 && t->inl) notify_done_inline(s, t, t->inl, t->inlen);
   else notify_done_inline(s, t, inl, ilen);
   for (i = 0; i < t->ndependents; i++) {
-    task *y = t->dependents[i];
+    task *y = tdependents(t)[i];
     if (y->state == T_WAITING && --y->waiting == 0) make_ready(s, y);
   }
   if (t->restoring) t->restoring = 0; /* need() counted no inputs */
@@ -1699,7 +1711,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
     } else { /* MEMORY with no holder left */
       set_state(s, t, T_RELEASED);
       for (k = 0; k < t->ndependents; k++) {
-        task *y = t->dependents[k];
+        task *y = tdependents(t)[k];
         if (y->state == T_WAITING) y->waiting++;
         else if (y->state == T_READY) {
           rq_remove(s, y);
@@ -1822,17 +1834,24 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
-      if (d->ndependents == d->capdependents) {
-        /* Most tasks have one dependent: start at one, then double. */
-        int nc = d->capdependents ? d->capdependents * 2 : 1;
-        task **n = dl_slab_realloc(&s->slab, d->dependents,
-                                   sizeof *n * (size_t)d->capdependents,
-                                   sizeof *n * (size_t)nc);
+      if (d->ndependents == d->capdependents && d->capdependents == 0) {
+        d->capdependents = 1; /* most tasks have one: in the record */
+      } else if (d->ndependents == d->capdependents) { /* then double */
+        int nc = d->capdependents * 2;
+        task **n;
+        if (nc == 2) {
+          n = dl_slab_alloc(&s->slab, sizeof *n * 2);
+          if (n) n[0] = d->dependents.one;
+        } else {
+          n = dl_slab_realloc(&s->slab, d->dependents.many,
+                              sizeof *n * (size_t)d->capdependents,
+                              sizeof *n * (size_t)nc);
+        }
         if (n == NULL) continue;
-        d->dependents = n;
+        d->dependents.many = n;
         d->capdependents = nc;
       }
-      d->dependents[d->ndependents++] = t;
+      tdependents(d)[d->ndependents++] = t;
       d->npending++;
       if (d->state != T_MEMORY) t->waiting++;
     }
