@@ -35,25 +35,29 @@ typedef struct task task;
 ** The record, its deps and dependents arrays (a single dependent is kept
 ** in the record itself) and its inline-result copy are blocks of the
 ** scheduler's slab (dl_slab.h: huge pages, no malloc header); each is
-** freed with the size it was made with (task_size, ndeps, capdependents,
+** freed with the size it was made with (task_size, ndeps, tdcap,
 ** inlen + 1).
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
      ones: little padding (152 bytes; it was 320, then 288 before plen,
      hidx and ridx had 32 bits, 272 before task_x, 176 before the
-     processing lists were arrays). */
+     processing lists were arrays, 152 before who and capdependents
+     shrank). */
   task **deps;
   union {
-    task **many; /* capdependents > 1: a block of the slab */
-    task *one;   /* capdependents 1: the one dependent, here (most tasks
+    task **many; /* dcap > 1: a block of the slab */
+    task *one;   /* dcap 1: the one dependent, here (most tasks
                     have one: no 8-byte block for it) */
   } dependents;  /* read it through tdependents */
   struct task_x *x; /* what few tasks use (task_x), or NULL */
   int64_t prio;
   int64_t order;
   uint64_t seq;
-  int *who;          /* worker ids holding the result: &who1, or owned */
+  union {
+    int one;   /* nwho 1: the holder */
+    int *many; /* nwho 2 or more: a block of the heap */
+  } who;       /* the workers holding the result: read it through twho */
   uint64_t nbytes;
   tgroup *group;
   char *inl;         /* a copy of its small result, as it came inline */
@@ -63,7 +67,7 @@ struct task {
                     the run if inrun; 0 when in neither */
   uint32_t pidx; /* PROCESSING: position + 1 in its worker's proc, or 0 */
   int ndeps;
-  int ndependents, capdependents;
+  int ndependents;
   int nfns;
   int waiting;  /* inputs not in memory */
   int npending; /* dependents WAITING/READY/PROCESSING */
@@ -72,7 +76,6 @@ struct task {
                    wwho's counts */
   int processing_on; /* worker id or -1 */
   int nwho;
-  int who1;          /* the first holder (who_add) */
   uint32_t inlen;
   uint8_t state;     /* T_* */
   uint8_t errkind;
@@ -82,6 +85,7 @@ struct task {
   uint8_t steal_denied; /* PROCESSING: its worker refused to hand it back */
   uint8_t scattered;    /* it has no payload (tpay gives NULL) */
   uint8_t inrun;        /* qidx is a position in the run, not the heap */
+  uint8_t dcap;  /* room in dependents: 0, or 1 << (dcap - 1) (tdcap) */
 };
 
 /* The key (NUL-terminated), the payload and the nfns function hashes
@@ -91,9 +95,19 @@ static inline char *tkey(const task *t) { return (char *)(t + 1); }
 static inline const char *tpay(const task *t) {
   return t->scattered ? NULL : tkey(t) + t->klen + 1;
 }
+/* Room in t's dependents: 0, 1 (in the record), or a power of two. */
+static inline int tdcap(const task *t) {
+  return t->dcap ? 1 << (t->dcap - 1) : 0;
+}
+
 /* t's dependents (ndependents of them). */
 static inline task **tdependents(task *t) {
-  return t->capdependents == 1 ? &t->dependents.one : t->dependents.many;
+  return t->dcap == 1 ? &t->dependents.one : t->dependents.many;
+}
+
+/* The workers holding t's result (nwho of them). */
+static inline int *twho(task *t) {
+  return t->nwho > 1 ? t->who.many : &t->who.one;
 }
 
 static inline const unsigned char *tfns(const task *t) {
@@ -736,14 +750,33 @@ static void held(dl_sched *s, int wid, const task *t, int delta) {
   if (w->info.managed < 0) w->info.managed = 0;
 }
 
+/* No worker holds t's result any more (as far as the record goes). */
+static void who_clear(task *t) {
+  if (t->nwho > 1) dl_free(t->who.many);
+  t->nwho = 0;
+}
+
+/* The k-th holder of t's result is gone: the last takes its place. */
+static void who_del(task *t, int k) {
+  int *w = twho(t);
+  w[k] = w[t->nwho - 1];
+  if (t->nwho == 2) { /* back in the record */
+    int one = w[0];
+    dl_free(t->who.many);
+    t->who.one = one;
+  }
+  t->nwho--;
+}
+
 static void free_data(dl_sched *s, task *t) {
   int i;
   for (i = 0; i < t->nwho; i++) {
-    dl_buf *b = wout(s, t->who[i]);
-    held(s, t->who[i], t, -1);
+    int wid = twho(t)[i];
+    dl_buf *b = wout(s, wid);
+    held(s, wid, t, -1);
     if (b) dl_put_key_msg(b, DL_M_FREE, tkey(t), t->klen);
   }
-  t->nwho = 0;
+  who_clear(t);
 }
 
 /* Tasks naming a function: one more, or one less (see fnentry). */
@@ -870,10 +903,10 @@ static void task_free(dl_sched *s, task *t) {
   s->kept -= t->inlen;
   if (t->inl) dl_slab_free(&s->slab, t->inl, (size_t)t->inlen + 1);
   if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
-  if (t->capdependents > 1)
+  if (t->dcap > 1)
     dl_slab_free(&s->slab, t->dependents.many,
-                 sizeof(task *) * (size_t)t->capdependents);
-  if (t->who != &t->who1) dl_free(t->who);
+                 sizeof(task *) * (size_t)tdcap(t));
+  who_clear(t);
   if (t->x) {
     dl_free(t->x->restrict_w);
     dl_free(t->x->err);
@@ -1063,21 +1096,20 @@ static void need(dl_sched *s, task *t) {
    record: most results never have a second.  0 or DL_ENOMEM. */
 static int who_add(task *t, int wid) {
   int *n;
-  if (t->who == NULL || (t->who == &t->who1 && t->nwho == 0)) {
-    t->who = &t->who1;
-    t->who1 = wid;
+  if (t->nwho == 0) {
+    t->who.one = wid;
     t->nwho = 1;
     return 0;
   }
-  if (t->who == &t->who1) {
+  if (t->nwho == 1) {
     n = xalloc(2 * sizeof(int));
-    if (n) n[0] = t->who1;
+    if (n) n[0] = t->who.one;
   } else {
-    n = dl_realloc(t->who, sizeof(int) * (size_t)(t->nwho + 1));
+    n = dl_realloc(t->who.many, sizeof(int) * (size_t)(t->nwho + 1));
   }
   if (n == NULL) return DL_ENOMEM;
-  t->who = n;
-  t->who[t->nwho++] = wid;
+  t->who.many = n;
+  n[t->nwho++] = wid;
   return 0;
 }
 
@@ -1147,7 +1179,7 @@ static sworker *choose(dl_sched *s, task *t) {
     for (j = 0; j < t->ndeps; j++) {
       task *d = t->deps[j];
       for (k = 0; k < d->nwho; k++)
-        if (d->who[k] == w->info.id) bytes += d->nbytes + 1;
+        if (twho(d)[k] == w->info.id) bytes += d->nbytes + 1;
     }
     if (best == NULL || bytes > best_bytes ||
         (bytes == best_bytes && w->info.inflight < best->info.inflight)) {
@@ -1185,7 +1217,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   for (i = 0; i < t->ndeps; i++) {
     task *d = t->deps[i];
     dl_put_compute_dep(b, tkey(d), d->klen, (uint64_t)d->nwho);
-    for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)d->who[j]);
+    for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)twho(d)[j]);
   }
   set_state(s, t, T_PROCESSING);
   t->processing_on = w->info.id;
@@ -1662,8 +1694,8 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
     if (t->x && t->x->steal_to == wid) t->x->steal_to = 0;
     for (k = 0; k < t->nwho; k++)
-      if (t->who[k] == wid) {
-        t->who[k] = t->who[--t->nwho];
+      if (twho(t)[k] == wid) {
+        who_del(t, k);
         break;
       }
     if (((t->state == T_MEMORY && t->nwho == 0) ||
@@ -1834,22 +1866,23 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
-      if (d->ndependents == d->capdependents && d->capdependents == 0) {
-        d->capdependents = 1; /* most tasks have one: in the record */
-      } else if (d->ndependents == d->capdependents) { /* then double */
-        int nc = d->capdependents * 2;
+      if (d->dcap == 0) {
+        d->dcap = 1; /* most tasks have one: in the record */
+      } else if (d->ndependents == tdcap(d)) { /* then double */
+        size_t nc = (size_t)tdcap(d) * 2;
         task **n;
         if (nc == 2) {
           n = dl_slab_alloc(&s->slab, sizeof *n * 2);
           if (n) n[0] = d->dependents.one;
-        } else {
+        } else if (d->dcap < 30) { /* ndependents is an int */
           n = dl_slab_realloc(&s->slab, d->dependents.many,
-                              sizeof *n * (size_t)d->capdependents,
-                              sizeof *n * (size_t)nc);
+                              sizeof *n * (size_t)tdcap(d), sizeof *n * nc);
+        } else {
+          n = NULL;
         }
         if (n == NULL) continue;
         d->dependents.many = n;
-        d->capdependents = nc;
+        d->dcap++;
       }
       tdependents(d)[d->ndependents++] = t;
       d->npending++;
@@ -2042,7 +2075,7 @@ static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
     RD(dl_get_key(&m.keys, &key, &klen));
     t = dl_imap_get(&s->tasks, key, klen);
     if (t && t->state == T_MEMORY && t->nwho > 0)
-      b = wout(s, t->who[0]);
+      b = wout(s, twho(t)[0]);
     if (b) {
       dl_put_get(b, shared_ok, m.reqid, key, klen);
       if (s->npgets == s->cappgets) {
@@ -2055,7 +2088,7 @@ static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
       s->pgets[s->npgets].reqid = m.reqid;
       s->pgets[s->npgets].key = dupbytes(key, klen);
       s->pgets[s->npgets].klen = klen;
-      s->pgets[s->npgets].wid = t->who[0];
+      s->pgets[s->npgets].wid = twho(t)[0];
       s->pgets[s->npgets].to = s->from;
       s->npgets++;
     } else { /* not in memory (any more): the client waits again */
@@ -2300,7 +2333,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     held(s, w->info.id, t, 1);
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
-    for (k = 0; k < t->nwho; k++) have |= t->who[k] == w->info.id;
+    for (k = 0; k < t->nwho; k++) have |= twho(t)[k] == w->info.id;
     if (!have && who_add(t, w->info.id) == 0) held(s, w->info.id, t, 1);
   } else { /* stale: nobody wants this result any more */
     dl_buf *b = wout(s, w->info.id);
@@ -2595,7 +2628,7 @@ int64_t dl_sched_each_task(dl_sched *s,
     ti.group = t->group ? t->group->name : "";
     ti.state = t->state;
     ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
-    ti.who = t->who;
+    ti.who = twho(t);
     ti.nwho = t->state == T_MEMORY ? t->nwho : 0;
     ti.nbytes = t->nbytes;
     ti.deps = (const void *const *)t->deps;
