@@ -150,11 +150,12 @@ typedef struct sworker {
   dl_map fns_sent; /* hash -> the scheduler's fn entry */
   int alive;
   int steals; /* steal requests made for this worker, not yet answered */
-  /* Tasks PROCESSING here, in the order they were assigned but for
-     removals (the last one takes the place of the one that goes): an
-     array and an index in each task, not a list through the tasks. */
+  /* Tasks PROCESSING here, in the order they were assigned, at
+     [phead, nproc): an array and an index in each task (pidx), not a list
+     through the tasks.  A task that leaves leaves NULL behind (as in the
+     run), until phead passes it or plink packs the array. */
   task **proc;
-  uint32_t nproc, capproc;
+  uint32_t phead, nproc, capproc, plive;
   char reason[96]; /* why it is being removed, "" for "its link closed" */
   dl_sched_sample hist[DL_SCHED_HISTORY]; /* ring, see dl_sched_history */
   uint64_t nhist; /* samples ever taken */
@@ -269,29 +270,49 @@ static char *dupbytes(const char *p, size_t n) {
 
 static sworker *find_worker(dl_sched *s, int wid);
 
-/* The per-worker array of PROCESSING tasks (for stealing).  Out of
-   memory, t is left out: it is then never stolen. */
+/* Pack w's PROCESSING tasks at the start of its array, in order. */
+static void ppack(struct sworker *w) {
+  uint32_t i, n = 0;
+  for (i = w->phead; i < w->nproc; i++)
+    if (w->proc[i]) {
+      task *t = w->proc[i];
+      w->proc[n++] = t;
+      t->pidx = n;
+    }
+  w->phead = 0;
+  w->nproc = n;
+}
+
+/* The per-worker array of PROCESSING tasks (for stealing), in the order
+   they were assigned.  Out of memory, t is left out: it is then never
+   stolen. */
 static void plink(struct sworker *w, task *t) {
   if (w->nproc == w->capproc) {
-    uint32_t nc = w->capproc ? w->capproc * 2 : 64;
-    task **n = nc > w->capproc ? dl_realloc(w->proc, sizeof *n * nc) : NULL;
-    if (n == NULL) return;
-    w->proc = n;
-    w->capproc = nc;
+    if (w->capproc && w->plive <= w->capproc / 2) { /* half holes: pack */
+      ppack(w);
+    } else {
+      uint32_t nc = w->capproc ? w->capproc * 2 : 64;
+      task **n = nc > w->capproc ? dl_realloc(w->proc, sizeof *n * nc)
+                                 : NULL;
+      if (n == NULL) return;
+      w->proc = n;
+      w->capproc = nc;
+    }
   }
   w->proc[w->nproc++] = t;
+  w->plive++;
   t->pidx = w->nproc;
 }
 
 static int in_proc(const sworker *w, const task *t) {
-  return t->pidx <= w->nproc && w->proc[t->pidx - 1] == t;
+  return t->pidx > w->phead && t->pidx <= w->nproc &&
+         w->proc[t->pidx - 1] == t;
 }
 
 /* Take t out of its worker's array: the worker it runs on, or (when its
    processing_on was already changed) the one whose array holds it. */
 static void punlink(dl_sched *s, task *t) {
   sworker *w;
-  task *last;
   int k;
   if (t->pidx == 0) return;
   w = find_worker(s, t->processing_on);
@@ -301,10 +322,14 @@ static void punlink(dl_sched *s, task *t) {
     t->pidx = 0;
     return;
   }
-  last = w->proc[--w->nproc];
-  w->proc[t->pidx - 1] = last;
-  last->pidx = t->pidx;
+  w->proc[t->pidx - 1] = NULL;
   t->pidx = 0;
+  if (--w->plive == 0) {
+    w->phead = w->nproc = 0;
+    return;
+  }
+  while (w->proc[w->phead] == NULL) w->phead++;
+  while (w->proc[w->nproc - 1] == NULL) w->nproc--;
 }
 
 static void set_state(dl_sched *s, task *t, int st) {
@@ -1266,8 +1291,8 @@ static void steal(dl_sched *s, int queue_empty) {
     }
     b = wout(s, victim->info.id);
     /* The last assigned are the least likely to have started. */
-    for (k = victim->nproc; b && k-- > 0 && n > 0;) {
-      t = victim->proc[k];
+    for (k = victim->nproc; b && k-- > victim->phead && n > 0;) {
+      if ((t = victim->proc[k]) == NULL) continue;
       if (tx(t)->steal_to || t->steal_denied || tpay(t) == NULL ||
           !allowed(t, thief->info.id) || task_xw(s, t) == NULL)
         continue;
@@ -1776,7 +1801,8 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       s->workers[k] = s->workers[--s->nworkers];
       break;
     }
-  for (i = 0; i < w->nproc; i++) w->proc[i]->pidx = 0; /* none is left */
+  for (i = w->phead; i < w->nproc; i++) /* none is left, normally */
+    if (w->proc[i]) w->proc[i]->pidx = 0;
   dl_free(w->proc);
   dl_map_free(&w->fns_sent);
   dl_prof_free(w->prof);
@@ -2492,7 +2518,8 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         if (!m.paused) s->stall_since = 0; /* progress is possible again */
         if (m.paused) { /* ask again for what was still being fetched */
           uint32_t k;
-          for (k = 0; k < w->nproc; k++) w->proc[k]->steal_denied = 0;
+          for (k = w->phead; k < w->nproc; k++)
+            if (w->proc[k]) w->proc[k]->steal_denied = 0;
         }
         selen = m.selen;
         if (selen >= sizeof w->info.spill_err)
