@@ -39,7 +39,7 @@ static void rec_free(dl_cfut *f) {
 
 void dl_client_init(dl_client *c) {
   memset(c, 0, sizeof *c);
-  dl_imap_init(&c->futs, offsetof(dl_cfut, key));
+  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
   dl_map_init(&c->fns_sent);
 }
 
@@ -113,7 +113,7 @@ static void detach_all(dl_client *c, int send) {
     maybe_free(f);
   }
   dl_imap_free(&c->futs);
-  dl_imap_init(&c->futs, offsetof(dl_cfut, key));
+  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
   for (k = 0; k < c->nfired; k++) dl_client_drop(c->fired[k]);
   dl_free(c->fired);
   c->fired = NULL;
@@ -161,7 +161,7 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
   f->klen = (uint32_t)klen;
   f->c = c;
   f->refs = f->holds = 1;
-  if (dl_imap_put(&c->futs, f, klen)) {
+  if (dl_imap_put(&c->futs, f)) {
     rec_free(f);
     return NULL;
   }

@@ -33,7 +33,7 @@
 ** Memory: one record is 43 bytes plus the key and a NUL, rounded up to 8
 ** (stored once, here, in a block of the process's record slab; the map
 ** points into it); a result of up to 16 bytes lives in the record, a
-** bigger one in an allocation of its own; a map slot is 16 bytes (the
+** bigger one in an allocation of its own; a map slot is 8 bytes (the
 ** map reads each key in its record: dl_imap).
 */
 #ifndef dl_client_h
@@ -103,7 +103,7 @@ static inline const char *dl_cfut_data(const dl_cfut *f) {
 
 struct dl_client {
   dl_imap futs;    /* key -> dl_cfut, the records with refs > 0 (the key is
-                     in the record: a 16-byte slot) */
+                     in the record: an 8-byte slot) */
   dl_cfut **fired; /* done with callbacks waiting, each with a hold */
   size_t nfired, capfired;
   dl_buf out;      /* messages not yet handed over */

@@ -3,6 +3,7 @@
 */
 #include <math.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
@@ -1407,7 +1408,7 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   if (s == NULL) return NULL;
   memset(s, 0, sizeof *s);
   s->io = *io;
-  dl_imap_init(&s->tasks, sizeof(task));
+  dl_imap_init(&s->tasks, sizeof(task), offsetof(task, klen));
   dl_map_init(&s->fns);
   dl_map_init(&s->groups);
   s->avg_duration = -1;
@@ -1888,7 +1889,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       }
       x->nrestrict = (int)m.nworkers;
     }
-    if (dl_imap_put(&s->tasks, t, t->klen)) goto bad;
+    if (dl_imap_put(&s->tasks, t)) goto bad;
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
@@ -2067,7 +2068,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   t->processing_on = -1;
   t->state = T_PROCESSING;
   count_new(s, t);
-  dl_imap_put(&s->tasks, t, t->klen);
+  dl_imap_put(&s->tasks, t);
   if (w == NULL) {
     dl_buf e;
     dl_buf_init(&e);

@@ -23,18 +23,18 @@
 -- collectgarbage("count") at the end of the run, which is the peak):
 --   per inc future: Lua userdata 80 (72 + malloc's header), its array
 --     slot 16, the bench's own seq slot 17; client record 64 (43 + key,
---     dl_client.h, on a slab) and its map slot 32 (16-byte dl_imap
+--     dl_client.h, on a slab) and its map slot 16 (8-byte dl_imap
 --     slots, 2M slots for 1.14M keys); the scheduler's task 232 (a
 --     144-byte record + key + 49-byte payload + function hash, on a
 --     slab; retries, restrictions, errors and the like in a task_x made
---     only when set), its inline-result copy 16 and its map slot 32.
---     About 490 B.
+--     only when set), its inline-result copy 16 and its map slot 16.
+--     About 460 B.
 --   the tree (143k sum tasks): their records (their payloads name 8
 --     keys: ~380 B each) and deps arrays (64 B), their futures; the
 --     rest is the scheduler thread's malloc arena (~19 MB), a few big
 --     arrays (6 MB: the ready queue's) and Lua garbage (~15 MB).
 --   At the peak (smaps): slabs 400 MB (tasks, records), Lua 131 MB (32
---   of them the seq and parts arrays), maps 64 MB, other malloc 30 MB.
+--   of them the seq and parts arrays), maps 32 MB, other malloc 30 MB.
 --   1,365 B before userdata futures, 1,104 B after; 1,002 B with the
 --   one-allocation task; 980 B on 7d8e619; 840 B with 24-byte map slots,
 --   slab-allocated records and a 272-byte task (loaded 2-vCPU machine);
@@ -43,7 +43,8 @@
 --   news between submits (its inbox held 38 MB at the first wait), 623 B
 --   with dl_imap, 599 B with arrays for the processing lists (152-byte
 --   task), 590 B with a 64-byte client record, 582 B with one dependent
---   in the task, 573 B with a 144-byte task.
+--   in the task, 573 B with a 144-byte task, 544 B with 8-byte map
+--   slots.
 --   Left to do for the 300 B bar: the payload (the function's hash is
 --   in it and in fns; a sum's payload repeats its 8 dependency keys), the
 --   key stored twice in one process (client record and task), a future

@@ -7,6 +7,7 @@
 ** leave the map as it was.
 */
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,8 +201,9 @@ static void test_reserve_then_no_rehash(void) {
 }
 
 /* The intrusive map (dl_imap): each value holds its key at koff. */
-typedef struct rec {
-  int id;
+typedef struct rec { /* 8-byte aligned, as the map wants its values */
+  int64_t id;
+  uint32_t klen;
   char key[24];
 } rec;
 static rec recs[N];
@@ -221,17 +223,20 @@ static void test_intrusive_map(void) {
   rec again;
   int i;
   size_t it = 0, seen = 0, cap;
-  dl_imap_slot *slots;
+  uintptr_t *slots;
   make_keys();
   for (i = 0; i < N; i++) {
     recs[i].id = i;
+    recs[i].klen = (uint32_t)klens[i];
     memcpy(recs[i].key, keys[i], klens[i] + 1);
   }
-  CHECK(sizeof(dl_imap_slot) == 16);
-  dl_imap_init(&m, offsetof(rec, key));
+  CHECK(sizeof *m.slots == 8);
+  dl_imap_init(&m, offsetof(rec, key), offsetof(rec, klen));
   CHECK(dl_imap_get(&m, keys[0], klens[0]) == NULL);
-  for (i = 0; i < N; i++) CHECK(dl_imap_put(&m, &recs[i], klens[i]) == 0);
+  for (i = 0; i < N; i++) CHECK(dl_imap_put(&m, &recs[i]) == 0);
   CHECK(m.count == N && iconsistent(&m, N, 0));
+  /* A key that is a prefix of a stored one is another key. */
+  CHECK(dl_imap_get(&m, keys[5], klens[5] - 1) == NULL);
   while (dl_imap_next(&m, &it)) seen++;
   CHECK(seen == N);
   /* Removal leaves the probe chains whole; a put of a key there replaces
@@ -241,19 +246,20 @@ static void test_intrusive_map(void) {
   CHECK(dl_imap_del(&m, keys[0], klens[0]) == NULL);
   CHECK(iconsistent(&m, N, 3));
   again = recs[1];
-  CHECK(dl_imap_put(&m, &again, klens[1]) == 0);
+  CHECK(dl_imap_put(&m, &again) == 0);
   CHECK(dl_imap_get(&m, keys[1], klens[1]) == &again);
-  CHECK(dl_imap_put(&m, &recs[1], klens[1]) == 0);
+  CHECK(dl_imap_put(&m, &recs[1]) == 0);
+  CHECK(m.count == N - (N + 2) / 3);
   CHECK(iconsistent(&m, N, 3));
   /* Emptied: reset; then room made at once means no rehash. */
   for (i = 0; i < N; i++) dl_imap_del(&m, keys[i], klens[i]);
   CHECK(m.count == 0 && m.used == 0);
   dl_imap_free(&m);
-  dl_imap_init(&m, offsetof(rec, key));
+  dl_imap_init(&m, offsetof(rec, key), offsetof(rec, klen));
   CHECK(dl_imap_reserve(&m, N) == 0);
   cap = m.cap;
   slots = m.slots;
-  for (i = 0; i < N; i++) CHECK(dl_imap_put(&m, &recs[i], klens[i]) == 0);
+  for (i = 0; i < N; i++) CHECK(dl_imap_put(&m, &recs[i]) == 0);
   CHECK(m.cap == cap && m.slots == slots && iconsistent(&m, N, 0));
   dl_imap_free(&m);
 }
