@@ -185,3 +185,166 @@ void *dl_map_next(const dl_map *m, size_t *i) {
   }
   return NULL;
 }
+
+/* ------------------------------------------------------ the intrusive map */
+
+/* Deleted: the address of this (8-byte aligned, tag 0). */
+static const uint64_t itomb_obj;
+#define ITOMB ((uintptr_t)&itomb_obj)
+#define TAGS ((uintptr_t)7)
+
+static int ilive(uintptr_t v) { return v != 0 && v != ITOMB; }
+static unsigned itag(uint64_t h) { return (unsigned)(h >> 61); }
+static char *ival(uintptr_t v) { return (char *)(v & ~TAGS); }
+
+static const char *ikey(const dl_imap *m, const char *val) {
+  return val + m->koff;
+}
+
+static uint32_t ilen(const dl_imap *m, const char *val) {
+  uint32_t n;
+  memcpy(&n, val + m->loff, sizeof n);
+  return n;
+}
+
+static uint64_t ihash(const dl_imap *m, const char *val) {
+  return dl_hash(ikey(m, val), ilen(m, val));
+}
+
+void dl_imap_init(dl_imap *m, size_t koff, size_t loff) {
+  memset(m, 0, sizeof *m);
+  m->koff = koff;
+  m->loff = loff;
+}
+
+void dl_imap_free(dl_imap *m) {
+  dl_free(m->slots);
+  dl_imap_init(m, m->koff, m->loff);
+}
+
+static uintptr_t *ifind(const dl_imap *m, const char *key, size_t klen,
+                        uint64_t h) {
+  size_t mask = m->cap - 1, i = (size_t)h & mask;
+  uintptr_t tag = itag(h);
+  for (;;) {
+    uintptr_t v = m->slots[i];
+    if (v == 0) return NULL;
+    if (v != ITOMB && (v & TAGS) == tag) {
+      const char *p = ival(v);
+      if (ilen(m, p) == klen && memcmp(ikey(m, p), key, klen) == 0)
+        return &m->slots[i];
+    }
+    i = (i + 1) & mask;
+  }
+}
+
+void *dl_imap_get(const dl_imap *m, const char *key, size_t klen) {
+  uintptr_t *sl;
+  if (m->count == 0 || klen > UINT32_MAX) return NULL;
+  sl = ifind(m, key, klen, dl_hash(key, klen));
+  return sl ? ival(*sl) : NULL;
+}
+
+void dl_imap_prefetch(const dl_imap *m, uint64_t h) {
+  if (m->cap) __builtin_prefetch(&m->slots[(size_t)h & (m->cap - 1)]);
+}
+
+void dl_imap_prefetch_val(const dl_imap *m, uint64_t h) {
+  uintptr_t v;
+  if (m->cap == 0) return;
+  v = m->slots[(size_t)h & (m->cap - 1)];
+  if (ilive(v) && (v & TAGS) == itag(h)) {
+    __builtin_prefetch(ival(v));
+    __builtin_prefetch(ikey(m, ival(v)));
+  }
+}
+
+static int irehash(dl_imap *m, size_t ncap) {
+  uintptr_t *old = m->slots, *ns;
+  size_t ocap = m->cap, i;
+  if (ncap - 1 > UINT32_MAX) return DL_ENOMEM;
+  if (ncap * sizeof *ns >= HUGE_SLOTS) {
+    ns = dl_mem_huge(ncap * sizeof *ns); /* zero-filled */
+    if (ns == NULL) return DL_ENOMEM;
+  } else {
+    ns = dl_realloc(NULL, ncap * sizeof *ns);
+    if (ns == NULL) return DL_ENOMEM;
+    memset(ns, 0, ncap * sizeof *ns);
+  }
+  m->slots = ns;
+  m->cap = ncap;
+  m->used = m->count;
+  for (i = 0; i < ocap; i++) {
+    size_t j;
+    /* The keys are read again: start loading one a few slots ahead. */
+    if (i + 8 < ocap && ilive(old[i + 8]))
+      __builtin_prefetch(ikey(m, ival(old[i + 8])));
+    if (!ilive(old[i])) continue;
+    j = (size_t)ihash(m, ival(old[i])) & (ncap - 1);
+    while (ns[j] != 0) j = (j + 1) & (ncap - 1);
+    ns[j] = old[i];
+  }
+  dl_free(old);
+  return 0;
+}
+
+int dl_imap_reserve(dl_imap *m, size_t n) {
+  size_t ncap;
+  if (n > SIZE_MAX / 8 - m->count) return DL_ENOMEM;
+  if ((m->used + n + 1) * 4 < m->cap * 3) return 0;
+  ncap = m->cap ? m->cap : 16; /* as dl_map_reserve */
+  while ((m->count + n + 1) * 4 >= ncap * 3) ncap *= 2;
+  return irehash(m, ncap);
+}
+
+int dl_imap_put(dl_imap *m, void *val) {
+  const char *p = val;
+  uint32_t klen;
+  uint64_t h;
+  size_t mask, i;
+  uintptr_t *sl, tag;
+  if (val == NULL || ((uintptr_t)val & TAGS)) return DL_ENOMEM;
+  klen = ilen(m, p);
+  h = dl_hash(ikey(m, p), klen);
+  tag = itag(h);
+  if (m->count && (sl = ifind(m, ikey(m, p), klen, h)) != NULL) {
+    *sl = (uintptr_t)val | tag;
+    return 0;
+  }
+  if ((m->used + 1) * 4 >= m->cap * 3) {
+    size_t ncap = m->cap ? m->cap : 16;
+    while ((m->count + 1) * 2 >= ncap) ncap *= 2;
+    if (irehash(m, ncap)) return DL_ENOMEM;
+  }
+  mask = m->cap - 1;
+  i = (size_t)h & mask;
+  while (ilive(m->slots[i])) i = (i + 1) & mask;
+  if (m->slots[i] == 0) m->used++;
+  m->slots[i] = (uintptr_t)val | tag;
+  m->count++;
+  return 0;
+}
+
+void *dl_imap_del(dl_imap *m, const char *key, size_t klen) {
+  uintptr_t *sl;
+  void *v;
+  if (m->count == 0 || klen > UINT32_MAX) return NULL;
+  sl = ifind(m, key, klen, dl_hash(key, klen));
+  if (sl == NULL) return NULL;
+  v = ival(*sl);
+  *sl = ITOMB;
+  m->count--;
+  if (m->count == 0) { /* reset tombstones cheaply */
+    memset(m->slots, 0, m->cap * sizeof *m->slots);
+    m->used = 0;
+  }
+  return v;
+}
+
+void *dl_imap_next(const dl_imap *m, size_t *i) {
+  while (*i < m->cap) {
+    uintptr_t v = m->slots[(*i)++];
+    if (ilive(v)) return ival(v);
+  }
+  return NULL;
+}

@@ -39,7 +39,7 @@ static void rec_free(dl_cfut *f) {
 
 void dl_client_init(dl_client *c) {
   memset(c, 0, sizeof *c);
-  dl_map_init(&c->futs);
+  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
   dl_map_init(&c->fns_sent);
 }
 
@@ -75,6 +75,7 @@ static void clear_data(dl_cfut *f) {
    with f unchanged. */
 static int set_data(dl_cfut *f, const char *p, size_t n) {
   char *d = NULL;
+  if (n > UINT32_MAX) return DL_ENOMEM;
   if (n > sizeof f->data.small) {
     d = dl_realloc(NULL, n);
     if (d == NULL) return DL_ENOMEM;
@@ -87,7 +88,7 @@ static int set_data(dl_cfut *f, const char *p, size_t n) {
     if (n) memcpy(f->data.small, p, n);
     f->flags |= DL_FUT_SMALL;
   }
-  f->dlen = n;
+  f->dlen = (uint32_t)n;
   return 0;
 }
 
@@ -103,7 +104,7 @@ static void maybe_free(dl_cfut *f) {
 static void detach_all(dl_client *c, int send) {
   size_t i = 0, k;
   dl_cfut *f;
-  while ((f = dl_map_next(&c->futs, &i)) != NULL) {
+  while ((f = dl_imap_next(&c->futs, &i)) != NULL) {
     uint32_t r;
     if (send)
       for (r = 0; r < f->refs; r++)
@@ -111,8 +112,8 @@ static void detach_all(dl_client *c, int send) {
     f->c = NULL;
     maybe_free(f);
   }
-  dl_map_free(&c->futs);
-  dl_map_init(&c->futs);
+  dl_imap_free(&c->futs);
+  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
   for (k = 0; k < c->nfired; k++) dl_client_drop(c->fired[k]);
   dl_free(c->fired);
   c->fired = NULL;
@@ -145,7 +146,7 @@ void dl_client_free(dl_client *c) {
 }
 
 dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
-  dl_cfut *f = dl_map_get(&c->futs, key, klen);
+  dl_cfut *f = dl_imap_get(&c->futs, key, klen);
   if (f) {
     f->refs++;
     f->holds++;
@@ -160,7 +161,7 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
   f->klen = (uint32_t)klen;
   f->c = c;
   f->refs = f->holds = 1;
-  if (dl_map_put(&c->futs, f->key, klen, f)) {
+  if (dl_imap_put(&c->futs, f)) {
     rec_free(f);
     return NULL;
   }
@@ -168,7 +169,7 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
 }
 
 int dl_client_reserve(dl_client *c, size_t n) {
-  return dl_map_reserve(&c->futs, n);
+  return dl_imap_reserve(&c->futs, n);
 }
 
 void dl_client_ref_again(dl_cfut *f) {
@@ -177,7 +178,7 @@ void dl_client_ref_again(dl_cfut *f) {
 }
 
 dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen) {
-  return dl_map_get(&c->futs, key, klen);
+  return dl_imap_get(&c->futs, key, klen);
 }
 
 void dl_client_unref(dl_cfut *f) {
@@ -186,7 +187,7 @@ void dl_client_unref(dl_cfut *f) {
   f->refs--;
   if (c == NULL) return;
   if (f->refs == 0) { /* the last handle takes the record out */
-    dl_map_del(&c->futs, f->key, f->klen);
+    dl_imap_del(&c->futs, f->key, f->klen);
     f->c = NULL;
   }
   /* One RELEASE per handle, as the scheduler counted one per handle. */
@@ -218,7 +219,7 @@ static int fire(dl_client *c, dl_cfut *f) {
 
 /* The record of key that news may change, or NULL. */
 static dl_cfut *newsworthy(dl_client *c, const char *key, size_t klen) {
-  dl_cfut *f = dl_map_get(&c->futs, key, klen);
+  dl_cfut *f = dl_imap_get(&c->futs, key, klen);
   if (f == NULL || f->status == DL_FUT_FINISHED ||
       f->status == DL_FUT_CANCELLED)
     return NULL;
@@ -414,6 +415,43 @@ static int data_news(dl_client *c, const dl_msg_data *m, dl_cnews *news) {
     news->blen = (size_t)sa.len;
   }
   return 1;
+}
+
+int dl_client_next_tasks(dl_client *c, dl_rd *r, int *count) {
+  while (dl_rd_left(r)) {
+    const char *at = r->p;
+    unsigned type = 0;
+    if (dl_wire_type(r, &type)) goto stop;
+    if (type == DL_M_KEY_DONE) {
+      dl_msg_key_done m;
+      if (dl_get_key_done(r, &m)) goto stop;
+      if (dl_client_done(c, m.key, m.klen, m.inl, m.ilen)) {
+        r->p = at;
+        return DL_ENOMEM;
+      }
+    } else if (type == DL_M_KEY_ERR) {
+      dl_msg_err m;
+      if (dl_get_err_msg(r, &m)) goto stop;
+      if (dl_client_err(c, m.key, m.klen, (int)m.kind, m.rec, m.rlen)) {
+        r->p = at;
+        return DL_ENOMEM;
+      }
+    } else if (type == DL_M_FN_GONE) {
+      dl_msg_hash m;
+      if (dl_get_hash_msg(r, &m)) goto stop;
+      dl_free(dl_map_del(&c->fns_sent, m.hash, 16));
+      dl_put_hash_msg(&c->out, DL_M_FN_FORGET, m.hash);
+      continue;
+    } else {
+      goto stop;
+    }
+    (*count)++;
+    continue;
+  stop: /* news for the caller, or a bad message: left for dl_client_next */
+    r->p = at;
+    return 0;
+  }
+  return 0;
 }
 
 int dl_client_next(dl_client *c, dl_rd *r, dl_cnews *news, int *count) {

@@ -30,10 +30,11 @@
 ** whose answer the caller is about to wait for (cancel, gather, coord)
 ** flush at once, marked urgent.
 **
-** Memory: one record is 48 bytes plus the key and a NUL, rounded up to 8
+** Memory: one record is 43 bytes plus the key and a NUL, rounded up to 8
 ** (stored once, here, in a block of the process's record slab; the map
 ** points into it); a result of up to 16 bytes lives in the record, a
-** bigger one in an allocation of its own; a map slot is 24 bytes.
+** bigger one in an allocation of its own; a map slot is 8 bytes (the
+** map reads each key in its record: dl_imap).
 */
 #ifndef dl_client_h
 #define dl_client_h
@@ -64,17 +65,18 @@ struct dl_cfut {
   dl_client *c;   /* NULL once detached (released for good, or closed) */
   uint32_t refs;  /* live handles */
   uint32_t holds; /* handles pointing here, released or not */
-  uint8_t status; /* DL_FUT_* */
-  uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS */
-  uint8_t kind;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
   uint32_t klen;
+  uint32_t dlen;  /* a value or record of 4 GiB or more is not kept */
   union {        /* encoded value (VALUE) or error record (ERROR): */
     char *p;     /* owned; NULL when there is none */
     char small[16]; /* DL_FUT_SMALL: up to 16 bytes, here (an integer's
                        encoding is 11 to 13) */
   } data;        /* read it with dl_cfut_data */
-  size_t dlen;
-  char key[1];    /* klen bytes and a NUL */
+  uint8_t status; /* DL_FUT_* */
+  uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS */
+  uint8_t kind;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
+  char key[1];    /* klen bytes and a NUL, at byte 43: a 20-byte key
+                     makes a 64-byte record */
 };
 
 /*
@@ -100,7 +102,8 @@ static inline const char *dl_cfut_data(const dl_cfut *f) {
 }
 
 struct dl_client {
-  dl_map futs;     /* key -> dl_cfut, the records with refs > 0 */
+  dl_imap futs;    /* key -> dl_cfut, the records with refs > 0 (the key is
+                     in the record: an 8-byte slot) */
   dl_cfut **fired; /* done with callbacks waiting, each with a hold */
   size_t nfired, capfired;
   dl_buf out;      /* messages not yet handed over */
@@ -296,5 +299,14 @@ typedef struct dl_cnews {
 ** malformed or unknown message (the rest is dropped), DL_ENOMEM.
 */
 int dl_client_next(dl_client *c, dl_rd *r, dl_cnews *news, int *count);
+
+/*
+** As dl_client_next, for the task news only (and FN_GONE): stops before
+** the first message that is news for the caller (a gather or coord
+** answer), leaving r there, or at the end of r.  A client reads these
+** between submits; the rest waits for its next dl_client_next.  Returns
+** 0, or DL_ENOMEM (r is then at the message that could not be handled).
+*/
+int dl_client_next_tasks(dl_client *c, dl_rd *r, int *count);
 
 #endif

@@ -2007,6 +2007,11 @@ static int take_inbox(dl_server *s, dl_buf *out) {
 
 static int recv_wait(dl_server *s, dl_buf *out, double timeout);
 
+int dl_server_take(dl_server *s, dl_buf *out) {
+  if (!atomic_load(&s->inbox_ready)) return 0;
+  return take_inbox(s, out) == 1;
+}
+
 int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
   int rc;
   /* Seen by the loop's thread when it hands over news (poll_client). */

@@ -170,6 +170,15 @@ int dl_server_send(dl_server *s, const char *p, size_t n, int urgent);
 int dl_server_recv(dl_server *s, dl_buf *out, double timeout);
 
 /*
+** Take the messages that came, if any, without waiting, and append them
+** to out: 1 if there were, else 0.  Unlike dl_server_recv it wakes
+** nothing and is cheap when none came (an atomic load): a client calls it
+** between submits, to read news as they come instead of letting them pile
+** up in the inbox until its next wait.
+*/
+int dl_server_take(dl_server *s, dl_buf *out);
+
+/*
 ** Ask the client waits of this process to stop (on non-zero; they return
 ** DL_EINTR, and the first to see the request takes it), or withdraw a
 ** request no wait has taken (on == 0).  Async-signal-safe: an atomic store

@@ -40,6 +40,7 @@
 typedef struct handle {
   dl_server *srv;
   dl_buf in;      /* messages received, being dispatched */
+  int unread;     /* in holds messages not dispatched yet (drain_news) */
   dl_buf payload; /* scratch for encoding one task */
   dl_buf shape;   /* scratch (map): the payload {f = fn, n = nargs} */
   dl_buf ids;     /* scratch: worker ids (uint64_t) of one call */
@@ -79,6 +80,31 @@ typedef struct fut {
   int released; /* its live count was given back */
 } fut;
 
+/*
+** Between submits: read the task news that came meanwhile into the future
+** table, up to the first news for Lua (a gather or coord answer), which
+** stays in h->in for the next poll.  A client that submits a big graph
+** would otherwise let the news of the tasks done meanwhile pile up in its
+** inbox until it waits (39 MB for a million small results), next to the
+** futures they are about.  Only after a future's record is made (the news
+** of a key with no record is dropped), never while the news are being
+** dispatched (h->in is in use) nor on a task's client.
+*/
+static void drain_news(handle *h) {
+  dl_rd r;
+  int count = 0;
+  size_t left;
+  if (h->srv == NULL || h->polling || h->unread) return;
+  h->in.len = 0;
+  if (!dl_server_take(h->srv, &h->in)) return;
+  dl_rd_init(&r, h->in.p, h->in.len);
+  dl_client_next_tasks(&h->cl, &r, &count); /* out of memory: left too */
+  left = (size_t)(r.end - r.p);
+  if (left) memmove(h->in.p, r.p, left);
+  h->in.len = left;
+  h->unread = left > 0;
+}
+
 /* Push a new future of key for client (at stack index ci).  Raises when
    out of memory.  [-0, +1, m] */
 static void push_future(lua_State *L, handle *h, const char *key,
@@ -94,6 +120,7 @@ static void push_future(lua_State *L, handle *h, const char *key,
   u->f = dl_client_ref(&h->cl, key, klen);
   if (u->f == NULL) luaL_error(L, "not enough memory");
   u->released = 0;
+  drain_news(h);
 }
 
 static fut *to_fut(lua_State *L, int idx) {
@@ -891,8 +918,14 @@ static int h_poll(lua_State *L) {
     lua_pushstring(L, stopped_why(h));
     return 2;
   }
-  h->in.len = 0;
+  if (h->unread) { /* drain_news left news for Lua: dispatch them now */
+    h->unread = 0;
+    timeout = 0;
+  } else {
+    h->in.len = 0;
+  }
   rc = dl_server_recv(h->srv, &h->in, timeout);
+  if (rc == 0 && h->in.len) rc = 1;
   if (rc == DL_EINTR) {
     lua_pushnil(L);
     lua_pushliteral(L, "interrupted!");

@@ -3,6 +3,7 @@
 */
 #include <math.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
@@ -30,59 +31,52 @@ typedef struct task task;
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
 ** NUL), its payload and its function hashes, which live as long as it
-** does; key, payload and fns point there.  At a million tasks in flight
-** three small allocations less per task is about 100 bytes each.  The
-** record, its deps and dependents arrays and its inline-result copy are
-** blocks of the scheduler's slab (dl_slab.h: huge pages, no malloc
-** header); each is freed with the size it was made with (task_size,
-** ndeps, capdependents, inlen + 1).
+** does (tkey, tpay and tfns compute where).  At a million tasks in
+** flight three small allocations less per task is about 100 bytes each.
+** The record, its deps and dependents arrays (a single dependent is kept
+** in the record itself) and its inline-result copy are blocks of the
+** scheduler's slab (dl_slab.h: huge pages, no malloc header); each is
+** freed with the size it was made with (task_size, ndeps, tdcap,
+** inlen + 1).
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
-     ones: little padding (272 bytes; it was 320, then 288 before plen,
-     hidx and ridx had 32 bits). */
-  char *key;     /* in the task's allocation, NUL-terminated */
-  char *payload; /* in the task's allocation; NULL for scattered data */
+     ones: little padding (152 bytes; it was 320, then 288 before plen,
+     hidx and ridx had 32 bits, 272 before task_x, 176 before the
+     processing lists were arrays, 152 before who and capdependents
+     shrank). */
   task **deps;
-  task **dependents;
-  unsigned char *fns; /* nfns * 16 bytes, in the task's allocation */
-  int *restrict_w; /* worker ids, or NULL */
-  int *wwho;    /* of want: {worker id, count} pairs, tasks' futures */
-  char *waits_on; /* seceded: the key its task waits for (owned), or NULL */
+  union {
+    task **many; /* dcap > 1: a block of the slab */
+    task *one;   /* dcap 1: the one dependent, here (most tasks
+                    have one: no 8-byte block for it) */
+  } dependents;  /* read it through tdependents */
+  struct task_x *x; /* what few tasks use (task_x), or NULL */
   int64_t prio;
   int64_t order;
   uint64_t seq;
-  int *who;          /* worker ids holding the result: &who1, or owned */
+  union {
+    int one;   /* nwho 1: the holder */
+    int *many; /* nwho 2 or more: a block of the heap */
+  } who;       /* the workers holding the result: read it through twho */
   uint64_t nbytes;
-  char *err; /* error record (dl_put_err_rec), owned */
-  double not_before;
-  task *next_delayed;
   tgroup *group;
-  struct sworker *pw; /* while PROCESSING: its worker, whose list holds it */
-  task *pnext, *pprev;
   char *inl;         /* a copy of its small result, as it came inline */
   uint32_t klen;
   uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
-  uint32_t hidx; /* heap position + 1, 0 when not in the heap */
-  uint32_t ridx; /* run position + 1, 0 when not in the run */
+  uint32_t qidx; /* in the ready queue: position + 1 in the heap, or in
+                    the run if inrun; 0 when in neither */
+  uint32_t pidx; /* PROCESSING: position + 1 in its worker's proc, or 0 */
   int ndeps;
-  int ndependents, capdependents;
+  int ndependents;
   int nfns;
-  int nrestrict;
   int waiting;  /* inputs not in memory */
   int npending; /* dependents WAITING/READY/PROCESSING */
   int want;     /* futures held: the client's and tasks' (cwant, wwho) */
-  int cwant;    /* of want: the client's */
-  int kwant;    /* of want: held by Variables and Queues (dl_coord.h) */
-  int nwwho;    /* pairs in wwho */
-  int retries;
-  int tries; /* workers it was running on when they died */
-  uint32_t timeout_ms;
+  int cwant;    /* of want: the client's; the rest are task_x's kwant and
+                   wwho's counts */
   int processing_on; /* worker id or -1 */
   int nwho;
-  int who1;          /* the first holder (who_add) */
-  uint32_t errlen;
-  int steal_to;      /* worker id asking for it, 0 if none */
   uint32_t inlen;
   uint8_t state;     /* T_* */
   uint8_t errkind;
@@ -90,14 +84,79 @@ struct task {
                        not counted in its worker's inflight */
   uint8_t restoring;    /* PROCESSING: a worker stores inl (no run) */
   uint8_t steal_denied; /* PROCESSING: its worker refused to hand it back */
+  uint8_t scattered;    /* it has no payload (tpay gives NULL) */
+  uint8_t inrun;        /* qidx is a position in the run, not the heap */
+  uint8_t dcap;  /* room in dependents: 0, or 1 << (dcap - 1) (tdcap) */
 };
+
+/* The key (NUL-terminated), the payload and the nfns function hashes
+   (16 bytes each) follow the record in its block (task_new): computed, not
+   pointed at, 24 bytes a task less. */
+static inline char *tkey(const task *t) { return (char *)(t + 1); }
+static inline const char *tpay(const task *t) {
+  return t->scattered ? NULL : tkey(t) + t->klen + 1;
+}
+/* Room in t's dependents: 0, 1 (in the record), or a power of two. */
+static inline int tdcap(const task *t) {
+  return t->dcap ? 1 << (t->dcap - 1) : 0;
+}
+
+/* t's dependents (ndependents of them). */
+static inline task **tdependents(task *t) {
+  return t->dcap == 1 ? &t->dependents.one : t->dependents.many;
+}
+
+/* The workers holding t's result (nwho of them). */
+static inline int *twho(task *t) {
+  return t->nwho > 1 ? t->who.many : &t->who.one;
+}
+
+static inline const unsigned char *tfns(const task *t) {
+  return (const unsigned char *)tkey(t) + t->klen + 1 + t->plen;
+}
+
+/*
+** The fields few tasks use: set at submit only for a task with
+** restrictions, retries or a timeout; later only when it fails, is
+** retried, stolen, waits (secedes) or is held by tasks' futures or
+** Variables.  A block of the slab, made by task_xw the first time one of
+** them is set, freed with the task.  At a million tasks in flight this
+** keeps 72 bytes per task out of the record.
+*/
+typedef struct task_x {
+  int *restrict_w;  /* worker ids, or NULL */
+  int *wwho;        /* of want: {worker id, count} pairs, tasks' futures */
+  char *waits_on;   /* seceded: the key its task waits for (owned), or NULL */
+  char *err;        /* error record (dl_put_err_rec), owned */
+  double not_before;
+  task *next_delayed;
+  int nrestrict;
+  int nwwho;        /* pairs in wwho */
+  uint32_t errlen;
+  int retries;
+  int tries;        /* workers it was running on when they died */
+  uint32_t timeout_ms;
+  int steal_to;     /* worker id asking for it, 0 if none */
+  int kwant;        /* of want: held by Variables and Queues (dl_coord.h) */
+} task_x;
+
+/* Read t's rare fields: all zero when it has none. */
+static const task_x tx_none;
+static inline const task_x *tx(const task *t) {
+  return t->x ? t->x : &tx_none;
+}
 
 typedef struct sworker {
   dl_sched_winfo info;
   dl_map fns_sent; /* hash -> the scheduler's fn entry */
   int alive;
   int steals; /* steal requests made for this worker, not yet answered */
-  task *phead; /* tasks PROCESSING here, the last assigned first */
+  /* Tasks PROCESSING here, in the order they were assigned, at
+     [phead, nproc): an array and an index in each task (pidx), not a list
+     through the tasks.  A task that leaves leaves NULL behind (as in the
+     run), until phead passes it or plink packs the array. */
+  task **proc;
+  uint32_t phead, nproc, capproc, plive;
   char reason[96]; /* why it is being removed, "" for "its link closed" */
   dl_sched_sample hist[DL_SCHED_HISTORY]; /* ring, see dl_sched_history */
   uint64_t nhist; /* samples ever taken */
@@ -140,7 +199,7 @@ typedef struct fnentry {
 struct dl_sched {
   dl_sched_io io;
   dl_prof *prof; /* every worker's profile, the departed ones' too */
-  dl_map tasks;
+  dl_imap tasks; /* key -> task (the key follows the record: tkey) */
   dl_map fns;
   sworker **workers;
   int nworkers;
@@ -192,6 +251,16 @@ struct dl_sched {
 
 static void *xalloc(size_t n) { return dl_realloc(NULL, n ? n : 1); }
 
+/* t's rare fields, to write: made (zeroed) the first time; NULL when out
+   of memory. */
+static task_x *task_xw(dl_sched *s, task *t) {
+  if (t->x == NULL) {
+    t->x = dl_slab_alloc(&s->slab, sizeof(task_x));
+    if (t->x) memset(t->x, 0, sizeof *t->x);
+  }
+  return t->x;
+}
+
 static char *dupbytes(const char *p, size_t n) {
   char *d = xalloc(n + 1);
   if (d == NULL) return NULL;
@@ -200,26 +269,72 @@ static char *dupbytes(const char *p, size_t n) {
   return d;
 }
 
-/* The per-worker list of PROCESSING tasks (for stealing). */
-static void plink(struct sworker *w, task *t) {
-  t->pw = w;
-  t->pprev = NULL;
-  t->pnext = w->phead;
-  if (w->phead) w->phead->pprev = t;
-  w->phead = t;
+static sworker *find_worker(dl_sched *s, int wid);
+
+/* Pack w's PROCESSING tasks at the start of its array, in order. */
+static void ppack(struct sworker *w) {
+  uint32_t i, n = 0;
+  for (i = w->phead; i < w->nproc; i++)
+    if (w->proc[i]) {
+      task *t = w->proc[i];
+      w->proc[n++] = t;
+      t->pidx = n;
+    }
+  w->phead = 0;
+  w->nproc = n;
 }
 
-static void punlink(task *t) {
-  if (t->pw == NULL) return;
-  if (t->pprev) t->pprev->pnext = t->pnext;
-  else t->pw->phead = t->pnext;
-  if (t->pnext) t->pnext->pprev = t->pprev;
-  t->pw = NULL;
-  t->pnext = t->pprev = NULL;
+/* The per-worker array of PROCESSING tasks (for stealing), in the order
+   they were assigned.  Out of memory, t is left out: it is then never
+   stolen. */
+static void plink(struct sworker *w, task *t) {
+  if (w->nproc == w->capproc) {
+    if (w->capproc && w->plive <= w->capproc / 2) { /* half holes: pack */
+      ppack(w);
+    } else {
+      uint32_t nc = w->capproc ? w->capproc * 2 : 64;
+      task **n = nc > w->capproc ? dl_realloc(w->proc, sizeof *n * nc)
+                                 : NULL;
+      if (n == NULL) return;
+      w->proc = n;
+      w->capproc = nc;
+    }
+  }
+  w->proc[w->nproc++] = t;
+  w->plive++;
+  t->pidx = w->nproc;
+}
+
+static int in_proc(const sworker *w, const task *t) {
+  return t->pidx > w->phead && t->pidx <= w->nproc &&
+         w->proc[t->pidx - 1] == t;
+}
+
+/* Take t out of its worker's array: the worker it runs on, or (when its
+   processing_on was already changed) the one whose array holds it. */
+static void punlink(dl_sched *s, task *t) {
+  sworker *w;
+  int k;
+  if (t->pidx == 0) return;
+  w = find_worker(s, t->processing_on);
+  for (k = 0; (w == NULL || !in_proc(w, t)) && k < s->nworkers; k++)
+    w = s->workers[k];
+  if (w == NULL || !in_proc(w, t)) {
+    t->pidx = 0;
+    return;
+  }
+  w->proc[t->pidx - 1] = NULL;
+  t->pidx = 0;
+  if (--w->plive == 0) {
+    w->phead = w->nproc = 0;
+    return;
+  }
+  while (w->proc[w->phead] == NULL) w->phead++;
+  while (w->proc[w->nproc - 1] == NULL) w->nproc--;
 }
 
 static void set_state(dl_sched *s, task *t, int st) {
-  if (t->state == T_PROCESSING && st != T_PROCESSING) punlink(t);
+  if (t->state == T_PROCESSING && st != T_PROCESSING) punlink(s, t);
   s->counts[t->state]--;
   s->counts[st]++;
   if (t->group) {
@@ -253,17 +368,17 @@ static int pick_colour(dl_sched *s, const char *name, size_t n) {
 static void count_new(dl_sched *s, task *t) {
   size_t n = t->klen;
   tgroup *g;
-  while (n > 0 && t->key[n - 1] != '-') n--;
+  while (n > 0 && tkey(t)[n - 1] != '-') n--;
   n = n > 1 ? n - 1 : t->klen; /* "inc-3f2a" -> "inc"; no dash: all */
   s->counts[t->state]++;
-  g = dl_map_get(&s->groups, t->key, n);
+  g = dl_map_get(&s->groups, tkey(t), n);
   if (g == NULL) {
     g = xalloc(sizeof *g);
     if (g == NULL) return;
     memset(g, 0, sizeof *g);
-    g->name = dupbytes(t->key, n);
+    g->name = dupbytes(tkey(t), n);
     g->nlen = n;
-    g->colour = pick_colour(s, t->key, n);
+    g->colour = pick_colour(s, tkey(t), n);
     if (g->name == NULL || dl_map_put(&s->groups, g->name, n, g)) {
       dl_free(g->name);
       dl_free(g);
@@ -339,7 +454,7 @@ static void record_event(dl_sched *s, task *t, int wid, double start,
     if (s->events == NULL) return;
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
-  copy_cut(e->key, sizeof e->key, t->key, t->klen);
+  copy_cut(e->key, sizeof e->key, tkey(t), t->klen);
   if (t->group) copy_cut(e->group, sizeof e->group, t->group->name,
                          t->group->nlen);
   else e->group[0] = '\0';
@@ -410,22 +525,25 @@ static dl_buf *rout(dl_sched *s) {
 /* The requester of the message being handled holds one more future of t. */
 static void want_add(dl_sched *s, task *t) {
   int i, *n;
+  task_x *x;
   t->want++;
   if (s->from < 0) {
     t->cwant++;
     return;
   }
-  for (i = 0; i < t->nwwho; i++)
-    if (t->wwho[2 * i] == s->from) {
-      t->wwho[2 * i + 1]++;
+  /* counted in want only when out of memory: never told, never lost */
+  if ((x = task_xw(s, t)) == NULL) return;
+  for (i = 0; i < x->nwwho; i++)
+    if (x->wwho[2 * i] == s->from) {
+      x->wwho[2 * i + 1]++;
       return;
     }
-  n = dl_realloc(t->wwho, sizeof(int) * 2 * (size_t)(t->nwwho + 1));
-  if (n == NULL) return; /* counted in want only: never told, never lost */
-  t->wwho = n;
-  t->wwho[2 * t->nwwho] = s->from;
-  t->wwho[2 * t->nwwho + 1] = 1;
-  t->nwwho++;
+  n = dl_realloc(x->wwho, sizeof(int) * 2 * (size_t)(x->nwwho + 1));
+  if (n == NULL) return;
+  x->wwho = n;
+  x->wwho[2 * x->nwwho] = s->from;
+  x->wwho[2 * x->nwwho + 1] = 1;
+  x->nwwho++;
 }
 
 /* The requester dropped one future of t: 0, or -1 if it held none. */
@@ -438,17 +556,19 @@ static int want_drop(dl_sched *s, task *t) {
     t->want--;
     return 0;
   }
-  for (i = 0; i < t->nwwho; i++)
-    if (t->wwho[2 * i] == s->from) {
-      if (--t->wwho[2 * i + 1] == 0) {
-        t->wwho[2 * i] = t->wwho[2 * (t->nwwho - 1)];
-        t->wwho[2 * i + 1] = t->wwho[2 * (t->nwwho - 1) + 1];
-        t->nwwho--;
+  for (i = 0; t->x && i < t->x->nwwho; i++) {
+    task_x *x = t->x;
+    if (x->wwho[2 * i] == s->from) {
+      if (--x->wwho[2 * i + 1] == 0) {
+        x->wwho[2 * i] = x->wwho[2 * (x->nwwho - 1)];
+        x->wwho[2 * i + 1] = x->wwho[2 * (x->nwwho - 1) + 1];
+        x->nwwho--;
       }
       t->want--;
       return 0;
     }
-  return t->want > t->cwant + t->kwant ? (t->want--, 0) : -1;
+  }
+  return t->want > t->cwant + tx(t)->kwant ? (t->want--, 0) : -1;
 }
 
 /* An error record of the scheduler's own (no traceback, no worker). */
@@ -467,7 +587,8 @@ static int before(const task *a, const task *b) {
 
 static void heap_set(dl_sched *s, size_t i, task *t) {
   s->heap[i] = t;
-  t->hidx = (uint32_t)(i + 1);
+  t->qidx = (uint32_t)(i + 1);
+  t->inrun = 0;
 }
 
 static void heap_up(dl_sched *s, size_t i) {
@@ -510,16 +631,16 @@ static int heap_push(dl_sched *s, task *t) {
 
 static void heap_remove(dl_sched *s, task *t) {
   size_t i;
-  if (t->hidx == 0) return;
-  i = t->hidx - 1;
-  t->hidx = 0;
+  if (t->qidx == 0 || t->inrun) return;
+  i = t->qidx - 1;
+  t->qidx = 0;
   s->nheap--;
   if (i == s->nheap) return;
   {
     task *m = s->heap[s->nheap];
     heap_set(s, i, m);
     heap_up(s, i);
-    heap_down(s, m->hidx - 1);
+    heap_down(s, m->qidx - 1);
   }
 }
 
@@ -540,7 +661,7 @@ static int rq_push(dl_sched *s, task *t) {
       s->rhead = 0;
       s->rlen = n;
       for (i = 0; i < n; i++)
-        if (s->run[i]) s->run[i]->ridx = (uint32_t)(i + 1);
+        if (s->run[i]) s->run[i]->qidx = (uint32_t)(i + 1);
     }
     if (s->rlen == s->rcap) {
       size_t nc = s->rcap ? s->rcap * 2 : 256;
@@ -550,9 +671,10 @@ static int rq_push(dl_sched *s, task *t) {
       s->rcap = nc;
     }
   }
-  if (s->rlen >= UINT32_MAX) return heap_push(s, t); /* ridx is 32 bits */
+  if (s->rlen >= UINT32_MAX) return heap_push(s, t); /* qidx is 32 bits */
   s->run[s->rlen++] = t;
-  t->ridx = (uint32_t)s->rlen;
+  t->qidx = (uint32_t)s->rlen;
+  t->inrun = 1;
   s->rlive++;
   s->last.prio = t->prio;
   s->last.order = t->order;
@@ -572,11 +694,12 @@ static task *rq_peek(dl_sched *s) {
 }
 
 static void rq_remove(dl_sched *s, task *t) {
-  if (t->hidx) {
+  if (t->qidx && !t->inrun) {
     heap_remove(s, t);
-  } else if (t->ridx) {
-    s->run[t->ridx - 1] = NULL;
-    t->ridx = 0;
+  } else if (t->qidx) {
+    s->run[t->qidx - 1] = NULL;
+    t->qidx = 0;
+    t->inrun = 0;
     if (--s->rlive == 0) s->rhead = s->rlen = 0;
   }
 }
@@ -589,12 +712,12 @@ static void notify_done_inline(dl_sched *s, task *t, const char *inl,
   dl_buf *b;
   int i;
   if (t->want <= 0) return;
-  for (i = -1; i < t->nwwho; i++) {
+  for (i = -1; i < tx(t)->nwwho; i++) {
     dl_msg_key_done m;
     if (i < 0 && t->cwant <= 0) continue;
-    b = i < 0 ? cout(s) : wout(s, t->wwho[2 * i]);
+    b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = t->key;
+    m.key = tkey(t);
     m.klen = t->klen;
     m.nbytes = t->nbytes;
     m.inl = inl;
@@ -611,16 +734,16 @@ static void notify_err(dl_sched *s, task *t) {
   dl_buf *b;
   int i;
   if (t->want <= 0) return;
-  for (i = -1; i < t->nwwho; i++) {
+  for (i = -1; i < tx(t)->nwwho; i++) {
     dl_msg_err m;
     if (i < 0 && t->cwant <= 0) continue;
-    b = i < 0 ? cout(s) : wout(s, t->wwho[2 * i]);
+    b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = t->key;
+    m.key = tkey(t);
     m.klen = t->klen;
     m.kind = (uint64_t)t->errkind;
-    m.rec = t->err;
-    m.rlen = t->errlen;
+    m.rec = tx(t)->err;
+    m.rlen = tx(t)->errlen;
     dl_put_err_msg(b, DL_M_KEY_ERR, &m);
   }
 }
@@ -630,8 +753,10 @@ static void notify_err(dl_sched *s, task *t) {
 static void unload(sworker *w, task *t) {
   if (w && !t->seceded) w->info.inflight--;
   t->seceded = 0;
-  dl_free(t->waits_on);
-  t->waits_on = NULL;
+  if (t->x) {
+    dl_free(t->x->waits_on);
+    t->x->waits_on = NULL;
+  }
 }
 
 /* ----------------------------------------------------------- transitions */
@@ -651,21 +776,40 @@ static void held(dl_sched *s, int wid, const task *t, int delta) {
   if (w->info.managed < 0) w->info.managed = 0;
 }
 
+/* No worker holds t's result any more (as far as the record goes). */
+static void who_clear(task *t) {
+  if (t->nwho > 1) dl_free(t->who.many);
+  t->nwho = 0;
+}
+
+/* The k-th holder of t's result is gone: the last takes its place. */
+static void who_del(task *t, int k) {
+  int *w = twho(t);
+  w[k] = w[t->nwho - 1];
+  if (t->nwho == 2) { /* back in the record */
+    int one = w[0];
+    dl_free(t->who.many);
+    t->who.one = one;
+  }
+  t->nwho--;
+}
+
 static void free_data(dl_sched *s, task *t) {
   int i;
   for (i = 0; i < t->nwho; i++) {
-    dl_buf *b = wout(s, t->who[i]);
-    held(s, t->who[i], t, -1);
-    if (b) dl_put_key_msg(b, DL_M_FREE, t->key, t->klen);
+    int wid = twho(t)[i];
+    dl_buf *b = wout(s, wid);
+    held(s, wid, t, -1);
+    if (b) dl_put_key_msg(b, DL_M_FREE, tkey(t), t->klen);
   }
-  t->nwho = 0;
+  who_clear(t);
 }
 
 /* Tasks naming a function: one more, or one less (see fnentry). */
 static void fns_ref(dl_sched *s, const task *t) {
   int i;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    fnentry *f = dl_map_get(&s->fns, (const char *)tfns(t) + 16 * i, 16);
     if (f) f->refs++;
   }
 }
@@ -714,7 +858,7 @@ static void fns_unref(dl_sched *s, const task *t) {
   int i;
   if (s->freeing) return;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)t->fns + 16 * i, 16);
+    fnentry *f = dl_map_get(&s->fns, (const char *)tfns(t) + 16 * i, 16);
     if (f == NULL || f->refs <= 0 || --f->refs > 0) continue;
     if (f->nsenders == 0) fn_drop(s, f); /* only tasks' clients sent it */
     else fn_gone(s, f);
@@ -756,20 +900,19 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
-  p = (char *)(t + 1);
-  t->key = p;
+  p = tkey(t);
   memcpy(p, key, klen);
   p[klen] = '\0';
   t->klen = (uint32_t)klen;
   p += klen + 1;
   if (payload) {
-    t->payload = p;
     memcpy(p, payload, plen);
     t->plen = (uint32_t)plen;
     p += plen;
+  } else {
+    t->scattered = 1;
   }
   if (nfns) {
-    t->fns = (unsigned char *)p;
     memcpy(p, fns, nfns * 16);
     t->nfns = (int)nfns;
   }
@@ -778,8 +921,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
-  return sizeof(task) + t->klen + 1 + (t->payload ? t->plen : 0) +
-         (size_t)t->nfns * 16;
+  return sizeof(task) + t->klen + 1 + t->plen + (size_t)t->nfns * 16;
 }
 
 static void task_free(dl_sched *s, task *t) {
@@ -787,13 +929,17 @@ static void task_free(dl_sched *s, task *t) {
   s->kept -= t->inlen;
   if (t->inl) dl_slab_free(&s->slab, t->inl, (size_t)t->inlen + 1);
   if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
-  dl_slab_free(&s->slab, t->dependents,
-               sizeof(task *) * (size_t)t->capdependents);
-  dl_free(t->restrict_w);
-  if (t->who != &t->who1) dl_free(t->who);
-  dl_free(t->err);
-  dl_free(t->wwho);
-  dl_free(t->waits_on);
+  if (t->dcap > 1)
+    dl_slab_free(&s->slab, t->dependents.many,
+                 sizeof(task *) * (size_t)tdcap(t));
+  who_clear(t);
+  if (t->x) {
+    dl_free(t->x->restrict_w);
+    dl_free(t->x->err);
+    dl_free(t->x->wwho);
+    dl_free(t->x->waits_on);
+    dl_slab_free(&s->slab, t->x, sizeof(task_x));
+  }
   dl_slab_free(&s->slab, t, task_size(t));
 }
 
@@ -823,14 +969,15 @@ static void collect(dl_sched *s, task *t) {
     for (i = 0; i < x->ndeps; i++) {
       task *d = x->deps[i];
       int j;
+      task **dd = tdependents(d);
       for (j = 0; j < d->ndependents; j++)
-        if (d->dependents[j] == x) {
-          d->dependents[j] = d->dependents[--d->ndependents];
+        if (dd[j] == x) {
+          dd[j] = dd[--d->ndependents];
           break;
         }
       push_stack(s, d);
     }
-    dl_map_del(&s->tasks, x->key, x->klen);
+    dl_imap_del(&s->tasks, tkey(x), x->klen);
     count_gone(s, x);
     task_free(s, x);
   }
@@ -850,12 +997,14 @@ static void unpend_inputs(dl_sched *s, task *t) {
   }
 }
 
-static void set_err(task *t, int kind, const char *rec, size_t len) {
-  char *e = dupbytes(rec, len);
+static void set_err(dl_sched *s, task *t, int kind, const char *rec,
+                    size_t len) {
+  task_x *x = task_xw(s, t);
+  char *e = x ? dupbytes(rec, len) : NULL;
   if (e == NULL) return;
-  dl_free(t->err);
-  t->err = e;
-  t->errlen = len;
+  dl_free(x->err);
+  x->err = e;
+  x->errlen = len;
   t->errkind = kind;
 }
 
@@ -872,14 +1021,14 @@ static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
   int depkind = kind == DL_ERR_CANCELLED ? DL_ERR_CANCELLED : DL_ERR_DEP;
   size_t base = s->nstack;
   rq_remove(s, t);
-  set_err(t, kind, rec, len);
+  set_err(s, t, kind, rec, len);
   push_stack(s, t);
   while (s->nstack > base) {
     task *x = s->stack[--s->nstack];
     int i, was_pending = counts_pending(x);
     if (x->state == T_ERRED) continue;
     rq_remove(s, x);
-    if (x != t) set_err(x, depkind, t->err, t->errlen);
+    if (x != t) set_err(s, x, depkind, tx(t)->err, tx(t)->errlen);
     if (x->state == T_PROCESSING) {
       unload(find_worker(s, x->processing_on), x);
       x->processing_on = -1;
@@ -887,7 +1036,7 @@ static void fail(dl_sched *s, task *t, int kind, const char *rec, size_t len) {
     set_state(s, x, T_ERRED);
     notify_err(s, x);
     for (i = 0; i < x->ndependents; i++) {
-      task *y = x->dependents[i];
+      task *y = tdependents(x)[i];
       if (counts_pending(y)) push_stack(s, y);
     }
     if (was_pending) unpend_inputs(s, x);
@@ -914,7 +1063,7 @@ static int restore(dl_sched *s, task *x) {
   if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
   {
     dl_msg_store m;
-    m.key = x->key;
+    m.key = tkey(x);
     m.klen = x->klen;
     m.bytes = x->inl;
     m.blen = x->inlen;
@@ -935,7 +1084,7 @@ static void need(dl_sched *s, task *t) {
     int i, failed = 0;
     if (x->state != T_RELEASED) continue;
     if (x->inl && restore(s, x)) continue;
-    if (x->payload == NULL) { /* scattered data cannot be recomputed */
+    if (tpay(x) == NULL) { /* scattered data cannot be recomputed */
       dl_buf e;
       dl_buf_init(&e);
       err_rec(&e, DL_ERR_LOST, "scattered data was lost with its worker and has no "
@@ -960,7 +1109,7 @@ static void need(dl_sched *s, task *t) {
       for (i = 0; i < x->ndeps; i++)
         if (x->deps[i]->state == T_ERRED) {
           task *d = x->deps[i];
-          fail(s, x, dep_kind(d), d->err, d->errlen);
+          fail(s, x, dep_kind(d), tx(d)->err, tx(d)->errlen);
           break;
         }
     } else if (x->waiting == 0) {
@@ -973,21 +1122,20 @@ static void need(dl_sched *s, task *t) {
    record: most results never have a second.  0 or DL_ENOMEM. */
 static int who_add(task *t, int wid) {
   int *n;
-  if (t->who == NULL || (t->who == &t->who1 && t->nwho == 0)) {
-    t->who = &t->who1;
-    t->who1 = wid;
+  if (t->nwho == 0) {
+    t->who.one = wid;
     t->nwho = 1;
     return 0;
   }
-  if (t->who == &t->who1) {
+  if (t->nwho == 1) {
     n = xalloc(2 * sizeof(int));
-    if (n) n[0] = t->who1;
+    if (n) n[0] = t->who.one;
   } else {
-    n = dl_realloc(t->who, sizeof(int) * (size_t)(t->nwho + 1));
+    n = dl_realloc(t->who.many, sizeof(int) * (size_t)(t->nwho + 1));
   }
   if (n == NULL) return DL_ENOMEM;
-  t->who = n;
-  t->who[t->nwho++] = wid;
+  t->who.many = n;
+  n[t->nwho++] = wid;
   return 0;
 }
 
@@ -1011,7 +1159,7 @@ static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
   if (ilen == 0 && t->inl) notify_done_inline(s, t, t->inl, t->inlen);
   else notify_done_inline(s, t, inl, ilen);
   for (i = 0; i < t->ndependents; i++) {
-    task *y = t->dependents[i];
+    task *y = tdependents(t)[i];
     if (y->state == T_WAITING && --y->waiting == 0) make_ready(s, y);
   }
   if (t->restoring) t->restoring = 0; /* need() counted no inputs */
@@ -1033,10 +1181,11 @@ static int window(const dl_sched *s, const sworker *w) {
 }
 
 static int allowed(const task *t, int wid) {
+  const task_x *x = tx(t);
   int i;
-  if (t->restrict_w == NULL) return 1;
-  for (i = 0; i < t->nrestrict; i++)
-    if (t->restrict_w[i] == wid) return 1;
+  if (x->restrict_w == NULL) return 1;
+  for (i = 0; i < x->nrestrict; i++)
+    if (x->restrict_w[i] == wid) return 1;
   return 0;
 }
 
@@ -1056,7 +1205,7 @@ static sworker *choose(dl_sched *s, task *t) {
     for (j = 0; j < t->ndeps; j++) {
       task *d = t->deps[j];
       for (k = 0; k < d->nwho; k++)
-        if (d->who[k] == w->info.id) bytes += d->nbytes + 1;
+        if (twho(d)[k] == w->info.id) bytes += d->nbytes + 1;
     }
     if (best == NULL || bytes > best_bytes ||
         (bytes == best_bytes && w->info.inflight < best->info.inflight)) {
@@ -1072,7 +1221,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   int i, j;
   if (b == NULL) return;
   for (i = 0; i < t->nfns; i++) {
-    const unsigned char *h = t->fns + 16 * i;
+    const unsigned char *h = tfns(t) + 16 * i;
     fnentry *f;
     if (dl_map_get(&w->fns_sent, (const char *)h, 16)) continue;
     f = dl_map_get(&s->fns, (const char *)h, 16);
@@ -1082,19 +1231,19 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   {
     dl_msg_compute m;
-    m.key = t->key;
+    m.key = tkey(t);
     m.klen = t->klen;
     m.prio = t->prio;
-    m.timeout_ms = t->timeout_ms;
-    m.payload = t->payload;
+    m.timeout_ms = tx(t)->timeout_ms;
+    m.payload = tpay(t);
     m.plen = t->plen;
     m.ndeps = (uint64_t)t->ndeps;
     dl_put_compute(b, &m);
   }
   for (i = 0; i < t->ndeps; i++) {
     task *d = t->deps[i];
-    dl_put_compute_dep(b, d->key, d->klen, (uint64_t)d->nwho);
-    for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)d->who[j]);
+    dl_put_compute_dep(b, tkey(d), d->klen, (uint64_t)d->nwho);
+    for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)twho(d)[j]);
   }
   set_state(s, t, T_PROCESSING);
   t->processing_on = w->info.id;
@@ -1116,6 +1265,7 @@ static void steal(dl_sched *s, int queue_empty) {
     sworker *thief = s->workers[i], *victim = NULL;
     task *t;
     dl_buf *b;
+    uint32_t k;
     int j, n;
     if (!thief->alive || thief->info.status == DL_WS_PAUSED ||
         thief->steals > 0 || thief->info.inflight >= window(s, thief))
@@ -1142,14 +1292,15 @@ static void steal(dl_sched *s, int queue_empty) {
     }
     b = wout(s, victim->info.id);
     /* The last assigned are the least likely to have started. */
-    for (t = victim->phead; b && t && n > 0; t = t->pnext) {
-      if (t->steal_to || t->steal_denied || t->payload == NULL ||
-          !allowed(t, thief->info.id))
+    for (k = victim->nproc; b && k-- > victim->phead && n > 0;) {
+      if ((t = victim->proc[k]) == NULL) continue;
+      if (tx(t)->steal_to || t->steal_denied || tpay(t) == NULL ||
+          !allowed(t, thief->info.id) || task_xw(s, t) == NULL)
         continue;
-      t->steal_to = thief->info.id;
+      t->x->steal_to = thief->info.id;
       thief->steals++;
       n--;
-      dl_put_key_msg(b, DL_M_STEAL, t->key, t->klen);
+      dl_put_key_msg(b, DL_M_STEAL, tkey(t), t->klen);
     }
   }
 }
@@ -1159,10 +1310,10 @@ static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
   task *t;
   sworker *thief;
   RD(dl_get_stolen(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
-  if (t == NULL || t->steal_to == 0) return 0;
-  thief = find_worker(s, t->steal_to);
-  t->steal_to = 0;
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
+  if (t == NULL || tx(t)->steal_to == 0) return 0;
+  thief = find_worker(s, t->x->steal_to);
+  t->x->steal_to = 0;
   if (thief) thief->steals--;
   if (!m.ok || t->state != T_PROCESSING || t->processing_on != w->info.id) {
     if (t->state == T_PROCESSING) t->steal_denied = 1; /* started there */
@@ -1181,9 +1332,10 @@ static int on_stolen(dl_sched *s, sworker *w, dl_rd *r) {
 
 /* Is one of the workers t is pinned to alive? */
 static int pin_alive(dl_sched *s, const task *t) {
+  const task_x *x = tx(t);
   int i;
-  for (i = 0; i < t->nrestrict; i++) {
-    sworker *w = find_worker(s, t->restrict_w[i]);
+  for (i = 0; i < x->nrestrict; i++) {
+    sworker *w = find_worker(s, x->restrict_w[i]);
     if (w && w->alive) return 1;
   }
   return 0;
@@ -1192,18 +1344,19 @@ static int pin_alive(dl_sched *s, const task *t) {
 /* t is pinned to workers that are all gone (worker ids are never reused,
    so none of them comes back): it fails, naming them. */
 static void fail_pinned(dl_sched *s, task *t) {
+  const task_x *x = tx(t);
   char msg[512];
   size_t n;
   int i;
   dl_buf e;
   n = (size_t)snprintf(msg, sizeof msg, "task '%.200s' is pinned to worker%s ",
-                       t->key, t->nrestrict > 1 ? "s" : "");
-  for (i = 0; i < t->nrestrict && n < sizeof msg - 120; i++)
+                       tkey(t), x->nrestrict > 1 ? "s" : "");
+  for (i = 0; i < x->nrestrict && n < sizeof msg - 120; i++)
     n += (size_t)snprintf(msg + n, sizeof msg - n, "%s%d", i ? ", " : "",
-                          t->restrict_w[i]);
-  if (i < t->nrestrict) n += (size_t)snprintf(msg + n, sizeof msg - n, ", ...");
+                          x->restrict_w[i]);
+  if (i < x->nrestrict) n += (size_t)snprintf(msg + n, sizeof msg - n, ", ...");
   snprintf(msg + n, sizeof msg - n, ", %s gone; allow_other_workers = true "
-           "lets other workers run it", t->nrestrict > 1 ? "all" : "which is");
+           "lets other workers run it", x->nrestrict > 1 ? "all" : "which is");
   dl_buf_init(&e);
   err_rec(&e, DL_ERR_LOST, msg);
   fail(s, t, DL_ERR_LOST, e.p, e.len);
@@ -1217,7 +1370,7 @@ static void dispatch(dl_sched *s) {
   while (rq_len(s) > 0 && have_room) {
     task *t = rq_peek(s);
     sworker *w;
-    if (t->restrict_w && !pin_alive(s, t)) {
+    if (tx(t)->restrict_w && !pin_alive(s, t)) {
       fail_pinned(s, t);
       continue;
     }
@@ -1225,16 +1378,16 @@ static void dispatch(dl_sched *s) {
     if (w == NULL) {
       int i;
       have_room = 0;
-      if (t->restrict_w == NULL) break;
+      if (tx(t)->restrict_w == NULL) break;
       /* A restricted task must not block others: set it aside. */
       for (i = 0; i < s->nworkers; i++)
         if (s->workers[i]->alive &&
             s->workers[i]->info.inflight < window(s, s->workers[i]))
           have_room = 1;
-      rq_remove(s, t);
-      t->next_delayed = NULL;
+      rq_remove(s, t); /* restricted: it has its task_x */
+      t->x->next_delayed = NULL;
       *tail = t;
-      tail = &t->next_delayed;
+      tail = &t->x->next_delayed;
       continue;
     }
     rq_remove(s, t);
@@ -1242,7 +1395,7 @@ static void dispatch(dl_sched *s) {
   }
   while (stalled) {
     task *t = stalled;
-    stalled = t->next_delayed;
+    stalled = t->x->next_delayed;
     rq_push(s, t);
   }
   if (s->nworkers > 1) steal(s, rq_len(s) == 0);
@@ -1255,7 +1408,7 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   if (s == NULL) return NULL;
   memset(s, 0, sizeof *s);
   s->io = *io;
-  dl_map_init(&s->tasks);
+  dl_imap_init(&s->tasks, sizeof(task), offsetof(task, klen));
   dl_map_init(&s->fns);
   dl_map_init(&s->groups);
   s->avg_duration = -1;
@@ -1290,7 +1443,7 @@ void dl_sched_free(dl_sched *s) {
   if (s == NULL) return;
   s->freeing = 1;
   dl_coord_free(s->coord);
-  while ((v = dl_map_next(&s->tasks, &i)) != NULL) task_free(s, v);
+  while ((v = dl_imap_next(&s->tasks, &i)) != NULL) task_free(s, v);
   i = 0;
   while ((v = dl_map_next(&s->fns, &i)) != NULL) {
     dl_free(((fnentry *)v)->senders);
@@ -1299,12 +1452,13 @@ void dl_sched_free(dl_sched *s) {
   }
   for (k = 0; k < s->nworkers; k++) {
     dl_map_free(&s->workers[k]->fns_sent);
+    dl_free(s->workers[k]->proc);
     dl_prof_free(s->workers[k]->prof);
     dl_free(s->workers[k]);
   }
   dl_prof_free(s->prof);
   dl_free(s->workers);
-  dl_map_free(&s->tasks);
+  dl_imap_free(&s->tasks);
   dl_map_free(&s->fns);
   i = 0;
   while ((v = dl_map_next(&s->groups, &i)) != NULL) {
@@ -1412,7 +1566,7 @@ static void check_stall(dl_sched *s, double now) {
              "disk space, or give workers more memory_limit");
   /* fail() frees no task (see collect), so the list stays valid. */
   k = 0;
-  while ((t = dl_map_next(&s->tasks, &k)) != NULL)
+  while ((t = dl_imap_next(&s->tasks, &k)) != NULL)
     if (counts_pending(t) && push_task(&all, &ntasks, &cap, t)) break;
   dl_buf_init(&e);
   err_rec(&e, DL_ERR_LOST, msg);
@@ -1421,7 +1575,7 @@ static void check_stall(dl_sched *s, double now) {
     if (!counts_pending(t)) continue;
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
-      if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
+      if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
     }
     fail(s, t, DL_ERR_LOST, e.p, e.len);
   }
@@ -1464,24 +1618,24 @@ static void unwanted(dl_sched *s, task *t);
 /* dl_coord_keys: futures put in Variables and Queues (dl_coord.h). */
 static int coord_hold(void *ud, const char *key, size_t klen) {
   dl_sched *s = ud;
-  task *t = dl_map_get(&s->tasks, key, klen);
-  if (t == NULL || t->want <= 0) return -1;
+  task *t = dl_imap_get(&s->tasks, key, klen);
+  if (t == NULL || t->want <= 0 || task_xw(s, t) == NULL) return -1;
   t->want++;
-  t->kwant++;
+  t->x->kwant++;
   return 0;
 }
 
 static void coord_drop(void *ud, const char *key, size_t klen) {
   dl_sched *s = ud;
-  task *t = dl_map_get(&s->tasks, key, klen);
-  if (t == NULL || t->kwant <= 0) return;
-  t->kwant--;
+  task *t = dl_imap_get(&s->tasks, key, klen);
+  if (t == NULL || tx(t)->kwant <= 0) return;
+  t->x->kwant--;
   if (--t->want == 0) unwanted(s, t);
 }
 
 static void coord_give(void *ud, const char *key, size_t klen, int to) {
   dl_sched *s = ud;
-  task *t = dl_map_get(&s->tasks, key, klen);
+  task *t = dl_imap_get(&s->tasks, key, klen);
   int from = s->from;
   if (t == NULL) return;
   s->from = to;
@@ -1497,14 +1651,15 @@ static void release_held(dl_sched *s, int wid) {
   char **keys = NULL;
   size_t nkeys = 0, cap = 0, i = 0;
   task *t;
-  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+  while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
+    task_x *x = t->x;
     int k;
-    for (k = 0; k < t->nwwho; k++)
-      if (t->wwho[2 * k] == wid) {
-        t->want -= t->wwho[2 * k + 1];
-        t->wwho[2 * k] = t->wwho[2 * (t->nwwho - 1)];
-        t->wwho[2 * k + 1] = t->wwho[2 * (t->nwwho - 1) + 1];
-        t->nwwho--;
+    for (k = 0; x && k < x->nwwho; k++)
+      if (x->wwho[2 * k] == wid) {
+        t->want -= x->wwho[2 * k + 1];
+        x->wwho[2 * k] = x->wwho[2 * (x->nwwho - 1)];
+        x->wwho[2 * k + 1] = x->wwho[2 * (x->nwwho - 1) + 1];
+        x->nwwho--;
         if (t->want <= 0) {
           t->want = 0;
           if (nkeys == cap) {
@@ -1514,14 +1669,14 @@ static void release_held(dl_sched *s, int wid) {
             keys = nk;
             cap = nc;
           }
-          keys[nkeys] = dupbytes(t->key, t->klen);
+          keys[nkeys] = dupbytes(tkey(t), t->klen);
           if (keys[nkeys]) nkeys++;
         }
         break;
       }
   }
   for (i = 0; i < nkeys; i++) {
-    t = dl_map_get(&s->tasks, keys[i], strlen(keys[i]));
+    t = dl_imap_get(&s->tasks, keys[i], strlen(keys[i]));
     if (t && t->want == 0) unwanted(s, t);
     dl_free(keys[i]);
   }
@@ -1562,11 +1717,11 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
   release_held(s, wid);
   dl_coord_gone(s->coord, wid, s->now);
   i = 0;
-  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
-    if (t->steal_to == wid) t->steal_to = 0;
+  while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
+    if (t->x && t->x->steal_to == wid) t->x->steal_to = 0;
     for (k = 0; k < t->nwho; k++)
-      if (t->who[k] == wid) {
-        t->who[k] = t->who[--t->nwho];
+      if (twho(t)[k] == wid) {
+        who_del(t, k);
         break;
       }
     if (((t->state == T_MEMORY && t->nwho == 0) ||
@@ -1583,7 +1738,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
         set_state(s, t, T_RELEASED);
         continue;
       }
-      if (t->payload == NULL) { /* scatter in flight: the data is gone */
+      if (tpay(t) == NULL) { /* scatter in flight: the data is gone */
         dl_buf e;
         dl_buf_init(&e);
         err_rec(&e, DL_ERR_LOST, "worker died while storing scattered "
@@ -1592,13 +1747,13 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
         dl_buf_free(&e);
         continue;
       }
-      if (++t->tries >= s->allowed_failures) {
+      if (task_xw(s, t) == NULL || ++t->x->tries >= s->allowed_failures) {
         char msg[512];
         dl_buf e;
         dl_buf_init(&e);
         snprintf(msg, sizeof msg,
                  "KilledWorker: task '%s' was running on %d workers that "
-                 "died (allowed_failures=%d)", t->key, t->tries,
+                 "died (allowed_failures=%d)", tkey(t), tx(t)->tries,
                  s->allowed_failures);
         err_rec(&e, DL_ERR_KILLED, msg);
         fail(s, t, DL_ERR_KILLED, e.p, e.len);
@@ -1614,7 +1769,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
     } else { /* MEMORY with no holder left */
       set_state(s, t, T_RELEASED);
       for (k = 0; k < t->ndependents; k++) {
-        task *y = t->dependents[k];
+        task *y = tdependents(t)[k];
         if (y->state == T_WAITING) y->waiting++;
         else if (y->state == T_READY) {
           rq_remove(s, y);
@@ -1647,6 +1802,9 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       s->workers[k] = s->workers[--s->nworkers];
       break;
     }
+  for (i = w->phead; i < w->nproc; i++) /* none is left, normally */
+    if (w->proc[i]) w->proc[i]->pidx = 0;
+  dl_free(w->proc);
   dl_map_free(&w->fns_sent);
   dl_prof_free(w->prof);
   dl_free(w);
@@ -1662,7 +1820,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   task *t;
   size_t depsz = 0; /* bytes of t->deps's block */
   RD(dl_get_submit(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t != NULL) { /* same key: the client holds one more future of it */
     want_add(s, t);
     if (t->state == T_MEMORY) notify_done(s, t);
@@ -1676,8 +1834,15 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->prio = m.prio;
   t->order = m.order;
   t->seq = s->seq++;
-  t->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
-  t->timeout_ms = (uint32_t)m.timeout_ms;
+  if ((m.retries || m.timeout_ms || (m.nworkers && !m.allow_other)) &&
+      task_xw(s, t) == NULL) {
+    dl_slab_free(&s->slab, t, task_size(t)); /* nothing else is made yet */
+    return DL_ENOMEM;
+  }
+  if (t->x) {
+    t->x->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
+    t->x->timeout_ms = (uint32_t)m.timeout_ms;
+  }
   t->processing_on = -1;
   want_add(s, t);
   t->state = T_WAITING;
@@ -1697,7 +1862,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       size_t dkl;
       task *d;
       if (dl_get_key(&m.deps, &dk, &dkl)) goto bad;
-      d = dl_map_get(&s->tasks, dk, dkl);
+      d = dl_imap_get(&s->tasks, dk, dkl);
       if (d == NULL) {
         missing = dk;
         missinglen = dkl;
@@ -1712,35 +1877,41 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       t->deps = nd;
       depsz = sizeof(task *) * (size_t)t->ndeps;
     }
-    if (m.nworkers) {
-      t->restrict_w = xalloc(sizeof(int) * m.nworkers);
+    if (m.nworkers && !m.allow_other) { /* allow_other: a preference,
+                                           not a rule */
+      task_x *x = t->x;
+      x->restrict_w = xalloc(sizeof(int) * m.nworkers);
+      if (x->restrict_w == NULL) goto bad;
       for (i = 0; i < m.nworkers; i++) {
         uint64_t id;
         if (dl_get_id(&m.workers, &id)) goto bad;
-        t->restrict_w[i] = (int)id;
+        x->restrict_w[i] = (int)id;
       }
-      t->nrestrict = (int)m.nworkers;
+      x->nrestrict = (int)m.nworkers;
     }
-    if (m.allow_other && t->restrict_w) { /* a preference, not a rule */
-      dl_free(t->restrict_w);
-      t->restrict_w = NULL;
-      t->nrestrict = 0;
-    }
-    if (dl_map_put(&s->tasks, t->key, t->klen, t)) goto bad;
+    if (dl_imap_put(&s->tasks, t)) goto bad;
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
-      if (d->ndependents == d->capdependents) {
-        /* Most tasks have one dependent: start at one, then double. */
-        int nc = d->capdependents ? d->capdependents * 2 : 1;
-        task **n = dl_slab_realloc(&s->slab, d->dependents,
-                                   sizeof *n * (size_t)d->capdependents,
-                                   sizeof *n * (size_t)nc);
+      if (d->dcap == 0) {
+        d->dcap = 1; /* most tasks have one: in the record */
+      } else if (d->ndependents == tdcap(d)) { /* then double */
+        size_t nc = (size_t)tdcap(d) * 2;
+        task **n;
+        if (nc == 2) {
+          n = dl_slab_alloc(&s->slab, sizeof *n * 2);
+          if (n) n[0] = d->dependents.one;
+        } else if (d->dcap < 30) { /* ndependents is an int */
+          n = dl_slab_realloc(&s->slab, d->dependents.many,
+                              sizeof *n * (size_t)tdcap(d), sizeof *n * nc);
+        } else {
+          n = NULL;
+        }
         if (n == NULL) continue;
-        d->dependents = n;
-        d->capdependents = nc;
+        d->dependents.many = n;
+        d->dcap++;
       }
-      d->dependents[d->ndependents++] = t;
+      tdependents(d)[d->ndependents++] = t;
       d->npending++;
       if (d->state != T_MEMORY) t->waiting++;
     }
@@ -1750,7 +1921,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       snprintf(msg, sizeof msg,
                "missing dependency: task '%s' needs key '%.*s', which the "
                "scheduler does not know (was its future released?)",
-               t->key, (int)(missinglen > 200 ? 200 : missinglen), missing);
+               tkey(t), (int)(missinglen > 200 ? 200 : missinglen), missing);
       err_rec(&e, DL_ERR_LOST, msg);
       fail(s, t, DL_ERR_LOST, e.p, e.len);
       dl_buf_free(&e);
@@ -1759,7 +1930,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = t->deps[i];
       if (d->state == T_ERRED) {
-        fail(s, t, dep_kind(d), d->err, d->errlen);
+        fail(s, t, dep_kind(d), tx(d)->err, tx(d)->errlen);
         return 0;
       }
     }
@@ -1775,8 +1946,8 @@ bad:
     t->ndeps = 0;
   }
   count_gone(s, t);
-  if (dl_map_get(&s->tasks, t->key, t->klen) == t)
-    dl_map_del(&s->tasks, t->key, t->klen);
+  if (dl_imap_get(&s->tasks, tkey(t), t->klen) == t)
+    dl_imap_del(&s->tasks, tkey(t), t->klen);
   task_free(s, t);
   return DL_EPROTO;
 }
@@ -1785,7 +1956,7 @@ static void cancel_task(dl_sched *s, task *t) {
   dl_buf e;
   if (t->state == T_PROCESSING) {
     dl_buf *b = wout(s, t->processing_on);
-    if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
+    if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
   }
   if (!counts_pending(t)) return;
   dl_buf_init(&e);
@@ -1798,7 +1969,7 @@ static int on_release(dl_sched *s, dl_rd *r) {
   dl_msg_key m;
   task *t;
   RD(dl_get_key_msg(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t == NULL || want_drop(s, t) || t->want > 0) return 0;
   unwanted(s, t);
   return 0;
@@ -1811,7 +1982,7 @@ static void unwanted(dl_sched *s, task *t) {
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
       sworker *w = find_worker(s, t->processing_on);
-      if (b) dl_put_key_msg(b, DL_M_CANCEL, t->key, t->klen);
+      if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
       unload(w, t);
       t->processing_on = -1;
     }
@@ -1884,7 +2055,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
         w = s->workers[k], pick = (uint64_t)k;
   }
   (void)pick;
-  t = dl_map_get(&s->tasks, key, klen);
+  t = dl_imap_get(&s->tasks, key, klen);
   if (t != NULL) {
     want_add(s, t);
     if (t->state == T_MEMORY) notify_done(s, t);
@@ -1897,7 +2068,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   t->processing_on = -1;
   t->state = T_PROCESSING;
   count_new(s, t);
-  dl_map_put(&s->tasks, t->key, t->klen, t);
+  dl_imap_put(&s->tasks, t);
   if (w == NULL) {
     dl_buf e;
     dl_buf_init(&e);
@@ -1929,9 +2100,9 @@ static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
     task *t;
     dl_buf *b = NULL;
     RD(dl_get_key(&m.keys, &key, &klen));
-    t = dl_map_get(&s->tasks, key, klen);
+    t = dl_imap_get(&s->tasks, key, klen);
     if (t && t->state == T_MEMORY && t->nwho > 0)
-      b = wout(s, t->who[0]);
+      b = wout(s, twho(t)[0]);
     if (b) {
       dl_put_get(b, shared_ok, m.reqid, key, klen);
       if (s->npgets == s->cappgets) {
@@ -1944,7 +2115,7 @@ static int on_gather(dl_sched *s, dl_rd *r, int shared_ok) {
       s->pgets[s->npgets].reqid = m.reqid;
       s->pgets[s->npgets].key = dupbytes(key, klen);
       s->pgets[s->npgets].klen = klen;
-      s->pgets[s->npgets].wid = t->who[0];
+      s->pgets[s->npgets].wid = twho(t)[0];
       s->pgets[s->npgets].to = s->from;
       s->npgets++;
     } else { /* not in memory (any more): the client waits again */
@@ -2000,7 +2171,7 @@ static void ahead_one(dl_sched *s, ahead *a, int from_worker) {
     return;
   }
   a->h[a->n % AHEAD] = dl_hash(key, klen);
-  dl_map_prefetch(&s->tasks, a->h[a->n % AHEAD]);
+  dl_imap_prefetch(&s->tasks, a->h[a->n % AHEAD]);
   a->n++;
 }
 
@@ -2016,7 +2187,7 @@ static void ahead_start(dl_sched *s, ahead *a, const char *p, size_t n,
 /* Message i is being handled: look further on. */
 static void ahead_next(dl_sched *s, ahead *a, unsigned i, int from_worker) {
   if (i + AHEAD / 2 < a->n)
-    dl_map_prefetch_val(&s->tasks, a->h[(i + AHEAD / 2) % AHEAD]);
+    dl_imap_prefetch_val(&s->tasks, a->h[(i + AHEAD / 2) % AHEAD]);
   ahead_one(s, a, from_worker);
 }
 
@@ -2110,7 +2281,7 @@ static int client_msg(dl_sched *s, unsigned type, dl_rd *r) {
       dl_msg_key m;
       task *t;
       if (dl_get_key_msg(r, &m)) return DL_EPROTO;
-      t = dl_map_get(&s->tasks, m.key, m.klen);
+      t = dl_imap_get(&s->tasks, m.key, m.klen);
       if (t) cancel_task(s, t);
       return 0;
     }
@@ -2120,14 +2291,16 @@ static int client_msg(dl_sched *s, unsigned type, dl_rd *r) {
 
 /* ------------------------------------------------------- worker frames */
 
+/* t has retries left, so it has its task_x. */
 static void schedule_retry(dl_sched *s, task *t, double now) {
-  int attempt = t->tries + 1;
-  t->not_before = now + 0.05 * (double)(1 << (attempt > 8 ? 8 : attempt));
+  task_x *x = t->x;
+  int attempt = x->tries + 1;
+  x->not_before = now + 0.05 * (double)(1 << (attempt > 8 ? 8 : attempt));
   set_state(s, t, T_WAITING);
   t->waiting = 0; /* it waits for the timer only */
-  t->next_delayed = s->delayed;
+  x->next_delayed = s->delayed;
   s->delayed = t;
-  t->tries++;
+  x->tries++;
 }
 
 double dl_sched_tick(dl_sched *s, double now) {
@@ -2136,12 +2309,12 @@ double dl_sched_tick(dl_sched *s, double now) {
   while (*pp) {
     task *t = *pp;
     if (t->state != T_WAITING) { /* failed or released meanwhile */
-      *pp = t->next_delayed;
+      *pp = t->x->next_delayed;
       continue;
     }
-    if (t->not_before <= now) {
+    if (t->x->not_before <= now) {
       int k;
-      *pp = t->next_delayed;
+      *pp = t->x->next_delayed;
       for (k = 0; k < t->ndeps; k++)
         if (t->deps[k]->state != T_MEMORY) t->waiting++;
       if (t->waiting == 0) make_ready(s, t);
@@ -2150,8 +2323,9 @@ double dl_sched_tick(dl_sched *s, double now) {
           if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
       continue;
     }
-    if (next < 0 || t->not_before - now < next) next = t->not_before - now;
-    pp = &t->next_delayed;
+    if (next < 0 || t->x->not_before - now < next)
+      next = t->x->not_before - now;
+    pp = &t->x->next_delayed;
   }
   check_stall(s, now);
   dl_coord_tick(s->coord, now);
@@ -2171,11 +2345,11 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   start = m.start_us;
   stop = m.stop_us;
   (void)now;
-  t = dl_map_get(&s->tasks, key, klen);
+  t = dl_imap_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
     unload(w, t);
-    if (t->payload && !t->restoring) { /* a run, not a store */
+    if (tpay(t) && !t->restoring) { /* a run, not a store */
       t->nbytes = m.nbytes;
       record_event(s, t, w->info.id, (double)start * 1e-6,
                    (double)stop * 1e-6, 1, NULL, 0);
@@ -2186,7 +2360,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     held(s, w->info.id, t, 1);
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
-    for (k = 0; k < t->nwho; k++) have |= t->who[k] == w->info.id;
+    for (k = 0; k < t->nwho; k++) have |= twho(t)[k] == w->info.id;
     if (!have && who_add(t, w->info.id) == 0) held(s, w->info.id, t, 1);
   } else { /* stale: nobody wants this result any more */
     dl_buf *b = wout(s, w->info.id);
@@ -2199,15 +2373,15 @@ static int on_err(dl_sched *s, sworker *w, dl_rd *r, double now) {
   dl_msg_err m;
   task *t;
   RD(dl_get_err_msg(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
   unload(w, t);
   t->processing_on = -1;
   record_event(s, t, w->info.id, now, now, 0, m.rec, m.rlen);
-  if (m.kind == DL_ERR_RAISED && t->retries > 0) {
-    t->retries--;
+  if (m.kind == DL_ERR_RAISED && tx(t)->retries > 0) {
+    t->x->retries--;
     schedule_retry(s, t, now);
     return 0;
   }
@@ -2233,7 +2407,7 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
   klen = m.alen;
   wkey = m.b;
   wklen = m.blen;
-  t = dl_map_get(&s->tasks, key, klen);
+  t = dl_imap_get(&s->tasks, key, klen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
@@ -2241,10 +2415,13 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
     t->seceded = 1;
     w->info.inflight--;
   }
-  dl_free(t->waits_on);
-  t->waits_on = wklen ? dupbytes(wkey, wklen) : NULL;
+  if (t->x) {
+    dl_free(t->x->waits_on);
+    t->x->waits_on = NULL;
+  }
+  if (wklen && task_xw(s, t)) t->x->waits_on = dupbytes(wkey, wklen);
   /* Follow the waits from wkey: reaching t again is a cycle. */
-  x = wklen ? dl_map_get(&s->tasks, wkey, wklen) : NULL;
+  x = wklen ? dl_imap_get(&s->tasks, wkey, wklen) : NULL;
   for (hops = 0; x && hops < 100000; hops++) {
     if (x == t) {
       dl_buf *b = wout(s, w->info.id);
@@ -2252,21 +2429,24 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
       if (b == NULL) break;
       if (hops == 0)
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for its "
-                 "own result", t->key);
+                 "own result", tkey(t));
       else
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for "
                  "'%.*s', which waits (directly or not) for '%.200s'",
-                 t->key, (int)(wklen > 150 ? 150 : wklen), wkey, t->key);
+                 tkey(t), (int)(wklen > 150 ? 150 : wklen), wkey, tkey(t));
       {
-        dl_msg_two c = {t->key, t->klen, msg, strlen(msg)};
+        dl_msg_two c = {tkey(t), t->klen, msg, strlen(msg)};
         dl_put_two_msg(b, DL_M_CYCLE, &c);
       }
-      dl_free(t->waits_on);
-      t->waits_on = NULL;
+      if (t->x) {
+        dl_free(t->x->waits_on);
+        t->x->waits_on = NULL;
+      }
       break;
     }
-    if (x->state != T_PROCESSING || !x->seceded || x->waits_on == NULL) break;
-    x = dl_map_get(&s->tasks, x->waits_on, strlen(x->waits_on));
+    if (x->state != T_PROCESSING || !x->seceded || tx(x)->waits_on == NULL)
+      break;
+    x = dl_imap_get(&s->tasks, x->x->waits_on, strlen(x->x->waits_on));
   }
   return 0;
 }
@@ -2276,8 +2456,8 @@ static int on_missing(dl_sched *s, sworker *w, dl_rd *r) {
   task *t, *d;
   int k;
   RD(dl_get_missing(r, &m));
-  t = dl_map_get(&s->tasks, m.key, m.klen);
-  d = dl_map_get(&s->tasks, m.dep, m.dlen);
+  t = dl_imap_get(&s->tasks, m.key, m.klen);
+  d = dl_imap_get(&s->tasks, m.dep, m.dlen);
   if (t == NULL || t->state != T_PROCESSING ||
       t->processing_on != w->info.id)
     return 0;
@@ -2338,8 +2518,9 @@ int dl_sched_worker_frame(dl_sched *s, int wid, const char *p, size_t n,
         w->info.status = m.paused ? DL_WS_PAUSED : DL_WS_RUNNING;
         if (!m.paused) s->stall_since = 0; /* progress is possible again */
         if (m.paused) { /* ask again for what was still being fetched */
-          task *t;
-          for (t = w->phead; t; t = t->pnext) t->steal_denied = 0;
+          uint32_t k;
+          for (k = w->phead; k < w->nproc; k++)
+            if (w->proc[k]) w->proc[k]->steal_denied = 0;
         }
         selen = m.selen;
         if (selen >= sizeof w->info.spill_err)
@@ -2468,14 +2649,14 @@ int64_t dl_sched_each_task(dl_sched *s,
   size_t i = 0;
   int64_t n = 0;
   task *t;
-  while ((t = dl_map_next(&s->tasks, &i)) != NULL) {
+  while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
     dl_sched_tinfo ti;
     ti.id = t;
-    ti.key = t->key;
+    ti.key = tkey(t);
     ti.group = t->group ? t->group->name : "";
     ti.state = t->state;
     ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
-    ti.who = t->who;
+    ti.who = twho(t);
     ti.nwho = t->state == T_MEMORY ? t->nwho : 0;
     ti.nbytes = t->nbytes;
     ti.deps = (const void *const *)t->deps;

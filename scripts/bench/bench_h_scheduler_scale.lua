@@ -19,24 +19,37 @@
 -- peak_rss_growth_per_task (bytes).
 --   build/dlua scripts/bench/bench_h_scheduler_scale.lua
 -- Where the bytes of peak_rss_growth_per_task go (futures mode, N = 1M,
--- 20-byte keys; sizeof from gdb, RSS and collectgarbage("count") after
--- each step, malloc_stats and the server's buffers at the peak):
+-- 1.14M tasks, 20-byte keys; sizeof from gdb, /proc/self/smaps and
+-- collectgarbage("count") at the end of the run, which is the peak):
 --   per inc future: Lua userdata 80 (72 + malloc's header), its array
---     slot 16, the bench's own seq slot 17; client record 72 (48 + key,
---     dl_client.h, on a slab) and its map slot 48 (24-byte slots, 2M
---     slots for 1M keys); the scheduler's task 360 (272-byte record +
---     key + 49-byte payload + function hash, on a slab), its inline-result
---     copy 16 and its map slot 48.  Measured after client:map: 680 B.
---   the tree (143k sum tasks) adds ~200 B per task: their records (their
---     payloads name 8 keys), the scheduler's news for 1M results the
---     client has not read yet (its inbox: 39 MB at the peak), freed big
---     buffers kept for reuse (dl_mem's cache: 32 MB), and Lua garbage
---     (client:submit made ~800 B per call, none of it collected by the
---     peak; malloc's arena held 100 MB free there).  Now ~200 B a call.
+--     slot 16, the bench's own seq slot 17; client record 64 (43 + key,
+--     dl_client.h, on a slab) and its map slot 16 (8-byte dl_imap
+--     slots, 2M slots for 1.14M keys); the scheduler's task 232 (a
+--     144-byte record + key + 49-byte payload + function hash, on a
+--     slab; retries, restrictions, errors and the like in a task_x made
+--     only when set), its inline-result copy 16 and its map slot 16.
+--     About 460 B.
+--   the tree (143k sum tasks): their records (their payloads name 8
+--     keys: ~380 B each) and deps arrays (64 B), their futures; the
+--     rest is the scheduler thread's malloc arena (~19 MB), a few big
+--     arrays (6 MB: the ready queue's) and Lua garbage (~15 MB).
+--   At the peak (smaps): slabs 400 MB (tasks, records), Lua 131 MB (32
+--   of them the seq and parts arrays), maps 32 MB, other malloc 30 MB.
 --   1,365 B before userdata futures, 1,104 B after; 1,002 B with the
 --   one-allocation task; 980 B on 7d8e619; 840 B with 24-byte map slots,
 --   slab-allocated records and a 272-byte task (loaded 2-vCPU machine);
---   836 B re-measured, 779 B with client:submit's garbage cut.
+--   836 B re-measured, 779 B with client:submit's garbage cut; 688 B
+--   with task_x (a 176-byte task), 652 B with the client reading task
+--   news between submits (its inbox held 38 MB at the first wait), 623 B
+--   with dl_imap, 599 B with arrays for the processing lists (152-byte
+--   task), 590 B with a 64-byte client record, 582 B with one dependent
+--   in the task, 573 B with a 144-byte task, 544 B with 8-byte map
+--   slots.
+--   Left to do for the 300 B bar: the payload (the function's hash is
+--   in it and in fns; a sum's payload repeats its 8 dependency keys), the
+--   key stored twice in one process (client record and task), a future
+--   userdata without its user value (it must still keep its client
+--   alive), fns as pointers to the function entries (8 B).
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8

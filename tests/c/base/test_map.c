@@ -6,6 +6,8 @@
 ** array that cannot be had, a key too long to store), each of which must
 ** leave the map as it was.
 */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +200,70 @@ static void test_reserve_then_no_rehash(void) {
   dl_map_free(&m);
 }
 
+/* The intrusive map (dl_imap): each value holds its key at koff. */
+typedef struct rec { /* 8-byte aligned, as the map wants its values */
+  int64_t id;
+  uint32_t klen;
+  char key[24];
+} rec;
+static rec recs[N];
+
+static int iconsistent(const dl_imap *m, int n, int gone_step) {
+  int i;
+  for (i = 0; i < n; i++) {
+    void *v = dl_imap_get(m, keys[i], klens[i]);
+    int gone = gone_step > 0 && i % gone_step == 0;
+    if (gone ? v != NULL : v != &recs[i]) return 0;
+  }
+  return 1;
+}
+
+static void test_intrusive_map(void) {
+  dl_imap m;
+  rec again;
+  int i;
+  size_t it = 0, seen = 0, cap;
+  uintptr_t *slots;
+  make_keys();
+  for (i = 0; i < N; i++) {
+    recs[i].id = i;
+    recs[i].klen = (uint32_t)klens[i];
+    memcpy(recs[i].key, keys[i], klens[i] + 1);
+  }
+  CHECK(sizeof *m.slots == 8);
+  dl_imap_init(&m, offsetof(rec, key), offsetof(rec, klen));
+  CHECK(dl_imap_get(&m, keys[0], klens[0]) == NULL);
+  for (i = 0; i < N; i++) CHECK(dl_imap_put(&m, &recs[i]) == 0);
+  CHECK(m.count == N && iconsistent(&m, N, 0));
+  /* A key that is a prefix of a stored one is another key. */
+  CHECK(dl_imap_get(&m, keys[5], klens[5] - 1) == NULL);
+  while (dl_imap_next(&m, &it)) seen++;
+  CHECK(seen == N);
+  /* Removal leaves the probe chains whole; a put of a key there replaces
+     its value. */
+  for (i = 0; i < N; i += 3)
+    CHECK(dl_imap_del(&m, keys[i], klens[i]) == &recs[i]);
+  CHECK(dl_imap_del(&m, keys[0], klens[0]) == NULL);
+  CHECK(iconsistent(&m, N, 3));
+  again = recs[1];
+  CHECK(dl_imap_put(&m, &again) == 0);
+  CHECK(dl_imap_get(&m, keys[1], klens[1]) == &again);
+  CHECK(dl_imap_put(&m, &recs[1]) == 0);
+  CHECK(m.count == N - (N + 2) / 3);
+  CHECK(iconsistent(&m, N, 3));
+  /* Emptied: reset; then room made at once means no rehash. */
+  for (i = 0; i < N; i++) dl_imap_del(&m, keys[i], klens[i]);
+  CHECK(m.count == 0 && m.used == 0);
+  dl_imap_free(&m);
+  dl_imap_init(&m, offsetof(rec, key), offsetof(rec, klen));
+  CHECK(dl_imap_reserve(&m, N) == 0);
+  cap = m.cap;
+  slots = m.slots;
+  for (i = 0; i < N; i++) CHECK(dl_imap_put(&m, &recs[i]) == 0);
+  CHECK(m.cap == cap && m.slots == slots && iconsistent(&m, N, 0));
+  dl_imap_free(&m);
+}
+
 int main(void) {
   RUN(test_growth_keeps_every_key);
   RUN(test_removal_leaves_probe_chains_whole);
@@ -205,5 +271,6 @@ int main(void) {
   RUN(test_failed_growth_leaves_the_map_unchanged);
   RUN(test_a_key_too_long_is_refused);
   RUN(test_reserve_then_no_rehash);
+  RUN(test_intrusive_map);
   return TAP_END();
 }

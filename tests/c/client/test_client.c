@@ -119,6 +119,42 @@ static void test_news(void) {
   dl_client_drop(x);
 }
 
+/* Task news read between submits stop before the first news for the
+   caller (a gather answer), which dl_client_next then hands out. */
+static void test_next_tasks(void) {
+  dl_client c;
+  dl_cfut *a, *b;
+  dl_buf m;
+  dl_rd r;
+  dl_cnews nw;
+  dl_msg_key_done d = {"a", "\x05", 1, 1, 1};
+  dl_msg_data g = {7, "a", 1, 1, "\x05", 1};
+  int count = 0;
+  dl_client_init(&c);
+  dl_buf_init(&m);
+  a = dl_client_ref(&c, "a", 1);
+  b = dl_client_ref(&c, "b", 1);
+  dl_put_key_done(&m, &d);
+  dl_put_data(&m, DL_M_GATHER_REPLY, &g);
+  d.key = "b";
+  dl_put_key_done(&m, &d);
+  dl_rd_init(&r, m.p, m.len);
+  CHECK(dl_client_next_tasks(&c, &r, &count) == 0 && count == 1);
+  CHECK(a->status == DL_FUT_FINISHED && b->status == DL_FUT_PENDING);
+  CHECK(dl_rd_left(&r) > 0);
+  CHECK(dl_client_next_tasks(&c, &r, &count) == 0 && count == 1); /* stays */
+  CHECK(dl_client_next(&c, &r, &nw, &count) == 1);
+  CHECK(nw.type == DL_CNEWS_DATA && nw.reqid == 7 && nw.found);
+  CHECK(dl_client_next(&c, &r, &nw, &count) == 0 && count == 3);
+  CHECK(b->status == DL_FUT_FINISHED && dl_rd_left(&r) == 0);
+  dl_buf_free(&m);
+  dl_client_unref(a);
+  dl_client_drop(a);
+  dl_client_unref(b);
+  dl_client_drop(b);
+  dl_client_free(&c);
+}
+
 /* Records with callbacks fire once when done or cancelled here. */
 static void test_fired(void) {
   dl_client c;
@@ -213,6 +249,7 @@ static void test_many(void) {
 int main(void) {
   RUN(test_refs_and_release);
   RUN(test_news);
+  RUN(test_next_tasks);
   RUN(test_fired);
   RUN(test_close);
   RUN(test_many);

@@ -222,6 +222,47 @@ static void test_ready_tasks_run_by_priority_then_fifo(void) {
   stop();
 }
 
+/* The holders of a result, as dl_sched_each_task shows them. */
+static int holders[4], nholders;
+static void see_holders(void *ud, const dl_sched_tinfo *t) {
+  int i;
+  if (strcmp(t->key, (const char *)ud) != 0) return;
+  nholders = t->nwho;
+  for (i = 0; i < t->nwho && i < 4; i++) holders[i] = t->who[i];
+}
+
+/* Copies of a result on three workers: the record keeps one holder in
+   place and more in a block; losing them one by one goes back to one. */
+static void test_result_held_by_several_workers(void) {
+  int w, w2, w3;
+  start(3);
+  submit("a-1", NULL);
+  w = computed_on("a-1");
+  CHECK(w != 0);
+  w2 = w % 3 + 1;
+  w3 = w2 % 3 + 1;
+  done(w, "a-1");
+  done(w2, "a-1"); /* second and third copies: kept */
+  done(w3, "a-1");
+  dl_sched_each_task(S, see_holders, "a-1");
+  CHECK(nholders == 3);
+  CHECK(holders[0] + holders[1] + holders[2] == 6);
+  D.alive[w] = 0;
+  dl_sched_remove_worker(S, w);
+  dl_sched_each_task(S, see_holders, "a-1");
+  CHECK(nholders == 2 && holders[0] + holders[1] == w2 + w3);
+  D.alive[w2] = 0;
+  dl_sched_remove_worker(S, w2);
+  dl_sched_each_task(S, see_holders, "a-1");
+  CHECK(nholders == 1 && holders[0] == w3);
+  done(w3, "a-1"); /* the same worker again: no second entry */
+  dl_sched_each_task(S, see_holders, "a-1");
+  CHECK(nholders == 1 && holders[0] == w3);
+  submit("b-1", "a-1"); /* runs where its input is */
+  CHECK(computed_on("b-1") == w3);
+  stop();
+}
+
 static void test_lost_result_is_recomputed(void) {
   int w, w2;
   start(2);
@@ -894,6 +935,7 @@ int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
   RUN(test_lost_result_is_recomputed);
+  RUN(test_result_held_by_several_workers);
   RUN(test_lost_small_result_is_stored_again);
   RUN(test_killed_worker_after_three_deaths);
   RUN(test_unknown_dependency_is_an_error);
