@@ -277,6 +277,14 @@ function Client:_queue(spec, fn, ...)
   return h:future(spec.key, self)
 end
 
+-- Queue and send a compiled delayed graph in one call (dlua.delayed's
+-- submit_graph: see h:queue_graph in runtime/lua/dl_cluster_lua.c); futs
+-- gets key -> future.
+function Client:_queue_graph(order, futs, get, resolve, NODE, Delayed, Ref)
+  self.handle:queue_graph(order, self, futs, get, resolve, NODE, Delayed,
+    Ref)
+end
+
 -- Send what _queue queued (the caller does not wait yet).
 function Client:_send_queued()
   self.handle:send_queued()

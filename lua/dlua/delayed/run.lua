@@ -130,6 +130,11 @@ local function submit_graph(client, dl, order)
     if node.data then return node.value end
     error("dlua.delayed: no future for dependency '" .. k .. "'", 0)
   end
+  if client._queue_graph then -- the whole graph in one call, in C
+    client:_queue_graph(order, futs, get,
+      function (node) return resolve_args(node, get) end, NODE, Delayed, Ref)
+    return futs
+  end
   -- The client's internal entry: the options are known good here, so the
   -- per-call checks of client:submit are skipped, and the tasks go to the
   -- scheduler in batches rather than one hand-over each.
