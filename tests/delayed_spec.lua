@@ -665,6 +665,29 @@ describe("dlua.delayed on the cluster", function ()
     assert.same(want, got[2])
   end)
 
+  it("keeps only the results asked for on the cluster, as Dask does",
+     function ()
+    local client = dlua.default_client() or dlua.Client()
+    local function in_memory() return client:scheduler_info().tasks.memory end
+    local p = delayed(inc)(1):persist()          -- the caller's: kept
+    assert.equal(2, p:compute())                 -- in memory from now on
+    local before = in_memory()
+    local parts = {}
+    for i = 1, 30 do parts[i] = delayed(add)(delayed(inc)(i), p) end
+    local s = delayed(function (...)
+      local t = 0
+      for _, v in ipairs({...}) do t = t + v end
+      return t
+    end)(table.unpack(parts))
+    -- 30 incs + 30 adds + the sum: only the sum's result stays
+    assert.equal(30 * 31 // 2 + 30 + 30 * 2, s:compute{optimize = false})
+    assert.is_true(in_memory() - before <= 1,
+      "in memory: " .. before .. " -> " .. in_memory())
+    -- the persisted input was not released with the graph's parts
+    assert.equal(3, (p + 1):compute())
+    assert.equal(2, p:compute())
+  end)
+
   it("names the argument that cannot be sent, and runs the next graph",
      function ()
     local co = coroutine.create(function () end)

@@ -662,7 +662,8 @@ static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
 /* h:queue_graph's stack: its arguments, then "key" and the function of
    the row shape in h->gshape. */
 enum { QG_ORDER = 2, QG_CLIENT, QG_FUTS, QG_GET, QG_RESOLVE, QG_NODE,
-       QG_DELAYED, QG_REF, QG_KEY, QG_SHAPEFN, QG_TOP = QG_SHAPEFN };
+       QG_DELAYED, QG_REF, QG_NDEPS, QG_WANTED, QG_KEY, QG_SHAPEFN,
+       QG_TOP = QG_SHAPEFN };
 
 /* What the n values from a0 on are: 2 when all are nil, booleans, numbers
    or strings (a row: dl_codec_encode_row), 1 when futures are among them
@@ -725,7 +726,73 @@ static int push_task_args(lua_State *L, int node, int *ran) {
 }
 
 /*
-** h:queue_graph(order, client, futs, get, resolve, NODE, Delayed, Ref):
+** The dependency ref at the top was used by one more queued task: count
+** it down in ndeps, and at 0 release the future of a task key that is not
+** wanted (Dask's graph: only the keys asked for are held; an input stays
+** on the cluster while a task that needs it is pending).  Pops the ref.
+** [-1, +0, -]
+*/
+static void release_input(lua_State *L) {
+  int ref = lua_gettop(L), key = ref + 1;
+  lua_Integer left;
+  fut *u = NULL;
+  lua_pushvalue(L, QG_KEY);
+  lua_rawget(L, ref);
+  lua_pushvalue(L, key);
+  lua_rawget(L, QG_NDEPS);
+  left = lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  lua_pushvalue(L, key);
+  lua_pushinteger(L, left);
+  lua_rawset(L, QG_NDEPS);
+  if (left == 0) {
+    lua_pushvalue(L, key);
+    if (lua_rawget(L, QG_WANTED) == LUA_TNIL) {
+      /* only a task's future, made here: not a persisted part's */
+      lua_pushvalue(L, QG_NODE);
+      if (lua_rawget(L, ref) == LUA_TTABLE &&
+          lua_rawgeti(L, -1, 1) != LUA_TNIL) {
+        lua_pushvalue(L, key);
+        lua_rawget(L, QG_FUTS);
+        u = to_fut(L, -1);
+      }
+    }
+  }
+  if (u) fut_unref(u);
+  lua_settop(L, ref - 1);
+}
+
+/* After a task of node was queued: release_input for each reference to a
+   dependency (each ref among the arguments, or each of deps). */
+static void release_inputs(lua_State *L, int node) {
+  int j, n, list;
+  if (lua_rawgeti(L, node, 4) == LUA_TTABLE) { /* deps: nested refs */
+    n = (int)lua_rawlen(L, -1);
+  } else {
+    lua_pop(L, 1);
+    lua_rawgeti(L, node, 3);
+    n = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, node, 2);
+  }
+  list = lua_gettop(L);
+  for (j = 1; j <= n; j++) {
+    int isref = 0;
+    lua_rawgeti(L, list, j);
+    if (lua_getmetatable(L, -1)) {
+      isref = lua_rawequal(L, -1, QG_DELAYED) ||
+              lua_rawequal(L, -1, QG_REF);
+      lua_pop(L, 1);
+    }
+    if (isref) release_input(L);
+    else lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/*
+** h:queue_graph(order, client, futs, get, resolve, NODE, Delayed, Ref
+**               [, ndeps, wanted]):
 ** queue the tasks of a compiled delayed graph (lua/dlua/delayed/run.lua)
 ** and send them.  order is the list of refs in priority order (the
 ** position is each task's order); ref[NODE] is the node record of
@@ -740,6 +807,12 @@ static int push_task_args(lua_State *L, int node, int *ran) {
 ** may have run (get, resolve, a codec's hook) or another such function
 ** comes; not on a worker's client (DL_CLIENT_EAGER: each task carries
 ** its functions).
+** With ndeps (key -> references from the graph's tasks, as toposort
+** counts them, and counted down here) and wanted (key -> true), the
+** future of a task that is not wanted is released once its last
+** dependent is queued: the scheduler then keeps its result only while a
+** dependent needs it, and does not tell this client when it is done (as
+** Dask holds only the keys that compute asked for).
 ** Raises like h:submit; the tasks before the one that failed stay queued.
 */
 static int h_queue_graph(lua_State *L) {
@@ -747,12 +820,14 @@ static int h_queue_graph(lua_State *L) {
   lua_Integer i, len;
   dl_task_opts o;
   int shape_n = -1; /* arguments of the row shape in h->gshape; -1: none */
-  int eager = (h->cl.flags & DL_CLIENT_EAGER) != 0;
+  int eager = (h->cl.flags & DL_CLIENT_EAGER) != 0, release;
   luaL_checktype(L, QG_ORDER, LUA_TTABLE);
   luaL_checkany(L, QG_CLIENT);
   luaL_checktype(L, QG_FUTS, LUA_TTABLE);
   luaL_checkany(L, QG_REF);
-  lua_settop(L, QG_REF);
+  release = lua_istable(L, QG_NDEPS);
+  if (release) luaL_checktype(L, QG_WANTED, LUA_TTABLE);
+  lua_settop(L, QG_WANTED);
   lua_pushliteral(L, "key");
   lua_pushnil(L); /* the function of the current row shape */
   memset(&o, 0, sizeof o);
@@ -838,6 +913,7 @@ static int h_queue_graph(lua_State *L) {
     lua_pushvalue(L, kidx);
     lua_insert(L, -2);
     lua_rawset(L, QG_FUTS);
+    if (release) release_inputs(L, node);
   }
   lua_settop(L, QG_TOP);
   lua_pushboolean(L, flush_now(h, 0) == 0);
