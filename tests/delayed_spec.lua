@@ -631,12 +631,15 @@ describe("dlua.delayed on the cluster", function ()
   -- function, argument count and values.
   it("gives each task its function and arguments in a mixed graph",
      function ()
+    -- upvalues, not globals: busted runs specs in its own _ENV
+    local select, tostring, concat, ipairs, type = select, tostring,
+      table.concat, ipairs, type
     local function make(base)
       return function (...) return base + select("#", ...) * 1000 end
     end
     local f10, f20 = make(10), make(20) -- one prototype, two closures
     local function show(a, b, c)
-      return table.concat({tostring(a), tostring(b), tostring(c)}, ",")
+      return concat({tostring(a), tostring(b), tostring(c)}, ",")
     end
     local parts, want = {}, {}
     for i = 1, 40 do
@@ -668,6 +671,7 @@ describe("dlua.delayed on the cluster", function ()
   it("keeps only the results asked for on the cluster, as Dask does",
      function ()
     local client = dlua.default_client() or dlua.Client()
+    local ipairs = ipairs -- an upvalue of the task, not a global
     local function in_memory() return client:scheduler_info().tasks.memory end
     local p = delayed(inc)(1):persist()          -- the caller's: kept
     assert.equal(2, p:compute())                 -- in memory from now on
