@@ -625,4 +625,81 @@ describe("dlua.delayed on the cluster", function ()
     assert.equal(12, compute_graph({x = 1, y = {inc, "x"},
       z = {add, "y", 10}}, "z"))
   end)
+
+  -- The client encodes a function once for a run of its tasks with plain
+  -- arguments (h:queue_graph's rows): each task must still get its own
+  -- function, argument count and values.
+  it("gives each task its function and arguments in a mixed graph",
+     function ()
+    -- upvalues, not globals: busted runs specs in its own _ENV
+    local select, tostring, concat, ipairs, type = select, tostring,
+      table.concat, ipairs, type
+    local function make(base)
+      return function (...) return base + select("#", ...) * 1000 end
+    end
+    local f10, f20 = make(10), make(20) -- one prototype, two closures
+    local function show(a, b, c)
+      return concat({tostring(a), tostring(b), tostring(c)}, ",")
+    end
+    local parts, want = {}, {}
+    for i = 1, 40 do
+      local f = i % 2 == 0 and f10 or f20
+      local n = 1 + i % 3
+      local args = {i, "s", true}
+      parts[#parts + 1] = delayed(f)(table.unpack(args, 1, n))
+      want[#want + 1] = (i % 2 == 0 and 10 or 20) + n * 1000
+      parts[#parts + 1] = delayed(show)(i, nil, i % 4 == 0)
+      want[#want + 1] = i .. ",nil," .. tostring(i % 4 == 0)
+    end
+    -- a task of futures and values between the rows
+    local total = delayed(function (...)
+      local s = 0
+      for _, v in ipairs({...}) do
+        if type(v) == "number" then s = s + v end
+      end
+      return s
+    end)(table.unpack(parts))
+    local got = {compute(total, delayed(parts))}
+    local s = 0
+    for i = 1, #want do
+      if type(want[i]) == "number" then s = s + want[i] end
+    end
+    assert.equal(s, got[1])
+    assert.same(want, got[2])
+  end)
+
+  it("keeps only the results asked for on the cluster, as Dask does",
+     function ()
+    local client = dlua.default_client() or dlua.Client()
+    local ipairs = ipairs -- an upvalue of the task, not a global
+    local function in_memory() return client:scheduler_info().tasks.memory end
+    local p = delayed(inc)(1):persist()          -- the caller's: kept
+    assert.equal(2, p:compute())                 -- in memory from now on
+    local before = in_memory()
+    local parts = {}
+    for i = 1, 30 do parts[i] = delayed(add)(delayed(inc)(i), p) end
+    local s = delayed(function (...)
+      local t = 0
+      for _, v in ipairs({...}) do t = t + v end
+      return t
+    end)(table.unpack(parts))
+    -- 30 incs + 30 adds + the sum: only the sum's result stays
+    assert.equal(30 * 31 // 2 + 30 + 30 * 2, s:compute{optimize = false})
+    assert.is_true(in_memory() - before <= 1,
+      "in memory: " .. before .. " -> " .. in_memory())
+    -- the persisted input was not released with the graph's parts
+    assert.equal(3, (p + 1):compute())
+    assert.equal(2, p:compute())
+  end)
+
+  it("names the argument that cannot be sent, and runs the next graph",
+     function ()
+    local co = coroutine.create(function () end)
+    local d = delayed(add)(delayed(inc)(1), co)
+    local ok, err = pcall(d.compute, d, {optimize = false})
+    assert.is_false(ok)
+    assert.matches("cannot send coroutine at argument 2", tostring(err), 1,
+      true)
+    assert.equal(3, delayed(add)(delayed(inc)(1), 1):compute())
+  end)
 end)

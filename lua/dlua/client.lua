@@ -277,6 +277,16 @@ function Client:_queue(spec, fn, ...)
   return h:future(spec.key, self)
 end
 
+-- Queue and send a compiled delayed graph in one call (dlua.delayed's
+-- submit_graph: see h:queue_graph in runtime/lua/dl_cluster_lua.c); futs
+-- gets key -> future.  With ndeps and wanted, the futures of the tasks
+-- not wanted are released as soon as their last dependent is queued.
+function Client:_queue_graph(order, futs, get, resolve, NODE, Delayed, Ref,
+                             ndeps, wanted)
+  self.handle:queue_graph(order, self, futs, get, resolve, NODE, Delayed,
+    Ref, ndeps, wanted)
+end
+
 -- Send what _queue queued (the caller does not wait yet).
 function Client:_send_queued()
   self.handle:send_queued()

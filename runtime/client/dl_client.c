@@ -141,6 +141,7 @@ void dl_client_free(dl_client *c) {
   dl_buf_free(&c->fns);
   dl_buf_free(&c->deps);
   dl_buf_free(&c->spec);
+  dl_buf_free(&c->tail);
   dl_buf_free(&c->key);
   c->nfns = c->ndeps = 0;
 }
@@ -338,6 +339,21 @@ void dl_client_task_share(dl_client *c) {
 void dl_client_submit_row(dl_client *c, const char *key, size_t klen,
                           const char *payload, size_t plen) {
   dl_put_submit(&c->out, key, klen, payload, plen, c->spec.p, c->spec.len);
+  flush_if_full(c);
+}
+
+void dl_client_task_share_tail(dl_client *c) {
+  dl_buf empty;
+  dl_buf_init(&empty);
+  c->tail.len = 0;
+  dl_put_submit_spec(&c->tail, &empty, c->nfns, &c->fns, c->ndeps, &c->deps,
+                     &c->place);
+}
+
+void dl_client_submit_tail(dl_client *c, const char *key, size_t klen,
+                           const char *payload, size_t plen) {
+  dl_put_submit(&c->out, key, klen, payload, plen, c->opts.p, c->opts.len);
+  dl_buf_put(&c->out, c->tail.p, c->tail.len);
   flush_if_full(c);
 }
 

@@ -119,6 +119,8 @@ struct dl_client {
   dl_buf deps;     /* dependency keys (dl_put_key) */
   uint64_t nfns, ndeps;
   dl_buf spec;     /* dl_client_task_share: the joined spec of a row */
+  dl_buf tail;     /* dl_client_task_share_tail: a row's spec after its
+                      options */
   dl_buf key;      /* dl_client_key: the key being made */
 };
 
@@ -238,6 +240,17 @@ void dl_client_task_submit(dl_client *c, const char *key, size_t klen,
 void dl_client_task_share(dl_client *c);
 void dl_client_submit_row(dl_client *c, const char *key, size_t klen,
                           const char *payload, size_t plen);
+
+/*
+** Rows whose options differ (a delayed graph: each task has its order):
+** dl_client_task_share_tail keeps the spec of the task built so far less
+** its options (functions, dependencies, placement), and
+** dl_client_submit_tail queues a SUBMIT of key with payload, the options
+** of the last dl_client_task_opts and that kept part.
+*/
+void dl_client_task_share_tail(dl_client *c);
+void dl_client_submit_tail(dl_client *c, const char *key, size_t klen,
+                           const char *payload, size_t plen);
 
 /*
 ** Keys made from a stem: dl_client_key_stem sets it, dl_client_key returns

@@ -43,6 +43,7 @@ typedef struct handle {
   int unread;     /* in holds messages not dispatched yet (drain_news) */
   dl_buf payload; /* scratch for encoding one task */
   dl_buf shape;   /* scratch (map): the payload {f = fn, n = nargs} */
+  dl_buf gshape;  /* the same for h:queue_graph's rows */
   dl_buf ids;     /* scratch: worker ids (uint64_t) of one call */
   dl_client cl;   /* the protocol, and the futures of this handle's clients */
   int nworkers;
@@ -429,6 +430,7 @@ static void handle_close(handle *h) {
   dl_buf_free(&h->in);
   dl_buf_free(&h->payload);
   dl_buf_free(&h->shape);
+  dl_buf_free(&h->gshape);
   dl_buf_free(&h->ids);
 }
 
@@ -646,14 +648,14 @@ static int h_send_queued(lua_State *L) {
 }
 
 /*
-** Encode the payload shape of a map call, {f = fn, n = nargs}, into
-** h->shape, and have the client keep what follows the payload in each
-** message of a row task (options, function hashes, dependencies of fn's
-** upvalues: dl_client_task_share).  Returns 0, or non-zero if fn cannot be sent (the caller then
-** encodes the task whole, which raises with the right message).
-** [-0, +0, m]
+** Encode the payload shape {f = fn, n = nargs} into out (fn at stack index
+** fi), the task's functions and dependencies going to the client as for
+** a task.  Returns 0, or non-zero if fn cannot be sent (out is then
+** empty: the caller encodes the task whole, which raises with the right
+** message).  [-0, +0, m]
 */
-static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
+static int encode_shape_in(lua_State *L, handle *h, int fi, int nargs,
+                           dl_buf *out) {
   char err[600];
   dl_enc_opts eo;
   dl_fnsink sink;
@@ -665,15 +667,296 @@ static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
   lua_setfield(L, -2, "n");
   reset_task(h);
   task_opts(h, &eo, &sink);
-  h->shape.len = 0;
-  rc = dl_codec_encode(L, -1, &h->shape, &eo, err, sizeof err);
+  out->len = 0;
+  rc = dl_codec_encode(L, -1, out, &eo, err, sizeof err);
   lua_pop(L, 1);
-  if (rc) {
-    h->shape.len = 0;
-    return rc;
+  if (rc) out->len = 0;
+  return rc;
+}
+
+/*
+** Encode the payload shape of a map call into h->shape, and have the
+** client keep what follows the payload in each message of a row task
+** (options, function hashes, dependencies of fn's upvalues:
+** dl_client_task_share).  Returns as encode_shape_in.  [-0, +0, m]
+*/
+static int encode_shape(lua_State *L, handle *h, int fi, int nargs) {
+  int rc = encode_shape_in(L, h, fi, nargs, &h->shape);
+  if (rc == 0) dl_client_task_share(&h->cl);
+  return rc;
+}
+
+/* h:queue_graph's stack: its arguments, then "key" and the function of
+   the row shape in h->gshape. */
+enum { QG_ORDER = 2, QG_CLIENT, QG_FUTS, QG_GET, QG_RESOLVE, QG_NODE,
+       QG_DELAYED, QG_REF, QG_NDEPS, QG_WANTED, QG_KEY, QG_SHAPEFN,
+       QG_TOP = QG_SHAPEFN };
+
+/* What the n values from a0 on are: 2 when all are nil, booleans, numbers
+   or strings (a row: dl_codec_encode_row), 1 when futures are among them
+   too (encoding them runs no Lua code), else 0. */
+static int plain_args(lua_State *L, int a0, int n) {
+  int j, kind = 2;
+  for (j = a0; j < a0 + n; j++) {
+    switch (lua_type(L, j)) {
+      case LUA_TNIL: case LUA_TBOOLEAN: case LUA_TNUMBER: case LUA_TSTRING:
+        break;
+      case LUA_TUSERDATA:
+        if (to_fut(L, j) == NULL) return 0;
+        kind = 1;
+        break;
+      default:
+        return 0;
+    }
   }
-  dl_client_task_share(&h->cl);
-  return 0;
+  return kind;
+}
+
+/*
+** Push the arguments of the task node at index node: its args table with
+** each ref (a table whose metatable is at QG_DELAYED or QG_REF) replaced
+** by futs[ref.key], or by get(ref) when futs lacks it (then *ran is set:
+** Lua code ran).  Returns their count.  [-0, +n, e]
+*/
+static int push_task_args(lua_State *L, int node, int *ran) {
+  int j, n, args;
+  lua_rawgeti(L, node, 3);
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (n < 0) n = 0;
+  luaL_checkstack(L, n + 8, "too many task arguments");
+  lua_rawgeti(L, node, 2);
+  args = lua_gettop(L);
+  for (j = 1; j <= n; j++) {
+    int isref = 0;
+    lua_rawgeti(L, args, j);
+    if (lua_getmetatable(L, -1)) {
+      isref = lua_rawequal(L, -1, QG_DELAYED) ||
+              lua_rawequal(L, -1, QG_REF);
+      lua_pop(L, 1);
+    }
+    if (!isref) continue;
+    lua_pushvalue(L, QG_KEY);
+    lua_rawget(L, -2);
+    if (lua_rawget(L, QG_FUTS) == LUA_TNIL) { /* a value, or persisted */
+      lua_pop(L, 1);
+      lua_pushvalue(L, QG_GET);
+      lua_insert(L, -2);
+      lua_call(L, 1, 1);
+      *ran = 1;
+    } else {
+      lua_remove(L, -2);
+    }
+  }
+  lua_remove(L, args);
+  return n;
+}
+
+/*
+** The dependency ref at the top was used by one more queued task: count
+** it down in ndeps, and at 0 release the future of a task key that is not
+** wanted (Dask's graph: only the keys asked for are held; an input stays
+** on the cluster while a task that needs it is pending).  Pops the ref.
+** [-1, +0, -]
+*/
+static void release_input(lua_State *L) {
+  int ref = lua_gettop(L), key = ref + 1;
+  lua_Integer left;
+  fut *u = NULL;
+  lua_pushvalue(L, QG_KEY);
+  lua_rawget(L, ref);
+  lua_pushvalue(L, key);
+  lua_rawget(L, QG_NDEPS);
+  left = lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  lua_pushvalue(L, key);
+  lua_pushinteger(L, left);
+  lua_rawset(L, QG_NDEPS);
+  if (left == 0) {
+    lua_pushvalue(L, key);
+    if (lua_rawget(L, QG_WANTED) == LUA_TNIL) {
+      /* only a task's future, made here: not a persisted part's */
+      lua_pushvalue(L, QG_NODE);
+      if (lua_rawget(L, ref) == LUA_TTABLE &&
+          lua_rawgeti(L, -1, 1) != LUA_TNIL) {
+        lua_pushvalue(L, key);
+        lua_rawget(L, QG_FUTS);
+        u = to_fut(L, -1);
+      }
+    }
+  }
+  if (u) fut_unref(u);
+  lua_settop(L, ref - 1);
+}
+
+/* After a task of node was queued: release_input for each reference to a
+   dependency (each ref among the arguments, or each of deps), when there
+   are two or more.  The input of a task of one input keeps its future
+   (the garbage collector releases it, as before): in a chain computed
+   unfused, freeing each link as the next one finished put a FREE in the
+   chain's path (bench e, optimize = false: about 20 -> 30 us a link). */
+static void release_inputs(lua_State *L, int node) {
+  int j, n, list, nrefs = 0;
+  if (lua_rawgeti(L, node, 4) == LUA_TTABLE) { /* deps: nested refs */
+    n = (int)lua_rawlen(L, -1);
+  } else {
+    lua_pop(L, 1);
+    lua_rawgeti(L, node, 3);
+    n = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, node, 2);
+  }
+  list = lua_gettop(L);
+  for (j = 1; j <= n; j++) { /* the refs, on the stack */
+    int isref = 0;
+    lua_rawgeti(L, list, j);
+    if (lua_getmetatable(L, -1)) {
+      isref = lua_rawequal(L, -1, QG_DELAYED) ||
+              lua_rawequal(L, -1, QG_REF);
+      lua_pop(L, 1);
+    }
+    if (isref) {
+      nrefs++;
+      luaL_checkstack(L, 4, "too many task arguments");
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  for (j = 0; j < nrefs; j++) {
+    if (nrefs >= 2) release_input(L); /* pops the top ref */
+    else lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/*
+** h:queue_graph(order, client, futs, get, resolve, NODE, Delayed, Ref
+**               [, ndeps, wanted]):
+** queue the tasks of a compiled delayed graph (lua/dlua/delayed/run.lua)
+** and send them.  order is the list of refs in priority order (the
+** position is each task's order); ref[NODE] is the node record of
+** lua/dlua/delayed/build.lua: {fn, args, n, deps, deep, spec}, or one
+** with a future (kept: futs[key] = it) or data (skipped).  futs[key]
+** becomes each task's future.  A node whose refs are nested in tables
+** (deep) gets its arguments from resolve(node) -> (call, n); a ref that
+** futs lacks is get(ref).  One call for the graph, with no table per task
+** (the Lua loop made a call table and went through three calls a task).
+** Tasks of one function whose arguments are plain values (nil, booleans,
+** numbers, strings) encode fn once, as h:map's rows do, until Lua code
+** may have run (get, resolve, a codec's hook) or another such function
+** comes; not on a worker's client (DL_CLIENT_EAGER: each task carries
+** its functions).
+** With ndeps (key -> references from the graph's tasks, as toposort
+** counts them, and counted down here) and wanted (key -> true), the
+** future of a task that is not wanted is released once its last
+** dependent is queued: the scheduler then keeps its result only while a
+** dependent needs it, and does not tell this client when it is done (as
+** Dask holds only the keys that compute asked for).
+** Raises like h:submit; the tasks before the one that failed stay queued.
+*/
+static int h_queue_graph(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  lua_Integer i, len;
+  dl_task_opts o;
+  int shape_n = -1; /* arguments of the row shape in h->gshape; -1: none */
+  int eager = (h->cl.flags & DL_CLIENT_EAGER) != 0, release;
+  luaL_checktype(L, QG_ORDER, LUA_TTABLE);
+  luaL_checkany(L, QG_CLIENT);
+  luaL_checktype(L, QG_FUTS, LUA_TTABLE);
+  luaL_checkany(L, QG_REF);
+  release = lua_istable(L, QG_NDEPS);
+  if (release) luaL_checktype(L, QG_WANTED, LUA_TTABLE);
+  lua_settop(L, QG_WANTED);
+  lua_pushliteral(L, "key");
+  lua_pushnil(L); /* the function of the current row shape */
+  memset(&o, 0, sizeof o);
+  len = (lua_Integer)lua_rawlen(L, QG_ORDER);
+  for (i = 1; i <= len; i++) {
+    int ref = QG_TOP + 1, kidx = ref + 1, node = ref + 2, fi = ref + 3, n;
+    int ran = 0, kind, rc;
+    const char *key;
+    size_t klen;
+    lua_settop(L, QG_TOP);
+    lua_rawgeti(L, QG_ORDER, i);
+    lua_pushvalue(L, QG_KEY);
+    lua_rawget(L, ref);
+    if (lua_type(L, kidx) != LUA_TSTRING)
+      return luaL_error(L, "queue_graph: order[%I] has no string key", i);
+    key = lua_tolstring(L, kidx, &klen);
+    lua_pushvalue(L, QG_NODE);
+    if (lua_rawget(L, ref) != LUA_TTABLE)
+      return luaL_error(L, "queue_graph: order[%I] has no node", i);
+    if (lua_getfield(L, node, "future") != LUA_TNIL) { /* persisted */
+      lua_pushvalue(L, kidx);
+      lua_insert(L, -2);
+      lua_rawset(L, QG_FUTS);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, node, "data");
+    if (lua_toboolean(L, -1)) continue;
+    lua_pop(L, 1);
+    lua_rawgeti(L, node, 1); /* fn, at fi */
+    lua_rawgeti(L, node, 5);
+    if (lua_toboolean(L, -1)) { /* refs nested in tables: resolve them */
+      int j, call;
+      lua_pop(L, 1);
+      lua_pushvalue(L, QG_RESOLVE);
+      lua_pushvalue(L, node);
+      lua_call(L, 1, 2);
+      ran = 1;
+      n = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      if (n < 0 || !lua_istable(L, -1))
+        return luaL_error(L, "queue_graph: resolve gave no argument list");
+      call = lua_gettop(L);
+      luaL_checkstack(L, n + 8, "too many task arguments");
+      for (j = 1; j <= n; j++) lua_rawgeti(L, call, j);
+      lua_remove(L, call);
+    } else {
+      lua_pop(L, 1);
+      n = push_task_args(L, node, &ran);
+    }
+    o.order = (int64_t)i;
+    dl_client_task_opts(&h->cl, &o);
+    if (ran) shape_n = -1; /* Lua code ran: fn may capture other values */
+    kind = plain_args(L, fi + 1, n);
+    if (kind == 2 && !eager &&
+        !(shape_n == n && lua_rawequal(L, fi, QG_SHAPEFN))) {
+      /* A new shape; fn's functions go first, as for a task. */
+      shape_n = -1;
+      if (encode_shape_in(L, h, fi, n, &h->gshape) == 0) {
+        dl_client_task_share_tail(&h->cl);
+        lua_pushvalue(L, fi);
+        lua_replace(L, QG_SHAPEFN);
+        shape_n = n;
+      }
+    }
+    rc = 1;
+    if (kind == 2 && shape_n == n && lua_rawequal(L, fi, QG_SHAPEFN)) {
+      h->payload.len = 0;
+      rc = dl_codec_encode_row(L, h->gshape.p, h->gshape.len, fi + 1, n,
+                               &h->payload);
+      if (rc < 0) return luaL_error(L, "queue_graph: cannot encode a task");
+    }
+    if (rc == 0) {
+      dl_client_submit_tail(&h->cl, key, klen, h->payload.p,
+                            h->payload.len);
+    } else {
+      encode_task(L, h, fi, fi + 1, n);
+      put_submit(h, key, klen);
+      /* A table or other value may run a codec's Lua code. */
+      if (kind == 0) shape_n = -1;
+    }
+    push_future(L, h, key, klen, QG_CLIENT);
+    lua_pushvalue(L, kidx);
+    lua_insert(L, -2);
+    lua_rawset(L, QG_FUTS);
+    if (release) release_inputs(L, node);
+  }
+  lua_settop(L, QG_TOP);
+  lua_pushboolean(L, flush_now(h, 0) == 0);
+  return 1;
 }
 
 /*
@@ -1567,6 +1850,7 @@ static const luaL_Reg handle_methods[] = {
   {"submit", h_submit},
   {"queue", h_queue},
   {"send_queued", h_send_queued},
+  {"queue_graph", h_queue_graph},
   {"map", h_map},
   {"cancel", h_cancel},
   {"gather", h_gather},

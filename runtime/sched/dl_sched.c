@@ -951,7 +951,12 @@ static int counts_pending(const task *t) {
 /*
 ** Drop tasks nobody needs: start from t and walk to its inputs.  A task
 ** with no client reference and no pending dependent loses its data; one
-** with no dependents at all is forgotten.
+** with no dependents at all is forgotten.  An input is walked to when its
+** last dependent is forgotten, so once: a task that names one input twice
+** (x.T @ x) pushed it twice, and once nothing held the input (a client
+** that holds only the keys it asked for) the second pop read it freed.
+** (Its data needs no visit before: with no reference and no pending
+** dependent it was dropped when the last of those went.)
 */
 static void collect(dl_sched *s, task *t) {
   size_t base = s->nstack;
@@ -975,7 +980,7 @@ static void collect(dl_sched *s, task *t) {
           dd[j] = dd[--d->ndependents];
           break;
         }
-      push_stack(s, d);
+      if (d->ndependents == 0) push_stack(s, d);
     }
     dl_imap_del(&s->tasks, tkey(x), x->klen);
     count_gone(s, x);

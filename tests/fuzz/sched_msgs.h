@@ -17,6 +17,7 @@ typedef struct sm_submit {
   uint64_t retries;
   const void *fn;  /* a 16-byte function hash, or NULL */
   const char *dep; /* one dependency key, or NULL */
+  const char *dep2; /* with dep: a second one, or NULL */
   uint64_t worker; /* a worker to place it on, or 0 */
   int allow_other; /* with worker: may run elsewhere */
 } sm_submit;
@@ -32,11 +33,12 @@ static inline void sm_put_spec(dl_buf *spec, const sm_submit *o) {
   dl_put_submit_opts(&opts, o->prio, 0, o->retries, 0);
   if (o->fn) dl_buf_put(&fns, o->fn, 16);
   if (o->dep) dl_put_key(&deps, o->dep, strlen(o->dep));
+  if (o->dep && o->dep2) dl_put_key(&deps, o->dep2, strlen(o->dep2));
   dl_put_submit_place(&place, o->worker ? 1 : 0);
   if (o->worker) dl_put_id(&place, o->worker);
   dl_put_submit_allow(&place, o->allow_other);
-  dl_put_submit_spec(spec, &opts, o->fn ? 1 : 0, &fns, o->dep ? 1 : 0,
-                     &deps, &place);
+  dl_put_submit_spec(spec, &opts, o->fn ? 1 : 0, &fns,
+                     o->dep ? (o->dep2 ? 2 : 1) : 0, &deps, &place);
   dl_buf_free(&opts);
   dl_buf_free(&fns);
   dl_buf_free(&deps);

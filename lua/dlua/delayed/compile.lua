@@ -105,7 +105,8 @@ local function single_dep(node)
   local args, one, count = node[ARGS], nil, 0
   for j = 1, node[NARGS] do
     local a = args[j]
-    if isref(a) then
+    local mt = getmetatable(a) -- isref, inline: this runs for every arg
+    if mt == Delayed or mt == Ref then
       if one and one.key ~= a.key then return nil end
       one, count = a, count + 1
     end
@@ -115,9 +116,12 @@ end
 
 --[[ Fuse linear chains: task B whose only dependency A is a task with B as
   its only dependent, A not requested, A referenced only at the top level
-  of B's arguments.  Returns a new order (refs to fused nodes). ]]
+  of B's arguments.  Returns a new order (refs to fused nodes), or order
+  itself when no chain was found (a graph of fan-ins and fan-outs only,
+  such as a tree reduction: no copy of the order). ]]
 local function fuse(order, ndeps, wanted)
   local chains, gone = {}, {}   -- key -> chain; keys fused into a chain
+  local found = false
   for i = 1, #order do
     local ref = order[i]
     local node = ref[NODE]
@@ -139,9 +143,11 @@ local function fuse(order, ndeps, wanted)
         ch.fns[s], ch.consts[s], ch.holes[s], ch.ns[s] = node[FN], c, h, n
         ch.names[#ch.names + 1] = node[SPEC].fname
         chains[ref.key] = ch
+        found = true
       end
     end
   end
+  if not found then return order end
   local norder = {}
   for i = 1, #order do
     local ref = order[i]

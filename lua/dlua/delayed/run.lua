@@ -118,8 +118,11 @@ local function get_client(opts, dl)
 end
 
 --[[ Submit the graph in priority order (the client sends the tasks in
-  batches, the last one before this returns).  Returns key -> future for task keys. ]]
-local function submit_graph(client, dl, order)
+  batches, the last one before this returns).  Returns key -> future for
+  task keys.  With ndeps and wanted (a client that queues graphs in one
+  call), the futures of tasks that are not wanted are released once their
+  dependents are queued: they are in the table, released. ]]
+local function submit_graph(client, dl, order, ndeps, wanted)
   local futs = {}
   local function get(ref)
     local k = ref.key
@@ -129,6 +132,12 @@ local function submit_graph(client, dl, order)
     if node.future then return node.future end
     if node.data then return node.value end
     error("dlua.delayed: no future for dependency '" .. k .. "'", 0)
+  end
+  if client._queue_graph then -- the whole graph in one call, in C
+    client:_queue_graph(order, futs, get,
+      function (node) return resolve_args(node, get) end, NODE, Delayed, Ref,
+      ndeps, wanted)
+    return futs
   end
   -- The client's internal entry: the options are known good here, so the
   -- per-call checks of client:submit are skipped, and the tasks go to the
@@ -224,7 +233,9 @@ local function execute(roots, opts, mode)
   end
   local client = get_client(opts, dl)
   if opts.optimize ~= false then order = fuse(order, ndeps, wanted) end
-  local futs = submit_graph(client, dl, order)
+  -- The progress bar watches every task's future: none released then.
+  local futs = submit_graph(client, dl, order,
+    not opts.progress and ndeps or nil, wanted)
   if opts.progress then         -- a live bar until done (lua/dlua/progress.lua)
     local list = {}
     for i = 1, #order do list[#list + 1] = futs[order[i].key] end

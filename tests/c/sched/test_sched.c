@@ -931,6 +931,40 @@ static void test_dashboard_figures(void) {
   stop();
 }
 
+static void count_task(void *ud, const dl_sched_tinfo *t) {
+  (void)ud;
+  (void)t;
+}
+
+/* Tasks whose every future is released, the inputs first (a client that
+   holds only the keys it asked for): releasing the last forgets them all
+   in one walk, and each once.  "twice" names "d" twice (a task that uses
+   one input twice, as x.T @ x): d was walked to twice, and read again
+   after it was freed. */
+static void test_released_inputs_are_forgotten_once(void) {
+  sm_submit o = {0};
+  dl_buf f;
+  int64_t counts[6];
+  int i;
+  start(1);
+  submit("d", NULL);
+  dl_buf_init(&f);
+  o.dep = "d";
+  o.dep2 = "d";
+  sm_put_submit(&f, "twice", &o);
+  client_send(&f);
+  submit("top", "twice");
+  key_msg(DL_M_RELEASE, "d");
+  key_msg(DL_M_RELEASE, "twice");
+  CHECK(run_all_on(1, "top") == 1);
+  CHECK(client_news("top", NULL) == 'd' && client_news("d", NULL) == 0);
+  key_msg(DL_M_RELEASE, "top");
+  CHECK(dl_sched_each_task(S, count_task, NULL) == 0);
+  dl_sched_counts(S, counts); /* each forgotten once: none below 0 */
+  for (i = 0; i < 6; i++) CHECK(counts[i] == 0);
+  stop();
+}
+
 int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
@@ -948,6 +982,7 @@ int main(void) {
   RUN(test_two_clients_own_their_keys);
   RUN(test_function_kept_until_every_client_forgot_it);
   RUN(test_dashboard_figures);
+  RUN(test_released_inputs_are_forgotten_once);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
