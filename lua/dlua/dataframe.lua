@@ -1151,24 +1151,7 @@ end
 --- types of the columns are checked by the tasks: a dataframe knows its
 --- columns' names, not their types).
 function DF:fillna(value)
-  local t = type(value)
-  if t ~= "number" and t ~= "string" and (t ~= "table"
-      or getmetatable(value) ~= nil) then
-    fail(2, "fillna: expects a number, a string or a table {column = "
-      .. "value}, got %s", t)
-  end
-  if t == "table" then
-    for k, v in pairs(value) do
-      if type(k) ~= "string" then
-        fail(2, "fillna: column names must be strings, got %s", type(k))
-      end
-      local vt = type(v)
-      if vt ~= "number" and vt ~= "string" and vt ~= "boolean" then
-        fail(2, "fillna: the value for '%s' must be a number, string or "
-          .. "boolean, got %s", k, vt)
-      end
-    end
-  end
+  frame._check_fillna(value)
   return per_part(self, "fillna", self.names or false, value)
 end
 

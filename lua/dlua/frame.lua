@@ -760,7 +760,9 @@ end
 --- column has one type: pandas would make an object column of the
 --- others); a table fills each named column, whose type the value must
 --- suit.  Names not in the frame are ignored, as in pandas.
-function methods:fillna(value)
+-- fillna's argument, checked before anything is filled (the partitioned
+-- frame's fillna checks it too); returns its type.
+function M._check_fillna(value)
   local t = type(value)
   if t ~= "number" and t ~= "string" and (t ~= "table"
       or getmetatable(value) ~= nil) then
@@ -779,6 +781,11 @@ function methods:fillna(value)
       end
     end
   end
+  return t
+end
+
+function methods:fillna(value)
+  local t = M._check_fillna(value)
   local cols = {}
   for _, n in ipairs(self._names) do
     local c, v = self._cols[n], value
