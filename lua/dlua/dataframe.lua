@@ -1151,7 +1151,7 @@ end
 --- types of the columns are checked by the tasks: a dataframe knows its
 --- columns' names, not their types).
 function DF:fillna(value)
-  frame._check_fillna(value)
+  frame._check_fillna(value, fail)
   return per_part(self, "fillna", self.names or false, value)
 end
 

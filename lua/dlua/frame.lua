@@ -761,8 +761,9 @@ end
 --- others); a table fills each named column, whose type the value must
 --- suit.  Names not in the frame are ignored, as in pandas.
 -- fillna's argument, checked before anything is filled (the partitioned
--- frame's fillna checks it too); returns its type.
-function M._check_fillna(value)
+-- frame's fillna checks it too, raising with its own fail); returns its
+-- type.
+function M._check_fillna(value, fail)
   local t = type(value)
   if t ~= "number" and t ~= "string" and (t ~= "table"
       or getmetatable(value) ~= nil) then
@@ -785,7 +786,7 @@ function M._check_fillna(value)
 end
 
 function methods:fillna(value)
-  local t = M._check_fillna(value)
+  local t = M._check_fillna(value, fail)
   local cols = {}
   for _, n in ipairs(self._names) do
     local c, v = self._cols[n], value
