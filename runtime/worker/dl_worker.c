@@ -201,10 +201,17 @@ static void on_peer_accept(dl_tcp_server *ts, int fd, const char *peer,
   }
 }
 
+/* The descriptor of the scheduler link: 3 for a spawned or forked
+   worker, where it was given to us; over TCP, where the dial left it. */
+static int link_fd = 3;
+
 /*
-** Join the scheduler at W.connect_to over authenticated TCP: its link
-** becomes fd 3, as a spawned worker's; the files go to a new private
-** directory.  0, or a message on stderr and the exit status.
+** Join the scheduler at W.connect_to over authenticated TCP: its link is
+** where the dial left it (link_fd), not moved to fd 3 as a spawned
+** worker's: with TLS, the TLS thread's own descriptors are open by then,
+** and fd 3 may be one of them (a dup2 there closed it under that thread:
+** a worker in twenty left at once, silently).  The files go to a new
+** private directory.  0, or a message on stderr and the exit status.
 */
 static int join_over_tcp(void) {
   char host[256], err[400];
@@ -233,10 +240,7 @@ static int join_over_tcp(void) {
     return rc == UV_EACCES || rc == UV_EPROTONOSUPPORT ? 4 : 1;
   }
   dl_tcp_sockname(fd, &W.via);
-  if (fd != 3) {
-    if (dup2(fd, 3) < 0) return 1;
-    close(fd);
-  }
+  link_fd = fd;
   if (tmp == NULL || *tmp == '\0') tmp = "/tmp";
   snprintf(W.dir, sizeof W.dir, "%s/dlua-worker-XXXXXX", tmp);
   if (mkdtemp(W.dir) == NULL) {
@@ -433,11 +437,12 @@ static void run_worker(lua_State *L) {
   uv_signal_start(&term_sig, term_cb, SIGTERM);
   /* Tasks' children inherit stdin, stdout and stderr only: the link is
      close-on-exec like every descriptor the worker opens itself. */
-  fcntl(3, F_SETFD, FD_CLOEXEC);
+  fcntl(link_fd, F_SETFD, FD_CLOEXEC);
   W.sched = dl_conn_new(&W.loop, &W.fl, dl_w_on_sched_frame, dl_w_on_sched_close, NULL);
-  if (W.sched == NULL || dl_conn_open_fd(W.sched, 3) ||
+  if (W.sched == NULL || dl_conn_open_fd(W.sched, link_fd) ||
       dl_wgate_init(&W.gate) || dl_rgate_init(&W.rgate)) {
-    fprintf(stderr, "dlua worker %d: no scheduler link on fd 3\n", W.id);
+    fprintf(stderr, "dlua worker %d: no scheduler link on fd %d\n", W.id,
+            link_fd);
     _exit(1);
   }
   dl_conn_set_gate(W.sched, &W.gate);
