@@ -686,6 +686,7 @@ static void task_report(wtask *t) {
       dl_buf x = xout; /* the tasks' client messages go first */
       xout = W.lout;
       W.lout = x;
+      dl_w_beat_if_spilled(&xout); /* new spill figures before the end */
       uv_mutex_unlock(&W.lock);
       dl_w_put_outcome(&xout, t);
       rc = dl_wgate_write(&W.gate, xout.p, xout.len);

@@ -214,6 +214,9 @@ typedef struct worker {
   /* Bytes since the start (any thread): written to spill files, read
      back, received from peers, sent to peers; sent with the heartbeats. */
   atomic_uint_least64_t spill_out, spill_in, xfer_in, xfer_out;
+  /* (lock) spilled and spill_out as the last heartbeat said them */
+  int64_t beat_spilled;
+  uint64_t beat_spill_out;
   struct dl_prof *prof; /* the tasks' profile, or NULL when off
                            (dl_worker_prof.c) */
   /* Seams that tests and fuzzers replace: connect to a peer's address,
@@ -286,6 +289,10 @@ int dl_w_exec_take(void *ud, const char *p, size_t n);
 void dl_w_interrupt_running(int kind);
 void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n);
 void dl_w_beat_cb(uv_timer_t *t);
+/* With W.lock held: when the worker spilled or read back since its last
+   heartbeat, append one to b (any thread), so that outcomes sent after it
+   in the same frame reach the scheduler behind the new figures. */
+void dl_w_beat_if_spilled(dl_buf *b);
 
 /* dl_worker_prof.c: the tasks' profile.  init reads DLUA_PROFILE_INTERVAL
    (-1 with a message when it is bad); tick (I/O thread, W.lock held) takes

@@ -55,6 +55,7 @@ void dl_w_done_cb(uv_async_t *h) {
   uv_mutex_lock(&W.lock);
   t = W.done_head;
   W.done_head = W.done_tail = NULL;
+  if (t && W.sched) dl_w_beat_if_spilled(dl_conn_msg(W.sched));
   if (W.lout.len) { /* the tasks' client messages, before their ends */
     if (W.sched) {
       dl_buf_put(dl_conn_msg(W.sched), W.lout.p, W.lout.len);
@@ -480,38 +481,42 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
 }
 
 
-void dl_w_beat_cb(uv_timer_t *t) {
-  int64_t managed, spilled, rss;
-  int executing, stored, paused;
-  char spill_err[sizeof W.spill_err];
-  (void)t;
-  if (W.sched == NULL || W.id == 0) return; /* no hello yet */
-  uv_mutex_lock(&W.lock);
-  managed = W.managed;
+/* Append a heartbeat to b, W.lock held. */
+static void put_beat(dl_buf *b) {
+  dl_msg_heartbeat m;
+  int64_t rss;
   /* Measured with managed, under the lock that stores and frees values,
      so one heartbeat's figures agree (stored values are part of rss). */
   dl_w_mem_bytes(&rss);
-  spilled = W.spilled;
-  executing = W.running_seq != 0;
-  stored = (int)W.store.count;
-  paused = W.paused;
-  memcpy(spill_err, W.spill_err, sizeof spill_err);
+  m.managed = (uint64_t)W.managed;
+  m.spilled = (uint64_t)W.spilled;
+  m.rss = (uint64_t)rss;
+  m.executing = (uint64_t)(W.running_seq != 0);
+  m.stored = (uint64_t)W.store.count;
+  m.paused = (uint64_t)W.paused;
+  m.spill_err = W.spill_err;
+  m.selen = strlen(W.spill_err);
+  m.spill_out = atomic_load(&W.spill_out);
+  m.spill_in = atomic_load(&W.spill_in);
+  m.xfer_in = atomic_load(&W.xfer_in);
+  m.xfer_out = atomic_load(&W.xfer_out);
+  W.beat_spilled = W.spilled;
+  W.beat_spill_out = m.spill_out;
+  dl_put_heartbeat(b, &m);
+}
+
+void dl_w_beat_if_spilled(dl_buf *b) {
+  if (W.id == 0) return; /* no hello yet */
+  if (W.spilled != W.beat_spilled ||
+      atomic_load(&W.spill_out) != W.beat_spill_out)
+    put_beat(b);
+}
+
+void dl_w_beat_cb(uv_timer_t *t) {
+  (void)t;
+  if (W.sched == NULL || W.id == 0) return; /* no hello yet */
+  uv_mutex_lock(&W.lock);
+  put_beat(dl_conn_msg(W.sched));
   uv_mutex_unlock(&W.lock);
-  {
-    dl_msg_heartbeat m;
-    m.managed = (uint64_t)managed;
-    m.spilled = (uint64_t)spilled;
-    m.rss = (uint64_t)rss;
-    m.executing = (uint64_t)executing;
-    m.stored = (uint64_t)stored;
-    m.paused = (uint64_t)paused;
-    m.spill_err = spill_err;
-    m.selen = strlen(spill_err);
-    m.spill_out = atomic_load(&W.spill_out);
-    m.spill_in = atomic_load(&W.spill_in);
-    m.xfer_in = atomic_load(&W.xfer_in);
-    m.xfer_out = atomic_load(&W.xfer_out);
-    dl_put_heartbeat(dl_conn_msg(W.sched), &m);
-  }
   dl_w_prof_put(dl_conn_msg(W.sched));
 }
