@@ -33,10 +33,8 @@ LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lcjson -lz -lpthread -lm $(XLDFLAGS)
 # The dlua command (client and workers) runs on mimalloc, whose segments
 # dl_mem_heap_init puts on huge pages (README, "Memory").  libdlua does not
 # link it: an embedder keeps its own malloc.  The sanitizers keep malloc.
-HEAP_LIBS ?=
-# (off by default: with it, stored values of 1-4 MiB left a worker's
-# resident memory in CI runs, so spill specs saw nothing to spill; build
-# with `make HEAP_LIBS=-lmimalloc` to try it)
+# `make HEAP_LIBS=` builds it on glibc's malloc.
+HEAP_LIBS ?= -lmimalloc
 
 B ?= build
 

@@ -272,8 +272,8 @@ void dlua_interrupt(int on);
 ** allows, which makes moving big strings much cheaper).  It uses the
 ** process's malloc underneath (the host's own: libdlua brings none), so
 ** it can replace the allocator of a state made by luaL_newstate at any
-** time.  Built with `make HEAP_LIBS=-lmimalloc`, the dlua command runs on
-** mimalloc, whose heap it puts on huge pages; a host that links or
+** time.  The dlua command runs on mimalloc (unless built with `make
+** HEAP_LIBS=`), whose heap it puts on huge pages; a host that links or
 ** preloads mimalloc gets that in its workers.
 **
 **   lua_State *L = luaL_newstate();
