@@ -25,6 +25,19 @@ local function sched_file(path, timeout)
   return t
 end
 
+-- A `dlua scheduler` with TLS directory tls, its files in dir; its
+-- scheduler file's contents.
+local function start_scheduler(dir, tls)
+  H.spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
+           .. "--scheduler-file %s --token-file %s --tls-dir %s"):format(
+            H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token"), H.q(tls)),
+          dir .. "/sched.out")
+  local sf = sched_file(dir .. "/sf", 30)
+  assert(sf, "no scheduler file; it said: " .. (H.slurp(dir .. "/sched.out")
+         or ""))
+  return sf
+end
+
 local function log_has(path, pat)
   return H.poll(function()
     return (H.slurp(path) or ""):find(pat) ~= nil
@@ -70,13 +83,7 @@ describe("TLS", function()
     local tls, other = dir .. "/tls", dir .. "/other"
     assert.equal(0, (H.sh("$DLUA tls-gen " .. H.q(tls))))
     assert.equal(0, (H.sh("$DLUA tls-gen " .. H.q(other))))
-    H.spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
-             .. "--scheduler-file %s --token-file %s --tls-dir %s"):format(
-              H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token"), H.q(tls)),
-            dir .. "/sched.out")
-    local sf = sched_file(dir .. "/sf", 30)
-    assert(sf, "no scheduler file; it said: " .. (H.slurp(dir .. "/sched.out")
-           or ""))
+    local sf = start_scheduler(dir, tls)
     spid = sf.pid
     -- The file names the TLS directory (absolute), for clients and workers.
     assert.matches("/tls$", sf.tls_dir)
@@ -175,13 +182,7 @@ describe("TLS", function()
     end)
     local tls = dir .. "/tls"
     assert.equal(0, (H.sh("$DLUA tls-gen " .. H.q(tls))))
-    H.spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
-             .. "--scheduler-file %s --token-file %s --tls-dir %s"):format(
-              H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token"), H.q(tls)),
-            dir .. "/sched.out")
-    local sf = sched_file(dir .. "/sf", 30)
-    assert(sf, "no scheduler file; it said: " .. (H.slurp(dir .. "/sched.out")
-           or ""))
+    local sf = start_scheduler(dir, tls)
     spid = sf.pid
     local c = dlua.Client{scheduler_file = dir .. "/sf",
                           token_file = dir .. "/token"}

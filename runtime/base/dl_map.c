@@ -75,19 +75,21 @@ void dl_map_prefetch_val(const dl_map *m, uint64_t h) {
   }
 }
 
+/* A zero-filled slot array of n bytes: on huge pages when big (the
+   slots of a big map are all written soon), from the heap when not. */
+static void *slots_new(size_t n) {
+  void *p;
+  if (n >= HUGE_SLOTS) return dl_mem_huge(n); /* zero-filled */
+  if ((p = dl_realloc(NULL, n)) != NULL) memset(p, 0, n);
+  return p;
+}
+
 static int rehash(dl_map *m, size_t ncap) {
   dl_map_slot *old = m->slots, *ns;
   size_t ocap = m->cap, i;
   /* The stored hash has 32 bits: it places a key in at most 2^32 slots. */
   if (ncap - 1 > UINT32_MAX) return DL_ENOMEM;
-  if (ncap * sizeof *ns >= HUGE_SLOTS) {
-    ns = dl_mem_huge(ncap * sizeof *ns); /* zero-filled */
-    if (ns == NULL) return DL_ENOMEM;
-  } else {
-    ns = dl_realloc(NULL, ncap * sizeof *ns);
-    if (ns == NULL) return DL_ENOMEM;
-    memset(ns, 0, ncap * sizeof *ns);
-  }
+  if ((ns = slots_new(ncap * sizeof *ns)) == NULL) return DL_ENOMEM;
   m->slots = ns;
   m->cap = ncap;
   m->used = m->count;
@@ -263,14 +265,7 @@ static int irehash(dl_imap *m, size_t ncap) {
   uintptr_t *old = m->slots, *ns;
   size_t ocap = m->cap, i;
   if (ncap - 1 > UINT32_MAX) return DL_ENOMEM;
-  if (ncap * sizeof *ns >= HUGE_SLOTS) {
-    ns = dl_mem_huge(ncap * sizeof *ns); /* zero-filled */
-    if (ns == NULL) return DL_ENOMEM;
-  } else {
-    ns = dl_realloc(NULL, ncap * sizeof *ns);
-    if (ns == NULL) return DL_ENOMEM;
-    memset(ns, 0, ncap * sizeof *ns);
-  }
+  if ((ns = slots_new(ncap * sizeof *ns)) == NULL) return DL_ENOMEM;
   m->slots = ns;
   m->cap = ncap;
   m->used = m->count;
