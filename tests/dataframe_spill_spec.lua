@@ -149,6 +149,12 @@ describe("dlua.dataframe past memory", function ()
       end
       assert.equal(#A, rows)
       assert.near(A.x:sum(), sum, 1e-6)
+      -- Under the sanitizers the results must be right, but a worker's
+      -- memory is mostly theirs (shadow memory, a 16 MB quarantine of
+      -- freed blocks): a restart there says nothing of the real build's
+      -- (one sanitized CI run in four restarted a worker with no value
+      -- held), and what spills is their overhead, not the data.
+      if SCALE > 1 then return end
       no_restarts(client)
       -- Something went to disk on the way (`spilled` is what is on disk
       -- now, often 0 by this point; io.spill_out counts every byte
