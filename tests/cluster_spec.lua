@@ -1083,7 +1083,7 @@ describe("faults", function()
     assert.equal("released", long:result(20))
   end)
 
-  it("a big value moves to the other worker through shared pages, and "
+  it("a big value moves to the other worker without a socket, and "
      .. "outlives the worker that made it", function()
     local cluster = dlua.LocalCluster{n_workers = 2}
     finally(function() cluster:close() end)
@@ -1115,11 +1115,11 @@ describe("faults", function()
     local want = digest(gen(7))
     assert.equal(want, c:submit(digest, x,
                                 dlua.opts{workers = {b.id}}):result(20))
-    -- The consumer maps the producer's block: a read-only shared mapping
-    -- of a memfd of dlua's (B's own blocks are writable) shows in its maps.
+    -- The consumer copied the producer's block out of it: its copy is its
+    -- own, no read-only mapping of a memfd of A's shows in its maps.
     local maps = H.slurp("/proc/" .. math.tointeger(b.pid) .. "/maps")
-    assert.truthy(maps:find(" r%-%-s [^\n]*/memfd:dlua"),
-                  "no mapping of A's block on B:\n" .. maps)
+    assert.is_nil(maps:find(" r%-%-s [^\n]*/memfd:dlua"),
+                  "a mapping of A's block on B:\n" .. maps)
     -- With the producer gone, B's copy still holds the right bytes: it is
     -- used as it is, not made again.
     H.kill(a.pid, "KILL")
@@ -1155,11 +1155,26 @@ describe("faults", function()
                            .. q(FIX .. "/big_values.lua"))
     assert.equal(0, code, out)
     assert.truthy(out:find("ok\n", 1, true), out)
-    -- No worker mapped another's block: each map failed and fell back.
+    -- No worker read or mapped another's block: each fell back to bytes.
+    assert.truthy(out:find("B read bytes\n", 1, true), out)
     assert.is_nil(out:find("maps r--s memfd", 1, true), out)
+    -- By default B copies A's block out of A: no socket, no mapping.
     local code2, out2 = H.sh(q(DLUA) .. " " .. q(FIX .. "/big_values.lua"))
     assert.equal(0, code2, out2)
-    assert.truthy(out2:find("maps r--s memfd", 1, true), out2)
+    assert.truthy(out2:find("B read no bytes\n", 1, true), out2)
+    assert.is_nil(out2:find("maps r--s memfd", 1, true), out2)
+  end)
+
+  it("where reading a peer is refused, a big value comes as a memfd to map",
+     function()
+    -- DLUA_SHARE_MEMORY=map refuses reads by address, as Yama's
+    -- ptrace_scope does between sibling processes: B asks A for a file.
+    local code, out = H.sh("DLUA_SHARE_MEMORY=map " .. q(DLUA) .. " "
+                           .. q(FIX .. "/big_values.lua"))
+    assert.equal(0, code, out)
+    assert.truthy(out:find("ok\n", 1, true), out)
+    assert.truthy(out:find("B read no bytes\n", 1, true), out)
+    assert.truthy(out:find("maps r--s memfd", 1, true), out)
   end)
 
   it("a task that kills its worker fails with KilledWorker after 3 deaths",

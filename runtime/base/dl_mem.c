@@ -17,7 +17,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mimalloc.h>
@@ -48,6 +51,7 @@ typedef struct big {
   int fd;        /* the memfd, or -1 for an anonymous mapping */
   int flags;     /* SHARED: another process may see these pages */
   int readonly;  /* a mapping of another process's block */
+  int seal;      /* 1 + the index of its seal, or 0 */
 } big;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -69,6 +73,20 @@ static __thread int private_hint;
    by dl_mem_heap_init: glibc's malloc does so itself (a worker sets its
    mmap threshold), mimalloc keeps such blocks in its segments. */
 static size_t mid_min;
+
+/* Seals: one word per private block shared by its address, which holds
+   the block's cookie while the block lives and 0 once it is freed.  A
+   reader copies the block out of this process, then its seal: a seal
+   still right after the bytes were read means they were the block's (it
+   is cleared before the block is unmapped).  The words are mapped once
+   and never move; past NSEALS shared blocks, blocks are shared through
+   memfd copies again. */
+#define NSEALS 16384
+static uint64_t *seals;
+static int seal_next;          /* where the search for a free seal starts */
+static uint64_t seal_key;      /* random, per process */
+static pid_t seal_pid;         /* the process seal_key was drawn for */
+static uint64_t seal_count;
 
 /* Whether a block of n bytes gets a mapping of its own. */
 static int mapped(size_t n) {
@@ -148,6 +166,8 @@ static char *reserve(size_t size) {
 }
 
 static void release(big *b) {
+  if (b->seal) /* before the unmap: see seals */
+    __atomic_store_n(&seals[b->seal - 1], 0, __ATOMIC_RELEASE);
   munmap(b->p, b->map);
   if (b->fd >= 0) {
     close(b->fd);
@@ -415,23 +435,85 @@ static int copy_to_memfd(const big *e, size_t used) {
   return fd;
 }
 
-int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref) {
+/* A cookie no other block of this process, nor (but by a 2^-64 chance)
+   of another process, has had (mu held). */
+static uint64_t new_cookie(void) {
+  uint64_t z;
+  if (seal_pid != getpid()) { /* first use, or a forked child: new draws */
+    if (getrandom(&seal_key, sizeof seal_key, GRND_NONBLOCK) !=
+        (ssize_t)sizeof seal_key)
+      seal_key = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
+    seal_key ^= (uint64_t)getpid() << 32;
+    seal_pid = getpid();
+    seal_count = 0;
+  }
+  z = seal_key + ++seal_count * 0x9E3779B97F4A7C15ull; /* splitmix64 */
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return z ? z : 1;
+}
+
+/* Give the block e a seal if it has none: 0, or -1 when none is free
+   (mu held). */
+static int seal_take(big *e) {
+  int i, k;
+  if (e->seal) return 0;
+  if (seals == NULL) {
+    void *m = mmap(NULL, NSEALS * sizeof *seals, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return -1;
+    seals = m;
+  }
+  for (k = 0; k < NSEALS; k++) {
+    i = (seal_next + k) % NSEALS;
+    if (seals[i] == 0) {
+      __atomic_store_n(&seals[i], new_cookie(), __ATOMIC_RELEASE);
+      e->seal = i + 1;
+      seal_next = (i + 1) % NSEALS;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* dl_mem_share, through a memfd copy of a private block if file. */
+static int share(const void *p, size_t used, dl_mem_ref *ref, int file) {
   big *e = lookup(p);
   struct stat st;
   int rc = -1;
   if (e == NULL) return -1;
-  /* A private block is shared through a copy: the block is never written
-     again, so the copy stays the same bytes. */
-  if (e->fd < 0 && !e->readonly) e->fd = copy_to_memfd(e, used);
+  memset(ref, 0, sizeof *ref);
+  ref->fd = DL_MEM_NOFD;
+  /* A private block is read by its address, or shared through a copy:
+     either way it is never written again, so the reader gets its bytes. */
+  if (e->fd < 0 && !e->readonly && (file || seal_take(e) != 0))
+    e->fd = copy_to_memfd(e, used);
   if (e->fd >= 0 && fstat(e->fd, &st) == 0) {
-    e->flags |= SHARED;
     ref->fd = (uint64_t)e->fd;
     ref->ino = (uint64_t)st.st_ino;
-    ref->size = used < e->map ? round_up(used, PAGE) : e->map;
     rc = 0;
+  }
+  if (e->seal && !file) { /* a file asked for: a file or nothing */
+    ref->addr = (uint64_t)(uintptr_t)e->p;
+    ref->seal = (uint64_t)(uintptr_t)&seals[e->seal - 1];
+    ref->cookie = seals[e->seal - 1];
+    rc = 0;
+  }
+  if (rc == 0) {
+    e->flags |= SHARED;
+    ref->size = used < e->map ? round_up(used, PAGE) : e->map;
   }
   pthread_mutex_unlock(&mu);
   return rc;
+}
+
+int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref) {
+  return share(p, used, ref, 0);
+}
+
+int dl_mem_share_file(const void *p, size_t used, dl_mem_ref *ref) {
+  return share(p, used, ref, 1);
 }
 
 const char *dl_mem_map_fd(int fd, size_t size) {
@@ -466,24 +548,28 @@ const char *dl_mem_map_fd(int fd, size_t size) {
   return ok ? a : NULL;
 }
 
-/* Whether DLUA_SHARE_MEMORY=0 turned mapping other processes' blocks off
-   (where /proc/PID/fd is closed to us, say): then peers send bytes. */
-static int sharing_off(void) {
-  static int off = -1; /* read once; racing first readers agree */
-  if (off < 0) {
+/* DLUA_SHARE_MEMORY, read once (racing first readers agree): "0" turns
+   reading other processes' blocks off (where /proc/PID/fd is closed to
+   us, say: then peers send bytes); "map" reads only blocks that come as
+   files, as where a ptrace policy refuses process_vm_readv. */
+enum { SHARE_ALL, SHARE_MAP, SHARE_OFF };
+static int share_mode(void) {
+  static int mode = -1;
+  if (mode < 0) {
     const char *e = getenv("DLUA_SHARE_MEMORY");
-    off = e != NULL && strcmp(e, "0") == 0;
+    mode = e == NULL ? SHARE_ALL
+           : strcmp(e, "0") == 0 ? SHARE_OFF
+           : strcmp(e, "map") == 0 ? SHARE_MAP : SHARE_ALL;
   }
-  return off;
+  return mode;
 }
 
-const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
+/* Map the memfd that process pid holds as ref describes, or NULL. */
+static const char *map_file(pid_t pid, const dl_mem_ref *ref) {
   char path[64];
   struct stat st;
   int fd;
-  if (sharing_off() || ref->size == 0 || ref->size > SIZE_MAX / 2 ||
-      ref->fd > INT32_MAX)
-    return NULL;
+  if (ref->fd > INT32_MAX) return NULL;
   snprintf(path, sizeof path, "/proc/%ld/fd/%llu", (long)pid,
            (unsigned long long)ref->fd);
   fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -494,6 +580,59 @@ const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
     return NULL;
   }
   return dl_mem_map_fd(fd, (size_t)ref->size);
+}
+
+/* process_vm_readv moves at most about 2 GiB a call. */
+#define READ_STEP ((size_t)1 << 30)
+
+/* Copy the block that process pid described in ref into a new private
+   block (huge pages, or a cached block whose pages are in place), then
+   its seal: NULL if a read fails or comes short, or if the seal is not
+   the block's cookie any more (the block was freed, or pid is now
+   another process). */
+static const char *read_block(pid_t pid, const dl_mem_ref *ref) {
+  size_t n = (size_t)ref->size, at = 0;
+  int was = private_hint;
+  uint64_t seal = 0;
+  char *p;
+  if (ref->seal == 0 || ref->cookie == 0) return NULL;
+  private_hint = 1;
+  p = big_alloc(n);
+  private_hint = was;
+  if (p == NULL) return NULL;
+  for (;;) {
+    size_t step = n - at < READ_STEP ? n - at : READ_STEP;
+    int last = at + step == n;
+    struct iovec loc[2], rem[2];
+    ssize_t want = (ssize_t)step + (last ? (ssize_t)sizeof seal : 0);
+    loc[0].iov_base = p + at;
+    loc[0].iov_len = step;
+    rem[0].iov_base = (void *)(uintptr_t)(ref->addr + at);
+    rem[0].iov_len = step;
+    loc[1].iov_base = &seal; /* read after the bytes: see seals */
+    loc[1].iov_len = sizeof seal;
+    rem[1].iov_base = (void *)(uintptr_t)ref->seal;
+    rem[1].iov_len = sizeof seal;
+    if (process_vm_readv(pid, loc, last ? 2 : 1, rem, last ? 2 : 1, 0) !=
+        want)
+      break;
+    at += step;
+    if (last) break;
+  }
+  if (at != n || seal != ref->cookie) {
+    dl_free(p);
+    return NULL;
+  }
+  return p;
+}
+
+const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
+  int mode = share_mode();
+  if (mode == SHARE_OFF || ref->size == 0 || ref->size > SIZE_MAX / 2)
+    return NULL;
+  if (ref->fd != DL_MEM_NOFD) return map_file(pid, ref);
+  if (mode == SHARE_MAP || ref->addr == 0) return NULL;
+  return read_block(pid, ref);
 }
 
 void *dl_mem_huge(size_t n) {

@@ -9,7 +9,8 @@
 **     the next big value is written into pages that are already there,
 **     instead of paying a page fault per 4 KiB of fresh memory;
 **   - growing or shrinking one is mremap, never a copy;
-**   - another process of the same user can map the very same pages
+**   - another process of the same user can map the very same pages, or
+**     copy a private block's bytes straight out of this process
 **     (dl_mem_share, then dl_mem_map there): a big value moves between
 **     local workers without passing through a socket.
 ** A block that another process may see is never written again by the
@@ -25,30 +26,49 @@
 /* Blocks at least this big get mappings of their own. */
 #define DL_MEM_BIG ((size_t)4 << 20)
 
-/* What another local process needs to map a shared block. */
+/* What another local process needs to read a shared block: the memfd
+   that holds it (mapped by the reader), or where it lies in the owner's
+   memory (copied by the reader with process_vm_readv), or both. */
 typedef struct dl_mem_ref {
-  uint64_t fd;   /* descriptor number in the owner process */
-  uint64_t ino;  /* inode of the memfd, checked by the mapper */
-  uint64_t size; /* bytes to map from the start of the file */
+  uint64_t fd;     /* descriptor number in the owner process, or DL_MEM_NOFD */
+  uint64_t ino;    /* inode of the memfd, checked by the mapper */
+  uint64_t size;   /* bytes to read from the start of the block */
+  uint64_t addr;   /* the block's address in the owner, or 0 */
+  uint64_t seal;   /* the address of the block's seal in the owner */
+  uint64_t cookie; /* what the seal holds while the block lives */
 } dl_mem_ref;
+
+#define DL_MEM_NOFD UINT64_MAX
 
 /*
 ** Mark the big block that starts at p as shared and describe its first
-** used bytes in *ref, for a process that will call dl_mem_map (it maps no
-** more than that: pages never written cost a fresh page each to map).  A
-** private block (dl_mem_private) gets a memfd copy of those bytes now.
-** From now on the block is never reused or shrunk.  Returns 0, or -1 if p
-** is not a big block or no memfd can be made (then send the bytes instead).
+** used bytes in *ref, for a process that will call dl_mem_map (it reads no
+** more than that).  A block on a memfd is described by its file, for the
+** reader to map.  A private block (dl_mem_private) is described by its
+** address, no copy made: the reader copies the bytes straight out of this
+** process (one copy, onto its own huge pages), and the block's seal tells
+** it whether the block was freed meanwhile.  With file set, a private
+** block gets a memfd copy of those bytes now (for a reader that may not
+** read this process's memory).  From now on the block is never reused or
+** shrunk.  Returns 0, or -1 if p is not a big block or no memfd can be
+** made (then send the bytes instead).
 */
 int dl_mem_share(const void *p, size_t used, dl_mem_ref *ref);
+int dl_mem_share_file(const void *p, size_t used, dl_mem_ref *ref);
 
 /*
-** Map, read-only, the block that process pid described in *ref.  Returns
-** the start of the mapping (free it with dl_free), or NULL if it cannot be
-** mapped: the process is gone, the descriptor now names another file, the
-** file is shorter than ref->size, or the environment variable
-** DLUA_SHARE_MEMORY is "0".  The pages are mapped before this
-** returns, so reading them costs no page faults.
+** The block that process pid described in *ref, in this process: a
+** read-only mapping of its memfd where ref names one, else a copy of its
+** bytes read from pid's memory into a private block of this process's
+** (huge pages where the system gives them).  Returns its start (free it
+** with dl_free), or NULL: the process is gone, the descriptor now names
+** another file, the file is shorter than ref->size, the block was freed
+** (its seal is off), reading pid's memory is refused (a ptrace policy such
+** as Yama's: then ask for the block as a file, dl_mem_share_file), or the
+** environment variable DLUA_SHARE_MEMORY is "0".  With DLUA_SHARE_MEMORY
+** "map", a ref with no file is refused too (as where reading is not
+** allowed).  The pages are in place before this returns, so reading them
+** costs no page faults.
 */
 const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref);
 
@@ -68,8 +88,7 @@ const char *dl_mem_map_fd(int fd, size_t size);
 ** the system gives huge pages, instead of 4 KiB (10 to 50 us each on a
 ** VM).  For big arrays the runtime fills soon (the hash maps' slots).
 ** dl_realloc and dl_free take it like any block; it is never kept for
-** reuse once freed (dl_mem_share would share it through a copy, as any
-** private block).  NULL when out of memory.
+** reuse once freed (dl_mem_share shares it as any private block).  NULL when out of memory.
 */
 void *dl_mem_huge(size_t n);
 
@@ -77,10 +96,10 @@ void *dl_mem_huge(size_t n);
 ** With on set, the big blocks this thread makes from now on are private:
 ** anonymous memory on transparent huge pages where the system allows
 ** them, which a VM can hand out tens of times faster than 4 KiB pages
-** of a memfd.  dl_mem_share shares such a block through a memfd copy
-** made then (written, not faulted in: still several times cheaper on a
-** VM), so only values that another process maps pay for one.  A worker's
-** executor makes all its blocks so.  Off by default.
+** of a memfd.  dl_mem_share shares such a block by its address (the
+** reader copies it out of this process), or dl_mem_share_file through a
+** memfd copy made then.  A worker's executor makes all its blocks so.
+** Off by default.
 */
 void dl_mem_private(int on);
 

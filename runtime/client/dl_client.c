@@ -405,8 +405,9 @@ void dl_client_coord(dl_client *c, const dl_msg_coord *m) {
 
 /* ---------------------------------------------------------- the news */
 
-/* A DATA answer: fill news, mapping a shared block; 1 if news is ready, 0
-   if the block was asked for again (no news yet). */
+/* A DATA answer: fill news, mapping or copying a shared block; 1 if news
+   is ready, 0 if the block was asked for again (no news yet): as a memfd
+   where it could not be read by its address, else as bytes. */
 static int data_news(dl_client *c, const dl_msg_data *m, dl_cnews *news) {
   memset(news, 0, sizeof *news);
   news->type = DL_CNEWS_DATA;
@@ -416,13 +417,17 @@ static int data_news(dl_client *c, const dl_msg_data *m, dl_cnews *news) {
   news->found = m->found != 0;
   news->bytes = m->bytes;
   news->blen = m->found ? m->blen : 0;
-  if (m->found == 2) { /* a worker's block: map it, or ask for the bytes */
+  if (m->found == 2) { /* a worker's block: map it, or ask again */
     dl_shared_at sa;
     const char *mapped = NULL;
-    if (dl_shared_at_read(m->bytes, m->blen, &sa) == 0)
+    int by_addr = 0;
+    if (dl_shared_at_read(m->bytes, m->blen, &sa) == 0) {
       mapped = dl_shared_at_map(&sa);
+      by_addr = sa.ref.fd == DL_MEM_NOFD;
+    }
     if (mapped == NULL) {
-      dl_put_gather(&c->out, 0, m->reqid, 1);
+      /* A GATHERF's answer names a memfd: this cannot loop. */
+      dl_put_gather(&c->out, by_addr ? 2 : 0, m->reqid, 1);
       dl_put_key(&c->out, m->key, m->klen);
       return 0;
     }

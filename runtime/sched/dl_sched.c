@@ -2280,6 +2280,7 @@ static int client_msg(dl_sched *s, unsigned type, dl_rd *r) {
     case DL_M_RELEASE: return on_release(s, r);
     case DL_M_GATHER: return on_gather(s, r, 0);
     case DL_M_GATHERS: return on_gather(s, r, 1);
+    case DL_M_GATHERF: return on_gather(s, r, 2);
     case DL_M_SCATTER: return on_scatter(s, r);
     case DL_M_COORD: return dl_coord_request(s->coord, s->from, r, s->now);
     case DL_M_CCANCEL: {

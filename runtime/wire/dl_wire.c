@@ -46,6 +46,9 @@ void dl_put_shared_at(dl_buf *b, const dl_shared_at *sa) {
   dl_buf_uv(&f, sa->ref.size);
   dl_buf_uv(&f, sa->off);
   dl_buf_uv(&f, sa->len);
+  dl_buf_uv(&f, sa->ref.addr);
+  dl_buf_uv(&f, sa->ref.seal);
+  dl_buf_uv(&f, sa->ref.cookie);
   dl_buf_str(b, f.p, f.len);
 }
 
@@ -63,7 +66,9 @@ int dl_shared_at_read(const char *p, size_t n, dl_shared_at *sa) {
   dl_rd_init(&r, p, n);
   if (dl_rd_uv(&r, &sa->pid) || dl_rd_uv(&r, &sa->ref.fd) ||
       dl_rd_uv(&r, &sa->ref.ino) || dl_rd_uv(&r, &sa->ref.size) ||
-      dl_rd_uv(&r, &sa->off) || dl_rd_uv(&r, &sa->len) || dl_rd_left(&r))
+      dl_rd_uv(&r, &sa->off) || dl_rd_uv(&r, &sa->len) ||
+      dl_rd_uv(&r, &sa->ref.addr) || dl_rd_uv(&r, &sa->ref.seal) ||
+      dl_rd_uv(&r, &sa->ref.cookie) || dl_rd_left(&r))
     return DL_EPROTO;
   if (sa->pid == 0 || sa->pid > INT32_MAX || sa->off > sa->ref.size ||
       sa->len > sa->ref.size - sa->off)

@@ -71,6 +71,7 @@ enum {
   DL_M_GET = 40,     /* send me a value */
   DL_M_DATA = 41,    /* the answer to GET / GETS */
   DL_M_GETS = 42,    /* a GET that takes a found = 2 (shared block) answer */
+  DL_M_GETF = 43,    /* a GETS whose answer names a file (memfd) to map */
   /* client -> scheduler */
   DL_M_SUBMIT = 60,  /* a task, or one more future of a known key */
   DL_M_CFUNC = 61,   /* a function's bytecode, before the first task that
@@ -82,6 +83,7 @@ enum {
   DL_M_GATHERS = 69, /* as GATHER; big values may come as found = 2 */
   DL_M_FN_FORGET = 70, /* the answer to FN_GONE: the client forgot it */
   DL_M_COORD = 71,   /* a Variable / Queue / Event / Semaphore request */
+  DL_M_GATHERF = 72, /* as GATHERS; found = 2 answers name memfds (GETF) */
   /* A worker's tasks send client messages too (dlua.get_client in a
      task): SUBMIT, CFUNC, RELEASE, GATHER, SCATTER, CCANCEL, COORD on the
      worker's link; the answers (KEY_DONE, KEY_ERR, GATHER_REPLY,
@@ -632,10 +634,12 @@ static inline int dl_get_peer(dl_rd *r, dl_msg_peer *m) {
 /* ---------------------------------------------------- peer <-> peer */
 
 /*
-** GET, GETS: uv reqid, str key.  A worker fetching a task's input from a
-** peer (reqid 0), or the scheduler fetching for a client's GATHER.  GETS
-** accepts a found = 2 answer (the asker is a local process that can map
-** the holder's block).
+** GET, GETS, GETF: uv reqid, str key.  A worker fetching a task's input
+** from a peer (reqid 0), or the scheduler fetching for a client's GATHER.
+** GETS accepts a found = 2 answer (the asker is a local process that can
+** read the holder's block: by its address, or by mapping its memfd); GETF
+** too, but the answer must name a memfd (the asker may not read the
+** holder's memory directly: a ptrace policy refused it).
 */
 typedef struct dl_msg_get {
   uint64_t reqid;
@@ -643,9 +647,11 @@ typedef struct dl_msg_get {
   size_t klen;
 } dl_msg_get;
 
+/* shared_ok: 0 GET, 1 GETS, 2 GETF. */
 static inline void dl_put_get(dl_buf *b, int shared_ok, uint64_t reqid,
                               const char *key, size_t klen) {
-  dl_put_uvs(b, shared_ok ? DL_M_GETS : DL_M_GET, reqid, key, klen);
+  dl_put_uvs(b, shared_ok == 2 ? DL_M_GETF : shared_ok ? DL_M_GETS : DL_M_GET,
+             reqid, key, klen);
 }
 static inline int dl_get_get(dl_rd *r, dl_msg_get *m) {
   return dl_get_uvs(r, &m->reqid, &m->key, &m->klen);
@@ -695,8 +701,9 @@ static inline int dl_get_data(dl_rd *r, dl_msg_data *m) {
 
 /*
 ** Where a value lies in another local process's block: the bytes of a
-** found = 2 answer: uv pid, uv fd, uv inode, uv size (dl_mem_ref), uv off,
-** uv len, all inside one str.
+** found = 2 answer: uv pid, uv fd, uv inode, uv size, uv off, uv len, uv
+** addr, uv seal, uv cookie (the rest of the dl_mem_ref), all inside one
+** str.  fd is DL_MEM_NOFD when the block is to be read at addr.
 */
 typedef struct dl_shared_at {
   uint64_t pid;   /* the process holding the block */
@@ -796,9 +803,12 @@ static inline int dl_get_submit(dl_rd *r, dl_msg_submit *m) {
 /* CFUNC: as FUNC.  RELEASE, CCANCEL: str key.  FN_FORGET: h16 hash. */
 
 /*
-** GATHER, GATHERS: uv reqid, nkeys{str key}.  Answered with one
-** GATHER_REPLY per key; GATHERS lets big values come as found = 2.
-** Put: dl_put_gather, then nkeys dl_put_key.
+** GATHER, GATHERS, GATHERF: uv reqid, nkeys{str key}.  Answered with one
+** GATHER_REPLY per key; GATHERS lets big values come as found = 2, and
+** GATHERF too but as memfds to map (the scheduler asks with GETF: the
+** client could not read the worker's memory).
+** Put: dl_put_gather (shared_ok: 0 GATHER, 1 GATHERS, 2 GATHERF), then
+** nkeys dl_put_key.
 */
 typedef struct dl_msg_gather {
   uint64_t reqid, nkeys;
@@ -807,7 +817,8 @@ typedef struct dl_msg_gather {
 
 static inline void dl_put_gather(dl_buf *b, int shared_ok, uint64_t reqid,
                                  uint64_t nkeys) {
-  dl_buf_u8(b, shared_ok ? DL_M_GATHERS : DL_M_GATHER);
+  dl_buf_u8(b, shared_ok == 2 ? DL_M_GATHERF
+                : shared_ok ? DL_M_GATHERS : DL_M_GATHER);
   dl_buf_uv(b, reqid);
   dl_buf_uv(b, nkeys);
 }

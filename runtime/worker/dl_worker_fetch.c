@@ -1,6 +1,6 @@
 /*
 ** dl_worker_fetch.c -- fetching a task's inputs from the peers that
-** hold them (GET / GETS out, DATA in), a few at a time.
+** hold them (GET / GETS / GETF out, DATA in), a few at a time.
 */
 #include "dl_worker_int.h"
 
@@ -123,7 +123,8 @@ static void fetch_next(fetch *f) {
     if (c) {
       f->peer = id;
       /* Over TCP the peer may be on another host: bytes, not pages. */
-      dl_put_get(dl_conn_msg(c), !f->plain && !W.remote, 0, f->key,
+      dl_put_get(dl_conn_msg(c),
+                 f->plain || W.remote ? 0 : f->filed ? 2 : 1, 0, f->key,
                  f->klen);
       return;
     }
@@ -145,8 +146,8 @@ static void announce_copy(const char *key, size_t klen, size_t nbytes) {
   dl_put_done(dl_conn_msg(W.sched), &m);
 }
 
-/* Map a peer's block and store the value in it (no bytes copied): 0, or
-   -1 if it cannot be mapped. */
+/* Map a peer's block, or copy it out of the peer, and store the value in
+   it: 0, or -1 if it cannot be had so. */
 static int take_shared(const dl_shared_at *sa, const char *key, size_t klen) {
   const char *m = W.map_shared(sa);
   if (m == NULL) return -1;
@@ -182,8 +183,9 @@ void dl_w_on_peer_frame(dl_conn *c, const char *p, size_t n) {
         atomic_fetch_add(&W.xfer_in, sa.len);
         fetch_done(f);
         dl_w_io_relieve();
-      } else { /* ask the same peer again, for the bytes */
-        f->plain = 1;
+      } else { /* ask the same peer again: for a memfd, else the bytes */
+        if (sa.ref.fd == DL_MEM_NOFD && !f->filed) f->filed = 1;
+        else f->plain = 1;
         f->tried--;
         fetch_next(f);
       }

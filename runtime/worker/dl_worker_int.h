@@ -121,6 +121,8 @@ struct fetch {
   int nwho, tried;
   int peer; /* the worker asked now */
   int active; /* counted in W.nactive (a GET is or was out) */
+  int filed;  /* the peer's block could not be read by its address (a ptrace
+                 policy, say): ask for it as a memfd to map */
   int plain;  /* the peer's shared block could not be mapped: ask for bytes */
   wtask **waiters;
   int nwaiters;

@@ -434,6 +434,7 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
       }
       case DL_M_GET: rc = dl_w_serve_get(c, &r, 0); break;
       case DL_M_GETS: rc = dl_w_serve_get(c, &r, 1); break;
+      case DL_M_GETF: rc = dl_w_serve_get(c, &r, 2); break;
       case DL_M_WELCOME: {
         uint64_t id;
         /* The id given to a worker that joined over TCP: it answers with

@@ -1,6 +1,6 @@
 /*
 ** dl_worker_serve.c -- serving stored values to peers and to the
-** scheduler (GET / GETS in, DATA out), big ones without copies.
+** scheduler (GET / GETS / GETF in, DATA out), big ones without copies.
 */
 #include "dl_worker_int.h"
 
@@ -9,7 +9,9 @@ static void blob_done(void *ud) { dl_w_blob_unref(ud); }
 /*
 ** Answer a GET on c (from a peer or from the scheduler).  With shared_ok
 ** (a local peer's GETS) a big value is answered with where its block is,
-** for the peer to map; else a big value goes in a frame of its own,
+** for the peer to copy out of this process or map; shared_ok 2 (GETF: the
+** peer may not read this process) names a memfd, made now for a private
+** block; else a big value goes in a frame of its own,
 ** written from the store a chunk at a time (no copy of the whole value),
 ** which the reader can take whole.
 */
@@ -26,7 +28,8 @@ int dl_w_serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
     atomic_fetch_add(&W.xfer_out, bl->len);
   start = bl ? (bl->base ? bl->base : bl->data) : NULL;
   if (bl && shared_ok && bl->len >= DL_MEM_BIG &&
-      dl_mem_share(start, (size_t)(bl->data - start) + bl->len, &ref) == 0) {
+      (shared_ok == 2 ? dl_mem_share_file : dl_mem_share)(
+          start, (size_t)(bl->data - start) + bl->len, &ref) == 0) {
     dl_shared_at sa;
     sa.pid = (uint64_t)getpid();
     sa.ref = ref;
@@ -34,7 +37,8 @@ int dl_w_serve_get(dl_conn *c, dl_rd *r, int shared_ok) {
     sa.len = bl->len;
     dl_put_data_shared(dl_conn_msg(c), DL_M_DATA, g.reqid, g.key, g.klen,
                        &sa);
-    dl_w_blob_unref(bl); /* the peer checks the inode: no need to hold it */
+    /* The peer checks the inode or the block's seal: no need to hold it. */
+    dl_w_blob_unref(bl);
     return 0;
   }
   if (bl && bl->len > ((size_t)64 << 10)) {
@@ -61,8 +65,9 @@ void dl_w_on_client_frame(dl_conn *c, const char *p, size_t n) {
   dl_rd_init(&r, p, n);
   while (dl_rd_left(&r)) {
     unsigned type = 0;
-    if (dl_wire_type(&r, &type) || (type != DL_M_GET && type != DL_M_GETS) ||
-        dl_w_serve_get(c, &r, type == DL_M_GETS)) {
+    if (dl_wire_type(&r, &type) ||
+        (type != DL_M_GET && type != DL_M_GETS && type != DL_M_GETF) ||
+        dl_w_serve_get(c, &r, type == DL_M_GETF ? 2 : type == DL_M_GETS)) {
       dl_conn_close(c);
       return;
     }

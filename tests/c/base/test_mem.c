@@ -1,7 +1,8 @@
 /*
 ** test_mem.c -- C tests of the runtime's allocator (dl_mem.c): realloc
 ** semantics across the big-block threshold, reuse of freed big blocks, and
-** sharing a block with another process.
+** sharing a block with another process (a memfd mapped, or a private
+** block read by its address).
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -157,7 +158,7 @@ static int on_memfd(const void *p) {
   return r;
 }
 
-static void test_private_blocks_are_shared_through_a_copy(void) {
+static void test_private_blocks_are_shared_as_files_through_a_copy(void) {
   size_t n = 6 * MB + 77;
   char *p, *q;
   dl_mem_ref ref;
@@ -173,12 +174,12 @@ static void test_private_blocks_are_shared_through_a_copy(void) {
   CHECK((p = dl_realloc(p, n + 3 * MB)) != NULL);
   CHECK(on_memfd(p) == 0 && same_prefix(p, n, 9));
   fill(p, n, 9);
-  CHECK(dl_mem_share(p, n, &ref) == 0);
-  CHECK(ref.size >= n && ref.size < n + 4096);
+  CHECK(dl_mem_share_file(p, n, &ref) == 0);
+  CHECK(ref.size >= n && ref.size < n + 4096 && ref.fd != DL_MEM_NOFD);
   pid = fork();
   if (pid == 0) {
     const char *m = dl_mem_map(getppid(), &ref);
-    _exit(m != NULL && same(m, n, 9) ? 0 : 1);
+    _exit(m != NULL && same(m, n, 9) && on_memfd(m) == 1 ? 0 : 1);
   }
   waitpid(pid, &st, 0);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -195,6 +196,67 @@ static void test_private_blocks_are_shared_through_a_copy(void) {
   CHECK(dl_mem_cached() >= 5 * MB);
   dl_free(q);
   dl_mem_trim();
+}
+
+/* A child's private block, shared by its address: the child writes its
+   ref on to, frees the block when told on from (and makes another block
+   of the same bytes, likely at the same address), says so, and waits. */
+static void share_then_free(int to, int from, size_t n) {
+  dl_mem_ref ref;
+  char c = 0, *p, *q;
+  dl_mem_private(1);
+  p = dl_realloc(NULL, n);
+  if (p == NULL) _exit(2);
+  fill(p, n, 11);
+  if (dl_mem_share(p, n, &ref) != 0) _exit(3);
+  if (write(to, &ref, sizeof ref) != (ssize_t)sizeof ref) _exit(4);
+  if (read(from, &c, 1) != 1) _exit(5);
+  dl_free(p);
+  q = dl_realloc(NULL, n);
+  if (q == NULL) _exit(6);
+  fill(q, n, 11);
+  if (write(to, &c, 1) != 1) _exit(7);
+  if (read(from, &c, 1) != 1) _exit(8);
+  dl_free(q);
+  _exit(0);
+}
+
+static void test_private_blocks_are_read_by_their_address(void) {
+  size_t n = 9 * MB + 501;
+  int up[2], down[2], st = 0;
+  dl_mem_ref ref, wrong;
+  const char *m;
+  char c = 'x';
+  pid_t pid;
+  CHECK(pipe(up) == 0 && pipe(down) == 0);
+  /* The child shares and this process reads (a ptrace policy such as
+     Yama's lets a process read its descendants only). */
+  pid = fork();
+  if (pid == 0) share_then_free(up[1], down[0], n);
+  CHECK(read(up[0], &ref, sizeof ref) == (ssize_t)sizeof ref);
+  /* No memfd copy was made: the ref names the block's address. */
+  CHECK(ref.fd == DL_MEM_NOFD && ref.addr != 0 && ref.cookie != 0);
+  CHECK(ref.size >= n && ref.size < n + 4096);
+  m = dl_mem_map(pid, &ref);
+  CHECK(m != NULL && same(m, n, 11));
+  CHECK(on_memfd(m) == 0); /* a copy of this process's own */
+  dl_free((void *)m);
+  wrong = ref;
+  wrong.cookie ^= 1;
+  CHECK(dl_mem_map(pid, &wrong) == NULL); /* the seal does not match */
+  /* Freed, the block cannot be read, even where the same bytes lie at
+     the same address again. */
+  CHECK(write(down[1], &c, 1) == 1);
+  CHECK(read(up[0], &c, 1) == 1);
+  CHECK(dl_mem_map(pid, &ref) == NULL);
+  CHECK(write(down[1], &c, 1) == 1);
+  waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK(dl_mem_map(pid, &ref) == NULL); /* nor once its process is gone */
+  close(up[0]);
+  close(up[1]);
+  close(down[0]);
+  close(down[1]);
 }
 
 static void test_a_gone_process_cannot_be_mapped(void) {
@@ -226,10 +288,10 @@ static void test_big_blocks_leave_descriptors_for_the_program(void) {
   for (i = 0; i < 100; i++) {
     CHECK((p[i] = dl_realloc(NULL, 4 * MB)) != NULL);
     p[i][4 * MB - 1] = (char)i;
-    shareable += dl_mem_share(p[i], 4 * MB, &ref) == 0;
+    shareable += dl_mem_share_file(p[i], 4 * MB, &ref) == 0;
   }
-  /* Past its budget a block is plain memory: usable, not shareable, and
-     the program can still open files. */
+  /* Past its budget a block is plain memory: usable, not shareable as a
+     file, and the program can still open files. */
   CHECK(shareable > 0 && shareable <= 64);
   for (i = 0; i < 60; i++) CHECK((files[i] = open("/dev/null", O_RDONLY)) >= 0);
   for (i = 0; i < 60; i++) close(files[i]);
@@ -362,7 +424,8 @@ int main(void) {
   RUN(test_cache_respects_its_budget);
   RUN(test_small_aligned_frees_are_not_confused);
   RUN(test_another_process_maps_a_shared_block);
-  RUN(test_private_blocks_are_shared_through_a_copy);
+  RUN(test_private_blocks_are_shared_as_files_through_a_copy);
+  RUN(test_private_blocks_are_read_by_their_address);
   RUN(test_a_gone_process_cannot_be_mapped);
   RUN(test_big_blocks_leave_descriptors_for_the_program);
   RUN(test_huge_blocks_are_zeroed_and_not_cached);

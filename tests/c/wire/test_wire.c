@@ -313,6 +313,9 @@ static void test_data_answers(void) {
   sa.ref.fd = 9;
   sa.ref.ino = 77;
   sa.ref.size = 8 << 20;
+  sa.ref.addr = 0x7f0000200000ull;
+  sa.ref.seal = 0x7f0000001008ull;
+  sa.ref.cookie = UINT64_MAX - 5;
   sa.off = 4096;
   sa.len = 1 << 20;
   B.len = 0;
@@ -322,6 +325,8 @@ static void test_data_answers(void) {
   CHECK(dl_shared_at_read(m.bytes, m.blen, &back) == 0);
   CHECK(back.pid == 4242 && back.ref.fd == 9 && back.ref.ino == 77 &&
         back.ref.size == 8 << 20 && back.off == 4096 && back.len == 1 << 20);
+  CHECK(back.ref.addr == sa.ref.addr && back.ref.seal == sa.ref.seal &&
+        back.ref.cookie == sa.ref.cookie);
   sa.off = sa.ref.size; /* past the block's end: refused */
   sa.len = 1;
   B.len = 0;
