@@ -6,10 +6,12 @@
 --   transfer.tiny_dep_roundtrip_median (ms): the same with a 10-byte string
 --   transfer.bytes_<MB>MB.time_median / time_min (s), .rate_median (MB/s)
 -- (Dask also measures a numpy array; dlua has no array type: bytes only.)
--- On one machine worker B maps the producer's pages (shared memory) rather
--- than copying the bytes: the rate is of that mapping, not of a copy over
--- a socket.  After the first timed rep (untimed), a checksum over every
--- byte taken on B must equal the one taken on A: the value arrived whole.
+-- On one machine worker B copies the producer's block straight out of
+-- worker A (process_vm_readv, onto its own huge pages; a memfd that A
+-- writes and B maps where that is refused), not over a socket: the rate
+-- is of that copy, plus the task making its Lua string from the bytes.
+-- After the first timed rep (untimed), a checksum over every byte taken
+-- on B must equal the one taken on A: the value arrived whole.
 --   build/dlua scripts/bench/bench_g_transfer.lua        (env MB, REPS)
 local dlua = require "dlua"
 local now = dlua.time

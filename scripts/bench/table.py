@@ -166,7 +166,7 @@ row("f Monte Carlo pi 8 tasks, speedup over serial", r"cpu_parallel\.speedup", "
 row("f Monte Carlo, serial wall (same loop)", r"cpu_parallel\.serial_wall", "s", True)
 row("g 100 MB to the other worker", r"transfer\.bytes_100MB\.rate_median", "MB/s", False,
     "≥ 2x Dask's rate", lambda a, b, c, rb, rc: None if rb is None else rb >= 2,
-    note="dlua: worker B maps the producer's pages, no copy; checksum checked")
+    note="dlua: worker B copies the producer's block out of it, process_vm_readv; checksum checked")
 row("g tiny dependency on the other worker", r"transfer\.tiny_dep_roundtrip_median", "ms", True)
 
 
