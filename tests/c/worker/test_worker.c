@@ -3,7 +3,8 @@
 ** drives it (tests/fuzz/worker_driver.h): a value stored by the scheduler
 ** is served to peers, an input fetched from a peer lands in the store
 ** whether it comes as bytes or as a shared block, a block that cannot be
-** mapped is asked for again as bytes, and every input the fuzzers saved
+** mapped is asked for again as bytes (one named by its address, as a
+** file first), and every input the fuzzers saved
 ** (tests/fuzz/regressions-worker, and tests/fuzz/regressions-shared for
 ** dl_shared_at_read) is replayed.  Run from the repository
 ** root.
@@ -50,17 +51,28 @@ static void answer(const char *key) {
 }
 
 /* Peer 2 answers with where a-1 lies: pid, and off / len in a block of
-   size bytes. */
-static void answer_shared(uint64_t pid, uint64_t size, uint64_t off,
-                          uint64_t len) {
+   size bytes, named by its address (no file) if by_addr. */
+static void answer_shared_as(int by_addr, uint64_t pid, uint64_t size,
+                             uint64_t off, uint64_t len) {
   dl_shared_at sa;
   memset(&sa, 0, sizeof sa);
+  if (by_addr) {
+    sa.ref.fd = DL_MEM_NOFD;
+    sa.ref.addr = 1 << 21;
+    sa.ref.seal = 4096;
+    sa.ref.cookie = 1;
+  }
   sa.pid = pid;
   sa.ref.size = size;
   sa.off = off;
   sa.len = len;
   dl_put_data_shared(&F, DL_M_DATA, 0, "a-1", 3, &sa);
   send_to(wdrv_peer(0)->conn);
+}
+
+static void answer_shared(uint64_t pid, uint64_t size, uint64_t off,
+                          uint64_t len) {
+  answer_shared_as(0, pid, size, off, len);
 }
 
 static void test_stored_value_is_served(void) {
@@ -111,6 +123,22 @@ static void test_unmappable_block_is_asked_as_bytes(void) {
   CHECK(f != NULL && f->plain);
   CHECK(!dl_w_store_has("a-1", 3));
   answer_shared(WDRV_PID, 8192, 8000, 5000); /* past the block's end */
+  CHECK(!dl_w_store_has("a-1", 3));
+  wdrv_reset();
+}
+
+/* A block named by its address that cannot be read (a ptrace policy
+   refused it) is asked for again as a file (GETF), then as bytes. */
+static void test_unreadable_block_is_asked_as_a_file_then_bytes(void) {
+  fetch *f;
+  wait_for_a();
+  answer_shared_as(1, WDRV_PID, 8192, 100, 5000);
+  f = dl_map_get(&W.fetches, "a-1", 3);
+  CHECK(f != NULL && f->filed && !f->plain);
+  CHECK(!dl_w_store_has("a-1", 3));
+  answer_shared_as(1, WDRV_PID, 8192, 100, 5000); /* still no file */
+  f = dl_map_get(&W.fetches, "a-1", 3);
+  CHECK(f != NULL && f->plain);
   CHECK(!dl_w_store_has("a-1", 3));
   wdrv_reset();
 }
@@ -211,6 +239,7 @@ int main(void) {
   RUN(test_fetched_bytes_are_stored);
   RUN(test_shared_block_is_mapped);
   RUN(test_unmappable_block_is_asked_as_bytes);
+  RUN(test_unreadable_block_is_asked_as_a_file_then_bytes);
   RUN(test_input_nobody_else_holds_goes_back);
   RUN(test_malformed_compute_leaves_fetches_sound);
   RUN(test_second_compute_of_a_key_supersedes);
