@@ -29,7 +29,8 @@
   X(SSL_CTX_set_verify) X(SSL_CTX_ctrl) X(SSL_CTX_set_num_tickets)           \
   X(SSL_new) X(SSL_free) X(SSL_set_bio) X(SSL_set_accept_state)              \
   X(SSL_set_connect_state) X(SSL_do_handshake) X(SSL_read) X(SSL_write)      \
-  X(SSL_get_error) X(SSL_get_verify_result) X(SSL_shutdown)
+  X(SSL_get_error) X(SSL_get_verify_result) X(SSL_shutdown)             \
+  X(SSL_CTX_set_ciphersuites) X(SSL_pending)
 
 /* The libcrypto functions beyond dl_crypto.h's that TLS and tls-gen use. */
 #define DL_X509_FUNCS(X)                                                     \
@@ -96,6 +97,8 @@ static inline dl_x509_fns *dl_x509_(void) {
 #define SSL_get_error (dl_ssl_()->p_SSL_get_error)
 #define SSL_get_verify_result (dl_ssl_()->p_SSL_get_verify_result)
 #define SSL_shutdown (dl_ssl_()->p_SSL_shutdown)
+#define SSL_CTX_set_ciphersuites (dl_ssl_()->p_SSL_CTX_set_ciphersuites)
+#define SSL_pending (dl_ssl_()->p_SSL_pending)
 
 #define BIO_new (dl_x509_()->p_BIO_new)
 #define BIO_free (dl_x509_()->p_BIO_free)

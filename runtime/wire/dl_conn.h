@@ -105,6 +105,9 @@ struct dl_conn {
   dl_bigsend *big, *big_tail;
   uv_write_t breq;        /* the chunk being written */
   char *sbounce, *rbounce; /* bounce buffers (dl_conn.c), or NULL */
+  /* The TLS session that came with the socket, and its buffers
+     (dl_conn.c), or NULL: see dl_tls.h. */
+  struct dl_tlsconn *tls;
 };
 
 /*
