@@ -414,11 +414,10 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     rgate_release(c, g);
     return;
   }
-  if (c->tls) {
-    if (nread > 0 && dl_tls_push(c->tls->t, buf->base, (size_t)nread))
-      conn_shut(c); /* out of memory */
-    else
-      tls_drain(c);
+  if (c->tls) { /* decrypted from cbuf itself */
+    if (nread > 0) dl_tls_lend(c->tls->t, buf->base, (size_t)nread);
+    tls_drain(c);
+    if (dl_tls_unlend(c->tls->t)) conn_shut(c); /* out of memory */
     return;
   }
   if (nread > 0 && buf->base == c->rbounce) /* a big frame's bytes */

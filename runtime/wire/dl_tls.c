@@ -163,56 +163,161 @@ const dl_tls_ctx *dl_tls_ctx_shared(const char *dir, char *err,
 }
 
 /* ------------------------------------------------------------------ */
-/* Sessions on memory BIOs                                             */
+/* Sessions on a BIO of our own                                        */
 /* ------------------------------------------------------------------ */
+
+/*
+** The session's BIO (both directions): OpenSSL reads the peer's bytes
+** from `held` (copied in by dl_tls_push) and then from a window lent by
+** dl_tls_lend (the connection's read buffer, not copied), and writes its
+** records to `out`, which dl_tls_pull hands over whole.  OpenSSL's memory
+** BIOs copied every byte once more each way: in with BIO_write, out with
+** BIO_read.
+*/
+typedef struct tbio {
+  dl_buf held;
+  size_t hoff; /* bytes of held already read */
+  const char *win;
+  size_t nwin;
+  dl_buf out;
+} tbio;
+
+#define IO(t) ((tbio *)(t)->io)
+
+static BIO_METHOD *tb_method;
+static pthread_once_t tb_once = PTHREAD_ONCE_INIT;
+
+static int tb_read(BIO *b, char *p, int n) {
+  tbio *io = BIO_get_data(b);
+  size_t k;
+  BIO_clear_retry_flags(b);
+  if (n <= 0) return 0;
+  if (io->held.len > io->hoff) {
+    k = io->held.len - io->hoff;
+    if (k > (size_t)n) k = (size_t)n;
+    memcpy(p, io->held.p + io->hoff, k);
+    io->hoff += k;
+    if (io->hoff == io->held.len) io->held.len = io->hoff = 0;
+    return (int)k;
+  }
+  if (io->nwin == 0) {
+    BIO_set_retry_read(b); /* nothing yet: OpenSSL says WANT_READ */
+    return -1;
+  }
+  k = io->nwin < (size_t)n ? io->nwin : (size_t)n;
+  memcpy(p, io->win, k);
+  io->win += k;
+  io->nwin -= k;
+  return (int)k;
+}
+
+static int tb_write(BIO *b, const char *p, int n) {
+  tbio *io = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (n <= 0) return 0;
+  if (dl_buf_try_grow(&io->out, (size_t)n)) return -1;
+  memcpy(io->out.p + io->out.len, p, (size_t)n);
+  io->out.len += (size_t)n;
+  return n;
+}
+
+static long tb_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  tbio *io = BIO_get_data(b);
+  (void)num;
+  (void)ptr;
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1; /* records are handed over by dl_tls_pull */
+  case BIO_CTRL_PENDING:
+    return (long)(io->held.len - io->hoff + io->nwin);
+  case BIO_CTRL_WPENDING:
+    return (long)io->out.len;
+  default:
+    return 0;
+  }
+}
+
+static void tb_init(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                               "dlua session");
+  if (m && BIO_meth_set_read(m, tb_read) && BIO_meth_set_write(m, tb_write) &&
+      BIO_meth_set_ctrl(m, tb_ctrl))
+    tb_method = m;
+}
 
 int dl_tls_begin(dl_tls *t, const dl_tls_ctx *c, int server, char *err,
                  size_t errlen) {
   SSL *s;
-  BIO *rb, *wb;
-  t->ssl = NULL;
+  BIO *b = NULL;
+  tbio *io;
+  t->ssl = t->io = NULL;
   ERR_clear_error();
+  pthread_once(&tb_once, tb_init);
   s = SSL_new(c->ctx);
-  rb = BIO_new(BIO_s_mem());
-  wb = BIO_new(BIO_s_mem());
-  if (s == NULL || rb == NULL || wb == NULL) {
+  io = dl_realloc(NULL, sizeof *io);
+  if (tb_method) b = BIO_new(tb_method);
+  if (s == NULL || io == NULL || b == NULL) {
     snprintf(err, errlen, "cannot start a TLS session: out of memory");
     if (s) SSL_free(s);
-    if (rb) BIO_free(rb);
-    if (wb) BIO_free(wb);
+    if (b) BIO_free(b);
+    dl_free(io);
     return -1;
   }
-  SSL_set_bio(s, rb, wb); /* s owns both */
+  memset(io, 0, sizeof *io);
+  dl_buf_init(&io->held);
+  dl_buf_init(&io->out);
+  BIO_set_data(b, io);
+  BIO_set_init(b, 1);
+  SSL_set_bio(s, b, b); /* s owns b (one reference for both directions) */
   if (server)
     SSL_set_accept_state(s);
   else
     SSL_set_connect_state(s);
   t->ssl = s;
-  t->rb = rb;
-  t->wb = wb;
+  t->io = io;
   return 0;
 }
 
 int dl_tls_push(dl_tls *t, const void *p, size_t n) {
-  const char *c = p;
-  while (n > 0) {
-    int k = BIO_write(t->rb, c, n > (1u << 30) ? 1 << 30 : (int)n);
-    if (k <= 0) return -1;
-    c += k;
-    n -= (size_t)k;
+  tbio *io = IO(t);
+  if (io->hoff) { /* keep held from growing with bytes already read */
+    memmove(io->held.p, io->held.p + io->hoff, io->held.len - io->hoff);
+    io->held.len -= io->hoff;
+    io->hoff = 0;
   }
+  if (dl_buf_try_grow(&io->held, n)) return -1;
+  memcpy(io->held.p + io->held.len, p, n);
+  io->held.len += n;
   return 0;
 }
 
+void dl_tls_lend(dl_tls *t, const void *p, size_t n) {
+  IO(t)->win = p;
+  IO(t)->nwin = n;
+}
+
+int dl_tls_unlend(dl_tls *t) {
+  tbio *io = IO(t);
+  const char *p = io->win;
+  size_t n = io->nwin;
+  io->win = NULL;
+  io->nwin = 0;
+  return n ? dl_tls_push(t, p, n) : 0;
+}
+
 int dl_tls_pull(dl_tls *t, dl_buf *out) {
-  size_t n;
-  while ((n = BIO_ctrl_pending(t->wb)) > 0) {
-    int k;
-    if (dl_buf_try_grow(out, n)) return -1;
-    k = BIO_read(t->wb, out->p + out->len, (int)n);
-    if (k <= 0) return -1;
-    out->len += (size_t)k;
+  tbio *io = IO(t);
+  if (io->out.len == 0) return 0;
+  if (out->len == 0) { /* swap: out's room becomes the BIO's */
+    dl_buf x = *out;
+    *out = io->out;
+    io->out = x;
+    return 0;
   }
+  if (dl_buf_try_grow(out, io->out.len)) return -1;
+  memcpy(out->p + out->len, io->out.p, io->out.len);
+  out->len += io->out.len;
+  io->out.len = 0;
   return 0;
 }
 
@@ -275,8 +380,13 @@ int dl_tls_write(dl_tls *t, const void *p, size_t n) {
 }
 
 void dl_tls_end(dl_tls *t) {
-  if (t->ssl) SSL_free(SSLP(t)); /* and its BIOs */
-  t->ssl = t->rb = t->wb = NULL;
+  if (t->ssl) SSL_free(SSLP(t)); /* and its BIO */
+  if (t->io) {
+    dl_buf_free(&IO(t)->held);
+    dl_buf_free(&IO(t)->out);
+    dl_free(t->io);
+  }
+  t->ssl = t->io = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -316,7 +426,7 @@ int dl_tls_hand(int fd, dl_tls *t, char *err, size_t errlen) {
   e->dev = st.st_dev;
   e->ino = st.st_ino;
   e->t = *t;
-  t->ssl = t->rb = t->wb = NULL;
+  t->ssl = t->io = NULL;
   pthread_mutex_lock(&hand_lock);
   for (pp = &hands; *pp;) { /* drop the sessions of sockets closed since */
     handed *x = *pp;

@@ -11,7 +11,7 @@
 ** No host name is checked: every certificate the private CA signed is a
 ** member of the cluster.
 **
-** OpenSSL runs on memory BIOs (sans-IO, dl_tls below): the transport
+** OpenSSL runs on a BIO of our own (sans-IO, dl_tls below): the transport
 ** moves the bytes over libuv, OpenSSL never touches a socket.  Once a
 ** connection is authenticated, dl_tls_hand leaves its session beside its
 ** socket, and the connection that adopts the socket (dl_conn_open_fd, or
@@ -52,10 +52,10 @@ const dl_tls_ctx *dl_tls_ctx_shared(const char *dir, char *err,
 /* The directory it was loaded from. */
 const char *dl_tls_ctx_dir(const dl_tls_ctx *c);
 
-/* One TLS session on memory BIOs. */
+/* One TLS session, on a BIO of dl_tls.c's that never touches a socket. */
 typedef struct dl_tls {
-  void *ssl;     /* SSL*; NULL when none */
-  void *rb, *wb; /* its BIOs: what came from the peer, what goes to it */
+  void *ssl; /* SSL*; NULL when none */
+  void *io;  /* its BIO's buffers: what came from the peer, what goes to it */
 } dl_tls;
 
 enum { DL_TLS_FAIL = -1, DL_TLS_MORE = 0, DL_TLS_DONE = 1 };
@@ -66,7 +66,14 @@ int dl_tls_begin(dl_tls *t, const dl_tls_ctx *c, int server, char *err,
                  size_t errlen);
 /* Give it n bytes read from the peer.  0, or -1 (out of memory). */
 int dl_tls_push(dl_tls *t, const void *p, size_t n);
-/* Append what it has for the peer to out.  0, or -1 (out of memory). */
+/* Lend it the n bytes at p, read from the peer, for the dl_tls_read calls
+   that follow (no copy); dl_tls_unlend ends the loan, keeping (copying)
+   what was not read yet: 0, or -1 (out of memory). */
+void dl_tls_lend(dl_tls *t, const void *p, size_t n);
+int dl_tls_unlend(dl_tls *t);
+/* Append what it has for the peer to out (when out is empty, the buffers
+   are swapped: no copy, and out's room is reused).  0, or -1 (out of
+   memory). */
 int dl_tls_pull(dl_tls *t, dl_buf *out);
 /* Go on with the handshake: DL_TLS_DONE, DL_TLS_MORE (push more), or
    DL_TLS_FAIL with one line in err (the certificate's fault named). */
