@@ -62,11 +62,11 @@ struct dl_bigsend {
 ** dispatches its frames as any connection does; what it writes is
 ** encrypted on the way (tls_send, and each chunk of a big frame straight
 ** from its value) and the records go out on the same libuv stream, in the
-** order they were made.  No thread, no socketpair: the bytes are copied
-** no more than OpenSSL's memory BIOs need, and backpressure is libuv's
-** write queue, as without TLS.  Such a connection opens no read or write
-** gate: its session is its loop thread's alone (OpenSSL's sessions are
-** not to be used from two threads at once).
+** order they were made.  No thread, no socketpair (dl_tls.c's BIO reads
+** the records from cbuf itself and hands its own over whole), and
+** backpressure is libuv's write queue, as without TLS.  Such a connection
+** opens no read or write gate: its session is its loop thread's alone
+** (OpenSSL's sessions are not to be used from two threads at once).
 */
 #define TLS_CBUF ((size_t)256 << 10)
 /* A big frame's chunk of clear bytes: its records (22 bytes of header and

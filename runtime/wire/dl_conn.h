@@ -130,7 +130,9 @@ struct dl_wgate {
 
 /* Initialise g, closed.  0 or a libuv error. */
 int dl_wgate_init(dl_wgate *g);
-/* Open g on c's socket (c open): c's writes go through it from now on. */
+/* Open g on c's socket (c open): c's writes go through it from now on.
+   Not on a TLS connection (its session is its loop thread's): g stays
+   closed, and the other thread hands every frame to that one. */
 void dl_conn_set_gate(dl_conn *c, dl_wgate *g);
 /*
 ** From any thread but c's loop's, with g's lock held (uv_mutex_lock on
@@ -170,7 +172,8 @@ struct dl_rgate {
 
 /* Initialise g, closed.  0 or a libuv error. */
 int dl_rgate_init(dl_rgate *g);
-/* Open g on c's socket (c open): c's reads go through it from now on. */
+/* Open g on c's socket (c open): c's reads go through it from now on.
+   Not on a TLS connection: g stays closed. */
 void dl_conn_set_rgate(dl_conn *c, dl_rgate *g);
 /*
 ** Handle one frame (n bytes of messages at p, borrowed for the call) on

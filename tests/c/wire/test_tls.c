@@ -232,6 +232,91 @@ static void test_bytes_cross_encrypted(void) {
   remove_dirs();
 }
 
+static dl_conn *greeter; /* the server's side of the next test */
+static seen greeted;
+
+/* The owner of an accepted socket writes at once, as a scheduler welcomes
+   a worker: its first records may reach the dialler with the handshake's
+   last bytes, inside the session already. */
+static void on_accept_greet(dl_tcp_server *s, int fd, const char *peer,
+                            void *d) {
+  ctx *c = d;
+  (void)s;
+  (void)peer;
+  c->accepted++;
+  greeter = dl_conn_new(&c->loop, NULL, on_frame, on_conn_close, &greeted);
+  CHECK(greeter != NULL && dl_conn_open_fd(greeter, fd) == 0);
+  say(greeter, "welcome");
+  dl_conn_flush(greeter);
+}
+
+static void test_a_frame_right_behind_the_handshake(void) {
+  ctx c;
+  dl_tcp_opts o;
+  seen cw;
+  dl_conn *cc;
+  char err[256];
+  int round;
+  make_dirs();
+  for (round = 0; round < 20; round++) {
+    memset(&cw, 0, sizeof cw);
+    memset(&greeted, 0, sizeof greeted);
+    memset(&c, 0, sizeof c);
+    c.sfd = c.cfd = -1;
+    c.keep = 1;
+    CHECK(uv_loop_init(&c.loop) == 0);
+    uv_timer_init(&c.loop, &c.tick);
+    uv_timer_start(&c.tick, tick_cb, 10, 10);
+    CHECK(dl_token_set(&tok_a, "token-aaaaaaaaaaaaaaaaaaaa", 26) == 0);
+    o = opts_for(&c, &tok_a, tls_a);
+    CHECK(dl_tcp_listen(&c.srv, &c.loop, "127.0.0.1", 0, &o, on_accept_greet,
+                        &c, err, sizeof err) == 0);
+    CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o,
+                      5000, on_dial, &c) == 0);
+    run_until(&c, &c.accepted, 1, &c.dialled, 1, 20000);
+    cc = dl_conn_new(&c.loop, NULL, on_frame, on_conn_close, &cw);
+    CHECK(cc != NULL && dl_conn_open_fd(cc, c.cfd) == 0);
+    c.cfd = -1;
+    run_until(&c, &cw.frames, 1, &cw.frames, 1, 20000);
+    CHECK(cw.nlast == 7 && memcmp(cw.last, "welcome", 7) == 0);
+    dl_conn_close(cc);
+    run_until(&c, &greeted.closed, 1, &cw.closed, 1, 20000);
+    free(cw.last);
+    teardown(&c);
+  }
+  remove_dirs();
+}
+
+/* A session waits for its socket's owner; a socket closed before that,
+   whose number a new socket takes, does not inherit it. */
+static void test_a_session_goes_with_its_socket_only(void) {
+  dl_tls t;
+  dl_tls *got;
+  char err[300];
+  int fd, fd2;
+  make_dirs();
+  CHECK(dl_tls_waiting() == 0);
+  fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(fd >= 0 && dl_tls_begin(&t, tls_a, 0, err, sizeof err) == 0);
+  CHECK(dl_tls_hand(fd, &t, err, sizeof err) == 0 && t.ssl == NULL);
+  CHECK(dl_tls_waiting() == 1);
+  CHECK(dl_tls_claim(fd + 1000) == NULL); /* not that socket's */
+  got = dl_tls_claim(fd);
+  CHECK(got != NULL && got->ssl != NULL);
+  CHECK(dl_tls_claim(fd) == NULL && dl_tls_waiting() == 0); /* taken once */
+  dl_tls_free(got);
+  /* handed, then the socket closed unclaimed and its number reused */
+  CHECK(dl_tls_begin(&t, tls_a, 1, err, sizeof err) == 0);
+  CHECK(dl_tls_hand(fd, &t, err, sizeof err) == 0);
+  close(fd);
+  fd2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(fd2 == fd); /* the lowest free number */
+  CHECK(dl_tls_claim(fd2) == NULL);
+  CHECK(dl_tls_waiting() == 0);
+  close(fd2);
+  remove_dirs();
+}
+
 static void test_tls_client_plain_server(void) {
   ctx c;
   dl_tcp_opts o;
@@ -365,6 +450,8 @@ static void test_bad_tls_dirs_say_which_file(void) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(test_bytes_cross_encrypted);
+  RUN(test_a_session_goes_with_its_socket_only);
+  RUN(test_a_frame_right_behind_the_handshake);
   RUN(test_tls_client_plain_server);
   RUN(test_plain_client_tls_server);
   RUN(test_certificate_of_another_ca);
