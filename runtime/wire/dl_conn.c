@@ -64,9 +64,10 @@ struct dl_bigsend {
 ** from its value) and the records go out on the same libuv stream, in the
 ** order they were made.  No thread, no socketpair (dl_tls.c's BIO reads
 ** the records from cbuf itself and hands its own over whole), and
-** backpressure is libuv's write queue, as without TLS.  Such a connection
-** opens no read or write gate: its session is its loop thread's alone
-** (OpenSSL's sessions are not to be used from two threads at once).
+** backpressure is libuv's write queue, as without TLS.  OpenSSL's
+** sessions are not to be used from two threads at once: with a write
+** gate, every use of the session (on either thread) holds the gate's
+** lock; a read gate is not opened on such a connection.
 */
 #define TLS_CBUF ((size_t)256 << 10)
 /* A big frame's chunk of clear bytes: its records (22 bytes of header and
@@ -103,25 +104,52 @@ static void gate_unlock(dl_conn *c, dl_wgate *g) {
 
 int dl_wgate_init(dl_wgate *g) {
   g->fd = -1;
+  g->tls = NULL;
   g->queued = 0;
   return uv_mutex_init(&g->lock);
 }
 
 void dl_conn_set_gate(dl_conn *c, dl_wgate *g) {
   uv_os_fd_t fd;
-  if (c->tr == NULL || c->tls || uv_fileno(&c->h.handle, &fd)) return;
+  if (c->tr == NULL || uv_fileno(&c->h.handle, &fd)) return;
   c->gate = g;
   uv_mutex_lock(&g->lock);
   g->fd = fd;
+  g->tls = c->tls ? c->tls->t : NULL;
   g->queued = c->h.stream.write_queue_size;
   uv_mutex_unlock(&g->lock);
+}
+
+/* A frame's records on a TLS connection's gate: encrypted here (the
+   gate's lock keeps the session this thread's meanwhile), then written
+   by dl_wgate_write, which must write them all once made: the session
+   counts them sent. */
+static int gate_seal(dl_wgate *g, const char *p, size_t n,
+                     const unsigned char hdr[4], dl_buf *rec) {
+  char one[4096];
+  int rc;
+  dl_buf_init(rec);
+  if (n + 4 <= sizeof one) { /* a small frame: one record */
+    memcpy(one, hdr, 4);
+    memcpy(one + 4, p, n);
+    rc = dl_tls_write(g->tls, one, n + 4);
+  } else {
+    rc = dl_tls_write(g->tls, hdr, 4) || dl_tls_write(g->tls, p, n);
+  }
+  if (rc || dl_tls_pull(g->tls, rec)) {
+    dl_buf_free(rec);
+    g->fd = -1; /* the session is broken: the loop's thread finds out */
+    return UV_EPROTO;
+  }
+  return 0;
 }
 
 int dl_wgate_write(dl_wgate *g, const char *p, size_t n) {
   unsigned char hdr[4];
   struct iovec iov[2];
   struct msghdr mh;
-  int first = 1;
+  dl_buf rec;
+  int first = 1, rc = 0;
   if (g->fd < 0 || g->queued) return UV_EAGAIN;
   if (n > DL_MAX_FRAME) return UV_E2BIG;
   hdr[0] = (unsigned char)(n & 0xff);
@@ -135,15 +163,28 @@ int dl_wgate_write(dl_wgate *g, const char *p, size_t n) {
   memset(&mh, 0, sizeof mh);
   mh.msg_iov = iov;
   mh.msg_iovlen = 2;
+  if (g->tls) {
+    struct pollfd pf;
+    pf.fd = g->fd;
+    pf.events = POLLOUT;
+    /* A full socket: nothing is encrypted, the loop's thread sends it
+       (once sealed, the records must go, waiting as long as it takes). */
+    if (poll(&pf, 1, 0) != 1 || !(pf.revents & POLLOUT)) return UV_EAGAIN;
+    if ((rc = gate_seal(g, p, n, hdr, &rec)) != 0) return rc;
+    iov[0].iov_base = rec.p;
+    iov[0].iov_len = rec.len;
+    mh.msg_iovlen = 1;
+    first = 0; /* sealed: every record goes, however long it takes */
+  }
   while (mh.msg_iovlen > 0) {
     ssize_t w = sendmsg(g->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       struct pollfd pf;
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        int rc = -errno; /* libuv's codes are negated errnos on Unix */
+        rc = -errno; /* libuv's codes are negated errnos on Unix */
         g->fd = -1;
-        return rc;
+        break;
       }
       if (first) return UV_EAGAIN; /* nothing written: the loop sends it */
       pf.fd = g->fd;
@@ -162,7 +203,8 @@ int dl_wgate_write(dl_wgate *g, const char *p, size_t n) {
       mh.msg_iov[0].iov_len -= (size_t)w;
     }
   }
-  return 0;
+  if (g->tls) dl_buf_free(&rec);
+  return rc;
 }
 
 static void prep_cb(uv_prepare_t *h) {
@@ -318,6 +360,7 @@ static void conn_shut(dl_conn *c) {
                      reused): the other thread writes no more */
     uv_mutex_lock(&c->gate->lock);
     c->gate->fd = -1;
+    c->gate->tls = NULL;
     uv_mutex_unlock(&c->gate->lock);
     c->gate = NULL;
   }
@@ -370,12 +413,13 @@ static int tls_out(dl_conn *c);
    fills the buffer alone (dl_conn_take_input), as alloc_cb's do. */
 static void tls_drain(dl_conn *c) {
   dl_buf *in = &c->in;
+  dl_wgate *g;
+  long k;
   char err[300];
   c->refs++; /* on_frame may close the conn */
   while (!c->closing) {
     size_t want = 65536, room;
     int exact = 0;
-    long k;
     if (in->len >= 4) {
       uint32_t n;
       dl_rd r;
@@ -391,7 +435,9 @@ static void tls_drain(dl_conn *c) {
       break;
     }
     room = exact ? want : in->cap - in->len;
+    g = gate_lock(c); /* the session is shared with the gate's thread */
     k = dl_tls_read(c->tls->t, in->p + in->len, room, err, sizeof err);
+    if (g) uv_mutex_unlock(&g->lock);
     if (k == 0) break; /* the rest of a record is still on its way */
     if (k < 0) { /* the peer ended the session, or it broke */
       conn_shut(c);
@@ -401,7 +447,12 @@ static void tls_drain(dl_conn *c) {
     dispatch(c);
   }
   /* What reading made the session say (an alert, a key update's answer). */
-  if (!c->closing) tls_out(c);
+  if (!c->closing) {
+    g = gate_lock(c);
+    k = tls_out(c);
+    gate_unlock(c, g);
+    if (k) conn_shut(c);
+  }
   conn_unref(c);
 }
 
@@ -415,9 +466,16 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->tls) { /* decrypted from cbuf itself */
+    dl_wgate *wg;
+    int rc;
+    wg = gate_lock(c);
     if (nread > 0) dl_tls_lend(c->tls->t, buf->base, (size_t)nread);
+    if (wg) uv_mutex_unlock(&wg->lock);
     tls_drain(c);
-    if (dl_tls_unlend(c->tls->t)) conn_shut(c); /* out of memory */
+    wg = c->closing ? NULL : gate_lock(c); /* shut: the gate is gone */
+    rc = dl_tls_unlend(c->tls->t);
+    if (wg) uv_mutex_unlock(&wg->lock);
+    if (rc) conn_shut(c); /* out of memory */
     return;
   }
   if (nread > 0 && buf->base == c->rbounce) /* a big frame's bytes */
@@ -607,8 +665,9 @@ static void send_owned(dl_conn *c, char *p, size_t n) {
   }
 }
 
-/* Send the records c's session holds for the peer: 0, or -1 (out of
-   memory; the connection is shut). */
+/* Send the records c's session holds for the peer (c's gate locked, if
+   it has one): 0, or -1 (out of memory: the caller shuts c, after
+   unlocking the gate). */
 static int tls_out(dl_conn *c) {
   dl_buf out;
   char *p;
@@ -616,7 +675,6 @@ static int tls_out(dl_conn *c) {
   dl_buf_init(&out);
   if (dl_tls_pull(c->tls->t, &out)) {
     dl_buf_free(&out);
-    conn_shut(c);
     return -1;
   }
   if (out.len == 0) return 0;
@@ -625,15 +683,13 @@ static int tls_out(dl_conn *c) {
   return 0;
 }
 
-/* Encrypt the n bytes at p (taken) and send their records: 0 or -1. */
+/* Encrypt the n bytes at p (taken) and send their records (c's gate
+   locked, if it has one): 0, or -1 (the session failed, and the peer
+   would see garbage: the caller shuts c, after unlocking the gate). */
 static int tls_send(dl_conn *c, char *p, size_t n) {
   int rc = dl_tls_write(c->tls->t, p, n);
   dl_free(p);
-  if (rc) {
-    conn_shut(c); /* the session failed: the peer would see garbage */
-    return -1;
-  }
-  return tls_out(c);
+  return rc ? -1 : tls_out(c);
 }
 
 void dl_conn_flush(dl_conn *c) {
@@ -648,11 +704,13 @@ void dl_conn_flush(dl_conn *c) {
   c->out.p[2] = (char)(((c->out.len - 4) >> 16) & 0xff);
   c->out.p[3] = (char)(((c->out.len - 4) >> 24) & 0xff);
   p = dl_buf_take(&c->out, &n);
+  g = gate_lock(c);
   if (c->tls) {
-    tls_send(c, p, n);
+    int rc = tls_send(c, p, n);
+    gate_unlock(c, g);
+    if (rc) conn_shut(c);
     return;
   }
-  g = gate_lock(c);
   send_owned(c, p, n);
   gate_unlock(c, g);
 }

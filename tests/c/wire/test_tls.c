@@ -3,7 +3,8 @@
 ** and dl_tcp.c's TLS path, dl_conn.c's records) over real sockets on the
 ** loopback, with certificates made by dl_tlsgen: frames cross both ways
 ** between connections that took their sessions with their sockets (a 6 MB
-** frame too, which fills the socket buffers), and a relay
+** frame too, which fills the socket buffers, and a frame another thread
+** writes through the write gate), and a relay
 ** in between sees neither those bytes nor the token's handshake in the
 ** clear; TLS on one side only, a certificate from another CA, a wrong
 ** token inside TLS and garbage sent to a TLS port are each refused with
@@ -152,6 +153,15 @@ static void say(dl_conn *cn, const char *s) {
   dl_buf_put(dl_conn_msg(cn), s, strlen(s));
 }
 
+/* Another thread writes a frame through a TLS connection's write gate. */
+static void *gate_main(void *arg) {
+  dl_wgate *g = arg;
+  uv_mutex_lock(&g->lock);
+  CHECK(dl_wgate_write(g, "g-gated", 7) == 0);
+  uv_mutex_unlock(&g->lock);
+  return NULL;
+}
+
 static void test_bytes_cross_encrypted(void) {
   ctx c;
   dl_tcp_opts o;
@@ -210,9 +220,27 @@ static void test_bytes_cross_encrypted(void) {
   run_until(&c, &sw.frames, 4, &sent, 1, 20000);
   CHECK(memcmp(sw.order, "s1B2", 4) == 0);
   CHECK(sw.nlast == 7 && memcmp(sw.last, "2-after", 7) == 0);
-  /* The owner closes: the peer sees the end of the stream. */
-  dl_conn_close(cc);
-  run_until(&c, &sw.closed, 1, &cw.closed, 1, 20000); /* both freed */
+  /* A frame another thread encrypts and writes through the write gate
+     (the session shared under the gate's lock), then one of the loop's:
+     both arrive, in that order. */
+  {
+    dl_wgate g;
+    pthread_t gt;
+    CHECK(dl_wgate_init(&g) == 0);
+    dl_conn_set_gate(cc, &g);
+    CHECK(g.fd >= 0 && g.tls != NULL);
+    CHECK(pthread_create(&gt, NULL, gate_main, &g) == 0);
+    pthread_join(gt, NULL);
+    say(cc, "3-loop");
+    dl_conn_flush(cc);
+    run_until(&c, &sw.frames, 6, &sw.frames, 6, 20000);
+    CHECK(memcmp(sw.order, "s1B2g3", 6) == 0);
+    /* The owner closes: the peer sees the end of the stream. */
+    dl_conn_close(cc);
+    run_until(&c, &sw.closed, 1, &cw.closed, 1, 20000); /* both freed */
+    CHECK(g.fd == -1 && g.tls == NULL); /* closed before the session went */
+    uv_mutex_destroy(&g.lock);
+  }
   pthread_join(th, NULL);
   /* The wire carried the TLS hello in the clear, then nothing readable:
      not the owners' bytes, not the dlua handshake's magic. */
