@@ -163,7 +163,7 @@ describe("TLS", function()
   it("every worker joins over TLS, however the descriptors fall",
      function()
     -- A worker joining over TLS once moved its link onto fd 3, which by
-    -- then could be one of the TLS thread's own descriptors: about one
+    -- then could be one of the (since removed) TLS thread's descriptors: one
     -- worker in ten left at once, silently.  Twelve joins.
     local dir = H.token_dir(TOKEN)
     local spid

@@ -29,12 +29,16 @@
   X(SSL_CTX_set_verify) X(SSL_CTX_ctrl) X(SSL_CTX_set_num_tickets)           \
   X(SSL_new) X(SSL_free) X(SSL_set_bio) X(SSL_set_accept_state)              \
   X(SSL_set_connect_state) X(SSL_do_handshake) X(SSL_read) X(SSL_write)      \
-  X(SSL_get_error) X(SSL_get_verify_result) X(SSL_shutdown)
+  X(SSL_get_error) X(SSL_get_verify_result) X(SSL_shutdown)             \
+  X(SSL_CTX_set_ciphersuites) X(SSL_pending)
 
 /* The libcrypto functions beyond dl_crypto.h's that TLS and tls-gen use. */
 #define DL_X509_FUNCS(X)                                                     \
   X(BIO_new) X(BIO_free) X(BIO_s_mem) X(BIO_read) X(BIO_write) X(BIO_ctrl)               \
-  X(BIO_ctrl_pending) X(ERR_get_error) X(ERR_error_string_n)                 \
+  X(BIO_ctrl_pending) X(BIO_meth_new) X(BIO_meth_set_write)                  \
+  X(BIO_meth_set_read) X(BIO_meth_set_ctrl) X(BIO_get_new_index)            \
+  X(BIO_set_data) X(BIO_get_data) X(BIO_set_init) X(BIO_set_flags)           \
+  X(BIO_clear_flags) X(ERR_get_error) X(ERR_error_string_n)                 \
   X(ERR_clear_error) X(X509_verify_cert_error_string) X(EVP_PKEY_Q_keygen)   \
   X(EVP_PKEY_free) X(X509_new) X(X509_free) X(X509_set_version)              \
   X(X509_get_serialNumber) X(ASN1_INTEGER_set) X(X509_gmtime_adj)            \
@@ -96,6 +100,8 @@ static inline dl_x509_fns *dl_x509_(void) {
 #define SSL_get_error (dl_ssl_()->p_SSL_get_error)
 #define SSL_get_verify_result (dl_ssl_()->p_SSL_get_verify_result)
 #define SSL_shutdown (dl_ssl_()->p_SSL_shutdown)
+#define SSL_CTX_set_ciphersuites (dl_ssl_()->p_SSL_CTX_set_ciphersuites)
+#define SSL_pending (dl_ssl_()->p_SSL_pending)
 
 #define BIO_new (dl_x509_()->p_BIO_new)
 #define BIO_free (dl_x509_()->p_BIO_free)
@@ -104,6 +110,16 @@ static inline dl_x509_fns *dl_x509_(void) {
 #define BIO_write (dl_x509_()->p_BIO_write)
 #define BIO_ctrl (dl_x509_()->p_BIO_ctrl)
 #define BIO_ctrl_pending (dl_x509_()->p_BIO_ctrl_pending)
+#define BIO_meth_new (dl_x509_()->p_BIO_meth_new)
+#define BIO_meth_set_write (dl_x509_()->p_BIO_meth_set_write)
+#define BIO_meth_set_read (dl_x509_()->p_BIO_meth_set_read)
+#define BIO_meth_set_ctrl (dl_x509_()->p_BIO_meth_set_ctrl)
+#define BIO_get_new_index (dl_x509_()->p_BIO_get_new_index)
+#define BIO_set_data (dl_x509_()->p_BIO_set_data)
+#define BIO_get_data (dl_x509_()->p_BIO_get_data)
+#define BIO_set_init (dl_x509_()->p_BIO_set_init)
+#define BIO_set_flags (dl_x509_()->p_BIO_set_flags)
+#define BIO_clear_flags (dl_x509_()->p_BIO_clear_flags)
 #define ERR_get_error (dl_x509_()->p_ERR_get_error)
 #define ERR_error_string_n (dl_x509_()->p_ERR_error_string_n)
 #define ERR_clear_error (dl_x509_()->p_ERR_clear_error)

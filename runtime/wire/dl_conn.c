@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 
 #include "dl_conn.h"
+#include "dl_tls.h"
 
 /* Transports by address prefix; the last one (prefix "") takes the rest. */
 static const dl_transport *const transports[] = {&dl_transport_tcp,
@@ -54,6 +55,38 @@ struct dl_bigsend {
   void *ud;
 };
 
+/*
+** TLS inside the connection.  A TCP connection whose socket came with a
+** TLS session (dl_tls_claim, when it starts reading) reads the peer's
+** records into cbuf, decrypts them straight into its frame buffer and
+** dispatches its frames as any connection does; what it writes is
+** encrypted on the way (tls_send, and each chunk of a big frame straight
+** from its value) and the records go out on the same libuv stream, in the
+** order they were made.  No thread, no socketpair (dl_tls.c's BIO reads
+** the records from cbuf itself and hands its own over whole), and
+** backpressure is libuv's write queue, as without TLS.  OpenSSL's
+** sessions are not to be used from two threads at once: with a write
+** gate, every use of the session (on either thread) holds the gate's
+** lock; a read gate is not opened on such a connection.
+*/
+#define TLS_CBUF ((size_t)256 << 10)
+/* A big frame's chunk of clear bytes: its records (22 bytes of header and
+   tag per 16 KiB) still fit in DL_BOUNCE. */
+#define TLS_CHUNK (DL_BOUNCE - 4096)
+
+typedef struct dl_tlsconn {
+  dl_tls *t;
+  /* The first drain, from the loop: the records that came with the
+     handshake's last bytes are in the session already, and no read will
+     announce them. */
+  uv_idle_t first;
+  int first_open;
+  dl_buf bout; /* the records of the big frame's chunk being written */
+  char cbuf[TLS_CBUF]; /* records read */
+} dl_tlsconn;
+
+static void tls_drain(dl_conn *c);
+
 /* The gate of c, locked, or NULL if it has none. */
 static dl_wgate *gate_lock(dl_conn *c) {
   if (c->gate) uv_mutex_lock(&c->gate->lock);
@@ -71,6 +104,7 @@ static void gate_unlock(dl_conn *c, dl_wgate *g) {
 
 int dl_wgate_init(dl_wgate *g) {
   g->fd = -1;
+  g->tls = NULL;
   g->queued = 0;
   return uv_mutex_init(&g->lock);
 }
@@ -81,15 +115,41 @@ void dl_conn_set_gate(dl_conn *c, dl_wgate *g) {
   c->gate = g;
   uv_mutex_lock(&g->lock);
   g->fd = fd;
+  g->tls = c->tls ? c->tls->t : NULL;
   g->queued = c->h.stream.write_queue_size;
   uv_mutex_unlock(&g->lock);
+}
+
+/* A frame's records on a TLS connection's gate: encrypted here (the
+   gate's lock keeps the session this thread's meanwhile), then written
+   by dl_wgate_write, which must write them all once made: the session
+   counts them sent. */
+static int gate_seal(dl_wgate *g, const char *p, size_t n,
+                     const unsigned char hdr[4], dl_buf *rec) {
+  char one[4096];
+  int rc;
+  dl_buf_init(rec);
+  if (n + 4 <= sizeof one) { /* a small frame: one record */
+    memcpy(one, hdr, 4);
+    memcpy(one + 4, p, n);
+    rc = dl_tls_write(g->tls, one, n + 4);
+  } else {
+    rc = dl_tls_write(g->tls, hdr, 4) || dl_tls_write(g->tls, p, n);
+  }
+  if (rc || dl_tls_pull(g->tls, rec)) {
+    dl_buf_free(rec);
+    g->fd = -1; /* the session is broken: the loop's thread finds out */
+    return UV_EPROTO;
+  }
+  return 0;
 }
 
 int dl_wgate_write(dl_wgate *g, const char *p, size_t n) {
   unsigned char hdr[4];
   struct iovec iov[2];
   struct msghdr mh;
-  int first = 1;
+  dl_buf rec;
+  int first = 1, rc = 0;
   if (g->fd < 0 || g->queued) return UV_EAGAIN;
   if (n > DL_MAX_FRAME) return UV_E2BIG;
   hdr[0] = (unsigned char)(n & 0xff);
@@ -103,15 +163,28 @@ int dl_wgate_write(dl_wgate *g, const char *p, size_t n) {
   memset(&mh, 0, sizeof mh);
   mh.msg_iov = iov;
   mh.msg_iovlen = 2;
+  if (g->tls) {
+    struct pollfd pf;
+    pf.fd = g->fd;
+    pf.events = POLLOUT;
+    /* A full socket: nothing is encrypted, the loop's thread sends it
+       (once sealed, the records must go, waiting as long as it takes). */
+    if (poll(&pf, 1, 0) != 1 || !(pf.revents & POLLOUT)) return UV_EAGAIN;
+    if ((rc = gate_seal(g, p, n, hdr, &rec)) != 0) return rc;
+    iov[0].iov_base = rec.p;
+    iov[0].iov_len = rec.len;
+    mh.msg_iovlen = 1;
+    first = 0; /* sealed: every record goes, however long it takes */
+  }
   while (mh.msg_iovlen > 0) {
     ssize_t w = sendmsg(g->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       struct pollfd pf;
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        int rc = -errno; /* libuv's codes are negated errnos on Unix */
+        rc = -errno; /* libuv's codes are negated errnos on Unix */
         g->fd = -1;
-        return rc;
+        break;
       }
       if (first) return UV_EAGAIN; /* nothing written: the loop sends it */
       pf.fd = g->fd;
@@ -130,7 +203,8 @@ int dl_wgate_write(dl_wgate *g, const char *p, size_t n) {
       mh.msg_iov[0].iov_len -= (size_t)w;
     }
   }
-  return 0;
+  if (g->tls) dl_buf_free(&rec);
+  return rc;
 }
 
 static void prep_cb(uv_prepare_t *h) {
@@ -167,6 +241,11 @@ static void conn_unref(dl_conn *c) {
     dl_buf_free(&c->out);
     dl_free(c->sbounce);
     dl_free(c->rbounce);
+    if (c->tls) {
+      dl_tls_free(c->tls->t);
+      dl_buf_free(&c->tls->bout);
+      dl_free(c->tls);
+    }
     dl_free(c);
   }
 }
@@ -216,6 +295,11 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   dl_buf *in = &c->in;
   size_t want = 65536;
   (void)hint;
+  if (c->tls) { /* records: tls_drain decrypts them into in */
+    buf->base = c->tls->cbuf;
+    buf->len = TLS_CBUF;
+    return;
+  }
   /* Held until read_cb, which libuv calls once for each alloc_cb. */
   rgate_hold(c);
   if (in->len >= 4) {
@@ -276,6 +360,7 @@ static void conn_shut(dl_conn *c) {
                      reused): the other thread writes no more */
     uv_mutex_lock(&c->gate->lock);
     c->gate->fd = -1;
+    c->gate->tls = NULL;
     uv_mutex_unlock(&c->gate->lock);
     c->gate = NULL;
   }
@@ -286,6 +371,10 @@ static void conn_shut(dl_conn *c) {
     g->idle = 0;
     if (!g->held) uv_mutex_unlock(&g->lock);
     c->rgate = NULL;
+  }
+  if (c->tls && c->tls->first_open) {
+    c->tls->first_open = 0;
+    uv_close((uv_handle_t *)&c->tls->first, close_cb);
   }
   if (c->on_close) c->on_close(c);
   if (c->tr == NULL) conn_unref(c); /* never opened: no handle to close */
@@ -317,6 +406,56 @@ static void dispatch(dl_conn *c) {
   }
 }
 
+static int tls_out(dl_conn *c);
+
+/* Decrypt what c's session holds into c->in, handing each frame to
+   on_frame as it completes.  Reads of a big frame stop at its end, so it
+   fills the buffer alone (dl_conn_take_input), as alloc_cb's do. */
+static void tls_drain(dl_conn *c) {
+  dl_buf *in = &c->in;
+  dl_wgate *g;
+  long k;
+  char err[300];
+  c->refs++; /* on_frame may close the conn */
+  while (!c->closing) {
+    size_t want = 65536, room;
+    int exact = 0;
+    if (in->len >= 4) {
+      uint32_t n;
+      dl_rd r;
+      dl_rd_init(&r, in->p, 4);
+      dl_rd_u32(&r, &n);
+      if ((size_t)n + 4 > in->len && (size_t)n + 4 > 65536) {
+        want = (size_t)n + 4 - in->len;
+        exact = 1;
+      }
+    }
+    if (in->cap - in->len < want && dl_buf_try_grow(in, want)) {
+      conn_shut(c);
+      break;
+    }
+    room = exact ? want : in->cap - in->len;
+    g = gate_lock(c); /* the session is shared with the gate's thread */
+    k = dl_tls_read(c->tls->t, in->p + in->len, room, err, sizeof err);
+    if (g) uv_mutex_unlock(&g->lock);
+    if (k == 0) break; /* the rest of a record is still on its way */
+    if (k < 0) { /* the peer ended the session, or it broke */
+      conn_shut(c);
+      break;
+    }
+    in->len += (size_t)k;
+    dispatch(c);
+  }
+  /* What reading made the session say (an alert, a key update's answer). */
+  if (!c->closing) {
+    g = gate_lock(c);
+    k = tls_out(c);
+    gate_unlock(c, g);
+    if (k) conn_shut(c);
+  }
+  conn_unref(c);
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   dl_conn *c = s->data;
   dl_rgate *g = c->rgate; /* conn_shut may let go of it */
@@ -324,6 +463,19 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread < 0) {
     conn_shut(c);
     rgate_release(c, g);
+    return;
+  }
+  if (c->tls) { /* decrypted from cbuf itself */
+    dl_wgate *wg;
+    int rc;
+    wg = gate_lock(c);
+    if (nread > 0) dl_tls_lend(c->tls->t, buf->base, (size_t)nread);
+    if (wg) uv_mutex_unlock(&wg->lock);
+    tls_drain(c);
+    wg = c->closing ? NULL : gate_lock(c); /* shut: the gate is gone */
+    rc = dl_tls_unlend(c->tls->t);
+    if (wg) uv_mutex_unlock(&wg->lock);
+    if (rc) conn_shut(c); /* out of memory */
     return;
   }
   if (nread > 0 && buf->base == c->rbounce) /* a big frame's bytes */
@@ -360,7 +512,8 @@ void dl_rgate_free(dl_rgate *g) {
 
 void dl_conn_set_rgate(dl_conn *c, dl_rgate *g) {
   uv_os_fd_t fd;
-  if (c->tr == NULL || c->rgate || uv_fileno(&c->h.handle, &fd)) return;
+  if (c->tr == NULL || c->rgate || c->tls || uv_fileno(&c->h.handle, &fd))
+    return;
   c->rgate = g;
   uv_mutex_lock(&g->lock);
   g->fd = fd;
@@ -398,7 +551,36 @@ int dl_rgate_read(dl_rgate *g, dl_rgate_take take, void *ud) {
   return left;
 }
 
+static void first_cb(uv_idle_t *h) {
+  dl_conn *c = h->data;
+  uv_idle_stop(h);
+  if (!c->closing) tls_drain(c);
+}
+
+/* Take the TLS session that came with c's socket, if any: 0, or -1 (out
+   of memory: the session is dropped and c must not carry frames). */
+static int tls_take(dl_conn *c) {
+  uv_os_fd_t fd;
+  dl_tls *t;
+  if (c->tr != &dl_transport_tcp || uv_fileno(&c->h.handle, &fd) ||
+      (t = dl_tls_claim(fd)) == NULL)
+    return 0;
+  if ((c->tls = dl_realloc(NULL, sizeof *c->tls)) == NULL) {
+    dl_tls_free(t);
+    return -1;
+  }
+  c->tls->t = t;
+  dl_buf_init(&c->tls->bout);
+  uv_idle_init(c->loop, &c->tls->first);
+  c->tls->first.data = c;
+  c->tls->first_open = 1;
+  c->refs++; /* the idle handle's, dropped by its close */
+  uv_idle_start(&c->tls->first, first_cb);
+  return 0;
+}
+
 static int conn_start(dl_conn *c) {
+  if (c->tls == NULL && tls_take(c)) return UV_ENOMEM;
   return uv_read_start(&c->h.stream, alloc_cb, read_cb);
 }
 
@@ -463,38 +645,73 @@ static void write_cb(uv_write_t *req, int status) {
   dl_free(w);
 }
 
-void dl_conn_flush(dl_conn *c) {
+/* Write the n bytes at p (taken) behind c's earlier writes: now if the
+   socket takes them all (the common case: no request, no callback, no
+   change of what the loop polls for), else the rest through uv_write. */
+static void send_owned(dl_conn *c, char *p, size_t n) {
+  uv_buf_t ub = uv_buf_init(p, (unsigned)n);
+  int sent = uv_try_write(&c->h.stream, &ub, 1);
   wreq *w;
-  uv_buf_t ub;
+  if (sent < 0) sent = 0; /* queued or failing: uv_write says which */
+  if ((size_t)sent == n || (w = dl_realloc(NULL, sizeof *w)) == NULL) {
+    dl_free(p);
+    return;
+  }
+  w->p = p;
+  ub = uv_buf_init(p + sent, (unsigned)(n - (size_t)sent));
+  if (uv_write(&w->req, &c->h.stream, &ub, 1, write_cb)) {
+    dl_free(w->p);
+    dl_free(w);
+  }
+}
+
+/* Send the records c's session holds for the peer (c's gate locked, if
+   it has one): 0, or -1 (out of memory: the caller shuts c, after
+   unlocking the gate). */
+static int tls_out(dl_conn *c) {
+  dl_buf out;
+  char *p;
   size_t n;
-  int sent;
+  dl_buf_init(&out);
+  if (dl_tls_pull(c->tls->t, &out)) {
+    dl_buf_free(&out);
+    return -1;
+  }
+  if (out.len == 0) return 0;
+  p = dl_buf_take(&out, &n);
+  send_owned(c, p, n);
+  return 0;
+}
+
+/* Encrypt the n bytes at p (taken) and send their records (c's gate
+   locked, if it has one): 0, or -1 (the session failed, and the peer
+   would see garbage: the caller shuts c, after unlocking the gate). */
+static int tls_send(dl_conn *c, char *p, size_t n) {
+  int rc = dl_tls_write(c->tls->t, p, n);
+  dl_free(p);
+  return rc ? -1 : tls_out(c);
+}
+
+void dl_conn_flush(dl_conn *c) {
+  char *p;
+  size_t n;
   dl_wgate *g;
   if (c->out.len <= 4 || c->closing) return;
   if (!writable(c)) return; /* not connected, or closing */
   if (c->big) return; /* after the big frame: chunk_cb flushes */
-  w = dl_realloc(NULL, sizeof *w);
-  if (w == NULL) return;
   c->out.p[0] = (char)((c->out.len - 4) & 0xff);
   c->out.p[1] = (char)(((c->out.len - 4) >> 8) & 0xff);
   c->out.p[2] = (char)(((c->out.len - 4) >> 16) & 0xff);
   c->out.p[3] = (char)(((c->out.len - 4) >> 24) & 0xff);
-  w->p = dl_buf_take(&c->out, &n);
+  p = dl_buf_take(&c->out, &n);
   g = gate_lock(c);
-  /* Written now if the socket takes it all (the common case): no request,
-     no callback, no change of what the loop polls for. */
-  ub = uv_buf_init(w->p, (unsigned)n);
-  sent = uv_try_write(&c->h.stream, &ub, 1);
-  if (sent < 0) sent = 0; /* queued or failing: uv_write says which */
-  if ((size_t)sent == n) {
-    dl_free(w->p);
-    dl_free(w);
-  } else {
-    ub = uv_buf_init(w->p + sent, (unsigned)(n - (size_t)sent));
-    if (uv_write(&w->req, &c->h.stream, &ub, 1, write_cb)) {
-      dl_free(w->p);
-      dl_free(w);
-    }
+  if (c->tls) {
+    int rc = tls_send(c, p, n);
+    gate_unlock(c, g);
+    if (rc) conn_shut(c);
+    return;
   }
+  send_owned(c, p, n);
   gate_unlock(c, g);
 }
 
@@ -534,6 +751,19 @@ static int big_chunk(dl_conn *c) {
   dl_bigsend *b = c->big;
   size_t k = b->n - b->off;
   uv_buf_t ub;
+  if (c->tls) { /* encrypted from the value itself: the records are the
+                   bounce */
+    dl_buf *o = &c->tls->bout;
+    if (k > TLS_CHUNK) k = TLS_CHUNK;
+    o->len = 0;
+    if (dl_tls_write(c->tls->t, b->data + b->off, k) ||
+        dl_tls_pull(c->tls->t, o))
+      return -1;
+    b->off += k;
+    ub = uv_buf_init(o->p, (unsigned)o->len);
+    c->breq.data = c;
+    return uv_write(&c->breq, &c->h.stream, &ub, 1, chunk_cb) ? -1 : 0;
+  }
   if (k > DL_BOUNCE) k = DL_BOUNCE;
   memcpy(c->sbounce, b->data + b->off, k);
   b->off += k;
@@ -546,9 +776,15 @@ static int big_chunk(dl_conn *c) {
    then its first chunk (the gate locked by the caller): 0 or -1. */
 static int big_start(dl_conn *c) {
   dl_bigsend *b = c->big;
-  wreq *w = dl_realloc(NULL, sizeof *w);
+  wreq *w;
   uv_buf_t ub;
-  if (w == NULL) return -1;
+  if (c->tls) {
+    char *pre = b->pre;
+    b->pre = NULL;
+    if (tls_send(c, pre, b->plen) || c->closing) return -1;
+    return big_chunk(c);
+  }
+  if ((w = dl_realloc(NULL, sizeof *w)) == NULL) return -1;
   w->p = b->pre;
   b->pre = NULL;
   ub = uv_buf_init(w->p, (unsigned)b->plen);
@@ -602,10 +838,11 @@ int dl_conn_send_ref(dl_conn *c, const char *hdr, size_t hlen,
     done(ud);
     return DL_EPROTO;
   }
-  if (c->sbounce == NULL) c->sbounce = dl_realloc(NULL, DL_BOUNCE);
+  if (c->sbounce == NULL && c->tls == NULL)
+    c->sbounce = dl_realloc(NULL, DL_BOUNCE);
   b = dl_realloc(NULL, sizeof *b);
   if (b) b->pre = dl_realloc(NULL, sealed + 4 + hlen);
-  if (c->sbounce == NULL || b == NULL || b->pre == NULL) {
+  if ((c->sbounce == NULL && c->tls == NULL) || b == NULL || b->pre == NULL) {
     if (b) dl_free(b->pre);
     dl_free(b);
     done(ud);

@@ -105,6 +105,9 @@ struct dl_conn {
   dl_bigsend *big, *big_tail;
   uv_write_t breq;        /* the chunk being written */
   char *sbounce, *rbounce; /* bounce buffers (dl_conn.c), or NULL */
+  /* The TLS session that came with the socket, and its buffers
+     (dl_conn.c), or NULL: see dl_tls.h. */
+  struct dl_tlsconn *tls;
 };
 
 /*
@@ -121,13 +124,19 @@ struct dl_conn {
 struct dl_wgate {
   uv_mutex_t lock;
   int fd;        /* the socket; -1 while closed (under lock) */
+  /* A TLS connection's session (dl_tls *), or NULL: the other thread
+     encrypts its frames, and the loop's thread uses the session only with
+     the lock held (under lock). */
+  void *tls;
   size_t queued; /* bytes handed to libuv and not yet written, or more;
                     never less (under lock) */
 };
 
 /* Initialise g, closed.  0 or a libuv error. */
 int dl_wgate_init(dl_wgate *g);
-/* Open g on c's socket (c open): c's writes go through it from now on. */
+/* Open g on c's socket (c open): c's writes go through it from now on.
+   On a TLS connection the other thread encrypts its frames itself, the
+   session shared under g's lock. */
 void dl_conn_set_gate(dl_conn *c, dl_wgate *g);
 /*
 ** From any thread but c's loop's, with g's lock held (uv_mutex_lock on
@@ -167,7 +176,9 @@ struct dl_rgate {
 
 /* Initialise g, closed.  0 or a libuv error. */
 int dl_rgate_init(dl_rgate *g);
-/* Open g on c's socket (c open): c's reads go through it from now on. */
+/* Open g on c's socket (c open): c's reads go through it from now on.
+   Not on a TLS connection (a read there would decrypt under the write
+   gate's lock): g stays closed. */
 void dl_conn_set_rgate(dl_conn *c, dl_rgate *g);
 /*
 ** Handle one frame (n bytes of messages at p, borrowed for the call) on

@@ -278,14 +278,12 @@ static void handoff(tlink *l) {
     uv_tcp_keepalive(&l->tcp, 1, 30);
     fd = fcntl(fd0, F_DUPFD_CLOEXEC, 3);
   }
-  if (fd >= 0 && l->tls.ssl) { /* the owner gets the clear end */
+  if (fd >= 0 && l->tls.ssl) { /* the session waits for fd's owner */
     char err[300];
-    int clear;
-    if (dl_tls_adopt(fd, &l->tls, &clear, err, sizeof err) != 0) {
+    if (dl_tls_hand(fd, &l->tls, err, sizeof err) != 0) {
+      close(fd);
       errno = EIO;
       fd = -1;
-    } else {
-      fd = clear;
     }
   }
   if (l->srv) {
@@ -416,7 +414,7 @@ static void tls_send(tlink *l) {
 
 /* Go as far as the bytes the session holds allow: the TLS handshake,
    then the token's, reading exactly what dl_auth wants so that frame
-   bytes stay in the session for the TLS thread. */
+   bytes stay in the session for the connection that takes it. */
 static void tls_step(tlink *l) {
   char err[300];
   dl_buf out;
@@ -878,5 +876,5 @@ int dl_tcp_sockname(int fd, struct sockaddr_storage *ss) {
       (ss->ss_family == AF_INET || ss->ss_family == AF_INET6))
     return 0;
   memset(ss, 0, sizeof *ss);
-  return dl_tls_sockname(fd, ss);
+  return -1;
 }

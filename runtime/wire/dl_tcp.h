@@ -38,8 +38,9 @@ typedef struct dl_tcp_opts {
   void *log_ud;
   /* TLS (dl_tls.h): NULL for none.  With it, a connection is a TLS
      session, both sides' certificates checked against the CA, and the
-     token's handshake runs inside it; the socket the owner gets is the
-     clear end of the TLS thread's pipe (dl_tls_adopt).  Borrowed. */
+     token's handshake runs inside it; the socket the owner gets carries
+     the session's records, and the connection that adopts it takes the
+     session too (dl_tls_hand, dl_tls_claim).  Borrowed. */
   const dl_tls_ctx *tls;
 } dl_tcp_opts;
 
@@ -100,7 +101,7 @@ int dl_tcp_dial_sync(const char *host, int port, const dl_tcp_opts *opts,
                      unsigned timeout_ms, int *fd, char *err, size_t errlen);
 /*
 ** The local address of the TCP connection behind fd, a socket from this
-** file (a TCP socket, or the clear end of a TLS one: dl_tls_sockname).
+** file (with or without TLS, a TCP socket).
 ** 0, or -1 (ss->ss_family is then AF_UNSPEC).
 */
 int dl_tcp_sockname(int fd, struct sockaddr_storage *ss);

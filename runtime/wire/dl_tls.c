@@ -1,14 +1,7 @@
 /*
-** dl_tls.c -- TLS sessions on memory BIOs and the TLS thread (see
-** dl_tls.h).
-**
-** The TLS thread runs a libuv loop of its own.  Each connection it carries
-** is a `tpipe`: the TCP socket (`net`, encrypted) and the thread's end of
-** a socketpair (`loc`, clear).  Bytes read on one side are decrypted or
-** encrypted and written to the other; when a side's writes back up (4 MiB
-** queued), reading the other side pauses until they drain, so a fast
-** sender never grows memory without bound.  An end of file on either side
-** is passed on after the writes before it (uv_shutdown), then both close.
+** dl_tls.c -- TLS sessions on memory BIOs, and their hand-over from the
+** handshake (dl_tcp.c) to the connection that adopts the socket (see
+** dl_tls.h; the records themselves are read and written in dl_conn.c).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -105,6 +98,13 @@ int dl_tls_ctx_load(dl_tls_ctx **out, const char *dir, char *err,
   what = "cannot require TLS 1.3";
   if (!SSL_CTX_set_min_proto_version(c->ctx, TLS1_3_VERSION)) goto bad;
   SSL_CTX_set_num_tickets(c->ctx, 0); /* no resumption: nothing to send */
+  /* AES-128-GCM first (OpenSSL's default puts AES-256 first): both ends
+     are dlua's, and 128-bit AES does 10 rounds to 256-bit's 14. */
+  what = "cannot choose the TLS 1.3 cipher suites";
+  if (!SSL_CTX_set_ciphersuites(c->ctx, "TLS_AES_128_GCM_SHA256:"
+                                "TLS_AES_256_GCM_SHA384:"
+                                "TLS_CHACHA20_POLY1305_SHA256"))
+    goto bad;
   what = "bad " DL_TLS_CA;
   if (SSL_CTX_load_verify_locations(c->ctx, ca, NULL) != 1) goto bad;
   what = "bad " DL_TLS_CERT;
@@ -163,56 +163,161 @@ const dl_tls_ctx *dl_tls_ctx_shared(const char *dir, char *err,
 }
 
 /* ------------------------------------------------------------------ */
-/* Sessions on memory BIOs                                             */
+/* Sessions on a BIO of our own                                        */
 /* ------------------------------------------------------------------ */
+
+/*
+** The session's BIO (both directions): OpenSSL reads the peer's bytes
+** from `held` (copied in by dl_tls_push) and then from a window lent by
+** dl_tls_lend (the connection's read buffer, not copied), and writes its
+** records to `out`, which dl_tls_pull hands over whole.  OpenSSL's memory
+** BIOs copied every byte once more each way: in with BIO_write, out with
+** BIO_read.
+*/
+typedef struct tbio {
+  dl_buf held;
+  size_t hoff; /* bytes of held already read */
+  const char *win;
+  size_t nwin;
+  dl_buf out;
+} tbio;
+
+#define IO(t) ((tbio *)(t)->io)
+
+static BIO_METHOD *tb_method;
+static pthread_once_t tb_once = PTHREAD_ONCE_INIT;
+
+static int tb_read(BIO *b, char *p, int n) {
+  tbio *io = BIO_get_data(b);
+  size_t k;
+  BIO_clear_retry_flags(b);
+  if (n <= 0) return 0;
+  if (io->held.len > io->hoff) {
+    k = io->held.len - io->hoff;
+    if (k > (size_t)n) k = (size_t)n;
+    memcpy(p, io->held.p + io->hoff, k);
+    io->hoff += k;
+    if (io->hoff == io->held.len) io->held.len = io->hoff = 0;
+    return (int)k;
+  }
+  if (io->nwin == 0) {
+    BIO_set_retry_read(b); /* nothing yet: OpenSSL says WANT_READ */
+    return -1;
+  }
+  k = io->nwin < (size_t)n ? io->nwin : (size_t)n;
+  memcpy(p, io->win, k);
+  io->win += k;
+  io->nwin -= k;
+  return (int)k;
+}
+
+static int tb_write(BIO *b, const char *p, int n) {
+  tbio *io = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (n <= 0) return 0;
+  if (dl_buf_try_grow(&io->out, (size_t)n)) return -1;
+  memcpy(io->out.p + io->out.len, p, (size_t)n);
+  io->out.len += (size_t)n;
+  return n;
+}
+
+static long tb_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  tbio *io = BIO_get_data(b);
+  (void)num;
+  (void)ptr;
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1; /* records are handed over by dl_tls_pull */
+  case BIO_CTRL_PENDING:
+    return (long)(io->held.len - io->hoff + io->nwin);
+  case BIO_CTRL_WPENDING:
+    return (long)io->out.len;
+  default:
+    return 0;
+  }
+}
+
+static void tb_init(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                               "dlua session");
+  if (m && BIO_meth_set_read(m, tb_read) && BIO_meth_set_write(m, tb_write) &&
+      BIO_meth_set_ctrl(m, tb_ctrl))
+    tb_method = m;
+}
 
 int dl_tls_begin(dl_tls *t, const dl_tls_ctx *c, int server, char *err,
                  size_t errlen) {
   SSL *s;
-  BIO *rb, *wb;
-  t->ssl = NULL;
+  BIO *b = NULL;
+  tbio *io;
+  t->ssl = t->io = NULL;
   ERR_clear_error();
+  pthread_once(&tb_once, tb_init);
   s = SSL_new(c->ctx);
-  rb = BIO_new(BIO_s_mem());
-  wb = BIO_new(BIO_s_mem());
-  if (s == NULL || rb == NULL || wb == NULL) {
+  io = dl_realloc(NULL, sizeof *io);
+  if (tb_method) b = BIO_new(tb_method);
+  if (s == NULL || io == NULL || b == NULL) {
     snprintf(err, errlen, "cannot start a TLS session: out of memory");
     if (s) SSL_free(s);
-    if (rb) BIO_free(rb);
-    if (wb) BIO_free(wb);
+    if (b) BIO_free(b);
+    dl_free(io);
     return -1;
   }
-  SSL_set_bio(s, rb, wb); /* s owns both */
+  memset(io, 0, sizeof *io);
+  dl_buf_init(&io->held);
+  dl_buf_init(&io->out);
+  BIO_set_data(b, io);
+  BIO_set_init(b, 1);
+  SSL_set_bio(s, b, b); /* s owns b (one reference for both directions) */
   if (server)
     SSL_set_accept_state(s);
   else
     SSL_set_connect_state(s);
   t->ssl = s;
-  t->rb = rb;
-  t->wb = wb;
+  t->io = io;
   return 0;
 }
 
 int dl_tls_push(dl_tls *t, const void *p, size_t n) {
-  const char *c = p;
-  while (n > 0) {
-    int k = BIO_write(t->rb, c, n > (1u << 30) ? 1 << 30 : (int)n);
-    if (k <= 0) return -1;
-    c += k;
-    n -= (size_t)k;
+  tbio *io = IO(t);
+  if (io->hoff) { /* keep held from growing with bytes already read */
+    memmove(io->held.p, io->held.p + io->hoff, io->held.len - io->hoff);
+    io->held.len -= io->hoff;
+    io->hoff = 0;
   }
+  if (dl_buf_try_grow(&io->held, n)) return -1;
+  memcpy(io->held.p + io->held.len, p, n);
+  io->held.len += n;
   return 0;
 }
 
+void dl_tls_lend(dl_tls *t, const void *p, size_t n) {
+  IO(t)->win = p;
+  IO(t)->nwin = n;
+}
+
+int dl_tls_unlend(dl_tls *t) {
+  tbio *io = IO(t);
+  const char *p = io->win;
+  size_t n = io->nwin;
+  io->win = NULL;
+  io->nwin = 0;
+  return n ? dl_tls_push(t, p, n) : 0;
+}
+
 int dl_tls_pull(dl_tls *t, dl_buf *out) {
-  size_t n;
-  while ((n = BIO_ctrl_pending(t->wb)) > 0) {
-    int k;
-    if (dl_buf_try_grow(out, n)) return -1;
-    k = BIO_read(t->wb, out->p + out->len, (int)n);
-    if (k <= 0) return -1;
-    out->len += (size_t)k;
+  tbio *io = IO(t);
+  if (io->out.len == 0) return 0;
+  if (out->len == 0) { /* swap: out's room becomes the BIO's */
+    dl_buf x = *out;
+    *out = io->out;
+    io->out = x;
+    return 0;
   }
+  if (dl_buf_try_grow(out, io->out.len)) return -1;
+  memcpy(out->p + out->len, io->out.p, io->out.len);
+  out->len += io->out.len;
+  io->out.len = 0;
   return 0;
 }
 
@@ -275,401 +380,98 @@ int dl_tls_write(dl_tls *t, const void *p, size_t n) {
 }
 
 void dl_tls_end(dl_tls *t) {
-  if (t->ssl) SSL_free(SSLP(t)); /* and its BIOs */
-  t->ssl = t->rb = t->wb = NULL;
+  if (t->ssl) SSL_free(SSLP(t)); /* and its BIO */
+  if (t->io) {
+    dl_buf_free(&IO(t)->held);
+    dl_buf_free(&IO(t)->out);
+    dl_free(t->io);
+  }
+  t->ssl = t->io = NULL;
 }
 
 /* ------------------------------------------------------------------ */
-/* The TLS thread                                                      */
+/* Sessions handed to the connection that adopts their socket          */
 /* ------------------------------------------------------------------ */
 
-typedef struct tpipe tpipe;
+/* A session waiting for its socket's owner, under the socket's number
+   and inode: a number closed without being adopted and reused by another
+   socket names another inode, so no session ever lands on a stranger. */
+typedef struct handed {
+  dl_tls t; /* first: a claimed session is freed as its handed */
+  int fd;
+  dev_t dev;
+  ino_t ino;
+  struct handed *next;
+} handed;
 
-struct tpipe {
-  uv_tcp_t net;  /* the peer, encrypted */
-  uv_pipe_t loc; /* the owner's socketpair, clear */
-  dl_tls t;
-  int netfd, locfd;
-  int clear; /* the owner's end (its number when adopted) */
-  struct sockaddr_storage local; /* netfd's local address */
-  tpipe *lprev, *lnext; /* every live pipe (under T.lock) */
-  int closing, closed;
-  int net_paused, loc_paused; /* reading stopped: the other side is full */
-  tpipe *next;                /* the adoption queue */
-};
+static pthread_mutex_t hand_lock = PTHREAD_MUTEX_INITIALIZER;
+static handed *hands;
 
-/* A write: blocks of CHUNK bytes, reused (a fresh 256 KiB block per
-   write made the heap grow and shrink, and every write fault its pages
-   in: a tenth of the speed). */
-typedef struct tw {
-  uv_write_t req;
-  tpipe *p;
-  struct tw *free_next;
-  char d[CHUNK];
-} tw;
-
-static uv_once_t once = UV_ONCE_INIT;
-
-static struct {
-  int started; /* 1 running, -1 could not start */
-  pid_t pid;   /* the process that started it (a fork has no thread) */
-  uv_mutex_t lock;
-  uv_loop_t loop;
-  uv_async_t wake;
-  uv_thread_t thread;
-  tpipe *queue; /* adopted, not yet opened (under lock) */
-  int live;     /* pipes open (under lock) */
-  tpipe *all;   /* every live pipe, through lnext (under lock) */
-  /* The thread's own (no lock): each read is consumed in its callback,
-     so one buffer serves every pipe; spare write blocks. */
-  char rbuf[CHUNK];
-  tw *pool;
-  int npool;
-} T;
-
-static void pipe_closed(uv_handle_t *h) {
-  tpipe *p = h->data;
-  if (++p->closed < 2) return;
-  dl_tls_end(&p->t);
-  uv_mutex_lock(&T.lock);
-  T.live--;
-  if (p->lprev) p->lprev->lnext = p->lnext;
-  else T.all = p->lnext;
-  if (p->lnext) p->lnext->lprev = p->lprev;
-  uv_mutex_unlock(&T.lock);
-  dl_free(p);
+/* Whether e's socket is gone (closed, or its number reused). */
+static int stale(const handed *e) {
+  struct stat st;
+  return fstat(e->fd, &st) != 0 || st.st_dev != e->dev || st.st_ino != e->ino;
 }
 
-static void close_both(tpipe *p) {
-  p->closing = 2;
-  if (!uv_is_closing((uv_handle_t *)&p->net))
-    uv_close((uv_handle_t *)&p->net, pipe_closed);
-  if (!uv_is_closing((uv_handle_t *)&p->loc))
-    uv_close((uv_handle_t *)&p->loc, pipe_closed);
-}
-
-static void shut_cb(uv_shutdown_t *req, int status) {
-  tpipe *p = req->data;
-  (void)status;
-  dl_free(req);
-  close_both(p);
-}
-
-/* One side ended: stop reading, let the other side's queued writes go
-   out and end it too, then close both. */
-static void finish(tpipe *p, uv_stream_t *other) {
-  uv_shutdown_t *req;
-  if (p->closing) return;
-  p->closing = 1;
-  uv_read_stop((uv_stream_t *)&p->net);
-  uv_read_stop((uv_stream_t *)&p->loc);
-  req = dl_realloc(NULL, sizeof *req);
-  if (req == NULL) {
-    close_both(p);
-    return;
+int dl_tls_hand(int fd, dl_tls *t, char *err, size_t errlen) {
+  struct stat st;
+  handed *e, **pp;
+  if (fstat(fd, &st) != 0 || (e = dl_realloc(NULL, sizeof *e)) == NULL) {
+    snprintf(err, errlen, "cannot hand over a TLS session: %s",
+             strerror(errno ? errno : ENOMEM));
+    dl_tls_end(t);
+    return UV_ENOMEM;
   }
-  req->data = p;
-  if (uv_shutdown(req, other, shut_cb) != 0) {
-    dl_free(req);
-    close_both(p);
-  }
-}
-
-static void net_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
-static void loc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
-static void net_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
-static void loc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
-
-static tw *tw_new(void) {
-  tw *w = T.pool;
-  if (w) {
-    T.pool = w->free_next;
-    T.npool--;
-    return w;
-  }
-  return dl_realloc(NULL, sizeof *w);
-}
-
-static void tw_free(tw *w) {
-  if (T.npool >= POOL_MAX) {
-    dl_free(w);
-    return;
-  }
-  w->free_next = T.pool;
-  T.pool = w;
-  T.npool++;
-}
-
-static void wrote(uv_write_t *req, int status) {
-  tw *w = (tw *)req;
-  tpipe *p = w->p;
-  uv_stream_t *to = req->handle;
-  tw_free(w);
-  if (status < 0) {
-    if (p->closing < 2) close_both(p);
-    return;
-  }
-  if (p->closing) return;
-  /* Writes drained: read again from the side that fills this one. */
-  if (to == (uv_stream_t *)&p->loc && p->net_paused &&
-      p->loc.write_queue_size < LOW) {
-    p->net_paused = 0;
-    uv_read_start((uv_stream_t *)&p->net, net_alloc, net_read);
-  } else if (to == (uv_stream_t *)&p->net && p->loc_paused &&
-             p->net.write_queue_size < LOW) {
-    p->loc_paused = 0;
-    uv_read_start((uv_stream_t *)&p->loc, loc_alloc, loc_read);
-  }
-}
-
-/* Write w's n bytes to `to`; 0 or -1 (the pipe is being closed). */
-static int send_to(tpipe *p, uv_stream_t *to, tw *w, size_t n) {
-  uv_buf_t b = uv_buf_init(w->d, (unsigned)n);
-  w->p = p;
-  if (uv_write(&w->req, to, &b, 1, wrote) != 0) {
-    tw_free(w);
-    close_both(p);
-    return -1;
-  }
-  return 0;
-}
-
-/* Send what the session has for the peer. */
-static int flush_net(tpipe *p) {
-  size_t n;
-  while ((n = BIO_ctrl_pending(p->t.wb)) > 0) {
-    tw *w = tw_new();
-    int k;
-    if (w == NULL) {
-      close_both(p);
-      return -1;
-    }
-    k = BIO_read(p->t.wb, w->d, (int)(n < CHUNK ? n : CHUNK));
-    if (k <= 0) {
-      tw_free(w);
-      close_both(p);
-      return -1;
-    }
-    if (send_to(p, (uv_stream_t *)&p->net, w, (size_t)k)) return -1;
-  }
-  if (p->net.write_queue_size > HIGH && !p->loc_paused) {
-    p->loc_paused = 1;
-    uv_read_stop((uv_stream_t *)&p->loc);
-  }
-  return 0;
-}
-
-/* Decrypt what the session holds and pass it to the owner. */
-static void drain_net(tpipe *p) {
-  char err[300];
-  for (;;) {
-    tw *w = tw_new();
-    size_t have = 0;
-    long k = 0;
-    if (w == NULL) {
-      close_both(p);
-      return;
-    }
-    while (have < CHUNK &&
-           (k = dl_tls_read(&p->t, w->d + have, CHUNK - have, err,
-                            sizeof err)) > 0)
-      have += (size_t)k;
-    if (have > 0) {
-      if (send_to(p, (uv_stream_t *)&p->loc, w, have)) return;
+  e->fd = fd;
+  e->dev = st.st_dev;
+  e->ino = st.st_ino;
+  e->t = *t;
+  t->ssl = t->io = NULL;
+  pthread_mutex_lock(&hand_lock);
+  for (pp = &hands; *pp;) { /* drop the sessions of sockets closed since */
+    handed *x = *pp;
+    if (x->fd == fd || stale(x)) {
+      *pp = x->next;
+      dl_tls_end(&x->t);
+      dl_free(x);
     } else {
-      tw_free(w);
+      pp = &x->next;
     }
-    if (flush_net(p)) return; /* a key update's answer, an alert */
-    if (k < 0) {
-      finish(p, (uv_stream_t *)&p->loc); /* closed or broken: pass it on */
-      return;
-    }
-    if (have < CHUNK) break;
   }
-  if (p->loc.write_queue_size > HIGH && !p->net_paused) {
-    p->net_paused = 1;
-    uv_read_stop((uv_stream_t *)&p->net);
-  }
-}
-
-static void net_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  (void)h;
-  (void)hint;
-  *b = uv_buf_init(T.rbuf, sizeof T.rbuf);
-}
-
-/* Clear bytes read at once leave room for their records' headers and
-   tags (22 bytes per 16 KiB), so they go out as one block, one write. */
-static void loc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  (void)h;
-  (void)hint;
-  *b = uv_buf_init(T.rbuf, sizeof T.rbuf - 4096);
-}
-
-static void net_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  tpipe *p = s->data;
-  if (n == 0 || p->closing) return;
-  if (n < 0 || dl_tls_push(&p->t, b->base, (size_t)n)) {
-    finish(p, (uv_stream_t *)&p->loc);
-    return;
-  }
-  drain_net(p);
-}
-
-static void loc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  tpipe *p = s->data;
-  if (n == 0 || p->closing) return;
-  if (n < 0) { /* the owner closed: say so to the peer, then end */
-    SSL_shutdown(SSLP(&p->t));
-    if (flush_net(p) == 0) finish(p, (uv_stream_t *)&p->net);
-    return;
-  }
-  if (dl_tls_write(&p->t, b->base, (size_t)n)) {
-    close_both(p);
-    return;
-  }
-  flush_net(p);
-}
-
-/* Open the adopted pipes on the thread's loop. */
-static void on_wake(uv_async_t *a) {
-  tpipe *q;
-  (void)a;
-  uv_mutex_lock(&T.lock);
-  q = T.queue;
-  T.queue = NULL;
-  uv_mutex_unlock(&T.lock);
-  while (q) {
-    tpipe *p = q;
-    q = q->next;
-    uv_tcp_init(&T.loop, &p->net);
-    uv_pipe_init(&T.loop, &p->loc, 0);
-    p->net.data = p->loc.data = p;
-    if (uv_tcp_open(&p->net, p->netfd) != 0) {
-      close(p->netfd);
-      close(p->locfd);
-      close_both(p);
-      continue;
-    }
-    if (uv_pipe_open(&p->loc, p->locfd) != 0) { /* net's fd is net's now */
-      close(p->locfd);
-      close_both(p);
-      continue;
-    }
-    uv_read_start((uv_stream_t *)&p->net, net_alloc, net_read);
-    uv_read_start((uv_stream_t *)&p->loc, loc_alloc, loc_read);
-    drain_net(p); /* what came with the handshake's last bytes */
-  }
-}
-
-static void thread_main(void *arg) {
-  sigset_t set;
-  (void)arg;
-  sigfillset(&set); /* signals are the owner's threads' business */
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
-  uv_run(&T.loop, UV_RUN_DEFAULT);
-}
-
-/* A child of fork has no TLS thread: let it start its own. */
-static void after_fork(void) {
-  if (T.started == 1 && T.pid != getpid()) {
-    T.started = 0;
-    T.queue = NULL;
-    T.all = NULL;
-    T.live = 0;
-  }
-}
-
-static void start_thread(void) {
-  if (uv_mutex_init(&T.lock) || uv_loop_init(&T.loop) ||
-      uv_async_init(&T.loop, &T.wake, on_wake)) {
-    T.started = -1;
-    return;
-  }
-  pthread_atfork(NULL, NULL, after_fork);
-  T.pid = getpid();
-  if (uv_thread_create(&T.thread, thread_main, NULL) != 0) {
-    T.started = -1;
-    return;
-  }
-  T.started = 1;
-}
-
-int dl_tls_adopt(int fd, dl_tls *t, int *clear, char *err, size_t errlen) {
-  int sv[2], big = 4 << 20;
-  tpipe *p;
-  *clear = -1;
-  uv_once(&once, start_thread);
-  if (T.started == 0) start_thread(); /* a forked child's first */
-  if (T.started != 1) {
-    snprintf(err, errlen, "cannot start the TLS thread");
-    close(fd);
-    dl_tls_end(t);
-    return UV_ENOMEM;
-  }
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    int e = errno;
-    snprintf(err, errlen, "cannot make a socketpair: %s", strerror(e));
-    close(fd);
-    dl_tls_end(t);
-    return uv_translate_sys_error(e);
-  }
-  if ((p = dl_realloc(NULL, sizeof *p)) == NULL) {
-    snprintf(err, errlen, "out of memory");
-    close(fd);
-    close(sv[0]);
-    close(sv[1]);
-    dl_tls_end(t);
-    return UV_ENOMEM;
-  }
-  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
-  setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
-  setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-  memset(p, 0, sizeof *p);
-  p->t = *t;
-  t->ssl = t->rb = t->wb = NULL;
-  p->netfd = fd;
-  p->locfd = sv[1];
-  p->clear = sv[0];
-  {
-    socklen_t len = sizeof p->local;
-    if (getsockname(fd, (struct sockaddr *)&p->local, &len) != 0)
-      memset(&p->local, 0, sizeof p->local);
-  }
-  uv_mutex_lock(&T.lock);
-  p->next = T.queue;
-  T.queue = p;
-  T.live++;
-  p->lnext = T.all;
-  if (T.all) T.all->lprev = p;
-  T.all = p;
-  uv_mutex_unlock(&T.lock);
-  uv_async_send(&T.wake);
-  *clear = sv[0];
+  e->next = hands;
+  hands = e;
+  pthread_mutex_unlock(&hand_lock);
   return 0;
 }
 
-int dl_tls_sockname(int clear, struct sockaddr_storage *ss) {
-  tpipe *p;
-  int rc = -1;
-  if (T.started != 1) return -1;
-  uv_mutex_lock(&T.lock);
-  for (p = T.all; p; p = p->lnext)
-    if (p->clear == clear && p->local.ss_family != AF_UNSPEC) {
-      *ss = p->local;
-      rc = 0;
-      break;
-    }
-  uv_mutex_unlock(&T.lock);
-  return rc;
+dl_tls *dl_tls_claim(int fd) {
+  handed *e, **pp;
+  struct stat st;
+  pthread_mutex_lock(&hand_lock);
+  for (pp = &hands; (e = *pp) != NULL; pp = &e->next)
+    if (e->fd == fd) break;
+  if (e) *pp = e->next;
+  pthread_mutex_unlock(&hand_lock);
+  if (e == NULL) return NULL;
+  if (fstat(fd, &st) != 0 || st.st_dev != e->dev || st.st_ino != e->ino) {
+    dl_tls_end(&e->t); /* its socket closed and the number reused */
+    dl_free(e);
+    return NULL;
+  }
+  return &e->t; /* freed with dl_tls_free */
 }
 
-int dl_tls_live(void) {
-  int n;
-  if (T.started != 1) return 0;
-  uv_mutex_lock(&T.lock);
-  n = T.live;
-  uv_mutex_unlock(&T.lock);
+void dl_tls_free(dl_tls *t) {
+  if (t == NULL) return;
+  dl_tls_end(t);
+  dl_free((handed *)t);
+}
+
+int dl_tls_waiting(void) {
+  handed *e;
+  int n = 0;
+  pthread_mutex_lock(&hand_lock);
+  for (e = hands; e; e = e->next) n++;
+  pthread_mutex_unlock(&hand_lock);
   return n;
 }

@@ -11,14 +11,15 @@
 ** No host name is checked: every certificate the private CA signed is a
 ** member of the cluster.
 **
-** OpenSSL runs on memory BIOs (sans-IO, dl_tls below): the transport
+** OpenSSL runs on a BIO of our own (sans-IO, dl_tls below): the transport
 ** moves the bytes over libuv, OpenSSL never touches a socket.  Once a
-** connection is authenticated, dl_tls_adopt hands it to the process's TLS
-** thread, which carries bytes between the TCP socket (encrypted) and one
-** end of a socketpair (clear) whose other end the connection's owner
-** adopts like any socket (dl_conn_open_fd): the frame code above is the
-** same with or without TLS, and encryption runs beside the owner's thread,
-** not on it.  Pure C on libuv: no Lua.
+** connection is authenticated, dl_tls_hand leaves its session beside its
+** socket, and the connection that adopts the socket (dl_conn_open_fd, or
+** the TCP transport's dial) takes it (dl_tls_claim): that connection's
+** loop decrypts what it reads straight into its frame buffer and
+** encrypts what it writes, so the owner's code is the same with or
+** without TLS and no byte crosses a thread or an extra socket.  Pure C on
+** libuv: no Lua.
 */
 #ifndef dl_tls_h
 #define dl_tls_h
@@ -51,10 +52,10 @@ const dl_tls_ctx *dl_tls_ctx_shared(const char *dir, char *err,
 /* The directory it was loaded from. */
 const char *dl_tls_ctx_dir(const dl_tls_ctx *c);
 
-/* One TLS session on memory BIOs. */
+/* One TLS session, on a BIO of dl_tls.c's that never touches a socket. */
 typedef struct dl_tls {
-  void *ssl;     /* SSL*; NULL when none */
-  void *rb, *wb; /* its BIOs: what came from the peer, what goes to it */
+  void *ssl; /* SSL*; NULL when none */
+  void *io;  /* its BIO's buffers: what came from the peer, what goes to it */
 } dl_tls;
 
 enum { DL_TLS_FAIL = -1, DL_TLS_MORE = 0, DL_TLS_DONE = 1 };
@@ -65,7 +66,14 @@ int dl_tls_begin(dl_tls *t, const dl_tls_ctx *c, int server, char *err,
                  size_t errlen);
 /* Give it n bytes read from the peer.  0, or -1 (out of memory). */
 int dl_tls_push(dl_tls *t, const void *p, size_t n);
-/* Append what it has for the peer to out.  0, or -1 (out of memory). */
+/* Lend it the n bytes at p, read from the peer, for the dl_tls_read calls
+   that follow (no copy); dl_tls_unlend ends the loan, keeping (copying)
+   what was not read yet: 0, or -1 (out of memory). */
+void dl_tls_lend(dl_tls *t, const void *p, size_t n);
+int dl_tls_unlend(dl_tls *t);
+/* Append what it has for the peer to out (when out is empty, the buffers
+   are swapped: no copy, and out's room is reused).  0, or -1 (out of
+   memory). */
 int dl_tls_pull(dl_tls *t, dl_buf *out);
 /* Go on with the handshake: DL_TLS_DONE, DL_TLS_MORE (push more), or
    DL_TLS_FAIL with one line in err (the certificate's fault named). */
@@ -79,19 +87,17 @@ int dl_tls_write(dl_tls *t, const void *p, size_t n);
 void dl_tls_end(dl_tls *t);
 
 /*
-** Hand an authenticated TLS connection to the TLS thread: fd is its TCP
-** socket (taken, also on failure), t its session (taken: t->ssl becomes
-** NULL).  *clear is the socket the owner reads and writes frames on in
-** the clear.  0, or a libuv error code with one line in err.
+** Leave the session t of an authenticated TLS connection for whoever
+** adopts its TCP socket fd (taken: t->ssl becomes NULL, also on failure).
+** 0, or a libuv error code with one line in err.
 */
-int dl_tls_adopt(int fd, dl_tls *t, int *clear, char *err, size_t errlen);
-
-/* The local address of the TCP socket behind clear, the clear end of an
-   adopted connection: 0, or -1 when clear is not one. */
-struct sockaddr_storage;
-int dl_tls_sockname(int clear, struct sockaddr_storage *ss);
-
-/* Connections the TLS thread carries now (tests). */
-int dl_tls_live(void);
+int dl_tls_hand(int fd, dl_tls *t, char *err, size_t errlen);
+/* The session left for the socket fd, now the caller's (free it with
+   dl_tls_free), or NULL when fd is not an authenticated TLS connection's
+   socket (or was closed and its number reused since). */
+dl_tls *dl_tls_claim(int fd);
+void dl_tls_free(dl_tls *t);
+/* Sessions handed and not yet claimed (tests). */
+int dl_tls_waiting(void);
 
 #endif

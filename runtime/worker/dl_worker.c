@@ -208,9 +208,10 @@ static int link_fd = 3;
 /*
 ** Join the scheduler at W.connect_to over authenticated TCP: its link is
 ** where the dial left it (link_fd), not moved to fd 3 as a spawned
-** worker's: with TLS, the TLS thread's own descriptors are open by then,
-** and fd 3 may be one of them (a dup2 there closed it under that thread:
-** a worker in twenty left at once, silently).  The files go to a new
+** worker's: with TLS, the session waits for the descriptor it was
+** handed with (dl_tls_claim), and fd 3 may be another of ours (a dup2
+** there once closed one under its user: a worker in twenty left at once,
+** silently).  The files go to a new
 ** private directory.  0, or a message on stderr and the exit status.
 */
 static int join_over_tcp(void) {

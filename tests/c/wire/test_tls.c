@@ -1,8 +1,10 @@
 /*
 ** test_tls.c -- C tests of TLS on authenticated TCP (runtime/wire/dl_tls.c
-** and dl_tcp.c's TLS path) over real sockets on the loopback, with
-** certificates made by dl_tlsgen: bytes cross both ways through the TLS
-** thread (a 6 MB burst too, which fills the socket buffers), and a relay
+** and dl_tcp.c's TLS path, dl_conn.c's records) over real sockets on the
+** loopback, with certificates made by dl_tlsgen: frames cross both ways
+** between connections that took their sessions with their sockets (a 6 MB
+** frame too, which fills the socket buffers, and a frame another thread
+** writes through the write gate), and a relay
 ** in between sees neither those bytes nor the token's handshake in the
 ** clear; TLS on one side only, a certificate from another CA, a wrong
 ** token inside TLS and garbage sent to a TLS port are each refused with
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "dl_tlsgen.h"
+#include "dl_conn.h"
 #include "tcp_harness.h"
 
 static char dir_a[256], dir_b[256];
@@ -123,17 +126,57 @@ static int contains(const char *hay, size_t n, const char *needle) {
   return 0;
 }
 
+/* What a connection's owner saw: its frames, in order, and its end. */
+typedef struct seen {
+  int frames, closed;
+  char *last; /* the last frame's bytes */
+  size_t nlast;
+  char order[16]; /* each frame's first byte */
+} seen;
+
+static void on_frame(dl_conn *cn, const char *p, size_t n) {
+  seen *w = cn->data;
+  if (w->frames < (int)sizeof w->order - 1) w->order[w->frames] = n ? p[0] : '?';
+  w->frames++;
+  free(w->last);
+  w->last = malloc(n ? n : 1);
+  CHECK(w->last != NULL);
+  memcpy(w->last, p, n);
+  w->nlast = n;
+}
+
+static void on_conn_close(dl_conn *cn) { ((seen *)cn->data)->closed++; }
+
+static void big_done(void *ud) { (*(int *)ud)++; }
+
+static void say(dl_conn *cn, const char *s) {
+  dl_buf_put(dl_conn_msg(cn), s, strlen(s));
+}
+
+/* Another thread writes a frame through a TLS connection's write gate. */
+static void *gate_main(void *arg) {
+  dl_wgate *g = arg;
+  uv_mutex_lock(&g->lock);
+  CHECK(dl_wgate_write(g, "g-gated", 7) == 0);
+  uv_mutex_unlock(&g->lock);
+  return NULL;
+}
+
 static void test_bytes_cross_encrypted(void) {
   ctx c;
   dl_tcp_opts o;
   relay r;
   pthread_t th;
-  char buf[64];
-  size_t big = 6u << 20, got = 0;
-  char *blob = malloc(big), *back = malloc(big);
+  seen sw, cw;
+  dl_conn *sc, *cc;
+  size_t big = 6u << 20, i;
+  int sent = 0;
+  char *blob = malloc(big);
   make_dirs();
   setup(&c, "127.0.0.1", tls_a, 0, 1);
   memset(&r, 0, sizeof r);
+  memset(&sw, 0, sizeof sw);
+  memset(&cw, 0, sizeof cw);
   r.to_port = dl_tcp_server_port(c.srv);
   {
     int rport;
@@ -150,43 +193,54 @@ static void test_bytes_cross_encrypted(void) {
   }
   run_until(&c, &c.accepted, 1, &c.dialled, 1, 20000);
   CHECK(c.nlog == 0 && c.failed == 0);
-  CHECK(dl_tls_live() == 2); /* both ends, carried by this process's thread */
-  blocking(c.sfd);
-  blocking(c.cfd);
-  CHECK(write(c.cfd, "secret-hello", 12) == 12);
-  CHECK(read(c.sfd, buf, sizeof buf) == 12 && memcmp(buf, "secret-hello", 12) == 0);
-  CHECK(write(c.sfd, "secret-world", 12) == 12);
-  CHECK(read(c.cfd, buf, sizeof buf) == 12 && memcmp(buf, "secret-world", 12) == 0);
-  /* 6 MB one way while nobody reads yet: the TLS thread's queues fill
-     and it stops reading until they drain; every byte arrives, in order. */
+  /* Both sessions wait for the connections that adopt their sockets. */
+  CHECK(dl_tls_waiting() == 2);
+  sc = dl_conn_new(&c.loop, NULL, on_frame, on_conn_close, &sw);
+  cc = dl_conn_new(&c.loop, NULL, on_frame, on_conn_close, &cw);
+  CHECK(sc && cc);
+  CHECK(dl_conn_open_fd(sc, c.sfd) == 0 && dl_conn_open_fd(cc, c.cfd) == 0);
+  c.sfd = c.cfd = -1; /* the connections' now */
+  CHECK(dl_tls_waiting() == 0 && sc->tls && cc->tls);
+  say(cc, "secret-hello");
+  dl_conn_flush(cc);
+  run_until(&c, &sw.frames, 1, &sw.frames, 1, 20000);
+  CHECK(sw.nlast == 12 && memcmp(sw.last, "secret-hello", 12) == 0);
+  say(sc, "secret-world");
+  dl_conn_flush(sc);
+  run_until(&c, &cw.frames, 1, &cw.frames, 1, 20000);
+  CHECK(cw.nlast == 12 && memcmp(cw.last, "secret-world", 12) == 0);
+  /* 6 MB in one frame, encrypted straight from the value in chunks,
+     between two small frames: the one queued after it waits for it, and
+     every byte arrives, in order. */
+  for (i = 0; i < big; i++) blob[i] = (char)('a' + i % 23);
+  say(cc, "1-before");
+  CHECK(dl_conn_send_ref(cc, "B", 1, blob, big, big_done, &sent) == 0);
+  say(cc, "2-after");
+  dl_conn_flush(cc);
+  run_until(&c, &sw.frames, 4, &sent, 1, 20000);
+  CHECK(memcmp(sw.order, "s1B2", 4) == 0);
+  CHECK(sw.nlast == 7 && memcmp(sw.last, "2-after", 7) == 0);
+  /* A frame another thread encrypts and writes through the write gate
+     (the session shared under the gate's lock), then one of the loop's:
+     both arrive, in that order. */
   {
-    size_t i;
-    for (i = 0; i < big; i++) blob[i] = (char)('a' + i % 23);
+    dl_wgate g;
+    pthread_t gt;
+    CHECK(dl_wgate_init(&g) == 0);
+    dl_conn_set_gate(cc, &g);
+    CHECK(g.fd >= 0 && g.tls != NULL);
+    CHECK(pthread_create(&gt, NULL, gate_main, &g) == 0);
+    pthread_join(gt, NULL);
+    say(cc, "3-loop");
+    dl_conn_flush(cc);
+    run_until(&c, &sw.frames, 6, &sw.frames, 6, 20000);
+    CHECK(memcmp(sw.order, "s1B2g3", 6) == 0);
+    /* The owner closes: the peer sees the end of the stream. */
+    dl_conn_close(cc);
+    run_until(&c, &sw.closed, 1, &cw.closed, 1, 20000); /* both freed */
+    CHECK(g.fd == -1 && g.tls == NULL); /* closed before the session went */
+    uv_mutex_destroy(&g.lock);
   }
-  {
-    size_t off = 0;
-    while (off < big || got < big) {
-      struct pollfd p[2] = {{c.cfd, off < big ? POLLOUT : 0, 0},
-                            {c.sfd, POLLIN, 0}};
-      CHECK(poll(p, 2, 20000) > 0);
-      if (p[0].revents & POLLOUT) {
-        ssize_t n = write(c.cfd, blob + off, big - off > 65536 ? 65536
-                                                               : big - off);
-        CHECK(n > 0);
-        off += (size_t)n;
-      }
-      if (p[1].revents & POLLIN) {
-        ssize_t n = read(c.sfd, back + got, big - got);
-        CHECK(n > 0);
-        got += (size_t)n;
-      }
-    }
-  }
-  CHECK(memcmp(blob, back, big) == 0);
-  /* The owner closes: the peer sees the end of the stream. */
-  close(c.cfd);
-  c.cfd = -1;
-  CHECK(read(c.sfd, buf, sizeof buf) == 0);
   pthread_join(th, NULL);
   /* The wire carried the TLS hello in the clear, then nothing readable:
      not the owners' bytes, not the dlua handshake's magic. */
@@ -198,9 +252,95 @@ static void test_bytes_cross_encrypted(void) {
   CHECK(!contains(r.seen, r.nseen, "abcdefghijklmnopqrstuvw"));
   close(r.lfd);
   free(r.seen);
-  free(blob);
-  free(back);
+  free(sw.last);
+  free(cw.last);
   teardown(&c);
+  free(blob);
+  remove_dirs();
+}
+
+static dl_conn *greeter; /* the server's side of the next test */
+static seen greeted;
+
+/* The owner of an accepted socket writes at once, as a scheduler welcomes
+   a worker: its first records may reach the dialler with the handshake's
+   last bytes, inside the session already. */
+static void on_accept_greet(dl_tcp_server *s, int fd, const char *peer,
+                            void *d) {
+  ctx *c = d;
+  (void)s;
+  (void)peer;
+  c->accepted++;
+  greeter = dl_conn_new(&c->loop, NULL, on_frame, on_conn_close, &greeted);
+  CHECK(greeter != NULL && dl_conn_open_fd(greeter, fd) == 0);
+  say(greeter, "welcome");
+  dl_conn_flush(greeter);
+}
+
+static void test_a_frame_right_behind_the_handshake(void) {
+  ctx c;
+  dl_tcp_opts o;
+  seen cw;
+  dl_conn *cc;
+  char err[256];
+  int round;
+  make_dirs();
+  for (round = 0; round < 20; round++) {
+    memset(&cw, 0, sizeof cw);
+    memset(&greeted, 0, sizeof greeted);
+    memset(&c, 0, sizeof c);
+    c.sfd = c.cfd = -1;
+    c.keep = 1;
+    CHECK(uv_loop_init(&c.loop) == 0);
+    uv_timer_init(&c.loop, &c.tick);
+    uv_timer_start(&c.tick, tick_cb, 10, 10);
+    CHECK(dl_token_set(&tok_a, "token-aaaaaaaaaaaaaaaaaaaa", 26) == 0);
+    o = opts_for(&c, &tok_a, tls_a);
+    CHECK(dl_tcp_listen(&c.srv, &c.loop, "127.0.0.1", 0, &o, on_accept_greet,
+                        &c, err, sizeof err) == 0);
+    CHECK(dl_tcp_dial(&c.loop, "127.0.0.1", dl_tcp_server_port(c.srv), &o,
+                      5000, on_dial, &c) == 0);
+    run_until(&c, &c.accepted, 1, &c.dialled, 1, 20000);
+    cc = dl_conn_new(&c.loop, NULL, on_frame, on_conn_close, &cw);
+    CHECK(cc != NULL && dl_conn_open_fd(cc, c.cfd) == 0);
+    c.cfd = -1;
+    run_until(&c, &cw.frames, 1, &cw.frames, 1, 20000);
+    CHECK(cw.nlast == 7 && memcmp(cw.last, "welcome", 7) == 0);
+    dl_conn_close(cc);
+    run_until(&c, &greeted.closed, 1, &cw.closed, 1, 20000);
+    free(cw.last);
+    teardown(&c);
+  }
+  remove_dirs();
+}
+
+/* A session waits for its socket's owner; a socket closed before that,
+   whose number a new socket takes, does not inherit it. */
+static void test_a_session_goes_with_its_socket_only(void) {
+  dl_tls t;
+  dl_tls *got;
+  char err[300];
+  int fd, fd2;
+  make_dirs();
+  CHECK(dl_tls_waiting() == 0);
+  fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(fd >= 0 && dl_tls_begin(&t, tls_a, 0, err, sizeof err) == 0);
+  CHECK(dl_tls_hand(fd, &t, err, sizeof err) == 0 && t.ssl == NULL);
+  CHECK(dl_tls_waiting() == 1);
+  CHECK(dl_tls_claim(fd + 1000) == NULL); /* not that socket's */
+  got = dl_tls_claim(fd);
+  CHECK(got != NULL && got->ssl != NULL);
+  CHECK(dl_tls_claim(fd) == NULL && dl_tls_waiting() == 0); /* taken once */
+  dl_tls_free(got);
+  /* handed, then the socket closed unclaimed and its number reused */
+  CHECK(dl_tls_begin(&t, tls_a, 1, err, sizeof err) == 0);
+  CHECK(dl_tls_hand(fd, &t, err, sizeof err) == 0);
+  close(fd);
+  fd2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(fd2 == fd); /* the lowest free number */
+  CHECK(dl_tls_claim(fd2) == NULL);
+  CHECK(dl_tls_waiting() == 0);
+  close(fd2);
   remove_dirs();
 }
 
@@ -337,6 +477,8 @@ static void test_bad_tls_dirs_say_which_file(void) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(test_bytes_cross_encrypted);
+  RUN(test_a_session_goes_with_its_socket_only);
+  RUN(test_a_frame_right_behind_the_handshake);
   RUN(test_tls_client_plain_server);
   RUN(test_plain_client_tls_server);
   RUN(test_certificate_of_another_ca);
