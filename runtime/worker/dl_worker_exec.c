@@ -1019,8 +1019,10 @@ static void relieve_memory(lua_State *L) {
 ** threads that bring the task may need this CPU).  The watch adapts:
 ** halved when no task came within it, back to its longest when one came
 ** within that, cut to its least when a step lost the CPU (a busy
-** machine), so an idle worker soon sleeps at once.  enq_seq counts the
-** tasks queued (dl_w_enqueue).
+** machine), so an idle worker soon sleeps at once.  The watch takes a
+** frame of news for a parked task too (dl_w_exec_take) and ends then.
+** enq_seq counts the tasks queued (dl_w_enqueue) and the frames of news
+** that came (dl_w_work_came).
 */
 #define TASK_SPIN_MAX 50e-6
 #define TASK_SPIN_MIN 2e-6
@@ -1054,6 +1056,8 @@ static double await_task(void) {
     task_spin /= 2;
   return start;
 }
+
+void dl_w_work_came(void) { atomic_fetch_add(&enq_seq, 1); }
 
 /* A task was taken after the executor went idle at since: when the
    longest watch would have taken it, watch that long from now on.  A task

@@ -270,6 +270,9 @@ void dl_w_task_free(wtask *t);
 void dl_w_exec_main(void *arg);
 int dl_w_setup_state(lua_State *L);
 void dl_w_enqueue(wtask *t);
+/* News for the tasks' client came (W.cin): a watching executor stops
+   watching (any thread). */
+void dl_w_work_came(void);
 
 /* dl_worker_fetch.c: fetching inputs from peers */
 void dl_w_wtask_unref(wtask *t);

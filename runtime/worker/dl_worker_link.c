@@ -184,11 +184,56 @@ static int compute_is_local(dl_rd *r) {
   return 1;
 }
 
+/* 1 if the message at r (its type read) is news for the tasks' client,
+   well formed; r is moved past it. */
+static int read_news(dl_rd *r, unsigned type) {
+  switch (type) {
+    case DL_M_KEY_DONE: {
+      dl_msg_key_done m;
+      return dl_get_key_done(r, &m) == 0;
+    }
+    case DL_M_KEY_ERR: {
+      dl_msg_err m;
+      return dl_get_err_msg(r, &m) == 0;
+    }
+    case DL_M_GATHER_REPLY: {
+      dl_msg_data m;
+      return dl_get_data(r, &m) == 0;
+    }
+    case DL_M_COORD_REPLY: {
+      dl_msg_coord_reply m;
+      return dl_get_coord_reply(r, &m) == 0;
+    }
+  }
+  return 0;
+}
+
+/* The n bytes at p are a frame of news only (a waiting task's answer):
+   hand it to the tasks' client as the I/O thread would (W.cin); 1 if
+   taken. */
+static int take_news_frame(const char *p, size_t n) {
+  dl_rd r;
+  int rc;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    if (dl_wire_type(&r, &type) || !read_news(&r, type)) return 0;
+  }
+  uv_mutex_lock(&W.lock);
+  rc = dl_buf_put(&W.cin, p, n);
+  uv_mutex_unlock(&W.lock);
+  if (rc) return 0;
+  dl_w_work_came();
+  return 1;
+}
+
 /*
 ** The executor's side of the scheduler link's read gate (dl_rgate, see
 ** dl_w_exec_main's await_task): a frame that is one task whose inputs
-** are all stored here (the common case of a round trip) is queued here;
-** anything else is left to the I/O thread, as is a task that cannot be
+** are all stored here (the common case of a round trip) is queued here,
+** and a frame of news for the tasks' client (the answer a parked task
+** waits for: a Queue's item, a gather's values) goes to W.cin; anything
+** else is left to the I/O thread, as is a task that cannot be
 ** queued for want of memory (which ends the worker there).  Runs under the gate's
 ** lock, which the I/O thread holds while it handles the link's frames, so
 ** the two never handle frames at once (the store cannot lose an input in
@@ -199,9 +244,9 @@ int dl_w_exec_take(void *ud, const char *p, size_t n) {
   unsigned type;
   (void)ud;
   dl_rd_init(&r, p, n);
-  if (dl_wire_type(&r, &type) || type != DL_M_COMPUTE ||
-      !compute_is_local(&r) || dl_rd_left(&r))
-    return 0;
+  if (dl_wire_type(&r, &type)) return 0;
+  if (type != DL_M_COMPUTE) return take_news_frame(p, n);
+  if (!compute_is_local(&r) || dl_rd_left(&r)) return 0;
   dl_rd_init(&r, p, n);
   dl_wire_type(&r, &type);
   /* Fails only before it changes anything (the task's record). */
@@ -404,15 +449,10 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
       case DL_M_GATHER_REPLY:
       case DL_M_COORD_REPLY: { /* news for the tasks' client */
         const char *at = r.p - 1;
-        dl_msg_key_done kd;
-        dl_msg_err ke;
-        dl_msg_data da;
-        dl_msg_coord_reply cr;
-        if (type == DL_M_KEY_DONE) rc = dl_get_key_done(&r, &kd);
-        else if (type == DL_M_KEY_ERR) rc = dl_get_err_msg(&r, &ke);
-        else if (type == DL_M_GATHER_REPLY) rc = dl_get_data(&r, &da);
-        else rc = dl_get_coord_reply(&r, &cr);
-        if (rc) break;
+        if (!read_news(&r, type)) {
+          rc = DL_EPROTO;
+          break;
+        }
         uv_mutex_lock(&W.lock);
         dl_buf_put(&W.cin, at, (size_t)(r.p - at));
         uv_mutex_unlock(&W.lock);
@@ -478,7 +518,10 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
   /* The executor is woken once per frame, after the lock is let go: a
      signal under the lock wakes it only to wait for the lock (a second
      sleep and wake on every answer a waiting task gets). */
-  if (news) uv_cond_signal(&W.cond);
+  if (news) {
+    dl_w_work_came(); /* a spinning executor sees it now */
+    uv_cond_signal(&W.cond);
+  }
 }
 
 
