@@ -309,6 +309,38 @@ describe("coordination primitives", function()
                    err_of(v.get, v, {timout = 1}))
   end)
 
+  it("Queue: two tasks on two workers pass items back and forth in order",
+     function()
+    -- Each wait parks its task; its worker's executor then sleeps on the
+    -- link itself (dl_worker_exec.c, sleep_on_link): every item must wake
+    -- it, in order, and a wait with a timeout must still end.
+    local ids = {}
+    for _, w in ipairs(c.handle:workers()) do ids[#ids + 1] = w.id end
+    table.sort(ids)
+    local ping, pong = dlua.Queue("coord-ping"), dlua.Queue("coord-pong")
+    local function echo(a, b, m)
+      for _ = 1, m do b:put(a:get() * 2) end
+      local ok, e = pcall(a.get, a, {timeout = 0.05})
+      return not ok and e.kind
+    end
+    local function pinger(a, b, m)
+      local got = {}
+      for i = 1, m do
+        a:put(i)
+        got[i] = b:get()
+      end
+      return got
+    end
+    local e = c:submit(echo, ping, pong, 300, dlua.opts{workers = {ids[2]}})
+    local p = c:submit(pinger, ping, pong, 300,
+                       dlua.opts{workers = {ids[1]}})
+    local got = p:result(60)
+    for i = 1, 300 do assert.equal(2 * i, got[i]) end
+    assert.equal("timeout", e:result(60))
+    assert.equal(0, ping:qsize())
+    assert.equal(0, pong:qsize())
+  end)
+
   it("Queue: put, get, batch, qsize, maxsize, bad items", function()
     local q = dlua.Queue("coord-q")
     local _, e = err_of(q.get, q, {timeout = 0})

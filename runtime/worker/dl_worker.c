@@ -4,6 +4,7 @@
 ** The parts are listed in dl_worker_int.h.
 */
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 
 #include "dl_worker_int.h"
@@ -117,13 +118,13 @@ static void watchdog_cb(uv_timer_t *t) {
     W.rss = rss;
     W.mem = mem;
     if (W.paused && mem < W.frac_pause * limit)
-      uv_cond_signal(&W.cond);
+      dl_w_wake_exec();
     /* Spilling failed and values wait in memory: when its retry is due,
        wake the executor to try again (space may have been freed). */
     if (W.spill_err[0] && now_s() >= W.spill_retry && !W.relieve &&
         W.managed > W.frac_target * limit) {
       W.relieve = 1;
-      uv_cond_signal(&W.cond);
+      dl_w_wake_exec();
     }
     uv_mutex_unlock(&W.lock);
     if (mem > W.frac_terminate * limit) {
@@ -449,6 +450,10 @@ static void run_worker(lua_State *L) {
   dl_conn_set_gate(W.sched, &W.gate);
   dl_conn_set_rgate(W.sched, &W.rgate);
   if (!W.remote) dl_w_send_hello(); /* over TCP: once welcomed */
+  { /* made here, in this worker's own process (spares fork) */
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    W.efd = efd > 0 ? efd : 0; /* none: the executor waits on W.cond */
+  }
   if (exec_ready) uv_sem_post(&exec_go);
   else if (uv_thread_create(&W.exec, dl_w_exec_main, L)) _exit(1);
   uv_run(&W.loop, UV_RUN_DEFAULT);

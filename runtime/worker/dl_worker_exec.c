@@ -4,6 +4,7 @@
 */
 #include "dl_worker_int.h"
 #include "dl_os.h"
+#include <poll.h>
 
 /* Set when a task made or used megabytes: collect garbage after it. */
 static int big_garbage;
@@ -1071,10 +1072,59 @@ static void task_came(double since) {
     task_spin = TASK_SPIN_MAX;
 }
 
+/*
+** With tasks parked, the news that wakes them comes on the scheduler
+** link: sleeping on the link itself (and on W.efd, which dl_w_wake_exec
+** writes while this thread sleeps here) lets the news wake this thread
+** alone, which takes it through the read gate, instead of the I/O thread
+** first, then this one by a signal: one wake-up, not two in a row, on
+** each answer a waiting task gets (a Queue's item).  Called and returns
+** with W.lock held, for at most due seconds (< 0: no limit).  Returns 1
+** when the link had bytes that the gate did not let this thread read
+** (the I/O thread reads them and signals): the caller waits on W.cond.
+*/
+#define LINK_MISS_NS (1000 * 1000) /* a missed signal costs at most 1 ms */
+static int sleep_on_link(double due) {
+  struct pollfd fds[2];
+  int ms = due < 0 ? -1 : (int)(due * 1e3) + 1, missed = 0;
+  uint64_t x;
+  atomic_store(&W.exec_polling, 1);
+  uv_mutex_unlock(&W.lock);
+  fds[0].fd = W.efd;
+  fds[0].events = POLLIN;
+  fds[1].fd = W.rgate.fd; /* -1 once the link closes: poll ignores it */
+  fds[1].events = POLLIN;
+  if (poll(fds, 2, ms) > 0) {
+    if (fds[0].revents & POLLIN) {
+      ssize_t k = read(W.efd, &x, sizeof x);
+      (void)k;
+    }
+    if (fds[1].revents) {
+      unsigned seen = atomic_load(&enq_seq);
+      if (dl_rgate_read(&W.rgate, dl_w_exec_take, NULL))
+        uv_async_send(&W.done_async); /* the I/O thread handles the rest */
+      else if (atomic_load(&enq_seq) == seen)
+        missed = 1;
+    }
+  }
+  uv_mutex_lock(&W.lock);
+  atomic_store(&W.exec_polling, 0);
+  return missed;
+}
+
+void dl_w_wake_exec(void) {
+  uv_cond_signal(&W.cond);
+  if (atomic_load(&W.exec_polling)) {
+    uint64_t one = 1;
+    ssize_t k = write(W.efd, &one, sizeof one);
+    (void)k;
+  }
+}
+
 void dl_w_exec_main(void *arg) {
   lua_State *L = arg;
   dl_buf cyc, pcancel;
-  int just_ran = 0;
+  int just_ran = 0, link_missed = 0;
   dl_buf_init(&cyc);
   dl_buf_init(&pcancel);
   dl_map_init(&P.bykey);
@@ -1094,7 +1144,14 @@ void dl_w_exec_main(void *arg) {
     uv_mutex_lock(&W.lock);
     while (W.qhead == NULL && !W.stop && !W.relieve && P.ready == NULL &&
            W.cin.len == 0 && W.cyc.len == 0 && W.pcancel.len == 0) {
-      if (due < 0) {
+      if (P.all && link_missed == 0 && W.efd > 0) {
+        link_missed = sleep_on_link(due);
+        if (due >= 0) break;
+      } else if (link_missed) { /* the I/O thread has it: it signals */
+        link_missed = 0;
+        uv_cond_timedwait(&W.cond, &W.lock, LINK_MISS_NS);
+        break;
+      } else if (due < 0) {
         uv_cond_wait(&W.cond, &W.lock);
       } else {
         uv_cond_timedwait(&W.cond, &W.lock, (uint64_t)(due * 1e9) + 1);
@@ -1188,7 +1245,7 @@ void dl_w_enqueue(wtask *t) {
     *pp = t;
   }
   atomic_fetch_add(&enq_seq, 1); /* a spinning executor sees it now */
-  uv_cond_signal(&W.cond);
+  dl_w_wake_exec();
   uv_mutex_unlock(&W.lock);
 }
 

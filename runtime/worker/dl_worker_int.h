@@ -164,6 +164,9 @@ typedef struct worker {
   dl_conn *sched;
   dl_wgate gate;  /* the executor's own writes on sched (dl_conn.h) */
   dl_rgate rgate; /* and its own reads of tasks (dl_w_exec_take) */
+  int efd;        /* an eventfd that wakes the executor sleeping on the
+                     link (dl_w_wake_exec); 0: none */
+  atomic_int exec_polling; /* the executor sleeps on the link */
   dl_listener listener;
   uv_async_t done_async;
   uv_timer_t beat;
@@ -273,6 +276,9 @@ void dl_w_enqueue(wtask *t);
 /* News for the tasks' client came (W.cin): a watching executor stops
    watching (any thread). */
 void dl_w_work_came(void);
+/* Wake the executor, whether it waits on W.cond or sleeps on the link
+   (dl_w_exec_main): instead of uv_cond_signal(&W.cond). */
+void dl_w_wake_exec(void);
 
 /* dl_worker_fetch.c: fetching inputs from peers */
 void dl_w_wtask_unref(wtask *t);

@@ -287,7 +287,7 @@ static void on_cancel(const char *key, size_t klen) {
      one that waits (parked) is stopped by the executor. */
   uv_mutex_lock(&W.lock);
   dl_buf_str(&W.pcancel, key, klen);
-  uv_cond_signal(&W.cond);
+  dl_w_wake_exec();
   uv_mutex_unlock(&W.lock);
 }
 
@@ -468,7 +468,7 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
         uv_mutex_lock(&W.lock);
         dl_buf_str(&W.cyc, m.a, m.alen);
         dl_buf_str(&W.cyc, m.b, m.blen);
-        uv_cond_signal(&W.cond);
+        dl_w_wake_exec();
         uv_mutex_unlock(&W.lock);
         break;
       }
@@ -520,7 +520,7 @@ void dl_w_on_sched_frame(dl_conn *c, const char *p, size_t n) {
      sleep and wake on every answer a waiting task gets). */
   if (news) {
     dl_w_work_came(); /* a spinning executor sees it now */
-    uv_cond_signal(&W.cond);
+    dl_w_wake_exec();
   }
 }
 

@@ -85,7 +85,7 @@ int dl_w_store_insert(blob *b, int *old_cached) {
   if (W.memory_limit > 0 && W.running_seq == 0 && !W.relieve &&
       (double)W.managed > W.frac_target * (double)W.memory_limit) {
     W.relieve = 1;
-    uv_cond_signal(&W.cond);
+    dl_w_wake_exec();
   }
   uv_mutex_unlock(&W.lock);
   dl_w_blob_unref(old);
