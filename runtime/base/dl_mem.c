@@ -413,12 +413,14 @@ void dl_free(void *p) {
 
 /* A memfd holding a copy of the first used bytes of the private block e,
    its size rounded up to a page, or -1 (mu held).  write() fills it
-   without faulting pages into this process. */
+   without faulting pages into this process.  Named apart from the
+   memfds that hold blocks, so that /proc/PID/fd tells the copies (each
+   a value asked for as a file) from the rest. */
 static int copy_to_memfd(const big *e, size_t used) {
   size_t size = round_up(used, PAGE), put = 0;
   int fd;
   if (size == 0 || size > e->map || !fd_allowed()) return -1;
-  fd = memfd_create("dlua", MFD_CLOEXEC);
+  fd = memfd_create("dlua-copy", MFD_CLOEXEC);
   if (fd < 0) return -1;
   if (ftruncate(fd, (off_t)size) != 0) put = (size_t)-1;
   while (put < used) {
@@ -563,6 +565,8 @@ static int share_mode(void) {
   }
   return mode;
 }
+
+int dl_mem_sharing(void) { return share_mode() != SHARE_OFF; }
 
 /* Map the memfd that process pid holds as ref describes, or NULL. */
 static const char *map_file(pid_t pid, const dl_mem_ref *ref) {

@@ -73,6 +73,12 @@ int dl_mem_share_file(const void *p, size_t used, dl_mem_ref *ref);
 const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref);
 
 /*
+** 0 if DLUA_SHARE_MEMORY is "0": dl_mem_map maps and reads nothing, so a
+** process asks its peers for bytes at once (no block shared for it).
+*/
+int dl_mem_sharing(void);
+
+/*
 ** Map, read-only, the first size bytes of the file open on fd (taking
 ** ownership of fd; it is closed with the mapping, or now on failure).
 ** Returns the start (free it with dl_free), or NULL.  Like dl_mem_map,

@@ -383,7 +383,10 @@ void dl_client_cancel_key(dl_client *c, const char *key, size_t klen) {
 }
 
 void dl_client_gather(dl_client *c, uint64_t reqid, uint64_t nkeys) {
-  dl_put_gather(&c->out, (c->flags & DL_CLIENT_SHARED) != 0, reqid, nkeys);
+  /* With DLUA_SHARE_MEMORY=0 nothing of a worker's can be read: bytes at
+     once, and no memfd made for us. */
+  int shared = (c->flags & DL_CLIENT_SHARED) && dl_mem_sharing();
+  dl_put_gather(&c->out, shared, reqid, nkeys);
 }
 
 void dl_client_gather_key(dl_client *c, const char *key, size_t klen) {

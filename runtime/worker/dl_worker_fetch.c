@@ -121,11 +121,13 @@ static void fetch_next(fetch *f) {
     int id = f->who[f->tried++];
     dl_conn *c = peer_conn(id);
     if (c) {
+      /* Over TCP the peer may be on another host, and with
+         DLUA_SHARE_MEMORY=0 nothing of a peer's can be read: bytes, and
+         no memfd made for us. */
+      int how = f->plain || W.remote || !dl_mem_sharing() ? 0
+                : f->filed ? 2 : 1;
       f->peer = id;
-      /* Over TCP the peer may be on another host: bytes, not pages. */
-      dl_put_get(dl_conn_msg(c),
-                 f->plain || W.remote ? 0 : f->filed ? 2 : 1, 0, f->key,
-                 f->klen);
+      dl_put_get(dl_conn_msg(c), how, 0, f->key, f->klen);
       return;
     }
   }
