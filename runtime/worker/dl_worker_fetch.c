@@ -182,7 +182,12 @@ void dl_w_on_peer_frame(dl_conn *c, const char *p, size_t n) {
     bytes = m.bytes;
     blen = m.blen;
     f = dl_map_get(&W.fetches, key, klen);
-    if (f == NULL) continue;
+    /* Only the answer of the peer asked now moves f on: another peer's
+       (asked before, or never) would make f skip a peer, or ask the one
+       before the first again (who[-1]). */
+    if (f == NULL || !f->active || f->tried == 0 ||
+        f->peer != (int)(intptr_t)c->data)
+      continue;
     if (found == 2) {
       dl_shared_at sa;
       int ok = dl_shared_at_read(bytes, blen, &sa) == 0, rc = -1;

@@ -198,6 +198,31 @@ static void test_refused_read_is_remembered(void) {
   CHECK(!W.read_refused); /* a new worker, for the next test */
 }
 
+/* An answer for an input that was not asked of that peer (here queued
+   behind MAX_FETCHES others) is ignored: before, one that could not be
+   mapped made the fetch ask "the same peer" again, who[-1]. */
+static void test_unasked_answer_is_ignored(void) {
+  static const char *const keys[][2] = {
+      {"b-2", "a-2"}, {"b-3", "a-3"}, {"b-4", "a-4"}, {"b-5", "a-5"}};
+  dl_shared_at sa;
+  fetch *f;
+  int i;
+  wait_for_a();
+  for (i = 0; i < 4; i++) compute(keys[i][0], keys[i][1], 2);
+  send_to(W.sched);
+  f = dl_map_get(&W.fetches, "a-5", 3);
+  CHECK(f != NULL && !f->active && f->tried == 0); /* queued */
+  memset(&sa, 0, sizeof sa);
+  sa.pid = 77; /* cannot be mapped */
+  sa.ref.size = 8192;
+  sa.len = 5000;
+  dl_put_data_shared(&F, DL_M_DATA, 0, "a-5", 3, &sa);
+  send_to(wdrv_peer(0)->conn);
+  f = dl_map_get(&W.fetches, "a-5", 3);
+  CHECK(f != NULL && !f->active && f->tried == 0 && !f->plain);
+  wdrv_reset();
+}
+
 /* A dependency that only this worker is said to hold cannot be fetched:
    the task goes back to the scheduler at once, and is freed once. */
 static void test_input_nobody_else_holds_goes_back(void) {
@@ -297,6 +322,7 @@ int main(void) {
   RUN(test_unreadable_block_is_asked_as_a_file_then_bytes);
   RUN(test_block_by_address_is_read);
   RUN(test_refused_read_is_remembered);
+  RUN(test_unasked_answer_is_ignored);
   RUN(test_input_nobody_else_holds_goes_back);
   RUN(test_malformed_compute_leaves_fetches_sound);
   RUN(test_second_compute_of_a_key_supersedes);
