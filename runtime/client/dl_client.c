@@ -1,6 +1,7 @@
 /*
 ** dl_client.c -- the client's table of futures (see dl_client.h).
 */
+#include <errno.h>
 #include <string.h>
 
 #include <pthread.h>
@@ -383,7 +384,12 @@ void dl_client_cancel_key(dl_client *c, const char *key, size_t klen) {
 }
 
 void dl_client_gather(dl_client *c, uint64_t reqid, uint64_t nkeys) {
-  dl_put_gather(&c->out, (c->flags & DL_CLIENT_SHARED) != 0, reqid, nkeys);
+  /* With DLUA_SHARE_MEMORY=0 nothing of a worker's can be read: bytes at
+     once, and no memfd made for us; where reading a worker was refused,
+     memfds at once. */
+  int how = !(c->flags & DL_CLIENT_SHARED) || !dl_mem_sharing() ? 0
+            : c->read_refused ? 2 : 1;
+  dl_put_gather(&c->out, how, reqid, nkeys);
 }
 
 void dl_client_gather_key(dl_client *c, const char *key, size_t klen) {
@@ -422,8 +428,10 @@ static int data_news(dl_client *c, const dl_msg_data *m, dl_cnews *news) {
     const char *mapped = NULL;
     int by_addr = 0;
     if (dl_shared_at_read(m->bytes, m->blen, &sa) == 0) {
+      errno = 0;
       mapped = dl_shared_at_map(&sa);
       by_addr = sa.ref.fd == DL_MEM_NOFD;
+      if (mapped == NULL && by_addr && errno == EPERM) c->read_refused = 1;
     }
     if (mapped == NULL) {
       /* A GATHERF's answer names a memfd: this cannot loop. */

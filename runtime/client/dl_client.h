@@ -112,6 +112,9 @@ struct dl_client {
   dl_client_send_fn send; /* NULL: nothing is sent (no transport, closed) */
   void *ud;
   unsigned flags; /* DL_CLIENT_* */
+  int read_refused; /* reading a worker's block by its address was refused
+                       (EPERM: a ptrace policy, the same for every worker):
+                       gathers ask for memfds (GATHERF) from then on */
   /* The task being built (dl_client_task_*): */
   dl_buf opts;     /* its options before the function hashes */
   dl_buf place;    /* its options after the dependencies */

@@ -723,7 +723,8 @@ void dl_put_data_shared(dl_buf *b, unsigned type, uint64_t reqid,
 int dl_shared_at_read(const char *p, size_t n, dl_shared_at *sa);
 
 /* Map the block sa names (dl_mem_map): its start, to free with dl_free;
-   the value is at start + sa->off.  NULL if it cannot be mapped. */
+   the value is at start + sa->off.  NULL if it cannot be mapped (errno
+   EPERM where reading the holder's memory was refused). */
 const char *dl_shared_at_map(const dl_shared_at *sa);
 
 /* ------------------------------------------------ client -> scheduler */

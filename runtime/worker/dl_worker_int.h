@@ -221,8 +221,14 @@ typedef struct worker {
   uint64_t beat_spill_out;
   struct dl_prof *prof; /* the tasks' profile, or NULL when off
                            (dl_worker_prof.c) */
+  /* (io) Reading a peer's block by its address was refused once (errno
+     EPERM from map_shared: a ptrace policy, which refuses every sibling
+     alike): fetches ask for memfds (GETF) from then on, instead of paying
+     one refused read and one more round trip per value. */
+  int read_refused;
   /* Seams that tests and fuzzers replace: connect to a peer's address,
-     and map a peer's shared block. */
+     and map a peer's shared block (errno EPERM where the read was
+     refused, as dl_mem_map). */
   int (*connect)(dl_conn *c, const char *addr);
   const char *(*map_shared)(const dl_shared_at *sa);
 } worker;
