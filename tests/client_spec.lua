@@ -165,6 +165,24 @@ describe("client futures", function()
     c3:close()
   end)
 
+  -- A future in a task's arguments travels as its position among the
+  -- task's inputs (wire 4), which the worker maps to their keys.
+  it("reach a task as their values, whatever the order and nesting", function()
+    local a = c:submit(function() return "a" end)
+    local b = c:submit(function() return "b" end)
+    local a2 = require("dlua.future").new(c, a.key) -- another handle
+    local function f(x, t, y, z)
+      return table.concat({x, t[1], t.k, t[2][1], y, z}, ",")
+    end
+    local r = c:submit(f, b, {a, k = b, {a2}}, a, "d")
+    assert.equal("b,a,b,a,a,d", r:result(20))
+    -- inputs of a map's rows, and a function that captures a future
+    local rows = c:map(function(x, t) return x .. t[1] end, {a, b}, {{b}, {a}})
+    assert.same({"ab", "ba"}, c:gather(rows, 20))
+    local cap = c:submit(function() return a end)
+    assert.equal("a", cap:result(20))
+  end)
+
   it("say the client is closed once it is", function()
     local cl2 = dlua.Client(cluster)
     local f = cl2:submit(function() return 1 end)

@@ -79,13 +79,21 @@ static int try_name(enc *e, int idx, int *rc) {
 }
 
 /* Write a fixed-width (9-byte) varint at b->p + pos for v < 2^63. */
-static void patch_uv9(dl_buf *b, size_t pos, uint64_t v) {
-  int i;
-  for (i = 0; i < 8; i++) {
-    b->p[pos + i] = (char)((v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  b->p[pos + 8] = (char)(v & 0x7f);
+
+/* The body written after the 9 bytes kept at pos gets its length there
+   as a varint of the fewest bytes, the body moved back to follow it: a
+   future's body is one byte, and 8 bytes of padding each made a sum of 8
+   futures 64 bytes longer, kept by the scheduler with the task. */
+static void patch_len(dl_buf *b, size_t pos) {
+  uint64_t v = b->len - pos - 9;
+  size_t n = 1;
+  uint64_t x;
+  for (x = v; x >= 0x80; x >>= 7) n++;
+  if (n < 9)
+    memmove(b->p + pos + n, b->p + pos + 9, (size_t)v);
+  b->len -= 9 - n;
+  for (x = v; x >= 0x80; x >>= 7) b->p[pos++] = (char)((x & 0x7f) | 0x80);
+  b->p[pos] = (char)x;
 }
 
 static void patch_u32(dl_buf *b, size_t pos, uint32_t v) {
@@ -159,7 +167,7 @@ static int try_custom(enc *e, int idx, int *rc) {
       goto done;
     }
   }
-  patch_uv9(e->b, pos, e->b->len - pos - 9);
+  patch_len(e->b, pos);
 done:
   lua_settop(L, top);
   return 1;

@@ -359,18 +359,19 @@ static int fn_put(void *ud, const unsigned char hash[16], const char *code,
   return dl_client_task_fn(&h->cl, hash, code, len);
 }
 
-/* A future in a task's arguments: its key travels, and is a dependency. */
+/*
+** A future in a task's arguments is a dependency of the task, and travels
+** as its position in the task's dependencies (a varint), which the
+** scheduler keeps as pointers and hands to the worker as keys with the
+** task (dl_w_future_decode): its key is not in the payload twice.
+*/
 static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
   handle *h = ctx;
-  size_t klen;
-  const char *key;
   fut *u = to_fut(L, idx);
   if (h == NULL || u == NULL || u->f == NULL)
     return -1; /* futures only travel inside tasks */
-  key = u->f->key;
-  klen = u->f->klen;
-  dl_buf_put(out, key, klen);
-  dl_client_task_dep(&h->cl, key, klen);
+  dl_buf_uv(out, h->cl.ndeps);
+  dl_client_task_dep(&h->cl, u->f->key, u->f->klen);
   return 0;
 }
 
