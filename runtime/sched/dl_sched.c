@@ -27,6 +27,18 @@ typedef struct tgroup {
   int colour;
 } tgroup;
 
+/*
+** Kept results (task.inl): most are small values whose encodings start
+** with the same bytes (the codec's header: 9 of an integer's 11 to 13).
+** The scheduler keeps the first IN_HEAD bytes of the first kept result
+** (dl_sched.ihead), and a result that starts with them and has at most
+** IN_TAIL bytes after them is kept in the record itself (INL_SMALL in
+** inlen): no 16-byte block of the slab for it, 18 MB at a million tasks.
+*/
+#define IN_HEAD 9
+#define IN_TAIL 8
+#define INL_SMALL 0x80000000u
+
 typedef struct task task;
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
@@ -34,10 +46,10 @@ typedef struct task task;
 ** does (tkey, tpay and tfns compute where).  At a million tasks in
 ** flight three small allocations less per task is about 100 bytes each.
 ** The record, its deps and dependents arrays (a single dependent is kept
-** in the record itself) and its inline-result copy are blocks of the
-** scheduler's slab (dl_slab.h: huge pages, no malloc header); each is
-** freed with the size it was made with (task_size, ndeps, tdcap,
-** inlen + 1).
+** in the record itself) and its inline-result copy (unless it is small
+** enough for the record: IN_HEAD) are blocks of the scheduler's slab
+** (dl_slab.h: huge pages, no malloc header); each is freed with the size
+** it was made with (task_size, ndeps, tdcap, inlen + 1).
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
@@ -61,7 +73,10 @@ struct task {
   } who;       /* the workers holding the result: read it through twho */
   uint64_t nbytes;
   tgroup *group;
-  char *inl;         /* a copy of its small result, as it came inline */
+  union {
+    char *p;              /* a block of the slab: inlen + 1 bytes */
+    char tail[IN_TAIL];   /* INL_SMALL: the bytes after the shared head */
+  } inl; /* a copy of its small result, as it came inline (tinl) */
   uint32_t klen;
   uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
   uint32_t qidx; /* in the ready queue: position + 1 in the heap, or in
@@ -77,7 +92,8 @@ struct task {
                    wwho's counts */
   int processing_on; /* worker id or -1 */
   int nwho;
-  uint32_t inlen;
+  uint32_t inlen;    /* of the kept copy, INL_SMALL set when in tail; 0:
+                        none kept */
   uint8_t state;     /* T_* */
   uint8_t errkind;
   uint8_t seceded;  /* PROCESSING: its task waits (DL_M_SECEDE), so it is
@@ -110,6 +126,16 @@ static inline task **tdependents(task *t) {
 static inline int *twho(task *t) {
   return t->nwho > 1 ? t->who.many : &t->who.one;
 }
+
+/* The length of t's kept result (0: none). */
+static inline size_t tinlen(const task *t) {
+  return t->inlen & ~INL_SMALL;
+}
+
+/* t's kept result (tinlen bytes), or NULL: borrowed, valid until t
+   changes, or (when small) put together in buf, valid while buf is. */
+static const char *tinl(const dl_sched *s, const task *t,
+                        char buf[IN_HEAD + IN_TAIL]);
 
 static inline const unsigned char *tfns(const task *t) {
   return (const unsigned char *)tkey(t) + t->klen + 1 + t->plen;
@@ -225,6 +251,8 @@ struct dl_sched {
   task **stack;
   size_t nstack, capstack;
   size_t kept; /* bytes of small results kept (task.inl) */
+  char ihead[IN_HEAD]; /* the head of the kept results (task.inl) */
+  int nihead;          /* 0 until the first kept result sets ihead */
   double hb_timeout;  /* seconds; 0: workers are never timed out */
   double last_check;  /* of dl_sched_silent, to notice our own stops */
   double stall_since; /* every worker paused with work pending since; 0 */
@@ -926,8 +954,9 @@ static size_t task_size(const task *t) {
 
 static void task_free(dl_sched *s, task *t) {
   fns_unref(s, t);
-  s->kept -= t->inlen;
-  if (t->inl) dl_slab_free(&s->slab, t->inl, (size_t)t->inlen + 1);
+  s->kept -= tinlen(t);
+  if (t->inlen && !(t->inlen & INL_SMALL))
+    dl_slab_free(&s->slab, t->inl.p, (size_t)t->inlen + 1);
   if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
   if (t->dcap > 1)
     dl_slab_free(&s->slab, t->dependents.many,
@@ -1068,10 +1097,11 @@ static int restore(dl_sched *s, task *x) {
   if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
   {
     dl_msg_store m;
+    char buf[IN_HEAD + IN_TAIL];
     m.key = tkey(x);
     m.klen = x->klen;
-    m.bytes = x->inl;
-    m.blen = x->inlen;
+    m.bytes = tinl(s, x, buf);
+    m.blen = tinlen(x);
     dl_put_store(b, &m);
   }
   set_state(s, x, T_PROCESSING);
@@ -1088,7 +1118,7 @@ static void need(dl_sched *s, task *t) {
     task *x = s->stack[--s->nstack];
     int i, failed = 0;
     if (x->state != T_RELEASED) continue;
-    if (x->inl && restore(s, x)) continue;
+    if (x->inlen && restore(s, x)) continue;
     if (tpay(x) == NULL) { /* scattered data cannot be recomputed */
       dl_buf e;
       dl_buf_init(&e);
@@ -1144,6 +1174,38 @@ static int who_add(task *t, int wid) {
   return 0;
 }
 
+static const char *tinl(const dl_sched *s, const task *t,
+                        char buf[IN_HEAD + IN_TAIL]) {
+  size_t n = tinlen(t);
+  if (n == 0) return NULL;
+  if (!(t->inlen & INL_SMALL)) return t->inl.p;
+  memcpy(buf, s->ihead, IN_HEAD);
+  memcpy(buf + IN_HEAD, t->inl.tail, n - IN_HEAD);
+  return buf;
+}
+
+/* Keep a copy of t's result (ilen bytes at inl, 0 < ilen), in the record
+   when it is small (see IN_HEAD); nothing is kept when out of memory. */
+static void keep(dl_sched *s, task *t, const char *inl, size_t ilen) {
+  if (ilen >= INL_SMALL) return;
+  if (s->nihead == 0 && ilen >= IN_HEAD) {
+    memcpy(s->ihead, inl, IN_HEAD);
+    s->nihead = IN_HEAD;
+  }
+  if (s->nihead && ilen >= IN_HEAD && ilen - IN_HEAD <= IN_TAIL &&
+      memcmp(inl, s->ihead, IN_HEAD) == 0) {
+    memcpy(t->inl.tail, inl + IN_HEAD, ilen - IN_HEAD);
+    t->inlen = (uint32_t)ilen | INL_SMALL;
+  } else {
+    t->inl.p = dl_slab_alloc(&s->slab, ilen + 1);
+    if (t->inl.p == NULL) return;
+    memcpy(t->inl.p, inl, ilen);
+    t->inl.p[ilen] = '\0';
+    t->inlen = (uint32_t)ilen;
+  }
+  s->kept += ilen;
+}
+
 /* The result of t is in memory on worker wid. */
 static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
                      const char *inl, size_t ilen) {
@@ -1153,16 +1215,14 @@ static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
   t->nbytes = nbytes;
   t->processing_on = -1;
   set_state(s, t, T_MEMORY);
-  if (ilen && t->inl == NULL && s->kept + ilen <= KEEP_MAX &&
-      ilen < UINT32_MAX &&
-      (t->inl = dl_slab_alloc(&s->slab, ilen + 1)) != NULL) {
-    memcpy(t->inl, inl, ilen);
-    t->inl[ilen] = '\0';
-    t->inlen = ilen;
-    s->kept += ilen;
+  if (ilen && t->inlen == 0 && s->kept + ilen <= KEEP_MAX)
+    keep(s, t, inl, ilen);
+  if (ilen == 0 && t->inlen) {
+    char buf[IN_HEAD + IN_TAIL];
+    notify_done_inline(s, t, tinl(s, t, buf), tinlen(t));
+  } else {
+    notify_done_inline(s, t, inl, ilen);
   }
-  if (ilen == 0 && t->inl) notify_done_inline(s, t, t->inl, t->inlen);
-  else notify_done_inline(s, t, inl, ilen);
   for (i = 0; i < t->ndependents; i++) {
     task *y = tdependents(t)[i];
     if (y->state == T_WAITING && --y->waiting == 0) make_ready(s, y);

@@ -333,6 +333,52 @@ static void test_lost_small_result_is_stored_again(void) {
   stop();
 }
 
+/* Whether worker w was sent a STORE of key with exactly the bytes want
+   (its buffer is left as it is). */
+static int stores(int w, const char *key, const char *want) {
+  dl_rd r;
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k, *b;
+    size_t kl, bl;
+    dl_rd_u8(&r, &type);
+    if (type != DL_M_STORE) break;
+    CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_str(&r, &b, &bl) == 0);
+    if (kl == strlen(key) && memcmp(k, key, kl) == 0)
+      return bl == strlen(want) && memcmp(b, want, bl) == 0;
+  }
+  return 0;
+}
+
+/* Kept results that share their first 9 bytes with the first one kept,
+   and have at most 8 more, live in the task record: each comes back
+   whole, as do those kept apart (longer, or another head). */
+static void test_kept_results_in_the_record_come_back_whole(void) {
+  static const char *const keys[] = {"a-1", "a-2", "a-3", "a-4", "a-5",
+                                     "a-6"};
+  static const char *const vals[] = {
+    "123456789AB", "123456789", "123456789ABCDEFGH", "123456789ABCDEFGHI",
+    "x23456789AB", "1234"};
+  int i;
+  start(1);
+  for (i = 0; i < 6; i++) {
+    submit(keys[i], NULL);
+    CHECK(computed_on(keys[i]) == 1);
+    done_inline(1, keys[i], vals[i]);
+  }
+  D.alive[2] = 1;
+  CHECK(dl_sched_add_worker(S, 2, 102, 1, 1 << 30, 1.0) == 0);
+  D.wout[2].len = 0;
+  D.alive[1] = 0;
+  dl_sched_remove_worker(S, 1);
+  for (i = 0; i < 6; i++) CHECK(stores(2, keys[i], vals[i]));
+  D.wout[2].len = 0;
+  for (i = 0; i < 6; i++) done(2, keys[i]); /* the STOREs' answers */
+  CHECK(computed_on("a-1") == 0);
+  stop();
+}
+
 static void test_killed_worker_after_three_deaths(void) {
   int round, kind = 0;
   start(3);
@@ -971,6 +1017,7 @@ int main(void) {
   RUN(test_lost_result_is_recomputed);
   RUN(test_result_held_by_several_workers);
   RUN(test_lost_small_result_is_stored_again);
+  RUN(test_kept_results_in_the_record_come_back_whole);
   RUN(test_killed_worker_after_three_deaths);
   RUN(test_unknown_dependency_is_an_error);
   RUN(test_malformed_frames_are_refused);
