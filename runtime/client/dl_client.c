@@ -295,12 +295,21 @@ void dl_client_task_reset(dl_client *c) {
 
 int dl_client_task_fn(dl_client *c, const unsigned char hash[16],
                       const char *code, size_t len) {
+  uint64_t at;
+  return dl_client_task_fn_at(c, hash, code, len, &at);
+}
+
+int dl_client_task_fn_at(dl_client *c, const unsigned char hash[16],
+                         const char *code, size_t len, uint64_t *at) {
   uint64_t i;
   char *k;
   for (i = 0; i < c->nfns; i++)
-    if (memcmp(c->fns.p + 16 * i, hash, 16) == 0) return 1;
+    if (memcmp(c->fns.p + 16 * i, hash, 16) == 0) {
+      *at = i;
+      return 1;
+    }
   if (dl_buf_put(&c->fns, hash, 16)) return 0;
-  c->nfns++;
+  *at = c->nfns++;
   if (c->flags & DL_CLIENT_EAGER) { /* the scheduler may have dropped it */
     dl_put_func_msg(&c->out, DL_M_CFUNC, hash, code, len);
     return 1;

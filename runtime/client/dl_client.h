@@ -222,12 +222,17 @@ typedef struct dl_task_opts {
 ** queues the SUBMIT.  A function the scheduler may lack (the first time,
 ** or every time with DL_CLIENT_EAGER) is queued as a CFUNC first.
 ** dl_client_task_fn returns 1, or 0 when out of memory (the fn sink's
-** convention, dl_codec.h).
+** convention, dl_codec.h); dl_client_task_fn_at also sets *at to the
+** function's position among the task's (dl_fnsink.put_at: the payload
+** names it by that position, and the scheduler sends the hashes with the
+** task).
 */
 void dl_client_task_opts(dl_client *c, const dl_task_opts *o);
 void dl_client_task_reset(dl_client *c);
 int dl_client_task_fn(dl_client *c, const unsigned char hash[16],
                       const char *code, size_t len);
+int dl_client_task_fn_at(dl_client *c, const unsigned char hash[16],
+                         const char *code, size_t len, uint64_t *at);
 void dl_client_task_dep(dl_client *c, const char *key, size_t klen);
 void dl_client_task_submit(dl_client *c, const char *key, size_t klen,
                            const char *payload, size_t plen);

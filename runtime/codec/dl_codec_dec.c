@@ -346,11 +346,21 @@ static int dec_function(dec *d) {
     RD(dl_rd_uv(&d->r, &j));
     if (j < 1 || j > (uint64_t)d->nprotos) return bad(d, "bad prototype reference");
     pr = &d->protos[j - 1];
-  } else if (kind == P_INLINE || kind == P_HASH) {
-    RD(dl_rd_bytes(&d->r, 16, &h));
+  } else if (kind == P_INLINE || kind == P_HASH || kind == P_AT) {
+    if (kind == P_AT) {
+      const dl_fnsource *s = d->o ? d->o->fns : NULL;
+      const unsigned char *uh;
+      uint64_t at;
+      RD(dl_rd_uv(&d->r, &at));
+      if (!s || !s->get_at || s->get_at(s->ud, at, &uh, &code, &len))
+        return bad(d, "unknown function position");
+      h = (const char *)uh;
+    } else {
+      RD(dl_rd_bytes(&d->r, 16, &h));
+    }
     if (kind == P_INLINE) {
       RD(dl_rd_str(&d->r, &code, &len));
-    } else {
+    } else if (kind == P_HASH) {
       const dl_fnsource *s = d->o ? d->o->fns : NULL;
       if (!s || !s->get || s->get(s->ud, (const unsigned char *)h, &code, &len))
         return bad(d, "unknown function hash");

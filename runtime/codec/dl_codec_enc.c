@@ -543,7 +543,12 @@ static int enc_function(enc *e, int idx) {
       return DL_ENOMEM;
   } else {
     const dl_fnsink *k = e->o ? e->o->fns : NULL;
-    if (k && k->put && k->put(k->ud, (const unsigned char *)s, s + 16, l - 16)) {
+    uint64_t at;
+    if (k && k->put_at &&
+        k->put_at(k->ud, (const unsigned char *)s, s + 16, l - 16, &at)) {
+      if (dl_buf_u8(e->b, P_AT) || dl_buf_uv(e->b, at)) return DL_ENOMEM;
+    } else if (k && k->put &&
+               k->put(k->ud, (const unsigned char *)s, s + 16, l - 16)) {
       if (dl_buf_u8(e->b, P_HASH) || dl_buf_put(e->b, s, 16)) return DL_ENOMEM;
     } else if (dl_buf_u8(e->b, P_INLINE) || dl_buf_put(e->b, s, 16) ||
                dl_buf_str(e->b, s + 16, l - 16)) {

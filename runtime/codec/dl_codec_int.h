@@ -27,7 +27,10 @@
 **   MTNAME                     string tname: registry[tname]
 **   FN                         prototype (u8 kind: P_INLINE + 16-byte hash
 **                              + bytecode string | P_HASH + 16-byte hash |
-**                              P_REF + varint proto index), u8 nups, then
+**                              P_REF + varint proto index | P_AT +
+**                              varint position in the functions that
+**                              travel beside the message: a task's,
+**                              dl_fnsink.put_at), u8 nups, then
 **                              per upvalue u8 0 + value, or u8 1 + varint
 **                              ref of a function + u8 upvalue number to join;
 **                              then its globals: per global u8 upvalue
@@ -74,7 +77,7 @@ enum {
   T_IDENT, /* identity mode only: never decoded */
   T_SENV
 };
-enum { P_INLINE, P_HASH, P_REF };
+enum { P_INLINE, P_HASH, P_REF, P_AT };
 
 /* Registry slots, keyed by the addresses of these bytes (dl_codec_names.c). */
 extern const char dl_codec_keys[7];

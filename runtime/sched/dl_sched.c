@@ -1302,6 +1302,8 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     m.timeout_ms = tx(t)->timeout_ms;
     m.payload = tpay(t);
     m.plen = t->plen;
+    m.fns = (const char *)tfns(t);
+    m.nfns = (uint64_t)t->nfns;
     m.ndeps = (uint64_t)t->ndeps;
     dl_put_compute(b, &m);
   }

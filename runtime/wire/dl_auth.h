@@ -40,7 +40,8 @@
 
 /* The wire version this build speaks; bumped when any message changes.
    4: a future in a task's payload is its position in the task's
-   inputs, not its key (dl_w_future_decode). */
+   inputs, not its key (dl_w_future_decode), and a function its position
+   in the task's functions, which COMPUTE carries (fn_get_at). */
 #define DL_AUTH_WIRE 4
 /* Environment variable that may hold the token (instead of a file). */
 #define DL_TOKEN_ENV "DLUA_TOKEN"

@@ -82,7 +82,20 @@ int dl_w_fn_get(void *ud, const unsigned char hash[16], const char **code,
   return 0;
 }
 
-static const dl_fnsource fnsource = {dl_w_fn_get, NULL};
+/* The functions of the task whose payload run_task decodes (its
+   COMPUTE's hashes), or none. */
+static const char *infns;
+static uint64_t ninfns;
+
+/* The function at position at of that task's, for the decoder. */
+static int fn_get_at(void *ud, uint64_t at, const unsigned char **hash,
+                     const char **code, size_t *len) {
+  if (at >= ninfns) return -1;
+  *hash = (const unsigned char *)infns + 16 * at;
+  return dl_w_fn_get(ud, *hash, code, len);
+}
+
+static const dl_fnsource fnsource = {dl_w_fn_get, NULL, fn_get_at};
 
 /* On the executor, between tasks: free the bytecode no task needs. */
 void dl_w_fns_reap(void) {
@@ -857,7 +870,10 @@ static void run_task(lua_State *L, wtask *t) {
     rc = -1;
     snprintf(err, sizeof err, "out of memory");
   } else {
+    infns = t->fns;
+    ninfns = t->nfns;
     rc = dl_codec_decode(L, t->payload, t->plen, &dopt, err, sizeof err);
+    ninfns = 0;
   }
   unindex_deps();
   if (rc || !lua_istable(L, -1)) {
@@ -958,9 +974,11 @@ static void cycle_parked(const char *p, size_t n) {
 
 /* A new task record holding copies of key and payload, or NULL. */
 wtask *dl_w_task_new(const char *key, size_t klen, const char *payload,
-                     size_t plen, const dl_rd *deps, uint64_t ndeps) {
+                     size_t plen, const char *fns, uint64_t nfns,
+                     const dl_rd *deps, uint64_t ndeps) {
   size_t dlen = (size_t)(deps->end - deps->p);
-  wtask *t = dl_realloc(NULL, sizeof *t + klen + 1 + plen + dlen);
+  wtask *t = dl_realloc(NULL, sizeof *t + klen + 1 + plen + 16 * nfns +
+                                  dlen);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
   t->key = t->mem;
@@ -970,7 +988,10 @@ wtask *dl_w_task_new(const char *key, size_t klen, const char *payload,
   t->payload = t->mem + klen + 1;
   t->plen = plen;
   memcpy(t->payload, payload, plen);
-  t->deps = t->payload + plen;
+  t->fns = t->payload + plen;
+  t->nfns = nfns;
+  if (nfns) memcpy(t->fns, fns, 16 * nfns);
+  t->deps = t->fns + 16 * nfns;
   t->dlen = dlen;
   t->ndeps = ndeps;
   if (dlen) memcpy(t->deps, deps->p, dlen);

@@ -97,7 +97,7 @@ static int next_compute(dl_rd *r, const char **k, size_t *kl) {
   unsigned type = 0;
   const char *p;
   size_t pl;
-  uint64_t v, nd, i, j, nw;
+  uint64_t v, nf, nd, i, j, nw;
   int64_t sv;
   if (!dl_rd_left(r)) return -1;
   dl_rd_u8(r, &type);
@@ -108,6 +108,7 @@ static int next_compute(dl_rd *r, const char **k, size_t *kl) {
   if (type != DL_M_COMPUTE) return -1;
   CHECK(dl_rd_str(r, k, kl) == 0 && dl_rd_sv(r, &sv) == 0 &&
         dl_rd_uv(r, &v) == 0 && dl_rd_str(r, &p, &pl) == 0 &&
+        dl_rd_uv(r, &nf) == 0 && dl_rd_bytes(r, 16 * nf, &p) == 0 &&
         dl_rd_uv(r, &nd) == 0);
   for (i = 0; i < nd; i++) {
     CHECK(dl_rd_str(r, &p, &pl) == 0 && dl_rd_uv(r, &nw) == 0);
