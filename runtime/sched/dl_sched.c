@@ -40,10 +40,12 @@ typedef struct tgroup {
 #define INL_SMALL 0x80000000u
 
 typedef struct task task;
+struct fnentry;
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
-** NUL), its payload and its function hashes, which live as long as it
-** does (tkey, tpay and tfns compute where).  At a million tasks in
+** NUL), its payload and (at a multiple of 8) pointers to its functions'
+** entries, which live as long as it does (tkey, tpay and tfns compute
+** where; a pointer is 8 bytes where the hash was 16).  At a million tasks in
 ** flight three small allocations less per task is about 100 bytes each.
 ** The record, its deps and dependents arrays (a single dependent is kept
 ** in the record itself) and its inline-result copy (unless it is small
@@ -137,8 +139,16 @@ static inline size_t tinlen(const task *t) {
 static const char *tinl(const dl_sched *s, const task *t,
                         char buf[IN_HEAD + IN_TAIL]);
 
-static inline const unsigned char *tfns(const task *t) {
-  return (const unsigned char *)tkey(t) + t->klen + 1 + t->plen;
+/* Where t's function entries start in its block: after its payload, at
+   a multiple of 8. */
+static inline size_t tfns_at(size_t klen, size_t plen) {
+  return (sizeof(task) + klen + 1 + plen + 7) & ~(size_t)7;
+}
+
+/* t's functions (nfns): pointers to their entries, each counting t in its
+   refs (NULL for a hash the scheduler did not know at submit). */
+static inline struct fnentry **tfns(const task *t) {
+  return (struct fnentry **)((char *)t + tfns_at(t->klen, t->plen));
 }
 
 /*
@@ -245,6 +255,7 @@ struct dl_sched {
   size_t npgets, cappgets;
   dl_map groups; /* prefix -> tgroup (kept for the scheduler's life) */
   dl_slab slab;  /* task records and their small arrays (see task) */
+  dl_buf fnbuf;  /* send_compute's scratch: the task's function hashes */
   dl_sched_event *events; /* ring of the last DL_SCHED_EVENTS completions */
   uint64_t nevents;       /* events ever recorded */
   /* scratch stack for the iterative graph walks */
@@ -834,10 +845,10 @@ static void free_data(dl_sched *s, task *t) {
 }
 
 /* Tasks naming a function: one more, or one less (see fnentry). */
-static void fns_ref(dl_sched *s, const task *t) {
+static void fns_ref(const task *t) {
   int i;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)tfns(t) + 16 * i, 16);
+    fnentry *f = tfns(t)[i];
     if (f) f->refs++;
   }
 }
@@ -886,7 +897,7 @@ static void fns_unref(dl_sched *s, const task *t) {
   int i;
   if (s->freeing) return;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)tfns(t) + 16 * i, 16);
+    fnentry *f = tfns(t)[i];
     if (f == NULL || f->refs <= 0 || --f->refs > 0) continue;
     if (f->nsenders == 0) fn_drop(s, f); /* only tasks' clients sent it */
     else fn_gone(s, f);
@@ -913,18 +924,18 @@ static int on_fn_forget(dl_sched *s, dl_rd *r) {
 
 /*
 ** A new task record, zeroed, with a copy of key and (if payload is not
-** NULL) of payload and of the nfns function hashes at fns, all in one
-** allocation.  NULL when out of memory.
+** NULL) of payload, and the entries of the nfns function hashes at fns
+** (not counted yet: fns_ref), all in one allocation.  NULL when out of
+** memory.
 */
 static task *task_new(dl_sched *s, const char *key, size_t klen,
                       const char *payload, size_t plen, const char *fns,
                       size_t nfns) {
-  size_t n = sizeof(task) + klen + 1;
+  size_t n, i;
   task *t;
   char *p;
   if (klen > UINT32_MAX || (payload && plen > UINT32_MAX)) return NULL;
-  if (payload) n += plen;
-  n += nfns * 16;
+  n = tfns_at(klen, payload ? plen : 0) + nfns * sizeof(fnentry *);
   t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
@@ -940,16 +951,15 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   } else {
     t->scattered = 1;
   }
-  if (nfns) {
-    memcpy(p, fns, nfns * 16);
-    t->nfns = (int)nfns;
-  }
+  t->nfns = (int)nfns;
+  for (i = 0; i < nfns; i++)
+    tfns(t)[i] = dl_map_get(&s->fns, fns + 16 * i, 16);
   return t;
 }
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
-  return sizeof(task) + t->klen + 1 + t->plen + (size_t)t->nfns * 16;
+  return tfns_at(t->klen, t->plen) + (size_t)t->nfns * sizeof(fnentry *);
 }
 
 static void task_free(dl_sched *s, task *t) {
@@ -1285,12 +1295,13 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   dl_buf *b = wout(s, w->info.id);
   int i, j;
   if (b == NULL) return;
+  s->fnbuf.len = 0;
   for (i = 0; i < t->nfns; i++) {
-    const unsigned char *h = tfns(t) + 16 * i;
-    fnentry *f;
-    if (dl_map_get(&w->fns_sent, (const char *)h, 16)) continue;
-    f = dl_map_get(&s->fns, (const char *)h, 16);
-    if (f == NULL) continue; /* the worker will report it unknown */
+    fnentry *f = tfns(t)[i];
+    static const unsigned char none[16]; /* the worker reports it unknown */
+    dl_buf_put(&s->fnbuf, f ? f->hash : none, 16);
+    if (f == NULL || dl_map_get(&w->fns_sent, (const char *)f->hash, 16))
+      continue;
     dl_put_func_msg(b, DL_M_FUNC, f->hash, f->code, f->len);
     dl_map_put(&w->fns_sent, (const char *)f->hash, 16, f);
   }
@@ -1302,7 +1313,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     m.timeout_ms = tx(t)->timeout_ms;
     m.payload = tpay(t);
     m.plen = t->plen;
-    m.fns = (const char *)tfns(t);
+    m.fns = s->fnbuf.p;
     m.nfns = (uint64_t)t->nfns;
     m.ndeps = (uint64_t)t->ndeps;
     dl_put_compute(b, &m);
@@ -1539,6 +1550,7 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s->heap);
   dl_free(s->run);
   dl_free(s->stack);
+  dl_buf_free(&s->fnbuf);
   dl_slab_destroy(&s->slab);
   dl_free(s);
 }
@@ -1914,7 +1926,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   want_add(s, t);
   t->state = T_WAITING;
   count_new(s, t);
-  if (t->nfns) fns_ref(s, t);
+  if (t->nfns) fns_ref(t);
   if (m.ndeps) {
     depsz = sizeof(task *) * m.ndeps;
     t->deps = dl_slab_alloc(&s->slab, depsz);
