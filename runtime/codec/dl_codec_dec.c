@@ -38,6 +38,8 @@ typedef struct dec {
   int rc;
   char *err;
   size_t errlen;
+  const char *ltn; /* the last CUSTOM value's tname (ltl bytes), or NULL */
+  size_t ltl;
 } dec;
 
 static int bad(dec *d, const char *what) {
@@ -190,6 +192,12 @@ static int dec_custom(dec *d) {
   size_t tl, n;
   int top = lua_gettop(L), t;
   RD(dl_rd_str(&d->r, &tn, &tl) || dl_rd_str(&d->r, &p, &n));
+  if (tl == 0 && d->ltn) { /* the same as the last one */
+    tn = d->ltn;
+    tl = d->ltl;
+  }
+  d->ltn = tn;
+  d->ltl = tl;
   dlc_reg_table(L, &CODECS_KEY, 0);
   lua_pushlstring(L, tn, tl);
   t = lua_rawget(L, -2);

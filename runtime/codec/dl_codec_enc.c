@@ -117,7 +117,7 @@ static int put_ident(enc *e, int idx) {
 
 static int try_custom(enc *e, int idx, int *rc) {
   lua_State *L = e->L;
-  int top = lua_gettop(L), t;
+  int top = lua_gettop(L), t, same;
   size_t tl, pos;
   const char *tname;
   *rc = 0;
@@ -125,6 +125,7 @@ static int try_custom(enc *e, int idx, int *rc) {
   lua_pushliteral(L, "__name");
   if (lua_rawget(L, -2) != LUA_TSTRING) goto none;
   tname = lua_tolstring(L, -1, &tl);
+  if (tl == 0) goto none; /* empty: "the same as the last one" */
   lua_pushvalue(L, -1);
   t = lua_rawget(L, slot(e, S_CODECS));
   if (t != LUA_TUSERDATA && t != LUA_TTABLE) goto none;
@@ -132,7 +133,13 @@ static int try_custom(enc *e, int idx, int *rc) {
   if (!lua_rawequal(L, -1, top + 1)) goto none;
   lua_pop(L, 1);
   put_ref(e, idx);
-  if (dl_buf_u8(e->b, T_CUSTOM) || dl_buf_str(e->b, tname, tl) ||
+  /* The tname of a custom value like the one before it is not repeated:
+     a sum of 8 futures wrote "dlua.Future" 8 times.  (tname stays valid:
+     the metatable holds it, and so does the value.) */
+  same = e->ltn && e->ltl == tl && memcmp(e->ltn, tname, tl) == 0;
+  e->ltn = tname;
+  e->ltl = tl;
+  if (dl_buf_u8(e->b, T_CUSTOM) || dl_buf_str(e->b, tname, same ? 0 : tl) ||
       dl_buf_grow(e->b, 9)) {
     *rc = DL_ENOMEM;
     goto done;

@@ -36,7 +36,9 @@
 **                              then its globals: per global u8 upvalue
 **                              number (of a globals table), string name,
 **                              value; then u8 0
-**   CUSTOM                     string tname, string payload
+**   CUSTOM                     string tname (empty: the tname of the
+**                              CUSTOM before it in the message), string
+**                              payload
 **   ENV                        a new globals table: empty, falling back to
 **                              the receiver's globals (one per message)
 **   ENV0                       the same, private to one function that
@@ -203,6 +205,8 @@ typedef struct enc {
   unsigned used_scratch;
   char *err;
   size_t errlen;
+  const char *ltn; /* the last CUSTOM value's tname (ltl bytes), or NULL */
+  size_t ltl;
   seg path[MAXPATH]; /* last: not cleared, only path[0, npath) is used */
 } enc;
 
