@@ -55,7 +55,8 @@ struct fnentry;
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
-     ones: little padding (152 bytes; it was 320, then 288 before plen,
+     ones: little padding (136 bytes; 144 before prio and order had 32
+     bits and the flags one bit each; it was 320, then 288 before plen,
      hidx and ridx had 32 bits, 272 before task_x, 176 before the
      processing lists were arrays, 152 before who and capdependents
      shrank). */
@@ -66,8 +67,6 @@ struct task {
                     have one: no 8-byte block for it) */
   } dependents;  /* read it through tdependents */
   struct task_x *x; /* what few tasks use (task_x), or NULL */
-  int64_t prio;
-  int64_t order;
   uint64_t seq;
   union {
     int one;   /* nwho 1: the holder */
@@ -79,6 +78,8 @@ struct task {
     char *p;              /* a block of the slab: inlen + 1 bytes */
     char tail[IN_TAIL];   /* INL_SMALL: the bytes after the shared head */
   } inl; /* a copy of its small result, as it came inline (tinl) */
+  int32_t prio;  /* its priority and order (tprio, torder): in task_x */
+  int32_t order; /* when either does not fit in 32 bits (wide) */
   uint32_t klen;
   uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
   uint32_t qidx; /* in the ready queue: position + 1 in the heap, or in
@@ -98,13 +99,16 @@ struct task {
                         none kept */
   uint8_t state;     /* T_* */
   uint8_t errkind;
-  uint8_t seceded;  /* PROCESSING: its task waits (DL_M_SECEDE), so it is
-                       not counted in its worker's inflight */
-  uint8_t restoring;    /* PROCESSING: a worker stores inl (no run) */
-  uint8_t steal_denied; /* PROCESSING: its worker refused to hand it back */
-  uint8_t scattered;    /* it has no payload (tpay gives NULL) */
-  uint8_t inrun;        /* qidx is a position in the run, not the heap */
   uint8_t dcap;  /* room in dependents: 0, or 1 << (dcap - 1) (tdcap) */
+  unsigned seceded : 1;  /* PROCESSING: its task waits (DL_M_SECEDE), so
+                            it is not counted in its worker's inflight */
+  unsigned restoring : 1;    /* PROCESSING: a worker stores inl (no run) */
+  unsigned steal_denied : 1; /* PROCESSING: its worker refused to hand it
+                                back */
+  unsigned scattered : 1;    /* it has no payload (tpay gives NULL) */
+  unsigned inrun : 1;        /* qidx is a position in the run, not the
+                                heap */
+  unsigned wide : 1;         /* prio and order are task_x's */
 };
 
 /* The key (NUL-terminated), the payload and the nfns function hashes
@@ -160,6 +164,7 @@ static inline struct fnentry **tfns(const task *t) {
 ** keeps 72 bytes per task out of the record.
 */
 typedef struct task_x {
+  int64_t prio, order; /* when the task is wide (see task.prio) */
   int *restrict_w;  /* worker ids, or NULL */
   int *wwho;        /* of want: {worker id, count} pairs, tasks' futures */
   char *waits_on;   /* seceded: the key its task waits for (owned), or NULL */
@@ -180,6 +185,14 @@ typedef struct task_x {
 static const task_x tx_none;
 static inline const task_x *tx(const task *t) {
   return t->x ? t->x : &tx_none;
+}
+
+/* t's priority and order. */
+static inline int64_t tprio(const task *t) {
+  return t->wide ? t->x->prio : t->prio;
+}
+static inline int64_t torder(const task *t) {
+  return t->wide ? t->x->order : t->order;
 }
 
 typedef struct sworker {
@@ -245,7 +258,9 @@ struct dl_sched {
      ones leave NULL behind until the head passes them. */
   task **run;
   size_t rhead, rlen, rcap, rlive;
-  task last; /* of the task queued last in the run: prio, order, seq */
+  /* of the task queued last in the run: */
+  int64_t last_prio, last_order;
+  uint64_t last_seq;
   task *delayed;
   uint64_t seq;
   double avg_duration; /* EWMA of task run time, seconds; < 0 unknown */
@@ -617,11 +632,20 @@ static void err_rec(dl_buf *b, int kind, const char *msg) {
 
 /* ----------------------------------------------------------------- heap */
 
-/* Does a run before b?  Higher prio first, then lower order, then FIFO. */
+/* Does a task of prio, order and seq run before b?  Higher prio first,
+   then lower order, then FIFO. */
+static int before_v(int64_t prio, int64_t order, uint64_t seq,
+                    const task *b) {
+  int64_t bp = tprio(b), bo;
+  if (prio != bp) return prio > bp;
+  bo = torder(b);
+  if (order != bo) return order < bo;
+  return seq < b->seq;
+}
+
+/* Does a run before b? */
 static int before(const task *a, const task *b) {
-  if (a->prio != b->prio) return a->prio > b->prio;
-  if (a->order != b->order) return a->order < b->order;
-  return a->seq < b->seq;
+  return before_v(tprio(a), torder(a), a->seq, b);
 }
 
 static void heap_set(dl_sched *s, size_t i, task *t) {
@@ -692,7 +716,8 @@ static void heap_remove(dl_sched *s, task *t) {
 */
 static int rq_push(dl_sched *s, task *t) {
   if (s->rlive == 0) s->rhead = s->rlen = 0;
-  if (s->rlive > 0 && !before(&s->last, t)) return heap_push(s, t);
+  if (s->rlive > 0 && !before_v(s->last_prio, s->last_order, s->last_seq, t))
+    return heap_push(s, t);
   if (s->rlen == s->rcap) {
     if (s->rhead > 0) { /* slide the live part down */
       size_t i, n = s->rlen - s->rhead;
@@ -715,9 +740,9 @@ static int rq_push(dl_sched *s, task *t) {
   t->qidx = (uint32_t)s->rlen;
   t->inrun = 1;
   s->rlive++;
-  s->last.prio = t->prio;
-  s->last.order = t->order;
-  s->last.seq = t->seq;
+  s->last_prio = tprio(t);
+  s->last_order = torder(t);
+  s->last_seq = t->seq;
   return 0;
 }
 
@@ -1309,7 +1334,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     dl_msg_compute m;
     m.key = tkey(t);
     m.klen = t->klen;
-    m.prio = t->prio;
+    m.prio = tprio(t);
     m.timeout_ms = tx(t)->timeout_ms;
     m.payload = tpay(t);
     m.plen = t->plen;
@@ -1910,10 +1935,12 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t = task_new(s, m.key, m.klen, m.payload ? m.payload : "", m.plen, m.fns,
                (size_t)m.nfns);
   if (t == NULL) return DL_ENOMEM;
-  t->prio = m.prio;
-  t->order = m.order;
+  t->prio = (int32_t)m.prio;
+  t->order = (int32_t)m.order;
+  t->wide = t->prio != m.prio || t->order != m.order;
   t->seq = s->seq++;
-  if ((m.retries || m.timeout_ms || (m.nworkers && !m.allow_other)) &&
+  if ((t->wide || m.retries || m.timeout_ms ||
+       (m.nworkers && !m.allow_other)) &&
       task_xw(s, t) == NULL) {
     dl_slab_free(&s->slab, t, task_size(t)); /* nothing else is made yet */
     return DL_ENOMEM;
@@ -1921,6 +1948,8 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   if (t->x) {
     t->x->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
     t->x->timeout_ms = (uint32_t)m.timeout_ms;
+    t->x->prio = m.prio;
+    t->x->order = m.order;
   }
   t->processing_on = -1;
   want_add(s, t);

@@ -223,6 +223,41 @@ static void test_ready_tasks_run_by_priority_then_fifo(void) {
   stop();
 }
 
+/* Submit key with priority prio and order order. */
+static void submit_po(const char *key, int64_t prio, int64_t order) {
+  sm_submit o = {0};
+  dl_buf f;
+  dl_buf_init(&f);
+  o.prio = prio;
+  o.order = order;
+  sm_put_submit(&f, key, &o);
+  client_send(&f);
+}
+
+/* Priorities and orders that do not fit in 32 bits (kept in task_x) rank
+   as the others do: higher priority first, then lower order, then FIFO.
+   Each pair would rank the other way if cut to 32 bits. */
+static void test_wide_priorities_and_orders_rank_whole(void) {
+  char got[256];
+  start(1);
+  submit("x-1", NULL); /* the first two fill the worker's window */
+  submit("x-2", NULL);
+  computed_keys(1, got, sizeof got);
+  submit_po("one-1", 1, 0);
+  submit_po("neg-1", -((int64_t)1 << 40), 0);
+  submit_po("ohi-1", 1, (int64_t)1 << 32);   /* order 0 when cut */
+  submit_po("mid-1", (int64_t)1 << 31, 0);   /* INT32_MIN when cut */
+  submit_po("olo-1", 1, -((int64_t)1 << 33) + 5); /* 5 when cut */
+  submit_po("big-1", ((int64_t)1 << 40) + 1, 0); /* 1 when cut */
+  submit_po("one-2", 1, 0);
+  computed_keys(1, got, sizeof got);
+  CHECK(got[0] == '\0');
+  done(1, "x-1"); /* tiny tasks: the window opens for all the rest */
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "big-1 mid-1 olo-1 one-1 one-2 ohi-1 neg-1 ") == 0);
+  stop();
+}
+
 /* The holders of a result, as dl_sched_each_task shows them. */
 static int holders[4], nholders;
 static void see_holders(void *ud, const dl_sched_tinfo *t) {
@@ -1015,6 +1050,7 @@ static void test_released_inputs_are_forgotten_once(void) {
 int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
+  RUN(test_wide_priorities_and_orders_rank_whole);
   RUN(test_lost_result_is_recomputed);
   RUN(test_result_held_by_several_workers);
   RUN(test_lost_small_result_is_stored_again);
