@@ -109,6 +109,8 @@ struct task {
   unsigned inrun : 1;        /* qidx is a position in the run, not the
                                 heap */
   unsigned wide : 1;         /* prio and order are task_x's */
+  unsigned headless : 1;     /* its payload starts with phead, which is
+                                not stored (tpay gives the rest) */
 };
 
 /* The key (NUL-terminated), the payload and the nfns function hashes
@@ -279,6 +281,11 @@ struct dl_sched {
   size_t kept; /* bytes of small results kept (task.inl) */
   char ihead[IN_HEAD]; /* the head of the kept results (task.inl) */
   int nihead;          /* 0 until the first kept result sets ihead */
+  /* The first IN_HEAD bytes of the first payload of IN_HEAD bytes or
+     more (the codec's header): a payload that starts with them is kept
+     without them (task.headless), 9 bytes a task less. */
+  char phead[IN_HEAD];
+  int nphead;
   double hb_timeout;  /* seconds; 0: workers are never timed out */
   double last_check;  /* of dl_sched_silent, to notice our own stops */
   double stall_since; /* every worker paused with work pending since; 0 */
@@ -959,7 +966,19 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   size_t n, i;
   task *t;
   char *p;
+  int headless = 0;
   if (klen > UINT32_MAX || (payload && plen > UINT32_MAX)) return NULL;
+  if (payload && plen >= IN_HEAD) { /* see phead */
+    if (s->nphead == 0) {
+      memcpy(s->phead, payload, IN_HEAD);
+      s->nphead = IN_HEAD;
+    }
+    if (memcmp(payload, s->phead, IN_HEAD) == 0) {
+      headless = 1;
+      payload += IN_HEAD;
+      plen -= IN_HEAD;
+    }
+  }
   n = tfns_at(klen, payload ? plen : 0) + nfns * sizeof(fnentry *);
   t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
@@ -972,6 +991,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   if (payload) {
     memcpy(p, payload, plen);
     t->plen = (uint32_t)plen;
+    t->headless = (unsigned)headless;
     p += plen;
   } else {
     t->scattered = 1;
@@ -1336,6 +1356,8 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     m.klen = t->klen;
     m.prio = tprio(t);
     m.timeout_ms = tx(t)->timeout_ms;
+    m.head = t->headless ? s->phead : NULL;
+    m.hlen = t->headless ? IN_HEAD : 0;
     m.payload = tpay(t);
     m.plen = t->plen;
     m.fns = s->fnbuf.p;

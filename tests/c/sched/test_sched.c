@@ -258,6 +258,49 @@ static void test_wide_priorities_and_orders_rank_whole(void) {
   stop();
 }
 
+/* Whether worker w was sent a COMPUTE of key whose payload is want
+   (its buffer is left as it is). */
+static int computes_payload(int w, const char *key, const char *want) {
+  dl_rd r;
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    dl_msg_compute m;
+    dl_rd_u8(&r, &type);
+    if (type != DL_M_COMPUTE) break;
+    CHECK(dl_get_compute(&r, &m) == 0);
+    if (m.klen == strlen(key) && memcmp(m.key, key, m.klen) == 0)
+      return m.plen == strlen(want) && memcmp(m.payload, want, m.plen) == 0;
+  }
+  return 0;
+}
+
+/* Payloads that start as the first one of 9 bytes or more did are kept
+   without those 9 bytes; every worker still gets each payload whole. */
+static void test_payloads_reach_workers_whole(void) {
+  static const char *const keys[] = {"p-1", "p-2", "p-3", "p-4", "p-5"};
+  static const char *const pays[] = {
+    "123456789-first", "123456789", "123456789-second", "x23456789-other",
+    "1234"};
+  sm_submit o = {0};
+  int i;
+  start(1);
+  for (i = 0; i < 5; i++) {
+    dl_buf f, spec;
+    dl_buf_init(&f);
+    dl_buf_init(&spec);
+    sm_put_spec(&spec, &o);
+    dl_put_submit(&f, keys[i], strlen(keys[i]), pays[i], strlen(pays[i]),
+                  spec.p, spec.len);
+    dl_buf_free(&spec);
+    client_send(&f);
+    CHECK(computes_payload(1, keys[i], pays[i]));
+    D.wout[1].len = 0;
+    done(1, keys[i]);
+  }
+  stop();
+}
+
 /* The holders of a result, as dl_sched_each_task shows them. */
 static int holders[4], nholders;
 static void see_holders(void *ud, const dl_sched_tinfo *t) {
@@ -1051,6 +1094,7 @@ int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
   RUN(test_wide_priorities_and_orders_rank_whole);
+  RUN(test_payloads_reach_workers_whole);
   RUN(test_lost_result_is_recomputed);
   RUN(test_result_held_by_several_workers);
   RUN(test_lost_small_result_is_stored_again);

@@ -134,7 +134,8 @@ static void test_compute_lists_its_inputs(void) {
   w.key = "c-1", w.klen = 3;
   w.prio = -3;
   w.timeout_ms = 250;
-  w.payload = "PAYLOAD", w.plen = 7;
+  w.head = "PAY", w.hlen = 3; /* the sender's kept head, then the rest */
+  w.payload = "LOAD", w.plen = 4;
   w.fns = "0123456789abcdefFEDCBA9876543210", w.nfns = 2;
   w.ndeps = 2;
   B.len = 0;
