@@ -277,7 +277,7 @@ static int cl_fstatus(lua_State *L) {
 static int cl_fvalue(lua_State *L) {
   fut *u = check_fut(L, 1);
   dl_cfut *f = u->f;
-  char err[600];
+  char err[600], buf[DL_CFUT_BUF];
   dl_dec_opts dopt = {0, NULL, NULL};
   if (u->released || f == NULL || f->status != DL_FUT_FINISHED ||
       !(f->flags & DL_FUT_VALUE)) {
@@ -285,7 +285,8 @@ static int cl_fvalue(lua_State *L) {
     return 1;
   }
   lua_pushboolean(L, 1);
-  if (dl_codec_decode(L, dl_cfut_data(f), f->dlen, &dopt, err, sizeof err))
+  if (dl_codec_decode(L, dl_cfut_data(f, buf), f->dlen, &dopt, err,
+                      sizeof err))
     return luaL_error(L, "cannot decode the result of '%s': %s", f->key, err);
   return 2;
 }
@@ -298,15 +299,16 @@ static const char *const kind_names[7];
 static int cl_ferror(lua_State *L) {
   fut *u = check_fut(L, 1);
   dl_cfut *f = u->f;
+  char buf[DL_CFUT_BUF];
   if (f == NULL || (f->status != DL_FUT_ERROR &&
                     f->status != DL_FUT_CANCELLED))
     return 0;
   lua_pushstring(L, f->kind < 7 ? kind_names[f->kind] : "error");
-  if (dl_cfut_data(f) == NULL) { /* cancelled here */
+  if (dl_cfut_data(f, buf) == NULL) { /* cancelled here */
     lua_pushliteral(L, "cancelled");
     return 2;
   }
-  if (push_errrec(L, dl_cfut_data(f), f->dlen)) {
+  if (push_errrec(L, dl_cfut_data(f, buf), f->dlen)) {
     lua_pushliteral(L, "malformed error record");
     return 2;
   }
@@ -1435,7 +1437,7 @@ static int dispatch_in(lua_State *L, handle *h) {
 static int h_values(lua_State *L) {
   lua_Integer n, k, count = 0;
   int top;
-  char err[600];
+  char err[600], buf[DL_CFUT_BUF];
   dl_dec_opts dopt = {0, NULL, NULL};
   luaL_checktype(L, 2, LUA_TTABLE);
   k = luaL_checkinteger(L, 4);
@@ -1475,7 +1477,7 @@ static int h_values(lua_State *L) {
       return 2;
     }
     if (f->status != DL_FUT_FINISHED || !(f->flags & DL_FUT_VALUE)) goto no;
-    if (dl_codec_decode(L, dl_cfut_data(f), f->dlen, &dopt, err,
+    if (dl_codec_decode(L, dl_cfut_data(f, buf), f->dlen, &dopt, err,
                         sizeof err))
       return luaL_error(L, "cannot decode the result of '%s': %s", f->key,
                         err);
