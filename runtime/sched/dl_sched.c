@@ -41,6 +41,24 @@ typedef struct tgroup {
 
 typedef struct task task;
 struct fnentry;
+
+/*
+** A reference payload: the first and last (up to) PREF_LEN bytes of a
+** payload the scheduler saw.  The tasks of a map have payloads that
+** differ only in their arguments, in the middle (an inc's 34 bytes: the
+** codec's header, the table's, then the argument, then 14 bytes that
+** name the function and the count): a task keeps the bytes between its
+** payload's common start (pfx) and common end (sfx) with its reference
+** (task.pref), 1 to 3 bytes for an inc instead of 34.  A payload that
+** shares less than half of itself with the newest reference becomes the
+** next one (at most PREF_MAX, each kept for the scheduler's life).
+*/
+#define PREF_LEN 127
+#define PREF_MAX 256
+struct pref {
+  char head[PREF_LEN], tail[PREF_LEN];
+  uint8_t nhead, ntail;
+};
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
 ** NUL), its payload and (at a multiple of 8) pointers to its functions'
@@ -109,8 +127,12 @@ struct task {
   unsigned inrun : 1;        /* qidx is a position in the run, not the
                                 heap */
   unsigned wide : 1;         /* prio and order are task_x's */
-  unsigned headless : 1;     /* its payload starts with phead, which is
-                                not stored (tpay gives the rest) */
+  /* Its payload is pref[pref].head's first pfx bytes, then the plen
+     bytes stored (tpay), then pref[pref].tail's last sfx bytes (see
+     pref). */
+  unsigned pfx : 7;
+  unsigned sfx : 7;
+  unsigned pref : 8;
 };
 
 /* The key (NUL-terminated), the payload and the nfns function hashes
@@ -281,11 +303,10 @@ struct dl_sched {
   size_t kept; /* bytes of small results kept (task.inl) */
   char ihead[IN_HEAD]; /* the head of the kept results (task.inl) */
   int nihead;          /* 0 until the first kept result sets ihead */
-  /* The first IN_HEAD bytes of the first payload of IN_HEAD bytes or
-     more (the codec's header): a payload that starts with them is kept
-     without them (task.headless), 9 bytes a task less. */
-  char phead[IN_HEAD];
-  int nphead;
+  /* Reference payloads (see pref_cut): a task keeps only what its
+     payload does not share with one of them at its start and end. */
+  struct pref *prefs;
+  int nprefs;
   double hb_timeout;  /* seconds; 0: workers are never timed out */
   double last_check;  /* of dl_sched_silent, to notice our own stops */
   double stall_since; /* every worker paused with work pending since; 0 */
@@ -954,6 +975,46 @@ static int on_fn_forget(dl_sched *s, dl_rd *r) {
   return 0;
 }
 
+/* The bytes the n at p share with r at their start (*pfx) and then at
+   their end (*sfx). */
+static void pref_match(const struct pref *r, const char *p, size_t n,
+                       size_t *pfx, size_t *sfx) {
+  size_t a = 0, b = 0;
+  while (a < n && a < r->nhead && p[a] == r->head[a]) a++;
+  while (b < n - a && b < r->ntail &&
+         p[n - 1 - b] == r->tail[r->ntail - 1 - b])
+    b++;
+  *pfx = a;
+  *sfx = b;
+}
+
+/* The reference for a payload of n bytes at p, and what it shares with it
+   at its start and end; a new reference of it when the newest shares
+   less than half of it (and there is room: else the newest, or none when
+   out of memory). */
+static int pref_cut(dl_sched *s, const char *p, size_t n, size_t *pfx,
+                    size_t *sfx) {
+  struct pref *r;
+  *pfx = *sfx = 0;
+  if (n == 0) return 0;
+  if (s->nprefs > 0) {
+    pref_match(&s->prefs[s->nprefs - 1], p, n, pfx, sfx);
+    if (2 * (*pfx + *sfx) >= n || s->nprefs == PREF_MAX)
+      return s->nprefs - 1;
+  }
+  if (s->nprefs == 0) {
+    s->prefs = xalloc(sizeof *s->prefs * PREF_MAX);
+    if (s->prefs == NULL) return *pfx = *sfx = 0;
+  }
+  r = &s->prefs[s->nprefs++];
+  r->nhead = (uint8_t)(n < PREF_LEN ? n : PREF_LEN);
+  r->ntail = r->nhead;
+  memcpy(r->head, p, r->nhead);
+  memcpy(r->tail, p + n - r->ntail, r->ntail);
+  pref_match(r, p, n, pfx, sfx);
+  return s->nprefs - 1;
+}
+
 /*
 ** A new task record, zeroed, with a copy of key and (if payload is not
 ** NULL) of payload, and the entries of the nfns function hashes at fns
@@ -966,18 +1027,13 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   size_t n, i;
   task *t;
   char *p;
-  int headless = 0;
+  size_t pfx = 0, sfx = 0;
+  int ref = 0;
   if (klen > UINT32_MAX || (payload && plen > UINT32_MAX)) return NULL;
-  if (payload && plen >= IN_HEAD) { /* see phead */
-    if (s->nphead == 0) {
-      memcpy(s->phead, payload, IN_HEAD);
-      s->nphead = IN_HEAD;
-    }
-    if (memcmp(payload, s->phead, IN_HEAD) == 0) {
-      headless = 1;
-      payload += IN_HEAD;
-      plen -= IN_HEAD;
-    }
+  if (payload) {
+    ref = pref_cut(s, payload, plen, &pfx, &sfx);
+    payload += pfx;
+    plen -= pfx + sfx;
   }
   n = tfns_at(klen, payload ? plen : 0) + nfns * sizeof(fnentry *);
   t = dl_slab_alloc(&s->slab, n);
@@ -991,7 +1047,9 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   if (payload) {
     memcpy(p, payload, plen);
     t->plen = (uint32_t)plen;
-    t->headless = (unsigned)headless;
+    t->pfx = (unsigned)pfx;
+    t->sfx = (unsigned)sfx;
+    t->pref = (unsigned)ref;
     p += plen;
   } else {
     t->scattered = 1;
@@ -1356,8 +1414,16 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     m.klen = t->klen;
     m.prio = tprio(t);
     m.timeout_ms = tx(t)->timeout_ms;
-    m.head = t->headless ? s->phead : NULL;
-    m.hlen = t->headless ? IN_HEAD : 0;
+    if (t->pfx || t->sfx) {
+      const struct pref *r = &s->prefs[t->pref];
+      m.head = r->head;
+      m.hlen = t->pfx;
+      m.tail = r->tail + r->ntail - t->sfx;
+      m.tlen = t->sfx;
+    } else {
+      m.head = m.tail = NULL;
+      m.hlen = m.tlen = 0;
+    }
     m.payload = tpay(t);
     m.plen = t->plen;
     m.fns = s->fnbuf.p;
@@ -1597,6 +1663,7 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s->heap);
   dl_free(s->run);
   dl_free(s->stack);
+  dl_free(s->prefs);
   dl_buf_free(&s->fnbuf);
   dl_slab_destroy(&s->slab);
   dl_free(s);

@@ -531,9 +531,10 @@ static inline int dl_get_stolen(dl_rd *r, dl_msg_stolen *m) {
 typedef struct dl_msg_compute {
   const char *key, *payload;
   const char *fns; /* nfns hashes, 16 bytes each */
-  const char *head; /* put only: hlen bytes that come before payload's
-                       (the sender kept the payload without them) */
-  size_t klen, plen, hlen;
+  const char *head; /* put only: hlen bytes that come before payload's */
+  const char *tail; /* and tlen that come after them (the sender kept
+                       the payload without them) */
+  size_t klen, plen, hlen, tlen;
   int64_t prio;
   uint64_t timeout_ms, nfns, ndeps;
   dl_rd deps;
@@ -544,9 +545,10 @@ static inline void dl_put_compute(dl_buf *b, const dl_msg_compute *m) {
   dl_buf_str(b, m->key, m->klen);
   dl_buf_sv(b, m->prio);
   dl_buf_uv(b, m->timeout_ms);
-  dl_buf_uv(b, m->hlen + m->plen);
+  dl_buf_uv(b, m->hlen + m->plen + m->tlen);
   dl_buf_put(b, m->head, m->hlen);
   dl_buf_put(b, m->payload, m->plen);
+  dl_buf_put(b, m->tail, m->tlen);
   dl_buf_uv(b, m->nfns);
   dl_buf_put(b, m->fns, 16 * (size_t)m->nfns);
   dl_buf_uv(b, m->ndeps);

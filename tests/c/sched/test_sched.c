@@ -275,17 +275,22 @@ static int computes_payload(int w, const char *key, const char *want) {
   return 0;
 }
 
-/* Payloads that start as the first one of 9 bytes or more did are kept
-   without those 9 bytes; every worker still gets each payload whole. */
+/* Payloads are kept without what they share at their start and end with
+   a reference payload (the first, or a later one that shared little with
+   the one before); every worker still gets each payload whole. */
 static void test_payloads_reach_workers_whole(void) {
-  static const char *const keys[] = {"p-1", "p-2", "p-3", "p-4", "p-5"};
+  static const char *const keys[] = {"p-1", "p-2", "p-3", "p-4", "p-5",
+                                     "p-6", "p-7", "p-8", "p-9"};
   static const char *const pays[] = {
-    "123456789-first", "123456789", "123456789-second", "x23456789-other",
-    "1234"};
+    "123456789-first-end", "123456789", "123456789-second-end",
+    "x23456789-other", "1234", "123456789-first-end", "", "enden",
+    "1234567890123456789012345678901234567890123456789012345678901234567890"
+    "1234567890123456789012345678901234567890123456789012345678901234567890"
+    "12345678901234567890123456789012345678901234567890"};
   sm_submit o = {0};
   int i;
   start(1);
-  for (i = 0; i < 5; i++) {
+  for (i = 0; i < 9; i++) {
     dl_buf f, spec;
     dl_buf_init(&f);
     dl_buf_init(&spec);

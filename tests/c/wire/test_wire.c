@@ -134,8 +134,9 @@ static void test_compute_lists_its_inputs(void) {
   w.key = "c-1", w.klen = 3;
   w.prio = -3;
   w.timeout_ms = 250;
-  w.head = "PAY", w.hlen = 3; /* the sender's kept head, then the rest */
-  w.payload = "LOAD", w.plen = 4;
+  w.head = "PA", w.hlen = 2; /* the sender's kept head and tail, and */
+  w.payload = "YLO", w.plen = 3; /* the bytes between them */
+  w.tail = "AD", w.tlen = 2;
   w.fns = "0123456789abcdefFEDCBA9876543210", w.nfns = 2;
   w.ndeps = 2;
   B.len = 0;
