@@ -58,6 +58,11 @@ struct fnentry;
 struct pref {
   char head[PREF_LEN], tail[PREF_LEN];
   uint8_t nhead, ntail;
+  uint8_t hasfn;              /* its task had one function, of fnhash */
+  unsigned char fnhash[16];
+  struct fnentry *fn; /* fnhash's entry while nfn > 0 (each of those
+                         tasks counts in its refs: it stays) */
+  size_t nfn;         /* live tasks with fnpref of this reference */
 };
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
@@ -133,6 +138,8 @@ struct task {
   unsigned pfx : 7;
   unsigned sfx : 7;
   unsigned pref : 8;
+  unsigned fnpref : 1; /* its one function is its reference's (fnhash):
+                          no pointer kept (tfn) */
 };
 
 /* The key (NUL-terminated), the payload and the nfns function hashes
@@ -174,10 +181,14 @@ static inline size_t tfns_at(size_t klen, size_t plen) {
 }
 
 /* t's functions (nfns): pointers to their entries, each counting t in its
-   refs (NULL for a hash the scheduler did not know at submit). */
+   refs (NULL for a hash the scheduler did not know at submit); none
+   when fnpref (tfn). */
 static inline struct fnentry **tfns(const task *t) {
   return (struct fnentry **)((char *)t + tfns_at(t->klen, t->plen));
 }
+
+/* t's i-th function's entry, or NULL. */
+static struct fnentry *tfn(const dl_sched *s, const task *t, int i);
 
 /*
 ** The fields few tasks use: set at submit only for a task with
@@ -897,11 +908,15 @@ static void free_data(dl_sched *s, task *t) {
   who_clear(t);
 }
 
+static fnentry *tfn(const dl_sched *s, const task *t, int i) {
+  return t->fnpref ? s->prefs[t->pref].fn : tfns(t)[i];
+}
+
 /* Tasks naming a function: one more, or one less (see fnentry). */
-static void fns_ref(const task *t) {
+static void fns_ref(const dl_sched *s, const task *t) {
   int i;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = tfns(t)[i];
+    fnentry *f = tfn(s, t, i);
     if (f) f->refs++;
   }
 }
@@ -950,7 +965,7 @@ static void fns_unref(dl_sched *s, const task *t) {
   int i;
   if (s->freeing) return;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = tfns(t)[i];
+    fnentry *f = tfn(s, t, i);
     if (f == NULL || f->refs <= 0 || --f->refs > 0) continue;
     if (f->nsenders == 0) fn_drop(s, f); /* only tasks' clients sent it */
     else fn_gone(s, f);
@@ -988,12 +1003,12 @@ static void pref_match(const struct pref *r, const char *p, size_t n,
   *sfx = b;
 }
 
-/* The reference for a payload of n bytes at p, and what it shares with it
-   at its start and end; a new reference of it when the newest shares
-   less than half of it (and there is room: else the newest, or none when
-   out of memory). */
-static int pref_cut(dl_sched *s, const char *p, size_t n, size_t *pfx,
-                    size_t *sfx) {
+/* The reference for a payload of n bytes at p (of a task of nfns
+   functions at fns), and what it shares with it at its start and end; a
+   new reference of it when the newest shares less than half of it (and
+   there is room: else the newest, or none when out of memory). */
+static int pref_cut(dl_sched *s, const char *p, size_t n, const char *fns,
+                    size_t nfns, size_t *pfx, size_t *sfx) {
   struct pref *r;
   *pfx = *sfx = 0;
   if (n == 0) return 0;
@@ -1011,6 +1026,10 @@ static int pref_cut(dl_sched *s, const char *p, size_t n, size_t *pfx,
   r->ntail = r->nhead;
   memcpy(r->head, p, r->nhead);
   memcpy(r->tail, p + n - r->ntail, r->ntail);
+  r->hasfn = nfns == 1;
+  if (r->hasfn) memcpy(r->fnhash, fns, 16);
+  r->fn = NULL;
+  r->nfn = 0;
   pref_match(r, p, n, pfx, sfx);
   return s->nprefs - 1;
 }
@@ -1028,14 +1047,25 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   task *t;
   char *p;
   size_t pfx = 0, sfx = 0;
-  int ref = 0;
+  int ref = 0, fnpref = 0;
   if (klen > UINT32_MAX || (payload && plen > UINT32_MAX)) return NULL;
   if (payload) {
-    ref = pref_cut(s, payload, plen, &pfx, &sfx);
+    ref = pref_cut(s, payload, plen, fns, nfns, &pfx, &sfx);
     payload += pfx;
     plen -= pfx + sfx;
+    /* The one function of a map's tasks is their reference's: found by
+       its hash when needed (the task's count keeps the entry), not
+       pointed at, 8 bytes a task less.  Only for an entry that exists
+       now: the count must be the task's. */
+    if (nfns == 1 && s->nprefs > ref && s->prefs[ref].hasfn &&
+        memcmp(s->prefs[ref].fnhash, fns, 16) == 0) {
+      struct pref *r = &s->prefs[ref];
+      if (r->nfn == 0) r->fn = dl_map_get(&s->fns, fns, 16);
+      fnpref = r->fn != NULL;
+    }
   }
-  n = tfns_at(klen, payload ? plen : 0) + nfns * sizeof(fnentry *);
+  n = tfns_at(klen, payload ? plen : 0) +
+      (fnpref ? 0 : nfns * sizeof(fnentry *));
   t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
@@ -1055,18 +1085,22 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
     t->scattered = 1;
   }
   t->nfns = (int)nfns;
-  for (i = 0; i < nfns; i++)
+  t->fnpref = (unsigned)fnpref;
+  if (fnpref) s->prefs[ref].nfn++;
+  for (i = 0; !fnpref && i < nfns; i++)
     tfns(t)[i] = dl_map_get(&s->fns, fns + 16 * i, 16);
   return t;
 }
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
-  return tfns_at(t->klen, t->plen) + (size_t)t->nfns * sizeof(fnentry *);
+  return tfns_at(t->klen, t->plen) +
+         (t->fnpref ? 0 : (size_t)t->nfns * sizeof(fnentry *));
 }
 
 static void task_free(dl_sched *s, task *t) {
   fns_unref(s, t);
+  if (t->fnpref) s->prefs[t->pref].nfn--;
   s->kept -= tinlen(t);
   if (t->inlen && !(t->inlen & INL_SMALL))
     dl_slab_free(&s->slab, t->inl.p, (size_t)t->inlen + 1);
@@ -1400,7 +1434,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   if (b == NULL) return;
   s->fnbuf.len = 0;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = tfns(t)[i];
+    fnentry *f = tfn(s, t, i);
     static const unsigned char none[16]; /* the worker reports it unknown */
     dl_buf_put(&s->fnbuf, f ? f->hash : none, 16);
     if (f == NULL || dl_map_get(&w->fns_sent, (const char *)f->hash, 16))
@@ -2031,6 +2065,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   if ((t->wide || m.retries || m.timeout_ms ||
        (m.nworkers && !m.allow_other)) &&
       task_xw(s, t) == NULL) {
+    if (t->fnpref) s->prefs[t->pref].nfn--;
     dl_slab_free(&s->slab, t, task_size(t)); /* nothing else is made yet */
     return DL_ENOMEM;
   }
@@ -2044,7 +2079,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   want_add(s, t);
   t->state = T_WAITING;
   count_new(s, t);
-  if (t->nfns) fns_ref(t);
+  if (t->nfns) fns_ref(s, t);
   if (m.ndeps) {
     depsz = sizeof(task *) * m.ndeps;
     t->deps = dl_slab_alloc(&s->slab, depsz);

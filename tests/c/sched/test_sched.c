@@ -860,6 +860,60 @@ static void test_bytecode_dropped_when_no_task_needs_it(void) {
   stop();
 }
 
+/* The function hashes of the COMPUTEs in worker w's buffer, in order, in
+   out (16 bytes each, at most max of them); how many.  Clears it. */
+static int compute_fns(int w, unsigned char (*out)[16], int max) {
+  dl_rd r;
+  int n = 0;
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    dl_msg_compute m;
+    const char *h, *c;
+    size_t cl;
+    dl_rd_u8(&r, &type);
+    if (type == DL_M_FUNC) {
+      CHECK(dl_rd_bytes(&r, 16, &h) == 0 && dl_rd_str(&r, &c, &cl) == 0);
+      continue;
+    }
+    if (type != DL_M_COMPUTE) break;
+    CHECK(dl_get_compute(&r, &m) == 0 && m.nfns == 1 && n < max);
+    memcpy(out[n++], m.fns, 16);
+  }
+  D.wout[w].len = 0;
+  return n;
+}
+
+/* Tasks whose one function is their reference payload's keep no pointer
+   to it: each COMPUTE still names it, and it goes with the last of them
+   and comes back with a new task, whatever function the others name. */
+static void test_tasks_of_one_function_name_it(void) {
+  static const unsigned char h[16] = "0123456789abcdef";
+  static const unsigned char g[16] = "fedcba9876543210";
+  static const char *const keys[] = {"f-1", "f-2", "g-1", "f-3"};
+  unsigned char got[8][16];
+  int i;
+  start(1);
+  for (i = 0; i < 4; i++) {
+    submit_fn(keys[i], i == 2 ? g : h,
+              i == 0 ? "CODE" : i == 2 ? "CODE2" : NULL);
+    CHECK(compute_fns(1, got, 8) == 1);
+    CHECK(memcmp(got[0], i == 2 ? g : h, 16) == 0);
+    done(1, keys[i]);
+  }
+  D.cout.len = 0;
+  key_msg(DL_M_RELEASE, "f-1");
+  key_msg(DL_M_RELEASE, "f-2");
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 0); /* f-3 names h */
+  key_msg(DL_M_RELEASE, "f-3");
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
+  forget(h);
+  D.wout[1].len = 0;
+  submit_fn("f-4", h, "CODE");
+  CHECK(compute_fns(1, got, 8) == 1 && memcmp(got[0], h, 16) == 0);
+  stop();
+}
+
 typedef struct { const char *key; int found; } key_find;
 
 static void find_key_done(unsigned type, const char *k, size_t kl,
@@ -1100,6 +1154,7 @@ int main(void) {
   RUN(test_ready_tasks_run_by_priority_then_fifo);
   RUN(test_wide_priorities_and_orders_rank_whole);
   RUN(test_payloads_reach_workers_whole);
+  RUN(test_tasks_of_one_function_name_it);
   RUN(test_lost_result_is_recomputed);
   RUN(test_result_held_by_several_workers);
   RUN(test_lost_small_result_is_stored_again);
