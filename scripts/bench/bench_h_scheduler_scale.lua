@@ -26,16 +26,17 @@
 --     holds the client), its array slot 16, the bench's own seq slot 16;
 --     client record 56 (35 + key, dl_client.h: a small result keeps the 8
 --     bytes after the head all values share) and its map slot 16; the
---     scheduler's task 168 (a 136-byte record + key + the 1 to 3 bytes
---     of its payload that its reference payload does not share + a
---     pointer to its function's entry, on a slab; the kept result in
---     the record) and its map slot 16.  About 330 B.
+--     scheduler's task 160 (a 136-byte record + key + the 1 to 3 bytes
+--     of its payload that its reference payload does not share, on a
+--     slab; its function found through the reference, the kept result
+--     in the record) and its map slot 16.  About 330 B.
 --   the tree (143k sum tasks): their records (payload none: each future
 --     is its position among the task's inputs, the type name written
 --     once) and deps arrays (64 B), their futures; the rest is the ready
 --     queue's two arrays (8 MB each, empty at the end but touched) and
 --     Lua's other bytes (~4 MB).
---   At the peak (smaps): slabs 258 MB (tasks, records), mimalloc 121 MB
+--   At the peak (smaps, before the last step): slabs 258 MB (tasks,
+--   records), mimalloc 121 MB
 --   (Lua 94 MB: 55 of it the userdata, 34 the seq and parts arrays; the
 --   two maps 32 MB), dl_mem's shared blocks 15 MB (the ready queue).
 --   1,365 B before userdata futures, 1,104 B after; 1,002 B with the
@@ -59,14 +60,17 @@
 --   task (32-bit prio and order, one-bit flags); 399/400 with payloads
 --   kept without the codec's header; 395/392 with a 56-byte client
 --   record; 361/367 with reference payloads (a task keeps only the middle
---   of its payload).  Against 6a69a1c, alternating runs on one VM:
---   futures 533/538/535 -> 365/361/365 B, client process CPU 3.23 ->
---   3.01 s user; delayed 1,121/1,121 -> 981/981 B, 6.47 -> 6.21 s user.
+--   of its payload); 356/357/355 with a map's one function found through
+--   the reference (no pointer in the task).  Against 6a69a1c, alternating
+--   runs on one VM: futures 533/541/538 -> 360/358/358 B, client process
+--   user CPU 3.04-3.18 -> 3.03-3.10 s; delayed 1,121 B (5 runs) -> 978 to
+--   981 B, user CPU 6.56 -> 6.51 s (means of 5).
 --   Left to do for the 300 B bar: the key stored twice in one process
 --   (client record and task: 42 B), the two map slots (32 B: power-of-two
---   tables at 55% load), the ready queue's arrays kept after they drain
---   (14 B), the userdata's 16-byte body (a tagged pointer would make it
---   40 B), the task record's 136 B.
+--   tables at 55% load), the ready queue's two arrays (16 MB: 14 B; the
+--   heap fills with stolen tasks, and dl_mem keeps a freed big block's
+--   pages), the userdata's 16-byte body (8 would make it 40 B), the
+--   client record's client pointer (8 B), the task record's 136 B.
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8
