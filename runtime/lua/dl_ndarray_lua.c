@@ -28,10 +28,10 @@ static int meta_key; /* registry slot: the methods table */
 
 static void push_meta(lua_State *L);
 
-/* Array bytes made since the last full collection nd_new forced (a
-   state's collections are run by one thread at a time; a rare lost update
-   between states only delays one). */
-static size_t pending, since_full;
+/* Array bytes not yet told to the collector, and made since the last
+   full collection nd_new forced: per thread, as a Lua state is run by one
+   thread at a time. */
+static __thread size_t pending, since_full;
 
 /* Push a new ndarray userdata with no buffer yet.  [-0, +1, m] */
 static dl_nd *nd_new(lua_State *L) {
