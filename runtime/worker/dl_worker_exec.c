@@ -1300,12 +1300,6 @@ int dl_w_setup_state(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "dlua.coord");
   lua_call(L, 1, 0);
-  /* Generational collection, as the client's state (dlua.c): a task's
-     garbage dies young, and a minor collection costs a few microseconds
-     where an incremental cycle's atomic step walked every library table
-     in one go (bench b: the round trips after 20 and 24 tasks took
-     4-5x the median, each time). */
-  lua_gc(L, LUA_GCGEN, 0, 0);
   return 0;
 }
 
