@@ -134,6 +134,55 @@ describe("client futures", function()
     assert.is_nil(probe[1], "the task's argument is still referenced")
   end)
 
+  -- A future holds its client through the cluster module's anchor table
+  -- (no user value of its own): the client lives while any of its futures
+  -- does, and only then.
+  it("keep their own client alive, and only while they live", function()
+    local cl2 = dlua.Client(cluster)
+    local c3 = dlua.Client(cluster) -- the default client now, not cl2
+    local probe = setmetatable({cl2}, {__mode = "v"})
+    local f2 = cl2:submit(function() return 2 end)
+    local f1 = c:submit(function() return 1 end)
+    local g2 = cl2:submit(function() return 3 end)
+    cl2 = nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_not_nil(probe[1], "the futures' client was collected")
+    assert.equal(probe[1], f2.client)
+    assert.equal(probe[1], g2.client)
+    assert.equal(c, f1.client)
+    assert.equal(2, f2:result(20))
+    f2 = nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_not_nil(probe[1], "collected while a future of it lives")
+    assert.equal(3, g2:result(20))
+    g2 = nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(probe[1], "the client outlives its futures")
+    assert.equal(1, f1:result(20))
+    c3:close()
+  end)
+
+  -- A future in a task's arguments travels as its position among the
+  -- task's inputs (wire 4), which the worker maps to their keys.
+  it("reach a task as their values, whatever the order and nesting", function()
+    local a = c:submit(function() return "a" end)
+    local b = c:submit(function() return "b" end)
+    local a2 = require("dlua.future").new(c, a.key) -- another handle
+    local function f(x, t, y, z)
+      return table.concat({x, t[1], t.k, t[2][1], y, z}, ",")
+    end
+    local r = c:submit(f, b, {a, k = b, {a2}}, a, "d")
+    assert.equal("b,a,b,a,a,d", r:result(20))
+    -- inputs of a map's rows, and a function that captures a future
+    local rows = c:map(function(x, t) return x .. t[1] end, {a, b}, {{b}, {a}})
+    assert.same({"ab", "ba"}, c:gather(rows, 20))
+    local cap = c:submit(function() return a end)
+    assert.equal("a", cap:result(20))
+  end)
+
   it("say the client is closed once it is", function()
     local cl2 = dlua.Client(cluster)
     local f = cl2:submit(function() return 1 end)

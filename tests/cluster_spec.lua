@@ -1149,32 +1149,39 @@ describe("faults", function()
     c:close()
   end)
 
-  it("with DLUA_SHARE_MEMORY=0 big values still arrive whole, as bytes",
-     function()
+  it("with DLUA_SHARE_MEMORY=0 big values still arrive whole, as bytes "
+     .. "asked for at once", function()
     local code, out = H.sh("DLUA_SHARE_MEMORY=0 " .. q(DLUA) .. " "
                            .. q(FIX .. "/big_values.lua"))
     assert.equal(0, code, out)
     assert.truthy(out:find("ok\n", 1, true), out)
-    -- No worker read or mapped another's block: each fell back to bytes.
+    -- No worker read or mapped another's block: each got bytes.
     assert.truthy(out:find("B read bytes\n", 1, true), out)
     assert.is_nil(out:find("maps r--s memfd", 1, true), out)
-    -- By default B copies A's block out of A: no socket, no mapping.
+    -- Nor was a block asked for as a file first (GETS, then GETF, then
+    -- bytes): no worker made a memfd copy that nobody would map.
+    assert.is_nil(out:find("made a memfd copy", 1, true), out)
+    -- By default B copies A's block out of A: no socket, no mapping, and
+    -- no copy of it made in A.
     local code2, out2 = H.sh(q(DLUA) .. " " .. q(FIX .. "/big_values.lua"))
     assert.equal(0, code2, out2)
     assert.truthy(out2:find("B read no bytes\n", 1, true), out2)
     assert.is_nil(out2:find("maps r--s memfd", 1, true), out2)
+    assert.is_nil(out2:find("made a memfd copy", 1, true), out2)
   end)
 
   it("where reading a peer is refused, a big value comes as a memfd to map",
      function()
-    -- DLUA_SHARE_MEMORY=map refuses reads by address, as Yama's
-    -- ptrace_scope does between sibling processes: B asks A for a file.
+    -- DLUA_SHARE_MEMORY=map refuses reads by address (EPERM), as Yama's
+    -- ptrace_scope does between sibling processes: B asks A for a file,
+    -- which A makes for it.
     local code, out = H.sh("DLUA_SHARE_MEMORY=map " .. q(DLUA) .. " "
                            .. q(FIX .. "/big_values.lua"))
     assert.equal(0, code, out)
     assert.truthy(out:find("ok\n", 1, true), out)
     assert.truthy(out:find("B read no bytes\n", 1, true), out)
     assert.truthy(out:find("maps r--s memfd", 1, true), out)
+    assert.truthy(out:find("made a memfd copy", 1, true), out)
   end)
 
   it("a task that kills its worker fails with KilledWorker after 3 deaths",

@@ -570,6 +570,36 @@ describe("codec registered codecs", function()
     assert.equal(mt, getmetatable(r))
   end)
 
+  -- A custom value of the same type as the one before it does not repeat
+  -- its type's name; values of two types, interleaved, each come back as
+  -- their own.
+  it("writes a type's name once for a run of its values", function()
+    local A, B = {__name = "spec.TypeA"}, {__name = "spec.TypeB"}
+    local reg = debug.getregistry()
+    reg["spec.TypeA"], reg["spec.TypeB"] = A, B
+    codec.register("spec.TypeA", function(v) return "a" .. v[1] end,
+                   function(s) return setmetatable({s}, A) end)
+    codec.register("spec.TypeB", function(v) return "b" .. v[1] end,
+                   function(s) return setmetatable({s}, B) end)
+    local function a(x) return setmetatable({x}, A) end
+    local function b(x) return setmetatable({x}, B) end
+    local v = {a(1), a(2), b(3), b(4), a(5), {a(6)}, b(7)}
+    local r = rt(v)
+    local want = {{"a1", A}, {"a2", A}, {"b3", B}, {"b4", B}, {"a5", A}}
+    for i, w in ipairs(want) do
+      assert.equal(w[1], r[i][1])
+      assert.equal(w[2], getmetatable(r[i]))
+    end
+    assert.equal("a6", r[6][1][1])
+    assert.equal(A, getmetatable(r[6][1]))
+    assert.equal("b7", r[7][1])
+    assert.equal(B, getmetatable(r[7]))
+    local one, many = #encode({a(1)}), #encode({a(1), a(2), a(3)})
+    assert.is_true(many - one < 2 * 8, ("%d bytes for 2 more"):format(many - one))
+    codec.register("spec.TypeA")
+    codec.register("spec.TypeB")
+  end)
+
   it("reports an encoder that does not return a string", function()
     local mt = {__name = "spec.Bad"}
     debug.getregistry()["spec.Bad"] = mt

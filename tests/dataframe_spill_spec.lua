@@ -94,6 +94,32 @@ describe("dlua.dataframe past memory", function ()
     assert(ok, err)
   end)
 
+  it("frees garbage arrays under a MiB each in time (the collector did "
+    .. "not count them, and a generational one kept old ones)", function ()
+    local client = dlua.Client{n_workers = 1, memory_limit = 32 * SCALE .. "MiB"}
+    local ok, err = pcall(function ()
+      -- 400 arrays of 800 KB (320 MB in all), each kept while the next
+      -- three are made, as a task's intermediate columns are
+      local f = client:submit(function (n)
+        local keep = {}
+        for i = 1, 400 do
+          keep[i % 4 + 1] = nd.arange(1, n) + i
+        end
+        local fh = io.open("/proc/self/status")
+        local st = fh:read("a")
+        fh:close()
+        return tonumber(st:match("RssAnon:%s*(%d+)")) * 1024
+      end, 100000)
+      local anon = f:result()
+      if SCALE > 1 then return end -- the sanitizers' memory: see below
+      assert.is_true(anon < 32 * SCALE * 1048576,
+        "the task's process held " .. anon .. " bytes")
+      no_restarts(client)
+    end)
+    client:close()
+    assert(ok, err)
+  end)
+
   it("merges (inner, left, outer) and sorts data several times a "
     .. "worker's memory", function ()
     -- 2 sides of 19 MB, outer 34 MB, on 2 workers of 32 MiB; the output

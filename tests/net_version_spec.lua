@@ -39,9 +39,9 @@ describe("wire versions", function()
                ~= nil
       end, 10)
     end
-    local ours = 3 -- DL_AUTH_WIRE of this build (dl_auth.h): bump together
+    local ours = 4 -- DL_AUTH_WIRE of this build (dl_auth.h): bump together
 
-    -- An older worker (wire 1): it exits 4 (refused: not retried by
+    -- An older worker (ours - 1): it exits 4 (refused: not retried by
     -- --reconnect-timeout) with one line, the scheduler logs one line;
     -- both name both versions.
     local rc, out = H.sh(("DLUA_TEST_WIRE=%d timeout 60 %s worker %s "
@@ -63,7 +63,7 @@ describe("wire versions", function()
            "no log line for the older worker: "
            .. (H.slurp(dir .. "/sched.out") or ""))
 
-    -- A newer client (wire 3), in a process of its own.
+    -- A newer client (ours + 1), in a process of its own.
     H.spit(dir .. "/client.lua", ([[
 local ok, err = pcall(require("dlua").Client,
                       {address = %q, token_file = %q})

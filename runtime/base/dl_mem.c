@@ -413,12 +413,14 @@ void dl_free(void *p) {
 
 /* A memfd holding a copy of the first used bytes of the private block e,
    its size rounded up to a page, or -1 (mu held).  write() fills it
-   without faulting pages into this process. */
+   without faulting pages into this process.  Named apart from the
+   memfds that hold blocks, so that /proc/PID/fd tells the copies (each
+   a value asked for as a file) from the rest. */
 static int copy_to_memfd(const big *e, size_t used) {
   size_t size = round_up(used, PAGE), put = 0;
   int fd;
   if (size == 0 || size > e->map || !fd_allowed()) return -1;
-  fd = memfd_create("dlua", MFD_CLOEXEC);
+  fd = memfd_create("dlua-copy", MFD_CLOEXEC);
   if (fd < 0) return -1;
   if (ftruncate(fd, (off_t)size) != 0) put = (size_t)-1;
   while (put < used) {
@@ -551,7 +553,9 @@ const char *dl_mem_map_fd(int fd, size_t size) {
 /* DLUA_SHARE_MEMORY, read once (racing first readers agree): "0" turns
    reading other processes' blocks off (where /proc/PID/fd is closed to
    us, say: then peers send bytes); "map" reads only blocks that come as
-   files, as where a ptrace policy refuses process_vm_readv. */
+   files: a read by address fails as if the system refused it (EPERM, as
+   Yama's ptrace_scope does between sibling processes), so that the
+   callers' handling of a refusal can be tested on any host. */
 enum { SHARE_ALL, SHARE_MAP, SHARE_OFF };
 static int share_mode(void) {
   static int mode = -1;
@@ -563,6 +567,8 @@ static int share_mode(void) {
   }
   return mode;
 }
+
+int dl_mem_sharing(void) { return share_mode() != SHARE_OFF; }
 
 /* Map the memfd that process pid holds as ref describes, or NULL. */
 static const char *map_file(pid_t pid, const dl_mem_ref *ref) {
@@ -589,12 +595,15 @@ static const char *map_file(pid_t pid, const dl_mem_ref *ref) {
    block (huge pages, or a cached block whose pages are in place), then
    its seal: NULL if a read fails or comes short, or if the seal is not
    the block's cookie any more (the block was freed, or pid is now
-   another process). */
+   another process).  errno is then EPERM if the system refused the read
+   (a ptrace policy, a seccomp filter, a kernel without the call: the
+   same for every later read), else ESTALE. */
 static const char *read_block(pid_t pid, const dl_mem_ref *ref) {
   size_t n = (size_t)ref->size, at = 0;
-  int was = private_hint;
+  int was = private_hint, refused = 0;
   uint64_t seal = 0;
   char *p;
+  errno = ESTALE;
   if (ref->seal == 0 || ref->cookie == 0) return NULL;
   private_hint = 1;
   p = big_alloc(n);
@@ -604,7 +613,7 @@ static const char *read_block(pid_t pid, const dl_mem_ref *ref) {
     size_t step = n - at < READ_STEP ? n - at : READ_STEP;
     int last = at + step == n;
     struct iovec loc[2], rem[2];
-    ssize_t want = (ssize_t)step + (last ? (ssize_t)sizeof seal : 0);
+    ssize_t want = (ssize_t)step + (last ? (ssize_t)sizeof seal : 0), got;
     loc[0].iov_base = p + at;
     loc[0].iov_len = step;
     rem[0].iov_base = (void *)(uintptr_t)(ref->addr + at);
@@ -613,14 +622,17 @@ static const char *read_block(pid_t pid, const dl_mem_ref *ref) {
     loc[1].iov_len = sizeof seal;
     rem[1].iov_base = (void *)(uintptr_t)ref->seal;
     rem[1].iov_len = sizeof seal;
-    if (process_vm_readv(pid, loc, last ? 2 : 1, rem, last ? 2 : 1, 0) !=
-        want)
+    got = process_vm_readv(pid, loc, last ? 2 : 1, rem, last ? 2 : 1, 0);
+    if (got != want) {
+      refused = got < 0 && (errno == EPERM || errno == ENOSYS);
       break;
+    }
     at += step;
     if (last) break;
   }
   if (at != n || seal != ref->cookie) {
     dl_free(p);
+    errno = refused ? EPERM : ESTALE; /* after dl_free, which may set it */
     return NULL;
   }
   return p;
@@ -631,7 +643,14 @@ const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref) {
   if (mode == SHARE_OFF || ref->size == 0 || ref->size > SIZE_MAX / 2)
     return NULL;
   if (ref->fd != DL_MEM_NOFD) return map_file(pid, ref);
-  if (mode == SHARE_MAP || ref->addr == 0) return NULL;
+  if (mode == SHARE_MAP) { /* the test hook: see share_mode */
+    errno = EPERM;
+    return NULL;
+  }
+  if (ref->addr == 0) {
+    errno = ESTALE;
+    return NULL;
+  }
   return read_block(pid, ref);
 }
 

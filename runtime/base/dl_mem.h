@@ -68,9 +68,18 @@ int dl_mem_share_file(const void *p, size_t used, dl_mem_ref *ref);
 ** environment variable DLUA_SHARE_MEMORY is "0".  With DLUA_SHARE_MEMORY
 ** "map", a ref with no file is refused too (as where reading is not
 ** allowed).  The pages are in place before this returns, so reading them
-** costs no page faults.
+** costs no page faults.  Where a ref with no file fails because reading
+** pid's memory was refused (or "map" says so), errno is EPERM: every
+** later read of a peer of the same kind would be refused too, so the
+** caller asks for files from then on (else errno is ESTALE).
 */
 const char *dl_mem_map(pid_t pid, const dl_mem_ref *ref);
+
+/*
+** 0 if DLUA_SHARE_MEMORY is "0": dl_mem_map maps and reads nothing, so a
+** process asks its peers for bytes at once (no block shared for it).
+*/
+int dl_mem_sharing(void);
 
 /*
 ** Map, read-only, the first size bytes of the file open on fd (taking

@@ -1,6 +1,8 @@
 /*
 ** dl_client.c -- the client's table of futures (see dl_client.h).
 */
+#include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <pthread.h>
@@ -62,10 +64,44 @@ static void flush_if_full(dl_client *c) {
   if (c->out.len >= DL_CLIENT_FLUSH_AT) dl_client_flush(c, 0);
 }
 
+/*
+** The head of small values: the first DL_CFUT_HEAD bytes of the first
+** value of that length or more that a record of the process kept (the
+** codec's header, the same in every value).  A value that starts with it
+** and has at most 8 bytes more keeps only those in its record
+** (DL_FUT_HEAD): an integer's encoding is 11 to 13 bytes.  Set once, under
+** recs_mu; head_set says it is (records outlive their client: the head
+** is the process's).
+*/
+static char head[DL_CFUT_HEAD];
+static atomic_int head_set;
+
+/* Does the value of n bytes at p start with the head (set now if none)? */
+static int has_head(const char *p, size_t n) {
+  if (n < DL_CFUT_HEAD) return 0;
+  if (!atomic_load(&head_set)) {
+    pthread_mutex_lock(&recs_mu);
+    if (!atomic_load(&head_set)) {
+      memcpy(head, p, DL_CFUT_HEAD);
+      atomic_store(&head_set, 1);
+    }
+    pthread_mutex_unlock(&recs_mu);
+  }
+  return memcmp(p, head, DL_CFUT_HEAD) == 0;
+}
+
+const char *dl_cfut_data(const dl_cfut *f, char buf[DL_CFUT_BUF]) {
+  if (!(f->flags & DL_FUT_SMALL)) return f->data.p;
+  if (!(f->flags & DL_FUT_HEAD)) return f->data.small;
+  memcpy(buf, head, DL_CFUT_HEAD);
+  memcpy(buf + DL_CFUT_HEAD, f->data.small, f->dlen - DL_CFUT_HEAD);
+  return buf;
+}
+
 /* Drop f's bytes. */
 static void clear_data(dl_cfut *f) {
   if (!(f->flags & DL_FUT_SMALL)) dl_free(f->data.p);
-  f->flags &= (uint8_t)~DL_FUT_SMALL;
+  f->flags &= (uint8_t) ~(DL_FUT_SMALL | DL_FUT_HEAD);
   f->data.p = NULL;
   f->dlen = 0;
 }
@@ -75,15 +111,22 @@ static void clear_data(dl_cfut *f) {
    with f unchanged. */
 static int set_data(dl_cfut *f, const char *p, size_t n) {
   char *d = NULL;
+  int headed = 0;
   if (n > UINT32_MAX) return DL_ENOMEM;
   if (n > sizeof f->data.small) {
-    d = dl_realloc(NULL, n);
-    if (d == NULL) return DL_ENOMEM;
-    memcpy(d, p, n);
+    headed = n - DL_CFUT_HEAD <= sizeof f->data.small && has_head(p, n);
+    if (!headed) {
+      d = dl_realloc(NULL, n);
+      if (d == NULL) return DL_ENOMEM;
+      memcpy(d, p, n);
+    }
   }
   clear_data(f);
   if (d) {
     f->data.p = d;
+  } else if (headed) {
+    memcpy(f->data.small, p + DL_CFUT_HEAD, n - DL_CFUT_HEAD);
+    f->flags |= DL_FUT_SMALL | DL_FUT_HEAD;
   } else {
     if (n) memcpy(f->data.small, p, n);
     f->flags |= DL_FUT_SMALL;
@@ -295,12 +338,21 @@ void dl_client_task_reset(dl_client *c) {
 
 int dl_client_task_fn(dl_client *c, const unsigned char hash[16],
                       const char *code, size_t len) {
+  uint64_t at;
+  return dl_client_task_fn_at(c, hash, code, len, &at);
+}
+
+int dl_client_task_fn_at(dl_client *c, const unsigned char hash[16],
+                         const char *code, size_t len, uint64_t *at) {
   uint64_t i;
   char *k;
   for (i = 0; i < c->nfns; i++)
-    if (memcmp(c->fns.p + 16 * i, hash, 16) == 0) return 1;
+    if (memcmp(c->fns.p + 16 * i, hash, 16) == 0) {
+      *at = i;
+      return 1;
+    }
   if (dl_buf_put(&c->fns, hash, 16)) return 0;
-  c->nfns++;
+  *at = c->nfns++;
   if (c->flags & DL_CLIENT_EAGER) { /* the scheduler may have dropped it */
     dl_put_func_msg(&c->out, DL_M_CFUNC, hash, code, len);
     return 1;
@@ -383,7 +435,12 @@ void dl_client_cancel_key(dl_client *c, const char *key, size_t klen) {
 }
 
 void dl_client_gather(dl_client *c, uint64_t reqid, uint64_t nkeys) {
-  dl_put_gather(&c->out, (c->flags & DL_CLIENT_SHARED) != 0, reqid, nkeys);
+  /* With DLUA_SHARE_MEMORY=0 nothing of a worker's can be read: bytes at
+     once, and no memfd made for us; where reading a worker was refused,
+     memfds at once. */
+  int how = !(c->flags & DL_CLIENT_SHARED) || !dl_mem_sharing() ? 0
+            : c->read_refused ? 2 : 1;
+  dl_put_gather(&c->out, how, reqid, nkeys);
 }
 
 void dl_client_gather_key(dl_client *c, const char *key, size_t klen) {
@@ -422,8 +479,10 @@ static int data_news(dl_client *c, const dl_msg_data *m, dl_cnews *news) {
     const char *mapped = NULL;
     int by_addr = 0;
     if (dl_shared_at_read(m->bytes, m->blen, &sa) == 0) {
+      errno = 0;
       mapped = dl_shared_at_map(&sa);
       by_addr = sa.ref.fd == DL_MEM_NOFD;
+      if (mapped == NULL && by_addr && errno == EPERM) c->read_refused = 1;
     }
     if (mapped == NULL) {
       /* A GATHERF's answer names a memfd: this cannot loop. */

@@ -30,10 +30,11 @@
 ** whose answer the caller is about to wait for (cancel, gather, coord)
 ** flush at once, marked urgent.
 **
-** Memory: one record is 43 bytes plus the key and a NUL, rounded up to 8
+** Memory: one record is 35 bytes plus the key and a NUL, rounded up to 8
 ** (stored once, here, in a block of the process's record slab; the map
-** points into it); a result of up to 16 bytes lives in the record, a
-** bigger one in an allocation of its own; a map slot is 8 bytes (the
+** points into it); a result of up to 8 bytes, or of up to 8 after the
+** head that every value starts with (DL_FUT_HEAD), lives in the record,
+** a bigger one in an allocation of its own; a map slot is 8 bytes (the
 ** map reads each key in its record: dl_imap).
 */
 #ifndef dl_client_h
@@ -57,6 +58,13 @@ enum {
 #define DL_FUT_VALUE 1u     /* data holds the encoded result (FINISHED) */
 #define DL_FUT_CALLBACKS 2u /* done-callbacks wait: fire when done */
 #define DL_FUT_SMALL 4u     /* the bytes are in data.small, not data.p */
+#define DL_FUT_HEAD 8u      /* with SMALL: data.small holds the bytes after
+                               the process's head (dl_cfut_data) */
+
+/* The head of small values (see dl_cfut_data), and the room a reader
+   gives dl_cfut_data. */
+#define DL_CFUT_HEAD 9
+#define DL_CFUT_BUF (DL_CFUT_HEAD + 8)
 
 typedef struct dl_client dl_client;
 typedef struct dl_cfut dl_cfut;
@@ -69,14 +77,15 @@ struct dl_cfut {
   uint32_t dlen;  /* a value or record of 4 GiB or more is not kept */
   union {        /* encoded value (VALUE) or error record (ERROR): */
     char *p;     /* owned; NULL when there is none */
-    char small[16]; /* DL_FUT_SMALL: up to 16 bytes, here (an integer's
-                       encoding is 11 to 13) */
+    char small[8]; /* DL_FUT_SMALL: up to 8 bytes, here, or with
+                      DL_FUT_HEAD up to 8 after the head (an integer's
+                      encoding is 11 to 13 bytes, 9 of them the head) */
   } data;        /* read it with dl_cfut_data */
   uint8_t status; /* DL_FUT_* */
-  uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS */
+  uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS | DL_FUT_SMALL ... */
   uint8_t kind;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
-  char key[1];    /* klen bytes and a NUL, at byte 43: a 20-byte key
-                     makes a 64-byte record */
+  char key[1];    /* klen bytes and a NUL, at byte 35: a 20-byte key
+                     makes a 56-byte record */
 };
 
 /*
@@ -96,10 +105,9 @@ typedef int (*dl_client_send_fn)(void *ud, const char *p, size_t n,
 /* A batch is handed over once it holds this many bytes. */
 #define DL_CLIENT_FLUSH_AT ((size_t)16 * 1024)
 
-/* The bytes of f's value or error record (dlen of them), or NULL. */
-static inline const char *dl_cfut_data(const dl_cfut *f) {
-  return (f->flags & DL_FUT_SMALL) ? f->data.small : f->data.p;
-}
+/* The bytes of f's value or error record (dlen of them), or NULL:
+   f's own, or (DL_FUT_HEAD) put together in buf, valid while buf is. */
+const char *dl_cfut_data(const dl_cfut *f, char buf[DL_CFUT_BUF]);
 
 struct dl_client {
   dl_imap futs;    /* key -> dl_cfut, the records with refs > 0 (the key is
@@ -112,6 +120,9 @@ struct dl_client {
   dl_client_send_fn send; /* NULL: nothing is sent (no transport, closed) */
   void *ud;
   unsigned flags; /* DL_CLIENT_* */
+  int read_refused; /* reading a worker's block by its address was refused
+                       (EPERM: a ptrace policy, the same for every worker):
+                       gathers ask for memfds (GATHERF) from then on */
   /* The task being built (dl_client_task_*): */
   dl_buf opts;     /* its options before the function hashes */
   dl_buf place;    /* its options after the dependencies */
@@ -222,12 +233,17 @@ typedef struct dl_task_opts {
 ** queues the SUBMIT.  A function the scheduler may lack (the first time,
 ** or every time with DL_CLIENT_EAGER) is queued as a CFUNC first.
 ** dl_client_task_fn returns 1, or 0 when out of memory (the fn sink's
-** convention, dl_codec.h).
+** convention, dl_codec.h); dl_client_task_fn_at also sets *at to the
+** function's position among the task's (dl_fnsink.put_at: the payload
+** names it by that position, and the scheduler sends the hashes with the
+** task).
 */
 void dl_client_task_opts(dl_client *c, const dl_task_opts *o);
 void dl_client_task_reset(dl_client *c);
 int dl_client_task_fn(dl_client *c, const unsigned char hash[16],
                       const char *code, size_t len);
+int dl_client_task_fn_at(dl_client *c, const unsigned char hash[16],
+                         const char *code, size_t len, uint64_t *at);
 void dl_client_task_dep(dl_client *c, const char *key, size_t klen);
 void dl_client_task_submit(dl_client *c, const char *key, size_t klen,
                            const char *payload, size_t plen);

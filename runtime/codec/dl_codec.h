@@ -51,6 +51,12 @@ typedef struct dl_fnsink {
   int (*put)(void *ud, const unsigned char hash[16], const char *code,
              size_t len);
   void *ud;
+  /* Optional (NULL: put is used): as put, and where it returns 1 it sets
+     *at to the function's position in a list that travels beside the
+     message (a task's functions); the encoder then writes that position
+     instead of the 16-byte hash, and the decoder needs get_at. */
+  int (*put_at)(void *ud, const unsigned char hash[16], const char *code,
+                size_t len, uint64_t *at);
 } dl_fnsink;
 
 /*
@@ -62,6 +68,11 @@ typedef struct dl_fnsource {
   int (*get)(void *ud, const unsigned char hash[16], const char **code,
              size_t *len);
   void *ud;
+  /* Optional: the function at position at of the list that came beside
+     the message (see dl_fnsink.put_at): *hash (16 bytes), *code and *len,
+     borrowed as get's; 0, or non-zero if there is none. */
+  int (*get_at)(void *ud, uint64_t at, const unsigned char **hash,
+                const char **code, size_t *len);
 } dl_fnsource;
 
 typedef struct dl_enc_opts {

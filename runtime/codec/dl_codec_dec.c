@@ -38,6 +38,8 @@ typedef struct dec {
   int rc;
   char *err;
   size_t errlen;
+  const char *ltn; /* the last CUSTOM value's tname (ltl bytes), or NULL */
+  size_t ltl;
 } dec;
 
 static int bad(dec *d, const char *what) {
@@ -190,6 +192,12 @@ static int dec_custom(dec *d) {
   size_t tl, n;
   int top = lua_gettop(L), t;
   RD(dl_rd_str(&d->r, &tn, &tl) || dl_rd_str(&d->r, &p, &n));
+  if (tl == 0 && d->ltn) { /* the same as the last one */
+    tn = d->ltn;
+    tl = d->ltl;
+  }
+  d->ltn = tn;
+  d->ltl = tl;
   dlc_reg_table(L, &CODECS_KEY, 0);
   lua_pushlstring(L, tn, tl);
   t = lua_rawget(L, -2);
@@ -346,11 +354,21 @@ static int dec_function(dec *d) {
     RD(dl_rd_uv(&d->r, &j));
     if (j < 1 || j > (uint64_t)d->nprotos) return bad(d, "bad prototype reference");
     pr = &d->protos[j - 1];
-  } else if (kind == P_INLINE || kind == P_HASH) {
-    RD(dl_rd_bytes(&d->r, 16, &h));
+  } else if (kind == P_INLINE || kind == P_HASH || kind == P_AT) {
+    if (kind == P_AT) {
+      const dl_fnsource *s = d->o ? d->o->fns : NULL;
+      const unsigned char *uh;
+      uint64_t at;
+      RD(dl_rd_uv(&d->r, &at));
+      if (!s || !s->get_at || s->get_at(s->ud, at, &uh, &code, &len))
+        return bad(d, "unknown function position");
+      h = (const char *)uh;
+    } else {
+      RD(dl_rd_bytes(&d->r, 16, &h));
+    }
     if (kind == P_INLINE) {
       RD(dl_rd_str(&d->r, &code, &len));
-    } else {
+    } else if (kind == P_HASH) {
       const dl_fnsource *s = d->o ? d->o->fns : NULL;
       if (!s || !s->get || s->get(s->ud, (const unsigned char *)h, &code, &len))
         return bad(d, "unknown function hash");

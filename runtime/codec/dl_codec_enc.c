@@ -79,13 +79,21 @@ static int try_name(enc *e, int idx, int *rc) {
 }
 
 /* Write a fixed-width (9-byte) varint at b->p + pos for v < 2^63. */
-static void patch_uv9(dl_buf *b, size_t pos, uint64_t v) {
-  int i;
-  for (i = 0; i < 8; i++) {
-    b->p[pos + i] = (char)((v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  b->p[pos + 8] = (char)(v & 0x7f);
+
+/* The body written after the 9 bytes kept at pos gets its length there
+   as a varint of the fewest bytes, the body moved back to follow it: a
+   future's body is one byte, and 8 bytes of padding each made a sum of 8
+   futures 64 bytes longer, kept by the scheduler with the task. */
+static void patch_len(dl_buf *b, size_t pos) {
+  uint64_t v = b->len - pos - 9;
+  size_t n = 1;
+  uint64_t x;
+  for (x = v; x >= 0x80; x >>= 7) n++;
+  if (n < 9)
+    memmove(b->p + pos + n, b->p + pos + 9, (size_t)v);
+  b->len -= 9 - n;
+  for (x = v; x >= 0x80; x >>= 7) b->p[pos++] = (char)((x & 0x7f) | 0x80);
+  b->p[pos] = (char)x;
 }
 
 static void patch_u32(dl_buf *b, size_t pos, uint32_t v) {
@@ -109,7 +117,7 @@ static int put_ident(enc *e, int idx) {
 
 static int try_custom(enc *e, int idx, int *rc) {
   lua_State *L = e->L;
-  int top = lua_gettop(L), t;
+  int top = lua_gettop(L), t, same;
   size_t tl, pos;
   const char *tname;
   *rc = 0;
@@ -117,6 +125,7 @@ static int try_custom(enc *e, int idx, int *rc) {
   lua_pushliteral(L, "__name");
   if (lua_rawget(L, -2) != LUA_TSTRING) goto none;
   tname = lua_tolstring(L, -1, &tl);
+  if (tl == 0) goto none; /* empty: "the same as the last one" */
   lua_pushvalue(L, -1);
   t = lua_rawget(L, slot(e, S_CODECS));
   if (t != LUA_TUSERDATA && t != LUA_TTABLE) goto none;
@@ -124,7 +133,13 @@ static int try_custom(enc *e, int idx, int *rc) {
   if (!lua_rawequal(L, -1, top + 1)) goto none;
   lua_pop(L, 1);
   put_ref(e, idx);
-  if (dl_buf_u8(e->b, T_CUSTOM) || dl_buf_str(e->b, tname, tl) ||
+  /* The tname of a custom value like the one before it is not repeated:
+     a sum of 8 futures wrote "dlua.Future" 8 times.  (tname stays valid:
+     the metatable holds it, and so does the value.) */
+  same = e->ltn && e->ltl == tl && memcmp(e->ltn, tname, tl) == 0;
+  e->ltn = tname;
+  e->ltl = tl;
+  if (dl_buf_u8(e->b, T_CUSTOM) || dl_buf_str(e->b, tname, same ? 0 : tl) ||
       dl_buf_grow(e->b, 9)) {
     *rc = DL_ENOMEM;
     goto done;
@@ -159,7 +174,7 @@ static int try_custom(enc *e, int idx, int *rc) {
       goto done;
     }
   }
-  patch_uv9(e->b, pos, e->b->len - pos - 9);
+  patch_len(e->b, pos);
 done:
   lua_settop(L, top);
   return 1;
@@ -535,7 +550,12 @@ static int enc_function(enc *e, int idx) {
       return DL_ENOMEM;
   } else {
     const dl_fnsink *k = e->o ? e->o->fns : NULL;
-    if (k && k->put && k->put(k->ud, (const unsigned char *)s, s + 16, l - 16)) {
+    uint64_t at;
+    if (k && k->put_at &&
+        k->put_at(k->ud, (const unsigned char *)s, s + 16, l - 16, &at)) {
+      if (dl_buf_u8(e->b, P_AT) || dl_buf_uv(e->b, at)) return DL_ENOMEM;
+    } else if (k && k->put &&
+               k->put(k->ud, (const unsigned char *)s, s + 16, l - 16)) {
       if (dl_buf_u8(e->b, P_HASH) || dl_buf_put(e->b, s, 16)) return DL_ENOMEM;
     } else if (dl_buf_u8(e->b, P_INLINE) || dl_buf_put(e->b, s, 16) ||
                dl_buf_str(e->b, s + 16, l - 16)) {

@@ -27,13 +27,18 @@
 **   MTNAME                     string tname: registry[tname]
 **   FN                         prototype (u8 kind: P_INLINE + 16-byte hash
 **                              + bytecode string | P_HASH + 16-byte hash |
-**                              P_REF + varint proto index), u8 nups, then
+**                              P_REF + varint proto index | P_AT +
+**                              varint position in the functions that
+**                              travel beside the message: a task's,
+**                              dl_fnsink.put_at), u8 nups, then
 **                              per upvalue u8 0 + value, or u8 1 + varint
 **                              ref of a function + u8 upvalue number to join;
 **                              then its globals: per global u8 upvalue
 **                              number (of a globals table), string name,
 **                              value; then u8 0
-**   CUSTOM                     string tname, string payload
+**   CUSTOM                     string tname (empty: the tname of the
+**                              CUSTOM before it in the message), string
+**                              payload
 **   ENV                        a new globals table: empty, falling back to
 **                              the receiver's globals (one per message)
 **   ENV0                       the same, private to one function that
@@ -74,7 +79,7 @@ enum {
   T_IDENT, /* identity mode only: never decoded */
   T_SENV
 };
-enum { P_INLINE, P_HASH, P_REF };
+enum { P_INLINE, P_HASH, P_REF, P_AT };
 
 /* Registry slots, keyed by the addresses of these bytes (dl_codec_names.c). */
 extern const char dl_codec_keys[7];
@@ -200,6 +205,8 @@ typedef struct enc {
   unsigned used_scratch;
   char *err;
   size_t errlen;
+  const char *ltn; /* the last CUSTOM value's tname (ltl bytes), or NULL */
+  size_t ltl;
   seg path[MAXPATH]; /* last: not cleared, only path[0, npath) is used */
 } enc;
 

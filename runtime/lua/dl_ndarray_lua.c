@@ -13,6 +13,7 @@
 
 #include "dl_buf.h"
 #include "dl_codec.h"
+#include "dl_mem.h"
 #include "dl_nd.h"
 #include "dl_runtime.h"
 #include "dl_zarr.h"
@@ -27,13 +28,39 @@ static int meta_key; /* registry slot: the methods table */
 
 static void push_meta(lua_State *L);
 
+/* Array bytes not yet told to the collector, and made since the last
+   full collection nd_new forced: per thread, as a Lua state is run by one
+   thread at a time. */
+static __thread size_t pending, since_full;
+
 /* Push a new ndarray userdata with no buffer yet.  [-0, +1, m] */
 static dl_nd *nd_new(lua_State *L) {
   dl_nd *a;
-  size_t fresh = dl_nd_allocated();
-  /* The collector does not see array buffers: tell it what they took
-     since the last new array, so garbage arrays are freed in time. */
-  if (fresh >= (1 << 20)) lua_gc(L, LUA_GCSTEP, (int)(fresh >> 10));
+  size_t fresh = dl_nd_allocated(), every;
+  /* The collector does not see array buffers: tell it what they took,
+     so garbage arrays are freed in time.  Arrays under a MiB each count
+     too (they were dropped, and a task's columns often are such).  A
+     step of a generational collector (the worker's and the client's) is
+     a minor collection, which frees only young arrays: one that lived
+     across two of them is old, and its buffer stays until a major one,
+     which only the collector's own small heap doubling brings.  So after
+     as many array bytes as dl_mem may keep freed (a worker's room between
+     its target and spill fractions; at most 64 MiB), collect fully. */
+  pending += fresh;
+  if (pending >= (1 << 20)) {
+    fresh = pending;
+    pending = 0;
+    since_full += fresh;
+    every = dl_mem_cache_max();
+    if (every > ((size_t)64 << 20)) every = (size_t)64 << 20;
+    if (every < ((size_t)1 << 20)) every = (size_t)1 << 20;
+    if (since_full >= every) {
+      since_full = 0;
+      lua_gc(L, LUA_GCCOLLECT);
+    } else {
+      lua_gc(L, LUA_GCSTEP, (int)(fresh >> 10));
+    }
+  }
   a = (dl_nd *)lua_newuserdatauv(L, sizeof *a, 0);
   memset(a, 0, sizeof *a);
   push_meta(L);

@@ -510,12 +510,14 @@ int dl_coord_request(dl_coord *c, int from, dl_rd *r, double now) {
     w->bytes = dup_bytes(m.bytes, m.blen);
     w->blen = m.blen;
     if (w->bytes == NULL) {
+      dl_free(w->task);
       dl_free(w);
       reply_err(c, from, reqid, "out of memory on the scheduler");
       return 0;
     }
     if ((lid & DL_CO_FUTURE_KEY) && key_hold(c, m.bytes, m.blen)) {
       dl_free(w->bytes);
+      dl_free(w->task);
       dl_free(w);
       reply_err(c, from, reqid, "the future's result is gone (released "
                 "or forgotten by the scheduler)");

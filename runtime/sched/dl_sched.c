@@ -27,21 +27,59 @@ typedef struct tgroup {
   int colour;
 } tgroup;
 
+/*
+** Kept results (task.inl): most are small values whose encodings start
+** with the same bytes (the codec's header: 9 of an integer's 11 to 13).
+** The scheduler keeps the first IN_HEAD bytes of the first kept result
+** (dl_sched.ihead), and a result that starts with them and has at most
+** IN_TAIL bytes after them is kept in the record itself (INL_SMALL in
+** inlen): no 16-byte block of the slab for it, 18 MB at a million tasks.
+*/
+#define IN_HEAD 9
+#define IN_TAIL 8
+#define INL_SMALL 0x80000000u
+
 typedef struct task task;
+struct fnentry;
+
+/*
+** A reference payload: the first and last (up to) PREF_LEN bytes of a
+** payload the scheduler saw.  The tasks of a map have payloads that
+** differ only in their arguments, in the middle (an inc's 34 bytes: the
+** codec's header, the table's, then the argument, then 14 bytes that
+** name the function and the count): a task keeps the bytes between its
+** payload's common start (pfx) and common end (sfx) with its reference
+** (task.pref), 1 to 3 bytes for an inc instead of 34.  A payload that
+** shares less than half of itself with the newest reference becomes the
+** next one (at most PREF_MAX, each kept for the scheduler's life).
+*/
+#define PREF_LEN 127
+#define PREF_MAX 256
+struct pref {
+  char head[PREF_LEN], tail[PREF_LEN];
+  uint8_t nhead, ntail;
+  uint8_t hasfn;              /* its task had one function, of fnhash */
+  unsigned char fnhash[16];
+  struct fnentry *fn; /* fnhash's entry while nfn > 0 (each of those
+                         tasks counts in its refs: it stays) */
+  size_t nfn;         /* live tasks with fnpref of this reference */
+};
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
-** NUL), its payload and its function hashes, which live as long as it
-** does (tkey, tpay and tfns compute where).  At a million tasks in
+** NUL), its payload and (at a multiple of 8) pointers to its functions'
+** entries, which live as long as it does (tkey, tpay and tfns compute
+** where; a pointer is 8 bytes where the hash was 16).  At a million tasks in
 ** flight three small allocations less per task is about 100 bytes each.
 ** The record, its deps and dependents arrays (a single dependent is kept
-** in the record itself) and its inline-result copy are blocks of the
-** scheduler's slab (dl_slab.h: huge pages, no malloc header); each is
-** freed with the size it was made with (task_size, ndeps, tdcap,
-** inlen + 1).
+** in the record itself) and its inline-result copy (unless it is small
+** enough for the record: IN_HEAD) are blocks of the scheduler's slab
+** (dl_slab.h: huge pages, no malloc header); each is freed with the size
+** it was made with (task_size, ndeps, tdcap, inlen + 1).
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
-     ones: little padding (152 bytes; it was 320, then 288 before plen,
+     ones: little padding (136 bytes; 144 before prio and order had 32
+     bits and the flags one bit each; it was 320, then 288 before plen,
      hidx and ridx had 32 bits, 272 before task_x, 176 before the
      processing lists were arrays, 152 before who and capdependents
      shrank). */
@@ -52,8 +90,6 @@ struct task {
                     have one: no 8-byte block for it) */
   } dependents;  /* read it through tdependents */
   struct task_x *x; /* what few tasks use (task_x), or NULL */
-  int64_t prio;
-  int64_t order;
   uint64_t seq;
   union {
     int one;   /* nwho 1: the holder */
@@ -61,7 +97,12 @@ struct task {
   } who;       /* the workers holding the result: read it through twho */
   uint64_t nbytes;
   tgroup *group;
-  char *inl;         /* a copy of its small result, as it came inline */
+  union {
+    char *p;              /* a block of the slab: inlen + 1 bytes */
+    char tail[IN_TAIL];   /* INL_SMALL: the bytes after the shared head */
+  } inl; /* a copy of its small result, as it came inline (tinl) */
+  int32_t prio;  /* its priority and order (tprio, torder): in task_x */
+  int32_t order; /* when either does not fit in 32 bits (wide) */
   uint32_t klen;
   uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
   uint32_t qidx; /* in the ready queue: position + 1 in the heap, or in
@@ -77,16 +118,28 @@ struct task {
                    wwho's counts */
   int processing_on; /* worker id or -1 */
   int nwho;
-  uint32_t inlen;
+  uint32_t inlen;    /* of the kept copy, INL_SMALL set when in tail; 0:
+                        none kept */
   uint8_t state;     /* T_* */
   uint8_t errkind;
-  uint8_t seceded;  /* PROCESSING: its task waits (DL_M_SECEDE), so it is
-                       not counted in its worker's inflight */
-  uint8_t restoring;    /* PROCESSING: a worker stores inl (no run) */
-  uint8_t steal_denied; /* PROCESSING: its worker refused to hand it back */
-  uint8_t scattered;    /* it has no payload (tpay gives NULL) */
-  uint8_t inrun;        /* qidx is a position in the run, not the heap */
   uint8_t dcap;  /* room in dependents: 0, or 1 << (dcap - 1) (tdcap) */
+  unsigned seceded : 1;  /* PROCESSING: its task waits (DL_M_SECEDE), so
+                            it is not counted in its worker's inflight */
+  unsigned restoring : 1;    /* PROCESSING: a worker stores inl (no run) */
+  unsigned steal_denied : 1; /* PROCESSING: its worker refused to hand it
+                                back */
+  unsigned scattered : 1;    /* it has no payload (tpay gives NULL) */
+  unsigned inrun : 1;        /* qidx is a position in the run, not the
+                                heap */
+  unsigned wide : 1;         /* prio and order are task_x's */
+  /* Its payload is pref[pref].head's first pfx bytes, then the plen
+     bytes stored (tpay), then pref[pref].tail's last sfx bytes (see
+     pref). */
+  unsigned pfx : 7;
+  unsigned sfx : 7;
+  unsigned pref : 8;
+  unsigned fnpref : 1; /* its one function is its reference's (fnhash):
+                          no pointer kept (tfn) */
 };
 
 /* The key (NUL-terminated), the payload and the nfns function hashes
@@ -111,9 +164,31 @@ static inline int *twho(task *t) {
   return t->nwho > 1 ? t->who.many : &t->who.one;
 }
 
-static inline const unsigned char *tfns(const task *t) {
-  return (const unsigned char *)tkey(t) + t->klen + 1 + t->plen;
+/* The length of t's kept result (0: none). */
+static inline size_t tinlen(const task *t) {
+  return t->inlen & ~INL_SMALL;
 }
+
+/* t's kept result (tinlen bytes), or NULL: borrowed, valid until t
+   changes, or (when small) put together in buf, valid while buf is. */
+static const char *tinl(const dl_sched *s, const task *t,
+                        char buf[IN_HEAD + IN_TAIL]);
+
+/* Where t's function entries start in its block: after its payload, at
+   a multiple of 8. */
+static inline size_t tfns_at(size_t klen, size_t plen) {
+  return (sizeof(task) + klen + 1 + plen + 7) & ~(size_t)7;
+}
+
+/* t's functions (nfns): pointers to their entries, each counting t in its
+   refs (NULL for a hash the scheduler did not know at submit); none
+   when fnpref (tfn). */
+static inline struct fnentry **tfns(const task *t) {
+  return (struct fnentry **)((char *)t + tfns_at(t->klen, t->plen));
+}
+
+/* t's i-th function's entry, or NULL. */
+static struct fnentry *tfn(const dl_sched *s, const task *t, int i);
 
 /*
 ** The fields few tasks use: set at submit only for a task with
@@ -124,6 +199,7 @@ static inline const unsigned char *tfns(const task *t) {
 ** keeps 72 bytes per task out of the record.
 */
 typedef struct task_x {
+  int64_t prio, order; /* when the task is wide (see task.prio) */
   int *restrict_w;  /* worker ids, or NULL */
   int *wwho;        /* of want: {worker id, count} pairs, tasks' futures */
   char *waits_on;   /* seceded: the key its task waits for (owned), or NULL */
@@ -144,6 +220,14 @@ typedef struct task_x {
 static const task_x tx_none;
 static inline const task_x *tx(const task *t) {
   return t->x ? t->x : &tx_none;
+}
+
+/* t's priority and order. */
+static inline int64_t tprio(const task *t) {
+  return t->wide ? t->x->prio : t->prio;
+}
+static inline int64_t torder(const task *t) {
+  return t->wide ? t->x->order : t->order;
 }
 
 typedef struct sworker {
@@ -209,7 +293,9 @@ struct dl_sched {
      ones leave NULL behind until the head passes them. */
   task **run;
   size_t rhead, rlen, rcap, rlive;
-  task last; /* of the task queued last in the run: prio, order, seq */
+  /* of the task queued last in the run: */
+  int64_t last_prio, last_order;
+  uint64_t last_seq;
   task *delayed;
   uint64_t seq;
   double avg_duration; /* EWMA of task run time, seconds; < 0 unknown */
@@ -219,12 +305,19 @@ struct dl_sched {
   size_t npgets, cappgets;
   dl_map groups; /* prefix -> tgroup (kept for the scheduler's life) */
   dl_slab slab;  /* task records and their small arrays (see task) */
+  dl_buf fnbuf;  /* send_compute's scratch: the task's function hashes */
   dl_sched_event *events; /* ring of the last DL_SCHED_EVENTS completions */
   uint64_t nevents;       /* events ever recorded */
   /* scratch stack for the iterative graph walks */
   task **stack;
   size_t nstack, capstack;
   size_t kept; /* bytes of small results kept (task.inl) */
+  char ihead[IN_HEAD]; /* the head of the kept results (task.inl) */
+  int nihead;          /* 0 until the first kept result sets ihead */
+  /* Reference payloads (see pref_cut): a task keeps only what its
+     payload does not share with one of them at its start and end. */
+  struct pref *prefs;
+  int nprefs;
   double hb_timeout;  /* seconds; 0: workers are never timed out */
   double last_check;  /* of dl_sched_silent, to notice our own stops */
   double stall_since; /* every worker paused with work pending since; 0 */
@@ -578,11 +671,20 @@ static void err_rec(dl_buf *b, int kind, const char *msg) {
 
 /* ----------------------------------------------------------------- heap */
 
-/* Does a run before b?  Higher prio first, then lower order, then FIFO. */
+/* Does a task of prio, order and seq run before b?  Higher prio first,
+   then lower order, then FIFO. */
+static int before_v(int64_t prio, int64_t order, uint64_t seq,
+                    const task *b) {
+  int64_t bp = tprio(b), bo;
+  if (prio != bp) return prio > bp;
+  bo = torder(b);
+  if (order != bo) return order < bo;
+  return seq < b->seq;
+}
+
+/* Does a run before b? */
 static int before(const task *a, const task *b) {
-  if (a->prio != b->prio) return a->prio > b->prio;
-  if (a->order != b->order) return a->order < b->order;
-  return a->seq < b->seq;
+  return before_v(tprio(a), torder(a), a->seq, b);
 }
 
 static void heap_set(dl_sched *s, size_t i, task *t) {
@@ -653,7 +755,8 @@ static void heap_remove(dl_sched *s, task *t) {
 */
 static int rq_push(dl_sched *s, task *t) {
   if (s->rlive == 0) s->rhead = s->rlen = 0;
-  if (s->rlive > 0 && !before(&s->last, t)) return heap_push(s, t);
+  if (s->rlive > 0 && !before_v(s->last_prio, s->last_order, s->last_seq, t))
+    return heap_push(s, t);
   if (s->rlen == s->rcap) {
     if (s->rhead > 0) { /* slide the live part down */
       size_t i, n = s->rlen - s->rhead;
@@ -676,9 +779,9 @@ static int rq_push(dl_sched *s, task *t) {
   t->qidx = (uint32_t)s->rlen;
   t->inrun = 1;
   s->rlive++;
-  s->last.prio = t->prio;
-  s->last.order = t->order;
-  s->last.seq = t->seq;
+  s->last_prio = tprio(t);
+  s->last_order = torder(t);
+  s->last_seq = t->seq;
   return 0;
 }
 
@@ -805,11 +908,15 @@ static void free_data(dl_sched *s, task *t) {
   who_clear(t);
 }
 
+static fnentry *tfn(const dl_sched *s, const task *t, int i) {
+  return t->fnpref ? s->prefs[t->pref].fn : tfns(t)[i];
+}
+
 /* Tasks naming a function: one more, or one less (see fnentry). */
-static void fns_ref(dl_sched *s, const task *t) {
+static void fns_ref(const dl_sched *s, const task *t) {
   int i;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)tfns(t) + 16 * i, 16);
+    fnentry *f = tfn(s, t, i);
     if (f) f->refs++;
   }
 }
@@ -858,7 +965,7 @@ static void fns_unref(dl_sched *s, const task *t) {
   int i;
   if (s->freeing) return;
   for (i = 0; i < t->nfns; i++) {
-    fnentry *f = dl_map_get(&s->fns, (const char *)tfns(t) + 16 * i, 16);
+    fnentry *f = tfn(s, t, i);
     if (f == NULL || f->refs <= 0 || --f->refs > 0) continue;
     if (f->nsenders == 0) fn_drop(s, f); /* only tasks' clients sent it */
     else fn_gone(s, f);
@@ -883,20 +990,82 @@ static int on_fn_forget(dl_sched *s, dl_rd *r) {
   return 0;
 }
 
+/* The bytes the n at p share with r at their start (*pfx) and then at
+   their end (*sfx). */
+static void pref_match(const struct pref *r, const char *p, size_t n,
+                       size_t *pfx, size_t *sfx) {
+  size_t a = 0, b = 0;
+  while (a < n && a < r->nhead && p[a] == r->head[a]) a++;
+  while (b < n - a && b < r->ntail &&
+         p[n - 1 - b] == r->tail[r->ntail - 1 - b])
+    b++;
+  *pfx = a;
+  *sfx = b;
+}
+
+/* The reference for a payload of n bytes at p (of a task of nfns
+   functions at fns), and what it shares with it at its start and end; a
+   new reference of it when the newest shares less than half of it (and
+   there is room: else the newest, or none when out of memory). */
+static int pref_cut(dl_sched *s, const char *p, size_t n, const char *fns,
+                    size_t nfns, size_t *pfx, size_t *sfx) {
+  struct pref *r;
+  *pfx = *sfx = 0;
+  if (n == 0) return 0;
+  if (s->nprefs > 0) {
+    pref_match(&s->prefs[s->nprefs - 1], p, n, pfx, sfx);
+    if (2 * (*pfx + *sfx) >= n || s->nprefs == PREF_MAX)
+      return s->nprefs - 1;
+  }
+  if (s->nprefs == 0) {
+    s->prefs = xalloc(sizeof *s->prefs * PREF_MAX);
+    if (s->prefs == NULL) return *pfx = *sfx = 0;
+  }
+  r = &s->prefs[s->nprefs++];
+  r->nhead = (uint8_t)(n < PREF_LEN ? n : PREF_LEN);
+  r->ntail = r->nhead;
+  memcpy(r->head, p, r->nhead);
+  memcpy(r->tail, p + n - r->ntail, r->ntail);
+  r->hasfn = nfns == 1;
+  if (r->hasfn) memcpy(r->fnhash, fns, 16);
+  r->fn = NULL;
+  r->nfn = 0;
+  pref_match(r, p, n, pfx, sfx);
+  return s->nprefs - 1;
+}
+
 /*
 ** A new task record, zeroed, with a copy of key and (if payload is not
-** NULL) of payload and of the nfns function hashes at fns, all in one
-** allocation.  NULL when out of memory.
+** NULL) of payload, and the entries of the nfns function hashes at fns
+** (not counted yet: fns_ref), all in one allocation.  NULL when out of
+** memory.
 */
 static task *task_new(dl_sched *s, const char *key, size_t klen,
                       const char *payload, size_t plen, const char *fns,
                       size_t nfns) {
-  size_t n = sizeof(task) + klen + 1;
+  size_t n, i;
   task *t;
   char *p;
+  size_t pfx = 0, sfx = 0;
+  int ref = 0, fnpref = 0;
   if (klen > UINT32_MAX || (payload && plen > UINT32_MAX)) return NULL;
-  if (payload) n += plen;
-  n += nfns * 16;
+  if (payload) {
+    ref = pref_cut(s, payload, plen, fns, nfns, &pfx, &sfx);
+    payload += pfx;
+    plen -= pfx + sfx;
+    /* The one function of a map's tasks is their reference's: found by
+       its hash when needed (the task's count keeps the entry), not
+       pointed at, 8 bytes a task less.  Only for an entry that exists
+       now: the count must be the task's. */
+    if (nfns == 1 && s->nprefs > ref && s->prefs[ref].hasfn &&
+        memcmp(s->prefs[ref].fnhash, fns, 16) == 0) {
+      struct pref *r = &s->prefs[ref];
+      if (r->nfn == 0) r->fn = dl_map_get(&s->fns, fns, 16);
+      fnpref = r->fn != NULL;
+    }
+  }
+  n = tfns_at(klen, payload ? plen : 0) +
+      (fnpref ? 0 : nfns * sizeof(fnentry *));
   t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
@@ -908,26 +1077,33 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   if (payload) {
     memcpy(p, payload, plen);
     t->plen = (uint32_t)plen;
+    t->pfx = (unsigned)pfx;
+    t->sfx = (unsigned)sfx;
+    t->pref = (unsigned)ref;
     p += plen;
   } else {
     t->scattered = 1;
   }
-  if (nfns) {
-    memcpy(p, fns, nfns * 16);
-    t->nfns = (int)nfns;
-  }
+  t->nfns = (int)nfns;
+  t->fnpref = (unsigned)fnpref;
+  if (fnpref) s->prefs[ref].nfn++;
+  for (i = 0; !fnpref && i < nfns; i++)
+    tfns(t)[i] = dl_map_get(&s->fns, fns + 16 * i, 16);
   return t;
 }
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
-  return sizeof(task) + t->klen + 1 + t->plen + (size_t)t->nfns * 16;
+  return tfns_at(t->klen, t->plen) +
+         (t->fnpref ? 0 : (size_t)t->nfns * sizeof(fnentry *));
 }
 
 static void task_free(dl_sched *s, task *t) {
   fns_unref(s, t);
-  s->kept -= t->inlen;
-  if (t->inl) dl_slab_free(&s->slab, t->inl, (size_t)t->inlen + 1);
+  if (t->fnpref) s->prefs[t->pref].nfn--;
+  s->kept -= tinlen(t);
+  if (t->inlen && !(t->inlen & INL_SMALL))
+    dl_slab_free(&s->slab, t->inl.p, (size_t)t->inlen + 1);
   if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
   if (t->dcap > 1)
     dl_slab_free(&s->slab, t->dependents.many,
@@ -1068,10 +1244,11 @@ static int restore(dl_sched *s, task *x) {
   if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
   {
     dl_msg_store m;
+    char buf[IN_HEAD + IN_TAIL];
     m.key = tkey(x);
     m.klen = x->klen;
-    m.bytes = x->inl;
-    m.blen = x->inlen;
+    m.bytes = tinl(s, x, buf);
+    m.blen = tinlen(x);
     dl_put_store(b, &m);
   }
   set_state(s, x, T_PROCESSING);
@@ -1088,7 +1265,7 @@ static void need(dl_sched *s, task *t) {
     task *x = s->stack[--s->nstack];
     int i, failed = 0;
     if (x->state != T_RELEASED) continue;
-    if (x->inl && restore(s, x)) continue;
+    if (x->inlen && restore(s, x)) continue;
     if (tpay(x) == NULL) { /* scattered data cannot be recomputed */
       dl_buf e;
       dl_buf_init(&e);
@@ -1144,6 +1321,38 @@ static int who_add(task *t, int wid) {
   return 0;
 }
 
+static const char *tinl(const dl_sched *s, const task *t,
+                        char buf[IN_HEAD + IN_TAIL]) {
+  size_t n = tinlen(t);
+  if (n == 0) return NULL;
+  if (!(t->inlen & INL_SMALL)) return t->inl.p;
+  memcpy(buf, s->ihead, IN_HEAD);
+  memcpy(buf + IN_HEAD, t->inl.tail, n - IN_HEAD);
+  return buf;
+}
+
+/* Keep a copy of t's result (ilen bytes at inl, 0 < ilen), in the record
+   when it is small (see IN_HEAD); nothing is kept when out of memory. */
+static void keep(dl_sched *s, task *t, const char *inl, size_t ilen) {
+  if (ilen >= INL_SMALL) return;
+  if (s->nihead == 0 && ilen >= IN_HEAD) {
+    memcpy(s->ihead, inl, IN_HEAD);
+    s->nihead = IN_HEAD;
+  }
+  if (s->nihead && ilen >= IN_HEAD && ilen - IN_HEAD <= IN_TAIL &&
+      memcmp(inl, s->ihead, IN_HEAD) == 0) {
+    memcpy(t->inl.tail, inl + IN_HEAD, ilen - IN_HEAD);
+    t->inlen = (uint32_t)ilen | INL_SMALL;
+  } else {
+    t->inl.p = dl_slab_alloc(&s->slab, ilen + 1);
+    if (t->inl.p == NULL) return;
+    memcpy(t->inl.p, inl, ilen);
+    t->inl.p[ilen] = '\0';
+    t->inlen = (uint32_t)ilen;
+  }
+  s->kept += ilen;
+}
+
 /* The result of t is in memory on worker wid. */
 static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
                      const char *inl, size_t ilen) {
@@ -1153,16 +1362,14 @@ static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
   t->nbytes = nbytes;
   t->processing_on = -1;
   set_state(s, t, T_MEMORY);
-  if (ilen && t->inl == NULL && s->kept + ilen <= KEEP_MAX &&
-      ilen < UINT32_MAX &&
-      (t->inl = dl_slab_alloc(&s->slab, ilen + 1)) != NULL) {
-    memcpy(t->inl, inl, ilen);
-    t->inl[ilen] = '\0';
-    t->inlen = ilen;
-    s->kept += ilen;
+  if (ilen && t->inlen == 0 && s->kept + ilen <= KEEP_MAX)
+    keep(s, t, inl, ilen);
+  if (ilen == 0 && t->inlen) {
+    char buf[IN_HEAD + IN_TAIL];
+    notify_done_inline(s, t, tinl(s, t, buf), tinlen(t));
+  } else {
+    notify_done_inline(s, t, inl, ilen);
   }
-  if (ilen == 0 && t->inl) notify_done_inline(s, t, t->inl, t->inlen);
-  else notify_done_inline(s, t, inl, ilen);
   for (i = 0; i < t->ndependents; i++) {
     task *y = tdependents(t)[i];
     if (y->state == T_WAITING && --y->waiting == 0) make_ready(s, y);
@@ -1225,12 +1432,13 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   dl_buf *b = wout(s, w->info.id);
   int i, j;
   if (b == NULL) return;
+  s->fnbuf.len = 0;
   for (i = 0; i < t->nfns; i++) {
-    const unsigned char *h = tfns(t) + 16 * i;
-    fnentry *f;
-    if (dl_map_get(&w->fns_sent, (const char *)h, 16)) continue;
-    f = dl_map_get(&s->fns, (const char *)h, 16);
-    if (f == NULL) continue; /* the worker will report it unknown */
+    fnentry *f = tfn(s, t, i);
+    static const unsigned char none[16]; /* the worker reports it unknown */
+    dl_buf_put(&s->fnbuf, f ? f->hash : none, 16);
+    if (f == NULL || dl_map_get(&w->fns_sent, (const char *)f->hash, 16))
+      continue;
     dl_put_func_msg(b, DL_M_FUNC, f->hash, f->code, f->len);
     dl_map_put(&w->fns_sent, (const char *)f->hash, 16, f);
   }
@@ -1238,10 +1446,22 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     dl_msg_compute m;
     m.key = tkey(t);
     m.klen = t->klen;
-    m.prio = t->prio;
+    m.prio = tprio(t);
     m.timeout_ms = tx(t)->timeout_ms;
+    if (t->pfx || t->sfx) {
+      const struct pref *r = &s->prefs[t->pref];
+      m.head = r->head;
+      m.hlen = t->pfx;
+      m.tail = r->tail + r->ntail - t->sfx;
+      m.tlen = t->sfx;
+    } else {
+      m.head = m.tail = NULL;
+      m.hlen = m.tlen = 0;
+    }
     m.payload = tpay(t);
     m.plen = t->plen;
+    m.fns = s->fnbuf.p;
+    m.nfns = (uint64_t)t->nfns;
     m.ndeps = (uint64_t)t->ndeps;
     dl_put_compute(b, &m);
   }
@@ -1477,6 +1697,8 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s->heap);
   dl_free(s->run);
   dl_free(s->stack);
+  dl_free(s->prefs);
+  dl_buf_free(&s->fnbuf);
   dl_slab_destroy(&s->slab);
   dl_free(s);
 }
@@ -1836,17 +2058,22 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t = task_new(s, m.key, m.klen, m.payload ? m.payload : "", m.plen, m.fns,
                (size_t)m.nfns);
   if (t == NULL) return DL_ENOMEM;
-  t->prio = m.prio;
-  t->order = m.order;
+  t->prio = (int32_t)m.prio;
+  t->order = (int32_t)m.order;
+  t->wide = t->prio != m.prio || t->order != m.order;
   t->seq = s->seq++;
-  if ((m.retries || m.timeout_ms || (m.nworkers && !m.allow_other)) &&
+  if ((t->wide || m.retries || m.timeout_ms ||
+       (m.nworkers && !m.allow_other)) &&
       task_xw(s, t) == NULL) {
+    if (t->fnpref) s->prefs[t->pref].nfn--;
     dl_slab_free(&s->slab, t, task_size(t)); /* nothing else is made yet */
     return DL_ENOMEM;
   }
   if (t->x) {
     t->x->retries = (int)(m.retries > 1000 ? 1000 : m.retries);
     t->x->timeout_ms = (uint32_t)m.timeout_ms;
+    t->x->prio = m.prio;
+    t->x->order = m.order;
   }
   t->processing_on = -1;
   want_add(s, t);

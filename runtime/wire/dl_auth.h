@@ -38,8 +38,11 @@
 
 #include "dl_buf.h"
 
-/* The wire version this build speaks; bumped when any message changes. */
-#define DL_AUTH_WIRE 3
+/* The wire version this build speaks; bumped when any message changes.
+   4: a future in a task's payload is its position in the task's
+   inputs, not its key (dl_w_future_decode), and a function its position
+   in the task's functions, which COMPUTE carries (fn_get_at). */
+#define DL_AUTH_WIRE 4
 /* Environment variable that may hold the token (instead of a file). */
 #define DL_TOKEN_ENV "DLUA_TOKEN"
 /* A token is 16 to DL_TOKEN_MAX bytes (trailing white space not counted). */

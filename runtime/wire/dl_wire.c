@@ -35,7 +35,7 @@ int dl_get_err_rec(const char *p, size_t n, dl_err_rec *e) {
 }
 
 void dl_put_shared_at(dl_buf *b, const dl_shared_at *sa) {
-  unsigned char t[60]; /* six varints of at most 10 bytes: never grows */
+  unsigned char t[90]; /* nine varints of at most 10 bytes: never grows */
   dl_buf f;
   f.p = (char *)t;
   f.len = 0;

@@ -520,9 +520,11 @@ static inline int dl_get_stolen(dl_rd *r, dl_msg_stolen *m) {
 
 /*
 ** COMPUTE: str key, sv prio, uv timeout_ms (0 = none), str payload (the
-** codec's bytes of the task), ndeps{str depkey, nwho{uv worker id}} (each
-** input and the workers holding it).  Any FUNC the payload names comes
-** before it in the same connection.
+** codec's bytes of the task), nfns{h16 hash} (the functions the payload
+** names by their position here), ndeps{str depkey, nwho{uv worker id}}
+** (each input and the workers holding it; the payload's futures are
+** positions here).  Any FUNC the payload names comes before it in the
+** same connection.
 **
 ** Put: dl_put_compute, then for each input dl_put_compute_dep and nwho
 ** dl_put_id.  Get: dl_get_compute checks the whole message; walk m.deps
@@ -530,9 +532,13 @@ static inline int dl_get_stolen(dl_rd *r, dl_msg_stolen *m) {
 */
 typedef struct dl_msg_compute {
   const char *key, *payload;
-  size_t klen, plen;
+  const char *fns; /* nfns hashes, 16 bytes each */
+  const char *head; /* put only: hlen bytes that come before payload's */
+  const char *tail; /* and tlen that come after them (the sender kept
+                       the payload without them) */
+  size_t klen, plen, hlen, tlen;
   int64_t prio;
-  uint64_t timeout_ms, ndeps;
+  uint64_t timeout_ms, nfns, ndeps;
   dl_rd deps;
 } dl_msg_compute;
 
@@ -541,7 +547,12 @@ static inline void dl_put_compute(dl_buf *b, const dl_msg_compute *m) {
   dl_buf_str(b, m->key, m->klen);
   dl_buf_sv(b, m->prio);
   dl_buf_uv(b, m->timeout_ms);
-  dl_buf_str(b, m->payload, m->plen);
+  dl_buf_uv(b, m->hlen + m->plen + m->tlen);
+  dl_buf_put(b, m->head, m->hlen);
+  dl_buf_put(b, m->payload, m->plen);
+  dl_buf_put(b, m->tail, m->tlen);
+  dl_buf_uv(b, m->nfns);
+  dl_buf_put(b, m->fns, 16 * (size_t)m->nfns);
   dl_buf_uv(b, m->ndeps);
 }
 static inline void dl_put_compute_dep(dl_buf *b, const char *k, size_t kl,
@@ -561,6 +572,8 @@ static inline int dl_get_compute(dl_rd *r, dl_msg_compute *m) {
   size_t kl;
   if (dl_rd_str(r, &m->key, &m->klen) || dl_rd_sv(r, &m->prio) ||
       dl_rd_uv(r, &m->timeout_ms) || dl_rd_str(r, &m->payload, &m->plen) ||
+      dl_rd_uv(r, &m->nfns) || m->nfns > dl_rd_left(r) / 16 ||
+      dl_rd_bytes(r, 16 * (size_t)m->nfns, &m->fns) ||
       dl_rd_uv(r, &m->ndeps) || m->ndeps > dl_rd_left(r))
     return DL_EPROTO;
   m->deps.p = r->p;
@@ -723,7 +736,8 @@ void dl_put_data_shared(dl_buf *b, unsigned type, uint64_t reqid,
 int dl_shared_at_read(const char *p, size_t n, dl_shared_at *sa);
 
 /* Map the block sa names (dl_mem_map): its start, to free with dl_free;
-   the value is at start + sa->off.  NULL if it cannot be mapped. */
+   the value is at start + sa->off.  NULL if it cannot be mapped (errno
+   EPERM where reading the holder's memory was refused). */
 const char *dl_shared_at_map(const dl_shared_at *sa);
 
 /* ------------------------------------------------ client -> scheduler */

@@ -83,7 +83,20 @@ int dl_w_fn_get(void *ud, const unsigned char hash[16], const char **code,
   return 0;
 }
 
-static const dl_fnsource fnsource = {dl_w_fn_get, NULL};
+/* The functions of the task whose payload run_task decodes (its
+   COMPUTE's hashes), or none. */
+static const char *infns;
+static uint64_t ninfns;
+
+/* The function at position at of that task's, for the decoder. */
+static int fn_get_at(void *ud, uint64_t at, const unsigned char **hash,
+                     const char **code, size_t *len) {
+  if (at >= ninfns) return -1;
+  *hash = (const unsigned char *)infns + 16 * at;
+  return dl_w_fn_get(ud, *hash, code, len);
+}
+
+static const dl_fnsource fnsource = {dl_w_fn_get, NULL, fn_get_at};
 
 /* On the executor, between tasks: free the bytecode no task needs. */
 void dl_w_fns_reap(void) {
@@ -105,12 +118,77 @@ void dl_w_fns_reap(void) {
 static void blob_hold(void *b) { atomic_fetch_add(&((blob *)b)->refs, 1); }
 static void blob_drop(void *b) { dl_w_blob_unref(b); }
 
-/* Futures in a task's arguments decode as their values. */
-int dl_w_future_decode(lua_State *L, const char *p, size_t n, void *ctx) {
+/*
+** The inputs of the task whose payload run_task decodes: keys borrowed
+** from its COMPUTE (wtask.deps), in its order; none (n 0) otherwise.  Up
+** to INDEPS of them in static arrays, more in arrays made for the task
+** (unindex_deps frees them).
+*/
+#define INDEPS 64
+static const char *indeps_k[INDEPS];
+static size_t indeps_kl[INDEPS];
+static struct {
+  const char **k;
+  size_t *kl;
+  uint64_t n;
+} indeps;
+
+/* Index t's inputs into indeps.  0, or -1 when out of memory. */
+static int index_deps(const wtask *t) {
+  dl_rd r;
+  uint64_t i, j, nwho, id;
+  indeps.n = 0;
+  indeps.k = indeps_k;
+  indeps.kl = indeps_kl;
+  if (t->ndeps > INDEPS) {
+    indeps.k = dl_realloc(NULL, sizeof *indeps.k * t->ndeps);
+    indeps.kl = dl_realloc(NULL, sizeof *indeps.kl * t->ndeps);
+    if (indeps.k == NULL || indeps.kl == NULL) return -1;
+  }
+  dl_rd_init(&r, t->deps, t->dlen);
+  for (i = 0; i < t->ndeps; i++) {
+    /* checked when the COMPUTE came (dl_get_compute) */
+    if (dl_get_compute_dep(&r, &indeps.k[i], &indeps.kl[i], &nwho)) break;
+    for (j = 0; j < nwho; j++)
+      if (dl_get_id(&r, &id)) break;
+  }
+  indeps.n = i;
+  return 0;
+}
+
+/* The task's payload is decoded: forget its inputs. */
+static void unindex_deps(void) {
+  if (indeps.k != indeps_k) dl_free((void *)indeps.k);
+  if (indeps.kl != indeps_kl) dl_free(indeps.kl);
+  indeps.k = indeps_k;
+  indeps.kl = indeps_kl;
+  indeps.n = 0;
+}
+
+/*
+** Futures in a task's arguments decode as their values.  A future
+** travels as the position of its input in the task's list (a varint: the
+** client's future_encode), not as its key: a sum of 8 futures was 385
+** bytes of payload, kept by the scheduler for the task's life, 336 of
+** them its inputs' keys, which the task's list of inputs names anyway.
+*/
+int dl_w_future_decode(lua_State *L, const char *ip, size_t in, void *ctx) {
   blob *b;
   char err[256];
   int rc;
+  dl_rd ir;
+  uint64_t i;
+  const char *p;
+  size_t n;
   (void)ctx;
+  dl_rd_init(&ir, ip, in);
+  if (dl_rd_uv(&ir, &i) || ir.p != ir.end || i >= indeps.n) {
+    fprintf(stderr, "dlua worker %d: a future names an input the task "
+            "does not have\n", W.id);
+    return -1;
+  }
+  p = indeps.k[i];
+  n = indeps.kl[i];
   if (!lua_checkstack(L, 4)) return -1;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
   lua_pushlstring(L, p, n);
@@ -789,7 +867,16 @@ static void run_task(lua_State *L, wtask *t) {
   dl_dec_opts dopt = {0, &fnsource, NULL};
   parked *pk;
   lua_State *co;
-  rc = dl_codec_decode(L, t->payload, t->plen, &dopt, err, sizeof err);
+  if (index_deps(t)) {
+    rc = -1;
+    snprintf(err, sizeof err, "out of memory");
+  } else {
+    infns = t->fns;
+    ninfns = t->nfns;
+    rc = dl_codec_decode(L, t->payload, t->plen, &dopt, err, sizeof err);
+    ninfns = 0;
+  }
+  unindex_deps();
   if (rc || !lua_istable(L, -1)) {
     char msg[700];
     snprintf(msg, sizeof msg, "cannot load task '%s': %s", t->key,
@@ -888,8 +975,11 @@ static void cycle_parked(const char *p, size_t n) {
 
 /* A new task record holding copies of key and payload, or NULL. */
 wtask *dl_w_task_new(const char *key, size_t klen, const char *payload,
-                     size_t plen) {
-  wtask *t = dl_realloc(NULL, sizeof *t + klen + 1 + plen);
+                     size_t plen, const char *fns, uint64_t nfns,
+                     const dl_rd *deps, uint64_t ndeps) {
+  size_t dlen = (size_t)(deps->end - deps->p);
+  wtask *t = dl_realloc(NULL, sizeof *t + klen + 1 + plen + 16 * nfns +
+                                  dlen);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
   t->key = t->mem;
@@ -899,6 +989,13 @@ wtask *dl_w_task_new(const char *key, size_t klen, const char *payload,
   t->payload = t->mem + klen + 1;
   t->plen = plen;
   memcpy(t->payload, payload, plen);
+  t->fns = t->payload + plen;
+  t->nfns = nfns;
+  if (nfns) memcpy(t->fns, fns, 16 * nfns);
+  t->deps = t->fns + 16 * nfns;
+  t->dlen = dlen;
+  t->ndeps = ndeps;
+  if (dlen) memcpy(t->deps, deps->p, dlen);
   return t;
 }
 
@@ -1264,12 +1361,6 @@ int dl_w_setup_state(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "dlua.coord");
   lua_call(L, 1, 0);
-  /* Generational collection, as the client's state (dlua.c): a task's
-     garbage dies young, and a minor collection costs a few microseconds
-     where an incremental cycle's atomic step walked every library table
-     in one go (bench b: the round trips after 20 and 24 tasks took
-     4-5x the median, each time). */
-  lua_gc(L, LUA_GCGEN, 0, 0);
   return 0;
 }
 

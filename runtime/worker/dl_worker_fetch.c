@@ -121,11 +121,14 @@ static void fetch_next(fetch *f) {
     int id = f->who[f->tried++];
     dl_conn *c = peer_conn(id);
     if (c) {
+      /* Over TCP the peer may be on another host, and with
+         DLUA_SHARE_MEMORY=0 nothing of a peer's can be read: bytes, and
+         no memfd made for us.  A peer whose memory we may not read is
+         asked for a memfd at once. */
+      int how = f->plain || W.remote || !dl_mem_sharing() ? 0
+                : f->filed || W.read_refused ? 2 : 1;
       f->peer = id;
-      /* Over TCP the peer may be on another host: bytes, not pages. */
-      dl_put_get(dl_conn_msg(c),
-                 f->plain || W.remote ? 0 : f->filed ? 2 : 1, 0, f->key,
-                 f->klen);
+      dl_put_get(dl_conn_msg(c), how, 0, f->key, f->klen);
       return;
     }
   }
@@ -147,10 +150,14 @@ static void announce_copy(const char *key, size_t klen, size_t nbytes) {
 }
 
 /* Map a peer's block, or copy it out of the peer, and store the value in
-   it: 0, or -1 if it cannot be had so. */
+   it: 0, or -1 if it cannot be had so, or 1 if reading the peer's memory
+   (a block named by its address) was refused. */
 static int take_shared(const dl_shared_at *sa, const char *key, size_t klen) {
-  const char *m = W.map_shared(sa);
-  if (m == NULL) return -1;
+  const char *m;
+  errno = 0;
+  m = W.map_shared(sa);
+  if (m == NULL)
+    return sa->ref.fd == DL_MEM_NOFD && errno == EPERM ? 1 : -1;
   if (dl_w_store_take(key, klen, (char *)m, (char *)m + sa->off, (size_t)sa->len))
     return -1; /* the mapping was freed with the failure */
   announce_copy(key, klen, (size_t)sa->len);
@@ -175,16 +182,23 @@ void dl_w_on_peer_frame(dl_conn *c, const char *p, size_t n) {
     bytes = m.bytes;
     blen = m.blen;
     f = dl_map_get(&W.fetches, key, klen);
-    if (f == NULL) continue;
+    /* Only the answer of the peer asked now moves f on: another peer's
+       (asked before, or never) would make f skip a peer, or ask the one
+       before the first again (who[-1]). */
+    if (f == NULL || !f->active || f->tried == 0 ||
+        f->peer != (int)(intptr_t)c->data)
+      continue;
     if (found == 2) {
       dl_shared_at sa;
-      if (dl_shared_at_read(bytes, blen, &sa) == 0 &&
-          take_shared(&sa, key, klen) == 0) {
+      int ok = dl_shared_at_read(bytes, blen, &sa) == 0, rc = -1;
+      if (ok) rc = take_shared(&sa, key, klen);
+      if (rc == 0) {
         atomic_fetch_add(&W.xfer_in, sa.len);
         fetch_done(f);
         dl_w_io_relieve();
       } else { /* ask the same peer again: for a memfd, else the bytes */
-        if (sa.ref.fd == DL_MEM_NOFD && !f->filed) f->filed = 1;
+        if (rc == 1) W.read_refused = 1;
+        if (ok && sa.ref.fd == DL_MEM_NOFD && !f->filed) f->filed = 1;
         else f->plain = 1;
         f->tried--;
         fetch_next(f);

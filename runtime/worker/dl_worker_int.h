@@ -97,6 +97,15 @@ struct wtask {
   size_t klen;
   char *payload;
   size_t plen;
+  char *fns; /* its functions' hashes (nfns, 16 bytes each): the payload
+                names them by position (fn_get_at) */
+  uint64_t nfns;
+  /* Its inputs as COMPUTE listed them (the part of the message after
+     ndeps, checked by dl_get_compute): a future in the payload names its
+     input by its position here (dl_w_future_decode). */
+  char *deps;
+  size_t dlen;
+  uint64_t ndeps;
   uint32_t timeout_ms;
   int64_t prio; /* higher runs first; equal ones in arrival order */
   int missing; /* inputs still being fetched */
@@ -224,8 +233,14 @@ typedef struct worker {
   uint64_t beat_spill_out;
   struct dl_prof *prof; /* the tasks' profile, or NULL when off
                            (dl_worker_prof.c) */
+  /* (io) Reading a peer's block by its address was refused once (errno
+     EPERM from map_shared: a ptrace policy, which refuses every sibling
+     alike): fetches ask for memfds (GETF) from then on, instead of paying
+     one refused read and one more round trip per value. */
+  int read_refused;
   /* Seams that tests and fuzzers replace: connect to a peer's address,
-     and map a peer's shared block. */
+     and map a peer's shared block (errno EPERM where the read was
+     refused, as dl_mem_map). */
   int (*connect)(dl_conn *c, const char *addr);
   const char *(*map_shared)(const dl_shared_at *sa);
 } worker;
@@ -268,7 +283,8 @@ void dl_w_fns_reap(void);
 int dl_w_future_decode(lua_State *L, const char *p, size_t n, void *ctx);
 void dl_w_interrupt_hook(lua_State *L, lua_Debug *ar);
 wtask *dl_w_task_new(const char *key, size_t klen, const char *payload,
-                     size_t plen);
+                     size_t plen, const char *fns, uint64_t nfns,
+                     const dl_rd *deps, uint64_t ndeps);
 void dl_w_task_free(wtask *t);
 void dl_w_exec_main(void *arg);
 int dl_w_setup_state(lua_State *L);

@@ -84,7 +84,8 @@ int dl_w_on_compute(dl_rd *r) {
   wtask *t;
   int rc = DL_EPROTO;
   if (dl_get_compute(r, &m)) return DL_EPROTO;
-  t = dl_w_task_new(m.key, m.klen, m.payload, m.plen);
+  t = dl_w_task_new(m.key, m.klen, m.payload, m.plen, m.fns, m.nfns,
+                    &m.deps, m.ndeps);
   if (t == NULL) return DL_ENOMEM;
   t->timeout_ms = (uint32_t)m.timeout_ms;
   t->prio = m.prio;

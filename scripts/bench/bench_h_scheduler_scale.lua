@@ -20,21 +20,25 @@
 --   build/dlua scripts/bench/bench_h_scheduler_scale.lua
 -- Where the bytes of peak_rss_growth_per_task go (futures mode, N = 1M,
 -- 1.14M tasks, 20-byte keys; sizeof from gdb, /proc/self/smaps and
--- collectgarbage("count") at the end of the run, which is the peak):
---   per inc future: Lua userdata 80 (72 + malloc's header), its array
---     slot 16, the bench's own seq slot 17; client record 64 (43 + key,
---     dl_client.h, on a slab) and its map slot 16 (8-byte dl_imap
---     slots, 2M slots for 1.14M keys); the scheduler's task 232 (a
---     144-byte record + key + 49-byte payload + function hash, on a
---     slab; retries, restrictions, errors and the like in a task_x made
---     only when set), its inline-result copy 16 and its map slot 16.
---     About 460 B.
---   the tree (143k sum tasks): their records (their payloads name 8
---     keys: ~380 B each) and deps arrays (64 B), their futures; the
---     rest is the scheduler thread's malloc arena (~19 MB), a few big
---     arrays (6 MB: the ready queue's) and Lua garbage (~15 MB).
---   At the peak (smaps): slabs 400 MB (tasks, records), Lua 131 MB (32
---   of them the seq and parts arrays), maps 32 MB, other malloc 30 MB.
+-- collectgarbage("count") at the end of the run, which is the peak:
+-- every future is still alive there, garbage but not collected):
+--   per inc future: Lua userdata 48 (no user value: an anchor table
+--     holds the client), its array slot 16, the bench's own seq slot 16;
+--     client record 56 (35 + key, dl_client.h: a small result keeps the 8
+--     bytes after the head all values share) and its map slot 16; the
+--     scheduler's task 160 (a 136-byte record + key + the 1 to 3 bytes
+--     of its payload that its reference payload does not share, on a
+--     slab; its function found through the reference, the kept result
+--     in the record) and its map slot 16.  About 330 B.
+--   the tree (143k sum tasks): their records (payload none: each future
+--     is its position among the task's inputs, the type name written
+--     once) and deps arrays (64 B), their futures; the rest is the ready
+--     queue's two arrays (8 MB each, empty at the end but touched) and
+--     Lua's other bytes (~4 MB).
+--   At the peak (smaps, before the last step): slabs 258 MB (tasks,
+--   records), mimalloc 121 MB
+--   (Lua 94 MB: 55 of it the userdata, 34 the seq and parts arrays; the
+--   two maps 32 MB), dl_mem's shared blocks 15 MB (the ready queue).
 --   1,365 B before userdata futures, 1,104 B after; 1,002 B with the
 --   one-allocation task; 980 B on 7d8e619; 840 B with 24-byte map slots,
 --   slab-allocated records and a 272-byte task (loaded 2-vCPU machine);
@@ -44,12 +48,29 @@
 --   with dl_imap, 599 B with arrays for the processing lists (152-byte
 --   task), 590 B with a 64-byte client record, 582 B with one dependent
 --   in the task, 573 B with a 144-byte task, 544 B with 8-byte map
---   slots.
---   Left to do for the 300 B bar: the payload (the function's hash is
---   in it and in fns; a sum's payload repeats its 8 dependency keys), the
---   key stored twice in one process (client record and task), a future
---   userdata without its user value (it must still keep its client
---   alive), fns as pointers to the function entries (8 B).
+--   slots.  Then (two runs each, one VM): 533/539 B re-measured; 492/492
+--   with futures holding their client through the anchor table (80 ->
+--   48-byte userdata); 467/466 with a future in a payload as its position
+--   among the task's inputs (wire 4; a sum's payload 385 -> 169 B);
+--   452/450 with the kept result in the task record; 440/444 with a
+--   function as its position among the task's (an inc's payload 49 -> 34
+--   B); 432/431 with function entry pointers in the task (8 B, not the
+--   16-byte hash); 421/424 with a custom type's name written once per run
+--   of its values (a sum's payload 169 -> 85 B); 417/421 with a 136-byte
+--   task (32-bit prio and order, one-bit flags); 399/400 with payloads
+--   kept without the codec's header; 395/392 with a 56-byte client
+--   record; 361/367 with reference payloads (a task keeps only the middle
+--   of its payload); 356/357/355 with a map's one function found through
+--   the reference (no pointer in the task).  Against 6a69a1c, alternating
+--   runs on one VM: futures 533/541/538 -> 360/358/358 B, client process
+--   user CPU 3.04-3.18 -> 3.03-3.10 s; delayed 1,121 B (5 runs) -> 978 to
+--   981 B, user CPU 6.56 -> 6.51 s (means of 5).
+--   Left to do for the 300 B bar: the key stored twice in one process
+--   (client record and task: 42 B), the two map slots (32 B: power-of-two
+--   tables at 55% load), the ready queue's two arrays (16 MB: 14 B; the
+--   heap fills with stolen tasks, and dl_mem keeps a freed big block's
+--   pages), the userdata's 16-byte body (8 would make it 40 B), the
+--   client record's client pointer (8 B), the task record's 136 B.
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8

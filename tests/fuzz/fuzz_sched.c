@@ -5,8 +5,9 @@
 **
 ** Built with -DDL_FUZZ_SEEDGEN it writes a few meaningful inputs (a graph
 ** submitted, run, failed, a worker lost; bytecode dropped and sent again;
-** workers paused, silent, pinned to; two clients, one leaving; profiles)
-** into the directory argv[1].
+** workers paused, silent, pinned to; two clients, one leaving; profiles;
+** gathers as bytes, as blocks to read and as memfds, GATHER / GATHERS /
+** GATHERF, and the worker's answers) into the directory argv[1].
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +194,50 @@ int main(int argc, char **argv) {
     rec(&in, 4, &f);
     save(argv[1], "profile", &in);
     dl_prof_free(p);
+  }
+  /* Gathers: a value asked for as bytes (GATHER), as a block to read
+     (GATHERS) and as a memfd to map (GATHERF), passed on to worker 1 as
+     GET, GETS and GETF; its answers (bytes, a block named by its address,
+     one on a memfd) go back to the client. */
+  {
+    static const char *const keys[] = {"a-1", "none"};
+    dl_msg_data d;
+    dl_shared_at sa;
+    int how;
+    submit(&f, "a-1", NULL);
+    rec(&in, 0, &f);
+    done(&f, "a-1");
+    rec(&in, 1, &f);
+    for (how = 0; how < 3; how++) {
+      dl_put_gather(&f, how, (uint64_t)how + 1, 2);
+      dl_put_key(&f, keys[0], 3);
+      dl_put_key(&f, keys[1], 4);
+    }
+    rec(&in, 0, &f);
+    memset(&d, 0, sizeof d);
+    d.reqid = 1;
+    d.key = "a-1";
+    d.klen = 3;
+    d.found = 1;
+    d.bytes = "value";
+    d.blen = 5;
+    dl_put_data(&f, DL_M_DATA, &d);
+    memset(&sa, 0, sizeof sa);
+    sa.pid = 4242;
+    sa.ref.fd = DL_MEM_NOFD;
+    sa.ref.size = 8192;
+    sa.ref.addr = 1ull << 32;
+    sa.ref.seal = (1ull << 32) + 16384;
+    sa.ref.cookie = 0x9e3779b97f4a7c15ull;
+    sa.off = 100;
+    sa.len = 5000;
+    dl_put_data_shared(&f, DL_M_DATA, 2, "a-1", 3, &sa);
+    sa.ref.fd = 7;
+    sa.ref.ino = 123456;
+    sa.ref.addr = sa.ref.seal = sa.ref.cookie = 0;
+    dl_put_data_shared(&f, DL_M_DATA, 3, "a-1", 3, &sa);
+    rec(&in, 1, &f);
+    save(argv[1], "gather", &in);
   }
   dl_buf_free(&in);
   dl_buf_free(&f);

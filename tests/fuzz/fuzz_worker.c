@@ -1,14 +1,17 @@
 /*
 ** fuzz_worker.c -- libFuzzer target for the worker's frame decoders:
 ** messages from the scheduler (dl_w_on_sched_frame), DATA answers from peers
-** including found = 2 ones (dl_w_on_peer_frame, dl_shared_at_read), and GET /
-** GETS from peers (dl_w_on_client_frame), in any order, with peer connections
-** closing and the loop turning in between (see worker_driver.h).
+** including found = 2 ones (dl_w_on_peer_frame, dl_shared_at_read: blocks
+** named by a file or by their address, reads refused), and GET / GETS /
+** GETF from peers (dl_w_on_client_frame) and the scheduler, in any order,
+** with peer connections closing and the loop turning in between (see
+** worker_driver.h).
 **
 ** Built with -DDL_FUZZ_SEEDGEN it writes a few meaningful inputs (a value
 ** stored and served, an input fetched from a peer in bytes or as a shared
-** block, a fetch that fails over to another peer, a task cancelled and
-** stolen) into the directory argv[1].
+** block, by a file or by its address, one whose read is refused and asked
+** for as a file, a fetch that fails over to another peer, a task
+** cancelled and stolen) into the directory argv[1].
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +64,8 @@ static void data(dl_buf *f, const char *key, unsigned found,
 }
 
 static void get(dl_buf *f, unsigned type, unsigned reqid, const char *key) {
-  dl_put_get(f, type == DL_M_GETS, reqid, key, strlen(key));
+  dl_put_get(f, type == DL_M_GETF ? 2 : type == DL_M_GETS, reqid, key,
+             strlen(key));
 }
 
 static void save(const char *dir, const char *name, dl_buf *b) {
@@ -91,9 +95,11 @@ int main(int argc, char **argv) {
   rec(&in, 0, &f);
   get(&f, DL_M_GET, 1, "a-1");
   get(&f, DL_M_GETS, 2, "a-1");
-  get(&f, DL_M_GET, 3, "nope");
+  get(&f, DL_M_GETF, 3, "a-1");
+  get(&f, DL_M_GET, 4, "nope");
   rec(&in, 2, &f);
-  get(&f, DL_M_GET, 4, "a-1");
+  get(&f, DL_M_GET, 5, "a-1");
+  get(&f, DL_M_GETF, 6, "a-1");
   key_msg(&f, DL_M_FREE, "a-1");
   rec(&in, 0, &f);
   rec(&in, 4, &f);
@@ -135,6 +141,47 @@ int main(int argc, char **argv) {
   data(&f, "a-1", 1, "value bytes");
   rec(&in, 1, &f);
   save(argv[1], "fetch-plain", &in);
+
+  /* It is named by its address in the peer's memory, and read. */
+  peer_msg(&f, 2, "/w2.sock");
+  compute(&f, "b-1", "a-1", two, 1);
+  rec(&in, 0, &f);
+  memset(&sa, 0, sizeof sa);
+  sa.pid = WDRV_PID;
+  sa.ref.fd = DL_MEM_NOFD;
+  sa.ref.size = 8192;
+  sa.ref.addr = (uint64_t)1 << 32;
+  sa.ref.seal = ((uint64_t)1 << 32) + 8192 * 2;
+  sa.ref.cookie = 0x9e3779b97f4a7c15ull;
+  sa.off = 100;
+  sa.len = 5000;
+  dl_put_data_shared(&f, DL_M_DATA, 0, "a-1", 3, &sa);
+  rec(&in, 1, &f);
+  save(argv[1], "fetch-by-address", &in);
+
+  /* Reading the peer is refused: a-1 is asked for as a file (GETF), which
+     comes; the next input, asked for as a file at once, cannot be mapped
+     and comes as bytes. */
+  peer_msg(&f, 2, "/w2.sock");
+  compute(&f, "b-1", "a-1", two, 1);
+  rec(&in, 0, &f);
+  sa.pid = WDRV_REFUSE_PID;
+  dl_put_data_shared(&f, DL_M_DATA, 0, "a-1", 3, &sa);
+  rec(&in, 1, &f);
+  sa.pid = WDRV_PID;
+  sa.ref.fd = 0; /* a file: the driver's memfd block */
+  sa.ref.addr = sa.ref.seal = sa.ref.cookie = 0;
+  dl_put_data_shared(&f, DL_M_DATA, 0, "a-1", 3, &sa);
+  rec(&in, 1, &f);
+  compute(&f, "c-1", "d-1", two, 1);
+  rec(&in, 0, &f);
+  sa.pid = 77;
+  dl_put_data_shared(&f, DL_M_DATA, 0, "d-1", 3, &sa);
+  rec(&in, 1, &f);
+  data(&f, "d-1", 1, "value bytes");
+  rec(&in, 1, &f);
+  rec(&in, 4, &f);
+  save(argv[1], "fetch-refused", &in);
 
   /* Peer 2 has lost it and peer 3 goes away: the task goes back. */
   peer_msg(&f, 2, "/w2.sock");

@@ -81,9 +81,10 @@ static inline void rclient_sched_frame(const char *p, size_t n) {
       if (news.mapped) abort(); /* this client maps no shared block */
     for (k = 0; k < 2; k++) {
       if (f[k] == NULL) continue;
-      if (f[k]->status == DL_FUT_ERROR && dl_cfut_data(f[k])) {
+      char buf[DL_CFUT_BUF];
+      if (f[k]->status == DL_FUT_ERROR && dl_cfut_data(f[k], buf)) {
         dl_err_rec e;
-        if (dl_get_err_rec(dl_cfut_data(f[k]), f[k]->dlen, &e) == 0 &&
+        if (dl_get_err_rec(dl_cfut_data(f[k], buf), f[k]->dlen, &e) == 0 &&
             (e.mlen > f[k]->dlen || e.wlen > f[k]->dlen))
           abort();
       }

@@ -14,6 +14,7 @@
 /* What a test's task asks for; zero fields mean "none" / "anywhere". */
 typedef struct sm_submit {
   int64_t prio;
+  int64_t order;
   uint64_t retries;
   const void *fn;  /* a 16-byte function hash, or NULL */
   const char *dep; /* one dependency key, or NULL */
@@ -30,7 +31,7 @@ static inline void sm_put_spec(dl_buf *spec, const sm_submit *o) {
   dl_buf_init(&fns);
   dl_buf_init(&deps);
   dl_buf_init(&place);
-  dl_put_submit_opts(&opts, o->prio, 0, o->retries, 0);
+  dl_put_submit_opts(&opts, o->prio, o->order, o->retries, 0);
   if (o->fn) dl_buf_put(&fns, o->fn, 16);
   if (o->dep) dl_put_key(&deps, o->dep, strlen(o->dep));
   if (o->dep && o->dep2) dl_put_key(&deps, o->dep2, strlen(o->dep2));

@@ -11,8 +11,11 @@
 ** two seams are replaced: W.connect opens a socketpair instead of
 ** connecting to the path a PEER message names (the fuzzer must not reach
 ** real sockets), and W.map_shared maps a block of this process when the
-** pid is WDRV_PID (and fails for any other pid), so found = 2 answers can
-** succeed.
+** pid is WDRV_PID (one on a memfd for a ref that names a file, a private
+** one read by its address for a ref that names none) and fails for any
+** other pid, so found = 2 answers can succeed; a ref by address naming
+** WDRV_REFUSE_PID fails as a read that a ptrace policy refuses (EPERM),
+** so the worker's memory of a refusal is driven too.
 **
 ** The input is a sequence of records: one byte saying what happens, two
 ** bytes of length, then that many bytes.  The byte modulo 5 is
@@ -40,6 +43,8 @@
 
 /* The pid that found = 2 answers name to be mapped from this process. */
 #define WDRV_PID 4242
+/* The pid whose memory may not be read (refs by address fail, EPERM). */
+#define WDRV_REFUSE_PID 4343
 
 #include "dl_worker_int.h"
 
@@ -51,6 +56,8 @@ static int wdrv_sched_fd = -1;
 static dl_conn *wdrv_client; /* a peer connected to us, or NULL */
 static dl_mem_ref wdrv_ref;  /* the block WDRV_PID answers lie in */
 static int wdrv_have_ref;
+static dl_mem_ref wdrv_aref; /* the same, for answers by address */
+static int wdrv_have_aref;
 
 /* Open c on one end of a new socketpair; 0 or a libuv-style error. */
 static int wdrv_pair(dl_conn *c, int *far) {
@@ -83,6 +90,18 @@ static void wdrv_client_close(dl_conn *c) {
 
 static const char *wdrv_shared_at_map(const dl_shared_at *sa) {
   dl_mem_ref ref;
+  if (sa->ref.fd == DL_MEM_NOFD) { /* a block to read by its address */
+    if (sa->pid == WDRV_REFUSE_PID) {
+      errno = EPERM;
+      return NULL;
+    }
+    if (!wdrv_have_aref || sa->pid != WDRV_PID ||
+        sa->ref.size > wdrv_aref.size)
+      return NULL;
+    ref = wdrv_aref;
+    ref.size = sa->ref.size; /* read no more than the block has */
+    return dl_mem_map(getpid(), &ref);
+  }
   if (!wdrv_have_ref || sa->pid != WDRV_PID || sa->ref.fd || sa->ref.ino)
     return NULL;
   ref = wdrv_ref;
@@ -132,6 +151,16 @@ static void wdrv_init(void) {
     size_t i;
     for (i = 0; i < DL_MEM_BIG; i++) blk[i] = (char)(i * 7);
     wdrv_have_ref = dl_mem_share(blk, DL_MEM_BIG, &wdrv_ref) == 0;
+  }
+  /* The same pattern in a private block, shared by its address. */
+  dl_mem_private(1);
+  blk = dl_realloc(NULL, DL_MEM_BIG);
+  dl_mem_private(0);
+  if (blk) {
+    size_t i;
+    for (i = 0; i < DL_MEM_BIG; i++) blk[i] = (char)(i * 7);
+    wdrv_have_aref = dl_mem_share(blk, DL_MEM_BIG, &wdrv_aref) == 0 &&
+                     wdrv_aref.fd == DL_MEM_NOFD;
   }
 }
 
@@ -234,6 +263,7 @@ static void wdrv_reset(void) {
   uv_run(&W.loop, UV_RUN_NOWAIT);
   W.sched->out.len = 0;
   W.nextseq = 0;
+  W.read_refused = 0;
 }
 
 /* Run the records in data[0..n) against the worker. */

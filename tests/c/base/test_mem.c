@@ -4,12 +4,14 @@
 ** sharing a block with another process (a memfd mapped, or a private
 ** block read by its address).
 */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -244,19 +246,59 @@ static void test_private_blocks_are_read_by_their_address(void) {
   wrong = ref;
   wrong.cookie ^= 1;
   CHECK(dl_mem_map(pid, &wrong) == NULL); /* the seal does not match */
+  CHECK(errno == ESTALE); /* not a refusal: the next block may be read */
   /* Freed, the block cannot be read, even where the same bytes lie at
      the same address again. */
   CHECK(write(down[1], &c, 1) == 1);
   CHECK(read(up[0], &c, 1) == 1);
   CHECK(dl_mem_map(pid, &ref) == NULL);
+  CHECK(errno == ESTALE);
   CHECK(write(down[1], &c, 1) == 1);
   waitpid(pid, &st, 0);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   CHECK(dl_mem_map(pid, &ref) == NULL); /* nor once its process is gone */
+  CHECK(errno == ESTALE);
   close(up[0]);
   close(up[1]);
   close(down[0]);
   close(down[1]);
+}
+
+/* A read of another process's memory that the system refuses fails
+   with errno EPERM (which the callers remember: every later read would be
+   refused alike).  The reader is a child that may not read this process:
+   one of another user where this runs as root (CAP_SYS_PTRACE would let
+   root read a non-dumpable process), else this process made non-dumpable
+   for the child's read. */
+static void test_a_refused_read_says_eperm(void) {
+  size_t n = 5 * MB;
+  char *p;
+  dl_mem_ref ref;
+  pid_t pid, me = getpid();
+  int st = 0, root = geteuid() == 0;
+  dl_mem_private(1);
+  p = dl_realloc(NULL, n);
+  dl_mem_private(0);
+  CHECK(p != NULL);
+  memset(p, 'r', n);
+  CHECK(dl_mem_share(p, n, &ref) == 0 && ref.fd == DL_MEM_NOFD);
+  if (!root) CHECK(prctl(PR_SET_DUMPABLE, 0) == 0);
+  pid = fork();
+  if (pid == 0) {
+    const char *m;
+    if (root && setuid(65534) != 0) _exit(77);
+    errno = 0;
+    m = dl_mem_map(me, &ref);
+    _exit(m == NULL && errno == EPERM ? 0 : 1);
+  }
+  waitpid(pid, &st, 0);
+  if (!root) prctl(PR_SET_DUMPABLE, 1);
+  CHECK(WIFEXITED(st));
+  if (WEXITSTATUS(st) == 77) /* no other user to be here: nothing shown */
+    printf("# a refused read: no other user to read as\n");
+  else
+    CHECK(WEXITSTATUS(st) == 0);
+  dl_free(p);
 }
 
 static void test_a_gone_process_cannot_be_mapped(void) {
@@ -426,6 +468,7 @@ int main(void) {
   RUN(test_another_process_maps_a_shared_block);
   RUN(test_private_blocks_are_shared_as_files_through_a_copy);
   RUN(test_private_blocks_are_read_by_their_address);
+  RUN(test_a_refused_read_says_eperm);
   RUN(test_a_gone_process_cannot_be_mapped);
   RUN(test_big_blocks_leave_descriptors_for_the_program);
   RUN(test_huge_blocks_are_zeroed_and_not_cached);

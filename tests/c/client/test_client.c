@@ -85,6 +85,7 @@ static void test_refs_and_release(void) {
 static void test_news(void) {
   dl_client c;
   dl_cfut *a, *b, *x;
+  char buf[DL_CFUT_BUF];
   dl_client_init(&c);
   a = dl_client_ref(&c, "a", 1);
   b = dl_client_ref(&c, "b", 1);
@@ -92,19 +93,43 @@ static void test_news(void) {
   CHECK(dl_client_done(&c, "nobody", 6, "v", 1) == 0);
   CHECK(dl_client_done(&c, "a", 1, "\x01\x02", 2) == 0);
   CHECK(a->status == DL_FUT_FINISHED && (a->flags & DL_FUT_VALUE));
-  CHECK(a->dlen == 2 && memcmp(dl_cfut_data(a), "\x01\x02", 2) == 0);
+  CHECK(a->dlen == 2 && memcmp(dl_cfut_data(a, buf), "\x01\x02", 2) == 0);
   CHECK(a->flags & DL_FUT_SMALL); /* in the record: no allocation */
   /* a recomputation's news does not change a finished record */
   CHECK(dl_client_err(&c, "a", 1, DL_ERR_RAISED, "rec", 3) == 0);
   CHECK(a->status == DL_FUT_FINISHED && a->dlen == 2);
   /* lost: pending again, then done without an inline value */
   dl_client_repend(a);
-  CHECK(a->status == DL_FUT_PENDING && dl_cfut_data(a) == NULL && !a->flags);
+  CHECK(a->status == DL_FUT_PENDING && dl_cfut_data(a, buf) == NULL && !a->flags);
   CHECK(dl_client_done(&c, "a", 1, NULL, 0) == 0);
   CHECK(a->status == DL_FUT_FINISHED && !(a->flags & DL_FUT_VALUE));
   CHECK(dl_client_err(&c, "b", 1, DL_ERR_RAISED, "rec", 3) == 0);
   CHECK(b->status == DL_FUT_ERROR && b->kind == DL_ERR_RAISED);
-  CHECK(b->dlen == 3 && memcmp(dl_cfut_data(b), "rec", 3) == 0);
+  CHECK(b->dlen == 3 && memcmp(dl_cfut_data(b, buf), "rec", 3) == 0);
+  {
+    /* Values of 9 to 17 bytes that start as the first such value did
+       keep only what follows those 9 bytes, in the record; the others
+       come back as they are too. */
+    static const char *const vals[] = {"123456789AB", "123456789",
+                                       "123456789ABCDEFGH", "x23456789AB",
+                                       "123456789ABCDEFGHI"};
+    static const int headed[] = {1, 1, 1, 0, 0};
+    dl_cfut *v[5];
+    int i;
+    for (i = 0; i < 5; i++) {
+      char k[8];
+      snprintf(k, sizeof k, "v-%d", i);
+      v[i] = dl_client_ref(&c, k, strlen(k));
+      CHECK(dl_client_done(&c, k, strlen(k), vals[i], strlen(vals[i])) == 0);
+    }
+    for (i = 0; i < 5; i++) {
+      CHECK(v[i]->dlen == strlen(vals[i]));
+      CHECK(memcmp(dl_cfut_data(v[i], buf), vals[i], v[i]->dlen) == 0);
+      CHECK(!(v[i]->flags & DL_FUT_HEAD) == !headed[i]);
+      dl_client_unref(v[i]);
+      dl_client_drop(v[i]);
+    }
+  }
   CHECK(dl_client_err(&c, "x", 1, DL_ERR_CANCELLED, "c", 1) == 0);
   CHECK(x->status == DL_FUT_CANCELLED);
   CHECK(dl_client_done(&c, "x", 1, "v", 1) == 0); /* stays cancelled */

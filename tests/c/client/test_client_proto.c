@@ -3,8 +3,10 @@
 ** peer process that plays the scheduler over a socketpair, speaking only
 ** the wire layer (dl_wire.h): submits with their functions sent once,
 ** batches handed over as they fill, task news, gathers (inline, missing,
-** a shared block mapped from the peer's memory, and one that cannot be
-** mapped and is asked for again), FN_GONE, cancel, releases and close.
+** a shared block mapped from the peer's memory, one that cannot be
+** mapped and is asked for again, and one named by its address whose read
+** is refused: asked for as a file, then files at once), FN_GONE, cancel,
+** releases and close.
 ** No Lua, no libuv, no scheduler: every byte the client sends or reads
 ** crosses a real socket between two processes.
 */
@@ -12,6 +14,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -97,6 +100,26 @@ static void gather_key(dl_buf *out, int shared, uint64_t reqid,
     sa.len = sizeof big_value;
     dl_put_data_shared(out, DL_M_GATHER_REPLY, reqid, k, kl, &sa);
     return;
+  } else if (shared && kl == 4 && memcmp(k, "addr", 4) == 0) {
+    /* A private block: named by its address (GATHERS), or by a memfd
+       copy made now (GATHERF). */
+    static char *blk;
+    dl_shared_at sa;
+    if (blk == NULL) {
+      dl_mem_private(1);
+      blk = dl_realloc(NULL, (size_t)4 << 20); /* kept till exit */
+      dl_mem_private(0);
+      if (blk == NULL) exit(3);
+      memcpy(blk + 100, big_value, sizeof big_value);
+    }
+    if ((shared == 2 ? dl_mem_share_file : dl_mem_share)(blk, 4096, &sa.ref))
+      exit(3);
+    if ((sa.ref.fd == DL_MEM_NOFD) != (shared == 1)) exit(3);
+    sa.pid = (uint64_t)getpid();
+    sa.off = 100;
+    sa.len = sizeof big_value;
+    dl_put_data_shared(out, DL_M_GATHER_REPLY, reqid, k, kl, &sa);
+    return;
   } else if (shared && kl == 3 && memcmp(k, "bad", 3) == 0) {
     dl_shared_at sa; /* a block no process holds */
     memset(&sa, 0, sizeof sa);
@@ -157,15 +180,17 @@ static int peer_batch(dl_rd *r, dl_buf *out) {
       dl_msg_key m;
       if (dl_get_key_msg(r, &m)) return -1;
       logf_(type == DL_M_RELEASE ? "R:" : "C:", m.key, m.klen);
-    } else if (type == DL_M_GATHER || type == DL_M_GATHERS) {
+    } else if (type == DL_M_GATHER || type == DL_M_GATHERS ||
+               type == DL_M_GATHERF) {
+      int shared = type == DL_M_GATHERF ? 2 : type == DL_M_GATHERS;
       dl_msg_gather m;
       const char *k;
       size_t kl;
       if (dl_get_gather(r, &m)) return -1;
       while (dl_rd_left(&m.keys)) {
         if (dl_get_key(&m.keys, &k, &kl)) return -1;
-        logf_(type == DL_M_GATHERS ? "GS:" : "G:", k, kl);
-        gather_key(out, type == DL_M_GATHERS, m.reqid, k, kl);
+        logf_(shared == 2 ? "GF:" : shared ? "GS:" : "G:", k, kl);
+        gather_key(out, shared, m.reqid, k, kl);
       }
     } else if (type == DL_M_SCATTER) {
       dl_msg_scatter m;
@@ -323,7 +348,7 @@ static void test_against_peer(void) {
   CHECK(s.n == 0 && s.count == 2);
   CHECK(inc1->status == DL_FUT_FINISHED && (inc1->flags & DL_FUT_VALUE));
   CHECK(inc1->dlen == 27 &&
-        memcmp(dl_cfut_data(inc1), "payload-1 of the first task", 27) == 0);
+        memcmp(dl_cfut_data(inc1, NULL), "payload-1 of the first task", 27) == 0);
   CHECK(!(inc1->flags & DL_FUT_SMALL)); /* 27 bytes: an allocation */
   CHECK(err1->status == DL_FUT_ERROR && err1->kind == DL_ERR_RAISED);
 
@@ -369,6 +394,23 @@ static void test_against_peer(void) {
   drain(&c, &l, &s);
   CHECK(s.n == 1 && key_is(&s.ev[0], "bad") && s.ev[0].found);
   CHECK(strcmp(s.bytes[0], "bad") == 0);
+
+  /* A block named by its address, where reading the peer is refused
+     (DLUA_SHARE_MEMORY=map, set in main): asked for again as a file
+     (GATHERF), and from then on every gather asks for files at once. */
+  for (i = 0; i < 2; i++) {
+    dl_client_gather(&c, 8, 1);
+    dl_client_gather_key(&c, "addr", 4);
+    CHECK(dl_client_flush(&c, 1) == 0);
+    drain(&c, &l, &s);
+    if (i == 0) {
+      CHECK(s.n == 0 && c.out.len > 0 && c.read_refused);
+      CHECK(dl_client_flush(&c, 1) == 0);
+      drain(&c, &l, &s);
+    }
+    CHECK(s.n == 1 && key_is(&s.ev[0], "addr") && s.ev[0].found);
+    CHECK(s.ev[0].mapped != NULL && strcmp(s.bytes[0], big_value) == 0);
+  }
 
   /* FN_GONE: the client forgets the function and says so; the next task
      of it carries it again. */
@@ -421,6 +463,7 @@ static void test_against_peer(void) {
   CHECK(strstr(plogp, "!nofn") == NULL);
   /* Gather as GATHERS, then "bad" again as a plain GATHER. */
   CHECK(strstr(plogp, "| GS:inc-1 GS:none GS:big GS:bad | G:bad |") != NULL);
+  CHECK(strstr(plogp, "| GS:addr | GF:addr | GF:addr |") != NULL);
   /* Forgotten, then sent again with the next task. */
   CHECK(strstr(plogp, "| X F S:inc-2 T:sc-1 R:err-1 C:row-00000001 |") !=
         NULL);
@@ -443,6 +486,9 @@ static void test_against_peer(void) {
 }
 
 int main(void) {
+  /* Reads of the peer's memory by address fail as a ptrace policy makes
+     them (EPERM); blocks that come as files are still mapped. */
+  setenv("DLUA_SHARE_MEMORY", "map", 1);
   signal(SIGPIPE, SIG_IGN);
   alarm(60); /* a peer that stops answering fails the test, not the suite */
   RUN(test_against_peer);

@@ -229,8 +229,8 @@ static void test_fnsink(void) {
   lua_State *L = new_state();
   lua_State *R = new_state();
   store s;
-  dl_fnsink sink = {st_put, &s};
-  dl_fnsource src = {st_get, &s};
+  dl_fnsink sink = {st_put, &s, NULL};
+  dl_fnsource src = {st_get, &s, NULL};
   dl_enc_opts eo = {0, &sink, NULL, NULL};
   dl_dec_opts dop = {0, &src, NULL};
   dl_buf inl, ref;
@@ -276,6 +276,68 @@ static void test_fnsink(void) {
   lua_close(R);
 }
 
+/* The sink by position: the store's slot of the hash. */
+static int st_put_at(void *ud, const unsigned char hash[16], const char *code,
+                     size_t len, uint64_t *at) {
+  store *s = (store *)ud;
+  int i;
+  if (!st_put(ud, hash, code, len)) return 0;
+  for (i = 0; i < s->n; i++)
+    if (memcmp(s->hash[i], hash, 16) == 0) *at = (uint64_t)i;
+  return 1;
+}
+
+static int st_get_at(void *ud, uint64_t at, const unsigned char **hash,
+                     const char **code, size_t *len) {
+  store *s = (store *)ud;
+  if (at >= (uint64_t)s->n) return -1;
+  *hash = s->hash[at];
+  *code = s->code[at];
+  *len = s->len[at];
+  return 0;
+}
+
+/* A function named by its position in a list beside the message (a
+   task's functions): no hash in the bytes, and the same closures back. */
+static void test_fnsink_at(void) {
+  lua_State *L = new_state();
+  lua_State *R = new_state();
+  store s;
+  dl_fnsink sink = {NULL, &s, st_put_at};
+  dl_fnsource src = {NULL, &s, st_get_at};
+  dl_fnsource nosrc = {st_get, &s, NULL};
+  dl_enc_opts eo = {0, &sink, NULL, NULL};
+  dl_dec_opts dop = {0, &src, NULL};
+  dl_buf at;
+  char err[256];
+  int i;
+  memset(&s, 0, sizeof s);
+  dl_buf_init(&at);
+  eval(L, "(function() local k = 40 local function mk(i) return function()"
+          " k = k + 1 return k + i end end"
+          " return {mk(1), mk(2), function(x) return x * 2 end} end)()");
+  CHECK(dl_codec_encode(L, -1, &at, &eo, err, sizeof err) == 0);
+  CHECK(s.n == 2);
+  for (i = 0; i < s.n; i++)
+    CHECK(memmem(at.p, at.len, s.hash[i], 16) == NULL);
+  CHECK(dl_codec_decode(R, at.p, at.len, &dop, err, sizeof err) == 0);
+  check_lua(R, "local v = ... return v[1]() == 42 and v[2]() == 44"
+               " and v[3](4) == 8");
+  /* A source without positions, or a position past the list: refused. */
+  dop.fns = &nosrc;
+  CHECK(dl_codec_decode(R, at.p, at.len, &dop, err, sizeof err) < 0);
+  CHECK(strstr(err, "unknown function position") != NULL);
+  dop.fns = &src;
+  s.n = 1;
+  CHECK(dl_codec_decode(R, at.p, at.len, &dop, err, sizeof err) < 0);
+  s.n = 2;
+  CHECK(lua_gettop(R) == 0);
+  for (i = 0; i < s.n; i++) free(s.code[i]);
+  dl_buf_free(&at);
+  lua_close(L);
+  lua_close(R);
+}
+
 /*
 ** A chunk whose hash is right but whose header promises fewer upvalues
 ** than its function has: lua_load trusts the header, and reading the
@@ -284,7 +346,7 @@ static void test_fnsink(void) {
 static void test_malformed_chunk(void) {
   lua_State *L = new_state();
   store s;
-  dl_fnsink sink = {st_put, &s};
+  dl_fnsink sink = {st_put, &s, NULL};
   dl_enc_opts eo = {0, &sink, NULL, NULL};
   dl_buf inl, ref;
   char err[256], *h, *code;
@@ -425,6 +487,7 @@ int main(void) {
   RUN(test_refusal);
   RUN(test_c_codec);
   RUN(test_fnsink);
+  RUN(test_fnsink_at);
   RUN(test_malformed_chunk);
   RUN(test_other_state);
   RUN(test_oob);

@@ -97,7 +97,7 @@ static int next_compute(dl_rd *r, const char **k, size_t *kl) {
   unsigned type = 0;
   const char *p;
   size_t pl;
-  uint64_t v, nd, i, j, nw;
+  uint64_t v, nf, nd, i, j, nw;
   int64_t sv;
   if (!dl_rd_left(r)) return -1;
   dl_rd_u8(r, &type);
@@ -108,6 +108,7 @@ static int next_compute(dl_rd *r, const char **k, size_t *kl) {
   if (type != DL_M_COMPUTE) return -1;
   CHECK(dl_rd_str(r, k, kl) == 0 && dl_rd_sv(r, &sv) == 0 &&
         dl_rd_uv(r, &v) == 0 && dl_rd_str(r, &p, &pl) == 0 &&
+        dl_rd_uv(r, &nf) == 0 && dl_rd_bytes(r, 16 * nf, &p) == 0 &&
         dl_rd_uv(r, &nd) == 0);
   for (i = 0; i < nd; i++) {
     CHECK(dl_rd_str(r, &p, &pl) == 0 && dl_rd_uv(r, &nw) == 0);
@@ -222,6 +223,89 @@ static void test_ready_tasks_run_by_priority_then_fifo(void) {
   stop();
 }
 
+/* Submit key with priority prio and order order. */
+static void submit_po(const char *key, int64_t prio, int64_t order) {
+  sm_submit o = {0};
+  dl_buf f;
+  dl_buf_init(&f);
+  o.prio = prio;
+  o.order = order;
+  sm_put_submit(&f, key, &o);
+  client_send(&f);
+}
+
+/* Priorities and orders that do not fit in 32 bits (kept in task_x) rank
+   as the others do: higher priority first, then lower order, then FIFO.
+   Each pair would rank the other way if cut to 32 bits. */
+static void test_wide_priorities_and_orders_rank_whole(void) {
+  char got[256];
+  start(1);
+  submit("x-1", NULL); /* the first two fill the worker's window */
+  submit("x-2", NULL);
+  computed_keys(1, got, sizeof got);
+  submit_po("one-1", 1, 0);
+  submit_po("neg-1", -((int64_t)1 << 40), 0);
+  submit_po("ohi-1", 1, (int64_t)1 << 32);   /* order 0 when cut */
+  submit_po("mid-1", (int64_t)1 << 31, 0);   /* INT32_MIN when cut */
+  submit_po("olo-1", 1, -((int64_t)1 << 33) + 5); /* 5 when cut */
+  submit_po("big-1", ((int64_t)1 << 40) + 1, 0); /* 1 when cut */
+  submit_po("one-2", 1, 0);
+  computed_keys(1, got, sizeof got);
+  CHECK(got[0] == '\0');
+  done(1, "x-1"); /* tiny tasks: the window opens for all the rest */
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "big-1 mid-1 olo-1 one-1 one-2 ohi-1 neg-1 ") == 0);
+  stop();
+}
+
+/* Whether worker w was sent a COMPUTE of key whose payload is want
+   (its buffer is left as it is). */
+static int computes_payload(int w, const char *key, const char *want) {
+  dl_rd r;
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    dl_msg_compute m;
+    dl_rd_u8(&r, &type);
+    if (type != DL_M_COMPUTE) break;
+    CHECK(dl_get_compute(&r, &m) == 0);
+    if (m.klen == strlen(key) && memcmp(m.key, key, m.klen) == 0)
+      return m.plen == strlen(want) && memcmp(m.payload, want, m.plen) == 0;
+  }
+  return 0;
+}
+
+/* Payloads are kept without what they share at their start and end with
+   a reference payload (the first, or a later one that shared little with
+   the one before); every worker still gets each payload whole. */
+static void test_payloads_reach_workers_whole(void) {
+  static const char *const keys[] = {"p-1", "p-2", "p-3", "p-4", "p-5",
+                                     "p-6", "p-7", "p-8", "p-9"};
+  static const char *const pays[] = {
+    "123456789-first-end", "123456789", "123456789-second-end",
+    "x23456789-other", "1234", "123456789-first-end", "", "enden",
+    "1234567890123456789012345678901234567890123456789012345678901234567890"
+    "1234567890123456789012345678901234567890123456789012345678901234567890"
+    "12345678901234567890123456789012345678901234567890"};
+  sm_submit o = {0};
+  int i;
+  start(1);
+  for (i = 0; i < 9; i++) {
+    dl_buf f, spec;
+    dl_buf_init(&f);
+    dl_buf_init(&spec);
+    sm_put_spec(&spec, &o);
+    dl_put_submit(&f, keys[i], strlen(keys[i]), pays[i], strlen(pays[i]),
+                  spec.p, spec.len);
+    dl_buf_free(&spec);
+    client_send(&f);
+    CHECK(computes_payload(1, keys[i], pays[i]));
+    D.wout[1].len = 0;
+    done(1, keys[i]);
+  }
+  stop();
+}
+
 /* The holders of a result, as dl_sched_each_task shows them. */
 static int holders[4], nholders;
 static void see_holders(void *ud, const dl_sched_tinfo *t) {
@@ -330,6 +414,52 @@ static void test_lost_small_result_is_stored_again(void) {
   D.alive[3 - w] = 0;
   dl_sched_remove_worker(S, 3 - w);
   CHECK(stored_on(w, "a-1", got, sizeof got) && strcmp(got, "VALUE") == 0);
+  stop();
+}
+
+/* Whether worker w was sent a STORE of key with exactly the bytes want
+   (its buffer is left as it is). */
+static int stores(int w, const char *key, const char *want) {
+  dl_rd r;
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    const char *k, *b;
+    size_t kl, bl;
+    dl_rd_u8(&r, &type);
+    if (type != DL_M_STORE) break;
+    CHECK(dl_rd_str(&r, &k, &kl) == 0 && dl_rd_str(&r, &b, &bl) == 0);
+    if (kl == strlen(key) && memcmp(k, key, kl) == 0)
+      return bl == strlen(want) && memcmp(b, want, bl) == 0;
+  }
+  return 0;
+}
+
+/* Kept results that share their first 9 bytes with the first one kept,
+   and have at most 8 more, live in the task record: each comes back
+   whole, as do those kept apart (longer, or another head). */
+static void test_kept_results_in_the_record_come_back_whole(void) {
+  static const char *const keys[] = {"a-1", "a-2", "a-3", "a-4", "a-5",
+                                     "a-6"};
+  static const char *const vals[] = {
+    "123456789AB", "123456789", "123456789ABCDEFGH", "123456789ABCDEFGHI",
+    "x23456789AB", "1234"};
+  int i;
+  start(1);
+  for (i = 0; i < 6; i++) {
+    submit(keys[i], NULL);
+    CHECK(computed_on(keys[i]) == 1);
+    done_inline(1, keys[i], vals[i]);
+  }
+  D.alive[2] = 1;
+  CHECK(dl_sched_add_worker(S, 2, 102, 1, 1 << 30, 1.0) == 0);
+  D.wout[2].len = 0;
+  D.alive[1] = 0;
+  dl_sched_remove_worker(S, 1);
+  for (i = 0; i < 6; i++) CHECK(stores(2, keys[i], vals[i]));
+  D.wout[2].len = 0;
+  for (i = 0; i < 6; i++) done(2, keys[i]); /* the STOREs' answers */
+  CHECK(computed_on("a-1") == 0);
   stop();
 }
 
@@ -730,6 +860,60 @@ static void test_bytecode_dropped_when_no_task_needs_it(void) {
   stop();
 }
 
+/* The function hashes of the COMPUTEs in worker w's buffer, in order, in
+   out (16 bytes each, at most max of them); how many.  Clears it. */
+static int compute_fns(int w, unsigned char (*out)[16], int max) {
+  dl_rd r;
+  int n = 0;
+  dl_rd_init(&r, D.wout[w].p, D.wout[w].len);
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    dl_msg_compute m;
+    const char *h, *c;
+    size_t cl;
+    dl_rd_u8(&r, &type);
+    if (type == DL_M_FUNC) {
+      CHECK(dl_rd_bytes(&r, 16, &h) == 0 && dl_rd_str(&r, &c, &cl) == 0);
+      continue;
+    }
+    if (type != DL_M_COMPUTE) break;
+    CHECK(dl_get_compute(&r, &m) == 0 && m.nfns == 1 && n < max);
+    memcpy(out[n++], m.fns, 16);
+  }
+  D.wout[w].len = 0;
+  return n;
+}
+
+/* Tasks whose one function is their reference payload's keep no pointer
+   to it: each COMPUTE still names it, and it goes with the last of them
+   and comes back with a new task, whatever function the others name. */
+static void test_tasks_of_one_function_name_it(void) {
+  static const unsigned char h[16] = "0123456789abcdef";
+  static const unsigned char g[16] = "fedcba9876543210";
+  static const char *const keys[] = {"f-1", "f-2", "g-1", "f-3"};
+  unsigned char got[8][16];
+  int i;
+  start(1);
+  for (i = 0; i < 4; i++) {
+    submit_fn(keys[i], i == 2 ? g : h,
+              i == 0 ? "CODE" : i == 2 ? "CODE2" : NULL);
+    CHECK(compute_fns(1, got, 8) == 1);
+    CHECK(memcmp(got[0], i == 2 ? g : h, 16) == 0);
+    done(1, keys[i]);
+  }
+  D.cout.len = 0;
+  key_msg(DL_M_RELEASE, "f-1");
+  key_msg(DL_M_RELEASE, "f-2");
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 0); /* f-3 names h */
+  key_msg(DL_M_RELEASE, "f-3");
+  CHECK(count_hash_msgs(&D.cout, DL_M_FN_GONE) == 1);
+  forget(h);
+  D.wout[1].len = 0;
+  submit_fn("f-4", h, "CODE");
+  CHECK(compute_fns(1, got, 8) == 1 && memcmp(got[0], h, 16) == 0);
+  stop();
+}
+
 typedef struct { const char *key; int found; } key_find;
 
 static void find_key_done(unsigned type, const char *k, size_t kl,
@@ -968,9 +1152,13 @@ static void test_released_inputs_are_forgotten_once(void) {
 int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
+  RUN(test_wide_priorities_and_orders_rank_whole);
+  RUN(test_payloads_reach_workers_whole);
+  RUN(test_tasks_of_one_function_name_it);
   RUN(test_lost_result_is_recomputed);
   RUN(test_result_held_by_several_workers);
   RUN(test_lost_small_result_is_stored_again);
+  RUN(test_kept_results_in_the_record_come_back_whole);
   RUN(test_killed_worker_after_three_deaths);
   RUN(test_unknown_dependency_is_an_error);
   RUN(test_malformed_frames_are_refused);

@@ -134,7 +134,10 @@ static void test_compute_lists_its_inputs(void) {
   w.key = "c-1", w.klen = 3;
   w.prio = -3;
   w.timeout_ms = 250;
-  w.payload = "PAYLOAD", w.plen = 7;
+  w.head = "PA", w.hlen = 2; /* the sender's kept head and tail, and */
+  w.payload = "YLO", w.plen = 3; /* the bytes between them */
+  w.tail = "AD", w.tlen = 2;
+  w.fns = "0123456789abcdefFEDCBA9876543210", w.nfns = 2;
   w.ndeps = 2;
   B.len = 0;
   dl_put_compute(&B, &w);
@@ -145,7 +148,9 @@ static void test_compute_lists_its_inputs(void) {
   reader(&r, DL_M_COMPUTE);
   CHECK(dl_get_compute(&r, &m) == 0 && dl_rd_left(&r) == 0);
   CHECK(same(m.key, m.klen, "c-1") && m.prio == -3 && m.timeout_ms == 250 &&
-        same(m.payload, m.plen, "PAYLOAD") && m.ndeps == 2);
+        same(m.payload, m.plen, "PAYLOAD") && m.nfns == 2 &&
+        memcmp(m.fns, "0123456789abcdefFEDCBA9876543210", 32) == 0 &&
+        m.ndeps == 2);
   CHECK(dl_get_compute_dep(&m.deps, &k, &kl, &nwho) == 0 && same(k, kl, "a") &&
         nwho == 2);
   CHECK(dl_get_id(&m.deps, &id) == 0 && id == 1);

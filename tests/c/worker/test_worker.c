@@ -4,7 +4,9 @@
 ** is served to peers, an input fetched from a peer lands in the store
 ** whether it comes as bytes or as a shared block, a block that cannot be
 ** mapped is asked for again as bytes (one named by its address, as a
-** file first), and every input the fuzzers saved
+** file first), one named by its address is read out of the peer, a
+** refused read makes every later input come as a file at once, and
+** every input the fuzzers saved
 ** (tests/fuzz/regressions-worker, and tests/fuzz/regressions-shared for
 ** dl_shared_at_read) is replayed.  Run from the repository
 ** root.
@@ -48,6 +50,22 @@ static void wait_for_a(void) {
 static void answer(const char *key) {
   wm_put_data(&F, key, 1, "value");
   send_to(wdrv_peer(0)->conn);
+}
+
+/* The type of the last GET, GETS or GETF queued for peer 2, or 0. */
+static unsigned last_get_type(void) {
+  dl_conn *c = wdrv_peer(0) ? wdrv_peer(0)->conn : NULL;
+  unsigned last = 0;
+  dl_rd r;
+  if (c == NULL || c->out.len < 4) return 0;
+  dl_rd_init(&r, c->out.p + 4, c->out.len - 4); /* past the length's hole */
+  while (dl_rd_left(&r)) {
+    unsigned type = 0;
+    dl_msg_get g;
+    if (dl_wire_type(&r, &type) || dl_get_get(&r, &g)) return 0;
+    last = type;
+  }
+  return last;
 }
 
 /* Peer 2 answers with where a-1 lies: pid, and off / len in a block of
@@ -132,14 +150,76 @@ static void test_unmappable_block_is_asked_as_bytes(void) {
 static void test_unreadable_block_is_asked_as_a_file_then_bytes(void) {
   fetch *f;
   wait_for_a();
-  answer_shared_as(1, WDRV_PID, 8192, 100, 5000);
+  answer_shared_as(1, 77, 8192, 100, 5000); /* not a pid that can be read */
   f = dl_map_get(&W.fetches, "a-1", 3);
   CHECK(f != NULL && f->filed && !f->plain);
+  CHECK(!W.read_refused); /* not refused: that peer's block was gone */
   CHECK(!dl_w_store_has("a-1", 3));
-  answer_shared_as(1, WDRV_PID, 8192, 100, 5000); /* still no file */
+  answer_shared_as(1, 77, 8192, 100, 5000); /* still no file */
   f = dl_map_get(&W.fetches, "a-1", 3);
   CHECK(f != NULL && f->plain);
   CHECK(!dl_w_store_has("a-1", 3));
+  wdrv_reset();
+}
+
+/* A block named by its address is copied out of the peer (here this
+   process) and stored. */
+static void test_block_by_address_is_read(void) {
+  blob *b;
+  size_t i;
+  wait_for_a();
+  CHECK(last_get_type() == DL_M_GETS);
+  answer_shared_as(1, WDRV_PID, 8192, 100, 5000);
+  b = dl_w_store_get("a-1", 3);
+  CHECK(b != NULL && b->len == 5000);
+  for (i = 0; b && i < 5000; i++) CHECK(b->data[i] == (char)((100 + i) * 7));
+  if (b) dl_w_blob_unref(b);
+  CHECK(W.qhead != NULL);
+  wdrv_reset();
+}
+
+/* Where reading a peer's memory was refused (EPERM: a ptrace policy),
+   every later input is asked for as a file at once (GETF): no refused
+   read and no round trip more per value. */
+static void test_refused_read_is_remembered(void) {
+  fetch *f;
+  wait_for_a();
+  CHECK(last_get_type() == DL_M_GETS && !W.read_refused);
+  answer_shared_as(1, WDRV_REFUSE_PID, 8192, 100, 5000);
+  f = dl_map_get(&W.fetches, "a-1", 3);
+  CHECK(f != NULL && f->filed && !f->plain);
+  CHECK(W.read_refused);
+  CHECK(last_get_type() == DL_M_GETF);
+  compute("c-1", "d-1", 2); /* the next input: a file asked for at once */
+  send_to(W.sched);
+  CHECK(dl_map_get(&W.fetches, "d-1", 3) != NULL);
+  CHECK(last_get_type() == DL_M_GETF);
+  wdrv_reset();
+  CHECK(!W.read_refused); /* a new worker, for the next test */
+}
+
+/* An answer for an input that was not asked of that peer (here queued
+   behind MAX_FETCHES others) is ignored: before, one that could not be
+   mapped made the fetch ask "the same peer" again, who[-1]. */
+static void test_unasked_answer_is_ignored(void) {
+  static const char *const keys[][2] = {
+      {"b-2", "a-2"}, {"b-3", "a-3"}, {"b-4", "a-4"}, {"b-5", "a-5"}};
+  dl_shared_at sa;
+  fetch *f;
+  int i;
+  wait_for_a();
+  for (i = 0; i < 4; i++) compute(keys[i][0], keys[i][1], 2);
+  send_to(W.sched);
+  f = dl_map_get(&W.fetches, "a-5", 3);
+  CHECK(f != NULL && !f->active && f->tried == 0); /* queued */
+  memset(&sa, 0, sizeof sa);
+  sa.pid = 77; /* cannot be mapped */
+  sa.ref.size = 8192;
+  sa.len = 5000;
+  dl_put_data_shared(&F, DL_M_DATA, 0, "a-5", 3, &sa);
+  send_to(wdrv_peer(0)->conn);
+  f = dl_map_get(&W.fetches, "a-5", 3);
+  CHECK(f != NULL && !f->active && f->tried == 0 && !f->plain);
   wdrv_reset();
 }
 
@@ -240,6 +320,9 @@ int main(void) {
   RUN(test_shared_block_is_mapped);
   RUN(test_unmappable_block_is_asked_as_bytes);
   RUN(test_unreadable_block_is_asked_as_a_file_then_bytes);
+  RUN(test_block_by_address_is_read);
+  RUN(test_refused_read_is_remembered);
+  RUN(test_unasked_answer_is_ignored);
   RUN(test_input_nobody_else_holds_goes_back);
   RUN(test_malformed_compute_leaves_fetches_sound);
   RUN(test_second_compute_of_a_key_supersedes);
