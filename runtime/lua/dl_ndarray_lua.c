@@ -40,10 +40,12 @@ static dl_nd *nd_new(lua_State *L) {
   /* The collector does not see array buffers: tell it what they took,
      so garbage arrays are freed in time.  Arrays under a MiB each count
      too (they were dropped, and a task's columns often are such).  A
-     step of a generational collector (the worker's and the client's) is
-     a minor collection, which frees only young arrays: one that lived
-     across two of them is old, and its buffer stays until a major one,
-     which only the collector's own small heap doubling brings.  So after
+     step of a generational collector (the client's; a worker's is
+     incremental) is a minor collection, which frees only young arrays:
+     one that lived across two of them is old, and its buffer stays until
+     a major one, which only the collector's own small heap doubling
+     brings; an incremental cycle also paces itself by that small heap.
+     So after
      as many array bytes as dl_mem may keep freed (a worker's room between
      its target and spill fractions; at most 64 MiB), collect fully. */
   pending += fresh;
