@@ -474,6 +474,15 @@ static int data_news(dl_client *c, const dl_msg_data *m, dl_cnews *news) {
   news->found = m->found != 0;
   news->bytes = m->bytes;
   news->blen = m->found ? m->blen : 0;
+  if (m->found == 2 && (!(c->flags & DL_CLIENT_SHARED) || !dl_mem_sharing())) {
+    /* A block by reference that was never asked for (a remote client's
+       scheduler, or sharing turned off): the answer is malformed, and
+       mapping a pid named by another machine would read a stranger's
+       memory. */
+    news->bad = "the scheduler answered with a shared block that was not "
+                "asked for";
+    return 1;
+  }
   if (m->found == 2) { /* a worker's block: map it, or ask again */
     dl_shared_at sa;
     const char *mapped = NULL;

@@ -316,6 +316,7 @@ typedef struct dl_cnews {
   size_t klen, blen;
   int found;
   char *mapped;
+  const char *bad; /* data news: why the answer is malformed, or NULL */
 } dl_cnews;
 
 /*

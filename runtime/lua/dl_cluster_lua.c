@@ -1400,9 +1400,11 @@ static int dispatch_in(lua_State *L, handle *h) {
       dl_dec_opts dopt = {0, NULL, NULL};
       int bad;
       lua_pushlstring(L, nw.key, nw.klen);
-      bad = nw.found &&
-            dl_codec_decode(L, nw.bytes, nw.blen, &dopt, err, sizeof err);
+      bad = nw.bad != NULL ||
+            (nw.found &&
+             dl_codec_decode(L, nw.bytes, nw.blen, &dopt, err, sizeof err));
       dl_free(nw.mapped); /* the decoded value has its own bytes */
+      if (nw.bad != NULL) snprintf(err, sizeof err, "%s", nw.bad);
       if (!nw.found) {
         lua_pushboolean(L, 0);
         lua_pushnil(L);

@@ -120,6 +120,15 @@ static void gather_key(dl_buf *out, int shared, uint64_t reqid,
     sa.len = sizeof big_value;
     dl_put_data_shared(out, DL_M_GATHER_REPLY, reqid, k, kl, &sa);
     return;
+  } else if (kl == 5 && memcmp(k, "rogue", 5) == 0) {
+    dl_shared_at sa; /* by reference, whatever was asked: malformed */
+    memset(&sa, 0, sizeof sa);
+    sa.pid = (uint64_t)getpid();
+    sa.ref.fd = DL_MEM_NOFD;
+    sa.ref.size = 4096;
+    sa.len = 8;
+    dl_put_data_shared(out, DL_M_GATHER_REPLY, reqid, k, kl, &sa);
+    return;
   } else if (shared && kl == 3 && memcmp(k, "bad", 3) == 0) {
     dl_shared_at sa; /* a block no process holds */
     memset(&sa, 0, sizeof sa);
@@ -411,6 +420,17 @@ static void test_against_peer(void) {
     CHECK(s.n == 1 && key_is(&s.ev[0], "addr") && s.ev[0].found);
     CHECK(s.ev[0].mapped != NULL && strcmp(s.bytes[0], big_value) == 0);
   }
+
+  /* A client that never asks for shared blocks (a remote one) given a
+     block by reference: a malformed answer, never mapped. */
+  c.flags &= ~(unsigned)DL_CLIENT_SHARED;
+  dl_client_gather(&c, 9, 1);
+  dl_client_gather_key(&c, "rogue", 5);
+  CHECK(dl_client_flush(&c, 1) == 0);
+  drain(&c, &l, &s);
+  CHECK(s.n == 1 && key_is(&s.ev[0], "rogue") && s.ev[0].bad != NULL);
+  CHECK(c.out.len == 0); /* not asked for again */
+  c.flags |= DL_CLIENT_SHARED;
 
   /* FN_GONE: the client forgets the function and says so; the next task
      of it carries it again. */
