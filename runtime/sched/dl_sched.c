@@ -295,6 +295,7 @@ struct dl_sched {
   size_t rhead, rlen, rcap, rlive;
   /* of the task queued last in the run: */
   int64_t last_prio, last_order;
+  int last_inputs;
   uint64_t last_seq;
   task *delayed;
   uint64_t seq;
@@ -671,20 +672,30 @@ static void err_rec(dl_buf *b, int kind, const char *msg) {
 
 /* ----------------------------------------------------------------- heap */
 
-/* Does a task of prio, order and seq run before b?  Higher prio first,
-   then lower order, then FIFO. */
-static int before_v(int64_t prio, int64_t order, uint64_t seq,
+/*
+** Does a task of prio, order, seq (and inputs: has some) run before b?
+** Higher prio first, then lower order, then a task with inputs before one
+** without, then FIFO.  A task with inputs consumes values already made
+** (in memory now, or soon spilled): running it before the next producer
+** streams a map of producers followed by a map of their consumers (make
+** a block, check it, make the next), where FIFO would make every block
+** first and spill all but the last few to read them back.  Dask's
+** scheduler does the same: tasks with no inputs wait in its queue until a
+** worker has a free thread, while the others go to their workers at once.
+*/
+static int before_v(int64_t prio, int64_t order, int inputs, uint64_t seq,
                     const task *b) {
   int64_t bp = tprio(b), bo;
   if (prio != bp) return prio > bp;
   bo = torder(b);
   if (order != bo) return order < bo;
+  if (inputs != (b->ndeps > 0)) return inputs;
   return seq < b->seq;
 }
 
 /* Does a run before b? */
 static int before(const task *a, const task *b) {
-  return before_v(tprio(a), torder(a), a->seq, b);
+  return before_v(tprio(a), torder(a), a->ndeps > 0, a->seq, b);
 }
 
 static void heap_set(dl_sched *s, size_t i, task *t) {
@@ -755,7 +766,8 @@ static void heap_remove(dl_sched *s, task *t) {
 */
 static int rq_push(dl_sched *s, task *t) {
   if (s->rlive == 0) s->rhead = s->rlen = 0;
-  if (s->rlive > 0 && !before_v(s->last_prio, s->last_order, s->last_seq, t))
+  if (s->rlive > 0 &&
+      !before_v(s->last_prio, s->last_order, s->last_inputs, s->last_seq, t))
     return heap_push(s, t);
   if (s->rlen == s->rcap) {
     if (s->rhead > 0) { /* slide the live part down */
@@ -781,6 +793,7 @@ static int rq_push(dl_sched *s, task *t) {
   s->rlive++;
   s->last_prio = tprio(t);
   s->last_order = torder(t);
+  s->last_inputs = t->ndeps > 0;
   s->last_seq = t->seq;
   return 0;
 }

@@ -223,6 +223,35 @@ static void test_ready_tasks_run_by_priority_then_fifo(void) {
   stop();
 }
 
+/* Of equal priority and order, a ready task with inputs runs before the
+   tasks without any that were queued before it: a map of consumers after
+   a map of producers streams (each value consumed while it is in memory)
+   instead of waiting for every producer to run first. */
+static void test_ready_consumers_run_before_queued_producers(void) {
+  char got[256];
+  start(1);
+  submit("x-1", NULL); /* the first two fill the worker's window */
+  submit("x-2", NULL);
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "x-1 x-2 ") == 0);
+  submit("r-1", NULL);
+  submit("r-2", NULL);
+  submit("r-3", NULL);
+  submit("d-1", "x-1");
+  submit("d-2", "x-2");
+  submit_prio("h-1", NULL, 5);
+  submit_prio("l-1", "x-1", -1);
+  computed_keys(1, got, sizeof got);
+  CHECK(got[0] == '\0');
+  done(1, "x-1"); /* tiny tasks: the window opens for all the rest */
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "h-1 d-1 r-1 r-2 r-3 l-1 ") == 0);
+  done(1, "x-2");
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "d-2 ") == 0);
+  stop();
+}
+
 /* Submit key with priority prio and order order. */
 static void submit_po(const char *key, int64_t prio, int64_t order) {
   sm_submit o = {0};
@@ -1152,6 +1181,7 @@ static void test_released_inputs_are_forgotten_once(void) {
 int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
+  RUN(test_ready_consumers_run_before_queued_producers);
   RUN(test_wide_priorities_and_orders_rank_whole);
   RUN(test_payloads_reach_workers_whole);
   RUN(test_tasks_of_one_function_name_it);
