@@ -50,6 +50,32 @@ describe("memory management", function()
     assert.is_true(tonumber(spilled) > 0, out)
   end)
 
+  it("streams a map of consumers over a map of producers: each value is "
+     .. "consumed while in memory, none is read back from disk", function()
+    -- The example's shape, smaller: all futures held, so the values past
+    -- the workers' memory are spilled; each is checked first (a consumer
+    -- runs before the next producer), so nothing is read back.  With the
+    -- producers all run first, nearly every value was read back.
+    local client = dlua.Client{n_workers = 2,
+                               memory_limit = 128 * SCALE .. "MiB"}
+    finally(function() client:close() end)
+    local n, size = 60, 4 * SCALE * 1048576
+    local idx, sizes = {}, {}
+    for i = 1, n do idx[i], sizes[i] = i, size end
+    local blocks = client:map(function(i, m) return string.char(i):rep(m) end,
+                              idx, sizes)
+    local lens = client:gather(client:map(function(b, i, m)
+      return b == string.char(i):rep(m) and #b or -1
+    end, blocks, idx, sizes), 120)
+    for i = 1, n do assert.equal(size, lens[i]) end
+    local out, back = 0, 0
+    for _, w in ipairs(client:scheduler_info().workers) do
+      out, back = out + w.io.spill_out, back + w.io.spill_in
+    end
+    assert.is_true(out > 0, "nothing was spilled")
+    assert.equal(0, back)
+  end)
+
   it("reports managed, spilled and process memory per worker", function()
     local client = dlua.Client{n_workers = 2,
                                memory_limit = 64 * SCALE .. "MiB"}

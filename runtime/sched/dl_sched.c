@@ -295,6 +295,7 @@ struct dl_sched {
   size_t rhead, rlen, rcap, rlive;
   /* of the task queued last in the run: */
   int64_t last_prio, last_order;
+  int last_inputs;
   uint64_t last_seq;
   task *delayed;
   uint64_t seq;
@@ -671,20 +672,30 @@ static void err_rec(dl_buf *b, int kind, const char *msg) {
 
 /* ----------------------------------------------------------------- heap */
 
-/* Does a task of prio, order and seq run before b?  Higher prio first,
-   then lower order, then FIFO. */
-static int before_v(int64_t prio, int64_t order, uint64_t seq,
+/*
+** Does a task of prio, order, seq (and inputs: has some) run before b?
+** Higher prio first, then lower order, then a task with inputs before one
+** without, then FIFO.  A task with inputs consumes values already made
+** (in memory now, or soon spilled): running it before the next producer
+** streams a map of producers followed by a map of their consumers (make
+** a block, check it, make the next), where FIFO would make every block
+** first and spill all but the last few to read them back.  Dask's
+** scheduler does the same: tasks with no inputs wait in its queue until a
+** worker has a free thread, while the others go to their workers at once.
+*/
+static int before_v(int64_t prio, int64_t order, int inputs, uint64_t seq,
                     const task *b) {
   int64_t bp = tprio(b), bo;
   if (prio != bp) return prio > bp;
   bo = torder(b);
   if (order != bo) return order < bo;
+  if (inputs != (b->ndeps > 0)) return inputs;
   return seq < b->seq;
 }
 
 /* Does a run before b? */
 static int before(const task *a, const task *b) {
-  return before_v(tprio(a), torder(a), a->seq, b);
+  return before_v(tprio(a), torder(a), a->ndeps > 0, a->seq, b);
 }
 
 static void heap_set(dl_sched *s, size_t i, task *t) {
@@ -755,7 +766,8 @@ static void heap_remove(dl_sched *s, task *t) {
 */
 static int rq_push(dl_sched *s, task *t) {
   if (s->rlive == 0) s->rhead = s->rlen = 0;
-  if (s->rlive > 0 && !before_v(s->last_prio, s->last_order, s->last_seq, t))
+  if (s->rlive > 0 &&
+      !before_v(s->last_prio, s->last_order, s->last_inputs, s->last_seq, t))
     return heap_push(s, t);
   if (s->rlen == s->rcap) {
     if (s->rhead > 0) { /* slide the live part down */
@@ -781,6 +793,7 @@ static int rq_push(dl_sched *s, task *t) {
   s->rlive++;
   s->last_prio = tprio(t);
   s->last_order = torder(t);
+  s->last_inputs = t->ndeps > 0;
   s->last_seq = t->seq;
   return 0;
 }
@@ -1401,28 +1414,53 @@ static int allowed(const task *t, int wid) {
   return 0;
 }
 
-/* The best worker for t with room in its window, or NULL. */
-static sworker *choose(dl_sched *s, task *t) {
-  sworker *best = NULL;
-  uint64_t best_bytes = 0;
+/* Input bytes a transfer is taken to move per second, to weigh moving a
+   task's inputs against waiting for the worker that holds them (Dask's
+   estimate before it measures: distributed.scheduler.bandwidth). */
+#define XFER_BPS 100e6
+
+/*
+** The best worker for t with room in its window, or NULL.  The one that
+** holds the most of its input bytes is best; when that one has no room,
+** *wait is set (and NULL returned) if its queue is likely to drain before
+** the bytes could move to a busy worker with room: a block moved is a copy
+** more to keep, and to spill where memory is short.  An idle worker takes
+** the task anyway, so no worker idles while others hold all the inputs.
+*/
+static sworker *choose(dl_sched *s, task *t, int *wait) {
+  sworker *best = NULL, *holder = NULL;
+  uint64_t best_bytes = 0, holder_bytes = 0;
   int i;
+  *wait = 0;
   for (i = 0; i < s->nworkers; i++) {
     sworker *w = s->workers[i];
     uint64_t bytes = 0;
     int j, k;
-    if (!w->alive || w->info.status == DL_WS_PAUSED ||
-        w->info.inflight >= window(s, w))
-      continue;
+    if (!w->alive || w->info.status == DL_WS_PAUSED) continue;
+    if (t->ndeps == 0 && w->info.inflight >= window(s, w)) continue;
     if (!allowed(t, w->info.id)) continue;
     for (j = 0; j < t->ndeps; j++) {
       task *d = t->deps[j];
       for (k = 0; k < d->nwho; k++)
         if (twho(d)[k] == w->info.id) bytes += d->nbytes + 1;
     }
+    if (bytes > holder_bytes) {
+      holder = w;
+      holder_bytes = bytes;
+    }
+    if (w->info.inflight >= window(s, w)) continue;
     if (best == NULL || bytes > best_bytes ||
         (bytes == best_bytes && w->info.inflight < best->info.inflight)) {
       best = w;
       best_bytes = bytes;
+    }
+  }
+  if (best && holder_bytes > best_bytes && best->info.inflight > 0) {
+    double d = s->avg_duration > 0 ? s->avg_duration : 0;
+    double drain = d * holder->info.inflight / holder->info.nthreads;
+    if (drain < (double)(holder_bytes - best_bytes) / XFER_BPS) {
+      *wait = 1;
+      return NULL;
     }
   }
   return best;
@@ -1588,20 +1626,32 @@ static void fail_pinned(dl_sched *s, task *t) {
   dl_buf_free(&e);
 }
 
+/* At most this many ready tasks wait for the worker holding their inputs
+   in one dispatch (choose): the tasks behind them are looked at in the
+   meantime, but a long queue of them is not scanned at every dispatch. */
+#define WAIT_ASIDE 16
+
 /* Hand READY tasks to workers with room, best priority first. */
 static void dispatch(dl_sched *s) {
   task *stalled = NULL, **tail = &stalled;
-  int have_room = 1;
+  task *aside[WAIT_ASIDE];
+  int have_room = 1, naside = 0, i;
   while (rq_len(s) > 0 && have_room) {
     task *t = rq_peek(s);
     sworker *w;
+    int wait;
     if (tx(t)->restrict_w && !pin_alive(s, t)) {
       fail_pinned(s, t);
       continue;
     }
-    w = choose(s, t);
+    w = choose(s, t, &wait);
+    if (w == NULL && wait) {
+      if (naside == WAIT_ASIDE) break;
+      rq_remove(s, t);
+      aside[naside++] = t;
+      continue;
+    }
     if (w == NULL) {
-      int i;
       have_room = 0;
       if (tx(t)->restrict_w == NULL) break;
       /* A restricted task must not block others: set it aside. */
@@ -1623,6 +1673,7 @@ static void dispatch(dl_sched *s) {
     stalled = t->x->next_delayed;
     rq_push(s, t);
   }
+  for (i = 0; i < naside; i++) rq_push(s, aside[i]);
   if (s->nworkers > 1) steal(s, rq_len(s) == 0);
 }
 

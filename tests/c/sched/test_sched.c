@@ -90,6 +90,25 @@ static void done_inline(int wid, const char *key, const char *inl) {
 
 static void done(int wid, const char *key) { done_inline(wid, key, NULL); }
 
+/* Worker wid finished key after running it for us microseconds; its
+   result has nbytes bytes (kept there). */
+static void done_sized(int wid, const char *key, uint64_t nbytes,
+                       uint64_t us) {
+  dl_msg_done m;
+  dl_buf f;
+  dl_buf_init(&f);
+  m.key = key;
+  m.klen = strlen(key);
+  m.nbytes = nbytes;
+  m.start_us = 1;
+  m.stop_us = 1 + us;
+  m.inl = "";
+  m.ilen = 0;
+  dl_put_done(&f, &m);
+  CHECK(dl_sched_worker_frame(S, wid, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+}
+
 /* Read the next message a worker was sent: 1 and the key of a COMPUTE,
    0 for the other messages with a key only, -1 at the end or at any other
    message. */
@@ -220,6 +239,70 @@ static void test_ready_tasks_run_by_priority_then_fifo(void) {
   done(1, "x-1"); /* tiny tasks: the window opens for all the rest */
   computed_keys(1, got, sizeof got);
   CHECK(strcmp(got, "h-1 h-2 c-1 c-2 c-4 c-5 l-1 ") == 0);
+  stop();
+}
+
+/* Of equal priority and order, a ready task with inputs runs before the
+   tasks without any that were queued before it: a map of consumers after
+   a map of producers streams (each value consumed while it is in memory)
+   instead of waiting for every producer to run first. */
+static void test_ready_consumers_run_before_queued_producers(void) {
+  char got[256];
+  start(1);
+  submit("x-1", NULL); /* the first two fill the worker's window */
+  submit("x-2", NULL);
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "x-1 x-2 ") == 0);
+  submit("r-1", NULL);
+  submit("r-2", NULL);
+  submit("r-3", NULL);
+  submit("d-1", "x-1");
+  submit("d-2", "x-2");
+  submit_prio("h-1", NULL, 5);
+  submit_prio("l-1", "x-1", -1);
+  computed_keys(1, got, sizeof got);
+  CHECK(got[0] == '\0');
+  done(1, "x-1"); /* tiny tasks: the window opens for all the rest */
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "h-1 d-1 r-1 r-2 r-3 l-1 ") == 0);
+  done(1, "x-2");
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "d-2 ") == 0);
+  stop();
+}
+
+/* A ready task whose big input is on a worker with a full window waits for
+   it (its queue drains sooner than the bytes would move) rather than going
+   to a busy worker with room; one whose input is small goes there, and an
+   idle worker takes even a big one. */
+static void test_big_inputs_wait_for_their_busy_holder(void) {
+  char got[256];
+  start(2);
+  submit("a-1", NULL);
+  submit("a-2", NULL);
+  submit("a-3", NULL);
+  submit("a-4", NULL);
+  computed_keys(1, got, sizeof got);
+  CHECK(strcmp(got, "a-1 a-3 ") == 0);
+  computed_keys(2, got, sizeof got);
+  CHECK(strcmp(got, "a-2 a-4 ") == 0);
+  done_sized(1, "a-1", 20000000, 10000); /* 10 ms tasks: windows of 2 */
+  submit("r-1", NULL);
+  CHECK(computed_on("r-1") == 1); /* worker 1 is full again */
+  done_sized(2, "a-2", 8, 10000);  /* worker 2 has room, and a-4 */
+  submit("b-1", "a-1");
+  CHECK(computed_on("b-1") == 0); /* 20 MB would take 0.2 s to move */
+  done_sized(1, "a-3", 8, 10000);
+  CHECK(computed_on("b-1") == 1);
+  done_sized(1, "r-1", 8, 10000);
+  submit("r-2", NULL);
+  CHECK(computed_on("r-2") == 1); /* worker 1 full: b-1 and r-2 */
+  submit("s-1", "r-1");
+  CHECK(computed_on("s-1") == 2); /* 8 bytes move at once */
+  done_sized(2, "a-4", 8, 10000);
+  done_sized(2, "s-1", 8, 10000);
+  submit("b-2", "a-1");
+  CHECK(computed_on("b-2") == 2); /* worker 2 is idle */
   stop();
 }
 
@@ -1152,6 +1235,8 @@ static void test_released_inputs_are_forgotten_once(void) {
 int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
+  RUN(test_ready_consumers_run_before_queued_producers);
+  RUN(test_big_inputs_wait_for_their_busy_holder);
   RUN(test_wide_priorities_and_orders_rank_whole);
   RUN(test_payloads_reach_workers_whole);
   RUN(test_tasks_of_one_function_name_it);
