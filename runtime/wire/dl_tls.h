@@ -83,6 +83,13 @@ int dl_tls_handshake(dl_tls *t, char *err, size_t errlen);
 long dl_tls_read(dl_tls *t, void *p, size_t n, char *err, size_t errlen);
 /* Encrypt n bytes (pull them after).  0, or -1. */
 int dl_tls_write(dl_tls *t, const void *p, size_t n);
+/* Whether t's records are sealed and opened by dlua itself (dl_tls.c,
+   "Records of our own"), 1, or by OpenSSL, 0. */
+int dl_tls_own(const dl_tls *t);
+/* 1 (the default): sessions begun from now on take their records over
+   from OpenSSL when the handshake is done, where they can; 0: they keep
+   OpenSSL's record layer (the tests' other kind of peer). */
+extern int dl_tls_records_own;
 /* Free the session (when not adopted). */
 void dl_tls_end(dl_tls *t);
 
