@@ -12,7 +12,8 @@
 ** reach the owner; a missing or unsafe TLS directory says which file.
 ** The records dlua seals and opens itself after the handshake are
 ** TLS 1.3's (either end may keep OpenSSL's), and one altered, lost or
-** not a record at all ends the session with a clear error.
+** not a record at all ends the session with a clear error; the records'
+** fuzzer's saved inputs are replayed.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,6 +31,7 @@
 #include "dl_tlsgen.h"
 #include "dl_conn.h"
 #include "tcp_harness.h"
+#include "tlsrec_driver.h"
 
 static char dir_a[256], dir_b[256];
 static const dl_tls_ctx *tls_a, *tls_b;
@@ -606,6 +608,17 @@ static void test_an_altered_record_is_refused(void) {
   remove_dirs();
 }
 
+static void tlsrec_one(const unsigned char *p, size_t n, void *ud) {
+  (void)ud;
+  tlsrec_drive(p, n);
+}
+
+/* Every input the records' fuzzer saved (tests/fuzz/regressions-tlsrec)
+   runs as it did there (tlsrec_driver.h says what is checked). */
+static void test_replay_fuzz_regressions(void) {
+  CHECK(tap_replay("tests/fuzz/regressions-tlsrec", tlsrec_one, NULL) > 0);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(test_bytes_cross_encrypted);
@@ -620,5 +633,6 @@ int main(void) {
   RUN(test_bad_tls_dirs_say_which_file);
   RUN(test_records_of_our_own_are_tls);
   RUN(test_an_altered_record_is_refused);
+  RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
