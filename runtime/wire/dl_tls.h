@@ -18,8 +18,11 @@
 ** the TCP transport's dial) takes it (dl_tls_claim): that connection's
 ** loop decrypts what it reads straight into its frame buffer and
 ** encrypts what it writes, so the owner's code is the same with or
-** without TLS and no byte crosses a thread or an extra socket.  Pure C on
-** libuv: no Lua.
+** without TLS and no byte crosses a thread or an extra socket.  Once the
+** handshake is done, a session of TLS_AES_128_GCM_SHA256 seals and opens
+** its TLS 1.3 records itself, with the keys OpenSSL derived, straight
+** between the caller's buffers and the records (dl_tls.c, "Records of our
+** own"); OpenSSL keeps the handshake.  Pure C on libuv: no Lua.
 */
 #ifndef dl_tls_h
 #define dl_tls_h
