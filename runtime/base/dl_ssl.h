@@ -30,7 +30,9 @@
   X(SSL_new) X(SSL_free) X(SSL_set_bio) X(SSL_set_accept_state)              \
   X(SSL_set_connect_state) X(SSL_do_handshake) X(SSL_read) X(SSL_write)      \
   X(SSL_get_error) X(SSL_get_verify_result) X(SSL_shutdown)             \
-  X(SSL_CTX_set_ciphersuites) X(SSL_pending)
+  X(SSL_CTX_set_ciphersuites) X(SSL_pending) X(SSL_has_pending)           \
+  X(SSL_CTX_set_keylog_callback) X(SSL_get_rbio) X(SSL_is_server)          \
+  X(SSL_get_current_cipher) X(SSL_CIPHER_get_protocol_id)
 
 /* The libcrypto functions beyond dl_crypto.h's that TLS and tls-gen use. */
 #define DL_X509_FUNCS(X)                                                     \
@@ -46,7 +48,10 @@
   X(X509_get_subject_name) X(X509_NAME_add_entry_by_txt)                     \
   X(X509_set_issuer_name) X(X509_sign) X(X509V3_set_ctx)                     \
   X(X509V3_EXT_conf_nid) X(X509_add_ext) X(X509_EXTENSION_free)              \
-  X(PEM_write_X509) X(PEM_write_PrivateKey)
+  X(PEM_write_X509) X(PEM_write_PrivateKey) X(EVP_aes_128_gcm)              \
+  X(EVP_CIPHER_CTX_new) X(EVP_CIPHER_CTX_free) X(EVP_CIPHER_CTX_ctrl)        \
+  X(EVP_EncryptInit_ex) X(EVP_EncryptUpdate) X(EVP_EncryptFinal_ex)          \
+  X(EVP_DecryptInit_ex) X(EVP_DecryptUpdate) X(EVP_DecryptFinal_ex)
 
 typedef struct dl_ssl_fns {
 #define DL_SSL_SLOT(n) __typeof__(&n) p_##n;
@@ -102,6 +107,12 @@ static inline dl_x509_fns *dl_x509_(void) {
 #define SSL_shutdown (dl_ssl_()->p_SSL_shutdown)
 #define SSL_CTX_set_ciphersuites (dl_ssl_()->p_SSL_CTX_set_ciphersuites)
 #define SSL_pending (dl_ssl_()->p_SSL_pending)
+#define SSL_has_pending (dl_ssl_()->p_SSL_has_pending)
+#define SSL_CTX_set_keylog_callback (dl_ssl_()->p_SSL_CTX_set_keylog_callback)
+#define SSL_get_rbio (dl_ssl_()->p_SSL_get_rbio)
+#define SSL_is_server (dl_ssl_()->p_SSL_is_server)
+#define SSL_get_current_cipher (dl_ssl_()->p_SSL_get_current_cipher)
+#define SSL_CIPHER_get_protocol_id (dl_ssl_()->p_SSL_CIPHER_get_protocol_id)
 
 #define BIO_new (dl_x509_()->p_BIO_new)
 #define BIO_free (dl_x509_()->p_BIO_free)
@@ -146,5 +157,15 @@ static inline dl_x509_fns *dl_x509_(void) {
 #define X509_EXTENSION_free (dl_x509_()->p_X509_EXTENSION_free)
 #define PEM_write_X509 (dl_x509_()->p_PEM_write_X509)
 #define PEM_write_PrivateKey (dl_x509_()->p_PEM_write_PrivateKey)
+#define EVP_aes_128_gcm (dl_x509_()->p_EVP_aes_128_gcm)
+#define EVP_CIPHER_CTX_new (dl_x509_()->p_EVP_CIPHER_CTX_new)
+#define EVP_CIPHER_CTX_free (dl_x509_()->p_EVP_CIPHER_CTX_free)
+#define EVP_CIPHER_CTX_ctrl (dl_x509_()->p_EVP_CIPHER_CTX_ctrl)
+#define EVP_EncryptInit_ex (dl_x509_()->p_EVP_EncryptInit_ex)
+#define EVP_EncryptUpdate (dl_x509_()->p_EVP_EncryptUpdate)
+#define EVP_EncryptFinal_ex (dl_x509_()->p_EVP_EncryptFinal_ex)
+#define EVP_DecryptInit_ex (dl_x509_()->p_EVP_DecryptInit_ex)
+#define EVP_DecryptUpdate (dl_x509_()->p_EVP_DecryptUpdate)
+#define EVP_DecryptFinal_ex (dl_x509_()->p_EVP_DecryptFinal_ex)
 
 #endif

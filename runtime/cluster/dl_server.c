@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -83,6 +84,7 @@ struct dl_server {
                           needs no wake-up (see poll_client) */
   atomic_int cwaiting; /* the client's thread is in dl_server_recv */
   double pspin;        /* loop only: seconds poll_client watches */
+  double lspin;        /* loop only: seconds poll_links watches */
   double spin;      /* client thread only: seconds dl_server_recv spins */
   double last_wake; /* client thread only: when it last woke the loop */
   int deferred;     /* client thread only: sent without a wake-up since */
@@ -312,6 +314,67 @@ static int poll_client(dl_server *s) {
   return 0;
 }
 
+/*
+** Where the peers are other processes over TCP (a `dlua scheduler`'s
+** workers and clients, or a client's remote scheduler), a small task's
+** round trip finds this thread asleep in epoll when its answer comes: the
+** worker's on the scheduler, the scheduler's on the client.  On a quiet
+** machine each is the wake-up of an idle virtual CPU, tens of
+** microseconds here (bench p's round trip: about 50 us while other work
+** kept the CPUs busy, 100-150 us when they were idle).  So while an answer
+** is due soon (the scheduler: tasks processing, no more of them than
+** workers, and nothing queued; the client: its caller waits in
+** dl_server_recv), this thread watches the loop's descriptor before it
+** sleeps (a poll without a timeout: the events stay for the loop) for up
+** to lspin seconds, yielding between looks.  The watch is back to its
+** longest when something came within it, halved when nothing did, and
+** cut to its least when a look lost the CPU (a busy machine, where the
+** wake-ups are cheap and the CPU is wanted).
+*/
+#define LINK_SPIN_MAX 200e-6
+#define LINK_SPIN_MIN 20e-6
+static void poll_links(dl_server *s) {
+  struct pollfd pf;
+  double start, t, prev;
+  int got = 0;
+  if (s->stopping) return;
+  if (s->remote_sched) {
+    if (!atomic_load(&s->cwaiting)) return;
+  } else if (s->tcp && s->sched) {
+    int64_t c[6];
+    int nw;
+    uv_mutex_lock(&s->lock);
+    dl_sched_counts(s->sched, c);
+    nw = s->nready;
+    uv_mutex_unlock(&s->lock);
+    if (c[2] == 0 || c[2] > nw || c[0] + c[1] > 0) return;
+  } else {
+    return;
+  }
+  dl_flusher_flush(&s->fl); /* what this iteration sends goes first */
+  if (uv_backend_timeout(&s->loop) == 0) return; /* work is pending */
+  if (s->lspin <= 0) s->lspin = LINK_SPIN_MAX;
+  pf.fd = uv_backend_fd(&s->loop);
+  pf.events = POLLIN;
+  start = prev = now_s();
+  for (;;) {
+    if (poll(&pf, 1, 0) > 0) {
+      got = 1;
+      break;
+    }
+    t = now_s();
+    if (t - start > s->lspin) break;
+    if (t - prev > DL_SPIN_LOST) { /* the machine is busy: stop */
+      s->lspin = LINK_SPIN_MIN;
+      return;
+    }
+    prev = t;
+    dl_os_relax();
+  }
+  if (got) s->lspin = LINK_SPIN_MAX;
+  else if (s->lspin > LINK_SPIN_MIN) s->lspin /= 2;
+}
+
 static void prep_cb(uv_prepare_t *h) {
   dl_server *s = h->data;
   while (s->cpending.len) {
@@ -320,6 +383,7 @@ static void prep_cb(uv_prepare_t *h) {
        this iteration) and hand over any answer it had at once. */
     dl_flusher_flush(&s->fl);
   }
+  poll_links(s);
 }
 
 /* ------------------------------------------------------------ workers */

@@ -18,8 +18,11 @@
 ** the TCP transport's dial) takes it (dl_tls_claim): that connection's
 ** loop decrypts what it reads straight into its frame buffer and
 ** encrypts what it writes, so the owner's code is the same with or
-** without TLS and no byte crosses a thread or an extra socket.  Pure C on
-** libuv: no Lua.
+** without TLS and no byte crosses a thread or an extra socket.  Once the
+** handshake is done, a session of TLS_AES_128_GCM_SHA256 seals and opens
+** its TLS 1.3 records itself, with the keys OpenSSL derived, straight
+** between the caller's buffers and the records (dl_tls.c, "Records of our
+** own"); OpenSSL keeps the handshake.  Pure C on libuv: no Lua.
 */
 #ifndef dl_tls_h
 #define dl_tls_h
@@ -83,6 +86,13 @@ int dl_tls_handshake(dl_tls *t, char *err, size_t errlen);
 long dl_tls_read(dl_tls *t, void *p, size_t n, char *err, size_t errlen);
 /* Encrypt n bytes (pull them after).  0, or -1. */
 int dl_tls_write(dl_tls *t, const void *p, size_t n);
+/* Whether t's records are sealed and opened by dlua itself (dl_tls.c,
+   "Records of our own"), 1, or by OpenSSL, 0. */
+int dl_tls_own(const dl_tls *t);
+/* 1 (the default): sessions begun from now on take their records over
+   from OpenSSL when the handshake is done, where they can; 0: they keep
+   OpenSSL's record layer (the tests' other kind of peer). */
+extern int dl_tls_records_own;
 /* Free the session (when not adopted). */
 void dl_tls_end(dl_tls *t);
 

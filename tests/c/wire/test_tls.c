@@ -10,6 +10,10 @@
 ** token inside TLS and garbage sent to a TLS port are each refused with
 ** one log line on the server and a clear error on the dialler, and never
 ** reach the owner; a missing or unsafe TLS directory says which file.
+** The records dlua seals and opens itself after the handshake are
+** TLS 1.3's (either end may keep OpenSSL's), and one altered, lost or
+** not a record at all ends the session with a clear error; the records'
+** fuzzer's saved inputs are replayed.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +31,7 @@
 #include "dl_tlsgen.h"
 #include "dl_conn.h"
 #include "tcp_harness.h"
+#include "tlsrec_driver.h"
 
 static char dir_a[256], dir_b[256];
 static const dl_tls_ctx *tls_a, *tls_b;
@@ -474,6 +479,146 @@ static void test_bad_tls_dirs_say_which_file(void) {
   remove_dirs();
 }
 
+/* Two sessions joined in memory, no socket: what one has for the peer
+   goes to the other. */
+static void pump(dl_tls *from, dl_tls *to) {
+  dl_buf b;
+  dl_buf_init(&b);
+  CHECK(dl_tls_pull(from, &b) == 0);
+  if (b.len) CHECK(dl_tls_push(to, b.p, b.len) == 0);
+  dl_buf_free(&b);
+}
+
+/* Begin a client (own_c: with records of dlua's own) and a server
+   (own_s) on tls_a and run their handshakes to the end. */
+static void shake(dl_tls *c, int own_c, dl_tls *s, int own_s) {
+  char err[300];
+  int i, dc = 0, ds = 0;
+  dl_tls_records_own = own_c;
+  CHECK(dl_tls_begin(c, tls_a, 0, err, sizeof err) == 0);
+  dl_tls_records_own = own_s;
+  CHECK(dl_tls_begin(s, tls_a, 1, err, sizeof err) == 0);
+  dl_tls_records_own = 1;
+  for (i = 0; i < 20 && !(dc && ds); i++) {
+    int rc = dc ? DL_TLS_DONE : dl_tls_handshake(c, err, sizeof err);
+    CHECK(rc != DL_TLS_FAIL);
+    dc = rc == DL_TLS_DONE;
+    pump(c, s);
+    rc = ds ? DL_TLS_DONE : dl_tls_handshake(s, err, sizeof err);
+    CHECK(rc != DL_TLS_FAIL);
+    ds = rc == DL_TLS_DONE;
+    pump(s, c);
+  }
+  CHECK(dc && ds);
+  CHECK(dl_tls_own(c) == own_c && dl_tls_own(s) == own_s);
+}
+
+/* Send the n bytes at p from one session to the other, its records lent
+   step bytes at a time (so that records straddle the loans) and read
+   with room bytes at a time; they must arrive whole, in order. */
+static void cross(dl_tls *from, dl_tls *to, const char *p, size_t n,
+                  size_t step, size_t room) {
+  dl_buf rec;
+  char err[300], *got = malloc(n + room);
+  size_t off = 0, k = 0;
+  CHECK(got != NULL);
+  dl_buf_init(&rec);
+  CHECK(dl_tls_write(from, p, n) == 0 && dl_tls_pull(from, &rec) == 0);
+  CHECK(rec.len > n); /* sealed: a header and a tag more per record */
+  CHECK(!contains(rec.p, rec.len, "abcdefghijklmnopqrstuvw"));
+  while (off < rec.len) {
+    size_t w = rec.len - off < step ? rec.len - off : step;
+    long r;
+    dl_tls_lend(to, rec.p + off, w);
+    while ((r = dl_tls_read(to, got + k, room, err, sizeof err)) > 0)
+      k += (size_t)r;
+    CHECK(r == 0);
+    CHECK(dl_tls_unlend(to) == 0);
+    off += w;
+  }
+  CHECK(k == n && memcmp(got, p, n) == 0);
+  dl_buf_free(&rec);
+  free(got);
+}
+
+/* Records dlua seals and opens itself (after the handshake) are TLS 1.3's:
+   either end may keep OpenSSL's record layer, and bytes cross both ways,
+   whatever the loans' and the reads' sizes. */
+static void test_records_of_our_own_are_tls(void) {
+  size_t n = 100000, i;
+  char *p = malloc(n);
+  int own_c, own_s;
+  CHECK(p != NULL);
+  for (i = 0; i < n; i++) p[i] = (char)('a' + i % 23);
+  make_dirs();
+  for (own_c = 0; own_c < 2; own_c++)
+    for (own_s = 0; own_s < 2; own_s++) {
+      dl_tls c, s;
+      shake(&c, own_c, &s, own_s);
+      cross(&c, &s, p, n, 65536, 1u << 20); /* big loans, big reads */
+      cross(&s, &c, p, n, 1000, 100);        /* records split, small reads */
+      cross(&c, &s, p, 1, 1, 1);             /* one byte at a time */
+      cross(&s, &c, p, n, 16406, 16385);     /* a record a loan */
+      dl_tls_end(&c);
+      dl_tls_end(&s);
+    }
+  remove_dirs();
+  free(p);
+}
+
+/* A record altered on the way, or bytes that are not records, end the
+   session with a clear error, on every read from then on. */
+static void test_an_altered_record_is_refused(void) {
+  dl_tls c, s;
+  dl_buf rec;
+  char err[300], buf[64];
+  make_dirs();
+  shake(&c, 1, &s, 1);
+  dl_buf_init(&rec);
+  CHECK(dl_tls_write(&c, "secret-hello", 12) == 0);
+  CHECK(dl_tls_pull(&c, &rec) == 0 && rec.len == 5 + 12 + 1 + 16);
+  rec.p[10] ^= 1;
+  CHECK(dl_tls_push(&s, rec.p, rec.len) == 0);
+  err[0] = '\0';
+  CHECK(dl_tls_read(&s, buf, sizeof buf, err, sizeof err) == -1);
+  CHECK(strstr(err, "does not authenticate") != NULL);
+  err[0] = '\0';
+  CHECK(dl_tls_read(&s, buf, sizeof buf, err, sizeof err) == -1);
+  CHECK(strstr(err, "does not authenticate") != NULL);
+  dl_tls_end(&s);
+  dl_tls_end(&c);
+  /* A record lost on the way: the next one is out of order. */
+  shake(&c, 1, &s, 1);
+  rec.len = 0;
+  CHECK(dl_tls_write(&c, "one", 3) == 0 && dl_tls_write(&c, "two", 3) == 0);
+  CHECK(dl_tls_pull(&c, &rec) == 0 && rec.len == 2 * (5 + 3 + 1 + 16));
+  CHECK(dl_tls_push(&s, rec.p + rec.len / 2, rec.len / 2) == 0);
+  CHECK(dl_tls_read(&s, buf, sizeof buf, err, sizeof err) == -1);
+  CHECK(strstr(err, "does not authenticate") != NULL);
+  dl_tls_end(&s);
+  dl_tls_end(&c);
+  /* Plain text where records should be. */
+  shake(&c, 1, &s, 1);
+  CHECK(dl_tls_push(&s, "GET / HTTP/1.1\r\n\r\n", 18) == 0);
+  CHECK(dl_tls_read(&s, buf, sizeof buf, err, sizeof err) == -1);
+  CHECK(strstr(err, "not TLS 1.3") != NULL);
+  dl_tls_end(&s);
+  dl_tls_end(&c);
+  dl_buf_free(&rec);
+  remove_dirs();
+}
+
+static void tlsrec_one(const unsigned char *p, size_t n, void *ud) {
+  (void)ud;
+  tlsrec_drive(p, n);
+}
+
+/* Every input the records' fuzzer saved (tests/fuzz/regressions-tlsrec)
+   runs as it did there (tlsrec_driver.h says what is checked). */
+static void test_replay_fuzz_regressions(void) {
+  CHECK(tap_replay("tests/fuzz/regressions-tlsrec", tlsrec_one, NULL) > 0);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(test_bytes_cross_encrypted);
@@ -486,5 +631,8 @@ int main(void) {
   RUN(test_garbage_to_a_tls_port);
   RUN(test_slow_tls_handshake_is_dropped);
   RUN(test_bad_tls_dirs_say_which_file);
+  RUN(test_records_of_our_own_are_tls);
+  RUN(test_an_altered_record_is_refused);
+  RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
