@@ -341,6 +341,27 @@ describe("cluster lifetime", function()
 end)
 
 -- ===================================================================
+describe("a worker's garbage", function()
+  it("small tasks leave their worker little garbage", function()
+    -- Each task runs in a coroutine; a new one per task (about 1 KB) was
+    -- most of what a small task left, so the worker's collector ran
+    -- every ~120 tasks, inside one.  Ended tasks' coroutines are reused.
+    local c = dlua.Client{n_workers = 1}
+    finally(function() c:close() end)
+    local function count() return collectgarbage("count") end
+    local last, growth = nil, {}
+    for _ = 1, 200 do
+      local kb = c:submit(count):result(10)
+      if last and kb >= last then growth[#growth + 1] = kb - last end
+      last = kb
+    end
+    table.sort(growth)
+    assert.is_true(#growth > 100)
+    local median = growth[#growth // 2]
+    assert.is_true(median < 0.4, ("%.3f KB a task"):format(median))
+  end)
+end)
+
 describe("futures", function()
   local cluster, c
 

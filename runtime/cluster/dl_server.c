@@ -85,6 +85,9 @@ struct dl_server {
   atomic_int cwaiting; /* the client's thread is in dl_server_recv */
   double pspin;        /* loop only: seconds poll_client watches */
   double lspin;        /* loop only: seconds poll_links watches */
+  double watched_at;   /* loop only: when poll_client last began to watch
+                          (0: it took a request since) */
+  double sent_at;      /* (L) when the client last put a request in outbox */
   double spin;      /* client thread only: seconds dl_server_recv spins */
   double last_wake; /* client thread only: when it last woke the loop */
   int deferred;     /* client thread only: sent without a wake-up since */
@@ -271,9 +274,10 @@ static int drain_client(dl_server *s);
 ** client's thread is busy meanwhile (it runs the caller's Lua code), so
 ** only one thread spins at a time.  The watch adapts as the client's spin
 ** does: halved when no request came within it (a client that thinks
-** between calls, a map's gather), doubled when one did, and cut to its
-** least when a step lost the CPU (a busy machine).  Returns 1 if it took
-** a request.
+** between calls, a map's gather), doubled when one did, cut to its least
+** when a step lost the CPU (a busy machine), and back to its longest when
+** the request came within that, watched or not (poll_learn).  Returns 1
+** if it took a request.
 */
 #define POLL_MAX 60e-6
 #define POLL_MIN 2e-6
@@ -290,6 +294,7 @@ static int poll_client(dl_server *s) {
   }
   if (s->pspin <= 0) s->pspin = POLL_MAX;
   start = now_s();
+  s->watched_at = start;
   atomic_store(&s->polling, 1);
   prev = start;
   while (!atomic_load(&s->outbox_ready)) {
@@ -373,6 +378,23 @@ static void poll_links(dl_server *s) {
   }
   if (got) s->lspin = LINK_SPIN_MAX;
   else if (s->lspin > LINK_SPIN_MIN) s->lspin /= 2;
+}
+
+/*
+** The client's request sent at sent came in (drain_client): when it came
+** within the longest watch after the last one began, watched or not, watch
+** that long from now on.  Without this, a watch cut short (a machine busy
+** for a moment) stays short for good: the client's spin is cut too, so it
+** sleeps through each answer and its next request comes after the short
+** watch, on every round, each round paying the wake-up of this thread and
+** of the client's (a stable round trip of about 90 us on a 2-CPU VM, 20
+** us with the watches at their longest).
+*/
+static void poll_learn(dl_server *s, double sent) {
+  if (s->watched_at > 0 && sent >= s->watched_at &&
+      sent - s->watched_at <= POLL_MAX)
+    s->pspin = POLL_MAX;
+  s->watched_at = 0;
 }
 
 static void prep_cb(uv_prepare_t *h) {
@@ -1286,12 +1308,15 @@ static void begin_stop(dl_server *s) {
 /* Hand the client's queued messages to the scheduler; 1 if there were. */
 static int drain_client(dl_server *s) {
   dl_buf msgs;
+  double sent;
   int rc;
   uv_mutex_lock(&s->lock);
   msgs = s->outbox;
   dl_buf_init(&s->outbox);
   atomic_store(&s->outbox_ready, 0);
+  sent = s->sent_at;
   uv_mutex_unlock(&s->lock);
+  if (msgs.len) poll_learn(s, sent);
   if (msgs.len == 0) {
     dl_buf_free(&msgs);
     return 0;
@@ -2025,7 +2050,10 @@ int dl_server_send(dl_server *s, const char *p, size_t n, int urgent) {
     }
   }
   rc = s->dead ? DL_EPROTO : dl_buf_put(&s->outbox, p, n);
-  if (rc == 0) atomic_store(&s->outbox_ready, 1);
+  if (rc == 0) {
+    s->sent_at = now_s();
+    atomic_store(&s->outbox_ready, 1);
+  }
   uv_mutex_unlock(&s->lock);
   if (rc == 0 && atomic_load(&s->polling)) {
     s->deferred = 0; /* the loop's thread takes it now (poll_client) */

@@ -796,10 +796,40 @@ static void task_report(wtask *t) {
   uv_async_send(&W.done_async);
 }
 
+/*
+** Coroutines of tasks that ended, reset, for the next tasks: a new one
+** for each task (its state and its stack, about 1 KB) was most of what a
+** small task left to the collector, whose cycles then came every ~120
+** tasks, each inside a task.  One that ended in an error is not kept.
+*/
+#define CO_POOL 16
+static struct {
+  lua_State *co;
+  int ref; /* in the registry, which keeps it */
+} co_pool[CO_POOL];
+static int nco_pool;
+
+/* Push a coroutine for a new task: one from the pool (*ref its reference)
+   or a new one (*ref LUA_NOREF).  [-0, +1, m] */
+static lua_State *co_take(lua_State *L, int *ref) {
+  if (nco_pool == 0) {
+    *ref = LUA_NOREF;
+    return lua_newthread(L);
+  }
+  nco_pool--;
+  *ref = co_pool[nco_pool].ref;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
+  return co_pool[nco_pool].co;
+}
+
 static void parked_free(lua_State *L, parked *pk) {
   unpark(pk);
-  lua_resetthread(pk->co);
-  luaL_unref(L, LUA_REGISTRYINDEX, pk->ref);
+  if (lua_resetthread(pk->co) == LUA_OK && nco_pool < CO_POOL) {
+    co_pool[nco_pool].co = pk->co;
+    co_pool[nco_pool++].ref = pk->ref;
+  } else {
+    luaL_unref(L, LUA_REGISTRYINDEX, pk->ref);
+  }
   dl_free(pk->hkey);
   dl_free(pk->err);
   dl_free(pk);
@@ -867,6 +897,7 @@ static void run_task(lua_State *L, wtask *t) {
   dl_dec_opts dopt = {0, &fnsource, NULL};
   parked *pk;
   lua_State *co;
+  int ref;
   if (index_deps(t)) {
     rc = -1;
     snprintf(err, sizeof err, "out of memory");
@@ -899,8 +930,9 @@ static void run_task(lua_State *L, wtask *t) {
     return;
   }
   memset(pk, 0, sizeof *pk);
-  co = lua_newthread(L);
+  co = co_take(L, &ref);
   if (!lua_checkstack(co, n + 2)) {
+    if (ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, ref);
     dl_free(pk);
     complete_err(t, DL_ERR_RAISED, "task has too many arguments", NULL);
     lua_settop(L, base);
@@ -911,7 +943,9 @@ static void run_task(lua_State *L, wtask *t) {
   for (i = 1; i <= n; i++) lua_rawgeti(L, base + 1, i);
   lua_xmove(L, co, n + 1);
   pk->co = co;
-  pk->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co */
+  if (ref == LUA_NOREF) ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co */
+  else lua_pop(L, 1);
+  pk->ref = ref;
   pk->t = t;
   pk->deadline = -1;
   pk->start_us = uv_hrtime() / 1000;
@@ -1229,6 +1263,13 @@ void dl_w_exec_main(void *arg) {
      pages: on a VM a fresh 4 KiB page costs tens of microseconds, and
      only a result a local peer maps needs a memfd (dl_mem.h). */
   dl_mem_private(1);
+  /* A full collection before the first task: the state's start (its
+     modules) left about half its heap as garbage, so the collector's
+     first cycle would come within a few dozen small tasks, and inside
+     one, at about four times the cost of a later one (over 100 us, not
+     25: that garbage, and pages this process has not written yet, which
+     a worker forked from the zygote shares until it writes them). */
+  lua_gc(L, LUA_GCCOLLECT);
   for (;;) {
     wtask *t = NULL;
     parked *pk = NULL;
