@@ -1,6 +1,7 @@
 /*
 ** dl_sched.c -- the scheduler's task state machine.  See dl_sched.h.
 */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stddef.h>
@@ -67,23 +68,26 @@ struct pref {
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
 ** NUL), its payload and (at a multiple of 8) pointers to its functions'
-** entries, which live as long as it does (tkey, tpay and tfns compute
-** where; a pointer is 8 bytes where the hash was 16).  At a million tasks in
-** flight three small allocations less per task is about 100 bytes each.
-** The record, its deps and dependents arrays (a single dependent is kept
-** in the record itself) and its inline-result copy (unless it is small
-** enough for the record: IN_HEAD) are blocks of the scheduler's slab
-** (dl_slab.h: huge pages, no malloc header); each is freed with the size
-** it was made with (task_size, ndeps, tdcap, inlen + 1).
+** entries, which live as long as it does, then pointers to its inputs,
+** which never change (tkey, tpay, tfns and tdeps compute where; a
+** function's pointer is 8 bytes where the hash was 16; the inputs in the
+** block save the record a pointer, 8 bytes, and a sum of 8 inputs a
+** block of its own).  At a million tasks in flight three small
+** allocations less per task is about 100 bytes each.  The record, its
+** dependents array (a single dependent is kept in the record itself) and
+** its inline-result copy (unless it is small enough for the record:
+** IN_HEAD) are blocks of the scheduler's slab (dl_slab.h: huge pages, no
+** malloc header); each is freed with the size it was made with
+** (task_size, tdcap, inlen + 1).
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
-     ones: little padding (136 bytes; 144 before prio and order had 32
+     ones: little padding (128 bytes; 136 before the inputs moved into
+     the task's block, 144 before prio and order had 32
      bits and the flags one bit each; it was 320, then 288 before plen,
      hidx and ridx had 32 bits, 272 before task_x, 176 before the
      processing lists were arrays, 152 before who and capdependents
      shrank). */
-  task **deps;
   union {
     task **many; /* dcap > 1: a block of the slab */
     task *one;   /* dcap 1: the one dependent, here (most tasks
@@ -189,6 +193,11 @@ static inline struct fnentry **tfns(const task *t) {
 
 /* t's i-th function's entry, or NULL. */
 static struct fnentry *tfn(const dl_sched *s, const task *t, int i);
+
+/* t's inputs (ndeps): after its function entries, in its block. */
+static inline task **tdeps(const task *t) {
+  return (task **)(tfns(t) + (t->fnpref ? 0 : t->nfns));
+}
 
 /*
 ** The fields few tasks use: set at submit only for a task with
@@ -1036,19 +1045,21 @@ static int pref_cut(dl_sched *s, const char *p, size_t n, const char *fns,
 
 /*
 ** A new task record, zeroed, with a copy of key and (if payload is not
-** NULL) of payload, and the entries of the nfns function hashes at fns
-** (not counted yet: fns_ref), all in one allocation.  NULL when out of
-** memory.
+** NULL) of payload, the entries of the nfns function hashes at fns (not
+** counted yet: fns_ref) and the ndeps inputs at deps (not linked yet),
+** all in one allocation.  NULL when out of memory.
 */
 static task *task_new(dl_sched *s, const char *key, size_t klen,
                       const char *payload, size_t plen, const char *fns,
-                      size_t nfns) {
+                      size_t nfns, task *const *deps, size_t ndeps) {
   size_t n, i;
   task *t;
   char *p;
   size_t pfx = 0, sfx = 0;
   int ref = 0, fnpref = 0;
-  if (klen > UINT32_MAX || (payload && plen > UINT32_MAX)) return NULL;
+  if (klen > UINT32_MAX || (payload && plen > UINT32_MAX) ||
+      ndeps > INT_MAX)
+    return NULL;
   if (payload) {
     ref = pref_cut(s, payload, plen, fns, nfns, &pfx, &sfx);
     payload += pfx;
@@ -1065,7 +1076,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
     }
   }
   n = tfns_at(klen, payload ? plen : 0) +
-      (fnpref ? 0 : nfns * sizeof(fnentry *));
+      (fnpref ? 0 : nfns * sizeof(fnentry *)) + ndeps * sizeof(task *);
   t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
@@ -1089,13 +1100,16 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   if (fnpref) s->prefs[ref].nfn++;
   for (i = 0; !fnpref && i < nfns; i++)
     tfns(t)[i] = dl_map_get(&s->fns, fns + 16 * i, 16);
+  t->ndeps = (int)ndeps;
+  if (ndeps) memcpy(tdeps(t), deps, ndeps * sizeof *deps);
   return t;
 }
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
   return tfns_at(t->klen, t->plen) +
-         (t->fnpref ? 0 : (size_t)t->nfns * sizeof(fnentry *));
+         (t->fnpref ? 0 : (size_t)t->nfns * sizeof(fnentry *)) +
+         (size_t)t->ndeps * sizeof(task *);
 }
 
 static void task_free(dl_sched *s, task *t) {
@@ -1104,7 +1118,6 @@ static void task_free(dl_sched *s, task *t) {
   s->kept -= tinlen(t);
   if (t->inlen && !(t->inlen & INL_SMALL))
     dl_slab_free(&s->slab, t->inl.p, (size_t)t->inlen + 1);
-  if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
   if (t->dcap > 1)
     dl_slab_free(&s->slab, t->dependents.many,
                  sizeof(task *) * (size_t)tdcap(t));
@@ -1148,7 +1161,7 @@ static void collect(dl_sched *s, task *t) {
     if (x->ndependents > 0) continue;
     /* forget x */
     for (i = 0; i < x->ndeps; i++) {
-      task *d = x->deps[i];
+      task *d = tdeps(x)[i];
       int j;
       task **dd = tdependents(d);
       for (j = 0; j < d->ndependents; j++)
@@ -1173,7 +1186,7 @@ static void make_ready(dl_sched *s, task *t) {
 static void unpend_inputs(dl_sched *s, task *t) {
   int i;
   for (i = 0; i < t->ndeps; i++) {
-    task *d = t->deps[i];
+    task *d = tdeps(t)[i];
     if (--d->npending == 0 && d->want == 0) collect(s, d);
   }
 }
@@ -1278,7 +1291,7 @@ static void need(dl_sched *s, task *t) {
     }
     x->waiting = 0;
     for (i = 0; i < x->ndeps; i++) {
-      task *d = x->deps[i];
+      task *d = tdeps(x)[i];
       d->npending++;
       if (d->state == T_ERRED) failed = 1;
       if (d->state != T_MEMORY) {
@@ -1289,8 +1302,8 @@ static void need(dl_sched *s, task *t) {
     set_state(s, x, T_WAITING);
     if (failed) {
       for (i = 0; i < x->ndeps; i++)
-        if (x->deps[i]->state == T_ERRED) {
-          task *d = x->deps[i];
+        if (tdeps(x)[i]->state == T_ERRED) {
+          task *d = tdeps(x)[i];
           fail(s, x, dep_kind(d), tx(d)->err, tx(d)->errlen);
           break;
         }
@@ -1415,7 +1428,7 @@ static sworker *choose(dl_sched *s, task *t) {
       continue;
     if (!allowed(t, w->info.id)) continue;
     for (j = 0; j < t->ndeps; j++) {
-      task *d = t->deps[j];
+      task *d = tdeps(t)[j];
       for (k = 0; k < d->nwho; k++)
         if (twho(d)[k] == w->info.id) bytes += d->nbytes + 1;
     }
@@ -1466,7 +1479,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     dl_put_compute(b, &m);
   }
   for (i = 0; i < t->ndeps; i++) {
-    task *d = t->deps[i];
+    task *d = tdeps(t)[i];
     dl_put_compute_dep(b, tkey(d), d->klen, (uint64_t)d->nwho);
     for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)twho(d)[j]);
   }
@@ -1991,7 +2004,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       set_state(s, t, T_WAITING);
       t->waiting = 0;
       for (k = 0; k < t->ndeps; k++)
-        if (t->deps[k]->state != T_MEMORY) t->waiting++;
+        if (tdeps(t)[k]->state != T_MEMORY) t->waiting++;
       if (t->waiting == 0) make_ready(s, t);
     } else { /* MEMORY with no holder left */
       set_state(s, t, T_RELEASED);
@@ -2021,7 +2034,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
     t = lost[i];
     if (t->state == T_WAITING)
       for (k = 0; k < t->ndeps; k++)
-        if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+        if (tdeps(t)[k]->state == T_RELEASED) need(s, tdeps(t)[k]);
   }
   dl_free(lost);
   for (k = 0; k < s->nworkers; k++)
@@ -2045,7 +2058,9 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   dl_msg_submit m;
   uint64_t i;
   task *t;
-  size_t depsz = 0; /* bytes of t->deps's block */
+  size_t base = s->nstack; /* the inputs found, on the stack meanwhile */
+  const char *missing = NULL;
+  size_t missinglen = 0;
   RD(dl_get_submit(r, &m));
   t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t != NULL) { /* same key: the client holds one more future of it */
@@ -2055,8 +2070,27 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     else if (t->state == T_RELEASED) need(s, t);
     return 0;
   }
+  /* The inputs first: the task's block holds them (task_new). */
+  for (i = 0; i < m.ndeps; i++) {
+    const char *dk;
+    size_t dkl;
+    task *d;
+    if (dl_get_key(&m.deps, &dk, &dkl)) {
+      s->nstack = base;
+      return DL_EPROTO;
+    }
+    d = dl_imap_get(&s->tasks, dk, dkl);
+    if (d == NULL) {
+      missing = dk;
+      missinglen = dkl;
+    } else if (push_stack(s, d)) {
+      s->nstack = base;
+      return DL_ENOMEM;
+    }
+  }
   t = task_new(s, m.key, m.klen, m.payload ? m.payload : "", m.plen, m.fns,
-               (size_t)m.nfns);
+               (size_t)m.nfns, s->stack + base, s->nstack - base);
+  s->nstack = base;
   if (t == NULL) return DL_ENOMEM;
   t->prio = (int32_t)m.prio;
   t->order = (int32_t)m.order;
@@ -2080,35 +2114,8 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->state = T_WAITING;
   count_new(s, t);
   if (t->nfns) fns_ref(s, t);
-  if (m.ndeps) {
-    depsz = sizeof(task *) * m.ndeps;
-    t->deps = dl_slab_alloc(&s->slab, depsz);
-    if (t->deps == NULL) goto bad;
-  }
   {
     dl_buf e;
-    const char *missing = NULL;
-    size_t missinglen = 0;
-    for (i = 0; i < m.ndeps; i++) {
-      const char *dk;
-      size_t dkl;
-      task *d;
-      if (dl_get_key(&m.deps, &dk, &dkl)) goto bad;
-      d = dl_imap_get(&s->tasks, dk, dkl);
-      if (d == NULL) {
-        missing = dk;
-        missinglen = dkl;
-        continue;
-      }
-      t->deps[t->ndeps++] = d;
-    }
-    if ((uint64_t)t->ndeps < m.ndeps) { /* some missing: the exact size */
-      task **nd = dl_slab_realloc(&s->slab, t->deps, sizeof(task *) * m.ndeps,
-                                  sizeof(task *) * (size_t)t->ndeps);
-      if (nd == NULL) goto bad;
-      t->deps = nd;
-      depsz = sizeof(task *) * (size_t)t->ndeps;
-    }
     if (m.nworkers && !m.allow_other) { /* allow_other: a preference,
                                            not a rule */
       task_x *x = t->x;
@@ -2124,7 +2131,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     if (dl_imap_put(&s->tasks, t)) goto bad;
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
-      task *d = t->deps[i];
+      task *d = tdeps(t)[i];
       if (d->dcap == 0) {
         d->dcap = 1; /* most tasks have one: in the record */
       } else if (d->ndependents == tdcap(d)) { /* then double */
@@ -2160,23 +2167,18 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       return 0;
     }
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
-      task *d = t->deps[i];
+      task *d = tdeps(t)[i];
       if (d->state == T_ERRED) {
         fail(s, t, dep_kind(d), tx(d)->err, tx(d)->errlen);
         return 0;
       }
     }
     for (i = 0; i < (uint64_t)t->ndeps; i++)
-      if (t->deps[i]->state == T_RELEASED) need(s, t->deps[i]);
+      if (tdeps(t)[i]->state == T_RELEASED) need(s, tdeps(t)[i]);
     if (t->waiting == 0) make_ready(s, t);
   }
   return 0;
 bad:
-  if (t->deps) { /* freed here: task_free would take ndeps for its size */
-    dl_slab_free(&s->slab, t->deps, depsz);
-    t->deps = NULL;
-    t->ndeps = 0;
-  }
   count_gone(s, t);
   if (dl_imap_get(&s->tasks, tkey(t), t->klen) == t)
     dl_imap_del(&s->tasks, tkey(t), t->klen);
@@ -2293,7 +2295,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
     if (t->state == T_MEMORY) notify_done(s, t);
     return 0;
   }
-  t = task_new(s, key, klen, NULL, 0, NULL, 0);
+  t = task_new(s, key, klen, NULL, 0, NULL, 0, NULL, 0);
   if (t == NULL) return DL_ENOMEM;
   want_add(s, t);
   t->seq = s->seq++;
@@ -2549,11 +2551,11 @@ double dl_sched_tick(dl_sched *s, double now) {
       int k;
       *pp = t->x->next_delayed;
       for (k = 0; k < t->ndeps; k++)
-        if (t->deps[k]->state != T_MEMORY) t->waiting++;
+        if (tdeps(t)[k]->state != T_MEMORY) t->waiting++;
       if (t->waiting == 0) make_ready(s, t);
       else
         for (k = 0; k < t->ndeps; k++)
-          if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+          if (tdeps(t)[k]->state == T_RELEASED) need(s, tdeps(t)[k]);
       continue;
     }
     if (next < 0 || t->x->not_before - now < next)
@@ -2703,9 +2705,9 @@ static int on_missing(dl_sched *s, sworker *w, dl_rd *r) {
   set_state(s, t, T_WAITING);
   t->waiting = 0;
   for (k = 0; k < t->ndeps; k++)
-    if (t->deps[k]->state != T_MEMORY) t->waiting++;
+    if (tdeps(t)[k]->state != T_MEMORY) t->waiting++;
   for (k = 0; k < t->ndeps; k++)
-    if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+    if (tdeps(t)[k]->state == T_RELEASED) need(s, tdeps(t)[k]);
   if (t->state == T_WAITING && t->waiting == 0) make_ready(s, t);
   return 0;
 }
@@ -2892,7 +2894,7 @@ int64_t dl_sched_each_task(dl_sched *s,
     ti.who = twho(t);
     ti.nwho = t->state == T_MEMORY ? t->nwho : 0;
     ti.nbytes = t->nbytes;
-    ti.deps = (const void *const *)t->deps;
+    ti.deps = (const void *const *)tdeps(t);
     ti.ndeps = t->ndeps;
     ti.dep_group = dep_group;
     fn(ud, &ti);
