@@ -165,6 +165,37 @@ describe("client futures", function()
     c3:close()
   end)
 
+  -- A record names the client of its first future (a 40-byte future of
+  -- that client carries no id); a future of another client of the same
+  -- cluster carries its own, and stays right when the first ones go.
+  it("of one key and two clients each know their own client", function()
+    local Future = require("dlua.future")
+    local cl2 = dlua.Client(cluster)
+    local c3 = dlua.Client(cluster) -- the default client now, not cl2
+    local probe = setmetatable({cl2}, {__mode = "v"})
+    local a = cl2:submit(function() return 7 end, dlua.opts{key = "k-two-cl"})
+    local b = Future.new(c, "k-two-cl")
+    local a2 = Future.new(cl2, "k-two-cl")
+    assert.equal(cl2, a.client)
+    assert.equal(c, b.client)
+    assert.equal(cl2, a2.client)
+    assert.equal(7, b:result(20))
+    cl2, a, a2 = nil, nil, nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(probe[1], "the first client outlives its futures")
+    assert.equal(c, b.client)
+    assert.equal(7, b:result(20))
+    -- the record lives on: a new future of c's is c's, not the gone one's
+    local b2 = Future.new(c, "k-two-cl")
+    assert.equal(c, b2.client)
+    assert.equal(7, b2:result(20))
+    b:release()
+    assert.equal("finished", b2:status())
+    assert.equal(c, b2.client)
+    c3:close()
+  end)
+
   -- A future in a task's arguments travels as its position among the
   -- task's inputs (wire 4), which the worker maps to their keys.
   it("reach a task as their values, whatever the order and nesting", function()
