@@ -2089,7 +2089,8 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     }
   }
   t = task_new(s, m.key, m.klen, m.payload ? m.payload : "", m.plen, m.fns,
-               (size_t)m.nfns, s->stack + base, s->nstack - base);
+               (size_t)m.nfns, s->nstack > base ? s->stack + base : NULL,
+               s->nstack - base);
   s->nstack = base;
   if (t == NULL) return DL_ENOMEM;
   t->prio = (int32_t)m.prio;
