@@ -33,12 +33,14 @@ typedef struct tgroup {
 ** with the same bytes (the codec's header: 9 of an integer's 11 to 13).
 ** The scheduler keeps the first IN_HEAD bytes of the first kept result
 ** (dl_sched.ihead), and a result that starts with them and has at most
-** IN_TAIL bytes after them is kept in the record itself (INL_SMALL in
-** inlen): no 16-byte block of the slab for it, 18 MB at a million tasks.
+** IN_TAIL bytes after them is kept in the record itself (insmall): no
+** 16-byte block of the slab for it, 18 MB at a million tasks.  Results
+** come inline up to 1 KiB (the worker's INLINE_MAX); none longer than
+** IN_MAX is kept (inlen has 16 bits).
 */
 #define IN_HEAD 9
 #define IN_TAIL 8
-#define INL_SMALL 0x80000000u
+#define IN_MAX 0xffff
 
 typedef struct task task;
 struct fnentry;
@@ -81,9 +83,11 @@ struct pref {
 ** (task_size, tdcap, inlen + 1).
 */
 struct task {
-  /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
-     ones: little padding (128 bytes; 136 before the inputs moved into
-     the task's block, 144 before prio and order had 32
+  /* Pointers and 8-byte fields first, then the 4-byte, then the
+     bit-fields in 8 bytes: no padding (120 bytes; 128 before qidx and
+     pidx shared their 4 bytes and inlen, state, errkind and dcap became
+     bit-fields, 136 before the inputs moved into the task's block, 144
+     before prio and order had 32
      bits and the flags one bit each; it was 320, then 288 before plen,
      hidx and ridx had 32 bits, 272 before task_x, 176 before the
      processing lists were arrays, 152 before who and capdependents
@@ -103,15 +107,20 @@ struct task {
   tgroup *group;
   union {
     char *p;              /* a block of the slab: inlen + 1 bytes */
-    char tail[IN_TAIL];   /* INL_SMALL: the bytes after the shared head */
+    char tail[IN_TAIL];   /* insmall: the bytes after the shared head */
   } inl; /* a copy of its small result, as it came inline (tinl) */
   int32_t prio;  /* its priority and order (tprio, torder): in task_x */
   int32_t order; /* when either does not fit in 32 bits (wide) */
   uint32_t klen;
   uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
-  uint32_t qidx; /* in the ready queue: position + 1 in the heap, or in
-                    the run if inrun; 0 when in neither */
-  uint32_t pidx; /* PROCESSING: position + 1 in its worker's proc, or 0 */
+  union { /* a task is never READY and PROCESSING at once: set_state
+             takes it out of the ready queue and its worker's array as
+             it leaves either state, so each is 0 in every other */
+    uint32_t qidx; /* READY, in the ready queue: position + 1 in the
+                      heap, or in the run if inrun; 0 when in neither */
+    uint32_t pidx; /* PROCESSING: position + 1 in its worker's proc, or
+                      0 */
+  };
   int ndeps;
   int ndependents;
   int nfns;
@@ -122,27 +131,27 @@ struct task {
                    wwho's counts */
   int processing_on; /* worker id or -1 */
   int nwho;
-  uint32_t inlen;    /* of the kept copy, INL_SMALL set when in tail; 0:
-                        none kept */
-  uint8_t state;     /* T_* */
-  uint8_t errkind;
-  uint8_t dcap;  /* room in dependents: 0, or 1 << (dcap - 1) (tdcap) */
-  unsigned seceded : 1;  /* PROCESSING: its task waits (DL_M_SECEDE), so
+  uint64_t inlen : 16;  /* of the kept copy (tinl); 0: none kept */
+  uint64_t insmall : 1; /* the kept copy is in inl.tail */
+  uint64_t state : 3;   /* T_* */
+  uint64_t errkind : 3; /* DL_ERR_* */
+  uint64_t dcap : 5; /* room in dependents: 0, or 1 << (dcap - 1) (tdcap) */
+  uint64_t seceded : 1;  /* PROCESSING: its task waits (DL_M_SECEDE), so
                             it is not counted in its worker's inflight */
-  unsigned restoring : 1;    /* PROCESSING: a worker stores inl (no run) */
-  unsigned steal_denied : 1; /* PROCESSING: its worker refused to hand it
+  uint64_t restoring : 1;    /* PROCESSING: a worker stores inl (no run) */
+  uint64_t steal_denied : 1; /* PROCESSING: its worker refused to hand it
                                 back */
-  unsigned scattered : 1;    /* it has no payload (tpay gives NULL) */
-  unsigned inrun : 1;        /* qidx is a position in the run, not the
+  uint64_t scattered : 1;    /* it has no payload (tpay gives NULL) */
+  uint64_t inrun : 1;        /* qidx is a position in the run, not the
                                 heap */
-  unsigned wide : 1;         /* prio and order are task_x's */
+  uint64_t wide : 1;         /* prio and order are task_x's */
   /* Its payload is pref[pref].head's first pfx bytes, then the plen
      bytes stored (tpay), then pref[pref].tail's last sfx bytes (see
      pref). */
-  unsigned pfx : 7;
-  unsigned sfx : 7;
-  unsigned pref : 8;
-  unsigned fnpref : 1; /* its one function is its reference's (fnhash):
+  uint64_t pfx : 7;
+  uint64_t sfx : 7;
+  uint64_t pref : 8;
+  uint64_t fnpref : 1; /* its one function is its reference's (fnhash):
                           no pointer kept (tfn) */
 };
 
@@ -169,9 +178,7 @@ static inline int *twho(task *t) {
 }
 
 /* The length of t's kept result (0: none). */
-static inline size_t tinlen(const task *t) {
-  return t->inlen & ~INL_SMALL;
-}
+static inline size_t tinlen(const task *t) { return t->inlen; }
 
 /* t's kept result (tinlen bytes), or NULL: borrowed, valid until t
    changes, or (when small) put together in buf, valid while buf is. */
@@ -435,7 +442,13 @@ static void punlink(dl_sched *s, task *t) {
   while (w->proc[w->nproc - 1] == NULL) w->nproc--;
 }
 
+static void rq_remove(dl_sched *s, task *t);
+
+/* t moves to state st; it leaves the ready queue as it leaves READY, and
+   its worker's array as it leaves PROCESSING (qidx and pidx share their
+   bytes: see task). */
 static void set_state(dl_sched *s, task *t, int st) {
+  if (t->state == T_READY && st != T_READY) rq_remove(s, t);
   if (t->state == T_PROCESSING && st != T_PROCESSING) punlink(s, t);
   s->counts[t->state]--;
   s->counts[st]++;
@@ -806,6 +819,7 @@ static task *rq_peek(dl_sched *s) {
 }
 
 static void rq_remove(dl_sched *s, task *t) {
+  if (t->state != T_READY) return; /* qidx is pidx or 0 */
   if (t->qidx && !t->inrun) {
     heap_remove(s, t);
   } else if (t->qidx) {
@@ -1116,7 +1130,7 @@ static void task_free(dl_sched *s, task *t) {
   fns_unref(s, t);
   if (t->fnpref) s->prefs[t->pref].nfn--;
   s->kept -= tinlen(t);
-  if (t->inlen && !(t->inlen & INL_SMALL))
+  if (t->inlen && !t->insmall)
     dl_slab_free(&s->slab, t->inl.p, (size_t)t->inlen + 1);
   if (t->dcap > 1)
     dl_slab_free(&s->slab, t->dependents.many,
@@ -1338,7 +1352,7 @@ static const char *tinl(const dl_sched *s, const task *t,
                         char buf[IN_HEAD + IN_TAIL]) {
   size_t n = tinlen(t);
   if (n == 0) return NULL;
-  if (!(t->inlen & INL_SMALL)) return t->inl.p;
+  if (!t->insmall) return t->inl.p;
   memcpy(buf, s->ihead, IN_HEAD);
   memcpy(buf + IN_HEAD, t->inl.tail, n - IN_HEAD);
   return buf;
@@ -1347,7 +1361,7 @@ static const char *tinl(const dl_sched *s, const task *t,
 /* Keep a copy of t's result (ilen bytes at inl, 0 < ilen), in the record
    when it is small (see IN_HEAD); nothing is kept when out of memory. */
 static void keep(dl_sched *s, task *t, const char *inl, size_t ilen) {
-  if (ilen >= INL_SMALL) return;
+  if (ilen > IN_MAX) return;
   if (s->nihead == 0 && ilen >= IN_HEAD) {
     memcpy(s->ihead, inl, IN_HEAD);
     s->nihead = IN_HEAD;
@@ -1355,13 +1369,15 @@ static void keep(dl_sched *s, task *t, const char *inl, size_t ilen) {
   if (s->nihead && ilen >= IN_HEAD && ilen - IN_HEAD <= IN_TAIL &&
       memcmp(inl, s->ihead, IN_HEAD) == 0) {
     memcpy(t->inl.tail, inl + IN_HEAD, ilen - IN_HEAD);
-    t->inlen = (uint32_t)ilen | INL_SMALL;
+    t->inlen = ilen;
+    t->insmall = 1;
   } else {
     t->inl.p = dl_slab_alloc(&s->slab, ilen + 1);
     if (t->inl.p == NULL) return;
     memcpy(t->inl.p, inl, ilen);
     t->inl.p[ilen] = '\0';
-    t->inlen = (uint32_t)ilen;
+    t->inlen = ilen;
+    t->insmall = 0;
   }
   s->kept += ilen;
 }
@@ -2043,7 +2059,9 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       break;
     }
   for (i = w->phead; i < w->nproc; i++) /* none is left, normally */
-    if (w->proc[i]) w->proc[i]->pidx = 0;
+    if (w->proc[i] && w->proc[i]->state == T_PROCESSING &&
+        in_proc(w, w->proc[i]))
+      w->proc[i]->pidx = 0;
   dl_free(w->proc);
   dl_map_free(&w->fns_sent);
   dl_prof_free(w->prof);
