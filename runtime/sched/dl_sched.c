@@ -19,13 +19,16 @@
 
 enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
 
-/* Tasks whose keys share a prefix ("inc-3f2a" -> "inc"). */
+/* Tasks whose keys share a prefix ("inc-3f2a" -> "inc").  A task names
+   its group by its index in the scheduler's table (gidx): 4 bytes, not a
+   pointer's 8. */
 typedef struct tgroup {
   char *name;
   size_t nlen;
   int64_t counts[6];
   int64_t total, done, erred;
   int colour;
+  uint32_t idx; /* its index in dl_sched.gtab, plus 1 */
 } tgroup;
 
 /*
@@ -84,7 +87,8 @@ struct pref {
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the
-     bit-fields in 8 bytes: no padding (120 bytes; 128 before qidx and
+     bit-fields in 8 bytes: no padding (112 bytes; 120 before the group
+     was an index and nbytes had 32 bits, 128 before qidx and
      pidx shared their 4 bytes and inlen, state, errkind and dcap became
      bit-fields, 136 before the inputs moved into the task's block, 144
      before prio and order had 32
@@ -103,14 +107,15 @@ struct task {
     int one;   /* nwho 1: the holder */
     int *many; /* nwho 2 or more: a block of the heap */
   } who;       /* the workers holding the result: read it through twho */
-  uint64_t nbytes;
-  tgroup *group;
   union {
     char *p;              /* a block of the slab: inlen + 1 bytes */
     char tail[IN_TAIL];   /* insmall: the bytes after the shared head */
   } inl; /* a copy of its small result, as it came inline (tinl) */
   int32_t prio;  /* its priority and order (tprio, torder): in task_x */
   int32_t order; /* when either does not fit in 32 bits (wide) */
+  uint32_t nbytes; /* its result's size (tnbytes): in task_x when it does
+                      not fit in 32 bits (bignb) */
+  uint32_t gidx;   /* its group (tgroup.idx, tgrp), or 0 */
   uint32_t klen;
   uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
   union { /* a task is never READY and PROCESSING at once: set_state
@@ -145,6 +150,7 @@ struct task {
   uint64_t inrun : 1;        /* qidx is a position in the run, not the
                                 heap */
   uint64_t wide : 1;         /* prio and order are task_x's */
+  uint64_t bignb : 1;        /* nbytes is task_x's */
   /* Its payload is pref[pref].head's first pfx bytes, then the plen
      bytes stored (tpay), then pref[pref].tail's last sfx bytes (see
      pref). */
@@ -216,6 +222,7 @@ static inline task **tdeps(const task *t) {
 */
 typedef struct task_x {
   int64_t prio, order; /* when the task is wide (see task.prio) */
+  uint64_t nbytes;     /* when the task's bignb is set */
   int *restrict_w;  /* worker ids, or NULL */
   int *wwho;        /* of want: {worker id, count} pairs, tasks' futures */
   char *waits_on;   /* seceded: the key its task waits for (owned), or NULL */
@@ -236,6 +243,11 @@ typedef struct task_x {
 static const task_x tx_none;
 static inline const task_x *tx(const task *t) {
   return t->x ? t->x : &tx_none;
+}
+
+/* t's result's size. */
+static inline uint64_t tnbytes(const task *t) {
+  return t->bignb ? t->x->nbytes : t->nbytes;
 }
 
 /* t's priority and order. */
@@ -320,6 +332,10 @@ struct dl_sched {
   pget *pgets;
   size_t npgets, cappgets;
   dl_map groups; /* prefix -> tgroup (kept for the scheduler's life) */
+  tgroup **gtab; /* by index (task.gidx - 1); NULL where free */
+  uint32_t ngtab, capgtab;
+  uint32_t *gfree; /* free indexes of gtab */
+  uint32_t nfree, capfree;
   dl_slab slab;  /* task records and their small arrays (see task) */
   dl_buf fnbuf;  /* send_compute's scratch: the task's function hashes */
   dl_sched_event *events; /* ring of the last DL_SCHED_EVENTS completions */
@@ -368,6 +384,62 @@ static task_x *task_xw(dl_sched *s, task *t) {
     if (t->x) memset(t->x, 0, sizeof *t->x);
   }
   return t->x;
+}
+
+/* t's result has n bytes: in the record, or in task_x past 32 bits (out
+   of memory there: the most the record holds). */
+static void set_nbytes(dl_sched *s, task *t, uint64_t n) {
+  task_x *x;
+  t->bignb = 0;
+  if (n <= UINT32_MAX) {
+    t->nbytes = (uint32_t)n;
+  } else if ((x = task_xw(s, t)) != NULL) {
+    x->nbytes = n;
+    t->bignb = 1;
+  } else {
+    t->nbytes = UINT32_MAX;
+  }
+}
+
+/* t's group, or NULL. */
+static inline tgroup *tgrp(const dl_sched *s, const task *t) {
+  return t->gidx ? s->gtab[t->gidx - 1] : NULL;
+}
+
+/* Give g an index in the group table: 0 or DL_ENOMEM. */
+static int gtab_add(dl_sched *s, tgroup *g) {
+  uint32_t i;
+  if (s->nfree > 0) {
+    i = s->gfree[--s->nfree];
+  } else {
+    if (s->ngtab == s->capgtab) {
+      uint32_t nc = s->capgtab ? s->capgtab * 2 : 16;
+      tgroup **n = nc > s->capgtab ? dl_realloc(s->gtab, sizeof *n * nc)
+                                   : NULL;
+      if (n == NULL) return DL_ENOMEM;
+      s->gtab = n;
+      s->capgtab = nc;
+    }
+    i = s->ngtab++;
+  }
+  s->gtab[i] = g;
+  g->idx = i + 1;
+  return 0;
+}
+
+/* g leaves the group table (its index is free for the next group); out
+   of memory, the index is lost, not reused. */
+static void gtab_del(dl_sched *s, tgroup *g) {
+  s->gtab[g->idx - 1] = NULL;
+  if (s->nfree == s->capfree) {
+    uint32_t nc = s->capfree ? s->capfree * 2 : 16;
+    uint32_t *n = nc > s->capfree ? dl_realloc(s->gfree, sizeof *n * nc)
+                                  : NULL;
+    if (n == NULL) return;
+    s->gfree = n;
+    s->capfree = nc;
+  }
+  s->gfree[s->nfree++] = g->idx - 1;
 }
 
 static char *dupbytes(const char *p, size_t n) {
@@ -452,11 +524,12 @@ static void set_state(dl_sched *s, task *t, int st) {
   if (t->state == T_PROCESSING && st != T_PROCESSING) punlink(s, t);
   s->counts[t->state]--;
   s->counts[st]++;
-  if (t->group) {
-    t->group->counts[t->state]--;
-    t->group->counts[st]++;
-    if (st == T_MEMORY && t->state == T_PROCESSING) t->group->done++;
-    if (st == T_ERRED) t->group->erred++;
+  if (t->gidx) {
+    tgroup *g = tgrp(s, t);
+    g->counts[t->state]--;
+    g->counts[st]++;
+    if (st == T_MEMORY && t->state == T_PROCESSING) g->done++;
+    if (st == T_ERRED) g->erred++;
   }
   t->state = st;
 }
@@ -494,13 +567,19 @@ static void count_new(dl_sched *s, task *t) {
     g->name = dupbytes(tkey(t), n);
     g->nlen = n;
     g->colour = pick_colour(s, tkey(t), n);
-    if (g->name == NULL || dl_map_put(&s->groups, g->name, n, g)) {
+    if (g->name == NULL || gtab_add(s, g)) {
+      dl_free(g->name);
+      dl_free(g);
+      return;
+    }
+    if (dl_map_put(&s->groups, g->name, n, g)) {
+      gtab_del(s, g);
       dl_free(g->name);
       dl_free(g);
       return;
     }
   }
-  t->group = g;
+  t->gidx = g->idx;
   g->total++;
   g->counts[t->state]++;
 }
@@ -514,16 +593,17 @@ static void copy_cut(char *d, size_t dn, const char *p, size_t n) {
 
 /* Forget a task's place in the counts; a group left without tasks goes. */
 static void count_gone(dl_sched *s, task *t) {
-  tgroup *g = t->group;
+  tgroup *g = tgrp(s, t);
   int k;
   s->counts[t->state]--;
   if (g == NULL) return;
   g->counts[t->state]--;
-  t->group = NULL;
+  t->gidx = 0;
   for (k = 0; k < 6; k++)
     if (g->counts[k] > 0) return;
   if (s->freeing) return; /* dl_sched_free frees every group */
   dl_map_del(&s->groups, g->name, g->nlen);
+  gtab_del(s, g);
   dl_free(g->name);
   dl_free(g);
 }
@@ -570,8 +650,8 @@ static void record_event(dl_sched *s, task *t, int wid, double start,
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
   copy_cut(e->key, sizeof e->key, tkey(t), t->klen);
-  if (t->group) copy_cut(e->group, sizeof e->group, t->group->name,
-                         t->group->nlen);
+  if (t->gidx) copy_cut(e->group, sizeof e->group, tgrp(s, t)->name,
+                        tgrp(s, t)->nlen);
   else e->group[0] = '\0';
   e->err[0] = '\0';
   if (!ok && rec) { /* kind, message, ...: keep the message's first line */
@@ -588,7 +668,7 @@ static void record_event(dl_sched *s, task *t, int wid, double start,
   e->worker = wid;
   e->start = start;
   e->stop = stop;
-  e->nbytes = ok ? t->nbytes : 0;
+  e->nbytes = ok ? tnbytes(t) : 0;
   e->ok = ok;
   s->nevents++;
 }
@@ -845,7 +925,7 @@ static void notify_done_inline(dl_sched *s, task *t, const char *inl,
     if (b == NULL) continue;
     m.key = tkey(t);
     m.klen = t->klen;
-    m.nbytes = t->nbytes;
+    m.nbytes = tnbytes(t);
     m.inl = inl;
     m.ilen = ilen;
     dl_put_key_done(b, &m);
@@ -897,7 +977,7 @@ static void held(dl_sched *s, int wid, const task *t, int delta) {
   sworker *w = find_worker(s, wid);
   if (w == NULL) return;
   w->info.stored += delta;
-  w->info.managed += delta * (int64_t)t->nbytes;
+  w->info.managed += delta * (int64_t)tnbytes(t);
   if (w->info.stored < 0) w->info.stored = 0;
   if (w->info.managed < 0) w->info.managed = 0;
 }
@@ -1388,7 +1468,7 @@ static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
   int i;
   rq_remove(s, t);
   if (who_add(t, wid)) return;
-  t->nbytes = nbytes;
+  set_nbytes(s, t, nbytes);
   t->processing_on = -1;
   set_state(s, t, T_MEMORY);
   if (ilen && t->inlen == 0 && s->kept + ilen <= KEEP_MAX)
@@ -1446,7 +1526,7 @@ static sworker *choose(dl_sched *s, task *t) {
     for (j = 0; j < t->ndeps; j++) {
       task *d = tdeps(t)[j];
       for (k = 0; k < d->nwho; k++)
-        if (twho(d)[k] == w->info.id) bytes += d->nbytes + 1;
+        if (twho(d)[k] == w->info.id) bytes += tnbytes(d) + 1;
     }
     if (best == NULL || bytes > best_bytes ||
         (bytes == best_bytes && w->info.inflight < best->info.inflight)) {
@@ -1720,6 +1800,8 @@ void dl_sched_free(dl_sched *s) {
     dl_free(v);
   }
   dl_map_free(&s->groups);
+  dl_free(s->gtab);
+  dl_free(s->gfree);
   events_free(s->events);
   for (i = 0; i < s->npgets; i++) dl_free(s->pgets[i].key);
   dl_free(s->pgets);
@@ -2604,7 +2686,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     double d = (double)(stop - start) * 1e-6;
     unload(w, t);
     if (tpay(t) && !t->restoring) { /* a run, not a store */
-      t->nbytes = m.nbytes;
+      set_nbytes(s, t, m.nbytes);
       record_event(s, t, w->info.id, (double)start * 1e-6,
                    (double)stop * 1e-6, 1, NULL, 0);
       s->avg_duration =
@@ -2894,7 +2976,8 @@ int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
 
 static const char *dep_group(const dl_sched_tinfo *ti, int i) {
   const task *d = ti->deps[i];
-  return d->group ? d->group->name : "";
+  const tgroup *g = tgrp(ti->sched, d);
+  return g ? g->name : "";
 }
 
 int64_t dl_sched_each_task(dl_sched *s,
@@ -2907,15 +2990,16 @@ int64_t dl_sched_each_task(dl_sched *s,
     dl_sched_tinfo ti;
     ti.id = t;
     ti.key = tkey(t);
-    ti.group = t->group ? t->group->name : "";
+    ti.group = t->gidx ? tgrp(s, t)->name : "";
     ti.state = t->state;
     ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
     ti.who = twho(t);
     ti.nwho = t->state == T_MEMORY ? t->nwho : 0;
-    ti.nbytes = t->nbytes;
+    ti.nbytes = tnbytes(t);
     ti.deps = (const void *const *)tdeps(t);
     ti.ndeps = t->ndeps;
     ti.dep_group = dep_group;
+    ti.sched = s;
     fn(ud, &ti);
     n++;
   }
