@@ -50,6 +50,24 @@ describe("client futures", function()
     assert.matches("<Future: finished, key: k%-41>", tostring(f))
   end)
 
+  -- A submit without a key gets keys.fresh's key, made in C from the
+  -- prefix's stem and the next counter (no key string per task in Lua).
+  it("of plain submits have fresh keys of the function's name", function()
+    local function add1(x) return x + 1 end
+    local a, b = c:submit(add1, 1), c:submit(add1, 2)
+    local m = c:map(add1, {3})
+    local named = c:submit(add1, 4, dlua.opts{name = "other"})
+    assert.matches("^add1%-%x+$", a.key)
+    assert.equal(#"add1-" + 16, #a.key)
+    assert.equal(a.key:sub(1, -9), b.key:sub(1, -9))
+    assert.is_true(tonumber(b.key:sub(-8), 16) > tonumber(a.key:sub(-8), 16))
+    assert.is_true(tonumber(m[1].key:sub(-8), 16) >
+                   tonumber(b.key:sub(-8), 16))
+    assert.matches("^other%-%x+$", named.key)
+    assert.equal(c, a.client)
+    assert.same({2, 3, 5}, c:gather({a, b, named}, 20))
+  end)
+
   it("of one key share their state; a released one is refused", function()
     local a = c:submit(function() return {1, 2} end, dlua.opts{key = "k-two"})
     local b = c:submit(function() return {1, 2} end, dlua.opts{key = "k-two"})
