@@ -104,9 +104,11 @@ struct task {
   struct task_x *x; /* what few tasks use (task_x), or NULL */
   uint64_t seq;
   union {
-    int one;   /* nwho 1: the holder */
-    int *many; /* nwho 2 or more: a block of the heap */
-  } who;       /* the workers holding the result: read it through twho */
+    int two[2]; /* nwho 1 or 2: the holders, here (a result fetched by a
+                   peer has two: a quarter of bench h's tasks, whose
+                   8-byte blocks were 2 MB of the heap at 1M tasks) */
+    int *many;  /* nwho 3 or more: a block of the heap */
+  } who;        /* the workers holding the result: read it through twho */
   union {
     char *p;              /* a block of the slab: inlen + 1 bytes */
     char tail[IN_TAIL];   /* insmall: the bytes after the shared head */
@@ -180,7 +182,7 @@ static inline task **tdependents(task *t) {
 
 /* The workers holding t's result (nwho of them). */
 static inline int *twho(task *t) {
-  return t->nwho > 1 ? t->who.many : &t->who.one;
+  return t->nwho > 2 ? t->who.many : t->who.two;
 }
 
 /* The length of t's kept result (0: none). */
@@ -984,7 +986,7 @@ static void held(dl_sched *s, int wid, const task *t, int delta) {
 
 /* No worker holds t's result any more (as far as the record goes). */
 static void who_clear(task *t) {
-  if (t->nwho > 1) dl_free(t->who.many);
+  if (t->nwho > 2) dl_free(t->who.many);
   t->nwho = 0;
 }
 
@@ -992,10 +994,13 @@ static void who_clear(task *t) {
 static void who_del(task *t, int k) {
   int *w = twho(t);
   w[k] = w[t->nwho - 1];
-  if (t->nwho == 2) { /* back in the record */
-    int one = w[0];
+  if (t->nwho == 3) { /* back in the record */
+    int two[2];
+    two[0] = w[0];
+    two[1] = w[1];
     dl_free(t->who.many);
-    t->who.one = one;
+    t->who.two[0] = two[0];
+    t->who.two[1] = two[1];
   }
   t->nwho--;
 }
@@ -1411,14 +1416,16 @@ static void need(dl_sched *s, task *t) {
    record: most results never have a second.  0 or DL_ENOMEM. */
 static int who_add(task *t, int wid) {
   int *n;
-  if (t->nwho == 0) {
-    t->who.one = wid;
-    t->nwho = 1;
+  if (t->nwho < 2) {
+    t->who.two[t->nwho++] = wid;
     return 0;
   }
-  if (t->nwho == 1) {
-    n = xalloc(2 * sizeof(int));
-    if (n) n[0] = t->who.one;
+  if (t->nwho == 2) {
+    n = xalloc(3 * sizeof(int));
+    if (n) {
+      n[0] = t->who.two[0];
+      n[1] = t->who.two[1];
+    }
   } else {
     n = dl_realloc(t->who.many, sizeof(int) * (size_t)(t->nwho + 1));
   }

@@ -315,7 +315,7 @@ static void see_holders(void *ud, const dl_sched_tinfo *t) {
   for (i = 0; i < t->nwho && i < 4; i++) holders[i] = t->who[i];
 }
 
-/* Copies of a result on three workers: the record keeps one holder in
+/* Copies of a result on three workers: the record keeps two holders in
    place and more in a block; losing them one by one goes back to one. */
 static void test_result_held_by_several_workers(void) {
   int w, w2, w3;
