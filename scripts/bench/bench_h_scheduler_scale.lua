@@ -39,7 +39,7 @@
 --     made in C: no key string per submit); the rest is the ready
 --     queue's run (2 to 8 MB: as many ready tasks as the map got ahead
 --     of the workers, rounded up to a power of two; the main noise
---     between runs), the event ring (4 MB), Lua's other bytes and
+--     between runs), the event ring (2.3 MB), Lua's other bytes and
 --     mimalloc's pages around them.
 --   At the peak (smaps): slabs 224 MB (scheduler 165 MB live, client
 --   records 64 MB), mimalloc 67 MB (Lua 81 MB in all: 46 of it the
@@ -74,24 +74,28 @@
 --   Then (mem10; alternating with the build before each step, loaded
 --   VM): 358/360 -> 351/353 B with a task's inputs in its own block (136
 --   -> 128-byte record); 350/348/353 -> 351/352/354 with 40-byte futures
---   (Lua's count at the peak 91.1 -> 87.0 MB, the RSS unmoved: the
---   collector's garbage took the room); 350/356 -> 346/347 with a
+--   (Lua's count at the peak 91.1 -> 87.0 MB; not seen in the RSS
+--   through the noise); 350/356 -> 346/347 with a
 --   120-byte task (ready-queue and processing positions sharing 4 bytes,
 --   the small fields bit-fields); 342/346 -> 335/337 with a 112-byte task
 --   (the group an index, the result's size 32 bits); 334/335 -> 327/331
 --   with client:submit's keys made in C (Lua at the peak 87.0 -> 81.1
---   MB).  Against 75ed537, alternating: futures 355/357/360 -> 330/328/
---   331 B, user CPU 3.31/3.15/2.76 -> 3.20/3.11/2.72 s; delayed 978/978/
---   982/980/978 -> 956/956/953/954/958 B, user CPU 6.27-7.03 (mean 6.64)
---   -> 6.52-7.09 s (mean 6.77; the VM's load rose during the runs).
+--   MB); 328/329/327 -> 325/326/326 with a result's first two holders in
+--   the task record (a peer's fetch made an 8-byte block for 23% of the
+--   tasks); 327/326 -> 328/322 with the event ring's tail on 4 KiB pages
+--   (1.7 MiB less, fixed: N = 100k 497 -> 467 B).  Against 75ed537,
+--   alternating on a quieter VM: futures 353/355/356 -> 324/324/327 B,
+--   user CPU 3.00/2.77/2.72 -> 2.79/2.67/2.59 s; delayed 978/978 ->
+--   953/955 B, user CPU 6.03/5.85 -> 5.96/5.94 s.
 --   Left to do for the 300 B bar: the key stored twice in one process
 --   (client record and task: 42 B), the two map slots (32 B: power-of-two
 --   tables at 55% load), the client record's client pointer (8 B: the
 --   record is 35 bytes and the key; a 48-byte record needs 8 less), the
 --   ready queue's run (2-8 MB, as many entries as tasks got ahead), the
---   task record's 112 B (seq could be 32 bits; waiting and processing_on
---   are never both in use), Lua's young garbage and mimalloc's pages
---   around it (~15 MB).
+--   task record's 112 B (seq could have 32 bits; waiting, used while
+--   WAITING, and processing_on, while PROCESSING, might share bytes as
+--   qidx and pidx do: 8 more would make 104), mimalloc's pages around
+--   Lua's objects (~17 MB over Lua's own count).
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8
