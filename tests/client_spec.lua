@@ -50,6 +50,24 @@ describe("client futures", function()
     assert.matches("<Future: finished, key: k%-41>", tostring(f))
   end)
 
+  -- A submit without a key gets keys.fresh's key, made in C from the
+  -- prefix's stem and the next counter (no key string per task in Lua).
+  it("of plain submits have fresh keys of the function's name", function()
+    local function add1(x) return x + 1 end
+    local a, b = c:submit(add1, 1), c:submit(add1, 2)
+    local m = c:map(add1, {3})
+    local named = c:submit(add1, 4, dlua.opts{name = "other"})
+    assert.matches("^add1%-%x+$", a.key)
+    assert.equal(#"add1-" + 16, #a.key)
+    assert.equal(a.key:sub(1, -9), b.key:sub(1, -9))
+    assert.is_true(tonumber(b.key:sub(-8), 16) > tonumber(a.key:sub(-8), 16))
+    assert.is_true(tonumber(m[1].key:sub(-8), 16) >
+                   tonumber(b.key:sub(-8), 16))
+    assert.matches("^other%-%x+$", named.key)
+    assert.equal(c, a.client)
+    assert.same({2, 3, 5}, c:gather({a, b, named}, 20))
+  end)
+
   it("of one key share their state; a released one is refused", function()
     local a = c:submit(function() return {1, 2} end, dlua.opts{key = "k-two"})
     local b = c:submit(function() return {1, 2} end, dlua.opts{key = "k-two"})
@@ -162,6 +180,37 @@ describe("client futures", function()
     collectgarbage()
     assert.is_nil(probe[1], "the client outlives its futures")
     assert.equal(1, f1:result(20))
+    c3:close()
+  end)
+
+  -- A record names the client of its first future (a 40-byte future of
+  -- that client carries no id); a future of another client of the same
+  -- cluster carries its own, and stays right when the first ones go.
+  it("of one key and two clients each know their own client", function()
+    local Future = require("dlua.future")
+    local cl2 = dlua.Client(cluster)
+    local c3 = dlua.Client(cluster) -- the default client now, not cl2
+    local probe = setmetatable({cl2}, {__mode = "v"})
+    local a = cl2:submit(function() return 7 end, dlua.opts{key = "k-two-cl"})
+    local b = Future.new(c, "k-two-cl")
+    local a2 = Future.new(cl2, "k-two-cl")
+    assert.equal(cl2, a.client)
+    assert.equal(c, b.client)
+    assert.equal(cl2, a2.client)
+    assert.equal(7, b:result(20))
+    cl2, a, a2 = nil, nil, nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(probe[1], "the first client outlives its futures")
+    assert.equal(c, b.client)
+    assert.equal(7, b:result(20))
+    -- the record lives on: a new future of c's is c's, not the gone one's
+    local b2 = Future.new(c, "k-two-cl")
+    assert.equal(c, b2.client)
+    assert.equal(7, b2:result(20))
+    b:release()
+    assert.equal("finished", b2:status())
+    assert.equal(c, b2.client)
     c3:close()
   end)
 

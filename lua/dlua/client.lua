@@ -21,6 +21,17 @@ local check_keys, check_timeout = options._check_keys, options.check_timeout
 local is_opts, looks_like_opts = options.is_opts, options.looks_like_opts
 local opts_text, split_opts = options.opts_text, options.split_opts
 local fn_name = keys.name
+
+-- The stem of a prefix's fresh keys (keys.stem): the last one is kept,
+-- so a loop of submits of one function makes it once (a cache of every
+-- prefix would grow with names made per task).
+local last_prefix, last_stem
+local function stem_of(prefix)
+  if prefix ~= last_prefix then
+    last_prefix, last_stem = prefix, keys.stem(prefix)
+  end
+  return last_stem
+end
 local Future, is_future, new_future = future.Future, future.is_future,
   future.new
 local TaskError, make_error = future.TaskError, future.make_error
@@ -253,15 +264,15 @@ end
 -- options makes no table (client:submit's garbage is per task).
 function Client:_submit_named(name, opts, fn, n, ...)
   local key = opts and opts.key
+  local spec = spec_for(opts)
   if not key then
     local prefix = (opts and opts.name) or name or fn_name(fn)
-    if opts and opts.pure then
-      key = keys.pure(prefix, {fn, n, ...})
-    else
-      key = keys.fresh(prefix)
+    if not (opts and opts.pure) then -- keys.fresh's key, made in C
+      return self.handle:submit_fresh(spec, self, stem_of(prefix),
+                                      keys.reserve(1), fn, ...)
     end
+    key = keys.pure(prefix, {fn, n, ...})
   end
-  local spec = spec_for(opts)
   spec.key = key -- read at once by submit; the spec is reused
   self.handle:submit(spec, fn, ...)
   return new_future(self, key)

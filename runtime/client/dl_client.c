@@ -90,12 +90,24 @@ static int has_head(const char *p, size_t n) {
   return memcmp(p, head, DL_CFUT_HEAD) == 0;
 }
 
+/* A value kept in an allocation of its own: its length, then its bytes
+   (the record has room for a small one's length only). */
+#define BIG_AT sizeof(uint32_t)
+
 const char *dl_cfut_data(const dl_cfut *f, char buf[DL_CFUT_BUF]) {
-  if (!(f->flags & DL_FUT_SMALL)) return f->data.p;
+  if (!(f->flags & DL_FUT_SMALL)) return f->data.p ? f->data.p + BIG_AT : NULL;
   if (!(f->flags & DL_FUT_HEAD)) return f->data.small;
   memcpy(buf, head, DL_CFUT_HEAD);
-  memcpy(buf + DL_CFUT_HEAD, f->data.small, f->dlen - DL_CFUT_HEAD);
+  memcpy(buf + DL_CFUT_HEAD, f->data.small, f->slen - DL_CFUT_HEAD);
   return buf;
+}
+
+size_t dl_cfut_len(const dl_cfut *f) {
+  uint32_t n;
+  if (f->flags & DL_FUT_SMALL) return f->slen;
+  if (f->data.p == NULL) return 0;
+  memcpy(&n, f->data.p, sizeof n);
+  return n;
 }
 
 /* Drop f's bytes. */
@@ -103,7 +115,7 @@ static void clear_data(dl_cfut *f) {
   if (!(f->flags & DL_FUT_SMALL)) dl_free(f->data.p);
   f->flags &= (uint8_t) ~(DL_FUT_SMALL | DL_FUT_HEAD);
   f->data.p = NULL;
-  f->dlen = 0;
+  f->slen = 0;
 }
 
 /* f's bytes become a copy of the n at p: in the record when they fit (a
@@ -112,13 +124,15 @@ static void clear_data(dl_cfut *f) {
 static int set_data(dl_cfut *f, const char *p, size_t n) {
   char *d = NULL;
   int headed = 0;
-  if (n > UINT32_MAX) return DL_ENOMEM;
+  if (n > UINT32_MAX - BIG_AT) return DL_ENOMEM;
   if (n > sizeof f->data.small) {
     headed = n - DL_CFUT_HEAD <= sizeof f->data.small && has_head(p, n);
     if (!headed) {
-      d = dl_realloc(NULL, n);
+      uint32_t n32 = (uint32_t)n;
+      d = dl_realloc(NULL, BIG_AT + n);
       if (d == NULL) return DL_ENOMEM;
-      memcpy(d, p, n);
+      memcpy(d, &n32, sizeof n32);
+      memcpy(d + BIG_AT, p, n);
     }
   }
   clear_data(f);
@@ -127,11 +141,12 @@ static int set_data(dl_cfut *f, const char *p, size_t n) {
   } else if (headed) {
     memcpy(f->data.small, p + DL_CFUT_HEAD, n - DL_CFUT_HEAD);
     f->flags |= DL_FUT_SMALL | DL_FUT_HEAD;
+    f->slen = (uint8_t)n;
   } else {
     if (n) memcpy(f->data.small, p, n);
     f->flags |= DL_FUT_SMALL;
+    f->slen = (uint8_t)n;
   }
-  f->dlen = (uint32_t)n;
   return 0;
 }
 

@@ -34,8 +34,11 @@
 ** (stored once, here, in a block of the process's record slab; the map
 ** points into it); a result of up to 8 bytes, or of up to 8 after the
 ** head that every value starts with (DL_FUT_HEAD), lives in the record,
-** a bigger one in an allocation of its own; a map slot is 8 bytes (the
-** map reads each key in its record: dl_imap).
+** a bigger one in an allocation of its own, its length first; a map slot
+** is 8 bytes (the map reads each key in its record: dl_imap).  The record
+** keeps 4 bytes for its user (owner): the Lua binding writes there the
+** client of the record's first future, so that a future of that client
+** need not carry its own (a 40-byte userdata, not 48).
 */
 #ifndef dl_client_h
 #define dl_client_h
@@ -74,16 +77,19 @@ struct dl_cfut {
   uint32_t refs;  /* live handles */
   uint32_t holds; /* handles pointing here, released or not */
   uint32_t klen;
-  uint32_t dlen;  /* a value or record of 4 GiB or more is not kept */
+  uint32_t owner; /* the user's (0 when made): never read here */
   union {        /* encoded value (VALUE) or error record (ERROR): */
-    char *p;     /* owned; NULL when there is none */
+    char *p;     /* owned, its length (uint32_t) then the bytes; NULL when
+                    there are none; a value or record of 4 GiB or more is
+                    not kept */
     char small[8]; /* DL_FUT_SMALL: up to 8 bytes, here, or with
                       DL_FUT_HEAD up to 8 after the head (an integer's
                       encoding is 11 to 13 bytes, 9 of them the head) */
-  } data;        /* read it with dl_cfut_data */
-  uint8_t status; /* DL_FUT_* */
-  uint8_t flags;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS | DL_FUT_SMALL ... */
-  uint8_t kind;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
+  } data;        /* read it with dl_cfut_data and dl_cfut_len */
+  uint8_t slen;  /* DL_FUT_SMALL: the length (head included), else 0 */
+  uint8_t flags; /* DL_FUT_VALUE | DL_FUT_CALLBACKS | DL_FUT_SMALL ... */
+  uint8_t status : 2; /* DL_FUT_* */
+  uint8_t kind : 6;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
   char key[1];    /* klen bytes and a NUL, at byte 35: a 20-byte key
                      makes a 56-byte record */
 };
@@ -105,9 +111,12 @@ typedef int (*dl_client_send_fn)(void *ud, const char *p, size_t n,
 /* A batch is handed over once it holds this many bytes. */
 #define DL_CLIENT_FLUSH_AT ((size_t)16 * 1024)
 
-/* The bytes of f's value or error record (dlen of them), or NULL:
+/* The bytes of f's value or error record (dl_cfut_len of them), or NULL:
    f's own, or (DL_FUT_HEAD) put together in buf, valid while buf is. */
 const char *dl_cfut_data(const dl_cfut *f, char buf[DL_CFUT_BUF]);
+
+/* The length of f's value or error record (0 when it has none). */
+size_t dl_cfut_len(const dl_cfut *f);
 
 struct dl_client {
   dl_imap futs;    /* key -> dl_cfut, the records with refs > 0 (the key is

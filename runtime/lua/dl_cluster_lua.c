@@ -73,18 +73,39 @@ static handle *check_local(lua_State *L, int idx) {
 /*
 ** A Lua future is a small userdata: a pointer to its record in the
 ** handle's future table (dl_client.h), whose key and state it reads there,
-** and the id of its client (a Lua table) in the anchor table.  The record
-** is the only copy of the future's state; the key is stored once, in the
-** record.  A future keeps its client alive through the anchor, not a user
-** value of its own: a userdata with no user value is 32 bytes smaller (48
-** bytes with malloc's rounding, 80 with one user value), 36 MB at a
-** million futures.
+** with a bit that says the future was released, and the id of its client
+** (a Lua table) in the anchor table.  The record is the only copy of the
+** future's state; the key is stored once, in the record.  A future keeps
+** its client alive through the anchor, not a user value of its own: a
+** userdata with no user value is 32 bytes smaller (48 bytes with malloc's
+** rounding, 80 with one user value), 36 MB at a million futures.  The
+** record's owner is the client id of its first future, and a future of
+** that client is only the tagged pointer (40 bytes, not 48: 9 MB at a
+** million futures); a future of another client (Client(cluster) twice)
+** carries its own id after the pointer (fut_cid tells them apart by
+** their sizes).
 */
 typedef struct fut {
-  dl_cfut *f;       /* held (dl_client_drop in __gc) */
-  uint32_t cid;     /* its client's id in the anchor table; 0 while none */
-  uint32_t released; /* its live count was given back */
+  uintptr_t fr;  /* its record (held: dl_client_drop in __gc), or 0, with
+                    FUT_RELEASED when its live count was given back */
+  uint32_t cid;  /* only in a long future: its client's id in the anchor
+                    table; 0 while none */
 } fut;
+
+#define FUT_RELEASED ((uintptr_t)1) /* records are 8-byte aligned */
+#define FUT_SHORT sizeof(uintptr_t)  /* the size of a future of the owner */
+
+static dl_cfut *fut_rec(const fut *u) {
+  return (dl_cfut *)(u->fr & ~FUT_RELEASED);
+}
+
+static int fut_released(const fut *u) { return (u->fr & FUT_RELEASED) != 0; }
+
+/* The client id of the future u at idx (0 while it has none). */
+static uint32_t fut_cid(lua_State *L, int idx, const fut *u) {
+  if (lua_rawlen(L, idx) > FUT_SHORT) return u->cid;
+  return fut_rec(u) ? fut_rec(u)->owner : 0;
+}
 
 /*
 ** The anchor table, at registry[&anchor_key]: for each client that has
@@ -183,21 +204,50 @@ static void drain_news(handle *h) {
   h->unread = left > 0;
 }
 
-/* Push a new future of key for client (at stack index ci).  Raises when
-   out of memory.  [-0, +1, m] */
+/* The id of the client at ci in the anchor table, or 0 when it has none.
+   [-0, +0, -] */
+static uint32_t anchor_peek(lua_State *L, int ci) {
+  lua_Integer id;
+  ci = lua_absindex(L, ci);
+  push_anchor(L);
+  lua_pushvalue(L, ci);
+  lua_rawget(L, -2);
+  id = lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  return (uint32_t)id;
+}
+
+/*
+** Push a new future of key for client (at stack index ci).  Raises when
+** out of memory.  It is short (the record's owner is its client) when
+** the key has no record yet, or one whose owner is the client.  Lua may
+** collect garbage between that check and the reference: if the record
+** then went, a new one is made (owned here); if the client's anchor
+** went, none of its futures is left, so none reads the owner that this
+** future then sets.  [-0, +1, m]
+*/
 static void push_future(lua_State *L, handle *h, const char *key,
                         size_t klen, int ci) {
   fut *u;
+  dl_cfut *f = dl_client_get(&h->cl, key, klen);
+  uint32_t id;
+  int isshort;
   ci = lua_absindex(L, ci);
-  u = lua_newuserdatauv(L, sizeof *u, 0);
-  u->f = NULL;
-  u->cid = 0;
-  u->released = 1;
+  id = anchor_peek(L, ci);
+  isshort = f == NULL || (id != 0 && f->owner == id);
+  u = lua_newuserdatauv(L, isshort ? FUT_SHORT : sizeof *u, 0);
+  u->fr = FUT_RELEASED;
+  if (!isshort) u->cid = 0;
   luaL_setmetatable(L, DL_FUTURE_MT);
-  u->cid = anchor_client(L, ci);
-  u->f = dl_client_ref(&h->cl, key, klen);
-  if (u->f == NULL) luaL_error(L, "not enough memory");
-  u->released = 0;
+  id = anchor_client(L, ci);
+  if (!isshort) u->cid = id;
+  f = dl_client_ref(&h->cl, key, klen);
+  if (f == NULL) {
+    if (isshort) unanchor_client(L, id); /* no record keeps the id */
+    luaL_error(L, "not enough memory");
+  }
+  if (isshort || f->holds == 1) f->owner = id;
+  u->fr = (uintptr_t)f;
   drain_news(h);
 }
 
@@ -212,18 +262,19 @@ static fut *check_fut(lua_State *L, int idx) {
 /* Give back u's live count: the last of its key queues a RELEASE, sent
    with the next batch (at once by a task's client). */
 static void fut_unref(fut *u) {
-  if (u->released || u->f == NULL) return;
-  u->released = 1;
-  dl_client_unref(u->f);
+  if (fut_released(u) || fut_rec(u) == NULL) return;
+  u->fr |= FUT_RELEASED;
+  dl_client_unref(fut_rec(u));
 }
 
 static int fut_gc(lua_State *L) {
   fut *u = check_fut(L, 1);
+  uint32_t cid = fut_cid(L, 1, u); /* before the record may go */
   fut_unref(u);
-  if (u->f) dl_client_drop(u->f);
-  u->f = NULL;
-  if (u->cid) unanchor_client(L, u->cid);
-  u->cid = 0;
+  if (fut_rec(u)) dl_client_drop(fut_rec(u));
+  u->fr = FUT_RELEASED;
+  if (lua_rawlen(L, 1) > FUT_SHORT) u->cid = 0;
+  if (cid) unanchor_client(L, cid);
   return 0;
 }
 
@@ -232,14 +283,15 @@ static int fut_index(lua_State *L) {
   fut *u = check_fut(L, 1);
   size_t n;
   const char *k = lua_tolstring(L, 2, &n);
-  if (k && n == 3 && memcmp(k, "key", 3) == 0 && u->f) {
-    lua_pushlstring(L, u->f->key, u->f->klen);
+  if (k && n == 3 && memcmp(k, "key", 3) == 0 && fut_rec(u)) {
+    lua_pushlstring(L, fut_rec(u)->key, fut_rec(u)->klen);
     return 1;
   }
   if (k && n == 6 && memcmp(k, "client", 6) == 0) {
+    uint32_t cid = fut_cid(L, 1, u);
     push_anchor(L);
-    lua_rawgeti(L, -1, u->cid); /* nil for no id: [0] is a number */
-    if (u->cid == 0) lua_pushnil(L);
+    lua_rawgeti(L, -1, cid); /* nil for no id: [0] is a number */
+    if (cid == 0) lua_pushnil(L);
     return 1;
   }
   lua_pushvalue(L, 2);
@@ -254,13 +306,14 @@ static const char *const status_names[] = {"pending", "finished", "error",
    ("released" or "closed").  [-0, +(0|2), -] */
 static dl_cfut *live(lua_State *L, int idx) {
   fut *u = check_fut(L, idx);
-  if (u->released || u->f == NULL || u->f->c == NULL) {
+  dl_cfut *f = fut_rec(u);
+  if (fut_released(u) || f == NULL || f->c == NULL) {
     lua_pushnil(L);
-    if (u->f && u->f->c == NULL && !u->released) lua_pushliteral(L, "closed");
+    if (f && f->c == NULL && !fut_released(u)) lua_pushliteral(L, "closed");
     else lua_pushliteral(L, "released");
     return NULL;
   }
-  return u->f;
+  return f;
 }
 
 /* cluster.fstatus(f) -> "pending" | "finished" | "error" | "cancelled",
@@ -276,16 +329,16 @@ static int cl_fstatus(lua_State *L) {
    otherwise (not finished, released, or to be fetched). */
 static int cl_fvalue(lua_State *L) {
   fut *u = check_fut(L, 1);
-  dl_cfut *f = u->f;
+  dl_cfut *f = fut_rec(u);
   char err[600], buf[DL_CFUT_BUF];
   dl_dec_opts dopt = {0, NULL, NULL};
-  if (u->released || f == NULL || f->status != DL_FUT_FINISHED ||
+  if (fut_released(u) || f == NULL || f->status != DL_FUT_FINISHED ||
       !(f->flags & DL_FUT_VALUE)) {
     lua_pushboolean(L, 0);
     return 1;
   }
   lua_pushboolean(L, 1);
-  if (dl_codec_decode(L, dl_cfut_data(f, buf), f->dlen, &dopt, err,
+  if (dl_codec_decode(L, dl_cfut_data(f, buf), dl_cfut_len(f), &dopt, err,
                       sizeof err))
     return luaL_error(L, "cannot decode the result of '%s': %s", f->key, err);
   return 2;
@@ -298,7 +351,7 @@ static const char *const kind_names[7];
    of a failed or cancelled future (nothing otherwise). */
 static int cl_ferror(lua_State *L) {
   fut *u = check_fut(L, 1);
-  dl_cfut *f = u->f;
+  dl_cfut *f = fut_rec(u);
   char buf[DL_CFUT_BUF];
   if (f == NULL || (f->status != DL_FUT_ERROR &&
                     f->status != DL_FUT_CANCELLED))
@@ -308,7 +361,7 @@ static int cl_ferror(lua_State *L) {
     lua_pushliteral(L, "cancelled");
     return 2;
   }
-  if (push_errrec(L, dl_cfut_data(f, buf), f->dlen)) {
+  if (push_errrec(L, dl_cfut_data(f, buf), dl_cfut_len(f))) {
     lua_pushliteral(L, "malformed error record");
     return 2;
   }
@@ -340,7 +393,7 @@ static int cl_frepend(lua_State *L) {
 /* cluster.frelease(f): drop this future now; true if it was live. */
 static int cl_frelease(lua_State *L) {
   fut *u = check_fut(L, 1);
-  lua_pushboolean(L, !u->released);
+  lua_pushboolean(L, !fut_released(u));
   fut_unref(u);
   return 1;
 }
@@ -348,7 +401,7 @@ static int cl_frelease(lua_State *L) {
 /* cluster.freleased(f) -> true once f was released */
 static int cl_freleased(lua_State *L) {
   fut *u = check_fut(L, 1);
-  lua_pushboolean(L, u->released);
+  lua_pushboolean(L, fut_released(u));
   return 1;
 }
 
@@ -373,10 +426,10 @@ static int fn_put(void *ud, const unsigned char hash[16], const char *code,
 static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
   handle *h = ctx;
   fut *u = to_fut(L, idx);
-  if (h == NULL || u == NULL || u->f == NULL)
+  if (h == NULL || u == NULL || fut_rec(u) == NULL)
     return -1; /* futures only travel inside tasks */
   dl_buf_uv(out, h->cl.ndeps);
-  dl_client_task_dep(&h->cl, u->f->key, u->f->klen);
+  dl_client_task_dep(&h->cl, fut_rec(u)->key, fut_rec(u)->klen);
   return 0;
 }
 
@@ -717,6 +770,38 @@ static int submit_task(lua_State *L, int flush) {
 }
 
 static int h_submit(lua_State *L) { return submit_task(L, 1); }
+
+/*
+** h:submit_fresh(spec, client, stem, n, fn, ...) -> future: as h:submit
+** for the key stem followed by n in lower-case hex, 8 digits at least
+** (keys.fresh's format: lua/dlua/keys.lua), made here, and the future of
+** client for it.  A submit loop then makes no key string per task (a
+** million of them were 7 MB of garbage at bench h's peak).
+*/
+static int h_submit_fresh(lua_State *L) {
+  handle *h = check_handle(L, 1);
+  int nargs = lua_gettop(L) - 6;
+  size_t stemlen, klen;
+  const char *stem, *key;
+  lua_Integer n;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  stem = luaL_checklstring(L, 4, &stemlen);
+  n = luaL_checkinteger(L, 5);
+  luaL_checkany(L, 6);
+  luaL_argcheck(L, n >= 0, 5, "negative key number");
+  put_spec(L, h, 2);
+  encode_task(L, h, 6, 7, nargs);
+  if (dl_client_key_stem(&h->cl, stem, stemlen) ||
+      (key = dl_client_key(&h->cl, (uint64_t)n, &klen)) == NULL) {
+    dl_client_task_reset(&h->cl);
+    return luaL_error(L, "not enough memory");
+  }
+  put_submit(h, key, klen);
+  flush_now(h, 0); /* the task starts now, whatever the caller does next */
+  push_future(L, h, key, klen, 3); /* key: valid until the next key made */
+  return 1;
+}
 
 /*
 ** h:queue(spec, fn, ...): as h:submit, but the task waits in the client's
@@ -1471,7 +1556,8 @@ static int h_values(lua_State *L) {
     dl_cfut *f;
     lua_rawgeti(L, 2, k);
     u = to_fut(L, -1);
-    if (u == NULL || u->released || (f = u->f) == NULL || f->c == NULL)
+    if (u == NULL || fut_released(u) || (f = fut_rec(u)) == NULL ||
+        f->c == NULL)
       goto no;
     if (f->status == DL_FUT_PENDING) {
       lua_pushinteger(L, k);
@@ -1479,7 +1565,7 @@ static int h_values(lua_State *L) {
       return 2;
     }
     if (f->status != DL_FUT_FINISHED || !(f->flags & DL_FUT_VALUE)) goto no;
-    if (dl_codec_decode(L, dl_cfut_data(f, buf), f->dlen, &dopt, err,
+    if (dl_codec_decode(L, dl_cfut_data(f, buf), dl_cfut_len(f), &dopt, err,
                         sizeof err))
       return luaL_error(L, "cannot decode the result of '%s': %s", f->key,
                         err);
@@ -1938,6 +2024,7 @@ static int h_nfired(lua_State *L) {
 static const luaL_Reg handle_methods[] = {
   {"nfired", h_nfired},
   {"submit", h_submit},
+  {"submit_fresh", h_submit_fresh},
   {"queue", h_queue},
   {"send_queued", h_send_queued},
   {"queue_graph", h_queue_graph},

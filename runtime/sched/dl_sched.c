@@ -1,6 +1,7 @@
 /*
 ** dl_sched.c -- the scheduler's task state machine.  See dl_sched.h.
 */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stddef.h>
@@ -18,13 +19,16 @@
 
 enum { T_WAITING, T_READY, T_PROCESSING, T_MEMORY, T_ERRED, T_RELEASED };
 
-/* Tasks whose keys share a prefix ("inc-3f2a" -> "inc"). */
+/* Tasks whose keys share a prefix ("inc-3f2a" -> "inc").  A task names
+   its group by its index in the scheduler's table (gidx): 4 bytes, not a
+   pointer's 8. */
 typedef struct tgroup {
   char *name;
   size_t nlen;
   int64_t counts[6];
   int64_t total, done, erred;
   int colour;
+  uint32_t idx; /* its index in dl_sched.gtab, plus 1 */
 } tgroup;
 
 /*
@@ -32,12 +36,14 @@ typedef struct tgroup {
 ** with the same bytes (the codec's header: 9 of an integer's 11 to 13).
 ** The scheduler keeps the first IN_HEAD bytes of the first kept result
 ** (dl_sched.ihead), and a result that starts with them and has at most
-** IN_TAIL bytes after them is kept in the record itself (INL_SMALL in
-** inlen): no 16-byte block of the slab for it, 18 MB at a million tasks.
+** IN_TAIL bytes after them is kept in the record itself (insmall): no
+** 16-byte block of the slab for it, 18 MB at a million tasks.  Results
+** come inline up to 1 KiB (the worker's INLINE_MAX); none longer than
+** IN_MAX is kept (inlen has 16 bits).
 */
 #define IN_HEAD 9
 #define IN_TAIL 8
-#define INL_SMALL 0x80000000u
+#define IN_MAX 0xffff
 
 typedef struct task task;
 struct fnentry;
@@ -67,23 +73,29 @@ struct pref {
 /*
 ** A task is one allocation (task_new): the record, then its key (and a
 ** NUL), its payload and (at a multiple of 8) pointers to its functions'
-** entries, which live as long as it does (tkey, tpay and tfns compute
-** where; a pointer is 8 bytes where the hash was 16).  At a million tasks in
-** flight three small allocations less per task is about 100 bytes each.
-** The record, its deps and dependents arrays (a single dependent is kept
-** in the record itself) and its inline-result copy (unless it is small
-** enough for the record: IN_HEAD) are blocks of the scheduler's slab
-** (dl_slab.h: huge pages, no malloc header); each is freed with the size
-** it was made with (task_size, ndeps, tdcap, inlen + 1).
+** entries, which live as long as it does, then pointers to its inputs,
+** which never change (tkey, tpay, tfns and tdeps compute where; a
+** function's pointer is 8 bytes where the hash was 16; the inputs in the
+** block save the record a pointer, 8 bytes, and a sum of 8 inputs a
+** block of its own).  At a million tasks in flight three small
+** allocations less per task is about 100 bytes each.  The record, its
+** dependents array (a single dependent is kept in the record itself) and
+** its inline-result copy (unless it is small enough for the record:
+** IN_HEAD) are blocks of the scheduler's slab (dl_slab.h: huge pages, no
+** malloc header); each is freed with the size it was made with
+** (task_size, tdcap, inlen + 1).
 */
 struct task {
-  /* Pointers and 8-byte fields first, then the 4-byte, then the 1-byte
-     ones: little padding (136 bytes; 144 before prio and order had 32
+  /* Pointers and 8-byte fields first, then the 4-byte, then the
+     bit-fields in 8 bytes: no padding (112 bytes; 120 before the group
+     was an index and nbytes had 32 bits, 128 before qidx and
+     pidx shared their 4 bytes and inlen, state, errkind and dcap became
+     bit-fields, 136 before the inputs moved into the task's block, 144
+     before prio and order had 32
      bits and the flags one bit each; it was 320, then 288 before plen,
      hidx and ridx had 32 bits, 272 before task_x, 176 before the
      processing lists were arrays, 152 before who and capdependents
      shrank). */
-  task **deps;
   union {
     task **many; /* dcap > 1: a block of the slab */
     task *one;   /* dcap 1: the one dependent, here (most tasks
@@ -92,22 +104,30 @@ struct task {
   struct task_x *x; /* what few tasks use (task_x), or NULL */
   uint64_t seq;
   union {
-    int one;   /* nwho 1: the holder */
-    int *many; /* nwho 2 or more: a block of the heap */
-  } who;       /* the workers holding the result: read it through twho */
-  uint64_t nbytes;
-  tgroup *group;
+    int two[2]; /* nwho 1 or 2: the holders, here (a result fetched by a
+                   peer has two: a quarter of bench h's tasks, whose
+                   8-byte blocks were 2 MB of the heap at 1M tasks) */
+    int *many;  /* nwho 3 or more: a block of the heap */
+  } who;        /* the workers holding the result: read it through twho */
   union {
     char *p;              /* a block of the slab: inlen + 1 bytes */
-    char tail[IN_TAIL];   /* INL_SMALL: the bytes after the shared head */
+    char tail[IN_TAIL];   /* insmall: the bytes after the shared head */
   } inl; /* a copy of its small result, as it came inline (tinl) */
   int32_t prio;  /* its priority and order (tprio, torder): in task_x */
   int32_t order; /* when either does not fit in 32 bits (wide) */
+  uint32_t nbytes; /* its result's size (tnbytes): in task_x when it does
+                      not fit in 32 bits (bignb) */
+  uint32_t gidx;   /* its group (tgroup.idx, tgrp), or 0 */
   uint32_t klen;
   uint32_t plen; /* payloads of 4 GiB or more are refused (task_new) */
-  uint32_t qidx; /* in the ready queue: position + 1 in the heap, or in
-                    the run if inrun; 0 when in neither */
-  uint32_t pidx; /* PROCESSING: position + 1 in its worker's proc, or 0 */
+  union { /* a task is never READY and PROCESSING at once: set_state
+             takes it out of the ready queue and its worker's array as
+             it leaves either state, so each is 0 in every other */
+    uint32_t qidx; /* READY, in the ready queue: position + 1 in the
+                      heap, or in the run if inrun; 0 when in neither */
+    uint32_t pidx; /* PROCESSING: position + 1 in its worker's proc, or
+                      0 */
+  };
   int ndeps;
   int ndependents;
   int nfns;
@@ -118,27 +138,28 @@ struct task {
                    wwho's counts */
   int processing_on; /* worker id or -1 */
   int nwho;
-  uint32_t inlen;    /* of the kept copy, INL_SMALL set when in tail; 0:
-                        none kept */
-  uint8_t state;     /* T_* */
-  uint8_t errkind;
-  uint8_t dcap;  /* room in dependents: 0, or 1 << (dcap - 1) (tdcap) */
-  unsigned seceded : 1;  /* PROCESSING: its task waits (DL_M_SECEDE), so
+  uint64_t inlen : 16;  /* of the kept copy (tinl); 0: none kept */
+  uint64_t insmall : 1; /* the kept copy is in inl.tail */
+  uint64_t state : 3;   /* T_* */
+  uint64_t errkind : 3; /* DL_ERR_* */
+  uint64_t dcap : 5; /* room in dependents: 0, or 1 << (dcap - 1) (tdcap) */
+  uint64_t seceded : 1;  /* PROCESSING: its task waits (DL_M_SECEDE), so
                             it is not counted in its worker's inflight */
-  unsigned restoring : 1;    /* PROCESSING: a worker stores inl (no run) */
-  unsigned steal_denied : 1; /* PROCESSING: its worker refused to hand it
+  uint64_t restoring : 1;    /* PROCESSING: a worker stores inl (no run) */
+  uint64_t steal_denied : 1; /* PROCESSING: its worker refused to hand it
                                 back */
-  unsigned scattered : 1;    /* it has no payload (tpay gives NULL) */
-  unsigned inrun : 1;        /* qidx is a position in the run, not the
+  uint64_t scattered : 1;    /* it has no payload (tpay gives NULL) */
+  uint64_t inrun : 1;        /* qidx is a position in the run, not the
                                 heap */
-  unsigned wide : 1;         /* prio and order are task_x's */
+  uint64_t wide : 1;         /* prio and order are task_x's */
+  uint64_t bignb : 1;        /* nbytes is task_x's */
   /* Its payload is pref[pref].head's first pfx bytes, then the plen
      bytes stored (tpay), then pref[pref].tail's last sfx bytes (see
      pref). */
-  unsigned pfx : 7;
-  unsigned sfx : 7;
-  unsigned pref : 8;
-  unsigned fnpref : 1; /* its one function is its reference's (fnhash):
+  uint64_t pfx : 7;
+  uint64_t sfx : 7;
+  uint64_t pref : 8;
+  uint64_t fnpref : 1; /* its one function is its reference's (fnhash):
                           no pointer kept (tfn) */
 };
 
@@ -161,13 +182,11 @@ static inline task **tdependents(task *t) {
 
 /* The workers holding t's result (nwho of them). */
 static inline int *twho(task *t) {
-  return t->nwho > 1 ? t->who.many : &t->who.one;
+  return t->nwho > 2 ? t->who.many : t->who.two;
 }
 
 /* The length of t's kept result (0: none). */
-static inline size_t tinlen(const task *t) {
-  return t->inlen & ~INL_SMALL;
-}
+static inline size_t tinlen(const task *t) { return t->inlen; }
 
 /* t's kept result (tinlen bytes), or NULL: borrowed, valid until t
    changes, or (when small) put together in buf, valid while buf is. */
@@ -190,6 +209,11 @@ static inline struct fnentry **tfns(const task *t) {
 /* t's i-th function's entry, or NULL. */
 static struct fnentry *tfn(const dl_sched *s, const task *t, int i);
 
+/* t's inputs (ndeps): after its function entries, in its block. */
+static inline task **tdeps(const task *t) {
+  return (task **)(tfns(t) + (t->fnpref ? 0 : t->nfns));
+}
+
 /*
 ** The fields few tasks use: set at submit only for a task with
 ** restrictions, retries or a timeout; later only when it fails, is
@@ -200,6 +224,7 @@ static struct fnentry *tfn(const dl_sched *s, const task *t, int i);
 */
 typedef struct task_x {
   int64_t prio, order; /* when the task is wide (see task.prio) */
+  uint64_t nbytes;     /* when the task's bignb is set */
   int *restrict_w;  /* worker ids, or NULL */
   int *wwho;        /* of want: {worker id, count} pairs, tasks' futures */
   char *waits_on;   /* seceded: the key its task waits for (owned), or NULL */
@@ -220,6 +245,11 @@ typedef struct task_x {
 static const task_x tx_none;
 static inline const task_x *tx(const task *t) {
   return t->x ? t->x : &tx_none;
+}
+
+/* t's result's size. */
+static inline uint64_t tnbytes(const task *t) {
+  return t->bignb ? t->x->nbytes : t->nbytes;
 }
 
 /* t's priority and order. */
@@ -305,6 +335,10 @@ struct dl_sched {
   pget *pgets;
   size_t npgets, cappgets;
   dl_map groups; /* prefix -> tgroup (kept for the scheduler's life) */
+  tgroup **gtab; /* by index (task.gidx - 1); NULL where free */
+  uint32_t ngtab, capgtab;
+  uint32_t *gfree; /* free indexes of gtab */
+  uint32_t nfree, capfree;
   dl_slab slab;  /* task records and their small arrays (see task) */
   dl_buf fnbuf;  /* send_compute's scratch: the task's function hashes */
   dl_sched_event *events; /* ring of the last DL_SCHED_EVENTS completions */
@@ -353,6 +387,62 @@ static task_x *task_xw(dl_sched *s, task *t) {
     if (t->x) memset(t->x, 0, sizeof *t->x);
   }
   return t->x;
+}
+
+/* t's result has n bytes: in the record, or in task_x past 32 bits (out
+   of memory there: the most the record holds). */
+static void set_nbytes(dl_sched *s, task *t, uint64_t n) {
+  task_x *x;
+  t->bignb = 0;
+  if (n <= UINT32_MAX) {
+    t->nbytes = (uint32_t)n;
+  } else if ((x = task_xw(s, t)) != NULL) {
+    x->nbytes = n;
+    t->bignb = 1;
+  } else {
+    t->nbytes = UINT32_MAX;
+  }
+}
+
+/* t's group, or NULL. */
+static inline tgroup *tgrp(const dl_sched *s, const task *t) {
+  return t->gidx ? s->gtab[t->gidx - 1] : NULL;
+}
+
+/* Give g an index in the group table: 0 or DL_ENOMEM. */
+static int gtab_add(dl_sched *s, tgroup *g) {
+  uint32_t i;
+  if (s->nfree > 0) {
+    i = s->gfree[--s->nfree];
+  } else {
+    if (s->ngtab == s->capgtab) {
+      uint32_t nc = s->capgtab ? s->capgtab * 2 : 16;
+      tgroup **n = nc > s->capgtab ? dl_realloc(s->gtab, sizeof *n * nc)
+                                   : NULL;
+      if (n == NULL) return DL_ENOMEM;
+      s->gtab = n;
+      s->capgtab = nc;
+    }
+    i = s->ngtab++;
+  }
+  s->gtab[i] = g;
+  g->idx = i + 1;
+  return 0;
+}
+
+/* g leaves the group table (its index is free for the next group); out
+   of memory, the index is lost, not reused. */
+static void gtab_del(dl_sched *s, tgroup *g) {
+  s->gtab[g->idx - 1] = NULL;
+  if (s->nfree == s->capfree) {
+    uint32_t nc = s->capfree ? s->capfree * 2 : 16;
+    uint32_t *n = nc > s->capfree ? dl_realloc(s->gfree, sizeof *n * nc)
+                                  : NULL;
+    if (n == NULL) return;
+    s->gfree = n;
+    s->capfree = nc;
+  }
+  s->gfree[s->nfree++] = g->idx - 1;
 }
 
 static char *dupbytes(const char *p, size_t n) {
@@ -427,15 +517,22 @@ static void punlink(dl_sched *s, task *t) {
   while (w->proc[w->nproc - 1] == NULL) w->nproc--;
 }
 
+static void rq_remove(dl_sched *s, task *t);
+
+/* t moves to state st; it leaves the ready queue as it leaves READY, and
+   its worker's array as it leaves PROCESSING (qidx and pidx share their
+   bytes: see task). */
 static void set_state(dl_sched *s, task *t, int st) {
+  if (t->state == T_READY && st != T_READY) rq_remove(s, t);
   if (t->state == T_PROCESSING && st != T_PROCESSING) punlink(s, t);
   s->counts[t->state]--;
   s->counts[st]++;
-  if (t->group) {
-    t->group->counts[t->state]--;
-    t->group->counts[st]++;
-    if (st == T_MEMORY && t->state == T_PROCESSING) t->group->done++;
-    if (st == T_ERRED) t->group->erred++;
+  if (t->gidx) {
+    tgroup *g = tgrp(s, t);
+    g->counts[t->state]--;
+    g->counts[st]++;
+    if (st == T_MEMORY && t->state == T_PROCESSING) g->done++;
+    if (st == T_ERRED) g->erred++;
   }
   t->state = st;
 }
@@ -473,13 +570,19 @@ static void count_new(dl_sched *s, task *t) {
     g->name = dupbytes(tkey(t), n);
     g->nlen = n;
     g->colour = pick_colour(s, tkey(t), n);
-    if (g->name == NULL || dl_map_put(&s->groups, g->name, n, g)) {
+    if (g->name == NULL || gtab_add(s, g)) {
+      dl_free(g->name);
+      dl_free(g);
+      return;
+    }
+    if (dl_map_put(&s->groups, g->name, n, g)) {
+      gtab_del(s, g);
       dl_free(g->name);
       dl_free(g);
       return;
     }
   }
-  t->group = g;
+  t->gidx = g->idx;
   g->total++;
   g->counts[t->state]++;
 }
@@ -493,16 +596,17 @@ static void copy_cut(char *d, size_t dn, const char *p, size_t n) {
 
 /* Forget a task's place in the counts; a group left without tasks goes. */
 static void count_gone(dl_sched *s, task *t) {
-  tgroup *g = t->group;
+  tgroup *g = tgrp(s, t);
   int k;
   s->counts[t->state]--;
   if (g == NULL) return;
   g->counts[t->state]--;
-  t->group = NULL;
+  t->gidx = 0;
   for (k = 0; k < 6; k++)
     if (g->counts[k] > 0) return;
   if (s->freeing) return; /* dl_sched_free frees every group */
   dl_map_del(&s->groups, g->name, g->nlen);
+  gtab_del(s, g);
   dl_free(g->name);
   dl_free(g);
 }
@@ -511,7 +615,10 @@ static void count_gone(dl_sched *s, task *t) {
 ** The event ring's memory: whole 2 MiB pages where the system gives them
 ** (MADV_HUGEPAGE).  Its 2.3 MiB are first written during the first 10,000
 ** tasks after a start, and one fault per 4 KiB page cost those tasks
-** about 580 faults, at 10-50 us each on a virtual machine.
+** about 580 faults, at 10-50 us each on a virtual machine.  Only the
+** whole 2 MiB pages the ring fills are marked: its last 0.3 MiB stays on
+** 4 KiB pages (about 80 faults), not in a huge page that would be 1.7 MiB
+** of untouched memory counted resident.
 */
 #define EVENTS_HUGE ((size_t)2 << 20)
 #define EVENTS_SPAN                                                        \
@@ -529,7 +636,8 @@ static dl_sched_event *events_alloc(void) {
   if (a + span < r + span + EVENTS_HUGE)
     munmap(a + span, (size_t)(r + span + EVENTS_HUGE - (a + span)));
 #ifdef MADV_HUGEPAGE
-  madvise(a, span, MADV_HUGEPAGE);
+  madvise(a, sizeof(dl_sched_event) * DL_SCHED_EVENTS & ~(EVENTS_HUGE - 1),
+          MADV_HUGEPAGE);
 #endif
   return (dl_sched_event *)a;
 }
@@ -549,8 +657,8 @@ static void record_event(dl_sched *s, task *t, int wid, double start,
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
   copy_cut(e->key, sizeof e->key, tkey(t), t->klen);
-  if (t->group) copy_cut(e->group, sizeof e->group, t->group->name,
-                         t->group->nlen);
+  if (t->gidx) copy_cut(e->group, sizeof e->group, tgrp(s, t)->name,
+                        tgrp(s, t)->nlen);
   else e->group[0] = '\0';
   e->err[0] = '\0';
   if (!ok && rec) { /* kind, message, ...: keep the message's first line */
@@ -567,7 +675,7 @@ static void record_event(dl_sched *s, task *t, int wid, double start,
   e->worker = wid;
   e->start = start;
   e->stop = stop;
-  e->nbytes = ok ? t->nbytes : 0;
+  e->nbytes = ok ? tnbytes(t) : 0;
   e->ok = ok;
   s->nevents++;
 }
@@ -810,6 +918,7 @@ static task *rq_peek(dl_sched *s) {
 }
 
 static void rq_remove(dl_sched *s, task *t) {
+  if (t->state != T_READY) return; /* qidx is pidx or 0 */
   if (t->qidx && !t->inrun) {
     heap_remove(s, t);
   } else if (t->qidx) {
@@ -835,7 +944,7 @@ static void notify_done_inline(dl_sched *s, task *t, const char *inl,
     if (b == NULL) continue;
     m.key = tkey(t);
     m.klen = t->klen;
-    m.nbytes = t->nbytes;
+    m.nbytes = tnbytes(t);
     m.inl = inl;
     m.ilen = ilen;
     dl_put_key_done(b, &m);
@@ -887,14 +996,14 @@ static void held(dl_sched *s, int wid, const task *t, int delta) {
   sworker *w = find_worker(s, wid);
   if (w == NULL) return;
   w->info.stored += delta;
-  w->info.managed += delta * (int64_t)t->nbytes;
+  w->info.managed += delta * (int64_t)tnbytes(t);
   if (w->info.stored < 0) w->info.stored = 0;
   if (w->info.managed < 0) w->info.managed = 0;
 }
 
 /* No worker holds t's result any more (as far as the record goes). */
 static void who_clear(task *t) {
-  if (t->nwho > 1) dl_free(t->who.many);
+  if (t->nwho > 2) dl_free(t->who.many);
   t->nwho = 0;
 }
 
@@ -902,10 +1011,13 @@ static void who_clear(task *t) {
 static void who_del(task *t, int k) {
   int *w = twho(t);
   w[k] = w[t->nwho - 1];
-  if (t->nwho == 2) { /* back in the record */
-    int one = w[0];
+  if (t->nwho == 3) { /* back in the record */
+    int two[2];
+    two[0] = w[0];
+    two[1] = w[1];
     dl_free(t->who.many);
-    t->who.one = one;
+    t->who.two[0] = two[0];
+    t->who.two[1] = two[1];
   }
   t->nwho--;
 }
@@ -1049,19 +1161,21 @@ static int pref_cut(dl_sched *s, const char *p, size_t n, const char *fns,
 
 /*
 ** A new task record, zeroed, with a copy of key and (if payload is not
-** NULL) of payload, and the entries of the nfns function hashes at fns
-** (not counted yet: fns_ref), all in one allocation.  NULL when out of
-** memory.
+** NULL) of payload, the entries of the nfns function hashes at fns (not
+** counted yet: fns_ref) and the ndeps inputs at deps (not linked yet),
+** all in one allocation.  NULL when out of memory.
 */
 static task *task_new(dl_sched *s, const char *key, size_t klen,
                       const char *payload, size_t plen, const char *fns,
-                      size_t nfns) {
+                      size_t nfns, task *const *deps, size_t ndeps) {
   size_t n, i;
   task *t;
   char *p;
   size_t pfx = 0, sfx = 0;
   int ref = 0, fnpref = 0;
-  if (klen > UINT32_MAX || (payload && plen > UINT32_MAX)) return NULL;
+  if (klen > UINT32_MAX || (payload && plen > UINT32_MAX) ||
+      ndeps > INT_MAX)
+    return NULL;
   if (payload) {
     ref = pref_cut(s, payload, plen, fns, nfns, &pfx, &sfx);
     payload += pfx;
@@ -1078,7 +1192,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
     }
   }
   n = tfns_at(klen, payload ? plen : 0) +
-      (fnpref ? 0 : nfns * sizeof(fnentry *));
+      (fnpref ? 0 : nfns * sizeof(fnentry *)) + ndeps * sizeof(task *);
   t = dl_slab_alloc(&s->slab, n);
   if (t == NULL) return NULL;
   memset(t, 0, sizeof *t);
@@ -1102,22 +1216,24 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   if (fnpref) s->prefs[ref].nfn++;
   for (i = 0; !fnpref && i < nfns; i++)
     tfns(t)[i] = dl_map_get(&s->fns, fns + 16 * i, 16);
+  t->ndeps = (int)ndeps;
+  if (ndeps) memcpy(tdeps(t), deps, ndeps * sizeof *deps);
   return t;
 }
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
   return tfns_at(t->klen, t->plen) +
-         (t->fnpref ? 0 : (size_t)t->nfns * sizeof(fnentry *));
+         (t->fnpref ? 0 : (size_t)t->nfns * sizeof(fnentry *)) +
+         (size_t)t->ndeps * sizeof(task *);
 }
 
 static void task_free(dl_sched *s, task *t) {
   fns_unref(s, t);
   if (t->fnpref) s->prefs[t->pref].nfn--;
   s->kept -= tinlen(t);
-  if (t->inlen && !(t->inlen & INL_SMALL))
+  if (t->inlen && !t->insmall)
     dl_slab_free(&s->slab, t->inl.p, (size_t)t->inlen + 1);
-  if (t->deps) dl_slab_free(&s->slab, t->deps, sizeof(task *) * t->ndeps);
   if (t->dcap > 1)
     dl_slab_free(&s->slab, t->dependents.many,
                  sizeof(task *) * (size_t)tdcap(t));
@@ -1161,7 +1277,7 @@ static void collect(dl_sched *s, task *t) {
     if (x->ndependents > 0) continue;
     /* forget x */
     for (i = 0; i < x->ndeps; i++) {
-      task *d = x->deps[i];
+      task *d = tdeps(x)[i];
       int j;
       task **dd = tdependents(d);
       for (j = 0; j < d->ndependents; j++)
@@ -1186,7 +1302,7 @@ static void make_ready(dl_sched *s, task *t) {
 static void unpend_inputs(dl_sched *s, task *t) {
   int i;
   for (i = 0; i < t->ndeps; i++) {
-    task *d = t->deps[i];
+    task *d = tdeps(t)[i];
     if (--d->npending == 0 && d->want == 0) collect(s, d);
   }
 }
@@ -1291,7 +1407,7 @@ static void need(dl_sched *s, task *t) {
     }
     x->waiting = 0;
     for (i = 0; i < x->ndeps; i++) {
-      task *d = x->deps[i];
+      task *d = tdeps(x)[i];
       d->npending++;
       if (d->state == T_ERRED) failed = 1;
       if (d->state != T_MEMORY) {
@@ -1302,8 +1418,8 @@ static void need(dl_sched *s, task *t) {
     set_state(s, x, T_WAITING);
     if (failed) {
       for (i = 0; i < x->ndeps; i++)
-        if (x->deps[i]->state == T_ERRED) {
-          task *d = x->deps[i];
+        if (tdeps(x)[i]->state == T_ERRED) {
+          task *d = tdeps(x)[i];
           fail(s, x, dep_kind(d), tx(d)->err, tx(d)->errlen);
           break;
         }
@@ -1317,14 +1433,16 @@ static void need(dl_sched *s, task *t) {
    record: most results never have a second.  0 or DL_ENOMEM. */
 static int who_add(task *t, int wid) {
   int *n;
-  if (t->nwho == 0) {
-    t->who.one = wid;
-    t->nwho = 1;
+  if (t->nwho < 2) {
+    t->who.two[t->nwho++] = wid;
     return 0;
   }
-  if (t->nwho == 1) {
-    n = xalloc(2 * sizeof(int));
-    if (n) n[0] = t->who.one;
+  if (t->nwho == 2) {
+    n = xalloc(3 * sizeof(int));
+    if (n) {
+      n[0] = t->who.two[0];
+      n[1] = t->who.two[1];
+    }
   } else {
     n = dl_realloc(t->who.many, sizeof(int) * (size_t)(t->nwho + 1));
   }
@@ -1338,7 +1456,7 @@ static const char *tinl(const dl_sched *s, const task *t,
                         char buf[IN_HEAD + IN_TAIL]) {
   size_t n = tinlen(t);
   if (n == 0) return NULL;
-  if (!(t->inlen & INL_SMALL)) return t->inl.p;
+  if (!t->insmall) return t->inl.p;
   memcpy(buf, s->ihead, IN_HEAD);
   memcpy(buf + IN_HEAD, t->inl.tail, n - IN_HEAD);
   return buf;
@@ -1347,7 +1465,7 @@ static const char *tinl(const dl_sched *s, const task *t,
 /* Keep a copy of t's result (ilen bytes at inl, 0 < ilen), in the record
    when it is small (see IN_HEAD); nothing is kept when out of memory. */
 static void keep(dl_sched *s, task *t, const char *inl, size_t ilen) {
-  if (ilen >= INL_SMALL) return;
+  if (ilen > IN_MAX) return;
   if (s->nihead == 0 && ilen >= IN_HEAD) {
     memcpy(s->ihead, inl, IN_HEAD);
     s->nihead = IN_HEAD;
@@ -1355,13 +1473,15 @@ static void keep(dl_sched *s, task *t, const char *inl, size_t ilen) {
   if (s->nihead && ilen >= IN_HEAD && ilen - IN_HEAD <= IN_TAIL &&
       memcmp(inl, s->ihead, IN_HEAD) == 0) {
     memcpy(t->inl.tail, inl + IN_HEAD, ilen - IN_HEAD);
-    t->inlen = (uint32_t)ilen | INL_SMALL;
+    t->inlen = ilen;
+    t->insmall = 1;
   } else {
     t->inl.p = dl_slab_alloc(&s->slab, ilen + 1);
     if (t->inl.p == NULL) return;
     memcpy(t->inl.p, inl, ilen);
     t->inl.p[ilen] = '\0';
-    t->inlen = (uint32_t)ilen;
+    t->inlen = ilen;
+    t->insmall = 0;
   }
   s->kept += ilen;
 }
@@ -1372,7 +1492,7 @@ static void finished(dl_sched *s, task *t, int wid, uint64_t nbytes,
   int i;
   rq_remove(s, t);
   if (who_add(t, wid)) return;
-  t->nbytes = nbytes;
+  set_nbytes(s, t, nbytes);
   t->processing_on = -1;
   set_state(s, t, T_MEMORY);
   if (ilen && t->inlen == 0 && s->kept + ilen <= KEEP_MAX)
@@ -1440,9 +1560,9 @@ static sworker *choose(dl_sched *s, task *t, int *wait) {
     if (t->ndeps == 0 && w->info.inflight >= window(s, w)) continue;
     if (!allowed(t, w->info.id)) continue;
     for (j = 0; j < t->ndeps; j++) {
-      task *d = t->deps[j];
+      task *d = tdeps(t)[j];
       for (k = 0; k < d->nwho; k++)
-        if (twho(d)[k] == w->info.id) bytes += d->nbytes + 1;
+        if (twho(d)[k] == w->info.id) bytes += tnbytes(d) + 1;
     }
     if (bytes > holder_bytes) {
       holder = w;
@@ -1504,7 +1624,7 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
     dl_put_compute(b, &m);
   }
   for (i = 0; i < t->ndeps; i++) {
-    task *d = t->deps[i];
+    task *d = tdeps(t)[i];
     dl_put_compute_dep(b, tkey(d), d->klen, (uint64_t)d->nwho);
     for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)twho(d)[j]);
   }
@@ -1742,6 +1862,8 @@ void dl_sched_free(dl_sched *s) {
     dl_free(v);
   }
   dl_map_free(&s->groups);
+  dl_free(s->gtab);
+  dl_free(s->gfree);
   events_free(s->events);
   for (i = 0; i < s->npgets; i++) dl_free(s->pgets[i].key);
   dl_free(s->pgets);
@@ -2042,7 +2164,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       set_state(s, t, T_WAITING);
       t->waiting = 0;
       for (k = 0; k < t->ndeps; k++)
-        if (t->deps[k]->state != T_MEMORY) t->waiting++;
+        if (tdeps(t)[k]->state != T_MEMORY) t->waiting++;
       if (t->waiting == 0) make_ready(s, t);
     } else { /* MEMORY with no holder left */
       set_state(s, t, T_RELEASED);
@@ -2072,7 +2194,7 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
     t = lost[i];
     if (t->state == T_WAITING)
       for (k = 0; k < t->ndeps; k++)
-        if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+        if (tdeps(t)[k]->state == T_RELEASED) need(s, tdeps(t)[k]);
   }
   dl_free(lost);
   for (k = 0; k < s->nworkers; k++)
@@ -2081,7 +2203,9 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
       break;
     }
   for (i = w->phead; i < w->nproc; i++) /* none is left, normally */
-    if (w->proc[i]) w->proc[i]->pidx = 0;
+    if (w->proc[i] && w->proc[i]->state == T_PROCESSING &&
+        in_proc(w, w->proc[i]))
+      w->proc[i]->pidx = 0;
   dl_free(w->proc);
   dl_map_free(&w->fns_sent);
   dl_prof_free(w->prof);
@@ -2096,7 +2220,9 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   dl_msg_submit m;
   uint64_t i;
   task *t;
-  size_t depsz = 0; /* bytes of t->deps's block */
+  size_t base = s->nstack; /* the inputs found, on the stack meanwhile */
+  const char *missing = NULL;
+  size_t missinglen = 0;
   RD(dl_get_submit(r, &m));
   t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t != NULL) { /* same key: the client holds one more future of it */
@@ -2106,8 +2232,28 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     else if (t->state == T_RELEASED) need(s, t);
     return 0;
   }
+  /* The inputs first: the task's block holds them (task_new). */
+  for (i = 0; i < m.ndeps; i++) {
+    const char *dk;
+    size_t dkl;
+    task *d;
+    if (dl_get_key(&m.deps, &dk, &dkl)) {
+      s->nstack = base;
+      return DL_EPROTO;
+    }
+    d = dl_imap_get(&s->tasks, dk, dkl);
+    if (d == NULL) {
+      missing = dk;
+      missinglen = dkl;
+    } else if (push_stack(s, d)) {
+      s->nstack = base;
+      return DL_ENOMEM;
+    }
+  }
   t = task_new(s, m.key, m.klen, m.payload ? m.payload : "", m.plen, m.fns,
-               (size_t)m.nfns);
+               (size_t)m.nfns, s->nstack > base ? s->stack + base : NULL,
+               s->nstack - base);
+  s->nstack = base;
   if (t == NULL) return DL_ENOMEM;
   t->prio = (int32_t)m.prio;
   t->order = (int32_t)m.order;
@@ -2131,35 +2277,8 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->state = T_WAITING;
   count_new(s, t);
   if (t->nfns) fns_ref(s, t);
-  if (m.ndeps) {
-    depsz = sizeof(task *) * m.ndeps;
-    t->deps = dl_slab_alloc(&s->slab, depsz);
-    if (t->deps == NULL) goto bad;
-  }
   {
     dl_buf e;
-    const char *missing = NULL;
-    size_t missinglen = 0;
-    for (i = 0; i < m.ndeps; i++) {
-      const char *dk;
-      size_t dkl;
-      task *d;
-      if (dl_get_key(&m.deps, &dk, &dkl)) goto bad;
-      d = dl_imap_get(&s->tasks, dk, dkl);
-      if (d == NULL) {
-        missing = dk;
-        missinglen = dkl;
-        continue;
-      }
-      t->deps[t->ndeps++] = d;
-    }
-    if ((uint64_t)t->ndeps < m.ndeps) { /* some missing: the exact size */
-      task **nd = dl_slab_realloc(&s->slab, t->deps, sizeof(task *) * m.ndeps,
-                                  sizeof(task *) * (size_t)t->ndeps);
-      if (nd == NULL) goto bad;
-      t->deps = nd;
-      depsz = sizeof(task *) * (size_t)t->ndeps;
-    }
     if (m.nworkers && !m.allow_other) { /* allow_other: a preference,
                                            not a rule */
       task_x *x = t->x;
@@ -2175,7 +2294,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
     if (dl_imap_put(&s->tasks, t)) goto bad;
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
-      task *d = t->deps[i];
+      task *d = tdeps(t)[i];
       if (d->dcap == 0) {
         d->dcap = 1; /* most tasks have one: in the record */
       } else if (d->ndependents == tdcap(d)) { /* then double */
@@ -2211,23 +2330,18 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       return 0;
     }
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
-      task *d = t->deps[i];
+      task *d = tdeps(t)[i];
       if (d->state == T_ERRED) {
         fail(s, t, dep_kind(d), tx(d)->err, tx(d)->errlen);
         return 0;
       }
     }
     for (i = 0; i < (uint64_t)t->ndeps; i++)
-      if (t->deps[i]->state == T_RELEASED) need(s, t->deps[i]);
+      if (tdeps(t)[i]->state == T_RELEASED) need(s, tdeps(t)[i]);
     if (t->waiting == 0) make_ready(s, t);
   }
   return 0;
 bad:
-  if (t->deps) { /* freed here: task_free would take ndeps for its size */
-    dl_slab_free(&s->slab, t->deps, depsz);
-    t->deps = NULL;
-    t->ndeps = 0;
-  }
   count_gone(s, t);
   if (dl_imap_get(&s->tasks, tkey(t), t->klen) == t)
     dl_imap_del(&s->tasks, tkey(t), t->klen);
@@ -2344,7 +2458,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
     if (t->state == T_MEMORY) notify_done(s, t);
     return 0;
   }
-  t = task_new(s, key, klen, NULL, 0, NULL, 0);
+  t = task_new(s, key, klen, NULL, 0, NULL, 0, NULL, 0);
   if (t == NULL) return DL_ENOMEM;
   want_add(s, t);
   t->seq = s->seq++;
@@ -2600,11 +2714,11 @@ double dl_sched_tick(dl_sched *s, double now) {
       int k;
       *pp = t->x->next_delayed;
       for (k = 0; k < t->ndeps; k++)
-        if (t->deps[k]->state != T_MEMORY) t->waiting++;
+        if (tdeps(t)[k]->state != T_MEMORY) t->waiting++;
       if (t->waiting == 0) make_ready(s, t);
       else
         for (k = 0; k < t->ndeps; k++)
-          if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+          if (tdeps(t)[k]->state == T_RELEASED) need(s, tdeps(t)[k]);
       continue;
     }
     if (next < 0 || t->x->not_before - now < next)
@@ -2634,7 +2748,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     double d = (double)(stop - start) * 1e-6;
     unload(w, t);
     if (tpay(t) && !t->restoring) { /* a run, not a store */
-      t->nbytes = m.nbytes;
+      set_nbytes(s, t, m.nbytes);
       record_event(s, t, w->info.id, (double)start * 1e-6,
                    (double)stop * 1e-6, 1, NULL, 0);
       s->avg_duration =
@@ -2754,9 +2868,9 @@ static int on_missing(dl_sched *s, sworker *w, dl_rd *r) {
   set_state(s, t, T_WAITING);
   t->waiting = 0;
   for (k = 0; k < t->ndeps; k++)
-    if (t->deps[k]->state != T_MEMORY) t->waiting++;
+    if (tdeps(t)[k]->state != T_MEMORY) t->waiting++;
   for (k = 0; k < t->ndeps; k++)
-    if (t->deps[k]->state == T_RELEASED) need(s, t->deps[k]);
+    if (tdeps(t)[k]->state == T_RELEASED) need(s, tdeps(t)[k]);
   if (t->state == T_WAITING && t->waiting == 0) make_ready(s, t);
   return 0;
 }
@@ -2924,7 +3038,8 @@ int dl_sched_events(dl_sched *s, uint64_t since, dl_sched_event *out,
 
 static const char *dep_group(const dl_sched_tinfo *ti, int i) {
   const task *d = ti->deps[i];
-  return d->group ? d->group->name : "";
+  const tgroup *g = tgrp(ti->sched, d);
+  return g ? g->name : "";
 }
 
 int64_t dl_sched_each_task(dl_sched *s,
@@ -2937,15 +3052,16 @@ int64_t dl_sched_each_task(dl_sched *s,
     dl_sched_tinfo ti;
     ti.id = t;
     ti.key = tkey(t);
-    ti.group = t->group ? t->group->name : "";
+    ti.group = t->gidx ? tgrp(s, t)->name : "";
     ti.state = t->state;
     ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
     ti.who = twho(t);
     ti.nwho = t->state == T_MEMORY ? t->nwho : 0;
-    ti.nbytes = t->nbytes;
-    ti.deps = (const void *const *)t->deps;
+    ti.nbytes = tnbytes(t);
+    ti.deps = (const void *const *)tdeps(t);
     ti.ndeps = t->ndeps;
     ti.dep_group = dep_group;
+    ti.sched = s;
     fn(ud, &ti);
     n++;
   }

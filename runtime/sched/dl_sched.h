@@ -218,6 +218,7 @@ typedef struct dl_sched_tinfo {
   int ndeps;
   /* The group name of dependency i (0 <= i < ndeps); "" when none. */
   const char *(*dep_group)(const struct dl_sched_tinfo *t, int i);
+  const void *sched; /* dep_group's: the scheduler walked */
 } dl_sched_tinfo;
 
 /* Call fn for every task the scheduler holds, in no particular order;

@@ -21,24 +21,30 @@
 -- Where the bytes of peak_rss_growth_per_task go (futures mode, N = 1M,
 -- 1.14M tasks, 20-byte keys; sizeof from gdb, /proc/self/smaps and
 -- collectgarbage("count") at the end of the run, which is the peak:
--- every future is still alive there, garbage but not collected):
---   per inc future: Lua userdata 48 (no user value: an anchor table
---     holds the client), its array slot 16, the bench's own seq slot 16;
---     client record 56 (35 + key, dl_client.h: a small result keeps the 8
---     bytes after the head all values share) and its map slot 16; the
---     scheduler's task 160 (a 136-byte record + key + the 1 to 3 bytes
---     of its payload that its reference payload does not share, on a
---     slab; its function found through the reference, the kept result
---     in the record) and its map slot 16.  About 330 B.
+-- every future is still alive there, garbage but not collected; the
+-- scheduler's slab and tables read with gdb on the live process):
+--   per inc future: Lua userdata 40 (no user value: an anchor table
+--     holds the client; a future of its record's first client is only
+--     the record's address, the record names that client), its array
+--     slot 16, the bench's own seq slot 16; client record 56 (35 + key,
+--     dl_client.h: a small result keeps the 8 bytes after the head all
+--     values share) and its map slot 16; the scheduler's task 136 (a
+--     112-byte record + key + the 1 to 3 bytes of its payload that its
+--     reference payload does not share, on a slab; its inputs after
+--     them in the same block; its function found through the reference,
+--     the kept result in the record) and its map slot 16.  About 296 B.
 --   the tree (143k sum tasks): their records (payload none: each future
 --     is its position among the task's inputs, the type name written
---     once) and deps arrays (64 B), their futures; the rest is the ready
---     queue's two arrays (8 MB each, empty at the end but touched) and
---     Lua's other bytes (~4 MB).
---   At the peak (smaps, before the last step): slabs 258 MB (tasks,
---   records), mimalloc 121 MB
---   (Lua 94 MB: 55 of it the userdata, 34 the seq and parts arrays; the
---   two maps 32 MB), dl_mem's shared blocks 15 MB (the ready queue).
+--     once, the 8 inputs in the task's block) and their futures (keys
+--     made in C: no key string per submit); the rest is the ready
+--     queue's run (2 to 8 MB: as many ready tasks as the map got ahead
+--     of the workers, rounded up to a power of two; the main noise
+--     between runs), the event ring (2.3 MB), Lua's other bytes and
+--     mimalloc's pages around them.
+--   At the peak (smaps): slabs 224 MB (scheduler 165 MB live, client
+--   records 64 MB), mimalloc 67 MB (Lua 81 MB in all: 46 of it the
+--   userdata, 32 the seq and parts arrays, which are blocks of their
+--   own), the two maps 32 MB.
 --   1,365 B before userdata futures, 1,104 B after; 1,002 B with the
 --   one-allocation task; 980 B on 7d8e619; 840 B with 24-byte map slots,
 --   slab-allocated records and a 272-byte task (loaded 2-vCPU machine);
@@ -65,12 +71,31 @@
 --   runs on one VM: futures 533/541/538 -> 360/358/358 B, client process
 --   user CPU 3.04-3.18 -> 3.03-3.10 s; delayed 1,121 B (5 runs) -> 978 to
 --   981 B, user CPU 6.56 -> 6.51 s (means of 5).
+--   Then (mem10; alternating with the build before each step, loaded
+--   VM): 358/360 -> 351/353 B with a task's inputs in its own block (136
+--   -> 128-byte record); 350/348/353 -> 351/352/354 with 40-byte futures
+--   (Lua's count at the peak 91.1 -> 87.0 MB; not seen in the RSS
+--   through the noise); 350/356 -> 346/347 with a
+--   120-byte task (ready-queue and processing positions sharing 4 bytes,
+--   the small fields bit-fields); 342/346 -> 335/337 with a 112-byte task
+--   (the group an index, the result's size 32 bits); 334/335 -> 327/331
+--   with client:submit's keys made in C (Lua at the peak 87.0 -> 81.1
+--   MB); 328/329/327 -> 325/326/326 with a result's first two holders in
+--   the task record (a peer's fetch made an 8-byte block for 23% of the
+--   tasks); 327/326 -> 328/322 with the event ring's tail on 4 KiB pages
+--   (1.7 MiB less, fixed: N = 100k 497 -> 467 B).  Against 75ed537,
+--   alternating on a quieter VM: futures 353/355/356 -> 324/324/327 B,
+--   user CPU 3.00/2.77/2.72 -> 2.79/2.67/2.59 s; delayed 978/978 ->
+--   953/955 B, user CPU 6.03/5.85 -> 5.96/5.94 s.
 --   Left to do for the 300 B bar: the key stored twice in one process
 --   (client record and task: 42 B), the two map slots (32 B: power-of-two
---   tables at 55% load), the ready queue's two arrays (16 MB: 14 B; the
---   heap fills with stolen tasks, and dl_mem keeps a freed big block's
---   pages), the userdata's 16-byte body (8 would make it 40 B), the
---   client record's client pointer (8 B), the task record's 136 B.
+--   tables at 55% load), the client record's client pointer (8 B: the
+--   record is 35 bytes and the key; a 48-byte record needs 8 less), the
+--   ready queue's run (2-8 MB, as many entries as tasks got ahead), the
+--   task record's 112 B (seq could have 32 bits; waiting, used while
+--   WAITING, and processing_on, while PROCESSING, might share bytes as
+--   qidx and pidx do: 8 more would make 104), mimalloc's pages around
+--   Lua's objects (~17 MB over Lua's own count).
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8

@@ -84,8 +84,9 @@ static inline void rclient_sched_frame(const char *p, size_t n) {
       char buf[DL_CFUT_BUF];
       if (f[k]->status == DL_FUT_ERROR && dl_cfut_data(f[k], buf)) {
         dl_err_rec e;
-        if (dl_get_err_rec(dl_cfut_data(f[k], buf), f[k]->dlen, &e) == 0 &&
-            (e.mlen > f[k]->dlen || e.wlen > f[k]->dlen))
+        size_t n = dl_cfut_len(f[k]);
+        if (dl_get_err_rec(dl_cfut_data(f[k], buf), n, &e) == 0 &&
+            (e.mlen > n || e.wlen > n))
           abort();
       }
       dl_client_unref(f[k]);

@@ -4,6 +4,7 @@
 ** news, cancel and callbacks, and handles that outlive a closed client.
 ** Pure C: no cluster, no Lua.
 */
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -93,11 +94,12 @@ static void test_news(void) {
   CHECK(dl_client_done(&c, "nobody", 6, "v", 1) == 0);
   CHECK(dl_client_done(&c, "a", 1, "\x01\x02", 2) == 0);
   CHECK(a->status == DL_FUT_FINISHED && (a->flags & DL_FUT_VALUE));
-  CHECK(a->dlen == 2 && memcmp(dl_cfut_data(a, buf), "\x01\x02", 2) == 0);
+  CHECK(dl_cfut_len(a) == 2 &&
+        memcmp(dl_cfut_data(a, buf), "\x01\x02", 2) == 0);
   CHECK(a->flags & DL_FUT_SMALL); /* in the record: no allocation */
   /* a recomputation's news does not change a finished record */
   CHECK(dl_client_err(&c, "a", 1, DL_ERR_RAISED, "rec", 3) == 0);
-  CHECK(a->status == DL_FUT_FINISHED && a->dlen == 2);
+  CHECK(a->status == DL_FUT_FINISHED && dl_cfut_len(a) == 2);
   /* lost: pending again, then done without an inline value */
   dl_client_repend(a);
   CHECK(a->status == DL_FUT_PENDING && dl_cfut_data(a, buf) == NULL && !a->flags);
@@ -105,7 +107,7 @@ static void test_news(void) {
   CHECK(a->status == DL_FUT_FINISHED && !(a->flags & DL_FUT_VALUE));
   CHECK(dl_client_err(&c, "b", 1, DL_ERR_RAISED, "rec", 3) == 0);
   CHECK(b->status == DL_FUT_ERROR && b->kind == DL_ERR_RAISED);
-  CHECK(b->dlen == 3 && memcmp(dl_cfut_data(b, buf), "rec", 3) == 0);
+  CHECK(dl_cfut_len(b) == 3 && memcmp(dl_cfut_data(b, buf), "rec", 3) == 0);
   {
     /* Values of 9 to 17 bytes that start as the first such value did
        keep only what follows those 9 bytes, in the record; the others
@@ -123,17 +125,35 @@ static void test_news(void) {
       CHECK(dl_client_done(&c, k, strlen(k), vals[i], strlen(vals[i])) == 0);
     }
     for (i = 0; i < 5; i++) {
-      CHECK(v[i]->dlen == strlen(vals[i]));
-      CHECK(memcmp(dl_cfut_data(v[i], buf), vals[i], v[i]->dlen) == 0);
+      CHECK(dl_cfut_len(v[i]) == strlen(vals[i]));
+      CHECK(memcmp(dl_cfut_data(v[i], buf), vals[i], dl_cfut_len(v[i])) ==
+            0);
       CHECK(!(v[i]->flags & DL_FUT_HEAD) == !headed[i]);
       dl_client_unref(v[i]);
       dl_client_drop(v[i]);
     }
   }
+  {
+    /* A record too long for the record's own room keeps its length
+       with its bytes; the record itself is 35 bytes and the key. */
+    char rec[300];
+    dl_cfut *e = dl_client_ref(&c, "e", 1);
+    memset(rec, 'r', sizeof rec);
+    CHECK(offsetof(dl_cfut, key) == 35);
+    CHECK(dl_client_err(&c, "e", 1, DL_ERR_TIMEOUT, rec, sizeof rec) == 0);
+    CHECK(e->status == DL_FUT_ERROR && e->kind == DL_ERR_TIMEOUT);
+    CHECK(dl_cfut_len(e) == sizeof rec && !(e->flags & DL_FUT_SMALL));
+    CHECK(memcmp(dl_cfut_data(e, buf), rec, sizeof rec) == 0);
+    dl_client_cancel(e);
+    CHECK(e->status == DL_FUT_CANCELLED && dl_cfut_len(e) == 0 &&
+          dl_cfut_data(e, buf) == NULL);
+    dl_client_unref(e);
+    dl_client_drop(e);
+  }
   CHECK(dl_client_err(&c, "x", 1, DL_ERR_CANCELLED, "c", 1) == 0);
   CHECK(x->status == DL_FUT_CANCELLED);
   CHECK(dl_client_done(&c, "x", 1, "v", 1) == 0); /* stays cancelled */
-  CHECK(x->status == DL_FUT_CANCELLED && x->dlen == 1);
+  CHECK(x->status == DL_FUT_CANCELLED && dl_cfut_len(x) == 1);
   dl_client_free(&c); /* detaches: the handles still hold the records */
   CHECK(a->c == NULL && b->c == NULL && x->c == NULL);
   dl_client_unref(a);

@@ -356,7 +356,7 @@ static void test_against_peer(void) {
   drain(&c, &l, &s);
   CHECK(s.n == 0 && s.count == 2);
   CHECK(inc1->status == DL_FUT_FINISHED && (inc1->flags & DL_FUT_VALUE));
-  CHECK(inc1->dlen == 27 &&
+  CHECK(dl_cfut_len(inc1) == 27 &&
         memcmp(dl_cfut_data(inc1, NULL), "payload-1 of the first task", 27) == 0);
   CHECK(!(inc1->flags & DL_FUT_SMALL)); /* 27 bytes: an allocation */
   CHECK(err1->status == DL_FUT_ERROR && err1->kind == DL_ERR_RAISED);

@@ -398,7 +398,7 @@ static void see_holders(void *ud, const dl_sched_tinfo *t) {
   for (i = 0; i < t->nwho && i < 4; i++) holders[i] = t->who[i];
 }
 
-/* Copies of a result on three workers: the record keeps one holder in
+/* Copies of a result on three workers: the record keeps two holders in
    place and more in a block; losing them one by one goes back to one. */
 static void test_result_held_by_several_workers(void) {
   int w, w2, w3;
@@ -1203,6 +1203,58 @@ static void count_task(void *ud, const dl_sched_tinfo *t) {
   (void)t;
 }
 
+/* A task's size and group as dl_sched_each_task shows them. */
+static uint64_t seen_nbytes;
+static char seen_group[32], seen_dep_group[32];
+static void see_task(void *ud, const dl_sched_tinfo *t) {
+  if (strcmp(t->key, (const char *)ud) != 0) return;
+  seen_nbytes = t->nbytes;
+  snprintf(seen_group, sizeof seen_group, "%s", t->group);
+  snprintf(seen_dep_group, sizeof seen_dep_group, "%s",
+           t->ndeps ? t->dep_group(t, 0) : "");
+}
+
+/* A task keeps its result's size in 32 bits, a bigger one in its rare
+   fields; it names its group by an index that a gone group leaves to the
+   next new one. */
+static void test_big_sizes_and_reused_group_slots(void) {
+  dl_msg_done m;
+  dl_buf f;
+  dl_sched_event ev[2];
+  dl_sched_winfo wi[1];
+  uint64_t next;
+  start(1);
+  submit("big-1", NULL);
+  CHECK(computed_on("big-1") == 1);
+  dl_buf_init(&f);
+  m.key = "big-1";
+  m.klen = 5;
+  m.nbytes = (uint64_t)5 << 30;
+  m.start_us = 1;
+  m.stop_us = 2;
+  m.inl = "";
+  m.ilen = 0;
+  dl_put_done(&f, &m);
+  CHECK(dl_sched_worker_frame(S, 1, f.p, f.len, 1.0) == 0);
+  dl_buf_free(&f);
+  CHECK(dl_sched_events(S, 0, ev, 2, &next) == 1 &&
+        ev[0].nbytes == (uint64_t)5 << 30);
+  CHECK(dl_sched_workers(S, wi, 1) == 1 &&
+        wi[0].managed == (int64_t)5 << 30);
+  dl_sched_each_task(S, see_task, "big-1");
+  CHECK(seen_nbytes == (uint64_t)5 << 30 && strcmp(seen_group, "big") == 0);
+  submit("a-1", NULL);
+  key_msg(DL_M_RELEASE, "a-1"); /* group "a" goes: its slot is free */
+  {
+    dl_sched_group g[4];
+    CHECK(dl_sched_groups(S, g, 4) == 1 && strcmp(g[0].name, "big") == 0);
+  }
+  submit("b-1", "big-1");       /* group "b" takes it */
+  dl_sched_each_task(S, see_task, "b-1");
+  CHECK(strcmp(seen_group, "b") == 0 && strcmp(seen_dep_group, "big") == 0);
+  stop();
+}
+
 /* Tasks whose every future is released, the inputs first (a client that
    holds only the keys it asked for): releasing the last forgets them all
    in one walk, and each once.  "twice" names "d" twice (a task that uses
@@ -1234,6 +1286,7 @@ static void test_released_inputs_are_forgotten_once(void) {
 
 int main(void) {
   RUN(test_chain_runs_in_order);
+  RUN(test_big_sizes_and_reused_group_slots);
   RUN(test_ready_tasks_run_by_priority_then_fifo);
   RUN(test_ready_consumers_run_before_queued_producers);
   RUN(test_big_inputs_wait_for_their_busy_holder);
