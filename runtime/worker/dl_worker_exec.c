@@ -1263,13 +1263,6 @@ void dl_w_exec_main(void *arg) {
      pages: on a VM a fresh 4 KiB page costs tens of microseconds, and
      only a result a local peer maps needs a memfd (dl_mem.h). */
   dl_mem_private(1);
-  /* A full collection before the first task: the state's start (its
-     modules) left about half its heap as garbage, so the collector's
-     first cycle would come within a few dozen small tasks, and inside
-     one, at about four times the cost of a later one (over 100 us, not
-     25: that garbage, and pages this process has not written yet, which
-     a worker forked from the zygote shares until it writes them). */
-  lua_gc(L, LUA_GCCOLLECT);
   for (;;) {
     wtask *t = NULL;
     parked *pk = NULL;
