@@ -89,11 +89,13 @@ local function state(f)
   return st
 end
 
--- Wait until pred() is true or the deadline passes; returns pred().
+-- Wait until pred(arg) is true or the deadline passes; returns pred(arg).
 -- hint (a key, or a gather's request id): what pred waits for, so that a
--- task waiting on the tasks' client is woken by that news only.
-local function pump_until(client, pred, deadline, hint)
-  while not pred() do
+-- task waiting on the tasks' client is woken by that news only.  arg lets
+-- a caller on a hot path pass a function made once instead of a closure
+-- made per call (see result).
+local function pump_until(client, pred, deadline, hint, arg)
+  while not pred(arg) do
     local left = deadline and (deadline - clock()) or -1
     if deadline and left <= 0 then return false end
     client:_pump(left, hint)
@@ -124,26 +126,17 @@ local function timeout_error(msg)
   return setmetatable({message = msg, kind = "timeout"}, TimeoutError)
 end
 
--- pump_until for one future, without the closure: result() runs this per
--- call, and what a round trip leaves behind sets how often the client's
--- collector runs (each run a slow round; see result).
-local function pump_while_pending(f, deadline)
-  local client, hint
-  while (fstatus(f) or "gone") == "pending" do
-    local left = deadline and (deadline - clock()) or -1
-    if deadline and left <= 0 then return false end
-    client = client or f.client
-    hint = hint or f.key
-    client:_pump(left, hint)
-  end
-  return true
-end
+-- Is future f done?  Made once: result() runs per call, and what a round
+-- trip leaves behind sets how often the client's collector runs (each
+-- run a slow round; see result).
+local function is_done(f) return (fstatus(f) or "gone") ~= "pending" end
 
 -- Wait until f is done; its state table (see state) unless nostate.
 local function wait_done(f, timeout, what, nostate)
   check_timeout(timeout, what, 3)
   status_of(f)
-  if not pump_while_pending(f, timeout and clock() + timeout) then
+  if not pump_until(f.client, is_done, timeout and clock() + timeout, f.key,
+                    f) then
     error(timeout_error(fmt("%s: future '%s' not done after %gs", what,
                             f.key, timeout)), 3)
   end
