@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dl_os.h"
@@ -23,3 +24,22 @@ const char *dl_os_self_exe(void) {
 }
 
 void dl_os_relax(void) { sched_yield(); }
+
+static double mono_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int dl_os_spin(double limit, int (*ready)(void *), void *ud) {
+  double start = mono_s(), prev = start;
+  for (;;) {
+    double t;
+    if (ready(ud)) return 1;
+    t = mono_s();
+    if (t - start > limit) return 0;
+    if (t - prev > DL_SPIN_LOST) return -1;
+    prev = t;
+    dl_os_relax();
+  }
+}

@@ -27,4 +27,13 @@ void dl_os_relax(void);
    another thread: the machine is busy, and sleeping serves better. */
 #define DL_SPIN_LOST 15e-6
 
+/*
+** A short, bounded spin: looks at ready(ud) until it is true or limit
+** seconds pass, with dl_os_relax between looks.  Returns 1 when ready, 0
+** when the time ran out, -1 when a step lost the CPU for DL_SPIN_LOST (a
+** busy machine: the caller should sleep, and spin less next time).
+** ready may do a little work of its own (take news it finds).
+*/
+int dl_os_spin(double limit, int (*ready)(void *), void *ud);
+
 #endif

@@ -281,8 +281,11 @@ static int drain_client(dl_server *s);
 */
 #define POLL_MAX 60e-6
 #define POLL_MIN 2e-6
+static int outbox_ready(void *ud) {
+  return atomic_load(&((dl_server *)ud)->outbox_ready);
+}
+
 static int poll_client(dl_server *s) {
-  double start, t, prev;
   int got;
   if (s->stopping) return 0;
   if (s->sched) {
@@ -293,20 +296,10 @@ static int poll_client(dl_server *s) {
     if (c[0] + c[1] + c[2] > 0) return 0; /* waiting, ready, processing */
   }
   if (s->pspin <= 0) s->pspin = POLL_MAX;
-  start = now_s();
-  s->watched_at = start;
+  s->watched_at = now_s();
   atomic_store(&s->polling, 1);
-  prev = start;
-  while (!atomic_load(&s->outbox_ready)) {
-    t = now_s();
-    if (t - start > s->pspin) break;
-    if (t - prev > DL_SPIN_LOST) { /* the machine is busy: stop */
-      s->pspin = 2 * POLL_MIN;
-      break;
-    }
-    prev = t;
-    dl_os_relax();
-  }
+  if (dl_os_spin(s->pspin, outbox_ready, s) < 0)
+    s->pspin = 2 * POLL_MIN; /* the machine is busy */
   atomic_store(&s->polling, 0);
   /* Read after polling is cleared: a send that saw polling set is seen
      here (both are sequentially consistent). */
@@ -338,10 +331,15 @@ static int poll_client(dl_server *s) {
 */
 #define LINK_SPIN_MAX 200e-6
 #define LINK_SPIN_MIN 20e-6
-static void poll_links(dl_server *s) {
+static int fd_readable(void *ud) {
   struct pollfd pf;
-  double start, t, prev;
-  int got = 0;
+  pf.fd = *(int *)ud;
+  pf.events = POLLIN;
+  return poll(&pf, 1, 0) > 0;
+}
+
+static void poll_links(dl_server *s) {
+  int fd, got;
   if (s->stopping) return;
   if (s->remote_sched) {
     if (!atomic_load(&s->cwaiting)) return;
@@ -359,24 +357,10 @@ static void poll_links(dl_server *s) {
   dl_flusher_flush(&s->fl); /* what this iteration sends goes first */
   if (uv_backend_timeout(&s->loop) == 0) return; /* work is pending */
   if (s->lspin <= 0) s->lspin = LINK_SPIN_MAX;
-  pf.fd = uv_backend_fd(&s->loop);
-  pf.events = POLLIN;
-  start = prev = now_s();
-  for (;;) {
-    if (poll(&pf, 1, 0) > 0) {
-      got = 1;
-      break;
-    }
-    t = now_s();
-    if (t - start > s->lspin) break;
-    if (t - prev > DL_SPIN_LOST) { /* the machine is busy: stop */
-      s->lspin = LINK_SPIN_MIN;
-      return;
-    }
-    prev = t;
-    dl_os_relax();
-  }
-  if (got) s->lspin = LINK_SPIN_MAX;
+  fd = uv_backend_fd(&s->loop);
+  got = dl_os_spin(s->lspin, fd_readable, &fd);
+  if (got < 0) s->lspin = LINK_SPIN_MIN; /* the machine is busy */
+  else if (got) s->lspin = LINK_SPIN_MAX;
   else if (s->lspin > LINK_SPIN_MIN) s->lspin /= 2;
 }
 
@@ -2113,6 +2097,11 @@ int dl_server_recv(dl_server *s, dl_buf *out, double timeout) {
   return rc;
 }
 
+/* Has the wake-up word moved on from *seen? */
+static int woken(void *ud) {
+  return atomic_load(&wake_seq) != *(const unsigned *)ud;
+}
+
 static int recv_wait(dl_server *s, dl_buf *out, double timeout) {
   double start = now_s(), deadline = start + timeout;
   int spun = 0;
@@ -2151,20 +2140,14 @@ static int recv_wait(dl_server *s, dl_buf *out, double timeout) {
          thread woken from sleep gets the CPU sooner than one that
          yields), so a spin that does not pay does not take CPU time from
          the threads that work. */
-      double prev = start;
+      double limit;
       spun = 1;
       if (s->spin <= 0) s->spin = DL_SERVER_SPIN;
-      while (atomic_load(&wake_seq) == seen) {
-        double t = now_s();
-        if (t - start > s->spin || (timeout > 0 && t >= deadline))
-          break;
-        if (t - prev > DL_SPIN_LOST) { /* others want this CPU: sleep */
-          spun = 3;
-          s->spin = DL_SERVER_SPIN_MIN;
-          break;
-        }
-        prev = t;
-        dl_os_relax();
+      limit = s->spin;
+      if (timeout > 0 && deadline - start < limit) limit = deadline - start;
+      if (dl_os_spin(limit, woken, &seen) < 0) { /* others want this CPU */
+        spun = 3;
+        s->spin = DL_SERVER_SPIN_MIN;
       }
       if (atomic_load(&wake_seq) == seen && spun == 1) {
         spun = 2;

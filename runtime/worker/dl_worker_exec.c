@@ -1161,29 +1161,27 @@ static void relieve_memory(lua_State *L) {
 static atomic_uint enq_seq;
 static double task_spin = TASK_SPIN_MAX;
 
+/* Did a task (or news) come since *seen?  The next task may be on the
+   link already: taken here, it needs no wake-up of the I/O thread, nor of
+   this one by it. */
+static int task_ready(void *ud) {
+  unsigned seen = *(const unsigned *)ud;
+  if (atomic_load(&enq_seq) != seen) return 1;
+  if (dl_rgate_read(&W.rgate, dl_w_exec_take, NULL))
+    uv_async_send(&W.done_async); /* the I/O thread handles the rest */
+  return atomic_load(&enq_seq) != seen;
+}
+
 static double await_task(void) {
   unsigned seen = atomic_load(&enq_seq);
-  double start = now_s(), prev = start;
+  double start = now_s();
   int empty;
   uv_mutex_lock(&W.lock);
   empty = W.qhead == NULL && P.ready == NULL && W.cin.len == 0;
   uv_mutex_unlock(&W.lock);
   if (!empty) return 0;
-  while (atomic_load(&enq_seq) == seen) {
-    double t = now_s();
-    if (t - start > task_spin) break;
-    if (t - prev > DL_SPIN_LOST) { /* the machine is busy: sleep */
-      task_spin = 2 * TASK_SPIN_MIN;
-      break;
-    }
-    prev = t;
-    /* The next task may be on the link already: taken here, it needs no
-       wake-up of the I/O thread, nor of this one by it. */
-    if (dl_rgate_read(&W.rgate, dl_w_exec_take, NULL))
-      uv_async_send(&W.done_async); /* the I/O thread handles the rest */
-    if (atomic_load(&enq_seq) != seen) break;
-    dl_os_relax();
-  }
+  if (dl_os_spin(task_spin, task_ready, &seen) < 0)
+    task_spin = 2 * TASK_SPIN_MIN; /* the machine is busy: sleep */
   if (atomic_load(&enq_seq) == seen && task_spin > TASK_SPIN_MIN)
     task_spin /= 2;
   return start;
