@@ -11,8 +11,10 @@
 #define dl_ssl_h
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -51,7 +53,10 @@
   X(PEM_write_X509) X(PEM_write_PrivateKey) X(EVP_aes_128_gcm)              \
   X(EVP_CIPHER_CTX_new) X(EVP_CIPHER_CTX_free) X(EVP_CIPHER_CTX_ctrl)        \
   X(EVP_EncryptInit_ex) X(EVP_EncryptUpdate) X(EVP_EncryptFinal_ex)          \
-  X(EVP_DecryptInit_ex) X(EVP_DecryptUpdate) X(EVP_DecryptFinal_ex)
+  X(EVP_DecryptInit_ex) X(EVP_DecryptUpdate) X(EVP_DecryptFinal_ex)          \
+  X(EVP_KDF_fetch) X(EVP_KDF_free) X(EVP_KDF_CTX_new) X(EVP_KDF_CTX_free)    \
+  X(EVP_KDF_derive) X(OSSL_PARAM_construct_int)                              \
+  X(OSSL_PARAM_construct_octet_string)
 
 typedef struct dl_ssl_fns {
 #define DL_SSL_SLOT(n) __typeof__(&n) p_##n;
@@ -167,5 +172,13 @@ static inline dl_x509_fns *dl_x509_(void) {
 #define EVP_DecryptInit_ex (dl_x509_()->p_EVP_DecryptInit_ex)
 #define EVP_DecryptUpdate (dl_x509_()->p_EVP_DecryptUpdate)
 #define EVP_DecryptFinal_ex (dl_x509_()->p_EVP_DecryptFinal_ex)
+#define EVP_KDF_fetch (dl_x509_()->p_EVP_KDF_fetch)
+#define EVP_KDF_free (dl_x509_()->p_EVP_KDF_free)
+#define EVP_KDF_CTX_new (dl_x509_()->p_EVP_KDF_CTX_new)
+#define EVP_KDF_CTX_free (dl_x509_()->p_EVP_KDF_CTX_free)
+#define EVP_KDF_derive (dl_x509_()->p_EVP_KDF_derive)
+#define OSSL_PARAM_construct_int (dl_x509_()->p_OSSL_PARAM_construct_int)
+#define OSSL_PARAM_construct_octet_string \
+  (dl_x509_()->p_OSSL_PARAM_construct_octet_string)
 
 #endif

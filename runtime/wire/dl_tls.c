@@ -406,27 +406,29 @@ static void keylog_cb(const SSL *s, const char *line) {
 }
 
 /* HKDF-Expand-Label(secret, label, "", n) of TLS 1.3 (RFC 8446 7.1) with
-   SHA-256, n <= 32: 0 or -1. */
+   SHA-256, by libcrypto's TLS13-KDF: 0 or -1. */
 static int expand_label(const unsigned char sec[32], const char *label,
                         unsigned char *out, size_t n) {
-  unsigned char info[64], md[32];
-  unsigned mdlen = 0;
-  size_t ll = strlen(label), k = 0;
-  info[k++] = 0;
-  info[k++] = (unsigned char)n;
-  info[k++] = (unsigned char)(6 + ll);
-  memcpy(info + k, "tls13 ", 6);
-  k += 6;
-  memcpy(info + k, label, ll);
-  k += ll;
-  info[k++] = 0; /* no context */
-  info[k++] = 1; /* T(1): one block is enough */
-  if (HMAC(EVP_sha256(), sec, 32, info, k, md, &mdlen) == NULL ||
-      mdlen != sizeof md)
-    return -1;
-  memcpy(out, md, n);
-  OPENSSL_cleanse(md, sizeof md);
-  return 0;
+  EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_3_KDF, NULL);
+  EVP_KDF_CTX *kc = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ok;
+  OSSL_PARAM ps[7];
+  ps[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+  ps[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+                                           (char *)"SHA256", 0);
+  ps[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                            (void *)sec, 32);
+  ps[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX,
+                                            (void *)"tls13 ", 6);
+  ps[4] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL,
+                                            (void *)label, strlen(label));
+  ps[5] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA,
+                                            (void *)"", 0);
+  ps[6] = OSSL_PARAM_construct_end();
+  ok = kc != NULL && EVP_KDF_derive(kc, out, n, ps) == 1;
+  EVP_KDF_CTX_free(kc);
+  EVP_KDF_free(kdf);
+  return ok ? 0 : -1;
 }
 
 /* Key one direction with its traffic secret: 0 or -1. */
