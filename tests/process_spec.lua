@@ -443,6 +443,40 @@ describe("processes", function()
     assert.truthy(out:find("first\t2\tsame\tclient\t", 1, true), out)
   end)
 
+  it("a zygote's worker leads a process group in the client's session, "
+     .. "and its autogroup", function()
+    -- pid, process group and session of process pid ("self" for this
+    -- one), from /proc/PID/stat (the fields after the command's parens).
+    local function ids(pid)
+      local f = assert(io.open("/proc/" .. pid .. "/stat"))
+      local l = f:read("l")
+      f:close()
+      local me, pgrp, sid = l:match("^(%d+) %b() %a %d+ (%d+) (%d+)")
+      return tonumber(me), tonumber(pgrp), tonumber(sid)
+    end
+    local function autogroup()
+      local f = io.open("/proc/self/autogroup")
+      if f == nil then return nil end -- a kernel without autogroups
+      local g = f:read("l"):match("^(%S+)")
+      f:close()
+      return g
+    end
+    local c = dlua.Client{n_workers = 1, dashboard_address = false}
+    finally(function() c:close() end)
+    local w = c:submit(function()
+      local me, pgrp, sid = ids("self")
+      return {me = me, pgrp = pgrp, sid = sid, ag = autogroup()}
+    end):result(30)
+    local _, mypgrp, mysid = ids("self")
+    -- Its own group (what its tasks start is ended with it), not ours.
+    assert.are.equal(w.me, w.pgrp)
+    assert.are_not.equal(mypgrp, w.pgrp)
+    -- Our session: the cluster's threads share one autogroup, so a
+    -- thread that yields its CPU can give it to another process's.
+    assert.are.equal(mysid, w.sid)
+    assert.are.equal(autogroup(), w.ag)
+  end)
+
   it("replaces the workers of a killed zygote from a new one", function()
     local script = os.tmpname()
     H.spit(script, zygote_script)

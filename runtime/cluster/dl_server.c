@@ -1161,8 +1161,11 @@ static int spawn_worker(dl_server *s) {
   po.file = s->exe;
   po.args = args;
   po.exit_cb = exit_cb;
-  /* Each worker leads a session and process group of its own, so what its
-     tasks start is ended with it (exit_cb) unless they detach it. */
+  /* Each worker leads a process group of its own, so what its tasks start
+     is ended with it (exit_cb) unless they detach it.  libuv makes one
+     only with a session of its own, so a worker spawned here (without the
+     zygote) is in an autogroup of its own, which a zygote's worker is not
+     (see dl_worker_zygote.c). */
   po.flags = UV_PROCESS_DETACHED;
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;

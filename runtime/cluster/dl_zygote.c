@@ -101,10 +101,14 @@ static int zstart(const char *exe, const char *argv0) {
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, p[1], 3);
-  /* A session of its own: Ctrl-C and the terminal's signals are ours. */
+  /* A process group of its own, not in the foreground: Ctrl-C and the
+     terminal's signals are ours.  Not a session of its own: its workers
+     stay in our session, and our autogroup (see become_worker in
+     dl_worker_zygote.c). */
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setpgroup(&at, 0);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
   rc = posix_spawn(&pid, exe, &fa, &at, args, environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);

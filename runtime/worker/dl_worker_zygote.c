@@ -92,9 +92,19 @@ static void become_worker(dl_zyg_msg *m, const int fds[3]) {
       dup2(h[2], 2) < 0 || dup2(h[0], 3) < 0)
     _exit(1);
   for (i = 0; i < 3; i++) close(h[i]);
-  /* Its own session and group, as a spawned worker's: what its tasks
-     start is ended with it. */
-  setsid();
+  /* Its own process group, so what its tasks start is ended with it; not
+     its own session.  Linux gives each new session an autogroup of its
+     own (sched_autogroup_enabled, on by default), and the CPU is shared
+     between groups before threads: a thread that yields (dl_os_relax)
+     then gives its CPU to no thread of another group, so the worker's
+     executor that watches for its next task held the CPU from the
+     client's and scheduler's threads that bring it, for its whole watch
+     (bench b's slow state, 40-70 us round trips where 20 us was the
+     rule).  In the client's session, and autogroup, a cluster's threads
+     yield to one another, and the cluster shares the CPU with other
+     sessions as one job, as make's compilers do.  Not the foreground
+     group: the terminal's Ctrl-C is the client's alone. */
+  setpgid(0, 0);
   clearenv();
   for (i = 0; m->env[i]; i++) putenv((char *)m->env[i]);
   setenv("DLUA_WORKER", "1", 1); /* as setup_process said */
