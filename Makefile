@@ -11,6 +11,7 @@
 CC ?= cc
 PREFIX ?= /usr/local
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4)
+LUA_LIBS := $(shell pkg-config --libs lua5.4)
 UV_CFLAGS := $(shell pkg-config --cflags libuv)
 PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv libcjson zlib) -ldl
 EDIT_CFLAGS := $(shell pkg-config --cflags libedit)
@@ -96,8 +97,14 @@ $(B)/$(1)/%.o: runtime/$(1)/%.c $(HDRS) | $(B)
 endef
 $(foreach d,$(LAYERS),$(eval $(call layer_rule,$(d))))
 
-$(B)/dl_luasrc.c: scripts/embed-lua.lua $(LUA_SRC) | $(B)
-	$(LUA) scripts/embed-lua.lua $@ $(LUA_SRC)
+# The Lua modules, compiled in as bytecode (and source, for a liblua that
+# does not load it) by a tool linked against the liblua the runtime links:
+# its bytecode is in that library's format.  A host tool: no sanitizers.
+$(B)/embed-lua: scripts/embed-lua.c runtime/lua/dl_runtime.h | $(B)
+	$(CC) -std=gnu99 -O2 -Wall -Wextra -Iruntime/lua $(LUA_CFLAGS) -o $@ $< $(LUA_LIBS)
+
+$(B)/dl_luasrc.c: $(B)/embed-lua $(LUA_SRC) | $(B)
+	$(B)/embed-lua $@ $(LUA_SRC)
 
 $(B)/dl_luasrc.o: $(B)/dl_luasrc.c
 	$(CC) $(call layer_cflags,lua) -c $< -o $@
