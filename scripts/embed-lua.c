@@ -7,10 +7,11 @@
 **
 ** Each module is kept twice: as Lua bytecode, which require loads (about
 ** eight times faster than compiling the source at every start), and as its
-** source, which require compiles when the bytecode does not load (a liblua
-** of another format than the one this tool ran with).  The bytecode keeps
-** its debug information and has the chunk name the source is compiled
-** with, so tracebacks and error messages read the same either way.
+** source, which require compiles when the process's liblua is another
+** release than the one this tool ran with (lua_ident differs), or the
+** bytecode does not load.  The bytecode keeps its debug information and
+** has the chunk name the source is compiled with, so tracebacks and error
+** messages read the same either way.
 **
 ** This tool is linked against the liblua the runtime links, so the
 ** bytecode it writes is in that library's format, not lua5.4's.
@@ -128,12 +129,17 @@ int main(int argc, char **argv) {
     free(src.p);
     free(bc.p);
   }
+  /* Which liblua wrote the bytecode: the runtime loads it only from the
+     same release (a C string: lua_ident has no quotes or backslashes). */
+  if (strchr(lua_ident, '"') || strchr(lua_ident, '\\'))
+    die("unexpected lua_ident", lua_ident);
+  fprintf(out, "static const char ident[] = \"%s\";\n", lua_ident);
   fprintf(out, "const dl_luasrc dl_luasrcs[] = {\n");
   for (i = 2; i < argc; i++)
     fprintf(out, "  {\"%s\", (const char *)src_%d, %zu, "
-                 "(const char *)bc_%d, %zu},\n",
+                 "(const char *)bc_%d, %zu, ident},\n",
             names[i], i - 1, lens[i], i - 1, bclens[i]);
-  fprintf(out, "  {NULL, NULL, 0, NULL, 0}\n};\n");
+  fprintf(out, "  {NULL, NULL, 0, NULL, 0, NULL}\n};\n");
   if (fclose(out) != 0) die("cannot write", argv[1]);
   lua_close(L);
   free(names);

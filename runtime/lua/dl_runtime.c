@@ -113,12 +113,15 @@ void dl_runtime_apply_host(lua_State *L) {
 int dl_luasrc_load(lua_State *L, const dl_luasrc *m) {
   char chunkname[128];
   snprintf(chunkname, sizeof chunkname, DL_LUASRC_CHUNKNAME, m->name);
-  /* lundump checks the format (version, sizes, number layout) first, so
-     bytecode from another liblua fails here, before it runs. */
-  if (m->bc != NULL &&
-      luaL_loadbufferx(L, m->bc, m->bclen, chunkname, "b") == LUA_OK)
-    return LUA_OK;
-  if (m->bc != NULL) lua_pop(L, 1);
+  /* Another release of liblua (a library updated under a built dlua, or a
+     host's own Lua) may read the same format differently: its bytecode is
+     not tried.  lundump then checks the format itself (version, sizes,
+     number layout), so a mismatch there fails before anything runs. */
+  if (m->bc != NULL && m->ident != NULL && strcmp(m->ident, lua_ident) == 0) {
+    if (luaL_loadbufferx(L, m->bc, m->bclen, chunkname, "b") == LUA_OK)
+      return LUA_OK;
+    lua_pop(L, 1);
+  }
   return luaL_loadbufferx(L, m->src, m->len, chunkname, "t");
 }
 

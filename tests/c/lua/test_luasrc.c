@@ -3,8 +3,8 @@
 ** scripts/embed-lua.c): each one's bytecode loads in the liblua this test
 ** links, and is what compiling its source gives now (same chunk name, same
 ** debug information, so tracebacks read as from the source); a module
-** whose bytecode does not load (another liblua's format) loads from its
-** source instead.
+** whose bytecode does not load (another liblua's format), or was written
+** by another release of liblua, loads from its source instead.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +102,34 @@ static void test_falls_back_to_source(void) {
   lua_close(L);
 }
 
+/* The bytecode is used when this process's liblua is the release that
+   wrote it, and only then: given another module's (valid) bytecode, m
+   loads as that module when the release matches, as itself from its
+   source when it does not. */
+static void test_release_check(void) {
+  lua_State *L = luaL_newstate();
+  const dl_luasrc *m = &dl_luasrcs[0], *o = &dl_luasrcs[1];
+  dl_luasrc swapped = *m;
+  lua_Debug ar;
+  char own[128], other[128];
+  CHECK(L != NULL);
+  CHECK(m->ident != NULL && strcmp(m->ident, lua_ident) == 0);
+  snprintf(own, sizeof own, DL_LUASRC_CHUNKNAME, m->name);
+  snprintf(other, sizeof other, DL_LUASRC_CHUNKNAME, o->name);
+  swapped.bc = o->bc;
+  swapped.bclen = o->bclen;
+  CHECK(dl_luasrc_load(L, &swapped) == LUA_OK);
+  CHECK(lua_getinfo(L, ">S", &ar) && strcmp(ar.source, other) == 0);
+  swapped.ident = "$LuaVersion: Lua 5.4.0 $";
+  CHECK(dl_luasrc_load(L, &swapped) == LUA_OK);
+  CHECK(lua_getinfo(L, ">S", &ar) && strcmp(ar.source, own) == 0);
+  swapped.ident = NULL;
+  CHECK(dl_luasrc_load(L, &swapped) == LUA_OK);
+  CHECK(lua_getinfo(L, ">S", &ar) && strcmp(ar.source, own) == 0);
+  CHECK(lua_gettop(L) == 0);
+  lua_close(L);
+}
+
 /* dlua.options, run from m: parse_bytes works, and the line it says it is
    defined at.  [-0, +0, -] */
 static int options_line(lua_State *L, const dl_luasrc *m) {
@@ -144,6 +172,7 @@ static void test_module_runs(void) {
 int main(void) {
   RUN(test_bytecode_is_the_source);
   RUN(test_falls_back_to_source);
+  RUN(test_release_check);
   RUN(test_module_runs);
   return TAP_END();
 }
