@@ -11,10 +11,13 @@
 CC ?= cc
 PREFIX ?= /usr/local
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4)
+LUA_LIBS := $(shell pkg-config --libs lua5.4)
 UV_CFLAGS := $(shell pkg-config --cflags libuv)
 PKG_LIBS := $(shell pkg-config --libs lua5.4 libuv libcjson zlib) -ldl
+# libedit (the REPL's line editing) is not linked but opened on first use
+# (cmd/dl_edit.h): every start of the command, a script's or the workers'
+# zygote's, would otherwise load it and the three libraries behind it.
 EDIT_CFLAGS := $(shell pkg-config --cflags libedit)
-EDIT_LIBS := $(shell pkg-config --libs libedit)
 LUA ?= lua5.4
 # The Jupyter kernel (runtime/kernel, `dlua kernel`): ZeroMQ, cJSON and
 # libcrypto's HMAC, in the dlua command only, not in libdlua.  ZeroMQ and
@@ -96,8 +99,14 @@ $(B)/$(1)/%.o: runtime/$(1)/%.c $(HDRS) | $(B)
 endef
 $(foreach d,$(LAYERS),$(eval $(call layer_rule,$(d))))
 
-$(B)/dl_luasrc.c: scripts/embed-lua.lua $(LUA_SRC) | $(B)
-	$(LUA) scripts/embed-lua.lua $@ $(LUA_SRC)
+# The Lua modules, compiled in as bytecode (and source, for a liblua that
+# does not load it) by a tool linked against the liblua the runtime links:
+# its bytecode is in that library's format.  A host tool: no sanitizers.
+$(B)/embed-lua: scripts/embed-lua.c runtime/lua/dl_runtime.h | $(B)
+	$(CC) -std=gnu99 -O2 -Wall -Wextra -Iruntime/lua $(LUA_CFLAGS) -o $@ $< $(LUA_LIBS)
+
+$(B)/dl_luasrc.c: $(B)/embed-lua $(LUA_SRC) | $(B)
+	$(B)/embed-lua $@ $(LUA_SRC)
 
 $(B)/dl_luasrc.o: $(B)/dl_luasrc.c
 	$(CC) $(call layer_cflags,lua) -c $< -o $@
@@ -130,7 +139,7 @@ $(B)/dl_kernel_logo.o: $(B)/dl_kernel_logo.c
 	$(CC) $(CFLAGS_BASE) -c $< -o $@
 
 $(B)/dlua: $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a
-	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a $(HEAP_LIBS) $(LDLIBS_ALL) $(EDIT_LIBS) $(KERNEL_LIBS)
+	$(CC) -pthread -rdynamic -o $@ $(BIN_OBJ) $(B)/libdlkernel.a $(B)/libdlua.a $(HEAP_LIBS) $(LDLIBS_ALL) $(KERNEL_LIBS)
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(wildcard tests/fuzz/*.h) $(B)/libdlua.a | $(B)
 	@mkdir -p $(dir $@)

@@ -296,6 +296,33 @@ describe("dlua command", function()
       end)
   end)
 
+  describe("-i on a terminal (libedit, opened on first use)", function()
+    it("a script's process does not load libedit", function()
+      local code, out = dlua([[-e "io.write(io.open('/proc/self/maps'):read('a'))"]])
+      assert.equal(0, code)
+      assert.matches("liblua5.4", out, 1, true) -- the maps were read
+      assert.is_nil(out:find("libedit", 1, true))
+    end)
+
+    it("edits lines: Tab completes a name, entries go to the history file",
+      function()
+        if not os.execute("command -v script >/dev/null 2>&1") then
+          pending("no script(1) here to give dlua a terminal")
+          return
+        end
+        local hist = os.tmpname()
+        finally(function() os.remove(hist) end)
+        -- script(1) runs dlua on a pseudo-terminal fed from our stdin
+        local code, out, err = sh(("DLUA_HISTORY=%s script -qfec %s /dev/null")
+          :format(q(hist), q(q(DLUA))), "string.up\t'ok')\nx = 42\n")
+        assert.equal(0, code, err)
+        assert.matches('"OK"', out, 1, true)
+        local h = slurp(hist)
+        assert.matches("string.upper('ok')", h:gsub("\\040", " "), 1, true)
+        assert.matches("x = 42", h:gsub("\\040", " "), 1, true)
+      end)
+  end)
+
   describe("require", function()
     it("a missing module's message is plain Lua's, with no dlua line",
       function()

@@ -31,6 +31,7 @@
 #include <Random123/philox.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define DL_ND_X86 1
 #endif
@@ -41,11 +42,26 @@
    thread that probes finds the same value. */
 static int simd_level = -1;
 
+/*
+** What the CPU has and the system saves on a switch, asked with cpuid and
+** xgetbv here, on first use.  Not __builtin_cpu_supports: it links in
+** libgcc's constructor that probes every feature at the start of every
+** process (about 30 us of a dlua start on a VM, where cpuid traps), used
+** or not.
+*/
 static int simd_best(void) {
 #ifdef DL_ND_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return DL_ND_SIMD_AVX512;
-  if (__builtin_cpu_supports("avx2")) return DL_ND_SIMD_AVX2;
+  unsigned a, b, c, d, lo, hi;
+  /* OSXSAVE (the system saves extended state) and AVX */
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX))
+    return DL_ND_SIMD_NONE;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  (void)hi;
+  if ((lo & 0x6) != 0x6) return DL_ND_SIMD_NONE; /* XMM and YMM state */
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return DL_ND_SIMD_NONE;
+  /* AVX-512 also needs the opmask and ZMM state (XCR0 bits 5 to 7) */
+  if ((b & bit_AVX512F) && (lo & 0xe6) == 0xe6) return DL_ND_SIMD_AVX512;
+  if (b & bit_AVX2) return DL_ND_SIMD_AVX2;
 #endif
   return DL_ND_SIMD_NONE;
 }

@@ -97,6 +97,7 @@ struct dl_server {
   int start_failed; /* (L) */
   char starterr[512]; /* (L) */
   dl_buf cpending; /* loop only: messages for the client this iteration */
+  char *pipebuf;   /* loop only: workers' output lands here (pipe_alloc) */
   dl_sched *sched;
   wproc *workers;
   int nextid;
@@ -887,12 +888,18 @@ static void relay(wproc *w, dl_buf *line, const char *p, size_t n, int fd) {
   dl_buf_put(line, p + start, n - start);
 }
 
+/* The workers' output is read into one buffer of the loop's, made on the
+   first read: not a __thread array, whose 64 KiB every thread of the
+   process (every worker's too) would get and zero when it starts.
+   Without one, libuv reports UV_ENOBUFS and pipe_read closes the pipe. */
+#define PIPEBUF 65536
+
 static void pipe_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  static __thread char space[65536];
-  (void)h;
+  dl_server *s = ((wproc *)h->data)->srv;
   (void)hint;
-  buf->base = space;
-  buf->len = sizeof space;
+  if (s->pipebuf == NULL) s->pipebuf = dl_realloc(NULL, PIPEBUF);
+  buf->base = s->pipebuf;
+  buf->len = s->pipebuf ? PIPEBUF : 0;
 }
 
 static void pipe_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -1993,6 +2000,7 @@ void dl_server_stop(dl_server *s) {
   dl_buf_free(&s->inbox);
   dl_buf_free(&s->cpending);
   dl_free(s->logs);
+  dl_free(s->pipebuf);
   dl_free(s);
 }
 

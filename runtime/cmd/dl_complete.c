@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <editline/readline.h>
 #include <lauxlib.h>
 
 #include "dl_complete.h"
+#include "dl_edit.h"
 
 /* How many __index tables are followed from one value (cycles end too). */
 #define INDEX_DEPTH 16

@@ -24,10 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
 #include <lauxlib.h>
 
 #include "dl_complete.h"
+#include "dl_edit.h"
 #include "dl_repl.h"
 #include "dlua.h"
 

@@ -38,7 +38,12 @@ struct dl_http {
   int loopback;   /* bound to 127.x or ::1 */
   struct sockaddr_storage bound; /* the address bound */
   char address[96];
+  char *rbuf; /* reads land here (RBUF bytes, made on the first), owned */
 };
+
+/* A read is parsed before the next one starts, and a server's
+   connections are all on its loop's thread: one buffer serves them. */
+#define RBUF 65536
 
 struct conn {
   dl_http *srv;
@@ -103,6 +108,11 @@ const char *dl_http_reason(int status) {
   }
 }
 
+static void server_free(dl_http *s) {
+  dl_free(s->rbuf);
+  dl_free(s);
+}
+
 static void conn_closed(uv_handle_t *h) {
   conn *c = h->data;
   if (--c->handles > 0) return;
@@ -120,7 +130,7 @@ static void conn_closed(uv_handle_t *h) {
     dl_buf_free(&c->tail);
     dl_buf_free(&c->sending_tail);
     dl_free(c);
-    if (s->closing && s->nconns == 0 && !s->listener_open) dl_free(s);
+    if (s->closing && s->nconns == 0 && !s->listener_open) server_free(s);
   }
 }
 
@@ -431,14 +441,16 @@ static int on_message_complete(http_parser *p) {
 
 /* ------------------------------------------------------------ reading */
 
+/* The server's buffer, made on the first read: not a __thread array, whose
+   64 KiB every thread of the process (every worker's too) would get and
+   zero when it starts.  Without one, libuv reports UV_ENOBUFS to read_cb,
+   which closes the connection. */
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  /* Per thread (each cluster has its own loop thread); a read is parsed
-     before the next one starts. */
-  static __thread char space[65536];
-  (void)h;
+  dl_http *s = ((conn *)h->data)->srv;
   (void)hint;
-  buf->base = space;
-  buf->len = sizeof space;
+  if (s->rbuf == NULL) s->rbuf = dl_realloc(NULL, RBUF);
+  buf->base = s->rbuf;
+  buf->len = s->rbuf ? RBUF : 0;
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -562,7 +574,7 @@ static void set_port(struct sockaddr_storage *sa, int port) {
 static void listener_closed(uv_handle_t *h) {
   dl_http *s = h->data;
   s->listener_open = 0;
-  if (s->closing && s->nconns == 0) dl_free(s);
+  if (s->closing && s->nconns == 0) server_free(s);
 }
 
 /* Bind and listen; 0 or a libuv error (the handle is left open). */

@@ -110,13 +110,25 @@ void dl_runtime_apply_host(lua_State *L) {
   lua_pop(L, 1);
 }
 
+int dl_luasrc_load(lua_State *L, const dl_luasrc *m) {
+  char chunkname[128];
+  snprintf(chunkname, sizeof chunkname, DL_LUASRC_CHUNKNAME, m->name);
+  /* Another release of liblua (a library updated under a built dlua, or a
+     host's own Lua) may read the same format differently: its bytecode is
+     not tried.  lundump then checks the format itself (version, sizes,
+     number layout), so a mismatch there fails before anything runs. */
+  if (m->bc != NULL && m->ident != NULL && strcmp(m->ident, lua_ident) == 0) {
+    if (luaL_loadbufferx(L, m->bc, m->bclen, chunkname, "b") == LUA_OK)
+      return LUA_OK;
+    lua_pop(L, 1);
+  }
+  return luaL_loadbufferx(L, m->src, m->len, chunkname, "t");
+}
+
 /* Loader for an embedded module: upvalue 1 is the index into dl_luasrcs. */
 static int embedded_loader(lua_State *L) {
   const dl_luasrc *m = &dl_luasrcs[lua_tointeger(L, lua_upvalueindex(1))];
-  char chunkname[128];
-  snprintf(chunkname, sizeof chunkname, "@[dlua]/%s.lua", m->name);
-  if (luaL_loadbuffer(L, m->src, m->len, chunkname) != LUA_OK)
-    return lua_error(L);
+  if (dl_luasrc_load(L, m) != LUA_OK) return lua_error(L);
   lua_pushstring(L, m->name);
   lua_call(L, 1, 1);
   return 1;

@@ -3,8 +3,9 @@
 -- LocalCluster + Client is started (workers ready: Client returns only when
 -- both worker processes have connected), checked (2 workers), closed.
 -- Prints: cluster_start.start_first/start_median/start_min/close_median (s),
--- plus the whole process (`dlua -e` one-liner that starts and closes a
--- cluster) and the bare interpreter start (dlua's "import" cost).
+-- plus the whole process (`dlua -e` one-liners: one that starts and closes a
+-- cluster, one that also runs one task, as a new user's first script
+-- does) and the bare interpreter start (dlua's "import" cost).
 --   build/dlua scripts/bench/bench_a_cluster_start.lua     (env REPS, default 7)
 local dlua = require "dlua"
 local now = dlua.time
@@ -66,3 +67,14 @@ for i = 1, REPS do
 end
 emit("cluster_start.whole_process_oneliner_median", median(whole), "s")
 emit("cluster_start.whole_process_oneliner_min", min(whole), "s")
+
+-- the whole process again, with one task between start and close
+local task = {}
+local one_task = exe .. [[ -e 'local d = require "dlua"; local c = d.Client{n_workers=2}; ]]
+  .. [[assert(c:submit(function(x) return x + 1 end, 1):result() == 2); c:close()']]
+for i = 1, REPS do
+  task[i] = proc(one_task)
+  print(("# rep %d: whole-process with one task %.4fs"):format(i, task[i]))
+end
+emit("cluster_start.whole_process_one_task_median", median(task), "s")
+emit("cluster_start.whole_process_one_task_min", min(task), "s")

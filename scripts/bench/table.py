@@ -142,6 +142,11 @@ row("a cluster start + one task + close, median (in a running process)",
     lambda a, b, c, rb, rc: a <= 3.0, dpat=r"^$", scale=1e3)
 row("a whole process: start + close one-liner", r"cluster_start\.whole_process_oneliner_median",
     "ms", True, scale=1e3)
+row("a whole process: start + one task + close one-liner",
+    r"cluster_start\.whole_process_one_task_median", "ms", True, dpat=r"^$", scale=1e3)
+row("a whole process: require \"dlua\" alone (Dask: import distributed)",
+    r"cluster_start\.import_dlua_process_median", "ms", True,
+    dpat=r"cluster_start\.import_dask_distributed_process_median", scale=1e3)
 row("b round trip submit→result, median", r"latency\.median", "µs", True,
     "≤ 1/50 of Dask's median; ≤ 30 µs (#12)",
     lambda a, b, c, rb, rc: a <= 30 and (rb is None or rb >= 50))

@@ -187,6 +187,29 @@ static int64_t ref_integer(uint64_t seed, uint64_t g, int64_t lo,
   return lo + (int64_t)(uint64_t)(((unsigned __int128)x * range) >> 64);
 }
 
+/* The best instruction set is the one the kernel reports as usable (it
+   drops a flag the system does not save the state of). */
+static void test_simd_probe(void) {
+#if defined(__x86_64__) && defined(__linux__)
+  char line[8192];
+  int want = DL_ND_SIMD_NONE, seen = 0;
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  CHECK(f != NULL);
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "flags", 5) == 0) {
+      seen = 1;
+      if (strstr(line, " avx512f ") || strstr(line, " avx512f\n"))
+        want = DL_ND_SIMD_AVX512;
+      else if (strstr(line, " avx2 ") || strstr(line, " avx2\n"))
+        want = DL_ND_SIMD_AVX2;
+      break;
+    }
+  fclose(f);
+  CHECK(seen);
+  CHECK(dl_nd_simd(-1) == want);
+#endif
+}
+
 /* Every instruction set gives the documented values: blocks that start
    and end inside a 32-value group, runs long enough for the 4-block
    kernels, a seed over 32 bits, a counter whose low word wraps. */
@@ -295,6 +318,7 @@ int main(void) {
   RUN(test_broadcast);
   RUN(test_bytes);
   RUN(test_random_blocks);
+  RUN(test_simd_probe);
   RUN(test_random_reference);
   RUN(test_fused_levels);
   RUN(test_matmul_views);
