@@ -199,6 +199,10 @@ describe("dlua.array operations", function()
     -- small blocks: the random blocks stay tasks, made once
     local s = da.random.uniform{shape = {40, 40}, chunks = {20, 20}, seed = 2}
     assert.equal(4, tasks_named(s:matmul(s.T), "uniform"))
+    -- a long inner dimension: a task would hold 160 MB drawn at once
+    local l = da.random.uniform{shape = {256, 40000}, chunks = {256, 1000},
+                                seed = 2}
+    assert.equal(40, tasks_named(l:matmul(l.T), "uniform"))
   end)
 
   it("gives the graph and a Graphviz picture", function()

@@ -1048,12 +1048,21 @@ local function t_matmul(arefs, brefs)
 end
 
 -- Output blocks of at least this many rows and columns draw their
--- generated inputs themselves (see matmul).
+-- generated inputs themselves (see matmul), when what one task draws (a
+-- row of a's blocks and a column of b's, all alive until its products are
+-- summed) fits in GEN_INLINE_BYTES.
 local GEN_INLINE_MIN = 256
+local GEN_INLINE_BYTES = 128 * 1048576
 
 local function min_chunk(c)
   local m = math.huge
   for i = 1, #c do m = math.min(m, c[i]) end
+  return m
+end
+
+local function max_chunk(c)
+  local m = 0
+  for i = 1, #c do m = math.max(m, c[i]) end
   return m
 end
 
@@ -1080,7 +1089,9 @@ function methods.matmul(a, b)
   -- other side's block size); as a task its 8 MB are encoded, stored and
   -- copied to each other worker that multiplies with it.
   local inline = min_chunk(a.chunks[1]) >= GEN_INLINE_MIN and
-                 min_chunk(b.chunks[2]) >= GEN_INLINE_MIN
+    min_chunk(b.chunks[2]) >= GEN_INLINE_MIN and
+    (max_chunk(a.chunks[1]) + max_chunk(b.chunks[2])) * a.shape[2] * 8
+      <= GEN_INLINE_BYTES
   local function mat(x)
     if inline and (x.kind == "gen" or x.kind == "T" and x.tsrc.kind == "gen")
     then
