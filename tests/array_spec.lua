@@ -175,6 +175,36 @@ describe("dlua.array operations", function()
       err_of(x.matmul, x, x))
   end)
 
+  it("draws generated inputs inside big-block products", function()
+    -- blocks of 256 and more: no task per random block, each product task
+    -- draws its own; the same bits as with the blocks made first (y + 0)
+    local y = da.random.uniform{shape = {600, 512}, chunks = {300, 256},
+                                seed = 5}
+    local w = da.random.normal{shape = {512, 300}, chunks = {256, 300},
+                               seed = 6}
+    local function tasks_named(a, prefix)
+      local n = 0
+      for k in pairs(a:graph()) do
+        if k:sub(1, #prefix) == prefix then n = n + 1 end
+      end
+      return n
+    end
+    local yy, yw = y:matmul(y.T), y:matmul(w)
+    assert.equal(0, tasks_named(yy, "uniform"))
+    assert.equal(3, tasks_named(yy, yy.name .. "-"))
+    assert.equal(0, tasks_named(yw, "uniform") + tasks_named(yw, "normal"))
+    local z, v = y + 0, w + 0
+    close(yy:compute(SYNC), z:matmul(z.T):compute(SYNC), 0)
+    close(yw:compute(SYNC), z:matmul(v):compute(SYNC), 0)
+    -- small blocks: the random blocks stay tasks, made once
+    local s = da.random.uniform{shape = {40, 40}, chunks = {20, 20}, seed = 2}
+    assert.equal(4, tasks_named(s:matmul(s.T), "uniform"))
+    -- a long inner dimension: a task would hold 160 MB drawn at once
+    local l = da.random.uniform{shape = {256, 40000}, chunks = {256, 1000},
+                                seed = 2}
+    assert.equal(40, tasks_named(l:matmul(l.T), "uniform"))
+  end)
+
   it("gives the graph and a Graphviz picture", function()
     local g = (x + 1):sum():graph()
     local n = 0
@@ -502,6 +532,15 @@ describe("dlua.array on a cluster", function()
     -- a future carries an ndarray both ways
     local f = client:submit(function(a) return a * 2 end, nd.arange(1, 4))
     assert.same({2, 4, 6, 8}, f:result():totable())
+  end)
+
+  it("draws a big-block product's random inputs on the workers", function()
+    local o = {client = client}
+    local y = da.random.uniform{shape = {512, 512}, chunks = {256, 256},
+                                seed = 3}
+    local z = y + 0
+    -- the diagonal blocks by dsyrk on the workers, as in this process
+    close(y:matmul(y.T):compute(o), z:matmul(z.T):compute(SYNC), 0)
   end)
 
   it("uses one BLAS thread in each worker", function()

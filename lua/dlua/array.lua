@@ -1036,11 +1036,34 @@ end
 -- --------------------------------------------------------------- matmul
 
 -- One output block: the sum of its products, accumulated by dgemm in
--- one array.
+-- one array.  One memo for all the refs: a generated block that is both
+-- an a and (transposed) a b block, as on x @ x.T's diagonal, is drawn
+-- once, and the b side stays its transpose view (dsyrk).
 local function t_matmul(arefs, brefs)
-  local as, bs = {}, {}
-  for i = 1, #arefs do as[i], bs[i] = ev(arefs[i], {}), ev(brefs[i], {}) end
+  local as, bs, memo = {}, {}, {}
+  for i = 1, #arefs do
+    as[i], bs[i] = ev(arefs[i], memo), ev(brefs[i], memo)
+  end
   return require("dlua.ndarray")._matmul_sum(as, bs)
+end
+
+-- Output blocks of at least this many rows and columns draw their
+-- generated inputs themselves (see matmul), when what one task draws (a
+-- row of a's blocks and a column of b's, all alive until its products are
+-- summed) fits in GEN_INLINE_BYTES.
+local GEN_INLINE_MIN = 256
+local GEN_INLINE_BYTES = 128 * 1048576
+
+local function min_chunk(c)
+  local m = math.huge
+  for i = 1, #c do m = math.min(m, c[i]) end
+  return m
+end
+
+local function max_chunk(c)
+  local m = 0
+  for i = 1, #c do m = math.max(m, c[i]) end
+  return m
 end
 
 --- x:matmul(y) / da.matmul(x, y): blockwise matrix product of 2-d arrays
@@ -1058,9 +1081,22 @@ function methods.matmul(a, b)
       .. "rechunk first", tconcat(a.chunks[2], ", "),
       tconcat(b.chunks[1], ", ")), 2)
   end
-  -- inputs used by many output blocks become tasks once (a transpose of
-  -- tasks stays a cheap ref)
+  -- Inputs used by many output blocks become tasks once (a transpose of
+  -- tasks stays a cheap ref) -- except generated ones (random, zeros,
+  -- arange) where the output blocks are big: those are drawn again inside
+  -- each product task.  Drawing a 1000 x 1000 uniform block takes under
+  -- 1 ms, a 40th of the dgemm it feeds (2n flops per element drawn, n the
+  -- other side's block size); as a task its 8 MB are encoded, stored and
+  -- copied to each other worker that multiplies with it.
+  local inline = min_chunk(a.chunks[1]) >= GEN_INLINE_MIN and
+    min_chunk(b.chunks[2]) >= GEN_INLINE_MIN and
+    (max_chunk(a.chunks[1]) + max_chunk(b.chunks[2])) * a.shape[2] * 8
+      <= GEN_INLINE_BYTES
   local function mat(x)
+    if inline and (x.kind == "gen" or x.kind == "T" and x.tsrc.kind == "gen")
+    then
+      return x
+    end
     if x.kind == "T" then return methods.transpose(materialize(x.tsrc)) end
     return materialize(x)
   end
