@@ -210,7 +210,24 @@ static uint32_t ilen(const dl_imap *m, const char *val) {
 }
 
 static uint64_t ihash(const dl_imap *m, const char *val) {
-  return dl_hash(ikey(m, val), ilen(m, val));
+  char buf[DL_IMAP_KEYBUF];
+  size_t n;
+  const char *k;
+  if (m->keyfn == NULL) return dl_hash(ikey(m, val), ilen(m, val));
+  k = m->keyfn(val, buf, &n);
+  return dl_hash(k, n);
+}
+
+/* Is the key of val klen bytes at key? */
+static int ieq(const dl_imap *m, const char *val, const char *key,
+               size_t klen) {
+  char buf[DL_IMAP_KEYBUF];
+  size_t n;
+  const char *k;
+  if (m->keyfn == NULL)
+    return ilen(m, val) == klen && memcmp(ikey(m, val), key, klen) == 0;
+  k = m->keyfn(val, buf, &n);
+  return n == klen && memcmp(k, key, klen) == 0;
 }
 
 void dl_imap_init(dl_imap *m, size_t koff, size_t loff) {
@@ -219,9 +236,13 @@ void dl_imap_init(dl_imap *m, size_t koff, size_t loff) {
   m->loff = loff;
 }
 
+void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn) { m->keyfn = fn; }
+
 void dl_imap_free(dl_imap *m) {
+  dl_imap_keyfn fn = m->keyfn;
   dl_free(m->slots);
   dl_imap_init(m, m->koff, m->loff);
+  m->keyfn = fn;
 }
 
 static uintptr_t *ifind(const dl_imap *m, const char *key, size_t klen,
@@ -232,9 +253,7 @@ static uintptr_t *ifind(const dl_imap *m, const char *key, size_t klen,
     uintptr_t v = m->slots[i];
     if (v == 0) return NULL;
     if (v != ITOMB && (v & TAGS) == tag) {
-      const char *p = ival(v);
-      if (ilen(m, p) == klen && memcmp(ikey(m, p), key, klen) == 0)
-        return &m->slots[i];
+      if (ieq(m, ival(v), key, klen)) return &m->slots[i];
     }
     i = (i + 1) & mask;
   }
@@ -257,7 +276,7 @@ void dl_imap_prefetch_val(const dl_imap *m, uint64_t h) {
   v = m->slots[(size_t)h & (m->cap - 1)];
   if (ilive(v) && (v & TAGS) == itag(h)) {
     __builtin_prefetch(ival(v));
-    __builtin_prefetch(ikey(m, ival(v)));
+    if (m->keyfn == NULL) __builtin_prefetch(ikey(m, ival(v)));
   }
 }
 
@@ -273,7 +292,8 @@ static int irehash(dl_imap *m, size_t ncap) {
     size_t j;
     /* The keys are read again: start loading one a few slots ahead. */
     if (i + 8 < ocap && ilive(old[i + 8]))
-      __builtin_prefetch(ikey(m, ival(old[i + 8])));
+      __builtin_prefetch(m->keyfn ? ival(old[i + 8])
+                                  : ikey(m, ival(old[i + 8])));
     if (!ilive(old[i])) continue;
     j = (size_t)ihash(m, ival(old[i])) & (ncap - 1);
     while (ns[j] != 0) j = (j + 1) & (ncap - 1);
@@ -293,16 +313,22 @@ int dl_imap_reserve(dl_imap *m, size_t n) {
 }
 
 int dl_imap_put(dl_imap *m, void *val) {
-  const char *p = val;
-  uint32_t klen;
+  const char *p = val, *key;
+  char buf[DL_IMAP_KEYBUF];
+  size_t klen;
   uint64_t h;
   size_t mask, i;
   uintptr_t *sl, tag;
   if (val == NULL || ((uintptr_t)val & TAGS)) return DL_ENOMEM;
-  klen = ilen(m, p);
-  h = dl_hash(ikey(m, p), klen);
+  if (m->keyfn) {
+    key = m->keyfn(p, buf, &klen);
+  } else {
+    key = ikey(m, p);
+    klen = ilen(m, p);
+  }
+  h = dl_hash(key, klen);
   tag = itag(h);
-  if (m->count && (sl = ifind(m, ikey(m, p), klen, h)) != NULL) {
+  if (m->count && (sl = ifind(m, key, klen, h)) != NULL) {
     *sl = (uintptr_t)val | tag;
     return 0;
   }

@@ -83,13 +83,28 @@ void *dl_map_next(const dl_map *m, size_t *i);
 ** another key reads that key.  Same probing and growth as dl_map; the
 ** key of a value must not change while it is in the map.
 */
+/*
+** A value may keep its key in a form of its own (the client's records of
+** keys made from a stem and a counter: 4 bytes, not the 20 of the key):
+** the map then reads each key through a dl_imap_keyfn, which writes the
+** key into buf when it is not stored as it is (at most DL_IMAP_KEYBUF
+** bytes) and returns where it is, with its length in *len.
+*/
+#define DL_IMAP_KEYBUF 256
+typedef const char *(*dl_imap_keyfn)(const void *val,
+                                     char buf[DL_IMAP_KEYBUF], size_t *len);
+
 typedef struct dl_imap {
   uintptr_t *slots; /* value | 3 bits of its hash; 0 empty, or deleted */
   size_t cap, count, used; /* as dl_map's */
   size_t koff, loff;       /* the key's offset in each value, its length's */
+  dl_imap_keyfn keyfn;     /* NULL: koff and loff say where the key is */
 } dl_imap;
 
 void dl_imap_init(dl_imap *m, size_t koff, size_t loff);
+/* Keys are read with fn, not at koff and loff (set it while the map is
+   empty; dl_imap_free keeps it). */
+void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn);
 void dl_imap_free(dl_imap *m);
 void *dl_imap_get(const dl_imap *m, const char *key, size_t klen);
 /* Put val (8-byte aligned), whose key is at koff in it and its length at

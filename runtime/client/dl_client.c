@@ -21,27 +21,135 @@
 static dl_slab recs;
 static pthread_mutex_t recs_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static size_t rec_size(size_t klen) {
-  return offsetof(dl_cfut, key) + klen + 1;
+/* The counter of a key made from a stem (DL_FUT_STEM): 4 bytes. */
+#define CTR_LEN sizeof(uint32_t)
+/* Its digits in the key. */
+#define CTR_DIGITS 8
+
+/* The bytes of f's record: the key and a NUL, or the counter. */
+static size_t rec_size(const dl_cfut *f) {
+  return offsetof(dl_cfut, key) +
+         (f->flags & DL_FUT_STEM ? CTR_LEN : f->klen + 1);
 }
 
-static dl_cfut *rec_alloc(size_t klen) {
+static dl_cfut *rec_alloc(size_t n) {
   dl_cfut *f;
   pthread_mutex_lock(&recs_mu);
-  f = dl_slab_alloc(&recs, rec_size(klen));
+  f = dl_slab_alloc(&recs, n);
   pthread_mutex_unlock(&recs_mu);
   return f;
 }
 
 static void rec_free(dl_cfut *f) {
   pthread_mutex_lock(&recs_mu);
-  dl_slab_free(&recs, f, rec_size(f->klen));
+  dl_slab_free(&recs, f, rec_size(f));
   pthread_mutex_unlock(&recs_mu);
+}
+
+/*
+** The stems of the keys that records keep as a counter (DL_FUT_STEM): the
+** process's, as records outlive their client, each kept for the process's
+** life (a session makes one per function that names its keys).  Stem i
+** is stems[i / STEM_CHUNK][i % STEM_CHUNK]; chunks are made under recs_mu
+** and never move, and a stem is written before its number is handed out,
+** so readers take no lock.  stem_ids finds a stem's number + 1.
+*/
+#define STEM_CHUNK 256
+typedef struct stem {
+  char *p;
+  size_t len;
+} stem;
+static stem *stems[DL_CLIENT_STEMS / STEM_CHUNK];
+static uint32_t nstems;  /* under recs_mu */
+static dl_map stem_ids;  /* under recs_mu */
+
+/* The number + 1 of the stem of len bytes at p, made if new; 0 when it
+   cannot be kept (too long, too many, out of memory). */
+static uint32_t stem_intern(const char *p, size_t len) {
+  uint32_t id = 0;
+  stem *chunk, *e;
+  if (len == 0 || len > DL_CLIENT_STEM_MAX) return 0;
+  pthread_mutex_lock(&recs_mu);
+  id = (uint32_t)(uintptr_t)dl_map_get(&stem_ids, p, len);
+  if (id || nstems == DL_CLIENT_STEMS) goto out;
+  chunk = stems[nstems / STEM_CHUNK];
+  if (chunk == NULL) {
+    chunk = dl_realloc(NULL, STEM_CHUNK * sizeof *chunk);
+    if (chunk == NULL) goto out;
+    stems[nstems / STEM_CHUNK] = chunk;
+  }
+  e = &chunk[nstems % STEM_CHUNK];
+  if ((e->p = dl_realloc(NULL, len + 1)) == NULL) goto out;
+  memcpy(e->p, p, len);
+  e->p[len] = '\0';
+  e->len = len;
+  if (dl_map_put(&stem_ids, e->p, len, (void *)(uintptr_t)(nstems + 1))) {
+    dl_free(e->p);
+    goto out;
+  }
+  id = ++nstems;
+out:
+  pthread_mutex_unlock(&recs_mu);
+  return id;
+}
+
+const char *dl_cfut_key(const dl_cfut *f, char buf[DL_CFUT_KEYBUF],
+                        size_t *len) {
+  static const char digits[] = "0123456789abcdef";
+  const stem *e;
+  uint32_t n;
+  int i;
+  if (!(f->flags & DL_FUT_STEM)) {
+    *len = f->klen;
+    return f->key;
+  }
+  e = &stems[f->klen / STEM_CHUNK][f->klen % STEM_CHUNK];
+  memcpy(buf, e->p, e->len);
+  memcpy(&n, f->key, sizeof n);
+  for (i = CTR_DIGITS - 1; i >= 0; i--, n >>= 4)
+    buf[e->len + (size_t)i] = digits[n & 15];
+  buf[e->len + CTR_DIGITS] = '\0';
+  *len = e->len + CTR_DIGITS;
+  return buf;
+}
+
+/* The map's reader of a record's key. */
+static const char *rec_key(const void *val, char buf[DL_IMAP_KEYBUF],
+                           size_t *len) {
+  return dl_cfut_key(val, buf, len);
+}
+
+_Static_assert(DL_CFUT_KEYBUF <= DL_IMAP_KEYBUF &&
+                   DL_CLIENT_STEM_MAX + CTR_DIGITS < DL_CFUT_KEYBUF,
+               "a record's key fits the readers' buffers");
+
+/* The counter of key when it is c's stem and 8 lower-case hex digits (so
+   that dl_cfut_key gives back the same bytes): 1 and *n, else 0. */
+static int stem_counter(const dl_client *c, const char *key, size_t klen,
+                        uint32_t *n) {
+  size_t i, at = c->key.len;
+  uint32_t v = 0;
+  if (c->stem == 0 || klen != at + CTR_DIGITS ||
+      memcmp(key, c->key.p, at) != 0)
+    return 0;
+  for (i = at; i < klen; i++) {
+    unsigned char d = (unsigned char)key[i];
+    if (d >= '0' && d <= '9') v = v << 4 | (uint32_t)(d - '0');
+    else if (d >= 'a' && d <= 'f') v = v << 4 | (uint32_t)(d - 'a' + 10);
+    else return 0;
+  }
+  *n = v;
+  return 1;
+}
+
+static void futs_init(dl_client *c) {
+  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
+  dl_imap_set_keyfn(&c->futs, rec_key);
 }
 
 void dl_client_init(dl_client *c) {
   memset(c, 0, sizeof *c);
-  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
+  futs_init(c);
   dl_map_init(&c->fns_sent);
 }
 
@@ -164,14 +272,18 @@ static void detach_all(dl_client *c, int send) {
   dl_cfut *f;
   while ((f = dl_imap_next(&c->futs, &i)) != NULL) {
     uint32_t r;
-    if (send)
+    if (send) {
+      char buf[DL_CFUT_KEYBUF];
+      size_t klen;
+      const char *key = dl_cfut_key(f, buf, &klen);
       for (r = 0; r < f->refs; r++)
-        dl_put_key_msg(&c->out, DL_M_RELEASE, f->key, f->klen);
+        dl_put_key_msg(&c->out, DL_M_RELEASE, key, klen);
+    }
     f->c = NULL;
     maybe_free(f);
   }
   dl_imap_free(&c->futs);
-  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
+  futs_init(c);
   for (k = 0; k < c->nfired; k++) dl_client_drop(c->fired[k]);
   dl_free(c->fired);
   c->fired = NULL;
@@ -201,23 +313,34 @@ void dl_client_free(dl_client *c) {
   dl_buf_free(&c->spec);
   dl_buf_free(&c->tail);
   dl_buf_free(&c->key);
+  c->stem = 0;
   c->nfns = c->ndeps = 0;
 }
 
 dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
   dl_cfut *f = dl_imap_get(&c->futs, key, klen);
+  uint32_t n;
   if (f) {
     f->refs++;
     f->holds++;
     return f;
   }
   if (klen > UINT32_MAX) return NULL;
-  f = rec_alloc(klen);
-  if (f == NULL) return NULL;
-  memset(f, 0, offsetof(dl_cfut, key));
-  memcpy(f->key, key, klen);
-  f->key[klen] = '\0';
-  f->klen = (uint32_t)klen;
+  if (stem_counter(c, key, klen, &n)) {
+    f = rec_alloc(offsetof(dl_cfut, key) + CTR_LEN);
+    if (f == NULL) return NULL;
+    memset(f, 0, offsetof(dl_cfut, key));
+    memcpy(f->key, &n, sizeof n);
+    f->klen = c->stem - 1;
+    f->flags = DL_FUT_STEM;
+  } else {
+    f = rec_alloc(offsetof(dl_cfut, key) + klen + 1);
+    if (f == NULL) return NULL;
+    memset(f, 0, offsetof(dl_cfut, key));
+    memcpy(f->key, key, klen);
+    f->key[klen] = '\0';
+    f->klen = (uint32_t)klen;
+  }
   f->c = c;
   f->refs = f->holds = 1;
   if (dl_imap_put(&c->futs, f)) {
@@ -242,16 +365,20 @@ dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen) {
 
 void dl_client_unref(dl_cfut *f) {
   dl_client *c = f->c;
+  char buf[DL_CFUT_KEYBUF];
+  const char *key;
+  size_t klen;
   if (f->refs == 0) return;
   f->refs--;
   if (c == NULL) return;
+  key = dl_cfut_key(f, buf, &klen);
   if (f->refs == 0) { /* the last handle takes the record out */
-    dl_imap_del(&c->futs, f->key, f->klen);
+    dl_imap_del(&c->futs, key, klen);
     f->c = NULL;
   }
   /* One RELEASE per handle, as the scheduler counted one per handle. */
   if (c->send == NULL) return;
-  dl_put_key_msg(&c->out, DL_M_RELEASE, f->key, f->klen);
+  dl_put_key_msg(&c->out, DL_M_RELEASE, key, klen);
   if (c->flags & DL_CLIENT_EAGER) dl_client_flush(c, 0);
 }
 
@@ -425,8 +552,13 @@ void dl_client_submit_tail(dl_client *c, const char *key, size_t klen,
 }
 
 int dl_client_key_stem(dl_client *c, const char *stem, size_t len) {
+  if (c->stem && len == c->key.len && memcmp(c->key.p, stem, len) == 0)
+    return 0; /* the same stem again (a submit's) */
   c->key.len = 0;
-  return dl_buf_put(&c->key, stem, len);
+  c->stem = 0;
+  if (dl_buf_put(&c->key, stem, len)) return DL_ENOMEM;
+  c->stem = stem_intern(stem, len);
+  return 0;
 }
 
 const char *dl_client_key(dl_client *c, uint64_t n, size_t *klen) {

@@ -291,6 +291,77 @@ static void test_many(void) {
   dl_client_free(&c);
 }
 
+/* Keys of the client's stem and 8 lower-case hex digits keep only their
+   counter (DL_FUT_STEM), whoever made them, and read back the same;
+   other keys, and a stem's keys of more digits, are kept whole; records
+   outlive their client and its stem. */
+static void test_stem_keys(void) {
+  dl_client c;
+  dl_buf out;
+  dl_cfut *a, *b, *u, *w, *x, *g[3000];
+  char buf[DL_CFUT_KEYBUF], rel[256], key[64];
+  const char *k;
+  size_t klen, n;
+  int i;
+  dl_client_init(&c);
+  dl_buf_init(&out);
+  dl_client_transport(&c, capture, &out, 0);
+  CHECK(dl_client_key_stem(&c, "inc-0badf00d", 12) == 0);
+  k = dl_client_key(&c, 0xabcdef12u, &klen);
+  CHECK(k && klen == 20 && memcmp(k, "inc-0badf00dabcdef12", 20) == 0);
+  a = dl_client_ref(&c, k, klen);
+  CHECK(a && (a->flags & DL_FUT_STEM));
+  k = dl_cfut_key(a, buf, &n);
+  CHECK(n == 20 && strcmp(k, "inc-0badf00dabcdef12") == 0);
+  /* The same key from elsewhere (Lua's keys.fresh) finds the record. */
+  CHECK(dl_client_get(&c, "inc-0badf00dabcdef12", 20) == a);
+  CHECK(dl_client_ref(&c, "inc-0badf00dabcdef12", 20) == a && a->refs == 2);
+  u = dl_client_ref(&c, "inc-0badf00dABCDEF12", 20); /* upper case: whole */
+  w = dl_client_ref(&c, "inc-0badf00d1abcdef12", 21); /* 9 digits: whole */
+  x = dl_client_ref(&c, "sum-0badf00d00000001", 20); /* another stem */
+  CHECK(u && u != a && !(u->flags & DL_FUT_STEM) && u->klen == 20);
+  CHECK(w && !(w->flags & DL_FUT_STEM) && x && !(x->flags & DL_FUT_STEM));
+  /* Switching stems keeps the old ones' records readable. */
+  CHECK(dl_client_key_stem(&c, "sum-0badf00d", 12) == 0);
+  b = dl_client_ref(&c, "sum-0badf00d00000002", 20);
+  CHECK(b && (b->flags & DL_FUT_STEM));
+  CHECK(dl_client_get(&c, "inc-0badf00dabcdef12", 20) == a);
+  CHECK(dl_client_done(&c, "inc-0badf00dabcdef12", 20, "v", 1) == 0);
+  CHECK(a->status == DL_FUT_FINISHED);
+  /* Many keys of one stem: the table grows and finds them all. */
+  CHECK(dl_client_key_stem(&c, "f-1", 3) == 0);
+  for (i = 0; i < 3000; i++) {
+    k = dl_client_key(&c, (uint64_t)i, &klen);
+    g[i] = dl_client_ref(&c, k, klen);
+    CHECK(g[i] && (g[i]->flags & DL_FUT_STEM));
+  }
+  for (i = 0; i < 3000; i++) {
+    int m = snprintf(key, sizeof key, "f-1%08x", i);
+    CHECK(dl_client_get(&c, key, (size_t)m) == g[i]);
+    dl_client_unref(g[i]);
+    dl_client_drop(g[i]);
+  }
+  /* Releases name the whole key. */
+  dl_client_unref(b);
+  CHECK(dl_client_flush(&c, 0) == 0);
+  out.len = 0;
+  dl_client_unref(a);
+  CHECK(dl_client_flush(&c, 0) == 0);
+  releases(&out, rel, sizeof rel);
+  CHECK(strcmp(rel, "inc-0badf00dabcdef12") == 0);
+  /* A held record outlives its client. */
+  dl_client_free(&c);
+  k = dl_cfut_key(a, buf, &n);
+  CHECK(a->c == NULL && strcmp(k, "inc-0badf00dabcdef12") == 0);
+  dl_client_drop(a);
+  dl_client_drop(a);
+  dl_client_drop(b);
+  dl_client_drop(u);
+  dl_client_drop(w);
+  dl_client_drop(x);
+  dl_buf_free(&out);
+}
+
 int main(void) {
   RUN(test_refs_and_release);
   RUN(test_news);
@@ -298,5 +369,6 @@ int main(void) {
   RUN(test_fired);
   RUN(test_close);
   RUN(test_many);
+  RUN(test_stem_keys);
   return TAP_END();
 }
