@@ -87,7 +87,8 @@ struct pref {
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the
-     bit-fields in 8 bytes: no padding (112 bytes; 120 before the group
+     bit-fields in 8 bytes: no padding (104 bytes; 112 before seq had 32
+     bits and nfns and nwho 16 each, 120 before the group
      was an index and nbytes had 32 bits, 128 before qidx and
      pidx shared their 4 bytes and inlen, state, errkind and dcap became
      bit-fields, 136 before the inputs moved into the task's block, 144
@@ -102,7 +103,6 @@ struct task {
                     have one: no 8-byte block for it) */
   } dependents;  /* read it through tdependents */
   struct task_x *x; /* what few tasks use (task_x), or NULL */
-  uint64_t seq;
   union {
     int two[2]; /* nwho 1 or 2: the holders, here (a result fetched by a
                    peer has two: a quarter of bench h's tasks, whose
@@ -113,6 +113,8 @@ struct task {
     char *p;              /* a block of the slab: inlen + 1 bytes */
     char tail[IN_TAIL];   /* insmall: the bytes after the shared head */
   } inl; /* a copy of its small result, as it came inline (tinl) */
+  uint32_t seq;  /* its submission's number, the last tie-break between
+                    ready tasks (seq_before: it wraps) */
   int32_t prio;  /* its priority and order (tprio, torder): in task_x */
   int32_t order; /* when either does not fit in 32 bits (wide) */
   uint32_t nbytes; /* its result's size (tnbytes): in task_x when it does
@@ -130,14 +132,14 @@ struct task {
   };
   int ndeps;
   int ndependents;
-  int nfns;
   int waiting;  /* inputs not in memory */
   int npending; /* dependents WAITING/READY/PROCESSING */
   int want;     /* futures held: the client's and tasks' (cwant, wwho) */
   int cwant;    /* of want: the client's; the rest are task_x's kwant and
                    wwho's counts */
   int processing_on; /* worker id or -1 */
-  int nwho;
+  uint16_t nfns; /* tasks of more functions are refused (task_new) */
+  uint16_t nwho; /* a result has at most that many holders (who_add) */
   uint64_t inlen : 16;  /* of the kept copy (tinl); 0: none kept */
   uint64_t insmall : 1; /* the kept copy is in inl.tail */
   uint64_t state : 3;   /* T_* */
@@ -167,6 +169,8 @@ struct task {
    (16 bytes each) follow the record in its block (task_new): computed, not
    pointed at, 24 bytes a task less. */
 static inline char *tkey(const task *t) { return (char *)(t + 1); }
+_Static_assert(sizeof(void *) != 8 || sizeof(task) == 104,
+               "the task record's size, as measured");
 static inline const char *tpay(const task *t) {
   return t->scattered ? NULL : tkey(t) + t->klen + 1;
 }
@@ -326,7 +330,7 @@ struct dl_sched {
   /* of the task queued last in the run: */
   int64_t last_prio, last_order;
   int last_inputs;
-  uint64_t last_seq;
+  uint32_t last_seq;
   task *delayed;
   uint64_t seq;
   double avg_duration; /* EWMA of task run time, seconds; < 0 unknown */
@@ -791,14 +795,20 @@ static void err_rec(dl_buf *b, int kind, const char *msg) {
 ** scheduler does the same: tasks with no inputs wait in its queue until a
 ** worker has a free thread, while the others go to their workers at once.
 */
-static int before_v(int64_t prio, int64_t order, int inputs, uint64_t seq,
+/* Was seq a submitted before seq b?  Numbers wrap at 2^32: this holds
+   while the ready tasks' were given within 2^31 submissions of each
+   other (a task left ready while two billion more came would merely run
+   out of FIFO order). */
+static int seq_before(uint32_t a, uint32_t b) { return (int32_t)(a - b) < 0; }
+
+static int before_v(int64_t prio, int64_t order, int inputs, uint32_t seq,
                     const task *b) {
   int64_t bp = tprio(b), bo;
   if (prio != bp) return prio > bp;
   bo = torder(b);
   if (order != bo) return order < bo;
   if (inputs != (b->ndeps > 0)) return inputs;
-  return seq < b->seq;
+  return seq_before(seq, b->seq);
 }
 
 /* Does a run before b? */
@@ -1174,7 +1184,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   size_t pfx = 0, sfx = 0;
   int ref = 0, fnpref = 0;
   if (klen > UINT32_MAX || (payload && plen > UINT32_MAX) ||
-      ndeps > INT_MAX)
+      ndeps > INT_MAX || nfns > UINT16_MAX)
     return NULL;
   if (payload) {
     ref = pref_cut(s, payload, plen, fns, nfns, &pfx, &sfx);
@@ -1211,7 +1221,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   } else {
     t->scattered = 1;
   }
-  t->nfns = (int)nfns;
+  t->nfns = (uint16_t)nfns;
   t->fnpref = (unsigned)fnpref;
   if (fnpref) s->prefs[ref].nfn++;
   for (i = 0; !fnpref && i < nfns; i++)
@@ -1433,6 +1443,7 @@ static void need(dl_sched *s, task *t) {
    record: most results never have a second.  0 or DL_ENOMEM. */
 static int who_add(task *t, int wid) {
   int *n;
+  if (t->nwho == UINT16_MAX) return DL_ENOMEM; /* 65535 holders are plenty */
   if (t->nwho < 2) {
     t->who.two[t->nwho++] = wid;
     return 0;
@@ -2258,7 +2269,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->prio = (int32_t)m.prio;
   t->order = (int32_t)m.order;
   t->wide = t->prio != m.prio || t->order != m.order;
-  t->seq = s->seq++;
+  t->seq = (uint32_t)s->seq++;
   if ((t->wide || m.retries || m.timeout_ms ||
        (m.nworkers && !m.allow_other)) &&
       task_xw(s, t) == NULL) {
@@ -2461,7 +2472,7 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   t = task_new(s, key, klen, NULL, 0, NULL, 0, NULL, 0);
   if (t == NULL) return DL_ENOMEM;
   want_add(s, t);
-  t->seq = s->seq++;
+  t->seq = (uint32_t)s->seq++;
   t->processing_on = -1;
   t->state = T_PROCESSING;
   count_new(s, t);
