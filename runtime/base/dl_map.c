@@ -214,7 +214,7 @@ static uint64_t ihash(const dl_imap *m, const char *val) {
   size_t n;
   const char *k;
   if (m->keyfn == NULL) return dl_hash(ikey(m, val), ilen(m, val));
-  k = m->keyfn(val, buf, &n);
+  k = m->keyfn(m->keyud, val, buf, &n);
   return dl_hash(k, n);
 }
 
@@ -226,7 +226,7 @@ static int ieq(const dl_imap *m, const char *val, const char *key,
   const char *k;
   if (m->keyfn == NULL)
     return ilen(m, val) == klen && memcmp(ikey(m, val), key, klen) == 0;
-  k = m->keyfn(val, buf, &n);
+  k = m->keyfn(m->keyud, val, buf, &n);
   return n == klen && memcmp(k, key, klen) == 0;
 }
 
@@ -236,13 +236,17 @@ void dl_imap_init(dl_imap *m, size_t koff, size_t loff) {
   m->loff = loff;
 }
 
-void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn) { m->keyfn = fn; }
+void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn, const void *ud) {
+  m->keyfn = fn;
+  m->keyud = ud;
+}
 
 void dl_imap_free(dl_imap *m) {
   dl_imap_keyfn fn = m->keyfn;
+  const void *ud = m->keyud;
   dl_free(m->slots);
   dl_imap_init(m, m->koff, m->loff);
-  m->keyfn = fn;
+  dl_imap_set_keyfn(m, fn, ud);
 }
 
 static uintptr_t *ifind(const dl_imap *m, const char *key, size_t klen,
@@ -321,7 +325,7 @@ int dl_imap_put(dl_imap *m, void *val) {
   uintptr_t *sl, tag;
   if (val == NULL || ((uintptr_t)val & TAGS)) return DL_ENOMEM;
   if (m->keyfn) {
-    key = m->keyfn(p, buf, &klen);
+    key = m->keyfn(m->keyud, p, buf, &klen);
   } else {
     key = ikey(m, p);
     klen = ilen(m, p);

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* 24 bytes: at a million keys the slot array is a good part of the
    map's memory (a slot is 1.3 to 2.7 per key at its load factors). */
@@ -36,6 +37,28 @@ static inline uint64_t dl_mix64(uint64_t k) {
   k ^= k >> 33;
   k *= 0xc4ceb9fe1a85ec53ULL;
   return k ^ (k >> 33);
+}
+
+/* Write n as 8 lower-case hex digits at out (no NUL): the counters of
+   keys kept as a stem's (dl_client.h, the scheduler's tasks), written
+   out at each read of such a key, so without a loop: each nibble spread
+   to a byte, then made a digit, 8 at once. */
+static inline void dl_hex8(char out[8], uint32_t n) {
+  uint64_t x = n, ten;
+  x = (x | x << 16) & 0x0000ffff0000ffffULL;
+  x = (x | x << 8) & 0x00ff00ff00ff00ffULL;
+  x = (x | x << 4) & 0x0f0f0f0f0f0f0f0fULL; /* byte i: nibble i */
+  ten = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+  x += 0x3030303030303030ULL + ten * ('a' - '0' - 10);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  x = __builtin_bswap64(x); /* the top nibble first in memory */
+  memcpy(out, &x, 8);
+#else
+  {
+    int i;
+    for (i = 0; i < 8; i++) out[i] = (char)(x >> (8 * i));
+  }
+#endif
 }
 
 void dl_map_init(dl_map *m);
@@ -91,7 +114,7 @@ void *dl_map_next(const dl_map *m, size_t *i);
 ** bytes) and returns where it is, with its length in *len.
 */
 #define DL_IMAP_KEYBUF 256
-typedef const char *(*dl_imap_keyfn)(const void *val,
+typedef const char *(*dl_imap_keyfn)(const void *ud, const void *val,
                                      char buf[DL_IMAP_KEYBUF], size_t *len);
 
 typedef struct dl_imap {
@@ -99,12 +122,13 @@ typedef struct dl_imap {
   size_t cap, count, used; /* as dl_map's */
   size_t koff, loff;       /* the key's offset in each value, its length's */
   dl_imap_keyfn keyfn;     /* NULL: koff and loff say where the key is */
+  const void *keyud;       /* keyfn's first argument */
 } dl_imap;
 
 void dl_imap_init(dl_imap *m, size_t koff, size_t loff);
-/* Keys are read with fn, not at koff and loff (set it while the map is
-   empty; dl_imap_free keeps it). */
-void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn);
+/* Keys are read with fn(ud, ...), not at koff and loff (set it while the
+   map is empty; dl_imap_free keeps it). */
+void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn, const void *ud);
 void dl_imap_free(dl_imap *m);
 void *dl_imap_get(const dl_imap *m, const char *key, size_t klen);
 /* Put val (8-byte aligned), whose key is at koff in it and its length at

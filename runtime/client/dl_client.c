@@ -55,6 +55,9 @@ static void rec_free(dl_cfut *f) {
 ** so readers take no lock.  stem_ids finds a stem's number + 1.
 */
 #define STEM_CHUNK 256
+/* Stems are allocated with at least this many bytes, so that a short one
+   is copied with a fixed-size memcpy. */
+#define STEM_PAD 32
 typedef struct stem {
   char *p;
   size_t len;
@@ -79,7 +82,8 @@ static uint32_t stem_intern(const char *p, size_t len) {
     stems[nstems / STEM_CHUNK] = chunk;
   }
   e = &chunk[nstems % STEM_CHUNK];
-  if ((e->p = dl_realloc(NULL, len + 1)) == NULL) goto out;
+  if ((e->p = dl_realloc(NULL, len < STEM_PAD ? STEM_PAD : len + 1)) == NULL)
+    goto out;
   memcpy(e->p, p, len);
   e->p[len] = '\0';
   e->len = len;
@@ -95,27 +99,26 @@ out:
 
 const char *dl_cfut_key(const dl_cfut *f, char buf[DL_CFUT_KEYBUF],
                         size_t *len) {
-  static const char digits[] = "0123456789abcdef";
   const stem *e;
   uint32_t n;
-  int i;
   if (!(f->flags & DL_FUT_STEM)) {
     *len = f->klen;
     return f->key;
   }
   e = &stems[f->klen / STEM_CHUNK][f->klen % STEM_CHUNK];
-  memcpy(buf, e->p, e->len);
+  if (e->len <= STEM_PAD) memcpy(buf, e->p, STEM_PAD); /* a fixed copy */
+  else memcpy(buf, e->p, e->len);
   memcpy(&n, f->key, sizeof n);
-  for (i = CTR_DIGITS - 1; i >= 0; i--, n >>= 4)
-    buf[e->len + (size_t)i] = digits[n & 15];
+  dl_hex8(buf + e->len, n);
   buf[e->len + CTR_DIGITS] = '\0';
   *len = e->len + CTR_DIGITS;
   return buf;
 }
 
 /* The map's reader of a record's key. */
-static const char *rec_key(const void *val, char buf[DL_IMAP_KEYBUF],
-                           size_t *len) {
+static const char *rec_key(const void *ud, const void *val,
+                           char buf[DL_IMAP_KEYBUF], size_t *len) {
+  (void)ud;
   return dl_cfut_key(val, buf, len);
 }
 
@@ -144,7 +147,7 @@ static int stem_counter(const dl_client *c, const char *key, size_t klen,
 
 static void futs_init(dl_client *c) {
   dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
-  dl_imap_set_keyfn(&c->futs, rec_key);
+  dl_imap_set_keyfn(&c->futs, rec_key, NULL);
 }
 
 void dl_client_init(dl_client *c) {

@@ -59,6 +59,9 @@ struct fnentry;
 ** shares less than half of itself with the newest reference becomes the
 ** next one (at most PREF_MAX, each kept for the scheduler's life).
 */
+/* The longest stem of keys kept as a counter (see sstem). */
+#define DL_SCHED_STEM_MAX 200
+
 #define PREF_LEN 127
 #define PREF_MAX 256
 struct pref {
@@ -163,17 +166,36 @@ struct task {
   uint64_t pref : 8;
   uint64_t fnpref : 1; /* its one function is its reference's (fnhash):
                           no pointer kept (tfn) */
+  uint64_t stemmed : 1; /* its key is a stem's and a counter (sstem): klen
+                           is the stem's number, the counter's 4 bytes
+                           follow the record (tk) */
 };
 
-/* The key (NUL-terminated), the payload and the nfns function hashes
-   (16 bytes each) follow the record in its block (task_new): computed, not
-   pointed at, 24 bytes a task less. */
-static inline char *tkey(const task *t) { return (char *)(t + 1); }
+/* The key (NUL-terminated, or a stem's counter), the payload and the
+   nfns function hashes (16 bytes each) follow the record in its block
+   (task_new): computed, not pointed at, 24 bytes a task less. */
+static inline char *tkeyat(const task *t) { return (char *)(t + 1); }
 _Static_assert(sizeof(void *) != 8 || sizeof(task) == 104,
                "the task record's size, as measured");
-static inline const char *tpay(const task *t) {
-  return t->scattered ? NULL : tkey(t) + t->klen + 1;
+/* The counter of a stemmed key: 4 bytes; its digits in the key. */
+#define CTR_LEN sizeof(uint32_t)
+#define CTR_DIGITS 8
+/* The bytes the key takes in a block of klen (or a stem's number) */
+static inline size_t tkbytes(size_t klen, int stemmed) {
+  return stemmed ? CTR_LEN : klen + 1;
 }
+static inline const char *tpay(const task *t) {
+  return t->scattered ? NULL : tkeyat(t) + tkbytes(t->klen, t->stemmed);
+}
+/* The room a reader gives tk. */
+#define TKEYBUF DL_IMAP_KEYBUF
+/* t's key, NUL-terminated, and its length: in the block, or (stemmed)
+   written into buf. */
+static const char *tk(const dl_sched *s, const task *t, char buf[TKEYBUF],
+                      size_t *len);
+/* Put a message of type that names t's key into b. */
+static void put_tkey_msg(const dl_sched *s, dl_buf *b, unsigned type,
+                         const task *t);
 /* Room in t's dependents: 0, 1 (in the record), or a power of two. */
 static inline int tdcap(const task *t) {
   return t->dcap ? 1 << (t->dcap - 1) : 0;
@@ -199,15 +221,16 @@ static const char *tinl(const dl_sched *s, const task *t,
 
 /* Where t's function entries start in its block: after its payload, at
    a multiple of 8. */
-static inline size_t tfns_at(size_t klen, size_t plen) {
-  return (sizeof(task) + klen + 1 + plen + 7) & ~(size_t)7;
+static inline size_t tfns_at(size_t kbytes, size_t plen) {
+  return (sizeof(task) + kbytes + plen + 7) & ~(size_t)7;
 }
 
 /* t's functions (nfns): pointers to their entries, each counting t in its
    refs (NULL for a hash the scheduler did not know at submit); none
    when fnpref (tfn). */
 static inline struct fnentry **tfns(const task *t) {
-  return (struct fnentry **)((char *)t + tfns_at(t->klen, t->plen));
+  return (struct fnentry **)((char *)t +
+                             tfns_at(tkbytes(t->klen, t->stemmed), t->plen));
 }
 
 /* t's i-th function's entry, or NULL. */
@@ -357,6 +380,13 @@ struct dl_sched {
      payload does not share with one of them at its start and end. */
   struct pref *prefs;
   int nprefs;
+  /* Key stems (sstem): stem_ids finds a stem's number + 1; free ones are
+     linked through their len from sfree (number + 1, 0: none). */
+  struct sstem *stems;
+  uint32_t nstems, capstems, sfree;
+  dl_map stem_ids;
+  char cand[DL_SCHED_STEM_MAX]; /* the stem of the last key not stemmed */
+  size_t ncand;
   double hb_timeout;  /* seconds; 0: workers are never timed out */
   double last_check;  /* of dl_sched_silent, to notice our own stops */
   double stall_since; /* every worker paused with work pending since; 0 */
@@ -561,19 +591,22 @@ static int pick_colour(dl_sched *s, const char *name, size_t n) {
 
 /* Count a new task (in state t->state) in the totals and its group. */
 static void count_new(dl_sched *s, task *t) {
-  size_t n = t->klen;
+  char kb[TKEYBUF];
+  size_t n, kl;
+  const char *k = tk(s, t, kb, &kl);
   tgroup *g;
-  while (n > 0 && tkey(t)[n - 1] != '-') n--;
-  n = n > 1 ? n - 1 : t->klen; /* "inc-3f2a" -> "inc"; no dash: all */
+  n = kl;
+  while (n > 0 && k[n - 1] != '-') n--;
+  n = n > 1 ? n - 1 : kl; /* "inc-3f2a" -> "inc"; no dash: all */
   s->counts[t->state]++;
-  g = dl_map_get(&s->groups, tkey(t), n);
+  g = dl_map_get(&s->groups, k, n);
   if (g == NULL) {
     g = xalloc(sizeof *g);
     if (g == NULL) return;
     memset(g, 0, sizeof *g);
-    g->name = dupbytes(tkey(t), n);
+    g->name = dupbytes(k, n);
     g->nlen = n;
-    g->colour = pick_colour(s, tkey(t), n);
+    g->colour = pick_colour(s, k, n);
     if (g->name == NULL || gtab_add(s, g)) {
       dl_free(g->name);
       dl_free(g);
@@ -655,12 +688,16 @@ static void events_free(dl_sched_event *e) {
 static void record_event(dl_sched *s, task *t, int wid, double start,
                          double stop, int ok, const char *rec, size_t rlen) {
   dl_sched_event *e;
+  char kb[TKEYBUF];
+  size_t kl;
+  const char *k;
   if (s->events == NULL) {
     s->events = events_alloc();
     if (s->events == NULL) return;
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
-  copy_cut(e->key, sizeof e->key, tkey(t), t->klen);
+  k = tk(s, t, kb, &kl);
+  copy_cut(e->key, sizeof e->key, k, kl);
   if (t->gidx) copy_cut(e->group, sizeof e->group, tgrp(s, t)->name,
                         tgrp(s, t)->nlen);
   else e->group[0] = '\0';
@@ -949,11 +986,11 @@ static void notify_done_inline(dl_sched *s, task *t, const char *inl,
   if (t->want <= 0) return;
   for (i = -1; i < tx(t)->nwwho; i++) {
     dl_msg_key_done m;
+    char kb[TKEYBUF];
     if (i < 0 && t->cwant <= 0) continue;
     b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = tkey(t);
-    m.klen = t->klen;
+    m.key = tk(s, t, kb, &m.klen);
     m.nbytes = tnbytes(t);
     m.inl = inl;
     m.ilen = ilen;
@@ -971,11 +1008,11 @@ static void notify_err(dl_sched *s, task *t) {
   if (t->want <= 0) return;
   for (i = -1; i < tx(t)->nwwho; i++) {
     dl_msg_err m;
+    char kb[TKEYBUF];
     if (i < 0 && t->cwant <= 0) continue;
     b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = tkey(t);
-    m.klen = t->klen;
+    m.key = tk(s, t, kb, &m.klen);
     m.kind = (uint64_t)t->errkind;
     m.rec = tx(t)->err;
     m.rlen = tx(t)->errlen;
@@ -1038,7 +1075,7 @@ static void free_data(dl_sched *s, task *t) {
     int wid = twho(t)[i];
     dl_buf *b = wout(s, wid);
     held(s, wid, t, -1);
-    if (b) dl_put_key_msg(b, DL_M_FREE, tkey(t), t->klen);
+    if (b) put_tkey_msg(s, b, DL_M_FREE, t);
   }
   who_clear(t);
 }
@@ -1170,6 +1207,127 @@ static int pref_cut(dl_sched *s, const char *p, size_t n, const char *fns,
 }
 
 /*
+** Key stems: a key that is a stem and 8 lower-case hex digits (a
+** client's keys of one map or submit loop: "inc-<session><counter>") is
+** kept as its counter, 4 bytes, and the stem's number (klen), not as its
+** 20 bytes and a NUL: 16 bytes less per task.  A stem is kept once two
+** keys in a row have it (so that keys that are hashes, whose last 8
+** digits end a stem of their own, make none), and goes with its last
+** task.  Keys are written out when sent (tk); the task map reads them
+** through task_key.
+*/
+/* Stems are allocated with at least this many bytes, so that a short one
+   is copied with a fixed-size memcpy. */
+#define STEM_PAD 32
+struct sstem {
+  char *p;      /* NULL: free */
+  uint32_t len; /* free: the next free number + 1 */
+  uint32_t refs;
+};
+
+static const char *tk(const dl_sched *s, const task *t, char buf[TKEYBUF],
+                      size_t *len) {
+  const struct sstem *e;
+  uint32_t n;
+  if (!t->stemmed) {
+    *len = t->klen;
+    return tkeyat(t);
+  }
+  e = &s->stems[t->klen];
+  if (e->len <= STEM_PAD) memcpy(buf, e->p, STEM_PAD); /* a fixed copy */
+  else memcpy(buf, e->p, e->len);
+  memcpy(&n, tkeyat(t), sizeof n);
+  dl_hex8(buf + e->len, n);
+  buf[e->len + CTR_DIGITS] = '\0';
+  *len = e->len + CTR_DIGITS;
+  return buf;
+}
+
+/* Put a message of type that names t's key into b. */
+static void put_tkey_msg(const dl_sched *s, dl_buf *b, unsigned type,
+                         const task *t) {
+  char kb[TKEYBUF];
+  size_t kl;
+  const char *k = tk(s, t, kb, &kl);
+  dl_put_key_msg(b, type, k, kl);
+}
+
+static const char *task_key(const void *ud, const void *val,
+                            char buf[DL_IMAP_KEYBUF], size_t *len) {
+  return tk(ud, val, buf, len);
+}
+
+_Static_assert(DL_SCHED_STEM_MAX + CTR_DIGITS < TKEYBUF,
+               "a stemmed key fits its readers' buffers");
+
+/* The stem's number + 1 for key, made if this is its second key in a
+   row, and *ctr its counter; 0 when the key is kept whole. */
+static uint32_t stem_of(dl_sched *s, const char *key, size_t klen,
+                        uint32_t *ctr) {
+  size_t i, at;
+  uint32_t v = 0, id;
+  struct sstem *e;
+  if (klen <= CTR_DIGITS || klen - CTR_DIGITS > DL_SCHED_STEM_MAX) return 0;
+  at = klen - CTR_DIGITS;
+  for (i = at; i < klen; i++) {
+    unsigned char d = (unsigned char)key[i];
+    if (d >= '0' && d <= '9') v = v << 4 | (uint32_t)(d - '0');
+    else if (d >= 'a' && d <= 'f') v = v << 4 | (uint32_t)(d - 'a' + 10);
+    else return 0;
+  }
+  *ctr = v;
+  id = (uint32_t)(uintptr_t)dl_map_get(&s->stem_ids, key, at);
+  if (id) return id;
+  if (s->ncand != at || memcmp(s->cand, key, at) != 0) {
+    memcpy(s->cand, key, at); /* the first of its keys: kept whole */
+    s->ncand = at;
+    return 0;
+  }
+  if (s->sfree) {
+    id = s->sfree;
+    s->sfree = s->stems[id - 1].len;
+  } else {
+    if (s->nstems == s->capstems) {
+      uint32_t nc = s->capstems ? 2 * s->capstems : 8;
+      struct sstem *n = dl_realloc(s->stems, nc * sizeof *n);
+      if (n == NULL) return 0;
+      s->stems = n;
+      s->capstems = nc;
+    }
+    id = ++s->nstems;
+    s->stems[id - 1].p = NULL;
+  }
+  e = &s->stems[id - 1];
+  e->p = xalloc(at < STEM_PAD ? STEM_PAD : at + 1);
+  if (e->p) {
+    memcpy(e->p, key, at);
+    e->p[at] = '\0';
+  }
+  e->len = (uint32_t)at;
+  e->refs = 0;
+  if (e->p == NULL ||
+      dl_map_put(&s->stem_ids, e->p, at, (void *)(uintptr_t)id)) {
+    dl_free(e->p);
+    e->p = NULL;
+    e->len = s->sfree;
+    s->sfree = id;
+    return 0;
+  }
+  return id;
+}
+
+/* A task of stem id (its number + 1) more or less; the last one frees it. */
+static void stem_unref(dl_sched *s, uint32_t id) {
+  struct sstem *e = &s->stems[id - 1];
+  if (e->refs-- > 1) return;
+  dl_map_del(&s->stem_ids, e->p, e->len);
+  dl_free(e->p);
+  e->p = NULL;
+  e->len = s->sfree;
+  s->sfree = id;
+}
+
+/*
 ** A new task record, zeroed, with a copy of key and (if payload is not
 ** NULL) of payload, the entries of the nfns function hashes at fns (not
 ** counted yet: fns_ref) and the ndeps inputs at deps (not linked yet),
@@ -1183,6 +1341,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   char *p;
   size_t pfx = 0, sfx = 0;
   int ref = 0, fnpref = 0;
+  uint32_t sid, ctr = 0;
   if (klen > UINT32_MAX || (payload && plen > UINT32_MAX) ||
       ndeps > INT_MAX || nfns > UINT16_MAX)
     return NULL;
@@ -1201,16 +1360,31 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
       fnpref = r->fn != NULL;
     }
   }
-  n = tfns_at(klen, payload ? plen : 0) +
+  sid = stem_of(s, key, klen, &ctr);
+  n = tfns_at(tkbytes(klen, sid != 0), payload ? plen : 0) +
       (fnpref ? 0 : nfns * sizeof(fnentry *)) + ndeps * sizeof(task *);
   t = dl_slab_alloc(&s->slab, n);
-  if (t == NULL) return NULL;
+  if (t == NULL) {
+    if (sid && s->stems[sid - 1].refs == 0) {
+      s->stems[sid - 1].refs = 1;
+      stem_unref(s, sid);
+    }
+    return NULL;
+  }
   memset(t, 0, sizeof *t);
-  p = tkey(t);
-  memcpy(p, key, klen);
-  p[klen] = '\0';
-  t->klen = (uint32_t)klen;
-  p += klen + 1;
+  p = tkeyat(t);
+  if (sid) {
+    memcpy(p, &ctr, sizeof ctr);
+    t->klen = sid - 1;
+    t->stemmed = 1;
+    s->stems[sid - 1].refs++;
+    p += CTR_LEN;
+  } else {
+    memcpy(p, key, klen);
+    p[klen] = '\0';
+    t->klen = (uint32_t)klen;
+    p += klen + 1;
+  }
   if (payload) {
     memcpy(p, payload, plen);
     t->plen = (uint32_t)plen;
@@ -1233,7 +1407,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
-  return tfns_at(t->klen, t->plen) +
+  return tfns_at(tkbytes(t->klen, t->stemmed), t->plen) +
          (t->fnpref ? 0 : (size_t)t->nfns * sizeof(fnentry *)) +
          (size_t)t->ndeps * sizeof(task *);
 }
@@ -1255,6 +1429,7 @@ static void task_free(dl_sched *s, task *t) {
     dl_free(t->x->waits_on);
     dl_slab_free(&s->slab, t->x, sizeof(task_x));
   }
+  if (t->stemmed) stem_unref(s, t->klen + 1);
   dl_slab_free(&s->slab, t, task_size(t));
 }
 
@@ -1297,7 +1472,12 @@ static void collect(dl_sched *s, task *t) {
         }
       if (d->ndependents == 0) push_stack(s, d);
     }
-    dl_imap_del(&s->tasks, tkey(x), x->klen);
+    {
+      char kb[TKEYBUF];
+      size_t kl;
+      const char *k = tk(s, x, kb, &kl);
+      dl_imap_del(&s->tasks, k, kl);
+    }
     count_gone(s, x);
     task_free(s, x);
   }
@@ -1383,9 +1563,8 @@ static int restore(dl_sched *s, task *x) {
   if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
   {
     dl_msg_store m;
-    char buf[IN_HEAD + IN_TAIL];
-    m.key = tkey(x);
-    m.klen = x->klen;
+    char buf[IN_HEAD + IN_TAIL], kb[TKEYBUF];
+    m.key = tk(s, x, kb, &m.klen);
     m.bytes = tinl(s, x, buf);
     m.blen = tinlen(x);
     dl_put_store(b, &m);
@@ -1613,8 +1792,8 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   {
     dl_msg_compute m;
-    m.key = tkey(t);
-    m.klen = t->klen;
+    char kb[TKEYBUF];
+    m.key = tk(s, t, kb, &m.klen);
     m.prio = tprio(t);
     m.timeout_ms = tx(t)->timeout_ms;
     if (t->pfx || t->sfx) {
@@ -1636,7 +1815,10 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   for (i = 0; i < t->ndeps; i++) {
     task *d = tdeps(t)[i];
-    dl_put_compute_dep(b, tkey(d), d->klen, (uint64_t)d->nwho);
+    char kb[TKEYBUF];
+    size_t kl;
+    const char *k = tk(s, d, kb, &kl);
+    dl_put_compute_dep(b, k, kl, (uint64_t)d->nwho);
     for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)twho(d)[j]);
   }
   set_state(s, t, T_PROCESSING);
@@ -1694,7 +1876,7 @@ static void steal(dl_sched *s, int queue_empty) {
       t->x->steal_to = thief->info.id;
       thief->steals++;
       n--;
-      dl_put_key_msg(b, DL_M_STEAL, tkey(t), t->klen);
+      put_tkey_msg(s, b, DL_M_STEAL, t);
     }
   }
 }
@@ -1739,12 +1921,12 @@ static int pin_alive(dl_sched *s, const task *t) {
    so none of them comes back): it fails, naming them. */
 static void fail_pinned(dl_sched *s, task *t) {
   const task_x *x = tx(t);
-  char msg[512];
+  char msg[512], kb[TKEYBUF];
   size_t n;
   int i;
   dl_buf e;
   n = (size_t)snprintf(msg, sizeof msg, "task '%.200s' is pinned to worker%s ",
-                       tkey(t), x->nrestrict > 1 ? "s" : "");
+                       tk(s, t, kb, &n), x->nrestrict > 1 ? "s" : "");
   for (i = 0; i < x->nrestrict && n < sizeof msg - 120; i++)
     n += (size_t)snprintf(msg + n, sizeof msg - n, "%s%d", i ? ", " : "",
                           x->restrict_w[i]);
@@ -1816,6 +1998,7 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   memset(s, 0, sizeof *s);
   s->io = *io;
   dl_imap_init(&s->tasks, sizeof(task), offsetof(task, klen));
+  dl_imap_set_keyfn(&s->tasks, task_key, s);
   dl_map_init(&s->fns);
   dl_map_init(&s->groups);
   s->avg_duration = -1;
@@ -1882,6 +2065,9 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s->run);
   dl_free(s->stack);
   dl_free(s->prefs);
+  for (i = 0; i < s->nstems; i++) dl_free(s->stems[i].p);
+  dl_free(s->stems);
+  dl_map_free(&s->stem_ids);
   dl_buf_free(&s->fnbuf);
   dl_slab_destroy(&s->slab);
   dl_free(s);
@@ -1986,7 +2172,7 @@ static void check_stall(dl_sched *s, double now) {
     if (!counts_pending(t)) continue;
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
-      if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
+      if (b) put_tkey_msg(s, b, DL_M_CANCEL, t);
     }
     fail(s, t, DL_ERR_LOST, e.p, e.len);
   }
@@ -2080,7 +2266,12 @@ static void release_held(dl_sched *s, int wid) {
             keys = nk;
             cap = nc;
           }
-          keys[nkeys] = dupbytes(tkey(t), t->klen);
+          {
+            char kb[TKEYBUF];
+            size_t kl;
+            const char *k = tk(s, t, kb, &kl);
+            keys[nkeys] = dupbytes(k, kl);
+          }
           if (keys[nkeys]) nkeys++;
         }
         break;
@@ -2159,12 +2350,14 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
         continue;
       }
       if (task_xw(s, t) == NULL || ++t->x->tries >= s->allowed_failures) {
-        char msg[512];
+        char msg[512], kb[TKEYBUF];
+        size_t kl;
         dl_buf e;
         dl_buf_init(&e);
         snprintf(msg, sizeof msg,
                  "KilledWorker: task '%s' was running on %d workers that "
-                 "died (allowed_failures=%d)", tkey(t), tx(t)->tries,
+                 "died (allowed_failures=%d)", tk(s, t, kb, &kl),
+                 tx(t)->tries,
                  s->allowed_failures);
         err_rec(&e, DL_ERR_KILLED, msg);
         fail(s, t, DL_ERR_KILLED, e.p, e.len);
@@ -2274,6 +2467,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
        (m.nworkers && !m.allow_other)) &&
       task_xw(s, t) == NULL) {
     if (t->fnpref) s->prefs[t->pref].nfn--;
+    if (t->stemmed) stem_unref(s, t->klen + 1);
     dl_slab_free(&s->slab, t, task_size(t)); /* nothing else is made yet */
     return DL_ENOMEM;
   }
@@ -2329,12 +2523,13 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       if (d->state != T_MEMORY) t->waiting++;
     }
     if (missing) {
-      char msg[600];
+      char msg[600], kb[TKEYBUF];
+      size_t kl;
       dl_buf_init(&e);
       snprintf(msg, sizeof msg,
                "missing dependency: task '%s' needs key '%.*s', which the "
                "scheduler does not know (was its future released?)",
-               tkey(t), (int)(missinglen > 200 ? 200 : missinglen), missing);
+               tk(s, t, kb, &kl), (int)(missinglen > 200 ? 200 : missinglen), missing);
       err_rec(&e, DL_ERR_LOST, msg);
       fail(s, t, DL_ERR_LOST, e.p, e.len);
       dl_buf_free(&e);
@@ -2354,8 +2549,12 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   return 0;
 bad:
   count_gone(s, t);
-  if (dl_imap_get(&s->tasks, tkey(t), t->klen) == t)
-    dl_imap_del(&s->tasks, tkey(t), t->klen);
+  {
+    char kb[TKEYBUF];
+    size_t kl;
+    const char *k = tk(s, t, kb, &kl);
+    if (dl_imap_get(&s->tasks, k, kl) == t) dl_imap_del(&s->tasks, k, kl);
+  }
   task_free(s, t);
   return DL_EPROTO;
 }
@@ -2364,7 +2563,7 @@ static void cancel_task(dl_sched *s, task *t) {
   dl_buf e;
   if (t->state == T_PROCESSING) {
     dl_buf *b = wout(s, t->processing_on);
-    if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
+    if (b) put_tkey_msg(s, b, DL_M_CANCEL, t);
   }
   if (!counts_pending(t)) return;
   dl_buf_init(&e);
@@ -2390,7 +2589,7 @@ static void unwanted(dl_sched *s, task *t) {
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
       sworker *w = find_worker(s, t->processing_on);
-      if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
+      if (b) put_tkey_msg(s, b, DL_M_CANCEL, t);
       unload(w, t);
       t->processing_on = -1;
     }
@@ -2834,17 +3033,20 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
   for (hops = 0; x && hops < 100000; hops++) {
     if (x == t) {
       dl_buf *b = wout(s, w->info.id);
-      char msg[800];
+      char msg[800], kb[TKEYBUF];
+      size_t kl;
+      const char *k;
       if (b == NULL) break;
+      k = tk(s, t, kb, &kl);
       if (hops == 0)
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for its "
-                 "own result", tkey(t));
+                 "own result", k);
       else
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for "
                  "'%.*s', which waits (directly or not) for '%.200s'",
-                 tkey(t), (int)(wklen > 150 ? 150 : wklen), wkey, tkey(t));
+                 k, (int)(wklen > 150 ? 150 : wklen), wkey, k);
       {
-        dl_msg_two c = {tkey(t), t->klen, msg, strlen(msg)};
+        dl_msg_two c = {k, kl, msg, strlen(msg)};
         dl_put_two_msg(b, DL_M_CYCLE, &c);
       }
       if (t->x) {
@@ -3061,8 +3263,10 @@ int64_t dl_sched_each_task(dl_sched *s,
   task *t;
   while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
     dl_sched_tinfo ti;
+    char kb[TKEYBUF];
+    size_t kl;
     ti.id = t;
-    ti.key = tkey(t);
+    ti.key = tk(s, t, kb, &kl);
     ti.group = t->gidx ? tgrp(s, t)->name : "";
     ti.state = t->state;
     ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;
