@@ -145,6 +145,42 @@ static int stem_counter(const dl_client *c, const char *key, size_t klen,
   return 1;
 }
 
+/*
+** The process's clients by number: a record names its client with 14
+** bits (dl_cfut.client), not a pointer.  Numbers are given under recs_mu
+** and taken back by dl_client_free, once no record names the client (it
+** detached them all); an entry is written before any record names it, so
+** readers take no lock.  [0] stays NULL: a detached record.
+*/
+static dl_client *clients[DL_CLIENT_MAX + 1];
+static uint32_t client_hint = 1;
+
+/* A number for c (0 when every one is taken). */
+static uint32_t client_num(dl_client *c) {
+  uint32_t i, n = 0;
+  pthread_mutex_lock(&recs_mu);
+  for (i = 0; i < DL_CLIENT_MAX && n == 0; i++) {
+    uint32_t k = (client_hint - 1 + i) % DL_CLIENT_MAX + 1;
+    if (clients[k] == NULL) n = k;
+  }
+  if (n) {
+    clients[n] = c;
+    client_hint = n % DL_CLIENT_MAX + 1;
+  }
+  pthread_mutex_unlock(&recs_mu);
+  return n;
+}
+
+static void client_num_free(dl_client *c) {
+  if (c->num == 0) return;
+  pthread_mutex_lock(&recs_mu);
+  clients[c->num] = NULL;
+  pthread_mutex_unlock(&recs_mu);
+  c->num = 0;
+}
+
+dl_client *dl_cfut_client(const dl_cfut *f) { return clients[f->client]; }
+
 static void futs_init(dl_client *c) {
   dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
   dl_imap_set_keyfn(&c->futs, rec_key, NULL);
@@ -154,6 +190,7 @@ void dl_client_init(dl_client *c) {
   memset(c, 0, sizeof *c);
   futs_init(c);
   dl_map_init(&c->fns_sent);
+  c->num = client_num(c);
 }
 
 void dl_client_transport(dl_client *c, dl_client_send_fn send, void *ud,
@@ -282,7 +319,7 @@ static void detach_all(dl_client *c, int send) {
       for (r = 0; r < f->refs; r++)
         dl_put_key_msg(&c->out, DL_M_RELEASE, key, klen);
     }
-    f->c = NULL;
+    f->client = 0;
     maybe_free(f);
   }
   dl_imap_free(&c->futs);
@@ -317,6 +354,7 @@ void dl_client_free(dl_client *c) {
   dl_buf_free(&c->tail);
   dl_buf_free(&c->key);
   c->stem = 0;
+  client_num_free(c);
   c->nfns = c->ndeps = 0;
 }
 
@@ -328,7 +366,7 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
     f->holds++;
     return f;
   }
-  if (klen > UINT32_MAX) return NULL;
+  if (klen > UINT32_MAX || c->num == 0) return NULL;
   if (stem_counter(c, key, klen, &n)) {
     f = rec_alloc(offsetof(dl_cfut, key) + CTR_LEN);
     if (f == NULL) return NULL;
@@ -344,7 +382,7 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
     f->key[klen] = '\0';
     f->klen = (uint32_t)klen;
   }
-  f->c = c;
+  f->client = c->num;
   f->refs = f->holds = 1;
   if (dl_imap_put(&c->futs, f)) {
     rec_free(f);
@@ -367,7 +405,7 @@ dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen) {
 }
 
 void dl_client_unref(dl_cfut *f) {
-  dl_client *c = f->c;
+  dl_client *c = dl_cfut_client(f);
   char buf[DL_CFUT_KEYBUF];
   const char *key;
   size_t klen;
@@ -377,7 +415,7 @@ void dl_client_unref(dl_cfut *f) {
   key = dl_cfut_key(f, buf, &klen);
   if (f->refs == 0) { /* the last handle takes the record out */
     dl_imap_del(&c->futs, key, klen);
-    f->c = NULL;
+    f->client = 0;
   }
   /* One RELEASE per handle, as the scheduler counted one per handle. */
   if (c->send == NULL) return;
@@ -445,7 +483,7 @@ void dl_client_cancel(dl_cfut *f) {
   f->status = DL_FUT_CANCELLED;
   f->kind = DL_ERR_CANCELLED;
   f->flags &= (uint8_t)~DL_FUT_VALUE;
-  if (f->c) fire(f->c, f);
+  if (f->client) fire(dl_cfut_client(f), f);
 }
 
 void dl_client_repend(dl_cfut *f) {

@@ -19,7 +19,7 @@
 ** so each live handle given back, by release, garbage collection or the
 ** client's close, queues one DL_M_RELEASE; the task's result lives while
 ** any is out.  A record is in the table while refs > 0;
-** closing the client detaches every record (c becomes NULL), so that
+** closing the client detaches every record (client becomes 0), so that
 ** handles that outlive their client see "closed" and free their memory
 ** when they go.
 **
@@ -30,12 +30,13 @@
 ** whose answer the caller is about to wait for (cancel, gather, coord)
 ** flush at once, marked urgent.
 **
-** Memory: one record is 35 bytes plus the key and a NUL, rounded up to 8
+** Memory: one record is 28 bytes plus the key and a NUL, rounded up to 8
 ** (stored once, here, in a block of the process's record slab; the map
 ** points into it), or 35 and 4 for a key made from the client's stem
 ** (dl_client_key_stem) and a counter of 8 hex digits, which keeps the
 ** counter and names the stem by its number in the process's table of
-** stems (DL_FUT_STEM: 40 bytes, not 56, for a 20-byte key); a result of up to 8 bytes, or of up to 8 after the
+** stems (DL_FUT_STEM: 32 bytes, not 56, for a 20-byte key; the record
+** names its client by a number too); a result of up to 8 bytes, or of up to 8 after the
 ** head that every value starts with (DL_FUT_HEAD), lives in the record,
 ** a bigger one in an allocation of its own, its length first; a map slot
 ** is 8 bytes (the map reads each key in its record: dl_imap).  The record
@@ -79,11 +80,6 @@ typedef struct dl_client dl_client;
 typedef struct dl_cfut dl_cfut;
 
 struct dl_cfut {
-  dl_client *c;   /* NULL once detached (released for good, or closed) */
-  uint32_t refs;  /* live handles */
-  uint32_t holds; /* handles pointing here, released or not */
-  uint32_t klen;  /* or, with DL_FUT_STEM, the stem's number */
-  uint32_t owner; /* the user's (0 when made): never read here */
   union {        /* encoded value (VALUE) or error record (ERROR): */
     char *p;     /* owned, its length (uint32_t) then the bytes; NULL when
                     there are none; a value or record of 4 GiB or more is
@@ -92,14 +88,30 @@ struct dl_cfut {
                       DL_FUT_HEAD up to 8 after the head (an integer's
                       encoding is 11 to 13 bytes, 9 of them the head) */
   } data;        /* read it with dl_cfut_data and dl_cfut_len */
-  uint8_t slen;  /* DL_FUT_SMALL: the length (head included), else 0 */
-  uint8_t flags; /* DL_FUT_VALUE | DL_FUT_CALLBACKS | DL_FUT_SMALL ... */
-  uint8_t status : 2; /* DL_FUT_* */
-  uint8_t kind : 6;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
-  char key[1];    /* klen bytes and a NUL, at byte 35: a 20-byte key
+  uint32_t refs;  /* live handles */
+  uint32_t holds; /* handles pointing here, released or not */
+  uint32_t klen;  /* or, with DL_FUT_STEM, the stem's number */
+  uint32_t owner; /* the user's (0 when made): never read here */
+  uint32_t slen : 5;   /* DL_FUT_SMALL: the length (head included, at most
+                          DL_CFUT_BUF), else 0 */
+  uint32_t flags : 5;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS | DL_FUT_SMALL
+                          ... */
+  uint32_t status : 2; /* DL_FUT_* */
+  uint32_t kind : 6;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
+  uint32_t client : 14; /* its client's number in the process's table
+                           (dl_cfut_client); 0 once detached (released for
+                           good, or closed): 2 bytes, not a pointer's 8 */
+  char key[1];    /* klen bytes and a NUL, at byte 28: a 20-byte key
                      makes a 56-byte record; with DL_FUT_STEM the
-                     counter (4 bytes, unaligned): 40 bytes */
+                     counter (4 bytes): 32 bytes */
 };
+
+/* The most clients a process has at once (the records' 14 bits; a
+   client past them makes no record: dl_client_ref says out of memory). */
+#define DL_CLIENT_MAX ((1u << 14) - 1)
+
+/* f's client, or NULL once f is detached. */
+dl_client *dl_cfut_client(const dl_cfut *f);
 
 /* The room a reader gives dl_cfut_key. */
 #define DL_CFUT_KEYBUF 256
@@ -159,6 +171,8 @@ struct dl_client {
   dl_buf key;      /* dl_client_key: the key being made (len: the stem's) */
   uint32_t stem;   /* the stem's number in the process's table, plus 1; 0
                       when it has none (records then keep whole keys) */
+  uint32_t num;    /* its number in the process's table of clients (its
+                      records' client), 0 when the table was full */
 };
 
 void dl_client_init(dl_client *c);

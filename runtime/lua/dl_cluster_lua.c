@@ -317,9 +317,9 @@ static const char *const status_names[] = {"pending", "finished", "error",
 static dl_cfut *live(lua_State *L, int idx) {
   fut *u = check_fut(L, idx);
   dl_cfut *f = fut_rec(u);
-  if (fut_released(u) || f == NULL || f->c == NULL) {
+  if (fut_released(u) || f == NULL || f->client == 0) {
     lua_pushnil(L);
-    if (f && f->c == NULL && !fut_released(u)) lua_pushliteral(L, "closed");
+    if (f && f->client == 0 && !fut_released(u)) lua_pushliteral(L, "closed");
     else lua_pushliteral(L, "released");
     return NULL;
   }
@@ -1571,7 +1571,7 @@ static int h_values(lua_State *L) {
     lua_rawgeti(L, 2, k);
     u = to_fut(L, -1);
     if (u == NULL || fut_released(u) || (f = fut_rec(u)) == NULL ||
-        f->c == NULL)
+        f->client == 0)
       goto no;
     if (f->status == DL_FUT_PENDING) {
       lua_pushinteger(L, k);
