@@ -1922,11 +1922,11 @@ static int pin_alive(dl_sched *s, const task *t) {
 static void fail_pinned(dl_sched *s, task *t) {
   const task_x *x = tx(t);
   char msg[512], kb[TKEYBUF];
-  size_t n;
+  size_t n, kl;
   int i;
   dl_buf e;
   n = (size_t)snprintf(msg, sizeof msg, "task '%.200s' is pinned to worker%s ",
-                       tk(s, t, kb, &n), x->nrestrict > 1 ? "s" : "");
+                       tk(s, t, kb, &kl), x->nrestrict > 1 ? "s" : "");
   for (i = 0; i < x->nrestrict && n < sizeof msg - 120; i++)
     n += (size_t)snprintf(msg + n, sizeof msg - n, "%s%d", i ? ", " : "",
                           x->restrict_w[i]);
