@@ -241,13 +241,9 @@ static uint64_t ihash(const dl_imap *m, const char *val) {
 /* Is the key of val klen bytes at key? */
 static int ieq(const dl_imap *m, const char *val, const char *key,
                size_t klen) {
-  char buf[DL_IMAP_KEYBUF];
-  size_t n;
-  const char *k;
   if (m->keyfn == NULL)
     return ilen(m, val) == klen && memcmp(ikey(m, val), key, klen) == 0;
-  k = m->keyfn(m->keyud, val, buf, &n);
-  return n == klen && memcmp(k, key, klen) == 0;
+  return m->eqfn(m->keyud, val, key, klen);
 }
 
 void dl_imap_init(dl_imap *m, size_t koff, size_t loff) {
@@ -256,17 +252,20 @@ void dl_imap_init(dl_imap *m, size_t koff, size_t loff) {
   m->loff = loff;
 }
 
-void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn, const void *ud) {
+void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn, dl_imap_eqfn eq,
+                       const void *ud) {
   m->keyfn = fn;
+  m->eqfn = eq;
   m->keyud = ud;
 }
 
 void dl_imap_free(dl_imap *m) {
   dl_imap_keyfn fn = m->keyfn;
+  dl_imap_eqfn eq = m->eqfn;
   const void *ud = m->keyud;
   dl_free(m->slots);
   dl_imap_init(m, m->koff, m->loff);
-  dl_imap_set_keyfn(m, fn, ud);
+  dl_imap_set_keyfn(m, fn, eq, ud);
 }
 
 static uintptr_t *ifind(const dl_imap *m, const char *key, size_t klen,
@@ -340,9 +339,6 @@ int dl_imap_put(dl_imap *m, void *val) {
   const char *p = val, *key;
   char buf[DL_IMAP_KEYBUF];
   size_t klen;
-  uint64_t h;
-  size_t i;
-  uintptr_t *sl, tag;
   if (val == NULL || ((uintptr_t)val & TAGS)) return DL_ENOMEM;
   if (m->keyfn) {
     key = m->keyfn(m->keyud, p, buf, &klen);
@@ -350,6 +346,14 @@ int dl_imap_put(dl_imap *m, void *val) {
     key = ikey(m, p);
     klen = ilen(m, p);
   }
+  return dl_imap_put_key(m, val, key, klen);
+}
+
+int dl_imap_put_key(dl_imap *m, void *val, const char *key, size_t klen) {
+  uint64_t h;
+  size_t i;
+  uintptr_t *sl, tag;
+  if (val == NULL || ((uintptr_t)val & TAGS)) return DL_ENOMEM;
   h = dl_hash(key, klen);
   tag = itag(h);
   if (m->count && (sl = ifind(m, key, klen, h)) != NULL) {

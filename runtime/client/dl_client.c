@@ -122,6 +122,24 @@ static const char *rec_key(const void *ud, const void *val,
   return dl_cfut_key(val, buf, len);
 }
 
+/* The map's compare: a stem's key without writing it out. */
+static int rec_eq(const void *ud, const void *val, const char *key,
+                  size_t klen) {
+  const dl_cfut *f = val;
+  const stem *e;
+  uint32_t n;
+  char d[CTR_DIGITS];
+  (void)ud;
+  if (!(f->flags & DL_FUT_STEM))
+    return f->klen == klen && memcmp(f->key, key, klen) == 0;
+  e = &stems[f->klen / STEM_CHUNK][f->klen % STEM_CHUNK];
+  if (klen != e->len + CTR_DIGITS) return 0;
+  memcpy(&n, f->key, sizeof n);
+  dl_hex8(d, n);
+  return memcmp(key + e->len, d, CTR_DIGITS) == 0 &&
+         memcmp(key, e->p, e->len) == 0;
+}
+
 _Static_assert(DL_CFUT_KEYBUF <= DL_IMAP_KEYBUF &&
                    DL_CLIENT_STEM_MAX + CTR_DIGITS < DL_CFUT_KEYBUF,
                "a record's key fits the readers' buffers");
@@ -130,19 +148,11 @@ _Static_assert(DL_CFUT_KEYBUF <= DL_IMAP_KEYBUF &&
    that dl_cfut_key gives back the same bytes): 1 and *n, else 0. */
 static int stem_counter(const dl_client *c, const char *key, size_t klen,
                         uint32_t *n) {
-  size_t i, at = c->key.len;
-  uint32_t v = 0;
+  size_t at = c->key.len;
   if (c->stem == 0 || klen != at + CTR_DIGITS ||
       memcmp(key, c->key.p, at) != 0)
     return 0;
-  for (i = at; i < klen; i++) {
-    unsigned char d = (unsigned char)key[i];
-    if (d >= '0' && d <= '9') v = v << 4 | (uint32_t)(d - '0');
-    else if (d >= 'a' && d <= 'f') v = v << 4 | (uint32_t)(d - 'a' + 10);
-    else return 0;
-  }
-  *n = v;
-  return 1;
+  return dl_unhex8(key + at, n);
 }
 
 /*
@@ -183,7 +193,7 @@ dl_client *dl_cfut_client(const dl_cfut *f) { return clients[f->client]; }
 
 static void futs_init(dl_client *c) {
   dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
-  dl_imap_set_keyfn(&c->futs, rec_key, NULL);
+  dl_imap_set_keyfn(&c->futs, rec_key, rec_eq, NULL);
 }
 
 void dl_client_init(dl_client *c) {
@@ -384,7 +394,7 @@ dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
   }
   f->client = c->num;
   f->refs = f->holds = 1;
-  if (dl_imap_put(&c->futs, f)) {
+  if (dl_imap_put_key(&c->futs, f, key, klen)) {
     rec_free(f);
     return NULL;
   }

@@ -193,6 +193,10 @@ static inline const char *tpay(const task *t) {
    written into buf. */
 static const char *tk(const dl_sched *s, const task *t, char buf[TKEYBUF],
                       size_t *len);
+/* As tk, but not always NUL-terminated: the key of the message being
+   handled when that message is about t (dl_sched.hand). */
+static const char *tkl(const dl_sched *s, const task *t, char buf[TKEYBUF],
+                       size_t *len);
 /* Put a message of type that names t's key into b. */
 static void put_tkey_msg(const dl_sched *s, dl_buf *b, unsigned type,
                          const task *t);
@@ -387,6 +391,13 @@ struct dl_sched {
   dl_map stem_ids;
   char cand[DL_SCHED_STEM_MAX]; /* the stem of the last key not stemmed */
   size_t ncand;
+  uint32_t last_stem; /* the number + 1 of the stem stem_of gave last */
+  /* The task of the message being handled (on_done, on_release) and that
+     message's key: tkl reads it there, not writing the key out again.
+     NULL outside those handlers, and once the task is freed. */
+  const task *hand;
+  const char *hand_key;
+  size_t hand_klen;
   double hb_timeout;  /* seconds; 0: workers are never timed out */
   double last_check;  /* of dl_sched_silent, to notice our own stops */
   double stall_since; /* every worker paused with work pending since; 0 */
@@ -589,11 +600,10 @@ static int pick_colour(dl_sched *s, const char *name, size_t n) {
   return c;
 }
 
-/* Count a new task (in state t->state) in the totals and its group. */
-static void count_new(dl_sched *s, task *t) {
-  char kb[TKEYBUF];
-  size_t n, kl;
-  const char *k = tk(s, t, kb, &kl);
+/* Count a new task (in state t->state) in the totals and its group; k:
+   its key (kl bytes, from the message that made it). */
+static void count_new(dl_sched *s, task *t, const char *k, size_t kl) {
+  size_t n;
   tgroup *g;
   n = kl;
   while (n > 0 && k[n - 1] != '-') n--;
@@ -696,7 +706,7 @@ static void record_event(dl_sched *s, task *t, int wid, double start,
     if (s->events == NULL) return;
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
-  k = tk(s, t, kb, &kl);
+  k = tkl(s, t, kb, &kl);
   copy_cut(e->key, sizeof e->key, k, kl);
   if (t->gidx) copy_cut(e->group, sizeof e->group, tgrp(s, t)->name,
                         tgrp(s, t)->nlen);
@@ -990,7 +1000,7 @@ static void notify_done_inline(dl_sched *s, task *t, const char *inl,
     if (i < 0 && t->cwant <= 0) continue;
     b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = tk(s, t, kb, &m.klen);
+    m.key = tkl(s, t, kb, &m.klen);
     m.nbytes = tnbytes(t);
     m.inl = inl;
     m.ilen = ilen;
@@ -1248,13 +1258,40 @@ static void put_tkey_msg(const dl_sched *s, dl_buf *b, unsigned type,
                          const task *t) {
   char kb[TKEYBUF];
   size_t kl;
-  const char *k = tk(s, t, kb, &kl);
+  const char *k = tkl(s, t, kb, &kl);
   dl_put_key_msg(b, type, k, kl);
+}
+
+static const char *tkl(const dl_sched *s, const task *t, char buf[TKEYBUF],
+                       size_t *len) {
+  if (t == s->hand) {
+    *len = s->hand_klen;
+    return s->hand_key;
+  }
+  return tk(s, t, buf, len);
 }
 
 static const char *task_key(const void *ud, const void *val,
                             char buf[DL_IMAP_KEYBUF], size_t *len) {
   return tk(ud, val, buf, len);
+}
+
+/* The task map's compare: a stem's key without writing it out. */
+static int task_eq(const void *ud, const void *val, const char *key,
+                   size_t klen) {
+  const dl_sched *s = ud;
+  const task *t = val;
+  const struct sstem *e;
+  uint32_t n;
+  char d[CTR_DIGITS];
+  if (!t->stemmed)
+    return t->klen == klen && memcmp(tkeyat(t), key, klen) == 0;
+  e = &s->stems[t->klen];
+  if (klen != e->len + CTR_DIGITS) return 0;
+  memcpy(&n, tkeyat(t), sizeof n);
+  dl_hex8(d, n);
+  return memcmp(key + e->len, d, CTR_DIGITS) == 0 &&
+         memcmp(key, e->p, e->len) == 0;
 }
 
 _Static_assert(DL_SCHED_STEM_MAX + CTR_DIGITS < TKEYBUF,
@@ -1264,20 +1301,19 @@ _Static_assert(DL_SCHED_STEM_MAX + CTR_DIGITS < TKEYBUF,
    row, and *ctr its counter; 0 when the key is kept whole. */
 static uint32_t stem_of(dl_sched *s, const char *key, size_t klen,
                         uint32_t *ctr) {
-  size_t i, at;
+  size_t at;
   uint32_t v = 0, id;
   struct sstem *e;
   if (klen <= CTR_DIGITS || klen - CTR_DIGITS > DL_SCHED_STEM_MAX) return 0;
   at = klen - CTR_DIGITS;
-  for (i = at; i < klen; i++) {
-    unsigned char d = (unsigned char)key[i];
-    if (d >= '0' && d <= '9') v = v << 4 | (uint32_t)(d - '0');
-    else if (d >= 'a' && d <= 'f') v = v << 4 | (uint32_t)(d - 'a' + 10);
-    else return 0;
-  }
+  if (!dl_unhex8(key + at, &v)) return 0;
   *ctr = v;
+  id = s->last_stem; /* most keys have the stem of the one before */
+  if (id && s->stems[id - 1].p && s->stems[id - 1].len == at &&
+      memcmp(s->stems[id - 1].p, key, at) == 0)
+    return id;
   id = (uint32_t)(uintptr_t)dl_map_get(&s->stem_ids, key, at);
-  if (id) return id;
+  if (id) return s->last_stem = id;
   if (s->ncand != at || memcmp(s->cand, key, at) != 0) {
     memcpy(s->cand, key, at); /* the first of its keys: kept whole */
     s->ncand = at;
@@ -1313,7 +1349,7 @@ static uint32_t stem_of(dl_sched *s, const char *key, size_t klen,
     s->sfree = id;
     return 0;
   }
-  return id;
+  return s->last_stem = id;
 }
 
 /* A task of stem id (its number + 1) more or less; the last one frees it. */
@@ -1430,6 +1466,7 @@ static void task_free(dl_sched *s, task *t) {
     dl_slab_free(&s->slab, t->x, sizeof(task_x));
   }
   if (t->stemmed) stem_unref(s, t->klen + 1);
+  if (s->hand == t) s->hand = NULL;
   dl_slab_free(&s->slab, t, task_size(t));
 }
 
@@ -1475,7 +1512,7 @@ static void collect(dl_sched *s, task *t) {
     {
       char kb[TKEYBUF];
       size_t kl;
-      const char *k = tk(s, x, kb, &kl);
+      const char *k = tkl(s, x, kb, &kl);
       dl_imap_del(&s->tasks, k, kl);
     }
     count_gone(s, x);
@@ -1998,7 +2035,7 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   memset(s, 0, sizeof *s);
   s->io = *io;
   dl_imap_init(&s->tasks, sizeof(task), offsetof(task, klen));
-  dl_imap_set_keyfn(&s->tasks, task_key, s);
+  dl_imap_set_keyfn(&s->tasks, task_key, task_eq, s);
   dl_map_init(&s->fns);
   dl_map_init(&s->groups);
   s->avg_duration = -1;
@@ -2480,7 +2517,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->processing_on = -1;
   want_add(s, t);
   t->state = T_WAITING;
-  count_new(s, t);
+  count_new(s, t, m.key, m.klen);
   if (t->nfns) fns_ref(s, t);
   {
     dl_buf e;
@@ -2496,7 +2533,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       }
       x->nrestrict = (int)m.nworkers;
     }
-    if (dl_imap_put(&s->tasks, t)) goto bad;
+    if (dl_imap_put_key(&s->tasks, t, m.key, m.klen)) goto bad;
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = tdeps(t)[i];
@@ -2578,7 +2615,11 @@ static int on_release(dl_sched *s, dl_rd *r) {
   RD(dl_get_key_msg(r, &m));
   t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t == NULL || want_drop(s, t) || t->want > 0) return 0;
+  s->hand = t;
+  s->hand_key = m.key;
+  s->hand_klen = m.klen;
   unwanted(s, t);
+  s->hand = NULL;
   return 0;
 }
 
@@ -2674,8 +2715,8 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   t->seq = (uint32_t)s->seq++;
   t->processing_on = -1;
   t->state = T_PROCESSING;
-  count_new(s, t);
-  dl_imap_put(&s->tasks, t);
+  count_new(s, t, key, klen);
+  dl_imap_put_key(&s->tasks, t, key, klen);
   if (w == NULL) {
     dl_buf e;
     dl_buf_init(&e);
@@ -2956,6 +2997,9 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   t = dl_imap_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
+    s->hand = t;
+    s->hand_key = key;
+    s->hand_klen = klen;
     unload(w, t);
     if (tpay(t) && !t->restoring) { /* a run, not a store */
       set_nbytes(s, t, m.nbytes);
@@ -2966,6 +3010,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     }
     finished(s, t, w->info.id, m.nbytes, m.inl, m.ilen);
     held(s, w->info.id, t, 1);
+    s->hand = NULL;
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
     for (k = 0; k < t->nwho; k++) have |= twho(t)[k] == w->info.id;

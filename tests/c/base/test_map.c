@@ -279,6 +279,27 @@ static void test_intrusive_map(void) {
   dl_imap_free(&m);
 }
 
+/* A counter's 8 hex digits (keys kept as a stem's): written and read
+   back; upper case, other bytes and NUL are no digits. */
+static void test_hex8(void) {
+  static const uint32_t ns[] = {0, 1, 0x0a, 0xabcdef12u, 0x7fffffffu,
+                                0xffffffffu, 0x00100000u};
+  char d[9];
+  uint32_t n, i;
+  for (i = 0; i < sizeof ns / sizeof *ns; i++) {
+    char want[9];
+    snprintf(want, sizeof want, "%08x", ns[i]);
+    dl_hex8(d, ns[i]);
+    d[8] = '\0';
+    CHECK(strcmp(d, want) == 0);
+    CHECK(dl_unhex8(d, &n) == 1 && n == ns[i]);
+  }
+  CHECK(dl_unhex8("0000000A", &n) == 0);
+  CHECK(dl_unhex8("0000000g", &n) == 0);
+  CHECK(dl_unhex8("-0000001", &n) == 0);
+  CHECK(dl_unhex8("0000\0" "001", &n) == 0);
+}
+
 int main(void) {
   RUN(test_growth_keeps_every_key);
   RUN(test_removal_leaves_probe_chains_whole);
@@ -287,5 +308,6 @@ int main(void) {
   RUN(test_a_key_too_long_is_refused);
   RUN(test_reserve_then_no_rehash);
   RUN(test_intrusive_map);
+  RUN(test_hex8);
   return TAP_END();
 }
