@@ -197,6 +197,26 @@ static const uint64_t itomb_obj;
 
 static int ilive(uintptr_t v) { return v != 0 && v != ITOMB; }
 static unsigned itag(uint64_t h) { return (unsigned)(h >> 61); }
+
+/*
+** Slot arrays grow by halves, not doubling: 16, 24, 32, 48, 64, ...
+** (2^k and 3 * 2^(k-1)), so that a map of n keys holds 1.33 to 2 slots a
+** key where powers of two give 1.33 to 2.67 (a million keys: 1.5 * 2^20
+** slots, 12.6 MB, not 2^21, 16.8 MB).  A key's first slot is the low 32
+** bits of its hash scaled to the size (a multiply and a shift, no
+** division); the tag is its top 3 bits.
+*/
+static size_t islot(const dl_imap *m, uint64_t h) {
+  return (size_t)(((h & 0xffffffffu) * (uint64_t)m->cap) >> 32);
+}
+
+static size_t inext(const dl_imap *m, size_t i) {
+  return i + 1 == m->cap ? 0 : i + 1;
+}
+
+static size_t igrow(size_t cap) {
+  return (cap & (cap - 1)) == 0 ? cap + cap / 2 : cap / 3 * 4;
+}
 static char *ival(uintptr_t v) { return (char *)(v & ~TAGS); }
 
 static const char *ikey(const dl_imap *m, const char *val) {
@@ -210,7 +230,20 @@ static uint32_t ilen(const dl_imap *m, const char *val) {
 }
 
 static uint64_t ihash(const dl_imap *m, const char *val) {
-  return dl_hash(ikey(m, val), ilen(m, val));
+  char buf[DL_IMAP_KEYBUF];
+  size_t n;
+  const char *k;
+  if (m->keyfn == NULL) return dl_hash(ikey(m, val), ilen(m, val));
+  k = m->keyfn(m->keyud, val, buf, &n);
+  return dl_hash(k, n);
+}
+
+/* Is the key of val klen bytes at key? */
+static int ieq(const dl_imap *m, const char *val, const char *key,
+               size_t klen) {
+  if (m->keyfn == NULL)
+    return ilen(m, val) == klen && memcmp(ikey(m, val), key, klen) == 0;
+  return m->eqfn(m->keyud, val, key, klen);
 }
 
 void dl_imap_init(dl_imap *m, size_t koff, size_t loff) {
@@ -219,24 +252,33 @@ void dl_imap_init(dl_imap *m, size_t koff, size_t loff) {
   m->loff = loff;
 }
 
+void dl_imap_set_keyfn(dl_imap *m, dl_imap_keyfn fn, dl_imap_eqfn eq,
+                       const void *ud) {
+  m->keyfn = fn;
+  m->eqfn = eq;
+  m->keyud = ud;
+}
+
 void dl_imap_free(dl_imap *m) {
+  dl_imap_keyfn fn = m->keyfn;
+  dl_imap_eqfn eq = m->eqfn;
+  const void *ud = m->keyud;
   dl_free(m->slots);
   dl_imap_init(m, m->koff, m->loff);
+  dl_imap_set_keyfn(m, fn, eq, ud);
 }
 
 static uintptr_t *ifind(const dl_imap *m, const char *key, size_t klen,
                         uint64_t h) {
-  size_t mask = m->cap - 1, i = (size_t)h & mask;
+  size_t i = islot(m, h);
   uintptr_t tag = itag(h);
   for (;;) {
     uintptr_t v = m->slots[i];
     if (v == 0) return NULL;
     if (v != ITOMB && (v & TAGS) == tag) {
-      const char *p = ival(v);
-      if (ilen(m, p) == klen && memcmp(ikey(m, p), key, klen) == 0)
-        return &m->slots[i];
+      if (ieq(m, ival(v), key, klen)) return &m->slots[i];
     }
-    i = (i + 1) & mask;
+    i = inext(m, i);
   }
 }
 
@@ -248,16 +290,16 @@ void *dl_imap_get(const dl_imap *m, const char *key, size_t klen) {
 }
 
 void dl_imap_prefetch(const dl_imap *m, uint64_t h) {
-  if (m->cap) __builtin_prefetch(&m->slots[(size_t)h & (m->cap - 1)]);
+  if (m->cap) __builtin_prefetch(&m->slots[islot(m, h)]);
 }
 
 void dl_imap_prefetch_val(const dl_imap *m, uint64_t h) {
   uintptr_t v;
   if (m->cap == 0) return;
-  v = m->slots[(size_t)h & (m->cap - 1)];
+  v = m->slots[islot(m, h)];
   if (ilive(v) && (v & TAGS) == itag(h)) {
     __builtin_prefetch(ival(v));
-    __builtin_prefetch(ikey(m, ival(v)));
+    if (m->keyfn == NULL) __builtin_prefetch(ikey(m, ival(v)));
   }
 }
 
@@ -273,10 +315,11 @@ static int irehash(dl_imap *m, size_t ncap) {
     size_t j;
     /* The keys are read again: start loading one a few slots ahead. */
     if (i + 8 < ocap && ilive(old[i + 8]))
-      __builtin_prefetch(ikey(m, ival(old[i + 8])));
+      __builtin_prefetch(m->keyfn ? ival(old[i + 8])
+                                  : ikey(m, ival(old[i + 8])));
     if (!ilive(old[i])) continue;
-    j = (size_t)ihash(m, ival(old[i])) & (ncap - 1);
-    while (ns[j] != 0) j = (j + 1) & (ncap - 1);
+    j = islot(m, ihash(m, ival(old[i])));
+    while (ns[j] != 0) j = inext(m, j);
     ns[j] = old[i];
   }
   dl_free(old);
@@ -288,32 +331,44 @@ int dl_imap_reserve(dl_imap *m, size_t n) {
   if (n > SIZE_MAX / 8 - m->count) return DL_ENOMEM;
   if ((m->used + n + 1) * 4 < m->cap * 3) return 0;
   ncap = m->cap ? m->cap : 16; /* as dl_map_reserve */
-  while ((m->count + n + 1) * 4 >= ncap * 3) ncap *= 2;
+  while ((m->count + n + 1) * 4 >= ncap * 3) ncap = igrow(ncap);
   return irehash(m, ncap);
 }
 
 int dl_imap_put(dl_imap *m, void *val) {
-  const char *p = val;
-  uint32_t klen;
+  const char *p = val, *key;
+  char buf[DL_IMAP_KEYBUF];
+  size_t klen;
+  if (val == NULL || ((uintptr_t)val & TAGS)) return DL_ENOMEM;
+  if (m->keyfn) {
+    key = m->keyfn(m->keyud, p, buf, &klen);
+  } else {
+    key = ikey(m, p);
+    klen = ilen(m, p);
+  }
+  return dl_imap_put_key(m, val, key, klen);
+}
+
+int dl_imap_put_key(dl_imap *m, void *val, const char *key, size_t klen) {
   uint64_t h;
-  size_t mask, i;
+  size_t i;
   uintptr_t *sl, tag;
   if (val == NULL || ((uintptr_t)val & TAGS)) return DL_ENOMEM;
-  klen = ilen(m, p);
-  h = dl_hash(ikey(m, p), klen);
+  h = dl_hash(key, klen);
   tag = itag(h);
-  if (m->count && (sl = ifind(m, ikey(m, p), klen, h)) != NULL) {
+  if (m->count && (sl = ifind(m, key, klen, h)) != NULL) {
     *sl = (uintptr_t)val | tag;
     return 0;
   }
   if ((m->used + 1) * 4 >= m->cap * 3) {
+    /* a third free at least after it: one step (1.33 or 1.5 times) from
+       three quarters full, none when tombstones made it so full */
     size_t ncap = m->cap ? m->cap : 16;
-    while ((m->count + 1) * 2 >= ncap) ncap *= 2;
+    while ((m->count + 1) * 3 >= ncap * 2) ncap = igrow(ncap);
     if (irehash(m, ncap)) return DL_ENOMEM;
   }
-  mask = m->cap - 1;
-  i = (size_t)h & mask;
-  while (ilive(m->slots[i])) i = (i + 1) & mask;
+  i = islot(m, h);
+  while (ilive(m->slots[i])) i = inext(m, i);
   if (m->slots[i] == 0) m->used++;
   m->slots[i] = (uintptr_t)val | tag;
   m->count++;

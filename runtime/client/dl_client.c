@@ -21,28 +21,186 @@
 static dl_slab recs;
 static pthread_mutex_t recs_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static size_t rec_size(size_t klen) {
-  return offsetof(dl_cfut, key) + klen + 1;
+/* The counter of a key made from a stem (DL_FUT_STEM): 4 bytes. */
+#define CTR_LEN sizeof(uint32_t)
+/* Its digits in the key. */
+#define CTR_DIGITS 8
+
+/* The bytes of f's record: the key and a NUL, or the counter. */
+static size_t rec_size(const dl_cfut *f) {
+  return offsetof(dl_cfut, key) +
+         (f->flags & DL_FUT_STEM ? CTR_LEN : f->klen + 1);
 }
 
-static dl_cfut *rec_alloc(size_t klen) {
+static dl_cfut *rec_alloc(size_t n) {
   dl_cfut *f;
   pthread_mutex_lock(&recs_mu);
-  f = dl_slab_alloc(&recs, rec_size(klen));
+  f = dl_slab_alloc(&recs, n);
   pthread_mutex_unlock(&recs_mu);
   return f;
 }
 
 static void rec_free(dl_cfut *f) {
   pthread_mutex_lock(&recs_mu);
-  dl_slab_free(&recs, f, rec_size(f->klen));
+  dl_slab_free(&recs, f, rec_size(f));
   pthread_mutex_unlock(&recs_mu);
+}
+
+/*
+** The stems of the keys that records keep as a counter (DL_FUT_STEM): the
+** process's, as records outlive their client, each kept for the process's
+** life (a session makes one per function that names its keys).  Stem i
+** is stems[i / STEM_CHUNK][i % STEM_CHUNK]; chunks are made under recs_mu
+** and never move, and a stem is written before its number is handed out,
+** so readers take no lock.  stem_ids finds a stem's number + 1.
+*/
+#define STEM_CHUNK 256
+/* Stems are allocated with at least this many bytes, so that a short one
+   is copied with a fixed-size memcpy. */
+#define STEM_PAD 32
+typedef struct stem {
+  char *p;
+  size_t len;
+} stem;
+static stem *stems[DL_CLIENT_STEMS / STEM_CHUNK];
+static uint32_t nstems;  /* under recs_mu */
+static dl_map stem_ids;  /* under recs_mu */
+
+/* The number + 1 of the stem of len bytes at p, made if new; 0 when it
+   cannot be kept (too long, too many, out of memory). */
+static uint32_t stem_intern(const char *p, size_t len) {
+  uint32_t id = 0;
+  stem *chunk, *e;
+  if (len == 0 || len > DL_CLIENT_STEM_MAX) return 0;
+  pthread_mutex_lock(&recs_mu);
+  id = (uint32_t)(uintptr_t)dl_map_get(&stem_ids, p, len);
+  if (id || nstems == DL_CLIENT_STEMS) goto out;
+  chunk = stems[nstems / STEM_CHUNK];
+  if (chunk == NULL) {
+    chunk = dl_realloc(NULL, STEM_CHUNK * sizeof *chunk);
+    if (chunk == NULL) goto out;
+    stems[nstems / STEM_CHUNK] = chunk;
+  }
+  e = &chunk[nstems % STEM_CHUNK];
+  if ((e->p = dl_realloc(NULL, len < STEM_PAD ? STEM_PAD : len + 1)) == NULL)
+    goto out;
+  memcpy(e->p, p, len);
+  e->p[len] = '\0';
+  e->len = len;
+  if (dl_map_put(&stem_ids, e->p, len, (void *)(uintptr_t)(nstems + 1))) {
+    dl_free(e->p);
+    goto out;
+  }
+  id = ++nstems;
+out:
+  pthread_mutex_unlock(&recs_mu);
+  return id;
+}
+
+const char *dl_cfut_key(const dl_cfut *f, char buf[DL_CFUT_KEYBUF],
+                        size_t *len) {
+  const stem *e;
+  uint32_t n;
+  if (!(f->flags & DL_FUT_STEM)) {
+    *len = f->klen;
+    return f->key;
+  }
+  e = &stems[f->klen / STEM_CHUNK][f->klen % STEM_CHUNK];
+  if (e->len <= STEM_PAD) memcpy(buf, e->p, STEM_PAD); /* a fixed copy */
+  else memcpy(buf, e->p, e->len);
+  memcpy(&n, f->key, sizeof n);
+  dl_hex8(buf + e->len, n);
+  buf[e->len + CTR_DIGITS] = '\0';
+  *len = e->len + CTR_DIGITS;
+  return buf;
+}
+
+/* The map's reader of a record's key. */
+static const char *rec_key(const void *ud, const void *val,
+                           char buf[DL_IMAP_KEYBUF], size_t *len) {
+  (void)ud;
+  return dl_cfut_key(val, buf, len);
+}
+
+/* The map's compare: a stem's key without writing it out. */
+static int rec_eq(const void *ud, const void *val, const char *key,
+                  size_t klen) {
+  const dl_cfut *f = val;
+  const stem *e;
+  uint32_t n;
+  char d[CTR_DIGITS];
+  (void)ud;
+  if (!(f->flags & DL_FUT_STEM))
+    return f->klen == klen && memcmp(f->key, key, klen) == 0;
+  e = &stems[f->klen / STEM_CHUNK][f->klen % STEM_CHUNK];
+  if (klen != e->len + CTR_DIGITS) return 0;
+  memcpy(&n, f->key, sizeof n);
+  dl_hex8(d, n);
+  return memcmp(key + e->len, d, CTR_DIGITS) == 0 &&
+         memcmp(key, e->p, e->len) == 0;
+}
+
+_Static_assert(DL_CFUT_KEYBUF <= DL_IMAP_KEYBUF &&
+                   DL_CLIENT_STEM_MAX + CTR_DIGITS < DL_CFUT_KEYBUF,
+               "a record's key fits the readers' buffers");
+
+/* The counter of key when it is c's stem and 8 lower-case hex digits (so
+   that dl_cfut_key gives back the same bytes): 1 and *n, else 0. */
+static int stem_counter(const dl_client *c, const char *key, size_t klen,
+                        uint32_t *n) {
+  size_t at = c->key.len;
+  if (c->stem == 0 || klen != at + CTR_DIGITS ||
+      memcmp(key, c->key.p, at) != 0)
+    return 0;
+  return dl_unhex8(key + at, n);
+}
+
+/*
+** The process's clients by number: a record names its client with 14
+** bits (dl_cfut.client), not a pointer.  Numbers are given under recs_mu
+** and taken back by dl_client_free, once no record names the client (it
+** detached them all); an entry is written before any record names it, so
+** readers take no lock.  [0] stays NULL: a detached record.
+*/
+static dl_client *clients[DL_CLIENT_MAX + 1];
+static uint32_t client_hint = 1;
+
+/* A number for c (0 when every one is taken). */
+static uint32_t client_num(dl_client *c) {
+  uint32_t i, n = 0;
+  pthread_mutex_lock(&recs_mu);
+  for (i = 0; i < DL_CLIENT_MAX && n == 0; i++) {
+    uint32_t k = (client_hint - 1 + i) % DL_CLIENT_MAX + 1;
+    if (clients[k] == NULL) n = k;
+  }
+  if (n) {
+    clients[n] = c;
+    client_hint = n % DL_CLIENT_MAX + 1;
+  }
+  pthread_mutex_unlock(&recs_mu);
+  return n;
+}
+
+static void client_num_free(dl_client *c) {
+  if (c->num == 0) return;
+  pthread_mutex_lock(&recs_mu);
+  clients[c->num] = NULL;
+  pthread_mutex_unlock(&recs_mu);
+  c->num = 0;
+}
+
+dl_client *dl_cfut_client(const dl_cfut *f) { return clients[f->client]; }
+
+static void futs_init(dl_client *c) {
+  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
+  dl_imap_set_keyfn(&c->futs, rec_key, rec_eq, NULL);
 }
 
 void dl_client_init(dl_client *c) {
   memset(c, 0, sizeof *c);
-  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
+  futs_init(c);
   dl_map_init(&c->fns_sent);
+  c->num = client_num(c);
 }
 
 void dl_client_transport(dl_client *c, dl_client_send_fn send, void *ud,
@@ -164,14 +322,18 @@ static void detach_all(dl_client *c, int send) {
   dl_cfut *f;
   while ((f = dl_imap_next(&c->futs, &i)) != NULL) {
     uint32_t r;
-    if (send)
+    if (send) {
+      char buf[DL_CFUT_KEYBUF];
+      size_t klen;
+      const char *key = dl_cfut_key(f, buf, &klen);
       for (r = 0; r < f->refs; r++)
-        dl_put_key_msg(&c->out, DL_M_RELEASE, f->key, f->klen);
-    f->c = NULL;
+        dl_put_key_msg(&c->out, DL_M_RELEASE, key, klen);
+    }
+    f->client = 0;
     maybe_free(f);
   }
   dl_imap_free(&c->futs);
-  dl_imap_init(&c->futs, offsetof(dl_cfut, key), offsetof(dl_cfut, klen));
+  futs_init(c);
   for (k = 0; k < c->nfired; k++) dl_client_drop(c->fired[k]);
   dl_free(c->fired);
   c->fired = NULL;
@@ -201,26 +363,38 @@ void dl_client_free(dl_client *c) {
   dl_buf_free(&c->spec);
   dl_buf_free(&c->tail);
   dl_buf_free(&c->key);
+  c->stem = 0;
+  client_num_free(c);
   c->nfns = c->ndeps = 0;
 }
 
 dl_cfut *dl_client_ref(dl_client *c, const char *key, size_t klen) {
   dl_cfut *f = dl_imap_get(&c->futs, key, klen);
+  uint32_t n;
   if (f) {
     f->refs++;
     f->holds++;
     return f;
   }
-  if (klen > UINT32_MAX) return NULL;
-  f = rec_alloc(klen);
-  if (f == NULL) return NULL;
-  memset(f, 0, offsetof(dl_cfut, key));
-  memcpy(f->key, key, klen);
-  f->key[klen] = '\0';
-  f->klen = (uint32_t)klen;
-  f->c = c;
+  if (klen > UINT32_MAX || c->num == 0) return NULL;
+  if (stem_counter(c, key, klen, &n)) {
+    f = rec_alloc(offsetof(dl_cfut, key) + CTR_LEN);
+    if (f == NULL) return NULL;
+    memset(f, 0, offsetof(dl_cfut, key));
+    memcpy(f->key, &n, sizeof n);
+    f->klen = c->stem - 1;
+    f->flags = DL_FUT_STEM;
+  } else {
+    f = rec_alloc(offsetof(dl_cfut, key) + klen + 1);
+    if (f == NULL) return NULL;
+    memset(f, 0, offsetof(dl_cfut, key));
+    memcpy(f->key, key, klen);
+    f->key[klen] = '\0';
+    f->klen = (uint32_t)klen;
+  }
+  f->client = c->num;
   f->refs = f->holds = 1;
-  if (dl_imap_put(&c->futs, f)) {
+  if (dl_imap_put_key(&c->futs, f, key, klen)) {
     rec_free(f);
     return NULL;
   }
@@ -241,17 +415,21 @@ dl_cfut *dl_client_get(dl_client *c, const char *key, size_t klen) {
 }
 
 void dl_client_unref(dl_cfut *f) {
-  dl_client *c = f->c;
+  dl_client *c = dl_cfut_client(f);
+  char buf[DL_CFUT_KEYBUF];
+  const char *key;
+  size_t klen;
   if (f->refs == 0) return;
   f->refs--;
   if (c == NULL) return;
+  key = dl_cfut_key(f, buf, &klen);
   if (f->refs == 0) { /* the last handle takes the record out */
-    dl_imap_del(&c->futs, f->key, f->klen);
-    f->c = NULL;
+    dl_imap_del(&c->futs, key, klen);
+    f->client = 0;
   }
   /* One RELEASE per handle, as the scheduler counted one per handle. */
   if (c->send == NULL) return;
-  dl_put_key_msg(&c->out, DL_M_RELEASE, f->key, f->klen);
+  dl_put_key_msg(&c->out, DL_M_RELEASE, key, klen);
   if (c->flags & DL_CLIENT_EAGER) dl_client_flush(c, 0);
 }
 
@@ -315,7 +493,7 @@ void dl_client_cancel(dl_cfut *f) {
   f->status = DL_FUT_CANCELLED;
   f->kind = DL_ERR_CANCELLED;
   f->flags &= (uint8_t)~DL_FUT_VALUE;
-  if (f->c) fire(f->c, f);
+  if (f->client) fire(dl_cfut_client(f), f);
 }
 
 void dl_client_repend(dl_cfut *f) {
@@ -425,8 +603,13 @@ void dl_client_submit_tail(dl_client *c, const char *key, size_t klen,
 }
 
 int dl_client_key_stem(dl_client *c, const char *stem, size_t len) {
+  if (c->stem && len == c->key.len && memcmp(c->key.p, stem, len) == 0)
+    return 0; /* the same stem again (a submit's) */
   c->key.len = 0;
-  return dl_buf_put(&c->key, stem, len);
+  c->stem = 0;
+  if (dl_buf_put(&c->key, stem, len)) return DL_ENOMEM;
+  c->stem = stem_intern(stem, len);
+  return 0;
 }
 
 const char *dl_client_key(dl_client *c, uint64_t n, size_t *klen) {

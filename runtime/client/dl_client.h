@@ -19,7 +19,7 @@
 ** so each live handle given back, by release, garbage collection or the
 ** client's close, queues one DL_M_RELEASE; the task's result lives while
 ** any is out.  A record is in the table while refs > 0;
-** closing the client detaches every record (c becomes NULL), so that
+** closing the client detaches every record (client becomes 0), so that
 ** handles that outlive their client see "closed" and free their memory
 ** when they go.
 **
@@ -30,9 +30,13 @@
 ** whose answer the caller is about to wait for (cancel, gather, coord)
 ** flush at once, marked urgent.
 **
-** Memory: one record is 35 bytes plus the key and a NUL, rounded up to 8
+** Memory: one record is 28 bytes plus the key and a NUL, rounded up to 8
 ** (stored once, here, in a block of the process's record slab; the map
-** points into it); a result of up to 8 bytes, or of up to 8 after the
+** points into it), or 35 and 4 for a key made from the client's stem
+** (dl_client_key_stem) and a counter of 8 hex digits, which keeps the
+** counter and names the stem by its number in the process's table of
+** stems (DL_FUT_STEM: 32 bytes, not 56, for a 20-byte key; the record
+** names its client by a number too); a result of up to 8 bytes, or of up to 8 after the
 ** head that every value starts with (DL_FUT_HEAD), lives in the record,
 ** a bigger one in an allocation of its own, its length first; a map slot
 ** is 8 bytes (the map reads each key in its record: dl_imap).  The record
@@ -63,6 +67,9 @@ enum {
 #define DL_FUT_SMALL 4u     /* the bytes are in data.small, not data.p */
 #define DL_FUT_HEAD 8u      /* with SMALL: data.small holds the bytes after
                                the process's head (dl_cfut_data) */
+#define DL_FUT_STEM 16u     /* the key is a stem's and a counter: klen is
+                               the stem's number, key the counter's 4
+                               bytes (read it with dl_cfut_key) */
 
 /* The head of small values (see dl_cfut_data), and the room a reader
    gives dl_cfut_data. */
@@ -73,11 +80,6 @@ typedef struct dl_client dl_client;
 typedef struct dl_cfut dl_cfut;
 
 struct dl_cfut {
-  dl_client *c;   /* NULL once detached (released for good, or closed) */
-  uint32_t refs;  /* live handles */
-  uint32_t holds; /* handles pointing here, released or not */
-  uint32_t klen;
-  uint32_t owner; /* the user's (0 when made): never read here */
   union {        /* encoded value (VALUE) or error record (ERROR): */
     char *p;     /* owned, its length (uint32_t) then the bytes; NULL when
                     there are none; a value or record of 4 GiB or more is
@@ -86,13 +88,38 @@ struct dl_cfut {
                       DL_FUT_HEAD up to 8 after the head (an integer's
                       encoding is 11 to 13 bytes, 9 of them the head) */
   } data;        /* read it with dl_cfut_data and dl_cfut_len */
-  uint8_t slen;  /* DL_FUT_SMALL: the length (head included), else 0 */
-  uint8_t flags; /* DL_FUT_VALUE | DL_FUT_CALLBACKS | DL_FUT_SMALL ... */
-  uint8_t status : 2; /* DL_FUT_* */
-  uint8_t kind : 6;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
-  char key[1];    /* klen bytes and a NUL, at byte 35: a 20-byte key
-                     makes a 56-byte record */
+  uint32_t refs;  /* live handles */
+  uint32_t holds; /* handles pointing here, released or not */
+  uint32_t klen;  /* or, with DL_FUT_STEM, the stem's number */
+  uint32_t owner; /* the user's (0 when made): never read here */
+  uint32_t slen : 5;   /* DL_FUT_SMALL: the length (head included, at most
+                          DL_CFUT_BUF), else 0 */
+  uint32_t flags : 5;  /* DL_FUT_VALUE | DL_FUT_CALLBACKS | DL_FUT_SMALL
+                          ... */
+  uint32_t status : 2; /* DL_FUT_* */
+  uint32_t kind : 6;   /* error kind (DL_ERR_*), ERROR and CANCELLED */
+  uint32_t client : 14; /* its client's number in the process's table
+                           (dl_cfut_client); 0 once detached (released for
+                           good, or closed): 2 bytes, not a pointer's 8 */
+  char key[1];    /* klen bytes and a NUL, at byte 28: a 20-byte key
+                     makes a 56-byte record; with DL_FUT_STEM the
+                     counter (4 bytes): 32 bytes */
 };
+
+/* The most clients a process has at once (the records' 14 bits; a
+   client past them makes no record: dl_client_ref says out of memory). */
+#define DL_CLIENT_MAX ((1u << 14) - 1)
+
+/* f's client, or NULL once f is detached. */
+dl_client *dl_cfut_client(const dl_cfut *f);
+
+/* The room a reader gives dl_cfut_key. */
+#define DL_CFUT_KEYBUF 256
+
+/* f's key, NUL-terminated, and its length in *len: f's own, or put
+   together in buf (DL_FUT_STEM), valid while buf is. */
+const char *dl_cfut_key(const dl_cfut *f, char buf[DL_CFUT_KEYBUF],
+                        size_t *len);
 
 /*
 ** The transport: hand over n bytes of messages (a batch; the callee copies
@@ -141,7 +168,11 @@ struct dl_client {
   dl_buf spec;     /* dl_client_task_share: the joined spec of a row */
   dl_buf tail;     /* dl_client_task_share_tail: a row's spec after its
                       options */
-  dl_buf key;      /* dl_client_key: the key being made */
+  dl_buf key;      /* dl_client_key: the key being made (len: the stem's) */
+  uint32_t stem;   /* the stem's number in the process's table, plus 1; 0
+                      when it has none (records then keep whole keys) */
+  uint32_t num;    /* its number in the process's table of clients (its
+                      records' client), 0 when the table was full */
 };
 
 void dl_client_init(dl_client *c);
@@ -282,8 +313,14 @@ void dl_client_submit_tail(dl_client *c, const char *key, size_t klen,
 ** the stem followed by n in lower-case hex, 8 digits at least (the format
 ** of lua/dlua/keys.lua), in c's buffer: borrowed, valid until the next
 ** call.  *klen gets its length.  dl_client_key_stem: 0 or DL_ENOMEM;
-** dl_client_key: NULL when out of memory.
+** dl_client_key: NULL when out of memory.  The records of keys made so
+** (or of the same form: the stem and 8 lower-case hex digits) keep the
+** counter only (DL_FUT_STEM); a stem of more than DL_CLIENT_STEM_MAX
+** bytes, or one past the process's first DL_CLIENT_STEMS, is not kept
+** (its keys are kept whole): stems stay for the process's life.
 */
+#define DL_CLIENT_STEM_MAX 200
+#define DL_CLIENT_STEMS 65536
 int dl_client_key_stem(dl_client *c, const char *stem, size_t len);
 const char *dl_client_key(dl_client *c, uint64_t n, size_t *klen);
 

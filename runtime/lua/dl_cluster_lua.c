@@ -284,7 +284,9 @@ static int fut_index(lua_State *L) {
   size_t n;
   const char *k = lua_tolstring(L, 2, &n);
   if (k && n == 3 && memcmp(k, "key", 3) == 0 && fut_rec(u)) {
-    lua_pushlstring(L, fut_rec(u)->key, fut_rec(u)->klen);
+    char buf[DL_CFUT_KEYBUF];
+    const char *key = dl_cfut_key(fut_rec(u), buf, &n);
+    lua_pushlstring(L, key, n);
     return 1;
   }
   if (k && n == 6 && memcmp(k, "client", 6) == 0) {
@@ -299,6 +301,14 @@ static int fut_index(lua_State *L) {
   return 1;
 }
 
+/* Raise: f's result cannot be decoded (why: err).  [-0, +0, v] */
+static int decode_error(lua_State *L, const dl_cfut *f, const char *err) {
+  char buf[DL_CFUT_KEYBUF];
+  size_t klen;
+  return luaL_error(L, "cannot decode the result of '%s': %s",
+                    dl_cfut_key(f, buf, &klen), err);
+}
+
 static const char *const status_names[] = {"pending", "finished", "error",
                                            "cancelled"};
 
@@ -307,9 +317,9 @@ static const char *const status_names[] = {"pending", "finished", "error",
 static dl_cfut *live(lua_State *L, int idx) {
   fut *u = check_fut(L, idx);
   dl_cfut *f = fut_rec(u);
-  if (fut_released(u) || f == NULL || f->c == NULL) {
+  if (fut_released(u) || f == NULL || f->client == 0) {
     lua_pushnil(L);
-    if (f && f->c == NULL && !fut_released(u)) lua_pushliteral(L, "closed");
+    if (f && f->client == 0 && !fut_released(u)) lua_pushliteral(L, "closed");
     else lua_pushliteral(L, "released");
     return NULL;
   }
@@ -340,7 +350,7 @@ static int cl_fvalue(lua_State *L) {
   lua_pushboolean(L, 1);
   if (dl_codec_decode(L, dl_cfut_data(f, buf), dl_cfut_len(f), &dopt, err,
                       sizeof err))
-    return luaL_error(L, "cannot decode the result of '%s': %s", f->key, err);
+    return decode_error(L, f, err);
   return 2;
 }
 
@@ -426,10 +436,14 @@ static int fn_put(void *ud, const unsigned char hash[16], const char *code,
 static int future_encode(lua_State *L, int idx, dl_buf *out, void *ctx) {
   handle *h = ctx;
   fut *u = to_fut(L, idx);
+  char buf[DL_CFUT_KEYBUF];
+  size_t klen;
+  const char *key;
   if (h == NULL || u == NULL || fut_rec(u) == NULL)
     return -1; /* futures only travel inside tasks */
+  key = dl_cfut_key(fut_rec(u), buf, &klen);
   dl_buf_uv(out, h->cl.ndeps);
-  dl_client_task_dep(&h->cl, fut_rec(u)->key, fut_rec(u)->klen);
+  dl_client_task_dep(&h->cl, key, klen);
   return 0;
 }
 
@@ -1557,7 +1571,7 @@ static int h_values(lua_State *L) {
     lua_rawgeti(L, 2, k);
     u = to_fut(L, -1);
     if (u == NULL || fut_released(u) || (f = fut_rec(u)) == NULL ||
-        f->c == NULL)
+        f->client == 0)
       goto no;
     if (f->status == DL_FUT_PENDING) {
       lua_pushinteger(L, k);
@@ -1567,8 +1581,7 @@ static int h_values(lua_State *L) {
     if (f->status != DL_FUT_FINISHED || !(f->flags & DL_FUT_VALUE)) goto no;
     if (dl_codec_decode(L, dl_cfut_data(f, buf), dl_cfut_len(f), &dopt, err,
                         sizeof err))
-      return luaL_error(L, "cannot decode the result of '%s': %s", f->key,
-                        err);
+      return decode_error(L, f, err);
     lua_rawseti(L, 3, k);
     lua_settop(L, top);
   }
@@ -1611,7 +1624,10 @@ static int h_fired(lua_State *L) {
   lua_createtable(L, (int)h->cl.nfired, 0); /* before the take: may raise */
   list = dl_client_take_fired(&h->cl, &n);
   for (i = 0; i < n; i++) {
-    lua_pushlstring(L, list[i]->key, list[i]->klen);
+    char buf[DL_CFUT_KEYBUF];
+    size_t klen;
+    const char *key = dl_cfut_key(list[i], buf, &klen);
+    lua_pushlstring(L, key, klen);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
     dl_client_drop(list[i]);
   }

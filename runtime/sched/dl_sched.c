@@ -59,6 +59,9 @@ struct fnentry;
 ** shares less than half of itself with the newest reference becomes the
 ** next one (at most PREF_MAX, each kept for the scheduler's life).
 */
+/* The longest stem of keys kept as a counter (see sstem). */
+#define DL_SCHED_STEM_MAX 200
+
 #define PREF_LEN 127
 #define PREF_MAX 256
 struct pref {
@@ -87,7 +90,8 @@ struct pref {
 */
 struct task {
   /* Pointers and 8-byte fields first, then the 4-byte, then the
-     bit-fields in 8 bytes: no padding (112 bytes; 120 before the group
+     bit-fields in 8 bytes: no padding (104 bytes; 112 before seq had 32
+     bits and nfns and nwho 16 each, 120 before the group
      was an index and nbytes had 32 bits, 128 before qidx and
      pidx shared their 4 bytes and inlen, state, errkind and dcap became
      bit-fields, 136 before the inputs moved into the task's block, 144
@@ -102,7 +106,6 @@ struct task {
                     have one: no 8-byte block for it) */
   } dependents;  /* read it through tdependents */
   struct task_x *x; /* what few tasks use (task_x), or NULL */
-  uint64_t seq;
   union {
     int two[2]; /* nwho 1 or 2: the holders, here (a result fetched by a
                    peer has two: a quarter of bench h's tasks, whose
@@ -113,6 +116,8 @@ struct task {
     char *p;              /* a block of the slab: inlen + 1 bytes */
     char tail[IN_TAIL];   /* insmall: the bytes after the shared head */
   } inl; /* a copy of its small result, as it came inline (tinl) */
+  uint32_t seq;  /* its submission's number, the last tie-break between
+                    ready tasks (seq_before: it wraps) */
   int32_t prio;  /* its priority and order (tprio, torder): in task_x */
   int32_t order; /* when either does not fit in 32 bits (wide) */
   uint32_t nbytes; /* its result's size (tnbytes): in task_x when it does
@@ -130,14 +135,14 @@ struct task {
   };
   int ndeps;
   int ndependents;
-  int nfns;
   int waiting;  /* inputs not in memory */
   int npending; /* dependents WAITING/READY/PROCESSING */
   int want;     /* futures held: the client's and tasks' (cwant, wwho) */
   int cwant;    /* of want: the client's; the rest are task_x's kwant and
                    wwho's counts */
   int processing_on; /* worker id or -1 */
-  int nwho;
+  uint16_t nfns; /* tasks of more functions are refused (task_new) */
+  uint16_t nwho; /* a result has at most that many holders (who_add) */
   uint64_t inlen : 16;  /* of the kept copy (tinl); 0: none kept */
   uint64_t insmall : 1; /* the kept copy is in inl.tail */
   uint64_t state : 3;   /* T_* */
@@ -161,15 +166,40 @@ struct task {
   uint64_t pref : 8;
   uint64_t fnpref : 1; /* its one function is its reference's (fnhash):
                           no pointer kept (tfn) */
+  uint64_t stemmed : 1; /* its key is a stem's and a counter (sstem): klen
+                           is the stem's number, the counter's 4 bytes
+                           follow the record (tk) */
 };
 
-/* The key (NUL-terminated), the payload and the nfns function hashes
-   (16 bytes each) follow the record in its block (task_new): computed, not
-   pointed at, 24 bytes a task less. */
-static inline char *tkey(const task *t) { return (char *)(t + 1); }
-static inline const char *tpay(const task *t) {
-  return t->scattered ? NULL : tkey(t) + t->klen + 1;
+/* The key (NUL-terminated, or a stem's counter), the payload and the
+   nfns function hashes (16 bytes each) follow the record in its block
+   (task_new): computed, not pointed at, 24 bytes a task less. */
+static inline char *tkeyat(const task *t) { return (char *)(t + 1); }
+_Static_assert(sizeof(void *) != 8 || sizeof(task) == 104,
+               "the task record's size, as measured");
+/* The counter of a stemmed key: 4 bytes; its digits in the key. */
+#define CTR_LEN sizeof(uint32_t)
+#define CTR_DIGITS 8
+/* The bytes the key takes in a block of klen (or a stem's number) */
+static inline size_t tkbytes(size_t klen, int stemmed) {
+  return stemmed ? CTR_LEN : klen + 1;
 }
+static inline const char *tpay(const task *t) {
+  return t->scattered ? NULL : tkeyat(t) + tkbytes(t->klen, t->stemmed);
+}
+/* The room a reader gives tk. */
+#define TKEYBUF DL_IMAP_KEYBUF
+/* t's key, NUL-terminated, and its length: in the block, or (stemmed)
+   written into buf. */
+static const char *tk(const dl_sched *s, const task *t, char buf[TKEYBUF],
+                      size_t *len);
+/* As tk, but not always NUL-terminated: the key of the message being
+   handled when that message is about t (dl_sched.hand). */
+static const char *tkl(const dl_sched *s, const task *t, char buf[TKEYBUF],
+                       size_t *len);
+/* Put a message of type that names t's key into b. */
+static void put_tkey_msg(const dl_sched *s, dl_buf *b, unsigned type,
+                         const task *t);
 /* Room in t's dependents: 0, 1 (in the record), or a power of two. */
 static inline int tdcap(const task *t) {
   return t->dcap ? 1 << (t->dcap - 1) : 0;
@@ -195,15 +225,16 @@ static const char *tinl(const dl_sched *s, const task *t,
 
 /* Where t's function entries start in its block: after its payload, at
    a multiple of 8. */
-static inline size_t tfns_at(size_t klen, size_t plen) {
-  return (sizeof(task) + klen + 1 + plen + 7) & ~(size_t)7;
+static inline size_t tfns_at(size_t kbytes, size_t plen) {
+  return (sizeof(task) + kbytes + plen + 7) & ~(size_t)7;
 }
 
 /* t's functions (nfns): pointers to their entries, each counting t in its
    refs (NULL for a hash the scheduler did not know at submit); none
    when fnpref (tfn). */
 static inline struct fnentry **tfns(const task *t) {
-  return (struct fnentry **)((char *)t + tfns_at(t->klen, t->plen));
+  return (struct fnentry **)((char *)t +
+                             tfns_at(tkbytes(t->klen, t->stemmed), t->plen));
 }
 
 /* t's i-th function's entry, or NULL. */
@@ -326,7 +357,7 @@ struct dl_sched {
   /* of the task queued last in the run: */
   int64_t last_prio, last_order;
   int last_inputs;
-  uint64_t last_seq;
+  uint32_t last_seq;
   task *delayed;
   uint64_t seq;
   double avg_duration; /* EWMA of task run time, seconds; < 0 unknown */
@@ -353,6 +384,20 @@ struct dl_sched {
      payload does not share with one of them at its start and end. */
   struct pref *prefs;
   int nprefs;
+  /* Key stems (sstem): stem_ids finds a stem's number + 1; free ones are
+     linked through their len from sfree (number + 1, 0: none). */
+  struct sstem *stems;
+  uint32_t nstems, capstems, sfree;
+  dl_map stem_ids;
+  char cand[DL_SCHED_STEM_MAX]; /* the stem of the last key not stemmed */
+  size_t ncand;
+  uint32_t last_stem; /* the number + 1 of the stem stem_of gave last */
+  /* The task of the message being handled (on_done, on_release) and that
+     message's key: tkl reads it there, not writing the key out again.
+     NULL outside those handlers, and once the task is freed. */
+  const task *hand;
+  const char *hand_key;
+  size_t hand_klen;
   double hb_timeout;  /* seconds; 0: workers are never timed out */
   double last_check;  /* of dl_sched_silent, to notice our own stops */
   double stall_since; /* every worker paused with work pending since; 0 */
@@ -555,21 +600,23 @@ static int pick_colour(dl_sched *s, const char *name, size_t n) {
   return c;
 }
 
-/* Count a new task (in state t->state) in the totals and its group. */
-static void count_new(dl_sched *s, task *t) {
-  size_t n = t->klen;
+/* Count a new task (in state t->state) in the totals and its group; k:
+   its key (kl bytes, from the message that made it). */
+static void count_new(dl_sched *s, task *t, const char *k, size_t kl) {
+  size_t n;
   tgroup *g;
-  while (n > 0 && tkey(t)[n - 1] != '-') n--;
-  n = n > 1 ? n - 1 : t->klen; /* "inc-3f2a" -> "inc"; no dash: all */
+  n = kl;
+  while (n > 0 && k[n - 1] != '-') n--;
+  n = n > 1 ? n - 1 : kl; /* "inc-3f2a" -> "inc"; no dash: all */
   s->counts[t->state]++;
-  g = dl_map_get(&s->groups, tkey(t), n);
+  g = dl_map_get(&s->groups, k, n);
   if (g == NULL) {
     g = xalloc(sizeof *g);
     if (g == NULL) return;
     memset(g, 0, sizeof *g);
-    g->name = dupbytes(tkey(t), n);
+    g->name = dupbytes(k, n);
     g->nlen = n;
-    g->colour = pick_colour(s, tkey(t), n);
+    g->colour = pick_colour(s, k, n);
     if (g->name == NULL || gtab_add(s, g)) {
       dl_free(g->name);
       dl_free(g);
@@ -657,12 +704,16 @@ static void events_free(dl_sched_event *e) {
 static void record_event(dl_sched *s, task *t, int wid, double start,
                          double stop, int ok, const char *rec, size_t rlen) {
   dl_sched_event *e;
+  char kb[TKEYBUF];
+  size_t kl;
+  const char *k;
   if (s->events == NULL) {
     s->events = events_alloc();
     if (s->events == NULL) return;
   }
   e = &s->events[s->nevents % DL_SCHED_EVENTS];
-  copy_cut(e->key, sizeof e->key, tkey(t), t->klen);
+  k = tkl(s, t, kb, &kl);
+  copy_cut(e->key, sizeof e->key, k, kl);
   if (t->gidx) copy_cut(e->group, sizeof e->group, tgrp(s, t)->name,
                         tgrp(s, t)->nlen);
   else e->group[0] = '\0';
@@ -797,14 +848,20 @@ static void err_rec(dl_buf *b, int kind, const char *msg) {
 ** scheduler does the same: tasks with no inputs wait in its queue until a
 ** worker has a free thread, while the others go to their workers at once.
 */
-static int before_v(int64_t prio, int64_t order, int inputs, uint64_t seq,
+/* Was seq a submitted before seq b?  Numbers wrap at 2^32: this holds
+   while the ready tasks' were given within 2^31 submissions of each
+   other (a task left ready while two billion more came would merely run
+   out of FIFO order). */
+static int seq_before(uint32_t a, uint32_t b) { return (int32_t)(a - b) < 0; }
+
+static int before_v(int64_t prio, int64_t order, int inputs, uint32_t seq,
                     const task *b) {
   int64_t bp = tprio(b), bo;
   if (prio != bp) return prio > bp;
   bo = torder(b);
   if (order != bo) return order < bo;
   if (inputs != (b->ndeps > 0)) return inputs;
-  return seq < b->seq;
+  return seq_before(seq, b->seq);
 }
 
 /* Does a run before b? */
@@ -945,11 +1002,11 @@ static void notify_done_inline(dl_sched *s, task *t, const char *inl,
   if (t->want <= 0) return;
   for (i = -1; i < tx(t)->nwwho; i++) {
     dl_msg_key_done m;
+    char kb[TKEYBUF];
     if (i < 0 && t->cwant <= 0) continue;
     b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = tkey(t);
-    m.klen = t->klen;
+    m.key = tkl(s, t, kb, &m.klen);
     m.nbytes = tnbytes(t);
     m.inl = inl;
     m.ilen = ilen;
@@ -967,11 +1024,11 @@ static void notify_err(dl_sched *s, task *t) {
   if (t->want <= 0) return;
   for (i = -1; i < tx(t)->nwwho; i++) {
     dl_msg_err m;
+    char kb[TKEYBUF];
     if (i < 0 && t->cwant <= 0) continue;
     b = i < 0 ? cout(s) : wout(s, t->x->wwho[2 * i]);
     if (b == NULL) continue;
-    m.key = tkey(t);
-    m.klen = t->klen;
+    m.key = tk(s, t, kb, &m.klen);
     m.kind = (uint64_t)t->errkind;
     m.rec = tx(t)->err;
     m.rlen = tx(t)->errlen;
@@ -1034,7 +1091,7 @@ static void free_data(dl_sched *s, task *t) {
     int wid = twho(t)[i];
     dl_buf *b = wout(s, wid);
     held(s, wid, t, -1);
-    if (b) dl_put_key_msg(b, DL_M_FREE, tkey(t), t->klen);
+    if (b) put_tkey_msg(s, b, DL_M_FREE, t);
   }
   who_clear(t);
 }
@@ -1166,6 +1223,153 @@ static int pref_cut(dl_sched *s, const char *p, size_t n, const char *fns,
 }
 
 /*
+** Key stems: a key that is a stem and 8 lower-case hex digits (a
+** client's keys of one map or submit loop: "inc-<session><counter>") is
+** kept as its counter, 4 bytes, and the stem's number (klen), not as its
+** 20 bytes and a NUL: 16 bytes less per task.  A stem is kept once two
+** keys in a row have it (so that keys that are hashes, whose last 8
+** digits end a stem of their own, make none), and goes with its last
+** task.  Keys are written out when sent (tk); the task map reads them
+** through task_key.
+*/
+/* Stems are allocated with at least this many bytes, so that a short one
+   is copied with a fixed-size memcpy. */
+#define STEM_PAD 32
+struct sstem {
+  char *p;      /* NULL: free */
+  uint32_t len; /* free: the next free number + 1 */
+  uint32_t refs;
+};
+
+static const char *tk(const dl_sched *s, const task *t, char buf[TKEYBUF],
+                      size_t *len) {
+  const struct sstem *e;
+  uint32_t n;
+  if (!t->stemmed) {
+    *len = t->klen;
+    return tkeyat(t);
+  }
+  e = &s->stems[t->klen];
+  if (e->len <= STEM_PAD) memcpy(buf, e->p, STEM_PAD); /* a fixed copy */
+  else memcpy(buf, e->p, e->len);
+  memcpy(&n, tkeyat(t), sizeof n);
+  dl_hex8(buf + e->len, n);
+  buf[e->len + CTR_DIGITS] = '\0';
+  *len = e->len + CTR_DIGITS;
+  return buf;
+}
+
+/* Put a message of type that names t's key into b. */
+static void put_tkey_msg(const dl_sched *s, dl_buf *b, unsigned type,
+                         const task *t) {
+  char kb[TKEYBUF];
+  size_t kl;
+  const char *k = tkl(s, t, kb, &kl);
+  dl_put_key_msg(b, type, k, kl);
+}
+
+static const char *tkl(const dl_sched *s, const task *t, char buf[TKEYBUF],
+                       size_t *len) {
+  if (t == s->hand) {
+    *len = s->hand_klen;
+    return s->hand_key;
+  }
+  return tk(s, t, buf, len);
+}
+
+static const char *task_key(const void *ud, const void *val,
+                            char buf[DL_IMAP_KEYBUF], size_t *len) {
+  return tk(ud, val, buf, len);
+}
+
+/* The task map's compare: a stem's key without writing it out. */
+static int task_eq(const void *ud, const void *val, const char *key,
+                   size_t klen) {
+  const dl_sched *s = ud;
+  const task *t = val;
+  const struct sstem *e;
+  uint32_t n;
+  char d[CTR_DIGITS];
+  if (!t->stemmed)
+    return t->klen == klen && memcmp(tkeyat(t), key, klen) == 0;
+  e = &s->stems[t->klen];
+  if (klen != e->len + CTR_DIGITS) return 0;
+  memcpy(&n, tkeyat(t), sizeof n);
+  dl_hex8(d, n);
+  return memcmp(key + e->len, d, CTR_DIGITS) == 0 &&
+         memcmp(key, e->p, e->len) == 0;
+}
+
+_Static_assert(DL_SCHED_STEM_MAX + CTR_DIGITS < TKEYBUF,
+               "a stemmed key fits its readers' buffers");
+
+/* The stem's number + 1 for key, made if this is its second key in a
+   row, and *ctr its counter; 0 when the key is kept whole. */
+static uint32_t stem_of(dl_sched *s, const char *key, size_t klen,
+                        uint32_t *ctr) {
+  size_t at;
+  uint32_t v = 0, id;
+  struct sstem *e;
+  if (klen <= CTR_DIGITS || klen - CTR_DIGITS > DL_SCHED_STEM_MAX) return 0;
+  at = klen - CTR_DIGITS;
+  if (!dl_unhex8(key + at, &v)) return 0;
+  *ctr = v;
+  id = s->last_stem; /* most keys have the stem of the one before */
+  if (id && s->stems[id - 1].p && s->stems[id - 1].len == at &&
+      memcmp(s->stems[id - 1].p, key, at) == 0)
+    return id;
+  id = (uint32_t)(uintptr_t)dl_map_get(&s->stem_ids, key, at);
+  if (id) return s->last_stem = id;
+  if (s->ncand != at || memcmp(s->cand, key, at) != 0) {
+    memcpy(s->cand, key, at); /* the first of its keys: kept whole */
+    s->ncand = at;
+    return 0;
+  }
+  if (s->sfree) {
+    id = s->sfree;
+    s->sfree = s->stems[id - 1].len;
+  } else {
+    if (s->nstems == s->capstems) {
+      uint32_t nc = s->capstems ? 2 * s->capstems : 8;
+      struct sstem *n = dl_realloc(s->stems, nc * sizeof *n);
+      if (n == NULL) return 0;
+      s->stems = n;
+      s->capstems = nc;
+    }
+    id = ++s->nstems;
+    s->stems[id - 1].p = NULL;
+  }
+  e = &s->stems[id - 1];
+  e->p = xalloc(at < STEM_PAD ? STEM_PAD : at + 1);
+  if (e->p) {
+    memcpy(e->p, key, at);
+    e->p[at] = '\0';
+  }
+  e->len = (uint32_t)at;
+  e->refs = 0;
+  if (e->p == NULL ||
+      dl_map_put(&s->stem_ids, e->p, at, (void *)(uintptr_t)id)) {
+    dl_free(e->p);
+    e->p = NULL;
+    e->len = s->sfree;
+    s->sfree = id;
+    return 0;
+  }
+  return s->last_stem = id;
+}
+
+/* A task of stem id (its number + 1) more or less; the last one frees it. */
+static void stem_unref(dl_sched *s, uint32_t id) {
+  struct sstem *e = &s->stems[id - 1];
+  if (e->refs-- > 1) return;
+  dl_map_del(&s->stem_ids, e->p, e->len);
+  dl_free(e->p);
+  e->p = NULL;
+  e->len = s->sfree;
+  s->sfree = id;
+}
+
+/*
 ** A new task record, zeroed, with a copy of key and (if payload is not
 ** NULL) of payload, the entries of the nfns function hashes at fns (not
 ** counted yet: fns_ref) and the ndeps inputs at deps (not linked yet),
@@ -1179,8 +1383,9 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   char *p;
   size_t pfx = 0, sfx = 0;
   int ref = 0, fnpref = 0;
+  uint32_t sid, ctr = 0;
   if (klen > UINT32_MAX || (payload && plen > UINT32_MAX) ||
-      ndeps > INT_MAX)
+      ndeps > INT_MAX || nfns > UINT16_MAX)
     return NULL;
   if (payload) {
     ref = pref_cut(s, payload, plen, fns, nfns, &pfx, &sfx);
@@ -1197,16 +1402,31 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
       fnpref = r->fn != NULL;
     }
   }
-  n = tfns_at(klen, payload ? plen : 0) +
+  sid = stem_of(s, key, klen, &ctr);
+  n = tfns_at(tkbytes(klen, sid != 0), payload ? plen : 0) +
       (fnpref ? 0 : nfns * sizeof(fnentry *)) + ndeps * sizeof(task *);
   t = dl_slab_alloc(&s->slab, n);
-  if (t == NULL) return NULL;
+  if (t == NULL) {
+    if (sid && s->stems[sid - 1].refs == 0) {
+      s->stems[sid - 1].refs = 1;
+      stem_unref(s, sid);
+    }
+    return NULL;
+  }
   memset(t, 0, sizeof *t);
-  p = tkey(t);
-  memcpy(p, key, klen);
-  p[klen] = '\0';
-  t->klen = (uint32_t)klen;
-  p += klen + 1;
+  p = tkeyat(t);
+  if (sid) {
+    memcpy(p, &ctr, sizeof ctr);
+    t->klen = sid - 1;
+    t->stemmed = 1;
+    s->stems[sid - 1].refs++;
+    p += CTR_LEN;
+  } else {
+    memcpy(p, key, klen);
+    p[klen] = '\0';
+    t->klen = (uint32_t)klen;
+    p += klen + 1;
+  }
   if (payload) {
     memcpy(p, payload, plen);
     t->plen = (uint32_t)plen;
@@ -1217,7 +1437,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
   } else {
     t->scattered = 1;
   }
-  t->nfns = (int)nfns;
+  t->nfns = (uint16_t)nfns;
   t->fnpref = (unsigned)fnpref;
   if (fnpref) s->prefs[ref].nfn++;
   for (i = 0; !fnpref && i < nfns; i++)
@@ -1229,7 +1449,7 @@ static task *task_new(dl_sched *s, const char *key, size_t klen,
 
 /* The bytes of t's own block, as task_new made it. */
 static size_t task_size(const task *t) {
-  return tfns_at(t->klen, t->plen) +
+  return tfns_at(tkbytes(t->klen, t->stemmed), t->plen) +
          (t->fnpref ? 0 : (size_t)t->nfns * sizeof(fnentry *)) +
          (size_t)t->ndeps * sizeof(task *);
 }
@@ -1251,6 +1471,8 @@ static void task_free(dl_sched *s, task *t) {
     dl_free(t->x->waits_on);
     dl_slab_free(&s->slab, t->x, sizeof(task_x));
   }
+  if (t->stemmed) stem_unref(s, t->klen + 1);
+  if (s->hand == t) s->hand = NULL;
   dl_slab_free(&s->slab, t, task_size(t));
 }
 
@@ -1293,7 +1515,12 @@ static void collect(dl_sched *s, task *t) {
         }
       if (d->ndependents == 0) push_stack(s, d);
     }
-    dl_imap_del(&s->tasks, tkey(x), x->klen);
+    {
+      char kb[TKEYBUF];
+      size_t kl;
+      const char *k = tkl(s, x, kb, &kl);
+      dl_imap_del(&s->tasks, k, kl);
+    }
     count_gone(s, x);
     task_free(s, x);
   }
@@ -1379,9 +1606,8 @@ static int restore(dl_sched *s, task *x) {
   if (w == NULL || (b = wout(s, w->info.id)) == NULL) return 0;
   {
     dl_msg_store m;
-    char buf[IN_HEAD + IN_TAIL];
-    m.key = tkey(x);
-    m.klen = x->klen;
+    char buf[IN_HEAD + IN_TAIL], kb[TKEYBUF];
+    m.key = tk(s, x, kb, &m.klen);
     m.bytes = tinl(s, x, buf);
     m.blen = tinlen(x);
     dl_put_store(b, &m);
@@ -1439,6 +1665,7 @@ static void need(dl_sched *s, task *t) {
    record: most results never have a second.  0 or DL_ENOMEM. */
 static int who_add(task *t, int wid) {
   int *n;
+  if (t->nwho == UINT16_MAX) return DL_ENOMEM; /* 65535 holders are plenty */
   if (t->nwho < 2) {
     t->who.two[t->nwho++] = wid;
     return 0;
@@ -1608,8 +1835,8 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   {
     dl_msg_compute m;
-    m.key = tkey(t);
-    m.klen = t->klen;
+    char kb[TKEYBUF];
+    m.key = tk(s, t, kb, &m.klen);
     m.prio = tprio(t);
     m.timeout_ms = tx(t)->timeout_ms;
     if (t->pfx || t->sfx) {
@@ -1631,7 +1858,10 @@ static void send_compute(dl_sched *s, task *t, sworker *w) {
   }
   for (i = 0; i < t->ndeps; i++) {
     task *d = tdeps(t)[i];
-    dl_put_compute_dep(b, tkey(d), d->klen, (uint64_t)d->nwho);
+    char kb[TKEYBUF];
+    size_t kl;
+    const char *k = tk(s, d, kb, &kl);
+    dl_put_compute_dep(b, k, kl, (uint64_t)d->nwho);
     for (j = 0; j < d->nwho; j++) dl_put_id(b, (uint64_t)twho(d)[j]);
   }
   set_state(s, t, T_PROCESSING);
@@ -1689,7 +1919,7 @@ static void steal(dl_sched *s, int queue_empty) {
       t->x->steal_to = thief->info.id;
       thief->steals++;
       n--;
-      dl_put_key_msg(b, DL_M_STEAL, tkey(t), t->klen);
+      put_tkey_msg(s, b, DL_M_STEAL, t);
     }
   }
 }
@@ -1734,12 +1964,12 @@ static int pin_alive(dl_sched *s, const task *t) {
    so none of them comes back): it fails, naming them. */
 static void fail_pinned(dl_sched *s, task *t) {
   const task_x *x = tx(t);
-  char msg[512];
-  size_t n;
+  char msg[512], kb[TKEYBUF];
+  size_t n, kl;
   int i;
   dl_buf e;
   n = (size_t)snprintf(msg, sizeof msg, "task '%.200s' is pinned to worker%s ",
-                       tkey(t), x->nrestrict > 1 ? "s" : "");
+                       tk(s, t, kb, &kl), x->nrestrict > 1 ? "s" : "");
   for (i = 0; i < x->nrestrict && n < sizeof msg - 120; i++)
     n += (size_t)snprintf(msg + n, sizeof msg - n, "%s%d", i ? ", " : "",
                           x->restrict_w[i]);
@@ -1811,6 +2041,7 @@ dl_sched *dl_sched_new(const dl_sched_io *io) {
   memset(s, 0, sizeof *s);
   s->io = *io;
   dl_imap_init(&s->tasks, sizeof(task), offsetof(task, klen));
+  dl_imap_set_keyfn(&s->tasks, task_key, task_eq, s);
   dl_map_init(&s->fns);
   dl_map_init(&s->groups);
   s->avg_duration = -1;
@@ -1877,6 +2108,9 @@ void dl_sched_free(dl_sched *s) {
   dl_free(s->run);
   dl_free(s->stack);
   dl_free(s->prefs);
+  for (i = 0; i < s->nstems; i++) dl_free(s->stems[i].p);
+  dl_free(s->stems);
+  dl_map_free(&s->stem_ids);
   dl_buf_free(&s->fnbuf);
   dl_slab_destroy(&s->slab);
   dl_free(s);
@@ -1981,7 +2215,7 @@ static void check_stall(dl_sched *s, double now) {
     if (!counts_pending(t)) continue;
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
-      if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
+      if (b) put_tkey_msg(s, b, DL_M_CANCEL, t);
     }
     fail(s, t, DL_ERR_LOST, e.p, e.len);
   }
@@ -2075,7 +2309,12 @@ static void release_held(dl_sched *s, int wid) {
             keys = nk;
             cap = nc;
           }
-          keys[nkeys] = dupbytes(tkey(t), t->klen);
+          {
+            char kb[TKEYBUF];
+            size_t kl;
+            const char *k = tk(s, t, kb, &kl);
+            keys[nkeys] = dupbytes(k, kl);
+          }
           if (keys[nkeys]) nkeys++;
         }
         break;
@@ -2154,12 +2393,14 @@ void dl_sched_remove_worker(dl_sched *s, int wid) {
         continue;
       }
       if (task_xw(s, t) == NULL || ++t->x->tries >= s->allowed_failures) {
-        char msg[512];
+        char msg[512], kb[TKEYBUF];
+        size_t kl;
         dl_buf e;
         dl_buf_init(&e);
         snprintf(msg, sizeof msg,
                  "KilledWorker: task '%s' was running on %d workers that "
-                 "died (allowed_failures=%d)", tkey(t), tx(t)->tries,
+                 "died (allowed_failures=%d)", tk(s, t, kb, &kl),
+                 tx(t)->tries,
                  s->allowed_failures);
         err_rec(&e, DL_ERR_KILLED, msg);
         fail(s, t, DL_ERR_KILLED, e.p, e.len);
@@ -2264,11 +2505,12 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->prio = (int32_t)m.prio;
   t->order = (int32_t)m.order;
   t->wide = t->prio != m.prio || t->order != m.order;
-  t->seq = s->seq++;
+  t->seq = (uint32_t)s->seq++;
   if ((t->wide || m.retries || m.timeout_ms ||
        (m.nworkers && !m.allow_other)) &&
       task_xw(s, t) == NULL) {
     if (t->fnpref) s->prefs[t->pref].nfn--;
+    if (t->stemmed) stem_unref(s, t->klen + 1);
     dl_slab_free(&s->slab, t, task_size(t)); /* nothing else is made yet */
     return DL_ENOMEM;
   }
@@ -2281,7 +2523,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   t->processing_on = -1;
   want_add(s, t);
   t->state = T_WAITING;
-  count_new(s, t);
+  count_new(s, t, m.key, m.klen);
   if (t->nfns) fns_ref(s, t);
   {
     dl_buf e;
@@ -2297,7 +2539,7 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       }
       x->nrestrict = (int)m.nworkers;
     }
-    if (dl_imap_put(&s->tasks, t)) goto bad;
+    if (dl_imap_put_key(&s->tasks, t, m.key, m.klen)) goto bad;
     /* Link to inputs. */
     for (i = 0; i < (uint64_t)t->ndeps; i++) {
       task *d = tdeps(t)[i];
@@ -2324,12 +2566,13 @@ static int on_submit(dl_sched *s, dl_rd *r) {
       if (d->state != T_MEMORY) t->waiting++;
     }
     if (missing) {
-      char msg[600];
+      char msg[600], kb[TKEYBUF];
+      size_t kl;
       dl_buf_init(&e);
       snprintf(msg, sizeof msg,
                "missing dependency: task '%s' needs key '%.*s', which the "
                "scheduler does not know (was its future released?)",
-               tkey(t), (int)(missinglen > 200 ? 200 : missinglen), missing);
+               tk(s, t, kb, &kl), (int)(missinglen > 200 ? 200 : missinglen), missing);
       err_rec(&e, DL_ERR_LOST, msg);
       fail(s, t, DL_ERR_LOST, e.p, e.len);
       dl_buf_free(&e);
@@ -2349,8 +2592,12 @@ static int on_submit(dl_sched *s, dl_rd *r) {
   return 0;
 bad:
   count_gone(s, t);
-  if (dl_imap_get(&s->tasks, tkey(t), t->klen) == t)
-    dl_imap_del(&s->tasks, tkey(t), t->klen);
+  {
+    char kb[TKEYBUF];
+    size_t kl;
+    const char *k = tk(s, t, kb, &kl);
+    if (dl_imap_get(&s->tasks, k, kl) == t) dl_imap_del(&s->tasks, k, kl);
+  }
   task_free(s, t);
   return DL_EPROTO;
 }
@@ -2359,7 +2606,7 @@ static void cancel_task(dl_sched *s, task *t) {
   dl_buf e;
   if (t->state == T_PROCESSING) {
     dl_buf *b = wout(s, t->processing_on);
-    if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
+    if (b) put_tkey_msg(s, b, DL_M_CANCEL, t);
   }
   if (!counts_pending(t)) return;
   dl_buf_init(&e);
@@ -2374,7 +2621,11 @@ static int on_release(dl_sched *s, dl_rd *r) {
   RD(dl_get_key_msg(r, &m));
   t = dl_imap_get(&s->tasks, m.key, m.klen);
   if (t == NULL || want_drop(s, t) || t->want > 0) return 0;
+  s->hand = t;
+  s->hand_key = m.key;
+  s->hand_klen = m.klen;
   unwanted(s, t);
+  s->hand = NULL;
   return 0;
 }
 
@@ -2385,7 +2636,7 @@ static void unwanted(dl_sched *s, task *t) {
     if (t->state == T_PROCESSING) {
       dl_buf *b = wout(s, t->processing_on);
       sworker *w = find_worker(s, t->processing_on);
-      if (b) dl_put_key_msg(b, DL_M_CANCEL, tkey(t), t->klen);
+      if (b) put_tkey_msg(s, b, DL_M_CANCEL, t);
       unload(w, t);
       t->processing_on = -1;
     }
@@ -2467,11 +2718,11 @@ static int on_scatter(dl_sched *s, dl_rd *r) {
   t = task_new(s, key, klen, NULL, 0, NULL, 0, NULL, 0);
   if (t == NULL) return DL_ENOMEM;
   want_add(s, t);
-  t->seq = s->seq++;
+  t->seq = (uint32_t)s->seq++;
   t->processing_on = -1;
   t->state = T_PROCESSING;
-  count_new(s, t);
-  dl_imap_put(&s->tasks, t);
+  count_new(s, t, key, klen);
+  dl_imap_put_key(&s->tasks, t, key, klen);
   if (w == NULL) {
     dl_buf e;
     dl_buf_init(&e);
@@ -2752,6 +3003,9 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
   t = dl_imap_get(&s->tasks, key, klen);
   if (t && t->state == T_PROCESSING && t->processing_on == w->info.id) {
     double d = (double)(stop - start) * 1e-6;
+    s->hand = t;
+    s->hand_key = key;
+    s->hand_klen = klen;
     unload(w, t);
     if (tpay(t) && !t->restoring) { /* a run, not a store */
       set_nbytes(s, t, m.nbytes);
@@ -2762,6 +3016,7 @@ static int on_done(dl_sched *s, sworker *w, dl_rd *r, double now) {
     }
     finished(s, t, w->info.id, m.nbytes, m.inl, m.ilen);
     held(s, w->info.id, t, 1);
+    s->hand = NULL;
   } else if (t && t->state == T_MEMORY) { /* a second copy: keep it */
     int k, have = 0;
     for (k = 0; k < t->nwho; k++) have |= twho(t)[k] == w->info.id;
@@ -2829,17 +3084,20 @@ static int on_secede(dl_sched *s, sworker *w, dl_rd *r) {
   for (hops = 0; x && hops < 100000; hops++) {
     if (x == t) {
       dl_buf *b = wout(s, w->info.id);
-      char msg[800];
+      char msg[800], kb[TKEYBUF];
+      size_t kl;
+      const char *k;
       if (b == NULL) break;
+      k = tk(s, t, kb, &kl);
       if (hops == 0)
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for its "
-                 "own result", tkey(t));
+                 "own result", k);
       else
         snprintf(msg, sizeof msg, "deadlock: task '%.200s' waits for "
                  "'%.*s', which waits (directly or not) for '%.200s'",
-                 tkey(t), (int)(wklen > 150 ? 150 : wklen), wkey, tkey(t));
+                 k, (int)(wklen > 150 ? 150 : wklen), wkey, k);
       {
-        dl_msg_two c = {tkey(t), t->klen, msg, strlen(msg)};
+        dl_msg_two c = {k, kl, msg, strlen(msg)};
         dl_put_two_msg(b, DL_M_CYCLE, &c);
       }
       if (t->x) {
@@ -3056,8 +3314,10 @@ int64_t dl_sched_each_task(dl_sched *s,
   task *t;
   while ((t = dl_imap_next(&s->tasks, &i)) != NULL) {
     dl_sched_tinfo ti;
+    char kb[TKEYBUF];
+    size_t kl;
     ti.id = t;
-    ti.key = tkey(t);
+    ti.key = tk(s, t, kb, &kl);
     ti.group = t->gidx ? tgrp(s, t)->name : "";
     ti.state = t->state;
     ti.worker = t->state == T_PROCESSING ? t->processing_on : -1;

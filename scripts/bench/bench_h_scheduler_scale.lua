@@ -27,13 +27,17 @@
 --     holds the client; a future of its record's first client is only
 --     the record's address, the record names that client), its array
 --     slot 16 (the bench's own seq slot, 16 more, is made before the
---     baseline since 7 Dec: see inputs below); client record 56 (35 + key,
---     dl_client.h: a small result keeps the 8 bytes after the head all
---     values share) and its map slot 16; the scheduler's task 136 (a
---     112-byte record + key + the 1 to 3 bytes of its payload that its
---     reference payload does not share, on a slab; its inputs after
---     them in the same block; its function found through the reference,
---     the kept result in the record) and its map slot 16.  About 280 B.
+--     baseline since 7 Dec: see inputs below); client record 32 (28 + the
+--     4-byte counter of its key, which is the client's stem and a
+--     counter; its client a 14-bit number; dl_client.h: a small result
+--     keeps the 8 bytes after the head all values share) and its map
+--     slot 11 (1.5 * 2^20 slots of 8 bytes for 1.14M keys); the
+--     scheduler's task 112 (a 104-byte record + its key's counter, 4
+--     bytes, the stem named by number, + the 1 to 3 bytes of its payload
+--     that its reference payload does not share, on a slab; its inputs
+--     after them in the same block; its function found through the
+--     reference, the kept result in the record) and its map slot 11.
+--     About 222 B.
 --   the tree (143k sum tasks): their records (payload none: each future
 --     is its position among the task's inputs, the type name written
 --     once, the 8 inputs in the task's block) and their futures (keys
@@ -42,10 +46,11 @@
 --     of the workers, rounded up to a power of two; the main noise
 --     between runs), the event ring (2.3 MB), Lua's other bytes and
 --     mimalloc's pages around them.
---   At the peak (smaps): slabs 224 MB (scheduler 165 MB live, client
---   records 64 MB), mimalloc 67 MB (Lua 81 MB in all: 46 of it the
---   userdata, 32 the seq and parts arrays, which are blocks of their
---   own), the two maps 32 MB.
+--   At the peak (smaps, bf237fd): slabs 174 MB (87 chunks of 2 MiB: the
+--   scheduler's about 137 MB, client records 37 MB), mimalloc's arena
+--   69 MB (Lua 83 MB in all: 46 of it the userdata, 32 the seq and parts
+--   arrays, which are blocks of their own, 16 MiB and 15.6 MB), the two
+--   maps 24 MB (12 MiB each), the run 4 MiB.
 --   1,365 B before userdata futures, 1,104 B after; 1,002 B with the
 --   one-allocation task; 980 B on 7d8e619; 840 B with 24-byte map slots,
 --   slab-allocated records and a 272-byte task (loaded 2-vCPU machine);
@@ -88,15 +93,36 @@
 --   alternating on a quieter VM: futures 353/355/356 -> 324/324/327 B,
 --   user CPU 3.00/2.77/2.72 -> 2.79/2.67/2.59 s; delayed 978/978 ->
 --   953/955 B, user CPU 6.03/5.85 -> 5.96/5.94 s.
---   Left to do for the 300 B bar: the key stored twice in one process
---   (client record and task: 42 B), the two map slots (32 B: power-of-two
---   tables at 55% load), the client record's client pointer (8 B: the
---   record is 35 bytes and the key; a 48-byte record needs 8 less), the
---   ready queue's run (2-8 MB, as many entries as tasks got ahead), the
---   task record's 112 B (seq could have 32 bits; waiting, used while
---   WAITING, and processing_on, while PROCESSING, might share bytes as
---   qidx and pidx do: 8 more would make 104), mimalloc's pages around
---   Lua's objects (~17 MB over Lua's own count).
+--   Then (mem11; alternating with the build before each step, loaded
+--   2-core VM; this process's user CPU read from /proc/self/stat):
+--   325/330/327 -> 310/310/311 B with the client's records of keys made
+--   from its stem keeping the counter only (56 -> 40 bytes); 310/313 ->
+--   303/304 with a 104-byte task (seq 32 bits, wrapping; nfns and nwho
+--   16); 302/303/301 -> 287/287/288 with the scheduler's tasks keeping a
+--   stemmed key's counter only (an inc's block 128 -> 112; a stem is
+--   kept from its second key in a row, so hashed keys make none); means
+--   of six 287 -> 281 with a record naming its client by a 14-bit number
+--   (40 -> 32 bytes); 282/281/278 -> 274/271/269 with the two maps'
+--   slot arrays growing by halves (16.8 -> 12.6 MB each).  Each step's
+--   user CPU looked like noise (3.0 to 3.5 s), but together the stemmed
+--   keys cost instructions (written out ~20 times a task; callgrind,
+--   N = 100k: 2,308 M -> 2,571 M); then compares without writing keys
+--   out, puts with the key at hand, DONE and RELEASE naming their task
+--   by the message's key, table-driven hex: 2,468 M (+6.7%).  Against
+--   88e0bac, alternating: futures 325/325/327 -> 272/272/272 B, user
+--   CPU 3.18/2.90/3.22 -> 3.22/3.12/3.34 s, sys 2.37/1.52/1.14 ->
+--   1.54/1.25/1.27 s (fewer pages touched); delayed 954/955 -> 925/925
+--   B, user CPU 5.92/5.80 -> 5.92/6.05 s; N = 100k 485/452 -> 439/424 B.
+--   Left to do: the ready queue's run (4 MiB here: as many entries as
+--   tasks got ahead, rounded up to a power of two), mimalloc's pages
+--   around Lua's objects (the arena holds 69 MB for about 51 MB of
+--   small Lua objects: the garbage of the build, freed in part-used
+--   pages), the task record (104 bytes: a 96-byte one makes an inc's
+--   block 104; waiting and processing_on could share 4 bytes as qidx
+--   and pidx do, but 4 more are needed), the two maps (24 MB: a client
+--   map only for keys that are not a stem's, or one store for both
+--   sides, would save one); the stemmed keys' instructions (user CPU
+--   +4% here: each rehash and each COMPUTE writes keys out).
 local dlua = require "dlua"
 local now = dlua.time
 local FANIN = tonumber(os.getenv("FANIN")) or 8

@@ -222,7 +222,7 @@ static void test_intrusive_map(void) {
   dl_imap m;
   rec again;
   int i;
-  size_t it = 0, seen = 0, cap;
+  size_t it = 0, seen = 0, cap = 0;
   uintptr_t *slots;
   make_keys();
   for (i = 0; i < N; i++) {
@@ -233,6 +233,21 @@ static void test_intrusive_map(void) {
   CHECK(sizeof *m.slots == 8);
   dl_imap_init(&m, offsetof(rec, key), offsetof(rec, klen));
   CHECK(dl_imap_get(&m, keys[0], klens[0]) == NULL);
+  for (i = 0; i < N; i++) {
+    size_t c;
+    CHECK(dl_imap_put(&m, &recs[i]) == 0);
+    /* sizes 2^k and 3 * 2^(k-1), at most three quarters full, and a
+       third free at least after a growth */
+    for (c = m.cap; c % 2 == 0; c /= 2) {}
+    CHECK((c == 1 || c == 3) && m.cap >= 16 && m.used * 4 < m.cap * 3);
+    if (m.cap != cap) CHECK(m.count * 3 < m.cap * 2);
+    cap = m.cap;
+  }
+  CHECK(m.count == N && iconsistent(&m, N, 0));
+  /* a million keys: 1.5 * 2^20 slots, not 2^21 */
+  dl_imap_free(&m);
+  CHECK(dl_imap_reserve(&m, 1000000) == 0 && m.cap == 3u << 19);
+  dl_imap_free(&m);
   for (i = 0; i < N; i++) CHECK(dl_imap_put(&m, &recs[i]) == 0);
   CHECK(m.count == N && iconsistent(&m, N, 0));
   /* A key that is a prefix of a stored one is another key. */
@@ -264,6 +279,27 @@ static void test_intrusive_map(void) {
   dl_imap_free(&m);
 }
 
+/* A counter's 8 hex digits (keys kept as a stem's): written and read
+   back; upper case, other bytes and NUL are no digits. */
+static void test_hex8(void) {
+  static const uint32_t ns[] = {0, 1, 0x0a, 0xabcdef12u, 0x7fffffffu,
+                                0xffffffffu, 0x00100000u};
+  char d[9];
+  uint32_t n, i;
+  for (i = 0; i < sizeof ns / sizeof *ns; i++) {
+    char want[9];
+    snprintf(want, sizeof want, "%08x", ns[i]);
+    dl_hex8(d, ns[i]);
+    d[8] = '\0';
+    CHECK(strcmp(d, want) == 0);
+    CHECK(dl_unhex8(d, &n) == 1 && n == ns[i]);
+  }
+  CHECK(dl_unhex8("0000000A", &n) == 0);
+  CHECK(dl_unhex8("0000000g", &n) == 0);
+  CHECK(dl_unhex8("-0000001", &n) == 0);
+  CHECK(dl_unhex8("0000\0" "001", &n) == 0);
+}
+
 int main(void) {
   RUN(test_growth_keeps_every_key);
   RUN(test_removal_leaves_probe_chains_whole);
@@ -272,5 +308,6 @@ int main(void) {
   RUN(test_a_key_too_long_is_refused);
   RUN(test_reserve_then_no_rehash);
   RUN(test_intrusive_map);
+  RUN(test_hex8);
   return TAP_END();
 }

@@ -67,7 +67,7 @@ static void test_refs_and_release(void) {
   CHECK(dl_client_flush(&c, 0) == 0 && c.out.len == 0);
   releases(&out, rel, sizeof rel);
   CHECK(strcmp(rel, "inc-1") == 0);
-  CHECK(dl_client_get(&c, "inc-1", 5) == NULL && a->c == NULL);
+  CHECK(dl_client_get(&c, "inc-1", 5) == NULL && dl_cfut_client(a) == NULL);
   dl_client_drop(a);
   dl_client_drop(a); /* the memory goes with the last hold */
   /* A new handle of a released key makes a fresh, pending record. */
@@ -135,11 +135,11 @@ static void test_news(void) {
   }
   {
     /* A record too long for the record's own room keeps its length
-       with its bytes; the record itself is 35 bytes and the key. */
+       with its bytes; the record itself is 28 bytes and the key. */
     char rec[300];
     dl_cfut *e = dl_client_ref(&c, "e", 1);
     memset(rec, 'r', sizeof rec);
-    CHECK(offsetof(dl_cfut, key) == 35);
+    CHECK(offsetof(dl_cfut, key) == 28);
     CHECK(dl_client_err(&c, "e", 1, DL_ERR_TIMEOUT, rec, sizeof rec) == 0);
     CHECK(e->status == DL_FUT_ERROR && e->kind == DL_ERR_TIMEOUT);
     CHECK(dl_cfut_len(e) == sizeof rec && !(e->flags & DL_FUT_SMALL));
@@ -155,7 +155,8 @@ static void test_news(void) {
   CHECK(dl_client_done(&c, "x", 1, "v", 1) == 0); /* stays cancelled */
   CHECK(x->status == DL_FUT_CANCELLED && dl_cfut_len(x) == 1);
   dl_client_free(&c); /* detaches: the handles still hold the records */
-  CHECK(a->c == NULL && b->c == NULL && x->c == NULL);
+  CHECK(dl_cfut_client(a) == NULL && dl_cfut_client(b) == NULL &&
+        dl_cfut_client(x) == NULL);
   dl_client_unref(a);
   dl_client_drop(a);
   dl_client_unref(b);
@@ -219,7 +220,8 @@ static void test_fired(void) {
   dl_client_drop(a);
   list = dl_client_take_fired(&c, &n);
   CHECK(list && n == 2 && list[0] == a && list[1] == b);
-  CHECK(strcmp(list[0]->key, "a") == 0 && list[0]->c == NULL);
+  CHECK(strcmp(list[0]->key, "a") == 0 &&
+        dl_cfut_client(list[0]) == NULL);
   CHECK(b->status == DL_FUT_CANCELLED && !(b->flags & DL_FUT_CALLBACKS));
   dl_client_drop(list[0]);
   dl_client_drop(list[1]);
@@ -247,7 +249,7 @@ static void test_close(void) {
   releases(&out, rel, sizeof rel);
   CHECK(strlen(rel) == 5); /* a twice and b, in the table's order */
   CHECK(strstr(rel, "b") != NULL && strchr(rel, 'a') != strrchr(rel, 'a'));
-  CHECK(a->c == NULL && b->c == NULL);
+  CHECK(dl_cfut_client(a) == NULL && dl_cfut_client(b) == NULL);
   out.len = 0;
   dl_client_unref(a); /* detached: nothing more to send */
   dl_client_unref(a);
@@ -257,7 +259,7 @@ static void test_close(void) {
   dl_client_drop(a);
   dl_client_drop(b);
   a = dl_client_ref(&c, "a", 1);
-  CHECK(a && a->c == &c && a->status == DL_FUT_PENDING);
+  CHECK(a && dl_cfut_client(a) == &c && a->status == DL_FUT_PENDING);
   dl_client_unref(a);
   dl_client_drop(a);
   dl_buf_free(&out);
@@ -291,6 +293,108 @@ static void test_many(void) {
   dl_client_free(&c);
 }
 
+/* Keys of the client's stem and 8 lower-case hex digits keep only their
+   counter (DL_FUT_STEM), whoever made them, and read back the same;
+   other keys, and a stem's keys of more digits, are kept whole; records
+   outlive their client and its stem. */
+static void test_stem_keys(void) {
+  dl_client c;
+  dl_buf out;
+  dl_cfut *a, *b, *u, *w, *x, *g[3000];
+  char buf[DL_CFUT_KEYBUF], rel[256], key[64];
+  const char *k;
+  size_t klen, n;
+  int i;
+  dl_client_init(&c);
+  dl_buf_init(&out);
+  dl_client_transport(&c, capture, &out, 0);
+  CHECK(dl_client_key_stem(&c, "inc-0badf00d", 12) == 0);
+  k = dl_client_key(&c, 0xabcdef12u, &klen);
+  CHECK(k && klen == 20 && memcmp(k, "inc-0badf00dabcdef12", 20) == 0);
+  a = dl_client_ref(&c, k, klen);
+  CHECK(a && (a->flags & DL_FUT_STEM));
+  k = dl_cfut_key(a, buf, &n);
+  CHECK(n == 20 && strcmp(k, "inc-0badf00dabcdef12") == 0);
+  /* The same key from elsewhere (Lua's keys.fresh) finds the record. */
+  CHECK(dl_client_get(&c, "inc-0badf00dabcdef12", 20) == a);
+  CHECK(dl_client_ref(&c, "inc-0badf00dabcdef12", 20) == a && a->refs == 2);
+  u = dl_client_ref(&c, "inc-0badf00dABCDEF12", 20); /* upper case: whole */
+  w = dl_client_ref(&c, "inc-0badf00d1abcdef12", 21); /* 9 digits: whole */
+  x = dl_client_ref(&c, "sum-0badf00d00000001", 20); /* another stem */
+  CHECK(u && u != a && !(u->flags & DL_FUT_STEM) && u->klen == 20);
+  CHECK(w && !(w->flags & DL_FUT_STEM) && x && !(x->flags & DL_FUT_STEM));
+  /* Switching stems keeps the old ones' records readable. */
+  CHECK(dl_client_key_stem(&c, "sum-0badf00d", 12) == 0);
+  b = dl_client_ref(&c, "sum-0badf00d00000002", 20);
+  CHECK(b && (b->flags & DL_FUT_STEM));
+  CHECK(dl_client_get(&c, "inc-0badf00dabcdef12", 20) == a);
+  CHECK(dl_client_done(&c, "inc-0badf00dabcdef12", 20, "v", 1) == 0);
+  CHECK(a->status == DL_FUT_FINISHED);
+  /* Many keys of one stem: the table grows and finds them all. */
+  CHECK(dl_client_key_stem(&c, "f-1", 3) == 0);
+  for (i = 0; i < 3000; i++) {
+    k = dl_client_key(&c, (uint64_t)i, &klen);
+    g[i] = dl_client_ref(&c, k, klen);
+    CHECK(g[i] && (g[i]->flags & DL_FUT_STEM));
+  }
+  for (i = 0; i < 3000; i++) {
+    int m = snprintf(key, sizeof key, "f-1%08x", i);
+    CHECK(dl_client_get(&c, key, (size_t)m) == g[i]);
+    dl_client_unref(g[i]);
+    dl_client_drop(g[i]);
+  }
+  /* Releases name the whole key. */
+  dl_client_unref(b);
+  CHECK(dl_client_flush(&c, 0) == 0);
+  out.len = 0;
+  dl_client_unref(a);
+  CHECK(dl_client_flush(&c, 0) == 0);
+  releases(&out, rel, sizeof rel);
+  CHECK(strcmp(rel, "inc-0badf00dabcdef12") == 0);
+  /* A held record outlives its client. */
+  dl_client_free(&c);
+  k = dl_cfut_key(a, buf, &n);
+  CHECK(dl_cfut_client(a) == NULL &&
+        strcmp(k, "inc-0badf00dabcdef12") == 0);
+  dl_client_drop(a);
+  dl_client_drop(a);
+  dl_client_drop(b);
+  dl_client_drop(u);
+  dl_client_drop(w);
+  dl_client_drop(x);
+  dl_buf_free(&out);
+}
+
+/* Records name their client by its number in the process's table: two
+   clients' records of one key are each their own, a record detached by
+   its client's end stays detached when a new client takes the number. */
+static void test_client_numbers(void) {
+  dl_client c1, c2, c3;
+  dl_cfut *a, *b, *d;
+  dl_client_init(&c1);
+  dl_client_init(&c2);
+  CHECK(c1.num != 0 && c2.num != 0 && c1.num != c2.num);
+  a = dl_client_ref(&c1, "k", 1);
+  b = dl_client_ref(&c2, "k", 1);
+  CHECK(a && b && a != b);
+  CHECK(dl_cfut_client(a) == &c1 && dl_cfut_client(b) == &c2);
+  CHECK(sizeof(dl_cfut) <= 32 && offsetof(dl_cfut, key) == 28);
+  dl_client_free(&c1);
+  CHECK(dl_cfut_client(a) == NULL && c1.num == 0);
+  dl_client_init(&c3);
+  CHECK(c3.num != 0 && dl_cfut_client(a) == NULL);
+  d = dl_client_ref(&c3, "k", 1);
+  CHECK(d && dl_cfut_client(d) == &c3 && d != a);
+  dl_client_unref(a); /* detached: nothing to do */
+  dl_client_drop(a);
+  dl_client_unref(b);
+  dl_client_drop(b);
+  dl_client_unref(d);
+  dl_client_drop(d);
+  dl_client_free(&c2);
+  dl_client_free(&c3);
+}
+
 int main(void) {
   RUN(test_refs_and_release);
   RUN(test_news);
@@ -298,5 +402,7 @@ int main(void) {
   RUN(test_fired);
   RUN(test_close);
   RUN(test_many);
+  RUN(test_stem_keys);
+  RUN(test_client_numbers);
   return TAP_END();
 }

@@ -493,7 +493,7 @@ static void test_against_peer(void) {
   /* Close: one RELEASE per live handle, flushed. */
   CHECK(dl_client_close(&c, 1) == 0);
   drain(&c, &l, &s);
-  CHECK(inc1->c == NULL && row0->c == NULL);
+  CHECK(dl_cfut_client(inc1) == NULL && dl_cfut_client(row0) == NULL);
   dl_client_drop(inc1);
   dl_client_drop(row0);
   dl_client_free(&c);

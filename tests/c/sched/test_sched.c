@@ -1284,6 +1284,65 @@ static void test_released_inputs_are_forgotten_once(void) {
   stop();
 }
 
+/* Keys a task shows (dl_sched_each_task), joined by ' ' (one walk). */
+static char shown[4096];
+static void show_key(void *ud, const dl_sched_tinfo *t) {
+  (void)ud;
+  if (strlen(shown) + strlen(t->key) + 2 < sizeof shown) {
+    strcat(shown, t->key);
+    strcat(shown, " ");
+  }
+}
+
+/* Keys of one stem and 8 hex digits are kept as their counter (from a
+   stem's second key on): every message, walk and group names them whole,
+   as it does keys kept as they are (the first, upper-case digits, hashes
+   that only look alike); a stem freed with its last task is made again. */
+static void test_stemmed_keys_come_back_whole(void) {
+  static const char *const keys[] = {
+    "inc-0badf00d00000001", "inc-0badf00d00000002", "inc-0badf00dffffffff",
+    "inc-0badf00dABCDEF01", "inc-0badf00d0000000a", "x-0123456789abcdef",
+    "x-0123456789abcdee", "x-01234567", "01234567"};
+  const int n = (int)(sizeof keys / sizeof *keys);
+  dl_sched_group g[4];
+  sm_submit o = {0};
+  dl_buf f;
+  int i, round;
+  start(1);
+  for (round = 0; round < 2; round++) {
+    for (i = 0; i < n; i++) {
+      submit(keys[i], NULL);
+      CHECK(computed_on(keys[i]) == 1);
+      done(1, keys[i]);
+      CHECK(client_news(keys[i], NULL) == 'd');
+      D.cout.len = 0;
+    }
+    dl_buf_init(&f);
+    o.dep = "inc-0badf00d00000002";
+    o.dep2 = "inc-0badf00dffffffff";
+    sm_put_submit(&f, "sum-0badf00d00000001", &o);
+    client_send(&f);
+    CHECK(computed_on("sum-0badf00d00000001") == 1);
+    done(1, "sum-0badf00d00000001");
+    CHECK(client_news("sum-0badf00d00000001", NULL) == 'd');
+    D.cout.len = 0;
+    shown[0] = '\0';
+    CHECK(dl_sched_each_task(S, show_key, NULL) == n + 1);
+    for (i = 0; i < n; i++) {
+      char want[64];
+      snprintf(want, sizeof want, "%s ", keys[i]);
+      CHECK(strstr(shown, want) != NULL);
+    }
+    CHECK(dl_sched_groups(S, g, 4) == 4);
+    for (i = 0; i < 4; i++)
+      if (strcmp(g[i].name, "inc") == 0) CHECK(g[i].total == 5);
+    key_msg(DL_M_RELEASE, "sum-0badf00d00000001");
+    for (i = 0; i < n; i++) key_msg(DL_M_RELEASE, keys[i]);
+    CHECK(dl_sched_each_task(S, count_task, NULL) == 0);
+  }
+  stop();
+}
+
 int main(void) {
   RUN(test_chain_runs_in_order);
   RUN(test_big_sizes_and_reused_group_slots);
@@ -1309,6 +1368,7 @@ int main(void) {
   RUN(test_function_kept_until_every_client_forgot_it);
   RUN(test_dashboard_figures);
   RUN(test_released_inputs_are_forgotten_once);
+  RUN(test_stemmed_keys_come_back_whole);
   RUN(test_replay_fuzz_regressions);
   return TAP_END();
 }
