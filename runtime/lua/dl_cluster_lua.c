@@ -471,6 +471,9 @@ static handle *new_handle(lua_State *L, int link, int remote) {
                       link ? DL_CLIENT_EAGER
                            : remote ? 0u : DL_CLIENT_SHARED);
   luaL_setmetatable(L, HANDLE_MT);
+  if (h->cl.num == 0) /* records name their client in 14 bits */
+    luaL_error(L, "too many clients open in this process (%d at most): "
+               "close some first", (int)DL_CLIENT_MAX);
   return h;
 }
 

@@ -4,6 +4,7 @@
 ** news, cancel and callbacks, and handles that outlive a closed client.
 ** Pure C: no cluster, no Lua.
 */
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -395,6 +396,28 @@ static void test_client_numbers(void) {
   dl_client_free(&c3);
 }
 
+/* Every number taken: the next client gets 0 (new_handle refuses it with
+   a clear error), and can make no record; one freed is given again. */
+static void test_client_numbers_full(void) {
+  size_t i, n = DL_CLIENT_MAX;
+  dl_client *cs = calloc(n + 1, sizeof *cs), *extra;
+  CHECK(cs != NULL);
+  if (cs == NULL) return;
+  for (i = 0; i < n + 1; i++) dl_client_init(&cs[i]);
+  /* test_client_numbers freed its clients: all numbers were free */
+  for (i = 0; i < n; i++) CHECK(cs[i].num != 0);
+  extra = &cs[n];
+  CHECK(extra->num == 0);
+  CHECK(dl_client_ref(extra, "k", 1) == NULL);
+  dl_client_free(extra);
+  dl_client_free(&cs[7]);
+  dl_client_init(extra);
+  CHECK(extra->num != 0);
+  for (i = 0; i < n + 1; i++)
+    if (i != 7) dl_client_free(&cs[i]);
+  free(cs);
+}
+
 int main(void) {
   RUN(test_refs_and_release);
   RUN(test_news);
@@ -404,5 +427,6 @@ int main(void) {
   RUN(test_many);
   RUN(test_stem_keys);
   RUN(test_client_numbers);
+  RUN(test_client_numbers_full);
   return TAP_END();
 }
