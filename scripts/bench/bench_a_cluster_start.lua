@@ -59,22 +59,19 @@ for i = 1, REPS do
 end
 emit("cluster_start.start_roundtrip_close_median", median(rt), "s")
 
-local whole = {}
-local one = exe .. [[ -e 'local d = require "dlua"; local c = d.Client{n_workers=2}; c:close()']]
-for i = 1, REPS do
-  whole[i] = proc(one)
-  print(("# rep %d: whole-process %.4fs"):format(i, whole[i]))
+-- the whole process, REPS times: its median and min under tag
+local function whole_process(cmd, label, tag)
+  local ts = {}
+  for i = 1, REPS do
+    ts[i] = proc(cmd)
+    print(("# rep %d: %s %.4fs"):format(i, label, ts[i]))
+  end
+  emit("cluster_start." .. tag .. "_median", median(ts), "s")
+  emit("cluster_start." .. tag .. "_min", min(ts), "s")
 end
-emit("cluster_start.whole_process_oneliner_median", median(whole), "s")
-emit("cluster_start.whole_process_oneliner_min", min(whole), "s")
-
+whole_process(exe .. [[ -e 'local d = require "dlua"; local c = d.Client{n_workers=2}; c:close()']],
+              "whole-process", "whole_process_oneliner")
 -- the whole process again, with one task between start and close
-local task = {}
-local one_task = exe .. [[ -e 'local d = require "dlua"; local c = d.Client{n_workers=2}; ]]
-  .. [[assert(c:submit(function(x) return x + 1 end, 1):result() == 2); c:close()']]
-for i = 1, REPS do
-  task[i] = proc(one_task)
-  print(("# rep %d: whole-process with one task %.4fs"):format(i, task[i]))
-end
-emit("cluster_start.whole_process_one_task_median", median(task), "s")
-emit("cluster_start.whole_process_one_task_min", min(task), "s")
+whole_process(exe .. [[ -e 'local d = require "dlua"; local c = d.Client{n_workers=2}; ]]
+  .. [[assert(c:submit(function(x) return x + 1 end, 1):result() == 2); c:close()']],
+              "whole-process with one task", "whole_process_one_task")

@@ -218,13 +218,19 @@ static void test_chain_runs_in_order(void) {
   stop();
 }
 
+/* Two tasks x-1 and x-2 that fill worker 1's window: what is submitted
+   next waits in the ready queue until one of them is done. */
+static void fill_window(char *got, size_t n) {
+  submit("x-1", NULL);
+  submit("x-2", NULL);
+  computed_keys(1, got, n);
+  CHECK(strcmp(got, "x-1 x-2 ") == 0);
+}
+
 static void test_ready_tasks_run_by_priority_then_fifo(void) {
   char got[256];
   start(1);
-  submit("x-1", NULL); /* the first two fill the worker's window */
-  submit("x-2", NULL);
-  computed_keys(1, got, sizeof got);
-  CHECK(strcmp(got, "x-1 x-2 ") == 0);
+  fill_window(got, sizeof got);
   submit("c-1", NULL);
   submit("c-2", NULL);
   submit_prio("h-1", NULL, 5);
@@ -249,10 +255,7 @@ static void test_ready_tasks_run_by_priority_then_fifo(void) {
 static void test_ready_consumers_run_before_queued_producers(void) {
   char got[256];
   start(1);
-  submit("x-1", NULL); /* the first two fill the worker's window */
-  submit("x-2", NULL);
-  computed_keys(1, got, sizeof got);
-  CHECK(strcmp(got, "x-1 x-2 ") == 0);
+  fill_window(got, sizeof got);
   submit("r-1", NULL);
   submit("r-2", NULL);
   submit("r-3", NULL);
@@ -323,9 +326,7 @@ static void submit_po(const char *key, int64_t prio, int64_t order) {
 static void test_wide_priorities_and_orders_rank_whole(void) {
   char got[256];
   start(1);
-  submit("x-1", NULL); /* the first two fill the worker's window */
-  submit("x-2", NULL);
-  computed_keys(1, got, sizeof got);
+  fill_window(got, sizeof got);
   submit_po("one-1", 1, 0);
   submit_po("neg-1", -((int64_t)1 << 40), 0);
   submit_po("ohi-1", 1, (int64_t)1 << 32);   /* order 0 when cut */
