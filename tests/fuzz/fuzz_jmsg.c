@@ -11,17 +11,7 @@
 #include "jmsg_driver.h"
 
 #ifdef DL_FUZZ_SEEDGEN
-static void save(const char *dir, const char *name, const unsigned char *p,
-                 size_t n) {
-  char path[512];
-  FILE *fp;
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  fp = fopen(path, "wb");
-  if (fp != NULL) {
-    fwrite(p, 1, n, fp);
-    fclose(fp);
-  }
-}
+#include "seed_save.h"
 
 /* A signed message of msg_type with content: identity, delimiter,
    signature, header, parent, metadata, content. */
@@ -57,7 +47,7 @@ static void save_msg(const char *dir, const char *name, const char *type,
     memcpy(buf + n, frames[i], l);
     n += l;
   }
-  save(dir, name, buf, n);
+  seed_save(dir, name, buf, n);
   cJSON_free(header);
 }
 
@@ -78,8 +68,9 @@ int main(int argc, char **argv) {
   save_msg(argv[1], "complete", "complete_request",
            "{\"code\":\"string.fo\",\"cursor_pos\":9}");
   save_msg(argv[1], "input_reply", "input_reply", "{\"value\":\"hello\"}");
-  save(argv[1], "conn-tcp", (const unsigned char *)conn, sizeof conn - 1);
-  save(argv[1], "conn-ipc", (const unsigned char *)ipc, sizeof ipc - 1);
+  seed_save(argv[1], "conn-tcp", (const unsigned char *)conn,
+            sizeof conn - 1);
+  seed_save(argv[1], "conn-ipc", (const unsigned char *)ipc, sizeof ipc - 1);
   return 0;
 }
 #else

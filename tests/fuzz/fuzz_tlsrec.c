@@ -9,16 +9,7 @@
 #include "tlsrec_driver.h"
 
 #ifdef DL_FUZZ_SEEDGEN
-static void save(const char *dir, const char *name, const unsigned char *p,
-                 size_t n) {
-  char path[512];
-  FILE *fp;
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  fp = fopen(path, "wb");
-  if (fp == NULL) return;
-  fwrite(p, 1, n, fp);
-  fclose(fp);
-}
+#include "seed_save.h"
 
 int main(int argc, char **argv) {
   static const unsigned char whole[] = {0, 5, 'h', 'e', 'l', 'l', 'o',
@@ -33,11 +24,11 @@ int main(int argc, char **argv) {
   static const unsigned char junk[] = {0, 3, 'o', 'k', '!', 1, 8, 23, 3, 3,
                                        0, 40, 'x', 'y', 'z', 3, 7, 7};
   if (argc < 2) return 2;
-  save(argv[1], "whole", whole, sizeof whole);
-  save(argv[1], "bytes", bytes, sizeof bytes);
-  save(argv[1], "split", split, sizeof split);
-  save(argv[1], "flip", flip, sizeof flip);
-  save(argv[1], "junk", junk, sizeof junk);
+  seed_save(argv[1], "whole", whole, sizeof whole);
+  seed_save(argv[1], "bytes", bytes, sizeof bytes);
+  seed_save(argv[1], "split", split, sizeof split);
+  seed_save(argv[1], "flip", flip, sizeof flip);
+  seed_save(argv[1], "junk", junk, sizeof junk);
   return 0;
 }
 #else
