@@ -91,6 +91,46 @@ static inline int dl_unhex8(const char p[8], uint32_t *n) {
   return !(bad & 16);
 }
 
+/*
+** A key kept as a stem's (the client's records, the scheduler's tasks):
+** the stem, the key's bytes before its counter, kept once per many keys
+** in a block of dl_stem_size(len) bytes (at least DL_STEM_PAD, so that a
+** short one is copied with a fixed-size memcpy), and the counter's 4
+** bytes at ctr (unaligned), written out as DL_STEM_DIGITS hex digits.
+*/
+#define DL_STEM_PAD 32
+#define DL_STEM_DIGITS 8
+
+static inline size_t dl_stem_size(size_t slen) {
+  return slen < DL_STEM_PAD ? DL_STEM_PAD : slen + 1;
+}
+
+/* Write the key out at buf (room for the stem's dl_stem_size and the
+   digits), NUL-terminated; its length. */
+static inline size_t dl_stemkey(char *buf, const char *stem, size_t slen,
+                                const void *ctr) {
+  uint32_t n;
+  if (slen <= DL_STEM_PAD) memcpy(buf, stem, DL_STEM_PAD); /* fixed size */
+  else memcpy(buf, stem, slen);
+  memcpy(&n, ctr, sizeof n);
+  dl_hex8(buf + slen, n);
+  buf[slen + DL_STEM_DIGITS] = '\0';
+  return slen + DL_STEM_DIGITS;
+}
+
+/* Whether the klen bytes at key are that key, without writing it out. */
+static inline int dl_stemkey_eq(const char *key, size_t klen,
+                                const char *stem, size_t slen,
+                                const void *ctr) {
+  uint32_t n;
+  char d[DL_STEM_DIGITS];
+  if (klen != slen + DL_STEM_DIGITS) return 0;
+  memcpy(&n, ctr, sizeof n);
+  dl_hex8(d, n);
+  return memcmp(key + slen, d, DL_STEM_DIGITS) == 0 &&
+         memcmp(key, stem, slen) == 0;
+}
+
 void dl_map_init(dl_map *m);
 /* Free the slot array (not the keys or values). */
 void dl_map_free(dl_map *m);

@@ -23,8 +23,6 @@ static pthread_mutex_t recs_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* The counter of a key made from a stem (DL_FUT_STEM): 4 bytes. */
 #define CTR_LEN sizeof(uint32_t)
-/* Its digits in the key. */
-#define CTR_DIGITS 8
 
 /* The bytes of f's record: the key and a NUL, or the counter. */
 static size_t rec_size(const dl_cfut *f) {
@@ -55,9 +53,6 @@ static void rec_free(dl_cfut *f) {
 ** so readers take no lock.  stem_ids finds a stem's number + 1.
 */
 #define STEM_CHUNK 256
-/* Stems are allocated with at least this many bytes, so that a short one
-   is copied with a fixed-size memcpy. */
-#define STEM_PAD 32
 typedef struct stem {
   char *p;
   size_t len;
@@ -82,7 +77,7 @@ static uint32_t stem_intern(const char *p, size_t len) {
     stems[nstems / STEM_CHUNK] = chunk;
   }
   e = &chunk[nstems % STEM_CHUNK];
-  if ((e->p = dl_realloc(NULL, len < STEM_PAD ? STEM_PAD : len + 1)) == NULL)
+  if ((e->p = dl_realloc(NULL, dl_stem_size(len))) == NULL)
     goto out;
   memcpy(e->p, p, len);
   e->p[len] = '\0';
@@ -100,18 +95,12 @@ out:
 const char *dl_cfut_key(const dl_cfut *f, char buf[DL_CFUT_KEYBUF],
                         size_t *len) {
   const stem *e;
-  uint32_t n;
   if (!(f->flags & DL_FUT_STEM)) {
     *len = f->klen;
     return f->key;
   }
   e = &stems[f->klen / STEM_CHUNK][f->klen % STEM_CHUNK];
-  if (e->len <= STEM_PAD) memcpy(buf, e->p, STEM_PAD); /* a fixed copy */
-  else memcpy(buf, e->p, e->len);
-  memcpy(&n, f->key, sizeof n);
-  dl_hex8(buf + e->len, n);
-  buf[e->len + CTR_DIGITS] = '\0';
-  *len = e->len + CTR_DIGITS;
+  *len = dl_stemkey(buf, e->p, e->len, f->key);
   return buf;
 }
 
@@ -127,21 +116,15 @@ static int rec_eq(const void *ud, const void *val, const char *key,
                   size_t klen) {
   const dl_cfut *f = val;
   const stem *e;
-  uint32_t n;
-  char d[CTR_DIGITS];
   (void)ud;
   if (!(f->flags & DL_FUT_STEM))
     return f->klen == klen && memcmp(f->key, key, klen) == 0;
   e = &stems[f->klen / STEM_CHUNK][f->klen % STEM_CHUNK];
-  if (klen != e->len + CTR_DIGITS) return 0;
-  memcpy(&n, f->key, sizeof n);
-  dl_hex8(d, n);
-  return memcmp(key + e->len, d, CTR_DIGITS) == 0 &&
-         memcmp(key, e->p, e->len) == 0;
+  return dl_stemkey_eq(key, klen, e->p, e->len, f->key);
 }
 
 _Static_assert(DL_CFUT_KEYBUF <= DL_IMAP_KEYBUF &&
-                   DL_CLIENT_STEM_MAX + CTR_DIGITS < DL_CFUT_KEYBUF,
+                   DL_CLIENT_STEM_MAX + DL_STEM_DIGITS < DL_CFUT_KEYBUF,
                "a record's key fits the readers' buffers");
 
 /* The counter of key when it is c's stem and 8 lower-case hex digits (so
@@ -149,7 +132,7 @@ _Static_assert(DL_CFUT_KEYBUF <= DL_IMAP_KEYBUF &&
 static int stem_counter(const dl_client *c, const char *key, size_t klen,
                         uint32_t *n) {
   size_t at = c->key.len;
-  if (c->stem == 0 || klen != at + CTR_DIGITS ||
+  if (c->stem == 0 || klen != at + DL_STEM_DIGITS ||
       memcmp(key, c->key.p, at) != 0)
     return 0;
   return dl_unhex8(key + at, n);

@@ -179,7 +179,6 @@ _Static_assert(sizeof(void *) != 8 || sizeof(task) == 104,
                "the task record's size, as measured");
 /* The counter of a stemmed key: 4 bytes; its digits in the key. */
 #define CTR_LEN sizeof(uint32_t)
-#define CTR_DIGITS 8
 /* The bytes the key takes in a block of klen (or a stem's number) */
 static inline size_t tkbytes(size_t klen, int stemmed) {
   return stemmed ? CTR_LEN : klen + 1;
@@ -1232,9 +1231,7 @@ static int pref_cut(dl_sched *s, const char *p, size_t n, const char *fns,
 ** task.  Keys are written out when sent (tk); the task map reads them
 ** through task_key.
 */
-/* Stems are allocated with at least this many bytes, so that a short one
-   is copied with a fixed-size memcpy. */
-#define STEM_PAD 32
+/* A stem's bytes are a block of dl_stem_size(len) (dl_map.h). */
 struct sstem {
   char *p;      /* NULL: free */
   uint32_t len; /* free: the next free number + 1 */
@@ -1244,18 +1241,12 @@ struct sstem {
 static const char *tk(const dl_sched *s, const task *t, char buf[TKEYBUF],
                       size_t *len) {
   const struct sstem *e;
-  uint32_t n;
   if (!t->stemmed) {
     *len = t->klen;
     return tkeyat(t);
   }
   e = &s->stems[t->klen];
-  if (e->len <= STEM_PAD) memcpy(buf, e->p, STEM_PAD); /* a fixed copy */
-  else memcpy(buf, e->p, e->len);
-  memcpy(&n, tkeyat(t), sizeof n);
-  dl_hex8(buf + e->len, n);
-  buf[e->len + CTR_DIGITS] = '\0';
-  *len = e->len + CTR_DIGITS;
+  *len = dl_stemkey(buf, e->p, e->len, tkeyat(t));
   return buf;
 }
 
@@ -1288,19 +1279,13 @@ static int task_eq(const void *ud, const void *val, const char *key,
   const dl_sched *s = ud;
   const task *t = val;
   const struct sstem *e;
-  uint32_t n;
-  char d[CTR_DIGITS];
   if (!t->stemmed)
     return t->klen == klen && memcmp(tkeyat(t), key, klen) == 0;
   e = &s->stems[t->klen];
-  if (klen != e->len + CTR_DIGITS) return 0;
-  memcpy(&n, tkeyat(t), sizeof n);
-  dl_hex8(d, n);
-  return memcmp(key + e->len, d, CTR_DIGITS) == 0 &&
-         memcmp(key, e->p, e->len) == 0;
+  return dl_stemkey_eq(key, klen, e->p, e->len, tkeyat(t));
 }
 
-_Static_assert(DL_SCHED_STEM_MAX + CTR_DIGITS < TKEYBUF,
+_Static_assert(DL_SCHED_STEM_MAX + DL_STEM_DIGITS < TKEYBUF,
                "a stemmed key fits its readers' buffers");
 
 /* The stem's number + 1 for key, made if this is its second key in a
@@ -1310,8 +1295,8 @@ static uint32_t stem_of(dl_sched *s, const char *key, size_t klen,
   size_t at;
   uint32_t v = 0, id;
   struct sstem *e;
-  if (klen <= CTR_DIGITS || klen - CTR_DIGITS > DL_SCHED_STEM_MAX) return 0;
-  at = klen - CTR_DIGITS;
+  if (klen <= DL_STEM_DIGITS || klen - DL_STEM_DIGITS > DL_SCHED_STEM_MAX) return 0;
+  at = klen - DL_STEM_DIGITS;
   if (!dl_unhex8(key + at, &v)) return 0;
   *ctr = v;
   id = s->last_stem; /* most keys have the stem of the one before */
@@ -1340,7 +1325,7 @@ static uint32_t stem_of(dl_sched *s, const char *key, size_t klen,
     s->stems[id - 1].p = NULL;
   }
   e = &s->stems[id - 1];
-  e->p = xalloc(at < STEM_PAD ? STEM_PAD : at + 1);
+  e->p = xalloc(dl_stem_size(at));
   if (e->p) {
     memcpy(e->p, key, at);
     e->p[at] = '\0';
