@@ -454,12 +454,20 @@ describe("processes", function()
       local me, pgrp, sid = l:match("^(%d+) %b() %a %d+ (%d+) (%d+)")
       return tonumber(me), tonumber(pgrp), tonumber(sid)
     end
-    local function autogroup()
-      local f = io.open("/proc/self/autogroup")
-      if f == nil then return nil end -- a kernel without autogroups
-      local g = f:read("l"):match("^(%S+)")
+    -- The CPU group the kernel shares time by: the autogroup, and the
+    -- cgroups. /proc/self/autogroup is absent on a kernel without
+    -- autogroups and empty for a process whose cgroup has the cpu
+    -- controller (the cgroup then decides, and is what we compare).
+    local function slurp(path)
+      local f = io.open(path)
+      if f == nil then return "" end
+      local s = f:read("a") or ""
       f:close()
-      return g
+      return s
+    end
+    local function autogroup()
+      local g = slurp("/proc/self/autogroup"):match("^(%S+)") or "none"
+      return g .. "\n" .. slurp("/proc/self/cgroup")
     end
     local c = dlua.Client{n_workers = 1, dashboard_address = false}
     finally(function() c:close() end)
