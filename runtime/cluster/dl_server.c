@@ -1092,6 +1092,13 @@ fail:
   return rc;
 }
 
+/* The argv[0] a worker of exe is started with (dl_self_name is set by
+   server_start, on the thread that starts clusters). */
+static const char *worker_argv0(const char *exe) {
+  if (strcmp(exe, "/proc/self/exe") != 0) return exe;
+  return dl_self_name ? dl_self_name : "dlua";
+}
+
 static int spawn_worker(dl_server *s) {
   wproc *w;
   int sv[2], rc, zy;
@@ -1099,9 +1106,7 @@ static int spawn_worker(dl_server *s) {
   char *args[12];
   uv_process_options_t po;
   uv_stdio_container_t stdio[4];
-  const char *argv0 = strcmp(s->exe, "/proc/self/exe") == 0
-                          ? (dl_self_name ? dl_self_name : "dlua")
-                          : s->exe;
+  const char *argv0 = worker_argv0(s->exe);
   if ((zy = zyg_ready(s, argv0)) < 0) {
     start_fail(s, "cannot start a worker", zy);
     return zy;
@@ -1658,6 +1663,11 @@ static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
     return NULL;
   }
   raise_nofile();
+  if (dl_self_name == NULL) dl_self_name = dl_os_self_exe();
+  /* The zygote starts loading now (after raise_nofile: it and its workers
+     inherit the limit), while the scheduler is made below. */
+  if (o->n_workers > 0)
+    dl_zygote_prestart(o->worker_exe, worker_argv0(o->worker_exe));
   if ((rc = dl_server_preinit()) != 0) {
     snprintf(err, errlen, "cannot create the scheduler's event loop: %s",
              uv_strerror(rc));
@@ -1671,7 +1681,6 @@ static dl_server *server_start(const dl_server_opts *o, int *owned, char *err,
   memset(s, 0, sizeof *s);
   s->zfd = -1;
   snprintf(s->exe, sizeof s->exe, "%s", o->worker_exe);
-  if (dl_self_name == NULL) dl_self_name = dl_os_self_exe();
   snprintf(s->dir, sizeof s->dir, "%s/dlua-XXXXXX", tmp);
   if (mkdtemp(s->dir) == NULL) { /* mode 0700: no other user reaches it */
     snprintf(err, errlen, "cannot create a private directory in %s: %s",

@@ -32,6 +32,7 @@ static pid_t zowner;     /* (zlock) the process that started it */
 static char zexe[4096];  /* (zlock) the program it runs */
 static char zname[64];   /* (zlock) its abstract socket name, without NUL */
 static int zbroken;      /* (zlock) zexe cannot run a zygote: never again */
+static int zready = -1;  /* (zlock) its ready pipe, until it said it is */
 
 int dl_zygote_pid(void) {
   int p;
@@ -71,15 +72,16 @@ static int zconnect(int *fd) {
   return 0;
 }
 
-/* Start a zygote running exe (zlock held): 0, 1 (exe cannot: give up on
-   it), or -errno (try again later). */
-static int zstart(const char *exe, const char *argv0) {
+/* Start a zygote running exe (zlock held), without waiting for it: 0
+   (zpid and zready set), 1 (exe cannot: give up on it), or -errno (try
+   again later). */
+static int zlaunch(const char *exe, const char *argv0) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   sigset_t none;
   char ppid[32], rnd[8];
   char *args[6];
-  int p[2], rc, ready = 0;
+  int p[2], rc;
   pid_t pid;
   if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) return -EAGAIN;
   snprintf(zname, sizeof zname, "dlua-zygote-%ld-%02x%02x%02x%02x%02x%02x"
@@ -118,41 +120,72 @@ static int zstart(const char *exe, const char *argv0) {
     return rc == EMFILE || rc == ENFILE || rc == ENOMEM || rc == EAGAIN
                ? -rc : 1;
   }
-  { /* Wait for its one byte: it listens from then on. */
-    struct pollfd pf;
-    char c;
-    pf.fd = p[0];
-    pf.events = POLLIN;
-    for (;;) {
-      int n = poll(&pf, 1, READY_MS);
-      if (n < 0 && errno == EINTR) continue;
-      if (n == 1 && read(p[0], &c, 1) == 1 && c == 'R') ready = 1;
-      break;
-    }
-  }
-  close(p[0]);
-  if (!ready) { /* it died, or hangs: this program cannot be a zygote */
-    int st = 0;
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    fprintf(stderr, "dlua: %s did not start as the workers' zygote (%s %d); "
-            "each worker is started on its own\n", exe,
-            WIFEXITED(st) ? "exit status" : "signal",
-            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    return 1;
-  }
   zpid = pid;
+  zready = p[0];
   zowner = getpid();
   snprintf(zexe, sizeof zexe, "%s", exe);
   return 0;
 }
 
+/* Wait for the spawned zygote's one byte, after which it listens (zlock
+   held, zready open): 0, or 1 when it died or hangs (then this program
+   cannot be a zygote; zpid is 0 again). */
+static int zawait(void) {
+  struct pollfd pf;
+  char c;
+  int ready = 0, st = 0;
+  pf.fd = zready;
+  pf.events = POLLIN;
+  for (;;) {
+    int n = poll(&pf, 1, READY_MS);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 1 && read(zready, &c, 1) == 1 && c == 'R') ready = 1;
+    break;
+  }
+  close(zready);
+  zready = -1;
+  if (ready) return 0;
+  kill(zpid, SIGKILL);
+  waitpid(zpid, &st, 0);
+  zpid = 0;
+  fprintf(stderr, "dlua: %s did not start as the workers' zygote (%s %d); "
+          "each worker is started on its own\n", zexe,
+          WIFEXITED(st) ? "exit status" : "signal",
+          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+  return 1;
+}
+
+/* A fork of the process that started the zygote has none (zlock held). */
+static void zforked(void) {
+  if (zowner == getpid()) return;
+  if (zready >= 0) close(zready); /* close-on-exec: open in a fork */
+  zready = -1;
+  zpid = 0;
+  zbroken = 0;
+}
+
+void dl_zygote_prestart(const char *exe, const char *argv0) {
+  const char *off = getenv("DLUA_ZYGOTE");
+  if (off && strcmp(off, "0") == 0) return;
+  pthread_mutex_lock(&zlock);
+  zforked();
+  if (zpid == 0 && !(zbroken && strcmp(zexe, exe) == 0) &&
+      zlaunch(exe, argv0) == 1) {
+    zbroken = 1;
+    snprintf(zexe, sizeof zexe, "%s", exe);
+  }
+  pthread_mutex_unlock(&zlock);
+}
+
 void dl_zygote_stop(void) {
   pthread_mutex_lock(&zlock);
-  if (zpid && zowner == getpid()) {
+  zforked();
+  if (zpid) {
     kill(zpid, SIGKILL);
     waitpid(zpid, NULL, 0);
   }
+  if (zready >= 0) close(zready);
+  zready = -1;
   zpid = 0;
   pthread_mutex_unlock(&zlock);
 }
@@ -162,11 +195,13 @@ int dl_zygote_connect(const char *exe, const char *argv0, int *fd) {
   int rc;
   if (off && strcmp(off, "0") == 0) return 1;
   pthread_mutex_lock(&zlock);
-  if (zowner != getpid()) { /* a fork of the process that started it */
-    zpid = 0;
-    zbroken = 0;
-  }
+  zforked();
   if (zpid && strcmp(zexe, exe) != 0) { /* one zygote a process */
+    pthread_mutex_unlock(&zlock);
+    return 1;
+  }
+  if (zpid && zready >= 0 && zawait() != 0) { /* started, not yet waited */
+    zbroken = 1;
     pthread_mutex_unlock(&zlock);
     return 1;
   }
@@ -186,7 +221,8 @@ int dl_zygote_connect(const char *exe, const char *argv0, int *fd) {
     pthread_mutex_unlock(&zlock);
     return 1;
   }
-  rc = zstart(exe, argv0);
+  rc = zlaunch(exe, argv0);
+  if (rc == 0 && zawait() != 0) rc = 1;
   if (rc == 1) {
     zbroken = 1;
     snprintf(zexe, sizeof zexe, "%s", exe);

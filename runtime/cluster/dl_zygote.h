@@ -6,7 +6,8 @@
 ** loader.  The protocol is dl_zyg.h; the zygote's side is
 ** runtime/worker/dl_worker_zygote.c.  Pure C: no Lua, no libuv.
 **
-** The zygote is a child of this process in a session of its own; it ends
+** The zygote is a child of this process in a process group of its own
+** (in this process's session, so its workers share our autogroup); it ends
 ** when this process does (it watches it through a pidfd), and its
 ** workers, whose parent it is, with it (their parent-death signal).  It
 ** listens on an abstract Unix socket with a random name and serves only
@@ -26,6 +27,15 @@
 ** libuv-style error (out of descriptors, say).  Thread-safe.
 */
 int dl_zygote_connect(const char *exe, const char *argv0, int *fd);
+
+/*
+** Start the zygote that runs exe now, if none runs, without waiting for it
+** to be ready: the first dl_zygote_connect waits, so the zygote's exec
+** and loading overlap what the caller does in between (a cluster's
+** scheduler made, its thread started).  Errors are left for
+** dl_zygote_connect to meet and report.  Thread-safe.
+*/
+void dl_zygote_prestart(const char *exe, const char *argv0);
 
 /* The zygote's pid, or 0 when none runs (for tests). */
 int dl_zygote_pid(void);
