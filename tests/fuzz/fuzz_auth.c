@@ -10,16 +10,11 @@
 #include "auth_driver.h"
 
 #ifdef DL_FUZZ_SEEDGEN
+#include "seed_save.h"
+
 static void save(const char *dir, const char *name, unsigned char head,
                  const unsigned char *p, size_t n) {
-  char path[512];
-  FILE *fp;
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  fp = fopen(path, "wb");
-  if (fp == NULL) return;
-  fputc(head, fp);
-  fwrite(p, 1, n, fp);
-  fclose(fp);
+  seed_save_head(dir, name, &head, 1, p, n);
 }
 
 /* A real C1 (as a client of another token would send) and a real S1. */

@@ -63,6 +63,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
 }
 
 #else
+#include "seed_save.h"
+
 
 /* Values to seed the corpus with, as Lua expressions. */
 static const char *const seeds[] = {
@@ -102,10 +104,9 @@ int main(int argc, char **argv) {
   luaL_setmetatable(L, "fuzz.Pt");
   lua_setfield(L, LUA_REGISTRYINDEX, "fuzz_pt");
   for (i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
-    char path[4096], err[256];
+    char name[32], err[256];
     dl_enc_opts o = {0, NULL, NULL, NULL};
     dl_buf b;
-    FILE *f;
     lua_pushfstring(L, "return %s", seeds[i]);
     if (luaL_loadstring(L, lua_tostring(L, -1)) || lua_pcall(L, 0, 1, 0)) {
       fprintf(stderr, "seed %zu: %s\n", i, lua_tostring(L, -1));
@@ -116,10 +117,9 @@ int main(int argc, char **argv) {
       fprintf(stderr, "seed %zu: %s\n", i, err);
       return 1;
     }
-    snprintf(path, sizeof path, "%s/seed-%02zu", argv[1], i);
-    f = fopen(path, "wb");
-    if (f == NULL || fwrite(b.p, 1, b.len, f) != b.len || fclose(f)) {
-      perror(path);
+    snprintf(name, sizeof name, "seed-%02zu", i);
+    if (seed_save(argv[1], name, b.p, b.len)) {
+      perror(name);
       return 1;
     }
     dl_buf_free(&b);

@@ -16,18 +16,13 @@
 #include "fcodec_check.h"
 
 #ifdef DL_FUZZ_SEEDGEN
+#include "seed_save.h"
+
 static void save(const char *dir, const char *name, const dl_fcframe *f) {
   dl_buf b;
-  char path[512];
-  FILE *fp;
   dl_buf_init(&b);
   dl_fc_encode(&b, f);
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  fp = fopen(path, "wb");
-  if (fp) {
-    fwrite(b.p, 1, b.len, fp);
-    fclose(fp);
-  }
+  seed_save(dir, name, b.p, b.len);
   dl_buf_free(&b);
 }
 

@@ -19,21 +19,16 @@
 #include "ndarray_check.h"
 
 #ifdef DL_FUZZ_SEEDGEN
+#include "seed_save.h"
+
 static void save(const char *dir, const char *name, int kind,
                  const dl_nd *a) {
   dl_buf b;
-  char path[512];
-  FILE *f;
   dl_buf_init(&b);
   dl_buf_u8(&b, (unsigned)kind);
   if (kind == 0) dl_nd_encode(&b, a);
   else dl_nd_npy_write(&b, a);
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  f = fopen(path, "wb");
-  if (f) {
-    fwrite(b.p, 1, b.len, f);
-    fclose(f);
-  }
+  seed_save(dir, name, b.p, b.len);
   dl_buf_free(&b);
 }
 

@@ -15,15 +15,12 @@
 #include "rclient_driver.h"
 
 #ifdef DL_FUZZ_SEEDGEN
+#include "seed_save.h"
+
 static void save(const char *dir, const char *name, unsigned side,
                  const dl_buf *b) {
-  char path[1024];
-  FILE *f;
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  if ((f = fopen(path, "wb")) == NULL) exit(1);
-  fputc((int)side, f);
-  fwrite(b->p, 1, b->len, f);
-  fclose(f);
+  unsigned char head = (unsigned char)side;
+  if (seed_save_head(dir, name, &head, 1, b->p, b->len)) exit(1);
 }
 
 int main(int argc, char **argv) {

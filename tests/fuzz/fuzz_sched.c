@@ -20,6 +20,8 @@
 #include "sched_msgs.h"
 
 #ifdef DL_FUZZ_SEEDGEN
+#include "seed_save.h"
+
 static void rec(dl_buf *out, unsigned kind, dl_buf *frame) {
   dl_buf_u8(out, kind);
   dl_buf_u8(out, (unsigned)(frame->len & 0xff));
@@ -66,14 +68,7 @@ static void beat(dl_buf *f, unsigned paused) {
 }
 
 static void save(const char *dir, const char *name, dl_buf *b) {
-  char path[512];
-  FILE *fp;
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  fp = fopen(path, "wb");
-  if (fp) {
-    fwrite(b->p, 1, b->len, fp);
-    fclose(fp);
-  }
+  seed_save(dir, name, b->p, b->len);
   b->len = 0;
 }
 

@@ -16,6 +16,8 @@
 #include "shared_at_check.h"
 
 #ifdef DL_FUZZ_SEEDGEN
+#include "seed_save.h"
+
 /* A description of a block on a memfd, or with addr set, of one named by
    its address (no file, a seal and its cookie). */
 static void save(const char *dir, const char *name, uint64_t pid,
@@ -25,8 +27,6 @@ static void save(const char *dir, const char *name, uint64_t pid,
   dl_rd r;
   const char *p;
   size_t n;
-  char path[512];
-  FILE *fp;
   memset(&sa, 0, sizeof sa);
   sa.pid = pid;
   sa.ref.fd = addr ? DL_MEM_NOFD : 7;
@@ -41,12 +41,7 @@ static void save(const char *dir, const char *name, uint64_t pid,
   dl_put_shared_at(&b, &sa);
   dl_rd_init(&r, b.p, b.len);
   dl_rd_str(&r, &p, &n); /* the fields, without the length prefix */
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  fp = fopen(path, "wb");
-  if (fp) {
-    fwrite(p, 1, n, fp);
-    fclose(fp);
-  }
+  seed_save(dir, name, p, n);
   dl_buf_free(&b);
 }
 

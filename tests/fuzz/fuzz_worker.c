@@ -34,6 +34,8 @@ void *dlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 }
 
 #ifdef DL_FUZZ_SEEDGEN
+#include "seed_save.h"
+
 /* Append the messages in frame to out as one record of kind. */
 static void rec(dl_buf *out, unsigned kind, dl_buf *frame) {
   dl_buf_u8(out, kind);
@@ -69,14 +71,7 @@ static void get(dl_buf *f, unsigned type, unsigned reqid, const char *key) {
 }
 
 static void save(const char *dir, const char *name, dl_buf *b) {
-  char path[512];
-  FILE *fp;
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  fp = fopen(path, "wb");
-  if (fp) {
-    fwrite(b->p, 1, b->len, fp);
-    fclose(fp);
-  }
+  seed_save(dir, name, b->p, b->len);
   b->len = 0;
 }
 
