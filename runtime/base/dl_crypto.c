@@ -1,7 +1,6 @@
 /*
 ** dl_crypto.c -- libcrypto's table of functions (see dl_crypto.h).
 */
-#include <stdio.h>
 
 #include "dl_crypto.h"
 
@@ -17,8 +16,5 @@ dl_dynlib dl_crypto_lib = {"libcrypto.so.3", "libssl3", names,
                            (void **)&dl_crypto_fn, 0, ""};
 
 int dl_crypto_load(char *err, size_t errlen) {
-  if (dl_dynlib_load(&dl_crypto_lib) == 0) return 0;
-  if (err != NULL && errlen > 0)
-    snprintf(err, errlen, "%s", dl_crypto_lib.err);
-  return -1;
+  return dl_dynlib_load_err(&dl_crypto_lib, err, errlen);
 }

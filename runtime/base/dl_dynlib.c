@@ -43,6 +43,12 @@ done:
   return lib->state == 1 ? 0 : -1;
 }
 
+int dl_dynlib_load_err(dl_dynlib *lib, char *err, size_t errlen) {
+  if (dl_dynlib_load(lib) == 0) return 0;
+  if (err != NULL && errlen > 0) snprintf(err, errlen, "%s", lib->err);
+  return -1;
+}
+
 void dl_dynlib_need(dl_dynlib *lib) {
   if (dl_dynlib_load(lib) == 0) return;
   fprintf(stderr, "dlua: %s\n", lib->err);

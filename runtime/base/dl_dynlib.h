@@ -33,6 +33,13 @@ typedef struct dl_dynlib {
 int dl_dynlib_load(dl_dynlib *lib);
 
 /*
+** dl_dynlib_load, with the reason of a failure also copied into err (of
+** errlen bytes; err may be NULL): the body of each table's own
+** dl_<lib>_load(err, errlen).
+*/
+int dl_dynlib_load_err(dl_dynlib *lib, char *err, size_t errlen);
+
+/*
 ** The same, but a failure ends the process with lib->err on stderr (exit
 ** status 1).  For the pointer tables' accessors: a function called before
 ** its library loaded would otherwise jump through a null pointer.

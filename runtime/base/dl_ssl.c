@@ -2,7 +2,6 @@
 ** dl_ssl.c -- libssl's table of functions and libcrypto's extra one (see
 ** dl_ssl.h).
 */
-#include <stdio.h>
 
 #include "dl_ssl.h"
 
@@ -27,11 +26,8 @@ dl_dynlib dl_x509_lib = {"libcrypto.so.3", "libssl3", x509_names,
                          (void **)&dl_x509_fn, 0, ""};
 
 int dl_ssl_load(char *err, size_t errlen) {
-  dl_dynlib *bad = NULL;
-  if (dl_dynlib_load(&dl_x509_lib) != 0) bad = &dl_x509_lib;
-  else if (dl_dynlib_load(&dl_ssl_lib) != 0) bad = &dl_ssl_lib;
-  else if (dl_crypto_load(err, errlen) != 0) return -1;
-  if (bad == NULL) return 0;
-  if (err != NULL && errlen > 0) snprintf(err, errlen, "%s", bad->err);
-  return -1;
+  if (dl_dynlib_load_err(&dl_x509_lib, err, errlen) != 0 ||
+      dl_dynlib_load_err(&dl_ssl_lib, err, errlen) != 0)
+    return -1;
+  return dl_crypto_load(err, errlen);
 }

@@ -1,7 +1,6 @@
 /*
 ** dl_edit.c -- libedit's table of symbols (see dl_edit.h).
 */
-#include <stdio.h>
 
 #include "dl_edit.h"
 
@@ -17,7 +16,5 @@ dl_dynlib dl_edit_lib = {"libedit.so.2", "libedit2", names,
                          (void **)&dl_edit_sym, 0, ""};
 
 int dl_edit_load(char *err, size_t errlen) {
-  if (dl_dynlib_load(&dl_edit_lib) == 0) return 0;
-  if (err != NULL && errlen > 0) snprintf(err, errlen, "%s", dl_edit_lib.err);
-  return -1;
+  return dl_dynlib_load_err(&dl_edit_lib, err, errlen);
 }

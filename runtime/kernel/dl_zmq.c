@@ -1,7 +1,6 @@
 /*
 ** dl_zmq.c -- libzmq's table of functions (see dl_zmq.h).
 */
-#include <stdio.h>
 
 #include "dl_zmq.h"
 
@@ -17,7 +16,5 @@ dl_dynlib dl_zmq_lib = {"libzmq.so.5", "libzmq5", names,
                         (void **)&dl_zmq_fn, 0, ""};
 
 int dl_zmq_load(char *err, size_t errlen) {
-  if (dl_dynlib_load(&dl_zmq_lib) == 0) return 0;
-  if (err != NULL && errlen > 0) snprintf(err, errlen, "%s", dl_zmq_lib.err);
-  return -1;
+  return dl_dynlib_load_err(&dl_zmq_lib, err, errlen);
 }
