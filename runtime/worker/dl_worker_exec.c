@@ -835,6 +835,20 @@ static void parked_free(lua_State *L, parked *pk) {
   dl_free(pk);
 }
 
+/* Whether the list of keys p[0..n) (dl_buf_str each) names key. */
+static int key_listed(const char *p, size_t n, const char *key,
+                      size_t klen) {
+  dl_rd r;
+  dl_rd_init(&r, p, n);
+  while (dl_rd_left(&r)) {
+    const char *k;
+    size_t kl;
+    if (dl_rd_str(&r, &k, &kl)) break;
+    if (kl == klen && memcmp(k, key, klen) == 0) return 1;
+  }
+  return 0;
+}
+
 /*
 ** Run pk's coroutine (nargs values on its stack) until it ends or parks.
 ** An ended task is reported and pk freed.
@@ -850,6 +864,12 @@ static void step(lua_State *L, parked *pk, int nargs) {
   memcpy(dl_w_running_key, t->key, dl_w_running_klen);
   W.deadline = pk->task_deadline;
   W.L = pk->co;
+  /* A cancel that came after the task left the queue and before it was
+     marked running here found it in neither place (on_cancel listed it
+     for the parked): it takes effect now, at its first instruction. */
+  if (W.pcancel.len && key_listed(W.pcancel.p, W.pcancel.len, t->key,
+                                  t->klen))
+    dl_w_interrupt_running(DL_ERR_CANCELLED);
   uv_mutex_unlock(&W.lock);
   P.cur = pk;
   P.park = 0;
