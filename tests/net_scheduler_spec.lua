@@ -416,6 +416,49 @@ describe("dlua scheduler", function()
     assert(H.all_gone({wpid}, 20, true), "the worker outlived its scheduler")
   end)
 
+  it("a worker started before its scheduler waits for the file, then joins",
+     function()
+    local dir = workdir()
+    local spid
+    finally(function()
+      if spid then os.execute("kill -9 " .. spid .. " 2>/dev/null") end
+      rmdir(dir)
+    end)
+    local p = io.popen(("%s worker --scheduler-file %s --token-file %s "
+                        .. ">%s 2>&1 </dev/null & echo $!")
+                       :format(H.q(H.DLUA), H.q(dir .. "/sf"),
+                               H.q(dir .. "/token"), H.q(dir .. "/w.out")))
+    local wpid = math.tointeger(tonumber(p:read("l")))
+    p:close()
+    -- Asleep between two looks for the file (nanosleep or
+    -- clock_nanosleep): it has found none and waits for one.
+    assert(H.poll(function()
+      local sc = H.slurp("/proc/" .. wpid .. "/syscall") or ""
+      local nr = tonumber(sc:match("^%d+"))
+      return nr == 35 or nr == 230
+    end, 20), "the worker never waited for the file: "
+              .. (H.slurp(dir .. "/w.out") or ""))
+    spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
+           .. "--scheduler-file %s --token-file %s"):format(
+            H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
+          dir .. "/sched.out")
+    local sf = sched_file(dir .. "/sf", 30)
+    assert(sf, "no scheduler file")
+    spid = math.tointeger(sf.pid)
+    do
+      local c <close> = dlua.Client{scheduler_file = dir .. "/sf",
+                                    token_file = dir .. "/token"}
+      c:wait_for_workers(1, 30)
+      assert.equals(wpid, c:scheduler_info().workers[1].pid)
+      assert.equals(7, c:submit(function(x) return x + 1 end, 6):result(30))
+      c:shutdown()
+    end
+    assert(H.all_gone({wpid, spid}, 20, true),
+           "the worker or the scheduler outlived the shutdown")
+    assert.is_nil((H.slurp(dir .. "/w.out") or ""):find("cannot read", 1,
+                                                        true))
+  end)
+
   it("refuses a malformed scheduler file and bad options clearly", function()
     local dir = workdir()
     finally(function() rmdir(dir) end)

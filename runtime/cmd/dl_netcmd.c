@@ -526,14 +526,18 @@ static int scheduler_cmd(int argc, char **argv) {
 }
 
 /* The address in the scheduler file at path, waiting up to timeout
-   seconds for the file to appear (the scheduler may start after us). */
+   seconds for the file to appear (the scheduler may start after us).  The
+   scheduler writes it whole and renames it into place, so a read that
+   fails is final only when the file was there before the read began: one
+   that fails first and then sees the file has raced the rename. */
 static int address_from_file(const char *path, double timeout, char *out,
                              size_t n, char *tls, size_t tlsn) {
   lua_State *L = luaL_newstate();
-  int tries = (int)(timeout * 50), ok = 0;
+  int tries = (int)(timeout * 50), ok = 0, was_there;
   if (L == NULL) return -1;
   dlua_openlibs(L);
   for (;;) {
+    was_there = access(path, F_OK) == 0;
     lua_settop(L, 0);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "dlua.cluster");
@@ -549,7 +553,7 @@ static int address_from_file(const char *path, double timeout, char *out,
       ok = 1;
       break;
     }
-    if (access(path, F_OK) == 0 || tries-- <= 0) {
+    if (was_there || tries-- <= 0) {
       fprintf(stderr, "dlua worker: %s\n", lua_tostring(L, -1));
       break;
     }
