@@ -416,28 +416,52 @@ describe("dlua scheduler", function()
     assert(H.all_gone({wpid}, 20, true), "the worker outlived its scheduler")
   end)
 
-  it("a worker started before its scheduler waits for the file, then joins",
-     function()
+  it("a worker and a client started before their scheduler wait for its "
+     .. "file, then join", function()
     local dir = workdir()
     local spid
     finally(function()
       if spid then os.execute("kill -9 " .. spid .. " 2>/dev/null") end
       rmdir(dir)
     end)
-    local p = io.popen(("%s worker --scheduler-file %s --token-file %s "
-                        .. ">%s 2>&1 </dev/null & echo $!")
-                       :format(H.q(H.DLUA), H.q(dir .. "/sf"),
-                               H.q(dir .. "/token"), H.q(dir .. "/w.out")))
-    local wpid = math.tointeger(tonumber(p:read("l")))
-    p:close()
-    -- Asleep between two looks for the file (nanosleep or
-    -- clock_nanosleep): it has found none and waits for one.
-    assert(H.poll(function()
-      local sc = H.slurp("/proc/" .. wpid .. "/syscall") or ""
+    local function start(cmd, out)
+      local p = io.popen(("%s >%s 2>&1 </dev/null & echo $!")
+                         :format(cmd, H.q(out)))
+      local pid = math.tointeger(tonumber(p:read("l")))
+      p:close()
+      return pid
+    end
+    -- The main thread's system call, once it is blocked in one.
+    local function blocked_in(pid, nrs)
+      local sc = H.slurp("/proc/" .. pid .. "/syscall") or ""
       local nr = tonumber(sc:match("^%d+"))
-      return nr == 35 or nr == 230
-    end, 20), "the worker never waited for the file: "
-              .. (H.slurp(dir .. "/w.out") or ""))
+      for _, n in ipairs(nrs) do if nr == n then return true end end
+      return false
+    end
+    local wpid = start(("%s worker --scheduler-file %s --token-file %s")
+                       :format(H.q(H.DLUA), H.q(dir .. "/sf"),
+                               H.q(dir .. "/token")), dir .. "/w.out")
+    H.spit(dir .. "/client.lua", ([[
+      local dlua = require "dlua"
+      local c = dlua.Client{scheduler_file = %q, token_file = %q,
+                            timeout = 60}
+      c:wait_for_workers(1, 60)
+      print("sum " .. c:submit(function(a, b) return a + b end, 2, 3)
+                       :result(60))
+      c:close()
+    ]]):format(dir .. "/sf", dir .. "/token"))
+    local cpid = start(H.q(H.DLUA) .. " " .. H.q(dir .. "/client.lua"),
+                       dir .. "/c.out")
+    -- The worker asleep between two looks for the file (nanosleep or
+    -- clock_nanosleep), the client's Lua thread waiting on its wake-up
+    -- (futex): both have found no file and wait for one.
+    assert(H.poll(function() return blocked_in(wpid, {35, 230}) end, 20),
+           "the worker never waited for the file: "
+           .. (H.slurp(dir .. "/w.out") or ""))
+    assert(H.poll(function() return blocked_in(cpid, {202}) end, 20),
+           "the client never waited for the file: "
+           .. (H.slurp(dir .. "/c.out") or ""))
+    assert.is_nil(H.slurp(dir .. "/sf"))
     spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
            .. "--scheduler-file %s --token-file %s"):format(
             H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
@@ -451,6 +475,10 @@ describe("dlua scheduler", function()
       c:wait_for_workers(1, 30)
       assert.equals(wpid, c:scheduler_info().workers[1].pid)
       assert.equals(7, c:submit(function(x) return x + 1 end, 6):result(30))
+      assert(H.poll(function()
+        return (H.slurp(dir .. "/c.out") or ""):find("sum 5", 1, true)
+      end, 60), "the early client: " .. (H.slurp(dir .. "/c.out") or ""))
+      assert(H.all_gone({cpid}, 20, true), "the early client did not exit")
       c:shutdown()
     end
     assert(H.all_gone({wpid, spid}, 20, true),
@@ -475,8 +503,13 @@ describe("dlua scheduler", function()
     ok, err = pcall(dlua.Client, {scheduler_file = dir .. "/sf"})
     assert.is_false(ok)
     assert.matches('has no "address"', err, 1, true)
-    ok, err = pcall(dlua.Client, {scheduler_file = dir .. "/none"})
-    assert.matches("No such file", err, 1, true)
+    -- A file that never comes: the wait ends at the timeout, clearly.
+    ok, err = pcall(dlua.Client, {scheduler_file = dir .. "/none",
+                                  timeout = 0.2})
+    assert.is_false(ok)
+    assert.matches("no scheduler file " .. dir .. "/none after 0.2 s", err,
+                   1, true)
+    assert.matches("Client{timeout=}", err, 1, true)
     ok, err = pcall(dlua.Client, "10.0.0.1:8786")
     assert.matches('must be "tcp://host:port"', err, 1, true)
     ok, err = pcall(dlua.Client, {address = "tcp://127.0.0.1:1",

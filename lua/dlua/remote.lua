@@ -8,6 +8,7 @@ Used by dlua.client; see README, "Past one machine".
 local cluster_c = require "dlua.cluster"
 local localcluster = require "dlua.localcluster"
 local options = require "dlua.options"
+local core = require "dlua.core"
 
 local fmt = string.format
 
@@ -32,6 +33,42 @@ function M.read_scheduler_file(path, lv)
   return t
 end
 
+-- Seconds a client waits for its scheduler by default: the scheduler
+-- file to appear, then the connection (DL_TCP_CONNECT_MS).
+local CONNECT_S = 10
+
+-- Whether a file is at path (a file there that cannot be read counts).
+local function there(path)
+  local f, _, code = io.open(path, "r")
+  if f then f:close() return true end
+  return code ~= 2 -- ENOENT
+end
+
+-- The scheduler file at path, waiting up to timeout seconds for it to
+-- appear, as Dask's Client(scheduler_file=) does: scripts, workers and
+-- the scheduler of a job are often started together.  The scheduler
+-- writes the file whole and renames it into place, so a read that fails
+-- is final once the file was there before the read began.  Ctrl-C ends
+-- the wait.
+local function scheduler_file_when_there(path, timeout)
+  local deadline = core.time() + timeout
+  repeat
+    local was_there = there(path)
+    local t, err = cluster_c.read_scheduler_file(path)
+    if t then return t end
+    if was_there then error("Client: " .. err, 2) end
+    local left = deadline - core.time()
+    if left <= 0 then
+      error(fmt("Client: no scheduler file %s after %g s; is its scheduler "
+                .. "running (dlua scheduler --scheduler-file %s)?  Give "
+                .. "Client{timeout=} to wait longer", path, timeout, path),
+            2)
+    end
+    local ok, ierr = cluster_c.idle(cluster_c.wake_seq(), math.min(left, 0.02))
+    if ok == nil then error(ierr, 0) end
+  until false
+end
+
 -- Is o a table of connection options (not LocalCluster options)?
 function M.is_remote(arg)
   if type(arg) == "string" then return true end
@@ -48,6 +85,11 @@ function M.connect(arg, lv)
   if tls_dir ~= nil and type(tls_dir) ~= "string" then
     error("Client: tls_dir must be a string, got " .. type(tls_dir), lv)
   end
+  local to = o.timeout
+  if to ~= nil and (type(to) ~= "number" or not (to > 0 and to <= 3600)) then
+    error("Client: timeout must be a number of seconds in (0, 3600], got "
+          .. tostring(to), lv)
+  end
   if o.scheduler_file ~= nil then
     if type(o.scheduler_file) ~= "string" then
       error("Client: scheduler_file must be a string, got "
@@ -56,8 +98,7 @@ function M.connect(arg, lv)
     if addr ~= nil then
       error("Client: give address or scheduler_file, not both", lv)
     end
-    local t, err = cluster_c.read_scheduler_file(o.scheduler_file)
-    if not t then error("Client: " .. err, lv) end
+    local t = scheduler_file_when_there(o.scheduler_file, to or CONNECT_S)
     addr = t.address
     if tls_dir == nil then tls_dir = t.tls_dir end -- the scheduler's TLS
   end
@@ -68,11 +109,6 @@ function M.connect(arg, lv)
   if o.token_file ~= nil and type(o.token_file) ~= "string" then
     error("Client: token_file must be a string, got " .. type(o.token_file),
           lv)
-  end
-  local to = o.timeout
-  if to ~= nil and (type(to) ~= "number" or not (to > 0 and to <= 3600)) then
-    error("Client: timeout must be a number of seconds in (0, 3600], got "
-          .. tostring(to), lv)
   end
   local h, err = cluster_c.connect{address = addr, token_file = o.token_file,
                                    tls_dir = tls_dir, timeout = to}
