@@ -38,6 +38,16 @@ local function sched_file(path, timeout)
   return t
 end
 
+-- A `dlua scheduler` on the loopback for the workdir dir (its file
+-- dir/sf, its output dir/sched.out): the scheduler file's fields.
+local function loopback_scheduler(dir)
+  spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
+         .. "--scheduler-file %s --token-file %s"):format(
+          H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
+        dir .. "/sched.out")
+  return assert(sched_file(dir .. "/sf", 30), "no scheduler file")
+end
+
 -- A client script: joins with the scheduler file, runs body (Lua text,
 -- the client is c) and writes what it returns to out.
 local function client_script(dir, name, body)
@@ -192,12 +202,7 @@ describe("dlua scheduler", function()
       if t and t.pid > 0 then os.execute("kill -9 " .. t.pid .. " 2>/dev/null") end
       rmdir(dir)
     end)
-    spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
-           .. "--scheduler-file %s --token-file %s"):format(
-            H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
-          dir .. "/sched.out")
-    local sf = sched_file(dir .. "/sf", 30)
-    assert(sf, "no scheduler file")
+    local sf = loopback_scheduler(dir)
     spawn(("%s worker --scheduler-file %s --token-file %s --nworkers 2")
           :format(H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
           dir .. "/w.out")
@@ -264,11 +269,7 @@ describe("dlua scheduler", function()
       for _, p in ipairs(wpids) do H.kill(p, "KILL") end
       rmdir(dir)
     end)
-    spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
-           .. "--scheduler-file %s --token-file %s"):format(
-            H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
-          dir .. "/sched.out")
-    assert(sched_file(dir .. "/sf", 30), "no scheduler file")
+    loopback_scheduler(dir)
     spawn(("%s worker --scheduler-file %s --token-file %s --nworkers 2")
           :format(H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
           dir .. "/w.out")
@@ -462,12 +463,7 @@ describe("dlua scheduler", function()
            "the client never waited for the file: "
            .. (H.slurp(dir .. "/c.out") or ""))
     assert.is_nil(H.slurp(dir .. "/sf"))
-    spawn(("%s scheduler --host 127.0.0.1 --port 0 --dashboard-address none "
-           .. "--scheduler-file %s --token-file %s"):format(
-            H.q(H.DLUA), H.q(dir .. "/sf"), H.q(dir .. "/token")),
-          dir .. "/sched.out")
-    local sf = sched_file(dir .. "/sf", 30)
-    assert(sf, "no scheduler file")
+    local sf = loopback_scheduler(dir)
     spid = math.tointeger(sf.pid)
     do
       local c <close> = dlua.Client{scheduler_file = dir .. "/sf",
