@@ -288,6 +288,34 @@ describe("get_client in tasks", function()
     assert.equal("cancelled", f:status())
     assert.equal(7, c:submit(function() return 7 end):result(30))
   end)
+
+  it("ends a waiting task whose timeout passes, as it ends a running one",
+     function()
+    -- The child sleeps 30 s: before the timeout counted while the parent
+    -- waited, the parent ran on until the child ended.
+    local function parent()
+      local dl = require("dlua")
+      return dl.get_client():submit(function()
+        require("dlua").sleep(30)
+      end):result(60)
+    end
+    local f = c:submit(parent, dlua.opts{timeout = 0.5})
+    local e = f:exception(20)
+    assert.is_not_nil(e)
+    assert.matches("timed out", tostring(e))
+    assert.equal("error", f:status())
+    assert.equal(8, c:submit(function() return 8 end):result(30))
+    -- A wait that ends in time: the task goes on and returns.
+    local g = c:submit(function()
+      return require("dlua").get_client():submit(function() return 4 end)
+        :result(30) + 1
+    end, dlua.opts{timeout = 30})
+    assert.equal(5, g:result(30))
+    -- A task that sleeps (parked, its slot given back) past its timeout.
+    local s = c:submit(function() require("dlua").sleep(30) end,
+                       dlua.opts{timeout = 0.3})
+    assert.matches("timed out", tostring(s:exception(20)))
+  end)
 end)
 
 describe("coordination primitives", function()

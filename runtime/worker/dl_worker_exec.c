@@ -372,7 +372,7 @@ static struct {
   parked *all;              /* parked tasks */
   parked *ready, *ready_tail; /* woken: resumed before new tasks start */
   dl_map bykey;             /* waited key -> chain of parked (hnext) */
-  int ntimed;               /* parked with a deadline */
+  int ntimed;               /* parked with a deadline, or a timeout */
   int nscan;                /* parked PK_ANY or PK_REQ (woken by a scan) */
   int unsent;               /* the running task queued messages */
   parked *cur;              /* the task running now */
@@ -406,7 +406,7 @@ static void unpark(parked *pk) {
   if (pk->prev) pk->prev->next = pk->next;
   else P.all = pk->next;
   if (pk->next) pk->next->prev = pk->prev;
-  if (pk->deadline >= 0) P.ntimed--;
+  if (pk->deadline >= 0 || pk->task_deadline > 0) P.ntimed--;
   if (pk->kind == PK_ANY || pk->kind == PK_REQ) P.nscan--;
   if (pk->kind == PK_KEY) {
     parked *h = dl_map_get(&P.bykey, pk->hkey, pk->hklen), **pp;
@@ -646,7 +646,7 @@ static void park(parked *pk) {
   pk->next = P.all;
   if (P.all) P.all->prev = pk;
   P.all = pk;
-  if (pk->deadline >= 0) P.ntimed++;
+  if (pk->deadline >= 0 || pk->task_deadline > 0) P.ntimed++;
   if (pk->kind == PK_ANY || pk->kind == PK_REQ) P.nscan++;
   /* Tell the scheduler that it waits, and for what: once, and again only
      when the key it waits on changes (cycle detection follows it); a
@@ -667,19 +667,27 @@ static void park(parked *pk) {
   }
 }
 
-/* Wake the parked tasks whose deadline has passed; returns the seconds to
-   the next deadline, or -1 if none. */
-static double wake_due(void) {
+static void end_parked(lua_State *L, parked *pk, int kind, const char *msg);
+
+/* Wake the parked tasks whose wait is over, and end those whose task ran
+   out of time (its timeout counts while it waits, as while it runs);
+   returns the seconds to the next deadline, or -1 if none. */
+static double wake_due(lua_State *L) {
   parked *pk, *next;
   double now, next_in = -1;
   if (P.ntimed == 0) return -1;
   now = now_s();
   for (pk = P.all; pk; pk = next) {
+    double at = pk->deadline;
     next = pk->next;
-    if (pk->deadline < 0) continue;
-    if (pk->deadline <= now) wake(pk);
-    else if (next_in < 0 || pk->deadline - now < next_in)
-      next_in = pk->deadline - now;
+    if (pk->task_deadline > 0 && (at < 0 || pk->task_deadline < at))
+      at = pk->task_deadline;
+    if (at < 0) continue;
+    if (pk->task_deadline > 0 && pk->task_deadline <= now)
+      end_parked(L, pk, DL_ERR_TIMEOUT, "task timed out");
+    else if (at <= now) wake(pk);
+    else if (next_in < 0 || at - now < next_in)
+      next_in = at - now;
   }
   return next_in;
 }
@@ -1000,12 +1008,17 @@ static void cancel_parked(lua_State *L, const char *p, size_t n) {
         P.ready_tail = x;
       }
     }
-    complete_err(pk->t, DL_ERR_CANCELLED, "cancelled", NULL);
-    task_report(pk->t);
-    if (pk->used_link) P.litter++;
-    pk->t = NULL;
-    parked_free(L, pk);
+    end_parked(L, pk, DL_ERR_CANCELLED, "cancelled");
   }
+}
+
+/* End pk, parked or woken and not yet resumed, with an error of kind. */
+static void end_parked(lua_State *L, parked *pk, int kind, const char *msg) {
+  complete_err(pk->t, kind, msg, NULL);
+  task_report(pk->t);
+  if (pk->used_link) P.litter++;
+  pk->t = NULL;
+  parked_free(L, pk);
 }
 
 /* Raise, in the parked tasks named, the cycle errors in the n bytes at p
@@ -1289,7 +1302,7 @@ void dl_w_exec_main(void *arg) {
     double due, idle_since = 0;
     if (just_ran) idle_since = await_task();
     just_ran = 0;
-    due = collect_due(wake_due());
+    due = collect_due(wake_due(L));
     uv_mutex_lock(&W.lock);
     while (W.qhead == NULL && !W.stop && !W.relieve && P.ready == NULL &&
            W.cin.len == 0 && W.cyc.len == 0 && W.pcancel.len == 0) {
@@ -1324,7 +1337,7 @@ void dl_w_exec_main(void *arg) {
     if (cyc.len) cycle_parked(cyc.p, cyc.len);
     if (pcancel.len) cancel_parked(L, pcancel.p, pcancel.len);
     cyc.len = pcancel.len = 0;
-    wake_due();
+    wake_due(L);
     uv_mutex_lock(&W.lock);
     W.relieve = 0;
     if (P.ready) { /* waiting tasks whose news came go first */
