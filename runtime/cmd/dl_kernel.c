@@ -83,6 +83,10 @@ typedef struct Kernel {
 
 static Kernel *K = NULL;
 
+/* A SIGINT that came while a request was handled but no cell's call held
+   SIGINT (on_sigint_idle): the next cell's call takes it. */
+static volatile sig_atomic_t missed_sigint;
+
 /* Write a line to the kernel's log (Jupyter's terminal). */
 static void klog(const char *fmt, const char *a, const char *b) {
   char line[600];
@@ -808,7 +812,7 @@ static void do_execute(lua_State *L) {
       lua_setfield(L, -2, name + 1);
     }
     lua_settop(L, base + 1);
-    status = dl_repl_call(L, 0, LUA_MULTRET);
+    status = dl_repl_call_missed(L, 0, LUA_MULTRET, &missed_sigint);
   }
   drain_output();
   r = cJSON_CreateObject();
@@ -968,6 +972,7 @@ static void shell_one(lua_State *L, dl_jrecv *r) {
     return;
   }
   t = K->req.msg_type;
+  missed_sigint = 0;
   K->busy = 1;
   set_output_parent(&K->req.header_raw);
   publish_status("busy", &K->req.header_raw);
@@ -1008,8 +1013,14 @@ static void shell_one(lua_State *L, dl_jrecv *r) {
   dl_jmsg_free(&K->req);
 }
 
-/* SIGINT while no cell runs: nothing to stop (it only wakes zmq_poll). */
-static void on_sigint_idle(int sig) { (void)sig; }
+/* SIGINT while no cell runs: nothing to stop (it only wakes zmq_poll),
+   unless a request is being handled: then it is an interrupt_request that
+   came before the cell's call took over SIGINT (the cell was about to
+   run, as its execute_input said), and the cell's call takes it. */
+static void on_sigint_idle(int sig) {
+  (void)sig;
+  if (K->busy) missed_sigint = 1;
+}
 
 /* The main loop: shell requests until a shutdown. */
 static void serve(lua_State *L) {

@@ -18,6 +18,7 @@
 ** flag; the read fails with EINTR, and the line being typed is dropped.
 */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,17 +89,21 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
 ** before the first took effect (code stuck in C) ends the process, as in
 ** lua.c; once it took effect, the next Ctrl-C interrupts again.
 */
-static void on_sigint_running(int sig) {
+static void stop_chunk(void) {
   int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+  stop_pending = 1;
+  chunk_interrupted = 1;
+  dlua_interrupt(1);
+  lua_sethook(running_L, stop_hook, mask, 1);
+}
+
+static void on_sigint_running(int sig) {
   if (stop_pending) {
     signal(sig, SIG_DFL);
     raise(sig); /* delivered when this handler returns */
     return;
   }
-  stop_pending = 1;
-  chunk_interrupted = 1;
-  dlua_interrupt(1);
-  lua_sethook(running_L, stop_hook, mask, 1);
+  stop_chunk();
 }
 
 /* SIGINT while a line is read: only note it. */
@@ -161,6 +166,11 @@ static int msg_handler(lua_State *L) {
 ** dl_repl.h).  [-(narg+1), +(nres|1), -]
 */
 int dl_repl_call(lua_State *L, int narg, int nres) {
+  return dl_repl_call_missed(L, narg, nres, NULL);
+}
+
+int dl_repl_call_missed(lua_State *L, int narg, int nres,
+                        volatile sig_atomic_t *missed) {
   struct sigaction old;
   int status;
   int base = lua_gettop(L) - narg;
@@ -171,6 +181,17 @@ int dl_repl_call(lua_State *L, int narg, int nres) {
   stop_pending = 0;
   dlua_interrupt(0);
   set_sigint(on_sigint_running, &old);
+  if (missed && *missed) {
+    /* A SIGINT that came before the handler above: taken now, with SIGINT
+       held back so that one arriving meanwhile counts as a second. */
+    sigset_t s, was;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &s, &was);
+    *missed = 0;
+    if (!stop_pending) stop_chunk();
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+  }
   status = lua_pcall(L, narg, nres, base);
   sigaction(SIGINT, &old, NULL);
   /* A Ctrl-C that came too late to stop the chunk must not stop the next. */

@@ -6,6 +6,7 @@
 #ifndef dl_repl_h
 #define dl_repl_h
 
+#include <signal.h>
 #include <lua.h>
 
 /*
@@ -17,6 +18,17 @@
 ** the lua_pcall status.  [-(narg+1), +(nres|1), -]
 */
 int dl_repl_call(lua_State *L, int narg, int nres);
+
+/*
+** dl_repl_call, for a host whose SIGINT may come before the call installs
+** its handler (the kernel's interrupt_request, sent by another thread as
+** the cell starts): when *missed is set (by the host's own SIGINT handler
+** for such a signal), the call clears it and stops the chunk at its first
+** instruction, as if the signal had come once the chunk ran.  missed may
+** be NULL.  [-(narg+1), +(nres|1), -]
+*/
+int dl_repl_call_missed(lua_State *L, int narg, int nres,
+                        volatile sig_atomic_t *missed);
 
 /*
 ** Whether the last dl_repl_call that failed was stopped by Ctrl-C (its

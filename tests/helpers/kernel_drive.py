@@ -183,19 +183,33 @@ def stdin(km, kc):
 
 
 def interrupt(km, kc):
-    mid = kc.execute("busy = 0; while true do busy = busy + 1 end")
-    # Wait until the cell runs (its execute_input is on IOPub).
+    def interrupted(mid, what):
+        km.interrupt_kernel()
+        rep = shell_reply(kc)
+        check(rep["parent_header"]["msg_id"] == mid, "reply to " + what, rep)
+        c = rep["content"]
+        check(c["status"] == "error" and c["ename"] == "Interrupted",
+              what + " interrupted", c)
+
+    # At once when the cell is announced (its execute_input): the
+    # interrupt may come before the cell's first instruction, and stops
+    # it all the same.
+    mid = kc.execute("while true do end")
     while True:
         m = kc.get_iopub_msg(timeout=TIMEOUT)
         if m["msg_type"] == "execute_input":
             break
-    km.interrupt_kernel()
-    rep = shell_reply(kc)
-    check(rep["parent_header"]["msg_id"] == mid, "reply to the loop", rep)
-    c = rep["content"]
-    check(c["status"] == "error" and c["ename"] == "Interrupted",
-          "interrupted", c)
-    rep, outs = run(kc, "busy > 0")
+    interrupted(mid, "a cell just started")
+    # Once the loop runs (it has said so).
+    mid = kc.execute("print('looping'); io.stdout:flush(); busy = 0\n"
+                     "while true do busy = busy + 1 end")
+    while True:
+        m = kc.get_iopub_msg(timeout=TIMEOUT)
+        if (m["msg_type"] == "stream"
+                and "looping" in m["content"].get("text", "")):
+            break
+    interrupted(mid, "a running loop")
+    rep, outs = run(kc, "busy >= 0")
     check(result_of(outs) == {"text/plain": "true"}, "alive, loop ran",
           outs)
 
