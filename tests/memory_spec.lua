@@ -283,6 +283,31 @@ describe("memory management", function()
     client:close()
   end)
 
+  it("collects a running task's garbage before restarting its worker for "
+     .. "memory", function()
+    -- 36 MB kept and 1 MB strings made and dropped in a loop: the
+    -- incremental collector lets the process grow to about twice what
+    -- it keeps, past 95% of 72 MiB, and the worker was restarted for
+    -- garbage (three times, then KilledWorker).  Now it is collected
+    -- first; a task that keeps more than the limit is still stopped (the
+    -- test above).
+    local client = dlua.Client{n_workers = 1,
+                               memory_limit = 72 * SCALE .. "MiB"}
+    finally(function() client:close() end)
+    local f = client:submit(function(mb)
+      local live = {}
+      for i = 1, mb do live[i] = ("a"):rep(1000000 - 10) .. i end
+      local t0, n = os.clock(), 0
+      while os.clock() - t0 < 3 do
+        local s = ("b"):rep(1000000) .. n -- luacheck: ignore
+        n = n + 1
+      end
+      return #live
+    end, 36 * SCALE)
+    assert.equal(36 * SCALE, f:result(120))
+    assert.equal(0, #client:scheduler_info().dead_workers)
+  end)
+
   it("rejects bad memory fractions", function()
     assert.has_error(function()
       dlua.LocalCluster{n_workers = 1, memory_target = 1.5}

@@ -97,6 +97,37 @@ int64_t dl_w_mem_bytes(int64_t *rss) {
   return (int64_t)(total > file ? total - file : 0) * 1024;
 }
 
+/* Memory checks a restart waits for the collection it asked for (Lua
+   code reaches the hook at once; a task in a long C call does not): 0.2 s.
+   Past GC_WAIT_MAX times the limit it waits no more. */
+#define GC_WAIT_CHECKS 4
+#define GC_WAIT_MAX 1.5
+
+/*
+** Past the terminate fraction: whether the restart waits, for a full
+** collection of the running task's state (dl_w_gc_hook) asked now or
+** earlier and not yet done.  Once done, the memory it left decides.
+** I/O thread, W.lock held.
+*/
+static int gc_first(double over, int64_t mem) {
+  if ((double)mem > GC_WAIT_MAX * (double)W.memory_limit) return 0;
+  if (!W.gc_asked) {
+    if (!W.running_seq || W.cancel_kind) return 0;
+    W.gc_asked = 1;
+    W.gc_checks = 0;
+    W.gc_after = -1;
+    lua_sethook(W.L, dl_w_gc_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    return 1;
+  }
+  if (W.gc_after < 0) return ++W.gc_checks <= GC_WAIT_CHECKS;
+  if ((double)W.gc_after <= over) {
+    W.gc_asked = 0; /* it helped: the next time asks again */
+    return 1;
+  }
+  return 0;
+}
+
 static void watchdog_cb(uv_timer_t *t) {
   static int ticks;
   (void)t;
@@ -126,21 +157,24 @@ static void watchdog_cb(uv_timer_t *t) {
       W.relieve = 1;
       dl_w_wake_exec();
     }
-    uv_mutex_unlock(&W.lock);
-    if (mem > W.frac_terminate * limit) {
-      int64_t held;
-      uv_mutex_lock(&W.lock);
-      held = W.managed;
+    if (mem <= W.frac_terminate * limit && W.gc_after >= 0)
+      W.gc_asked = 0;
+    if (mem > W.frac_terminate * limit &&
+        !gc_first(W.frac_terminate * limit, mem)) {
+      int64_t held = W.managed;
+      int collected = W.gc_asked && W.gc_after >= 0;
       uv_mutex_unlock(&W.lock);
       fprintf(stderr, "dlua worker %d: process memory %lld bytes (%lld of "
               "them stored values that could not be spilled) is past %.0f%% "
-              "of its limit %lld; restarting the worker (its tasks are "
+              "of its limit %lld%s; restarting the worker (its tasks are "
               "recomputed elsewhere)\n", W.id, (long long)mem,
               (long long)held, W.frac_terminate * 100,
-              (long long)W.memory_limit);
+              (long long)W.memory_limit,
+              collected ? ", after a full collection" : "");
       fflush(stderr);
       _exit(3);
     }
+    uv_mutex_unlock(&W.lock);
   }
   uv_mutex_lock(&W.lock);
   if (W.running_seq && W.deadline > 0 && now_s() > W.deadline &&

@@ -214,6 +214,11 @@ typedef struct worker {
   uint64_t running_seq;
   double deadline; /* of the running task, 0 if none */
   int cancel_kind; /* why the running task is being interrupted */
+  /* Past the terminate fraction while a task runs, the watchdog first has
+     the task's state collected (dl_w_gc_hook): asked, and the memory
+     measured once it was done (-1 until then). */
+  int gc_asked, gc_checks;
+  int64_t gc_after;
   int stop;
   lua_State *L; /* the running task's thread (the executor's state
                    between tasks); the I/O thread only sets hooks on it */
@@ -282,6 +287,7 @@ int dl_w_fn_get(void *ud, const unsigned char hash[16], const char **code,
 void dl_w_fns_reap(void);
 int dl_w_future_decode(lua_State *L, const char *p, size_t n, void *ctx);
 void dl_w_interrupt_hook(lua_State *L, lua_Debug *ar);
+void dl_w_gc_hook(lua_State *L, lua_Debug *ar);
 wtask *dl_w_task_new(const char *key, size_t klen, const char *payload,
                      size_t plen, const char *fns, uint64_t nfns,
                      const dl_rd *deps, uint64_t ndeps);

@@ -99,6 +99,7 @@ static void prof_hook(lua_State *L, lua_Debug *ar) {
 void dl_w_prof_tick(void) {
   double now;
   if (interval <= 0 || !W.running_seq || W.cancel_kind) return;
+  if (W.gc_asked && W.gc_after < 0) return; /* dl_w_gc_hook's turn */
   now = now_s();
   if (now - last < interval) return;
   last = now;
