@@ -200,8 +200,9 @@ def interrupt(km, kc):
         if m["msg_type"] == "execute_input":
             break
     interrupted(mid, "a cell just started")
-    # Once the loop runs (it has said so).
-    mid = kc.execute("print('looping'); io.stdout:flush(); busy = 0\n"
+    # Once the cell runs (it has said so, after setting busy: under load
+    # the interrupt can still land before the statement after the print).
+    mid = kc.execute("busy = 0; print('looping'); io.stdout:flush()\n"
                      "while true do busy = busy + 1 end")
     while True:
         m = kc.get_iopub_msg(timeout=TIMEOUT)
