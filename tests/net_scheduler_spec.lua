@@ -432,11 +432,18 @@ describe("dlua scheduler", function()
       p:close()
       return pid
     end
-    -- The main thread's system call, once it is blocked in one.
-    local function blocked_in(pid, nrs)
+    -- Whether the main thread is blocked in one of the calls named
+    -- (/proc/PID/syscall gives the number, which depends on the machine).
+    local _, machine = H.sh("uname -m")
+    local arm = (machine or ""):match("aarch64")
+    local NR = arm and {nanosleep = 101, clock_nanosleep = 115, futex = 98}
+      or {nanosleep = 35, clock_nanosleep = 230, futex = 202}
+    local function blocked_in(pid, names)
       local sc = H.slurp("/proc/" .. pid .. "/syscall") or ""
       local nr = tonumber(sc:match("^%d+"))
-      for _, n in ipairs(nrs) do if nr == n then return true end end
+      for _, name in ipairs(names) do
+        if nr == NR[name] then return true end
+      end
       return false
     end
     local wpid = start(("%s worker --scheduler-file %s --token-file %s")
@@ -456,10 +463,11 @@ describe("dlua scheduler", function()
     -- The worker asleep between two looks for the file (nanosleep or
     -- clock_nanosleep), the client's Lua thread waiting on its wake-up
     -- (futex): both have found no file and wait for one.
-    assert(H.poll(function() return blocked_in(wpid, {35, 230}) end, 20),
+    local asleep = {"nanosleep", "clock_nanosleep"}
+    assert(H.poll(function() return blocked_in(wpid, asleep) end, 20),
            "the worker never waited for the file: "
            .. (H.slurp(dir .. "/w.out") or ""))
-    assert(H.poll(function() return blocked_in(cpid, {202}) end, 20),
+    assert(H.poll(function() return blocked_in(cpid, {"futex"}) end, 20),
            "the client never waited for the file: "
            .. (H.slurp(dir .. "/c.out") or ""))
     assert.is_nil(H.slurp(dir .. "/sf"))
